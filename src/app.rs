@@ -1,0 +1,143 @@
+//! The running service: storage, publication, gRPC and HTTP listeners, and clean shutdown.
+
+use crate::config::Settings;
+use crate::publication::{Publication, PublicationError, Scheduler};
+use crate::publishing::{PublishError, Publisher};
+use crate::storage::{SqliteStore, Store, StoreError};
+use crate::{demo, grpc, http};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Why the service could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot build the feeds: {0}")]
+    Publication(#[from] PublicationError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Grpc(#[from] grpc::GrpcError),
+    #[error("HTTP server failed: {0}")]
+    Http(std::io::Error),
+    #[error("cannot publish the sample edition: {0}")]
+    Demo(#[from] PublishError),
+}
+
+/// A built service with its listeners bound, ready to run.
+pub struct Application {
+    settings: Arc<Settings>,
+    store: Arc<dyn Store>,
+    publisher: Publisher,
+    publication: Publication,
+    scheduler: Scheduler,
+    grpc_listener: TcpListener,
+    http_listener: TcpListener,
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, AppError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::Bind { addr, source })
+}
+
+impl Application {
+    /// Opens the store, builds every feed and binds both listeners (port 0 picks a free port).
+    pub async fn build(settings: Settings) -> Result<Self, AppError> {
+        let settings = Arc::new(settings);
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&settings.server.data_dir).await?);
+        let (publication, scheduler) = Publication::start(store.clone(), settings.clone()).await?;
+        let publisher = Publisher::new(store.clone(), settings.clone(), publication.clone());
+        let grpc_listener = bind(settings.server.grpc_addr).await?;
+        let http_listener = bind(settings.server.http_addr).await?;
+        Ok(Self {
+            settings,
+            store,
+            publisher,
+            publication,
+            scheduler,
+            grpc_listener,
+            http_listener,
+        })
+    }
+
+    /// The address the gRPC API listens on.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The address the HTTP server listens on.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The feeds as currently published.
+    pub fn publication(&self) -> &Publication {
+        &self.publication
+    }
+
+    /// Publishes the sample edition through the same use-case as the API; returns how many
+    /// articles changed.
+    pub async fn publish_demo(&self) -> Result<usize, AppError> {
+        Ok(
+            demo::publish_sample_edition(&self.publisher, self.store.as_ref(), &self.settings)
+                .await?,
+        )
+    }
+
+    /// Serves until `shutdown` completes (or a server fails), then drains in-flight
+    /// requests, stops regeneration and closes the store.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), AppError> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let scheduler = tokio::spawn(self.scheduler.run(stop_rx.clone()));
+        let router = http::router(self.publication.clone(), &self.settings);
+
+        let stop = async {
+            tokio::select! {
+                () = shutdown => tracing::info!("shutting down"),
+                () = stopped(stop_rx.clone()) => {}
+            }
+            let _ = stop_tx.send(true);
+        };
+        let grpc = async {
+            let result = grpc::serve(
+                self.grpc_listener,
+                self.publisher.clone(),
+                stopped(stop_rx.clone()),
+            )
+            .await;
+            let _ = stop_tx.send(true);
+            result
+        };
+        let http = async {
+            let result = axum::serve(self.http_listener, router)
+                .with_graceful_shutdown(stopped(stop_rx.clone()))
+                .await;
+            let _ = stop_tx.send(true);
+            result
+        };
+        let ((), grpc, http) = tokio::join!(stop, grpc, http);
+        let _ = scheduler.await;
+        self.store.close().await;
+        grpc?;
+        http.map_err(AppError::Http)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,374 @@
+//! Settings: the TOML file (feedpub.toml) < environment (FEEDPUB_*) < command-line flags.
+
+use crate::domain::{Section, SectionSlug};
+use chrono::FixedOffset;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use url::Url;
+
+/// The sample configuration, used when no file is given and `./feedpub.toml` does not exist.
+pub const EMBEDDED_CONFIG: &str = include_str!("../feedpub.toml");
+/// Where the configuration is looked for when no `--config` is given.
+pub const DEFAULT_CONFIG_PATH: &str = "feedpub.toml";
+
+/// Everything a running feedpub needs to know, after all sources are merged.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub site: Site,
+    pub server: Server,
+    pub feeds: Feeds,
+    /// Configured sections, in configuration order.
+    pub sections: Vec<Section>,
+}
+
+/// The site the feeds belong to.
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub title: String,
+    /// Absolute URL the site is reached at, always ending in `/`.
+    pub base_url: Url,
+    /// BCP 47 language tag.
+    pub language: String,
+    pub description: String,
+    /// Offset dates are shown in (feeds carry the real offset, e.g. `+0800`).
+    pub utc_offset: FixedOffset,
+}
+
+/// Addresses and folders of a running server.
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    /// Holds the SQLite database.
+    pub data_dir: PathBuf,
+    /// Where generated feeds are written.
+    pub feeds_dir: PathBuf,
+}
+
+/// How feeds are built.
+#[derive(Debug, Clone)]
+pub struct Feeds {
+    /// Most entries in one feed document.
+    pub max_items: usize,
+}
+
+/// Values from the environment or flags that win over the file; `None` leaves the file's value.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub feeds_dir: Option<PathBuf>,
+    pub grpc_addr: Option<SocketAddr>,
+    pub http_addr: Option<SocketAddr>,
+}
+
+/// Why the configuration could not be loaded; the message names file, line and key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration in {origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    site: FileSite,
+    #[serde(default)]
+    server: FileServer,
+    #[serde(default)]
+    feeds: FileFeeds,
+    #[serde(default)]
+    sections: Vec<toml::Spanned<FileSection>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSite {
+    title: String,
+    base_url: BaseUrl,
+    language: Language,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    utc_offset: Offset,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileServer {
+    grpc_addr: Option<SocketAddr>,
+    http_addr: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    feeds_dir: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileFeeds {
+    #[serde(default = "default_max_items")]
+    max_items: MaxItems,
+}
+
+impl Default for FileFeeds {
+    fn default() -> Self {
+        Self {
+            max_items: default_max_items(),
+        }
+    }
+}
+
+fn default_max_items() -> MaxItems {
+    MaxItems(50)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSection {
+    slug: SectionSlug,
+    title: String,
+    #[serde(default)]
+    description: String,
+}
+
+/// An absolute http(s) URL, normalised to end in `/`.
+#[derive(Deserialize)]
+#[serde(try_from = "String")]
+struct BaseUrl(Url);
+
+impl TryFrom<String> for BaseUrl {
+    type Error = String;
+    fn try_from(raw: String) -> Result<Self, String> {
+        let mut url =
+            Url::parse(&raw).map_err(|e| format!("base_url must be an absolute URL ({e})"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err("base_url must be an http or https URL with a host".into());
+        }
+        if !url.path().ends_with('/') {
+            let path = format!("{}/", url.path());
+            url.set_path(&path);
+        }
+        Ok(Self(url))
+    }
+}
+
+/// A BCP 47 tag in its common shape: `zh-CN`, `en`, `zh-Hans-CN`.
+#[derive(Deserialize)]
+#[serde(try_from = "String")]
+struct Language(String);
+
+impl TryFrom<String> for Language {
+    type Error = String;
+    fn try_from(raw: String) -> Result<Self, String> {
+        let mut parts = raw.split('-');
+        let primary_ok = parts.next().is_some_and(|p| {
+            (2..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphabetic())
+        });
+        let rest_ok = parts
+            .all(|p| (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()));
+        if primary_ok && rest_ok {
+            Ok(Self(raw))
+        } else {
+            Err(format!(
+                "language {raw:?} is not a BCP 47 language tag such as \"zh-CN\""
+            ))
+        }
+    }
+}
+
+/// A fixed UTC offset such as `+08:00`.
+#[derive(Deserialize)]
+#[serde(try_from = "String")]
+struct Offset(FixedOffset);
+
+impl Default for Offset {
+    fn default() -> Self {
+        Self(FixedOffset::east_opt(0).expect("zero is a valid offset"))
+    }
+}
+
+impl TryFrom<String> for Offset {
+    type Error = String;
+    fn try_from(raw: String) -> Result<Self, String> {
+        raw.parse::<FixedOffset>()
+            .map(Self)
+            .map_err(|_| format!("utc_offset {raw:?} is not an offset such as \"+08:00\""))
+    }
+}
+
+/// Entries per feed: 1 to 1000.
+#[derive(Deserialize)]
+#[serde(try_from = "i64")]
+struct MaxItems(usize);
+
+impl TryFrom<i64> for MaxItems {
+    type Error = String;
+    fn try_from(raw: i64) -> Result<Self, String> {
+        match usize::try_from(raw) {
+            Ok(n) if (1..=1000).contains(&n) => Ok(Self(n)),
+            _ => Err(format!("max_items must be between 1 and 1000, not {raw}")),
+        }
+    }
+}
+
+impl Settings {
+    /// Loads `path` (or `./feedpub.toml`, or the embedded sample when neither exists) and applies `overrides`.
+    pub fn load(path: Option<&Path>, overrides: Overrides) -> Result<Self, ConfigError> {
+        let (origin, text) = match path {
+            Some(path) => (path.display().to_string(), read(path)?),
+            None if Path::new(DEFAULT_CONFIG_PATH).exists() => (
+                DEFAULT_CONFIG_PATH.to_owned(),
+                read(Path::new(DEFAULT_CONFIG_PATH))?,
+            ),
+            None => (
+                "the embedded sample configuration".to_owned(),
+                EMBEDDED_CONFIG.to_owned(),
+            ),
+        };
+        Self::parse(&origin, &text, overrides)
+    }
+
+    /// Parses configuration text; `origin` names it in error messages.
+    pub fn parse(origin: &str, text: &str, overrides: Overrides) -> Result<Self, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            message,
+        };
+        let file: FileConfig = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+
+        let mut sections: Vec<Section> = Vec::with_capacity(file.sections.len());
+        for spanned in file.sections {
+            let line = text[..spanned.span().start].matches('\n').count() + 1;
+            let section = spanned.into_inner();
+            if sections.iter().any(|s| s.slug == section.slug) {
+                return Err(invalid(format!(
+                    "line {line}: sections.slug {:?} is configured twice",
+                    section.slug.as_str()
+                )));
+            }
+            if section.title.trim().is_empty() {
+                return Err(invalid(format!(
+                    "line {line}: sections.title must not be empty"
+                )));
+            }
+            sections.push(Section {
+                slug: section.slug,
+                title: section.title,
+                description: section.description,
+            });
+        }
+        if file.site.title.trim().is_empty() {
+            return Err(invalid("site.title must not be empty".into()));
+        }
+
+        let server = Server {
+            grpc_addr: overrides
+                .grpc_addr
+                .or(file.server.grpc_addr)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 50051))),
+            http_addr: overrides
+                .http_addr
+                .or(file.server.http_addr)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            data_dir: overrides
+                .data_dir
+                .or(file.server.data_dir)
+                .unwrap_or_else(|| PathBuf::from("data")),
+            feeds_dir: overrides
+                .feeds_dir
+                .or(file.server.feeds_dir)
+                .unwrap_or_else(|| PathBuf::from("feeds")),
+        };
+        Ok(Settings {
+            site: Site {
+                title: file.site.title,
+                base_url: file.site.base_url.0,
+                language: file.site.language.0,
+                description: file.site.description,
+                utc_offset: file.site.utc_offset.0,
+            },
+            server,
+            feeds: Feeds {
+                max_items: file.feeds.max_items.0,
+            },
+            sections,
+        })
+    }
+
+    /// The configured section with this slug.
+    pub fn section(&self, slug: &SectionSlug) -> Option<&Section> {
+        self.sections.iter().find(|s| &s.slug == slug)
+    }
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_of(text: &str) -> String {
+        Settings::parse("test.toml", text, Overrides::default())
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn the_embedded_sample_configuration_loads() {
+        let settings = Settings::parse("sample", EMBEDDED_CONFIG, Overrides::default()).unwrap();
+        assert_eq!(settings.site.language, "zh-CN");
+        assert_eq!(settings.site.utc_offset.local_minus_utc(), 8 * 3600);
+        assert_eq!(settings.feeds.max_items, 50);
+        assert_eq!(settings.sections.len(), 5);
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let overrides = Overrides {
+            data_dir: Some("/elsewhere".into()),
+            ..Overrides::default()
+        };
+        let settings = Settings::parse("sample", EMBEDDED_CONFIG, overrides).unwrap();
+        assert_eq!(settings.server.data_dir, PathBuf::from("/elsewhere"));
+        assert_eq!(settings.server.feeds_dir, PathBuf::from("feeds"));
+    }
+
+    #[test]
+    fn a_bad_value_is_reported_with_file_line_and_key() {
+        let message = error_of(
+            "[site]\ntitle = \"t\"\nbase_url = \"http://x/\"\nlanguage = \"zh-CN\"\n\n[[sections]]\nslug = \"Bad Slug\"\ntitle = \"t\"\n",
+        );
+        assert!(message.contains("test.toml"), "{message}");
+        assert!(message.contains("line 7"), "{message}");
+        assert!(message.contains("slug"), "{message}");
+    }
+
+    #[test]
+    fn reserved_duplicate_and_unknown_keys_are_refused() {
+        let base = "[site]\ntitle = \"t\"\nbase_url = \"http://x/\"\nlanguage = \"zh-CN\"\n";
+        assert!(
+            error_of(&format!(
+                "{base}[[sections]]\nslug = \"all\"\ntitle = \"t\"\n"
+            ))
+            .contains("reserved")
+        );
+        let twice = format!(
+            "{base}[[sections]]\nslug = \"a\"\ntitle = \"t\"\n[[sections]]\nslug = \"a\"\ntitle = \"t\"\n"
+        );
+        assert!(error_of(&twice).contains("line 8"));
+        assert!(error_of(&format!("{base}colour = 1\n")).contains("colour"));
+        assert!(
+            error_of("[site]\ntitle = \"t\"\nbase_url = \"relative/\"\nlanguage = \"zh-CN\"\n")
+                .contains("base_url")
+        );
+    }
+}

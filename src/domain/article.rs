@@ -1,0 +1,530 @@
+//! Articles: the draft a partner sends, the validated content, and the stored record.
+
+use super::text::{self, clean};
+use super::{ArticleId, PartnerId, SectionSlug, Violations};
+use chrono::{DateTime, Datelike, Utc};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// Longest accepted headline, subtitle or kicker, in characters.
+const MAX_LINE_CHARS: usize = 500;
+/// Longest accepted summary, in characters.
+const MAX_SUMMARY_CHARS: usize = 5_000;
+/// Largest accepted body, in bytes, for each of `content_html` and `content_text`.
+const MAX_CONTENT_BYTES: usize = 1 << 20;
+/// Most authors, and most tags, one article may carry.
+const MAX_NAMES: usize = 50;
+const MAX_TAGS: usize = 100;
+/// Longest accepted author name or tag, in characters.
+const MAX_NAME_CHARS: usize = 200;
+/// Length of a derived summary, in user-perceived characters.
+const SUMMARY_GRAPHEMES: usize = 160;
+
+/// An article as a partner sent it, before validation. Times are already instants.
+#[derive(Debug, Clone, Default)]
+pub struct ArticleDraft {
+    pub id: String,
+    pub section: String,
+    pub title: String,
+    pub subtitle: String,
+    pub kicker: String,
+    pub authors: Vec<String>,
+    pub summary: String,
+    pub content_html: String,
+    pub content_text: String,
+    pub tags: Vec<String>,
+    pub canonical_url: String,
+    pub publish_time: Option<DateTime<Utc>>,
+    pub update_time: Option<DateTime<Utc>>,
+    pub expire_time: Option<DateTime<Utc>>,
+}
+
+/// Validated article content: every field clean, sanitised and within limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ArticleContent {
+    pub section: SectionSlug,
+    pub title: String,
+    pub subtitle: String,
+    pub kicker: String,
+    pub authors: Vec<String>,
+    /// Plain text; derived from the body when the partner sent none.
+    pub summary: String,
+    /// Sanitised HTML body (made from `content_text` when only that was sent).
+    pub content_html: String,
+    /// The plain-text body, when the partner sent one.
+    pub content_text: Option<String>,
+    pub tags: Vec<String>,
+    pub canonical_url: Option<String>,
+    pub publish_time: DateTime<Utc>,
+    /// The partner's own edit time, when it sent one.
+    pub update_time: Option<DateTime<Utc>>,
+    pub expire_time: Option<DateTime<Utc>>,
+}
+
+impl ArticleContent {
+    /// A strong validator of the content: equal exactly when the content is equal.
+    pub fn etag(&self) -> String {
+        let canonical = serde_json::to_vec(self).expect("article content always serialises");
+        hex::encode(&Sha256::digest(&canonical)[..12])
+    }
+}
+
+/// Where an article stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArticleState {
+    /// In its section's feeds once `publish_time` has come, until `expire_time`.
+    Published,
+    /// Taken out of every feed.
+    Retracted,
+}
+
+/// A stored article.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Article {
+    pub partner: PartnerId,
+    pub id: ArticleId,
+    /// Permanent, unique id used as RSS guid, Atom id and JSON Feed id.
+    pub guid: String,
+    pub content: ArticleContent,
+    /// When the content last really changed.
+    pub updated: DateTime<Utc>,
+    /// When feedpub first stored the article.
+    pub create_time: DateTime<Utc>,
+    /// When anything a feed shows of the article last changed (store, edit, retraction).
+    pub change_time: DateTime<Utc>,
+    pub state: ArticleState,
+    pub retract_time: Option<DateTime<Utc>>,
+    pub retract_reason: String,
+    /// `content.etag()`, kept with the record.
+    pub etag: String,
+}
+
+/// What a publish did to the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revision {
+    /// Identical content was already published: nothing changed.
+    Unchanged(Article),
+    /// A new article.
+    Created(Article),
+    /// An existing article got new content (or came back from retraction).
+    Updated {
+        article: Article,
+        previous_section: SectionSlug,
+    },
+}
+
+impl Revision {
+    /// The article as it now stands.
+    pub fn article(&self) -> &Article {
+        match self {
+            Self::Unchanged(article) | Self::Created(article) => article,
+            Self::Updated { article, .. } => article,
+        }
+    }
+
+    /// The sections whose feeds must be rebuilt because of this revision.
+    pub fn touched_sections(&self) -> Vec<SectionSlug> {
+        match self {
+            Self::Unchanged(_) => Vec::new(),
+            Self::Created(article) => vec![article.content.section.clone()],
+            Self::Updated {
+                article,
+                previous_section,
+            } => {
+                let mut sections = vec![article.content.section.clone()];
+                if *previous_section != article.content.section {
+                    sections.push(previous_section.clone());
+                }
+                sections
+            }
+        }
+    }
+}
+
+impl Article {
+    /// Applies a publish of `content` on top of what is stored (`existing`), at `now`.
+    /// The GUID is kept from `existing`, or made by `new_guid` for a new article.
+    pub fn revise(
+        existing: Option<Article>,
+        partner: PartnerId,
+        id: ArticleId,
+        content: ArticleContent,
+        now: DateTime<Utc>,
+        new_guid: impl FnOnce(&ArticleContent) -> String,
+    ) -> Revision {
+        let etag = content.etag();
+        match existing {
+            Some(old) if old.etag == etag && old.state == ArticleState::Published => {
+                Revision::Unchanged(old)
+            }
+            Some(old) => {
+                let updated = content.update_time.unwrap_or_else(|| {
+                    if old.etag == etag {
+                        old.updated
+                    } else {
+                        now.max(content.publish_time)
+                    }
+                });
+                let previous_section = old.content.section.clone();
+                Revision::Updated {
+                    article: Article {
+                        content,
+                        updated,
+                        change_time: now,
+                        state: ArticleState::Published,
+                        retract_time: None,
+                        retract_reason: String::new(),
+                        etag,
+                        ..old
+                    },
+                    previous_section,
+                }
+            }
+            None => Revision::Created(Article {
+                partner,
+                id,
+                guid: new_guid(&content),
+                updated: content.update_time.unwrap_or(content.publish_time),
+                content,
+                create_time: now,
+                change_time: now,
+                state: ArticleState::Published,
+                retract_time: None,
+                retract_reason: String::new(),
+                etag,
+            }),
+        }
+    }
+}
+
+/// A validated draft: the id, the content and what was changed on the way in.
+#[derive(Debug, Clone)]
+pub struct ValidDraft {
+    pub id: ArticleId,
+    pub content: ArticleContent,
+    /// Notes for the editor about what ingest changed, e.g. removed control characters.
+    pub warnings: Vec<String>,
+}
+
+/// Collects cleaned fields, violations and warnings while a draft is checked.
+struct Checker {
+    violations: Violations,
+    warnings: Vec<String>,
+}
+
+impl Checker {
+    fn text(&mut self, field: &str, raw: &str, single_line: bool) -> String {
+        let cleaned = clean(raw, single_line);
+        if cleaned.removed > 0 {
+            self.warnings.push(format!(
+                "{field}: removed {} character(s) that feeds cannot carry (control characters or non-characters)",
+                cleaned.removed
+            ));
+        }
+        cleaned.text
+    }
+
+    fn line(&mut self, field: &str, raw: &str, required: bool) -> String {
+        let line = self.text(field, raw, true);
+        if required && line.is_empty() {
+            self.violations.add(field, "is required");
+        } else if line.chars().count() > MAX_LINE_CHARS {
+            self.violations
+                .add(field, format!("is longer than {MAX_LINE_CHARS} characters"));
+        }
+        line
+    }
+
+    fn names(&mut self, field: &str, raw: &[String], max: usize) -> Vec<String> {
+        if raw.len() > max {
+            self.violations.add(
+                field,
+                format!("has {} entries; at most {max} are allowed", raw.len()),
+            );
+            return Vec::new();
+        }
+        let mut names: Vec<String> = Vec::with_capacity(raw.len());
+        for (i, name) in raw.iter().enumerate() {
+            let item = format!("{field}[{i}]");
+            let name = self.text(&item, name, true);
+            if name.is_empty() {
+                self.violations.add(item, "is empty");
+            } else if name.chars().count() > MAX_NAME_CHARS {
+                self.violations
+                    .add(item, format!("is longer than {MAX_NAME_CHARS} characters"));
+            } else if names.contains(&name) {
+                self.warnings
+                    .push(format!("{item}: {name:?} is listed twice; kept once"));
+            } else {
+                names.push(name);
+            }
+        }
+        names
+    }
+
+    fn body(&mut self, field: &str, raw: &str) -> String {
+        if raw.len() > MAX_CONTENT_BYTES {
+            self.violations
+                .add(field, format!("is larger than {MAX_CONTENT_BYTES} bytes"));
+            return String::new();
+        }
+        self.text(field, raw, false)
+    }
+}
+
+impl ArticleDraft {
+    /// Checks every field, returning all violations at once; field paths start with `prefix`.
+    pub fn validate(self, prefix: &str) -> Result<ValidDraft, Violations> {
+        let f = |name: &str| format!("{prefix}{name}");
+        let mut check = Checker {
+            violations: Violations::default(),
+            warnings: Vec::new(),
+        };
+        let id = ArticleId::parse(&self.id)
+            .map_err(|e| check.violations.add(f("id"), e))
+            .ok();
+        let section = SectionSlug::parse(&self.section)
+            .map_err(|e| check.violations.add(f("section"), e))
+            .ok();
+        let title = check.line(&f("title"), &self.title, true);
+        let subtitle = check.line(&f("subtitle"), &self.subtitle, false);
+        let kicker = check.line(&f("kicker"), &self.kicker, false);
+        let authors = check.names(&f("authors"), &self.authors, MAX_NAMES);
+        let tags = check.names(&f("tags"), &self.tags, MAX_TAGS);
+
+        let content_text = check.body(&f("content_text"), &self.content_text);
+        let content_html = check.body(&f("content_html"), &self.content_html);
+        let content_html = if !content_html.is_empty() {
+            text::sanitize_html(&content_html)
+        } else {
+            text::text_to_html(&content_text)
+        };
+        if content_html.trim().is_empty() {
+            check.violations.add(
+                f("content_html"),
+                "one of content_html and content_text is required",
+            );
+        }
+
+        let mut summary = check.text(&f("summary"), &self.summary, false);
+        if summary.chars().count() > MAX_SUMMARY_CHARS {
+            check.violations.add(
+                f("summary"),
+                format!("is longer than {MAX_SUMMARY_CHARS} characters"),
+            );
+        }
+        if summary.is_empty() {
+            let body = if content_text.is_empty() {
+                text::html_to_text(&content_html)
+            } else {
+                content_text.clone()
+            };
+            summary = text::summarize(&body, SUMMARY_GRAPHEMES);
+        }
+
+        let canonical_url = check_url(&self.canonical_url)
+            .map_err(|e| check.violations.add(f("canonical_url"), e))
+            .ok()
+            .flatten();
+
+        let times = [
+            ("publish_time", self.publish_time),
+            ("update_time", self.update_time),
+            ("expire_time", self.expire_time),
+        ];
+        for (name, time) in times {
+            if let Some(t) = time
+                && !(1800..=2200).contains(&t.year())
+            {
+                check
+                    .violations
+                    .add(f(name), "must be between the years 1800 and 2200");
+            }
+        }
+        if self.publish_time.is_none() {
+            check.violations.add(f("publish_time"), "is required");
+        }
+        if let (Some(publish), Some(expire)) = (self.publish_time, self.expire_time)
+            && expire <= publish
+        {
+            check
+                .violations
+                .add(f("expire_time"), "must be later than publish_time");
+        }
+
+        let Checker {
+            violations,
+            warnings,
+        } = check;
+        match (id, section, self.publish_time) {
+            (Some(id), Some(section), Some(publish_time)) if violations.is_empty() => {
+                Ok(ValidDraft {
+                    id,
+                    content: ArticleContent {
+                        section,
+                        title,
+                        subtitle,
+                        kicker,
+                        authors,
+                        summary,
+                        content_html,
+                        content_text: (!content_text.is_empty()).then_some(content_text),
+                        tags,
+                        canonical_url,
+                        publish_time,
+                        update_time: self.update_time,
+                        expire_time: self.expire_time,
+                    },
+                    warnings,
+                })
+            }
+            _ => Err(violations),
+        }
+    }
+}
+
+/// Accepts an empty value (no URL) or an absolute http(s) URL of at most 2048 bytes.
+fn check_url(raw: &str) -> Result<Option<String>, String> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    if raw.len() > 2048 {
+        return Err("is longer than 2048 bytes".into());
+    }
+    let url = url::Url::parse(raw).map_err(|e| format!("is not an absolute URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("must be an http or https URL".into());
+    }
+    Ok(Some(url.to_string()))
+}
+
+impl Article {
+    /// Takes the article out of every feed at `now`; false when it was already retracted.
+    pub fn retract(&mut self, reason: String, now: DateTime<Utc>) -> bool {
+        if self.state == ArticleState::Retracted {
+            return false;
+        }
+        self.state = ArticleState::Retracted;
+        self.retract_time = Some(now);
+        self.retract_reason = reason;
+        self.change_time = now;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn draft() -> ArticleDraft {
+        ArticleDraft {
+            id: "a-1".into(),
+            section: "politics".into(),
+            title: "标题".into(),
+            authors: vec!["陈淑兰".into()],
+            content_text: "第一段。\n\n第二段。".into(),
+            publish_time: Some(Utc.with_ymd_and_hms(2023, 6, 6, 22, 0, 0).unwrap()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_text_only_draft_gets_html_paragraphs_and_a_summary() {
+        let valid = draft().validate("article.").unwrap();
+        assert_eq!(
+            valid.content.content_html,
+            "<p>第一段。</p>\n<p>第二段。</p>"
+        );
+        assert_eq!(valid.content.summary, "第一段。 第二段。");
+        assert!(valid.warnings.is_empty());
+    }
+
+    #[test]
+    fn every_bad_field_is_reported_by_name() {
+        let bad = ArticleDraft {
+            id: "a b".into(),
+            section: "".into(),
+            title: " ".into(),
+            authors: vec!["".into()],
+            content_text: String::new(),
+            canonical_url: "ftp://x".into(),
+            publish_time: None,
+            ..Default::default()
+        };
+        let violations = bad.validate("article.").unwrap_err();
+        let fields: Vec<_> = violations.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "article.id",
+                "article.section",
+                "article.title",
+                "article.authors[0]",
+                "article.content_html",
+                "article.canonical_url",
+                "article.publish_time"
+            ]
+        );
+    }
+
+    #[test]
+    fn control_characters_are_removed_with_a_warning() {
+        let valid = ArticleDraft {
+            title: "标\u{7}题".into(),
+            ..draft()
+        }
+        .validate("article.")
+        .unwrap();
+        assert_eq!(valid.content.title, "标题");
+        assert_eq!(valid.warnings.len(), 1);
+        assert!(valid.warnings[0].starts_with("article.title:"));
+    }
+
+    #[test]
+    fn republishing_identical_content_is_unchanged_and_an_edit_keeps_the_guid() {
+        let valid = draft().validate("").unwrap();
+        let t0 = Utc.with_ymd_and_hms(2023, 6, 7, 0, 0, 0).unwrap();
+        let created = Article::revise(
+            None,
+            PartnerId(1),
+            valid.id.clone(),
+            valid.content.clone(),
+            t0,
+            |_| "tag:x,2023-06-06:p/a-1".into(),
+        );
+        let Revision::Created(first) = created else {
+            panic!("expected a new article")
+        };
+        assert_eq!(first.updated, valid.content.publish_time);
+
+        let again = Article::revise(
+            Some(first.clone()),
+            PartnerId(1),
+            valid.id.clone(),
+            valid.content.clone(),
+            t0,
+            |_| unreachable!("an existing article keeps its guid"),
+        );
+        assert_eq!(again, Revision::Unchanged(first.clone()));
+
+        let mut edited = valid.content.clone();
+        edited.title = "新标题".into();
+        let t1 = t0 + chrono::Duration::hours(1);
+        let revision = Article::revise(
+            Some(first.clone()),
+            PartnerId(1),
+            valid.id,
+            edited,
+            t1,
+            |_| unreachable!("an existing article keeps its guid"),
+        );
+        let Revision::Updated { article, .. } = revision else {
+            panic!("expected an update")
+        };
+        assert_eq!(article.guid, first.guid);
+        assert_eq!(article.updated, t1);
+        assert_ne!(article.etag, first.etag);
+    }
+}

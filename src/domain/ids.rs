@@ -1,0 +1,148 @@
+//! Identifier newtypes: article ids, section slugs and partner names.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A partner-chosen article id: 1 to 128 of `A-Z a-z 0-9 . _ ~ -`, scoped to its partner.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct ArticleId(String);
+
+impl ArticleId {
+    /// Accepts an id made only of URL-unreserved characters, 1 to 128 of them.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.is_empty() {
+            return Err("is required".into());
+        }
+        if raw.len() > 128 {
+            return Err(format!(
+                "is {} characters long; at most 128 are allowed",
+                raw.chars().count()
+            ));
+        }
+        if let Some(bad) = raw
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '~' | '-')))
+        {
+            return Err(format!(
+                "contains {bad:?}; only A-Z a-z 0-9 . _ ~ - are allowed"
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ArticleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Checks the `[a-z0-9-]{1,64}` shape shared by section slugs and partner names.
+fn check_slug_shape(raw: &str) -> Result<(), String> {
+    if raw.is_empty() {
+        return Err("is required".into());
+    }
+    if raw.len() > 64 {
+        return Err("is longer than 64 characters".into());
+    }
+    if let Some(bad) = raw
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Err(format!("contains {bad:?}; only a-z 0-9 - are allowed"));
+    }
+    Ok(())
+}
+
+/// A section slug: `[a-z0-9-]`, 1 to 64 characters, never the reserved `all`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SectionSlug(String);
+
+impl SectionSlug {
+    /// The name of the feed that carries every section; no section may take it.
+    pub const ALL: &'static str = "all";
+
+    /// Accepts a slug of `[a-z0-9-]{1,64}` other than `all`.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        check_slug_shape(raw)?;
+        if raw == Self::ALL {
+            return Err("\"all\" is reserved for the feed of every section".into());
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The slug as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for SectionSlug {
+    type Error = String;
+    fn try_from(raw: String) -> Result<Self, String> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<SectionSlug> for String {
+    fn from(slug: SectionSlug) -> String {
+        slug.0
+    }
+}
+
+impl fmt::Display for SectionSlug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A partner's name: `[a-z0-9-]`, 1 to 64 characters; it appears in article GUIDs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PartnerName(String);
+
+impl PartnerName {
+    /// Accepts a name of `[a-z0-9-]{1,64}`.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        check_slug_shape(raw)?;
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PartnerName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn article_ids_accept_unreserved_characters_only() {
+        assert!(ArticleId::parse("2023-06-07.a_b~c").is_ok());
+        assert!(ArticleId::parse(&"x".repeat(128)).is_ok());
+        for bad in ["", "a b", "a/b", "文章", &"x".repeat(129)] {
+            assert!(ArticleId::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn section_slugs_reject_all_uppercase_and_overlong() {
+        assert_eq!(SectionSlug::parse("rural").unwrap().as_str(), "rural");
+        for bad in ["", "all", "Rural", "a_b", &"a".repeat(65)] {
+            assert!(SectionSlug::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+}

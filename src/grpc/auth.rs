@@ -1,0 +1,64 @@
+//! Bearer-token authentication of gRPC calls.
+
+use crate::domain::Token;
+use crate::publishing::PublishError;
+use tonic::metadata::MetadataMap;
+
+/// The token of `authorization: Bearer <token>` metadata.
+pub fn bearer_token(metadata: &MetadataMap) -> Result<Token, PublishError> {
+    let value = metadata
+        .get("authorization")
+        .ok_or(PublishError::Unauthenticated(
+            "missing `authorization: Bearer <token>` metadata",
+        ))?;
+    let value = value
+        .to_str()
+        .map_err(|_| PublishError::Unauthenticated("authorization metadata is not text"))?;
+    let (scheme, token) = value.split_once(' ').ok_or(PublishError::Unauthenticated(
+        "authorization must be `Bearer <token>`",
+    ))?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return Err(PublishError::Unauthenticated(
+            "authorization must be `Bearer <token>`",
+        ));
+    }
+    Ok(Token::from_presented(token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(value: &str) -> MetadataMap {
+        let mut map = MetadataMap::new();
+        map.insert("authorization", value.parse().unwrap());
+        map
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_case_insensitively() {
+        assert_eq!(
+            bearer_token(&with("bearer fp_abc")).unwrap().expose(),
+            "fp_abc"
+        );
+        assert_eq!(
+            bearer_token(&with("Bearer  fp_abc ")).unwrap().expose(),
+            "fp_abc"
+        );
+    }
+
+    #[test]
+    fn other_schemes_and_missing_tokens_are_unauthenticated() {
+        for bad in ["Basic abc", "Bearer", "Bearer ", "fp_abc"] {
+            assert!(
+                matches!(
+                    bearer_token(&with(bad)),
+                    Err(PublishError::Unauthenticated(_))
+                ),
+                "{bad}"
+            );
+        }
+        assert!(bearer_token(&MetadataMap::new()).is_err());
+    }
+}

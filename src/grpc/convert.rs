@@ -1,0 +1,183 @@
+//! Conversions between protobuf messages and domain types, at the edge of the API.
+
+use super::proto;
+use crate::domain::{
+    Article, ArticleDraft, ArticleId, ArticleState, Section, SectionSlug, Violations,
+};
+use crate::storage::ListCursor;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use prost_types::Timestamp;
+
+/// A protobuf timestamp as an instant; `Err` names what is wrong with it.
+fn instant(ts: &Timestamp) -> Result<DateTime<Utc>, &'static str> {
+    let nanos = u32::try_from(ts.nanos)
+        .ok()
+        .filter(|n| *n < 1_000_000_000)
+        .ok_or("has nanos outside 0..999999999")?;
+    DateTime::from_timestamp(ts.seconds, nanos).ok_or("is out of range")
+}
+
+fn timestamp(t: DateTime<Utc>) -> Timestamp {
+    Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
+}
+
+/// The draft in a publish request; field paths in violations start with `article.`.
+pub fn draft_from_proto(article: Option<proto::Article>) -> Result<ArticleDraft, Violations> {
+    let Some(a) = article else {
+        return Err(Violations::one("article", "is required"));
+    };
+    let mut violations = Violations::default();
+    let mut time = |name: &str, ts: Option<Timestamp>| {
+        ts.and_then(|ts| {
+            instant(&ts)
+                .map_err(|e| violations.add(format!("article.{name}"), e))
+                .ok()
+        })
+    };
+    let publish_time = time("publish_time", a.publish_time);
+    let update_time = time("update_time", a.update_time);
+    let expire_time = time("expire_time", a.expire_time);
+    violations.into_result(ArticleDraft {
+        id: a.id,
+        section: a.section,
+        title: a.title,
+        subtitle: a.subtitle,
+        kicker: a.kicker,
+        authors: a.authors,
+        summary: a.summary,
+        content_html: a.content_html,
+        content_text: a.content_text,
+        tags: a.tags,
+        canonical_url: a.canonical_url,
+        publish_time,
+        update_time,
+        expire_time,
+    })
+}
+
+/// A stored article as the API shows it.
+pub fn article_to_proto(article: &Article) -> proto::Article {
+    let c = &article.content;
+    let now = Utc::now();
+    let state = match article.state {
+        ArticleState::Retracted => proto::ArticleState::Retracted,
+        ArticleState::Published if c.expire_time.is_some_and(|t| t <= now) => {
+            proto::ArticleState::Expired
+        }
+        ArticleState::Published => proto::ArticleState::Published,
+    };
+    proto::Article {
+        id: article.id.to_string(),
+        section: c.section.to_string(),
+        title: c.title.clone(),
+        subtitle: c.subtitle.clone(),
+        kicker: c.kicker.clone(),
+        authors: c.authors.clone(),
+        summary: c.summary.clone(),
+        content_html: c.content_html.clone(),
+        content_text: c.content_text.clone().unwrap_or_default(),
+        tags: c.tags.clone(),
+        canonical_url: c.canonical_url.clone().unwrap_or_default(),
+        publish_time: Some(timestamp(c.publish_time)),
+        update_time: Some(timestamp(article.updated)),
+        expire_time: c.expire_time.map(timestamp),
+        state: state as i32,
+        guid: article.guid.clone(),
+        etag: article.etag.clone(),
+        create_time: Some(timestamp(article.create_time)),
+        retract_time: article.retract_time.map(timestamp),
+        retract_reason: article.retract_reason.clone(),
+    }
+}
+
+/// A configured section as the API shows it.
+pub fn section_to_proto(section: &Section) -> proto::Section {
+    proto::Section {
+        slug: section.slug.to_string(),
+        title: section.title.clone(),
+        description: section.description.clone(),
+    }
+}
+
+/// The optional section filter of ListArticles.
+pub fn section_filter(raw: &str) -> Result<Option<SectionSlug>, Violations> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    SectionSlug::parse(raw)
+        .map(Some)
+        .map_err(|e| Violations::one("section", e))
+}
+
+/// `page_size` of ListArticles: 0 means the default; negative values are refused.
+pub fn page_size(raw: i32) -> Result<usize, Violations> {
+    usize::try_from(raw).map_err(|_| Violations::one("page_size", "must not be negative"))
+}
+
+/// An opaque page token for a cursor.
+pub fn page_token(cursor: &ListCursor) -> String {
+    let nanos = cursor
+        .publish_time
+        .timestamp_nanos_opt()
+        .unwrap_or(i64::MAX);
+    URL_SAFE_NO_PAD.encode(format!("{nanos}:{}", cursor.id))
+}
+
+/// The cursor in a page token; empty means the first page.
+pub fn cursor_from_token(token: &str) -> Result<Option<ListCursor>, Violations> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let invalid = || Violations::one("page_token", "is not a token returned by ListArticles");
+    let raw = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
+    let raw = String::from_utf8(raw).map_err(|_| invalid())?;
+    let (nanos, id) = raw.split_once(':').ok_or_else(invalid)?;
+    Ok(Some(ListCursor {
+        publish_time: DateTime::from_timestamp_nanos(nanos.parse().map_err(|_| invalid())?),
+        id: ArticleId::parse(id).map_err(|_| invalid())?,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tokens_round_trip_and_garbage_is_refused() {
+        let cursor = ListCursor {
+            publish_time: DateTime::from_timestamp(1_686_092_400, 5).unwrap(),
+            id: ArticleId::parse("a-1").unwrap(),
+        };
+        assert_eq!(
+            cursor_from_token(&page_token(&cursor)).unwrap(),
+            Some(cursor)
+        );
+        assert_eq!(cursor_from_token("").unwrap(), None);
+        for bad in ["!!", "bm90LWEtY3Vyc29y", &URL_SAFE_NO_PAD.encode("x:a")] {
+            assert!(cursor_from_token(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bad_timestamps_are_named() {
+        let article = proto::Article {
+            publish_time: Some(Timestamp {
+                seconds: 0,
+                nanos: -1,
+            }),
+            expire_time: Some(Timestamp {
+                seconds: i64::MAX,
+                nanos: 0,
+            }),
+            ..Default::default()
+        };
+        let violations = draft_from_proto(Some(article)).unwrap_err();
+        let fields: Vec<_> = violations.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["article.publish_time", "article.expire_time"]);
+    }
+}

@@ -1,0 +1,12 @@
+//! The `feedpub` binary: parse the command line, start logging, dispatch.
+
+use clap::Parser;
+
+fn main() -> anyhow::Result<()> {
+    let cli = feedpub::cli::Cli::parse();
+    feedpub::telemetry::init();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(feedpub::cli::run(cli))
+}

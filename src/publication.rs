@@ -1,0 +1,321 @@
+//! Publication: regenerates feeds (coalesced, only those touched), replaces files in `feeds/`
+//! atomically and keeps an in-memory snapshot with strong ETags for the HTTP server.
+
+use crate::config::Settings;
+use crate::domain::{FeedScope, SectionSlug};
+use crate::render::{FeedMeta, Format};
+use crate::storage::{Store, StoreError};
+use arc_swap::ArcSwap;
+use axum::body::Bytes;
+use chrono::{DateTime, SubsecRound, Utc};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeSet, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// One published feed document, as served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedFile {
+    pub bytes: Bytes,
+    /// Strong entity tag, quoted: changes exactly when the bytes change.
+    pub etag: String,
+    /// When the feed's content last changed, to the second.
+    pub last_modified: DateTime<Utc>,
+    pub content_type: &'static str,
+}
+
+/// Why a feed could not be regenerated.
+#[derive(Debug, thiserror::Error)]
+pub enum PublicationError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("feed rendering task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Feed paths (`politics/rss.xml`) to their current documents.
+type Snapshot = HashMap<String, Arc<FeedFile>>;
+
+/// Handle to the feeds: mark them stale, read the current snapshot. Cheap to clone.
+#[derive(Clone)]
+pub struct Publication {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    settings: Arc<Settings>,
+    snapshot: ArcSwap<Snapshot>,
+    stale: mpsc::UnboundedSender<FeedScope>,
+    regenerations: Mutex<HashMap<FeedScope, u64>>,
+    temp_counter: AtomicU64,
+}
+
+/// Drives regeneration until shut down; returned by [`Publication::start`].
+pub struct Scheduler {
+    inner: Arc<Inner>,
+    stale: mpsc::UnboundedReceiver<FeedScope>,
+}
+
+impl Publication {
+    /// Builds every feed once (so serving starts complete) and returns the handle and the
+    /// scheduler that keeps them current.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        settings: Arc<Settings>,
+    ) -> Result<(Self, Scheduler), PublicationError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            store,
+            settings,
+            snapshot: ArcSwap::from_pointee(Snapshot::new()),
+            stale: tx,
+            regenerations: Mutex::new(HashMap::new()),
+            temp_counter: AtomicU64::new(0),
+        });
+        for scope in inner.scopes() {
+            inner.regenerate(&scope).await?;
+        }
+        Ok((
+            Self {
+                inner: inner.clone(),
+            },
+            Scheduler { inner, stale: rx },
+        ))
+    }
+
+    /// Marks the feeds of these sections, and the all-sections feed, as stale.
+    pub fn touch(&self, sections: &[SectionSlug]) {
+        if sections.is_empty() {
+            return;
+        }
+        for slug in sections {
+            let _ = self.inner.stale.send(FeedScope::Section(slug.clone()));
+        }
+        let _ = self.inner.stale.send(FeedScope::All);
+    }
+
+    /// The current document at a feed path such as `politics/rss.xml`.
+    pub fn get(&self, path: &str) -> Option<Arc<FeedFile>> {
+        self.inner.snapshot.load().get(path).cloned()
+    }
+
+    /// How many times the feeds of `scope` were regenerated since start.
+    pub fn regenerations(&self, scope: &FeedScope) -> u64 {
+        let counts = self.inner.regenerations.lock().expect("counter lock");
+        counts.get(scope).copied().unwrap_or(0)
+    }
+
+    /// The scopes that have feeds: every section and `all`.
+    pub fn scopes(&self) -> Vec<FeedScope> {
+        self.inner.scopes()
+    }
+}
+
+impl Scheduler {
+    /// Regenerates stale feeds until `shutdown` turns true. A burst of marks arriving while
+    /// a regeneration runs is coalesced into one more regeneration per feed. Feeds are also
+    /// rebuilt when an article's publish or expire time comes.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        const MAX_SLEEP: Duration = Duration::from_secs(3600);
+        loop {
+            let now = Utc::now();
+            let wake = match self.inner.store.next_transition(now).await {
+                Ok(Some(at)) => (at - now).to_std().unwrap_or_default().min(MAX_SLEEP),
+                Ok(None) => MAX_SLEEP,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot look up the next publish or expiry time");
+                    Duration::from_secs(1)
+                }
+            };
+            let mut stale = BTreeSet::new();
+            tokio::select! {
+                scope = self.stale.recv() => match scope {
+                    Some(scope) => { stale.insert(scope); }
+                    None => return,
+                },
+                _ = tokio::time::sleep(wake) => stale.extend(self.inner.scopes()),
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+            while let Ok(scope) = self.stale.try_recv() {
+                stale.insert(scope);
+            }
+            for scope in stale {
+                if let Err(e) = self.inner.regenerate(&scope).await {
+                    tracing::error!(feed = scope.path_segment(), error = %e, "feed regeneration failed; retrying");
+                    let retry = self.inner.stale.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        let _ = retry.send(scope);
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn scopes(&self) -> Vec<FeedScope> {
+        std::iter::once(FeedScope::All)
+            .chain(
+                self.settings
+                    .sections
+                    .iter()
+                    .map(|s| FeedScope::Section(s.slug.clone())),
+            )
+            .collect()
+    }
+
+    fn meta(&self, scope: &FeedScope, updated: DateTime<Utc>) -> FeedMeta {
+        let site = &self.settings.site;
+        let (title, description) = match scope {
+            FeedScope::All => (site.title.clone(), site.description.clone()),
+            FeedScope::Section(slug) => match self.settings.section(slug) {
+                Some(section) => (
+                    format!("{} · {}", site.title, section.title),
+                    section.description.clone(),
+                ),
+                None => (site.title.clone(), String::new()),
+            },
+        };
+        let url = |format: Format| {
+            site.base_url
+                .join(&format!(
+                    "feeds/{}/{}",
+                    scope.path_segment(),
+                    format.file_name()
+                ))
+                .map(String::from)
+                .unwrap_or_default()
+        };
+        FeedMeta {
+            description: if description.trim().is_empty() {
+                title.clone()
+            } else {
+                description
+            },
+            title,
+            language: site.language.clone(),
+            site_url: site.base_url.to_string(),
+            publisher: site.title.clone(),
+            atom_url: url(Format::Atom),
+            rss_url: url(Format::Rss),
+            json_url: url(Format::JsonFeed),
+            updated,
+            offset: site.utc_offset,
+        }
+    }
+
+    /// Rebuilds the three documents of `scope`; writes and swaps in only those whose bytes changed.
+    async fn regenerate(self: &Arc<Self>, scope: &FeedScope) -> Result<(), PublicationError> {
+        if let FeedScope::Section(slug) = scope
+            && self.settings.section(slug).is_none()
+        {
+            return Ok(());
+        }
+        let now = Utc::now();
+        let content = self
+            .store
+            .feed_content(scope, now, self.settings.feeds.max_items)
+            .await?;
+        let updated = content.last_change.unwrap_or(DateTime::UNIX_EPOCH);
+        let meta = self.meta(scope, updated);
+        let this = self.clone();
+        let segment = scope.path_segment().to_owned();
+        let files = tokio::task::spawn_blocking(move || {
+            let dir = this.settings.server.feeds_dir.join(&segment);
+            let current = this.snapshot.load();
+            let mut changed = Vec::new();
+            for format in Format::ALL {
+                let key = format!("{segment}/{}", format.file_name());
+                let bytes = format.render(&meta, &content.articles);
+                let previous = current.get(&key);
+                if previous.is_some_and(|p| p.bytes == bytes[..]) {
+                    continue;
+                }
+                let path = dir.join(format.file_name());
+                // After a restart the file on disk is the previous version.
+                let on_disk = match previous {
+                    Some(_) => None,
+                    None => std::fs::read(&path).ok(),
+                };
+                let unchanged_on_disk = on_disk.as_ref().is_some_and(|old| *old == bytes);
+                if !unchanged_on_disk {
+                    this.write_atomically(&dir, format.file_name(), &bytes)
+                        .map_err(|source| PublicationError::Write { path, source })?;
+                }
+                let mut last_modified = updated.trunc_subsecs(0);
+                // New bytes must never look older than the ones they replace, or a client
+                // asking If-Modified-Since would keep the old ones.
+                let replaced = previous.is_some() || (on_disk.is_some() && !unchanged_on_disk);
+                let stale_date = previous.is_none_or(|p| p.last_modified >= last_modified);
+                if replaced && stale_date {
+                    last_modified = last_modified.max(now.trunc_subsecs(0));
+                }
+                changed.push((
+                    key,
+                    Arc::new(FeedFile {
+                        etag: strong_etag(&bytes),
+                        bytes: Bytes::from(bytes),
+                        last_modified,
+                        content_type: format.content_type(),
+                    }),
+                ));
+            }
+            Ok::<_, PublicationError>(changed)
+        })
+        .await??;
+        if !files.is_empty() {
+            self.snapshot.rcu(|current| {
+                let mut next = Snapshot::clone(current);
+                next.extend(files.iter().cloned());
+                next
+            });
+        }
+        *self
+            .regenerations
+            .lock()
+            .expect("counter lock")
+            .entry(scope.clone())
+            .or_default() += 1;
+        tracing::debug!(
+            feed = scope.path_segment(),
+            changed = files.len(),
+            "feeds regenerated"
+        );
+        Ok(())
+    }
+
+    /// Replaces `dir/name` so that readers see the old file or the new one, never a torn one:
+    /// temp file in the same folder, fsync, rename, fsync the folder.
+    fn write_atomically(&self, dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let n = self.temp_counter.fetch_add(1, Ordering::Relaxed);
+        let temp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
+        let result = (|| {
+            let mut file = std::fs::File::create(&temp)?;
+            file.write_all(bytes)?;
+            file.sync_all()?;
+            std::fs::rename(&temp, dir.join(name))?;
+            std::fs::File::open(dir)?.sync_all()
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        result
+    }
+}
+
+/// A strong ETag from the SHA-256 of the bytes.
+fn strong_etag(bytes: &[u8]) -> String {
+    format!("\"{}\"", hex::encode(&Sha256::digest(bytes)[..16]))
+}

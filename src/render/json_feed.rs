@@ -1,0 +1,118 @@
+//! JSON Feed 1.1 (https://jsonfeed.org/version/1.1).
+
+use super::FeedMeta;
+use crate::domain::Article;
+use chrono::SecondsFormat;
+use serde::Serialize;
+
+#[derive(Serialize)]
+struct JsonFeed<'a> {
+    version: &'static str,
+    title: &'a str,
+    home_page_url: &'a str,
+    feed_url: &'a str,
+    description: &'a str,
+    language: &'a str,
+    authors: [Author<'a>; 1],
+    items: Vec<Item<'a>>,
+}
+
+#[derive(Serialize)]
+struct Author<'a> {
+    name: &'a str,
+}
+
+#[derive(Serialize)]
+struct Item<'a> {
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<&'a str>,
+    title: &'a str,
+    summary: &'a str,
+    content_html: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_text: Option<&'a str>,
+    date_published: String,
+    date_modified: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    authors: Vec<Author<'a>>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    tags: &'a [String],
+}
+
+/// Renders a JSON Feed 1.1 document with RFC 3339 dates in the feed's offset.
+pub fn render(meta: &FeedMeta, articles: &[Article]) -> Vec<u8> {
+    let date = |t| meta.local(t).to_rfc3339_opts(SecondsFormat::AutoSi, false);
+    let feed = JsonFeed {
+        version: "https://jsonfeed.org/version/1.1",
+        title: &meta.title,
+        home_page_url: &meta.site_url,
+        feed_url: &meta.json_url,
+        description: &meta.description,
+        language: &meta.language,
+        authors: [Author {
+            name: &meta.publisher,
+        }],
+        items: articles
+            .iter()
+            .map(|article| {
+                let content = &article.content;
+                Item {
+                    id: &article.guid,
+                    url: content.canonical_url.as_deref(),
+                    title: &content.title,
+                    summary: &content.summary,
+                    content_html: &content.content_html,
+                    content_text: content.content_text.as_deref(),
+                    date_published: date(content.publish_time),
+                    date_modified: date(article.updated),
+                    authors: content.authors.iter().map(|name| Author { name }).collect(),
+                    tags: &content.tags,
+                }
+            })
+            .collect(),
+    };
+    let mut bytes = serde_json::to_vec_pretty(&feed).expect("JSON Feed always serialises");
+    bytes.push(b'\n');
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures;
+    use super::*;
+
+    #[test]
+    fn json_feed_round_trips_through_an_independent_parser() {
+        let articles = fixtures::articles();
+        let bytes = render(&fixtures::meta(), &articles);
+        let feed = feed_rs::parser::parse(&bytes[..]).unwrap();
+        assert_eq!(feed.entries.len(), 2);
+        let first = &feed.entries[0];
+        assert_eq!(first.id, "tag:127.0.0.1,2023-06-06:newsroom/brief-1");
+        assert_eq!(
+            first.title.as_ref().unwrap().content,
+            "何向荣主持召开 <推进会> & ]]> 会议"
+        );
+        assert_eq!(first.published.unwrap(), articles[0].content.publish_time);
+        let names: Vec<_> = feed.entries[1]
+            .authors
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(names, ["刘磊", "张智宙"]);
+    }
+
+    #[test]
+    fn json_feed_has_the_version_url_string_ids_and_offset_dates() {
+        let value: serde_json::Value =
+            serde_json::from_slice(&render(&fixtures::meta(), &fixtures::articles())).unwrap();
+        assert_eq!(value["version"], "https://jsonfeed.org/version/1.1");
+        assert_eq!(
+            value["items"][0]["date_published"],
+            "2023-06-07T07:00:00+08:00"
+        );
+        assert!(value["items"][0]["id"].is_string());
+        assert_eq!(value["authors"][0]["name"], "朔州日报");
+    }
+}

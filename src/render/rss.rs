@@ -1,0 +1,110 @@
+//! RSS 2.0 with the content, Dublin Core and Atom namespaces.
+
+use super::{FeedMeta, Format};
+use crate::domain::Article;
+use rss::extension::atom::{AtomExtension, Link};
+use rss::extension::dublincore::DublinCoreExtension;
+use rss::{Category, Channel, Guid, Item};
+
+/// Renders an RSS 2.0 document: names in `dc:creator`, full HTML in `content:encoded`,
+/// the summary as escaped HTML in `description`, dates in RFC 822 with the real offset.
+pub fn render(meta: &FeedMeta, articles: &[Article]) -> Vec<u8> {
+    let channel = Channel {
+        title: meta.title.clone(),
+        link: meta.site_url.clone(),
+        description: meta.description.clone(),
+        language: Some(meta.language.clone()),
+        last_build_date: Some(meta.local(meta.updated).to_rfc2822()),
+        generator: Some("feedpub".into()),
+        docs: Some("https://www.rssboard.org/rss-specification".into()),
+        atom_ext: Some(AtomExtension {
+            links: vec![Link {
+                href: meta.rss_url.clone(),
+                rel: "self".into(),
+                mime_type: Some(Format::Rss.media_type().into()),
+                ..Link::default()
+            }],
+        }),
+        items: articles.iter().map(|a| item(meta, a)).collect(),
+        ..Channel::default()
+    };
+    channel
+        .write_to(Vec::with_capacity(4096 + articles.len() * 4096))
+        .expect("writing XML into memory cannot fail")
+}
+
+fn item(meta: &FeedMeta, article: &Article) -> Item {
+    let content = &article.content;
+    Item {
+        title: Some(content.title.clone()),
+        link: content.canonical_url.clone(),
+        // `description` is HTML in RSS; the summary is plain text, so it is escaped once here.
+        description: Some(html_escape::encode_text(&content.summary).into_owned()),
+        content: Some(content.content_html.clone()),
+        categories: content
+            .tags
+            .iter()
+            .map(|tag| Category {
+                name: tag.clone(),
+                domain: None,
+            })
+            .collect(),
+        guid: Some(Guid {
+            value: article.guid.clone(),
+            permalink: false,
+        }),
+        pub_date: Some(meta.local(content.publish_time).to_rfc2822()),
+        dublin_core_ext: (!content.authors.is_empty()).then(|| DublinCoreExtension {
+            creators: content.authors.clone(),
+            ..DublinCoreExtension::default()
+        }),
+        ..Item::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures;
+    use super::*;
+
+    #[test]
+    fn rss_round_trips_through_an_independent_parser() {
+        let articles = fixtures::articles();
+        let bytes = render(&fixtures::meta(), &articles);
+        let feed = feed_rs::parser::parse(&bytes[..]).unwrap();
+        assert_eq!(feed.entries.len(), 2);
+        let first = &feed.entries[0];
+        assert_eq!(
+            first.title.as_ref().unwrap().content,
+            "何向荣主持召开 <推进会> & ]]> 会议"
+        );
+        assert_eq!(first.id, "tag:127.0.0.1,2023-06-06:newsroom/brief-1");
+        assert_eq!(first.published.unwrap(), articles[0].content.publish_time);
+        assert_eq!(first.authors[0].name, "赵福胜");
+        assert_eq!(first.links[0].href, "https://example.com/a?x=1&y=2");
+        let body = first.content.as_ref().unwrap().body.as_ref().unwrap();
+        assert_eq!(body, "<p>本报讯 a &amp; b ]]&gt; <b>粗</b></p>");
+        let names: Vec<_> = feed.entries[1]
+            .authors
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(names, ["刘磊", "张智宙"]);
+    }
+
+    #[test]
+    fn rss_uses_beijing_offset_guid_not_permalink_and_declares_namespaces() {
+        let text = String::from_utf8(render(&fixtures::meta(), &fixtures::articles())).unwrap();
+        assert!(
+            text.contains("<pubDate>Wed, 7 Jun 2023 07:00:00 +0800</pubDate>"),
+            "{text}"
+        );
+        assert!(text.contains(r#"<guid isPermaLink="false">"#));
+        for ns in ["xmlns:dc=", "xmlns:content=", "xmlns:atom="] {
+            assert!(text.contains(ns), "{ns} missing");
+        }
+        assert!(text.contains(
+            r#"<atom:link href="http://127.0.0.1:8080/feeds/politics/rss.xml" rel="self""#
+        ));
+    }
+}

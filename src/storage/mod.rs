@@ -1,0 +1,135 @@
+//! Durable storage behind a narrow trait that speaks domain types; one file per backend.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use crate::domain::{
+    Article, ArticleContent, ArticleId, FeedScope, Partner, PartnerId, PartnerName, Revision,
+    SectionGrant, SectionSlug, TokenHash,
+};
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+
+/// Why a storage operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// A unique name or key is already taken.
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// The database refused or failed the operation.
+    #[error("database error: {0}")]
+    Database(Arc<sqlx::Error>),
+    /// Migrating the schema failed.
+    #[error("database migration failed: {0}")]
+    Migrate(Arc<sqlx::migrate::MigrateError>),
+    /// A stored row could not be read back as a domain value.
+    #[error("stored data is not readable: {0}")]
+    Corrupt(String),
+    /// The store is shutting down and takes no more writes.
+    #[error("the store is shutting down")]
+    Closed,
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Database(Arc::new(e))
+    }
+}
+
+/// Where a page of `list_articles` continues: after this publish time and id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListCursor {
+    pub publish_time: DateTime<Utc>,
+    pub id: ArticleId,
+}
+
+/// The articles one feed shows, and when what the feed shows last changed.
+#[derive(Debug, Clone)]
+pub struct FeedContent {
+    /// Visible articles, newest `publish_time` first.
+    pub articles: Vec<Article>,
+    /// Latest instant at which anything in the scope changed; `None` for an empty history.
+    pub last_change: Option<DateTime<Utc>>,
+}
+
+/// A new partner to record.
+#[derive(Debug, Clone)]
+pub struct NewPartner {
+    pub name: PartnerName,
+    pub grant: SectionGrant,
+    pub token_hash: TokenHash,
+    pub token_prefix: String,
+}
+
+/// Durable storage of partners and articles. Every write is committed before it returns.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Records a partner; `Conflict` when the name is taken.
+    async fn add_partner(
+        &self,
+        partner: NewPartner,
+        now: DateTime<Utc>,
+    ) -> Result<Partner, StoreError>;
+
+    /// The active partner holding the token with this hash.
+    async fn partner_by_token(&self, hash: &TokenHash) -> Result<Option<Partner>, StoreError>;
+
+    /// The active partner with this name.
+    async fn partner_by_name(&self, name: &PartnerName) -> Result<Option<Partner>, StoreError>;
+
+    /// Creates or replaces a partner's article, atomically with respect to other writes.
+    /// `new_guid` becomes the GUID only if the article is new.
+    async fn publish(
+        &self,
+        partner: PartnerId,
+        id: ArticleId,
+        content: ArticleContent,
+        new_guid: String,
+        now: DateTime<Utc>,
+    ) -> Result<Revision, StoreError>;
+
+    /// Retracts a partner's article; `None` when there is no such article. The flag says
+    /// whether the article was published until now (false when it was already retracted).
+    async fn retract(
+        &self,
+        partner: PartnerId,
+        id: ArticleId,
+        reason: String,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(Article, bool)>, StoreError>;
+
+    /// One of a partner's articles, in any state.
+    async fn article(
+        &self,
+        partner: PartnerId,
+        id: &ArticleId,
+    ) -> Result<Option<Article>, StoreError>;
+
+    /// A partner's articles, newest `publish_time` first, after `cursor`.
+    async fn list_articles(
+        &self,
+        partner: PartnerId,
+        section: Option<&SectionSlug>,
+        cursor: Option<&ListCursor>,
+        limit: usize,
+    ) -> Result<Vec<Article>, StoreError>;
+
+    /// What the feed of `scope` shows at `now`: published, not expired, `publish_time` reached.
+    async fn feed_content(
+        &self,
+        scope: &FeedScope,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<FeedContent, StoreError>;
+
+    /// The next instant after `now` at which an article enters (publish time) or leaves
+    /// (expire time) the feeds without a write.
+    async fn next_transition(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Waits for queued writes to finish and closes the database.
+    async fn close(&self);
+}

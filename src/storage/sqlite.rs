@@ -1,0 +1,597 @@
+//! The embedded SQLite backend: WAL mode, one writer task that group-commits, a pool of readers.
+
+use super::{FeedContent, ListCursor, NewPartner, Store, StoreError};
+use crate::domain::{
+    Article, ArticleContent, ArticleId, ArticleState, FeedScope, Partner, PartnerId, PartnerName,
+    Revision, SectionGrant, SectionSlug, TokenHash,
+};
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Connection, Row};
+use std::path::Path;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// File name of the database inside the data directory.
+pub const DATABASE_FILE: &str = "feedpub.sqlite3";
+/// Most writes committed together in one transaction.
+const MAX_BATCH: usize = 512;
+
+/// SQLite storage. Writes queue to one task that commits each batch in one transaction
+/// (one fsync for many acknowledgements); reads use a separate pool.
+pub struct SqliteStore {
+    read: SqlitePool,
+    writer: mpsc::Sender<Job>,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+enum Job {
+    Publish {
+        partner: PartnerId,
+        id: ArticleId,
+        content: Box<ArticleContent>,
+        guid: String,
+        now: DateTime<Utc>,
+        reply: Reply<Revision>,
+    },
+    Retract {
+        partner: PartnerId,
+        id: ArticleId,
+        reason: String,
+        now: DateTime<Utc>,
+        reply: Reply<Option<(Article, bool)>>,
+    },
+    AddPartner {
+        partner: NewPartner,
+        now: DateTime<Utc>,
+        reply: Reply<Partner>,
+    },
+    Close {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// Sends the outcome of one job once its batch's commit is known.
+type Delivery = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// Pairs a job's result with its caller; the flag says whether the job failed.
+fn deliver<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> (Delivery, bool) {
+    let failed = result.is_err();
+    let delivery: Delivery = Box::new(move |commit| {
+        // The caller may have gone away (cancelled RPC); the write stands regardless.
+        let _ = reply.send(commit.and(result));
+    });
+    (delivery, failed)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `data_dir/feedpub.sqlite3` and brings its schema up to date.
+    pub async fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(sqlx::Error::Io)?;
+        let options = SqliteConnectOptions::new()
+            .filename(data_dir.join(DATABASE_FILE))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a commit is on disk before the acknowledgement, even on power loss.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let mut writer = SqliteConnection::connect_with(&options).await?;
+        sqlx::migrate!("src/storage/migrations/sqlite")
+            .run(&mut writer)
+            .await
+            .map_err(|e| StoreError::Migrate(std::sync::Arc::new(e)))?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await?;
+        let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(run_writer(writer, rx));
+        Ok(Self { read, writer: tx })
+    }
+
+    async fn submit<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(job(reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+async fn run_writer(mut conn: SqliteConnection, mut jobs: mpsc::Receiver<Job>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let close = batch
+            .iter()
+            .position(|job| matches!(job, Job::Close { .. }))
+            .map(|at| batch.split_off(at));
+        commit_batch(&mut conn, std::mem::take(&mut batch)).await;
+        if let Some(rest) = close {
+            let _ = conn.close().await;
+            for job in rest {
+                match job {
+                    Job::Close { reply } => {
+                        let _ = reply.send(());
+                    }
+                    // Dropping the reply tells the caller the store is closed.
+                    other => drop(other),
+                }
+            }
+            return;
+        }
+    }
+}
+
+/// Runs every job of the batch in one transaction, each in its own savepoint so one failure
+/// does not undo the others, then commits once and answers every caller.
+async fn commit_batch(conn: &mut SqliteConnection, batch: Vec<Job>) {
+    if batch.is_empty() {
+        return;
+    }
+    let mut deliveries: Vec<Delivery> = Vec::with_capacity(batch.len());
+    if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+        let error = StoreError::from(e);
+        for job in batch {
+            fail(job, error.clone());
+        }
+        return;
+    }
+    for job in batch {
+        if let Err(e) = sqlx::query("SAVEPOINT job").execute(&mut *conn).await {
+            fail(job, e.into());
+            continue;
+        }
+        let (delivery, failed) = match job {
+            Job::Publish {
+                partner,
+                id,
+                content,
+                guid,
+                now,
+                reply,
+            } => deliver(
+                reply,
+                apply_publish(conn, partner, id, *content, guid, now).await,
+            ),
+            Job::Retract {
+                partner,
+                id,
+                reason,
+                now,
+                reply,
+            } => deliver(reply, apply_retract(conn, partner, id, reason, now).await),
+            Job::AddPartner {
+                partner,
+                now,
+                reply,
+            } => deliver(reply, apply_add_partner(conn, partner, now).await),
+            Job::Close { reply } => {
+                let _ = reply.send(());
+                continue;
+            }
+        };
+        // A failed job is rolled back to its savepoint; its caller gets its own error.
+        if failed {
+            let _ = sqlx::query("ROLLBACK TO job").execute(&mut *conn).await;
+        }
+        let _ = sqlx::query("RELEASE job").execute(&mut *conn).await;
+        deliveries.push(delivery);
+    }
+    let commit = sqlx::query("COMMIT")
+        .execute(&mut *conn)
+        .await
+        .map(drop)
+        .map_err(StoreError::from);
+    if commit.is_err() {
+        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+    }
+    for delivery in deliveries {
+        delivery(commit.clone());
+    }
+}
+
+fn fail(job: Job, error: StoreError) {
+    match job {
+        Job::Publish { reply, .. } => drop(reply.send(Err(error))),
+        Job::Retract { reply, .. } => drop(reply.send(Err(error))),
+        Job::AddPartner { reply, .. } => drop(reply.send(Err(error))),
+        Job::Close { reply } => drop(reply.send(())),
+    }
+}
+
+async fn apply_publish(
+    conn: &mut SqliteConnection,
+    partner: PartnerId,
+    id: ArticleId,
+    content: ArticleContent,
+    guid: String,
+    now: DateTime<Utc>,
+) -> Result<Revision, StoreError> {
+    let existing = select_article(&mut *conn, partner, &id).await?;
+    let revision = Article::revise(existing, partner, id, content, now, |_| guid);
+    if let Revision::Created(article) | Revision::Updated { article, .. } = &revision {
+        write_article(conn, article).await?;
+    }
+    Ok(revision)
+}
+
+async fn apply_retract(
+    conn: &mut SqliteConnection,
+    partner: PartnerId,
+    id: ArticleId,
+    reason: String,
+    now: DateTime<Utc>,
+) -> Result<Option<(Article, bool)>, StoreError> {
+    let Some(mut article) = select_article(&mut *conn, partner, &id).await? else {
+        return Ok(None);
+    };
+    let changed = article.retract(reason, now);
+    if changed {
+        write_article(conn, &article).await?;
+    }
+    Ok(Some((article, changed)))
+}
+
+async fn apply_add_partner(
+    conn: &mut SqliteConnection,
+    partner: NewPartner,
+    now: DateTime<Utc>,
+) -> Result<Partner, StoreError> {
+    let (all, sections) = match &partner.grant {
+        SectionGrant::All => (true, Vec::new()),
+        SectionGrant::Only(sections) => (false, sections.iter().map(|s| s.as_str()).collect()),
+    };
+    let sections = serde_json::to_string(&sections).expect("strings always serialise");
+    let result = sqlx::query(
+        "INSERT INTO partners (name, token_hash, token_prefix, all_sections, sections, create_time)
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(partner.name.as_str())
+    .bind(&partner.token_hash.0)
+    .bind(&partner.token_prefix)
+    .bind(all)
+    .bind(sections)
+    .bind(nanos(now))
+    .execute(&mut *conn)
+    .await;
+    match result {
+        Ok(done) => Ok(Partner {
+            id: PartnerId(done.last_insert_rowid()),
+            name: partner.name,
+            grant: partner.grant,
+        }),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict(
+            format!("partner {:?}", partner.name.as_str()),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+const ARTICLE_COLUMNS: &str = "partner_id, article_id, guid, section, state, title, subtitle, kicker, \
+     authors, summary, content_html, content_text, tags, canonical_url, publish_time, update_time, \
+     updated, expire_time, create_time, change_time, retract_time, retract_reason, etag";
+
+async fn select_article(
+    conn: &mut SqliteConnection,
+    partner: PartnerId,
+    id: &ArticleId,
+) -> Result<Option<Article>, StoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT {ARTICLE_COLUMNS} FROM articles WHERE partner_id = ? AND article_id = ?"
+    ))
+    .bind(partner.0)
+    .bind(id.as_str())
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(article_from_row).transpose()
+}
+
+async fn write_article(conn: &mut SqliteConnection, a: &Article) -> Result<(), StoreError> {
+    let c = &a.content;
+    sqlx::query(&format!(
+        "INSERT OR REPLACE INTO articles ({ARTICLE_COLUMNS})
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ))
+    .bind(a.partner.0)
+    .bind(a.id.as_str())
+    .bind(&a.guid)
+    .bind(c.section.as_str())
+    .bind(state_code(a.state))
+    .bind(&c.title)
+    .bind(&c.subtitle)
+    .bind(&c.kicker)
+    .bind(serde_json::to_string(&c.authors).expect("strings always serialise"))
+    .bind(&c.summary)
+    .bind(&c.content_html)
+    .bind(c.content_text.as_deref())
+    .bind(serde_json::to_string(&c.tags).expect("strings always serialise"))
+    .bind(c.canonical_url.as_deref())
+    .bind(nanos(c.publish_time))
+    .bind(c.update_time.map(nanos))
+    .bind(nanos(a.updated))
+    .bind(c.expire_time.map(nanos))
+    .bind(nanos(a.create_time))
+    .bind(nanos(a.change_time))
+    .bind(a.retract_time.map(nanos))
+    .bind(&a.retract_reason)
+    .bind(&a.etag)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+fn state_code(state: ArticleState) -> i64 {
+    match state {
+        ArticleState::Published => 1,
+        ArticleState::Retracted => 2,
+    }
+}
+
+/// Unix nanoseconds; validation keeps every stored time within i64's range (1677–2262).
+fn nanos(t: DateTime<Utc>) -> i64 {
+    t.timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+fn from_nanos(n: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_nanos(n)
+}
+
+fn article_from_row(row: &SqliteRow) -> Result<Article, StoreError> {
+    let corrupt = |what: &str, e: String| StoreError::Corrupt(format!("{what}: {e}"));
+    let json_list = |col: &str| -> Result<Vec<String>, StoreError> {
+        let raw: String = row.try_get(col)?;
+        serde_json::from_str(&raw).map_err(|e| corrupt(col, e.to_string()))
+    };
+    let id: String = row.try_get("article_id")?;
+    let section: String = row.try_get("section")?;
+    let state = match row.try_get::<i64, _>("state")? {
+        1 => ArticleState::Published,
+        2 => ArticleState::Retracted,
+        other => return Err(corrupt("state", other.to_string())),
+    };
+    Ok(Article {
+        partner: PartnerId(row.try_get("partner_id")?),
+        id: ArticleId::parse(&id).map_err(|e| corrupt("article_id", e))?,
+        guid: row.try_get("guid")?,
+        content: ArticleContent {
+            section: SectionSlug::parse(&section).map_err(|e| corrupt("section", e))?,
+            title: row.try_get("title")?,
+            subtitle: row.try_get("subtitle")?,
+            kicker: row.try_get("kicker")?,
+            authors: json_list("authors")?,
+            summary: row.try_get("summary")?,
+            content_html: row.try_get("content_html")?,
+            content_text: row.try_get("content_text")?,
+            tags: json_list("tags")?,
+            canonical_url: row.try_get("canonical_url")?,
+            publish_time: from_nanos(row.try_get("publish_time")?),
+            update_time: row
+                .try_get::<Option<i64>, _>("update_time")?
+                .map(from_nanos),
+            expire_time: row
+                .try_get::<Option<i64>, _>("expire_time")?
+                .map(from_nanos),
+        },
+        updated: from_nanos(row.try_get("updated")?),
+        create_time: from_nanos(row.try_get("create_time")?),
+        change_time: from_nanos(row.try_get("change_time")?),
+        state,
+        retract_time: row
+            .try_get::<Option<i64>, _>("retract_time")?
+            .map(from_nanos),
+        retract_reason: row.try_get("retract_reason")?,
+        etag: row.try_get("etag")?,
+    })
+}
+
+fn partner_from_row(row: &SqliteRow) -> Result<Partner, StoreError> {
+    let name: String = row.try_get("name")?;
+    let grant = if row.try_get::<bool, _>("all_sections")? {
+        SectionGrant::All
+    } else {
+        let raw: String = row.try_get("sections")?;
+        let slugs: Vec<SectionSlug> = serde_json::from_str(&raw)
+            .map_err(|e| StoreError::Corrupt(format!("partner sections: {e}")))?;
+        SectionGrant::Only(slugs)
+    };
+    Ok(Partner {
+        id: PartnerId(row.try_get("id")?),
+        name: PartnerName::parse(&name).map_err(StoreError::Corrupt)?,
+        grant,
+    })
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn add_partner(
+        &self,
+        partner: NewPartner,
+        now: DateTime<Utc>,
+    ) -> Result<Partner, StoreError> {
+        self.submit(|reply| Job::AddPartner {
+            partner,
+            now,
+            reply,
+        })
+        .await
+    }
+
+    async fn partner_by_token(&self, hash: &TokenHash) -> Result<Option<Partner>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, name, all_sections, sections FROM partners
+             WHERE token_hash = ? AND revoke_time IS NULL",
+        )
+        .bind(&hash.0)
+        .fetch_optional(&self.read)
+        .await?;
+        row.as_ref().map(partner_from_row).transpose()
+    }
+
+    async fn partner_by_name(&self, name: &PartnerName) -> Result<Option<Partner>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, name, all_sections, sections FROM partners
+             WHERE name = ? AND revoke_time IS NULL",
+        )
+        .bind(name.as_str())
+        .fetch_optional(&self.read)
+        .await?;
+        row.as_ref().map(partner_from_row).transpose()
+    }
+
+    async fn publish(
+        &self,
+        partner: PartnerId,
+        id: ArticleId,
+        content: ArticleContent,
+        new_guid: String,
+        now: DateTime<Utc>,
+    ) -> Result<Revision, StoreError> {
+        self.submit(|reply| Job::Publish {
+            partner,
+            id,
+            content: Box::new(content),
+            guid: new_guid,
+            now,
+            reply,
+        })
+        .await
+    }
+
+    async fn retract(
+        &self,
+        partner: PartnerId,
+        id: ArticleId,
+        reason: String,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(Article, bool)>, StoreError> {
+        self.submit(|reply| Job::Retract {
+            partner,
+            id,
+            reason,
+            now,
+            reply,
+        })
+        .await
+    }
+
+    async fn article(
+        &self,
+        partner: PartnerId,
+        id: &ArticleId,
+    ) -> Result<Option<Article>, StoreError> {
+        let mut conn = self.read.acquire().await?;
+        select_article(&mut conn, partner, id).await
+    }
+
+    async fn list_articles(
+        &self,
+        partner: PartnerId,
+        section: Option<&SectionSlug>,
+        cursor: Option<&ListCursor>,
+        limit: usize,
+    ) -> Result<Vec<Article>, StoreError> {
+        let (after_time, after_id) = match cursor {
+            Some(c) => (nanos(c.publish_time), c.id.as_str()),
+            None => (i64::MAX, ""),
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {ARTICLE_COLUMNS} FROM articles
+             WHERE partner_id = ?1 AND (?2 IS NULL OR section = ?2)
+               AND (publish_time < ?3 OR (publish_time = ?3 AND (?4 = '' OR article_id < ?4)))
+             ORDER BY publish_time DESC, article_id DESC LIMIT ?5"
+        ))
+        .bind(partner.0)
+        .bind(section.map(SectionSlug::as_str))
+        .bind(after_time)
+        .bind(after_id)
+        .bind(limit as i64)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(article_from_row).collect()
+    }
+
+    async fn feed_content(
+        &self,
+        scope: &FeedScope,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<FeedContent, StoreError> {
+        // The section, when there is one, is bound last: `?{n}` is its position.
+        let section = match scope {
+            FeedScope::All => None,
+            FeedScope::Section(slug) => Some(slug.as_str()),
+        };
+        let filter = |n: u8| match section {
+            None => String::new(),
+            Some(_) => format!("section = ?{n} AND"),
+        };
+        let filter3 = filter(3);
+        let articles_sql = format!(
+            "SELECT {ARTICLE_COLUMNS} FROM articles
+             WHERE {filter3} state = 1 AND publish_time <= ?1
+               AND (expire_time IS NULL OR expire_time > ?1)
+             ORDER BY publish_time DESC, guid LIMIT ?2"
+        );
+        let mut query = sqlx::query(&articles_sql)
+            .bind(nanos(now))
+            .bind(limit as i64);
+        if let Some(section) = section {
+            query = query.bind(section);
+        }
+        let rows = query.fetch_all(&self.read).await?;
+        let articles = rows
+            .iter()
+            .map(article_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        // Everything that changes what the feed shows: writes, articles whose publish time
+        // has come, and articles whose expire time has passed.
+        let filter = filter(2);
+        let change_sql = format!(
+            "SELECT MAX(
+                 (SELECT MAX(change_time) FROM articles WHERE {filter} 1),
+                 COALESCE((SELECT MAX(publish_time) FROM articles
+                           WHERE {filter} state = 1 AND publish_time <= ?1), 0),
+                 COALESCE((SELECT MAX(expire_time) FROM articles
+                           WHERE {filter} expire_time <= ?1), 0))"
+        );
+        let mut query = sqlx::query_scalar(&change_sql).bind(nanos(now));
+        if let Some(section) = section {
+            query = query.bind(section);
+        }
+        let last_change: Option<i64> = query.fetch_one(&self.read).await?;
+        Ok(FeedContent {
+            articles,
+            last_change: last_change.map(from_nanos),
+        })
+    }
+
+    async fn next_transition(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let next: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(
+                 COALESCE((SELECT MIN(publish_time) FROM articles WHERE state = 1 AND publish_time > ?1), ?2),
+                 COALESCE((SELECT MIN(expire_time) FROM articles WHERE expire_time > ?1), ?2))",
+        )
+        .bind(nanos(now))
+        .bind(i64::MAX)
+        .fetch_one(&self.read)
+        .await?;
+        Ok(next.filter(|n| *n != i64::MAX).map(from_nanos))
+    }
+
+    async fn close(&self) {
+        let (reply, done) = oneshot::channel();
+        if self.writer.send(Job::Close { reply }).await.is_ok() {
+            let _ = done.await;
+        }
+        self.read.close().await;
+    }
+}
