@@ -57,6 +57,9 @@ struct Inner {
     snapshot: ArcSwap<Snapshot>,
     stale: mpsc::UnboundedSender<FeedScope>,
     regenerations: Mutex<HashMap<FeedScope, u64>>,
+    /// Stale marks sent, and stale marks dealt with: equal when nothing is pending.
+    marks_sent: AtomicU64,
+    marks_done: AtomicU64,
     temp_counter: AtomicU64,
 }
 
@@ -80,6 +83,8 @@ impl Publication {
             snapshot: ArcSwap::from_pointee(Snapshot::new()),
             stale: tx,
             regenerations: Mutex::new(HashMap::new()),
+            marks_sent: AtomicU64::new(0),
+            marks_done: AtomicU64::new(0),
             temp_counter: AtomicU64::new(0),
         });
         for scope in inner.scopes() {
@@ -99,9 +104,14 @@ impl Publication {
             return;
         }
         for slug in sections {
-            let _ = self.inner.stale.send(FeedScope::Section(slug.clone()));
+            self.inner.mark_stale(FeedScope::Section(slug.clone()));
         }
-        let _ = self.inner.stale.send(FeedScope::All);
+        self.inner.mark_stale(FeedScope::All);
+    }
+
+    /// True when every change acknowledged so far is in the published feeds.
+    pub fn is_settled(&self) -> bool {
+        self.inner.marks_done.load(Ordering::SeqCst) == self.inner.marks_sent.load(Ordering::SeqCst)
     }
 
     /// The current document at a feed path such as `politics/rss.xml`.
@@ -138,9 +148,13 @@ impl Scheduler {
                 }
             };
             let mut stale = BTreeSet::new();
+            let mut received = 0;
             tokio::select! {
                 scope = self.stale.recv() => match scope {
-                    Some(scope) => { stale.insert(scope); }
+                    Some(scope) => {
+                        stale.insert(scope);
+                        received += 1;
+                    }
                     None => return,
                 },
                 _ = tokio::time::sleep(wake) => stale.extend(self.inner.scopes()),
@@ -148,22 +162,32 @@ impl Scheduler {
             }
             while let Ok(scope) = self.stale.try_recv() {
                 stale.insert(scope);
+                received += 1;
             }
             for scope in stale {
                 if let Err(e) = self.inner.regenerate(&scope).await {
                     tracing::error!(feed = scope.path_segment(), error = %e, "feed regeneration failed; retrying");
-                    let retry = self.inner.stale.clone();
+                    let inner = self.inner.clone();
                     tokio::spawn(async move {
                         tokio::time::sleep(Duration::from_secs(1)).await;
-                        let _ = retry.send(scope);
+                        inner.mark_stale(scope);
                     });
                 }
             }
+            self.inner.marks_done.fetch_add(received, Ordering::SeqCst);
         }
     }
 }
 
 impl Inner {
+    fn mark_stale(&self, scope: FeedScope) {
+        self.marks_sent.fetch_add(1, Ordering::SeqCst);
+        if self.stale.send(scope).is_err() {
+            // The scheduler has stopped; the next start rebuilds every feed anyway.
+            self.marks_done.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
     fn scopes(&self) -> Vec<FeedScope> {
         std::iter::once(FeedScope::All)
             .chain(
@@ -239,7 +263,17 @@ impl Inner {
                 let key = format!("{segment}/{}", format.file_name());
                 let bytes = format.render(&meta, &content.articles);
                 let previous = current.get(&key);
-                if previous.is_some_and(|p| p.bytes == bytes[..]) {
+                let derived = updated.trunc_subsecs(0);
+                if let Some(previous) = previous.filter(|p| p.bytes == bytes[..]) {
+                    // Same bytes: nothing to write, but a later change time (say, of an
+                    // article that went straight out of view) still moves Last-Modified on.
+                    if previous.last_modified < derived {
+                        let file = FeedFile {
+                            last_modified: derived,
+                            ..FeedFile::clone(previous)
+                        };
+                        changed.push((key, Arc::new(file)));
+                    }
                     continue;
                 }
                 let path = dir.join(format.file_name());
@@ -253,7 +287,7 @@ impl Inner {
                     this.write_atomically(&dir, format.file_name(), &bytes)
                         .map_err(|source| PublicationError::Write { path, source })?;
                 }
-                let mut last_modified = updated.trunc_subsecs(0);
+                let mut last_modified = derived;
                 // New bytes must never look older than the ones they replace, or a client
                 // asking If-Modified-Since would keep the old ones.
                 let replaced = previous.is_some() || (on_disk.is_some() && !unchanged_on_disk);

@@ -1,0 +1,239 @@
+//! The HTTP side: content types, strong ETags and conditional GET, files on disk, the index
+//! page and health.
+
+mod common;
+
+use common::{TestServer, all_feed_paths, authed};
+use feedpub::demo::sample_edition;
+use feedpub::grpc::proto::PublishArticleRequest;
+use reqwest::StatusCode;
+use reqwest::header::{
+    CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, VARY,
+};
+
+async fn server_with_sample() -> TestServer {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    for article in sample_edition() {
+        client
+            .publish_article(authed(
+                &server.tokens.newsroom,
+                PublishArticleRequest {
+                    article: Some(article),
+                },
+            ))
+            .await
+            .unwrap();
+    }
+    server.settle().await;
+    server
+}
+
+#[tokio::test]
+async fn feeds_have_their_media_types_and_caching_headers() {
+    let server = server_with_sample().await;
+    for (file, media_type) in [
+        ("rss.xml", "application/rss+xml; charset=utf-8"),
+        ("atom.xml", "application/atom+xml; charset=utf-8"),
+        ("feed.json", "application/feed+json; charset=utf-8"),
+    ] {
+        let response = reqwest::get(server.url(&format!("/feeds/politics/{file}")))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let headers = response.headers();
+        assert_eq!(headers[CONTENT_TYPE], media_type);
+        let etag = headers[ETAG].to_str().unwrap();
+        assert!(
+            etag.starts_with('"') && etag.ends_with('"') && !etag.starts_with("W/"),
+            "{etag}"
+        );
+        assert!(headers.contains_key(LAST_MODIFIED));
+        assert_eq!(headers[VARY], "Accept-Encoding");
+        assert!(
+            headers[CACHE_CONTROL]
+                .to_str()
+                .unwrap()
+                .contains("max-age=")
+        );
+        assert!(!headers.contains_key("expires"));
+    }
+}
+
+#[tokio::test]
+async fn conditional_requests_are_answered_with_304_and_no_body() {
+    let server = server_with_sample().await;
+    let client = reqwest::Client::new();
+    let url = server.url("/feeds/all/atom.xml");
+    let first = client.get(&url).send().await.unwrap();
+    let etag = first.headers()[ETAG].to_str().unwrap().to_owned();
+    let modified = first.headers()[LAST_MODIFIED].to_str().unwrap().to_owned();
+
+    for if_none_match in [
+        etag.clone(),
+        format!("\"other\", {etag}"),
+        format!("W/{etag}"),
+        "*".into(),
+    ] {
+        let response = client
+            .get(&url)
+            .header(IF_NONE_MATCH, &if_none_match)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::NOT_MODIFIED,
+            "{if_none_match}"
+        );
+        assert_eq!(response.headers()[ETAG].to_str().unwrap(), etag);
+        assert_eq!(response.headers()[VARY], "Accept-Encoding");
+        assert!(response.bytes().await.unwrap().is_empty());
+    }
+    let response = client
+        .get(&url)
+        .header(IF_NONE_MATCH, "\"stale\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let response = client
+        .get(&url)
+        .header(IF_MODIFIED_SINCE, &modified)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
+    let response = client
+        .get(&url)
+        .header(IF_MODIFIED_SINCE, "Wed, 07 Jun 2023 00:00:00 GMT")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    // If-None-Match wins over If-Modified-Since.
+    let response = client
+        .get(&url)
+        .header(IF_NONE_MATCH, "\"stale\"")
+        .header(IF_MODIFIED_SINCE, &modified)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_etag_changes_exactly_when_the_bytes_change() {
+    let server = server_with_sample().await;
+    let url = server.url("/feeds/rural/rss.xml");
+    let etag_and_body = || async {
+        let response = reqwest::get(&url).await.unwrap();
+        let etag = response.headers()[ETAG].to_str().unwrap().to_owned();
+        (etag, response.bytes().await.unwrap())
+    };
+    let (etag, body) = etag_and_body().await;
+
+    // Republishing identical content changes neither.
+    let mut client = server.client().await;
+    let article = sample_edition().pop().unwrap();
+    client
+        .publish_article(authed(
+            &server.tokens.newsroom,
+            PublishArticleRequest {
+                article: Some(article.clone()),
+            },
+        ))
+        .await
+        .unwrap();
+    server.settle().await;
+    assert_eq!(etag_and_body().await, (etag.clone(), body.clone()));
+
+    // A correction changes both.
+    let mut corrected = article;
+    corrected.title = "右玉县农旅融合助力乡村振兴（更正）".into();
+    client
+        .publish_article(authed(
+            &server.tokens.newsroom,
+            PublishArticleRequest {
+                article: Some(corrected),
+            },
+        ))
+        .await
+        .unwrap();
+    server.settle().await;
+    let (new_etag, new_body) = etag_and_body().await;
+    assert_ne!(new_body, body);
+    assert_ne!(new_etag, etag);
+}
+
+#[tokio::test]
+async fn the_files_in_the_feeds_folder_are_the_bytes_served() {
+    let server = server_with_sample().await;
+    let feeds = server.dir.path().join("feeds");
+    for path in all_feed_paths() {
+        let on_disk = std::fs::read(feeds.join(path.trim_start_matches("/feeds/"))).unwrap();
+        assert_eq!(server.get_bytes(&path).await, on_disk, "{path}");
+    }
+    for entry in std::fs::read_dir(feeds.join("all")).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        assert!(!name.ends_with(".tmp"), "temporary file {name} left behind");
+    }
+}
+
+#[tokio::test]
+async fn unknown_paths_are_not_found() {
+    let server = TestServer::start().await;
+    for path in [
+        "/feeds/sports/rss.xml",
+        "/feeds/all/rss.json",
+        "/feeds/../data/feedpub.sqlite3",
+        "/nope",
+    ] {
+        let response = reqwest::get(server.url(path)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn the_index_lists_every_section_with_autodiscovery_links() {
+    let server = TestServer::start().await;
+    let response = reqwest::get(server.url("/")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()[CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = response.text().await.unwrap();
+    assert!(html.contains("<html lang=\"zh-CN\">"));
+    for title in ["党建", "时政", "公示公告", "综述", "乡村振兴"] {
+        assert!(html.contains(title), "{title}");
+    }
+    for path in all_feed_paths() {
+        assert!(
+            html.contains(&format!("<a href=\"{path}\">")),
+            "link to {path}"
+        );
+    }
+    for (media_type, path) in [
+        ("application/rss+xml", "/feeds/rural/rss.xml"),
+        ("application/atom+xml", "/feeds/rural/atom.xml"),
+        ("application/feed+json", "/feeds/rural/feed.json"),
+    ] {
+        let autodiscovery = format!("<link rel=\"alternate\" type=\"{media_type}\"");
+        let line = html
+            .lines()
+            .find(|l| l.starts_with(&autodiscovery) && l.contains(path))
+            .unwrap_or_else(|| panic!("no autodiscovery link for {path}"));
+        assert!(line.contains("乡村振兴"), "{line}");
+    }
+}
+
+#[tokio::test]
+async fn healthz_answers_while_serving() {
+    let server = TestServer::start().await;
+    let response = reqwest::get(server.url("/healthz")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
