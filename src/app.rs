@@ -14,20 +14,20 @@ use tokio::sync::watch;
 /// Why the service could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    #[error("cannot open the store: {0}")]
+    #[error("cannot open the store")]
     Store(#[from] StoreError),
-    #[error("cannot build the feeds: {0}")]
+    #[error("cannot build the feeds")]
     Publication(#[from] PublicationError),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {error}")]
     Bind {
         addr: SocketAddr,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(transparent)]
     Grpc(#[from] grpc::GrpcError),
     #[error("HTTP server failed: {0}")]
     Http(std::io::Error),
-    #[error("cannot publish the sample edition: {0}")]
+    #[error("cannot publish the sample edition")]
     Demo(#[from] PublishError),
 }
 
@@ -45,7 +45,7 @@ pub struct Application {
 async fn bind(addr: SocketAddr) -> Result<TcpListener, AppError> {
     TcpListener::bind(addr)
         .await
-        .map_err(|source| AppError::Bind { addr, source })
+        .map_err(|error| AppError::Bind { addr, error })
 }
 
 impl Application {

@@ -65,10 +65,10 @@ pub struct Overrides {
 /// Why the configuration could not be loaded; the message names file, line and key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read configuration file {path}: {source}")]
+    #[error("cannot read configuration file {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("invalid configuration in {origin}: {message}")]
     Invalid { origin: String, message: String },
@@ -89,7 +89,7 @@ struct FileConfig {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileSite {
-    title: String,
+    title: toml::Spanned<String>,
     base_url: BaseUrl,
     language: Language,
     #[serde(default)]
@@ -129,10 +129,24 @@ fn default_max_items() -> MaxItems {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileSection {
-    slug: SectionSlug,
+    slug: ConfigSlug,
     title: String,
     #[serde(default)]
     description: String,
+}
+
+/// A section slug, with errors that name the key.
+#[derive(Deserialize)]
+#[serde(try_from = "String")]
+struct ConfigSlug(SectionSlug);
+
+impl TryFrom<String> for ConfigSlug {
+    type Error = String;
+    fn try_from(raw: String) -> Result<Self, String> {
+        SectionSlug::parse(&raw)
+            .map(Self)
+            .map_err(|e| format!("slug {raw:?} {e}"))
+    }
 }
 
 /// An absolute http(s) URL, normalised to end in `/`.
@@ -244,10 +258,11 @@ impl Settings {
         for spanned in file.sections {
             let line = text[..spanned.span().start].matches('\n').count() + 1;
             let section = spanned.into_inner();
-            if sections.iter().any(|s| s.slug == section.slug) {
+            let slug = section.slug.0;
+            if sections.iter().any(|s| s.slug == slug) {
                 return Err(invalid(format!(
                     "line {line}: sections.slug {:?} is configured twice",
-                    section.slug.as_str()
+                    slug.as_str()
                 )));
             }
             if section.title.trim().is_empty() {
@@ -256,13 +271,17 @@ impl Settings {
                 )));
             }
             sections.push(Section {
-                slug: section.slug,
+                slug,
                 title: section.title,
                 description: section.description,
             });
         }
-        if file.site.title.trim().is_empty() {
-            return Err(invalid("site.title must not be empty".into()));
+        let title_line = text[..file.site.title.span().start].matches('\n').count() + 1;
+        let site_title = file.site.title.into_inner();
+        if site_title.trim().is_empty() {
+            return Err(invalid(format!(
+                "line {title_line}: site.title must not be empty"
+            )));
         }
 
         let server = Server {
@@ -285,7 +304,7 @@ impl Settings {
         };
         Ok(Settings {
             site: Site {
-                title: file.site.title,
+                title: site_title,
                 base_url: file.site.base_url.0,
                 language: file.site.language.0,
                 description: file.site.description,
@@ -306,9 +325,9 @@ impl Settings {
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
         path: path.to_owned(),
-        source,
+        error,
     })
 }
 

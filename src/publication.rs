@@ -33,10 +33,10 @@ pub struct FeedFile {
 pub enum PublicationError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}: {error}")]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("feed rendering task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -285,7 +285,7 @@ impl Inner {
                 let unchanged_on_disk = on_disk.as_ref().is_some_and(|old| *old == bytes);
                 if !unchanged_on_disk {
                     this.write_atomically(&dir, format.file_name(), &bytes)
-                        .map_err(|source| PublicationError::Write { path, source })?;
+                        .map_err(|error| PublicationError::Write { path, error })?;
                 }
                 let mut last_modified = derived;
                 // New bytes must never look older than the ones they replace, or a client

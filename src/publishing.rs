@@ -25,7 +25,7 @@ pub enum PublishError {
     #[error("partner {partner:?} may not publish to section {section:?}")]
     PermissionDenied { partner: String, section: String },
     /// One or more fields are invalid.
-    #[error("invalid request: {0}")]
+    #[error("{0}")]
     Invalid(Violations),
     /// The partner has no article with this id.
     #[error("no article with id {0:?}")]
@@ -144,7 +144,7 @@ impl Publisher {
     }
 
     /// A permanent tag URI (RFC 4151): authority from the site URL, the date of first
-    /// publication, then partner and id, which are unique together.
+    /// publication in the site's offset, then partner and id, which are unique together.
     fn guid(
         &self,
         partner: &Partner,
@@ -157,9 +157,10 @@ impl Publisher {
             .base_url
             .host_str()
             .unwrap_or("localhost");
+        let date = publish_time.with_timezone(&self.settings.site.utc_offset);
         format!(
             "tag:{host},{}:{}/{}",
-            publish_time.format("%Y-%m-%d"),
+            date.format("%Y-%m-%d"),
             partner.name,
             id
         )
@@ -237,6 +238,14 @@ pub async fn add_partner(
     grant: SectionGrant,
 ) -> Result<(Partner, Token), PublishError> {
     let name = PartnerName::parse(name).map_err(|e| Violations::one("name", e))?;
+    let grant = match grant {
+        SectionGrant::Only(mut sections) => {
+            let mut seen = std::collections::HashSet::new();
+            sections.retain(|s| seen.insert(s.clone()));
+            SectionGrant::Only(sections)
+        }
+        all => all,
+    };
     if let SectionGrant::Only(sections) = &grant {
         let mut violations = Violations::default();
         if sections.is_empty() {

@@ -1,0 +1,647 @@
+//! End-to-end tests of the `feedpub` binary: `partner add`, `serve` (with and without
+//! `--demo`), configuration errors, environment variables and clean shutdown on signals.
+
+use feedpub::grpc::proto::publisher_service_client::PublisherServiceClient;
+use feedpub::grpc::proto::{Article, ArticleState, ListSectionsRequest, PublishArticleRequest};
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tonic::Code;
+use tonic::transport::Channel;
+
+/// How long anything the binary does may take before a test gives up.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Variables that would change what the binary does if inherited from the environment.
+const INHERITED_VARS: [&str; 9] = [
+    "FEEDPUB_CONFIG",
+    "FEEDPUB_DATA_DIR",
+    "FEEDPUB_FEEDS_DIR",
+    "FEEDPUB_GRPC_ADDR",
+    "FEEDPUB_HTTP_ADDR",
+    "FEEDPUB_DEMO",
+    "RUST_LOG",
+    // A backtrace under an error message would hide what the message itself says.
+    "RUST_BACKTRACE",
+    "RUST_LIB_BACKTRACE",
+];
+
+/// The sections of the embedded sample configuration, in configuration order.
+const SAMPLE_SECTIONS: [&str; 5] = ["party-building", "politics", "notices", "features", "rural"];
+
+/// `feedpub` run in `cwd` (so `./feedpub.toml`, `./data` and `./feeds` are looked for there),
+/// with none of its variables inherited.
+fn feedpub(cwd: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_feedpub"));
+    cmd.current_dir(cwd).stdin(Stdio::null());
+    for var in INHERITED_VARS {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// Runs a command that should finish on its own; kills it and fails after the deadline.
+fn run(cmd: &mut Command) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("feedpub starts");
+    let stdout = read_to_end_in_background(child.stdout.take().expect("piped stdout"));
+    let stderr = read_to_end_in_background(child.stderr.take().expect("piped stderr"));
+    let status = exit_within(&mut child, DEADLINE);
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let output = Output {
+        status: status.unwrap_or_default(),
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    };
+    assert!(
+        status.is_some(),
+        "{cmd:?} did not finish within {DEADLINE:?}; stderr:\n{}",
+        text(&output.stderr)
+    );
+    output
+}
+
+fn read_to_end_in_background(mut pipe: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        bytes
+    })
+}
+
+/// The child's exit status, polled until it exits or `timeout` passes.
+fn exit_within(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("the child can be polled") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `feedpub partner add ARGS…` in `cwd`.
+fn partner_add(cwd: &Path, args: &[&str]) -> Output {
+    run(feedpub(cwd).args(["partner", "add"]).args(args))
+}
+
+/// The token `partner add` printed, which must be alone on the last line of stdout.
+fn token_of(output: &Output) -> String {
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "partner add failed: {}\nstderr:\n{}",
+        output.status,
+        text(&output.stderr)
+    );
+    let last = stdout.lines().last().expect("partner add prints something");
+    assert!(
+        last.starts_with("fp_") && !last.contains(char::is_whitespace),
+        "the last line of stdout is not a lone token: {stdout:?}"
+    );
+    last.to_owned()
+}
+
+/// Kills and reaps the child when dropped, so no server outlives a failed assertion.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// The stderr of a running server, line by line, read by a background thread.
+struct Log {
+    lines: Vec<String>,
+    incoming: mpsc::Receiver<String>,
+}
+
+impl Log {
+    fn follow(pipe: impl Read + Send + 'static) -> Self {
+        let (tx, incoming) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            lines: Vec::new(),
+            incoming,
+        }
+    }
+
+    /// The first value `find` extracts from a line (seen before or arriving within the
+    /// deadline); fails with the whole log when the process ends first or time runs out.
+    fn wait_for<T>(&mut self, what: &str, mut find: impl FnMut(&str) -> Option<T>) -> T {
+        if let Some(found) = self.lines.iter().find_map(|l| find(l)) {
+            return found;
+        }
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.incoming.recv_timeout(left) {
+                Ok(line) => {
+                    let found = find(&line);
+                    self.lines.push(line);
+                    if let Some(found) = found {
+                        return found;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("no {what} in the log within {DEADLINE:?}:\n{}", self.text())
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!(
+                        "the server closed its log before any {what}:\n{}",
+                        self.text()
+                    )
+                }
+            }
+        }
+    }
+
+    /// Everything logged until the process closed stderr (or the deadline passed).
+    fn until_closed(&mut self) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        while let Ok(line) = self
+            .incoming
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            self.lines.push(line);
+        }
+        self.text()
+    }
+
+    fn text(&self) -> String {
+        self.lines.join("\n")
+    }
+}
+
+/// The address logged after `marker`, up to the next space or `/`.
+fn address_after(line: &str, marker: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find(marker)? + marker.len()..];
+    let end = rest.find([' ', '/']).unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// A running `feedpub serve` on free ports, killed when dropped.
+struct Server {
+    child: ChildGuard,
+    log: Log,
+    grpc_addr: SocketAddr,
+    http_addr: SocketAddr,
+}
+
+impl Server {
+    /// Starts `feedpub serve ARGS… --grpc-addr 127.0.0.1:0 --http-addr 127.0.0.1:0` in `cwd`
+    /// and waits until both addresses are logged.
+    fn start(cwd: &Path, args: &[&str]) -> Self {
+        let mut child = ChildGuard(
+            feedpub(cwd)
+                .arg("serve")
+                .args(args)
+                .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("feedpub serve starts"),
+        );
+        let mut log = Log::follow(child.0.stderr.take().expect("piped stderr"));
+        let grpc_addr = log.wait_for("gRPC address", |l| {
+            address_after(l, "gRPC API listening on ")
+        });
+        let http_addr = log.wait_for("HTTP address", |l| {
+            address_after(l, "HTTP feeds listening on http://")
+        });
+        Self {
+            child,
+            log,
+            grpc_addr,
+            http_addr,
+        }
+    }
+
+    /// Sends a signal (`TERM`, `INT`, …) with kill(1).
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.0.id().to_string())
+            .status()
+            .expect("kill(1) runs");
+        assert!(status.success(), "kill -{name} failed: {status}");
+    }
+
+    /// The exit status, which must come within the deadline.
+    fn exit_status(&mut self) -> ExitStatus {
+        exit_within(&mut self.child.0, DEADLINE).unwrap_or_else(|| {
+            panic!(
+                "the server did not stop within {DEADLINE:?}; log:\n{}",
+                self.log.text()
+            )
+        })
+    }
+
+    async fn client(&self) -> PublisherServiceClient<Channel> {
+        PublisherServiceClient::connect(format!("http://{}", self.grpc_addr))
+            .await
+            .expect("the gRPC API accepts connections")
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http_addr)
+    }
+}
+
+/// `message` with `authorization: Bearer <token>` metadata.
+fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ASCII metadata"),
+    );
+    request
+}
+
+/// A small valid article for `section`.
+fn article(id: &str, section: &str) -> PublishArticleRequest {
+    PublishArticleRequest {
+        article: Some(Article {
+            id: id.to_owned(),
+            section: section.to_owned(),
+            title: "全市打击私采滥挖工作推进会召开".to_owned(),
+            authors: vec!["武跃林".to_owned()],
+            content_text: "第一段。\n\n第二段。".to_owned(),
+            // 2023-06-07 07:00 +08:00
+            publish_time: Some(prost_types::Timestamp {
+                seconds: 1_686_092_400,
+                nanos: 0,
+            }),
+            ..Article::default()
+        }),
+    }
+}
+
+/// The body of `url` once `ready` accepts it, polled every 50 ms until the deadline.
+async fn body_when(url: &str, ready: impl Fn(&str) -> bool) -> Vec<u8> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let last = match reqwest::get(url).await {
+            Ok(response) if response.status().is_success() => {
+                let body = response.bytes().await.expect("a whole body").to_vec();
+                if ready(&text(&body)) {
+                    return body;
+                }
+                text(&body)
+            }
+            Ok(response) => format!("status {}", response.status()),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            Instant::now() < deadline,
+            "{url} was not ready within {DEADLINE:?}; last answer:\n{last}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn partner_add_prints_a_token_that_the_api_accepts_for_granted_sections_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data-dir");
+    let feeds = dir.path().join("feeds-dir");
+    let data_arg = data.to_str().unwrap();
+
+    let added = partner_add(
+        dir.path(),
+        &["wire", "--section", "politics", "--data-dir", data_arg],
+    );
+    let token = token_of(&added);
+    assert!(
+        text(&added.stdout).contains("politics"),
+        "{}",
+        text(&added.stdout)
+    );
+
+    let server = Server::start(
+        dir.path(),
+        &[
+            "--data-dir",
+            data_arg,
+            "--feeds-dir",
+            feeds.to_str().unwrap(),
+        ],
+    );
+    let mut client = server.client().await;
+
+    let sections = client
+        .list_sections(with_token(ListSectionsRequest {}, &token))
+        .await
+        .expect("ListSections with the new token")
+        .into_inner()
+        .sections;
+    let slugs: Vec<&str> = sections.iter().map(|s| s.slug.as_str()).collect();
+    assert_eq!(slugs, SAMPLE_SECTIONS);
+
+    let published = client
+        .publish_article(with_token(article("brief-1", "politics"), &token))
+        .await
+        .expect("publishing to a granted section")
+        .into_inner()
+        .article
+        .expect("the stored article");
+    assert_eq!(published.section, "politics");
+    assert_eq!(published.state, ArticleState::Published as i32);
+
+    let denied = client
+        .publish_article(with_token(article("brief-2", "rural"), &token))
+        .await
+        .expect_err("publishing to a section not granted");
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+
+    let wrong_token = format!("fp_{}", "0".repeat(token.len() - 3));
+    for request in [
+        with_token(ListSectionsRequest {}, &wrong_token),
+        tonic::Request::new(ListSectionsRequest {}),
+    ] {
+        let refused = client
+            .list_sections(request)
+            .await
+            .expect_err("a call with a wrong or no token");
+        assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    }
+    let refused = client
+        .publish_article(with_token(article("brief-3", "politics"), &wrong_token))
+        .await
+        .expect_err("publishing with a wrong token");
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+}
+
+#[test]
+fn partner_add_refuses_a_taken_name_an_unknown_section_and_a_missing_grant() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().unwrap();
+
+    token_of(&partner_add(
+        dir.path(),
+        &["wire", "--all-sections", "--data-dir", data_arg],
+    ));
+    let again = partner_add(
+        dir.path(),
+        &["wire", "--section", "rural", "--data-dir", data_arg],
+    );
+    assert!(!again.status.success());
+    assert!(
+        text(&again.stderr).contains("already exists"),
+        "{}",
+        text(&again.stderr)
+    );
+
+    let unknown = partner_add(
+        dir.path(),
+        &["other", "--section", "nope", "--data-dir", data_arg],
+    );
+    assert!(!unknown.status.success());
+    assert!(
+        text(&unknown.stderr).contains("nope"),
+        "{}",
+        text(&unknown.stderr)
+    );
+
+    let no_grant = partner_add(dir.path(), &["other", "--data-dir", data_arg]);
+    assert_eq!(
+        no_grant.status.code(),
+        Some(2),
+        "clap usage errors exit with 2"
+    );
+    let stderr = text(&no_grant.stderr);
+    assert!(
+        stderr.contains("--section") && stderr.contains("Usage"),
+        "{stderr}"
+    );
+
+    // None of the refusals printed a token.
+    for output in [&again, &unknown, &no_grant] {
+        assert!(!text(&output.stdout).contains("fp_"));
+    }
+}
+
+/// Starts `serve --demo` in a fresh folder, checks the sample edition is served and written,
+/// then stops the server with `signal` and expects a clean exit.
+async fn demo_is_served_then_stops_cleanly_on(signal: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &["--demo"]);
+
+    // Articles are published in page order, and "幸福新邻里" is the first: waiting for the
+    // last one (the rural report) too means the feed was rebuilt after every commit.
+    let body = body_when(&server.url("/feeds/all/rss.xml"), |body| {
+        body.contains("幸福新邻里") && body.contains("右玉县农旅融合助力乡村振兴")
+    })
+    .await;
+    let feed = feed_rs::parser::parse(&body[..]).expect("the RSS feed parses");
+    let titles: Vec<String> = feed
+        .entries
+        .iter()
+        .map(|e| {
+            e.title
+                .as_ref()
+                .map(|t| t.content.clone())
+                .unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(titles.len(), 6, "{titles:#?}");
+    assert!(
+        !titles.iter().any(|t| t.contains("组织部公示")),
+        "the notice expired on 2023-06-14 and must not be in the feed: {titles:#?}"
+    );
+    let on_disk = std::fs::read(dir.path().join("feeds/all/rss.xml")).expect("feeds/all/rss.xml");
+    assert!(
+        on_disk == body,
+        "feeds/all/rss.xml differs from the served feed"
+    );
+    assert!(dir.path().join("data/feedpub.sqlite3").exists());
+
+    server.signal(signal);
+    let status = server.exit_status();
+    let log = server.log.until_closed();
+    assert!(
+        status.success(),
+        "exit after SIG{signal}: {status}; log:\n{log}"
+    );
+    assert!(log.contains("stopped"), "{log}");
+}
+
+#[tokio::test]
+async fn serve_demo_publishes_the_sample_edition_and_stops_cleanly_on_sigterm() {
+    demo_is_served_then_stops_cleanly_on("TERM").await;
+}
+
+#[tokio::test]
+async fn serve_demo_publishes_the_sample_edition_and_stops_cleanly_on_sigint() {
+    demo_is_served_then_stops_cleanly_on("INT").await;
+}
+
+#[test]
+fn a_signal_during_start_up_still_stops_the_server_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    // Signalled as soon as the addresses are logged: the demo edition may still be
+    // publishing, and the server must stop cleanly all the same.
+    let mut server = Server::start(dir.path(), &["--demo"]);
+    server.signal("TERM");
+    let status = server.exit_status();
+    let log = server.log.until_closed();
+    assert!(
+        status.success(),
+        "exit after an early SIGTERM: {status}; log:\n{log}"
+    );
+    assert!(log.contains("stopped"), "{log}");
+}
+
+#[test]
+fn serve_refuses_a_bad_config_file_naming_the_file_line_and_key() {
+    const SITE: &str = "[site]\ntitle = \"t\"\nbase_url = \"http://x/\"\nlanguage = \"zh-CN\"\n";
+    // (configuration, line named, key named)
+    let cases = [
+        (
+            format!("{SITE}\n[[sections]]\nslug = \"Bad Slug\"\ntitle = \"t\"\n"),
+            "line 7",
+            "slug",
+        ),
+        (format!("{SITE}colour = \"red\"\n"), "line 5", "colour"),
+        (
+            format!("{SITE}[feeds]\nmax_items = 0\n"),
+            "line 6",
+            "max_items",
+        ),
+        (
+            format!(
+                "{SITE}[[sections]]\nslug = \"a\"\ntitle = \"t\"\n[[sections]]\nslug = \"a\"\ntitle = \"t\"\n"
+            ),
+            "line 8",
+            "slug",
+        ),
+    ];
+    for (config, line, key) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("feedpub.toml");
+        std::fs::write(&file, &config).unwrap();
+        let output = run(feedpub(dir.path()).args([
+            "serve",
+            "--config",
+            file.to_str().unwrap(),
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+        ]));
+        let stderr = text(&output.stderr);
+        assert!(!output.status.success(), "{config}");
+        let message = stderr
+            .lines()
+            .filter(|l| !l.contains(" | "))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            message.contains(key),
+            "the message itself names {key:?}:\n{stderr}"
+        );
+        for wanted in [file.to_str().unwrap(), line, key] {
+            assert!(
+                stderr.contains(wanted),
+                "stderr does not name {wanted:?} for\n{config}\nstderr:\n{stderr}"
+            );
+        }
+        assert!(
+            !dir.path().join("data").exists(),
+            "nothing is created when the configuration is refused"
+        );
+    }
+}
+
+#[test]
+fn serve_finds_feedpub_toml_in_the_working_folder_and_names_it_when_it_is_bad() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("feedpub.toml"),
+        "[site]\ntitle = \"t\"\nbase_url = \"http://x/\"\nlanguage = \"zh CN\"\n",
+    )
+    .unwrap();
+    let output = run(feedpub(dir.path()).args([
+        "serve",
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+    ]));
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success());
+    for wanted in ["feedpub.toml", "line 4", "language"] {
+        assert!(stderr.contains(wanted), "{wanted:?} in\n{stderr}");
+    }
+}
+
+#[test]
+fn feedpub_data_dir_from_the_environment_is_used_and_a_flag_wins_over_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let from_env = dir.path().join("from-env");
+    let from_flag = dir.path().join("from-flag");
+
+    token_of(&run(feedpub(dir.path())
+        .env("FEEDPUB_DATA_DIR", &from_env)
+        .args(["partner", "add", "wire", "--section", "politics"])));
+    assert!(from_env.join("feedpub.sqlite3").exists());
+    assert!(
+        !dir.path().join("data").exists(),
+        "the default ./data is not used"
+    );
+
+    // The same database: the name is now taken there.
+    let again = partner_add(
+        dir.path(),
+        &[
+            "wire",
+            "--section",
+            "politics",
+            "--data-dir",
+            from_env.to_str().unwrap(),
+        ],
+    );
+    assert!(!again.status.success());
+    assert!(
+        text(&again.stderr).contains("already exists"),
+        "{}",
+        text(&again.stderr)
+    );
+
+    let other_env = dir.path().join("other-env");
+    token_of(&run(feedpub(dir.path())
+        .env("FEEDPUB_DATA_DIR", &other_env)
+        .args(["partner", "add", "wire", "--all-sections", "--data-dir"])
+        .arg(&from_flag)));
+    assert!(from_flag.join("feedpub.sqlite3").exists());
+    assert!(!other_env.exists(), "the flag wins over FEEDPUB_DATA_DIR");
+}
