@@ -18,6 +18,8 @@ pub struct Settings {
     pub site: Site,
     pub server: Server,
     pub feeds: Feeds,
+    pub websub: WebSub,
+    pub log: Log,
     /// Configured sections, in configuration order.
     pub sections: Vec<Section>,
 }
@@ -35,6 +37,21 @@ pub struct Site {
     pub utc_offset: FixedOffset,
 }
 
+impl Site {
+    /// The absolute URL of `path` (relative, e.g. `feeds/all/rss.xml`) on this site.
+    pub fn url(&self, path: &str) -> String {
+        self.base_url
+            .join(path)
+            .map(String::from)
+            .unwrap_or_else(|_| format!("{}{path}", self.base_url))
+    }
+
+    /// The absolute URL of the built-in WebSub hub.
+    pub fn hub_url(&self) -> String {
+        self.url("websub")
+    }
+}
+
 /// Addresses and folders of a running server.
 #[derive(Debug, Clone)]
 pub struct Server {
@@ -46,11 +63,55 @@ pub struct Server {
     pub feeds_dir: PathBuf,
 }
 
-/// How feeds are built.
+/// How feeds are built and cached.
 #[derive(Debug, Clone)]
 pub struct Feeds {
     /// Most entries in one feed document.
     pub max_items: usize,
+    /// `Cache-Control: max-age` of feeds, in seconds, unless a section sets its own.
+    pub max_age: u32,
+    /// Per-section `max_age`, for sections that set one.
+    pub section_max_age: Vec<(SectionSlug, u32)>,
+}
+
+impl Feeds {
+    /// `Cache-Control: max-age` for the feeds of `section` (`None`: the all-sections feed).
+    pub fn max_age_of(&self, section: Option<&SectionSlug>) -> u32 {
+        section
+            .and_then(|slug| self.section_max_age.iter().find(|(s, _)| s == slug))
+            .map_or(self.max_age, |(_, age)| *age)
+    }
+}
+
+/// The built-in WebSub hub (W3C WebSub), at `POST /websub`.
+#[derive(Debug, Clone)]
+pub struct WebSub {
+    /// Lease granted when a subscriber asks for none, in seconds (default 10 days).
+    pub default_lease_seconds: u64,
+    /// Longest lease granted, in seconds.
+    pub max_lease_seconds: u64,
+    /// Callback networks allowed even though they are loopback, private, link-local or
+    /// otherwise not public. Empty by default: only public addresses are called back.
+    pub allowed_callback_networks: Vec<ipnet::IpNet>,
+    /// External hubs to ping (`hub.mode=publish`) when a feed changes.
+    pub external_hubs: Vec<Url>,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone)]
+pub struct Log {
+    pub format: LogFormat,
 }
 
 /// Values from the environment or flags that win over the file; `None` leaves the file's value.
@@ -83,7 +144,50 @@ struct FileConfig {
     #[serde(default)]
     feeds: FileFeeds,
     #[serde(default)]
+    websub: FileWebSub,
+    #[serde(default)]
+    log: FileLog,
+    #[serde(default)]
     sections: Vec<toml::Spanned<FileSection>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileWebSub {
+    #[serde(default = "default_lease")]
+    default_lease_seconds: u64,
+    #[serde(default = "max_lease")]
+    max_lease_seconds: u64,
+    #[serde(default)]
+    allowed_callback_networks: Vec<ipnet::IpNet>,
+    #[serde(default)]
+    external_hubs: Vec<BaseUrl>,
+}
+
+impl Default for FileWebSub {
+    fn default() -> Self {
+        Self {
+            default_lease_seconds: default_lease(),
+            max_lease_seconds: max_lease(),
+            allowed_callback_networks: Vec::new(),
+            external_hubs: Vec::new(),
+        }
+    }
+}
+
+fn default_lease() -> u64 {
+    10 * 24 * 3600
+}
+
+fn max_lease() -> u64 {
+    30 * 24 * 3600
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileLog {
+    #[serde(default)]
+    format: LogFormat,
 }
 
 #[derive(Deserialize)]
@@ -112,14 +216,21 @@ struct FileServer {
 struct FileFeeds {
     #[serde(default = "default_max_items")]
     max_items: MaxItems,
+    #[serde(default = "default_max_age")]
+    max_age: u32,
 }
 
 impl Default for FileFeeds {
     fn default() -> Self {
         Self {
             max_items: default_max_items(),
+            max_age: default_max_age(),
         }
     }
+}
+
+fn default_max_age() -> u32 {
+    60
 }
 
 fn default_max_items() -> MaxItems {
@@ -133,6 +244,8 @@ struct FileSection {
     title: String,
     #[serde(default)]
     description: String,
+    /// `Cache-Control: max-age` of this section's feeds, in seconds.
+    max_age: Option<u32>,
 }
 
 /// A section slug, with errors that name the key.
@@ -255,6 +368,7 @@ impl Settings {
         let file: FileConfig = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
 
         let mut sections: Vec<Section> = Vec::with_capacity(file.sections.len());
+        let mut section_max_age = Vec::new();
         for spanned in file.sections {
             let line = text[..spanned.span().start].matches('\n').count() + 1;
             let section = spanned.into_inner();
@@ -269,6 +383,9 @@ impl Settings {
                 return Err(invalid(format!(
                     "line {line}: sections.title must not be empty"
                 )));
+            }
+            if let Some(age) = section.max_age {
+                section_max_age.push((slug.clone(), age));
             }
             sections.push(Section {
                 slug,
@@ -313,6 +430,20 @@ impl Settings {
             server,
             feeds: Feeds {
                 max_items: file.feeds.max_items.0,
+                max_age: file.feeds.max_age,
+                section_max_age,
+            },
+            websub: WebSub {
+                default_lease_seconds: file.websub.default_lease_seconds,
+                max_lease_seconds: file
+                    .websub
+                    .max_lease_seconds
+                    .max(file.websub.default_lease_seconds),
+                allowed_callback_networks: file.websub.allowed_callback_networks,
+                external_hubs: file.websub.external_hubs.into_iter().map(|u| u.0).collect(),
+            },
+            log: Log {
+                format: file.log.format,
             },
             sections,
         })
@@ -348,6 +479,23 @@ mod tests {
         assert_eq!(settings.site.utc_offset.local_minus_utc(), 8 * 3600);
         assert_eq!(settings.feeds.max_items, 50);
         assert_eq!(settings.sections.len(), 5);
+    }
+
+    #[test]
+    fn websub_cache_and_log_settings_are_read() {
+        let text = format!(
+            "{EMBEDDED_CONFIG}\n[websub]\nallowed_callback_networks = [\"127.0.0.0/8\"]\n[log]\nformat = \"json\"\n"
+        )
+        .replace("slug = \"rural\"", "slug = \"rural\"\nmax_age = 300");
+        let settings = Settings::parse("t", &text, Overrides::default()).unwrap();
+        assert_eq!(settings.websub.allowed_callback_networks.len(), 1);
+        assert_eq!(settings.websub.default_lease_seconds, 864_000);
+        assert_eq!(settings.log.format, LogFormat::Json);
+        let rural = SectionSlug::parse("rural").unwrap();
+        let politics = SectionSlug::parse("politics").unwrap();
+        assert_eq!(settings.feeds.max_age_of(Some(&rural)), 300);
+        assert_eq!(settings.feeds.max_age_of(Some(&politics)), 60);
+        assert_eq!(settings.feeds.max_age_of(None), 60);
     }
 
     #[test]

@@ -55,6 +55,7 @@ async fn the_sample_edition_reaches_every_feed_in_every_format_exactly_as_sent()
     let server = TestServer::start().await;
     let sent = sample_edition();
     let stored = publish_sample(&server).await;
+    server.settle().await;
     // The notice expired on 2023-06-14, so the feeds carry the other six, newest first.
     let visible: Vec<_> = sent.iter().filter(|a| a.section != "notices").collect();
 

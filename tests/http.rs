@@ -237,3 +237,145 @@ async fn healthz_answers_while_serving() {
     let response = reqwest::get(server.url("/healthz")).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(bytes), &mut out).unwrap();
+    out
+}
+
+fn unbrotli(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut brotli::Decompressor::new(bytes, 4096), &mut out).unwrap();
+    out
+}
+
+#[tokio::test]
+async fn precompressed_codings_are_chosen_by_accept_encoding_with_their_own_etags() {
+    let server = server_with_sample().await;
+    let client = reqwest::Client::new();
+    let url = server.url("/feeds/all/rss.xml");
+    let identity = client.get(&url).send().await.unwrap();
+    let identity_etag = identity.headers()[ETAG].to_str().unwrap().to_owned();
+    let identity_body = identity.bytes().await.unwrap();
+
+    let mut etags = vec![identity_etag.clone()];
+    for (accept, coding, decode) in [
+        ("gzip", "gzip", gunzip as fn(&[u8]) -> Vec<u8>),
+        ("gzip;q=0.5, br", "br", unbrotli),
+        ("br;q=0.1, gzip", "gzip", gunzip),
+    ] {
+        let response = client
+            .get(&url)
+            .header("accept-encoding", accept)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["content-encoding"], coding, "{accept}");
+        assert_eq!(response.headers()[VARY], "Accept-Encoding");
+        let etag = response.headers()[ETAG].to_str().unwrap().to_owned();
+        let body = response.bytes().await.unwrap();
+        assert_eq!(decode(&body), identity_body, "{accept}");
+        assert!(
+            body.len() < identity_body.len() / 2,
+            "{accept}: {} bytes",
+            body.len()
+        );
+        // The coding's own ETag validates it, and only it.
+        let revalidated = client
+            .get(&url)
+            .header("accept-encoding", accept)
+            .header(IF_NONE_MATCH, &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(revalidated.status(), StatusCode::NOT_MODIFIED, "{accept}");
+        let other = client
+            .get(&url)
+            .header("accept-encoding", accept)
+            .header(IF_NONE_MATCH, &identity_etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(other.status(), StatusCode::OK, "{accept}");
+        etags.push(etag);
+    }
+    etags.sort();
+    etags.dedup();
+    assert_eq!(
+        etags.len(),
+        3,
+        "identity, gzip and brotli have distinct ETags"
+    );
+
+    // The siblings on disk are the very bytes served.
+    let feeds = server.dir.path().join("feeds/all");
+    let served_gzip = client
+        .get(&url)
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(feeds.join("rss.xml.gz")).unwrap(),
+        served_gzip.bytes().await.unwrap()
+    );
+    let served_br = client
+        .get(&url)
+        .header("accept-encoding", "br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(feeds.join("rss.xml.br")).unwrap(),
+        served_br.bytes().await.unwrap()
+    );
+}
+
+#[tokio::test]
+async fn head_answers_like_get_without_a_body_and_other_methods_are_refused() {
+    let server = server_with_sample().await;
+    let client = reqwest::Client::new();
+    let url = server.url("/feeds/politics/atom.xml");
+    let get = client.get(&url).send().await.unwrap();
+    let head = client.head(&url).send().await.unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+    for name in [ETAG, LAST_MODIFIED, CONTENT_TYPE, CACHE_CONTROL, VARY] {
+        assert_eq!(head.headers()[&name], get.headers()[&name], "{name}");
+    }
+    assert_eq!(
+        head.headers()["content-length"],
+        get.headers()["content-length"]
+    );
+    assert!(head.bytes().await.unwrap().is_empty());
+
+    for method in [
+        reqwest::Method::POST,
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+    ] {
+        let response = client.request(method.clone(), &url).send().await.unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn feeds_advertise_their_hub_and_self_in_link_headers() {
+    let server = server_with_sample().await;
+    let response = reqwest::get(server.url("/feeds/rural/feed.json"))
+        .await
+        .unwrap();
+    let link = response.headers()["link"].to_str().unwrap();
+    assert!(
+        link.contains("<http://127.0.0.1:8080/websub>; rel=\"hub\""),
+        "{link}"
+    );
+    assert!(
+        link.contains("<http://127.0.0.1:8080/feeds/rural/feed.json>; rel=\"self\""),
+        "{link}"
+    );
+}

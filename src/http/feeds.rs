@@ -1,60 +1,156 @@
-//! Serving feed documents from the in-memory snapshot, with strong ETags and conditional GET.
+//! Serving feed documents from the in-memory snapshot: content coding chosen by
+//! `Accept-Encoding`, strong ETags per coding, conditional GET and HEAD.
 
 use crate::publication::{FeedFile, Publication};
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 
-/// How long clients and caches may reuse a feed without asking again.
-const CACHE_CONTROL: &str = "public, max-age=60";
+/// What the feed routes need: the snapshot, and where the feeds and the hub live.
+#[derive(Clone)]
+pub struct FeedState {
+    pub publication: Publication,
+    /// Absolute URL of `/feeds/`, e.g. `https://example.com/feeds/`.
+    pub feeds_url: String,
+    /// Absolute URL of the WebSub hub.
+    pub hub_url: String,
+}
 
-/// `GET /feeds/{path}`: the bytes of `feeds/{path}`, or 304 when the client's copy is current.
+/// A content coding feedpub has precompressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Coding {
+    Identity,
+    Gzip,
+    Brotli,
+}
+
+/// `GET /feeds/{path}`: the bytes of `feeds/{path}` in the best coding the client accepts,
+/// or 304 when the client's copy is current.
 pub async fn serve_feed(
-    State(publication): State<Publication>,
+    State(state): State<FeedState>,
     Path(path): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(file) = publication.get(&path) else {
+    let Some(file) = state.publication.get(&path) else {
         return (StatusCode::NOT_FOUND, "no such feed\n").into_response();
     };
-    let mut response = if is_fresh(&headers, &file) {
+    let coding = negotiate(headers.get(header::ACCEPT_ENCODING));
+    let (bytes, etag) = representation(&file, coding);
+    let mut response = if is_fresh(&headers, etag, file.last_modified) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        let mut ok = file.bytes.clone().into_response();
-        ok.headers_mut().insert(
+        let mut ok = bytes.clone().into_response();
+        let h = ok.headers_mut();
+        h.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static(file.content_type),
         );
+        match coding {
+            Coding::Identity => {}
+            Coding::Gzip => {
+                h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            }
+            Coding::Brotli => {
+                h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("br"));
+            }
+        }
         ok
     };
     let h = response.headers_mut();
-    if let Ok(etag) = HeaderValue::from_str(&file.etag) {
-        h.insert(header::ETAG, etag);
+    if let Ok(value) = HeaderValue::from_str(etag) {
+        h.insert(header::ETAG, value);
     }
-    if let Ok(date) = HeaderValue::from_str(&http_date(file.last_modified)) {
-        h.insert(header::LAST_MODIFIED, date);
+    if let Ok(value) = HeaderValue::from_str(&http_date(file.last_modified)) {
+        h.insert(header::LAST_MODIFIED, value);
     }
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static(CACHE_CONTROL),
-    );
+    if let Ok(value) = HeaderValue::from_str(&format!("public, max-age={}", file.max_age)) {
+        h.insert(header::CACHE_CONTROL, value);
+    }
     h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    let link = format!(
+        "<{}>; rel=\"hub\", <{}{path}>; rel=\"self\"",
+        state.hub_url, state.feeds_url
+    );
+    if let Ok(value) = HeaderValue::from_str(&link) {
+        h.insert(header::LINK, value);
+    }
     response
 }
 
+fn representation(file: &FeedFile, coding: Coding) -> (&Bytes, &str) {
+    match coding {
+        Coding::Identity => (&file.bytes, &file.etag),
+        Coding::Gzip => (&file.gzip.bytes, &file.gzip.etag),
+        Coding::Brotli => (&file.brotli.bytes, &file.brotli.etag),
+    }
+}
+
+/// Picks the coding with the highest q-value the client accepts (RFC 9110 §12.5.3);
+/// among equals, brotli before gzip before identity. Without the header: identity.
+fn negotiate(accept: Option<&HeaderValue>) -> Coding {
+    let Some(accept) = accept.and_then(|v| v.to_str().ok()) else {
+        return Coding::Identity;
+    };
+    let mut q_br = None;
+    let mut q_gzip = None;
+    let mut q_identity = None;
+    let mut q_any = None;
+    for item in accept.split(',') {
+        let mut parts = item.split(';');
+        let name = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let q = parts
+            .filter_map(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .or_else(|| p.trim().strip_prefix("Q="))
+            })
+            .find_map(|v| v.trim().parse::<f32>().ok())
+            .unwrap_or(1.0)
+            .clamp(0.0, 1.0);
+        match name.as_str() {
+            "br" => q_br = Some(q),
+            "gzip" | "x-gzip" => q_gzip = Some(q),
+            "identity" => q_identity = Some(q),
+            "*" => q_any = Some(q),
+            _ => {}
+        }
+    }
+    let br = q_br.or(q_any).unwrap_or(0.0);
+    let gzip = q_gzip.or(q_any).unwrap_or(0.0);
+    // Identity is acceptable unless refused explicitly (or through `*;q=0`), but any coding
+    // the client names is preferred to it.
+    let identity = q_identity.or(q_any.filter(|q| *q == 0.0)).unwrap_or(0.001);
+    [
+        (Coding::Brotli, br),
+        (Coding::Gzip, gzip),
+        (Coding::Identity, identity),
+    ]
+    .into_iter()
+    .filter(|(_, q)| *q > 0.0)
+    .fold(
+        None,
+        |best: Option<(Coding, f32)>, (coding, q)| match best {
+            Some((_, best_q)) if best_q >= q => best,
+            _ => Some((coding, q)),
+        },
+    )
+    .map_or(Coding::Identity, |(coding, _)| coding)
+}
+
 /// RFC 9110 §13.2.2: `If-None-Match` decides when present; otherwise `If-Modified-Since`.
-fn is_fresh(headers: &HeaderMap, file: &FeedFile) -> bool {
+fn is_fresh(headers: &HeaderMap, etag: &str, last_modified: DateTime<Utc>) -> bool {
     if let Some(tags) = headers.get(header::IF_NONE_MATCH) {
         return tags
             .to_str()
-            .is_ok_and(|tags| etag_list_matches(tags, &file.etag));
+            .is_ok_and(|tags| etag_list_matches(tags, etag));
     }
     headers
         .get(header::IF_MODIFIED_SINCE)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_http_date)
-        .is_some_and(|since| file.last_modified <= since)
+        .is_some_and(|since| last_modified <= since)
 }
 
 /// Weak comparison of every tag in an `If-None-Match` list against ours; `*` matches any.
@@ -93,5 +189,27 @@ mod tests {
             .to_utc();
         assert_eq!(http_date(t), "Tue, 06 Jun 2023 23:00:00 GMT");
         assert_eq!(parse_http_date(&http_date(t)), Some(t));
+    }
+
+    #[test]
+    fn the_best_accepted_coding_wins() {
+        let cases = [
+            (None, Coding::Identity),
+            (Some("gzip"), Coding::Gzip),
+            (Some("gzip, deflate, br"), Coding::Brotli),
+            (Some("br;q=0.5, gzip;q=0.8"), Coding::Gzip),
+            (Some("br;q=0, gzip;q=0"), Coding::Identity),
+            (Some("*"), Coding::Brotli),
+            (Some("*;q=0.1, gzip"), Coding::Gzip),
+            (Some("identity"), Coding::Identity),
+            (Some("deflate"), Coding::Identity),
+            (Some("GZIP;Q=1"), Coding::Gzip),
+            (Some("br;q=garbage"), Coding::Brotli),
+            (Some("identity;q=0, gzip;q=0.1"), Coding::Gzip),
+        ];
+        for (header, expected) in cases {
+            let value = header.map(|h| HeaderValue::from_str(h).unwrap());
+            assert_eq!(negotiate(value.as_ref()), expected, "{header:?}");
+        }
     }
 }

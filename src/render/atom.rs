@@ -19,6 +19,11 @@ pub fn render(meta: &FeedMeta, articles: &[Article]) -> Vec<u8> {
         links: vec![
             link(&meta.atom_url, "self", Format::Atom.media_type()),
             link(&meta.site_url, "alternate", "text/html"),
+            Link {
+                href: meta.hub_url.clone(),
+                rel: "hub".into(),
+                ..Link::default()
+            },
         ],
         subtitle: Some(Text::plain(meta.description.clone())),
         entries: articles.iter().map(|a| entry(meta, a)).collect(),
@@ -109,5 +114,6 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#"xml:lang="zh-CN""#));
+        assert!(text.contains(r#"<link href="http://127.0.0.1:8080/websub" rel="hub"/>"#));
     }
 }

@@ -14,7 +14,15 @@ struct JsonFeed<'a> {
     description: &'a str,
     language: &'a str,
     authors: [Author<'a>; 1],
+    hubs: [Hub<'a>; 1],
     items: Vec<Item<'a>>,
+}
+
+#[derive(Serialize)]
+struct Hub<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    url: &'a str,
 }
 
 #[derive(Serialize)]
@@ -52,6 +60,10 @@ pub fn render(meta: &FeedMeta, articles: &[Article]) -> Vec<u8> {
         language: &meta.language,
         authors: [Author {
             name: &meta.publisher,
+        }],
+        hubs: [Hub {
+            kind: "WebSub",
+            url: &meta.hub_url,
         }],
         items: articles
             .iter()
@@ -114,5 +126,7 @@ mod tests {
         );
         assert!(value["items"][0]["id"].is_string());
         assert_eq!(value["authors"][0]["name"], "朔州日报");
+        assert_eq!(value["hubs"][0]["type"], "WebSub");
+        assert_eq!(value["hubs"][0]["url"], "http://127.0.0.1:8080/websub");
     }
 }

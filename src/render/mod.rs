@@ -85,6 +85,8 @@ pub struct FeedMeta {
     pub rss_url: String,
     /// Absolute URL of the feed's JSON Feed document.
     pub json_url: String,
+    /// Absolute URL of the WebSub hub that pushes this feed's changes.
+    pub hub_url: String,
     /// When what the feed shows last changed (never "now").
     pub updated: DateTime<Utc>,
     /// Offset dates are written in.
@@ -125,6 +127,7 @@ pub(crate) mod fixtures {
             atom_url: "http://127.0.0.1:8080/feeds/politics/atom.xml".into(),
             rss_url: "http://127.0.0.1:8080/feeds/politics/rss.xml".into(),
             json_url: "http://127.0.0.1:8080/feeds/politics/feed.json".into(),
+            hub_url: "http://127.0.0.1:8080/websub".into(),
             updated: Utc.with_ymd_and_hms(2023, 6, 7, 0, 0, 0).unwrap(),
             offset: FixedOffset::east_opt(8 * 3600).unwrap(),
         }

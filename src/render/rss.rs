@@ -18,12 +18,19 @@ pub fn render(meta: &FeedMeta, articles: &[Article]) -> Vec<u8> {
         generator: Some("feedpub".into()),
         docs: Some("https://www.rssboard.org/rss-specification".into()),
         atom_ext: Some(AtomExtension {
-            links: vec![Link {
-                href: meta.rss_url.clone(),
-                rel: "self".into(),
-                mime_type: Some(Format::Rss.media_type().into()),
-                ..Link::default()
-            }],
+            links: vec![
+                Link {
+                    href: meta.rss_url.clone(),
+                    rel: "self".into(),
+                    mime_type: Some(Format::Rss.media_type().into()),
+                    ..Link::default()
+                },
+                Link {
+                    href: meta.hub_url.clone(),
+                    rel: "hub".into(),
+                    ..Link::default()
+                },
+            ],
         }),
         items: articles.iter().map(|a| item(meta, a)).collect(),
         ..Channel::default()
@@ -106,5 +113,6 @@ mod tests {
         assert!(text.contains(
             r#"<atom:link href="http://127.0.0.1:8080/feeds/politics/rss.xml" rel="self""#
         ));
+        assert!(text.contains(r#"<atom:link href="http://127.0.0.1:8080/websub" rel="hub"/>"#));
     }
 }

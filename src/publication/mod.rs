@@ -1,5 +1,6 @@
 //! Publication: regenerates feeds (coalesced, only those touched), replaces files in `feeds/`
-//! atomically and keeps an in-memory snapshot with strong ETags for the HTTP server.
+//! atomically (with `.gz` and `.br` siblings) and keeps an in-memory snapshot of every
+//! document in every coding, with strong ETags, for the HTTP server.
 
 use crate::config::Settings;
 use crate::domain::{FeedScope, SectionSlug};
@@ -8,24 +9,25 @@ use crate::storage::{Store, StoreError};
 use arc_swap::ArcSwap;
 use axum::body::Bytes;
 use chrono::{DateTime, SubsecRound, Utc};
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashMap};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
-/// One published feed document, as served.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FeedFile {
-    pub bytes: Bytes,
-    /// Strong entity tag, quoted: changes exactly when the bytes change.
-    pub etag: String,
-    /// When the feed's content last changed, to the second.
-    pub last_modified: DateTime<Utc>,
-    pub content_type: &'static str,
+mod document;
+mod files;
+
+pub use document::{BROTLI_SUFFIX, Encoded, FeedFile, GZIP_SUFFIX};
+
+/// A feed document whose bytes changed, announced to subscribers (e.g. the WebSub hub).
+#[derive(Debug, Clone)]
+pub struct FeedChange {
+    /// Feed path under `/feeds/`, e.g. `politics/atom.xml`.
+    pub path: String,
+    /// The new document.
+    pub file: Arc<FeedFile>,
 }
 
 /// Why a feed could not be regenerated.
@@ -60,7 +62,7 @@ struct Inner {
     /// Stale marks sent, and stale marks dealt with: equal when nothing is pending.
     marks_sent: AtomicU64,
     marks_done: AtomicU64,
-    temp_counter: AtomicU64,
+    changes: broadcast::Sender<FeedChange>,
 }
 
 /// Drives regeneration until shut down; returned by [`Publication::start`].
@@ -85,7 +87,7 @@ impl Publication {
             regenerations: Mutex::new(HashMap::new()),
             marks_sent: AtomicU64::new(0),
             marks_done: AtomicU64::new(0),
-            temp_counter: AtomicU64::new(0),
+            changes: broadcast::channel(1024).0,
         });
         for scope in inner.scopes() {
             inner.regenerate(&scope).await?;
@@ -123,6 +125,12 @@ impl Publication {
     pub fn regenerations(&self, scope: &FeedScope) -> u64 {
         let counts = self.inner.regenerations.lock().expect("counter lock");
         counts.get(scope).copied().unwrap_or(0)
+    }
+
+    /// Announces every feed document whose bytes change from now on. A receiver that falls
+    /// more than 1024 changes behind is told how many it missed.
+    pub fn subscribe(&self) -> broadcast::Receiver<FeedChange> {
+        self.inner.changes.subscribe()
     }
 
     /// The scopes that have feeds: every section and `all`.
@@ -212,14 +220,11 @@ impl Inner {
             },
         };
         let url = |format: Format| {
-            site.base_url
-                .join(&format!(
-                    "feeds/{}/{}",
-                    scope.path_segment(),
-                    format.file_name()
-                ))
-                .map(String::from)
-                .unwrap_or_default()
+            site.url(&format!(
+                "feeds/{}/{}",
+                scope.path_segment(),
+                format.file_name()
+            ))
         };
         FeedMeta {
             description: if description.trim().is_empty() {
@@ -234,18 +239,22 @@ impl Inner {
             atom_url: url(Format::Atom),
             rss_url: url(Format::Rss),
             json_url: url(Format::JsonFeed),
+            hub_url: site.hub_url(),
             updated,
             offset: site.utc_offset,
         }
     }
 
-    /// Rebuilds the three documents of `scope`; writes and swaps in only those whose bytes changed.
+    /// Rebuilds the three documents of `scope`; writes and swaps in only those whose bytes
+    /// changed, and announces each change to subscribers.
     async fn regenerate(self: &Arc<Self>, scope: &FeedScope) -> Result<(), PublicationError> {
-        if let FeedScope::Section(slug) = scope
-            && self.settings.section(slug).is_none()
-        {
-            return Ok(());
-        }
+        let section = match scope {
+            FeedScope::All => None,
+            FeedScope::Section(slug) => match self.settings.section(slug) {
+                Some(section) => Some(section.slug.clone()),
+                None => return Ok(()),
+            },
+        };
         let now = Utc::now();
         let content = self
             .store
@@ -253,59 +262,77 @@ impl Inner {
             .await?;
         let updated = content.last_change.unwrap_or(DateTime::UNIX_EPOCH);
         let meta = self.meta(scope, updated);
+        let max_age = self.settings.feeds.max_age_of(section.as_ref());
         let this = self.clone();
         let segment = scope.path_segment().to_owned();
-        let files = tokio::task::spawn_blocking(move || {
+        let (files, changes) = tokio::task::spawn_blocking(move || {
             let dir = this.settings.server.feeds_dir.join(&segment);
             let current = this.snapshot.load();
-            let mut changed = Vec::new();
+            let derived = updated.trunc_subsecs(0);
+            let mut swapped = Vec::new();
+            let mut changes = Vec::new();
+            let mut writes: Vec<(String, Bytes)> = Vec::new();
             for format in Format::ALL {
                 let key = format!("{segment}/{}", format.file_name());
                 let bytes = format.render(&meta, &content.articles);
                 let previous = current.get(&key);
-                let derived = updated.trunc_subsecs(0);
                 if let Some(previous) = previous.filter(|p| p.bytes == bytes[..]) {
                     // Same bytes: nothing to write, but a later change time (say, of an
                     // article that went straight out of view) still moves Last-Modified on.
-                    if previous.last_modified < derived {
+                    if previous.last_modified < derived || previous.max_age != max_age {
                         let file = FeedFile {
-                            last_modified: derived,
+                            last_modified: previous.last_modified.max(derived),
+                            max_age,
                             ..FeedFile::clone(previous)
                         };
-                        changed.push((key, Arc::new(file)));
+                        swapped.push((key, Arc::new(file)));
                     }
                     continue;
                 }
-                let path = dir.join(format.file_name());
-                // After a restart the file on disk is the previous version.
+                // After a restart the files on disk are the previous version.
                 let on_disk = match previous {
                     Some(_) => None,
-                    None => std::fs::read(&path).ok(),
+                    None => std::fs::read(dir.join(format.file_name())).ok(),
                 };
                 let unchanged_on_disk = on_disk.as_ref().is_some_and(|old| *old == bytes);
-                if !unchanged_on_disk {
-                    this.write_atomically(&dir, format.file_name(), &bytes)
-                        .map_err(|error| PublicationError::Write { path, error })?;
-                }
-                let mut last_modified = derived;
                 // New bytes must never look older than the ones they replace, or a client
                 // asking If-Modified-Since would keep the old ones.
                 let replaced = previous.is_some() || (on_disk.is_some() && !unchanged_on_disk);
-                let stale_date = previous.is_none_or(|p| p.last_modified >= last_modified);
-                if replaced && stale_date {
-                    last_modified = last_modified.max(now.trunc_subsecs(0));
-                }
-                changed.push((
-                    key,
-                    Arc::new(FeedFile {
-                        etag: strong_etag(&bytes),
-                        bytes: Bytes::from(bytes),
-                        last_modified,
-                        content_type: format.content_type(),
-                    }),
+                let stale_date = previous.is_none_or(|p| p.last_modified >= derived);
+                let last_modified = if replaced && stale_date {
+                    derived.max(now.trunc_subsecs(0))
+                } else {
+                    derived
+                };
+                let file = Arc::new(FeedFile::new(
+                    bytes,
+                    format.content_type(),
+                    last_modified,
+                    max_age,
                 ));
+                for (suffix, bytes) in file.files() {
+                    let name = format!("{}{suffix}", format.file_name());
+                    let same = unchanged_on_disk
+                        && std::fs::read(dir.join(&name)).is_ok_and(|old| old == bytes[..]);
+                    if !same {
+                        writes.push((name, bytes.clone()));
+                    }
+                }
+                if previous.is_some() || !unchanged_on_disk {
+                    changes.push(FeedChange {
+                        path: key.clone(),
+                        file: file.clone(),
+                    });
+                }
+                swapped.push((key, file));
             }
-            Ok::<_, PublicationError>(changed)
+            let writes: Vec<(String, &[u8])> =
+                writes.iter().map(|(n, b)| (n.clone(), &b[..])).collect();
+            files::replace_all(&dir, &writes).map_err(|error| PublicationError::Write {
+                path: dir.clone(),
+                error,
+            })?;
+            Ok::<_, PublicationError>((swapped, changes))
         })
         .await??;
         if !files.is_empty() {
@@ -315,6 +342,10 @@ impl Inner {
                 next
             });
         }
+        for change in changes {
+            // Nobody listening is fine: subscribers come and go.
+            let _ = self.changes.send(change);
+        }
         *self
             .regenerations
             .lock()
@@ -323,33 +354,9 @@ impl Inner {
             .or_default() += 1;
         tracing::debug!(
             feed = scope.path_segment(),
-            changed = files.len(),
+            swapped = files.len(),
             "feeds regenerated"
         );
         Ok(())
     }
-
-    /// Replaces `dir/name` so that readers see the old file or the new one, never a torn one:
-    /// temp file in the same folder, fsync, rename, fsync the folder.
-    fn write_atomically(&self, dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-        std::fs::create_dir_all(dir)?;
-        let n = self.temp_counter.fetch_add(1, Ordering::Relaxed);
-        let temp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
-        let result = (|| {
-            let mut file = std::fs::File::create(&temp)?;
-            file.write_all(bytes)?;
-            file.sync_all()?;
-            std::fs::rename(&temp, dir.join(name))?;
-            std::fs::File::open(dir)?.sync_all()
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&temp);
-        }
-        result
-    }
-}
-
-/// A strong ETag from the SHA-256 of the bytes.
-fn strong_etag(bytes: &[u8]) -> String {
-    format!("\"{}\"", hex::encode(&Sha256::digest(bytes)[..16]))
 }

@@ -1,0 +1,90 @@
+//! Atomic replacement of feed files: a reader of `feeds/` sees the old file or the new one,
+//! never a torn one.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Replaces each `dir/name` with its bytes: every temp file is written in `dir` and fsynced,
+/// then renamed over its target, then the folder is fsynced once for all the renames.
+/// On failure, temp files are removed and each target holds either its old or its new
+/// content, whole.
+pub fn replace_all(dir: &Path, files: &[(String, &[u8])]) -> std::io::Result<()> {
+    if files.is_empty() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)?;
+    let mut temps = Vec::with_capacity(files.len());
+    let result = (|| {
+        for (name, bytes) in files {
+            let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+            let temp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
+            temps.push(temp.clone());
+            let mut file = std::fs::File::create(&temp)?;
+            file.write_all(bytes)?;
+            file.sync_data()?;
+        }
+        for ((name, _), temp) in files.iter().zip(&temps) {
+            std::fs::rename(temp, dir.join(name))?;
+        }
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        for temp in &temps {
+            let _ = std::fs::remove_file(temp);
+        }
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_replaced_and_no_temp_file_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("rss.xml"), b"old").unwrap();
+        replace_all(
+            dir.path(),
+            &[("rss.xml".into(), b"new"), ("rss.xml.gz".into(), b"gz")],
+        )
+        .unwrap();
+        assert_eq!(std::fs::read(dir.path().join("rss.xml")).unwrap(), b"new");
+        assert_eq!(std::fs::read(dir.path().join("rss.xml.gz")).unwrap(), b"gz");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn a_failed_replacement_leaves_whole_files_and_no_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("rss.xml"), b"old").unwrap();
+        // A folder where a file should go makes the rename fail.
+        std::fs::create_dir(dir.path().join("atom.xml")).unwrap();
+        std::fs::write(dir.path().join("atom.xml/x"), b"").unwrap();
+        let result = replace_all(
+            dir.path(),
+            &[("rss.xml".into(), b"new"), ("atom.xml".into(), b"new")],
+        );
+        assert!(result.is_err());
+        let rss = std::fs::read(dir.path().join("rss.xml")).unwrap();
+        assert!(rss == b"old" || rss == b"new");
+        let temps = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".tmp")
+            })
+            .count();
+        assert_eq!(temps, 0);
+    }
+}
