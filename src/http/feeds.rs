@@ -1,22 +1,14 @@
 //! Serving feed documents from the in-memory snapshot: content coding chosen by
 //! `Accept-Encoding`, strong ETags per coding, conditional GET and HEAD.
 
+#[cfg(test)]
+use crate::publication::http_date;
 use crate::publication::{FeedFile, Publication};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-
-/// What the feed routes need: the snapshot, and where the feeds and the hub live.
-#[derive(Clone)]
-pub struct FeedState {
-    pub publication: Publication,
-    /// Absolute URL of `/feeds/`, e.g. `https://example.com/feeds/`.
-    pub feeds_url: String,
-    /// Absolute URL of the WebSub hub.
-    pub hub_url: String,
-}
 
 /// A content coding feedpub has precompressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,24 +21,21 @@ enum Coding {
 /// `GET /feeds/{path}`: the bytes of `feeds/{path}` in the best coding the client accepts,
 /// or 304 when the client's copy is current.
 pub async fn serve_feed(
-    State(state): State<FeedState>,
+    State(publication): State<Publication>,
     Path(path): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(file) = state.publication.get(&path) else {
+    let Some(file) = publication.get(&path) else {
         return (StatusCode::NOT_FOUND, "no such feed\n").into_response();
     };
     let coding = negotiate(headers.get(header::ACCEPT_ENCODING));
-    let (bytes, etag) = representation(&file, coding);
+    let (bytes, etag, etag_header) = representation(&file, coding);
     let mut response = if is_fresh(&headers, etag, file.last_modified) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         let mut ok = bytes.clone().into_response();
         let h = ok.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(file.content_type),
-        );
+        h.insert(header::CONTENT_TYPE, file.headers.content_type.clone());
         match coding {
             Coding::Identity => {}
             Coding::Gzip => {
@@ -59,31 +48,23 @@ pub async fn serve_feed(
         ok
     };
     let h = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(etag) {
-        h.insert(header::ETAG, value);
-    }
-    if let Ok(value) = HeaderValue::from_str(&http_date(file.last_modified)) {
-        h.insert(header::LAST_MODIFIED, value);
-    }
-    if let Ok(value) = HeaderValue::from_str(&format!("public, max-age={}", file.max_age)) {
-        h.insert(header::CACHE_CONTROL, value);
-    }
+    h.insert(header::ETAG, etag_header.clone());
+    h.insert(header::LAST_MODIFIED, file.headers.last_modified.clone());
+    h.insert(header::CACHE_CONTROL, file.headers.cache_control.clone());
     h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-    let link = format!(
-        "<{}>; rel=\"hub\", <{}{path}>; rel=\"self\"",
-        state.hub_url, state.feeds_url
-    );
-    if let Ok(value) = HeaderValue::from_str(&link) {
-        h.insert(header::LINK, value);
-    }
+    h.insert(header::LINK, file.headers.link.clone());
     response
 }
 
-fn representation(file: &FeedFile, coding: Coding) -> (&Bytes, &str) {
+fn representation(file: &FeedFile, coding: Coding) -> (&Bytes, &str, &HeaderValue) {
     match coding {
-        Coding::Identity => (&file.bytes, &file.etag),
-        Coding::Gzip => (&file.gzip.bytes, &file.gzip.etag),
-        Coding::Brotli => (&file.brotli.bytes, &file.brotli.etag),
+        Coding::Identity => (&file.bytes, &file.etag, &file.headers.etag),
+        Coding::Gzip => (&file.gzip.bytes, &file.gzip.etag, &file.gzip.etag_header),
+        Coding::Brotli => (
+            &file.brotli.bytes,
+            &file.brotli.etag,
+            &file.brotli.etag_header,
+        ),
     }
 }
 
@@ -159,11 +140,6 @@ fn etag_list_matches(list: &str, ours: &str) -> bool {
     list.split(',')
         .map(str::trim)
         .any(|tag| tag == "*" || tag.trim_start_matches("W/") == ours)
-}
-
-/// IMF-fixdate, e.g. `Wed, 07 Jun 2023 00:00:00 GMT`.
-fn http_date(t: DateTime<Utc>) -> String {
-    t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
 
 fn parse_http_date(raw: &str) -> Option<DateTime<Utc>> {

@@ -14,16 +14,11 @@ use axum::routing::get;
 /// The HTTP routes: `/`, `/healthz` and `/feeds/{path}` (GET and HEAD; other methods 405).
 pub fn router(publication: Publication, settings: &Settings) -> Router {
     let index_page = Bytes::from(index::render(settings));
-    let feeds = feeds::FeedState {
-        publication,
-        feeds_url: settings.site.url("feeds/"),
-        hub_url: settings.site.hub_url(),
-    };
     Router::new()
         .route("/", get(move || async move { Html(index_page.clone()) }))
         .route("/healthz", get(healthz))
         .route("/feeds/{*path}", get(feeds::serve_feed))
-        .with_state(feeds)
+        .with_state(publication)
         .fallback(not_found)
 }
 

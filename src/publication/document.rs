@@ -1,6 +1,7 @@
 //! A published feed document: its bytes in every content coding, with strong validators.
 
 use axum::body::Bytes;
+use axum::http::HeaderValue;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use std::io::Write;
@@ -11,6 +12,29 @@ pub struct Encoded {
     pub bytes: Bytes,
     /// Strong entity tag, quoted; distinct for every coding of the same document.
     pub etag: String,
+    /// `etag`, ready to send.
+    pub etag_header: HeaderValue,
+}
+
+/// Where a document lives and which hub pushes it, for its `Link` header.
+#[derive(Debug, Clone)]
+pub struct Links {
+    /// Absolute URL of the document.
+    pub self_url: String,
+    /// Absolute URL of the WebSub hub.
+    pub hub_url: String,
+}
+
+/// Headers every response for a document carries, made once per regeneration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseHeaders {
+    pub content_type: HeaderValue,
+    /// ETag of the identity coding.
+    pub etag: HeaderValue,
+    pub last_modified: HeaderValue,
+    pub cache_control: HeaderValue,
+    /// `<hub>; rel="hub", <self>; rel="self"` (WebSub discovery).
+    pub link: HeaderValue,
 }
 
 /// One published feed document, as served: made once per regeneration, never per request.
@@ -30,6 +54,8 @@ pub struct FeedFile {
     pub content_type: &'static str,
     /// How long clients and caches may reuse it, in seconds.
     pub max_age: u32,
+    /// The headers of every response for it.
+    pub headers: ResponseHeaders,
 }
 
 /// File-name suffixes of the precompressed siblings written beside each feed.
@@ -37,30 +63,46 @@ pub const GZIP_SUFFIX: &str = ".gz";
 pub const BROTLI_SUFFIX: &str = ".br";
 
 impl FeedFile {
-    /// Compresses `bytes` both ways and computes every validator.
+    /// Compresses `bytes` both ways and computes every validator and header.
     pub fn new(
         bytes: Vec<u8>,
         content_type: &'static str,
         last_modified: DateTime<Utc>,
         max_age: u32,
+        links: &Links,
     ) -> Self {
         let tag = hex::encode(&Sha256::digest(&bytes)[..16]);
-        let gzip = gzip(&bytes);
-        let brotli = brotli(&bytes);
+        let encoded = |bytes: Vec<u8>, etag: String| Encoded {
+            bytes: bytes.into(),
+            etag_header: header(&etag),
+            etag,
+        };
+        let etag = format!("\"{tag}\"");
         Self {
-            etag: format!("\"{tag}\""),
-            gzip: Encoded {
-                bytes: gzip.into(),
-                etag: format!("\"{tag}-gz\""),
-            },
-            brotli: Encoded {
-                bytes: brotli.into(),
-                etag: format!("\"{tag}-br\""),
-            },
+            gzip: encoded(gzip(&bytes), format!("\"{tag}-gz\"")),
+            brotli: encoded(brotli(&bytes), format!("\"{tag}-br\"")),
+            headers: ResponseHeaders::new(content_type, &etag, last_modified, max_age, links),
+            etag,
             bytes: bytes.into(),
             last_modified,
             content_type,
             max_age,
+        }
+    }
+
+    /// The same document with another date and cache lifetime.
+    pub fn redated(&self, last_modified: DateTime<Utc>, max_age: u32, links: &Links) -> Self {
+        Self {
+            headers: ResponseHeaders::new(
+                self.content_type,
+                &self.etag,
+                last_modified,
+                max_age,
+                links,
+            ),
+            last_modified,
+            max_age,
+            ..self.clone()
         }
     }
 
@@ -72,6 +114,37 @@ impl FeedFile {
             (BROTLI_SUFFIX, &self.brotli.bytes),
         ]
     }
+}
+
+impl ResponseHeaders {
+    fn new(
+        content_type: &'static str,
+        etag: &str,
+        last_modified: DateTime<Utc>,
+        max_age: u32,
+        links: &Links,
+    ) -> Self {
+        Self {
+            content_type: HeaderValue::from_static(content_type),
+            etag: header(etag),
+            last_modified: header(&http_date(last_modified)),
+            cache_control: header(&format!("public, max-age={max_age}")),
+            link: header(&format!(
+                "<{}>; rel=\"hub\", <{}>; rel=\"self\"",
+                links.hub_url, links.self_url
+            )),
+        }
+    }
+}
+
+/// A header value from text feedpub made itself (ASCII URLs, dates, hex tags).
+fn header(value: &str) -> HeaderValue {
+    HeaderValue::from_str(value).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// IMF-fixdate, e.g. `Wed, 07 Jun 2023 00:00:00 GMT`.
+pub fn http_date(t: DateTime<Utc>) -> String {
+    t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -112,6 +185,7 @@ mod tests {
             "application/rss+xml",
             DateTime::UNIX_EPOCH,
             60,
+            &links(),
         );
         let mut unzipped = Vec::new();
         flate2::read::GzDecoder::new(&file.gzip.bytes[..])
@@ -133,8 +207,40 @@ mod tests {
 
     #[test]
     fn the_same_bytes_always_give_the_same_documents() {
-        let a = FeedFile::new(b"<rss/>".to_vec(), "x", DateTime::UNIX_EPOCH, 60);
-        let b = FeedFile::new(b"<rss/>".to_vec(), "x", DateTime::UNIX_EPOCH, 60);
+        let a = FeedFile::new(b"<rss/>".to_vec(), "x", DateTime::UNIX_EPOCH, 60, &links());
+        let b = FeedFile::new(b"<rss/>".to_vec(), "x", DateTime::UNIX_EPOCH, 60, &links());
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn headers_are_ready_to_send() {
+        let file = FeedFile::new(
+            b"<rss/>".to_vec(),
+            "application/rss+xml",
+            DateTime::UNIX_EPOCH,
+            300,
+            &links(),
+        );
+        assert_eq!(file.headers.last_modified, "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(file.headers.cache_control, "public, max-age=300");
+        assert_eq!(
+            file.headers.link,
+            "<http://x/websub>; rel=\"hub\", <http://x/feeds/all/rss.xml>; rel=\"self\""
+        );
+        assert_eq!(file.headers.etag, file.etag.as_str());
+        let later = file.redated(
+            DateTime::UNIX_EPOCH + chrono::Duration::days(1),
+            60,
+            &links(),
+        );
+        assert_eq!(later.headers.last_modified, "Fri, 02 Jan 1970 00:00:00 GMT");
+        assert_eq!(later.bytes, file.bytes);
+    }
+
+    fn links() -> Links {
+        Links {
+            self_url: "http://x/feeds/all/rss.xml".into(),
+            hub_url: "http://x/websub".into(),
+        }
     }
 }

@@ -19,7 +19,9 @@ use tokio::sync::{broadcast, mpsc, watch};
 mod document;
 mod files;
 
-pub use document::{BROTLI_SUFFIX, Encoded, FeedFile, GZIP_SUFFIX};
+pub use document::{
+    BROTLI_SUFFIX, Encoded, FeedFile, GZIP_SUFFIX, Links, ResponseHeaders, http_date,
+};
 
 /// A feed document whose bytes changed, announced to subscribers (e.g. the WebSub hub).
 #[derive(Debug, Clone)]
@@ -265,6 +267,13 @@ impl Inner {
         let max_age = self.settings.feeds.max_age_of(section.as_ref());
         let this = self.clone();
         let segment = scope.path_segment().to_owned();
+        let links = {
+            let meta = meta.clone();
+            move |format: Format| Links {
+                self_url: meta.url(format).to_owned(),
+                hub_url: meta.hub_url.clone(),
+            }
+        };
         let (files, changes) = tokio::task::spawn_blocking(move || {
             let dir = this.settings.server.feeds_dir.join(&segment);
             let current = this.snapshot.load();
@@ -280,11 +289,8 @@ impl Inner {
                     // Same bytes: nothing to write, but a later change time (say, of an
                     // article that went straight out of view) still moves Last-Modified on.
                     if previous.last_modified < derived || previous.max_age != max_age {
-                        let file = FeedFile {
-                            last_modified: previous.last_modified.max(derived),
-                            max_age,
-                            ..FeedFile::clone(previous)
-                        };
+                        let last_modified = previous.last_modified.max(derived);
+                        let file = previous.redated(last_modified, max_age, &links(format));
                         swapped.push((key, Arc::new(file)));
                     }
                     continue;
@@ -309,6 +315,7 @@ impl Inner {
                     format.content_type(),
                     last_modified,
                     max_age,
+                    &links(format),
                 ));
                 for (suffix, bytes) in file.files() {
                     let name = format!("{}{suffix}", format.file_name());
