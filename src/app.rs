@@ -4,6 +4,7 @@ use crate::config::Settings;
 use crate::publication::{Publication, PublicationError, Scheduler};
 use crate::publishing::{PublishError, Publisher};
 use crate::storage::{SqliteStore, Store, StoreError};
+use crate::websub::{Hub, HubTasks, WebSubError};
 use crate::{demo, grpc, http};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -29,6 +30,8 @@ pub enum AppError {
     Http(std::io::Error),
     #[error("cannot publish the sample edition")]
     Demo(#[from] PublishError),
+    #[error("cannot start the WebSub hub")]
+    WebSub(#[from] WebSubError),
 }
 
 /// A built service with its listeners bound, ready to run.
@@ -38,6 +41,8 @@ pub struct Application {
     publisher: Publisher,
     publication: Publication,
     scheduler: Scheduler,
+    websub: Hub,
+    websub_tasks: HubTasks,
     grpc_listener: TcpListener,
     http_listener: TcpListener,
 }
@@ -51,10 +56,13 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, AppError> {
 impl Application {
     /// Opens the store, builds every feed and binds both listeners (port 0 picks a free port).
     pub async fn build(settings: Settings) -> Result<Self, AppError> {
+        // Metrics are recorded from the first request on.
+        crate::telemetry::metrics();
         let settings = Arc::new(settings);
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&settings.server.data_dir).await?);
         let (publication, scheduler) = Publication::start(store.clone(), settings.clone()).await?;
         let publisher = Publisher::new(store.clone(), settings.clone(), publication.clone());
+        let (websub, websub_tasks) = Hub::start(store.clone(), &settings, publication.clone())?;
         let grpc_listener = bind(settings.server.grpc_addr).await?;
         let http_listener = bind(settings.server.http_addr).await?;
         Ok(Self {
@@ -63,6 +71,8 @@ impl Application {
             publisher,
             publication,
             scheduler,
+            websub,
+            websub_tasks,
             grpc_listener,
             http_listener,
         })
@@ -82,6 +92,11 @@ impl Application {
             .expect("a bound listener has an address")
     }
 
+    /// The WebSub hub (its delivery counters, for instance).
+    pub fn websub(&self) -> &Hub {
+        &self.websub
+    }
+
     /// The feeds as currently published.
     pub fn publication(&self) -> &Publication {
         &self.publication
@@ -97,7 +112,7 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes (or a server fails), then drains in-flight
-    /// requests, stops regeneration and closes the store.
+    /// requests, stops regeneration and the WebSub hub, and closes the store.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send,
@@ -107,7 +122,8 @@ impl Application {
             let _ = rx.wait_for(|stop| *stop).await;
         };
         let scheduler = tokio::spawn(self.scheduler.run(stop_rx.clone()));
-        let router = http::router(self.publication.clone(), &self.settings);
+        let websub = tokio::spawn(self.websub_tasks.run(stop_rx.clone()));
+        let router = http::router(self.publication.clone(), &self.settings, &self.websub);
 
         let stop = async {
             tokio::select! {
@@ -135,6 +151,8 @@ impl Application {
         };
         let ((), grpc, http) = tokio::join!(stop, grpc, http);
         let _ = scheduler.await;
+        // Verifications and deliveries in progress stop before the store closes.
+        let _ = websub.await;
         self.store.close().await;
         grpc?;
         http.map_err(AppError::Http)?;

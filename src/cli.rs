@@ -106,6 +106,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             http_addr: args.http_addr,
         },
     )?;
+    crate::telemetry::init(settings.log.format);
     let app = Application::build(settings).await?;
     tracing::info!(addr = %app.grpc_addr(), "gRPC API listening on {}", app.grpc_addr());
     tracing::info!(addr = %app.http_addr(), "HTTP feeds listening on http://{}/", app.http_addr());
@@ -141,6 +142,7 @@ fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 }
 
 async fn partner_add(args: PartnerAddArgs) -> anyhow::Result<()> {
+    crate::telemetry::init(crate::config::LogFormat::Text);
     let settings = Settings::load(
         args.store.config.as_deref(),
         Overrides {

@@ -20,6 +20,7 @@ pub struct Settings {
     pub feeds: Feeds,
     pub websub: WebSub,
     pub log: Log,
+    pub content: Content,
     /// Configured sections, in configuration order.
     pub sections: Vec<Section>,
 }
@@ -35,6 +36,12 @@ pub struct Site {
     pub description: String,
     /// Offset dates are shown in (feeds carry the real offset, e.g. `+0800`).
     pub utc_offset: FixedOffset,
+    /// Copyright statement, plain text (RSS `copyright`, Atom `rights`).
+    pub rights: String,
+    /// Small square image for the feed (Atom `icon`, JSON Feed `favicon`).
+    pub icon: Option<Url>,
+    /// Larger image for the feed (RSS `image`, Atom `logo`, JSON Feed `icon`).
+    pub logo: Option<Url>,
 }
 
 impl Site {
@@ -95,6 +102,16 @@ pub struct WebSub {
     pub allowed_callback_networks: Vec<ipnet::IpNet>,
     /// External hubs to ping (`hub.mode=publish`) when a feed changes.
     pub external_hubs: Vec<Url>,
+    /// Delay before the first retry of a failed delivery, in milliseconds; each further
+    /// retry waits twice as long (default 1000).
+    pub retry_base_ms: u64,
+}
+
+/// What partner HTML may contain beyond the built-in news allowlist.
+#[derive(Debug, Clone, Default)]
+pub struct Content {
+    /// Hosts whose https pages may be embedded as (sandboxed) iframes, e.g. a video player.
+    pub iframe_hosts: Vec<String>,
 }
 
 /// How logs are written.
@@ -148,6 +165,8 @@ struct FileConfig {
     #[serde(default)]
     log: FileLog,
     #[serde(default)]
+    content: FileContent,
+    #[serde(default)]
     sections: Vec<toml::Spanned<FileSection>>,
 }
 
@@ -162,6 +181,8 @@ struct FileWebSub {
     allowed_callback_networks: Vec<ipnet::IpNet>,
     #[serde(default)]
     external_hubs: Vec<BaseUrl>,
+    #[serde(default = "default_retry_base_ms")]
+    retry_base_ms: u64,
 }
 
 impl Default for FileWebSub {
@@ -171,8 +192,13 @@ impl Default for FileWebSub {
             max_lease_seconds: max_lease(),
             allowed_callback_networks: Vec::new(),
             external_hubs: Vec::new(),
+            retry_base_ms: default_retry_base_ms(),
         }
     }
+}
+
+fn default_retry_base_ms() -> u64 {
+    1000
 }
 
 fn default_lease() -> u64 {
@@ -181,6 +207,13 @@ fn default_lease() -> u64 {
 
 fn max_lease() -> u64 {
     30 * 24 * 3600
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileContent {
+    #[serde(default)]
+    iframe_hosts: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -200,6 +233,27 @@ struct FileSite {
     description: String,
     #[serde(default)]
     utc_offset: Offset,
+    #[serde(default)]
+    rights: String,
+    icon: Option<ImageUrl>,
+    logo: Option<ImageUrl>,
+}
+
+/// An absolute http(s) URL of an image.
+#[derive(Deserialize)]
+#[serde(try_from = "String")]
+struct ImageUrl(Url);
+
+impl TryFrom<String> for ImageUrl {
+    type Error = String;
+    fn try_from(raw: String) -> Result<Self, String> {
+        match Url::parse(&raw) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => Ok(Self(url)),
+            _ => Err(format!(
+                "image URL {raw:?} must be an absolute http or https URL"
+            )),
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -426,6 +480,9 @@ impl Settings {
                 language: file.site.language.0,
                 description: file.site.description,
                 utc_offset: file.site.utc_offset.0,
+                rights: file.site.rights,
+                icon: file.site.icon.map(|u| u.0),
+                logo: file.site.logo.map(|u| u.0),
             },
             server,
             feeds: Feeds {
@@ -441,9 +498,13 @@ impl Settings {
                     .max(file.websub.default_lease_seconds),
                 allowed_callback_networks: file.websub.allowed_callback_networks,
                 external_hubs: file.websub.external_hubs.into_iter().map(|u| u.0).collect(),
+                retry_base_ms: file.websub.retry_base_ms,
             },
             log: Log {
                 format: file.log.format,
+            },
+            content: Content {
+                iframe_hosts: file.content.iframe_hosts,
             },
             sections,
         })
@@ -479,17 +540,19 @@ mod tests {
         assert_eq!(settings.site.utc_offset.local_minus_utc(), 8 * 3600);
         assert_eq!(settings.feeds.max_items, 50);
         assert_eq!(settings.sections.len(), 5);
+        assert_eq!(settings.websub.retry_base_ms, 1000);
     }
 
     #[test]
     fn websub_cache_and_log_settings_are_read() {
         let text = format!(
-            "{EMBEDDED_CONFIG}\n[websub]\nallowed_callback_networks = [\"127.0.0.0/8\"]\n[log]\nformat = \"json\"\n"
+            "{EMBEDDED_CONFIG}\n[websub]\nallowed_callback_networks = [\"127.0.0.0/8\"]\nretry_base_ms = 25\n[log]\nformat = \"json\"\n"
         )
         .replace("slug = \"rural\"", "slug = \"rural\"\nmax_age = 300");
         let settings = Settings::parse("t", &text, Overrides::default()).unwrap();
         assert_eq!(settings.websub.allowed_callback_networks.len(), 1);
         assert_eq!(settings.websub.default_lease_seconds, 864_000);
+        assert_eq!(settings.websub.retry_base_ms, 25);
         assert_eq!(settings.log.format, LogFormat::Json);
         let rural = SectionSlug::parse("rural").unwrap();
         let politics = SectionSlug::parse("politics").unwrap();

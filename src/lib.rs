@@ -13,3 +13,4 @@ pub mod publishing;
 pub mod render;
 pub mod storage;
 pub mod telemetry;
+pub mod websub;

@@ -4,7 +4,6 @@ use clap::Parser;
 
 fn main() -> anyhow::Result<()> {
     let cli = feedpub::cli::Cli::parse();
-    feedpub::telemetry::init();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?

@@ -204,7 +204,7 @@ impl Log {
 /// The address logged after `marker`, up to the next space or `/`.
 fn address_after(line: &str, marker: &str) -> Option<SocketAddr> {
     let rest = &line[line.find(marker)? + marker.len()..];
-    let end = rest.find([' ', '/']).unwrap_or(rest.len());
+    let end = rest.find([' ', '/', '"']).unwrap_or(rest.len());
     rest[..end].parse().ok()
 }
 
@@ -644,4 +644,28 @@ fn feedpub_data_dir_from_the_environment_is_used_and_a_flag_wins_over_it() {
         .arg(&from_flag)));
     assert!(from_flag.join("feedpub.sqlite3").exists());
     assert!(!other_env.exists(), "the flag wins over FEEDPUB_DATA_DIR");
+}
+
+#[test]
+fn logs_are_json_lines_when_the_configuration_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}\n[log]\nformat = \"json\"\n",
+        feedpub::config::EMBEDDED_CONFIG
+    );
+    std::fs::write(dir.path().join("feedpub.toml"), config).unwrap();
+    let mut server = Server::start(dir.path(), &[]);
+    server.signal("TERM");
+    assert!(server.exit_status().success());
+    let log = server.log.until_closed();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 3, "{log}");
+    for line in lines {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            value["level"].is_string() && value["fields"]["message"].is_string(),
+            "{line}"
+        );
+    }
 }

@@ -379,3 +379,70 @@ async fn feeds_advertise_their_hub_and_self_in_link_headers() {
         "{link}"
     );
 }
+
+/// The value of one Prometheus series in `/metrics`, 0 when absent.
+async fn metric(server: &TestServer, series: &str) -> f64 {
+    let text = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_feed_format_and_status_and_bytes_sent() {
+    let server = server_with_sample().await;
+    let ok = r#"feedpub_http_requests_total{feed="features",format="atom",status="200"}"#;
+    let not_modified = r#"feedpub_http_requests_total{feed="features",format="atom",status="304"}"#;
+    let gzip_bytes =
+        r#"feedpub_http_response_bytes_total{feed="features",format="atom",encoding="gzip"}"#;
+    let (ok_before, nm_before, bytes_before) = (
+        metric(&server, ok).await,
+        metric(&server, not_modified).await,
+        metric(&server, gzip_bytes).await,
+    );
+
+    let client = reqwest::Client::new();
+    let url = server.url("/feeds/features/atom.xml");
+    let first = client
+        .get(&url)
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    let etag = first.headers()[ETAG].to_str().unwrap().to_owned();
+    let size = first.bytes().await.unwrap().len() as f64;
+    for _ in 0..3 {
+        let response = client
+            .get(&url)
+            .header("accept-encoding", "gzip")
+            .header(IF_NONE_MATCH, &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
+    }
+    // Counters only grow, and other tests in this process may add to them too.
+    assert!(metric(&server, ok).await >= ok_before + 1.0);
+    assert!(metric(&server, not_modified).await >= nm_before + 3.0);
+    assert!(metric(&server, gzip_bytes).await >= bytes_before + size);
+
+    let text = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "feedpub_feed_regenerations_total",
+        "feedpub_feed_regeneration_seconds_bucket",
+        "feedpub_publish_total",
+        "feedpub_publish_seconds_bucket",
+    ] {
+        assert!(text.contains(name), "{name} missing from /metrics");
+    }
+}

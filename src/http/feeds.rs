@@ -4,35 +4,100 @@
 #[cfg(test)]
 use crate::publication::http_date;
 use crate::publication::{FeedFile, Publication};
+use crate::render::Format;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use metrics::Counter;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// What the feed routes need: the snapshot, and per-feed request counters.
+#[derive(Clone)]
+pub struct FeedState {
+    pub publication: Publication,
+    counters: Arc<RwLock<HashMap<String, Arc<FeedCounters>>>>,
+}
+
+impl FeedState {
+    /// Feed routes over `publication`.
+    pub fn new(publication: Publication) -> Self {
+        Self {
+            publication,
+            counters: Arc::default(),
+        }
+    }
+
+    /// The counters of one feed document, registered on first use (no allocation after).
+    fn counters(&self, path: &str) -> Arc<FeedCounters> {
+        if let Some(found) = self.counters.read().ok().and_then(|m| m.get(path).cloned()) {
+            return found;
+        }
+        let (feed, file) = path.split_once('/').unwrap_or(("", path));
+        let format = Format::from_file_name(file).map_or("other", Format::short_name);
+        let labels = |status: &'static str| {
+            [
+                ("feed", feed.to_owned()),
+                ("format", format.to_owned()),
+                ("status", status.to_owned()),
+            ]
+        };
+        let bytes = |encoding: &'static str| {
+            metrics::counter!("feedpub_http_response_bytes_total",
+                "feed" => feed.to_owned(), "format" => format.to_owned(), "encoding" => encoding)
+        };
+        let counters = Arc::new(FeedCounters {
+            ok: metrics::counter!("feedpub_http_requests_total", &labels("200")),
+            not_modified: metrics::counter!("feedpub_http_requests_total", &labels("304")),
+            bytes: [bytes("identity"), bytes("gzip"), bytes("br")],
+        });
+        if let Ok(mut map) = self.counters.write() {
+            map.insert(path.to_owned(), counters.clone());
+        }
+        counters
+    }
+}
+
+/// Prometheus counters of one feed document.
+struct FeedCounters {
+    ok: Counter,
+    not_modified: Counter,
+    /// Body bytes sent, by coding: identity, gzip, brotli.
+    bytes: [Counter; 3],
+}
 
 /// A content coding feedpub has precompressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Coding {
-    Identity,
-    Gzip,
-    Brotli,
+    Identity = 0,
+    Gzip = 1,
+    Brotli = 2,
 }
 
 /// `GET /feeds/{path}`: the bytes of `feeds/{path}` in the best coding the client accepts,
 /// or 304 when the client's copy is current.
 pub async fn serve_feed(
-    State(publication): State<Publication>,
+    State(state): State<FeedState>,
     Path(path): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(file) = publication.get(&path) else {
+    let Some(file) = state.publication.get(&path) else {
+        metrics::counter!("feedpub_http_requests_total",
+            "feed" => "unknown", "format" => "unknown", "status" => "404")
+        .increment(1);
         return (StatusCode::NOT_FOUND, "no such feed\n").into_response();
     };
+    let counters = state.counters(&path);
     let coding = negotiate(headers.get(header::ACCEPT_ENCODING));
     let (bytes, etag, etag_header) = representation(&file, coding);
     let mut response = if is_fresh(&headers, etag, file.last_modified) {
+        counters.not_modified.increment(1);
         StatusCode::NOT_MODIFIED.into_response()
     } else {
+        counters.ok.increment(1);
+        counters.bytes[coding as usize].increment(bytes.len() as u64);
         let mut ok = bytes.clone().into_response();
         let h = ok.headers_mut();
         h.insert(header::CONTENT_TYPE, file.headers.content_type.clone());

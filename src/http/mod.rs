@@ -5,25 +5,42 @@ mod index;
 
 use crate::config::Settings;
 use crate::publication::Publication;
+use crate::websub::Hub;
 use axum::Router;
 use axum::body::Bytes;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 
-/// The HTTP routes: `/`, `/healthz` and `/feeds/{path}` (GET and HEAD; other methods 405).
-pub fn router(publication: Publication, settings: &Settings) -> Router {
+/// The HTTP routes: `/`, `/healthz`, `/metrics` and `/feeds/{path}` (GET and HEAD; other
+/// methods 405).
+///
+/// `POST /websub` is the WebSub hub's endpoint.
+pub fn router(publication: Publication, settings: &Settings, websub: &Hub) -> Router {
     let index_page = Bytes::from(index::render(settings));
     Router::new()
         .route("/", get(move || async move { Html(index_page.clone()) }))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/feeds/{*path}", get(feeds::serve_feed))
-        .with_state(publication)
+        .route("/websub", websub.endpoint())
+        .with_state(feeds::FeedState::new(publication))
         .fallback(not_found)
 }
 
 async fn healthz() -> impl IntoResponse {
     ([(header::CACHE_CONTROL, "no-store")], "ok\n")
+}
+
+/// Prometheus metrics in the text exposition format.
+async fn metrics() -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::telemetry::metrics().render(),
+    )
 }
 
 async fn not_found() -> impl IntoResponse {

@@ -1,6 +1,7 @@
 //! Durable storage behind a narrow trait that speaks domain types; one file per backend.
 
 mod sqlite;
+mod sqlite_websub;
 
 pub use sqlite::SqliteStore;
 
@@ -8,6 +9,7 @@ use crate::domain::{
     Article, ArticleContent, ArticleId, FeedScope, Partner, PartnerId, PartnerName, Revision,
     SectionGrant, SectionSlug, TokenHash,
 };
+use crate::websub::{Callback, Subscription, Topic};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
@@ -62,7 +64,8 @@ pub struct NewPartner {
     pub token_prefix: String,
 }
 
-/// Durable storage of partners and articles. Every write is committed before it returns.
+/// Durable storage of partners, articles and WebSub subscriptions. Every write is committed
+/// before it returns.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Records a partner; `Conflict` when the name is taken.
@@ -129,6 +132,31 @@ pub trait Store: Send + Sync + 'static {
         &self,
         now: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Records a verified subscription, replacing (renewing) the one with the same topic
+    /// and callback.
+    async fn save_subscription(
+        &self,
+        subscription: Subscription,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Removes the subscription of `callback` to `topic`; false when there was none.
+    async fn delete_subscription(
+        &self,
+        topic: &Topic,
+        callback: &Callback,
+    ) -> Result<bool, StoreError>;
+
+    /// The subscriptions to `topic` whose lease runs past `now`.
+    async fn active_subscriptions(
+        &self,
+        topic: &Topic,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Subscription>, StoreError>;
+
+    /// Removes every subscription whose lease ended at or before `now`; returns how many.
+    async fn delete_expired_subscriptions(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
 
     /// Waits for queued writes to finish and closes the database.
     async fn close(&self);

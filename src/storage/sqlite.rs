@@ -1,10 +1,12 @@
 //! The embedded SQLite backend: WAL mode, one writer task that group-commits, a pool of readers.
 
+use super::sqlite_websub as websub;
 use super::{FeedContent, ListCursor, NewPartner, Store, StoreError};
 use crate::domain::{
     Article, ArticleContent, ArticleId, ArticleState, FeedScope, Partner, PartnerId, PartnerName,
     Revision, SectionGrant, SectionSlug, TokenHash,
 };
+use crate::websub::{Callback, Subscription, Topic};
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -49,6 +51,20 @@ enum Job {
         partner: NewPartner,
         now: DateTime<Utc>,
         reply: Reply<Partner>,
+    },
+    SaveSubscription {
+        subscription: Box<Subscription>,
+        now: DateTime<Utc>,
+        reply: Reply<()>,
+    },
+    DeleteSubscription {
+        topic: Topic,
+        callback: Callback,
+        reply: Reply<bool>,
+    },
+    DeleteExpiredSubscriptions {
+        now: DateTime<Utc>,
+        reply: Reply<u64>,
     },
     Close {
         reply: oneshot::Sender<()>,
@@ -171,6 +187,19 @@ async fn commit_batch(conn: &mut SqliteConnection, batch: Vec<Job>) {
                 now,
                 reply,
             } => deliver(reply, apply_add_partner(conn, partner, now).await),
+            Job::SaveSubscription {
+                subscription,
+                now,
+                reply,
+            } => deliver(reply, websub::save(conn, *subscription, now).await),
+            Job::DeleteSubscription {
+                topic,
+                callback,
+                reply,
+            } => deliver(reply, websub::delete(conn, &topic, &callback).await),
+            Job::DeleteExpiredSubscriptions { now, reply } => {
+                deliver(reply, websub::delete_expired(conn, now).await)
+            }
             Job::Close { reply } => {
                 let _ = reply.send(());
                 continue;
@@ -201,6 +230,9 @@ fn fail(job: Job, error: StoreError) {
         Job::Publish { reply, .. } => drop(reply.send(Err(error))),
         Job::Retract { reply, .. } => drop(reply.send(Err(error))),
         Job::AddPartner { reply, .. } => drop(reply.send(Err(error))),
+        Job::SaveSubscription { reply, .. } => drop(reply.send(Err(error))),
+        Job::DeleteSubscription { reply, .. } => drop(reply.send(Err(error))),
+        Job::DeleteExpiredSubscriptions { reply, .. } => drop(reply.send(Err(error))),
         Job::Close { reply } => drop(reply.send(())),
     }
 }
@@ -585,6 +617,45 @@ impl Store for SqliteStore {
         .fetch_one(&self.read)
         .await?;
         Ok(next.filter(|n| *n != i64::MAX).map(from_nanos))
+    }
+
+    async fn save_subscription(
+        &self,
+        subscription: Subscription,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.submit(|reply| Job::SaveSubscription {
+            subscription: Box::new(subscription),
+            now,
+            reply,
+        })
+        .await
+    }
+
+    async fn delete_subscription(
+        &self,
+        topic: &Topic,
+        callback: &Callback,
+    ) -> Result<bool, StoreError> {
+        self.submit(|reply| Job::DeleteSubscription {
+            topic: topic.clone(),
+            callback: callback.clone(),
+            reply,
+        })
+        .await
+    }
+
+    async fn active_subscriptions(
+        &self,
+        topic: &Topic,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Subscription>, StoreError> {
+        websub::active(&self.read, topic, now).await
+    }
+
+    async fn delete_expired_subscriptions(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.submit(|reply| Job::DeleteExpiredSubscriptions { now, reply })
+            .await
     }
 
     async fn close(&self) {

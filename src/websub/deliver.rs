@@ -1,0 +1,321 @@
+//! Content distribution (WebSub §7): every changed feed document is POSTed, byte for byte,
+//! to each subscriber of its topic, signed with the subscriber's secret, each delivery in its
+//! own task so a slow subscriber delays nobody; failures are retried with exponential
+//! backoff a bounded number of times. Configured external hubs are pinged on each change.
+
+use super::Inner;
+use super::subscription::{Callback, Subscription, Topic};
+use crate::publication::{FeedChange, FeedFile};
+use crate::render::Format;
+use axum::body::Bytes;
+use chrono::Utc;
+use hmac::{Hmac, Mac};
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, LINK};
+use sha2::Sha256;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+
+/// Attempts per delivery, the first included.
+const MAX_ATTEMPTS: u32 = 5;
+/// Longest wait between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// `X-Hub-Signature` value for `body`: `sha256=` and the hex HMAC-SHA256 keyed with `key`.
+pub fn signature(key: &[u8], body: &[u8]) -> String {
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts keys of any length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Wait before attempt `attempt + 1`: `base`, then twice as long each time, capped.
+fn backoff(base: Duration, attempt: u32) -> Duration {
+    let factor = 1u32 << attempt.saturating_sub(1).min(20);
+    base.saturating_mul(factor).min(MAX_BACKOFF)
+}
+
+/// One changed document, ready to send to every subscriber of its topic.
+struct Payload {
+    body: Bytes,
+    headers: HeaderMap,
+}
+
+/// How one delivery ended.
+enum Outcome {
+    Delivered,
+    GaveUp(String),
+    /// 410 Gone: the subscriber wants no more (WebSub §7); its subscription is removed.
+    Gone,
+    /// A newer version of the document is on its way to the same subscriber.
+    Superseded,
+    Cancelled,
+}
+
+/// Forwards every feed change to the subscribers of its topic until the hub stops.
+pub(super) async fn distribute(
+    inner: Arc<Inner>,
+    mut changes: tokio::sync::broadcast::Receiver<FeedChange>,
+) {
+    loop {
+        let change = tokio::select! {
+            () = inner.cancel.cancelled() => return,
+            change = changes.recv() => change,
+        };
+        match change {
+            Ok(change) => publish(&inner, &change.path, &change.file).await,
+            Err(RecvError::Lagged(missed)) => {
+                // Some changes were missed; their documents are superseded anyway, so send
+                // every current document to its subscribers.
+                tracing::warn!(
+                    missed,
+                    "WebSub distribution fell behind; resending all feeds"
+                );
+                for scope in inner.publication.scopes() {
+                    for format in Format::ALL {
+                        let path = format!("{}/{}", scope.path_segment(), format.file_name());
+                        if let Some(file) = inner.publication.get(&path) {
+                            publish(&inner, &path, &file).await;
+                        }
+                    }
+                }
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Starts one delivery per active subscriber of the feed at `path`, and the pings.
+async fn publish(inner: &Arc<Inner>, path: &str, file: &Arc<FeedFile>) {
+    let Ok(topic) = Topic::new(path) else {
+        tracing::warn!(path, "a changed feed has no topic path");
+        return;
+    };
+    let topic_url = topic.url(&inner.feeds_base);
+    ping_external_hubs(inner, &topic_url);
+    let subscriptions = match inner.store.active_subscriptions(&topic, Utc::now()).await {
+        Ok(subscriptions) => subscriptions,
+        Err(e) => {
+            tracing::error!(topic = path, error = %e, "cannot read WebSub subscriptions; change not delivered");
+            return;
+        }
+    };
+    if subscriptions.is_empty() {
+        return;
+    }
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(file.content_type));
+    let link = format!(
+        "<{}>; rel=\"hub\", <{topic_url}>; rel=\"self\"",
+        inner.hub_url
+    );
+    if let Ok(link) = HeaderValue::from_str(&link) {
+        headers.insert(LINK, link);
+    }
+    let payload = Arc::new(Payload {
+        body: file.bytes.clone(),
+        headers,
+    });
+    for subscription in subscriptions {
+        let generation = inner.generations.fetch_add(1, Ordering::SeqCst) + 1;
+        inner.latest_lock().insert(
+            (subscription.topic.clone(), subscription.callback.clone()),
+            generation,
+        );
+        // Counted before spawning, so "nothing in flight" means every delivery has ended.
+        inner
+            .stats
+            .deliveries_in_flight
+            .fetch_add(1, Ordering::SeqCst);
+        inner.tasks.spawn(deliver(
+            inner.clone(),
+            subscription,
+            payload.clone(),
+            generation,
+        ));
+    }
+}
+
+async fn deliver(
+    inner: Arc<Inner>,
+    subscription: Subscription,
+    payload: Arc<Payload>,
+    generation: u64,
+) {
+    let outcome = attempt(&inner, &subscription, &payload, generation).await;
+    let callback = subscription.callback.as_str();
+    let topic = subscription.topic.path();
+    match outcome {
+        Outcome::Delivered => {
+            inner.stats.deliveries_ok.fetch_add(1, Ordering::SeqCst);
+            tracing::debug!(callback, topic, "WebSub delivery acknowledged");
+        }
+        Outcome::GaveUp(reason) => {
+            inner.stats.deliveries_failed.fetch_add(1, Ordering::SeqCst);
+            tracing::warn!(callback, topic, %reason, "WebSub delivery given up");
+        }
+        Outcome::Gone => {
+            inner.stats.deliveries_failed.fetch_add(1, Ordering::SeqCst);
+            tracing::info!(
+                callback,
+                topic,
+                "WebSub subscriber answered 410 Gone; unsubscribed"
+            );
+            if let Err(e) = inner
+                .store
+                .delete_subscription(&subscription.topic, &subscription.callback)
+                .await
+            {
+                tracing::warn!(callback, error = %e, "cannot remove a gone WebSub subscription");
+            }
+        }
+        Outcome::Superseded | Outcome::Cancelled => {}
+    }
+    inner.finish(&subscription.topic, &subscription.callback, generation);
+    inner
+        .stats
+        .deliveries_in_flight
+        .fetch_sub(1, Ordering::SeqCst);
+}
+
+async fn attempt(
+    inner: &Inner,
+    subscription: &Subscription,
+    payload: &Payload,
+    generation: u64,
+) -> Outcome {
+    let mut headers = payload.headers.clone();
+    if let Some(secret) = &subscription.secret {
+        let signed = signature(secret.expose(), &payload.body);
+        if let Ok(value) = HeaderValue::from_str(&signed) {
+            headers.insert(HeaderName::from_static("x-hub-signature"), value);
+        }
+    }
+    let base = Duration::from_millis(inner.settings.retry_base_ms);
+    let mut last_failure = String::new();
+    for attempt in 1..=MAX_ATTEMPTS {
+        if attempt > 1 {
+            tokio::select! {
+                () = inner.cancel.cancelled() => return Outcome::Cancelled,
+                () = tokio::time::sleep(backoff(base, attempt - 1)) => {}
+            }
+        }
+        let Ok(permit) = inner.deliveries.acquire().await else {
+            return Outcome::Cancelled;
+        };
+        if inner.is_superseded(&subscription.topic, &subscription.callback, generation) {
+            return Outcome::Superseded;
+        }
+        let sent = inner.client.post(
+            subscription.callback.url(),
+            headers.clone(),
+            payload.body.clone(),
+        );
+        let result = tokio::select! {
+            () = inner.cancel.cancelled() => return Outcome::Cancelled,
+            result = sent => result,
+        };
+        drop(permit);
+        match result {
+            Ok(response) if response.status().is_success() => return Outcome::Delivered,
+            Ok(response) if response.status() == StatusCode::GONE => return Outcome::Gone,
+            // Anything else, redirects included, is a failure (WebSub §7).
+            Ok(response) => last_failure = format!("the callback answered {}", response.status()),
+            Err(e) if e.is_refused() => return Outcome::GaveUp(e.to_string()),
+            Err(e) => last_failure = e.to_string(),
+        }
+        tracing::debug!(callback = subscription.callback.as_str(), attempt, reason = %last_failure,
+            "WebSub delivery attempt failed");
+    }
+    Outcome::GaveUp(format!(
+        "{MAX_ATTEMPTS} attempts failed; last: {last_failure}"
+    ))
+}
+
+/// Best-effort `hub.mode=publish` pings to the configured external hubs.
+fn ping_external_hubs(inner: &Arc<Inner>, topic_url: &str) {
+    for hub in &inner.settings.external_hubs {
+        let inner_task = inner.clone();
+        let hub = hub.clone();
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("hub.mode", "publish")
+            .append_pair("hub.url", topic_url)
+            .finish();
+        inner.tasks.spawn(async move {
+            let inner = inner_task;
+            let Ok(_permit) = inner.deliveries.acquire().await else {
+                return;
+            };
+            let sent = inner
+                .ping_client
+                .post(hub.clone())
+                .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(form)
+                .send();
+            let result = tokio::select! {
+                () = inner.cancel.cancelled() => return,
+                result = sent => result,
+            };
+            match result {
+                Ok(response) if response.status().is_success() => {
+                    tracing::debug!(%hub, "external hub pinged");
+                }
+                Ok(response) => {
+                    tracing::warn!(%hub, status = %response.status(), "external hub refused the ping");
+                }
+                Err(e) => tracing::warn!(%hub, error = %e, "cannot ping the external hub"),
+            }
+        });
+    }
+}
+
+impl Inner {
+    fn latest_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<(Topic, Callback), u64>> {
+        // The map only holds plain numbers: a panic elsewhere cannot leave it inconsistent.
+        self.latest
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn is_superseded(&self, topic: &Topic, callback: &Callback, generation: u64) -> bool {
+        let latest = self.latest_lock();
+        latest
+            .get(&(topic.clone(), callback.clone()))
+            .is_some_and(|newest| *newest > generation)
+    }
+
+    fn finish(&self, topic: &Topic, callback: &Callback, generation: u64) {
+        let mut latest = self.latest_lock();
+        let key = (topic.clone(), callback.clone());
+        if latest.get(&key) == Some(&generation) {
+            latest.remove(&key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signature_is_the_hmac_sha256_of_the_body() {
+        // RFC 4231, test case 2.
+        assert_eq!(
+            signature(b"Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        assert_ne!(signature(b"Jefe", b"x"), signature(b"Jeff", b"x"));
+    }
+
+    #[test]
+    fn backoff_doubles_from_the_base_and_is_capped() {
+        let base = Duration::from_secs(1);
+        let waits: Vec<u64> = (1..=4).map(|a| backoff(base, a).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8]);
+        assert_eq!(backoff(base, 30), MAX_BACKOFF);
+    }
+}

@@ -1,0 +1,200 @@
+//! The built-in WebSub hub (W3C WebSub Recommendation) at `POST /websub`: subscriptions
+//! with verification of intent and bounded leases, stored durably; distribution of every
+//! changed feed document to its subscribers, signed with their secret, with bounded
+//! retries; pings to configured external hubs. Callbacks are only ever made to addresses
+//! the configuration permits (see [`callback`]).
+
+pub mod callback;
+mod deliver;
+mod subscribe;
+mod subscription;
+
+pub use callback::{AddressPolicy, CallbackClient, CallbackError, is_public};
+pub use deliver::signature;
+pub use subscribe::{BadRequest, HubRequest, Intent, Mode, RequestRules};
+pub use subscription::{Callback, Secret, Subscription, Topic};
+
+use crate::config::{Settings, WebSub};
+use crate::publication::{FeedChange, Publication};
+use crate::storage::Store;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{MethodRouter, post};
+use chrono::Utc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Semaphore, broadcast, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use url::Url;
+
+/// Most delivery and ping requests in flight at once.
+const MAX_CONCURRENT_DELIVERIES: usize = 64;
+/// Most verifications of intent pending at once; more requests are answered 503.
+const MAX_PENDING_VERIFICATIONS: usize = 256;
+/// How often subscriptions whose lease ended are removed.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// Largest `POST /websub` body accepted.
+const MAX_REQUEST_BYTES: usize = 16 * 1024;
+
+/// Why the hub could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WebSubError {
+    /// The HTTP client (TLS set-up included) could not be built.
+    #[error("cannot build the HTTP client for callbacks: {0}")]
+    Client(#[from] reqwest::Error),
+    /// `site.base_url` cannot be joined with `websub` or `feeds/`.
+    #[error("cannot derive the hub's URLs from site.base_url: {0}")]
+    Url(#[from] url::ParseError),
+}
+
+/// Handle to the hub: its endpoint and its counters. Cheap to clone.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+/// Runs the hub's background work until shut down; returned by [`Hub::start`].
+pub struct HubTasks {
+    inner: Arc<Inner>,
+    changes: broadcast::Receiver<FeedChange>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    publication: Publication,
+    settings: WebSub,
+    client: CallbackClient,
+    ping_client: reqwest::Client,
+    /// This hub's URL (`{base_url}websub`), advertised with `rel="hub"`.
+    hub_url: Url,
+    /// `{base_url}feeds/`: topic URLs are this plus a feed path.
+    feeds_base: Url,
+    deliveries: Semaphore,
+    verifications: Arc<Semaphore>,
+    tasks: TaskTracker,
+    cancel: CancellationToken,
+    stats: Stats,
+    /// The newest delivery started per subscription: older ones stop retrying.
+    latest: Mutex<HashMap<(Topic, Callback), u64>>,
+    generations: AtomicU64,
+}
+
+#[derive(Default)]
+struct Stats {
+    deliveries_ok: AtomicU64,
+    deliveries_failed: AtomicU64,
+    deliveries_in_flight: AtomicU64,
+    verifications_ok: AtomicU64,
+    verifications_failed: AtomicU64,
+}
+
+impl Hub {
+    /// Builds the hub and subscribes it to the publication's changes (none is missed from
+    /// now on); the returned tasks must be run for anything to be delivered.
+    pub fn start(
+        store: Arc<dyn Store>,
+        settings: &Settings,
+        publication: Publication,
+    ) -> Result<(Self, HubTasks), WebSubError> {
+        let base = &settings.site.base_url;
+        let inner = Arc::new(Inner {
+            store,
+            settings: settings.websub.clone(),
+            client: CallbackClient::new(settings.websub.allowed_callback_networks.clone())?,
+            ping_client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(callback::REQUEST_TIMEOUT)
+                .build()?,
+            // The same URL the feeds advertise with rel="hub".
+            hub_url: Url::parse(&settings.site.hub_url())?,
+            feeds_base: base.join("feeds/")?,
+            deliveries: Semaphore::new(MAX_CONCURRENT_DELIVERIES),
+            verifications: Arc::new(Semaphore::new(MAX_PENDING_VERIFICATIONS)),
+            tasks: TaskTracker::new(),
+            cancel: CancellationToken::new(),
+            stats: Stats::default(),
+            latest: Mutex::new(HashMap::new()),
+            generations: AtomicU64::new(0),
+            publication,
+        });
+        let changes = inner.publication.subscribe();
+        Ok((
+            Self {
+                inner: inner.clone(),
+            },
+            HubTasks { inner, changes },
+        ))
+    }
+
+    /// The hub's URL, `{base_url}websub`.
+    pub fn hub_url(&self) -> &Url {
+        &self.inner.hub_url
+    }
+
+    /// The `POST /websub` endpoint, ready to mount on any router.
+    pub fn endpoint<S: Clone + Send + Sync + 'static>(&self) -> MethodRouter<S> {
+        post(subscribe::handle)
+            .with_state(self.clone())
+            .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+    }
+
+    /// Deliveries the subscriber acknowledged with 2xx.
+    pub fn deliveries_ok(&self) -> u64 {
+        self.inner.stats.deliveries_ok.load(Ordering::SeqCst)
+    }
+
+    /// Deliveries given up on: every attempt failed, the callback was refused, or the
+    /// subscriber answered 410 Gone (which also ends its subscription).
+    pub fn deliveries_failed(&self) -> u64 {
+        self.inner.stats.deliveries_failed.load(Ordering::SeqCst)
+    }
+
+    /// Deliveries started and not finished yet (retries included).
+    pub fn deliveries_in_flight(&self) -> u64 {
+        self.inner.stats.deliveries_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Verifications of intent the subscriber confirmed (and the hub recorded).
+    pub fn verifications_ok(&self) -> u64 {
+        self.inner.stats.verifications_ok.load(Ordering::SeqCst)
+    }
+
+    /// Verifications of intent that failed: refused address, error, wrong or no challenge.
+    pub fn verifications_failed(&self) -> u64 {
+        self.inner.stats.verifications_failed.load(Ordering::SeqCst)
+    }
+}
+
+impl HubTasks {
+    /// Distributes feed changes and removes expired leases until `shutdown` turns true,
+    /// then stops every verification and delivery in progress and waits for them.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let inner = self.inner;
+        inner
+            .tasks
+            .spawn(deliver::distribute(inner.clone(), self.changes));
+        inner.tasks.spawn(sweep_expired(inner.clone()));
+        // A dropped sender means the service is going away too.
+        let _ = shutdown.wait_for(|stop| *stop).await;
+        inner.cancel.cancel();
+        inner.tasks.close();
+        inner.tasks.wait().await;
+    }
+}
+
+/// Removes subscriptions whose lease ended (they already get no deliveries).
+async fn sweep_expired(inner: Arc<Inner>) {
+    loop {
+        match inner.store.delete_expired_subscriptions(Utc::now()).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "expired WebSub subscriptions removed"),
+            Err(e) => tracing::warn!(error = %e, "cannot remove expired WebSub subscriptions"),
+        }
+        tokio::select! {
+            () = inner.cancel.cancelled() => return,
+            () = tokio::time::sleep(SWEEP_INTERVAL) => {}
+        }
+    }
+}

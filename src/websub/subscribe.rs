@@ -1,0 +1,503 @@
+//! `POST /websub`: subscription requests parsed into intents (400 naming the parameter when
+//! one is wrong), answered 202, then verified asynchronously by calling the subscriber back
+//! with a random challenge it must echo (WebSub §5.1–5.3).
+
+use super::callback::{AddressPolicy, CallbackClient, read_limited};
+use super::subscription::{Callback, Secret, Subscription, Topic};
+use super::{Hub, Inner};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{TimeDelta, Utc};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::sync::OwnedSemaphorePermit;
+use url::Url;
+
+/// The longest lease ever granted, whatever the configuration says: ten years.
+const LEASE_CEILING: u64 = 10 * 365 * 24 * 3600;
+/// A subscriber's answer to a verification longer than this cannot be the challenge.
+const MAX_CHALLENGE_ANSWER: usize = 1024;
+
+/// A request parameter that is missing or wrong; shown as `hub.topic: reason`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{parameter}: {reason}")]
+pub struct BadRequest {
+    /// The parameter at fault, e.g. `hub.callback`.
+    pub parameter: &'static str,
+    /// What is wrong with it, in a sentence.
+    pub reason: String,
+}
+
+fn bad(parameter: &'static str, reason: impl Into<String>) -> BadRequest {
+    BadRequest {
+        parameter,
+        reason: reason.into(),
+    }
+}
+
+/// Whether a subscriber asks to start or to stop receiving a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `hub.mode=subscribe`: start (or renew) deliveries.
+    Subscribe,
+    /// `hub.mode=unsubscribe`: stop them.
+    Unsubscribe,
+}
+
+impl Mode {
+    /// The `hub.mode` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Subscribe => "subscribe",
+            Self::Unsubscribe => "unsubscribe",
+        }
+    }
+}
+
+/// A well-formed (un)subscription request, to be verified with the subscriber.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Intent {
+    /// Subscribe or unsubscribe.
+    pub mode: Mode,
+    /// The feed asked for.
+    pub topic: Topic,
+    /// Where verification and deliveries go.
+    pub callback: Callback,
+    /// The lease granted, in seconds (requested, else the default; capped).
+    pub lease_seconds: u64,
+    /// Key for `X-Hub-Signature` (subscriptions only).
+    pub secret: Option<Secret>,
+}
+
+/// What a valid `POST /websub` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HubRequest {
+    /// Subscribe or unsubscribe, once verified.
+    Intent(Intent),
+    /// A publisher's ping (`hub.mode=publish`) about one of our feeds: nothing to do, the
+    /// hub learns of every change from the publication itself.
+    Publish(Topic),
+}
+
+/// What a request is checked against.
+pub struct RequestRules<'a> {
+    /// `{base_url}feeds/`.
+    pub feeds_base: &'a Url,
+    /// True for feed paths that exist (`politics/atom.xml`).
+    pub is_feed: &'a dyn Fn(&str) -> bool,
+    /// Lease granted when none is asked for, in seconds.
+    pub default_lease_seconds: u64,
+    /// Longest lease granted, in seconds.
+    pub max_lease_seconds: u64,
+    /// Literal callback addresses are refused at once when the policy forbids them.
+    pub policy: &'a AddressPolicy,
+}
+
+impl HubRequest {
+    /// Parses an `application/x-www-form-urlencoded` body. Unknown parameters are ignored
+    /// (WebSub §5.1); a `hub.*` parameter given twice is an error.
+    pub fn parse(body: &[u8], rules: &RequestRules<'_>) -> Result<Self, BadRequest> {
+        let params = parse_form(body)?;
+        let text = |name: &'static str| -> Result<Option<&str>, BadRequest> {
+            params
+                .get(name)
+                .map(|v| std::str::from_utf8(v).map_err(|_| bad(name, "must be UTF-8 text")))
+                .transpose()
+        };
+        let required = |name: &'static str| {
+            text(name)?
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| bad(name, "is required"))
+        };
+        let mode = match text("hub.mode")? {
+            Some("subscribe") => Mode::Subscribe,
+            Some("unsubscribe") => Mode::Unsubscribe,
+            Some("publish") => {
+                let (name, url) = match text("hub.url")?.filter(|v| !v.is_empty()) {
+                    Some(url) => ("hub.url", url),
+                    None => (
+                        "hub.topic",
+                        required("hub.topic").map_err(|_| {
+                            bad("hub.url", "is required (the URL of the feed that changed)")
+                        })?,
+                    ),
+                };
+                return parse_topic(name, url, rules).map(Self::Publish);
+            }
+            Some(other) if !other.is_empty() => {
+                return Err(bad(
+                    "hub.mode",
+                    format!("{other:?} is not one of subscribe, unsubscribe, publish"),
+                ));
+            }
+            _ => return Err(bad("hub.mode", "is required (subscribe or unsubscribe)")),
+        };
+        let callback = Callback::parse(required("hub.callback")?)
+            .map_err(|reason| bad("hub.callback", reason))?;
+        rules
+            .policy
+            .check_literal(callback.url())
+            .map_err(|e| bad("hub.callback", e.to_string()))?;
+        let topic = parse_topic("hub.topic", required("hub.topic")?, rules)?;
+        let lease_seconds = match text("hub.lease_seconds")?.filter(|v| !v.is_empty()) {
+            None => rules.default_lease_seconds,
+            Some(raw) => match raw.parse::<u64>() {
+                Ok(seconds) if seconds > 0 => seconds,
+                _ => {
+                    return Err(bad(
+                        "hub.lease_seconds",
+                        format!("{raw:?} is not a whole number of seconds from 1"),
+                    ));
+                }
+            },
+        }
+        .min(rules.max_lease_seconds)
+        .min(LEASE_CEILING);
+        let secret = match (mode, params.get("hub.secret")) {
+            (Mode::Subscribe, Some(raw)) => {
+                Some(Secret::new(raw.clone()).map_err(|reason| bad("hub.secret", reason))?)
+            }
+            _ => None,
+        };
+        Ok(Self::Intent(Intent {
+            mode,
+            topic,
+            callback,
+            lease_seconds,
+            secret,
+        }))
+    }
+}
+
+fn parse_topic(
+    parameter: &'static str,
+    raw: &str,
+    rules: &RequestRules<'_>,
+) -> Result<Topic, BadRequest> {
+    let refuse = || {
+        bad(
+            parameter,
+            format!(
+                "must be the URL of one of this hub's feeds, such as {}all/atom.xml",
+                rules.feeds_base
+            ),
+        )
+    };
+    let url = Url::parse(raw).map_err(|_| refuse())?;
+    let path = url
+        .as_str()
+        .strip_prefix(rules.feeds_base.as_str())
+        .filter(|path| (rules.is_feed)(path))
+        .ok_or_else(refuse)?;
+    Topic::new(path).map_err(|_| refuse())
+}
+
+/// Decodes form pairs into bytes (`+` is a space); keys must be UTF-8.
+fn parse_form(body: &[u8]) -> Result<HashMap<String, Vec<u8>>, BadRequest> {
+    let decode = |raw: &[u8]| -> Vec<u8> {
+        let spaced: Vec<u8> = raw
+            .iter()
+            .map(|&b| if b == b'+' { b' ' } else { b })
+            .collect();
+        percent_encoding::percent_decode(&spaced).collect()
+    };
+    let mut params = HashMap::new();
+    for pair in body.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+        let (key, value) = match pair.iter().position(|&b| b == b'=') {
+            Some(at) => (&pair[..at], &pair[at + 1..]),
+            None => (pair, &[][..]),
+        };
+        let Ok(key) = String::from_utf8(decode(key)) else {
+            continue;
+        };
+        if !key.starts_with("hub.") {
+            continue;
+        }
+        if params.contains_key(&key) {
+            let name = static_name(&key);
+            return Err(bad(name, "is given more than once"));
+        }
+        params.insert(key, decode(value));
+    }
+    Ok(params)
+}
+
+/// The `'static` name of a known parameter, for messages (`hub.*` otherwise).
+fn static_name(key: &str) -> &'static str {
+    const KNOWN: [&str; 7] = [
+        "hub.mode",
+        "hub.topic",
+        "hub.callback",
+        "hub.lease_seconds",
+        "hub.secret",
+        "hub.url",
+        "hub.challenge",
+    ];
+    KNOWN.into_iter().find(|k| *k == key).unwrap_or("hub.*")
+}
+
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+fn plain(status: StatusCode, text: String) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// `POST /websub`: 202 and verification for a valid (un)subscription, 202 for a ping,
+/// 400 naming the parameter at fault, 415 for a body that is not a form.
+pub(super) async fn handle(State(hub): State<Hub>, headers: HeaderMap, body: Bytes) -> Response {
+    let inner = &hub.inner;
+    if !is_form(&headers) {
+        return plain(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the hub.* parameters as application/x-www-form-urlencoded\n".into(),
+        );
+    }
+    let publication = inner.publication.clone();
+    let is_feed = move |path: &str| publication.get(path).is_some();
+    let rules = RequestRules {
+        feeds_base: &inner.feeds_base,
+        is_feed: &is_feed,
+        default_lease_seconds: inner.settings.default_lease_seconds,
+        max_lease_seconds: inner.settings.max_lease_seconds,
+        policy: inner.client.policy(),
+    };
+    let intent = match HubRequest::parse(&body, &rules) {
+        Ok(HubRequest::Intent(intent)) => intent,
+        Ok(HubRequest::Publish(_)) => {
+            return plain(
+                StatusCode::ACCEPTED,
+                "noted; this hub distributes every change of its own feeds by itself\n".into(),
+            );
+        }
+        Err(e) => return plain(StatusCode::BAD_REQUEST, format!("{e}\n")),
+    };
+    let Ok(permit) = inner.verifications.clone().try_acquire_owned() else {
+        let mut busy = plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many verifications pending; retry later\n".into(),
+        );
+        busy.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        return busy;
+    };
+    let mode = intent.mode;
+    inner.tasks.spawn(verify(inner.clone(), intent, permit));
+    plain(
+        StatusCode::ACCEPTED,
+        format!(
+            "accepted; the {} will be verified with the callback\n",
+            mode.as_str()
+        ),
+    )
+}
+
+/// Asks the callback to confirm the intent; records the subscription (or its end) only when
+/// the callback echoes the challenge with a 2xx. A failed unsubscribe keeps the
+/// subscription.
+async fn verify(inner: Arc<Inner>, intent: Intent, _permit: OwnedSemaphorePermit) {
+    if inner.cancel.is_cancelled() {
+        return;
+    }
+    let callback = intent.callback.as_str().to_owned();
+    let outcome = tokio::select! {
+        () = inner.cancel.cancelled() => return,
+        outcome = confirm(&inner.client, &inner.feeds_base, &intent) => outcome,
+    };
+    if let Err(reason) = outcome {
+        inner
+            .stats
+            .verifications_failed
+            .fetch_add(1, Ordering::SeqCst);
+        tracing::info!(%callback, topic = intent.topic.path(), mode = intent.mode.as_str(), %reason,
+            "WebSub verification of intent failed");
+        return;
+    }
+    let now = Utc::now();
+    let stored = match intent.mode {
+        Mode::Subscribe => {
+            let lease = i64::try_from(intent.lease_seconds).unwrap_or(i64::MAX);
+            let expire_time = TimeDelta::try_seconds(lease)
+                .and_then(|lease| now.checked_add_signed(lease))
+                .unwrap_or(now);
+            let subscription = Subscription {
+                topic: intent.topic.clone(),
+                callback: intent.callback,
+                secret: intent.secret,
+                verify_time: now,
+                expire_time,
+            };
+            inner.store.save_subscription(subscription, now).await
+        }
+        Mode::Unsubscribe => inner
+            .store
+            .delete_subscription(&intent.topic, &intent.callback)
+            .await
+            .map(drop),
+    };
+    match stored {
+        Ok(()) => {
+            inner.stats.verifications_ok.fetch_add(1, Ordering::SeqCst);
+            tracing::info!(%callback, topic = intent.topic.path(), mode = intent.mode.as_str(),
+                lease_seconds = intent.lease_seconds, "WebSub intent verified");
+        }
+        Err(e) => {
+            inner
+                .stats
+                .verifications_failed
+                .fetch_add(1, Ordering::SeqCst);
+            tracing::error!(%callback, error = %e, "cannot record a verified WebSub intent");
+        }
+    }
+}
+
+/// `GET callback?hub.mode=…&hub.topic=…&hub.challenge=…[&hub.lease_seconds=…]`: confirmed
+/// by a 2xx whose body is exactly the challenge. Redirects are failures.
+async fn confirm(client: &CallbackClient, feeds_base: &Url, intent: &Intent) -> Result<(), String> {
+    let challenge = new_challenge()?;
+    let mut url = intent.callback.url().clone();
+    {
+        let mut query = url.query_pairs_mut();
+        query
+            .append_pair("hub.mode", intent.mode.as_str())
+            .append_pair("hub.topic", &intent.topic.url(feeds_base))
+            .append_pair("hub.challenge", &challenge);
+        if intent.mode == Mode::Subscribe {
+            query.append_pair("hub.lease_seconds", &intent.lease_seconds.to_string());
+        }
+    }
+    let response = client.get(&url).await.map_err(|e| e.to_string())?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!("the callback answered {status}"));
+    }
+    match read_limited(response, MAX_CHALLENGE_ANSWER).await {
+        Some(body) if body == challenge.as_bytes() => Ok(()),
+        Some(_) => Err("the callback did not echo the challenge".into()),
+        None => Err("the callback's answer is too long or broke off".into()),
+    }
+}
+
+fn new_challenge() -> Result<String, String> {
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness for a challenge: {e}"))?;
+    Ok(hex::encode(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str, policy: &AddressPolicy) -> Result<HubRequest, BadRequest> {
+        let base = Url::parse("https://news.example/feeds/").unwrap();
+        let is_feed = |path: &str| path == "politics/atom.xml";
+        let rules = RequestRules {
+            feeds_base: &base,
+            is_feed: &is_feed,
+            default_lease_seconds: 864_000,
+            max_lease_seconds: 2_592_000,
+            policy,
+        };
+        HubRequest::parse(body.as_bytes(), &rules)
+    }
+
+    const TOPIC: &str = "hub.topic=https%3A%2F%2Fnews.example%2Ffeeds%2Fpolitics%2Fatom.xml";
+
+    #[test]
+    fn a_subscription_gets_the_default_lease_or_a_capped_one_and_keeps_its_secret_bytes() {
+        let policy = AddressPolicy::default();
+        let body = format!(
+            "hub.mode=subscribe&{TOPIC}&hub.callback=https%3A%2F%2F8.8.8.8%2Fcb&hub.secret=a+b%FF&x=1"
+        );
+        let Ok(HubRequest::Intent(intent)) = parse(&body, &policy) else {
+            panic!("valid request refused");
+        };
+        assert_eq!(intent.mode, Mode::Subscribe);
+        assert_eq!(intent.topic.path(), "politics/atom.xml");
+        assert_eq!(intent.callback.as_str(), "https://8.8.8.8/cb");
+        assert_eq!(intent.lease_seconds, 864_000);
+        assert_eq!(intent.secret.unwrap().expose(), b"a b\xff");
+        let long = format!("{body}&hub.lease_seconds=99999999");
+        let Ok(HubRequest::Intent(intent)) = parse(&long, &policy) else {
+            panic!("valid request refused");
+        };
+        assert_eq!(intent.lease_seconds, 2_592_000);
+    }
+
+    #[test]
+    fn each_bad_parameter_is_named() {
+        let policy = AddressPolicy::default();
+        let cb = "hub.callback=https%3A%2F%2F8.8.8.8%2Fcb";
+        let table = [
+            (format!("{TOPIC}&{cb}"), "hub.mode"),
+            (format!("hub.mode=watch&{TOPIC}&{cb}"), "hub.mode"),
+            (format!("hub.mode=subscribe&{cb}"), "hub.topic"),
+            (
+                format!(
+                    "hub.mode=subscribe&hub.topic=https%3A%2F%2Fnews.example%2Ffeeds%2Fnone.xml&{cb}"
+                ),
+                "hub.topic",
+            ),
+            (
+                format!("hub.mode=subscribe&{TOPIC}&{TOPIC}&{cb}"),
+                "hub.topic",
+            ),
+            (format!("hub.mode=subscribe&{TOPIC}"), "hub.callback"),
+            (
+                format!("hub.mode=subscribe&{TOPIC}&hub.callback=%2Fcb"),
+                "hub.callback",
+            ),
+            (
+                format!("hub.mode=subscribe&{TOPIC}&hub.callback=http%3A%2F%2F10.0.0.1%2F"),
+                "hub.callback",
+            ),
+            (
+                format!("hub.mode=subscribe&{TOPIC}&{cb}&hub.lease_seconds=0"),
+                "hub.lease_seconds",
+            ),
+            (
+                format!("hub.mode=subscribe&{TOPIC}&{cb}&hub.lease_seconds=-1"),
+                "hub.lease_seconds",
+            ),
+            (
+                format!(
+                    "hub.mode=subscribe&{TOPIC}&{cb}&hub.secret={}",
+                    "s".repeat(200)
+                ),
+                "hub.secret",
+            ),
+            ("hub.mode=publish".to_owned(), "hub.url"),
+        ];
+        for (body, parameter) in table {
+            let error = parse(&body, &policy).unwrap_err();
+            assert_eq!(error.parameter, parameter, "{body}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_publish_ping_about_our_feed_is_understood() {
+        let policy = AddressPolicy::default();
+        let body =
+            "hub.mode=publish&hub.url=https%3A%2F%2Fnews.example%2Ffeeds%2Fpolitics%2Fatom.xml";
+        assert!(matches!(parse(body, &policy), Ok(HubRequest::Publish(_))));
+    }
+}

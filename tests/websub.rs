@@ -1,0 +1,602 @@
+//! The built-in WebSub hub end to end: a real feedpub server on port 0, real subscribers (a
+//! small HTTP server on 127.0.0.1 that answers verifications and records deliveries),
+//! articles published over real gRPC.
+
+mod websub_support;
+
+use axum::http::{Method, StatusCode};
+use feedpub::websub::{CallbackClient, signature};
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+use url::Url;
+use websub_support::{BASE, Behaviour, Options, Server, Subscriber, Verify, header, topic};
+
+#[tokio::test]
+async fn a_verified_subscriber_gets_a_signed_copy_of_the_new_feed_within_a_second() {
+    let subscriber = Subscriber::start().await;
+    let server = Server::start(Options::default()).await;
+    let callback = subscriber.url("/reader?list=politics");
+    server
+        .subscribe("politics/atom.xml", &callback, &[("hub.secret", "s3cret")])
+        .await;
+
+    let verification = &subscriber.wait_for(Method::GET, "/reader", 1).await[0];
+    assert_eq!(verification.query["hub.mode"], "subscribe");
+    assert_eq!(verification.query["hub.topic"], topic("politics/atom.xml"));
+    assert_eq!(verification.query["hub.lease_seconds"], "864000");
+    assert_eq!(
+        verification.query["list"], "politics",
+        "the callback's own query stays"
+    );
+    assert!(verification.query["hub.challenge"].len() >= 32);
+    server
+        .wait_until("one verified subscription", |hub| {
+            hub.verifications_ok() == 1
+        })
+        .await;
+
+    let answered = server.publish("websub-signed", "politics").await;
+    let delivery = subscriber.wait_for(Method::POST, "/reader", 1).await[0].clone();
+    let latency = delivery.at.saturating_duration_since(answered);
+    eprintln!("WebSub delivery arrived {latency:?} after PublishArticle answered");
+    assert!(latency < Duration::from_secs(1), "{latency:?}");
+
+    assert_eq!(delivery.body, server.feed_bytes("politics/atom.xml").await);
+    assert!(String::from_utf8_lossy(&delivery.body).contains("快讯 websub-signed"));
+    assert_eq!(
+        header(&delivery, "content-type"),
+        "application/atom+xml; charset=utf-8"
+    );
+    assert_eq!(
+        header(&delivery, "link"),
+        format!(
+            "<{BASE}websub>; rel=\"hub\", <{}>; rel=\"self\"",
+            topic("politics/atom.xml")
+        )
+    );
+    assert_eq!(
+        header(&delivery, "x-hub-signature"),
+        signature(b"s3cret", &delivery.body)
+    );
+    assert_eq!(
+        header(&delivery, "x-hub-signature"),
+        hmac_sha256_hex(b"s3cret", &delivery.body)
+    );
+    server.wait_idle().await;
+    assert_eq!(server.hub.deliveries_ok(), 1);
+    assert_eq!(server.hub.deliveries_failed(), 0);
+}
+
+/// An independent computation of the signature the hub should send.
+fn hmac_sha256_hex(key: &[u8], body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+#[tokio::test]
+async fn a_subscriber_answering_500_gets_retries_with_backoff_until_it_succeeds() {
+    let subscriber = Subscriber::start().await;
+    subscriber.set(
+        "/flaky",
+        Behaviour {
+            first: VecDeque::from([500, 503]),
+            ..Behaviour::default()
+        },
+    );
+    let server = Server::start(Options::default()).await;
+    server
+        .subscribe("rural/feed.json", &subscriber.url("/flaky"), &[])
+        .await;
+    server
+        .wait_until("verified", |hub| hub.verifications_ok() == 1)
+        .await;
+
+    server.publish("websub-retried", "rural").await;
+    let attempts = subscriber.wait_for(Method::POST, "/flaky", 3).await;
+    server
+        .wait_until("delivered", |hub| hub.deliveries_ok() == 1)
+        .await;
+    assert!(attempts.iter().all(|a| a.body == attempts[0].body));
+    assert_eq!(
+        header(&attempts[0], "content-type"),
+        "application/feed+json; charset=utf-8"
+    );
+    assert!(
+        header(&attempts[0], "x-hub-signature").is_empty(),
+        "no secret, no signature"
+    );
+    // Base delay 20 ms, doubled for each retry.
+    assert!(attempts[1].at - attempts[0].at >= Duration::from_millis(20));
+    assert!(attempts[2].at - attempts[1].at >= Duration::from_millis(40));
+    server.wait_idle().await;
+    assert_eq!(subscriber.hits(Method::POST, "/flaky").len(), 3);
+    assert_eq!(server.hub.deliveries_failed(), 0);
+}
+
+#[tokio::test]
+async fn a_slow_subscriber_delays_no_other() {
+    let subscriber = Subscriber::start().await;
+    subscriber.set(
+        "/slow",
+        Behaviour {
+            stall: Duration::from_secs(3),
+            ..Behaviour::default()
+        },
+    );
+    let server = Server::start(Options::default()).await;
+    for path in ["/slow", "/quick"] {
+        server
+            .subscribe("politics/feed.json", &subscriber.url(path), &[])
+            .await;
+    }
+    server
+        .wait_until("both verified", |hub| hub.verifications_ok() == 2)
+        .await;
+
+    let answered = server.publish("websub-slow", "politics").await;
+    subscriber.wait_for(Method::POST, "/slow", 1).await;
+    server
+        .wait_until("the quick one acknowledged", |hub| hub.deliveries_ok() == 1)
+        .await;
+    assert!(
+        answered.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        answered.elapsed()
+    );
+    assert_eq!(subscriber.hits(Method::POST, "/quick").len(), 1);
+    assert_eq!(
+        server.hub.deliveries_in_flight(),
+        1,
+        "the slow one is still waiting"
+    );
+}
+
+#[tokio::test]
+async fn after_a_verified_unsubscribe_nothing_is_delivered_and_a_refused_one_changes_nothing() {
+    let subscriber = Subscriber::start().await;
+    let server = Server::start(Options::default()).await;
+    let (leaving, clingy, staying) = (
+        subscriber.url("/leaving"),
+        subscriber.url("/clingy"),
+        subscriber.url("/staying"),
+    );
+    server.subscribe("politics/atom.xml", &leaving, &[]).await;
+    server.subscribe("politics/atom.xml", &clingy, &[]).await;
+    server.subscribe("rural/atom.xml", &staying, &[]).await;
+    server
+        .wait_until("three verified", |hub| hub.verifications_ok() == 3)
+        .await;
+
+    subscriber.set(
+        "/clingy",
+        Behaviour {
+            verify: Verify::Refuse,
+            ..Behaviour::default()
+        },
+    );
+    for callback in [&leaving, &clingy] {
+        let (status, body) = server
+            .hub_request(&[
+                ("hub.mode", "unsubscribe"),
+                ("hub.topic", &topic("politics/atom.xml")),
+                ("hub.callback", callback),
+            ])
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    server
+        .wait_until("one unsubscribe confirmed, one refused", |hub| {
+            hub.verifications_ok() == 4 && hub.verifications_failed() == 1
+        })
+        .await;
+    let asked = subscriber.hits(Method::GET, "/leaving");
+    assert_eq!(asked.last().unwrap().query["hub.mode"], "unsubscribe");
+    assert!(
+        !asked
+            .last()
+            .unwrap()
+            .query
+            .contains_key("hub.lease_seconds")
+    );
+
+    server.publish("websub-politics", "politics").await;
+    server.publish("websub-rural", "rural").await;
+    subscriber.wait_for(Method::POST, "/staying", 1).await;
+    subscriber.wait_for(Method::POST, "/clingy", 1).await;
+    // The politics change was handed out before the rural one: by now its deliveries have
+    // all started, and once none is in flight, every one of them has ended.
+    server.wait_idle().await;
+    assert!(subscriber.hits(Method::POST, "/leaving").is_empty());
+}
+
+#[tokio::test]
+async fn a_lease_ends_deliveries_and_requested_leases_are_capped() {
+    let subscriber = Subscriber::start().await;
+    let server = Server::start(Options::default()).await;
+    let feed = "politics/rss.xml";
+    server
+        .subscribe(
+            feed,
+            &subscriber.url("/brief"),
+            &[("hub.lease_seconds", "1")],
+        )
+        .await;
+    server
+        .subscribe(
+            feed,
+            &subscriber.url("/greedy"),
+            &[("hub.lease_seconds", "99999999")],
+        )
+        .await;
+    server
+        .wait_until("both verified", |hub| hub.verifications_ok() == 2)
+        .await;
+    let verified = Instant::now();
+    assert_eq!(
+        subscriber.hits(Method::GET, "/brief")[0].query["hub.lease_seconds"],
+        "1"
+    );
+    assert_eq!(
+        subscriber.hits(Method::GET, "/greedy")[0].query["hub.lease_seconds"],
+        "2592000",
+        "capped at max_lease_seconds (30 days)"
+    );
+
+    // The condition is the passing of time itself: the lease began before `verified`.
+    tokio::time::sleep_until((verified + Duration::from_millis(1100)).into()).await;
+    server.publish("websub-after-lease", "politics").await;
+    subscriber.wait_for(Method::POST, "/greedy", 1).await;
+    server.wait_idle().await;
+    assert!(subscriber.hits(Method::POST, "/brief").is_empty());
+    assert_eq!(server.hub.deliveries_ok(), 1);
+}
+
+#[tokio::test]
+async fn subscriptions_survive_a_restart() {
+    let subscriber = Subscriber::start().await;
+    let server = Server::start(Options::default()).await;
+    server
+        .subscribe(
+            "all/atom.xml",
+            &subscriber.url("/durable"),
+            &[("hub.secret", "kept")],
+        )
+        .await;
+    server
+        .wait_until("verified", |hub| hub.verifications_ok() == 1)
+        .await;
+
+    let server = server.restart().await;
+    server.publish("websub-after-restart", "features").await;
+    let delivery = &subscriber.wait_for(Method::POST, "/durable", 1).await[0];
+    assert_eq!(delivery.body, server.feed_bytes("all/atom.xml").await);
+    assert_eq!(
+        header(delivery, "x-hub-signature"),
+        hmac_sha256_hex(b"kept", &delivery.body)
+    );
+}
+
+#[tokio::test]
+async fn callbacks_on_addresses_that_are_not_allowed_are_never_called() {
+    let subscriber = Subscriber::start().await;
+    let server = Server::start(Options {
+        allow_loopback: false,
+        ..Options::default()
+    })
+    .await;
+    let port = subscriber.addr.port();
+    let feed = topic("politics/atom.xml");
+    for literal in [
+        format!("http://127.0.0.1:{port}/direct"),
+        format!("http://[::ffff:127.0.0.1]:{port}/mapped"),
+        format!("http://[::1]:{port}/v6"),
+    ] {
+        let (status, body) = server
+            .hub_request(&[
+                ("hub.mode", "subscribe"),
+                ("hub.topic", &feed),
+                ("hub.callback", &literal),
+            ])
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{literal}");
+        assert!(body.starts_with("hub.callback:"), "{body}");
+    }
+    // A name is accepted, but what it resolves to is checked when connecting.
+    server
+        .subscribe(
+            "politics/atom.xml",
+            &format!("http://localhost:{port}/named"),
+            &[],
+        )
+        .await;
+    server
+        .wait_until("the verification refused", |hub| {
+            hub.verifications_failed() == 1
+        })
+        .await;
+    assert_eq!(server.hub.verifications_ok(), 0);
+
+    // The checked client refuses both forms too, before any connection.
+    let client = CallbackClient::new(Vec::new()).unwrap();
+    for url in [
+        format!("http://127.0.0.1:{port}/client"),
+        format!("http://localhost:{port}/client"),
+    ] {
+        let error = client.get(&Url::parse(&url).unwrap()).await.unwrap_err();
+        assert!(error.is_refused(), "{url}: {error}");
+    }
+    assert_eq!(
+        subscriber.all_hits(),
+        0,
+        "nothing ever reached the subscriber"
+    );
+}
+
+#[tokio::test]
+async fn redirects_and_wrong_answers_count_as_failures() {
+    let subscriber = Subscriber::start().await;
+    let with = |verify: Verify, then: u16| Behaviour {
+        verify,
+        then,
+        ..Behaviour::default()
+    };
+    subscriber.set("/hop", with(Verify::Redirect, 200));
+    subscriber.set("/fibber", with(Verify::Wrong, 200));
+    subscriber.set("/moved", with(Verify::Echo, 307));
+    let server = Server::start(Options::default()).await;
+    for path in ["/hop", "/fibber", "/moved", "/fine"] {
+        server
+            .subscribe("politics/atom.xml", &subscriber.url(path), &[])
+            .await;
+    }
+    server
+        .wait_until("two verified, two failed", |hub| {
+            hub.verifications_ok() == 2 && hub.verifications_failed() == 2
+        })
+        .await;
+
+    server.publish("websub-redirects", "politics").await;
+    server
+        .wait_until("one delivered, one given up", |hub| {
+            hub.deliveries_ok() == 1 && hub.deliveries_failed() == 1
+        })
+        .await;
+    server.wait_idle().await;
+    assert_eq!(subscriber.hits(Method::POST, "/fine").len(), 1);
+    assert_eq!(
+        subscriber.hits(Method::POST, "/moved").len(),
+        5,
+        "five attempts"
+    );
+    for path in ["/hop", "/fibber"] {
+        assert!(subscriber.hits(Method::POST, path).is_empty(), "{path}");
+    }
+    assert!(subscriber.hits(Method::GET, "/elsewhere").is_empty());
+    assert!(subscriber.hits(Method::POST, "/elsewhere").is_empty());
+}
+
+#[tokio::test]
+async fn a_subscriber_answering_410_gone_is_unsubscribed() {
+    let subscriber = Subscriber::start().await;
+    subscriber.set(
+        "/gone",
+        Behaviour {
+            then: 410,
+            ..Behaviour::default()
+        },
+    );
+    let server = Server::start(Options::default()).await;
+    server
+        .subscribe("features/atom.xml", &subscriber.url("/gone"), &[])
+        .await;
+    server
+        .subscribe("features/atom.xml", &subscriber.url("/fine"), &[])
+        .await;
+    server
+        .wait_until("both verified", |hub| hub.verifications_ok() == 2)
+        .await;
+
+    server.publish("websub-gone-1", "features").await;
+    subscriber.wait_for(Method::POST, "/fine", 1).await;
+    server.wait_idle().await;
+    server.publish("websub-gone-2", "features").await;
+    subscriber.wait_for(Method::POST, "/fine", 2).await;
+    server.wait_idle().await;
+    assert_eq!(
+        subscriber.hits(Method::POST, "/gone").len(),
+        1,
+        "no retry, no second delivery"
+    );
+}
+
+#[tokio::test]
+async fn configured_external_hubs_are_pinged_on_every_change() {
+    let external = Subscriber::start().await;
+    let server = Server::start(Options {
+        external_hubs: vec![external.url("/hub")],
+        ..Options::default()
+    })
+    .await;
+    server.publish("websub-ping", "rural").await;
+    let expected: Vec<String> = ["rural", "all"]
+        .iter()
+        .flat_map(|s| ["rss.xml", "atom.xml", "feed.json"].map(|f| topic(&format!("{s}/{f}"))))
+        .collect();
+    let pings = external
+        .wait_for(Method::POST, "/hub", expected.len())
+        .await;
+    let mut pinged: Vec<String> = pings
+        .iter()
+        .map(|ping| {
+            assert_eq!(
+                header(ping, "content-type"),
+                "application/x-www-form-urlencoded"
+            );
+            let form: HashMap<String, String> = url::form_urlencoded::parse(&ping.body)
+                .into_owned()
+                .collect();
+            assert_eq!(form["hub.mode"], "publish");
+            form["hub.url"].clone()
+        })
+        .collect();
+    pinged.sort();
+    let mut expected = expected;
+    expected.sort();
+    assert_eq!(pinged, expected);
+}
+
+#[tokio::test]
+async fn bad_hub_requests_are_refused_naming_the_parameter() {
+    let subscriber = Subscriber::start().await;
+    let server = Server::start(Options::default()).await;
+    let feed = topic("politics/atom.xml");
+    let callback = subscriber.url("/never");
+    let long_secret = "s".repeat(200);
+    let unknown_feed = format!("{BASE}feeds/sports/atom.xml");
+    let with_query = format!("{feed}?page=2");
+    let table: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        (
+            vec![("hub.topic", &feed), ("hub.callback", &callback)],
+            "hub.mode",
+        ),
+        (
+            vec![
+                ("hub.mode", "watch"),
+                ("hub.topic", &feed),
+                ("hub.callback", &callback),
+            ],
+            "hub.mode",
+        ),
+        (
+            vec![("hub.mode", "subscribe"), ("hub.callback", &callback)],
+            "hub.topic",
+        ),
+        (
+            vec![
+                ("hub.mode", "subscribe"),
+                (
+                    "hub.topic",
+                    "https://elsewhere.example/feeds/politics/atom.xml",
+                ),
+                ("hub.callback", &callback),
+            ],
+            "hub.topic",
+        ),
+        (
+            vec![
+                ("hub.mode", "subscribe"),
+                ("hub.topic", &unknown_feed),
+                ("hub.callback", &callback),
+            ],
+            "hub.topic",
+        ),
+        (
+            vec![
+                ("hub.mode", "subscribe"),
+                ("hub.topic", &with_query),
+                ("hub.callback", &callback),
+            ],
+            "hub.topic",
+        ),
+        (
+            vec![
+                ("hub.mode", "subscribe"),
+                ("hub.topic", &feed),
+                ("hub.topic", &feed),
+                ("hub.callback", &callback),
+            ],
+            "hub.topic",
+        ),
+        (
+            vec![("hub.mode", "subscribe"), ("hub.topic", &feed)],
+            "hub.callback",
+        ),
+        (
+            vec![
+                ("hub.mode", "subscribe"),
+                ("hub.topic", &feed),
+                ("hub.callback", "/relative"),
+            ],
+            "hub.callback",
+        ),
+        (
+            vec![
+                ("hub.mode", "subscribe"),
+                ("hub.topic", &feed),
+                ("hub.callback", "ftp://x/"),
+            ],
+            "hub.callback",
+        ),
+        (
+            vec![
+                ("hub.mode", "subscribe"),
+                ("hub.topic", &feed),
+                ("hub.callback", &callback),
+                ("hub.lease_seconds", "soon"),
+            ],
+            "hub.lease_seconds",
+        ),
+        (
+            vec![
+                ("hub.mode", "subscribe"),
+                ("hub.topic", &feed),
+                ("hub.callback", &callback),
+                ("hub.lease_seconds", "0"),
+            ],
+            "hub.lease_seconds",
+        ),
+        (
+            vec![
+                ("hub.mode", "subscribe"),
+                ("hub.topic", &feed),
+                ("hub.callback", &callback),
+                ("hub.secret", &long_secret),
+            ],
+            "hub.secret",
+        ),
+        (vec![("hub.mode", "publish")], "hub.url"),
+        (
+            vec![
+                ("hub.mode", "publish"),
+                ("hub.url", "https://elsewhere.example/feed"),
+            ],
+            "hub.url",
+        ),
+    ];
+    for (pairs, parameter) in &table {
+        let (status, body) = server.hub_request(pairs).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{pairs:?}: {body}");
+        assert!(
+            body.starts_with(&format!("{parameter}:")),
+            "{pairs:?}: {body}"
+        );
+    }
+
+    let (status, _) = server
+        .hub_request(&[("hub.mode", "publish"), ("hub.url", &feed)])
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::ACCEPTED,
+        "a ping about our own feed is fine"
+    );
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/websub", server.http_addr);
+    let json = client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json.status().as_u16(), 415);
+    let get = client.get(&url).send().await.unwrap();
+    assert_eq!(get.status().as_u16(), 405);
+    assert_eq!(subscriber.all_hits(), 0);
+    assert_eq!(
+        server.hub.verifications_ok() + server.hub.verifications_failed(),
+        0
+    );
+}

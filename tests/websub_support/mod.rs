@@ -1,0 +1,398 @@
+//! Harness of the WebSub tests: the hub's server (feedpub on port 0 in a temporary folder,
+//! loopback callbacks allowed unless told otherwise, 20 ms retry base) and a subscriber (an
+//! HTTP server on 127.0.0.1:0 that answers verifications as told and records every request).
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use feedpub::app::Application;
+use feedpub::config::{EMBEDDED_CONFIG, Overrides, Settings};
+use feedpub::domain::SectionGrant;
+use feedpub::grpc::proto::publisher_service_client::PublisherServiceClient;
+use feedpub::grpc::proto::{self, PublishArticleRequest};
+use feedpub::publishing;
+use feedpub::storage::{SqliteStore, Store};
+use feedpub::websub::Hub;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use url::Url;
+
+/// How long a test waits for a condition before failing.
+pub const DEADLINE: Duration = Duration::from_secs(15);
+/// `site.base_url` of the sample configuration: topics and the hub URL derive from it.
+pub const BASE: &str = "http://127.0.0.1:8080/";
+
+pub fn topic(path: &str) -> String {
+    format!("{BASE}feeds/{path}")
+}
+
+// ---------------------------------------------------------------------------------------
+// The subscriber: records every request, answers as told per callback path.
+
+/// How a callback answers the hub's verification GET.
+#[derive(Clone, Copy, Default)]
+pub enum Verify {
+    /// 200 with the challenge: the subscriber confirms.
+    #[default]
+    Echo,
+    /// 200 with something else.
+    Wrong,
+    /// 404: the subscriber does not want it.
+    Refuse,
+    /// 302 to `/elsewhere`, which would echo.
+    Redirect,
+}
+
+#[derive(Clone)]
+pub struct Behaviour {
+    pub verify: Verify,
+    /// Statuses for the next deliveries, in order; then `then`.
+    pub first: VecDeque<u16>,
+    pub then: u16,
+    /// How long deliveries wait for their answer (they are recorded on arrival).
+    pub stall: Duration,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Self {
+            verify: Verify::Echo,
+            first: VecDeque::new(),
+            then: 200,
+            stall: Duration::ZERO,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Hit {
+    pub method: Method,
+    pub path: String,
+    pub query: HashMap<String, String>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub at: Instant,
+}
+
+#[derive(Default)]
+struct Recorder {
+    hits: Mutex<Vec<Hit>>,
+    behaviours: Mutex<HashMap<String, Behaviour>>,
+    changed: watch::Sender<usize>,
+}
+
+pub struct Subscriber {
+    pub addr: SocketAddr,
+    recorder: Arc<Recorder>,
+}
+
+async fn answer(
+    State(recorder): State<Arc<Recorder>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_owned();
+    let query: HashMap<String, String> =
+        url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    let behaviour = recorder
+        .behaviours
+        .lock()
+        .unwrap()
+        .get(&path)
+        .cloned()
+        .unwrap_or_default();
+    let is_post = method == Method::POST;
+    recorder.hits.lock().unwrap().push(Hit {
+        method: method.clone(),
+        path: path.clone(),
+        query: query.clone(),
+        headers,
+        body,
+        at: Instant::now(),
+    });
+    recorder.changed.send_modify(|n| *n += 1);
+    if is_post {
+        tokio::time::sleep(behaviour.stall).await;
+    }
+    if method == Method::GET {
+        let challenge = query.get("hub.challenge").cloned().unwrap_or_default();
+        match behaviour.verify {
+            Verify::Echo => challenge.into_response(),
+            Verify::Wrong => "not the challenge".into_response(),
+            Verify::Refuse => StatusCode::NOT_FOUND.into_response(),
+            Verify::Redirect => (
+                StatusCode::FOUND,
+                [(
+                    header::LOCATION,
+                    format!("/elsewhere?{}", uri.query().unwrap_or("")),
+                )],
+            )
+                .into_response(),
+        }
+    } else {
+        let status = {
+            let mut behaviours = recorder.behaviours.lock().unwrap();
+            let entry = behaviours.entry(path.clone()).or_default();
+            entry.first.pop_front().unwrap_or(entry.then)
+        };
+        let status = StatusCode::from_u16(status).unwrap();
+        (status, [(header::LOCATION, "/elsewhere")]).into_response()
+    }
+}
+
+impl Subscriber {
+    pub async fn start() -> Self {
+        let recorder = Arc::new(Recorder::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new().fallback(answer).with_state(recorder.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { addr, recorder }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn set(&self, path: &str, behaviour: Behaviour) {
+        self.recorder
+            .behaviours
+            .lock()
+            .unwrap()
+            .insert(path.to_owned(), behaviour);
+    }
+
+    pub fn hits(&self, method: Method, path: &str) -> Vec<Hit> {
+        let hits = self.recorder.hits.lock().unwrap();
+        hits.iter()
+            .filter(|h| h.method == method && h.path == path)
+            .cloned()
+            .collect()
+    }
+
+    pub fn all_hits(&self) -> usize {
+        self.recorder.hits.lock().unwrap().len()
+    }
+
+    /// Waits until `path` has received at least `count` requests of `method`.
+    pub async fn wait_for(&self, method: Method, path: &str, count: usize) -> Vec<Hit> {
+        let mut changed = self.recorder.changed.subscribe();
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let hits = self.hits(method.clone(), path);
+            if hits.len() >= count {
+                return hits;
+            }
+            let waited = tokio::time::timeout_at(deadline, changed.changed()).await;
+            assert!(
+                waited.is_ok(),
+                "{path} got {} {method} requests, not {count}",
+                hits.len()
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The hub's server.
+
+pub struct Options {
+    pub allow_loopback: bool,
+    pub external_hubs: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            allow_loopback: true,
+            external_hubs: Vec::new(),
+        }
+    }
+}
+
+fn settings(dir: &TempDir, options: &Options) -> Settings {
+    let mut settings = Settings::parse(
+        "embedded sample",
+        EMBEDDED_CONFIG,
+        Overrides {
+            data_dir: Some(dir.path().join("data")),
+            feeds_dir: Some(dir.path().join("feeds")),
+            grpc_addr: Some("127.0.0.1:0".parse().unwrap()),
+            http_addr: Some("127.0.0.1:0".parse().unwrap()),
+        },
+    )
+    .unwrap();
+    if options.allow_loopback {
+        settings.websub.allowed_callback_networks = vec!["127.0.0.0/8".parse().unwrap()];
+    }
+    settings.websub.retry_base_ms = 20;
+    settings.websub.external_hubs = options
+        .external_hubs
+        .iter()
+        .map(|u| Url::parse(u).unwrap())
+        .collect();
+    settings
+}
+
+pub struct Server {
+    dir: TempDir,
+    options: Options,
+    token: String,
+    pub http_addr: SocketAddr,
+    grpc_addr: SocketAddr,
+    pub hub: Hub,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    pub async fn start(options: Options) -> Self {
+        feedpub::telemetry::init_for_tests();
+        let dir = tempfile::tempdir().unwrap();
+        let settings = settings(&dir, &options);
+        let store = SqliteStore::open(&settings.server.data_dir).await.unwrap();
+        let (_, token) = publishing::add_partner(&store, &settings, "newsroom", SectionGrant::All)
+            .await
+            .unwrap();
+        store.close().await;
+        Self::start_in(dir, options, token.expose().to_owned()).await
+    }
+
+    async fn start_in(dir: TempDir, options: Options, token: String) -> Self {
+        let app = Application::build(settings(&dir, &options)).await.unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (http_addr, grpc_addr, hub) = (app.http_addr(), app.grpc_addr(), app.websub().clone());
+        let task = tokio::spawn(async move {
+            app.run_until_stopped(async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("the server stops cleanly");
+        });
+        Self {
+            dir,
+            options,
+            token,
+            http_addr,
+            grpc_addr,
+            hub,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub async fn restart(mut self) -> Self {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("the server task does not panic");
+        }
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        let options = std::mem::take(&mut self.options);
+        Self::start_in(dir, options, self.token.clone()).await
+    }
+
+    /// POSTs a form to `/websub`; pairs may repeat.
+    pub async fn hub_request(&self, pairs: &[(&str, &str)]) -> (StatusCode, String) {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
+        let response = reqwest::Client::new()
+            .post(format!("http://{}/websub", self.http_addr))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+        (status, response.text().await.unwrap())
+    }
+
+    pub async fn subscribe(&self, feed: &str, callback: &str, extra: &[(&str, &str)]) {
+        let topic = topic(feed);
+        let mut pairs = vec![
+            ("hub.mode", "subscribe"),
+            ("hub.topic", topic.as_str()),
+            ("hub.callback", callback),
+        ];
+        pairs.extend_from_slice(extra);
+        let (status, body) = self.hub_request(&pairs).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+
+    /// Publishes a new article over gRPC; returns when the answer arrived.
+    pub async fn publish(&self, id: &str, section: &str) -> Instant {
+        let mut client = PublisherServiceClient::connect(format!("http://{}", self.grpc_addr))
+            .await
+            .unwrap();
+        let mut request = tonic::Request::new(PublishArticleRequest {
+            article: Some(proto::Article {
+                id: id.into(),
+                section: section.into(),
+                title: format!("快讯 {id}"),
+                authors: vec!["陈淑兰".into()],
+                content_text: "本报讯 6月6日，研讨会召开。".into(),
+                publish_time: Some(prost_types::Timestamp {
+                    seconds: 1_686_092_400,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            }),
+        });
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {}", self.token).parse().unwrap(),
+        );
+        client.publish_article(request).await.unwrap();
+        Instant::now()
+    }
+
+    pub async fn feed_bytes(&self, path: &str) -> Bytes {
+        let url = format!("http://{}/feeds/{path}", self.http_addr);
+        reqwest::get(url).await.unwrap().bytes().await.unwrap()
+    }
+
+    /// Polls the hub's counters until `done` holds.
+    pub async fn wait_until(&self, what: &str, done: impl Fn(&Hub) -> bool) {
+        let start = Instant::now();
+        while !done(&self.hub) {
+            assert!(start.elapsed() < DEADLINE, "the hub never got to: {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Waits until every delivery started so far has ended.
+    pub async fn wait_idle(&self) {
+        self.wait_until("no delivery in flight", |hub| {
+            hub.deliveries_in_flight() == 0
+        })
+        .await;
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub fn header<'a>(hit: &'a Hit, name: &str) -> &'a str {
+    hit.headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
