@@ -3,8 +3,8 @@
 
 use crate::config::Settings;
 use crate::domain::{
-    Article, ArticleDraft, ArticleId, Partner, PartnerName, Section, SectionGrant, SectionSlug,
-    Token, Violations,
+    Article, ArticleDraft, ArticleId, HtmlPolicy, Partner, PartnerName, Section, SectionGrant,
+    SectionSlug, Token, Violations,
 };
 use crate::publication::Publication;
 use crate::storage::{ListCursor, NewPartner, Store, StoreError};
@@ -79,15 +79,18 @@ pub struct Publisher {
     store: Arc<dyn Store>,
     settings: Arc<Settings>,
     publication: Publication,
+    html_policy: Arc<HtmlPolicy>,
 }
 
 impl Publisher {
     /// Use-cases over `store`, telling `publication` which feeds each change touches.
     pub fn new(store: Arc<dyn Store>, settings: Arc<Settings>, publication: Publication) -> Self {
+        let html_policy = Arc::new(HtmlPolicy::new(&settings.content.iframe_hosts));
         Self {
             store,
             settings,
             publication,
+            html_policy,
         }
     }
 
@@ -111,7 +114,25 @@ impl Publisher {
         partner: &Partner,
         draft: ArticleDraft,
     ) -> Result<Published, PublishError> {
-        let valid = draft.validate("article.")?;
+        let started = std::time::Instant::now();
+        let result = self.publish_now(partner, draft).await;
+        let outcome = match &result {
+            Ok(p) if p.changed => "changed",
+            Ok(_) => "unchanged",
+            Err(PublishError::Invalid(_) | PublishError::PermissionDenied { .. }) => "refused",
+            Err(_) => "failed",
+        };
+        metrics::counter!("feedpub_publish_total", "outcome" => outcome).increment(1);
+        metrics::histogram!("feedpub_publish_seconds").record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn publish_now(
+        &self,
+        partner: &Partner,
+        draft: ArticleDraft,
+    ) -> Result<Published, PublishError> {
+        let valid = draft.validate("article.", &self.html_policy)?;
         let section = &valid.content.section;
         if self.settings.section(section).is_none() {
             return Err(Violations::one(

@@ -101,8 +101,18 @@ async fn the_sample_edition_reaches_every_feed_in_every_format_exactly_as_sent()
                     "{path}: {paragraph}"
                 );
             }
+            // The column name (kicker) comes first among the categories, then the tags.
             let categories: Vec<_> = entry.categories.iter().map(|c| c.term.as_str()).collect();
-            assert_eq!(categories, article.tags, "{path}");
+            let mut expected: Vec<&str> = Vec::new();
+            if !article.kicker.is_empty() {
+                expected.push(&article.kicker);
+            }
+            expected.extend(article.tags.iter().map(String::as_str));
+            assert_eq!(categories, expected, "{path}");
+            if !article.subtitle.is_empty() {
+                let deck = format!("<p><strong>{}</strong></p>", article.subtitle);
+                assert!(body.starts_with(&deck), "{path}: {body}");
+            }
         }
     }
 

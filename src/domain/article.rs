@@ -1,5 +1,6 @@
 //! Articles: the draft a partner sends, the validated content, and the stored record.
 
+use super::lint;
 use super::text::{self, clean};
 use super::{ArticleId, PartnerId, SectionSlug, Violations};
 use chrono::{DateTime, Datelike, Utc};
@@ -213,7 +214,18 @@ struct Checker {
 }
 
 impl Checker {
+    /// Plain text: HTML entities decoded (the field is text, not HTML), then cleaned.
     fn text(&mut self, field: &str, raw: &str, single_line: bool) -> String {
+        let decoded = html_escape::decode_html_entities(raw);
+        if decoded != raw {
+            self.warnings.push(format!(
+                "{field}: decoded HTML entities (plain-text fields are text, not HTML)"
+            ));
+        }
+        self.clean(field, &decoded, single_line)
+    }
+
+    fn clean(&mut self, field: &str, raw: &str, single_line: bool) -> String {
         let cleaned = clean(raw, single_line);
         if cleaned.removed > 0 {
             self.warnings.push(format!(
@@ -262,19 +274,28 @@ impl Checker {
         names
     }
 
-    fn body(&mut self, field: &str, raw: &str) -> String {
+    fn body(&mut self, field: &str, raw: &str, html: bool) -> String {
         if raw.len() > MAX_CONTENT_BYTES {
             self.violations
                 .add(field, format!("is larger than {MAX_CONTENT_BYTES} bytes"));
             return String::new();
         }
-        self.text(field, raw, false)
+        if html {
+            self.clean(field, raw, false)
+        } else {
+            self.text(field, raw, false)
+        }
     }
 }
 
 impl ArticleDraft {
     /// Checks every field, returning all violations at once; field paths start with `prefix`.
-    pub fn validate(self, prefix: &str) -> Result<ValidDraft, Violations> {
+    /// The HTML body is sanitised by `policy` as the last step.
+    pub fn validate(
+        self,
+        prefix: &str,
+        policy: &text::HtmlPolicy,
+    ) -> Result<ValidDraft, Violations> {
         let f = |name: &str| format!("{prefix}{name}");
         let mut check = Checker {
             violations: Violations::default(),
@@ -292,10 +313,10 @@ impl ArticleDraft {
         let authors = check.names(&f("authors"), &self.authors, MAX_NAMES);
         let tags = check.names(&f("tags"), &self.tags, MAX_TAGS);
 
-        let content_text = check.body(&f("content_text"), &self.content_text);
-        let content_html = check.body(&f("content_html"), &self.content_html);
+        let content_text = check.body(&f("content_text"), &self.content_text, false);
+        let content_html = check.body(&f("content_html"), &self.content_html, true);
         let content_html = if !content_html.is_empty() {
-            text::sanitize_html(&content_html)
+            policy.sanitize(&content_html)
         } else {
             text::text_to_html(&content_text)
         };
@@ -306,6 +327,23 @@ impl ArticleDraft {
             );
         }
 
+        let body_text = if content_text.is_empty() {
+            text::html_to_text(&content_html)
+        } else {
+            content_text.clone()
+        };
+        let body_field = f(if content_text.is_empty() {
+            "content_html"
+        } else {
+            "content_text"
+        });
+        let paragraphs: Vec<&str> = body_text
+            .split("\n\n")
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .collect();
+        check.warnings.extend(lint::lint(&body_field, &paragraphs));
+
         let mut summary = check.text(&f("summary"), &self.summary, false);
         if summary.chars().count() > MAX_SUMMARY_CHARS {
             check.violations.add(
@@ -314,12 +352,7 @@ impl ArticleDraft {
             );
         }
         if summary.is_empty() {
-            let body = if content_text.is_empty() {
-                text::html_to_text(&content_html)
-            } else {
-                content_text.clone()
-            };
-            summary = text::summarize(&body, SUMMARY_GRAPHEMES);
+            summary = text::summarize(&body_text, SUMMARY_GRAPHEMES);
         }
 
         let canonical_url = check_url(&self.canonical_url)
@@ -432,7 +465,9 @@ mod tests {
 
     #[test]
     fn a_text_only_draft_gets_html_paragraphs_and_a_summary() {
-        let valid = draft().validate("article.").unwrap();
+        let valid = draft()
+            .validate("article.", &text::HtmlPolicy::default())
+            .unwrap();
         assert_eq!(
             valid.content.content_html,
             "<p>第一段。</p>\n<p>第二段。</p>"
@@ -453,7 +488,9 @@ mod tests {
             publish_time: None,
             ..Default::default()
         };
-        let violations = bad.validate("article.").unwrap_err();
+        let violations = bad
+            .validate("article.", &text::HtmlPolicy::default())
+            .unwrap_err();
         let fields: Vec<_> = violations.iter().map(|v| v.field.as_str()).collect();
         assert_eq!(
             fields,
@@ -470,12 +507,32 @@ mod tests {
     }
 
     #[test]
+    fn entities_in_plain_text_are_decoded_once_and_reported() {
+        let valid = ArticleDraft {
+            title: "AT&amp;T &lt;b&gt; ]]> & <i>".into(),
+            ..draft()
+        }
+        .validate("article.", &text::HtmlPolicy::default())
+        .unwrap();
+        assert_eq!(valid.content.title, "AT&T <b> ]]> & <i>");
+        assert!(valid.warnings[0].starts_with("article.title: decoded HTML entities"));
+        let plain = ArticleDraft {
+            title: "R&D ]]> & <i>".into(),
+            ..draft()
+        }
+        .validate("article.", &text::HtmlPolicy::default())
+        .unwrap();
+        assert_eq!(plain.content.title, "R&D ]]> & <i>");
+        assert!(plain.warnings.is_empty(), "{:?}", plain.warnings);
+    }
+
+    #[test]
     fn control_characters_are_removed_with_a_warning() {
         let valid = ArticleDraft {
             title: "标\u{7}题".into(),
             ..draft()
         }
-        .validate("article.")
+        .validate("article.", &text::HtmlPolicy::default())
         .unwrap();
         assert_eq!(valid.content.title, "标题");
         assert_eq!(valid.warnings.len(), 1);
@@ -484,7 +541,7 @@ mod tests {
 
     #[test]
     fn republishing_identical_content_is_unchanged_and_an_edit_keeps_the_guid() {
-        let valid = draft().validate("").unwrap();
+        let valid = draft().validate("", &text::HtmlPolicy::default()).unwrap();
         let t0 = Utc.with_ymd_and_hms(2023, 6, 7, 0, 0, 0).unwrap();
         let created = Article::revise(
             None,

@@ -2,6 +2,7 @@
 
 mod article;
 mod ids;
+mod lint;
 mod partner;
 mod text;
 mod violation;
@@ -9,7 +10,7 @@ mod violation;
 pub use article::{Article, ArticleContent, ArticleDraft, ArticleState, Revision, ValidDraft};
 pub use ids::{ArticleId, PartnerName, SectionSlug};
 pub use partner::{Partner, PartnerId, SectionGrant, Token, TokenHash};
-pub use text::{html_to_text, sanitize_html, summarize, text_to_html};
+pub use text::{HtmlPolicy, html_to_text, summarize, text_to_html};
 pub use violation::{FieldViolation, Violations};
 
 /// A configured section of the site, with feeds of its own.

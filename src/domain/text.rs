@@ -1,6 +1,5 @@
 //! Text hygiene at ingest: characters XML cannot carry, HTML sanitising, plain-text extraction, summaries.
 
-use std::sync::LazyLock;
 use unicode_segmentation::UnicodeSegmentation;
 
 /// True for characters that must never reach a feed: C0 controls other than tab, LF and CR,
@@ -53,55 +52,154 @@ pub(crate) fn clean(raw: &str, single_line: bool) -> Cleaned {
     Cleaned { text, removed }
 }
 
-static SANITIZER: LazyLock<ammonia::Builder<'static>> = LazyLock::new(|| {
-    let mut builder = ammonia::Builder::empty();
-    builder
-        .add_tags([
-            "p",
-            "br",
-            "h2",
-            "h3",
-            "h4",
-            "h5",
-            "h6",
-            "ul",
-            "ol",
-            "li",
-            "blockquote",
-            "figure",
-            "figcaption",
-            "img",
-            "a",
-            "table",
-            "caption",
-            "thead",
-            "tbody",
-            "tfoot",
-            "tr",
-            "th",
-            "td",
-            "em",
-            "strong",
-            "b",
-            "i",
-            "sub",
-            "sup",
-            "hr",
-        ])
-        .add_tag_attributes("img", ["src", "srcset", "alt", "width", "height"])
-        .add_tag_attributes("a", ["href"])
-        .add_tag_attributes("th", ["colspan", "rowspan", "scope"])
-        .add_tag_attributes("td", ["colspan", "rowspan"])
-        .url_schemes(["http", "https", "mailto"].into())
-        .link_rel(Some("noopener noreferrer"))
-        .strip_comments(true);
-    builder
-});
+/// The HTML allowlist for article bodies: what news needs, nothing that runs.
+pub struct HtmlPolicy {
+    builder: ammonia::Builder<'static>,
+}
 
-/// Sanitises partner HTML by a news allowlist: no script, style, event handlers,
-/// `javascript:` or `data:` URLs; links get `rel="noopener noreferrer"`.
-pub fn sanitize_html(html: &str) -> String {
-    SANITIZER.clean(html).to_string()
+/// Sandbox of embedded iframes: their scripts run, but in their own origin, and they
+/// cannot navigate the reader's page.
+const IFRAME_SANDBOX: &str = "allow-scripts allow-same-origin allow-popups allow-presentation";
+
+impl HtmlPolicy {
+    /// The news allowlist; iframes are kept only when their `src` is an https URL on one
+    /// of `iframe_hosts` (any other iframe loses its `src` and shows nothing).
+    pub fn new(iframe_hosts: &[String]) -> Self {
+        let mut builder = ammonia::Builder::empty();
+        builder
+            .add_tags([
+                "p",
+                "br",
+                "h2",
+                "h3",
+                "h4",
+                "h5",
+                "h6",
+                "ul",
+                "ol",
+                "li",
+                "blockquote",
+                "figure",
+                "figcaption",
+                "img",
+                "a",
+                "table",
+                "caption",
+                "thead",
+                "tbody",
+                "tfoot",
+                "tr",
+                "th",
+                "td",
+                "em",
+                "strong",
+                "b",
+                "i",
+                "sub",
+                "sup",
+                "hr",
+            ])
+            .add_tag_attributes("img", ["src", "srcset", "alt", "width", "height"])
+            .add_tag_attributes("a", ["href"])
+            .add_tag_attributes("th", ["colspan", "rowspan", "scope"])
+            .add_tag_attributes("td", ["colspan", "rowspan"])
+            .url_schemes(["http", "https", "mailto"].into())
+            .link_rel(Some("noopener noreferrer"))
+            .strip_comments(true);
+        if !iframe_hosts.is_empty() {
+            let hosts: Vec<String> = iframe_hosts
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect();
+            builder
+                .add_tags(["iframe"])
+                .add_tag_attributes(
+                    "iframe",
+                    ["src", "width", "height", "title", "allowfullscreen"],
+                )
+                // One forced attribute only: ammonia adds several in no fixed order.
+                .set_tag_attribute_value("iframe", "sandbox", IFRAME_SANDBOX)
+                .attribute_filter(move |element, attribute, value| {
+                    if element == "iframe" && attribute == "src" {
+                        let allowed = url::Url::parse(value).is_ok_and(|url| {
+                            url.scheme() == "https"
+                                && url.host_str().is_some_and(|h| hosts.iter().any(|a| a == h))
+                        });
+                        return allowed.then(|| value.into());
+                    }
+                    Some(value.into())
+                });
+        }
+        Self { builder }
+    }
+
+    /// Sanitises partner HTML: no script, style, event handlers, `javascript:` or `data:`
+    /// URLs, svg or math; links get `rel="noopener noreferrer"`. Idempotent: the result
+    /// is cleaned again until it no longer changes, since one pass over misnested input
+    /// (a `<p>` left inside a `<p>`) can produce HTML that parses differently.
+    pub fn sanitize(&self, html: &str) -> String {
+        let mut current = self.clean_once(html);
+        for _ in 0..8 {
+            let next = self.clean_once(&current);
+            if next == current {
+                break;
+            }
+            current = next;
+        }
+        current
+    }
+
+    fn clean_once(&self, html: &str) -> String {
+        let clean = self.builder.clean(html).to_string();
+        if clean.contains("<iframe") {
+            strip_iframe_contents(&clean)
+        } else {
+            clean
+        }
+    }
+}
+
+/// Empties every iframe of sanitised HTML. Browsers never show an iframe's content, but it
+/// is kept as raw text, which readers that re-parse HTML differently might not treat as
+/// text. In ammonia's output every attribute is double-quoted and an iframe's raw text
+/// cannot contain `</iframe`, so the scan below is exact.
+fn strip_iframe_contents(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(start) = rest.find("<iframe") {
+        let tag = &rest[start..];
+        let mut quoted = false;
+        let end = tag
+            .char_indices()
+            .find(|&(_, c)| {
+                if c == '"' {
+                    quoted = !quoted;
+                }
+                c == '>' && !quoted
+            })
+            .map_or(tag.len(), |(i, _)| i + 1);
+        out.push_str(&rest[..start + end]);
+        rest = &tag[end..];
+        match rest.find("</iframe>") {
+            Some(close) => rest = &rest[close..],
+            None => rest = "",
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+impl Default for HtmlPolicy {
+    /// The allowlist without iframes.
+    fn default() -> Self {
+        Self::new(&[])
+    }
+}
+
+impl std::fmt::Debug for HtmlPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HtmlPolicy")
+    }
 }
 
 /// Tags after which text continues on a new line.
@@ -211,7 +309,7 @@ mod tests {
 
     #[test]
     fn sanitizing_drops_script_and_event_handlers_and_marks_links() {
-        let html = sanitize_html(
+        let html = HtmlPolicy::default().sanitize(
             r#"<p onclick="x()">正文<script>alert(1)</script><a href="javascript:alert(1)">a</a><a href="https://example.com/">b</a></p>"#,
         );
         assert!(
@@ -222,9 +320,106 @@ mod tests {
 
     #[test]
     fn sanitizing_twice_changes_nothing() {
-        let once = sanitize_html("<p>a &amp; b <b>c<i>d</p><img src=x onerror=y>");
-        assert_eq!(sanitize_html(&once), once);
+        let policy = HtmlPolicy::default();
+        let once = policy.sanitize("<p>a &amp; b <b>c<i>d</p><img src=x onerror=y>");
+        assert_eq!(policy.sanitize(&once), once);
     }
+
+    #[test]
+    fn iframes_are_kept_only_from_allowed_hosts_and_always_sandboxed() {
+        let html = r#"<iframe src="https://player.example.com/v/1" onload="x()"></iframe><iframe src="https://evil.example.net/"></iframe><iframe src="http://player.example.com/v/2"></iframe>"#;
+        assert!(!HtmlPolicy::default().sanitize(html).contains("iframe"));
+        let policy = HtmlPolicy::new(&["player.example.com".to_owned()]);
+        let clean = policy.sanitize(html);
+        assert_eq!(clean.matches("<iframe").count(), 3, "{clean}");
+        assert_eq!(clean.matches("src=").count(), 1, "{clean}");
+        assert!(
+            clean.contains(r#"src="https://player.example.com/v/1""#),
+            "{clean}"
+        );
+        assert_eq!(clean.matches(IFRAME_SANDBOX).count(), 3, "{clean}");
+        assert!(!clean.contains("onload"));
+        assert_eq!(policy.sanitize(&clean), clean);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 2000,
+            // Failures are reported with their minimal input; no files are left behind.
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        #[test]
+        fn sanitizing_is_idempotent_and_never_lets_script_through(
+            parts in proptest::collection::vec(proptest::sample::select(HOSTILE_FRAGMENTS), 0..24)
+        ) {
+            let policy = HtmlPolicy::new(&["player.example.com".to_owned()]);
+            let html = parts.concat();
+            let once = policy.sanitize(&html);
+            proptest::prop_assert_eq!(policy.sanitize(&once), once.clone());
+            // Text is escaped in the output, so every literal `<` opens a tag: check the tags.
+            for tag in once.to_lowercase().split('<').skip(1).map(|t| t.split('>').next().unwrap_or("")) {
+                let name = tag.trim_start_matches('/').split([' ', '/']).next().unwrap_or("");
+                proptest::prop_assert!(
+                    !["script", "svg", "math", "style", "object", "base", "meta", "form"].contains(&name),
+                    "<{}> in {}", tag, once
+                );
+                for banned in ["javascript:", "data:", " on"] {
+                    proptest::prop_assert!(!tag.contains(banned), "{} in <{}> of {}", banned, tag, once);
+                }
+            }
+        }
+    }
+
+    /// Pieces of hostile and broken HTML that the property test strings together.
+    const HOSTILE_FRAGMENTS: &[&str] = &[
+        "<p>",
+        "</p>",
+        "<b>",
+        "</i>",
+        "<a href=\"javascript:alert(1)\">",
+        "<a href=\"https://x.cn/?a=1&b=2\">",
+        "</a>",
+        "<img src=x onerror=alert(1)>",
+        "<img src=\"data:image/png;base64,AAAA\">",
+        "<script>",
+        "alert(1)",
+        "</script>",
+        "<svg onload=alert(1)>",
+        "<math><mi>x</mi></math>",
+        "<style>p{}</style>",
+        "<iframe src=\"https://player.example.com/v\">",
+        "</iframe>",
+        "<iframe src=\"javascript:x\">",
+        "&amp;",
+        "&lt;",
+        "&#x3C;script&#x3E;",
+        "&",
+        "<",
+        ">",
+        "]]>",
+        "<!--",
+        "-->",
+        "<![CDATA[",
+        "\"",
+        "'",
+        "朔州",
+        "𠮷",
+        "\u{200d}",
+        "\u{202e}",
+        "<table><tr><td>",
+        "</td>",
+        "<br/>",
+        "<p onclick=x>",
+        "<a href=\"java&#x09;script:alert(1)\">",
+        "<img src=\"jav\tascript:alert(1)\">",
+        "<object data=x>",
+        "<base href=\"https://evil/\">",
+        "<meta http-equiv=refresh content=0>",
+        "<form action=x>",
+        "<div style=\"background:url(javascript:alert(1))\">",
+    ];
 
     #[test]
     fn html_to_text_keeps_paragraphs_apart_and_decodes_entities() {

@@ -238,6 +238,9 @@ impl Inner {
             language: site.language.clone(),
             site_url: site.base_url.to_string(),
             publisher: site.title.clone(),
+            rights: site.rights.clone(),
+            icon: site.icon.as_ref().map(|u| u.to_string()),
+            logo: site.logo.as_ref().map(|u| u.to_string()),
             atom_url: url(Format::Atom),
             rss_url: url(Format::Rss),
             json_url: url(Format::JsonFeed),
@@ -257,6 +260,7 @@ impl Inner {
                 None => return Ok(()),
             },
         };
+        let started = std::time::Instant::now();
         let now = Utc::now();
         let content = self
             .store
@@ -301,10 +305,13 @@ impl Inner {
                     None => std::fs::read(dir.join(format.file_name())).ok(),
                 };
                 let unchanged_on_disk = on_disk.as_ref().is_some_and(|old| *old == bytes);
-                // New bytes must never look older than the ones they replace, or a client
-                // asking If-Modified-Since would keep the old ones.
+                // Last-Modified comes from the stored change times, so a restart or another
+                // replica gives the same value. Only when the bytes changed without a newer
+                // stored change (a new configuration, say) is "now" used instead, so that new
+                // bytes never look older than the ones they replace. Two changes within one
+                // second share a Last-Modified; their ETags still differ.
                 let replaced = previous.is_some() || (on_disk.is_some() && !unchanged_on_disk);
-                let stale_date = previous.is_none_or(|p| p.last_modified >= derived);
+                let stale_date = previous.is_none_or(|p| p.last_modified > derived);
                 let last_modified = if replaced && stale_date {
                     derived.max(now.trunc_subsecs(0))
                 } else {
@@ -353,6 +360,10 @@ impl Inner {
             // Nobody listening is fine: subscribers come and go.
             let _ = self.changes.send(change);
         }
+        let feed = scope.path_segment().to_owned();
+        metrics::counter!("feedpub_feed_regenerations_total", "feed" => feed.clone()).increment(1);
+        metrics::histogram!("feedpub_feed_regeneration_seconds", "feed" => feed)
+            .record(started.elapsed().as_secs_f64());
         *self
             .regenerations
             .lock()

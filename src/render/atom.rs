@@ -1,6 +1,6 @@
 //! Atom 1.0 (RFC 4287).
 
-use super::{FeedMeta, Format};
+use super::{FeedMeta, Format, body_html, categories};
 use crate::domain::Article;
 use atom_syndication::{Category, Content, Entry, Feed, Generator, Link, Person, Text};
 
@@ -26,6 +26,9 @@ pub fn render(meta: &FeedMeta, articles: &[Article]) -> Vec<u8> {
             },
         ],
         subtitle: Some(Text::plain(meta.description.clone())),
+        rights: (!meta.rights.is_empty()).then(|| Text::plain(meta.rights.clone())),
+        icon: meta.icon.clone(),
+        logo: meta.logo.clone(),
         entries: articles.iter().map(|a| entry(meta, a)).collect(),
         lang: Some(meta.language.clone()),
         ..Feed::default()
@@ -58,11 +61,9 @@ fn entry(meta: &FeedMeta, article: &Article) -> Entry {
         updated: meta.local(article.updated),
         published: Some(meta.local(content.publish_time)),
         authors: content.authors.iter().map(|name| person(name)).collect(),
-        categories: content
-            .tags
-            .iter()
-            .map(|tag| Category {
-                term: tag.clone(),
+        categories: categories(article)
+            .map(|term| Category {
+                term: term.to_owned(),
                 ..Category::default()
             })
             .collect(),
@@ -73,7 +74,7 @@ fn entry(meta: &FeedMeta, article: &Article) -> Entry {
             .collect(),
         summary: Some(Text::plain(content.summary.clone())),
         content: Some(Content {
-            value: Some(content.content_html.clone()),
+            value: Some(body_html(article).into_owned()),
             content_type: Some("html".into()),
             ..Content::default()
         }),
@@ -93,6 +94,15 @@ mod tests {
         let feed = feed_rs::parser::parse(&bytes[..]).unwrap();
         assert_eq!(feed.id, "http://127.0.0.1:8080/feeds/politics/atom.xml");
         assert_eq!(feed.language.as_deref(), Some("zh-CN"));
+        assert_eq!(feed.rights.as_ref().unwrap().content, "© 朔州日报社");
+        assert_eq!(
+            feed.icon.as_ref().unwrap().uri,
+            "http://127.0.0.1:8080/icon.png"
+        );
+        assert_eq!(
+            feed.logo.as_ref().unwrap().uri,
+            "http://127.0.0.1:8080/logo.png"
+        );
         let first = &feed.entries[0];
         assert_eq!(
             first.title.as_ref().unwrap().content,
@@ -100,7 +110,12 @@ mod tests {
         );
         assert_eq!(first.updated.unwrap(), articles[0].updated);
         let body = first.content.as_ref().unwrap().body.as_ref().unwrap();
-        assert_eq!(body, "<p>本报讯 a &amp; b ]]&gt; <b>粗</b></p>");
+        assert_eq!(
+            body,
+            "<p><strong>副题 &lt;i&gt; &amp; ]]&gt;</strong></p>\n<p>本报讯 a &amp; b ]]&gt; <b>粗</b></p>"
+        );
+        let categories: Vec<_> = first.categories.iter().map(|c| c.term.as_str()).collect();
+        assert_eq!(categories, ["时政 快讯", "私挖滥采"]);
         assert_eq!(first.authors[0].name, "赵福胜");
         let second = &feed.entries[1];
         assert!(second.summary.as_ref().unwrap().content.contains("𠮷"));

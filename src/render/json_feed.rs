@@ -1,6 +1,6 @@
 //! JSON Feed 1.1 (https://jsonfeed.org/version/1.1).
 
-use super::FeedMeta;
+use super::{FeedMeta, body_html, categories};
 use crate::domain::Article;
 use chrono::SecondsFormat;
 use serde::Serialize;
@@ -13,6 +13,10 @@ struct JsonFeed<'a> {
     feed_url: &'a str,
     description: &'a str,
     language: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    icon: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    favicon: Option<&'a str>,
     authors: [Author<'a>; 1],
     hubs: [Hub<'a>; 1],
     items: Vec<Item<'a>>,
@@ -37,15 +41,32 @@ struct Item<'a> {
     url: Option<&'a str>,
     title: &'a str,
     summary: &'a str,
-    content_html: &'a str,
+    content_html: std::borrow::Cow<'a, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     content_text: Option<&'a str>,
     date_published: String,
     date_modified: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     authors: Vec<Author<'a>>,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    tags: &'a [String],
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tags: Vec<&'a str>,
+    #[serde(rename = "_feedpub", skip_serializing_if = "Extension::is_empty")]
+    extension: Extension<'a>,
+}
+
+/// feedpub's own item fields (JSON Feed extensions start with `_`).
+#[derive(Serialize)]
+struct Extension<'a> {
+    #[serde(skip_serializing_if = "str::is_empty")]
+    kicker: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    subtitle: &'a str,
+}
+
+impl Extension<'_> {
+    fn is_empty(&self) -> bool {
+        self.kicker.is_empty() && self.subtitle.is_empty()
+    }
 }
 
 /// Renders a JSON Feed 1.1 document with RFC 3339 dates in the feed's offset.
@@ -58,6 +79,8 @@ pub fn render(meta: &FeedMeta, articles: &[Article]) -> Vec<u8> {
         feed_url: &meta.json_url,
         description: &meta.description,
         language: &meta.language,
+        icon: meta.logo.as_deref(),
+        favicon: meta.icon.as_deref(),
         authors: [Author {
             name: &meta.publisher,
         }],
@@ -74,12 +97,16 @@ pub fn render(meta: &FeedMeta, articles: &[Article]) -> Vec<u8> {
                     url: content.canonical_url.as_deref(),
                     title: &content.title,
                     summary: &content.summary,
-                    content_html: &content.content_html,
+                    content_html: body_html(article),
                     content_text: content.content_text.as_deref(),
                     date_published: date(content.publish_time),
                     date_modified: date(article.updated),
                     authors: content.authors.iter().map(|name| Author { name }).collect(),
-                    tags: &content.tags,
+                    tags: categories(article).collect(),
+                    extension: Extension {
+                        kicker: &content.kicker,
+                        subtitle: &content.subtitle,
+                    },
                 }
             })
             .collect(),
@@ -127,6 +154,12 @@ mod tests {
         assert!(value["items"][0]["id"].is_string());
         assert_eq!(value["authors"][0]["name"], "朔州日报");
         assert_eq!(value["hubs"][0]["type"], "WebSub");
+        assert_eq!(value["icon"], "http://127.0.0.1:8080/logo.png");
+        assert_eq!(value["favicon"], "http://127.0.0.1:8080/icon.png");
+        assert_eq!(value["items"][0]["tags"][0], "时政 快讯");
+        assert_eq!(value["items"][0]["_feedpub"]["kicker"], "时政 快讯");
+        assert_eq!(value["items"][0]["_feedpub"]["subtitle"], "副题 <i> & ]]>");
+        assert!(value["items"][1].get("_feedpub").is_none());
         assert_eq!(value["hubs"][0]["url"], "http://127.0.0.1:8080/websub");
     }
 }

@@ -38,6 +38,20 @@ impl Format {
         }
     }
 
+    /// Short name used in metrics labels: `rss`, `atom`, `json`.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            Self::Rss => "rss",
+            Self::Atom => "atom",
+            Self::JsonFeed => "json",
+        }
+    }
+
+    /// The format whose file name is `name`.
+    pub fn from_file_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.file_name() == name)
+    }
+
     /// Media type without parameters, for `type` attributes of links.
     pub fn media_type(self) -> &'static str {
         match self {
@@ -79,6 +93,12 @@ pub struct FeedMeta {
     pub site_url: String,
     /// Who publishes the feed; the author of entries that name none.
     pub publisher: String,
+    /// Copyright statement, plain text; empty for none.
+    pub rights: String,
+    /// Absolute URL of a small square image (favicon).
+    pub icon: Option<String>,
+    /// Absolute URL of a larger image (logo).
+    pub logo: Option<String>,
     /// Absolute URL of the feed's Atom document; also its permanent Atom id.
     pub atom_url: String,
     /// Absolute URL of the feed's RSS document.
@@ -109,6 +129,29 @@ impl FeedMeta {
     }
 }
 
+/// The article body as feed readers get it: the subtitle (plain text, escaped) as a
+/// leading paragraph, then the sanitised HTML.
+pub fn body_html(article: &Article) -> std::borrow::Cow<'_, str> {
+    let content = &article.content;
+    if content.subtitle.is_empty() {
+        return std::borrow::Cow::Borrowed(&content.content_html);
+    }
+    std::borrow::Cow::Owned(format!(
+        "<p><strong>{}</strong></p>\n{}",
+        html_escape::encode_text(&content.subtitle),
+        content.content_html
+    ))
+}
+
+/// The entry's categories: the kicker (column name) first, then the tags.
+pub fn categories(article: &Article) -> impl Iterator<Item = &str> {
+    let content = &article.content;
+    (!content.kicker.is_empty())
+        .then_some(content.kicker.as_str())
+        .into_iter()
+        .chain(content.tags.iter().map(String::as_str))
+}
+
 #[cfg(test)]
 pub(crate) mod fixtures {
     //! Articles and metadata shared by the renderer tests.
@@ -124,6 +167,9 @@ pub(crate) mod fixtures {
             language: "zh-CN".into(),
             site_url: "http://127.0.0.1:8080/".into(),
             publisher: "朔州日报".into(),
+            rights: "© 朔州日报社".into(),
+            icon: Some("http://127.0.0.1:8080/icon.png".into()),
+            logo: Some("http://127.0.0.1:8080/logo.png".into()),
             atom_url: "http://127.0.0.1:8080/feeds/politics/atom.xml".into(),
             rss_url: "http://127.0.0.1:8080/feeds/politics/rss.xml".into(),
             json_url: "http://127.0.0.1:8080/feeds/politics/feed.json".into(),
@@ -141,6 +187,7 @@ pub(crate) mod fixtures {
                 section: "politics".into(),
                 title: "何向荣主持召开 <推进会> & ]]> 会议".into(),
                 kicker: "时政 快讯".into(),
+                subtitle: "副题 <i> & ]]>".into(),
                 authors: vec!["赵福胜".into()],
                 tags: vec!["私挖滥采".into()],
                 content_html: "<p>本报讯 a &amp; b ]]&gt; <b>粗</b></p>".into(),
@@ -161,7 +208,9 @@ pub(crate) mod fixtures {
         drafts
             .into_iter()
             .map(|draft| {
-                let valid = draft.validate("").unwrap();
+                let valid = draft
+                    .validate("", &crate::domain::HtmlPolicy::default())
+                    .unwrap();
                 let guid = format!("tag:127.0.0.1,2023-06-06:newsroom/{}", valid.id);
                 let revision = Article::revise(
                     None,

@@ -1,10 +1,10 @@
 //! RSS 2.0 with the content, Dublin Core and Atom namespaces.
 
-use super::{FeedMeta, Format};
+use super::{FeedMeta, Format, body_html, categories};
 use crate::domain::Article;
 use rss::extension::atom::{AtomExtension, Link};
 use rss::extension::dublincore::DublinCoreExtension;
-use rss::{Category, Channel, Guid, Item};
+use rss::{Category, Channel, Guid, Image, Item};
 
 /// Renders an RSS 2.0 document: names in `dc:creator`, full HTML in `content:encoded`,
 /// the summary as escaped HTML in `description`, dates in RFC 822 with the real offset.
@@ -14,6 +14,13 @@ pub fn render(meta: &FeedMeta, articles: &[Article]) -> Vec<u8> {
         link: meta.site_url.clone(),
         description: meta.description.clone(),
         language: Some(meta.language.clone()),
+        copyright: (!meta.rights.is_empty()).then(|| meta.rights.clone()),
+        image: meta.logo.as_ref().map(|url| Image {
+            url: url.clone(),
+            title: meta.title.clone(),
+            link: meta.site_url.clone(),
+            ..Image::default()
+        }),
         last_build_date: Some(meta.local(meta.updated).to_rfc2822()),
         generator: Some("feedpub".into()),
         docs: Some("https://www.rssboard.org/rss-specification".into()),
@@ -47,12 +54,10 @@ fn item(meta: &FeedMeta, article: &Article) -> Item {
         link: content.canonical_url.clone(),
         // `description` is HTML in RSS; the summary is plain text, so it is escaped once here.
         description: Some(html_escape::encode_text(&content.summary).into_owned()),
-        content: Some(content.content_html.clone()),
-        categories: content
-            .tags
-            .iter()
-            .map(|tag| Category {
-                name: tag.clone(),
+        content: Some(body_html(article).into_owned()),
+        categories: categories(article)
+            .map(|name| Category {
+                name: name.to_owned(),
                 domain: None,
             })
             .collect(),
@@ -80,6 +85,11 @@ mod tests {
         let bytes = render(&fixtures::meta(), &articles);
         let feed = feed_rs::parser::parse(&bytes[..]).unwrap();
         assert_eq!(feed.entries.len(), 2);
+        assert_eq!(feed.rights.as_ref().unwrap().content, "© 朔州日报社");
+        assert_eq!(
+            feed.logo.as_ref().unwrap().uri,
+            "http://127.0.0.1:8080/logo.png"
+        );
         let first = &feed.entries[0];
         assert_eq!(
             first.title.as_ref().unwrap().content,
@@ -90,7 +100,12 @@ mod tests {
         assert_eq!(first.authors[0].name, "赵福胜");
         assert_eq!(first.links[0].href, "https://example.com/a?x=1&y=2");
         let body = first.content.as_ref().unwrap().body.as_ref().unwrap();
-        assert_eq!(body, "<p>本报讯 a &amp; b ]]&gt; <b>粗</b></p>");
+        assert_eq!(
+            body,
+            "<p><strong>副题 &lt;i&gt; &amp; ]]&gt;</strong></p>\n<p>本报讯 a &amp; b ]]&gt; <b>粗</b></p>"
+        );
+        let categories: Vec<_> = first.categories.iter().map(|c| c.term.as_str()).collect();
+        assert_eq!(categories, ["时政 快讯", "私挖滥采"]);
         let names: Vec<_> = feed.entries[1]
             .authors
             .iter()

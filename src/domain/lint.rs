@@ -1,0 +1,116 @@
+//! Newsroom lint: what an editor would point at in copy, reported without changing it.
+//! Two faults of printed pages carried online: a paragraph printed more than once, and a
+//! paragraph that a page break cut off mid-sentence.
+
+use unicode_segmentation::UnicodeSegmentation;
+
+/// Characters a finished sentence (or a line such as a heading lead-in) may end with.
+const SENTENCE_ENDS: &[char] = &[
+    '。', '！', '？', '；', '…', '」', '』', '”', '’', '）', '》', '：', '.', '!', '?', ';', ':',
+    ')', ']', '"', '\'',
+];
+/// Lines shorter than this are headings, bylines, dates or signatures, not cut-off copy.
+const MIN_PROSE_CHARS: usize = 40;
+/// Paragraphs shorter than this may repeat legitimately (e.g. "（完）").
+const MIN_REPEAT_CHARS: usize = 20;
+/// How much of a paragraph a warning quotes.
+const QUOTE_GRAPHEMES: usize = 12;
+
+/// Warnings about `paragraphs` of the field `field`, in paragraph order.
+pub fn lint(field: &str, paragraphs: &[&str]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let keys: Vec<String> = paragraphs.iter().map(|p| comparison_key(p)).collect();
+    for (i, paragraph) in paragraphs.iter().enumerate() {
+        let n = i + 1;
+        if keys[i].chars().count() >= MIN_REPEAT_CHARS
+            && let Some(first) = keys[..i].iter().position(|k| *k == keys[i])
+        {
+            warnings.push(format!(
+                "{field}: paragraph {n} repeats paragraph {} (“{}”)",
+                first + 1,
+                head(paragraph)
+            ));
+        }
+        let last_line = paragraph.lines().last().unwrap_or("").trim();
+        let cut_off =
+            last_line.chars().count() >= MIN_PROSE_CHARS && !last_line.ends_with(SENTENCE_ENDS);
+        if cut_off {
+            let next = match paragraphs.get(i + 1) {
+                Some(next) => format!("the next paragraph starts “{}”", head(next)),
+                None => "and the article ends there".to_owned(),
+            };
+            warnings.push(format!(
+                "{field}: paragraph {n} ends mid-sentence (“…{}”), {next}: cut by a page break?",
+                tail(last_line)
+            ));
+        }
+    }
+    warnings
+}
+
+/// The paragraph without white space and punctuation, so that copies differing only in
+/// a comma or a space still match.
+fn comparison_key(paragraph: &str) -> String {
+    paragraph
+        .chars()
+        .filter(|c| !c.is_whitespace() && !c.is_ascii_punctuation() && !is_cjk_punctuation(*c))
+        .collect()
+}
+
+fn is_cjk_punctuation(c: char) -> bool {
+    matches!(c as u32, 0x3000..=0x303f | 0xff00..=0xff0f | 0xff1a..=0xff20 | 0x2010..=0x2027)
+}
+
+fn head(text: &str) -> String {
+    let graphemes: Vec<&str> = text.trim().graphemes(true).collect();
+    let mut quoted: String = graphemes.iter().take(QUOTE_GRAPHEMES).copied().collect();
+    if graphemes.len() > QUOTE_GRAPHEMES {
+        quoted.push('…');
+    }
+    quoted
+}
+
+fn tail(text: &str) -> String {
+    let graphemes: Vec<&str> = text.trim().graphemes(true).collect();
+    graphemes[graphemes.len().saturating_sub(QUOTE_GRAPHEMES)..].concat()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_break_split_is_reported_with_both_sides() {
+        let first = "党员不足3人的小区和楼栋，按照“就近就便”原则，分别成立联合党支部和联合党小组，并积极引导机关企";
+        let second = "事业单位退休党员向所在（常住）小区转接党组织关系。";
+        let warnings = lint("article.content_text", &[first, second]);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("paragraph 1 ends mid-sentence"),
+            "{warnings:?}"
+        );
+        assert!(warnings[0].contains("并积极引导机关企"), "{warnings:?}");
+        assert!(warnings[0].contains("事业单位"), "{warnings:?}");
+    }
+
+    #[test]
+    fn repeats_are_found_even_when_a_comma_differs() {
+        let a = "全市各级少先队组织开展了“节约用水——红领巾在行动”红领巾阅读进行时。";
+        let b = "全市各级少先队组织开展了“节约用水——红领巾在行动”、红领巾阅读进行时。";
+        let warnings = lint("f", &[a, b, b]);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].starts_with("f: paragraph 2 repeats paragraph 1"));
+        assert!(warnings[1].starts_with("f: paragraph 3 repeats paragraph 1"));
+    }
+
+    #[test]
+    fn headings_signatures_and_finished_sentences_pass() {
+        let copy = [
+            "思想引领，培育更有理想的“接班人”",
+            "来信地址：朔州市振华西街1号市委组织部干部监督科\n中共朔州市委组织部\n2023年6月6日",
+            "一项项参赛项目，充分展示了全市少先队员和辅导员队伍良好的政治素质、扎实的业务技能。",
+            "“红色旗帜，代代相传，请党放心，强国有我”的高呼声响彻天空……",
+        ];
+        assert!(lint("f", &copy).is_empty(), "{:?}", lint("f", &copy));
+    }
+}
