@@ -150,14 +150,17 @@ async fn deliver(
     match outcome {
         Outcome::Delivered => {
             inner.stats.deliveries_ok.fetch_add(1, Ordering::SeqCst);
+            metrics::counter!("feedpub_websub_deliveries_total", "result" => "ok").increment(1);
             tracing::debug!(callback, topic, "WebSub delivery acknowledged");
         }
         Outcome::GaveUp(reason) => {
             inner.stats.deliveries_failed.fetch_add(1, Ordering::SeqCst);
+            metrics::counter!("feedpub_websub_deliveries_total", "result" => "failed").increment(1);
             tracing::warn!(callback, topic, %reason, "WebSub delivery given up");
         }
         Outcome::Gone => {
             inner.stats.deliveries_failed.fetch_add(1, Ordering::SeqCst);
+            metrics::counter!("feedpub_websub_deliveries_total", "result" => "gone").increment(1);
             tracing::info!(
                 callback,
                 topic,

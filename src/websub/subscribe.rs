@@ -328,6 +328,7 @@ async fn verify(inner: Arc<Inner>, intent: Intent, _permit: OwnedSemaphorePermit
             .stats
             .verifications_failed
             .fetch_add(1, Ordering::SeqCst);
+        metrics::counter!("feedpub_websub_verifications_total", "result" => "failed").increment(1);
         tracing::info!(%callback, topic = intent.topic.path(), mode = intent.mode.as_str(), %reason,
             "WebSub verification of intent failed");
         return;
@@ -357,6 +358,7 @@ async fn verify(inner: Arc<Inner>, intent: Intent, _permit: OwnedSemaphorePermit
     match stored {
         Ok(()) => {
             inner.stats.verifications_ok.fetch_add(1, Ordering::SeqCst);
+            metrics::counter!("feedpub_websub_verifications_total", "result" => "ok").increment(1);
             tracing::info!(%callback, topic = intent.topic.path(), mode = intent.mode.as_str(),
                 lease_seconds = intent.lease_seconds, "WebSub intent verified");
         }
@@ -365,6 +367,8 @@ async fn verify(inner: Arc<Inner>, intent: Intent, _permit: OwnedSemaphorePermit
                 .stats
                 .verifications_failed
                 .fetch_add(1, Ordering::SeqCst);
+            metrics::counter!("feedpub_websub_verifications_total", "result" => "failed")
+                .increment(1);
             tracing::error!(%callback, error = %e, "cannot record a verified WebSub intent");
         }
     }
