@@ -3,11 +3,12 @@
 use unicode_segmentation::UnicodeSegmentation;
 
 /// True for characters that must never reach a feed: C0 controls other than tab, LF and CR,
-/// DEL, and Unicode non-characters (U+FDD0–U+FDEF and every U+xxFFFE/U+xxFFFF).
+/// DEL and the C1 controls (XML 1.0 discourages them; readers show them as stray letters),
+/// and Unicode non-characters (U+FDD0–U+FDEF and every U+xxFFFE/U+xxFFFF).
 fn is_forbidden(c: char) -> bool {
     let cp = c as u32;
     (cp < 0x20 && !matches!(c, '\t' | '\n' | '\r'))
-        || cp == 0x7f
+        || (0x7f..=0x9f).contains(&cp)
         || (0xfdd0..=0xfdef).contains(&cp)
         || (cp & 0xfffe) == 0xfffe
 }
@@ -106,11 +107,11 @@ impl HtmlPolicy {
             .url_schemes(["http", "https", "mailto"].into())
             .link_rel(Some("noopener noreferrer"))
             .strip_comments(true);
-        if !iframe_hosts.is_empty() {
-            let hosts: Vec<String> = iframe_hosts
-                .iter()
-                .map(|h| h.to_ascii_lowercase())
-                .collect();
+        let hosts: Vec<String> = iframe_hosts
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect();
+        if !hosts.is_empty() {
             builder
                 .add_tags(["iframe"])
                 .add_tag_attributes(
@@ -118,18 +119,22 @@ impl HtmlPolicy {
                     ["src", "width", "height", "title", "allowfullscreen"],
                 )
                 // One forced attribute only: ammonia adds several in no fixed order.
-                .set_tag_attribute_value("iframe", "sandbox", IFRAME_SANDBOX)
-                .attribute_filter(move |element, attribute, value| {
-                    if element == "iframe" && attribute == "src" {
-                        let allowed = url::Url::parse(value).is_ok_and(|url| {
-                            url.scheme() == "https"
-                                && url.host_str().is_some_and(|h| hosts.iter().any(|a| a == h))
-                        });
-                        return allowed.then(|| value.into());
-                    }
-                    Some(value.into())
-                });
+                .set_tag_attribute_value("iframe", "sandbox", IFRAME_SANDBOX);
         }
+        builder.attribute_filter(
+            move |element, attribute, value| match (element, attribute) {
+                ("iframe", "src") => {
+                    let allowed = url::Url::parse(value).is_ok_and(|url| {
+                        url.scheme() == "https"
+                            && url.host_str().is_some_and(|h| hosts.iter().any(|a| a == h))
+                    });
+                    allowed.then(|| value.into())
+                }
+                // ammonia checks the schemes of src and href, not of srcset candidates.
+                (_, "srcset") => filter_srcset(value).map(Into::into),
+                _ => Some(value.into()),
+            },
+        );
         Self { builder }
     }
 
@@ -156,6 +161,49 @@ impl HtmlPolicy {
         } else {
             clean
         }
+    }
+}
+
+/// Keeps the `srcset` candidates whose URL is http(s) or relative; `None` when none is left.
+/// Candidates are split as HTML does: a URL runs to white space (so it may contain
+/// commas, as `data:` URLs do), then descriptors run to the next comma.
+fn filter_srcset(value: &str) -> Option<String> {
+    let mut kept = Vec::new();
+    let mut rest = value;
+    loop {
+        rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == ',');
+        if rest.is_empty() {
+            break;
+        }
+        let url_end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let url = &rest[..url_end];
+        let (url, descriptors) = if let Some(bare) = url.strip_suffix(',') {
+            rest = &rest[url_end..];
+            (bare.trim_end_matches(','), "")
+        } else {
+            let after = &rest[url_end..];
+            let end = after.find(',').unwrap_or(after.len());
+            rest = &after[end..];
+            (url, after[..end].trim())
+        };
+        if is_web_url(url) {
+            kept.push(if descriptors.is_empty() {
+                url.to_owned()
+            } else {
+                format!("{url} {descriptors}")
+            });
+        }
+    }
+    (!kept.is_empty()).then(|| kept.join(", "))
+}
+
+/// An http(s) URL, or a relative one (no scheme before the path starts).
+fn is_web_url(url: &str) -> bool {
+    let lower = url.to_ascii_lowercase();
+    match (lower.find(':'), lower.find(['/', '?', '#'])) {
+        (None, _) => !url.is_empty(),
+        (Some(colon), Some(path)) if path < colon => true,
+        _ => lower.starts_with("http://") || lower.starts_with("https://"),
     }
 }
 
@@ -323,6 +371,26 @@ mod tests {
         let policy = HtmlPolicy::default();
         let once = policy.sanitize("<p>a &amp; b <b>c<i>d</p><img src=x onerror=y>");
         assert_eq!(policy.sanitize(&once), once);
+    }
+
+    #[test]
+    fn srcset_candidates_keep_only_web_urls() {
+        let html = r#"<img src="https://x.cn/a.png" srcset="https://x.cn/a.png 1x, javascript:alert(1) 2x, data:image/svg+xml,%3Csvg%3E 3x, /b.png 4x">"#;
+        let clean = HtmlPolicy::default().sanitize(html);
+        assert!(
+            clean.contains(r#"srcset="https://x.cn/a.png 1x, /b.png 4x""#),
+            "{clean}"
+        );
+        let only_bad = HtmlPolicy::default()
+            .sanitize(r#"<img src="https://x.cn/a.png" srcset="javascript:x 1x">"#);
+        assert!(!only_bad.contains("srcset"), "{only_bad}");
+    }
+
+    #[test]
+    fn c1_controls_are_removed_too() {
+        let cleaned = clean("a\u{80}b\u{9f}c\u{a0}d", false);
+        assert_eq!(cleaned.text, "abc\u{a0}d");
+        assert_eq!(cleaned.removed, 2);
     }
 
     #[test]
