@@ -79,6 +79,9 @@ pub struct Feeds {
     pub max_age: u32,
     /// Per-section `max_age`, for sections that set one.
     pub section_max_age: Vec<(SectionSlug, u32)>,
+    /// How long a retracted article leaves a tombstone (RFC 6721 `at:deleted-entry`) in
+    /// the Atom feeds that showed it (`tombstone_days`, default 7; zero: none).
+    pub tombstone_window: chrono::TimeDelta,
 }
 
 impl Feeds {
@@ -272,6 +275,11 @@ struct FileFeeds {
     max_items: MaxItems,
     #[serde(default = "default_max_age")]
     max_age: u32,
+    #[serde(default = "default_tombstone_days")]
+    tombstone_days: TombstoneDays,
+    /// The tombstone window in seconds, winning over `tombstone_days`. Not in the sample
+    /// configuration nor the README: it exists so that tests can see a window end.
+    tombstone_seconds: Option<TombstoneSeconds>,
 }
 
 impl Default for FileFeeds {
@@ -279,6 +287,52 @@ impl Default for FileFeeds {
         Self {
             max_items: default_max_items(),
             max_age: default_max_age(),
+            tombstone_days: default_tombstone_days(),
+            tombstone_seconds: None,
+        }
+    }
+}
+
+/// Longest tombstone window: ten years.
+const MAX_TOMBSTONE_DAYS: i64 = 3650;
+
+fn default_tombstone_days() -> TombstoneDays {
+    TombstoneDays(7)
+}
+
+/// Days a tombstone stays: 0 to 3650.
+#[derive(Deserialize)]
+#[serde(try_from = "i64")]
+struct TombstoneDays(i64);
+
+impl TryFrom<i64> for TombstoneDays {
+    type Error = String;
+    fn try_from(raw: i64) -> Result<Self, String> {
+        if (0..=MAX_TOMBSTONE_DAYS).contains(&raw) {
+            Ok(Self(raw))
+        } else {
+            Err(format!(
+                "tombstone_days must be between 0 and {MAX_TOMBSTONE_DAYS}, not {raw}"
+            ))
+        }
+    }
+}
+
+/// Seconds a tombstone stays: 0 to ten years.
+#[derive(Deserialize)]
+#[serde(try_from = "i64")]
+struct TombstoneSeconds(i64);
+
+impl TryFrom<i64> for TombstoneSeconds {
+    type Error = String;
+    fn try_from(raw: i64) -> Result<Self, String> {
+        let max = MAX_TOMBSTONE_DAYS * 24 * 3600;
+        if (0..=max).contains(&raw) {
+            Ok(Self(raw))
+        } else {
+            Err(format!(
+                "tombstone_seconds must be between 0 and {max}, not {raw}"
+            ))
         }
     }
 }
@@ -489,6 +543,10 @@ impl Settings {
                 max_items: file.feeds.max_items.0,
                 max_age: file.feeds.max_age,
                 section_max_age,
+                tombstone_window: match file.feeds.tombstone_seconds {
+                    Some(seconds) => chrono::TimeDelta::seconds(seconds.0),
+                    None => chrono::TimeDelta::days(file.feeds.tombstone_days.0),
+                },
             },
             websub: WebSub {
                 default_lease_seconds: file.websub.default_lease_seconds,
@@ -541,6 +599,39 @@ mod tests {
         assert_eq!(settings.feeds.max_items, 50);
         assert_eq!(settings.sections.len(), 5);
         assert_eq!(settings.websub.retry_base_ms, 1000);
+        assert_eq!(settings.feeds.tombstone_window, chrono::TimeDelta::days(7));
+    }
+
+    #[test]
+    fn the_tombstone_window_is_read_in_days_or_in_seconds_and_bounded() {
+        let base = "[site]\ntitle = \"t\"\nbase_url = \"http://x/\"\nlanguage = \"zh-CN\"\n";
+        let window = |feeds: &str| {
+            Settings::parse(
+                "t",
+                &format!("{base}[feeds]\n{feeds}"),
+                Overrides::default(),
+            )
+            .unwrap()
+            .feeds
+            .tombstone_window
+        };
+        assert_eq!(window("tombstone_days = 30\n"), chrono::TimeDelta::days(30));
+        assert_eq!(window("tombstone_days = 0\n"), chrono::TimeDelta::zero());
+        assert_eq!(
+            window("tombstone_days = 30\ntombstone_seconds = 2\n"),
+            chrono::TimeDelta::seconds(2)
+        );
+        for bad in [
+            "tombstone_days = -1",
+            "tombstone_days = 3651",
+            "tombstone_seconds = -5",
+        ] {
+            let message = error_of(&format!("{base}[feeds]\n{bad}\n"));
+            assert!(
+                message.contains(bad.split(' ').next().unwrap()),
+                "{message}"
+            );
+        }
     }
 
     #[test]
@@ -559,6 +650,23 @@ mod tests {
         assert_eq!(settings.feeds.max_age_of(Some(&rural)), 300);
         assert_eq!(settings.feeds.max_age_of(Some(&politics)), 60);
         assert_eq!(settings.feeds.max_age_of(None), 60);
+    }
+
+    #[test]
+    fn the_optional_sections_documented_in_the_sample_are_valid() {
+        let uncommented: String = EMBEDDED_CONFIG
+            .lines()
+            .filter(|line| !line.starts_with("# #"))
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest) if rest.starts_with('[') || rest.contains(" = ") => rest,
+                _ => line,
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        assert!(uncommented.contains("\n[websub]\n"), "{uncommented}");
+        let settings = Settings::parse("sample", &uncommented, Overrides::default()).unwrap();
+        assert_eq!(settings.websub.max_lease_seconds, 2_592_000);
+        assert_eq!(settings.log.format, LogFormat::Text);
     }
 
     #[test]

@@ -49,7 +49,12 @@ async fn feeds_have_their_media_types_and_caching_headers() {
             "{etag}"
         );
         assert!(headers.contains_key(LAST_MODIFIED));
-        assert_eq!(headers[VARY], "Accept-Encoding");
+        let vary = if file == "feed.json" {
+            "Accept-Encoding"
+        } else {
+            "Accept-Encoding, Accept"
+        };
+        assert_eq!(headers[VARY], vary);
         assert!(
             headers[CACHE_CONTROL]
                 .to_str()
@@ -87,7 +92,7 @@ async fn conditional_requests_are_answered_with_304_and_no_body() {
             "{if_none_match}"
         );
         assert_eq!(response.headers()[ETAG].to_str().unwrap(), etag);
-        assert_eq!(response.headers()[VARY], "Accept-Encoding");
+        assert_eq!(response.headers()[VARY], "Accept-Encoding, Accept");
         assert!(response.bytes().await.unwrap().is_empty());
     }
     let response = client
@@ -272,7 +277,7 @@ async fn precompressed_codings_are_chosen_by_accept_encoding_with_their_own_etag
             .await
             .unwrap();
         assert_eq!(response.headers()["content-encoding"], coding, "{accept}");
-        assert_eq!(response.headers()[VARY], "Accept-Encoding");
+        assert_eq!(response.headers()[VARY], "Accept-Encoding, Accept");
         let etag = response.headers()[ETAG].to_str().unwrap().to_owned();
         let body = response.bytes().await.unwrap();
         assert_eq!(decode(&body), identity_body, "{accept}");
@@ -445,4 +450,115 @@ async fn metrics_count_requests_by_feed_format_and_status_and_bytes_sent() {
     ] {
         assert!(text.contains(name), "{name} missing from /metrics");
     }
+}
+
+#[tokio::test]
+async fn the_index_shows_each_sections_latest_headlines() {
+    let server = server_with_sample().await;
+    let html = reqwest::get(server.url("/"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let section = |title: &str| {
+        let start = html
+            .find(&format!("<h2>{title}</h2>"))
+            .unwrap_or_else(|| panic!("{title}"));
+        let end = html[start..].find("</section>").unwrap() + start;
+        html[start..end].to_owned()
+    };
+    let rural = section("乡村振兴");
+    assert!(rural.contains("<li>右玉县农旅融合助力乡村振兴<time datetime=\"2023-06-07T06:54:00+08:00\">2023-06-07 06:54</time></li>"), "{rural}");
+    let politics = section("时政");
+    assert_eq!(politics.matches("<li>").count(), 3, "{politics}");
+    assert!(politics.contains("全市“十四五”高速及国省道干线公路规划中期调整研讨会召开"));
+    // The expired notice is not a headline.
+    assert!(!section("公示公告").contains("<li>"));
+    assert!(section("全部栏目 · All sections").matches("<li>").count() == 5);
+}
+
+#[tokio::test]
+async fn the_opml_lists_every_feed() {
+    let server = TestServer::start().await;
+    let response = reqwest::get(server.url("/feeds.opml")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()[CONTENT_TYPE],
+        "text/x-opml; charset=utf-8"
+    );
+    let opml = response.text().await.unwrap();
+    assert!(opml.starts_with("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<opml version=\"2.0\">"));
+    for path in all_feed_paths() {
+        let url = format!("xmlUrl=\"http://127.0.0.1:8080{path}\"");
+        assert_eq!(opml.matches(&url).count(), 1, "{url}");
+    }
+    assert_eq!(opml.matches("type=\"rss\"").count(), all_feed_paths().len());
+}
+
+#[tokio::test]
+async fn xml_feeds_name_a_stylesheet_that_is_served_and_written_beside_them() {
+    let server = server_with_sample().await;
+    let rss = String::from_utf8(server.get_bytes("/feeds/all/rss.xml").await).unwrap();
+    assert!(rss.contains(r#"<?xml-stylesheet type="text/xsl" href="/feeds/feed.xsl"?>"#));
+    let response = reqwest::get(server.url("/feeds/feed.xsl")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[CONTENT_TYPE], "text/xsl; charset=utf-8");
+    let xsl = response.bytes().await.unwrap();
+    assert!(
+        std::str::from_utf8(&xsl)
+            .unwrap()
+            .contains("<xsl:stylesheet")
+    );
+    assert_eq!(
+        std::fs::read(server.dir.path().join("feeds/feed.xsl")).unwrap(),
+        xsl
+    );
+}
+
+#[tokio::test]
+async fn a_browser_gets_xml_feeds_as_generic_xml_so_the_stylesheet_applies() {
+    let server = server_with_sample().await;
+    let client = reqwest::Client::new();
+    let browser_accept = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+    for (path, feed_type) in [
+        ("/feeds/all/rss.xml", "application/rss+xml; charset=utf-8"),
+        ("/feeds/all/atom.xml", "application/atom+xml; charset=utf-8"),
+    ] {
+        let url = server.url(path);
+        let reader = client
+            .get(&url)
+            .header("accept", "application/rss+xml, */*")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reader.headers()[CONTENT_TYPE], feed_type);
+        let reader_body = reader.bytes().await.unwrap();
+        let browser = client
+            .get(&url)
+            .header("accept", browser_accept)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            browser.headers()[CONTENT_TYPE],
+            "application/xml; charset=utf-8"
+        );
+        assert_eq!(browser.headers()[VARY], "Accept-Encoding, Accept");
+        assert_eq!(
+            browser.bytes().await.unwrap(),
+            reader_body,
+            "same bytes either way"
+        );
+    }
+    let json = client
+        .get(server.url("/feeds/all/feed.json"))
+        .header("accept", browser_accept)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        json.headers()[CONTENT_TYPE],
+        "application/feed+json; charset=utf-8"
+    );
 }

@@ -1,6 +1,7 @@
 //! Articles: the draft a partner sends, the validated content, and the stored record.
 
 use super::lint;
+use super::media::{Media, MediaDraft};
 use super::text::{self, clean};
 use super::{ArticleId, PartnerId, SectionSlug, Violations};
 use chrono::{DateTime, Datelike, Utc};
@@ -38,6 +39,8 @@ pub struct ArticleDraft {
     pub publish_time: Option<DateTime<Utc>>,
     pub update_time: Option<DateTime<Utc>>,
     pub expire_time: Option<DateTime<Utc>>,
+    pub embargo_time: Option<DateTime<Utc>>,
+    pub media: Vec<MediaDraft>,
 }
 
 /// Validated article content: every field clean, sanitised and within limits.
@@ -60,6 +63,14 @@ pub struct ArticleContent {
     /// The partner's own edit time, when it sent one.
     pub update_time: Option<DateTime<Utc>>,
     pub expire_time: Option<DateTime<Utc>>,
+    /// Until this instant the article is in no feed, whatever its `publish_time`.
+    // Skipped when absent (like `media` when empty) so that content stored before these
+    // fields existed keeps its ETag.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embargo_time: Option<DateTime<Utc>>,
+    /// Images, audio and video, in the partner's order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub media: Vec<Media>,
 }
 
 impl ArticleContent {
@@ -68,6 +79,21 @@ impl ArticleContent {
         let canonical = serde_json::to_vec(self).expect("article content always serialises");
         hex::encode(&Sha256::digest(&canonical)[..12])
     }
+
+    /// True while an embargo keeps the article out of every feed at `now`.
+    pub fn is_embargoed(&self, now: DateTime<Utc>) -> bool {
+        self.embargo_time.is_some_and(|t| t > now)
+    }
+}
+
+/// The trace a retracted article leaves in the feeds that showed it: an RFC 6721
+/// `at:deleted-entry` in Atom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tombstone {
+    /// The GUID the entry had (its Atom id).
+    pub guid: String,
+    /// When the article was retracted.
+    pub when: DateTime<Utc>,
 }
 
 /// Where an article stands.
@@ -208,14 +234,14 @@ pub struct ValidDraft {
 }
 
 /// Collects cleaned fields, violations and warnings while a draft is checked.
-struct Checker {
-    violations: Violations,
-    warnings: Vec<String>,
+pub(super) struct Checker {
+    pub(super) violations: Violations,
+    pub(super) warnings: Vec<String>,
 }
 
 impl Checker {
     /// Plain text: HTML entities decoded (the field is text, not HTML), then cleaned.
-    fn text(&mut self, field: &str, raw: &str, single_line: bool) -> String {
+    pub(super) fn text(&mut self, field: &str, raw: &str, single_line: bool) -> String {
         let decoded = html_escape::decode_html_entities(raw);
         if decoded != raw {
             self.warnings.push(format!(
@@ -316,7 +342,10 @@ impl ArticleDraft {
         let content_text = check.body(&f("content_text"), &self.content_text, false);
         let content_html = check.body(&f("content_html"), &self.content_html, true);
         let content_html = if !content_html.is_empty() {
-            policy.sanitize(&content_html)
+            // Character references (`&#1;`) decode to characters feeds cannot carry:
+            // they are removed after sanitising, like raw ones before it.
+            let sanitized = policy.sanitize(&content_html);
+            check.clean(&f("content_html"), &sanitized, false)
         } else {
             text::text_to_html(&content_text)
         };
@@ -359,11 +388,13 @@ impl ArticleDraft {
             .map_err(|e| check.violations.add(f("canonical_url"), e))
             .ok()
             .flatten();
+        let media = check.media(&f("media"), &self.media);
 
         let times = [
             ("publish_time", self.publish_time),
             ("update_time", self.update_time),
             ("expire_time", self.expire_time),
+            ("embargo_time", self.embargo_time),
         ];
         for (name, time) in times {
             if let Some(t) = time
@@ -383,6 +414,24 @@ impl ArticleDraft {
             check
                 .violations
                 .add(f("expire_time"), "must be later than publish_time");
+        }
+        // An embargo at or before publish_time changes nothing and is accepted (with a note);
+        // one that lasts until expiry would keep the article out of every feed for good.
+        if let (Some(embargo), Some(publish)) = (self.embargo_time, self.publish_time)
+            && embargo <= publish
+        {
+            check.warnings.push(format!(
+                "{}: is not after publish_time, so it has no effect",
+                f("embargo_time")
+            ));
+        }
+        if let (Some(embargo), Some(expire)) = (self.embargo_time, self.expire_time)
+            && embargo >= expire
+        {
+            check.violations.add(
+                f("embargo_time"),
+                "must be earlier than expire_time (the article would never appear)",
+            );
         }
 
         let Checker {
@@ -407,6 +456,8 @@ impl ArticleDraft {
                         publish_time,
                         update_time: self.update_time,
                         expire_time: self.expire_time,
+                        embargo_time: self.embargo_time,
+                        media,
                     },
                     warnings,
                 })
@@ -417,7 +468,7 @@ impl ArticleDraft {
 }
 
 /// Accepts an empty value (no URL) or an absolute http(s) URL of at most 2048 bytes.
-fn check_url(raw: &str) -> Result<Option<String>, String> {
+pub(super) fn check_url(raw: &str) -> Result<Option<String>, String> {
     let raw = raw.trim();
     if raw.is_empty() {
         return Ok(None);
@@ -537,6 +588,70 @@ mod tests {
         assert_eq!(valid.content.title, "标题");
         assert_eq!(valid.warnings.len(), 1);
         assert!(valid.warnings[0].starts_with("article.title:"));
+    }
+
+    #[test]
+    fn an_embargo_must_end_before_expiry_but_may_precede_publication() {
+        let publish = draft().publish_time.unwrap();
+        let hour = chrono::Duration::hours(1);
+        let refused = ArticleDraft {
+            expire_time: Some(publish + hour),
+            embargo_time: Some(publish + hour),
+            ..draft()
+        }
+        .validate("article.", &text::HtmlPolicy::default())
+        .unwrap_err();
+        let fields: Vec<_> = refused.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["article.embargo_time"]);
+        let out_of_range = ArticleDraft {
+            embargo_time: Some(Utc.with_ymd_and_hms(2201, 1, 1, 0, 0, 0).unwrap()),
+            ..draft()
+        }
+        .validate("article.", &text::HtmlPolicy::default())
+        .unwrap_err();
+        assert_eq!(
+            out_of_range.iter().next().unwrap().field,
+            "article.embargo_time"
+        );
+
+        let early = ArticleDraft {
+            embargo_time: Some(publish - hour),
+            ..draft()
+        }
+        .validate("article.", &text::HtmlPolicy::default())
+        .unwrap();
+        assert_eq!(early.content.embargo_time, Some(publish - hour));
+        assert_eq!(
+            early.warnings,
+            ["article.embargo_time: is not after publish_time, so it has no effect"]
+        );
+        assert!(!early.content.is_embargoed(publish));
+        assert!(early.content.is_embargoed(publish - hour - hour));
+    }
+
+    #[test]
+    fn content_without_embargo_or_media_keeps_the_etag_it_had_before_they_existed() {
+        let content = draft()
+            .validate("", &text::HtmlPolicy::default())
+            .unwrap()
+            .content;
+        let canonical = serde_json::to_string(&content).unwrap();
+        assert!(!canonical.contains("embargo_time") && !canonical.contains("media"));
+        let mut with_media = content.clone();
+        with_media.media.push(Media {
+            url: "https://img.example.com/a.jpg".into(),
+            mime_type: "image/jpeg".into(),
+            length: 1,
+            caption: String::new(),
+            width: None,
+            height: None,
+        });
+        assert_ne!(with_media.etag(), content.etag());
+        let embargoed = ArticleContent {
+            embargo_time: Some(content.publish_time),
+            ..content.clone()
+        };
+        assert_ne!(embargoed.etag(), content.etag());
     }
 
     #[test]

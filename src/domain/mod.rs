@@ -3,12 +3,16 @@
 mod article;
 mod ids;
 mod lint;
+mod media;
 mod partner;
 mod text;
 mod violation;
 
-pub use article::{Article, ArticleContent, ArticleDraft, ArticleState, Revision, ValidDraft};
+pub use article::{
+    Article, ArticleContent, ArticleDraft, ArticleState, Revision, Tombstone, ValidDraft,
+};
 pub use ids::{ArticleId, PartnerName, SectionSlug};
+pub use media::{MAX_MEDIA, Media, MediaDraft};
 pub use partner::{Partner, PartnerId, SectionGrant, Token, TokenHash};
 pub use text::{HtmlPolicy, html_to_text, summarize, text_to_html};
 pub use violation::{FieldViolation, Violations};

@@ -2,7 +2,8 @@
 
 use super::proto;
 use crate::domain::{
-    Article, ArticleDraft, ArticleId, ArticleState, Section, SectionSlug, Violations,
+    Article, ArticleDraft, ArticleId, ArticleState, Media, MediaDraft, Section, SectionSlug,
+    Violations,
 };
 use crate::storage::ListCursor;
 use base64::Engine;
@@ -42,6 +43,7 @@ pub fn draft_from_proto(article: Option<proto::Article>) -> Result<ArticleDraft,
     let publish_time = time("publish_time", a.publish_time);
     let update_time = time("update_time", a.update_time);
     let expire_time = time("expire_time", a.expire_time);
+    let embargo_time = time("embargo_time", a.embargo_time);
     violations.into_result(ArticleDraft {
         id: a.id,
         section: a.section,
@@ -57,7 +59,32 @@ pub fn draft_from_proto(article: Option<proto::Article>) -> Result<ArticleDraft,
         publish_time,
         update_time,
         expire_time,
+        embargo_time,
+        media: a.media.into_iter().map(media_draft).collect(),
     })
+}
+
+fn media_draft(m: proto::Media) -> MediaDraft {
+    MediaDraft {
+        url: m.url,
+        mime_type: m.mime_type,
+        length: m.length,
+        caption: m.caption,
+        width: m.width,
+        height: m.height,
+    }
+}
+
+fn media_to_proto(m: &Media) -> proto::Media {
+    proto::Media {
+        url: m.url.clone(),
+        mime_type: m.mime_type.clone(),
+        // Validation keeps lengths within i64.
+        length: i64::try_from(m.length).unwrap_or(i64::MAX),
+        caption: m.caption.clone(),
+        width: m.width.unwrap_or(0),
+        height: m.height.unwrap_or(0),
+    }
 }
 
 /// A stored article as the API shows it.
@@ -69,6 +96,7 @@ pub fn article_to_proto(article: &Article) -> proto::Article {
         ArticleState::Published if c.expire_time.is_some_and(|t| t <= now) => {
             proto::ArticleState::Expired
         }
+        ArticleState::Published if c.is_embargoed(now) => proto::ArticleState::Embargoed,
         ArticleState::Published => proto::ArticleState::Published,
     };
     proto::Article {
@@ -86,6 +114,8 @@ pub fn article_to_proto(article: &Article) -> proto::Article {
         publish_time: Some(timestamp(c.publish_time)),
         update_time: Some(timestamp(article.updated)),
         expire_time: c.expire_time.map(timestamp),
+        embargo_time: c.embargo_time.map(timestamp),
+        media: c.media.iter().map(media_to_proto).collect(),
         state: state as i32,
         guid: article.guid.clone(),
         etag: article.etag.clone(),
@@ -174,10 +204,21 @@ mod tests {
                 seconds: i64::MAX,
                 nanos: 0,
             }),
+            embargo_time: Some(Timestamp {
+                seconds: 1,
+                nanos: 1_000_000_000,
+            }),
             ..Default::default()
         };
         let violations = draft_from_proto(Some(article)).unwrap_err();
         let fields: Vec<_> = violations.iter().map(|v| v.field.as_str()).collect();
-        assert_eq!(fields, ["article.publish_time", "article.expire_time"]);
+        assert_eq!(
+            fields,
+            [
+                "article.publish_time",
+                "article.expire_time",
+                "article.embargo_time"
+            ]
+        );
     }
 }

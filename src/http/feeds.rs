@@ -91,6 +91,11 @@ pub async fn serve_feed(
     };
     let counters = state.counters(&path);
     let coding = negotiate(headers.get(header::ACCEPT_ENCODING));
+    // Browsers show `application/rss+xml` and `application/atom+xml` as plain text and only
+    // apply the feed's XSL stylesheet to a generic XML type, so a client that asks for HTML
+    // (a browser opening the link) gets the same bytes labelled `application/xml`.
+    let xml_feed = file.content_type.contains("+xml");
+    let styled = xml_feed && accepts_html(&headers);
     let (bytes, etag, etag_header) = representation(&file, coding);
     let mut response = if is_fresh(&headers, etag, file.last_modified) {
         counters.not_modified.increment(1);
@@ -100,7 +105,12 @@ pub async fn serve_feed(
         counters.bytes[coding as usize].increment(bytes.len() as u64);
         let mut ok = bytes.clone().into_response();
         let h = ok.headers_mut();
-        h.insert(header::CONTENT_TYPE, file.headers.content_type.clone());
+        let content_type = if styled {
+            HeaderValue::from_static("application/xml; charset=utf-8")
+        } else {
+            file.headers.content_type.clone()
+        };
+        h.insert(header::CONTENT_TYPE, content_type);
         match coding {
             Coding::Identity => {}
             Coding::Gzip => {
@@ -116,7 +126,14 @@ pub async fn serve_feed(
     h.insert(header::ETAG, etag_header.clone());
     h.insert(header::LAST_MODIFIED, file.headers.last_modified.clone());
     h.insert(header::CACHE_CONTROL, file.headers.cache_control.clone());
-    h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    h.insert(
+        header::VARY,
+        HeaderValue::from_static(if xml_feed {
+            "Accept-Encoding, Accept"
+        } else {
+            "Accept-Encoding"
+        }),
+    );
     h.insert(header::LINK, file.headers.link.clone());
     response
 }
@@ -131,6 +148,21 @@ fn representation(file: &FeedFile, coding: Coding) -> (&Bytes, &str, &HeaderValu
             &file.brotli.etag_header,
         ),
     }
+}
+
+/// True when the client lists `text/html` as acceptable, as browsers navigating do.
+fn accepts_html(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';');
+            let media = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|p| matches!(p.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
+            media.eq_ignore_ascii_case("text/html") && !refused
+        })
 }
 
 /// Picks the coding with the highest q-value the client accepts (RFC 9110 §12.5.3);

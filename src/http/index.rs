@@ -1,31 +1,41 @@
-//! The HTML index: every section with its three feeds, and autodiscovery links.
+//! The HTML index: every section with its latest headlines and its three feeds, the
+//! autodiscovery links, and the OPML list of every feed.
 
 use crate::config::Settings;
 use crate::domain::FeedScope;
+use crate::publication::Headline;
 use crate::render::Format;
+use crate::render::opml::{self, OpmlGroup};
 use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
 use std::fmt::Write;
 
-/// Renders the index page for the configured site and sections.
-pub fn render(settings: &Settings) -> String {
+/// Every feed scope with its title and description: `all` first, then the sections.
+fn scopes(settings: &Settings) -> Vec<(FeedScope, String, String)> {
     let site = &settings.site;
-    let mut feeds: Vec<(FeedScope, String, String)> = vec![(
+    let mut scopes = vec![(
         FeedScope::All,
         "全部栏目 · All sections".to_owned(),
         site.description.clone(),
     )];
-    feeds.extend(settings.sections.iter().map(|s| {
+    scopes.extend(settings.sections.iter().map(|s| {
         (
             FeedScope::Section(s.slug.clone()),
             s.title.clone(),
             s.description.clone(),
         )
     }));
-    let href = |scope: &FeedScope, format: Format| {
-        format!("/feeds/{}/{}", scope.path_segment(), format.file_name())
-    };
+    scopes
+}
 
-    let mut html = String::with_capacity(4096);
+fn feed_path(scope: &FeedScope, format: Format) -> String {
+    format!("/feeds/{}/{}", scope.path_segment(), format.file_name())
+}
+
+/// Renders the index page; `headlines` gives each feed's latest entries.
+pub fn render(settings: &Settings, headlines: impl Fn(&FeedScope) -> Vec<Headline>) -> String {
+    let site = &settings.site;
+    let scopes = scopes(settings);
+    let mut html = String::with_capacity(8192);
     let _ = write!(
         html,
         "<!DOCTYPE html>\n<html lang=\"{}\">\n<head>\n<meta charset=\"utf-8\">\n\
@@ -33,7 +43,7 @@ pub fn render(settings: &Settings) -> String {
         attr(&site.language),
         text(&site.title)
     );
-    for (scope, title, _) in &feeds {
+    for (scope, title, _) in &scopes {
         for format in Format::ALL {
             let _ = writeln!(
                 html,
@@ -42,33 +52,81 @@ pub fn render(settings: &Settings) -> String {
                 attr(&site.title),
                 attr(title),
                 format.label(),
-                attr(&href(scope, format))
+                attr(&feed_path(scope, format))
             );
         }
     }
     let _ = write!(
         html,
-        "<style>body{{font-family:system-ui,sans-serif;max-width:48rem;margin:2rem auto;padding:0 1rem;line-height:1.6}}\
-         li{{margin:.5rem 0}}a{{margin-right:.75rem}}</style>\n</head>\n<body>\n<h1>{}</h1>\n<p>{}</p>\n<ul>\n",
+        "<style>body{{font-family:system-ui,\"Noto Sans CJK SC\",sans-serif;max-width:48rem;margin:2rem auto;padding:0 1rem;line-height:1.6}}\
+         section{{border-bottom:1px solid #e5e5e5;padding:.5rem 0}}.feeds a{{margin-right:.75rem}}\
+         time{{color:#666;font-size:.85rem;margin-left:.5rem}}</style>\n</head>\n<body>\n<h1>{}</h1>\n<p>{}</p>\n\
+         <p><a href=\"/feeds.opml\">OPML</a> · 订阅全部栏目 / subscribe to every feed</p>\n",
         text(&site.title),
         text(&site.description)
     );
-    for (scope, title, description) in &feeds {
-        let _ = write!(html, "<li><strong>{}</strong>", text(title));
+    for (scope, title, description) in &scopes {
+        let _ = write!(html, "<section>\n<h2>{}</h2>\n", text(title));
         if !description.is_empty() {
-            let _ = write!(html, " — {}", text(description));
+            let _ = writeln!(html, "<p>{}</p>", text(description));
         }
-        html.push_str("<br>");
+        let latest = headlines(scope);
+        if !latest.is_empty() {
+            html.push_str("<ol class=\"headlines\">\n");
+            for headline in latest {
+                html.push_str("<li>");
+                match &headline.url {
+                    Some(url) => {
+                        let _ = write!(
+                            html,
+                            "<a href=\"{}\">{}</a>",
+                            attr(url),
+                            text(&headline.title)
+                        );
+                    }
+                    None => html.push_str(&text(&headline.title)),
+                }
+                let _ = writeln!(
+                    html,
+                    "<time datetime=\"{}\">{}</time></li>",
+                    headline.published.to_rfc3339(),
+                    headline.published.format("%Y-%m-%d %H:%M")
+                );
+            }
+            html.push_str("</ol>\n");
+        }
+        html.push_str("<p class=\"feeds\">");
         for format in Format::ALL {
             let _ = write!(
                 html,
                 "<a href=\"{}\">{}</a>",
-                attr(&href(scope, format)),
+                attr(&feed_path(scope, format)),
                 format.label()
             );
         }
-        html.push_str("</li>\n");
+        html.push_str("</p>\n</section>\n");
     }
-    html.push_str("</ul>\n</body>\n</html>\n");
+    html.push_str("</body>\n</html>\n");
     html
+}
+
+/// The OPML list of every feed in every format.
+pub fn opml(settings: &Settings) -> String {
+    let site = &settings.site;
+    let groups: Vec<OpmlGroup> = scopes(settings)
+        .into_iter()
+        .map(|(scope, title, _)| OpmlGroup {
+            feeds: Format::ALL
+                .into_iter()
+                .map(|format| {
+                    (
+                        format!("{} · {title} ({})", site.title, format.label()),
+                        site.url(feed_path(&scope, format).trim_start_matches('/')),
+                    )
+                })
+                .collect(),
+            title,
+        })
+        .collect();
+    opml::render(&site.title, site.base_url.as_str(), &groups)
 }

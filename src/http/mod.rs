@@ -11,15 +11,35 @@ use axum::body::Bytes;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
+use std::sync::Arc;
 
-/// The HTTP routes: `/`, `/healthz`, `/metrics` and `/feeds/{path}` (GET and HEAD; other
-/// methods 405).
+/// The HTTP routes: `/` (index with the latest headlines), `/feeds.opml`, `/healthz`,
+/// `/metrics` and `/feeds/{path}` (GET and HEAD; other methods 405).
 ///
 /// `POST /websub` is the WebSub hub's endpoint.
 pub fn router(publication: Publication, settings: &Settings, websub: &Hub) -> Router {
-    let index_page = Bytes::from(index::render(settings));
+    let opml = Bytes::from(index::opml(settings));
+    let index_settings = Arc::new(settings.clone());
+    let index_publication = publication.clone();
     Router::new()
-        .route("/", get(move || async move { Html(index_page.clone()) }))
+        .route(
+            "/",
+            get(move || {
+                let page = index::render(&index_settings, |scope| {
+                    index_publication.headlines(scope).to_vec()
+                });
+                async move { Html(page) }
+            }),
+        )
+        .route(
+            "/feeds.opml",
+            get(move || async move {
+                (
+                    [(header::CONTENT_TYPE, "text/x-opml; charset=utf-8")],
+                    opml.clone(),
+                )
+            }),
+        )
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/feeds/{*path}", get(feeds::serve_feed))

@@ -3,7 +3,7 @@
 //! document in every coding, with strong ETags, for the HTTP server.
 
 use crate::config::Settings;
-use crate::domain::{FeedScope, SectionSlug};
+use crate::domain::{FeedScope, SectionSlug, Tombstone};
 use crate::render::{FeedMeta, Format};
 use crate::storage::{Store, StoreError};
 use arc_swap::ArcSwap;
@@ -22,6 +22,19 @@ mod files;
 pub use document::{
     BROTLI_SUFFIX, Encoded, FeedFile, GZIP_SUFFIX, Links, ResponseHeaders, http_date,
 };
+
+/// How many headlines of each feed the index page shows.
+const HEADLINES: usize = 5;
+
+/// One of a feed's latest entries, for pages that list headlines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Headline {
+    pub title: String,
+    /// The article's own page, when it has one.
+    pub url: Option<String>,
+    /// Publish time in the site's offset.
+    pub published: DateTime<chrono::FixedOffset>,
+}
 
 /// A feed document whose bytes changed, announced to subscribers (e.g. the WebSub hub).
 #[derive(Debug, Clone)]
@@ -65,6 +78,7 @@ struct Inner {
     marks_sent: AtomicU64,
     marks_done: AtomicU64,
     changes: broadcast::Sender<FeedChange>,
+    headlines: ArcSwap<HashMap<FeedScope, Arc<[Headline]>>>,
 }
 
 /// Drives regeneration until shut down; returned by [`Publication::start`].
@@ -90,7 +104,9 @@ impl Publication {
             marks_sent: AtomicU64::new(0),
             marks_done: AtomicU64::new(0),
             changes: broadcast::channel(1024).0,
+            headlines: ArcSwap::from_pointee(HashMap::new()),
         });
+        inner.publish_stylesheet()?;
         for scope in inner.scopes() {
             inner.regenerate(&scope).await?;
         }
@@ -135,6 +151,16 @@ impl Publication {
         self.inner.changes.subscribe()
     }
 
+    /// The newest headlines of a feed, as of its last regeneration.
+    pub fn headlines(&self, scope: &FeedScope) -> Arc<[Headline]> {
+        self.inner
+            .headlines
+            .load()
+            .get(scope)
+            .cloned()
+            .unwrap_or_else(|| Arc::new([]))
+    }
+
     /// The scopes that have feeds: every section and `all`.
     pub fn scopes(&self) -> Vec<FeedScope> {
         self.inner.scopes()
@@ -144,12 +170,14 @@ impl Publication {
 impl Scheduler {
     /// Regenerates stale feeds until `shutdown` turns true. A burst of marks arriving while
     /// a regeneration runs is coalesced into one more regeneration per feed. Feeds are also
-    /// rebuilt when an article's publish or expire time comes.
+    /// rebuilt when an article's publish, embargo or expire time comes, and when a
+    /// tombstone's window ends.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         const MAX_SLEEP: Duration = Duration::from_secs(3600);
         loop {
             let now = Utc::now();
-            let wake = match self.inner.store.next_transition(now).await {
+            let window = self.inner.settings.feeds.tombstone_window;
+            let wake = match self.inner.store.next_transition(now, window).await {
                 Ok(Some(at)) => (at - now).to_std().unwrap_or_default().min(MAX_SLEEP),
                 Ok(None) => MAX_SLEEP,
                 Err(e) => {
@@ -190,6 +218,41 @@ impl Scheduler {
 }
 
 impl Inner {
+    /// Puts the XSL stylesheet that RSS and Atom feeds name in `feeds/` and the snapshot.
+    fn publish_stylesheet(&self) -> Result<(), PublicationError> {
+        use crate::render::{STYLESHEET, STYLESHEET_CONTENT_TYPE, STYLESHEET_FILE};
+        let site = &self.settings.site;
+        let links = Links {
+            self_url: site.url(&format!("feeds/{STYLESHEET_FILE}")),
+            hub_url: site.hub_url(),
+        };
+        // A static asset: its date is fixed so every run and replica serves the same headers.
+        let file = FeedFile::new(
+            STYLESHEET.as_bytes().to_vec(),
+            STYLESHEET_CONTENT_TYPE,
+            DateTime::UNIX_EPOCH,
+            86_400,
+            &links,
+        );
+        let dir = &self.settings.server.feeds_dir;
+        let writes: Vec<(String, &[u8])> = file
+            .files()
+            .into_iter()
+            .map(|(suffix, bytes)| (format!("{STYLESHEET_FILE}{suffix}"), &bytes[..]))
+            .filter(|(name, bytes)| std::fs::read(dir.join(name)).ok().as_deref() != Some(*bytes))
+            .collect();
+        files::replace_all(dir, &writes).map_err(|error| PublicationError::Write {
+            path: dir.clone(),
+            error,
+        })?;
+        self.snapshot.rcu(|current| {
+            let mut next = Snapshot::clone(current);
+            next.insert(STYLESHEET_FILE.to_owned(), Arc::new(file.clone()));
+            next
+        });
+        Ok(())
+    }
+
     fn mark_stale(&self, scope: FeedScope) {
         self.marks_sent.fetch_add(1, Ordering::SeqCst);
         if self.stale.send(scope).is_err() {
@@ -209,7 +272,12 @@ impl Inner {
             .collect()
     }
 
-    fn meta(&self, scope: &FeedScope, updated: DateTime<Utc>) -> FeedMeta {
+    fn meta(
+        &self,
+        scope: &FeedScope,
+        updated: DateTime<Utc>,
+        tombstones: Vec<Tombstone>,
+    ) -> FeedMeta {
         let site = &self.settings.site;
         let (title, description) = match scope {
             FeedScope::All => (site.title.clone(), site.description.clone()),
@@ -245,8 +313,14 @@ impl Inner {
             rss_url: url(Format::Rss),
             json_url: url(Format::JsonFeed),
             hub_url: site.hub_url(),
+            stylesheet: Some(format!(
+                "{}feeds/{}",
+                site.base_url.path(),
+                crate::render::STYLESHEET_FILE
+            )),
             updated,
             offset: site.utc_offset,
+            tombstones,
         }
     }
 
@@ -262,12 +336,24 @@ impl Inner {
         };
         let started = std::time::Instant::now();
         let now = Utc::now();
-        let content = self
+        let feeds = &self.settings.feeds;
+        let mut content = self
             .store
-            .feed_content(scope, now, self.settings.feeds.max_items)
+            .feed_content(scope, now, feeds.max_items, feeds.tombstone_window)
             .await?;
         let updated = content.last_change.unwrap_or(DateTime::UNIX_EPOCH);
-        let meta = self.meta(scope, updated);
+        let offset = self.settings.site.utc_offset;
+        let headlines: Arc<[Headline]> = content
+            .articles
+            .iter()
+            .take(HEADLINES)
+            .map(|a| Headline {
+                title: a.content.title.clone(),
+                url: a.content.canonical_url.clone(),
+                published: a.content.publish_time.with_timezone(&offset),
+            })
+            .collect();
+        let meta = self.meta(scope, updated, std::mem::take(&mut content.tombstones));
         let max_age = self.settings.feeds.max_age_of(section.as_ref());
         let this = self.clone();
         let segment = scope.path_segment().to_owned();
@@ -356,6 +442,11 @@ impl Inner {
                 next
             });
         }
+        self.headlines.rcu(|current| {
+            let mut next = HashMap::clone(current);
+            next.insert(scope.clone(), headlines.clone());
+            next
+        });
         for change in changes {
             // Nobody listening is fine: subscribers come and go.
             let _ = self.changes.send(change);

@@ -1,7 +1,7 @@
 //! JSON Feed 1.1 (https://jsonfeed.org/version/1.1).
 
 use super::{FeedMeta, body_html, categories};
-use crate::domain::Article;
+use crate::domain::{Article, Media};
 use chrono::SecondsFormat;
 use serde::Serialize;
 
@@ -50,8 +50,35 @@ struct Item<'a> {
     authors: Vec<Author<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tags: Vec<&'a str>,
+    /// The first image among the media files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    attachments: Vec<Attachment<'a>>,
     #[serde(rename = "_feedpub", skip_serializing_if = "Extension::is_empty")]
     extension: Extension<'a>,
+}
+
+/// A media file; the caption is its title, the size is left out when unknown.
+#[derive(Serialize)]
+struct Attachment<'a> {
+    url: &'a str,
+    mime_type: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    title: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    size_in_bytes: Option<u64>,
+}
+
+impl<'a> From<&'a Media> for Attachment<'a> {
+    fn from(media: &'a Media) -> Self {
+        Self {
+            url: &media.url,
+            mime_type: &media.mime_type,
+            title: &media.caption,
+            size_in_bytes: (media.length > 0).then_some(media.length),
+        }
+    }
 }
 
 /// feedpub's own item fields (JSON Feed extensions start with `_`).
@@ -103,6 +130,12 @@ pub fn render(meta: &FeedMeta, articles: &[Article]) -> Vec<u8> {
                     date_modified: date(article.updated),
                     authors: content.authors.iter().map(|name| Author { name }).collect(),
                     tags: categories(article).collect(),
+                    image: content
+                        .media
+                        .iter()
+                        .find(|m| m.is_image())
+                        .map(|m| m.url.as_str()),
+                    attachments: content.media.iter().map(Attachment::from).collect(),
                     extension: Extension {
                         kicker: &content.kicker,
                         subtitle: &content.subtitle,
@@ -161,5 +194,58 @@ mod tests {
         assert_eq!(value["items"][0]["_feedpub"]["subtitle"], "副题 <i> & ]]>");
         assert!(value["items"][1].get("_feedpub").is_none());
         assert_eq!(value["hubs"][0]["url"], "http://127.0.0.1:8080/websub");
+    }
+
+    #[test]
+    fn json_feed_lists_media_as_attachments_and_the_first_image_as_image() {
+        let bytes = render(&fixtures::meta(), &fixtures::articles_with_media());
+        let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let item = &value["items"][0];
+        assert_eq!(item["image"], "https://img.example.com/youyu.jpg?w=1&h=2");
+        assert_eq!(
+            item["attachments"],
+            serde_json::json!([
+                {
+                    "url": "https://img.example.com/youyu.jpg?w=1&h=2",
+                    "mime_type": "image/jpeg",
+                    "title": r#"右玉 "农旅" <融合> & ]]>"#,
+                    "size_in_bytes": 12345
+                },
+                { "url": "https://cdn.example.com/youyu.mp3", "mime_type": "audio/mpeg" }
+            ])
+        );
+        assert!(value["items"][1].get("attachments").is_none());
+        assert!(value["items"][1].get("image").is_none());
+
+        let feed = feed_rs::parser::parse(&bytes[..]).unwrap();
+        let hrefs: Vec<_> = feed.entries[0]
+            .links
+            .iter()
+            .map(|l| l.href.as_str())
+            .collect();
+        assert!(
+            hrefs.contains(&"https://cdn.example.com/youyu.mp3"),
+            "{hrefs:?}"
+        );
+        let photo = feed.entries[0]
+            .links
+            .iter()
+            .find(|l| l.href == "https://img.example.com/youyu.jpg?w=1&h=2")
+            .unwrap();
+        assert_eq!(photo.media_type.as_deref(), Some("image/jpeg"));
+        assert_eq!(photo.length, Some(12_345));
+    }
+
+    #[test]
+    fn a_feed_whose_media_has_no_image_has_no_image() {
+        let mut articles = fixtures::articles();
+        articles[0].content.media = fixtures::media().split_off(1);
+        let value: serde_json::Value =
+            serde_json::from_slice(&render(&fixtures::meta(), &articles)).unwrap();
+        assert!(value["items"][0].get("image").is_none());
+        assert_eq!(
+            value["items"][0]["attachments"].as_array().unwrap().len(),
+            1
+        );
     }
 }

@@ -3,9 +3,10 @@
 
 pub mod atom;
 pub mod json_feed;
+pub mod opml;
 pub mod rss;
 
-use crate::domain::Article;
+use crate::domain::{Article, Tombstone};
 use chrono::{DateTime, FixedOffset, Utc};
 
 /// The three formats every feed is published in.
@@ -73,11 +74,36 @@ impl Format {
     /// Renders `articles` (newest first) as a document of this format.
     pub fn render(self, meta: &FeedMeta, articles: &[Article]) -> Vec<u8> {
         match self {
-            Self::Rss => rss::render(meta, articles),
-            Self::Atom => atom::render(meta, articles),
+            Self::Rss => with_stylesheet(rss::render(meta, articles), meta),
+            Self::Atom => with_stylesheet(atom::render(meta, articles), meta),
             Self::JsonFeed => json_feed::render(meta, articles),
         }
     }
+}
+
+/// The XSL stylesheet that shows RSS and Atom feeds as a page in browsers.
+pub const STYLESHEET: &str = include_str!("feed.xsl");
+/// File name of the stylesheet in `feeds/`.
+pub const STYLESHEET_FILE: &str = "feed.xsl";
+/// Its media type.
+pub const STYLESHEET_CONTENT_TYPE: &str = "text/xsl; charset=utf-8";
+
+/// Adds `<?xml-stylesheet?>` right after the XML declaration, when the feed has a stylesheet.
+fn with_stylesheet(mut xml: Vec<u8>, meta: &FeedMeta) -> Vec<u8> {
+    let Some(href) = &meta.stylesheet else {
+        return xml;
+    };
+    let instruction = format!(
+        "<?xml-stylesheet type=\"text/xsl\" href=\"{}\"?>",
+        html_escape::encode_double_quoted_attribute(href)
+    );
+    let at = if xml.starts_with(b"<?xml") {
+        xml.windows(2).position(|w| w == b"?>").map_or(0, |i| i + 2)
+    } else {
+        0
+    };
+    xml.splice(at..at, instruction.into_bytes());
+    xml
 }
 
 /// What a feed says about itself.
@@ -107,10 +133,14 @@ pub struct FeedMeta {
     pub json_url: String,
     /// Absolute URL of the WebSub hub that pushes this feed's changes.
     pub hub_url: String,
+    /// Path of the XSL stylesheet browsers use to show RSS and Atom; `None` for none.
+    pub stylesheet: Option<String>,
     /// When what the feed shows last changed (never "now").
     pub updated: DateTime<Utc>,
     /// Offset dates are written in.
     pub offset: FixedOffset,
+    /// Entries retracted recently (RFC 6721), newest first; only Atom shows them.
+    pub tombstones: Vec<Tombstone>,
 }
 
 impl FeedMeta {
@@ -153,12 +183,66 @@ pub fn categories(article: &Article) -> impl Iterator<Item = &str> {
 }
 
 #[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xml_feeds_name_the_stylesheet_right_after_the_declaration() {
+        let meta = fixtures::meta();
+        for format in [Format::Rss, Format::Atom] {
+            let text = String::from_utf8(format.render(&meta, &fixtures::articles())).unwrap();
+            let (declaration, rest) = text.split_at(text.find("?>").unwrap() + 2);
+            assert!(
+                declaration.starts_with("<?xml version=\"1.0\""),
+                "{declaration}"
+            );
+            assert!(
+                rest.starts_with(r#"<?xml-stylesheet type="text/xsl" href="/feeds/feed.xsl"?>"#),
+                "{rest}"
+            );
+            assert!(feed_rs::parser::parse(text.as_bytes()).is_ok());
+        }
+        let json = Format::JsonFeed.render(&meta, &fixtures::articles());
+        assert!(!String::from_utf8(json).unwrap().contains("xml-stylesheet"));
+    }
+}
+
+#[cfg(test)]
 pub(crate) mod fixtures {
     //! Articles and metadata shared by the renderer tests.
 
     use super::FeedMeta;
-    use crate::domain::{Article, ArticleDraft, PartnerId, Revision};
+    use crate::domain::{Article, ArticleDraft, Media, PartnerId, Revision};
     use chrono::{FixedOffset, TimeZone, Utc};
+
+    /// A photo whose URL and caption need escaping, then an audio file of unknown size.
+    pub fn media() -> Vec<Media> {
+        vec![
+            Media {
+                url: "https://img.example.com/youyu.jpg?w=1&h=2".into(),
+                mime_type: "image/jpeg".into(),
+                length: 12_345,
+                caption: r#"右玉 "农旅" <融合> & ]]>"#.into(),
+                width: Some(1200),
+                height: Some(800),
+            },
+            Media {
+                url: "https://cdn.example.com/youyu.mp3".into(),
+                mime_type: "audio/mpeg".into(),
+                length: 0,
+                caption: String::new(),
+                width: None,
+                height: None,
+            },
+        ]
+    }
+
+    /// `articles()`, the first carrying `media()`.
+    pub fn articles_with_media() -> Vec<Article> {
+        let mut articles = articles();
+        articles[0].content.media = media();
+        articles
+    }
 
     pub fn meta() -> FeedMeta {
         FeedMeta {
@@ -174,8 +258,10 @@ pub(crate) mod fixtures {
             rss_url: "http://127.0.0.1:8080/feeds/politics/rss.xml".into(),
             json_url: "http://127.0.0.1:8080/feeds/politics/feed.json".into(),
             hub_url: "http://127.0.0.1:8080/websub".into(),
+            stylesheet: Some("/feeds/feed.xsl".into()),
             updated: Utc.with_ymd_and_hms(2023, 6, 7, 0, 0, 0).unwrap(),
             offset: FixedOffset::east_opt(8 * 3600).unwrap(),
+            tombstones: Vec::new(),
         }
     }
 

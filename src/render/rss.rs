@@ -1,10 +1,15 @@
-//! RSS 2.0 with the content, Dublin Core and Atom namespaces.
+//! RSS 2.0 with the content, Dublin Core, Atom and (for media files) Media RSS namespaces.
 
 use super::{FeedMeta, Format, body_html, categories};
-use crate::domain::Article;
+use crate::domain::{Article, Media};
 use rss::extension::atom::{AtomExtension, Link};
 use rss::extension::dublincore::DublinCoreExtension;
-use rss::{Category, Channel, Guid, Image, Item};
+use rss::extension::{Extension, ExtensionMap};
+use rss::{Category, Channel, Enclosure, Guid, Image, Item};
+use std::collections::BTreeMap;
+
+/// The Media RSS namespace (https://www.rssboard.org/media-rss), prefix `media`.
+const MEDIA_RSS: &str = "http://search.yahoo.com/mrss/";
 
 /// Renders an RSS 2.0 document: names in `dc:creator`, full HTML in `content:encoded`,
 /// the summary as escaped HTML in `description`, dates in RFC 822 with the real offset.
@@ -40,6 +45,7 @@ pub fn render(meta: &FeedMeta, articles: &[Article]) -> Vec<u8> {
             ],
         }),
         items: articles.iter().map(|a| item(meta, a)).collect(),
+        namespaces: media_namespace(articles),
         ..Channel::default()
     };
     channel
@@ -70,8 +76,77 @@ fn item(meta: &FeedMeta, article: &Article) -> Item {
             creators: content.authors.clone(),
             ..DublinCoreExtension::default()
         }),
+        // RSS allows one enclosure; Media RSS carries every file.
+        enclosure: content.media.first().map(enclosure),
+        extensions: media_extensions(&content.media),
         ..Item::default()
     }
+}
+
+/// `xmlns:media`, declared only when some item carries media.
+fn media_namespace(articles: &[Article]) -> BTreeMap<String, String> {
+    articles
+        .iter()
+        .any(|a| !a.content.media.is_empty())
+        .then(|| ("media".to_owned(), MEDIA_RSS.to_owned()))
+        .into_iter()
+        .collect()
+}
+
+/// `<enclosure>`: its three attributes are required; 0 is the length to give when unknown.
+fn enclosure(media: &Media) -> Enclosure {
+    Enclosure {
+        url: media.url.clone(),
+        length: media.length.to_string(),
+        mime_type: media.mime_type.clone(),
+    }
+}
+
+/// One `<media:content>` per file, with its caption as `<media:description type="plain">`.
+/// The rss crate escapes attribute values and text of extensions.
+fn media_extensions(media: &[Media]) -> ExtensionMap {
+    if media.is_empty() {
+        return ExtensionMap::new();
+    }
+    let contents = media
+        .iter()
+        .map(|m| {
+            let mut attrs = BTreeMap::from([
+                ("url".to_owned(), m.url.clone()),
+                ("type".to_owned(), m.mime_type.clone()),
+            ]);
+            let optional = [
+                ("fileSize", (m.length > 0).then(|| m.length.to_string())),
+                ("medium", m.medium().map(str::to_owned)),
+                ("width", m.width.map(|w| w.to_string())),
+                ("height", m.height.map(|h| h.to_string())),
+            ];
+            for (name, value) in optional {
+                if let Some(value) = value {
+                    attrs.insert(name.to_owned(), value);
+                }
+            }
+            let description = (!m.caption.is_empty()).then(|| Extension {
+                name: "media:description".into(),
+                value: Some(m.caption.clone()),
+                attrs: BTreeMap::from([("type".to_owned(), "plain".to_owned())]),
+                children: BTreeMap::new(),
+            });
+            Extension {
+                name: "media:content".into(),
+                value: None,
+                attrs,
+                children: description
+                    .map(|d| ("description".to_owned(), vec![d]))
+                    .into_iter()
+                    .collect(),
+            }
+        })
+        .collect();
+    BTreeMap::from([(
+        "media".to_owned(),
+        BTreeMap::from([("content".to_owned(), contents)]),
+    )])
 }
 
 #[cfg(test)]
@@ -129,5 +204,66 @@ mod tests {
             r#"<atom:link href="http://127.0.0.1:8080/feeds/politics/rss.xml" rel="self""#
         ));
         assert!(text.contains(r#"<atom:link href="http://127.0.0.1:8080/websub" rel="hub"/>"#));
+    }
+
+    #[test]
+    fn rss_carries_the_first_media_file_as_enclosure_and_every_one_as_media_content() {
+        let bytes = render(&fixtures::meta(), &fixtures::articles_with_media());
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.contains(r#"xmlns:media="http://search.yahoo.com/mrss/""#));
+        assert!(
+            text.contains(
+                r#"<enclosure url="https://img.example.com/youyu.jpg?w=1&amp;h=2" length="12345" type="image/jpeg"/>"#
+            ),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("<enclosure ").count(),
+            1,
+            "one per item at most"
+        );
+        assert!(text.contains(
+            r#"<media:content fileSize="12345" height="800" medium="image" type="image/jpeg" url="https://img.example.com/youyu.jpg?w=1&amp;h=2" width="1200">"#
+        ), "{text}");
+        assert!(text.contains(
+            r#"<media:content medium="audio" type="audio/mpeg" url="https://cdn.example.com/youyu.mp3"></media:content>"#
+        ), "{text}");
+        assert!(!text.contains("<融合>"), "captions are escaped");
+
+        let feed = feed_rs::parser::parse(&bytes[..]).unwrap();
+        let media = &feed.entries[0].media;
+        let urls: Vec<_> = media
+            .iter()
+            .flat_map(|m| &m.content)
+            .map(|c| c.url.as_ref().unwrap().as_str())
+            .collect();
+        // feed-rs reads the enclosure as media content too.
+        assert_eq!(
+            urls,
+            [
+                "https://img.example.com/youyu.jpg?w=1&h=2",
+                "https://img.example.com/youyu.jpg?w=1&h=2",
+                "https://cdn.example.com/youyu.mp3"
+            ]
+        );
+        let photo = &media[0].content[1];
+        assert_eq!(photo.size, Some(12_345));
+        assert_eq!(
+            photo.content_type.as_ref().unwrap().to_string(),
+            "image/jpeg"
+        );
+        assert_eq!((photo.width, photo.height), (Some(1200), Some(800)));
+        assert_eq!(
+            media[0].description.as_ref().unwrap().content,
+            r#"右玉 "农旅" <融合> & ]]>"#
+        );
+        assert!(feed.entries[1].media.is_empty());
+    }
+
+    #[test]
+    fn rss_without_media_declares_no_media_namespace() {
+        let text = String::from_utf8(render(&fixtures::meta(), &fixtures::articles())).unwrap();
+        assert!(!text.contains("xmlns:media"));
+        assert!(!text.contains("<enclosure"));
     }
 }

@@ -7,10 +7,10 @@ pub use sqlite::SqliteStore;
 
 use crate::domain::{
     Article, ArticleContent, ArticleId, FeedScope, Partner, PartnerId, PartnerName, Revision,
-    SectionGrant, SectionSlug, TokenHash,
+    SectionGrant, SectionSlug, TokenHash, Tombstone,
 };
 use crate::websub::{Callback, Subscription, Topic};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use std::sync::Arc;
 
 /// Why a storage operation failed.
@@ -46,11 +46,15 @@ pub struct ListCursor {
     pub id: ArticleId,
 }
 
-/// The articles one feed shows, and when what the feed shows last changed.
+/// The articles one feed shows, the tombstones of those recently retracted, and when what
+/// the feed shows last changed.
 #[derive(Debug, Clone)]
 pub struct FeedContent {
     /// Visible articles, newest `publish_time` first.
     pub articles: Vec<Article>,
+    /// Articles of the scope retracted within the tombstone window that were in the feed
+    /// when retracted; newest retraction first, then by GUID.
+    pub tombstones: Vec<Tombstone>,
     /// Latest instant at which anything in the scope changed; `None` for an empty history.
     pub last_change: Option<DateTime<Utc>>,
 }
@@ -118,19 +122,24 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Article>, StoreError>;
 
-    /// What the feed of `scope` shows at `now`: published, not expired, `publish_time` reached.
+    /// What the feed of `scope` shows at `now`: at most `limit` articles that are published,
+    /// not expired, with `publish_time` reached and any embargo over; and at most `limit`
+    /// tombstones of retractions less than `tombstone_window` before `now`.
     async fn feed_content(
         &self,
         scope: &FeedScope,
         now: DateTime<Utc>,
         limit: usize,
+        tombstone_window: TimeDelta,
     ) -> Result<FeedContent, StoreError>;
 
-    /// The next instant after `now` at which an article enters (publish time) or leaves
-    /// (expire time) the feeds without a write.
+    /// The next instant after `now` at which a feed changes without a write: an article
+    /// enters (publish time, embargo end) or leaves (expire time) the feeds, or a tombstone's
+    /// `tombstone_window` ends.
     async fn next_transition(
         &self,
         now: DateTime<Utc>,
+        tombstone_window: TimeDelta,
     ) -> Result<Option<DateTime<Utc>>, StoreError>;
 
     /// Records a verified subscription, replacing (renewing) the one with the same topic

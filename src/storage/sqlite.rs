@@ -3,11 +3,11 @@
 use super::sqlite_websub as websub;
 use super::{FeedContent, ListCursor, NewPartner, Store, StoreError};
 use crate::domain::{
-    Article, ArticleContent, ArticleId, ArticleState, FeedScope, Partner, PartnerId, PartnerName,
-    Revision, SectionGrant, SectionSlug, TokenHash,
+    Article, ArticleContent, ArticleId, ArticleState, FeedScope, Media, Partner, PartnerId,
+    PartnerName, Revision, SectionGrant, SectionSlug, TokenHash, Tombstone,
 };
 use crate::websub::{Callback, Subscription, Topic};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow, SqliteSynchronous,
@@ -307,7 +307,15 @@ async fn apply_add_partner(
 
 const ARTICLE_COLUMNS: &str = "partner_id, article_id, guid, section, state, title, subtitle, kicker, \
      authors, summary, content_html, content_text, tags, canonical_url, publish_time, update_time, \
-     updated, expire_time, create_time, change_time, retract_time, retract_reason, etag";
+     updated, expire_time, create_time, change_time, retract_time, retract_reason, etag, \
+     embargo_time, media";
+
+/// A retracted article that was in its feeds when it was retracted: published, its embargo
+/// over and not expired. Only those leave a tombstone; any other would tell readers about
+/// an article they never saw (an embargoed one, say).
+const SHOWN_WHEN_RETRACTED: &str = "state = 2 AND publish_time <= retract_time \
+     AND (embargo_time IS NULL OR embargo_time <= retract_time) \
+     AND (expire_time IS NULL OR expire_time > retract_time)";
 
 async fn select_article(
     conn: &mut SqliteConnection,
@@ -328,7 +336,7 @@ async fn write_article(conn: &mut SqliteConnection, a: &Article) -> Result<(), S
     let c = &a.content;
     sqlx::query(&format!(
         "INSERT OR REPLACE INTO articles ({ARTICLE_COLUMNS})
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     ))
     .bind(a.partner.0)
     .bind(a.id.as_str())
@@ -353,6 +361,8 @@ async fn write_article(conn: &mut SqliteConnection, a: &Article) -> Result<(), S
     .bind(a.retract_time.map(nanos))
     .bind(&a.retract_reason)
     .bind(&a.etag)
+    .bind(c.embargo_time.map(nanos))
+    .bind(serde_json::to_string(&c.media).expect("media always serialise"))
     .execute(conn)
     .await?;
     Ok(())
@@ -380,6 +390,8 @@ fn article_from_row(row: &SqliteRow) -> Result<Article, StoreError> {
         let raw: String = row.try_get(col)?;
         serde_json::from_str(&raw).map_err(|e| corrupt(col, e.to_string()))
     };
+    let media: Vec<Media> = serde_json::from_str(&row.try_get::<String, _>("media")?)
+        .map_err(|e| corrupt("media", e.to_string()))?;
     let id: String = row.try_get("article_id")?;
     let section: String = row.try_get("section")?;
     let state = match row.try_get::<i64, _>("state")? {
@@ -409,6 +421,10 @@ fn article_from_row(row: &SqliteRow) -> Result<Article, StoreError> {
             expire_time: row
                 .try_get::<Option<i64>, _>("expire_time")?
                 .map(from_nanos),
+            embargo_time: row
+                .try_get::<Option<i64>, _>("embargo_time")?
+                .map(from_nanos),
+            media,
         },
         updated: from_nanos(row.try_get("updated")?),
         create_time: from_nanos(row.try_get("create_time")?),
@@ -553,6 +569,7 @@ impl Store for SqliteStore {
         scope: &FeedScope,
         now: DateTime<Utc>,
         limit: usize,
+        tombstone_window: TimeDelta,
     ) -> Result<FeedContent, StoreError> {
         // The section, when there is one, is bound last: `?{n}` is its position.
         let section = match scope {
@@ -563,11 +580,13 @@ impl Store for SqliteStore {
             None => String::new(),
             Some(_) => format!("section = ?{n} AND"),
         };
+        let window = tombstone_window.num_nanoseconds().unwrap_or(i64::MAX);
         let filter3 = filter(3);
         let articles_sql = format!(
             "SELECT {ARTICLE_COLUMNS} FROM articles
              WHERE {filter3} state = 1 AND publish_time <= ?1
                AND (expire_time IS NULL OR expire_time > ?1)
+               AND (embargo_time IS NULL OR embargo_time <= ?1)
              ORDER BY publish_time DESC, guid LIMIT ?2"
         );
         let mut query = sqlx::query(&articles_sql)
@@ -581,24 +600,60 @@ impl Store for SqliteStore {
             .iter()
             .map(article_from_row)
             .collect::<Result<Vec<_>, _>>()?;
+        // Tombstones of retractions less than a window ago, newest first: they depend on
+        // `now` only through the window, whose end is a transition of its own.
+        let filter4 = filter(4);
+        let tombstones_sql = format!(
+            "SELECT guid, retract_time FROM articles
+             WHERE {filter4} {SHOWN_WHEN_RETRACTED}
+               AND retract_time <= ?1 AND retract_time > ?1 - ?3
+             ORDER BY retract_time DESC, guid LIMIT ?2"
+        );
+        let mut query = sqlx::query(&tombstones_sql)
+            .bind(nanos(now))
+            .bind(limit as i64)
+            .bind(window);
+        if let Some(section) = section {
+            query = query.bind(section);
+        }
+        let tombstones = query
+            .fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(Tombstone {
+                    guid: row.try_get("guid")?,
+                    when: from_nanos(row.try_get("retract_time")?),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
         // Everything that changes what the feed shows: writes, articles whose publish time
-        // has come, and articles whose expire time has passed.
-        let filter = filter(2);
+        // has come, whose embargo has ended or whose expire time has passed, and tombstones
+        // whose window has ended.
+        let filter = filter(3);
         let change_sql = format!(
             "SELECT MAX(
                  (SELECT MAX(change_time) FROM articles WHERE {filter} 1),
                  COALESCE((SELECT MAX(publish_time) FROM articles
                            WHERE {filter} state = 1 AND publish_time <= ?1), 0),
                  COALESCE((SELECT MAX(expire_time) FROM articles
-                           WHERE {filter} expire_time <= ?1), 0))"
+                           WHERE {filter} expire_time <= ?1), 0),
+                 COALESCE((SELECT MAX(embargo_time) FROM articles
+                           WHERE {filter} state = 1 AND embargo_time <= ?1), 0),
+                 COALESCE((SELECT MAX(retract_time) FROM articles
+                           WHERE {filter} {SHOWN_WHEN_RETRACTED}
+                             AND retract_time <= ?1 - ?2) + ?2, 0))"
         );
-        let mut query = sqlx::query_scalar(&change_sql).bind(nanos(now));
+        let mut query = sqlx::query_scalar(&change_sql)
+            .bind(nanos(now))
+            .bind(window);
         if let Some(section) = section {
             query = query.bind(section);
         }
         let last_change: Option<i64> = query.fetch_one(&self.read).await?;
         Ok(FeedContent {
             articles,
+            tombstones,
             last_change: last_change.map(from_nanos),
         })
     }
@@ -606,14 +661,19 @@ impl Store for SqliteStore {
     async fn next_transition(
         &self,
         now: DateTime<Utc>,
+        tombstone_window: TimeDelta,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let next: Option<i64> = sqlx::query_scalar(
+        let next: Option<i64> = sqlx::query_scalar(&format!(
             "SELECT MIN(
                  COALESCE((SELECT MIN(publish_time) FROM articles WHERE state = 1 AND publish_time > ?1), ?2),
-                 COALESCE((SELECT MIN(expire_time) FROM articles WHERE expire_time > ?1), ?2))",
-        )
+                 COALESCE((SELECT MIN(expire_time) FROM articles WHERE expire_time > ?1), ?2),
+                 COALESCE((SELECT MIN(embargo_time) FROM articles WHERE state = 1 AND embargo_time > ?1), ?2),
+                 COALESCE((SELECT MIN(retract_time) FROM articles
+                           WHERE {SHOWN_WHEN_RETRACTED} AND retract_time > ?1 - ?3) + ?3, ?2))"
+        ))
         .bind(nanos(now))
         .bind(i64::MAX)
+        .bind(tombstone_window.num_nanoseconds().unwrap_or(i64::MAX))
         .fetch_one(&self.read)
         .await?;
         Ok(next.filter(|n| *n != i64::MAX).map(from_nanos))
