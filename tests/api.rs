@@ -37,17 +37,7 @@ fn brief(id: &str, title: &str) -> proto::Article {
 }
 
 async fn publish_sample(server: &TestServer) -> Vec<proto::Article> {
-    let mut client = server.client().await;
-    let mut stored = Vec::new();
-    for article in sample_edition() {
-        let response = client
-            .publish_article(authed(&server.tokens.newsroom, publish(article)))
-            .await
-            .expect("the sample edition publishes")
-            .into_inner();
-        stored.push(response.article.unwrap());
-    }
-    stored
+    server.publish_sample_edition().await
 }
 
 #[tokio::test]

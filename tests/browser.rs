@@ -3,9 +3,7 @@
 
 mod common;
 
-use common::{TestServer, authed};
-use feedpub::demo::sample_edition;
-use feedpub::grpc::proto::PublishArticleRequest;
+use common::TestServer;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -62,19 +60,7 @@ async fn the_index_and_a_styled_feed_show_the_chinese_headlines_without_console_
         return;
     }
     let server = TestServer::start().await;
-    let mut client = server.client().await;
-    for article in sample_edition() {
-        client
-            .publish_article(authed(
-                &server.tokens.newsroom,
-                PublishArticleRequest {
-                    article: Some(article),
-                },
-            ))
-            .await
-            .unwrap();
-    }
-    server.settle().await;
+    server.publish_sample_edition().await;
     let profile = tempfile::tempdir().unwrap();
     let pages = [
         ("/", "<h1>朔州日报</h1>"),

@@ -19,7 +19,6 @@ mod inspect;
 
 use common::{TestServer, all_feed_paths, authed};
 use feedpub::config::{EMBEDDED_CONFIG, Overrides, Settings};
-use feedpub::demo::sample_edition;
 use feedpub::domain::{SectionGrant, SectionSlug};
 use feedpub::grpc::proto::{self, PublishArticleRequest};
 use feedpub::publishing;
@@ -452,19 +451,7 @@ async fn a_hostile_corpus_gives_valid_safe_feeds_with_the_expected_warnings_and_
 #[tokio::test]
 async fn the_sample_edition_feeds_are_kept_for_the_validators() {
     let server = TestServer::start().await;
-    let mut client = server.client().await;
-    for article in sample_edition() {
-        client
-            .publish_article(authed(
-                &server.tokens.newsroom,
-                PublishArticleRequest {
-                    article: Some(article),
-                },
-            ))
-            .await
-            .expect("the sample edition publishes");
-    }
-    server.settle().await;
+    server.publish_sample_edition().await;
     let mut problems = Vec::new();
     let fetched = fetch_all(&server, &samples_dir("sample-edition"), &mut problems).await;
     assert!(problems.is_empty(), "{}", problems.join("\n"));

@@ -13,19 +13,7 @@ use reqwest::header::{
 
 async fn server_with_sample() -> TestServer {
     let server = TestServer::start().await;
-    let mut client = server.client().await;
-    for article in sample_edition() {
-        client
-            .publish_article(authed(
-                &server.tokens.newsroom,
-                PublishArticleRequest {
-                    article: Some(article),
-                },
-            ))
-            .await
-            .unwrap();
-    }
-    server.settle().await;
+    server.publish_sample_edition().await;
     server
 }
 

@@ -6,7 +6,7 @@
 use feedpub::app::Application;
 use feedpub::config::{EMBEDDED_CONFIG, Overrides, Settings};
 use feedpub::domain::{SectionGrant, SectionSlug};
-use feedpub::grpc::proto::publisher_service_client::PublisherServiceClient;
+use feedpub::grpc::proto::{self, publisher_service_client::PublisherServiceClient};
 use feedpub::publication::Publication;
 use feedpub::publishing;
 use feedpub::storage::{SqliteStore, Store};
@@ -165,6 +165,25 @@ impl TestServer {
 }
 
 impl TestServer {
+    /// Publishes the sample edition as `newsroom` through the real API, waits until the
+    /// feeds show it, and returns the articles as stored.
+    pub async fn publish_sample_edition(&self) -> Vec<proto::Article> {
+        let mut client = self.client().await;
+        let mut stored = Vec::new();
+        for article in feedpub::demo::sample_edition() {
+            let request = proto::PublishArticleRequest {
+                article: Some(article),
+            };
+            let response = client
+                .publish_article(authed(&self.tokens.newsroom, request))
+                .await
+                .expect("the sample edition publishes");
+            stored.extend(response.into_inner().article);
+        }
+        self.settle().await;
+        stored
+    }
+
     /// Waits until every acknowledged change is in the published feeds.
     pub async fn settle(&self) {
         let start = Instant::now();
