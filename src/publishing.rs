@@ -155,6 +155,8 @@ impl Publisher {
             .store
             .publish(partner.id, valid.id, valid.content, guid, Utc::now())
             .await?;
+        // Author and tag feeds first, so that they are current once the section's is.
+        self.publication.touch_scopes(revision.touched_names());
         let touched = revision.touched_sections();
         self.publication.touch(&touched);
         Ok(Published {
@@ -239,6 +241,7 @@ impl Publisher {
             .await?
             .ok_or_else(|| PublishError::NotFound(id.to_string()))?;
         if changed {
+            self.publication.touch_scopes(article.name_scopes());
             self.publication
                 .touch(std::slice::from_ref(&article.content.section));
         }

@@ -430,7 +430,10 @@ async fn configured_external_hubs_are_pinged_on_every_change() {
     })
     .await;
     server.publish("websub-ping", "rural").await;
-    let expected: Vec<String> = ["rural", "all"]
+    // The article's section, all sections, and its author's feed (the harness signs
+    // every article 陈淑兰, with no tags).
+    let author = format!("authors/{}", feedpub::domain::name_slug("陈淑兰"));
+    let expected: Vec<String> = ["rural", "all", author.as_str()]
         .iter()
         .flat_map(|s| ["rss.xml", "atom.xml", "feed.json"].map(|f| topic(&format!("{s}/{f}"))))
         .collect();

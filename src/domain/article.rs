@@ -3,7 +3,7 @@
 use super::lint;
 use super::media::{Media, MediaDraft};
 use super::text::{self, clean};
-use super::{ArticleId, PartnerId, SectionSlug, Violations};
+use super::{ArticleId, FeedScope, PartnerId, SectionSlug, Violations};
 use chrono::{DateTime, Datelike, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -86,6 +86,18 @@ impl ArticleContent {
     }
 }
 
+impl Article {
+    /// True when the article belongs in public feeds at `now`: published, its publish time
+    /// reached, not expired, no embargo running.
+    pub fn is_visible(&self, now: DateTime<Utc>) -> bool {
+        let c = &self.content;
+        self.state == ArticleState::Published
+            && c.publish_time <= now
+            && c.expire_time.is_none_or(|t| t > now)
+            && !c.is_embargoed(now)
+    }
+}
+
 /// The trace a retracted article leaves in the feeds that showed it: an RFC 6721
 /// `at:deleted-entry` in Atom.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,6 +149,8 @@ pub enum Revision {
     Updated {
         article: Article,
         previous_section: SectionSlug,
+        /// The authors and the tags the article had before, whose feeds showed it.
+        previous_names: Box<(Vec<String>, Vec<String>)>,
     },
 }
 
@@ -157,6 +171,7 @@ impl Revision {
             Self::Updated {
                 article,
                 previous_section,
+                ..
             } => {
                 let mut sections = vec![article.content.section.clone()];
                 if *previous_section != article.content.section {
@@ -165,6 +180,35 @@ impl Revision {
                 sections
             }
         }
+    }
+
+    /// The author and tag feeds that must be rebuilt because of this revision: those of
+    /// the article's names now and, after an edit, before.
+    pub fn touched_names(&self) -> Vec<FeedScope> {
+        let mut scopes = std::collections::BTreeSet::new();
+        match self {
+            Self::Unchanged(_) => {}
+            Self::Created(article) => scopes.extend(article.name_scopes()),
+            Self::Updated {
+                article,
+                previous_names,
+                ..
+            } => {
+                scopes.extend(article.name_scopes());
+                let (authors, tags) = &**previous_names;
+                scopes.extend(authors.iter().map(|a| FeedScope::author(a)));
+                scopes.extend(tags.iter().map(|t| FeedScope::tag(t)));
+            }
+        }
+        scopes.into_iter().collect()
+    }
+}
+
+impl Article {
+    /// The feeds of the article's authors and of its tags.
+    pub fn name_scopes(&self) -> impl Iterator<Item = FeedScope> + '_ {
+        let authors = self.content.authors.iter().map(|a| FeedScope::author(a));
+        authors.chain(self.content.tags.iter().map(|t| FeedScope::tag(t)))
     }
 }
 
@@ -193,6 +237,8 @@ impl Article {
                     }
                 });
                 let previous_section = old.content.section.clone();
+                let previous_names =
+                    Box::new((old.content.authors.clone(), old.content.tags.clone()));
                 Revision::Updated {
                     article: Article {
                         content,
@@ -205,6 +251,7 @@ impl Article {
                         ..old
                     },
                     previous_section,
+                    previous_names,
                 }
             }
             None => Revision::Created(Article {

@@ -59,7 +59,8 @@ fn check_slug_shape(raw: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A section slug: `[a-z0-9-]`, 1 to 64 characters, never the reserved `all`.
+/// A section slug: `[a-z0-9-]`, 1 to 64 characters, never the reserved `all`, `authors`
+/// or `tags`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct SectionSlug(String);
@@ -68,11 +69,16 @@ impl SectionSlug {
     /// The name of the feed that carries every section; no section may take it.
     pub const ALL: &'static str = "all";
 
-    /// Accepts a slug of `[a-z0-9-]{1,64}` other than `all`.
+    /// Accepts a slug of `[a-z0-9-]{1,64}` other than `all`, `authors` and `tags`.
     pub fn parse(raw: &str) -> Result<Self, String> {
         check_slug_shape(raw)?;
         if raw == Self::ALL {
             return Err("\"all\" is reserved for the feed of every section".into());
+        }
+        if raw == super::FeedScope::AUTHORS || raw == super::FeedScope::TAGS {
+            return Err(format!(
+                "{raw:?} is reserved for the folder of the {raw} feeds"
+            ));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -141,7 +147,15 @@ mod tests {
     #[test]
     fn section_slugs_reject_all_uppercase_and_overlong() {
         assert_eq!(SectionSlug::parse("rural").unwrap().as_str(), "rural");
-        for bad in ["", "all", "Rural", "a_b", &"a".repeat(65)] {
+        for bad in [
+            "",
+            "all",
+            "authors",
+            "tags",
+            "Rural",
+            "a_b",
+            &"a".repeat(65),
+        ] {
             assert!(SectionSlug::parse(bad).is_err(), "{bad:?} was accepted");
         }
     }

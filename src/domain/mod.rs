@@ -4,6 +4,7 @@ mod article;
 mod ids;
 mod lint;
 mod media;
+mod name_slug;
 mod partner;
 mod text;
 mod violation;
@@ -13,6 +14,7 @@ pub use article::{
 };
 pub use ids::{ArticleId, PartnerName, SectionSlug};
 pub use media::{MAX_MEDIA, Media, MediaDraft};
+pub use name_slug::name_slug;
 pub use partner::{Partner, PartnerId, SectionGrant, Token, TokenHash};
 pub use text::{HtmlPolicy, html_to_text, summarize, text_to_html};
 pub use violation::{FieldViolation, Violations};
@@ -28,21 +30,88 @@ pub struct Section {
     pub description: String,
 }
 
-/// The set of articles one feed carries: one section's, or every section's.
+/// The set of articles one feed carries: one section's, every section's, or those of one
+/// author or one tag.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FeedScope {
     /// Every section together, at `/feeds/all/…`.
     All,
     /// One section, at `/feeds/{slug}/…`.
     Section(SectionSlug),
+    /// Every article one author signed, at `/feeds/authors/{slug}/…`.
+    Author(NamedScope),
+    /// Every article with one tag, at `/feeds/tags/{slug}/…`.
+    Tag(NamedScope),
+}
+
+/// The exact name of an author or a tag, with its slug and its feeds' folder.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NamedScope {
+    name: String,
+    slug: String,
+    path: String,
+}
+
+impl NamedScope {
+    fn new(folder: &str, name: &str) -> Self {
+        let slug = name_slug(name);
+        Self {
+            path: format!("{folder}/{slug}"),
+            name: name.to_owned(),
+            slug,
+        }
+    }
+
+    /// The name exactly as articles carry it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The name's URL slug (see [`name_slug`]).
+    pub fn slug(&self) -> &str {
+        &self.slug
+    }
 }
 
 impl FeedScope {
-    /// The folder name of the scope's feeds under `feeds/`.
+    /// Folder of the author feeds under `feeds/`; no section may take the name.
+    pub const AUTHORS: &'static str = "authors";
+    /// Folder of the tag feeds under `feeds/`; no section may take the name.
+    pub const TAGS: &'static str = "tags";
+
+    /// The feeds of the author with exactly this name.
+    pub fn author(name: &str) -> Self {
+        Self::Author(NamedScope::new(Self::AUTHORS, name))
+    }
+
+    /// The feeds of the tag with exactly this name.
+    pub fn tag(name: &str) -> Self {
+        Self::Tag(NamedScope::new(Self::TAGS, name))
+    }
+
+    /// The folder of the scope's feeds under `feeds/`: `all`, a section slug, or
+    /// `authors/{slug}` and `tags/{slug}`.
     pub fn path_segment(&self) -> &str {
         match self {
             Self::All => SectionSlug::ALL,
             Self::Section(slug) => slug.as_str(),
+            Self::Author(named) | Self::Tag(named) => &named.path,
+        }
+    }
+
+    /// The `feed` label of the scope's metrics: its folder, or `author` and `tag` for the
+    /// (many) author and tag feeds.
+    pub fn metric_label(&self) -> &str {
+        Self::metric_label_of(self.path_segment())
+    }
+
+    /// The `feed` metric label of a feed path under `/feeds/` such as `politics/rss.xml`
+    /// or `authors/wu-yue-lin-94eb01/atom.xml`.
+    pub fn metric_label_of(path: &str) -> &str {
+        match path.split('/').next().unwrap_or("") {
+            Self::AUTHORS => "author",
+            Self::TAGS => "tag",
+            first => first,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Serving feed documents from the in-memory snapshot: content coding chosen by
 //! `Accept-Encoding`, strong ETags per coding, conditional GET and HEAD.
 
+use crate::domain::FeedScope;
 #[cfg(test)]
 use crate::publication::http_date;
 use crate::publication::{FeedFile, Publication};
@@ -11,6 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use metrics::Counter;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -35,7 +37,12 @@ impl FeedState {
         if let Some(found) = self.counters.read().ok().and_then(|m| m.get(path).cloned()) {
             return found;
         }
-        let (feed, file) = path.split_once('/').unwrap_or(("", path));
+        // Author and tag feeds count as `author` and `tag`: one label per name would be
+        // thousands of series.
+        let (feed, file) = match path.rsplit_once('/') {
+            Some((_, file)) => (FeedScope::metric_label_of(path), file),
+            None => ("", path),
+        };
         let format = Format::from_file_name(file).map_or("other", Format::short_name);
         let labels = |status: &'static str| {
             [
@@ -83,13 +90,28 @@ pub async fn serve_feed(
     Path(path): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(file) = state.publication.get(&path) else {
-        metrics::counter!("feedpub_http_requests_total",
-            "feed" => "unknown", "format" => "unknown", "status" => "404")
-        .increment(1);
-        return (StatusCode::NOT_FOUND, "no such feed\n").into_response();
+    // Current documents come from the snapshot; archive pages are rendered on request.
+    let (file, counters_key) = match state.publication.get(&path) {
+        Some(file) => (file, Cow::Borrowed(path.as_str())),
+        None => match state.publication.archive(&path).await {
+            Ok(Some(file)) => (file, archive_counters_key(&path)),
+            Ok(None) => {
+                metrics::counter!("feedpub_http_requests_total",
+                    "feed" => "unknown", "format" => "unknown", "status" => "404")
+                .increment(1);
+                return (StatusCode::NOT_FOUND, "no such feed\n").into_response();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, path, "cannot render an archive page");
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "archive unavailable, retry later\n",
+                )
+                    .into_response();
+            }
+        },
     };
-    let counters = state.counters(&path);
+    let counters = state.counters(&counters_key);
     let coding = negotiate(headers.get(header::ACCEPT_ENCODING));
     // Browsers show `application/rss+xml` and `application/atom+xml` as plain text and only
     // apply the feed's XSL stylesheet to a generic XML type, so a client that asks for HTML
@@ -148,6 +170,14 @@ fn representation(file: &FeedFile, coding: Coding) -> (&Bytes, &str, &HeaderValu
             &file.brotli.etag_header,
         ),
     }
+}
+
+/// Archive pages share their feed's counters: `politics/archive/3/atom.xml` counts as
+/// `politics/atom.xml`, so the number of pages never multiplies the metrics.
+fn archive_counters_key(path: &str) -> Cow<'_, str> {
+    let feed = path.split('/').next().unwrap_or("");
+    let file = path.rsplit('/').next().unwrap_or("");
+    Cow::Owned(format!("{feed}/{file}"))
 }
 
 /// True when the client lists `text/html` as acceptable, as browsers navigating do.

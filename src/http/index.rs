@@ -1,5 +1,6 @@
 //! The HTML index: every section with its latest headlines and its three feeds, the
-//! autodiscovery links, and the OPML list of every feed.
+//! autodiscovery links, and the OPML list of every feed. Author and tag feeds, which may
+//! be thousands, are in the OPML list only.
 
 use crate::config::Settings;
 use crate::domain::FeedScope;
@@ -110,10 +111,12 @@ pub fn render(settings: &Settings, headlines: impl Fn(&FeedScope) -> Vec<Headlin
     html
 }
 
-/// The OPML list of every feed in every format.
-pub fn opml(settings: &Settings) -> String {
+/// The OPML list of every feed in every format: `all` and the sections, then the feeds of
+/// the authors and of the tags in `named`, each kind under an outline of its own, in the
+/// order given.
+pub fn opml(settings: &Settings, named: &[FeedScope]) -> String {
     let site = &settings.site;
-    let groups: Vec<OpmlGroup> = scopes(settings)
+    let mut groups: Vec<OpmlGroup> = scopes(settings)
         .into_iter()
         .map(|(scope, title, _)| OpmlGroup {
             feeds: Format::ALL
@@ -128,5 +131,35 @@ pub fn opml(settings: &Settings) -> String {
             title,
         })
         .collect();
+    for (title, kind, author) in [
+        ("作者 · Authors", "作者", true),
+        ("标签 · Tags", "标签", false),
+    ] {
+        let mut feeds = Vec::new();
+        for scope in named {
+            let named = match scope {
+                FeedScope::Author(named) if author => named,
+                FeedScope::Tag(named) if !author => named,
+                _ => continue,
+            };
+            for format in Format::ALL {
+                feeds.push((
+                    format!(
+                        "{} · {kind}：{} ({})",
+                        site.title,
+                        named.name(),
+                        format.label()
+                    ),
+                    site.url(feed_path(scope, format).trim_start_matches('/')),
+                ));
+            }
+        }
+        if !feeds.is_empty() {
+            groups.push(OpmlGroup {
+                title: title.to_owned(),
+                feeds,
+            });
+        }
+    }
     opml::render(&site.title, site.base_url.as_str(), &groups)
 }

@@ -18,9 +18,10 @@ use std::sync::Arc;
 ///
 /// `POST /websub` is the WebSub hub's endpoint.
 pub fn router(publication: Publication, settings: &Settings, websub: &Hub) -> Router {
-    let opml = Bytes::from(index::opml(settings));
     let index_settings = Arc::new(settings.clone());
     let index_publication = publication.clone();
+    let opml_settings = index_settings.clone();
+    let opml_publication = publication.clone();
     Router::new()
         .route(
             "/",
@@ -33,11 +34,15 @@ pub fn router(publication: Publication, settings: &Settings, websub: &Hub) -> Ro
         )
         .route(
             "/feeds.opml",
-            get(move || async move {
-                (
-                    [(header::CONTENT_TYPE, "text/x-opml; charset=utf-8")],
-                    opml.clone(),
-                )
+            // Built per request: the author and tag feeds come and go with the articles.
+            get(move || {
+                let opml = index::opml(&opml_settings, &opml_publication.named_scopes());
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "text/x-opml; charset=utf-8")],
+                        Bytes::from(opml),
+                    )
+                }
             }),
         )
         .route("/healthz", get(healthz))

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch};
 
+mod archive;
 mod document;
 mod files;
 
@@ -78,13 +79,18 @@ struct Inner {
     marks_sent: AtomicU64,
     marks_done: AtomicU64,
     changes: broadcast::Sender<FeedChange>,
+    archives: archive::ArchiveCache,
     headlines: ArcSwap<HashMap<FeedScope, Arc<[Headline]>>>,
+    /// Author and tag scopes whose feeds show at least one article.
+    named: Mutex<BTreeSet<FeedScope>>,
 }
 
 /// Drives regeneration until shut down; returned by [`Publication::start`].
 pub struct Scheduler {
     inner: Arc<Inner>,
     stale: mpsc::UnboundedReceiver<FeedScope>,
+    /// Author and tag feeds are current with every transition up to this instant.
+    named_until: DateTime<Utc>,
 }
 
 impl Publication {
@@ -104,17 +110,25 @@ impl Publication {
             marks_sent: AtomicU64::new(0),
             marks_done: AtomicU64::new(0),
             changes: broadcast::channel(1024).0,
+            archives: archive::ArchiveCache::default(),
             headlines: ArcSwap::from_pointee(HashMap::new()),
+            named: Mutex::new(BTreeSet::new()),
         });
         inner.publish_stylesheet()?;
+        let named_until = Utc::now();
         for scope in inner.scopes() {
             inner.regenerate(&scope).await?;
         }
+        inner.build_named_feeds().await?;
         Ok((
             Self {
                 inner: inner.clone(),
             },
-            Scheduler { inner, stale: rx },
+            Scheduler {
+                inner,
+                stale: rx,
+                named_until,
+            },
         ))
     }
 
@@ -127,6 +141,20 @@ impl Publication {
             self.inner.mark_stale(FeedScope::Section(slug.clone()));
         }
         self.inner.mark_stale(FeedScope::All);
+    }
+
+    /// Marks these feeds (of authors and tags, say) as stale.
+    pub fn touch_scopes(&self, scopes: impl IntoIterator<Item = FeedScope>) {
+        for scope in scopes {
+            self.inner.mark_stale(scope);
+        }
+    }
+
+    /// The author and tag scopes whose feeds show at least one article, in `FeedScope`
+    /// order (authors, then tags, each by name).
+    pub fn named_scopes(&self) -> Vec<FeedScope> {
+        let named = self.inner.named.lock().expect("named scopes lock");
+        named.iter().cloned().collect()
     }
 
     /// True when every change acknowledged so far is in the published feeds.
@@ -149,6 +177,12 @@ impl Publication {
     /// more than 1024 changes behind is told how many it missed.
     pub fn subscribe(&self) -> broadcast::Receiver<FeedChange> {
         self.inner.changes.subscribe()
+    }
+
+    /// The archive document (RFC 5005) at a path such as `politics/archive/2/atom.xml`,
+    /// rendered from the store on first request and kept until its feed changes.
+    pub async fn archive(&self, path: &str) -> Result<Option<Arc<FeedFile>>, PublicationError> {
+        self.inner.archive_document(path).await
     }
 
     /// The newest headlines of a feed, as of its last regeneration.
@@ -202,7 +236,28 @@ impl Scheduler {
                 stale.insert(scope);
                 received += 1;
             }
-            for scope in stale {
+            // Author and tag feeds of the articles whose time came since the last look.
+            let until = Utc::now();
+            match self
+                .inner
+                .store
+                .named_scopes_in_transition(self.named_until, until, window)
+                .await
+            {
+                Ok(scopes) => {
+                    stale.extend(scopes);
+                    self.named_until = until;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot look up the author and tag feeds to refresh");
+                }
+            }
+            // Author and tag feeds first: a change marks them before its section (see
+            // `Publisher`), so once a section feed shows it, every feed does.
+            let (named, sections): (Vec<_>, Vec<_>) = stale
+                .into_iter()
+                .partition(|s| matches!(s, FeedScope::Author(_) | FeedScope::Tag(_)));
+            for scope in named.into_iter().chain(sections) {
                 if let Err(e) = self.inner.regenerate(&scope).await {
                     tracing::error!(feed = scope.path_segment(), error = %e, "feed regeneration failed; retrying");
                     let inner = self.inner.clone();
@@ -261,6 +316,50 @@ impl Inner {
         }
     }
 
+    /// Builds the feeds of every author and tag a stored article carries, a few at a time,
+    /// and removes the folders of names that no article carries any more.
+    async fn build_named_feeds(self: &Arc<Self>) -> Result<(), PublicationError> {
+        let scopes = self.store.named_scopes().await?;
+        self.remove_unnamed_folders(&scopes);
+        let parallel = std::thread::available_parallelism().map_or(4, |n| n.get());
+        let mut tasks = tokio::task::JoinSet::new();
+        for scope in scopes {
+            if tasks.len() >= parallel
+                && let Some(done) = tasks.join_next().await
+            {
+                done??;
+            }
+            let this = self.clone();
+            tasks.spawn(async move { this.regenerate(&scope).await });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done??;
+        }
+        Ok(())
+    }
+
+    /// Removes `feeds/authors/{slug}` and `feeds/tags/{slug}` folders of names that none of
+    /// `scopes` has: their feeds were emptied when the last article left them.
+    fn remove_unnamed_folders(&self, scopes: &[FeedScope]) {
+        let known: std::collections::HashSet<&str> =
+            scopes.iter().map(FeedScope::path_segment).collect();
+        for folder in [FeedScope::AUTHORS, FeedScope::TAGS] {
+            let dir = self.settings.server.feeds_dir.join(folder);
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let segment = format!("{folder}/{}", name.to_string_lossy());
+                if !known.contains(segment.as_str())
+                    && let Err(e) = std::fs::remove_dir_all(entry.path())
+                {
+                    tracing::warn!(feed = segment, error = %e, "cannot remove the feeds of a name no article carries");
+                }
+            }
+        }
+    }
+
     fn scopes(&self) -> Vec<FeedScope> {
         std::iter::once(FeedScope::All)
             .chain(
@@ -288,6 +387,14 @@ impl Inner {
                 ),
                 None => (site.title.clone(), String::new()),
             },
+            FeedScope::Author(named) => (
+                format!("{} · 作者：{}", site.title, named.name()),
+                format!("{}刊发的{}署名文章", site.title, named.name()),
+            ),
+            FeedScope::Tag(named) => (
+                format!("{} · 标签：{}", site.title, named.name()),
+                format!("{}标注“{}”的文章", site.title, named.name()),
+            ),
         };
         let url = |format: Format| {
             site.url(&format!(
@@ -321,6 +428,7 @@ impl Inner {
             updated,
             offset: site.utc_offset,
             tombstones,
+            archive: crate::render::ArchiveLinks::default(),
         }
     }
 
@@ -333,6 +441,7 @@ impl Inner {
                 Some(section) => Some(section.slug.clone()),
                 None => return Ok(()),
             },
+            FeedScope::Author(_) | FeedScope::Tag(_) => None,
         };
         let started = std::time::Instant::now();
         let now = Utc::now();
@@ -342,6 +451,15 @@ impl Inner {
             .feed_content(scope, now, feeds.max_items, feeds.tombstone_window)
             .await?;
         let updated = content.last_change.unwrap_or(DateTime::UNIX_EPOCH);
+        let named = matches!(scope, FeedScope::Author(_) | FeedScope::Tag(_));
+        if named {
+            let mut shown = self.named.lock().expect("named scopes lock");
+            if content.articles.is_empty() {
+                shown.remove(scope);
+            } else {
+                shown.insert(scope.clone());
+            }
+        }
         let offset = self.settings.site.utc_offset;
         let headlines: Arc<[Headline]> = content
             .articles
@@ -353,7 +471,9 @@ impl Inner {
                 published: a.content.publish_time.with_timezone(&offset),
             })
             .collect();
-        let meta = self.meta(scope, updated, std::mem::take(&mut content.tombstones));
+        let mut meta = self.meta(scope, updated, std::mem::take(&mut content.tombstones));
+        meta.archive = self.current_archive_links(scope).await?;
+        self.forget_archives(scope);
         let max_age = self.settings.feeds.max_age_of(section.as_ref());
         let this = self.clone();
         let segment = scope.path_segment().to_owned();
@@ -442,16 +562,19 @@ impl Inner {
                 next
             });
         }
-        self.headlines.rcu(|current| {
-            let mut next = HashMap::clone(current);
-            next.insert(scope.clone(), headlines.clone());
-            next
-        });
+        // Only the index shows headlines, and it lists no author or tag feeds.
+        if !named {
+            self.headlines.rcu(|current| {
+                let mut next = HashMap::clone(current);
+                next.insert(scope.clone(), headlines.clone());
+                next
+            });
+        }
         for change in changes {
             // Nobody listening is fine: subscribers come and go.
             let _ = self.changes.send(change);
         }
-        let feed = scope.path_segment().to_owned();
+        let feed = scope.metric_label().to_owned();
         metrics::counter!("feedpub_feed_regenerations_total", "feed" => feed.clone()).increment(1);
         metrics::histogram!("feedpub_feed_regeneration_seconds", "feed" => feed)
             .record(started.elapsed().as_secs_f64());

@@ -1,6 +1,6 @@
 //! Atom 1.0 (RFC 4287), with RFC 6721 tombstones of retracted entries.
 
-use super::{FeedMeta, Format, body_html, categories};
+use super::{FEED_HISTORY, FeedMeta, Format, body_html, categories};
 use crate::domain::{Article, Media};
 use atom_syndication::{Category, Content, Entry, Feed, Generator, Link, Person, Text};
 use chrono::SecondsFormat;
@@ -22,7 +22,7 @@ pub fn render(meta: &FeedMeta, articles: &[Article]) -> Vec<u8> {
             value: "feedpub".into(),
             ..Generator::default()
         }),
-        links: vec![
+        links: [
             link(&meta.atom_url, "self", Format::Atom.media_type()),
             link(&meta.site_url, "alternate", "text/html"),
             Link {
@@ -30,14 +30,21 @@ pub fn render(meta: &FeedMeta, articles: &[Article]) -> Vec<u8> {
                 rel: "hub".into(),
                 ..Link::default()
             },
-        ],
+        ]
+        .into_iter()
+        .chain(
+            meta.archive
+                .links()
+                .map(|(rel, urls)| link(&urls.atom, rel, Format::Atom.media_type())),
+        )
+        .collect(),
         subtitle: Some(Text::plain(meta.description.clone())),
         rights: (!meta.rights.is_empty()).then(|| Text::plain(meta.rights.clone())),
         icon: meta.icon.clone(),
         logo: meta.logo.clone(),
         entries: articles.iter().map(|a| entry(meta, a)).collect(),
         lang: Some(meta.language.clone()),
-        namespaces: tombstone_namespace(meta),
+        namespaces: feed_namespaces(meta),
         ..Feed::default()
     };
     let xml = feed
@@ -46,12 +53,15 @@ pub fn render(meta: &FeedMeta, articles: &[Article]) -> Vec<u8> {
     with_tombstones(xml, meta)
 }
 
-/// `xmlns:at`, declared only when the feed has tombstones.
-fn tombstone_namespace(meta: &FeedMeta) -> BTreeMap<String, String> {
-    (!meta.tombstones.is_empty())
-        .then(|| ("at".to_owned(), TOMBSTONES.to_owned()))
-        .into_iter()
-        .collect()
+/// `xmlns:at` when the feed has tombstones, `xmlns:fh` when it is an archive page.
+fn feed_namespaces(meta: &FeedMeta) -> BTreeMap<String, String> {
+    let tombstones =
+        (!meta.tombstones.is_empty()).then(|| ("at".to_owned(), TOMBSTONES.to_owned()));
+    let history = meta
+        .archive
+        .is_archive
+        .then(|| ("fh".to_owned(), FEED_HISTORY.to_owned()));
+    tombstones.into_iter().chain(history).collect()
 }
 
 /// Adds an `<at:deleted-entry ref when/>` per tombstone (RFC 6721) between the feed's
@@ -62,10 +72,14 @@ fn tombstone_namespace(meta: &FeedMeta) -> BTreeMap<String, String> {
 /// with exactly `<entry>`, so its first `<entry>` is where the entries begin; with no
 /// entries they go just before `</feed>`.
 fn with_tombstones(mut xml: Vec<u8>, meta: &FeedMeta) -> Vec<u8> {
-    if meta.tombstones.is_empty() {
+    if meta.tombstones.is_empty() && !meta.archive.is_archive {
         return xml;
     }
     let mut elements = String::new();
+    if meta.archive.is_archive {
+        // RFC 5005: this document is an archive page; it goes with the feed's metadata too.
+        elements.push_str("<fh:archive/>");
+    }
     for tombstone in &meta.tombstones {
         let when = meta
             .local(tombstone.when)

@@ -11,6 +11,9 @@ struct JsonFeed<'a> {
     title: &'a str,
     home_page_url: &'a str,
     feed_url: &'a str,
+    /// The next older page of the feed's archive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_url: Option<&'a str>,
     description: &'a str,
     language: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -104,6 +107,7 @@ pub fn render(meta: &FeedMeta, articles: &[Article]) -> Vec<u8> {
         title: &meta.title,
         home_page_url: &meta.site_url,
         feed_url: &meta.json_url,
+        next_url: meta.archive.prev.as_ref().map(|urls| urls.json.as_str()),
         description: &meta.description,
         language: &meta.language,
         icon: meta.logo.as_deref(),

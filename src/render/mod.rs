@@ -106,6 +106,54 @@ fn with_stylesheet(mut xml: Vec<u8>, meta: &FeedMeta) -> Vec<u8> {
     xml
 }
 
+/// Absolute URLs of one document in each format.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FormatUrls {
+    pub rss: String,
+    pub atom: String,
+    pub json: String,
+}
+
+impl FormatUrls {
+    /// The URL of the document in `format`.
+    pub fn get(&self, format: Format) -> &str {
+        match format {
+            Format::Rss => &self.rss,
+            Format::Atom => &self.atom,
+            Format::JsonFeed => &self.json,
+        }
+    }
+}
+
+/// RFC 5005 links of a feed document to its archive.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArchiveLinks {
+    /// The document is an archive page (`fh:archive`), not the subscription document.
+    pub is_archive: bool,
+    /// The subscription document (`rel="current"`), given on archive pages.
+    pub current: Option<FormatUrls>,
+    /// The next older archive page (`rel="prev-archive"`; JSON Feed `next_url`).
+    pub prev: Option<FormatUrls>,
+    /// The next newer archive page (`rel="next-archive"`).
+    pub next: Option<FormatUrls>,
+}
+
+impl ArchiveLinks {
+    /// `(rel, urls)` of every link the document carries.
+    pub fn links(&self) -> impl Iterator<Item = (&'static str, &FormatUrls)> {
+        [
+            ("current", self.current.as_ref()),
+            ("prev-archive", self.prev.as_ref()),
+            ("next-archive", self.next.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(rel, urls)| urls.map(|u| (rel, u)))
+    }
+}
+
+/// Namespace of RFC 5005 feed history (`fh:archive`).
+pub const FEED_HISTORY: &str = "http://purl.org/syndication/history/1.0";
+
 /// What a feed says about itself.
 #[derive(Debug, Clone)]
 pub struct FeedMeta {
@@ -141,6 +189,8 @@ pub struct FeedMeta {
     pub offset: FixedOffset,
     /// Entries retracted recently (RFC 6721), newest first; only Atom shows them.
     pub tombstones: Vec<Tombstone>,
+    /// Links to the archive (RFC 5005).
+    pub archive: ArchiveLinks,
 }
 
 impl FeedMeta {
@@ -262,6 +312,7 @@ pub(crate) mod fixtures {
             updated: Utc.with_ymd_and_hms(2023, 6, 7, 0, 0, 0).unwrap(),
             offset: FixedOffset::east_opt(8 * 3600).unwrap(),
             tombstones: Vec::new(),
+            archive: super::ArchiveLinks::default(),
         }
     }
 

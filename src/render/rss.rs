@@ -1,6 +1,6 @@
 //! RSS 2.0 with the content, Dublin Core, Atom and (for media files) Media RSS namespaces.
 
-use super::{FeedMeta, Format, body_html, categories};
+use super::{FEED_HISTORY, FeedMeta, Format, body_html, categories};
 use crate::domain::{Article, Media};
 use rss::extension::atom::{AtomExtension, Link};
 use rss::extension::dublincore::DublinCoreExtension;
@@ -14,6 +14,40 @@ const MEDIA_RSS: &str = "http://search.yahoo.com/mrss/";
 /// Renders an RSS 2.0 document: names in `dc:creator`, full HTML in `content:encoded`,
 /// the summary as escaped HTML in `description`, dates in RFC 822 with the real offset.
 pub fn render(meta: &FeedMeta, articles: &[Article]) -> Vec<u8> {
+    let mut links = vec![
+        Link {
+            href: meta.rss_url.clone(),
+            rel: "self".into(),
+            mime_type: Some(Format::Rss.media_type().into()),
+            ..Link::default()
+        },
+        Link {
+            href: meta.hub_url.clone(),
+            rel: "hub".into(),
+            ..Link::default()
+        },
+    ];
+    links.extend(meta.archive.links().map(|(rel, urls)| Link {
+        href: urls.rss.clone(),
+        rel: rel.into(),
+        mime_type: Some(Format::Rss.media_type().into()),
+        ..Link::default()
+    }));
+    let mut namespaces = media_namespace(articles);
+    let mut extensions = rss::extension::ExtensionMap::new();
+    if meta.archive.is_archive {
+        namespaces.insert("fh".into(), FEED_HISTORY.into());
+        let archive = rss::extension::Extension {
+            name: "fh:archive".into(),
+            ..Default::default()
+        };
+        extensions.insert(
+            "fh".into(),
+            [("archive".to_owned(), vec![archive])]
+                .into_iter()
+                .collect(),
+        );
+    }
     let channel = Channel {
         title: meta.title.clone(),
         link: meta.site_url.clone(),
@@ -29,23 +63,10 @@ pub fn render(meta: &FeedMeta, articles: &[Article]) -> Vec<u8> {
         last_build_date: Some(meta.local(meta.updated).to_rfc2822()),
         generator: Some("feedpub".into()),
         docs: Some("https://www.rssboard.org/rss-specification".into()),
-        atom_ext: Some(AtomExtension {
-            links: vec![
-                Link {
-                    href: meta.rss_url.clone(),
-                    rel: "self".into(),
-                    mime_type: Some(Format::Rss.media_type().into()),
-                    ..Link::default()
-                },
-                Link {
-                    href: meta.hub_url.clone(),
-                    rel: "hub".into(),
-                    ..Link::default()
-                },
-            ],
-        }),
+        atom_ext: Some(AtomExtension { links }),
         items: articles.iter().map(|a| item(meta, a)).collect(),
-        namespaces: media_namespace(articles),
+        namespaces,
+        extensions,
         ..Channel::default()
     };
     channel

@@ -59,6 +59,17 @@ pub struct FeedContent {
     pub last_change: Option<DateTime<Utc>>,
 }
 
+/// One page of a feed's archive (RFC 5005): articles in the order they were first stored.
+#[derive(Debug, Clone, Default)]
+pub struct ArchivePage {
+    /// The page's articles that are visible now, newest `publish_time` first.
+    pub articles: Vec<Article>,
+    /// How many pages the scope's whole history fills (the last one may be partial).
+    pub pages: usize,
+    /// Latest change of any article on the page, shown or not; `None` for an empty page.
+    pub last_change: Option<DateTime<Utc>>,
+}
+
 /// A new partner to record.
 #[derive(Debug, Clone)]
 pub struct NewPartner {
@@ -166,6 +177,32 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes every subscription whose lease ended at or before `now`; returns how many.
     async fn delete_expired_subscriptions(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Page `page` (1-based) of `size` articles of the archive of `scope` (the section and
+    /// all-sections feeds have archives), as visible at `now`.
+    async fn archive_page(
+        &self,
+        scope: &FeedScope,
+        page: usize,
+        size: usize,
+        now: DateTime<Utc>,
+    ) -> Result<ArchivePage, StoreError>;
+
+    /// How many pages of `size` the archive of `scope` fills.
+    async fn archive_pages(&self, scope: &FeedScope, size: usize) -> Result<usize, StoreError>;
+
+    /// The author and tag scopes of every name a stored article carries, in any state.
+    async fn named_scopes(&self) -> Result<Vec<FeedScope>, StoreError>;
+
+    /// The author and tag scopes of the articles whose feeds change without a write in
+    /// `(after, until]`: publish time or embargo end reached, expire time passed, or the
+    /// tombstone window of their retraction ended.
+    async fn named_scopes_in_transition(
+        &self,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+        tombstone_window: TimeDelta,
+    ) -> Result<Vec<FeedScope>, StoreError>;
 
     /// Waits for queued writes to finish and closes the database.
     async fn close(&self);

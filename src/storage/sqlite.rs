@@ -1,7 +1,7 @@
 //! The embedded SQLite backend: WAL mode, one writer task that group-commits, a pool of readers.
 
 use super::sqlite_websub as websub;
-use super::{FeedContent, ListCursor, NewPartner, Store, StoreError};
+use super::{ArchivePage, FeedContent, ListCursor, NewPartner, Store, StoreError};
 use crate::domain::{
     Article, ArticleContent, ArticleId, ArticleState, FeedScope, Media, Partner, PartnerId,
     PartnerName, Revision, SectionGrant, SectionSlug, TokenHash, Tombstone,
@@ -363,9 +363,66 @@ async fn write_article(conn: &mut SqliteConnection, a: &Article) -> Result<(), S
     .bind(&a.etag)
     .bind(c.embargo_time.map(nanos))
     .bind(serde_json::to_string(&c.media).expect("media always serialise"))
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    write_names(conn, a, "article_authors", &c.authors).await?;
+    write_names(conn, a, "article_tags", &c.tags).await
+}
+
+/// Replaces the rows of `table` (`article_authors` or `article_tags`) that name the article.
+async fn write_names(
+    conn: &mut SqliteConnection,
+    a: &Article,
+    table: &str,
+    names: &[String],
+) -> Result<(), StoreError> {
+    sqlx::query(&format!(
+        "DELETE FROM {table} WHERE partner_id = ? AND article_id = ?"
+    ))
+    .bind(a.partner.0)
+    .bind(a.id.as_str())
+    .execute(&mut *conn)
+    .await?;
+    for name in names {
+        sqlx::query(&format!(
+            "INSERT OR IGNORE INTO {table} (name, partner_id, article_id) VALUES (?, ?, ?)"
+        ))
+        .bind(name)
+        .bind(a.partner.0)
+        .bind(a.id.as_str())
+        .execute(&mut *conn)
+        .await?;
+    }
     Ok(())
+}
+
+/// The section filter of an archived scope: `Some(None)` for all sections, `Some(Some(slug))`
+/// for one; `None` for scopes without an archive.
+fn archived_section(scope: &FeedScope) -> Option<Option<&str>> {
+    if let FeedScope::Section(slug) = scope {
+        Some(Some(slug.as_str()))
+    } else if *scope == FeedScope::All {
+        Some(None)
+    } else {
+        None
+    }
+}
+
+/// Makes the author or tag scope of a name.
+type NamedScopeOf = fn(&str) -> FeedScope;
+
+/// The tables of author names and of tags, with the scope each name has a feed in.
+const NAME_TABLES: [(&str, NamedScopeOf); 2] = [
+    ("article_authors", FeedScope::author),
+    ("article_tags", FeedScope::tag),
+];
+
+/// The table of the names of an author or tag scope (`article_tags` for the others).
+fn names_table(scope: &FeedScope) -> &'static str {
+    match scope {
+        FeedScope::Author(_) => "article_authors",
+        _ => "article_tags",
+    }
 }
 
 fn state_code(state: ArticleState) -> i64 {
@@ -571,19 +628,33 @@ impl Store for SqliteStore {
         limit: usize,
         tombstone_window: TimeDelta,
     ) -> Result<FeedContent, StoreError> {
-        // The section, when there is one, is bound last: `?{n}` is its position.
+        // The section, author or tag, when there is one, is bound last: `?{n}` is its
+        // position. Author and tag feeds read only the articles that carry the name: the
+        // CROSS JOIN makes SQLite start from the name's rows, never from a scan of every
+        // visible article.
         let section = match scope {
             FeedScope::All => None,
             FeedScope::Section(slug) => Some(slug.as_str()),
+            FeedScope::Author(named) | FeedScope::Tag(named) => Some(named.name()),
         };
-        let filter = |n: u8| match section {
-            None => String::new(),
-            Some(_) => format!("section = ?{n} AND"),
+        let filter = |n: u8| match scope {
+            FeedScope::All => String::new(),
+            FeedScope::Section(_) => format!("section = ?{n} AND"),
+            FeedScope::Author(_) | FeedScope::Tag(_) => String::new(),
         };
+        let source = |n: u8| match scope {
+            FeedScope::Author(_) | FeedScope::Tag(_) => format!(
+                "(SELECT articles.* FROM {} AS named CROSS JOIN articles
+                      USING (partner_id, article_id) WHERE named.name = ?{n}) AS articles",
+                names_table(scope)
+            ),
+            FeedScope::All | FeedScope::Section(_) => "articles".to_owned(),
+        };
+        let (from3, from4) = (source(3), source(4));
         let window = tombstone_window.num_nanoseconds().unwrap_or(i64::MAX);
         let filter3 = filter(3);
         let articles_sql = format!(
-            "SELECT {ARTICLE_COLUMNS} FROM articles
+            "SELECT {ARTICLE_COLUMNS} FROM {from3}
              WHERE {filter3} state = 1 AND publish_time <= ?1
                AND (expire_time IS NULL OR expire_time > ?1)
                AND (embargo_time IS NULL OR embargo_time <= ?1)
@@ -604,7 +675,7 @@ impl Store for SqliteStore {
         // `now` only through the window, whose end is a transition of its own.
         let filter4 = filter(4);
         let tombstones_sql = format!(
-            "SELECT guid, retract_time FROM articles
+            "SELECT guid, retract_time FROM {from4}
              WHERE {filter4} {SHOWN_WHEN_RETRACTED}
                AND retract_time <= ?1 AND retract_time > ?1 - ?3
              ORDER BY retract_time DESC, guid LIMIT ?2"
@@ -633,14 +704,14 @@ impl Store for SqliteStore {
         let filter = filter(3);
         let change_sql = format!(
             "SELECT MAX(
-                 (SELECT MAX(change_time) FROM articles WHERE {filter} 1),
-                 COALESCE((SELECT MAX(publish_time) FROM articles
+                 (SELECT MAX(change_time) FROM {from3} WHERE {filter} 1),
+                 COALESCE((SELECT MAX(publish_time) FROM {from3}
                            WHERE {filter} state = 1 AND publish_time <= ?1), 0),
-                 COALESCE((SELECT MAX(expire_time) FROM articles
+                 COALESCE((SELECT MAX(expire_time) FROM {from3}
                            WHERE {filter} expire_time <= ?1), 0),
-                 COALESCE((SELECT MAX(embargo_time) FROM articles
+                 COALESCE((SELECT MAX(embargo_time) FROM {from3}
                            WHERE {filter} state = 1 AND embargo_time <= ?1), 0),
-                 COALESCE((SELECT MAX(retract_time) FROM articles
+                 COALESCE((SELECT MAX(retract_time) FROM {from3}
                            WHERE {filter} {SHOWN_WHEN_RETRACTED}
                              AND retract_time <= ?1 - ?2) + ?2, 0))"
         );
@@ -716,6 +787,127 @@ impl Store for SqliteStore {
     async fn delete_expired_subscriptions(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         self.submit(|reply| Job::DeleteExpiredSubscriptions { now, reply })
             .await
+    }
+
+    async fn archive_page(
+        &self,
+        scope: &FeedScope,
+        page: usize,
+        size: usize,
+        now: DateTime<Utc>,
+    ) -> Result<ArchivePage, StoreError> {
+        let Some(section) = archived_section(scope) else {
+            return Ok(ArchivePage::default());
+        };
+        let pages = self.archive_pages(scope, size).await?;
+        if page == 0 || page > pages || size == 0 {
+            return Ok(ArchivePage {
+                pages,
+                ..ArchivePage::default()
+            });
+        }
+        let filter = if section.is_some() {
+            "WHERE section = ?3"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT {ARTICLE_COLUMNS} FROM articles {filter}
+             ORDER BY create_time, guid LIMIT ?1 OFFSET ?2"
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(size as i64)
+            .bind(((page - 1) * size) as i64);
+        if let Some(section) = section {
+            query = query.bind(section);
+        }
+        let rows = query.fetch_all(&self.read).await?;
+        let mut articles = rows
+            .iter()
+            .map(article_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let last_change = articles.iter().map(|a| a.change_time).max();
+        articles.retain(|a| a.is_visible(now));
+        articles.sort_by(|a, b| {
+            b.content
+                .publish_time
+                .cmp(&a.content.publish_time)
+                .then_with(|| a.guid.cmp(&b.guid))
+        });
+        Ok(ArchivePage {
+            articles,
+            pages,
+            last_change,
+        })
+    }
+
+    async fn archive_pages(&self, scope: &FeedScope, size: usize) -> Result<usize, StoreError> {
+        let Some(section) = archived_section(scope) else {
+            return Ok(0);
+        };
+        let count: i64 = match section {
+            Some(section) => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM articles WHERE section = ?")
+                    .bind(section)
+                    .fetch_one(&self.read)
+                    .await?
+            }
+            None => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM articles")
+                    .fetch_one(&self.read)
+                    .await?
+            }
+        };
+        Ok(usize::try_from(count).unwrap_or(0).div_ceil(size.max(1)))
+    }
+
+    async fn named_scopes(&self) -> Result<Vec<FeedScope>, StoreError> {
+        let mut scopes = Vec::new();
+        for (table, scope) in NAME_TABLES {
+            // DISTINCT walks the primary key, which starts with the name.
+            let names: Vec<String> =
+                sqlx::query_scalar(&format!("SELECT DISTINCT name FROM {table}"))
+                    .fetch_all(&self.read)
+                    .await?;
+            scopes.extend(names.iter().map(|name| scope(name)));
+        }
+        Ok(scopes)
+    }
+
+    async fn named_scopes_in_transition(
+        &self,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+        tombstone_window: TimeDelta,
+    ) -> Result<Vec<FeedScope>, StoreError> {
+        if until <= after {
+            return Ok(Vec::new());
+        }
+        let window = tombstone_window.num_nanoseconds().unwrap_or(i64::MAX);
+        let mut scopes = Vec::new();
+        for (table, scope) in NAME_TABLES {
+            // Each arm is a range scan of an index on one of the times; the CROSS JOIN
+            // then looks up the names of just those articles.
+            let names: Vec<String> = sqlx::query_scalar(&format!(
+                "SELECT DISTINCT named.name FROM (
+                     SELECT partner_id, article_id FROM articles
+                         WHERE state = 1 AND publish_time > ?1 AND publish_time <= ?2
+                     UNION SELECT partner_id, article_id FROM articles
+                         WHERE expire_time > ?1 AND expire_time <= ?2
+                     UNION SELECT partner_id, article_id FROM articles
+                         WHERE embargo_time > ?1 AND embargo_time <= ?2
+                     UNION SELECT partner_id, article_id FROM articles INDEXED BY articles_retract
+                         WHERE state = 2 AND retract_time > ?1 - ?3 AND retract_time <= ?2 - ?3
+                 ) AS due CROSS JOIN {table} AS named USING (partner_id, article_id)"
+            ))
+            .bind(nanos(after))
+            .bind(nanos(until))
+            .bind(window)
+            .fetch_all(&self.read)
+            .await?;
+            scopes.extend(names.iter().map(|name| scope(name)));
+        }
+        Ok(scopes)
     }
 
     async fn close(&self) {

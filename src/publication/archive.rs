@@ -1,0 +1,149 @@
+//! Archive pages (RFC 5005): a feed's whole history, `max_items` articles a page in the
+//! order they were first stored, so a full page keeps its entries. Pages are rendered on
+//! request and kept until their feed changes; the subscription documents link to the
+//! newest page, each page to its neighbours.
+
+use super::{FeedFile, Inner, Links, PublicationError};
+use crate::domain::{FeedScope, SectionSlug};
+use crate::render::{ArchiveLinks, Format, FormatUrls};
+use crate::storage::StoreError;
+use chrono::{DateTime, SubsecRound, Utc};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Most archive documents kept rendered at once.
+const CACHE_LIMIT: usize = 1024;
+/// `Cache-Control: max-age` of a full archive page, which no longer changes by design.
+const FULL_PAGE_MAX_AGE: u32 = 86_400;
+
+/// Rendered archive documents by feed path, dropped when their feed changes.
+#[derive(Default)]
+pub(super) struct ArchiveCache {
+    documents: Mutex<HashMap<String, Arc<FeedFile>>>,
+}
+
+/// `(scope, page, format)` of an archive path such as `politics/archive/3/atom.xml`.
+fn parse(path: &str, inner: &Inner) -> Option<(FeedScope, usize, Format)> {
+    let (segment, rest) = path.split_once("/archive/")?;
+    let (page, file) = rest.split_once('/')?;
+    let page: usize = page.parse().ok().filter(|p| *p >= 1)?;
+    if page.to_string() != rest.split('/').next()? {
+        return None; // "03" and "+3" are not page 3: one URL per document.
+    }
+    let format = Format::from_file_name(file)?;
+    let scope = if segment == SectionSlug::ALL {
+        FeedScope::All
+    } else {
+        let slug = SectionSlug::parse(segment).ok()?;
+        inner.settings.section(&slug)?;
+        FeedScope::Section(slug)
+    };
+    Some((scope, page, format))
+}
+
+impl Inner {
+    fn document_urls(&self, scope: &FeedScope, page: Option<usize>) -> FormatUrls {
+        let folder = match page {
+            Some(page) => format!("feeds/{}/archive/{page}/", scope.path_segment()),
+            None => format!("feeds/{}/", scope.path_segment()),
+        };
+        let url = |format: Format| {
+            self.settings
+                .site
+                .url(&format!("{folder}{}", format.file_name()))
+        };
+        FormatUrls {
+            rss: url(Format::Rss),
+            atom: url(Format::Atom),
+            json: url(Format::JsonFeed),
+        }
+    }
+
+    /// The archive links of a scope's subscription documents: to its newest page.
+    pub(super) async fn current_archive_links(
+        &self,
+        scope: &FeedScope,
+    ) -> Result<ArchiveLinks, StoreError> {
+        let pages = self
+            .store
+            .archive_pages(scope, self.settings.feeds.max_items)
+            .await?;
+        Ok(ArchiveLinks {
+            prev: (pages > 0).then(|| self.document_urls(scope, Some(pages))),
+            ..ArchiveLinks::default()
+        })
+    }
+
+    /// Forgets the rendered archive pages of `scope`, after it changed.
+    pub(super) fn forget_archives(&self, scope: &FeedScope) {
+        let prefix = format!("{}/archive/", scope.path_segment());
+        if let Ok(mut documents) = self.archives.documents.lock() {
+            documents.retain(|path, _| !path.starts_with(&prefix));
+        }
+    }
+
+    /// The archive document at `path`, if there is one.
+    pub(super) async fn archive_document(
+        &self,
+        path: &str,
+    ) -> Result<Option<Arc<FeedFile>>, PublicationError> {
+        let Some((scope, page, format)) = parse(path, self) else {
+            return Ok(None);
+        };
+        if let Some(found) = self
+            .archives
+            .documents
+            .lock()
+            .ok()
+            .and_then(|documents| documents.get(path).cloned())
+        {
+            return Ok(Some(found));
+        }
+        let size = self.settings.feeds.max_items;
+        let content = self
+            .store
+            .archive_page(&scope, page, size, Utc::now())
+            .await?;
+        if page > content.pages {
+            return Ok(None);
+        }
+        let updated = content.last_change.unwrap_or(DateTime::UNIX_EPOCH);
+        let mut meta = self.meta(&scope, updated, Vec::new());
+        let urls = self.document_urls(&scope, Some(page));
+        // The page number only: a total would change every full page when a new one starts.
+        meta.title = format!("{} · 存档 {page}", meta.title);
+        meta.rss_url = urls.rss.clone();
+        meta.atom_url = urls.atom.clone();
+        meta.json_url = urls.json.clone();
+        meta.archive = ArchiveLinks {
+            is_archive: true,
+            current: Some(self.document_urls(&scope, None)),
+            prev: (page > 1).then(|| self.document_urls(&scope, Some(page - 1))),
+            next: (page < content.pages).then(|| self.document_urls(&scope, Some(page + 1))),
+        };
+        let max_age = if page < content.pages {
+            FULL_PAGE_MAX_AGE
+        } else {
+            self.settings.feeds.max_age
+        };
+        let links = Links {
+            self_url: urls.get(format).to_owned(),
+            hub_url: meta.hub_url.clone(),
+        };
+        let bytes = format.render(&meta, &content.articles);
+        let file = Arc::new(FeedFile::new(
+            bytes,
+            format.content_type(),
+            updated.trunc_subsecs(0),
+            max_age,
+            &links,
+        ));
+        if let Ok(mut documents) = self.archives.documents.lock() {
+            if documents.len() >= CACHE_LIMIT {
+                documents.clear();
+            }
+            documents.insert(path.to_owned(), file.clone());
+        }
+        Ok(Some(file))
+    }
+}

@@ -1,0 +1,251 @@
+//! Archived feeds (RFC 5005): every feed's whole history is reachable from its current
+//! document through `prev-archive` links, and a full archive page never changes.
+
+mod common;
+
+use common::{TestServer, authed, ts};
+use feedpub::grpc::proto::{self, PublishArticleRequest, RetractArticleRequest};
+use reqwest::StatusCode;
+use std::collections::HashMap;
+
+const BASE: &str = "http://127.0.0.1:8080";
+
+async fn publish_range(server: &TestServer, range: std::ops::Range<usize>) {
+    let client = server.client().await;
+    let mut tasks = Vec::new();
+    for i in range {
+        let mut client = client.clone();
+        let token = server.tokens.newsroom.clone();
+        tasks.push(tokio::spawn(async move {
+            let article = proto::Article {
+                id: format!("arc-{i:03}"),
+                section: "politics".into(),
+                title: format!("档案 {i:03}"),
+                authors: vec!["陈淑兰".into()],
+                content_text: format!("第 {i} 篇。"),
+                publish_time: Some(ts(1_686_092_400 + i as i64 * 60)),
+                ..Default::default()
+            };
+            let request = PublishArticleRequest {
+                article: Some(article),
+            };
+            client
+                .publish_article(authed(&token, request))
+                .await
+                .unwrap();
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    server.settle().await;
+}
+
+/// The `href` of the `<link>` (Atom) or `<atom:link>` (RSS) with this `rel`.
+fn link(xml: &str, rel: &str) -> Option<String> {
+    let marker = format!("rel=\"{rel}\"");
+    let at = xml.find(&marker)?;
+    let start = xml[..at].rfind('<')?;
+    let tag = &xml[start..at];
+    let href = tag.split("href=\"").nth(1)?.split('"').next()?;
+    Some(href.to_owned())
+}
+
+fn path_of(url: &str) -> &str {
+    url.strip_prefix(BASE).expect("a URL of this site")
+}
+
+fn entry_ids(xml: &str) -> Vec<String> {
+    feed_rs::parser::parse(xml.as_bytes())
+        .expect("feed-rs parses every archive page")
+        .entries
+        .into_iter()
+        .map(|e| e.id)
+        .collect()
+}
+
+/// Keeps a copy of an archive document for the independent validators run by CI.
+fn keep_for_validators(path: &str, body: &str) {
+    let file = std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/target/feed-samples/archive"
+    ))
+    .join(path.trim_start_matches("/feeds/"));
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(file, body).unwrap();
+}
+
+/// Follows `prev-archive` from the current document: `(path, body)` newest page first.
+async fn walk(server: &TestServer, current: &str) -> Vec<(String, String)> {
+    let mut pages = Vec::new();
+    let mut body = String::from_utf8(server.get_bytes(current).await).unwrap();
+    while let Some(prev) = link(&body, "prev-archive") {
+        let path = path_of(&prev).to_owned();
+        body = String::from_utf8(server.get_bytes(&path).await).unwrap();
+        keep_for_validators(&path, &body);
+        pages.push((path, body.clone()));
+        assert!(pages.len() < 100, "prev-archive links loop");
+    }
+    pages
+}
+
+#[tokio::test]
+async fn the_whole_history_is_reachable_through_prev_archive_links_in_atom_and_rss() {
+    let server = TestServer::start().await;
+    publish_range(&server, 0..120).await;
+
+    for (current, format) in [
+        ("/feeds/politics/atom.xml", "atom.xml"),
+        ("/feeds/politics/rss.xml", "rss.xml"),
+    ] {
+        let current_body = String::from_utf8(server.get_bytes(current).await).unwrap();
+        assert_eq!(entry_ids(&current_body).len(), 50);
+        assert!(
+            !current_body.contains("fh:archive"),
+            "the current document is no archive"
+        );
+        let pages = walk(&server, current).await;
+        let paths: Vec<&str> = pages.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [3, 2, 1].map(|n| format!("/feeds/politics/archive/{n}/{format}")),
+            "newest page first"
+        );
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for (path, body) in &pages {
+            assert!(body.contains("<fh:archive"), "{path}");
+            assert!(
+                body.contains(r#"xmlns:fh="http://purl.org/syndication/history/1.0""#),
+                "{path}"
+            );
+            assert_eq!(
+                link(body, "current").as_deref(),
+                Some(&*format!("{BASE}{current}")),
+                "{path}"
+            );
+            for id in entry_ids(body) {
+                *seen.entry(id).or_default() += 1;
+            }
+        }
+        assert_eq!(seen.len(), 120, "every article is in the archive");
+        assert!(seen.values().all(|n| *n == 1), "and on exactly one page");
+        assert_eq!(entry_ids(&pages[0].1).len(), 20);
+        assert_eq!(
+            link(&pages[0].1, "next-archive"),
+            None,
+            "page 3 is the newest"
+        );
+        assert_eq!(
+            link(&pages[2].1, "next-archive").as_deref(),
+            Some(&*format!("{BASE}/feeds/politics/archive/2/{format}"))
+        );
+    }
+
+    // JSON Feed pages through next_url.
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&server.get_bytes("/feeds/politics/feed.json").await).unwrap();
+    let mut json_pages = 0;
+    while let Some(next) = json["next_url"].as_str() {
+        let body = server.get_bytes(path_of(next)).await;
+        keep_for_validators(path_of(next), std::str::from_utf8(&body).unwrap());
+        json = serde_json::from_slice(&body).unwrap();
+        json_pages += 1;
+        assert!(json_pages < 10);
+    }
+    assert_eq!(json_pages, 3);
+}
+
+#[tokio::test]
+async fn a_full_archive_page_never_changes_and_a_new_page_starts_when_the_last_fills() {
+    let server = TestServer::start().await;
+    publish_range(&server, 0..120).await;
+    let page1 = server.get_bytes("/feeds/politics/archive/1/atom.xml").await;
+    let page2 = server.get_bytes("/feeds/politics/archive/2/atom.xml").await;
+    let page3 = server.get_bytes("/feeds/politics/archive/3/atom.xml").await;
+
+    publish_range(&server, 120..151).await;
+    let same = |a: &[u8], b: &[u8]| a == b;
+    let page1_now = server.get_bytes("/feeds/politics/archive/1/atom.xml").await;
+    assert!(
+        same(&page1_now, &page1),
+        "a full page changed when newer articles came"
+    );
+    let page2_now = server.get_bytes("/feeds/politics/archive/2/atom.xml").await;
+    assert!(
+        same(&page2_now, &page2),
+        "a full page changed when newer articles came"
+    );
+    let page3_now = server.get_bytes("/feeds/politics/archive/3/atom.xml").await;
+    assert!(!same(&page3_now, &page3), "the partial page filled up");
+    assert_eq!(
+        entry_ids(std::str::from_utf8(&page3_now).unwrap()).len(),
+        50
+    );
+    let current = String::from_utf8(server.get_bytes("/feeds/politics/atom.xml").await).unwrap();
+    assert_eq!(
+        link(&current, "prev-archive").as_deref(),
+        Some(&*format!("{BASE}/feeds/politics/archive/4/atom.xml"))
+    );
+    let page4 =
+        String::from_utf8(server.get_bytes("/feeds/politics/archive/4/atom.xml").await).unwrap();
+    assert_eq!(entry_ids(&page4).len(), 1);
+
+    // A retraction takes the article off its page; no other article moves.
+    let page1_ids = entry_ids(std::str::from_utf8(&page1).unwrap());
+    let mut client = server.client().await;
+    let request = RetractArticleRequest {
+        id: "arc-000".into(),
+        reason: "测试".into(),
+    };
+    let gone = client
+        .retract_article(authed(&server.tokens.newsroom, request))
+        .await
+        .unwrap()
+        .into_inner();
+    server.settle().await;
+    let page1_now =
+        String::from_utf8(server.get_bytes("/feeds/politics/archive/1/atom.xml").await).unwrap();
+    let expected: Vec<_> = page1_ids
+        .into_iter()
+        .filter(|id| *id != gone.guid)
+        .collect();
+    assert_eq!(entry_ids(&page1_now), expected);
+    let page2_after = server.get_bytes("/feeds/politics/archive/2/atom.xml").await;
+    assert!(
+        same(&page2_after, &page2),
+        "a retraction on page 1 changed page 2"
+    );
+}
+
+#[tokio::test]
+async fn archive_pages_answer_conditional_requests_and_unknown_pages_are_not_found() {
+    let server = TestServer::start().await;
+    publish_range(&server, 0..60).await;
+    let client = reqwest::Client::new();
+    let url = server.url("/feeds/all/archive/1/rss.xml");
+    let first = client.get(&url).send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(
+        first.headers()["content-type"],
+        "application/rss+xml; charset=utf-8"
+    );
+    let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+    let again = client
+        .get(&url)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    for path in [
+        "/feeds/all/archive/3/rss.xml",
+        "/feeds/all/archive/0/rss.xml",
+        "/feeds/all/archive/01/rss.xml",
+        "/feeds/all/archive/x/rss.xml",
+        "/feeds/sports/archive/1/rss.xml",
+        "/feeds/all/archive/1/other.xml",
+    ] {
+        let response = client.get(server.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+}
