@@ -249,3 +249,21 @@ async fn archive_pages_answer_conditional_requests_and_unknown_pages_are_not_fou
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
     }
 }
+
+#[tokio::test]
+async fn author_and_tag_feeds_have_archives_too() {
+    let server = TestServer::start().await;
+    publish_range(&server, 0..60).await;
+    let author = format!(
+        "/feeds/authors/{}/atom.xml",
+        feedpub::domain::name_slug("陈淑兰")
+    );
+    let pages = walk(&server, &author).await;
+    assert_eq!(pages.len(), 2, "60 articles fill two pages of 50");
+    let ids: usize = pages.iter().map(|(_, body)| entry_ids(body).len()).sum();
+    assert_eq!(ids, 60);
+    for (path, body) in &pages {
+        assert!(path.starts_with("/feeds/authors/"), "{path}");
+        assert!(body.contains("<fh:archive"), "{path}");
+    }
+}

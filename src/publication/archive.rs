@@ -22,23 +22,15 @@ pub(super) struct ArchiveCache {
     documents: Mutex<HashMap<String, Arc<FeedFile>>>,
 }
 
-/// `(scope, page, format)` of an archive path such as `politics/archive/3/atom.xml`.
-fn parse(path: &str, inner: &Inner) -> Option<(FeedScope, usize, Format)> {
+/// `(feed folder, page, format)` of an archive path such as `politics/archive/3/atom.xml`.
+fn parse(path: &str) -> Option<(&str, usize, Format)> {
     let (segment, rest) = path.split_once("/archive/")?;
     let (page, file) = rest.split_once('/')?;
-    let page: usize = page.parse().ok().filter(|p| *p >= 1)?;
-    if page.to_string() != rest.split('/').next()? {
+    let number: usize = page.parse().ok().filter(|p| *p >= 1)?;
+    if number.to_string() != page {
         return None; // "03" and "+3" are not page 3: one URL per document.
     }
-    let format = Format::from_file_name(file)?;
-    let scope = if segment == SectionSlug::ALL {
-        FeedScope::All
-    } else {
-        let slug = SectionSlug::parse(segment).ok()?;
-        inner.settings.section(&slug)?;
-        FeedScope::Section(slug)
-    };
-    Some((scope, page, format))
+    Some((segment, number, Format::from_file_name(file)?))
 }
 
 impl Inner {
@@ -57,6 +49,23 @@ impl Inner {
             atom: url(Format::Atom),
             json: url(Format::JsonFeed),
         }
+    }
+
+    /// The scope whose feeds are in the folder `segment` (`all`, a section, `authors/…`).
+    async fn scope_at(&self, segment: &str) -> Result<Option<FeedScope>, StoreError> {
+        if segment == SectionSlug::ALL {
+            return Ok(Some(FeedScope::All));
+        }
+        if let Ok(slug) = SectionSlug::parse(segment) {
+            return Ok(self
+                .settings
+                .section(&slug)
+                .map(|_| FeedScope::Section(slug)));
+        }
+        let named = self.store.named_scopes().await?;
+        Ok(named
+            .into_iter()
+            .find(|scope| scope.path_segment() == segment))
     }
 
     /// The archive links of a scope's subscription documents: to its newest page.
@@ -87,7 +96,7 @@ impl Inner {
         &self,
         path: &str,
     ) -> Result<Option<Arc<FeedFile>>, PublicationError> {
-        let Some((scope, page, format)) = parse(path, self) else {
+        let Some((segment, page, format)) = parse(path) else {
             return Ok(None);
         };
         if let Some(found) = self
@@ -99,6 +108,9 @@ impl Inner {
         {
             return Ok(Some(found));
         }
+        let Some(scope) = self.scope_at(segment).await? else {
+            return Ok(None);
+        };
         let size = self.settings.feeds.max_items;
         let content = self
             .store

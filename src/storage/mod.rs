@@ -178,8 +178,7 @@ pub trait Store: Send + Sync + 'static {
     /// Removes every subscription whose lease ended at or before `now`; returns how many.
     async fn delete_expired_subscriptions(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
 
-    /// Page `page` (1-based) of `size` articles of the archive of `scope` (the section and
-    /// all-sections feeds have archives), as visible at `now`.
+    /// Page `page` (1-based) of `size` articles of the archive of `scope`, as visible at `now`.
     async fn archive_page(
         &self,
         scope: &FeedScope,

@@ -396,15 +396,42 @@ async fn write_names(
     Ok(())
 }
 
-/// The section filter of an archived scope: `Some(None)` for all sections, `Some(Some(slug))`
-/// for one; `None` for scopes without an archive.
-fn archived_section(scope: &FeedScope) -> Option<Option<&str>> {
-    if let FeedScope::Section(slug) = scope {
-        Some(Some(slug.as_str()))
-    } else if *scope == FeedScope::All {
-        Some(None)
-    } else {
-        None
+/// Which articles make up a scope's archive.
+enum ArchiveFilter<'a> {
+    All,
+    Section(&'a str),
+    /// The articles carrying a name in an author or tag table.
+    Named {
+        table: &'static str,
+        name: &'a str,
+    },
+}
+
+impl<'a> ArchiveFilter<'a> {
+    fn of(scope: &'a FeedScope) -> Self {
+        match scope {
+            FeedScope::All => Self::All,
+            FeedScope::Section(slug) => Self::Section(slug.as_str()),
+            FeedScope::Author(named) | FeedScope::Tag(named) => Self::Named {
+                table: names_table(scope),
+                name: named.name(),
+            },
+        }
+    }
+
+    /// `(FROM … WHERE …, bound value)`: the `?3` of the page query is the section or name.
+    fn from_where(&self) -> (String, Option<&'a str>) {
+        match self {
+            Self::All => ("articles".to_owned(), None),
+            Self::Section(section) => ("articles WHERE section = ?3".to_owned(), Some(section)),
+            Self::Named { table, name } => (
+                format!(
+                    "{table} AS n JOIN articles ON articles.partner_id = n.partner_id \
+                     AND articles.article_id = n.article_id WHERE n.name = ?3"
+                ),
+                Some(name),
+            ),
+        }
     }
 }
 
@@ -796,9 +823,6 @@ impl Store for SqliteStore {
         size: usize,
         now: DateTime<Utc>,
     ) -> Result<ArchivePage, StoreError> {
-        let Some(section) = archived_section(scope) else {
-            return Ok(ArchivePage::default());
-        };
         let pages = self.archive_pages(scope, size).await?;
         if page == 0 || page > pages || size == 0 {
             return Ok(ArchivePage {
@@ -806,20 +830,21 @@ impl Store for SqliteStore {
                 ..ArchivePage::default()
             });
         }
-        let filter = if section.is_some() {
-            "WHERE section = ?3"
-        } else {
-            ""
-        };
+        let (from_where, value) = ArchiveFilter::of(scope).from_where();
+        let columns: Vec<String> = ARTICLE_COLUMNS
+            .split(',')
+            .map(|c| format!("articles.{}", c.trim()))
+            .collect();
         let sql = format!(
-            "SELECT {ARTICLE_COLUMNS} FROM articles {filter}
-             ORDER BY create_time, guid LIMIT ?1 OFFSET ?2"
+            "SELECT {} FROM {from_where}
+             ORDER BY articles.create_time, articles.guid LIMIT ?1 OFFSET ?2",
+            columns.join(", ")
         );
         let mut query = sqlx::query(&sql)
             .bind(size as i64)
             .bind(((page - 1) * size) as i64);
-        if let Some(section) = section {
-            query = query.bind(section);
+        if let Some(value) = value {
+            query = query.bind(value);
         }
         let rows = query.fetch_all(&self.read).await?;
         let mut articles = rows
@@ -842,18 +867,21 @@ impl Store for SqliteStore {
     }
 
     async fn archive_pages(&self, scope: &FeedScope, size: usize) -> Result<usize, StoreError> {
-        let Some(section) = archived_section(scope) else {
-            return Ok(0);
-        };
-        let count: i64 = match section {
-            Some(section) => {
+        let count: i64 = match ArchiveFilter::of(scope) {
+            ArchiveFilter::All => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM articles")
+                    .fetch_one(&self.read)
+                    .await?
+            }
+            ArchiveFilter::Section(section) => {
                 sqlx::query_scalar("SELECT COUNT(*) FROM articles WHERE section = ?")
                     .bind(section)
                     .fetch_one(&self.read)
                     .await?
             }
-            None => {
-                sqlx::query_scalar("SELECT COUNT(*) FROM articles")
+            ArchiveFilter::Named { table, name } => {
+                sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table} WHERE name = ?"))
+                    .bind(name)
                     .fetch_one(&self.read)
                     .await?
             }
