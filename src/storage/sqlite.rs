@@ -420,7 +420,7 @@ impl<'a> ArchiveFilter<'a> {
     }
 
     /// `(FROM … WHERE …, bound value)`: the `?3` of the page query is the section or name.
-    fn from_where(&self) -> (String, Option<&'a str>) {
+    fn query_source(&self) -> (String, Option<&'a str>) {
         match self {
             Self::All => ("articles".to_owned(), None),
             Self::Section(section) => ("articles WHERE section = ?3".to_owned(), Some(section)),
@@ -830,13 +830,13 @@ impl Store for SqliteStore {
                 ..ArchivePage::default()
             });
         }
-        let (from_where, value) = ArchiveFilter::of(scope).from_where();
+        let (source, value) = ArchiveFilter::of(scope).query_source();
         let columns: Vec<String> = ARTICLE_COLUMNS
             .split(',')
             .map(|c| format!("articles.{}", c.trim()))
             .collect();
         let sql = format!(
-            "SELECT {} FROM {from_where}
+            "SELECT {} FROM {source}
              ORDER BY articles.create_time, articles.guid LIMIT ?1 OFFSET ?2",
             columns.join(", ")
         );
