@@ -399,19 +399,9 @@ struct Language(String);
 impl TryFrom<String> for Language {
     type Error = String;
     fn try_from(raw: String) -> Result<Self, String> {
-        let mut parts = raw.split('-');
-        let primary_ok = parts.next().is_some_and(|p| {
-            (2..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphabetic())
-        });
-        let rest_ok = parts
-            .all(|p| (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()));
-        if primary_ok && rest_ok {
-            Ok(Self(raw))
-        } else {
-            Err(format!(
-                "language {raw:?} is not a BCP 47 language tag such as \"zh-CN\""
-            ))
-        }
+        crate::domain::check_language_tag(&raw)
+            .map(|()| Self(raw))
+            .map_err(|e| format!("language {e}"))
     }
 }
 

@@ -810,3 +810,55 @@ async fn a_burst_of_publishes_to_one_section_is_coalesced_into_few_regenerations
         "{BURST} publishes caused {regenerations} regenerations of the section's feeds"
     );
 }
+
+#[tokio::test]
+async fn every_item_carries_its_language_and_a_bad_tag_is_refused() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let token = &server.tokens.newsroom;
+    let mut english = brief("en-1", "Shuozhou opens its archives");
+    english.language = "en".into();
+    english.publish_time = Some(ts(1_686_092_500));
+    for article in [english, brief("zh-1", "档案日")] {
+        client
+            .publish_article(authed(token, publish(article)))
+            .await
+            .unwrap();
+    }
+    server.settle().await;
+
+    let json: serde_json::Value =
+        serde_json::from_slice(&server.get_bytes("/feeds/politics/feed.json").await).unwrap();
+    assert_eq!(json["language"], "zh-CN");
+    assert_eq!(json["items"][0]["language"], "en");
+    assert_eq!(json["items"][1]["language"], "zh-CN");
+
+    let rss = String::from_utf8(server.get_bytes("/feeds/politics/rss.xml").await).unwrap();
+    assert!(rss.contains("<dc:language>en</dc:language>"), "{rss}");
+    assert!(rss.contains("<dc:language>zh-CN</dc:language>"), "{rss}");
+
+    let atom = String::from_utf8(server.get_bytes("/feeds/politics/atom.xml").await).unwrap();
+    assert!(
+        atom.contains(r#"<title type="text" xml:lang="en">Shuozhou opens its archives</title>"#)
+            || atom.contains(r#"<title xml:lang="en">Shuozhou opens its archives</title>"#),
+        "{atom}"
+    );
+    assert_eq!(
+        atom.matches(r#"xml:lang="en""#).count(),
+        3,
+        "title, summary, content: {atom}"
+    );
+
+    let mut bad = brief("bad-lang", "x");
+    bad.language = "english please".into();
+    let status = client
+        .publish_article(authed(token, publish(bad)))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("article.language"),
+        "{}",
+        status.message()
+    );
+}

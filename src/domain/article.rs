@@ -41,6 +41,8 @@ pub struct ArticleDraft {
     pub expire_time: Option<DateTime<Utc>>,
     pub embargo_time: Option<DateTime<Utc>>,
     pub media: Vec<MediaDraft>,
+    /// BCP 47 tag of the copy; empty for the site's language.
+    pub language: String,
 }
 
 /// Validated article content: every field clean, sanitised and within limits.
@@ -71,6 +73,9 @@ pub struct ArticleContent {
     /// Images, audio and video, in the partner's order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub media: Vec<Media>,
+    /// BCP 47 tag of the copy, when it is not the site's language.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
 }
 
 impl ArticleContent {
@@ -431,6 +436,14 @@ impl ArticleDraft {
             summary = text::summarize(&body_text, SUMMARY_GRAPHEMES);
         }
 
+        let language = Some(self.language.trim())
+            .filter(|tag| !tag.is_empty())
+            .and_then(|tag| {
+                super::check_language_tag(tag)
+                    .map_err(|e| check.violations.add(f("language"), e))
+                    .ok()
+                    .map(|()| tag.to_owned())
+            });
         let canonical_url = check_url(&self.canonical_url)
             .map_err(|e| check.violations.add(f("canonical_url"), e))
             .ok()
@@ -505,6 +518,7 @@ impl ArticleDraft {
                         expire_time: self.expire_time,
                         embargo_time: self.embargo_time,
                         media,
+                        language,
                     },
                     warnings,
                 })

@@ -42,6 +42,23 @@ impl fmt::Display for ArticleId {
     }
 }
 
+/// Checks that `raw` has the shape of a BCP 47 language tag: `zh-CN`, `en`, `zh-Hans-CN`.
+pub fn check_language_tag(raw: &str) -> Result<(), String> {
+    let mut parts = raw.split('-');
+    let primary_ok = parts
+        .next()
+        .is_some_and(|p| (2..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphabetic()));
+    let rest_ok =
+        parts.all(|p| (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()));
+    if primary_ok && rest_ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{raw:?} is not a BCP 47 language tag such as \"zh-CN\" or \"en\""
+        ))
+    }
+}
+
 /// Checks the `[a-z0-9-]{1,64}` shape shared by section slugs and partner names.
 fn check_slug_shape(raw: &str) -> Result<(), String> {
     if raw.is_empty() {

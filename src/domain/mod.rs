@@ -12,7 +12,7 @@ mod violation;
 pub use article::{
     Article, ArticleContent, ArticleDraft, ArticleState, Revision, Tombstone, ValidDraft,
 };
-pub use ids::{ArticleId, PartnerName, SectionSlug};
+pub use ids::{ArticleId, PartnerName, SectionSlug, check_language_tag};
 pub use media::{MAX_MEDIA, Media, MediaDraft};
 pub use name_slug::name_slug;
 pub use partner::{Partner, PartnerId, SectionGrant, Token, TokenHash};

@@ -61,6 +61,7 @@ pub fn draft_from_proto(article: Option<proto::Article>) -> Result<ArticleDraft,
         expire_time,
         embargo_time,
         media: a.media.into_iter().map(media_draft).collect(),
+        language: a.language,
     })
 }
 
@@ -116,6 +117,7 @@ pub fn article_to_proto(article: &Article) -> proto::Article {
         expire_time: c.expire_time.map(timestamp),
         embargo_time: c.embargo_time.map(timestamp),
         media: c.media.iter().map(media_to_proto).collect(),
+        language: c.language.clone().unwrap_or_default(),
         state: state as i32,
         guid: article.guid.clone(),
         etag: article.etag.clone(),

@@ -127,9 +127,16 @@ fn enclosure(media: &Media) -> Link {
 }
 
 fn entry(meta: &FeedMeta, article: &Article) -> Entry {
+    // Entries inherit the feed's xml:lang; copy in another language says so on its text.
+    let own_language = Some(super::language(meta, article))
+        .filter(|lang| *lang != meta.language)
+        .map(str::to_owned);
     let content = &article.content;
     Entry {
-        title: Text::plain(content.title.clone()),
+        title: Text {
+            lang: own_language.clone(),
+            ..Text::plain(content.title.clone())
+        },
         id: article.guid.clone(),
         updated: meta.local(article.updated),
         published: Some(meta.local(content.publish_time)),
@@ -146,10 +153,14 @@ fn entry(meta: &FeedMeta, article: &Article) -> Entry {
             .map(|url| link(url, "alternate", "text/html"))
             .chain(content.media.iter().map(enclosure))
             .collect(),
-        summary: Some(Text::plain(content.summary.clone())),
+        summary: Some(Text {
+            lang: own_language.clone(),
+            ..Text::plain(content.summary.clone())
+        }),
         content: Some(Content {
             value: Some(body_html(article).into_owned()),
             content_type: Some("html".into()),
+            lang: own_language,
             ..Content::default()
         }),
         ..Entry::default()

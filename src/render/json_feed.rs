@@ -1,6 +1,6 @@
 //! JSON Feed 1.1 (https://jsonfeed.org/version/1.1).
 
-use super::{FeedMeta, body_html, categories};
+use super::{FeedMeta, body_html, categories, language};
 use crate::domain::{Article, Media};
 use chrono::SecondsFormat;
 use serde::Serialize;
@@ -47,6 +47,7 @@ struct Item<'a> {
     content_html: std::borrow::Cow<'a, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     content_text: Option<&'a str>,
+    language: &'a str,
     date_published: String,
     date_modified: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -130,6 +131,7 @@ pub fn render(meta: &FeedMeta, articles: &[Article]) -> Vec<u8> {
                     summary: &content.summary,
                     content_html: body_html(article),
                     content_text: content.content_text.as_deref(),
+                    language: language(meta, article),
                     date_published: date(content.publish_time),
                     date_modified: date(article.updated),
                     authors: content.authors.iter().map(|name| Author { name }).collect(),

@@ -223,6 +223,15 @@ pub fn body_html(article: &Article) -> std::borrow::Cow<'_, str> {
     ))
 }
 
+/// The language of an entry's copy: its own, else the feed's.
+pub fn language<'a>(meta: &'a FeedMeta, article: &'a Article) -> &'a str {
+    article
+        .content
+        .language
+        .as_deref()
+        .unwrap_or(&meta.language)
+}
+
 /// The entry's categories: the kicker (column name) first, then the tags.
 pub fn categories(article: &Article) -> impl Iterator<Item = &str> {
     let content = &article.content;

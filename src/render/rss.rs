@@ -1,6 +1,6 @@
 //! RSS 2.0 with the content, Dublin Core, Atom and (for media files) Media RSS namespaces.
 
-use super::{FEED_HISTORY, FeedMeta, Format, body_html, categories};
+use super::{FEED_HISTORY, FeedMeta, Format, body_html, categories, language};
 use crate::domain::{Article, Media};
 use rss::extension::atom::{AtomExtension, Link};
 use rss::extension::dublincore::DublinCoreExtension;
@@ -93,8 +93,11 @@ fn item(meta: &FeedMeta, article: &Article) -> Item {
             permalink: false,
         }),
         pub_date: Some(meta.local(content.publish_time).to_rfc2822()),
-        dublin_core_ext: (!content.authors.is_empty()).then(|| DublinCoreExtension {
+        // Names in dc:creator (RSS `author` is for e-mail addresses); the copy's language
+        // in dc:language, on every item.
+        dublin_core_ext: Some(DublinCoreExtension {
             creators: content.authors.clone(),
+            languages: vec![language(meta, article).to_owned()],
             ..DublinCoreExtension::default()
         }),
         // RSS allows one enclosure; Media RSS carries every file.

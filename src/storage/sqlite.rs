@@ -308,7 +308,7 @@ async fn apply_add_partner(
 const ARTICLE_COLUMNS: &str = "partner_id, article_id, guid, section, state, title, subtitle, kicker, \
      authors, summary, content_html, content_text, tags, canonical_url, publish_time, update_time, \
      updated, expire_time, create_time, change_time, retract_time, retract_reason, etag, \
-     embargo_time, media";
+     embargo_time, media, language";
 
 /// A retracted article that was in its feeds when it was retracted: published, its embargo
 /// over and not expired. Only those leave a tombstone; any other would tell readers about
@@ -336,7 +336,7 @@ async fn write_article(conn: &mut SqliteConnection, a: &Article) -> Result<(), S
     let c = &a.content;
     sqlx::query(&format!(
         "INSERT OR REPLACE INTO articles ({ARTICLE_COLUMNS})
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     ))
     .bind(a.partner.0)
     .bind(a.id.as_str())
@@ -363,6 +363,7 @@ async fn write_article(conn: &mut SqliteConnection, a: &Article) -> Result<(), S
     .bind(&a.etag)
     .bind(c.embargo_time.map(nanos))
     .bind(serde_json::to_string(&c.media).expect("media always serialise"))
+    .bind(c.language.as_deref())
     .execute(&mut *conn)
     .await?;
     write_names(conn, a, "article_authors", &c.authors).await?;
@@ -509,6 +510,7 @@ fn article_from_row(row: &SqliteRow) -> Result<Article, StoreError> {
                 .try_get::<Option<i64>, _>("embargo_time")?
                 .map(from_nanos),
             media,
+            language: row.try_get("language")?,
         },
         updated: from_nanos(row.try_get("updated")?),
         create_time: from_nanos(row.try_get("create_time")?),
