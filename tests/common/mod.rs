@@ -144,7 +144,29 @@ impl TestServer {
     pub async fn get_bytes(&self, path: &str) -> Vec<u8> {
         let response = reqwest::get(self.url(path)).await.unwrap();
         assert_eq!(response.status(), 200, "GET {path}");
-        response.bytes().await.unwrap().to_vec()
+        let bytes = response.bytes().await.unwrap().to_vec();
+        self.keep_for_validators(path, &bytes);
+        bytes
+    }
+
+    /// Leaves a copy of every feed a test fetched in `target/feed-samples/harness/`, where
+    /// CI's independent validators (lxml, feedparser, a JSON Feed schema) check them all.
+    fn keep_for_validators(&self, path: &str, bytes: &[u8]) {
+        let Some(feed) = path.strip_prefix("/feeds/") else {
+            return;
+        };
+        if !(feed.ends_with(".xml") || feed.ends_with(".json")) {
+            return;
+        }
+        let run = self.dir.path().file_name().unwrap_or_default();
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target/feed-samples/harness")
+            .join(run)
+            .join(feed);
+        if let Some(folder) = file.parent() {
+            let _ = std::fs::create_dir_all(folder);
+        }
+        let _ = std::fs::write(file, bytes);
     }
 
     /// Polls `path` until its body satisfies `done`, and returns that body.
