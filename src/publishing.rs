@@ -234,7 +234,7 @@ impl Publisher {
         reason: &str,
     ) -> Result<Article, PublishError> {
         let id = parse_id(id)?;
-        let reason = reason.trim().chars().take(1000).collect();
+        let reason = crate::domain::one_line(reason, 1000);
         let (article, changed) = self
             .store
             .retract(partner.id, id.clone(), reason, Utc::now())

@@ -16,7 +16,7 @@ pub use ids::{ArticleId, PartnerName, SectionSlug, check_language_tag};
 pub use media::{MAX_MEDIA, Media, MediaDraft};
 pub use name_slug::name_slug;
 pub use partner::{Partner, PartnerId, SectionGrant, Token, TokenHash};
-pub use text::{HtmlPolicy, html_to_text, summarize, text_to_html};
+pub use text::{HtmlPolicy, html_to_text, one_line, summarize, text_to_html};
 pub use violation::{FieldViolation, Violations};
 
 /// A configured section of the site, with feeds of its own.

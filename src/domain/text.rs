@@ -328,9 +328,24 @@ pub fn summarize(text: &str, max_graphemes: usize) -> String {
     }
 }
 
+/// A one-line note (a retraction reason, say): forbidden characters removed, white space
+/// folded, at most `max_graphemes` user-perceived characters, cut like a summary.
+pub fn one_line(raw: &str, max_graphemes: usize) -> String {
+    summarize(&clean(raw, true).text, max_graphemes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_line_notes_are_clean_and_cut_on_grapheme_boundaries() {
+        assert_eq!(
+            one_line(" 事实\u{0}有误 \n 已更正 ", 100),
+            "事实有误 已更正"
+        );
+        assert_eq!(one_line("👩‍👩‍👧👩‍👩‍👧", 1), "👩‍👩‍👧…");
+    }
 
     #[test]
     fn clean_removes_controls_and_noncharacters_but_keeps_text() {
