@@ -1,0 +1,351 @@
+//! The shared set-up: a real `feedpub serve` process in a fresh folder, a partner made with
+//! `feedpub partner add`, a gRPC client, and the data set of 50 articles of about 3 KB
+//! built from the sample edition's paragraphs, published the way a partner would.
+
+use crate::process::{Process, tee_lines};
+use crate::profile::Recorder;
+use anyhow::Context;
+use feedpub::grpc::proto::publisher_service_client::PublisherServiceClient;
+use feedpub::grpc::proto::{Article, PublishArticleRequest};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+/// The section every benchmark publishes into and reads.
+pub const SECTION: &str = "politics";
+/// The feed the benchmarks read, as a URL path (the same on feedpub and on nginx).
+pub const FEED_PATH: &str = "/feeds/politics/rss.xml";
+/// Articles in the served data set (the default `max_items` of a feed).
+pub const DATA_SET_ARTICLES: usize = 50;
+/// Body size of every benchmark article, in bytes of UTF-8 (about 1,000 Chinese characters).
+const BODY_BYTES: usize = 3 * 1024;
+
+/// Variables that would change what feedpub does if inherited.
+const FEEDPUB_VARS: [&str; 7] = [
+    "FEEDPUB_CONFIG",
+    "FEEDPUB_DATA_DIR",
+    "FEEDPUB_FEEDS_DIR",
+    "FEEDPUB_GRPC_ADDR",
+    "FEEDPUB_HTTP_ADDR",
+    "FEEDPUB_DEMO",
+    "RUST_LOG",
+];
+
+/// Adds `authorization: Bearer <token>` to every call.
+#[derive(Clone)]
+pub struct Bearer(MetadataValue<tonic::metadata::Ascii>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+/// A PublisherService client that authenticates as the benchmark partner.
+pub type Client = PublisherServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// A running feedpub with its folders, addresses and a client.
+/// Fields drop in order: the connections close before feedpub is told to stop, so its
+/// graceful shutdown has nothing to wait for.
+pub struct Fixture {
+    pub client: Client,
+    pub http: reqwest::Client,
+    /// Where feedpub writes the feed files (nginx serves the same folder).
+    pub feeds_dir: PathBuf,
+    pub http_addr: SocketAddr,
+    paragraphs: Vec<String>,
+    titles: Vec<(String, Vec<String>)>,
+    /// feedpub, or `perf record` running feedpub with `--perf`.
+    process: Mutex<Process>,
+    recorder: Option<Recorder>,
+}
+
+impl Fixture {
+    /// Creates the partner, starts `feedpub serve` on free ports and connects to it.
+    pub async fn start(
+        bin: &Path,
+        work: &Path,
+        log: Option<&str>,
+        perf: bool,
+    ) -> anyhow::Result<Self> {
+        let data_dir = work.join("data");
+        let feeds_dir = work.join("feeds");
+        let recorder = if perf {
+            Some(Recorder::new(work)?)
+        } else {
+            None
+        };
+        let feedpub = |args: &[&str]| {
+            let mut cmd = Command::new(bin);
+            if let Some((_, perf)) = &recorder
+                && args.first() == Some(&"serve")
+            {
+                cmd = Command::new(perf.get_program());
+                cmd.args(perf.get_args()).arg(bin);
+            }
+            // Run in the working folder, so no ./feedpub.toml is picked up: the embedded
+            // sample configuration (five sections, 50 items per feed) applies.
+            cmd.args(args).current_dir(work).stdin(Stdio::null());
+            for var in FEEDPUB_VARS {
+                cmd.env_remove(var);
+            }
+            if let Some(filter) = log {
+                cmd.env("RUST_LOG", filter);
+            }
+            cmd
+        };
+        let data = data_dir.to_str().context("a UTF-8 temp path")?;
+        let feeds = feeds_dir.to_str().context("a UTF-8 temp path")?;
+
+        let output = feedpub(&[
+            "partner",
+            "add",
+            "bench",
+            "--all-sections",
+            "--data-dir",
+            data,
+        ])
+        .output()
+        .with_context(|| format!("cannot run {}", bin.display()))?;
+        anyhow::ensure!(
+            output.status.success(),
+            "feedpub partner add failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let stdout = String::from_utf8(output.stdout)?;
+        let token = stdout
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .context("feedpub partner add printed no token")?
+            .trim()
+            .to_owned();
+
+        let mut child = feedpub(&[
+            "serve",
+            "--data-dir",
+            data,
+            "--feeds-dir",
+            feeds,
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {}", bin.display()))?;
+        let stderr = child.stderr.take().expect("piped stderr");
+        let mut process = Process::new("feedpub", child);
+        let lines = tee_lines(stderr, &work.join("feedpub.log"));
+        let (grpc_addr, http_addr) = listening_addresses(&lines, &mut process)?;
+        drop(lines);
+        eprintln!(
+            "feedpub (pid {}) serves gRPC on {grpc_addr}, HTTP on {http_addr}",
+            process.id()
+        );
+
+        let channel = Channel::from_shared(format!("http://{grpc_addr}"))?
+            .connect()
+            .await
+            .context("cannot connect to feedpub's gRPC API")?;
+        let bearer = Bearer(format!("Bearer {token}").parse()?);
+        let client = PublisherServiceClient::with_interceptor(channel, bearer);
+        let edition = feedpub::demo::sample_edition();
+        let paragraphs = edition
+            .iter()
+            .flat_map(|a| a.content_text.split("\n\n"))
+            .map(str::to_owned)
+            .collect();
+        let titles = edition
+            .iter()
+            .map(|a| (a.title.clone(), a.authors.clone()))
+            .collect();
+        Ok(Self {
+            process: Mutex::new(process),
+            recorder: recorder.map(|(r, _)| r),
+            feeds_dir,
+            http_addr,
+            client,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()?,
+            paragraphs,
+            titles,
+        })
+    }
+
+    /// An error if feedpub has exited.
+    pub fn ensure_running(&self) -> anyhow::Result<()> {
+        self.process.lock().expect("process lock").ensure_running()
+    }
+
+    /// feedpub's process id (perf's with `--perf`: feedpub is its only child).
+    pub fn pid(&self) -> u32 {
+        self.process.lock().expect("process lock").id()
+    }
+
+    /// With `--perf`, starts (`true`) or stops sampling feedpub; otherwise does nothing.
+    pub fn profile(&self, on: bool) -> anyhow::Result<()> {
+        match &self.recorder {
+            Some(recorder) => recorder.sample(on),
+            None => Ok(()),
+        }
+    }
+
+    /// Closes the connections, stops feedpub, and with `--perf` writes the profile summary.
+    pub fn stop(self) -> anyhow::Result<()> {
+        let Self {
+            client,
+            http,
+            process,
+            recorder,
+            ..
+        } = self;
+        drop((client, http));
+        process.into_inner().expect("process lock").stop();
+        if let Some(recorder) = recorder {
+            eprintln!("profile: {}", recorder.summarize()?.display());
+        }
+        Ok(())
+    }
+
+    /// The URL of `path` on feedpub's HTTP server.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http_addr)
+    }
+
+    /// Article `n` of a series: a title and byline of the sample edition, and about 3 KB
+    /// of its paragraphs, starting at a different paragraph for each `n`.
+    pub fn article(&self, id: String, title_suffix: &str, n: usize) -> Article {
+        let (title, authors) = &self.titles[n % self.titles.len()];
+        let mut body = String::with_capacity(BODY_BYTES + 2048);
+        let mut p = n * 3;
+        while body.len() < BODY_BYTES {
+            if !body.is_empty() {
+                body.push_str("\n\n");
+            }
+            body.push_str(&self.paragraphs[p % self.paragraphs.len()]);
+            p += 1;
+        }
+        let mut cut = BODY_BYTES;
+        while !body.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        body.truncate(cut);
+        Article {
+            id,
+            section: SECTION.to_owned(),
+            title: format!("{title}{title_suffix}"),
+            authors: authors.clone(),
+            content_text: body,
+            tags: vec!["基准测试".to_owned()],
+            publish_time: Some(timestamp(SystemTime::now())),
+            ..Article::default()
+        }
+    }
+
+    /// Publishes the 50 articles of the data set (dated 7 June 2023, one minute apart) and
+    /// waits until the section feed shows all of them.
+    pub async fn publish_data_set(&self) -> anyhow::Result<()> {
+        let page = 1_686_092_400; // 2023-06-07T07:00:00+08:00
+        for n in 0..DATA_SET_ARTICLES {
+            let mut article = self.article(format!("bench-{n:03}"), &format!("（{}）", n + 1), n);
+            article.publish_time = Some(prost_types::Timestamp {
+                seconds: page - 60 * n as i64,
+                nanos: 0,
+            });
+            self.client
+                .clone()
+                .publish_article(PublishArticleRequest {
+                    article: Some(article),
+                })
+                .await
+                .context("PublishArticle of the data set failed")?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let body = self
+                .http
+                .get(self.url(FEED_PATH))
+                .send()
+                .await?
+                .text()
+                .await?;
+            let items = body.matches("<item>").count();
+            if items == DATA_SET_ARTICLES {
+                eprintln!(
+                    "data set: {items} articles in {FEED_PATH} ({} bytes)",
+                    body.len()
+                );
+                return Ok(());
+            }
+            self.ensure_running()?;
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{FEED_PATH} shows {items} items, not {DATA_SET_ARTICLES}, after 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A protobuf timestamp of `t`.
+pub fn timestamp(t: SystemTime) -> prost_types::Timestamp {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    prost_types::Timestamp {
+        seconds: since.as_secs() as i64,
+        nanos: since.subsec_nanos() as i32,
+    }
+}
+
+/// Reads feedpub's log until both "listening" lines have appeared.
+fn listening_addresses(
+    lines: &std::sync::mpsc::Receiver<String>,
+    process: &mut Process,
+) -> anyhow::Result<(SocketAddr, SocketAddr)> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut grpc, mut http) = (None, None);
+    while grpc.is_none() || http.is_none() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = match lines.recv_timeout(left.min(Duration::from_millis(200))) {
+            Ok(line) => line,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                process.ensure_running()?;
+                anyhow::ensure!(!left.is_zero(), "feedpub did not say where it listens");
+                continue;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                process.ensure_running()?;
+                anyhow::bail!("feedpub closed its log before saying where it listens");
+            }
+        };
+        let after = |marker: &str| {
+            line.split_once(marker).map(|(_, rest)| {
+                rest.split(|c: char| c.is_whitespace() || c == '/' || c == '"')
+                    .next()
+                    .unwrap_or("")
+                    .to_owned()
+            })
+        };
+        if let Some(addr) = after("gRPC API listening on ") {
+            grpc = Some(addr.parse().with_context(|| format!("in {line:?}"))?);
+        }
+        if let Some(addr) = after("HTTP feeds listening on http://") {
+            http = Some(addr.parse().with_context(|| format!("in {line:?}"))?);
+        }
+    }
+    Ok((grpc.expect("set"), http.expect("set")))
+}

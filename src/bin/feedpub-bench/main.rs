@@ -1,0 +1,240 @@
+//! feedpub-bench: measures feedpub side by side with what users would run instead (issue 6)
+//! and prints one Markdown table of medians, then every run. See BENCHMARKS.md.
+//!
+//! Each benchmark is a module with a `run` that returns [`report::Figure`]s for one run; the
+//! shared set-up (a real `feedpub serve` process holding a data set) lives in `fixture`.
+//! Adding a benchmark (ingest, render, scale) means adding a module, a [`Bench`] variant and
+//! its arm in [`run_all`].
+
+mod cpu;
+mod fixture;
+mod freshness;
+mod process;
+mod profile;
+mod report;
+mod serve;
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+/// Measures feedpub against its peers and prints one Markdown table.
+#[derive(Debug, Parser)]
+#[command(name = "feedpub-bench")]
+struct Args {
+    /// Short runs: the whole suite in under 2 minutes (one run unless --runs says otherwise)
+    #[arg(long)]
+    quick: bool,
+    /// How many times each benchmark runs; the table shows medians [default: 5, 1 with --quick]
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Open connections of every wrk run (the same for feedpub and nginx)
+    #[arg(long, default_value_t = 64)]
+    connections: u32,
+    /// wrk threads (the same for feedpub and nginx)
+    #[arg(long, default_value_t = 1)]
+    wrk_threads: u32,
+    /// Pause between two polls of the freshness poller, in microseconds (0: back to back)
+    #[arg(long, default_value_t = 1000)]
+    poll_interval_us: u64,
+    /// RUST_LOG filter for the feedpub process (its log is kept with --keep)
+    #[arg(long, value_name = "FILTER")]
+    feedpub_log: Option<String>,
+    /// The feedpub binary to measure [default: target/release/feedpub, built first]
+    #[arg(long)]
+    feedpub: Option<PathBuf>,
+    /// Keep the working folder (data, feeds, logs, nginx.conf) after the run
+    #[arg(long)]
+    keep: bool,
+    /// Record feedpub with `perf record` while it is measured; summaries go to the working
+    /// folder (implies --keep)
+    #[arg(long)]
+    perf: bool,
+    /// Benchmarks to run [default: all]
+    #[arg(value_enum)]
+    benchmarks: Vec<Bench>,
+}
+
+/// The benchmarks implemented so far (issue 6 items 1 and 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Bench {
+    /// wrk against feedpub and nginx serving the same feed: 200 identity, 200 gzip, 304
+    Serve,
+    /// Time from a PublishArticle answer to the entry being served over HTTP
+    Freshness,
+}
+
+/// How long and how hard each benchmark runs.
+#[derive(Debug, Clone)]
+pub struct Mode {
+    pub quick: bool,
+    pub runs: usize,
+    /// wrk time per server and scenario in one run, cut into `wrk_slices` alternating runs.
+    pub wrk_duration: Duration,
+    pub wrk_slices: usize,
+    pub wrk_connections: u32,
+    pub wrk_threads: u32,
+    /// Publishes of the open-loop freshness phase, and their target rate per second.
+    pub fresh_publishes: usize,
+    pub fresh_rate: u32,
+    /// Publishes of the one-in-flight freshness phase.
+    pub fresh_sequential: usize,
+    pub poll_interval: Duration,
+}
+
+impl Mode {
+    fn from_args(args: &Args) -> Self {
+        let runs = args.runs.unwrap_or(if args.quick { 1 } else { 5 }).max(1);
+        Self {
+            quick: args.quick,
+            runs,
+            wrk_duration: Duration::from_secs(if args.quick { 3 } else { 10 }),
+            wrk_slices: if args.quick { 3 } else { 5 },
+            wrk_connections: args.connections,
+            wrk_threads: args.wrk_threads,
+            fresh_publishes: if args.quick { 200 } else { 1000 },
+            fresh_rate: 1000,
+            fresh_sequential: if args.quick { 50 } else { 100 },
+            poll_interval: Duration::from_micros(args.poll_interval_us),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let work = match WorkDir::create() {
+        Ok(work) => work,
+        Err(e) => {
+            eprintln!("feedpub-bench: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // One worker thread: the load the bench itself puts on the 2-core machine stays small,
+    // and connection tasks still run (and close) while the main thread waits for a child.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let result = runtime.block_on(run_all(&args, work.path()));
+    drop(runtime);
+    match result {
+        Ok(table) => {
+            println!("{table}");
+            work.finish(args.keep || args.perf);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("feedpub-bench: {e:#}");
+            eprintln!(
+                "feedpub-bench: logs and configuration kept in {}",
+                work.path().display()
+            );
+            work.finish(true);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the chosen benchmarks `mode.runs` times each and returns the report.
+async fn run_all(args: &Args, work: &Path) -> anyhow::Result<String> {
+    let mode = Mode::from_args(args);
+    let benches = if args.benchmarks.is_empty() {
+        vec![Bench::Serve, Bench::Freshness]
+    } else {
+        args.benchmarks.clone()
+    };
+    let feedpub_bin = match &args.feedpub {
+        // feedpub runs in the working folder: a relative path would not resolve there.
+        Some(path) => {
+            std::fs::canonicalize(path).with_context(|| format!("--feedpub {}", path.display()))?
+        }
+        None => build_feedpub()?,
+    };
+    let started = Instant::now();
+    let mut machine = report::Machine::describe(&mode);
+    let mut report = report::Report::default();
+    let fixture =
+        fixture::Fixture::start(&feedpub_bin, work, args.feedpub_log.as_deref(), args.perf).await?;
+    fixture.publish_data_set().await?;
+
+    // Every benchmark's runs are done together: freshness adds articles to the feed the
+    // serve benchmark measures, so serve goes first and always sees the same 50 articles.
+    for bench in [Bench::Serve, Bench::Freshness] {
+        if !benches.contains(&bench) {
+            continue;
+        }
+        match bench {
+            Bench::Serve => {
+                let serve = serve::Serve::setup(&fixture, work, &mode).await?;
+                machine.peers.push(serve.peer_versions());
+                for run in 0..mode.runs {
+                    report.add(run, serve.run(run).await?);
+                }
+                serve.stop();
+            }
+            Bench::Freshness => {
+                for run in 0..mode.runs {
+                    report.add(run, freshness::run(&fixture, &mode, run).await?);
+                }
+            }
+        }
+    }
+    fixture.stop()?;
+    machine.finish(started.elapsed());
+    Ok(report.render(&machine))
+}
+
+/// Builds `target/release/feedpub` (a no-op when fresh), so the figures are never those of a
+/// stale binary: `cargo run --bin feedpub-bench` builds only the bench itself.
+fn build_feedpub() -> anyhow::Result<PathBuf> {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    eprintln!("building target/release/feedpub …");
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--quiet", "--bin", "feedpub"])
+        .current_dir(manifest_dir)
+        .status()
+        .context("cannot run cargo to build feedpub")?;
+    anyhow::ensure!(status.success(), "cargo build --release failed ({status})");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest_dir.join("target"));
+    let bin = target.join("release").join("feedpub");
+    anyhow::ensure!(bin.exists(), "{} was not built", bin.display());
+    Ok(bin)
+}
+
+/// A fresh folder under the system temp dir holding everything a run writes.
+struct WorkDir {
+    path: PathBuf,
+}
+
+impl WorkDir {
+    fn create() -> anyhow::Result<Self> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .subsec_nanos();
+        let path =
+            std::env::temp_dir().join(format!("feedpub-bench-{}-{nanos:09}", std::process::id()));
+        std::fs::create_dir_all(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        Ok(Self { path })
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Removes the folder, unless it is to be kept for inspection.
+    fn finish(self, keep: bool) {
+        if keep {
+            eprintln!("working folder kept: {}", self.path.display());
+        } else if let Err(e) = std::fs::remove_dir_all(&self.path) {
+            eprintln!("cannot remove {}: {e}", self.path.display());
+        }
+    }
+}
