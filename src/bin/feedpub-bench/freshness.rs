@@ -1,7 +1,7 @@
 //! Freshness (issue 6 item 3): the time from a PublishArticle answer to the first moment
 //! an HTTP GET of the section feed shows the new entry.
 //!
-//! A poller GETs the feed back to back with `If-None-Match`; for every new version it notes
+//! A poller GETs the feed every millisecond with `If-None-Match`; for every new version it notes
 //! when its headers arrived and which benchmark titles it holds. Publishes are spawned
 //! open-loop at their scheduled times (1,000/s, many in flight), then one at a time, each
 //! waiting until the previous one is shown. An article pushed out of the 50-item feed before
@@ -65,9 +65,13 @@ pub async fn run(fixture: &Fixture, mode: &Mode, run: usize) -> anyhow::Result<V
         seen.clone(),
         mode.poll_interval,
     ));
-    fixture.profile(true)?;
-    let result = measure(fixture, mode, run, &seen).await;
-    fixture.profile(false)?;
+    let result = async {
+        fixture.profile(true)?;
+        let figures = measure(fixture, mode, run, &seen).await;
+        fixture.profile(false)?;
+        figures
+    }
+    .await;
     seen.stop.store(true, Ordering::SeqCst);
     let polled = poller.await.context("the poller panicked")?;
     let mut figures = result?;

@@ -105,7 +105,7 @@ impl Report {
                     (Some((name, _)), Some(p)) => format!("{} ({name})", number(p)),
                     _ => "—".into(),
                 },
-                ratio.map_or("—".into(), |r| format!("{r:.2}")),
+                ratio.map_or("—".into(), |r| ratio_text(r, first.target)),
             )?;
         }
         writeln!(out)?;
@@ -135,7 +135,12 @@ impl Report {
                     None => "—".to_owned(),
                     Some(f) => match (f.peer, f.ratio()) {
                         (Some((_, p)), Some(r)) => {
-                            format!("{} / {} = {r:.2}", number(f.feedpub), number(p))
+                            format!(
+                                "{} / {} = {}",
+                                number(f.feedpub),
+                                number(p),
+                                ratio_text(r, f.target)
+                            )
                         }
                         _ => number(f.feedpub),
                     },
@@ -210,6 +215,16 @@ fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Two decimals, or three when two would round a miss up to its target (0.998 is not 1.00).
+fn ratio_text(r: f64, target: Target) -> String {
+    match target {
+        Target::RatioAtLeast(t) if r < t && format!("{r:.2}") == format!("{t:.2}") => {
+            format!("{r:.3}")
+        }
+        _ => format!("{r:.2}"),
+    }
 }
 
 fn pass(ok: bool) -> String {

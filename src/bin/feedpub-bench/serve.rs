@@ -1,7 +1,8 @@
 //! Serve (issue 6 item 1, issue 5 item 7): wrk against feedpub and against nginx serving
 //! the same files from feedpub's `feeds/` folder, with `gzip_static on`, at the same URL:
 //! 200 identity, 200 gzip and 304. Every scenario is first checked with one request to
-//! each server (status, coding, identical bytes); the servers alternate order between runs.
+//! each server (status, coding, identical bytes); the load comes in slices that alternate
+//! the servers.
 
 use crate::Mode;
 use crate::cpu::{Background, TICKS_PER_SECOND, tree_ticks};
