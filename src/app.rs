@@ -4,8 +4,9 @@ use crate::config::Settings;
 use crate::publication::{Publication, PublicationError, Scheduler};
 use crate::publishing::{PublishError, Publisher};
 use crate::storage::{SqliteStore, Store, StoreError};
+use crate::tls::{TlsError, TlsIdentity};
 use crate::websub::{Hub, HubTasks, WebSubError};
-use crate::{demo, grpc, http};
+use crate::{demo, grpc, http, tls};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,6 +33,8 @@ pub enum AppError {
     Demo(#[from] PublishError),
     #[error("cannot start the WebSub hub")]
     WebSub(#[from] WebSubError),
+    #[error("cannot set up TLS: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// A built service with its listeners bound, ready to run.
@@ -45,6 +48,8 @@ pub struct Application {
     websub_tasks: HubTasks,
     grpc_listener: TcpListener,
     http_listener: TcpListener,
+    /// Certificate and key both listeners present, when TLS is configured.
+    tls: Option<TlsIdentity>,
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, AppError> {
@@ -59,6 +64,13 @@ impl Application {
         // Metrics are recorded from the first request on.
         crate::telemetry::metrics();
         let settings = Arc::new(settings);
+        // A bad certificate stops start-up before anything is opened.
+        let tls = settings
+            .server
+            .tls
+            .as_ref()
+            .map(TlsIdentity::load)
+            .transpose()?;
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&settings.server.data_dir).await?);
         let (publication, scheduler) = Publication::start(store.clone(), settings.clone()).await?;
         let publisher = Publisher::new(store.clone(), settings.clone(), publication.clone());
@@ -75,6 +87,7 @@ impl Application {
             websub_tasks,
             grpc_listener,
             http_listener,
+            tls,
         })
     }
 
@@ -136,6 +149,8 @@ impl Application {
             let result = grpc::serve(
                 self.grpc_listener,
                 self.publisher.clone(),
+                &self.settings.limits,
+                self.tls.as_ref(),
                 stopped(stop_rx.clone()),
             )
             .await;
@@ -143,7 +158,8 @@ impl Application {
             result
         };
         let http = async {
-            let result = axum::serve(self.http_listener, router)
+            let listener = tls::http_listener(self.http_listener, self.tls.as_ref());
+            let result = axum::serve(listener, router)
                 .with_graceful_shutdown(stopped(stop_rx.clone()))
                 .await;
             let _ = stop_tx.send(true);

@@ -1,16 +1,17 @@
-//! Command-line interface: `feedpub serve` and `feedpub partner add`. Every flag can also
-//! come from a `FEEDPUB_…` environment variable; flags win over the environment, which wins
-//! over the configuration file.
+//! Command-line interface: `feedpub serve`, `feedpub partner …` and `feedpub audit`. Every
+//! flag can also come from a `FEEDPUB_…` environment variable; flags win over the
+//! environment, which wins over the configuration file.
+
+mod partners;
 
 use crate::app::Application;
 use crate::config::{Overrides, Settings};
-use crate::domain::{SectionGrant, SectionSlug};
-use crate::publishing;
-use crate::storage::SqliteStore;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+
+pub use partners::{AuditArgs, PartnerAddArgs, PartnerCommand, PartnerNameArgs, RightsArgs};
 
 /// feedpub: publishes news as RSS 2.0, Atom 1.0 and JSON Feed 1.1 feeds.
 #[derive(Debug, Parser)]
@@ -25,9 +26,11 @@ pub struct Cli {
 pub enum Command {
     /// Run the gRPC API and the feed server.
     Serve(ServeArgs),
-    /// Manage partners (the outlets that publish).
+    /// Manage partners (the outlets that publish), also while the server runs.
     #[command(subcommand)]
     Partner(PartnerCommand),
+    /// Show the audit log: every publish, retraction and partner change, newest first.
+    Audit(AuditArgs),
 }
 
 /// Where configuration and data live.
@@ -60,37 +63,12 @@ pub struct ServeArgs {
     pub demo: bool,
 }
 
-/// `feedpub partner …`
-#[derive(Debug, Subcommand)]
-pub enum PartnerCommand {
-    /// Create a partner and print its new token (shown once) on the last line.
-    Add(PartnerAddArgs),
-}
-
-/// Options of `feedpub partner add`.
-#[derive(Debug, Args)]
-pub struct PartnerAddArgs {
-    /// Unique name: a-z 0-9 -, 1 to 64 characters
-    pub name: String,
-    /// A section the partner may publish to (repeatable)
-    #[arg(
-        long = "section",
-        value_name = "SLUG",
-        required_unless_present = "all_sections"
-    )]
-    pub sections: Vec<String>,
-    /// Let the partner publish to every section
-    #[arg(long, conflicts_with = "sections")]
-    pub all_sections: bool,
-    #[command(flatten)]
-    pub store: StoreArgs,
-}
-
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
-        Command::Partner(PartnerCommand::Add(args)) => partner_add(args).await,
+        Command::Partner(command) => partners::run(command).await,
+        Command::Audit(args) => partners::audit(args).await,
     }
 }
 
@@ -139,51 +117,4 @@ fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     Ok(async {
         let _ = tokio::signal::ctrl_c().await;
     })
-}
-
-async fn partner_add(args: PartnerAddArgs) -> anyhow::Result<()> {
-    crate::telemetry::init(crate::config::LogFormat::Text);
-    let settings = Settings::load(
-        args.store.config.as_deref(),
-        Overrides {
-            data_dir: args.store.data_dir,
-            ..Overrides::default()
-        },
-    )?;
-    let grant = if args.all_sections {
-        SectionGrant::All
-    } else {
-        SectionGrant::Only(
-            args.sections
-                .iter()
-                .map(|s| SectionSlug::parse(s).map_err(|e| anyhow::anyhow!("--section {s:?}: {e}")))
-                .collect::<anyhow::Result<_>>()?,
-        )
-    };
-    let store = SqliteStore::open(&settings.server.data_dir)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot open the store in {}",
-                settings.server.data_dir.display()
-            )
-        })?;
-    let result = publishing::add_partner(&store, &settings, &args.name, grant).await;
-    crate::storage::Store::close(&store).await;
-    let (partner, token) = result?;
-    let rights = match &partner.grant {
-        SectionGrant::All => "every section".to_owned(),
-        SectionGrant::Only(sections) => sections
-            .iter()
-            .map(SectionSlug::as_str)
-            .collect::<Vec<_>>()
-            .join(", "),
-    };
-    println!(
-        "partner {} created; it may publish to: {rights}",
-        partner.name
-    );
-    println!("its token follows; it is shown only this once and stored only as a hash:");
-    println!("{}", token.expose());
-    Ok(())
 }

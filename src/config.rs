@@ -1,10 +1,12 @@
 //! Settings: the TOML file (feedpub.toml) < environment (FEEDPUB_*) < command-line flags.
 
-use crate::domain::{Section, SectionSlug};
+use crate::domain::{FieldLimits, Section, SectionSlug};
 use chrono::FixedOffset;
 use serde::Deserialize;
 use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use url::Url;
 
 /// The sample configuration, used when no file is given and `./feedpub.toml` does not exist.
@@ -21,6 +23,7 @@ pub struct Settings {
     pub websub: WebSub,
     pub log: Log,
     pub content: Content,
+    pub limits: Limits,
     /// Configured sections, in configuration order.
     pub sections: Vec<Section>,
 }
@@ -68,6 +71,34 @@ pub struct Server {
     pub data_dir: PathBuf,
     /// Where generated feeds are written.
     pub feeds_dir: PathBuf,
+    /// Certificate and key for TLS on both listeners; plain TCP when `None`.
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files of the certificate chain and private key that both listeners present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Certificate chain, leaf first (`[server] tls_cert`).
+    pub cert: PathBuf,
+    /// Private key, PKCS#8, PKCS#1 or SEC1 (`[server] tls_key`).
+    pub key: PathBuf,
+}
+
+/// Limits that protect the service from large, many or abusive requests (`[limits]`).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Sizes of article fields; larger ones are refused by name.
+    pub fields: FieldLimits,
+    /// Largest gRPC message accepted, in bytes.
+    pub max_message_bytes: usize,
+    /// Calls per second each partner may make on average…
+    pub requests_per_second: NonZeroU32,
+    /// …and in a burst.
+    pub burst: NonZeroU32,
+    /// How long a gRPC call may run before it is cancelled.
+    pub request_timeout: Duration,
+    /// Most concurrent HTTP/2 streams on one gRPC connection.
+    pub max_concurrent_streams: u32,
 }
 
 /// How feeds are built and cached.
@@ -170,7 +201,62 @@ struct FileConfig {
     #[serde(default)]
     content: FileContent,
     #[serde(default)]
+    limits: FileLimits,
+    #[serde(default)]
     sections: Vec<toml::Spanned<FileSection>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileLimits {
+    max_message_bytes: NonZeroUsize,
+    title_chars: NonZeroUsize,
+    summary_chars: NonZeroUsize,
+    content_bytes: NonZeroUsize,
+    tags: NonZeroUsize,
+    media: NonZeroUsize,
+    requests_per_second: NonZeroU32,
+    burst: NonZeroU32,
+    request_timeout_seconds: NonZeroU64,
+    max_concurrent_streams: NonZeroU32,
+}
+
+impl Default for FileLimits {
+    fn default() -> Self {
+        let fields = FieldLimits::default();
+        let n = |v: usize| NonZeroUsize::new(v).expect("default limits are not zero");
+        Self {
+            max_message_bytes: n(4 << 20),
+            title_chars: n(fields.title_chars),
+            summary_chars: n(fields.summary_chars),
+            content_bytes: n(fields.content_bytes),
+            tags: n(fields.tags),
+            media: n(fields.media),
+            requests_per_second: NonZeroU32::new(20).expect("not zero"),
+            burst: NonZeroU32::new(100).expect("not zero"),
+            request_timeout_seconds: NonZeroU64::new(30).expect("not zero"),
+            max_concurrent_streams: NonZeroU32::new(100).expect("not zero"),
+        }
+    }
+}
+
+impl From<FileLimits> for Limits {
+    fn from(file: FileLimits) -> Self {
+        Self {
+            fields: FieldLimits {
+                title_chars: file.title_chars.get(),
+                summary_chars: file.summary_chars.get(),
+                content_bytes: file.content_bytes.get(),
+                tags: file.tags.get(),
+                media: file.media.get(),
+            },
+            max_message_bytes: file.max_message_bytes.get(),
+            requests_per_second: file.requests_per_second,
+            burst: file.burst,
+            request_timeout: Duration::from_secs(file.request_timeout_seconds.get()),
+            max_concurrent_streams: file.max_concurrent_streams.get(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -266,6 +352,8 @@ struct FileServer {
     http_addr: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     feeds_dir: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -499,6 +587,15 @@ impl Settings {
             )));
         }
 
+        let tls = match (file.server.tls_cert, file.server.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => {
+                return Err(invalid(
+                    "server.tls_cert and server.tls_key must be given together".to_owned(),
+                ));
+            }
+        };
         let server = Server {
             grpc_addr: overrides
                 .grpc_addr
@@ -516,6 +613,7 @@ impl Settings {
                 .feeds_dir
                 .or(file.server.feeds_dir)
                 .unwrap_or_else(|| PathBuf::from("feeds")),
+            tls,
         };
         Ok(Settings {
             site: Site {
@@ -554,6 +652,7 @@ impl Settings {
             content: Content {
                 iframe_hosts: file.content.iframe_hosts,
             },
+            limits: file.limits.into(),
             sections,
         })
     }
@@ -656,7 +755,52 @@ mod tests {
         assert!(uncommented.contains("\n[websub]\n"), "{uncommented}");
         let settings = Settings::parse("sample", &uncommented, Overrides::default()).unwrap();
         assert_eq!(settings.websub.max_lease_seconds, 2_592_000);
+        assert_eq!(settings.limits.max_message_bytes, 4 << 20);
+        assert_eq!(settings.limits.fields, FieldLimits::default());
+        assert!(settings.server.tls.is_some());
         assert_eq!(settings.log.format, LogFormat::Text);
+    }
+
+    #[test]
+    fn limits_have_defaults_and_refuse_zero() {
+        let base = "[site]\ntitle = \"t\"\nbase_url = \"http://x/\"\nlanguage = \"zh-CN\"\n";
+        let defaults = Settings::parse("t", base, Overrides::default())
+            .unwrap()
+            .limits;
+        assert_eq!(defaults.fields, FieldLimits::default());
+        assert_eq!(defaults.max_message_bytes, 4 << 20);
+        let set = Settings::parse(
+            "t",
+            &format!("{base}[limits]\ntitle_chars = 20\nburst = 3\nrequests_per_second = 1\n"),
+            Overrides::default(),
+        )
+        .unwrap()
+        .limits;
+        assert_eq!(set.fields.title_chars, 20);
+        assert_eq!((set.burst.get(), set.requests_per_second.get()), (3, 1));
+        assert_eq!(set.fields.tags, FieldLimits::default().tags);
+        let message = error_of(&format!("{base}[limits]\ntags = 0\n"));
+        assert!(message.contains("tags"), "{message}");
+    }
+
+    #[test]
+    fn tls_needs_both_a_certificate_and_a_key() {
+        let base = "[site]\ntitle = \"t\"\nbase_url = \"http://x/\"\nlanguage = \"zh-CN\"\n";
+        let both = Settings::parse(
+            "t",
+            &format!("{base}[server]\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n"),
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            both.server.tls,
+            Some(TlsFiles {
+                cert: "c.pem".into(),
+                key: "k.pem".into()
+            })
+        );
+        let message = error_of(&format!("{base}[server]\ntls_cert = \"c.pem\"\n"));
+        assert!(message.contains("tls_key"), "{message}");
     }
 
     #[test]

@@ -1,15 +1,17 @@
-//! Use-cases shared by the gRPC API, the CLI and the demo: authenticate, publish, read,
-//! list, retract, and add partners.
+//! Use-cases shared by the gRPC API and the demo: authenticate, publish, read, list and
+//! retract. Partner management lives in [`crate::partners`].
 
 use crate::config::Settings;
 use crate::domain::{
-    Article, ArticleDraft, ArticleId, HtmlPolicy, Partner, PartnerName, Section, SectionGrant,
-    SectionSlug, Token, Violations,
+    Actor, Article, ArticleDraft, ArticleId, AuditEntry, AuditOperation, Caller, HtmlPolicy,
+    Outcome, Partner, Section, SectionSlug, Token, Violations,
 };
 use crate::publication::Publication;
-use crate::storage::{ListCursor, NewPartner, Store, StoreError};
+use crate::storage::{ListCursor, Store, StoreError};
 use chrono::Utc;
 use std::sync::Arc;
+
+pub use crate::partners::add_partner;
 
 /// Largest page `list_articles` returns, and the page size when none is asked for.
 pub const MAX_PAGE_SIZE: usize = 500;
@@ -24,6 +26,15 @@ pub enum PublishError {
     /// The partner may not publish to this section.
     #[error("partner {partner:?} may not publish to section {section:?}")]
     PermissionDenied { partner: String, section: String },
+    /// The partner may not publish under embargo nor see embargoed articles.
+    #[error("partner {partner:?} may not publish or see embargoed articles")]
+    EmbargoNotGranted { partner: String },
+    /// No partner has this name.
+    #[error("no partner is named {0:?}")]
+    UnknownPartner(String),
+    /// The partner is revoked: it can no longer be changed.
+    #[error("partner {0:?} is revoked")]
+    PartnerRevoked(String),
     /// One or more fields are invalid.
     #[error("{0}")]
     Invalid(Violations),
@@ -53,6 +64,26 @@ impl From<StoreError> for PublishError {
 impl From<Violations> for PublishError {
     fn from(v: Violations) -> Self {
         Self::Invalid(v)
+    }
+}
+
+impl PublishError {
+    /// How the audit log records a mutation refused with this error; `None` for failures
+    /// that are not the caller's (storage) or that no partner made (authentication).
+    fn refusal(&self) -> Option<Outcome> {
+        match self {
+            Self::Invalid(_) => Some(Outcome::InvalidArgument),
+            Self::PermissionDenied { .. } | Self::EmbargoNotGranted { .. } => {
+                Some(Outcome::PermissionDenied)
+            }
+            Self::NotFound(_) => Some(Outcome::NotFound),
+            Self::PartnerRevoked(_) => Some(Outcome::Revoked),
+            Self::Unauthenticated(_)
+            | Self::UnknownPartner(_)
+            | Self::AlreadyExists(_)
+            | Self::Storage(_)
+            | Self::Randomness(_) => None,
+        }
     }
 }
 
@@ -107,32 +138,36 @@ impl Publisher {
         &self.settings.sections
     }
 
-    /// Validates and durably stores the partner's article, then marks its feeds stale.
-    /// Returns only once the article is committed.
+    /// Validates and durably stores the caller's article, then marks its feeds stale.
+    /// Returns only once the article and its audit entry are committed.
     pub async fn publish(
         &self,
-        partner: &Partner,
+        caller: &Caller,
         draft: ArticleDraft,
     ) -> Result<Published, PublishError> {
         let started = std::time::Instant::now();
-        let result = self.publish_now(partner, draft).await;
+        let raw_id = draft.id.clone();
+        let result = self.publish_now(caller, draft).await;
         let outcome = match &result {
             Ok(p) if p.changed => "changed",
             Ok(_) => "unchanged",
-            Err(PublishError::Invalid(_) | PublishError::PermissionDenied { .. }) => "refused",
+            Err(e) if e.refusal().is_some() => "refused",
             Err(_) => "failed",
         };
         metrics::counter!("feedpub_publish_total", "outcome" => outcome).increment(1);
         metrics::histogram!("feedpub_publish_seconds").record(started.elapsed().as_secs_f64());
-        result
+        self.audit_refusal(caller, AuditOperation::Publish, &raw_id, result)
+            .await
     }
 
     async fn publish_now(
         &self,
-        partner: &Partner,
+        caller: &Caller,
         draft: ArticleDraft,
     ) -> Result<Published, PublishError> {
-        let valid = draft.validate("article.", &self.html_policy)?;
+        let partner = &caller.partner;
+        let valid =
+            draft.validate_within("article.", &self.html_policy, self.settings.limits.fields)?;
         let section = &valid.content.section;
         if self.settings.section(section).is_none() {
             return Err(Violations::one(
@@ -144,16 +179,27 @@ impl Publisher {
             )
             .into());
         }
-        if !partner.grant.allows(section) {
-            return Err(PublishError::PermissionDenied {
-                partner: partner.name.to_string(),
-                section: section.to_string(),
-            });
+        may_publish_to(partner, section)?;
+        let now = Utc::now();
+        if valid.content.is_embargoed(now) {
+            may_see_embargoed(partner)?;
+        }
+        // A correction may move an article between sections: the partner needs the right to
+        // the section it leaves too.
+        if let Some(existing) = self.store.article(partner.id, &valid.id).await? {
+            may_change(partner, &existing, now)?;
         }
         let guid = self.guid(partner, &valid.id, &valid.content.publish_time);
         let revision = self
             .store
-            .publish(partner.id, valid.id, valid.content, guid, Utc::now())
+            .publish(
+                partner.id,
+                valid.id,
+                valid.content,
+                guid,
+                now,
+                &Actor::from(caller),
+            )
             .await?;
         // Author and tag feeds first, so that they are current once the section's is.
         self.publication.touch_scopes(revision.touched_names());
@@ -189,13 +235,18 @@ impl Publisher {
         )
     }
 
-    /// One of the partner's articles, in any state.
+    /// One of the partner's articles, in any state (embargoed ones only with that right).
     pub async fn get(&self, partner: &Partner, id: &str) -> Result<Article, PublishError> {
         let id = parse_id(id)?;
-        self.store
+        let article = self
+            .store
             .article(partner.id, &id)
             .await?
-            .ok_or_else(|| PublishError::NotFound(id.to_string()))
+            .ok_or_else(|| PublishError::NotFound(id.to_string()))?;
+        if article.content.is_embargoed(Utc::now()) {
+            may_see_embargoed(partner)?;
+        }
+        Ok(article)
     }
 
     /// A page of the partner's articles, newest first, optionally of one section.
@@ -223,21 +274,46 @@ impl Publisher {
         } else {
             None
         };
+        // A partner without the embargo right does not see its embargoed articles; the
+        // page may then be shorter than asked, and the next one still starts after it.
+        if !partner.embargoed {
+            let now = Utc::now();
+            articles.retain(|a| !a.content.is_embargoed(now));
+        }
         Ok(ArticlePage { articles, next })
     }
 
-    /// Takes the partner's article out of every feed; retracting twice is harmless.
+    /// Takes the caller's article out of every feed; retracting twice is harmless.
     pub async fn retract(
         &self,
-        partner: &Partner,
+        caller: &Caller,
         id: &str,
         reason: &str,
     ) -> Result<Article, PublishError> {
+        let result = self.retract_now(caller, id, reason).await;
+        self.audit_refusal(caller, AuditOperation::Retract, id, result)
+            .await
+    }
+
+    async fn retract_now(
+        &self,
+        caller: &Caller,
+        id: &str,
+        reason: &str,
+    ) -> Result<Article, PublishError> {
+        let partner = &caller.partner;
         let id = parse_id(id)?;
+        let now = Utc::now();
+        let existing = self
+            .store
+            .article(partner.id, &id)
+            .await?
+            .ok_or_else(|| PublishError::NotFound(id.to_string()))?;
+        may_change(partner, &existing, now)?;
         let reason = crate::domain::one_line(reason, 1000);
         let (article, changed) = self
             .store
-            .retract(partner.id, id.clone(), reason, Utc::now())
+            .retract(partner.id, id.clone(), reason, now, &Actor::from(caller))
             .await?
             .ok_or_else(|| PublishError::NotFound(id.to_string()))?;
         if changed {
@@ -249,56 +325,71 @@ impl Publisher {
     }
 }
 
-fn parse_id(raw: &str) -> Result<ArticleId, PublishError> {
-    ArticleId::parse(raw).map_err(|e| Violations::one("id", e).into())
-}
-
-/// Creates a partner with rights to `grant` and returns it with its token, which is
-/// shown once and stored only as a hash.
-pub async fn add_partner(
-    store: &dyn Store,
-    settings: &Settings,
-    name: &str,
-    grant: SectionGrant,
-) -> Result<(Partner, Token), PublishError> {
-    let name = PartnerName::parse(name).map_err(|e| Violations::one("name", e))?;
-    let grant = match grant {
-        SectionGrant::Only(mut sections) => {
-            let mut seen = std::collections::HashSet::new();
-            sections.retain(|s| seen.insert(s.clone()));
-            SectionGrant::Only(sections)
-        }
-        all => all,
-    };
-    if let SectionGrant::Only(sections) = &grant {
-        let mut violations = Violations::default();
-        if sections.is_empty() {
-            violations.add(
-                "section",
-                "name at least one section, or grant all sections",
-            );
-        }
-        for slug in sections {
-            if settings.section(slug).is_none() {
-                violations.add(
-                    "section",
-                    format!("{:?} is not a configured section", slug.as_str()),
-                );
+impl Publisher {
+    /// Records a refused mutation in the audit log (accepted ones are recorded with the
+    /// change, in its transaction), and passes the result on.
+    async fn audit_refusal<T>(
+        &self,
+        caller: &Caller,
+        operation: AuditOperation,
+        article_id: &str,
+        result: Result<T, PublishError>,
+    ) -> Result<T, PublishError> {
+        if let Err(error) = &result
+            && let Some(outcome) = error.refusal()
+        {
+            let entry = AuditEntry::new(
+                &Actor::from(caller),
+                operation,
+                Some(article_id),
+                outcome,
+                Utc::now(),
+            )
+            .with_detail(error.to_string());
+            if let Err(e) = self.store.record_audit(entry).await {
+                tracing::error!(error = %e, "cannot record a refused call in the audit log");
             }
         }
-        violations.into_result(())?;
+        result
     }
-    let token = Token::generate().map_err(PublishError::Randomness)?;
-    let partner = store
-        .add_partner(
-            NewPartner {
-                name,
-                grant,
-                token_hash: token.hash(),
-                token_prefix: token.visible_prefix(),
-            },
-            Utc::now(),
-        )
-        .await?;
-    Ok((partner, token))
+}
+
+fn may_publish_to(partner: &Partner, section: &SectionSlug) -> Result<(), PublishError> {
+    if partner.grant.allows(section) {
+        Ok(())
+    } else {
+        Err(PublishError::PermissionDenied {
+            partner: partner.name.to_string(),
+            section: section.to_string(),
+        })
+    }
+}
+
+fn may_see_embargoed(partner: &Partner) -> Result<(), PublishError> {
+    if partner.embargoed {
+        Ok(())
+    } else {
+        Err(PublishError::EmbargoNotGranted {
+            partner: partner.name.to_string(),
+        })
+    }
+}
+
+/// A partner changes only its own articles (the store looks them up by partner), in the
+/// sections it holds, and embargoed ones only with that right.
+fn may_change(
+    partner: &Partner,
+    existing: &Article,
+    now: chrono::DateTime<Utc>,
+) -> Result<(), PublishError> {
+    debug_assert_eq!(existing.partner, partner.id);
+    may_publish_to(partner, &existing.content.section)?;
+    if existing.content.is_embargoed(now) {
+        may_see_embargoed(partner)?;
+    }
+    Ok(())
+}
+
+fn parse_id(raw: &str) -> Result<ArticleId, PublishError> {
+    ArticleId::parse(raw).map_err(|e| Violations::one("id", e).into())
 }

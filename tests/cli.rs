@@ -1,123 +1,22 @@
 //! End-to-end tests of the `feedpub` binary: `partner add`, `serve` (with and without
 //! `--demo`), configuration errors, environment variables and clean shutdown on signals.
 
+mod common;
+
+use common::binary::{DEADLINE, exit_within, feedpub, partner_add, run, text, token_of};
 use feedpub::grpc::proto::publisher_service_client::PublisherServiceClient;
 use feedpub::grpc::proto::{Article, ArticleState, ListSectionsRequest, PublishArticleRequest};
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tonic::Code;
 use tonic::transport::Channel;
 
-/// How long anything the binary does may take before a test gives up.
-const DEADLINE: Duration = Duration::from_secs(30);
-
-/// Variables that would change what the binary does if inherited from the environment.
-const INHERITED_VARS: [&str; 9] = [
-    "FEEDPUB_CONFIG",
-    "FEEDPUB_DATA_DIR",
-    "FEEDPUB_FEEDS_DIR",
-    "FEEDPUB_GRPC_ADDR",
-    "FEEDPUB_HTTP_ADDR",
-    "FEEDPUB_DEMO",
-    "RUST_LOG",
-    // A backtrace under an error message would hide what the message itself says.
-    "RUST_BACKTRACE",
-    "RUST_LIB_BACKTRACE",
-];
-
 /// The sections of the embedded sample configuration, in configuration order.
 const SAMPLE_SECTIONS: [&str; 5] = ["party-building", "politics", "notices", "features", "rural"];
-
-/// `feedpub` run in `cwd` (so `./feedpub.toml`, `./data` and `./feeds` are looked for there),
-/// with none of its variables inherited.
-fn feedpub(cwd: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_feedpub"));
-    cmd.current_dir(cwd).stdin(Stdio::null());
-    for var in INHERITED_VARS {
-        cmd.env_remove(var);
-    }
-    cmd
-}
-
-/// Runs a command that should finish on its own; kills it and fails after the deadline.
-fn run(cmd: &mut Command) -> Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("feedpub starts");
-    let stdout = read_to_end_in_background(child.stdout.take().expect("piped stdout"));
-    let stderr = read_to_end_in_background(child.stderr.take().expect("piped stderr"));
-    let status = exit_within(&mut child, DEADLINE);
-    if status.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    let output = Output {
-        status: status.unwrap_or_default(),
-        stdout: stdout.join().expect("stdout reader"),
-        stderr: stderr.join().expect("stderr reader"),
-    };
-    assert!(
-        status.is_some(),
-        "{cmd:?} did not finish within {DEADLINE:?}; stderr:\n{}",
-        text(&output.stderr)
-    );
-    output
-}
-
-fn read_to_end_in_background(mut pipe: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = pipe.read_to_end(&mut bytes);
-        bytes
-    })
-}
-
-/// The child's exit status, polled until it exits or `timeout` passes.
-fn exit_within(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().expect("the child can be polled") {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// `feedpub partner add ARGS…` in `cwd`.
-fn partner_add(cwd: &Path, args: &[&str]) -> Output {
-    run(feedpub(cwd).args(["partner", "add"]).args(args))
-}
-
-/// The token `partner add` printed, which must be alone on the last line of stdout.
-fn token_of(output: &Output) -> String {
-    let stdout = text(&output.stdout);
-    assert!(
-        output.status.success(),
-        "partner add failed: {}\nstderr:\n{}",
-        output.status,
-        text(&output.stderr)
-    );
-    let last = stdout.lines().last().expect("partner add prints something");
-    assert!(
-        last.starts_with("fp_") && !last.contains(char::is_whitespace),
-        "the last line of stdout is not a lone token: {stdout:?}"
-    );
-    last.to_owned()
-}
 
 /// Kills and reaps the child when dropped, so no server outlives a failed assertion.
 struct ChildGuard(Child);

@@ -83,10 +83,14 @@ pub async fn publish_sample_edition(
                 .0
         }
     };
+    let caller = crate::domain::Caller {
+        partner,
+        peer: None,
+    };
     let mut changed = 0;
     for article in sample_edition() {
         let draft = draft_from_proto(Some(article))?;
-        if publisher.publish(&partner, draft).await?.changed {
+        if publisher.publish(&caller, draft).await?.changed {
             changed += 1;
         }
     }

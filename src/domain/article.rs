@@ -8,19 +8,39 @@ use chrono::{DateTime, Datelike, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-/// Longest accepted headline, subtitle or kicker, in characters.
-const MAX_LINE_CHARS: usize = 500;
-/// Longest accepted summary, in characters.
-const MAX_SUMMARY_CHARS: usize = 5_000;
-/// Largest accepted body, in bytes, for each of `content_html` and `content_text`.
-const MAX_CONTENT_BYTES: usize = 1 << 20;
-/// Most authors, and most tags, one article may carry.
+/// Most authors one article may carry.
 const MAX_NAMES: usize = 50;
-const MAX_TAGS: usize = 100;
 /// Longest accepted author name or tag, in characters.
 const MAX_NAME_CHARS: usize = 200;
 /// Length of a derived summary, in user-perceived characters.
 const SUMMARY_GRAPHEMES: usize = 160;
+
+/// How large the fields of an article may be (`[limits]` in the configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldLimits {
+    /// Longest accepted headline, subtitle or kicker, in characters.
+    pub title_chars: usize,
+    /// Longest accepted summary, in characters.
+    pub summary_chars: usize,
+    /// Largest accepted body, in bytes, for each of `content_html` and `content_text`.
+    pub content_bytes: usize,
+    /// Most tags one article may carry.
+    pub tags: usize,
+    /// Most media files one article may carry.
+    pub media: usize,
+}
+
+impl Default for FieldLimits {
+    fn default() -> Self {
+        Self {
+            title_chars: 500,
+            summary_chars: 5_000,
+            content_bytes: 1 << 20,
+            tags: 100,
+            media: super::MAX_MEDIA,
+        }
+    }
+}
 
 /// An article as a partner sent it, before validation. Times are already instants.
 #[derive(Debug, Clone, Default)]
@@ -289,6 +309,7 @@ pub struct ValidDraft {
 pub(super) struct Checker {
     pub(super) violations: Violations,
     pub(super) warnings: Vec<String>,
+    pub(super) limits: FieldLimits,
 }
 
 impl Checker {
@@ -318,9 +339,10 @@ impl Checker {
         let line = self.text(field, raw, true);
         if required && line.is_empty() {
             self.violations.add(field, "is required");
-        } else if line.chars().count() > MAX_LINE_CHARS {
+        } else if line.chars().count() > self.limits.title_chars {
+            let max = self.limits.title_chars;
             self.violations
-                .add(field, format!("is longer than {MAX_LINE_CHARS} characters"));
+                .add(field, format!("is longer than {max} characters"));
         }
         line
     }
@@ -353,9 +375,10 @@ impl Checker {
     }
 
     fn body(&mut self, field: &str, raw: &str, html: bool) -> String {
-        if raw.len() > MAX_CONTENT_BYTES {
+        if raw.len() > self.limits.content_bytes {
+            let max = self.limits.content_bytes;
             self.violations
-                .add(field, format!("is larger than {MAX_CONTENT_BYTES} bytes"));
+                .add(field, format!("is larger than {max} bytes"));
             return String::new();
         }
         if html {
@@ -367,17 +390,28 @@ impl Checker {
 }
 
 impl ArticleDraft {
-    /// Checks every field, returning all violations at once; field paths start with `prefix`.
-    /// The HTML body is sanitised by `policy` as the last step.
+    /// Checks every field within the default limits; see [`ArticleDraft::validate_within`].
     pub fn validate(
         self,
         prefix: &str,
         policy: &text::HtmlPolicy,
     ) -> Result<ValidDraft, Violations> {
+        self.validate_within(prefix, policy, FieldLimits::default())
+    }
+
+    /// Checks every field, returning all violations at once; field paths start with `prefix`.
+    /// The HTML body is sanitised by `policy` as the last step.
+    pub fn validate_within(
+        self,
+        prefix: &str,
+        policy: &text::HtmlPolicy,
+        limits: FieldLimits,
+    ) -> Result<ValidDraft, Violations> {
         let f = |name: &str| format!("{prefix}{name}");
         let mut check = Checker {
             violations: Violations::default(),
             warnings: Vec::new(),
+            limits,
         };
         let id = ArticleId::parse(&self.id)
             .map_err(|e| check.violations.add(f("id"), e))
@@ -389,10 +423,13 @@ impl ArticleDraft {
         let subtitle = check.line(&f("subtitle"), &self.subtitle, false);
         let kicker = check.line(&f("kicker"), &self.kicker, false);
         let authors = check.names(&f("authors"), &self.authors, MAX_NAMES);
-        let tags = check.names(&f("tags"), &self.tags, MAX_TAGS);
+        let tags = check.names(&f("tags"), &self.tags, limits.tags);
 
+        let violations_before_body = check.violations.iter().count();
         let content_text = check.body(&f("content_text"), &self.content_text, false);
         let content_html = check.body(&f("content_html"), &self.content_html, true);
+        // A body refused as too large is named once, not also as missing.
+        let body_refused = check.violations.iter().count() > violations_before_body;
         let content_html = if !content_html.is_empty() {
             // Character references (`&#1;`) decode to characters feeds cannot carry:
             // they are removed after sanitising, like raw ones before it.
@@ -401,7 +438,7 @@ impl ArticleDraft {
         } else {
             text::text_to_html(&content_text)
         };
-        if content_html.trim().is_empty() {
+        if content_html.trim().is_empty() && !body_refused {
             check.violations.add(
                 f("content_html"),
                 "one of content_html and content_text is required",
@@ -426,10 +463,10 @@ impl ArticleDraft {
         check.warnings.extend(lint::lint(&body_field, &paragraphs));
 
         let mut summary = check.text(&f("summary"), &self.summary, false);
-        if summary.chars().count() > MAX_SUMMARY_CHARS {
+        if summary.chars().count() > limits.summary_chars {
             check.violations.add(
                 f("summary"),
-                format!("is longer than {MAX_SUMMARY_CHARS} characters"),
+                format!("is longer than {} characters", limits.summary_chars),
             );
         }
         if summary.is_empty() {
@@ -497,6 +534,7 @@ impl ArticleDraft {
         let Checker {
             violations,
             warnings,
+            ..
         } = check;
         match (id, section, self.publish_time) {
             (Some(id), Some(section), Some(publish_time)) if violations.is_empty() => {

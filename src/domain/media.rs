@@ -3,7 +3,7 @@
 use super::article::{Checker, check_url};
 use serde::{Deserialize, Serialize};
 
-/// Most media files one article may carry.
+/// Most media files one article may carry, unless `[limits] media` says otherwise.
 pub const MAX_MEDIA: usize = 20;
 /// Longest accepted caption, in characters.
 const MAX_CAPTION_CHARS: usize = 1000;
@@ -59,10 +59,14 @@ impl Checker {
     /// The media list of a draft; violations are named `{field}[i].url` and so on.
     /// A URL listed twice is kept once, with a warning.
     pub(super) fn media(&mut self, field: &str, raw: &[MediaDraft]) -> Vec<Media> {
-        if raw.len() > MAX_MEDIA {
+        if raw.len() > self.limits.media {
             self.violations.add(
                 field,
-                format!("has {} entries; at most {MAX_MEDIA} are allowed", raw.len()),
+                format!(
+                    "has {} entries; at most {} are allowed",
+                    raw.len(),
+                    self.limits.media
+                ),
             );
             return Vec::new();
         }
@@ -146,6 +150,7 @@ mod tests {
         let mut checker = Checker {
             violations: Violations::default(),
             warnings: Vec::new(),
+            limits: crate::domain::FieldLimits::default(),
         };
         let media = checker.media("article.media", raw);
         (media, checker)

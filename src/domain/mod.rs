@@ -1,6 +1,7 @@
 //! Domain types: articles, sections and partners, as values that can only hold what feedpub accepts.
 
 mod article;
+mod audit;
 mod ids;
 mod lint;
 mod media;
@@ -10,12 +11,17 @@ mod text;
 mod violation;
 
 pub use article::{
-    Article, ArticleContent, ArticleDraft, ArticleState, Revision, Tombstone, ValidDraft,
+    Article, ArticleContent, ArticleDraft, ArticleState, FieldLimits, Revision, Tombstone,
+    ValidDraft,
 };
+pub use audit::{Actor, AuditEntry, AuditFilter, AuditOperation, Outcome};
 pub use ids::{ArticleId, PartnerName, SectionSlug, check_language_tag};
 pub use media::{MAX_MEDIA, Media, MediaDraft};
 pub use name_slug::name_slug;
-pub use partner::{Partner, PartnerId, SectionGrant, Token, TokenHash};
+pub use partner::{
+    Caller, Partner, PartnerId, PartnerRecord, Right, Rights, RightsChange, SectionGrant, Token,
+    TokenHash,
+};
 pub use text::{HtmlPolicy, html_to_text, one_line, summarize, text_to_html};
 pub use violation::{FieldViolation, Violations};
 

@@ -1,9 +1,11 @@
-//! Partners (the outlets that publish), their section rights and their bearer tokens.
+//! Partners (the outlets that publish), their rights and their bearer tokens.
 
 use super::{PartnerName, SectionSlug};
 use base64::Engine;
+use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use std::fmt;
+use std::net::SocketAddr;
 
 /// Database key of a partner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -26,6 +28,106 @@ impl SectionGrant {
             Self::Only(sections) => sections.contains(section),
         }
     }
+
+    /// The sections, comma-separated, or "every section".
+    pub fn describe(&self) -> String {
+        match self {
+            Self::All => "every section".to_owned(),
+            Self::Only(sections) if sections.is_empty() => "no section".to_owned(),
+            Self::Only(sections) => sections
+                .iter()
+                .map(SectionSlug::as_str)
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
+}
+
+/// Everything a partner may do beyond reading and changing its own articles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rights {
+    /// Sections the partner may publish to (and change its articles in).
+    pub sections: SectionGrant,
+    /// Whether the partner may publish under embargo and see its embargoed articles.
+    pub embargoed: bool,
+}
+
+impl From<SectionGrant> for Rights {
+    /// Section rights alone, without the embargo right.
+    fn from(sections: SectionGrant) -> Self {
+        Self {
+            sections,
+            embargoed: false,
+        }
+    }
+}
+
+/// One right that `partner grant` gives or `partner deny` takes away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Right {
+    /// Publishing to one section.
+    Section(SectionSlug),
+    /// Publishing to every section, present and future.
+    AllSections,
+    /// Publishing under embargo and seeing embargoed articles.
+    Embargoed,
+}
+
+impl fmt::Display for Right {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Section(slug) => write!(f, "section {slug}"),
+            Self::AllSections => f.write_str("every section"),
+            Self::Embargoed => f.write_str("embargoed articles"),
+        }
+    }
+}
+
+/// Rights to give (`grant`) or take away (`deny`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RightsChange {
+    /// True to give the rights, false to take them away.
+    pub grant: bool,
+    pub rights: Vec<Right>,
+}
+
+impl Rights {
+    /// These rights after `change`; `configured` are the sections that exist, so that
+    /// denying one section to a partner with every section leaves it all the others.
+    pub fn changed(&self, change: &RightsChange, configured: &[SectionSlug]) -> Rights {
+        let mut rights = self.clone();
+        for right in &change.rights {
+            match (change.grant, right) {
+                (true, Right::Embargoed) => rights.embargoed = true,
+                (false, Right::Embargoed) => rights.embargoed = false,
+                (true, Right::AllSections) => rights.sections = SectionGrant::All,
+                (false, Right::AllSections) => rights.sections = SectionGrant::Only(Vec::new()),
+                (true, Right::Section(slug)) => {
+                    if let SectionGrant::Only(sections) = &mut rights.sections
+                        && !sections.contains(slug)
+                    {
+                        sections.push(slug.clone());
+                    }
+                }
+                (false, Right::Section(slug)) => {
+                    let remaining = match &rights.sections {
+                        SectionGrant::All => configured.to_vec(),
+                        SectionGrant::Only(sections) => sections.clone(),
+                    };
+                    rights.sections =
+                        SectionGrant::Only(remaining.into_iter().filter(|s| s != slug).collect());
+                }
+            }
+        }
+        rights
+    }
+}
+
+impl fmt::Display for RightsChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rights: Vec<String> = self.rights.iter().map(Right::to_string).collect();
+        f.write_str(&rights.join(", "))
+    }
 }
 
 /// A partner outlet, as authenticated by its token.
@@ -37,6 +139,39 @@ pub struct Partner {
     pub name: PartnerName,
     /// Sections the partner may publish to.
     pub grant: SectionGrant,
+    /// Whether the partner may publish under embargo and see its embargoed articles.
+    pub embargoed: bool,
+}
+
+impl Partner {
+    /// The partner's rights.
+    pub fn rights(&self) -> Rights {
+        Rights {
+            sections: self.grant.clone(),
+            embargoed: self.embargoed,
+        }
+    }
+}
+
+/// A partner as the operator sees it: rights, token prefix and history, revoked or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartnerRecord {
+    pub partner: Partner,
+    /// The visible start of the current token, e.g. `fp_Xy3k9QbZ`.
+    pub token_prefix: String,
+    pub create_time: DateTime<Utc>,
+    /// When the token was last replaced, if ever.
+    pub rotate_time: Option<DateTime<Utc>>,
+    /// When the partner was revoked; its token is refused from then on.
+    pub revoke_time: Option<DateTime<Utc>>,
+}
+
+/// An authenticated call: the partner, and the address it called from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub partner: Partner,
+    /// Remote address of the connection; `None` for the CLI and the demo.
+    pub peer: Option<SocketAddr>,
 }
 
 /// A bearer token as handed to a partner once; only its hash is ever stored.
@@ -70,9 +205,10 @@ impl Token {
         TokenHash(hex::encode(Sha256::digest(self.0.as_bytes())))
     }
 
-    /// A short, non-secret prefix to tell tokens apart in listings.
+    /// A short, non-secret prefix to tell tokens apart in listings: `fp_` and the first
+    /// eight characters (48 of the 256 random bits; the other 208 stay secret).
     pub fn visible_prefix(&self) -> String {
-        self.0.chars().take(Self::PREFIX.len() + 6).collect()
+        self.0.chars().take(Self::PREFIX.len() + 8).collect()
     }
 }
 
@@ -98,6 +234,69 @@ mod tests {
         assert!(a.expose().starts_with(Token::PREFIX));
         assert_eq!(a.hash(), Token::from_presented(a.expose()).hash());
         assert_ne!(a.hash(), b.hash());
+    }
+
+    #[test]
+    fn visible_prefixes_show_eight_characters_after_fp() {
+        let token = Token::generate().unwrap();
+        let prefix = token.visible_prefix();
+        assert_eq!(prefix.len(), 11);
+        assert!(token.expose().starts_with(&prefix));
+    }
+
+    fn slugs(names: &[&str]) -> Vec<SectionSlug> {
+        names
+            .iter()
+            .map(|n| SectionSlug::parse(n).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn granting_and_denying_change_only_the_rights_named() {
+        let configured = slugs(&["politics", "rural", "features"]);
+        let some = Rights::from(SectionGrant::Only(slugs(&["rural"])));
+        let change = |grant, rights| RightsChange { grant, rights };
+        let granted = some.changed(
+            &change(
+                true,
+                vec![
+                    Right::Section(configured[0].clone()),
+                    Right::Section(configured[1].clone()),
+                    Right::Embargoed,
+                ],
+            ),
+            &configured,
+        );
+        assert_eq!(
+            granted.sections,
+            SectionGrant::Only(slugs(&["rural", "politics"]))
+        );
+        assert!(granted.embargoed);
+        let denied = granted.changed(
+            &change(
+                false,
+                vec![Right::Section(configured[1].clone()), Right::Embargoed],
+            ),
+            &configured,
+        );
+        assert_eq!(denied.sections, SectionGrant::Only(slugs(&["politics"])));
+        assert!(!denied.embargoed);
+        // Denying one section of "every section" leaves every other configured one.
+        let all = Rights::from(SectionGrant::All);
+        let but_rural = all.changed(
+            &change(false, vec![Right::Section(configured[1].clone())]),
+            &configured,
+        );
+        assert_eq!(
+            but_rural.sections,
+            SectionGrant::Only(slugs(&["politics", "features"]))
+        );
+        assert_eq!(
+            but_rural
+                .changed(&change(true, vec![Right::AllSections]), &configured)
+                .sections,
+            SectionGrant::All
+        );
     }
 
     #[test]

@@ -2,11 +2,11 @@
 
 use crate::domain::Token;
 use crate::publishing::PublishError;
-use tonic::metadata::MetadataMap;
+use tonic::codegen::http::HeaderMap;
 
-/// The token of `authorization: Bearer <token>` metadata.
-pub fn bearer_token(metadata: &MetadataMap) -> Result<Token, PublishError> {
-    let value = metadata
+/// The token of `authorization: Bearer <token>` metadata (an HTTP/2 header).
+pub fn bearer_token(headers: &HeaderMap) -> Result<Token, PublishError> {
+    let value = headers
         .get("authorization")
         .ok_or(PublishError::Unauthenticated(
             "missing `authorization: Bearer <token>` metadata",
@@ -30,8 +30,8 @@ pub fn bearer_token(metadata: &MetadataMap) -> Result<Token, PublishError> {
 mod tests {
     use super::*;
 
-    fn with(value: &str) -> MetadataMap {
-        let mut map = MetadataMap::new();
+    fn with(value: &str) -> HeaderMap {
+        let mut map = HeaderMap::new();
         map.insert("authorization", value.parse().unwrap());
         map
     }
@@ -59,6 +59,6 @@ mod tests {
                 "{bad}"
             );
         }
-        assert!(bearer_token(&MetadataMap::new()).is_err());
+        assert!(bearer_token(&HeaderMap::new()).is_err());
     }
 }

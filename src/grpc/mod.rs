@@ -2,15 +2,31 @@
 
 mod auth;
 pub mod convert;
+mod guard;
 mod service;
 mod status;
 
+pub use guard::Guarded;
 pub use service::PublisherApi;
 
+use crate::config::Limits;
 use crate::publishing::Publisher;
+use crate::tls::TlsIdentity;
 use std::future::Future;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
+
+/// Largest header block (all metadata of one call) accepted, in bytes.
+const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
+/// Streams a client may open and reset before the server answers (HTTP/2 rapid reset).
+const MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 20;
+/// Streams the server may reset on one connection because of client errors before it
+/// closes the connection.
+const MAX_LOCAL_ERROR_RESET_STREAMS: usize = 256;
+/// HTTP/2 and TCP keepalive: idle connections are pinged, dead ones closed.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Code generated from `proto/feedpub/v1/*.proto`.
 pub mod proto {
@@ -31,11 +47,14 @@ pub enum GrpcError {
     Transport(#[from] tonic::transport::Error),
 }
 
-/// Serves PublisherService, `grpc.health.v1` and reflection (v1 and v1alpha) on `listener`
-/// until `shutdown` completes, then lets in-flight calls finish.
+/// Serves PublisherService (behind the guard: authentication and per-partner rate limits),
+/// `grpc.health.v1` and reflection (v1 and v1alpha) on `listener`, with TLS when `tls` is
+/// given, until `shutdown` completes, then lets in-flight calls finish.
 pub async fn serve(
     listener: TcpListener,
     publisher: Publisher,
+    limits: &Limits,
+    tls: Option<&TlsIdentity>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), GrpcError> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -49,12 +68,29 @@ pub async fn serve(
     };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
-    tonic::transport::Server::builder()
+    let publisher_service = PublisherApi::new(publisher.clone())
+        .into_server()
+        .max_decoding_message_size(limits.max_message_bytes);
+    let mut server = tonic::transport::Server::builder()
+        .timeout(limits.request_timeout)
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
+        .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_ACCEPT_RESET_STREAMS))
+        .http2_max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESET_STREAMS))
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT));
+    if let Some(identity) = tls {
+        server = server.tls_config(identity.grpc())?;
+    }
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(KEEPALIVE_INTERVAL));
+    server
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(PublisherApi::new(publisher).into_server())
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+        .add_service(Guarded::new(publisher_service, publisher, limits))
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())
 }

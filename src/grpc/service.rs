@@ -1,7 +1,8 @@
-//! PublisherService: authenticate, convert, call a use-case, convert back.
+//! PublisherService: take the caller the guard admitted, convert, call a use-case, convert
+//! back.
 
-use super::auth::bearer_token;
 use super::convert;
+use super::guard::caller;
 use super::proto::publisher_service_server::{PublisherService, PublisherServiceServer};
 use super::proto::{
     Article, GetArticleRequest, ListArticlesRequest, ListArticlesResponse, ListSectionsRequest,
@@ -29,8 +30,7 @@ impl PublisherApi {
     }
 
     async fn partner<T>(&self, request: &Request<T>) -> Result<Partner, Status> {
-        let token = bearer_token(request.metadata())?;
-        Ok(self.publisher.authenticate(&token).await?)
+        Ok(caller(request)?.partner)
     }
 }
 
@@ -40,10 +40,10 @@ impl PublisherService for PublisherApi {
         &self,
         request: Request<PublishArticleRequest>,
     ) -> Result<Response<PublishArticleResponse>, Status> {
-        let partner = self.partner(&request).await?;
+        let caller = caller(&request)?;
         let draft =
             convert::draft_from_proto(request.into_inner().article).map_err(PublishError::from)?;
-        let published = self.publisher.publish(&partner, draft).await?;
+        let published = self.publisher.publish(&caller, draft).await?;
         Ok(Response::new(PublishArticleResponse {
             article: Some(convert::article_to_proto(&published.article)),
             warnings: published.warnings,
@@ -90,11 +90,11 @@ impl PublisherService for PublisherApi {
         &self,
         request: Request<RetractArticleRequest>,
     ) -> Result<Response<Article>, Status> {
-        let partner = self.partner(&request).await?;
+        let caller = caller(&request)?;
         let req = request.get_ref();
         let article = self
             .publisher
-            .retract(&partner, &req.id, &req.reason)
+            .retract(&caller, &req.id, &req.reason)
             .await?;
         Ok(Response::new(convert::article_to_proto(&article)))
     }

@@ -1,9 +1,11 @@
 //! The one place where use-case errors become gRPC statuses (AIP-193 shape: ErrorInfo,
 //! and BadRequest field violations for bad input).
 
+use crate::domain::PartnerName;
 use crate::publishing::PublishError;
 use crate::storage::StoreError;
 use std::collections::HashMap;
+use std::time::Duration;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -18,6 +20,11 @@ impl From<PublishError> for Status {
             PublishError::PermissionDenied { .. } => {
                 (Code::PermissionDenied, "SECTION_NOT_GRANTED")
             }
+            PublishError::EmbargoNotGranted { .. } => {
+                (Code::PermissionDenied, "EMBARGO_NOT_GRANTED")
+            }
+            PublishError::UnknownPartner(_) => (Code::NotFound, "PARTNER_NOT_FOUND"),
+            PublishError::PartnerRevoked(_) => (Code::FailedPrecondition, "PARTNER_REVOKED"),
             PublishError::Invalid(_) => (Code::InvalidArgument, "INVALID_FIELD"),
             PublishError::NotFound(_) => (Code::NotFound, "ARTICLE_NOT_FOUND"),
             PublishError::AlreadyExists(_) => (Code::AlreadyExists, "ALREADY_EXISTS"),
@@ -41,4 +48,29 @@ impl From<PublishError> for Status {
         }
         Status::with_error_details(code, message, details)
     }
+}
+
+/// RESOURCE_EXHAUSTED for a partner over its rate limit, with `google.rpc.RetryInfo` saying
+/// when a call will be admitted again, and ErrorInfo `RATE_LIMITED`.
+pub fn rate_limited(partner: &PartnerName, retry_after: Duration) -> Status {
+    // Whole milliseconds, rounded up: retrying after the delay given is always admitted.
+    let retry_after = Duration::from_millis(
+        u64::try_from(retry_after.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX),
+    );
+    let mut details = ErrorDetails::new();
+    details.set_error_info(
+        "RATE_LIMITED",
+        ERROR_DOMAIN,
+        HashMap::from([("partner".to_owned(), partner.to_string())]),
+    );
+    details.set_retry_info(Some(retry_after));
+    Status::with_error_details(
+        Code::ResourceExhausted,
+        format!(
+            "partner {:?} is over its rate limit; retry in {} ms",
+            partner.as_str(),
+            retry_after.as_millis()
+        ),
+        details,
+    )
 }

@@ -1,13 +1,16 @@
 //! Durable storage behind a narrow trait that speaks domain types; one file per backend.
 
 mod sqlite;
+mod sqlite_audit;
+mod sqlite_partners;
 mod sqlite_websub;
 
 pub use sqlite::SqliteStore;
 
 use crate::domain::{
-    Article, ArticleContent, ArticleId, FeedScope, Partner, PartnerId, PartnerName, Revision,
-    SectionGrant, SectionSlug, TokenHash, Tombstone,
+    Actor, Article, ArticleContent, ArticleId, AuditEntry, AuditFilter, FeedScope, Partner,
+    PartnerId, PartnerName, PartnerRecord, Revision, Rights, RightsChange, SectionSlug, TokenHash,
+    Tombstone,
 };
 use crate::websub::{Callback, Subscription, Topic};
 use chrono::{DateTime, TimeDelta, Utc};
@@ -74,16 +77,18 @@ pub struct ArchivePage {
 #[derive(Debug, Clone)]
 pub struct NewPartner {
     pub name: PartnerName,
-    pub grant: SectionGrant,
+    pub rights: Rights,
     pub token_hash: TokenHash,
     pub token_prefix: String,
 }
 
-/// Durable storage of partners, articles and WebSub subscriptions. Every write is committed
-/// before it returns.
+/// Durable storage of partners, articles, WebSub subscriptions and the audit log. Every
+/// write is committed before it returns; every mutation of partners and articles is
+/// recorded in the audit log in the same transaction.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Records a partner; `Conflict` when the name is taken.
+    /// Records a partner (and `partner.add` in the audit log); `Conflict` when the name is
+    /// taken, also by a revoked partner.
     async fn add_partner(
         &self,
         partner: NewPartner,
@@ -96,8 +101,9 @@ pub trait Store: Send + Sync + 'static {
     /// The active partner with this name.
     async fn partner_by_name(&self, name: &PartnerName) -> Result<Option<Partner>, StoreError>;
 
-    /// Creates or replaces a partner's article, atomically with respect to other writes.
-    /// `new_guid` becomes the GUID only if the article is new.
+    /// Creates or replaces a partner's article, atomically with respect to other writes,
+    /// and records it for `actor` in the audit log. `new_guid` becomes the GUID only if the
+    /// article is new.
     async fn publish(
         &self,
         partner: PartnerId,
@@ -105,16 +111,19 @@ pub trait Store: Send + Sync + 'static {
         content: ArticleContent,
         new_guid: String,
         now: DateTime<Utc>,
+        actor: &Actor,
     ) -> Result<Revision, StoreError>;
 
-    /// Retracts a partner's article; `None` when there is no such article. The flag says
-    /// whether the article was published until now (false when it was already retracted).
+    /// Retracts a partner's article, recording it for `actor` in the audit log; `None` when
+    /// there is no such article. The flag says whether the article was published until now
+    /// (false when it was already retracted).
     async fn retract(
         &self,
         partner: PartnerId,
         id: ArticleId,
         reason: String,
         now: DateTime<Utc>,
+        actor: &Actor,
     ) -> Result<Option<(Article, bool)>, StoreError>;
 
     /// One of a partner's articles, in any state.
@@ -205,4 +214,46 @@ pub trait Store: Send + Sync + 'static {
 
     /// Waits for queued writes to finish and closes the database.
     async fn close(&self);
+
+    /// Every partner, active or revoked, by name.
+    async fn partner_records(&self) -> Result<Vec<PartnerRecord>, StoreError>;
+
+    /// The partner with this name, active or revoked.
+    async fn partner_record(&self, name: &PartnerName)
+    -> Result<Option<PartnerRecord>, StoreError>;
+
+    /// Revokes a partner: its token is refused from the next call on. `None` for an unknown
+    /// name; the flag is false when it was already revoked.
+    async fn revoke_partner(
+        &self,
+        name: &PartnerName,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(PartnerRecord, bool)>, StoreError>;
+
+    /// Replaces an active partner's token; the old one is refused from the next call on.
+    /// `None` for an unknown name; a revoked partner is returned unchanged.
+    async fn rotate_token(
+        &self,
+        name: &PartnerName,
+        token_hash: TokenHash,
+        token_prefix: String,
+        now: DateTime<Utc>,
+    ) -> Result<Option<PartnerRecord>, StoreError>;
+
+    /// Grants or denies rights to an active partner (`configured`: the sections that exist).
+    /// `None` for an unknown name; the flag is false when nothing changed (a revoked partner
+    /// is returned unchanged).
+    async fn change_rights(
+        &self,
+        name: &PartnerName,
+        change: RightsChange,
+        configured: Vec<SectionSlug>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(PartnerRecord, bool)>, StoreError>;
+
+    /// Records a mutation that was refused before it reached the store.
+    async fn record_audit(&self, entry: AuditEntry) -> Result<(), StoreError>;
+
+    /// Audit log entries, newest first.
+    async fn audit_entries(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError>;
 }

@@ -1,10 +1,13 @@
 //! The embedded SQLite backend: WAL mode, one writer task that group-commits, a pool of readers.
 
+use super::sqlite_audit as audit;
+use super::sqlite_partners as partners;
 use super::sqlite_websub as websub;
 use super::{ArchivePage, FeedContent, ListCursor, NewPartner, Store, StoreError};
 use crate::domain::{
-    Article, ArticleContent, ArticleId, ArticleState, FeedScope, Media, Partner, PartnerId,
-    PartnerName, Revision, SectionGrant, SectionSlug, TokenHash, Tombstone,
+    Actor, Article, ArticleContent, ArticleId, ArticleState, AuditEntry, AuditFilter,
+    AuditOperation, FeedScope, Media, Outcome, Partner, PartnerId, PartnerName, PartnerRecord,
+    Revision, RightsChange, SectionSlug, TokenHash, Tombstone,
 };
 use crate::websub::{Callback, Subscription, Topic};
 use chrono::{DateTime, TimeDelta, Utc};
@@ -38,6 +41,7 @@ enum Job {
         content: Box<ArticleContent>,
         guid: String,
         now: DateTime<Utc>,
+        actor: Actor,
         reply: Reply<Revision>,
     },
     Retract {
@@ -45,12 +49,36 @@ enum Job {
         id: ArticleId,
         reason: String,
         now: DateTime<Utc>,
+        actor: Actor,
         reply: Reply<Option<(Article, bool)>>,
     },
     AddPartner {
         partner: NewPartner,
         now: DateTime<Utc>,
         reply: Reply<Partner>,
+    },
+    RevokePartner {
+        name: PartnerName,
+        now: DateTime<Utc>,
+        reply: Reply<Option<(PartnerRecord, bool)>>,
+    },
+    RotateToken {
+        name: PartnerName,
+        token_hash: TokenHash,
+        token_prefix: String,
+        now: DateTime<Utc>,
+        reply: Reply<Option<PartnerRecord>>,
+    },
+    ChangeRights {
+        name: PartnerName,
+        change: RightsChange,
+        configured: Vec<SectionSlug>,
+        now: DateTime<Utc>,
+        reply: Reply<Option<(PartnerRecord, bool)>>,
+    },
+    RecordAudit {
+        entry: Box<AuditEntry>,
+        reply: Reply<()>,
     },
     SaveSubscription {
         subscription: Box<Subscription>,
@@ -170,23 +198,89 @@ async fn commit_batch(conn: &mut SqliteConnection, batch: Vec<Job>) {
                 content,
                 guid,
                 now,
+                actor,
                 reply,
-            } => deliver(
-                reply,
-                apply_publish(conn, partner, id, *content, guid, now).await,
-            ),
+            } => {
+                let article_id = id.to_string();
+                let result = apply_publish(conn, partner, id, *content, guid, now).await;
+                let result = audit::record(conn, result, |revision| {
+                    let outcome = match revision {
+                        Revision::Unchanged(_) => Outcome::Unchanged,
+                        Revision::Created(_) | Revision::Updated { .. } => Outcome::Ok,
+                    };
+                    AuditEntry::new(
+                        &actor,
+                        AuditOperation::Publish,
+                        Some(&article_id),
+                        outcome,
+                        now,
+                    )
+                    .with_detail(format!("section {}", revision.article().content.section))
+                })
+                .await;
+                deliver(reply, result)
+            }
             Job::Retract {
                 partner,
                 id,
                 reason,
                 now,
+                actor,
                 reply,
-            } => deliver(reply, apply_retract(conn, partner, id, reason, now).await),
+            } => {
+                let article_id = id.to_string();
+                let result = apply_retract(conn, partner, id, reason, now).await;
+                let result = audit::record(conn, result, |retracted| {
+                    let outcome = match retracted {
+                        None => Outcome::NotFound,
+                        Some((_, true)) => Outcome::Ok,
+                        Some((_, false)) => Outcome::Unchanged,
+                    };
+                    let detail = retracted
+                        .as_ref()
+                        .map(|(a, _)| a.retract_reason.clone())
+                        .unwrap_or_default();
+                    AuditEntry::new(
+                        &actor,
+                        AuditOperation::Retract,
+                        Some(&article_id),
+                        outcome,
+                        now,
+                    )
+                    .with_detail(detail)
+                })
+                .await;
+                deliver(reply, result)
+            }
             Job::AddPartner {
                 partner,
                 now,
                 reply,
-            } => deliver(reply, apply_add_partner(conn, partner, now).await),
+            } => deliver(reply, partners::add(conn, partner, now).await),
+            Job::RevokePartner { name, now, reply } => {
+                deliver(reply, partners::revoke(conn, &name, now).await)
+            }
+            Job::RotateToken {
+                name,
+                token_hash,
+                token_prefix,
+                now,
+                reply,
+            } => deliver(
+                reply,
+                partners::rotate(conn, &name, token_hash, token_prefix, now).await,
+            ),
+            Job::ChangeRights {
+                name,
+                change,
+                configured,
+                now,
+                reply,
+            } => deliver(
+                reply,
+                partners::change_rights(conn, &name, change, configured, now).await,
+            ),
+            Job::RecordAudit { entry, reply } => deliver(reply, audit::insert(conn, &entry).await),
             Job::SaveSubscription {
                 subscription,
                 now,
@@ -230,6 +324,10 @@ fn fail(job: Job, error: StoreError) {
         Job::Publish { reply, .. } => drop(reply.send(Err(error))),
         Job::Retract { reply, .. } => drop(reply.send(Err(error))),
         Job::AddPartner { reply, .. } => drop(reply.send(Err(error))),
+        Job::RevokePartner { reply, .. } => drop(reply.send(Err(error))),
+        Job::RotateToken { reply, .. } => drop(reply.send(Err(error))),
+        Job::ChangeRights { reply, .. } => drop(reply.send(Err(error))),
+        Job::RecordAudit { reply, .. } => drop(reply.send(Err(error))),
         Job::SaveSubscription { reply, .. } => drop(reply.send(Err(error))),
         Job::DeleteSubscription { reply, .. } => drop(reply.send(Err(error))),
         Job::DeleteExpiredSubscriptions { reply, .. } => drop(reply.send(Err(error))),
@@ -268,41 +366,6 @@ async fn apply_retract(
         write_article(conn, &article).await?;
     }
     Ok(Some((article, changed)))
-}
-
-async fn apply_add_partner(
-    conn: &mut SqliteConnection,
-    partner: NewPartner,
-    now: DateTime<Utc>,
-) -> Result<Partner, StoreError> {
-    let (all, sections) = match &partner.grant {
-        SectionGrant::All => (true, Vec::new()),
-        SectionGrant::Only(sections) => (false, sections.iter().map(|s| s.as_str()).collect()),
-    };
-    let sections = serde_json::to_string(&sections).expect("strings always serialise");
-    let result = sqlx::query(
-        "INSERT INTO partners (name, token_hash, token_prefix, all_sections, sections, create_time)
-         VALUES (?, ?, ?, ?, ?, ?)",
-    )
-    .bind(partner.name.as_str())
-    .bind(&partner.token_hash.0)
-    .bind(&partner.token_prefix)
-    .bind(all)
-    .bind(sections)
-    .bind(nanos(now))
-    .execute(&mut *conn)
-    .await;
-    match result {
-        Ok(done) => Ok(Partner {
-            id: PartnerId(done.last_insert_rowid()),
-            name: partner.name,
-            grant: partner.grant,
-        }),
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict(
-            format!("partner {:?}", partner.name.as_str()),
-        )),
-        Err(e) => Err(e.into()),
-    }
 }
 
 const ARTICLE_COLUMNS: &str = "partner_id, article_id, guid, section, state, title, subtitle, kicker, \
@@ -461,11 +524,11 @@ fn state_code(state: ArticleState) -> i64 {
 }
 
 /// Unix nanoseconds; validation keeps every stored time within i64's range (1677–2262).
-fn nanos(t: DateTime<Utc>) -> i64 {
+pub(super) fn nanos(t: DateTime<Utc>) -> i64 {
     t.timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
-fn from_nanos(n: i64) -> DateTime<Utc> {
+pub(super) fn from_nanos(n: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_nanos(n)
 }
 
@@ -524,23 +587,6 @@ fn article_from_row(row: &SqliteRow) -> Result<Article, StoreError> {
     })
 }
 
-fn partner_from_row(row: &SqliteRow) -> Result<Partner, StoreError> {
-    let name: String = row.try_get("name")?;
-    let grant = if row.try_get::<bool, _>("all_sections")? {
-        SectionGrant::All
-    } else {
-        let raw: String = row.try_get("sections")?;
-        let slugs: Vec<SectionSlug> = serde_json::from_str(&raw)
-            .map_err(|e| StoreError::Corrupt(format!("partner sections: {e}")))?;
-        SectionGrant::Only(slugs)
-    };
-    Ok(Partner {
-        id: PartnerId(row.try_get("id")?),
-        name: PartnerName::parse(&name).map_err(StoreError::Corrupt)?,
-        grant,
-    })
-}
-
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn add_partner(
@@ -557,25 +603,12 @@ impl Store for SqliteStore {
     }
 
     async fn partner_by_token(&self, hash: &TokenHash) -> Result<Option<Partner>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, name, all_sections, sections FROM partners
-             WHERE token_hash = ? AND revoke_time IS NULL",
-        )
-        .bind(&hash.0)
-        .fetch_optional(&self.read)
-        .await?;
-        row.as_ref().map(partner_from_row).transpose()
+        partners::by_token(&self.read, hash).await
     }
 
     async fn partner_by_name(&self, name: &PartnerName) -> Result<Option<Partner>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, name, all_sections, sections FROM partners
-             WHERE name = ? AND revoke_time IS NULL",
-        )
-        .bind(name.as_str())
-        .fetch_optional(&self.read)
-        .await?;
-        row.as_ref().map(partner_from_row).transpose()
+        let found = partners::record(&self.read, name).await?;
+        Ok(found.filter(|r| r.revoke_time.is_none()).map(|r| r.partner))
     }
 
     async fn publish(
@@ -585,6 +618,7 @@ impl Store for SqliteStore {
         content: ArticleContent,
         new_guid: String,
         now: DateTime<Utc>,
+        actor: &Actor,
     ) -> Result<Revision, StoreError> {
         self.submit(|reply| Job::Publish {
             partner,
@@ -592,6 +626,7 @@ impl Store for SqliteStore {
             content: Box::new(content),
             guid: new_guid,
             now,
+            actor: actor.clone(),
             reply,
         })
         .await
@@ -603,12 +638,14 @@ impl Store for SqliteStore {
         id: ArticleId,
         reason: String,
         now: DateTime<Utc>,
+        actor: &Actor,
     ) -> Result<Option<(Article, bool)>, StoreError> {
         self.submit(|reply| Job::Retract {
             partner,
             id,
             reason,
             now,
+            actor: actor.clone(),
             reply,
         })
         .await
@@ -946,5 +983,75 @@ impl Store for SqliteStore {
             let _ = done.await;
         }
         self.read.close().await;
+    }
+
+    async fn partner_records(&self) -> Result<Vec<PartnerRecord>, StoreError> {
+        partners::all(&self.read).await
+    }
+
+    async fn partner_record(
+        &self,
+        name: &PartnerName,
+    ) -> Result<Option<PartnerRecord>, StoreError> {
+        partners::record(&self.read, name).await
+    }
+
+    async fn revoke_partner(
+        &self,
+        name: &PartnerName,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(PartnerRecord, bool)>, StoreError> {
+        self.submit(|reply| Job::RevokePartner {
+            name: name.clone(),
+            now,
+            reply,
+        })
+        .await
+    }
+
+    async fn rotate_token(
+        &self,
+        name: &PartnerName,
+        token_hash: TokenHash,
+        token_prefix: String,
+        now: DateTime<Utc>,
+    ) -> Result<Option<PartnerRecord>, StoreError> {
+        self.submit(|reply| Job::RotateToken {
+            name: name.clone(),
+            token_hash,
+            token_prefix,
+            now,
+            reply,
+        })
+        .await
+    }
+
+    async fn change_rights(
+        &self,
+        name: &PartnerName,
+        change: RightsChange,
+        configured: Vec<SectionSlug>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(PartnerRecord, bool)>, StoreError> {
+        self.submit(|reply| Job::ChangeRights {
+            name: name.clone(),
+            change,
+            configured,
+            now,
+            reply,
+        })
+        .await
+    }
+
+    async fn record_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
+        self.submit(|reply| Job::RecordAudit {
+            entry: Box::new(entry),
+            reply,
+        })
+        .await
+    }
+
+    async fn audit_entries(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+        audit::entries(&self.read, filter).await
     }
 }

@@ -3,9 +3,11 @@
 
 #![allow(dead_code)]
 
+pub mod binary;
+
 use feedpub::app::Application;
 use feedpub::config::{EMBEDDED_CONFIG, Overrides, Settings};
-use feedpub::domain::{SectionGrant, SectionSlug};
+use feedpub::domain::{Rights, SectionGrant, SectionSlug};
 use feedpub::grpc::proto::{self, publisher_service_client::PublisherServiceClient};
 use feedpub::publication::Publication;
 use feedpub::publishing;
@@ -23,7 +25,7 @@ pub const DEADLINE: Duration = Duration::from_secs(15);
 /// Tokens of the partners every test server has.
 #[derive(Debug, Clone)]
 pub struct Tokens {
-    /// `newsroom`: every section.
+    /// `newsroom`: every section, and embargoed articles.
     pub newsroom: String,
     /// `county`: only `rural`.
     pub county: String,
@@ -36,11 +38,14 @@ pub struct TestServer {
     pub http_addr: SocketAddr,
     pub publication: Publication,
     pub tokens: Tokens,
+    /// The settings the server runs with.
+    pub settings: Settings,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
 
-fn settings(dir: &TempDir) -> Settings {
+/// The sample settings, with data and feeds in `dir` and both listeners on free ports.
+pub fn settings(dir: &TempDir) -> Settings {
     Settings::parse(
         "embedded sample",
         EMBEDDED_CONFIG,
@@ -55,13 +60,25 @@ fn settings(dir: &TempDir) -> Settings {
 }
 
 impl TestServer {
-    /// A fresh server with partners `newsroom` (all sections) and `county` (rural only).
+    /// A fresh server with partners `newsroom` (all sections, embargoed articles) and
+    /// `county` (rural only).
     pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Like [`TestServer::start`], with the sample settings changed by `configure` (its
+    /// `[limits]`, TLS files…).
+    pub async fn start_with(configure: impl FnOnce(&mut Settings)) -> Self {
         feedpub::telemetry::init_for_tests();
         let dir = tempfile::tempdir().unwrap();
-        let settings = settings(&dir);
+        let mut settings = settings(&dir);
+        configure(&mut settings);
         let store = SqliteStore::open(&settings.server.data_dir).await.unwrap();
-        let newsroom = publishing::add_partner(&store, &settings, "newsroom", SectionGrant::All)
+        let every_section = Rights {
+            sections: SectionGrant::All,
+            embargoed: true,
+        };
+        let newsroom = publishing::add_partner(&store, &settings, "newsroom", every_section)
             .await
             .unwrap()
             .1;
@@ -79,11 +96,11 @@ impl TestServer {
             newsroom: newsroom.expose().to_owned(),
             county: county.expose().to_owned(),
         };
-        Self::start_in(dir, tokens).await
+        Self::start_in(dir, tokens, settings).await
     }
 
-    async fn start_in(dir: TempDir, tokens: Tokens) -> Self {
-        let app = Application::build(settings(&dir)).await.unwrap();
+    async fn start_in(dir: TempDir, tokens: Tokens, settings: Settings) -> Self {
+        let app = Application::build(settings.clone()).await.unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let grpc_addr = app.grpc_addr();
         let http_addr = app.http_addr();
@@ -101,6 +118,7 @@ impl TestServer {
             http_addr,
             publication,
             tokens,
+            settings,
             stop: Some(stop),
             task: Some(task),
         }
@@ -111,6 +129,11 @@ impl TestServer {
         self.shutdown().await;
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
         (dir, self.tokens.clone())
+    }
+
+    /// The folder holding the server's database, for the CLI to work on.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.settings.server.data_dir.clone()
     }
 
     async fn shutdown(&mut self) {
@@ -124,8 +147,9 @@ impl TestServer {
 
     /// Stops the server and starts a new one on the same data and feeds folders.
     pub async fn restart(self) -> Self {
+        let settings = self.settings.clone();
         let (dir, tokens) = self.stop().await;
-        Self::start_in(dir, tokens).await
+        Self::start_in(dir, tokens, settings).await
     }
 
     /// A gRPC client connected to the server.

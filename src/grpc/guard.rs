@@ -1,0 +1,128 @@
+//! The door of PublisherService: every call is authenticated (the token is looked up on each
+//! call, so a revoked or rotated token is refused from the next call on) and held to its
+//! partner's rate limit before the service sees it. The service finds the [`Caller`] in the
+//! request's extensions.
+
+use super::auth::bearer_token;
+use super::status;
+use crate::config::Limits;
+use crate::domain::{Caller, PartnerId, Token};
+use crate::publishing::{PublishError, Publisher};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tonic::body::Body;
+use tonic::codegen::http::{Request, Response};
+use tonic::codegen::{BoxFuture, Service};
+use tonic::server::NamedService;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+use tonic::{Code, Status};
+
+/// A service behind the guard.
+#[derive(Clone)]
+pub struct Guarded<S> {
+    inner: S,
+    gate: Arc<Gate>,
+}
+
+/// What the guard checks calls against.
+struct Gate {
+    publisher: Publisher,
+    /// One token bucket per partner: one abusive partner empties only its own.
+    limiter: DefaultKeyedRateLimiter<PartnerId>,
+}
+
+impl<S> Guarded<S> {
+    /// `inner` behind authentication and the per-partner rate limit of `limits`.
+    pub fn new(inner: S, publisher: Publisher, limits: &Limits) -> Self {
+        let quota = Quota::per_second(limits.requests_per_second).allow_burst(limits.burst);
+        Self {
+            inner,
+            gate: Arc::new(Gate {
+                publisher,
+                limiter: RateLimiter::keyed(quota),
+            }),
+        }
+    }
+}
+
+impl Gate {
+    /// The caller of an admitted request, or the status that refuses it.
+    async fn admit(
+        &self,
+        token: Result<Token, PublishError>,
+        peer: Option<SocketAddr>,
+    ) -> Result<Caller, Status> {
+        let partner = self.publisher.authenticate(&token?).await?;
+        if let Err(not_until) = self.limiter.check_key(&partner.id) {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            metrics::counter!("feedpub_grpc_rate_limited_total").increment(1);
+            return Err(status::rate_limited(&partner.name, wait));
+        }
+        Ok(Caller { partner, peer })
+    }
+}
+
+/// The remote address of the connection, over plain TCP or TLS.
+fn peer(request: &Request<Body>) -> Option<SocketAddr> {
+    let extensions = request.extensions();
+    extensions
+        .get::<TcpConnectInfo>()
+        .and_then(TcpConnectInfo::remote_addr)
+        .or_else(|| {
+            extensions
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .and_then(|info| info.get_ref().remote_addr())
+        })
+}
+
+impl<S> Service<Request<Body>> for Guarded<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+        // The clone that was polled ready serves this call; a fresh one waits for the next.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let gate = self.gate.clone();
+        let token = bearer_token(request.headers());
+        let peer = peer(&request);
+        Box::pin(async move {
+            match gate.admit(token, peer).await {
+                Ok(caller) => {
+                    request.extensions_mut().insert(caller);
+                    inner.call(request).await
+                }
+                Err(status) => Ok(status.into_http()),
+            }
+        })
+    }
+}
+
+impl<S: NamedService> NamedService for Guarded<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+/// The caller the guard admitted; UNAUTHENTICATED when the service runs unguarded.
+pub fn caller<T>(request: &tonic::Request<T>) -> Result<Caller, Status> {
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| Status::new(Code::Unauthenticated, "the call was not authenticated"))
+}

@@ -1,0 +1,78 @@
+//! The audit log in SQLite: the writer task inserts entries in the transaction of the change
+//! they record; the read pool lists them.
+
+use super::StoreError;
+use super::sqlite::{from_nanos, nanos};
+use crate::domain::{AuditEntry, AuditFilter, AuditOperation, Outcome};
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use sqlx::{Row, SqlitePool};
+
+/// Inserts one entry; run by the writer, inside the savepoint of the job it records.
+pub(super) async fn insert(
+    conn: &mut SqliteConnection,
+    entry: &AuditEntry,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit_log (time, partner, operation, article_id, peer, outcome, detail)
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(nanos(entry.time))
+    .bind(&entry.partner)
+    .bind(entry.operation.as_str())
+    .bind(entry.article_id.as_deref())
+    .bind(entry.peer.map(|p| p.to_string()))
+    .bind(entry.outcome.as_str())
+    .bind(&entry.detail)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records the entry `entry` makes of a job's successful result, so that the change and its
+/// record commit together; a job that failed records nothing (its savepoint is undone).
+pub(super) async fn record<T>(
+    conn: &mut SqliteConnection,
+    result: Result<T, StoreError>,
+    entry: impl FnOnce(&T) -> AuditEntry,
+) -> Result<T, StoreError> {
+    let value = result?;
+    insert(conn, &entry(&value)).await?;
+    Ok(value)
+}
+
+/// Entries matching `filter`, newest first.
+pub(super) async fn entries(
+    pool: &SqlitePool,
+    filter: &AuditFilter,
+) -> Result<Vec<AuditEntry>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT time, partner, operation, article_id, peer, outcome, detail FROM audit_log
+         WHERE (?1 IS NULL OR partner = ?1) AND (?2 IS NULL OR time >= ?2)
+         ORDER BY time DESC, id DESC LIMIT ?3",
+    )
+    .bind(filter.partner.as_ref().map(|p| p.as_str()))
+    .bind(filter.since.map(nanos))
+    .bind(i64::try_from(filter.limit).unwrap_or(i64::MAX))
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(entry_from_row).collect()
+}
+
+fn entry_from_row(row: &SqliteRow) -> Result<AuditEntry, StoreError> {
+    let corrupt = |what: &str, value: &str| StoreError::Corrupt(format!("audit {what}: {value}"));
+    let operation: String = row.try_get("operation")?;
+    let outcome: String = row.try_get("outcome")?;
+    let peer: Option<String> = row.try_get("peer")?;
+    Ok(AuditEntry {
+        time: from_nanos(row.try_get("time")?),
+        partner: row.try_get("partner")?,
+        operation: AuditOperation::parse(&operation)
+            .ok_or_else(|| corrupt("operation", &operation))?,
+        article_id: row.try_get("article_id")?,
+        peer: peer
+            .map(|p| p.parse().map_err(|_| corrupt("peer", &p)))
+            .transpose()?,
+        outcome: Outcome::parse(&outcome).ok_or_else(|| corrupt("outcome", &outcome))?,
+        detail: row.try_get("detail")?,
+    })
+}

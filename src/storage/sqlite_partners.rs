@@ -1,0 +1,263 @@
+//! Partners in SQLite: the statements the writer task and the read pool run. Every change
+//! is recorded in the audit log in its own transaction.
+
+use super::sqlite::{from_nanos, nanos};
+use super::sqlite_audit as audit;
+use super::{NewPartner, StoreError};
+use crate::domain::{
+    Actor, AuditEntry, AuditOperation, Outcome, Partner, PartnerId, PartnerName, PartnerRecord,
+    Rights, RightsChange, SectionGrant, SectionSlug, TokenHash,
+};
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{Sqlite, SqliteConnection, SqliteRow};
+use sqlx::{Executor, Row, SqlitePool};
+
+const COLUMNS: &str = "id, name, all_sections, sections, embargoed, token_prefix, create_time, \
+     rotate_time, revoke_time";
+
+/// The active partner holding the token with this hash. Read on every call, never cached,
+/// so a revocation or rotation holds from the next call on.
+pub(super) async fn by_token(
+    pool: &SqlitePool,
+    hash: &TokenHash,
+) -> Result<Option<Partner>, StoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM partners WHERE token_hash = ? AND revoke_time IS NULL"
+    ))
+    .bind(&hash.0)
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(partner_from_row).transpose()
+}
+
+/// The partner with this name, active or revoked.
+pub(super) async fn record<'c>(
+    executor: impl Executor<'c, Database = Sqlite>,
+    name: &PartnerName,
+) -> Result<Option<PartnerRecord>, StoreError> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM partners WHERE name = ?"))
+        .bind(name.as_str())
+        .fetch_optional(executor)
+        .await?;
+    row.as_ref().map(record_from_row).transpose()
+}
+
+/// Every partner, by name.
+pub(super) async fn all(pool: &SqlitePool) -> Result<Vec<PartnerRecord>, StoreError> {
+    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM partners ORDER BY name"))
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(record_from_row).collect()
+}
+
+/// The operator's changes are recorded under the partner they concern, with no peer.
+fn operator_entry(
+    name: &PartnerName,
+    operation: AuditOperation,
+    outcome: Outcome,
+    now: DateTime<Utc>,
+) -> AuditEntry {
+    let actor = Actor {
+        partner: name.clone(),
+        peer: None,
+    };
+    AuditEntry::new(&actor, operation, None, outcome, now)
+}
+
+pub(super) async fn add(
+    conn: &mut SqliteConnection,
+    partner: NewPartner,
+    now: DateTime<Utc>,
+) -> Result<Partner, StoreError> {
+    let (all, sections) = sections_columns(&partner.rights.sections);
+    let result = sqlx::query(
+        "INSERT INTO partners (name, token_hash, token_prefix, all_sections, sections, embargoed,
+                               create_time)
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(partner.name.as_str())
+    .bind(&partner.token_hash.0)
+    .bind(&partner.token_prefix)
+    .bind(all)
+    .bind(sections)
+    .bind(partner.rights.embargoed)
+    .bind(nanos(now))
+    .execute(&mut *conn)
+    .await;
+    let added = match result {
+        Ok(done) => Partner {
+            id: PartnerId(done.last_insert_rowid()),
+            name: partner.name,
+            grant: partner.rights.sections,
+            embargoed: partner.rights.embargoed,
+        },
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            return Err(StoreError::Conflict(format!(
+                "partner {:?}",
+                partner.name.as_str()
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let entry = operator_entry(&added.name, AuditOperation::PartnerAdd, Outcome::Ok, now)
+        .with_detail(describe_rights(&added.rights()));
+    audit::insert(conn, &entry).await?;
+    Ok(added)
+}
+
+pub(super) async fn revoke(
+    conn: &mut SqliteConnection,
+    name: &PartnerName,
+    now: DateTime<Utc>,
+) -> Result<Option<(PartnerRecord, bool)>, StoreError> {
+    let Some(mut found) = record(&mut *conn, name).await? else {
+        return Ok(None);
+    };
+    let changed = found.revoke_time.is_none();
+    if changed {
+        sqlx::query("UPDATE partners SET revoke_time = ? WHERE id = ?")
+            .bind(nanos(now))
+            .bind(found.partner.id.0)
+            .execute(&mut *conn)
+            .await?;
+        found.revoke_time = Some(now);
+    }
+    let outcome = if changed {
+        Outcome::Ok
+    } else {
+        Outcome::Unchanged
+    };
+    audit::insert(
+        conn,
+        &operator_entry(name, AuditOperation::PartnerRevoke, outcome, now),
+    )
+    .await?;
+    Ok(Some((found, changed)))
+}
+
+pub(super) async fn rotate(
+    conn: &mut SqliteConnection,
+    name: &PartnerName,
+    token_hash: TokenHash,
+    token_prefix: String,
+    now: DateTime<Utc>,
+) -> Result<Option<PartnerRecord>, StoreError> {
+    let Some(mut found) = record(&mut *conn, name).await? else {
+        return Ok(None);
+    };
+    let entry = if found.revoke_time.is_some() {
+        operator_entry(name, AuditOperation::PartnerRotate, Outcome::Revoked, now)
+    } else {
+        sqlx::query(
+            "UPDATE partners SET token_hash = ?, token_prefix = ?, rotate_time = ? WHERE id = ?",
+        )
+        .bind(&token_hash.0)
+        .bind(&token_prefix)
+        .bind(nanos(now))
+        .bind(found.partner.id.0)
+        .execute(&mut *conn)
+        .await?;
+        let detail = format!("token {} replaced by {token_prefix}", found.token_prefix);
+        found.token_prefix = token_prefix;
+        found.rotate_time = Some(now);
+        operator_entry(name, AuditOperation::PartnerRotate, Outcome::Ok, now).with_detail(detail)
+    };
+    audit::insert(conn, &entry).await?;
+    Ok(Some(found))
+}
+
+pub(super) async fn change_rights(
+    conn: &mut SqliteConnection,
+    name: &PartnerName,
+    change: RightsChange,
+    configured: Vec<SectionSlug>,
+    now: DateTime<Utc>,
+) -> Result<Option<(PartnerRecord, bool)>, StoreError> {
+    let Some(mut found) = record(&mut *conn, name).await? else {
+        return Ok(None);
+    };
+    let operation = if change.grant {
+        AuditOperation::PartnerGrant
+    } else {
+        AuditOperation::PartnerDeny
+    };
+    let before = found.partner.rights();
+    let after = before.changed(&change, &configured);
+    let outcome = if found.revoke_time.is_some() {
+        Outcome::Revoked
+    } else if after == before {
+        Outcome::Unchanged
+    } else {
+        let (all, sections) = sections_columns(&after.sections);
+        sqlx::query(
+            "UPDATE partners SET all_sections = ?, sections = ?, embargoed = ? WHERE id = ?",
+        )
+        .bind(all)
+        .bind(sections)
+        .bind(after.embargoed)
+        .bind(found.partner.id.0)
+        .execute(&mut *conn)
+        .await?;
+        found.partner.grant = after.sections.clone();
+        found.partner.embargoed = after.embargoed;
+        Outcome::Ok
+    };
+    let detail = format!("{change}; now {}", describe_rights(&found.partner.rights()));
+    audit::insert(
+        conn,
+        &operator_entry(name, operation, outcome, now).with_detail(detail),
+    )
+    .await?;
+    Ok(Some((found, outcome == Outcome::Ok)))
+}
+
+/// Rights in words, as the audit log shows them.
+fn describe_rights(rights: &Rights) -> String {
+    format!(
+        "sections: {}; embargoed: {}",
+        rights.sections.describe(),
+        if rights.embargoed { "yes" } else { "no" }
+    )
+}
+
+/// `(all_sections, sections)` columns of a grant.
+fn sections_columns(grant: &SectionGrant) -> (bool, String) {
+    let (all, sections) = match grant {
+        SectionGrant::All => (true, Vec::new()),
+        SectionGrant::Only(sections) => (false, sections.iter().map(|s| s.as_str()).collect()),
+    };
+    let json = serde_json::to_string(&sections).expect("strings always serialise");
+    (all, json)
+}
+
+fn partner_from_row(row: &SqliteRow) -> Result<Partner, StoreError> {
+    let name: String = row.try_get("name")?;
+    let grant = if row.try_get::<bool, _>("all_sections")? {
+        SectionGrant::All
+    } else {
+        let raw: String = row.try_get("sections")?;
+        let slugs: Vec<SectionSlug> = serde_json::from_str(&raw)
+            .map_err(|e| StoreError::Corrupt(format!("partner sections: {e}")))?;
+        SectionGrant::Only(slugs)
+    };
+    Ok(Partner {
+        id: PartnerId(row.try_get("id")?),
+        name: PartnerName::parse(&name).map_err(StoreError::Corrupt)?,
+        grant,
+        embargoed: row.try_get("embargoed")?,
+    })
+}
+
+fn record_from_row(row: &SqliteRow) -> Result<PartnerRecord, StoreError> {
+    Ok(PartnerRecord {
+        partner: partner_from_row(row)?,
+        token_prefix: row.try_get("token_prefix")?,
+        create_time: from_nanos(row.try_get("create_time")?),
+        rotate_time: row
+            .try_get::<Option<i64>, _>("rotate_time")?
+            .map(from_nanos),
+        revoke_time: row
+            .try_get::<Option<i64>, _>("revoke_time")?
+            .map(from_nanos),
+    })
+}

@@ -1,0 +1,197 @@
+//! Optional TLS (rustls with ring) for both listeners: the PEM certificate and key of
+//! `[server] tls_cert` / `tls_key`, checked at start-up, the gRPC server's TLS settings, and
+//! a listener that wraps the HTTP server's TCP listener.
+
+use crate::config::TlsFiles;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::crypto::ring;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::{self, ServerConfig};
+use tokio_rustls::server::TlsStream;
+use tokio_util::either::Either;
+
+/// How long a client may take to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most HTTP handshakes in progress at once; past it, new connections wait in the backlog.
+const MAX_PENDING_HANDSHAKES: usize = 1024;
+
+/// Why the TLS certificate or key cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {error}")]
+    Read { path: PathBuf, error: io::Error },
+    #[error("{path} holds no PEM certificate")]
+    NoCertificate { path: PathBuf },
+    #[error("{path} holds no usable PEM private key: {message}")]
+    Key { path: PathBuf, message: String },
+    #[error("{path} is not valid PEM: {message}")]
+    Pem { path: PathBuf, message: String },
+    #[error("the TLS certificate and key cannot be used together: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+/// A certificate chain and its private key, checked and ready for both listeners.
+#[derive(Clone)]
+pub struct TlsIdentity {
+    cert_pem: Vec<u8>,
+    key_pem: Vec<u8>,
+    http: Arc<ServerConfig>,
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("TlsIdentity").finish_non_exhaustive()
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|error| TlsError::Read {
+        path: path.to_owned(),
+        error,
+    })
+}
+
+impl TlsIdentity {
+    /// Reads and checks the PEM files: at least one certificate, a private key that matches
+    /// the first one.
+    pub fn load(files: &TlsFiles) -> Result<Self, TlsError> {
+        // tonic builds its own rustls configuration from the process-wide provider.
+        let _ = ring::default_provider().install_default();
+        let cert_pem = read(&files.cert)?;
+        let key_pem = read(&files.key)?;
+        let certs = CertificateDer::pem_slice_iter(&cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| TlsError::Pem {
+                path: files.cert.clone(),
+                message: e.to_string(),
+            })?;
+        if certs.is_empty() {
+            return Err(TlsError::NoCertificate {
+                path: files.cert.clone(),
+            });
+        }
+        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::Key {
+            path: files.key.clone(),
+            message: e.to_string(),
+        })?;
+        let mut http = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)?;
+        http.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Self {
+            cert_pem,
+            key_pem,
+            http: Arc::new(http),
+        })
+    }
+
+    /// TLS settings of the gRPC server.
+    pub fn grpc(&self) -> tonic::transport::ServerTlsConfig {
+        tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(
+                &self.cert_pem,
+                &self.key_pem,
+            ))
+            .timeout(HANDSHAKE_TIMEOUT)
+    }
+}
+
+/// The HTTP server's listener: plain TCP, or TLS when an identity is configured.
+pub fn http_listener(tcp: TcpListener, tls: Option<&TlsIdentity>) -> HttpListener {
+    HttpListener {
+        tcp,
+        tls: tls.map(|identity| TlsAcceptor::from(identity.http.clone())),
+        handshakes: JoinSet::new(),
+    }
+}
+
+/// Accepts HTTP connections, with TLS handshakes run concurrently so that a slow client
+/// never holds up the others.
+pub struct HttpListener {
+    tcp: TcpListener,
+    tls: Option<TlsAcceptor>,
+    handshakes: JoinSet<Option<(TlsStream<TcpStream>, SocketAddr)>>,
+}
+
+impl axum::serve::Listener for HttpListener {
+    type Io = Either<TlsStream<TcpStream>, TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let Self {
+            tcp,
+            tls,
+            handshakes,
+        } = self;
+        let Some(acceptor) = tls else {
+            let (io, addr) = axum::serve::Listener::accept(tcp).await;
+            return (Either::Right(io), addr);
+        };
+        loop {
+            tokio::select! {
+                (io, addr) = axum::serve::Listener::accept(tcp),
+                    if handshakes.len() < MAX_PENDING_HANDSHAKES =>
+                {
+                    let acceptor = acceptor.clone();
+                    handshakes.spawn(async move {
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
+                            Ok(Ok(stream)) => Some((stream, addr)),
+                            Ok(Err(error)) => {
+                                tracing::debug!(%addr, %error, "TLS handshake failed");
+                                None
+                            }
+                            Err(_) => {
+                                tracing::debug!(%addr, "TLS handshake timed out");
+                                None
+                            }
+                        }
+                    });
+                }
+                Some(done) = handshakes.join_next(), if !handshakes.is_empty() => {
+                    if let Ok(Some((stream, addr))) = done {
+                        return (Either::Left(stream), addr);
+                    }
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_or_empty_files_are_named_in_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let missing = dir.path().join("missing.pem");
+        let error = TlsIdentity::load(&TlsFiles {
+            cert: missing.clone(),
+            key: empty.clone(),
+        })
+        .unwrap_err();
+        assert!(error.to_string().contains("missing.pem"), "{error}");
+        let error = TlsIdentity::load(&TlsFiles {
+            cert: empty.clone(),
+            key: empty,
+        })
+        .unwrap_err();
+        assert!(matches!(error, TlsError::NoCertificate { .. }), "{error}");
+    }
+}

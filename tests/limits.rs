@@ -1,0 +1,229 @@
+//! Limits that protect the service: field and message sizes from `[limits]`, and per-partner
+//! rate limits that leave the other partners unaffected.
+
+mod common;
+
+use common::{TestServer, authed, ts};
+use feedpub::grpc::proto::{self, GetArticleRequest, ListSectionsRequest, PublishArticleRequest};
+use std::num::NonZeroU32;
+use std::time::Duration;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+fn article(id: &str) -> proto::Article {
+    proto::Article {
+        id: id.into(),
+        section: "politics".into(),
+        title: "推进会召开".into(),
+        content_text: "第一段。".into(),
+        publish_time: Some(ts(1_686_092_400)),
+        ..Default::default()
+    }
+}
+
+fn photo(n: usize) -> proto::Media {
+    proto::Media {
+        url: format!("https://img.example.com/{n}.jpg"),
+        mime_type: "image/jpeg".into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn fields_over_the_configured_limits_are_invalid_arguments_naming_the_field() {
+    let server = TestServer::start_with(|settings| {
+        let fields = &mut settings.limits.fields;
+        fields.title_chars = 10;
+        fields.summary_chars = 20;
+        fields.content_bytes = 100;
+        fields.tags = 2;
+        fields.media = 1;
+        settings.limits.max_message_bytes = 4_000;
+    })
+    .await;
+    let mut client = server.client().await;
+    let token = &server.tokens.newsroom;
+    let cases: Vec<(&str, proto::Article)> = vec![
+        (
+            "article.title",
+            proto::Article {
+                title: "标".repeat(11),
+                ..article("a")
+            },
+        ),
+        (
+            "article.subtitle",
+            proto::Article {
+                subtitle: "副".repeat(11),
+                ..article("a")
+            },
+        ),
+        (
+            "article.summary",
+            proto::Article {
+                summary: "摘".repeat(21),
+                ..article("a")
+            },
+        ),
+        (
+            "article.content_text",
+            proto::Article {
+                content_text: "x".repeat(101),
+                ..article("a")
+            },
+        ),
+        (
+            "article.content_html",
+            proto::Article {
+                content_text: String::new(),
+                content_html: format!("<p>{}</p>", "x".repeat(100)),
+                ..article("a")
+            },
+        ),
+        (
+            "article.tags",
+            proto::Article {
+                tags: vec!["甲".into(), "乙".into(), "丙".into()],
+                ..article("a")
+            },
+        ),
+        (
+            "article.media",
+            proto::Article {
+                media: vec![photo(1), photo(2)],
+                ..article("a")
+            },
+        ),
+    ];
+    for (field, bad) in cases {
+        let status = client
+            .publish_article(authed(token, PublishArticleRequest { article: Some(bad) }))
+            .await
+            .expect_err(field);
+        assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
+        assert!(
+            status.message().contains(field),
+            "{field}: {}",
+            status.message()
+        );
+        let violations = status
+            .get_details_bad_request()
+            .expect("a BadRequest detail")
+            .field_violations;
+        let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, [field]);
+    }
+
+    // Exactly at every limit is fine.
+    let at_limits = proto::Article {
+        title: "标".repeat(10),
+        summary: "摘".repeat(20),
+        content_text: "x".repeat(100),
+        tags: vec!["甲".into(), "乙".into()],
+        media: vec![photo(1)],
+        ..article("at-limits")
+    };
+    client
+        .publish_article(authed(
+            token,
+            PublishArticleRequest {
+                article: Some(at_limits),
+            },
+        ))
+        .await
+        .expect("an article exactly at every limit");
+
+    // A message over the size limit is refused before it is decoded, and nothing is stored.
+    let huge = proto::Article {
+        content_html: "x".repeat(5_000),
+        ..article("huge")
+    };
+    let status = client
+        .publish_article(authed(
+            token,
+            PublishArticleRequest {
+                article: Some(huge),
+            },
+        ))
+        .await
+        .expect_err("a message over max_message_bytes");
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    assert!(status.message().contains("4000"), "{}", status.message());
+    let missing = client
+        .get_article(authed(token, GetArticleRequest { id: "huge".into() }))
+        .await
+        .expect_err("the huge article was not stored");
+    assert_eq!(missing.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn a_partner_over_its_rate_limit_is_told_when_to_retry_and_others_are_unaffected() {
+    const BURST: u32 = 3;
+    let server = TestServer::start_with(|settings| {
+        settings.limits.requests_per_second = NonZeroU32::new(1).unwrap();
+        settings.limits.burst = NonZeroU32::new(BURST).unwrap();
+    })
+    .await;
+    let mut client = server.client().await;
+
+    // county floods: after its burst, it is refused, however fast or slow the calls are.
+    let mut refused = None;
+    for _ in 0..200 {
+        match client
+            .list_sections(authed(&server.tokens.county, ListSectionsRequest {}))
+            .await
+        {
+            Ok(_) => {}
+            Err(status) => {
+                refused = Some(status);
+                break;
+            }
+        }
+    }
+    let status = refused.expect("a flood beyond the limit is refused");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    let retry = status
+        .get_details_retry_info()
+        .and_then(|info| info.retry_delay)
+        .expect("a RetryInfo with a delay");
+    assert!(
+        retry > Duration::ZERO && retry <= Duration::from_secs(1),
+        "at one call per second the wait is at most a second: {retry:?}"
+    );
+    let info = status.get_details_error_info().expect("an ErrorInfo");
+    assert_eq!(
+        (info.reason.as_str(), info.domain.as_str()),
+        ("RATE_LIMITED", "feedpub")
+    );
+    assert_eq!(
+        info.metadata.get("partner").map(String::as_str),
+        Some("county")
+    );
+
+    // newsroom's bucket is its own: its whole burst goes through while county is refused.
+    for i in 0..BURST {
+        let call = if i == 0 {
+            client
+                .publish_article(authed(
+                    &server.tokens.newsroom,
+                    PublishArticleRequest {
+                        article: Some(article("while-county-floods")),
+                    },
+                ))
+                .await
+                .map(drop)
+        } else {
+            client
+                .list_sections(authed(&server.tokens.newsroom, ListSectionsRequest {}))
+                .await
+                .map(drop)
+        };
+        call.unwrap_or_else(|status| panic!("newsroom call {i} was refused: {status:?}"));
+    }
+    // Calls without a valid token are refused as such, not counted against anyone.
+    let status = client
+        .list_sections(authed("fp_unknown", ListSectionsRequest {}))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+}

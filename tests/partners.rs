@@ -1,0 +1,458 @@
+//! Partner management and the audit log end to end: the built binary's `partner` and
+//! `audit` commands work on the database of a running server, and the server's next call
+//! sees what they changed.
+
+mod common;
+
+use common::binary::{error_of, on_data, run, stdout_of, text, token_of};
+use common::{TestServer, authed, ts};
+use feedpub::grpc::proto::{
+    self, ArticleState, GetArticleRequest, ListArticlesRequest, ListSectionsRequest,
+    PublishArticleRequest, RetractArticleRequest,
+};
+use std::net::SocketAddr;
+use std::process::Output;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+/// `feedpub ARGS…` on the test server's database, run on a blocking thread so that the
+/// server's tasks go on meanwhile (the CLI waits for the server's writes to commit).
+async fn cli(server: &TestServer, args: &[&str]) -> Output {
+    let cwd = server.dir.path().to_owned();
+    let data = server.data_dir();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        on_data(&cwd, &data, &args)
+    })
+    .await
+    .expect("the CLI runs")
+}
+
+fn article(id: &str, section: &str) -> PublishArticleRequest {
+    PublishArticleRequest {
+        article: Some(proto::Article {
+            id: id.into(),
+            section: section.into(),
+            title: "全市打击私采滥挖工作推进会召开".into(),
+            authors: vec!["武跃林".into()],
+            content_text: "第一段。\n\n第二段。".into(),
+            publish_time: Some(ts(1_686_092_400)),
+            ..Default::default()
+        }),
+    }
+}
+
+/// An article under embargo until a day from now.
+fn embargoed(id: &str, section: &str) -> PublishArticleRequest {
+    let mut request = article(id, section);
+    let article = request.article.as_mut().unwrap();
+    article.publish_time = Some(ts(chrono::Utc::now().timestamp() - 60));
+    article.embargo_time = Some(ts(chrono::Utc::now().timestamp() + 86_400));
+    request
+}
+
+fn reason(status: &tonic::Status) -> String {
+    status
+        .get_details_error_info()
+        .map(|info| info.reason)
+        .unwrap_or_default()
+}
+
+/// The line of `partner list` that names `partner`.
+fn listed(list: &str, partner: &str) -> String {
+    list.lines()
+        .find(|line| line.split_whitespace().next() == Some(partner))
+        .unwrap_or_else(|| panic!("{partner} is not listed:\n{list}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn revoked_and_rotated_tokens_are_refused_from_the_next_call_on() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let old = token_of(
+        &cli(
+            &server,
+            &["partner", "add", "wire", "--section", "politics"],
+        )
+        .await,
+    );
+    client
+        .publish_article(authed(&old, article("w-1", "politics")))
+        .await
+        .expect("the new partner publishes");
+
+    let list = stdout_of(&cli(&server, &["partner", "list"]).await);
+    let line = listed(&list, "wire");
+    let prefix = line
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .trim_end_matches('…');
+    assert!(
+        prefix.len() == 11 && old.starts_with(prefix),
+        "the listed prefix {prefix:?} starts the token"
+    );
+    assert!(
+        line.contains("active") && line.contains("politics"),
+        "{line}"
+    );
+    assert!(!list.contains(&old), "the token itself is never listed");
+    for partner in ["newsroom", "county"] {
+        listed(&list, partner);
+    }
+
+    let rotated = cli(&server, &["partner", "rotate", "wire"]).await;
+    let new = token_of(&rotated);
+    assert_ne!(new, old);
+    // The same connection: nothing the server remembers outlives the rotation.
+    let refused = client
+        .list_sections(authed(&old, ListSectionsRequest {}))
+        .await
+        .expect_err("the old token after rotation");
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    let got = client
+        .get_article(authed(&new, GetArticleRequest { id: "w-1".into() }))
+        .await
+        .expect("the new token works, and the articles stay the partner's")
+        .into_inner();
+    assert_eq!(got.section, "politics");
+    let list = stdout_of(&cli(&server, &["partner", "list"]).await);
+    assert!(
+        listed(&list, "wire").contains(&new[..11]),
+        "the new prefix is listed:\n{list}"
+    );
+
+    let revoked = stdout_of(&cli(&server, &["partner", "revoke", "wire"]).await);
+    assert!(revoked.contains("revoked"), "{revoked}");
+    let refused = client
+        .publish_article(authed(&new, article("w-2", "politics")))
+        .await
+        .expect_err("a revoked partner's token");
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    assert!(
+        listed(
+            &stdout_of(&cli(&server, &["partner", "list"]).await),
+            "wire"
+        )
+        .contains("revoked")
+    );
+    // Revoking twice is harmless; a revoked partner gets no new token or rights.
+    assert!(stdout_of(&cli(&server, &["partner", "revoke", "wire"]).await).contains("already"));
+    let error = error_of(&cli(&server, &["partner", "rotate", "wire"]).await);
+    assert!(error.contains("revoked"), "{error}");
+    let error = error_of(&cli(&server, &["partner", "grant", "wire", "--section", "rural"]).await);
+    assert!(error.contains("revoked"), "{error}");
+    // The name stays taken.
+    let error = error_of(&cli(&server, &["partner", "add", "wire", "--all-sections"]).await);
+    assert!(error.contains("already exists"), "{error}");
+
+    // Every change is in the audit log, newest first, with no peer (the operator's).
+    let audit = stdout_of(&cli(&server, &["audit", "--partner", "wire", "--json"]).await);
+    let operations: Vec<(String, String)> = audit
+        .lines()
+        .map(|line| {
+            let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+            (
+                entry["operation"].as_str().unwrap().to_owned(),
+                entry["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("partner.grant", "revoked"),
+        ("partner.rotate", "revoked"),
+        ("partner.revoke", "unchanged"),
+        ("partner.revoke", "ok"),
+        ("partner.rotate", "ok"),
+        ("publish", "ok"),
+        ("partner.add", "ok"),
+    ];
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(o, r)| (o.to_string(), r.to_string()))
+        .collect();
+    assert_eq!(operations, expected, "{audit}");
+}
+
+#[tokio::test]
+async fn granted_and_denied_rights_hold_from_the_next_call_on() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let token = token_of(
+        &cli(
+            &server,
+            &["partner", "add", "wire", "--section", "politics"],
+        )
+        .await,
+    );
+    client
+        .publish_article(authed(&token, article("w-1", "politics")))
+        .await
+        .unwrap();
+
+    let denied = stdout_of(
+        &cli(
+            &server,
+            &["partner", "deny", "wire", "--section", "politics"],
+        )
+        .await,
+    );
+    assert!(denied.contains("denied"), "{denied}");
+    let refused = client
+        .publish_article(authed(&token, article("w-2", "politics")))
+        .await
+        .expect_err("a denied section");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert_eq!(reason(&refused), "SECTION_NOT_GRANTED");
+    // Nor can it change what it has in that section: retract it, or move it elsewhere.
+    let refused = client
+        .retract_article(authed(
+            &token,
+            RetractArticleRequest {
+                id: "w-1".into(),
+                reason: "r".into(),
+            },
+        ))
+        .await
+        .expect_err("retracting in a denied section");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+
+    stdout_of(&cli(&server, &["partner", "grant", "wire", "--section", "rural"]).await);
+    let refused = client
+        .publish_article(authed(&token, article("w-1", "rural")))
+        .await
+        .expect_err("moving an article out of a denied section");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    client
+        .publish_article(authed(&token, article("w-3", "rural")))
+        .await
+        .expect("a granted section");
+
+    // Embargoes need their own right, for publishing and for seeing.
+    let refused = client
+        .publish_article(authed(&token, embargoed("w-4", "rural")))
+        .await
+        .expect_err("an embargo without the right");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert_eq!(reason(&refused), "EMBARGO_NOT_GRANTED");
+    stdout_of(&cli(&server, &["partner", "grant", "wire", "--embargoed"]).await);
+    let stored = client
+        .publish_article(authed(&token, embargoed("w-4", "rural")))
+        .await
+        .expect("an embargo with the right")
+        .into_inner()
+        .article
+        .unwrap();
+    assert_eq!(stored.state(), ArticleState::Embargoed);
+    let listed_ids = |response: proto::ListArticlesResponse| -> Vec<String> {
+        response.articles.into_iter().map(|a| a.id).collect()
+    };
+    let ids = listed_ids(
+        client
+            .list_articles(authed(&token, ListArticlesRequest::default()))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    assert!(ids.contains(&"w-4".to_owned()), "{ids:?}");
+
+    stdout_of(&cli(&server, &["partner", "deny", "wire", "--embargoed"]).await);
+    let refused = client
+        .get_article(authed(&token, GetArticleRequest { id: "w-4".into() }))
+        .await
+        .expect_err("an embargoed article without the right");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    let ids = listed_ids(
+        client
+            .list_articles(authed(&token, ListArticlesRequest::default()))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    assert_eq!(ids, ["w-3", "w-1"], "the embargoed article is not listed");
+
+    // `list` shows the rights as they now are.
+    let line = listed(
+        &stdout_of(&cli(&server, &["partner", "list"]).await),
+        "wire",
+    );
+    assert!(
+        line.contains("rural") && !line.contains("politics"),
+        "{line}"
+    );
+    assert!(line.contains(" no "), "embargoed: no\n{line}");
+}
+
+#[test]
+fn unknown_partners_sections_and_missing_rights_get_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    token_of(&on_data(
+        dir.path(),
+        &data,
+        &["partner", "add", "wire", "--section", "politics"],
+    ));
+    for args in [
+        &["partner", "revoke", "nobody"][..],
+        &["partner", "rotate", "nobody"],
+        &["partner", "grant", "nobody", "--embargoed"],
+        &["partner", "deny", "nobody", "--section", "rural"],
+        &["audit", "--partner", "nobody"],
+    ] {
+        let error = error_of(&on_data(dir.path(), &data, args));
+        assert!(error.contains("\"nobody\""), "{args:?}: {error}");
+    }
+    let error = error_of(&on_data(
+        dir.path(),
+        &data,
+        &["partner", "grant", "wire", "--section", "nope"],
+    ));
+    assert!(error.contains("\"nope\""), "{error}");
+    let error = error_of(&on_data(
+        dir.path(),
+        &data,
+        &["partner", "grant", "wire", "--section", "Bad Slug"],
+    ));
+    assert!(error.contains("--section"), "{error}");
+
+    let usage = on_data(dir.path(), &data, &["partner", "grant", "wire"]);
+    assert_eq!(
+        usage.status.code(),
+        Some(2),
+        "no right named is a usage error"
+    );
+    assert!(text(&usage.stderr).contains("--embargoed"));
+    let bad_since = run(common::binary::feedpub(dir.path()).args(["audit", "--since", "soon"]));
+    assert_eq!(bad_since.status.code(), Some(2));
+    assert!(text(&bad_since.stderr).contains("RFC 3339"));
+}
+
+#[tokio::test]
+async fn the_audit_log_records_every_publish_and_retraction_with_the_peer_address() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let newsroom = &server.tokens.newsroom;
+    client
+        .publish_article(authed(newsroom, article("a-1", "politics")))
+        .await
+        .unwrap();
+    client
+        .publish_article(authed(newsroom, article("a-1", "politics")))
+        .await
+        .unwrap();
+    client
+        .retract_article(authed(
+            newsroom,
+            RetractArticleRequest {
+                id: "a-1".into(),
+                reason: "事实有误".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    let mut bad = article("a-2", "politics");
+    bad.article.as_mut().unwrap().title = String::new();
+    client
+        .publish_article(authed(newsroom, bad))
+        .await
+        .expect_err("an article without a title");
+    client
+        .retract_article(authed(
+            newsroom,
+            RetractArticleRequest {
+                id: "missing".into(),
+                reason: String::new(),
+            },
+        ))
+        .await
+        .expect_err("an unknown article");
+    client
+        .publish_article(authed(&server.tokens.county, article("c-1", "politics")))
+        .await
+        .expect_err("a section county may not publish to");
+    // Reads are not mutations: they leave no entry.
+    client
+        .get_article(authed(newsroom, GetArticleRequest { id: "a-1".into() }))
+        .await
+        .unwrap();
+
+    let json = stdout_of(&cli(&server, &["audit", "--json", "--partner", "newsroom"]).await);
+    let entries: Vec<serde_json::Value> = json
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let seen: Vec<(&str, &str, &str)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["operation"].as_str().unwrap(),
+                e["article_id"].as_str().unwrap_or("-"),
+                e["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("retract", "missing", "not_found"),
+            ("publish", "a-2", "invalid_argument"),
+            ("retract", "a-1", "ok"),
+            ("publish", "a-1", "unchanged"),
+            ("publish", "a-1", "ok"),
+            ("partner.add", "-", "ok"),
+        ],
+        "{json}"
+    );
+    for entry in &entries[..5] {
+        let peer: SocketAddr = entry["peer"]
+            .as_str()
+            .expect("calls carry their peer address")
+            .parse()
+            .unwrap();
+        assert!(peer.ip().is_loopback(), "{peer}");
+        assert_ne!(
+            peer, server.grpc_addr,
+            "the client's address, not the server's"
+        );
+        let time = chrono::DateTime::parse_from_rfc3339(entry["time"].as_str().unwrap());
+        assert!(time.is_ok(), "{entry}");
+    }
+    assert!(
+        entries[5]["peer"].is_null(),
+        "the operator's entry has no peer"
+    );
+    assert!(entries[2]["detail"].as_str().unwrap().contains("事实有误"));
+    assert!(
+        entries[1]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("article.title")
+    );
+
+    let county = stdout_of(&cli(&server, &["audit", "--json", "--partner", "county"]).await);
+    let first: serde_json::Value = serde_json::from_str(county.lines().next().unwrap()).unwrap();
+    assert_eq!(first["outcome"], "permission_denied", "{county}");
+
+    // The table, the limit and the time filter.
+    let table = stdout_of(&cli(&server, &["audit", "--limit", "2"]).await);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "a header and two entries:\n{table}");
+    for column in ["TIME", "PARTNER", "OPERATION", "ARTICLE", "PEER", "OUTCOME"] {
+        assert!(lines[0].contains(column), "{table}");
+    }
+    assert!(
+        lines[1].contains("county") && lines[1].contains("permission_denied"),
+        "{table}"
+    );
+    assert!(lines[2].contains("missing") && lines[2].contains("127.0.0.1:"));
+    let future = stdout_of(&cli(&server, &["audit", "--since", "2200-01-01"]).await);
+    assert_eq!(future.lines().count(), 1, "only the header:\n{future}");
+    let all = stdout_of(&cli(&server, &["audit", "--since", "2023-06-07T00:00:00+08:00"]).await);
+    assert_eq!(
+        all.lines().count(),
+        1 + 8,
+        "two partners added, six calls:\n{all}"
+    );
+}

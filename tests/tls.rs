@@ -1,0 +1,191 @@
+//! TLS on both listeners, with a certificate authority and a server certificate made by the
+//! test (rcgen), checked by real TLS clients: tonic's and reqwest's, both rustls.
+
+mod common;
+
+use common::{TestServer, authed, ts};
+use feedpub::app::Application;
+use feedpub::config::TlsFiles;
+use feedpub::grpc::proto::publisher_service_client::PublisherServiceClient;
+use feedpub::grpc::proto::{self, ListSectionsRequest, PublishArticleRequest};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+
+/// A test CA and a certificate it issued for `localhost` and 127.0.0.1, as PEM files.
+struct Pki {
+    _dir: TempDir,
+    ca_pem: String,
+    files: TlsFiles,
+    /// A key that is not the certificate's.
+    other_key: std::path::PathBuf,
+}
+
+fn pki() -> Pki {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "feedpub test CA");
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let files = TlsFiles {
+        cert: dir.path().join("cert.pem"),
+        key: dir.path().join("key.pem"),
+    };
+    std::fs::write(&files.cert, cert.pem()).unwrap();
+    std::fs::write(&files.key, key.serialize_pem()).unwrap();
+    let other_key = dir.path().join("other-key.pem");
+    std::fs::write(&other_key, KeyPair::generate().unwrap().serialize_pem()).unwrap();
+    Pki {
+        _dir: dir,
+        ca_pem: ca.pem(),
+        files,
+        other_key,
+    }
+}
+
+#[tokio::test]
+async fn grpc_and_http_are_served_over_tls_to_clients_that_trust_the_certificate() {
+    let pki = pki();
+    let files = pki.files.clone();
+    let server = TestServer::start_with(|settings| settings.server.tls = Some(files)).await;
+
+    // gRPC: tonic over TLS, checking the certificate against the test CA.
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&pki.ca_pem))
+        .domain_name("localhost");
+    let channel = Endpoint::from_shared(format!("https://{}", server.grpc_addr))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .expect("a TLS connection to the gRPC API");
+    let mut client = PublisherServiceClient::new(channel);
+    let sections = client
+        .list_sections(authed(&server.tokens.newsroom, ListSectionsRequest {}))
+        .await
+        .expect("ListSections over TLS")
+        .into_inner()
+        .sections;
+    assert_eq!(sections.len(), 5);
+    let title = "全市打击私采滥挖工作推进会召开";
+    client
+        .publish_article(authed(
+            &server.tokens.newsroom,
+            PublishArticleRequest {
+                article: Some(proto::Article {
+                    id: "over-tls".into(),
+                    section: "politics".into(),
+                    title: title.into(),
+                    content_text: "第一段。".into(),
+                    publish_time: Some(ts(1_686_092_400)),
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .expect("PublishArticle over TLS");
+
+    // A plain-text client gets no answer from the TLS port.
+    if let Ok(mut plain) =
+        PublisherServiceClient::connect(format!("http://{}", server.grpc_addr)).await
+    {
+        plain
+            .list_sections(authed(&server.tokens.newsroom, ListSectionsRequest {}))
+            .await
+            .expect_err("plain HTTP/2 on the TLS port");
+    }
+
+    // HTTPS: reqwest (rustls) trusting the test CA; ALPN offers HTTP/2.
+    let https = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap())
+        .resolve("localhost", server.http_addr)
+        .build()
+        .unwrap();
+    let base = format!("https://localhost:{}", server.http_addr.port());
+    let health = https.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.version(), reqwest::Version::HTTP_2);
+    let start = Instant::now();
+    loop {
+        let feed = https
+            .get(format!("{base}/feeds/politics/rss.xml"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(feed.status(), 200);
+        if feed.text().await.unwrap().contains(title) {
+            break;
+        }
+        assert!(
+            start.elapsed() < common::DEADLINE,
+            "the feed never showed the article"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Neither plain HTTP nor a client that does not trust the certificate gets through.
+    reqwest::get(format!("http://{}/healthz", server.http_addr))
+        .await
+        .expect_err("plain HTTP on the TLS port");
+    let untrusting = reqwest::Client::builder()
+        .resolve("localhost", server.http_addr)
+        .build()
+        .unwrap();
+    let error = untrusting
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .expect_err("a certificate the client does not trust");
+    assert!(error.is_connect(), "{error:?}");
+}
+
+#[tokio::test]
+async fn a_missing_file_or_a_key_of_another_certificate_stops_start_up() {
+    let pki = pki();
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            TlsFiles {
+                cert: dir.path().join("missing.pem"),
+                key: pki.files.key.clone(),
+            },
+            "missing.pem",
+        ),
+        (
+            TlsFiles {
+                cert: pki.files.key.clone(),
+                key: pki.files.key.clone(),
+            },
+            "no PEM certificate",
+        ),
+        (
+            TlsFiles {
+                cert: pki.files.cert.clone(),
+                key: pki.other_key.clone(),
+            },
+            "cannot be used together",
+        ),
+    ];
+    for (files, expected) in cases {
+        let mut settings = common::settings(&dir);
+        settings.server.tls = Some(files);
+        let Err(error) = Application::build(settings).await else {
+            panic!("the server started with a bad TLS configuration ({expected})");
+        };
+        let message = format!("{error}");
+        assert!(message.contains(expected), "{message}");
+        assert!(
+            !dir.path().join("data").exists(),
+            "nothing is opened before the certificate is checked"
+        );
+    }
+}
