@@ -232,8 +232,8 @@ impl Default for FileLimits {
             content_bytes: n(fields.content_bytes),
             tags: n(fields.tags),
             media: n(fields.media),
-            requests_per_second: NonZeroU32::new(20).expect("not zero"),
-            burst: NonZeroU32::new(100).expect("not zero"),
+            requests_per_second: NonZeroU32::new(50).expect("not zero"),
+            burst: NonZeroU32::new(500).expect("not zero"),
             request_timeout_seconds: NonZeroU64::new(30).expect("not zero"),
             max_concurrent_streams: NonZeroU32::new(100).expect("not zero"),
         }

@@ -132,8 +132,22 @@ impl Fixture {
             .trim()
             .to_owned();
 
+        // The sample configuration, without per-partner rate limits: the bench publishes a
+        // thousand articles a second as one partner, which the default limits refuse.
+        let config = work.join("bench.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "{}\n[limits]\nrequests_per_second = 1000000\nburst = 1000000\n",
+                feedpub::config::EMBEDDED_CONFIG
+            ),
+        )
+        .context("cannot write the bench configuration")?;
+        let config = config.to_str().context("a UTF-8 temp path")?;
         let mut child = feedpub(&[
             "serve",
+            "--config",
+            config,
             "--data-dir",
             data,
             "--feeds-dir",
