@@ -1,6 +1,8 @@
 //! Durable storage behind a narrow trait that speaks domain types; one file per backend.
 
 mod sqlite;
+#[cfg(test)]
+mod sqlite_feed_tests;
 mod sqlite_websub;
 
 pub use sqlite::SqliteStore;

@@ -110,6 +110,21 @@ impl SqliteStore {
         Ok(Self { read, writer: tx })
     }
 
+    /// The steps of SQLite's plan for `sql`, its first `numbers` parameters bound to 0 and
+    /// the next to `value`.
+    #[cfg(test)]
+    pub(super) async fn query_plan(&self, sql: &str, numbers: usize, value: &str) -> Vec<String> {
+        let explain = format!("EXPLAIN QUERY PLAN {sql}");
+        let mut query = sqlx::query(&explain);
+        for _ in 0..numbers {
+            query = query.bind(0_i64);
+        }
+        let rows = query.bind(value).fetch_all(&self.read).await.unwrap();
+        rows.iter()
+            .map(|row| row.get::<String, _>("detail"))
+            .collect()
+    }
+
     async fn submit<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.writer
@@ -310,6 +325,15 @@ const ARTICLE_COLUMNS: &str = "partner_id, article_id, guid, section, state, tit
      updated, expire_time, create_time, change_time, retract_time, retract_reason, etag, \
      embargo_time, media, language";
 
+/// `ARTICLE_COLUMNS` as columns of the `articles` table, for queries that join others.
+fn qualified_columns() -> String {
+    let columns: Vec<String> = ARTICLE_COLUMNS
+        .split(',')
+        .map(|c| format!("articles.{}", c.trim()))
+        .collect();
+    columns.join(", ")
+}
+
 /// A retracted article that was in its feeds when it was retracted: published, its embargo
 /// over and not expired. Only those leave a tombstone; any other would tell readers about
 /// an article they never saw (an embargoed one, say).
@@ -334,9 +358,19 @@ async fn select_article(
 
 async fn write_article(conn: &mut SqliteConnection, a: &Article) -> Result<(), StoreError> {
     let c = &a.content;
+    // An update, not a delete and insert, for a stored article: the triggers that count
+    // each feed's articles see a new article once and a moved one as a move.
+    let updates: Vec<String> = ARTICLE_COLUMNS
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !matches!(*c, "partner_id" | "article_id"))
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
     sqlx::query(&format!(
-        "INSERT OR REPLACE INTO articles ({ARTICLE_COLUMNS})
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        "INSERT INTO articles ({ARTICLE_COLUMNS})
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (partner_id, article_id) DO UPDATE SET {}",
+        updates.join(", ")
     ))
     .bind(a.partner.0)
     .bind(a.id.as_str())
@@ -370,7 +404,8 @@ async fn write_article(conn: &mut SqliteConnection, a: &Article) -> Result<(), S
     write_names(conn, a, "article_tags", &c.tags).await
 }
 
-/// Replaces the rows of `table` (`article_authors` or `article_tags`) that name the article.
+/// Replaces the rows of `table` (`article_authors` or `article_tags`) that name the article;
+/// each carries the article's feed times, so that author and tag feeds are read from them.
 async fn write_names(
     conn: &mut SqliteConnection,
     a: &Article,
@@ -384,13 +419,23 @@ async fn write_names(
     .bind(a.id.as_str())
     .execute(&mut *conn)
     .await?;
+    let c = &a.content;
     for name in names {
         sqlx::query(&format!(
-            "INSERT OR IGNORE INTO {table} (name, partner_id, article_id) VALUES (?, ?, ?)"
+            "INSERT OR IGNORE INTO {table} (name, partner_id, article_id, guid, state,
+                 publish_time, expire_time, embargo_time, change_time, retract_time)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
         .bind(name)
         .bind(a.partner.0)
         .bind(a.id.as_str())
+        .bind(&a.guid)
+        .bind(state_code(a.state))
+        .bind(nanos(c.publish_time))
+        .bind(c.expire_time.map(nanos))
+        .bind(c.embargo_time.map(nanos))
+        .bind(nanos(a.change_time))
+        .bind(a.retract_time.map(nanos))
         .execute(&mut *conn)
         .await?;
     }
@@ -432,6 +477,81 @@ impl<'a> ArchiveFilter<'a> {
                 ),
                 Some(name),
             ),
+        }
+    }
+}
+
+/// The three queries that read a feed. Each binds `?1` to now and, after its other
+/// parameters, the section, author or tag, when the scope has one.
+pub(super) struct FeedSql {
+    /// Visible articles in feed order: `?2` the limit, `?3` the scope's value.
+    pub(super) articles: String,
+    /// Recent tombstones: `?2` the limit, `?3` the window, `?4` the scope's value.
+    pub(super) tombstones: String,
+    /// When what the feed shows last changed: `?2` the window, `?3` the scope's value.
+    pub(super) last_change: String,
+}
+
+impl FeedSql {
+    /// Sections and `all` select from `articles`; author and tag feeds from the name's rows,
+    /// which carry the article's state, feed times and GUID and have the indexes a section
+    /// has, so they read whole articles only for the rows they show.
+    pub(super) fn of(scope: &FeedScope) -> Self {
+        let (source, filter) = match scope {
+            FeedScope::All => ("articles", ""),
+            FeedScope::Section(_) => ("articles", "section = ?{n} AND"),
+            FeedScope::Author(_) | FeedScope::Tag(_) => (names_table(scope), "name = ?{n} AND"),
+        };
+        let filter = |n: u8| filter.replace("{n}", &n.to_string());
+        // An author or tag feed walks the name's index in feed order, and joins the article
+        // rows of just those it shows.
+        let (columns, from, shown) = match scope {
+            FeedScope::Author(_) | FeedScope::Tag(_) => (
+                qualified_columns(),
+                format!("{source} AS shown CROSS JOIN articles USING (partner_id, article_id)"),
+                "shown.",
+            ),
+            FeedScope::All | FeedScope::Section(_) => {
+                (ARTICLE_COLUMNS.to_owned(), source.to_owned(), "")
+            }
+        };
+        let filter3 = filter(3);
+        let articles = format!(
+            "SELECT {columns} FROM {from}
+             WHERE {shown}{filter3} {shown}state = 1 AND {shown}publish_time <= ?1
+               AND ({shown}expire_time IS NULL OR {shown}expire_time > ?1)
+               AND ({shown}embargo_time IS NULL OR {shown}embargo_time <= ?1)
+             ORDER BY {shown}publish_time DESC, {shown}guid LIMIT ?2"
+        );
+        // Tombstones of retractions less than a window ago, newest first: they depend on
+        // `now` only through the window, whose end is a transition of its own.
+        let filter4 = filter(4);
+        let tombstones = format!(
+            "SELECT guid, retract_time FROM {source}
+             WHERE {filter4} {SHOWN_WHEN_RETRACTED}
+               AND retract_time <= ?1 AND retract_time > ?1 - ?3
+             ORDER BY retract_time DESC, guid LIMIT ?2"
+        );
+        // Everything that changes what the feed shows: writes, articles whose publish time
+        // has come, whose embargo has ended or whose expire time has passed, and tombstones
+        // whose window has ended.
+        let last_change = format!(
+            "SELECT MAX(
+                 (SELECT MAX(change_time) FROM {source} WHERE {filter3} 1),
+                 COALESCE((SELECT MAX(publish_time) FROM {source}
+                           WHERE {filter3} state = 1 AND publish_time <= ?1), 0),
+                 COALESCE((SELECT MAX(expire_time) FROM {source}
+                           WHERE {filter3} expire_time <= ?1), 0),
+                 COALESCE((SELECT MAX(embargo_time) FROM {source}
+                           WHERE {filter3} state = 1 AND embargo_time <= ?1), 0),
+                 COALESCE((SELECT MAX(retract_time) FROM {source}
+                           WHERE {filter3} {SHOWN_WHEN_RETRACTED}
+                             AND retract_time <= ?1 - ?2) + ?2, 0))"
+        );
+        Self {
+            articles,
+            tombstones,
+            last_change,
         }
     }
 }
@@ -657,38 +777,17 @@ impl Store for SqliteStore {
         limit: usize,
         tombstone_window: TimeDelta,
     ) -> Result<FeedContent, StoreError> {
-        // The section, author or tag, when there is one, is bound last: `?{n}` is its
-        // position. Author and tag feeds read only the articles that carry the name: the
-        // CROSS JOIN makes SQLite start from the name's rows, never from a scan of every
-        // visible article.
+        let window = tombstone_window.num_nanoseconds().unwrap_or(i64::MAX);
         let section = match scope {
             FeedScope::All => None,
             FeedScope::Section(slug) => Some(slug.as_str()),
             FeedScope::Author(named) | FeedScope::Tag(named) => Some(named.name()),
         };
-        let filter = |n: u8| match scope {
-            FeedScope::All => String::new(),
-            FeedScope::Section(_) => format!("section = ?{n} AND"),
-            FeedScope::Author(_) | FeedScope::Tag(_) => String::new(),
-        };
-        let source = |n: u8| match scope {
-            FeedScope::Author(_) | FeedScope::Tag(_) => format!(
-                "(SELECT articles.* FROM {} AS named CROSS JOIN articles
-                      USING (partner_id, article_id) WHERE named.name = ?{n}) AS articles",
-                names_table(scope)
-            ),
-            FeedScope::All | FeedScope::Section(_) => "articles".to_owned(),
-        };
-        let (from3, from4) = (source(3), source(4));
-        let window = tombstone_window.num_nanoseconds().unwrap_or(i64::MAX);
-        let filter3 = filter(3);
-        let articles_sql = format!(
-            "SELECT {ARTICLE_COLUMNS} FROM {from3}
-             WHERE {filter3} state = 1 AND publish_time <= ?1
-               AND (expire_time IS NULL OR expire_time > ?1)
-               AND (embargo_time IS NULL OR embargo_time <= ?1)
-             ORDER BY publish_time DESC, guid LIMIT ?2"
-        );
+        let FeedSql {
+            articles: articles_sql,
+            tombstones: tombstones_sql,
+            last_change: change_sql,
+        } = FeedSql::of(scope);
         let mut query = sqlx::query(&articles_sql)
             .bind(nanos(now))
             .bind(limit as i64);
@@ -700,15 +799,6 @@ impl Store for SqliteStore {
             .iter()
             .map(article_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        // Tombstones of retractions less than a window ago, newest first: they depend on
-        // `now` only through the window, whose end is a transition of its own.
-        let filter4 = filter(4);
-        let tombstones_sql = format!(
-            "SELECT guid, retract_time FROM {from4}
-             WHERE {filter4} {SHOWN_WHEN_RETRACTED}
-               AND retract_time <= ?1 AND retract_time > ?1 - ?3
-             ORDER BY retract_time DESC, guid LIMIT ?2"
-        );
         let mut query = sqlx::query(&tombstones_sql)
             .bind(nanos(now))
             .bind(limit as i64)
@@ -727,23 +817,6 @@ impl Store for SqliteStore {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        // Everything that changes what the feed shows: writes, articles whose publish time
-        // has come, whose embargo has ended or whose expire time has passed, and tombstones
-        // whose window has ended.
-        let filter = filter(3);
-        let change_sql = format!(
-            "SELECT MAX(
-                 (SELECT MAX(change_time) FROM {from3} WHERE {filter} 1),
-                 COALESCE((SELECT MAX(publish_time) FROM {from3}
-                           WHERE {filter} state = 1 AND publish_time <= ?1), 0),
-                 COALESCE((SELECT MAX(expire_time) FROM {from3}
-                           WHERE {filter} expire_time <= ?1), 0),
-                 COALESCE((SELECT MAX(embargo_time) FROM {from3}
-                           WHERE {filter} state = 1 AND embargo_time <= ?1), 0),
-                 COALESCE((SELECT MAX(retract_time) FROM {from3}
-                           WHERE {filter} {SHOWN_WHEN_RETRACTED}
-                             AND retract_time <= ?1 - ?2) + ?2, 0))"
-        );
         let mut query = sqlx::query_scalar(&change_sql)
             .bind(nanos(now))
             .bind(window);
@@ -833,14 +906,10 @@ impl Store for SqliteStore {
             });
         }
         let (source, value) = ArchiveFilter::of(scope).query_source();
-        let columns: Vec<String> = ARTICLE_COLUMNS
-            .split(',')
-            .map(|c| format!("articles.{}", c.trim()))
-            .collect();
         let sql = format!(
             "SELECT {} FROM {source}
              ORDER BY articles.create_time, articles.guid LIMIT ?1 OFFSET ?2",
-            columns.join(", ")
+            qualified_columns()
         );
         let mut query = sqlx::query(&sql)
             .bind(size as i64)
@@ -869,26 +938,22 @@ impl Store for SqliteStore {
     }
 
     async fn archive_pages(&self, scope: &FeedScope, size: usize) -> Result<usize, StoreError> {
-        let count: i64 = match ArchiveFilter::of(scope) {
-            ArchiveFilter::All => {
-                sqlx::query_scalar("SELECT COUNT(*) FROM articles")
-                    .fetch_one(&self.read)
-                    .await?
-            }
-            ArchiveFilter::Section(section) => {
-                sqlx::query_scalar("SELECT COUNT(*) FROM articles WHERE section = ?")
-                    .bind(section)
-                    .fetch_one(&self.read)
-                    .await?
-            }
-            ArchiveFilter::Named { table, name } => {
-                sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table} WHERE name = ?"))
-                    .bind(name)
-                    .fetch_one(&self.read)
-                    .await?
-            }
+        // Kept by triggers (migration 0007): no count of the scope's whole history.
+        let (kind, name) = match scope {
+            FeedScope::All => ("all", ""),
+            FeedScope::Section(slug) => ("section", slug.as_str()),
+            FeedScope::Author(named) => ("author", named.name()),
+            FeedScope::Tag(named) => ("tag", named.name()),
         };
-        Ok(usize::try_from(count).unwrap_or(0).div_ceil(size.max(1)))
+        let count: Option<i64> =
+            sqlx::query_scalar("SELECT articles FROM feed_sizes WHERE kind = ? AND name = ?")
+                .bind(kind)
+                .bind(name)
+                .fetch_optional(&self.read)
+                .await?;
+        Ok(usize::try_from(count.unwrap_or(0))
+            .unwrap_or(0)
+            .div_ceil(size.max(1)))
     }
 
     async fn named_scopes(&self) -> Result<Vec<FeedScope>, StoreError> {
