@@ -123,6 +123,7 @@ impl Application {
         };
         let scheduler = tokio::spawn(self.scheduler.run(stop_rx.clone()));
         let websub = tokio::spawn(self.websub_tasks.run(stop_rx.clone()));
+        let upkeep = tokio::spawn(self.publisher.upkeep().run(stop_rx.clone()));
         let router = http::router(self.publication.clone(), &self.settings, &self.websub);
 
         let stop = async {
@@ -131,6 +132,11 @@ impl Application {
                 () = stopped(stop_rx.clone()) => {}
             }
             let _ = stop_tx.send(true);
+        };
+        // Watch streams never end by themselves: end them so the gRPC server can drain.
+        let end_watches = async {
+            stopped(stop_rx.clone()).await;
+            self.publisher.stop_watching();
         };
         let grpc = async {
             let result = grpc::serve(
@@ -149,8 +155,9 @@ impl Application {
             let _ = stop_tx.send(true);
             result
         };
-        let ((), grpc, http) = tokio::join!(stop, grpc, http);
+        let ((), (), grpc, http) = tokio::join!(stop, end_watches, grpc, http);
         let _ = scheduler.await;
+        let _ = upkeep.await;
         // Verifications and deliveries in progress stop before the store closes.
         let _ = websub.await;
         self.store.close().await;

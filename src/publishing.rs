@@ -1,15 +1,25 @@
-//! Use-cases shared by the gRPC API, the CLI and the demo: authenticate, publish, read,
-//! list, retract, and add partners.
+//! Use-cases shared by the gRPC API, the CLI and the demo: authenticate, publish (one or a
+//! batch), read, list, retract, follow, and add partners.
+
+mod batch;
+mod upkeep;
+mod watch;
+
+pub use batch::{Batch, MAX_BATCH_ARTICLES};
+pub use upkeep::Upkeep;
+pub use watch::WatchUpdate;
 
 use crate::config::Settings;
 use crate::domain::{
-    Article, ArticleDraft, ArticleId, HtmlPolicy, Partner, PartnerName, Section, SectionGrant,
-    SectionSlug, Token, Violations,
+    Article, ArticleDraft, ArticleId, HtmlPolicy, Partner, PartnerName, RequestKey, Revision,
+    Section, SectionGrant, SectionSlug, Token, VersionSummary, Violations,
 };
 use crate::publication::Publication;
-use crate::storage::{ListCursor, NewPartner, Store, StoreError};
+use crate::storage::{ArticleWrite, ListCursor, NewPartner, Retraction, Store, StoreError};
 use chrono::Utc;
 use std::sync::Arc;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 /// Largest page `list_articles` returns, and the page size when none is asked for.
 pub const MAX_PAGE_SIZE: usize = 500;
@@ -21,8 +31,8 @@ pub enum PublishError {
     /// No token, or one that belongs to no active partner.
     #[error("{0}")]
     Unauthenticated(&'static str),
-    /// The partner may not publish to this section.
-    #[error("partner {partner:?} may not publish to section {section:?}")]
+    /// The partner has no rights to this section (to publish to it, or to follow it).
+    #[error("partner {partner:?} is not granted section {section:?}")]
     PermissionDenied { partner: String, section: String },
     /// One or more fields are invalid.
     #[error("{0}")]
@@ -30,6 +40,20 @@ pub enum PublishError {
     /// The partner has no article with this id.
     #[error("no article with id {0:?}")]
     NotFound(String),
+    /// The partner's article has no such version.
+    #[error("article {id:?} has no version {version}")]
+    VersionNotFound { id: String, version: u32 },
+    /// A precondition failed: the article changed since the caller read its etag.
+    #[error("{0}")]
+    Aborted(String),
+    /// The server is stopping: a stream ends here, to be resumed elsewhere or later.
+    #[error("the server is shutting down; reconnect (with the last cursor) and retry")]
+    ShuttingDown,
+    /// A batch carries more articles than one call takes.
+    #[error(
+        "a PublishArticles stream carries at most {MAX_BATCH_ARTICLES} articles; send the rest in another call"
+    )]
+    TooManyArticles,
     /// A name that must be unique is taken.
     #[error("{0} already exists")]
     AlreadyExists(String),
@@ -45,6 +69,11 @@ impl From<StoreError> for PublishError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(what) => Self::AlreadyExists(what),
+            StoreError::EtagMismatch(why) => Self::Aborted(why),
+            StoreError::RequestIdReused(id) => Self::Invalid(Violations::one(
+                "request_id",
+                format!("{id:?} was already used for a different request; use a new request id"),
+            )),
             other => Self::Storage(other),
         }
     }
@@ -56,6 +85,28 @@ impl From<Violations> for PublishError {
     }
 }
 
+/// A publish as asked: the draft, and what makes it safe to retry and to race.
+#[derive(Debug, Clone, Default)]
+pub struct PublishRequest {
+    pub draft: ArticleDraft,
+    /// Replace the article only if this is its etag (the one partners see).
+    pub expected_etag: Option<String>,
+    /// A retry with this key gets the first result.
+    pub request: Option<RequestKey>,
+}
+
+/// A retraction as asked.
+#[derive(Debug, Clone, Default)]
+pub struct RetractRequest {
+    /// The partner's article id, as sent.
+    pub id: String,
+    pub reason: String,
+    /// Retract only if this is the article's etag.
+    pub expected_etag: Option<String>,
+    /// A retry with this key gets the first result.
+    pub request: Option<RequestKey>,
+}
+
 /// The result of a publish: the stored article and notes for the editor.
 #[derive(Debug, Clone)]
 pub struct Published {
@@ -63,6 +114,15 @@ pub struct Published {
     pub warnings: Vec<String>,
     /// False when identical content was already published (nothing was regenerated).
     pub changed: bool,
+}
+
+/// A page of an article's versions.
+#[derive(Debug, Clone)]
+pub struct VersionPage {
+    /// Newest first.
+    pub versions: Vec<VersionSummary>,
+    /// The version the next page continues below; `None` on the last page.
+    pub next: Option<u32>,
 }
 
 /// A page of a partner's articles.
@@ -80,6 +140,10 @@ pub struct Publisher {
     settings: Arc<Settings>,
     publication: Publication,
     html_policy: Arc<HtmlPolicy>,
+    /// Wakes the upkeep task when an embargo that it does not know of starts.
+    upkeep: Arc<Notify>,
+    /// Cancelled when the server stops: ends every watch stream.
+    stopping: CancellationToken,
 }
 
 impl Publisher {
@@ -91,7 +155,19 @@ impl Publisher {
             settings,
             publication,
             html_policy,
+            upkeep: Arc::new(Notify::new()),
+            stopping: CancellationToken::new(),
         }
+    }
+
+    /// The background task that logs embargo lifts and forgets old request ids.
+    pub fn upkeep(&self) -> Upkeep {
+        Upkeep::new(self.store.clone(), self.upkeep.clone())
+    }
+
+    /// Ends every watch stream (with `ShuttingDown`): the server is stopping.
+    pub fn stop_watching(&self) {
+        self.stopping.cancel();
     }
 
     /// The partner holding `token`, if it is active.
@@ -112,27 +188,36 @@ impl Publisher {
     pub async fn publish(
         &self,
         partner: &Partner,
-        draft: ArticleDraft,
+        request: PublishRequest,
     ) -> Result<Published, PublishError> {
         let started = std::time::Instant::now();
-        let result = self.publish_now(partner, draft).await;
-        let outcome = match &result {
-            Ok(p) if p.changed => "changed",
-            Ok(_) => "unchanged",
-            Err(PublishError::Invalid(_) | PublishError::PermissionDenied { .. }) => "refused",
-            Err(_) => "failed",
+        let result = match self.prepare(partner, request) {
+            Ok((write, warnings)) => {
+                let stored = self.store.publish(partner.id, write, Utc::now()).await;
+                stored.map_err(PublishError::from).map(|revision| {
+                    let touched = self.touch(&revision);
+                    Published {
+                        article: revision.article().clone(),
+                        warnings,
+                        changed: touched,
+                    }
+                })
+            }
+            Err(e) => Err(e),
         };
-        metrics::counter!("feedpub_publish_total", "outcome" => outcome).increment(1);
+        count_outcome(&result);
         metrics::histogram!("feedpub_publish_seconds").record(started.elapsed().as_secs_f64());
         result
     }
 
-    async fn publish_now(
+    /// Validates a publish and checks the partner's rights: what to store, and the
+    /// warnings for the editor.
+    fn prepare(
         &self,
         partner: &Partner,
-        draft: ArticleDraft,
-    ) -> Result<Published, PublishError> {
-        let valid = draft.validate("article.", &self.html_policy)?;
+        request: PublishRequest,
+    ) -> Result<(ArticleWrite, Vec<String>), PublishError> {
+        let valid = request.draft.validate("article.", &self.html_policy)?;
         let section = &valid.content.section;
         if self.settings.section(section).is_none() {
             return Err(Violations::one(
@@ -151,19 +236,34 @@ impl Publisher {
             });
         }
         let guid = self.guid(partner, &valid.id, &valid.content.publish_time);
-        let revision = self
-            .store
-            .publish(partner.id, valid.id, valid.content, guid, Utc::now())
-            .await?;
+        let write = ArticleWrite {
+            id: valid.id,
+            content: valid.content,
+            new_guid: guid,
+            expected_etag: request.expected_etag,
+            request: request.request,
+        };
+        Ok((write, valid.warnings))
+    }
+
+    /// Marks the feeds a revision changed as stale and wakes the upkeep for a new embargo;
+    /// false when nothing changed.
+    fn touch(&self, revision: &Revision) -> bool {
         // Author and tag feeds first, so that they are current once the section's is.
         self.publication.touch_scopes(revision.touched_names());
         let touched = revision.touched_sections();
         self.publication.touch(&touched);
-        Ok(Published {
-            article: revision.article().clone(),
-            warnings: valid.warnings,
-            changed: !touched.is_empty(),
-        })
+        self.notice_embargo(revision);
+        !touched.is_empty()
+    }
+
+    /// Wakes the upkeep task when a revision starts an embargo, so that its lift is logged
+    /// when it ends.
+    fn notice_embargo(&self, revision: &Revision) {
+        let content = &revision.article().content;
+        if !matches!(revision, Revision::Unchanged(_)) && content.is_embargoed(Utc::now()) {
+            self.upkeep.notify_one();
+        }
     }
 
     /// A permanent tag URI (RFC 4151): authority from the site URL, the date of first
@@ -189,13 +289,58 @@ impl Publisher {
         )
     }
 
-    /// One of the partner's articles, in any state.
-    pub async fn get(&self, partner: &Partner, id: &str) -> Result<Article, PublishError> {
+    /// One of the partner's articles, in any state: its current version, or a past one.
+    pub async fn get(
+        &self,
+        partner: &Partner,
+        id: &str,
+        version: Option<u32>,
+    ) -> Result<Article, PublishError> {
         let id = parse_id(id)?;
-        self.store
-            .article(partner.id, &id)
-            .await?
-            .ok_or_else(|| PublishError::NotFound(id.to_string()))
+        let Some(version) = version else {
+            return self
+                .store
+                .article(partner.id, &id)
+                .await?
+                .ok_or_else(|| PublishError::NotFound(id.to_string()));
+        };
+        match self.store.article_version(partner.id, &id, version).await? {
+            Some(article) => Ok(article),
+            None if self.store.article(partner.id, &id).await?.is_none() => {
+                Err(PublishError::NotFound(id.to_string()))
+            }
+            None => Err(PublishError::VersionNotFound {
+                id: id.to_string(),
+                version,
+            }),
+        }
+    }
+
+    /// A page of the versions of one of the partner's articles, newest first, below
+    /// `before`.
+    pub async fn versions(
+        &self,
+        partner: &Partner,
+        id: &str,
+        page_size: usize,
+        before: Option<u32>,
+    ) -> Result<VersionPage, PublishError> {
+        let id = parse_id(id)?;
+        let size = page_len(page_size);
+        let mut versions = self
+            .store
+            .article_versions(partner.id, &id, before, size + 1)
+            .await?;
+        if versions.is_empty() && before.is_none() {
+            return Err(PublishError::NotFound(id.to_string()));
+        }
+        let next = if versions.len() > size {
+            versions.truncate(size);
+            versions.last().map(|v| v.version)
+        } else {
+            None
+        };
+        Ok(VersionPage { versions, next })
     }
 
     /// A page of the partner's articles, newest first, optionally of one section.
@@ -206,10 +351,7 @@ impl Publisher {
         page_size: usize,
         after: Option<ListCursor>,
     ) -> Result<ArticlePage, PublishError> {
-        let size = match page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            n => n.min(MAX_PAGE_SIZE),
-        };
+        let size = page_len(page_size);
         let mut articles = self
             .store
             .list_articles(partner.id, section.as_ref(), after.as_ref(), size + 1)
@@ -230,14 +372,18 @@ impl Publisher {
     pub async fn retract(
         &self,
         partner: &Partner,
-        id: &str,
-        reason: &str,
+        request: RetractRequest,
     ) -> Result<Article, PublishError> {
-        let id = parse_id(id)?;
-        let reason = crate::domain::one_line(reason, 1000);
+        let id = parse_id(&request.id)?;
+        let retraction = Retraction {
+            id: id.clone(),
+            reason: crate::domain::one_line(&request.reason, 1000),
+            expected_etag: request.expected_etag,
+            request: request.request,
+        };
         let (article, changed) = self
             .store
-            .retract(partner.id, id.clone(), reason, Utc::now())
+            .retract(partner.id, retraction, Utc::now())
             .await?
             .ok_or_else(|| PublishError::NotFound(id.to_string()))?;
         if changed {
@@ -251,6 +397,30 @@ impl Publisher {
 
 fn parse_id(raw: &str) -> Result<ArticleId, PublishError> {
     ArticleId::parse(raw).map_err(|e| Violations::one("id", e).into())
+}
+
+/// The page length for a requested page size: 0 means the default.
+fn page_len(page_size: usize) -> usize {
+    match page_size {
+        0 => DEFAULT_PAGE_SIZE,
+        n => n.min(MAX_PAGE_SIZE),
+    }
+}
+
+/// Counts a publish by outcome in `feedpub_publish_total`.
+fn count_outcome(result: &Result<Published, PublishError>) {
+    let outcome = match result {
+        Ok(p) if p.changed => "changed",
+        Ok(_) => "unchanged",
+        Err(
+            PublishError::Invalid(_)
+            | PublishError::PermissionDenied { .. }
+            | PublishError::Aborted(_)
+            | PublishError::TooManyArticles,
+        ) => "refused",
+        Err(_) => "failed",
+    };
+    metrics::counter!("feedpub_publish_total", "outcome" => outcome).increment(1);
 }
 
 /// Creates a partner with rights to `grant` and returns it with its token, which is

@@ -302,6 +302,7 @@ fn article(id: &str, section: &str) -> PublishArticleRequest {
             }),
             ..Article::default()
         }),
+        ..Default::default()
     }
 }
 

@@ -5,7 +5,7 @@ use crate::config::Settings;
 use crate::domain::SectionGrant;
 use crate::grpc::convert::draft_from_proto;
 use crate::grpc::proto;
-use crate::publishing::{self, PublishError, Publisher};
+use crate::publishing::{self, PublishError, PublishRequest, Publisher};
 use crate::storage::Store;
 use chrono::{DateTime, FixedOffset};
 use serde::Deserialize;
@@ -85,8 +85,11 @@ pub async fn publish_sample_edition(
     };
     let mut changed = 0;
     for article in sample_edition() {
-        let draft = draft_from_proto(Some(article))?;
-        if publisher.publish(&partner, draft).await?.changed {
+        let request = PublishRequest {
+            draft: draft_from_proto(Some(article))?,
+            ..PublishRequest::default()
+        };
+        if publisher.publish(&partner, request).await?.changed {
             changed += 1;
         }
     }

@@ -1,21 +1,25 @@
 //! Domain types: articles, sections and partners, as values that can only hold what feedpub accepts.
 
 mod article;
+mod event;
 mod ids;
 mod lint;
 mod media;
 mod name_slug;
 mod partner;
+mod request;
 mod text;
 mod violation;
 
 pub use article::{
     Article, ArticleContent, ArticleDraft, ArticleState, Revision, Tombstone, ValidDraft,
 };
+pub use event::{ArticleEvent, EventKind, VersionSummary};
 pub use ids::{ArticleId, PartnerName, SectionSlug, check_language_tag};
 pub use media::{MAX_MEDIA, Media, MediaDraft};
 pub use name_slug::name_slug;
 pub use partner::{Partner, PartnerId, SectionGrant, Token, TokenHash};
+pub use request::RequestKey;
 pub use text::{HtmlPolicy, html_to_text, one_line, summarize, text_to_html};
 pub use violation::{FieldViolation, Violations};
 

@@ -35,8 +35,11 @@ pub struct Partner {
     pub id: PartnerId,
     /// Unique name; part of every GUID the partner's articles get.
     pub name: PartnerName,
-    /// Sections the partner may publish to.
+    /// Sections the partner may publish to, and read (follow) in WatchArticles.
     pub grant: SectionGrant,
+    /// May see other partners' articles while their embargo runs (in WatchArticles);
+    /// false unless granted.
+    pub may_see_embargoed: bool,
 }
 
 /// A bearer token as handed to a partner once; only its hash is ever stored.

@@ -1,10 +1,15 @@
 //! The embedded SQLite backend: WAL mode, one writer task that group-commits, a pool of readers.
 
 use super::sqlite_websub as websub;
-use super::{ArchivePage, FeedContent, ListCursor, NewPartner, Store, StoreError};
+use super::{
+    ArchivePage, ArticleWrite, EventFilter, FeedContent, ListCursor, NewPartner, Retraction, Store,
+    StoreError,
+};
+use super::{sqlite_history as history, sqlite_writes as writes};
 use crate::domain::{
-    Article, ArticleContent, ArticleId, ArticleState, FeedScope, Media, Partner, PartnerId,
-    PartnerName, Revision, SectionGrant, SectionSlug, TokenHash, Tombstone,
+    Article, ArticleContent, ArticleEvent, ArticleId, ArticleState, FeedScope, Media, Partner,
+    PartnerId, PartnerName, Revision, SectionGrant, SectionSlug, TokenHash, Tombstone,
+    VersionSummary,
 };
 use crate::websub::{Callback, Subscription, Topic};
 use chrono::{DateTime, TimeDelta, Utc};
@@ -15,7 +20,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Row};
 use std::path::Path;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// File name of the database inside the data directory.
 pub const DATABASE_FILE: &str = "feedpub.sqlite3";
@@ -27,6 +32,8 @@ const MAX_BATCH: usize = 512;
 pub struct SqliteStore {
     read: SqlitePool,
     writer: mpsc::Sender<Job>,
+    /// The newest committed event, as the writer announces it.
+    event_head: watch::Receiver<u64>,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -34,18 +41,23 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 enum Job {
     Publish {
         partner: PartnerId,
-        id: ArticleId,
-        content: Box<ArticleContent>,
-        guid: String,
+        writes: Vec<ArticleWrite>,
         now: DateTime<Utc>,
-        reply: Reply<Revision>,
+        reply: Reply<Vec<Result<Revision, StoreError>>>,
     },
     Retract {
         partner: PartnerId,
-        id: ArticleId,
-        reason: String,
+        retraction: Box<Retraction>,
         now: DateTime<Utc>,
         reply: Reply<Option<(Article, bool)>>,
+    },
+    LiftEmbargoes {
+        now: DateTime<Utc>,
+        reply: Reply<u64>,
+    },
+    ForgetRequests {
+        before: DateTime<Utc>,
+        reply: Reply<u64>,
     },
     AddPartner {
         partner: NewPartner,
@@ -69,6 +81,16 @@ enum Job {
     Close {
         reply: oneshot::Sender<()>,
     },
+}
+
+impl Job {
+    /// True when the job may add to the event log.
+    fn logs_events(&self) -> bool {
+        matches!(
+            self,
+            Self::Publish { .. } | Self::Retract { .. } | Self::LiftEmbargoes { .. }
+        )
+    }
 }
 
 /// Sends the outcome of one job once its batch's commit is known.
@@ -105,9 +127,14 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options.read_only(true))
             .await?;
+        let (head_tx, event_head) = watch::channel(history::event_head(&mut writer).await?);
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(run_writer(writer, rx));
-        Ok(Self { read, writer: tx })
+        tokio::spawn(run_writer(writer, rx, head_tx));
+        Ok(Self {
+            read,
+            writer: tx,
+            event_head,
+        })
     }
 
     /// The steps of SQLite's plan for `sql`, its first `numbers` parameters bound to 0 and
@@ -135,14 +162,18 @@ impl SqliteStore {
     }
 }
 
-async fn run_writer(mut conn: SqliteConnection, mut jobs: mpsc::Receiver<Job>) {
+async fn run_writer(
+    mut conn: SqliteConnection,
+    mut jobs: mpsc::Receiver<Job>,
+    event_head: watch::Sender<u64>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let close = batch
             .iter()
             .position(|job| matches!(job, Job::Close { .. }))
             .map(|at| batch.split_off(at));
-        commit_batch(&mut conn, std::mem::take(&mut batch)).await;
+        commit_batch(&mut conn, std::mem::take(&mut batch), &event_head).await;
         if let Some(rest) = close {
             let _ = conn.close().await;
             for job in rest {
@@ -160,11 +191,17 @@ async fn run_writer(mut conn: SqliteConnection, mut jobs: mpsc::Receiver<Job>) {
 }
 
 /// Runs every job of the batch in one transaction, each in its own savepoint so one failure
-/// does not undo the others, then commits once and answers every caller.
-async fn commit_batch(conn: &mut SqliteConnection, batch: Vec<Job>) {
+/// does not undo the others, then commits once, announces the newest event, and answers
+/// every caller.
+async fn commit_batch(
+    conn: &mut SqliteConnection,
+    batch: Vec<Job>,
+    event_head: &watch::Sender<u64>,
+) {
     if batch.is_empty() {
         return;
     }
+    let logs_events = batch.iter().any(Job::logs_events);
     let mut deliveries: Vec<Delivery> = Vec::with_capacity(batch.len());
     if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
         let error = StoreError::from(e);
@@ -181,22 +218,28 @@ async fn commit_batch(conn: &mut SqliteConnection, batch: Vec<Job>) {
         let (delivery, failed) = match job {
             Job::Publish {
                 partner,
-                id,
-                content,
-                guid,
+                writes,
                 now,
                 reply,
             } => deliver(
                 reply,
-                apply_publish(conn, partner, id, *content, guid, now).await,
+                writes::apply_publishes(conn, partner, writes, now).await,
             ),
             Job::Retract {
                 partner,
-                id,
-                reason,
+                retraction,
                 now,
                 reply,
-            } => deliver(reply, apply_retract(conn, partner, id, reason, now).await),
+            } => deliver(
+                reply,
+                writes::apply_retract(conn, partner, *retraction, now).await,
+            ),
+            Job::LiftEmbargoes { now, reply } => {
+                deliver(reply, writes::apply_lifts(conn, now).await)
+            }
+            Job::ForgetRequests { before, reply } => {
+                deliver(reply, writes::forget_requests(conn, before).await)
+            }
             Job::AddPartner {
                 partner,
                 now,
@@ -234,6 +277,17 @@ async fn commit_batch(conn: &mut SqliteConnection, batch: Vec<Job>) {
         .map_err(StoreError::from);
     if commit.is_err() {
         let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+    } else if logs_events {
+        match history::event_head(&mut *conn).await {
+            Ok(head) => {
+                event_head.send_if_modified(|current| {
+                    let newer = head > *current;
+                    *current = head.max(*current);
+                    newer
+                });
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read the newest event"),
+        }
     }
     for delivery in deliveries {
         delivery(commit.clone());
@@ -244,45 +298,14 @@ fn fail(job: Job, error: StoreError) {
     match job {
         Job::Publish { reply, .. } => drop(reply.send(Err(error))),
         Job::Retract { reply, .. } => drop(reply.send(Err(error))),
+        Job::LiftEmbargoes { reply, .. } => drop(reply.send(Err(error))),
+        Job::ForgetRequests { reply, .. } => drop(reply.send(Err(error))),
         Job::AddPartner { reply, .. } => drop(reply.send(Err(error))),
         Job::SaveSubscription { reply, .. } => drop(reply.send(Err(error))),
         Job::DeleteSubscription { reply, .. } => drop(reply.send(Err(error))),
         Job::DeleteExpiredSubscriptions { reply, .. } => drop(reply.send(Err(error))),
         Job::Close { reply } => drop(reply.send(())),
     }
-}
-
-async fn apply_publish(
-    conn: &mut SqliteConnection,
-    partner: PartnerId,
-    id: ArticleId,
-    content: ArticleContent,
-    guid: String,
-    now: DateTime<Utc>,
-) -> Result<Revision, StoreError> {
-    let existing = select_article(&mut *conn, partner, &id).await?;
-    let revision = Article::revise(existing, partner, id, content, now, |_| guid);
-    if let Revision::Created(article) | Revision::Updated { article, .. } = &revision {
-        write_article(conn, article).await?;
-    }
-    Ok(revision)
-}
-
-async fn apply_retract(
-    conn: &mut SqliteConnection,
-    partner: PartnerId,
-    id: ArticleId,
-    reason: String,
-    now: DateTime<Utc>,
-) -> Result<Option<(Article, bool)>, StoreError> {
-    let Some(mut article) = select_article(&mut *conn, partner, &id).await? else {
-        return Ok(None);
-    };
-    let changed = article.retract(reason, now);
-    if changed {
-        write_article(conn, &article).await?;
-    }
-    Ok(Some((article, changed)))
 }
 
 async fn apply_add_partner(
@@ -312,6 +335,7 @@ async fn apply_add_partner(
             id: PartnerId(done.last_insert_rowid()),
             name: partner.name,
             grant: partner.grant,
+            may_see_embargoed: false,
         }),
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict(
             format!("partner {:?}", partner.name.as_str()),
@@ -320,10 +344,10 @@ async fn apply_add_partner(
     }
 }
 
-const ARTICLE_COLUMNS: &str = "partner_id, article_id, guid, section, state, title, subtitle, kicker, \
+pub(super) const ARTICLE_COLUMNS: &str = "partner_id, article_id, guid, section, state, title, subtitle, kicker, \
      authors, summary, content_html, content_text, tags, canonical_url, publish_time, update_time, \
      updated, expire_time, create_time, change_time, retract_time, retract_reason, etag, \
-     embargo_time, media, language";
+     embargo_time, media, language, version";
 
 /// `ARTICLE_COLUMNS` as columns of the `articles` table, for queries that join others.
 fn qualified_columns() -> String {
@@ -341,7 +365,7 @@ const SHOWN_WHEN_RETRACTED: &str = "state = 2 AND publish_time <= retract_time \
      AND (embargo_time IS NULL OR embargo_time <= retract_time) \
      AND (expire_time IS NULL OR expire_time > retract_time)";
 
-async fn select_article(
+pub(super) async fn select_article(
     conn: &mut SqliteConnection,
     partner: PartnerId,
     id: &ArticleId,
@@ -354,92 +378,6 @@ async fn select_article(
     .fetch_optional(conn)
     .await?;
     row.as_ref().map(article_from_row).transpose()
-}
-
-async fn write_article(conn: &mut SqliteConnection, a: &Article) -> Result<(), StoreError> {
-    let c = &a.content;
-    // An update, not a delete and insert, for a stored article: the triggers that count
-    // each feed's articles see a new article once and a moved one as a move.
-    let updates: Vec<String> = ARTICLE_COLUMNS
-        .split(',')
-        .map(str::trim)
-        .filter(|c| !matches!(*c, "partner_id" | "article_id"))
-        .map(|c| format!("{c} = excluded.{c}"))
-        .collect();
-    sqlx::query(&format!(
-        "INSERT INTO articles ({ARTICLE_COLUMNS})
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (partner_id, article_id) DO UPDATE SET {}",
-        updates.join(", ")
-    ))
-    .bind(a.partner.0)
-    .bind(a.id.as_str())
-    .bind(&a.guid)
-    .bind(c.section.as_str())
-    .bind(state_code(a.state))
-    .bind(&c.title)
-    .bind(&c.subtitle)
-    .bind(&c.kicker)
-    .bind(serde_json::to_string(&c.authors).expect("strings always serialise"))
-    .bind(&c.summary)
-    .bind(&c.content_html)
-    .bind(c.content_text.as_deref())
-    .bind(serde_json::to_string(&c.tags).expect("strings always serialise"))
-    .bind(c.canonical_url.as_deref())
-    .bind(nanos(c.publish_time))
-    .bind(c.update_time.map(nanos))
-    .bind(nanos(a.updated))
-    .bind(c.expire_time.map(nanos))
-    .bind(nanos(a.create_time))
-    .bind(nanos(a.change_time))
-    .bind(a.retract_time.map(nanos))
-    .bind(&a.retract_reason)
-    .bind(&a.etag)
-    .bind(c.embargo_time.map(nanos))
-    .bind(serde_json::to_string(&c.media).expect("media always serialise"))
-    .bind(c.language.as_deref())
-    .execute(&mut *conn)
-    .await?;
-    write_names(conn, a, "article_authors", &c.authors).await?;
-    write_names(conn, a, "article_tags", &c.tags).await
-}
-
-/// Replaces the rows of `table` (`article_authors` or `article_tags`) that name the article;
-/// each carries the article's feed times, so that author and tag feeds are read from them.
-async fn write_names(
-    conn: &mut SqliteConnection,
-    a: &Article,
-    table: &str,
-    names: &[String],
-) -> Result<(), StoreError> {
-    sqlx::query(&format!(
-        "DELETE FROM {table} WHERE partner_id = ? AND article_id = ?"
-    ))
-    .bind(a.partner.0)
-    .bind(a.id.as_str())
-    .execute(&mut *conn)
-    .await?;
-    let c = &a.content;
-    for name in names {
-        sqlx::query(&format!(
-            "INSERT OR IGNORE INTO {table} (name, partner_id, article_id, guid, state,
-                 publish_time, expire_time, embargo_time, change_time, retract_time)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        ))
-        .bind(name)
-        .bind(a.partner.0)
-        .bind(a.id.as_str())
-        .bind(&a.guid)
-        .bind(state_code(a.state))
-        .bind(nanos(c.publish_time))
-        .bind(c.expire_time.map(nanos))
-        .bind(c.embargo_time.map(nanos))
-        .bind(nanos(a.change_time))
-        .bind(a.retract_time.map(nanos))
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
 }
 
 /// Which articles make up a scope's archive.
@@ -573,7 +511,7 @@ fn names_table(scope: &FeedScope) -> &'static str {
     }
 }
 
-fn state_code(state: ArticleState) -> i64 {
+pub(super) fn state_code(state: ArticleState) -> i64 {
     match state {
         ArticleState::Published => 1,
         ArticleState::Retracted => 2,
@@ -581,15 +519,15 @@ fn state_code(state: ArticleState) -> i64 {
 }
 
 /// Unix nanoseconds; validation keeps every stored time within i64's range (1677–2262).
-fn nanos(t: DateTime<Utc>) -> i64 {
+pub(super) fn nanos(t: DateTime<Utc>) -> i64 {
     t.timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
-fn from_nanos(n: i64) -> DateTime<Utc> {
+pub(super) fn from_nanos(n: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_nanos(n)
 }
 
-fn article_from_row(row: &SqliteRow) -> Result<Article, StoreError> {
+pub(super) fn article_from_row(row: &SqliteRow) -> Result<Article, StoreError> {
     let corrupt = |what: &str, e: String| StoreError::Corrupt(format!("{what}: {e}"));
     let json_list = |col: &str| -> Result<Vec<String>, StoreError> {
         let raw: String = row.try_get(col)?;
@@ -599,11 +537,9 @@ fn article_from_row(row: &SqliteRow) -> Result<Article, StoreError> {
         .map_err(|e| corrupt("media", e.to_string()))?;
     let id: String = row.try_get("article_id")?;
     let section: String = row.try_get("section")?;
-    let state = match row.try_get::<i64, _>("state")? {
-        1 => ArticleState::Published,
-        2 => ArticleState::Retracted,
-        other => return Err(corrupt("state", other.to_string())),
-    };
+    let state = state_from_code(row.try_get("state")?)?;
+    let version = u32::try_from(row.try_get::<i64, _>("version")?)
+        .map_err(|e| corrupt("version", e.to_string()))?;
     Ok(Article {
         partner: PartnerId(row.try_get("partner_id")?),
         id: ArticleId::parse(&id).map_err(|e| corrupt("article_id", e))?,
@@ -641,7 +577,16 @@ fn article_from_row(row: &SqliteRow) -> Result<Article, StoreError> {
             .map(from_nanos),
         retract_reason: row.try_get("retract_reason")?,
         etag: row.try_get("etag")?,
+        version,
     })
+}
+
+pub(super) fn state_from_code(code: i64) -> Result<ArticleState, StoreError> {
+    match code {
+        1 => Ok(ArticleState::Published),
+        2 => Ok(ArticleState::Retracted),
+        other => Err(StoreError::Corrupt(format!("state: {other}"))),
+    }
 }
 
 fn partner_from_row(row: &SqliteRow) -> Result<Partner, StoreError> {
@@ -658,6 +603,7 @@ fn partner_from_row(row: &SqliteRow) -> Result<Partner, StoreError> {
         id: PartnerId(row.try_get("id")?),
         name: PartnerName::parse(&name).map_err(StoreError::Corrupt)?,
         grant,
+        may_see_embargoed: false,
     })
 }
 
@@ -701,33 +647,24 @@ impl Store for SqliteStore {
     async fn publish(
         &self,
         partner: PartnerId,
-        id: ArticleId,
-        content: ArticleContent,
-        new_guid: String,
+        write: ArticleWrite,
         now: DateTime<Utc>,
     ) -> Result<Revision, StoreError> {
-        self.submit(|reply| Job::Publish {
-            partner,
-            id,
-            content: Box::new(content),
-            guid: new_guid,
-            now,
-            reply,
-        })
-        .await
+        let mut results = self.publish_batch(partner, vec![write], now).await?;
+        results
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Corrupt("a publish gave no result".into())))
     }
 
     async fn retract(
         &self,
         partner: PartnerId,
-        id: ArticleId,
-        reason: String,
+        retraction: Retraction,
         now: DateTime<Utc>,
     ) -> Result<Option<(Article, bool)>, StoreError> {
         self.submit(|reply| Job::Retract {
             partner,
-            id,
-            reason,
+            retraction: Box::new(retraction),
             now,
             reply,
         })
@@ -1011,5 +948,69 @@ impl Store for SqliteStore {
             let _ = done.await;
         }
         self.read.close().await;
+    }
+
+    async fn publish_batch(
+        &self,
+        partner: PartnerId,
+        writes: Vec<ArticleWrite>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<Revision, StoreError>>, StoreError> {
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.submit(|reply| Job::Publish {
+            partner,
+            writes,
+            now,
+            reply,
+        })
+        .await
+    }
+
+    async fn article_version(
+        &self,
+        partner: PartnerId,
+        id: &ArticleId,
+        version: u32,
+    ) -> Result<Option<Article>, StoreError> {
+        history::article_at(&self.read, partner, id, version).await
+    }
+
+    async fn article_versions(
+        &self,
+        partner: PartnerId,
+        id: &ArticleId,
+        before: Option<u32>,
+        limit: usize,
+    ) -> Result<Vec<VersionSummary>, StoreError> {
+        history::versions(&self.read, partner, id, before, limit).await
+    }
+
+    async fn events(
+        &self,
+        after: u64,
+        until: u64,
+        filter: &EventFilter,
+        limit: usize,
+    ) -> Result<Vec<ArticleEvent>, StoreError> {
+        history::events(&self.read, after, until, filter, limit).await
+    }
+
+    fn event_head(&self) -> watch::Receiver<u64> {
+        self.event_head.clone()
+    }
+
+    async fn lift_embargoes(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.submit(|reply| Job::LiftEmbargoes { now, reply }).await
+    }
+
+    async fn next_embargo_lift(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        history::next_lift(&self.read).await
+    }
+
+    async fn forget_requests(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.submit(|reply| Job::ForgetRequests { before, reply })
+            .await
     }
 }

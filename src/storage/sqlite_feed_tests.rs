@@ -2,7 +2,7 @@
 //! index, in exactly the order and with exactly the visibility rules of a section feed.
 
 use super::sqlite::{FeedSql, SqliteStore};
-use super::{NewPartner, Store};
+use super::{ArticleWrite, NewPartner, Retraction, Store};
 use crate::domain::{
     Article, ArticleDraft, ArticleId, FeedScope, HtmlPolicy, Partner, PartnerName, SectionGrant,
     SectionSlug, TokenHash,
@@ -56,9 +56,13 @@ async fn publish(
     store
         .publish(
             partner.id,
-            valid.id,
-            valid.content,
-            format!("tag:example.com,2023-06-07:newsroom/{id}"),
+            ArticleWrite {
+                id: valid.id,
+                content: valid.content,
+                new_guid: format!("tag:example.com,2023-06-07:newsroom/{id}"),
+                expected_etag: None,
+                request: None,
+            },
             at(1000),
         )
         .await
@@ -104,7 +108,16 @@ async fn author_and_tag_feeds_show_the_visible_newest_in_feed_order() {
     .await;
     let retracted = ArticleId::parse("a-29").unwrap();
     store
-        .retract(partner.id, retracted, "错误".into(), at(1001))
+        .retract(
+            partner.id,
+            Retraction {
+                id: retracted,
+                reason: "错误".into(),
+                expected_etag: None,
+                request: None,
+            },
+            at(1001),
+        )
         .await
         .unwrap();
     let now = at(1002);
@@ -254,7 +267,16 @@ async fn archive_sizes_follow_new_moved_renamed_and_retracted_articles() {
     .await;
     let id = ArticleId::parse("a-2").unwrap();
     store
-        .retract(partner.id, id, "错误".into(), at(1001))
+        .retract(
+            partner.id,
+            Retraction {
+                id: id,
+                reason: "错误".into(),
+                expected_etag: None,
+                request: None,
+            },
+            at(1001),
+        )
         .await
         .unwrap();
     let sizes = [

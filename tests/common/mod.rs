@@ -195,6 +195,7 @@ impl TestServer {
         for article in feedpub::demo::sample_edition() {
             let request = proto::PublishArticleRequest {
                 article: Some(article),
+                ..Default::default()
             };
             let response = client
                 .publish_article(authed(&self.tokens.newsroom, request))
@@ -256,4 +257,27 @@ pub fn all_feed_paths() -> Vec<String> {
 /// A protobuf timestamp for whole seconds.
 pub fn ts(seconds: i64) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds, nanos: 0 }
+}
+
+/// A short politics brief with this id and title, published 2023-06-07 07:00 +08:00.
+pub fn brief(id: &str, title: &str) -> proto::Article {
+    proto::Article {
+        id: id.into(),
+        section: "politics".into(),
+        title: title.into(),
+        authors: vec!["陈淑兰".into()],
+        content_text: "本报讯（记者 陈淑兰）6月6日，研讨会召开。".into(),
+        publish_time: Some(ts(1_686_092_400)),
+        ..Default::default()
+    }
+}
+
+/// The `google.rpc.ErrorInfo` reason of an error, after checking its domain.
+pub fn error_reason(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    let info = status
+        .get_details_error_info()
+        .unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"));
+    assert_eq!(info.domain, "feedpub", "{status:?}");
+    info.reason
 }
