@@ -6,6 +6,7 @@ use crate::domain::{
     Article, ArticleDraft, ArticleId, HtmlPolicy, Partner, PartnerName, Section, SectionGrant,
     SectionSlug, Token, Violations,
 };
+use crate::health::{Component, Health};
 use crate::publication::Publication;
 use crate::storage::{ListCursor, NewPartner, Store, StoreError};
 use chrono::Utc;
@@ -80,17 +81,34 @@ pub struct Publisher {
     settings: Arc<Settings>,
     publication: Publication,
     html_policy: Arc<HtmlPolicy>,
+    health: Health,
 }
 
 impl Publisher {
-    /// Use-cases over `store`, telling `publication` which feeds each change touches.
-    pub fn new(store: Arc<dyn Store>, settings: Arc<Settings>, publication: Publication) -> Self {
+    /// Use-cases over `store`, telling `publication` which feeds each change touches and
+    /// `health` whether durable writes work.
+    pub fn new(
+        store: Arc<dyn Store>,
+        settings: Arc<Settings>,
+        publication: Publication,
+        health: Health,
+    ) -> Self {
         let html_policy = Arc::new(HtmlPolicy::new(&settings.content.iframe_hosts));
         Self {
             store,
             settings,
             publication,
             html_policy,
+            health,
+        }
+    }
+
+    /// Reports a failed durable write as a storage fault, and a completed one as recovery.
+    fn note_write<T>(&self, result: &Result<T, PublishError>) {
+        match result {
+            Ok(_) => self.health.recovered(Component::Storage),
+            Err(PublishError::Storage(e)) => self.health.fault(Component::Storage, e),
+            Err(_) => {}
         }
     }
 
@@ -116,6 +134,7 @@ impl Publisher {
     ) -> Result<Published, PublishError> {
         let started = std::time::Instant::now();
         let result = self.publish_now(partner, draft).await;
+        self.note_write(&result);
         let outcome = match &result {
             Ok(p) if p.changed => "changed",
             Ok(_) => "unchanged",
@@ -235,11 +254,14 @@ impl Publisher {
     ) -> Result<Article, PublishError> {
         let id = parse_id(id)?;
         let reason = crate::domain::one_line(reason, 1000);
-        let (article, changed) = self
+        let retracted = self
             .store
             .retract(partner.id, id.clone(), reason, Utc::now())
-            .await?
-            .ok_or_else(|| PublishError::NotFound(id.to_string()))?;
+            .await
+            .map_err(PublishError::from);
+        self.note_write(&retracted);
+        let (article, changed) =
+            retracted?.ok_or_else(|| PublishError::NotFound(id.to_string()))?;
         if changed {
             self.publication.touch_scopes(article.name_scopes());
             self.publication

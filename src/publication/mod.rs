@@ -4,6 +4,7 @@
 
 use crate::config::Settings;
 use crate::domain::{FeedScope, SectionSlug, Tombstone};
+use crate::health::{Component, Health};
 use crate::render::{FeedMeta, Format};
 use crate::storage::{Store, StoreError};
 use arc_swap::ArcSwap;
@@ -83,6 +84,8 @@ struct Inner {
     headlines: ArcSwap<HashMap<FeedScope, Arc<[Headline]>>>,
     /// Author and tag scopes whose feeds show at least one article.
     named: Mutex<BTreeSet<FeedScope>>,
+    /// Told when feeds cannot be regenerated, and when they can again.
+    health: Health,
 }
 
 /// Drives regeneration until shut down; returned by [`Publication::start`].
@@ -95,10 +98,11 @@ pub struct Scheduler {
 
 impl Publication {
     /// Builds every feed once (so serving starts complete) and returns the handle and the
-    /// scheduler that keeps them current.
+    /// scheduler that keeps them current, reporting regeneration faults to `health`.
     pub async fn start(
         store: Arc<dyn Store>,
         settings: Arc<Settings>,
+        health: Health,
     ) -> Result<(Self, Scheduler), PublicationError> {
         let (tx, rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
@@ -113,7 +117,10 @@ impl Publication {
             archives: archive::ArchiveCache::default(),
             headlines: ArcSwap::from_pointee(HashMap::new()),
             named: Mutex::new(BTreeSet::new()),
+            health,
         });
+        // A process killed while writing leaves its temporary files behind.
+        files::remove_temporary_files(&inner.settings.server.feeds_dir);
         inner.publish_stylesheet()?;
         let named_until = Utc::now();
         for scope in inner.scopes() {
@@ -208,6 +215,8 @@ impl Scheduler {
     /// tombstone's window ends.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         const MAX_SLEEP: Duration = Duration::from_secs(3600);
+        // Feeds whose last regeneration failed; the fault lasts until each has succeeded.
+        let mut failing = BTreeSet::new();
         loop {
             let now = Utc::now();
             let window = self.inner.settings.feeds.tombstone_window;
@@ -260,11 +269,17 @@ impl Scheduler {
             for scope in named.into_iter().chain(sections) {
                 if let Err(e) = self.inner.regenerate(&scope).await {
                     tracing::error!(feed = scope.path_segment(), error = %e, "feed regeneration failed; retrying");
+                    self.inner
+                        .health
+                        .fault(Component::Feeds, format!("{}: {e}", scope.path_segment()));
+                    failing.insert(scope.clone());
                     let inner = self.inner.clone();
                     tokio::spawn(async move {
                         tokio::time::sleep(Duration::from_secs(1)).await;
                         inner.mark_stale(scope);
                     });
+                } else if failing.remove(&scope) && failing.is_empty() {
+                    self.inner.health.recovered(Component::Feeds);
                 }
             }
             self.inner.marks_done.fetch_add(received, Ordering::SeqCst);
