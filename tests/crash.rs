@@ -19,7 +19,6 @@ use feedpub::grpc::proto::{self, ListArticlesRequest, PublishArticleRequest};
 use proptest::prelude::RngExt;
 use proptest::test_runner::{RngAlgorithm, TestRng};
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -279,7 +278,7 @@ fn settle_ledger(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_acknowledged_is_lost_and_nothing_breaks_across_random_kills() {
     let kills = env_number("FEEDPUB_CRASH_KILLS").unwrap_or(DEFAULT_KILLS as u64) as usize;
-    let seed = env_number("FEEDPUB_CRASH_SEED").unwrap_or_else(|| rng_seed_from_time());
+    let seed = env_number("FEEDPUB_CRASH_SEED").unwrap_or_else(rng_seed_from_time);
     println!("crash test: seed {seed} (FEEDPUB_CRASH_SEED={seed} replays it), {kills} kills");
     let mut plan = rng(seed, u64::MAX);
 

@@ -62,23 +62,22 @@ pub fn parse_problem(name: &str, bytes: &[u8]) -> Option<String> {
 /// The document a `.gz` or `.br` file holds, decoded; `None` for other files.
 pub fn decoded(name: &str, bytes: &[u8]) -> Option<Result<(String, Vec<u8>), String>> {
     let mut out = Vec::new();
-    if let Some(base) = name.strip_suffix(".gz") {
-        Some(
-            flate2::read::GzDecoder::new(bytes)
-                .read_to_end(&mut out)
-                .map(|_| (base.to_owned(), out))
-                .map_err(|e| format!("gzip: {e}")),
-        )
-    } else if let Some(base) = name.strip_suffix(".br") {
-        Some(
-            brotli::Decompressor::new(bytes, 4096)
-                .read_to_end(&mut out)
-                .map(|_| (base.to_owned(), out))
-                .map_err(|e| format!("brotli: {e}")),
+    let (base, read) = if let Some(base) = name.strip_suffix(".gz") {
+        (
+            base,
+            flate2::read::GzDecoder::new(bytes).read_to_end(&mut out),
         )
     } else {
-        None
-    }
+        let base = name.strip_suffix(".br")?;
+        (
+            base,
+            brotli::Decompressor::new(bytes, 4096).read_to_end(&mut out),
+        )
+    };
+    Some(
+        read.map(|_| (base.to_owned(), out))
+            .map_err(|e| format!("cannot decode: {e}")),
+    )
 }
 
 /// Checks every file under `dir` (see the module) and that each document is what `server`
