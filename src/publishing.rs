@@ -107,6 +107,8 @@ impl Publisher {
     fn note_write<T>(&self, result: &Result<T, PublishError>) {
         match result {
             Ok(_) => self.health.recovered(Component::Storage),
+            // A store closing for shutdown is not a fault.
+            Err(PublishError::Storage(StoreError::Closed)) => {}
             Err(PublishError::Storage(e)) => self.health.fault(Component::Storage, e),
             Err(_) => {}
         }
