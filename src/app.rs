@@ -1,6 +1,7 @@
 //! The running service: storage, publication, gRPC and HTTP listeners, and clean shutdown.
 
 use crate::config::Settings;
+use crate::health::Health;
 use crate::publication::{Publication, PublicationError, Scheduler};
 use crate::publishing::{PublishError, Publisher};
 use crate::storage::{SqliteStore, Store, StoreError};
@@ -43,6 +44,7 @@ pub struct Application {
     scheduler: Scheduler,
     websub: Hub,
     websub_tasks: HubTasks,
+    health: Health,
     grpc_listener: TcpListener,
     http_listener: TcpListener,
 }
@@ -60,8 +62,15 @@ impl Application {
         crate::telemetry::metrics();
         let settings = Arc::new(settings);
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&settings.server.data_dir).await?);
-        let (publication, scheduler) = Publication::start(store.clone(), settings.clone()).await?;
-        let publisher = Publisher::new(store.clone(), settings.clone(), publication.clone());
+        let health = Health::new();
+        let (publication, scheduler) =
+            Publication::start(store.clone(), settings.clone(), health.clone()).await?;
+        let publisher = Publisher::new(
+            store.clone(),
+            settings.clone(),
+            publication.clone(),
+            health.clone(),
+        );
         let (websub, websub_tasks) = Hub::start(store.clone(), &settings, publication.clone())?;
         let grpc_listener = bind(settings.server.grpc_addr).await?;
         let http_listener = bind(settings.server.http_addr).await?;
@@ -73,6 +82,7 @@ impl Application {
             scheduler,
             websub,
             websub_tasks,
+            health,
             grpc_listener,
             http_listener,
         })
@@ -124,7 +134,12 @@ impl Application {
         let scheduler = tokio::spawn(self.scheduler.run(stop_rx.clone()));
         let websub = tokio::spawn(self.websub_tasks.run(stop_rx.clone()));
         let upkeep = tokio::spawn(self.publisher.upkeep().run(stop_rx.clone()));
-        let router = http::router(self.publication.clone(), &self.settings, &self.websub);
+        let router = http::router(
+            self.publication.clone(),
+            &self.settings,
+            &self.websub,
+            self.health.clone(),
+        );
 
         let stop = async {
             tokio::select! {

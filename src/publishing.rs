@@ -14,6 +14,7 @@ use crate::domain::{
     Article, ArticleDraft, ArticleId, HtmlPolicy, Partner, PartnerName, RequestKey, Revision,
     Section, SectionGrant, SectionSlug, Token, VersionSummary, Violations,
 };
+use crate::health::{Component, Health};
 use crate::publication::Publication;
 use crate::storage::{ArticleWrite, ListCursor, NewPartner, Retraction, Store, StoreError};
 use chrono::Utc;
@@ -144,11 +145,18 @@ pub struct Publisher {
     upkeep: Arc<Notify>,
     /// Cancelled when the server stops: ends every watch stream.
     stopping: CancellationToken,
+    health: Health,
 }
 
 impl Publisher {
-    /// Use-cases over `store`, telling `publication` which feeds each change touches.
-    pub fn new(store: Arc<dyn Store>, settings: Arc<Settings>, publication: Publication) -> Self {
+    /// Use-cases over `store`, telling `publication` which feeds each change touches and
+    /// `health` whether durable writes work.
+    pub fn new(
+        store: Arc<dyn Store>,
+        settings: Arc<Settings>,
+        publication: Publication,
+        health: Health,
+    ) -> Self {
         let html_policy = Arc::new(HtmlPolicy::new(&settings.content.iframe_hosts));
         Self {
             store,
@@ -157,6 +165,18 @@ impl Publisher {
             html_policy,
             upkeep: Arc::new(Notify::new()),
             stopping: CancellationToken::new(),
+            health,
+        }
+    }
+
+    /// Reports a failed durable write as a storage fault, and a completed one as recovery.
+    fn note_write<T>(&self, result: &Result<T, PublishError>) {
+        match result {
+            Ok(_) => self.health.recovered(Component::Storage),
+            // A store closing for shutdown is not a fault.
+            Err(PublishError::Storage(StoreError::Closed)) => {}
+            Err(PublishError::Storage(e)) => self.health.fault(Component::Storage, e),
+            Err(_) => {}
         }
     }
 
@@ -205,6 +225,7 @@ impl Publisher {
             }
             Err(e) => Err(e),
         };
+        self.note_write(&result);
         count_outcome(&result);
         metrics::histogram!("feedpub_publish_seconds").record(started.elapsed().as_secs_f64());
         result
@@ -381,11 +402,14 @@ impl Publisher {
             expected_etag: request.expected_etag,
             request: request.request,
         };
-        let (article, changed) = self
+        let retracted = self
             .store
             .retract(partner.id, retraction, Utc::now())
-            .await?
-            .ok_or_else(|| PublishError::NotFound(id.to_string()))?;
+            .await
+            .map_err(PublishError::from);
+        self.note_write(&retracted);
+        let (article, changed) =
+            retracted?.ok_or_else(|| PublishError::NotFound(id.to_string()))?;
         if changed {
             self.publication.touch_scopes(article.name_scopes());
             self.publication

@@ -4,6 +4,7 @@
 
 use crate::config::Settings;
 use crate::domain::{FeedScope, SectionSlug, Tombstone};
+use crate::health::{Component, Health};
 use crate::render::{FeedMeta, Format};
 use crate::storage::{Store, StoreError};
 use arc_swap::ArcSwap;
@@ -87,6 +88,8 @@ struct Inner {
     named: Mutex<BTreeSet<FeedScope>>,
     /// Documents built at once: one per core.
     parallel: usize,
+    /// Told when feeds cannot be regenerated, and when they can again.
+    health: Health,
 }
 
 /// Drives regeneration until shut down; returned by [`Publication::start`].
@@ -99,10 +102,11 @@ pub struct Scheduler {
 
 impl Publication {
     /// Builds every feed once (so serving starts complete) and returns the handle and the
-    /// scheduler that keeps them current.
+    /// scheduler that keeps them current, reporting regeneration faults to `health`.
     pub async fn start(
         store: Arc<dyn Store>,
         settings: Arc<Settings>,
+        health: Health,
     ) -> Result<(Self, Scheduler), PublicationError> {
         let (tx, rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
@@ -118,7 +122,10 @@ impl Publication {
             headlines: ArcSwap::from_pointee(HashMap::new()),
             named: Mutex::new(BTreeSet::new()),
             parallel: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            health,
         });
+        // A process killed while writing leaves its temporary files behind.
+        files::remove_temporary_files(&inner.settings.server.feeds_dir);
         inner.publish_stylesheet()?;
         let named_until = Utc::now();
         inner.build_every_feed().await?;
@@ -210,6 +217,8 @@ impl Scheduler {
     /// tombstone's window ends.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         const MAX_SLEEP: Duration = Duration::from_secs(3600);
+        // Feeds whose last regeneration failed; the fault lasts until each has succeeded.
+        let mut failing = BTreeSet::new();
         loop {
             let now = Utc::now();
             let window = self.inner.settings.feeds.tombstone_window;
@@ -258,13 +267,25 @@ impl Scheduler {
             // them before its section (see `Publisher`), so once a section feed shows it,
             // every feed does. Marks arriving meanwhile wait for the next batch, which takes
             // them all.
-            for (scope, e) in self.inner.regenerate_batch(stale, Swap::AsReady).await {
+            let batch: Vec<FeedScope> = stale.iter().cloned().collect();
+            let failed = self.inner.regenerate_batch(stale, Swap::AsReady).await;
+            let failed_scopes: BTreeSet<FeedScope> = failed.iter().map(|(s, _)| s.clone()).collect();
+            for (scope, e) in failed {
                 tracing::error!(feed = scope.path_segment(), error = %e, "feed regeneration failed; retrying");
+                self.inner
+                    .health
+                    .fault(Component::Feeds, format!("{}: {e}", scope.path_segment()));
+                failing.insert(scope.clone());
                 let inner = self.inner.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     inner.mark_stale(scope);
                 });
+            }
+            for scope in batch.iter().filter(|s| !failed_scopes.contains(*s)) {
+                if failing.remove(scope) && failing.is_empty() {
+                    self.inner.health.recovered(Component::Feeds);
+                }
             }
             self.inner.marks_done.fetch_add(received, Ordering::SeqCst);
         }

@@ -7,6 +7,7 @@ use super::{FeedChange, FeedFile, Headline, Inner, Links, PublicationError, Snap
 use crate::domain::{Article, FeedScope};
 use crate::render::{FeedMeta, Format};
 use chrono::{DateTime, SubsecRound, Utc};
+use axum::body::Bytes;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
@@ -41,6 +42,9 @@ struct ScopeState {
     left: usize,
     /// Built documents waiting for their turn to be swapped in.
     held: Vec<(String, Arc<FeedFile>)>,
+    /// Files of the built documents whose bytes changed, written together once the last
+    /// document of the scope is built.
+    writes: Vec<(String, Bytes)>,
     changes: Vec<FeedChange>,
     error: Option<PublicationError>,
     headlines: Option<Arc<[Headline]>>,
@@ -49,11 +53,25 @@ struct ScopeState {
 
 /// One document to build: scope index and format.
 type Job = (usize, Arc<Prepared>, Format);
-/// A built document: scope index, and what to swap in and announce, if anything.
-type Done = (
-    usize,
-    Result<Option<(String, Arc<FeedFile>, Option<FeedChange>)>, PublicationError>,
-);
+/// A built document: what to swap in, the files to write and the change to announce.
+struct Built {
+    key: String,
+    file: Arc<FeedFile>,
+    writes: Vec<(String, Bytes)>,
+    change: Option<FeedChange>,
+}
+/// A built document of the scope with this index, if anything is to be swapped in.
+type Done = (usize, Result<Option<Built>, PublicationError>);
+
+/// Moves a finished scope's documents to `ready`; none of them when one failed, so that the
+/// snapshot keeps serving the scope's last good feeds in every format together.
+fn take_held(state: &mut ScopeState, ready: &mut Vec<(String, Arc<FeedFile>)>) {
+    if state.error.is_some() {
+        state.held.clear();
+    } else {
+        ready.append(&mut state.held);
+    }
+}
 
 impl Inner {
     /// Regenerates `scopes` (named feeds and `all` first, sections last); returns those
@@ -75,6 +93,7 @@ impl Inner {
                 last_group,
                 left: Format::ALL.len(),
                 held: Vec::new(),
+                writes: Vec::new(),
                 changes: Vec::new(),
                 error: None,
                 headlines: None,
@@ -141,14 +160,18 @@ impl Inner {
                 };
                 let state = &mut states[index];
                 match built {
-                    Ok(Some((key, file, change))) => {
-                        state.held.push((key, file));
-                        state.changes.extend(change);
+                    Ok(Some(built)) => {
+                        state.held.push((built.key, built.file));
+                        state.writes.extend(built.writes);
+                        state.changes.extend(built.change);
                     }
                     Ok(None) => {}
                     Err(e) => state.error = Some(e),
                 }
                 state.left -= 1;
+                if state.left == 0 {
+                    self.write_scope(state).await;
+                }
                 if state.left == 0 && !state.last_group {
                     first_left -= 1;
                 }
@@ -158,7 +181,7 @@ impl Inner {
                 // all in, goes in with one copy of the map.
                 let due = |s: &ScopeState| s.left == 0 && (!s.last_group || first_left == 0);
                 for state in states.iter_mut().filter(|s| due(s)) {
-                    ready.append(&mut state.held);
+                    take_held(state, &mut ready);
                 }
                 self.swap_in(&mut ready);
                 for state in states.iter_mut().filter(|s| due(s)) {
@@ -167,7 +190,7 @@ impl Inner {
             }
         }
         for state in &mut states {
-            ready.append(&mut state.held);
+            take_held(state, &mut ready);
         }
         self.swap_in(&mut ready);
         let mut failed = Vec::new();
@@ -178,6 +201,33 @@ impl Inner {
             }
         }
         failed
+    }
+
+    /// Writes the changed files of a scope whose documents are all built, all of them in one
+    /// replacement (every temp file written before any is renamed), so that a failure leaves
+    /// the scope's last good files, like its last good documents in the snapshot.
+    async fn write_scope(&self, state: &mut ScopeState) {
+        let writes = std::mem::take(&mut state.writes);
+        if state.error.is_some() || writes.is_empty() {
+            return;
+        }
+        let dir = self
+            .settings
+            .server
+            .feeds_dir
+            .join(state.scope.path_segment());
+        let written = tokio::task::spawn_blocking(move || {
+            let files: Vec<(String, &[u8])> =
+                writes.iter().map(|(n, b)| (n.clone(), &b[..])).collect();
+            files::replace_all(&dir, &files).map_err(|error| PublicationError::Write {
+                path: dir.clone(),
+                error,
+            })
+        })
+        .await;
+        if let Err(e) = written.map_err(PublicationError::from).and_then(|r| r) {
+            state.error = Some(e);
+        }
     }
 
     /// Puts `documents` into the snapshot with one copy of the map, and empties it.
@@ -278,14 +328,14 @@ impl Inner {
         }))
     }
 
-    /// Renders one document; when its bytes changed, compresses it and writes its files.
-    /// Returns what to swap into the snapshot (also when only its date moved on), and the
+    /// Renders one document; when its bytes changed, compresses it. Returns what to swap
+    /// into the snapshot (also when only its date moved on), the files to write and the
     /// change to announce.
     fn build_document(
         &self,
         prepared: &Prepared,
         format: Format,
-    ) -> Result<Option<(String, Arc<FeedFile>, Option<FeedChange>)>, PublicationError> {
+    ) -> Result<Option<Built>, PublicationError> {
         let Prepared {
             scope,
             articles,
@@ -312,7 +362,12 @@ impl Inner {
             if previous.last_modified < derived || previous.max_age != max_age {
                 let last_modified = previous.last_modified.max(derived);
                 let file = previous.redated(last_modified, max_age, &links);
-                return Ok(Some((key, Arc::new(file), None)));
+                return Ok(Some(Built {
+                    key,
+                    file: Arc::new(file),
+                    writes: Vec::new(),
+                    change: None,
+                }));
             }
             return Ok(None);
         }
@@ -343,23 +398,24 @@ impl Inner {
             max_age,
             &links,
         ));
-        let mut writes: Vec<(String, &[u8])> = Vec::new();
+        let mut writes: Vec<(String, Bytes)> = Vec::new();
         for (suffix, bytes) in file.files() {
             let name = format!("{}{suffix}", format.file_name());
             let same = unchanged_on_disk
                 && std::fs::read(dir.join(&name)).is_ok_and(|old| old == bytes[..]);
             if !same {
-                writes.push((name, &bytes[..]));
+                writes.push((name, bytes.clone()));
             }
         }
-        files::replace_all(&dir, &writes).map_err(|error| PublicationError::Write {
-            path: dir.clone(),
-            error,
-        })?;
         let change = announce.then(|| FeedChange {
             path: key.clone(),
             file: file.clone(),
         });
-        Ok(Some((key, file, change)))
+        Ok(Some(Built {
+            key,
+            file,
+            writes,
+            change,
+        }))
     }
 }

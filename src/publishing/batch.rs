@@ -142,6 +142,7 @@ impl Batch {
                     changed,
                 }
             });
+            self.publisher.note_write(&result);
             count_outcome(&result);
             self.results.push((index, result));
         }

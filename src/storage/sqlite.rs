@@ -96,14 +96,17 @@ impl Job {
 /// Sends the outcome of one job once its batch's commit is known.
 type Delivery = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
-/// Pairs a job's result with its caller; the flag says whether the job failed.
-fn deliver<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> (Delivery, bool) {
-    let failed = result.is_err();
+/// Pairs a job's result with its caller; also returns the job's error, if it failed.
+fn deliver<T: Send + 'static>(
+    reply: Reply<T>,
+    result: Result<T, StoreError>,
+) -> (Delivery, Option<StoreError>) {
+    let failure = result.as_ref().err().cloned();
     let delivery: Delivery = Box::new(move |commit| {
         // The caller may have gone away (cancelled RPC); the write stands regardless.
         let _ = reply.send(commit.and(result));
     });
-    (delivery, failed)
+    (delivery, failure)
 }
 
 impl SqliteStore {
@@ -210,12 +213,13 @@ async fn commit_batch(
         }
         return;
     }
-    for job in batch {
+    let mut jobs = batch.into_iter();
+    while let Some(job) = jobs.next() {
         if let Err(e) = sqlx::query("SAVEPOINT job").execute(&mut *conn).await {
             fail(job, e.into());
             continue;
         }
-        let (delivery, failed) = match job {
+        let (delivery, failure) = match job {
             Job::Publish {
                 partner,
                 writes,
@@ -263,12 +267,27 @@ async fn commit_batch(
                 continue;
             }
         };
+        deliveries.push(delivery);
         // A failed job is rolled back to its savepoint; its caller gets its own error.
-        if failed {
-            let _ = sqlx::query("ROLLBACK TO job").execute(&mut *conn).await;
+        if let Some(error) = failure
+            && sqlx::query("ROLLBACK TO job")
+                .execute(&mut *conn)
+                .await
+                .is_err()
+        {
+            // No savepoint left: SQLite rolled the whole transaction back by itself (it
+            // does on a full disk or an I/O error), so nothing of the batch is stored and
+            // every caller gets this error. Later jobs must not run outside a transaction.
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            for delivery in deliveries {
+                delivery(Err(error.clone()));
+            }
+            for job in jobs {
+                fail(job, error.clone());
+            }
+            return;
         }
         let _ = sqlx::query("RELEASE job").execute(&mut *conn).await;
-        deliveries.push(delivery);
     }
     let commit = sqlx::query("COMMIT")
         .execute(&mut *conn)

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod binary;
+pub mod feeds_dir;
+
 use feedpub::app::Application;
 use feedpub::config::{EMBEDDED_CONFIG, Overrides, Settings};
 use feedpub::domain::{SectionGrant, SectionSlug};
@@ -11,6 +14,7 @@ use feedpub::publication::Publication;
 use feedpub::publishing;
 use feedpub::storage::{SqliteStore, Store};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -59,26 +63,7 @@ impl TestServer {
     pub async fn start() -> Self {
         feedpub::telemetry::init_for_tests();
         let dir = tempfile::tempdir().unwrap();
-        let settings = settings(&dir);
-        let store = SqliteStore::open(&settings.server.data_dir).await.unwrap();
-        let newsroom = publishing::add_partner(&store, &settings, "newsroom", SectionGrant::All)
-            .await
-            .unwrap()
-            .1;
-        let county = publishing::add_partner(
-            &store,
-            &settings,
-            "county",
-            SectionGrant::Only(vec![SectionSlug::parse("rural").unwrap()]),
-        )
-        .await
-        .unwrap()
-        .1;
-        store.close().await;
-        let tokens = Tokens {
-            newsroom: newsroom.expose().to_owned(),
-            county: county.expose().to_owned(),
-        };
+        let tokens = add_partners(&dir.path().join("data")).await;
         Self::start_in(dir, tokens).await
     }
 
@@ -223,6 +208,56 @@ impl Drop for TestServer {
             let _ = stop.send(());
         }
     }
+}
+
+/// Creates the partners `newsroom` (all sections) and `county` (rural only) in the store of
+/// `data_dir` (created if needed) and returns their tokens.
+pub async fn add_partners(data_dir: &Path) -> Tokens {
+    let settings = Settings::parse("embedded sample", EMBEDDED_CONFIG, Overrides::default())
+        .expect("the sample configuration loads");
+    let store = SqliteStore::open(data_dir).await.unwrap();
+    let add = async |name: &str, grant| {
+        let (_, token) = publishing::add_partner(&store, &settings, name, grant)
+            .await
+            .unwrap();
+        token.expose().to_owned()
+    };
+    let newsroom = add("newsroom", SectionGrant::All).await;
+    let county = add(
+        "county",
+        SectionGrant::Only(vec![SectionSlug::parse("rural").unwrap()]),
+    )
+    .await;
+    store.close().await;
+    Tokens { newsroom, county }
+}
+
+/// `PRAGMA integrity_check` (and the foreign keys) on the database file opened read-only.
+pub async fn integrity_problems(data_dir: &Path) -> Vec<String> {
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(data_dir.join("feedpub.sqlite3"))
+        .read_only(true);
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&options)
+        .await
+        .expect("the database opens read-only");
+    let mut problems: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_all(&mut conn)
+        .await
+        .expect("integrity_check runs");
+    if problems == ["ok"] {
+        problems.clear();
+    }
+    let orphans: Vec<String> = sqlx::query_scalar("SELECT \"table\" FROM pragma_foreign_key_check")
+        .fetch_all(&mut conn)
+        .await
+        .expect("foreign_key_check runs");
+    problems.extend(
+        orphans
+            .into_iter()
+            .map(|t| format!("foreign key broken in {t}")),
+    );
+    let _ = sqlx::Connection::close(conn).await;
+    problems
 }
 
 /// A request carrying `authorization: Bearer <token>`.
