@@ -1,6 +1,7 @@
 //! The running service: storage, publication, gRPC and HTTP listeners, and clean shutdown.
 
 use crate::config::Settings;
+use crate::health::Health;
 use crate::publication::{Publication, PublicationError, Scheduler};
 use crate::publishing::{PublishError, Publisher};
 use crate::storage::{SqliteStore, Store, StoreError};
@@ -46,6 +47,7 @@ pub struct Application {
     scheduler: Scheduler,
     websub: Hub,
     websub_tasks: HubTasks,
+    health: Health,
     grpc_listener: TcpListener,
     http_listener: TcpListener,
     /// Certificate and key both listeners present, when TLS is configured.
@@ -72,8 +74,15 @@ impl Application {
             .map(TlsIdentity::load)
             .transpose()?;
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&settings.server.data_dir).await?);
-        let (publication, scheduler) = Publication::start(store.clone(), settings.clone()).await?;
-        let publisher = Publisher::new(store.clone(), settings.clone(), publication.clone());
+        let health = Health::new();
+        let (publication, scheduler) =
+            Publication::start(store.clone(), settings.clone(), health.clone()).await?;
+        let publisher = Publisher::new(
+            store.clone(),
+            settings.clone(),
+            publication.clone(),
+            health.clone(),
+        );
         let (websub, websub_tasks) = Hub::start(store.clone(), &settings, publication.clone())?;
         let grpc_listener = bind(settings.server.grpc_addr).await?;
         let http_listener = bind(settings.server.http_addr).await?;
@@ -85,6 +94,7 @@ impl Application {
             scheduler,
             websub,
             websub_tasks,
+            health,
             grpc_listener,
             http_listener,
             tls,
@@ -136,7 +146,13 @@ impl Application {
         };
         let scheduler = tokio::spawn(self.scheduler.run(stop_rx.clone()));
         let websub = tokio::spawn(self.websub_tasks.run(stop_rx.clone()));
-        let router = http::router(self.publication.clone(), &self.settings, &self.websub);
+        let upkeep = tokio::spawn(self.publisher.upkeep().run(stop_rx.clone()));
+        let router = http::router(
+            self.publication.clone(),
+            &self.settings,
+            &self.websub,
+            self.health.clone(),
+        );
 
         let stop = async {
             tokio::select! {
@@ -144,6 +160,11 @@ impl Application {
                 () = stopped(stop_rx.clone()) => {}
             }
             let _ = stop_tx.send(true);
+        };
+        // Watch streams never end by themselves: end them so the gRPC server can drain.
+        let end_watches = async {
+            stopped(stop_rx.clone()).await;
+            self.publisher.stop_watching();
         };
         let grpc = async {
             let result = grpc::serve(
@@ -165,8 +186,9 @@ impl Application {
             let _ = stop_tx.send(true);
             result
         };
-        let ((), grpc, http) = tokio::join!(stop, grpc, http);
+        let ((), (), grpc, http) = tokio::join!(stop, end_watches, grpc, http);
         let _ = scheduler.await;
+        let _ = upkeep.await;
         // Verifications and deliveries in progress stop before the store closes.
         let _ = websub.await;
         self.store.close().await;

@@ -75,6 +75,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Listen for signals before start-up work, so a signal during it still stops cleanly.
     let stop = stop_signal()?;
+    survive_file_size_limit()?;
     let settings = Settings::load(
         args.store.config.as_deref(),
         Overrides {
@@ -109,6 +110,26 @@ fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
             _ = terminate.recv() => {}
         }
     })
+}
+
+/// Keeps SIGXFSZ from killing the process: a write past a file size limit (RLIMIT_FSIZE)
+/// then fails with EFBIG like a write to a full disk, which the service reports and survives.
+#[cfg(unix)]
+fn survive_file_size_limit() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut exceeded =
+        signal(SignalKind::from_raw(libc::SIGXFSZ)).context("cannot handle SIGXFSZ")?;
+    tokio::spawn(async move {
+        while exceeded.recv().await.is_some() {
+            tracing::warn!("a write went past the file size limit (SIGXFSZ) and failed");
+        }
+    });
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn survive_file_size_limit() -> anyhow::Result<()> {
+    Ok(())
 }
 
 /// A future that completes on Ctrl-C.

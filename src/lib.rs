@@ -7,6 +7,7 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod grpc;
+pub mod health;
 pub mod http;
 pub mod partners;
 pub mod publication;

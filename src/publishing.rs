@@ -1,15 +1,27 @@
-//! Use-cases shared by the gRPC API and the demo: authenticate, publish, read, list and
-//! retract. Partner management lives in [`crate::partners`].
+//! Use-cases shared by the gRPC API and the demo: authenticate, publish (one or a batch),
+//! read, list, retract and follow. Partner management lives in [`crate::partners`].
+
+mod batch;
+mod upkeep;
+mod watch;
+
+pub use batch::{Batch, MAX_BATCH_ARTICLES};
+pub use upkeep::Upkeep;
+pub use watch::WatchUpdate;
 
 use crate::config::Settings;
 use crate::domain::{
     Actor, Article, ArticleDraft, ArticleId, AuditEntry, AuditOperation, Caller, HtmlPolicy,
-    Outcome, Partner, Section, SectionSlug, Token, Violations,
+    Outcome, Partner, RequestKey, Revision, Section, SectionGrant, SectionSlug, Token,
+    VersionSummary, Violations,
 };
+use crate::health::{Component, Health};
 use crate::publication::Publication;
-use crate::storage::{ListCursor, Store, StoreError};
+use crate::storage::{ArticleWrite, ListCursor, Retraction, Store, StoreError};
 use chrono::Utc;
 use std::sync::Arc;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 pub use crate::partners::add_partner;
 
@@ -23,8 +35,8 @@ pub enum PublishError {
     /// No token, or one that belongs to no active partner.
     #[error("{0}")]
     Unauthenticated(&'static str),
-    /// The partner may not publish to this section.
-    #[error("partner {partner:?} may not publish to section {section:?}")]
+    /// The partner has no rights to this section (to publish to it, or to follow it).
+    #[error("partner {partner:?} is not granted section {section:?}")]
     PermissionDenied { partner: String, section: String },
     /// The partner may not publish under embargo nor see embargoed articles.
     #[error("partner {partner:?} may not publish or see embargoed articles")]
@@ -41,6 +53,20 @@ pub enum PublishError {
     /// The partner has no article with this id.
     #[error("no article with id {0:?}")]
     NotFound(String),
+    /// The partner's article has no such version.
+    #[error("article {id:?} has no version {version}")]
+    VersionNotFound { id: String, version: u32 },
+    /// A precondition failed: the article changed since the caller read its etag.
+    #[error("{0}")]
+    Aborted(String),
+    /// The server is stopping: a stream ends here, to be resumed elsewhere or later.
+    #[error("the server is shutting down; reconnect (with the last cursor) and retry")]
+    ShuttingDown,
+    /// A batch carries more articles than one call takes.
+    #[error(
+        "a PublishArticles stream carries at most {MAX_BATCH_ARTICLES} articles; send the rest in another call"
+    )]
+    TooManyArticles,
     /// A name that must be unique is taken.
     #[error("{0} already exists")]
     AlreadyExists(String),
@@ -56,6 +82,11 @@ impl From<StoreError> for PublishError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(what) => Self::AlreadyExists(what),
+            StoreError::EtagMismatch(why) => Self::Aborted(why),
+            StoreError::RequestIdReused(id) => Self::Invalid(Violations::one(
+                "request_id",
+                format!("{id:?} was already used for a different request; use a new request id"),
+            )),
             other => Self::Storage(other),
         }
     }
@@ -76,15 +107,40 @@ impl PublishError {
             Self::PermissionDenied { .. } | Self::EmbargoNotGranted { .. } => {
                 Some(Outcome::PermissionDenied)
             }
-            Self::NotFound(_) => Some(Outcome::NotFound),
+            Self::NotFound(_) | Self::VersionNotFound { .. } => Some(Outcome::NotFound),
             Self::PartnerRevoked(_) => Some(Outcome::Revoked),
             Self::Unauthenticated(_)
+            | Self::Aborted(_)
+            | Self::ShuttingDown
+            | Self::TooManyArticles
             | Self::UnknownPartner(_)
             | Self::AlreadyExists(_)
             | Self::Storage(_)
             | Self::Randomness(_) => None,
         }
     }
+}
+
+/// A publish as asked: the draft, and what makes it safe to retry and to race.
+#[derive(Debug, Clone, Default)]
+pub struct PublishRequest {
+    pub draft: ArticleDraft,
+    /// Replace the article only if this is its etag (the one partners see).
+    pub expected_etag: Option<String>,
+    /// A retry with this key gets the first result.
+    pub request: Option<RequestKey>,
+}
+
+/// A retraction as asked.
+#[derive(Debug, Clone, Default)]
+pub struct RetractRequest {
+    /// The partner's article id, as sent.
+    pub id: String,
+    pub reason: String,
+    /// Retract only if this is the article's etag.
+    pub expected_etag: Option<String>,
+    /// A retry with this key gets the first result.
+    pub request: Option<RequestKey>,
 }
 
 /// The result of a publish: the stored article and notes for the editor.
@@ -94,6 +150,15 @@ pub struct Published {
     pub warnings: Vec<String>,
     /// False when identical content was already published (nothing was regenerated).
     pub changed: bool,
+}
+
+/// A page of an article's versions.
+#[derive(Debug, Clone)]
+pub struct VersionPage {
+    /// Newest first.
+    pub versions: Vec<VersionSummary>,
+    /// The version the next page continues below; `None` on the last page.
+    pub next: Option<u32>,
 }
 
 /// A page of a partner's articles.
@@ -111,18 +176,53 @@ pub struct Publisher {
     settings: Arc<Settings>,
     publication: Publication,
     html_policy: Arc<HtmlPolicy>,
+    /// Wakes the upkeep task when an embargo that it does not know of starts.
+    upkeep: Arc<Notify>,
+    /// Cancelled when the server stops: ends every watch stream.
+    stopping: CancellationToken,
+    health: Health,
 }
 
 impl Publisher {
-    /// Use-cases over `store`, telling `publication` which feeds each change touches.
-    pub fn new(store: Arc<dyn Store>, settings: Arc<Settings>, publication: Publication) -> Self {
+    /// Use-cases over `store`, telling `publication` which feeds each change touches and
+    /// `health` whether durable writes work.
+    pub fn new(
+        store: Arc<dyn Store>,
+        settings: Arc<Settings>,
+        publication: Publication,
+        health: Health,
+    ) -> Self {
         let html_policy = Arc::new(HtmlPolicy::new(&settings.content.iframe_hosts));
         Self {
             store,
             settings,
             publication,
             html_policy,
+            upkeep: Arc::new(Notify::new()),
+            stopping: CancellationToken::new(),
+            health,
         }
+    }
+
+    /// Reports a failed durable write as a storage fault, and a completed one as recovery.
+    fn note_write<T>(&self, result: &Result<T, PublishError>) {
+        match result {
+            Ok(_) => self.health.recovered(Component::Storage),
+            // A store closing for shutdown is not a fault.
+            Err(PublishError::Storage(StoreError::Closed)) => {}
+            Err(PublishError::Storage(e)) => self.health.fault(Component::Storage, e),
+            Err(_) => {}
+        }
+    }
+
+    /// The background task that logs embargo lifts and forgets old request ids.
+    pub fn upkeep(&self) -> Upkeep {
+        Upkeep::new(self.store.clone(), self.upkeep.clone())
+    }
+
+    /// Ends every watch stream (with `ShuttingDown`): the server is stopping.
+    pub fn stop_watching(&self) {
+        self.stopping.cancel();
     }
 
     /// The partner holding `token`, if it is active.
@@ -143,31 +243,46 @@ impl Publisher {
     pub async fn publish(
         &self,
         caller: &Caller,
-        draft: ArticleDraft,
+        request: PublishRequest,
     ) -> Result<Published, PublishError> {
         let started = std::time::Instant::now();
-        let raw_id = draft.id.clone();
-        let result = self.publish_now(caller, draft).await;
-        let outcome = match &result {
-            Ok(p) if p.changed => "changed",
-            Ok(_) => "unchanged",
-            Err(e) if e.refusal().is_some() => "refused",
-            Err(_) => "failed",
+        let raw_id = request.draft.id.clone();
+        let result = match self.prepare(caller, request).await {
+            Ok((write, warnings)) => {
+                let actor = Actor::from(caller);
+                let partner = caller.partner.id;
+                let stored = self.store.publish(partner, write, Utc::now(), &actor).await;
+                stored.map_err(PublishError::from).map(|revision| {
+                    let touched = self.touch(&revision);
+                    Published {
+                        article: revision.article().clone(),
+                        warnings,
+                        changed: touched,
+                    }
+                })
+            }
+            Err(e) => Err(e),
         };
-        metrics::counter!("feedpub_publish_total", "outcome" => outcome).increment(1);
+        self.note_write(&result);
+        count_outcome(&result);
         metrics::histogram!("feedpub_publish_seconds").record(started.elapsed().as_secs_f64());
         self.audit_refusal(caller, AuditOperation::Publish, &raw_id, result)
             .await
     }
 
-    async fn publish_now(
+    /// Validates a publish and checks the partner's rights (also to the section a correction
+    /// moves the article from): what to store, and the warnings for the editor.
+    async fn prepare(
         &self,
         caller: &Caller,
-        draft: ArticleDraft,
-    ) -> Result<Published, PublishError> {
+        request: PublishRequest,
+    ) -> Result<(ArticleWrite, Vec<String>), PublishError> {
         let partner = &caller.partner;
-        let valid =
-            draft.validate_within("article.", &self.html_policy, self.settings.limits.fields)?;
+        let valid = request.draft.validate_within(
+            "article.",
+            &self.html_policy,
+            self.settings.limits.fields,
+        )?;
         let section = &valid.content.section;
         if self.settings.section(section).is_none() {
             return Err(Violations::one(
@@ -185,31 +300,41 @@ impl Publisher {
             may_see_embargoed(partner)?;
         }
         // A correction may move an article between sections: the partner needs the right to
-        // the section it leaves too.
-        if let Some(existing) = self.store.article(partner.id, &valid.id).await? {
+        // the section it leaves too (and to an embargo that still runs). A partner with every
+        // right has nothing to check, and batches of its articles need no read per article.
+        let unrestricted = matches!(partner.grant, SectionGrant::All) && partner.embargoed;
+        if !unrestricted && let Some(existing) = self.store.article(partner.id, &valid.id).await? {
             may_change(partner, &existing, now)?;
         }
         let guid = self.guid(partner, &valid.id, &valid.content.publish_time);
-        let revision = self
-            .store
-            .publish(
-                partner.id,
-                valid.id,
-                valid.content,
-                guid,
-                now,
-                &Actor::from(caller),
-            )
-            .await?;
+        let write = ArticleWrite {
+            id: valid.id,
+            content: valid.content,
+            new_guid: guid,
+            expected_etag: request.expected_etag,
+            request: request.request,
+        };
+        Ok((write, valid.warnings))
+    }
+
+    /// Marks the feeds a revision changed as stale and wakes the upkeep for a new embargo;
+    /// false when nothing changed.
+    fn touch(&self, revision: &Revision) -> bool {
         // Author and tag feeds first, so that they are current once the section's is.
         self.publication.touch_scopes(revision.touched_names());
         let touched = revision.touched_sections();
         self.publication.touch(&touched);
-        Ok(Published {
-            article: revision.article().clone(),
-            warnings: valid.warnings,
-            changed: !touched.is_empty(),
-        })
+        self.notice_embargo(revision);
+        !touched.is_empty()
+    }
+
+    /// Wakes the upkeep task when a revision starts an embargo, so that its lift is logged
+    /// when it ends.
+    fn notice_embargo(&self, revision: &Revision) {
+        let content = &revision.article().content;
+        if !matches!(revision, Revision::Unchanged(_)) && content.is_embargoed(Utc::now()) {
+            self.upkeep.notify_one();
+        }
     }
 
     /// A permanent tag URI (RFC 4151): authority from the site URL, the date of first
@@ -235,18 +360,60 @@ impl Publisher {
         )
     }
 
-    /// One of the partner's articles, in any state (embargoed ones only with that right).
-    pub async fn get(&self, partner: &Partner, id: &str) -> Result<Article, PublishError> {
+    /// One of the partner's articles, in any state: its current version, or a past one
+    /// (embargoed ones only with that right).
+    pub async fn get(
+        &self,
+        partner: &Partner,
+        id: &str,
+        version: Option<u32>,
+    ) -> Result<Article, PublishError> {
         let id = parse_id(id)?;
-        let article = self
-            .store
-            .article(partner.id, &id)
-            .await?
-            .ok_or_else(|| PublishError::NotFound(id.to_string()))?;
+        let article = match version {
+            None => self.store.article(partner.id, &id).await?,
+            Some(version) => self.store.article_version(partner.id, &id, version).await?,
+        };
+        let article = match (article, version) {
+            (Some(article), _) => article,
+            (None, Some(version)) if self.store.article(partner.id, &id).await?.is_some() => {
+                return Err(PublishError::VersionNotFound {
+                    id: id.to_string(),
+                    version,
+                });
+            }
+            (None, _) => return Err(PublishError::NotFound(id.to_string())),
+        };
         if article.content.is_embargoed(Utc::now()) {
             may_see_embargoed(partner)?;
         }
         Ok(article)
+    }
+
+    /// A page of the versions of one of the partner's articles, newest first, below
+    /// `before`.
+    pub async fn versions(
+        &self,
+        partner: &Partner,
+        id: &str,
+        page_size: usize,
+        before: Option<u32>,
+    ) -> Result<VersionPage, PublishError> {
+        let id = parse_id(id)?;
+        let size = page_len(page_size);
+        let mut versions = self
+            .store
+            .article_versions(partner.id, &id, before, size + 1)
+            .await?;
+        if versions.is_empty() && before.is_none() {
+            return Err(PublishError::NotFound(id.to_string()));
+        }
+        let next = if versions.len() > size {
+            versions.truncate(size);
+            versions.last().map(|v| v.version)
+        } else {
+            None
+        };
+        Ok(VersionPage { versions, next })
     }
 
     /// A page of the partner's articles, newest first, optionally of one section.
@@ -257,10 +424,7 @@ impl Publisher {
         page_size: usize,
         after: Option<ListCursor>,
     ) -> Result<ArticlePage, PublishError> {
-        let size = match page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            n => n.min(MAX_PAGE_SIZE),
-        };
+        let size = page_len(page_size);
         let mut articles = self
             .store
             .list_articles(partner.id, section.as_ref(), after.as_ref(), size + 1)
@@ -287,22 +451,21 @@ impl Publisher {
     pub async fn retract(
         &self,
         caller: &Caller,
-        id: &str,
-        reason: &str,
+        request: RetractRequest,
     ) -> Result<Article, PublishError> {
-        let result = self.retract_now(caller, id, reason).await;
-        self.audit_refusal(caller, AuditOperation::Retract, id, result)
+        let id = request.id.clone();
+        let result = self.retract_now(caller, request).await;
+        self.audit_refusal(caller, AuditOperation::Retract, &id, result)
             .await
     }
 
     async fn retract_now(
         &self,
         caller: &Caller,
-        id: &str,
-        reason: &str,
+        request: RetractRequest,
     ) -> Result<Article, PublishError> {
         let partner = &caller.partner;
-        let id = parse_id(id)?;
+        let id = parse_id(&request.id)?;
         let now = Utc::now();
         let existing = self
             .store
@@ -310,12 +473,20 @@ impl Publisher {
             .await?
             .ok_or_else(|| PublishError::NotFound(id.to_string()))?;
         may_change(partner, &existing, now)?;
-        let reason = crate::domain::one_line(reason, 1000);
-        let (article, changed) = self
+        let retraction = Retraction {
+            id: id.clone(),
+            reason: crate::domain::one_line(&request.reason, 1000),
+            expected_etag: request.expected_etag,
+            request: request.request,
+        };
+        let retracted = self
             .store
-            .retract(partner.id, id.clone(), reason, now, &Actor::from(caller))
-            .await?
-            .ok_or_else(|| PublishError::NotFound(id.to_string()))?;
+            .retract(partner.id, retraction, now, &Actor::from(caller))
+            .await
+            .map_err(PublishError::from);
+        self.note_write(&retracted);
+        let (article, changed) =
+            retracted?.ok_or_else(|| PublishError::NotFound(id.to_string()))?;
         if changed {
             self.publication.touch_scopes(article.name_scopes());
             self.publication
@@ -392,4 +563,24 @@ fn may_change(
 
 fn parse_id(raw: &str) -> Result<ArticleId, PublishError> {
     ArticleId::parse(raw).map_err(|e| Violations::one("id", e).into())
+}
+
+/// The page length for a requested page size: 0 means the default.
+fn page_len(page_size: usize) -> usize {
+    match page_size {
+        0 => DEFAULT_PAGE_SIZE,
+        n => n.min(MAX_PAGE_SIZE),
+    }
+}
+
+/// Counts a publish by outcome in `feedpub_publish_total`.
+fn count_outcome(result: &Result<Published, PublishError>) {
+    let outcome = match result {
+        Ok(p) if p.changed => "changed",
+        Ok(_) => "unchanged",
+        Err(e) if e.refusal().is_some() => "refused",
+        Err(PublishError::Aborted(_) | PublishError::TooManyArticles) => "refused",
+        Err(_) => "failed",
+    };
+    metrics::counter!("feedpub_publish_total", "outcome" => outcome).increment(1);
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TestServer, all_feed_paths, authed, ts};
+use common::{TestServer, all_feed_paths, authed, brief, ts};
 use feedpub::demo::sample_edition;
 use feedpub::domain::{FeedScope, SectionSlug};
 use feedpub::grpc::proto::{
@@ -21,17 +21,6 @@ fn parse(bytes: &[u8]) -> feed_rs::model::Feed {
 fn publish(article: proto::Article) -> PublishArticleRequest {
     PublishArticleRequest {
         article: Some(article),
-    }
-}
-
-fn brief(id: &str, title: &str) -> proto::Article {
-    proto::Article {
-        id: id.into(),
-        section: "politics".into(),
-        title: title.into(),
-        authors: vec!["陈淑兰".into()],
-        content_text: "本报讯（记者 陈淑兰）6月6日，研讨会召开。".into(),
-        publish_time: Some(ts(1_686_092_400)),
         ..Default::default()
     }
 }
@@ -147,6 +136,7 @@ async fn the_sample_edition_reaches_every_feed_in_every_format_exactly_as_sent()
                 &server.tokens.newsroom,
                 GetArticleRequest {
                     id: article.id.clone(),
+                    ..Default::default()
                 },
             ))
             .await
@@ -235,6 +225,7 @@ async fn a_retracted_article_leaves_every_feed_but_stays_readable_by_its_partner
             RetractArticleRequest {
                 id: "2023-06-07-youyu-nonglv-ronghe".into(),
                 reason: "事实有误".into(),
+                ..Default::default()
             },
         ))
         .await
@@ -267,6 +258,7 @@ async fn a_retracted_article_leaves_every_feed_but_stays_readable_by_its_partner
             RetractArticleRequest {
                 id: "2023-06-07-youyu-nonglv-ronghe".into(),
                 reason: "again".into(),
+                ..Default::default()
             },
         ))
         .await
@@ -298,7 +290,13 @@ async fn calls_without_a_valid_token_are_unauthenticated() {
                 .await
                 .unwrap_err(),
             client
-                .get_article(authed(token, GetArticleRequest { id: "x".into() }))
+                .get_article(authed(
+                    token,
+                    GetArticleRequest {
+                        id: "x".into(),
+                        ..Default::default()
+                    },
+                ))
                 .await
                 .unwrap_err(),
             client
@@ -348,7 +346,10 @@ async fn a_partner_cannot_publish_outside_its_sections_nor_see_others_articles()
     let status = client
         .get_article(authed(
             &server.tokens.newsroom,
-            GetArticleRequest { id: "c-1".into() },
+            GetArticleRequest {
+                id: "c-1".into(),
+                ..Default::default()
+            },
         ))
         .await
         .unwrap_err();
@@ -504,7 +505,13 @@ async fn bad_fields_are_invalid_arguments_that_name_the_field_and_change_nothing
     ];
     for (field, article) in cases {
         let status = client
-            .publish_article(authed(token, PublishArticleRequest { article }))
+            .publish_article(authed(
+                token,
+                PublishArticleRequest {
+                    article,
+                    ..Default::default()
+                },
+            ))
             .await
             .unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
@@ -524,7 +531,13 @@ async fn bad_fields_are_invalid_arguments_that_name_the_field_and_change_nothing
 
     for id in ["", "a/b"] {
         let status = client
-            .get_article(authed(token, GetArticleRequest { id: id.into() }))
+            .get_article(authed(
+                token,
+                GetArticleRequest {
+                    id: id.into(),
+                    ..Default::default()
+                },
+            ))
             .await
             .unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument);
@@ -566,6 +579,7 @@ async fn bad_fields_are_invalid_arguments_that_name_the_field_and_change_nothing
             token,
             GetArticleRequest {
                 id: "keep-me".into(),
+                ..Default::default()
             },
         ))
         .await
@@ -583,7 +597,13 @@ async fn unknown_ids_are_not_found() {
     let mut client = server.client().await;
     let token = &server.tokens.newsroom;
     let status = client
-        .get_article(authed(token, GetArticleRequest { id: "nope".into() }))
+        .get_article(authed(
+            token,
+            GetArticleRequest {
+                id: "nope".into(),
+                ..Default::default()
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
@@ -594,6 +614,7 @@ async fn unknown_ids_are_not_found() {
             RetractArticleRequest {
                 id: "nope".into(),
                 reason: String::new(),
+                ..Default::default()
             },
         ))
         .await
@@ -762,6 +783,7 @@ async fn a_restart_keeps_every_acknowledged_article_and_regenerates_identical_by
                 &server.tokens.newsroom,
                 GetArticleRequest {
                     id: article.id.clone(),
+                    ..Default::default()
                 },
             ))
             .await

@@ -28,6 +28,7 @@ async fn publish_range(server: &TestServer, range: std::ops::Range<usize>) {
             };
             let request = PublishArticleRequest {
                 article: Some(article),
+                ..Default::default()
             };
             client
                 .publish_article(authed(&token, request))
@@ -196,6 +197,7 @@ async fn a_full_archive_page_never_changes_and_a_new_page_starts_when_the_last_f
     let request = RetractArticleRequest {
         id: "arc-000".into(),
         reason: "测试".into(),
+        ..Default::default()
     };
     let gone = client
         .retract_article(authed(&server.tokens.newsroom, request))

@@ -201,6 +201,7 @@ fn article(id: &str, section: &str) -> PublishArticleRequest {
             }),
             ..Article::default()
         }),
+        ..Default::default()
     }
 }
 

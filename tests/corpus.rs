@@ -359,6 +359,7 @@ async fn a_hostile_corpus_gives_valid_safe_feeds_with_the_expected_warnings_and_
             &tokens[*partner],
             PublishArticleRequest {
                 article: Some(article.clone()),
+                ..Default::default()
             },
         );
         let outcome = client.publish_article(request).await;

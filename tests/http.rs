@@ -135,6 +135,7 @@ async fn the_etag_changes_exactly_when_the_bytes_change() {
             &server.tokens.newsroom,
             PublishArticleRequest {
                 article: Some(article.clone()),
+                ..Default::default()
             },
         ))
         .await
@@ -150,6 +151,7 @@ async fn the_etag_changes_exactly_when_the_bytes_change() {
             &server.tokens.newsroom,
             PublishArticleRequest {
                 article: Some(corrected),
+                ..Default::default()
             },
         ))
         .await

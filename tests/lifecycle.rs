@@ -69,6 +69,7 @@ async fn publish(
 ) -> Result<PublishArticleResponse, Status> {
     let request = PublishArticleRequest {
         article: Some(article),
+        ..Default::default()
     };
     Ok(client
         .publish_article(authed(token, request))
@@ -81,7 +82,10 @@ async fn get_article(
     token: &str,
     id: &str,
 ) -> proto::Article {
-    let request = GetArticleRequest { id: id.into() };
+    let request = GetArticleRequest {
+        id: id.into(),
+        ..Default::default()
+    };
     client
         .get_article(authed(token, request))
         .await
@@ -97,6 +101,7 @@ async fn retract(
     let request = RetractArticleRequest {
         id: id.into(),
         reason: "事实有误".into(),
+        ..Default::default()
     };
     client
         .retract_article(authed(token, request))
@@ -725,7 +730,13 @@ async fn bad_media_and_embargo_fields_are_invalid_arguments_that_name_the_field(
         );
     }
     let status = client
-        .get_article(authed(token, GetArticleRequest { id: "bad".into() }))
+        .get_article(authed(
+            token,
+            GetArticleRequest {
+                id: "bad".into(),
+                ..Default::default()
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound, "nothing refused was stored");

@@ -97,7 +97,13 @@ async fn fields_over_the_configured_limits_are_invalid_arguments_naming_the_fiel
     ];
     for (field, bad) in cases {
         let status = client
-            .publish_article(authed(token, PublishArticleRequest { article: Some(bad) }))
+            .publish_article(authed(
+                token,
+                PublishArticleRequest {
+                    article: Some(bad),
+                    ..Default::default()
+                },
+            ))
             .await
             .expect_err(field);
         assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
@@ -128,6 +134,7 @@ async fn fields_over_the_configured_limits_are_invalid_arguments_naming_the_fiel
             token,
             PublishArticleRequest {
                 article: Some(at_limits),
+                ..Default::default()
             },
         ))
         .await
@@ -143,6 +150,7 @@ async fn fields_over_the_configured_limits_are_invalid_arguments_naming_the_fiel
             token,
             PublishArticleRequest {
                 article: Some(huge),
+                ..Default::default()
             },
         ))
         .await
@@ -150,7 +158,13 @@ async fn fields_over_the_configured_limits_are_invalid_arguments_naming_the_fiel
     assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
     assert!(status.message().contains("4000"), "{}", status.message());
     let missing = client
-        .get_article(authed(token, GetArticleRequest { id: "huge".into() }))
+        .get_article(authed(
+            token,
+            GetArticleRequest {
+                id: "huge".into(),
+                ..Default::default()
+            },
+        ))
         .await
         .expect_err("the huge article was not stored");
     assert_eq!(missing.code(), Code::NotFound);
@@ -208,6 +222,7 @@ async fn a_partner_over_its_rate_limit_is_told_when_to_retry_and_others_are_unaf
                     &server.tokens.newsroom,
                     PublishArticleRequest {
                         article: Some(article("while-county-floods")),
+                        ..Default::default()
                     },
                 ))
                 .await

@@ -40,6 +40,7 @@ fn article(id: &str, section: &str) -> PublishArticleRequest {
             publish_time: Some(ts(1_686_092_400)),
             ..Default::default()
         }),
+        ..Default::default()
     }
 }
 
@@ -113,7 +114,13 @@ async fn revoked_and_rotated_tokens_are_refused_from_the_next_call_on() {
         .expect_err("the old token after rotation");
     assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
     let got = client
-        .get_article(authed(&new, GetArticleRequest { id: "w-1".into() }))
+        .get_article(authed(
+            &new,
+            GetArticleRequest {
+                id: "w-1".into(),
+                ..Default::default()
+            },
+        ))
         .await
         .expect("the new token works, and the articles stay the partner's")
         .into_inner();
@@ -213,6 +220,7 @@ async fn granted_and_denied_rights_hold_from_the_next_call_on() {
             RetractArticleRequest {
                 id: "w-1".into(),
                 reason: "r".into(),
+                ..Default::default()
             },
         ))
         .await
@@ -260,7 +268,13 @@ async fn granted_and_denied_rights_hold_from_the_next_call_on() {
 
     stdout_of(&cli(&server, &["partner", "deny", "wire", "--embargoed"]).await);
     let refused = client
-        .get_article(authed(&token, GetArticleRequest { id: "w-4".into() }))
+        .get_article(authed(
+            &token,
+            GetArticleRequest {
+                id: "w-4".into(),
+                ..Default::default()
+            },
+        ))
         .await
         .expect_err("an embargoed article without the right");
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
@@ -348,6 +362,7 @@ async fn the_audit_log_records_every_publish_and_retraction_with_the_peer_addres
             RetractArticleRequest {
                 id: "a-1".into(),
                 reason: "事实有误".into(),
+                ..Default::default()
             },
         ))
         .await
@@ -364,6 +379,7 @@ async fn the_audit_log_records_every_publish_and_retraction_with_the_peer_addres
             RetractArticleRequest {
                 id: "missing".into(),
                 reason: String::new(),
+                ..Default::default()
             },
         ))
         .await
@@ -374,7 +390,13 @@ async fn the_audit_log_records_every_publish_and_retraction_with_the_peer_addres
         .expect_err("a section county may not publish to");
     // Reads are not mutations: they leave no entry.
     client
-        .get_article(authed(newsroom, GetArticleRequest { id: "a-1".into() }))
+        .get_article(authed(
+            newsroom,
+            GetArticleRequest {
+                id: "a-1".into(),
+                ..Default::default()
+            },
+        ))
         .await
         .unwrap();
 

@@ -35,7 +35,10 @@ fn titles(feed: &feed_rs::model::Feed) -> Vec<String> {
 }
 
 async fn publish(client: &mut PublisherServiceClient<Channel>, token: &str, a: proto::Article) {
-    let request = PublishArticleRequest { article: Some(a) };
+    let request = PublishArticleRequest {
+        article: Some(a),
+        ..Default::default()
+    };
     client
         .publish_article(authed(token, request))
         .await
@@ -182,6 +185,7 @@ async fn a_retraction_leaves_author_and_tag_feeds_with_a_tombstone_in_atom() {
     let request = RetractArticleRequest {
         id: RURAL_ID.into(),
         reason: "署名有误".into(),
+        ..Default::default()
     };
     client
         .retract_article(authed(&server.tokens.newsroom, request))

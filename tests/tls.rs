@@ -89,6 +89,7 @@ async fn grpc_and_http_are_served_over_tls_to_clients_that_trust_the_certificate
                     publish_time: Some(ts(1_686_092_400)),
                     ..Default::default()
                 }),
+                ..Default::default()
             },
         ))
         .await

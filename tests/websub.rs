@@ -7,6 +7,8 @@ mod websub_support;
 use axum::http::{Method, StatusCode};
 use feedpub::websub::{CallbackClient, signature};
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use url::Url;
 use websub_support::{BASE, Behaviour, Options, Server, Subscriber, Verify, header, topic};
@@ -612,4 +614,162 @@ async fn bad_hub_requests_are_refused_naming_the_parameter() {
         server.hub.verifications_ok() + server.hub.verifications_failed(),
         0
     );
+}
+
+/// Addresses of this machine that are not public: a loopback alias, IPv6 loopback, and the
+/// non-loopback interface addresses (e.g. a private fd00::/8 one), each proven local by
+/// binding a listener on it, so a callback that slipped through could only reach this
+/// machine. Each comes with its listener, which counts the connections it accepts.
+async fn local_non_public_listeners() -> Vec<(std::net::IpAddr, u16, Arc<AtomicUsize>)> {
+    use std::net::{IpAddr, UdpSocket};
+    let mut candidates: Vec<IpAddr> = vec!["127.0.0.2".parse().unwrap(), "::1".parse().unwrap()];
+    // IPv6 interface addresses (link-local ones need a scope, which URLs cannot carry).
+    if let Ok(table) = std::fs::read_to_string("/proc/net/if_inet6") {
+        for hex in table.lines().filter_map(|l| l.split_whitespace().next()) {
+            if let Ok(bits) = u128::from_str_radix(hex, 16) {
+                let ip = std::net::Ipv6Addr::from(bits);
+                if !ip.is_loopback() && (ip.segments()[0] & 0xffc0) != 0xfe80 {
+                    candidates.push(IpAddr::V6(ip));
+                }
+            }
+        }
+    }
+    // The IPv4 address of the default route: connecting a UDP socket sends nothing.
+    if let Some(ip) = UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect("192.0.2.1:9").and(s.local_addr()))
+        .ok()
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
+    {
+        candidates.push(ip);
+    }
+    let policy = feedpub::websub::AddressPolicy::default();
+    let mut listeners = Vec::new();
+    for ip in candidates {
+        if policy.permits(ip) {
+            continue;
+        }
+        let Ok(listener) = tokio::net::TcpListener::bind((ip, 0)).await else {
+            continue;
+        };
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while listener.accept().await.is_ok() {
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        listeners.push((ip, port, accepted));
+    }
+    listeners
+}
+
+/// Lines added to `/etc/hosts` for the life of the value, and removed after.
+struct HostsEntries {
+    lines: Vec<String>,
+}
+
+impl HostsEntries {
+    const FILE: &str = "/etc/hosts";
+
+    fn add(lines: Vec<String>) -> std::io::Result<Self> {
+        let mut hosts = std::fs::OpenOptions::new().append(true).open(Self::FILE)?;
+        std::io::Write::write_all(&mut hosts, format!("\n{}\n", lines.join("\n")).as_bytes())?;
+        Ok(Self { lines })
+    }
+}
+
+impl Drop for HostsEntries {
+    fn drop(&mut self) {
+        if let Ok(text) = std::fs::read_to_string(Self::FILE) {
+            let kept: Vec<&str> = text
+                .lines()
+                .filter(|l| !self.lines.iter().any(|ours| ours == l))
+                .collect();
+            let _ = std::fs::write(Self::FILE, format!("{}\n", kept.join("\n").trim_end()));
+        }
+    }
+}
+
+#[tokio::test]
+async fn callback_names_resolving_to_loopback_or_private_addresses_of_this_machine_are_never_called()
+ {
+    let listeners = local_non_public_listeners().await;
+    assert!(
+        listeners.len() >= 2,
+        "at least the loopback alias and ::1: {listeners:?}"
+    );
+    // One name per address, unique to this run.
+    let names: Vec<String> = (0..listeners.len())
+        .map(|n| format!("feedpub-callback-{}-{n}.test", std::process::id()))
+        .collect();
+    let lines = listeners
+        .iter()
+        .zip(&names)
+        .map(|((ip, _, _), name)| format!("{ip} {name}"))
+        .collect();
+    let entries = match HostsEntries::add(lines) {
+        Ok(entries) => Some(entries),
+        Err(e) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI runs as root and must be able to add names to /etc/hosts: {e}"
+            );
+            eprintln!("only `localhost` is tried: /etc/hosts is not writable ({e})");
+            None
+        }
+    };
+    let mut callbacks: Vec<(String, &Arc<AtomicUsize>)> = Vec::new();
+    for ((ip, port, accepted), name) in listeners.iter().zip(&names) {
+        if entries.is_some() {
+            let resolved: Vec<_> = tokio::net::lookup_host((name.as_str(), *port))
+                .await
+                .map(|found| found.map(|a| a.ip()).collect())
+                .unwrap_or_default();
+            assert_eq!(
+                resolved,
+                [*ip],
+                "{name} resolves to {ip} through /etc/hosts"
+            );
+            callbacks.push((format!("http://{name}:{port}/cb"), accepted));
+        }
+        if ip.is_loopback() {
+            callbacks.push((format!("http://localhost:{port}/cb"), accepted));
+        }
+    }
+
+    let server = Server::start(Options {
+        allow_loopback: false,
+        ..Options::default()
+    })
+    .await;
+    let client = CallbackClient::new(Vec::new()).unwrap();
+    for (n, (callback, _)) in callbacks.iter().enumerate() {
+        let error = client
+            .get(&Url::parse(callback).unwrap())
+            .await
+            .unwrap_err();
+        assert!(error.is_refused(), "{callback}: {error}");
+        server.subscribe("politics/atom.xml", callback, &[]).await;
+        server
+            .wait_until("the verification refused", |hub| {
+                hub.verifications_failed() == n as u64 + 1
+            })
+            .await;
+    }
+    assert_eq!(server.hub.verifications_ok(), 0);
+    for (callback, accepted) in &callbacks {
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            0,
+            "{callback} was connected to"
+        );
+    }
+    println!(
+        "websub: {} callbacks by name refused: {:?}",
+        callbacks.len(),
+        callbacks.iter().map(|(c, _)| c).collect::<Vec<_>>()
+    );
+    drop(entries);
 }

@@ -5,7 +5,7 @@ use crate::config::Settings;
 use crate::domain::SectionGrant;
 use crate::grpc::convert::draft_from_proto;
 use crate::grpc::proto;
-use crate::publishing::{self, PublishError, Publisher};
+use crate::publishing::{self, PublishError, PublishRequest, Publisher};
 use crate::storage::Store;
 use chrono::{DateTime, FixedOffset};
 use serde::Deserialize;
@@ -89,8 +89,11 @@ pub async fn publish_sample_edition(
     };
     let mut changed = 0;
     for article in sample_edition() {
-        let draft = draft_from_proto(Some(article))?;
-        if publisher.publish(&caller, draft).await?.changed {
+        let request = PublishRequest {
+            draft: draft_from_proto(Some(article))?,
+            ..PublishRequest::default()
+        };
+        if publisher.publish(&caller, request).await?.changed {
             changed += 1;
         }
     }

@@ -161,6 +161,8 @@ pub struct Article {
     pub retract_reason: String,
     /// `content.etag()`, kept with the record.
     pub etag: String,
+    /// Version of the content, from 1; each publish that changes the content adds one.
+    pub version: u32,
 }
 
 /// What a publish did to the store.
@@ -176,6 +178,9 @@ pub enum Revision {
         previous_section: SectionSlug,
         /// The authors and the tags the article had before, whose feeds showed it.
         previous_names: Box<(Vec<String>, Vec<String>)>,
+        /// True when the content changed (a new version); false when identical content
+        /// came back from retraction.
+        new_version: bool,
     },
 }
 
@@ -185,6 +190,15 @@ impl Revision {
         match self {
             Self::Unchanged(article) | Self::Created(article) => article,
             Self::Updated { article, .. } => article,
+        }
+    }
+
+    /// True when the revision stored a new version of the content.
+    pub fn is_new_version(&self) -> bool {
+        match self {
+            Self::Unchanged(_) => false,
+            Self::Created(_) => true,
+            Self::Updated { new_version, .. } => *new_version,
         }
     }
 
@@ -264,6 +278,8 @@ impl Article {
                 let previous_section = old.content.section.clone();
                 let previous_names =
                     Box::new((old.content.authors.clone(), old.content.tags.clone()));
+                let new_version = old.etag != etag;
+                let version = old.version + u32::from(new_version);
                 Revision::Updated {
                     article: Article {
                         content,
@@ -273,10 +289,12 @@ impl Article {
                         retract_time: None,
                         retract_reason: String::new(),
                         etag,
+                        version,
                         ..old
                     },
                     previous_section,
                     previous_names,
+                    new_version,
                 }
             }
             None => Revision::Created(Article {
@@ -291,6 +309,7 @@ impl Article {
                 retract_time: None,
                 retract_reason: String::new(),
                 etag,
+                version: 1,
             }),
         }
     }
@@ -583,6 +602,21 @@ pub(super) fn check_url(raw: &str) -> Result<Option<String>, String> {
 }
 
 impl Article {
+    /// The etag partners see and give as a precondition: the content's while the article
+    /// is published, another one made from it and the retraction time once retracted, so
+    /// that a retraction, too, fails a precondition read before it.
+    pub fn resource_etag(&self) -> String {
+        match (self.state, self.retract_time) {
+            (ArticleState::Retracted, Some(when)) => {
+                let mut hash = Sha256::new();
+                hash.update(self.etag.as_bytes());
+                hash.update(when.timestamp_nanos_opt().unwrap_or(i64::MAX).to_be_bytes());
+                hex::encode(&hash.finalize()[..12])
+            }
+            _ => self.etag.clone(),
+        }
+    }
+
     /// Takes the article out of every feed at `now`; false when it was already retracted.
     pub fn retract(&mut self, reason: String, now: DateTime<Utc>) -> bool {
         if self.state == ArticleState::Retracted {

@@ -2,11 +2,13 @@
 
 mod article;
 mod audit;
+mod event;
 mod ids;
 mod lint;
 mod media;
 mod name_slug;
 mod partner;
+mod request;
 mod text;
 mod violation;
 
@@ -15,6 +17,7 @@ pub use article::{
     ValidDraft,
 };
 pub use audit::{Actor, AuditEntry, AuditFilter, AuditOperation, Outcome};
+pub use event::{ArticleEvent, EventKind, VersionSummary};
 pub use ids::{ArticleId, PartnerName, SectionSlug, check_language_tag};
 pub use media::{MAX_MEDIA, Media, MediaDraft};
 pub use name_slug::name_slug;
@@ -22,6 +25,7 @@ pub use partner::{
     Caller, Partner, PartnerId, PartnerRecord, Right, Rights, RightsChange, SectionGrant, Token,
     TokenHash,
 };
+pub use request::RequestKey;
 pub use text::{HtmlPolicy, html_to_text, one_line, summarize, text_to_html};
 pub use violation::{FieldViolation, Violations};
 

@@ -137,9 +137,10 @@ pub struct Partner {
     pub id: PartnerId,
     /// Unique name; part of every GUID the partner's articles get.
     pub name: PartnerName,
-    /// Sections the partner may publish to.
+    /// Sections the partner may publish to, and read (follow) in WatchArticles.
     pub grant: SectionGrant,
-    /// Whether the partner may publish under embargo and see its embargoed articles.
+    /// Whether the partner may publish under embargo and see embargoed articles: its own,
+    /// and other partners' in WatchArticles.
     pub embargoed: bool,
 }
 

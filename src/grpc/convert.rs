@@ -1,14 +1,17 @@
 //! Conversions between protobuf messages and domain types, at the edge of the API.
 
 use super::proto;
+use super::status::rpc_status;
 use crate::domain::{
-    Article, ArticleDraft, ArticleId, ArticleState, Media, MediaDraft, Section, SectionSlug,
-    Violations,
+    Article, ArticleDraft, ArticleEvent, ArticleId, ArticleState, EventKind, Media, MediaDraft,
+    RequestKey, Section, SectionSlug, VersionSummary, Violations,
 };
+use crate::publishing::{PublishError, PublishRequest, Published, RetractRequest};
 use crate::storage::ListCursor;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
+use prost::Message;
 use prost_types::Timestamp;
 
 /// A protobuf timestamp as an instant; `Err` names what is wrong with it.
@@ -65,6 +68,185 @@ pub fn draft_from_proto(article: Option<proto::Article>) -> Result<ArticleDraft,
     })
 }
 
+/// A publish request: the draft, its etag precondition and its request id.
+pub fn publish_request(
+    request: proto::PublishArticleRequest,
+) -> Result<PublishRequest, Violations> {
+    // The request without its id is what a retry must repeat.
+    let payload = request
+        .article
+        .as_ref()
+        .map(Message::encode_to_vec)
+        .unwrap_or_default();
+    let key = request_key(&request.request_id, "publish", &payload);
+    let expected_etag = request
+        .article
+        .as_ref()
+        .map(|a| a.etag.clone())
+        .filter(|etag| !etag.is_empty());
+    let draft = draft_from_proto(request.article);
+    match (draft, key) {
+        (Ok(draft), Ok(request)) => Ok(PublishRequest {
+            draft,
+            expected_etag,
+            request,
+        }),
+        (Ok(_), Err(violations)) => Err(violations),
+        (Err(mut violations), key) => {
+            if let Err(more) = key {
+                violations.extend(more);
+            }
+            Err(violations)
+        }
+    }
+}
+
+/// A retract request, with its etag precondition and its request id.
+pub fn retract_request(
+    request: proto::RetractArticleRequest,
+) -> Result<RetractRequest, Violations> {
+    let payload = proto::RetractArticleRequest {
+        request_id: String::new(),
+        ..request.clone()
+    }
+    .encode_to_vec();
+    Ok(RetractRequest {
+        request: request_key(&request.request_id, "retract", &payload)?,
+        expected_etag: Some(request.etag).filter(|etag| !etag.is_empty()),
+        id: request.id,
+        reason: request.reason,
+    })
+}
+
+fn request_key(raw: &str, kind: &str, payload: &[u8]) -> Result<Option<RequestKey>, Violations> {
+    RequestKey::parse(raw, kind, payload).map_err(|e| Violations::one("request_id", e))
+}
+
+/// The version asked for by GetArticle: 0 means the current one.
+pub fn version(raw: i32) -> Result<Option<u32>, Violations> {
+    match u32::try_from(raw) {
+        Ok(0) => Ok(None),
+        Ok(n) => Ok(Some(n)),
+        Err(_) => Err(Violations::one("version", "must not be negative")),
+    }
+}
+
+/// The outcome of one article of a batch, at position `index`.
+pub fn publish_result(
+    index: usize,
+    result: Result<Published, PublishError>,
+    id: String,
+) -> proto::PublishArticleResult {
+    let index = i32::try_from(index).unwrap_or(i32::MAX);
+    match result {
+        Ok(published) => {
+            let article = &published.article;
+            proto::PublishArticleResult {
+                index,
+                id,
+                status: Some(tonic_types::pb::Status::default()),
+                etag: article.resource_etag(),
+                version: version_number(article.version),
+                state: state(article) as i32,
+                update_time: Some(timestamp(article.updated)),
+                changed: published.changed,
+                warnings: published.warnings,
+            }
+        }
+        Err(error) => proto::PublishArticleResult {
+            index,
+            id,
+            status: Some(rpc_status(error)),
+            ..Default::default()
+        },
+    }
+}
+
+fn version_number(version: u32) -> i32 {
+    i32::try_from(version).unwrap_or(i32::MAX)
+}
+
+/// One stored version, as ListArticleVersions shows it.
+pub fn version_to_proto(v: &VersionSummary) -> proto::ArticleVersion {
+    proto::ArticleVersion {
+        version: version_number(v.version),
+        etag: v.etag.clone(),
+        title: v.title.clone(),
+        update_time: Some(timestamp(v.updated)),
+    }
+}
+
+/// An event of the log, as WatchArticles shows it.
+pub fn event_to_proto(event: &ArticleEvent) -> proto::ArticleEvent {
+    let kind = match event.kind {
+        EventKind::Published => proto::ArticleEventType::Published,
+        EventKind::Updated => proto::ArticleEventType::Updated,
+        EventKind::Retracted => proto::ArticleEventType::Retracted,
+        EventKind::EmbargoLifted => proto::ArticleEventType::EmbargoLifted,
+    };
+    proto::ArticleEvent {
+        r#type: kind as i32,
+        article: Some(article_to_proto(&event.article)),
+        partner: event.owner.to_string(),
+        event_time: Some(timestamp(event.time)),
+        cursor: watch_cursor(event.seq),
+    }
+}
+
+/// The sections a WatchArticles request names.
+pub fn watched_sections(raw: &[String]) -> Result<Vec<SectionSlug>, Violations> {
+    let mut violations = Violations::default();
+    let sections = raw
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            SectionSlug::parse(s)
+                .map_err(|e| violations.add(format!("sections[{i}]"), e))
+                .ok()
+        })
+        .collect();
+    violations.into_result(sections)
+}
+
+/// The opaque cursor of a position in the event log.
+pub fn watch_cursor(seq: u64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("events:{seq}"))
+}
+
+/// The position in a WatchArticles cursor; empty means from now.
+pub fn position_from_cursor(cursor: &str) -> Result<Option<u64>, Violations> {
+    if cursor.is_empty() {
+        return Ok(None);
+    }
+    let invalid = || Violations::one("cursor", "is not a cursor returned by WatchArticles");
+    let raw = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
+    let raw = String::from_utf8(raw).map_err(|_| invalid())?;
+    let seq = raw.strip_prefix("events:").ok_or_else(invalid)?;
+    seq.parse().map(Some).map_err(|_| invalid())
+}
+
+/// The page token of ListArticleVersions: the page continues below this version.
+pub fn version_page_token(below: u32) -> String {
+    URL_SAFE_NO_PAD.encode(format!("versions:{below}"))
+}
+
+/// The version a ListArticleVersions page token continues below; empty means the first page.
+pub fn version_from_page_token(token: &str) -> Result<Option<u32>, Violations> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let invalid = || {
+        Violations::one(
+            "page_token",
+            "is not a token returned by ListArticleVersions",
+        )
+    };
+    let raw = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
+    let raw = String::from_utf8(raw).map_err(|_| invalid())?;
+    let below = raw.strip_prefix("versions:").ok_or_else(invalid)?;
+    below.parse().map(Some).map_err(|_| invalid())
+}
+
 fn media_draft(m: proto::Media) -> MediaDraft {
     MediaDraft {
         url: m.url,
@@ -88,18 +270,23 @@ fn media_to_proto(m: &Media) -> proto::Media {
     }
 }
 
-/// A stored article as the API shows it.
-pub fn article_to_proto(article: &Article) -> proto::Article {
+/// Where an article stands now, as the API says it.
+fn state(article: &Article) -> proto::ArticleState {
     let c = &article.content;
     let now = Utc::now();
-    let state = match article.state {
+    match article.state {
         ArticleState::Retracted => proto::ArticleState::Retracted,
         ArticleState::Published if c.expire_time.is_some_and(|t| t <= now) => {
             proto::ArticleState::Expired
         }
         ArticleState::Published if c.is_embargoed(now) => proto::ArticleState::Embargoed,
         ArticleState::Published => proto::ArticleState::Published,
-    };
+    }
+}
+
+/// A stored article as the API shows it.
+pub fn article_to_proto(article: &Article) -> proto::Article {
+    let c = &article.content;
     proto::Article {
         id: article.id.to_string(),
         section: c.section.to_string(),
@@ -118,12 +305,13 @@ pub fn article_to_proto(article: &Article) -> proto::Article {
         embargo_time: c.embargo_time.map(timestamp),
         media: c.media.iter().map(media_to_proto).collect(),
         language: c.language.clone().unwrap_or_default(),
-        state: state as i32,
+        state: state(article) as i32,
         guid: article.guid.clone(),
-        etag: article.etag.clone(),
+        etag: article.resource_etag(),
         create_time: Some(timestamp(article.create_time)),
         retract_time: article.retract_time.map(timestamp),
         retract_reason: article.retract_reason.clone(),
+        version: version_number(article.version),
     }
 }
 

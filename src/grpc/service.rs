@@ -5,12 +5,16 @@ use super::convert;
 use super::guard::caller;
 use super::proto::publisher_service_server::{PublisherService, PublisherServiceServer};
 use super::proto::{
-    Article, GetArticleRequest, ListArticlesRequest, ListArticlesResponse, ListSectionsRequest,
-    ListSectionsResponse, PublishArticleRequest, PublishArticleResponse, RetractArticleRequest,
+    Article, GetArticleRequest, ListArticleVersionsRequest, ListArticleVersionsResponse,
+    ListArticlesRequest, ListArticlesResponse, ListSectionsRequest, ListSectionsResponse,
+    PublishArticleRequest, PublishArticleResponse, PublishArticlesRequest, PublishArticlesResponse,
+    RetractArticleRequest, WatchArticlesRequest, WatchArticlesResponse,
 };
 use crate::domain::Partner;
 use crate::publishing::{PublishError, Publisher};
-use tonic::{Request, Response, Status};
+use std::pin::Pin;
+use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
+use tonic::{Request, Response, Status, Streaming};
 
 /// The gRPC adapter over the publishing use-cases.
 #[derive(Clone)]
@@ -41,13 +45,46 @@ impl PublisherService for PublisherApi {
         request: Request<PublishArticleRequest>,
     ) -> Result<Response<PublishArticleResponse>, Status> {
         let caller = caller(&request)?;
-        let draft =
-            convert::draft_from_proto(request.into_inner().article).map_err(PublishError::from)?;
-        let published = self.publisher.publish(&caller, draft).await?;
+        let request = convert::publish_request(request.into_inner()).map_err(PublishError::from)?;
+        let published = self.publisher.publish(&caller, request).await?;
         Ok(Response::new(PublishArticleResponse {
             article: Some(convert::article_to_proto(&published.article)),
             warnings: published.warnings,
         }))
+    }
+
+    async fn publish_articles(
+        &self,
+        request: Request<Streaming<PublishArticlesRequest>>,
+    ) -> Result<Response<PublishArticlesResponse>, Status> {
+        let caller = caller(&request)?;
+        let mut stream = request.into_inner();
+        let mut batch = self.publisher.batch(&caller);
+        let mut ids = Vec::new();
+        // An error of the stream drops the batch: what was stored still reaches the feeds.
+        while let Some(message) = stream.message().await? {
+            for item in message.requests {
+                ids.push(
+                    item.article
+                        .as_ref()
+                        .map(|a| a.id.clone())
+                        .unwrap_or_default(),
+                );
+                batch
+                    .push(convert::publish_request(item).map_err(PublishError::from))
+                    .await;
+            }
+        }
+        let results = batch
+            .finish()
+            .await
+            .into_iter()
+            .map(|(index, result)| {
+                let id = ids.get(index).cloned().unwrap_or_default();
+                convert::publish_result(index, result, id)
+            })
+            .collect();
+        Ok(Response::new(PublishArticlesResponse { results }))
     }
 
     async fn get_article(
@@ -55,8 +92,58 @@ impl PublisherService for PublisherApi {
         request: Request<GetArticleRequest>,
     ) -> Result<Response<Article>, Status> {
         let partner = self.partner(&request).await?;
-        let article = self.publisher.get(&partner, &request.get_ref().id).await?;
+        let req = request.get_ref();
+        let version = convert::version(req.version).map_err(PublishError::from)?;
+        let article = self.publisher.get(&partner, &req.id, version).await?;
         Ok(Response::new(convert::article_to_proto(&article)))
+    }
+
+    async fn list_article_versions(
+        &self,
+        request: Request<ListArticleVersionsRequest>,
+    ) -> Result<Response<ListArticleVersionsResponse>, Status> {
+        let partner = self.partner(&request).await?;
+        let req = request.into_inner();
+        let page_size = convert::page_size(req.page_size).map_err(PublishError::from)?;
+        let below =
+            convert::version_from_page_token(&req.page_token).map_err(PublishError::from)?;
+        let page = self
+            .publisher
+            .versions(&partner, &req.id, page_size, below)
+            .await?;
+        Ok(Response::new(ListArticleVersionsResponse {
+            versions: page
+                .versions
+                .iter()
+                .map(convert::version_to_proto)
+                .collect(),
+            next_page_token: page
+                .next
+                .map(convert::version_page_token)
+                .unwrap_or_default(),
+        }))
+    }
+
+    type WatchArticlesStream =
+        Pin<Box<dyn Stream<Item = Result<WatchArticlesResponse, Status>> + Send>>;
+
+    async fn watch_articles(
+        &self,
+        request: Request<WatchArticlesRequest>,
+    ) -> Result<Response<Self::WatchArticlesStream>, Status> {
+        let partner = self.partner(&request).await?;
+        let req = request.into_inner();
+        let sections = convert::watched_sections(&req.sections).map_err(PublishError::from)?;
+        let cursor = convert::position_from_cursor(&req.cursor).map_err(PublishError::from)?;
+        let updates = self.publisher.watch(&partner, sections, cursor).await?;
+        let stream = ReceiverStream::new(updates).map(|update| {
+            let update = update?;
+            Ok(WatchArticlesResponse {
+                events: update.events.iter().map(convert::event_to_proto).collect(),
+                cursor: convert::watch_cursor(update.cursor),
+            })
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn list_articles(
@@ -91,11 +178,8 @@ impl PublisherService for PublisherApi {
         request: Request<RetractArticleRequest>,
     ) -> Result<Response<Article>, Status> {
         let caller = caller(&request)?;
-        let req = request.get_ref();
-        let article = self
-            .publisher
-            .retract(&caller, &req.id, &req.reason)
-            .await?;
+        let request = convert::retract_request(request.into_inner()).map_err(PublishError::from)?;
+        let article = self.publisher.retract(&caller, request).await?;
         Ok(Response::new(convert::article_to_proto(&article)))
     }
 

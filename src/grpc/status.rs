@@ -27,12 +27,20 @@ impl From<PublishError> for Status {
             PublishError::PartnerRevoked(_) => (Code::FailedPrecondition, "PARTNER_REVOKED"),
             PublishError::Invalid(_) => (Code::InvalidArgument, "INVALID_FIELD"),
             PublishError::NotFound(_) => (Code::NotFound, "ARTICLE_NOT_FOUND"),
+            PublishError::VersionNotFound { .. } => (Code::NotFound, "VERSION_NOT_FOUND"),
             PublishError::AlreadyExists(_) => (Code::AlreadyExists, "ALREADY_EXISTS"),
+            PublishError::Aborted(_) => (Code::Aborted, "ETAG_MISMATCH"),
+            PublishError::ShuttingDown => (Code::Unavailable, "SHUTTING_DOWN"),
+            PublishError::TooManyArticles => (Code::ResourceExhausted, "TOO_MANY_ARTICLES"),
             PublishError::Storage(StoreError::Database(_) | StoreError::Closed) => {
                 (Code::Unavailable, "STORAGE_UNAVAILABLE")
             }
             PublishError::Storage(
-                StoreError::Corrupt(_) | StoreError::Migrate(_) | StoreError::Conflict(_),
+                StoreError::Corrupt(_)
+                | StoreError::Migrate(_)
+                | StoreError::Conflict(_)
+                | StoreError::EtagMismatch(_)
+                | StoreError::RequestIdReused(_),
             ) => (Code::Internal, "STORAGE_FAILED"),
             PublishError::Randomness(_) => (Code::Internal, "NO_RANDOMNESS"),
         };
@@ -40,6 +48,14 @@ impl From<PublishError> for Status {
             tracing::error!(%error, "request failed");
         }
         let mut details = ErrorDetails::new();
+        let reason = match &error {
+            PublishError::Invalid(violations)
+                if violations.iter().any(|v| v.field == "request_id") =>
+            {
+                "REQUEST_ID_REUSED"
+            }
+            _ => reason,
+        };
         details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
         if let PublishError::Invalid(violations) = &error {
             for v in violations.iter() {
@@ -73,4 +89,50 @@ pub fn rate_limited(partner: &PartnerName, retry_after: Duration) -> Status {
         ),
         details,
     )
+}
+
+/// The error as a `google.rpc.Status` message, for a result inside a response (a batch's
+/// per-article results): the same code, message and details as the call would return.
+pub fn rpc_status(error: PublishError) -> tonic_types::pb::Status {
+    let status = Status::from(error);
+    // `with_error_details` put the whole google.rpc.Status in the details.
+    prost::Message::decode(status.details()).unwrap_or_else(|_| tonic_types::pb::Status {
+        code: status.code() as i32,
+        message: status.message().to_owned(),
+        details: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Violations;
+    use tonic_types::pb::{BadRequest, ErrorInfo};
+
+    #[test]
+    fn an_error_inside_a_response_carries_the_details_of_the_call_error() {
+        let status = rpc_status(PublishError::Invalid(Violations::one(
+            "article.title",
+            "is required",
+        )));
+        assert_eq!(status.code, Code::InvalidArgument as i32);
+        assert!(status.message.contains("article.title"));
+        let info: ErrorInfo = status
+            .details
+            .iter()
+            .find(|d| d.type_url.ends_with("google.rpc.ErrorInfo"))
+            .map(|d| prost::Message::decode(&d.value[..]).unwrap())
+            .unwrap();
+        assert_eq!(
+            (info.reason.as_str(), info.domain.as_str()),
+            ("INVALID_FIELD", "feedpub")
+        );
+        let bad: BadRequest = status
+            .details
+            .iter()
+            .find(|d| d.type_url.ends_with("google.rpc.BadRequest"))
+            .map(|d| prost::Message::decode(&d.value[..]).unwrap())
+            .unwrap();
+        assert_eq!(bad.field_violations[0].field, "article.title");
+    }
 }

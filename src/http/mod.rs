@@ -4,6 +4,7 @@ mod feeds;
 mod index;
 
 use crate::config::Settings;
+use crate::health::Health;
 use crate::publication::Publication;
 use crate::websub::Hub;
 use axum::Router;
@@ -17,7 +18,12 @@ use std::sync::Arc;
 /// `/metrics` and `/feeds/{path}` (GET and HEAD; other methods 405).
 ///
 /// `POST /websub` is the WebSub hub's endpoint.
-pub fn router(publication: Publication, settings: &Settings, websub: &Hub) -> Router {
+pub fn router(
+    publication: Publication,
+    settings: &Settings,
+    websub: &Hub,
+    health: Health,
+) -> Router {
     let index_settings = Arc::new(settings.clone());
     let index_publication = publication.clone();
     let opml_settings = index_settings.clone();
@@ -45,7 +51,7 @@ pub fn router(publication: Publication, settings: &Settings, websub: &Hub) -> Ro
                 }
             }),
         )
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(move || healthz(health.clone())))
         .route("/metrics", get(metrics))
         .route("/feeds/{*path}", get(feeds::serve_feed))
         .route("/websub", websub.endpoint())
@@ -53,8 +59,25 @@ pub fn router(publication: Publication, settings: &Settings, websub: &Hub) -> Ro
         .fallback(not_found)
 }
 
-async fn healthz() -> impl IntoResponse {
-    ([(header::CACHE_CONTROL, "no-store")], "ok\n")
+/// `ok` while nothing fails; otherwise `degraded` and one line per failing component. The
+/// status stays 200 either way: the last good feeds are still served, so a load balancer
+/// must keep sending readers here (alert on `feedpub_fault` instead).
+async fn healthz(health: Health) -> impl IntoResponse {
+    let faults = health.faults();
+    let body = if faults.is_empty() {
+        "ok\n".to_owned()
+    } else {
+        let mut body = "degraded\n".to_owned();
+        for (component, message) in faults {
+            body.push_str(&format!(
+                "{}: {}\n",
+                component.label(),
+                message.replace('\n', " ")
+            ));
+        }
+        body
+    };
+    ([(header::CACHE_CONTROL, "no-store")], body)
 }
 
 /// Prometheus metrics in the text exposition format.

@@ -6,6 +6,30 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+/// Every temporary file ends so; its name also starts with a dot.
+const TEMP_SUFFIX: &str = ".tmp";
+
+/// Removes the temporary files a killed process left anywhere under `dir` (they are never
+/// served, but a full disk would keep them forever). Failures are logged and skipped.
+pub fn remove_temporary_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        match entry.file_type() {
+            Ok(kind) if kind.is_dir() => remove_temporary_files(&path),
+            Ok(kind) if kind.is_file() && name.starts_with('.') && name.ends_with(TEMP_SUFFIX) => {
+                if let Err(error) = std::fs::remove_file(&path) {
+                    tracing::warn!(file = %path.display(), %error, "cannot remove a temporary file");
+                }
+            }
+            _ => {}
+        }
+    }
+}
 
 /// Replaces each `dir/name` with its bytes: every temp file is written in `dir` and fsynced,
 /// then renamed over its target, then the folder is fsynced once for all the renames.
@@ -20,7 +44,7 @@ pub fn replace_all(dir: &Path, files: &[(String, &[u8])]) -> std::io::Result<()>
     let result = (|| {
         for (name, bytes) in files {
             let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-            let temp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
+            let temp = dir.join(format!(".{name}.{}.{n}{TEMP_SUFFIX}", std::process::id()));
             temps.push(temp.clone());
             let mut file = std::fs::File::create(&temp)?;
             file.write_all(bytes)?;
@@ -59,6 +83,47 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn temporary_files_left_by_a_killed_process_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("authors/liu-lei-6aca6b");
+        std::fs::create_dir_all(&nested).unwrap();
+        for file in [".rss.xml.41.7.tmp", "rss.xml", ".gitignore", "notes.tmp"] {
+            std::fs::write(dir.path().join(file), b"x").unwrap();
+        }
+        std::fs::write(nested.join(".atom.xml.gz.41.9.tmp"), b"torn").unwrap();
+        std::fs::write(nested.join("atom.xml.gz"), b"whole").unwrap();
+        remove_temporary_files(dir.path());
+        let mut left: Vec<String> = walk(dir.path());
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                ".gitignore",
+                "authors/liu-lei-6aca6b/atom.xml.gz",
+                "notes.tmp",
+                "rss.xml"
+            ]
+        );
+    }
+
+    fn walk(dir: &Path) -> Vec<String> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.file_type().unwrap().is_dir() {
+                found.extend(
+                    walk(&entry.path())
+                        .into_iter()
+                        .map(|f| format!("{name}/{f}")),
+                );
+            } else {
+                found.push(name);
+            }
+        }
+        found
     }
 
     #[test]

@@ -4,11 +4,11 @@
 
 use crate::config::Settings;
 use crate::domain::{FeedScope, SectionSlug, Tombstone};
+use crate::health::{Component, Health};
 use crate::render::{FeedMeta, Format};
 use crate::storage::{Store, StoreError};
 use arc_swap::ArcSwap;
-use axum::body::Bytes;
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +19,9 @@ use tokio::sync::{broadcast, mpsc, watch};
 mod archive;
 mod document;
 mod files;
+mod regeneration;
+
+use regeneration::Swap;
 
 pub use document::{
     BROTLI_SUFFIX, Encoded, FeedFile, GZIP_SUFFIX, Links, ResponseHeaders, http_date,
@@ -83,6 +86,10 @@ struct Inner {
     headlines: ArcSwap<HashMap<FeedScope, Arc<[Headline]>>>,
     /// Author and tag scopes whose feeds show at least one article.
     named: Mutex<BTreeSet<FeedScope>>,
+    /// Documents built at once: one per core.
+    parallel: usize,
+    /// Told when feeds cannot be regenerated, and when they can again.
+    health: Health,
 }
 
 /// Drives regeneration until shut down; returned by [`Publication::start`].
@@ -95,10 +102,11 @@ pub struct Scheduler {
 
 impl Publication {
     /// Builds every feed once (so serving starts complete) and returns the handle and the
-    /// scheduler that keeps them current.
+    /// scheduler that keeps them current, reporting regeneration faults to `health`.
     pub async fn start(
         store: Arc<dyn Store>,
         settings: Arc<Settings>,
+        health: Health,
     ) -> Result<(Self, Scheduler), PublicationError> {
         let (tx, rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
@@ -113,13 +121,14 @@ impl Publication {
             archives: archive::ArchiveCache::default(),
             headlines: ArcSwap::from_pointee(HashMap::new()),
             named: Mutex::new(BTreeSet::new()),
+            parallel: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            health,
         });
+        // A process killed while writing leaves its temporary files behind.
+        files::remove_temporary_files(&inner.settings.server.feeds_dir);
         inner.publish_stylesheet()?;
         let named_until = Utc::now();
-        for scope in inner.scopes() {
-            inner.regenerate(&scope).await?;
-        }
-        inner.build_named_feeds().await?;
+        inner.build_every_feed().await?;
         Ok((
             Self {
                 inner: inner.clone(),
@@ -208,6 +217,8 @@ impl Scheduler {
     /// tombstone's window ends.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         const MAX_SLEEP: Duration = Duration::from_secs(3600);
+        // Feeds whose last regeneration failed; the fault lasts until each has succeeded.
+        let mut failing = BTreeSet::new();
         loop {
             let now = Utc::now();
             let window = self.inner.settings.feeds.tombstone_window;
@@ -252,19 +263,29 @@ impl Scheduler {
                     tracing::warn!(error = %e, "cannot look up the author and tag feeds to refresh");
                 }
             }
-            // Author and tag feeds first: a change marks them before its section (see
-            // `Publisher`), so once a section feed shows it, every feed does.
-            let (named, sections): (Vec<_>, Vec<_>) = stale
-                .into_iter()
-                .partition(|s| matches!(s, FeedScope::Author(_) | FeedScope::Tag(_)));
-            for scope in named.into_iter().chain(sections) {
-                if let Err(e) = self.inner.regenerate(&scope).await {
-                    tracing::error!(feed = scope.path_segment(), error = %e, "feed regeneration failed; retrying");
-                    let inner = self.inner.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        inner.mark_stale(scope);
-                    });
+            // Author and tag feeds and `all` go in first, sections last: a change marks
+            // them before its section (see `Publisher`), so once a section feed shows it,
+            // every feed does. Marks arriving meanwhile wait for the next batch, which takes
+            // them all.
+            let batch: Vec<FeedScope> = stale.iter().cloned().collect();
+            let failed = self.inner.regenerate_batch(stale, Swap::AsReady).await;
+            let failed_scopes: BTreeSet<FeedScope> =
+                failed.iter().map(|(s, _)| s.clone()).collect();
+            for (scope, e) in failed {
+                tracing::error!(feed = scope.path_segment(), error = %e, "feed regeneration failed; retrying");
+                self.inner
+                    .health
+                    .fault(Component::Feeds, format!("{}: {e}", scope.path_segment()));
+                failing.insert(scope.clone());
+                let inner = self.inner.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    inner.mark_stale(scope);
+                });
+            }
+            for scope in batch.iter().filter(|s| !failed_scopes.contains(*s)) {
+                if failing.remove(scope) && failing.is_empty() {
+                    self.inner.health.recovered(Component::Feeds);
                 }
             }
             self.inner.marks_done.fetch_add(received, Ordering::SeqCst);
@@ -316,26 +337,22 @@ impl Inner {
         }
     }
 
-    /// Builds the feeds of every author and tag a stored article carries, a few at a time,
-    /// and removes the folders of names that no article carries any more.
-    async fn build_named_feeds(self: &Arc<Self>) -> Result<(), PublicationError> {
-        let scopes = self.store.named_scopes().await?;
-        self.remove_unnamed_folders(&scopes);
-        let parallel = std::thread::available_parallelism().map_or(4, |n| n.get());
-        let mut tasks = tokio::task::JoinSet::new();
-        for scope in scopes {
-            if tasks.len() >= parallel
-                && let Some(done) = tasks.join_next().await
-            {
-                done??;
-            }
-            let this = self.clone();
-            tasks.spawn(async move { this.regenerate(&scope).await });
+    /// Builds the feeds of every section, of `all`, and of every author and tag a stored
+    /// article carries, as many at once as there are cores, and swaps them all into the
+    /// snapshot at once; removes the folders of names that no article carries any more.
+    async fn build_every_feed(self: &Arc<Self>) -> Result<(), PublicationError> {
+        let named = self.store.named_scopes().await?;
+        self.remove_unnamed_folders(&named);
+        let scopes = self.scopes().into_iter().chain(named);
+        match self
+            .regenerate_batch(scopes, Swap::Once)
+            .await
+            .into_iter()
+            .next()
+        {
+            Some((_, error)) => Err(error),
+            None => Ok(()),
         }
-        while let Some(done) = tasks.join_next().await {
-            done??;
-        }
-        Ok(())
     }
 
     /// Removes `feeds/authors/{slug}` and `feeds/tags/{slug}` folders of names that none of
@@ -430,165 +447,5 @@ impl Inner {
             tombstones,
             archive: crate::render::ArchiveLinks::default(),
         }
-    }
-
-    /// Rebuilds the three documents of `scope`; writes and swaps in only those whose bytes
-    /// changed, and announces each change to subscribers.
-    async fn regenerate(self: &Arc<Self>, scope: &FeedScope) -> Result<(), PublicationError> {
-        let section = match scope {
-            FeedScope::All => None,
-            FeedScope::Section(slug) => match self.settings.section(slug) {
-                Some(section) => Some(section.slug.clone()),
-                None => return Ok(()),
-            },
-            FeedScope::Author(_) | FeedScope::Tag(_) => None,
-        };
-        let started = std::time::Instant::now();
-        let now = Utc::now();
-        let feeds = &self.settings.feeds;
-        let mut content = self
-            .store
-            .feed_content(scope, now, feeds.max_items, feeds.tombstone_window)
-            .await?;
-        let updated = content.last_change.unwrap_or(DateTime::UNIX_EPOCH);
-        let named = matches!(scope, FeedScope::Author(_) | FeedScope::Tag(_));
-        if named {
-            let mut shown = self.named.lock().expect("named scopes lock");
-            if content.articles.is_empty() {
-                shown.remove(scope);
-            } else {
-                shown.insert(scope.clone());
-            }
-        }
-        let offset = self.settings.site.utc_offset;
-        let headlines: Arc<[Headline]> = content
-            .articles
-            .iter()
-            .take(HEADLINES)
-            .map(|a| Headline {
-                title: a.content.title.clone(),
-                url: a.content.canonical_url.clone(),
-                published: a.content.publish_time.with_timezone(&offset),
-            })
-            .collect();
-        let mut meta = self.meta(scope, updated, std::mem::take(&mut content.tombstones));
-        meta.archive = self.current_archive_links(scope).await?;
-        self.forget_archives(scope);
-        let max_age = self.settings.feeds.max_age_of(section.as_ref());
-        let this = self.clone();
-        let segment = scope.path_segment().to_owned();
-        let links = {
-            let meta = meta.clone();
-            move |format: Format| Links {
-                self_url: meta.url(format).to_owned(),
-                hub_url: meta.hub_url.clone(),
-            }
-        };
-        let (files, changes) = tokio::task::spawn_blocking(move || {
-            let dir = this.settings.server.feeds_dir.join(&segment);
-            let current = this.snapshot.load();
-            let derived = updated.trunc_subsecs(0);
-            let mut swapped = Vec::new();
-            let mut changes = Vec::new();
-            let mut writes: Vec<(String, Bytes)> = Vec::new();
-            for format in Format::ALL {
-                let key = format!("{segment}/{}", format.file_name());
-                let bytes = format.render(&meta, &content.articles);
-                let previous = current.get(&key);
-                if let Some(previous) = previous.filter(|p| p.bytes == bytes[..]) {
-                    // Same bytes: nothing to write, but a later change time (say, of an
-                    // article that went straight out of view) still moves Last-Modified on.
-                    if previous.last_modified < derived || previous.max_age != max_age {
-                        let last_modified = previous.last_modified.max(derived);
-                        let file = previous.redated(last_modified, max_age, &links(format));
-                        swapped.push((key, Arc::new(file)));
-                    }
-                    continue;
-                }
-                // After a restart the files on disk are the previous version.
-                let on_disk = match previous {
-                    Some(_) => None,
-                    None => std::fs::read(dir.join(format.file_name())).ok(),
-                };
-                let unchanged_on_disk = on_disk.as_ref().is_some_and(|old| *old == bytes);
-                // Last-Modified comes from the stored change times, so a restart or another
-                // replica gives the same value. Only when the bytes changed without a newer
-                // stored change (a new configuration, say) is "now" used instead, so that new
-                // bytes never look older than the ones they replace. Two changes within one
-                // second share a Last-Modified; their ETags still differ.
-                let replaced = previous.is_some() || (on_disk.is_some() && !unchanged_on_disk);
-                let stale_date = previous.is_none_or(|p| p.last_modified > derived);
-                let last_modified = if replaced && stale_date {
-                    derived.max(now.trunc_subsecs(0))
-                } else {
-                    derived
-                };
-                let file = Arc::new(FeedFile::new(
-                    bytes,
-                    format.content_type(),
-                    last_modified,
-                    max_age,
-                    &links(format),
-                ));
-                for (suffix, bytes) in file.files() {
-                    let name = format!("{}{suffix}", format.file_name());
-                    let same = unchanged_on_disk
-                        && std::fs::read(dir.join(&name)).is_ok_and(|old| old == bytes[..]);
-                    if !same {
-                        writes.push((name, bytes.clone()));
-                    }
-                }
-                if previous.is_some() || !unchanged_on_disk {
-                    changes.push(FeedChange {
-                        path: key.clone(),
-                        file: file.clone(),
-                    });
-                }
-                swapped.push((key, file));
-            }
-            let writes: Vec<(String, &[u8])> =
-                writes.iter().map(|(n, b)| (n.clone(), &b[..])).collect();
-            files::replace_all(&dir, &writes).map_err(|error| PublicationError::Write {
-                path: dir.clone(),
-                error,
-            })?;
-            Ok::<_, PublicationError>((swapped, changes))
-        })
-        .await??;
-        if !files.is_empty() {
-            self.snapshot.rcu(|current| {
-                let mut next = Snapshot::clone(current);
-                next.extend(files.iter().cloned());
-                next
-            });
-        }
-        // Only the index shows headlines, and it lists no author or tag feeds.
-        if !named {
-            self.headlines.rcu(|current| {
-                let mut next = HashMap::clone(current);
-                next.insert(scope.clone(), headlines.clone());
-                next
-            });
-        }
-        for change in changes {
-            // Nobody listening is fine: subscribers come and go.
-            let _ = self.changes.send(change);
-        }
-        let feed = scope.metric_label().to_owned();
-        metrics::counter!("feedpub_feed_regenerations_total", "feed" => feed.clone()).increment(1);
-        metrics::histogram!("feedpub_feed_regeneration_seconds", "feed" => feed)
-            .record(started.elapsed().as_secs_f64());
-        *self
-            .regenerations
-            .lock()
-            .expect("counter lock")
-            .entry(scope.clone())
-            .or_default() += 1;
-        tracing::debug!(
-            feed = scope.path_segment(),
-            swapped = files.len(),
-            "feeds regenerated"
-        );
-        Ok(())
     }
 }

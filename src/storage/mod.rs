@@ -2,15 +2,19 @@
 
 mod sqlite;
 mod sqlite_audit;
+#[cfg(test)]
+mod sqlite_feed_tests;
+mod sqlite_history;
 mod sqlite_partners;
 mod sqlite_websub;
+mod sqlite_writes;
 
 pub use sqlite::SqliteStore;
 
 use crate::domain::{
-    Actor, Article, ArticleContent, ArticleId, AuditEntry, AuditFilter, FeedScope, Partner,
-    PartnerId, PartnerName, PartnerRecord, Revision, Rights, RightsChange, SectionSlug, TokenHash,
-    Tombstone,
+    Actor, Article, ArticleContent, ArticleEvent, ArticleId, AuditEntry, AuditFilter, FeedScope,
+    Partner, PartnerId, PartnerName, PartnerRecord, RequestKey, Revision, Rights, RightsChange,
+    SectionSlug, TokenHash, Tombstone, VersionSummary,
 };
 use crate::websub::{Callback, Subscription, Topic};
 use chrono::{DateTime, TimeDelta, Utc};
@@ -34,6 +38,21 @@ pub enum StoreError {
     /// The store is shutting down and takes no more writes.
     #[error("the store is shutting down")]
     Closed,
+    /// A precondition failed: the article's etag is not the expected one (or there is no
+    /// such article). Nothing was written.
+    #[error("{0}")]
+    EtagMismatch(String),
+    /// A request id came back with a different request. Nothing was written.
+    #[error("request id {0:?} was already used for a different request")]
+    RequestIdReused(String),
+}
+
+impl StoreError {
+    /// True when the store refused one write for what it asked (a failed precondition, a
+    /// reused request id), as opposed to failing.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Self::EtagMismatch(_) | Self::RequestIdReused(_))
+    }
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -73,6 +92,42 @@ pub struct ArchivePage {
     pub last_change: Option<DateTime<Utc>>,
 }
 
+/// One article to create or replace, with what makes the write safe to retry and to race.
+#[derive(Debug, Clone)]
+pub struct ArticleWrite {
+    pub id: ArticleId,
+    pub content: ArticleContent,
+    /// Becomes the GUID only if the article is new.
+    pub new_guid: String,
+    /// Write only if the article exists and this is its `resource_etag`.
+    pub expected_etag: Option<String>,
+    /// A retry with this key gets the first result and writes nothing.
+    pub request: Option<RequestKey>,
+}
+
+/// A retraction to record, with what makes it safe to retry and to race.
+#[derive(Debug, Clone)]
+pub struct Retraction {
+    pub id: ArticleId,
+    /// Kept with the article, never published.
+    pub reason: String,
+    /// Retract only if this is the article's `resource_etag`.
+    pub expected_etag: Option<String>,
+    /// A retry with this key gets the first result and writes nothing.
+    pub request: Option<RequestKey>,
+}
+
+/// Which events of the log a follower sees.
+#[derive(Debug, Clone)]
+pub struct EventFilter {
+    /// Only events of these sections; `None` for every section.
+    pub sections: Option<Vec<SectionSlug>>,
+    /// The follower: it sees its own articles' events even under embargo.
+    pub reader: PartnerId,
+    /// Whether it sees other partners' events while their embargo runs.
+    pub embargoed: bool,
+}
+
 /// A new partner to record.
 #[derive(Debug, Clone)]
 pub struct NewPartner {
@@ -102,26 +157,25 @@ pub trait Store: Send + Sync + 'static {
     async fn partner_by_name(&self, name: &PartnerName) -> Result<Option<Partner>, StoreError>;
 
     /// Creates or replaces a partner's article, atomically with respect to other writes,
-    /// and records it for `actor` in the audit log. `new_guid` becomes the GUID only if the
-    /// article is new.
+    /// recording a new version and an event when the content changes, and records it for
+    /// `actor` in the audit log. A request id seen before returns the result it got then (as
+    /// `Revision::Unchanged`).
     async fn publish(
         &self,
         partner: PartnerId,
-        id: ArticleId,
-        content: ArticleContent,
-        new_guid: String,
+        write: ArticleWrite,
         now: DateTime<Utc>,
         actor: &Actor,
     ) -> Result<Revision, StoreError>;
 
     /// Retracts a partner's article, recording it for `actor` in the audit log; `None` when
     /// there is no such article. The flag says whether the article was published until now
-    /// (false when it was already retracted).
+    /// (false when it was already retracted, or when a request id seen before returns the
+    /// result it got then).
     async fn retract(
         &self,
         partner: PartnerId,
-        id: ArticleId,
-        reason: String,
+        retraction: Retraction,
         now: DateTime<Utc>,
         actor: &Actor,
     ) -> Result<Option<(Article, bool)>, StoreError>;
@@ -256,4 +310,56 @@ pub trait Store: Send + Sync + 'static {
 
     /// Audit log entries, newest first.
     async fn audit_entries(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Publishes many articles of one partner as `publish` does each, in order, in one
+    /// transaction, each recorded for `actor` in the audit log; one result per write. The outer error means none was stored.
+    async fn publish_batch(
+        &self,
+        partner: PartnerId,
+        writes: Vec<ArticleWrite>,
+        now: DateTime<Utc>,
+        actor: &Actor,
+    ) -> Result<Vec<Result<Revision, StoreError>>, StoreError>;
+
+    /// One of a partner's articles with the content of `version` (current or past); its
+    /// state and retraction are those of now. `None` when there is no such version.
+    async fn article_version(
+        &self,
+        partner: PartnerId,
+        id: &ArticleId,
+        version: u32,
+    ) -> Result<Option<Article>, StoreError>;
+
+    /// The versions of a partner's article below `before` (all when `None`), newest first;
+    /// empty when there is no such article.
+    async fn article_versions(
+        &self,
+        partner: PartnerId,
+        id: &ArticleId,
+        before: Option<u32>,
+        limit: usize,
+    ) -> Result<Vec<VersionSummary>, StoreError>;
+
+    /// At most `limit` events with `after < seq <= until` that `filter` lets through, in
+    /// order.
+    async fn events(
+        &self,
+        after: u64,
+        until: u64,
+        filter: &EventFilter,
+        limit: usize,
+    ) -> Result<Vec<ArticleEvent>, StoreError>;
+
+    /// The sequence number of the newest committed event (0 for none), updated after every
+    /// commit that logs events.
+    fn event_head(&self) -> tokio::sync::watch::Receiver<u64>;
+
+    /// Logs the end of every embargo that ended at or before `now`; returns how many.
+    async fn lift_embargoes(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// When the next running embargo ends.
+    async fn next_embargo_lift(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Forgets the request ids recorded before `before`; returns how many.
+    async fn forget_requests(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 }

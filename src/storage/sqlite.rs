@@ -3,11 +3,15 @@
 use super::sqlite_audit as audit;
 use super::sqlite_partners as partners;
 use super::sqlite_websub as websub;
-use super::{ArchivePage, FeedContent, ListCursor, NewPartner, Store, StoreError};
+use super::{
+    ArchivePage, ArticleWrite, EventFilter, FeedContent, ListCursor, NewPartner, Retraction, Store,
+    StoreError,
+};
+use super::{sqlite_history as history, sqlite_writes as writes};
 use crate::domain::{
-    Actor, Article, ArticleContent, ArticleId, ArticleState, AuditEntry, AuditFilter,
+    Actor, Article, ArticleContent, ArticleEvent, ArticleId, ArticleState, AuditEntry, AuditFilter,
     AuditOperation, FeedScope, Media, Outcome, Partner, PartnerId, PartnerName, PartnerRecord,
-    Revision, RightsChange, SectionSlug, TokenHash, Tombstone,
+    Revision, RightsChange, SectionSlug, TokenHash, Tombstone, VersionSummary,
 };
 use crate::websub::{Callback, Subscription, Topic};
 use chrono::{DateTime, TimeDelta, Utc};
@@ -18,7 +22,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Row};
 use std::path::Path;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// File name of the database inside the data directory.
 pub const DATABASE_FILE: &str = "feedpub.sqlite3";
@@ -30,6 +34,8 @@ const MAX_BATCH: usize = 512;
 pub struct SqliteStore {
     read: SqlitePool,
     writer: mpsc::Sender<Job>,
+    /// The newest committed event, as the writer announces it.
+    event_head: watch::Receiver<u64>,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -37,20 +43,25 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 enum Job {
     Publish {
         partner: PartnerId,
-        id: ArticleId,
-        content: Box<ArticleContent>,
-        guid: String,
+        writes: Vec<ArticleWrite>,
         now: DateTime<Utc>,
         actor: Actor,
-        reply: Reply<Revision>,
+        reply: Reply<Vec<Result<Revision, StoreError>>>,
     },
     Retract {
         partner: PartnerId,
-        id: ArticleId,
-        reason: String,
+        retraction: Box<Retraction>,
         now: DateTime<Utc>,
         actor: Actor,
         reply: Reply<Option<(Article, bool)>>,
+    },
+    LiftEmbargoes {
+        now: DateTime<Utc>,
+        reply: Reply<u64>,
+    },
+    ForgetRequests {
+        before: DateTime<Utc>,
+        reply: Reply<u64>,
     },
     AddPartner {
         partner: NewPartner,
@@ -99,17 +110,30 @@ enum Job {
     },
 }
 
+impl Job {
+    /// True when the job may add to the event log.
+    fn logs_events(&self) -> bool {
+        matches!(
+            self,
+            Self::Publish { .. } | Self::Retract { .. } | Self::LiftEmbargoes { .. }
+        )
+    }
+}
+
 /// Sends the outcome of one job once its batch's commit is known.
 type Delivery = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
-/// Pairs a job's result with its caller; the flag says whether the job failed.
-fn deliver<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> (Delivery, bool) {
-    let failed = result.is_err();
+/// Pairs a job's result with its caller; also returns the job's error, if it failed.
+fn deliver<T: Send + 'static>(
+    reply: Reply<T>,
+    result: Result<T, StoreError>,
+) -> (Delivery, Option<StoreError>) {
+    let failure = result.as_ref().err().cloned();
     let delivery: Delivery = Box::new(move |commit| {
         // The caller may have gone away (cancelled RPC); the write stands regardless.
         let _ = reply.send(commit.and(result));
     });
-    (delivery, failed)
+    (delivery, failure)
 }
 
 impl SqliteStore {
@@ -133,9 +157,29 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options.read_only(true))
             .await?;
+        let (head_tx, event_head) = watch::channel(history::event_head(&mut writer).await?);
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(run_writer(writer, rx));
-        Ok(Self { read, writer: tx })
+        tokio::spawn(run_writer(writer, rx, head_tx));
+        Ok(Self {
+            read,
+            writer: tx,
+            event_head,
+        })
+    }
+
+    /// The steps of SQLite's plan for `sql`, its first `numbers` parameters bound to 0 and
+    /// the next to `value`.
+    #[cfg(test)]
+    pub(super) async fn query_plan(&self, sql: &str, numbers: usize, value: &str) -> Vec<String> {
+        let explain = format!("EXPLAIN QUERY PLAN {sql}");
+        let mut query = sqlx::query(&explain);
+        for _ in 0..numbers {
+            query = query.bind(0_i64);
+        }
+        let rows = query.bind(value).fetch_all(&self.read).await.unwrap();
+        rows.iter()
+            .map(|row| row.get::<String, _>("detail"))
+            .collect()
     }
 
     async fn submit<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, StoreError> {
@@ -148,14 +192,18 @@ impl SqliteStore {
     }
 }
 
-async fn run_writer(mut conn: SqliteConnection, mut jobs: mpsc::Receiver<Job>) {
+async fn run_writer(
+    mut conn: SqliteConnection,
+    mut jobs: mpsc::Receiver<Job>,
+    event_head: watch::Sender<u64>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let close = batch
             .iter()
             .position(|job| matches!(job, Job::Close { .. }))
             .map(|at| batch.split_off(at));
-        commit_batch(&mut conn, std::mem::take(&mut batch)).await;
+        commit_batch(&mut conn, std::mem::take(&mut batch), &event_head).await;
         if let Some(rest) = close {
             let _ = conn.close().await;
             for job in rest {
@@ -173,11 +221,17 @@ async fn run_writer(mut conn: SqliteConnection, mut jobs: mpsc::Receiver<Job>) {
 }
 
 /// Runs every job of the batch in one transaction, each in its own savepoint so one failure
-/// does not undo the others, then commits once and answers every caller.
-async fn commit_batch(conn: &mut SqliteConnection, batch: Vec<Job>) {
+/// does not undo the others, then commits once, announces the newest event, and answers
+/// every caller.
+async fn commit_batch(
+    conn: &mut SqliteConnection,
+    batch: Vec<Job>,
+    event_head: &watch::Sender<u64>,
+) {
     if batch.is_empty() {
         return;
     }
+    let logs_events = batch.iter().any(Job::logs_events);
     let mut deliveries: Vec<Delivery> = Vec::with_capacity(batch.len());
     if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
         let error = StoreError::from(e);
@@ -186,50 +240,38 @@ async fn commit_batch(conn: &mut SqliteConnection, batch: Vec<Job>) {
         }
         return;
     }
-    for job in batch {
+    let mut jobs = batch.into_iter();
+    while let Some(job) = jobs.next() {
         if let Err(e) = sqlx::query("SAVEPOINT job").execute(&mut *conn).await {
             fail(job, e.into());
             continue;
         }
-        let (delivery, failed) = match job {
+        let (delivery, failure) = match job {
             Job::Publish {
                 partner,
-                id,
-                content,
-                guid,
+                writes,
                 now,
                 actor,
                 reply,
             } => {
-                let article_id = id.to_string();
-                let result = apply_publish(conn, partner, id, *content, guid, now).await;
-                let result = audit::record(conn, result, |revision| {
-                    let outcome = match revision {
-                        Revision::Unchanged(_) => Outcome::Unchanged,
-                        Revision::Created(_) | Revision::Updated { .. } => Outcome::Ok,
-                    };
-                    AuditEntry::new(
-                        &actor,
-                        AuditOperation::Publish,
-                        Some(&article_id),
-                        outcome,
-                        now,
-                    )
-                    .with_detail(format!("section {}", revision.article().content.section))
-                })
-                .await;
+                let ids: Vec<String> = writes.iter().map(|w| w.id.to_string()).collect();
+                let result = match writes::apply_publishes(conn, partner, writes, now).await {
+                    Ok(results) => audit_publishes(conn, &actor, &ids, &results, now)
+                        .await
+                        .map(|()| results),
+                    Err(e) => Err(e),
+                };
                 deliver(reply, result)
             }
             Job::Retract {
                 partner,
-                id,
-                reason,
+                retraction,
                 now,
                 actor,
                 reply,
             } => {
-                let article_id = id.to_string();
-                let result = apply_retract(conn, partner, id, reason, now).await;
+                let article_id = retraction.id.to_string();
+                let result = writes::apply_retract(conn, partner, *retraction, now).await;
                 let result = audit::record(conn, result, |retracted| {
                     let outcome = match retracted {
                         None => Outcome::NotFound,
@@ -251,6 +293,12 @@ async fn commit_batch(conn: &mut SqliteConnection, batch: Vec<Job>) {
                 })
                 .await;
                 deliver(reply, result)
+            }
+            Job::LiftEmbargoes { now, reply } => {
+                deliver(reply, writes::apply_lifts(conn, now).await)
+            }
+            Job::ForgetRequests { before, reply } => {
+                deliver(reply, writes::forget_requests(conn, before).await)
             }
             Job::AddPartner {
                 partner,
@@ -299,12 +347,27 @@ async fn commit_batch(conn: &mut SqliteConnection, batch: Vec<Job>) {
                 continue;
             }
         };
+        deliveries.push(delivery);
         // A failed job is rolled back to its savepoint; its caller gets its own error.
-        if failed {
-            let _ = sqlx::query("ROLLBACK TO job").execute(&mut *conn).await;
+        if let Some(error) = failure
+            && sqlx::query("ROLLBACK TO job")
+                .execute(&mut *conn)
+                .await
+                .is_err()
+        {
+            // No savepoint left: SQLite rolled the whole transaction back by itself (it
+            // does on a full disk or an I/O error), so nothing of the batch is stored and
+            // every caller gets this error. Later jobs must not run outside a transaction.
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            for delivery in deliveries {
+                delivery(Err(error.clone()));
+            }
+            for job in jobs {
+                fail(job, error.clone());
+            }
+            return;
         }
         let _ = sqlx::query("RELEASE job").execute(&mut *conn).await;
-        deliveries.push(delivery);
     }
     let commit = sqlx::query("COMMIT")
         .execute(&mut *conn)
@@ -313,6 +376,17 @@ async fn commit_batch(conn: &mut SqliteConnection, batch: Vec<Job>) {
         .map_err(StoreError::from);
     if commit.is_err() {
         let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+    } else if logs_events {
+        match history::event_head(&mut *conn).await {
+            Ok(head) => {
+                event_head.send_if_modified(|current| {
+                    let newer = head > *current;
+                    *current = head.max(*current);
+                    newer
+                });
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read the newest event"),
+        }
     }
     for delivery in deliveries {
         delivery(commit.clone());
@@ -323,6 +397,8 @@ fn fail(job: Job, error: StoreError) {
     match job {
         Job::Publish { reply, .. } => drop(reply.send(Err(error))),
         Job::Retract { reply, .. } => drop(reply.send(Err(error))),
+        Job::LiftEmbargoes { reply, .. } => drop(reply.send(Err(error))),
+        Job::ForgetRequests { reply, .. } => drop(reply.send(Err(error))),
         Job::AddPartner { reply, .. } => drop(reply.send(Err(error))),
         Job::RevokePartner { reply, .. } => drop(reply.send(Err(error))),
         Job::RotateToken { reply, .. } => drop(reply.send(Err(error))),
@@ -335,43 +411,41 @@ fn fail(job: Job, error: StoreError) {
     }
 }
 
-async fn apply_publish(
+/// Records each stored publish of a job for `actor`, in the job's savepoint; refused writes
+/// (a failed precondition, a reused request id) changed nothing and are not recorded here.
+async fn audit_publishes(
     conn: &mut SqliteConnection,
-    partner: PartnerId,
-    id: ArticleId,
-    content: ArticleContent,
-    guid: String,
+    actor: &Actor,
+    ids: &[String],
+    results: &[Result<Revision, StoreError>],
     now: DateTime<Utc>,
-) -> Result<Revision, StoreError> {
-    let existing = select_article(&mut *conn, partner, &id).await?;
-    let revision = Article::revise(existing, partner, id, content, now, |_| guid);
-    if let Revision::Created(article) | Revision::Updated { article, .. } = &revision {
-        write_article(conn, article).await?;
+) -> Result<(), StoreError> {
+    for (id, result) in ids.iter().zip(results) {
+        let Ok(revision) = result else { continue };
+        let outcome = match revision {
+            Revision::Unchanged(_) => Outcome::Unchanged,
+            Revision::Created(_) | Revision::Updated { .. } => Outcome::Ok,
+        };
+        let entry = AuditEntry::new(actor, AuditOperation::Publish, Some(id), outcome, now)
+            .with_detail(format!("section {}", revision.article().content.section));
+        audit::insert(conn, &entry).await?;
     }
-    Ok(revision)
+    Ok(())
 }
 
-async fn apply_retract(
-    conn: &mut SqliteConnection,
-    partner: PartnerId,
-    id: ArticleId,
-    reason: String,
-    now: DateTime<Utc>,
-) -> Result<Option<(Article, bool)>, StoreError> {
-    let Some(mut article) = select_article(&mut *conn, partner, &id).await? else {
-        return Ok(None);
-    };
-    let changed = article.retract(reason, now);
-    if changed {
-        write_article(conn, &article).await?;
-    }
-    Ok(Some((article, changed)))
-}
-
-const ARTICLE_COLUMNS: &str = "partner_id, article_id, guid, section, state, title, subtitle, kicker, \
+pub(super) const ARTICLE_COLUMNS: &str = "partner_id, article_id, guid, section, state, title, subtitle, kicker, \
      authors, summary, content_html, content_text, tags, canonical_url, publish_time, update_time, \
      updated, expire_time, create_time, change_time, retract_time, retract_reason, etag, \
-     embargo_time, media, language";
+     embargo_time, media, language, version";
+
+/// `ARTICLE_COLUMNS` as columns of the `articles` table, for queries that join others.
+fn qualified_columns() -> String {
+    let columns: Vec<String> = ARTICLE_COLUMNS
+        .split(',')
+        .map(|c| format!("articles.{}", c.trim()))
+        .collect();
+    columns.join(", ")
+}
 
 /// A retracted article that was in its feeds when it was retracted: published, its embargo
 /// over and not expired. Only those leave a tombstone; any other would tell readers about
@@ -380,7 +454,7 @@ const SHOWN_WHEN_RETRACTED: &str = "state = 2 AND publish_time <= retract_time \
      AND (embargo_time IS NULL OR embargo_time <= retract_time) \
      AND (expire_time IS NULL OR expire_time > retract_time)";
 
-async fn select_article(
+pub(super) async fn select_article(
     conn: &mut SqliteConnection,
     partner: PartnerId,
     id: &ArticleId,
@@ -393,71 +467,6 @@ async fn select_article(
     .fetch_optional(conn)
     .await?;
     row.as_ref().map(article_from_row).transpose()
-}
-
-async fn write_article(conn: &mut SqliteConnection, a: &Article) -> Result<(), StoreError> {
-    let c = &a.content;
-    sqlx::query(&format!(
-        "INSERT OR REPLACE INTO articles ({ARTICLE_COLUMNS})
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    ))
-    .bind(a.partner.0)
-    .bind(a.id.as_str())
-    .bind(&a.guid)
-    .bind(c.section.as_str())
-    .bind(state_code(a.state))
-    .bind(&c.title)
-    .bind(&c.subtitle)
-    .bind(&c.kicker)
-    .bind(serde_json::to_string(&c.authors).expect("strings always serialise"))
-    .bind(&c.summary)
-    .bind(&c.content_html)
-    .bind(c.content_text.as_deref())
-    .bind(serde_json::to_string(&c.tags).expect("strings always serialise"))
-    .bind(c.canonical_url.as_deref())
-    .bind(nanos(c.publish_time))
-    .bind(c.update_time.map(nanos))
-    .bind(nanos(a.updated))
-    .bind(c.expire_time.map(nanos))
-    .bind(nanos(a.create_time))
-    .bind(nanos(a.change_time))
-    .bind(a.retract_time.map(nanos))
-    .bind(&a.retract_reason)
-    .bind(&a.etag)
-    .bind(c.embargo_time.map(nanos))
-    .bind(serde_json::to_string(&c.media).expect("media always serialise"))
-    .bind(c.language.as_deref())
-    .execute(&mut *conn)
-    .await?;
-    write_names(conn, a, "article_authors", &c.authors).await?;
-    write_names(conn, a, "article_tags", &c.tags).await
-}
-
-/// Replaces the rows of `table` (`article_authors` or `article_tags`) that name the article.
-async fn write_names(
-    conn: &mut SqliteConnection,
-    a: &Article,
-    table: &str,
-    names: &[String],
-) -> Result<(), StoreError> {
-    sqlx::query(&format!(
-        "DELETE FROM {table} WHERE partner_id = ? AND article_id = ?"
-    ))
-    .bind(a.partner.0)
-    .bind(a.id.as_str())
-    .execute(&mut *conn)
-    .await?;
-    for name in names {
-        sqlx::query(&format!(
-            "INSERT OR IGNORE INTO {table} (name, partner_id, article_id) VALUES (?, ?, ?)"
-        ))
-        .bind(name)
-        .bind(a.partner.0)
-        .bind(a.id.as_str())
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
 }
 
 /// Which articles make up a scope's archive.
@@ -499,6 +508,81 @@ impl<'a> ArchiveFilter<'a> {
     }
 }
 
+/// The three queries that read a feed. Each binds `?1` to now and, after its other
+/// parameters, the section, author or tag, when the scope has one.
+pub(super) struct FeedSql {
+    /// Visible articles in feed order: `?2` the limit, `?3` the scope's value.
+    pub(super) articles: String,
+    /// Recent tombstones: `?2` the limit, `?3` the window, `?4` the scope's value.
+    pub(super) tombstones: String,
+    /// When what the feed shows last changed: `?2` the window, `?3` the scope's value.
+    pub(super) last_change: String,
+}
+
+impl FeedSql {
+    /// Sections and `all` select from `articles`; author and tag feeds from the name's rows,
+    /// which carry the article's state, feed times and GUID and have the indexes a section
+    /// has, so they read whole articles only for the rows they show.
+    pub(super) fn of(scope: &FeedScope) -> Self {
+        let (source, filter) = match scope {
+            FeedScope::All => ("articles", ""),
+            FeedScope::Section(_) => ("articles", "section = ?{n} AND"),
+            FeedScope::Author(_) | FeedScope::Tag(_) => (names_table(scope), "name = ?{n} AND"),
+        };
+        let filter = |n: u8| filter.replace("{n}", &n.to_string());
+        // An author or tag feed walks the name's index in feed order, and joins the article
+        // rows of just those it shows.
+        let (columns, from, shown) = match scope {
+            FeedScope::Author(_) | FeedScope::Tag(_) => (
+                qualified_columns(),
+                format!("{source} AS shown CROSS JOIN articles USING (partner_id, article_id)"),
+                "shown.",
+            ),
+            FeedScope::All | FeedScope::Section(_) => {
+                (ARTICLE_COLUMNS.to_owned(), source.to_owned(), "")
+            }
+        };
+        let filter3 = filter(3);
+        let articles = format!(
+            "SELECT {columns} FROM {from}
+             WHERE {shown}{filter3} {shown}state = 1 AND {shown}publish_time <= ?1
+               AND ({shown}expire_time IS NULL OR {shown}expire_time > ?1)
+               AND ({shown}embargo_time IS NULL OR {shown}embargo_time <= ?1)
+             ORDER BY {shown}publish_time DESC, {shown}guid LIMIT ?2"
+        );
+        // Tombstones of retractions less than a window ago, newest first: they depend on
+        // `now` only through the window, whose end is a transition of its own.
+        let filter4 = filter(4);
+        let tombstones = format!(
+            "SELECT guid, retract_time FROM {source}
+             WHERE {filter4} {SHOWN_WHEN_RETRACTED}
+               AND retract_time <= ?1 AND retract_time > ?1 - ?3
+             ORDER BY retract_time DESC, guid LIMIT ?2"
+        );
+        // Everything that changes what the feed shows: writes, articles whose publish time
+        // has come, whose embargo has ended or whose expire time has passed, and tombstones
+        // whose window has ended.
+        let last_change = format!(
+            "SELECT MAX(
+                 (SELECT MAX(change_time) FROM {source} WHERE {filter3} 1),
+                 COALESCE((SELECT MAX(publish_time) FROM {source}
+                           WHERE {filter3} state = 1 AND publish_time <= ?1), 0),
+                 COALESCE((SELECT MAX(expire_time) FROM {source}
+                           WHERE {filter3} expire_time <= ?1), 0),
+                 COALESCE((SELECT MAX(embargo_time) FROM {source}
+                           WHERE {filter3} state = 1 AND embargo_time <= ?1), 0),
+                 COALESCE((SELECT MAX(retract_time) FROM {source}
+                           WHERE {filter3} {SHOWN_WHEN_RETRACTED}
+                             AND retract_time <= ?1 - ?2) + ?2, 0))"
+        );
+        Self {
+            articles,
+            tombstones,
+            last_change,
+        }
+    }
+}
+
 /// Makes the author or tag scope of a name.
 type NamedScopeOf = fn(&str) -> FeedScope;
 
@@ -516,7 +600,7 @@ fn names_table(scope: &FeedScope) -> &'static str {
     }
 }
 
-fn state_code(state: ArticleState) -> i64 {
+pub(super) fn state_code(state: ArticleState) -> i64 {
     match state {
         ArticleState::Published => 1,
         ArticleState::Retracted => 2,
@@ -532,7 +616,7 @@ pub(super) fn from_nanos(n: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_nanos(n)
 }
 
-fn article_from_row(row: &SqliteRow) -> Result<Article, StoreError> {
+pub(super) fn article_from_row(row: &SqliteRow) -> Result<Article, StoreError> {
     let corrupt = |what: &str, e: String| StoreError::Corrupt(format!("{what}: {e}"));
     let json_list = |col: &str| -> Result<Vec<String>, StoreError> {
         let raw: String = row.try_get(col)?;
@@ -542,11 +626,9 @@ fn article_from_row(row: &SqliteRow) -> Result<Article, StoreError> {
         .map_err(|e| corrupt("media", e.to_string()))?;
     let id: String = row.try_get("article_id")?;
     let section: String = row.try_get("section")?;
-    let state = match row.try_get::<i64, _>("state")? {
-        1 => ArticleState::Published,
-        2 => ArticleState::Retracted,
-        other => return Err(corrupt("state", other.to_string())),
-    };
+    let state = state_from_code(row.try_get("state")?)?;
+    let version = u32::try_from(row.try_get::<i64, _>("version")?)
+        .map_err(|e| corrupt("version", e.to_string()))?;
     Ok(Article {
         partner: PartnerId(row.try_get("partner_id")?),
         id: ArticleId::parse(&id).map_err(|e| corrupt("article_id", e))?,
@@ -584,7 +666,16 @@ fn article_from_row(row: &SqliteRow) -> Result<Article, StoreError> {
             .map(from_nanos),
         retract_reason: row.try_get("retract_reason")?,
         etag: row.try_get("etag")?,
+        version,
     })
+}
+
+pub(super) fn state_from_code(code: i64) -> Result<ArticleState, StoreError> {
+    match code {
+        1 => Ok(ArticleState::Published),
+        2 => Ok(ArticleState::Retracted),
+        other => Err(StoreError::Corrupt(format!("state: {other}"))),
+    }
 }
 
 #[async_trait::async_trait]
@@ -614,36 +705,26 @@ impl Store for SqliteStore {
     async fn publish(
         &self,
         partner: PartnerId,
-        id: ArticleId,
-        content: ArticleContent,
-        new_guid: String,
+        write: ArticleWrite,
         now: DateTime<Utc>,
         actor: &Actor,
     ) -> Result<Revision, StoreError> {
-        self.submit(|reply| Job::Publish {
-            partner,
-            id,
-            content: Box::new(content),
-            guid: new_guid,
-            now,
-            actor: actor.clone(),
-            reply,
-        })
-        .await
+        let mut results = self.publish_batch(partner, vec![write], now, actor).await?;
+        results
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Corrupt("a publish gave no result".into())))
     }
 
     async fn retract(
         &self,
         partner: PartnerId,
-        id: ArticleId,
-        reason: String,
+        retraction: Retraction,
         now: DateTime<Utc>,
         actor: &Actor,
     ) -> Result<Option<(Article, bool)>, StoreError> {
         self.submit(|reply| Job::Retract {
             partner,
-            id,
-            reason,
+            retraction: Box::new(retraction),
             now,
             actor: actor.clone(),
             reply,
@@ -694,38 +775,17 @@ impl Store for SqliteStore {
         limit: usize,
         tombstone_window: TimeDelta,
     ) -> Result<FeedContent, StoreError> {
-        // The section, author or tag, when there is one, is bound last: `?{n}` is its
-        // position. Author and tag feeds read only the articles that carry the name: the
-        // CROSS JOIN makes SQLite start from the name's rows, never from a scan of every
-        // visible article.
+        let window = tombstone_window.num_nanoseconds().unwrap_or(i64::MAX);
         let section = match scope {
             FeedScope::All => None,
             FeedScope::Section(slug) => Some(slug.as_str()),
             FeedScope::Author(named) | FeedScope::Tag(named) => Some(named.name()),
         };
-        let filter = |n: u8| match scope {
-            FeedScope::All => String::new(),
-            FeedScope::Section(_) => format!("section = ?{n} AND"),
-            FeedScope::Author(_) | FeedScope::Tag(_) => String::new(),
-        };
-        let source = |n: u8| match scope {
-            FeedScope::Author(_) | FeedScope::Tag(_) => format!(
-                "(SELECT articles.* FROM {} AS named CROSS JOIN articles
-                      USING (partner_id, article_id) WHERE named.name = ?{n}) AS articles",
-                names_table(scope)
-            ),
-            FeedScope::All | FeedScope::Section(_) => "articles".to_owned(),
-        };
-        let (from3, from4) = (source(3), source(4));
-        let window = tombstone_window.num_nanoseconds().unwrap_or(i64::MAX);
-        let filter3 = filter(3);
-        let articles_sql = format!(
-            "SELECT {ARTICLE_COLUMNS} FROM {from3}
-             WHERE {filter3} state = 1 AND publish_time <= ?1
-               AND (expire_time IS NULL OR expire_time > ?1)
-               AND (embargo_time IS NULL OR embargo_time <= ?1)
-             ORDER BY publish_time DESC, guid LIMIT ?2"
-        );
+        let FeedSql {
+            articles: articles_sql,
+            tombstones: tombstones_sql,
+            last_change: change_sql,
+        } = FeedSql::of(scope);
         let mut query = sqlx::query(&articles_sql)
             .bind(nanos(now))
             .bind(limit as i64);
@@ -737,15 +797,6 @@ impl Store for SqliteStore {
             .iter()
             .map(article_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        // Tombstones of retractions less than a window ago, newest first: they depend on
-        // `now` only through the window, whose end is a transition of its own.
-        let filter4 = filter(4);
-        let tombstones_sql = format!(
-            "SELECT guid, retract_time FROM {from4}
-             WHERE {filter4} {SHOWN_WHEN_RETRACTED}
-               AND retract_time <= ?1 AND retract_time > ?1 - ?3
-             ORDER BY retract_time DESC, guid LIMIT ?2"
-        );
         let mut query = sqlx::query(&tombstones_sql)
             .bind(nanos(now))
             .bind(limit as i64)
@@ -764,23 +815,6 @@ impl Store for SqliteStore {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        // Everything that changes what the feed shows: writes, articles whose publish time
-        // has come, whose embargo has ended or whose expire time has passed, and tombstones
-        // whose window has ended.
-        let filter = filter(3);
-        let change_sql = format!(
-            "SELECT MAX(
-                 (SELECT MAX(change_time) FROM {from3} WHERE {filter} 1),
-                 COALESCE((SELECT MAX(publish_time) FROM {from3}
-                           WHERE {filter} state = 1 AND publish_time <= ?1), 0),
-                 COALESCE((SELECT MAX(expire_time) FROM {from3}
-                           WHERE {filter} expire_time <= ?1), 0),
-                 COALESCE((SELECT MAX(embargo_time) FROM {from3}
-                           WHERE {filter} state = 1 AND embargo_time <= ?1), 0),
-                 COALESCE((SELECT MAX(retract_time) FROM {from3}
-                           WHERE {filter} {SHOWN_WHEN_RETRACTED}
-                             AND retract_time <= ?1 - ?2) + ?2, 0))"
-        );
         let mut query = sqlx::query_scalar(&change_sql)
             .bind(nanos(now))
             .bind(window);
@@ -870,14 +904,10 @@ impl Store for SqliteStore {
             });
         }
         let (source, value) = ArchiveFilter::of(scope).query_source();
-        let columns: Vec<String> = ARTICLE_COLUMNS
-            .split(',')
-            .map(|c| format!("articles.{}", c.trim()))
-            .collect();
         let sql = format!(
             "SELECT {} FROM {source}
              ORDER BY articles.create_time, articles.guid LIMIT ?1 OFFSET ?2",
-            columns.join(", ")
+            qualified_columns()
         );
         let mut query = sqlx::query(&sql)
             .bind(size as i64)
@@ -906,26 +936,22 @@ impl Store for SqliteStore {
     }
 
     async fn archive_pages(&self, scope: &FeedScope, size: usize) -> Result<usize, StoreError> {
-        let count: i64 = match ArchiveFilter::of(scope) {
-            ArchiveFilter::All => {
-                sqlx::query_scalar("SELECT COUNT(*) FROM articles")
-                    .fetch_one(&self.read)
-                    .await?
-            }
-            ArchiveFilter::Section(section) => {
-                sqlx::query_scalar("SELECT COUNT(*) FROM articles WHERE section = ?")
-                    .bind(section)
-                    .fetch_one(&self.read)
-                    .await?
-            }
-            ArchiveFilter::Named { table, name } => {
-                sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table} WHERE name = ?"))
-                    .bind(name)
-                    .fetch_one(&self.read)
-                    .await?
-            }
+        // Kept by triggers (migration 0007): no count of the scope's whole history.
+        let (kind, name) = match scope {
+            FeedScope::All => ("all", ""),
+            FeedScope::Section(slug) => ("section", slug.as_str()),
+            FeedScope::Author(named) => ("author", named.name()),
+            FeedScope::Tag(named) => ("tag", named.name()),
         };
-        Ok(usize::try_from(count).unwrap_or(0).div_ceil(size.max(1)))
+        let count: Option<i64> =
+            sqlx::query_scalar("SELECT articles FROM feed_sizes WHERE kind = ? AND name = ?")
+                .bind(kind)
+                .bind(name)
+                .fetch_optional(&self.read)
+                .await?;
+        Ok(usize::try_from(count.unwrap_or(0))
+            .unwrap_or(0)
+            .div_ceil(size.max(1)))
     }
 
     async fn named_scopes(&self) -> Result<Vec<FeedScope>, StoreError> {
@@ -1053,5 +1079,71 @@ impl Store for SqliteStore {
 
     async fn audit_entries(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
         audit::entries(&self.read, filter).await
+    }
+
+    async fn publish_batch(
+        &self,
+        partner: PartnerId,
+        writes: Vec<ArticleWrite>,
+        now: DateTime<Utc>,
+        actor: &Actor,
+    ) -> Result<Vec<Result<Revision, StoreError>>, StoreError> {
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.submit(|reply| Job::Publish {
+            partner,
+            writes,
+            actor: actor.clone(),
+            now,
+            reply,
+        })
+        .await
+    }
+
+    async fn article_version(
+        &self,
+        partner: PartnerId,
+        id: &ArticleId,
+        version: u32,
+    ) -> Result<Option<Article>, StoreError> {
+        history::article_at(&self.read, partner, id, version).await
+    }
+
+    async fn article_versions(
+        &self,
+        partner: PartnerId,
+        id: &ArticleId,
+        before: Option<u32>,
+        limit: usize,
+    ) -> Result<Vec<VersionSummary>, StoreError> {
+        history::versions(&self.read, partner, id, before, limit).await
+    }
+
+    async fn events(
+        &self,
+        after: u64,
+        until: u64,
+        filter: &EventFilter,
+        limit: usize,
+    ) -> Result<Vec<ArticleEvent>, StoreError> {
+        history::events(&self.read, after, until, filter, limit).await
+    }
+
+    fn event_head(&self) -> watch::Receiver<u64> {
+        self.event_head.clone()
+    }
+
+    async fn lift_embargoes(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.submit(|reply| Job::LiftEmbargoes { now, reply }).await
+    }
+
+    async fn next_embargo_lift(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        history::next_lift(&self.read).await
+    }
+
+    async fn forget_requests(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.submit(|reply| Job::ForgetRequests { before, reply })
+            .await
     }
 }

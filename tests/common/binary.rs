@@ -1,36 +1,38 @@
 //! Driving the built `feedpub` binary: run a command in a folder of its own, with none of
-//! its variables inherited, and read what it printed.
+//! its variables inherited, and read what it printed; or run `feedpub serve` as a child
+//! process on free ports, its log collected line by line, killed with SIGKILL when a test
+//! wants a crash (and always when dropped).
 
-use std::io::Read;
-use std::path::Path;
+use feedpub::grpc::proto::publisher_service_client::PublisherServiceClient;
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use tonic::transport::Channel;
 
 /// How long anything the binary does may take before a test gives up.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
-/// Variables that would change what the binary does if inherited from the environment.
-const INHERITED_VARS: [&str; 9] = [
-    "FEEDPUB_CONFIG",
-    "FEEDPUB_DATA_DIR",
-    "FEEDPUB_FEEDS_DIR",
-    "FEEDPUB_GRPC_ADDR",
-    "FEEDPUB_HTTP_ADDR",
-    "FEEDPUB_DEMO",
-    "RUST_LOG",
-    // A backtrace under an error message would hide what the message itself says.
-    "RUST_BACKTRACE",
-    "RUST_LIB_BACKTRACE",
-];
+/// Whether an inherited variable would change what the binary does: its own `FEEDPUB_*`
+/// settings, the log filter, and backtraces (one under an error message would hide what the
+/// message itself says).
+fn changes_the_binary(name: &str) -> bool {
+    name.starts_with("FEEDPUB_") || name.starts_with("RUST_LOG") || name.ends_with("BACKTRACE")
+}
 
 /// `feedpub` run in `cwd` (so `./feedpub.toml`, `./data` and `./feeds` are looked for there),
 /// with none of its variables inherited.
 pub fn feedpub(cwd: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_feedpub"));
     cmd.current_dir(cwd).stdin(Stdio::null());
-    for var in INHERITED_VARS {
-        cmd.env_remove(var);
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy().into_owned();
+        if changes_the_binary(&name) {
+            cmd.env_remove(name);
+        }
     }
     cmd
 }
@@ -138,4 +140,160 @@ pub fn error_of(output: &Output) -> String {
         text(&output.stderr)
     );
     text(&output.stderr)
+}
+
+/// A `feedpub serve` process.
+pub struct ServeProcess {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+    /// Where the data and feeds folders are.
+    pub data_dir: PathBuf,
+    pub feeds_dir: PathBuf,
+}
+
+/// How to start one.
+pub struct ServeOptions<'a> {
+    pub data_dir: &'a Path,
+    pub feeds_dir: &'a Path,
+    /// `RUST_LOG`; `None` keeps the binary's default.
+    pub log_filter: Option<&'a str>,
+}
+
+impl ServeProcess {
+    /// Starts `feedpub serve` with the embedded sample configuration (the working folder is
+    /// the data folder's parent, which holds no `feedpub.toml`), no `FEEDPUB_*` or
+    /// `RUST_LOG` variable inherited, and both listeners on port 0. Returns at once: see
+    /// [`ServeProcess::wait_ready`].
+    pub fn start(options: ServeOptions<'_>) -> Self {
+        let cwd = options
+            .data_dir
+            .parent()
+            .expect("the data folder has a parent");
+        let mut cmd = feedpub(cwd);
+        cmd.args(["serve", "--data-dir"])
+            .arg(options.data_dir)
+            .arg("--feeds-dir")
+            .arg(options.feeds_dir)
+            .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(filter) = options.log_filter {
+            cmd.env("RUST_LOG", filter);
+        }
+        let mut child = cmd.spawn().expect("feedpub serve starts");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let lines = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                lines.lock().unwrap().push(line);
+            }
+        });
+        Self {
+            child,
+            log,
+            data_dir: options.data_dir.to_path_buf(),
+            feeds_dir: options.feeds_dir.to_path_buf(),
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits until both listeners are up (their addresses logged) and returns them as
+    /// `(grpc, http)`; fails with the log when the process exits first or time runs out.
+    pub fn wait_ready(&mut self) -> Running {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let grpc = self.find_in_log(|l| address_after(l, "gRPC API listening on "));
+            let http = self.find_in_log(|l| address_after(l, "HTTP feeds listening on http://"));
+            if let (Some(grpc), Some(http)) = (grpc, http) {
+                return Running { grpc, http };
+            }
+            if let Some(status) = self.child.try_wait().expect("the child can be polled") {
+                panic!(
+                    "feedpub exited with {status} before listening:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "feedpub did not listen within {DEADLINE:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The first value `find` extracts from a line logged so far.
+    pub fn find_in_log<T>(&self, find: impl FnMut(&str) -> Option<T>) -> Option<T> {
+        let mut find = find;
+        self.log.lock().unwrap().iter().find_map(|l| find(l))
+    }
+
+    /// Everything logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .try_wait()
+            .expect("the child can be polled")
+            .is_none()
+    }
+
+    /// SIGKILL, then reaps the process: nothing of it runs afterwards.
+    pub fn kill(&mut self) -> ExitStatus {
+        let _ = self.child.kill();
+        self.child.wait().expect("the killed child is reaped")
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// The addresses of a server that is listening.
+#[derive(Debug, Clone, Copy)]
+pub struct Running {
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+}
+
+impl Running {
+    /// A gRPC channel to the API.
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.grpc))
+            .expect("a valid URI")
+            .connect()
+            .await
+            .expect("the gRPC API accepts connections")
+    }
+
+    /// A PublisherService client.
+    pub async fn client(&self) -> PublisherServiceClient<Channel> {
+        PublisherServiceClient::new(self.channel().await)
+    }
+
+    /// The URL of `path` on the HTTP server.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+}
+
+/// The address logged after `marker`, up to the next `/` or the end of the line.
+fn address_after(line: &str, marker: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find(marker)? + marker.len()..];
+    let end = rest.find(['/', ' ']).unwrap_or(rest.len());
+    rest[..end].trim().parse().ok()
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod feeds_dir;
 
 use feedpub::app::Application;
 use feedpub::config::{EMBEDDED_CONFIG, Overrides, Settings};
@@ -13,6 +14,7 @@ use feedpub::publication::Publication;
 use feedpub::publishing;
 use feedpub::storage::{SqliteStore, Store};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -73,29 +75,7 @@ impl TestServer {
         let dir = tempfile::tempdir().unwrap();
         let mut settings = settings(&dir);
         configure(&mut settings);
-        let store = SqliteStore::open(&settings.server.data_dir).await.unwrap();
-        let every_section = Rights {
-            sections: SectionGrant::All,
-            embargoed: true,
-        };
-        let newsroom = publishing::add_partner(&store, &settings, "newsroom", every_section)
-            .await
-            .unwrap()
-            .1;
-        let county = publishing::add_partner(
-            &store,
-            &settings,
-            "county",
-            SectionGrant::Only(vec![SectionSlug::parse("rural").unwrap()]),
-        )
-        .await
-        .unwrap()
-        .1;
-        store.close().await;
-        let tokens = Tokens {
-            newsroom: newsroom.expose().to_owned(),
-            county: county.expose().to_owned(),
-        };
+        let tokens = add_partners(&settings.server.data_dir).await;
         Self::start_in(dir, tokens, settings).await
     }
 
@@ -219,6 +199,7 @@ impl TestServer {
         for article in feedpub::demo::sample_edition() {
             let request = proto::PublishArticleRequest {
                 article: Some(article),
+                ..Default::default()
             };
             let response = client
                 .publish_article(authed(&self.tokens.newsroom, request))
@@ -246,6 +227,60 @@ impl Drop for TestServer {
             let _ = stop.send(());
         }
     }
+}
+
+/// Creates the partners `newsroom` (all sections) and `county` (rural only) in the store of
+/// `data_dir` (created if needed) and returns their tokens.
+pub async fn add_partners(data_dir: &Path) -> Tokens {
+    let settings = Settings::parse("embedded sample", EMBEDDED_CONFIG, Overrides::default())
+        .expect("the sample configuration loads");
+    let store = SqliteStore::open(data_dir).await.unwrap();
+    let add = async |name: &str, rights: Rights| {
+        let (_, token) = publishing::add_partner(&store, &settings, name, rights)
+            .await
+            .unwrap();
+        token.expose().to_owned()
+    };
+    let newsroom = Rights {
+        sections: SectionGrant::All,
+        embargoed: true,
+    };
+    let newsroom = add("newsroom", newsroom).await;
+    let county = Rights {
+        sections: SectionGrant::Only(vec![SectionSlug::parse("rural").unwrap()]),
+        embargoed: false,
+    };
+    let county = add("county", county).await;
+    store.close().await;
+    Tokens { newsroom, county }
+}
+
+/// `PRAGMA integrity_check` (and the foreign keys) on the database file opened read-only.
+pub async fn integrity_problems(data_dir: &Path) -> Vec<String> {
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(data_dir.join("feedpub.sqlite3"))
+        .read_only(true);
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&options)
+        .await
+        .expect("the database opens read-only");
+    let mut problems: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_all(&mut conn)
+        .await
+        .expect("integrity_check runs");
+    if problems == ["ok"] {
+        problems.clear();
+    }
+    let orphans: Vec<String> = sqlx::query_scalar("SELECT \"table\" FROM pragma_foreign_key_check")
+        .fetch_all(&mut conn)
+        .await
+        .expect("foreign_key_check runs");
+    problems.extend(
+        orphans
+            .into_iter()
+            .map(|t| format!("foreign key broken in {t}")),
+    );
+    let _ = sqlx::Connection::close(conn).await;
+    problems
 }
 
 /// A request carrying `authorization: Bearer <token>`.
@@ -280,4 +315,27 @@ pub fn all_feed_paths() -> Vec<String> {
 /// A protobuf timestamp for whole seconds.
 pub fn ts(seconds: i64) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds, nanos: 0 }
+}
+
+/// A short politics brief with this id and title, published 2023-06-07 07:00 +08:00.
+pub fn brief(id: &str, title: &str) -> proto::Article {
+    proto::Article {
+        id: id.into(),
+        section: "politics".into(),
+        title: title.into(),
+        authors: vec!["陈淑兰".into()],
+        content_text: "本报讯（记者 陈淑兰）6月6日，研讨会召开。".into(),
+        publish_time: Some(ts(1_686_092_400)),
+        ..Default::default()
+    }
+}
+
+/// The `google.rpc.ErrorInfo` reason of an error, after checking its domain.
+pub fn error_reason(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    let info = status
+        .get_details_error_info()
+        .unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"));
+    assert_eq!(info.domain, "feedpub", "{status:?}");
+    info.reason
 }

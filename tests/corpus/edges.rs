@@ -28,6 +28,7 @@ async fn named_entities_in_plain_text_fields_are_decoded_once() {
             &server.tokens.newsroom,
             PublishArticleRequest {
                 article: Some(article),
+                ..Default::default()
             },
         ))
         .await
@@ -69,6 +70,7 @@ async fn publish_html(html: &str) -> (proto::PublishArticleResponse, Vec<(String
             &server.tokens.newsroom,
             PublishArticleRequest {
                 article: Some(article),
+                ..Default::default()
             },
         ))
         .await
@@ -202,6 +204,7 @@ async fn a_lone_surrogate_sent_as_raw_bytes_is_refused_and_reaches_no_feed() {
             &server.tokens.newsroom,
             GetArticleRequest {
                 id: "surrogate".into(),
+                ..Default::default()
             },
         ))
         .await

@@ -350,6 +350,7 @@ impl Server {
                 }),
                 ..Default::default()
             }),
+            ..Default::default()
         });
         request.metadata_mut().insert(
             "authorization",

@@ -285,6 +285,7 @@ impl Fixture {
                 .clone()
                 .publish_article(PublishArticleRequest {
                     article: Some(article),
+                    ..Default::default()
                 })
                 .await
                 .context("PublishArticle of the data set failed")?;

@@ -162,6 +162,7 @@ async fn measure(
             let answer = client
                 .publish_article(PublishArticleRequest {
                     article: Some(article),
+                    ..Default::default()
                 })
                 .await;
             (key, sent, Instant::now(), answer.map(|_| ()))
@@ -220,6 +221,7 @@ async fn measure(
             .clone()
             .publish_article(PublishArticleRequest {
                 article: Some(article),
+                ..Default::default()
             })
             .await
             .with_context(|| format!("PublishArticle {key} failed"))?;

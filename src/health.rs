@@ -1,0 +1,122 @@
+//! Faults the service survives but operators must see (a full disk, say): each is logged
+//! when it starts and ends, exported as `feedpub_fault{component}` and shown by `/healthz`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// A part of the service that can fail while the rest keeps serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Component {
+    /// Durable writes: publishing and retracting fail, nothing is acknowledged.
+    Storage,
+    /// Feed regeneration: the last good feeds stay served while new ones cannot be written.
+    Feeds,
+}
+
+impl Component {
+    /// Every component, in the order `/healthz` lists them.
+    pub const ALL: [Component; 2] = [Component::Storage, Component::Feeds];
+
+    /// The name used in logs, metrics and `/healthz`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Storage => "storage",
+            Self::Feeds => "feeds",
+        }
+    }
+}
+
+/// The faults present now. Cheap to clone; clones share the same state.
+#[derive(Debug, Clone)]
+pub struct Health {
+    faults: Arc<Mutex<BTreeMap<Component, String>>>,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Health {
+    /// No fault; the gauge of every component is exported as 0 from the start.
+    pub fn new() -> Self {
+        for component in Component::ALL {
+            metrics::gauge!("feedpub_fault", "component" => component.label()).set(0.0);
+        }
+        Self {
+            faults: Arc::default(),
+        }
+    }
+
+    /// Records that `component` is failing, with what the last failure said.
+    pub fn fault(&self, component: Component, message: impl std::fmt::Display) {
+        let message = message.to_string();
+        let started = self.lock().insert(component, message.clone()).is_none();
+        if started {
+            metrics::gauge!("feedpub_fault", "component" => component.label()).set(1.0);
+            tracing::error!(
+                component = component.label(),
+                error = %message,
+                "fault: {} failing; the last good feeds stay served",
+                component.label()
+            );
+        }
+    }
+
+    /// Records that `component` works again.
+    pub fn recovered(&self, component: Component) {
+        if self.lock().remove(&component).is_some() {
+            metrics::gauge!("feedpub_fault", "component" => component.label()).set(0.0);
+            tracing::info!(
+                component = component.label(),
+                "recovered: {} works again",
+                component.label()
+            );
+        }
+    }
+
+    /// The failing components and what their last failure said.
+    pub fn faults(&self) -> Vec<(Component, String)> {
+        self.lock()
+            .iter()
+            .map(|(component, message)| (*component, message.clone()))
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Component, String>> {
+        // A panic while holding the lock cannot leave the map half-updated.
+        self.faults.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fault_lasts_until_its_component_recovers() {
+        let health = Health::new();
+        assert!(health.faults().is_empty());
+        health.fault(
+            Component::Feeds,
+            "cannot write all/rss.xml: No space left on device",
+        );
+        health.fault(
+            Component::Feeds,
+            "cannot write politics/rss.xml: No space left",
+        );
+        health.fault(Component::Storage, "database or disk is full");
+        let faults = health.faults();
+        assert_eq!(faults.len(), 2);
+        assert_eq!(faults[0].0, Component::Storage);
+        assert!(
+            faults[1].1.contains("politics"),
+            "the latest message is kept"
+        );
+        health.recovered(Component::Storage);
+        assert_eq!(health.clone().faults().len(), 1, "clones share the state");
+        health.recovered(Component::Feeds);
+        assert!(health.faults().is_empty());
+    }
+}

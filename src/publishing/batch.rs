@@ -1,0 +1,192 @@
+//! Batch publishing (PublishArticles): a partner's articles are validated as they arrive,
+//! stored a chunk at a time (one writer job, so one transaction, per chunk, the next chunk
+//! validated while the last is stored), each with a result of its own; the feeds they touch
+//! are marked stale once, when the batch ends.
+
+use super::{PublishError, PublishRequest, Published, Publisher, count_outcome};
+use crate::domain::{Actor, Caller, FeedScope, Revision, SectionSlug};
+use crate::storage::ArticleWrite;
+use chrono::Utc;
+use std::collections::BTreeSet;
+use tokio::task::JoinHandle;
+
+/// Most articles one batch takes: the answer carries a result for each.
+pub const MAX_BATCH_ARTICLES: usize = 10_000;
+/// Articles stored together, in one writer job.
+const CHUNK: usize = 1_000;
+
+/// A validated article waiting to be stored: its position, the write, its warnings.
+type Pending = (usize, ArticleWrite, Vec<String>);
+/// What became of each article of a stored chunk.
+type Stored = Vec<(usize, Result<Revision, PublishError>, Vec<String>)>;
+
+/// One partner's batch of publishes. Feed marks are sent when it is dropped, also when the
+/// caller went away half-way: whatever was stored reaches the feeds.
+pub struct Batch {
+    publisher: Publisher,
+    caller: Caller,
+    pushed: usize,
+    pending: Vec<Pending>,
+    /// The chunk being stored.
+    storing: Option<JoinHandle<Stored>>,
+    results: Vec<(usize, Result<Published, PublishError>)>,
+    sections: BTreeSet<SectionSlug>,
+    names: BTreeSet<FeedScope>,
+}
+
+impl Publisher {
+    /// Starts a batch of publishes for `caller`.
+    pub fn batch(&self, caller: &Caller) -> Batch {
+        Batch {
+            publisher: self.clone(),
+            caller: caller.clone(),
+            pushed: 0,
+            pending: Vec::new(),
+            storing: None,
+            results: Vec::new(),
+            sections: BTreeSet::new(),
+            names: BTreeSet::new(),
+        }
+    }
+}
+
+impl Batch {
+    /// Takes the next article (or the reason it could not be read); its result comes
+    /// from [`Batch::finish`], at the position it was pushed.
+    pub async fn push(&mut self, request: Result<PublishRequest, PublishError>) {
+        let index = self.pushed;
+        self.pushed += 1;
+        let prepared = match request {
+            _ if index >= MAX_BATCH_ARTICLES => Err(PublishError::TooManyArticles),
+            Ok(request) => self.publisher.prepare(&self.caller, request).await,
+            Err(e) => Err(e),
+        };
+        match prepared {
+            Ok((write, warnings)) => {
+                self.pending.push((index, write, warnings));
+                if self.pending.len() >= CHUNK {
+                    self.store_pending().await;
+                }
+            }
+            Err(e) => {
+                let result = Err(e);
+                count_outcome(&result);
+                self.results.push((index, result));
+            }
+        }
+    }
+
+    /// Stores what is left and returns one result per article pushed, in order.
+    pub async fn finish(mut self) -> Vec<(usize, Result<Published, PublishError>)> {
+        self.store_pending().await;
+        self.collect().await;
+        let mut results = std::mem::take(&mut self.results);
+        results.sort_by_key(|(index, _)| *index);
+        results
+    }
+
+    /// Hands the pending articles to the store, once the chunk before them is stored.
+    async fn store_pending(&mut self) {
+        self.collect().await;
+        if self.pending.is_empty() {
+            return;
+        }
+        let chunk = std::mem::take(&mut self.pending);
+        let store = self.publisher.store.clone();
+        let partner = self.caller.partner.id;
+        let actor = Actor::from(&self.caller);
+        self.storing = Some(tokio::spawn(async move {
+            let (meta, writes): (Vec<_>, Vec<_>) = chunk
+                .into_iter()
+                .map(|(index, write, warnings)| ((index, warnings), write))
+                .unzip();
+            let count = writes.len();
+            match store
+                .publish_batch(partner, writes, Utc::now(), &actor)
+                .await
+            {
+                Ok(results) if results.len() == count => meta
+                    .into_iter()
+                    .zip(results)
+                    .map(|((index, warnings), r)| (index, r.map_err(PublishError::from), warnings))
+                    .collect(),
+                Ok(_) => failed(
+                    meta,
+                    crate::storage::StoreError::Corrupt(
+                        "the store answered a batch with the wrong number of results".into(),
+                    ),
+                ),
+                Err(e) => failed(meta, e),
+            }
+        }));
+    }
+
+    /// Waits for the chunk being stored and records its results and the feeds it touched.
+    async fn collect(&mut self) {
+        let Some(storing) = self.storing.take() else {
+            return;
+        };
+        let stored = match storing.await {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::error!(error = %e, "a batch chunk failed to store");
+                return;
+            }
+        };
+        for (index, result, warnings) in stored {
+            let result = result.map(|revision| {
+                let touched = revision.touched_sections();
+                let changed = !touched.is_empty();
+                self.sections.extend(touched);
+                self.names.extend(revision.touched_names());
+                self.publisher.notice_embargo(&revision);
+                Published {
+                    article: revision.article().clone(),
+                    warnings,
+                    changed,
+                }
+            });
+            self.publisher.note_write(&result);
+            count_outcome(&result);
+            self.results.push((index, result));
+        }
+    }
+}
+
+/// The same storage failure for every article of a chunk.
+fn failed(meta: Vec<(usize, Vec<String>)>, error: crate::storage::StoreError) -> Stored {
+    meta.into_iter()
+        .map(|(index, warnings)| (index, Err(error.clone().into()), warnings))
+        .collect()
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        let publisher = self.publisher.clone();
+        let mut sections = std::mem::take(&mut self.sections);
+        let mut names = std::mem::take(&mut self.names);
+        let mark = |publisher: &Publisher, sections: BTreeSet<SectionSlug>, names| {
+            // Author and tag feeds first, so that they are current once the section's is.
+            publisher.publication.touch_scopes(names);
+            publisher
+                .publication
+                .touch(&sections.into_iter().collect::<Vec<_>>());
+        };
+        match self.storing.take() {
+            None => mark(&publisher, sections, names),
+            // The caller went away while a chunk was being stored: mark its feeds too.
+            Some(storing) => {
+                tokio::spawn(async move {
+                    if let Ok(stored) = storing.await {
+                        for revision in stored.iter().filter_map(|(_, r, _)| r.as_ref().ok()) {
+                            sections.extend(revision.touched_sections());
+                            names.extend(revision.touched_names());
+                            publisher.notice_embargo(revision);
+                        }
+                    }
+                    mark(&publisher, sections, names);
+                });
+            }
+        }
+    }
+}

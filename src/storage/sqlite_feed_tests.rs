@@ -1,0 +1,325 @@
+//! Author and tag feeds as the SQLite backend reads them: the newest rows through the name's
+//! index, in exactly the order and with exactly the visibility rules of a section feed.
+
+use super::sqlite::{FeedSql, SqliteStore};
+use super::{ArticleWrite, NewPartner, Retraction, Store};
+use crate::domain::{
+    Actor, Article, ArticleDraft, ArticleId, FeedScope, HtmlPolicy, Partner, PartnerName, Rights,
+    SectionGrant, SectionSlug, TokenHash,
+};
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+
+const AUTHOR: &str = "刘磊";
+const TAG: &str = "乡村振兴";
+
+fn at(minute: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2023, 6, 7, 0, 0, 0).unwrap() + TimeDelta::minutes(minute)
+}
+
+fn actor(partner: &Partner) -> Actor {
+    Actor {
+        partner: partner.name.clone(),
+        peer: None,
+    }
+}
+
+async fn store_with_partner(dir: &std::path::Path) -> (SqliteStore, Partner) {
+    let store = SqliteStore::open(dir).await.unwrap();
+    let partner = store
+        .add_partner(
+            NewPartner {
+                name: PartnerName::parse("newsroom").unwrap(),
+                rights: Rights {
+                    sections: SectionGrant::All,
+                    embargoed: true,
+                },
+                token_hash: TokenHash("hash".into()),
+                token_prefix: "fp_".into(),
+            },
+            at(0),
+        )
+        .await
+        .unwrap();
+    (store, partner)
+}
+
+/// Publishes article `id` carrying the author and the tag; `change` tweaks the draft.
+async fn publish(
+    store: &SqliteStore,
+    partner: &Partner,
+    id: &str,
+    publish_minute: i64,
+    change: impl FnOnce(&mut ArticleDraft),
+) {
+    let mut draft = ArticleDraft {
+        id: id.into(),
+        section: "rural".into(),
+        title: format!("右玉县 {id}"),
+        authors: vec![AUTHOR.into(), "张智宙".into()],
+        tags: vec![TAG.into()],
+        content_text: "农旅融合助力乡村振兴".repeat(100),
+        publish_time: Some(at(publish_minute)),
+        ..Default::default()
+    };
+    change(&mut draft);
+    let valid = draft.validate("", &HtmlPolicy::default()).unwrap();
+    store
+        .publish(
+            partner.id,
+            ArticleWrite {
+                id: valid.id,
+                content: valid.content,
+                new_guid: format!("tag:example.com,2023-06-07:newsroom/{id}"),
+                expected_etag: None,
+                request: None,
+            },
+            at(1000),
+            &actor(&partner),
+        )
+        .await
+        .unwrap();
+}
+
+/// What a feed of these articles must show at `now`: visible ones, newest publish time
+/// first, then by GUID, at most `limit`.
+fn expected(mut articles: Vec<Article>, now: DateTime<Utc>, limit: usize) -> Vec<String> {
+    articles.retain(|a| a.is_visible(now));
+    articles.sort_by(|a, b| {
+        b.content
+            .publish_time
+            .cmp(&a.content.publish_time)
+            .then_with(|| a.guid.cmp(&b.guid))
+    });
+    articles.into_iter().take(limit).map(|a| a.guid).collect()
+}
+
+#[tokio::test]
+async fn author_and_tag_feeds_show_the_visible_newest_in_feed_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, partner) = store_with_partner(dir.path()).await;
+    // Three articles per minute, so ties of publish_time are broken by GUID; one retracted,
+    // one under embargo, one expired, one not published yet, one corrected out of the feeds.
+    for n in 0..30 {
+        publish(&store, &partner, &format!("a-{n:02}"), n / 3, |_| {}).await;
+    }
+    publish(&store, &partner, "embargoed", 40, |d| {
+        d.embargo_time = Some(at(5000));
+    })
+    .await;
+    publish(&store, &partner, "expired", 41, |d| {
+        d.expire_time = Some(at(500));
+    })
+    .await;
+    publish(&store, &partner, "scheduled", 3000, |_| {}).await;
+    publish(&store, &partner, "moved", 42, |_| {}).await;
+    publish(&store, &partner, "moved", 42, |d| {
+        d.authors = vec!["武跃林".into()];
+        d.tags = Vec::new();
+    })
+    .await;
+    let retracted = ArticleId::parse("a-29").unwrap();
+    store
+        .retract(
+            partner.id,
+            Retraction {
+                id: retracted,
+                reason: "错误".into(),
+                expected_etag: None,
+                request: None,
+            },
+            at(1001),
+            &actor(&partner),
+        )
+        .await
+        .unwrap();
+    let now = at(1002);
+    let mut all = Vec::new();
+    for id in ["embargoed", "expired", "scheduled", "moved"]
+        .map(String::from)
+        .into_iter()
+        .chain((0..30).map(|n| format!("a-{n:02}")))
+    {
+        let id = ArticleId::parse(&id).unwrap();
+        all.push(store.article(partner.id, &id).await.unwrap().unwrap());
+    }
+    let carrying: Vec<Article> = all
+        .into_iter()
+        .filter(|a| a.content.authors.iter().any(|n| n == AUTHOR))
+        .collect();
+    assert_eq!(carrying.len(), 33, "the corrected article left the author");
+    for scope in [FeedScope::author(AUTHOR), FeedScope::tag(TAG)] {
+        for limit in [10, 50] {
+            let content = store
+                .feed_content(&scope, now, limit, TimeDelta::hours(1))
+                .await
+                .unwrap();
+            let shown: Vec<String> = content.articles.into_iter().map(|a| a.guid).collect();
+            assert_eq!(shown, expected(carrying.clone(), now, limit), "{scope:?}");
+            let tombstones: Vec<String> = content.tombstones.into_iter().map(|t| t.guid).collect();
+            assert_eq!(tombstones, ["tag:example.com,2023-06-07:newsroom/a-29"]);
+            assert_eq!(content.last_change, Some(at(1001)), "the retraction");
+        }
+    }
+    store.close().await;
+}
+
+/// The query plans of an author or tag feed: every table is searched through an index, and
+/// the articles come in feed order from the name's index, so a feed reads its own rows
+/// however many articles carry the name.
+#[tokio::test]
+async fn author_and_tag_feeds_are_read_through_their_indexes_without_sorting() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, partner) = store_with_partner(dir.path()).await;
+    publish(&store, &partner, "a-1", 1, |_| {}).await;
+    for (scope, name, index) in [
+        (FeedScope::author(AUTHOR), AUTHOR, "article_authors_feed"),
+        (FeedScope::tag(TAG), TAG, "article_tags_feed"),
+    ] {
+        let sql = FeedSql::of(&scope);
+        let articles = store.query_plan(&sql.articles, 2, name).await;
+        assert!(
+            articles[0].contains(&format!("USING INDEX {index} (name=? AND state=?")),
+            "{articles:?}"
+        );
+        assert!(
+            articles[1].starts_with("SEARCH articles USING"),
+            "{articles:?}"
+        );
+        assert!(
+            !articles.iter().any(|s| s.contains("TEMP B-TREE")),
+            "{articles:?}"
+        );
+        for plan in [
+            articles,
+            store.query_plan(&sql.tombstones, 3, name).await,
+            store.query_plan(&sql.last_change, 2, name).await,
+        ] {
+            let scans = plan
+                .iter()
+                .filter(|step| step.starts_with("SCAN") && *step != "SCAN CONSTANT ROW");
+            assert_eq!(scans.count(), 0, "{plan:?}");
+        }
+    }
+    store.close().await;
+}
+
+#[tokio::test]
+async fn names_stored_before_their_rows_carried_feed_times_still_show_in_their_feeds() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    // A database as the previous version left it: schema up to 0006, one article by one
+    // author with one tag, and one retracted.
+    {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join(super::sqlite::DATABASE_FILE))
+            .create_if_missing(true);
+        let mut conn = sqlx::SqliteConnection::connect_with(&options)
+            .await
+            .unwrap();
+        let mut migrator = sqlx::migrate!("src/storage/migrations/sqlite");
+        let before: Vec<_> = migrator
+            .migrations
+            .iter()
+            .filter(|m| m.version < 7)
+            .cloned()
+            .collect();
+        migrator.migrations = before.into();
+        migrator.run(&mut conn).await.unwrap();
+        let minute = at(1).timestamp_nanos_opt().unwrap();
+        sqlx::raw_sql(&format!(
+            "INSERT INTO partners (id, name, token_hash, token_prefix, all_sections, sections,
+                 create_time) VALUES (1, 'newsroom', 'h', 'fp_', 1, '[]', 0);
+             INSERT INTO articles (partner_id, article_id, guid, section, state, title, subtitle,
+                 kicker, authors, summary, content_html, content_text, tags, canonical_url,
+                 publish_time, update_time, updated, expire_time, create_time, change_time,
+                 retract_time, retract_reason, etag, embargo_time, media, language)
+             VALUES
+                 (1, 'old', 'g-old', 'rural', 1, '右玉', '', '', '[\"{AUTHOR}\"]', '', '<p>x</p>',
+                  NULL, '[\"{TAG}\"]', NULL, {minute}, NULL, {minute}, NULL, {minute}, {minute},
+                  NULL, '', 'e', NULL, '[]', NULL),
+                 (1, 'gone', 'g-gone', 'rural', 2, '右玉', '', '', '[\"{AUTHOR}\"]', '', '<p>x</p>',
+                  NULL, '[\"{TAG}\"]', NULL, {minute}, NULL, {minute}, NULL, {minute}, {minute},
+                  {minute}, '', 'e', NULL, '[]', NULL);
+             INSERT INTO article_authors VALUES ('{AUTHOR}', 1, 'old'), ('{AUTHOR}', 1, 'gone');
+             INSERT INTO article_tags VALUES ('{TAG}', 1, 'old'), ('{TAG}', 1, 'gone');"
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+    }
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    for scope in [FeedScope::author(AUTHOR), FeedScope::tag(TAG)] {
+        let content = store
+            .feed_content(&scope, at(2), 50, TimeDelta::hours(1))
+            .await
+            .unwrap();
+        let shown: Vec<&str> = content.articles.iter().map(|a| a.guid.as_str()).collect();
+        assert_eq!(shown, ["g-old"], "{scope:?}");
+        assert_eq!(content.tombstones.len(), 1, "{scope:?}");
+        assert_eq!(content.last_change, Some(at(1)));
+    }
+    store.close().await;
+}
+
+#[tokio::test]
+async fn archive_sizes_follow_new_moved_renamed_and_retracted_articles() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, partner) = store_with_partner(dir.path()).await;
+    for n in 0..10 {
+        publish(&store, &partner, &format!("a-{n}"), n, |_| {}).await;
+    }
+    // A correction of the same article, a move to another section and author, a retraction.
+    publish(&store, &partner, "a-0", 0, |d| d.title = "更正".into()).await;
+    publish(&store, &partner, "a-1", 1, |d| {
+        d.section = "politics".into();
+        d.authors = vec!["武跃林".into()];
+        d.tags = Vec::new();
+    })
+    .await;
+    let id = ArticleId::parse("a-2").unwrap();
+    store
+        .retract(
+            partner.id,
+            Retraction {
+                id: id,
+                reason: "错误".into(),
+                expected_etag: None,
+                request: None,
+            },
+            at(1001),
+            &actor(&partner),
+        )
+        .await
+        .unwrap();
+    let sizes = [
+        (FeedScope::All, 10),
+        (FeedScope::Section(SectionSlug::parse("rural").unwrap()), 9),
+        (
+            FeedScope::Section(SectionSlug::parse("politics").unwrap()),
+            1,
+        ),
+        (
+            FeedScope::Section(SectionSlug::parse("notices").unwrap()),
+            0,
+        ),
+        (FeedScope::author(AUTHOR), 9),
+        (FeedScope::author("武跃林"), 1),
+        (FeedScope::author("张智宙"), 9),
+        (FeedScope::tag(TAG), 9),
+        (FeedScope::tag("无人用过"), 0),
+    ];
+    for (scope, articles) in sizes {
+        assert_eq!(
+            store.archive_pages(&scope, 1).await.unwrap(),
+            articles,
+            "{scope:?}"
+        );
+        assert_eq!(
+            store.archive_pages(&scope, 4).await.unwrap(),
+            usize::div_ceil(articles, 4),
+            "{scope:?}"
+        );
+    }
+    store.close().await;
+}

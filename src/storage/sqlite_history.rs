@@ -1,0 +1,307 @@
+//! An article's history in SQLite, as read back: past versions, the event log partners
+//! follow, the results recorded under request ids, and the embargoes still to lift.
+
+use super::sqlite::{
+    ARTICLE_COLUMNS, article_from_row, from_nanos, nanos, state_code, state_from_code,
+};
+use super::{EventFilter, StoreError};
+use crate::domain::{
+    Article, ArticleEvent, ArticleId, ArticleState, EventKind, PartnerId, PartnerName, RequestKey,
+    SectionSlug, VersionSummary,
+};
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{Sqlite, SqliteConnection, SqliteRow};
+use sqlx::{Executor, Row};
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+/// The columns of `article_versions`: the key, the version number and the content.
+pub(super) const VERSION_COLUMNS: &str = "partner_id, article_id, version, section, title, \
+     subtitle, kicker, authors, summary, content_html, content_text, tags, canonical_url, \
+     publish_time, update_time, updated, expire_time, embargo_time, media, language, etag";
+
+/// `ARTICLE_COLUMNS` of an article as of a version: the content from its past version
+/// (`v`) when the version is a past one, else from the current row (`a`), which also gives
+/// everything else.
+static VERSIONED_COLUMNS: LazyLock<String> = LazyLock::new(|| {
+    let versioned: Vec<&str> = VERSION_COLUMNS.split(',').map(str::trim).collect();
+    ARTICLE_COLUMNS
+        .split(',')
+        .map(str::trim)
+        .map(|c| {
+            if versioned.contains(&c) && !matches!(c, "partner_id" | "article_id") {
+                format!("CASE WHEN v.version IS NULL THEN a.{c} ELSE v.{c} END AS {c}")
+            } else {
+                format!("a.{c} AS {c}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+});
+
+/// Event kinds as stored in `article_events.kind`.
+pub(super) fn kind_code(kind: EventKind) -> i64 {
+    match kind {
+        EventKind::Published => 1,
+        EventKind::Updated => 2,
+        EventKind::Retracted => 3,
+        EventKind::EmbargoLifted => 4,
+    }
+}
+
+fn kind_from_code(code: i64) -> Result<EventKind, StoreError> {
+    Ok(match code {
+        1 => EventKind::Published,
+        2 => EventKind::Updated,
+        3 => EventKind::Retracted,
+        4 => EventKind::EmbargoLifted,
+        other => return Err(StoreError::Corrupt(format!("event kind: {other}"))),
+    })
+}
+
+/// The sequence number of the newest event ever logged (0 for none).
+pub(super) async fn event_head(conn: &mut SqliteConnection) -> Result<u64, StoreError> {
+    let seq: Option<i64> =
+        sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = 'article_events'")
+            .fetch_optional(conn)
+            .await?;
+    Ok(seq.map_or(0, |s| u64::try_from(s).unwrap_or(0)))
+}
+
+/// An article with the content of `version`, current or past.
+pub(super) async fn article_at<'c>(
+    executor: impl Executor<'c, Database = Sqlite>,
+    partner: PartnerId,
+    id: &ArticleId,
+    version: u32,
+) -> Result<Option<Article>, StoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT {} FROM articles AS a
+         LEFT JOIN article_versions AS v ON v.partner_id = a.partner_id
+             AND v.article_id = a.article_id AND v.version = ?3
+         WHERE a.partner_id = ?1 AND a.article_id = ?2
+           AND (a.version = ?3 OR v.version IS NOT NULL)",
+        *VERSIONED_COLUMNS
+    ))
+    .bind(partner.0)
+    .bind(id.as_str())
+    .bind(i64::from(version))
+    .fetch_optional(executor)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let mut article = article_from_row(&row)?;
+    article.version = version;
+    Ok(Some(article))
+}
+
+/// The versions of an article below `before`, newest first.
+pub(super) async fn versions<'c>(
+    executor: impl Executor<'c, Database = Sqlite>,
+    partner: PartnerId,
+    id: &ArticleId,
+    before: Option<u32>,
+    limit: usize,
+) -> Result<Vec<VersionSummary>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT version, etag, title, updated FROM (
+             SELECT version, etag, title, updated FROM articles
+                 WHERE partner_id = ?1 AND article_id = ?2
+             UNION ALL
+             SELECT version, etag, title, updated FROM article_versions
+                 WHERE partner_id = ?1 AND article_id = ?2)
+         WHERE version < ?3 ORDER BY version DESC LIMIT ?4",
+    )
+    .bind(partner.0)
+    .bind(id.as_str())
+    .bind(before.map_or(i64::MAX, i64::from))
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(executor)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(VersionSummary {
+                version: u32::try_from(row.try_get::<i64, _>("version")?)
+                    .map_err(|e| StoreError::Corrupt(format!("version: {e}")))?,
+                etag: row.try_get("etag")?,
+                title: row.try_get("title")?,
+                updated: from_nanos(row.try_get("updated")?),
+            })
+        })
+        .collect()
+}
+
+/// Events with `after < seq <= until` that `filter` lets through, in order, with the
+/// article as of each.
+pub(super) async fn events<'c>(
+    executor: impl Executor<'c, Database = Sqlite>,
+    after: u64,
+    until: u64,
+    filter: &EventFilter,
+    limit: usize,
+) -> Result<Vec<ArticleEvent>, StoreError> {
+    let sections = filter.sections.as_ref().map(|sections| {
+        let slugs: Vec<&str> = sections.iter().map(SectionSlug::as_str).collect();
+        serde_json::to_string(&slugs).expect("strings always serialise")
+    });
+    let rows = sqlx::query(&format!(
+        "SELECT e.seq, e.kind, e.event_time, p.name AS owner, {}
+         FROM article_events AS e
+         JOIN articles AS a ON a.partner_id = e.partner_id AND a.article_id = e.article_id
+         JOIN partners AS p ON p.id = e.partner_id
+         LEFT JOIN article_versions AS v ON v.partner_id = e.partner_id
+             AND v.article_id = e.article_id AND v.version = e.version
+         WHERE e.seq > ?1 AND e.seq <= ?2
+           AND (?3 IS NULL OR e.section IN (SELECT value FROM json_each(?3)))
+           AND (e.embargoed = 0 OR ?4 OR e.partner_id = ?5)
+         ORDER BY e.seq LIMIT ?6",
+        *VERSIONED_COLUMNS
+    ))
+    .bind(i64::try_from(after).unwrap_or(i64::MAX))
+    .bind(i64::try_from(until).unwrap_or(i64::MAX))
+    .bind(sections)
+    .bind(filter.embargoed)
+    .bind(filter.reader.0)
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(executor)
+    .await?;
+    rows.iter().map(event_from_row).collect()
+}
+
+fn event_from_row(row: &SqliteRow) -> Result<ArticleEvent, StoreError> {
+    let kind = kind_from_code(row.try_get("kind")?)?;
+    let time = from_nanos(row.try_get("event_time")?);
+    let owner: String = row.try_get("owner")?;
+    let mut article = article_from_row(row)?;
+    // The article as the event left it; the reason of a retraction stays with its partner.
+    article.retract_reason.clear();
+    if kind == EventKind::Retracted {
+        article.state = ArticleState::Retracted;
+        article.retract_time = Some(time);
+    } else {
+        article.state = ArticleState::Published;
+        article.retract_time = None;
+    }
+    Ok(ArticleEvent {
+        seq: u64::try_from(row.try_get::<i64, _>("seq")?)
+            .map_err(|e| StoreError::Corrupt(format!("event seq: {e}")))?,
+        kind,
+        owner: PartnerName::parse(&owner).map_err(StoreError::Corrupt)?,
+        article,
+        time,
+    })
+}
+
+/// What a request id was first answered with.
+#[derive(Debug, Clone)]
+pub(super) struct RequestRecord {
+    pub key: RequestKey,
+    pub article_id: ArticleId,
+    pub version: u32,
+    pub state: ArticleState,
+    pub retract_time: Option<DateTime<Utc>>,
+    pub retract_reason: String,
+}
+
+impl RequestRecord {
+    /// The record of `key` answered with `article`.
+    pub fn of(key: RequestKey, article: &Article) -> Self {
+        Self {
+            key,
+            article_id: article.id.clone(),
+            version: article.version,
+            state: article.state,
+            retract_time: article.retract_time,
+            retract_reason: article.retract_reason.clone(),
+        }
+    }
+
+    /// The row to insert into `request_ids`, in column order.
+    pub fn row(
+        &self,
+        partner: PartnerId,
+        now: DateTime<Utc>,
+    ) -> (i64, &str, &str, &str, u32, i64, Option<i64>, &str, i64) {
+        (
+            partner.0,
+            self.key.id(),
+            self.key.fingerprint(),
+            self.article_id.as_str(),
+            self.version,
+            state_code(self.state),
+            self.retract_time.map(nanos),
+            &self.retract_reason,
+            nanos(now),
+        )
+    }
+
+    /// The first answer again: the article as it was then.
+    pub async fn replay(
+        &self,
+        conn: &mut SqliteConnection,
+        partner: PartnerId,
+    ) -> Result<Article, StoreError> {
+        let mut article = article_at(conn, partner, &self.article_id, self.version)
+            .await?
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "request {:?} names a version that is not stored",
+                    self.key.id()
+                ))
+            })?;
+        article.state = self.state;
+        article.retract_time = self.retract_time;
+        article.retract_reason = self.retract_reason.clone();
+        Ok(article)
+    }
+}
+
+/// The records of these request ids of a partner, by id.
+pub(super) async fn request_records(
+    conn: &mut SqliteConnection,
+    partner: PartnerId,
+    ids: &[&str],
+) -> Result<HashMap<String, RequestRecord>, StoreError> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = sqlx::query(
+        "SELECT request_id, fingerprint, article_id, version, state, retract_time, retract_reason
+         FROM request_ids
+         WHERE partner_id = ?1 AND request_id IN (SELECT value FROM json_each(?2))",
+    )
+    .bind(partner.0)
+    .bind(serde_json::to_string(ids).expect("strings always serialise"))
+    .fetch_all(conn)
+    .await?;
+    let corrupt = |what: &str, e: String| StoreError::Corrupt(format!("request id {what}: {e}"));
+    rows.iter()
+        .map(|row| {
+            let id: String = row.try_get("request_id")?;
+            let article_id: String = row.try_get("article_id")?;
+            let record = RequestRecord {
+                key: RequestKey::from_stored(id.clone(), row.try_get("fingerprint")?),
+                article_id: ArticleId::parse(&article_id).map_err(|e| corrupt("article", e))?,
+                version: u32::try_from(row.try_get::<i64, _>("version")?)
+                    .map_err(|e| corrupt("version", e.to_string()))?,
+                state: state_from_code(row.try_get("state")?)?,
+                retract_time: row
+                    .try_get::<Option<i64>, _>("retract_time")?
+                    .map(from_nanos),
+                retract_reason: row.try_get("retract_reason")?,
+            };
+            Ok((id, record))
+        })
+        .collect()
+}
+
+/// When the next running embargo ends.
+pub(super) async fn next_lift<'c>(
+    executor: impl Executor<'c, Database = Sqlite>,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let next: Option<i64> = sqlx::query_scalar("SELECT MIN(embargo_time) FROM embargo_lifts")
+        .fetch_one(executor)
+        .await?;
+    Ok(next.map(from_nanos))
+}

@@ -1,0 +1,463 @@
+//! The article write path of the SQLite writer: publishes, retractions and embargo lifts,
+//! each with its past version, event, request id and pending embargo lift. A job's rows are
+//! gathered and written a few statements per table, not per article, so that a batch of a
+//! thousand articles costs about as many statements as one.
+
+use super::sqlite::{ARTICLE_COLUMNS, article_from_row, nanos, select_article, state_code};
+use super::sqlite_history::{RequestRecord, VERSION_COLUMNS, kind_code, request_records};
+use super::{ArticleWrite, Retraction, StoreError};
+use crate::domain::{Article, ArticleId, ArticleState, EventKind, PartnerId, Revision};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::sqlite::SqliteConnection;
+use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
+
+/// Publishes `writes` in order; one result per write. A refused write (failed precondition,
+/// reused request id) writes nothing and does not affect the others; a database error fails
+/// them all.
+pub(super) async fn apply_publishes(
+    conn: &mut SqliteConnection,
+    partner: PartnerId,
+    writes: Vec<ArticleWrite>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Result<Revision, StoreError>>, StoreError> {
+    let ids: Vec<&str> = writes.iter().map(|w| w.id.as_str()).collect();
+    let mut current = select_articles(conn, partner, &ids).await?;
+    let request_ids: Vec<&str> = writes
+        .iter()
+        .filter_map(|w| w.request.as_ref().map(|r| r.id()))
+        .collect();
+    let mut requests = request_records(conn, partner, &request_ids).await?;
+    let mut staged = Staged::default();
+    let mut results = Vec::with_capacity(writes.len());
+    for write in writes {
+        let result = publish_one(
+            conn,
+            &mut staged,
+            &mut current,
+            &mut requests,
+            partner,
+            write,
+            now,
+        )
+        .await;
+        match result {
+            Err(e) if !e.is_refusal() => return Err(e),
+            result => results.push(result),
+        }
+    }
+    staged.flush(conn).await?;
+    Ok(results)
+}
+
+async fn publish_one(
+    conn: &mut SqliteConnection,
+    staged: &mut Staged,
+    current: &mut HashMap<ArticleId, Article>,
+    requests: &mut HashMap<String, RequestRecord>,
+    partner: PartnerId,
+    write: ArticleWrite,
+    now: DateTime<Utc>,
+) -> Result<Revision, StoreError> {
+    if let Some(key) = &write.request
+        && let Some(record) = requests.get(key.id())
+    {
+        if record.key != *key {
+            return Err(StoreError::RequestIdReused(key.id().to_owned()));
+        }
+        // The recorded version may be among the staged rows.
+        staged.flush(conn).await?;
+        return Ok(Revision::Unchanged(record.replay(conn, partner).await?));
+    }
+    let existing = current.get(&write.id).cloned();
+    check_precondition(existing.as_ref(), write.expected_etag.as_deref())?;
+    let new_guid = write.new_guid;
+    let revision = Article::revise(existing, partner, write.id, write.content, now, |_| {
+        new_guid
+    });
+    let kind = match &revision {
+        Revision::Unchanged(_) => None,
+        Revision::Created(_) => Some(EventKind::Published),
+        Revision::Updated { .. } => Some(EventKind::Updated),
+    };
+    let article = revision.article();
+    if let Some(kind) = kind {
+        if staged.touches(article) {
+            // One row per article and flush: the stored row is always the previous version.
+            staged.flush(conn).await?;
+        }
+        let superseded = matches!(revision, Revision::Updated { .. }) && revision.is_new_version();
+        staged.article(article, superseded, kind, now);
+    }
+    current.insert(article.id.clone(), article.clone());
+    if let Some(key) = write.request {
+        let record = RequestRecord::of(key, article);
+        staged.request(&record, partner, now);
+        requests.insert(record.key.id().to_owned(), record);
+    }
+    Ok(revision)
+}
+
+/// Retracts an article; see `Store::retract`.
+pub(super) async fn apply_retract(
+    conn: &mut SqliteConnection,
+    partner: PartnerId,
+    retraction: Retraction,
+    now: DateTime<Utc>,
+) -> Result<Option<(Article, bool)>, StoreError> {
+    if let Some(key) = &retraction.request
+        && let Some(record) = request_records(conn, partner, &[key.id()])
+            .await?
+            .remove(key.id())
+    {
+        if record.key != *key {
+            return Err(StoreError::RequestIdReused(key.id().to_owned()));
+        }
+        return Ok(Some((record.replay(conn, partner).await?, false)));
+    }
+    let Some(mut article) = select_article(conn, partner, &retraction.id).await? else {
+        return Ok(None);
+    };
+    check_precondition(Some(&article), retraction.expected_etag.as_deref())?;
+    let changed = article.retract(retraction.reason, now);
+    let mut staged = Staged::default();
+    if changed {
+        staged.article(&article, false, EventKind::Retracted, now);
+    }
+    if let Some(key) = retraction.request {
+        staged.request(&RequestRecord::of(key, &article), partner, now);
+    }
+    staged.flush(conn).await?;
+    Ok(Some((article, changed)))
+}
+
+/// Logs the end of every embargo that ended by `now`, at its embargo time, for the articles
+/// still published with that embargo; returns how many.
+pub(super) async fn apply_lifts(
+    conn: &mut SqliteConnection,
+    now: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let logged = sqlx::query(
+        "INSERT INTO article_events
+             (partner_id, article_id, version, kind, section, embargoed, event_time)
+         SELECT a.partner_id, a.article_id, a.version, ?2, a.section, 0, l.embargo_time
+         FROM embargo_lifts AS l JOIN articles AS a USING (partner_id, article_id)
+         WHERE l.embargo_time <= ?1 AND a.state = 1 AND a.embargo_time = l.embargo_time
+         ORDER BY l.embargo_time, a.partner_id, a.article_id",
+    )
+    .bind(nanos(now))
+    .bind(kind_code(EventKind::EmbargoLifted))
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    sqlx::query("DELETE FROM embargo_lifts WHERE embargo_time <= ?")
+        .bind(nanos(now))
+        .execute(&mut *conn)
+        .await?;
+    Ok(logged)
+}
+
+/// Forgets the request ids recorded before `before`.
+pub(super) async fn forget_requests(
+    conn: &mut SqliteConnection,
+    before: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    Ok(sqlx::query("DELETE FROM request_ids WHERE create_time < ?")
+        .bind(nanos(before))
+        .execute(conn)
+        .await?
+        .rows_affected())
+}
+
+/// Fails unless `expected` is absent or the etag partners see of `existing`.
+fn check_precondition(
+    existing: Option<&Article>,
+    expected: Option<&str>,
+) -> Result<(), StoreError> {
+    let Some(expected) = expected else {
+        return Ok(());
+    };
+    match existing {
+        Some(article) if article.resource_etag() == expected => Ok(()),
+        Some(article) => Err(StoreError::EtagMismatch(format!(
+            "the article's etag is {:?}, not {expected:?}: it changed since it was read",
+            article.resource_etag()
+        ))),
+        None => Err(StoreError::EtagMismatch(format!(
+            "etag {expected:?} was given, but there is no such article"
+        ))),
+    }
+}
+
+/// A partner's stored articles with these ids, by id.
+async fn select_articles(
+    conn: &mut SqliteConnection,
+    partner: PartnerId,
+    ids: &[&str],
+) -> Result<HashMap<ArticleId, Article>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {ARTICLE_COLUMNS} FROM articles
+         WHERE partner_id = ?1 AND article_id IN (SELECT value FROM json_each(?2))"
+    ))
+    .bind(partner.0)
+    .bind(serde_json::to_string(ids).expect("strings always serialise"))
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|row| article_from_row(row).map(|a| (a.id.clone(), a)))
+        .collect()
+}
+
+/// A row of `articles`, serialised as a JSON object whose keys are the column names.
+#[derive(Serialize)]
+struct ArticleRow<'a> {
+    partner_id: i64,
+    article_id: &'a str,
+    guid: &'a str,
+    section: &'a str,
+    state: i64,
+    title: &'a str,
+    subtitle: &'a str,
+    kicker: &'a str,
+    authors: String,
+    summary: &'a str,
+    content_html: &'a str,
+    content_text: Option<&'a str>,
+    tags: String,
+    canonical_url: Option<&'a str>,
+    publish_time: i64,
+    update_time: Option<i64>,
+    updated: i64,
+    expire_time: Option<i64>,
+    create_time: i64,
+    change_time: i64,
+    retract_time: Option<i64>,
+    retract_reason: &'a str,
+    etag: &'a str,
+    embargo_time: Option<i64>,
+    media: String,
+    language: Option<&'a str>,
+    version: u32,
+}
+
+impl<'a> ArticleRow<'a> {
+    fn of(a: &'a Article) -> Self {
+        let c = &a.content;
+        Self {
+            partner_id: a.partner.0,
+            article_id: a.id.as_str(),
+            guid: &a.guid,
+            section: c.section.as_str(),
+            state: state_code(a.state),
+            title: &c.title,
+            subtitle: &c.subtitle,
+            kicker: &c.kicker,
+            authors: serde_json::to_string(&c.authors).expect("strings always serialise"),
+            summary: &c.summary,
+            content_html: &c.content_html,
+            content_text: c.content_text.as_deref(),
+            tags: serde_json::to_string(&c.tags).expect("strings always serialise"),
+            canonical_url: c.canonical_url.as_deref(),
+            publish_time: nanos(c.publish_time),
+            update_time: c.update_time.map(nanos),
+            updated: nanos(a.updated),
+            expire_time: c.expire_time.map(nanos),
+            create_time: nanos(a.create_time),
+            change_time: nanos(a.change_time),
+            retract_time: a.retract_time.map(nanos),
+            retract_reason: &a.retract_reason,
+            etag: &a.etag,
+            embargo_time: c.embargo_time.map(nanos),
+            media: serde_json::to_string(&c.media).expect("media always serialise"),
+            language: c.language.as_deref(),
+            version: a.version,
+        }
+    }
+}
+
+/// Upsert of `articles` rows from a JSON array of [`ArticleRow`]s. An update, not a delete
+/// and insert, for a stored article: the triggers that count each feed's articles
+/// (migration 0007) see a new article once and a moved one as a move.
+static INSERT_ARTICLES: LazyLock<String> = LazyLock::new(|| {
+    let columns = || ARTICLE_COLUMNS.split(',').map(str::trim);
+    let values: Vec<String> = columns().map(|c| format!("value ->> '{c}'")).collect();
+    let updates: Vec<String> = columns()
+        .filter(|c| !matches!(*c, "partner_id" | "article_id"))
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
+    format!(
+        "INSERT INTO articles ({ARTICLE_COLUMNS})
+         SELECT {} FROM json_each(?1) WHERE true ORDER BY key
+         ON CONFLICT (partner_id, article_id) DO UPDATE SET {}",
+        values.join(", "),
+        updates.join(", ")
+    )
+});
+
+/// The rows a job writes, gathered so that each table gets one statement per flush. It
+/// holds at most one row per article: writing an article twice needs a flush in between.
+#[derive(Default)]
+struct Staged {
+    /// `articles` rows, serialised.
+    articles: Vec<String>,
+    keys: HashSet<(PartnerId, ArticleId)>,
+    /// Articles whose stored row becomes a past version before being replaced.
+    superseded: Vec<(i64, String)>,
+    /// `(name, partner, article)` rows of `article_authors` and `article_tags`.
+    authors: Vec<(String, i64, String)>,
+    tags: Vec<(String, i64, String)>,
+    /// `article_events` rows: partner, article, version, kind, section, embargoed, time.
+    events: Vec<(i64, String, u32, i64, String, bool, i64)>,
+    /// `request_ids` rows, serialised.
+    requests: Vec<String>,
+    /// Embargoes still running among the articles written: partner, article, end.
+    lifts: Vec<(i64, String, i64)>,
+}
+
+impl Staged {
+    /// True when `article` already has a row here.
+    fn touches(&self, article: &Article) -> bool {
+        self.keys.contains(&(article.partner, article.id.clone()))
+    }
+
+    /// Stages the article's new row, its names, its event and its pending embargo lift;
+    /// `superseded` when the stored row becomes a past version.
+    fn article(&mut self, a: &Article, superseded: bool, kind: EventKind, now: DateTime<Utc>) {
+        let (partner, id) = (a.partner.0, a.id.to_string());
+        self.keys.insert((a.partner, a.id.clone()));
+        self.articles
+            .push(serde_json::to_string(&ArticleRow::of(a)).expect("rows always serialise"));
+        if superseded {
+            self.superseded.push((partner, id.clone()));
+        }
+        let names = |list: &[String]| {
+            list.iter()
+                .map(|name| (name.clone(), partner, id.clone()))
+                .collect::<Vec<_>>()
+        };
+        self.authors.extend(names(&a.content.authors));
+        self.tags.extend(names(&a.content.tags));
+        let embargoed = a.content.is_embargoed(now);
+        self.events.push((
+            partner,
+            id.clone(),
+            a.version,
+            kind_code(kind),
+            a.content.section.to_string(),
+            embargoed,
+            nanos(now),
+        ));
+        if let (ArticleState::Published, Some(end), true) =
+            (a.state, a.content.embargo_time, embargoed)
+        {
+            self.lifts.push((partner, id, nanos(end)));
+        }
+    }
+
+    /// Stages the record of a request id.
+    fn request(&mut self, record: &RequestRecord, partner: PartnerId, now: DateTime<Utc>) {
+        self.requests
+            .push(serde_json::to_string(&record.row(partner, now)).expect("rows always serialise"));
+    }
+
+    /// Writes every staged row and starts afresh.
+    async fn flush(&mut self, conn: &mut SqliteConnection) -> Result<(), StoreError> {
+        let staged = std::mem::take(self);
+        if !staged.superseded.is_empty() {
+            sqlx::query(&format!(
+                "INSERT INTO article_versions ({VERSION_COLUMNS})
+                 SELECT {VERSION_COLUMNS} FROM articles
+                 WHERE (partner_id, article_id) IN
+                     (SELECT value ->> 0, value ->> 1 FROM json_each(?1))"
+            ))
+            .bind(json(&staged.superseded))
+            .execute(&mut *conn)
+            .await?;
+        }
+        if !staged.articles.is_empty() {
+            sqlx::query(&INSERT_ARTICLES)
+                .bind(format!("[{}]", staged.articles.join(",")))
+                .execute(&mut *conn)
+                .await?;
+            let keys: Vec<(i64, &str)> = staged
+                .keys
+                .iter()
+                .map(|(p, id)| (p.0, id.as_str()))
+                .collect();
+            let keys = json(&keys);
+            for (table, rows) in [
+                ("article_authors", &staged.authors),
+                ("article_tags", &staged.tags),
+            ] {
+                sqlx::query(&format!(
+                    "DELETE FROM {table} WHERE (partner_id, article_id) IN
+                         (SELECT value ->> 0, value ->> 1 FROM json_each(?1))"
+                ))
+                .bind(&keys)
+                .execute(&mut *conn)
+                .await?;
+                if !rows.is_empty() {
+                    // Each name row carries its article's state, feed times and GUID
+                    // (migration 0007), copied from the row just written.
+                    sqlx::query(&format!(
+                        "INSERT OR IGNORE INTO {table} (name, partner_id, article_id, guid,
+                             state, publish_time, expire_time, embargo_time, change_time,
+                             retract_time)
+                         SELECT n.value ->> 0, a.partner_id, a.article_id, a.guid, a.state,
+                                a.publish_time, a.expire_time, a.embargo_time, a.change_time,
+                                a.retract_time
+                         FROM json_each(?1) AS n JOIN articles AS a
+                             ON a.partner_id = n.value ->> 1 AND a.article_id = n.value ->> 2"
+                    ))
+                    .bind(json(rows))
+                    .execute(&mut *conn)
+                    .await?;
+                }
+            }
+            sqlx::query(
+                "DELETE FROM embargo_lifts WHERE (partner_id, article_id) IN
+                     (SELECT value ->> 0, value ->> 1 FROM json_each(?1))",
+            )
+            .bind(&keys)
+            .execute(&mut *conn)
+            .await?;
+            if !staged.lifts.is_empty() {
+                sqlx::query(
+                    "INSERT INTO embargo_lifts (partner_id, article_id, embargo_time)
+                     SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?1)",
+                )
+                .bind(json(&staged.lifts))
+                .execute(&mut *conn)
+                .await?;
+            }
+            sqlx::query(
+                "INSERT INTO article_events
+                     (partner_id, article_id, version, kind, section, embargoed, event_time)
+                 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4,
+                        value ->> 5, value ->> 6
+                 FROM json_each(?1) ORDER BY key",
+            )
+            .bind(json(&staged.events))
+            .execute(&mut *conn)
+            .await?;
+        }
+        if !staged.requests.is_empty() {
+            sqlx::query(
+                "INSERT INTO request_ids (partner_id, request_id, fingerprint, article_id,
+                     version, state, retract_time, retract_reason, create_time)
+                 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4,
+                        value ->> 5, value ->> 6, value ->> 7, value ->> 8
+                 FROM json_each(?1)",
+            )
+            .bind(format!("[{}]", staged.requests.join(",")))
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+fn json(rows: &impl Serialize) -> String {
+    serde_json::to_string(rows).expect("rows always serialise")
+}

@@ -1,0 +1,493 @@
+//! Fault injection (issue 8, item 2): the real `feedpub serve` binary meets write errors on
+//! its feeds and on its database, and must keep serving the last good feeds, report the
+//! fault (`/healthz` detail, the `feedpub_fault` metric, a log line, an error status to the
+//! partner whose publish failed), leave no torn, empty or temporary file under `feeds/`,
+//! and recover by itself once writes work again.
+//!
+//! Two ways to make writes fail:
+//! - a file size limit (RLIMIT_FSIZE, set on the running server with prlimit(2), no
+//!   privilege needed): writes past it fail with EFBIG, and SIGXFSZ must not kill the server;
+//! - a full disk: small tmpfs mounts for `data/` and `feeds/`, filled with a ballast file
+//!   (needs root and a working `mount`; skipped with a message otherwise, except in CI).
+
+mod common;
+
+use common::binary::{Running, ServeOptions, ServeProcess};
+use common::{DEADLINE, authed, ts};
+use feedpub::grpc::proto::{self, PublishArticleRequest, PublishArticleResponse};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use tonic::Code;
+
+/// A politics article whose body is about `size` bytes of text.
+fn article(id: &str, title: &str, size: usize) -> proto::Article {
+    let sentence = "右玉县农旅融合助力乡村振兴，朔州日报记者现场报道。";
+    let paragraph = sentence.repeat(40);
+    let count = size / paragraph.len() + 1;
+    let content_text = (0..count)
+        .map(|n| format!("{n} {paragraph}"))
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    proto::Article {
+        id: id.to_owned(),
+        section: "politics".to_owned(),
+        title: title.to_owned(),
+        authors: Vec::new(),
+        content_text,
+        publish_time: Some(ts(1_686_096_000)),
+        ..Default::default()
+    }
+}
+
+async fn publish(
+    running: &Running,
+    token: &str,
+    article: proto::Article,
+) -> Result<PublishArticleResponse, tonic::Status> {
+    let request = PublishArticleRequest {
+        article: Some(article),
+        ..Default::default()
+    };
+    running
+        .client()
+        .await
+        .publish_article(authed(token, request))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+async fn get(running: &Running, path: &str) -> (u16, String) {
+    let response = reqwest::get(running.url(path)).await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+/// Polls `path` until `done` accepts its body; fails after the deadline with the log.
+async fn wait_for(
+    server: &ServeProcess,
+    running: &Running,
+    path: &str,
+    done: impl Fn(&str) -> bool,
+) {
+    let start = Instant::now();
+    loop {
+        let (_, body) = get(running, path).await;
+        if done(&body) {
+            return;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "{path} never reached the expected state:\n{body:.2000}\nlog:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The value of the `feedpub_fault` gauge of `component`.
+async fn fault_gauge(running: &Running, component: &str) -> Option<f64> {
+    let (_, metrics) = get(running, "/metrics").await;
+    let series = format!("feedpub_fault{{component=\"{component}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// What must hold while a fault lasts and after it: the served documents are `last_good`,
+/// and every file under `feeds/` is whole and the same as served.
+async fn assert_feeds_whole(server: &ServeProcess, running: &Running) {
+    common::feeds_dir::check(&server.feeds_dir, running)
+        .await
+        .unwrap_or_else(|p| panic!("{p:#?}\nlog:\n{}", server.log()));
+}
+
+/// Bodies of the politics and all feeds in every format, keyed by path.
+async fn politics_feeds(running: &Running) -> Vec<(String, String)> {
+    let mut bodies = Vec::new();
+    for scope in ["politics", "all"] {
+        for file in ["rss.xml", "atom.xml", "feed.json"] {
+            let path = format!("/feeds/{scope}/{file}");
+            let (status, body) = get(running, &path).await;
+            assert_eq!(status, 200, "{path}");
+            bodies.push((path, body));
+        }
+    }
+    bodies
+}
+
+/// The soft and hard RLIMIT_FSIZE of process `pid`, after setting the soft one to `soft`
+/// (`None`: back to the hard limit).
+fn set_file_size_limit(pid: u32, soft: Option<u64>) {
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit only reads `new` and writes `old`, both valid for the call.
+    let read = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_FSIZE,
+            std::ptr::null(),
+            &mut old,
+        )
+    };
+    assert_eq!(read, 0, "prlimit: {}", std::io::Error::last_os_error());
+    let new = libc::rlimit {
+        rlim_cur: soft.unwrap_or(old.rlim_max),
+        rlim_max: old.rlim_max,
+    };
+    // SAFETY: as above.
+    let set = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_FSIZE,
+            &new,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(set, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+/// True when the process catches or ignores SIGXFSZ, from `/proc/<pid>/status`.
+fn handles_sigxfsz(pid: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let mask = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+            .unwrap_or(0)
+    };
+    let bit = 1u64 << (libc::SIGXFSZ - 1);
+    (mask("SigIgn:") | mask("SigCgt:")) & bit != 0
+}
+
+/// Truncates the write-ahead log (the test's own connection), so the server's next commits
+/// are written at its start, far below a file size limit that feed documents exceed.
+async fn truncate_wal(data_dir: &Path) {
+    let options =
+        sqlx::sqlite::SqliteConnectOptions::new().filename(data_dir.join("feedpub.sqlite3"));
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&options)
+        .await
+        .unwrap();
+    let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(busy, 0, "the checkpoint was not blocked");
+    let _ = sqlx::Connection::close(conn).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_errors_past_a_file_size_limit_are_reported_survived_and_recovered_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let feeds_dir = dir.path().join("feeds");
+    let tokens = common::add_partners(&data_dir).await;
+    let mut server = ServeProcess::start(ServeOptions {
+        data_dir: &data_dir,
+        feeds_dir: &feeds_dir,
+        log_filter: None,
+    });
+    let running = server.wait_ready();
+    let pid = server.pid();
+    assert!(
+        handles_sigxfsz(pid),
+        "SIGXFSZ would kill the server at the first write past a file size limit"
+    );
+
+    // Four long politics articles: the politics and all feeds are several hundred KB each.
+    for n in 0..4 {
+        let title = format!("长篇报道 {n}");
+        publish(
+            &running,
+            &tokens.newsroom,
+            article(&format!("long-{n}"), &title, 100_000),
+        )
+        .await
+        .expect("publishing before any fault");
+    }
+    wait_for(&server, &running, "/feeds/politics/rss.xml", |b| {
+        b.contains("长篇报道 3")
+    })
+    .await;
+    assert_eq!(get(&running, "/healthz").await, (200, "ok\n".to_owned()));
+    assert_eq!(fault_gauge(&running, "feeds").await, Some(0.0));
+
+    // Feed writes fail, database writes still work: the limit (256 KiB) is above every
+    // offset the next commit writes at in a freshly truncated WAL, below the feed sizes.
+    truncate_wal(&data_dir).await;
+    set_file_size_limit(pid, Some(256 * 1024));
+    let last_good = politics_feeds(&running).await;
+    let acknowledged = publish(
+        &running,
+        &tokens.newsroom,
+        article("short-1", "短讯一", 100),
+    )
+    .await
+    .expect("the database still takes writes; only feeds fail");
+    assert!(acknowledged.article.is_some());
+    wait_for(&server, &running, "/healthz", |b| b.starts_with("degraded")).await;
+    let (status, health) = get(&running, "/healthz").await;
+    assert_eq!(status, 200, "the last good feeds are still served");
+    assert!(
+        health.contains("feeds: ") && health.contains("File too large"),
+        "{health}"
+    );
+    assert_eq!(fault_gauge(&running, "feeds").await, Some(1.0));
+    assert!(
+        server
+            .find_in_log(|l| l.contains("feed regeneration failed").then_some(()))
+            .is_some(),
+        "{}",
+        server.log()
+    );
+    // The retry keeps failing (a second attempt at least) while the feeds stay as they were.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        server.is_running(),
+        "the server survived EFBIG:\n{}",
+        server.log()
+    );
+    assert_eq!(
+        politics_feeds(&running).await,
+        last_good,
+        "the last good feeds are served"
+    );
+    assert_feeds_whole(&server, &running).await;
+
+    // Database writes fail too: nothing is acknowledged, the partner is told why.
+    set_file_size_limit(pid, Some(0));
+    let refused = publish(
+        &running,
+        &tokens.newsroom,
+        article("short-2", "短讯二", 100),
+    )
+    .await
+    .expect_err("no write can succeed");
+    assert!(
+        matches!(refused.code(), Code::Unavailable | Code::ResourceExhausted),
+        "{refused:?}"
+    );
+    assert!(refused.message().contains("storage"), "{refused:?}");
+    let (_, health) = get(&running, "/healthz").await;
+    assert!(health.contains("storage: "), "{health}");
+    assert_eq!(fault_gauge(&running, "storage").await, Some(1.0));
+    assert!(
+        server
+            .find_in_log(|l| l.contains("fault: storage failing").then_some(()))
+            .is_some(),
+        "{}",
+        server.log()
+    );
+    assert_eq!(politics_feeds(&running).await, last_good);
+    assert_feeds_whole(&server, &running).await;
+
+    // Space returns: the next publish succeeds and every feed catches up, by itself.
+    set_file_size_limit(pid, None);
+    publish(
+        &running,
+        &tokens.newsroom,
+        article("short-2", "短讯二", 100),
+    )
+    .await
+    .expect("publishing once writes work again");
+    for path in [
+        "/feeds/politics/rss.xml",
+        "/feeds/all/atom.xml",
+        "/feeds/all/feed.json",
+    ] {
+        wait_for(&server, &running, path, |b| {
+            b.contains("短讯一") && b.contains("短讯二")
+        })
+        .await;
+    }
+    wait_for(&server, &running, "/healthz", |b| b == "ok\n").await;
+    assert_eq!(fault_gauge(&running, "feeds").await, Some(0.0));
+    assert_eq!(fault_gauge(&running, "storage").await, Some(0.0));
+    assert_feeds_whole(&server, &running).await;
+    assert!(server.is_running());
+    server.kill();
+    let problems = common::integrity_problems(&data_dir).await;
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+/// A tmpfs of `size` mounted at `path` for the life of the value.
+struct Tmpfs {
+    path: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts it, or says why it cannot be (not root, or `mount` refused).
+    fn mount(path: &Path, size: &str) -> Result<Self, String> {
+        std::fs::create_dir_all(path).unwrap();
+        let output = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if output.status.success() {
+            Ok(Self {
+                path: path.to_path_buf(),
+            })
+        } else {
+            Err(format!(
+                "mount -t tmpfs failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ))
+        }
+    }
+
+    /// Fills the file system with a ballast file until a write fails for lack of space.
+    fn fill(&self) {
+        let mut ballast = std::fs::File::create(self.path.join("ballast")).unwrap();
+        for chunk in [1 << 20, 4096, 1] {
+            let bytes = vec![0u8; chunk];
+            loop {
+                match ballast.write_all(&bytes) {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+                    Err(e) => panic!("filling {}: {e}", self.path.display()),
+                }
+            }
+        }
+    }
+
+    /// Gives the space back.
+    fn empty(&self) {
+        std::fs::remove_file(self.path.join("ballast")).unwrap();
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let unmounted = Command::new("umount").arg(&self.path).status();
+        if !unmounted.is_ok_and(|s| s.success()) {
+            let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_reported_survived_and_recovered_from() {
+    let dir = tempfile::tempdir().unwrap();
+    // Each folder inside its own disk, whose ballast file lies beside it.
+    let data_dir = dir.path().join("data-disk/data");
+    let feeds_dir = dir.path().join("feeds-disk/feeds");
+    let mounted = Tmpfs::mount(&dir.path().join("data-disk"), "16m")
+        .and_then(|data| Ok((data, Tmpfs::mount(&dir.path().join("feeds-disk"), "16m")?)));
+    let (data_disk, feeds_disk) = match mounted {
+        Ok(disks) => disks,
+        Err(why) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI runs as root and must be able to mount a tmpfs: {why}"
+            );
+            eprintln!("skipped: {why} (run as root to simulate a full disk)");
+            return;
+        }
+    };
+    let tokens = common::add_partners(&data_dir).await;
+    let mut server = ServeProcess::start(ServeOptions {
+        data_dir: &data_dir,
+        feeds_dir: &feeds_dir,
+        log_filter: None,
+    });
+    let running = server.wait_ready();
+    publish(
+        &running,
+        &tokens.newsroom,
+        article("first", "第一篇", 2_000),
+    )
+    .await
+    .expect("publishing before any fault");
+    wait_for(&server, &running, "/feeds/politics/rss.xml", |b| {
+        b.contains("第一篇")
+    })
+    .await;
+
+    // The feeds' disk is full: the publish is acknowledged (it is durable), the feeds are not
+    // rewritten, and the last good ones stay served.
+    let last_good = politics_feeds(&running).await;
+    feeds_disk.fill();
+    publish(
+        &running,
+        &tokens.newsroom,
+        article("second", "第二篇", 2_000),
+    )
+    .await
+    .expect("the database has room; only the feeds' disk is full");
+    wait_for(&server, &running, "/healthz", |b| {
+        b.starts_with("degraded") && b.contains("No space left on device")
+    })
+    .await;
+    assert_eq!(fault_gauge(&running, "feeds").await, Some(1.0));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(politics_feeds(&running).await, last_good);
+    assert_feeds_whole(&server, &running).await;
+    feeds_disk.empty();
+    wait_for(&server, &running, "/feeds/politics/atom.xml", |b| {
+        b.contains("第二篇")
+    })
+    .await;
+    wait_for(&server, &running, "/healthz", |b| b == "ok\n").await;
+    assert_feeds_whole(&server, &running).await;
+
+    // The database's disk is full: a publish too large for the room left in the WAL fails
+    // with an error status and a message, and is not stored.
+    let last_good = politics_feeds(&running).await;
+    data_disk.fill();
+    let refused = publish(
+        &running,
+        &tokens.newsroom,
+        article("third", "第三篇", 900_000),
+    )
+    .await
+    .expect_err("no room for the article");
+    assert!(
+        matches!(refused.code(), Code::Unavailable | Code::ResourceExhausted),
+        "{refused:?}"
+    );
+    assert!(refused.message().contains("full"), "{refused:?}");
+    let missing = running
+        .client()
+        .await
+        .get_article(authed(
+            &tokens.newsroom,
+            proto::GetArticleRequest {
+                id: "third".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect_err("the refused article was not stored");
+    assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
+    let (_, health) = get(&running, "/healthz").await;
+    assert!(health.contains("storage: "), "{health}");
+    assert_eq!(fault_gauge(&running, "storage").await, Some(1.0));
+    assert_eq!(politics_feeds(&running).await, last_good);
+    assert_feeds_whole(&server, &running).await;
+    data_disk.empty();
+    publish(
+        &running,
+        &tokens.newsroom,
+        article("third", "第三篇", 900_000),
+    )
+    .await
+    .expect("publishing once there is room again");
+    wait_for(&server, &running, "/feeds/politics/rss.xml", |b| {
+        b.contains("第三篇")
+    })
+    .await;
+    wait_for(&server, &running, "/healthz", |b| b == "ok\n").await;
+    assert_feeds_whole(&server, &running).await;
+    assert!(server.is_running());
+    server.kill();
+    let problems = common::integrity_problems(&data_dir).await;
+    assert!(problems.is_empty(), "{problems:?}");
+    drop(server);
+    drop((data_disk, feeds_disk));
+}

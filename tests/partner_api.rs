@@ -1,0 +1,832 @@
+//! The partner API's safety and follow features end to end, with a real gRPC client and a
+//! real SQLite file: idempotent retries, etag preconditions, batches, versions, and the
+//! event stream across disconnects and restarts.
+
+mod common;
+
+use common::{DEADLINE, TestServer, authed, brief, error_reason, ts};
+use feedpub::domain::{FeedScope, SectionSlug};
+use feedpub::grpc::proto::publisher_service_client::PublisherServiceClient;
+use feedpub::grpc::proto::{
+    self, ArticleEventType, ArticleState, GetArticleRequest, ListArticleVersionsRequest,
+    PublishArticleRequest, PublishArticlesRequest, RetractArticleRequest, WatchArticlesRequest,
+};
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+
+type Client = PublisherServiceClient<Channel>;
+
+fn request(article: proto::Article, request_id: &str) -> PublishArticleRequest {
+    PublishArticleRequest {
+        article: Some(article),
+        request_id: request_id.into(),
+    }
+}
+
+async fn publish(client: &mut Client, token: &str, article: proto::Article) -> proto::Article {
+    publish_with(client, token, request(article, ""))
+        .await
+        .expect("the article publishes")
+}
+
+async fn publish_with(
+    client: &mut Client,
+    token: &str,
+    request: PublishArticleRequest,
+) -> Result<proto::Article, Status> {
+    let response = client.publish_article(authed(token, request)).await?;
+    Ok(response.into_inner().article.expect("an article"))
+}
+
+async fn get(
+    client: &mut Client,
+    token: &str,
+    id: &str,
+    version: i32,
+) -> Result<proto::Article, Status> {
+    let request = GetArticleRequest {
+        id: id.into(),
+        version,
+    };
+    Ok(client
+        .get_article(authed(token, request))
+        .await?
+        .into_inner())
+}
+
+async fn retract(
+    client: &mut Client,
+    token: &str,
+    request: RetractArticleRequest,
+) -> Result<proto::Article, Status> {
+    Ok(client
+        .retract_article(authed(token, request))
+        .await?
+        .into_inner())
+}
+
+async fn versions(client: &mut Client, token: &str, id: &str) -> Vec<i32> {
+    let request = ListArticleVersionsRequest {
+        id: id.into(),
+        ..Default::default()
+    };
+    let page = client
+        .list_article_versions(authed(token, request))
+        .await
+        .unwrap()
+        .into_inner();
+    page.versions.iter().map(|v| v.version).collect()
+}
+
+fn politics() -> FeedScope {
+    FeedScope::Section(SectionSlug::parse("politics").unwrap())
+}
+
+/// A brief of `section` with its own title.
+fn in_section(id: &str, section: &str) -> proto::Article {
+    proto::Article {
+        section: section.into(),
+        ..brief(id, &format!("{section} {id}"))
+    }
+}
+
+#[tokio::test]
+async fn republishing_identical_content_keeps_the_etag_and_rebuilds_no_feed() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let token = &server.tokens.newsroom;
+    let first = publish(&mut client, token, brief("same-1", "原标题")).await;
+    server.settle().await;
+    let feed = || async {
+        let response = reqwest::get(server.url("/feeds/politics/atom.xml"))
+            .await
+            .unwrap();
+        response.headers()["etag"].to_str().unwrap().to_owned()
+    };
+    let feed_etag = feed().await;
+    let regenerations = server.publication.regenerations(&politics());
+
+    let again = publish(&mut client, token, brief("same-1", "原标题")).await;
+    server.settle().await;
+    assert_eq!(again.etag, first.etag);
+    assert_eq!(again.version, 1);
+    assert_eq!(again, first, "nothing of the stored article changed");
+    assert_eq!(server.publication.regenerations(&politics()), regenerations);
+    assert_eq!(feed().await, feed_etag);
+    assert_eq!(versions(&mut client, token, "same-1").await, [1]);
+}
+
+#[tokio::test]
+async fn a_retry_with_the_same_request_id_gets_the_first_result_and_stores_once() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let token = &server.tokens.newsroom;
+    let rid = "3f2b8c1e-9d4a-4f6b-8e2a-1c5d7e9f0a3b";
+
+    // Two copies of one request racing: one is stored, both get its result.
+    let (mut one, mut other) = (client.clone(), client.clone());
+    let (a, b) = tokio::join!(
+        publish_with(&mut one, token, request(brief("rid-1", "第一版"), rid)),
+        publish_with(&mut other, token, request(brief("rid-1", "第一版"), rid)),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a, b);
+    assert_eq!(a.version, 1);
+
+    // A correction by another request, then the first request retried: the retry gets the
+    // first answer and does not undo the correction.
+    let corrected = publish(&mut client, token, brief("rid-1", "第二版")).await;
+    assert_eq!(corrected.version, 2);
+    let retried = publish_with(&mut client, token, request(brief("rid-1", "第一版"), rid))
+        .await
+        .unwrap();
+    assert_eq!(retried, a);
+    let now = get(&mut client, token, "rid-1", 0).await.unwrap();
+    assert_eq!(now.title, "第二版");
+    assert_eq!(versions(&mut client, token, "rid-1").await, [2, 1]);
+
+    // The same id with another request is refused by name, and changes nothing.
+    let status = publish_with(&mut client, token, request(brief("rid-1", "第三版"), rid))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(error_reason(&status), "REQUEST_ID_REUSED");
+    let violations = status.get_details_bad_request().unwrap().field_violations;
+    assert_eq!(violations[0].field, "request_id");
+    assert_eq!(get(&mut client, token, "rid-1", 0).await.unwrap(), now);
+
+    // Request ids belong to their partner: the same id is a new request for another one.
+    let county = publish_with(
+        &mut client,
+        &server.tokens.county,
+        request(in_section("rid-1", "rural"), rid),
+    )
+    .await
+    .unwrap();
+    assert_eq!(county.section, "rural");
+
+    // Retractions too: a retry gets the first retraction, even after a republish.
+    let retraction = RetractArticleRequest {
+        id: "rid-1".into(),
+        reason: "事实有误".into(),
+        request_id: "retract-1".into(),
+        ..Default::default()
+    };
+    let retracted = retract(&mut client, token, retraction.clone())
+        .await
+        .unwrap();
+    assert_eq!(retracted.state(), ArticleState::Retracted);
+    publish(&mut client, token, brief("rid-1", "第四版")).await;
+    let again = retract(&mut client, token, retraction).await.unwrap();
+    assert_eq!(again, retracted);
+    let now = get(&mut client, token, "rid-1", 0).await.unwrap();
+    assert_eq!(
+        now.state(),
+        ArticleState::Published,
+        "the retry retracted nothing"
+    );
+
+    let status = publish_with(
+        &mut client,
+        token,
+        request(brief("rid-2", "x"), &"x".repeat(37)),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("request_id"),
+        "{}",
+        status.message()
+    );
+}
+
+#[tokio::test]
+async fn a_stale_etag_is_aborted_for_publish_and_retract() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let token = &server.tokens.newsroom;
+    let v1 = publish(&mut client, token, brief("etag-1", "第一版")).await;
+    let v2 = publish(&mut client, token, brief("etag-1", "第二版")).await;
+    assert_ne!(v1.etag, v2.etag);
+
+    let stale = proto::Article {
+        etag: v1.etag.clone(),
+        ..brief("etag-1", "基于旧版的修改")
+    };
+    let status = publish_with(&mut client, token, request(stale, ""))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Aborted, "{status:?}");
+    assert_eq!(error_reason(&status), "ETAG_MISMATCH");
+    assert_eq!(get(&mut client, token, "etag-1", 0).await.unwrap(), v2);
+
+    let fresh = proto::Article {
+        etag: v2.etag.clone(),
+        ..brief("etag-1", "第三版")
+    };
+    let v3 = publish_with(&mut client, token, request(fresh, ""))
+        .await
+        .unwrap();
+    assert_eq!(v3.version, 3);
+
+    let stale_retraction = RetractArticleRequest {
+        id: "etag-1".into(),
+        etag: v2.etag.clone(),
+        ..Default::default()
+    };
+    let status = retract(&mut client, token, stale_retraction)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Aborted);
+    assert_eq!(error_reason(&status), "ETAG_MISMATCH");
+    let still = get(&mut client, token, "etag-1", 0).await.unwrap();
+    assert_eq!(still.state(), ArticleState::Published);
+
+    let retraction = RetractArticleRequest {
+        id: "etag-1".into(),
+        etag: v3.etag.clone(),
+        ..Default::default()
+    };
+    let retracted = retract(&mut client, token, retraction).await.unwrap();
+    assert_eq!(retracted.state(), ArticleState::Retracted);
+    assert_ne!(retracted.etag, v3.etag, "a retraction changes the etag");
+
+    // An edit based on what was read before the retraction would undo it: aborted.
+    let undo = proto::Article {
+        etag: v3.etag.clone(),
+        ..brief("etag-1", "第三版")
+    };
+    let status = publish_with(&mut client, token, request(undo, ""))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Aborted);
+
+    // A precondition on an article that does not exist cannot hold.
+    let missing = proto::Article {
+        etag: v3.etag.clone(),
+        ..brief("etag-2", "新稿")
+    };
+    let status = publish_with(&mut client, token, request(missing, ""))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Aborted);
+    assert_eq!(
+        get(&mut client, token, "etag-2", 0)
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+}
+
+#[tokio::test]
+async fn past_versions_are_kept_and_get_article_returns_them() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let token = &server.tokens.newsroom;
+    let titles = ["第一版", "第二版", "第三版"];
+    let mut stored = Vec::new();
+    for title in titles {
+        stored.push(publish(&mut client, token, brief("ver-1", title)).await);
+    }
+    for (i, title) in titles.iter().enumerate() {
+        let version = i32::try_from(i + 1).unwrap();
+        let got = get(&mut client, token, "ver-1", version).await.unwrap();
+        assert_eq!(got.title, *title);
+        assert_eq!(got.version, version);
+        assert_eq!(got.etag, stored[i].etag);
+        assert_eq!(got.update_time, stored[i].update_time);
+        assert_eq!(got.guid, stored[0].guid, "every version keeps the GUID");
+    }
+    assert_eq!(
+        get(&mut client, token, "ver-1", 0).await.unwrap(),
+        stored[2]
+    );
+
+    let status = get(&mut client, token, "ver-1", 9).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    assert_eq!(error_reason(&status), "VERSION_NOT_FOUND");
+    let status = get(&mut client, token, "ver-1", -1).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(
+        status.get_details_bad_request().unwrap().field_violations[0].field,
+        "version"
+    );
+
+    // Listed newest first, a page at a time.
+    let page = |page_token: String| ListArticleVersionsRequest {
+        id: "ver-1".into(),
+        page_size: 2,
+        page_token,
+    };
+    let first = client
+        .list_article_versions(authed(token, page(String::new())))
+        .await
+        .unwrap()
+        .into_inner();
+    let listed: Vec<_> = first
+        .versions
+        .iter()
+        .map(|v| (v.version, v.title.as_str()))
+        .collect();
+    assert_eq!(listed, [(3, "第三版"), (2, "第二版")]);
+    let rest = client
+        .list_article_versions(authed(token, page(first.next_page_token)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rest.versions.len(), 1);
+    assert_eq!(rest.versions[0].etag, stored[0].etag);
+    assert!(rest.next_page_token.is_empty());
+
+    // The feeds show the newest version only; the versions survive a restart.
+    let body = server
+        .wait_for_feed("/feeds/politics/rss.xml", |b| b.contains("第三版"))
+        .await;
+    assert!(
+        !body.contains("第二版") && !body.contains("第一版"),
+        "{body}"
+    );
+    let server = server.restart().await;
+    let mut client = server.client().await;
+    let got = get(&mut client, &server.tokens.newsroom, "ver-1", 1)
+        .await
+        .unwrap();
+    assert_eq!(got.title, "第一版");
+}
+
+/// A batch request of one article per message.
+fn batch_of(requests: Vec<PublishArticleRequest>) -> Vec<PublishArticlesRequest> {
+    requests
+        .into_iter()
+        .map(|r| PublishArticlesRequest { requests: vec![r] })
+        .collect()
+}
+
+async fn publish_batch(
+    client: &mut Client,
+    token: &str,
+    messages: Vec<PublishArticlesRequest>,
+) -> Vec<proto::PublishArticleResult> {
+    client
+        .publish_articles(authed(token, tokio_stream::iter(messages)))
+        .await
+        .expect("the batch is answered")
+        .into_inner()
+        .results
+}
+
+/// The error a batch result carries, as the status a call would have returned.
+fn result_status(result: &proto::PublishArticleResult) -> Status {
+    let status = result.status.clone().expect("a status");
+    Status::with_details(
+        Code::from(status.code),
+        status.message.clone(),
+        prost::Message::encode_to_vec(&status).into(),
+    )
+}
+
+#[tokio::test]
+async fn a_bad_article_in_a_batch_gets_its_own_error_and_the_others_are_stored() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let token = &server.tokens.newsroom;
+    let mut untitled = brief("batch-2", "");
+    untitled.title = String::new();
+    let messages = vec![
+        PublishArticlesRequest {
+            requests: vec![
+                request(brief("batch-0", "第一条"), ""),
+                request(brief("batch-1", "第二条"), "batch-rid"),
+            ],
+        },
+        PublishArticlesRequest {
+            requests: vec![
+                request(untitled, ""),
+                request(brief("batch-3", "第四条"), ""),
+            ],
+        },
+        PublishArticlesRequest {
+            requests: vec![
+                // The same request again within the batch: answered, stored once.
+                request(brief("batch-1", "第二条"), "batch-rid"),
+                request(in_section("batch-5", "sports"), ""),
+            ],
+        },
+    ];
+    let results = publish_batch(&mut client, token, messages).await;
+    let indexes: Vec<_> = results.iter().map(|r| r.index).collect();
+    assert_eq!(indexes, [0, 1, 2, 3, 4, 5]);
+    let ids: Vec<_> = results.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "batch-0", "batch-1", "batch-2", "batch-3", "batch-1", "batch-5"
+        ]
+    );
+    let codes: Vec<_> = results.iter().map(|r| result_status(r).code()).collect();
+    assert_eq!(
+        codes,
+        [
+            Code::Ok,
+            Code::Ok,
+            Code::InvalidArgument,
+            Code::Ok,
+            Code::Ok,
+            Code::InvalidArgument
+        ]
+    );
+    for (index, field) in [(2, "article.title"), (5, "article.section")] {
+        let status = result_status(&results[index]);
+        assert_eq!(error_reason(&status), "INVALID_FIELD");
+        let violations = status.get_details_bad_request().unwrap().field_violations;
+        assert_eq!(violations[0].field, field, "{status:?}");
+        assert!(results[index].etag.is_empty());
+    }
+    assert!(results[1].changed);
+    assert!(!results[4].changed, "the repeated request changed nothing");
+    assert_eq!(results[4].etag, results[1].etag);
+
+    for (id, result) in [
+        ("batch-0", &results[0]),
+        ("batch-1", &results[1]),
+        ("batch-3", &results[3]),
+    ] {
+        let stored = get(&mut client, token, id, 0).await.unwrap();
+        assert_eq!(stored.etag, result.etag);
+        assert_eq!(stored.version, 1);
+        assert_eq!(stored.update_time, result.update_time);
+    }
+    for id in ["batch-2", "batch-5"] {
+        let status = get(&mut client, token, id, 0).await.unwrap_err();
+        assert_eq!(status.code(), Code::NotFound, "{id}");
+    }
+    assert_eq!(versions(&mut client, token, "batch-1").await, [1]);
+    server
+        .wait_for_feed("/feeds/politics/atom.xml", |b| {
+            b.contains("第一条") && b.contains("第二条") && b.contains("第四条")
+        })
+        .await;
+
+    // A partner's rights hold per article.
+    let results = publish_batch(
+        &mut client,
+        &server.tokens.county,
+        batch_of(vec![
+            request(in_section("c-0", "politics"), ""),
+            request(in_section("c-1", "rural"), ""),
+        ]),
+    )
+    .await;
+    assert_eq!(result_status(&results[0]).code(), Code::PermissionDenied);
+    assert_eq!(
+        error_reason(&result_status(&results[0])),
+        "SECTION_NOT_GRANTED"
+    );
+    assert_eq!(result_status(&results[1]).code(), Code::Ok);
+}
+
+#[tokio::test]
+async fn a_batch_rebuilds_each_feed_it_touches_once() {
+    const ARTICLES: usize = 1_500;
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let token = &server.tokens.newsroom;
+    server.settle().await;
+    let rural = FeedScope::Section(SectionSlug::parse("rural").unwrap());
+    let features = FeedScope::Section(SectionSlug::parse("features").unwrap());
+    let author = FeedScope::author("陈淑兰");
+    let scopes = [
+        politics(),
+        rural.clone(),
+        FeedScope::All,
+        author.clone(),
+        features.clone(),
+    ];
+    let before: Vec<u64> = scopes
+        .iter()
+        .map(|s| server.publication.regenerations(s))
+        .collect();
+
+    // Three messages of 500, crossing the store's chunks of 1,000.
+    let requests: Vec<_> = (0..ARTICLES)
+        .map(|i| {
+            let section = if i % 2 == 0 { "politics" } else { "rural" };
+            let mut article = in_section(&format!("bulk-{i:04}"), section);
+            article.publish_time = Some(ts(1_686_092_400 + i as i64));
+            request(article, "")
+        })
+        .collect();
+    let messages = requests
+        .chunks(500)
+        .map(|chunk| PublishArticlesRequest {
+            requests: chunk.to_vec(),
+        })
+        .collect();
+    let results = publish_batch(&mut client, token, messages).await;
+    assert_eq!(results.len(), ARTICLES);
+    assert!(
+        results
+            .iter()
+            .all(|r| result_status(r).code() == Code::Ok && r.changed)
+    );
+    server.settle().await;
+
+    let after: Vec<u64> = scopes
+        .iter()
+        .map(|s| server.publication.regenerations(s))
+        .collect();
+    let rebuilt: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    assert_eq!(
+        rebuilt,
+        [1, 1, 1, 1, 0],
+        "politics, rural, all, the author, features"
+    );
+    let body = server
+        .wait_for_feed("/feeds/rural/rss.xml", |b| b.contains("bulk-1499"))
+        .await;
+    assert!(
+        body.contains("bulk-1401") && !body.contains("bulk-1399"),
+        "the newest 50 of rural's 750"
+    );
+}
+
+/// A WatchArticles stream, past its first (empty) message.
+struct Watch {
+    stream: tonic::Streaming<proto::WatchArticlesResponse>,
+    /// The cursor of the first message.
+    start: String,
+}
+
+async fn watch(
+    server: &TestServer,
+    token: &str,
+    sections: &[&str],
+    cursor: &str,
+) -> Result<Watch, Status> {
+    let request = WatchArticlesRequest {
+        sections: sections.iter().map(|s| s.to_string()).collect(),
+        cursor: cursor.into(),
+    };
+    let mut stream = server
+        .client()
+        .await
+        .watch_articles(authed(token, request))
+        .await?
+        .into_inner();
+    let first = next(&mut stream).await.expect("a first message");
+    assert!(first.events.is_empty(), "the first message has no events");
+    Ok(Watch {
+        stream,
+        start: first.cursor,
+    })
+}
+
+async fn next(
+    stream: &mut tonic::Streaming<proto::WatchArticlesResponse>,
+) -> Result<proto::WatchArticlesResponse, Status> {
+    tokio::time::timeout(DEADLINE, stream.message())
+        .await
+        .expect("the watch stream answered in time")?
+        .ok_or_else(|| Status::unknown("the stream ended"))
+}
+
+impl Watch {
+    /// The next `n` events; each message's cursor is that of its last event.
+    async fn events(&mut self, n: usize) -> Vec<proto::ArticleEvent> {
+        let mut events = Vec::new();
+        while events.len() < n {
+            let message = next(&mut self.stream).await.expect("more events");
+            assert!(
+                !message.events.is_empty(),
+                "only the first message is empty"
+            );
+            assert_eq!(message.cursor, message.events.last().unwrap().cursor);
+            events.extend(message.events);
+        }
+        assert_eq!(events.len(), n, "no more events than expected: {events:?}");
+        events
+    }
+}
+
+fn summary(events: &[proto::ArticleEvent]) -> Vec<(ArticleEventType, String)> {
+    events
+        .iter()
+        .map(|e| (e.r#type(), e.article.as_ref().unwrap().id.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_watch_replays_from_its_cursor_then_follows_with_no_gap_and_no_duplicate() {
+    use ArticleEventType::{Published, Retracted, Updated};
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let token = &server.tokens.newsroom;
+    publish(&mut client, token, brief("before", "开始之前")).await;
+
+    let mut watching = watch(&server, token, &[], "").await.unwrap();
+    publish(&mut client, token, brief("w-a", "甲")).await;
+    publish(&mut client, token, in_section("w-b", "rural")).await;
+    publish(&mut client, token, brief("w-a", "甲（更正）")).await;
+    let events = watching.events(3).await;
+    assert_eq!(
+        summary(&events),
+        [
+            (Published, "w-a".into()),
+            (Published, "w-b".into()),
+            (Updated, "w-a".into())
+        ],
+        "only what was stored after the stream started, in order"
+    );
+    let update = events[2].article.as_ref().unwrap();
+    assert_eq!((update.title.as_str(), update.version), ("甲（更正）", 2));
+    assert_eq!(
+        events[0].article.as_ref().unwrap().title,
+        "甲",
+        "as of that version"
+    );
+    assert_eq!(events[0].partner, "newsroom");
+    let cursor = events[1].cursor.clone();
+    drop(watching);
+
+    // While nobody watches: a retraction and a new article.
+    retract(
+        &mut client,
+        token,
+        RetractArticleRequest {
+            id: "w-b".into(),
+            reason: "不公开的理由".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    publish(&mut client, token, brief("w-c", "丙")).await;
+
+    // Back from the second event: the rest replayed, then new ones live.
+    let mut watching = watch(&server, token, &[], &cursor).await.unwrap();
+    assert_eq!(watching.start, cursor);
+    let replayed = watching.events(3).await;
+    assert_eq!(
+        summary(&replayed),
+        [
+            (Updated, "w-a".into()),
+            (Retracted, "w-b".into()),
+            (Published, "w-c".into())
+        ]
+    );
+    let retracted = replayed[1].article.as_ref().unwrap();
+    assert_eq!(retracted.state(), ArticleState::Retracted);
+    assert!(
+        retracted.retract_reason.is_empty(),
+        "the reason is never published"
+    );
+    publish(&mut client, token, brief("w-d", "丁")).await;
+    assert_eq!(
+        summary(&watching.events(1).await),
+        [(Published, "w-d".into())]
+    );
+}
+
+#[tokio::test]
+async fn a_watch_resumes_after_a_server_restart_with_nothing_lost() {
+    use ArticleEventType::{EmbargoLifted, Published};
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let token = server.tokens.newsroom.clone();
+    let mut watching = watch(&server, &token, &["politics"], "").await.unwrap();
+    publish(&mut client, &token, brief("r-1", "一")).await;
+    publish(&mut client, &token, brief("r-2", "二")).await;
+    let cursor = watching.events(1).await[0].cursor.clone();
+    // An embargo that ends while the server is down is logged when it comes back.
+    let embargo_end = chrono::Utc::now().timestamp() + 2;
+    let embargoed = proto::Article {
+        embargo_time: Some(ts(embargo_end)),
+        ..brief("r-3", "三")
+    };
+    publish(&mut client, &token, embargoed).await;
+
+    let server = server.restart().await;
+    // The old stream delivers what it had, then says the server went away.
+    let status = loop {
+        match next(&mut watching.stream).await {
+            Ok(message) => assert!(!message.events.is_empty()),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(error_reason(&status), "SHUTTING_DOWN");
+    let mut client = server.client().await;
+    publish(&mut client, &token, brief("r-4", "四")).await;
+
+    let mut watching = watch(&server, &token, &["politics"], &cursor)
+        .await
+        .unwrap();
+    let events = watching.events(3).await;
+    assert_eq!(
+        summary(&events),
+        [
+            (Published, "r-2".into()),
+            (Published, "r-3".into()),
+            (Published, "r-4".into())
+        ]
+    );
+    let lift = watching.events(1).await;
+    assert_eq!(summary(&lift), [(EmbargoLifted, "r-3".into())]);
+    assert_eq!(
+        lift[0].event_time,
+        Some(ts(embargo_end)),
+        "lifted at the embargo time"
+    );
+}
+
+#[tokio::test]
+async fn a_partner_watches_only_the_sections_it_may_read() {
+    use ArticleEventType::Published;
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let newsroom = &server.tokens.newsroom;
+    let county = &server.tokens.county;
+    let mut county_all = watch(&server, county, &[], "").await.unwrap();
+    let mut newsroom_rural = watch(&server, newsroom, &["rural"], "").await.unwrap();
+    publish(&mut client, newsroom, brief("s-politics", "时政")).await;
+    publish(&mut client, newsroom, in_section("s-rural", "rural")).await;
+    publish(&mut client, county, in_section("s-county", "rural")).await;
+    for watching in [&mut county_all, &mut newsroom_rural] {
+        assert_eq!(
+            summary(&watching.events(2).await),
+            [
+                (Published, "s-rural".into()),
+                (Published, "s-county".into())
+            ]
+        );
+    }
+
+    let status = watch(&server, county, &["politics"], "")
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert_eq!(error_reason(&status), "SECTION_NOT_GRANTED");
+    for (sections, cursor, field) in [
+        (&["sports"][..], "", "sections[0]"),
+        (&["rural", "Bad"][..], "", "sections[1]"),
+        (&[][..], "not-a-cursor", "cursor"),
+        (&[][..], "ZXZlbnRzOjk5OTk5", "cursor"),
+    ] {
+        let status = watch(&server, newsroom, sections, cursor)
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(status.code(), Code::InvalidArgument, "{field}");
+        assert_eq!(error_reason(&status), "INVALID_FIELD");
+        let violations = status.get_details_bad_request().unwrap().field_violations;
+        assert_eq!(violations[0].field, field);
+    }
+}
+
+#[tokio::test]
+async fn an_embargoed_article_reaches_other_partners_when_its_embargo_lifts() {
+    use ArticleEventType::{EmbargoLifted, Published};
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let newsroom = &server.tokens.newsroom;
+    let mut county = watch(&server, &server.tokens.county, &[], "")
+        .await
+        .unwrap();
+    let mut owner = watch(&server, newsroom, &["rural"], "").await.unwrap();
+
+    let embargo_end = chrono::Utc::now().timestamp() + 2;
+    let embargoed = proto::Article {
+        embargo_time: Some(ts(embargo_end)),
+        ..in_section("e-1", "rural")
+    };
+    publish(&mut client, newsroom, embargoed).await;
+    publish(&mut client, newsroom, in_section("e-2", "rural")).await;
+
+    // Its partner sees it at once, embargoed; the county only once the embargo ends.
+    let seen = owner.events(3).await;
+    assert_eq!(
+        summary(&seen),
+        [
+            (Published, "e-1".into()),
+            (Published, "e-2".into()),
+            (EmbargoLifted, "e-1".into())
+        ]
+    );
+    assert_eq!(
+        seen[0].article.as_ref().unwrap().embargo_time,
+        Some(ts(embargo_end))
+    );
+    let seen = county.events(2).await;
+    assert_eq!(
+        summary(&seen),
+        [(Published, "e-2".into()), (EmbargoLifted, "e-1".into())]
+    );
+    let lifted = seen[1].article.as_ref().unwrap();
+    assert_eq!(lifted.state(), ArticleState::Published);
+    assert_eq!(lifted.title, "rural e-1");
+    assert_eq!(seen[1].event_time, Some(ts(embargo_end)));
+}
