@@ -89,7 +89,9 @@ fn main() -> anyhow::Result<()> {
                     _ = tokio::signal::ctrl_c() => {}
                 }
             };
-            // The builder feedpub's gRPC server uses, with its defaults.
+            // The builder and the listener feedpub's gRPC server uses (`grpc::serve`), with
+            // their defaults; as there, `TcpIncoming::from` sets no TCP_NODELAY (see
+            // BENCHMARKS.md): whatever feedpub's listener does, the ceiling must do too.
             tonic::transport::Server::builder()
                 .add_service(PublisherServiceServer::new(Echo))
                 .serve_with_incoming_shutdown(TcpIncoming::from(listener), stop)

@@ -120,6 +120,8 @@ pub struct Mode {
     pub scale_sizes: Vec<usize>,
     pub scale_publishes: usize,
     pub scale_wrk_seconds: u64,
+    /// How long Scale waits for the feed to show the last publish of a run.
+    pub scale_show_timeout: Duration,
 }
 
 impl Mode {
@@ -150,6 +152,7 @@ impl Mode {
             }),
             scale_publishes: if args.quick { 20 } else { 50 },
             scale_wrk_seconds: if args.quick { 1 } else { 2 },
+            scale_show_timeout: Duration::from_secs(if args.quick { 60 } else { 120 }),
         }
     }
 }

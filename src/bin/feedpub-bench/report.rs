@@ -119,7 +119,7 @@ impl Report {
         writeln!(
             out,
             "Medians of {runs} run{}; the ratio is the median of the runs' ratios. \
-             ∞ means an article never showed in the feed.",
+             ∞ means an article never showed in the feed (Freshness) or no regeneration finished in time (Scale).",
             if runs == 1 { "" } else { "s" }
         )?;
         writeln!(out)?;
