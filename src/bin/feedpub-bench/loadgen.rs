@@ -239,3 +239,59 @@ async fn call(
         None => anyhow::bail!("no grpc-status in the trailers"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use feedpub::grpc::proto::{Article, PublishArticleRequest};
+    use prost::Message;
+
+    fn frames() -> Frames {
+        Frames::new(2, |placeholder, n| PublishArticleRequest {
+            article: Some(Article {
+                id: format!("a-{placeholder}"),
+                title: format!("标题{n}"),
+                ..Article::default()
+            }),
+        })
+        .unwrap()
+    }
+
+    /// The message inside a gRPC frame, checking its five-byte prefix.
+    fn decode(frame: &[u8]) -> PublishArticleRequest {
+        assert_eq!(frame[0], 0, "uncompressed");
+        let length = u32::from_be_bytes(frame[1..5].try_into().unwrap()) as usize;
+        assert_eq!(length, frame.len() - 5);
+        PublishArticleRequest::decode(&frame[5..]).unwrap()
+    }
+
+    #[test]
+    fn every_frame_is_a_whole_grpc_message_with_an_id_of_its_own() {
+        let frames = frames();
+        let decoded: Vec<Article> = (0..5)
+            .map(|_| decode(&frames.next()).article.unwrap())
+            .collect();
+        let ids: Vec<&str> = decoded.iter().map(|a| a.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "a-000000000000",
+                "a-000000000001",
+                "a-000000000002",
+                "a-000000000003",
+                "a-000000000004"
+            ]
+        );
+        // The templates take turns.
+        assert_eq!(decoded[0].title, "标题0");
+        assert_eq!(decoded[1].title, "标题1");
+        assert_eq!(decoded[2].title, "标题0");
+        assert_eq!(frames.frame_bytes(), frames.sample().len());
+    }
+
+    #[test]
+    fn a_template_without_the_placeholder_is_refused() {
+        let made = Frames::new(1, |_, _| PublishArticleRequest::default());
+        assert!(made.is_err());
+    }
+}

@@ -448,3 +448,43 @@ fn escape_into(out: &mut Vec<u8>, text: &str) {
     }
     out.extend_from_slice(rest);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bare_pass_escapes_exactly_what_xml_text_needs() {
+        let mut out = Vec::new();
+        escape_into(&mut out, "a<b>&c \"引号\" ]]> 𠮷");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "a&lt;b&gt;&amp;c \"引号\" ]]&gt; 𠮷"
+        );
+    }
+
+    #[test]
+    fn the_items_the_peers_read_are_those_feedpub_renders() {
+        let settings = Settings::parse("sample", EMBEDDED_CONFIG, Overrides::default()).unwrap();
+        let meta = feed_meta(&settings);
+        let articles = articles(&settings).unwrap();
+        assert_eq!(articles.len(), ITEMS);
+        let json: serde_json::Value =
+            serde_json::from_str(&items_json_text(&meta, &articles).unwrap()).unwrap();
+        let items = json["items"].as_array().unwrap();
+        assert_eq!(items.len(), ITEMS);
+        let rss = String::from_utf8(Format::Rss.render(&meta, &articles)).unwrap();
+        assert_eq!(rss.matches("<item>").count(), ITEMS);
+        for item in items {
+            assert!(rss.contains(item["guid"].as_str().unwrap()));
+            assert!(rss.contains(item["title"].as_str().unwrap()));
+        }
+        assert_eq!(items[0]["published"], "2023-06-07T07:00:00+08:00");
+        assert!(
+            items[0]["content_html"]
+                .as_str()
+                .unwrap()
+                .starts_with("<p>")
+        );
+    }
+}

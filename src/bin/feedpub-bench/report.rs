@@ -279,3 +279,43 @@ fn number(v: f64) -> String {
         format!("{v:.2}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(target: Target, feedpub: f64, peer: f64) -> String {
+        let mut report = Report::default();
+        report.add(
+            0,
+            vec![Figure {
+                name: "x".into(),
+                unit: "ms",
+                feedpub,
+                peer: Some(("at 10k", peer)),
+                target,
+            }],
+        );
+        let machine = Machine {
+            summary: String::new(),
+            lines: Vec::new(),
+            peers: Vec::new(),
+            background: Background::start(Vec::new()),
+        };
+        report.render(&machine)
+    }
+
+    #[test]
+    fn an_upper_bound_on_a_ratio_passes_at_the_bound_and_fails_above_it() {
+        assert!(table(Target::RatioAtMost(1.2), 12.0, 10.0).contains("| 1.20 | ≤ 1.2× | pass |"));
+        assert!(
+            table(Target::RatioAtMost(1.2), 12.04, 10.0).contains("| 1.204 | ≤ 1.2× | **FAIL** |")
+        );
+    }
+
+    #[test]
+    fn a_lower_bound_that_is_not_a_round_tenth_shows_two_decimals() {
+        let text = table(Target::RatioAtLeast(1.0 / 1.2), 8.0, 10.0);
+        assert!(text.contains("| 0.80 | ≥ 0.83× | **FAIL** |"), "{text}");
+    }
+}

@@ -530,3 +530,16 @@ fn peak_rss_mb(pid: u32) -> anyhow::Result<f64> {
         .context("no VmHWM in /proc/<pid>/status")?;
     Ok(kb / 1024.0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_labelled_as_the_issue_writes_them() {
+        assert_eq!(label(10_000), "10k");
+        assert_eq!(label(100_000), "100k");
+        assert_eq!(label(1_000_000), "1M");
+        assert_eq!(label(12_345), "12345");
+    }
+}
