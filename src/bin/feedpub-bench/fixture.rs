@@ -25,6 +25,9 @@ pub const DATA_SET_ARTICLES: usize = 50;
 /// Body size of every benchmark article, in bytes of UTF-8 (about 1,000 Chinese characters).
 const BODY_BYTES: usize = 3 * 1024;
 
+/// What feedpub (and feedpub-echo) log before the gRPC address they listen on.
+pub const GRPC_LISTENING: &str = "gRPC API listening on ";
+
 /// Variables that would change what feedpub does if inherited.
 const FEEDPUB_VARS: [&str; 7] = [
     "FEEDPUB_CONFIG",
@@ -64,77 +67,92 @@ pub struct Fixture {
     /// Where feedpub writes the feed files (nginx serves the same folder).
     pub feeds_dir: PathBuf,
     pub http_addr: SocketAddr,
-    paragraphs: Vec<String>,
-    titles: Vec<(String, Vec<String>)>,
+    pub grpc_addr: SocketAddr,
+    /// The benchmark partner's bearer token.
+    pub token: String,
+    copy: SampleCopy,
     /// feedpub, or `perf record` running feedpub with `--perf`.
     process: Mutex<Process>,
     recorder: Option<Recorder>,
 }
 
+/// `feedpub` run in `dir` (so no ./feedpub.toml is picked up: the embedded sample
+/// configuration applies, five sections and 50 items per feed), with every variable that
+/// would change what it does removed; under `perf record` when given one.
+fn feedpub_command(bin: &Path, dir: &Path, log: Option<&str>, perf: Option<&Command>) -> Command {
+    let mut cmd = match perf {
+        Some(perf) => {
+            let mut cmd = Command::new(perf.get_program());
+            cmd.args(perf.get_args()).arg(bin);
+            cmd
+        }
+        None => Command::new(bin),
+    };
+    cmd.current_dir(dir).stdin(Stdio::null());
+    for var in FEEDPUB_VARS {
+        cmd.env_remove(var);
+    }
+    if let Some(filter) = log {
+        cmd.env("RUST_LOG", filter);
+    }
+    cmd
+}
+
+/// Creates the partner `bench` (every section) with `feedpub partner add` in `dir/data`
+/// and returns its token.
+pub fn add_partner(bin: &Path, dir: &Path) -> anyhow::Result<String> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let data = dir.join("data");
+    let output = feedpub_command(bin, dir, None, None)
+        .args(["partner", "add", "bench", "--all-sections", "--data-dir"])
+        .arg(&data)
+        .output()
+        .with_context(|| format!("cannot run {}", bin.display()))?;
+    anyhow::ensure!(
+        output.status.success(),
+        "feedpub partner add failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout)?;
+    Ok(stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .context("feedpub partner add printed no token")?
+        .trim()
+        .to_owned())
+}
+
 impl Fixture {
-    /// Creates the partner, starts `feedpub serve` on free ports and connects to it.
+    /// Creates the partner in a fresh `dir`, starts `feedpub serve` there and connects.
     pub async fn start(
         bin: &Path,
-        work: &Path,
+        dir: &Path,
         log: Option<&str>,
         perf: bool,
     ) -> anyhow::Result<Self> {
-        let data_dir = work.join("data");
-        let feeds_dir = work.join("feeds");
+        let token = add_partner(bin, dir)?;
+        Self::serve(bin, dir, token, log, perf).await
+    }
+
+    /// Starts `feedpub serve` on `dir/data` (which holds the partner of `token`), writing
+    /// feeds to `dir/feeds`, on free ports, and connects to it.
+    pub async fn serve(
+        bin: &Path,
+        dir: &Path,
+        token: String,
+        log: Option<&str>,
+        perf: bool,
+    ) -> anyhow::Result<Self> {
+        let feeds_dir = dir.join("feeds");
         let recorder = if perf {
-            Some(Recorder::new(work)?)
+            Some(Recorder::new(dir)?)
         } else {
             None
         };
-        let feedpub = |args: &[&str]| {
-            let mut cmd = Command::new(bin);
-            if let Some((_, perf)) = &recorder
-                && args.first() == Some(&"serve")
-            {
-                cmd = Command::new(perf.get_program());
-                cmd.args(perf.get_args()).arg(bin);
-            }
-            // Run in the working folder, so no ./feedpub.toml is picked up: the embedded
-            // sample configuration (five sections, 50 items per feed) applies.
-            cmd.args(args).current_dir(work).stdin(Stdio::null());
-            for var in FEEDPUB_VARS {
-                cmd.env_remove(var);
-            }
-            if let Some(filter) = log {
-                cmd.env("RUST_LOG", filter);
-            }
-            cmd
-        };
-        let data = data_dir.to_str().context("a UTF-8 temp path")?;
-        let feeds = feeds_dir.to_str().context("a UTF-8 temp path")?;
-
-        let output = feedpub(&[
-            "partner",
-            "add",
-            "bench",
-            "--all-sections",
-            "--data-dir",
-            data,
-        ])
-        .output()
-        .with_context(|| format!("cannot run {}", bin.display()))?;
-        anyhow::ensure!(
-            output.status.success(),
-            "feedpub partner add failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let stdout = String::from_utf8(output.stdout)?;
-        let token = stdout
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .context("feedpub partner add printed no token")?
-            .trim()
-            .to_owned();
-
         // The sample configuration, without per-partner rate limits: the bench publishes a
         // thousand articles a second as one partner, which the default limits refuse.
-        let config = work.join("bench.toml");
+        let config = dir.join("bench.toml");
         std::fs::write(
             &config,
             format!(
@@ -143,28 +161,28 @@ impl Fixture {
             ),
         )
         .context("cannot write the bench configuration")?;
-        let config = config.to_str().context("a UTF-8 temp path")?;
-        let mut child = feedpub(&[
-            "serve",
-            "--config",
-            config,
-            "--data-dir",
-            data,
-            "--feeds-dir",
-            feeds,
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot start {}", bin.display()))?;
+        let mut child = feedpub_command(bin, dir, log, recorder.as_ref().map(|(_, cmd)| cmd))
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .arg("--feeds-dir")
+            .arg(&feeds_dir)
+            .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
         let stderr = child.stderr.take().expect("piped stderr");
         let mut process = Process::new("feedpub", child);
-        let lines = tee_lines(stderr, &work.join("feedpub.log"));
-        let (grpc_addr, http_addr) = listening_addresses(&lines, &mut process)?;
+        let lines = tee_lines(stderr, &dir.join("feedpub.log"));
+        let addrs = listening_addresses(
+            &lines,
+            &mut process,
+            &[GRPC_LISTENING, "HTTP feeds listening on http://"],
+        )?;
+        let (grpc_addr, http_addr) = (addrs[0], addrs[1]);
         drop(lines);
         eprintln!(
             "feedpub (pid {}) serves gRPC on {grpc_addr}, HTTP on {http_addr}",
@@ -177,27 +195,18 @@ impl Fixture {
             .context("cannot connect to feedpub's gRPC API")?;
         let bearer = Bearer(format!("Bearer {token}").parse()?);
         let client = PublisherServiceClient::with_interceptor(channel, bearer);
-        let edition = feedpub::demo::sample_edition();
-        let paragraphs = edition
-            .iter()
-            .flat_map(|a| a.content_text.split("\n\n"))
-            .map(str::to_owned)
-            .collect();
-        let titles = edition
-            .iter()
-            .map(|a| (a.title.clone(), a.authors.clone()))
-            .collect();
         Ok(Self {
             process: Mutex::new(process),
             recorder: recorder.map(|(r, _)| r),
             feeds_dir,
             http_addr,
+            grpc_addr,
+            token,
             client,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()?,
-            paragraphs,
-            titles,
+            copy: SampleCopy::load(),
         })
     }
 
@@ -241,34 +250,9 @@ impl Fixture {
         format!("http://{}{path}", self.http_addr)
     }
 
-    /// Article `n` of a series: a title and byline of the sample edition, and about 3 KB
-    /// of its paragraphs, starting at a different paragraph for each `n`.
+    /// Article `n` of a series (see [`SampleCopy::article`]).
     pub fn article(&self, id: String, title_suffix: &str, n: usize) -> Article {
-        let (title, authors) = &self.titles[n % self.titles.len()];
-        let mut body = String::with_capacity(BODY_BYTES + 2048);
-        let mut p = n * 3;
-        while body.len() < BODY_BYTES {
-            if !body.is_empty() {
-                body.push_str("\n\n");
-            }
-            body.push_str(&self.paragraphs[p % self.paragraphs.len()]);
-            p += 1;
-        }
-        let mut cut = BODY_BYTES;
-        while !body.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        body.truncate(cut);
-        Article {
-            id,
-            section: SECTION.to_owned(),
-            title: format!("{title}{title_suffix}"),
-            authors: authors.clone(),
-            content_text: body,
-            tags: vec!["基准测试".to_owned()],
-            publish_time: Some(timestamp(SystemTime::now())),
-            ..Article::default()
-        }
+        self.copy.article(id, title_suffix, n)
     }
 
     /// Publishes the 50 articles of the data set (dated 7 June 2023, one minute apart) and
@@ -317,6 +301,60 @@ impl Fixture {
     }
 }
 
+/// The sample edition's copy, cut into the articles every benchmark publishes.
+pub struct SampleCopy {
+    paragraphs: Vec<String>,
+    titles: Vec<(String, Vec<String>)>,
+}
+
+impl SampleCopy {
+    /// The paragraphs, titles and bylines of the embedded sample edition.
+    pub fn load() -> Self {
+        let edition = feedpub::demo::sample_edition();
+        let paragraphs = edition
+            .iter()
+            .flat_map(|a| a.content_text.split("\n\n"))
+            .map(str::to_owned)
+            .collect();
+        let titles = edition
+            .iter()
+            .map(|a| (a.title.clone(), a.authors.clone()))
+            .collect();
+        Self { paragraphs, titles }
+    }
+
+    /// Article `n` of a series: a title and byline of the sample edition, the tag 基准测试
+    /// and about 3 KB of its paragraphs, starting at a different paragraph for each `n`,
+    /// published now into the benchmark section.
+    pub fn article(&self, id: String, title_suffix: &str, n: usize) -> Article {
+        let (title, authors) = &self.titles[n % self.titles.len()];
+        let mut body = String::with_capacity(BODY_BYTES + 2048);
+        let mut p = n * 3;
+        while body.len() < BODY_BYTES {
+            if !body.is_empty() {
+                body.push_str("\n\n");
+            }
+            body.push_str(&self.paragraphs[p % self.paragraphs.len()]);
+            p += 1;
+        }
+        let mut cut = BODY_BYTES;
+        while !body.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        body.truncate(cut);
+        Article {
+            id,
+            section: SECTION.to_owned(),
+            title: format!("{title}{title_suffix}"),
+            authors: authors.clone(),
+            content_text: body,
+            tags: vec!["基准测试".to_owned()],
+            publish_time: Some(timestamp(SystemTime::now())),
+            ..Article::default()
+        }
+    }
+}
+
 /// A protobuf timestamp of `t`.
 pub fn timestamp(t: SystemTime) -> prost_types::Timestamp {
     let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
@@ -326,41 +364,39 @@ pub fn timestamp(t: SystemTime) -> prost_types::Timestamp {
     }
 }
 
-/// Reads feedpub's log until both "listening" lines have appeared.
-fn listening_addresses(
+/// Reads a server's log until a line with each marker has appeared, and returns the
+/// address that follows each marker, in the markers' order.
+pub fn listening_addresses(
     lines: &std::sync::mpsc::Receiver<String>,
     process: &mut Process,
-) -> anyhow::Result<(SocketAddr, SocketAddr)> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let (mut grpc, mut http) = (None, None);
-    while grpc.is_none() || http.is_none() {
+    markers: &[&str],
+) -> anyhow::Result<Vec<SocketAddr>> {
+    // Generous: at start-up feedpub builds every feed, which takes a while on a large store.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut found: Vec<Option<SocketAddr>> = vec![None; markers.len()];
+    while found.iter().any(Option::is_none) {
         let left = deadline.saturating_duration_since(Instant::now());
         let line = match lines.recv_timeout(left.min(Duration::from_millis(200))) {
             Ok(line) => line,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 process.ensure_running()?;
-                anyhow::ensure!(!left.is_zero(), "feedpub did not say where it listens");
+                anyhow::ensure!(!left.is_zero(), "the server did not say where it listens");
                 continue;
             }
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                 process.ensure_running()?;
-                anyhow::bail!("feedpub closed its log before saying where it listens");
+                anyhow::bail!("the server closed its log before saying where it listens");
             }
         };
-        let after = |marker: &str| {
-            line.split_once(marker).map(|(_, rest)| {
-                rest.split(|c: char| c.is_whitespace() || c == '/' || c == '"')
+        for (marker, slot) in markers.iter().zip(&mut found) {
+            if let Some((_, rest)) = line.split_once(marker) {
+                let addr = rest
+                    .split(|c: char| c.is_whitespace() || c == '/' || c == '"')
                     .next()
-                    .unwrap_or("")
-                    .to_owned()
-            })
-        };
-        if let Some(addr) = after("gRPC API listening on ") {
-            grpc = Some(addr.parse().with_context(|| format!("in {line:?}"))?);
-        }
-        if let Some(addr) = after("HTTP feeds listening on http://") {
-            http = Some(addr.parse().with_context(|| format!("in {line:?}"))?);
+                    .unwrap_or("");
+                *slot = Some(addr.parse().with_context(|| format!("in {line:?}"))?);
+            }
         }
     }
-    Ok((grpc.expect("set"), http.expect("set")))
+    Ok(found.into_iter().flatten().collect())
 }

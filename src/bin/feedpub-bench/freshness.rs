@@ -97,7 +97,7 @@ pub async fn run(fixture: &Fixture, mode: &Mode, run: usize) -> anyhow::Result<V
 
 /// Per feed, the sum of seconds and the count of regenerations from feedpub's `/metrics`
 /// (`feedpub_feed_regeneration_seconds`); empty when it is not exported.
-async fn regeneration_totals(fixture: &Fixture) -> HashMap<String, (f64, f64)> {
+pub async fn regeneration_totals(fixture: &Fixture) -> HashMap<String, (f64, f64)> {
     let mut totals: HashMap<String, (f64, f64)> = HashMap::new();
     let Ok(response) = fixture.http.get(fixture.url("/metrics")).send().await else {
         return totals;
@@ -379,7 +379,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// Nearest-rank percentile (100: the maximum); sorts `values`.
-fn percentile(values: &mut [f64], p: f64) -> f64 {
+pub fn percentile(values: &mut [f64], p: f64) -> f64 {
     if values.is_empty() {
         return f64::NAN;
     }

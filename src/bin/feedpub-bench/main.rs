@@ -3,15 +3,18 @@
 //!
 //! Each benchmark is a module with a `run` that returns [`report::Figure`]s for one run; the
 //! shared set-up (a real `feedpub serve` process holding a data set) lives in `fixture`.
-//! Adding a benchmark (ingest, render, scale) means adding a module, a [`Bench`] variant and
-//! its arm in [`run_all`].
+//! Adding a benchmark means adding a module, a [`Bench`] variant and its arm in [`run_all`].
 
 mod cpu;
 mod fixture;
 mod freshness;
+mod ingest;
+mod loadgen;
 mod process;
 mod profile;
+mod render;
 mod report;
+mod scale;
 mod serve;
 
 use anyhow::Context;
@@ -52,18 +55,41 @@ struct Args {
     /// folder (implies --keep)
     #[arg(long)]
     perf: bool,
+    /// Calls in flight of the Ingest load (the same for feedpub, the echo server and h2load)
+    #[arg(long, default_value_t = 64)]
+    in_flight: usize,
+    /// Store sizes of the Scale benchmark, in articles [default: 10000,100000,1000000;
+    /// 10000,100000 with --quick]
+    #[arg(long, value_delimiter = ',')]
+    scale_sizes: Option<Vec<usize>>,
     /// Benchmarks to run [default: all]
     #[arg(value_enum)]
     benchmarks: Vec<Bench>,
 }
 
-/// The benchmarks implemented so far (issue 6 items 1 and 3).
+/// The benchmarks (issue 6 items 1 to 5), in the order they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Bench {
+    /// feedpub's RSS and Atom renderers against feedgen, npm feed and a bare escape-and-copy
+    Render,
     /// wrk against feedpub and nginx serving the same feed: 200 identity, 200 gzip, 304
     Serve,
     /// Time from a PublishArticle answer to the entry being served over HTTP
     Freshness,
+    /// Sustained PublishArticle throughput against a tonic echo server, and one in flight
+    Ingest,
+    /// Publish latency, regeneration and serve rate at 10k, 100k and 1M stored articles
+    Scale,
+}
+
+impl Bench {
+    const ALL: [Bench; 5] = [
+        Bench::Render,
+        Bench::Serve,
+        Bench::Freshness,
+        Bench::Ingest,
+        Bench::Scale,
+    ];
 }
 
 /// How long and how hard each benchmark runs.
@@ -82,6 +108,20 @@ pub struct Mode {
     /// Publishes of the one-in-flight freshness phase.
     pub fresh_sequential: usize,
     pub poll_interval: Duration,
+    /// How long each renderer renders each format in one run, in seconds.
+    pub render_seconds: f64,
+    /// Ingest: calls in flight, the length and number of the alternating slices per server,
+    /// and how long one call in flight is measured per server.
+    pub ingest_in_flight: usize,
+    pub ingest_slice: Duration,
+    pub ingest_slices: usize,
+    pub ingest_single: Duration,
+    /// Scale: store sizes, publishes per size and run, wrk seconds per size and run.
+    pub scale_sizes: Vec<usize>,
+    pub scale_publishes: usize,
+    pub scale_wrk_seconds: u64,
+    /// How long Scale waits for the feed to show the last publish of a run.
+    pub scale_show_timeout: Duration,
 }
 
 impl Mode {
@@ -98,6 +138,21 @@ impl Mode {
             fresh_rate: 1000,
             fresh_sequential: if args.quick { 50 } else { 100 },
             poll_interval: Duration::from_micros(args.poll_interval_us),
+            render_seconds: if args.quick { 0.3 } else { 1.0 },
+            ingest_in_flight: args.in_flight.max(1),
+            ingest_slice: Duration::from_secs(if args.quick { 1 } else { 2 }),
+            ingest_slices: if args.quick { 2 } else { 3 },
+            ingest_single: Duration::from_millis(if args.quick { 500 } else { 1500 }),
+            scale_sizes: args.scale_sizes.clone().unwrap_or_else(|| {
+                if args.quick {
+                    vec![10_000, 100_000]
+                } else {
+                    vec![10_000, 100_000, 1_000_000]
+                }
+            }),
+            scale_publishes: if args.quick { 20 } else { 50 },
+            scale_wrk_seconds: if args.quick { 1 } else { 2 },
+            scale_show_timeout: Duration::from_secs(if args.quick { 60 } else { 120 }),
         }
     }
 }
@@ -142,7 +197,7 @@ fn main() -> ExitCode {
 async fn run_all(args: &Args, work: &Path) -> anyhow::Result<String> {
     let mode = Mode::from_args(args);
     let benches = if args.benchmarks.is_empty() {
-        vec![Bench::Serve, Bench::Freshness]
+        Bench::ALL.to_vec()
     } else {
         args.benchmarks.clone()
     };
@@ -153,22 +208,40 @@ async fn run_all(args: &Args, work: &Path) -> anyhow::Result<String> {
         }
         None => build_feedpub()?,
     };
+    let log = args.feedpub_log.as_deref();
     let started = Instant::now();
     let mut machine = report::Machine::describe(&mode);
     let mut report = report::Report::default();
-    let fixture =
-        fixture::Fixture::start(&feedpub_bin, work, args.feedpub_log.as_deref(), args.perf).await?;
-    fixture.publish_data_set().await?;
 
-    // Every benchmark's runs are done together: freshness adds articles to the feed the
-    // serve benchmark measures, so serve goes first and always sees the same 50 articles.
-    for bench in [Bench::Serve, Bench::Freshness] {
+    // Every benchmark's runs are done together. Serve and Freshness share one feedpub:
+    // freshness adds articles to the feed the serve benchmark measures, so serve goes first
+    // and always sees the same 50 articles. Ingest and Scale start feedpubs of their own.
+    let mut shared: Option<fixture::Fixture> = None;
+    for bench in Bench::ALL {
         if !benches.contains(&bench) {
             continue;
         }
+        if matches!(bench, Bench::Serve | Bench::Freshness) && shared.is_none() {
+            let fixture = fixture::Fixture::start(&feedpub_bin, work, log, args.perf).await?;
+            fixture.publish_data_set().await?;
+            shared = Some(fixture);
+        }
+        if matches!(bench, Bench::Ingest | Bench::Scale)
+            && let Some(fixture) = shared.take()
+        {
+            fixture.stop()?;
+        }
         match bench {
+            Bench::Render => {
+                let render = render::Render::setup(work, &mode)?;
+                machine.peers.push(render.peer_versions());
+                for run in 0..mode.runs {
+                    report.add(run, render.run(run)?);
+                }
+            }
             Bench::Serve => {
-                let serve = serve::Serve::setup(&fixture, work, &mode).await?;
+                let fixture = shared.as_ref().expect("started above");
+                let serve = serve::Serve::setup(fixture, work, &mode).await?;
                 machine.peers.push(serve.peer_versions());
                 for run in 0..mode.runs {
                     report.add(run, serve.run(run).await?);
@@ -176,25 +249,47 @@ async fn run_all(args: &Args, work: &Path) -> anyhow::Result<String> {
                 serve.stop();
             }
             Bench::Freshness => {
+                let fixture = shared.as_ref().expect("started above");
                 for run in 0..mode.runs {
-                    report.add(run, freshness::run(&fixture, &mode, run).await?);
+                    report.add(run, freshness::run(fixture, &mode, run).await?);
                 }
+            }
+            Bench::Ingest => {
+                let ingest = ingest::Ingest::setup(&feedpub_bin, work, &mode, log)?;
+                machine
+                    .peers
+                    .push(ingest.peer_versions(ingest.frames(0)?.frame_bytes()));
+                for run in 0..mode.runs {
+                    report.add(run, ingest.run(run).await?);
+                }
+                ingest.stop();
+            }
+            Bench::Scale => {
+                let scale = scale::Scale::setup(&feedpub_bin, work, &mode, log).await?;
+                for run in 0..mode.runs {
+                    report.add(run, scale.run(run).await?);
+                }
+                scale.stop()?;
             }
         }
     }
-    fixture.stop()?;
+    if let Some(fixture) = shared {
+        fixture.stop()?;
+    }
     machine.finish(started.elapsed());
     Ok(report.render(&machine))
 }
 
-/// Builds `target/release/feedpub` (a no-op when fresh), so the figures are never those of a
-/// stale binary: `cargo run --bin feedpub-bench` builds only the bench itself.
+/// Builds `target/release/feedpub` and `feedpub-echo` beside it (a no-op when fresh), so
+/// the figures are never those of a stale binary: `cargo run --bin feedpub-bench` builds
+/// only the bench itself.
 fn build_feedpub() -> anyhow::Result<PathBuf> {
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!("building target/release/feedpub …");
+    eprintln!("building target/release/feedpub and feedpub-echo …");
     let status = Command::new(cargo)
         .args(["build", "--release", "--quiet", "--bin", "feedpub"])
+        .args(["--bin", "feedpub-echo"])
         .current_dir(manifest_dir)
         .status()
         .context("cannot run cargo to build feedpub")?;

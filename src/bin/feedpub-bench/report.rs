@@ -11,6 +11,8 @@ use std::time::Duration;
 pub enum Target {
     /// feedpub ÷ peer at least this.
     RatioAtLeast(f64),
+    /// feedpub ÷ peer at most this.
+    RatioAtMost(f64),
     /// feedpub's figure at most this.
     AtMost(f64),
     /// Reported for context only.
@@ -86,9 +88,14 @@ impl Report {
             let peer = median(measured.iter().filter_map(|f| f.peer.map(|p| p.1)));
             let ratio = median(measured.iter().filter_map(|f| f.ratio()));
             let (target, result) = match first.target {
-                Target::RatioAtLeast(t) => {
-                    (format!("≥ {t:.1}×"), pass(ratio.is_some_and(|r| r >= t)))
-                }
+                Target::RatioAtLeast(t) => (
+                    format!("≥ {}×", target_number(t)),
+                    pass(ratio.is_some_and(|r| r >= t)),
+                ),
+                Target::RatioAtMost(t) => (
+                    format!("≤ {}×", target_number(t)),
+                    pass(ratio.is_some_and(|r| r <= t)),
+                ),
                 Target::AtMost(t) => (
                     format!("≤ {} {}", number(t), first.unit),
                     pass(feedpub.is_some_and(|v| v <= t)),
@@ -112,7 +119,7 @@ impl Report {
         writeln!(
             out,
             "Medians of {runs} run{}; the ratio is the median of the runs' ratios. \
-             ∞ means an article never showed in the feed.",
+             ∞ means an article never showed in the feed (Freshness) or no regeneration finished in time (Scale).",
             if runs == 1 { "" } else { "s" }
         )?;
         writeln!(out)?;
@@ -217,13 +224,25 @@ fn load_average() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// Two decimals, or three when two would round a miss up to its target (0.998 is not 1.00).
+/// Two decimals, or three when two would round a miss onto its target (0.998 is not 1.00).
 fn ratio_text(r: f64, target: Target) -> String {
     match target {
         Target::RatioAtLeast(t) if r < t && format!("{r:.2}") == format!("{t:.2}") => {
             format!("{r:.3}")
         }
+        Target::RatioAtMost(t) if r > t && format!("{r:.2}") == format!("{t:.2}") => {
+            format!("{r:.3}")
+        }
         _ => format!("{r:.2}"),
+    }
+}
+
+/// A target ratio: one decimal when that is exact (5.0, 1.2), else two (0.83).
+fn target_number(t: f64) -> String {
+    if (t * 10.0 - (t * 10.0).round()).abs() < 1e-9 {
+        format!("{t:.1}")
+    } else {
+        format!("{t:.2}")
     }
 }
 
@@ -258,5 +277,45 @@ fn number(v: f64) -> String {
         format!("{v:.1}")
     } else {
         format!("{v:.2}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(target: Target, feedpub: f64, peer: f64) -> String {
+        let mut report = Report::default();
+        report.add(
+            0,
+            vec![Figure {
+                name: "x".into(),
+                unit: "ms",
+                feedpub,
+                peer: Some(("at 10k", peer)),
+                target,
+            }],
+        );
+        let machine = Machine {
+            summary: String::new(),
+            lines: Vec::new(),
+            peers: Vec::new(),
+            background: Background::start(Vec::new()),
+        };
+        report.render(&machine)
+    }
+
+    #[test]
+    fn an_upper_bound_on_a_ratio_passes_at_the_bound_and_fails_above_it() {
+        assert!(table(Target::RatioAtMost(1.2), 12.0, 10.0).contains("| 1.20 | ≤ 1.2× | pass |"));
+        assert!(
+            table(Target::RatioAtMost(1.2), 12.04, 10.0).contains("| 1.204 | ≤ 1.2× | **FAIL** |")
+        );
+    }
+
+    #[test]
+    fn a_lower_bound_that_is_not_a_round_tenth_shows_two_decimals() {
+        let text = table(Target::RatioAtLeast(1.0 / 1.2), 8.0, 10.0);
+        assert!(text.contains("| 0.80 | ≥ 0.83× | **FAIL** |"), "{text}");
     }
 }

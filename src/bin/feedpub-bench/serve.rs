@@ -311,48 +311,12 @@ impl<'a> Serve<'a> {
         Ok((rate, cpu * 1e6 / requests.max(1) as f64))
     }
 
-    /// Runs wrk once and returns its requests per second and its count of requests; its
-    /// output is kept in the working folder.
+    /// Runs wrk once for a slice; see [`wrk`].
     async fn wrk(&self, url: &str, headers: &[String], name: &str) -> anyhow::Result<(f64, u64)> {
-        let mut cmd = Command::new("wrk");
-        cmd.arg(format!("-t{}", self.mode.wrk_threads))
-            .arg(format!("-c{}", self.mode.wrk_connections))
-            .arg(format!("-d{}s", self.slice_seconds()))
-            .args(["--timeout", "5s"]);
-        for h in headers {
-            cmd.args(["-H", h]);
-        }
-        cmd.arg(url).stdin(Stdio::null());
-        let output = tokio::task::spawn_blocking(move || cmd.output())
-            .await?
-            .context("cannot run wrk")?;
-        let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        let _ = std::fs::write(self.work.join(format!("wrk-{name}.txt")), &text);
-        anyhow::ensure!(
-            output.status.success(),
-            "wrk failed: {}{}",
-            text,
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let out = self.work.join(format!("wrk-{name}.txt"));
+        let result = wrk(&self.mode, self.slice_seconds(), url, headers, &out).await?;
         self.fixture.ensure_running()?;
-        if let Some(line) = text.lines().find(|l| l.contains("Non-2xx or 3xx")) {
-            anyhow::bail!("wrk {name}: {}", line.trim());
-        }
-        if let Some(line) = text.lines().find(|l| l.contains("Socket errors")) {
-            eprintln!("wrk {name}: {}", line.trim());
-        }
-        let rate = text
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
-            .and_then(|v| v.trim().parse().ok())
-            .with_context(|| format!("no Requests/sec in wrk's output:\n{text}"))?;
-        // "  123456 requests in 2.00s, 1.23GB read"
-        let requests = text
-            .lines()
-            .find_map(|l| l.trim().split_once(" requests in "))
-            .and_then(|(n, _)| n.trim().parse().ok())
-            .with_context(|| format!("no request count in wrk's output:\n{text}"))?;
-        Ok((rate, requests))
+        Ok(result)
     }
 
     /// Seconds of one wrk slice.
@@ -364,6 +328,57 @@ impl<'a> Serve<'a> {
     pub fn stop(self) {
         self.nginx.stop();
     }
+}
+
+/// Runs wrk (the mode's threads and connections) for `seconds` and returns its requests
+/// per second and its count of requests; its output is kept in the file `out`. Any non-2xx
+/// or 3xx answer is an error.
+pub async fn wrk(
+    mode: &Mode,
+    seconds: u64,
+    url: &str,
+    headers: &[String],
+    out: &Path,
+) -> anyhow::Result<(f64, u64)> {
+    let mut cmd = Command::new("wrk");
+    cmd.arg(format!("-t{}", mode.wrk_threads))
+        .arg(format!("-c{}", mode.wrk_connections))
+        .arg(format!("-d{seconds}s"))
+        .args(["--timeout", "5s"]);
+    for h in headers {
+        cmd.args(["-H", h]);
+    }
+    cmd.arg(url).stdin(Stdio::null());
+    let output = tokio::task::spawn_blocking(move || cmd.output())
+        .await?
+        .context("cannot run wrk")?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let _ = std::fs::write(out, &text);
+    let name = out.file_stem().unwrap_or_default().to_string_lossy();
+    anyhow::ensure!(
+        output.status.success(),
+        "wrk failed: {}{}",
+        text,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if let Some(line) = text.lines().find(|l| l.contains("Non-2xx or 3xx")) {
+        anyhow::bail!("{name}: {}", line.trim());
+    }
+    if let Some(line) = text.lines().find(|l| l.contains("Socket errors")) {
+        eprintln!("{name}: {}", line.trim());
+    }
+    let rate = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| format!("no Requests/sec in wrk's output:\n{text}"))?;
+    // "  123456 requests in 2.00s, 1.23GB read"
+    let requests = text
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .and_then(|(n, _)| n.trim().parse().ok())
+        .with_context(|| format!("no request count in wrk's output:\n{text}"))?;
+    Ok((rate, requests))
 }
 
 fn mean(values: &[f64]) -> f64 {
@@ -408,7 +423,7 @@ fn expect(
 
 /// The first line a tool prints about its version; an error naming the install script when
 /// the tool is missing.
-fn require_tool(tool: &str, version_args: &[&str]) -> anyhow::Result<String> {
+pub fn require_tool(tool: &str, version_args: &[&str]) -> anyhow::Result<String> {
     let output = Command::new(tool)
         .args(version_args)
         .output()

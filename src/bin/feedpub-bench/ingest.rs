@@ -1,0 +1,393 @@
+//! Ingest (issue 6 item 2): sustained PublishArticle throughput with durable
+//! acknowledgements, 64 calls in flight, 3 KB Chinese articles of the sample edition's copy,
+//! against the ceiling: the same load on `feedpub-echo`, a tonic server with the same
+//! settings that answers at once. Then one call in flight, whose latency over the echo's
+//! should be at most one fdatasync (measured on the same disk, for the same size).
+//!
+//! The load comes from this program's generator (`loadgen`), which sends every article with
+//! its own id and checks every answer's grpc-status; in the same run it is checked to be at
+//! least as fast as h2load against the echo server. Every run starts a fresh feedpub on an
+//! empty store, so runs compare; the load alternates between feedpub and the echo in slices.
+
+use crate::Mode;
+use crate::fixture::{self, Fixture, GRPC_LISTENING, SampleCopy};
+use crate::freshness::percentile;
+use crate::loadgen::{self, Frames, Outcome};
+use crate::process::{Process, tee_lines};
+use crate::report::{Figure, Target};
+use anyhow::Context;
+use feedpub::grpc::proto::PublishArticleRequest;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The RPC every call makes.
+const PUBLISH_PATH: &str = "/feedpub.v1.PublisherService/PublishArticle";
+/// Distinct article bodies the requests cycle through.
+const TEMPLATES: usize = 16;
+/// How many write + fdatasync pairs the disk figure is the median of.
+const FSYNCS: usize = 50;
+
+/// Which server a load goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Server {
+    Feedpub,
+    Echo,
+}
+
+/// The echo server, running for every run, and what feedpub runs need.
+pub struct Ingest {
+    echo: Mutex<Process>,
+    echo_addr: SocketAddr,
+    feedpub_bin: PathBuf,
+    log: Option<String>,
+    work: PathBuf,
+    mode: Mode,
+    copy: SampleCopy,
+    h2load_version: String,
+}
+
+impl Ingest {
+    /// Starts `feedpub-echo` beside the feedpub binary.
+    pub fn setup(
+        feedpub_bin: &Path,
+        work: &Path,
+        mode: &Mode,
+        log: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let h2load_version = crate::serve::require_tool("h2load", &["--version"])?;
+        let echo_bin = feedpub_bin.with_file_name("feedpub-echo");
+        let dir = work.join("ingest");
+        std::fs::create_dir_all(&dir)?;
+        let mut child = Command::new(&echo_bin)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {}", echo_bin.display()))?;
+        let stderr = child.stderr.take().expect("piped stderr");
+        let mut echo = Process::new("feedpub-echo", child);
+        let lines = tee_lines(stderr, &dir.join("echo.log"));
+        let echo_addr = fixture::listening_addresses(&lines, &mut echo, &[GRPC_LISTENING])?[0];
+        eprintln!(
+            "feedpub-echo (pid {}) serves gRPC on {echo_addr}",
+            echo.id()
+        );
+        Ok(Self {
+            echo: Mutex::new(echo),
+            echo_addr,
+            feedpub_bin: feedpub_bin.to_owned(),
+            log: log.map(str::to_owned),
+            work: dir,
+            mode: mode.clone(),
+            copy: SampleCopy::load(),
+            h2load_version,
+        })
+    }
+
+    /// What the ingest figures were measured with, for the report header.
+    pub fn peer_versions(&self, frame_bytes: usize) -> String {
+        format!(
+            "ingest: PublishArticle of {frame_bytes}-byte requests (3 KB of copy), {} in flight \
+             over one HTTP/2 connection, {} s per server per run in {} alternating slices, \
+             against feedpub-echo (tonic, same settings, answers at once); generator checked \
+             against {} -c1 -t1 -m{}",
+            self.mode.ingest_in_flight,
+            self.mode.ingest_slice.as_secs_f64() * self.mode.ingest_slices as f64,
+            self.mode.ingest_slices,
+            self.h2load_version,
+            self.mode.ingest_in_flight,
+        )
+    }
+
+    /// The request frames of a run: articles with ids `ingest-r<run>-<counter>`.
+    pub fn frames(&self, run: usize) -> anyhow::Result<Arc<Frames>> {
+        Ok(Arc::new(Frames::new(TEMPLATES, |placeholder, n| {
+            PublishArticleRequest {
+                article: Some(self.copy.article(
+                    format!("ingest-r{}-{placeholder}", run + 1),
+                    "",
+                    n,
+                )),
+                ..Default::default()
+            }
+        })?))
+    }
+
+    /// One run on a fresh feedpub: the alternating load, the generator against h2load, one
+    /// call in flight, and the disk's fdatasync.
+    pub async fn run(&self, run: usize) -> anyhow::Result<Vec<Figure>> {
+        let dir = self.work.join(format!("run{}", run + 1));
+        std::fs::create_dir_all(&dir)?;
+        let feedpub = Fixture::start(&self.feedpub_bin, &dir, self.log.as_deref(), false).await?;
+        let result = self.measure(&feedpub, &dir, run).await;
+        feedpub.stop()?;
+        result
+    }
+
+    async fn measure(
+        &self,
+        feedpub: &Fixture,
+        dir: &Path,
+        run: usize,
+    ) -> anyhow::Result<Vec<Figure>> {
+        let frames = self.frames(run)?;
+        let mode = &self.mode;
+        let in_flight = mode.ingest_in_flight;
+        let load = |server: Server, in_flight: usize, duration: Duration| {
+            let addr = match server {
+                Server::Feedpub => feedpub.grpc_addr,
+                Server::Echo => self.echo_addr,
+            };
+            loadgen::run(
+                addr,
+                PUBLISH_PATH,
+                &feedpub.token,
+                frames.clone(),
+                in_flight,
+                duration,
+            )
+        };
+
+        // Many in flight, in slices alternating the servers.
+        let (mut ours, mut theirs) = (Outcome::default(), Outcome::default());
+        for slice in 0..mode.ingest_slices {
+            let order = if (run + slice).is_multiple_of(2) {
+                [Server::Feedpub, Server::Echo]
+            } else {
+                [Server::Echo, Server::Feedpub]
+            };
+            for server in order {
+                let outcome = load(server, in_flight, mode.ingest_slice).await?;
+                feedpub.ensure_running()?;
+                self.echo_running()?;
+                let total = match server {
+                    Server::Feedpub => &mut ours,
+                    Server::Echo => &mut theirs,
+                };
+                merge(total, outcome);
+            }
+        }
+        anyhow::ensure!(
+            theirs.failed == 0,
+            "the echo server failed {} calls: {}",
+            theirs.failed,
+            theirs.first_failure.unwrap_or_default()
+        );
+        if let Some(failure) = &ours.first_failure {
+            eprintln!(
+                "ingest run {}: {} calls to feedpub failed, the first: {failure}",
+                run + 1,
+                ours.failed
+            );
+        }
+
+        // The generator against h2load, both on the echo server.
+        let (mut generator, mut h2load) = (0.0, 0.0);
+        let body = dir.join("h2load-body.bin");
+        std::fs::write(&body, frames.sample())?;
+        for first in [run.is_multiple_of(2), !run.is_multiple_of(2)] {
+            if first {
+                let outcome = load(Server::Echo, in_flight, mode.ingest_slice).await?;
+                anyhow::ensure!(
+                    outcome.failed == 0,
+                    "the echo server failed a call: {:?}",
+                    outcome.first_failure
+                );
+                generator = outcome.rate();
+            } else {
+                h2load = self.h2load(&body, &feedpub.token, dir, run).await?;
+            }
+        }
+
+        // One call in flight.
+        let mut single = Vec::new();
+        for server in [Server::Feedpub, Server::Echo] {
+            let outcome = load(server, 1, mode.ingest_single).await?;
+            anyhow::ensure!(
+                outcome.failed == 0,
+                "a call failed with one in flight: {:?}",
+                outcome.first_failure
+            );
+            single.push(outcome);
+        }
+        let (mut our_single, mut their_single) = (single.remove(0), single.remove(0));
+        let fsync_ms = fdatasync_ms(&dir.join("data"), frames.frame_bytes())?;
+
+        let (our_rate, their_rate) = (ours.rate(), theirs.rate());
+        let (p50, p99) = (
+            percentile(&mut ours.latencies_ms, 50.0),
+            percentile(&mut ours.latencies_ms, 99.0),
+        );
+        let (echo_p50, echo_p99) = (
+            percentile(&mut theirs.latencies_ms, 50.0),
+            percentile(&mut theirs.latencies_ms, 99.0),
+        );
+        let single_ours = percentile(&mut our_single.latencies_ms, 50.0);
+        let single_theirs = percentile(&mut their_single.latencies_ms, 50.0);
+        eprintln!(
+            "ingest run {}: feedpub {our_rate:.0}/s (p99 {p99:.2} ms), echo {their_rate:.0}/s; \
+             generator {generator:.0}/s, h2load {h2load:.0}/s on the echo; one in flight: \
+             {single_ours:.2} ms vs {single_theirs:.2} ms, fdatasync {fsync_ms:.2} ms",
+            run + 1
+        );
+        let label = format!("Ingest, {in_flight} in flight");
+        Ok(vec![
+            Figure {
+                name: format!("{label}: PublishArticle rate"),
+                unit: "calls/s",
+                feedpub: our_rate,
+                peer: Some(("echo", their_rate)),
+                target: Target::RatioAtLeast(0.7),
+            },
+            Figure {
+                name: format!("{label}: p99 latency"),
+                unit: "ms",
+                feedpub: p99,
+                peer: Some(("echo", echo_p99)),
+                target: Target::AtMost(5.0),
+            },
+            Figure {
+                name: format!("{label}: p50 latency"),
+                unit: "ms",
+                feedpub: p50,
+                peer: Some(("echo", echo_p50)),
+                target: Target::Info,
+            },
+            Figure {
+                name: format!("{label}: failed calls"),
+                unit: "calls",
+                feedpub: ours.failed as f64,
+                peer: None,
+                target: Target::AtMost(0.0),
+            },
+            Figure {
+                name: "Ingest: load generator on the echo server".into(),
+                unit: "calls/s",
+                feedpub: generator,
+                peer: Some(("h2load", h2load)),
+                target: Target::RatioAtLeast(1.0),
+            },
+            Figure {
+                name: "Ingest, 1 in flight: p50 latency".into(),
+                unit: "ms",
+                feedpub: single_ours,
+                peer: Some(("echo", single_theirs)),
+                target: Target::Info,
+            },
+            Figure {
+                name: "Ingest, 1 in flight: feedpub's p50 over the echo's".into(),
+                unit: "fdatasyncs",
+                feedpub: (single_ours - single_theirs) / fsync_ms,
+                peer: None,
+                target: Target::AtMost(1.0),
+            },
+            Figure {
+                name: format!(
+                    "Ingest: one write + fdatasync of {} bytes in feedpub's data folder",
+                    frames.frame_bytes()
+                ),
+                unit: "ms",
+                feedpub: fsync_ms,
+                peer: None,
+                target: Target::Info,
+            },
+        ])
+    }
+
+    /// h2load with the same connection and calls in flight on the echo server, for one
+    /// slice; its calls per second. (It sends one body for every call, which the echo does
+    /// not mind; grpc-status is not h2load's to check, the generator checks it.)
+    async fn h2load(
+        &self,
+        body: &Path,
+        token: &str,
+        dir: &Path,
+        run: usize,
+    ) -> anyhow::Result<f64> {
+        let mut cmd = Command::new("h2load");
+        cmd.args(["-c1", "-t1"])
+            .arg(format!("-m{}", self.mode.ingest_in_flight))
+            .arg(format!("-D{}", self.mode.ingest_slice.as_secs().max(1)))
+            .arg("-d")
+            .arg(body)
+            .args(["-H", "content-type: application/grpc", "-H", "te: trailers"])
+            .arg("-H")
+            .arg(format!("authorization: Bearer {token}"))
+            .arg(format!("http://{}{PUBLISH_PATH}", self.echo_addr))
+            .stdin(Stdio::null());
+        let output = tokio::task::spawn_blocking(move || cmd.output())
+            .await?
+            .context("cannot run h2load")?;
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let _ = std::fs::write(dir.join(format!("h2load-run{}.txt", run + 1)), &text);
+        anyhow::ensure!(
+            output.status.success(),
+            "h2load failed: {text}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        // "requests: 1000 total, 1000 started, 1000 done, 1000 succeeded, 0 failed, …"
+        let failed = text
+            .lines()
+            .find_map(|l| l.strip_prefix("requests: "))
+            .and_then(|l| l.split(", ").find_map(|p| p.strip_suffix(" failed")))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .with_context(|| format!("no request counts in h2load's output:\n{text}"))?;
+        anyhow::ensure!(
+            failed == 0,
+            "h2load: {failed} calls to the echo server failed:\n{text}"
+        );
+        // "finished in 2.00s, 31005.50 req/s, 103.39MB/s"
+        text.lines()
+            .find_map(|l| l.strip_prefix("finished in "))
+            .and_then(|l| l.split(", ").nth(1))
+            .and_then(|r| r.strip_suffix(" req/s"))
+            .and_then(|r| r.parse().ok())
+            .with_context(|| format!("no req/s in h2load's output:\n{text}"))
+    }
+
+    fn echo_running(&self) -> anyhow::Result<()> {
+        self.echo.lock().expect("echo lock").ensure_running()
+    }
+
+    /// Stops the echo server.
+    pub fn stop(self) {
+        self.echo.into_inner().expect("echo lock").stop();
+    }
+}
+
+fn merge(total: &mut Outcome, outcome: Outcome) {
+    total.ok += outcome.ok;
+    total.failed += outcome.failed;
+    total.latencies_ms.extend(outcome.latencies_ms);
+    total.elapsed += outcome.elapsed;
+    if total.first_failure.is_none() {
+        total.first_failure = outcome.first_failure;
+    }
+}
+
+/// The median time of one append of `bytes` bytes followed by fdatasync, in a new file in
+/// `dir` (on the disk that holds feedpub's database), in milliseconds.
+fn fdatasync_ms(dir: &Path, bytes: usize) -> anyhow::Result<f64> {
+    let path = dir.join("bench-fdatasync.tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    let block = vec![0x5a_u8; bytes];
+    let mut times = Vec::with_capacity(FSYNCS);
+    for _ in 0..FSYNCS {
+        let start = Instant::now();
+        file.write_all(&block)?;
+        file.sync_data()?;
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    drop(file);
+    std::fs::remove_file(&path)?;
+    Ok(percentile(&mut times, 50.0))
+}
