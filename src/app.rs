@@ -26,8 +26,6 @@ pub enum AppError {
     },
     #[error(transparent)]
     Grpc(#[from] grpc::GrpcError),
-    #[error("HTTP server failed: {0}")]
-    Http(std::io::Error),
     #[error("cannot publish the sample edition")]
     Demo(#[from] PublishError),
     #[error("cannot start the WebSub hub")]
@@ -123,7 +121,6 @@ impl Application {
         };
         let scheduler = tokio::spawn(self.scheduler.run(stop_rx.clone()));
         let websub = tokio::spawn(self.websub_tasks.run(stop_rx.clone()));
-        let router = http::router(self.publication.clone(), &self.settings, &self.websub);
 
         let stop = async {
             tokio::select! {
@@ -143,19 +140,22 @@ impl Application {
             result
         };
         let http = async {
-            let result = axum::serve(self.http_listener, router)
-                .with_graceful_shutdown(stopped(stop_rx.clone()))
-                .await;
+            http::serve(
+                self.http_listener,
+                self.publication.clone(),
+                &self.settings,
+                &self.websub,
+                stopped(stop_rx.clone()),
+            )
+            .await;
             let _ = stop_tx.send(true);
-            result
         };
-        let ((), grpc, http) = tokio::join!(stop, grpc, http);
+        let ((), grpc, ()) = tokio::join!(stop, grpc, http);
         let _ = scheduler.await;
         // Verifications and deliveries in progress stop before the store closes.
         let _ = websub.await;
         self.store.close().await;
         grpc?;
-        http.map_err(AppError::Http)?;
         Ok(())
     }
 }

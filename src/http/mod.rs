@@ -1,7 +1,9 @@
 //! The HTTP side: feeds with conditional GET, the index page, and health.
 
+mod fast_path;
 mod feeds;
 mod index;
+mod server;
 
 use crate::config::Settings;
 use crate::publication::Publication;
@@ -11,17 +13,33 @@ use axum::body::Bytes;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
+use std::future::Future;
 use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Serves HTTP on `listener` until `shutdown` completes, then lets the responses in
+/// progress finish. Feed requests take a fast path; every route answers as [`router`] says.
+pub async fn serve(
+    listener: TcpListener,
+    publication: Publication,
+    settings: &Settings,
+    websub: &Hub,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    let feeds = feeds::FeedState::new(publication, settings.server.feeds_dir.clone());
+    let router = router(feeds.clone(), settings, websub);
+    server::run(listener, feeds, router, shutdown).await;
+}
 
 /// The HTTP routes: `/` (index with the latest headlines), `/feeds.opml`, `/healthz`,
 /// `/metrics` and `/feeds/{path}` (GET and HEAD; other methods 405).
 ///
 /// `POST /websub` is the WebSub hub's endpoint.
-pub fn router(publication: Publication, settings: &Settings, websub: &Hub) -> Router {
+fn router(feeds: feeds::FeedState, settings: &Settings, websub: &Hub) -> Router {
     let index_settings = Arc::new(settings.clone());
-    let index_publication = publication.clone();
+    let index_publication = feeds.publication.clone();
     let opml_settings = index_settings.clone();
-    let opml_publication = publication.clone();
+    let opml_publication = feeds.publication.clone();
     Router::new()
         .route(
             "/",
@@ -49,7 +67,7 @@ pub fn router(publication: Publication, settings: &Settings, websub: &Hub) -> Ro
         .route("/metrics", get(metrics))
         .route("/feeds/{*path}", get(feeds::serve_feed))
         .route("/websub", websub.endpoint())
-        .with_state(feeds::FeedState::new(publication))
+        .with_state(feeds)
         .fallback(not_found)
 }
 
