@@ -6,7 +6,9 @@
 //! the axum router, which then serve it as they always did.
 //!
 //! [`FeedState::answer`] decides what to send, for this path and for axum's feed route
-//! alike; this module only reads request heads and writes the answers.
+//! alike; this module only reads request heads and writes the answers. Like hyper as the
+//! server sets it up (without a timer), it puts no time limit on an idle connection or a
+//! slow head; a head is bounded in size instead.
 
 use super::feeds::{FeedAnswer, FeedRequest, FeedState};
 use crate::publication::http_date;

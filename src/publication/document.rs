@@ -164,10 +164,10 @@ pub struct DiskFile(Arc<OnceLock<Option<CheckedFile>>>);
 /// A file found to hold exactly a representation's bytes, with what its inode said then.
 struct CheckedFile {
     file: std::fs::File,
-    len: u64,
-    /// Modification time (seconds, nanoseconds): any write to the file moves it on, while
-    /// a rename over its path (which changes the inode's change time) leaves it.
-    modified: (i64, i64),
+    /// What `fstat` said when the file was found to hold the bytes: its size and
+    /// modification time, which any write moves on (a rename over its path changes only
+    /// the inode's change time).
+    found: rustix::fs::Stat,
     _slot: OpenSlot,
 }
 
@@ -219,16 +219,16 @@ impl DiskFile {
 impl CheckedFile {
     /// The file at `path` if it holds `bytes`; `Ok(None)` if it holds something else.
     fn open(path: &Path, bytes: &[u8], slot: OpenSlot) -> std::io::Result<Option<Self>> {
-        use std::os::unix::fs::{FileExt, MetadataExt};
+        use std::os::unix::fs::FileExt;
         let file = std::fs::File::open(path)?;
-        let meta = file.metadata()?;
+        let found = rustix::fs::fstat(&file)?;
         let checked = Self {
-            len: meta.len(),
-            modified: (meta.mtime(), meta.mtime_nsec()),
             file,
+            found,
             _slot: slot,
         };
-        if !meta.is_file() || checked.len != bytes.len() as u64 {
+        let regular = rustix::fs::FileType::from_raw_mode(found.st_mode).is_file();
+        if !regular || u64::try_from(found.st_size).ok() != Some(bytes.len() as u64) {
             return Ok(None);
         }
         let mut buf = vec![0; 64 * 1024];
@@ -244,11 +244,12 @@ impl CheckedFile {
         Ok(checked.unchanged().then_some(checked))
     }
 
-    /// True while the file is as it was when found to hold the bytes.
+    /// True while the file is as it was when found to hold the bytes (one `fstat`).
     fn unchanged(&self) -> bool {
-        use std::os::unix::fs::MetadataExt;
-        self.file.metadata().is_ok_and(|meta| {
-            meta.len() == self.len && (meta.mtime(), meta.mtime_nsec()) == self.modified
+        rustix::fs::fstat(&self.file).is_ok_and(|now| {
+            let then = &self.found;
+            (now.st_size, now.st_mtime, now.st_mtime_nsec)
+                == (then.st_size, then.st_mtime, then.st_mtime_nsec)
         })
     }
 }
