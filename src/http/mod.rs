@@ -1,4 +1,6 @@
-//! The HTTP side: feeds with conditional GET, the index page, and health.
+//! The HTTP side: feeds with conditional GET, the index page, and health. HTTP/1 feed
+//! requests take a fast path that sends large bodies with `sendfile(2)`; every other
+//! request goes to the axum router.
 
 mod fast_path;
 mod feeds;
@@ -18,7 +20,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 /// Serves HTTP on `listener` until `shutdown` completes, then lets the responses in
-/// progress finish. Feed requests take a fast path; every route answers as [`router`] says.
+/// progress finish. Feed requests take a fast path; every route answers as the router says.
 pub async fn serve(
     listener: TcpListener,
     publication: Publication,
