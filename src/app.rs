@@ -7,7 +7,7 @@ use crate::publishing::{PublishError, Publisher};
 use crate::storage::{SqliteStore, Store, StoreError};
 use crate::tls::{TlsError, TlsIdentity};
 use crate::websub::{Hub, HubTasks, WebSubError};
-use crate::{demo, grpc, http, tls};
+use crate::{demo, grpc, http};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,12 +28,12 @@ pub enum AppError {
     },
     #[error(transparent)]
     Grpc(#[from] grpc::GrpcError),
-    #[error("HTTP server failed: {0}")]
-    Http(std::io::Error),
     #[error("cannot publish the sample edition")]
     Demo(#[from] PublishError),
     #[error("cannot start the WebSub hub")]
     WebSub(#[from] WebSubError),
+    #[error("the HTTP server failed: {0}")]
+    Http(std::io::Error),
     #[error("cannot set up TLS: {0}")]
     Tls(#[from] TlsError),
 }
@@ -147,12 +147,6 @@ impl Application {
         let scheduler = tokio::spawn(self.scheduler.run(stop_rx.clone()));
         let websub = tokio::spawn(self.websub_tasks.run(stop_rx.clone()));
         let upkeep = tokio::spawn(self.publisher.upkeep().run(stop_rx.clone()));
-        let router = http::router(
-            self.publication.clone(),
-            &self.settings,
-            &self.websub,
-            self.health.clone(),
-        );
 
         let stop = async {
             tokio::select! {
@@ -179,10 +173,16 @@ impl Application {
             result
         };
         let http = async {
-            let listener = tls::http_listener(self.http_listener, self.tls.as_ref());
-            let result = axum::serve(listener, router)
-                .with_graceful_shutdown(stopped(stop_rx.clone()))
-                .await;
+            let result = http::serve(
+                self.http_listener,
+                self.publication.clone(),
+                &self.settings,
+                &self.websub,
+                self.health.clone(),
+                self.tls.as_ref(),
+                stopped(stop_rx.clone()),
+            )
+            .await;
             let _ = stop_tx.send(true);
             result
         };

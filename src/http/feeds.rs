@@ -1,35 +1,61 @@
 //! Serving feed documents from the in-memory snapshot: content coding chosen by
-//! `Accept-Encoding`, strong ETags per coding, conditional GET and HEAD.
+//! `Accept-Encoding`, strong ETags per coding, conditional GET and HEAD. One function,
+//! [`FeedState::answer`], decides every feed response, whether axum or the fast path
+//! (`fast_path.rs`) sends it.
 
 use crate::domain::FeedScope;
 #[cfg(test)]
 use crate::publication::http_date;
-use crate::publication::{FeedFile, Publication};
+use crate::publication::{BROTLI_SUFFIX, DiskFile, FeedFile, GZIP_SUFFIX, Publication};
 use crate::render::Format;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use metrics::Counter;
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::os::fd::BorrowedFd;
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-/// What the feed routes need: the snapshot, and per-feed request counters.
+/// What the feed routes need: the snapshot, where its files are, and per-feed request
+/// counters.
 #[derive(Clone)]
 pub struct FeedState {
     pub publication: Publication,
+    feeds_dir: Arc<PathBuf>,
     counters: Arc<RwLock<HashMap<String, Arc<FeedCounters>>>>,
 }
 
 impl FeedState {
-    /// Feed routes over `publication`.
-    pub fn new(publication: Publication) -> Self {
+    /// Feed routes over `publication`, whose files are written to `feeds_dir`.
+    pub fn new(publication: Publication, feeds_dir: PathBuf) -> Self {
         Self {
             publication,
+            feeds_dir: Arc::new(feeds_dir),
             counters: Arc::default(),
         }
+    }
+
+    /// The open file in `feeds/` that holds `body`, the answer to a GET of `path`, for
+    /// `sendfile(2)`: only published documents have one (archive pages are not written),
+    /// and only while it holds exactly their bytes (see [`DiskFile::get`]).
+    pub fn file_of<'b>(&self, path: &str, body: &'b FeedBody) -> Option<BorrowedFd<'b>> {
+        let FeedBody::Document {
+            file,
+            coding,
+            published: true,
+        } = body
+        else {
+            return None;
+        };
+        let chosen = representation(file, *coding);
+        chosen.disk.get(
+            || self.feeds_dir.join(format!("{path}{}", chosen.suffix)),
+            chosen.bytes,
+        )
     }
 
     /// The counters of one feed document, registered on first use (no allocation after).
@@ -77,98 +103,249 @@ struct FeedCounters {
 
 /// A content coding feedpub has precompressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Coding {
+pub enum Coding {
     Identity = 0,
     Gzip = 1,
     Brotli = 2,
 }
 
-/// `GET /feeds/{path}`: the bytes of `feeds/{path}` in the best coding the client accepts,
-/// or 304 when the client's copy is current.
+/// The request headers a feed response depends on, as sent; each server hands them over
+/// from its own parser.
+#[derive(Debug, Default)]
+pub struct FeedRequest<'a> {
+    /// The first `Accept-Encoding`.
+    accept_encoding: Option<&'a [u8]>,
+    /// Some `Accept` lists `text/html`, as browsers navigating do.
+    accepts_html: bool,
+    /// The first `If-None-Match`.
+    if_none_match: Option<&'a [u8]>,
+    /// The first `If-Modified-Since`.
+    if_modified_since: Option<&'a [u8]>,
+}
+
+impl<'a> FeedRequest<'a> {
+    /// The headers that matter among `(name, value)` pairs; names in any case.
+    pub fn from_headers(headers: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Self {
+        let mut request = Self::default();
+        for (name, value) in headers {
+            let slot = if name.eq_ignore_ascii_case("accept-encoding") {
+                &mut request.accept_encoding
+            } else if name.eq_ignore_ascii_case("if-none-match") {
+                &mut request.if_none_match
+            } else if name.eq_ignore_ascii_case("if-modified-since") {
+                &mut request.if_modified_since
+            } else {
+                if name.eq_ignore_ascii_case("accept") {
+                    request.accepts_html |= header_text(value).is_some_and(lists_html);
+                }
+                continue;
+            };
+            slot.get_or_insert(value);
+        }
+        request
+    }
+}
+
+/// The answer to a GET of a feed path, decided once for every server that sends it.
+#[derive(Debug)]
+pub struct FeedAnswer {
+    pub status: StatusCode,
+    /// Every header but `Content-Length`, `Date` and `Connection`, which the server adds
+    /// (`Content-Length` from the body, except on 304).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: FeedBody,
+}
+
+/// The body of a [`FeedAnswer`]; a server answering HEAD sends none but counts its length.
+#[derive(Debug)]
+pub enum FeedBody {
+    /// No body (304).
+    Empty,
+    /// A short plain-text message (404, 503).
+    Text(&'static str),
+    /// A document in one of its codings.
+    Document {
+        file: Arc<FeedFile>,
+        coding: Coding,
+        /// From the snapshot, so written to `feeds/` (archive pages are not).
+        published: bool,
+    },
+}
+
+impl FeedBody {
+    /// The bytes to send.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Empty => &[],
+            Self::Text(text) => text.as_bytes(),
+            Self::Document { file, coding, .. } => representation(file, *coding).bytes,
+        }
+    }
+}
+
+impl IntoResponse for FeedAnswer {
+    fn into_response(self) -> Response {
+        let body = match &self.body {
+            FeedBody::Empty => Body::empty(),
+            FeedBody::Text(text) => Body::from(*text),
+            FeedBody::Document { file, coding, .. } => {
+                Body::from(representation(file, *coding).bytes.clone())
+            }
+        };
+        let mut response = Response::new(body);
+        *response.status_mut() = self.status;
+        response.headers_mut().extend(self.headers);
+        response
+    }
+}
+
+/// `GET /feeds/{path}` through axum: see [`FeedState::answer`].
 pub async fn serve_feed(
     State(state): State<FeedState>,
     Path(path): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    // Current documents come from the snapshot; archive pages are rendered on request.
-    let (file, counters_key) = match state.publication.get(&path) {
-        Some(file) => (file, Cow::Borrowed(path.as_str())),
-        None => match state.publication.archive(&path).await {
-            Ok(Some(file)) => (file, archive_counters_key(&path)),
-            Ok(None) => {
-                metrics::counter!("feedpub_http_requests_total",
-                    "feed" => "unknown", "format" => "unknown", "status" => "404")
-                .increment(1);
-                return (StatusCode::NOT_FOUND, "no such feed\n").into_response();
-            }
-            Err(e) => {
-                tracing::error!(error = %e, path, "cannot render an archive page");
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "archive unavailable, retry later\n",
-                )
-                    .into_response();
-            }
-        },
-    };
-    let counters = state.counters(&counters_key);
-    let coding = negotiate(headers.get(header::ACCEPT_ENCODING));
-    // Browsers show `application/rss+xml` and `application/atom+xml` as plain text and only
-    // apply the feed's XSL stylesheet to a generic XML type, so a client that asks for HTML
-    // (a browser opening the link) gets the same bytes labelled `application/xml`.
-    let xml_feed = file.content_type.contains("+xml");
-    let styled = xml_feed && accepts_html(&headers);
-    let (bytes, etag, etag_header) = representation(&file, coding);
-    let mut response = if is_fresh(&headers, etag, file.last_modified) {
-        counters.not_modified.increment(1);
-        StatusCode::NOT_MODIFIED.into_response()
-    } else {
-        counters.ok.increment(1);
-        counters.bytes[coding as usize].increment(bytes.len() as u64);
-        let mut ok = bytes.clone().into_response();
-        let h = ok.headers_mut();
-        let content_type = if styled {
-            HeaderValue::from_static("application/xml; charset=utf-8")
-        } else {
-            file.headers.content_type.clone()
-        };
-        h.insert(header::CONTENT_TYPE, content_type);
-        match coding {
-            Coding::Identity => {}
-            Coding::Gzip => {
-                h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-            }
-            Coding::Brotli => {
-                h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("br"));
-            }
-        }
-        ok
-    };
-    let h = response.headers_mut();
-    h.insert(header::ETAG, etag_header.clone());
-    h.insert(header::LAST_MODIFIED, file.headers.last_modified.clone());
-    h.insert(header::CACHE_CONTROL, file.headers.cache_control.clone());
-    h.insert(
-        header::VARY,
-        HeaderValue::from_static(if xml_feed {
-            "Accept-Encoding, Accept"
-        } else {
-            "Accept-Encoding"
-        }),
+    let request = FeedRequest::from_headers(
+        headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_bytes())),
     );
-    h.insert(header::LINK, file.headers.link.clone());
-    response
+    state.answer(&path, &request).await.into_response()
 }
 
-fn representation(file: &FeedFile, coding: Coding) -> (&Bytes, &str, &HeaderValue) {
-    match coding {
-        Coding::Identity => (&file.bytes, &file.etag, &file.headers.etag),
-        Coding::Gzip => (&file.gzip.bytes, &file.gzip.etag, &file.gzip.etag_header),
-        Coding::Brotli => (
-            &file.brotli.bytes,
-            &file.brotli.etag,
-            &file.brotli.etag_header,
-        ),
+impl FeedState {
+    /// The answer to a GET of `/feeds/{path}`: the bytes of `feeds/{path}` in the best
+    /// coding the client accepts, or 304 when the client's copy is current; counted in the
+    /// metrics. HEAD is answered alike, without the body.
+    pub async fn answer(&self, path: &str, request: &FeedRequest<'_>) -> FeedAnswer {
+        // Current documents come from the snapshot; archive pages are rendered on request.
+        let (file, counters_key, published) = match self.publication.get(path) {
+            Some(file) => (file, Cow::Borrowed(path), true),
+            None => match self.publication.archive(path).await {
+                Ok(Some(file)) => (file, archive_counters_key(path), false),
+                Ok(None) => {
+                    metrics::counter!("feedpub_http_requests_total",
+                        "feed" => "unknown", "format" => "unknown", "status" => "404")
+                    .increment(1);
+                    return FeedAnswer::text(StatusCode::NOT_FOUND, "no such feed\n");
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, path, "cannot render an archive page");
+                    return FeedAnswer::text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "archive unavailable, retry later\n",
+                    );
+                }
+            },
+        };
+        let counters = self.counters(&counters_key);
+        let coding = negotiate(request.accept_encoding.and_then(header_text));
+        // Browsers show `application/rss+xml` and `application/atom+xml` as plain text and
+        // only apply the feed's XSL stylesheet to a generic XML type, so a client that asks
+        // for HTML (a browser opening the link) gets the same bytes labelled
+        // `application/xml`.
+        let xml_feed = file.content_type.contains("+xml");
+        let styled = xml_feed && request.accepts_html;
+        let chosen = representation(&file, coding);
+        let mut headers = Vec::with_capacity(7);
+        let status = if is_fresh(request, chosen.etag, file.last_modified) {
+            counters.not_modified.increment(1);
+            StatusCode::NOT_MODIFIED
+        } else {
+            counters.ok.increment(1);
+            counters.bytes[coding as usize].increment(chosen.bytes.len() as u64);
+            let content_type = if styled {
+                HeaderValue::from_static("application/xml; charset=utf-8")
+            } else {
+                file.headers.content_type.clone()
+            };
+            headers.push((header::CONTENT_TYPE, content_type));
+            match coding {
+                Coding::Identity => {}
+                Coding::Gzip => {
+                    headers.push((header::CONTENT_ENCODING, HeaderValue::from_static("gzip")));
+                }
+                Coding::Brotli => {
+                    headers.push((header::CONTENT_ENCODING, HeaderValue::from_static("br")));
+                }
+            }
+            StatusCode::OK
+        };
+        headers.extend([
+            (header::ETAG, chosen.etag_header.clone()),
+            (header::LAST_MODIFIED, file.headers.last_modified.clone()),
+            (header::CACHE_CONTROL, file.headers.cache_control.clone()),
+            (
+                header::VARY,
+                HeaderValue::from_static(if xml_feed {
+                    "Accept-Encoding, Accept"
+                } else {
+                    "Accept-Encoding"
+                }),
+            ),
+            (header::LINK, file.headers.link.clone()),
+        ]);
+        let body = if status == StatusCode::OK {
+            FeedBody::Document {
+                file,
+                coding,
+                published,
+            }
+        } else {
+            FeedBody::Empty
+        };
+        FeedAnswer {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+impl FeedAnswer {
+    fn text(status: StatusCode, text: &'static str) -> Self {
+        Self {
+            status,
+            headers: vec![(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            )],
+            body: FeedBody::Text(text),
+        }
+    }
+}
+
+/// One coding of a document.
+struct Representation<'a> {
+    bytes: &'a Bytes,
+    etag: &'a str,
+    etag_header: &'a HeaderValue,
+    /// Its file in `feeds/`: the document's own name plus this suffix.
+    suffix: &'static str,
+    disk: &'a DiskFile,
+}
+
+fn representation(file: &FeedFile, coding: Coding) -> Representation<'_> {
+    let encoded = match coding {
+        Coding::Identity => {
+            return Representation {
+                bytes: &file.bytes,
+                etag: &file.etag,
+                etag_header: &file.headers.etag,
+                suffix: "",
+                disk: &file.disk,
+            };
+        }
+        Coding::Gzip => (&file.gzip, GZIP_SUFFIX),
+        Coding::Brotli => (&file.brotli, BROTLI_SUFFIX),
+    };
+    let (encoded, suffix) = encoded;
+    Representation {
+        bytes: &encoded.bytes,
+        etag: &encoded.etag,
+        etag_header: &encoded.etag_header,
+        suffix,
+        disk: &encoded.disk,
     }
 }
 
@@ -180,25 +357,30 @@ fn archive_counters_key(path: &str) -> Cow<'_, str> {
     Cow::Owned(format!("{feed}/{file}"))
 }
 
-/// True when the client lists `text/html` as acceptable, as browsers navigating do.
-fn accepts_html(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT)
+/// True when an `Accept` value lists `text/html` as acceptable.
+fn lists_html(accept: &str) -> bool {
+    accept.split(',').any(|item| {
+        let mut parts = item.split(';');
+        let media = parts.next().unwrap_or("").trim();
+        let refused = parts.any(|p| matches!(p.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
+        media.eq_ignore_ascii_case("text/html") && !refused
+    })
+}
+
+/// A header value as text, by the rule of `HeaderValue::to_str`: visible ASCII, spaces
+/// and tabs only.
+fn header_text(value: &[u8]) -> Option<&str> {
+    value
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|item| {
-            let mut parts = item.split(';');
-            let media = parts.next().unwrap_or("").trim();
-            let refused = parts.any(|p| matches!(p.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
-            media.eq_ignore_ascii_case("text/html") && !refused
-        })
+        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+        .then(|| std::str::from_utf8(value).ok())
+        .flatten()
 }
 
 /// Picks the coding with the highest q-value the client accepts (RFC 9110 §12.5.3);
 /// among equals, brotli before gzip before identity. Without the header: identity.
-fn negotiate(accept: Option<&HeaderValue>) -> Coding {
-    let Some(accept) = accept.and_then(|v| v.to_str().ok()) else {
+fn negotiate(accept: Option<&str>) -> Coding {
+    let Some(accept) = accept else {
         return Coding::Identity;
     };
     let mut q_br = None;
@@ -248,15 +430,13 @@ fn negotiate(accept: Option<&HeaderValue>) -> Coding {
 }
 
 /// RFC 9110 §13.2.2: `If-None-Match` decides when present; otherwise `If-Modified-Since`.
-fn is_fresh(headers: &HeaderMap, etag: &str, last_modified: DateTime<Utc>) -> bool {
-    if let Some(tags) = headers.get(header::IF_NONE_MATCH) {
-        return tags
-            .to_str()
-            .is_ok_and(|tags| etag_list_matches(tags, etag));
+fn is_fresh(request: &FeedRequest<'_>, etag: &str, last_modified: DateTime<Utc>) -> bool {
+    if let Some(tags) = request.if_none_match {
+        return header_text(tags).is_some_and(|tags| etag_list_matches(tags, etag));
     }
-    headers
-        .get(header::IF_MODIFIED_SINCE)
-        .and_then(|v| v.to_str().ok())
+    request
+        .if_modified_since
+        .and_then(header_text)
         .and_then(parse_http_date)
         .is_some_and(|since| last_modified <= since)
 }
@@ -311,8 +491,7 @@ mod tests {
             (Some("identity;q=0, gzip;q=0.1"), Coding::Gzip),
         ];
         for (header, expected) in cases {
-            let value = header.map(|h| HeaderValue::from_str(h).unwrap());
-            assert_eq!(negotiate(value.as_ref()), expected, "{header:?}");
+            assert_eq!(negotiate(header), expected, "{header:?}");
         }
     }
 }

@@ -1,33 +1,64 @@
-//! The HTTP side: feeds with conditional GET, the index page, and health.
+//! The HTTP side: feeds with conditional GET, the index page, and health. HTTP/1 feed
+//! requests take a fast path that sends large bodies with `sendfile(2)`; every other
+//! request goes to the axum router.
 
+mod fast_path;
 mod feeds;
 mod index;
+mod server;
 
 use crate::config::Settings;
 use crate::health::Health;
 use crate::publication::Publication;
+use crate::tls::TlsIdentity;
 use crate::websub::Hub;
 use axum::Router;
 use axum::body::Bytes;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
+use std::future::Future;
 use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Serves HTTP on `listener` until `shutdown` completes, then lets the responses in
+/// progress finish. Feed requests take a fast path; every route answers as the router says.
+///
+/// With TLS, every request goes through the router over the TLS listener (`sendfile` cannot
+/// encrypt).
+pub async fn serve(
+    listener: TcpListener,
+    publication: Publication,
+    settings: &Settings,
+    websub: &Hub,
+    health: Health,
+    tls: Option<&TlsIdentity>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let feeds = feeds::FeedState::new(publication, settings.server.feeds_dir.clone());
+    let router = router(feeds.clone(), settings, websub, health);
+    match tls {
+        Some(tls) => {
+            axum::serve(crate::tls::http_listener(listener, Some(tls)), router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            server::run(listener, feeds, router, shutdown).await;
+            Ok(())
+        }
+    }
+}
 
 /// The HTTP routes: `/` (index with the latest headlines), `/feeds.opml`, `/healthz`,
 /// `/metrics` and `/feeds/{path}` (GET and HEAD; other methods 405).
 ///
 /// `POST /websub` is the WebSub hub's endpoint.
-pub fn router(
-    publication: Publication,
-    settings: &Settings,
-    websub: &Hub,
-    health: Health,
-) -> Router {
+fn router(feeds: feeds::FeedState, settings: &Settings, websub: &Hub, health: Health) -> Router {
     let index_settings = Arc::new(settings.clone());
-    let index_publication = publication.clone();
+    let index_publication = feeds.publication.clone();
     let opml_settings = index_settings.clone();
-    let opml_publication = publication.clone();
+    let opml_publication = feeds.publication.clone();
     Router::new()
         .route(
             "/",
@@ -55,7 +86,7 @@ pub fn router(
         .route("/metrics", get(metrics))
         .route("/feeds/{*path}", get(feeds::serve_feed))
         .route("/websub", websub.endpoint())
-        .with_state(feeds::FeedState::new(publication))
+        .with_state(feeds)
         .fallback(not_found)
 }
 

@@ -5,6 +5,10 @@ use axum::http::HeaderValue;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 /// One content coding of a document: its bytes and their strong ETag.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +18,8 @@ pub struct Encoded {
     pub etag: String,
     /// `etag`, ready to send.
     pub etag_header: HeaderValue,
+    /// The file in `feeds/` holding `bytes`, once a server has asked for it.
+    pub disk: DiskFile,
 }
 
 /// Where a document lives and which hub pushes it, for its `Link` header.
@@ -42,6 +48,8 @@ pub struct ResponseHeaders {
 pub struct FeedFile {
     /// The document itself (identity coding).
     pub bytes: Bytes,
+    /// The file in `feeds/` holding `bytes`, once a server has asked for it.
+    pub disk: DiskFile,
     /// Strong entity tag of `bytes`, quoted: changes exactly when the bytes change.
     pub etag: String,
     /// `bytes` compressed with gzip.
@@ -99,6 +107,7 @@ impl FeedFile {
             bytes: bytes.into(),
             etag_header: header(&etag),
             etag,
+            disk: DiskFile::default(),
         };
         let etag = format!("\"{tag}\"");
         Self {
@@ -107,6 +116,7 @@ impl FeedFile {
             headers: ResponseHeaders::new(content_type, &etag, last_modified, max_age, links),
             etag,
             bytes: bytes.into(),
+            disk: DiskFile::default(),
             last_modified,
             content_type,
             max_age,
@@ -157,6 +167,132 @@ impl ResponseHeaders {
                 links.hub_url, links.self_url
             )),
         }
+    }
+}
+
+/// How many documents' files may be held open at once: each holds a file descriptor, and
+/// those are needed for connections and the store too.
+const MAX_OPEN_FILES: usize = 256;
+
+static OPEN_FILES: AtomicUsize = AtomicUsize::new(0);
+
+/// A representation's own file in `feeds/`, held open once a server has asked for it and
+/// shared by every clone of the document. Sending from it with `sendfile(2)` spares copying
+/// the bytes from user space into each socket, and the page cache holds them once for
+/// feedpub and any other reader. An open file stays valid when a newer version is renamed
+/// over its path, so a response never mixes two versions.
+#[derive(Clone, Default)]
+pub struct DiskFile(Arc<OnceLock<Option<CheckedFile>>>);
+
+/// A file found to hold exactly a representation's bytes, with what its inode said then.
+struct CheckedFile {
+    file: std::fs::File,
+    /// What `fstat` said when the file was found to hold the bytes: its size and
+    /// modification time, which any write moves on (a rename over its path changes only
+    /// the inode's change time).
+    found: rustix::fs::Stat,
+    _slot: OpenSlot,
+}
+
+/// One of the [`MAX_OPEN_FILES`], taken while a file is open.
+struct OpenSlot;
+
+impl OpenSlot {
+    fn take() -> Option<Self> {
+        if OPEN_FILES.fetch_add(1, Ordering::Relaxed) < MAX_OPEN_FILES {
+            Some(Self)
+        } else {
+            OPEN_FILES.fetch_sub(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+impl Drop for OpenSlot {
+    fn drop(&mut self) {
+        OPEN_FILES.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl DiskFile {
+    /// The file at `path` open for reading, when it holds exactly `bytes` (the bytes this
+    /// handle stands for). It is opened and compared on first call; later calls only check
+    /// that nothing has written to it since. `None` when there is no such file, when it
+    /// differs or has changed (feedpub never writes to a file it has published, but someone
+    /// else might), or when too many files are open: the caller then sends from memory.
+    pub fn get(&self, path: impl FnOnce() -> PathBuf, bytes: &[u8]) -> Option<BorrowedFd<'_>> {
+        let checked = match self.0.get() {
+            Some(checked) => checked.as_ref()?,
+            None => {
+                // Not remembered when none is free: another time, fewer may be open.
+                let slot = OpenSlot::take()?;
+                let checked = CheckedFile::open(&path(), bytes, slot).unwrap_or_else(|e| {
+                    tracing::debug!(error = %e, "a document is sent from memory");
+                    None
+                });
+                // Two first requests at once may both open it; the loser's copy is closed.
+                let _ = self.0.set(checked);
+                self.0.get()?.as_ref()?
+            }
+        };
+        checked.unchanged().then(|| checked.file.as_fd())
+    }
+}
+
+impl CheckedFile {
+    /// The file at `path` if it holds `bytes`; `Ok(None)` if it holds something else.
+    fn open(path: &Path, bytes: &[u8], slot: OpenSlot) -> std::io::Result<Option<Self>> {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::File::open(path)?;
+        let found = rustix::fs::fstat(&file)?;
+        let checked = Self {
+            file,
+            found,
+            _slot: slot,
+        };
+        let regular = rustix::fs::FileType::from_raw_mode(found.st_mode).is_file();
+        if !regular || u64::try_from(found.st_size).ok() != Some(bytes.len() as u64) {
+            return Ok(None);
+        }
+        let mut buf = vec![0; 64 * 1024];
+        let mut offset = 0;
+        while offset < bytes.len() {
+            let n = checked.file.read_at(&mut buf, offset as u64)?;
+            let expected = &bytes[offset..bytes.len().min(offset + n)];
+            if n == 0 || buf[..n] != *expected {
+                return Ok(None);
+            }
+            offset += n;
+        }
+        Ok(checked.unchanged().then_some(checked))
+    }
+
+    /// True while the file is as it was when found to hold the bytes (one `fstat`).
+    fn unchanged(&self) -> bool {
+        rustix::fs::fstat(&self.file).is_ok_and(|now| {
+            let then = &self.found;
+            (now.st_size, now.st_mtime, now.st_mtime_nsec)
+                == (then.st_size, then.st_mtime, then.st_mtime_nsec)
+        })
+    }
+}
+
+/// Open files are a cache of the bytes beside them: they never make two documents differ.
+impl PartialEq for DiskFile {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for DiskFile {}
+
+impl std::fmt::Debug for DiskFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0.get() {
+            Some(Some(_)) => "DiskFile(open)",
+            Some(None) => "DiskFile(unusable)",
+            None => "DiskFile(not opened)",
+        })
     }
 }
 
@@ -275,6 +411,88 @@ mod tests {
         );
         assert_eq!(later.headers.last_modified, "Fri, 02 Jan 1970 00:00:00 GMT");
         assert_eq!(later.bytes, file.bytes);
+    }
+
+    /// `bytes` as a file at `dir/name`, replacing whatever was there by a rename, as
+    /// publication does.
+    fn publish(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+        let temp = dir.join(format!(".{name}.tmp"));
+        std::fs::write(&temp, bytes).unwrap();
+        std::fs::rename(&temp, dir.join(name)).unwrap();
+        dir.join(name)
+    }
+
+    fn read_fd(fd: BorrowedFd<'_>) -> Vec<u8> {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::File::from(fd.try_clone_to_owned().unwrap());
+        let mut out = vec![0; 1 << 20];
+        let n = file.read_at(&mut out, 0).unwrap();
+        out.truncate(n);
+        out
+    }
+
+    #[test]
+    fn a_disk_file_is_used_only_when_it_holds_exactly_the_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = "朔州日报 ".repeat(20_000).into_bytes();
+        let path = publish(dir.path(), "rss.xml", &old);
+        let same = DiskFile::default();
+        let fd = same
+            .get(|| path.clone(), &old)
+            .expect("the file holds the bytes");
+        assert_eq!(read_fd(fd), old);
+
+        let mut other = old.clone();
+        other[70_000] ^= 1;
+        assert!(DiskFile::default().get(|| path.clone(), &other).is_none());
+        assert!(
+            DiskFile::default()
+                .get(|| path.clone(), &old[1..])
+                .is_none()
+        );
+        let missing = dir.path().join("atom.xml");
+        assert!(DiskFile::default().get(|| missing, &old).is_none());
+    }
+
+    #[test]
+    fn an_open_disk_file_keeps_its_bytes_when_a_new_version_replaces_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = "<rss>old</rss>".repeat(5_000).into_bytes();
+        let path = publish(dir.path(), "rss.xml", &old);
+        let disk = DiskFile::default();
+        assert!(disk.get(|| path.clone(), &old).is_some());
+
+        let new = "<rss>new, longer</rss>".repeat(5_000).into_bytes();
+        publish(dir.path(), "rss.xml", &new);
+        // The old document still sends its own bytes; the path is not looked at again.
+        let fd = disk
+            .get(|| unreachable!("opened once"), &old)
+            .expect("still open");
+        assert_eq!(read_fd(fd), old);
+        assert_eq!(std::fs::read(&path).unwrap(), new);
+        // A clone (a redated document) shares the open file.
+        assert!(disk.clone().get(|| unreachable!(), &old).is_some());
+    }
+
+    #[test]
+    fn a_disk_file_written_in_place_is_no_longer_used() {
+        use std::os::unix::fs::FileExt;
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = "<feed/>".repeat(10_000).into_bytes();
+        let path = publish(dir.path(), "atom.xml", &bytes);
+        let disk = DiskFile::default();
+        assert!(disk.get(|| path.clone(), &bytes).is_some());
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        // Modification times have a clock tick's resolution: write until the change shows.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while disk.get(|| unreachable!(), &bytes).is_some() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the write went unnoticed"
+            );
+            file.write_at(b"X", 100).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 
     fn links() -> Links {

@@ -24,7 +24,7 @@ mod regeneration;
 use regeneration::Swap;
 
 pub use document::{
-    BROTLI_SUFFIX, Encoded, FeedFile, GZIP_SUFFIX, Links, ResponseHeaders, http_date,
+    BROTLI_SUFFIX, DiskFile, Encoded, FeedFile, GZIP_SUFFIX, Links, ResponseHeaders, http_date,
 };
 
 /// How many headlines of each feed the index page shows.

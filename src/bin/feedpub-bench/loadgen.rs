@@ -253,6 +253,7 @@ mod tests {
                 title: format!("标题{n}"),
                 ..Article::default()
             }),
+            ..Default::default()
         })
         .unwrap()
     }

@@ -1,0 +1,376 @@
+//! The fast path in front of hyper on the HTTP port: GET and HEAD of `/feeds/…` over
+//! HTTP/1.x, answered straight from the snapshot, large bodies with `sendfile(2)` from the
+//! document's file in `feeds/` (no copy from user space into the socket). Any other request
+//! (other paths and methods, bodies, `Expect`, `Upgrade`, HTTP/2, a head that does not
+//! parse or is too long) hands the connection, with the bytes already read, to hyper and
+//! the axum router, which then serve it as they always did.
+//!
+//! [`FeedState::answer`] decides what to send, for this path and for axum's feed route
+//! alike; this module only reads request heads and writes the answers. Like hyper as the
+//! server sets it up (without a timer), it puts no time limit on an idle connection or a
+//! slow head; a head is bounded in size instead.
+
+use super::feeds::{FeedAnswer, FeedRequest, FeedState};
+use crate::publication::http_date;
+use axum::http::StatusCode;
+use bytes::{Buf, Bytes, BytesMut};
+use chrono::DateTime;
+use metrics::Counter;
+use std::cell::RefCell;
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::sync::LazyLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+/// The longest request head the fast path waits for; a longer one goes to hyper with the
+/// bytes read, and hyper applies its own limit.
+const MAX_HEAD: usize = 16 * 1024;
+/// The most header fields the fast path parses; a request with more goes to hyper.
+const MAX_HEADERS: usize = 64;
+/// Bodies from this size on go out with `sendfile(2)` from their file; smaller ones are
+/// written from memory together with their head, in one call (below about 32 KB, both
+/// cost the same).
+const SENDFILE_MIN: usize = 32 * 1024;
+
+/// How a connection left the fast path.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Closed: by the client, after a response that ends the connection, or at shutdown.
+    Closed,
+    /// A request the fast path does not answer: hyper serves the connection from here on,
+    /// starting with these bytes (that request, and any pipelined after it).
+    HandOver(Bytes),
+}
+
+/// Answers the feed requests on `stream`, in order, until the connection ends or a request
+/// needs hyper. Stops at the first request head after `stop` is cancelled, like hyper's
+/// graceful shutdown: a response in progress is finished, an idle connection is closed.
+pub async fn serve(
+    stream: &mut TcpStream,
+    feeds: &FeedState,
+    stop: &CancellationToken,
+) -> io::Result<Outcome> {
+    let mut buf = BytesMut::with_capacity(4096);
+    let mut head = Vec::with_capacity(512);
+    loop {
+        // Every complete request read so far, in order (pipelining).
+        loop {
+            let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut parsed = httparse::Request::new(&mut fields);
+            let len = match parsed.parse(&buf) {
+                Ok(httparse::Status::Complete(len)) => len,
+                Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => break,
+                _ => return Ok(Outcome::HandOver(buf.freeze())),
+            };
+            let Some(request) = Request::of(&parsed) else {
+                return Ok(Outcome::HandOver(buf.freeze()));
+            };
+            let answer = feeds.answer(request.path, &request.feed).await;
+            write_answer(stream, feeds, &request, &answer, &mut head).await?;
+            let keep_alive = request.keep_alive;
+            buf.advance(len);
+            if !keep_alive || stop.is_cancelled() {
+                return Ok(Outcome::Closed);
+            }
+        }
+        tokio::select! {
+            read = stream.read_buf(&mut buf) => if read? == 0 {
+                return Ok(Outcome::Closed);
+            },
+            () = stop.cancelled() => return Ok(Outcome::Closed),
+        }
+    }
+}
+
+/// A request the fast path answers.
+#[derive(Debug)]
+struct Request<'a> {
+    /// The feed path after `/feeds/`, without the query.
+    path: &'a str,
+    /// HEAD: the answer's head only.
+    head_only: bool,
+    /// HTTP/1.0: the answer says so, and the connection closes unless asked to stay open.
+    http10: bool,
+    /// The connection stays open after the answer.
+    keep_alive: bool,
+    /// The client named the connection's fate (`close` in 1.1, `keep-alive` in 1.0): the
+    /// answer confirms it in a `Connection` header, as hyper does.
+    echo_connection: bool,
+    feed: FeedRequest<'a>,
+}
+
+impl<'a> Request<'a> {
+    /// The request, when the fast path may answer it: GET or HEAD of a feed path in
+    /// HTTP/1.0 or 1.1, without a body and without asking for anything but the answer.
+    fn of(parsed: &httparse::Request<'_, 'a>) -> Option<Self> {
+        let head_only = match parsed.method? {
+            "GET" => false,
+            "HEAD" => true,
+            _ => return None,
+        };
+        let http10 = match parsed.version? {
+            0 => true,
+            1 => false,
+            _ => return None,
+        };
+        let path = feed_path(parsed.path?)?;
+        let (mut close, mut keep_alive) = (false, false);
+        for field in parsed.headers.iter() {
+            let name = field.name;
+            if ["content-length", "transfer-encoding", "expect", "upgrade"]
+                .iter()
+                .any(|n| name.eq_ignore_ascii_case(n))
+            {
+                return None;
+            }
+            if name.eq_ignore_ascii_case("connection") {
+                for option in field.value.split(|&b| b == b',') {
+                    let option = option.trim_ascii();
+                    close |= option.eq_ignore_ascii_case(b"close");
+                    keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
+                }
+            }
+        }
+        let (keep_alive, echo_connection) = if http10 {
+            (keep_alive && !close, keep_alive && !close)
+        } else {
+            (!close, close)
+        };
+        Some(Self {
+            path,
+            head_only,
+            http10,
+            keep_alive,
+            echo_connection,
+            feed: FeedRequest::from_headers(
+                parsed.headers.iter().map(|field| (field.name, field.value)),
+            ),
+        })
+    }
+}
+
+/// The part of an origin-form target after `/feeds/`, without the query, when it is one
+/// the router would give the feed route unchanged: not empty and nothing percent-encoded
+/// (hyper and axum decode those; such requests go to them).
+fn feed_path(target: &str) -> Option<&str> {
+    let path = target.split_once('?').map_or(target, |(path, _)| path);
+    let rest = path.strip_prefix("/feeds/")?;
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&b);
+    (!rest.is_empty() && rest.bytes().all(plain) && target.bytes().all(|b| plain(b) || b == b'?'))
+        .then_some(rest)
+}
+
+/// Writes `answer` to `request`: its head (status line, the answer's headers,
+/// `Content-Length`, `Connection` when the client named it, `Date`), then its body unless
+/// the request is HEAD or the answer a 304; a large body from its file in `feeds/` when it
+/// has one.
+async fn write_answer(
+    stream: &mut TcpStream,
+    feeds: &FeedState,
+    request: &Request<'_>,
+    answer: &FeedAnswer,
+    head: &mut Vec<u8>,
+) -> io::Result<()> {
+    let body = answer.body.bytes();
+    head.clear();
+    head.extend_from_slice(if request.http10 {
+        b"HTTP/1.0 "
+    } else {
+        b"HTTP/1.1 "
+    });
+    head.extend_from_slice(answer.status.as_str().as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(
+        answer
+            .status
+            .canonical_reason()
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    head.extend_from_slice(b"\r\n");
+    for (name, value) in &answer.headers {
+        push_field(head, name.as_str().as_bytes(), value.as_bytes());
+    }
+    if answer.status != StatusCode::NOT_MODIFIED {
+        push_field(head, b"content-length", body.len().to_string().as_bytes());
+    }
+    if request.echo_connection {
+        let value: &[u8] = if request.keep_alive {
+            b"keep-alive"
+        } else {
+            b"close"
+        };
+        push_field(head, b"connection", value);
+    }
+    push_date(head);
+    head.extend_from_slice(b"\r\n");
+
+    if request.head_only || body.is_empty() {
+        return stream.write_all(head).await;
+    }
+    if body.len() >= SENDFILE_MIN
+        && let Some(file) = feeds.file_of(request.path, &answer.body)
+    {
+        static FROM_FILES: LazyLock<Counter> =
+            LazyLock::new(|| metrics::counter!("feedpub_http_sendfile_responses_total"));
+        FROM_FILES.increment(1);
+        send_more(stream, head).await?;
+        return send_file(stream, file, body.len()).await;
+    }
+    // One vectored write for the head and the body.
+    stream.write_all_buf(&mut Buf::chain(&head[..], body)).await
+}
+
+fn push_field(head: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    head.extend_from_slice(name);
+    head.extend_from_slice(b": ");
+    head.extend_from_slice(value);
+    head.extend_from_slice(b"\r\n");
+}
+
+/// Appends the `Date` field, formatted at most once a second per thread.
+fn push_date(head: &mut Vec<u8>) {
+    thread_local! {
+        static DATE: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    DATE.with_borrow_mut(|(second, text)| {
+        if *second != now || text.is_empty() {
+            let at = i64::try_from(now)
+                .ok()
+                .and_then(|s| DateTime::from_timestamp(s, 0))
+                .unwrap_or_default();
+            *text = http_date(at);
+            *second = now;
+        }
+        push_field(head, b"date", text.as_bytes());
+    });
+}
+
+/// Writes all of `bytes` with `MSG_MORE`: the kernel holds them back to go out in one
+/// segment with the data that follows (the start of the body).
+async fn send_more(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+    use rustix::net::{SendFlags, send};
+    while !bytes.is_empty() {
+        let sent = stream
+            .async_io(Interest::WRITABLE, || {
+                Ok(send(stream, bytes, SendFlags::MORE | SendFlags::NOSIGNAL)?)
+            })
+            .await?;
+        bytes = &bytes[sent..];
+    }
+    Ok(())
+}
+
+/// Sends the first `len` bytes of `file` with `sendfile(2)`, from an explicit offset (the
+/// file's own position is shared by every connection sending it, and never moves).
+async fn send_file(stream: &TcpStream, file: BorrowedFd<'_>, len: usize) -> io::Result<()> {
+    let mut offset = 0_u64;
+    while let Some(left) = len.checked_sub(offset as usize).filter(|&left| left > 0) {
+        let sent = stream
+            .async_io(Interest::WRITABLE, || {
+                Ok(rustix::fs::sendfile(stream, file, Some(&mut offset), left)?)
+            })
+            .await?;
+        if sent == 0 {
+            // The file was checked to hold the body; should it end early all the same, the
+            // response cannot be completed and the connection must not carry on.
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_feed_paths_take_the_fast_path() {
+        let cases = [
+            ("/feeds/politics/rss.xml", Some("politics/rss.xml")),
+            ("/feeds/politics/rss.xml?x=1", Some("politics/rss.xml")),
+            ("/feeds/feed.xsl", Some("feed.xsl")),
+            (
+                "/feeds/politics/archive/2/atom.xml",
+                Some("politics/archive/2/atom.xml"),
+            ),
+            ("/feeds/", None),
+            ("/feeds", None),
+            ("/feeds/tags/%E5%9F%BA/rss.xml", None),
+            ("/feeds/a b", None),
+            ("/feeds/x?q=%20", None),
+            ("/metrics", None),
+            ("http://host/feeds/politics/rss.xml", None),
+            ("*", None),
+        ];
+        for (target, expected) in cases {
+            assert_eq!(feed_path(target), expected, "{target}");
+        }
+    }
+
+    fn request(raw: &str, check: impl FnOnce(Option<Request<'_>>)) {
+        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Request::new(&mut fields);
+        assert!(parsed.parse(raw.as_bytes()).unwrap().is_complete(), "{raw}");
+        check(Request::of(&parsed));
+    }
+
+    #[test]
+    fn connection_options_decide_keep_alive_by_version() {
+        let cases = [
+            ("GET /feeds/a HTTP/1.1\r\n\r\n", true, false),
+            (
+                "GET /feeds/a HTTP/1.1\r\nConnection: close\r\n\r\n",
+                false,
+                true,
+            ),
+            (
+                "GET /feeds/a HTTP/1.1\r\nConnection: Keep-Alive, CLOSE\r\n\r\n",
+                false,
+                true,
+            ),
+            ("GET /feeds/a HTTP/1.0\r\n\r\n", false, false),
+            (
+                "GET /feeds/a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+                true,
+                true,
+            ),
+        ];
+        for (raw, keep_alive, echo) in cases {
+            request(raw, |r| {
+                let r = r.expect(raw);
+                assert_eq!(
+                    (r.keep_alive, r.echo_connection),
+                    (keep_alive, echo),
+                    "{raw}"
+                );
+            });
+        }
+    }
+
+    #[test]
+    fn requests_with_bodies_expectations_upgrades_or_other_methods_go_to_hyper() {
+        for raw in [
+            "POST /feeds/a HTTP/1.1\r\n\r\n",
+            "OPTIONS /feeds/a HTTP/1.1\r\n\r\n",
+            "GET /feeds/a HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            "GET /feeds/a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET /feeds/a HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
+            "GET /feeds/a HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            "GET / HTTP/1.1\r\n\r\n",
+        ] {
+            request(raw, |r| assert!(r.is_none(), "{raw}"));
+        }
+        request("HEAD /feeds/a HTTP/1.1\r\nHost: x\r\n\r\n", |r| {
+            let r = r.expect("HEAD");
+            assert!(r.head_only && !r.http10);
+            assert_eq!(r.path, "a");
+        });
+    }
+}

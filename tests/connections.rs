@@ -1,0 +1,475 @@
+//! HTTP connections: keep-alive, pipelining, HTTP/1.0, requests handed from the feed fast
+//! path to the router on the same connection, bodies sent from the files in `feeds/`, and
+//! feeds replaced while connections stay open. Raw TCP where the bytes on the wire matter.
+
+mod common;
+
+use common::{DEADLINE, TestServer, all_feed_paths, authed};
+use feedpub::demo::sample_edition;
+use feedpub::grpc::proto::PublishArticleRequest;
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// One HTTP/1.x response as read off the wire.
+#[derive(Debug)]
+struct Answer {
+    version: u8,
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The head's fields but `Date`, which moves with the clock.
+    fn fields_but_date(&self) -> Vec<(String, String)> {
+        let mut fields: Vec<_> = self
+            .headers
+            .iter()
+            .filter(|(n, _)| !n.eq_ignore_ascii_case("date"))
+            .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
+            .collect();
+        fields.sort();
+        fields
+    }
+}
+
+/// A raw client connection: writes requests as given, reads responses with httparse.
+struct Connection {
+    stream: TcpStream,
+    read: Vec<u8>,
+}
+
+impl Connection {
+    async fn open(addr: SocketAddr) -> Self {
+        Self {
+            stream: TcpStream::connect(addr).await.unwrap(),
+            read: Vec::new(),
+        }
+    }
+
+    async fn send(&mut self, requests: &str) {
+        self.stream.write_all(requests.as_bytes()).await.unwrap();
+    }
+
+    /// More bytes from the server; 0 when it closed the connection.
+    async fn read_more(&mut self) -> usize {
+        let mut chunk = vec![0; 64 * 1024];
+        let n = tokio::time::timeout(DEADLINE, self.stream.read(&mut chunk))
+            .await
+            .expect("the server answers in time")
+            .unwrap();
+        self.read.extend_from_slice(&chunk[..n]);
+        n
+    }
+
+    /// The next response; `head` when it answers a HEAD request (no body follows).
+    async fn answer(&mut self, head: bool) -> Answer {
+        loop {
+            let mut fields = [httparse::EMPTY_HEADER; 32];
+            let mut parsed = httparse::Response::new(&mut fields);
+            if let httparse::Status::Complete(len) = parsed.parse(&self.read).unwrap() {
+                let status = parsed.code.unwrap();
+                let headers: Vec<(String, String)> = parsed
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.name.to_owned(),
+                            String::from_utf8(h.value.to_vec()).unwrap(),
+                        )
+                    })
+                    .collect();
+                let mut answer = Answer {
+                    version: parsed.version.unwrap(),
+                    status,
+                    headers,
+                    body: Vec::new(),
+                };
+                let body_len = match answer.header("content-length") {
+                    Some(n) if !head && status != 304 => n.parse().unwrap(),
+                    _ => 0,
+                };
+                self.read.drain(..len);
+                while self.read.len() < body_len {
+                    assert!(self.read_more().await > 0, "the body was cut short");
+                }
+                answer.body = self.read.drain(..body_len).collect();
+                return answer;
+            }
+            assert!(self.read_more().await > 0, "closed before a whole head");
+        }
+    }
+
+    /// True when the server closes the connection with nothing more to read.
+    async fn closed_by_server(&mut self) -> bool {
+        self.read_more().await == 0 && self.read.is_empty()
+    }
+}
+
+/// A GET of `path` with extra header lines, each ending in CRLF.
+fn get(path: &str, extra: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: feeds.test\r\n{extra}\r\n")
+}
+
+async fn server_with_sample() -> TestServer {
+    let server = TestServer::start().await;
+    server.publish_sample_edition().await;
+    server
+}
+
+/// The file in `feeds/` that holds `path` (a `/feeds/…` URL path) in a coding.
+fn file_of(server: &TestServer, path: &str, suffix: &str) -> PathBuf {
+    let relative = path.trim_start_matches("/feeds/");
+    server
+        .dir
+        .path()
+        .join("feeds")
+        .join(format!("{relative}{suffix}"))
+}
+
+/// The strong ETag of identity bytes: the first half of their SHA-256, quoted.
+fn etag_of(bytes: &[u8]) -> String {
+    format!("\"{}\"", hex::encode(&Sha256::digest(bytes)[..16]))
+}
+
+/// An HTTP client that gives up after the tests' deadline rather than hang.
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(DEADLINE)
+        .build()
+        .unwrap()
+}
+
+/// The value of one Prometheus series in `/metrics`, 0 when absent.
+async fn metric(server: &TestServer, series: &str) -> f64 {
+    let text = client()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn one_keep_alive_connection_answers_many_requests_in_turn() {
+    let server = server_with_sample().await;
+    let mut connection = Connection::open(server.http_addr).await;
+    let codings = [("", ""), ("gzip", ".gz"), ("br", ".br")];
+    for round in 0..4 {
+        for path in all_feed_paths() {
+            let (accept, suffix) = codings[round % codings.len()];
+            let extra = if accept.is_empty() {
+                String::new()
+            } else {
+                format!("Accept-Encoding: {accept}\r\n")
+            };
+            connection.send(&get(&path, &extra)).await;
+            let answer = connection.answer(false).await;
+            assert_eq!(answer.status, 200, "{path} {accept}");
+            assert_eq!(answer.header("content-encoding").unwrap_or(""), accept);
+            let on_disk = std::fs::read(file_of(&server, &path, suffix)).unwrap();
+            assert_eq!(answer.body, on_disk, "{path} {accept}");
+
+            let etag = answer.header("etag").unwrap().to_owned();
+            connection
+                .send(&get(&path, &format!("{extra}If-None-Match: {etag}\r\n")))
+                .await;
+            let revalidated = connection.answer(false).await;
+            assert_eq!(revalidated.status, 304, "{path} {accept}");
+            assert!(revalidated.body.is_empty());
+            assert_eq!(revalidated.header("content-length"), None);
+        }
+    }
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order_also_after_the_hand_over() {
+    let server = server_with_sample().await;
+    let rss = std::fs::read(file_of(&server, "/feeds/all/rss.xml", "")).unwrap();
+    let json = std::fs::read(file_of(&server, "/feeds/all/feed.json", "")).unwrap();
+    let requests = [
+        get("/feeds/all/feed.json", ""),
+        "HEAD /feeds/all/rss.xml HTTP/1.1\r\nHost: feeds.test\r\n\r\n".to_owned(),
+        get(
+            "/feeds/all/rss.xml",
+            &format!("If-None-Match: {}\r\n", etag_of(&rss)),
+        ),
+        get("/feeds/sports/rss.xml", ""),
+        // The router's: the connection goes to hyper here, with the rest still unread.
+        get("/healthz", ""),
+        get("/feeds/all/feed.json", "Accept-Encoding: gzip\r\n"),
+        get("/feeds/all/rss.xml", "Connection: close\r\n"),
+    ];
+    let mut connection = Connection::open(server.http_addr).await;
+    connection.send(&requests.concat()).await;
+
+    let first = connection.answer(false).await;
+    assert_eq!((first.status, &first.body), (200, &json));
+    let head = connection.answer(true).await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-length"), Some(&*rss.len().to_string()));
+    assert_eq!(connection.answer(false).await.status, 304);
+    let missing = connection.answer(false).await;
+    assert_eq!(
+        (missing.status, &missing.body[..]),
+        (404, &b"no such feed\n"[..])
+    );
+    let health = connection.answer(false).await;
+    assert_eq!((health.status, &health.body[..]), (200, &b"ok\n"[..]));
+    let gzip = connection.answer(false).await;
+    assert_eq!(gzip.header("content-encoding"), Some("gzip"));
+    assert_eq!(
+        gzip.body,
+        std::fs::read(file_of(&server, "/feeds/all/feed.json", ".gz")).unwrap()
+    );
+    let last = connection.answer(false).await;
+    assert_eq!((last.status, &last.body), (200, &rss));
+    assert_eq!(last.header("connection"), Some("close"));
+    assert!(connection.closed_by_server().await);
+}
+
+#[tokio::test]
+async fn http_1_0_closes_the_connection_unless_asked_to_keep_it() {
+    let server = server_with_sample().await;
+    let path = "/feeds/all/feed.json";
+    let on_disk = std::fs::read(file_of(&server, path, "")).unwrap();
+
+    let mut plain = Connection::open(server.http_addr).await;
+    plain.send(&format!("GET {path} HTTP/1.0\r\n\r\n")).await;
+    let answer = plain.answer(false).await;
+    assert_eq!((answer.version, answer.status), (0, 200));
+    assert_eq!(answer.body, on_disk);
+    assert_eq!(answer.header("connection"), None);
+    assert!(plain.closed_by_server().await);
+
+    let mut kept = Connection::open(server.http_addr).await;
+    for _ in 0..3 {
+        kept.send(&format!(
+            "GET {path} HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+        ))
+        .await;
+        let answer = kept.answer(false).await;
+        assert_eq!((answer.version, answer.status), (0, 200));
+        assert_eq!(answer.header("connection"), Some("keep-alive"));
+        assert_eq!(answer.body, on_disk);
+    }
+    kept.send(&format!("HEAD {path} HTTP/1.0\r\n\r\n")).await;
+    let head = kept.answer(true).await;
+    assert_eq!(
+        head.header("content-length"),
+        Some(&*on_disk.len().to_string())
+    );
+    assert!(kept.closed_by_server().await);
+}
+
+#[tokio::test]
+async fn requests_the_fast_path_leaves_reach_the_router_on_the_same_connection() {
+    let server = server_with_sample().await;
+    let path = "/feeds/politics/atom.xml";
+    let mut connection = Connection::open(server.http_addr).await;
+    connection.send(&get(path, "Accept: text/html\r\n")).await;
+    let fast = connection.answer(false).await;
+    assert_eq!(fast.status, 200);
+
+    // A body: the router answers, as before, that feeds only take GET and HEAD.
+    connection
+        .send(&format!(
+            "POST {path} HTTP/1.1\r\nHost: feeds.test\r\nContent-Length: 5\r\n\r\nhello"
+        ))
+        .await;
+    let refused = connection.answer(false).await;
+    assert_eq!(refused.status, 405);
+    assert_eq!(refused.header("allow"), Some("GET,HEAD"));
+
+    // The same GET, now through axum: the very same answer.
+    connection.send(&get(path, "Accept: text/html\r\n")).await;
+    let routed = connection.answer(false).await;
+    assert_eq!(routed.fields_but_date(), fast.fields_but_date());
+    assert_eq!(routed.body, fast.body);
+    assert_eq!(
+        routed.header("content-type"),
+        Some("application/xml; charset=utf-8")
+    );
+
+    // Percent-encoded paths are the router's to decode.
+    connection
+        .send(&get("/feeds/politics%2Fatom.xml", ""))
+        .await;
+    let decoded = connection.answer(false).await;
+    assert_eq!((decoded.status, &decoded.body), (200, &routed.body));
+}
+
+#[tokio::test]
+async fn heads_the_fast_path_cannot_read_go_to_hyper_whole() {
+    let server = server_with_sample().await;
+    let path = "/feeds/all/feed.json";
+    let on_disk = std::fs::read(file_of(&server, path, "")).unwrap();
+
+    // Longer than the fast path waits for, yet within hyper's limits.
+    let mut long = Connection::open(server.http_addr).await;
+    long.send(&get(
+        path,
+        &format!("X-Padding: {}\r\n", "p".repeat(40_000)),
+    ))
+    .await;
+    let answer = long.answer(false).await;
+    assert_eq!((answer.status, &answer.body), (200, &on_disk));
+
+    let mut garbage = Connection::open(server.http_addr).await;
+    garbage.send("NOT HTTP AT ALL\r\n\r\n").await;
+    assert_eq!(garbage.answer(false).await.status, 400);
+
+    // HTTP/2 with prior knowledge (its preface is not HTTP/1).
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .timeout(DEADLINE)
+        .build()
+        .unwrap();
+    let response = h2.get(server.url(path)).send().await.unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(response.bytes().await.unwrap(), on_disk);
+}
+
+#[tokio::test]
+async fn large_bodies_go_out_from_their_files_with_sendfile() {
+    let server = server_with_sample().await;
+    let series = "feedpub_http_sendfile_responses_total";
+    let before = metric(&server, series).await;
+    // The largest document of the sample edition, well above the size where it pays.
+    let path = "/feeds/all/feed.json";
+    let client = client();
+    for _ in 0..3 {
+        let body = client
+            .get(server.url(path))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert!(body.len() > 40_000, "{} bytes", body.len());
+        assert_eq!(body, std::fs::read(file_of(&server, path, "")).unwrap());
+    }
+    // Other tests in this process may add to the counter too.
+    assert!(metric(&server, series).await >= before + 3.0);
+}
+
+/// Publishes a correction of the rural article with this title; every `all` feed changes.
+async fn correct_title(server: &TestServer, title: &str) {
+    let mut article = sample_edition().pop().unwrap();
+    article.title = title.to_owned();
+    server
+        .client()
+        .await
+        .publish_article(authed(
+            &server.tokens.newsroom,
+            PublishArticleRequest {
+                article: Some(article),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    server.settle().await;
+}
+
+/// GETs `path` on `connection` and checks that the body is whole: the identity ETag names
+/// exactly these bytes.
+async fn whole_version(connection: &mut Connection, path: &str) -> Answer {
+    connection.send(&get(path, "")).await;
+    let answer = connection.answer(false).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        answer.header("etag"),
+        Some(&*etag_of(&answer.body)),
+        "a body that is not the version its ETag names"
+    );
+    answer
+}
+
+#[tokio::test]
+async fn a_feed_replaced_while_connections_stay_open_is_served_whole_old_then_whole_new() {
+    let server = server_with_sample().await;
+    let path = "/feeds/all/feed.json";
+    let mut connection = Connection::open(server.http_addr).await;
+    let old = whole_version(&mut connection, path).await;
+    assert_eq!(old.body, std::fs::read(file_of(&server, path, "")).unwrap());
+
+    // Readers polling on their own connections while the feed changes several times; each
+    // has seen the first version before the first change.
+    let mut readers = Vec::new();
+    for _ in 0..3 {
+        let mut reader = Connection::open(server.http_addr).await;
+        let first = whole_version(&mut reader, path).await;
+        assert_eq!(first.body, old.body);
+        readers.push(tokio::spawn(async move {
+            let mut seen = vec![first.header("etag").unwrap().to_owned()];
+            let final_title = "右玉县农旅融合助力乡村振兴（第五次更正）";
+            let start = std::time::Instant::now();
+            loop {
+                let answer = whole_version(&mut reader, path).await;
+                let etag = answer.header("etag").unwrap().to_owned();
+                if seen.last() != Some(&etag) {
+                    seen.push(etag);
+                }
+                if String::from_utf8(answer.body)
+                    .unwrap()
+                    .contains(final_title)
+                {
+                    return seen;
+                }
+                assert!(start.elapsed() < DEADLINE, "never saw the last version");
+                tokio::task::yield_now().await;
+            }
+        }));
+    }
+    for n in ["一", "二", "三", "四", "五"] {
+        correct_title(
+            &server,
+            &format!("右玉县农旅融合助力乡村振兴（第{n}次更正）"),
+        )
+        .await;
+    }
+    for reader in readers {
+        let seen = reader.await.unwrap();
+        assert!(seen.len() >= 2, "{seen:?}");
+    }
+
+    // The first connection, idle meanwhile, gets the newest version on its next request.
+    let new = whole_version(&mut connection, path).await;
+    assert_ne!(new.body, old.body);
+    assert_eq!(new.body, std::fs::read(file_of(&server, path, "")).unwrap());
+}
+
+#[tokio::test]
+async fn stopping_the_server_closes_idle_connections_on_either_path() {
+    let server = server_with_sample().await;
+    let mut fast = Connection::open(server.http_addr).await;
+    fast.send(&get("/feeds/all/rss.xml", "")).await;
+    assert_eq!(fast.answer(false).await.status, 200);
+    let mut routed = Connection::open(server.http_addr).await;
+    routed.send(&get("/healthz", "")).await;
+    assert_eq!(routed.answer(false).await.status, 200);
+
+    // Both connections stay open and idle; the server still stops.
+    tokio::time::timeout(DEADLINE, server.stop())
+        .await
+        .expect("the server stops with idle connections open");
+    assert!(fast.closed_by_server().await);
+    assert!(routed.closed_by_server().await);
+}
