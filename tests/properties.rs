@@ -19,7 +19,7 @@
 mod inspect;
 
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
-use feedpub::domain::{Article, HtmlPolicy, PartnerId, Revision, Tombstone};
+use feedpub::domain::{Article, HtmlPolicy, PartnerId, Revision, Tombstone, text_to_html};
 use feedpub::grpc::convert;
 use feedpub::grpc::proto;
 use feedpub::render::{ArchiveLinks, FeedMeta, Format};
@@ -253,8 +253,11 @@ fn as_request(stored: &Article) -> proto::Article {
         seconds: t.timestamp(),
         nanos: t.timestamp_subsec_nanos() as i32,
     });
-    // The body goes in once: as plain text when that is what was sent.
-    if !request.content_text.is_empty() {
+    // HTML that ingest made from the plain text is not sent back; HTML the partner sent
+    // beside it is.
+    if stored.content.content_text.as_deref().map(text_to_html)
+        == Some(request.content_html.clone())
+    {
         request.content_html.clear();
     }
     request
