@@ -173,11 +173,22 @@ async fn truncate_wal(data_dir: &Path) {
     let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&options)
         .await
         .unwrap();
-    let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(busy, 0, "the checkpoint was not blocked");
+    // A reader of the server may hold the WAL for a moment: try again until it lets go.
+    let start = Instant::now();
+    loop {
+        let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        if busy == 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the WAL was never free to truncate"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let _ = sqlx::Connection::close(conn).await;
 }
 

@@ -453,7 +453,14 @@ impl ArticleDraft {
             // Character references (`&#1;`) decode to characters feeds cannot carry:
             // they are removed after sanitising, like raw ones before it.
             let sanitized = policy.sanitize(&content_html);
-            check.clean(&f("content_html"), &sanitized, false)
+            let cleaned = check.clean(&f("content_html"), &sanitized, false);
+            // What the removal leaves may parse differently (a U+FEFF that is now first is
+            // dropped as a byte order mark): sanitised again, it is what a re-send stores.
+            if cleaned == sanitized {
+                cleaned
+            } else {
+                policy.sanitize(&cleaned)
+            }
         } else {
             text::text_to_html(&content_text)
         };
@@ -688,6 +695,30 @@ mod tests {
                 "article.publish_time"
             ]
         );
+    }
+
+    #[test]
+    fn html_left_by_removed_references_is_sanitised_again() {
+        let policy = text::HtmlPolicy::default();
+        // Only a byte order mark is left once the reference to U+0001 is removed.
+        let empty = ArticleDraft {
+            content_html: "&#x1;\u{feff}".into(),
+            content_text: String::new(),
+            ..draft()
+        }
+        .validate("article.", &policy)
+        .unwrap_err();
+        let fields: Vec<_> = empty.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["article.content_html"]);
+        let kept = ArticleDraft {
+            content_html: "&#x1;\u{feff}<p>正文</p>".into(),
+            content_text: String::new(),
+            ..draft()
+        }
+        .validate("article.", &policy)
+        .unwrap();
+        let html = kept.content.content_html;
+        assert_eq!(policy.sanitize(&html), html);
     }
 
     #[test]
