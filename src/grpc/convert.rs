@@ -73,12 +73,17 @@ pub fn publish_request(
     request: proto::PublishArticleRequest,
 ) -> Result<PublishRequest, Violations> {
     // The request without its id is what a retry must repeat.
-    let payload = request
-        .article
-        .as_ref()
-        .map(Message::encode_to_vec)
-        .unwrap_or_default();
-    let key = request_key(&request.request_id, "publish", &payload);
+    let key = match (&request.request_id, &request.article) {
+        (id, _) if id.is_empty() => Ok(None),
+        (id, article) => request_key(
+            id,
+            "publish",
+            &article
+                .as_ref()
+                .map(Message::encode_to_vec)
+                .unwrap_or_default(),
+        ),
+    };
     let expected_etag = request
         .article
         .as_ref()
