@@ -60,6 +60,8 @@ impl Application {
         crate::telemetry::metrics();
         let settings = Arc::new(settings);
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&settings.server.data_dir).await?);
+        // Embargoes that ended while the server was down are logged before any new write.
+        store.lift_embargoes(chrono::Utc::now()).await?;
         let (publication, scheduler) = Publication::start(store.clone(), settings.clone()).await?;
         let publisher = Publisher::new(store.clone(), settings.clone(), publication.clone());
         let (websub, websub_tasks) = Hub::start(store.clone(), &settings, publication.clone())?;

@@ -82,7 +82,8 @@ impl TestServer {
         Self::start_in(dir, tokens).await
     }
 
-    async fn start_in(dir: TempDir, tokens: Tokens) -> Self {
+    /// A server on the data and feeds folders of one that was stopped.
+    pub async fn start_in(dir: TempDir, tokens: Tokens) -> Self {
         let app = Application::build(settings(&dir)).await.unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let grpc_addr = app.grpc_addr();
