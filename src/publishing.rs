@@ -192,20 +192,16 @@ impl Publisher {
         request: PublishRequest,
     ) -> Result<Published, PublishError> {
         let started = std::time::Instant::now();
-        let result = match self.prepare(partner, request) {
-            Ok((write, warnings)) => {
-                let stored = self.store.publish(partner.id, write, Utc::now()).await;
-                stored.map_err(PublishError::from).map(|revision| {
-                    let touched = self.touch(&revision);
-                    Published {
-                        article: revision.article().clone(),
-                        warnings,
-                        changed: touched,
-                    }
-                })
-            }
-            Err(e) => Err(e),
-        };
+        let result = async {
+            let (write, warnings) = self.prepare(partner, request)?;
+            let revision = self.store.publish(partner.id, write, Utc::now()).await?;
+            Ok(Published {
+                changed: self.touch(&revision),
+                article: revision.article().clone(),
+                warnings,
+            })
+        }
+        .await;
         count_outcome(&result);
         metrics::histogram!("feedpub_publish_seconds").record(started.elapsed().as_secs_f64());
         result
