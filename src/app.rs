@@ -74,6 +74,8 @@ impl Application {
             .map(TlsIdentity::load)
             .transpose()?;
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&settings.server.data_dir).await?);
+        // Embargoes that ended while the server was down are logged before any new write.
+        store.lift_embargoes(chrono::Utc::now()).await?;
         let health = Health::new();
         let (publication, scheduler) =
             Publication::start(store.clone(), settings.clone(), health.clone()).await?;

@@ -64,7 +64,8 @@ pub enum PublishError {
     ShuttingDown,
     /// A batch carries more articles than one call takes.
     #[error(
-        "a PublishArticles stream carries at most {MAX_BATCH_ARTICLES} articles; send the rest in another call"
+        "a PublishArticles stream carries at most {MAX_BATCH_ARTICLES} articles: those were \
+         handled (the valid ones stored), the call ended at the next one"
     )]
     TooManyArticles,
     /// A name that must be unique is taken.

@@ -700,7 +700,7 @@ async fn a_watch_resumes_after_a_server_restart_with_nothing_lost() {
     publish(&mut client, &token, brief("r-1", "一")).await;
     publish(&mut client, &token, brief("r-2", "二")).await;
     let cursor = watching.events(1).await[0].cursor.clone();
-    // An embargo that ends while the server is down is logged when it comes back.
+    // An embargo that ends while the server is down is logged when it is back.
     let embargo_end = chrono::Utc::now().timestamp() + 2;
     let embargoed = proto::Article {
         embargo_time: Some(ts(embargo_end)),
@@ -708,7 +708,11 @@ async fn a_watch_resumes_after_a_server_restart_with_nothing_lost() {
     };
     publish(&mut client, &token, embargoed).await;
 
-    let server = server.restart().await;
+    let (dir, tokens) = server.stop().await;
+    while chrono::Utc::now().timestamp() <= embargo_end {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let server = TestServer::start_in(dir, tokens).await;
     // The old stream delivers what it had, then says the server went away.
     let status = loop {
         match next(&mut watching.stream).await {
@@ -724,19 +728,19 @@ async fn a_watch_resumes_after_a_server_restart_with_nothing_lost() {
     let mut watching = watch(&server, &token, &["politics"], &cursor)
         .await
         .unwrap();
-    let events = watching.events(3).await;
+    let events = watching.events(4).await;
     assert_eq!(
         summary(&events),
         [
             (Published, "r-2".into()),
             (Published, "r-3".into()),
+            (EmbargoLifted, "r-3".into()),
             (Published, "r-4".into())
-        ]
+        ],
+        "the lift is logged at start, before any new write"
     );
-    let lift = watching.events(1).await;
-    assert_eq!(summary(&lift), [(EmbargoLifted, "r-3".into())]);
     assert_eq!(
-        lift[0].event_time,
+        events[2].event_time,
         Some(ts(embargo_end)),
         "lifted at the embargo time"
     );
@@ -829,4 +833,127 @@ async fn an_embargoed_article_reaches_other_partners_when_its_embargo_lifts() {
     assert_eq!(lifted.state(), ArticleState::Published);
     assert_eq!(lifted.title, "rural e-1");
     assert_eq!(seen[1].event_time, Some(ts(embargo_end)));
+}
+
+#[tokio::test]
+async fn a_partner_with_the_embargo_right_follows_embargoed_articles_at_once() {
+    use feedpub::domain::{
+        Actor, ArticleDraft, EventKind, HtmlPolicy, PartnerName, Rights, SectionGrant, Token,
+    };
+    use feedpub::storage::{ArticleWrite, EventFilter, NewPartner, SqliteStore, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    let now = chrono::Utc::now();
+    let mut partners = Vec::new();
+    for name in ["wire", "agency"] {
+        let token = Token::generate().unwrap();
+        let partner = NewPartner {
+            name: PartnerName::parse(name).unwrap(),
+            rights: Rights {
+                sections: SectionGrant::All,
+                embargoed: false,
+            },
+            token_hash: token.hash(),
+            token_prefix: token.visible_prefix(),
+        };
+        partners.push(store.add_partner(partner, now).await.unwrap());
+    }
+    let (owner, reader) = (&partners[0], &partners[1]);
+    let embargo_end = now + chrono::Duration::hours(1);
+    let valid = ArticleDraft {
+        id: "e-1".into(),
+        section: "politics".into(),
+        title: "禁发稿".into(),
+        content_text: "正文。".into(),
+        publish_time: Some(now - chrono::Duration::hours(1)),
+        embargo_time: Some(embargo_end),
+        ..Default::default()
+    }
+    .validate("article.", &HtmlPolicy::default())
+    .unwrap();
+    let write = ArticleWrite {
+        id: valid.id,
+        content: valid.content,
+        new_guid: "tag:example.com,2023-06-07:wire/e-1".into(),
+        expected_etag: None,
+        request: None,
+    };
+    let actor = Actor {
+        partner: owner.name.clone(),
+        peer: None,
+    };
+    store.publish(owner.id, write, now, &actor).await.unwrap();
+
+    let filter =
+        |reader: &feedpub::domain::Partner, embargoed: bool, section: Option<&str>| EventFilter {
+            sections: section.map(|s| vec![SectionSlug::parse(s).unwrap()]),
+            reader: reader.id,
+            embargoed,
+        };
+    let kinds = |events: Vec<feedpub::domain::ArticleEvent>| {
+        events.into_iter().map(|e| e.kind).collect::<Vec<_>>()
+    };
+    let head = *store.event_head().borrow();
+    assert_eq!(head, 1);
+    let events = |f: EventFilter| {
+        let store = &store;
+        async move { store.events(0, u64::MAX, &f, 100).await.unwrap() }
+    };
+    assert!(events(filter(reader, false, None)).await.is_empty());
+    assert_eq!(
+        kinds(events(filter(reader, true, None)).await),
+        [EventKind::Published],
+        "with the right, at once"
+    );
+    assert_eq!(
+        kinds(events(filter(owner, false, None)).await),
+        [EventKind::Published],
+        "its own partner sees it"
+    );
+    assert!(events(filter(reader, true, Some("rural"))).await.is_empty());
+
+    assert_eq!(store.next_embargo_lift().await.unwrap(), Some(embargo_end));
+    assert_eq!(store.lift_embargoes(embargo_end).await.unwrap(), 1);
+    assert_eq!(*store.event_head().borrow(), 2);
+    let lifted = events(filter(reader, false, None)).await;
+    assert_eq!(kinds(lifted.clone()), [EventKind::EmbargoLifted]);
+    assert_eq!((lifted[0].seq, lifted[0].time), (2, embargo_end));
+    assert_eq!(lifted[0].owner.as_str(), "wire");
+    assert_eq!(store.next_embargo_lift().await.unwrap(), None);
+    assert_eq!(
+        store.lift_embargoes(embargo_end).await.unwrap(),
+        0,
+        "lifted once"
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_stream_past_the_batch_limit_ends_with_resource_exhausted_and_keeps_what_was_stored() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let token = &server.tokens.newsroom;
+    // One real article, then empty requests (refused one by one) up to the limit, then one
+    // more.
+    let mut requests = vec![request(brief("kept", "保留"), "")];
+    requests.resize(
+        feedpub::publishing::MAX_BATCH_ARTICLES + 1,
+        PublishArticleRequest::default(),
+    );
+    let status = client
+        .publish_articles(authed(
+            token,
+            tokio_stream::iter(vec![PublishArticlesRequest { requests }]),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert_eq!(error_reason(&status), "TOO_MANY_ARTICLES");
+    assert_eq!(
+        get(&mut client, token, "kept", 0).await.unwrap().title,
+        "保留"
+    );
+    server
+        .wait_for_feed("/feeds/politics/rss.xml", |b| b.contains("保留"))
+        .await;
 }

@@ -856,11 +856,49 @@ mod tests {
             t1,
             |_| unreachable!("an existing article keeps its guid"),
         );
+        assert!(revision.is_new_version());
         let Revision::Updated { article, .. } = revision else {
             panic!("expected an update")
         };
         assert_eq!(article.guid, first.guid);
         assert_eq!(article.updated, t1);
         assert_ne!(article.etag, first.etag);
+        assert_eq!((first.version, article.version), (1, 2));
+    }
+
+    #[test]
+    fn a_retraction_changes_the_etag_partners_see_and_identical_content_restores_it() {
+        let valid = draft().validate("", &text::HtmlPolicy::default()).unwrap();
+        let t0 = Utc.with_ymd_and_hms(2023, 6, 7, 0, 0, 0).unwrap();
+        let revision = Article::revise(
+            None,
+            PartnerId(1),
+            valid.id.clone(),
+            valid.content.clone(),
+            t0,
+            |_| "tag:x,2023-06-06:p/a-1".into(),
+        );
+        let published = revision.article().clone();
+        assert_eq!(published.resource_etag(), published.etag);
+
+        let mut retracted = published.clone();
+        assert!(retracted.retract("更正".into(), t0 + chrono::Duration::hours(1)));
+        assert_ne!(retracted.resource_etag(), published.etag);
+        assert_eq!(retracted.etag, published.etag, "the content did not change");
+
+        let back = Article::revise(
+            Some(retracted),
+            PartnerId(1),
+            valid.id,
+            valid.content,
+            t0 + chrono::Duration::hours(2),
+            |_| unreachable!("an existing article keeps its guid"),
+        );
+        assert!(
+            !back.is_new_version(),
+            "the same content is the same version"
+        );
+        assert_eq!(back.article().version, 1);
+        assert_eq!(back.article().resource_etag(), published.etag);
     }
 }

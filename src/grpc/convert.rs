@@ -73,12 +73,12 @@ pub fn publish_request(
     request: proto::PublishArticleRequest,
 ) -> Result<PublishRequest, Violations> {
     // The request without its id is what a retry must repeat.
-    let payload = request
-        .article
-        .as_ref()
-        .map(Message::encode_to_vec)
-        .unwrap_or_default();
-    let key = request_key(&request.request_id, "publish", &payload);
+    let key = if request.request_id.is_empty() {
+        Ok(None)
+    } else {
+        let payload = request.article.as_ref().map(Message::encode_to_vec);
+        request_key(&request.request_id, "publish", &payload.unwrap_or_default())
+    };
     let expected_etag = request
         .article
         .as_ref()

@@ -61,7 +61,8 @@ impl PublisherService for PublisherApi {
         let mut stream = request.into_inner();
         let mut batch = self.publisher.batch(&caller);
         let mut ids = Vec::new();
-        // An error of the stream drops the batch: what was stored still reaches the feeds.
+        // An error of the stream, or one article too many, drops the batch: what was
+        // stored stays stored and reaches the feeds.
         while let Some(message) = stream.message().await? {
             for item in message.requests {
                 ids.push(
@@ -72,7 +73,7 @@ impl PublisherService for PublisherApi {
                 );
                 batch
                     .push(convert::publish_request(item).map_err(PublishError::from))
-                    .await;
+                    .await?;
             }
         }
         let results = batch

@@ -17,6 +17,8 @@ const CHUNK: usize = 1_000;
 
 /// A validated article waiting to be stored: its position, the write, its warnings.
 type Pending = (usize, ArticleWrite, Vec<String>);
+/// The positions and warnings of a chunk's articles.
+type Meta = Vec<(usize, Vec<String>)>;
 /// What became of each article of a stored chunk.
 type Stored = Vec<(usize, Result<Revision, PublishError>, Vec<String>)>;
 
@@ -27,8 +29,8 @@ pub struct Batch {
     caller: Caller,
     pushed: usize,
     pending: Vec<Pending>,
-    /// The chunk being stored.
-    storing: Option<JoinHandle<Stored>>,
+    /// The chunk being stored, and the positions and warnings of its articles.
+    storing: Option<(Meta, JoinHandle<Stored>)>,
     results: Vec<(usize, Result<Published, PublishError>)>,
     sections: BTreeSet<SectionSlug>,
     names: BTreeSet<FeedScope>,
@@ -52,12 +54,20 @@ impl Publisher {
 
 impl Batch {
     /// Takes the next article (or the reason it could not be read); its result comes
-    /// from [`Batch::finish`], at the position it was pushed.
-    pub async fn push(&mut self, request: Result<PublishRequest, PublishError>) {
+    /// from [`Batch::finish`], at the position it was pushed. Fails when the batch is
+    /// full, once the articles before are stored: the call must end there.
+    pub async fn push(
+        &mut self,
+        request: Result<PublishRequest, PublishError>,
+    ) -> Result<(), PublishError> {
         let index = self.pushed;
+        if index >= MAX_BATCH_ARTICLES {
+            self.store_pending().await;
+            self.collect().await;
+            return Err(PublishError::TooManyArticles);
+        }
         self.pushed += 1;
         let prepared = match request {
-            _ if index >= MAX_BATCH_ARTICLES => Err(PublishError::TooManyArticles),
             Ok(request) => self.publisher.prepare(&self.caller, request).await,
             Err(e) => Err(e),
         };
@@ -74,6 +84,7 @@ impl Batch {
                 self.results.push((index, result));
             }
         }
+        Ok(())
     }
 
     /// Stores what is left and returns one result per article pushed, in order.
@@ -95,11 +106,12 @@ impl Batch {
         let store = self.publisher.store.clone();
         let partner = self.caller.partner.id;
         let actor = Actor::from(&self.caller);
-        self.storing = Some(tokio::spawn(async move {
-            let (meta, writes): (Vec<_>, Vec<_>) = chunk
-                .into_iter()
-                .map(|(index, write, warnings)| ((index, warnings), write))
-                .unzip();
+        let (meta, writes): (Vec<_>, Vec<_>) = chunk
+            .into_iter()
+            .map(|(index, write, warnings)| ((index, warnings), write))
+            .unzip();
+        let in_flight = meta.clone();
+        let task = tokio::spawn(async move {
             let count = writes.len();
             match store
                 .publish_batch(partner, writes, Utc::now(), &actor)
@@ -118,19 +130,20 @@ impl Batch {
                 ),
                 Err(e) => failed(meta, e),
             }
-        }));
+        });
+        self.storing = Some((in_flight, task));
     }
 
     /// Waits for the chunk being stored and records its results and the feeds it touched.
     async fn collect(&mut self) {
-        let Some(storing) = self.storing.take() else {
+        let Some((in_flight, storing)) = self.storing.take() else {
             return;
         };
         let stored = match storing.await {
             Ok(stored) => stored,
             Err(e) => {
                 tracing::error!(error = %e, "a batch chunk failed to store");
-                return;
+                failed(in_flight, crate::storage::StoreError::Closed)
             }
         };
         for (index, result, warnings) in stored {
@@ -154,7 +167,7 @@ impl Batch {
 }
 
 /// The same storage failure for every article of a chunk.
-fn failed(meta: Vec<(usize, Vec<String>)>, error: crate::storage::StoreError) -> Stored {
+fn failed(meta: Meta, error: crate::storage::StoreError) -> Stored {
     meta.into_iter()
         .map(|(index, warnings)| (index, Err(error.clone().into()), warnings))
         .collect()
@@ -175,7 +188,7 @@ impl Drop for Batch {
         match self.storing.take() {
             None => mark(&publisher, sections, names),
             // The caller went away while a chunk was being stored: mark its feeds too.
-            Some(storing) => {
+            Some((_, storing)) => {
                 tokio::spawn(async move {
                     if let Ok(stored) = storing.await {
                         for revision in stored.iter().filter_map(|(_, r, _)| r.as_ref().ok()) {

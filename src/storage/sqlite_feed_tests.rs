@@ -74,7 +74,7 @@ async fn publish(
                 request: None,
             },
             at(1000),
-            &actor(&partner),
+            &actor(partner),
         )
         .await
         .unwrap();
@@ -282,7 +282,7 @@ async fn archive_sizes_follow_new_moved_renamed_and_retracted_articles() {
         .retract(
             partner.id,
             Retraction {
-                id: id,
+                id,
                 reason: "错误".into(),
                 expected_etag: None,
                 request: None,

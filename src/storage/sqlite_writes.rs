@@ -1,7 +1,7 @@
 //! The article write path of the SQLite writer: publishes, retractions and embargo lifts,
 //! each with its past version, event, request id and pending embargo lift. A job's rows are
-//! gathered and written a few statements per table, not per article, so that a batch of a
-//! thousand articles costs about as many statements as one.
+//! gathered and written by multi-row statements (one per table, or per 64 articles), not
+//! statements per article, so that the per-statement cost is shared by a whole batch.
 
 use super::sqlite::{ARTICLE_COLUMNS, article_from_row, nanos, select_article, state_code};
 use super::sqlite_history::{RequestRecord, VERSION_COLUMNS, kind_code, request_records};
@@ -209,98 +209,80 @@ async fn select_articles(
         .collect()
 }
 
-/// A row of `articles`, serialised as a JSON object whose keys are the column names.
-#[derive(Serialize)]
-struct ArticleRow<'a> {
-    partner_id: i64,
-    article_id: &'a str,
-    guid: &'a str,
-    section: &'a str,
-    state: i64,
-    title: &'a str,
-    subtitle: &'a str,
-    kicker: &'a str,
-    authors: String,
-    summary: &'a str,
-    content_html: &'a str,
-    content_text: Option<&'a str>,
-    tags: String,
-    canonical_url: Option<&'a str>,
-    publish_time: i64,
-    update_time: Option<i64>,
-    updated: i64,
-    expire_time: Option<i64>,
-    create_time: i64,
-    change_time: i64,
-    retract_time: Option<i64>,
-    retract_reason: &'a str,
-    etag: &'a str,
-    embargo_time: Option<i64>,
-    media: String,
-    language: Option<&'a str>,
-    version: u32,
-}
+/// Rows of `articles` written by one `INSERT` (27 parameters each, far below SQLite's limit).
+const ROWS_PER_INSERT: usize = 64;
 
-impl<'a> ArticleRow<'a> {
-    fn of(a: &'a Article) -> Self {
-        let c = &a.content;
-        Self {
-            partner_id: a.partner.0,
-            article_id: a.id.as_str(),
-            guid: &a.guid,
-            section: c.section.as_str(),
-            state: state_code(a.state),
-            title: &c.title,
-            subtitle: &c.subtitle,
-            kicker: &c.kicker,
-            authors: serde_json::to_string(&c.authors).expect("strings always serialise"),
-            summary: &c.summary,
-            content_html: &c.content_html,
-            content_text: c.content_text.as_deref(),
-            tags: serde_json::to_string(&c.tags).expect("strings always serialise"),
-            canonical_url: c.canonical_url.as_deref(),
-            publish_time: nanos(c.publish_time),
-            update_time: c.update_time.map(nanos),
-            updated: nanos(a.updated),
-            expire_time: c.expire_time.map(nanos),
-            create_time: nanos(a.create_time),
-            change_time: nanos(a.change_time),
-            retract_time: a.retract_time.map(nanos),
-            retract_reason: &a.retract_reason,
-            etag: &a.etag,
-            embargo_time: c.embargo_time.map(nanos),
-            media: serde_json::to_string(&c.media).expect("media always serialise"),
-            language: c.language.as_deref(),
-            version: a.version,
-        }
-    }
-}
-
-/// Upsert of `articles` rows from a JSON array of [`ArticleRow`]s. An update, not a delete
-/// and insert, for a stored article: the triggers that count each feed's articles
+/// Every column but the key set from the row being inserted: an update, not a delete and
+/// insert, for a stored article, so that the triggers that count each feed's articles
 /// (migration 0007) see a new article once and a moved one as a move.
-static INSERT_ARTICLES: LazyLock<String> = LazyLock::new(|| {
-    let columns = || ARTICLE_COLUMNS.split(',').map(str::trim);
-    let values: Vec<String> = columns().map(|c| format!("value ->> '{c}'")).collect();
-    let updates: Vec<String> = columns()
+static UPDATES: LazyLock<String> = LazyLock::new(|| {
+    ARTICLE_COLUMNS
+        .split(',')
+        .map(str::trim)
         .filter(|c| !matches!(*c, "partner_id" | "article_id"))
         .map(|c| format!("{c} = excluded.{c}"))
-        .collect();
-    format!(
-        "INSERT INTO articles ({ARTICLE_COLUMNS})
-         SELECT {} FROM json_each(?1) WHERE true ORDER BY key
-         ON CONFLICT (partner_id, article_id) DO UPDATE SET {}",
-        values.join(", "),
-        updates.join(", ")
-    )
+        .collect::<Vec<_>>()
+        .join(", ")
 });
 
-/// The rows a job writes, gathered so that each table gets one statement per flush. It
+/// Inserts or updates the rows of these articles: bound parameters, `ROWS_PER_INSERT` rows
+/// per statement.
+async fn write_articles(
+    conn: &mut SqliteConnection,
+    articles: &[Article],
+) -> Result<(), StoreError> {
+    let columns = ARTICLE_COLUMNS.split(',').count();
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    for chunk in articles.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO articles ({ARTICLE_COLUMNS}) VALUES {}
+             ON CONFLICT (partner_id, article_id) DO UPDATE SET {}",
+            vec![row.as_str(); chunk.len()].join(", "),
+            UPDATES.as_str()
+        );
+        let mut query = sqlx::query(&sql);
+        for a in chunk {
+            let c = &a.content;
+            query = query
+                .bind(a.partner.0)
+                .bind(a.id.as_str())
+                .bind(&a.guid)
+                .bind(c.section.as_str())
+                .bind(state_code(a.state))
+                .bind(&c.title)
+                .bind(&c.subtitle)
+                .bind(&c.kicker)
+                .bind(serde_json::to_string(&c.authors).expect("strings always serialise"))
+                .bind(&c.summary)
+                .bind(&c.content_html)
+                .bind(c.content_text.as_deref())
+                .bind(serde_json::to_string(&c.tags).expect("strings always serialise"))
+                .bind(c.canonical_url.as_deref())
+                .bind(nanos(c.publish_time))
+                .bind(c.update_time.map(nanos))
+                .bind(nanos(a.updated))
+                .bind(c.expire_time.map(nanos))
+                .bind(nanos(a.create_time))
+                .bind(nanos(a.change_time))
+                .bind(a.retract_time.map(nanos))
+                .bind(&a.retract_reason)
+                .bind(&a.etag)
+                .bind(c.embargo_time.map(nanos))
+                .bind(serde_json::to_string(&c.media).expect("media always serialise"))
+                .bind(c.language.as_deref())
+                .bind(i64::from(a.version));
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// The rows a job writes, gathered so that each table gets few statements per flush. It
 /// holds at most one row per article: writing an article twice needs a flush in between.
 #[derive(Default)]
 struct Staged {
-    /// `articles` rows, serialised.
-    articles: Vec<String>,
+    /// The new `articles` rows.
+    articles: Vec<Article>,
     keys: HashSet<(PartnerId, ArticleId)>,
     /// Articles whose stored row becomes a past version before being replaced.
     superseded: Vec<(i64, String)>,
@@ -326,8 +308,7 @@ impl Staged {
     fn article(&mut self, a: &Article, superseded: bool, kind: EventKind, now: DateTime<Utc>) {
         let (partner, id) = (a.partner.0, a.id.to_string());
         self.keys.insert((a.partner, a.id.clone()));
-        self.articles
-            .push(serde_json::to_string(&ArticleRow::of(a)).expect("rows always serialise"));
+        self.articles.push(a.clone());
         if superseded {
             self.superseded.push((partner, id.clone()));
         }
@@ -376,10 +357,7 @@ impl Staged {
             .await?;
         }
         if !staged.articles.is_empty() {
-            sqlx::query(&INSERT_ARTICLES)
-                .bind(format!("[{}]", staged.articles.join(",")))
-                .execute(&mut *conn)
-                .await?;
+            write_articles(conn, &staged.articles).await?;
             let keys: Vec<(i64, &str)> = staged
                 .keys
                 .iter()

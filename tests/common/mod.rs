@@ -76,10 +76,16 @@ impl TestServer {
         let mut settings = settings(&dir);
         configure(&mut settings);
         let tokens = add_partners(&settings.server.data_dir).await;
-        Self::start_in(dir, tokens, settings).await
+        Self::start_with_settings(dir, tokens, settings).await
     }
 
-    async fn start_in(dir: TempDir, tokens: Tokens, settings: Settings) -> Self {
+    /// A server on the data and feeds folders of one that was stopped.
+    pub async fn start_in(dir: TempDir, tokens: Tokens) -> Self {
+        let settings = settings(&dir);
+        Self::start_with_settings(dir, tokens, settings).await
+    }
+
+    async fn start_with_settings(dir: TempDir, tokens: Tokens, settings: Settings) -> Self {
         let app = Application::build(settings.clone()).await.unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let grpc_addr = app.grpc_addr();
@@ -129,7 +135,7 @@ impl TestServer {
     pub async fn restart(self) -> Self {
         let settings = self.settings.clone();
         let (dir, tokens) = self.stop().await;
-        Self::start_in(dir, tokens, settings).await
+        Self::start_with_settings(dir, tokens, settings).await
     }
 
     /// A gRPC client connected to the server.
