@@ -394,58 +394,69 @@ impl Inner {
         updated: DateTime<Utc>,
         tombstones: Vec<Tombstone>,
     ) -> FeedMeta {
-        let site = &self.settings.site;
-        let (title, description) = match scope {
-            FeedScope::All => (site.title.clone(), site.description.clone()),
-            FeedScope::Section(slug) => match self.settings.section(slug) {
-                Some(section) => (
-                    format!("{} · {}", site.title, section.title),
-                    section.description.clone(),
-                ),
-                None => (site.title.clone(), String::new()),
-            },
-            FeedScope::Author(named) => (
-                format!("{} · 作者：{}", site.title, named.name()),
-                format!("{}刊发的{}署名文章", site.title, named.name()),
+        feed_meta(&self.settings, scope, updated, tombstones)
+    }
+}
+
+/// The metadata of the feeds of `scope` as the settings describe them: titles, URLs, hub,
+/// stylesheet; `updated` and `tombstones` as given, no archive links.
+pub fn feed_meta(
+    settings: &Settings,
+    scope: &FeedScope,
+    updated: DateTime<Utc>,
+    tombstones: Vec<Tombstone>,
+) -> FeedMeta {
+    let site = &settings.site;
+    let (title, description) = match scope {
+        FeedScope::All => (site.title.clone(), site.description.clone()),
+        FeedScope::Section(slug) => match settings.section(slug) {
+            Some(section) => (
+                format!("{} · {}", site.title, section.title),
+                section.description.clone(),
             ),
-            FeedScope::Tag(named) => (
-                format!("{} · 标签：{}", site.title, named.name()),
-                format!("{}标注“{}”的文章", site.title, named.name()),
-            ),
-        };
-        let url = |format: Format| {
-            site.url(&format!(
-                "feeds/{}/{}",
-                scope.path_segment(),
-                format.file_name()
-            ))
-        };
-        FeedMeta {
-            description: if description.trim().is_empty() {
-                title.clone()
-            } else {
-                description
-            },
-            title,
-            language: site.language.clone(),
-            site_url: site.base_url.to_string(),
-            publisher: site.title.clone(),
-            rights: site.rights.clone(),
-            icon: site.icon.as_ref().map(|u| u.to_string()),
-            logo: site.logo.as_ref().map(|u| u.to_string()),
-            atom_url: url(Format::Atom),
-            rss_url: url(Format::Rss),
-            json_url: url(Format::JsonFeed),
-            hub_url: site.hub_url(),
-            stylesheet: Some(format!(
-                "{}feeds/{}",
-                site.base_url.path(),
-                crate::render::STYLESHEET_FILE
-            )),
-            updated,
-            offset: site.utc_offset,
-            tombstones,
-            archive: crate::render::ArchiveLinks::default(),
-        }
+            None => (site.title.clone(), String::new()),
+        },
+        FeedScope::Author(named) => (
+            format!("{} · 作者：{}", site.title, named.name()),
+            format!("{}刊发的{}署名文章", site.title, named.name()),
+        ),
+        FeedScope::Tag(named) => (
+            format!("{} · 标签：{}", site.title, named.name()),
+            format!("{}标注“{}”的文章", site.title, named.name()),
+        ),
+    };
+    let url = |format: Format| {
+        site.url(&format!(
+            "feeds/{}/{}",
+            scope.path_segment(),
+            format.file_name()
+        ))
+    };
+    FeedMeta {
+        description: if description.trim().is_empty() {
+            title.clone()
+        } else {
+            description
+        },
+        title,
+        language: site.language.clone(),
+        site_url: site.base_url.to_string(),
+        publisher: site.title.clone(),
+        rights: site.rights.clone(),
+        icon: site.icon.as_ref().map(|u| u.to_string()),
+        logo: site.logo.as_ref().map(|u| u.to_string()),
+        atom_url: url(Format::Atom),
+        rss_url: url(Format::Rss),
+        json_url: url(Format::JsonFeed),
+        hub_url: site.hub_url(),
+        stylesheet: Some(format!(
+            "{}feeds/{}",
+            site.base_url.path(),
+            crate::render::STYLESHEET_FILE
+        )),
+        updated,
+        offset: site.utc_offset,
+        tombstones,
+        archive: crate::render::ArchiveLinks::default(),
     }
 }
