@@ -9,6 +9,7 @@ and exit code 1.
 Generate the stubs (grpcio-tools, see requirements.txt beside this file), then run it
 with a partner token from `feedpub partner add`:
 
+    mkdir -p stubs
     python -m grpc_tools.protoc -I proto --python_out=stubs --pyi_out=stubs \\
         --grpc_python_out=stubs proto/feedpub/v1/publisher.proto \\
         proto/google/rpc/status.proto proto/google/rpc/error_details.proto
@@ -462,7 +463,10 @@ def main() -> None:
     args = parser.parse_args()
     token = os.environ.get("FEEDPUB_TOKEN", "")
     if not token:
-        fail("set FEEDPUB_TOKEN to a partner token (feedpub partner add NAME --all-sections)")
+        fail(
+            "set FEEDPUB_TOKEN to a partner token "
+            "(feedpub partner add NAME --section rural --section politics)"
+        )
 
     edition = load_edition(args.edition)
     with grpc.insecure_channel(args.grpc) as channel:
