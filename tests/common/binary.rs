@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
 /// How long anything the binary does may take before a test gives up.
-pub const DEADLINE: Duration = Duration::from_secs(30);
+pub use super::DEADLINE;
 
 /// Whether an inherited variable would change what the binary does: its own `FEEDPUB_*`
 /// settings, the log filter, and backtraces (one under an error message would hide what the
