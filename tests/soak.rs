@@ -83,22 +83,28 @@ fn a_soak_of_mixed_traffic_keeps_memory_descriptors_and_wal_flat_without_an_erro
         samples.len()
     );
 
-    // Zero errors, and every kind of traffic happened.
+    // Zero errors, and every kind of traffic happened (in a run of a minute or more: the
+    // first 304s and resumptions come after some 20 s).
     assert_eq!(
         summary["errors"]["total"], 0,
         "errors: {}",
         summary["errors"]
     );
-    for kind in [
-        "published",
-        "corrected",
-        "retracted",
-        "batches",
-        "polls_200",
-        "polls_304",
-        "events",
-        "reconnects",
-    ] {
+    let kinds: &[&str] = if secs >= 60 {
+        &[
+            "published",
+            "corrected",
+            "retracted",
+            "batches",
+            "polls_200",
+            "polls_304",
+            "events",
+            "reconnects",
+        ]
+    } else {
+        &["published", "polls_200", "events"]
+    };
+    for &kind in kinds {
         assert!(number(totals, kind) > 0.0, "no {kind} in {totals}");
     }
     // Every watcher saw every acknowledged write's event (checked by the driver, counted
