@@ -16,6 +16,7 @@ mod render;
 mod report;
 mod scale;
 mod serve;
+mod soak;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
@@ -62,6 +63,12 @@ struct Args {
     /// 10000,100000 with --quick]
     #[arg(long, value_delimiter = ',')]
     scale_sizes: Option<Vec<usize>>,
+    /// Length of the Soak, in minutes (fractions allowed) [default: 30, 0.5 with --quick]
+    #[arg(long)]
+    minutes: Option<f64>,
+    /// Also write the Soak's JSON summary (samples, totals, errors, verdicts) to this file
+    #[arg(long, value_name = "PATH")]
+    soak_json: Option<PathBuf>,
     /// Benchmarks to run [default: all]
     #[arg(value_enum)]
     benchmarks: Vec<Bench>,
@@ -80,15 +87,18 @@ enum Bench {
     Ingest,
     /// Publish latency, regeneration and serve rate at 10k, 100k and 1M stored articles
     Scale,
+    /// Mixed publish, poll and watch traffic for --minutes: memory, fds, WAL, errors
+    Soak,
 }
 
 impl Bench {
-    const ALL: [Bench; 5] = [
+    const ALL: [Bench; 6] = [
         Bench::Render,
         Bench::Serve,
         Bench::Freshness,
         Bench::Ingest,
         Bench::Scale,
+        Bench::Soak,
     ];
 }
 
@@ -122,6 +132,8 @@ pub struct Mode {
     pub scale_wrk_seconds: u64,
     /// How long Scale waits for the feed to show the last publish of a run.
     pub scale_show_timeout: Duration,
+    /// How long the Soak runs (once, whatever `runs` says).
+    pub soak: Duration,
 }
 
 impl Mode {
@@ -153,6 +165,12 @@ impl Mode {
             scale_publishes: if args.quick { 20 } else { 50 },
             scale_wrk_seconds: if args.quick { 1 } else { 2 },
             scale_show_timeout: Duration::from_secs(if args.quick { 60 } else { 120 }),
+            soak: Duration::from_secs_f64(
+                60.0 * args
+                    .minutes
+                    .unwrap_or(if args.quick { 0.5 } else { 30.0 })
+                    .max(0.0),
+            ),
         }
     }
 }
@@ -215,7 +233,7 @@ async fn run_all(args: &Args, work: &Path) -> anyhow::Result<String> {
 
     // Every benchmark's runs are done together. Serve and Freshness share one feedpub:
     // freshness adds articles to the feed the serve benchmark measures, so serve goes first
-    // and always sees the same 50 articles. Ingest and Scale start feedpubs of their own.
+    // and always sees the same 50 articles. Ingest, Scale and Soak start feedpubs of their own.
     let mut shared: Option<fixture::Fixture> = None;
     for bench in Bench::ALL {
         if !benches.contains(&bench) {
@@ -226,7 +244,7 @@ async fn run_all(args: &Args, work: &Path) -> anyhow::Result<String> {
             fixture.publish_data_set().await?;
             shared = Some(fixture);
         }
-        if matches!(bench, Bench::Ingest | Bench::Scale)
+        if matches!(bench, Bench::Ingest | Bench::Scale | Bench::Soak)
             && let Some(fixture) = shared.take()
         {
             fixture.stop()?;
@@ -270,6 +288,17 @@ async fn run_all(args: &Args, work: &Path) -> anyhow::Result<String> {
                     report.add(run, scale.run(run).await?);
                 }
                 scale.stop()?;
+            }
+            Bench::Soak => {
+                // One long run, not `runs` of them: its figures are about time passing.
+                let outcome = soak::run(&feedpub_bin, &work.join("soak"), mode.soak, log).await?;
+                eprintln!("{}", outcome.table());
+                if let Some(path) = &args.soak_json {
+                    let json = serde_json::to_string_pretty(&outcome.json())?;
+                    std::fs::write(path, json)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                }
+                report.add(0, outcome.figures());
             }
         }
     }
