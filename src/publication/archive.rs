@@ -11,15 +11,31 @@ use chrono::{DateTime, SubsecRound, Utc};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// Most archive documents kept rendered at once.
+/// Most archive documents kept rendered at once, and most bytes they may hold in all their
+/// codings: a large feed's pages would otherwise hold hundreds of megabytes.
 const CACHE_LIMIT: usize = 1024;
+const CACHE_BYTES: usize = 64 << 20;
 /// `Cache-Control: max-age` of a full archive page, which no longer changes by design.
 const FULL_PAGE_MAX_AGE: u32 = 86_400;
 
 /// Rendered archive documents by feed path, dropped when their feed changes.
 #[derive(Default)]
 pub(super) struct ArchiveCache {
-    documents: Mutex<HashMap<String, Arc<FeedFile>>>,
+    documents: Mutex<Cached>,
+}
+
+#[derive(Default)]
+struct Cached {
+    by_path: HashMap<String, Arc<FeedFile>>,
+    /// Bytes of every coding of the documents in `by_path`.
+    bytes: usize,
+    /// Counts the forgets: a page rendered from what the store held before one is not kept.
+    forgets: u64,
+}
+
+/// Bytes a document holds in memory, in all its codings.
+fn held_bytes(file: &FeedFile) -> usize {
+    file.bytes.len() + file.gzip.bytes.len() + file.brotli.bytes.len()
 }
 
 /// `(feed folder, page, format)` of an archive path such as `politics/archive/3/atom.xml`.
@@ -86,8 +102,20 @@ impl Inner {
     /// Forgets the rendered archive pages of `scope`, after it changed.
     pub(super) fn forget_archives(&self, scope: &FeedScope) {
         let prefix = format!("{}/archive/", scope.path_segment());
-        if let Ok(mut documents) = self.archives.documents.lock() {
-            documents.retain(|path, _| !path.starts_with(&prefix));
+        if let Ok(mut cached) = self.archives.documents.lock() {
+            let Cached {
+                by_path,
+                bytes,
+                forgets,
+            } = &mut *cached;
+            by_path.retain(|path, file| {
+                let keep = !path.starts_with(&prefix);
+                if !keep {
+                    *bytes -= held_bytes(file);
+                }
+                keep
+            });
+            *forgets += 1;
         }
     }
 
@@ -99,15 +127,13 @@ impl Inner {
         let Some((segment, page, format)) = parse(path) else {
             return Ok(None);
         };
-        if let Some(found) = self
-            .archives
-            .documents
-            .lock()
-            .ok()
-            .and_then(|documents| documents.get(path).cloned())
-        {
-            return Ok(Some(found));
-        }
+        let forgets = match self.archives.documents.lock() {
+            Ok(cached) => match cached.by_path.get(path) {
+                Some(found) => return Ok(Some(found.clone())),
+                None => cached.forgets,
+            },
+            Err(_) => u64::MAX,
+        };
         let Some(scope) = self.scope_at(segment).await? else {
             return Ok(None);
         };
@@ -150,11 +176,18 @@ impl Inner {
             max_age,
             &links,
         ));
-        if let Ok(mut documents) = self.archives.documents.lock() {
-            if documents.len() >= CACHE_LIMIT {
-                documents.clear();
+        if let Ok(mut cached) = self.archives.documents.lock()
+            && cached.forgets == forgets
+        {
+            let size = held_bytes(&file);
+            if cached.by_path.len() >= CACHE_LIMIT || cached.bytes + size > CACHE_BYTES {
+                cached.by_path.clear();
+                cached.bytes = 0;
             }
-            documents.insert(path.to_owned(), file.clone());
+            cached.bytes += size;
+            if let Some(replaced) = cached.by_path.insert(path.to_owned(), file.clone()) {
+                cached.bytes -= held_bytes(&replaced);
+            }
         }
         Ok(Some(file))
     }
