@@ -134,6 +134,8 @@ pub struct MediaJson {
 /// What is wrong with one line, and in which field when one is to blame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineError {
+    /// Like the server's `ErrorInfo` reasons: `INVALID_JSON`, `INVALID_FIELD`…
+    pub reason: &'static str,
     pub field: Option<String>,
     pub message: String,
 }
@@ -163,22 +165,31 @@ pub fn parse_line(line: &str) -> Result<proto::Article, LineError> {
     // serde would also read a struct from an array of its fields in order.
     if !line.trim_start().starts_with('{') {
         return Err(LineError {
+            reason: "INVALID_JSON",
             field: None,
-            message: "invalid JSON: a line must be one JSON object".to_owned(),
+            message: "a line must be one JSON object".to_owned(),
         });
     }
     let mut deserializer = serde_json::Deserializer::from_str(line);
     let article: ArticleJson =
         serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
             let path = e.path().to_string();
+            // A syntax error is the line's, whatever field it happened in.
+            let field = (e.inner().is_data() && path != "." && !path.contains('?')).then_some(path);
             LineError {
-                field: (path != "." && !path.contains('?')).then_some(path),
-                message: format!("invalid JSON: {}", e.inner()),
+                reason: if field.is_some() {
+                    "INVALID_FIELD"
+                } else {
+                    "INVALID_JSON"
+                },
+                field,
+                message: e.inner().to_string(),
             }
         })?;
     deserializer.end().map_err(|e| LineError {
+        reason: "INVALID_JSON",
         field: None,
-        message: format!("invalid JSON: {e}"),
+        message: e.to_string(),
     })?;
     article.to_proto()
 }
@@ -191,9 +202,10 @@ impl ArticleJson {
                 return Ok(None);
             };
             let parsed = DateTime::parse_from_rfc3339(raw.trim()).map_err(|e| LineError {
+                reason: "INVALID_FIELD",
                 field: Some(field.to_owned()),
                 message: format!(
-                    "{raw:?} is not an RFC 3339 time such as 2023-06-07T07:00:00+08:00 ({e})"
+                    "is not an RFC 3339 time such as 2023-06-07T07:00:00+08:00: {raw:?} ({e})"
                 ),
             })?;
             Ok(Some(Timestamp {

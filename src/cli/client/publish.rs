@@ -130,6 +130,7 @@ async fn run(args: PublishArgs, summary: &mut Summary) -> Result<(), ClientError
                 line.number,
                 line.id,
                 LineError {
+                    reason: "TOO_LARGE",
                     field: None,
                     message: format!(
                         "the article is {} bytes; the server takes at most {MAX_ARTICLE_BYTES}",
@@ -189,6 +190,7 @@ fn read_lines(input: Box<dyn Read + Send>, salt: &str, lines: &mpsc::Sender<Inpu
                     offset,
                     id: String::new(),
                     request: Err(LineError {
+                        reason: "NOT_UTF8",
                         field: None,
                         message: format!("the line is not UTF-8 text: {e}"),
                     }),

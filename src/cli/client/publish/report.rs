@@ -69,22 +69,17 @@ impl Summary {
 
     /// A line refused before it was sent.
     pub fn refused_here(&mut self, line: usize, id: String, error: LineError) {
-        let reason = if error.message.starts_with("invalid JSON") {
-            "INVALID_JSON"
-        } else {
-            "INVALID_LINE"
-        };
         self.failures.push(Failure {
             line,
             id,
             code: "LOCAL".to_owned(),
-            reason: reason.to_owned(),
+            reason: error.reason.to_owned(),
             fields: error
                 .field
                 .iter()
                 .map(|field| FieldProblem {
                     field: field.clone(),
-                    description: String::new(),
+                    description: error.message.clone(),
                 })
                 .collect(),
             message: error.message,
@@ -99,6 +94,10 @@ impl Summary {
             return;
         }
         for warning in result.warnings {
+            // The server names fields by their path in the request; the line has no `article.`.
+            let warning = warning
+                .strip_prefix("article.")
+                .map_or(warning.clone(), str::to_owned);
             self.warnings.push(Warning {
                 line,
                 id: id.clone(),
@@ -175,7 +174,7 @@ impl Failure {
             .fields
             .iter()
             .filter(|f| !f.description.is_empty())
-            .map(|f| format!("{} {}", f.field, f.description))
+            .map(|f| format!("{}: {}", f.field, f.description))
             .collect();
         if described.is_empty() {
             self.message.clone()
