@@ -259,11 +259,11 @@ impl Progress {
         let (bar, template) = match size {
             Some(size) => (
                 ProgressBar::with_draw_target(Some(size), ProgressDrawTarget::stderr()),
-                "{elapsed_precise} [{wide_bar}] {bytes}/{total_bytes} ETA {eta}  {msg}",
+                "{elapsed_precise} [{wide_bar}] {percent:>3}% ETA {eta}  {msg}",
             ),
             None => (
                 ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
-                "{spinner} {elapsed_precise} {bytes}  {msg}",
+                "{spinner} {elapsed_precise} {bytes} read  {msg}",
             ),
         };
         if let Ok(style) = ProgressStyle::with_template(template) {
@@ -278,20 +278,32 @@ impl Progress {
 
     /// The input is handled through byte `offset`, with these results so far.
     pub fn update(&mut self, offset: u64, summary: &Summary) {
-        let counts = format!(
-            "{} published, {} updated, {} unchanged, {} failed",
-            summary.published,
-            summary.updated,
-            summary.unchanged,
-            summary.failed()
-        );
         if let Some(bar) = &self.bar {
+            // Only the counts that are not zero, to leave the bar room on a narrow terminal.
+            let counts = [
+                (summary.published, "published"),
+                (summary.updated, "updated"),
+                (summary.unchanged, "unchanged"),
+                (summary.failed(), "failed"),
+            ];
+            let counts: Vec<_> = counts
+                .iter()
+                .filter(|(n, _)| *n > 0)
+                .map(|(n, what)| format!("{n} {what}"))
+                .collect();
             bar.set_position(offset);
-            bar.set_message(counts);
+            bar.set_message(counts.join(", "));
         } else if let Some(last) = self.last_line
             && last.elapsed() >= LINE_EVERY
         {
-            eprintln!("feedpub: {} lines: {counts}", summary.lines);
+            eprintln!(
+                "feedpub: {} lines: {} published, {} updated, {} unchanged, {} failed",
+                summary.lines,
+                summary.published,
+                summary.updated,
+                summary.unchanged,
+                summary.failed()
+            );
             self.last_line = Some(Instant::now());
         }
     }
