@@ -191,12 +191,12 @@ pub fn parse_line(line: &str) -> Result<proto::Article, LineError> {
         field: None,
         message: e.to_string(),
     })?;
-    article.to_proto()
+    article.into_proto()
 }
 
 impl ArticleJson {
     /// The API message; an error names the first time that is not RFC 3339.
-    pub fn to_proto(self) -> Result<proto::Article, LineError> {
+    pub fn into_proto(self) -> Result<proto::Article, LineError> {
         let time = |field: &str, raw: Option<String>| -> Result<Option<Timestamp>, LineError> {
             let Some(raw) = raw.filter(|r| !r.is_empty()) else {
                 return Ok(None);

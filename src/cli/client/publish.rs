@@ -47,7 +47,7 @@ const READ_AHEAD: usize = 256;
 
 /// One line of the input, read and parsed.
 enum Input {
-    Line(Line),
+    Line(Box<Line>),
     /// The input could not be read further.
     Failed(String),
 }
@@ -112,7 +112,7 @@ async fn run(args: PublishArgs, summary: &mut Summary) -> Result<(), ClientError
             break send(&remote, &mut batch, summary, &mut progress, offset).await;
         };
         let line = match input {
-            Input::Line(line) => line,
+            Input::Line(line) => *line,
             Input::Failed(error) => {
                 let sent = send(&remote, &mut batch, summary, &mut progress, offset).await;
                 break sent.and(Err(ClientError::usage(format!(
@@ -195,7 +195,7 @@ fn read_lines(input: Box<dyn Read + Send>, salt: &str, lines: &mpsc::Sender<Inpu
                         message: format!("the line is not UTF-8 text: {e}"),
                     }),
                 };
-                if lines.blocking_send(Input::Line(line)).is_err() {
+                if lines.blocking_send(Input::Line(Box::new(line))).is_err() {
                     return;
                 }
                 continue;
@@ -218,7 +218,7 @@ fn read_lines(input: Box<dyn Read + Send>, salt: &str, lines: &mpsc::Sender<Inpu
             id,
             request,
         };
-        if lines.blocking_send(Input::Line(line)).is_err() {
+        if lines.blocking_send(Input::Line(Box::new(line))).is_err() {
             return;
         }
     }
