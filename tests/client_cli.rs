@@ -333,6 +333,46 @@ async fn a_publish_killed_part_way_is_finished_by_running_it_again() {
 }
 
 #[tokio::test]
+async fn a_publish_of_a_file_killed_wherever_it_was_is_finished_by_running_it_again() {
+    let setup = setup().await;
+    let lines = edition_lines(2000);
+    let file = setup.file("edition.jsonl", &lines);
+    let file = file.to_str().unwrap();
+
+    // Killed as soon as anything is stored: wherever the client was (reading, sending,
+    // waiting for an answer), the rerun must come out right.
+    let mut client = setup
+        .client(&["publish", file, "--batch-size", "200"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let first = "2023-06-07-xingfu-xinlinli-0";
+    let start = Instant::now();
+    while setup.get(first).await.is_err() {
+        assert!(start.elapsed() < DEADLINE, "nothing was ever stored");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    client.kill().unwrap();
+    client.wait().unwrap();
+    let before = setup.stored().await.len() as u64;
+    assert!(before >= 1);
+
+    let output = run(&mut setup.client(&["publish", file, "--json"]));
+    let [published, updated, unchanged, failed] = counts(&summary(&output, 0));
+    assert_eq!((updated, failed), (0, 0));
+    assert_eq!(published + unchanged, 2000);
+    // A batch the server was storing when the client died is stored all the same.
+    assert!(
+        unchanged >= before,
+        "{unchanged} unchanged, {before} stored before"
+    );
+    let stored = setup.stored().await;
+    assert_eq!(stored.len(), 2000);
+    assert!(stored.iter().all(|a| a.version == 1));
+}
+
+#[tokio::test]
 async fn get_list_and_retract_round_trip_and_an_edited_get_is_published_as_a_correction() {
     let setup = setup().await;
     let lines = edition_lines(7);
@@ -432,6 +472,31 @@ async fn get_list_and_retract_round_trip_and_an_edited_get_is_published_as_a_cor
         !b.contains(id) && b.contains("2023-06-07-gonglu-guihua-tiaozheng-2")
     })
     .await;
+}
+
+#[tokio::test]
+async fn content_replaced_within_a_day_comes_back_only_with_new_request_ids() {
+    let setup = setup().await;
+    let version = |title: &str| {
+        json!({"id": "a-1", "section": "politics", "title": title, "content_text": "正文。",
+               "publish_time": "2023-06-07T07:00:00+08:00"})
+        .to_string()
+    };
+    let a = setup.file("a.jsonl", &[version("A")]);
+    let b = setup.file("b.jsonl", &[version("B")]);
+    let publish = |file: &PathBuf, extra: &[&str]| {
+        let mut args = vec!["publish", file.to_str().unwrap(), "--json"];
+        args.extend(extra);
+        counts(&summary(&run(&mut setup.client(&args)), 0))
+    };
+    assert_eq!(publish(&a, &[]), [1, 0, 0, 0]);
+    assert_eq!(publish(&b, &[]), [0, 1, 0, 0]);
+    // The server answers A's request id with its first result and stores nothing.
+    assert_eq!(publish(&a, &[]), [0, 0, 1, 0]);
+    assert_eq!(setup.get("a-1").await.unwrap().title, "B");
+    assert_eq!(publish(&a, &["--new-request-ids"]), [0, 1, 0, 0]);
+    let stored = setup.get("a-1").await.unwrap();
+    assert_eq!((stored.title.as_str(), stored.version), ("A", 3));
 }
 
 #[tokio::test]

@@ -330,3 +330,41 @@ fn random_hex() -> Result<String, ClientError> {
         .map_err(|e| ClientError::failed(format!("no randomness available: {e}")))?;
     Ok(hex::encode(bytes))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic_types::ErrorDetails;
+
+    #[test]
+    fn passing_failures_are_tried_again_after_growing_pauses_and_refusals_are_not() {
+        let unavailable = Status::unavailable("stopping");
+        assert_eq!(
+            retry_delay(&unavailable, 1),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(retry_delay(&unavailable, 3), Some(Duration::from_secs(2)));
+        for refusal in [
+            Status::unauthenticated("no"),
+            Status::invalid_argument("bad"),
+            Status::not_found("gone"),
+            Status::aborted("etag"),
+            Status::resource_exhausted("too many articles"),
+        ] {
+            assert_eq!(retry_delay(&refusal, 1), None, "{refusal:?}");
+        }
+        let rate_limited = Status::with_error_details(
+            Code::ResourceExhausted,
+            "slow down",
+            ErrorDetails::with_retry_info(Some(Duration::from_secs(3))),
+        );
+        assert_eq!(retry_delay(&rate_limited, 1), Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn errors_are_one_line() {
+        let error = ClientError::failed("first\nsecond\r\n  third");
+        assert_eq!(error.to_string(), "first second third");
+        assert_eq!(error.code(), exit::FAILED);
+    }
+}
