@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::binary::{DEADLINE, Running, ServeOptions, ServeProcess, feedpub, run, text};
+use common::binary::{
+    DEADLINE, Running, ServeOptions, ServeProcess, feedpub, run, run_within, text,
+};
 use common::{TestServer, Tokens, authed};
 use feedpub::grpc::proto::{self, GetArticleRequest, ListArticlesRequest};
 use serde_json::{Value, json};
@@ -14,6 +16,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 use tonic::Code;
+
+/// How long a publish of thousands of articles may take: a debug build on a busy machine is
+/// slow, and this is no benchmark.
+const LARGE: Duration = Duration::from_secs(240);
 
 /// A `feedpub serve` with the partners `newsroom` and `county`, in a folder of its own.
 struct Setup {
@@ -179,7 +185,10 @@ async fn thousands_of_articles_are_published_once_and_found_unchanged_the_second
     let file = file.to_str().unwrap();
 
     // 700 per call: five calls, the last one short.
-    let first = run(&mut setup.client(&["publish", file, "--batch-size", "700"]));
+    let first = run_within(
+        &mut setup.client(&["publish", file, "--batch-size", "700"]),
+        LARGE,
+    );
     let stdout = common::binary::stdout_of(&first);
     assert_eq!(
         stdout.lines().next(),
@@ -204,7 +213,7 @@ async fn thousands_of_articles_are_published_once_and_found_unchanged_the_second
     })
     .await;
 
-    let again = run(&mut setup.client(&["publish", file, "--json"]));
+    let again = run_within(&mut setup.client(&["publish", file, "--json"]), LARGE);
     assert_eq!(counts(&summary(&again, 0)), [0, 0, 3000, 0]);
     assert_eq!(setup.stored().await.len(), 3000);
 }
@@ -289,7 +298,7 @@ async fn bad_lines_are_reported_with_their_number_and_field_and_the_rest_is_stor
 #[tokio::test]
 async fn a_publish_killed_part_way_is_finished_by_running_it_again() {
     let setup = setup().await;
-    let lines = edition_lines(3000);
+    let lines = edition_lines(2000);
     let file = setup.file("edition.jsonl", &lines);
 
     // The same lines through a pipe, of which the client gets 1250: two calls of 500 are
@@ -309,7 +318,7 @@ async fn a_publish_killed_part_way_is_finished_by_running_it_again() {
     let last_sent = "2023-06-07-shaoxiandui-zongshu-999";
     let start = Instant::now();
     while setup.get(last_sent).await.is_err() {
-        assert!(start.elapsed() < DEADLINE, "line 1000 was never stored");
+        assert!(start.elapsed() < LARGE, "line 1000 was never stored");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     client.kill().unwrap();
@@ -317,11 +326,14 @@ async fn a_publish_killed_part_way_is_finished_by_running_it_again() {
     drop(stdin);
     assert_eq!(setup.stored().await.len(), 1000);
 
-    let output = run(&mut setup.client(&["publish", file.to_str().unwrap(), "--json"]));
+    let output = run_within(
+        &mut setup.client(&["publish", file.to_str().unwrap(), "--json"]),
+        LARGE,
+    );
     let summary = summary(&output, 0);
-    assert_eq!(counts(&summary), [2000, 0, 1000, 0], "{summary}");
+    assert_eq!(counts(&summary), [1000, 0, 1000, 0], "{summary}");
     let stored = setup.stored().await;
-    assert_eq!(stored.len(), 3000);
+    assert_eq!(stored.len(), 2000);
     assert!(
         stored.iter().all(|a| a.version == 1),
         "an article was stored twice"
@@ -329,13 +341,13 @@ async fn a_publish_killed_part_way_is_finished_by_running_it_again() {
     let mut ids: Vec<_> = stored.iter().map(|a| a.id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
-    assert_eq!(ids.len(), 3000);
+    assert_eq!(ids.len(), 2000);
 }
 
 #[tokio::test]
 async fn a_publish_of_a_file_killed_wherever_it_was_is_finished_by_running_it_again() {
     let setup = setup().await;
-    let lines = edition_lines(2000);
+    let lines = edition_lines(1500);
     let file = setup.file("edition.jsonl", &lines);
     let file = file.to_str().unwrap();
 
@@ -350,7 +362,7 @@ async fn a_publish_of_a_file_killed_wherever_it_was_is_finished_by_running_it_ag
     let first = "2023-06-07-xingfu-xinlinli-0";
     let start = Instant::now();
     while setup.get(first).await.is_err() {
-        assert!(start.elapsed() < DEADLINE, "nothing was ever stored");
+        assert!(start.elapsed() < LARGE, "nothing was ever stored");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     client.kill().unwrap();
@@ -358,17 +370,17 @@ async fn a_publish_of_a_file_killed_wherever_it_was_is_finished_by_running_it_ag
     let before = setup.stored().await.len() as u64;
     assert!(before >= 1);
 
-    let output = run(&mut setup.client(&["publish", file, "--json"]));
+    let output = run_within(&mut setup.client(&["publish", file, "--json"]), LARGE);
     let [published, updated, unchanged, failed] = counts(&summary(&output, 0));
     assert_eq!((updated, failed), (0, 0));
-    assert_eq!(published + unchanged, 2000);
+    assert_eq!(published + unchanged, 1500);
     // A batch the server was storing when the client died is stored all the same.
     assert!(
         unchanged >= before,
         "{unchanged} unchanged, {before} stored before"
     );
     let stored = setup.stored().await;
-    assert_eq!(stored.len(), 2000);
+    assert_eq!(stored.len(), 1500);
     assert!(stored.iter().all(|a| a.version == 1));
 }
 

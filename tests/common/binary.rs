@@ -39,6 +39,11 @@ pub fn feedpub(cwd: &Path) -> Command {
 
 /// Runs a command that should finish on its own; kills it and fails after the deadline.
 pub fn run(cmd: &mut Command) -> Output {
+    run_within(cmd, DEADLINE)
+}
+
+/// Like [`run`], for a command given longer than the usual deadline (a large publish).
+pub fn run_within(cmd: &mut Command, deadline: Duration) -> Output {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -46,7 +51,7 @@ pub fn run(cmd: &mut Command) -> Output {
         .expect("feedpub starts");
     let stdout = read_to_end_in_background(child.stdout.take().expect("piped stdout"));
     let stderr = read_to_end_in_background(child.stderr.take().expect("piped stderr"));
-    let status = exit_within(&mut child, DEADLINE);
+    let status = exit_within(&mut child, deadline);
     if status.is_none() {
         let _ = child.kill();
         let _ = child.wait();
@@ -58,7 +63,7 @@ pub fn run(cmd: &mut Command) -> Output {
     };
     assert!(
         status.is_some(),
-        "{cmd:?} did not finish within {DEADLINE:?}; stderr:\n{}",
+        "{cmd:?} did not finish within {deadline:?}; stderr:\n{}",
         text(&output.stderr)
     );
     output
