@@ -345,6 +345,54 @@ async fn a_publish_killed_part_way_is_finished_by_running_it_again() {
 }
 
 #[tokio::test]
+async fn ctrl_c_stops_a_publish_with_a_summary_of_what_was_done_and_exit_code_130() {
+    let setup = setup().await;
+    let lines = edition_lines(30);
+    let mut client = setup
+        .client(&["publish", "-", "--batch-size", "20"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = client.stdin.take().unwrap();
+    stdin
+        .write_all((lines[..25].join("\n") + "\n").as_bytes())
+        .unwrap();
+    stdin.flush().unwrap();
+    let start = Instant::now();
+    while setup
+        .get("2023-06-07-shaoxiandui-zongshu-19")
+        .await
+        .is_err()
+    {
+        assert!(start.elapsed() < DEADLINE, "line 20 was never stored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &client.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    drop(stdin);
+    let output = client.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", text(&output.stderr));
+    // The first call's answer is counted, unless the signal came between the server's
+    // commit and the client's reading of the answer.
+    let report = text(&output.stdout);
+    let answered = report.starts_with("25 lines: 20 published, 0 updated, 0 unchanged, 0 failed")
+        && report.contains("stopped at line 21:");
+    let unanswered = report.starts_with("25 lines: 0 published, 0 updated, 0 unchanged, 0 failed")
+        && report.contains("stopped at line 1:");
+    assert!(answered || unanswered, "{report}");
+    assert!(text(&output.stderr).contains("interrupted"));
+
+    let file = setup.file("all.jsonl", &lines);
+    let output = run(&mut setup.client(&["publish", file.to_str().unwrap(), "--json"]));
+    assert_eq!(counts(&summary(&output, 0)), [10, 0, 20, 0]);
+}
+
+#[tokio::test]
 async fn a_publish_of_a_file_killed_wherever_it_was_is_finished_by_running_it_again() {
     let setup = setup().await;
     let lines = edition_lines(1500);

@@ -32,6 +32,8 @@ pub mod exit {
     pub const AUTH: u8 = 3;
     /// The server cannot be reached, or stayed unavailable through the retries.
     pub const UNREACHABLE: u8 = 4;
+    /// Ctrl-C (SIGINT) stopped a publish, as a shell reports a process killed by it.
+    pub const INTERRUPTED: u8 = 130;
 }
 
 /// Where the server is and who the caller is.
@@ -63,7 +65,8 @@ pub struct ClientError {
 }
 
 impl ClientError {
-    fn new(code: u8, message: impl Into<String>) -> Self {
+    /// An error with this exit code.
+    pub fn new(code: u8, message: impl Into<String>) -> Self {
         Self {
             code,
             message: one_line(&message.into()),

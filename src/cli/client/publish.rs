@@ -72,8 +72,23 @@ struct Pending {
 pub async fn publish(args: PublishArgs) -> ExitCode {
     let json = args.json;
     let mut summary = Summary::default();
-    let result = run(args, &mut summary).await;
-    let printed = summary.print(json);
+    let result = tokio::select! {
+        result = run(args, &mut summary) => result,
+        _ = tokio::signal::ctrl_c() => Err(ClientError::new(
+            exit::INTERRUPTED,
+            "interrupted: run the same command again to finish; \
+             what this run stored will be counted as unchanged",
+        )),
+    };
+    if result.is_err() {
+        summary.stopped_at = summary.unanswered_from;
+    }
+    // A run stopped before reading anything (no token, no server) has nothing to sum up.
+    let printed = if result.is_ok() || summary.lines > 0 {
+        summary.print(json)
+    } else {
+        Ok(())
+    };
     let result = result
         .and(printed.map_err(|e| ClientError::usage(format!("cannot write the summary: {e}"))));
     match result {
@@ -138,11 +153,16 @@ async fn run(args: PublishArgs, summary: &mut Summary) -> Result<(), ClientError
                     ),
                 },
             ),
-            Ok(request) => batch.push(Pending {
-                number: line.number,
-                id: line.id,
-                request,
-            }),
+            Ok(request) => {
+                if batch.is_empty() {
+                    summary.unanswered_from = Some(line.number);
+                }
+                batch.push(Pending {
+                    number: line.number,
+                    id: line.id,
+                    request,
+                })
+            }
         }
         if batch.len() >= batch_size
             && let Err(e) = send(&remote, &mut batch, summary, &mut progress, offset).await
@@ -279,19 +299,16 @@ async fn send(
         .await;
     let results = match answer {
         Ok(answer) => answer.into_inner().results,
-        Err(status) => {
-            summary.stopped_at = Some(first);
-            return Err(remote.error(&status));
-        }
+        Err(status) => return Err(remote.error(&status)),
     };
     if results.len() != batch.len() {
-        summary.stopped_at = Some(first);
         return Err(ClientError::failed(format!(
             "the server answered {} results for the {} articles of lines {first}-{last}",
             results.len(),
             batch.len()
         )));
     }
+    summary.unanswered_from = None;
     for (pending, result) in batch.drain(..).zip(results) {
         summary.record(pending.number, pending.id, result);
     }

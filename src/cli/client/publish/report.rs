@@ -28,6 +28,9 @@ pub struct Summary {
     /// The first line not handled when the run stopped early.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped_at: Option<usize>,
+    /// The first line of the batch being sent, until the server answers it.
+    #[serde(skip)]
+    pub unanswered_from: Option<usize>,
 }
 
 /// A refused line.
@@ -132,8 +135,8 @@ impl Summary {
         if let Some(line) = self.stopped_at {
             writeln!(
                 out,
-                "stopped at line {line}: lines from there on were not published \
-                 (run the same command again to continue)"
+                "stopped at line {line}: it and the lines after it may not be published; \
+                 run the same command again to finish"
             )?;
         }
         if !self.failures.is_empty() {
@@ -321,6 +324,13 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+impl Drop for Progress {
+    /// Also when the run stops half-way (Ctrl-C, an error): the summary replaces the bar.
+    fn drop(&mut self) {
+        self.finish();
     }
 }
 
