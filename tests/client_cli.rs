@@ -242,6 +242,11 @@ async fn bad_lines_are_reported_with_their_number_and_field_and_the_rest_is_stor
         String::new(),
         json!({"id": "typo", "titel": "T"}).to_string(),
         good("good-2"),
+        // Over the 4 MiB a message may carry: refused before it is sent.
+        json!({"id": "huge", "section": "politics", "title": "T",
+               "content_text": "长".repeat(1_500_000),
+               "publish_time": "2023-06-07T07:00:00+08:00"})
+        .to_string(),
     ];
     let file = setup.file("mixed.jsonl", &lines);
     let file = file.to_str().unwrap();
@@ -250,7 +255,7 @@ async fn bad_lines_are_reported_with_their_number_and_field_and_the_rest_is_stor
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
     let report = text(&output.stdout);
     assert!(
-        report.starts_with("7 lines: 2 published, 0 updated, 0 unchanged, 5 failed"),
+        report.starts_with("8 lines: 2 published, 0 updated, 0 unchanged, 6 failed"),
         "{report}"
     );
     for expected in [
@@ -259,13 +264,14 @@ async fn bad_lines_are_reported_with_their_number_and_field_and_the_rest_is_stor
         "line 4 (long): INVALID_FIELD: title: ",
         "line 5 (when): INVALID_FIELD: publish_time: is not an RFC 3339 time",
         "line 7 (typo): INVALID_FIELD: titel: unknown field `titel`",
+        "line 9 (huge): TOO_LARGE: the article is ",
     ] {
         assert!(report.contains(expected), "no {expected:?} in:\n{report}");
     }
 
     let output = run(&mut setup.client(&["publish", file, "--json"]));
     let summary = summary(&output, 1);
-    assert_eq!(counts(&summary), [0, 0, 2, 5]);
+    assert_eq!(counts(&summary), [0, 0, 2, 6]);
     let failures = summary["failures"].as_array().unwrap();
     let at = |line: u64| {
         failures
@@ -290,7 +296,7 @@ async fn bad_lines_are_reported_with_their_number_and_field_and_the_rest_is_stor
     for id in ["good-1", "good-2"] {
         assert_eq!(setup.get(id).await.unwrap().version, 1);
     }
-    for id in ["untitled", "long", "when"] {
+    for id in ["untitled", "long", "when", "huge"] {
         assert_eq!(setup.get(id).await.unwrap_err().code(), Code::NotFound);
     }
 }

@@ -148,7 +148,8 @@ async fn run(args: PublishArgs, summary: &mut Summary) -> Result<(), ClientError
                     reason: "TOO_LARGE",
                     field: None,
                     message: format!(
-                        "the article is {} bytes; the server takes at most {MAX_ARTICLE_BYTES}",
+                        "the article is {} bytes encoded: more than one message may carry \
+                         under the server's default limit of 4 MiB",
                         request.encoded_len()
                     ),
                 },
