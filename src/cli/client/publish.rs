@@ -17,6 +17,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio::sync::mpsc;
+use tonic::Code;
 
 /// Options of `feedpub publish`.
 #[derive(Debug, Args)]
@@ -42,6 +43,9 @@ pub struct PublishArgs {
 const MESSAGE_BYTES: usize = 1 << 20;
 /// The largest article sent: one message must hold it, under the server's default limit.
 const MAX_ARTICLE_BYTES: usize = (4 << 20) - 1024;
+/// Bytes of articles in one call at most, whatever `--batch-size` says: a batch of very long
+/// articles is sent before it holds too much memory or outlasts the server's call timeout.
+const BATCH_BYTES: usize = 32 << 20;
 /// Lines read ahead of the batch being sent.
 const READ_AHEAD: usize = 256;
 
@@ -121,7 +125,7 @@ async fn run(args: PublishArgs, summary: &mut Summary) -> Result<(), ClientError
     let mut progress = Progress::new(size);
     let batch_size = usize::try_from(args.batch_size).unwrap_or(1000);
     let mut batch: Vec<Pending> = Vec::with_capacity(batch_size);
-    let mut offset = 0;
+    let (mut offset, mut batch_bytes) = (0, 0);
     let result = loop {
         let Some(input) = incoming.recv().await else {
             break send(&remote, &mut batch, summary, &mut progress, offset).await;
@@ -157,7 +161,9 @@ async fn run(args: PublishArgs, summary: &mut Summary) -> Result<(), ClientError
             Ok(request) => {
                 if batch.is_empty() {
                     summary.unanswered_from = Some(line.number);
+                    batch_bytes = 0;
                 }
+                batch_bytes += request.encoded_len();
                 batch.push(Pending {
                     number: line.number,
                     id: line.id,
@@ -165,7 +171,7 @@ async fn run(args: PublishArgs, summary: &mut Summary) -> Result<(), ClientError
                 })
             }
         }
-        if batch.len() >= batch_size
+        if (batch.len() >= batch_size || batch_bytes >= BATCH_BYTES)
             && let Err(e) = send(&remote, &mut batch, summary, &mut progress, offset).await
         {
             break Err(e);
@@ -300,7 +306,17 @@ async fn send(
         .await;
     let results = match answer {
         Ok(answer) => answer.into_inner().results,
-        Err(status) => return Err(remote.error(&status)),
+        Err(status) => {
+            let error = remote.error(&status);
+            return Err(match status.code() {
+                // The server's call timeout cut the call short, again and again.
+                Code::Cancelled | Code::DeadlineExceeded => ClientError::new(
+                    error.code(),
+                    format!("{error} (a smaller --batch-size makes shorter calls)"),
+                ),
+                _ => error,
+            });
+        }
     };
     if results.len() != batch.len() {
         return Err(ClientError::failed(format!(
