@@ -482,6 +482,31 @@ async fn get_list_and_retract_round_trip_and_an_edited_get_is_published_as_a_cor
     let output = run(&mut setup.client(&["publish", same.to_str().unwrap(), "--json"]));
     assert_eq!(counts(&summary(&output, 0)), [0, 0, 1, 0]);
 
+    // Every field a partner sets survives the trip: an article with all of them (but
+    // update_time, which a stored line leaves to the server), read back with get --json
+    // and published again, is unchanged.
+    let rich = json!({
+        "id": "rich-1", "section": "rural", "kicker": "乡村振兴", "title": "农旅融合",
+        "subtitle": "右玉县：", "authors": ["刘淑花", "王文"], "tags": ["农旅", "右玉"],
+        "summary": "右玉县推进农旅融合。", "canonical_url": "https://example.com/rich-1",
+        "language": "zh-CN", "content_html": "<p>右玉县<b>推进</b>农旅融合。</p>",
+        "publish_time": "2023-06-07T06:00:00+08:00",
+        "expire_time": "2099-01-01T00:00:00Z",
+        "embargo_time": "2023-06-07T05:00:00.250+08:00",
+        "media": [{"url": "https://example.com/a.jpg", "mime_type": "image/jpeg",
+                   "length": 48213, "caption": "田间", "width": 1200, "height": 800}]
+    });
+    let file = setup.file("rich.jsonl", &[rich.to_string()]);
+    let output = run(&mut setup.client(&["publish", file.to_str().unwrap(), "--json"]));
+    assert_eq!(counts(&summary(&output, 0)), [1, 0, 0, 0]);
+    let got = common::binary::stdout_of(&run(&mut setup.client(&["get", "rich-1", "--json"])));
+    let got_json: Value = serde_json::from_str(got.trim()).unwrap();
+    assert_eq!(got_json["media"], rich["media"]);
+    assert_eq!(got_json["embargo_time"], "2023-06-06T21:00:00.250Z");
+    let file = setup.file("rich-again.jsonl", &[got.trim().to_owned()]);
+    let output = run(&mut setup.client(&["publish", file.to_str().unwrap(), "--json"]));
+    assert_eq!(counts(&summary(&output, 0)), [0, 0, 1, 0]);
+
     // Edited: a correction, version 2, with the time of the edit.
     article["title"] = json!("何向荣主持召开全市打击私采滥挖工作推进会（更正）");
     let corrected = setup.file("corrected.jsonl", &[article.to_string()]);
