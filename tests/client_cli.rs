@@ -726,3 +726,55 @@ async fn tls_client(
         .unwrap();
     proto::publisher_service_client::PublisherServiceClient::new(channel)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_refused_over_the_rate_limit_are_sent_again_when_the_server_says() {
+    // One call a second: the client's token check takes it, each batch then waits its turn.
+    let server = TestServer::start_with(|settings| {
+        settings.limits.requests_per_second = std::num::NonZeroU32::new(1).unwrap();
+        settings.limits.burst = std::num::NonZeroU32::new(1).unwrap();
+    })
+    .await;
+    let file = server.dir.path().join("page.jsonl");
+    std::fs::write(&file, edition_lines(15).join("\n")).unwrap();
+    let mut cmd = feedpub(server.dir.path());
+    cmd.args(["publish", file.to_str().unwrap(), "--batch-size", "5"])
+        .args(["--server", &format!("http://{}", server.grpc_addr)])
+        .args(["--token", &server.tokens.newsroom]);
+    let output = tokio::task::spawn_blocking(move || run(&mut cmd))
+        .await
+        .unwrap();
+    let stdout = common::binary::stdout_of(&output);
+    assert!(
+        stdout.starts_with("15 lines: 15 published, 0 updated, 0 unchanged, 0 failed"),
+        "{stdout}"
+    );
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("rate limit") && stderr.contains("sending them again"),
+        "{stderr}"
+    );
+    // The test is held to the same limit: it waits its turn as the server says.
+    let mut client = server.client().await;
+    let start = Instant::now();
+    let page = loop {
+        let answer = client
+            .list_articles(authed(
+                &server.tokens.newsroom,
+                ListArticlesRequest {
+                    page_size: 50,
+                    ..Default::default()
+                },
+            ))
+            .await;
+        match answer {
+            Ok(page) => break page.into_inner(),
+            Err(status) if status.code() == Code::ResourceExhausted => {
+                assert!(start.elapsed() < DEADLINE, "{status:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(status) => panic!("{status:?}"),
+        }
+    };
+    assert_eq!(page.articles.len(), 15);
+}
