@@ -86,6 +86,7 @@ async fn get_article(args: GetArgs) -> Result<(), ClientError> {
     } else {
         print_article(&mut out, &article)
     }
+    .or_else(quiet_when_closed)
     .map_err(output_error)
 }
 
@@ -122,12 +123,15 @@ async fn list_articles(args: ListArgs) -> Result<(), ClientError> {
             .map_err(|status| remote.error(&status))?
             .into_inner();
         for article in &page.articles {
-            if args.json {
+            let printed = if args.json {
                 print_json(&mut out, article)
             } else {
                 print_row(&mut out, article)
+            };
+            match printed {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+                printed => printed.map_err(output_error)?,
             }
-            .map_err(output_error)?;
             shown += 1;
         }
         page_token = page.next_page_token;
@@ -139,7 +143,7 @@ async fn list_articles(args: ListArgs) -> Result<(), ClientError> {
             break;
         }
     }
-    out.flush().map_err(output_error)
+    out.flush().or_else(quiet_when_closed).map_err(output_error)
 }
 
 /// Runs `feedpub retract`.
@@ -169,7 +173,8 @@ async fn retract_article(args: RetractArgs) -> Result<(), ClientError> {
         .await
         .map_err(|status| remote.error(&status))?
         .into_inner();
-    println!(
+    writeln!(
+        std::io::stdout(),
         "retracted {} at {} (etag {})",
         article.id,
         article
@@ -178,12 +183,22 @@ async fn retract_article(args: RetractArgs) -> Result<(), ClientError> {
             .map(rfc3339)
             .unwrap_or_default(),
         article.etag
-    );
-    Ok(())
+    )
+    .or_else(quiet_when_closed)
+    .map_err(output_error)
 }
 
 fn output_error(e: std::io::Error) -> ClientError {
     ClientError::usage(format!("cannot write the output: {e}"))
+}
+
+/// A reader that stopped reading (`feedpub list | head`) is no error.
+fn quiet_when_closed(e: std::io::Error) -> std::io::Result<()> {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        Ok(())
+    } else {
+        Err(e)
+    }
 }
 
 fn print_json(out: &mut impl Write, article: &proto::Article) -> std::io::Result<()> {
