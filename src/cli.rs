@@ -1,7 +1,9 @@
-//! Command-line interface: `feedpub serve`, `feedpub partner …` and `feedpub audit`. Every
-//! flag can also come from a `FEEDPUB_…` environment variable; flags win over the
-//! environment, which wins over the configuration file.
+//! Command-line interface: `feedpub serve`, `feedpub partner …` and `feedpub audit` on the
+//! server's side; `feedpub publish | get | list | retract`, the partner client, against a
+//! remote server. Every flag can also come from a `FEEDPUB_…` environment variable; flags
+//! win over the environment, which wins over the configuration file.
 
+pub mod client;
 mod partners;
 
 use crate::app::Application;
@@ -10,6 +12,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 pub use partners::{AuditArgs, PartnerAddArgs, PartnerCommand, PartnerNameArgs, RightsArgs};
 
@@ -31,6 +34,14 @@ pub enum Command {
     Partner(PartnerCommand),
     /// Show the audit log: every publish, retraction and partner change, newest first.
     Audit(AuditArgs),
+    /// Publish the articles of a JSON Lines file to a server (safe to run again).
+    Publish(client::PublishArgs),
+    /// Show one of your articles, or a past version of it.
+    Get(client::GetArgs),
+    /// List your articles, newest first.
+    List(client::ListArgs),
+    /// Take one of your articles out of every feed.
+    Retract(client::RetractArgs),
 }
 
 /// Where configuration and data live.
@@ -63,12 +74,17 @@ pub struct ServeArgs {
     pub demo: bool,
 }
 
-/// Runs a parsed command line.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs a parsed command line. The partner client reports its own errors, with exit codes
+/// of their own ([`client::exit`]).
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve(args) => serve(args).await,
-        Command::Partner(command) => partners::run(command).await,
-        Command::Audit(args) => partners::audit(args).await,
+        Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Partner(command) => partners::run(command).await.map(|()| ExitCode::SUCCESS),
+        Command::Audit(args) => partners::audit(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Publish(args) => Ok(client::publish(args).await),
+        Command::Get(args) => Ok(client::get(args).await),
+        Command::List(args) => Ok(client::list(args).await),
+        Command::Retract(args) => Ok(client::retract(args).await),
     }
 }
 

@@ -3,53 +3,14 @@
 
 mod common;
 
+use common::pki::pki;
 use common::{TestServer, authed, ts};
 use feedpub::app::Application;
 use feedpub::config::TlsFiles;
 use feedpub::grpc::proto::publisher_service_client::PublisherServiceClient;
 use feedpub::grpc::proto::{self, ListSectionsRequest, PublishArticleRequest};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use std::time::{Duration, Instant};
-use tempfile::TempDir;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
-
-/// A test CA and a certificate it issued for `localhost` and 127.0.0.1, as PEM files.
-struct Pki {
-    _dir: TempDir,
-    ca_pem: String,
-    files: TlsFiles,
-    /// A key that is not the certificate's.
-    other_key: std::path::PathBuf,
-}
-
-fn pki() -> Pki {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "feedpub test CA");
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let files = TlsFiles {
-        cert: dir.path().join("cert.pem"),
-        key: dir.path().join("key.pem"),
-    };
-    std::fs::write(&files.cert, cert.pem()).unwrap();
-    std::fs::write(&files.key, key.serialize_pem()).unwrap();
-    let other_key = dir.path().join("other-key.pem");
-    std::fs::write(&other_key, KeyPair::generate().unwrap().serialize_pem()).unwrap();
-    Pki {
-        _dir: dir,
-        ca_pem: ca.pem(),
-        files,
-        other_key,
-    }
-}
 
 #[tokio::test]
 async fn grpc_and_http_are_served_over_tls_to_clients_that_trust_the_certificate() {

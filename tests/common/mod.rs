@@ -5,6 +5,7 @@
 
 pub mod binary;
 pub mod feeds_dir;
+pub mod pki;
 
 use feedpub::app::Application;
 use feedpub::config::{EMBEDDED_CONFIG, Overrides, Settings};
