@@ -1,5 +1,8 @@
 //! Durable storage behind a narrow trait that speaks domain types; one file per backend.
 
+mod postgres;
+mod postgres_writes;
+mod rows;
 mod sqlite;
 mod sqlite_audit;
 #[cfg(test)]
@@ -9,6 +12,7 @@ mod sqlite_partners;
 mod sqlite_websub;
 mod sqlite_writes;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use crate::domain::{
