@@ -4,7 +4,7 @@ use crate::config::Settings;
 use crate::health::Health;
 use crate::publication::{Publication, PublicationError, Scheduler};
 use crate::publishing::{PublishError, Publisher};
-use crate::storage::{SqliteStore, Store, StoreError};
+use crate::storage::{Store, StoreError};
 use crate::tls::{TlsError, TlsIdentity};
 use crate::websub::{Hub, HubTasks, WebSubError};
 use crate::{demo, grpc, http};
@@ -73,7 +73,7 @@ impl Application {
             .as_ref()
             .map(TlsIdentity::load)
             .transpose()?;
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&settings.server.data_dir).await?);
+        let store: Arc<dyn Store> = crate::storage::open(&settings.server).await?;
         // Embargoes that ended while the server was down are logged before any new write.
         store.lift_embargoes(chrono::Utc::now()).await?;
         let health = Health::new();

@@ -42,6 +42,9 @@ pub struct StoreArgs {
     /// Folder holding the SQLite database [default: ./data]
     #[arg(long, env = "FEEDPUB_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// PostgreSQL database to use instead of SQLite (postgres://user:password@host/db)
+    #[arg(long, env = "FEEDPUB_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
 }
 
 /// Options of `feedpub serve`.
@@ -80,6 +83,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.store.config.as_deref(),
         Overrides {
             data_dir: args.store.data_dir,
+            database_url: args.store.database_url,
             feeds_dir: args.feeds_dir,
             grpc_addr: args.grpc_addr,
             http_addr: args.http_addr,

@@ -24,6 +24,24 @@ use crate::websub::{Callback, Subscription, Topic};
 use chrono::{DateTime, TimeDelta, Utc};
 use std::sync::Arc;
 
+/// Opens the store the settings name: PostgreSQL at `database_url` when one is given, else
+/// SQLite in `data_dir`; either way with its schema brought up to date.
+pub async fn open(server: &crate::config::Server) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match &server.database_url {
+        Some(url) => Arc::new(PostgresStore::connect(url.expose()).await?),
+        None => Arc::new(SqliteStore::open(&server.data_dir).await?),
+    })
+}
+
+/// Where the settings keep data, for messages: the database URL without its password, or
+/// the data folder.
+pub fn location(server: &crate::config::Server) -> String {
+    match &server.database_url {
+        Some(url) => url.redacted(),
+        None => server.data_dir.display().to_string(),
+    }
+}
+
 /// Why a storage operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {

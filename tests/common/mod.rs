@@ -56,6 +56,7 @@ pub fn settings(dir: &TempDir) -> Settings {
             feeds_dir: Some(dir.path().join("feeds")),
             grpc_addr: Some("127.0.0.1:0".parse().unwrap()),
             http_addr: Some("127.0.0.1:0".parse().unwrap()),
+            database_url: None,
         },
     )
     .expect("the sample configuration loads")
