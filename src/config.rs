@@ -86,7 +86,9 @@ impl DatabaseUrl {
     /// A `postgres://` or `postgresql://` URL.
     pub fn parse(raw: &str) -> Result<Self, String> {
         match Url::parse(raw) {
-            Ok(url) if matches!(url.scheme(), "postgres" | "postgresql") => Ok(Self(raw.to_owned())),
+            Ok(url) if matches!(url.scheme(), "postgres" | "postgresql") => {
+                Ok(Self(raw.to_owned()))
+            }
             _ => Err(format!(
                 "database URL {:?} must be a postgres:// URL (SQLite needs none: it lives in the data folder)",
                 Self(raw.to_owned()).redacted()

@@ -1,5 +1,7 @@
 //! Durable storage behind a narrow trait that speaks domain types; one file per backend.
 
+#[cfg(test)]
+mod contract_tests;
 mod postgres;
 mod postgres_writes;
 mod rows;

@@ -26,8 +26,8 @@ use crate::domain::{
 };
 use crate::websub::{Callback, Subscription, Topic};
 use chrono::{DateTime, TimeDelta, Utc};
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::Executor;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -211,7 +211,8 @@ impl FeedSql {
              FROM (SELECT MAX(change_time) AS time FROM {source} WHERE {filter3} TRUE) AS changed"
         );
         Self {
-            articles: numbered(&sqlite.articles),
+            // SQLite's CROSS JOIN fixes the join order; PostgreSQL takes an inner join.
+            articles: numbered(&sqlite.articles).replace("CROSS JOIN", "JOIN"),
             tombstones: numbered(&sqlite.tombstones),
             last_change,
         }
@@ -658,12 +659,9 @@ impl Store for PostgresStore {
             now,
             actor
         ))?;
-        let logged = results.iter().any(|r| {
-            matches!(
-                r,
-                Ok(Revision::Created(_)) | Ok(Revision::Updated { .. })
-            )
-        });
+        let logged = results
+            .iter()
+            .any(|r| matches!(r, Ok(Revision::Created(_)) | Ok(Revision::Updated { .. })));
         if logged {
             self.announce().await;
         }
@@ -759,10 +757,12 @@ impl Store for PostgresStore {
     }
 
     async fn forget_requests(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        Ok(sqlx::query("DELETE FROM request_ids WHERE create_time < $1")
-            .bind(nanos(before))
-            .execute(&self.pool)
-            .await?
-            .rows_affected())
+        Ok(
+            sqlx::query("DELETE FROM request_ids WHERE create_time < $1")
+                .bind(nanos(before))
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
     }
 }

@@ -11,9 +11,7 @@ use super::sqlite::{ARTICLE_COLUMNS, article_from_row, nanos, state_code};
 use super::sqlite_history::{
     RequestRecord, VERSION_COLUMNS, VERSIONED_COLUMNS, kind_code, request_from_row,
 };
-use super::sqlite_partners::{
-    describe_rights, operator_entry, record_from_row, sections_columns,
-};
+use super::sqlite_partners::{describe_rights, operator_entry, record_from_row, sections_columns};
 use super::sqlite_writes::{UPDATES, check_precondition};
 use super::{ArticleWrite, NewPartner, Retraction, StoreError};
 use crate::domain::{
@@ -277,9 +275,14 @@ async fn publish_one(
     let existing = current.get(&write.id).cloned();
     check_precondition(existing.as_ref(), write.expected_etag.as_deref())?;
     let new_guid = write.new_guid;
-    let revision = Article::revise(existing.clone(), partner, write.id, write.content, now, |_| {
-        new_guid
-    });
+    let revision = Article::revise(
+        existing.clone(),
+        partner,
+        write.id,
+        write.content,
+        now,
+        |_| new_guid,
+    );
     let kind = match &revision {
         Revision::Unchanged(_) => None,
         Revision::Created(_) => Some(EventKind::Published),
@@ -364,7 +367,9 @@ async fn retract_article(
     if changed {
         write_article(conn, Some(&existing), &article, false, now).await?;
         changes.count(Some(&existing), &article);
-        changes.events.push(Event::of(&article, EventKind::Retracted, now));
+        changes
+            .events
+            .push(Event::of(&article, EventKind::Retracted, now));
     }
     if let Some(key) = retraction.request {
         insert_request(conn, &RequestRecord::of(key, &article), partner, now).await?;
@@ -461,10 +466,7 @@ async fn write_article(
     .bind(i64::from(a.version))
     .execute(&mut *conn)
     .await?;
-    for (table, names) in [
-        ("article_authors", &c.authors),
-        ("article_tags", &c.tags),
-    ] {
+    for (table, names) in [("article_authors", &c.authors), ("article_tags", &c.tags)] {
         sqlx::query(&format!(
             "DELETE FROM {table} WHERE partner_id = $1 AND article_id = $2"
         ))

@@ -16,11 +16,11 @@ use crate::domain::{
 };
 use crate::websub::{Callback, Subscription, Topic};
 use chrono::{DateTime, TimeDelta, Utc};
+use sqlx::Connection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
-use sqlx::Connection;
 use std::path::Path;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -658,15 +658,9 @@ pub(super) fn article_from_row(row: &impl Columns) -> Result<Article, StoreError
             tags: json_list("tags")?,
             canonical_url: row.value("canonical_url")?,
             publish_time: from_nanos(row.value("publish_time")?),
-            update_time: row
-                .value::<Option<i64>>("update_time")?
-                .map(from_nanos),
-            expire_time: row
-                .value::<Option<i64>>("expire_time")?
-                .map(from_nanos),
-            embargo_time: row
-                .value::<Option<i64>>("embargo_time")?
-                .map(from_nanos),
+            update_time: row.value::<Option<i64>>("update_time")?.map(from_nanos),
+            expire_time: row.value::<Option<i64>>("expire_time")?.map(from_nanos),
+            embargo_time: row.value::<Option<i64>>("embargo_time")?.map(from_nanos),
             media,
             language: row.value("language")?,
         },
@@ -674,9 +668,7 @@ pub(super) fn article_from_row(row: &impl Columns) -> Result<Article, StoreError
         create_time: from_nanos(row.value("create_time")?),
         change_time: from_nanos(row.value("change_time")?),
         state,
-        retract_time: row
-            .value::<Option<i64>>("retract_time")?
-            .map(from_nanos),
+        retract_time: row.value::<Option<i64>>("retract_time")?.map(from_nanos),
         retract_reason: row.value("retract_reason")?,
         etag: row.value("etag")?,
         version,

@@ -1,12 +1,12 @@
 //! The audit log in SQLite: the writer task inserts entries in the transaction of the change
 //! they record; the read pool lists them.
 
-use super::rows::Columns;
 use super::StoreError;
+use super::rows::Columns;
 use super::sqlite::{from_nanos, nanos};
 use crate::domain::{AuditEntry, AuditFilter, AuditOperation, Outcome};
-use sqlx::sqlite::SqliteConnection;
 use sqlx::SqlitePool;
+use sqlx::sqlite::SqliteConnection;
 
 /// Inserts one entry; run by the writer, inside the savepoint of the job it records.
 pub(super) async fn insert(

@@ -11,8 +11,8 @@ use crate::domain::{
     SectionSlug, VersionSummary,
 };
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{Sqlite, SqliteConnection};
 use sqlx::Executor;
+use sqlx::sqlite::{Sqlite, SqliteConnection};
 use std::collections::HashMap;
 use std::sync::LazyLock;
 

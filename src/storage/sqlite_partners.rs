@@ -254,11 +254,7 @@ pub(super) fn record_from_row(row: &impl Columns) -> Result<PartnerRecord, Store
         partner: partner_from_row(row)?,
         token_prefix: row.value("token_prefix")?,
         create_time: from_nanos(row.value("create_time")?),
-        rotate_time: row
-            .value::<Option<i64>>("rotate_time")?
-            .map(from_nanos),
-        revoke_time: row
-            .value::<Option<i64>>("revoke_time")?
-            .map(from_nanos),
+        rotate_time: row.value::<Option<i64>>("rotate_time")?.map(from_nanos),
+        revoke_time: row.value::<Option<i64>>("revoke_time")?.map(from_nanos),
     })
 }

@@ -1,11 +1,11 @@
 //! WebSub subscriptions in SQLite: the statements the writer task and the read pool run.
 
-use super::rows::Columns;
 use super::StoreError;
+use super::rows::Columns;
 use crate::websub::{Callback, Secret, Subscription, Topic};
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::SqliteConnection;
 use sqlx::SqlitePool;
+use sqlx::sqlite::SqliteConnection;
 
 /// Inserts or renews a subscription; a renewal keeps its first verification time.
 pub(super) async fn save(
