@@ -1,6 +1,7 @@
-//! Command-line interface: `feedpub serve`, `feedpub partner …` and `feedpub audit`. Every
-//! flag can also come from a `FEEDPUB_…` environment variable; flags win over the
-//! environment, which wins over the configuration file.
+//! Command-line interface: `feedpub serve`, `feedpub partner …`, `feedpub audit` and the
+//! database commands `migrate`, `export` and `import`. Every flag can also come from a
+//! `FEEDPUB_…` environment variable; flags win over the environment, which wins over the
+//! configuration file.
 
 mod partners;
 
@@ -31,6 +32,24 @@ pub enum Command {
     Partner(PartnerCommand),
     /// Show the audit log: every publish, retraction and partner change, newest first.
     Audit(AuditArgs),
+    /// Bring the database's schema up to date (`serve` also does at start).
+    Migrate(StoreArgs),
+    /// Write every stored row to standard output as JSON lines, from one snapshot.
+    Export(StoreArgs),
+    /// Load an export into an empty database, in one transaction (e.g. SQLite to PostgreSQL).
+    Import(ImportArgs),
+}
+
+/// Options of `feedpub import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The export to load (`-` for standard input)
+    pub file: PathBuf,
+    /// Import even though the database already holds partners or articles
+    #[arg(long)]
+    pub allow_non_empty: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// Where configuration and data live.
@@ -72,7 +91,69 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve(args).await,
         Command::Partner(command) => partners::run(command).await,
         Command::Audit(args) => partners::audit(args).await,
+        Command::Migrate(args) => migrate(args).await,
+        Command::Export(args) => export(args).await,
+        Command::Import(args) => import(args).await,
     }
+}
+
+/// The settings of the configuration file and the store flags.
+fn store_settings(args: &StoreArgs) -> anyhow::Result<Settings> {
+    Ok(Settings::load(
+        args.config.as_deref(),
+        Overrides {
+            data_dir: args.data_dir.clone(),
+            database_url: args.database_url.clone(),
+            ..Overrides::default()
+        },
+    )?)
+}
+
+async fn migrate(args: StoreArgs) -> anyhow::Result<()> {
+    let settings = store_settings(&args)?;
+    let location = crate::storage::location(&settings.server);
+    let version = crate::storage::transfer::migrate(&settings.server)
+        .await
+        .with_context(|| format!("cannot migrate the database in {location}"))?;
+    println!("the database in {location} is up to date (schema version {version})");
+    Ok(())
+}
+
+async fn export(args: StoreArgs) -> anyhow::Result<()> {
+    let settings = store_settings(&args)?;
+    let location = crate::storage::location(&settings.server);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let counts = crate::storage::transfer::export(&settings.server, &mut out)
+        .await
+        .with_context(|| format!("cannot export the database in {location}"))?;
+    eprintln!("exported from {location}: {}", describe(&counts));
+    Ok(())
+}
+
+async fn import(args: ImportArgs) -> anyhow::Result<()> {
+    let settings = store_settings(&args.store)?;
+    let location = crate::storage::location(&settings.server);
+    let input: Box<dyn std::io::BufRead> = if args.file.as_os_str() == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        let file = std::fs::File::open(&args.file)
+            .with_context(|| format!("cannot open {}", args.file.display()))?;
+        Box::new(std::io::BufReader::new(file))
+    };
+    let counts = crate::storage::transfer::import(&settings.server, input, args.allow_non_empty)
+        .await
+        .with_context(|| format!("cannot import into the database in {location}"))?;
+    println!("imported into {location}: {}", describe(&counts));
+    Ok(())
+}
+
+/// `12 partners, 3400 articles, …`: the rows moved, by table.
+fn describe(counts: &crate::storage::transfer::Counts) -> String {
+    counts
+        .iter()
+        .map(|(table, count)| format!("{count} {table}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

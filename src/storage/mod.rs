@@ -13,6 +13,7 @@ mod sqlite_history;
 mod sqlite_partners;
 mod sqlite_websub;
 mod sqlite_writes;
+pub mod transfer;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
