@@ -483,7 +483,8 @@ async fn import_into(
     };
     let header: Value = serde_json::from_str(&header.map_err(TransferError::Read)?)
         .map_err(|e| invalid(0, e.to_string()))?;
-    if header.get("format") != Some(&json!(FORMAT)) || header.get("version") != Some(&json!(VERSION))
+    if header.get("format") != Some(&json!(FORMAT))
+        || header.get("version") != Some(&json!(VERSION))
     {
         return Err(invalid(
             0,
@@ -509,10 +510,7 @@ async fn import_into(
             .keys()
             .find(|key| !table.columns.iter().any(|(c, _)| c == key))
         {
-            return Err(invalid(
-                number,
-                format!("{name} has no column {unknown:?}"),
-            ));
+            return Err(invalid(number, format!("{name} has no column {unknown:?}")));
         }
         let values = table
             .columns
@@ -559,13 +557,21 @@ fn bound(value: Option<&Value>, kind: Kind) -> Result<Bound, String> {
     let value = value.filter(|v| !v.is_null());
     let wrong = |v: &Value| format!("{v} is not a {kind:?} value");
     Ok(match kind {
-        Int => Bound::Int(value.map(|v| v.as_i64().ok_or_else(|| wrong(v))).transpose()?),
+        Int => Bound::Int(
+            value
+                .map(|v| v.as_i64().ok_or_else(|| wrong(v)))
+                .transpose()?,
+        ),
         Text => Bound::Text(
             value
                 .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| wrong(v)))
                 .transpose()?,
         ),
-        Bool => Bound::Bool(value.map(|v| v.as_bool().ok_or_else(|| wrong(v))).transpose()?),
+        Bool => Bound::Bool(
+            value
+                .map(|v| v.as_bool().ok_or_else(|| wrong(v)))
+                .transpose()?,
+        ),
         Bytes => Bound::Bytes(
             value
                 .map(|v| {

@@ -5,6 +5,7 @@
 
 pub mod binary;
 pub mod feeds_dir;
+pub mod postgres;
 
 use feedpub::app::Application;
 use feedpub::config::{EMBEDDED_CONFIG, Overrides, Settings};
@@ -86,7 +87,8 @@ impl TestServer {
         Self::start_with_settings(dir, tokens, settings).await
     }
 
-    async fn start_with_settings(dir: TempDir, tokens: Tokens, settings: Settings) -> Self {
+    /// A server with these settings, its folders in `dir`, its partners' tokens `tokens`.
+    pub async fn start_with_settings(dir: TempDir, tokens: Tokens, settings: Settings) -> Self {
         let app = Application::build(settings.clone()).await.unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let grpc_addr = app.grpc_addr();
