@@ -765,7 +765,7 @@ async fn check_partners(store: &dyn Store) {
             .is_none()
     );
     let records = store.partner_records().await.unwrap();
-    assert_eq!(records, [revoked.clone()]);
+    assert_eq!(records, std::slice::from_ref(&revoked));
     assert_eq!(store.partner_record(&name).await.unwrap(), Some(revoked));
     let unknown = PartnerName::parse("nobody").unwrap();
     assert!(

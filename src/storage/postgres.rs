@@ -164,12 +164,9 @@ async fn follow_events(pool: PgPool, head: Arc<watch::Sender<u64>>) {
     };
     loop {
         // A notification, a reconnection (None) or a quiet period: read the head in all three.
-        match tokio::time::timeout(HEAD_POLL, listener.try_recv()).await {
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "lost the event notifications");
-                tokio::time::sleep(HEAD_POLL).await;
-            }
-            Ok(Ok(_)) | Err(_) => {}
+        if let Ok(Err(e)) = tokio::time::timeout(HEAD_POLL, listener.try_recv()).await {
+            tracing::warn!(error = %e, "lost the event notifications");
+            tokio::time::sleep(HEAD_POLL).await;
         }
         if let Ok(seq) = writes::event_head(&pool).await {
             raise(&head, seq);
