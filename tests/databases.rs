@@ -264,3 +264,116 @@ async fn a_sqlite_deployment_moves_to_postgresql_with_every_version_and_identica
     on_postgres.stop().await;
     database.remove().await;
 }
+
+/// GETs `path` from a running server: the ETag and the body.
+async fn fetch(running: &common::binary::Running, path: &str) -> (Option<String>, Vec<u8>) {
+    let response = reqwest::get(running.url(path)).await.unwrap();
+    assert_eq!(response.status(), 200, "GET {path}");
+    let etag = response
+        .headers()
+        .get("etag")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (etag, response.bytes().await.unwrap().to_vec())
+}
+
+/// Polls until every feed is the same, bytes and ETag, on both servers, and `done` holds
+/// of `path` on the second; fails with the difference after the deadline.
+async fn wait_until_identical(
+    a: &common::binary::Running,
+    b: &common::binary::Running,
+    path: &str,
+    done: impl Fn(&str) -> bool,
+) {
+    let start = std::time::Instant::now();
+    loop {
+        let mut differing = Vec::new();
+        for feed in all_feed_paths() {
+            if fetch(a, &feed).await != fetch(b, &feed).await {
+                differing.push(feed);
+            }
+        }
+        let body = String::from_utf8(fetch(b, path).await.1).unwrap();
+        if differing.is_empty() && done(&body) {
+            return;
+        }
+        assert!(
+            start.elapsed() < common::binary::DEADLINE,
+            "still different: {differing:?}\n{body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn replicas_on_one_database_serve_each_others_publishes_with_identical_feeds() {
+    let Some(database) = fresh_database().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let added = run(feedpub(dir.path()).args([
+        "partner",
+        "add",
+        "newsroom",
+        "--all-sections",
+        "--database-url",
+        &database.url,
+    ]));
+    let token = token_of(&added);
+    let start = |name: &str| {
+        let data_dir = dir.path().join(name).join("data");
+        let feeds_dir = dir.path().join(name).join("feeds");
+        std::fs::create_dir_all(&feeds_dir).unwrap();
+        ServeProcess::start(ServeOptions {
+            data_dir: &data_dir,
+            feeds_dir: &feeds_dir,
+            log_filter: None,
+            database_url: Some(&database.url),
+        })
+    };
+    let (mut a, mut b) = (start("a"), start("b"));
+    let (on_a, on_b) = (a.wait_ready(), b.wait_ready());
+    let mut client_a = on_a.client().await;
+    let mut client_b = on_b.client().await;
+
+    // Published on A, served by B.
+    client_a
+        .publish_article(authed(&token, publish(brief("brief-1", "研讨会召开"))))
+        .await
+        .unwrap();
+    let politics = "/feeds/politics/atom.xml";
+    wait_until_identical(&on_a, &on_b, politics, |b| b.contains("研讨会召开")).await;
+
+    // Corrected and moved by B, then retracted on A: both follow.
+    let moved = proto::Article {
+        section: "rural".into(),
+        ..brief("brief-1", "更正：移至农村版")
+    };
+    client_b
+        .publish_article(authed(&token, publish(moved)))
+        .await
+        .unwrap();
+    wait_until_identical(&on_b, &on_a, "/feeds/rural/rss.xml", |a| {
+        a.contains("更正：移至农村版")
+    })
+    .await;
+    let politics_on_a = String::from_utf8(fetch(&on_a, politics).await.1).unwrap();
+    assert!(!politics_on_a.contains("研讨会召开"), "{politics_on_a}");
+    client_a
+        .retract_article(authed(
+            &token,
+            RetractArticleRequest {
+                id: "brief-1".into(),
+                reason: "事实有误".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    wait_until_identical(&on_a, &on_b, "/feeds/rural/rss.xml", |b| {
+        !b.contains("更正：移至农村版")
+    })
+    .await;
+    a.kill();
+    b.kill();
+    database.remove().await;
+}

@@ -387,4 +387,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Forgets the request ids recorded before `before`; returns how many.
     async fn forget_requests(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// True when other processes may write to the same database (replicas), so that this
+    /// one must follow their events to keep its feeds current.
+    fn is_shared(&self) -> bool {
+        false
+    }
 }

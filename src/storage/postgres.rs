@@ -738,6 +738,10 @@ impl Store for PostgresStore {
         self.event_head.clone()
     }
 
+    fn is_shared(&self) -> bool {
+        true
+    }
+
     async fn lift_embargoes(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let lifted = in_transaction!(self, |conn| writes::lift_embargoes(conn, now))?;
         if lifted > 0 {
