@@ -864,3 +864,140 @@ async fn check_subscriptions(store: &dyn Store) {
         [kept]
     );
 }
+
+/// Two stores on one PostgreSQL schema, as two replicas have; `None` without a test
+/// database.
+async fn postgres_replicas() -> Option<(Arc<dyn Store>, Arc<dyn Store>, PgPool, String)> {
+    let url = test_database_url()?;
+    let options = PgConnectOptions::from_str(&url).unwrap();
+    let admin = PgPool::connect_with(options.clone()).await.unwrap();
+    let mut random = [0_u8; 8];
+    getrandom::fill(&mut random).unwrap();
+    let schema = format!("replicas_{}", hex::encode(random));
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let options = options.options([("search_path", &schema)]);
+    let a = PostgresStore::connect_with(options.clone()).await.unwrap();
+    let b = PostgresStore::connect_with(options).await.unwrap();
+    Some((Arc::new(a), Arc::new(b), admin, schema))
+}
+
+/// Two replicas racing corrections of the same articles, with request ids, end as some
+/// serial order would: versions numbered without gaps or repeats, one event per version,
+/// in sequence order with no hole, archive counts equal to the rows, and each request id
+/// answered once.
+#[tokio::test]
+async fn replicas_racing_on_the_same_articles_end_as_some_serial_order() {
+    let Some((a, b, admin, schema)) = postgres_replicas().await else {
+        return;
+    };
+    let partner = add_partner(a.as_ref(), "newsroom").await;
+    let rounds = 20;
+    let race = |store: Arc<dyn Store>, replica: &'static str| {
+        let partner = partner.clone();
+        tokio::spawn(async move {
+            for round in 0..rounds {
+                for id in ["a-1", "a-2", "a-3"] {
+                    let mut w = write(id, 1, |d| {
+                        d.title = format!("{replica} {round}");
+                        d.section = if round % 2 == 0 { "rural" } else { "politics" }.into();
+                        d.tags = vec![format!("{replica}-{}", round % 3)];
+                    });
+                    w.request =
+                        RequestKey::parse(&format!("{replica}-{round}-{id}"), "publish", b"x")
+                            .unwrap();
+                    store
+                        .publish(partner.id, w, at(1000 + round), &actor(&partner))
+                        .await
+                        .unwrap();
+                }
+            }
+        })
+    };
+    let (one, two) = (race(a.clone(), "a"), race(b.clone(), "b"));
+    one.await.unwrap();
+    two.await.unwrap();
+
+    // Each replica announces its own commits at once, the other's when notified: the
+    // newer of the two heads is the last commit.
+    let head = (*a.event_head().borrow()).max(*b.event_head().borrow());
+    let every = EventFilter {
+        sections: None,
+        reader: partner.id,
+        embargoed: true,
+    };
+    let events = a.events(0, head, &every, 10_000).await.unwrap();
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=head).collect::<Vec<_>>(), "no hole, no repeat");
+    for id in ["a-1", "a-2", "a-3"] {
+        let id = ArticleId::parse(id).unwrap();
+        let versions = b
+            .article_versions(partner.id, &id, None, 1000)
+            .await
+            .unwrap();
+        let numbers: Vec<u32> = versions.iter().rev().map(|v| v.version).collect();
+        let count = u32::try_from(numbers.len()).unwrap();
+        assert_eq!(numbers, (1..=count).collect::<Vec<_>>(), "{id:?}");
+        // Each version follows the one before: its event shows exactly that content.
+        let logged: Vec<u32> = events
+            .iter()
+            .filter(|e| e.article.id == id)
+            .map(|e| e.article.version)
+            .collect();
+        assert_eq!(logged, (1..=count).collect::<Vec<_>>(), "{id:?}");
+        for event in events.iter().filter(|e| e.article.id == id) {
+            let stored = a
+                .article_version(partner.id, &id, event.article.version)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(stored.content, event.article.content);
+        }
+    }
+    // The archive counts kept by both writers equal the rows.
+    let articles = a.list_articles(partner.id, None, None, 100).await.unwrap();
+    assert_eq!(articles.len(), 3);
+    assert_eq!(a.archive_pages(&FeedScope::All, 1).await.unwrap(), 3);
+    for section in ["rural", "politics"] {
+        let slug = SectionSlug::parse(section).unwrap();
+        let shown = articles
+            .iter()
+            .filter(|x| x.content.section == slug)
+            .count();
+        assert_eq!(
+            b.archive_pages(&FeedScope::Section(slug), 1).await.unwrap(),
+            shown,
+            "{section}"
+        );
+    }
+    for tag in ["a-0", "a-1", "a-2", "b-0", "b-1", "b-2"] {
+        let shown = articles
+            .iter()
+            .filter(|x| x.content.tags.iter().any(|t| t == tag))
+            .count();
+        assert_eq!(
+            a.archive_pages(&FeedScope::tag(tag), 1).await.unwrap(),
+            shown,
+            "{tag}"
+        );
+    }
+    // A retry on the other replica gets the first answer.
+    let mut retry = write("a-1", 1, |d| {
+        d.title = "a 0".into();
+        d.tags = vec!["a-0".into()];
+    });
+    retry.request = RequestKey::parse("a-0-a-1", "publish", b"x").unwrap();
+    let replayed = b
+        .publish(partner.id, retry, at(5000), &actor(&partner))
+        .await
+        .unwrap();
+    assert!(matches!(replayed, Revision::Unchanged(_)));
+    a.close().await;
+    b.close().await;
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&admin)
+        .await
+        .unwrap();
+}
