@@ -377,3 +377,118 @@ async fn replicas_on_one_database_serve_each_others_publishes_with_identical_fee
     b.kill();
     database.remove().await;
 }
+
+#[tokio::test]
+async fn a_replica_killed_mid_stream_loses_no_acknowledged_write() {
+    let Some(database) = fresh_database().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let added = run(feedpub(dir.path()).args([
+        "partner",
+        "add",
+        "newsroom",
+        "--all-sections",
+        "--database-url",
+        &database.url,
+    ]));
+    let token = token_of(&added);
+    let start = |name: &str| {
+        let data_dir = dir.path().join(name).join("data");
+        let feeds_dir = dir.path().join(name).join("feeds");
+        std::fs::create_dir_all(&feeds_dir).unwrap();
+        ServeProcess::start(ServeOptions {
+            data_dir: &data_dir,
+            feeds_dir: &feeds_dir,
+            log_filter: None,
+            database_url: Some(&database.url),
+        })
+    };
+    let (mut a, mut b) = (start("a"), start("b"));
+    let (on_a, on_b) = (a.wait_ready(), b.wait_ready());
+
+    // A stream of publishes to A, every fifth retracted right after; A is killed once 60
+    // writes were acknowledged, while the stream goes on.
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let retracted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stream = {
+        let (acknowledged, retracted) = (acknowledged.clone(), retracted.clone());
+        let token = token.clone();
+        let mut client = on_a.client().await;
+        tokio::spawn(async move {
+            for n in 0.. {
+                let id = format!("k-{n:03}");
+                let sent = client
+                    .publish_article(authed(&token, publish(brief(&id, &format!("快讯{n}")))))
+                    .await;
+                if sent.is_err() {
+                    return;
+                }
+                acknowledged.lock().unwrap().push(id.clone());
+                if n % 5 == 0 {
+                    let request = RetractArticleRequest {
+                        id: id.clone(),
+                        reason: "撤回".into(),
+                        ..Default::default()
+                    };
+                    if client
+                        .retract_article(authed(&token, request))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    retracted.lock().unwrap().push(id);
+                }
+            }
+        })
+    };
+    while acknowledged.lock().unwrap().len() < 60 {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    a.kill();
+    stream.await.unwrap();
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let retracted = retracted.lock().unwrap().clone();
+    assert!(acknowledged.len() >= 60);
+
+    // Every acknowledged write is stored, as B reports it.
+    let mut client_b = on_b.client().await;
+    for id in &acknowledged {
+        let article = client_b
+            .get_article(authed(
+                &token,
+                proto::GetArticleRequest {
+                    id: id.clone(),
+                    version: 0,
+                },
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{id} was acknowledged but is lost: {e}"))
+            .into_inner();
+        let state = article.state();
+        assert_eq!(
+            state == proto::ArticleState::Retracted,
+            retracted.contains(id),
+            "{id}"
+        );
+    }
+    // A restarted A and B serve the same feeds, without the retracted articles.
+    let mut a = start("a");
+    let on_a = a.wait_ready();
+    let newest = acknowledged.last().unwrap().clone();
+    let newest_title = format!(
+        "快讯{}",
+        newest.trim_start_matches("k-").parse::<u32>().unwrap()
+    );
+    let shown = |body: &str| {
+        retracted
+            .iter()
+            .all(|id| !body.contains(&format!("newsroom/{id}<")))
+            && (retracted.contains(&newest) || body.contains(&newest_title))
+    };
+    wait_until_identical(&on_a, &on_b, "/feeds/politics/atom.xml", shown).await;
+    a.kill();
+    b.kill();
+    database.remove().await;
+}
