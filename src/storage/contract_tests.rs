@@ -1001,3 +1001,30 @@ async fn replicas_racing_on_the_same_articles_end_as_some_serial_order() {
         .await
         .unwrap();
 }
+
+contract!(
+    a_shared_store_lets_one_process_claim_each_delivery,
+    check_delivery_claims
+);
+async fn check_delivery_claims(store: &dyn Store) {
+    let topic = Topic::new("politics/atom.xml").unwrap();
+    let other = Topic::new("rural/atom.xml").unwrap();
+    let first = store.claim_delivery(&topic, "\"e1\"", at(0)).await.unwrap();
+    let again = store.claim_delivery(&topic, "\"e1\"", at(1)).await.unwrap();
+    let newer = store.claim_delivery(&topic, "\"e2\"", at(1)).await.unwrap();
+    let elsewhere = store.claim_delivery(&other, "\"e1\"", at(1)).await.unwrap();
+    assert!(first && newer && elsewhere);
+    // Only a store shared with other processes has anyone to leave a delivery to.
+    assert_eq!(again, !store.is_shared());
+    // A day later the claim is forgotten.
+    store
+        .delete_expired_subscriptions(at(2 * 24 * 60))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim_delivery(&topic, "\"e1\"", at(2 * 24 * 60))
+            .await
+            .unwrap()
+    );
+}

@@ -393,4 +393,16 @@ pub trait Store: Send + Sync + 'static {
     fn is_shared(&self) -> bool {
         false
     }
+
+    /// Claims the delivery of the document `etag` of `topic` to the topic's subscribers:
+    /// false when a process sharing the database claimed it first (and delivers it). A
+    /// store of its own always answers true.
+    async fn claim_delivery(
+        &self,
+        _topic: &Topic,
+        _etag: &str,
+        _now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        Ok(true)
+    }
 }

@@ -438,6 +438,11 @@ impl Store for PostgresStore {
     }
 
     async fn delete_expired_subscriptions(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        // Claims of deliveries a day old are of no use any more.
+        sqlx::query("DELETE FROM websub_deliveries WHERE claim_time < $1")
+            .bind(nanos(now - TimeDelta::days(1)))
+            .execute(&self.pool)
+            .await?;
         let done = sqlx::query("DELETE FROM websub_subscriptions WHERE expire_time <= $1")
             .bind(nanos(now))
             .execute(&self.pool)
@@ -740,6 +745,25 @@ impl Store for PostgresStore {
 
     fn is_shared(&self) -> bool {
         true
+    }
+
+    async fn claim_delivery(
+        &self,
+        topic: &Topic,
+        etag: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let claimed = sqlx::query(
+            "INSERT INTO websub_deliveries (topic, etag, claim_time) VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(topic.path())
+        .bind(etag)
+        .bind(nanos(now))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(claimed == 1)
     }
 
     async fn lift_embargoes(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
