@@ -3,6 +3,7 @@
 #[cfg(test)]
 mod contract_tests;
 mod postgres;
+mod postgres_partners;
 mod postgres_writes;
 mod rows;
 mod sqlite;

@@ -5,6 +5,7 @@
 //! The rows are those of the SQLite backend, in the same encodings, and read back by the
 //! same decoders (`rows.rs`), so both answer every call with the same values.
 
+use super::postgres_partners as partners;
 use super::postgres_writes as writes;
 use super::rows::Columns;
 use super::sqlite::{
@@ -223,13 +224,17 @@ impl Store for PostgresStore {
         partner: NewPartner,
         now: DateTime<Utc>,
     ) -> Result<Partner, StoreError> {
-        in_transaction!(self, |conn| writes::add_partner(conn, partner.clone(), now))
+        in_transaction!(self, |conn| partners::add_partner(
+            conn,
+            partner.clone(),
+            now
+        ))
     }
 
     async fn partner_by_token(&self, hash: &TokenHash) -> Result<Option<Partner>, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT {} FROM partners WHERE token_hash = $1 AND revoke_time IS NULL",
-            writes::PARTNER_COLUMNS
+            partners::PARTNER_COLUMNS
         ))
         .bind(&hash.0)
         .fetch_optional(&self.pool)
@@ -238,7 +243,7 @@ impl Store for PostgresStore {
     }
 
     async fn partner_by_name(&self, name: &PartnerName) -> Result<Option<Partner>, StoreError> {
-        let found = writes::partner_record(&self.pool, name, false).await?;
+        let found = partners::partner_record(&self.pool, name, false).await?;
         Ok(found.filter(|r| r.revoke_time.is_none()).map(|r| r.partner))
     }
 
@@ -404,7 +409,7 @@ impl Store for PostgresStore {
         subscription: Subscription,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        writes::save_subscription(&self.pool, &subscription, now).await
+        partners::save_subscription(&self.pool, &subscription, now).await
     }
 
     async fn delete_subscription(
@@ -572,7 +577,7 @@ impl Store for PostgresStore {
     async fn partner_records(&self) -> Result<Vec<PartnerRecord>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {} FROM partners ORDER BY name",
-            writes::PARTNER_COLUMNS
+            partners::PARTNER_COLUMNS
         ))
         .fetch_all(&self.pool)
         .await?;
@@ -583,7 +588,7 @@ impl Store for PostgresStore {
         &self,
         name: &PartnerName,
     ) -> Result<Option<PartnerRecord>, StoreError> {
-        writes::partner_record(&self.pool, name, false).await
+        partners::partner_record(&self.pool, name, false).await
     }
 
     async fn revoke_partner(
@@ -591,7 +596,7 @@ impl Store for PostgresStore {
         name: &PartnerName,
         now: DateTime<Utc>,
     ) -> Result<Option<(PartnerRecord, bool)>, StoreError> {
-        in_transaction!(self, |conn| writes::revoke_partner(conn, name, now))
+        in_transaction!(self, |conn| partners::revoke_partner(conn, name, now))
     }
 
     async fn rotate_token(
@@ -601,7 +606,7 @@ impl Store for PostgresStore {
         token_prefix: String,
         now: DateTime<Utc>,
     ) -> Result<Option<PartnerRecord>, StoreError> {
-        in_transaction!(self, |conn| writes::rotate_token(
+        in_transaction!(self, |conn| partners::rotate_token(
             conn,
             name,
             token_hash.clone(),
@@ -617,7 +622,7 @@ impl Store for PostgresStore {
         configured: Vec<SectionSlug>,
         now: DateTime<Utc>,
     ) -> Result<Option<(PartnerRecord, bool)>, StoreError> {
-        in_transaction!(self, |conn| writes::change_rights(
+        in_transaction!(self, |conn| partners::change_rights(
             conn,
             name,
             change.clone(),
@@ -627,7 +632,7 @@ impl Store for PostgresStore {
     }
 
     async fn record_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
-        writes::insert_audit(&self.pool, &entry).await
+        partners::insert_audit(&self.pool, &entry).await
     }
 
     async fn audit_entries(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
