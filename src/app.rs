@@ -4,7 +4,7 @@ use crate::config::Settings;
 use crate::health::Health;
 use crate::publication::{Publication, PublicationError, Scheduler};
 use crate::publishing::{PublishError, Publisher};
-use crate::storage::{SqliteStore, Store, StoreError};
+use crate::storage::{Store, StoreError};
 use crate::tls::{TlsError, TlsIdentity};
 use crate::websub::{Hub, HubTasks, WebSubError};
 use crate::{demo, grpc, http};
@@ -52,6 +52,8 @@ pub struct Application {
     http_listener: TcpListener,
     /// Certificate and key both listeners present, when TLS is configured.
     tls: Option<TlsIdentity>,
+    /// The newest event the feeds built at start show.
+    seen_events: u64,
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, AppError> {
@@ -73,10 +75,12 @@ impl Application {
             .as_ref()
             .map(TlsIdentity::load)
             .transpose()?;
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&settings.server.data_dir).await?);
+        let store: Arc<dyn Store> = crate::storage::open(&settings.server).await?;
         // Embargoes that ended while the server was down are logged before any new write.
         store.lift_embargoes(chrono::Utc::now()).await?;
         let health = Health::new();
+        // Feeds built from here on show every event up to this one.
+        let seen_events = *store.event_head().borrow();
         let (publication, scheduler) =
             Publication::start(store.clone(), settings.clone(), health.clone()).await?;
         let publisher = Publisher::new(
@@ -100,6 +104,7 @@ impl Application {
             grpc_listener,
             http_listener,
             tls,
+            seen_events,
         })
     }
 
@@ -149,6 +154,15 @@ impl Application {
         let scheduler = tokio::spawn(self.scheduler.run(stop_rx.clone()));
         let websub = tokio::spawn(self.websub_tasks.run(stop_rx.clone()));
         let upkeep = tokio::spawn(self.publisher.upkeep().run(stop_rx.clone()));
+        // Other replicas' writes, on a shared database.
+        let replicas = self.store.is_shared().then(|| {
+            tokio::spawn(crate::publication::replicas::follow(
+                self.store.clone(),
+                self.publication.clone(),
+                self.seen_events,
+                stop_rx.clone(),
+            ))
+        });
 
         let stop = async {
             tokio::select! {
@@ -191,6 +205,9 @@ impl Application {
         let ((), (), grpc, http) = tokio::join!(stop, end_watches, grpc, http);
         let _ = scheduler.await;
         let _ = upkeep.await;
+        if let Some(replicas) = replicas {
+            let _ = replicas.await;
+        }
         // Verifications and deliveries in progress stop before the store closes.
         let _ = websub.await;
         self.store.close().await;

@@ -1,7 +1,8 @@
-//! Command-line interface: `feedpub serve`, `feedpub partner …` and `feedpub audit` on the
-//! server's side; `feedpub publish | get | list | retract`, the partner client, against a
-//! remote server. Every flag can also come from a `FEEDPUB_…` environment variable; flags
-//! win over the environment, which wins over the configuration file.
+//! Command-line interface: `feedpub serve`, `feedpub partner …`, `feedpub audit` and the
+//! database commands `migrate`, `export` and `import` on the server's side; `feedpub publish
+//! | get | list | retract`, the partner client, against a remote server. Every flag can also
+//! come from a `FEEDPUB_…` environment variable; flags win over the environment, which wins
+//! over the configuration file.
 
 pub mod client;
 mod partners;
@@ -42,6 +43,24 @@ pub enum Command {
     List(client::ListArgs),
     /// Take one of your articles out of every feed.
     Retract(client::RetractArgs),
+    /// Bring the database's schema up to date (`serve` also does at start).
+    Migrate(StoreArgs),
+    /// Write every stored row to standard output as JSON lines, from one snapshot.
+    Export(StoreArgs),
+    /// Load an export into an empty database, in one transaction (e.g. SQLite to PostgreSQL).
+    Import(ImportArgs),
+}
+
+/// Options of `feedpub import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The export to load (`-` for standard input)
+    pub file: PathBuf,
+    /// Import even though the database already holds partners or articles
+    #[arg(long)]
+    pub allow_non_empty: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// Where configuration and data live.
@@ -53,6 +72,9 @@ pub struct StoreArgs {
     /// Folder holding the SQLite database [default: ./data]
     #[arg(long, env = "FEEDPUB_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// PostgreSQL database to use instead of SQLite (postgres://user:password@host/db)
+    #[arg(long, env = "FEEDPUB_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
 }
 
 /// Options of `feedpub serve`.
@@ -81,11 +103,73 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
         Command::Partner(command) => partners::run(command).await.map(|()| ExitCode::SUCCESS),
         Command::Audit(args) => partners::audit(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Migrate(args) => migrate(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Export(args) => export(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Import(args) => import(args).await.map(|()| ExitCode::SUCCESS),
         Command::Publish(args) => Ok(client::publish(args).await),
         Command::Get(args) => Ok(client::get(args).await),
         Command::List(args) => Ok(client::list(args).await),
         Command::Retract(args) => Ok(client::retract(args).await),
     }
+}
+
+/// The settings of the configuration file and the store flags.
+fn store_settings(args: &StoreArgs) -> anyhow::Result<Settings> {
+    Ok(Settings::load(
+        args.config.as_deref(),
+        Overrides {
+            data_dir: args.data_dir.clone(),
+            database_url: args.database_url.clone(),
+            ..Overrides::default()
+        },
+    )?)
+}
+
+async fn migrate(args: StoreArgs) -> anyhow::Result<()> {
+    let settings = store_settings(&args)?;
+    let location = crate::storage::location(&settings.server);
+    let version = crate::storage::transfer::migrate(&settings.server)
+        .await
+        .with_context(|| format!("cannot migrate the database in {location}"))?;
+    println!("the database in {location} is up to date (schema version {version})");
+    Ok(())
+}
+
+async fn export(args: StoreArgs) -> anyhow::Result<()> {
+    let settings = store_settings(&args)?;
+    let location = crate::storage::location(&settings.server);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let counts = crate::storage::transfer::export(&settings.server, &mut out)
+        .await
+        .with_context(|| format!("cannot export the database in {location}"))?;
+    eprintln!("exported from {location}: {}", describe(&counts));
+    Ok(())
+}
+
+async fn import(args: ImportArgs) -> anyhow::Result<()> {
+    let settings = store_settings(&args.store)?;
+    let location = crate::storage::location(&settings.server);
+    let input: Box<dyn std::io::BufRead> = if args.file.as_os_str() == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        let file = std::fs::File::open(&args.file)
+            .with_context(|| format!("cannot open {}", args.file.display()))?;
+        Box::new(std::io::BufReader::new(file))
+    };
+    let counts = crate::storage::transfer::import(&settings.server, input, args.allow_non_empty)
+        .await
+        .with_context(|| format!("cannot import into the database in {location}"))?;
+    println!("imported into {location}: {}", describe(&counts));
+    Ok(())
+}
+
+/// `12 partners, 3400 articles, …`: the rows moved, by table.
+fn describe(counts: &crate::storage::transfer::Counts) -> String {
+    counts
+        .iter()
+        .map(|(table, count)| format!("{count} {table}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -96,6 +180,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.store.config.as_deref(),
         Overrides {
             data_dir: args.store.data_dir,
+            database_url: args.store.database_url,
             feeds_dir: args.feeds_dir,
             grpc_addr: args.grpc_addr,
             http_addr: args.http_addr,

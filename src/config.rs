@@ -67,12 +67,57 @@ impl Site {
 pub struct Server {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
-    /// Holds the SQLite database.
+    /// Holds the SQLite database (when no `database_url` is given).
     pub data_dir: PathBuf,
+    /// The PostgreSQL database to use instead of SQLite in `data_dir`.
+    pub database_url: Option<DatabaseUrl>,
     /// Where generated feeds are written.
     pub feeds_dir: PathBuf,
     /// Certificate and key for TLS on both listeners; plain TCP when `None`.
     pub tls: Option<TlsFiles>,
+}
+
+/// The URL of a PostgreSQL database (`postgres://user:password@host/database`). Its
+/// password is never printed: `Debug` and `redacted` show `***` in its place.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// A `postgres://` or `postgresql://` URL.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        match Url::parse(raw) {
+            Ok(url) if matches!(url.scheme(), "postgres" | "postgresql") => {
+                Ok(Self(raw.to_owned()))
+            }
+            _ => Err(format!(
+                "database URL {:?} must be a postgres:// URL (SQLite needs none: it lives in the data folder)",
+                Self(raw.to_owned()).redacted()
+            )),
+        }
+    }
+
+    /// The URL itself, password included, to connect with.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with its password, if any, replaced by `***`.
+    pub fn redacted(&self) -> String {
+        match Url::parse(&self.0) {
+            Ok(mut url) if url.password().is_some() => {
+                let _ = url.set_password(Some("***"));
+                url.to_string()
+            }
+            Ok(url) => url.to_string(),
+            Err(_) => "(not a URL)".to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
 }
 
 /// PEM files of the certificate chain and private key that both listeners present.
@@ -169,6 +214,7 @@ pub struct Log {
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
     pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
     pub feeds_dir: Option<PathBuf>,
     pub grpc_addr: Option<SocketAddr>,
     pub http_addr: Option<SocketAddr>,
@@ -351,6 +397,7 @@ struct FileServer {
     grpc_addr: Option<SocketAddr>,
     http_addr: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
+    database_url: Option<String>,
     feeds_dir: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -596,6 +643,13 @@ impl Settings {
                 ));
             }
         };
+        let database_url = overrides
+            .database_url
+            .or(file.server.database_url)
+            .filter(|url| !url.is_empty())
+            .map(|url| DatabaseUrl::parse(&url))
+            .transpose()
+            .map_err(invalid)?;
         let server = Server {
             grpc_addr: overrides
                 .grpc_addr
@@ -609,6 +663,7 @@ impl Settings {
                 .data_dir
                 .or(file.server.data_dir)
                 .unwrap_or_else(|| PathBuf::from("data")),
+            database_url,
             feeds_dir: overrides
                 .feeds_dir
                 .or(file.server.feeds_dir)

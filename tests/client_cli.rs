@@ -37,6 +37,7 @@ async fn setup() -> Setup {
         data_dir: &data_dir,
         feeds_dir: &dir.path().join("feeds"),
         log_filter: None,
+        database_url: None,
     });
     let running = server.wait_ready();
     Setup {

@@ -418,6 +418,7 @@ impl ShortWindowServer {
                 feeds_dir: Some(dir.path().join("feeds")),
                 grpc_addr: Some("127.0.0.1:0".parse().unwrap()),
                 http_addr: Some("127.0.0.1:0".parse().unwrap()),
+                database_url: None,
             },
         )
         .unwrap();

@@ -105,6 +105,7 @@ fn a_python_partner_on_stubs_generated_from_the_proto_publishes_corrects_retract
         data_dir: &data,
         feeds_dir: &dir.path().join("feeds"),
         log_filter: None,
+        database_url: None,
     });
     let running = server.wait_ready();
 

@@ -2,6 +2,8 @@
 //! small HTTP server on 127.0.0.1 that answers verifications and records deliveries),
 //! articles published over real gRPC.
 
+#[path = "common/postgres.rs"]
+mod postgres_support;
 mod websub_support;
 
 use axum::http::{Method, StatusCode};
@@ -772,4 +774,68 @@ async fn callback_names_resolving_to_loopback_or_private_addresses_of_this_machi
         callbacks.iter().map(|(c, _)| c).collect::<Vec<_>>()
     );
     drop(entries);
+}
+
+#[tokio::test]
+async fn replicas_on_one_database_deliver_each_change_once() {
+    let Some(database) = postgres_support::fresh_database().await else {
+        return;
+    };
+    let subscriber = Subscriber::start().await;
+    let a = Server::start(Options {
+        database_url: Some(database.url.clone()),
+        ..Options::default()
+    })
+    .await;
+    let b = a.replica().await;
+    a.subscribe("politics/atom.xml", &subscriber.url("/both"), &[])
+        .await;
+    a.wait_until("verified", |hub| hub.verifications_ok() == 1)
+        .await;
+    // Publishes through either replica; each time, both serve the same new document.
+    for n in 0..6 {
+        let id = format!("replicated-{n}");
+        let server = if n % 2 == 0 { &a } else { &b };
+        server.publish(&id, "politics").await;
+        let start = Instant::now();
+        loop {
+            let (on_a, on_b) = (
+                a.feed_bytes("politics/atom.xml").await,
+                b.feed_bytes("politics/atom.xml").await,
+            );
+            let shown = String::from_utf8_lossy(&on_a).contains(&format!("快讯 {id}"));
+            if shown && on_a == on_b {
+                break;
+            }
+            assert!(
+                start.elapsed() < websub_support::DEADLINE,
+                "{id} never on both"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        subscriber.wait_for(Method::POST, "/both", n + 1).await;
+    }
+    a.wait_idle().await;
+    b.wait_idle().await;
+    let deliveries = subscriber.hits(Method::POST, "/both");
+    let mut bodies: Vec<&[u8]> = deliveries.iter().map(|hit| &hit.body[..]).collect();
+    bodies.sort();
+    bodies.dedup();
+    assert_eq!(
+        bodies.len(),
+        deliveries.len(),
+        "a document was delivered twice"
+    );
+    assert_eq!(deliveries.len(), 6);
+    assert_eq!(
+        a.hub.deliveries_ok() + b.hub.deliveries_ok(),
+        6,
+        "each change delivered by one replica"
+    );
+    assert_eq!(
+        deliveries.last().unwrap().body,
+        a.feed_bytes("politics/atom.xml").await
+    );
+    drop((a, b));
+    database.remove().await;
 }

@@ -9,7 +9,7 @@ use crate::domain::{
     SectionSlug, Token,
 };
 use crate::partners;
-use crate::storage::{SqliteStore, Store};
+use crate::storage::Store;
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use clap::{ArgGroup, Args, Subcommand};
@@ -164,18 +164,19 @@ where
         args.config.as_deref(),
         Overrides {
             data_dir: args.data_dir.clone(),
+            database_url: args.database_url.clone(),
             ..Overrides::default()
         },
     )?;
-    let store = SqliteStore::open(&settings.server.data_dir)
+    let store = crate::storage::open(&settings.server)
         .await
         .with_context(|| {
             format!(
                 "cannot open the store in {}",
-                settings.server.data_dir.display()
+                crate::storage::location(&settings.server)
             )
         })?;
-    let result = work(&store, &settings).await;
+    let result = work(store.as_ref(), &settings).await;
     store.close().await;
     Ok(result?)
 }

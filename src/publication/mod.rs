@@ -20,6 +20,7 @@ mod archive;
 mod document;
 mod files;
 mod regeneration;
+pub mod replicas;
 
 use regeneration::Swap;
 

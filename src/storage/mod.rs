@@ -1,5 +1,11 @@
 //! Durable storage behind a narrow trait that speaks domain types; one file per backend.
 
+#[cfg(test)]
+mod contract_tests;
+mod postgres;
+mod postgres_partners;
+mod postgres_writes;
+mod rows;
 mod sqlite;
 mod sqlite_audit;
 #[cfg(test)]
@@ -8,7 +14,9 @@ mod sqlite_history;
 mod sqlite_partners;
 mod sqlite_websub;
 mod sqlite_writes;
+pub mod transfer;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use crate::domain::{
@@ -19,6 +27,24 @@ use crate::domain::{
 use crate::websub::{Callback, Subscription, Topic};
 use chrono::{DateTime, TimeDelta, Utc};
 use std::sync::Arc;
+
+/// Opens the store the settings name: PostgreSQL at `database_url` when one is given, else
+/// SQLite in `data_dir`; either way with its schema brought up to date.
+pub async fn open(server: &crate::config::Server) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match &server.database_url {
+        Some(url) => Arc::new(PostgresStore::connect(url.expose()).await?),
+        None => Arc::new(SqliteStore::open(&server.data_dir).await?),
+    })
+}
+
+/// Where the settings keep data, for messages: the database URL without its password, or
+/// the data folder.
+pub fn location(server: &crate::config::Server) -> String {
+    match &server.database_url {
+        Some(url) => url.redacted(),
+        None => server.data_dir.display().to_string(),
+    }
+}
 
 /// Why a storage operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -362,4 +388,22 @@ pub trait Store: Send + Sync + 'static {
 
     /// Forgets the request ids recorded before `before`; returns how many.
     async fn forget_requests(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// True when other processes may write to the same database (replicas), so that this
+    /// one must follow their events to keep its feeds current.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// Claims the delivery of the document `etag` of `topic` to the topic's subscribers:
+    /// false when a process sharing the database claimed it first (and delivers it). A
+    /// store of its own always answers true.
+    async fn claim_delivery(
+        &self,
+        _topic: &Topic,
+        _etag: &str,
+        _now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        Ok(true)
+    }
 }

@@ -1,5 +1,6 @@
 //! The embedded SQLite backend: WAL mode, one writer task that group-commits, a pool of readers.
 
+use super::rows::Columns;
 use super::sqlite_audit as audit;
 use super::sqlite_partners as partners;
 use super::sqlite_websub as websub;
@@ -15,11 +16,11 @@ use crate::domain::{
 };
 use crate::websub::{Callback, Subscription, Topic};
 use chrono::{DateTime, TimeDelta, Utc};
+use sqlx::Connection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow, SqliteSynchronous,
+    SqliteSynchronous,
 };
-use sqlx::{Connection, Row};
 use std::path::Path;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -190,7 +191,7 @@ impl SqliteStore {
         }
         let rows = query.bind(value).fetch_all(&self.read).await.unwrap();
         rows.iter()
-            .map(|row| row.get::<String, _>("detail"))
+            .map(|row| sqlx::Row::get::<String, _>(row, "detail"))
             .collect()
     }
 
@@ -451,7 +452,7 @@ pub(super) const ARTICLE_COLUMNS: &str = "partner_id, article_id, guid, section,
      embargo_time, media, language, version";
 
 /// `ARTICLE_COLUMNS` as columns of the `articles` table, for queries that join others.
-fn qualified_columns() -> String {
+pub(super) fn qualified_columns() -> String {
     let columns: Vec<String> = ARTICLE_COLUMNS
         .split(',')
         .map(|c| format!("articles.{}", c.trim()))
@@ -462,7 +463,7 @@ fn qualified_columns() -> String {
 /// A retracted article that was in its feeds when it was retracted: published, its embargo
 /// over and not expired. Only those leave a tombstone; any other would tell readers about
 /// an article they never saw (an embargoed one, say).
-const SHOWN_WHEN_RETRACTED: &str = "state = 2 AND publish_time <= retract_time \
+pub(super) const SHOWN_WHEN_RETRACTED: &str = "state = 2 AND publish_time <= retract_time \
      AND (embargo_time IS NULL OR embargo_time <= retract_time) \
      AND (expire_time IS NULL OR expire_time > retract_time)";
 
@@ -482,7 +483,7 @@ pub(super) async fn select_article(
 }
 
 /// Which articles make up a scope's archive.
-enum ArchiveFilter<'a> {
+pub(super) enum ArchiveFilter<'a> {
     All,
     Section(&'a str),
     /// The articles carrying a name in an author or tag table.
@@ -493,7 +494,7 @@ enum ArchiveFilter<'a> {
 }
 
 impl<'a> ArchiveFilter<'a> {
-    fn of(scope: &'a FeedScope) -> Self {
+    pub(super) fn of(scope: &'a FeedScope) -> Self {
         match scope {
             FeedScope::All => Self::All,
             FeedScope::Section(slug) => Self::Section(slug.as_str()),
@@ -505,7 +506,7 @@ impl<'a> ArchiveFilter<'a> {
     }
 
     /// `(FROM … WHERE …, bound value)`: the `?3` of the page query is the section or name.
-    fn query_source(&self) -> (String, Option<&'a str>) {
+    pub(super) fn query_source(&self) -> (String, Option<&'a str>) {
         match self {
             Self::All => ("articles".to_owned(), None),
             Self::Section(section) => ("articles WHERE section = ?3".to_owned(), Some(section)),
@@ -596,16 +597,16 @@ impl FeedSql {
 }
 
 /// Makes the author or tag scope of a name.
-type NamedScopeOf = fn(&str) -> FeedScope;
+pub(super) type NamedScopeOf = fn(&str) -> FeedScope;
 
 /// The tables of author names and of tags, with the scope each name has a feed in.
-const NAME_TABLES: [(&str, NamedScopeOf); 2] = [
+pub(super) const NAME_TABLES: [(&str, NamedScopeOf); 2] = [
     ("article_authors", FeedScope::author),
     ("article_tags", FeedScope::tag),
 ];
 
 /// The table of the names of an author or tag scope (`article_tags` for the others).
-fn names_table(scope: &FeedScope) -> &'static str {
+pub(super) fn names_table(scope: &FeedScope) -> &'static str {
     match scope {
         FeedScope::Author(_) => "article_authors",
         _ => "article_tags",
@@ -628,56 +629,48 @@ pub(super) fn from_nanos(n: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_nanos(n)
 }
 
-pub(super) fn article_from_row(row: &SqliteRow) -> Result<Article, StoreError> {
+pub(super) fn article_from_row(row: &impl Columns) -> Result<Article, StoreError> {
     let corrupt = |what: &str, e: String| StoreError::Corrupt(format!("{what}: {e}"));
     let json_list = |col: &str| -> Result<Vec<String>, StoreError> {
-        let raw: String = row.try_get(col)?;
+        let raw: String = row.value(col)?;
         serde_json::from_str(&raw).map_err(|e| corrupt(col, e.to_string()))
     };
-    let media: Vec<Media> = serde_json::from_str(&row.try_get::<String, _>("media")?)
+    let media: Vec<Media> = serde_json::from_str(&row.value::<String>("media")?)
         .map_err(|e| corrupt("media", e.to_string()))?;
-    let id: String = row.try_get("article_id")?;
-    let section: String = row.try_get("section")?;
-    let state = state_from_code(row.try_get("state")?)?;
-    let version = u32::try_from(row.try_get::<i64, _>("version")?)
+    let id: String = row.value("article_id")?;
+    let section: String = row.value("section")?;
+    let state = state_from_code(row.value("state")?)?;
+    let version = u32::try_from(row.value::<i64>("version")?)
         .map_err(|e| corrupt("version", e.to_string()))?;
     Ok(Article {
-        partner: PartnerId(row.try_get("partner_id")?),
+        partner: PartnerId(row.value("partner_id")?),
         id: ArticleId::parse(&id).map_err(|e| corrupt("article_id", e))?,
-        guid: row.try_get("guid")?,
+        guid: row.value("guid")?,
         content: ArticleContent {
             section: SectionSlug::parse(&section).map_err(|e| corrupt("section", e))?,
-            title: row.try_get("title")?,
-            subtitle: row.try_get("subtitle")?,
-            kicker: row.try_get("kicker")?,
+            title: row.value("title")?,
+            subtitle: row.value("subtitle")?,
+            kicker: row.value("kicker")?,
             authors: json_list("authors")?,
-            summary: row.try_get("summary")?,
-            content_html: row.try_get("content_html")?,
-            content_text: row.try_get("content_text")?,
+            summary: row.value("summary")?,
+            content_html: row.value("content_html")?,
+            content_text: row.value("content_text")?,
             tags: json_list("tags")?,
-            canonical_url: row.try_get("canonical_url")?,
-            publish_time: from_nanos(row.try_get("publish_time")?),
-            update_time: row
-                .try_get::<Option<i64>, _>("update_time")?
-                .map(from_nanos),
-            expire_time: row
-                .try_get::<Option<i64>, _>("expire_time")?
-                .map(from_nanos),
-            embargo_time: row
-                .try_get::<Option<i64>, _>("embargo_time")?
-                .map(from_nanos),
+            canonical_url: row.value("canonical_url")?,
+            publish_time: from_nanos(row.value("publish_time")?),
+            update_time: row.value::<Option<i64>>("update_time")?.map(from_nanos),
+            expire_time: row.value::<Option<i64>>("expire_time")?.map(from_nanos),
+            embargo_time: row.value::<Option<i64>>("embargo_time")?.map(from_nanos),
             media,
-            language: row.try_get("language")?,
+            language: row.value("language")?,
         },
-        updated: from_nanos(row.try_get("updated")?),
-        create_time: from_nanos(row.try_get("create_time")?),
-        change_time: from_nanos(row.try_get("change_time")?),
+        updated: from_nanos(row.value("updated")?),
+        create_time: from_nanos(row.value("create_time")?),
+        change_time: from_nanos(row.value("change_time")?),
         state,
-        retract_time: row
-            .try_get::<Option<i64>, _>("retract_time")?
-            .map(from_nanos),
-        retract_reason: row.try_get("retract_reason")?,
-        etag: row.try_get("etag")?,
+        retract_time: row.value::<Option<i64>>("retract_time")?.map(from_nanos),
+        retract_reason: row.value("retract_reason")?,
+        etag: row.value("etag")?,
         version,
     })
 }
@@ -822,8 +815,8 @@ impl Store for SqliteStore {
             .iter()
             .map(|row| {
                 Ok(Tombstone {
-                    guid: row.try_get("guid")?,
-                    when: from_nanos(row.try_get("retract_time")?),
+                    guid: row.value("guid")?,
+                    when: from_nanos(row.value("retract_time")?),
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;

@@ -2,10 +2,11 @@
 //! they record; the read pool lists them.
 
 use super::StoreError;
+use super::rows::Columns;
 use super::sqlite::{from_nanos, nanos};
 use crate::domain::{AuditEntry, AuditFilter, AuditOperation, Outcome};
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
-use sqlx::{Row, SqlitePool};
+use sqlx::SqlitePool;
+use sqlx::sqlite::SqliteConnection;
 
 /// Inserts one entry; run by the writer, inside the savepoint of the job it records.
 pub(super) async fn insert(
@@ -58,21 +59,21 @@ pub(super) async fn entries(
     rows.iter().map(entry_from_row).collect()
 }
 
-fn entry_from_row(row: &SqliteRow) -> Result<AuditEntry, StoreError> {
+pub(super) fn entry_from_row(row: &impl Columns) -> Result<AuditEntry, StoreError> {
     let corrupt = |what: &str, value: &str| StoreError::Corrupt(format!("audit {what}: {value}"));
-    let operation: String = row.try_get("operation")?;
-    let outcome: String = row.try_get("outcome")?;
-    let peer: Option<String> = row.try_get("peer")?;
+    let operation: String = row.value("operation")?;
+    let outcome: String = row.value("outcome")?;
+    let peer: Option<String> = row.value("peer")?;
     Ok(AuditEntry {
-        time: from_nanos(row.try_get("time")?),
-        partner: row.try_get("partner")?,
+        time: from_nanos(row.value("time")?),
+        partner: row.value("partner")?,
         operation: AuditOperation::parse(&operation)
             .ok_or_else(|| corrupt("operation", &operation))?,
-        article_id: row.try_get("article_id")?,
+        article_id: row.value("article_id")?,
         peer: peer
             .map(|p| p.parse().map_err(|_| corrupt("peer", &p)))
             .transpose()?,
         outcome: Outcome::parse(&outcome).ok_or_else(|| corrupt("outcome", &outcome))?,
-        detail: row.try_get("detail")?,
+        detail: row.value("detail")?,
     })
 }

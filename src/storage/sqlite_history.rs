@@ -1,6 +1,7 @@
 //! An article's history in SQLite, as read back: past versions, the event log partners
 //! follow, the results recorded under request ids, and the embargoes still to lift.
 
+use super::rows::Columns;
 use super::sqlite::{
     ARTICLE_COLUMNS, article_from_row, from_nanos, nanos, state_code, state_from_code,
 };
@@ -10,8 +11,8 @@ use crate::domain::{
     SectionSlug, VersionSummary,
 };
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{Sqlite, SqliteConnection, SqliteRow};
-use sqlx::{Executor, Row};
+use sqlx::Executor;
+use sqlx::sqlite::{Sqlite, SqliteConnection};
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
@@ -23,7 +24,7 @@ pub(super) const VERSION_COLUMNS: &str = "partner_id, article_id, version, secti
 /// `ARTICLE_COLUMNS` of an article as of a version: the content from its past version
 /// (`v`) when the version is a past one, else from the current row (`a`), which also gives
 /// everything else.
-static VERSIONED_COLUMNS: LazyLock<String> = LazyLock::new(|| {
+pub(super) static VERSIONED_COLUMNS: LazyLock<String> = LazyLock::new(|| {
     let versioned: Vec<&str> = VERSION_COLUMNS.split(',').map(str::trim).collect();
     ARTICLE_COLUMNS
         .split(',')
@@ -49,7 +50,7 @@ pub(super) fn kind_code(kind: EventKind) -> i64 {
     }
 }
 
-fn kind_from_code(code: i64) -> Result<EventKind, StoreError> {
+pub(super) fn kind_from_code(code: i64) -> Result<EventKind, StoreError> {
     Ok(match code {
         1 => EventKind::Published,
         2 => EventKind::Updated,
@@ -119,17 +120,18 @@ pub(super) async fn versions<'c>(
     .bind(i64::try_from(limit).unwrap_or(i64::MAX))
     .fetch_all(executor)
     .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(VersionSummary {
-                version: u32::try_from(row.try_get::<i64, _>("version")?)
-                    .map_err(|e| StoreError::Corrupt(format!("version: {e}")))?,
-                etag: row.try_get("etag")?,
-                title: row.try_get("title")?,
-                updated: from_nanos(row.try_get("updated")?),
-            })
-        })
-        .collect()
+    rows.iter().map(version_from_row).collect()
+}
+
+/// A row of `version, etag, title, updated`.
+pub(super) fn version_from_row(row: &impl Columns) -> Result<VersionSummary, StoreError> {
+    Ok(VersionSummary {
+        version: u32::try_from(row.value::<i64>("version")?)
+            .map_err(|e| StoreError::Corrupt(format!("version: {e}")))?,
+        etag: row.value("etag")?,
+        title: row.value("title")?,
+        updated: from_nanos(row.value("updated")?),
+    })
 }
 
 /// Events with `after < seq <= until` that `filter` lets through, in order, with the
@@ -169,10 +171,10 @@ pub(super) async fn events<'c>(
     rows.iter().map(event_from_row).collect()
 }
 
-fn event_from_row(row: &SqliteRow) -> Result<ArticleEvent, StoreError> {
-    let kind = kind_from_code(row.try_get("kind")?)?;
-    let time = from_nanos(row.try_get("event_time")?);
-    let owner: String = row.try_get("owner")?;
+pub(super) fn event_from_row(row: &impl Columns) -> Result<ArticleEvent, StoreError> {
+    let kind = kind_from_code(row.value("kind")?)?;
+    let time = from_nanos(row.value("event_time")?);
+    let owner: String = row.value("owner")?;
     let mut article = article_from_row(row)?;
     // The article as the event left it; the reason of a retraction stays with its partner.
     article.retract_reason.clear();
@@ -184,7 +186,7 @@ fn event_from_row(row: &SqliteRow) -> Result<ArticleEvent, StoreError> {
         article.retract_time = None;
     }
     Ok(ArticleEvent {
-        seq: u64::try_from(row.try_get::<i64, _>("seq")?)
+        seq: u64::try_from(row.value::<i64>("seq")?)
             .map_err(|e| StoreError::Corrupt(format!("event seq: {e}")))?,
         kind,
         owner: PartnerName::parse(&owner).map_err(StoreError::Corrupt)?,
@@ -275,25 +277,25 @@ pub(super) async fn request_records(
     .bind(serde_json::to_string(ids).expect("strings always serialise"))
     .fetch_all(conn)
     .await?;
-    let corrupt = |what: &str, e: String| StoreError::Corrupt(format!("request id {what}: {e}"));
     rows.iter()
-        .map(|row| {
-            let id: String = row.try_get("request_id")?;
-            let article_id: String = row.try_get("article_id")?;
-            let record = RequestRecord {
-                key: RequestKey::from_stored(id.clone(), row.try_get("fingerprint")?),
-                article_id: ArticleId::parse(&article_id).map_err(|e| corrupt("article", e))?,
-                version: u32::try_from(row.try_get::<i64, _>("version")?)
-                    .map_err(|e| corrupt("version", e.to_string()))?,
-                state: state_from_code(row.try_get("state")?)?,
-                retract_time: row
-                    .try_get::<Option<i64>, _>("retract_time")?
-                    .map(from_nanos),
-                retract_reason: row.try_get("retract_reason")?,
-            };
-            Ok((id, record))
-        })
+        .map(|row| request_from_row(row).map(|record| (record.key.id().to_owned(), record)))
         .collect()
+}
+
+/// A row of `request_ids`.
+pub(super) fn request_from_row(row: &impl Columns) -> Result<RequestRecord, StoreError> {
+    let corrupt = |what: &str, e: String| StoreError::Corrupt(format!("request id {what}: {e}"));
+    let id: String = row.value("request_id")?;
+    let article_id: String = row.value("article_id")?;
+    Ok(RequestRecord {
+        key: RequestKey::from_stored(id, row.value("fingerprint")?),
+        article_id: ArticleId::parse(&article_id).map_err(|e| corrupt("article", e))?,
+        version: u32::try_from(row.value::<i64>("version")?)
+            .map_err(|e| corrupt("version", e.to_string()))?,
+        state: state_from_code(row.value("state")?)?,
+        retract_time: row.value::<Option<i64>>("retract_time")?.map(from_nanos),
+        retract_reason: row.value("retract_reason")?,
+    })
 }
 
 /// When the next running embargo ends.

@@ -1,6 +1,7 @@
 //! Partners in SQLite: the statements the writer task and the read pool run. Every change
 //! is recorded in the audit log in its own transaction.
 
+use super::rows::Columns;
 use super::sqlite::{from_nanos, nanos};
 use super::sqlite_audit as audit;
 use super::{NewPartner, StoreError};
@@ -9,8 +10,8 @@ use crate::domain::{
     Rights, RightsChange, SectionGrant, SectionSlug, TokenHash,
 };
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{Sqlite, SqliteConnection, SqliteRow};
-use sqlx::{Executor, Row, SqlitePool};
+use sqlx::sqlite::{Sqlite, SqliteConnection};
+use sqlx::{Executor, SqlitePool};
 
 const COLUMNS: &str = "id, name, all_sections, sections, embargoed, token_prefix, create_time, \
      rotate_time, revoke_time";
@@ -51,7 +52,7 @@ pub(super) async fn all(pool: &SqlitePool) -> Result<Vec<PartnerRecord>, StoreEr
 }
 
 /// The operator's changes are recorded under the partner they concern, with no peer.
-fn operator_entry(
+pub(super) fn operator_entry(
     name: &PartnerName,
     operation: AuditOperation,
     outcome: Outcome,
@@ -212,7 +213,7 @@ pub(super) async fn change_rights(
 }
 
 /// Rights in words, as the audit log shows them.
-fn describe_rights(rights: &Rights) -> String {
+pub(super) fn describe_rights(rights: &Rights) -> String {
     format!(
         "sections: {}; embargoed: {}",
         rights.sections.describe(),
@@ -221,7 +222,7 @@ fn describe_rights(rights: &Rights) -> String {
 }
 
 /// `(all_sections, sections)` columns of a grant.
-fn sections_columns(grant: &SectionGrant) -> (bool, String) {
+pub(super) fn sections_columns(grant: &SectionGrant) -> (bool, String) {
     let (all, sections) = match grant {
         SectionGrant::All => (true, Vec::new()),
         SectionGrant::Only(sections) => (false, sections.iter().map(|s| s.as_str()).collect()),
@@ -230,34 +231,30 @@ fn sections_columns(grant: &SectionGrant) -> (bool, String) {
     (all, json)
 }
 
-fn partner_from_row(row: &SqliteRow) -> Result<Partner, StoreError> {
-    let name: String = row.try_get("name")?;
-    let grant = if row.try_get::<bool, _>("all_sections")? {
+pub(super) fn partner_from_row(row: &impl Columns) -> Result<Partner, StoreError> {
+    let name: String = row.value("name")?;
+    let grant = if row.value::<bool>("all_sections")? {
         SectionGrant::All
     } else {
-        let raw: String = row.try_get("sections")?;
+        let raw: String = row.value("sections")?;
         let slugs: Vec<SectionSlug> = serde_json::from_str(&raw)
             .map_err(|e| StoreError::Corrupt(format!("partner sections: {e}")))?;
         SectionGrant::Only(slugs)
     };
     Ok(Partner {
-        id: PartnerId(row.try_get("id")?),
+        id: PartnerId(row.value("id")?),
         name: PartnerName::parse(&name).map_err(StoreError::Corrupt)?,
         grant,
-        embargoed: row.try_get("embargoed")?,
+        embargoed: row.value("embargoed")?,
     })
 }
 
-fn record_from_row(row: &SqliteRow) -> Result<PartnerRecord, StoreError> {
+pub(super) fn record_from_row(row: &impl Columns) -> Result<PartnerRecord, StoreError> {
     Ok(PartnerRecord {
         partner: partner_from_row(row)?,
-        token_prefix: row.try_get("token_prefix")?,
-        create_time: from_nanos(row.try_get("create_time")?),
-        rotate_time: row
-            .try_get::<Option<i64>, _>("rotate_time")?
-            .map(from_nanos),
-        revoke_time: row
-            .try_get::<Option<i64>, _>("revoke_time")?
-            .map(from_nanos),
+        token_prefix: row.value("token_prefix")?,
+        create_time: from_nanos(row.value("create_time")?),
+        rotate_time: row.value::<Option<i64>>("rotate_time")?.map(from_nanos),
+        revoke_time: row.value::<Option<i64>>("revoke_time")?.map(from_nanos),
     })
 }

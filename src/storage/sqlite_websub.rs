@@ -1,10 +1,11 @@
 //! WebSub subscriptions in SQLite: the statements the writer task and the read pool run.
 
 use super::StoreError;
+use super::rows::Columns;
 use crate::websub::{Callback, Secret, Subscription, Topic};
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
-use sqlx::{Row, SqlitePool};
+use sqlx::SqlitePool;
+use sqlx::sqlite::SqliteConnection;
 
 /// Inserts or renews a subscription; a renewal keeps its first verification time.
 pub(super) async fn save(
@@ -75,11 +76,11 @@ pub(super) async fn active(
     rows.iter().map(subscription_from_row).collect()
 }
 
-fn subscription_from_row(row: &SqliteRow) -> Result<Subscription, StoreError> {
+pub(super) fn subscription_from_row(row: &impl Columns) -> Result<Subscription, StoreError> {
     let corrupt = |what: &str, e: String| StoreError::Corrupt(format!("subscription {what}: {e}"));
-    let topic: String = row.try_get("topic")?;
-    let callback: String = row.try_get("callback")?;
-    let secret: Option<Vec<u8>> = row.try_get("secret")?;
+    let topic: String = row.value("topic")?;
+    let callback: String = row.value("callback")?;
+    let secret: Option<Vec<u8>> = row.value("secret")?;
     Ok(Subscription {
         topic: Topic::new(&topic).map_err(|e| corrupt("topic", e))?,
         callback: Callback::parse(&callback).map_err(|e| corrupt("callback", e))?,
@@ -87,8 +88,8 @@ fn subscription_from_row(row: &SqliteRow) -> Result<Subscription, StoreError> {
             .map(Secret::new)
             .transpose()
             .map_err(|e| corrupt("secret", e))?,
-        verify_time: DateTime::from_timestamp_nanos(row.try_get("verify_time")?),
-        expire_time: DateTime::from_timestamp_nanos(row.try_get("expire_time")?),
+        verify_time: DateTime::from_timestamp_nanos(row.value("verify_time")?),
+        expire_time: DateTime::from_timestamp_nanos(row.value("expire_time")?),
     })
 }
 

@@ -171,7 +171,7 @@ pub(super) async fn forget_requests(
 }
 
 /// Fails unless `expected` is absent or the etag partners see of `existing`.
-fn check_precondition(
+pub(super) fn check_precondition(
     existing: Option<&Article>,
     expected: Option<&str>,
 ) -> Result<(), StoreError> {
@@ -215,7 +215,7 @@ const ROWS_PER_INSERT: usize = 64;
 /// Every column but the key set from the row being inserted: an update, not a delete and
 /// insert, for a stored article, so that the triggers that count each feed's articles
 /// (migration 0007) see a new article once and a moved one as a move.
-static UPDATES: LazyLock<String> = LazyLock::new(|| {
+pub(super) static UPDATES: LazyLock<String> = LazyLock::new(|| {
     ARTICLE_COLUMNS
         .split(',')
         .map(str::trim)

@@ -93,6 +93,18 @@ async fn publish(inner: &Arc<Inner>, path: &str, file: &Arc<FeedFile>) {
         tracing::warn!(path, "a changed feed has no topic path");
         return;
     };
+    // Replicas on one database all regenerate this document: one of them delivers it.
+    match inner
+        .store
+        .claim_delivery(&topic, &file.etag, Utc::now())
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            tracing::warn!(topic = path, error = %e, "cannot claim the WebSub delivery; delivering it");
+        }
+    }
     let topic_url = topic.url(&inner.feeds_base);
     ping_external_hubs(inner, &topic_url);
     let subscriptions = match inner.store.active_subscriptions(&topic, Utc::now()).await {

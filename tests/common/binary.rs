@@ -164,6 +164,8 @@ pub struct ServeOptions<'a> {
     pub feeds_dir: &'a Path,
     /// `RUST_LOG`; `None` keeps the binary's default.
     pub log_filter: Option<&'a str>,
+    /// `--database-url`: PostgreSQL instead of SQLite in the data folder.
+    pub database_url: Option<&'a str>,
 }
 
 impl ServeProcess {
@@ -186,6 +188,9 @@ impl ServeProcess {
             .stderr(Stdio::piped());
         if let Some(filter) = options.log_filter {
             cmd.env("RUST_LOG", filter);
+        }
+        if let Some(url) = options.database_url {
+            cmd.arg("--database-url").arg(url);
         }
         let mut child = cmd.spawn().expect("feedpub serve starts");
         let stderr = child.stderr.take().expect("piped stderr");

@@ -6,6 +6,7 @@
 pub mod binary;
 pub mod feeds_dir;
 pub mod pki;
+pub mod postgres;
 
 use feedpub::app::Application;
 use feedpub::config::{EMBEDDED_CONFIG, Overrides, Settings};
@@ -58,6 +59,7 @@ pub fn settings(dir: &TempDir) -> Settings {
             feeds_dir: Some(dir.path().join("feeds")),
             grpc_addr: Some("127.0.0.1:0".parse().unwrap()),
             http_addr: Some("127.0.0.1:0".parse().unwrap()),
+            database_url: None,
         },
     )
     .expect("the sample configuration loads")
@@ -87,7 +89,8 @@ impl TestServer {
         Self::start_with_settings(dir, tokens, settings).await
     }
 
-    async fn start_with_settings(dir: TempDir, tokens: Tokens, settings: Settings) -> Self {
+    /// A server with these settings, its folders in `dir`, its partners' tokens `tokens`.
+    pub async fn start_with_settings(dir: TempDir, tokens: Tokens, settings: Settings) -> Self {
         let app = Application::build(settings.clone()).await.unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let grpc_addr = app.grpc_addr();

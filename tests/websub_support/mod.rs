@@ -13,7 +13,6 @@ use feedpub::domain::SectionGrant;
 use feedpub::grpc::proto::publisher_service_client::PublisherServiceClient;
 use feedpub::grpc::proto::{self, PublishArticleRequest};
 use feedpub::publishing;
-use feedpub::storage::{SqliteStore, Store};
 use feedpub::websub::Hub;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -207,9 +206,12 @@ impl Subscriber {
 // ---------------------------------------------------------------------------------------
 // The hub's server.
 
+#[derive(Clone)]
 pub struct Options {
     pub allow_loopback: bool,
     pub external_hubs: Vec<String>,
+    /// PostgreSQL instead of SQLite in the data folder.
+    pub database_url: Option<String>,
 }
 
 impl Default for Options {
@@ -217,6 +219,7 @@ impl Default for Options {
         Self {
             allow_loopback: true,
             external_hubs: Vec::new(),
+            database_url: None,
         }
     }
 }
@@ -230,6 +233,7 @@ fn settings(dir: &TempDir, options: &Options) -> Settings {
             feeds_dir: Some(dir.path().join("feeds")),
             grpc_addr: Some("127.0.0.1:0".parse().unwrap()),
             http_addr: Some("127.0.0.1:0".parse().unwrap()),
+            database_url: options.database_url.clone(),
         },
     )
     .unwrap();
@@ -261,12 +265,19 @@ impl Server {
         feedpub::telemetry::init_for_tests();
         let dir = tempfile::tempdir().unwrap();
         let settings = settings(&dir, &options);
-        let store = SqliteStore::open(&settings.server.data_dir).await.unwrap();
-        let (_, token) = publishing::add_partner(&store, &settings, "newsroom", SectionGrant::All)
-            .await
-            .unwrap();
+        let store = feedpub::storage::open(&settings.server).await.unwrap();
+        let (_, token) =
+            publishing::add_partner(store.as_ref(), &settings, "newsroom", SectionGrant::All)
+                .await
+                .unwrap();
         store.close().await;
         Self::start_in(dir, options, token.expose().to_owned()).await
+    }
+
+    /// Another server on the same PostgreSQL database (a replica), with folders of its own.
+    pub async fn replica(&self) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, self.options.clone(), self.token.clone()).await
     }
 
     async fn start_in(dir: TempDir, options: Options, token: String) -> Self {

@@ -1,0 +1,1030 @@
+//! The storage contract: the same tests against every backend, SQLite in a temporary folder
+//! and PostgreSQL in a fresh schema of the database `FEEDPUB_TEST_DATABASE_URL` names. Without
+//! that variable PostgreSQL is skipped, with a message, except in CI (`CI` set), where the
+//! tests fail instead.
+
+use super::{ArticleWrite, EventFilter, ListCursor, NewPartner, Retraction, Store};
+use super::{PostgresStore, SqliteStore, StoreError};
+use crate::domain::{
+    Actor, Article, ArticleDraft, ArticleId, ArticleState, AuditFilter, AuditOperation, EventKind,
+    FeedScope, HtmlPolicy, Outcome, Partner, PartnerName, RequestKey, Revision, Right, Rights,
+    RightsChange, SectionGrant, SectionSlug, TokenHash,
+};
+use crate::websub::{Callback, Secret, Subscription, Topic};
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPool};
+use std::str::FromStr;
+use std::sync::Arc;
+
+/// The variable naming the PostgreSQL database the tests may create schemas in.
+pub(crate) const DATABASE_URL_VARIABLE: &str = "FEEDPUB_TEST_DATABASE_URL";
+
+/// One backend under test, with what it needs to be removed afterwards.
+pub(super) struct Backend {
+    pub name: &'static str,
+    pub store: Arc<dyn Store>,
+    _dir: Option<tempfile::TempDir>,
+    schema: Option<(PgPool, String)>,
+}
+
+impl Backend {
+    /// Closes the store and drops its schema.
+    pub async fn finish(self) {
+        self.store.close().await;
+        if let Some((admin, schema)) = self.schema {
+            sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                .execute(&admin)
+                .await
+                .unwrap();
+            admin.close().await;
+        }
+    }
+}
+
+/// The URL of the test database, when there is one; fails in CI when there is none.
+pub(crate) fn test_database_url() -> Option<String> {
+    match std::env::var(DATABASE_URL_VARIABLE) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("{DATABASE_URL_VARIABLE} is not set: CI must test the PostgreSQL backend")
+        }
+        _ => {
+            eprintln!("PostgreSQL skipped: {DATABASE_URL_VARIABLE} is not set");
+            None
+        }
+    }
+}
+
+/// A fresh SQLite store, and a fresh PostgreSQL one when a test database is configured.
+pub(super) async fn backends() -> Vec<Backend> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut backends = vec![Backend {
+        name: "sqlite",
+        store: Arc::new(SqliteStore::open(dir.path()).await.unwrap()),
+        _dir: Some(dir),
+        schema: None,
+    }];
+    if let Some(url) = test_database_url() {
+        let options = PgConnectOptions::from_str(&url).unwrap();
+        let admin = PgPool::connect_with(options.clone()).await.unwrap();
+        let mut random = [0_u8; 8];
+        getrandom::fill(&mut random).unwrap();
+        let schema = format!("contract_{}", hex::encode(random));
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&admin)
+            .await
+            .unwrap();
+        let store = PostgresStore::connect_with(options.options([("search_path", &schema)]))
+            .await
+            .unwrap();
+        backends.push(Backend {
+            name: "postgres",
+            store: Arc::new(store),
+            _dir: None,
+            schema: Some((admin, schema)),
+        });
+    }
+    backends
+}
+
+/// A test run against every backend: `$check(store: &dyn Store)`.
+macro_rules! contract {
+    ($name:ident, $check:ident) => {
+        #[tokio::test]
+        async fn $name() {
+            for backend in backends().await {
+                eprintln!("backend: {}", backend.name);
+                $check(backend.store.as_ref()).await;
+                backend.finish().await;
+            }
+        }
+    };
+}
+
+pub(super) const AUTHOR: &str = "刘磊";
+pub(super) const TAG: &str = "乡村振兴";
+
+pub(super) fn at(minute: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2023, 6, 7, 0, 0, 0).unwrap() + TimeDelta::minutes(minute)
+}
+
+pub(super) fn actor(partner: &Partner) -> Actor {
+    Actor {
+        partner: partner.name.clone(),
+        peer: None,
+    }
+}
+
+pub(super) async fn add_partner(store: &dyn Store, name: &str) -> Partner {
+    store
+        .add_partner(
+            NewPartner {
+                name: PartnerName::parse(name).unwrap(),
+                rights: Rights {
+                    sections: SectionGrant::All,
+                    embargoed: true,
+                },
+                token_hash: TokenHash(format!("hash-{name}")),
+                token_prefix: "fp_".into(),
+            },
+            at(0),
+        )
+        .await
+        .unwrap()
+}
+
+/// The write of article `id` carrying the author and the tag; `change` tweaks the draft.
+pub(super) fn write(
+    id: &str,
+    publish_minute: i64,
+    change: impl FnOnce(&mut ArticleDraft),
+) -> ArticleWrite {
+    let mut draft = ArticleDraft {
+        id: id.into(),
+        section: "rural".into(),
+        title: format!("右玉县 {id}"),
+        authors: vec![AUTHOR.into(), "张智宙".into()],
+        tags: vec![TAG.into()],
+        content_text: "农旅融合助力乡村振兴".repeat(100),
+        publish_time: Some(at(publish_minute)),
+        ..Default::default()
+    };
+    change(&mut draft);
+    let valid = draft.validate("", &HtmlPolicy::default()).unwrap();
+    ArticleWrite {
+        id: valid.id,
+        content: valid.content,
+        new_guid: format!("tag:example.com,2023-06-07:newsroom/{id}"),
+        expected_etag: None,
+        request: None,
+    }
+}
+
+/// Publishes article `id` at minute 1000; see `write`.
+pub(super) async fn publish(
+    store: &dyn Store,
+    partner: &Partner,
+    id: &str,
+    publish_minute: i64,
+    change: impl FnOnce(&mut ArticleDraft),
+) -> Revision {
+    store
+        .publish(
+            partner.id,
+            write(id, publish_minute, change),
+            at(1000),
+            &actor(partner),
+        )
+        .await
+        .unwrap()
+}
+
+fn retraction(id: &str) -> Retraction {
+    Retraction {
+        id: ArticleId::parse(id).unwrap(),
+        reason: "错误".into(),
+        expected_etag: None,
+        request: None,
+    }
+}
+
+/// What a feed of these articles must show at `now`: visible ones, newest publish time
+/// first, then by GUID, at most `limit`.
+fn expected(mut articles: Vec<Article>, now: DateTime<Utc>, limit: usize) -> Vec<String> {
+    articles.retain(|a| a.is_visible(now));
+    articles.sort_by(|a, b| {
+        b.content
+            .publish_time
+            .cmp(&a.content.publish_time)
+            .then_with(|| a.guid.cmp(&b.guid))
+    });
+    articles.into_iter().take(limit).map(|a| a.guid).collect()
+}
+
+contract!(
+    author_and_tag_feeds_show_the_visible_newest_in_feed_order,
+    check_author_and_tag_feeds
+);
+async fn check_author_and_tag_feeds(store: &dyn Store) {
+    let partner = add_partner(store, "newsroom").await;
+    // Three articles per minute, so ties of publish_time are broken by GUID; one retracted,
+    // one under embargo, one expired, one not published yet, one corrected out of the feeds.
+    for n in 0..30 {
+        publish(store, &partner, &format!("a-{n:02}"), n / 3, |_| {}).await;
+    }
+    publish(store, &partner, "embargoed", 40, |d| {
+        d.embargo_time = Some(at(5000));
+    })
+    .await;
+    publish(store, &partner, "expired", 41, |d| {
+        d.expire_time = Some(at(500));
+    })
+    .await;
+    publish(store, &partner, "scheduled", 3000, |_| {}).await;
+    publish(store, &partner, "moved", 42, |_| {}).await;
+    publish(store, &partner, "moved", 42, |d| {
+        d.authors = vec!["武跃林".into()];
+        d.tags = Vec::new();
+    })
+    .await;
+    store
+        .retract(partner.id, retraction("a-29"), at(1001), &actor(&partner))
+        .await
+        .unwrap();
+    let now = at(1002);
+    let mut all = Vec::new();
+    for id in ["embargoed", "expired", "scheduled", "moved"]
+        .map(String::from)
+        .into_iter()
+        .chain((0..30).map(|n| format!("a-{n:02}")))
+    {
+        let id = ArticleId::parse(&id).unwrap();
+        all.push(store.article(partner.id, &id).await.unwrap().unwrap());
+    }
+    let carrying: Vec<Article> = all
+        .iter()
+        .filter(|a| a.content.authors.iter().any(|n| n == AUTHOR))
+        .cloned()
+        .collect();
+    assert_eq!(carrying.len(), 33, "the corrected article left the author");
+    for scope in [FeedScope::author(AUTHOR), FeedScope::tag(TAG)] {
+        for limit in [10, 50] {
+            let content = store
+                .feed_content(&scope, now, limit, TimeDelta::hours(1))
+                .await
+                .unwrap();
+            let shown: Vec<String> = content.articles.into_iter().map(|a| a.guid).collect();
+            assert_eq!(shown, expected(carrying.clone(), now, limit), "{scope:?}");
+            let tombstones: Vec<String> = content.tombstones.into_iter().map(|t| t.guid).collect();
+            assert_eq!(tombstones, ["tag:example.com,2023-06-07:newsroom/a-29"]);
+            assert_eq!(content.last_change, Some(at(1001)), "the retraction");
+        }
+    }
+    let rural = FeedScope::Section(SectionSlug::parse("rural").unwrap());
+    for scope in [FeedScope::All, rural] {
+        let content = store
+            .feed_content(&scope, now, 50, TimeDelta::hours(1))
+            .await
+            .unwrap();
+        let shown: Vec<String> = content.articles.into_iter().map(|a| a.guid).collect();
+        assert_eq!(shown, expected(all.clone(), now, 50), "{scope:?}");
+        assert_eq!(content.last_change, Some(at(1001)), "{scope:?}");
+    }
+    // An empty scope has no last change; the transitions to come are the embargo's end and
+    // the end of the tombstone's window.
+    let empty = FeedScope::Section(SectionSlug::parse("notices").unwrap());
+    let content = store
+        .feed_content(&empty, now, 50, TimeDelta::hours(1))
+        .await
+        .unwrap();
+    assert!(content.articles.is_empty() && content.tombstones.is_empty());
+    assert_eq!(content.last_change, None);
+    assert_eq!(
+        store
+            .next_transition(now, TimeDelta::hours(1))
+            .await
+            .unwrap(),
+        Some(at(1061)),
+        "the tombstone's window ends"
+    );
+    assert_eq!(
+        store
+            .next_transition(at(1062), TimeDelta::hours(1))
+            .await
+            .unwrap(),
+        Some(at(3000)),
+        "the scheduled article"
+    );
+    let due = store
+        .named_scopes_in_transition(at(2999), at(3000), TimeDelta::hours(1))
+        .await
+        .unwrap();
+    assert!(due.contains(&FeedScope::author(AUTHOR)), "{due:?}");
+    assert!(due.contains(&FeedScope::tag(TAG)), "{due:?}");
+    let named = store.named_scopes().await.unwrap();
+    for scope in [
+        FeedScope::author(AUTHOR),
+        FeedScope::author("武跃林"),
+        FeedScope::tag(TAG),
+    ] {
+        assert!(named.contains(&scope), "{scope:?} in {named:?}");
+    }
+}
+
+contract!(
+    archive_sizes_follow_new_moved_renamed_and_retracted_articles,
+    check_archive_sizes
+);
+async fn check_archive_sizes(store: &dyn Store) {
+    let partner = add_partner(store, "newsroom").await;
+    for n in 0..10 {
+        publish(store, &partner, &format!("a-{n}"), n, |_| {}).await;
+    }
+    // A correction of the same article, a move to another section and author, a retraction.
+    publish(store, &partner, "a-0", 0, |d| d.title = "更正".into()).await;
+    publish(store, &partner, "a-1", 1, |d| {
+        d.section = "politics".into();
+        d.authors = vec!["武跃林".into()];
+        d.tags = Vec::new();
+    })
+    .await;
+    store
+        .retract(partner.id, retraction("a-2"), at(1001), &actor(&partner))
+        .await
+        .unwrap();
+    let sizes = [
+        (FeedScope::All, 10),
+        (FeedScope::Section(SectionSlug::parse("rural").unwrap()), 9),
+        (
+            FeedScope::Section(SectionSlug::parse("politics").unwrap()),
+            1,
+        ),
+        (
+            FeedScope::Section(SectionSlug::parse("notices").unwrap()),
+            0,
+        ),
+        (FeedScope::author(AUTHOR), 9),
+        (FeedScope::author("武跃林"), 1),
+        (FeedScope::author("张智宙"), 9),
+        (FeedScope::tag(TAG), 9),
+        (FeedScope::tag("无人用过"), 0),
+    ];
+    for (scope, articles) in sizes {
+        assert_eq!(
+            store.archive_pages(&scope, 1).await.unwrap(),
+            articles,
+            "{scope:?}"
+        );
+        assert_eq!(
+            store.archive_pages(&scope, 4).await.unwrap(),
+            usize::div_ceil(articles, 4),
+            "{scope:?}"
+        );
+    }
+    // Pages in the order articles were first stored, showing the visible ones.
+    let page = store
+        .archive_page(&FeedScope::All, 1, 4, at(2000))
+        .await
+        .unwrap();
+    assert_eq!(page.pages, 3);
+    let ids: Vec<&str> = page.articles.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(ids, ["a-3", "a-1", "a-0"], "a-2 is retracted");
+    assert_eq!(page.last_change, Some(at(1001)));
+}
+
+contract!(
+    corrections_keep_every_version_and_the_event_log_tells_them_in_order,
+    check_versions_and_events
+);
+async fn check_versions_and_events(store: &dyn Store) {
+    let partner = add_partner(store, "newsroom").await;
+    let other = add_partner(store, "county").await;
+    let first = publish(store, &partner, "a-1", 1, |_| {}).await;
+    assert!(matches!(first, Revision::Created(_)));
+    let again = publish(store, &partner, "a-1", 1, |_| {}).await;
+    assert!(matches!(again, Revision::Unchanged(_)), "identical content");
+    let corrected = publish(store, &partner, "a-1", 1, |d| d.title = "更正后".into()).await;
+    assert!(corrected.is_new_version());
+    assert_eq!(corrected.article().version, 2);
+    publish(store, &partner, "politics", 2, |d| {
+        d.section = "politics".into()
+    })
+    .await;
+    let (retracted, changed) = store
+        .retract(partner.id, retraction("a-1"), at(1001), &actor(&partner))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(changed);
+    assert_eq!(retracted.state, ArticleState::Retracted);
+    let (_, changed) = store
+        .retract(partner.id, retraction("a-1"), at(1002), &actor(&partner))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!changed, "already retracted");
+    assert!(
+        store
+            .retract(partner.id, retraction("none"), at(1002), &actor(&partner))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let id = ArticleId::parse("a-1").unwrap();
+    let versions = store
+        .article_versions(partner.id, &id, None, 10)
+        .await
+        .unwrap();
+    let numbers: Vec<u32> = versions.iter().map(|v| v.version).collect();
+    assert_eq!(numbers, [2, 1]);
+    assert_eq!(versions[0].title, "更正后");
+    assert_eq!(versions[1].title, "右玉县 a-1");
+    let older = store
+        .article_versions(partner.id, &id, Some(2), 10)
+        .await
+        .unwrap();
+    assert_eq!(older, versions[1..]);
+    let v1 = store
+        .article_version(partner.id, &id, 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(v1.content, first.article().content);
+    assert_eq!(v1.state, ArticleState::Retracted, "the state of now");
+    assert!(
+        store
+            .article_version(partner.id, &id, 3)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .article_version(other.id, &id, 1)
+            .await
+            .unwrap()
+            .is_none(),
+        "another partner's"
+    );
+
+    let head = *store.event_head().borrow();
+    assert_eq!(head, 4);
+    let everything = EventFilter {
+        sections: None,
+        reader: partner.id,
+        embargoed: false,
+    };
+    let events = store.events(0, head, &everything, 10).await.unwrap();
+    let seen: Vec<(u64, EventKind, &str, u32)> = events
+        .iter()
+        .map(|e| (e.seq, e.kind, e.article.id.as_str(), e.article.version))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (1, EventKind::Published, "a-1", 1),
+            (2, EventKind::Updated, "a-1", 2),
+            (3, EventKind::Published, "politics", 1),
+            (4, EventKind::Retracted, "a-1", 2),
+        ]
+    );
+    assert_eq!(events[0].article.content.title, "右玉县 a-1");
+    assert_eq!(events[0].article.state, ArticleState::Published);
+    assert_eq!(events[3].article.state, ArticleState::Retracted);
+    assert_eq!(
+        events[3].article.retract_reason, "",
+        "the reason stays private"
+    );
+    assert_eq!(events[0].owner.as_str(), "newsroom");
+    let politics = EventFilter {
+        sections: Some(vec![SectionSlug::parse("politics").unwrap()]),
+        ..everything.clone()
+    };
+    let events = store.events(0, head, &politics, 10).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(store.events(1, 3, &everything, 10).await.unwrap().len(), 2);
+    assert_eq!(
+        store.events(0, head, &everything, 1).await.unwrap().len(),
+        1
+    );
+
+    // Listing, newest publish time first, in pages.
+    let listed = store
+        .list_articles(partner.id, None, None, 1)
+        .await
+        .unwrap();
+    assert_eq!(listed[0].id.as_str(), "politics");
+    let cursor = ListCursor {
+        publish_time: listed[0].content.publish_time,
+        id: listed[0].id.clone(),
+    };
+    let rest = store
+        .list_articles(partner.id, None, Some(&cursor), 10)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = rest.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(ids, ["a-1"]);
+    let rural = SectionSlug::parse("rural").unwrap();
+    assert_eq!(
+        store
+            .list_articles(partner.id, Some(&rural), None, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        store
+            .list_articles(other.id, None, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+contract!(
+    request_ids_and_etags_make_writes_safe_to_retry_and_to_race,
+    check_requests_and_etags
+);
+async fn check_requests_and_etags(store: &dyn Store) {
+    let partner = add_partner(store, "newsroom").await;
+    let key = |payload: &[u8]| RequestKey::parse("req-1", "publish", payload).unwrap();
+    let mut first = write("a-1", 1, |_| {});
+    first.request = key(b"first");
+    let created = store
+        .publish(partner.id, first.clone(), at(1000), &actor(&partner))
+        .await
+        .unwrap();
+    assert!(matches!(created, Revision::Created(_)));
+    // The retry gets the first answer, even after a correction.
+    let corrected = publish(store, &partner, "a-1", 1, |d| d.title = "更正".into()).await;
+    let retried = store
+        .publish(partner.id, first.clone(), at(1005), &actor(&partner))
+        .await
+        .unwrap();
+    assert_eq!(retried, Revision::Unchanged(created.article().clone()));
+    let mut reused = write("a-2", 1, |_| {});
+    reused.request = key(b"second");
+    let refused = store
+        .publish(partner.id, reused, at(1006), &actor(&partner))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, StoreError::RequestIdReused(_)),
+        "{refused:?}"
+    );
+    assert!(
+        store
+            .article(partner.id, &ArticleId::parse("a-2").unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // A precondition: the etag partners saw.
+    let mut stale = write("a-1", 1, |d| d.title = "第三版".into());
+    stale.expected_etag = Some(created.article().resource_etag());
+    let refused = store
+        .publish(partner.id, stale.clone(), at(1007), &actor(&partner))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, StoreError::EtagMismatch(_)),
+        "{refused:?}"
+    );
+    stale.expected_etag = Some(corrected.article().resource_etag());
+    let third = store
+        .publish(partner.id, stale, at(1008), &actor(&partner))
+        .await
+        .unwrap();
+    assert_eq!(third.article().version, 3);
+
+    // A batch: one refusal does not stop the others.
+    let mut bad = write("b-2", 1, |_| {});
+    bad.expected_etag = Some("\"nope\"".into());
+    let results = store
+        .publish_batch(
+            partner.id,
+            vec![write("b-1", 1, |_| {}), bad, write("b-3", 1, |_| {})],
+            at(1009),
+            &actor(&partner),
+        )
+        .await
+        .unwrap();
+    assert!(results[0].is_ok() && results[2].is_ok());
+    assert!(matches!(results[1], Err(StoreError::EtagMismatch(_))));
+
+    // A retraction with a request id, retried.
+    let mut retract = retraction("b-1");
+    retract.request = RequestKey::parse("req-r", "retract", b"r").unwrap();
+    let (first, changed) = store
+        .retract(partner.id, retract.clone(), at(1010), &actor(&partner))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(changed);
+    let (again, changed) = store
+        .retract(partner.id, retract, at(1011), &actor(&partner))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!changed);
+    assert_eq!(again, first);
+    assert_eq!(store.forget_requests(at(1011)).await.unwrap(), 2);
+}
+
+contract!(
+    embargoes_end_once_as_events_and_partners_see_them_by_right,
+    check_embargoes
+);
+async fn check_embargoes(store: &dyn Store) {
+    let partner = add_partner(store, "newsroom").await;
+    let reader = add_partner(store, "county").await;
+    publish(store, &partner, "e-1", 1, |d| {
+        d.embargo_time = Some(at(2000))
+    })
+    .await;
+    publish(store, &partner, "e-2", 1, |d| {
+        d.embargo_time = Some(at(2001))
+    })
+    .await;
+    publish(store, &partner, "e-3", 1, |d| {
+        d.embargo_time = Some(at(2002))
+    })
+    .await;
+    // The third is retracted under embargo: its end logs nothing.
+    store
+        .retract(partner.id, retraction("e-3"), at(1001), &actor(&partner))
+        .await
+        .unwrap();
+    assert_eq!(store.next_embargo_lift().await.unwrap(), Some(at(2000)));
+    assert_eq!(
+        store
+            .next_transition(at(1002), TimeDelta::minutes(1))
+            .await
+            .unwrap(),
+        Some(at(2000))
+    );
+    let outsider = EventFilter {
+        sections: None,
+        reader: reader.id,
+        embargoed: false,
+    };
+    let head = *store.event_head().borrow();
+    assert!(
+        store
+            .events(0, head, &outsider, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "embargoed events are hidden from others"
+    );
+    let owner = EventFilter {
+        reader: partner.id,
+        ..outsider.clone()
+    };
+    assert_eq!(store.events(0, head, &owner, 10).await.unwrap().len(), 4);
+    assert_eq!(store.lift_embargoes(at(2000)).await.unwrap(), 1);
+    assert_eq!(store.lift_embargoes(at(2000)).await.unwrap(), 0, "once");
+    assert_eq!(store.lift_embargoes(at(3000)).await.unwrap(), 1);
+    assert_eq!(store.next_embargo_lift().await.unwrap(), None);
+    let head = *store.event_head().borrow();
+    let lifts: Vec<(EventKind, String, DateTime<Utc>)> = store
+        .events(0, head, &outsider, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.kind, e.article.id.to_string(), e.time))
+        .collect();
+    assert_eq!(
+        lifts,
+        [
+            (EventKind::EmbargoLifted, "e-1".to_owned(), at(2000)),
+            (EventKind::EmbargoLifted, "e-2".to_owned(), at(2001)),
+        ]
+    );
+}
+
+contract!(
+    partners_are_added_rotated_limited_revoked_and_audited,
+    check_partners
+);
+async fn check_partners(store: &dyn Store) {
+    let partner = add_partner(store, "newsroom").await;
+    let name = PartnerName::parse("newsroom").unwrap();
+    let taken = store
+        .add_partner(
+            NewPartner {
+                name: name.clone(),
+                rights: Rights {
+                    sections: SectionGrant::All,
+                    embargoed: false,
+                },
+                token_hash: TokenHash("other".into()),
+                token_prefix: "fp_x".into(),
+            },
+            at(1),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(taken, StoreError::Conflict(_)), "{taken:?}");
+    assert_eq!(
+        store
+            .partner_by_token(&TokenHash("hash-newsroom".into()))
+            .await
+            .unwrap(),
+        Some(partner.clone())
+    );
+    assert_eq!(
+        store.partner_by_name(&name).await.unwrap(),
+        Some(partner.clone())
+    );
+    let rotated = store
+        .rotate_token(&name, TokenHash("new".into()), "fp_new".into(), at(2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rotated.token_prefix, "fp_new");
+    assert_eq!(rotated.rotate_time, Some(at(2)));
+    assert!(
+        store
+            .partner_by_token(&TokenHash("hash-newsroom".into()))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let rural = SectionSlug::parse("rural").unwrap();
+    let politics = SectionSlug::parse("politics").unwrap();
+    let (limited, changed) = store
+        .change_rights(
+            &name,
+            RightsChange {
+                grant: false,
+                rights: vec![Right::Section(politics.clone()), Right::Embargoed],
+            },
+            vec![rural.clone(), politics.clone()],
+            at(3),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(changed);
+    assert_eq!(limited.partner.grant, SectionGrant::Only(vec![rural]));
+    assert!(!limited.partner.embargoed);
+    let (revoked, changed) = store.revoke_partner(&name, at(4)).await.unwrap().unwrap();
+    assert!(changed);
+    assert_eq!(revoked.revoke_time, Some(at(4)));
+    let (_, changed) = store.revoke_partner(&name, at(5)).await.unwrap().unwrap();
+    assert!(!changed);
+    assert!(store.partner_by_name(&name).await.unwrap().is_none());
+    assert!(
+        store
+            .partner_by_token(&TokenHash("new".into()))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let records = store.partner_records().await.unwrap();
+    assert_eq!(records, std::slice::from_ref(&revoked));
+    assert_eq!(store.partner_record(&name).await.unwrap(), Some(revoked));
+    let unknown = PartnerName::parse("nobody").unwrap();
+    assert!(
+        store
+            .revoke_partner(&unknown, at(6))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let entries = store
+        .audit_entries(&AuditFilter {
+            partner: Some(name.clone()),
+            since: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    let seen: Vec<(AuditOperation, Outcome)> =
+        entries.iter().map(|e| (e.operation, e.outcome)).collect();
+    assert_eq!(
+        seen,
+        [
+            (AuditOperation::PartnerRevoke, Outcome::Unchanged),
+            (AuditOperation::PartnerRevoke, Outcome::Ok),
+            (AuditOperation::PartnerDeny, Outcome::Ok),
+            (AuditOperation::PartnerRotate, Outcome::Ok),
+            (AuditOperation::PartnerAdd, Outcome::Ok),
+        ]
+    );
+    let since = store
+        .audit_entries(&AuditFilter {
+            partner: None,
+            since: Some(at(4)),
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(since.len(), 2);
+}
+
+contract!(
+    subscriptions_are_renewed_listed_while_leased_and_expired,
+    check_subscriptions
+);
+async fn check_subscriptions(store: &dyn Store) {
+    let now = at(0);
+    let subscription = |callback: &str, lease_seconds: i64| Subscription {
+        topic: Topic::new("politics/atom.xml").unwrap(),
+        callback: Callback::parse(callback).unwrap(),
+        secret: Some(Secret::new(b"s\xffcret".to_vec()).unwrap()),
+        verify_time: now,
+        expire_time: now + TimeDelta::seconds(lease_seconds),
+    };
+    let topic = Topic::new("politics/atom.xml").unwrap();
+    let kept = subscription("https://a.example/cb", 3600);
+    store.save_subscription(kept.clone(), now).await.unwrap();
+    store
+        .save_subscription(subscription("https://b.example/cb", -1), now)
+        .await
+        .unwrap();
+    let renewed = Subscription {
+        secret: None,
+        ..subscription("https://c.example/cb", 60)
+    };
+    store
+        .save_subscription(subscription("https://c.example/cb", 1), now)
+        .await
+        .unwrap();
+    store.save_subscription(renewed.clone(), now).await.unwrap();
+    let active = store.active_subscriptions(&topic, now).await.unwrap();
+    assert_eq!(active, [kept.clone(), renewed.clone()]);
+    assert_eq!(store.delete_expired_subscriptions(now).await.unwrap(), 1);
+    assert!(
+        store
+            .delete_subscription(&topic, &renewed.callback)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_subscription(&topic, &renewed.callback)
+            .await
+            .unwrap()
+    );
+    let other = Topic::new("rural/atom.xml").unwrap();
+    assert!(
+        store
+            .active_subscriptions(&other, now)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.active_subscriptions(&topic, now).await.unwrap(),
+        [kept]
+    );
+}
+
+/// Two stores on one PostgreSQL schema, as two replicas have; `None` without a test
+/// database.
+async fn postgres_replicas() -> Option<(Arc<dyn Store>, Arc<dyn Store>, PgPool, String)> {
+    let url = test_database_url()?;
+    let options = PgConnectOptions::from_str(&url).unwrap();
+    let admin = PgPool::connect_with(options.clone()).await.unwrap();
+    let mut random = [0_u8; 8];
+    getrandom::fill(&mut random).unwrap();
+    let schema = format!("replicas_{}", hex::encode(random));
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let options = options.options([("search_path", &schema)]);
+    let a = PostgresStore::connect_with(options.clone()).await.unwrap();
+    let b = PostgresStore::connect_with(options).await.unwrap();
+    Some((Arc::new(a), Arc::new(b), admin, schema))
+}
+
+/// Two replicas racing corrections of the same articles, with request ids, end as some
+/// serial order would: versions numbered without gaps or repeats, one event per version,
+/// in sequence order with no hole, archive counts equal to the rows, and each request id
+/// answered once.
+#[tokio::test]
+async fn replicas_racing_on_the_same_articles_end_as_some_serial_order() {
+    let Some((a, b, admin, schema)) = postgres_replicas().await else {
+        return;
+    };
+    let partner = add_partner(a.as_ref(), "newsroom").await;
+    let rounds = 20;
+    let race = |store: Arc<dyn Store>, replica: &'static str| {
+        let partner = partner.clone();
+        tokio::spawn(async move {
+            for round in 0..rounds {
+                for id in ["a-1", "a-2", "a-3"] {
+                    let mut w = write(id, 1, |d| {
+                        d.title = format!("{replica} {round}");
+                        d.section = if round % 2 == 0 { "rural" } else { "politics" }.into();
+                        d.tags = vec![format!("{replica}-{}", round % 3)];
+                    });
+                    w.request =
+                        RequestKey::parse(&format!("{replica}-{round}-{id}"), "publish", b"x")
+                            .unwrap();
+                    store
+                        .publish(partner.id, w, at(1000 + round), &actor(&partner))
+                        .await
+                        .unwrap();
+                }
+            }
+        })
+    };
+    let (one, two) = (race(a.clone(), "a"), race(b.clone(), "b"));
+    one.await.unwrap();
+    two.await.unwrap();
+
+    // Each replica announces its own commits at once, the other's when notified: the
+    // newer of the two heads is the last commit.
+    let head = (*a.event_head().borrow()).max(*b.event_head().borrow());
+    let every = EventFilter {
+        sections: None,
+        reader: partner.id,
+        embargoed: true,
+    };
+    let events = a.events(0, head, &every, 10_000).await.unwrap();
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=head).collect::<Vec<_>>(), "no hole, no repeat");
+    for id in ["a-1", "a-2", "a-3"] {
+        let id = ArticleId::parse(id).unwrap();
+        let versions = b
+            .article_versions(partner.id, &id, None, 1000)
+            .await
+            .unwrap();
+        let numbers: Vec<u32> = versions.iter().rev().map(|v| v.version).collect();
+        let count = u32::try_from(numbers.len()).unwrap();
+        assert_eq!(numbers, (1..=count).collect::<Vec<_>>(), "{id:?}");
+        // Each version follows the one before: its event shows exactly that content.
+        let logged: Vec<u32> = events
+            .iter()
+            .filter(|e| e.article.id == id)
+            .map(|e| e.article.version)
+            .collect();
+        assert_eq!(logged, (1..=count).collect::<Vec<_>>(), "{id:?}");
+        for event in events.iter().filter(|e| e.article.id == id) {
+            let stored = a
+                .article_version(partner.id, &id, event.article.version)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(stored.content, event.article.content);
+        }
+    }
+    // The archive counts kept by both writers equal the rows.
+    let articles = a.list_articles(partner.id, None, None, 100).await.unwrap();
+    assert_eq!(articles.len(), 3);
+    assert_eq!(a.archive_pages(&FeedScope::All, 1).await.unwrap(), 3);
+    for section in ["rural", "politics"] {
+        let slug = SectionSlug::parse(section).unwrap();
+        let shown = articles
+            .iter()
+            .filter(|x| x.content.section == slug)
+            .count();
+        assert_eq!(
+            b.archive_pages(&FeedScope::Section(slug), 1).await.unwrap(),
+            shown,
+            "{section}"
+        );
+    }
+    for tag in ["a-0", "a-1", "a-2", "b-0", "b-1", "b-2"] {
+        let shown = articles
+            .iter()
+            .filter(|x| x.content.tags.iter().any(|t| t == tag))
+            .count();
+        assert_eq!(
+            a.archive_pages(&FeedScope::tag(tag), 1).await.unwrap(),
+            shown,
+            "{tag}"
+        );
+    }
+    // A retry on the other replica gets the first answer.
+    let mut retry = write("a-1", 1, |d| {
+        d.title = "a 0".into();
+        d.tags = vec!["a-0".into()];
+    });
+    retry.request = RequestKey::parse("a-0-a-1", "publish", b"x").unwrap();
+    let replayed = b
+        .publish(partner.id, retry, at(5000), &actor(&partner))
+        .await
+        .unwrap();
+    assert!(matches!(replayed, Revision::Unchanged(_)));
+    a.close().await;
+    b.close().await;
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&admin)
+        .await
+        .unwrap();
+}
+
+contract!(
+    a_shared_store_lets_one_process_claim_each_delivery,
+    check_delivery_claims
+);
+async fn check_delivery_claims(store: &dyn Store) {
+    let topic = Topic::new("politics/atom.xml").unwrap();
+    let other = Topic::new("rural/atom.xml").unwrap();
+    let first = store.claim_delivery(&topic, "\"e1\"", at(0)).await.unwrap();
+    let again = store.claim_delivery(&topic, "\"e1\"", at(1)).await.unwrap();
+    let newer = store.claim_delivery(&topic, "\"e2\"", at(1)).await.unwrap();
+    let elsewhere = store.claim_delivery(&other, "\"e1\"", at(1)).await.unwrap();
+    assert!(first && newer && elsewhere);
+    // Only a store shared with other processes has anyone to leave a delivery to.
+    assert_eq!(again, !store.is_shared());
+    // A day later the claim is forgotten.
+    store
+        .delete_expired_subscriptions(at(2 * 24 * 60))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim_delivery(&topic, "\"e1\"", at(2 * 24 * 60))
+            .await
+            .unwrap()
+    );
+}

@@ -1,0 +1,798 @@
+//! The PostgreSQL backend, for several replicas on one database: every write is one
+//! transaction on a pooled connection; the locks it takes, not one writer task, keep
+//! concurrent writes (of this process or of other replicas) equal to some serial order.
+//!
+//! The rows are those of the SQLite backend, in the same encodings, and read back by the
+//! same decoders (`rows.rs`), so both answer every call with the same values.
+
+use super::postgres_partners as partners;
+use super::postgres_writes as writes;
+use super::rows::Columns;
+use super::sqlite::{
+    ARTICLE_COLUMNS, ArchiveFilter, NAME_TABLES, SHOWN_WHEN_RETRACTED, article_from_row,
+    from_nanos, names_table, nanos, qualified_columns,
+};
+use super::sqlite_audit::entry_from_row;
+use super::sqlite_history::{VERSIONED_COLUMNS, event_from_row, version_from_row};
+use super::sqlite_partners::{partner_from_row, record_from_row};
+use super::sqlite_websub::subscription_from_row;
+use super::{
+    ArchivePage, ArticleWrite, EventFilter, FeedContent, ListCursor, NewPartner, Retraction, Store,
+    StoreError,
+};
+use crate::domain::{
+    Actor, Article, ArticleEvent, ArticleId, AuditEntry, AuditFilter, FeedScope, Partner,
+    PartnerId, PartnerName, PartnerRecord, Revision, RightsChange, SectionSlug, TokenHash,
+    Tombstone, VersionSummary,
+};
+use crate::websub::{Callback, Subscription, Topic};
+use chrono::{DateTime, TimeDelta, Utc};
+use sqlx::Executor;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The channel a commit that logs events notifies, so every replica's `event_head` follows.
+pub(super) const EVENTS_CHANNEL: &str = "feedpub_events";
+/// How often a transaction that lost a race (deadlock, serialization failure) is run again.
+const RETRIES: u32 = 8;
+/// How often the newest event is read even without a notification (a lost connection).
+const HEAD_POLL: Duration = Duration::from_secs(5);
+
+/// PostgreSQL storage shared by any number of feedpub processes.
+pub struct PostgresStore {
+    pool: PgPool,
+    head: Arc<watch::Sender<u64>>,
+    event_head: watch::Receiver<u64>,
+    /// Follows the other replicas' events; stopped by `close`.
+    follower: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+/// Runs `$body` (an expression using `$conn: &mut PgConnection`, giving a future of
+/// `Result<T, StoreError>`) in a transaction, committed when it succeeds, and runs it again
+/// when it lost a race to another transaction.
+macro_rules! in_transaction {
+    ($store:expr, |$conn:ident| $body:expr) => {{
+        let mut attempt = 0;
+        loop {
+            let result: Result<_, StoreError> = async {
+                let mut tx = $store.pool.begin().await?;
+                let value = {
+                    let $conn: &mut sqlx::PgConnection = &mut tx;
+                    $body.await?
+                };
+                tx.commit().await?;
+                Ok(value)
+            }
+            .await;
+            match result {
+                Err(e) if attempt < RETRIES && lost_race(&e) => attempt += 1,
+                other => break other,
+            }
+        }
+    }};
+}
+
+/// True for the errors PostgreSQL gives a transaction it aborted for a concurrent one.
+fn lost_race(error: &StoreError) -> bool {
+    let StoreError::Database(e) = error else {
+        return false;
+    };
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| code == "40001" || code == "40P01")
+}
+
+/// Changes `?1`-style parameters (SQLite's) into `$1`-style ones (PostgreSQL's).
+pub(super) fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '?' && chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push('$');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://…`) and brings its schema up to date.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(PgConnectOptions::from_str(url)?).await
+    }
+
+    /// Connects with these options and brings the schema up to date.
+    pub async fn connect_with(options: PgConnectOptions) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await?;
+        migrate(&pool).await?;
+        let (head, event_head) = watch::channel(writes::event_head(&pool).await?);
+        let head = Arc::new(head);
+        let follower = tokio::spawn(follow_events(pool.clone(), head.clone())).abort_handle();
+        Ok(Self {
+            pool,
+            head,
+            event_head,
+            follower: Mutex::new(Some(follower)),
+        })
+    }
+
+    /// Announces the newest event after a commit of this process.
+    async fn announce(&self) {
+        match writes::event_head(&self.pool).await {
+            Ok(seq) => raise(&self.head, seq),
+            Err(e) => tracing::error!(error = %e, "cannot read the newest event"),
+        }
+    }
+}
+
+/// Applies the migrations in `migrations/postgres` that the database lacks. Replicas that
+/// start together are safe: the migrator holds a database-wide lock while it runs.
+pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
+    sqlx::migrate!("src/storage/migrations/postgres")
+        .run(pool)
+        .await
+        .map_err(|e| StoreError::Migrate(Arc::new(e)))
+}
+
+fn raise(head: &watch::Sender<u64>, seq: u64) {
+    head.send_if_modified(|current| {
+        let newer = seq > *current;
+        *current = seq.max(*current);
+        newer
+    });
+}
+
+/// Keeps `head` at the newest event any replica committed: on every notification of
+/// `EVENTS_CHANNEL`, and every `HEAD_POLL` in case one was missed.
+async fn follow_events(pool: PgPool, head: Arc<watch::Sender<u64>>) {
+    let mut listener = loop {
+        match PgListener::connect_with(&pool).await {
+            Ok(mut listener) => match listener.listen(EVENTS_CHANNEL).await {
+                Ok(()) => break listener,
+                Err(e) => tracing::warn!(error = %e, "cannot listen for events"),
+            },
+            Err(e) => tracing::warn!(error = %e, "cannot listen for events"),
+        }
+        tokio::time::sleep(HEAD_POLL).await;
+    };
+    loop {
+        // A notification, a reconnection (None) or a quiet period: read the head in all three.
+        if let Ok(Err(e)) = tokio::time::timeout(HEAD_POLL, listener.try_recv()).await {
+            tracing::warn!(error = %e, "lost the event notifications");
+            tokio::time::sleep(HEAD_POLL).await;
+        }
+        if let Ok(seq) = writes::event_head(&pool).await {
+            raise(&head, seq);
+        }
+    }
+}
+
+/// The three queries that read a feed, as `sqlite::FeedSql` (same parameters), for
+/// PostgreSQL: its `GREATEST` skips NULLs where SQLite's `MAX` returns NULL.
+struct FeedSql {
+    articles: String,
+    tombstones: String,
+    last_change: String,
+}
+
+impl FeedSql {
+    fn of(scope: &FeedScope) -> Self {
+        let sqlite = super::sqlite::FeedSql::of(scope);
+        let source = match scope {
+            FeedScope::All | FeedScope::Section(_) => "articles",
+            FeedScope::Author(_) | FeedScope::Tag(_) => names_table(scope),
+        };
+        let filter3 = match scope {
+            FeedScope::All => "",
+            FeedScope::Section(_) => "section = $3 AND",
+            FeedScope::Author(_) | FeedScope::Tag(_) => "name = $3 AND",
+        };
+        let last_change = format!(
+            "SELECT CASE WHEN changed.time IS NULL THEN NULL ELSE GREATEST(
+                 changed.time,
+                 (SELECT MAX(publish_time) FROM {source}
+                  WHERE {filter3} state = 1 AND publish_time <= $1),
+                 (SELECT MAX(expire_time) FROM {source} WHERE {filter3} expire_time <= $1),
+                 (SELECT MAX(embargo_time) FROM {source}
+                  WHERE {filter3} state = 1 AND embargo_time <= $1),
+                 (SELECT MAX(retract_time) FROM {source}
+                  WHERE {filter3} {SHOWN_WHEN_RETRACTED} AND retract_time <= $1 - $2) + $2)
+             END
+             FROM (SELECT MAX(change_time) AS time FROM {source} WHERE {filter3} TRUE) AS changed"
+        );
+        Self {
+            // SQLite's CROSS JOIN fixes the join order; PostgreSQL takes an inner join.
+            articles: numbered(&sqlite.articles).replace("CROSS JOIN", "JOIN"),
+            tombstones: numbered(&sqlite.tombstones),
+            last_change,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for PostgresStore {
+    async fn add_partner(
+        &self,
+        partner: NewPartner,
+        now: DateTime<Utc>,
+    ) -> Result<Partner, StoreError> {
+        in_transaction!(self, |conn| partners::add_partner(
+            conn,
+            partner.clone(),
+            now
+        ))
+    }
+
+    async fn partner_by_token(&self, hash: &TokenHash) -> Result<Option<Partner>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {} FROM partners WHERE token_hash = $1 AND revoke_time IS NULL",
+            partners::PARTNER_COLUMNS
+        ))
+        .bind(&hash.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(partner_from_row).transpose()
+    }
+
+    async fn partner_by_name(&self, name: &PartnerName) -> Result<Option<Partner>, StoreError> {
+        let found = partners::partner_record(&self.pool, name, false).await?;
+        Ok(found.filter(|r| r.revoke_time.is_none()).map(|r| r.partner))
+    }
+
+    async fn publish(
+        &self,
+        partner: PartnerId,
+        write: ArticleWrite,
+        now: DateTime<Utc>,
+        actor: &Actor,
+    ) -> Result<Revision, StoreError> {
+        let mut results = self.publish_batch(partner, vec![write], now, actor).await?;
+        results
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Corrupt("a publish gave no result".into())))
+    }
+
+    async fn retract(
+        &self,
+        partner: PartnerId,
+        retraction: Retraction,
+        now: DateTime<Utc>,
+        actor: &Actor,
+    ) -> Result<Option<(Article, bool)>, StoreError> {
+        let result = in_transaction!(self, |conn| writes::retract(
+            conn,
+            partner,
+            retraction.clone(),
+            now,
+            actor
+        ));
+        if matches!(result, Ok(Some((_, true)))) {
+            self.announce().await;
+        }
+        result
+    }
+
+    async fn article(
+        &self,
+        partner: PartnerId,
+        id: &ArticleId,
+    ) -> Result<Option<Article>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {ARTICLE_COLUMNS} FROM articles WHERE partner_id = $1 AND article_id = $2"
+        ))
+        .bind(partner.0)
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(article_from_row).transpose()
+    }
+
+    async fn list_articles(
+        &self,
+        partner: PartnerId,
+        section: Option<&SectionSlug>,
+        cursor: Option<&ListCursor>,
+        limit: usize,
+    ) -> Result<Vec<Article>, StoreError> {
+        let (after_time, after_id) = match cursor {
+            Some(c) => (nanos(c.publish_time), c.id.as_str()),
+            None => (i64::MAX, ""),
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {ARTICLE_COLUMNS} FROM articles
+             WHERE partner_id = $1 AND ($2::text IS NULL OR section = $2)
+               AND (publish_time < $3 OR (publish_time = $3 AND ($4 = '' OR article_id < $4)))
+             ORDER BY publish_time DESC, article_id DESC LIMIT $5"
+        ))
+        .bind(partner.0)
+        .bind(section.map(SectionSlug::as_str))
+        .bind(after_time)
+        .bind(after_id)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(article_from_row).collect()
+    }
+
+    async fn feed_content(
+        &self,
+        scope: &FeedScope,
+        now: DateTime<Utc>,
+        limit: usize,
+        tombstone_window: TimeDelta,
+    ) -> Result<FeedContent, StoreError> {
+        let window = tombstone_window.num_nanoseconds().unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let section = match scope {
+            FeedScope::All => None,
+            FeedScope::Section(slug) => Some(slug.as_str()),
+            FeedScope::Author(named) | FeedScope::Tag(named) => Some(named.name()),
+        };
+        let sql = FeedSql::of(scope);
+        // One snapshot for the three reads, so they agree with each other.
+        let mut tx = self.pool.begin().await?;
+        tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await?;
+        let mut query = sqlx::query(&sql.articles).bind(nanos(now)).bind(limit);
+        if let Some(section) = section {
+            query = query.bind(section);
+        }
+        let articles = query
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(article_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut query = sqlx::query(&sql.tombstones)
+            .bind(nanos(now))
+            .bind(limit)
+            .bind(window);
+        if let Some(section) = section {
+            query = query.bind(section);
+        }
+        let tombstones = query
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(Tombstone {
+                    guid: row.value("guid")?,
+                    when: from_nanos(row.value("retract_time")?),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let mut query = sqlx::query_scalar(&sql.last_change)
+            .bind(nanos(now))
+            .bind(window);
+        if let Some(section) = section {
+            query = query.bind(section);
+        }
+        let last_change: Option<i64> = query.fetch_one(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(FeedContent {
+            articles,
+            tombstones,
+            last_change: last_change.map(from_nanos),
+        })
+    }
+
+    async fn next_transition(
+        &self,
+        now: DateTime<Utc>,
+        tombstone_window: TimeDelta,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let next: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT LEAST(
+                 (SELECT MIN(publish_time) FROM articles WHERE state = 1 AND publish_time > $1),
+                 (SELECT MIN(expire_time) FROM articles WHERE expire_time > $1),
+                 (SELECT MIN(embargo_time) FROM articles WHERE state = 1 AND embargo_time > $1),
+                 (SELECT MIN(retract_time) FROM articles
+                  WHERE {SHOWN_WHEN_RETRACTED} AND retract_time > $1 - $2) + $2)"
+        ))
+        .bind(nanos(now))
+        .bind(tombstone_window.num_nanoseconds().unwrap_or(i64::MAX))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(next.map(from_nanos))
+    }
+
+    async fn save_subscription(
+        &self,
+        subscription: Subscription,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        partners::save_subscription(&self.pool, &subscription, now).await
+    }
+
+    async fn delete_subscription(
+        &self,
+        topic: &Topic,
+        callback: &Callback,
+    ) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("DELETE FROM websub_subscriptions WHERE topic = $1 AND callback = $2")
+                .bind(topic.path())
+                .bind(callback.as_str())
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn active_subscriptions(
+        &self,
+        topic: &Topic,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Subscription>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT topic, callback, secret, verify_time, expire_time FROM websub_subscriptions
+             WHERE topic = $1 AND expire_time > $2 ORDER BY callback",
+        )
+        .bind(topic.path())
+        .bind(nanos(now))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(subscription_from_row).collect()
+    }
+
+    async fn delete_expired_subscriptions(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        // Claims of deliveries a day old are of no use any more.
+        sqlx::query("DELETE FROM websub_deliveries WHERE claim_time < $1")
+            .bind(nanos(now - TimeDelta::days(1)))
+            .execute(&self.pool)
+            .await?;
+        let done = sqlx::query("DELETE FROM websub_subscriptions WHERE expire_time <= $1")
+            .bind(nanos(now))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn archive_page(
+        &self,
+        scope: &FeedScope,
+        page: usize,
+        size: usize,
+        now: DateTime<Utc>,
+    ) -> Result<ArchivePage, StoreError> {
+        let pages = self.archive_pages(scope, size).await?;
+        if page == 0 || page > pages || size == 0 {
+            return Ok(ArchivePage {
+                pages,
+                ..ArchivePage::default()
+            });
+        }
+        let (source, value) = ArchiveFilter::of(scope).query_source();
+        let sql = numbered(&format!(
+            "SELECT {} FROM {source}
+             ORDER BY articles.create_time, articles.guid LIMIT ?1 OFFSET ?2",
+            qualified_columns()
+        ));
+        let mut query = sqlx::query(&sql)
+            .bind(i64::try_from(size).unwrap_or(i64::MAX))
+            .bind(i64::try_from((page - 1) * size).unwrap_or(i64::MAX));
+        if let Some(value) = value {
+            query = query.bind(value);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        let mut articles = rows
+            .iter()
+            .map(article_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let last_change = articles.iter().map(|a| a.change_time).max();
+        articles.retain(|a| a.is_visible(now));
+        articles.sort_by(|a, b| {
+            b.content
+                .publish_time
+                .cmp(&a.content.publish_time)
+                .then_with(|| a.guid.cmp(&b.guid))
+        });
+        Ok(ArchivePage {
+            articles,
+            pages,
+            last_change,
+        })
+    }
+
+    async fn archive_pages(&self, scope: &FeedScope, size: usize) -> Result<usize, StoreError> {
+        let (kind, name) = match scope {
+            FeedScope::All => ("all", ""),
+            FeedScope::Section(slug) => ("section", slug.as_str()),
+            FeedScope::Author(named) => ("author", named.name()),
+            FeedScope::Tag(named) => ("tag", named.name()),
+        };
+        let count: Option<i64> =
+            sqlx::query_scalar("SELECT articles FROM feed_sizes WHERE kind = $1 AND name = $2")
+                .bind(kind)
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(usize::try_from(count.unwrap_or(0))
+            .unwrap_or(0)
+            .div_ceil(size.max(1)))
+    }
+
+    async fn named_scopes(&self) -> Result<Vec<FeedScope>, StoreError> {
+        let mut scopes = Vec::new();
+        for (table, scope) in NAME_TABLES {
+            let names: Vec<String> =
+                sqlx::query_scalar(&format!("SELECT DISTINCT name FROM {table} ORDER BY name"))
+                    .fetch_all(&self.pool)
+                    .await?;
+            scopes.extend(names.iter().map(|name| scope(name)));
+        }
+        Ok(scopes)
+    }
+
+    async fn named_scopes_in_transition(
+        &self,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+        tombstone_window: TimeDelta,
+    ) -> Result<Vec<FeedScope>, StoreError> {
+        if until <= after {
+            return Ok(Vec::new());
+        }
+        let window = tombstone_window.num_nanoseconds().unwrap_or(i64::MAX);
+        let mut scopes = Vec::new();
+        for (table, scope) in NAME_TABLES {
+            let names: Vec<String> = sqlx::query_scalar(&format!(
+                "SELECT DISTINCT named.name FROM (
+                     SELECT partner_id, article_id FROM articles
+                         WHERE state = 1 AND publish_time > $1 AND publish_time <= $2
+                     UNION SELECT partner_id, article_id FROM articles
+                         WHERE expire_time > $1 AND expire_time <= $2
+                     UNION SELECT partner_id, article_id FROM articles
+                         WHERE embargo_time > $1 AND embargo_time <= $2
+                     UNION SELECT partner_id, article_id FROM articles
+                         WHERE state = 2 AND retract_time > $1 - $3 AND retract_time <= $2 - $3
+                 ) AS due JOIN {table} AS named USING (partner_id, article_id)
+                 ORDER BY named.name"
+            ))
+            .bind(nanos(after))
+            .bind(nanos(until))
+            .bind(window)
+            .fetch_all(&self.pool)
+            .await?;
+            scopes.extend(names.iter().map(|name| scope(name)));
+        }
+        Ok(scopes)
+    }
+
+    async fn close(&self) {
+        let follower = self.follower.lock().ok().and_then(|mut f| f.take());
+        if let Some(follower) = follower {
+            follower.abort();
+        }
+        self.pool.close().await;
+    }
+
+    async fn partner_records(&self) -> Result<Vec<PartnerRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM partners ORDER BY name",
+            partners::PARTNER_COLUMNS
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    async fn partner_record(
+        &self,
+        name: &PartnerName,
+    ) -> Result<Option<PartnerRecord>, StoreError> {
+        partners::partner_record(&self.pool, name, false).await
+    }
+
+    async fn revoke_partner(
+        &self,
+        name: &PartnerName,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(PartnerRecord, bool)>, StoreError> {
+        in_transaction!(self, |conn| partners::revoke_partner(conn, name, now))
+    }
+
+    async fn rotate_token(
+        &self,
+        name: &PartnerName,
+        token_hash: TokenHash,
+        token_prefix: String,
+        now: DateTime<Utc>,
+    ) -> Result<Option<PartnerRecord>, StoreError> {
+        in_transaction!(self, |conn| partners::rotate_token(
+            conn,
+            name,
+            token_hash.clone(),
+            token_prefix.clone(),
+            now
+        ))
+    }
+
+    async fn change_rights(
+        &self,
+        name: &PartnerName,
+        change: RightsChange,
+        configured: Vec<SectionSlug>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(PartnerRecord, bool)>, StoreError> {
+        in_transaction!(self, |conn| partners::change_rights(
+            conn,
+            name,
+            change.clone(),
+            configured.clone(),
+            now
+        ))
+    }
+
+    async fn record_audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
+        partners::insert_audit(&self.pool, &entry).await
+    }
+
+    async fn audit_entries(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT time, partner, operation, article_id, peer, outcome, detail FROM audit_log
+             WHERE ($1::text IS NULL OR partner = $1) AND ($2::bigint IS NULL OR time >= $2)
+             ORDER BY time DESC, id DESC LIMIT $3",
+        )
+        .bind(filter.partner.as_ref().map(|p| p.as_str()))
+        .bind(filter.since.map(nanos))
+        .bind(i64::try_from(filter.limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
+    async fn publish_batch(
+        &self,
+        partner: PartnerId,
+        writes: Vec<ArticleWrite>,
+        now: DateTime<Utc>,
+        actor: &Actor,
+    ) -> Result<Vec<Result<Revision, StoreError>>, StoreError> {
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let results = in_transaction!(self, |conn| writes::publish(
+            conn,
+            partner,
+            writes.clone(),
+            now,
+            actor
+        ))?;
+        let logged = results
+            .iter()
+            .any(|r| matches!(r, Ok(Revision::Created(_)) | Ok(Revision::Updated { .. })));
+        if logged {
+            self.announce().await;
+        }
+        Ok(results)
+    }
+
+    async fn article_version(
+        &self,
+        partner: PartnerId,
+        id: &ArticleId,
+        version: u32,
+    ) -> Result<Option<Article>, StoreError> {
+        writes::article_at(&self.pool, partner, id, version).await
+    }
+
+    async fn article_versions(
+        &self,
+        partner: PartnerId,
+        id: &ArticleId,
+        before: Option<u32>,
+        limit: usize,
+    ) -> Result<Vec<VersionSummary>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT version, etag, title, updated FROM (
+                 SELECT version, etag, title, updated FROM articles
+                     WHERE partner_id = $1 AND article_id = $2
+                 UNION ALL
+                 SELECT version, etag, title, updated FROM article_versions
+                     WHERE partner_id = $1 AND article_id = $2) AS every_version
+             WHERE version < $3 ORDER BY version DESC LIMIT $4",
+        )
+        .bind(partner.0)
+        .bind(id.as_str())
+        .bind(before.map_or(i64::MAX, i64::from))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(version_from_row).collect()
+    }
+
+    async fn events(
+        &self,
+        after: u64,
+        until: u64,
+        filter: &EventFilter,
+        limit: usize,
+    ) -> Result<Vec<ArticleEvent>, StoreError> {
+        let sections: Option<Vec<String>> = filter
+            .sections
+            .as_ref()
+            .map(|sections| sections.iter().map(|s| s.as_str().to_owned()).collect());
+        let rows = sqlx::query(&format!(
+            "SELECT e.seq, e.kind, e.event_time, p.name AS owner, {}
+             FROM article_events AS e
+             JOIN articles AS a ON a.partner_id = e.partner_id AND a.article_id = e.article_id
+             JOIN partners AS p ON p.id = e.partner_id
+             LEFT JOIN article_versions AS v ON v.partner_id = e.partner_id
+                 AND v.article_id = e.article_id AND v.version = e.version
+             WHERE e.seq > $1 AND e.seq <= $2
+               AND ($3::text[] IS NULL OR e.section = ANY($3))
+               AND (NOT e.embargoed OR $4 OR e.partner_id = $5)
+             ORDER BY e.seq LIMIT $6",
+            *VERSIONED_COLUMNS
+        ))
+        .bind(i64::try_from(after).unwrap_or(i64::MAX))
+        .bind(i64::try_from(until).unwrap_or(i64::MAX))
+        .bind(sections)
+        .bind(filter.embargoed)
+        .bind(filter.reader.0)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    fn event_head(&self) -> watch::Receiver<u64> {
+        self.event_head.clone()
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    async fn claim_delivery(
+        &self,
+        topic: &Topic,
+        etag: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let claimed = sqlx::query(
+            "INSERT INTO websub_deliveries (topic, etag, claim_time) VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(topic.path())
+        .bind(etag)
+        .bind(nanos(now))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(claimed == 1)
+    }
+
+    async fn lift_embargoes(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let lifted = in_transaction!(self, |conn| writes::lift_embargoes(conn, now))?;
+        if lifted > 0 {
+            self.announce().await;
+        }
+        Ok(lifted)
+    }
+
+    async fn next_embargo_lift(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let next: Option<i64> = sqlx::query_scalar("SELECT MIN(embargo_time) FROM embargo_lifts")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(next.map(from_nanos))
+    }
+
+    async fn forget_requests(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        Ok(
+            sqlx::query("DELETE FROM request_ids WHERE create_time < $1")
+                .bind(nanos(before))
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
+    }
+}

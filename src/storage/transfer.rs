@@ -1,0 +1,585 @@
+//! Moving a deployment between databases (SQLite to PostgreSQL, or back): `export` writes
+//! every stored row as JSON lines, `import` loads them into an empty database in one
+//! transaction. Both backends store the same values in the same encodings, so a row goes
+//! across unchanged: articles with every past version, the event log with its sequence
+//! numbers (followers' cursors stay valid), partners with their token hashes and rights,
+//! request ids, pending embargo lifts, subscriptions and the audit log.
+
+use super::rows::Columns;
+use super::sqlite::DATABASE_FILE;
+use super::{PostgresStore, SqliteStore, Store as _, StoreError};
+use crate::config::Server;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde_json::{Map, Value, json};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use sqlx::{Postgres, Sqlite, Transaction};
+use std::io::{BufRead, Write};
+use std::str::FromStr;
+use tokio_stream::StreamExt;
+
+/// The first line of an export names its format and version.
+const FORMAT: &str = "feedpub-export";
+const VERSION: u64 = 1;
+
+/// How a column's values are stored and written in an export.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Int,
+    Text,
+    Bool,
+    /// Bytes, as base64 in the export.
+    Bytes,
+}
+
+use Kind::{Bool, Bytes, Int, Text};
+
+/// A table, the order its rows are exported in, and its columns.
+struct Table {
+    name: &'static str,
+    order: &'static str,
+    columns: &'static [(&'static str, Kind)],
+}
+
+/// Every table, parents first. `feed_sizes` is not among them: it is counted again from
+/// the articles after an import.
+const TABLES: &[Table] = &[
+    Table {
+        name: "partners",
+        order: "id",
+        columns: &[
+            ("id", Int),
+            ("name", Text),
+            ("token_hash", Text),
+            ("token_prefix", Text),
+            ("all_sections", Bool),
+            ("sections", Text),
+            ("embargoed", Bool),
+            ("create_time", Int),
+            ("rotate_time", Int),
+            ("revoke_time", Int),
+        ],
+    },
+    Table {
+        name: "articles",
+        order: "partner_id, article_id",
+        columns: &[
+            ("partner_id", Int),
+            ("article_id", Text),
+            ("guid", Text),
+            ("section", Text),
+            ("state", Int),
+            ("title", Text),
+            ("subtitle", Text),
+            ("kicker", Text),
+            ("authors", Text),
+            ("summary", Text),
+            ("content_html", Text),
+            ("content_text", Text),
+            ("tags", Text),
+            ("canonical_url", Text),
+            ("publish_time", Int),
+            ("update_time", Int),
+            ("updated", Int),
+            ("expire_time", Int),
+            ("create_time", Int),
+            ("change_time", Int),
+            ("retract_time", Int),
+            ("retract_reason", Text),
+            ("etag", Text),
+            ("embargo_time", Int),
+            ("media", Text),
+            ("language", Text),
+            ("version", Int),
+        ],
+    },
+    Table {
+        name: "article_versions",
+        order: "partner_id, article_id, version",
+        columns: &[
+            ("partner_id", Int),
+            ("article_id", Text),
+            ("version", Int),
+            ("section", Text),
+            ("title", Text),
+            ("subtitle", Text),
+            ("kicker", Text),
+            ("authors", Text),
+            ("summary", Text),
+            ("content_html", Text),
+            ("content_text", Text),
+            ("tags", Text),
+            ("canonical_url", Text),
+            ("publish_time", Int),
+            ("update_time", Int),
+            ("updated", Int),
+            ("expire_time", Int),
+            ("embargo_time", Int),
+            ("media", Text),
+            ("language", Text),
+            ("etag", Text),
+        ],
+    },
+    Table {
+        name: "article_authors",
+        order: "name, partner_id, article_id",
+        columns: NAME_COLUMNS,
+    },
+    Table {
+        name: "article_tags",
+        order: "name, partner_id, article_id",
+        columns: NAME_COLUMNS,
+    },
+    Table {
+        name: "article_events",
+        order: "seq",
+        columns: &[
+            ("seq", Int),
+            ("partner_id", Int),
+            ("article_id", Text),
+            ("version", Int),
+            ("kind", Int),
+            ("section", Text),
+            ("embargoed", Bool),
+            ("event_time", Int),
+        ],
+    },
+    Table {
+        name: "request_ids",
+        order: "partner_id, request_id",
+        columns: &[
+            ("partner_id", Int),
+            ("request_id", Text),
+            ("fingerprint", Text),
+            ("article_id", Text),
+            ("version", Int),
+            ("state", Int),
+            ("retract_time", Int),
+            ("retract_reason", Text),
+            ("create_time", Int),
+        ],
+    },
+    Table {
+        name: "embargo_lifts",
+        order: "partner_id, article_id",
+        columns: &[
+            ("partner_id", Int),
+            ("article_id", Text),
+            ("embargo_time", Int),
+        ],
+    },
+    Table {
+        name: "websub_subscriptions",
+        order: "topic, callback",
+        columns: &[
+            ("topic", Text),
+            ("callback", Text),
+            ("secret", Bytes),
+            ("create_time", Int),
+            ("verify_time", Int),
+            ("expire_time", Int),
+        ],
+    },
+    Table {
+        name: "audit_log",
+        order: "id",
+        columns: &[
+            ("id", Int),
+            ("time", Int),
+            ("partner", Text),
+            ("operation", Text),
+            ("article_id", Text),
+            ("peer", Text),
+            ("outcome", Text),
+            ("detail", Text),
+        ],
+    },
+];
+
+const NAME_COLUMNS: &[(&str, Kind)] = &[
+    ("name", Text),
+    ("partner_id", Int),
+    ("article_id", Text),
+    ("guid", Text),
+    ("state", Int),
+    ("publish_time", Int),
+    ("expire_time", Int),
+    ("embargo_time", Int),
+    ("change_time", Int),
+    ("retract_time", Int),
+];
+
+/// Why an export or an import failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot write the export: {0}")]
+    Write(std::io::Error),
+    #[error("cannot read the export: {0}")]
+    Read(std::io::Error),
+    #[error("line {line} of the export: {message}")]
+    Invalid { line: usize, message: String },
+    #[error(
+        "the target database already holds {0} partners or articles; import only into an empty one (or pass --allow-non-empty)"
+    )]
+    NotEmpty(i64),
+}
+
+impl From<sqlx::Error> for TransferError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Store(e.into())
+    }
+}
+
+/// How many rows of each table an export or import moved, in table order.
+pub type Counts = Vec<(&'static str, u64)>;
+
+/// A database as the settings name it, opened with its schema up to date.
+enum Database {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+impl Database {
+    async fn open(server: &Server) -> Result<Self, StoreError> {
+        match &server.database_url {
+            Some(url) => {
+                // Connecting as a store brings the schema up to date.
+                PostgresStore::connect(url.expose()).await?.close().await;
+                let options = PgConnectOptions::from_str(url.expose())?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(options)
+                    .await?;
+                Ok(Self::Postgres(pool))
+            }
+            None => {
+                SqliteStore::open(&server.data_dir).await?.close().await;
+                let options = SqliteConnectOptions::new()
+                    .filename(server.data_dir.join(DATABASE_FILE))
+                    .foreign_keys(true);
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(options)
+                    .await?;
+                Ok(Self::Sqlite(pool))
+            }
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            Self::Sqlite(pool) => pool.close().await,
+            Self::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+/// Applies the migrations the database the settings name lacks; returns the newest
+/// migration version it then has.
+pub async fn migrate(server: &Server) -> Result<i64, StoreError> {
+    let database = Database::open(server).await?;
+    let query = "SELECT MAX(version) FROM _sqlx_migrations WHERE success";
+    let version: Option<i64> = match &database {
+        Database::Sqlite(pool) => sqlx::query_scalar(query).fetch_one(pool).await?,
+        Database::Postgres(pool) => sqlx::query_scalar(query).fetch_one(pool).await?,
+    };
+    database.close().await;
+    Ok(version.unwrap_or(0))
+}
+
+/// Writes every row of the database the settings name to `out` as JSON lines, from one
+/// consistent snapshot: a header line, then one `{"table": …, "row": {…}}` per row.
+pub async fn export(server: &Server, out: &mut impl Write) -> Result<Counts, TransferError> {
+    let database = Database::open(server).await?;
+    let header = json!({"format": FORMAT, "version": VERSION});
+    writeln!(out, "{header}").map_err(TransferError::Write)?;
+    let mut counts = Vec::with_capacity(TABLES.len());
+    match &database {
+        Database::Sqlite(pool) => {
+            // One read transaction: every table as of the same instant.
+            let mut tx = pool.begin().await?;
+            for table in TABLES {
+                let sql = select_sql(table);
+                let mut rows = sqlx::query(&sql).fetch(&mut *tx);
+                let mut count = 0;
+                while let Some(row) = rows.next().await {
+                    write_row(out, table, &row?)?;
+                    count += 1;
+                }
+                counts.push((table.name, count));
+            }
+            tx.commit().await?;
+        }
+        Database::Postgres(pool) => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(&mut *tx)
+                .await?;
+            for table in TABLES {
+                let sql = select_sql(table);
+                let mut rows = sqlx::query(&sql).fetch(&mut *tx);
+                let mut count = 0;
+                while let Some(row) = rows.next().await {
+                    write_row(out, table, &row?)?;
+                    count += 1;
+                }
+                counts.push((table.name, count));
+            }
+            tx.commit().await?;
+        }
+    }
+    out.flush().map_err(TransferError::Write)?;
+    database.close().await;
+    Ok(counts)
+}
+
+fn select_sql(table: &Table) -> String {
+    let columns: Vec<&str> = table.columns.iter().map(|(name, _)| *name).collect();
+    format!(
+        "SELECT {} FROM {} ORDER BY {}",
+        columns.join(", "),
+        table.name,
+        table.order
+    )
+}
+
+fn write_row(out: &mut impl Write, table: &Table, row: &impl Columns) -> Result<(), TransferError> {
+    let mut values = Map::new();
+    for (column, kind) in table.columns {
+        let value = match kind {
+            Int => row.value::<Option<i64>>(column)?.map(Value::from),
+            Text => row.value::<Option<String>>(column)?.map(Value::from),
+            Bool => row.value::<Option<bool>>(column)?.map(Value::from),
+            Bytes => row
+                .value::<Option<Vec<u8>>>(column)?
+                .map(|bytes| Value::from(BASE64.encode(bytes))),
+        };
+        values.insert((*column).to_owned(), value.unwrap_or(Value::Null));
+    }
+    let line = json!({"table": table.name, "row": values});
+    writeln!(out, "{line}").map_err(TransferError::Write)
+}
+
+/// One value of an imported row, as bound to a statement.
+enum Bound {
+    Int(Option<i64>),
+    Text(Option<String>),
+    Bool(Option<bool>),
+    Bytes(Option<Vec<u8>>),
+}
+
+/// Loads an export into the database the settings name, in one transaction: nothing is
+/// stored unless every line is. The target must hold no partner and no article unless
+/// `allow_non_empty`.
+pub async fn import(
+    server: &Server,
+    input: impl BufRead,
+    allow_non_empty: bool,
+) -> Result<Counts, TransferError> {
+    let database = Database::open(server).await?;
+    let result = match &database {
+        Database::Sqlite(pool) => {
+            let mut tx = pool.begin().await?;
+            let counts = import_into(&mut Target::Sqlite(&mut tx), input, allow_non_empty).await?;
+            tx.commit().await?;
+            counts
+        }
+        Database::Postgres(pool) => {
+            let mut tx = pool.begin().await?;
+            let counts =
+                import_into(&mut Target::Postgres(&mut tx), input, allow_non_empty).await?;
+            tx.commit().await?;
+            counts
+        }
+    };
+    database.close().await;
+    Ok(result)
+}
+
+/// The transaction an import writes in.
+enum Target<'a, 't> {
+    Sqlite(&'a mut Transaction<'t, Sqlite>),
+    Postgres(&'a mut Transaction<'t, Postgres>),
+}
+
+impl Target<'_, '_> {
+    async fn scalar(&mut self, sql: &str) -> Result<i64, sqlx::Error> {
+        match self {
+            Self::Sqlite(tx) => sqlx::query_scalar(sql).fetch_one(&mut ***tx).await,
+            Self::Postgres(tx) => sqlx::query_scalar(sql).fetch_one(&mut ***tx).await,
+        }
+    }
+
+    async fn execute(&mut self, sql: &str) -> Result<(), sqlx::Error> {
+        match self {
+            Self::Sqlite(tx) => sqlx::raw_sql(sql).execute(&mut ***tx).await.map(drop),
+            Self::Postgres(tx) => sqlx::raw_sql(sql).execute(&mut ***tx).await.map(drop),
+        }
+    }
+
+    async fn insert(&mut self, table: &Table, values: Vec<Bound>) -> Result<(), sqlx::Error> {
+        let columns: Vec<&str> = table.columns.iter().map(|(name, _)| *name).collect();
+        let placeholders: Vec<String> = match self {
+            Self::Sqlite(_) => vec!["?".to_owned(); columns.len()],
+            Self::Postgres(_) => (1..=columns.len()).map(|n| format!("${n}")).collect(),
+        };
+        let sql = format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            table.name,
+            columns.join(", "),
+            placeholders.join(", ")
+        );
+        match self {
+            Self::Sqlite(tx) => {
+                let mut query = sqlx::query(&sql);
+                for value in values {
+                    query = match value {
+                        Bound::Int(v) => query.bind(v),
+                        Bound::Text(v) => query.bind(v),
+                        Bound::Bool(v) => query.bind(v),
+                        Bound::Bytes(v) => query.bind(v),
+                    };
+                }
+                query.execute(&mut ***tx).await.map(drop)
+            }
+            Self::Postgres(tx) => {
+                let mut query = sqlx::query(&sql);
+                for value in values {
+                    query = match value {
+                        Bound::Int(v) => query.bind(v),
+                        Bound::Text(v) => query.bind(v),
+                        Bound::Bool(v) => query.bind(v),
+                        Bound::Bytes(v) => query.bind(v),
+                    };
+                }
+                query.execute(&mut ***tx).await.map(drop)
+            }
+        }
+    }
+}
+
+async fn import_into(
+    target: &mut Target<'_, '_>,
+    input: impl BufRead,
+    allow_non_empty: bool,
+) -> Result<Counts, TransferError> {
+    let held = target
+        .scalar("SELECT (SELECT COUNT(*) FROM partners) + (SELECT COUNT(*) FROM articles)")
+        .await?;
+    if held > 0 && !allow_non_empty {
+        return Err(TransferError::NotEmpty(held));
+    }
+    let mut counts: Counts = TABLES.iter().map(|t| (t.name, 0)).collect();
+    let mut lines = input.lines().enumerate();
+    let invalid = |line: usize, message: String| TransferError::Invalid {
+        line: line + 1,
+        message,
+    };
+    let Some((_, header)) = lines.next() else {
+        return Err(invalid(0, "the export is empty".to_owned()));
+    };
+    let header: Value = serde_json::from_str(&header.map_err(TransferError::Read)?)
+        .map_err(|e| invalid(0, e.to_string()))?;
+    if header.get("format") != Some(&json!(FORMAT))
+        || header.get("version") != Some(&json!(VERSION))
+    {
+        return Err(invalid(
+            0,
+            format!("not a {FORMAT} version {VERSION} file: {header}"),
+        ));
+    }
+    for (number, line) in lines {
+        let line = line.map_err(TransferError::Read)?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record: Value =
+            serde_json::from_str(&line).map_err(|e| invalid(number, e.to_string()))?;
+        let name = record.get("table").and_then(Value::as_str).unwrap_or("");
+        let Some(at) = TABLES.iter().position(|t| t.name == name) else {
+            return Err(invalid(number, format!("unknown table {name:?}")));
+        };
+        let table = &TABLES[at];
+        let Some(row) = record.get("row").and_then(Value::as_object) else {
+            return Err(invalid(number, "no row".to_owned()));
+        };
+        if let Some(unknown) = row
+            .keys()
+            .find(|key| !table.columns.iter().any(|(c, _)| c == key))
+        {
+            return Err(invalid(number, format!("{name} has no column {unknown:?}")));
+        }
+        let values = table
+            .columns
+            .iter()
+            .map(|(column, kind)| bound(row.get(*column), *kind))
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(|e| invalid(number, e))?;
+        target
+            .insert(table, values)
+            .await
+            .map_err(|e| invalid(number, e.to_string()))?;
+        counts[at].1 += 1;
+    }
+    // What the write path keeps as it goes: the archive sizes, and (PostgreSQL) the next
+    // numbers of the identity columns.
+    target
+        .execute(
+            "DELETE FROM feed_sizes;
+             INSERT INTO feed_sizes SELECT 'all', '', COUNT(*) FROM articles;
+             INSERT INTO feed_sizes SELECT 'section', section, COUNT(*) FROM articles GROUP BY section;
+             INSERT INTO feed_sizes SELECT 'author', name, COUNT(*) FROM article_authors GROUP BY name;
+             INSERT INTO feed_sizes SELECT 'tag', name, COUNT(*) FROM article_tags GROUP BY name;",
+        )
+        .await?;
+    if let Target::Postgres(_) = target {
+        for (table, column) in [
+            ("partners", "id"),
+            ("article_events", "seq"),
+            ("audit_log", "id"),
+        ] {
+            target
+                .execute(&format!(
+                    "SELECT setval(pg_get_serial_sequence('{table}', '{column}'),
+                                   COALESCE((SELECT MAX({column}) FROM {table}), 0) + 1, false)"
+                ))
+                .await?;
+        }
+    }
+    Ok(counts)
+}
+
+/// The value of one column of an imported row; absent is NULL.
+fn bound(value: Option<&Value>, kind: Kind) -> Result<Bound, String> {
+    let value = value.filter(|v| !v.is_null());
+    let wrong = |v: &Value| format!("{v} is not a {kind:?} value");
+    Ok(match kind {
+        Int => Bound::Int(
+            value
+                .map(|v| v.as_i64().ok_or_else(|| wrong(v)))
+                .transpose()?,
+        ),
+        Text => Bound::Text(
+            value
+                .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| wrong(v)))
+                .transpose()?,
+        ),
+        Bool => Bound::Bool(
+            value
+                .map(|v| v.as_bool().ok_or_else(|| wrong(v)))
+                .transpose()?,
+        ),
+        Bytes => Bound::Bytes(
+            value
+                .map(|v| {
+                    v.as_str()
+                        .and_then(|s| BASE64.decode(s).ok())
+                        .ok_or_else(|| wrong(v))
+                })
+                .transpose()?,
+        ),
+    })
+}

@@ -1,0 +1,61 @@
+//! A fresh PostgreSQL database for a test, on the server `FEEDPUB_TEST_DATABASE_URL` names
+//! (whose role may create databases). Without that variable the test is skipped, with a
+//! message, except in CI (`CI` set), where it fails.
+
+use sqlx::Connection;
+use sqlx::postgres::PgConnection;
+use url::Url;
+
+const VARIABLE: &str = "FEEDPUB_TEST_DATABASE_URL";
+
+/// A database of its own, removed by [`TestDatabase::remove`].
+pub struct TestDatabase {
+    /// Its URL, password included.
+    pub url: String,
+    admin: String,
+    name: String,
+}
+
+/// A new empty database, or `None` (with a message) when no test server is configured.
+pub async fn fresh_database() -> Option<TestDatabase> {
+    let admin = match std::env::var(VARIABLE) {
+        Ok(url) if !url.is_empty() => url,
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("{VARIABLE} is not set: CI must test the PostgreSQL backend")
+        }
+        _ => {
+            eprintln!("PostgreSQL skipped: {VARIABLE} is not set");
+            return None;
+        }
+    };
+    let mut random = [0_u8; 8];
+    getrandom::fill(&mut random).unwrap();
+    let name = format!("feedpub_test_{}", hex::encode(random));
+    let mut conn = PgConnection::connect(&admin)
+        .await
+        .expect("the test database server accepts connections");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("the test role may create databases");
+    conn.close().await.unwrap();
+    let mut url = Url::parse(&admin).unwrap();
+    url.set_path(&name);
+    Some(TestDatabase {
+        url: url.to_string(),
+        admin,
+        name,
+    })
+}
+
+impl TestDatabase {
+    /// Drops the database, closing whatever connections are left.
+    pub async fn remove(self) {
+        let mut conn = PgConnection::connect(&self.admin).await.unwrap();
+        sqlx::query(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    }
+}
