@@ -293,6 +293,7 @@ async fn nothing_acknowledged_is_lost_and_nothing_breaks_across_random_kills() {
             data_dir: &data_dir,
             feeds_dir: &feeds_dir,
             log_filter: None,
+            config: None,
         })
     };
     let ledger: Ledger = Arc::default();

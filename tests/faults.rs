@@ -202,6 +202,7 @@ async fn write_errors_past_a_file_size_limit_are_reported_survived_and_recovered
         data_dir: &data_dir,
         feeds_dir: &feeds_dir,
         log_filter: None,
+        config: None,
     });
     let running = server.wait_ready();
     let pid = server.pid();
@@ -406,6 +407,7 @@ async fn a_full_disk_is_reported_survived_and_recovered_from() {
         data_dir: &data_dir,
         feeds_dir: &feeds_dir,
         log_filter: None,
+        config: None,
     });
     let running = server.wait_ready();
     publish(

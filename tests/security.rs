@@ -244,6 +244,7 @@ async fn start(dir: &Path, log_filter: &str) -> (ServeProcess, Running, Tokens) 
         data_dir: &data_dir,
         feeds_dir: &dir.join("feeds"),
         log_filter: Some(log_filter),
+        config: None,
     });
     let running = server.wait_ready();
     (server, running, tokens)

@@ -157,11 +157,13 @@ pub struct ServeOptions<'a> {
     pub feeds_dir: &'a Path,
     /// `RUST_LOG`; `None` keeps the binary's default.
     pub log_filter: Option<&'a str>,
+    /// `--config FILE`; `None`: the embedded sample.
+    pub config: Option<&'a Path>,
 }
 
 impl ServeProcess {
-    /// Starts `feedpub serve` with the embedded sample configuration (the working folder is
-    /// the data folder's parent, which holds no `feedpub.toml`), no `FEEDPUB_*` or
+    /// Starts `feedpub serve` with the given or the embedded sample configuration (the
+    /// working folder is the data folder's parent, which holds no `feedpub.toml`), no `FEEDPUB_*` or
     /// `RUST_LOG` variable inherited, and both listeners on port 0. Returns at once: see
     /// [`ServeProcess::wait_ready`].
     pub fn start(options: ServeOptions<'_>) -> Self {
@@ -177,6 +179,9 @@ impl ServeProcess {
             .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        if let Some(config) = options.config {
+            cmd.arg("--config").arg(config);
+        }
         if let Some(filter) = options.log_filter {
             cmd.env("RUST_LOG", filter);
         }
