@@ -798,7 +798,11 @@ mod tests {
         assert_eq!(defaults.fields, FieldLimits::default());
         assert_eq!(defaults.max_message_bytes, 4 << 20);
         assert_eq!(
-            (defaults.header_timeout, defaults.idle_timeout, defaults.send_timeout),
+            (
+                defaults.header_timeout,
+                defaults.idle_timeout,
+                defaults.send_timeout
+            ),
             (
                 Duration::from_secs(10),
                 Duration::from_secs(60),

@@ -30,7 +30,11 @@ impl Slots {
     /// connection at once rather than keep it waiting (its peer sees the close and may
     /// retry, and nothing queues up inside the server).
     pub fn try_take(&self) -> Option<Slot> {
-        self.0.clone().try_acquire_owned().ok().map(|permit| Slot { _permit: permit })
+        self.0
+            .clone()
+            .try_acquire_owned()
+            .ok()
+            .map(|permit| Slot { _permit: permit })
     }
 }
 
@@ -125,9 +129,13 @@ impl<S> Watched<S> {
             .filter(|&(bytes, _)| self.read < bytes)
             .map(|(_, within)| (self.started + within, Stall::Header));
         let stalled = if reading {
-            self.watch.idle.map(|t| (self.last_progress + t, Stall::Idle))
+            self.watch
+                .idle
+                .map(|t| (self.last_progress + t, Stall::Idle))
         } else {
-            self.watch.send.map(|t| (self.last_progress + t, Stall::Send))
+            self.watch
+                .send
+                .map(|t| (self.last_progress + t, Stall::Send))
         };
         match (start, stalled) {
             (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),

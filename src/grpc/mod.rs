@@ -28,9 +28,10 @@ pub const MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 20;
 /// Streams the server may reset on one connection because of client errors before it
 /// closes the connection.
 pub const MAX_LOCAL_ERROR_RESET_STREAMS: usize = 256;
-/// The HTTP/2 client connection preface, which a gRPC client must send within
-/// `[limits] header_timeout_seconds`.
-const PREFACE_BYTES: usize = 24;
+/// What a gRPC client must send within `[limits] header_timeout_seconds`: the HTTP/2
+/// connection preface (24 bytes) and the header of the SETTINGS frame that must follow it
+/// (9). A client that has sent them and then waits is an idle channel, which may stay.
+const PREFACE_BYTES: usize = 24 + 9;
 /// HTTP/2 and TCP keepalive: idle connections are pinged, dead ones closed.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);

@@ -161,8 +161,16 @@ pub async fn serve(
                 return Ok(Outcome::HandOver(buf.freeze()));
             };
             let answer = feeds.answer(request.path, &request.feed).await;
-            write_answer(stream, feeds, &request, &answer, &mut head, timeouts, &mut deadline)
-                .await?;
+            write_answer(
+                stream,
+                feeds,
+                &request,
+                &answer,
+                &mut head,
+                timeouts,
+                &mut deadline,
+            )
+            .await?;
             let keep_alive = request.keep_alive;
             buf.advance(len);
             if !keep_alive || stop.is_cancelled() {

@@ -117,11 +117,7 @@ struct Served {
 }
 
 /// One connection: the fast path first (plain TCP), then hyper if a request needs it.
-async fn serve_connection(
-    io: Either<TlsStream<TcpStream>, TcpStream>,
-    slot: Slot,
-    served: Served,
-) {
+async fn serve_connection(io: Either<TlsStream<TcpStream>, TcpStream>, slot: Slot, served: Served) {
     let Served {
         feeds,
         router,
@@ -130,15 +126,16 @@ async fn serve_connection(
         stop,
     } = served;
     let (read, stream) = match io {
-        Either::Right(mut tcp) => match fast_path::serve(&mut tcp, &feeds, &timeouts, &stop).await
-        {
-            Ok(Outcome::HandOver(read)) => (read, Either::Right(tcp)),
-            Ok(Outcome::Closed) => return,
-            Err(e) => {
-                tracing::trace!(error = %e, "connection ended");
-                return;
+        Either::Right(mut tcp) => {
+            match fast_path::serve(&mut tcp, &feeds, &timeouts, &stop).await {
+                Ok(Outcome::HandOver(read)) => (read, Either::Right(tcp)),
+                Ok(Outcome::Closed) => return,
+                Err(e) => {
+                    tracing::trace!(error = %e, "connection ended");
+                    return;
+                }
             }
-        },
+        }
         Either::Left(tls) => (Bytes::new(), Either::Left(tls)),
     };
     let watch = Watch {

@@ -110,7 +110,8 @@ pub fn grpc_request(path: &str) -> Vec<u8> {
 /// What the server did on one attacking connection, read until it closed or went quiet.
 #[derive(Debug, Default, Clone)]
 pub struct Seen {
-    pub goaway: Option<u32>,
+    /// The GOAWAY's error code and last stream id.
+    pub goaway: Option<(u32, u32)>,
     pub resets: usize,
     pub headers: usize,
     /// The server closed the connection (end of stream or reset).
@@ -123,14 +124,18 @@ pub async fn read_until_closed(mut read: OwnedReadHalf, quiet: Duration) -> Seen
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
         while buf.len() >= 9 {
-            let len = (usize::from(buf[0]) << 16) | (usize::from(buf[1]) << 8) | usize::from(buf[2]);
+            let len =
+                (usize::from(buf[0]) << 16) | (usize::from(buf[1]) << 8) | usize::from(buf[2]);
             if buf.len() < 9 + len {
                 break;
             }
             let kind = buf[3];
             match kind {
                 GOAWAY if len >= 8 => {
-                    seen.goaway = Some(u32::from_be_bytes([buf[13], buf[14], buf[15], buf[16]]));
+                    let last =
+                        u32::from_be_bytes([buf[9], buf[10], buf[11], buf[12]]) & 0x7fff_ffff;
+                    let code = u32::from_be_bytes([buf[13], buf[14], buf[15], buf[16]]);
+                    seen.goaway = Some((code, last));
                 }
                 RST_STREAM => seen.resets += 1,
                 HEADERS => seen.headers += 1,
