@@ -144,6 +144,19 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Most concurrent HTTP/2 streams on one gRPC connection.
     pub max_concurrent_streams: u32,
+    /// An HTTP request head must arrive whole within this time (counted from the
+    /// connection's start, or from its first byte on a kept-alive connection); a gRPC
+    /// connection must send the HTTP/2 preface within it.
+    pub header_timeout: Duration,
+    /// An HTTP connection waiting for its next request is closed after this long.
+    pub idle_timeout: Duration,
+    /// An HTTP response the client reads nothing of for this long is abandoned and the
+    /// connection closed.
+    pub send_timeout: Duration,
+    /// Most HTTP connections open at once; further ones are closed as soon as accepted.
+    pub max_http_connections: usize,
+    /// Most gRPC connections open at once; further ones are closed as soon as accepted.
+    pub max_grpc_connections: usize,
 }
 
 /// How feeds are built and cached.
@@ -265,6 +278,11 @@ struct FileLimits {
     burst: NonZeroU32,
     request_timeout_seconds: NonZeroU64,
     max_concurrent_streams: NonZeroU32,
+    header_timeout_seconds: NonZeroU64,
+    idle_timeout_seconds: NonZeroU64,
+    send_timeout_seconds: NonZeroU64,
+    max_http_connections: NonZeroUsize,
+    max_grpc_connections: NonZeroUsize,
 }
 
 impl Default for FileLimits {
@@ -282,6 +300,11 @@ impl Default for FileLimits {
             burst: NonZeroU32::new(500).expect("not zero"),
             request_timeout_seconds: NonZeroU64::new(30).expect("not zero"),
             max_concurrent_streams: NonZeroU32::new(100).expect("not zero"),
+            header_timeout_seconds: NonZeroU64::new(10).expect("not zero"),
+            idle_timeout_seconds: NonZeroU64::new(60).expect("not zero"),
+            send_timeout_seconds: NonZeroU64::new(30).expect("not zero"),
+            max_http_connections: n(1024),
+            max_grpc_connections: n(256),
         }
     }
 }
@@ -301,6 +324,11 @@ impl From<FileLimits> for Limits {
             burst: file.burst,
             request_timeout: Duration::from_secs(file.request_timeout_seconds.get()),
             max_concurrent_streams: file.max_concurrent_streams.get(),
+            header_timeout: Duration::from_secs(file.header_timeout_seconds.get()),
+            idle_timeout: Duration::from_secs(file.idle_timeout_seconds.get()),
+            send_timeout: Duration::from_secs(file.send_timeout_seconds.get()),
+            max_http_connections: file.max_http_connections.get(),
+            max_grpc_connections: file.max_grpc_connections.get(),
         }
     }
 }
@@ -824,6 +852,22 @@ mod tests {
             .limits;
         assert_eq!(defaults.fields, FieldLimits::default());
         assert_eq!(defaults.max_message_bytes, 4 << 20);
+        assert_eq!(
+            (
+                defaults.header_timeout,
+                defaults.idle_timeout,
+                defaults.send_timeout
+            ),
+            (
+                Duration::from_secs(10),
+                Duration::from_secs(60),
+                Duration::from_secs(30)
+            )
+        );
+        assert_eq!(
+            (defaults.max_http_connections, defaults.max_grpc_connections),
+            (1024, 256)
+        );
         let set = Settings::parse(
             "t",
             &format!("{base}[limits]\ntitle_chars = 20\nburst = 3\nrequests_per_second = 1\n"),

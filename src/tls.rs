@@ -134,12 +134,12 @@ impl axum::serve::Listener for HttpListener {
             handshakes,
         } = self;
         let Some(acceptor) = tls else {
-            let (io, addr) = axum::serve::Listener::accept(tcp).await;
+            let (io, addr) = accept_tcp(tcp).await;
             return (Either::Right(io), addr);
         };
         loop {
             tokio::select! {
-                (io, addr) = axum::serve::Listener::accept(tcp),
+                (io, addr) = accept_tcp(tcp),
                     if handshakes.len() < MAX_PENDING_HANDSHAKES =>
                 {
                     let acceptor = acceptor.clone();
@@ -168,6 +168,27 @@ impl axum::serve::Listener for HttpListener {
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
         self.tcp.local_addr()
+    }
+}
+
+/// The next TCP connection. Errors that concern one client only are skipped; others (too
+/// many open files, say) would repeat at once, so the loop waits a little, as hyper's and
+/// axum's servers do.
+async fn accept_tcp(tcp: &TcpListener) -> (TcpStream, SocketAddr) {
+    use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    loop {
+        match tcp.accept().await {
+            Ok(accepted) => return accepted,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ConnectionAborted | ConnectionRefused | ConnectionReset
+                ) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "cannot accept an HTTP connection");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
     }
 }
 

@@ -33,12 +33,7 @@ async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
     let tokens = common::add_partners(&data_dir).await;
-    let mut server = ServeProcess::start(ServeOptions {
-        data_dir: &data_dir,
-        feeds_dir: &dir.path().join("feeds"),
-        log_filter: None,
-        database_url: None,
-    });
+    let mut server = ServeProcess::start(ServeOptions::new(&data_dir, &dir.path().join("feeds")));
     let running = server.wait_ready();
     Setup {
         dir,

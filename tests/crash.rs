@@ -289,12 +289,7 @@ async fn nothing_acknowledged_is_lost_and_nothing_breaks_across_random_kills() {
     let Tokens { newsroom, county } = common::add_partners(&data_dir).await;
     let tokens = vec![newsroom, county];
     let start = || {
-        ServeProcess::start(ServeOptions {
-            data_dir: &data_dir,
-            feeds_dir: &feeds_dir,
-            log_filter: None,
-            database_url: None,
-        })
+        ServeProcess::start(ServeOptions::new(&data_dir, &feeds_dir))
     };
     let ledger: Ledger = Arc::default();
     let started = Instant::now();

@@ -39,10 +39,8 @@ async fn serve_on_postgresql_takes_publishes_over_grpc_and_serves_their_feeds() 
 
     let (data_dir, feeds_dir) = (dir.path().join("data"), dir.path().join("feeds"));
     let mut server = ServeProcess::start(ServeOptions {
-        data_dir: &data_dir,
-        feeds_dir: &feeds_dir,
-        log_filter: None,
         database_url: Some(&database.url),
+        ..ServeOptions::new(&data_dir, &feeds_dir)
     });
     let running = server.wait_ready();
     let mut client = running.client().await;
@@ -348,10 +346,8 @@ async fn replicas_on_one_database_serve_each_others_publishes_with_identical_fee
         let feeds_dir = dir.path().join(name).join("feeds");
         std::fs::create_dir_all(&feeds_dir).unwrap();
         ServeProcess::start(ServeOptions {
-            data_dir: &data_dir,
-            feeds_dir: &feeds_dir,
-            log_filter: None,
             database_url: Some(&database.url),
+            ..ServeOptions::new(&data_dir, &feeds_dir)
         })
     };
     let (mut a, mut b) = (start("a"), start("b"));
@@ -422,10 +418,8 @@ async fn a_replica_killed_mid_stream_loses_no_acknowledged_write() {
         let feeds_dir = dir.path().join(name).join("feeds");
         std::fs::create_dir_all(&feeds_dir).unwrap();
         ServeProcess::start(ServeOptions {
-            data_dir: &data_dir,
-            feeds_dir: &feeds_dir,
-            log_filter: None,
             database_url: Some(&database.url),
+            ..ServeOptions::new(&data_dir, &feeds_dir)
         })
     };
     let (mut a, mut b) = (start("a"), start("b"));

@@ -198,12 +198,7 @@ async fn write_errors_past_a_file_size_limit_are_reported_survived_and_recovered
     let data_dir = dir.path().join("data");
     let feeds_dir = dir.path().join("feeds");
     let tokens = common::add_partners(&data_dir).await;
-    let mut server = ServeProcess::start(ServeOptions {
-        data_dir: &data_dir,
-        feeds_dir: &feeds_dir,
-        log_filter: None,
-        database_url: None,
-    });
+    let mut server = ServeProcess::start(ServeOptions::new(&data_dir, &feeds_dir));
     let running = server.wait_ready();
     let pid = server.pid();
     assert!(
@@ -403,12 +398,7 @@ async fn a_full_disk_is_reported_survived_and_recovered_from() {
         }
     };
     let tokens = common::add_partners(&data_dir).await;
-    let mut server = ServeProcess::start(ServeOptions {
-        data_dir: &data_dir,
-        feeds_dir: &feeds_dir,
-        log_filter: None,
-        database_url: None,
-    });
+    let mut server = ServeProcess::start(ServeOptions::new(&data_dir, &feeds_dir));
     let running = server.wait_ready();
     publish(
         &running,

@@ -101,12 +101,7 @@ fn a_python_partner_on_stubs_generated_from_the_proto_publishes_corrects_retract
             data.to_str().unwrap(),
         ],
     ));
-    let mut server = ServeProcess::start(ServeOptions {
-        data_dir: &data,
-        feeds_dir: &dir.path().join("feeds"),
-        log_filter: None,
-        database_url: None,
-    });
+    let mut server = ServeProcess::start(ServeOptions::new(&data, &dir.path().join("feeds")));
     let running = server.wait_ready();
 
     let output = run_within(

@@ -241,10 +241,8 @@ async fn start(dir: &Path, log_filter: &str) -> (ServeProcess, Running, Tokens) 
     let data_dir = dir.join("data");
     let tokens = common::add_partners(&data_dir).await;
     let mut server = ServeProcess::start(ServeOptions {
-        data_dir: &data_dir,
-        feeds_dir: &dir.join("feeds"),
         log_filter: Some(log_filter),
-        database_url: None,
+        ..ServeOptions::new(&data_dir, &dir.join("feeds"))
     });
     let running = server.wait_ready();
     (server, running, tokens)

@@ -10,20 +10,28 @@ pub use guard::Guarded;
 pub use service::PublisherApi;
 
 use crate::config::Limits;
+use crate::connections::{Slots, Stall, Watch, Watched};
 use crate::publishing::Publisher;
 use crate::tls::TlsIdentity;
 use std::future::Future;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
 use tonic::transport::server::TcpIncoming;
 
-/// Largest header block (all metadata of one call) accepted, in bytes.
-const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
-/// Streams a client may open and reset before the server answers (HTTP/2 rapid reset).
-const MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 20;
+/// Largest header block (all metadata of one call) accepted, in bytes (also on the HTTP
+/// port's HTTP/2).
+pub const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
+/// Streams a client may open and reset before the server answers (HTTP/2 rapid reset);
+/// beyond, the connection is closed with GOAWAY `ENHANCE_YOUR_CALM`.
+pub const MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 20;
 /// Streams the server may reset on one connection because of client errors before it
 /// closes the connection.
-const MAX_LOCAL_ERROR_RESET_STREAMS: usize = 256;
+pub const MAX_LOCAL_ERROR_RESET_STREAMS: usize = 256;
+/// What a gRPC client must send within `[limits] header_timeout_seconds`: the HTTP/2
+/// connection preface (24 bytes) and the header of the SETTINGS frame that must follow it
+/// (9). A client that has sent them and then waits is an idle channel, which may stay.
+const PREFACE_BYTES: usize = 24 + 9;
 /// HTTP/2 and TCP keepalive: idle connections are pinged, dead ones closed.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -82,9 +90,25 @@ pub async fn serve(
     if let Some(identity) = tls {
         server = server.tls_config(identity.grpc())?;
     }
+    let slots = Slots::new(limits.max_grpc_connections);
+    let watch = Watch {
+        start: Some((PREFACE_BYTES, limits.header_timeout)),
+        ..Watch::default()
+    };
     let incoming = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
-        .with_keepalive(Some(KEEPALIVE_INTERVAL));
+        .with_keepalive(Some(KEEPALIVE_INTERVAL))
+        .filter_map(move |accepted| match accepted {
+            // Over the cap: dropped, so closed at once.
+            Ok(stream) => match slots.try_take() {
+                Some(slot) => Some(Ok(Watched::new(stream, watch, Some(slot), timed_out))),
+                None => {
+                    refused();
+                    None
+                }
+            },
+            Err(e) => Some(Err(e)),
+        });
     server
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -93,4 +117,19 @@ pub async fn serve(
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())
+}
+
+/// Counts a gRPC connection closed for being over `max_grpc_connections`.
+fn refused() {
+    metrics::counter!("feedpub_connections_refused_total", "listener" => "grpc").increment(1);
+}
+
+/// Counts a gRPC connection closed because its preface did not come in time.
+fn timed_out(stall: Stall) {
+    metrics::counter!(
+        "feedpub_connection_timeouts_total",
+        "listener" => "grpc",
+        "reason" => stall.label()
+    )
+    .increment(1);
 }

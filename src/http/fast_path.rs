@@ -6,9 +6,9 @@
 //! the axum router, which then serve it as they always did.
 //!
 //! [`FeedState::answer`] decides what to send, for this path and for axum's feed route
-//! alike; this module only reads request heads and writes the answers. Like hyper as the
-//! server sets it up (without a timer), it puts no time limit on an idle connection or a
-//! slow head; a head is bounded in size instead.
+//! alike; this module only reads request heads and writes the answers. A head is bounded
+//! in size and in time ([`Timeouts`]), as are the wait for the next request and a response
+//! its client stops reading; one timer per connection serves all three.
 
 use super::feeds::{FeedAnswer, FeedRequest, FeedState};
 use crate::publication::http_date;
@@ -17,12 +17,16 @@ use bytes::{Buf, Bytes, BytesMut};
 use chrono::DateTime;
 use metrics::Counter;
 use std::cell::RefCell;
+use std::future::Future;
 use std::io;
 use std::os::fd::BorrowedFd;
+use std::pin::{Pin, pin};
 use std::sync::LazyLock;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::task::Poll;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
 /// The longest request head the fast path waits for; a longer one goes to hyper with the
@@ -34,6 +38,83 @@ const MAX_HEADERS: usize = 64;
 /// written from memory together with their head, in one call (below about 32 KB, both
 /// cost the same).
 const SENDFILE_MIN: usize = 32 * 1024;
+
+/// How long a client may take (`[limits]`).
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// For a whole request head: from the connection's start, or from the head's first
+    /// byte on a kept-alive connection.
+    pub header: Duration,
+    /// Between a response and the next request's first byte.
+    pub idle: Duration,
+    /// For a response's next bytes to leave once the socket is full.
+    pub send: Duration,
+}
+
+/// Why the fast path closed a connection on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expiry {
+    Header,
+    Idle,
+}
+
+/// The connection's one timer, re-armed lazily: moving the deadline later costs a clock
+/// read, not a timer; only an earlier deadline re-arms it at once.
+struct Deadline {
+    at: Instant,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl Deadline {
+    fn new(at: Instant) -> Self {
+        Self {
+            at,
+            timer: Box::pin(tokio::time::sleep_until(at)),
+        }
+    }
+
+    fn set(&mut self, at: Instant) {
+        self.at = at;
+        if at < self.timer.deadline() {
+            self.timer.as_mut().reset(at);
+        }
+    }
+
+    /// Completes once the deadline has passed.
+    async fn passed(&mut self) {
+        loop {
+            self.timer.as_mut().await;
+            if Instant::now() >= self.at {
+                return;
+            }
+            self.timer.as_mut().reset(self.at);
+        }
+    }
+
+    /// `write`, failing with `TimedOut` when it makes no progress for `timeout`. The timer
+    /// is only armed when the write cannot complete at once.
+    async fn write<T>(
+        &mut self,
+        timeout: Duration,
+        write: impl Future<Output = io::Result<T>>,
+    ) -> io::Result<T> {
+        let mut write = pin!(write);
+        if let Poll::Ready(done) =
+            std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await
+        {
+            return done;
+        }
+        self.set(Instant::now() + timeout);
+        tokio::select! {
+            biased;
+            done = write => done,
+            () = self.passed() => {
+                super::server::count_timeout(crate::connections::Stall::Send);
+                Err(io::Error::new(io::ErrorKind::TimedOut, "the client stopped reading"))
+            }
+        }
+    }
+}
 
 /// How a connection left the fast path.
 #[derive(Debug)]
@@ -51,10 +132,14 @@ pub enum Outcome {
 pub async fn serve(
     stream: &mut TcpStream,
     feeds: &FeedState,
+    timeouts: &Timeouts,
     stop: &CancellationToken,
 ) -> io::Result<Outcome> {
     let mut buf = BytesMut::with_capacity(4096);
     let mut head = Vec::with_capacity(512);
+    // The first head is timed from the connection's start.
+    let mut deadline = Deadline::new(Instant::now() + timeouts.header);
+    let mut expiry = Expiry::Header;
     loop {
         // Every complete request read so far, in order (pipelining).
         loop {
@@ -62,18 +147,42 @@ pub async fn serve(
             let mut parsed = httparse::Request::new(&mut fields);
             let len = match parsed.parse(&buf) {
                 Ok(httparse::Status::Complete(len)) => len,
-                Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => break,
+                Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {
+                    if expiry == Expiry::Idle && !buf.is_empty() {
+                        // A head has begun: it must now arrive whole in time.
+                        deadline.set(Instant::now() + timeouts.header);
+                        expiry = Expiry::Header;
+                    }
+                    break;
+                }
                 _ => return Ok(Outcome::HandOver(buf.freeze())),
             };
             let Some(request) = Request::of(&parsed) else {
                 return Ok(Outcome::HandOver(buf.freeze()));
             };
             let answer = feeds.answer(request.path, &request.feed).await;
-            write_answer(stream, feeds, &request, &answer, &mut head).await?;
+            write_answer(
+                stream,
+                feeds,
+                &request,
+                &answer,
+                &mut head,
+                timeouts,
+                &mut deadline,
+            )
+            .await?;
             let keep_alive = request.keep_alive;
             buf.advance(len);
             if !keep_alive || stop.is_cancelled() {
                 return Ok(Outcome::Closed);
+            }
+            let now = Instant::now();
+            if buf.is_empty() {
+                deadline.set(now + timeouts.idle);
+                expiry = Expiry::Idle;
+            } else {
+                deadline.set(now + timeouts.header);
+                expiry = Expiry::Header;
             }
         }
         tokio::select! {
@@ -81,6 +190,14 @@ pub async fn serve(
                 return Ok(Outcome::Closed);
             },
             () = stop.cancelled() => return Ok(Outcome::Closed),
+            () = deadline.passed() => {
+                let reason = match expiry {
+                    Expiry::Header => crate::connections::Stall::Header,
+                    Expiry::Idle => crate::connections::Stall::Idle,
+                };
+                super::server::count_timeout(reason);
+                return Ok(Outcome::Closed);
+            }
         }
     }
 }
@@ -173,6 +290,8 @@ async fn write_answer(
     request: &Request<'_>,
     answer: &FeedAnswer,
     head: &mut Vec<u8>,
+    timeouts: &Timeouts,
+    deadline: &mut Deadline,
 ) -> io::Result<()> {
     let body = answer.body.bytes();
     head.clear();
@@ -209,7 +328,7 @@ async fn write_answer(
     head.extend_from_slice(b"\r\n");
 
     if request.head_only || body.is_empty() {
-        return stream.write_all(head).await;
+        return deadline.write(timeouts.send, stream.write_all(head)).await;
     }
     if body.len() >= SENDFILE_MIN
         && let Some(file) = feeds.file_of(request.path, &answer.body)
@@ -217,11 +336,21 @@ async fn write_answer(
         static FROM_FILES: LazyLock<Counter> =
             LazyLock::new(|| metrics::counter!("feedpub_http_sendfile_responses_total"));
         FROM_FILES.increment(1);
-        send_more(stream, head).await?;
-        return send_file(stream, file, body.len()).await;
+        send_more(stream, head, timeouts.send, deadline).await?;
+        return send_file(stream, file, body.len(), timeouts.send, deadline).await;
     }
     // One vectored write for the head and the body.
-    stream.write_all_buf(&mut Buf::chain(&head[..], body)).await
+    let mut whole = Buf::chain(&head[..], body);
+    while whole.has_remaining() {
+        // Timed per write call: a client that reads slowly but steadily is served.
+        let written = deadline
+            .write(timeouts.send, stream.write_buf(&mut whole))
+            .await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+    }
+    Ok(())
 }
 
 fn push_field(head: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -254,13 +383,21 @@ fn push_date(head: &mut Vec<u8>) {
 
 /// Writes all of `bytes` with `MSG_MORE`: the kernel holds them back to go out in one
 /// segment with the data that follows (the start of the body).
-async fn send_more(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+async fn send_more(
+    stream: &TcpStream,
+    mut bytes: &[u8],
+    timeout: Duration,
+    deadline: &mut Deadline,
+) -> io::Result<()> {
     use rustix::net::{SendFlags, send};
     while !bytes.is_empty() {
-        let sent = stream
-            .async_io(Interest::WRITABLE, || {
-                Ok(send(stream, bytes, SendFlags::MORE | SendFlags::NOSIGNAL)?)
-            })
+        let sent = deadline
+            .write(
+                timeout,
+                stream.async_io(Interest::WRITABLE, || {
+                    Ok(send(stream, bytes, SendFlags::MORE | SendFlags::NOSIGNAL)?)
+                }),
+            )
             .await?;
         bytes = &bytes[sent..];
     }
@@ -269,13 +406,22 @@ async fn send_more(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
 
 /// Sends the first `len` bytes of `file` with `sendfile(2)`, from an explicit offset (the
 /// file's own position is shared by every connection sending it, and never moves).
-async fn send_file(stream: &TcpStream, file: BorrowedFd<'_>, len: usize) -> io::Result<()> {
+async fn send_file(
+    stream: &TcpStream,
+    file: BorrowedFd<'_>,
+    len: usize,
+    timeout: Duration,
+    deadline: &mut Deadline,
+) -> io::Result<()> {
     let mut offset = 0_u64;
     while let Some(left) = len.checked_sub(offset as usize).filter(|&left| left > 0) {
-        let sent = stream
-            .async_io(Interest::WRITABLE, || {
-                Ok(rustix::fs::sendfile(stream, file, Some(&mut offset), left)?)
-            })
+        let sent = deadline
+            .write(
+                timeout,
+                stream.async_io(Interest::WRITABLE, || {
+                    Ok(rustix::fs::sendfile(stream, file, Some(&mut offset), left)?)
+                }),
+            )
             .await?;
         if sent == 0 {
             // The file was checked to hold the body; should it end early all the same, the

@@ -24,8 +24,7 @@ use tokio::net::TcpListener;
 /// Serves HTTP on `listener` until `shutdown` completes, then lets the responses in
 /// progress finish. Feed requests take a fast path; every route answers as the router says.
 ///
-/// With TLS, every request goes through the router over the TLS listener (`sendfile` cannot
-/// encrypt).
+/// With TLS, every request goes through the router (`sendfile` cannot encrypt).
 pub async fn serve(
     listener: TcpListener,
     publication: Publication,
@@ -37,17 +36,9 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let feeds = feeds::FeedState::new(publication, settings.server.feeds_dir.clone());
     let router = router(feeds.clone(), settings, websub, health);
-    match tls {
-        Some(tls) => {
-            axum::serve(crate::tls::http_listener(listener, Some(tls)), router)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-        None => {
-            server::run(listener, feeds, router, shutdown).await;
-            Ok(())
-        }
-    }
+    let listener = crate::tls::http_listener(listener, tls);
+    server::run(listener, feeds, router, &settings.limits, shutdown).await;
+    Ok(())
 }
 
 /// The HTTP routes: `/` (index with the latest headlines), `/feeds.opml`, `/healthz`,

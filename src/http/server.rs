@@ -1,12 +1,22 @@
-//! The HTTP listener: every connection starts on the fast path (`fast_path.rs`), which
-//! answers feed requests itself and hands anything else, with the bytes it read, to hyper
-//! serving the axum router (HTTP/1.1 and HTTP/2, with upgrades), as `axum::serve` would.
+//! The HTTP listener: every plain connection starts on the fast path (`fast_path.rs`),
+//! which answers feed requests itself and hands anything else, with the bytes it read, to
+//! hyper serving the axum router (HTTP/1.1 and HTTP/2, with upgrades), as `axum::serve`
+//! would; TLS connections go to hyper at once. Connections are capped
+//! (`[limits] max_http_connections`) and timed (`header_timeout_seconds`,
+//! `idle_timeout_seconds`, `send_timeout_seconds`) on either path.
 
-use super::fast_path::{self, Outcome};
+use super::fast_path::{self, Outcome, Timeouts};
 use super::feeds::FeedState;
+use crate::config::Limits;
+use crate::connections::{Slot, Slots, Stall, Watch, Watched};
+use crate::grpc::{
+    MAX_HEADER_LIST_BYTES, MAX_LOCAL_ERROR_RESET_STREAMS, MAX_PENDING_ACCEPT_RESET_STREAMS,
+};
+use crate::tls::HttpListener;
 use axum::Router;
+use axum::serve::Listener;
 use bytes::{Buf, Bytes};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
@@ -15,37 +25,56 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// HTTP/2 pings on the HTTP port: a peer that stops answering is dropped.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Accepts connections until `shutdown` completes, then stops accepting, lets every
 /// connection finish the response in progress, and returns once all are closed.
 pub async fn run(
-    listener: TcpListener,
+    mut listener: HttpListener,
     feeds: FeedState,
     router: Router,
+    limits: &Limits,
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let stop = CancellationToken::new();
     let connections = TaskTracker::new();
+    let slots = Slots::new(limits.max_http_connections);
+    let hyper = hyper_builder(limits);
+    let timeouts = Timeouts {
+        header: limits.header_timeout,
+        idle: limits.idle_timeout,
+        send: limits.send_timeout,
+    };
     tokio::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    pause_after_accept_error(e).await;
-                    continue;
-                }
-            },
+        let io = tokio::select! {
+            (io, _) = listener.accept() => io,
             () = &mut shutdown => break,
         };
+        // Over the cap: dropped, so closed at once.
+        let Some(slot) = slots.try_take() else {
+            metrics::counter!("feedpub_connections_refused_total", "listener" => "http")
+                .increment(1);
+            continue;
+        };
         connections.spawn(serve_connection(
-            stream,
-            feeds.clone(),
-            router.clone(),
-            stop.clone(),
+            io,
+            slot,
+            Served {
+                feeds: feeds.clone(),
+                router: router.clone(),
+                hyper: hyper.clone(),
+                timeouts,
+                stop: stop.clone(),
+            },
         ));
     }
     drop(listener);
@@ -54,26 +83,73 @@ pub async fn run(
     connections.wait().await;
 }
 
-/// One connection: the fast path first, then hyper if a request needs it.
-async fn serve_connection(
-    mut stream: TcpStream,
+/// hyper as the HTTP port uses it: HTTP/1 heads timed, HTTP/2 with the gRPC port's
+/// protections (header list size, rapid reset, pings).
+fn hyper_builder(limits: &Limits) -> Builder<TokioExecutor> {
+    let mut builder = Builder::new(TokioExecutor::new());
+    // On a kept-alive connection hyper starts this timer when it waits for the next
+    // head, so it bounds the idle time between requests too.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        // CONNECT for HTTP/2 upgrades, as `axum::serve` allows.
+        .enable_connect_protocol()
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .max_header_list_size(MAX_HEADER_LIST_BYTES)
+        .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESET_STREAMS)
+        .max_local_error_reset_streams(MAX_LOCAL_ERROR_RESET_STREAMS)
+        .keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT);
+    builder
+}
+
+/// What every connection task shares.
+struct Served {
     feeds: FeedState,
     router: Router,
+    hyper: Builder<TokioExecutor>,
+    timeouts: Timeouts,
     stop: CancellationToken,
-) {
-    let read = match fast_path::serve(&mut stream, &feeds, &stop).await {
-        Ok(Outcome::HandOver(read)) => read,
-        Ok(Outcome::Closed) => return,
-        Err(e) => {
-            tracing::trace!(error = %e, "connection ended");
-            return;
+}
+
+/// One connection: the fast path first (plain TCP), then hyper if a request needs it.
+async fn serve_connection(io: Either<TlsStream<TcpStream>, TcpStream>, slot: Slot, served: Served) {
+    let Served {
+        feeds,
+        router,
+        hyper,
+        timeouts,
+        stop,
+    } = served;
+    let (read, stream) = match io {
+        Either::Right(mut tcp) => {
+            match fast_path::serve(&mut tcp, &feeds, &timeouts, &stop).await {
+                Ok(Outcome::HandOver(read)) => (read, Either::Right(tcp)),
+                Ok(Outcome::Closed) => return,
+                Err(e) => {
+                    tracing::trace!(error = %e, "connection ended");
+                    return;
+                }
+            }
         }
+        Either::Left(tls) => (Bytes::new(), Either::Left(tls)),
     };
-    let io = TokioIo::new(Rewind { read, stream });
-    let mut builder = Builder::new(TokioExecutor::new());
-    // CONNECT for HTTP/2 upgrades, as `axum::serve` allows.
-    builder.http2().enable_connect_protocol();
-    let connection = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(router));
+    let watch = Watch {
+        start: None,
+        idle: Some(timeouts.idle),
+        send: Some(timeouts.send),
+    };
+    let io = TokioIo::new(Watched::new(
+        Rewind { read, stream },
+        watch,
+        Some(slot),
+        count_timeout,
+    ));
+    let connection = hyper.serve_connection_with_upgrades(io, TowerToHyperService::new(router));
     tokio::pin!(connection);
     let result = tokio::select! {
         result = connection.as_mut() => result,
@@ -87,28 +163,24 @@ async fn serve_connection(
     }
 }
 
-/// Connection errors concern one client only; others (too many open files, say) would
-/// repeat at once, so the loop waits a little, as hyper's and axum's servers do.
-async fn pause_after_accept_error(e: io::Error) {
-    use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
-    if matches!(
-        e.kind(),
-        ConnectionAborted | ConnectionRefused | ConnectionReset
-    ) {
-        return;
-    }
-    tracing::error!(error = %e, "cannot accept an HTTP connection");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+/// Counts an HTTP connection closed because its peer stalled.
+pub(super) fn count_timeout(stall: Stall) {
+    metrics::counter!(
+        "feedpub_connection_timeouts_total",
+        "listener" => "http",
+        "reason" => stall.label()
+    )
+    .increment(1);
 }
 
 /// A connection handed over from the fast path: reads return the bytes it had read first,
 /// then the socket's. (hyper has such a type, but keeps it private.)
-struct Rewind {
+struct Rewind<S> {
     read: Bytes,
-    stream: TcpStream,
+    stream: S,
 }
 
-impl AsyncRead for Rewind {
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -124,7 +196,7 @@ impl AsyncRead for Rewind {
     }
 }
 
-impl AsyncWrite for Rewind {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

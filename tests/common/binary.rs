@@ -166,11 +166,27 @@ pub struct ServeOptions<'a> {
     pub log_filter: Option<&'a str>,
     /// `--database-url`: PostgreSQL instead of SQLite in the data folder.
     pub database_url: Option<&'a str>,
+    /// `--config FILE`; `None`: the embedded sample.
+    pub config: Option<&'a Path>,
+}
+
+impl<'a> ServeOptions<'a> {
+    /// SQLite in `data_dir`, feeds in `feeds_dir`, the embedded configuration and the
+    /// binary's default log filter.
+    pub fn new(data_dir: &'a Path, feeds_dir: &'a Path) -> Self {
+        Self {
+            data_dir,
+            feeds_dir,
+            log_filter: None,
+            database_url: None,
+            config: None,
+        }
+    }
 }
 
 impl ServeProcess {
-    /// Starts `feedpub serve` with the embedded sample configuration (the working folder is
-    /// the data folder's parent, which holds no `feedpub.toml`), no `FEEDPUB_*` or
+    /// Starts `feedpub serve` with the given or the embedded sample configuration (the
+    /// working folder is the data folder's parent, which holds no `feedpub.toml`), no `FEEDPUB_*` or
     /// `RUST_LOG` variable inherited, and both listeners on port 0. Returns at once: see
     /// [`ServeProcess::wait_ready`].
     pub fn start(options: ServeOptions<'_>) -> Self {
@@ -186,6 +202,9 @@ impl ServeProcess {
             .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        if let Some(config) = options.config {
+            cmd.arg("--config").arg(config);
+        }
         if let Some(filter) = options.log_filter {
             cmd.env("RUST_LOG", filter);
         }

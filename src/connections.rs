@@ -1,0 +1,305 @@
+//! Bounds on client connections, shared by both listeners: a cap on how many are open at
+//! once, and a watchdog that closes a connection whose peer stops sending or reading.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
+
+/// At most so many connections open at once on one listener.
+#[derive(Debug, Clone)]
+pub struct Slots(Arc<Semaphore>);
+
+/// One open connection's place under the cap, given back when dropped.
+#[derive(Debug)]
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Slots {
+    /// Room for `max` connections.
+    pub fn new(max: usize) -> Self {
+        Self(Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS))))
+    }
+
+    /// A place for one more connection, unless all are taken: the caller then closes the
+    /// connection at once rather than keep it waiting (its peer sees the close and may
+    /// retry, and nothing queues up inside the server).
+    pub fn try_take(&self) -> Option<Slot> {
+        self.0
+            .clone()
+            .try_acquire_owned()
+            .ok()
+            .map(|permit| Slot { _permit: permit })
+    }
+}
+
+/// When a [`Watched`] connection is closed for want of progress.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Watch {
+    /// The peer must have sent this many bytes within this time of the connection's start
+    /// (the HTTP/2 connection preface, say).
+    pub start: Option<(usize, Duration)>,
+    /// Nothing moved in either direction for this long while the server waited to read.
+    pub idle: Option<Duration>,
+    /// Nothing moved for this long while the server waited to write: the peer stopped
+    /// reading.
+    pub send: Option<Duration>,
+}
+
+/// A connection that fails its next read or write with [`io::ErrorKind::TimedOut`] once
+/// its peer makes no progress as [`Watch`] says, and holds its [`Slot`] while open.
+///
+/// One timer per connection, re-armed only when it fires early or must fire earlier:
+/// progress itself costs a clock read, not a timer.
+#[derive(Debug)]
+pub struct Watched<S> {
+    inner: S,
+    watch: Watch,
+    started: Instant,
+    /// Bytes read so far, counted up to the `start` requirement only.
+    read: usize,
+    last_progress: Instant,
+    timer: Pin<Box<Sleep>>,
+    on_timeout: fn(Stall),
+    _slot: Option<Slot>,
+}
+
+/// Why a [`Watched`] connection was closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stall {
+    /// The first bytes (a request head, the HTTP/2 preface) did not arrive in time.
+    Header,
+    /// Nothing read (nor written) for the idle timeout.
+    Idle,
+    /// Nothing written for the send timeout.
+    Send,
+}
+
+impl Stall {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Header => "header",
+            Self::Idle => "idle",
+            Self::Send => "send",
+        }
+    }
+}
+
+impl<S> Watched<S> {
+    /// Watches `inner`, which holds `slot` until dropped; `on_timeout` learns why it was
+    /// closed (for metrics).
+    pub fn new(inner: S, watch: Watch, slot: Option<Slot>, on_timeout: fn(Stall)) -> Self {
+        let now = Instant::now();
+        Self {
+            inner,
+            watch,
+            started: now,
+            read: 0,
+            last_progress: now,
+            // Armed on the first wait; a far deadline until then.
+            timer: Box::pin(tokio::time::sleep_until(now + Duration::from_secs(86_400))),
+            on_timeout,
+            _slot: slot,
+        }
+    }
+
+    /// The watched connection.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    fn progressed(&mut self, n: usize) {
+        if n > 0 {
+            self.last_progress = Instant::now();
+        }
+    }
+
+    /// The earliest deadline that applies while waiting to read (`reading`) or to write,
+    /// with its reason.
+    fn deadline(&self, reading: bool) -> Option<(Instant, Stall)> {
+        let start = self
+            .watch
+            .start
+            .filter(|&(bytes, _)| self.read < bytes)
+            .map(|(_, within)| (self.started + within, Stall::Header));
+        let stalled = if reading {
+            self.watch
+                .idle
+                .map(|t| (self.last_progress + t, Stall::Idle))
+        } else {
+            self.watch
+                .send
+                .map(|t| (self.last_progress + t, Stall::Send))
+        };
+        match (start, stalled) {
+            (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Called when the inner connection is not ready: an error once the deadline passed,
+    /// else `Pending` with the timer armed.
+    fn poll_deadline(&mut self, cx: &mut Context<'_>, reading: bool) -> Poll<io::Error> {
+        let Some((at, stall)) = self.deadline(reading) else {
+            return Poll::Pending;
+        };
+        if self.timer.deadline() != at {
+            self.timer.as_mut().reset(at);
+        }
+        ready!(self.timer.as_mut().poll(cx));
+        (self.on_timeout)(stall);
+        Poll::Ready(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("peer made no progress ({})", stall.label()),
+        ))
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let n = buf.filled().len() - before;
+                if self.watch.start.is_some_and(|(bytes, _)| self.read < bytes) {
+                    self.read += n;
+                }
+                self.progressed(n);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => self.poll_deadline(cx, true).map(Err),
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write(cx, buf) {
+            Poll::Ready(Ok(n)) => {
+                self.progressed(n);
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => self.poll_deadline(cx, false).map(Err),
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
+            Poll::Ready(Ok(n)) => {
+                self.progressed(n);
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => self.poll_deadline(cx, false).map(Err),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match Pin::new(&mut self.inner).poll_flush(cx) {
+            Poll::Pending => self.poll_deadline(cx, false).map(Err),
+            done => done,
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match Pin::new(&mut self.inner).poll_shutdown(cx) {
+            Poll::Pending => self.poll_deadline(cx, false).map(Err),
+            done => done,
+        }
+    }
+}
+
+impl<S: tonic::transport::server::Connected> tonic::transport::server::Connected for Watched<S> {
+    type ConnectInfo = S::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.inner.connect_info()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn slots_run_out_and_come_back() {
+        let slots = Slots::new(2);
+        let a = slots.try_take().expect("first");
+        let _b = slots.try_take().expect("second");
+        assert!(slots.try_take().is_none());
+        drop(a);
+        assert!(slots.try_take().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_sends_too_little_at_the_start_times_out() {
+        let (client, server) = tokio::io::duplex(64);
+        let watch = Watch {
+            start: Some((4, Duration::from_millis(50))),
+            ..Watch::default()
+        };
+        let mut watched = Watched::new(server, watch, None, |_| {});
+        let mut client = client;
+        client.write_all(b"ab").await.unwrap();
+        let mut buf = [0; 8];
+        assert_eq!(watched.read(&mut buf).await.unwrap(), 2);
+        let error = watched.read(&mut buf).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test]
+    async fn progress_keeps_an_idle_watch_from_firing() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let watch = Watch {
+            idle: Some(Duration::from_secs(2)),
+            ..Watch::default()
+        };
+        let mut watched = Watched::new(server, watch, None, |_| {});
+        let mut buf = [0; 8];
+        // 3 s in all, longer than the idle timeout, with no gap near it.
+        for _ in 0..15 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            client.write_all(b"x").await.unwrap();
+            assert_eq!(watched.read(&mut buf).await.unwrap(), 1);
+        }
+        let error = watched.read(&mut buf).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_stops_reading_times_out_the_write() {
+        let (_client, server) = tokio::io::duplex(16);
+        let watch = Watch {
+            send: Some(Duration::from_millis(50)),
+            ..Watch::default()
+        };
+        let mut watched = Watched::new(server, watch, None, |_| {});
+        let error = watched.write_all(&[0; 64]).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+    }
+}

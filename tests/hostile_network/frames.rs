@@ -1,0 +1,155 @@
+//! Raw HTTP/2 frames and HPACK blocks, written by hand so that an attack can send what no
+//! well-behaved client library would (RFC 9113, RFC 7541; no Huffman coding).
+
+use bytes::{Buf, BytesMut};
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedReadHalf;
+
+pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+pub const HEADERS: u8 = 0x1;
+pub const RST_STREAM: u8 = 0x3;
+pub const SETTINGS: u8 = 0x4;
+pub const GOAWAY: u8 = 0x7;
+pub const WINDOW_UPDATE: u8 = 0x8;
+pub const CONTINUATION: u8 = 0x9;
+
+pub const END_STREAM: u8 = 0x1;
+pub const END_HEADERS: u8 = 0x4;
+
+/// RST_STREAM and GOAWAY codes.
+pub const CANCEL: u32 = 0x8;
+
+/// One frame: 9-byte header and payload.
+pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).expect("a frame fits");
+    let mut out = Vec::with_capacity(9 + payload.len());
+    out.extend_from_slice(&len.to_be_bytes()[1..]);
+    out.push(kind);
+    out.push(flags);
+    out.extend_from_slice(&(stream & 0x7fff_ffff).to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The client preface and an empty SETTINGS frame.
+pub fn client_start() -> Vec<u8> {
+    let mut out = PREFACE.to_vec();
+    out.extend(frame(SETTINGS, 0, 0, &[]));
+    out
+}
+
+pub fn rst_stream(stream: u32, code: u32) -> Vec<u8> {
+    frame(RST_STREAM, 0, stream, &code.to_be_bytes())
+}
+
+pub fn window_update(stream: u32, increment: u32) -> Vec<u8> {
+    frame(WINDOW_UPDATE, 0, stream, &increment.to_be_bytes())
+}
+
+/// An HPACK integer with an `prefix`-bit prefix, the first byte's high bits `high`.
+fn integer(out: &mut Vec<u8>, high: u8, prefix: u32, mut value: usize) {
+    let max = (1usize << prefix) - 1;
+    if value < max {
+        out.push(high | value as u8);
+        return;
+    }
+    out.push(high | max as u8);
+    value -= max;
+    while value >= 128 {
+        out.push((value % 128) as u8 | 0x80);
+        value /= 128;
+    }
+    out.push(value as u8);
+}
+
+fn string(out: &mut Vec<u8>, s: &[u8]) {
+    integer(out, 0, 7, s.len());
+    out.extend_from_slice(s);
+}
+
+/// Indexed header field (static or dynamic table).
+pub fn indexed(out: &mut Vec<u8>, index: usize) {
+    integer(out, 0x80, 7, index);
+}
+
+/// Literal field without indexing, name by static index.
+pub fn literal_named(out: &mut Vec<u8>, index: usize, value: &[u8]) {
+    integer(out, 0x00, 4, index);
+    string(out, value);
+}
+
+/// Literal field without indexing, new name.
+pub fn literal(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.push(0x00);
+    string(out, name);
+    string(out, value);
+}
+
+/// Literal field with incremental indexing (added to the dynamic table), new name.
+pub fn literal_indexing(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.push(0x40);
+    string(out, name);
+    string(out, value);
+}
+
+/// The header block of a gRPC call to `path`: `:method POST`, `:scheme http`, `:path`,
+/// `:authority`, `content-type: application/grpc`, `te: trailers`.
+pub fn grpc_request(path: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    indexed(&mut out, 3); // :method POST
+    indexed(&mut out, 6); // :scheme http
+    literal_named(&mut out, 4, path.as_bytes());
+    literal_named(&mut out, 1, b"localhost");
+    literal_named(&mut out, 31, b"application/grpc");
+    literal(&mut out, b"te", b"trailers");
+    out
+}
+
+/// What the server did on one attacking connection, read until it closed or went quiet.
+#[derive(Debug, Default, Clone)]
+pub struct Seen {
+    /// The GOAWAY's error code and last stream id.
+    pub goaway: Option<(u32, u32)>,
+    pub resets: usize,
+    pub headers: usize,
+    /// The server closed the connection (end of stream or reset).
+    pub closed: bool,
+}
+
+/// Reads frames until the server closes the connection, or nothing comes for `quiet`.
+pub async fn read_until_closed(mut read: OwnedReadHalf, quiet: Duration) -> Seen {
+    let mut seen = Seen::default();
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    loop {
+        while buf.len() >= 9 {
+            let len =
+                (usize::from(buf[0]) << 16) | (usize::from(buf[1]) << 8) | usize::from(buf[2]);
+            if buf.len() < 9 + len {
+                break;
+            }
+            let kind = buf[3];
+            match kind {
+                GOAWAY if len >= 8 => {
+                    let last =
+                        u32::from_be_bytes([buf[9], buf[10], buf[11], buf[12]]) & 0x7fff_ffff;
+                    let code = u32::from_be_bytes([buf[13], buf[14], buf[15], buf[16]]);
+                    seen.goaway = Some((code, last));
+                }
+                RST_STREAM => seen.resets += 1,
+                HEADERS => seen.headers += 1,
+                _ => {}
+            }
+            buf.advance(9 + len);
+        }
+        match tokio::time::timeout(quiet, read.read_buf(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                seen.closed = true;
+                return seen;
+            }
+            Ok(Ok(_)) => {}
+            Err(_) => return seen,
+        }
+    }
+}
