@@ -288,9 +288,7 @@ async fn nothing_acknowledged_is_lost_and_nothing_breaks_across_random_kills() {
     let feeds_dir = dir.path().join("feeds");
     let Tokens { newsroom, county } = common::add_partners(&data_dir).await;
     let tokens = vec![newsroom, county];
-    let start = || {
-        ServeProcess::start(ServeOptions::new(&data_dir, &feeds_dir))
-    };
+    let start = || ServeProcess::start(ServeOptions::new(&data_dir, &feeds_dir));
     let ledger: Ledger = Arc::default();
     let started = Instant::now();
     let (mut acknowledged, mut checked, mut files_checked, mut startup_kills) = (0, 0, 0, 0);
