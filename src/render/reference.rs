@@ -452,7 +452,7 @@ mod tests {
     }
 
     #[test]
-    fn the_sample_edition_renders_as_the_crates_rendered_it() {
+    fn the_sample_edition_renders_as_the_crates_rendered_it_in_a_buffer_sized_once() {
         let policy = HtmlPolicy::default();
         let meta = fixtures::meta();
         let articles: Vec<Article> = crate::demo::sample_edition()
@@ -476,6 +476,12 @@ mod tests {
             .collect();
         assert!(articles.len() >= 5);
         assert_same(&meta, &articles);
+        // The buffer is sized once: room for the whole document, without much to spare.
+        for (format, escaped) in [(Format::Rss, false), (Format::Atom, true)] {
+            let made = format.render(&meta, &articles).len();
+            let room = super::super::capacity(&meta, &articles, escaped);
+            assert!(made <= room && room < made * 3 / 2, "{format:?}: {made} in {room}");
+        }
     }
 
     /// Text with every character XML, HTML and CDATA treat specially, and others.

@@ -88,7 +88,7 @@ impl Xml {
 
     /// `text` as HTML text (`&`, `<` and `>` escaped, as `html_escape::encode_text` does).
     pub(super) fn html_text(&mut self, text: &str) -> &mut Self {
-        html_escape::encode_text_to_vec(text, &mut self.out);
+        html_escape_into(&mut self.out, text);
         self
     }
 
@@ -187,21 +187,28 @@ impl Xml {
 }
 
 /// Appends `text` with `<`, `>`, `&`, `'` and `"` escaped as quick-xml's `escape` does,
-/// copying the runs between them whole: both searches are memchr scans, and each is only
-/// repeated past the character it found.
+/// copying the runs between them whole. Quotes are rare in copy and HTML, so the next one
+/// is found once and markup is looked for only up to it. Markup comes in clusters
+/// (`</p>\n<p>`), so a few bytes after each character are looked at one by one before
+/// memchr is called again: that is cheaper than a call for each of them.
 fn escape_into(out: &mut Vec<u8>, text: &str) {
+    const LOOK_AHEAD: usize = 8;
     let bytes = text.as_bytes();
-    let find_markup = |from: usize| memchr3(b'<', b'>', b'&', &bytes[from..]).map(|i| i + from);
-    let find_quote = |from: usize| memchr2(b'"', b'\'', &bytes[from..]).map(|i| i + from);
-    let (mut markup, mut quote) = (find_markup(0), find_quote(0));
+    let end = bytes.len();
+    let mut quote = memchr2(b'"', b'\'', bytes).unwrap_or(end);
     let mut start = 0;
     loop {
-        let at = match (markup, quote) {
-            (Some(m), Some(q)) => m.min(q),
-            (Some(m), None) => m,
-            (None, Some(q)) => q,
-            (None, None) => break,
+        let near = (start + LOOK_AHEAD).min(quote);
+        let at = match bytes[start..near]
+            .iter()
+            .position(|b| matches!(b, b'<' | b'>' | b'&'))
+        {
+            Some(i) => start + i,
+            None => memchr3(b'<', b'>', b'&', &bytes[near..quote]).map_or(quote, |i| near + i),
         };
+        if at == end {
+            break;
+        }
         out.extend_from_slice(&bytes[start..at]);
         out.extend_from_slice(match bytes[at] {
             b'<' => b"&lt;",
@@ -211,13 +218,28 @@ fn escape_into(out: &mut Vec<u8>, text: &str) {
             _ => b"&quot;",
         });
         start = at + 1;
-        if markup == Some(at) {
-            markup = find_markup(start);
-        } else {
-            quote = find_quote(start);
+        if at == quote {
+            quote = memchr2(b'"', b'\'', &bytes[start..]).map_or(end, |i| start + i);
         }
     }
     out.extend_from_slice(&bytes[start..]);
+}
+
+/// Appends `text` with `&`, `<` and `>` escaped as HTML text, as
+/// `html_escape::encode_text` does, copying the runs between them whole (that crate looks
+/// at one byte at a time).
+fn html_escape_into(out: &mut Vec<u8>, text: &str) {
+    let mut rest = text.as_bytes();
+    while let Some(at) = memchr3(b'&', b'<', b'>', rest) {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(match rest[at] {
+            b'&' => b"&amp;",
+            b'<' => b"&lt;",
+            _ => b"&gt;",
+        });
+        rest = &rest[at + 1..];
+    }
+    out.extend_from_slice(rest);
 }
 
 /// `n` (below 100) in two digits.
@@ -261,9 +283,13 @@ mod tests {
     proptest! {
         #[test]
         fn text_and_attributes_are_escaped_as_quick_xml_escapes_them(
-            text in r#"[a-z<>&'"\]朔𠮷 ]{0,40}"#
+            text in r#"[a-z<>&'"\]朔𠮷 ]{0,80}"#
         ) {
             prop_assert_eq!(written(|x| { x.text(&text); }), quick_xml::escape::escape(&text));
+            prop_assert_eq!(
+                written(|x| { x.html_text(&text); }),
+                html_escape::encode_text(&text)
+            );
             prop_assert_eq!(
                 written(|x| { x.html_text_as_text(&text); }),
                 quick_xml::escape::escape(html_escape::encode_text(&text))
