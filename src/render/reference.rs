@@ -480,7 +480,10 @@ mod tests {
         for (format, escaped) in [(Format::Rss, false), (Format::Atom, true)] {
             let made = format.render(&meta, &articles).len();
             let room = super::super::capacity(&meta, &articles, escaped);
-            assert!(made <= room && room < made * 3 / 2, "{format:?}: {made} in {room}");
+            assert!(
+                made <= room && room < made * 3 / 2,
+                "{format:?}: {made} in {room}"
+            );
         }
     }
 
