@@ -121,9 +121,13 @@ impl Xml {
         let local = time.naive_local();
         let offset = time.offset().local_minus_utc();
         let (year, nanos) = (local.year(), local.nanosecond());
-        if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 || offset % 60 != 0 {
-            // Years chrono cannot write in RFC 2822, leap seconds and offsets in seconds:
-            // chrono's own formatting, whatever it does.
+        if !(0..=9999).contains(&year) {
+            // RFC 2822 has no such years and chrono's `to_rfc2822` panics on them; ingest
+            // keeps publish times far from them, but a renderer never panics.
+            return self.raw(&time.format("%a, %-d %b %Y %H:%M:%S %z").to_string());
+        }
+        if nanos >= 1_000_000_000 || offset % 60 != 0 {
+            // Leap seconds and offsets in seconds: chrono's own formatting.
             return self.raw(&time.to_rfc2822());
         }
         const DAYS: [&[u8; 3]; 7] = [b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun"];
@@ -326,6 +330,11 @@ mod tests {
             // chrono cannot write years past 9999 in RFC 2822 (and panics): only in range.
             if (0..=9999).contains(&time.year()) {
                 prop_assert_eq!(written(|x| { x.rfc2822(time); }), time.to_rfc2822());
+            } else {
+                let text = written(|x| {
+                    x.rfc2822(time);
+                });
+                prop_assert!(text.contains(&time.format("%Y").to_string()), "{}", text);
             }
         }
     }
