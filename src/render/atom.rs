@@ -1,170 +1,166 @@
 //! Atom 1.0 (RFC 4287), with RFC 6721 tombstones of retracted entries.
+//!
+//! Written directly into one buffer, in the `atom_syndication` crate's element order and
+//! escaping (see `xml.rs` for why); `reference.rs` keeps the crate-built document the
+//! tests compare with.
 
-use super::{FEED_HISTORY, FeedMeta, Format, body_html, categories};
+use super::xml::Xml;
+use super::{FEED_HISTORY, FeedMeta, Format, categories};
 use crate::domain::{Article, Media};
-use atom_syndication::{Category, Content, Entry, Feed, Generator, Link, Person, Text};
-use chrono::SecondsFormat;
-use std::collections::BTreeMap;
-use std::fmt::Write;
 
 /// The namespace of RFC 6721 `deleted-entry`, prefix `at`.
 const TOMBSTONES: &str = "http://purl.org/atompub/tombstones/1.0";
 
-/// Renders an Atom document: permanent ids, `updated` from real edits, the publisher as
-/// feed-level author for entries without a byline, `xml:lang` on the feed.
+/// Renders an Atom document, with the stylesheet instruction when the feed has one:
+/// permanent ids, `updated` from real edits, the publisher as feed-level author for entries
+/// without a byline, `xml:lang` on the feed.
 pub fn render(meta: &FeedMeta, articles: &[Article]) -> Vec<u8> {
-    let feed = Feed {
-        title: Text::plain(meta.title.clone()),
-        id: meta.atom_url.clone(),
-        updated: meta.local(meta.updated),
-        authors: vec![person(&meta.publisher)],
-        generator: Some(Generator {
-            value: "feedpub".into(),
-            ..Generator::default()
-        }),
-        links: [
-            link(&meta.atom_url, "self", Format::Atom.media_type()),
-            link(&meta.site_url, "alternate", "text/html"),
-            Link {
-                href: meta.hub_url.clone(),
-                rel: "hub".into(),
-                ..Link::default()
-            },
-        ]
-        .into_iter()
-        .chain(
-            meta.archive
-                .links()
-                .map(|(rel, urls)| link(&urls.atom, rel, Format::Atom.media_type())),
-        )
-        .collect(),
-        subtitle: Some(Text::plain(meta.description.clone())),
-        rights: (!meta.rights.is_empty()).then(|| Text::plain(meta.rights.clone())),
-        icon: meta.icon.clone(),
-        logo: meta.logo.clone(),
-        entries: articles.iter().map(|a| entry(meta, a)).collect(),
-        lang: Some(meta.language.clone()),
-        namespaces: feed_namespaces(meta),
-        ..Feed::default()
-    };
-    let xml = feed
-        .write_to(Vec::with_capacity(4096 + articles.len() * 4096))
-        .expect("writing XML into memory cannot fail");
-    with_tombstones(xml, meta)
-}
-
-/// `xmlns:at` when the feed has tombstones, `xmlns:fh` when it is an archive page.
-fn feed_namespaces(meta: &FeedMeta) -> BTreeMap<String, String> {
-    let tombstones =
-        (!meta.tombstones.is_empty()).then(|| ("at".to_owned(), TOMBSTONES.to_owned()));
-    let history = meta
-        .archive
-        .is_archive
-        .then(|| ("fh".to_owned(), FEED_HISTORY.to_owned()));
-    tombstones.into_iter().chain(history).collect()
-}
-
-/// Adds an `<at:deleted-entry ref when/>` per tombstone (RFC 6721) between the feed's
-/// metadata and its entries. atom_syndication can carry them as feed extensions, but writes
-/// those after the entries (RFC 4287 wants a feed's metadata, extensions included, before
-/// its entries) and writes extension attribute values unescaped; so they are written here,
-/// escaped. In the crate's output every metadata value is escaped text and an entry starts
-/// with exactly `<entry>`, so its first `<entry>` is where the entries begin; with no
-/// entries they go just before `</feed>`.
-fn with_tombstones(mut xml: Vec<u8>, meta: &FeedMeta) -> Vec<u8> {
-    if meta.tombstones.is_empty() && !meta.archive.is_archive {
-        return xml;
+    let mut x = Xml::with_capacity(super::capacity(meta, articles, true));
+    x.raw(r#"<?xml version="1.0"?>"#);
+    super::stylesheet(&mut x, meta);
+    x.raw("\n<feed xmlns=\"http://www.w3.org/2005/Atom\"");
+    if !meta.tombstones.is_empty() {
+        x.raw(" xmlns:at=\"").raw(TOMBSTONES).raw("\"");
     }
-    let mut elements = String::new();
+    if meta.archive.is_archive {
+        x.raw(" xmlns:fh=\"").raw(FEED_HISTORY).raw("\"");
+    }
+    x.attr("xml:lang", &meta.language).raw(">");
+    x.element("title", &meta.title)
+        .element("id", &meta.atom_url)
+        .open("updated")
+        .rfc3339(meta.local(meta.updated))
+        .close("updated")
+        .open("author")
+        .element("name", &meta.publisher)
+        .close("author")
+        .element("generator", "feedpub");
+    if let Some(icon) = &meta.icon {
+        x.element("icon", icon);
+    }
+    link(
+        &mut x,
+        &meta.atom_url,
+        "self",
+        Some(Format::Atom.media_type()),
+    );
+    link(&mut x, &meta.site_url, "alternate", Some("text/html"));
+    link(&mut x, &meta.hub_url, "hub", None);
+    for (rel, urls) in meta.archive.links() {
+        link(&mut x, &urls.atom, rel, Some(Format::Atom.media_type()));
+    }
+    if let Some(logo) = &meta.logo {
+        x.element("logo", logo);
+    }
+    if !meta.rights.is_empty() {
+        x.element("rights", &meta.rights);
+    }
+    x.element("subtitle", &meta.description);
+    tombstones(&mut x, meta);
+    for article in articles {
+        entry(&mut x, meta, article);
+    }
+    x.close("feed");
+    x.finish()
+}
+
+/// `<fh:archive/>` on archive pages, then an `<at:deleted-entry ref when/>` per tombstone
+/// (RFC 6721), between the feed's metadata and its entries: RFC 4287 wants a feed's
+/// metadata, extensions included, before its entries. (atom_syndication would write them
+/// after the entries, with attribute values unescaped; the reference renderer spliced them
+/// in.) `ref` is escaped as an HTML double-quoted attribute, as it always was.
+fn tombstones(x: &mut Xml, meta: &FeedMeta) {
     if meta.archive.is_archive {
         // RFC 5005: this document is an archive page; it goes with the feed's metadata too.
-        elements.push_str("<fh:archive/>");
+        x.raw("<fh:archive/>");
     }
     for tombstone in &meta.tombstones {
-        let when = meta
-            .local(tombstone.when)
-            .to_rfc3339_opts(SecondsFormat::AutoSi, false);
-        let _ = write!(
-            elements,
-            r#"<at:deleted-entry ref="{}" when="{when}"/>"#,
-            html_escape::encode_double_quoted_attribute(&tombstone.guid)
-        );
-    }
-    let find = |needle: &[u8]| xml.windows(needle.len()).position(|w| w == needle);
-    let at = find(b"<entry>")
-        .or_else(|| xml.windows(7).rposition(|w| w == b"</feed>"))
-        .unwrap_or(xml.len());
-    xml.splice(at..at, elements.into_bytes());
-    xml
-}
-
-fn person(name: &str) -> Person {
-    Person {
-        name: name.to_owned(),
-        ..Person::default()
+        x.raw(r#"<at:deleted-entry ref=""#)
+            .raw(&html_escape::encode_double_quoted_attribute(
+                &tombstone.guid,
+            ))
+            .raw(r#"" when=""#)
+            .rfc3339(meta.local(tombstone.when))
+            .raw(r#""/>"#);
     }
 }
 
-fn link(href: &str, rel: &str, mime_type: &str) -> Link {
-    Link {
-        href: href.to_owned(),
-        rel: rel.to_owned(),
-        mime_type: Some(mime_type.to_owned()),
-        ..Link::default()
+/// `<link href rel type/>`.
+fn link(x: &mut Xml, href: &str, rel: &str, mime_type: Option<&str>) {
+    x.raw("<link").attr("href", href).attr("rel", rel);
+    if let Some(mime_type) = mime_type {
+        x.attr("type", mime_type);
     }
+    x.raw("/>");
 }
 
 /// `<link rel="enclosure">` with the caption as its title and the length when known.
-fn enclosure(media: &Media) -> Link {
-    Link {
-        href: media.url.clone(),
-        rel: "enclosure".into(),
-        mime_type: Some(media.mime_type.clone()),
-        title: (!media.caption.is_empty()).then(|| media.caption.clone()),
-        length: (media.length > 0).then(|| media.length.to_string()),
-        ..Link::default()
+fn enclosure(x: &mut Xml, media: &Media) {
+    x.raw("<link")
+        .attr("href", &media.url)
+        .attr("rel", "enclosure")
+        .attr("type", &media.mime_type);
+    if !media.caption.is_empty() {
+        x.attr("title", &media.caption);
     }
+    if media.length > 0 {
+        x.attr("length", &media.length.to_string());
+    }
+    x.raw("/>");
 }
 
-fn entry(meta: &FeedMeta, article: &Article) -> Entry {
-    // Entries inherit the feed's xml:lang; copy in another language says so on its text.
-    let own_language = Some(super::language(meta, article))
-        .filter(|lang| *lang != meta.language)
-        .map(str::to_owned);
-    let content = &article.content;
-    Entry {
-        title: Text {
-            lang: own_language.clone(),
-            ..Text::plain(content.title.clone())
-        },
-        id: article.guid.clone(),
-        updated: meta.local(article.updated),
-        published: Some(meta.local(content.publish_time)),
-        authors: content.authors.iter().map(|name| person(name)).collect(),
-        categories: categories(article)
-            .map(|term| Category {
-                term: term.to_owned(),
-                ..Category::default()
-            })
-            .collect(),
-        links: content
-            .canonical_url
-            .iter()
-            .map(|url| link(url, "alternate", "text/html"))
-            .chain(content.media.iter().map(enclosure))
-            .collect(),
-        summary: Some(Text {
-            lang: own_language.clone(),
-            ..Text::plain(content.summary.clone())
-        }),
-        content: Some(Content {
-            value: Some(body_html(article).into_owned()),
-            content_type: Some("html".into()),
-            lang: own_language,
-            ..Content::default()
-        }),
-        ..Entry::default()
+/// `<name xml:lang="…">` when the entry's copy is in another language than the feed's.
+fn open_text(x: &mut Xml, name: &str, own_language: Option<&str>) {
+    x.raw("<").raw(name);
+    if let Some(lang) = own_language {
+        x.attr("xml:lang", lang);
     }
+    x.raw(">");
+}
+
+fn entry(x: &mut Xml, meta: &FeedMeta, article: &Article) {
+    // Entries inherit the feed's xml:lang; copy in another language says so on its text.
+    let own_language = Some(super::language(meta, article)).filter(|lang| *lang != meta.language);
+    let content = &article.content;
+    x.open("entry");
+    open_text(x, "title", own_language);
+    x.text(&content.title)
+        .close("title")
+        .element("id", &article.guid)
+        .open("updated")
+        .rfc3339(meta.local(article.updated))
+        .close("updated");
+    for name in &content.authors {
+        x.open("author").element("name", name).close("author");
+    }
+    for term in categories(article) {
+        x.raw("<category").attr("term", term).raw("/>");
+    }
+    if let Some(url) = &content.canonical_url {
+        link(x, url, "alternate", Some("text/html"));
+    }
+    for media in &content.media {
+        enclosure(x, media);
+    }
+    x.open("published")
+        .rfc3339(meta.local(content.publish_time))
+        .close("published");
+    open_text(x, "summary", own_language);
+    x.text(&content.summary).close("summary");
+    // The body as `body_html` makes it, escaped as text, without making it.
+    x.raw("<content");
+    if let Some(lang) = own_language {
+        x.attr("xml:lang", lang);
+    }
+    x.raw(r#" type="html">"#);
+    if !content.subtitle.is_empty() {
+        x.text("<p><strong>")
+            .html_text_as_text(&content.subtitle)
+            .text("</strong></p>\n");
+    }
+    x.text(&content.content_html)
+        .close("content")
+        .close("entry");
 }
 
 #[cfg(test)]
@@ -266,7 +262,7 @@ mod tests {
         let feed = feed_rs::parser::parse(&bytes[..]).unwrap();
         assert_eq!(feed.entries.len(), 2);
         assert_eq!(feed.title.unwrap().content, "标题 <entry> & ]]>");
-        let parsed = Feed::read_from(&bytes[..]).unwrap();
+        let parsed = atom_syndication::Feed::read_from(&bytes[..]).unwrap();
         let refs: Vec<_> = parsed.extensions()["at"]["deleted-entry"]
             .iter()
             .map(|e| e.attrs()["ref"].as_str())

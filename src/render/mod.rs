@@ -4,7 +4,10 @@
 pub mod atom;
 pub mod json_feed;
 pub mod opml;
+#[cfg(test)]
+mod reference;
 pub mod rss;
+mod xml;
 
 use crate::domain::{Article, Tombstone};
 use chrono::{DateTime, FixedOffset, Utc};
@@ -74,8 +77,8 @@ impl Format {
     /// Renders `articles` (newest first) as a document of this format.
     pub fn render(self, meta: &FeedMeta, articles: &[Article]) -> Vec<u8> {
         match self {
-            Self::Rss => with_stylesheet(rss::render(meta, articles), meta),
-            Self::Atom => with_stylesheet(atom::render(meta, articles), meta),
+            Self::Rss => rss::render(meta, articles),
+            Self::Atom => atom::render(meta, articles),
             Self::JsonFeed => json_feed::render(meta, articles),
         }
     }
@@ -88,22 +91,53 @@ pub const STYLESHEET_FILE: &str = "feed.xsl";
 /// Its media type.
 pub const STYLESHEET_CONTENT_TYPE: &str = "text/xsl; charset=utf-8";
 
-/// Adds `<?xml-stylesheet?>` right after the XML declaration, when the feed has a stylesheet.
-fn with_stylesheet(mut xml: Vec<u8>, meta: &FeedMeta) -> Vec<u8> {
-    let Some(href) = &meta.stylesheet else {
-        return xml;
-    };
-    let instruction = format!(
-        "<?xml-stylesheet type=\"text/xsl\" href=\"{}\"?>",
-        html_escape::encode_double_quoted_attribute(href)
-    );
-    let at = if xml.starts_with(b"<?xml") {
-        xml.windows(2).position(|w| w == b"?>").map_or(0, |i| i + 2)
-    } else {
-        0
-    };
-    xml.splice(at..at, instruction.into_bytes());
-    xml
+/// `<?xml-stylesheet?>`, written right after the XML declaration when the feed has a
+/// stylesheet.
+fn stylesheet(x: &mut xml::Xml, meta: &FeedMeta) {
+    if let Some(href) = &meta.stylesheet {
+        x.raw(r#"<?xml-stylesheet type="text/xsl" href=""#)
+            .raw(&html_escape::encode_double_quoted_attribute(href))
+            .raw(r#""?>"#);
+    }
+}
+
+/// Room for an XML document, so that it is written without growing its buffer: the
+/// feed's text, each item's text, markup and dates, and a quarter more of the body when
+/// it is `escaped` (Atom's body is escaped text, where tags grow by about that much).
+fn capacity(meta: &FeedMeta, articles: &[Article], escaped: bool) -> usize {
+    const MARKUP: usize = 2048;
+    const ITEM_MARKUP: usize = 640;
+    let feed = MARKUP
+        + meta.title.len() * 2
+        + meta.description.len()
+        + meta.rights.len()
+        + meta
+            .tombstones
+            .iter()
+            .map(|t| t.guid.len() + 80)
+            .sum::<usize>();
+    articles.iter().fold(feed, |total, a| {
+        let c = &a.content;
+        let body = c.content_html.len() + c.subtitle.len() + 32;
+        total
+            + ITEM_MARKUP
+            + body
+            + if escaped { body / 4 } else { 0 }
+            + c.title.len()
+            + c.summary.len() * 2
+            + a.guid.len()
+            + c.canonical_url.as_ref().map_or(0, String::len)
+            + c.authors
+                .iter()
+                .chain(&c.tags)
+                .map(|s| s.len() + 32)
+                .sum::<usize>()
+            + c.kicker.len()
+            + c.media
+                .iter()
+                .map(|m| 2 * (m.url.len() + m.caption.len()) + 160)
+                .sum::<usize>()
+    })
 }
 
 /// Absolute URLs of one document in each format.

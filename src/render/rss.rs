@@ -1,176 +1,164 @@
 //! RSS 2.0 with the content, Dublin Core, Atom and (for media files) Media RSS namespaces.
+//!
+//! Written directly into one buffer, in the `rss` crate's element order and escaping (see
+//! `xml.rs` for why); `reference.rs` keeps the crate-built document the tests compare with.
 
-use super::{FEED_HISTORY, FeedMeta, Format, body_html, categories, language};
+use super::xml::Xml;
+use super::{FEED_HISTORY, FeedMeta, Format, categories, language};
 use crate::domain::{Article, Media};
-use rss::extension::atom::{AtomExtension, Link};
-use rss::extension::dublincore::DublinCoreExtension;
-use rss::extension::{Extension, ExtensionMap};
-use rss::{Category, Channel, Enclosure, Guid, Image, Item};
-use std::collections::BTreeMap;
 
 /// The Media RSS namespace (https://www.rssboard.org/media-rss), prefix `media`.
 const MEDIA_RSS: &str = "http://search.yahoo.com/mrss/";
+const ATOM: &str = "http://www.w3.org/2005/Atom";
+const CONTENT: &str = "http://purl.org/rss/1.0/modules/content/";
+const DUBLIN_CORE: &str = "http://purl.org/dc/elements/1.1/";
 
-/// Renders an RSS 2.0 document: names in `dc:creator`, full HTML in `content:encoded`,
-/// the summary as escaped HTML in `description`, dates in RFC 822 with the real offset.
+/// Renders an RSS 2.0 document, with the stylesheet instruction when the feed has one:
+/// names in `dc:creator`, full HTML in `content:encoded`, the summary as escaped HTML in
+/// `description`, dates in RFC 822 with the real offset.
 pub fn render(meta: &FeedMeta, articles: &[Article]) -> Vec<u8> {
-    let mut links = vec![
-        Link {
-            href: meta.rss_url.clone(),
-            rel: "self".into(),
-            mime_type: Some(Format::Rss.media_type().into()),
-            ..Link::default()
-        },
-        Link {
-            href: meta.hub_url.clone(),
-            rel: "hub".into(),
-            ..Link::default()
-        },
-    ];
-    links.extend(meta.archive.links().map(|(rel, urls)| Link {
-        href: urls.rss.clone(),
-        rel: rel.into(),
-        mime_type: Some(Format::Rss.media_type().into()),
-        ..Link::default()
-    }));
-    let mut namespaces = media_namespace(articles);
-    let mut extensions = rss::extension::ExtensionMap::new();
+    let mut x = Xml::with_capacity(super::capacity(meta, articles, false));
+    x.raw(r#"<?xml version="1.0" encoding="utf-8"?>"#);
+    super::stylesheet(&mut x, meta);
+    x.raw(r#"<rss version="2.0""#);
+    // Namespaces in the crate's order (by prefix); `content` and `dc` come with items.
+    let has_items = !articles.is_empty();
+    let has_media = articles.iter().any(|a| !a.content.media.is_empty());
+    for (used, prefix, uri) in [
+        (true, "xmlns:atom", ATOM),
+        (has_items, "xmlns:content", CONTENT),
+        (has_items, "xmlns:dc", DUBLIN_CORE),
+        (meta.archive.is_archive, "xmlns:fh", FEED_HISTORY),
+        (has_media, "xmlns:media", MEDIA_RSS),
+    ] {
+        if used {
+            x.attr(prefix, uri);
+        }
+    }
+    x.raw(">").open("channel");
+    x.element("title", &meta.title)
+        .element("link", &meta.site_url)
+        .element("description", &meta.description)
+        .element("language", &meta.language);
+    if !meta.rights.is_empty() {
+        x.element("copyright", &meta.rights);
+    }
+    x.open("lastBuildDate")
+        .rfc2822(meta.local(meta.updated))
+        .close("lastBuildDate")
+        .element("generator", "feedpub")
+        .element("docs", "https://www.rssboard.org/rss-specification");
+    if let Some(url) = &meta.logo {
+        x.open("image")
+            .element("url", url)
+            .element("title", &meta.title)
+            .element("link", &meta.site_url)
+            .close("image");
+    }
     if meta.archive.is_archive {
-        namespaces.insert("fh".into(), FEED_HISTORY.into());
-        let archive = rss::extension::Extension {
-            name: "fh:archive".into(),
-            ..Default::default()
-        };
-        extensions.insert(
-            "fh".into(),
-            [("archive".to_owned(), vec![archive])]
-                .into_iter()
-                .collect(),
-        );
+        x.raw("<fh:archive></fh:archive>");
     }
-    let channel = Channel {
-        title: meta.title.clone(),
-        link: meta.site_url.clone(),
-        description: meta.description.clone(),
-        language: Some(meta.language.clone()),
-        copyright: (!meta.rights.is_empty()).then(|| meta.rights.clone()),
-        image: meta.logo.as_ref().map(|url| Image {
-            url: url.clone(),
-            title: meta.title.clone(),
-            link: meta.site_url.clone(),
-            ..Image::default()
-        }),
-        last_build_date: Some(meta.local(meta.updated).to_rfc2822()),
-        generator: Some("feedpub".into()),
-        docs: Some("https://www.rssboard.org/rss-specification".into()),
-        atom_ext: Some(AtomExtension { links }),
-        items: articles.iter().map(|a| item(meta, a)).collect(),
-        namespaces,
-        extensions,
-        ..Channel::default()
-    };
-    channel
-        .write_to(Vec::with_capacity(4096 + articles.len() * 4096))
-        .expect("writing XML into memory cannot fail")
+    atom_link(
+        &mut x,
+        &meta.rss_url,
+        "self",
+        Some(Format::Rss.media_type()),
+    );
+    atom_link(&mut x, &meta.hub_url, "hub", None);
+    for (rel, urls) in meta.archive.links() {
+        atom_link(&mut x, &urls.rss, rel, Some(Format::Rss.media_type()));
+    }
+    for article in articles {
+        item(&mut x, meta, article);
+    }
+    x.close("channel").close("rss");
+    x.finish()
 }
 
-fn item(meta: &FeedMeta, article: &Article) -> Item {
+/// `<atom:link href rel type/>`.
+fn atom_link(x: &mut Xml, href: &str, rel: &str, mime_type: Option<&str>) {
+    x.raw("<atom:link").attr("href", href).attr("rel", rel);
+    if let Some(mime_type) = mime_type {
+        x.attr("type", mime_type);
+    }
+    x.raw("/>");
+}
+
+fn item(x: &mut Xml, meta: &FeedMeta, article: &Article) {
     let content = &article.content;
-    Item {
-        title: Some(content.title.clone()),
-        link: content.canonical_url.clone(),
-        // `description` is HTML in RSS; the summary is plain text, so it is escaped once here.
-        description: Some(html_escape::encode_text(&content.summary).into_owned()),
-        content: Some(body_html(article).into_owned()),
-        categories: categories(article)
-            .map(|name| Category {
-                name: name.to_owned(),
-                domain: None,
-            })
-            .collect(),
-        guid: Some(Guid {
-            value: article.guid.clone(),
-            permalink: false,
-        }),
-        pub_date: Some(meta.local(content.publish_time).to_rfc2822()),
-        // Names in dc:creator (RSS `author` is for e-mail addresses); the copy's language
-        // in dc:language, on every item.
-        dublin_core_ext: Some(DublinCoreExtension {
-            creators: content.authors.clone(),
-            languages: vec![language(meta, article).to_owned()],
-            ..DublinCoreExtension::default()
-        }),
-        // RSS allows one enclosure; Media RSS carries every file.
-        enclosure: content.media.first().map(enclosure),
-        extensions: media_extensions(&content.media),
-        ..Item::default()
+    x.open("item").element("title", &content.title);
+    if let Some(link) = &content.canonical_url {
+        x.element("link", link);
     }
+    // `description` is HTML in RSS; the summary is plain text, so it is escaped once here.
+    // Escaped HTML has no `>`, so it never holds the `]]>` that would split the CDATA.
+    x.raw("<description><![CDATA[")
+        .html_text(&content.summary)
+        .raw("]]></description>");
+    for name in categories(article) {
+        x.element("category", name);
+    }
+    // RSS allows one enclosure; Media RSS carries every file.
+    if let Some(media) = content.media.first() {
+        x.raw("<enclosure")
+            .attr("url", &media.url)
+            .attr("length", &media.length.to_string())
+            .attr("type", &media.mime_type)
+            .raw("/>");
+    }
+    x.raw(r#"<guid isPermaLink="false">"#)
+        .text(&article.guid)
+        .close("guid")
+        .open("pubDate")
+        .rfc2822(meta.local(content.publish_time))
+        .close("pubDate");
+    // The body as `body_html` makes it, without making it: each piece split where it
+    // holds `]]>`. No `]]>` can span two pieces: the subtitle is escaped HTML (no `>`)
+    // and the HTML follows a line break.
+    x.raw("<content:encoded><![CDATA[");
+    if !content.subtitle.is_empty() {
+        x.raw("<p><strong>")
+            .html_text(&content.subtitle)
+            .raw("</strong></p>\n");
+    }
+    x.cdata_text(&content.content_html)
+        .raw("]]></content:encoded>");
+    for media in &content.media {
+        media_content(x, media);
+    }
+    // Names in dc:creator (RSS `author` is for e-mail addresses); the copy's language in
+    // dc:language, on every item.
+    for name in &content.authors {
+        x.element("dc:creator", name);
+    }
+    x.element("dc:language", language(meta, article))
+        .close("item");
 }
 
-/// `xmlns:media`, declared only when some item carries media.
-fn media_namespace(articles: &[Article]) -> BTreeMap<String, String> {
-    articles
-        .iter()
-        .any(|a| !a.content.media.is_empty())
-        .then(|| ("media".to_owned(), MEDIA_RSS.to_owned()))
-        .into_iter()
-        .collect()
-}
-
-/// `<enclosure>`: its three attributes are required; 0 is the length to give when unknown.
-fn enclosure(media: &Media) -> Enclosure {
-    Enclosure {
-        url: media.url.clone(),
-        length: media.length.to_string(),
-        mime_type: media.mime_type.clone(),
+/// One `<media:content>` per file, its attributes in name order, with its caption as
+/// `<media:description type="plain">`.
+fn media_content(x: &mut Xml, m: &Media) {
+    x.raw("<media:content");
+    if m.length > 0 {
+        x.attr("fileSize", &m.length.to_string());
     }
-}
-
-/// One `<media:content>` per file, with its caption as `<media:description type="plain">`.
-/// The rss crate escapes attribute values and text of extensions.
-fn media_extensions(media: &[Media]) -> ExtensionMap {
-    if media.is_empty() {
-        return ExtensionMap::new();
+    if let Some(h) = m.height {
+        x.attr("height", &h.to_string());
     }
-    let contents = media
-        .iter()
-        .map(|m| {
-            let mut attrs = BTreeMap::from([
-                ("url".to_owned(), m.url.clone()),
-                ("type".to_owned(), m.mime_type.clone()),
-            ]);
-            let optional = [
-                ("fileSize", (m.length > 0).then(|| m.length.to_string())),
-                ("medium", m.medium().map(str::to_owned)),
-                ("width", m.width.map(|w| w.to_string())),
-                ("height", m.height.map(|h| h.to_string())),
-            ];
-            for (name, value) in optional {
-                if let Some(value) = value {
-                    attrs.insert(name.to_owned(), value);
-                }
-            }
-            let description = (!m.caption.is_empty()).then(|| Extension {
-                name: "media:description".into(),
-                value: Some(m.caption.clone()),
-                attrs: BTreeMap::from([("type".to_owned(), "plain".to_owned())]),
-                children: BTreeMap::new(),
-            });
-            Extension {
-                name: "media:content".into(),
-                value: None,
-                attrs,
-                children: description
-                    .map(|d| ("description".to_owned(), vec![d]))
-                    .into_iter()
-                    .collect(),
-            }
-        })
-        .collect();
-    BTreeMap::from([(
-        "media".to_owned(),
-        BTreeMap::from([("content".to_owned(), contents)]),
-    )])
+    if let Some(medium) = m.medium() {
+        x.attr("medium", medium);
+    }
+    x.attr("type", &m.mime_type).attr("url", &m.url);
+    if let Some(w) = m.width {
+        x.attr("width", &w.to_string());
+    }
+    x.raw(">");
+    if !m.caption.is_empty() {
+        x.raw(r#"<media:description type="plain">"#)
+            .text(&m.caption)
+            .raw("</media:description>");
+    }
+    x.raw("</media:content>");
 }
 
 #[cfg(test)]
