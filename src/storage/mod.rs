@@ -376,6 +376,18 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<ArticleEvent>, StoreError>;
 
+    /// `events`, without those this process logged itself: what a replica following the
+    /// others' writes reads. A store of its own has no other writers and returns `events`.
+    async fn events_of_others(
+        &self,
+        after: u64,
+        until: u64,
+        filter: &EventFilter,
+        limit: usize,
+    ) -> Result<Vec<ArticleEvent>, StoreError> {
+        self.events(after, until, filter, limit).await
+    }
+
     /// The sequence number of the newest committed event (0 for none), updated after every
     /// commit that logs events.
     fn event_head(&self) -> tokio::sync::watch::Receiver<u64>;
@@ -406,4 +418,24 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError> {
         Ok(true)
     }
+
+    /// Takes one call from `partner`'s allowance shared by every process on the database
+    /// (`rate` calls a second on average, `burst` at once): `None` when the call is
+    /// admitted, else how long until one would be. A store of its own keeps no allowance
+    /// and admits every call: its one process holds the limit in memory.
+    async fn take_call(
+        &self,
+        _partner: PartnerId,
+        _rate: CallRate,
+        _now: DateTime<Utc>,
+    ) -> Result<Option<std::time::Duration>, StoreError> {
+        Ok(None)
+    }
+}
+
+/// A partner's call rate: `per_second` on average, `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallRate {
+    pub per_second: std::num::NonZeroU32,
+    pub burst: std::num::NonZeroU32,
 }
