@@ -1,0 +1,209 @@
+//! State replicas on one PostgreSQL database share, checked on real `feedpub serve`
+//! processes: a partner's call rate holds across replicas, and a replica does not rebuild
+//! the feeds of its own writes a second time when it follows the event log.
+
+mod common;
+
+use common::binary::{Running, ServeOptions, ServeProcess, feedpub, run, token_of};
+use common::postgres::fresh_database;
+use common::{authed, brief};
+use feedpub::grpc::proto::{ListSectionsRequest, PublishArticleRequest};
+use std::path::Path;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+/// Adds partner `newsroom` (every section) to the database at `url`; returns its token.
+fn add_newsroom(dir: &Path, url: &str) -> String {
+    let added = run(feedpub(dir).args([
+        "partner",
+        "add",
+        "newsroom",
+        "--all-sections",
+        "--database-url",
+        url,
+    ]));
+    token_of(&added)
+}
+
+/// Starts replica `name` on the database at `url`, in a folder of its own under `dir`.
+fn replica(dir: &Path, name: &str, url: &str, config: Option<&Path>) -> ServeProcess {
+    let data_dir = dir.join(name).join("data");
+    let feeds_dir = dir.join(name).join("feeds");
+    std::fs::create_dir_all(&feeds_dir).unwrap();
+    ServeProcess::start(ServeOptions {
+        database_url: Some(url),
+        config,
+        ..ServeOptions::new(&data_dir, &feeds_dir)
+    })
+}
+
+#[tokio::test]
+async fn a_partner_flooding_two_replicas_gets_its_rate_once_not_once_per_replica() {
+    const RATE: u32 = 5;
+    const BURST: u32 = 5;
+    const CALLS_PER_REPLICA: usize = 20;
+    let Some(database) = fresh_database().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let token = add_newsroom(dir.path(), &database.url);
+    let config = dir.path().join("limits.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n[limits]\nrequests_per_second = {RATE}\nburst = {BURST}\n",
+            feedpub::config::EMBEDDED_CONFIG
+        ),
+    )
+    .unwrap();
+    let (mut a, mut b) = (
+        replica(dir.path(), "a", &database.url, Some(&config)),
+        replica(dir.path(), "b", &database.url, Some(&config)),
+    );
+    let (on_a, on_b) = (a.wait_ready(), b.wait_ready());
+    let (client_a, client_b) = (on_a.client().await, on_b.client().await);
+    let flood =
+        |mut client: feedpub::grpc::proto::publisher_service_client::PublisherServiceClient<
+            tonic::transport::Channel,
+        >,
+         token: String| async move {
+            let mut outcomes = Vec::new();
+            for _ in 0..CALLS_PER_REPLICA {
+                let call = client
+                    .list_sections(authed(&token, ListSectionsRequest {}))
+                    .await;
+                outcomes.push(call.map(drop));
+            }
+            outcomes
+        };
+    let started = std::time::Instant::now();
+    let (on_a_outcomes, on_b_outcomes) = tokio::join!(
+        flood(client_a.clone(), token.clone()),
+        flood(client_b.clone(), token.clone())
+    );
+    let elapsed = started.elapsed();
+
+    let mut admitted = 0;
+    for (replica, outcomes) in [("a", &on_a_outcomes), ("b", &on_b_outcomes)] {
+        let mut refused = 0;
+        for outcome in outcomes {
+            match outcome {
+                Ok(()) => admitted += 1,
+                Err(status) => {
+                    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                    let retry = status
+                        .get_details_retry_info()
+                        .and_then(|info| info.retry_delay)
+                        .expect("a RetryInfo with a delay");
+                    assert!(retry <= std::time::Duration::from_secs(1), "{retry:?}");
+                    refused += 1;
+                }
+            }
+        }
+        assert!(
+            refused > 0,
+            "replica {replica} refused nothing of the flood"
+        );
+    }
+    // One allowance for both: the burst, then RATE a second for as long as the flood ran
+    // (one more for a call at the edge). Per replica, it would be at least twice the burst.
+    let allowance = BURST as usize + (elapsed.as_secs_f64() * f64::from(RATE)).ceil() as usize + 1;
+    assert!(
+        admitted >= BURST as usize,
+        "the burst goes through: {admitted} admitted"
+    );
+    assert!(
+        admitted <= allowance,
+        "{admitted} calls admitted in {elapsed:?}; the shared limit allows {allowance}"
+    );
+    a.kill();
+    b.kill();
+    database.remove().await;
+}
+
+/// The value of the counter `name` on a running server's `/metrics`.
+async fn counter(running: &Running, name: &str) -> u64 {
+    let text = reqwest::get(running.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no counter {name} in\n{text}"))
+}
+
+/// Waits until the politics Atom feed of `running` carries `title`.
+async fn wait_for_title(running: &Running, title: &str) {
+    let start = std::time::Instant::now();
+    loop {
+        let body = reqwest::get(running.url("/feeds/politics/atom.xml"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if body.contains(title) {
+            return;
+        }
+        assert!(
+            start.elapsed() < common::binary::DEADLINE,
+            "{title} never reached {}:\n{body}",
+            running.http
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_replica_follows_only_the_other_replicas_events_not_its_own() {
+    let Some(database) = fresh_database().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let token = add_newsroom(dir.path(), &database.url);
+    let (mut a, mut b) = (
+        replica(dir.path(), "a", &database.url, None),
+        replica(dir.path(), "b", &database.url, None),
+    );
+    let (on_a, on_b) = (a.wait_ready(), b.wait_ready());
+    let publish = |id: &str, title: &str| PublishArticleRequest {
+        article: Some(brief(id, title)),
+        ..Default::default()
+    };
+    on_a.client()
+        .await
+        .publish_article(authed(&token, publish("on-a", "甲副本发布")))
+        .await
+        .unwrap();
+    wait_for_title(&on_b, "甲副本发布").await;
+    on_b.client()
+        .await
+        .publish_article(authed(&token, publish("on-b", "乙副本发布")))
+        .await
+        .unwrap();
+    // A follows the log in order: once it shows B's write it has read past its own.
+    wait_for_title(&on_a, "乙副本发布").await;
+
+    let followed = "feedpub_replica_events_followed_total";
+    assert_eq!(
+        (
+            counter(&on_a, followed).await,
+            counter(&on_b, followed).await
+        ),
+        (1, 1),
+        "each replica follows the other's one event, not its own\n{}\n{}",
+        a.log(),
+        b.log()
+    );
+    a.kill();
+    b.kill();
+    database.remove().await;
+}
