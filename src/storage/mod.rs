@@ -407,16 +407,44 @@ pub trait Store: Send + Sync + 'static {
         false
     }
 
-    /// Claims the delivery of the document `etag` of `topic` to the topic's subscribers:
-    /// false when a process sharing the database claimed it first (and delivers it). A
-    /// store of its own always answers true.
+    /// Claims the delivery of the document `etag` of `topic` to the topic's subscribers
+    /// until `until`: false when a process sharing the database holds the claim (and
+    /// delivers it), or finished it. A claim that lapsed unfinished (its process died) is
+    /// taken over. A store of its own always answers true.
     async fn claim_delivery(
         &self,
         _topic: &Topic,
         _etag: &str,
         _now: DateTime<Utc>,
+        _until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         Ok(true)
+    }
+
+    /// Extends this process's claim on a delivery to `until`; false when the claim is no
+    /// longer this process's (or is finished).
+    async fn renew_delivery(
+        &self,
+        _topic: &Topic,
+        _etag: &str,
+        _until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    /// Marks a claimed delivery done: no process delivers it again.
+    async fn finish_delivery(&self, _topic: &Topic, _etag: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Up to `limit` claimed deliveries whose claim lapsed unfinished at `now`, as topic
+    /// and ETag, longest lapsed first: what a process that died left undelivered.
+    async fn lapsed_deliveries(
+        &self,
+        _now: DateTime<Utc>,
+        _limit: usize,
+    ) -> Result<Vec<(Topic, String)>, StoreError> {
+        Ok(Vec::new())
     }
 
     /// Takes one call from `partner`'s allowance shared by every process on the database

@@ -796,18 +796,76 @@ impl Store for PostgresStore {
         topic: &Topic,
         etag: &str,
         now: DateTime<Utc>,
+        until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let claimed = sqlx::query(
-            "INSERT INTO websub_deliveries (topic, etag, claim_time) VALUES ($1, $2, $3)
-             ON CONFLICT DO NOTHING",
+            "INSERT INTO websub_deliveries (topic, etag, claim_time, lease_until, done, claimant)
+             VALUES ($1, $2, $3, $4, FALSE, $5)
+             ON CONFLICT (topic, etag) DO UPDATE SET
+                 claim_time = excluded.claim_time, lease_until = excluded.lease_until,
+                 claimant = excluded.claimant
+             WHERE NOT websub_deliveries.done AND websub_deliveries.lease_until <= $3",
         )
         .bind(topic.path())
         .bind(etag)
         .bind(nanos(now))
+        .bind(nanos(until))
+        .bind(&self.origin)
         .execute(&self.pool)
         .await?
         .rows_affected();
         Ok(claimed == 1)
+    }
+
+    async fn renew_delivery(
+        &self,
+        topic: &Topic,
+        etag: &str,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let renewed = sqlx::query(
+            "UPDATE websub_deliveries SET lease_until = $3
+             WHERE topic = $1 AND etag = $2 AND claimant = $4 AND NOT done",
+        )
+        .bind(topic.path())
+        .bind(etag)
+        .bind(nanos(until))
+        .bind(&self.origin)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(renewed == 1)
+    }
+
+    async fn finish_delivery(&self, topic: &Topic, etag: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE websub_deliveries SET done = TRUE WHERE topic = $1 AND etag = $2")
+            .bind(topic.path())
+            .bind(etag)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn lapsed_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(Topic, String)>, StoreError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT topic, etag FROM websub_deliveries
+             WHERE NOT done AND lease_until <= $1 ORDER BY lease_until, topic, etag LIMIT $2",
+        )
+        .bind(nanos(now))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(topic, etag)| {
+                let topic = Topic::new(&topic)
+                    .map_err(|e| StoreError::Corrupt(format!("claimed topic {topic:?}: {e}")))?;
+                Ok((topic, etag))
+            })
+            .collect()
     }
 
     async fn take_call(
