@@ -1,16 +1,22 @@
 //! State replicas on one PostgreSQL database share, checked on real `feedpub serve`
 //! processes: a partner's call rate holds across replicas, and a replica does not rebuild
-//! the feeds of its own writes a second time when it follows the event log.
+//! the feeds of its own writes a second time when it follows the event log, and a WebSub
+//! delivery left unfinished by a killed replica is delivered by another.
 
 mod common;
+#[allow(dead_code)]
+mod websub_support;
 
+use axum::http::Method;
 use common::binary::{Running, ServeOptions, ServeProcess, feedpub, run, token_of};
 use common::postgres::fresh_database;
 use common::{authed, brief};
 use feedpub::grpc::proto::{ListSectionsRequest, PublishArticleRequest};
 use std::path::Path;
+use std::time::Duration;
 use tonic::Code;
 use tonic_types::StatusExt;
+use websub_support::{Behaviour, Subscriber};
 
 /// Adds partner `newsroom` (every section) to the database at `url`; returns its token.
 fn add_newsroom(dir: &Path, url: &str) -> String {
@@ -204,6 +210,101 @@ async fn a_replica_follows_only_the_other_replicas_events_not_its_own() {
         b.log()
     );
     a.kill();
+    b.kill();
+    database.remove().await;
+}
+
+#[tokio::test]
+async fn a_delivery_left_unfinished_by_a_killed_replica_is_made_by_another() {
+    let Some(database) = fresh_database().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let token = add_newsroom(dir.path(), &database.url);
+    let config = dir.path().join("websub.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n[websub]\nallowed_callback_networks = [\"127.0.0.0/8\"]\n\
+             retry_base_ms = 20\ndelivery_lease_ms = 1000\n",
+            feedpub::config::EMBEDDED_CONFIG
+        ),
+    )
+    .unwrap();
+    let subscriber = Subscriber::start().await;
+    // Deliveries are recorded on arrival and answered a minute later: in flight until then.
+    subscriber.set(
+        "/slow",
+        Behaviour {
+            stall: Duration::from_secs(60),
+            ..Behaviour::default()
+        },
+    );
+    let mut a = replica(dir.path(), "a", &database.url, Some(&config));
+    let on_a = a.wait_ready();
+    let topic = websub_support::topic("politics/atom.xml");
+    let callback = subscriber.url("/slow");
+    let form = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("hub.mode", "subscribe"),
+            ("hub.topic", topic.as_str()),
+            ("hub.callback", callback.as_str()),
+        ])
+        .finish();
+    let asked = reqwest::Client::new()
+        .post(on_a.url("/websub"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asked.status(), 202);
+    // Verified: the subscription is stored.
+    let store = feedpub::storage::PostgresStore::connect(&database.url)
+        .await
+        .unwrap();
+    let politics = feedpub::websub::Topic::new("politics/atom.xml").unwrap();
+    let start = std::time::Instant::now();
+    while feedpub::storage::Store::active_subscriptions(&store, &politics, chrono::Utc::now())
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(start.elapsed() < common::binary::DEADLINE, "{}", a.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    on_a.client()
+        .await
+        .publish_article(authed(
+            &token,
+            PublishArticleRequest {
+                article: Some(brief("lost-delivery", "投递中断")),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    let first = subscriber.wait_for(Method::POST, "/slow", 1).await;
+    assert!(String::from_utf8_lossy(&first[0].body).contains("投递中断"));
+    // A dies mid-delivery: it never learns the answer, nor marks the delivery done.
+    a.kill();
+
+    let mut b = replica(dir.path(), "b", &database.url, Some(&config));
+    let on_b = b.wait_ready();
+    let delivered = subscriber.wait_for(Method::POST, "/slow", 2).await;
+    assert_eq!(delivered[1].body, first[0].body, "the same document again");
+    let served = reqwest::get(on_b.url("/feeds/politics/atom.xml"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(
+        delivered[1].body, served,
+        "B delivers the document it serves"
+    );
+    feedpub::storage::Store::close(&store).await;
     b.kill();
     database.remove().await;
 }

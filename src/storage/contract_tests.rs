@@ -1009,7 +1009,7 @@ contract!(
 async fn check_delivery_claims(store: &dyn Store) {
     let topic = Topic::new("politics/atom.xml").unwrap();
     let other = Topic::new("rural/atom.xml").unwrap();
-    let lease = |minutes| at(minutes + 5);
+    let lease = |minutes: i64| at(minutes + 5);
     let first = store
         .claim_delivery(&topic, "\"e1\"", at(0), lease(0))
         .await
@@ -1033,7 +1033,7 @@ async fn check_delivery_claims(store: &dyn Store) {
         // e2 of politics is finished; e1 of politics and of rural lapse unfinished.
         store.finish_delivery(&topic, "\"e2\"").await.unwrap();
         assert!(
-            store.lapsed_deliveries(at(5), 10).await.unwrap().is_empty(),
+            store.lapsed_deliveries(at(4), 10).await.unwrap().is_empty(),
             "no lease has ended yet"
         );
         // Renewed, e1 of rural lasts longer.
