@@ -10,7 +10,7 @@ mod websub_support;
 use axum::http::Method;
 use common::binary::{Running, ServeOptions, ServeProcess, feedpub, run, token_of};
 use common::postgres::fresh_database;
-use common::{authed, brief};
+use common::{authed, brief, ts};
 use feedpub::grpc::proto::{ListSectionsRequest, PublishArticleRequest};
 use std::path::Path;
 use std::time::Duration;
@@ -148,16 +148,25 @@ async fn counter(running: &Running, name: &str) -> u64 {
 
 /// Waits until the politics Atom feed of `running` carries `title`.
 async fn wait_for_title(running: &Running, title: &str) {
+    wait_for_politics(running, title, |body| body.contains(title)).await;
+}
+
+/// Waits until `done` holds of the politics Atom feed of `running`; returns its ETag and
+/// bytes.
+async fn wait_for_politics(
+    running: &Running,
+    title: &str,
+    done: impl Fn(&str) -> bool,
+) -> (String, String) {
     let start = std::time::Instant::now();
     loop {
-        let body = reqwest::get(running.url("/feeds/politics/atom.xml"))
-            .await
-            .unwrap()
-            .text()
+        let response = reqwest::get(running.url("/feeds/politics/atom.xml"))
             .await
             .unwrap();
-        if body.contains(title) {
-            return;
+        let etag = response.headers()["etag"].to_str().unwrap().to_owned();
+        let body = response.text().await.unwrap();
+        if done(&body) {
+            return (etag, body);
         }
         assert!(
             start.elapsed() < common::binary::DEADLINE,
@@ -305,6 +314,52 @@ async fn a_delivery_left_unfinished_by_a_killed_replica_is_made_by_another() {
         "B delivers the document it serves"
     );
     feedpub::storage::Store::close(&store).await;
+    b.kill();
+    database.remove().await;
+}
+
+#[tokio::test]
+async fn an_expiry_is_applied_by_every_replica_to_its_own_feeds_with_no_shared_write() {
+    let Some(database) = fresh_database().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let token = add_newsroom(dir.path(), &database.url);
+    let (mut a, mut b) = (
+        replica(dir.path(), "a", &database.url, None),
+        replica(dir.path(), "b", &database.url, None),
+    );
+    let (on_a, on_b) = (a.wait_ready(), b.wait_ready());
+    // Expires a few seconds from now: shown first, then dropped by both replicas.
+    let expires = chrono::Utc::now().timestamp() + 3;
+    on_a.client()
+        .await
+        .publish_article(authed(
+            &token,
+            PublishArticleRequest {
+                article: Some(feedpub::grpc::proto::Article {
+                    expire_time: Some(ts(expires)),
+                    ..brief("expiring", "限时公示")
+                }),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    let title = "限时公示";
+    wait_for_title(&on_b, title).await;
+    let gone_from_a = wait_for_politics(&on_a, title, |body| !body.contains(title)).await;
+    let gone_from_b = wait_for_politics(&on_b, title, |body| !body.contains(title)).await;
+    assert_eq!(gone_from_a, gone_from_b, "the same feed, bytes and ETag");
+
+    // The expiry wrote nothing: the one event is the publish.
+    let store = feedpub::storage::PostgresStore::connect(&database.url)
+        .await
+        .unwrap();
+    let head = *feedpub::storage::Store::event_head(&store).borrow();
+    assert_eq!(head, 1, "no event logged for an expiry");
+    feedpub::storage::Store::close(&store).await;
+    a.kill();
     b.kill();
     database.remove().await;
 }
