@@ -197,6 +197,10 @@ pub struct WebSub {
     /// Delay before the first retry of a failed delivery, in milliseconds; each further
     /// retry waits twice as long (default 1000).
     pub retry_base_ms: u64,
+    /// How long a replica's claim on delivering a document lasts unless renewed, in
+    /// milliseconds (default 30000): the claimant renews it while it delivers, and when it
+    /// dies mid-delivery another replica delivers the document once the claim lapses.
+    pub delivery_lease_ms: u64,
 }
 
 /// What partner HTML may contain beyond the built-in news allowlist.
@@ -346,6 +350,8 @@ struct FileWebSub {
     external_hubs: Vec<BaseUrl>,
     #[serde(default = "default_retry_base_ms")]
     retry_base_ms: u64,
+    #[serde(default = "default_delivery_lease_ms")]
+    delivery_lease_ms: u64,
 }
 
 impl Default for FileWebSub {
@@ -356,12 +362,17 @@ impl Default for FileWebSub {
             allowed_callback_networks: Vec::new(),
             external_hubs: Vec::new(),
             retry_base_ms: default_retry_base_ms(),
+            delivery_lease_ms: default_delivery_lease_ms(),
         }
     }
 }
 
 fn default_retry_base_ms() -> u64 {
     1000
+}
+
+fn default_delivery_lease_ms() -> u64 {
+    30_000
 }
 
 fn default_lease() -> u64 {
@@ -728,6 +739,8 @@ impl Settings {
                 allowed_callback_networks: file.websub.allowed_callback_networks,
                 external_hubs: file.websub.external_hubs.into_iter().map(|u| u.0).collect(),
                 retry_base_ms: file.websub.retry_base_ms,
+                // Renewed a third of the way: a lease shorter than a few renewals is no lease.
+                delivery_lease_ms: file.websub.delivery_lease_ms.max(300),
             },
             log: Log {
                 format: file.log.format,

@@ -234,6 +234,21 @@ impl Publisher {
             .ok_or(PublishError::Unauthenticated("unknown or revoked token"))
     }
 
+    /// True when other processes share the store, and with it the partners' call rates.
+    pub fn shares_call_rates(&self) -> bool {
+        self.store.is_shared()
+    }
+
+    /// Takes one of `partner`'s calls from the allowance shared by every process on the
+    /// store: `None` when admitted, else how long until a call would be.
+    pub async fn take_shared_call(
+        &self,
+        partner: crate::domain::PartnerId,
+        rate: crate::storage::CallRate,
+    ) -> Result<Option<std::time::Duration>, StoreError> {
+        self.store.take_call(partner, rate, Utc::now()).await
+    }
+
     /// The configured sections, in configuration order.
     pub fn sections(&self) -> &[Section] {
         &self.settings.sections

@@ -1,19 +1,22 @@
 //! The door of PublisherService: every call is authenticated (the token is looked up on each
 //! call, so a revoked or rotated token is refused from the next call on) and held to its
-//! partner's rate limit before the service sees it. The service finds the [`Caller`] in the
-//! request's extensions.
+//! partner's rate limit before the service sees it: in memory on a store of its own, in the
+//! database on a store replicas share, so that the limit holds across replicas. The service
+//! finds the [`Caller`] in the request's extensions.
 
 use super::auth::bearer_token;
 use super::status;
 use crate::config::Limits;
 use crate::domain::{Caller, PartnerId, Token};
 use crate::publishing::{PublishError, Publisher};
+use crate::storage::CallRate;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tonic::body::Body;
 use tonic::codegen::http::{Request, Response};
 use tonic::codegen::{BoxFuture, Service};
@@ -31,19 +34,29 @@ pub struct Guarded<S> {
 /// What the guard checks calls against.
 struct Gate {
     publisher: Publisher,
-    /// One token bucket per partner: one abusive partner empties only its own.
+    /// One token bucket per partner: one abusive partner empties only its own. The only
+    /// limit on a store of its own; on a shared store, the fallback when the shared
+    /// allowance cannot be read.
     limiter: DefaultKeyedRateLimiter<PartnerId>,
+    /// On a store shared by replicas, the limit every replica takes calls from, so that a
+    /// partner gets its rate however many replicas it calls.
+    shared: Option<CallRate>,
 }
 
 impl<S> Guarded<S> {
     /// `inner` behind authentication and the per-partner rate limit of `limits`.
     pub fn new(inner: S, publisher: Publisher, limits: &Limits) -> Self {
         let quota = Quota::per_second(limits.requests_per_second).allow_burst(limits.burst);
+        let shared = publisher.shares_call_rates().then_some(CallRate {
+            per_second: limits.requests_per_second,
+            burst: limits.burst,
+        });
         Self {
             inner,
             gate: Arc::new(Gate {
                 publisher,
                 limiter: RateLimiter::keyed(quota),
+                shared,
             }),
         }
     }
@@ -57,12 +70,28 @@ impl Gate {
         peer: Option<SocketAddr>,
     ) -> Result<Caller, Status> {
         let partner = self.publisher.authenticate(&token?).await?;
-        if let Err(not_until) = self.limiter.check_key(&partner.id) {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
+        if let Some(wait) = self.over_limit(partner.id).await {
             metrics::counter!("feedpub_grpc_rate_limited_total").increment(1);
             return Err(status::rate_limited(&partner.name, wait));
         }
         Ok(Caller { partner, peer })
+    }
+
+    /// How long `partner` must wait before its next call, when this one is over its limit.
+    async fn over_limit(&self, partner: PartnerId) -> Option<Duration> {
+        if let Some(rate) = self.shared {
+            match self.publisher.take_shared_call(partner, rate).await {
+                Ok(wait) => return wait,
+                Err(e) => {
+                    // The database is unreachable: hold the limit per replica meanwhile.
+                    tracing::warn!(error = %e, "cannot take a call from the shared rate limit");
+                }
+            }
+        }
+        self.limiter
+            .check_key(&partner)
+            .err()
+            .map(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
     }
 }
 

@@ -1,7 +1,9 @@
 //! Feeds kept current with the writes of other processes on a shared database: every event
 //! another replica commits (a publish, correction, retraction or embargo end) marks the
 //! feeds of the article, before and after the change, as stale here too, so that every
-//! replica serves the same feeds soon after any of them acknowledges a write.
+//! replica serves the same feeds soon after any of them acknowledges a write. A replica
+//! skips the events it logged itself: the write that logged them marked their feeds stale
+//! already, and reading them back would rebuild the same feeds twice.
 
 use super::Publication;
 use crate::domain::{EventKind, PartnerId};
@@ -23,6 +25,9 @@ pub async fn follow(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut head = store.event_head();
+    let followed = metrics::counter!("feedpub_replica_events_followed_total");
+    // Shown from the start, at zero, so that a replica that followed nothing says so.
+    followed.increment(0);
     // Every event, embargoed or not, of every partner.
     let every = EventFilter {
         sections: None,
@@ -32,7 +37,7 @@ pub async fn follow(
     loop {
         let until = *head.borrow_and_update();
         while seen < until {
-            let events = match store.events(seen, until, &every, PAGE).await {
+            let events = match store.events_of_others(seen, until, &every, PAGE).await {
                 Ok(events) => events,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the other replicas' events");
@@ -44,6 +49,7 @@ pub async fn follow(
                 seen = until;
                 break;
             };
+            followed.increment(events.len() as u64);
             for event in &events {
                 let article = &event.article;
                 publication.touch_scopes(article.name_scopes());

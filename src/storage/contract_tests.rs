@@ -1009,13 +1009,56 @@ contract!(
 async fn check_delivery_claims(store: &dyn Store) {
     let topic = Topic::new("politics/atom.xml").unwrap();
     let other = Topic::new("rural/atom.xml").unwrap();
-    let first = store.claim_delivery(&topic, "\"e1\"", at(0)).await.unwrap();
-    let again = store.claim_delivery(&topic, "\"e1\"", at(1)).await.unwrap();
-    let newer = store.claim_delivery(&topic, "\"e2\"", at(1)).await.unwrap();
-    let elsewhere = store.claim_delivery(&other, "\"e1\"", at(1)).await.unwrap();
+    let lease = |minutes: i64| at(minutes + 5);
+    let first = store
+        .claim_delivery(&topic, "\"e1\"", at(0), lease(0))
+        .await
+        .unwrap();
+    let again = store
+        .claim_delivery(&topic, "\"e1\"", at(1), lease(1))
+        .await
+        .unwrap();
+    let newer = store
+        .claim_delivery(&topic, "\"e2\"", at(1), lease(1))
+        .await
+        .unwrap();
+    let elsewhere = store
+        .claim_delivery(&other, "\"e1\"", at(1), lease(1))
+        .await
+        .unwrap();
     assert!(first && newer && elsewhere);
     // Only a store shared with other processes has anyone to leave a delivery to.
     assert_eq!(again, !store.is_shared());
+    if store.is_shared() {
+        // e2 of politics is finished; e1 of politics and of rural lapse unfinished.
+        store.finish_delivery(&topic, "\"e2\"").await.unwrap();
+        assert!(
+            store.lapsed_deliveries(at(4), 10).await.unwrap().is_empty(),
+            "no lease has ended yet"
+        );
+        // Renewed, e1 of rural lasts longer.
+        assert!(
+            store
+                .renew_delivery(&other, "\"e1\"", lease(10))
+                .await
+                .unwrap()
+        );
+        let lapsed = store.lapsed_deliveries(at(7), 10).await.unwrap();
+        assert_eq!(lapsed, vec![(topic.clone(), "\"e1\"".to_owned())]);
+        // The lapsed one is taken over (here by the same store), the finished one never.
+        assert!(
+            store
+                .claim_delivery(&topic, "\"e1\"", at(7), lease(7))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .claim_delivery(&topic, "\"e2\"", at(60), lease(60))
+                .await
+                .unwrap()
+        );
+    }
     // A day later the claim is forgotten.
     store
         .delete_expired_subscriptions(at(2 * 24 * 60))
@@ -1023,7 +1066,7 @@ async fn check_delivery_claims(store: &dyn Store) {
         .unwrap();
     assert!(
         store
-            .claim_delivery(&topic, "\"e1\"", at(2 * 24 * 60))
+            .claim_delivery(&topic, "\"e1\"", at(2 * 24 * 60), lease(2 * 24 * 60))
             .await
             .unwrap()
     );

@@ -376,6 +376,18 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<ArticleEvent>, StoreError>;
 
+    /// `events`, without those this process logged itself: what a replica following the
+    /// others' writes reads. A store of its own has no other writers and returns `events`.
+    async fn events_of_others(
+        &self,
+        after: u64,
+        until: u64,
+        filter: &EventFilter,
+        limit: usize,
+    ) -> Result<Vec<ArticleEvent>, StoreError> {
+        self.events(after, until, filter, limit).await
+    }
+
     /// The sequence number of the newest committed event (0 for none), updated after every
     /// commit that logs events.
     fn event_head(&self) -> tokio::sync::watch::Receiver<u64>;
@@ -395,15 +407,63 @@ pub trait Store: Send + Sync + 'static {
         false
     }
 
-    /// Claims the delivery of the document `etag` of `topic` to the topic's subscribers:
-    /// false when a process sharing the database claimed it first (and delivers it). A
-    /// store of its own always answers true.
+    /// Claims the delivery of the document `etag` of `topic` to the topic's subscribers
+    /// until `until`: false when a process sharing the database holds the claim (and
+    /// delivers it), or finished it. A claim that lapsed unfinished (its process died) is
+    /// taken over. A store of its own always answers true.
     async fn claim_delivery(
         &self,
         _topic: &Topic,
         _etag: &str,
         _now: DateTime<Utc>,
+        _until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         Ok(true)
     }
+
+    /// Extends this process's claim on a delivery to `until`; false when the claim is no
+    /// longer this process's (or is finished).
+    async fn renew_delivery(
+        &self,
+        _topic: &Topic,
+        _etag: &str,
+        _until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    /// Marks a claimed delivery done: no process delivers it again.
+    async fn finish_delivery(&self, _topic: &Topic, _etag: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Up to `limit` claimed deliveries whose claim lapsed unfinished at `now`, as topic
+    /// and ETag, longest lapsed first: what a process that died left undelivered.
+    async fn lapsed_deliveries(
+        &self,
+        _now: DateTime<Utc>,
+        _limit: usize,
+    ) -> Result<Vec<(Topic, String)>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Takes one call from `partner`'s allowance shared by every process on the database
+    /// (`rate` calls a second on average, `burst` at once): `None` when the call is
+    /// admitted, else how long until one would be. A store of its own keeps no allowance
+    /// and admits every call: its one process holds the limit in memory.
+    async fn take_call(
+        &self,
+        _partner: PartnerId,
+        _rate: CallRate,
+        _now: DateTime<Utc>,
+    ) -> Result<Option<std::time::Duration>, StoreError> {
+        Ok(None)
+    }
+}
+
+/// A partner's call rate: `per_second` on average, `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallRate {
+    pub per_second: std::num::NonZeroU32,
+    pub burst: std::num::NonZeroU32,
 }

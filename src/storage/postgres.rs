@@ -17,8 +17,8 @@ use super::sqlite_history::{VERSIONED_COLUMNS, event_from_row, version_from_row}
 use super::sqlite_partners::{partner_from_row, record_from_row};
 use super::sqlite_websub::subscription_from_row;
 use super::{
-    ArchivePage, ArticleWrite, EventFilter, FeedContent, ListCursor, NewPartner, Retraction, Store,
-    StoreError,
+    ArchivePage, ArticleWrite, CallRate, EventFilter, FeedContent, ListCursor, NewPartner,
+    Retraction, Store, StoreError,
 };
 use crate::domain::{
     Actor, Article, ArticleEvent, ArticleId, AuditEntry, AuditFilter, FeedScope, Partner,
@@ -48,6 +48,8 @@ pub struct PostgresStore {
     event_head: watch::Receiver<u64>,
     /// Follows the other replicas' events; stopped by `close`.
     follower: Mutex<Option<tokio::task::AbortHandle>>,
+    /// Names this process in the events it logs (`article_events.origin`).
+    origin: String,
 }
 
 /// Runs `$body` (an expression using `$conn: &mut PgConnection`, giving a future of
@@ -107,6 +109,9 @@ impl PostgresStore {
 
     /// Connects with these options and brings the schema up to date.
     pub async fn connect_with(options: PgConnectOptions) -> Result<Self, StoreError> {
+        let origin = new_origin()?;
+        // Every connection names this process: the events it logs carry the name.
+        let options = options.options([("feedpub.origin", origin.as_str())]);
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(30))
@@ -121,7 +126,47 @@ impl PostgresStore {
             head,
             event_head,
             follower: Mutex::new(Some(follower)),
+            origin,
         })
+    }
+
+    /// `Store::events`, without those this process logged when `skip` is its origin.
+    async fn events_from(
+        &self,
+        after: u64,
+        until: u64,
+        filter: &EventFilter,
+        limit: usize,
+        skip: Option<&str>,
+    ) -> Result<Vec<ArticleEvent>, StoreError> {
+        let sections: Option<Vec<String>> = filter
+            .sections
+            .as_ref()
+            .map(|sections| sections.iter().map(|s| s.as_str().to_owned()).collect());
+        let rows = sqlx::query(&format!(
+            "SELECT e.seq, e.kind, e.event_time, p.name AS owner, {}
+             FROM article_events AS e
+             JOIN articles AS a ON a.partner_id = e.partner_id AND a.article_id = e.article_id
+             JOIN partners AS p ON p.id = e.partner_id
+             LEFT JOIN article_versions AS v ON v.partner_id = e.partner_id
+                 AND v.article_id = e.article_id AND v.version = e.version
+             WHERE e.seq > $1 AND e.seq <= $2
+               AND ($3::text[] IS NULL OR e.section = ANY($3))
+               AND (NOT e.embargoed OR $4 OR e.partner_id = $5)
+               AND ($7::text IS NULL OR e.origin IS DISTINCT FROM $7)
+             ORDER BY e.seq LIMIT $6",
+            *VERSIONED_COLUMNS
+        ))
+        .bind(i64::try_from(after).unwrap_or(i64::MAX))
+        .bind(i64::try_from(until).unwrap_or(i64::MAX))
+        .bind(sections)
+        .bind(filter.embargoed)
+        .bind(filter.reader.0)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(skip)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from_row).collect()
     }
 
     /// Announces the newest event after a commit of this process.
@@ -131,6 +176,14 @@ impl PostgresStore {
             Err(e) => tracing::error!(error = %e, "cannot read the newest event"),
         }
     }
+}
+
+/// A name for this process that no other process shares: 64 random bits in hex.
+fn new_origin() -> Result<String, StoreError> {
+    let mut random = [0u8; 8];
+    getrandom::fill(&mut random)
+        .map_err(|e| StoreError::Corrupt(format!("no randomness for a process name: {e}")))?;
+    Ok(hex::encode(random))
 }
 
 /// Applies the migrations in `migrations/postgres` that the database lacks. Replicas that
@@ -716,32 +769,18 @@ impl Store for PostgresStore {
         filter: &EventFilter,
         limit: usize,
     ) -> Result<Vec<ArticleEvent>, StoreError> {
-        let sections: Option<Vec<String>> = filter
-            .sections
-            .as_ref()
-            .map(|sections| sections.iter().map(|s| s.as_str().to_owned()).collect());
-        let rows = sqlx::query(&format!(
-            "SELECT e.seq, e.kind, e.event_time, p.name AS owner, {}
-             FROM article_events AS e
-             JOIN articles AS a ON a.partner_id = e.partner_id AND a.article_id = e.article_id
-             JOIN partners AS p ON p.id = e.partner_id
-             LEFT JOIN article_versions AS v ON v.partner_id = e.partner_id
-                 AND v.article_id = e.article_id AND v.version = e.version
-             WHERE e.seq > $1 AND e.seq <= $2
-               AND ($3::text[] IS NULL OR e.section = ANY($3))
-               AND (NOT e.embargoed OR $4 OR e.partner_id = $5)
-             ORDER BY e.seq LIMIT $6",
-            *VERSIONED_COLUMNS
-        ))
-        .bind(i64::try_from(after).unwrap_or(i64::MAX))
-        .bind(i64::try_from(until).unwrap_or(i64::MAX))
-        .bind(sections)
-        .bind(filter.embargoed)
-        .bind(filter.reader.0)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(event_from_row).collect()
+        self.events_from(after, until, filter, limit, None).await
+    }
+
+    async fn events_of_others(
+        &self,
+        after: u64,
+        until: u64,
+        filter: &EventFilter,
+        limit: usize,
+    ) -> Result<Vec<ArticleEvent>, StoreError> {
+        self.events_from(after, until, filter, limit, Some(&self.origin))
+            .await
     }
 
     fn event_head(&self) -> watch::Receiver<u64> {
@@ -757,18 +796,115 @@ impl Store for PostgresStore {
         topic: &Topic,
         etag: &str,
         now: DateTime<Utc>,
+        until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let claimed = sqlx::query(
-            "INSERT INTO websub_deliveries (topic, etag, claim_time) VALUES ($1, $2, $3)
-             ON CONFLICT DO NOTHING",
+            "INSERT INTO websub_deliveries (topic, etag, claim_time, lease_until, done, claimant)
+             VALUES ($1, $2, $3, $4, FALSE, $5)
+             ON CONFLICT (topic, etag) DO UPDATE SET
+                 claim_time = excluded.claim_time, lease_until = excluded.lease_until,
+                 claimant = excluded.claimant
+             WHERE NOT websub_deliveries.done AND websub_deliveries.lease_until <= $3",
         )
         .bind(topic.path())
         .bind(etag)
         .bind(nanos(now))
+        .bind(nanos(until))
+        .bind(&self.origin)
         .execute(&self.pool)
         .await?
         .rows_affected();
         Ok(claimed == 1)
+    }
+
+    async fn renew_delivery(
+        &self,
+        topic: &Topic,
+        etag: &str,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let renewed = sqlx::query(
+            "UPDATE websub_deliveries SET lease_until = $3
+             WHERE topic = $1 AND etag = $2 AND claimant = $4 AND NOT done",
+        )
+        .bind(topic.path())
+        .bind(etag)
+        .bind(nanos(until))
+        .bind(&self.origin)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(renewed == 1)
+    }
+
+    async fn finish_delivery(&self, topic: &Topic, etag: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE websub_deliveries SET done = TRUE WHERE topic = $1 AND etag = $2")
+            .bind(topic.path())
+            .bind(etag)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn lapsed_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(Topic, String)>, StoreError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT topic, etag FROM websub_deliveries
+             WHERE NOT done AND lease_until <= $1 ORDER BY lease_until, topic, etag LIMIT $2",
+        )
+        .bind(nanos(now))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(topic, etag)| {
+                let topic = Topic::new(&topic)
+                    .map_err(|e| StoreError::Corrupt(format!("claimed topic {topic:?}: {e}")))?;
+                Ok((topic, etag))
+            })
+            .collect()
+    }
+
+    async fn take_call(
+        &self,
+        partner: PartnerId,
+        rate: CallRate,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Duration>, StoreError> {
+        // GCRA, as the in-memory limiter: a call is admitted when the theoretical arrival
+        // time it would push to stays within `burst` intervals of now. One statement, so
+        // replicas taking calls of one partner at once queue on its row.
+        let interval = 1_000_000_000 / i64::from(rate.per_second.get());
+        let tolerance = interval.saturating_mul(i64::from(rate.burst.get()));
+        let now = nanos(now);
+        let (admitted, tat): (bool, i64) = sqlx::query_as(
+            "INSERT INTO call_rates AS r (partner_id, tat, admitted) VALUES ($1, $2 + $3, TRUE)
+             ON CONFLICT (partner_id) DO UPDATE SET
+                 admitted = GREATEST(r.tat, $2) + $3 - $2 <= $4,
+                 tat = CASE WHEN GREATEST(r.tat, $2) + $3 - $2 <= $4
+                            THEN GREATEST(r.tat, $2) + $3 ELSE r.tat END
+             RETURNING admitted, tat",
+        )
+        .bind(partner.0)
+        .bind(now)
+        .bind(interval)
+        .bind(tolerance)
+        .fetch_one(&self.pool)
+        .await?;
+        if admitted {
+            return Ok(None);
+        }
+        // The earliest instant at which the next call fits.
+        let wait = tat
+            .saturating_add(interval)
+            .saturating_sub(tolerance)
+            .saturating_sub(now);
+        Ok(Some(Duration::from_nanos(
+            u64::try_from(wait).unwrap_or(0).max(1),
+        )))
     }
 
     async fn lift_embargoes(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {

@@ -2,6 +2,12 @@
 //! to each subscriber of its topic, signed with the subscriber's secret, each delivery in its
 //! own task so a slow subscriber delays nobody; failures are retried with exponential
 //! backoff a bounded number of times. Configured external hubs are pinged on each change.
+//!
+//! Replicas on one database all build the same documents: the one that claims a document
+//! delivers it, renewing its claim (a lease) until every subscriber's delivery ended. A
+//! replica that dies mid-delivery stops renewing; once its claim lapses another replica
+//! takes it over and delivers the document again, so a change is delivered at least once
+//! (twice to a subscriber the dead replica reached just before dying).
 
 use super::Inner;
 use super::subscription::{Callback, Subscription, Topic};
@@ -14,9 +20,10 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, LINK};
 use sha2::Sha256;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
 
 /// Attempts per delivery, the first included.
 const MAX_ATTEMPTS: u32 = 5;
@@ -41,6 +48,110 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
 struct Payload {
     body: Bytes,
     headers: HeaderMap,
+}
+
+/// Lapsed claims taken over at once.
+const TAKEOVERS: usize = 64;
+
+/// A claimed document's deliveries: the last one to end marks the claim done.
+struct Claim {
+    topic: Topic,
+    etag: String,
+    /// Deliveries not ended yet.
+    open: AtomicUsize,
+    /// Cancelled when the claim is done: its renewal stops.
+    done: CancellationToken,
+}
+
+impl Claim {
+    /// One delivery ended; the last one marks the claim done.
+    async fn ended(&self, inner: &Inner) {
+        if self.open.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.done.cancel();
+            finish(inner, &self.topic, &self.etag).await;
+        }
+    }
+}
+
+/// Marks the delivery of the document `etag` of `topic` done.
+async fn finish(inner: &Inner, topic: &Topic, etag: &str) {
+    if let Err(e) = inner.store.finish_delivery(topic, etag).await {
+        // The claim lapses and another replica delivers the document again.
+        tracing::warn!(topic = topic.path(), error = %e, "cannot mark a WebSub delivery done");
+    }
+}
+
+/// How long a claim lasts unless renewed.
+fn lease(inner: &Inner) -> Duration {
+    Duration::from_millis(inner.settings.delivery_lease_ms)
+}
+
+/// `now` plus the lease.
+fn lease_end(inner: &Inner) -> chrono::DateTime<Utc> {
+    let lease = chrono::TimeDelta::from_std(lease(inner)).unwrap_or(chrono::TimeDelta::MAX);
+    Utc::now()
+        .checked_add_signed(lease)
+        .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC)
+}
+
+/// Renews `claim` a third of the way through each lease until it is done or the hub stops.
+async fn keep_claim(inner: Arc<Inner>, claim: Arc<Claim>) {
+    loop {
+        tokio::select! {
+            () = inner.cancel.cancelled() => return,
+            () = claim.done.cancelled() => return,
+            () = tokio::time::sleep(lease(&inner) / 3) => {}
+        }
+        match inner
+            .store
+            .renew_delivery(&claim.topic, &claim.etag, lease_end(&inner))
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(
+                    topic = claim.topic.path(),
+                    "a WebSub delivery claim was lost"
+                );
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(topic = claim.topic.path(), error = %e, "cannot renew a WebSub delivery claim");
+            }
+        }
+    }
+}
+
+/// Delivers, on a shared store, the documents whose claim lapsed unfinished (their replica
+/// died mid-delivery) and that this replica serves too, until the hub stops.
+pub(super) async fn take_over_lapsed(inner: Arc<Inner>) {
+    loop {
+        tokio::select! {
+            () = inner.cancel.cancelled() => return,
+            () = tokio::time::sleep(lease(&inner) / 2) => {}
+        }
+        let lapsed = match inner.store.lapsed_deliveries(Utc::now(), TAKEOVERS).await {
+            Ok(lapsed) => lapsed,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot look for lapsed WebSub deliveries");
+                continue;
+            }
+        };
+        for (topic, etag) in lapsed {
+            // Another document of the topic (older or newer) is not this one to deliver.
+            let Some(file) = inner.publication.get(topic.path()) else {
+                continue;
+            };
+            if file.etag == etag {
+                tracing::info!(
+                    topic = topic.path(),
+                    "taking over a WebSub delivery whose claim lapsed"
+                );
+                metrics::counter!("feedpub_websub_deliveries_taken_over_total").increment(1);
+                publish(&inner, topic.path(), &file).await;
+            }
+        }
+    }
 }
 
 /// How one delivery ended.
@@ -96,7 +207,7 @@ async fn publish(inner: &Arc<Inner>, path: &str, file: &Arc<FeedFile>) {
     // Replicas on one database all regenerate this document: one of them delivers it.
     match inner
         .store
-        .claim_delivery(&topic, &file.etag, Utc::now())
+        .claim_delivery(&topic, &file.etag, Utc::now(), lease_end(inner))
         .await
     {
         Ok(true) => {}
@@ -115,7 +226,17 @@ async fn publish(inner: &Arc<Inner>, path: &str, file: &Arc<FeedFile>) {
         }
     };
     if subscriptions.is_empty() {
+        finish(inner, &topic, &file.etag).await;
         return;
+    }
+    let claim = Arc::new(Claim {
+        topic: topic.clone(),
+        etag: file.etag.clone(),
+        open: AtomicUsize::new(subscriptions.len()),
+        done: CancellationToken::new(),
+    });
+    if inner.store.is_shared() {
+        inner.tasks.spawn(keep_claim(inner.clone(), claim.clone()));
     }
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(file.content_type));
@@ -146,6 +267,7 @@ async fn publish(inner: &Arc<Inner>, path: &str, file: &Arc<FeedFile>) {
             subscription,
             payload.clone(),
             generation,
+            claim.clone(),
         ));
     }
 }
@@ -155,8 +277,11 @@ async fn deliver(
     subscription: Subscription,
     payload: Arc<Payload>,
     generation: u64,
+    claim: Arc<Claim>,
 ) {
     let outcome = attempt(&inner, &subscription, &payload, generation).await;
+    // A delivery stopped by shutdown is left to the claim's lapse, and to another replica.
+    let ended = !matches!(outcome, Outcome::Cancelled);
     let callback = subscription.callback.as_str();
     let topic = subscription.topic.path();
     match outcome {
@@ -189,6 +314,9 @@ async fn deliver(
         Outcome::Superseded | Outcome::Cancelled => {}
     }
     inner.finish(&subscription.topic, &subscription.callback, generation);
+    if ended {
+        claim.ended(&inner).await;
+    }
     inner
         .stats
         .deliveries_in_flight

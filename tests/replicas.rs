@@ -1,0 +1,365 @@
+//! State replicas on one PostgreSQL database share, checked on real `feedpub serve`
+//! processes: a partner's call rate holds across replicas, and a replica does not rebuild
+//! the feeds of its own writes a second time when it follows the event log, and a WebSub
+//! delivery left unfinished by a killed replica is delivered by another.
+
+mod common;
+#[allow(dead_code)]
+mod websub_support;
+
+use axum::http::Method;
+use common::binary::{Running, ServeOptions, ServeProcess, feedpub, run, token_of};
+use common::postgres::fresh_database;
+use common::{authed, brief, ts};
+use feedpub::grpc::proto::{ListSectionsRequest, PublishArticleRequest};
+use std::path::Path;
+use std::time::Duration;
+use tonic::Code;
+use tonic_types::StatusExt;
+use websub_support::{Behaviour, Subscriber};
+
+/// Adds partner `newsroom` (every section) to the database at `url`; returns its token.
+fn add_newsroom(dir: &Path, url: &str) -> String {
+    let added = run(feedpub(dir).args([
+        "partner",
+        "add",
+        "newsroom",
+        "--all-sections",
+        "--database-url",
+        url,
+    ]));
+    token_of(&added)
+}
+
+/// Starts replica `name` on the database at `url`, in a folder of its own under `dir`.
+fn replica(dir: &Path, name: &str, url: &str, config: Option<&Path>) -> ServeProcess {
+    let data_dir = dir.join(name).join("data");
+    let feeds_dir = dir.join(name).join("feeds");
+    std::fs::create_dir_all(&feeds_dir).unwrap();
+    ServeProcess::start(ServeOptions {
+        database_url: Some(url),
+        config,
+        ..ServeOptions::new(&data_dir, &feeds_dir)
+    })
+}
+
+#[tokio::test]
+async fn a_partner_flooding_two_replicas_gets_its_rate_once_not_once_per_replica() {
+    const RATE: u32 = 5;
+    const BURST: u32 = 5;
+    const CALLS_PER_REPLICA: usize = 20;
+    let Some(database) = fresh_database().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let token = add_newsroom(dir.path(), &database.url);
+    let config = dir.path().join("limits.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n[limits]\nrequests_per_second = {RATE}\nburst = {BURST}\n",
+            feedpub::config::EMBEDDED_CONFIG
+        ),
+    )
+    .unwrap();
+    let (mut a, mut b) = (
+        replica(dir.path(), "a", &database.url, Some(&config)),
+        replica(dir.path(), "b", &database.url, Some(&config)),
+    );
+    let (on_a, on_b) = (a.wait_ready(), b.wait_ready());
+    let (client_a, client_b) = (on_a.client().await, on_b.client().await);
+    let flood =
+        |mut client: feedpub::grpc::proto::publisher_service_client::PublisherServiceClient<
+            tonic::transport::Channel,
+        >,
+         token: String| async move {
+            let mut outcomes = Vec::new();
+            for _ in 0..CALLS_PER_REPLICA {
+                let call = client
+                    .list_sections(authed(&token, ListSectionsRequest {}))
+                    .await;
+                outcomes.push(call.map(drop));
+            }
+            outcomes
+        };
+    let started = std::time::Instant::now();
+    let (on_a_outcomes, on_b_outcomes) = tokio::join!(
+        flood(client_a.clone(), token.clone()),
+        flood(client_b.clone(), token.clone())
+    );
+    let elapsed = started.elapsed();
+
+    let mut admitted = 0;
+    for (replica, outcomes) in [("a", &on_a_outcomes), ("b", &on_b_outcomes)] {
+        let mut refused = 0;
+        for outcome in outcomes {
+            match outcome {
+                Ok(()) => admitted += 1,
+                Err(status) => {
+                    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                    let retry = status
+                        .get_details_retry_info()
+                        .and_then(|info| info.retry_delay)
+                        .expect("a RetryInfo with a delay");
+                    assert!(retry <= std::time::Duration::from_secs(1), "{retry:?}");
+                    refused += 1;
+                }
+            }
+        }
+        assert!(
+            refused > 0,
+            "replica {replica} refused nothing of the flood"
+        );
+    }
+    // One allowance for both: the burst, then RATE a second for as long as the flood ran
+    // (one more for a call at the edge). Per replica, it would be at least twice the burst.
+    let allowance = BURST as usize + (elapsed.as_secs_f64() * f64::from(RATE)).ceil() as usize + 1;
+    assert!(
+        admitted >= BURST as usize,
+        "the burst goes through: {admitted} admitted"
+    );
+    assert!(
+        admitted <= allowance,
+        "{admitted} calls admitted in {elapsed:?}; the shared limit allows {allowance}"
+    );
+    a.kill();
+    b.kill();
+    database.remove().await;
+}
+
+/// The value of the counter `name` on a running server's `/metrics`.
+async fn counter(running: &Running, name: &str) -> u64 {
+    let text = reqwest::get(running.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no counter {name} in\n{text}"))
+}
+
+/// Waits until the politics Atom feed of `running` carries `title`.
+async fn wait_for_title(running: &Running, title: &str) {
+    wait_for_politics(running, title, |body| body.contains(title)).await;
+}
+
+/// Waits until `done` holds of the politics Atom feed of `running`; returns its ETag and
+/// bytes.
+async fn wait_for_politics(
+    running: &Running,
+    title: &str,
+    done: impl Fn(&str) -> bool,
+) -> (String, String) {
+    let start = std::time::Instant::now();
+    loop {
+        let response = reqwest::get(running.url("/feeds/politics/atom.xml"))
+            .await
+            .unwrap();
+        let etag = response.headers()["etag"].to_str().unwrap().to_owned();
+        let body = response.text().await.unwrap();
+        if done(&body) {
+            return (etag, body);
+        }
+        assert!(
+            start.elapsed() < common::binary::DEADLINE,
+            "{title} never reached {}:\n{body}",
+            running.http
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_replica_follows_only_the_other_replicas_events_not_its_own() {
+    let Some(database) = fresh_database().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let token = add_newsroom(dir.path(), &database.url);
+    let (mut a, mut b) = (
+        replica(dir.path(), "a", &database.url, None),
+        replica(dir.path(), "b", &database.url, None),
+    );
+    let (on_a, on_b) = (a.wait_ready(), b.wait_ready());
+    let publish = |id: &str, title: &str| PublishArticleRequest {
+        article: Some(brief(id, title)),
+        ..Default::default()
+    };
+    on_a.client()
+        .await
+        .publish_article(authed(&token, publish("on-a", "甲副本发布")))
+        .await
+        .unwrap();
+    wait_for_title(&on_b, "甲副本发布").await;
+    on_b.client()
+        .await
+        .publish_article(authed(&token, publish("on-b", "乙副本发布")))
+        .await
+        .unwrap();
+    // A follows the log in order: once it shows B's write it has read past its own.
+    wait_for_title(&on_a, "乙副本发布").await;
+
+    let followed = "feedpub_replica_events_followed_total";
+    assert_eq!(
+        (
+            counter(&on_a, followed).await,
+            counter(&on_b, followed).await
+        ),
+        (1, 1),
+        "each replica follows the other's one event, not its own\n{}\n{}",
+        a.log(),
+        b.log()
+    );
+    a.kill();
+    b.kill();
+    database.remove().await;
+}
+
+#[tokio::test]
+async fn a_delivery_left_unfinished_by_a_killed_replica_is_made_by_another() {
+    let Some(database) = fresh_database().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let token = add_newsroom(dir.path(), &database.url);
+    let config = dir.path().join("websub.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n[websub]\nallowed_callback_networks = [\"127.0.0.0/8\"]\n\
+             retry_base_ms = 20\ndelivery_lease_ms = 1000\n",
+            feedpub::config::EMBEDDED_CONFIG
+        ),
+    )
+    .unwrap();
+    let subscriber = Subscriber::start().await;
+    // Deliveries are recorded on arrival and answered a minute later: in flight until then.
+    subscriber.set(
+        "/slow",
+        Behaviour {
+            stall: Duration::from_secs(60),
+            ..Behaviour::default()
+        },
+    );
+    let mut a = replica(dir.path(), "a", &database.url, Some(&config));
+    let on_a = a.wait_ready();
+    let topic = websub_support::topic("politics/atom.xml");
+    let callback = subscriber.url("/slow");
+    let form = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("hub.mode", "subscribe"),
+            ("hub.topic", topic.as_str()),
+            ("hub.callback", callback.as_str()),
+        ])
+        .finish();
+    let asked = reqwest::Client::new()
+        .post(on_a.url("/websub"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asked.status(), 202);
+    // Verified: the subscription is stored.
+    let store = feedpub::storage::PostgresStore::connect(&database.url)
+        .await
+        .unwrap();
+    let politics = feedpub::websub::Topic::new("politics/atom.xml").unwrap();
+    let start = std::time::Instant::now();
+    while feedpub::storage::Store::active_subscriptions(&store, &politics, chrono::Utc::now())
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(start.elapsed() < common::binary::DEADLINE, "{}", a.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    on_a.client()
+        .await
+        .publish_article(authed(
+            &token,
+            PublishArticleRequest {
+                article: Some(brief("lost-delivery", "投递中断")),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    let first = subscriber.wait_for(Method::POST, "/slow", 1).await;
+    assert!(String::from_utf8_lossy(&first[0].body).contains("投递中断"));
+    // A dies mid-delivery: it never learns the answer, nor marks the delivery done.
+    a.kill();
+
+    let mut b = replica(dir.path(), "b", &database.url, Some(&config));
+    let on_b = b.wait_ready();
+    let delivered = subscriber.wait_for(Method::POST, "/slow", 2).await;
+    assert_eq!(delivered[1].body, first[0].body, "the same document again");
+    let served = reqwest::get(on_b.url("/feeds/politics/atom.xml"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(
+        delivered[1].body, served,
+        "B delivers the document it serves"
+    );
+    feedpub::storage::Store::close(&store).await;
+    b.kill();
+    database.remove().await;
+}
+
+#[tokio::test]
+async fn an_expiry_is_applied_by_every_replica_to_its_own_feeds_with_no_shared_write() {
+    let Some(database) = fresh_database().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let token = add_newsroom(dir.path(), &database.url);
+    let (mut a, mut b) = (
+        replica(dir.path(), "a", &database.url, None),
+        replica(dir.path(), "b", &database.url, None),
+    );
+    let (on_a, on_b) = (a.wait_ready(), b.wait_ready());
+    // Expires a few seconds from now: shown first, then dropped by both replicas.
+    let expires = chrono::Utc::now().timestamp() + 3;
+    on_a.client()
+        .await
+        .publish_article(authed(
+            &token,
+            PublishArticleRequest {
+                article: Some(feedpub::grpc::proto::Article {
+                    expire_time: Some(ts(expires)),
+                    ..brief("expiring", "限时公示")
+                }),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    let title = "限时公示";
+    wait_for_title(&on_b, title).await;
+    let gone_from_a = wait_for_politics(&on_a, title, |body| !body.contains(title)).await;
+    let gone_from_b = wait_for_politics(&on_b, title, |body| !body.contains(title)).await;
+    assert_eq!(gone_from_a, gone_from_b, "the same feed, bytes and ETag");
+
+    // The expiry wrote nothing: the one event is the publish.
+    let store = feedpub::storage::PostgresStore::connect(&database.url)
+        .await
+        .unwrap();
+    let head = *feedpub::storage::Store::event_head(&store).borrow();
+    assert_eq!(head, 1, "no event logged for an expiry");
+    feedpub::storage::Store::close(&store).await;
+    a.kill();
+    b.kill();
+    database.remove().await;
+}
