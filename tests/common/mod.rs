@@ -350,3 +350,28 @@ pub fn error_reason(status: &tonic::Status) -> String {
     assert_eq!(info.domain, "feedpub", "{status:?}");
     info.reason
 }
+
+/// Checks that `status` refuses a request for one invalid field: INVALID_ARGUMENT, a message
+/// that names `field`, and a `google.rpc.BadRequest` detail whose only violation is `field`.
+pub fn assert_invalid(status: &tonic::Status, field: &str) {
+    use tonic_types::StatusExt;
+    assert_eq!(
+        status.code(),
+        tonic::Code::InvalidArgument,
+        "{field}: {status:?}"
+    );
+    assert!(
+        status.message().contains(field),
+        "{field}: {}",
+        status.message()
+    );
+    let details = status
+        .get_details_bad_request()
+        .unwrap_or_else(|| panic!("{field}: no BadRequest detail in {status:?}"));
+    let fields: Vec<&str> = details
+        .field_violations
+        .iter()
+        .map(|v| v.field.as_str())
+        .collect();
+    assert_eq!(fields, [field], "{status:?}");
+}
