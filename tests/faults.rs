@@ -99,11 +99,10 @@ async fn wait_for(
 /// The value of the `feedpub_fault` gauge of `component`.
 async fn fault_gauge(running: &Running, component: &str) -> Option<f64> {
     let (_, metrics) = get(running, "/metrics").await;
-    let series = format!("feedpub_fault{{component=\"{component}\"}} ");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&series))
-        .and_then(|v| v.trim().parse().ok())
+    common::series_value(
+        &metrics,
+        &format!("feedpub_fault{{component=\"{component}\"}}"),
+    )
 }
 
 /// What must hold while a fault lasts and after it: the served documents are `last_good`,

@@ -310,9 +310,7 @@ impl Harness {
             .text()
             .await
             .unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or(0.0)
+        common::series_value(&text, series).unwrap_or(0.0)
     }
 }
 

@@ -358,6 +358,35 @@ pub fn brief(id: &str, title: &str) -> proto::Article {
     }
 }
 
+/// The value of one series (name and labels, as written) in Prometheus text `metrics`.
+pub fn series_value(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+impl TestServer {
+    /// The value of one Prometheus series in `/metrics`, 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = reqwest::Client::builder()
+            .timeout(DEADLINE)
+            .build()
+            .unwrap()
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        series_value(&text, series).unwrap_or(0.0)
+    }
+}
+
 /// The `google.rpc.ErrorInfo` reason of an error, after checking its domain.
 pub fn error_reason(status: &tonic::Status) -> String {
     use tonic_types::StatusExt;
