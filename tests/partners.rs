@@ -30,6 +30,11 @@ async fn cli(server: &TestServer, args: &[&str]) -> Output {
     .expect("the CLI runs")
 }
 
+/// `partner add wire --section politics` on the test server's database: the new token.
+async fn add_wire(server: &TestServer) -> String {
+    token_of(&cli(server, &["partner", "add", "wire", "--section", "politics"]).await)
+}
+
 fn article(id: &str, section: &str) -> PublishArticleRequest {
     PublishArticleRequest {
         article: Some(proto::Article {
@@ -73,13 +78,7 @@ fn listed(list: &str, partner: &str) -> String {
 async fn revoked_and_rotated_tokens_are_refused_from_the_next_call_on() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
-    let old = token_of(
-        &cli(
-            &server,
-            &["partner", "add", "wire", "--section", "politics"],
-        )
-        .await,
-    );
+    let old = add_wire(&server).await;
     client
         .publish_article(authed(&old, article("w-1", "politics")))
         .await
@@ -188,13 +187,7 @@ async fn revoked_and_rotated_tokens_are_refused_from_the_next_call_on() {
 async fn granted_and_denied_rights_hold_from_the_next_call_on() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
-    let token = token_of(
-        &cli(
-            &server,
-            &["partner", "add", "wire", "--section", "politics"],
-        )
-        .await,
-    );
+    let token = add_wire(&server).await;
     client
         .publish_article(authed(&token, article("w-1", "politics")))
         .await
