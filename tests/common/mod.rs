@@ -369,21 +369,28 @@ pub fn series_value(metrics: &str, series: &str) -> Option<f64> {
     })
 }
 
+/// The value of one Prometheus series at `metrics_url` (a server's `/metrics`), 0 when
+/// absent.
+pub async fn metric(http: &reqwest::Client, metrics_url: &str, series: &str) -> f64 {
+    let text = http
+        .get(metrics_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    series_value(&text, series).unwrap_or(0.0)
+}
+
 impl TestServer {
     /// The value of one Prometheus series in `/metrics`, 0 when absent.
     pub async fn metric(&self, series: &str) -> f64 {
-        let text = reqwest::Client::builder()
+        let http = reqwest::Client::builder()
             .timeout(DEADLINE)
             .build()
-            .unwrap()
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
             .unwrap();
-        series_value(&text, series).unwrap_or(0.0)
+        metric(&http, &self.url("/metrics"), series).await
     }
 }
 
