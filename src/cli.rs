@@ -172,6 +172,56 @@ fn describe(counts: &crate::storage::transfer::Counts) -> String {
         .join(", ")
 }
 
+/// What `serve` logs, one line each, before the gRPC and the HTTP address it listens on.
+/// Programs that start `feedpub serve` read the addresses back with [`listening_in`].
+pub const GRPC_LISTENING: &str = "gRPC API listening on ";
+pub const HTTP_LISTENING: &str = "HTTP feeds listening on http://";
+
+/// Announces both listeners in the log.
+fn log_listening(grpc: SocketAddr, http: SocketAddr) {
+    tracing::info!(addr = %grpc, "{GRPC_LISTENING}{grpc}");
+    tracing::info!(addr = %http, "{HTTP_LISTENING}{http}/");
+}
+
+/// A listener `serve` announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listening {
+    Grpc(SocketAddr),
+    Http(SocketAddr),
+}
+
+impl Listening {
+    /// The address of the gRPC listener.
+    pub fn grpc(self) -> Option<SocketAddr> {
+        match self {
+            Self::Grpc(addr) => Some(addr),
+            Self::Http(_) => None,
+        }
+    }
+
+    /// The address of the HTTP listener.
+    pub fn http(self) -> Option<SocketAddr> {
+        match self {
+            Self::Http(addr) => Some(addr),
+            Self::Grpc(_) => None,
+        }
+    }
+}
+
+/// The listener one line of `serve`'s log (text or JSON) announces, if it announces one.
+pub fn listening_in(line: &str) -> Option<Listening> {
+    let address = |marker: &str| -> Option<SocketAddr> {
+        let (_, rest) = line.split_once(marker)?;
+        rest.split(|c: char| c.is_whitespace() || c == '/' || c == '"')
+            .next()?
+            .parse()
+            .ok()
+    };
+    address(GRPC_LISTENING)
+        .map(Listening::Grpc)
+        .or_else(|| address(HTTP_LISTENING).map(Listening::Http))
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Listen for signals before start-up work, so a signal during it still stops cleanly.
     let stop = stop_signal()?;
@@ -188,8 +238,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     )?;
     crate::telemetry::init(settings.log.format);
     let app = Application::build(settings).await?;
-    tracing::info!(addr = %app.grpc_addr(), "gRPC API listening on {}", app.grpc_addr());
-    tracing::info!(addr = %app.http_addr(), "HTTP feeds listening on http://{}/", app.http_addr());
+    log_listening(app.grpc_addr(), app.http_addr());
     if args.demo {
         let changed = app.publish_demo().await?;
         tracing::info!(changed, "sample edition published");
@@ -239,4 +288,70 @@ fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     Ok(async {
         let _ = tokio::signal::ctrl_c().await;
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// Collects what a subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The lines `log_listening` writes in the given format.
+    fn logged(json: bool) -> Vec<String> {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let builder = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone());
+        let grpc = "127.0.0.1:50051".parse().unwrap();
+        let http = "[::1]:8080".parse().unwrap();
+        if json {
+            tracing::subscriber::with_default(builder.json().finish(), || {
+                log_listening(grpc, http)
+            });
+        } else {
+            tracing::subscriber::with_default(builder.finish(), || log_listening(grpc, http));
+        }
+        let bytes = captured.0.lock().unwrap().clone();
+        String::from_utf8(bytes)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn the_listening_lines_serve_logs_give_back_both_addresses_in_text_and_json() {
+        for json in [false, true] {
+            let lines = logged(json);
+            let found: Vec<Listening> = lines.iter().filter_map(|l| listening_in(l)).collect();
+            assert_eq!(
+                found,
+                [
+                    Listening::Grpc("127.0.0.1:50051".parse().unwrap()),
+                    Listening::Http("[::1]:8080".parse().unwrap()),
+                ],
+                "{lines:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_lines_announce_no_listener() {
+        assert_eq!(listening_in("INFO feedpub: stopped"), None);
+        assert_eq!(listening_in("gRPC API listening on nowhere"), None);
+    }
 }

@@ -4,6 +4,7 @@
 mod common;
 
 use common::binary::{DEADLINE, exit_within, feedpub, partner_add, run, text, token_of};
+use feedpub::cli::{Listening, listening_in};
 use feedpub::grpc::proto::publisher_service_client::PublisherServiceClient;
 use feedpub::grpc::proto::{Article, ArticleState, ListSectionsRequest, PublishArticleRequest};
 use std::io::{BufRead, BufReader, Read};
@@ -100,13 +101,6 @@ impl Log {
     }
 }
 
-/// The address logged after `marker`, up to the next space or `/`.
-fn address_after(line: &str, marker: &str) -> Option<SocketAddr> {
-    let rest = &line[line.find(marker)? + marker.len()..];
-    let end = rest.find([' ', '/', '"']).unwrap_or(rest.len());
-    rest[..end].parse().ok()
-}
-
 /// A running `feedpub serve` on free ports, killed when dropped.
 struct Server {
     child: ChildGuard,
@@ -131,10 +125,10 @@ impl Server {
         );
         let mut log = Log::follow(child.0.stderr.take().expect("piped stderr"));
         let grpc_addr = log.wait_for("gRPC address", |l| {
-            address_after(l, "gRPC API listening on ")
+            listening_in(l).and_then(Listening::grpc)
         });
         let http_addr = log.wait_for("HTTP address", |l| {
-            address_after(l, "HTTP feeds listening on http://")
+            listening_in(l).and_then(Listening::http)
         });
         Self {
             child,

@@ -150,21 +150,6 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
-/// The value of one Prometheus series in `/metrics`, 0 when absent.
-async fn metric(server: &TestServer, series: &str) -> f64 {
-    let text = client()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test]
 async fn one_keep_alive_connection_answers_many_requests_in_turn() {
     let server = server_with_sample().await;
@@ -349,7 +334,7 @@ async fn heads_the_fast_path_cannot_read_go_to_hyper_whole() {
 async fn large_bodies_go_out_from_their_files_with_sendfile() {
     let server = server_with_sample().await;
     let series = "feedpub_http_sendfile_responses_total";
-    let before = metric(&server, series).await;
+    let before = server.metric(series).await;
     // The largest document of the sample edition, well above the size where it pays.
     let path = "/feeds/all/feed.json";
     let client = client();
@@ -366,7 +351,7 @@ async fn large_bodies_go_out_from_their_files_with_sendfile() {
         assert_eq!(body, std::fs::read(file_of(&server, path, "")).unwrap());
     }
     // Other tests in this process may add to the counter too.
-    assert!(metric(&server, series).await >= before + 3.0);
+    assert!(server.metric(series).await >= before + 3.0);
 }
 
 /// Publishes a correction of the rural article with this title; every `all` feed changes.

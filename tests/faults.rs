@@ -58,6 +58,16 @@ async fn publish(
         .map(tonic::Response::into_inner)
 }
 
+/// Checks that a publish was refused for a fault, not for what it sent: `UNAVAILABLE` or
+/// `RESOURCE_EXHAUSTED`, with a message that names `cause`.
+fn assert_refused_for(refused: &tonic::Status, cause: &str) {
+    assert!(
+        matches!(refused.code(), Code::Unavailable | Code::ResourceExhausted),
+        "{refused:?}"
+    );
+    assert!(refused.message().contains(cause), "{cause}: {refused:?}");
+}
+
 async fn get(running: &Running, path: &str) -> (u16, String) {
     let response = reqwest::get(running.url(path)).await.unwrap();
     let status = response.status().as_u16();
@@ -89,11 +99,10 @@ async fn wait_for(
 /// The value of the `feedpub_fault` gauge of `component`.
 async fn fault_gauge(running: &Running, component: &str) -> Option<f64> {
     let (_, metrics) = get(running, "/metrics").await;
-    let series = format!("feedpub_fault{{component=\"{component}\"}} ");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&series))
-        .and_then(|v| v.trim().parse().ok())
+    common::series_value(
+        &metrics,
+        &format!("feedpub_fault{{component=\"{component}\"}}"),
+    )
 }
 
 /// What must hold while a fault lasts and after it: the served documents are `last_good`,
@@ -275,11 +284,7 @@ async fn write_errors_past_a_file_size_limit_are_reported_survived_and_recovered
     )
     .await
     .expect_err("no write can succeed");
-    assert!(
-        matches!(refused.code(), Code::Unavailable | Code::ResourceExhausted),
-        "{refused:?}"
-    );
-    assert!(refused.message().contains("storage"), "{refused:?}");
+    assert_refused_for(&refused, "storage");
     let (_, health) = get(&running, "/healthz").await;
     assert!(health.contains("storage: "), "{health}");
     assert_eq!(fault_gauge(&running, "storage").await, Some(1.0));
@@ -450,11 +455,7 @@ async fn a_full_disk_is_reported_survived_and_recovered_from() {
     )
     .await
     .expect_err("no room for the article");
-    assert!(
-        matches!(refused.code(), Code::Unavailable | Code::ResourceExhausted),
-        "{refused:?}"
-    );
-    assert!(refused.message().contains("full"), "{refused:?}");
+    assert_refused_for(&refused, "full");
     let missing = running
         .client()
         .await

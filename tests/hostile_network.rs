@@ -301,18 +301,7 @@ impl Harness {
 
     /// The value of one Prometheus series in `/metrics`, 0 when absent.
     async fn metric(&self, series: &str) -> f64 {
-        let text = self
-            .http
-            .get(self.running.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or(0.0)
+        common::metric(&self.http, &self.running.url("/metrics"), series).await
     }
 }
 

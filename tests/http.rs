@@ -375,19 +375,6 @@ async fn feeds_advertise_their_hub_and_self_in_link_headers() {
     );
 }
 
-/// The value of one Prometheus series in `/metrics`, 0 when absent.
-async fn metric(server: &TestServer, series: &str) -> f64 {
-    let text = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test]
 async fn metrics_count_requests_by_feed_format_and_status_and_bytes_sent() {
     let server = server_with_sample().await;
@@ -396,9 +383,9 @@ async fn metrics_count_requests_by_feed_format_and_status_and_bytes_sent() {
     let gzip_bytes =
         r#"feedpub_http_response_bytes_total{feed="features",format="atom",encoding="gzip"}"#;
     let (ok_before, nm_before, bytes_before) = (
-        metric(&server, ok).await,
-        metric(&server, not_modified).await,
-        metric(&server, gzip_bytes).await,
+        server.metric(ok).await,
+        server.metric(not_modified).await,
+        server.metric(gzip_bytes).await,
     );
 
     let client = reqwest::Client::new();
@@ -422,9 +409,9 @@ async fn metrics_count_requests_by_feed_format_and_status_and_bytes_sent() {
         assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
     }
     // Counters only grow, and other tests in this process may add to them too.
-    assert!(metric(&server, ok).await >= ok_before + 1.0);
-    assert!(metric(&server, not_modified).await >= nm_before + 3.0);
-    assert!(metric(&server, gzip_bytes).await >= bytes_before + size);
+    assert!(server.metric(ok).await >= ok_before + 1.0);
+    assert!(server.metric(not_modified).await >= nm_before + 3.0);
+    assert!(server.metric(gzip_bytes).await >= bytes_before + size);
 
     let text = reqwest::get(server.url("/metrics"))
         .await

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TestServer, authed, ts};
+use common::{TestServer, assert_invalid, authed, ts};
 use feedpub::grpc::proto::{self, GetArticleRequest, ListSectionsRequest, PublishArticleRequest};
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -106,18 +106,7 @@ async fn fields_over_the_configured_limits_are_invalid_arguments_naming_the_fiel
             ))
             .await
             .expect_err(field);
-        assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
-        assert!(
-            status.message().contains(field),
-            "{field}: {}",
-            status.message()
-        );
-        let violations = status
-            .get_details_bad_request()
-            .expect("a BadRequest detail")
-            .field_violations;
-        let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
-        assert_eq!(fields, [field]);
+        assert_invalid(&status, field);
     }
 
     // Exactly at every limit is fine.

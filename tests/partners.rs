@@ -11,6 +11,7 @@ use feedpub::grpc::proto::{
     PublishArticleRequest, RetractArticleRequest,
 };
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::Output;
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -27,6 +28,11 @@ async fn cli(server: &TestServer, args: &[&str]) -> Output {
     })
     .await
     .expect("the CLI runs")
+}
+
+/// `partner add wire --section politics` on the test server's database: the new token.
+async fn add_wire(server: &TestServer) -> String {
+    token_of(&cli(server, &["partner", "add", "wire", "--section", "politics"]).await)
 }
 
 fn article(id: &str, section: &str) -> PublishArticleRequest {
@@ -72,13 +78,7 @@ fn listed(list: &str, partner: &str) -> String {
 async fn revoked_and_rotated_tokens_are_refused_from_the_next_call_on() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
-    let old = token_of(
-        &cli(
-            &server,
-            &["partner", "add", "wire", "--section", "politics"],
-        )
-        .await,
-    );
+    let old = add_wire(&server).await;
     client
         .publish_article(authed(&old, article("w-1", "politics")))
         .await
@@ -187,13 +187,7 @@ async fn revoked_and_rotated_tokens_are_refused_from_the_next_call_on() {
 async fn granted_and_denied_rights_hold_from_the_next_call_on() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
-    let token = token_of(
-        &cli(
-            &server,
-            &["partner", "add", "wire", "--section", "politics"],
-        )
-        .await,
-    );
+    let token = add_wire(&server).await;
     client
         .publish_article(authed(&token, article("w-1", "politics")))
         .await
@@ -299,6 +293,20 @@ async fn granted_and_denied_rights_hold_from_the_next_call_on() {
     assert!(line.contains(" no "), "embargoed: no\n{line}");
 }
 
+/// Runs `feedpub ARGS… --data-dir DATA` in `cwd`, which must exit with `code` (1: an
+/// error, 2: a usage error) and say `named` on stderr.
+fn refused(cwd: &Path, data: &Path, args: &[&str], code: i32, named: &str) {
+    let output = on_data(cwd, data, args);
+    let stderr = text(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{args:?}; stdout:\n{}\nstderr:\n{stderr}",
+        text(&output.stdout)
+    );
+    assert!(stderr.contains(named), "{args:?}: {stderr}");
+}
+
 #[test]
 fn unknown_partners_sections_and_missing_rights_get_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
@@ -315,29 +323,19 @@ fn unknown_partners_sections_and_missing_rights_get_clear_errors() {
         &["partner", "deny", "nobody", "--section", "rural"],
         &["audit", "--partner", "nobody"],
     ] {
-        let error = error_of(&on_data(dir.path(), &data, args));
-        assert!(error.contains("\"nobody\""), "{args:?}: {error}");
+        refused(dir.path(), &data, args, 1, "\"nobody\"");
     }
-    let error = error_of(&on_data(
+    let grant = |section| ["partner", "grant", "wire", "--section", section];
+    refused(dir.path(), &data, &grant("nope"), 1, "\"nope\"");
+    refused(dir.path(), &data, &grant("Bad Slug"), 1, "--section");
+    // No right named is a usage error.
+    refused(
         dir.path(),
         &data,
-        &["partner", "grant", "wire", "--section", "nope"],
-    ));
-    assert!(error.contains("\"nope\""), "{error}");
-    let error = error_of(&on_data(
-        dir.path(),
-        &data,
-        &["partner", "grant", "wire", "--section", "Bad Slug"],
-    ));
-    assert!(error.contains("--section"), "{error}");
-
-    let usage = on_data(dir.path(), &data, &["partner", "grant", "wire"]);
-    assert_eq!(
-        usage.status.code(),
-        Some(2),
-        "no right named is a usage error"
+        &["partner", "grant", "wire"],
+        2,
+        "--embargoed",
     );
-    assert!(text(&usage.stderr).contains("--embargoed"));
     let bad_since = run(common::binary::feedpub(dir.path()).args(["audit", "--since", "soon"]));
     assert_eq!(bad_since.status.code(), Some(2));
     assert!(text(&bad_since.stderr).contains("RFC 3339"));

@@ -2,8 +2,7 @@
 //! small HTTP server on 127.0.0.1 that answers verifications and records deliveries),
 //! articles published over real gRPC.
 
-#[path = "common/postgres.rs"]
-mod postgres_support;
+mod common;
 mod websub_support;
 
 use axum::http::{Method, StatusCode};
@@ -778,7 +777,7 @@ async fn callback_names_resolving_to_loopback_or_private_addresses_of_this_machi
 
 #[tokio::test]
 async fn replicas_on_one_database_deliver_each_change_once() {
-    let Some(database) = postgres_support::fresh_database().await else {
+    let Some(database) = common::postgres::fresh_database().await else {
         return;
     };
     let subscriber = Subscriber::start().await;

@@ -7,6 +7,7 @@
 //! `gRPC API listening on ADDR` on stderr once it accepts connections, and stops on SIGTERM
 //! or Ctrl-C.
 
+use feedpub::cli::GRPC_LISTENING;
 use feedpub::grpc::proto::publisher_service_server::{PublisherService, PublisherServiceServer};
 use feedpub::grpc::proto::{
     Article, GetArticleRequest, ListArticleVersionsRequest, ListArticleVersionsResponse,
@@ -103,7 +104,8 @@ fn main() -> anyhow::Result<()> {
         .build()?
         .block_on(async move {
             let listener = TcpListener::bind(addr).await?;
-            eprintln!("gRPC API listening on {}", listener.local_addr()?);
+            // The line `feedpub serve` logs, so its readers find this address the same way.
+            eprintln!("{GRPC_LISTENING}{}", listener.local_addr()?);
             let stop = async {
                 let mut term =
                     tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

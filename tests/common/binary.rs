@@ -3,6 +3,7 @@
 //! process on free ports, its log collected line by line, killed with SIGKILL when a test
 //! wants a crash (and always when dropped).
 
+use feedpub::cli::{Listening, listening_in};
 use feedpub::grpc::proto::publisher_service_client::PublisherServiceClient;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
@@ -17,10 +18,13 @@ use tonic::transport::Channel;
 pub use super::DEADLINE;
 
 /// Whether an inherited variable would change what the binary does: its own `FEEDPUB_*`
-/// settings, the log filter, and backtraces (one under an error message would hide what the
-/// message itself says).
+/// settings, the log filter, backtraces (one under an error message would hide what the
+/// message itself says) and the locale's `LC_*` (a test that sets `LANG` means it).
 fn changes_the_binary(name: &str) -> bool {
-    name.starts_with("FEEDPUB_") || name.starts_with("RUST_LOG") || name.ends_with("BACKTRACE")
+    name.starts_with("FEEDPUB_")
+        || name.starts_with("RUST_LOG")
+        || name.ends_with("BACKTRACE")
+        || name.starts_with("LC_")
 }
 
 /// `feedpub` run in `cwd` (so `./feedpub.toml`, `./data` and `./feeds` are looked for there),
@@ -168,6 +172,10 @@ pub struct ServeOptions<'a> {
     pub database_url: Option<&'a str>,
     /// `--config FILE`; `None`: the embedded sample.
     pub config: Option<&'a Path>,
+    /// More arguments after `serve`, such as `--demo`.
+    pub args: &'a [&'a str],
+    /// Variables set for the process (none is inherited that changes the binary).
+    pub env: &'a [(&'a str, &'a str)],
 }
 
 impl<'a> ServeOptions<'a> {
@@ -180,6 +188,8 @@ impl<'a> ServeOptions<'a> {
             log_filter: None,
             database_url: None,
             config: None,
+            args: &[],
+            env: &[],
         }
     }
 }
@@ -195,7 +205,9 @@ impl ServeProcess {
             .parent()
             .expect("the data folder has a parent");
         let mut cmd = feedpub(cwd);
-        cmd.args(["serve", "--data-dir"])
+        cmd.arg("serve")
+            .args(options.args)
+            .arg("--data-dir")
             .arg(options.data_dir)
             .arg("--feeds-dir")
             .arg(options.feeds_dir)
@@ -211,6 +223,7 @@ impl ServeProcess {
         if let Some(url) = options.database_url {
             cmd.arg("--database-url").arg(url);
         }
+        cmd.envs(options.env.iter().copied());
         let mut child = cmd.spawn().expect("feedpub serve starts");
         let stderr = child.stderr.take().expect("piped stderr");
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -237,22 +250,36 @@ impl ServeProcess {
     /// Waits until both listeners are up (their addresses logged) and returns them as
     /// `(grpc, http)`; fails with the log when the process exits first or time runs out.
     pub fn wait_ready(&mut self) -> Running {
+        let grpc = self.wait_for_log("the gRPC address", |l| {
+            listening_in(l).and_then(Listening::grpc)
+        });
+        let http = self.wait_for_log("the HTTP address", |l| {
+            listening_in(l).and_then(Listening::http)
+        });
+        Running { grpc, http }
+    }
+
+    /// The first value `find` extracts from a logged line, waiting for the line; fails with
+    /// the log when the process exits first or time runs out.
+    pub fn wait_for_log<T>(&mut self, what: &str, mut find: impl FnMut(&str) -> Option<T>) -> T {
         let deadline = Instant::now() + DEADLINE;
         loop {
-            let grpc = self.find_in_log(|l| address_after(l, "gRPC API listening on "));
-            let http = self.find_in_log(|l| address_after(l, "HTTP feeds listening on http://"));
-            if let (Some(grpc), Some(http)) = (grpc, http) {
-                return Running { grpc, http };
+            if let Some(found) = self.find_in_log(&mut find) {
+                return found;
             }
             if let Some(status) = self.child.try_wait().expect("the child can be polled") {
+                // The last lines may have come in after the search above.
+                if let Some(found) = self.find_in_log(&mut find) {
+                    return found;
+                }
                 panic!(
-                    "feedpub exited with {status} before listening:\n{}",
+                    "feedpub exited with {status} before logging {what}:\n{}",
                     self.log()
                 );
             }
             assert!(
                 Instant::now() < deadline,
-                "feedpub did not listen within {DEADLINE:?}:\n{}",
+                "feedpub did not log {what} within {DEADLINE:?}:\n{}",
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(10));
@@ -276,6 +303,22 @@ impl ServeProcess {
             .try_wait()
             .expect("the child can be polled")
             .is_none()
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn stop(&mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill(1) runs");
+        assert!(status.success(), "kill -TERM failed: {status}");
+        let status = exit_within(&mut self.child, DEADLINE)
+            .unwrap_or_else(|| panic!("feedpub did not stop on SIGTERM:\n{}", self.log()));
+        assert!(
+            status.success(),
+            "feedpub exited with {status}:\n{}",
+            self.log()
+        );
     }
 
     /// SIGKILL, then reaps the process: nothing of it runs afterwards.
@@ -320,11 +363,4 @@ impl Running {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.http)
     }
-}
-
-/// The address logged after `marker`, up to the next `/` or the end of the line.
-fn address_after(line: &str, marker: &str) -> Option<SocketAddr> {
-    let rest = &line[line.find(marker)? + marker.len()..];
-    let end = rest.find(['/', ' ']).unwrap_or(rest.len());
-    rest[..end].trim().parse().ok()
 }

@@ -14,7 +14,7 @@ use feedpub::domain::{Rights, SectionGrant, SectionSlug};
 use feedpub::grpc::proto::{self, publisher_service_client::PublisherServiceClient};
 use feedpub::publication::Publication;
 use feedpub::publishing;
-use feedpub::storage::{SqliteStore, Store};
+use feedpub::websub::Hub;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -42,6 +42,8 @@ pub struct TestServer {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
     pub publication: Publication,
+    /// The WebSub hub (its delivery counters).
+    pub hub: Hub,
     pub tokens: Tokens,
     /// The settings the server runs with.
     pub settings: Settings,
@@ -79,7 +81,7 @@ impl TestServer {
         let dir = tempfile::tempdir().unwrap();
         let mut settings = settings(&dir);
         configure(&mut settings);
-        let tokens = add_partners(&settings.server.data_dir).await;
+        let tokens = add_partners_in(&settings).await;
         Self::start_with_settings(dir, tokens, settings).await
     }
 
@@ -96,6 +98,7 @@ impl TestServer {
         let grpc_addr = app.grpc_addr();
         let http_addr = app.http_addr();
         let publication = app.publication().clone();
+        let hub = app.websub().clone();
         let task = tokio::spawn(async move {
             app.run_until_stopped(async {
                 let _ = stopped.await;
@@ -108,6 +111,7 @@ impl TestServer {
             grpc_addr,
             http_addr,
             publication,
+            hub,
             tokens,
             settings,
             stop: Some(stop),
@@ -243,11 +247,24 @@ impl Drop for TestServer {
 /// Creates the partners `newsroom` (all sections) and `county` (rural only) in the store of
 /// `data_dir` (created if needed) and returns their tokens.
 pub async fn add_partners(data_dir: &Path) -> Tokens {
-    let settings = Settings::parse("embedded sample", EMBEDDED_CONFIG, Overrides::default())
-        .expect("the sample configuration loads");
-    let store = SqliteStore::open(data_dir).await.unwrap();
+    let settings = Settings::parse(
+        "embedded sample",
+        EMBEDDED_CONFIG,
+        Overrides {
+            data_dir: Some(data_dir.to_path_buf()),
+            ..Overrides::default()
+        },
+    )
+    .expect("the sample configuration loads");
+    add_partners_in(&settings).await
+}
+
+/// Adds the partners of [`add_partners`] to the store `settings` name (SQLite in their data
+/// folder, or their PostgreSQL database).
+pub async fn add_partners_in(settings: &Settings) -> Tokens {
+    let store = feedpub::storage::open(&settings.server).await.unwrap();
     let add = async |name: &str, rights: Rights| {
-        let (_, token) = publishing::add_partner(&store, &settings, name, rights)
+        let (_, token) = publishing::add_partner(store.as_ref(), settings, name, rights)
             .await
             .unwrap();
         token.expose().to_owned()
@@ -341,6 +358,42 @@ pub fn brief(id: &str, title: &str) -> proto::Article {
     }
 }
 
+/// The value of one series (name and labels, as written) in Prometheus text `metrics`.
+pub fn series_value(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// The value of one Prometheus series at `metrics_url` (a server's `/metrics`), 0 when
+/// absent.
+pub async fn metric(http: &reqwest::Client, metrics_url: &str, series: &str) -> f64 {
+    let text = http
+        .get(metrics_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    series_value(&text, series).unwrap_or(0.0)
+}
+
+impl TestServer {
+    /// The value of one Prometheus series in `/metrics`, 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let http = reqwest::Client::builder()
+            .timeout(DEADLINE)
+            .build()
+            .unwrap();
+        metric(&http, &self.url("/metrics"), series).await
+    }
+}
+
 /// The `google.rpc.ErrorInfo` reason of an error, after checking its domain.
 pub fn error_reason(status: &tonic::Status) -> String {
     use tonic_types::StatusExt;
@@ -349,4 +402,29 @@ pub fn error_reason(status: &tonic::Status) -> String {
         .unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"));
     assert_eq!(info.domain, "feedpub", "{status:?}");
     info.reason
+}
+
+/// Checks that `status` refuses a request for one invalid field: INVALID_ARGUMENT, a message
+/// that names `field`, and a `google.rpc.BadRequest` detail whose only violation is `field`.
+pub fn assert_invalid(status: &tonic::Status, field: &str) {
+    use tonic_types::StatusExt;
+    assert_eq!(
+        status.code(),
+        tonic::Code::InvalidArgument,
+        "{field}: {status:?}"
+    );
+    assert!(
+        status.message().contains(field),
+        "{field}: {}",
+        status.message()
+    );
+    let details = status
+        .get_details_bad_request()
+        .unwrap_or_else(|| panic!("{field}: no BadRequest detail in {status:?}"));
+    let fields: Vec<&str> = details
+        .field_violations
+        .iter()
+        .map(|v| v.field.as_str())
+        .collect();
+    assert_eq!(fields, [field], "{status:?}");
 }

@@ -3,9 +3,11 @@
 
 use super::{binary, parse};
 use crate::common::all_feed_paths;
+use crate::common::binary::{DEADLINE, Running, ServeOptions, ServeProcess};
 use feedpub::demo::sample_edition;
 use feedpub::grpc::proto;
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// What the feed server answers for one path and `Accept-Encoding`.
@@ -19,7 +21,7 @@ struct Answer {
 }
 
 /// Every feed path in every coding, once the demo's articles are all in.
-async fn answers(served: &binary::Served) -> BTreeMap<String, Answer> {
+async fn answers(served: &Running) -> BTreeMap<String, Answer> {
     let http = reqwest::Client::new();
     let mut answers = BTreeMap::new();
     for path in all_feed_paths() {
@@ -54,12 +56,12 @@ async fn answers(served: &binary::Served) -> BTreeMap<String, Answer> {
 /// Waits until every feed shows the final state of the demo's store: each scope lists all
 /// its visible sample articles, and every feed's `Last-Modified` has moved off the epoch
 /// (the `notices` feeds list nothing, but their date moves when the expired notice is stored).
-async fn wait_for_demo_feeds(served: &binary::Served) {
+async fn wait_for_demo_feeds(served: &Running) {
     let visible: Vec<proto::Article> = sample_edition()
         .into_iter()
         .filter(|a| a.expire_time.is_none())
         .collect();
-    let deadline = Instant::now() + binary::DEADLINE;
+    let deadline = Instant::now() + DEADLINE;
     for path in all_feed_paths() {
         let scope = path
             .trim_start_matches("/feeds/")
@@ -101,20 +103,32 @@ async fn wait_for_demo_feeds(served: &binary::Served) {
     }
 }
 
+/// `feedpub serve --demo` on free ports with `root/data` and `root/feeds`, in `root` (which
+/// holds no `feedpub.toml`, so the embedded sample configuration applies), with `env` set.
+fn serve_demo(root: &Path, env: &[(&str, &str)]) -> (ServeProcess, Running) {
+    let mut server = ServeProcess::start(ServeOptions {
+        args: &["--demo"],
+        env,
+        ..ServeOptions::new(&root.join("data"), &root.join("feeds"))
+    });
+    let running = server.wait_ready();
+    (server, running)
+}
+
 #[tokio::test]
 async fn the_same_store_renders_identical_feeds_and_etags_in_any_time_zone_and_locale() {
     let first = tempfile::tempdir().unwrap();
-    let mut utc = binary::serve_demo(
+    let (mut utc, on_utc) = serve_demo(
         first.path(),
         &[("TZ", "UTC"), ("LANG", "C"), ("LC_ALL", "C")],
     );
-    let changed = utc.wait_for_line("the demo's publication", |l| {
+    let changed = utc.wait_for_log("the demo's publication", |l| {
         l.contains("sample edition published")
             .then(|| l.contains("changed=7"))
     });
     assert!(changed, "a fresh store takes the whole sample edition");
-    wait_for_demo_feeds(&utc).await;
-    let utc_answers = answers(&utc).await;
+    wait_for_demo_feeds(&on_utc).await;
+    let utc_answers = answers(&on_utc).await;
     let utc_files = binary::files_under(&utc.feeds_dir);
     utc.stop();
 
@@ -123,7 +137,7 @@ async fn the_same_store_renders_identical_feeds_and_etags_in_any_time_zone_and_l
     // article already there and changes nothing.
     let second = tempfile::tempdir().unwrap();
     binary::copy_folder(&first.path().join("data"), &second.path().join("data"));
-    let mut shanghai = binary::serve_demo(
+    let (mut shanghai, on_shanghai) = serve_demo(
         second.path(),
         &[
             ("TZ", "Asia/Shanghai"),
@@ -131,13 +145,13 @@ async fn the_same_store_renders_identical_feeds_and_etags_in_any_time_zone_and_l
             ("LC_ALL", "zh_CN.UTF-8"),
         ],
     );
-    let changed = shanghai.wait_for_line("the demo's publication", |l| {
+    let changed = shanghai.wait_for_log("the demo's publication", |l| {
         l.contains("sample edition published")
             .then(|| l.contains("changed=0"))
     });
     assert!(changed, "publishing the same edition again changes nothing");
-    wait_for_demo_feeds(&shanghai).await;
-    let shanghai_answers = answers(&shanghai).await;
+    wait_for_demo_feeds(&on_shanghai).await;
+    let shanghai_answers = answers(&on_shanghai).await;
     let shanghai_files = binary::files_under(&shanghai.feeds_dir);
     shanghai.stop();
 

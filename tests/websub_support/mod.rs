@@ -2,25 +2,20 @@
 //! loopback callbacks allowed unless told otherwise, 20 ms retry base) and a subscriber (an
 //! HTTP server on 127.0.0.1:0 that answers verifications as told and records every request).
 
+use crate::common::{self, TestServer, authed};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use feedpub::app::Application;
-use feedpub::config::{EMBEDDED_CONFIG, Overrides, Settings};
-use feedpub::domain::SectionGrant;
-use feedpub::grpc::proto::publisher_service_client::PublisherServiceClient;
+use feedpub::config::{DatabaseUrl, Settings};
 use feedpub::grpc::proto::{self, PublishArticleRequest};
-use feedpub::publishing;
 use feedpub::websub::Hub;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tempfile::TempDir;
-use tokio::sync::{oneshot, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::watch;
 use url::Url;
 
 /// How long a test waits for a condition before failing.
@@ -224,19 +219,11 @@ impl Default for Options {
     }
 }
 
-fn settings(dir: &TempDir, options: &Options) -> Settings {
-    let mut settings = Settings::parse(
-        "embedded sample",
-        EMBEDDED_CONFIG,
-        Overrides {
-            data_dir: Some(dir.path().join("data")),
-            feeds_dir: Some(dir.path().join("feeds")),
-            grpc_addr: Some("127.0.0.1:0".parse().unwrap()),
-            http_addr: Some("127.0.0.1:0".parse().unwrap()),
-            database_url: options.database_url.clone(),
-        },
-    )
-    .unwrap();
+/// The sample settings changed as `options` say, with a 20 ms retry base.
+fn configure(settings: &mut Settings, options: &Options) {
+    if let Some(url) = &options.database_url {
+        settings.server.database_url = Some(DatabaseUrl::parse(url).unwrap());
+    }
     if options.allow_loopback {
         settings.websub.allowed_callback_networks = vec!["127.0.0.0/8".parse().unwrap()];
     }
@@ -246,73 +233,43 @@ fn settings(dir: &TempDir, options: &Options) -> Settings {
         .iter()
         .map(|u| Url::parse(u).unwrap())
         .collect();
-    settings
 }
 
+/// A [`TestServer`] configured for the hub.
 pub struct Server {
-    dir: TempDir,
+    server: TestServer,
     options: Options,
-    token: String,
     pub http_addr: SocketAddr,
-    grpc_addr: SocketAddr,
     pub hub: Hub,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
 }
 
 impl Server {
     pub async fn start(options: Options) -> Self {
-        feedpub::telemetry::init_for_tests();
-        let dir = tempfile::tempdir().unwrap();
-        let settings = settings(&dir, &options);
-        let store = feedpub::storage::open(&settings.server).await.unwrap();
-        let (_, token) =
-            publishing::add_partner(store.as_ref(), &settings, "newsroom", SectionGrant::All)
-                .await
-                .unwrap();
-        store.close().await;
-        Self::start_in(dir, options, token.expose().to_owned()).await
+        let server = TestServer::start_with(|settings| configure(settings, &options)).await;
+        Self::of(server, options)
+    }
+
+    fn of(server: TestServer, options: Options) -> Self {
+        Self {
+            http_addr: server.http_addr,
+            hub: server.hub.clone(),
+            server,
+            options,
+        }
     }
 
     /// Another server on the same PostgreSQL database (a replica), with folders of its own.
     pub async fn replica(&self) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        Self::start_in(dir, self.options.clone(), self.token.clone()).await
+        let mut settings = common::settings(&dir);
+        configure(&mut settings, &self.options);
+        let tokens = self.server.tokens.clone();
+        let server = TestServer::start_with_settings(dir, tokens, settings).await;
+        Self::of(server, self.options.clone())
     }
 
-    async fn start_in(dir: TempDir, options: Options, token: String) -> Self {
-        let app = Application::build(settings(&dir, &options)).await.unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let (http_addr, grpc_addr, hub) = (app.http_addr(), app.grpc_addr(), app.websub().clone());
-        let task = tokio::spawn(async move {
-            app.run_until_stopped(async {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("the server stops cleanly");
-        });
-        Self {
-            dir,
-            options,
-            token,
-            http_addr,
-            grpc_addr,
-            hub,
-            stop: Some(stop),
-            task: Some(task),
-        }
-    }
-
-    pub async fn restart(mut self) -> Self {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.expect("the server task does not panic");
-        }
-        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
-        let options = std::mem::take(&mut self.options);
-        Self::start_in(dir, options, self.token.clone()).await
+    pub async fn restart(self) -> Self {
+        Self::of(self.server.restart().await, self.options)
     }
 
     /// POSTs a form to `/websub`; pairs may repeat.
@@ -345,10 +302,7 @@ impl Server {
 
     /// Publishes a new article over gRPC; returns when the answer arrived.
     pub async fn publish(&self, id: &str, section: &str) -> Instant {
-        let mut client = PublisherServiceClient::connect(format!("http://{}", self.grpc_addr))
-            .await
-            .unwrap();
-        let mut request = tonic::Request::new(PublishArticleRequest {
+        let request = PublishArticleRequest {
             article: Some(proto::Article {
                 id: id.into(),
                 section: section.into(),
@@ -362,12 +316,12 @@ impl Server {
                 ..Default::default()
             }),
             ..Default::default()
-        });
-        request.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {}", self.token).parse().unwrap(),
-        );
-        client.publish_article(request).await.unwrap();
+        };
+        let mut client = self.server.client().await;
+        client
+            .publish_article(authed(&self.server.tokens.newsroom, request))
+            .await
+            .unwrap();
         Instant::now()
     }
 
@@ -391,14 +345,6 @@ impl Server {
             hub.deliveries_in_flight() == 0
         })
         .await;
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
     }
 }
 

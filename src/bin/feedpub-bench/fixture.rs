@@ -5,6 +5,7 @@
 use crate::process::{Process, tee_lines};
 use crate::profile::Recorder;
 use anyhow::Context;
+use feedpub::cli::{Listening, listening_in};
 use feedpub::grpc::proto::publisher_service_client::PublisherServiceClient;
 use feedpub::grpc::proto::{Article, PublishArticleRequest};
 use std::net::SocketAddr;
@@ -24,9 +25,6 @@ pub const FEED_PATH: &str = "/feeds/politics/rss.xml";
 pub const DATA_SET_ARTICLES: usize = 50;
 /// Body size of every benchmark article, in bytes of UTF-8 (about 1,000 Chinese characters).
 const BODY_BYTES: usize = 3 * 1024;
-
-/// What feedpub (and feedpub-echo) log before the gRPC address they listen on.
-pub const GRPC_LISTENING: &str = "gRPC API listening on ";
 
 /// Variables that would change what feedpub does if inherited.
 const FEEDPUB_VARS: [&str; 7] = [
@@ -177,11 +175,7 @@ impl Fixture {
         let stderr = child.stderr.take().expect("piped stderr");
         let mut process = Process::new("feedpub", child);
         let lines = tee_lines(stderr, &dir.join("feedpub.log"));
-        let addrs = listening_addresses(
-            &lines,
-            &mut process,
-            &[GRPC_LISTENING, "HTTP feeds listening on http://"],
-        )?;
+        let addrs = listening_addresses(&lines, &mut process, true)?;
         let (grpc_addr, http_addr) = (addrs[0], addrs[1]);
         drop(lines);
         eprintln!(
@@ -364,16 +358,16 @@ pub fn timestamp(t: SystemTime) -> prost_types::Timestamp {
     }
 }
 
-/// Reads a server's log until a line with each marker has appeared, and returns the
-/// address that follows each marker, in the markers' order.
+/// Reads a server's log until it has announced its gRPC listener, and its HTTP one with
+/// `http_too` (feedpub-echo has none), and returns their addresses in that order.
 pub fn listening_addresses(
     lines: &std::sync::mpsc::Receiver<String>,
     process: &mut Process,
-    markers: &[&str],
+    http_too: bool,
 ) -> anyhow::Result<Vec<SocketAddr>> {
     // Generous: at start-up feedpub builds every feed, which takes a while on a large store.
     let deadline = Instant::now() + Duration::from_secs(600);
-    let mut found: Vec<Option<SocketAddr>> = vec![None; markers.len()];
+    let mut found: Vec<Option<SocketAddr>> = vec![None; if http_too { 2 } else { 1 }];
     while found.iter().any(Option::is_none) {
         let left = deadline.saturating_duration_since(Instant::now());
         let line = match lines.recv_timeout(left.min(Duration::from_millis(200))) {
@@ -388,14 +382,10 @@ pub fn listening_addresses(
                 anyhow::bail!("the server closed its log before saying where it listens");
             }
         };
-        for (marker, slot) in markers.iter().zip(&mut found) {
-            if let Some((_, rest)) = line.split_once(marker) {
-                let addr = rest
-                    .split(|c: char| c.is_whitespace() || c == '/' || c == '"')
-                    .next()
-                    .unwrap_or("");
-                *slot = Some(addr.parse().with_context(|| format!("in {line:?}"))?);
-            }
+        match listening_in(&line) {
+            Some(Listening::Grpc(addr)) => found[0] = Some(addr),
+            Some(Listening::Http(addr)) if http_too => found[1] = Some(addr),
+            _ => {}
         }
     }
     Ok(found.into_iter().flatten().collect())

@@ -10,7 +10,7 @@
 //! empty store, so runs compare; the load alternates between feedpub and the echo in slices.
 
 use crate::Mode;
-use crate::fixture::{self, Fixture, GRPC_LISTENING, SampleCopy};
+use crate::fixture::{self, Fixture, SampleCopy};
 use crate::freshness::percentile;
 use crate::loadgen::{self, Frames, Outcome};
 use crate::process::{Process, tee_lines};
@@ -71,7 +71,7 @@ impl Ingest {
         let stderr = child.stderr.take().expect("piped stderr");
         let mut echo = Process::new("feedpub-echo", child);
         let lines = tee_lines(stderr, &dir.join("echo.log"));
-        let echo_addr = fixture::listening_addresses(&lines, &mut echo, &[GRPC_LISTENING])?[0];
+        let echo_addr = fixture::listening_addresses(&lines, &mut echo, false)?[0];
         eprintln!(
             "feedpub-echo (pid {}) serves gRPC on {echo_addr}",
             echo.id()
