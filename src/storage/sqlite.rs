@@ -154,11 +154,13 @@ impl SqliteStore {
         // (64 MiB) rather than read back from the file for each article of a batch; keep
         // the journal of each job's savepoint in memory rather than in a temporary file; and
         // checkpoint the WAL every 40 MiB rather than 4, so that a hot index page is copied
-        // into the database once per checkpoint, not once per few hundred articles.
+        // into the database once per checkpoint, not once per few hundred articles; a WAL
+        // that a burst grew past 64 MiB is cut back to that when it restarts.
         for pragma in [
             "PRAGMA cache_size = -65536",
             "PRAGMA temp_store = MEMORY",
             "PRAGMA wal_autocheckpoint = 10000",
+            "PRAGMA journal_size_limit = 67108864",
         ] {
             sqlx::query(pragma).execute(&mut writer).await?;
         }
