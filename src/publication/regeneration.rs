@@ -3,7 +3,9 @@
 //! is swapped into the snapshot as soon as it is on disk; section feeds only once every other
 //! feed of the batch is in, so that once a section feed shows an article, every feed does.
 
-use super::{FeedChange, FeedFile, Headline, Inner, Links, PublicationError, Snapshot, files};
+use super::{
+    Compression, FeedChange, FeedFile, Headline, Inner, Links, PublicationError, Snapshot, files,
+};
 use crate::domain::{Article, FeedScope};
 use crate::render::{FeedMeta, Format};
 use axum::body::Bytes;
@@ -23,6 +25,16 @@ pub(super) enum Swap {
     Once,
 }
 
+/// How hard the documents of a batch are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Compress {
+    /// With the full levels.
+    Full,
+    /// Fast when more stale marks wait as a scope is read (a burst: the feeds are turning
+    /// over faster than full compression keeps up with), the full levels otherwise.
+    WhenBusy,
+}
+
 /// One scope's content as read from the store, shared by the tasks of its three documents.
 struct Prepared {
     scope: FeedScope,
@@ -31,6 +43,7 @@ struct Prepared {
     headlines: Arc<[Headline]>,
     max_age: u32,
     now: DateTime<Utc>,
+    compression: Compression,
 }
 
 /// How one scope of the batch is getting on.
@@ -48,6 +61,8 @@ struct ScopeState {
     changes: Vec<FeedChange>,
     error: Option<PublicationError>,
     headlines: Option<Arc<[Headline]>>,
+    /// A document compressed fast is among `held`.
+    fast: bool,
     started: Instant,
 }
 
@@ -80,6 +95,7 @@ impl Inner {
         self: &Arc<Self>,
         scopes: impl IntoIterator<Item = FeedScope>,
         swap: Swap,
+        compress: Compress,
     ) -> Vec<(FeedScope, PublicationError)> {
         let (first, last): (Vec<_>, Vec<_>) = scopes
             .into_iter()
@@ -97,6 +113,7 @@ impl Inner {
                 changes: Vec::new(),
                 error: None,
                 headlines: None,
+                fast: false,
                 started: Instant::now(),
             })
             .collect();
@@ -124,7 +141,11 @@ impl Inner {
                 let Some(index) = unread.next() else { break };
                 let state = &mut states[index];
                 state.started = Instant::now();
-                match self.prepare(&state.scope).await {
+                let compression = match compress {
+                    Compress::WhenBusy if self.busy() => Compression::Fast,
+                    Compress::Full | Compress::WhenBusy => Compression::Full,
+                };
+                match self.prepare(&state.scope, compression).await {
                     Ok(Some(prepared)) => {
                         state.headlines = Some(prepared.headlines.clone());
                         let prepared = Arc::new(prepared);
@@ -161,6 +182,7 @@ impl Inner {
                 let state = &mut states[index];
                 match built {
                     Ok(Some(built)) => {
+                        state.fast |= built.file.compression == Compression::Fast;
                         state.held.push((built.key, built.file));
                         state.writes.extend(built.writes);
                         state.changes.extend(built.change);
@@ -259,6 +281,9 @@ impl Inner {
         if state.error.is_some() {
             return;
         }
+        if state.fast {
+            self.compressed_fast(&state.scope);
+        }
         // Only the index shows headlines, and it lists no author or tag feeds.
         if matches!(state.scope, FeedScope::All | FeedScope::Section(_)) {
             self.headlines.rcu(|current| {
@@ -281,7 +306,11 @@ impl Inner {
     }
 
     /// Reads what the feeds of `scope` show; `None` for a section no longer configured.
-    async fn prepare(&self, scope: &FeedScope) -> Result<Option<Prepared>, PublicationError> {
+    async fn prepare(
+        &self,
+        scope: &FeedScope,
+        compression: Compression,
+    ) -> Result<Option<Prepared>, PublicationError> {
         let section = match scope {
             FeedScope::Section(slug) => match self.settings.section(slug) {
                 Some(section) => Some(section.slug.clone()),
@@ -325,6 +354,7 @@ impl Inner {
             headlines,
             max_age: feeds.max_age_of(section.as_ref()),
             now,
+            compression,
         }))
     }
 
@@ -342,6 +372,7 @@ impl Inner {
             meta,
             max_age,
             now,
+            compression,
             ..
         } = prepared;
         let max_age = *max_age;
@@ -356,7 +387,10 @@ impl Inner {
         let bytes = format.render(meta, articles);
         let current = self.snapshot.load();
         let previous = current.get(&key);
-        if let Some(previous) = previous.filter(|p| p.bytes == bytes[..]) {
+        let same = previous.filter(|p| p.bytes == bytes[..]);
+        // Same bytes, compressed fast during a burst: compressed again, as they are.
+        let recompress = same.filter(|p| p.compression != *compression);
+        if let Some(previous) = same.filter(|_| recompress.is_none()) {
             // Same bytes: nothing to write, but a later change time (say, of an article
             // that went straight out of view) still moves Last-Modified on.
             if previous.last_modified < derived || previous.max_age != max_age {
@@ -384,25 +418,30 @@ impl Inner {
         // their ETags still differ.
         let replaced = previous.is_some() || (on_disk.is_some() && !unchanged_on_disk);
         let stale_date = previous.is_none_or(|p| p.last_modified > derived);
-        let last_modified = if replaced && stale_date {
+        let last_modified = if let Some(previous) = recompress {
+            previous.last_modified.max(derived)
+        } else if replaced && stale_date {
             derived.max(now.trunc_subsecs(0))
         } else {
             derived
         };
-        let announce = previous.is_some() || !unchanged_on_disk;
+        let announce = recompress.is_none() && (previous.is_some() || !unchanged_on_disk);
+        let recompressed = recompress.is_some();
         drop(current);
-        let file = Arc::new(FeedFile::new(
+        let file = Arc::new(FeedFile::compressed(
             bytes,
             format.content_type(),
             last_modified,
             max_age,
             &links,
+            *compression,
         ));
         let mut writes: Vec<(String, Bytes)> = Vec::new();
         for (suffix, bytes) in file.files() {
             let name = format!("{}{suffix}", format.file_name());
-            let same = unchanged_on_disk
-                && std::fs::read(dir.join(&name)).is_ok_and(|old| old == bytes[..]);
+            let same = (recompressed && suffix.is_empty())
+                || unchanged_on_disk
+                    && std::fs::read(dir.join(&name)).is_ok_and(|old| old == bytes[..]);
             if !same {
                 writes.push((name, bytes.clone()));
             }
