@@ -425,6 +425,37 @@ mod tests {
     }
 
     #[test]
+    fn fast_codings_decode_to_the_same_bytes_under_their_own_etags() {
+        let text = "朔州日报 ]]> & <p>".repeat(200).into_bytes();
+        let compressed = |compression| {
+            FeedFile::compressed(
+                text.clone(),
+                "application/rss+xml",
+                DateTime::UNIX_EPOCH,
+                60,
+                &links(),
+                compression,
+            )
+        };
+        let (fast, full) = (compressed(Compression::Fast), compressed(Compression::Full));
+        let mut unzipped = Vec::new();
+        flate2::read::GzDecoder::new(&fast.gzip.bytes[..])
+            .read_to_end(&mut unzipped)
+            .unwrap();
+        assert_eq!(unzipped, text);
+        let mut unbrotlied = Vec::new();
+        brotli::Decompressor::new(&fast.brotli.bytes[..], 4096)
+            .read_to_end(&mut unbrotlied)
+            .unwrap();
+        assert_eq!(unbrotlied, text);
+        // The identity coding is the same document; its compressions are other bytes.
+        assert_eq!(fast.etag, full.etag);
+        assert_ne!(fast.gzip.etag, full.gzip.etag);
+        assert_ne!(fast.brotli.etag, full.brotli.etag);
+        assert_eq!(fast.compression, Compression::Fast);
+    }
+
+    #[test]
     fn the_same_bytes_always_give_the_same_documents() {
         let a = FeedFile::new(b"<rss/>".to_vec(), "x", DateTime::UNIX_EPOCH, 60, &links());
         let b = FeedFile::new(b"<rss/>".to_vec(), "x", DateTime::UNIX_EPOCH, 60, &links());
