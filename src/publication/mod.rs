@@ -269,7 +269,7 @@ impl Scheduler {
                 let count = fast.len() as u64;
                 let failed = self
                     .inner
-                    .regenerate_batch(fast, Swap::AsReady, Compress::Full)
+                    .regenerate_batch(fast, Swap::AsReady, Compress::Again)
                     .await;
                 for (scope, e) in failed {
                     tracing::warn!(feed = scope.path_segment(), error = %e, "cannot compress a feed again after a burst");

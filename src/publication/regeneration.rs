@@ -33,6 +33,9 @@ pub(super) enum Compress {
     /// Fast when more stale marks wait as a scope is read (a burst: the feeds are turning
     /// over faster than full compression keeps up with), the full levels otherwise.
     WhenBusy,
+    /// With the full levels, documents compressed fast during a burst: not counted as a
+    /// regeneration, since what the feeds show does not change.
+    Again,
 }
 
 /// One scope's content as read from the store, shared by the tasks of its three documents.
@@ -143,7 +146,7 @@ impl Inner {
                 state.started = Instant::now();
                 let compression = match compress {
                     Compress::WhenBusy if self.busy() => Compression::Fast,
-                    Compress::Full | Compress::WhenBusy => Compression::Full,
+                    Compress::Full | Compress::WhenBusy | Compress::Again => Compression::Full,
                 };
                 match self.prepare(&state.scope, compression).await {
                     Ok(Some(prepared)) => {
@@ -158,7 +161,7 @@ impl Inner {
                     }
                 }
                 if state.left == 0 {
-                    self.finish_scope(state);
+                    self.finish_scope(state, compress);
                     first_left -= usize::from(!state.last_group);
                 }
             }
@@ -207,7 +210,7 @@ impl Inner {
                 }
                 self.swap_in(&mut ready);
                 for state in states.iter_mut().filter(|s| due(s)) {
-                    self.finish_scope(state);
+                    self.finish_scope(state, compress);
                 }
             }
         }
@@ -217,7 +220,7 @@ impl Inner {
         self.swap_in(&mut ready);
         let mut failed = Vec::new();
         for mut state in states {
-            self.finish_scope(&mut state);
+            self.finish_scope(&mut state, compress);
             if let Some(error) = state.error {
                 failed.push((state.scope, error));
             }
@@ -267,7 +270,7 @@ impl Inner {
 
     /// After a scope's documents are in the snapshot: announces their changes, updates its
     /// headlines and counts the regeneration. Does nothing the second time.
-    fn finish_scope(&self, state: &mut ScopeState) {
+    fn finish_scope(&self, state: &mut ScopeState, compress: Compress) {
         if state.left > 0 || !state.held.is_empty() {
             return;
         }
@@ -283,6 +286,9 @@ impl Inner {
         }
         if state.fast {
             self.compressed_fast(&state.scope);
+        }
+        if compress == Compress::Again {
+            return;
         }
         // Only the index shows headlines, and it lists no author or tag feeds.
         if matches!(state.scope, FeedScope::All | FeedScope::Section(_)) {
