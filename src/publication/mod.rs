@@ -252,6 +252,7 @@ impl Scheduler {
             let mut received = 0;
             let recompress = !self.inner.fast.lock().expect("fast scopes lock").is_empty();
             let mut calm = false;
+            let wake_at = tokio::time::Instant::now() + wake;
             tokio::select! {
                 scope = self.stale.recv() => match scope {
                     Some(scope) => {
@@ -275,7 +276,11 @@ impl Scheduler {
                     tracing::warn!(feed = scope.path_segment(), error = %e, "cannot compress a feed again after a burst");
                 }
                 self.inner.fast_pending.fetch_sub(count, Ordering::SeqCst);
-                continue;
+                // A publish or expiry time that came meanwhile is not lost: the next look
+                // only finds those still ahead.
+                if tokio::time::Instant::now() >= wake_at {
+                    stale.extend(self.inner.scopes());
+                }
             }
             while let Ok(scope) = self.stale.try_recv() {
                 stale.insert(scope);
