@@ -64,6 +64,47 @@ pub struct FeedFile {
     pub max_age: u32,
     /// The headers of every response for it.
     pub headers: ResponseHeaders,
+    /// How hard `gzip` and `brotli` were compressed.
+    pub compression: Compression,
+}
+
+/// How hard a document's gzip and brotli codings are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// gzip level 6, brotli quality 5: the codings every feed settles on.
+    Full,
+    /// gzip level 1, brotli quality 1: while publishes arrive faster than feeds can be
+    /// regenerated with [`Compression::Full`]. Each such document is compressed again with
+    /// the full levels once the burst is over.
+    Fast,
+}
+
+impl Compression {
+    fn gzip_level(self) -> u32 {
+        match self {
+            // Level 6 (zlib's default): within a few percent of level 9's size at half the
+            // time; compression is on the path from a publish to the feed being served.
+            Self::Full => 6,
+            Self::Fast => 1,
+        }
+    }
+
+    /// Quality 5 compresses feeds close to quality 9 in a fraction of the time.
+    fn brotli_quality(self) -> u32 {
+        match self {
+            Self::Full => 5,
+            Self::Fast => 1,
+        }
+    }
+
+    /// Added to the codings' ETags, so that the same identity bytes compressed another way
+    /// never share a strong validator.
+    fn etag_suffix(self) -> &'static str {
+        match self {
+            Self::Full => "",
+            Self::Fast => "1",
+        }
+    }
 }
 
 /// File-name suffixes of the precompressed siblings written beside each feed.
@@ -79,30 +120,30 @@ impl FeedFile {
         max_age: u32,
         links: &Links,
     ) -> Self {
-        let (gzip, brotli) = (gzip(&bytes), brotli(&bytes));
-        Self::with_codings(
+        Self::compressed(
             bytes,
-            gzip,
-            brotli,
             content_type,
             last_modified,
             max_age,
             links,
+            Compression::Full,
         )
     }
 
-    /// The document from its bytes and their compressions (made by [`gzip`] and
-    /// [`brotli`], perhaps on other threads), with every validator and header.
-    pub(super) fn with_codings(
+    /// Compresses `bytes` both ways as hard as `compression` says and computes every
+    /// validator and header.
+    pub fn compressed(
         bytes: Vec<u8>,
-        gzip: Vec<u8>,
-        brotli: Vec<u8>,
         content_type: &'static str,
         last_modified: DateTime<Utc>,
         max_age: u32,
         links: &Links,
+        compression: Compression,
     ) -> Self {
+        let gzip = gzip(&bytes, compression);
+        let brotli = brotli(&bytes, compression);
         let tag = hex::encode(&Sha256::digest(&bytes)[..16]);
+        let level = compression.etag_suffix();
         let encoded = |bytes: Vec<u8>, etag: String| Encoded {
             bytes: bytes.into(),
             etag_header: header(&etag),
@@ -111,8 +152,8 @@ impl FeedFile {
         };
         let etag = format!("\"{tag}\"");
         Self {
-            gzip: encoded(gzip, format!("\"{tag}-gz\"")),
-            brotli: encoded(brotli, format!("\"{tag}-br\"")),
+            gzip: encoded(gzip, format!("\"{tag}-gz{level}\"")),
+            brotli: encoded(brotli, format!("\"{tag}-br{level}\"")),
             headers: ResponseHeaders::new(content_type, &etag, last_modified, max_age, links),
             etag,
             bytes: bytes.into(),
@@ -120,6 +161,7 @@ impl FeedFile {
             last_modified,
             content_type,
             max_age,
+            compression,
         }
     }
 
@@ -306,13 +348,11 @@ pub fn http_date(t: DateTime<Utc>) -> String {
     t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
 
-/// `bytes` compressed with gzip, level 6.
-pub(super) fn gzip(bytes: &[u8]) -> Vec<u8> {
+/// `bytes` compressed with gzip.
+fn gzip(bytes: &[u8], compression: Compression) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(
         Vec::with_capacity(bytes.len() / 3 + 64),
-        // Level 6 (zlib's default): within a few percent of level 9's size at half the time;
-        // compression is on the path from a publish to the feed being served.
-        flate2::Compression::default(),
+        flate2::Compression::new(compression.gzip_level()),
     );
     encoder
         .write_all(bytes)
@@ -322,14 +362,17 @@ pub(super) fn gzip(bytes: &[u8]) -> Vec<u8> {
         .expect("compressing into memory cannot fail")
 }
 
-/// `bytes` compressed with brotli. Quality 5 compresses feeds close to quality 9 in a
-/// fraction of the time (it is paid on every regeneration, on the way from a publish to the
-/// feed being served).
-pub(super) fn brotli(bytes: &[u8]) -> Vec<u8> {
+/// `bytes` compressed with brotli (paid on every regeneration, on the way from a publish to
+/// the feed being served).
+fn brotli(bytes: &[u8], compression: Compression) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len() / 3 + 64);
     {
-        let mut writer =
-            brotli::CompressorWriter::new(&mut out, 4096, 5, brotli_window(bytes.len()));
+        let mut writer = brotli::CompressorWriter::new(
+            &mut out,
+            4096,
+            compression.brotli_quality(),
+            brotli_window(bytes.len()),
+        );
         writer
             .write_all(bytes)
             .expect("compressing into memory cannot fail");
@@ -379,6 +422,37 @@ mod tests {
             3
         );
         assert!(file.gzip.bytes.len() < text.len() / 4);
+    }
+
+    #[test]
+    fn fast_codings_decode_to_the_same_bytes_under_their_own_etags() {
+        let text = "朔州日报 ]]> & <p>".repeat(200).into_bytes();
+        let compressed = |compression| {
+            FeedFile::compressed(
+                text.clone(),
+                "application/rss+xml",
+                DateTime::UNIX_EPOCH,
+                60,
+                &links(),
+                compression,
+            )
+        };
+        let (fast, full) = (compressed(Compression::Fast), compressed(Compression::Full));
+        let mut unzipped = Vec::new();
+        flate2::read::GzDecoder::new(&fast.gzip.bytes[..])
+            .read_to_end(&mut unzipped)
+            .unwrap();
+        assert_eq!(unzipped, text);
+        let mut unbrotlied = Vec::new();
+        brotli::Decompressor::new(&fast.brotli.bytes[..], 4096)
+            .read_to_end(&mut unbrotlied)
+            .unwrap();
+        assert_eq!(unbrotlied, text);
+        // The identity coding is the same document; its compressions are other bytes.
+        assert_eq!(fast.etag, full.etag);
+        assert_ne!(fast.gzip.etag, full.gzip.etag);
+        assert_ne!(fast.brotli.etag, full.brotli.etag);
+        assert_eq!(fast.compression, Compression::Fast);
     }
 
     #[test]

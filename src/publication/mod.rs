@@ -22,10 +22,11 @@ mod files;
 mod regeneration;
 pub mod replicas;
 
-use regeneration::Swap;
+use regeneration::{Compress, Swap};
 
 pub use document::{
-    BROTLI_SUFFIX, DiskFile, Encoded, FeedFile, GZIP_SUFFIX, Links, ResponseHeaders, http_date,
+    BROTLI_SUFFIX, Compression, DiskFile, Encoded, FeedFile, GZIP_SUFFIX, Links, ResponseHeaders,
+    http_date,
 };
 
 /// How many headlines of each feed the index page shows.
@@ -82,6 +83,15 @@ struct Inner {
     /// Stale marks sent, and stale marks dealt with: equal when nothing is pending.
     marks_sent: AtomicU64,
     marks_done: AtomicU64,
+    /// Stale marks the scheduler has taken into its current batch (or dealt with): below
+    /// `marks_sent` when more are waiting, that is during a burst.
+    marks_taken: AtomicU64,
+    /// Scopes whose documents in the snapshot were compressed with [`Compression::Fast`]
+    /// during a burst, to compress again with the full levels once it is over.
+    fast: Mutex<BTreeSet<FeedScope>>,
+    /// Scopes compressed fast and not compressed again yet (in `fast` or being done), so
+    /// that settled feeds are final.
+    fast_pending: AtomicU64,
     changes: broadcast::Sender<FeedChange>,
     archives: archive::ArchiveCache,
     headlines: ArcSwap<HashMap<FeedScope, Arc<[Headline]>>>,
@@ -118,6 +128,9 @@ impl Publication {
             regenerations: Mutex::new(HashMap::new()),
             marks_sent: AtomicU64::new(0),
             marks_done: AtomicU64::new(0),
+            marks_taken: AtomicU64::new(0),
+            fast: Mutex::new(BTreeSet::new()),
+            fast_pending: AtomicU64::new(0),
             changes: broadcast::channel(1024).0,
             archives: archive::ArchiveCache::default(),
             headlines: ArcSwap::from_pointee(HashMap::new()),
@@ -170,6 +183,7 @@ impl Publication {
     /// True when every change acknowledged so far is in the published feeds.
     pub fn is_settled(&self) -> bool {
         self.inner.marks_done.load(Ordering::SeqCst) == self.inner.marks_sent.load(Ordering::SeqCst)
+            && self.inner.fast_pending.load(Ordering::SeqCst) == 0
     }
 
     /// The current document at a feed path such as `politics/rss.xml`.
@@ -218,6 +232,9 @@ impl Scheduler {
     /// tombstone's window ends.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         const MAX_SLEEP: Duration = Duration::from_secs(3600);
+        /// How long no mark may arrive before documents compressed fast during a burst are
+        /// compressed again with the full levels.
+        const CALM: Duration = Duration::from_millis(100);
         // Feeds whose last regeneration failed; the fault lasts until each has succeeded.
         let mut failing = BTreeSet::new();
         loop {
@@ -233,6 +250,9 @@ impl Scheduler {
             };
             let mut stale = BTreeSet::new();
             let mut received = 0;
+            let recompress = !self.inner.fast.lock().expect("fast scopes lock").is_empty();
+            let mut calm = false;
+            let wake_at = tokio::time::Instant::now() + wake;
             tokio::select! {
                 scope = self.stale.recv() => match scope {
                     Some(scope) => {
@@ -242,12 +262,32 @@ impl Scheduler {
                     None => return,
                 },
                 _ = tokio::time::sleep(wake) => stale.extend(self.inner.scopes()),
+                _ = tokio::time::sleep(CALM), if recompress => calm = true,
                 _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+            if calm {
+                let fast = std::mem::take(&mut *self.inner.fast.lock().expect("fast scopes lock"));
+                let count = fast.len() as u64;
+                let failed = self
+                    .inner
+                    .regenerate_batch(fast, Swap::AsReady, Compress::Again)
+                    .await;
+                for (scope, e) in failed {
+                    tracing::warn!(feed = scope.path_segment(), error = %e, "cannot compress a feed again after a burst");
+                }
+                self.inner.fast_pending.fetch_sub(count, Ordering::SeqCst);
+                // A publish or expiry time that came meanwhile is not lost: the next look
+                // only finds those still ahead.
+                if tokio::time::Instant::now() >= wake_at {
+                    stale.extend(self.inner.scopes());
+                }
             }
             while let Ok(scope) = self.stale.try_recv() {
                 stale.insert(scope);
                 received += 1;
             }
+            let taken = self.inner.marks_done.load(Ordering::SeqCst) + received;
+            self.inner.marks_taken.store(taken, Ordering::SeqCst);
             // Author and tag feeds of the articles whose time came since the last look.
             let until = Utc::now();
             match self
@@ -269,7 +309,10 @@ impl Scheduler {
             // every feed does. Marks arriving meanwhile wait for the next batch, which takes
             // them all.
             let batch: Vec<FeedScope> = stale.iter().cloned().collect();
-            let failed = self.inner.regenerate_batch(stale, Swap::AsReady).await;
+            let failed = self
+                .inner
+                .regenerate_batch(stale, Swap::AsReady, Compress::WhenBusy)
+                .await;
             let failed_scopes: BTreeSet<FeedScope> =
                 failed.iter().map(|(s, _)| s.clone()).collect();
             for (scope, e) in failed {
@@ -330,6 +373,19 @@ impl Inner {
         Ok(())
     }
 
+    /// True while stale marks wait that the scheduler has not taken yet.
+    fn busy(&self) -> bool {
+        self.marks_sent.load(Ordering::SeqCst) > self.marks_taken.load(Ordering::SeqCst)
+    }
+
+    /// Remembers that `scope`'s documents were compressed fast, to do it again properly.
+    fn compressed_fast(&self, scope: &FeedScope) {
+        let mut fast = self.fast.lock().expect("fast scopes lock");
+        if fast.insert(scope.clone()) {
+            self.fast_pending.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
     fn mark_stale(&self, scope: FeedScope) {
         self.marks_sent.fetch_add(1, Ordering::SeqCst);
         if self.stale.send(scope).is_err() {
@@ -346,7 +402,7 @@ impl Inner {
         self.remove_unnamed_folders(&named);
         let scopes = self.scopes().into_iter().chain(named);
         match self
-            .regenerate_batch(scopes, Swap::Once)
+            .regenerate_batch(scopes, Swap::Once, Compress::Full)
             .await
             .into_iter()
             .next()

@@ -3,7 +3,9 @@
 //! is swapped into the snapshot as soon as it is on disk; section feeds only once every other
 //! feed of the batch is in, so that once a section feed shows an article, every feed does.
 
-use super::{FeedChange, FeedFile, Headline, Inner, Links, PublicationError, Snapshot, files};
+use super::{
+    Compression, FeedChange, FeedFile, Headline, Inner, Links, PublicationError, Snapshot, files,
+};
 use crate::domain::{Article, FeedScope};
 use crate::render::{FeedMeta, Format};
 use axum::body::Bytes;
@@ -23,6 +25,19 @@ pub(super) enum Swap {
     Once,
 }
 
+/// How hard the documents of a batch are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Compress {
+    /// With the full levels.
+    Full,
+    /// Fast when more stale marks wait as a scope is read (a burst: the feeds are turning
+    /// over faster than full compression keeps up with), the full levels otherwise.
+    WhenBusy,
+    /// With the full levels, documents compressed fast during a burst: not counted as a
+    /// regeneration, since what the feeds show does not change.
+    Again,
+}
+
 /// One scope's content as read from the store, shared by the tasks of its three documents.
 struct Prepared {
     scope: FeedScope,
@@ -31,6 +46,7 @@ struct Prepared {
     headlines: Arc<[Headline]>,
     max_age: u32,
     now: DateTime<Utc>,
+    compression: Compression,
 }
 
 /// How one scope of the batch is getting on.
@@ -48,6 +64,8 @@ struct ScopeState {
     changes: Vec<FeedChange>,
     error: Option<PublicationError>,
     headlines: Option<Arc<[Headline]>>,
+    /// A document compressed fast is among `held`.
+    fast: bool,
     started: Instant,
 }
 
@@ -80,6 +98,7 @@ impl Inner {
         self: &Arc<Self>,
         scopes: impl IntoIterator<Item = FeedScope>,
         swap: Swap,
+        compress: Compress,
     ) -> Vec<(FeedScope, PublicationError)> {
         let (first, last): (Vec<_>, Vec<_>) = scopes
             .into_iter()
@@ -97,6 +116,7 @@ impl Inner {
                 changes: Vec::new(),
                 error: None,
                 headlines: None,
+                fast: false,
                 started: Instant::now(),
             })
             .collect();
@@ -124,7 +144,11 @@ impl Inner {
                 let Some(index) = unread.next() else { break };
                 let state = &mut states[index];
                 state.started = Instant::now();
-                match self.prepare(&state.scope).await {
+                let compression = match compress {
+                    Compress::WhenBusy if self.busy() => Compression::Fast,
+                    Compress::Full | Compress::WhenBusy | Compress::Again => Compression::Full,
+                };
+                match self.prepare(&state.scope, compression).await {
                     Ok(Some(prepared)) => {
                         state.headlines = Some(prepared.headlines.clone());
                         let prepared = Arc::new(prepared);
@@ -137,7 +161,7 @@ impl Inner {
                     }
                 }
                 if state.left == 0 {
-                    self.finish_scope(state);
+                    self.finish_scope(state, compress);
                     first_left -= usize::from(!state.last_group);
                 }
             }
@@ -161,6 +185,7 @@ impl Inner {
                 let state = &mut states[index];
                 match built {
                     Ok(Some(built)) => {
+                        state.fast |= built.file.compression == Compression::Fast;
                         state.held.push((built.key, built.file));
                         state.writes.extend(built.writes);
                         state.changes.extend(built.change);
@@ -185,7 +210,7 @@ impl Inner {
                 }
                 self.swap_in(&mut ready);
                 for state in states.iter_mut().filter(|s| due(s)) {
-                    self.finish_scope(state);
+                    self.finish_scope(state, compress);
                 }
             }
         }
@@ -195,7 +220,7 @@ impl Inner {
         self.swap_in(&mut ready);
         let mut failed = Vec::new();
         for mut state in states {
-            self.finish_scope(&mut state);
+            self.finish_scope(&mut state, compress);
             if let Some(error) = state.error {
                 failed.push((state.scope, error));
             }
@@ -245,7 +270,7 @@ impl Inner {
 
     /// After a scope's documents are in the snapshot: announces their changes, updates its
     /// headlines and counts the regeneration. Does nothing the second time.
-    fn finish_scope(&self, state: &mut ScopeState) {
+    fn finish_scope(&self, state: &mut ScopeState, compress: Compress) {
         if state.left > 0 || !state.held.is_empty() {
             return;
         }
@@ -257,6 +282,12 @@ impl Inner {
             return;
         };
         if state.error.is_some() {
+            return;
+        }
+        if state.fast {
+            self.compressed_fast(&state.scope);
+        }
+        if compress == Compress::Again {
             return;
         }
         // Only the index shows headlines, and it lists no author or tag feeds.
@@ -281,7 +312,11 @@ impl Inner {
     }
 
     /// Reads what the feeds of `scope` show; `None` for a section no longer configured.
-    async fn prepare(&self, scope: &FeedScope) -> Result<Option<Prepared>, PublicationError> {
+    async fn prepare(
+        &self,
+        scope: &FeedScope,
+        compression: Compression,
+    ) -> Result<Option<Prepared>, PublicationError> {
         let section = match scope {
             FeedScope::Section(slug) => match self.settings.section(slug) {
                 Some(section) => Some(section.slug.clone()),
@@ -325,6 +360,7 @@ impl Inner {
             headlines,
             max_age: feeds.max_age_of(section.as_ref()),
             now,
+            compression,
         }))
     }
 
@@ -342,6 +378,7 @@ impl Inner {
             meta,
             max_age,
             now,
+            compression,
             ..
         } = prepared;
         let max_age = *max_age;
@@ -356,7 +393,10 @@ impl Inner {
         let bytes = format.render(meta, articles);
         let current = self.snapshot.load();
         let previous = current.get(&key);
-        if let Some(previous) = previous.filter(|p| p.bytes == bytes[..]) {
+        let same = previous.filter(|p| p.bytes == bytes[..]);
+        // Same bytes, compressed fast during a burst: compressed again, as they are.
+        let recompress = same.filter(|p| p.compression != *compression);
+        if let Some(previous) = same.filter(|_| recompress.is_none()) {
             // Same bytes: nothing to write, but a later change time (say, of an article
             // that went straight out of view) still moves Last-Modified on.
             if previous.last_modified < derived || previous.max_age != max_age {
@@ -384,25 +424,30 @@ impl Inner {
         // their ETags still differ.
         let replaced = previous.is_some() || (on_disk.is_some() && !unchanged_on_disk);
         let stale_date = previous.is_none_or(|p| p.last_modified > derived);
-        let last_modified = if replaced && stale_date {
+        let last_modified = if let Some(previous) = recompress {
+            previous.last_modified.max(derived)
+        } else if replaced && stale_date {
             derived.max(now.trunc_subsecs(0))
         } else {
             derived
         };
-        let announce = previous.is_some() || !unchanged_on_disk;
+        let announce = recompress.is_none() && (previous.is_some() || !unchanged_on_disk);
+        let recompressed = recompress.is_some();
         drop(current);
-        let file = Arc::new(FeedFile::new(
+        let file = Arc::new(FeedFile::compressed(
             bytes,
             format.content_type(),
             last_modified,
             max_age,
             &links,
+            *compression,
         ));
         let mut writes: Vec<(String, Bytes)> = Vec::new();
         for (suffix, bytes) in file.files() {
             let name = format!("{}{suffix}", format.file_name());
-            let same = unchanged_on_disk
-                && std::fs::read(dir.join(&name)).is_ok_and(|old| old == bytes[..]);
+            let same = (recompressed && suffix.is_empty())
+                || unchanged_on_disk
+                    && std::fs::read(dir.join(&name)).is_ok_and(|old| old == bytes[..]);
             if !same {
                 writes.push((name, bytes.clone()));
             }
