@@ -197,8 +197,12 @@ impl Replicas {
     ) -> anyhow::Result<Measured> {
         let url = database.map(|d| d.url.as_str());
         let bin = &self.feedpub_bin;
-        let token = fixture::add_partner_to(bin, dir, url)?;
+        // In replica A's data folder: where it finds the partner on SQLite.
+        let token = fixture::add_partner_to(bin, &dir.join("a"), url)?;
         let log = self.log.as_deref();
+        for replica in ["a", "b"] {
+            std::fs::create_dir_all(dir.join(replica))?;
+        }
         let mut replicas =
             vec![Fixture::serve_on(bin, &dir.join("a"), token.clone(), log, false, url).await?];
         if setup == Setup::Postgres2 {
