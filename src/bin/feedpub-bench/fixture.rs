@@ -99,11 +99,26 @@ fn feedpub_command(bin: &Path, dir: &Path, log: Option<&str>, perf: Option<&Comm
 /// Creates the partner `bench` (every section) with `feedpub partner add` in `dir/data`
 /// and returns its token.
 pub fn add_partner(bin: &Path, dir: &Path) -> anyhow::Result<String> {
+    add_partner_to(bin, dir, None)
+}
+
+/// Creates the partner `bench` (every section) with `feedpub partner add`, in the
+/// PostgreSQL database `database_url` when given, else in `dir/data`, and returns its token.
+pub fn add_partner_to(
+    bin: &Path,
+    dir: &Path,
+    database_url: Option<&str>,
+) -> anyhow::Result<String> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let data = dir.join("data");
-    let output = feedpub_command(bin, dir, None, None)
+    let mut command = feedpub_command(bin, dir, None, None);
+    command
         .args(["partner", "add", "bench", "--all-sections", "--data-dir"])
-        .arg(&data)
+        .arg(&data);
+    if let Some(url) = database_url {
+        command.arg("--database-url").arg(url);
+    }
+    let output = command
         .output()
         .with_context(|| format!("cannot run {}", bin.display()))?;
     anyhow::ensure!(
@@ -142,6 +157,18 @@ impl Fixture {
         log: Option<&str>,
         perf: bool,
     ) -> anyhow::Result<Self> {
+        Self::serve_on(bin, dir, token, log, perf, None).await
+    }
+
+    /// [`Fixture::serve`], on the PostgreSQL database `database_url` when given.
+    pub async fn serve_on(
+        bin: &Path,
+        dir: &Path,
+        token: String,
+        log: Option<&str>,
+        perf: bool,
+        database_url: Option<&str>,
+    ) -> anyhow::Result<Self> {
         let feeds_dir = dir.join("feeds");
         let recorder = if perf {
             Some(Recorder::new(dir)?)
@@ -168,6 +195,12 @@ impl Fixture {
             .arg("--feeds-dir")
             .arg(&feeds_dir)
             .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .args(
+                database_url
+                    .map(|url| ["--database-url", url])
+                    .into_iter()
+                    .flatten(),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

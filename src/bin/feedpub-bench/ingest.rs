@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The RPC every call makes.
-const PUBLISH_PATH: &str = "/feedpub.v1.PublisherService/PublishArticle";
+pub const PUBLISH_PATH: &str = "/feedpub.v1.PublisherService/PublishArticle";
 /// Distinct article bodies the requests cycle through.
 const TEMPLATES: usize = 16;
 /// How many write + fdatasync pairs the disk figure is the median of.
@@ -105,16 +105,7 @@ impl Ingest {
 
     /// The request frames of a run: articles with ids `ingest-r<run>-<counter>`.
     pub fn frames(&self, run: usize) -> anyhow::Result<Arc<Frames>> {
-        Ok(Arc::new(Frames::new(TEMPLATES, |placeholder, n| {
-            PublishArticleRequest {
-                article: Some(self.copy.article(
-                    format!("ingest-r{}-{placeholder}", run + 1),
-                    "",
-                    n,
-                )),
-                ..Default::default()
-            }
-        })?))
+        publish_frames(&self.copy, &format!("ingest-r{}", run + 1))
     }
 
     /// One run on a fresh feedpub: the alternating load, the generator against h2load, one
@@ -359,7 +350,19 @@ impl Ingest {
     }
 }
 
-fn merge(total: &mut Outcome, outcome: Outcome) {
+/// The request frames of an Ingest load: articles of the benchmark copy with ids
+/// `<prefix>-<counter>`.
+pub fn publish_frames(copy: &SampleCopy, prefix: &str) -> anyhow::Result<Arc<Frames>> {
+    Ok(Arc::new(Frames::new(TEMPLATES, |placeholder, n| {
+        PublishArticleRequest {
+            article: Some(copy.article(format!("{prefix}-{placeholder}"), "", n)),
+            ..Default::default()
+        }
+    })?))
+}
+
+/// Adds one load's outcome to a total.
+pub fn merge(total: &mut Outcome, outcome: Outcome) {
     total.ok += outcome.ok;
     total.failed += outcome.failed;
     total.latencies_ms.extend(outcome.latencies_ms);

@@ -13,6 +13,7 @@ mod loadgen;
 mod process;
 mod profile;
 mod render;
+mod replicas;
 mod report;
 mod scale;
 mod serve;
@@ -69,7 +70,11 @@ struct Args {
     /// Also write the Soak's JSON summary (samples, totals, errors, verdicts) to this file
     #[arg(long, value_name = "PATH")]
     soak_json: Option<PathBuf>,
-    /// Benchmarks to run [default: all but soak, which runs only when named]
+    /// PostgreSQL server of the Replicas benchmark, as a role that may create databases
+    /// (one per set-up and run, dropped after): postgres://user:password@host/database
+    #[arg(long, env = "FEEDPUB_BENCH_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Benchmarks to run [default: all but soak and replicas, which run only when named]
     #[arg(value_enum)]
     benchmarks: Vec<Bench>,
 }
@@ -89,16 +94,19 @@ enum Bench {
     Scale,
     /// Mixed publish, poll and watch traffic for --minutes: memory, fds, WAL, errors
     Soak,
+    /// Ingest and serve on SQLite, PostgreSQL and 2 replicas on PostgreSQL; replication lag
+    Replicas,
 }
 
 impl Bench {
-    const ALL: [Bench; 6] = [
+    const ALL: [Bench; 7] = [
         Bench::Render,
         Bench::Serve,
         Bench::Freshness,
         Bench::Ingest,
         Bench::Scale,
         Bench::Soak,
+        Bench::Replicas,
     ];
 }
 
@@ -216,10 +224,11 @@ async fn run_all(args: &Args, work: &Path) -> anyhow::Result<String> {
     let mode = Mode::from_args(args);
     let benches = if args.benchmarks.is_empty() {
         // The Soak is long by design (30 minutes): the suite keeps to its 15 minutes without
-        // it, and `feedpub-bench soak` runs it alone.
+        // it, and `feedpub-bench soak` runs it alone. Replicas needs a PostgreSQL server
+        // (--database-url) and runs when named: `feedpub-bench replicas`.
         Bench::ALL
             .into_iter()
-            .filter(|b| *b != Bench::Soak)
+            .filter(|b| !matches!(b, Bench::Soak | Bench::Replicas))
             .collect()
     } else {
         args.benchmarks.clone()
@@ -249,8 +258,10 @@ async fn run_all(args: &Args, work: &Path) -> anyhow::Result<String> {
             fixture.publish_data_set().await?;
             shared = Some(fixture);
         }
-        if matches!(bench, Bench::Ingest | Bench::Scale | Bench::Soak)
-            && let Some(fixture) = shared.take()
+        if matches!(
+            bench,
+            Bench::Ingest | Bench::Scale | Bench::Soak | Bench::Replicas
+        ) && let Some(fixture) = shared.take()
         {
             fixture.stop()?;
         }
@@ -293,6 +304,20 @@ async fn run_all(args: &Args, work: &Path) -> anyhow::Result<String> {
                     report.add(run, scale.run(run).await?);
                 }
                 scale.stop()?;
+            }
+            Bench::Replicas => {
+                let replicas = replicas::Replicas::setup(
+                    &feedpub_bin,
+                    work,
+                    &mode,
+                    log,
+                    args.database_url.as_deref(),
+                )
+                .await?;
+                machine.peers.push(replicas.peer_versions());
+                for run in 0..mode.runs {
+                    report.add(run, replicas.run(run).await?);
+                }
             }
             Bench::Soak => {
                 // One long run, not `runs` of them: its figures are about time passing.
