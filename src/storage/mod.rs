@@ -118,6 +118,36 @@ pub struct ArchivePage {
     pub last_change: Option<DateTime<Utc>>,
 }
 
+impl ArchivePage {
+    /// A page from its stored articles, read in archive order: the last change counts every
+    /// one of them, shown or not; the page shows those visible at `now`, newest first.
+    pub(super) fn of(mut articles: Vec<Article>, pages: usize, now: DateTime<Utc>) -> Self {
+        let last_change = articles.iter().map(|a| a.change_time).max();
+        articles.retain(|a| a.is_visible(now));
+        articles.sort_by(|a, b| {
+            b.content
+                .publish_time
+                .cmp(&a.content.publish_time)
+                .then_with(|| a.guid.cmp(&b.guid))
+        });
+        Self {
+            articles,
+            pages,
+            last_change,
+        }
+    }
+}
+
+/// The key of a scope's row in `feed_sizes`, the same in both backends: kind and name.
+pub(super) fn feed_size_key(scope: &FeedScope) -> (&'static str, &str) {
+    match scope {
+        FeedScope::All => ("all", ""),
+        FeedScope::Section(slug) => ("section", slug.as_str()),
+        FeedScope::Author(named) => ("author", named.name()),
+        FeedScope::Tag(named) => ("tag", named.name()),
+    }
+}
+
 /// One article to create or replace, with what makes the write safe to retry and to race.
 #[derive(Debug, Clone)]
 pub struct ArticleWrite {

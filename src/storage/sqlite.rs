@@ -923,33 +923,16 @@ impl Store for SqliteStore {
             query = query.bind(value);
         }
         let rows = query.fetch_all(&self.read).await?;
-        let mut articles = rows
+        let articles = rows
             .iter()
             .map(article_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let last_change = articles.iter().map(|a| a.change_time).max();
-        articles.retain(|a| a.is_visible(now));
-        articles.sort_by(|a, b| {
-            b.content
-                .publish_time
-                .cmp(&a.content.publish_time)
-                .then_with(|| a.guid.cmp(&b.guid))
-        });
-        Ok(ArchivePage {
-            articles,
-            pages,
-            last_change,
-        })
+        Ok(ArchivePage::of(articles, pages, now))
     }
 
     async fn archive_pages(&self, scope: &FeedScope, size: usize) -> Result<usize, StoreError> {
         // Kept by triggers (migration 0007): no count of the scope's whole history.
-        let (kind, name) = match scope {
-            FeedScope::All => ("all", ""),
-            FeedScope::Section(slug) => ("section", slug.as_str()),
-            FeedScope::Author(named) => ("author", named.name()),
-            FeedScope::Tag(named) => ("tag", named.name()),
-        };
+        let (kind, name) = super::feed_size_key(scope);
         let count: Option<i64> =
             sqlx::query_scalar("SELECT articles FROM feed_sizes WHERE kind = ? AND name = ?")
                 .bind(kind)
