@@ -25,15 +25,7 @@ async fn serve_on_postgresql_takes_publishes_over_grpc_and_serves_their_feeds() 
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let added = run(feedpub(dir.path()).args([
-        "partner",
-        "add",
-        "newsroom",
-        "--all-sections",
-        "--database-url",
-        &database.url,
-    ]));
-    let token = token_of(&added);
+    let token = database.add_newsroom(dir.path());
     let migrated = run(feedpub(dir.path()).args(["migrate", "--database-url", &database.url]));
     assert!(stdout_of(&migrated).contains("up to date"), "{migrated:?}");
 
@@ -332,24 +324,8 @@ async fn replicas_on_one_database_serve_each_others_publishes_with_identical_fee
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let added = run(feedpub(dir.path()).args([
-        "partner",
-        "add",
-        "newsroom",
-        "--all-sections",
-        "--database-url",
-        &database.url,
-    ]));
-    let token = token_of(&added);
-    let start = |name: &str| {
-        let data_dir = dir.path().join(name).join("data");
-        let feeds_dir = dir.path().join(name).join("feeds");
-        std::fs::create_dir_all(&feeds_dir).unwrap();
-        ServeProcess::start(ServeOptions {
-            database_url: Some(&database.url),
-            ..ServeOptions::new(&data_dir, &feeds_dir)
-        })
-    };
+    let token = database.add_newsroom(dir.path());
+    let start = |name: &str| database.replica(dir.path(), name, None);
     let (mut a, mut b) = (start("a"), start("b"));
     let (on_a, on_b) = (a.wait_ready(), b.wait_ready());
     let mut client_a = on_a.client().await;
@@ -404,24 +380,8 @@ async fn a_replica_killed_mid_stream_loses_no_acknowledged_write() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let added = run(feedpub(dir.path()).args([
-        "partner",
-        "add",
-        "newsroom",
-        "--all-sections",
-        "--database-url",
-        &database.url,
-    ]));
-    let token = token_of(&added);
-    let start = |name: &str| {
-        let data_dir = dir.path().join(name).join("data");
-        let feeds_dir = dir.path().join(name).join("feeds");
-        std::fs::create_dir_all(&feeds_dir).unwrap();
-        ServeProcess::start(ServeOptions {
-            database_url: Some(&database.url),
-            ..ServeOptions::new(&data_dir, &feeds_dir)
-        })
-    };
+    let token = database.add_newsroom(dir.path());
+    let start = |name: &str| database.replica(dir.path(), name, None);
     let (mut a, mut b) = (start("a"), start("b"));
     let (on_a, on_b) = (a.wait_ready(), b.wait_ready());
 

@@ -8,40 +8,14 @@ mod common;
 mod websub_support;
 
 use axum::http::Method;
-use common::binary::{Running, ServeOptions, ServeProcess, feedpub, run, token_of};
+use common::binary::Running;
 use common::postgres::fresh_database;
 use common::{authed, brief, ts};
 use feedpub::grpc::proto::{ListSectionsRequest, PublishArticleRequest};
-use std::path::Path;
 use std::time::Duration;
 use tonic::Code;
 use tonic_types::StatusExt;
 use websub_support::{Behaviour, Subscriber};
-
-/// Adds partner `newsroom` (every section) to the database at `url`; returns its token.
-fn add_newsroom(dir: &Path, url: &str) -> String {
-    let added = run(feedpub(dir).args([
-        "partner",
-        "add",
-        "newsroom",
-        "--all-sections",
-        "--database-url",
-        url,
-    ]));
-    token_of(&added)
-}
-
-/// Starts replica `name` on the database at `url`, in a folder of its own under `dir`.
-fn replica(dir: &Path, name: &str, url: &str, config: Option<&Path>) -> ServeProcess {
-    let data_dir = dir.join(name).join("data");
-    let feeds_dir = dir.join(name).join("feeds");
-    std::fs::create_dir_all(&feeds_dir).unwrap();
-    ServeProcess::start(ServeOptions {
-        database_url: Some(url),
-        config,
-        ..ServeOptions::new(&data_dir, &feeds_dir)
-    })
-}
 
 #[tokio::test]
 async fn a_partner_flooding_two_replicas_gets_its_rate_once_not_once_per_replica() {
@@ -52,7 +26,7 @@ async fn a_partner_flooding_two_replicas_gets_its_rate_once_not_once_per_replica
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let token = add_newsroom(dir.path(), &database.url);
+    let token = database.add_newsroom(dir.path());
     let config = dir.path().join("limits.toml");
     std::fs::write(
         &config,
@@ -63,8 +37,8 @@ async fn a_partner_flooding_two_replicas_gets_its_rate_once_not_once_per_replica
     )
     .unwrap();
     let (mut a, mut b) = (
-        replica(dir.path(), "a", &database.url, Some(&config)),
-        replica(dir.path(), "b", &database.url, Some(&config)),
+        database.replica(dir.path(), "a", Some(&config)),
+        database.replica(dir.path(), "b", Some(&config)),
     );
     let (on_a, on_b) = (a.wait_ready(), b.wait_ready());
     let (client_a, client_b) = (on_a.client().await, on_b.client().await);
@@ -183,10 +157,10 @@ async fn a_replica_follows_only_the_other_replicas_events_not_its_own() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let token = add_newsroom(dir.path(), &database.url);
+    let token = database.add_newsroom(dir.path());
     let (mut a, mut b) = (
-        replica(dir.path(), "a", &database.url, None),
-        replica(dir.path(), "b", &database.url, None),
+        database.replica(dir.path(), "a", None),
+        database.replica(dir.path(), "b", None),
     );
     let (on_a, on_b) = (a.wait_ready(), b.wait_ready());
     let publish = |id: &str, title: &str| PublishArticleRequest {
@@ -229,7 +203,7 @@ async fn a_delivery_left_unfinished_by_a_killed_replica_is_made_by_another() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let token = add_newsroom(dir.path(), &database.url);
+    let token = database.add_newsroom(dir.path());
     let config = dir.path().join("websub.toml");
     std::fs::write(
         &config,
@@ -249,7 +223,7 @@ async fn a_delivery_left_unfinished_by_a_killed_replica_is_made_by_another() {
             ..Behaviour::default()
         },
     );
-    let mut a = replica(dir.path(), "a", &database.url, Some(&config));
+    let mut a = database.replica(dir.path(), "a", Some(&config));
     let on_a = a.wait_ready();
     let topic = websub_support::topic("politics/atom.xml");
     let callback = subscriber.url("/slow");
@@ -299,7 +273,7 @@ async fn a_delivery_left_unfinished_by_a_killed_replica_is_made_by_another() {
     // A dies mid-delivery: it never learns the answer, nor marks the delivery done.
     a.kill();
 
-    let mut b = replica(dir.path(), "b", &database.url, Some(&config));
+    let mut b = database.replica(dir.path(), "b", Some(&config));
     let on_b = b.wait_ready();
     let delivered = subscriber.wait_for(Method::POST, "/slow", 2).await;
     assert_eq!(delivered[1].body, first[0].body, "the same document again");
@@ -324,10 +298,10 @@ async fn an_expiry_is_applied_by_every_replica_to_its_own_feeds_with_no_shared_w
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let token = add_newsroom(dir.path(), &database.url);
+    let token = database.add_newsroom(dir.path());
     let (mut a, mut b) = (
-        replica(dir.path(), "a", &database.url, None),
-        replica(dir.path(), "b", &database.url, None),
+        database.replica(dir.path(), "a", None),
+        database.replica(dir.path(), "b", None),
     );
     let (on_a, on_b) = (a.wait_ready(), b.wait_ready());
     // Expires a few seconds from now: shown first, then dropped by both replicas.

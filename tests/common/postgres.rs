@@ -2,8 +2,10 @@
 //! (whose role may create databases). Without that variable the test is skipped, with a
 //! message, except in CI (`CI` set), where it fails.
 
+use super::binary::{ServeOptions, ServeProcess, feedpub, run, token_of};
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
+use std::path::Path;
 use url::Url;
 
 const VARIABLE: &str = "FEEDPUB_TEST_DATABASE_URL";
@@ -49,6 +51,32 @@ pub async fn fresh_database() -> Option<TestDatabase> {
 }
 
 impl TestDatabase {
+    /// Adds partner `newsroom` (every section) with `feedpub partner add` run in `dir`;
+    /// returns its token.
+    pub fn add_newsroom(&self, dir: &Path) -> String {
+        let added = run(feedpub(dir).args([
+            "partner",
+            "add",
+            "newsroom",
+            "--all-sections",
+            "--database-url",
+            &self.url,
+        ]));
+        token_of(&added)
+    }
+
+    /// Starts replica `name` on this database, in a folder of its own under `dir`.
+    pub fn replica(&self, dir: &Path, name: &str, config: Option<&Path>) -> ServeProcess {
+        let data_dir = dir.join(name).join("data");
+        let feeds_dir = dir.join(name).join("feeds");
+        std::fs::create_dir_all(&feeds_dir).unwrap();
+        ServeProcess::start(ServeOptions {
+            database_url: Some(&self.url),
+            config,
+            ..ServeOptions::new(&data_dir, &feeds_dir)
+        })
+    }
+
     /// Drops the database, closing whatever connections are left.
     pub async fn remove(self) {
         let mut conn = PgConnection::connect(&self.admin).await.unwrap();
