@@ -305,7 +305,7 @@ async fn an_expiry_is_applied_by_every_replica_to_its_own_feeds_with_no_shared_w
     );
     let (on_a, on_b) = (a.wait_ready(), b.wait_ready());
     // Expires a few seconds from now: shown first, then dropped by both replicas.
-    let expires = chrono::Utc::now().timestamp() + 3;
+    let expires = chrono::Utc::now().timestamp() + 5;
     on_a.client()
         .await
         .publish_article(authed(
@@ -321,6 +321,9 @@ async fn an_expiry_is_applied_by_every_replica_to_its_own_feeds_with_no_shared_w
         .await
         .unwrap();
     let title = "限时公示";
+    // Both replicas show it first: a feed that never had it (the empty one of start-up)
+    // would pass for one it has gone from.
+    wait_for_title(&on_a, title).await;
     wait_for_title(&on_b, title).await;
     let gone_from_a = wait_for_politics(&on_a, title, |body| !body.contains(title)).await;
     let gone_from_b = wait_for_politics(&on_b, title, |body| !body.contains(title)).await;
