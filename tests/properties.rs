@@ -550,12 +550,7 @@ fn every_feed_of_accepted_articles_parses_strictly_with_every_entry() {
             .filter_map(|(n, request)| ingest(publishable(request, n), &policy).ok())
             .collect();
         // Feeds list articles newest first, as the store returns them.
-        articles.sort_by(|a, b| {
-            b.content
-                .publish_time
-                .cmp(&a.content.publish_time)
-                .then_with(|| a.guid.cmp(&b.guid))
-        });
+        articles.sort_by(Article::feed_order);
         let meta = meta();
         for format in Format::ALL {
             let bytes = format.render(&meta, &articles);

@@ -112,6 +112,15 @@ impl ArticleContent {
 }
 
 impl Article {
+    /// The order of feeds: newest `publish_time` first, then by GUID.
+    pub fn feed_order(&self, other: &Self) -> std::cmp::Ordering {
+        other
+            .content
+            .publish_time
+            .cmp(&self.content.publish_time)
+            .then_with(|| self.guid.cmp(&other.guid))
+    }
+
     /// True when the article belongs in public feeds at `now`: published, its publish time
     /// reached, not expired, no embargo running.
     pub fn is_visible(&self, now: DateTime<Utc>) -> bool {

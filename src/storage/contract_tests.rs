@@ -192,12 +192,7 @@ fn retraction(id: &str) -> Retraction {
 /// first, then by GUID, at most `limit`.
 fn expected(mut articles: Vec<Article>, now: DateTime<Utc>, limit: usize) -> Vec<String> {
     articles.retain(|a| a.is_visible(now));
-    articles.sort_by(|a, b| {
-        b.content
-            .publish_time
-            .cmp(&a.content.publish_time)
-            .then_with(|| a.guid.cmp(&b.guid))
-    });
+    articles.sort_by(Article::feed_order);
     articles.into_iter().take(limit).map(|a| a.guid).collect()
 }
 

@@ -124,12 +124,7 @@ impl ArchivePage {
     pub(super) fn of(mut articles: Vec<Article>, pages: usize, now: DateTime<Utc>) -> Self {
         let last_change = articles.iter().map(|a| a.change_time).max();
         articles.retain(|a| a.is_visible(now));
-        articles.sort_by(|a, b| {
-            b.content
-                .publish_time
-                .cmp(&a.content.publish_time)
-                .then_with(|| a.guid.cmp(&b.guid))
-        });
+        articles.sort_by(Article::feed_order);
         Self {
             articles,
             pages,
