@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 pub enum Component {
     /// Durable writes: publishing and retracting fail, nothing is acknowledged.
     Storage,
-    /// Feed regeneration: the last good feeds stay served while new ones cannot be written.
+    /// Feed regeneration: the feeds are served from memory while their files cannot be
+    /// written (or, when the store cannot be read, as they last were).
     Feeds,
 }
 
@@ -58,7 +59,7 @@ impl Health {
             tracing::error!(
                 component = component.label(),
                 error = %message,
-                "fault: {} failing; the last good feeds stay served",
+                "fault: {} failing; the feeds stay served",
                 component.label()
             );
         }

@@ -1,8 +1,10 @@
 //! Fault injection (issue 8, item 2): the real `feedpub serve` binary meets write errors on
-//! its feeds and on its database, and must keep serving the last good feeds, report the
-//! fault (`/healthz` detail, the `feedpub_fault` metric, a log line, an error status to the
-//! partner whose publish failed), leave no torn, empty or temporary file under `feeds/`,
-//! and recover by itself once writes work again.
+//! its feeds and on its database, and must keep serving every acknowledged change (from
+//! memory while its files cannot be written; nothing changes while the database refuses
+//! writes), report the fault (`/healthz` detail, the `feedpub_fault` metric, a log line, an
+//! error status to the partner whose publish failed), leave no torn, empty or temporary file
+//! under `feeds/`, and recover by itself once writes work again: then `feeds/` holds what
+//! is served.
 //!
 //! Two ways to make writes fail:
 //! - a file size limit (RLIMIT_FSIZE, set on the running server with prlimit(2), no
@@ -105,12 +107,27 @@ async fn fault_gauge(running: &Running, component: &str) -> Option<f64> {
     )
 }
 
-/// What must hold while a fault lasts and after it: the served documents are `last_good`,
-/// and every file under `feeds/` is whole and the same as served.
-async fn assert_feeds_whole(server: &ServeProcess, running: &Running) {
-    common::feeds_dir::check(&server.feeds_dir, running)
+/// What must hold while the feeds' files cannot be written: every file under `feeds/` is
+/// whole (the last version written).
+async fn assert_files_whole(server: &ServeProcess) {
+    common::feeds_dir::check_whole(&server.feeds_dir)
         .await
         .unwrap_or_else(|p| panic!("{p:#?}\nlog:\n{}", server.log()));
+}
+
+/// What must hold once writes work: every file under `feeds/` is whole and, once the server
+/// has written what it serves (a few milliseconds after each change), the same as served.
+async fn assert_feeds_whole(server: &ServeProcess, running: &Running) {
+    let start = Instant::now();
+    loop {
+        match common::feeds_dir::check(&server.feeds_dir, running).await {
+            Ok(_) => return,
+            Err(p) if start.elapsed() > DEADLINE => {
+                panic!("{p:#?}\nlog:\n{}", server.log())
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
 }
 
 /// Bodies of the politics and all feeds in every format, keyed by path.
@@ -235,9 +252,9 @@ async fn write_errors_past_a_file_size_limit_are_reported_survived_and_recovered
 
     // Feed writes fail, database writes still work: the limit (256 KiB) is above every
     // offset the next commit writes at in a freshly truncated WAL, below the feed sizes.
+    assert_feeds_whole(&server, &running).await;
     truncate_wal(&data_dir).await;
     set_file_size_limit(pid, Some(256 * 1024));
-    let last_good = politics_feeds(&running).await;
     let acknowledged = publish(
         &running,
         &tokens.newsroom,
@@ -248,7 +265,7 @@ async fn write_errors_past_a_file_size_limit_are_reported_survived_and_recovered
     assert!(acknowledged.article.is_some());
     wait_for(&server, &running, "/healthz", |b| b.starts_with("degraded")).await;
     let (status, health) = get(&running, "/healthz").await;
-    assert_eq!(status, 200, "the last good feeds are still served");
+    assert_eq!(status, 200, "the feeds are still served");
     assert!(
         health.contains("feeds: ") && health.contains("File too large"),
         "{health}"
@@ -256,24 +273,36 @@ async fn write_errors_past_a_file_size_limit_are_reported_survived_and_recovered
     assert_eq!(fault_gauge(&running, "feeds").await, Some(1.0));
     assert!(
         server
-            .find_in_log(|l| l.contains("feed regeneration failed").then_some(()))
+            .find_in_log(|l| l.contains("cannot write the files of a feed").then_some(()))
             .is_some(),
         "{}",
         server.log()
     );
-    // The retry keeps failing (a second attempt at least) while the feeds stay as they were.
+    // The acknowledged article is served, from memory, while writing keeps failing (a
+    // second attempt at least); the files on disk stay whole.
+    for path in ["/feeds/politics/rss.xml", "/feeds/all/feed.json"] {
+        wait_for(&server, &running, path, |b| b.contains("短讯一")).await;
+    }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(
         server.is_running(),
         "the server survived EFBIG:\n{}",
         server.log()
     );
-    assert_eq!(
-        politics_feeds(&running).await,
-        last_good,
-        "the last good feeds are served"
+    let retries = server
+        .log()
+        .matches("cannot write the files of a feed")
+        .count();
+    assert!(
+        retries >= 2,
+        "written again after a failure:\n{}",
+        server.log()
     );
-    assert_feeds_whole(&server, &running).await;
+    let (status, rss) = get(&running, "/feeds/politics/rss.xml").await;
+    assert_eq!(status, 200);
+    assert!(rss.contains("短讯一"), "still served");
+    assert_files_whole(&server).await;
+    let served = politics_feeds(&running).await;
 
     // Database writes fail too: nothing is acknowledged, the partner is told why.
     set_file_size_limit(pid, Some(0));
@@ -295,8 +324,12 @@ async fn write_errors_past_a_file_size_limit_are_reported_survived_and_recovered
         "{}",
         server.log()
     );
-    assert_eq!(politics_feeds(&running).await, last_good);
-    assert_feeds_whole(&server, &running).await;
+    assert_eq!(
+        politics_feeds(&running).await,
+        served,
+        "nothing refused is served"
+    );
+    assert_files_whole(&server).await;
 
     // Space returns: the next publish succeeds and every feed catches up, by itself.
     set_file_size_limit(pid, None);
@@ -417,9 +450,9 @@ async fn a_full_disk_is_reported_survived_and_recovered_from() {
     })
     .await;
 
-    // The feeds' disk is full: the publish is acknowledged (it is durable), the feeds are not
-    // rewritten, and the last good ones stay served.
-    let last_good = politics_feeds(&running).await;
+    // The feeds' disk is full: the publish is acknowledged (it is durable) and served from
+    // memory, the files are not rewritten and stay whole; written once there is room.
+    assert_feeds_whole(&server, &running).await;
     feeds_disk.fill();
     publish(
         &running,
@@ -433,16 +466,22 @@ async fn a_full_disk_is_reported_survived_and_recovered_from() {
     })
     .await;
     assert_eq!(fault_gauge(&running, "feeds").await, Some(1.0));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(politics_feeds(&running).await, last_good);
-    assert_feeds_whole(&server, &running).await;
-    feeds_disk.empty();
     wait_for(&server, &running, "/feeds/politics/atom.xml", |b| {
         b.contains("第二篇")
     })
     .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_files_whole(&server).await;
+    let on_disk = std::fs::read_to_string(server.feeds_dir.join("politics/atom.xml")).unwrap();
+    assert!(
+        !on_disk.contains("第二篇"),
+        "nothing could be written to a full disk"
+    );
+    feeds_disk.empty();
     wait_for(&server, &running, "/healthz", |b| b == "ok\n").await;
     assert_feeds_whole(&server, &running).await;
+    let on_disk = std::fs::read_to_string(server.feeds_dir.join("politics/atom.xml")).unwrap();
+    assert!(on_disk.contains("第二篇"), "written once there is room");
 
     // The database's disk is full: a publish too large for the room left in the WAL fails
     // with an error status and a message, and is not stored.

@@ -41,7 +41,8 @@ impl FeedState {
 
     /// The open file in `feeds/` that holds `body`, the answer to a GET of `path`, for
     /// `sendfile(2)`: only published documents have one (archive pages are not written),
-    /// and only while it holds exactly their bytes (see [`DiskFile::get`]).
+    /// and only while it holds exactly their bytes (see [`DiskFile::get`]). A document not
+    /// compressed yet has no file yet either: its files are written with its codings.
     pub fn file_of<'b>(&self, path: &str, body: &'b FeedBody) -> Option<BorrowedFd<'b>> {
         let FeedBody::Document {
             file,
@@ -51,6 +52,7 @@ impl FeedState {
         else {
             return None;
         };
+        file.codings.as_ref()?;
         let chosen = representation(file, *coding);
         chosen.disk.get(
             || self.feeds_dir.join(format!("{path}{}", chosen.suffix)),
@@ -239,7 +241,10 @@ impl FeedState {
             },
         };
         let counters = self.counters(&counters_key);
-        let coding = negotiate(request.accept_encoding.and_then(header_text));
+        let coding = available(
+            &file,
+            negotiate(request.accept_encoding.and_then(header_text)),
+        );
         // Browsers show `application/rss+xml` and `application/atom+xml` as plain text and
         // only apply the feed's XSL stylesheet to a generic XML type, so a client that asks
         // for HTML (a browser opening the link) gets the same bytes labelled
@@ -326,8 +331,10 @@ struct Representation<'a> {
 }
 
 fn representation(file: &FeedFile, coding: Coding) -> Representation<'_> {
-    let encoded = match coding {
-        Coding::Identity => {
+    let encoded = match (coding, &file.codings) {
+        (Coding::Gzip, Some(codings)) => (&codings.gzip, GZIP_SUFFIX),
+        (Coding::Brotli, Some(codings)) => (&codings.brotli, BROTLI_SUFFIX),
+        _ => {
             return Representation {
                 bytes: &file.bytes,
                 etag: &file.etag,
@@ -336,8 +343,6 @@ fn representation(file: &FeedFile, coding: Coding) -> Representation<'_> {
                 disk: &file.disk,
             };
         }
-        Coding::Gzip => (&file.gzip, GZIP_SUFFIX),
-        Coding::Brotli => (&file.brotli, BROTLI_SUFFIX),
     };
     let (encoded, suffix) = encoded;
     Representation {
@@ -346,6 +351,17 @@ fn representation(file: &FeedFile, coding: Coding) -> Representation<'_> {
         etag_header: &encoded.etag_header,
         suffix,
         disk: &encoded.disk,
+    }
+}
+
+/// The coding a document is sent in: the one negotiated, or identity while the document
+/// is not compressed yet (for a few milliseconds after it is rendered, so that readers
+/// see a change before its compression is done).
+fn available(file: &FeedFile, coding: Coding) -> Coding {
+    if file.codings.is_some() {
+        coding
+    } else {
+        Coding::Identity
     }
 }
 

@@ -82,7 +82,7 @@ fn router(feeds: feeds::FeedState, settings: &Settings, websub: &Hub, health: He
 }
 
 /// `ok` while nothing fails; otherwise `degraded` and one line per failing component. The
-/// status stays 200 either way: the last good feeds are still served, so a load balancer
+/// status stays 200 either way: the feeds are still served, so a load balancer
 /// must keep sending readers here (alert on `feedpub_fault` instead).
 async fn healthz(health: Health) -> impl IntoResponse {
     let faults = health.faults();

@@ -33,11 +33,6 @@ struct Cached {
     forgets: u64,
 }
 
-/// Bytes a document holds in memory, in all its codings.
-fn held_bytes(file: &FeedFile) -> usize {
-    file.bytes.len() + file.gzip.bytes.len() + file.brotli.bytes.len()
-}
-
 /// `(feed folder, page, format)` of an archive path such as `politics/archive/3/atom.xml`.
 fn parse(path: &str) -> Option<(&str, usize, Format)> {
     let (segment, rest) = path.split_once("/archive/")?;
@@ -111,7 +106,7 @@ impl Inner {
             by_path.retain(|path, file| {
                 let keep = !path.starts_with(&prefix);
                 if !keep {
-                    *bytes -= held_bytes(file);
+                    *bytes -= file.held_bytes();
                 }
                 keep
             });
@@ -179,14 +174,14 @@ impl Inner {
         if let Ok(mut cached) = self.archives.documents.lock()
             && cached.forgets == forgets
         {
-            let size = held_bytes(&file);
+            let size = file.held_bytes();
             if cached.by_path.len() >= CACHE_LIMIT || cached.bytes + size > CACHE_BYTES {
                 cached.by_path.clear();
                 cached.bytes = 0;
             }
             cached.bytes += size;
             if let Some(replaced) = cached.by_path.insert(path.to_owned(), file.clone()) {
-                cached.bytes -= held_bytes(&replaced);
+                cached.bytes -= replaced.held_bytes();
             }
         }
         Ok(Some(file))

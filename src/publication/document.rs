@@ -44,6 +44,11 @@ pub struct ResponseHeaders {
 }
 
 /// One published feed document, as served: made once per regeneration, never per request.
+///
+/// A document goes into the snapshot as soon as it is rendered, before it is compressed
+/// (compression takes most of a regeneration's time), and again with its gzip and brotli
+/// codings once they are made and its files are written. Until then it is served in the
+/// identity coding to every client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeedFile {
     /// The document itself (identity coding).
@@ -52,10 +57,8 @@ pub struct FeedFile {
     pub disk: DiskFile,
     /// Strong entity tag of `bytes`, quoted: changes exactly when the bytes change.
     pub etag: String,
-    /// `bytes` compressed with gzip.
-    pub gzip: Encoded,
-    /// `bytes` compressed with brotli.
-    pub brotli: Encoded,
+    /// `bytes` compressed with gzip and brotli; `None` until they are made.
+    pub codings: Option<Codings>,
     /// When the feed's content last changed, to the second.
     pub last_modified: DateTime<Utc>,
     /// Media type with charset.
@@ -64,7 +67,16 @@ pub struct FeedFile {
     pub max_age: u32,
     /// The headers of every response for it.
     pub headers: ResponseHeaders,
-    /// How hard `gzip` and `brotli` were compressed.
+}
+
+/// A document's compressed codings, made apart from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Codings {
+    /// The document compressed with gzip.
+    pub gzip: Encoded,
+    /// The document compressed with brotli.
+    pub brotli: Encoded,
+    /// How hard both were compressed.
     pub compression: Compression,
 }
 
@@ -120,29 +132,37 @@ impl FeedFile {
         max_age: u32,
         links: &Links,
     ) -> Self {
-        Self::compressed(
-            bytes,
-            content_type,
-            last_modified,
-            max_age,
-            links,
-            Compression::Full,
-        )
+        let file = Self::uncompressed(bytes, content_type, last_modified, max_age, links);
+        let codings = file.compress(Compression::Full);
+        file.with_codings(codings)
     }
 
-    /// Compresses `bytes` both ways as hard as `compression` says and computes every
-    /// validator and header.
-    pub fn compressed(
+    /// The document in the identity coding only, with every validator and header: cheap
+    /// next to [`FeedFile::compress`].
+    pub fn uncompressed(
         bytes: Vec<u8>,
         content_type: &'static str,
         last_modified: DateTime<Utc>,
         max_age: u32,
         links: &Links,
-        compression: Compression,
     ) -> Self {
-        let gzip = gzip(&bytes, compression);
-        let brotli = brotli(&bytes, compression);
-        let tag = hex::encode(&Sha256::digest(&bytes)[..16]);
+        let etag = format!("\"{}\"", hex::encode(&Sha256::digest(&bytes)[..16]));
+        Self {
+            headers: ResponseHeaders::new(content_type, &etag, last_modified, max_age, links),
+            etag,
+            bytes: bytes.into(),
+            disk: DiskFile::default(),
+            codings: None,
+            last_modified,
+            content_type,
+            max_age,
+        }
+    }
+
+    /// The document's gzip and brotli codings, as hard as `compression` says, each with a
+    /// strong ETag of its own: most of a regeneration's time.
+    pub fn compress(&self, compression: Compression) -> Codings {
+        let tag = self.etag.trim_matches('"');
         let level = compression.etag_suffix();
         let encoded = |bytes: Vec<u8>, etag: String| Encoded {
             bytes: bytes.into(),
@@ -150,19 +170,32 @@ impl FeedFile {
             etag,
             disk: DiskFile::default(),
         };
-        let etag = format!("\"{tag}\"");
-        Self {
-            gzip: encoded(gzip, format!("\"{tag}-gz{level}\"")),
-            brotli: encoded(brotli, format!("\"{tag}-br{level}\"")),
-            headers: ResponseHeaders::new(content_type, &etag, last_modified, max_age, links),
-            etag,
-            bytes: bytes.into(),
-            disk: DiskFile::default(),
-            last_modified,
-            content_type,
-            max_age,
+        Codings {
+            gzip: encoded(
+                gzip(&self.bytes, compression),
+                format!("\"{tag}-gz{level}\""),
+            ),
+            brotli: encoded(
+                brotli(&self.bytes, compression),
+                format!("\"{tag}-br{level}\""),
+            ),
             compression,
         }
+    }
+
+    /// The same document with these codings, for files just written: every coding looks
+    /// for its file in `feeds/` afresh.
+    pub fn with_codings(&self, codings: Codings) -> Self {
+        Self {
+            disk: DiskFile::default(),
+            codings: Some(codings),
+            ..self.clone()
+        }
+    }
+
+    /// How hard its codings were compressed; `None` before they are made.
+    pub fn compression(&self) -> Option<Compression> {
+        self.codings.as_ref().map(|c| c.compression)
     }
 
     /// The same document with another date and cache lifetime.
@@ -181,13 +214,20 @@ impl FeedFile {
         }
     }
 
-    /// The files that represent this document on disk: `(suffix, bytes)`.
-    pub fn files(&self) -> [(&'static str, &Bytes); 3] {
-        [
-            ("", &self.bytes),
-            (GZIP_SUFFIX, &self.gzip.bytes),
-            (BROTLI_SUFFIX, &self.brotli.bytes),
-        ]
+    /// The files that represent this document on disk, `(suffix, bytes)`: the identity
+    /// coding, and the compressed ones once made.
+    pub fn files(&self) -> Vec<(&'static str, &Bytes)> {
+        let mut files = vec![("", &self.bytes)];
+        if let Some(codings) = &self.codings {
+            files.push((GZIP_SUFFIX, &codings.gzip.bytes));
+            files.push((BROTLI_SUFFIX, &codings.brotli.bytes));
+        }
+        files
+    }
+
+    /// Bytes it holds in memory, in all its codings.
+    pub fn held_bytes(&self) -> usize {
+        self.files().iter().map(|(_, b)| b.len()).sum()
     }
 }
 
@@ -407,37 +447,40 @@ mod tests {
             &links(),
         );
         let mut unzipped = Vec::new();
-        flate2::read::GzDecoder::new(&file.gzip.bytes[..])
+        let codings = file.codings.as_ref().expect("compressed");
+        flate2::read::GzDecoder::new(&codings.gzip.bytes[..])
             .read_to_end(&mut unzipped)
             .unwrap();
         assert_eq!(unzipped, text);
         let mut unbrotlied = Vec::new();
-        brotli::Decompressor::new(&file.brotli.bytes[..], 4096)
+        brotli::Decompressor::new(&codings.brotli.bytes[..], 4096)
             .read_to_end(&mut unbrotlied)
             .unwrap();
         assert_eq!(unbrotlied, text);
-        let tags = [&file.etag, &file.gzip.etag, &file.brotli.etag];
+        let tags = [&file.etag, &codings.gzip.etag, &codings.brotli.etag];
         assert_eq!(
             tags.iter().collect::<std::collections::HashSet<_>>().len(),
             3
         );
-        assert!(file.gzip.bytes.len() < text.len() / 4);
+        assert!(codings.gzip.bytes.len() < text.len() / 4);
     }
 
     #[test]
     fn fast_codings_decode_to_the_same_bytes_under_their_own_etags() {
         let text = "朔州日报 ]]> & <p>".repeat(200).into_bytes();
-        let compressed = |compression| {
-            FeedFile::compressed(
-                text.clone(),
-                "application/rss+xml",
-                DateTime::UNIX_EPOCH,
-                60,
-                &links(),
-                compression,
-            )
-        };
-        let (fast, full) = (compressed(Compression::Fast), compressed(Compression::Full));
+        let file = FeedFile::uncompressed(
+            text.clone(),
+            "application/rss+xml",
+            DateTime::UNIX_EPOCH,
+            60,
+            &links(),
+        );
+        assert_eq!(file.compression(), None);
+        assert_eq!(file.files().len(), 1, "only the identity coding so far");
+        let (fast, full) = (
+            file.compress(Compression::Fast),
+            file.compress(Compression::Full),
+        );
         let mut unzipped = Vec::new();
         flate2::read::GzDecoder::new(&fast.gzip.bytes[..])
             .read_to_end(&mut unzipped)
@@ -449,10 +492,22 @@ mod tests {
             .unwrap();
         assert_eq!(unbrotlied, text);
         // The identity coding is the same document; its compressions are other bytes.
-        assert_eq!(fast.etag, full.etag);
         assert_ne!(fast.gzip.etag, full.gzip.etag);
         assert_ne!(fast.brotli.etag, full.brotli.etag);
-        assert_eq!(fast.compression, Compression::Fast);
+        let fast = file.with_codings(fast);
+        assert_eq!(fast.etag, file.etag);
+        assert_eq!(fast.compression(), Some(Compression::Fast));
+        assert_eq!(fast.files().len(), 3);
+        assert_eq!(
+            FeedFile::new(
+                text,
+                "application/rss+xml",
+                DateTime::UNIX_EPOCH,
+                60,
+                &links()
+            ),
+            file.with_codings(full)
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::render::{FeedMeta, Format};
 use crate::storage::{Store, StoreError};
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,12 +21,14 @@ mod document;
 mod files;
 mod regeneration;
 pub mod replicas;
+#[cfg(test)]
+mod tests;
 
-use regeneration::{Compress, Swap};
+use regeneration::{Swap, Unfinished};
 
 pub use document::{
-    BROTLI_SUFFIX, Compression, DiskFile, Encoded, FeedFile, GZIP_SUFFIX, Links, ResponseHeaders,
-    http_date,
+    BROTLI_SUFFIX, Codings, Compression, DiskFile, Encoded, FeedFile, GZIP_SUFFIX, Links,
+    ResponseHeaders, http_date,
 };
 
 /// How many headlines of each feed the index page shows.
@@ -89,9 +91,16 @@ struct Inner {
     /// Scopes whose documents in the snapshot were compressed with [`Compression::Fast`]
     /// during a burst, to compress again with the full levels once it is over.
     fast: Mutex<BTreeSet<FeedScope>>,
-    /// Scopes compressed fast and not compressed again yet (in `fast` or being done), so
-    /// that settled feeds are final.
-    fast_pending: AtomicU64,
+    /// Scopes served before they were compressed and written, or to compress again: the
+    /// scheduler finishes them between batches.
+    unfinished: Mutex<BTreeMap<FeedScope, Unfinished>>,
+    /// Told when scopes are left unfinished.
+    finish_wake: tokio::sync::Notify,
+    /// Held while a scope is being finished: one at a time.
+    finishing: tokio::sync::Mutex<()>,
+    /// Scopes whose last regeneration failed, and at which step; the fault lasts until
+    /// each has succeeded.
+    failing: Mutex<BTreeSet<(Step, FeedScope)>>,
     changes: broadcast::Sender<FeedChange>,
     archives: archive::ArchiveCache,
     headlines: ArcSwap<HashMap<FeedScope, Arc<[Headline]>>>,
@@ -101,6 +110,15 @@ struct Inner {
     parallel: usize,
     /// Told when feeds cannot be regenerated, and when they can again.
     health: Health,
+}
+
+/// The step of a regeneration that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Step {
+    /// Reading the store and rendering.
+    Read,
+    /// Compressing and writing the files.
+    Write,
 }
 
 /// Drives regeneration until shut down; returned by [`Publication::start`].
@@ -130,7 +148,10 @@ impl Publication {
             marks_done: AtomicU64::new(0),
             marks_taken: AtomicU64::new(0),
             fast: Mutex::new(BTreeSet::new()),
-            fast_pending: AtomicU64::new(0),
+            unfinished: Mutex::new(BTreeMap::new()),
+            finish_wake: tokio::sync::Notify::new(),
+            finishing: tokio::sync::Mutex::new(()),
+            failing: Mutex::new(BTreeSet::new()),
             changes: broadcast::channel(1024).0,
             archives: archive::ArchiveCache::default(),
             headlines: ArcSwap::from_pointee(HashMap::new()),
@@ -180,10 +201,17 @@ impl Publication {
         named.iter().cloned().collect()
     }
 
-    /// True when every change acknowledged so far is in the published feeds.
+    /// True when every change acknowledged so far is in the published feeds and their files,
+    /// compressed with the full levels.
     pub fn is_settled(&self) -> bool {
-        self.inner.marks_done.load(Ordering::SeqCst) == self.inner.marks_sent.load(Ordering::SeqCst)
-            && self.inner.fast_pending.load(Ordering::SeqCst) == 0
+        let inner = &self.inner;
+        inner.marks_done.load(Ordering::SeqCst) == inner.marks_sent.load(Ordering::SeqCst)
+            && inner
+                .unfinished
+                .lock()
+                .expect("unfinished scopes lock")
+                .is_empty()
+            && inner.fast.lock().expect("fast scopes lock").is_empty()
     }
 
     /// The current document at a feed path such as `politics/rss.xml`.
@@ -232,11 +260,8 @@ impl Scheduler {
     /// tombstone's window ends.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         const MAX_SLEEP: Duration = Duration::from_secs(3600);
-        /// How long no mark may arrive before documents compressed fast during a burst are
-        /// compressed again with the full levels.
-        const CALM: Duration = Duration::from_millis(100);
-        // Feeds whose last regeneration failed; the fault lasts until each has succeeded.
-        let mut failing = BTreeSet::new();
+        let (stop_finishing, finishing) = watch::channel(false);
+        let finisher = tokio::spawn(self.inner.clone().finish_continually(finishing));
         loop {
             let now = Utc::now();
             let window = self.inner.settings.feeds.tombstone_window;
@@ -250,90 +275,85 @@ impl Scheduler {
             };
             let mut stale = BTreeSet::new();
             let mut received = 0;
-            let recompress = !self.inner.fast.lock().expect("fast scopes lock").is_empty();
-            let mut calm = false;
+            let mut stop = false;
             let wake_at = tokio::time::Instant::now() + wake;
             tokio::select! {
+                biased;
+                _ = shutdown.wait_for(|stop| *stop) => stop = true,
                 scope = self.stale.recv() => match scope {
                     Some(scope) => {
                         stale.insert(scope);
                         received += 1;
                     }
-                    None => return,
+                    None => stop = true,
                 },
-                _ = tokio::time::sleep(wake) => stale.extend(self.inner.scopes()),
-                _ = tokio::time::sleep(CALM), if recompress => calm = true,
-                _ = shutdown.wait_for(|stop| *stop) => return,
+                _ = tokio::time::sleep(wake) => {}
             }
-            if calm {
-                let fast = std::mem::take(&mut *self.inner.fast.lock().expect("fast scopes lock"));
-                let count = fast.len() as u64;
-                let failed = self
-                    .inner
-                    .regenerate_batch(fast, Swap::AsReady, Compress::Again)
-                    .await;
-                for (scope, e) in failed {
-                    tracing::warn!(feed = scope.path_segment(), error = %e, "cannot compress a feed again after a burst");
+            if stop {
+                // What is served goes to disk too before the process ends.
+                let _ = stop_finishing.send(true);
+                if let Err(e) = finisher.await {
+                    tracing::error!(error = %e, "the task finishing feeds failed");
                 }
-                self.inner.fast_pending.fetch_sub(count, Ordering::SeqCst);
-                // A publish or expiry time that came meanwhile is not lost: the next look
-                // only finds those still ahead.
-                if tokio::time::Instant::now() >= wake_at {
-                    stale.extend(self.inner.scopes());
-                }
+                let outcomes = self.inner.finish_unfinished(usize::MAX, true).await;
+                self.inner.record_outcome(Step::Write, outcomes);
+                return;
+            }
+            // A publish or expiry time that came meanwhile is not lost: the next look only
+            // finds those still ahead.
+            if tokio::time::Instant::now() >= wake_at {
+                stale.extend(self.inner.scopes());
             }
             while let Ok(scope) = self.stale.try_recv() {
                 stale.insert(scope);
                 received += 1;
             }
-            let taken = self.inner.marks_done.load(Ordering::SeqCst) + received;
-            self.inner.marks_taken.store(taken, Ordering::SeqCst);
-            // Author and tag feeds of the articles whose time came since the last look.
-            let until = Utc::now();
-            match self
-                .inner
-                .store
-                .named_scopes_in_transition(self.named_until, until, window)
-                .await
-            {
-                Ok(scopes) => {
-                    stale.extend(scopes);
-                    self.named_until = until;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot look up the author and tag feeds to refresh");
-                }
+            if !stale.is_empty() {
+                self.regenerate(stale, received, window).await;
             }
-            // Author and tag feeds and `all` go in first, sections last: a change marks
-            // them before its section (see `Publisher`), so once a section feed shows it,
-            // every feed does. Marks arriving meanwhile wait for the next batch, which takes
-            // them all.
-            let batch: Vec<FeedScope> = stale.iter().cloned().collect();
-            let failed = self
-                .inner
-                .regenerate_batch(stale, Swap::AsReady, Compress::WhenBusy)
-                .await;
-            let failed_scopes: BTreeSet<FeedScope> =
-                failed.iter().map(|(s, _)| s.clone()).collect();
-            for (scope, e) in failed {
-                tracing::error!(feed = scope.path_segment(), error = %e, "feed regeneration failed; retrying");
-                self.inner
-                    .health
-                    .fault(Component::Feeds, format!("{}: {e}", scope.path_segment()));
-                failing.insert(scope.clone());
-                let inner = self.inner.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    inner.mark_stale(scope);
-                });
-            }
-            for scope in batch.iter().filter(|s| !failed_scopes.contains(*s)) {
-                if failing.remove(scope) && failing.is_empty() {
-                    self.inner.health.recovered(Component::Feeds);
-                }
-            }
-            self.inner.marks_done.fetch_add(received, Ordering::SeqCst);
         }
+    }
+
+    /// Regenerates the `stale` scopes, taking `received` marks, and the author and tag feeds
+    /// of the articles whose time came since the last look.
+    async fn regenerate(
+        &mut self,
+        mut stale: BTreeSet<FeedScope>,
+        received: u64,
+        window: chrono::Duration,
+    ) {
+        let taken = self.inner.marks_done.load(Ordering::SeqCst) + received;
+        self.inner.marks_taken.store(taken, Ordering::SeqCst);
+        let until = Utc::now();
+        match self
+            .inner
+            .store
+            .named_scopes_in_transition(self.named_until, until, window)
+            .await
+        {
+            Ok(scopes) => {
+                stale.extend(scopes);
+                self.named_until = until;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot look up the author and tag feeds to refresh");
+            }
+        }
+        // Every feed of the batch goes into the snapshot at once, so once a section feed
+        // shows a change, every feed does (a change marks its author, tag and `all` feeds
+        // before its section, see `Publisher`). Marks arriving meanwhile wait for the next
+        // batch, which takes them all.
+        let batch: Vec<FeedScope> = stale.iter().cloned().collect();
+        let mut failed = self.inner.regenerate_batch(stale, Swap::Early).await;
+        let outcomes = batch
+            .into_iter()
+            .map(|scope| match failed.iter().position(|(s, _)| *s == scope) {
+                Some(i) => (scope, Err(failed.swap_remove(i).1)),
+                None => (scope, Ok(())),
+            })
+            .collect();
+        self.inner.record_outcome(Step::Read, outcomes);
+        self.inner.marks_done.fetch_add(received, Ordering::SeqCst);
     }
 }
 
@@ -380,9 +400,48 @@ impl Inner {
 
     /// Remembers that `scope`'s documents were compressed fast, to do it again properly.
     fn compressed_fast(&self, scope: &FeedScope) {
-        let mut fast = self.fast.lock().expect("fast scopes lock");
-        if fast.insert(scope.clone()) {
-            self.fast_pending.fetch_add(1, Ordering::SeqCst);
+        self.fast
+            .lock()
+            .expect("fast scopes lock")
+            .insert(scope.clone());
+    }
+
+    /// Reports how each scope's `step` went: a fault while any fails, recovered once every
+    /// one has succeeded again. A scope that could not be read is marked stale again in a
+    /// second; one whose files could not be written is tried again by the scheduler.
+    fn record_outcome(
+        self: &Arc<Self>,
+        step: Step,
+        outcomes: Vec<(FeedScope, Result<(), PublicationError>)>,
+    ) {
+        let mut failing = self.failing.lock().expect("failing scopes lock");
+        let had_failures = !failing.is_empty();
+        for (scope, outcome) in outcomes {
+            let key = (step, scope);
+            let Err(e) = outcome else {
+                failing.remove(&key);
+                continue;
+            };
+            let scope = key.1.clone();
+            failing.insert(key);
+            self.health
+                .fault(Component::Feeds, format!("{}: {e}", scope.path_segment()));
+            match step {
+                Step::Read => {
+                    tracing::error!(feed = scope.path_segment(), error = %e, "feed regeneration failed; retrying");
+                    let inner = self.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        inner.mark_stale(scope);
+                    });
+                }
+                Step::Write => {
+                    tracing::error!(feed = scope.path_segment(), error = %e, "cannot write the files of a feed; it is served from memory, retrying");
+                }
+            }
+        }
+        if had_failures && failing.is_empty() {
+            self.health.recovered(Component::Feeds);
         }
     }
 
@@ -402,7 +461,7 @@ impl Inner {
         self.remove_unnamed_folders(&named);
         let scopes = self.scopes().into_iter().chain(named);
         match self
-            .regenerate_batch(scopes, Swap::Once, Compress::Full)
+            .regenerate_batch(scopes, Swap::Once)
             .await
             .into_iter()
             .next()

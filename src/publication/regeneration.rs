@@ -1,16 +1,30 @@
-//! Regeneration of a batch of stale feeds: every document of every scope is rendered,
-//! compressed and written on the blocking pool, as many at once as there are cores, and each
-//! is swapped into the snapshot as soon as it is on disk; section feeds only once every other
-//! feed of the batch is in, so that once a section feed shows an article, every feed does.
+//! Regeneration of a batch of stale feeds, in two steps, so that compression never stands
+//! between a change and the readers who poll for it.
+//!
+//! 1. **Served**: every scope of the batch is read from the store and its documents are
+//!    rendered (cheap: well under a millisecond each) on the blocking pool; all of them go
+//!    into the snapshot together, uncompressed, so once a section feed shows an article,
+//!    every feed does. They are served in the identity coding meanwhile.
+//! 2. **Finished**: the scope's documents are compressed (gzip and brotli take most of a
+//!    regeneration's time), its files written to `feeds/`, and the compressed documents
+//!    swapped in. A task of its own finishes scopes, oldest first, beside the scheduler
+//!    (on one core while more changes wait); a scope changed again before it was finished
+//!    is finished once, in its latest version.
+//!
+//! The start-up build finishes every scope before anything is served. A scope whose files
+//! cannot be written (a full disk) is served from memory, compressed, and its files are
+//! written again every second until that works: readers keep getting the latest feeds, and
+//! `feeds/` holds whole files of the last version written.
 
 use super::{
-    Compression, FeedChange, FeedFile, Headline, Inner, Links, PublicationError, Snapshot, files,
+    Codings, Compression, FeedChange, FeedFile, Headline, Inner, Links, PublicationError, Snapshot,
+    files,
 };
 use crate::domain::{Article, FeedScope};
 use crate::render::{FeedMeta, Format};
 use axum::body::Bytes;
 use chrono::{DateTime, SubsecRound, Utc};
-use std::collections::VecDeque;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::task::JoinSet;
@@ -18,27 +32,15 @@ use tokio::task::JoinSet;
 /// When the documents of a batch go into the snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Swap {
-    /// Each as soon as it is written (sections after the rest): the feeds are being served.
-    AsReady,
-    /// All at once at the end: one copy of the snapshot map however many feeds there are
-    /// (at start-up, before anything is served).
+    /// As soon as the batch is rendered, uncompressed, to be finished later (the feeds are
+    /// being served); failing scopes finished first.
+    Early,
+    /// Finished, all at once at the end: one copy of the snapshot map however many feeds
+    /// there are (at start-up, before anything is served).
     Once,
 }
 
-/// How hard the documents of a batch are compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Compress {
-    /// With the full levels.
-    Full,
-    /// Fast when more stale marks wait as a scope is read (a burst: the feeds are turning
-    /// over faster than full compression keeps up with), the full levels otherwise.
-    WhenBusy,
-    /// With the full levels, documents compressed fast during a burst: not counted as a
-    /// regeneration, since what the feeds show does not change.
-    Again,
-}
-
-/// One scope's content as read from the store, shared by the tasks of its three documents.
+/// One scope's content as read from the store.
 struct Prepared {
     scope: FeedScope,
     articles: Vec<Article>,
@@ -46,201 +48,442 @@ struct Prepared {
     headlines: Arc<[Headline]>,
     max_age: u32,
     now: DateTime<Utc>,
-    compression: Compression,
 }
 
-/// How one scope of the batch is getting on.
-struct ScopeState {
-    scope: FeedScope,
-    /// Swapped in after every feed of the first group (named feeds and `all`).
-    last_group: bool,
-    /// Documents not built yet; the scope is done at zero.
-    left: usize,
-    /// Built documents waiting for their turn to be swapped in.
-    held: Vec<(String, Arc<FeedFile>)>,
-    /// Files of the built documents whose bytes changed, written together once the last
-    /// document of the scope is built.
-    writes: Vec<(String, Bytes)>,
-    changes: Vec<FeedChange>,
-    error: Option<PublicationError>,
-    headlines: Option<Arc<[Headline]>>,
-    /// A document compressed fast is among `held`.
-    fast: bool,
-    started: Instant,
-}
-
-/// One document to build: scope index and format.
-type Job = (usize, Arc<Prepared>, Format);
-/// A built document: what to swap in, the files to write and the change to announce.
-struct Built {
+/// A document whose bytes changed, to be compressed and written.
+#[derive(Debug, Clone)]
+pub(super) struct Pending {
+    /// Path in the snapshot, e.g. `politics/rss.xml`.
     key: String,
+    file_name: &'static str,
+    /// The document as rendered (or, compressed again, as served).
     file: Arc<FeedFile>,
-    writes: Vec<(String, Bytes)>,
-    change: Option<FeedChange>,
+    /// Its change is announced once it is written.
+    announce: bool,
+    /// Its identity file is written too (not when it is only compressed again).
+    write_identity: bool,
+    /// After a restart the files on disk may already hold these bytes: only files that
+    /// differ are written.
+    check_disk: bool,
 }
-/// A built document of the scope with this index, if anything is to be swapped in.
-type Done = (usize, Result<Option<Built>, PublicationError>);
 
-/// Moves a finished scope's documents to `ready`; none of them when one failed, so that the
-/// snapshot keeps serving the scope's last good feeds in every format together.
-fn take_held(state: &mut ScopeState, ready: &mut Vec<(String, Arc<FeedFile>)>) {
-    if state.error.is_some() {
-        state.held.clear();
-    } else {
-        ready.append(&mut state.held);
+/// A scope served uncompressed, or compressed fast, waiting to be finished.
+#[derive(Debug)]
+pub(super) struct Unfinished {
+    docs: Vec<Pending>,
+    /// Moves on whenever newer documents are merged in.
+    generation: u64,
+    /// When the oldest of its changes went in.
+    since: Instant,
+    /// Not before this instant: set when its files could not be written.
+    retry_at: Option<Instant>,
+}
+
+impl Unfinished {
+    fn new() -> Self {
+        Self {
+            docs: Vec::new(),
+            generation: 0,
+            since: Instant::now(),
+            retry_at: None,
+        }
+    }
+
+    fn due(&self, now: Instant) -> bool {
+        self.retry_at.is_none_or(|at| at <= now)
     }
 }
 
+/// One scope read and rendered.
+struct Rendered {
+    scope: FeedScope,
+    /// Documents whose bytes are the same but whose date or lifetime moved on.
+    redated: Vec<(String, Arc<FeedFile>)>,
+    pending: Vec<Pending>,
+    headlines: Arc<[Headline]>,
+    started: Instant,
+}
+
+/// A scope's documents compressed and on disk, ready to be swapped in.
+struct Finished {
+    docs: Vec<(Pending, Codings)>,
+}
+
 impl Inner {
-    /// Regenerates `scopes` (named feeds and `all` first, sections last); returns those
-    /// that failed, with their errors. A scope whose bytes did not change is not rewritten.
+    /// Regenerates `scopes`; returns those that failed, with their errors. A document
+    /// whose bytes did not change is not rewritten.
     pub(super) async fn regenerate_batch(
         self: &Arc<Self>,
         scopes: impl IntoIterator<Item = FeedScope>,
         swap: Swap,
-        compress: Compress,
     ) -> Vec<(FeedScope, PublicationError)> {
-        let (first, last): (Vec<_>, Vec<_>) = scopes
-            .into_iter()
-            .partition(|s| !matches!(s, FeedScope::Section(_)));
-        let mut states: Vec<ScopeState> = first
-            .into_iter()
-            .map(|s| (s, false))
-            .chain(last.into_iter().map(|s| (s, true)))
-            .map(|(scope, last_group)| ScopeState {
-                scope,
-                last_group,
-                left: Format::ALL.len(),
-                held: Vec::new(),
-                writes: Vec::new(),
-                changes: Vec::new(),
-                error: None,
-                headlines: None,
-                fast: false,
-                started: Instant::now(),
-            })
-            .collect();
-        let mut first_left = states.iter().filter(|s| !s.last_group).count();
-        // Scopes are read in order, each just before its documents are needed, so the
-        // sections are read after every other feed of the batch and at most a few scopes'
-        // articles are in memory at once.
-        let mut unread = 0..states.len();
-        let mut jobs: VecDeque<Job> = VecDeque::new();
-        let mut tasks: JoinSet<Done> = JoinSet::new();
+        let mut failed = Vec::new();
+        let rendered = self.read_and_render(scopes, &mut failed).await;
+        let (inline, early): (Vec<Rendered>, Vec<Rendered>) =
+            rendered.into_iter().partition(|_| swap == Swap::Once);
+        let compression = match swap {
+            Swap::Once => Compression::Full,
+            Swap::Early => self.compression_now(),
+        };
+        let work: Vec<(&FeedScope, &[Pending])> =
+            inline.iter().map(|r| (&r.scope, &r.pending[..])).collect();
+        let finished = self.finish_all(&work, compression, self.parallel).await;
+
         let mut ready: Vec<(String, Arc<FeedFile>)> = Vec::new();
-        loop {
-            while tasks.len() < self.parallel {
-                if let Some((index, prepared, format)) = jobs.pop_front() {
-                    let this = self.clone();
-                    tasks.spawn(async move {
-                        let built = tokio::task::spawn_blocking(move || {
-                            this.build_document(&prepared, format)
-                        })
-                        .await;
-                        (index, built.map_err(PublicationError::from).and_then(|b| b))
-                    });
+        let mut changes = Vec::new();
+        let mut done: Vec<&Rendered> = Vec::new();
+        for (rendered, finished) in inline.iter().zip(finished) {
+            let finished = match finished {
+                (Some(finished), None) => finished,
+                (_, error) => {
+                    if let Some(e) = error {
+                        failed.push((rendered.scope.clone(), e));
+                    }
                     continue;
                 }
-                let Some(index) = unread.next() else { break };
-                let state = &mut states[index];
-                state.started = Instant::now();
-                let compression = match compress {
-                    Compress::WhenBusy if self.busy() => Compression::Fast,
-                    Compress::Full | Compress::WhenBusy | Compress::Again => Compression::Full,
-                };
-                match self.prepare(&state.scope, compression).await {
-                    Ok(Some(prepared)) => {
-                        state.headlines = Some(prepared.headlines.clone());
-                        let prepared = Arc::new(prepared);
-                        jobs.extend(Format::ALL.map(|f| (index, prepared.clone(), f)));
-                    }
-                    Ok(None) => state.left = 0,
-                    Err(e) => {
-                        state.left = 0;
-                        state.error = Some(e);
-                    }
-                }
-                if state.left == 0 {
-                    self.finish_scope(state, compress);
-                    first_left -= usize::from(!state.last_group);
-                }
-            }
-            let Some(joined) = tasks.join_next().await else {
-                break;
             };
-            let mut finished = vec![joined];
-            while let Some(more) = tasks.try_join_next() {
-                finished.push(more);
+            ready.extend(rendered.redated.iter().cloned());
+            for (pending, codings) in finished.docs {
+                let file = Arc::new(pending.file.with_codings(codings));
+                if pending.announce {
+                    changes.push(FeedChange {
+                        path: pending.key.clone(),
+                        file: file.clone(),
+                    });
+                }
+                ready.push((pending.key, file));
             }
-            for joined in finished {
-                let (index, built) = match joined {
-                    Ok(done) => done,
-                    // Each task catches its own failures; a panic in one is a bug that must
-                    // still not take the scheduler down.
-                    Err(e) => {
-                        tracing::error!(error = %e, "a feed document task failed");
-                        continue;
-                    }
-                };
-                let state = &mut states[index];
-                match built {
-                    Ok(Some(built)) => {
-                        state.fast |= built.file.compression == Compression::Fast;
-                        state.held.push((built.key, built.file));
-                        state.writes.extend(built.writes);
-                        state.changes.extend(built.change);
-                    }
-                    Ok(None) => {}
-                    Err(e) => state.error = Some(e),
-                }
-                state.left -= 1;
-                if state.left == 0 {
-                    self.write_scope(state).await;
-                }
-                if state.left == 0 && !state.last_group {
-                    first_left -= 1;
-                }
+            if compression == Compression::Fast {
+                self.compressed_fast(&rendered.scope);
             }
-            if swap == Swap::AsReady {
-                // Every finished scope of the first group, and of the last once the first is
-                // all in, goes in with one copy of the map.
-                let due = |s: &ScopeState| s.left == 0 && (!s.last_group || first_left == 0);
-                for state in states.iter_mut().filter(|s| due(s)) {
-                    take_held(state, &mut ready);
+            done.push(rendered);
+        }
+        {
+            let mut unfinished = self.unfinished.lock().expect("unfinished scopes lock");
+            for rendered in &early {
+                ready.extend(rendered.redated.iter().cloned());
+                if rendered.pending.is_empty() {
+                    continue;
                 }
-                self.swap_in(&mut ready);
-                for state in states.iter_mut().filter(|s| due(s)) {
-                    self.finish_scope(state, compress);
+                let entry = unfinished
+                    .entry(rendered.scope.clone())
+                    .or_insert_with(Unfinished::new);
+                entry.generation += 1;
+                entry.retry_at = None;
+                for pending in &rendered.pending {
+                    entry.docs.retain(|d| d.key != pending.key);
+                    entry.docs.push(pending.clone());
+                    ready.push((pending.key.clone(), pending.file.clone()));
                 }
             }
         }
-        for state in &mut states {
-            take_held(state, &mut ready);
+        done.extend(early.iter());
+        self.swap_in(ready);
+        if !early.is_empty() {
+            self.finish_wake.notify_one();
         }
-        self.swap_in(&mut ready);
-        let mut failed = Vec::new();
-        for mut state in states {
-            self.finish_scope(&mut state, compress);
-            if let Some(error) = state.error {
-                failed.push((state.scope, error));
-            }
+        for change in changes {
+            // Nobody listening is fine: subscribers come and go.
+            let _ = self.changes.send(change);
+        }
+        for rendered in done {
+            self.count_regeneration(rendered);
         }
         failed
     }
 
-    /// Writes the changed files of a scope whose documents are all built, all of them in one
-    /// replacement (every temp file written before any is renamed), so that a failure leaves
-    /// the scope's last good files, like its last good documents in the snapshot.
-    async fn write_scope(&self, state: &mut ScopeState) {
-        let writes = std::mem::take(&mut state.writes);
-        if state.error.is_some() || writes.is_empty() {
-            return;
+    /// Finishes unfinished scopes, oldest first: at most `limit` of them, and only those due
+    /// unless `all`; one at a time across tasks. Returns those whose files could not be
+    /// written: they are served from memory, compressed, and tried again in a second.
+    pub(super) async fn finish_unfinished(
+        self: &Arc<Self>,
+        limit: usize,
+        all: bool,
+    ) -> Vec<(FeedScope, Result<(), PublicationError>)> {
+        let _one_at_a_time = self.finishing.lock().await;
+        let mut outcomes = Vec::new();
+        for _ in 0..limit {
+            let now = Instant::now();
+            let oldest = {
+                let unfinished = self.unfinished.lock().expect("unfinished scopes lock");
+                unfinished
+                    .iter()
+                    .filter(|(scope, u)| {
+                        (all || u.due(now)) && !outcomes.iter().any(|(s, _)| s == *scope)
+                    })
+                    .min_by_key(|(_, u)| u.since)
+                    .map(|(scope, u)| (scope.clone(), u.docs.clone(), u.generation))
+            };
+            let Some((scope, docs, generation)) = oldest else {
+                break;
+            };
+            // While more changes wait, one core is left to them.
+            let (compression, parallel) = match self.compression_now() {
+                Compression::Fast => (Compression::Fast, 1),
+                Compression::Full => (Compression::Full, self.parallel),
+            };
+            let (made, error) = self
+                .finish_all(&[(&scope, &docs[..])], compression, parallel)
+                .await
+                .pop()
+                .unwrap_or((None, None));
+            // Compressed documents are served even when their files could not be written.
+            if let Some(made) = made {
+                self.swap_finished(made);
+            }
+            let written = error.map_or(Ok(()), Err);
+            let mut unfinished = self.unfinished.lock().expect("unfinished scopes lock");
+            match &written {
+                Ok(()) => {
+                    if compression == Compression::Fast {
+                        self.compressed_fast(&scope);
+                    }
+                    // Newer documents merged in meanwhile are finished next.
+                    if unfinished
+                        .get(&scope)
+                        .is_some_and(|u| u.generation == generation)
+                    {
+                        unfinished.remove(&scope);
+                    }
+                }
+                Err(_) => {
+                    if let Some(entry) = unfinished.get_mut(&scope) {
+                        entry.retry_at = Some(now + std::time::Duration::from_secs(1));
+                    }
+                }
+            }
+            drop(unfinished);
+            outcomes.push((scope, written));
         }
-        let dir = self
-            .settings
-            .server
-            .feeds_dir
-            .join(state.scope.path_segment());
+        outcomes
+    }
+
+    /// Finishes scopes as they become due until `stop` turns true (see the module); once
+    /// no change has come for a while, compresses again with the full levels what was
+    /// compressed fast during a burst.
+    pub(super) async fn finish_continually(
+        self: Arc<Self>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        /// How long no change may come before documents compressed fast during a burst are
+        /// compressed again with the full levels.
+        const CALM: std::time::Duration = std::time::Duration::from_millis(100);
+        loop {
+            let next = self.next_unfinished();
+            let recompress =
+                next.is_none() && !self.fast.lock().expect("fast scopes lock").is_empty();
+            let due = next.unwrap_or_else(Instant::now);
+            let stopping = tokio::select! {
+                biased;
+                _ = stop.wait_for(|stop| *stop) => true,
+                _ = self.finish_wake.notified() => false,
+                _ = tokio::time::sleep_until(due.into()), if next.is_some() => false,
+                _ = tokio::time::sleep(CALM), if recompress => {
+                    self.queue_recompression();
+                    false
+                }
+            };
+            if stopping {
+                return;
+            }
+            loop {
+                let outcomes = self.finish_unfinished(1, false).await;
+                if outcomes.is_empty() {
+                    break;
+                }
+                self.record_outcome(super::Step::Write, outcomes);
+                if *stop.borrow() {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// When the next unfinished scope is due: `None` when there is none.
+    pub(super) fn next_unfinished(&self) -> Option<Instant> {
+        let unfinished = self.unfinished.lock().expect("unfinished scopes lock");
+        unfinished
+            .values()
+            .map(|u| u.retry_at.unwrap_or(u.since))
+            .min()
+    }
+
+    /// Queues the scopes compressed fast during a burst to be compressed again with the
+    /// full levels, as they are served.
+    pub(super) fn queue_recompression(&self) {
+        let fast = std::mem::take(&mut *self.fast.lock().expect("fast scopes lock"));
+        let current = self.snapshot.load();
+        let mut unfinished = self.unfinished.lock().expect("unfinished scopes lock");
+        for scope in fast {
+            let segment = scope.path_segment();
+            let entry = unfinished
+                .entry(scope.clone())
+                .or_insert_with(Unfinished::new);
+            entry.generation += 1;
+            for format in Format::ALL {
+                let key = format!("{segment}/{}", format.file_name());
+                let Some(file) = current.get(&key) else {
+                    continue;
+                };
+                if entry.docs.iter().any(|d| d.key == key) {
+                    continue; // changed since: finished in its new version
+                }
+                entry.docs.push(Pending {
+                    key,
+                    file_name: format.file_name(),
+                    file: file.clone(),
+                    announce: false,
+                    write_identity: false,
+                    check_disk: false,
+                });
+            }
+        }
+    }
+
+    /// gzip 1 and brotli 1 while stale marks wait (a burst: the feeds are turning over
+    /// faster than full compression keeps up with), the full levels otherwise.
+    fn compression_now(&self) -> Compression {
+        if self.busy() {
+            Compression::Fast
+        } else {
+            Compression::Full
+        }
+    }
+
+    /// Reads each scope and renders its documents on the blocking pool while the next is
+    /// read, as many at once as there are cores. Scopes that fail go to `failed`.
+    async fn read_and_render(
+        self: &Arc<Self>,
+        scopes: impl IntoIterator<Item = FeedScope>,
+        failed: &mut Vec<(FeedScope, PublicationError)>,
+    ) -> Vec<Rendered> {
+        let mut tasks: JoinSet<Rendered> = JoinSet::new();
+        let mut rendered = Vec::new();
+        let collect = |joined: Result<Rendered, tokio::task::JoinError>,
+                       rendered: &mut Vec<Rendered>| match joined {
+            Ok(r) => rendered.push(r),
+            // Rendering cannot fail; a panic in it is a bug that must still not take the
+            // scheduler down.
+            Err(e) => tracing::error!(error = %e, "a feed rendering task failed"),
+        };
+        for scope in scopes {
+            let started = Instant::now();
+            match self.prepare(&scope).await {
+                Ok(Some(prepared)) => {
+                    while tasks.len() >= self.parallel {
+                        if let Some(joined) = tasks.join_next().await {
+                            collect(joined, &mut rendered);
+                        }
+                    }
+                    let this = self.clone();
+                    tasks.spawn_blocking(move || this.render_scope(prepared, started));
+                }
+                Ok(None) => {}
+                Err(e) => failed.push((scope, e)),
+            }
+        }
+        while let Some(joined) = tasks.join_next().await {
+            collect(joined, &mut rendered);
+        }
+        rendered
+    }
+
+    /// Compresses the documents of every scope (as many at once as there are cores) and
+    /// writes each scope's files in one replacement. For each scope: its compressed
+    /// documents (unless compressing failed) and why they could not be made or written.
+    async fn finish_all(
+        self: &Arc<Self>,
+        scopes: &[(&FeedScope, &[Pending])],
+        compression: Compression,
+        parallel: usize,
+    ) -> Vec<(Option<Finished>, Option<PublicationError>)> {
+        type Made = (usize, usize, Result<Codings, tokio::task::JoinError>);
+        let mut made: Vec<Vec<Option<Codings>>> = scopes
+            .iter()
+            .map(|(_, docs)| vec![None; docs.len()])
+            .collect();
+        let mut errors: Vec<Option<PublicationError>> = scopes.iter().map(|_| None).collect();
+        let mut record = |(s, d, result): Made| match result {
+            Ok(codings) => made[s][d] = Some(codings),
+            // Compressing into memory cannot fail; a panic in it is a bug that must still
+            // not take the scheduler down.
+            Err(e) => errors[s] = Some(PublicationError::Task(e)),
+        };
+        let mut tasks: JoinSet<Made> = JoinSet::new();
+        for (s, (_, docs)) in scopes.iter().enumerate() {
+            for (d, pending) in docs.iter().enumerate() {
+                while tasks.len() >= parallel {
+                    if let Some(Ok(done)) = tasks.join_next().await {
+                        record(done);
+                    }
+                }
+                let file = pending.file.clone();
+                tasks.spawn(async move {
+                    let codings =
+                        tokio::task::spawn_blocking(move || file.compress(compression)).await;
+                    (s, d, codings)
+                });
+            }
+        }
+        while let Some(joined) = tasks.join_next().await {
+            if let Ok(done) = joined {
+                record(done);
+            }
+        }
+        let mut finished = Vec::with_capacity(scopes.len());
+        for (((scope, docs), made), error) in scopes.iter().zip(made).zip(errors) {
+            let made = made.into_iter().collect::<Option<Vec<Codings>>>();
+            finished.push(match (error, made) {
+                (None, Some(made)) => {
+                    let docs: Vec<(Pending, Codings)> = docs.iter().cloned().zip(made).collect();
+                    let written = self.write_files(scope, &docs).await.err();
+                    (Some(Finished { docs }), written)
+                }
+                (Some(e), _) => (None, Some(e)),
+                (None, None) => (
+                    None,
+                    Some(PublicationError::Write {
+                        path: self.settings.server.feeds_dir.clone(),
+                        error: std::io::Error::other("a document was not compressed"),
+                    }),
+                ),
+            });
+        }
+        finished
+    }
+
+    /// Writes the files of a scope's compressed documents that differ from what is on disk,
+    /// all in one replacement (every temp file written before any is renamed), so that a
+    /// failure leaves the scope's last good files, like its last good documents.
+    async fn write_files(
+        &self,
+        scope: &FeedScope,
+        docs: &[(Pending, Codings)],
+    ) -> Result<(), PublicationError> {
+        let dir = self.settings.server.feeds_dir.join(scope.path_segment());
+        let mut writes: Vec<(String, Bytes)> = Vec::new();
+        for (pending, codings) in docs {
+            let files = [
+                ("", &pending.file.bytes),
+                (super::GZIP_SUFFIX, &codings.gzip.bytes),
+                (super::BROTLI_SUFFIX, &codings.brotli.bytes),
+            ];
+            for (suffix, bytes) in files {
+                if suffix.is_empty() && !pending.write_identity {
+                    continue;
+                }
+                let name = format!("{}{suffix}", pending.file_name);
+                if pending.check_disk
+                    && std::fs::read(dir.join(&name)).is_ok_and(|old| old == bytes[..])
+                {
+                    continue;
+                }
+                writes.push((name, bytes.clone()));
+            }
+        }
+        if writes.is_empty() {
+            return Ok(());
+        }
         let written = tokio::task::spawn_blocking(move || {
             let files: Vec<(String, &[u8])> =
                 writes.iter().map(|(n, b)| (n.clone(), &b[..])).collect();
@@ -250,13 +493,40 @@ impl Inner {
             })
         })
         .await;
-        if let Err(e) = written.map_err(PublicationError::from).and_then(|r| r) {
-            state.error = Some(e);
+        written.map_err(PublicationError::from).and_then(|r| r)
+    }
+
+    /// Swaps a finished scope's compressed documents in, over the uncompressed ones they
+    /// were made from (keeping a later date), and announces their changes.
+    fn swap_finished(&self, finished: Finished) {
+        let mut changes = Vec::new();
+        self.snapshot.rcu(|current| {
+            changes.clear();
+            let mut next = Snapshot::clone(current);
+            for (pending, codings) in &finished.docs {
+                let Some(served) = next.get_mut(&pending.key) else {
+                    continue;
+                };
+                if served.etag != pending.file.etag {
+                    continue; // replaced since; never the case while one task swaps
+                }
+                *served = Arc::new(served.with_codings(codings.clone()));
+                if pending.announce {
+                    changes.push(FeedChange {
+                        path: pending.key.clone(),
+                        file: served.clone(),
+                    });
+                }
+            }
+            next
+        });
+        for change in changes {
+            let _ = self.changes.send(change);
         }
     }
 
-    /// Puts `documents` into the snapshot with one copy of the map, and empties it.
-    fn swap_in(&self, documents: &mut Vec<(String, Arc<FeedFile>)>) {
+    /// Puts `documents` into the snapshot with one copy of the map.
+    fn swap_in(&self, documents: Vec<(String, Arc<FeedFile>)>) {
         if documents.is_empty() {
             return;
         }
@@ -265,58 +535,35 @@ impl Inner {
             next.extend(documents.iter().cloned());
             next
         });
-        documents.clear();
     }
 
-    /// After a scope's documents are in the snapshot: announces their changes, updates its
-    /// headlines and counts the regeneration. Does nothing the second time.
-    fn finish_scope(&self, state: &mut ScopeState, compress: Compress) {
-        if state.left > 0 || !state.held.is_empty() {
-            return;
-        }
-        for change in state.changes.drain(..) {
-            // Nobody listening is fine: subscribers come and go.
-            let _ = self.changes.send(change);
-        }
-        let Some(headlines) = state.headlines.take() else {
-            return;
-        };
-        if state.error.is_some() {
-            return;
-        }
-        if state.fast {
-            self.compressed_fast(&state.scope);
-        }
-        if compress == Compress::Again {
-            return;
-        }
+    /// After a scope's documents are in the snapshot: updates its headlines and counts the
+    /// regeneration.
+    fn count_regeneration(&self, rendered: &Rendered) {
+        let scope = &rendered.scope;
         // Only the index shows headlines, and it lists no author or tag feeds.
-        if matches!(state.scope, FeedScope::All | FeedScope::Section(_)) {
+        if matches!(scope, FeedScope::All | FeedScope::Section(_)) {
             self.headlines.rcu(|current| {
-                let mut next = std::collections::HashMap::clone(current);
-                next.insert(state.scope.clone(), headlines.clone());
+                let mut next = HashMap::clone(current);
+                next.insert(scope.clone(), rendered.headlines.clone());
                 next
             });
         }
-        let feed = state.scope.metric_label().to_owned();
+        let feed = scope.metric_label().to_owned();
         metrics::counter!("feedpub_feed_regenerations_total", "feed" => feed.clone()).increment(1);
         metrics::histogram!("feedpub_feed_regeneration_seconds", "feed" => feed)
-            .record(state.started.elapsed().as_secs_f64());
+            .record(rendered.started.elapsed().as_secs_f64());
         *self
             .regenerations
             .lock()
             .expect("counter lock")
-            .entry(state.scope.clone())
+            .entry(scope.clone())
             .or_default() += 1;
-        tracing::debug!(feed = state.scope.path_segment(), "feeds regenerated");
+        tracing::debug!(feed = scope.path_segment(), "feeds regenerated");
     }
 
     /// Reads what the feeds of `scope` show; `None` for a section no longer configured.
-    async fn prepare(
-        &self,
-        scope: &FeedScope,
-        compression: Compression,
-    ) -> Result<Option<Prepared>, PublicationError> {
+    async fn prepare(&self, scope: &FeedScope) -> Result<Option<Prepared>, PublicationError> {
         let section = match scope {
             FeedScope::Section(slug) => match self.settings.section(slug) {
                 Some(section) => Some(section.slug.clone()),
@@ -360,107 +607,84 @@ impl Inner {
             headlines,
             max_age: feeds.max_age_of(section.as_ref()),
             now,
-            compression,
         }))
     }
 
-    /// Renders one document; when its bytes changed, compresses it. Returns what to swap
-    /// into the snapshot (also when only its date moved on), the files to write and the
-    /// change to announce.
-    fn build_document(
-        &self,
-        prepared: &Prepared,
-        format: Format,
-    ) -> Result<Option<Built>, PublicationError> {
+    /// Renders a scope's documents and sorts them: unchanged, redated (same bytes, later
+    /// date), or changed (to be compressed and written).
+    fn render_scope(&self, prepared: Prepared, started: Instant) -> Rendered {
         let Prepared {
             scope,
             articles,
             meta,
+            headlines,
             max_age,
             now,
-            compression,
-            ..
         } = prepared;
-        let max_age = *max_age;
         let segment = scope.path_segment();
         let dir = self.settings.server.feeds_dir.join(segment);
-        let key = format!("{segment}/{}", format.file_name());
-        let links = Links {
-            self_url: meta.url(format).to_owned(),
-            hub_url: meta.hub_url.clone(),
-        };
         let derived = meta.updated.trunc_subsecs(0);
-        let bytes = format.render(meta, articles);
         let current = self.snapshot.load();
-        let previous = current.get(&key);
-        let same = previous.filter(|p| p.bytes == bytes[..]);
-        // Same bytes, compressed fast during a burst: compressed again, as they are.
-        let recompress = same.filter(|p| p.compression != *compression);
-        if let Some(previous) = same.filter(|_| recompress.is_none()) {
-            // Same bytes: nothing to write, but a later change time (say, of an article
-            // that went straight out of view) still moves Last-Modified on.
-            if previous.last_modified < derived || previous.max_age != max_age {
-                let last_modified = previous.last_modified.max(derived);
-                let file = previous.redated(last_modified, max_age, &links);
-                return Ok(Some(Built {
-                    key,
-                    file: Arc::new(file),
-                    writes: Vec::new(),
-                    change: None,
-                }));
+        let mut redated = Vec::new();
+        let mut pending = Vec::new();
+        for format in Format::ALL {
+            let key = format!("{segment}/{}", format.file_name());
+            let links = Links {
+                self_url: meta.url(format).to_owned(),
+                hub_url: meta.hub_url.clone(),
+            };
+            let bytes = format.render(&meta, &articles);
+            let previous = current.get(&key);
+            if let Some(previous) = previous.filter(|p| p.bytes == bytes[..]) {
+                // Same bytes: nothing to write, but a later change time (say, of an article
+                // that went straight out of view) still moves Last-Modified on.
+                if previous.last_modified < derived || previous.max_age != max_age {
+                    let last_modified = previous.last_modified.max(derived);
+                    let file = previous.redated(last_modified, max_age, &links);
+                    redated.push((key, Arc::new(file)));
+                }
+                continue;
             }
-            return Ok(None);
+            // After a restart the files on disk are the previous version.
+            let on_disk = match previous {
+                Some(_) => None,
+                None => std::fs::read(dir.join(format.file_name())).ok(),
+            };
+            let unchanged_on_disk = on_disk.as_ref().is_some_and(|old| *old == bytes);
+            // Last-Modified comes from the stored change times, so a restart or another
+            // replica gives the same value. Only when the bytes changed without a newer
+            // stored change (a new configuration, say) is "now" used instead, so that new
+            // bytes never look older than the ones they replace. Two changes within one
+            // second share a Last-Modified; their ETags still differ.
+            let replaced = previous.is_some() || (on_disk.is_some() && !unchanged_on_disk);
+            let stale_date = previous.is_none_or(|p| p.last_modified > derived);
+            let last_modified = if replaced && stale_date {
+                derived.max(now.trunc_subsecs(0))
+            } else {
+                derived
+            };
+            let file = FeedFile::uncompressed(
+                bytes,
+                format.content_type(),
+                last_modified,
+                max_age,
+                &links,
+            );
+            pending.push(Pending {
+                key,
+                file_name: format.file_name(),
+                file: Arc::new(file),
+                announce: previous.is_some() || !unchanged_on_disk,
+                write_identity: true,
+                check_disk: unchanged_on_disk,
+            });
         }
-        // After a restart the files on disk are the previous version.
-        let on_disk = match previous {
-            Some(_) => None,
-            None => std::fs::read(dir.join(format.file_name())).ok(),
-        };
-        let unchanged_on_disk = on_disk.as_ref().is_some_and(|old| *old == bytes);
-        // Last-Modified comes from the stored change times, so a restart or another replica
-        // gives the same value. Only when the bytes changed without a newer stored change (a
-        // new configuration, say) is "now" used instead, so that new bytes never look older
-        // than the ones they replace. Two changes within one second share a Last-Modified;
-        // their ETags still differ.
-        let replaced = previous.is_some() || (on_disk.is_some() && !unchanged_on_disk);
-        let stale_date = previous.is_none_or(|p| p.last_modified > derived);
-        let last_modified = if let Some(previous) = recompress {
-            previous.last_modified.max(derived)
-        } else if replaced && stale_date {
-            derived.max(now.trunc_subsecs(0))
-        } else {
-            derived
-        };
-        let announce = recompress.is_none() && (previous.is_some() || !unchanged_on_disk);
-        let recompressed = recompress.is_some();
-        drop(current);
-        let file = Arc::new(FeedFile::compressed(
-            bytes,
-            format.content_type(),
-            last_modified,
-            max_age,
-            &links,
-            *compression,
-        ));
-        let mut writes: Vec<(String, Bytes)> = Vec::new();
-        for (suffix, bytes) in file.files() {
-            let name = format!("{}{suffix}", format.file_name());
-            let same = (recompressed && suffix.is_empty())
-                || unchanged_on_disk
-                    && std::fs::read(dir.join(&name)).is_ok_and(|old| old == bytes[..]);
-            if !same {
-                writes.push((name, bytes.clone()));
-            }
+        Rendered {
+            scope,
+            redated,
+            pending,
+            headlines,
+            started,
         }
-        let change = announce.then(|| FeedChange {
-            path: key.clone(),
-            file: file.clone(),
-        });
-        Ok(Some(Built {
-            key,
-            file,
-            writes,
-            change,
-        }))
     }
 }

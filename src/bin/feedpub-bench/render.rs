@@ -245,7 +245,7 @@ impl Render {
                     60,
                     &links,
                 );
-                file.bytes.len() + file.gzip.bytes.len() + file.brotli.bytes.len()
+                file.held_bytes()
             })
             .sum()
     }

@@ -1,0 +1,217 @@
+//! The two steps of a regeneration (see `regeneration.rs`): a change is served as soon as
+//! it is rendered, uncompressed, and its files and compressed codings follow; a scope whose
+//! files cannot be written stays served from memory and is written once that works.
+
+use super::regeneration::Swap;
+use super::{Compression, Publication, Step};
+use crate::config::{EMBEDDED_CONFIG, Overrides, Settings};
+use crate::domain::{
+    Actor, ArticleDraft, FeedScope, HtmlPolicy, PartnerName, Rights, SectionGrant, SectionSlug,
+    TokenHash,
+};
+use crate::health::Health;
+use crate::storage::{ArticleWrite, NewPartner, Store};
+use chrono::Utc;
+use std::path::Path;
+use std::sync::Arc;
+
+async fn started(dir: &Path) -> (Arc<dyn Store>, Publication) {
+    let settings = Settings::parse(
+        "embedded sample",
+        EMBEDDED_CONFIG,
+        Overrides {
+            data_dir: Some(dir.join("data")),
+            feeds_dir: Some(dir.join("feeds")),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let store = crate::storage::open(&settings.server).await.unwrap();
+    let (publication, _scheduler) =
+        Publication::start(store.clone(), Arc::new(settings), Health::new())
+            .await
+            .unwrap();
+    (store, publication)
+}
+
+/// Stores a politics article titled `title`.
+async fn publish(store: &Arc<dyn Store>, id: &str, title: &str) {
+    let name = PartnerName::parse("newsroom").unwrap();
+    let partner = match store.partner_by_name(&name).await.unwrap() {
+        Some(partner) => partner,
+        None => store
+            .add_partner(
+                NewPartner {
+                    name,
+                    rights: Rights {
+                        sections: SectionGrant::All,
+                        embargoed: false,
+                    },
+                    token_hash: TokenHash("hash".into()),
+                    token_prefix: "fp_".into(),
+                },
+                Utc::now(),
+            )
+            .await
+            .unwrap(),
+    };
+    let valid = ArticleDraft {
+        id: id.into(),
+        section: "politics".into(),
+        title: title.into(),
+        content_text: "右玉县农旅融合助力乡村振兴。".repeat(200),
+        publish_time: Some(Utc::now()),
+        ..Default::default()
+    }
+    .validate("", &HtmlPolicy::default())
+    .unwrap();
+    let write = ArticleWrite {
+        id: valid.id,
+        content: valid.content,
+        new_guid: format!("tag:example.com,2023:{id}"),
+        expected_etag: None,
+        request: None,
+    };
+    let actor = Actor {
+        partner: partner.name.clone(),
+        peer: None,
+    };
+    store
+        .publish(partner.id, write, Utc::now(), &actor)
+        .await
+        .unwrap();
+}
+
+fn politics() -> FeedScope {
+    FeedScope::Section(SectionSlug::parse("politics").unwrap())
+}
+
+#[tokio::test]
+async fn a_change_is_served_before_it_is_compressed_and_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, publication) = started(dir.path()).await;
+    let inner = publication.inner.clone();
+    let file = dir.path().join("feeds/politics/rss.xml");
+    let before = std::fs::read(&file).unwrap();
+    assert!(
+        publication
+            .get("politics/rss.xml")
+            .unwrap()
+            .codings
+            .is_some()
+    );
+
+    publish(&store, "a", "第一篇").await;
+    let failed = inner.regenerate_batch([politics()], Swap::Early).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    let served = publication.get("politics/rss.xml").unwrap();
+    assert!(String::from_utf8_lossy(&served.bytes).contains("第一篇"));
+    assert!(served.codings.is_none(), "served before it is compressed");
+    assert!(std::fs::read(&file).unwrap() == before, "not written yet");
+    assert!(!publication.is_settled());
+
+    let outcomes = inner.finish_unfinished(usize::MAX, false).await;
+    assert!(outcomes.iter().all(|(_, r)| r.is_ok()), "{outcomes:?}");
+    let finished = publication.get("politics/rss.xml").unwrap();
+    assert_eq!(finished.etag, served.etag, "the same document");
+    assert_eq!(
+        finished.codings.as_ref().unwrap().compression,
+        Compression::Full
+    );
+    assert!(std::fs::read(&file).unwrap() == served.bytes, "written");
+    let gz = std::fs::read(dir.path().join("feeds/politics/rss.xml.gz")).unwrap();
+    assert_eq!(gz, finished.codings.as_ref().unwrap().gzip.bytes);
+    assert!(publication.is_settled());
+}
+
+#[tokio::test]
+async fn a_scope_changed_twice_before_it_is_finished_is_written_once_in_its_latest_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, publication) = started(dir.path()).await;
+    let inner = publication.inner.clone();
+    publish(&store, "a", "第一篇").await;
+    inner.regenerate_batch([politics()], Swap::Early).await;
+    publish(&store, "b", "第二篇").await;
+    inner.regenerate_batch([politics()], Swap::Early).await;
+    let outcomes = inner.finish_unfinished(usize::MAX, false).await;
+    assert_eq!(outcomes.len(), 1, "one scope, finished once: {outcomes:?}");
+    let on_disk = std::fs::read_to_string(dir.path().join("feeds/politics/atom.xml")).unwrap();
+    assert!(on_disk.contains("第一篇") && on_disk.contains("第二篇"));
+    assert_eq!(
+        on_disk.as_bytes(),
+        &publication.get("politics/atom.xml").unwrap().bytes[..]
+    );
+}
+
+#[tokio::test]
+async fn a_scope_whose_files_cannot_be_written_is_served_from_memory_and_written_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, publication) = started(dir.path()).await;
+    let inner = publication.inner.clone();
+    // A file where the scope's folder should be makes writing its files fail.
+    let folder = dir.path().join("feeds/politics");
+    let away = dir.path().join("politics-away");
+    std::fs::rename(&folder, &away).unwrap();
+    std::fs::write(&folder, b"in the way").unwrap();
+
+    publish(&store, "a", "第一篇").await;
+    inner.regenerate_batch([politics()], Swap::Early).await;
+    let outcomes = inner.finish_unfinished(usize::MAX, false).await;
+    assert!(matches!(&outcomes[..], [(_, Err(_))]), "{outcomes:?}");
+    inner.record_outcome(Step::Write, outcomes);
+    assert!(!inner.health.faults().is_empty(), "the fault is reported");
+    let served = publication.get("politics/rss.xml").unwrap();
+    assert!(String::from_utf8_lossy(&served.bytes).contains("第一篇"));
+    assert!(served.codings.is_some(), "compressed, from memory");
+    assert_eq!(std::fs::read(&folder).unwrap(), b"in the way");
+    // Not tried again before its second is up; then written.
+    assert!(inner.finish_unfinished(usize::MAX, false).await.is_empty());
+    assert!(!publication.is_settled());
+    std::fs::remove_file(&folder).unwrap();
+    std::fs::rename(&away, &folder).unwrap();
+    let outcomes = inner.finish_unfinished(usize::MAX, true).await;
+    assert!(matches!(&outcomes[..], [(_, Ok(()))]), "{outcomes:?}");
+    inner.record_outcome(Step::Write, outcomes);
+    assert!(inner.health.faults().is_empty(), "recovered");
+    let on_disk = std::fs::read(folder.join("rss.xml")).unwrap();
+    assert!(on_disk == served.bytes, "written once that works");
+    let json = std::fs::read_to_string(folder.join("feed.json")).unwrap();
+    assert!(json.contains("第一篇"));
+    assert!(publication.is_settled());
+}
+
+#[tokio::test]
+async fn documents_compressed_fast_during_a_burst_are_compressed_again_after_it() {
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, publication) = started(dir.path()).await;
+    let inner = publication.inner.clone();
+    let gz = dir.path().join("feeds/politics/rss.xml.gz");
+    publish(&store, "a", "第一篇").await;
+    inner.regenerate_batch([politics()], Swap::Early).await;
+    // A burst: more stale marks wait than the scheduler has taken.
+    inner.marks_sent.fetch_add(1, Ordering::SeqCst);
+    let outcomes = inner.finish_unfinished(usize::MAX, false).await;
+    assert!(matches!(&outcomes[..], [(_, Ok(()))]), "{outcomes:?}");
+    let fast = publication.get("politics/rss.xml").unwrap();
+    let codings = fast.codings.clone().unwrap();
+    assert_eq!(codings.compression, Compression::Fast);
+    assert!(
+        codings.gzip.etag.ends_with("-gz1\""),
+        "{}",
+        codings.gzip.etag
+    );
+    assert!(std::fs::read(&gz).unwrap() == codings.gzip.bytes);
+    inner.marks_sent.fetch_sub(1, Ordering::SeqCst);
+    assert!(!publication.is_settled(), "compressed fast is not final");
+
+    inner.queue_recompression();
+    let outcomes = inner.finish_unfinished(usize::MAX, false).await;
+    assert!(matches!(&outcomes[..], [(_, Ok(()))]), "{outcomes:?}");
+    let full = publication.get("politics/rss.xml").unwrap();
+    let codings = full.codings.clone().unwrap();
+    assert_eq!(codings.compression, Compression::Full);
+    assert_eq!(full.etag, fast.etag, "the same document");
+    assert!(std::fs::read(&gz).unwrap() == codings.gzip.bytes);
+    assert!(publication.is_settled());
+}
