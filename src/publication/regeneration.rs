@@ -350,40 +350,47 @@ impl Inner {
         }
     }
 
-    /// Reads each scope and renders its documents on the blocking pool while the next is
-    /// read, as many at once as there are cores. Scopes that fail go to `failed`.
+    /// Reads each scope and renders its documents on the blocking pool, as many scopes at
+    /// once as there are cores. Scopes that fail go to `failed`.
     async fn read_and_render(
         self: &Arc<Self>,
         scopes: impl IntoIterator<Item = FeedScope>,
         failed: &mut Vec<(FeedScope, PublicationError)>,
     ) -> Vec<Rendered> {
-        let mut tasks: JoinSet<Rendered> = JoinSet::new();
+        type Outcome = Result<Option<Rendered>, (FeedScope, PublicationError)>;
+        let mut tasks: JoinSet<Outcome> = JoinSet::new();
         let mut rendered = Vec::new();
-        let collect = |joined: Result<Rendered, tokio::task::JoinError>,
-                       rendered: &mut Vec<Rendered>| match joined {
-            Ok(r) => rendered.push(r),
-            // Rendering cannot fail; a panic in it is a bug that must still not take the
-            // scheduler down.
+        let mut collect = |joined: Result<Outcome, tokio::task::JoinError>| match joined {
+            Ok(Ok(Some(r))) => rendered.push(r),
+            Ok(Ok(None)) => {}
+            Ok(Err(failure)) => failed.push(failure),
+            // Each task catches its own failures; a panic in one is a bug that must still
+            // not take the scheduler down.
             Err(e) => tracing::error!(error = %e, "a feed rendering task failed"),
         };
         for scope in scopes {
-            let started = Instant::now();
-            match self.prepare(&scope).await {
-                Ok(Some(prepared)) => {
-                    while tasks.len() >= self.parallel {
-                        if let Some(joined) = tasks.join_next().await {
-                            collect(joined, &mut rendered);
-                        }
-                    }
-                    let this = self.clone();
-                    tasks.spawn_blocking(move || this.render_scope(prepared, started));
+            while tasks.len() >= self.parallel {
+                if let Some(joined) = tasks.join_next().await {
+                    collect(joined);
                 }
-                Ok(None) => {}
-                Err(e) => failed.push((scope, e)),
             }
+            let this = self.clone();
+            tasks.spawn(async move {
+                let started = Instant::now();
+                let prepared = match this.prepare(&scope).await {
+                    Ok(Some(prepared)) => prepared,
+                    Ok(None) => return Ok(None),
+                    Err(e) => return Err((scope, e)),
+                };
+                let renderer = this.clone();
+                tokio::task::spawn_blocking(move || renderer.render_scope(prepared, started))
+                    .await
+                    .map(Some)
+                    .map_err(|e| (scope, PublicationError::from(e)))
+            });
         }
         while let Some(joined) = tasks.join_next().await {
-            collect(joined, &mut rendered);
+            collect(joined);
         }
         rendered
     }

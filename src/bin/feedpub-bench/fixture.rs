@@ -282,8 +282,30 @@ impl Fixture {
         self.copy.article(id, title_suffix, n)
     }
 
+    /// True when the section feed is served gzipped with the full level: every document of
+    /// the data set is compressed and written.
+    async fn settled(&self) -> anyhow::Result<bool> {
+        let response = self
+            .http
+            .get(self.url(FEED_PATH))
+            .header(reqwest::header::ACCEPT_ENCODING, "gzip")
+            .send()
+            .await?;
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        Ok(header(reqwest::header::CONTENT_ENCODING) == "gzip"
+            && header(reqwest::header::ETAG).ends_with("-gz\""))
+    }
+
     /// Publishes the 50 articles of the data set (dated 7 June 2023, one minute apart) and
-    /// waits until the section feed shows all of them.
+    /// waits until the section feed shows all of them, compressed with the full levels and
+    /// written (a feed is served as soon as it is rendered, compressed a little later).
     pub async fn publish_data_set(&self) -> anyhow::Result<()> {
         let page = 1_686_092_400; // 2023-06-07T07:00:00+08:00
         for n in 0..DATA_SET_ARTICLES {
@@ -311,7 +333,7 @@ impl Fixture {
                 .text()
                 .await?;
             let items = body.matches("<item>").count();
-            if items == DATA_SET_ARTICLES {
+            if items == DATA_SET_ARTICLES && self.settled().await? {
                 eprintln!(
                     "data set: {items} articles in {FEED_PATH} ({} bytes)",
                     body.len()
