@@ -7,9 +7,11 @@
 //!    every feed does. They are served in the identity coding meanwhile.
 //! 2. **Finished**: the scope's documents are compressed (gzip and brotli take most of a
 //!    regeneration's time), its files written to `feeds/`, and the compressed documents
-//!    swapped in. A task of its own finishes scopes, oldest first, beside the scheduler
-//!    (on one core while more changes wait); a scope changed again before it was finished
-//!    is finished once, in its latest version.
+//!    swapped in. A task of its own finishes scopes, oldest first, beside the scheduler; a
+//!    scope changed again before it was finished is finished once, in its latest version.
+//!    While more changes wait (a burst), it takes one core at most, compresses fast, and
+//!    finishes a scope half a second after its oldest change, so that compressing feeds
+//!    that keep changing takes little of the CPU the changes themselves need.
 //!
 //! The start-up build finishes every scope before anything is served. A scope whose files
 //! cannot be written (a full disk) is served from memory, compressed, and its files are
@@ -89,10 +91,21 @@ impl Unfinished {
         }
     }
 
-    fn due(&self, now: Instant) -> bool {
-        self.retry_at.is_none_or(|at| at <= now)
+    /// When it may be finished: at once, or after a failure a second later; during a burst
+    /// (`busy`) half a second after its oldest change, so that compressing feeds that keep
+    /// changing takes little of the CPU the changes need.
+    fn due_at(&self, busy: bool) -> Instant {
+        let settled = if busy {
+            self.since + BURST_FINISH_INTERVAL
+        } else {
+            self.since
+        };
+        self.retry_at.map_or(settled, |at| at.max(settled))
     }
 }
+
+/// During a burst, how long a scope may be served uncompressed before it is finished.
+const BURST_FINISH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// One scope read and rendered.
 struct Rendered {
@@ -204,12 +217,13 @@ impl Inner {
         let mut outcomes = Vec::new();
         for _ in 0..limit {
             let now = Instant::now();
+            let busy = self.busy();
             let oldest = {
                 let unfinished = self.unfinished.lock().expect("unfinished scopes lock");
                 unfinished
                     .iter()
                     .filter(|(scope, u)| {
-                        (all || u.due(now)) && !outcomes.iter().any(|(s, _)| s == *scope)
+                        (all || u.due_at(busy) <= now) && !outcomes.iter().any(|(s, _)| s == *scope)
                     })
                     .min_by_key(|(_, u)| u.since)
                     .map(|(scope, u)| (scope.clone(), u.docs.clone(), u.generation))
@@ -302,10 +316,8 @@ impl Inner {
     /// When the next unfinished scope is due: `None` when there is none.
     pub(super) fn next_unfinished(&self) -> Option<Instant> {
         let unfinished = self.unfinished.lock().expect("unfinished scopes lock");
-        unfinished
-            .values()
-            .map(|u| u.retry_at.unwrap_or(u.since))
-            .min()
+        let busy = self.busy();
+        unfinished.values().map(|u| u.due_at(busy)).min()
     }
 
     /// Queues the scopes compressed fast during a burst to be compressed again with the
