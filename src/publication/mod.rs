@@ -205,13 +205,13 @@ impl Publication {
     /// compressed with the full levels.
     pub fn is_settled(&self) -> bool {
         let inner = &self.inner;
+        // Both locks at once, taken in the order of everything that moves a scope between
+        // them.
+        let unfinished = inner.unfinished.lock().expect("unfinished scopes lock");
+        let fast = inner.fast.lock().expect("fast scopes lock");
         inner.marks_done.load(Ordering::SeqCst) == inner.marks_sent.load(Ordering::SeqCst)
-            && inner
-                .unfinished
-                .lock()
-                .expect("unfinished scopes lock")
-                .is_empty()
-            && inner.fast.lock().expect("fast scopes lock").is_empty()
+            && unfinished.is_empty()
+            && fast.is_empty()
     }
 
     /// The current document at a feed path such as `politics/rss.xml`.

@@ -134,10 +134,8 @@ impl Inner {
         let rendered = self.read_and_render(scopes, &mut failed).await;
         let (inline, early): (Vec<Rendered>, Vec<Rendered>) =
             rendered.into_iter().partition(|_| swap == Swap::Once);
-        let compression = match swap {
-            Swap::Once => Compression::Full,
-            Swap::Early => self.compression_now(),
-        };
+        // Nothing is served yet at start-up: every feed with the full levels.
+        let compression = Compression::Full;
         let work: Vec<(&FeedScope, &[Pending])> =
             inline.iter().map(|r| (&r.scope, &r.pending[..])).collect();
         let finished = self.finish_all(&work, compression, self.parallel).await;
@@ -165,9 +163,6 @@ impl Inner {
                     });
                 }
                 ready.push((pending.key, file));
-            }
-            if compression == Compression::Fast {
-                self.compressed_fast(&rendered.scope);
             }
             done.push(rendered);
         }
@@ -323,9 +318,11 @@ impl Inner {
     /// Queues the scopes compressed fast during a burst to be compressed again with the
     /// full levels, as they are served.
     pub(super) fn queue_recompression(&self) {
+        // Moved under the lock of the unfinished scopes, as everything that moves a scope
+        // between the two, so that `is_settled` never sees it in neither.
+        let mut unfinished = self.unfinished.lock().expect("unfinished scopes lock");
         let fast = std::mem::take(&mut *self.fast.lock().expect("fast scopes lock"));
         let current = self.snapshot.load();
-        let mut unfinished = self.unfinished.lock().expect("unfinished scopes lock");
         for scope in fast {
             let segment = scope.path_segment();
             let entry = unfinished
