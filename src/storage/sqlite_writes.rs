@@ -192,7 +192,7 @@ pub(super) fn check_precondition(
 }
 
 /// A partner's stored articles with these ids, by id.
-async fn select_articles(
+pub(super) async fn select_articles(
     conn: &mut SqliteConnection,
     partner: PartnerId,
     ids: &[&str],

@@ -2,7 +2,9 @@
 //! acknowledgements, 64 calls in flight, 3 KB Chinese articles of the sample edition's copy,
 //! against the ceiling: the same load on `feedpub-echo`, a tonic server with the same
 //! settings that answers at once. Then one call in flight, whose latency over the echo's
-//! should be at most one fdatasync (measured on the same disk, for the same size).
+//! should be at most one fdatasync (measured on the same disk, for the same size). Last,
+//! batch streaming ingest: PublishArticles calls of 1,000 articles, several in flight,
+//! against a fixed rate (no peer has this RPC).
 //!
 //! The load comes from this program's generator (`loadgen`), which sends every article with
 //! its own id and checks every answer's grpc-status; in the same run it is checked to be at
