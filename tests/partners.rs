@@ -8,7 +8,7 @@ use common::binary::{error_of, on_data, run, stdout_of, text, token_of};
 use common::{TestServer, authed, ts};
 use feedpub::grpc::proto::{
     self, ArticleState, GetArticleRequest, ListArticlesRequest, ListSectionsRequest,
-    PublishArticleRequest, RetractArticleRequest,
+    PublishArticleRequest, PublishArticlesRequest, RetractArticleRequest,
 };
 use std::net::SocketAddr;
 use std::path::Path;
@@ -231,6 +231,40 @@ async fn granted_and_denied_rights_hold_from_the_next_call_on() {
         .publish_article(authed(&token, article("w-3", "rural")))
         .await
         .expect("a granted section");
+    // The same in a batch, which checks the stored articles of a whole chunk at once: the
+    // move is refused, the article beside it answered.
+    let results = client
+        .publish_articles(authed(
+            &token,
+            tokio_stream::iter(vec![PublishArticlesRequest {
+                requests: vec![article("w-1", "rural"), article("w-3", "rural")],
+            }]),
+        ))
+        .await
+        .expect("the batch is answered")
+        .into_inner()
+        .results;
+    let codes: Vec<i32> = results
+        .iter()
+        .map(|r| r.status.as_ref().map_or(0, |s| s.code))
+        .collect();
+    assert_eq!(
+        codes,
+        [Code::PermissionDenied as i32, Code::Ok as i32],
+        "{results:?}"
+    );
+    let moved = client
+        .get_article(authed(
+            &token,
+            GetArticleRequest {
+                id: "w-1".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(moved.section, "politics", "the refused move stored nothing");
 
     // Embargoes need their own right, for publishing and for seeing.
     let refused = client

@@ -7,8 +7,8 @@ use super::{ArticleWrite, EventFilter, ListCursor, NewPartner, Retraction, Store
 use super::{PostgresStore, SqliteStore, StoreError};
 use crate::domain::{
     Actor, Article, ArticleDraft, ArticleId, ArticleState, AuditFilter, AuditOperation, EventKind,
-    FeedScope, HtmlPolicy, Outcome, Partner, PartnerName, RequestKey, Revision, Right, Rights,
-    RightsChange, SectionGrant, SectionSlug, TokenHash,
+    FeedScope, HtmlPolicy, Outcome, Partner, PartnerId, PartnerName, RequestKey, Revision, Right,
+    Rights, RightsChange, SectionGrant, SectionSlug, TokenHash,
 };
 use crate::websub::{Callback, Secret, Subscription, Topic};
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
@@ -606,6 +606,159 @@ async fn check_requests_and_etags(store: &dyn Store) {
     assert!(!changed);
     assert_eq!(again, first);
     assert_eq!(store.forget_requests(at(1011)).await.unwrap(), 2);
+}
+
+/// Runs the futures concurrently (each polled in turn, so that all of them are under way
+/// before any finishes) and returns their outputs in order.
+async fn join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut futures: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => *output = Some(value),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
+contract!(
+    concurrent_publishes_each_get_their_own_result_time_event_and_audit_entry,
+    check_concurrent_publishes
+);
+/// Many publishes of one partner at once (SQLite's writer runs those it finds queued
+/// together): each call gets the result it would get alone, made at its own time, with one
+/// event and one audit entry per stored change, and a refused call stores nothing.
+async fn check_concurrent_publishes(store: &dyn Store) {
+    let partner = add_partner(store, "newsroom").await;
+    let other = add_partner(store, "county").await;
+    let seed = publish(store, &partner, "c-seed", 1, |_| {}).await;
+    let mut retry = write("c-retry", 1, |_| {});
+    retry.request = RequestKey::parse("req-c", "publish", b"first").unwrap();
+    let mut reused = write("c-reused", 1, |_| {});
+    reused.request = RequestKey::parse("req-c", "publish", b"other").unwrap();
+    let mut stale = write("c-seed", 1, |d| d.title = "过期的更正".into());
+    stale.expected_etag = Some("\"stale\"".into());
+    let mut calls: Vec<(PartnerId, ArticleWrite, i64)> = (0..40)
+        .map(|n| (partner.id, write(&format!("c-{n:02}"), 2, |_| {}), 2000 + n))
+        .collect();
+    calls.push((other.id, write("c-other", 2, |_| {}), 2040));
+    calls.push((partner.id, retry.clone(), 2041));
+    calls.push((partner.id, retry, 2042));
+    calls.push((partner.id, stale, 2043));
+    let results = join_all(calls.iter().map(|(owner, write, minute)| {
+        let actor = actor(if *owner == partner.id {
+            &partner
+        } else {
+            &other
+        });
+        async move {
+            store
+                .publish(*owner, write.clone(), at(*minute), &actor)
+                .await
+        }
+    }))
+    .await;
+    for (n, result) in results[..40].iter().enumerate() {
+        let revision = result.as_ref().unwrap();
+        assert!(matches!(revision, Revision::Created(_)), "{revision:?}");
+        assert_eq!(revision.article().id.as_str(), format!("c-{n:02}"));
+        assert_eq!(revision.article().create_time, at(2000 + n as i64));
+    }
+    assert!(matches!(results[40], Ok(Revision::Created(_))));
+    assert_eq!(results[40].as_ref().unwrap().article().partner, other.id);
+    // The same request twice: one stores, the other gets its answer, whichever came first.
+    let retried: Vec<&Revision> = results[41..43]
+        .iter()
+        .map(|r| r.as_ref().unwrap())
+        .collect();
+    assert_eq!(
+        retried
+            .iter()
+            .filter(|r| matches!(r, Revision::Created(_)))
+            .count(),
+        1
+    );
+    assert_eq!(retried[0].article(), retried[1].article());
+    assert!(matches!(results[43], Err(StoreError::EtagMismatch(_))));
+    let seed_now = store
+        .article(partner.id, &ArticleId::parse("c-seed").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&seed_now, seed.article(), "a refused write stores nothing");
+    // The request id is now taken: the same id with another payload is refused.
+    let refused = store
+        .publish(partner.id, reused, at(2050), &actor(&partner))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, StoreError::RequestIdReused(_)),
+        "{refused:?}"
+    );
+    // Read together: those that exist, by id.
+    let ids: Vec<ArticleId> = ["c-00", "c-seed", "c-none", "c-other"]
+        .into_iter()
+        .map(|id| ArticleId::parse(id).unwrap())
+        .collect();
+    let found = store.articles(partner.id, &ids).await.unwrap();
+    assert_eq!(found.len(), 2, "another partner's is not the caller's");
+    assert_eq!(&found[&ids[1]], &seed_now);
+    assert_eq!(found[&ids[0]].create_time, at(2000));
+
+    // One event per stored change, at its call's time: the seed and 42 articles.
+    let head = *store.event_head().borrow();
+    let everything = EventFilter {
+        sections: None,
+        reader: partner.id,
+        embargoed: false,
+    };
+    let events = store.events(0, head, &everything, 100).await.unwrap();
+    assert_eq!(events.len(), 43);
+    for event in &events[1..] {
+        assert_eq!(event.kind, EventKind::Published);
+        assert_eq!(event.time, event.article.create_time);
+    }
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+
+    // One audit entry per answered publish of the partner, at its call's time.
+    let entries = store
+        .audit_entries(&AuditFilter {
+            partner: Some(partner.name.clone()),
+            since: Some(at(2000)),
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    let mut seen: Vec<(String, Outcome, DateTime<Utc>)> = entries
+        .iter()
+        .filter(|e| e.operation == AuditOperation::Publish)
+        .map(|e| (e.article_id.clone().unwrap_or_default(), e.outcome, e.time))
+        .collect();
+    seen.sort_by(|a, b| (&a.0, a.2).cmp(&(&b.0, b.2)));
+    let mut expected: Vec<(String, Outcome, DateTime<Utc>)> = (0..40)
+        .map(|n| (format!("c-{n:02}"), Outcome::Ok, at(2000 + n)))
+        .collect();
+    let retry_outcomes = match results[41] {
+        Ok(Revision::Created(_)) => [Outcome::Ok, Outcome::Unchanged],
+        _ => [Outcome::Unchanged, Outcome::Ok],
+    };
+    expected.push(("c-retry".into(), retry_outcomes[0], at(2041)));
+    expected.push(("c-retry".into(), retry_outcomes[1], at(2042)));
+    expected.sort_by(|a, b| (&a.0, a.2).cmp(&(&b.0, b.2)));
+    assert_eq!(seen, expected);
 }
 
 contract!(

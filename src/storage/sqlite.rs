@@ -21,6 +21,8 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
+use std::collections::VecDeque;
+use std::iter::Peekable;
 use std::path::Path;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -237,7 +239,9 @@ async fn run_writer(
 
 /// Runs every job of the batch in one transaction, each in its own savepoint so one failure
 /// does not undo the others, then commits once, announces the newest event, and answers
-/// every caller.
+/// every caller. Consecutive publishes of one partner run together first, in one savepoint
+/// and with one statement per table for all their rows, as if they were one job; should
+/// that fail, they are undone and run again one by one, each in its own savepoint.
 async fn commit_batch(
     conn: &mut SqliteConnection,
     batch: Vec<Job>,
@@ -255,8 +259,37 @@ async fn commit_batch(
         }
         return;
     }
-    let mut jobs = batch.into_iter();
-    while let Some(job) = jobs.next() {
+    let mut jobs = batch.into_iter().peekable();
+    // Jobs of a group that failed together, to run one by one before the next.
+    let mut alone: VecDeque<Job> = VecDeque::new();
+    loop {
+        let job = match alone.pop_front() {
+            Some(job) => job,
+            None => {
+                let Some(job) = jobs.next() else { break };
+                let group = publish_group(job, &mut jobs);
+                if group.len() == 1 {
+                    group.into_iter().next().expect("a group of one")
+                } else {
+                    match publish_together(conn, group).await {
+                        Together::Stored(stored) => deliveries.extend(stored),
+                        Together::Undone(group) => alone.extend(group),
+                        Together::Lost(error, group) => {
+                            // As below: SQLite rolled the whole transaction back.
+                            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                            for delivery in deliveries {
+                                delivery(Err(error.clone()));
+                            }
+                            for job in group.into_iter().chain(jobs) {
+                                fail(job, error.clone());
+                            }
+                            return;
+                        }
+                    }
+                    continue;
+                }
+            }
+        };
         if let Err(e) = sqlx::query("SAVEPOINT job").execute(&mut *conn).await {
             fail(job, e.into());
             continue;
@@ -270,10 +303,12 @@ async fn commit_batch(
                 reply,
             } => {
                 let ids: Vec<String> = writes.iter().map(|w| w.id.to_string()).collect();
-                let result = match writes::apply_publishes(conn, partner, writes, now).await {
-                    Ok(results) => audit_publishes(conn, &actor, &ids, &results, now)
-                        .await
-                        .map(|()| results),
+                let writes = writes.into_iter().map(|w| (w, now)).collect();
+                let result = match writes::apply_publishes(conn, partner, writes).await {
+                    Ok(results) => {
+                        let entries = publish_entries(&actor, &ids, &results, now);
+                        audit::insert_all(conn, &entries).await.map(|()| results)
+                    }
                     Err(e) => Err(e),
                 };
                 deliver(reply, result)
@@ -377,7 +412,7 @@ async fn commit_batch(
             for delivery in deliveries {
                 delivery(Err(error.clone()));
             }
-            for job in jobs {
+            for job in alone.into_iter().chain(jobs) {
                 fail(job, error.clone());
             }
             return;
@@ -426,26 +461,132 @@ fn fail(job: Job, error: StoreError) {
     }
 }
 
-/// Records each stored publish of a job for `actor`, in the job's savepoint; refused writes
-/// (a failed precondition, a reused request id) changed nothing and are not recorded here.
-async fn audit_publishes(
-    conn: &mut SqliteConnection,
+/// The audit entries of a job's stored publishes, for `actor`; refused writes (a failed
+/// precondition, a reused request id) changed nothing and are not recorded.
+fn publish_entries(
     actor: &Actor,
     ids: &[String],
     results: &[Result<Revision, StoreError>],
     now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    for (id, result) in ids.iter().zip(results) {
-        let Ok(revision) = result else { continue };
-        let outcome = match revision {
-            Revision::Unchanged(_) => Outcome::Unchanged,
-            Revision::Created(_) | Revision::Updated { .. } => Outcome::Ok,
-        };
-        let entry = AuditEntry::new(actor, AuditOperation::Publish, Some(id), outcome, now)
-            .with_detail(format!("section {}", revision.article().content.section));
-        audit::insert(conn, &entry).await?;
+) -> Vec<AuditEntry> {
+    ids.iter()
+        .zip(results)
+        .filter_map(|(id, result)| {
+            let revision = result.as_ref().ok()?;
+            let outcome = match revision {
+                Revision::Unchanged(_) => Outcome::Unchanged,
+                Revision::Created(_) | Revision::Updated { .. } => Outcome::Ok,
+            };
+            Some(
+                AuditEntry::new(actor, AuditOperation::Publish, Some(id), outcome, now)
+                    .with_detail(format!("section {}", revision.article().content.section)),
+            )
+        })
+        .collect()
+}
+
+/// `job` and the publishes of the same partner that follow it in `jobs`, if it is a
+/// publish; otherwise `job` alone.
+fn publish_group(job: Job, jobs: &mut Peekable<impl Iterator<Item = Job>>) -> Vec<Job> {
+    let Job::Publish { partner, .. } = job else {
+        return vec![job];
+    };
+    let mut group = vec![job];
+    while let Some(next) =
+        jobs.next_if(|next| matches!(next, Job::Publish { partner: p, .. } if *p == partner))
+    {
+        group.push(next);
     }
-    Ok(())
+    group
+}
+
+/// What became of publishes run together.
+enum Together {
+    /// Stored in the transaction: each job's delivery.
+    Stored(Vec<Delivery>),
+    /// Failed and undone (the savepoint rolled back): to run again one by one.
+    Undone(Vec<Job>),
+    /// Failed, and the transaction is gone with everything in it.
+    Lost(StoreError, Vec<Job>),
+}
+
+/// Runs the publishes of one partner's jobs as one, in one savepoint: their writes in job
+/// order, each at its job's time, then every audit entry in one statement. Each job gets
+/// the results of its own writes, as if it had run alone right after the one before.
+async fn publish_together(conn: &mut SqliteConnection, group: Vec<Job>) -> Together {
+    if sqlx::query("SAVEPOINT job")
+        .execute(&mut *conn)
+        .await
+        .is_err()
+    {
+        return Together::Undone(group);
+    }
+    let mut partner = None;
+    let mut writes = Vec::new();
+    let mut entries = Vec::new();
+    for job in &group {
+        if let Job::Publish {
+            partner: p,
+            writes: w,
+            now,
+            ..
+        } = job
+        {
+            partner = Some(*p);
+            writes.extend(w.iter().map(|write| (write.clone(), *now)));
+        }
+    }
+    let Some(partner) = partner else {
+        return Together::Undone(group);
+    };
+    let result = match writes::apply_publishes(conn, partner, writes).await {
+        Ok(mut results) => {
+            // Split the results back into each job's, and make each job's audit entries.
+            let mut split = Vec::with_capacity(group.len());
+            for job in &group {
+                if let Job::Publish {
+                    writes, now, actor, ..
+                } = job
+                {
+                    let rest = results.split_off(writes.len().min(results.len()));
+                    let mine = std::mem::replace(&mut results, rest);
+                    let ids: Vec<String> = writes.iter().map(|w| w.id.to_string()).collect();
+                    entries.extend(publish_entries(actor, &ids, &mine, *now));
+                    split.push(mine);
+                }
+            }
+            match audit::insert_all(conn, &entries).await {
+                Ok(()) => Ok(split),
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(split) => {
+            let _ = sqlx::query("RELEASE job").execute(&mut *conn).await;
+            let stored = group
+                .into_iter()
+                .zip(split)
+                .filter_map(|(job, results)| match job {
+                    Job::Publish { reply, .. } => Some(deliver(reply, Ok(results)).0),
+                    _ => None,
+                })
+                .collect();
+            Together::Stored(stored)
+        }
+        Err(error) => {
+            if sqlx::query("ROLLBACK TO job")
+                .execute(&mut *conn)
+                .await
+                .is_err()
+            {
+                return Together::Lost(error, group);
+            }
+            let _ = sqlx::query("RELEASE job").execute(&mut *conn).await;
+            Together::Undone(group)
+        }
+    }
 }
 
 pub(super) const ARTICLE_COLUMNS: &str = "partner_id, article_id, guid, section, state, title, subtitle, kicker, \
@@ -746,6 +887,19 @@ impl Store for SqliteStore {
     ) -> Result<Option<Article>, StoreError> {
         let mut conn = self.read.acquire().await?;
         select_article(&mut conn, partner, id).await
+    }
+
+    async fn articles(
+        &self,
+        partner: PartnerId,
+        ids: &[ArticleId],
+    ) -> Result<std::collections::HashMap<ArticleId, Article>, StoreError> {
+        if ids.is_empty() {
+            return Ok(std::collections::HashMap::new());
+        }
+        let ids: Vec<&str> = ids.iter().map(ArticleId::as_str).collect();
+        let mut conn = self.read.acquire().await?;
+        writes::select_articles(&mut conn, partner, &ids).await
     }
 
     async fn list_articles(

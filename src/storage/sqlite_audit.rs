@@ -29,6 +29,44 @@ pub(super) async fn insert(
     Ok(())
 }
 
+/// Inserts entries in order with one statement; run by the writer, inside the savepoint of
+/// the job (or jobs) they record.
+pub(super) async fn insert_all(
+    conn: &mut SqliteConnection,
+    entries: &[AuditEntry],
+) -> Result<(), StoreError> {
+    if let [entry] = entries {
+        return insert(conn, entry).await;
+    }
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<_> = entries
+        .iter()
+        .map(|e| {
+            (
+                nanos(e.time),
+                e.partner.as_str(),
+                e.operation.as_str(),
+                e.article_id.as_deref(),
+                e.peer.map(|p| p.to_string()),
+                e.outcome.as_str(),
+                e.detail.as_str(),
+            )
+        })
+        .collect();
+    sqlx::query(
+        "INSERT INTO audit_log (time, partner, operation, article_id, peer, outcome, detail)
+         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,
+                value ->> 6
+         FROM json_each(?1) ORDER BY key",
+    )
+    .bind(serde_json::to_string(&rows).expect("rows always serialise"))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Records the entry `entry` makes of a job's successful result, so that the change and its
 /// record commit together; a job that failed records nothing (its savepoint is undone).
 pub(super) async fn record<T>(

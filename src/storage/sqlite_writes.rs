@@ -13,25 +13,25 @@ use sqlx::sqlite::SqliteConnection;
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
-/// Publishes `writes` in order; one result per write. A refused write (failed precondition,
-/// reused request id) writes nothing and does not affect the others; a database error fails
-/// them all.
+/// Publishes `writes` in order, each made at its own time (the writes of several calls can
+/// be applied together); one result per write. A refused write (failed precondition, reused
+/// request id) writes nothing and does not affect the others; a database error fails them
+/// all.
 pub(super) async fn apply_publishes(
     conn: &mut SqliteConnection,
     partner: PartnerId,
-    writes: Vec<ArticleWrite>,
-    now: DateTime<Utc>,
+    writes: Vec<(ArticleWrite, DateTime<Utc>)>,
 ) -> Result<Vec<Result<Revision, StoreError>>, StoreError> {
-    let ids: Vec<&str> = writes.iter().map(|w| w.id.as_str()).collect();
+    let ids: Vec<&str> = writes.iter().map(|(w, _)| w.id.as_str()).collect();
     let mut current = select_articles(conn, partner, &ids).await?;
     let request_ids: Vec<&str> = writes
         .iter()
-        .filter_map(|w| w.request.as_ref().map(|r| r.id()))
+        .filter_map(|(w, _)| w.request.as_ref().map(|r| r.id()))
         .collect();
     let mut requests = request_records(conn, partner, &request_ids).await?;
     let mut staged = Staged::default();
     let mut results = Vec::with_capacity(writes.len());
-    for write in writes {
+    for (write, now) in writes {
         let result = publish_one(
             conn,
             &mut staged,
@@ -87,8 +87,9 @@ async fn publish_one(
             // One row per article and flush: the stored row is always the previous version.
             staged.flush(conn).await?;
         }
-        let superseded = matches!(revision, Revision::Updated { .. }) && revision.is_new_version();
-        staged.article(article, superseded, kind, now);
+        let replaced = matches!(revision, Revision::Updated { .. });
+        let superseded = replaced && revision.is_new_version();
+        staged.article(article, replaced, superseded, kind, now);
     }
     current.insert(article.id.clone(), article.clone());
     if let Some(key) = write.request {
@@ -123,7 +124,7 @@ pub(super) async fn apply_retract(
     let changed = article.retract(retraction.reason, now);
     let mut staged = Staged::default();
     if changed {
-        staged.article(&article, false, EventKind::Retracted, now);
+        staged.article(&article, true, false, EventKind::Retracted, now);
     }
     if let Some(key) = retraction.request {
         staged.request(&RequestRecord::of(key, &article), partner, now);
@@ -191,7 +192,7 @@ pub(super) fn check_precondition(
 }
 
 /// A partner's stored articles with these ids, by id.
-async fn select_articles(
+pub(super) async fn select_articles(
     conn: &mut SqliteConnection,
     partner: PartnerId,
     ids: &[&str],
@@ -284,6 +285,9 @@ struct Staged {
     /// The new `articles` rows.
     articles: Vec<Article>,
     keys: HashSet<(PartnerId, ArticleId)>,
+    /// True when one of the articles has a stored row, whose names and pending embargo
+    /// lift must go; new articles have none.
+    replaced: bool,
     /// Articles whose stored row becomes a past version before being replaced.
     superseded: Vec<(i64, String)>,
     /// `(name, partner, article)` rows of `article_authors` and `article_tags`.
@@ -304,10 +308,19 @@ impl Staged {
     }
 
     /// Stages the article's new row, its names, its event and its pending embargo lift;
-    /// `superseded` when the stored row becomes a past version.
-    fn article(&mut self, a: &Article, superseded: bool, kind: EventKind, now: DateTime<Utc>) {
+    /// `replaced` when it has a stored row, `superseded` when that row becomes a past
+    /// version.
+    fn article(
+        &mut self,
+        a: &Article,
+        replaced: bool,
+        superseded: bool,
+        kind: EventKind,
+        now: DateTime<Utc>,
+    ) {
         let (partner, id) = (a.partner.0, a.id.to_string());
         self.keys.insert((a.partner, a.id.clone()));
+        self.replaced |= replaced;
         self.articles.push(a.clone());
         if superseded {
             self.superseded.push((partner, id.clone()));
@@ -368,13 +381,15 @@ impl Staged {
                 ("article_authors", &staged.authors),
                 ("article_tags", &staged.tags),
             ] {
-                sqlx::query(&format!(
-                    "DELETE FROM {table} WHERE (partner_id, article_id) IN
-                         (SELECT value ->> 0, value ->> 1 FROM json_each(?1))"
-                ))
-                .bind(&keys)
-                .execute(&mut *conn)
-                .await?;
+                if staged.replaced {
+                    sqlx::query(&format!(
+                        "DELETE FROM {table} WHERE (partner_id, article_id) IN
+                             (SELECT value ->> 0, value ->> 1 FROM json_each(?1))"
+                    ))
+                    .bind(&keys)
+                    .execute(&mut *conn)
+                    .await?;
+                }
                 if !rows.is_empty() {
                     // Each name row carries its article's state, feed times and GUID
                     // (migration 0007), copied from the row just written.
@@ -393,13 +408,15 @@ impl Staged {
                     .await?;
                 }
             }
-            sqlx::query(
-                "DELETE FROM embargo_lifts WHERE (partner_id, article_id) IN
-                     (SELECT value ->> 0, value ->> 1 FROM json_each(?1))",
-            )
-            .bind(&keys)
-            .execute(&mut *conn)
-            .await?;
+            if staged.replaced {
+                sqlx::query(
+                    "DELETE FROM embargo_lifts WHERE (partner_id, article_id) IN
+                         (SELECT value ->> 0, value ->> 1 FROM json_each(?1))",
+                )
+                .bind(&keys)
+                .execute(&mut *conn)
+                .await?;
+            }
             if !staged.lifts.is_empty() {
                 sqlx::query(
                     "INSERT INTO embargo_lifts (partner_id, article_id, embargo_time)

@@ -2,7 +2,9 @@
 //! acknowledgements, 64 calls in flight, 3 KB Chinese articles of the sample edition's copy,
 //! against the ceiling: the same load on `feedpub-echo`, a tonic server with the same
 //! settings that answers at once. Then one call in flight, whose latency over the echo's
-//! should be at most one fdatasync (measured on the same disk, for the same size).
+//! should be at most one fdatasync (measured on the same disk, for the same size). Last,
+//! batch streaming ingest: PublishArticles calls of 1,000 articles, several in flight,
+//! against a fixed rate (no peer has this RPC).
 //!
 //! The load comes from this program's generator (`loadgen`), which sends every article with
 //! its own id and checks every answer's grpc-status; in the same run it is checked to be at
@@ -16,7 +18,7 @@ use crate::loadgen::{self, Frames, Outcome};
 use crate::process::{Process, tee_lines};
 use crate::report::{Figure, Target};
 use anyhow::Context;
-use feedpub::grpc::proto::PublishArticleRequest;
+use feedpub::grpc::proto::{Article, PublishArticleRequest, PublishArticlesRequest};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -30,6 +32,14 @@ pub const PUBLISH_PATH: &str = "/feedpub.v1.PublisherService/PublishArticle";
 const TEMPLATES: usize = 16;
 /// How many write + fdatasync pairs the disk figure is the median of.
 const FSYNCS: usize = 50;
+/// Articles per PublishArticles call of the batch load (one writer chunk of feedpub's).
+const BATCH_ARTICLES: usize = 1_000;
+/// Articles per message of a PublishArticles stream (about 0.8 MB, under the 4 MB limit).
+const BATCH_MESSAGE: usize = 250;
+/// PublishArticles calls in flight in the batch load.
+const BATCH_STREAMS: usize = 4;
+/// The batch streaming target, in articles per second.
+const BATCH_TARGET: f64 = 20_000.0;
 
 /// Which server a load goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,12 +104,15 @@ impl Ingest {
             "ingest: PublishArticle of {frame_bytes}-byte requests (3 KB of copy), {} in flight \
              over one HTTP/2 connection, {} s per server per run in {} alternating slices, \
              against feedpub-echo (tonic, same settings, answers at once); generator checked \
-             against {} -c1 -t1 -m{}",
+             against {} -c1 -t1 -m{}; batch streaming: PublishArticles calls of \
+             {BATCH_ARTICLES} articles (messages of {BATCH_MESSAGE}), {BATCH_STREAMS} in flight \
+             for {} s per run",
             self.mode.ingest_in_flight,
             self.mode.ingest_slice.as_secs_f64() * self.mode.ingest_slices as f64,
             self.mode.ingest_slices,
             self.h2load_version,
             self.mode.ingest_in_flight,
+            self.mode.ingest_batch.as_secs_f64(),
         )
     }
 
@@ -208,6 +221,17 @@ impl Ingest {
         let (mut our_single, mut their_single) = (single.remove(0), single.remove(0));
         let fsync_ms = fdatasync_ms(&dir.join("data"), frames.frame_bytes())?;
 
+        // Batch streaming ingest, last: it leaves feeds to regenerate behind it.
+        let batch = self.batch_load(feedpub, run).await?;
+        feedpub.ensure_running()?;
+        if let Some(failure) = &batch.first_failure {
+            eprintln!(
+                "ingest run {}: {} batch articles failed, the first: {failure}",
+                run + 1,
+                batch.failed
+            );
+        }
+
         let (our_rate, their_rate) = (ours.rate(), theirs.rate());
         let (p50, p99) = (
             percentile(&mut ours.latencies_ms, 50.0),
@@ -222,8 +246,11 @@ impl Ingest {
         eprintln!(
             "ingest run {}: feedpub {our_rate:.0}/s (p99 {p99:.2} ms), echo {their_rate:.0}/s; \
              generator {generator:.0}/s, h2load {h2load:.0}/s on the echo; one in flight: \
-             {single_ours:.2} ms vs {single_theirs:.2} ms, fdatasync {fsync_ms:.2} ms",
-            run + 1
+             {single_ours:.2} ms vs {single_theirs:.2} ms, fdatasync {fsync_ms:.2} ms; \
+             batch {:.0} articles/s ({} failed)",
+            run + 1,
+            batch.rate(),
+            batch.failed,
         );
         let label = format!("Ingest, {in_flight} in flight");
         Ok(vec![
@@ -286,7 +313,115 @@ impl Ingest {
                 peer: None,
                 target: Target::Info,
             },
+            Figure {
+                name: format!(
+                    "Ingest, batch streaming ({BATCH_STREAMS} PublishArticles of \
+                     {BATCH_ARTICLES} in flight): rate"
+                ),
+                unit: "articles/s",
+                feedpub: batch.rate(),
+                peer: None,
+                target: Target::AtLeast(BATCH_TARGET),
+            },
+            Figure {
+                name: "Ingest, batch streaming: failed articles".into(),
+                unit: "articles",
+                feedpub: batch.failed as f64,
+                peer: None,
+                target: Target::AtMost(0.0),
+            },
         ])
+    }
+
+    /// Batch streaming ingest: `BATCH_STREAMS` PublishArticles calls in flight over the
+    /// fixture's connection, each of `BATCH_ARTICLES` articles with ids of their own, for
+    /// the batch duration (no call starts after it; the calls under way are waited for).
+    /// An article counts as stored when its result's status is OK; a failed call fails all
+    /// its articles.
+    async fn batch_load(&self, feedpub: &Fixture, run: usize) -> anyhow::Result<Outcome> {
+        let templates: Arc<Vec<Article>> = Arc::new(
+            (0..BATCH_ARTICLES)
+                .map(|n| self.copy.article(String::new(), "", n))
+                .collect(),
+        );
+        let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let start = Instant::now();
+        let deadline = start + self.mode.ingest_batch;
+        let mut streams = tokio::task::JoinSet::new();
+        for _ in 0..BATCH_STREAMS {
+            let (mut client, templates, counter) =
+                (feedpub.client.clone(), templates.clone(), counter.clone());
+            streams.spawn(async move {
+                let mut outcome = Outcome::default();
+                while Instant::now() < deadline {
+                    let call = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let messages: Vec<PublishArticlesRequest> = templates
+                        .chunks(BATCH_MESSAGE)
+                        .enumerate()
+                        .map(|(m, chunk)| PublishArticlesRequest {
+                            requests: chunk
+                                .iter()
+                                .enumerate()
+                                .map(|(i, template)| {
+                                    let mut article = template.clone();
+                                    let n = m * BATCH_MESSAGE + i;
+                                    article.id = format!("batch-r{}-{call}-{n}", run + 1);
+                                    PublishArticleRequest {
+                                        article: Some(article),
+                                        ..Default::default()
+                                    }
+                                })
+                                .collect(),
+                        })
+                        .collect();
+                    let sent = Instant::now();
+                    match client.publish_articles(tokio_stream::iter(messages)).await {
+                        Ok(response) => {
+                            let results = response.into_inner().results;
+                            let ok = results
+                                .iter()
+                                .filter(|r| r.status.as_ref().is_none_or(|s| s.code == 0))
+                                .count();
+                            let failed = BATCH_ARTICLES.saturating_sub(ok);
+                            if failed > 0 && outcome.first_failure.is_none() {
+                                outcome.first_failure = Some(
+                                    results
+                                        .iter()
+                                        .find_map(|r| r.status.as_ref().filter(|s| s.code != 0))
+                                        .map_or_else(
+                                            || {
+                                                format!(
+                                                    "{} results of {BATCH_ARTICLES}",
+                                                    results.len()
+                                                )
+                                            },
+                                            |s| format!("code {}: {}", s.code, s.message),
+                                        ),
+                                );
+                            }
+                            outcome.ok += ok as u64;
+                            outcome.failed += failed as u64;
+                            outcome
+                                .latencies_ms
+                                .push(sent.elapsed().as_secs_f64() * 1000.0);
+                        }
+                        Err(status) => {
+                            outcome.failed += BATCH_ARTICLES as u64;
+                            outcome
+                                .first_failure
+                                .get_or_insert_with(|| format!("{status}"));
+                        }
+                    }
+                }
+                outcome
+            });
+        }
+        let mut total = Outcome::default();
+        while let Some(done) = streams.join_next().await {
+            merge(&mut total, done.context("a batch stream panicked")?);
+        }
+        total.elapsed = start.elapsed();
+        Ok(total)
     }
 
     /// h2load with the same connection and calls in flight on the echo server, for one

@@ -134,6 +134,7 @@ pub struct Mode {
     pub ingest_slice: Duration,
     pub ingest_slices: usize,
     pub ingest_single: Duration,
+    pub ingest_batch: Duration,
     /// Scale: store sizes, publishes per size and run, wrk seconds per size and run.
     pub scale_sizes: Vec<usize>,
     pub scale_publishes: usize,
@@ -163,6 +164,7 @@ impl Mode {
             ingest_slice: Duration::from_secs(if args.quick { 1 } else { 2 }),
             ingest_slices: if args.quick { 2 } else { 3 },
             ingest_single: Duration::from_millis(if args.quick { 500 } else { 1500 }),
+            ingest_batch: Duration::from_millis(if args.quick { 1500 } else { 3000 }),
             scale_sizes: args.scale_sizes.clone().unwrap_or_else(|| {
                 if args.quick {
                     vec![10_000, 100_000]

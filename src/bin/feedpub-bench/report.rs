@@ -15,6 +15,8 @@ pub enum Target {
     RatioAtMost(f64),
     /// feedpub's figure at most this.
     AtMost(f64),
+    /// feedpub's figure at least this.
+    AtLeast(f64),
     /// Reported for context only.
     Info,
 }
@@ -99,6 +101,10 @@ impl Report {
                 Target::AtMost(t) => (
                     format!("≤ {} {}", number(t), first.unit),
                     pass(feedpub.is_some_and(|v| v <= t)),
+                ),
+                Target::AtLeast(t) => (
+                    format!("≥ {} {}", number(t), first.unit),
+                    pass(feedpub.is_some_and(|v| v >= t)),
                 ),
                 Target::Info => ("—".into(), "info".into()),
             };
@@ -310,6 +316,40 @@ mod tests {
         assert!(table(Target::RatioAtMost(1.2), 12.0, 10.0).contains("| 1.20 | ≤ 1.2× | pass |"));
         assert!(
             table(Target::RatioAtMost(1.2), 12.04, 10.0).contains("| 1.204 | ≤ 1.2× | **FAIL** |")
+        );
+    }
+
+    #[test]
+    fn a_lower_bound_on_a_figure_passes_at_the_bound_and_fails_below_it() {
+        let figure = |value: f64| {
+            let mut report = Report::default();
+            report.add(
+                0,
+                vec![Figure {
+                    name: "rate".into(),
+                    unit: "articles/s",
+                    feedpub: value,
+                    peer: None,
+                    target: Target::AtLeast(20_000.0),
+                }],
+            );
+            let machine = Machine {
+                summary: String::new(),
+                lines: Vec::new(),
+                peers: Vec::new(),
+                background: Background::start(Vec::new()),
+            };
+            report.render(&machine)
+        };
+        let text = figure(20_000.0);
+        assert!(
+            text.contains("| 20000 | — | — | ≥ 20000 articles/s | pass |"),
+            "{text}"
+        );
+        let text = figure(19_999.0);
+        assert!(
+            text.contains("| 19999 | — | — | ≥ 20000 articles/s | **FAIL** |"),
+            "{text}"
         );
     }
 
