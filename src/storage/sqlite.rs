@@ -632,6 +632,21 @@ pub(super) fn next_transition_sql() -> String {
     )
 }
 
+/// Every name of a table of author names or tags, in order. `SELECT DISTINCT name` walked
+/// the whole table, one row per article and name (3 s for 1 M articles); this looks up the
+/// next name after each, one index search per name.
+pub(super) fn distinct_names_sql(table: &str) -> String {
+    format!(
+        "WITH RECURSIVE names (name) AS (
+             SELECT MIN(name) FROM {table}
+             UNION ALL
+             SELECT (SELECT MIN(name) FROM {table} WHERE name > names.name)
+             FROM names WHERE names.name IS NOT NULL
+         )
+         SELECT name FROM names WHERE name IS NOT NULL"
+    )
+}
+
 /// Makes the author or tag scope of a name.
 pub(super) type NamedScopeOf = fn(&str) -> FeedScope;
 
@@ -974,11 +989,9 @@ impl Store for SqliteStore {
     async fn named_scopes(&self) -> Result<Vec<FeedScope>, StoreError> {
         let mut scopes = Vec::new();
         for (table, scope) in NAME_TABLES {
-            // DISTINCT walks the primary key, which starts with the name.
-            let names: Vec<String> =
-                sqlx::query_scalar(&format!("SELECT DISTINCT name FROM {table}"))
-                    .fetch_all(&self.read)
-                    .await?;
+            let names: Vec<String> = sqlx::query_scalar(&distinct_names_sql(table))
+                .fetch_all(&self.read)
+                .await?;
             scopes.extend(names.iter().map(|name| scope(name)));
         }
         Ok(scopes)

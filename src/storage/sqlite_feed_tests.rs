@@ -2,7 +2,7 @@
 //! index, and names stored by an older schema. What every backend must do is in
 //! `contract_tests.rs`.
 
-use super::sqlite::{FeedSql, SqliteStore, next_transition_sql};
+use super::sqlite::{FeedSql, SqliteStore, distinct_names_sql, next_transition_sql};
 use super::{ArticleWrite, NewPartner, Store};
 use crate::domain::{
     Actor, ArticleDraft, FeedScope, HtmlPolicy, Partner, PartnerName, Rights, SectionGrant,
@@ -172,6 +172,39 @@ async fn last_changes_tombstones_and_transitions_walk_the_embargo_and_retraction
         );
     }
     assert!(scans(&next).is_empty(), "{next:?}");
+    store.close().await;
+}
+
+/// The names that have feeds are found with one index search per name, not by walking every
+/// article's names; and they are every name some article carries, once each, in order.
+#[tokio::test]
+async fn names_with_feeds_are_looked_up_one_index_search_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, partner) = store_with_partner(dir.path()).await;
+    assert_eq!(store.named_scopes().await.unwrap(), []);
+    publish(&store, &partner, "a-1", 1, |_| {}).await;
+    publish(&store, &partner, "a-2", 2, |d| {
+        d.authors = vec!["王五".into(), AUTHOR.into()];
+        d.tags = vec!["财经".into(), TAG.into()];
+    })
+    .await;
+    publish(&store, &partner, "a-3", 3, |d| d.tags = Vec::new()).await;
+    let mut authors = [AUTHOR, "张智宙", "王五"];
+    let mut tags = [TAG, "财经"];
+    authors.sort_unstable();
+    tags.sort_unstable();
+    let expected: Vec<FeedScope> = (authors.map(FeedScope::author).into_iter())
+        .chain(tags.map(FeedScope::tag))
+        .collect();
+    assert_eq!(store.named_scopes().await.unwrap(), expected);
+    for table in ["article_authors", "article_tags"] {
+        let plan = store.query_plan(&distinct_names_sql(table), 0, None).await;
+        let walks: Vec<&String> = scans(&plan)
+            .into_iter()
+            .filter(|step| !step.starts_with("SCAN names"))
+            .collect();
+        assert!(walks.is_empty(), "{plan:?}");
+    }
     store.close().await;
 }
 
