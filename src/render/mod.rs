@@ -79,7 +79,7 @@ impl Format {
     /// The document is returned without spare capacity: it is held for as long as it is
     /// served, and the buffers it was written into are sized for the worst case (RSS and
     /// Atom) or grown by doubling (JSON Feed), which left up to half of every held
-    /// document's allocation unused, some 90 MB at 200 author and tag feeds.
+    /// document's allocation unused: 58 MB of heap with 206 author and tag feeds.
     pub fn render(self, meta: &FeedMeta, articles: &[Article]) -> Vec<u8> {
         let mut bytes = match self {
             Self::Rss => rss::render(meta, articles),
