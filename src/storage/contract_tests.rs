@@ -307,6 +307,75 @@ async fn check_author_and_tag_feeds(store: &dyn Store) {
 }
 
 contract!(
+    feeds_change_when_the_embargoes_of_their_own_articles_end,
+    check_embargo_ends_per_scope
+);
+async fn check_embargo_ends_per_scope(store: &dyn Store) {
+    let partner = add_partner(store, "newsroom").await;
+    let economy = |d: &mut ArticleDraft| {
+        d.section = "economy".into();
+        d.authors = vec!["王五".into()];
+        d.tags = vec!["财经".into()];
+    };
+    publish(store, &partner, "rural-embargo", 1, |d| {
+        d.embargo_time = Some(at(2000));
+    })
+    .await;
+    publish(store, &partner, "economy-embargo", 1, |d| {
+        economy(d);
+        d.embargo_time = Some(at(2100));
+    })
+    .await;
+    // Retracted under embargo: never shown, so its embargo's end changes nothing.
+    publish(store, &partner, "economy-retracted", 1, |d| {
+        economy(d);
+        d.embargo_time = Some(at(2200));
+    })
+    .await;
+    store
+        .retract(
+            partner.id,
+            retraction("economy-retracted"),
+            at(1500),
+            &actor(&partner),
+        )
+        .await
+        .unwrap();
+    let rural = FeedScope::Section(SectionSlug::parse("rural").unwrap());
+    let economy = FeedScope::Section(SectionSlug::parse("economy").unwrap());
+    for (now, scope, changed) in [
+        (2050, FeedScope::All, 2000),
+        (2050, rural.clone(), 2000),
+        (2050, economy.clone(), 1500),
+        (2050, FeedScope::author("王五"), 1500),
+        (2500, FeedScope::All, 2100),
+        (2500, rural, 2000),
+        (2500, economy, 2100),
+        (2500, FeedScope::author(AUTHOR), 2000),
+        (2500, FeedScope::tag(TAG), 2000),
+        (2500, FeedScope::author("王五"), 2100),
+        (2500, FeedScope::tag("财经"), 2100),
+    ] {
+        let content = store
+            .feed_content(&scope, at(now), 50, TimeDelta::hours(1))
+            .await
+            .unwrap();
+        assert_eq!(content.last_change, Some(at(changed)), "{scope:?} at {now}");
+        assert!(content.tombstones.is_empty(), "{scope:?} at {now}");
+    }
+    let window = TimeDelta::hours(1);
+    assert_eq!(
+        store.next_transition(at(1600), window).await.unwrap(),
+        Some(at(2000))
+    );
+    assert_eq!(
+        store.next_transition(at(2000), window).await.unwrap(),
+        Some(at(2100))
+    );
+    assert_eq!(store.next_transition(at(2100), window).await.unwrap(), None);
+}
+
+contract!(
     archive_sizes_follow_new_moved_renamed_and_retracted_articles,
     check_archive_sizes
 );

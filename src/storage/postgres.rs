@@ -264,10 +264,25 @@ impl FeedSql {
         Self {
             // SQLite's CROSS JOIN fixes the join order; PostgreSQL takes an inner join.
             articles: numbered(&sqlite.articles).replace("CROSS JOIN", "JOIN"),
-            tombstones: numbered(&sqlite.tombstones),
+            tombstones: without_index_hints(&numbered(&sqlite.tombstones)),
             last_change,
         }
     }
+}
+
+/// `sql` without SQLite's `INDEXED BY name` clauses: PostgreSQL's planner has statistics
+/// and no such syntax.
+fn without_index_hints(sql: &str) -> String {
+    const HINT: &str = " INDEXED BY ";
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(at) = rest.find(HINT) {
+        out.push_str(&rest[..at]);
+        let name = &rest[at + HINT.len()..];
+        rest = &name[name.find(char::is_whitespace).unwrap_or(name.len())..];
+    }
+    out.push_str(rest);
+    out
 }
 
 #[async_trait::async_trait]

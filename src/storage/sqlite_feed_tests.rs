@@ -2,11 +2,11 @@
 //! index, and names stored by an older schema. What every backend must do is in
 //! `contract_tests.rs`.
 
-use super::sqlite::{FeedSql, SqliteStore};
+use super::sqlite::{FeedSql, SqliteStore, distinct_names_sql, next_transition_sql};
 use super::{ArticleWrite, NewPartner, Store};
 use crate::domain::{
     Actor, ArticleDraft, FeedScope, HtmlPolicy, Partner, PartnerName, Rights, SectionGrant,
-    TokenHash,
+    SectionSlug, TokenHash,
 };
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 
@@ -94,7 +94,7 @@ async fn author_and_tag_feeds_are_read_through_their_indexes_without_sorting() {
         (FeedScope::tag(TAG), TAG, "article_tags_feed"),
     ] {
         let sql = FeedSql::of(&scope);
-        let articles = store.query_plan(&sql.articles, 2, name).await;
+        let articles = store.query_plan(&sql.articles, 2, Some(name)).await;
         assert!(
             articles[0].contains(&format!("USING INDEX {index} (name=? AND state=?")),
             "{articles:?}"
@@ -109,14 +109,101 @@ async fn author_and_tag_feeds_are_read_through_their_indexes_without_sorting() {
         );
         for plan in [
             articles,
-            store.query_plan(&sql.tombstones, 3, name).await,
-            store.query_plan(&sql.last_change, 2, name).await,
+            store.query_plan(&sql.tombstones, 3, Some(name)).await,
+            store.query_plan(&sql.last_change, 2, Some(name)).await,
         ] {
             let scans = plan
                 .iter()
                 .filter(|step| step.starts_with("SCAN") && *step != "SCAN CONSTANT ROW");
             assert_eq!(scans.count(), 0, "{plan:?}");
         }
+    }
+    store.close().await;
+}
+
+/// The steps of a plan that read a table or index from end to end.
+fn scans(plan: &[String]) -> Vec<&String> {
+    plan.iter()
+        .filter(|step| step.starts_with("SCAN") && *step != "SCAN CONSTANT ROW")
+        .collect()
+}
+
+/// When a feed last changed, its tombstones and the next transition are found by walking
+/// the partial indexes of embargo ends and retractions from the newest, in every scope: not
+/// through the index on `state`, which made them read every published or retracted row of
+/// the scope, bodies' overflow pages included.
+#[tokio::test]
+async fn last_changes_tombstones_and_transitions_walk_the_embargo_and_retraction_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, partner) = store_with_partner(dir.path()).await;
+    publish(&store, &partner, "a-1", 1, |_| {}).await;
+    let rural = FeedScope::Section(SectionSlug::parse("rural").unwrap());
+    for (scope, value, prefix) in [
+        (FeedScope::All, None, "articles"),
+        (rural, Some("rural"), "articles_section"),
+        (FeedScope::author(AUTHOR), Some(AUTHOR), "article_authors"),
+        (FeedScope::tag(TAG), Some(TAG), "article_tags"),
+    ] {
+        let sql = FeedSql::of(&scope);
+        let last_change = store.query_plan(&sql.last_change, 2, value).await;
+        for index in [format!("{prefix}_embargo"), format!("{prefix}_retract")] {
+            assert!(
+                last_change
+                    .iter()
+                    .any(|step| step.contains(&format!("INDEX {index} ("))),
+                "{scope:?} {index}: {last_change:?}"
+            );
+        }
+        let tombstones = store.query_plan(&sql.tombstones, 3, value).await;
+        assert!(
+            tombstones[0].contains(&format!("INDEX {prefix}_retract (")),
+            "{scope:?}: {tombstones:?}"
+        );
+        let articles = store.query_plan(&sql.articles, 2, value).await;
+        for plan in [&last_change, &tombstones, &articles] {
+            assert!(scans(plan).is_empty(), "{scope:?}: {plan:?}");
+        }
+    }
+    let next = store.query_plan(&next_transition_sql(), 3, None).await;
+    for index in ["articles_embargo", "articles_retract"] {
+        assert!(
+            next.iter().any(|s| s.contains(&format!("INDEX {index} ("))),
+            "{next:?}"
+        );
+    }
+    assert!(scans(&next).is_empty(), "{next:?}");
+    store.close().await;
+}
+
+/// The names that have feeds are found with one index search per name, not by walking every
+/// article's names; and they are every name some article carries, once each, in order.
+#[tokio::test]
+async fn names_with_feeds_are_looked_up_one_index_search_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, partner) = store_with_partner(dir.path()).await;
+    assert_eq!(store.named_scopes().await.unwrap(), []);
+    publish(&store, &partner, "a-1", 1, |_| {}).await;
+    publish(&store, &partner, "a-2", 2, |d| {
+        d.authors = vec!["王五".into(), AUTHOR.into()];
+        d.tags = vec!["财经".into(), TAG.into()];
+    })
+    .await;
+    publish(&store, &partner, "a-3", 3, |d| d.tags = Vec::new()).await;
+    let mut authors = [AUTHOR, "张智宙", "王五"];
+    let mut tags = [TAG, "财经"];
+    authors.sort_unstable();
+    tags.sort_unstable();
+    let expected: Vec<FeedScope> = (authors.map(FeedScope::author).into_iter())
+        .chain(tags.map(FeedScope::tag))
+        .collect();
+    assert_eq!(store.named_scopes().await.unwrap(), expected);
+    for table in ["article_authors", "article_tags"] {
+        let plan = store.query_plan(&distinct_names_sql(table), 0, None).await;
+        let walks: Vec<&String> = scans(&plan)
+            .into_iter()
+            .filter(|step| !step.starts_with("SCAN names"))
+            .collect();
+        assert!(walks.is_empty(), "{plan:?}");
     }
     store.close().await;
 }

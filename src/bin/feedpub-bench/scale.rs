@@ -351,6 +351,20 @@ async fn load(data_dir: &Path, articles: usize) -> anyhow::Result<()> {
     if articles > NAME_BLOCK {
         copy_first_block(data_dir, articles.div_ceil(NAME_BLOCK)).await?;
     }
+    checkpoint(data_dir).await
+}
+
+/// Copies the write-ahead log into the database and empties it, so that the bytes per
+/// article are the database's at every size: the Store API leaves up to 64 MiB of log
+/// (its `journal_size_limit`), which is most of a 10 k store's bytes.
+async fn checkpoint(data_dir: &Path) -> anyhow::Result<()> {
+    use sqlx::Connection;
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(data_dir.join(DATABASE_FILE));
+    let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
     Ok(())
 }
 
@@ -437,8 +451,8 @@ async fn store_first_block(data_dir: &Path, articles: usize) -> anyhow::Result<(
 /// `scale-0009999`) in the closed database in `data_dir`: copy k has ids `scale-<k·10000+n>`,
 /// GUIDs made from them, publish times k · 10,000 · 5 minutes earlier, and the byline and
 /// tag of block k; every other column is copied as it is, whatever the schema holds.
-/// Durability is off while copying (the data set is rebuilt if lost); the log is
-/// checkpointed into the database at the end.
+/// Durability is off while copying (the data set is rebuilt if lost); `load` checkpoints
+/// the log into the database at the end.
 async fn copy_first_block(data_dir: &Path, blocks: usize) -> anyhow::Result<()> {
     use sqlx::Connection;
     let options = sqlx::sqlite::SqliteConnectOptions::new()
@@ -513,9 +527,6 @@ async fn copy_first_block(data_dir: &Path, blocks: usize) -> anyhow::Result<()> 
             );
         }
     }
-    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-        .execute(&mut conn)
-        .await?;
     conn.close().await?;
     Ok(())
 }
