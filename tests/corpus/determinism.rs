@@ -91,7 +91,10 @@ async fn wait_for_demo_feeds(served: &Running) {
                 })
                 .unwrap_or_default();
             titles.sort();
-            if titles == want && modified.is_some_and(|m| m.timestamp() > 0) {
+            if titles == want
+                && modified.is_some_and(|m| m.timestamp() > 0)
+                && compressed_in_full(served, &path).await
+            {
                 break;
             }
             assert!(
@@ -101,6 +104,26 @@ async fn wait_for_demo_feeds(served: &Running) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// True once `path` is served compressed with the full levels: a feed is served as soon as
+/// it is rendered, and compressed (fast during a burst, then again fully) afterwards.
+async fn compressed_in_full(served: &Running, path: &str) -> bool {
+    let response = reqwest::Client::new()
+        .get(served.url(path))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    header("content-encoding") == "gzip" && header("etag").ends_with("-gz\"")
 }
 
 /// `feedpub serve --demo` on free ports with `root/data` and `root/feeds`, in `root` (which
@@ -129,8 +152,9 @@ async fn the_same_store_renders_identical_feeds_and_etags_in_any_time_zone_and_l
     assert!(changed, "a fresh store takes the whole sample edition");
     wait_for_demo_feeds(&on_utc).await;
     let utc_answers = answers(&on_utc).await;
-    let utc_files = binary::files_under(&utc.feeds_dir);
+    // Stopped first: a server writes what it serves before it exits.
     utc.stop();
+    let utc_files = binary::files_under(&utc.feeds_dir);
 
     // The second server reads a copy of the first one's store (the same stored times), in
     // another time zone and locale, into an empty feeds folder; its `--demo` finds every
@@ -152,8 +176,9 @@ async fn the_same_store_renders_identical_feeds_and_etags_in_any_time_zone_and_l
     assert!(changed, "publishing the same edition again changes nothing");
     wait_for_demo_feeds(&on_shanghai).await;
     let shanghai_answers = answers(&on_shanghai).await;
-    let shanghai_files = binary::files_under(&shanghai.feeds_dir);
+    // Stopped first: a server writes what it serves before it exits.
     shanghai.stop();
+    let shanghai_files = binary::files_under(&shanghai.feeds_dir);
 
     assert_eq!(utc_answers.len(), 18 * 3);
     for (key, utc) in &utc_answers {
