@@ -89,11 +89,6 @@ impl FeedScope {
     /// Folder of the tag feeds under `feeds/`; no section may take the name.
     pub const TAGS: &'static str = "tags";
 
-    /// True for the feed of an author or a tag.
-    pub fn is_named(&self) -> bool {
-        matches!(self, Self::Author(_) | Self::Tag(_))
-    }
-
     /// The feeds of the author with exactly this name.
     pub fn author(name: &str) -> Self {
         Self::Author(NamedScope::new(Self::AUTHORS, name))

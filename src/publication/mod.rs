@@ -127,17 +127,7 @@ pub struct Scheduler {
     stale: mpsc::UnboundedReceiver<FeedScope>,
     /// Author and tag feeds are current with every transition up to this instant.
     named_until: DateTime<Utc>,
-    /// Author and tag feeds whose regeneration waits during a burst (see
-    /// [`NAMED_EVERY_DURING_BURSTS`]), and the stale marks they stand for.
-    deferred: BTreeSet<FeedScope>,
-    deferred_marks: u64,
-    /// When the author and tag feeds were last regenerated.
-    named_at: tokio::time::Instant,
 }
-
-/// During a burst, how often author and tag feeds are regenerated: the sections and `all`,
-/// which most readers poll, then take one or two scopes a batch instead of a dozen.
-const NAMED_EVERY_DURING_BURSTS: Duration = Duration::from_millis(100);
 
 impl Publication {
     /// Builds every feed once (so serving starts complete) and returns the handle and the
@@ -182,9 +172,6 @@ impl Publication {
                 inner,
                 stale: rx,
                 named_until,
-                deferred: BTreeSet::new(),
-                deferred_marks: 0,
-                named_at: tokio::time::Instant::now(),
             },
         ))
     }
@@ -287,25 +274,20 @@ impl Scheduler {
                 }
             };
             let mut stale = BTreeSet::new();
-            // Marks taken, and how many of them are of author and tag feeds.
-            let (mut received, mut named_received) = (0, 0);
+            let mut received = 0;
             let mut stop = false;
             let wake_at = tokio::time::Instant::now() + wake;
-            let deferred = !self.deferred.is_empty();
-            let named_due = self.named_at + NAMED_EVERY_DURING_BURSTS;
             tokio::select! {
                 biased;
                 _ = shutdown.wait_for(|stop| *stop) => stop = true,
                 scope = self.stale.recv() => match scope {
                     Some(scope) => {
-                        received += 1;
-                        named_received += u64::from(scope.is_named());
                         stale.insert(scope);
+                        received += 1;
                     }
                     None => stop = true,
                 },
                 _ = tokio::time::sleep(wake) => {}
-                _ = tokio::time::sleep_until(named_due), if deferred => {}
             }
             if stop {
                 // What is served goes to disk too before the process ends.
@@ -323,27 +305,24 @@ impl Scheduler {
                 stale.extend(self.inner.scopes());
             }
             while let Ok(scope) = self.stale.try_recv() {
-                received += 1;
-                named_received += u64::from(scope.is_named());
                 stale.insert(scope);
+                received += 1;
             }
-            if !stale.is_empty() || !self.deferred.is_empty() {
-                self.regenerate(stale, (received, named_received), window)
-                    .await;
+            if !stale.is_empty() {
+                self.regenerate(stale, received, window).await;
             }
         }
     }
 
-    /// Regenerates the `stale` scopes, taking `received` marks (`named_received` of them of
-    /// author and tag feeds), and the author and tag feeds of the articles whose time came
-    /// since the last look.
+    /// Regenerates the `stale` scopes, taking `received` marks, and the author and tag feeds
+    /// of the articles whose time came since the last look.
     async fn regenerate(
         &mut self,
         mut stale: BTreeSet<FeedScope>,
-        (received, named_received): (u64, u64),
+        received: u64,
         window: chrono::Duration,
     ) {
-        let taken = self.inner.marks_done.load(Ordering::SeqCst) + self.deferred_marks + received;
+        let taken = self.inner.marks_done.load(Ordering::SeqCst) + received;
         self.inner.marks_taken.store(taken, Ordering::SeqCst);
         let until = Utc::now();
         match self
@@ -360,32 +339,10 @@ impl Scheduler {
                 tracing::warn!(error = %e, "cannot look up the author and tag feeds to refresh");
             }
         }
-        // During a burst (more marks wait already) author and tag feeds wait, at most
-        // NAMED_EVERY_DURING_BURSTS, so that each batch is the sections and `all`.
-        let now = tokio::time::Instant::now();
-        let mut done = received;
-        if self.inner.busy() && now < self.named_at + NAMED_EVERY_DURING_BURSTS {
-            let waiting: Vec<FeedScope> = stale.iter().filter(|s| s.is_named()).cloned().collect();
-            for scope in waiting {
-                stale.remove(&scope);
-                self.deferred.insert(scope);
-            }
-            self.deferred_marks += named_received;
-            done -= named_received;
-        } else {
-            stale.append(&mut self.deferred);
-            done += std::mem::take(&mut self.deferred_marks);
-            self.named_at = now;
-        }
-        if stale.is_empty() {
-            self.inner.marks_done.fetch_add(done, Ordering::SeqCst);
-            return;
-        }
         // Every feed of the batch goes into the snapshot at once, so once a section feed
         // shows a change, every feed does (a change marks its author, tag and `all` feeds
-        // before its section, see `Publisher`), but during a burst, when author and tag
-        // feeds follow within NAMED_EVERY_DURING_BURSTS. Marks arriving meanwhile wait for
-        // the next batch, which takes them all.
+        // before its section, see `Publisher`). Marks arriving meanwhile wait for the next
+        // batch, which takes them all.
         let batch: Vec<FeedScope> = stale.iter().cloned().collect();
         let mut failed = self.inner.regenerate_batch(stale, Swap::Early).await;
         let outcomes = batch
@@ -396,7 +353,7 @@ impl Scheduler {
             })
             .collect();
         self.inner.record_outcome(Step::Read, outcomes);
-        self.inner.marks_done.fetch_add(done, Ordering::SeqCst);
+        self.inner.marks_done.fetch_add(received, Ordering::SeqCst);
     }
 }
 
