@@ -119,6 +119,15 @@ impl Compression {
     }
 }
 
+/// True when `etag` is a gzip or brotli coding's ETag at the full levels, i.e. the coding
+/// a feed settles on (one compressed fast during a burst carries its level in the tag).
+pub fn compressed_in_full(etag: &str) -> bool {
+    let level = Compression::Full.etag_suffix();
+    [format!("-gz{level}\""), format!("-br{level}\"")]
+        .iter()
+        .any(|end| etag.ends_with(end.as_str()))
+}
+
 /// File-name suffixes of the precompressed siblings written beside each feed.
 pub const GZIP_SUFFIX: &str = ".gz";
 pub const BROTLI_SUFFIX: &str = ".br";
@@ -196,11 +205,6 @@ impl FeedFile {
             codings: Some(codings),
             ..self.clone()
         }
-    }
-
-    /// How hard its codings were compressed; `None` before they are made.
-    pub fn compression(&self) -> Option<Compression> {
-        self.codings.as_ref().map(|c| c.compression)
     }
 
     /// The same document with another date and cache lifetime.
@@ -480,7 +484,7 @@ mod tests {
             60,
             &links(),
         );
-        assert_eq!(file.compression(), None);
+        assert!(file.codings.is_none());
         assert_eq!(file.files().len(), 1, "only the identity coding so far");
         let (fast, full) = (
             file.compress(Compression::Fast),
@@ -498,10 +502,19 @@ mod tests {
         assert_eq!(unbrotlied, text);
         // The identity coding is the same document; its compressions are other bytes.
         assert_ne!(fast.gzip.etag, full.gzip.etag);
+        assert!(compressed_in_full(&full.gzip.etag) && compressed_in_full(&full.brotli.etag));
+        assert!(!compressed_in_full(&fast.gzip.etag) && !compressed_in_full(&fast.brotli.etag));
+        assert!(
+            !compressed_in_full(&file.etag),
+            "the identity coding is not compressed"
+        );
         assert_ne!(fast.brotli.etag, full.brotli.etag);
         let fast = file.with_codings(fast);
         assert_eq!(fast.etag, file.etag);
-        assert_eq!(fast.compression(), Some(Compression::Fast));
+        assert_eq!(
+            fast.codings.as_ref().map(|c| c.compression),
+            Some(Compression::Fast)
+        );
         assert_eq!(fast.files().len(), 3);
         assert_eq!(
             FeedFile::new(

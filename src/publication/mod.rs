@@ -28,7 +28,7 @@ use regeneration::{Swap, Unfinished};
 
 pub use document::{
     BROTLI_SUFFIX, Codings, Compression, DiskFile, Encoded, FeedFile, GZIP_SUFFIX, Links,
-    ResponseHeaders, http_date,
+    ResponseHeaders, compressed_in_full, http_date,
 };
 
 /// How many headlines of each feed the index page shows.

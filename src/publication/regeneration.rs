@@ -62,10 +62,11 @@ pub(super) struct Pending {
     file: Arc<FeedFile>,
     /// Its change is announced once it is written.
     announce: bool,
-    /// Its identity file is written too (not when it is only compressed again).
+    /// Its identity file is written too: not when it is only compressed again, nor after a
+    /// restart that found the file already holding these bytes.
     write_identity: bool,
-    /// After a restart the files on disk may already hold these bytes: only files that
-    /// differ are written.
+    /// After a restart that found the identity file unchanged: the compressed files beside
+    /// it may hold their bytes too, and only those that differ are written.
     check_disk: bool,
 }
 
@@ -132,8 +133,10 @@ impl Inner {
     ) -> Vec<(FeedScope, PublicationError)> {
         let mut failed = Vec::new();
         let rendered = self.read_and_render(scopes, &mut failed).await;
-        let (inline, early): (Vec<Rendered>, Vec<Rendered>) =
-            rendered.into_iter().partition(|_| swap == Swap::Once);
+        let (inline, early) = match swap {
+            Swap::Once => (rendered, Vec::new()),
+            Swap::Early => (Vec::new(), rendered),
+        };
         // Nothing is served yet at start-up: every feed with the full levels.
         let compression = Compression::Full;
         let work: Vec<(&FeedScope, &[Pending])> =
@@ -691,7 +694,8 @@ impl Inner {
                 file_name: format.file_name(),
                 file: Arc::new(file),
                 announce: previous.is_some() || !unchanged_on_disk,
-                write_identity: true,
+                // Compared with the file already, in the read above.
+                write_identity: !unchanged_on_disk,
                 check_disk: unchanged_on_disk,
             });
         }

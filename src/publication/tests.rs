@@ -217,3 +217,42 @@ async fn documents_compressed_fast_during_a_burst_are_compressed_again_after_it(
     assert!(std::fs::read(&gz).unwrap() == codings.gzip.bytes);
     assert!(publication.is_settled());
 }
+
+#[tokio::test]
+async fn a_restart_leaves_files_that_already_hold_the_feeds_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, publication) = started(dir.path()).await;
+    publish(&store, "a", "第一篇").await;
+    publication
+        .inner
+        .regenerate_batch([politics()], Swap::Early)
+        .await;
+    publication.inner.finish_unfinished(usize::MAX, false).await;
+    let files = [
+        "rss.xml",
+        "rss.xml.gz",
+        "rss.xml.br",
+        "atom.xml",
+        "feed.json.br",
+    ]
+    .map(|name| dir.path().join("feeds/politics").join(name));
+    let inode = |path: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path).unwrap();
+        (meta.ino(), meta.mtime(), meta.mtime_nsec())
+    };
+    let before = files.each_ref().map(|f| inode(f));
+    drop((store, publication));
+
+    // Every file is replaced by a rename, so a rewrite shows as another inode.
+    let (_store, again) = started(dir.path()).await;
+    assert!(again.is_settled());
+    assert_eq!(
+        files.each_ref().map(|f| inode(f)),
+        before,
+        "nothing rewritten"
+    );
+    let served = again.get("politics/rss.xml").unwrap();
+    assert!(std::fs::read(&files[0]).unwrap() == served.bytes);
+    assert!(served.codings.is_some());
+}

@@ -123,7 +123,8 @@ async fn compressed_in_full(served: &Running, path: &str) -> bool {
             .unwrap_or_default()
             .to_owned()
     };
-    header("content-encoding") == "gzip" && header("etag").ends_with("-gz\"")
+    header("content-encoding") == "gzip"
+        && feedpub::publication::compressed_in_full(&header("etag"))
 }
 
 /// `feedpub serve --demo` on free ports with `root/data` and `root/feeds`, in `root` (which

@@ -300,7 +300,7 @@ impl Fixture {
                 .to_owned()
         };
         Ok(header(reqwest::header::CONTENT_ENCODING) == "gzip"
-            && header(reqwest::header::ETAG).ends_with("-gz\""))
+            && feedpub::publication::compressed_in_full(&header(reqwest::header::ETAG)))
     }
 
     /// Publishes the 50 articles of the data set (dated 7 June 2023, one minute apart) and
