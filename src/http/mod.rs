@@ -50,6 +50,7 @@ fn router(feeds: feeds::FeedState, settings: &Settings, websub: &Hub, health: He
     let index_publication = feeds.publication.clone();
     let opml_settings = index_settings.clone();
     let opml_publication = feeds.publication.clone();
+    let metrics_publication = feeds.publication.clone();
     Router::new()
         .route(
             "/",
@@ -74,7 +75,10 @@ fn router(feeds: feeds::FeedState, settings: &Settings, websub: &Hub, health: He
             }),
         )
         .route("/healthz", get(move || healthz(health.clone())))
-        .route("/metrics", get(metrics))
+        .route(
+            "/metrics",
+            get(move || metrics(metrics_publication.is_settled())),
+        )
         .route("/feeds/{*path}", get(feeds::serve_feed))
         .route("/websub", websub.endpoint())
         .with_state(feeds)
@@ -102,8 +106,11 @@ async fn healthz(health: Health) -> impl IntoResponse {
     ([(header::CACHE_CONTROL, "no-store")], body)
 }
 
-/// Prometheus metrics in the text exposition format.
-async fn metrics() -> impl IntoResponse {
+/// Prometheus metrics in the text exposition format. `feedpub_feeds_settled` is 1 when
+/// every acknowledged change is in the feeds and their files, compressed with the full
+/// levels (a feed is served before it is compressed and written), 0 otherwise.
+async fn metrics(settled: bool) -> impl IntoResponse {
+    metrics::gauge!("feedpub_feeds_settled").set(if settled { 1.0 } else { 0.0 });
     (
         [(
             header::CONTENT_TYPE,

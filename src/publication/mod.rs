@@ -424,8 +424,7 @@ impl Inner {
             };
             let scope = key.1.clone();
             failing.insert(key);
-            self.health
-                .fault(Component::Feeds, format!("{}: {e}", scope.path_segment()));
+            let fault = format!("{}: {e}", scope.path_segment());
             match step {
                 Step::Read => {
                     tracing::error!(feed = scope.path_segment(), error = %e, "feed regeneration failed; retrying");
@@ -439,6 +438,8 @@ impl Inner {
                     tracing::error!(feed = scope.path_segment(), error = %e, "cannot write the files of a feed; it is served from memory, retrying");
                 }
             }
+            // Reported after the log line, so that whoever sees the fault finds its cause.
+            self.health.fault(Component::Feeds, fault);
         }
         if had_failures && failing.is_empty() {
             self.health.recovered(Component::Feeds);
