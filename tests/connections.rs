@@ -354,6 +354,42 @@ async fn large_bodies_go_out_from_their_files_with_sendfile() {
     assert!(server.metric(series).await >= before + 3.0);
 }
 
+#[tokio::test]
+async fn a_feed_whose_file_someone_else_removed_or_edited_is_still_served_whole() {
+    let server = server_with_sample().await;
+    let (edited, removed) = ("/feeds/all/feed.json", "/feeds/all/atom.xml");
+    let client = client();
+    let mut expected = Vec::new();
+    for path in [edited, removed] {
+        let file = file_of(&server, path, "");
+        expected.push(std::fs::read(&file).unwrap());
+    }
+    // Before any request has opened them (documents are not held in the identity coding
+    // once their files are written): one edited in place, the other gone.
+    // (One byte longer: a write within the tick of the file's modification time must not
+    // go unnoticed.)
+    let mut garbled = expected[0].clone();
+    garbled[1000] = b'#';
+    garbled.push(b'\n');
+    std::fs::write(file_of(&server, edited, ""), &garbled).unwrap();
+    std::fs::remove_file(file_of(&server, removed, "")).unwrap();
+    for (path, expected) in [edited, removed].into_iter().zip(&expected) {
+        // On the fast path, then through the router (HTTP/2).
+        let mut connection = Connection::open(server.http_addr).await;
+        let answer = whole_version(&mut connection, path).await;
+        assert!(answer.body == *expected, "{path}");
+        let h2 = reqwest::Client::builder()
+            .http2_prior_knowledge()
+            .timeout(DEADLINE)
+            .build()
+            .unwrap();
+        let body = h2.get(server.url(path)).send().await.unwrap().bytes();
+        assert!(body.await.unwrap() == expected[..], "{path}");
+    }
+    let body = client.get(server.url(edited)).send().await.unwrap();
+    assert!(body.bytes().await.unwrap() == expected[0][..]);
+}
+
 /// Publishes a correction of the rural article with this title; every `all` feed changes.
 async fn correct_title(server: &TestServer, title: &str) {
     let mut article = sample_edition().pop().unwrap();

@@ -293,7 +293,7 @@ async fn write_answer(
     timeouts: &Timeouts,
     deadline: &mut Deadline,
 ) -> io::Result<()> {
-    let body = answer.body.bytes();
+    let len = answer.body.len();
     head.clear();
     head.extend_from_slice(if request.http10 {
         b"HTTP/1.0 "
@@ -314,7 +314,7 @@ async fn write_answer(
         push_field(head, name.as_str().as_bytes(), value.as_bytes());
     }
     if answer.status != StatusCode::NOT_MODIFIED {
-        push_field(head, b"content-length", body.len().to_string().as_bytes());
+        push_field(head, b"content-length", len.to_string().as_bytes());
     }
     if request.echo_connection {
         let value: &[u8] = if request.keep_alive {
@@ -327,18 +327,19 @@ async fn write_answer(
     push_date(head);
     head.extend_from_slice(b"\r\n");
 
-    if request.head_only || body.is_empty() {
+    if request.head_only || answer.body.is_empty() {
         return deadline.write(timeouts.send, stream.write_all(head)).await;
     }
-    if body.len() >= SENDFILE_MIN
+    if len >= SENDFILE_MIN
         && let Some(file) = feeds.file_of(request.path, &answer.body)
     {
         static FROM_FILES: LazyLock<Counter> =
             LazyLock::new(|| metrics::counter!("feedpub_http_sendfile_responses_total"));
         FROM_FILES.increment(1);
         send_more(stream, head, timeouts.send, deadline).await?;
-        return send_file(stream, file, body.len(), timeouts.send, deadline).await;
+        return send_file(stream, file, len, timeouts.send, deadline).await;
     }
+    let body = answer.body.bytes();
     // One vectored write for the head and the body.
     let mut whole = Buf::chain(&head[..], body);
     while whole.has_remaining() {

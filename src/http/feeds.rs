@@ -56,7 +56,7 @@ impl FeedState {
         let chosen = representation(file, *coding);
         chosen.disk.get(
             || self.feeds_dir.join(format!("{path}{}", chosen.suffix)),
-            chosen.bytes,
+            || chosen.bytes(),
         )
     }
 
@@ -175,13 +175,28 @@ pub enum FeedBody {
 }
 
 impl FeedBody {
-    /// The bytes to send.
+    /// The bytes to send (a document's identity coding may have to be restored from its
+    /// gzip coding first: sending it from its file needs only [`FeedBody::len`]).
     pub fn bytes(&self) -> &[u8] {
         match self {
             Self::Empty => &[],
             Self::Text(text) => text.as_bytes(),
-            Self::Document { file, coding, .. } => representation(file, *coding).bytes,
+            Self::Document { file, coding, .. } => representation(file, *coding).bytes(),
         }
+    }
+
+    /// How many bytes there are to send.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Empty => 0,
+            Self::Text(text) => text.len(),
+            Self::Document { file, coding, .. } => representation(file, *coding).len(),
+        }
+    }
+
+    /// True when there is nothing to send.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -191,7 +206,7 @@ impl IntoResponse for FeedAnswer {
             FeedBody::Empty => Body::empty(),
             FeedBody::Text(text) => Body::from(*text),
             FeedBody::Document { file, coding, .. } => {
-                Body::from(representation(file, *coding).bytes.clone())
+                Body::from(representation(file, *coding).bytes().clone())
             }
         };
         let mut response = Response::new(body);
@@ -258,7 +273,7 @@ impl FeedState {
             StatusCode::NOT_MODIFIED
         } else {
             counters.ok.increment(1);
-            counters.bytes[coding as usize].increment(chosen.bytes.len() as u64);
+            counters.bytes[coding as usize].increment(chosen.len() as u64);
             let content_type = if styled {
                 HeaderValue::from_static("application/xml; charset=utf-8")
             } else {
@@ -322,12 +337,24 @@ impl FeedAnswer {
 
 /// One coding of a document.
 struct Representation<'a> {
-    bytes: &'a Bytes,
+    /// Its bytes; `None` for the identity coding, which the document gives on demand.
+    encoded: Option<&'a Bytes>,
+    file: &'a FeedFile,
     etag: &'a str,
     etag_header: &'a HeaderValue,
     /// Its file in `feeds/`: the document's own name plus this suffix.
     suffix: &'static str,
     disk: &'a DiskFile,
+}
+
+impl<'a> Representation<'a> {
+    fn bytes(&self) -> &'a Bytes {
+        self.encoded.unwrap_or_else(|| self.file.bytes())
+    }
+
+    fn len(&self) -> usize {
+        self.encoded.map_or(self.file.len(), Bytes::len)
+    }
 }
 
 fn representation(file: &FeedFile, coding: Coding) -> Representation<'_> {
@@ -336,7 +363,8 @@ fn representation(file: &FeedFile, coding: Coding) -> Representation<'_> {
         (Coding::Brotli, Some(codings)) => (&codings.brotli, BROTLI_SUFFIX),
         _ => {
             return Representation {
-                bytes: &file.bytes,
+                encoded: None,
+                file,
                 etag: &file.etag,
                 etag_header: &file.headers.etag,
                 suffix: "",
@@ -346,7 +374,8 @@ fn representation(file: &FeedFile, coding: Coding) -> Representation<'_> {
     };
     let (encoded, suffix) = encoded;
     Representation {
-        bytes: &encoded.bytes,
+        encoded: Some(&encoded.bytes),
+        file,
         etag: &encoded.etag,
         etag_header: &encoded.etag_header,
         suffix,

@@ -49,13 +49,19 @@ pub struct ResponseHeaders {
 /// (compression takes most of a regeneration's time), and again with its gzip and brotli
 /// codings once they are made and its files are written. Until then it is served in the
 /// identity coding to every client.
+///
+/// Once its file is written, the identity coding is no longer held in memory (it is most
+/// of a document's bytes: a 200 KB feed gzips to 30 KB): it is sent from the file with
+/// `sendfile(2)`, and whoever needs the bytes themselves (a TLS connection, a WebSub
+/// delivery, a file someone removed) gets them decompressed from the gzip coding, once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeedFile {
-    /// The document itself (identity coding).
-    pub bytes: Bytes,
-    /// The file in `feeds/` holding `bytes`, once a server has asked for it.
+    /// The document itself (identity coding): see [`FeedFile::bytes`].
+    identity: Identity,
+    /// The file in `feeds/` holding the identity coding, once a server has asked for it.
     pub disk: DiskFile,
-    /// Strong entity tag of `bytes`, quoted: changes exactly when the bytes change.
+    /// Strong entity tag of the identity coding, quoted: changes exactly when the bytes
+    /// change.
     pub etag: String,
     /// `bytes` compressed with gzip and brotli; `None` until they are made.
     pub codings: Option<Codings>,
@@ -155,11 +161,24 @@ impl FeedFile {
         max_age: u32,
         links: &Links,
     ) -> Self {
-        let etag = format!("\"{}\"", hex::encode(&Sha256::digest(&bytes)[..16]));
+        let etag = etag_of(&bytes);
+        Self::tagged(bytes, etag, content_type, last_modified, max_age, links)
+    }
+
+    /// [`FeedFile::uncompressed`], its ETag already computed with [`etag_of`].
+    pub(super) fn tagged(
+        bytes: Vec<u8>,
+        etag: String,
+        content_type: &'static str,
+        last_modified: DateTime<Utc>,
+        max_age: u32,
+        links: &Links,
+    ) -> Self {
+        debug_assert_eq!(etag, etag_of(&bytes));
         Self {
             headers: ResponseHeaders::new(content_type, &etag, last_modified, max_age, links),
             etag,
-            bytes: bytes.into(),
+            identity: Identity::held(bytes.into()),
             disk: DiskFile::default(),
             codings: None,
             last_modified,
@@ -184,27 +203,73 @@ impl FeedFile {
             etag,
             disk: DiskFile::default(),
         };
+        let bytes = self.bytes();
         Codings {
-            gzip: encoded(
-                gzip(&self.bytes, compression),
-                format!("\"{tag}-gz{level}\""),
-            ),
-            brotli: encoded(
-                brotli(&self.bytes, compression),
-                format!("\"{tag}-br{level}\""),
-            ),
+            gzip: encoded(gzip(bytes, compression), format!("\"{tag}-gz{level}\"")),
+            brotli: encoded(brotli(bytes, compression), format!("\"{tag}-br{level}\"")),
             compression,
         }
     }
 
-    /// The same document with these codings, for files just written: every coding looks
-    /// for its file in `feeds/` afresh.
+    /// The same document with these codings, its files not written (or not known to hold
+    /// it): every coding looks for its file in `feeds/` afresh, and the identity coding
+    /// stays in memory.
     pub fn with_codings(&self, codings: Codings) -> Self {
         Self {
             disk: DiskFile::default(),
             codings: Some(codings),
             ..self.clone()
         }
+    }
+
+    /// The same document with these codings, its identity coding in the file `stamp`
+    /// describes (written or found holding exactly its bytes): from then on the identity
+    /// coding is sent from that file and no longer held in memory.
+    pub fn on_disk(&self, codings: Codings, stamp: FileStamp) -> Self {
+        Self {
+            identity: Identity::cold(self.identity.len),
+            disk: DiskFile::stamped(stamp),
+            codings: Some(codings),
+            ..self.clone()
+        }
+    }
+
+    /// The document itself, in the identity coding. Held in memory until its file is
+    /// written; after that decompressed from the gzip coding on first use, and held again
+    /// for as long as the document is served.
+    pub fn bytes(&self) -> &Bytes {
+        self.identity.bytes.get_or_init(|| {
+            let decoded = (self.codings.as_ref())
+                .map(|c| gunzip(&c.gzip.bytes, self.identity.len));
+            match decoded {
+                Some(Ok(bytes)) if bytes.len() == self.identity.len => bytes.into(),
+                // Never the case: a document is only let go of with its gzip coding.
+                _ => {
+                    tracing::error!(etag = %self.etag, "a feed document cannot be restored from its gzip coding");
+                    Bytes::new()
+                }
+            }
+        })
+    }
+
+    /// Length of the identity coding, known without its bytes.
+    pub fn len(&self) -> usize {
+        self.identity.len
+    }
+
+    /// True for a document of no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.identity.len == 0
+    }
+
+    /// The stamp of the identity coding's file, when it was written or found holding it.
+    pub fn stamp(&self) -> Option<FileStamp> {
+        self.disk.stamp
+    }
+
+    /// True while the identity coding is held in memory.
+    pub fn holds_identity(&self) -> bool {
+        self.identity.bytes.get().is_some()
     }
 
     /// The same document with another date and cache lifetime.
@@ -226,7 +291,7 @@ impl FeedFile {
     /// The files that represent this document on disk, `(suffix, bytes)`: the identity
     /// coding, and the compressed ones once made.
     pub fn files(&self) -> Vec<(&'static str, &Bytes)> {
-        let mut files = vec![("", &self.bytes)];
+        let mut files = vec![("", self.bytes())];
         if let Some(codings) = &self.codings {
             files.push((GZIP_SUFFIX, &codings.gzip.bytes));
             files.push((BROTLI_SUFFIX, &codings.brotli.bytes));
@@ -236,8 +301,52 @@ impl FeedFile {
 
     /// Bytes it holds in memory, in all its codings.
     pub fn held_bytes(&self) -> usize {
-        self.files().iter().map(|(_, b)| b.len()).sum()
+        let identity = self.identity.bytes.get().map_or(0, Bytes::len);
+        let codings = self
+            .codings
+            .as_ref()
+            .map_or(0, |c| c.gzip.bytes.len() + c.brotli.bytes.len());
+        identity + codings
     }
+}
+
+/// The identity coding of a document: its length, and its bytes while held.
+#[derive(Debug, Clone)]
+struct Identity {
+    len: usize,
+    /// Shared by every copy of the document (a redated one, say), so that bytes restored
+    /// from the gzip coding are restored once.
+    bytes: Arc<OnceLock<Bytes>>,
+}
+
+impl Identity {
+    fn held(bytes: Bytes) -> Self {
+        Self {
+            len: bytes.len(),
+            bytes: Arc::new(OnceLock::from(bytes)),
+        }
+    }
+
+    fn cold(len: usize) -> Self {
+        Self {
+            len,
+            bytes: Arc::default(),
+        }
+    }
+}
+
+/// The ETag (equal exactly when the bytes are) says whether two documents are the same.
+impl PartialEq for Identity {
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len
+    }
+}
+
+impl Eq for Identity {}
+
+/// The strong entity tag of a document's identity coding, quoted: 128 bits of its SHA-256.
+pub fn etag_of(bytes: &[u8]) -> String {
+    format!("\"{}\"", hex::encode(&Sha256::digest(bytes)[..16]))
 }
 
 impl ResponseHeaders {
@@ -273,15 +382,51 @@ static OPEN_FILES: AtomicUsize = AtomicUsize::new(0);
 /// feedpub and any other reader. An open file stays valid when a newer version is renamed
 /// over its path, so a response never mixes two versions.
 #[derive(Clone, Default)]
-pub struct DiskFile(Arc<OnceLock<Option<CheckedFile>>>);
+pub struct DiskFile {
+    opened: Arc<OnceLock<Option<CheckedFile>>>,
+    /// The file as it was when written with the bytes (or found holding them): the file at
+    /// the path is then known by this alone, without reading it.
+    stamp: Option<FileStamp>,
+}
+
+/// What `fstat` says of a file: which file it is, its size and when it was last written.
+/// A write to the file or another file renamed over its path changes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    dev: u64,
+    ino: u64,
+    size: i64,
+    mtime: i64,
+    mtime_nsec: u64,
+}
+
+impl FileStamp {
+    /// The stamp of an open file.
+    pub fn of(file: &std::fs::File) -> std::io::Result<Self> {
+        Ok(Self::from(&rustix::fs::fstat(file)?))
+    }
+}
+
+impl From<&rustix::fs::Stat> for FileStamp {
+    #[allow(clippy::unnecessary_cast)] // the field types differ between targets
+    fn from(stat: &rustix::fs::Stat) -> Self {
+        Self {
+            dev: stat.st_dev as u64,
+            ino: stat.st_ino as u64,
+            size: stat.st_size as i64,
+            mtime: stat.st_mtime as i64,
+            mtime_nsec: stat.st_mtime_nsec as u64,
+        }
+    }
+}
 
 /// A file found to hold exactly a representation's bytes, with what its inode said then.
 struct CheckedFile {
     file: std::fs::File,
-    /// What `fstat` said when the file was found to hold the bytes: its size and
-    /// modification time, which any write moves on (a rename over its path changes only
-    /// the inode's change time).
-    found: rustix::fs::Stat,
+    /// What `fstat` said when the file was found to hold the bytes; any write moves its
+    /// size or modification time on (a rename over its path changes only the inode's
+    /// change time).
+    found: FileStamp,
     _slot: OpenSlot,
 }
 
@@ -306,24 +451,39 @@ impl Drop for OpenSlot {
 }
 
 impl DiskFile {
+    /// The file written with a representation's bytes, as `stamp` describes it.
+    pub fn stamped(stamp: FileStamp) -> Self {
+        Self {
+            opened: Arc::default(),
+            stamp: Some(stamp),
+        }
+    }
+
     /// The file at `path` open for reading, when it holds exactly `bytes` (the bytes this
-    /// handle stands for). It is opened and compared on first call; later calls only check
-    /// that nothing has written to it since. `None` when there is no such file, when it
-    /// differs or has changed (feedpub never writes to a file it has published, but someone
-    /// else might), or when too many files are open: the caller then sends from memory.
-    pub fn get(&self, path: impl FnOnce() -> PathBuf, bytes: &[u8]) -> Option<BorrowedFd<'_>> {
-        let checked = match self.0.get() {
+    /// handle stands for; asked for only when the file is not stamped). It is opened and
+    /// checked on first call: by its stamp, or else by comparing its content; later calls
+    /// only check that nothing has written to it since. `None` when there is no such file,
+    /// when it differs or has changed (feedpub never writes to a file it has published, but
+    /// someone else might), or when too many files are open: the caller then sends from
+    /// memory.
+    pub fn get<B: AsRef<[u8]>>(
+        &self,
+        path: impl FnOnce() -> PathBuf,
+        bytes: impl FnOnce() -> B,
+    ) -> Option<BorrowedFd<'_>> {
+        let checked = match self.opened.get() {
             Some(checked) => checked.as_ref()?,
             None => {
                 // Not remembered when none is free: another time, fewer may be open.
                 let slot = OpenSlot::take()?;
-                let checked = CheckedFile::open(&path(), bytes, slot).unwrap_or_else(|e| {
-                    tracing::debug!(error = %e, "a document is sent from memory");
-                    None
-                });
+                let checked =
+                    CheckedFile::open(&path(), self.stamp, bytes, slot).unwrap_or_else(|e| {
+                        tracing::debug!(error = %e, "a document is sent from memory");
+                        None
+                    });
                 // Two first requests at once may both open it; the loser's copy is closed.
-                let _ = self.0.set(checked);
-                self.0.get()?.as_ref()?
+                let _ = self.opened.set(checked);
+                self.opened.get()?.as_ref()?
             }
         };
         checked.unchanged().then(|| checked.file.as_fd())
@@ -331,18 +491,29 @@ impl DiskFile {
 }
 
 impl CheckedFile {
-    /// The file at `path` if it holds `bytes`; `Ok(None)` if it holds something else.
-    fn open(path: &Path, bytes: &[u8], slot: OpenSlot) -> std::io::Result<Option<Self>> {
+    /// The file at `path` if it is the one `stamp` describes or, without a stamp, if it
+    /// holds `bytes`; `Ok(None)` if it is another or holds something else.
+    fn open<B: AsRef<[u8]>>(
+        path: &Path,
+        stamp: Option<FileStamp>,
+        bytes: impl FnOnce() -> B,
+        slot: OpenSlot,
+    ) -> std::io::Result<Option<Self>> {
         use std::os::unix::fs::FileExt;
         let file = std::fs::File::open(path)?;
-        let found = rustix::fs::fstat(&file)?;
+        let stat = rustix::fs::fstat(&file)?;
         let checked = Self {
             file,
-            found,
+            found: FileStamp::from(&stat),
             _slot: slot,
         };
-        let regular = rustix::fs::FileType::from_raw_mode(found.st_mode).is_file();
-        if !regular || u64::try_from(found.st_size).ok() != Some(bytes.len() as u64) {
+        if let Some(stamp) = stamp {
+            return Ok((checked.found == stamp).then_some(checked));
+        }
+        let bytes = bytes();
+        let bytes = bytes.as_ref();
+        let regular = rustix::fs::FileType::from_raw_mode(stat.st_mode).is_file();
+        if !regular || u64::try_from(stat.st_size).ok() != Some(bytes.len() as u64) {
             return Ok(None);
         }
         let mut buf = vec![0; 64 * 1024];
@@ -360,11 +531,7 @@ impl CheckedFile {
 
     /// True while the file is as it was when found to hold the bytes (one `fstat`).
     fn unchanged(&self) -> bool {
-        rustix::fs::fstat(&self.file).is_ok_and(|now| {
-            let then = &self.found;
-            (now.st_size, now.st_mtime, now.st_mtime_nsec)
-                == (then.st_size, then.st_mtime, then.st_mtime_nsec)
-        })
+        FileStamp::of(&self.file).is_ok_and(|now| now == self.found)
     }
 }
 
@@ -379,7 +546,7 @@ impl Eq for DiskFile {}
 
 impl std::fmt::Debug for DiskFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self.0.get() {
+        f.write_str(match self.opened.get() {
             Some(Some(_)) => "DiskFile(open)",
             Some(None) => "DiskFile(unusable)",
             None => "DiskFile(not opened)",
@@ -409,6 +576,14 @@ fn gzip(bytes: &[u8], compression: Compression) -> Vec<u8> {
     encoder
         .finish()
         .expect("compressing into memory cannot fail")
+}
+
+/// `bytes` decompressed from gzip.
+fn gunzip(bytes: &[u8], len: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::with_capacity(len);
+    flate2::read::GzDecoder::new(bytes).read_to_end(&mut out)?;
+    Ok(out)
 }
 
 /// `bytes` compressed with brotli (paid on every regeneration, on the way from a publish to
@@ -557,7 +732,7 @@ mod tests {
             &links(),
         );
         assert_eq!(later.headers.last_modified, "Fri, 02 Jan 1970 00:00:00 GMT");
-        assert_eq!(later.bytes, file.bytes);
+        assert_eq!(later.bytes(), file.bytes());
     }
 
     /// `bytes` as a file at `dir/name`, replacing whatever was there by a rename, as
@@ -585,20 +760,24 @@ mod tests {
         let path = publish(dir.path(), "rss.xml", &old);
         let same = DiskFile::default();
         let fd = same
-            .get(|| path.clone(), &old)
+            .get(|| path.clone(), || &old)
             .expect("the file holds the bytes");
         assert_eq!(read_fd(fd), old);
 
         let mut other = old.clone();
         other[70_000] ^= 1;
-        assert!(DiskFile::default().get(|| path.clone(), &other).is_none());
         assert!(
             DiskFile::default()
-                .get(|| path.clone(), &old[1..])
+                .get(|| path.clone(), || &other)
+                .is_none()
+        );
+        assert!(
+            DiskFile::default()
+                .get(|| path.clone(), || &old[1..])
                 .is_none()
         );
         let missing = dir.path().join("atom.xml");
-        assert!(DiskFile::default().get(|| missing, &old).is_none());
+        assert!(DiskFile::default().get(|| missing, || &old).is_none());
     }
 
     #[test]
@@ -607,18 +786,18 @@ mod tests {
         let old = "<rss>old</rss>".repeat(5_000).into_bytes();
         let path = publish(dir.path(), "rss.xml", &old);
         let disk = DiskFile::default();
-        assert!(disk.get(|| path.clone(), &old).is_some());
+        assert!(disk.get(|| path.clone(), || &old).is_some());
 
         let new = "<rss>new, longer</rss>".repeat(5_000).into_bytes();
         publish(dir.path(), "rss.xml", &new);
         // The old document still sends its own bytes; the path is not looked at again.
         let fd = disk
-            .get(|| unreachable!("opened once"), &old)
+            .get(|| unreachable!("opened once"), || &old)
             .expect("still open");
         assert_eq!(read_fd(fd), old);
         assert_eq!(std::fs::read(&path).unwrap(), new);
         // A clone (a redated document) shares the open file.
-        assert!(disk.clone().get(|| unreachable!(), &old).is_some());
+        assert!(disk.clone().get(|| unreachable!(), || &old).is_some());
     }
 
     #[test]
@@ -628,11 +807,11 @@ mod tests {
         let bytes = "<feed/>".repeat(10_000).into_bytes();
         let path = publish(dir.path(), "atom.xml", &bytes);
         let disk = DiskFile::default();
-        assert!(disk.get(|| path.clone(), &bytes).is_some());
+        assert!(disk.get(|| path.clone(), || &bytes).is_some());
         let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         // Modification times have a clock tick's resolution: write until the change shows.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while disk.get(|| unreachable!(), &bytes).is_some() {
+        while disk.get(|| unreachable!(), || &bytes).is_some() {
             assert!(
                 std::time::Instant::now() < deadline,
                 "the write went unnoticed"
@@ -640,6 +819,35 @@ mod tests {
             file.write_at(b"X", 100).unwrap();
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
+    }
+
+    #[test]
+    fn a_document_on_disk_is_sent_from_its_file_and_restored_from_gzip() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "朔州日报 <p>".repeat(20_000).into_bytes();
+        let file = FeedFile::new(text.clone(), "x", DateTime::UNIX_EPOCH, 60, &links());
+        let path = dir.path().join("rss.xml");
+        let stamps =
+            super::super::files::replace_all(dir.path(), &[("rss.xml".into(), &text)]).unwrap();
+        let codings = file.codings.clone().unwrap();
+        let cold = file.on_disk(codings.clone(), stamps[0]);
+        assert!(!cold.holds_identity());
+        assert_eq!((cold.len(), &cold.etag), (text.len(), &file.etag));
+        // Known by its stamp: the bytes are not needed to find it.
+        let fd = cold
+            .disk
+            .get(|| path.clone(), || -> &[u8] { unreachable!("stamped") })
+            .expect("the file written");
+        assert_eq!(read_fd(fd), text);
+        assert!(!cold.holds_identity());
+        assert_eq!(cold.bytes()[..], text[..], "restored from the gzip coding");
+        assert!(cold.holds_identity());
+
+        // The same bytes in another file at the path: not the file written.
+        let other = file.on_disk(codings, stamps[0]);
+        publish(dir.path(), "rss.xml", &text);
+        assert!(other.disk.get(|| path.clone(), || &text).is_none());
+        assert_eq!(other.bytes()[..], text[..]);
     }
 
     fn links() -> Links {

@@ -1,6 +1,7 @@
 //! Atomic replacement of feed files: a reader of `feeds/` sees the old file or the new one,
 //! never a torn one.
 
+use super::document::FileStamp;
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,15 +34,16 @@ pub fn remove_temporary_files(dir: &Path) {
 
 /// Replaces each `dir/name` with its bytes: every temp file is written in `dir` and fsynced,
 /// then renamed over its target, then the folder is fsynced once for all the renames.
-/// On failure, temp files are removed and each target holds either its old or its new
-/// content, whole.
-pub fn replace_all(dir: &Path, files: &[(String, &[u8])]) -> std::io::Result<()> {
+/// Returns the stamp of each file as written (a rename keeps it). On failure, temp files
+/// are removed and each target holds either its old or its new content, whole.
+pub fn replace_all(dir: &Path, files: &[(String, &[u8])]) -> std::io::Result<Vec<FileStamp>> {
     if files.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     std::fs::create_dir_all(dir)?;
     let mut temps = Vec::with_capacity(files.len());
     let result = (|| {
+        let mut stamps = Vec::with_capacity(files.len());
         for (name, bytes) in files {
             let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
             let temp = dir.join(format!(".{name}.{}.{n}{TEMP_SUFFIX}", std::process::id()));
@@ -49,11 +51,13 @@ pub fn replace_all(dir: &Path, files: &[(String, &[u8])]) -> std::io::Result<()>
             let mut file = std::fs::File::create(&temp)?;
             file.write_all(bytes)?;
             file.sync_data()?;
+            stamps.push(FileStamp::of(&file)?);
         }
         for ((name, _), temp) in files.iter().zip(&temps) {
             std::fs::rename(temp, dir.join(name))?;
         }
-        std::fs::File::open(dir)?.sync_all()
+        std::fs::File::open(dir)?.sync_all()?;
+        Ok(stamps)
     })();
     if result.is_err() {
         for temp in &temps {
@@ -71,11 +75,16 @@ mod tests {
     fn files_are_replaced_and_no_temp_file_is_left() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("rss.xml"), b"old").unwrap();
-        replace_all(
+        let stamps = replace_all(
             dir.path(),
             &[("rss.xml".into(), b"new"), ("rss.xml.gz".into(), b"gz")],
         )
         .unwrap();
+        for (name, stamp) in ["rss.xml", "rss.xml.gz"].iter().zip(&stamps) {
+            let file = std::fs::File::open(dir.path().join(name)).unwrap();
+            assert_eq!(FileStamp::of(&file).unwrap(), *stamp, "{name}");
+        }
+        assert_ne!(stamps[0], stamps[1]);
         assert_eq!(std::fs::read(dir.path().join("rss.xml")).unwrap(), b"new");
         assert_eq!(std::fs::read(dir.path().join("rss.xml.gz")).unwrap(), b"gz");
         let names: Vec<_> = std::fs::read_dir(dir.path())

@@ -18,6 +18,7 @@
 //! written again every second until that works: readers keep getting the latest feeds, and
 //! `feeds/` holds whole files of the last version written.
 
+use super::document::{FileStamp, etag_of};
 use super::{
     Codings, Compression, FeedChange, FeedFile, Headline, Inner, Links, PublicationError, Snapshot,
     files,
@@ -68,6 +69,8 @@ pub(super) struct Pending {
     /// After a restart that found the identity file unchanged: the compressed files beside
     /// it may hold their bytes too, and only those that differ are written.
     check_disk: bool,
+    /// The stamp of the identity file found holding the document's bytes after a restart.
+    on_disk: Option<FileStamp>,
 }
 
 /// A scope served uncompressed, or compressed fast, waiting to be finished.
@@ -118,10 +121,28 @@ struct Rendered {
     started: Instant,
 }
 
-/// A scope's documents compressed and on disk, ready to be swapped in.
+/// A scope's documents compressed (and on disk when each has the stamp of its identity
+/// file), ready to be swapped in.
 struct Finished {
-    docs: Vec<(Pending, Codings)>,
+    docs: Vec<(Pending, Codings, Option<FileStamp>)>,
 }
+
+impl Finished {
+    /// Each document as served once finished: from `served` (the pending document, or a
+    /// later-dated copy of it) with its codings, and with its identity coding let go of when
+    /// its file holds it.
+    fn document(served: &FeedFile, codings: &Codings, stamp: Option<FileStamp>) -> FeedFile {
+        match stamp {
+            Some(stamp) => served.on_disk(codings.clone(), stamp),
+            None => served.with_codings(codings.clone()),
+        }
+    }
+}
+
+/// Scopes the start-up build reads, renders and finishes at once, per core: their
+/// uncompressed documents are held together, so this bounds the memory the build takes
+/// beside the finished feeds (whose identity coding is in their files).
+const START_UP_SCOPES_PER_CORE: usize = 4;
 
 impl Inner {
     /// Regenerates `scopes`; returns those that failed, with their errors. A document
@@ -132,20 +153,55 @@ impl Inner {
         swap: Swap,
     ) -> Vec<(FeedScope, PublicationError)> {
         let mut failed = Vec::new();
-        let rendered = self.read_and_render(scopes, &mut failed).await;
-        let (inline, early) = match swap {
-            Swap::Once => (rendered, Vec::new()),
-            Swap::Early => (Vec::new(), rendered),
-        };
-        // Nothing is served yet at start-up: every feed with the full levels.
-        let compression = Compression::Full;
-        let work: Vec<(&FeedScope, &[Pending])> =
-            inline.iter().map(|r| (&r.scope, &r.pending[..])).collect();
-        let finished = self.finish_all(&work, compression, self.parallel).await;
-
         let mut ready: Vec<(String, Arc<FeedFile>)> = Vec::new();
         let mut changes = Vec::new();
-        let mut done: Vec<&Rendered> = Vec::new();
+        let mut early = Vec::new();
+        match swap {
+            Swap::Once => {
+                let mut scopes = scopes.into_iter().peekable();
+                while scopes.peek().is_some() {
+                    let chunk: Vec<FeedScope> = scopes
+                        .by_ref()
+                        .take(START_UP_SCOPES_PER_CORE * self.parallel)
+                        .collect();
+                    let rendered = self.read_and_render(chunk, &mut failed).await;
+                    self.finish_inline(rendered, &mut ready, &mut changes, &mut failed)
+                        .await;
+                }
+            }
+            Swap::Early => {
+                early = self.read_and_render(scopes, &mut failed).await;
+                self.leave_unfinished(&early, &mut ready);
+            }
+        }
+        self.swap_in(ready);
+        if !early.is_empty() {
+            self.finish_wake.notify_one();
+        }
+        for change in changes {
+            // Nobody listening is fine: subscribers come and go.
+            let _ = self.changes.send(change);
+        }
+        for rendered in &early {
+            self.count_regeneration(rendered);
+        }
+        failed
+    }
+
+    /// Finishes rendered scopes before they are served (at start-up): their documents go
+    /// to `ready` and their changes to `changes`, with the full compression levels.
+    async fn finish_inline(
+        self: &Arc<Self>,
+        inline: Vec<Rendered>,
+        ready: &mut Vec<(String, Arc<FeedFile>)>,
+        changes: &mut Vec<FeedChange>,
+        failed: &mut Vec<(FeedScope, PublicationError)>,
+    ) {
+        let work: Vec<(&FeedScope, &[Pending])> =
+            inline.iter().map(|r| (&r.scope, &r.pending[..])).collect();
+        let finished = self
+            .finish_all(&work, Compression::Full, self.parallel)
+            .await;
         for (rendered, finished) in inline.iter().zip(finished) {
             let finished = match finished {
                 (Some(finished), None) => finished,
@@ -157,8 +213,8 @@ impl Inner {
                 }
             };
             ready.extend(rendered.redated.iter().cloned());
-            for (pending, codings) in finished.docs {
-                let file = Arc::new(pending.file.with_codings(codings));
+            for (pending, codings, stamp) in finished.docs {
+                let file = Arc::new(Finished::document(&pending.file, &codings, stamp));
                 if pending.announce {
                     changes.push(FeedChange {
                         path: pending.key.clone(),
@@ -167,40 +223,30 @@ impl Inner {
                 }
                 ready.push((pending.key, file));
             }
-            done.push(rendered);
-        }
-        {
-            let mut unfinished = self.unfinished.lock().expect("unfinished scopes lock");
-            for rendered in &early {
-                ready.extend(rendered.redated.iter().cloned());
-                if rendered.pending.is_empty() {
-                    continue;
-                }
-                let entry = unfinished
-                    .entry(rendered.scope.clone())
-                    .or_insert_with(Unfinished::new);
-                entry.generation += 1;
-                entry.retry_at = None;
-                for pending in &rendered.pending {
-                    entry.docs.retain(|d| d.key != pending.key);
-                    entry.docs.push(pending.clone());
-                    ready.push((pending.key.clone(), pending.file.clone()));
-                }
-            }
-        }
-        done.extend(early.iter());
-        self.swap_in(ready);
-        if !early.is_empty() {
-            self.finish_wake.notify_one();
-        }
-        for change in changes {
-            // Nobody listening is fine: subscribers come and go.
-            let _ = self.changes.send(change);
-        }
-        for rendered in done {
             self.count_regeneration(rendered);
         }
-        failed
+    }
+
+    /// Leaves rendered scopes to be finished by the finisher: their documents go to
+    /// `ready`, to be served uncompressed meanwhile.
+    fn leave_unfinished(&self, early: &[Rendered], ready: &mut Vec<(String, Arc<FeedFile>)>) {
+        let mut unfinished = self.unfinished.lock().expect("unfinished scopes lock");
+        for rendered in early {
+            ready.extend(rendered.redated.iter().cloned());
+            if rendered.pending.is_empty() {
+                continue;
+            }
+            let entry = unfinished
+                .entry(rendered.scope.clone())
+                .or_insert_with(Unfinished::new);
+            entry.generation += 1;
+            entry.retry_at = None;
+            for pending in &rendered.pending {
+                entry.docs.retain(|d| d.key != pending.key);
+                entry.docs.push(pending.clone());
+                ready.push((pending.key.clone(), pending.file.clone()));
+            }
+        }
     }
 
     /// Finishes unfinished scopes, oldest first: at most `limit` of them, and only those due
@@ -347,6 +393,7 @@ impl Inner {
                     announce: false,
                     write_identity: false,
                     check_disk: false,
+                    on_disk: None,
                 });
             }
         }
@@ -455,8 +502,21 @@ impl Inner {
             finished.push(match (error, made) {
                 (None, Some(made)) => {
                     let docs: Vec<(Pending, Codings)> = docs.iter().cloned().zip(made).collect();
-                    let written = self.write_files(scope, &docs).await.err();
-                    (Some(Finished { docs }), written)
+                    match self.write_files(scope, &docs).await {
+                        Ok(stamps) => {
+                            let docs = docs
+                                .into_iter()
+                                .zip(stamps)
+                                .map(|((pending, codings), stamp)| (pending, codings, stamp))
+                                .collect();
+                            (Some(Finished { docs }), None)
+                        }
+                        // Served from memory, compressed, until the files are written.
+                        Err(e) => {
+                            let docs = docs.into_iter().map(|(p, c)| (p, c, None)).collect();
+                            (Some(Finished { docs }), Some(e))
+                        }
+                    }
                 }
                 (Some(e), _) => (None, Some(e)),
                 (None, None) => (
@@ -473,24 +533,31 @@ impl Inner {
 
     /// Writes the files of a scope's compressed documents that differ from what is on disk,
     /// all in one replacement (every temp file written before any is renamed), so that a
-    /// failure leaves the scope's last good files, like its last good documents.
+    /// failure leaves the scope's last good files, like its last good documents. Returns,
+    /// for each document, the stamp of the file that holds its identity coding, when known:
+    /// written now, found holding it after a restart, or written before it was compressed
+    /// again.
     async fn write_files(
         &self,
         scope: &FeedScope,
         docs: &[(Pending, Codings)],
-    ) -> Result<(), PublicationError> {
+    ) -> Result<Vec<Option<FileStamp>>, PublicationError> {
         let dir = self.settings.server.feeds_dir.join(scope.path_segment());
         let mut writes: Vec<(String, Bytes)> = Vec::new();
+        // Per document: its identity stamp if known, or where its written file is in `writes`.
+        let mut identities: Vec<Result<Option<FileStamp>, usize>> = Vec::new();
         for (pending, codings) in docs {
+            identities.push(if pending.write_identity {
+                writes.push((pending.file_name.to_owned(), pending.file.bytes().clone()));
+                Err(writes.len() - 1)
+            } else {
+                Ok(pending.on_disk.or_else(|| pending.file.stamp()))
+            });
             let files = [
-                ("", &pending.file.bytes),
                 (super::GZIP_SUFFIX, &codings.gzip.bytes),
                 (super::BROTLI_SUFFIX, &codings.brotli.bytes),
             ];
             for (suffix, bytes) in files {
-                if suffix.is_empty() && !pending.write_identity {
-                    continue;
-                }
                 let name = format!("{}{suffix}", pending.file_name);
                 if pending.check_disk
                     && std::fs::read(dir.join(&name)).is_ok_and(|old| old == bytes[..])
@@ -500,19 +567,24 @@ impl Inner {
                 writes.push((name, bytes.clone()));
             }
         }
-        if writes.is_empty() {
-            return Ok(());
-        }
-        let written = tokio::task::spawn_blocking(move || {
-            let files: Vec<(String, &[u8])> =
-                writes.iter().map(|(n, b)| (n.clone(), &b[..])).collect();
-            files::replace_all(&dir, &files).map_err(|error| PublicationError::Write {
-                path: dir.clone(),
-                error,
+        let written = if writes.is_empty() {
+            Vec::new()
+        } else {
+            let written = tokio::task::spawn_blocking(move || {
+                let files: Vec<(String, &[u8])> =
+                    writes.iter().map(|(n, b)| (n.clone(), &b[..])).collect();
+                files::replace_all(&dir, &files).map_err(|error| PublicationError::Write {
+                    path: dir.clone(),
+                    error,
+                })
             })
-        })
-        .await;
-        written.map_err(PublicationError::from).and_then(|r| r)
+            .await;
+            written.map_err(PublicationError::from).and_then(|r| r)?
+        };
+        Ok(identities
+            .into_iter()
+            .map(|identity| identity.unwrap_or_else(|at| written.get(at).copied()))
+            .collect())
     }
 
     /// Swaps a finished scope's compressed documents in, over the uncompressed ones they
@@ -522,14 +594,14 @@ impl Inner {
         self.snapshot.rcu(|current| {
             changes.clear();
             let mut next = Snapshot::clone(current);
-            for (pending, codings) in &finished.docs {
+            for (pending, codings, stamp) in &finished.docs {
                 let Some(served) = next.get_mut(&pending.key) else {
                     continue;
                 };
                 if served.etag != pending.file.etag {
                     continue; // replaced since; never the case while one task swaps
                 }
-                *served = Arc::new(served.with_codings(codings.clone()));
+                *served = Arc::new(Finished::document(served, codings, *stamp));
                 if pending.announce {
                     changes.push(FeedChange {
                         path: pending.key.clone(),
@@ -653,8 +725,9 @@ impl Inner {
                 hub_url: meta.hub_url.clone(),
             };
             let bytes = format.render(&meta, &articles);
+            let etag = etag_of(&bytes);
             let previous = current.get(&key);
-            if let Some(previous) = previous.filter(|p| p.bytes == bytes[..]) {
+            if let Some(previous) = previous.filter(|p| p.etag == etag) {
                 // Same bytes: nothing to write, but a later change time (say, of an article
                 // that went straight out of view) still moves Last-Modified on.
                 if previous.last_modified < derived || previous.max_age != max_age {
@@ -667,23 +740,25 @@ impl Inner {
             // After a restart the files on disk are the previous version.
             let on_disk = match previous {
                 Some(_) => None,
-                None => std::fs::read(dir.join(format.file_name())).ok(),
+                None => read_stamped(&dir.join(format.file_name())),
             };
-            let unchanged_on_disk = on_disk.as_ref().is_some_and(|old| *old == bytes);
+            let unchanged_on_disk = on_disk.as_ref().filter(|(old, _)| *old == bytes);
             // Last-Modified comes from the stored change times, so a restart or another
             // replica gives the same value. Only when the bytes changed without a newer
             // stored change (a new configuration, say) is "now" used instead, so that new
             // bytes never look older than the ones they replace. Two changes within one
             // second share a Last-Modified; their ETags still differ.
-            let replaced = previous.is_some() || (on_disk.is_some() && !unchanged_on_disk);
+            let replaced = previous.is_some() || (on_disk.is_some() && unchanged_on_disk.is_none());
             let stale_date = previous.is_none_or(|p| p.last_modified > derived);
             let last_modified = if replaced && stale_date {
                 derived.max(now.trunc_subsecs(0))
             } else {
                 derived
             };
-            let file = FeedFile::uncompressed(
+            let unchanged_on_disk = unchanged_on_disk.map(|(_, stamp)| *stamp);
+            let file = FeedFile::tagged(
                 bytes,
+                etag,
                 format.content_type(),
                 last_modified,
                 max_age,
@@ -693,10 +768,11 @@ impl Inner {
                 key,
                 file_name: format.file_name(),
                 file: Arc::new(file),
-                announce: previous.is_some() || !unchanged_on_disk,
+                announce: previous.is_some() || unchanged_on_disk.is_none(),
                 // Compared with the file already, in the read above.
-                write_identity: !unchanged_on_disk,
-                check_disk: unchanged_on_disk,
+                write_identity: unchanged_on_disk.is_none(),
+                check_disk: unchanged_on_disk.is_some(),
+                on_disk: unchanged_on_disk,
             });
         }
         Rendered {
@@ -707,4 +783,15 @@ impl Inner {
             started,
         }
     }
+}
+
+/// The bytes of the file at `path` and its stamp as they were read, if it can be read.
+fn read_stamped(path: &std::path::Path) -> Option<(Vec<u8>, FileStamp)> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).ok()?;
+    let stamp = FileStamp::of(&file).ok()?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).ok()?;
+    // Written to while it was read: as good as unknown.
+    (FileStamp::of(&file).ok()? == stamp).then_some((bytes, stamp))
 }

@@ -2,6 +2,7 @@
 //! it is rendered, uncompressed, and its files and compressed codings follow; a scope whose
 //! files cannot be written stays served from memory and is written once that works.
 
+use super::document::FileStamp;
 use super::regeneration::Swap;
 use super::{Compression, Publication, Step};
 use crate::config::{EMBEDDED_CONFIG, Overrides, Settings};
@@ -105,10 +106,12 @@ async fn a_change_is_served_before_it_is_compressed_and_written() {
     let failed = inner.regenerate_batch([politics()], Swap::Early).await;
     assert!(failed.is_empty(), "{failed:?}");
     let served = publication.get("politics/rss.xml").unwrap();
-    assert!(String::from_utf8_lossy(&served.bytes).contains("第一篇"));
+    assert!(String::from_utf8_lossy(served.bytes()).contains("第一篇"));
     assert!(served.codings.is_none(), "served before it is compressed");
     assert!(std::fs::read(&file).unwrap() == before, "not written yet");
     assert!(!publication.is_settled());
+
+    assert!(served.holds_identity(), "no file holds it yet");
 
     let outcomes = inner.finish_unfinished(usize::MAX, false).await;
     assert!(outcomes.iter().all(|(_, r)| r.is_ok()), "{outcomes:?}");
@@ -118,10 +121,44 @@ async fn a_change_is_served_before_it_is_compressed_and_written() {
         finished.codings.as_ref().unwrap().compression,
         Compression::Full
     );
-    assert!(std::fs::read(&file).unwrap() == served.bytes, "written");
+    assert!(
+        std::fs::read(&file).unwrap() == served.bytes()[..],
+        "written"
+    );
     let gz = std::fs::read(dir.path().join("feeds/politics/rss.xml.gz")).unwrap();
     assert_eq!(gz, finished.codings.as_ref().unwrap().gzip.bytes);
     assert!(publication.is_settled());
+
+    // Once written, the identity coding is the file's to hold, and comes back whole from
+    // the gzip coding when asked for.
+    let written = std::fs::File::open(&file).unwrap();
+    assert_eq!(finished.stamp(), Some(FileStamp::of(&written).unwrap()));
+    assert!(!finished.holds_identity());
+    assert!(finished.held_bytes() < served.held_bytes() / 2);
+    assert_eq!(finished.len(), served.len());
+    assert_eq!(finished.bytes(), served.bytes());
+    assert!(finished.holds_identity(), "restored once, then held");
+}
+
+#[tokio::test]
+async fn the_feeds_built_at_start_up_are_held_compressed_and_read_from_their_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, publication) = started(dir.path()).await;
+    publish(&store, "a", "第一篇").await;
+    drop((store, publication));
+
+    let (_store, again) = started(dir.path()).await;
+    std::fs::remove_dir_all(dir.path().join("feeds")).unwrap();
+    let (_store, fresh) = started(dir.path()).await;
+    for publication in [again, fresh] {
+        for format in crate::render::Format::ALL {
+            let key = format!("politics/{}", format.file_name());
+            let served = publication.get(&key).unwrap();
+            assert!(!served.holds_identity(), "{key}");
+            let on_disk = std::fs::read(dir.path().join("feeds").join(&key)).unwrap();
+            assert!(on_disk == served.bytes()[..], "{key}");
+        }
+    }
 }
 
 #[tokio::test]
@@ -139,7 +176,7 @@ async fn a_scope_changed_twice_before_it_is_finished_is_written_once_in_its_late
     assert!(on_disk.contains("第一篇") && on_disk.contains("第二篇"));
     assert_eq!(
         on_disk.as_bytes(),
-        &publication.get("politics/atom.xml").unwrap().bytes[..]
+        &publication.get("politics/atom.xml").unwrap().bytes()[..]
     );
 }
 
@@ -161,7 +198,7 @@ async fn a_scope_whose_files_cannot_be_written_is_served_from_memory_and_written
     inner.record_outcome(Step::Write, outcomes);
     assert!(!inner.health.faults().is_empty(), "the fault is reported");
     let served = publication.get("politics/rss.xml").unwrap();
-    assert!(String::from_utf8_lossy(&served.bytes).contains("第一篇"));
+    assert!(String::from_utf8_lossy(served.bytes()).contains("第一篇"));
     assert!(served.codings.is_some(), "compressed, from memory");
     assert_eq!(std::fs::read(&folder).unwrap(), b"in the way");
     // Not tried again before its second is up; then written.
@@ -174,7 +211,7 @@ async fn a_scope_whose_files_cannot_be_written_is_served_from_memory_and_written
     inner.record_outcome(Step::Write, outcomes);
     assert!(inner.health.faults().is_empty(), "recovered");
     let on_disk = std::fs::read(folder.join("rss.xml")).unwrap();
-    assert!(on_disk == served.bytes, "written once that works");
+    assert!(on_disk == served.bytes()[..], "written once that works");
     let json = std::fs::read_to_string(folder.join("feed.json")).unwrap();
     assert!(json.contains("第一篇"));
     assert!(publication.is_settled());
@@ -253,6 +290,10 @@ async fn a_restart_leaves_files_that_already_hold_the_feeds_untouched() {
         "nothing rewritten"
     );
     let served = again.get("politics/rss.xml").unwrap();
-    assert!(std::fs::read(&files[0]).unwrap() == served.bytes);
     assert!(served.codings.is_some());
+    // The file found holding the document holds it for the server too.
+    let found = std::fs::File::open(&files[0]).unwrap();
+    assert_eq!(served.stamp(), Some(FileStamp::of(&found).unwrap()));
+    assert!(!served.holds_identity());
+    assert!(std::fs::read(&files[0]).unwrap() == served.bytes()[..]);
 }

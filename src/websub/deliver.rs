@@ -248,7 +248,7 @@ async fn publish(inner: &Arc<Inner>, path: &str, file: &Arc<FeedFile>) {
         headers.insert(LINK, link);
     }
     let payload = Arc::new(Payload {
-        body: file.bytes.clone(),
+        body: file.bytes().clone(),
         headers,
     });
     for subscription in subscriptions {
