@@ -325,9 +325,7 @@ async fn replicas_on_one_database_serve_each_others_publishes_with_identical_fee
     };
     let dir = tempfile::tempdir().unwrap();
     let token = database.add_newsroom(dir.path());
-    let start = |name: &str| database.replica(dir.path(), name, None);
-    let (mut a, mut b) = (start("a"), start("b"));
-    let (on_a, on_b) = (a.wait_ready(), b.wait_ready());
+    let [(mut a, on_a), (mut b, on_b)] = database.two_replicas(dir.path(), None);
     let mut client_a = on_a.client().await;
     let mut client_b = on_b.client().await;
 
@@ -381,9 +379,7 @@ async fn a_replica_killed_mid_stream_loses_no_acknowledged_write() {
     };
     let dir = tempfile::tempdir().unwrap();
     let token = database.add_newsroom(dir.path());
-    let start = |name: &str| database.replica(dir.path(), name, None);
-    let (mut a, mut b) = (start("a"), start("b"));
-    let (on_a, on_b) = (a.wait_ready(), b.wait_ready());
+    let [(mut a, on_a), (mut b, on_b)] = database.two_replicas(dir.path(), None);
 
     // A stream of publishes to A, every fifth retracted right after; A is killed once 60
     // writes were acknowledged, while the stream goes on.
@@ -452,7 +448,7 @@ async fn a_replica_killed_mid_stream_loses_no_acknowledged_write() {
         );
     }
     // A restarted A and B serve the same feeds, without the retracted articles.
-    let mut a = start("a");
+    let mut a = database.replica(dir.path(), "a", None);
     let on_a = a.wait_ready();
     let newest = acknowledged.last().unwrap().clone();
     let newest_title = format!(

@@ -36,11 +36,7 @@ async fn a_partner_flooding_two_replicas_gets_its_rate_once_not_once_per_replica
         ),
     )
     .unwrap();
-    let (mut a, mut b) = (
-        database.replica(dir.path(), "a", Some(&config)),
-        database.replica(dir.path(), "b", Some(&config)),
-    );
-    let (on_a, on_b) = (a.wait_ready(), b.wait_ready());
+    let [(mut a, on_a), (mut b, on_b)] = database.two_replicas(dir.path(), Some(&config));
     let (client_a, client_b) = (on_a.client().await, on_b.client().await);
     let flood =
         |mut client: feedpub::grpc::proto::publisher_service_client::PublisherServiceClient<
@@ -158,11 +154,7 @@ async fn a_replica_follows_only_the_other_replicas_events_not_its_own() {
     };
     let dir = tempfile::tempdir().unwrap();
     let token = database.add_newsroom(dir.path());
-    let (mut a, mut b) = (
-        database.replica(dir.path(), "a", None),
-        database.replica(dir.path(), "b", None),
-    );
-    let (on_a, on_b) = (a.wait_ready(), b.wait_ready());
+    let [(mut a, on_a), (mut b, on_b)] = database.two_replicas(dir.path(), None);
     let publish = |id: &str, title: &str| PublishArticleRequest {
         article: Some(brief(id, title)),
         ..Default::default()
@@ -299,11 +291,7 @@ async fn an_expiry_is_applied_by_every_replica_to_its_own_feeds_with_no_shared_w
     };
     let dir = tempfile::tempdir().unwrap();
     let token = database.add_newsroom(dir.path());
-    let (mut a, mut b) = (
-        database.replica(dir.path(), "a", None),
-        database.replica(dir.path(), "b", None),
-    );
-    let (on_a, on_b) = (a.wait_ready(), b.wait_ready());
+    let [(mut a, on_a), (mut b, on_b)] = database.two_replicas(dir.path(), None);
     // Expires a few seconds from now: shown first, then dropped by both replicas.
     let expires = chrono::Utc::now().timestamp() + 5;
     on_a.client()

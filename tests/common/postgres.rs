@@ -2,7 +2,7 @@
 //! (whose role may create databases). Without that variable the test is skipped, with a
 //! message, except in CI (`CI` set), where it fails.
 
-use super::binary::{ServeOptions, ServeProcess, feedpub, run, token_of};
+use super::binary::{Running, ServeOptions, ServeProcess, feedpub, run, token_of};
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 use std::path::Path;
@@ -75,6 +75,16 @@ impl TestDatabase {
             config,
             ..ServeOptions::new(&data_dir, &feeds_dir)
         })
+    }
+
+    /// Replicas `a` and `b` on this database (with `config` when given), each in a folder
+    /// of its own under `dir`, started together; returned once both listen.
+    pub fn two_replicas(&self, dir: &Path, config: Option<&Path>) -> [(ServeProcess, Running); 2] {
+        let mut started = ["a", "b"].map(|name| self.replica(dir, name, config));
+        let ready = started.each_mut().map(ServeProcess::wait_ready);
+        let [a, b] = started;
+        let [on_a, on_b] = ready;
+        [(a, on_a), (b, on_b)]
     }
 
     /// Drops the database, closing whatever connections are left.
