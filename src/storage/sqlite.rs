@@ -170,8 +170,11 @@ impl SqliteStore {
             .run(&mut writer)
             .await
             .map_err(|e| StoreError::Migrate(std::sync::Arc::new(e)))?;
+        // A connection to a local file cannot go stale: it is not pinged on every acquire
+        // (a round trip to its thread before each read).
         let read = SqlitePoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .connect_with(options.read_only(true))
             .await?;
         let (head_tx, event_head) = watch::channel(history::event_head(&mut writer).await?);
@@ -996,13 +999,15 @@ impl Store for SqliteStore {
             tombstones: tombstones_sql,
             last_change: change_sql,
         } = FeedSql::of(scope);
+        // One connection for the three reads.
+        let mut conn = self.read.acquire().await?;
         let mut query = sqlx::query(&articles_sql)
             .bind(nanos(now))
             .bind(limit as i64);
         if let Some(section) = section {
             query = query.bind(section);
         }
-        let rows = query.fetch_all(&self.read).await?;
+        let rows = query.fetch_all(&mut *conn).await?;
         let articles = rows
             .iter()
             .map(article_from_row)
@@ -1015,7 +1020,7 @@ impl Store for SqliteStore {
             query = query.bind(section);
         }
         let tombstones = query
-            .fetch_all(&self.read)
+            .fetch_all(&mut *conn)
             .await?
             .iter()
             .map(|row| {
@@ -1031,7 +1036,7 @@ impl Store for SqliteStore {
         if let Some(section) = section {
             query = query.bind(section);
         }
-        let last_change: Option<i64> = query.fetch_one(&self.read).await?;
+        let last_change: Option<i64> = query.fetch_one(&mut *conn).await?;
         Ok(FeedContent {
             articles,
             tombstones,
