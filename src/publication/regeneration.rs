@@ -10,8 +10,9 @@
 //!    swapped in. A task of its own finishes scopes, oldest first, beside the scheduler; a
 //!    scope changed again before it was finished is finished once, in its latest version.
 //!    While more changes wait (a burst), it takes one core at most, compresses fast, and
-//!    finishes a scope half a second after its oldest change, so that compressing feeds
-//!    that keep changing takes little of the CPU the changes themselves need.
+//!    finishes a section (or `all`) half a second after its oldest change and an author or
+//!    tag feed five seconds after, so that compressing feeds that keep changing takes
+//!    little of the CPU the changes themselves need.
 //!
 //! The start-up build finishes every scope before anything is served. A scope whose files
 //! cannot be written (a full disk) is served from memory, compressed, and its files are
@@ -80,13 +81,13 @@ pub(super) struct Unfinished {
     /// Moves on whenever newer documents are merged in.
     generation: u64,
     /// When the oldest of its changes went in.
-    since: Instant,
+    pub(super) since: Instant,
     /// Not before this instant: set when its files could not be written.
     retry_at: Option<Instant>,
 }
 
 impl Unfinished {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             docs: Vec::new(),
             generation: 0,
@@ -96,11 +97,11 @@ impl Unfinished {
     }
 
     /// When it may be finished: at once, or after a failure a second later; during a burst
-    /// (`busy`) half a second after its oldest change, so that compressing feeds that keep
-    /// changing takes little of the CPU the changes need.
-    fn due_at(&self, busy: bool) -> Instant {
+    /// (`busy`) some time after its oldest change (see [`burst_finish_interval`]), so that
+    /// compressing feeds that keep changing takes little of the CPU the changes need.
+    pub(super) fn due_at(&self, busy: bool, scope: &FeedScope) -> Instant {
         let settled = if busy {
-            self.since + BURST_FINISH_INTERVAL
+            self.since + burst_finish_interval(scope)
         } else {
             self.since
         };
@@ -108,8 +109,16 @@ impl Unfinished {
     }
 }
 
-/// During a burst, how long a scope may be served uncompressed before it is finished.
-const BURST_FINISH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+/// During a burst, how long a scope may be served uncompressed before it is finished: half
+/// a second for `all` and the sections, which most readers poll and which every change
+/// touches; five seconds for author and tag feeds, which are many (a burst touches several
+/// for each section), so that they are compressed a tenth as often.
+pub(super) fn burst_finish_interval(scope: &FeedScope) -> std::time::Duration {
+    match scope {
+        FeedScope::All | FeedScope::Section(_) => std::time::Duration::from_millis(500),
+        FeedScope::Author(_) | FeedScope::Tag(_) => std::time::Duration::from_secs(5),
+    }
+}
 
 /// One scope read and rendered.
 struct Rendered {
@@ -267,7 +276,8 @@ impl Inner {
                 unfinished
                     .iter()
                     .filter(|(scope, u)| {
-                        (all || u.due_at(busy) <= now) && !outcomes.iter().any(|(s, _)| s == *scope)
+                        (all || u.due_at(busy, scope) <= now)
+                            && !outcomes.iter().any(|(s, _)| s == *scope)
                     })
                     .min_by_key(|(_, u)| u.since)
                     .map(|(scope, u)| (scope.clone(), u.docs.clone(), u.generation))
@@ -361,7 +371,7 @@ impl Inner {
     pub(super) fn next_unfinished(&self) -> Option<Instant> {
         let unfinished = self.unfinished.lock().expect("unfinished scopes lock");
         let busy = self.busy();
-        unfinished.values().map(|u| u.due_at(busy)).min()
+        unfinished.iter().map(|(s, u)| u.due_at(busy, s)).min()
     }
 
     /// Queues the scopes compressed fast during a burst to be compressed again with the
