@@ -31,6 +31,11 @@ pub use document::{
     ResponseHeaders, compressed_in_full, http_date,
 };
 
+/// How long no change may come before a burst is over: from then on feeds are finished at
+/// once with the full compression levels, and those compressed fast during the burst are
+/// compressed again.
+const CALM: Duration = Duration::from_millis(100);
+
 /// How many headlines of each feed the index page shows.
 const HEADLINES: usize = 5;
 
@@ -88,6 +93,9 @@ struct Inner {
     /// Stale marks the scheduler has taken into its current batch (or dealt with): below
     /// `marks_sent` when more are waiting, that is during a burst.
     marks_taken: AtomicU64,
+    /// When the last stale mark was sent, in microseconds since `epoch`.
+    last_mark: AtomicU64,
+    epoch: std::time::Instant,
     /// Scopes whose documents in the snapshot were compressed with [`Compression::Fast`]
     /// during a burst, to compress again with the full levels once it is over.
     fast: Mutex<BTreeSet<FeedScope>>,
@@ -147,6 +155,11 @@ impl Publication {
             marks_sent: AtomicU64::new(0),
             marks_done: AtomicU64::new(0),
             marks_taken: AtomicU64::new(0),
+            // Long before any mark: calm from the start.
+            last_mark: AtomicU64::new(0),
+            epoch: std::time::Instant::now()
+                .checked_sub(CALM)
+                .unwrap_or_else(std::time::Instant::now),
             fast: Mutex::new(BTreeSet::new()),
             unfinished: Mutex::new(BTreeMap::new()),
             finish_wake: tokio::sync::Notify::new(),
@@ -393,9 +406,21 @@ impl Inner {
         Ok(())
     }
 
-    /// True while stale marks wait that the scheduler has not taken yet.
-    fn busy(&self) -> bool {
+    /// True during a burst of changes: while stale marks wait that the scheduler has not
+    /// taken yet, or until [`CALM`] after the last one (changes that come one at a time, each
+    /// sent once the previous is answered, never wait for the scheduler, yet they are a
+    /// burst just the same).
+    pub(super) fn busy(&self) -> bool {
         self.marks_sent.load(Ordering::SeqCst) > self.marks_taken.load(Ordering::SeqCst)
+            || self.calm_at().is_some()
+    }
+
+    /// When the changes of the current burst will have stopped for [`CALM`]: `None` once
+    /// they have.
+    pub(super) fn calm_at(&self) -> Option<std::time::Instant> {
+        let last = Duration::from_micros(self.last_mark.load(Ordering::SeqCst));
+        let calm = self.epoch + last + CALM;
+        (calm > std::time::Instant::now()).then_some(calm)
     }
 
     /// Remembers that `scope`'s documents were compressed fast, to do it again properly.
@@ -447,6 +472,8 @@ impl Inner {
     }
 
     fn mark_stale(&self, scope: FeedScope) {
+        let since_epoch = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.last_mark.store(since_epoch, Ordering::SeqCst);
         self.marks_sent.fetch_add(1, Ordering::SeqCst);
         if self.stale.send(scope).is_err() {
             // The scheduler has stopped; the next start rebuilds every feed anyway.

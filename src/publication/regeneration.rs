@@ -333,19 +333,21 @@ impl Inner {
         self: Arc<Self>,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
-        /// How long no change may come before documents compressed fast during a burst are
-        /// compressed again with the full levels.
-        const CALM: std::time::Duration = std::time::Duration::from_millis(100);
+        use super::CALM;
         loop {
             let next = self.next_unfinished();
             let recompress =
                 next.is_none() && !self.fast.lock().expect("fast scopes lock").is_empty();
             let due = next.unwrap_or_else(Instant::now);
+            // When a burst of changes that came one at a time is over, what is due changes.
+            let calm = self.calm_at();
             let stopping = tokio::select! {
                 biased;
                 _ = stop.wait_for(|stop| *stop) => true,
                 _ = self.finish_wake.notified() => false,
                 _ = tokio::time::sleep_until(due.into()), if next.is_some() => false,
+                _ = tokio::time::sleep_until(calm.unwrap_or(due).into()),
+                    if next.is_some() && calm.is_some() => false,
                 _ = tokio::time::sleep(CALM), if recompress => {
                     self.queue_recompression();
                     false
@@ -411,7 +413,7 @@ impl Inner {
 
     /// gzip 1 and brotli 1 while stale marks wait (a burst: the feeds are turning over
     /// faster than full compression keeps up with), the full levels otherwise.
-    fn compression_now(&self) -> Compression {
+    pub(super) fn compression_now(&self) -> Compression {
         if self.busy() {
             Compression::Fast
         } else {

@@ -237,6 +237,25 @@ fn during_a_burst_sections_are_finished_before_author_and_tag_feeds() {
 }
 
 #[tokio::test]
+async fn changes_that_come_one_at_a_time_are_a_burst_until_they_stop_for_a_while() {
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, publication) = started(dir.path()).await;
+    let inner = publication.inner.clone();
+    assert!(!inner.busy(), "calm from the start");
+    publication.touch(&[SectionSlug::parse("politics").unwrap()]);
+    // As if the scheduler had taken every mark at once: none waits.
+    let sent = inner.marks_sent.load(Ordering::SeqCst);
+    inner.marks_taken.store(sent, Ordering::SeqCst);
+    let calm = inner.calm_at().expect("a change just came");
+    assert!(inner.busy());
+    assert_eq!(inner.compression_now(), Compression::Fast);
+    tokio::time::sleep_until(calm.into()).await;
+    assert!(!inner.busy(), "calm again");
+    assert_eq!(inner.compression_now(), Compression::Full);
+}
+
+#[tokio::test]
 async fn documents_compressed_fast_during_a_burst_are_compressed_again_after_it() {
     use std::sync::atomic::Ordering;
     let dir = tempfile::tempdir().unwrap();
