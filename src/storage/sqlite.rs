@@ -172,8 +172,12 @@ impl SqliteStore {
             .run(&mut writer)
             .await
             .map_err(|e| StoreError::Migrate(std::sync::Arc::new(e)))?;
+        // A pool tests a connection with a ping before lending it, by default: on SQLite
+        // that is one more round trip to the connection's thread for every read (the token
+        // of every call among them), to test a local file that cannot hang up.
         let read = SqlitePoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .connect_with(options.read_only(true))
             .await?;
         let (head_tx, event_head) = watch::channel(history::event_head(&mut writer).await?);
@@ -249,9 +253,10 @@ async fn run_writer(
 
 /// Runs every job of the batch in one transaction, each in its own savepoint so one failure
 /// does not undo the others (a job alone needs none: its failure undoes the transaction),
-/// then commits once, announces the newest event, and answers every caller. Consecutive publishes of one partner run together first, in one savepoint
-/// and with one statement per table for all their rows, as if they were one job; should
-/// that fail, they are undone and run again one by one, each in its own savepoint.
+/// then commits once, announces the newest event, and answers every caller. Consecutive
+/// publishes of one partner run together first, in one savepoint and with one statement per
+/// table for all their rows, as if they were one job; should that fail, they are undone and
+/// run again one by one, each in its own savepoint.
 async fn commit_batch(
     conn: &mut SqliteConnection,
     batch: Vec<Job>,
@@ -265,7 +270,14 @@ async fn commit_batch(
     // case with few callers, skips the savepoint and its release.
     let alone_in_batch = batch.len() == 1;
     let mut deliveries: Vec<Delivery> = Vec::with_capacity(batch.len());
-    if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+    // A publish alone begins the transaction in the command of its first read.
+    let begin_with_job = alone_in_batch && matches!(batch.first(), Some(Job::Publish { .. }));
+    let begun = if begin_with_job {
+        Ok(Default::default())
+    } else {
+        sqlx::query(writes::BEGIN).execute(&mut *conn).await
+    };
+    if let Err(e) = begun {
         let error = StoreError::from(e);
         for job in batch {
             fail(job, error.clone());
@@ -321,10 +333,9 @@ async fn commit_batch(
                     .into_iter()
                     .map(|w| (w, now, rights.as_ref()))
                     .collect();
-                let result = writes::apply_publishes(conn, partner, writes, |results| {
-                    publish_entries(&actor, &ids, results, now)
-                })
-                .await;
+                let audit = |results: &[_]| publish_entries(&actor, &ids, results, now);
+                let result =
+                    writes::apply_publishes(conn, partner, writes, begin_with_job, audit).await;
                 deliver(reply, result)
             }
             Job::Retract {
@@ -582,7 +593,7 @@ async fn publish_together(conn: &mut SqliteConnection, group: Vec<Job>) -> Toget
         }
         entries
     };
-    let result = writes::apply_publishes(conn, partner, writes, audit)
+    let result = writes::apply_publishes(conn, partner, writes, false, audit)
         .await
         .map(|mut results| {
             // Split the results back into each job's.

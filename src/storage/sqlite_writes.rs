@@ -21,18 +21,21 @@ use std::sync::LazyLock;
 
 /// Publishes `writes` in order, each made at its own time (the writes of several calls can
 /// be applied together) and refused when the rights given with it do not cover the stored
-/// article it replaces ([`may_change`]), with the audit entries `audit` makes of their results, written in
-/// the same script as the last of their rows; one result per write. A refused write (failed
-/// precondition, reused request id) writes nothing and does not affect the others; a
-/// database error fails them all.
+/// article it replaces ([`may_change`]); the audit entries `audit` makes of the results
+/// are written in the same script as the last of their rows. One result per write: a
+/// refused write (failed precondition, reused request id, rights) writes nothing and does
+/// not affect the others; a database error fails them all. With `begin`, the writer's
+/// transaction begins in the command of the first read.
 pub(super) async fn apply_publishes(
     conn: &mut SqliteConnection,
     partner: PartnerId,
     writes: Vec<(ArticleWrite, DateTime<Utc>, Option<&Partner>)>,
+    begin: bool,
     audit: impl FnOnce(&[Result<Revision, StoreError>]) -> Vec<AuditEntry>,
 ) -> Result<Vec<Result<Revision, StoreError>>, StoreError> {
     let ids: Vec<&str> = writes.iter().map(|(w, _, _)| w.id.as_str()).collect();
-    let mut current = select_articles(conn, partner, &ids).await?;
+    let prefix = if begin { BEGIN } else { "" };
+    let mut current = select_articles_after(conn, prefix, partner, &ids).await?;
     let request_ids: Vec<&str> = writes
         .iter()
         .filter_map(|(w, _, _)| w.request.as_ref().map(|r| r.id()))
@@ -208,14 +211,28 @@ pub(super) fn check_precondition(
     }
 }
 
+/// Begins the writer's transaction, taking the write lock at once.
+pub(super) const BEGIN: &str = "BEGIN IMMEDIATE;";
+
 /// A partner's stored articles with these ids, by id.
 pub(super) async fn select_articles(
     conn: &mut SqliteConnection,
     partner: PartnerId,
     ids: &[&str],
 ) -> Result<HashMap<ArticleId, Article>, StoreError> {
+    select_articles_after(conn, "", partner, ids).await
+}
+
+/// `select_articles`, in one command after the statements of `prefix` (which take no
+/// parameters and return no rows).
+async fn select_articles_after(
+    conn: &mut SqliteConnection,
+    prefix: &str,
+    partner: PartnerId,
+    ids: &[&str],
+) -> Result<HashMap<ArticleId, Article>, StoreError> {
     let rows = sqlx::query(&format!(
-        "SELECT {ARTICLE_COLUMNS} FROM articles
+        "{prefix} SELECT {ARTICLE_COLUMNS} FROM articles
          WHERE partner_id = ?1 AND article_id IN (SELECT value FROM json_each(?2))"
     ))
     .bind(partner.0)
