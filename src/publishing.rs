@@ -84,6 +84,10 @@ impl From<StoreError> for PublishError {
         match e {
             StoreError::Conflict(what) => Self::AlreadyExists(what),
             StoreError::EtagMismatch(why) => Self::Aborted(why),
+            StoreError::SectionNotGranted { partner, section } => {
+                Self::PermissionDenied { partner, section }
+            }
+            StoreError::EmbargoNotGranted { partner } => Self::EmbargoNotGranted { partner },
             StoreError::RequestIdReused(id) => Self::Invalid(Violations::one(
                 "request_id",
                 format!("{id:?} was already used for a different request; use a new request id"),
@@ -263,11 +267,20 @@ impl Publisher {
     ) -> Result<Published, PublishError> {
         let started = std::time::Instant::now();
         let raw_id = request.draft.id.clone();
-        let result = match self.prepare(caller, request, true).await {
+        let result = match self.prepare(caller, request) {
             Ok((write, warnings)) => {
                 let actor = Actor::from(caller);
-                let partner = caller.partner.id;
-                let stored = self.store.publish(partner, write, Utc::now(), &actor).await;
+                let partner = &caller.partner;
+                let rights = rights_to_check(partner);
+                let stored = self
+                    .store
+                    .publish_checked(partner.id, rights, vec![write], Utc::now(), &actor)
+                    .await
+                    .and_then(|mut results| {
+                        results.pop().unwrap_or_else(|| {
+                            Err(StoreError::Corrupt("a publish gave no result".into()))
+                        })
+                    });
                 stored.map_err(PublishError::from).map(|revision| {
                     let touched = self.touch(&revision);
                     Published {
@@ -286,14 +299,13 @@ impl Publisher {
             .await
     }
 
-    /// Validates a publish and checks the partner's rights (also to the section a correction
-    /// moves the article from, when `check_stored`; a batch checks those for a whole chunk
-    /// with one read): what to store, and the warnings for the editor.
-    async fn prepare(
+    /// Validates a publish and checks the partner's rights to what it asks (the store checks
+    /// those to the stored article it replaces, see [`rights_to_check`]): what to
+    /// store, and the warnings for the editor.
+    fn prepare(
         &self,
         caller: &Caller,
         request: PublishRequest,
-        check_stored: bool,
     ) -> Result<(ArticleWrite, Vec<String>), PublishError> {
         let partner = &caller.partner;
         let valid = request.draft.validate_within(
@@ -316,15 +328,6 @@ impl Publisher {
         let now = Utc::now();
         if valid.content.is_embargoed(now) {
             may_see_embargoed(partner)?;
-        }
-        // A correction may move an article between sections: the partner needs the right to
-        // the section it leaves too (and to an embargo that still runs). A partner with every
-        // right has nothing to check, and batches of its articles need no read per article.
-        if check_stored
-            && !unrestricted(partner)
-            && let Some(existing) = self.store.article(partner.id, &valid.id).await?
-        {
-            may_change(partner, &existing, now)?;
         }
         let guid = self.guid(partner, &valid.id, &valid.content.publish_time);
         let write = ArticleWrite {
@@ -566,25 +569,24 @@ fn may_see_embargoed(partner: &Partner) -> Result<(), PublishError> {
     }
 }
 
-/// A partner changes only its own articles (the store looks them up by partner), in the
-/// sections it holds, and embargoed ones only with that right.
-/// True when a partner has every right, so that its corrections need no look at the stored
-/// article.
-fn unrestricted(partner: &Partner) -> bool {
-    matches!(partner.grant, SectionGrant::All) && partner.embargoed
+/// The rights the store checks a partner's writes against: a correction may move an article
+/// between sections, and the partner needs the right to the section it leaves too (and to
+/// an embargo that still runs). The store checks them in the write's transaction, against
+/// the row replaced, so that no read comes before the write; a partner with every right has
+/// nothing to check.
+fn rights_to_check(partner: &Partner) -> Option<&Partner> {
+    let unrestricted = matches!(partner.grant, SectionGrant::All) && partner.embargoed;
+    (!unrestricted).then_some(partner)
 }
 
+/// A partner changes only its own articles (the store looks them up by partner), in the
+/// sections it holds, and embargoed ones only with that right.
 fn may_change(
     partner: &Partner,
     existing: &Article,
     now: chrono::DateTime<Utc>,
 ) -> Result<(), PublishError> {
-    debug_assert_eq!(existing.partner, partner.id);
-    may_publish_to(partner, &existing.content.section)?;
-    if existing.content.is_embargoed(now) {
-        may_see_embargoed(partner)?;
-    }
-    Ok(())
+    crate::storage::may_change(partner, existing, now).map_err(PublishError::from)
 }
 
 fn parse_id(raw: &str) -> Result<ArticleId, PublishError> {

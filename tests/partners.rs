@@ -231,7 +231,7 @@ async fn granted_and_denied_rights_hold_from_the_next_call_on() {
         .publish_article(authed(&token, article("w-3", "rural")))
         .await
         .expect("a granted section");
-    // The same in a batch, which checks the stored articles of a whole chunk at once: the
+    // The same in a batch, whose stored articles the store checks as it writes them: the
     // move is refused, the article beside it answered.
     let results = client
         .publish_articles(authed(

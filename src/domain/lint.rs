@@ -61,18 +61,27 @@ fn is_cjk_punctuation(c: char) -> bool {
     matches!(c as u32, 0x3000..=0x303f | 0xff00..=0xff0f | 0xff1a..=0xff20 | 0x2010..=0x2027)
 }
 
+/// The first `QUOTE_GRAPHEMES` user-perceived characters, and `…` when there are more:
+/// segmented only that far, not through the whole paragraph.
 fn head(text: &str) -> String {
-    let graphemes: Vec<&str> = text.trim().graphemes(true).collect();
-    let mut quoted: String = graphemes.iter().take(QUOTE_GRAPHEMES).copied().collect();
-    if graphemes.len() > QUOTE_GRAPHEMES {
+    let mut graphemes = text.trim().graphemes(true);
+    let mut quoted: String = graphemes.by_ref().take(QUOTE_GRAPHEMES).collect();
+    if graphemes.next().is_some() {
         quoted.push('…');
     }
     quoted
 }
 
+/// The last `QUOTE_GRAPHEMES` user-perceived characters, segmented from the end.
 fn tail(text: &str) -> String {
-    let graphemes: Vec<&str> = text.trim().graphemes(true).collect();
-    graphemes[graphemes.len().saturating_sub(QUOTE_GRAPHEMES)..].concat()
+    let trimmed = text.trim();
+    let start = trimmed
+        .grapheme_indices(true)
+        .rev()
+        .take(QUOTE_GRAPHEMES)
+        .last()
+        .map_or(trimmed.len(), |(at, _)| at);
+    trimmed[start..].to_owned()
 }
 
 #[cfg(test)]
@@ -101,6 +110,18 @@ mod tests {
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert!(warnings[0].starts_with("f: paragraph 2 repeats paragraph 1"));
         assert!(warnings[1].starts_with("f: paragraph 3 repeats paragraph 1"));
+    }
+
+    #[test]
+    fn quotes_are_cut_on_grapheme_boundaries_at_both_ends() {
+        // A flag is two code points but one user-perceived character.
+        let text = format!("{}🇨🇳甲乙", "字".repeat(10));
+        assert_eq!(head(&text), format!("{}🇨🇳甲…", "字".repeat(10)));
+        assert_eq!(tail(&text), format!("{}🇨🇳甲乙", "字".repeat(9)));
+        assert_eq!(head("  短句  "), "短句");
+        assert_eq!(tail("  短句  "), "短句");
+        assert_eq!(head(""), "");
+        assert_eq!(tail(""), "");
     }
 
     #[test]

@@ -40,7 +40,9 @@ impl From<PublishError> for Status {
                 | StoreError::Migrate(_)
                 | StoreError::Conflict(_)
                 | StoreError::EtagMismatch(_)
-                | StoreError::RequestIdReused(_),
+                | StoreError::RequestIdReused(_)
+                | StoreError::SectionNotGranted { .. }
+                | StoreError::EmbargoNotGranted { .. },
             ) => (Code::Internal, "STORAGE_FAILED"),
             PublishError::Randomness(_) => (Code::Internal, "NO_RANDOMNESS"),
         };

@@ -1,12 +1,10 @@
 //! Batch publishing (PublishArticles): a partner's articles are validated as they arrive,
-//! their rights on the stored articles checked a chunk at a time (one read per chunk, not
-//! per article), stored a chunk at a time (one writer job, so one transaction, per chunk, the next chunk
-//! validated while the last is stored), each with a result of its own; the feeds they touch
-//! are marked stale once, when the batch ends.
+//! stored a chunk at a time (one writer job, so one transaction, per chunk, the next chunk
+//! validated while the last is stored), their rights on the stored articles checked by the
+//! store as it writes them, each with a result of its own; the feeds they touch are marked
+//! stale once, when the batch ends.
 
-use super::{
-    PublishError, PublishRequest, Published, Publisher, count_outcome, may_change, unrestricted,
-};
+use super::{PublishError, PublishRequest, Published, Publisher, count_outcome, rights_to_check};
 use crate::domain::{Actor, Caller, FeedScope, Revision, SectionSlug};
 use crate::storage::ArticleWrite;
 use chrono::Utc;
@@ -71,7 +69,7 @@ impl Batch {
         }
         self.pushed += 1;
         let prepared = match request {
-            Ok(request) => self.publisher.prepare(&self.caller, request, false).await,
+            Ok(request) => self.publisher.prepare(&self.caller, request),
             Err(e) => Err(e),
         };
         match prepared {
@@ -106,12 +104,8 @@ impl Batch {
             return;
         }
         let chunk = std::mem::take(&mut self.pending);
-        let chunk = self.check_stored(chunk).await;
-        if chunk.is_empty() {
-            return;
-        }
         let store = self.publisher.store.clone();
-        let partner = self.caller.partner.id;
+        let partner = self.caller.partner.clone();
         let actor = Actor::from(&self.caller);
         let (meta, writes): (Vec<_>, Vec<_>) = chunk
             .into_iter()
@@ -120,8 +114,9 @@ impl Batch {
         let in_flight = meta.clone();
         let task = tokio::spawn(async move {
             let count = writes.len();
+            let rights = rights_to_check(&partner);
             match store
-                .publish_batch(partner, writes, Utc::now(), &actor)
+                .publish_checked(partner.id, rights, writes, Utc::now(), &actor)
                 .await
             {
                 Ok(results) if results.len() == count => meta
@@ -139,44 +134,6 @@ impl Batch {
             }
         });
         self.storing = Some((in_flight, task));
-    }
-
-    /// The articles of `chunk` the partner may change, as `Publisher::publish` checks each
-    /// (the right to the section a correction moves an article from, and to an embargo that
-    /// still runs), with one read of the chunk's stored articles; the others are refused.
-    async fn check_stored(&mut self, chunk: Vec<Pending>) -> Vec<Pending> {
-        let partner = &self.caller.partner;
-        if unrestricted(partner) {
-            return chunk;
-        }
-        let ids: Vec<_> = chunk.iter().map(|(_, write, _)| write.id.clone()).collect();
-        let stored = match self.publisher.store.articles(partner.id, &ids).await {
-            Ok(stored) => stored,
-            Err(e) => {
-                for (index, _, _) in chunk {
-                    let result = Err(PublishError::from(e.clone()));
-                    count_outcome(&result);
-                    self.results.push((index, result));
-                }
-                return Vec::new();
-            }
-        };
-        let now = Utc::now();
-        let mut allowed = Vec::with_capacity(chunk.len());
-        for (index, write, warnings) in chunk {
-            match stored
-                .get(&write.id)
-                .map(|existing| may_change(partner, existing, now))
-            {
-                Some(Err(e)) => {
-                    let result = Err(e);
-                    count_outcome(&result);
-                    self.results.push((index, result));
-                }
-                _ => allowed.push((index, write, warnings)),
-            }
-        }
-        allowed
     }
 
     /// Waits for the chunk being stored and records its results and the feeds it touched.

@@ -677,6 +677,108 @@ async fn check_requests_and_etags(store: &dyn Store) {
     assert_eq!(store.forget_requests(at(1011)).await.unwrap(), 2);
 }
 
+contract!(
+    a_checked_publish_refuses_only_the_writes_whose_stored_article_the_rights_do_not_cover,
+    check_rights_in_the_write
+);
+async fn check_rights_in_the_write(store: &dyn Store) {
+    let partner = add_partner(store, "wire").await;
+    publish(store, &partner, "w-1", 1, |_| {}).await;
+    publish(store, &partner, "w-2", 1, |d| {
+        d.embargo_time = Some(at(5000))
+    })
+    .await;
+    let section = |slug: &str| SectionSlug::parse(slug).unwrap();
+    let stored_section = |id: &'static str| async move {
+        store
+            .article(partner.id, &ArticleId::parse(id).unwrap())
+            .await
+            .unwrap()
+            .map(|a| a.content.section.to_string())
+    };
+
+    // The partner now holds only politics, and no longer the embargo right: it may not move
+    // its rural article out, nor touch the one whose embargo runs; a new article, and the
+    // writes around the refused ones, go through.
+    let narrowed = Partner {
+        grant: SectionGrant::Only(vec![section("politics")]),
+        embargoed: false,
+        ..partner.clone()
+    };
+    let to_politics = |id: &str| write(id, 1, |d| d.section = "politics".into());
+    let results = store
+        .publish_checked(
+            partner.id,
+            Some(&narrowed),
+            vec![to_politics("w-1"), to_politics("w-3")],
+            at(1010),
+            &actor(&partner),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&results[0], Err(StoreError::SectionNotGranted { partner, section })
+            if partner == "wire" && section == "rural"),
+        "{results:?}"
+    );
+    assert!(results[0].as_ref().unwrap_err().is_refusal());
+    assert!(
+        matches!(results[1], Ok(Revision::Created(_))),
+        "{results:?}"
+    );
+    assert_eq!(stored_section("w-1").await.as_deref(), Some("rural"));
+    assert_eq!(stored_section("w-3").await.as_deref(), Some("politics"));
+
+    let no_embargo = Partner {
+        embargoed: false,
+        ..partner.clone()
+    };
+    let refused = store
+        .publish_checked(
+            partner.id,
+            Some(&no_embargo),
+            vec![write("w-2", 1, |d| d.title = "更正".into())],
+            at(1011),
+            &actor(&partner),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&refused[0], Err(StoreError::EmbargoNotGranted { partner }) if partner == "wire"),
+        "{refused:?}"
+    );
+    // Once the embargo is over the same correction is the partner's to make.
+    let allowed = store
+        .publish_checked(
+            partner.id,
+            Some(&no_embargo),
+            vec![write("w-2", 1, |d| d.title = "更正".into())],
+            at(6000),
+            &actor(&partner),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(allowed[0], Ok(Revision::Updated { .. })),
+        "{allowed:?}"
+    );
+    // Without rights to check, the store checks nothing: the move goes through.
+    let moved = store
+        .publish_batch(
+            partner.id,
+            vec![to_politics("w-1")],
+            at(6001),
+            &actor(&partner),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(moved[0], Ok(Revision::Updated { .. })),
+        "{moved:?}"
+    );
+    assert_eq!(stored_section("w-1").await.as_deref(), Some("politics"));
+}
+
 /// Runs the futures concurrently (each polled in turn, so that all of them are under way
 /// before any finishes) and returns their outputs in order.
 async fn join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {

@@ -71,14 +71,53 @@ pub enum StoreError {
     /// A request id came back with a different request. Nothing was written.
     #[error("request id {0:?} was already used for a different request")]
     RequestIdReused(String),
+    /// The stored article a write would replace is in a section the partner is not granted.
+    /// Nothing was written.
+    #[error("partner {partner:?} is not granted section {section:?}")]
+    SectionNotGranted { partner: String, section: String },
+    /// The stored article a write would replace is under an embargo the partner has no
+    /// right to. Nothing was written.
+    #[error("partner {partner:?} may not publish or see embargoed articles")]
+    EmbargoNotGranted { partner: String },
 }
 
 impl StoreError {
     /// True when the store refused one write for what it asked (a failed precondition, a
-    /// reused request id), as opposed to failing.
+    /// reused request id, a stored article the partner may not change), as opposed to
+    /// failing.
     pub fn is_refusal(&self) -> bool {
-        matches!(self, Self::EtagMismatch(_) | Self::RequestIdReused(_))
+        matches!(
+            self,
+            Self::EtagMismatch(_)
+                | Self::RequestIdReused(_)
+                | Self::SectionNotGranted { .. }
+                | Self::EmbargoNotGranted { .. }
+        )
     }
+}
+
+/// Refuses a change of `existing` by `partner` unless the partner holds its section and, if
+/// its embargo still runs at `now`, the embargo right. A partner changes only its own
+/// articles: the stores look them up by partner.
+pub fn may_change(
+    partner: &Partner,
+    existing: &Article,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    debug_assert_eq!(existing.partner, partner.id);
+    let section = &existing.content.section;
+    if !partner.grant.allows(section) {
+        return Err(StoreError::SectionNotGranted {
+            partner: partner.name.to_string(),
+            section: section.to_string(),
+        });
+    }
+    if existing.content.is_embargoed(now) && !partner.embargoed {
+        return Err(StoreError::EmbargoNotGranted {
+            partner: partner.name.to_string(),
+        });
+    }
+    Ok(())
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -382,6 +421,21 @@ pub trait Store: Send + Sync + 'static {
     async fn publish_batch(
         &self,
         partner: PartnerId,
+        writes: Vec<ArticleWrite>,
+        now: DateTime<Utc>,
+        actor: &Actor,
+    ) -> Result<Vec<Result<Revision, StoreError>>, StoreError> {
+        self.publish_checked(partner, None, writes, now, actor)
+            .await
+    }
+
+    /// `publish_batch`, each write also refused ([`may_change`]) when `rights`, the
+    /// partner's, do not cover the stored article it replaces: checked in the write's
+    /// transaction, against the row it replaces, so that no read has to come first.
+    async fn publish_checked(
+        &self,
+        partner: PartnerId,
+        rights: Option<&Partner>,
         writes: Vec<ArticleWrite>,
         now: DateTime<Utc>,
         actor: &Actor,

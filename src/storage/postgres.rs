@@ -700,9 +700,10 @@ impl Store for PostgresStore {
         rows.iter().map(entry_from_row).collect()
     }
 
-    async fn publish_batch(
+    async fn publish_checked(
         &self,
         partner: PartnerId,
+        rights: Option<&Partner>,
         writes: Vec<ArticleWrite>,
         now: DateTime<Utc>,
         actor: &Actor,
@@ -713,6 +714,7 @@ impl Store for PostgresStore {
         let results = in_transaction!(self, |conn| writes::publish(
             conn,
             partner,
+            rights,
             writes.clone(),
             now,
             actor

@@ -13,10 +13,10 @@ use super::sqlite_history::{
     RequestRecord, VERSION_COLUMNS, VERSIONED_COLUMNS, kind_code, request_from_row,
 };
 use super::sqlite_writes::{UPDATES, check_precondition};
-use super::{ArticleWrite, Retraction, StoreError};
+use super::{ArticleWrite, Retraction, StoreError, may_change};
 use crate::domain::{
     Actor, Article, ArticleId, ArticleState, AuditEntry, AuditOperation, EventKind, Outcome,
-    PartnerId, Revision,
+    Partner, PartnerId, Revision,
 };
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
@@ -199,6 +199,7 @@ async fn notify(conn: &mut PgConnection) -> Result<(), StoreError> {
 pub(super) async fn publish(
     conn: &mut PgConnection,
     partner: PartnerId,
+    rights: Option<&Partner>,
     writes: Vec<ArticleWrite>,
     now: DateTime<Utc>,
     actor: &Actor,
@@ -230,6 +231,7 @@ pub(super) async fn publish(
             partner,
             write,
             now,
+            rights,
         )
         .await;
         if let Ok(revision) = &result {
@@ -250,6 +252,7 @@ pub(super) async fn publish(
     Ok(results)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn publish_one(
     conn: &mut PgConnection,
     changes: &mut Changes,
@@ -258,7 +261,11 @@ async fn publish_one(
     partner: PartnerId,
     write: ArticleWrite,
     now: DateTime<Utc>,
+    rights: Option<&Partner>,
 ) -> Result<Revision, StoreError> {
+    if let (Some(rights), Some(existing)) = (rights, current.get(&write.id)) {
+        may_change(rights, existing, now)?;
+    }
     if let Some(key) = &write.request
         && let Some(record) = requests.get(key.id())
     {

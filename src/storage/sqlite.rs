@@ -46,6 +46,8 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 enum Job {
     Publish {
         partner: PartnerId,
+        /// The caller's rights, to check against the stored articles replaced.
+        rights: Option<Partner>,
         writes: Vec<ArticleWrite>,
         now: DateTime<Utc>,
         actor: Actor,
@@ -170,8 +172,9 @@ impl SqliteStore {
             .run(&mut writer)
             .await
             .map_err(|e| StoreError::Migrate(std::sync::Arc::new(e)))?;
-        // A connection to a local file cannot go stale: it is not pinged on every acquire
-        // (a round trip to its thread before each read).
+        // A pool tests a connection with a ping before lending it, by default: on SQLite
+        // that is one more round trip to the connection's thread for every read (the token
+        // of every call among them), to test a local file that cannot hang up.
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .test_before_acquire(false)
@@ -249,10 +252,11 @@ async fn run_writer(
 }
 
 /// Runs every job of the batch in one transaction, each in its own savepoint so one failure
-/// does not undo the others, then commits once, announces the newest event, and answers
-/// every caller. Consecutive publishes of one partner run together first, in one savepoint
-/// and with one statement per table for all their rows, as if they were one job; should
-/// that fail, they are undone and run again one by one, each in its own savepoint.
+/// does not undo the others (a job alone needs none: its failure undoes the transaction),
+/// then commits once, announces the newest event, and answers every caller. Consecutive
+/// publishes of one partner run together first, in one savepoint and with one statement per
+/// table for all their rows, as if they were one job; should that fail, they are undone and
+/// run again one by one, each in its own savepoint.
 async fn commit_batch(
     conn: &mut SqliteConnection,
     batch: Vec<Job>,
@@ -262,8 +266,18 @@ async fn commit_batch(
         return;
     }
     let logs_events = batch.iter().any(Job::logs_events);
+    // Each statement is a round trip to the connection's thread: a job alone, the common
+    // case with few callers, skips the savepoint and its release.
+    let alone_in_batch = batch.len() == 1;
     let mut deliveries: Vec<Delivery> = Vec::with_capacity(batch.len());
-    if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+    // A publish alone begins the transaction in the command of its first read.
+    let begin_with_job = alone_in_batch && matches!(batch.first(), Some(Job::Publish { .. }));
+    let begun = if begin_with_job {
+        Ok(Default::default())
+    } else {
+        sqlx::query(writes::BEGIN).execute(&mut *conn).await
+    };
+    if let Err(e) = begun {
         let error = StoreError::from(e);
         for job in batch {
             fail(job, error.clone());
@@ -301,27 +315,27 @@ async fn commit_batch(
                 }
             }
         };
-        if let Err(e) = sqlx::query("SAVEPOINT job").execute(&mut *conn).await {
+        if !alone_in_batch && let Err(e) = sqlx::query("SAVEPOINT job").execute(&mut *conn).await {
             fail(job, e.into());
             continue;
         }
         let (delivery, failure) = match job {
             Job::Publish {
                 partner,
+                rights,
                 writes,
                 now,
                 actor,
                 reply,
             } => {
                 let ids: Vec<String> = writes.iter().map(|w| w.id.to_string()).collect();
-                let writes = writes.into_iter().map(|w| (w, now)).collect();
-                let result = match writes::apply_publishes(conn, partner, writes).await {
-                    Ok(results) => {
-                        let entries = publish_entries(&actor, &ids, &results, now);
-                        audit::insert_all(conn, &entries).await.map(|()| results)
-                    }
-                    Err(e) => Err(e),
-                };
+                let writes = writes
+                    .into_iter()
+                    .map(|w| (w, now, rights.as_ref()))
+                    .collect();
+                let audit = |results: &[_]| publish_entries(&actor, &ids, results, now);
+                let result =
+                    writes::apply_publishes(conn, partner, writes, begin_with_job, audit).await;
                 deliver(reply, result)
             }
             Job::Retract {
@@ -409,6 +423,17 @@ async fn commit_batch(
             }
         };
         deliveries.push(delivery);
+        if alone_in_batch {
+            if failure.is_some() {
+                // The job was the whole transaction: undo it; its caller gets its own error.
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                for delivery in deliveries {
+                    delivery(Ok(()));
+                }
+                return;
+            }
+            continue;
+        }
         // A failed job is rolled back to its savepoint; its caller gets its own error.
         if let Some(error) = failure
             && sqlx::query("ROLLBACK TO job")
@@ -430,24 +455,25 @@ async fn commit_batch(
         }
         let _ = sqlx::query("RELEASE job").execute(&mut *conn).await;
     }
-    let commit = sqlx::query("COMMIT")
-        .execute(&mut *conn)
-        .await
-        .map(drop)
-        .map_err(StoreError::from);
-    if commit.is_err() {
-        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-    } else if logs_events {
-        match history::event_head(&mut *conn).await {
-            Ok(head) => {
+    let commit = if logs_events {
+        history::commit_reading_event_head(&mut *conn)
+            .await
+            .map(|head| {
                 event_head.send_if_modified(|current| {
                     let newer = head > *current;
                     *current = head.max(*current);
                     newer
                 });
-            }
-            Err(e) => tracing::error!(error = %e, "cannot read the newest event"),
-        }
+            })
+    } else {
+        sqlx::query("COMMIT")
+            .execute(&mut *conn)
+            .await
+            .map(drop)
+            .map_err(StoreError::from)
+    };
+    if commit.is_err() {
+        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
     }
     for delivery in deliveries {
         delivery(commit.clone());
@@ -534,45 +560,52 @@ async fn publish_together(conn: &mut SqliteConnection, group: Vec<Job>) -> Toget
     }
     let mut partner = None;
     let mut writes = Vec::new();
-    let mut entries = Vec::new();
     for job in &group {
         if let Job::Publish {
             partner: p,
+            rights,
             writes: w,
             now,
             ..
         } = job
         {
             partner = Some(*p);
-            writes.extend(w.iter().map(|write| (write.clone(), *now)));
+            writes.extend(w.iter().map(|write| (write.clone(), *now, rights.as_ref())));
         }
     }
     let Some(partner) = partner else {
         return Together::Undone(group);
     };
-    let result = match writes::apply_publishes(conn, partner, writes).await {
-        Ok(mut results) => {
-            // Split the results back into each job's, and make each job's audit entries.
-            let mut split = Vec::with_capacity(group.len());
-            for job in &group {
-                if let Job::Publish {
-                    writes, now, actor, ..
-                } = job
-                {
-                    let rest = results.split_off(writes.len().min(results.len()));
-                    let mine = std::mem::replace(&mut results, rest);
-                    let ids: Vec<String> = writes.iter().map(|w| w.id.to_string()).collect();
-                    entries.extend(publish_entries(actor, &ids, &mine, *now));
-                    split.push(mine);
-                }
-            }
-            match audit::insert_all(conn, &entries).await {
-                Ok(()) => Ok(split),
-                Err(e) => Err(e),
+    // Each job's audit entries, of its own results, go with the rows.
+    let audit = |results: &[Result<Revision, StoreError>]| {
+        let mut entries = Vec::new();
+        let mut rest = results;
+        for job in &group {
+            if let Job::Publish {
+                writes, now, actor, ..
+            } = job
+            {
+                let (mine, after) = rest.split_at(writes.len().min(rest.len()));
+                rest = after;
+                let ids: Vec<String> = writes.iter().map(|w| w.id.to_string()).collect();
+                entries.extend(publish_entries(actor, &ids, mine, *now));
             }
         }
-        Err(e) => Err(e),
+        entries
     };
+    let result = writes::apply_publishes(conn, partner, writes, false, audit)
+        .await
+        .map(|mut results| {
+            // Split the results back into each job's.
+            let mut split = Vec::with_capacity(group.len());
+            for job in &group {
+                if let Job::Publish { writes, .. } = job {
+                    let rest = results.split_off(writes.len().min(results.len()));
+                    split.push(std::mem::replace(&mut results, rest));
+                }
+            }
+            split
+        });
     match result {
         Ok(split) => {
             let _ = sqlx::query("RELEASE job").execute(&mut *conn).await;
@@ -1270,9 +1303,10 @@ impl Store for SqliteStore {
         audit::entries(&self.read, filter).await
     }
 
-    async fn publish_batch(
+    async fn publish_checked(
         &self,
         partner: PartnerId,
+        rights: Option<&Partner>,
         writes: Vec<ArticleWrite>,
         now: DateTime<Utc>,
         actor: &Actor,
@@ -1282,6 +1316,7 @@ impl Store for SqliteStore {
         }
         self.submit(|reply| Job::Publish {
             partner,
+            rights: rights.cloned(),
             writes,
             actor: actor.clone(),
             now,

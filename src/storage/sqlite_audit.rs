@@ -4,6 +4,7 @@
 use super::StoreError;
 use super::rows::Columns;
 use super::sqlite::{from_nanos, nanos};
+use super::sqlite_writes::Script;
 use crate::domain::{AuditEntry, AuditFilter, AuditOperation, Outcome};
 use sqlx::SqlitePool;
 use sqlx::sqlite::SqliteConnection;
@@ -29,15 +30,12 @@ pub(super) async fn insert(
     Ok(())
 }
 
-/// Inserts entries in order with one statement; run by the writer, inside the savepoint of
-/// the job (or jobs) they record.
-pub(super) async fn insert_all(
-    conn: &mut SqliteConnection,
-    entries: &[AuditEntry],
+/// Adds the statement that inserts these entries in order to the script of the job (or
+/// jobs) they record; nothing when there are none.
+pub(super) fn add_all<'q>(
+    script: &mut Script<'q>,
+    entries: &'q [AuditEntry],
 ) -> Result<(), StoreError> {
-    if let [entry] = entries {
-        return insert(conn, entry).await;
-    }
     if entries.is_empty() {
         return Ok(());
     }
@@ -55,16 +53,13 @@ pub(super) async fn insert_all(
             )
         })
         .collect();
-    sqlx::query(
+    script.statement(
         "INSERT INTO audit_log (time, partner, operation, article_id, peer, outcome, detail)
          SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,
                 value ->> 6
-         FROM json_each(?1) ORDER BY key",
-    )
-    .bind(serde_json::to_string(&rows).expect("rows always serialise"))
-    .execute(conn)
-    .await?;
-    Ok(())
+         FROM json_each(?) ORDER BY key",
+    );
+    script.bind(serde_json::to_string(&rows).expect("rows always serialise"))
 }
 
 /// Records the entry `entry` makes of a job's successful result, so that the change and its

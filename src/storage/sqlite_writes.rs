@@ -1,37 +1,49 @@
 //! The article write path of the SQLite writer: publishes, retractions and embargo lifts,
 //! each with its past version, event, request id and pending embargo lift. A job's rows are
 //! gathered and written by multi-row statements (one per table, or per 64 articles), not
-//! statements per article, so that the per-statement cost is shared by a whole batch.
+//! statements per article, so that the per-statement cost is shared by a whole batch; and
+//! those statements go to the connection as one script, since each command is a round trip
+//! to the connection's thread, which costs more than most of the statements themselves.
 
 use super::sqlite::{ARTICLE_COLUMNS, article_from_row, nanos, select_article, state_code};
+use super::sqlite_audit as audit;
 use super::sqlite_history::{RequestRecord, VERSION_COLUMNS, kind_code, request_records};
-use super::{ArticleWrite, Retraction, StoreError};
-use crate::domain::{Article, ArticleId, ArticleState, EventKind, PartnerId, Revision};
+use super::{ArticleWrite, Retraction, StoreError, may_change};
+use crate::domain::{
+    Article, ArticleId, ArticleState, AuditEntry, EventKind, Partner, PartnerId, Revision,
+};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::sqlite::SqliteConnection;
+use sqlx::sqlite::{Sqlite, SqliteArguments, SqliteConnection};
+use sqlx::{Arguments, Encode, Type};
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 /// Publishes `writes` in order, each made at its own time (the writes of several calls can
-/// be applied together); one result per write. A refused write (failed precondition, reused
-/// request id) writes nothing and does not affect the others; a database error fails them
-/// all.
+/// be applied together) and refused when the rights given with it do not cover the stored
+/// article it replaces ([`may_change`]); the audit entries `audit` makes of the results
+/// are written in the same script as the last of their rows. One result per write: a
+/// refused write (failed precondition, reused request id, rights) writes nothing and does
+/// not affect the others; a database error fails them all. With `begin`, the writer's
+/// transaction begins in the command of the first read.
 pub(super) async fn apply_publishes(
     conn: &mut SqliteConnection,
     partner: PartnerId,
-    writes: Vec<(ArticleWrite, DateTime<Utc>)>,
+    writes: Vec<(ArticleWrite, DateTime<Utc>, Option<&Partner>)>,
+    begin: bool,
+    audit: impl FnOnce(&[Result<Revision, StoreError>]) -> Vec<AuditEntry>,
 ) -> Result<Vec<Result<Revision, StoreError>>, StoreError> {
-    let ids: Vec<&str> = writes.iter().map(|(w, _)| w.id.as_str()).collect();
-    let mut current = select_articles(conn, partner, &ids).await?;
+    let ids: Vec<&str> = writes.iter().map(|(w, _, _)| w.id.as_str()).collect();
+    let prefix = if begin { BEGIN } else { "" };
+    let mut current = select_articles_after(conn, prefix, partner, &ids).await?;
     let request_ids: Vec<&str> = writes
         .iter()
-        .filter_map(|(w, _)| w.request.as_ref().map(|r| r.id()))
+        .filter_map(|(w, _, _)| w.request.as_ref().map(|r| r.id()))
         .collect();
     let mut requests = request_records(conn, partner, &request_ids).await?;
     let mut staged = Staged::default();
     let mut results = Vec::with_capacity(writes.len());
-    for (write, now) in writes {
+    for (write, now, rights) in writes {
         let result = publish_one(
             conn,
             &mut staged,
@@ -40,6 +52,7 @@ pub(super) async fn apply_publishes(
             partner,
             write,
             now,
+            rights,
         )
         .await;
         match result {
@@ -47,10 +60,12 @@ pub(super) async fn apply_publishes(
             result => results.push(result),
         }
     }
+    staged.audit = audit(&results);
     staged.flush(conn).await?;
     Ok(results)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn publish_one(
     conn: &mut SqliteConnection,
     staged: &mut Staged,
@@ -59,7 +74,11 @@ async fn publish_one(
     partner: PartnerId,
     write: ArticleWrite,
     now: DateTime<Utc>,
+    rights: Option<&Partner>,
 ) -> Result<Revision, StoreError> {
+    if let (Some(rights), Some(existing)) = (rights, current.get(&write.id)) {
+        may_change(rights, existing, now)?;
+    }
     if let Some(key) = &write.request
         && let Some(record) = requests.get(key.id())
     {
@@ -192,14 +211,28 @@ pub(super) fn check_precondition(
     }
 }
 
+/// Begins the writer's transaction, taking the write lock at once.
+pub(super) const BEGIN: &str = "BEGIN IMMEDIATE;";
+
 /// A partner's stored articles with these ids, by id.
 pub(super) async fn select_articles(
     conn: &mut SqliteConnection,
     partner: PartnerId,
     ids: &[&str],
 ) -> Result<HashMap<ArticleId, Article>, StoreError> {
+    select_articles_after(conn, "", partner, ids).await
+}
+
+/// `select_articles`, in one command after the statements of `prefix` (which take no
+/// parameters and return no rows).
+async fn select_articles_after(
+    conn: &mut SqliteConnection,
+    prefix: &str,
+    partner: PartnerId,
+    ids: &[&str],
+) -> Result<HashMap<ArticleId, Article>, StoreError> {
     let rows = sqlx::query(&format!(
-        "SELECT {ARTICLE_COLUMNS} FROM articles
+        "{prefix} SELECT {ARTICLE_COLUMNS} FROM articles
          WHERE partner_id = ?1 AND article_id IN (SELECT value FROM json_each(?2))"
     ))
     .bind(partner.0)
@@ -227,56 +260,84 @@ pub(super) static UPDATES: LazyLock<String> = LazyLock::new(|| {
         .join(", ")
 });
 
-/// Inserts or updates the rows of these articles: bound parameters, `ROWS_PER_INSERT` rows
-/// per statement.
-async fn write_articles(
-    conn: &mut SqliteConnection,
-    articles: &[Article],
-) -> Result<(), StoreError> {
+/// Adds the statements that insert or update the rows of these articles: bound
+/// parameters, `ROWS_PER_INSERT` rows per statement.
+fn write_articles<'q>(script: &mut Script<'q>, articles: &'q [Article]) -> Result<(), StoreError> {
     let columns = ARTICLE_COLUMNS.split(',').count();
     let row = format!("({})", vec!["?"; columns].join(", "));
     for chunk in articles.chunks(ROWS_PER_INSERT) {
-        let sql = format!(
+        script.statement(&format!(
             "INSERT INTO articles ({ARTICLE_COLUMNS}) VALUES {}
              ON CONFLICT (partner_id, article_id) DO UPDATE SET {}",
             vec![row.as_str(); chunk.len()].join(", "),
             UPDATES.as_str()
-        );
-        let mut query = sqlx::query(&sql);
+        ));
         for a in chunk {
             let c = &a.content;
-            query = query
-                .bind(a.partner.0)
-                .bind(a.id.as_str())
-                .bind(&a.guid)
-                .bind(c.section.as_str())
-                .bind(state_code(a.state))
-                .bind(&c.title)
-                .bind(&c.subtitle)
-                .bind(&c.kicker)
-                .bind(serde_json::to_string(&c.authors).expect("strings always serialise"))
-                .bind(&c.summary)
-                .bind(&c.content_html)
-                .bind(c.content_text.as_deref())
-                .bind(serde_json::to_string(&c.tags).expect("strings always serialise"))
-                .bind(c.canonical_url.as_deref())
-                .bind(nanos(c.publish_time))
-                .bind(c.update_time.map(nanos))
-                .bind(nanos(a.updated))
-                .bind(c.expire_time.map(nanos))
-                .bind(nanos(a.create_time))
-                .bind(nanos(a.change_time))
-                .bind(a.retract_time.map(nanos))
-                .bind(&a.retract_reason)
-                .bind(&a.etag)
-                .bind(c.embargo_time.map(nanos))
-                .bind(serde_json::to_string(&c.media).expect("media always serialise"))
-                .bind(c.language.as_deref())
-                .bind(i64::from(a.version));
+            script.bind(a.partner.0)?;
+            script.bind(a.id.as_str())?;
+            script.bind(a.guid.as_str())?;
+            script.bind(c.section.as_str())?;
+            script.bind(state_code(a.state))?;
+            script.bind(c.title.as_str())?;
+            script.bind(c.subtitle.as_str())?;
+            script.bind(c.kicker.as_str())?;
+            script.bind(json(&c.authors))?;
+            script.bind(c.summary.as_str())?;
+            script.bind(c.content_html.as_str())?;
+            script.bind(c.content_text.as_deref())?;
+            script.bind(json(&c.tags))?;
+            script.bind(c.canonical_url.as_deref())?;
+            script.bind(nanos(c.publish_time))?;
+            script.bind(c.update_time.map(nanos))?;
+            script.bind(nanos(a.updated))?;
+            script.bind(c.expire_time.map(nanos))?;
+            script.bind(nanos(a.create_time))?;
+            script.bind(nanos(a.change_time))?;
+            script.bind(a.retract_time.map(nanos))?;
+            script.bind(a.retract_reason.as_str())?;
+            script.bind(a.etag.as_str())?;
+            script.bind(c.embargo_time.map(nanos))?;
+            script.bind(json(&c.media))?;
+            script.bind(c.language.as_deref())?;
+            script.bind(i64::from(a.version))?;
         }
-        query.execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// Statements sent to the connection as one command, their anonymous parameters bound in
+/// order across all of them; they run in order, and the first that fails ends the script.
+#[derive(Default)]
+pub(super) struct Script<'q> {
+    sql: String,
+    args: SqliteArguments<'q>,
+}
+
+impl<'q> Script<'q> {
+    /// Appends a statement; its `?` parameters take the next values bound.
+    pub(super) fn statement(&mut self, sql: &str) {
+        self.sql.push_str(sql);
+        self.sql.push_str(";\n");
+    }
+
+    /// Binds the next parameter.
+    pub(super) fn bind<T>(&mut self, value: T) -> Result<(), StoreError>
+    where
+        T: 'q + Encode<'q, Sqlite> + Type<Sqlite>,
+    {
+        self.args
+            .add(value)
+            .map_err(|e| StoreError::from(sqlx::Error::Encode(e)))
+    }
+
+    /// Runs the statements, if any.
+    async fn run(self, conn: &mut SqliteConnection) -> Result<(), StoreError> {
+        if !self.sql.is_empty() {
+            sqlx::query_with(&self.sql, self.args).execute(conn).await?;
+        }
+        Ok(())
+    }
 }
 
 /// The rows a job writes, gathered so that each table gets few statements per flush. It
@@ -300,6 +361,8 @@ struct Staged {
     requests: Vec<String>,
     /// Embargoes still running among the articles written: partner, article, end.
     lifts: Vec<(i64, String, i64)>,
+    /// Audit entries of the job, written last.
+    audit: Vec<AuditEntry>,
 }
 
 impl Staged {
@@ -356,22 +419,21 @@ impl Staged {
             .push(serde_json::to_string(&record.row(partner, now)).expect("rows always serialise"));
     }
 
-    /// Writes every staged row and starts afresh.
+    /// Writes every staged row, with one command, and starts afresh.
     async fn flush(&mut self, conn: &mut SqliteConnection) -> Result<(), StoreError> {
         let staged = std::mem::take(self);
+        let mut script = Script::default();
         if !staged.superseded.is_empty() {
-            sqlx::query(&format!(
+            script.statement(&format!(
                 "INSERT INTO article_versions ({VERSION_COLUMNS})
                  SELECT {VERSION_COLUMNS} FROM articles
                  WHERE (partner_id, article_id) IN
-                     (SELECT value ->> 0, value ->> 1 FROM json_each(?1))"
-            ))
-            .bind(json(&staged.superseded))
-            .execute(&mut *conn)
-            .await?;
+                     (SELECT value ->> 0, value ->> 1 FROM json_each(?))"
+            ));
+            script.bind(json(&staged.superseded))?;
         }
         if !staged.articles.is_empty() {
-            write_articles(conn, &staged.articles).await?;
+            write_articles(&mut script, &staged.articles)?;
             let keys: Vec<(i64, &str)> = staged
                 .keys
                 .iter()
@@ -383,74 +445,63 @@ impl Staged {
                 ("article_tags", &staged.tags),
             ] {
                 if staged.replaced {
-                    sqlx::query(&format!(
+                    script.statement(&format!(
                         "DELETE FROM {table} WHERE (partner_id, article_id) IN
-                             (SELECT value ->> 0, value ->> 1 FROM json_each(?1))"
-                    ))
-                    .bind(&keys)
-                    .execute(&mut *conn)
-                    .await?;
+                             (SELECT value ->> 0, value ->> 1 FROM json_each(?))"
+                    ));
+                    script.bind(keys.clone())?;
                 }
                 if !rows.is_empty() {
                     // Each name row carries its article's state, feed times and GUID
                     // (migration 0007), copied from the row just written.
-                    sqlx::query(&format!(
+                    script.statement(&format!(
                         "INSERT OR IGNORE INTO {table} (name, partner_id, article_id, guid,
                              state, publish_time, expire_time, embargo_time, change_time,
                              retract_time)
                          SELECT n.value ->> 0, a.partner_id, a.article_id, a.guid, a.state,
                                 a.publish_time, a.expire_time, a.embargo_time, a.change_time,
                                 a.retract_time
-                         FROM json_each(?1) AS n JOIN articles AS a
+                         FROM json_each(?) AS n JOIN articles AS a
                              ON a.partner_id = n.value ->> 1 AND a.article_id = n.value ->> 2"
-                    ))
-                    .bind(json(rows))
-                    .execute(&mut *conn)
-                    .await?;
+                    ));
+                    script.bind(json(rows))?;
                 }
             }
             if staged.replaced {
-                sqlx::query(
+                script.statement(
                     "DELETE FROM embargo_lifts WHERE (partner_id, article_id) IN
-                         (SELECT value ->> 0, value ->> 1 FROM json_each(?1))",
-                )
-                .bind(&keys)
-                .execute(&mut *conn)
-                .await?;
+                         (SELECT value ->> 0, value ->> 1 FROM json_each(?))",
+                );
+                script.bind(keys)?;
             }
             if !staged.lifts.is_empty() {
-                sqlx::query(
+                script.statement(
                     "INSERT INTO embargo_lifts (partner_id, article_id, embargo_time)
-                     SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?1)",
-                )
-                .bind(json(&staged.lifts))
-                .execute(&mut *conn)
-                .await?;
+                     SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?)",
+                );
+                script.bind(json(&staged.lifts))?;
             }
-            sqlx::query(
+            script.statement(
                 "INSERT INTO article_events
                      (partner_id, article_id, version, kind, section, embargoed, event_time)
                  SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4,
                         value ->> 5, value ->> 6
-                 FROM json_each(?1) ORDER BY key",
-            )
-            .bind(json(&staged.events))
-            .execute(&mut *conn)
-            .await?;
+                 FROM json_each(?) ORDER BY key",
+            );
+            script.bind(json(&staged.events))?;
         }
         if !staged.requests.is_empty() {
-            sqlx::query(
+            script.statement(
                 "INSERT INTO request_ids (partner_id, request_id, fingerprint, article_id,
                      version, state, retract_time, retract_reason, create_time)
                  SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4,
                         value ->> 5, value ->> 6, value ->> 7, value ->> 8
-                 FROM json_each(?1)",
-            )
-            .bind(format!("[{}]", staged.requests.join(",")))
-            .execute(&mut *conn)
-            .await?;
+                 FROM json_each(?)",
+            );
+            script.bind(format!("[{}]", staged.requests.join(",")))?;
         }
-        Ok(())
+        audit::add_all(&mut script, &staged.audit)?;
+        script.run(conn).await
     }
 }
 
