@@ -277,21 +277,6 @@ pub trait Store: Send + Sync + 'static {
         id: &ArticleId,
     ) -> Result<Option<Article>, StoreError>;
 
-    /// Those of a partner's articles with these ids that exist, in any state, by id.
-    async fn articles(
-        &self,
-        partner: PartnerId,
-        ids: &[ArticleId],
-    ) -> Result<std::collections::HashMap<ArticleId, Article>, StoreError> {
-        let mut found = std::collections::HashMap::new();
-        for id in ids {
-            if let Some(article) = self.article(partner, id).await? {
-                found.insert(id.clone(), article);
-            }
-        }
-        Ok(found)
-    }
-
     /// A partner's articles, newest `publish_time` first, after `cursor`.
     async fn list_articles(
         &self,

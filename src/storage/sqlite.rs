@@ -974,19 +974,6 @@ impl Store for SqliteStore {
         select_article(&mut conn, partner, id).await
     }
 
-    async fn articles(
-        &self,
-        partner: PartnerId,
-        ids: &[ArticleId],
-    ) -> Result<std::collections::HashMap<ArticleId, Article>, StoreError> {
-        if ids.is_empty() {
-            return Ok(std::collections::HashMap::new());
-        }
-        let ids: Vec<&str> = ids.iter().map(ArticleId::as_str).collect();
-        let mut conn = self.read.acquire().await?;
-        writes::select_articles(&mut conn, partner, &ids).await
-    }
-
     async fn list_articles(
         &self,
         partner: PartnerId,

@@ -214,17 +214,8 @@ pub(super) fn check_precondition(
 /// Begins the writer's transaction, taking the write lock at once.
 pub(super) const BEGIN: &str = "BEGIN IMMEDIATE;";
 
-/// A partner's stored articles with these ids, by id.
-pub(super) async fn select_articles(
-    conn: &mut SqliteConnection,
-    partner: PartnerId,
-    ids: &[&str],
-) -> Result<HashMap<ArticleId, Article>, StoreError> {
-    select_articles_after(conn, "", partner, ids).await
-}
-
-/// `select_articles`, in one command after the statements of `prefix` (which take no
-/// parameters and return no rows).
+/// A partner's stored articles with these ids, by id, read in one command after the
+/// statements of `prefix` (which take no parameters and return no rows).
 async fn select_articles_after(
     conn: &mut SqliteConnection,
     prefix: &str,
