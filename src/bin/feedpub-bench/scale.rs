@@ -455,9 +455,13 @@ async fn store_first_block(data_dir: &Path, articles: usize) -> anyhow::Result<(
 /// the log into the database at the end.
 async fn copy_first_block(data_dir: &Path, blocks: usize) -> anyhow::Result<()> {
     use sqlx::Connection;
+    // A page cache of 1 GiB: each copy inserts into every index of a table that grows to
+    // gigabytes, and with the default 2 MiB most of those inserts read their page back
+    // from the file (the copying slowed from 10,000 to 2,700 articles/s by 1 M).
     let options = sqlx::sqlite::SqliteConnectOptions::new()
         .filename(data_dir.join(DATABASE_FILE))
-        .synchronous(sqlx::sqlite::SqliteSynchronous::Off);
+        .synchronous(sqlx::sqlite::SqliteSynchronous::Off)
+        .pragma("cache_size", "-1048576");
     let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
     let started = Instant::now();
     let step_ns = TimeDelta::minutes(5 * NAME_BLOCK as i64)
