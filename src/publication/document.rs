@@ -127,7 +127,8 @@ impl Compression {
 
 /// True when `etag` is a gzip or brotli coding's ETag at the full levels, i.e. the coding
 /// a feed settles on (one compressed fast during a burst carries its level in the tag).
-pub fn compressed_in_full(etag: &str) -> bool {
+#[cfg(test)]
+fn compressed_in_full(etag: &str) -> bool {
     let level = Compression::Full.etag_suffix();
     [format!("-gz{level}\""), format!("-br{level}\"")]
         .iter()

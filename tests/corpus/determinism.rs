@@ -93,7 +93,7 @@ async fn wait_for_demo_feeds(served: &Running) {
             titles.sort();
             if titles == want
                 && modified.is_some_and(|m| m.timestamp() > 0)
-                && compressed_in_full(served, &path).await
+                && settled(served).await
             {
                 break;
             }
@@ -106,25 +106,12 @@ async fn wait_for_demo_feeds(served: &Running) {
     }
 }
 
-/// True once `path` is served compressed with the full levels: a feed is served as soon as
-/// it is rendered, and compressed (fast during a burst, then again fully) afterwards.
-async fn compressed_in_full(served: &Running, path: &str) -> bool {
-    let response = reqwest::Client::new()
-        .get(served.url(path))
-        .header("accept-encoding", "gzip")
-        .send()
-        .await
-        .unwrap();
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    header("content-encoding") == "gzip"
-        && feedpub::publication::compressed_in_full(&header("etag"))
+/// True once every change is in the feeds and their files, compressed with the full levels
+/// (`feedpub_feeds_settled`): a feed is served as soon as it is rendered, and compressed
+/// (fast during a burst, then again fully) afterwards.
+async fn settled(served: &Running) -> bool {
+    let http = reqwest::Client::new();
+    crate::common::metric(&http, &served.url("/metrics"), "feedpub_feeds_settled").await == 1.0
 }
 
 /// `feedpub serve --demo` on free ports with `root/data` and `root/feeds`, in `root` (which

@@ -282,25 +282,21 @@ impl Fixture {
         self.copy.article(id, title_suffix, n)
     }
 
-    /// True when the section feed is served gzipped with the full level: every document of
-    /// the data set is compressed and written.
+    /// True once every change is in the feeds and their files, compressed with the full
+    /// levels (feedpub's `feedpub_feeds_settled`): the data set is compressed and written.
     async fn settled(&self) -> anyhow::Result<bool> {
-        let response = self
+        let metrics = self
             .http
-            .get(self.url(FEED_PATH))
-            .header(reqwest::header::ACCEPT_ENCODING, "gzip")
+            .get(self.url("/metrics"))
             .send()
+            .await?
+            .text()
             .await?;
-        let header = |name| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned()
-        };
-        Ok(header(reqwest::header::CONTENT_ENCODING) == "gzip"
-            && feedpub::publication::compressed_in_full(&header(reqwest::header::ETAG)))
+        Ok(metrics.lines().any(|line| {
+            line.strip_prefix("feedpub_feeds_settled ")
+                .and_then(|value| value.trim().parse::<f64>().ok())
+                == Some(1.0)
+        }))
     }
 
     /// Publishes the 50 articles of the data set (dated 7 June 2023, one minute apart) and
