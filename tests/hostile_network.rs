@@ -575,39 +575,14 @@ async fn the_server_stays_up_answers_and_stays_bounded_under_hostile_clients() {
 /// or the HTTP port's HTTP/2 without TLS), each HEADERS followed at once by RST_STREAM
 /// (CVE-2023-44487). Every connection must be closed by the server with a GOAWAY.
 async fn rapid_reset(addr: SocketAddr, connections: usize, streams: u32) -> String {
-    let mut tasks = JoinSet::new();
-    for _ in 0..connections {
-        tasks.spawn(async move {
-            let stream = TcpStream::connect(addr).await.unwrap();
-            let (read, mut write) = stream.into_split();
-            let reader = tokio::spawn(frames::read_until_closed(read, Duration::from_secs(10)));
-            let block = frames::grpc_request("/grpc.health.v1.Health/Check");
-            let _ = write.write_all(&frames::client_start()).await;
-            let mut sent = 0_u32;
-            'send: for batch in 0..streams / 100 {
-                let mut out = Vec::new();
-                for i in 0..100 {
-                    let id = 2 * (batch * 100 + i) + 1;
-                    out.extend(frames::frame(
-                        frames::HEADERS,
-                        frames::END_HEADERS,
-                        id,
-                        &block,
-                    ));
-                    out.extend(frames::rst_stream(id, frames::CANCEL));
-                }
-                if write.write_all(&out).await.is_err() {
-                    break 'send;
-                }
-                sent += 100;
-            }
-            let seen = reader.await.unwrap();
-            (sent, seen)
-        });
-    }
-    summarise_h2(tasks, "streams opened and reset", |seen| {
-        seen.closed && seen.goaway.is_some()
-    })
+    let reset = |id| frames::rst_stream(id, frames::CANCEL);
+    stream_flood(
+        addr,
+        connections,
+        streams,
+        reset,
+        "streams opened and reset",
+    )
     .await
 }
 
@@ -615,10 +590,31 @@ async fn rapid_reset(addr: SocketAddr, connections: usize, streams: u32) -> Stri
 /// each stream is a request followed by a WINDOW_UPDATE that overflows the stream's flow
 /// control window, a stream error the server answers with RST_STREAM.
 async fn provoked_resets(running: Running, connections: usize, streams: u32) -> String {
+    let overflow = |id| frames::window_update(id, 0x7fff_ffff);
+    stream_flood(
+        running.grpc,
+        connections,
+        streams,
+        overflow,
+        "streams provoked",
+    )
+    .await
+}
+
+/// Opens `streams` streams on each of `connections` connections to `addr`, each a gRPC
+/// request's HEADERS followed at once by the frame `then` makes for its stream id, 100
+/// streams per write. Every connection must be closed by the server with a GOAWAY.
+async fn stream_flood(
+    addr: SocketAddr,
+    connections: usize,
+    streams: u32,
+    then: fn(u32) -> Vec<u8>,
+    what: &str,
+) -> String {
     let mut tasks = JoinSet::new();
     for _ in 0..connections {
         tasks.spawn(async move {
-            let stream = TcpStream::connect(running.grpc).await.unwrap();
+            let stream = TcpStream::connect(addr).await.unwrap();
             let (read, mut write) = stream.into_split();
             let reader = tokio::spawn(frames::read_until_closed(read, Duration::from_secs(10)));
             let block = frames::grpc_request("/grpc.health.v1.Health/Check");
@@ -634,7 +630,7 @@ async fn provoked_resets(running: Running, connections: usize, streams: u32) -> 
                         id,
                         &block,
                     ));
-                    out.extend(frames::window_update(id, 0x7fff_ffff));
+                    out.extend(then(id));
                 }
                 if write.write_all(&out).await.is_err() {
                     break;
@@ -645,10 +641,7 @@ async fn provoked_resets(running: Running, connections: usize, streams: u32) -> 
             (sent, seen)
         });
     }
-    summarise_h2(tasks, "streams provoked", |seen| {
-        seen.closed && seen.goaway.is_some()
-    })
-    .await
+    summarise_h2(tasks, what, |seen| seen.closed && seen.goaway.is_some()).await
 }
 
 async fn summarise_h2(
