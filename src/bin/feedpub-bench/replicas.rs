@@ -497,49 +497,39 @@ fn figures(mode: &Mode, sqlite: &Measured, pg1: &Measured, pg2: &Measured) -> Ve
         peer: Some((BASELINE, theirs)),
         target: Target::Info,
     };
-    for pg in [pg1, pg2] {
-        let label = if std::ptr::eq(pg, pg1) {
-            Setup::Postgres1.label()
-        } else {
-            Setup::Postgres2.label()
-        };
-        figures.push(against(
-            format!("Replicas, ingest {in_flight} in flight, {label}: rate"),
-            "calls/s",
-            pg.ingest_rate,
-            sqlite.ingest_rate,
-        ));
-        figures.push(against(
-            format!("Replicas, ingest {in_flight} in flight, {label}: p50 latency"),
-            "ms",
-            pg.ingest_p50,
-            sqlite.ingest_p50,
-        ));
-        figures.push(against(
-            format!("Replicas, ingest {in_flight} in flight, {label}: p99 latency"),
-            "ms",
-            pg.ingest_p99,
-            sqlite.ingest_p99,
-        ));
+    let setups = [
+        (Setup::Postgres1.label(), pg1),
+        (Setup::Postgres2.label(), pg2),
+    ];
+    type Value = fn(&Measured) -> f64;
+    let ingest: [(&str, &'static str, Value); 3] = [
+        ("rate", "calls/s", |m| m.ingest_rate),
+        ("p50 latency", "ms", |m| m.ingest_p50),
+        ("p99 latency", "ms", |m| m.ingest_p99),
+    ];
+    let serve: [(&str, &'static str, Value); 2] = [
+        ("200 identity", "req/s", |m| m.identity),
+        ("304", "req/s", |m| m.not_modified),
+    ];
+    for (label, pg) in setups {
+        for (what, unit, value) in ingest {
+            figures.push(against(
+                format!("Replicas, ingest {in_flight} in flight, {label}: {what}"),
+                unit,
+                value(pg),
+                value(sqlite),
+            ));
+        }
     }
-    for pg in [pg1, pg2] {
-        let label = if std::ptr::eq(pg, pg1) {
-            Setup::Postgres1.label()
-        } else {
-            Setup::Postgres2.label()
-        };
-        figures.push(against(
-            format!("Replicas, serve 200 identity, {label}"),
-            "req/s",
-            pg.identity,
-            sqlite.identity,
-        ));
-        figures.push(against(
-            format!("Replicas, serve 304, {label}"),
-            "req/s",
-            pg.not_modified,
-            sqlite.not_modified,
-        ));
+    for (label, pg) in setups {
+        for (what, unit, value) in serve {
+            figures.push(against(
+                format!("Replicas, serve {what}, {label}"),
+                unit,
+                value(pg),
+                value(sqlite),
+            ));
+        }
     }
     let (lag_p50, lag_p99) = pg2.lag.unwrap_or((f64::NAN, f64::NAN));
     figures.extend([
