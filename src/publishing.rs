@@ -12,8 +12,8 @@ pub use watch::WatchUpdate;
 use crate::config::Settings;
 use crate::domain::{
     Actor, Article, ArticleDraft, ArticleId, AuditEntry, AuditOperation, Caller, HtmlPolicy,
-    Outcome, Partner, RequestKey, Revision, Section, SectionGrant, SectionSlug, Token,
-    VersionSummary, Violations,
+    Outcome, Partner, Refusal, RequestKey, Revision, Section, SectionSlug, Token, VersionSummary,
+    Violations,
 };
 use crate::health::{Component, Health};
 use crate::publication::Publication;
@@ -35,12 +35,9 @@ pub enum PublishError {
     /// No token, or one that belongs to no active partner.
     #[error("{0}")]
     Unauthenticated(&'static str),
-    /// The partner has no rights to this section (to publish to it, or to follow it).
-    #[error("partner {partner:?} is not granted section {section:?}")]
-    PermissionDenied { partner: String, section: String },
-    /// The partner may not publish under embargo nor see embargoed articles.
-    #[error("partner {partner:?} may not publish or see embargoed articles")]
-    EmbargoNotGranted { partner: String },
+    /// The partner's rights do not cover what it asked.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     /// No partner has this name.
     #[error("no partner is named {0:?}")]
     UnknownPartner(String),
@@ -84,10 +81,7 @@ impl From<StoreError> for PublishError {
         match e {
             StoreError::Conflict(what) => Self::AlreadyExists(what),
             StoreError::EtagMismatch(why) => Self::Aborted(why),
-            StoreError::SectionNotGranted { partner, section } => {
-                Self::PermissionDenied { partner, section }
-            }
-            StoreError::EmbargoNotGranted { partner } => Self::EmbargoNotGranted { partner },
+            StoreError::Refused(refusal) => Self::Refused(refusal),
             StoreError::RequestIdReused(id) => Self::Invalid(Violations::one(
                 "request_id",
                 format!("{id:?} was already used for a different request; use a new request id"),
@@ -109,9 +103,7 @@ impl PublishError {
     fn refusal(&self) -> Option<Outcome> {
         match self {
             Self::Invalid(_) => Some(Outcome::InvalidArgument),
-            Self::PermissionDenied { .. } | Self::EmbargoNotGranted { .. } => {
-                Some(Outcome::PermissionDenied)
-            }
+            Self::Refused(_) => Some(Outcome::PermissionDenied),
             Self::NotFound(_) | Self::VersionNotFound { .. } => Some(Outcome::NotFound),
             Self::PartnerRevoked(_) => Some(Outcome::Revoked),
             Self::Unauthenticated(_)
@@ -324,10 +316,10 @@ impl Publisher {
             )
             .into());
         }
-        may_publish_to(partner, section)?;
+        partner.may_use_section(section)?;
         let now = Utc::now();
         if valid.content.is_embargoed(now) {
-            may_see_embargoed(partner)?;
+            partner.may_see_embargoed()?;
         }
         let guid = self.guid(partner, &valid.id, &valid.content.publish_time);
         let write = ArticleWrite {
@@ -407,7 +399,7 @@ impl Publisher {
             (None, _) => return Err(PublishError::NotFound(id.to_string())),
         };
         if article.content.is_embargoed(Utc::now()) {
-            may_see_embargoed(partner)?;
+            partner.may_see_embargoed()?;
         }
         Ok(article)
     }
@@ -495,7 +487,7 @@ impl Publisher {
             .article(partner.id, &id)
             .await?
             .ok_or_else(|| PublishError::NotFound(id.to_string()))?;
-        may_change(partner, &existing, now)?;
+        partner.may_change(&existing, now)?;
         let retraction = Retraction {
             id: id.clone(),
             reason: crate::domain::one_line(&request.reason, 1000),
@@ -548,45 +540,13 @@ impl Publisher {
     }
 }
 
-fn may_publish_to(partner: &Partner, section: &SectionSlug) -> Result<(), PublishError> {
-    if partner.grant.allows(section) {
-        Ok(())
-    } else {
-        Err(PublishError::PermissionDenied {
-            partner: partner.name.to_string(),
-            section: section.to_string(),
-        })
-    }
-}
-
-fn may_see_embargoed(partner: &Partner) -> Result<(), PublishError> {
-    if partner.embargoed {
-        Ok(())
-    } else {
-        Err(PublishError::EmbargoNotGranted {
-            partner: partner.name.to_string(),
-        })
-    }
-}
-
 /// The rights the store checks a partner's writes against: a correction may move an article
 /// between sections, and the partner needs the right to the section it leaves too (and to
 /// an embargo that still runs). The store checks them in the write's transaction, against
 /// the row replaced, so that no read comes before the write; a partner with every right has
 /// nothing to check.
 fn rights_to_check(partner: &Partner) -> Option<&Partner> {
-    let unrestricted = matches!(partner.grant, SectionGrant::All) && partner.embargoed;
-    (!unrestricted).then_some(partner)
-}
-
-/// A partner changes only its own articles (the store looks them up by partner), in the
-/// sections it holds, and embargoed ones only with that right.
-fn may_change(
-    partner: &Partner,
-    existing: &Article,
-    now: chrono::DateTime<Utc>,
-) -> Result<(), PublishError> {
-    crate::storage::may_change(partner, existing, now).map_err(PublishError::from)
+    (!partner.is_unrestricted()).then_some(partner)
 }
 
 fn parse_id(raw: &str) -> Result<ArticleId, PublishError> {

@@ -22,8 +22,8 @@ pub use ids::{ArticleId, PartnerName, SectionSlug, check_language_tag};
 pub use media::{MAX_MEDIA, Media, MediaDraft};
 pub use name_slug::name_slug;
 pub use partner::{
-    Caller, Partner, PartnerId, PartnerRecord, Right, Rights, RightsChange, SectionGrant, Token,
-    TokenHash,
+    Caller, Partner, PartnerId, PartnerRecord, Refusal, Right, Rights, RightsChange, SectionGrant,
+    Token, TokenHash,
 };
 pub use request::RequestKey;
 pub use text::{HtmlPolicy, html_to_text, one_line, summarize, text_to_html};

@@ -1,6 +1,6 @@
 //! Partners (the outlets that publish), their rights and their bearer tokens.
 
-use super::{PartnerName, SectionSlug};
+use super::{Article, PartnerName, SectionSlug};
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
@@ -144,6 +144,18 @@ pub struct Partner {
     pub embargoed: bool,
 }
 
+/// Why a partner's rights do not cover what it asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The partner has no rights to this section (to publish to it, to change an article
+    /// in it, or to follow it).
+    #[error("partner {partner:?} is not granted section {section:?}")]
+    SectionNotGranted { partner: String, section: String },
+    /// The partner may not publish under embargo nor see or change embargoed articles.
+    #[error("partner {partner:?} may not publish or see embargoed articles")]
+    EmbargoNotGranted { partner: String },
+}
+
 impl Partner {
     /// The partner's rights.
     pub fn rights(&self) -> Rights {
@@ -151,6 +163,48 @@ impl Partner {
             sections: self.grant.clone(),
             embargoed: self.embargoed,
         }
+    }
+
+    /// True when the partner holds every section and the embargo right: nothing it asks
+    /// needs checking against its rights.
+    pub fn is_unrestricted(&self) -> bool {
+        matches!(self.grant, SectionGrant::All) && self.embargoed
+    }
+
+    /// Refuses unless the partner holds `section`.
+    pub fn may_use_section(&self, section: &SectionSlug) -> Result<(), Refusal> {
+        if self.grant.allows(section) {
+            Ok(())
+        } else {
+            Err(Refusal::SectionNotGranted {
+                partner: self.name.to_string(),
+                section: section.to_string(),
+            })
+        }
+    }
+
+    /// Refuses unless the partner may publish under embargo and see embargoed articles.
+    pub fn may_see_embargoed(&self) -> Result<(), Refusal> {
+        if self.embargoed {
+            Ok(())
+        } else {
+            Err(Refusal::EmbargoNotGranted {
+                partner: self.name.to_string(),
+            })
+        }
+    }
+
+    /// Refuses a change of `existing`, one of the partner's own articles, unless the
+    /// partner holds its section and, if its embargo still runs at `now`, the embargo
+    /// right. (A partner changes only its own articles: the stores look them up by
+    /// partner.)
+    pub fn may_change(&self, existing: &Article, now: DateTime<Utc>) -> Result<(), Refusal> {
+        debug_assert_eq!(existing.partner, self.id);
+        self.may_use_section(&existing.content.section)?;
+        if existing.content.is_embargoed(now) {
+            self.may_see_embargoed()?;
+        }
+        Ok(())
     }
 }
 
@@ -226,6 +280,39 @@ pub struct TokenHash(pub String);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_partner_is_refused_what_its_rights_do_not_cover() {
+        let politics = SectionSlug::parse("politics").unwrap();
+        let rural = SectionSlug::parse("rural").unwrap();
+        let partner = |grant, embargoed| Partner {
+            id: PartnerId(7),
+            name: PartnerName::parse("wire").unwrap(),
+            grant,
+            embargoed,
+        };
+        let limited = partner(SectionGrant::Only(vec![politics.clone()]), false);
+        assert_eq!(limited.may_use_section(&politics), Ok(()));
+        assert_eq!(
+            limited.may_use_section(&rural),
+            Err(Refusal::SectionNotGranted {
+                partner: "wire".into(),
+                section: "rural".into()
+            })
+        );
+        assert_eq!(
+            limited.may_see_embargoed(),
+            Err(Refusal::EmbargoNotGranted {
+                partner: "wire".into()
+            })
+        );
+        assert!(!limited.is_unrestricted());
+        assert!(!partner(SectionGrant::All, false).is_unrestricted());
+        let unrestricted = partner(SectionGrant::All, true);
+        assert!(unrestricted.is_unrestricted());
+        assert_eq!(unrestricted.may_use_section(&rural), Ok(()));
+        assert_eq!(unrestricted.may_see_embargoed(), Ok(()));
+    }
 
     #[test]
     fn generated_tokens_are_distinct_and_hash_stably() {

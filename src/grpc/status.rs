@@ -1,7 +1,7 @@
 //! The one place where use-case errors become gRPC statuses (AIP-193 shape: ErrorInfo,
 //! and BadRequest field violations for bad input).
 
-use crate::domain::PartnerName;
+use crate::domain::{PartnerName, Refusal};
 use crate::publishing::PublishError;
 use crate::storage::StoreError;
 use std::collections::HashMap;
@@ -17,10 +17,10 @@ impl From<PublishError> for Status {
         let message = error.to_string();
         let (code, reason) = match &error {
             PublishError::Unauthenticated(_) => (Code::Unauthenticated, "UNAUTHENTICATED"),
-            PublishError::PermissionDenied { .. } => {
+            PublishError::Refused(Refusal::SectionNotGranted { .. }) => {
                 (Code::PermissionDenied, "SECTION_NOT_GRANTED")
             }
-            PublishError::EmbargoNotGranted { .. } => {
+            PublishError::Refused(Refusal::EmbargoNotGranted { .. }) => {
                 (Code::PermissionDenied, "EMBARGO_NOT_GRANTED")
             }
             PublishError::UnknownPartner(_) => (Code::NotFound, "PARTNER_NOT_FOUND"),
@@ -41,8 +41,7 @@ impl From<PublishError> for Status {
                 | StoreError::Conflict(_)
                 | StoreError::EtagMismatch(_)
                 | StoreError::RequestIdReused(_)
-                | StoreError::SectionNotGranted { .. }
-                | StoreError::EmbargoNotGranted { .. },
+                | StoreError::Refused(_),
             ) => (Code::Internal, "STORAGE_FAILED"),
             PublishError::Randomness(_) => (Code::Internal, "NO_RANDOMNESS"),
         };

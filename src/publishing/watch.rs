@@ -44,11 +44,8 @@ impl Publisher {
             }
         }
         violations.into_result(())?;
-        if let Some(denied) = sections.iter().find(|s| !partner.grant.allows(s)) {
-            return Err(PublishError::PermissionDenied {
-                partner: partner.name.to_string(),
-                section: denied.to_string(),
-            });
+        for section in &sections {
+            partner.may_use_section(section)?;
         }
         let sections = match (&partner.grant, sections.is_empty()) {
             (_, false) => Some(sections),

@@ -7,8 +7,8 @@ use super::{ArticleWrite, EventFilter, ListCursor, NewPartner, Retraction, Store
 use super::{PostgresStore, SqliteStore, StoreError};
 use crate::domain::{
     Actor, Article, ArticleDraft, ArticleId, ArticleState, AuditFilter, AuditOperation, EventKind,
-    FeedScope, HtmlPolicy, Outcome, Partner, PartnerId, PartnerName, RequestKey, Revision, Right,
-    Rights, RightsChange, SectionGrant, SectionSlug, TokenHash,
+    FeedScope, HtmlPolicy, Outcome, Partner, PartnerId, PartnerName, Refusal, RequestKey, Revision,
+    Right, Rights, RightsChange, SectionGrant, SectionSlug, TokenHash,
 };
 use crate::websub::{Callback, Secret, Subscription, Topic};
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
@@ -717,7 +717,7 @@ async fn check_rights_in_the_write(store: &dyn Store) {
         .await
         .unwrap();
     assert!(
-        matches!(&results[0], Err(StoreError::SectionNotGranted { partner, section })
+        matches!(&results[0], Err(StoreError::Refused(Refusal::SectionNotGranted { partner, section }))
             if partner == "wire" && section == "rural"),
         "{results:?}"
     );
@@ -744,7 +744,7 @@ async fn check_rights_in_the_write(store: &dyn Store) {
         .await
         .unwrap();
     assert!(
-        matches!(&refused[0], Err(StoreError::EmbargoNotGranted { partner }) if partner == "wire"),
+        matches!(&refused[0], Err(StoreError::Refused(Refusal::EmbargoNotGranted { partner })) if partner == "wire"),
         "{refused:?}"
     );
     // Once the embargo is over the same correction is the partner's to make.

@@ -21,8 +21,8 @@ pub use sqlite::SqliteStore;
 
 use crate::domain::{
     Actor, Article, ArticleContent, ArticleEvent, ArticleId, AuditEntry, AuditFilter, FeedScope,
-    Partner, PartnerId, PartnerName, PartnerRecord, RequestKey, Revision, Rights, RightsChange,
-    SectionSlug, TokenHash, Tombstone, VersionSummary,
+    Partner, PartnerId, PartnerName, PartnerRecord, Refusal, RequestKey, Revision, Rights,
+    RightsChange, SectionSlug, TokenHash, Tombstone, VersionSummary,
 };
 use crate::websub::{Callback, Subscription, Topic};
 use chrono::{DateTime, TimeDelta, Utc};
@@ -71,14 +71,10 @@ pub enum StoreError {
     /// A request id came back with a different request. Nothing was written.
     #[error("request id {0:?} was already used for a different request")]
     RequestIdReused(String),
-    /// The stored article a write would replace is in a section the partner is not granted.
-    /// Nothing was written.
-    #[error("partner {partner:?} is not granted section {section:?}")]
-    SectionNotGranted { partner: String, section: String },
-    /// The stored article a write would replace is under an embargo the partner has no
-    /// right to. Nothing was written.
-    #[error("partner {partner:?} may not publish or see embargoed articles")]
-    EmbargoNotGranted { partner: String },
+    /// The partner's rights do not cover the stored article a write would replace (its
+    /// section, or an embargo that still runs). Nothing was written.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
 }
 
 impl StoreError {
@@ -88,36 +84,9 @@ impl StoreError {
     pub fn is_refusal(&self) -> bool {
         matches!(
             self,
-            Self::EtagMismatch(_)
-                | Self::RequestIdReused(_)
-                | Self::SectionNotGranted { .. }
-                | Self::EmbargoNotGranted { .. }
+            Self::EtagMismatch(_) | Self::RequestIdReused(_) | Self::Refused(_)
         )
     }
-}
-
-/// Refuses a change of `existing` by `partner` unless the partner holds its section and, if
-/// its embargo still runs at `now`, the embargo right. A partner changes only its own
-/// articles: the stores look them up by partner.
-pub fn may_change(
-    partner: &Partner,
-    existing: &Article,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    debug_assert_eq!(existing.partner, partner.id);
-    let section = &existing.content.section;
-    if !partner.grant.allows(section) {
-        return Err(StoreError::SectionNotGranted {
-            partner: partner.name.to_string(),
-            section: section.to_string(),
-        });
-    }
-    if existing.content.is_embargoed(now) && !partner.embargoed {
-        return Err(StoreError::EmbargoNotGranted {
-            partner: partner.name.to_string(),
-        });
-    }
-    Ok(())
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -414,7 +383,7 @@ pub trait Store: Send + Sync + 'static {
             .await
     }
 
-    /// `publish_batch`, each write also refused ([`may_change`]) when `rights`, the
+    /// `publish_batch`, each write also refused ([`Partner::may_change`]) when `rights`, the
     /// partner's, do not cover the stored article it replaces: checked in the write's
     /// transaction, against the row it replaces, so that no read has to come first.
     async fn publish_checked(

@@ -13,7 +13,7 @@ use super::sqlite_history::{
     RequestRecord, VERSION_COLUMNS, VERSIONED_COLUMNS, kind_code, request_from_row,
 };
 use super::sqlite_writes::{UPDATES, check_precondition};
-use super::{ArticleWrite, Retraction, StoreError, may_change};
+use super::{ArticleWrite, Retraction, StoreError};
 use crate::domain::{
     Actor, Article, ArticleId, ArticleState, AuditEntry, AuditOperation, EventKind, Outcome,
     Partner, PartnerId, Revision,
@@ -264,7 +264,7 @@ async fn publish_one(
     rights: Option<&Partner>,
 ) -> Result<Revision, StoreError> {
     if let (Some(rights), Some(existing)) = (rights, current.get(&write.id)) {
-        may_change(rights, existing, now)?;
+        rights.may_change(existing, now)?;
     }
     if let Some(key) = &write.request
         && let Some(record) = requests.get(key.id())

@@ -8,7 +8,7 @@
 use super::sqlite::{ARTICLE_COLUMNS, article_from_row, nanos, select_article, state_code};
 use super::sqlite_audit as audit;
 use super::sqlite_history::{RequestRecord, VERSION_COLUMNS, kind_code, request_records};
-use super::{ArticleWrite, Retraction, StoreError, may_change};
+use super::{ArticleWrite, Retraction, StoreError};
 use crate::domain::{
     Article, ArticleId, ArticleState, AuditEntry, EventKind, Partner, PartnerId, Revision,
 };
@@ -21,7 +21,7 @@ use std::sync::LazyLock;
 
 /// Publishes `writes` in order, each made at its own time (the writes of several calls can
 /// be applied together) and refused when the rights given with it do not cover the stored
-/// article it replaces ([`may_change`]); the audit entries `audit` makes of the results
+/// article it replaces ([`Partner::may_change`]); the audit entries `audit` makes of the results
 /// are written in the same script as the last of their rows. One result per write: a
 /// refused write (failed precondition, reused request id, rights) writes nothing and does
 /// not affect the others; a database error fails them all. With `begin`, the writer's
@@ -77,7 +77,7 @@ async fn publish_one(
     rights: Option<&Partner>,
 ) -> Result<Revision, StoreError> {
     if let (Some(rights), Some(existing)) = (rights, current.get(&write.id)) {
-        may_change(rights, existing, now)?;
+        rights.may_change(existing, now)?;
     }
     if let Some(key) = &write.request
         && let Some(record) = requests.get(key.id())
