@@ -276,7 +276,7 @@ impl Publisher {
                 stored.map_err(PublishError::from).map(|revision| {
                     let touched = self.touch(&revision);
                     Published {
-                        article: revision.article().clone(),
+                        article: revision.into_article(),
                         warnings,
                         changed: touched,
                     }

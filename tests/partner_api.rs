@@ -481,6 +481,70 @@ async fn a_bad_article_in_a_batch_gets_its_own_error_and_the_others_are_stored()
 }
 
 #[tokio::test]
+async fn a_batch_of_many_articles_stores_each_with_its_version_and_refuses_only_stale_etags() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let token = &server.tokens.newsroom;
+    // Stored before the batch: corrected in it with the right etag, with a stale one, and
+    // with none.
+    let mut stored = Vec::new();
+    for n in [10, 300, 600] {
+        stored.push(publish(&mut client, token, brief(&format!("long-{n}"), "初稿")).await);
+    }
+    let total = 700;
+    let requests: Vec<_> = (0..total)
+        .map(|n| {
+            let mut article = brief(&format!("long-{n}"), &format!("第{n}条"));
+            article.etag = match n {
+                10 => stored[0].etag.clone(),
+                300 => "stale".into(),
+                _ => String::new(),
+            };
+            request(article, "")
+        })
+        .collect();
+    // Messages of 250, as a partner streams them; the store takes them in slices of its own.
+    let mut requests = requests.into_iter();
+    let mut messages = Vec::new();
+    loop {
+        let chunk: Vec<_> = requests.by_ref().take(250).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        messages.push(PublishArticlesRequest { requests: chunk });
+    }
+    let results = publish_batch(&mut client, token, messages).await;
+    assert_eq!(results.len(), total);
+    for (n, result) in results.iter().enumerate() {
+        assert_eq!(result.index, n as i32);
+        let expected = if n == 300 { Code::Aborted } else { Code::Ok };
+        assert_eq!(result_status(result).code(), expected, "article {n}");
+    }
+    for n in [0, 10, 255, 256, 299, 301, 511, 512, 600, 699] {
+        let id = format!("long-{n}");
+        let article = get(&mut client, token, &id, 0).await.unwrap();
+        assert_eq!(article.title, format!("第{n}条"), "{id}");
+        assert_eq!(article.etag, results[n].etag, "{id}");
+        let expected = if [10, 600].contains(&n) {
+            vec![2, 1]
+        } else {
+            vec![1]
+        };
+        assert_eq!(versions(&mut client, token, &id).await, expected, "{id}");
+    }
+    let refused = get(&mut client, token, "long-300", 0).await.unwrap();
+    assert_eq!(refused.title, "初稿");
+    assert_eq!(refused.etag, stored[1].etag);
+    assert_eq!(versions(&mut client, token, "long-300").await, [1]);
+    server
+        .wait_for_feed("/feeds/politics/atom.xml", |b| {
+            // The feed's 50 come first by GUID, `long-10` among them, `long-300` not.
+            b.contains("第0条") && b.contains("第10条") && !b.contains("初稿")
+        })
+        .await;
+}
+
+#[tokio::test]
 async fn a_batch_rebuilds_each_feed_it_touches_once() {
     const ARTICLES: usize = 1_500;
     let server = TestServer::start().await;

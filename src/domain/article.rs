@@ -101,7 +101,15 @@ pub struct ArticleContent {
 impl ArticleContent {
     /// A strong validator of the content: equal exactly when the content is equal.
     pub fn etag(&self) -> String {
-        let canonical = serde_json::to_vec(self).expect("article content always serialises");
+        // Sized once: the bodies are most of it, and growing the buffer copies them again.
+        let mut canonical = Vec::with_capacity(
+            self.content_html.len()
+                + self.content_text.as_ref().map_or(0, String::len)
+                + self.summary.len()
+                + self.title.len()
+                + 1024,
+        );
+        serde_json::to_writer(&mut canonical, self).expect("article content always serialises");
         hex::encode(&Sha256::digest(&canonical)[..12])
     }
 
@@ -196,6 +204,14 @@ pub enum Revision {
 impl Revision {
     /// The article as it now stands.
     pub fn article(&self) -> &Article {
+        match self {
+            Self::Unchanged(article) | Self::Created(article) => article,
+            Self::Updated { article, .. } => article,
+        }
+    }
+
+    /// The article as it now stands, taken out of the revision.
+    pub fn into_article(self) -> Article {
         match self {
             Self::Unchanged(article) | Self::Created(article) => article,
             Self::Updated { article, .. } => article,

@@ -19,11 +19,13 @@ const QUOTE_GRAPHEMES: usize = 12;
 /// Warnings about `paragraphs` of the field `field`, in paragraph order.
 pub fn lint(field: &str, paragraphs: &[&str]) -> Vec<String> {
     let mut warnings = Vec::new();
-    let keys: Vec<String> = paragraphs.iter().map(|p| comparison_key(p)).collect();
+    let keys: Vec<KeyDigest> = paragraphs.iter().map(|p| KeyDigest::of(p)).collect();
     for (i, paragraph) in paragraphs.iter().enumerate() {
         let n = i + 1;
-        if keys[i].chars().count() >= MIN_REPEAT_CHARS
-            && let Some(first) = keys[..i].iter().position(|k| *k == keys[i])
+        if keys[i].chars >= MIN_REPEAT_CHARS
+            && let Some(first) = (0..i).find(|&j| {
+                keys[j] == keys[i] && comparison_key(paragraphs[j]).eq(comparison_key(paragraph))
+            })
         {
             warnings.push(format!(
                 "{field}: paragraph {n} repeats paragraph {} (“{}”)",
@@ -50,11 +52,31 @@ pub fn lint(field: &str, paragraphs: &[&str]) -> Vec<String> {
 
 /// The paragraph without white space and punctuation, so that copies differing only in
 /// a comma or a space still match.
-fn comparison_key(paragraph: &str) -> String {
+fn comparison_key(paragraph: &str) -> impl Iterator<Item = char> + '_ {
     paragraph
         .chars()
         .filter(|c| !c.is_whitespace() && !c.is_ascii_punctuation() && !is_cjk_punctuation(*c))
-        .collect()
+}
+
+/// The length and a hash of a paragraph's comparison key: paragraphs whose digests differ
+/// are not repeats, so only equal digests are compared character by character, and no key
+/// is ever built as a string.
+#[derive(PartialEq, Eq)]
+struct KeyDigest {
+    chars: usize,
+    hash: u64,
+}
+
+impl KeyDigest {
+    fn of(paragraph: &str) -> Self {
+        // FNV-1a over the characters: cheap, and a collision only costs a comparison.
+        let (mut chars, mut hash) = (0, 0xcbf2_9ce4_8422_2325_u64);
+        for c in comparison_key(paragraph) {
+            chars += 1;
+            hash = (hash ^ u64::from(c)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        Self { chars, hash }
+    }
 }
 
 fn is_cjk_punctuation(c: char) -> bool {

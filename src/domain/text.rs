@@ -22,6 +22,14 @@ pub(crate) struct Cleaned {
 /// Removes forbidden characters; `single_line` also folds every run of white space
 /// (newlines included) into one space, for titles and names.
 pub(crate) fn clean(raw: &str, single_line: bool) -> Cleaned {
+    // Most copy has nothing to remove or rewrite: one scan, then one copy, rather than
+    // pushing it a character at a time.
+    if !single_line && !raw.chars().any(|c| c == '\r' || is_forbidden(c)) {
+        return Cleaned {
+            text: raw.trim().to_owned(),
+            removed: 0,
+        };
+    }
     let mut text = String::with_capacity(raw.len());
     let mut removed = 0;
     let mut pending_space = false;
@@ -321,11 +329,40 @@ pub fn text_to_html(text: &str) -> String {
 /// The first `max_graphemes` user-perceived characters of `text`, white space folded,
 /// cut on a grapheme boundary and marked with `…` when cut.
 pub fn summarize(text: &str, max_graphemes: usize) -> String {
-    let folded = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match folded.grapheme_indices(true).nth(max_graphemes) {
-        None => folded,
-        Some((cut, _)) => format!("{}…", folded[..cut].trim_end()),
+    // A long body is cut from a prefix: folding a prefix of the text gives a prefix of the
+    // folded text, and where a grapheme starts depends only on what comes before it and
+    // the character there, so a cut found inside the prefix is the cut of the whole text.
+    let prefix_bytes = max_graphemes.saturating_add(2).saturating_mul(8);
+    if text.len() > prefix_bytes {
+        let mut end = prefix_bytes;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        if let Some(summary) = cut_summary(&fold_white_space(&text[..end]), max_graphemes) {
+            return summary;
+        }
     }
+    let folded = fold_white_space(text);
+    cut_summary(&folded, max_graphemes).unwrap_or(folded)
+}
+
+/// Every run of white space as one space, none at either end.
+fn fold_white_space(text: &str) -> String {
+    let mut folded = String::with_capacity(text.len());
+    for word in text.split_whitespace() {
+        if !folded.is_empty() {
+            folded.push(' ');
+        }
+        folded.push_str(word);
+    }
+    folded
+}
+
+/// `folded` cut after `max_graphemes` graphemes and marked with `…`; `None` when it is not
+/// longer than that.
+fn cut_summary(folded: &str, max_graphemes: usize) -> Option<String> {
+    let (cut, _) = folded.grapheme_indices(true).nth(max_graphemes)?;
+    Some(format!("{}…", folded[..cut].trim_end()))
 }
 
 /// A one-line note (a retraction reason, say): forbidden characters removed, white space
@@ -452,6 +489,79 @@ mod tests {
                     proptest::prop_assert!(!tag.contains(banned), "{} in <{}> of {}", banned, tag, once);
                 }
             }
+        }
+    }
+
+    /// The summary of the whole text folded and segmented, as before the prefix cut.
+    fn summarize_whole(text: &str, max_graphemes: usize) -> String {
+        let folded = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        match folded.grapheme_indices(true).nth(max_graphemes) {
+            None => folded,
+            Some((cut, _)) => format!("{}…", folded[..cut].trim_end()),
+        }
+    }
+
+    /// Pieces of copy that make grapheme clusters hard to cut: joiners, flags, combining
+    /// marks, Hangul jamo, Indic conjuncts, white space of every kind, controls.
+    const TRICKY_PIECES: &[&str] = &[
+        "朔州",
+        "字",
+        "a",
+        " ",
+        "  ",
+        "\n",
+        "\r\n",
+        "\t",
+        "\u{3000}",
+        "\u{a0}",
+        "👩",
+        "\u{200d}",
+        "👧",
+        "🇨",
+        "🇳",
+        "e\u{301}",
+        "\u{301}",
+        "\u{1100}",
+        "\u{1161}",
+        "\u{11a8}",
+        "क",
+        "\u{94d}",
+        "ष",
+        "\u{1f3fb}",
+        "\u{fe0f}",
+        "\u{1}",
+        "\r",
+        "\u{fffe}",
+        "\u{85}",
+        "。",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 3000,
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        #[test]
+        fn a_summary_cut_from_a_prefix_is_the_summary_of_the_whole_text(
+            parts in proptest::collection::vec(proptest::sample::select(TRICKY_PIECES), 0..400),
+            max in 0_usize..40,
+        ) {
+            let text = parts.concat();
+            proptest::prop_assert_eq!(summarize(&text, max), summarize_whole(&text, max));
+        }
+
+        #[test]
+        fn copy_cleaned_at_once_is_copy_cleaned_a_character_at_a_time(
+            parts in proptest::collection::vec(proptest::sample::select(TRICKY_PIECES), 0..60),
+        ) {
+            let text = parts.concat();
+            let fast = clean(&text, false);
+            // The same text with a character that takes the slow path, then without it.
+            let slow = clean(&format!("{text}\r"), false);
+            proptest::prop_assert_eq!(&fast.text, &slow.text);
+            proptest::prop_assert_eq!(fast.removed, slow.removed);
         }
     }
 

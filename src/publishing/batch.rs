@@ -156,7 +156,7 @@ impl Batch {
                 self.names.extend(revision.touched_names());
                 self.publisher.notice_embargo(&revision);
                 Published {
-                    article: revision.article().clone(),
+                    article: revision.into_article(),
                     warnings,
                     changed,
                 }

@@ -40,10 +40,22 @@ pub(super) async fn apply_publishes(
         .iter()
         .filter_map(|(w, _, _)| w.request.as_ref().map(|r| r.id()))
         .collect();
+    // Only an article written again later in the job needs its new version kept here.
+    let mut seen = HashSet::with_capacity(writes.len());
+    let written_again: HashSet<ArticleId> = writes
+        .iter()
+        .filter(|(w, _, _)| !seen.insert(&w.id))
+        .map(|(w, _, _)| w.id.clone())
+        .collect();
+    drop(seen);
+    if request_ids.is_empty() && written_again.is_empty() {
+        return apply_pipelined(conn, partner, writes, current, audit).await;
+    }
     let mut requests = request_records(conn, partner, &request_ids).await?;
     let mut staged = Staged::default();
     let mut results = Vec::with_capacity(writes.len());
     for (write, now, rights) in writes {
+        let keep = written_again.contains(&write.id);
         let result = publish_one(
             conn,
             &mut staged,
@@ -53,6 +65,7 @@ pub(super) async fn apply_publishes(
             write,
             now,
             rights,
+            keep,
         )
         .await;
         match result {
@@ -65,6 +78,75 @@ pub(super) async fn apply_publishes(
     Ok(results)
 }
 
+/// Articles staged together while the rows of the ones before them are written.
+const PIPELINE_SLICE: usize = 256;
+
+/// [`apply_publishes`] for writes that never need the connection while they are staged (no
+/// request id to look up or record, no article written twice): the rows of each slice of
+/// writes are written while the next slice is staged (its revisions and etags computed, its
+/// rows gathered), so that the connection's thread and the writer's task work at once.
+async fn apply_pipelined(
+    conn: &mut SqliteConnection,
+    partner: PartnerId,
+    writes: Vec<(ArticleWrite, DateTime<Utc>, Option<&Partner>)>,
+    mut current: HashMap<ArticleId, Article>,
+    audit: impl FnOnce(&[Result<Revision, StoreError>]) -> Vec<AuditEntry>,
+) -> Result<Vec<Result<Revision, StoreError>>, StoreError> {
+    let mut results = Vec::with_capacity(writes.len());
+    let mut writes = writes.into_iter();
+    let mut writing: Option<Staged> = None;
+    loop {
+        let slice: Vec<_> = writes.by_ref().take(PIPELINE_SLICE).collect();
+        if slice.is_empty() {
+            break;
+        }
+        let mut staged = Staged::default();
+        let mut failure = None;
+        let stage = async {
+            for (write, now, rights) in slice {
+                let result = check_rights(&current, &write, now, rights).and_then(|()| {
+                    stage_one(&mut staged, &mut current, partner, write, now, false)
+                });
+                match result {
+                    Err(e) if !e.is_refusal() => {
+                        failure = Some(e);
+                        break;
+                    }
+                    result => results.push(result),
+                }
+            }
+        };
+        match writing.take() {
+            Some(mut previous) => {
+                let (written, ()) = tokio::join!(previous.flush(conn), stage);
+                written?;
+            }
+            None => stage.await,
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        writing = Some(staged);
+    }
+    let mut last = writing.unwrap_or_default();
+    last.audit = audit(&results);
+    last.flush(conn).await?;
+    Ok(results)
+}
+
+/// Refuses a write whose stored article `rights` do not cover ([`Partner::may_change`]).
+fn check_rights(
+    current: &HashMap<ArticleId, Article>,
+    write: &ArticleWrite,
+    now: DateTime<Utc>,
+    rights: Option<&Partner>,
+) -> Result<(), StoreError> {
+    match (rights, current.get(&write.id)) {
+        (Some(rights), Some(existing)) => Ok(rights.may_change(existing, now)?),
+        _ => Ok(()),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn publish_one(
     conn: &mut SqliteConnection,
@@ -75,10 +157,9 @@ async fn publish_one(
     write: ArticleWrite,
     now: DateTime<Utc>,
     rights: Option<&Partner>,
+    written_again: bool,
 ) -> Result<Revision, StoreError> {
-    if let (Some(rights), Some(existing)) = (rights, current.get(&write.id)) {
-        rights.may_change(existing, now)?;
-    }
+    check_rights(current, &write, now, rights)?;
     if let Some(key) = &write.request
         && let Some(record) = requests.get(key.id())
     {
@@ -89,7 +170,35 @@ async fn publish_one(
         staged.flush(conn).await?;
         return Ok(Revision::Unchanged(record.replay(conn, partner).await?));
     }
-    let existing = current.get(&write.id).cloned();
+    if staged.holds(partner, &write.id) {
+        // One row per article and flush: the stored row is always the previous version.
+        staged.flush(conn).await?;
+    }
+    let request = write.request.clone();
+    let revision = stage_one(staged, current, partner, write, now, written_again)?;
+    if let Some(key) = request {
+        let record = RequestRecord::of(key, revision.article());
+        staged.request(&record, partner, now);
+        requests.insert(record.key.id().to_owned(), record);
+    }
+    Ok(revision)
+}
+
+/// Stages the rows of a write whose article has none among `staged`, once its precondition
+/// holds; with `written_again`, keeps its new version in `current` for the next write.
+fn stage_one(
+    staged: &mut Staged,
+    current: &mut HashMap<ArticleId, Article>,
+    partner: PartnerId,
+    write: ArticleWrite,
+    now: DateTime<Utc>,
+    written_again: bool,
+) -> Result<Revision, StoreError> {
+    let existing = if written_again {
+        current.get(&write.id).cloned()
+    } else {
+        current.remove(&write.id)
+    };
     check_precondition(existing.as_ref(), write.expected_etag.as_deref())?;
     let new_guid = write.new_guid;
     let revision = Article::revise(existing, partner, write.id, write.content, now, |_| {
@@ -102,19 +211,12 @@ async fn publish_one(
     };
     let article = revision.article();
     if let Some(kind) = kind {
-        if staged.touches(article) {
-            // One row per article and flush: the stored row is always the previous version.
-            staged.flush(conn).await?;
-        }
         let replaced = matches!(revision, Revision::Updated { .. });
         let superseded = replaced && revision.is_new_version();
         staged.article(article, replaced, superseded, kind, now);
     }
-    current.insert(article.id.clone(), article.clone());
-    if let Some(key) = write.request {
-        let record = RequestRecord::of(key, article);
-        staged.request(&record, partner, now);
-        requests.insert(record.key.id().to_owned(), record);
+    if written_again {
+        current.insert(article.id.clone(), article.clone());
     }
     Ok(revision)
 }
@@ -357,9 +459,9 @@ struct Staged {
 }
 
 impl Staged {
-    /// True when `article` already has a row here.
-    fn touches(&self, article: &Article) -> bool {
-        self.keys.contains(&(article.partner, article.id.clone()))
+    /// True when the partner's article `id` already has a row here.
+    fn holds(&self, partner: PartnerId, id: &ArticleId) -> bool {
+        self.keys.contains(&(partner, id.clone()))
     }
 
     /// Stages the article's new row, its names, its event and its pending embargo lift;
