@@ -17,7 +17,7 @@ use crate::domain::{
 };
 use crate::health::{Component, Health};
 use crate::publication::Publication;
-use crate::storage::{ArticleWrite, ListCursor, Retraction, Store, StoreError};
+use crate::storage::{self, ArticleWrite, ListCursor, Retraction, Store, StoreError};
 use chrono::Utc;
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -268,11 +268,7 @@ impl Publisher {
                     .store
                     .publish_checked(partner.id, rights, vec![write], Utc::now(), &actor)
                     .await
-                    .and_then(|mut results| {
-                        results.pop().unwrap_or_else(|| {
-                            Err(StoreError::Corrupt("a publish gave no result".into()))
-                        })
-                    });
+                    .and_then(storage::only_result);
                 stored.map_err(PublishError::from).map(|revision| {
                     let touched = self.touch(&revision);
                     Published {

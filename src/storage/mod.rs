@@ -89,6 +89,17 @@ impl StoreError {
     }
 }
 
+/// The result of a batch of one write: the stores answer every write of a batch, so a
+/// missing answer is a store that broke that rule.
+pub fn only_result(mut results: Vec<Result<Revision, StoreError>>) -> Result<Revision, StoreError> {
+    match (results.pop(), results.is_empty()) {
+        (Some(result), true) => result,
+        _ => Err(StoreError::Corrupt(
+            "a batch of one write did not give one result".into(),
+        )),
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         Self::Database(Arc::new(e))
@@ -225,7 +236,9 @@ pub trait Store: Send + Sync + 'static {
         write: ArticleWrite,
         now: DateTime<Utc>,
         actor: &Actor,
-    ) -> Result<Revision, StoreError>;
+    ) -> Result<Revision, StoreError> {
+        only_result(self.publish_batch(partner, vec![write], now, actor).await?)
+    }
 
     /// Retracts a partner's article, recording it for `actor` in the audit log; `None` when
     /// there is no such article. The flag says whether the article was published until now
@@ -514,4 +527,21 @@ pub trait Store: Send + Sync + 'static {
 pub struct CallRate {
     pub per_second: std::num::NonZeroU32,
     pub burst: std::num::NonZeroU32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{StoreError, only_result};
+
+    #[test]
+    fn a_batch_of_one_must_give_exactly_one_result() {
+        let refused = || Err(StoreError::Closed);
+        assert!(matches!(
+            only_result(vec![refused()]),
+            Err(StoreError::Closed)
+        ));
+        for results in [vec![], vec![refused(), refused()]] {
+            assert!(matches!(only_result(results), Err(StoreError::Corrupt(_))));
+        }
+    }
 }

@@ -935,19 +935,6 @@ impl Store for SqliteStore {
         Ok(found.filter(|r| r.revoke_time.is_none()).map(|r| r.partner))
     }
 
-    async fn publish(
-        &self,
-        partner: PartnerId,
-        write: ArticleWrite,
-        now: DateTime<Utc>,
-        actor: &Actor,
-    ) -> Result<Revision, StoreError> {
-        let mut results = self.publish_batch(partner, vec![write], now, actor).await?;
-        results
-            .pop()
-            .unwrap_or_else(|| Err(StoreError::Corrupt("a publish gave no result".into())))
-    }
-
     async fn retract(
         &self,
         partner: PartnerId,
