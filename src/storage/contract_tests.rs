@@ -733,31 +733,29 @@ async fn check_rights_in_the_write(store: &dyn Store) {
         embargoed: false,
         ..partner.clone()
     };
-    let refused = store
-        .publish_checked(
-            partner.id,
-            Some(&no_embargo),
-            vec![write("w-2", 1, |d| d.title = "更正".into())],
-            at(1011),
-            &actor(&partner),
-        )
-        .await
-        .unwrap();
+    let correct_at = |second| {
+        let correction = write("w-2", 1, |d| d.title = "更正".into());
+        let (rights, actor) = (&no_embargo, actor(&partner));
+        async move {
+            store
+                .publish_checked(
+                    partner.id,
+                    Some(rights),
+                    vec![correction],
+                    at(second),
+                    &actor,
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let refused = correct_at(1011).await;
     assert!(
         matches!(&refused[0], Err(StoreError::Refused(Refusal::EmbargoNotGranted { partner })) if partner == "wire"),
         "{refused:?}"
     );
     // Once the embargo is over the same correction is the partner's to make.
-    let allowed = store
-        .publish_checked(
-            partner.id,
-            Some(&no_embargo),
-            vec![write("w-2", 1, |d| d.title = "更正".into())],
-            at(6000),
-            &actor(&partner),
-        )
-        .await
-        .unwrap();
+    let allowed = correct_at(6000).await;
     assert!(
         matches!(allowed[0], Ok(Revision::Updated { .. })),
         "{allowed:?}"
