@@ -26,7 +26,6 @@ use crate::domain::{
 };
 use crate::websub::{Callback, Subscription, Topic};
 use chrono::{DateTime, TimeDelta, Utc};
-use sqlx::Executor;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -410,9 +409,11 @@ impl Store for PostgresStore {
             FeedScope::Author(named) | FeedScope::Tag(named) => Some(named.name()),
         };
         let sql = FeedSql::of(scope);
-        // One snapshot for the two reads, so they agree with each other.
-        let mut tx = self.pool.begin().await?;
-        tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        // One snapshot for the two reads, so they agree with each other; begun in one
+        // statement with its isolation level.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .await?;
         let mut query = sqlx::query(&sql.articles).bind(nanos(now)).bind(limit);
         if let Some(value) = value {
