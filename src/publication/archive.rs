@@ -6,7 +6,7 @@
 use super::{FeedFile, Inner, Links, PublicationError};
 use crate::domain::{FeedScope, SectionSlug};
 use crate::render::{ArchiveLinks, Format, FormatUrls};
-use crate::storage::StoreError;
+use crate::storage::{FeedContent, StoreError};
 use chrono::{DateTime, SubsecRound, Utc};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -79,19 +79,18 @@ impl Inner {
             .find(|scope| scope.path_segment() == segment))
     }
 
-    /// The archive links of a scope's subscription documents: to its newest page.
-    pub(super) async fn current_archive_links(
+    /// The archive links of the subscription documents of `scope`, read with `content`:
+    /// to its newest page.
+    pub(super) fn current_archive_links(
         &self,
         scope: &FeedScope,
-    ) -> Result<ArchiveLinks, StoreError> {
-        let pages = self
-            .store
-            .archive_pages(scope, self.settings.feeds.max_items)
-            .await?;
-        Ok(ArchiveLinks {
+        content: &FeedContent,
+    ) -> ArchiveLinks {
+        let pages = content.archive_pages(self.settings.feeds.max_items);
+        ArchiveLinks {
             prev: (pages > 0).then(|| self.document_urls(scope, Some(pages))),
             ..ArchiveLinks::default()
-        })
+        }
     }
 
     /// Forgets the rendered archive pages of `scope`, after it changed.

@@ -52,6 +52,8 @@ struct Prepared {
     headlines: Arc<[Headline]>,
     max_age: u32,
     now: DateTime<Utc>,
+    /// How long reading it took.
+    read: std::time::Duration,
 }
 
 /// A document whose bytes changed, to be compressed and written.
@@ -128,6 +130,8 @@ struct Rendered {
     pending: Vec<Pending>,
     headlines: Arc<[Headline]>,
     started: Instant,
+    /// How long reading it took, of the time since `started`.
+    read: std::time::Duration,
 }
 
 /// A scope's documents compressed (and on disk when each has the stamp of its identity
@@ -662,7 +666,12 @@ impl Inner {
             .expect("counter lock")
             .entry(scope.clone())
             .or_default() += 1;
-        tracing::debug!(feed = scope.path_segment(), "feeds regenerated");
+        tracing::debug!(
+            feed = scope.path_segment(),
+            read_us = rendered.read.as_micros(),
+            served_us = rendered.started.elapsed().as_micros(),
+            "feeds regenerated"
+        );
     }
 
     /// Reads what the feeds of `scope` show; `None` for a section no longer configured.
@@ -675,6 +684,7 @@ impl Inner {
             FeedScope::All | FeedScope::Author(_) | FeedScope::Tag(_) => None,
         };
         let now = Utc::now();
+        let reading = Instant::now();
         let feeds = &self.settings.feeds;
         let mut content = self
             .store
@@ -701,7 +711,7 @@ impl Inner {
             })
             .collect();
         let mut meta = self.meta(scope, updated, std::mem::take(&mut content.tombstones));
-        meta.archive = self.current_archive_links(scope).await?;
+        meta.archive = self.current_archive_links(scope, &content);
         self.forget_archives(scope);
         Ok(Some(Prepared {
             scope: scope.clone(),
@@ -710,6 +720,7 @@ impl Inner {
             headlines,
             max_age: feeds.max_age_of(section.as_ref()),
             now,
+            read: reading.elapsed(),
         }))
     }
 
@@ -723,6 +734,7 @@ impl Inner {
             headlines,
             max_age,
             now,
+            read,
         } = prepared;
         let segment = scope.path_segment();
         let dir = self.settings.server.feeds_dir.join(segment);
@@ -793,6 +805,7 @@ impl Inner {
             pending,
             headlines,
             started,
+            read,
         }
     }
 }

@@ -307,6 +307,48 @@ async fn check_author_and_tag_feeds(store: &dyn Store) {
 }
 
 contract!(
+    tombstones_come_newest_first_then_by_guid_within_their_window_and_the_limit,
+    check_tombstone_order
+);
+async fn check_tombstone_order(store: &dyn Store) {
+    let partner = add_partner(store, "newsroom").await;
+    for n in 0..5 {
+        publish(store, &partner, &format!("t-{n}"), n, |_| {}).await;
+    }
+    // t-0 out of the window by now; t-1 and t-2 at the same instant; t-4 still shown.
+    for (id, minute) in [("t-0", 1001), ("t-2", 1100), ("t-1", 1100), ("t-3", 1110)] {
+        store
+            .retract(partner.id, retraction(id), at(minute), &actor(&partner))
+            .await
+            .unwrap();
+    }
+    let guid = |id: &str| format!("tag:example.com,2023-06-07:newsroom/{id}");
+    let now = at(1120);
+    for scope in [
+        FeedScope::All,
+        FeedScope::Section(SectionSlug::parse("rural").unwrap()),
+        FeedScope::author(AUTHOR),
+        FeedScope::tag(TAG),
+    ] {
+        for (limit, tombstones) in [(50, ["t-3", "t-1", "t-2"].as_slice()), (2, &["t-3", "t-1"])] {
+            let content = store
+                .feed_content(&scope, now, limit, TimeDelta::hours(1))
+                .await
+                .unwrap();
+            let shown: Vec<String> = content.articles.iter().map(|a| a.guid.clone()).collect();
+            assert_eq!(shown, [guid("t-4")], "{scope:?}");
+            let gone: Vec<String> = content.tombstones.iter().map(|t| t.guid.clone()).collect();
+            let expected: Vec<String> = tombstones.iter().map(|id| guid(id)).collect();
+            assert_eq!(gone, expected, "{scope:?} limit {limit}");
+            let when: Vec<DateTime<Utc>> = content.tombstones.iter().map(|t| t.when).collect();
+            assert_eq!(when, [at(1110), at(1100), at(1100)][..tombstones.len()]);
+            assert_eq!(content.last_change, Some(at(1110)), "{scope:?}");
+            assert_eq!(content.archived, 5, "{scope:?}");
+        }
+    }
+}
+
+contract!(
     feeds_change_when_the_embargoes_of_their_own_articles_end,
     check_embargo_ends_per_scope
 );
@@ -424,6 +466,13 @@ async fn check_archive_sizes(store: &dyn Store) {
             usize::div_ceil(articles, 4),
             "{scope:?}"
         );
+        // A feed's content carries the same size, read with it.
+        let content = store
+            .feed_content(&scope, at(2000), 50, TimeDelta::hours(1))
+            .await
+            .unwrap();
+        assert_eq!(content.archived, articles, "{scope:?}");
+        assert_eq!(content.archive_pages(4), usize::div_ceil(articles, 4));
     }
     // Pages in the order articles were first stored, showing the visible ones.
     let page = store

@@ -113,8 +113,8 @@ pub struct ListCursor {
     pub id: ArticleId,
 }
 
-/// The articles one feed shows, the tombstones of those recently retracted, and when what
-/// the feed shows last changed.
+/// The articles one feed shows, the tombstones of those recently retracted, when what the
+/// feed shows last changed, and how large its archive is.
 #[derive(Debug, Clone)]
 pub struct FeedContent {
     /// Visible articles, newest `publish_time` first.
@@ -124,6 +124,16 @@ pub struct FeedContent {
     pub tombstones: Vec<Tombstone>,
     /// Latest instant at which anything in the scope changed; `None` for an empty history.
     pub last_change: Option<DateTime<Utc>>,
+    /// How many articles the scope's archive holds: its whole history, in any state.
+    pub archived: usize,
+}
+
+impl FeedContent {
+    /// How many pages of `size` the scope's archive fills, as [`Store::archive_pages`]
+    /// answers.
+    pub fn archive_pages(&self, size: usize) -> usize {
+        self.archived.div_ceil(size.max(1))
+    }
 }
 
 /// One page of a feed's archive (RFC 5005): articles in the order they were first stored.
@@ -269,8 +279,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Article>, StoreError>;
 
     /// What the feed of `scope` shows at `now`: at most `limit` articles that are published,
-    /// not expired, with `publish_time` reached and any embargo over; and at most `limit`
-    /// tombstones of retractions less than `tombstone_window` before `now`.
+    /// not expired, with `publish_time` reached and any embargo over; at most `limit`
+    /// tombstones of retractions less than `tombstone_window` before `now`; and the size of
+    /// the scope's archive, all read together (a regeneration needs each of them).
     async fn feed_content(
         &self,
         scope: &FeedScope,

@@ -7,10 +7,9 @@
 
 use super::postgres_partners as partners;
 use super::postgres_writes as writes;
-use super::rows::Columns;
 use super::sqlite::{
     ARTICLE_COLUMNS, ArchiveFilter, NAME_TABLES, SHOWN_WHEN_RETRACTED, article_from_row,
-    from_nanos, names_table, nanos, qualified_columns,
+    feed_content_of, from_nanos, names_table, nanos, qualified_columns,
 };
 use super::sqlite_audit::entry_from_row;
 use super::sqlite_history::{VERSIONED_COLUMNS, event_from_row, version_from_row};
@@ -23,11 +22,10 @@ use super::{
 use crate::domain::{
     Actor, Article, ArticleEvent, ArticleId, AuditEntry, AuditFilter, FeedScope, Partner,
     PartnerId, PartnerName, PartnerRecord, Revision, RightsChange, SectionSlug, TokenHash,
-    Tombstone, VersionSummary,
+    VersionSummary,
 };
 use crate::websub::{Callback, Subscription, Topic};
 use chrono::{DateTime, TimeDelta, Utc};
-use sqlx::Executor;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -228,12 +226,12 @@ async fn follow_events(pool: PgPool, head: Arc<watch::Sender<u64>>) {
     }
 }
 
-/// The three queries that read a feed, as `sqlite::FeedSql` (same parameters), for
-/// PostgreSQL: its `GREATEST` skips NULLs where SQLite's `MAX` returns NULL.
+/// The two statements that read a feed, as `sqlite::FeedSql` (same parameters, the
+/// articles binding only the first three), for PostgreSQL: its `GREATEST` skips NULLs where
+/// SQLite's `MAX` returns NULL.
 struct FeedSql {
     articles: String,
-    tombstones: String,
-    last_change: String,
+    summary: String,
 }
 
 impl FeedSql {
@@ -249,7 +247,7 @@ impl FeedSql {
             FeedScope::Author(_) | FeedScope::Tag(_) => "name = $3 AND",
         };
         let last_change = format!(
-            "SELECT CASE WHEN changed.time IS NULL THEN NULL ELSE GREATEST(
+            "(SELECT CASE WHEN changed.time IS NULL THEN NULL ELSE GREATEST(
                  changed.time,
                  (SELECT MAX(publish_time) FROM {source}
                   WHERE {filter3} state = 1 AND publish_time <= $1),
@@ -257,15 +255,21 @@ impl FeedSql {
                  (SELECT MAX(embargo_time) FROM {source}
                   WHERE {filter3} state = 1 AND embargo_time <= $1),
                  (SELECT MAX(retract_time) FROM {source}
-                  WHERE {filter3} {SHOWN_WHEN_RETRACTED} AND retract_time <= $1 - $2) + $2)
+                  WHERE {filter3} {SHOWN_WHEN_RETRACTED} AND retract_time <= $1 - $4) + $4)
              END
-             FROM (SELECT MAX(change_time) AS time FROM {source} WHERE {filter3} TRUE) AS changed"
+             FROM (SELECT MAX(change_time) AS time FROM {source} WHERE {filter3} TRUE) AS changed)"
         );
+        let tombstones = without_index_hints(&numbered(&sqlite.tombstones));
+        let summary = numbered(&super::sqlite::feed_summary_sql(
+            scope,
+            &last_change,
+            &tombstones,
+            "TRUE",
+        ));
         Self {
             // SQLite's CROSS JOIN fixes the join order; PostgreSQL takes an inner join.
             articles: numbered(&sqlite.articles).replace("CROSS JOIN", "JOIN"),
-            tombstones: without_index_hints(&numbered(&sqlite.tombstones)),
-            last_change,
+            summary,
         }
     }
 }
@@ -386,19 +390,21 @@ impl Store for PostgresStore {
     ) -> Result<FeedContent, StoreError> {
         let window = tombstone_window.num_nanoseconds().unwrap_or(i64::MAX);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let section = match scope {
+        let value = match scope {
             FeedScope::All => None,
             FeedScope::Section(slug) => Some(slug.as_str()),
             FeedScope::Author(named) | FeedScope::Tag(named) => Some(named.name()),
         };
         let sql = FeedSql::of(scope);
-        // One snapshot for the three reads, so they agree with each other.
-        let mut tx = self.pool.begin().await?;
-        tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        // One snapshot for the two reads, so they agree with each other; begun in one
+        // statement with its isolation level.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .await?;
         let mut query = sqlx::query(&sql.articles).bind(nanos(now)).bind(limit);
-        if let Some(section) = section {
-            query = query.bind(section);
+        if let Some(value) = value {
+            query = query.bind(value);
         }
         let articles = query
             .fetch_all(&mut *tx)
@@ -406,37 +412,15 @@ impl Store for PostgresStore {
             .iter()
             .map(article_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let mut query = sqlx::query(&sql.tombstones)
+        let summary = sqlx::query(&sql.summary)
             .bind(nanos(now))
             .bind(limit)
-            .bind(window);
-        if let Some(section) = section {
-            query = query.bind(section);
-        }
-        let tombstones = query
+            .bind(value.unwrap_or(""))
+            .bind(window)
             .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|row| {
-                Ok(Tombstone {
-                    guid: row.value("guid")?,
-                    when: from_nanos(row.value("retract_time")?),
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        let mut query = sqlx::query_scalar(&sql.last_change)
-            .bind(nanos(now))
-            .bind(window);
-        if let Some(section) = section {
-            query = query.bind(section);
-        }
-        let last_change: Option<i64> = query.fetch_one(&mut *tx).await?;
+            .await?;
         tx.commit().await?;
-        Ok(FeedContent {
-            articles,
-            tombstones,
-            last_change: last_change.map(from_nanos),
-        })
+        feed_content_of(articles, &summary)
     }
 
     async fn next_transition(

@@ -708,15 +708,18 @@ impl<'a> ArchiveFilter<'a> {
     }
 }
 
-/// The three queries that read a feed. Each binds `?1` to now and, after its other
-/// parameters, the section, author or tag, when the scope has one.
+/// The two statements that read a feed, run as one script (one round trip to the
+/// connection's thread). Both bind `?1` to now, `?2` to the limit, `?3` to the section,
+/// author or tag (`''` for `all`) and `?4` to the tombstone window; the articles use only
+/// the first three.
 pub(super) struct FeedSql {
-    /// Visible articles in feed order: `?2` the limit, `?3` the scope's value.
+    /// Visible articles in feed order.
     pub(super) articles: String,
-    /// Recent tombstones: `?2` the limit, `?3` the window, `?4` the scope's value.
+    /// Recent tombstones, newest first (part of `summary`).
     pub(super) tombstones: String,
-    /// When what the feed shows last changed: `?2` the window, `?3` the scope's value.
-    pub(super) last_change: String,
+    /// One row per recent tombstone, newest first, or a single row of NULLs when there is
+    /// none; each carries when what the feed shows last changed and the size of its archive.
+    pub(super) summary: String,
 }
 
 impl FeedSql {
@@ -724,12 +727,12 @@ impl FeedSql {
     /// which carry the article's state, feed times and GUID and have the indexes a section
     /// has, so they read whole articles only for the rows they show.
     pub(super) fn of(scope: &FeedScope) -> Self {
-        let (source, filter, index_prefix) = match scope {
+        let (source, filter3, index_prefix) = match scope {
             FeedScope::All => ("articles", "", "articles"),
-            FeedScope::Section(_) => ("articles", "section = ?{n} AND", "articles_section"),
+            FeedScope::Section(_) => ("articles", "section = ?3 AND", "articles_section"),
             FeedScope::Author(_) | FeedScope::Tag(_) => {
                 let table = names_table(scope);
-                (table, "name = ?{n} AND", table)
+                (table, "name = ?3 AND", table)
             }
         };
         // Embargo ends and retractions are looked up on their own partial indexes, newest
@@ -738,7 +741,6 @@ impl FeedSql {
         // embargo_time and retract_time included, which sit after the bodies.
         let embargoed = format!("{source} INDEXED BY {index_prefix}_embargo");
         let retracted = format!("{source} INDEXED BY {index_prefix}_retract");
-        let filter = |n: u8| filter.replace("{n}", &n.to_string());
         // An author or tag feed walks the name's index in feed order, and joins the article
         // rows of just those it shows.
         let (columns, from, shown) = match scope {
@@ -751,7 +753,6 @@ impl FeedSql {
                 (ARTICLE_COLUMNS.to_owned(), source.to_owned(), "")
             }
         };
-        let filter3 = filter(3);
         let articles = format!(
             "SELECT {columns} FROM {from}
              WHERE {shown}{filter3} {shown}state = 1 AND {shown}publish_time <= ?1
@@ -761,18 +762,17 @@ impl FeedSql {
         );
         // Tombstones of retractions less than a window ago, newest first: they depend on
         // `now` only through the window, whose end is a transition of its own.
-        let filter4 = filter(4);
         let tombstones = format!(
             "SELECT guid, retract_time FROM {retracted}
-             WHERE {filter4} {SHOWN_WHEN_RETRACTED}
-               AND retract_time <= ?1 AND retract_time > ?1 - ?3
+             WHERE {filter3} {SHOWN_WHEN_RETRACTED}
+               AND retract_time <= ?1 AND retract_time > ?1 - ?4
              ORDER BY retract_time DESC, guid LIMIT ?2"
         );
         // Everything that changes what the feed shows: writes, articles whose publish time
         // has come, whose embargo has ended or whose expire time has passed, and tombstones
         // whose window has ended.
         let last_change = format!(
-            "SELECT MAX(
+            "MAX(
                  (SELECT MAX(change_time) FROM {source} WHERE {filter3} 1),
                  COALESCE((SELECT MAX(publish_time) FROM {source}
                            WHERE {filter3} state = 1 AND publish_time <= ?1), 0),
@@ -782,14 +782,42 @@ impl FeedSql {
                            WHERE {filter3} state = 1 AND embargo_time <= ?1), 0),
                  COALESCE((SELECT MAX(retract_time) FROM {retracted}
                            WHERE {filter3} {SHOWN_WHEN_RETRACTED}
-                             AND retract_time <= ?1 - ?2) + ?2, 0))"
+                             AND retract_time <= ?1 - ?4) + ?4, 0))"
         );
+        let summary = feed_summary_sql(scope, &last_change, &tombstones, "1");
         Self {
             articles,
             tombstones,
-            last_change,
+            summary,
         }
     }
+
+    /// Both statements, articles first, as one script.
+    pub(super) fn script(&self) -> String {
+        format!("{};\n{}", self.articles, self.summary)
+    }
+}
+
+/// A feed's summary statement, the same in both backends (see [`FeedSql::summary`]): the
+/// `last_change` expression and the size of the archive, joined to the `tombstones` query,
+/// `on` being the backend's literal true.
+pub(super) fn feed_summary_sql(
+    scope: &FeedScope,
+    last_change: &str,
+    tombstones: &str,
+    on: &str,
+) -> String {
+    let (kind, _) = super::feed_size_key(scope);
+    // Kept by triggers in the transaction of every write: no count of the scope's whole
+    // history.
+    format!(
+        "SELECT summary.last_change, summary.archived, tombstone.guid, tombstone.retract_time
+         FROM (SELECT {last_change} AS last_change,
+                      (SELECT articles FROM feed_sizes WHERE kind = '{kind}' AND name = ?3)
+                          AS archived) AS summary
+         LEFT JOIN ({tombstones}) AS tombstone ON {on}
+         ORDER BY tombstone.retract_time DESC, tombstone.guid"
+    )
 }
 
 /// The next instant a feed changes without a write: `?1` now, `?2` a time later than any
@@ -903,6 +931,37 @@ pub(super) fn article_from_row(row: &impl Columns) -> Result<Article, StoreError
     })
 }
 
+/// A feed's content from its articles and the rows of its summary statement
+/// ([`FeedSql::summary`]).
+pub(super) fn feed_content_of(
+    articles: Vec<Article>,
+    summary: &[impl Columns],
+) -> Result<FeedContent, StoreError> {
+    let Some(first) = summary.first() else {
+        return Err(StoreError::Corrupt(
+            "a feed's summary returned no row".into(),
+        ));
+    };
+    let last_change: Option<i64> = first.value("last_change")?;
+    let archived: Option<i64> = first.value("archived")?;
+    let mut tombstones = Vec::with_capacity(summary.len());
+    for row in summary {
+        let Some(guid) = row.value::<Option<String>>("guid")? else {
+            continue; // the one row of a feed without tombstones
+        };
+        tombstones.push(Tombstone {
+            guid,
+            when: from_nanos(row.value("retract_time")?),
+        });
+    }
+    Ok(FeedContent {
+        articles,
+        tombstones,
+        last_change: last_change.map(from_nanos),
+        archived: usize::try_from(archived.unwrap_or(0)).unwrap_or(0),
+    })
+}
+
 pub(super) fn state_from_code(code: i64) -> Result<ArticleState, StoreError> {
     match code {
         1 => Ok(ArticleState::Published),
@@ -995,60 +1054,37 @@ impl Store for SqliteStore {
         limit: usize,
         tombstone_window: TimeDelta,
     ) -> Result<FeedContent, StoreError> {
+        use sqlx::Either;
+        use tokio_stream::StreamExt;
         let window = tombstone_window.num_nanoseconds().unwrap_or(i64::MAX);
-        let section = match scope {
-            FeedScope::All => None,
-            FeedScope::Section(slug) => Some(slug.as_str()),
-            FeedScope::Author(named) | FeedScope::Tag(named) => Some(named.name()),
+        let value = match scope {
+            FeedScope::All => "",
+            FeedScope::Section(slug) => slug.as_str(),
+            FeedScope::Author(named) | FeedScope::Tag(named) => named.name(),
         };
-        let FeedSql {
-            articles: articles_sql,
-            tombstones: tombstones_sql,
-            last_change: change_sql,
-        } = FeedSql::of(scope);
-        // One connection for the three reads.
-        let mut conn = self.read.acquire().await?;
-        let mut query = sqlx::query(&articles_sql)
-            .bind(nanos(now))
-            .bind(limit as i64);
-        if let Some(section) = section {
-            query = query.bind(section);
-        }
-        let rows = query.fetch_all(&mut *conn).await?;
-        let articles = rows
-            .iter()
-            .map(article_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut query = sqlx::query(&tombstones_sql)
+        let script = FeedSql::of(scope).script();
+        let query = sqlx::query(&script)
             .bind(nanos(now))
             .bind(limit as i64)
+            .bind(value)
             .bind(window);
-        if let Some(section) = section {
-            query = query.bind(section);
+        // Each statement is a round trip to the connection's thread, however few rows it
+        // returns: the two go in one. Rows come statement by statement, each statement's
+        // end marked by its result.
+        let mut conn = self.read.acquire().await?;
+        let mut steps = sqlx::Executor::fetch_many(&mut *conn, query);
+        let mut articles = Vec::with_capacity(limit.min(64));
+        let mut summary = Vec::new();
+        let mut statement = 0;
+        while let Some(step) = steps.next().await {
+            match step? {
+                Either::Left(_) => statement += 1,
+                Either::Right(row) if statement == 0 => articles.push(article_from_row(&row)?),
+                Either::Right(row) => summary.push(row),
+            }
         }
-        let tombstones = query
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|row| {
-                Ok(Tombstone {
-                    guid: row.value("guid")?,
-                    when: from_nanos(row.value("retract_time")?),
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        let mut query = sqlx::query_scalar(&change_sql)
-            .bind(nanos(now))
-            .bind(window);
-        if let Some(section) = section {
-            query = query.bind(section);
-        }
-        let last_change: Option<i64> = query.fetch_one(&mut *conn).await?;
-        Ok(FeedContent {
-            articles,
-            tombstones,
-            last_change: last_change.map(from_nanos),
-        })
+        drop(steps);
+        feed_content_of(articles, &summary)
     }
 
     async fn next_transition(
