@@ -235,6 +235,15 @@ impl FeedFile {
         }
     }
 
+    /// The same document finished: with these codings, and with its identity coding let go
+    /// of when `stamp` says its file holds it ([`Self::on_disk`]).
+    pub fn finished(&self, codings: Codings, stamp: Option<FileStamp>) -> Self {
+        match stamp {
+            Some(stamp) => self.on_disk(codings, stamp),
+            None => self.with_codings(codings),
+        }
+    }
+
     /// The document itself, in the identity coding. Held in memory until its file is
     /// written; after that decompressed from the gzip coding on first use, and held again
     /// for as long as the document is served.

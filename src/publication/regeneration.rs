@@ -140,18 +140,6 @@ struct Finished {
     docs: Vec<(Pending, Codings, Option<FileStamp>)>,
 }
 
-impl Finished {
-    /// Each document as served once finished: from `served` (the pending document, or a
-    /// later-dated copy of it) with its codings, and with its identity coding let go of when
-    /// its file holds it.
-    fn document(served: &FeedFile, codings: &Codings, stamp: Option<FileStamp>) -> FeedFile {
-        match stamp {
-            Some(stamp) => served.on_disk(codings.clone(), stamp),
-            None => served.with_codings(codings.clone()),
-        }
-    }
-}
-
 /// Scopes the start-up build reads, renders and finishes at once, per core: their
 /// uncompressed documents are held together, so this bounds the memory the build takes
 /// beside the finished feeds (whose identity coding is in their files).
@@ -227,7 +215,7 @@ impl Inner {
             };
             ready.extend(rendered.redated.iter().cloned());
             for (pending, codings, stamp) in finished.docs {
-                let file = Arc::new(Finished::document(&pending.file, &codings, stamp));
+                let file = Arc::new(pending.file.finished(codings, stamp));
                 if pending.announce {
                     changes.push(FeedChange {
                         path: pending.key.clone(),
@@ -479,44 +467,52 @@ impl Inner {
         compression: Compression,
         parallel: usize,
     ) -> Vec<(Option<Finished>, Option<PublicationError>)> {
-        type Made = (usize, usize, Result<Codings, tokio::task::JoinError>);
+        type Places = std::collections::HashMap<tokio::task::Id, (usize, usize)>;
+        type Joined = Result<(tokio::task::Id, Codings), tokio::task::JoinError>;
         let mut made: Vec<Vec<Option<Codings>>> = scopes
             .iter()
             .map(|(_, docs)| vec![None; docs.len()])
             .collect();
         let mut errors: Vec<Option<PublicationError>> = scopes.iter().map(|_| None).collect();
-        let mut record = |(s, d, result): Made| match result {
-            Ok(codings) => made[s][d] = Some(codings),
+        // Each compression's scope and document, by task.
+        let mut places = Places::new();
+        let mut record = |places: &mut Places, joined: Joined| match joined {
+            Ok((id, codings)) => {
+                if let Some((s, d)) = places.remove(&id) {
+                    made[s][d] = Some(codings);
+                }
+            }
             // Compressing into memory cannot fail; a panic in it is a bug that must still
             // not take the scheduler down.
-            Err(e) => errors[s] = Some(PublicationError::Task(e)),
+            Err(e) => {
+                if let Some((s, _)) = places.remove(&e.id()) {
+                    errors[s] = Some(PublicationError::Task(e));
+                }
+            }
         };
-        let mut tasks: JoinSet<Made> = JoinSet::new();
+        let mut tasks: JoinSet<Codings> = JoinSet::new();
         for (s, (_, docs)) in scopes.iter().enumerate() {
             for (d, pending) in docs.iter().enumerate() {
                 while tasks.len() >= parallel {
-                    if let Some(Ok(done)) = tasks.join_next().await {
-                        record(done);
+                    if let Some(joined) = tasks.join_next_with_id().await {
+                        record(&mut places, joined);
                     }
                 }
                 let file = pending.file.clone();
-                tasks.spawn(async move {
-                    let codings =
-                        tokio::task::spawn_blocking(move || file.compress(compression)).await;
-                    (s, d, codings)
-                });
+                let task = tasks.spawn_blocking(move || file.compress(compression));
+                places.insert(task.id(), (s, d));
             }
         }
-        while let Some(joined) = tasks.join_next().await {
-            if let Ok(done) = joined {
-                record(done);
-            }
+        while let Some(joined) = tasks.join_next_with_id().await {
+            record(&mut places, joined);
         }
         let mut finished = Vec::with_capacity(scopes.len());
         for (((scope, docs), made), error) in scopes.iter().zip(made).zip(errors) {
-            let made = made.into_iter().collect::<Option<Vec<Codings>>>();
-            finished.push(match (error, made) {
-                (None, Some(made)) => {
+            // Every task ends with its codings or its error: a scope without an error has
+            // all its documents.
+            let made = made.into_iter().flatten();
+            finished.push(match error {
+                None => {
                     let docs: Vec<(Pending, Codings)> = docs.iter().cloned().zip(made).collect();
                     match self.write_files(scope, &docs).await {
                         Ok(stamps) => {
@@ -534,14 +530,7 @@ impl Inner {
                         }
                     }
                 }
-                (Some(e), _) => (None, Some(e)),
-                (None, None) => (
-                    None,
-                    Some(PublicationError::Write {
-                        path: self.settings.server.feeds_dir.clone(),
-                        error: std::io::Error::other("a document was not compressed"),
-                    }),
-                ),
+                Some(e) => (None, Some(e)),
             });
         }
         finished
@@ -560,14 +549,20 @@ impl Inner {
     ) -> Result<Vec<Option<FileStamp>>, PublicationError> {
         let dir = self.settings.server.feeds_dir.join(scope.path_segment());
         let mut writes: Vec<(String, Bytes)> = Vec::new();
-        // Per document: its identity stamp if known, or where its written file is in `writes`.
-        let mut identities: Vec<Result<Option<FileStamp>, usize>> = Vec::new();
+        /// Where a document's identity file stands in the replacement.
+        enum Identity {
+            /// Not rewritten; its stamp, when known.
+            Kept(Option<FileStamp>),
+            /// Written: the index of its file in `writes`.
+            Written(usize),
+        }
+        let mut identities = Vec::with_capacity(docs.len());
         for (pending, codings) in docs {
             identities.push(if pending.write_identity {
                 writes.push((pending.file_name.to_owned(), pending.file.bytes().clone()));
-                Err(writes.len() - 1)
+                Identity::Written(writes.len() - 1)
             } else {
-                Ok(pending.on_disk.or_else(|| pending.file.stamp()))
+                Identity::Kept(pending.on_disk.or_else(|| pending.file.stamp()))
             });
             let files = [
                 (super::GZIP_SUFFIX, &codings.gzip.bytes),
@@ -599,7 +594,10 @@ impl Inner {
         };
         Ok(identities
             .into_iter()
-            .map(|identity| identity.unwrap_or_else(|at| written.get(at).copied()))
+            .map(|identity| match identity {
+                Identity::Kept(stamp) => stamp,
+                Identity::Written(at) => written.get(at).copied(),
+            })
             .collect())
     }
 
@@ -617,7 +615,7 @@ impl Inner {
                 if served.etag != pending.file.etag {
                     continue; // replaced since; never the case while one task swaps
                 }
-                *served = Arc::new(Finished::document(served, codings, *stamp));
+                *served = Arc::new(served.finished(codings.clone(), *stamp));
                 if pending.announce {
                     changes.push(FeedChange {
                         path: pending.key.clone(),
