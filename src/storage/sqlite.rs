@@ -1236,11 +1236,13 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
+        // The readers first: the last connection to close copies the log into the database
+        // and removes it, and read-only connections cannot.
+        self.read.close().await;
         let (reply, done) = oneshot::channel();
         if self.writer.send(Job::Close { reply }).await.is_ok() {
             let _ = done.await;
         }
-        self.read.close().await;
     }
 
     async fn partner_records(&self) -> Result<Vec<PartnerRecord>, StoreError> {

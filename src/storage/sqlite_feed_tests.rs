@@ -1,5 +1,5 @@
-//! Author and tag feeds as the SQLite backend reads them: the newest rows through the name's
-//! index, and names stored by an older schema. What every backend must do is in
+//! What only the SQLite backend does: author and tag feeds read through the name's index,
+//! names stored by an older schema, its log at close. What every backend must do is in
 //! `contract_tests.rs`.
 
 use super::sqlite::{FeedSql, SqliteStore, distinct_names_sql, next_transition_sql};
@@ -262,6 +262,45 @@ async fn names_stored_before_their_rows_carried_feed_times_still_show_in_their_f
         assert_eq!(shown, ["g-old"], "{scope:?}");
         assert_eq!(content.tombstones.len(), 1, "{scope:?}");
         assert_eq!(content.last_change, Some(at(1)));
+    }
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_closed_store_leaves_no_log_and_reopens_with_every_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, partner) = store_with_partner(dir.path()).await;
+    let store = std::sync::Arc::new(store);
+    // Many at once, so that the writer commits them in groups, while feeds are read.
+    let mut calls = tokio::task::JoinSet::new();
+    for n in 0..100 {
+        let (store, partner) = (store.clone(), partner.clone());
+        calls.spawn(async move {
+            publish(&store, &partner, &format!("a-{n}"), n, |_| {}).await;
+            let scope = FeedScope::Section(SectionSlug::parse("rural").unwrap());
+            store
+                .feed_content(&scope, at(2000), 50, TimeDelta::hours(1))
+                .await
+                .unwrap();
+        });
+    }
+    while let Some(call) = calls.join_next().await {
+        call.unwrap();
+    }
+    store.close().await;
+    let log = dir.path().join("feedpub.sqlite3-wal");
+    assert!(
+        std::fs::metadata(&log).map_or(true, |m| m.len() == 0),
+        "the log is copied into the database at close"
+    );
+
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    for n in 0..100 {
+        let id = crate::domain::ArticleId::parse(&format!("a-{n}")).unwrap();
+        assert!(
+            store.article(partner.id, &id).await.unwrap().is_some(),
+            "a-{n}"
+        );
     }
     store.close().await;
 }
