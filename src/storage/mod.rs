@@ -132,8 +132,14 @@ impl FeedContent {
     /// How many pages of `size` the scope's archive fills, as [`Store::archive_pages`]
     /// answers.
     pub fn archive_pages(&self, size: usize) -> usize {
-        self.archived.div_ceil(size.max(1))
+        pages_of(self.archived, size)
     }
+}
+
+/// How many archive pages of `size` articles `archived` articles fill (the last one may be
+/// partial); a size of 0 counts as 1.
+pub(super) fn pages_of(archived: usize, size: usize) -> usize {
+    archived.div_ceil(size.max(1))
 }
 
 /// One page of a feed's archive (RFC 5005): articles in the order they were first stored.

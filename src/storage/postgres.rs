@@ -536,9 +536,10 @@ impl Store for PostgresStore {
                 .bind(name)
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(usize::try_from(count.unwrap_or(0))
-            .unwrap_or(0)
-            .div_ceil(size.max(1)))
+        Ok(super::pages_of(
+            usize::try_from(count.unwrap_or(0)).unwrap_or(0),
+            size,
+        ))
     }
 
     async fn named_scopes(&self) -> Result<Vec<FeedScope>, StoreError> {

@@ -1183,9 +1183,10 @@ impl Store for SqliteStore {
                 .bind(name)
                 .fetch_optional(&self.read)
                 .await?;
-        Ok(usize::try_from(count.unwrap_or(0))
-            .unwrap_or(0)
-            .div_ceil(size.max(1)))
+        Ok(super::pages_of(
+            usize::try_from(count.unwrap_or(0)).unwrap_or(0),
+            size,
+        ))
     }
 
     async fn named_scopes(&self) -> Result<Vec<FeedScope>, StoreError> {

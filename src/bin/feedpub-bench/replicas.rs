@@ -501,34 +501,31 @@ fn figures(mode: &Mode, sqlite: &Measured, pg1: &Measured, pg2: &Measured) -> Ve
         (Setup::Postgres1.label(), pg1),
         (Setup::Postgres2.label(), pg2),
     ];
+    // Each figure's name is "Replicas, <what>, <set-up><after>"; the ingest figures of both
+    // set-ups come first, then the serve figures.
     type Value = fn(&Measured) -> f64;
-    let ingest: [(&str, &'static str, Value); 3] = [
-        ("rate", "calls/s", |m| m.ingest_rate),
-        ("p50 latency", "ms", |m| m.ingest_p50),
-        ("p99 latency", "ms", |m| m.ingest_p99),
+    let ingest = format!("ingest {in_flight} in flight");
+    let groups: [Vec<(&str, &str, &'static str, Value)>; 2] = [
+        vec![
+            (&ingest, ": rate", "calls/s", |m| m.ingest_rate),
+            (&ingest, ": p50 latency", "ms", |m| m.ingest_p50),
+            (&ingest, ": p99 latency", "ms", |m| m.ingest_p99),
+        ],
+        vec![
+            ("serve 200 identity", "", "req/s", |m| m.identity),
+            ("serve 304", "", "req/s", |m| m.not_modified),
+        ],
     ];
-    let serve: [(&str, &'static str, Value); 2] = [
-        ("200 identity", "req/s", |m| m.identity),
-        ("304", "req/s", |m| m.not_modified),
-    ];
-    for (label, pg) in setups {
-        for (what, unit, value) in ingest {
-            figures.push(against(
-                format!("Replicas, ingest {in_flight} in flight, {label}: {what}"),
-                unit,
-                value(pg),
-                value(sqlite),
-            ));
-        }
-    }
-    for (label, pg) in setups {
-        for (what, unit, value) in serve {
-            figures.push(against(
-                format!("Replicas, serve {what}, {label}"),
-                unit,
-                value(pg),
-                value(sqlite),
-            ));
+    for group in &groups {
+        for (label, pg) in setups {
+            for &(what, after, unit, value) in group {
+                figures.push(against(
+                    format!("Replicas, {what}, {label}{after}"),
+                    unit,
+                    value(pg),
+                    value(sqlite),
+                ));
+            }
         }
     }
     let (lag_p50, lag_p99) = pg2.lag.unwrap_or((f64::NAN, f64::NAN));

@@ -9,8 +9,8 @@
 //! articles of the sample edition's copy, 3 KB bodies cut from its paragraphs and its titles,
 //! spread over the five sections and back in time five minutes apart. The rest are copies of
 //! that block made inside SQLite (`INSERT … SELECT`, one transaction per copy), each with its
-//! own ids, GUIDs and publish times: the same rows, about twice as fast as the Store API
-//! (no fsync per commit). Every block of 10,000 articles shares a byline and a tag of its
+//! own ids, GUIDs and publish times: the same rows, faster than the Store API (no fsync
+//! per commit). Every block of 10,000 articles shares a byline and a tag of its
 //! own (特约记者NNN, 专题NNN), so each author and tag feed holds 10,000 articles at every
 //! size and the number of such feeds grows with the store. The databases are kept between runs; every
 //! run measures each of them, in an order that alternates between runs.
