@@ -172,6 +172,8 @@ pub struct Article {
     /// When feedpub first stored the article.
     pub create_time: DateTime<Utc>,
     /// When anything a feed shows of the article last changed (store, edit, retraction).
+    /// Every write of the article moves it on, by a nanosecond at least even if the clock
+    /// did not: a version of the article is known by it.
     pub change_time: DateTime<Utc>,
     pub state: ArticleState,
     pub retract_time: Option<DateTime<Utc>>,
@@ -309,7 +311,7 @@ impl Article {
                     article: Article {
                         content,
                         updated,
-                        change_time: now,
+                        change_time: old.next_change(now),
                         state: ArticleState::Published,
                         retract_time: None,
                         retract_reason: String::new(),
@@ -657,8 +659,13 @@ impl Article {
         self.state = ArticleState::Retracted;
         self.retract_time = Some(now);
         self.retract_reason = reason;
-        self.change_time = now;
+        self.change_time = self.next_change(now);
         true
+    }
+
+    /// The change time of the article's next write at `now`: later than its last.
+    fn next_change(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now.max(self.change_time + chrono::TimeDelta::nanoseconds(1))
     }
 }
 

@@ -1,5 +1,6 @@
 //! Durable storage behind a narrow trait that speaks domain types; one file per backend.
 
+mod article_cache;
 #[cfg(test)]
 mod contract_tests;
 mod postgres;

@@ -1,5 +1,6 @@
 //! The embedded SQLite backend: WAL mode, one writer task that group-commits, a pool of readers.
 
+use super::article_cache::ArticleCache;
 use super::rows::Columns;
 use super::sqlite_audit as audit;
 use super::sqlite_partners as partners;
@@ -31,11 +32,16 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub const DATABASE_FILE: &str = "feedpub.sqlite3";
 /// Most writes committed together in one transaction.
 const MAX_BATCH: usize = 512;
+/// Bytes of decoded articles kept for the feeds' next reads: the articles of some hundreds
+/// of feeds at the sample edition's length.
+const FEED_CACHE_BYTES: usize = 24 << 20;
 
 /// SQLite storage. Writes queue to one task that commits each batch in one transaction
 /// (one fsync for many acknowledgements); reads use a separate pool.
 pub struct SqliteStore {
     read: SqlitePool,
+    /// Articles the feeds' reads decoded, for the next regeneration.
+    feed_articles: ArticleCache,
     writer: mpsc::Sender<Job>,
     /// The newest committed event, as the writer announces it.
     event_head: watch::Receiver<u64>,
@@ -185,6 +191,7 @@ impl SqliteStore {
         tokio::spawn(run_writer(writer, rx, head_tx));
         Ok(Self {
             read,
+            feed_articles: ArticleCache::new(FEED_CACHE_BYTES),
             writer: tx,
             event_head,
         })
@@ -708,13 +715,17 @@ impl<'a> ArchiveFilter<'a> {
     }
 }
 
-/// The two statements that read a feed, run as one script (one round trip to the
-/// connection's thread). Both bind `?1` to now, `?2` to the limit, `?3` to the section,
-/// author or tag (`''` for `all`) and `?4` to the tombstone window; the articles use only
-/// the first three.
+/// The statements that read a feed. SQLite runs the keys and the summary as one script (one
+/// round trip to the connection's thread), then reads whole rows only for the articles its
+/// cache lacks; PostgreSQL reads the articles whole. All bind `?1` to now, `?2` to the limit,
+/// `?3` to the section, author or tag (`''` for `all`) and `?4` to the tombstone window;
+/// the articles and keys use only the first three.
 pub(super) struct FeedSql {
     /// Visible articles in feed order.
     pub(super) articles: String,
+    /// The same articles' row keys, change times and GUIDs, read from indexes alone:
+    /// `key`, `change_time`, `guid`.
+    pub(super) keys: String,
     /// Recent tombstones, newest first (part of `summary`).
     pub(super) tombstones: String,
     /// One row per recent tombstone, newest first, or a single row of NULLs when there is
@@ -742,24 +753,30 @@ impl FeedSql {
         let embargoed = format!("{source} INDEXED BY {index_prefix}_embargo");
         let retracted = format!("{source} INDEXED BY {index_prefix}_retract");
         // An author or tag feed walks the name's index in feed order, and joins the article
-        // rows of just those it shows.
-        let (columns, from, shown) = match scope {
+        // rows of just those it shows (their keys from the primary key's index alone).
+        let (columns, keys, from, shown) = match scope {
             FeedScope::Author(_) | FeedScope::Tag(_) => (
                 qualified_columns(),
+                "articles.rowid AS key, shown.change_time, shown.guid",
                 format!("{source} AS shown CROSS JOIN articles USING (partner_id, article_id)"),
                 "shown.",
             ),
-            FeedScope::All | FeedScope::Section(_) => {
-                (ARTICLE_COLUMNS.to_owned(), source.to_owned(), "")
-            }
+            FeedScope::All | FeedScope::Section(_) => (
+                ARTICLE_COLUMNS.to_owned(),
+                "rowid AS key, change_time, guid",
+                source.to_owned(),
+                "",
+            ),
         };
-        let articles = format!(
-            "SELECT {columns} FROM {from}
+        let shown_in_order = format!(
+            "FROM {from}
              WHERE {shown}{filter3} {shown}state = 1 AND {shown}publish_time <= ?1
                AND ({shown}expire_time IS NULL OR {shown}expire_time > ?1)
                AND ({shown}embargo_time IS NULL OR {shown}embargo_time <= ?1)
              ORDER BY {shown}publish_time DESC, {shown}guid LIMIT ?2"
         );
+        let articles = format!("SELECT {columns} {shown_in_order}");
+        let keys = format!("SELECT {keys} {shown_in_order}");
         // Tombstones of retractions less than a window ago, newest first: they depend on
         // `now` only through the window, whose end is a transition of its own.
         let tombstones = format!(
@@ -787,14 +804,15 @@ impl FeedSql {
         let summary = feed_summary_sql(scope, &last_change, &tombstones, "1");
         Self {
             articles,
+            keys,
             tombstones,
             summary,
         }
     }
 
-    /// Both statements, articles first, as one script.
+    /// The keys and summary statements, keys first, as one script.
     pub(super) fn script(&self) -> String {
-        format!("{};\n{}", self.articles, self.summary)
+        format!("{};\n{}", self.keys, self.summary)
     }
 }
 
@@ -1068,22 +1086,60 @@ impl Store for SqliteStore {
             .bind(limit as i64)
             .bind(value)
             .bind(window);
+        // The keys and the whole rows of those the cache lacks are read in one snapshot, so
+        // that each row is the version its key was found in.
+        let mut tx = self.read.begin().await?;
         // Each statement is a round trip to the connection's thread, however few rows it
         // returns: the two go in one. Rows come statement by statement, each statement's
         // end marked by its result.
-        let mut conn = self.read.acquire().await?;
-        let mut steps = sqlx::Executor::fetch_many(&mut *conn, query);
-        let mut articles = Vec::with_capacity(limit.min(64));
+        let mut steps = sqlx::Executor::fetch_many(&mut *tx, query);
+        let mut keys = Vec::with_capacity(limit.min(64));
         let mut summary = Vec::new();
         let mut statement = 0;
         while let Some(step) = steps.next().await {
             match step? {
                 Either::Left(_) => statement += 1,
-                Either::Right(row) if statement == 0 => articles.push(article_from_row(&row)?),
+                Either::Right(row) if statement == 0 => keys.push((
+                    row.value::<i64>("key")?,
+                    from_nanos(row.value("change_time")?),
+                    row.value::<String>("guid")?,
+                )),
                 Either::Right(row) => summary.push(row),
             }
         }
         drop(steps);
+        let mut articles: Vec<Option<Article>> = keys
+            .iter()
+            .map(|(key, changed, guid)| self.feed_articles.get(*key, *changed, guid))
+            .collect();
+        let missing: Vec<i64> = keys
+            .iter()
+            .zip(&articles)
+            .filter(|(_, cached)| cached.is_none())
+            .map(|((key, ..), _)| *key)
+            .collect();
+        if !missing.is_empty() {
+            let rows = sqlx::query(&format!(
+                "SELECT rowid AS key, {ARTICLE_COLUMNS} FROM articles
+                 WHERE rowid IN (SELECT value FROM json_each(?1))"
+            ))
+            .bind(serde_json::to_string(&missing).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in &rows {
+                let key: i64 = row.value("key")?;
+                let article = article_from_row(row)?;
+                if let Some(at) = keys.iter().position(|(k, ..)| *k == key) {
+                    self.feed_articles.insert(key, article.clone());
+                    articles[at] = Some(article);
+                }
+            }
+        }
+        tx.commit().await?;
+        let articles = articles
+            .into_iter()
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| StoreError::Corrupt("a feed's article row vanished".into()))?;
         feed_content_of(articles, &summary)
     }
 
