@@ -268,27 +268,19 @@ fn escape_into(out: &mut Vec<u8>, text: &str) {
     out.extend_from_slice(&bytes[start..]);
 }
 
-/// The index of the first byte from `from` on that needs escaping. Eight bytes are
-/// looked at at once (a control character, `"` or `\` among them sets a high bit), then
-/// the eight that hold one byte by byte.
+/// The index of the first byte from `from` on that needs escaping. Whole blocks of
+/// [`BLOCK`] bytes are checked at once (a loop the compiler turns into vector compares),
+/// then the block that holds one byte by byte.
 fn next_escape(bytes: &[u8], from: usize) -> Option<usize> {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
-    /// A high bit set where a byte of `word` is zero (at least in the first such byte,
-    /// and never when there is none).
-    const fn zero_bytes(word: u64) -> u64 {
-        word.wrapping_sub(ONES) & !word & HIGH
-    }
     let mut at = from;
-    while let Some(chunk) = bytes.get(at..).and_then(<[u8]>::first_chunk::<8>) {
-        let word = u64::from_ne_bytes(*chunk);
-        let control = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
-        let quote = zero_bytes(word ^ (ONES * u64::from(b'"')));
-        let backslash = zero_bytes(word ^ (ONES * u64::from(b'\\')));
-        if control | quote | backslash != 0 {
+    while let Some(block) = bytes.get(at..).and_then(<[u8]>::first_chunk::<BLOCK>) {
+        let escapes = block.iter().fold(false, |any, &b| {
+            any | (b < 0x20) | (b == b'"') | (b == b'\\')
+        });
+        if escapes {
             break;
         }
-        at += 8;
+        at += BLOCK;
     }
     bytes
         .get(at..)?
@@ -296,6 +288,12 @@ fn next_escape(bytes: &[u8], from: usize) -> Option<usize> {
         .position(|&b| ESCAPE[b as usize] != 0)
         .map(|i| at + i)
 }
+
+/// Bytes checked at once for escapes: body text mostly runs for longer than this between
+/// line breaks and quotes. The sample edition's bodies (40 KB, release build) were escaped
+/// in 3.8 µs with blocks of 64, 4.6 µs with blocks of 16, 8.8 µs looking at eight bytes
+/// as one `u64`, and 21 µs by serde_json; copying them unescaped took 3.6 µs.
+const BLOCK: usize = 64;
 
 /// Room for the document, so that it is written without growing its buffer: the text it
 /// carries (the kicker, subtitle and first image's URL twice), the markup, the dates, and
@@ -347,16 +345,18 @@ mod tests {
         String::from_utf8(out).unwrap()
     }
 
-    /// Every ASCII character, and each at every place in and around an eight-byte word,
-    /// escaped as serde_json escapes it.
+    /// Every ASCII character, and a few others, at every place in and around the blocks
+    /// scanned at once, escaped as serde_json escapes it.
     #[test]
     fn strings_are_escaped_as_serde_json_escapes_them() {
         for c in (0u8..0x80)
             .map(char::from)
             .chain(['\u{80}', '\u{2028}', '朔', '𠮷'])
         {
-            for at in 0..20 {
-                let text: String = (0..20).map(|i| if i == at { c } else { 'a' }).collect();
+            for at in 0..3 * BLOCK {
+                let text: String = (0..3 * BLOCK)
+                    .map(|i| if i == at { c } else { 'a' })
+                    .collect();
                 let json = serde_json::to_string(&text).unwrap();
                 assert_eq!(format!("\"{}\"", escaped(&text)), json, "{c:?} at {at}");
             }
