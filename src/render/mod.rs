@@ -77,9 +77,9 @@ impl Format {
     /// Renders `articles` (newest first) as a document of this format.
     ///
     /// The document is returned without spare capacity: it is held for as long as it is
-    /// served, and the buffers it was written into are sized for the worst case (RSS and
-    /// Atom) or grown by doubling (JSON Feed), which left up to half of every held
-    /// document's allocation unused: 58 MB of heap with 206 author and tag feeds.
+    /// served, and the buffer it was written into is sized once for the worst case. Spare
+    /// room in held documents (up to half of each when JSON Feed's buffer grew by
+    /// doubling) was 58 MB of heap with 206 author and tag feeds.
     pub fn render(self, meta: &FeedMeta, articles: &[Article]) -> Vec<u8> {
         let mut bytes = match self {
             Self::Rss => rss::render(meta, articles),

@@ -1,5 +1,6 @@
-//! The RSS and Atom renderers as they were written with the `rss` and `atom_syndication`
-//! crates, kept as the reference the direct renderers must match byte for byte.
+//! The renderers as they were written with the `rss` and `atom_syndication` crates and
+//! serde_json's pretty printer, kept as the reference the direct renderers must match byte
+//! for byte.
 
 pub mod rss_crate {
 
@@ -347,7 +348,166 @@ pub mod atom_crate {
     }
 }
 
-/// Both documents as `Format::render` made them with the crates.
+pub mod serde_json_pretty {
+    //! JSON Feed 1.1 as it was written: serde structs printed by `serde_json::to_vec_pretty`.
+
+    use super::super::{FeedMeta, body_html, categories, language};
+    use crate::domain::{Article, Media};
+    use chrono::SecondsFormat;
+    use serde::Serialize;
+
+    #[derive(Serialize)]
+    struct JsonFeed<'a> {
+        version: &'static str,
+        title: &'a str,
+        home_page_url: &'a str,
+        feed_url: &'a str,
+        /// The next older page of the feed's archive.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next_url: Option<&'a str>,
+        description: &'a str,
+        language: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        icon: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        favicon: Option<&'a str>,
+        authors: [Author<'a>; 1],
+        hubs: [Hub<'a>; 1],
+        items: Vec<Item<'a>>,
+    }
+
+    #[derive(Serialize)]
+    struct Hub<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        url: &'a str,
+    }
+
+    #[derive(Serialize)]
+    struct Author<'a> {
+        name: &'a str,
+    }
+
+    #[derive(Serialize)]
+    struct Item<'a> {
+        id: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        url: Option<&'a str>,
+        title: &'a str,
+        summary: &'a str,
+        content_html: std::borrow::Cow<'a, str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        content_text: Option<&'a str>,
+        language: &'a str,
+        date_published: String,
+        date_modified: String,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        authors: Vec<Author<'a>>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        tags: Vec<&'a str>,
+        /// The first image among the media files.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        image: Option<&'a str>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        attachments: Vec<Attachment<'a>>,
+        #[serde(rename = "_feedpub", skip_serializing_if = "Extension::is_empty")]
+        extension: Extension<'a>,
+    }
+
+    /// A media file; the caption is its title, the size is left out when unknown.
+    #[derive(Serialize)]
+    struct Attachment<'a> {
+        url: &'a str,
+        mime_type: &'a str,
+        #[serde(skip_serializing_if = "str::is_empty")]
+        title: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        size_in_bytes: Option<u64>,
+    }
+
+    impl<'a> From<&'a Media> for Attachment<'a> {
+        fn from(media: &'a Media) -> Self {
+            Self {
+                url: &media.url,
+                mime_type: &media.mime_type,
+                title: &media.caption,
+                size_in_bytes: (media.length > 0).then_some(media.length),
+            }
+        }
+    }
+
+    /// feedpub's own item fields (JSON Feed extensions start with `_`).
+    #[derive(Serialize)]
+    struct Extension<'a> {
+        #[serde(skip_serializing_if = "str::is_empty")]
+        kicker: &'a str,
+        #[serde(skip_serializing_if = "str::is_empty")]
+        subtitle: &'a str,
+    }
+
+    impl Extension<'_> {
+        fn is_empty(&self) -> bool {
+            self.kicker.is_empty() && self.subtitle.is_empty()
+        }
+    }
+
+    /// Renders a JSON Feed 1.1 document with RFC 3339 dates in the feed's offset.
+    pub fn json_feed(meta: &FeedMeta, articles: &[Article]) -> Vec<u8> {
+        let date = |t| meta.local(t).to_rfc3339_opts(SecondsFormat::AutoSi, false);
+        let feed = JsonFeed {
+            version: "https://jsonfeed.org/version/1.1",
+            title: &meta.title,
+            home_page_url: &meta.site_url,
+            feed_url: &meta.json_url,
+            next_url: meta.archive.prev.as_ref().map(|urls| urls.json.as_str()),
+            description: &meta.description,
+            language: &meta.language,
+            icon: meta.logo.as_deref(),
+            favicon: meta.icon.as_deref(),
+            authors: [Author {
+                name: &meta.publisher,
+            }],
+            hubs: [Hub {
+                kind: "WebSub",
+                url: &meta.hub_url,
+            }],
+            items: articles
+                .iter()
+                .map(|article| {
+                    let content = &article.content;
+                    Item {
+                        id: &article.guid,
+                        url: content.canonical_url.as_deref(),
+                        title: &content.title,
+                        summary: &content.summary,
+                        content_html: body_html(article),
+                        content_text: content.content_text.as_deref(),
+                        language: language(meta, article),
+                        date_published: date(content.publish_time),
+                        date_modified: date(article.updated),
+                        authors: content.authors.iter().map(|name| Author { name }).collect(),
+                        tags: categories(article).collect(),
+                        image: content
+                            .media
+                            .iter()
+                            .find(|m| m.is_image())
+                            .map(|m| m.url.as_str()),
+                        attachments: content.media.iter().map(Attachment::from).collect(),
+                        extension: Extension {
+                            kicker: &content.kicker,
+                            subtitle: &content.subtitle,
+                        },
+                    }
+                })
+                .collect(),
+        };
+        let mut bytes = serde_json::to_vec_pretty(&feed).expect("JSON Feed always serialises");
+        bytes.push(b'\n');
+        bytes
+    }
+}
+
+/// The documents as `Format::render` made them with the crates and serde_json.
 pub fn render(
     format: super::Format,
     meta: &super::FeedMeta,
@@ -356,7 +516,7 @@ pub fn render(
     match format {
         super::Format::Rss => with_stylesheet(rss_crate::rss(meta, articles), meta),
         super::Format::Atom => with_stylesheet(atom_crate::atom(meta, articles), meta),
-        super::Format::JsonFeed => super::json_feed::render(meta, articles),
+        super::Format::JsonFeed => serde_json_pretty::json_feed(meta, articles),
     }
 }
 
@@ -391,7 +551,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn assert_same(meta: &FeedMeta, articles: &[Article]) {
-        for format in [Format::Rss, Format::Atom] {
+        for format in Format::ALL {
             let ours = String::from_utf8(format.render(meta, articles)).unwrap();
             let theirs = String::from_utf8(super::render(format, meta, articles)).unwrap();
             assert_eq!(ours, theirs, "{format:?}");
@@ -449,6 +609,23 @@ mod tests {
         other_language[1].content.language = Some("en-GB".into());
         other_language[1].updated += chrono::Duration::nanoseconds(123_456_789);
         assert_same(&fixtures::meta(), &other_language);
+        // Every optional field of an item left out, and an extension with a subtitle only.
+        let mut sparse = fixtures::articles();
+        for article in &mut sparse {
+            let c = &mut article.content;
+            c.authors.clear();
+            c.tags.clear();
+            c.kicker.clear();
+            c.canonical_url = None;
+            c.content_text = None;
+        }
+        sparse[1].content.subtitle = "只有副题 \"引号\"".into();
+        assert_same(&fixtures::meta(), &sparse);
+        let mut tags_only = fixtures::articles_with_media();
+        tags_only[0].content.kicker.clear();
+        tags_only[0].content.subtitle.clear();
+        tags_only[0].content.media.reverse();
+        assert_same(&bare, &tags_only);
     }
 
     #[test]
@@ -477,9 +654,13 @@ mod tests {
         assert!(articles.len() >= 5);
         assert_same(&meta, &articles);
         // The buffer is sized once: room for the whole document, without much to spare.
-        for (format, escaped) in [(Format::Rss, false), (Format::Atom, true)] {
+        for format in Format::ALL {
             let made = format.render(&meta, &articles).len();
-            let room = super::super::capacity(&meta, &articles, escaped);
+            let room = match format {
+                Format::Rss => super::super::capacity(&meta, &articles, false),
+                Format::Atom => super::super::capacity(&meta, &articles, true),
+                Format::JsonFeed => super::super::json_feed::capacity(&meta, &articles),
+            };
             assert!(
                 made <= room && room < made * 3 / 2,
                 "{format:?}: {made} in {room}"
@@ -487,9 +668,11 @@ mod tests {
         }
     }
 
-    /// Text with every character XML, HTML and CDATA treat specially, and others.
+    /// Text with every character XML, HTML, CDATA and JSON treat specially (control
+    /// characters JSON escapes by name and as `\u00XX`), and others it does not escape
+    /// (`/`, DEL, U+2028).
     fn text() -> impl Strategy<Value = String> {
-        r#"[a-z <>&'"\]\n朔州𠮷©]{0,24}"#
+        r#"[a-z <>&'"\]\n朔州𠮷©\\/\x00\x01\x08\t\x0c\r\x1f\x7f\x{2028}]{0,24}"#
     }
 
     proptest! {
@@ -513,6 +696,7 @@ mod tests {
                 c.title = title;
                 c.subtitle = subtitle;
                 c.summary = summary;
+                c.content_text = Some(html.clone());
                 c.content_html = html;
                 c.kicker = kicker;
                 c.tags = vec![tag.clone(), tag];
@@ -532,7 +716,7 @@ mod tests {
                 tombstones: vec![Tombstone { guid: feed_title, when: time }],
                 ..fixtures::meta()
             };
-            for format in [Format::Rss, Format::Atom] {
+            for format in Format::ALL {
                 prop_assert_eq!(
                     String::from_utf8(format.render(&meta, &articles)).unwrap(),
                     String::from_utf8(super::render(format, &meta, &articles)).unwrap()
