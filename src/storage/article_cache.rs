@@ -22,6 +22,9 @@ use std::sync::{Arc, Mutex};
 pub(super) struct ArticleCache {
     budget: usize,
     generations: Mutex<Generations>,
+    /// How many articles were offered to the cache: the rows feed reads fetched whole.
+    #[cfg(test)]
+    offered: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Debug, Default)]
@@ -38,6 +41,8 @@ impl ArticleCache {
         Self {
             budget,
             generations: Mutex::default(),
+            #[cfg(test)]
+            offered: Default::default(),
         }
     }
 
@@ -61,12 +66,29 @@ impl ArticleCache {
         found.map(|a| Article::clone(&a))
     }
 
-    /// Keeps `article`, read from row `key`, replacing what the key held.
+    /// Keeps `article`, read from row `key`, in place of an older version of it. An article
+    /// heavier than a quarter of the budget is not kept: it would push out most others.
     pub(super) fn insert(&self, key: i64, article: Article) {
-        let article = Arc::new(article);
+        #[cfg(test)]
+        self.offered
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if weight(&article) > self.budget / 4 {
+            return;
+        }
         let mut g = self.generations.lock().unwrap_or_else(|e| e.into_inner());
+        // A read on an older snapshot may come after one on a newer: keep the newer.
+        let held = g.newer.get(&key).or_else(|| g.older.get(&key));
+        if held.is_some_and(|a| a.guid == article.guid && a.change_time > article.change_time) {
+            return;
+        }
         g.older.remove(&key);
-        g.keep(key, article, self.budget);
+        g.keep(key, Arc::new(article), self.budget);
+    }
+
+    /// How many rows feed reads have fetched whole and offered to the cache.
+    #[cfg(test)]
+    pub(super) fn offered(&self) -> usize {
+        self.offered.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How many articles the cache holds, and about how many bytes.
@@ -168,5 +190,55 @@ mod tests {
         // The oldest of those not read again are gone.
         assert_eq!(cache.get(1, article.change_time, &article.guid), None);
         assert!(cache.get(99, article.change_time, &article.guid).is_some());
+    }
+
+    #[test]
+    fn an_article_heavier_than_a_quarter_of_the_budget_is_not_kept() {
+        let mut heavy = fixtures::articles().remove(0);
+        let light = heavy.clone();
+        heavy.content.content_html = "<p>乡村振兴</p>".repeat(2_000);
+        let cache = ArticleCache::new(weight(&heavy) * 4 - 1);
+        cache.insert(1, light.clone());
+        cache.insert(2, heavy.clone());
+        assert_eq!(cache.get(2, heavy.change_time, &heavy.guid), None);
+        assert_eq!(cache.get(1, light.change_time, &light.guid), Some(light));
+        assert_eq!(cache.offered(), 2);
+    }
+
+    #[test]
+    fn an_older_version_read_late_does_not_replace_a_newer_one() {
+        let older = fixtures::articles().remove(0);
+        let newer = Article {
+            change_time: older.change_time + TimeDelta::seconds(1),
+            ..older.clone()
+        };
+        let cache = ArticleCache::new(1 << 20);
+        cache.insert(3, newer.clone());
+        cache.insert(3, older.clone());
+        assert_eq!(cache.get(3, newer.change_time, &newer.guid), Some(newer));
+        assert_eq!(cache.get(3, older.change_time, &older.guid), None);
+    }
+
+    #[test]
+    fn a_hit_in_the_older_generation_is_kept_and_a_stale_one_dropped() {
+        let article = fixtures::articles().remove(0);
+        let one = weight(&article);
+        // Room for two articles per generation.
+        let cache = ArticleCache::new(one * 5);
+        for key in 0..4 {
+            cache.insert(key, article.clone());
+        }
+        // Keys 0 and 1 went to the older generation when key 2 came.
+        let later = article.change_time + TimeDelta::nanoseconds(1);
+        assert_eq!(cache.get(0, later, &article.guid), None, "stale");
+        assert_eq!(cache.size().0, 3, "the stale entry is dropped");
+        assert!(cache.get(1, article.change_time, &article.guid).is_some());
+        // Key 1 moved to the newer generation, pushing keys 2 and 3 to the older one.
+        for key in 1..4 {
+            assert!(
+                cache.get(key, article.change_time, &article.guid).is_some(),
+                "{key}"
+            );
+        }
     }
 }

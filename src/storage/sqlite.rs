@@ -22,7 +22,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::iter::Peekable;
 use std::path::Path;
 use std::time::Duration;
@@ -197,6 +197,12 @@ impl SqliteStore {
         })
     }
 
+    /// How many rows feed reads have fetched whole (those not found decoded).
+    #[cfg(test)]
+    pub(super) fn feed_rows_fetched(&self) -> usize {
+        self.feed_articles.offered()
+    }
+
     /// The steps of SQLite's plan for `sql`, its first `numbers` parameters bound to 0 and
     /// the next to `value`, if any.
     #[cfg(test)]
@@ -243,6 +249,12 @@ async fn run_writer(
             .map(|at| batch.split_off(at));
         commit_batch(&mut conn, std::mem::take(&mut batch), &event_head).await;
         if let Some(rest) = close {
+            // Closing the last connection copies the log into the database, but a reader
+            // the pool closes in the background may outlive the writer: copy it now, which
+            // readers without a read in progress do not hinder.
+            let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&mut conn)
+                .await;
             let _ = conn.close().await;
             for job in rest {
                 match job {
@@ -816,6 +828,14 @@ impl FeedSql {
     }
 }
 
+/// Whole rows of the articles whose row keys `?1` lists as a JSON array, each with its key.
+pub(super) fn feed_rows_sql() -> String {
+    format!(
+        "SELECT rowid AS key, {ARTICLE_COLUMNS} FROM articles
+         WHERE rowid IN (SELECT value FROM json_each(?1))"
+    )
+}
+
 /// A feed's summary statement, the same in both backends (see [`FeedSql::summary`]): the
 /// `last_change` expression and the size of the archive, joined to the `tombstones` query,
 /// `on` being the backend's literal true.
@@ -980,6 +1000,88 @@ pub(super) fn feed_content_of(
     })
 }
 
+/// One read of a feed's content (see [`Store::feed_content`]).
+struct FeedRead<'a> {
+    scope: &'a FeedScope,
+    now: DateTime<Utc>,
+    limit: usize,
+    /// The tombstone window, in nanoseconds.
+    window: i64,
+    /// The section, author or tag; `''` for `all`.
+    value: &'a str,
+}
+
+impl FeedRead<'_> {
+    /// Reads the feed's keys and summary, then whole rows for the articles `cache` lacks;
+    /// `None` when a row is not the version its key named (written in between).
+    async fn run(
+        &self,
+        conn: &mut SqliteConnection,
+        cache: &ArticleCache,
+    ) -> Result<Option<FeedContent>, StoreError> {
+        use sqlx::Either;
+        use tokio_stream::StreamExt;
+        let script = FeedSql::of(self.scope).script();
+        let query = sqlx::query(&script)
+            .bind(nanos(self.now))
+            .bind(self.limit as i64)
+            .bind(self.value)
+            .bind(self.window);
+        // Rows come statement by statement, each statement's end marked by its result.
+        let mut steps = sqlx::Executor::fetch_many(&mut *conn, query);
+        let mut keys = Vec::with_capacity(self.limit.min(64));
+        let mut summary = Vec::new();
+        let mut statement = 0;
+        while let Some(step) = steps.next().await {
+            match step? {
+                Either::Left(_) => statement += 1,
+                Either::Right(row) if statement == 0 => keys.push((
+                    row.value::<i64>("key")?,
+                    from_nanos(row.value("change_time")?),
+                    row.value::<String>("guid")?,
+                )),
+                Either::Right(row) => summary.push(row),
+            }
+        }
+        drop(steps);
+        let mut articles: Vec<Option<Article>> = keys
+            .iter()
+            .map(|(key, changed, guid)| cache.get(*key, *changed, guid))
+            .collect();
+        let missing: HashMap<i64, usize> = (keys.iter().enumerate())
+            .filter(|(at, _)| articles[*at].is_none())
+            .map(|(at, (key, ..))| (*key, at))
+            .collect();
+        if !missing.is_empty() {
+            let wanted: Vec<i64> = missing.keys().copied().collect();
+            let rows = sqlx::query(&feed_rows_sql())
+                .bind(
+                    serde_json::to_string(&wanted)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                )
+                .fetch_all(&mut *conn)
+                .await?;
+            for row in &rows {
+                let key: i64 = row.value("key")?;
+                let Some(&at) = missing.get(&key) else {
+                    continue;
+                };
+                let article = article_from_row(row)?;
+                let (_, changed, guid) = &keys[at];
+                if article.change_time != *changed || article.guid != *guid {
+                    return Ok(None);
+                }
+                cache.insert(key, article.clone());
+                articles[at] = Some(article);
+            }
+        }
+        let Some(articles) = articles.into_iter().collect::<Option<Vec<_>>>() else {
+            return Ok(None);
+        };
+        feed_content_of(articles, &summary).map(Some)
+    }
+}
+
 pub(super) fn state_from_code(code: i64) -> Result<ArticleState, StoreError> {
     match code {
         1 => Ok(ArticleState::Published),
@@ -1072,75 +1174,31 @@ impl Store for SqliteStore {
         limit: usize,
         tombstone_window: TimeDelta,
     ) -> Result<FeedContent, StoreError> {
-        use sqlx::Either;
-        use tokio_stream::StreamExt;
         let window = tombstone_window.num_nanoseconds().unwrap_or(i64::MAX);
         let value = match scope {
             FeedScope::All => "",
             FeedScope::Section(slug) => slug.as_str(),
             FeedScope::Author(named) | FeedScope::Tag(named) => named.name(),
         };
-        let script = FeedSql::of(scope).script();
-        let query = sqlx::query(&script)
-            .bind(nanos(now))
-            .bind(limit as i64)
-            .bind(value)
-            .bind(window);
-        // The keys and the whole rows of those the cache lacks are read in one snapshot, so
-        // that each row is the version its key was found in.
+        let read = FeedRead {
+            scope,
+            now,
+            limit,
+            window,
+            value,
+        };
+        // The keys and the summary are one round trip, the rows the cache lacks a second. A
+        // write between the two can make a row another version than its key named; the
+        // read then runs again in one snapshot (two more round trips: its begin and end).
+        let mut conn = self.read.acquire().await?;
+        if let Some(content) = read.run(&mut conn, &self.feed_articles).await? {
+            return Ok(content);
+        }
+        drop(conn);
         let mut tx = self.read.begin().await?;
-        // Each statement is a round trip to the connection's thread, however few rows it
-        // returns: the two go in one. Rows come statement by statement, each statement's
-        // end marked by its result.
-        let mut steps = sqlx::Executor::fetch_many(&mut *tx, query);
-        let mut keys = Vec::with_capacity(limit.min(64));
-        let mut summary = Vec::new();
-        let mut statement = 0;
-        while let Some(step) = steps.next().await {
-            match step? {
-                Either::Left(_) => statement += 1,
-                Either::Right(row) if statement == 0 => keys.push((
-                    row.value::<i64>("key")?,
-                    from_nanos(row.value("change_time")?),
-                    row.value::<String>("guid")?,
-                )),
-                Either::Right(row) => summary.push(row),
-            }
-        }
-        drop(steps);
-        let mut articles: Vec<Option<Article>> = keys
-            .iter()
-            .map(|(key, changed, guid)| self.feed_articles.get(*key, *changed, guid))
-            .collect();
-        let missing: Vec<i64> = keys
-            .iter()
-            .zip(&articles)
-            .filter(|(_, cached)| cached.is_none())
-            .map(|((key, ..), _)| *key)
-            .collect();
-        if !missing.is_empty() {
-            let rows = sqlx::query(&format!(
-                "SELECT rowid AS key, {ARTICLE_COLUMNS} FROM articles
-                 WHERE rowid IN (SELECT value FROM json_each(?1))"
-            ))
-            .bind(serde_json::to_string(&missing).map_err(|e| StoreError::Corrupt(e.to_string()))?)
-            .fetch_all(&mut *tx)
-            .await?;
-            for row in &rows {
-                let key: i64 = row.value("key")?;
-                let article = article_from_row(row)?;
-                if let Some(at) = keys.iter().position(|(k, ..)| *k == key) {
-                    self.feed_articles.insert(key, article.clone());
-                    articles[at] = Some(article);
-                }
-            }
-        }
+        let content = read.run(&mut tx, &self.feed_articles).await?;
         tx.commit().await?;
-        let articles = articles
-            .into_iter()
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| StoreError::Corrupt("a feed's article row vanished".into()))?;
-        feed_content_of(articles, &summary)
+        content.ok_or_else(|| StoreError::Corrupt("a feed's rows changed within a snapshot".into()))
     }
 
     async fn next_transition(

@@ -2,7 +2,7 @@
 //! names stored by an older schema, its log at close. What every backend must do is in
 //! `contract_tests.rs`.
 
-use super::sqlite::{FeedSql, SqliteStore, distinct_names_sql, next_transition_sql};
+use super::sqlite::{FeedSql, SqliteStore, distinct_names_sql, feed_rows_sql, next_transition_sql};
 use super::{ArticleWrite, NewPartner, Store};
 use crate::domain::{
     Actor, ArticleDraft, FeedScope, HtmlPolicy, Partner, PartnerName, Rights, SectionGrant,
@@ -350,6 +350,13 @@ async fn a_feeds_keys_are_read_from_indexes_alone_in_feed_order() {
         );
         assert!(scans(&keys).is_empty(), "{scope:?}: {keys:?}");
     }
+    // The rows the cache lacks, each by its key.
+    let rows = store.query_plan(&feed_rows_sql(), 0, Some("[1]")).await;
+    assert!(
+        rows.iter()
+            .any(|s| s.starts_with("SEARCH articles USING INTEGER PRIMARY KEY (rowid=?)")),
+        "{rows:?}"
+    );
     store.close().await;
 }
 
@@ -377,9 +384,15 @@ async fn a_feed_read_again_shows_every_write_since_as_a_fresh_read_does() {
         FeedScope::author(AUTHOR),
         FeedScope::tag(TAG),
     ];
+    // Whole rows are fetched once, whichever feed reads them first.
+    for scope in scopes.iter().rev() {
+        assert_eq!(read(&store, scope).await.len(), 3, "{scope:?}");
+    }
+    assert_eq!(store.feed_rows_fetched(), 3);
     for scope in &scopes {
         assert_eq!(read(&store, scope).await.len(), 3, "{scope:?}");
     }
+    assert_eq!(store.feed_rows_fetched(), 3, "nothing changed");
     // The same instant as the first writes (`publish` writes at minute 1000).
     publish(&store, &partner, "a-2", 2, |d| {
         d.title = "右玉县 更正".into()
@@ -418,6 +431,11 @@ async fn a_feed_read_again_shows_every_write_since_as_a_fresh_read_does() {
         );
         again.push(articles);
     }
+    assert_eq!(
+        store.feed_rows_fetched(),
+        5,
+        "the edited article and the new one"
+    );
     store.close().await;
     let fresh = SqliteStore::open(dir.path()).await.unwrap();
     for (scope, articles) in scopes.iter().zip(again) {
