@@ -47,7 +47,7 @@ pub(super) enum Swap {
 /// One scope's content as read from the store.
 struct Prepared {
     scope: FeedScope,
-    articles: Vec<Article>,
+    articles: Vec<Arc<Article>>,
     meta: FeedMeta,
     headlines: Arc<[Headline]>,
     max_age: u32,

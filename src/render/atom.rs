@@ -7,6 +7,7 @@
 use super::xml::Xml;
 use super::{FEED_HISTORY, FeedMeta, Format, categories};
 use crate::domain::{Article, Media};
+use std::borrow::Borrow;
 
 /// The namespace of RFC 6721 `deleted-entry`, prefix `at`.
 const TOMBSTONES: &str = "http://purl.org/atompub/tombstones/1.0";
@@ -14,7 +15,7 @@ const TOMBSTONES: &str = "http://purl.org/atompub/tombstones/1.0";
 /// Renders an Atom document, with the stylesheet instruction when the feed has one:
 /// permanent ids, `updated` from real edits, the publisher as feed-level author for entries
 /// without a byline, `xml:lang` on the feed.
-pub fn render(meta: &FeedMeta, articles: &[Article]) -> Vec<u8> {
+pub fn render(meta: &FeedMeta, articles: &[impl Borrow<Article>]) -> Vec<u8> {
     let mut x = Xml::with_capacity(super::capacity(meta, articles, true));
     x.raw(r#"<?xml version="1.0"?>"#);
     super::stylesheet(&mut x, meta);
@@ -58,7 +59,7 @@ pub fn render(meta: &FeedMeta, articles: &[Article]) -> Vec<u8> {
     x.element("subtitle", &meta.description);
     tombstones(&mut x, meta);
     for article in articles {
-        entry(&mut x, meta, article);
+        entry(&mut x, meta, article.borrow());
     }
     x.close("feed");
     x.finish()
@@ -279,7 +280,7 @@ mod tests {
             tombstones: tombstones(),
             ..fixtures::meta()
         };
-        let text = String::from_utf8(render(&meta, &[])).unwrap();
+        let text = String::from_utf8(render(&meta, &[] as &[Article])).unwrap();
         assert!(
             text.ends_with(r#"when="2023-06-07T08:00:00+08:00"/></feed>"#),
             "{text}"

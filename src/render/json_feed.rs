@@ -12,6 +12,7 @@ use super::xml::rfc3339;
 use super::{FeedMeta, categories, language};
 use crate::domain::{Article, Media};
 use chrono::{DateTime, Utc};
+use std::borrow::Borrow;
 
 /// Line starts, indented as serde_json's pretty printer indents each level: the feed's
 /// fields, an item's fields, the elements of an item's lists (and the fields of its
@@ -22,7 +23,7 @@ const ITEM_LIST: &str = "\n        ";
 const ITEM_LIST_FIELD: &str = "\n          ";
 
 /// Renders a JSON Feed 1.1 document with RFC 3339 dates in the feed's offset.
-pub fn render(meta: &FeedMeta, articles: &[Article]) -> Vec<u8> {
+pub fn render(meta: &FeedMeta, articles: &[impl Borrow<Article>]) -> Vec<u8> {
     let mut out = Vec::with_capacity(capacity(meta, articles));
     out.push(b'{');
     field(&mut out, FEED_FIELD, "version");
@@ -65,7 +66,7 @@ pub fn render(meta: &FeedMeta, articles: &[Article]) -> Vec<u8> {
         out.push(b'[');
         for article in articles {
             out.extend_from_slice(b"\n    {");
-            item(&mut out, meta, article);
+            item(&mut out, meta, article.borrow());
             out.extend_from_slice(b"\n    },");
         }
         end(&mut out, "\n  ]");
@@ -298,7 +299,7 @@ const BLOCK: usize = 64;
 /// Room for the document, so that it is written without growing its buffer: the text it
 /// carries (the kicker, subtitle and first image's URL twice), the markup, the dates, and
 /// a sixteenth more of the long text for escapes (`\n` between paragraphs, quotes in HTML).
-pub(super) fn capacity(meta: &FeedMeta, articles: &[Article]) -> usize {
+pub(super) fn capacity(meta: &FeedMeta, articles: &[impl Borrow<Article>]) -> usize {
     const MARKUP: usize = 512;
     const ITEM_MARKUP: usize = 320;
     let feed = MARKUP
@@ -312,26 +313,29 @@ pub(super) fn capacity(meta: &FeedMeta, articles: &[Article]) -> usize {
         + meta.icon.as_ref().map_or(0, String::len)
         + meta.publisher.len()
         + meta.hub_url.len();
-    articles.iter().fold(feed, |total, a| {
-        let c = &a.content;
-        let long = c.content_html.len() + c.content_text.as_ref().map_or(0, String::len);
-        total
-            + ITEM_MARKUP
-            + long
-            + long / 16
-            + a.guid.len()
-            + c.canonical_url.as_ref().map_or(0, String::len)
-            + c.title.len()
-            + c.summary.len()
-            + c.language.as_ref().map_or(meta.language.len(), String::len)
-            + 2 * (c.kicker.len() + c.subtitle.len() + 48)
-            + c.authors.iter().map(|s| s.len() + 40).sum::<usize>()
-            + c.tags.iter().map(|s| s.len() + 12).sum::<usize>()
-            + c.media
-                .iter()
-                .map(|m| 2 * m.url.len() + m.mime_type.len() + m.caption.len() + 120)
-                .sum::<usize>()
-    })
+    articles
+        .iter()
+        .map(Borrow::borrow)
+        .fold(feed, |total, a: &Article| {
+            let c = &a.content;
+            let long = c.content_html.len() + c.content_text.as_ref().map_or(0, String::len);
+            total
+                + ITEM_MARKUP
+                + long
+                + long / 16
+                + a.guid.len()
+                + c.canonical_url.as_ref().map_or(0, String::len)
+                + c.title.len()
+                + c.summary.len()
+                + c.language.as_ref().map_or(meta.language.len(), String::len)
+                + 2 * (c.kicker.len() + c.subtitle.len() + 48)
+                + c.authors.iter().map(|s| s.len() + 40).sum::<usize>()
+                + c.tags.iter().map(|s| s.len() + 12).sum::<usize>()
+                + c.media
+                    .iter()
+                    .map(|m| 2 * m.url.len() + m.mime_type.len() + m.caption.len() + 120)
+                    .sum::<usize>()
+        })
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ mod xml;
 
 use crate::domain::{Article, Tombstone};
 use chrono::{DateTime, FixedOffset, Utc};
+use std::borrow::Borrow;
 
 /// The three formats every feed is published in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -80,7 +81,7 @@ impl Format {
     /// served, and the buffer it was written into is sized once for the worst case. Spare
     /// room in held documents (up to half of each when JSON Feed's buffer grew by
     /// doubling) was 58 MB of heap with 206 author and tag feeds.
-    pub fn render(self, meta: &FeedMeta, articles: &[Article]) -> Vec<u8> {
+    pub fn render(self, meta: &FeedMeta, articles: &[impl Borrow<Article>]) -> Vec<u8> {
         let mut bytes = match self {
             Self::Rss => rss::render(meta, articles),
             Self::Atom => atom::render(meta, articles),
@@ -111,7 +112,7 @@ fn stylesheet(x: &mut xml::Xml, meta: &FeedMeta) {
 /// Room for an XML document, so that it is written without growing its buffer: the
 /// feed's text, each item's text, markup and dates, and a quarter more of the body when
 /// it is `escaped` (Atom's body is escaped text, where tags grow by about that much).
-fn capacity(meta: &FeedMeta, articles: &[Article], escaped: bool) -> usize {
+fn capacity(meta: &FeedMeta, articles: &[impl Borrow<Article>], escaped: bool) -> usize {
     const MARKUP: usize = 2048;
     const ITEM_MARKUP: usize = 640;
     let feed = MARKUP
@@ -123,28 +124,31 @@ fn capacity(meta: &FeedMeta, articles: &[Article], escaped: bool) -> usize {
             .iter()
             .map(|t| t.guid.len() + 80)
             .sum::<usize>();
-    articles.iter().fold(feed, |total, a| {
-        let c = &a.content;
-        let body = c.content_html.len() + c.subtitle.len() + 32;
-        total
-            + ITEM_MARKUP
-            + body
-            + if escaped { body / 4 } else { 0 }
-            + c.title.len()
-            + c.summary.len() * 2
-            + a.guid.len()
-            + c.canonical_url.as_ref().map_or(0, String::len)
-            + c.authors
-                .iter()
-                .chain(&c.tags)
-                .map(|s| s.len() + 32)
-                .sum::<usize>()
-            + c.kicker.len()
-            + c.media
-                .iter()
-                .map(|m| 2 * (m.url.len() + m.caption.len()) + 160)
-                .sum::<usize>()
-    })
+    articles
+        .iter()
+        .map(Borrow::borrow)
+        .fold(feed, |total, a: &Article| {
+            let c = &a.content;
+            let body = c.content_html.len() + c.subtitle.len() + 32;
+            total
+                + ITEM_MARKUP
+                + body
+                + if escaped { body / 4 } else { 0 }
+                + c.title.len()
+                + c.summary.len() * 2
+                + a.guid.len()
+                + c.canonical_url.as_ref().map_or(0, String::len)
+                + c.authors
+                    .iter()
+                    .chain(&c.tags)
+                    .map(|s| s.len() + 32)
+                    .sum::<usize>()
+                + c.kicker.len()
+                + c.media
+                    .iter()
+                    .map(|m| 2 * (m.url.len() + m.caption.len()) + 160)
+                    .sum::<usize>()
+        })
 }
 
 /// Absolute URLs of one document in each format.

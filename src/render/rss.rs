@@ -6,6 +6,7 @@
 use super::xml::Xml;
 use super::{FEED_HISTORY, FeedMeta, Format, categories, language};
 use crate::domain::{Article, Media};
+use std::borrow::Borrow;
 
 /// The Media RSS namespace (https://www.rssboard.org/media-rss), prefix `media`.
 const MEDIA_RSS: &str = "http://search.yahoo.com/mrss/";
@@ -16,14 +17,14 @@ const DUBLIN_CORE: &str = "http://purl.org/dc/elements/1.1/";
 /// Renders an RSS 2.0 document, with the stylesheet instruction when the feed has one:
 /// names in `dc:creator`, full HTML in `content:encoded`, the summary as escaped HTML in
 /// `description`, dates in RFC 822 with the real offset.
-pub fn render(meta: &FeedMeta, articles: &[Article]) -> Vec<u8> {
+pub fn render(meta: &FeedMeta, articles: &[impl Borrow<Article>]) -> Vec<u8> {
     let mut x = Xml::with_capacity(super::capacity(meta, articles, false));
     x.raw(r#"<?xml version="1.0" encoding="utf-8"?>"#);
     super::stylesheet(&mut x, meta);
     x.raw(r#"<rss version="2.0""#);
     // Namespaces in the crate's order (by prefix); `content` and `dc` come with items.
     let has_items = !articles.is_empty();
-    let has_media = articles.iter().any(|a| !a.content.media.is_empty());
+    let has_media = (articles.iter()).any(|a| !a.borrow().content.media.is_empty());
     for (used, prefix, uri) in [
         (true, "xmlns:atom", ATOM),
         (has_items, "xmlns:content", CONTENT),
@@ -69,7 +70,7 @@ pub fn render(meta: &FeedMeta, articles: &[Article]) -> Vec<u8> {
         atom_link(&mut x, &urls.rss, rel, Some(Format::Rss.media_type()));
     }
     for article in articles {
-        item(&mut x, meta, article);
+        item(&mut x, meta, article.borrow());
     }
     x.close("channel").close("rss");
     x.finish()

@@ -48,27 +48,28 @@ impl ArticleCache {
 
     /// The article of row `key` if it is the one with this GUID that last changed at
     /// `change_time`.
-    pub(super) fn get(&self, key: i64, change_time: DateTime<Utc>, guid: &str) -> Option<Article> {
+    pub(super) fn get(
+        &self,
+        key: i64,
+        change_time: DateTime<Utc>,
+        guid: &str,
+    ) -> Option<Arc<Article>> {
         let is_it = |a: &Arc<Article>| a.change_time == change_time && a.guid == guid;
-        let found = {
-            let mut g = self.generations.lock().unwrap_or_else(|e| e.into_inner());
-            match g.newer.get(&key) {
-                Some(a) if is_it(a) => Some(Arc::clone(a)),
-                Some(_) => None,
-                None => {
-                    let older = g.older.remove(&key).filter(is_it)?;
-                    g.keep(key, Arc::clone(&older), self.budget);
-                    Some(older)
-                }
+        let mut g = self.generations.lock().unwrap_or_else(|e| e.into_inner());
+        match g.newer.get(&key) {
+            Some(a) if is_it(a) => Some(Arc::clone(a)),
+            Some(_) => None,
+            None => {
+                let older = g.older.remove(&key).filter(is_it)?;
+                g.keep(key, Arc::clone(&older), self.budget);
+                Some(older)
             }
-        };
-        // Copied outside the lock: other feeds' reads go on meanwhile.
-        found.map(|a| Article::clone(&a))
+        }
     }
 
     /// Keeps `article`, read from row `key`, in place of an older version of it. An article
     /// heavier than a quarter of the budget is not kept: it would push out most others.
-    pub(super) fn insert(&self, key: i64, article: Article) {
+    pub(super) fn insert(&self, key: i64, article: Arc<Article>) {
         #[cfg(test)]
         self.offered
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -82,7 +83,7 @@ impl ArticleCache {
             return;
         }
         g.older.remove(&key);
-        g.keep(key, Arc::new(article), self.budget);
+        g.keep(key, article, self.budget);
     }
 
     /// How many rows feed reads have fetched whole and offered to the cache.
@@ -152,8 +153,11 @@ mod tests {
         let article = fixtures::articles().remove(0);
         let (changed, guid) = (article.change_time, article.guid.clone());
         assert_eq!(cache.get(7, changed, &guid), None);
-        cache.insert(7, article.clone());
-        assert_eq!(cache.get(7, changed, &guid), Some(article.clone()));
+        cache.insert(7, Arc::new(article.clone()));
+        assert_eq!(
+            cache.get(7, changed, &guid),
+            Some(Arc::new(article.clone()))
+        );
         let later = changed + TimeDelta::nanoseconds(1);
         assert_eq!(cache.get(7, later, &guid), None, "a later write");
         assert_eq!(
@@ -166,8 +170,8 @@ mod tests {
             change_time: later,
             ..article
         };
-        cache.insert(7, edited.clone());
-        assert_eq!(cache.get(7, later, &guid), Some(edited));
+        cache.insert(7, Arc::new(edited.clone()));
+        assert_eq!(cache.get(7, later, &guid), Some(Arc::new(edited)));
         assert_eq!(cache.get(7, changed, &guid), None, "replaced");
         assert_eq!(cache.size().0, 1);
     }
@@ -178,7 +182,7 @@ mod tests {
         let one = weight(&article);
         let cache = ArticleCache::new(one * 10);
         for key in 0..100 {
-            cache.insert(key, article.clone());
+            cache.insert(key, Arc::new(article.clone()));
             // The first article is read after every insert: it is never dropped.
             assert!(
                 cache.get(0, article.change_time, &article.guid).is_some(),
@@ -198,10 +202,13 @@ mod tests {
         let light = heavy.clone();
         heavy.content.content_html = "<p>乡村振兴</p>".repeat(2_000);
         let cache = ArticleCache::new(weight(&heavy) * 4 - 1);
-        cache.insert(1, light.clone());
-        cache.insert(2, heavy.clone());
+        cache.insert(1, Arc::new(light.clone()));
+        cache.insert(2, Arc::new(heavy.clone()));
         assert_eq!(cache.get(2, heavy.change_time, &heavy.guid), None);
-        assert_eq!(cache.get(1, light.change_time, &light.guid), Some(light));
+        assert_eq!(
+            cache.get(1, light.change_time, &light.guid),
+            Some(Arc::new(light))
+        );
         assert_eq!(cache.offered(), 2);
     }
 
@@ -213,9 +220,12 @@ mod tests {
             ..older.clone()
         };
         let cache = ArticleCache::new(1 << 20);
-        cache.insert(3, newer.clone());
-        cache.insert(3, older.clone());
-        assert_eq!(cache.get(3, newer.change_time, &newer.guid), Some(newer));
+        cache.insert(3, Arc::new(newer.clone()));
+        cache.insert(3, Arc::new(older.clone()));
+        assert_eq!(
+            cache.get(3, newer.change_time, &newer.guid),
+            Some(Arc::new(newer))
+        );
         assert_eq!(cache.get(3, older.change_time, &older.guid), None);
     }
 
@@ -226,7 +236,7 @@ mod tests {
         // Room for two articles per generation.
         let cache = ArticleCache::new(one * 5);
         for key in 0..4 {
-            cache.insert(key, article.clone());
+            cache.insert(key, Arc::new(article.clone()));
         }
         // Keys 0 and 1 went to the older generation when key 2 came.
         let later = article.change_time + TimeDelta::nanoseconds(1);

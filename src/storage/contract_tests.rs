@@ -248,7 +248,7 @@ async fn check_author_and_tag_feeds(store: &dyn Store) {
                 .feed_content(&scope, now, limit, TimeDelta::hours(1))
                 .await
                 .unwrap();
-            let shown: Vec<String> = content.articles.into_iter().map(|a| a.guid).collect();
+            let shown: Vec<String> = content.articles.iter().map(|a| a.guid.clone()).collect();
             assert_eq!(shown, expected(carrying.clone(), now, limit), "{scope:?}");
             let tombstones: Vec<String> = content.tombstones.into_iter().map(|t| t.guid).collect();
             assert_eq!(tombstones, ["tag:example.com,2023-06-07:newsroom/a-29"]);
@@ -261,7 +261,7 @@ async fn check_author_and_tag_feeds(store: &dyn Store) {
             .feed_content(&scope, now, 50, TimeDelta::hours(1))
             .await
             .unwrap();
-        let shown: Vec<String> = content.articles.into_iter().map(|a| a.guid).collect();
+        let shown: Vec<String> = content.articles.iter().map(|a| a.guid.clone()).collect();
         assert_eq!(shown, expected(all.clone(), now, 50), "{scope:?}");
         assert_eq!(content.last_change, Some(at(1001)), "{scope:?}");
     }

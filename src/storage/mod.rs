@@ -118,8 +118,9 @@ pub struct ListCursor {
 /// feed shows last changed, and how large its archive is.
 #[derive(Debug, Clone)]
 pub struct FeedContent {
-    /// Visible articles, newest `publish_time` first.
-    pub articles: Vec<Article>,
+    /// Visible articles, newest `publish_time` first; shared with the backend's cache of
+    /// decoded articles, if it has one.
+    pub articles: Vec<Arc<Article>>,
     /// Articles of the scope retracted within the tombstone window that were in the feed
     /// when retracted; newest retraction first, then by GUID.
     pub tombstones: Vec<Tombstone>,

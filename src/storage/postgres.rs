@@ -410,7 +410,7 @@ impl Store for PostgresStore {
             .fetch_all(&mut *tx)
             .await?
             .iter()
-            .map(article_from_row)
+            .map(|row| article_from_row(row).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         let summary = sqlx::query(&sql.summary)
             .bind(nanos(now))

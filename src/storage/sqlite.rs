@@ -25,6 +25,7 @@ use sqlx::sqlite::{
 use std::collections::{HashMap, VecDeque};
 use std::iter::Peekable;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -972,7 +973,7 @@ pub(super) fn article_from_row(row: &impl Columns) -> Result<Article, StoreError
 /// A feed's content from its articles and the rows of its summary statement
 /// ([`FeedSql::summary`]).
 pub(super) fn feed_content_of(
-    articles: Vec<Article>,
+    articles: Vec<Arc<Article>>,
     summary: &[impl Columns],
 ) -> Result<FeedContent, StoreError> {
     let Some(first) = summary.first() else {
@@ -1044,7 +1045,7 @@ impl FeedRead<'_> {
             }
         }
         drop(steps);
-        let mut articles: Vec<Option<Article>> = keys
+        let mut articles: Vec<Option<Arc<Article>>> = keys
             .iter()
             .map(|(key, changed, guid)| cache.get(*key, *changed, guid))
             .collect();
@@ -1066,12 +1067,12 @@ impl FeedRead<'_> {
                 let Some(&at) = missing.get(&key) else {
                     continue;
                 };
-                let article = article_from_row(row)?;
+                let article = Arc::new(article_from_row(row)?);
                 let (_, changed, guid) = &keys[at];
                 if article.change_time != *changed || article.guid != *guid {
                     return Ok(None);
                 }
-                cache.insert(key, article.clone());
+                cache.insert(key, Arc::clone(&article));
                 articles[at] = Some(article);
             }
         }

@@ -360,7 +360,10 @@ async fn a_feeds_keys_are_read_from_indexes_alone_in_feed_order() {
     store.close().await;
 }
 
-async fn read(store: &SqliteStore, scope: &FeedScope) -> Vec<crate::domain::Article> {
+async fn read(
+    store: &SqliteStore,
+    scope: &FeedScope,
+) -> Vec<std::sync::Arc<crate::domain::Article>> {
     store
         .feed_content(scope, at(2000), 50, TimeDelta::hours(1))
         .await
