@@ -68,10 +68,7 @@ pub(super) async fn apply_publishes(
             keep,
         )
         .await;
-        match result {
-            Err(e) if !e.is_refusal() => return Err(e),
-            result => results.push(result),
-        }
+        answer(&mut results, result)?;
     }
     staged.audit = audit(&results);
     staged.flush(conn).await?;
@@ -100,38 +97,55 @@ async fn apply_pipelined(
         if slice.is_empty() {
             break;
         }
-        let mut staged = Staged::default();
-        let mut failure = None;
-        let stage = async {
-            for (write, now, rights) in slice {
-                let result = check_rights(&current, &write, now, rights).and_then(|()| {
-                    stage_one(&mut staged, &mut current, partner, write, now, false)
-                });
-                match result {
-                    Err(e) if !e.is_refusal() => {
-                        failure = Some(e);
-                        break;
-                    }
-                    result => results.push(result),
-                }
-            }
-        };
-        match writing.take() {
+        let stage = || stage_slice(slice, &mut current, partner, &mut results);
+        let staged = match writing.take() {
+            // `join!` polls the flush first, which hands its statements to SQLite's thread;
+            // the staging then runs on this task while SQLite writes.
             Some(mut previous) => {
-                let (written, ()) = tokio::join!(previous.flush(conn), stage);
+                let (written, staged) = tokio::join!(previous.flush(conn), async { stage() });
                 written?;
+                staged?
             }
-            None => stage.await,
-        }
-        if let Some(e) = failure {
-            return Err(e);
-        }
+            None => stage()?,
+        };
         writing = Some(staged);
     }
     let mut last = writing.unwrap_or_default();
     last.audit = audit(&results);
     last.flush(conn).await?;
     Ok(results)
+}
+
+/// Stages a slice of writes that never need the connection (see [`apply_pipelined`]),
+/// adding each write's result to `results`.
+fn stage_slice(
+    slice: Vec<(ArticleWrite, DateTime<Utc>, Option<&Partner>)>,
+    current: &mut HashMap<ArticleId, Article>,
+    partner: PartnerId,
+    results: &mut Vec<Result<Revision, StoreError>>,
+) -> Result<Staged, StoreError> {
+    let mut staged = Staged::default();
+    for (write, now, rights) in slice {
+        let result = check_rights(current, &write, now, rights)
+            .and_then(|()| stage_one(&mut staged, current, partner, write, now, false));
+        answer(results, result)?;
+    }
+    Ok(staged)
+}
+
+/// Adds a write's result to its job's: a refusal is that write's answer, any other error
+/// ends the job.
+fn answer(
+    results: &mut Vec<Result<Revision, StoreError>>,
+    result: Result<Revision, StoreError>,
+) -> Result<(), StoreError> {
+    match result {
+        Err(e) if !e.is_refusal() => Err(e),
+        result => {
+            results.push(result);
+            Ok(())
+        }
+    }
 }
 
 /// Refuses a write whose stored article `rights` do not cover ([`Partner::may_change`]).
