@@ -198,9 +198,10 @@ impl SqliteStore {
         })
     }
 
-    /// How many rows feed reads have fetched whole (those not found decoded).
+    /// How many rows feed reads have fetched whole (those not found decoded) and offered to
+    /// the cache.
     #[cfg(test)]
-    pub(super) fn feed_rows_fetched(&self) -> usize {
+    pub(super) fn feed_rows_kept(&self) -> usize {
         self.feed_articles.offered()
     }
 
@@ -1014,11 +1015,15 @@ struct FeedRead<'a> {
 
 impl FeedRead<'_> {
     /// Reads the feed's keys and summary, then whole rows for the articles `cache` lacks;
-    /// `None` when a row is not the version its key named (written in between).
+    /// `None` when a row is not the version its key named (written in between). Read `in_snapshot`
+    /// (one transaction), key and row cannot differ that way; should they differ anyway
+    /// (a name row that does not match its article's), the article's row is the truth, and
+    /// is used without being kept.
     async fn run(
         &self,
         conn: &mut SqliteConnection,
         cache: &ArticleCache,
+        in_snapshot: bool,
     ) -> Result<Option<FeedContent>, StoreError> {
         use sqlx::Either;
         use tokio_stream::StreamExt;
@@ -1069,10 +1074,11 @@ impl FeedRead<'_> {
                 };
                 let article = Arc::new(article_from_row(row)?);
                 let (_, changed, guid) = &keys[at];
-                if article.change_time != *changed || article.guid != *guid {
+                if article.change_time == *changed && article.guid == *guid {
+                    cache.insert(key, Arc::clone(&article));
+                } else if !in_snapshot {
                     return Ok(None);
                 }
-                cache.insert(key, Arc::clone(&article));
                 articles[at] = Some(article);
             }
         }
@@ -1192,14 +1198,14 @@ impl Store for SqliteStore {
         // write between the two can make a row another version than its key named; the
         // read then runs again in one snapshot (two more round trips: its begin and end).
         let mut conn = self.read.acquire().await?;
-        if let Some(content) = read.run(&mut conn, &self.feed_articles).await? {
+        if let Some(content) = read.run(&mut conn, &self.feed_articles, false).await? {
             return Ok(content);
         }
         drop(conn);
         let mut tx = self.read.begin().await?;
-        let content = read.run(&mut tx, &self.feed_articles).await?;
+        let content = read.run(&mut tx, &self.feed_articles, true).await?;
         tx.commit().await?;
-        content.ok_or_else(|| StoreError::Corrupt("a feed's rows changed within a snapshot".into()))
+        content.ok_or_else(|| StoreError::Corrupt("a feed's article rows vanished".into()))
     }
 
     async fn next_transition(
