@@ -94,23 +94,14 @@ async fn author_and_tag_feeds_are_read_through_their_indexes_without_sorting() {
         (FeedScope::tag(TAG), TAG, "article_tags_feed"),
     ] {
         let sql = FeedSql::of(&scope);
-        let articles = store.query_plan(&sql.articles, 2, Some(name)).await;
+        let keys = store.query_plan(&sql.keys, 2, Some(name)).await;
         assert!(
-            articles[0].contains(&format!("USING INDEX {index} (name=? AND state=?")),
-            "{articles:?}"
+            keys[0].contains(&format!("USING INDEX {index} (name=? AND state=?")),
+            "{keys:?}"
         );
-        assert!(
-            articles[1].starts_with("SEARCH articles USING"),
-            "{articles:?}"
-        );
-        assert!(
-            !articles.iter().any(|s| s.contains("TEMP B-TREE")),
-            "{articles:?}"
-        );
-        for plan in [
-            articles,
-            store.query_plan(&sql.summary, 2, Some(name)).await,
-        ] {
+        assert!(keys[1].starts_with("SEARCH articles USING"), "{keys:?}");
+        assert!(!keys.iter().any(|s| s.contains("TEMP B-TREE")), "{keys:?}");
+        for plan in [keys, store.query_plan(&sql.summary, 2, Some(name)).await] {
             assert!(scans(&plan).is_empty(), "{plan:?}");
         }
     }
@@ -158,8 +149,8 @@ async fn last_changes_tombstones_and_transitions_walk_the_embargo_and_retraction
             tombstones[0].contains(&format!("INDEX {prefix}_retract (")),
             "{scope:?}: {tombstones:?}"
         );
-        let articles = store.query_plan(&sql.articles, 2, value).await;
-        for plan in [&last_change, &tombstones, &articles] {
+        let keys = store.query_plan(&sql.keys, 2, value).await;
+        for plan in [&last_change, &tombstones, &keys] {
             assert!(scans(plan).is_empty(), "{scope:?}: {plan:?}");
         }
     }
