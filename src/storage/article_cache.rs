@@ -6,36 +6,52 @@
 //! a feed's read asks the database only which articles it shows and when each last changed,
 //! and fetches whole rows just for those it has not seen in that version.
 //!
-//! An entry is found by the row's key and is the right one only if the article's change
-//! time and GUID are those the read just found: every write of an article moves its change
-//! time, so a stale entry is never returned, only replaced. The cache holds at most about
-//! its budget of bytes, in two generations: when the newer one fills half the budget, the
-//! older is dropped and the newer takes its place, so what the feeds read lately stays.
+//! An entry is found by the row's key (SQLite's rowid, PostgreSQL's partner and article
+//! ids) and is the right one only if the article's change time and GUID are those the read
+//! just found: every write of an article moves its change time, so a stale entry is never
+//! returned, only replaced. The cache holds at most about its budget of bytes, in two
+//! generations: when the newer one fills half the budget, the older is dropped and the
+//! newer takes its place, so what the feeds read lately stays.
 
 use crate::domain::Article;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
-/// Decoded articles by row key, within a budget of bytes.
+/// Bytes of decoded articles each store keeps for the feeds' next reads: the articles of
+/// some hundreds of feeds at the sample edition's length.
+pub(super) const FEED_CACHE_BYTES: usize = 24 << 20;
+
+/// Decoded articles by row key `K`, within a budget of bytes.
 #[derive(Debug)]
-pub(super) struct ArticleCache {
+pub(super) struct ArticleCache<K> {
     budget: usize,
-    generations: Mutex<Generations>,
+    generations: Mutex<Generations<K>>,
     /// How many articles were offered to the cache: the rows feed reads fetched whole.
     #[cfg(test)]
     offered: std::sync::atomic::AtomicUsize,
 }
 
-#[derive(Debug, Default)]
-struct Generations {
-    newer: HashMap<i64, Arc<Article>>,
-    older: HashMap<i64, Arc<Article>>,
+#[derive(Debug)]
+struct Generations<K> {
+    newer: HashMap<K, Arc<Article>>,
+    older: HashMap<K, Arc<Article>>,
     /// Bytes held by `newer`, as [`weight`] counts them.
     newer_bytes: usize,
 }
 
-impl ArticleCache {
+impl<K> Default for Generations<K> {
+    fn default() -> Self {
+        Self {
+            newer: HashMap::new(),
+            older: HashMap::new(),
+            newer_bytes: 0,
+        }
+    }
+}
+
+impl<K: Eq + Hash + Clone> ArticleCache<K> {
     /// An empty cache holding about `budget` bytes of articles at most.
     pub(super) fn new(budget: usize) -> Self {
         Self {
@@ -50,18 +66,18 @@ impl ArticleCache {
     /// `change_time`.
     pub(super) fn get(
         &self,
-        key: i64,
+        key: &K,
         change_time: DateTime<Utc>,
         guid: &str,
     ) -> Option<Arc<Article>> {
         let is_it = |a: &Arc<Article>| a.change_time == change_time && a.guid == guid;
         let mut g = self.generations.lock().unwrap_or_else(|e| e.into_inner());
-        match g.newer.get(&key) {
+        match g.newer.get(key) {
             Some(a) if is_it(a) => Some(Arc::clone(a)),
             Some(_) => None,
             None => {
-                let older = g.older.remove(&key).filter(is_it)?;
-                g.keep(key, Arc::clone(&older), self.budget);
+                let older = g.older.remove(key).filter(is_it)?;
+                g.keep(key.clone(), Arc::clone(&older), self.budget);
                 Some(older)
             }
         }
@@ -69,7 +85,7 @@ impl ArticleCache {
 
     /// Keeps `article`, read from row `key`, in place of an older version of it. An article
     /// heavier than a quarter of the budget is not kept: it would push out most others.
-    pub(super) fn insert(&self, key: i64, article: Arc<Article>) {
+    pub(super) fn insert(&self, key: K, article: Arc<Article>) {
         #[cfg(test)]
         self.offered
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -101,8 +117,8 @@ impl ArticleCache {
     }
 }
 
-impl Generations {
-    fn keep(&mut self, key: i64, article: Arc<Article>, budget: usize) {
+impl<K: Eq + Hash> Generations<K> {
+    fn keep(&mut self, key: K, article: Arc<Article>, budget: usize) {
         let bytes = weight(&article);
         if self.newer_bytes + bytes > budget / 2 {
             self.older = std::mem::take(&mut self.newer);
@@ -149,30 +165,30 @@ mod tests {
 
     #[test]
     fn an_article_is_found_only_in_the_version_it_was_kept_in() {
-        let cache = ArticleCache::new(1 << 20);
+        let cache = ArticleCache::<i64>::new(1 << 20);
         let article = fixtures::articles().remove(0);
         let (changed, guid) = (article.change_time, article.guid.clone());
-        assert_eq!(cache.get(7, changed, &guid), None);
+        assert_eq!(cache.get(&7, changed, &guid), None);
         cache.insert(7, Arc::new(article.clone()));
         assert_eq!(
-            cache.get(7, changed, &guid),
+            cache.get(&7, changed, &guid),
             Some(Arc::new(article.clone()))
         );
         let later = changed + TimeDelta::nanoseconds(1);
-        assert_eq!(cache.get(7, later, &guid), None, "a later write");
+        assert_eq!(cache.get(&7, later, &guid), None, "a later write");
         assert_eq!(
-            cache.get(7, changed, "tag:other"),
+            cache.get(&7, changed, "tag:other"),
             None,
             "another article's row"
         );
-        assert_eq!(cache.get(8, changed, &guid), None, "another row");
+        assert_eq!(cache.get(&8, changed, &guid), None, "another row");
         let edited = Article {
             change_time: later,
             ..article
         };
         cache.insert(7, Arc::new(edited.clone()));
-        assert_eq!(cache.get(7, later, &guid), Some(Arc::new(edited)));
-        assert_eq!(cache.get(7, changed, &guid), None, "replaced");
+        assert_eq!(cache.get(&7, later, &guid), Some(Arc::new(edited)));
+        assert_eq!(cache.get(&7, changed, &guid), None, "replaced");
         assert_eq!(cache.size().0, 1);
     }
 
@@ -180,20 +196,20 @@ mod tests {
     fn the_cache_keeps_to_its_budget_and_keeps_what_was_read_lately() {
         let article = fixtures::articles().remove(0);
         let one = weight(&article);
-        let cache = ArticleCache::new(one * 10);
+        let cache = ArticleCache::<i64>::new(one * 10);
         for key in 0..100 {
             cache.insert(key, Arc::new(article.clone()));
             // The first article is read after every insert: it is never dropped.
             assert!(
-                cache.get(0, article.change_time, &article.guid).is_some(),
+                cache.get(&0, article.change_time, &article.guid).is_some(),
                 "{key}"
             );
             let (count, bytes) = cache.size();
             assert!(bytes <= one * 10, "{key}: {count} articles, {bytes} bytes");
         }
         // The oldest of those not read again are gone.
-        assert_eq!(cache.get(1, article.change_time, &article.guid), None);
-        assert!(cache.get(99, article.change_time, &article.guid).is_some());
+        assert_eq!(cache.get(&1, article.change_time, &article.guid), None);
+        assert!(cache.get(&99, article.change_time, &article.guid).is_some());
     }
 
     #[test]
@@ -201,12 +217,12 @@ mod tests {
         let mut heavy = fixtures::articles().remove(0);
         let light = heavy.clone();
         heavy.content.content_html = "<p>乡村振兴</p>".repeat(2_000);
-        let cache = ArticleCache::new(weight(&heavy) * 4 - 1);
+        let cache = ArticleCache::<i64>::new(weight(&heavy) * 4 - 1);
         cache.insert(1, Arc::new(light.clone()));
         cache.insert(2, Arc::new(heavy.clone()));
-        assert_eq!(cache.get(2, heavy.change_time, &heavy.guid), None);
+        assert_eq!(cache.get(&2, heavy.change_time, &heavy.guid), None);
         assert_eq!(
-            cache.get(1, light.change_time, &light.guid),
+            cache.get(&1, light.change_time, &light.guid),
             Some(Arc::new(light))
         );
         assert_eq!(cache.offered(), 2);
@@ -219,14 +235,14 @@ mod tests {
             change_time: older.change_time + TimeDelta::seconds(1),
             ..older.clone()
         };
-        let cache = ArticleCache::new(1 << 20);
+        let cache = ArticleCache::<i64>::new(1 << 20);
         cache.insert(3, Arc::new(newer.clone()));
         cache.insert(3, Arc::new(older.clone()));
         assert_eq!(
-            cache.get(3, newer.change_time, &newer.guid),
+            cache.get(&3, newer.change_time, &newer.guid),
             Some(Arc::new(newer))
         );
-        assert_eq!(cache.get(3, older.change_time, &older.guid), None);
+        assert_eq!(cache.get(&3, older.change_time, &older.guid), None);
     }
 
     #[test]
@@ -234,19 +250,21 @@ mod tests {
         let article = fixtures::articles().remove(0);
         let one = weight(&article);
         // Room for two articles per generation.
-        let cache = ArticleCache::new(one * 5);
+        let cache = ArticleCache::<i64>::new(one * 5);
         for key in 0..4 {
             cache.insert(key, Arc::new(article.clone()));
         }
         // Keys 0 and 1 went to the older generation when key 2 came.
         let later = article.change_time + TimeDelta::nanoseconds(1);
-        assert_eq!(cache.get(0, later, &article.guid), None, "stale");
+        assert_eq!(cache.get(&0, later, &article.guid), None, "stale");
         assert_eq!(cache.size().0, 3, "the stale entry is dropped");
-        assert!(cache.get(1, article.change_time, &article.guid).is_some());
+        assert!(cache.get(&1, article.change_time, &article.guid).is_some());
         // Key 1 moved to the newer generation, pushing keys 2 and 3 to the older one.
         for key in 1..4 {
             assert!(
-                cache.get(key, article.change_time, &article.guid).is_some(),
+                cache
+                    .get(&key, article.change_time, &article.guid)
+                    .is_some(),
                 "{key}"
             );
         }

@@ -23,8 +23,40 @@ pub(crate) const DATABASE_URL_VARIABLE: &str = "FEEDPUB_TEST_DATABASE_URL";
 pub(super) struct Backend {
     pub name: &'static str,
     pub store: Arc<dyn Store>,
+    /// The same store as its own type, and what opens it again.
+    opened: Opened,
     _dir: Option<tempfile::TempDir>,
     schema: Option<(PgPool, String)>,
+}
+
+enum Opened {
+    Sqlite(Arc<SqliteStore>, std::path::PathBuf),
+    Postgres(Arc<PostgresStore>, Box<PgConnectOptions>),
+}
+
+impl Opened {
+    async fn open(&self) -> Self {
+        match self {
+            Self::Sqlite(_, dir) => {
+                Self::Sqlite(Arc::new(SqliteStore::open(dir).await.unwrap()), dir.clone())
+            }
+            Self::Postgres(_, options) => Self::Postgres(
+                Arc::new(
+                    PostgresStore::connect_with((**options).clone())
+                        .await
+                        .unwrap(),
+                ),
+                options.clone(),
+            ),
+        }
+    }
+
+    fn store(&self) -> Arc<dyn Store> {
+        match self {
+            Self::Sqlite(store, _) => store.clone(),
+            Self::Postgres(store, _) => store.clone(),
+        }
+    }
 }
 
 impl Backend {
@@ -32,13 +64,57 @@ impl Backend {
     pub async fn finish(self) {
         self.store.close().await;
         if let Some((admin, schema)) = self.schema {
-            sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-                .execute(&admin)
-                .await
-                .unwrap();
+            drop_schema(&admin, &schema).await;
             admin.close().await;
         }
     }
+
+    /// Closes the store and opens another on the same data: nothing cached, nothing kept
+    /// from the first but what the database holds.
+    pub async fn reopen(&mut self) {
+        self.store.close().await;
+        self.opened = self.opened.open().await;
+        self.store = self.opened.store();
+    }
+
+    /// Runs `statement` on the store's database behind its back, as an operator with a
+    /// database shell could.
+    pub async fn execute(&self, statement: &str) {
+        use sqlx::Connection;
+        match (&self.opened, &self.schema) {
+            (Opened::Sqlite(_, dir), _) => {
+                let options = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(dir.join(super::sqlite::DATABASE_FILE));
+                let mut conn = sqlx::SqliteConnection::connect_with(&options)
+                    .await
+                    .unwrap();
+                sqlx::raw_sql(statement).execute(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+            }
+            (Opened::Postgres(..), Some((admin, schema))) => {
+                let script =
+                    format!("BEGIN; SET LOCAL search_path TO {schema}; {statement}; COMMIT;");
+                sqlx::raw_sql(&script).execute(admin).await.unwrap();
+            }
+            (Opened::Postgres(..), None) => unreachable!("a PostgreSQL backend has a schema"),
+        }
+    }
+
+    /// How many rows the store's feed reads have fetched whole: those its cache lacked.
+    pub fn feed_rows_kept(&self) -> usize {
+        match &self.opened {
+            Opened::Sqlite(store, _) => store.feed_rows_kept(),
+            Opened::Postgres(store, _) => store.feed_rows_kept(),
+        }
+    }
+}
+
+/// Drops a schema the tests made, and everything in it.
+async fn drop_schema(admin: &PgPool, schema: &str) {
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(admin)
+        .await
+        .unwrap();
 }
 
 /// The URL of the test database, when there is one; fails in CI when there is none.
@@ -58,9 +134,11 @@ pub(crate) fn test_database_url() -> Option<String> {
 /// A fresh SQLite store, and a fresh PostgreSQL one when a test database is configured.
 pub(super) async fn backends() -> Vec<Backend> {
     let dir = tempfile::tempdir().unwrap();
+    let sqlite = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
     let mut backends = vec![Backend {
         name: "sqlite",
-        store: Arc::new(SqliteStore::open(dir.path()).await.unwrap()),
+        store: sqlite.clone(),
+        opened: Opened::Sqlite(sqlite, dir.path().to_owned()),
         _dir: Some(dir),
         schema: None,
     }];
@@ -74,12 +152,12 @@ pub(super) async fn backends() -> Vec<Backend> {
             .execute(&admin)
             .await
             .unwrap();
-        let store = PostgresStore::connect_with(options.options([("search_path", &schema)]))
-            .await
-            .unwrap();
+        let options = options.options([("search_path", &schema)]);
+        let store = Arc::new(PostgresStore::connect_with(options.clone()).await.unwrap());
         backends.push(Backend {
             name: "postgres",
-            store: Arc::new(store),
+            store: store.clone(),
+            opened: Opened::Postgres(store, Box::new(options)),
             _dir: None,
             schema: Some((admin, schema)),
         });
@@ -483,6 +561,102 @@ async fn check_archive_sizes(store: &dyn Store) {
     let ids: Vec<&str> = page.articles.iter().map(|a| a.id.as_str()).collect();
     assert_eq!(ids, ["a-3", "a-1", "a-0"], "a-2 is retracted");
     assert_eq!(page.last_change, Some(at(1001)));
+}
+
+async fn read_feed(store: &dyn Store, scope: &FeedScope) -> Vec<Arc<Article>> {
+    store
+        .feed_content(scope, at(2000), 50, TimeDelta::hours(1))
+        .await
+        .unwrap()
+        .articles
+}
+
+/// The scopes `publish` writes every article into.
+fn every_scope_of_an_article() -> [FeedScope; 4] {
+    [
+        FeedScope::All,
+        FeedScope::Section(SectionSlug::parse("rural").unwrap()),
+        FeedScope::author(AUTHOR),
+        FeedScope::tag(TAG),
+    ]
+}
+
+/// Edits a-2, publishes a-4 and retracts a-3, all at minute 1000 like the first writes.
+async fn edit_add_and_retract(store: &dyn Store, partner: &Partner) {
+    publish(store, partner, "a-2", 2, |d| d.title = "右玉县 更正".into()).await;
+    publish(store, partner, "a-4", 4, |_| {}).await;
+    store
+        .retract(partner.id, retraction("a-3"), at(1000), &actor(partner))
+        .await
+        .unwrap();
+}
+
+/// What every feed shows after `edit_add_and_retract`: id and title, in feed order.
+const AFTER_THE_EDITS: [(&str, &str); 3] = [
+    ("a-4", "右玉县 a-4"),
+    ("a-2", "右玉县 更正"),
+    ("a-1", "右玉县 a-1"),
+];
+
+fn ids_and_titles(articles: &[Arc<Article>]) -> Vec<(&str, &str)> {
+    articles
+        .iter()
+        .map(|a| (a.id.as_str(), a.content.title.as_str()))
+        .collect()
+}
+
+/// A feed read again shows what a store opened afresh reads from the rows, after edits, a
+/// retraction and a new article, even when every write comes at the same instant: the
+/// articles kept from the last read are used only in the version they were read in. Whole
+/// rows are fetched once per article, whichever feed reads it first; none on a read with
+/// nothing changed, and one per changed article after the writes.
+#[tokio::test]
+async fn a_feed_read_again_shows_every_write_since_as_a_fresh_read_does() {
+    for mut backend in backends().await {
+        eprintln!("backend: {}", backend.name);
+        let store = backend.store.clone();
+        let partner = add_partner(store.as_ref(), "newsroom").await;
+        for n in 1..=3 {
+            publish(store.as_ref(), &partner, &format!("a-{n}"), n, |_| {}).await;
+        }
+        let scopes = every_scope_of_an_article();
+        for scope in scopes.iter().rev() {
+            assert_eq!(read_feed(store.as_ref(), scope).await.len(), 3, "{scope:?}");
+        }
+        assert_eq!(backend.feed_rows_kept(), 3, "{}", backend.name);
+        for scope in &scopes {
+            assert_eq!(read_feed(store.as_ref(), scope).await.len(), 3, "{scope:?}");
+        }
+        assert_eq!(
+            backend.feed_rows_kept(),
+            3,
+            "{}: nothing changed",
+            backend.name
+        );
+        edit_add_and_retract(store.as_ref(), &partner).await;
+        let mut again = Vec::new();
+        for scope in &scopes {
+            let articles = read_feed(store.as_ref(), scope).await;
+            assert_eq!(ids_and_titles(&articles), AFTER_THE_EDITS, "{scope:?}");
+            again.push(articles);
+        }
+        assert_eq!(
+            backend.feed_rows_kept(),
+            5,
+            "{}: the edited article and the new one",
+            backend.name
+        );
+        drop(store);
+        backend.reopen().await;
+        for (scope, articles) in scopes.iter().zip(again) {
+            assert_eq!(
+                read_feed(backend.store.as_ref(), scope).await,
+                articles,
+                "{scope:?}"
+            );
+        }
+        backend.finish().await;
+    }
 }
 
 contract!(
@@ -1252,6 +1426,34 @@ async fn postgres_replicas() -> Option<(Arc<dyn Store>, Arc<dyn Store>, PgPool, 
     Some((Arc::new(a), Arc::new(b), admin, schema))
 }
 
+/// Each replica keeps its own decoded articles, and uses one only in the version the
+/// database shows it in: a replica that read the feeds before another's edits, retraction
+/// and new article, all at the same instant, shows every one of them on its next read.
+#[tokio::test]
+async fn a_replica_shows_the_writes_of_another_in_feeds_it_read_before() {
+    let Some((a, b, admin, schema)) = postgres_replicas().await else {
+        return;
+    };
+    let partner = add_partner(a.as_ref(), "newsroom").await;
+    for n in 1..=3 {
+        publish(a.as_ref(), &partner, &format!("a-{n}"), n, |_| {}).await;
+    }
+    let scopes = every_scope_of_an_article();
+    for scope in &scopes {
+        assert_eq!(read_feed(a.as_ref(), scope).await.len(), 3, "{scope:?}");
+    }
+    edit_add_and_retract(b.as_ref(), &partner).await;
+    for scope in &scopes {
+        let on_a = read_feed(a.as_ref(), scope).await;
+        assert_eq!(ids_and_titles(&on_a), AFTER_THE_EDITS, "{scope:?}");
+        assert_eq!(on_a, read_feed(b.as_ref(), scope).await, "{scope:?}");
+    }
+    a.close().await;
+    b.close().await;
+    drop_schema(&admin, &schema).await;
+    admin.close().await;
+}
+
 /// Two replicas racing corrections of the same articles, with request ids, end as some
 /// serial order would: versions numbered without gaps or repeats, one event per version,
 /// in sequence order with no hole, archive counts equal to the rows, and each request id
@@ -1364,10 +1566,7 @@ async fn replicas_racing_on_the_same_articles_end_as_some_serial_order() {
     assert!(matches!(replayed, Revision::Unchanged(_)));
     a.close().await;
     b.close().await;
-    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-        .execute(&admin)
-        .await
-        .unwrap();
+    drop_schema(&admin, &schema).await;
 }
 
 contract!(
@@ -1438,4 +1637,27 @@ async fn check_delivery_claims(store: &dyn Store) {
             .await
             .unwrap()
     );
+}
+
+/// Should a name row's change time ever differ from its article's, the author feed still
+/// shows the article as its row has it, and keeps no copy of it.
+#[tokio::test]
+async fn a_name_row_out_of_step_with_its_article_still_shows_the_articles_row() {
+    for backend in backends().await {
+        eprintln!("backend: {}", backend.name);
+        let store = backend.store.clone();
+        let partner = add_partner(store.as_ref(), "newsroom").await;
+        publish(store.as_ref(), &partner, "a-1", 1, |_| {}).await;
+        backend
+            .execute("UPDATE article_authors SET change_time = change_time - 1")
+            .await;
+        for round in 1..=2 {
+            let shown = read_feed(store.as_ref(), &FeedScope::author(AUTHOR)).await;
+            assert_eq!(shown.len(), 1, "{}: {round}", backend.name);
+            assert_eq!(shown[0].content.title, "右玉县 a-1", "{}", backend.name);
+            // Fetched whole every round: never kept.
+            assert_eq!(backend.feed_rows_kept(), 0, "{}: {round}", backend.name);
+        }
+        backend.finish().await;
+    }
 }

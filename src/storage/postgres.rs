@@ -5,11 +5,13 @@
 //! The rows are those of the SQLite backend, in the same encodings, and read back by the
 //! same decoders (`rows.rs`), so both answer every call with the same values.
 
+use super::article_cache::{ArticleCache, FEED_CACHE_BYTES};
 use super::postgres_partners as partners;
 use super::postgres_writes as writes;
+use super::rows::Columns;
 use super::sqlite::{
     ARTICLE_COLUMNS, ArchiveFilter, NAME_TABLES, SHOWN_WHEN_RETRACTED, article_from_row,
-    feed_content_of, from_nanos, names_table, nanos, qualified_columns,
+    feed_content_of, feed_source, from_nanos, nanos, qualified_columns, shown_in_order,
 };
 use super::sqlite_audit::entry_from_row;
 use super::sqlite_history::{VERSIONED_COLUMNS, event_from_row, version_from_row};
@@ -27,6 +29,7 @@ use crate::domain::{
 use crate::websub::{Callback, Subscription, Topic};
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -48,7 +51,15 @@ pub struct PostgresStore {
     follower: Mutex<Option<tokio::task::AbortHandle>>,
     /// Names this process in the events it logs (`article_events.origin`).
     origin: String,
+    /// Articles the feeds' reads decoded, for the next regeneration, by partner and article
+    /// id. Each process keeps its own: an entry is used only in the version (change time and
+    /// GUID) the feed's keys name in the read's snapshot, so no replica serves an article
+    /// another has changed since.
+    feed_articles: ArticleCache<ArticleKey>,
 }
+
+/// An article's key in the feed cache: its partner's id and its own.
+type ArticleKey = (i64, String);
 
 /// Runs `$body` (an expression using `$conn: &mut PgConnection`, giving a future of
 /// `Result<T, StoreError>`) in a transaction, committed when it succeeds, and runs it again
@@ -125,7 +136,15 @@ impl PostgresStore {
             event_head,
             follower: Mutex::new(Some(follower)),
             origin,
+            feed_articles: ArticleCache::new(FEED_CACHE_BYTES),
         })
+    }
+
+    /// How many rows feed reads have fetched whole (those not found decoded) and offered to
+    /// the cache.
+    #[cfg(test)]
+    pub(super) fn feed_rows_kept(&self) -> usize {
+        self.feed_articles.offered()
     }
 
     /// `Store::events`, without those this process logged when `skip` is its origin.
@@ -226,26 +245,25 @@ async fn follow_events(pool: PgPool, head: Arc<watch::Sender<u64>>) {
     }
 }
 
-/// The two statements that read a feed, as `sqlite::FeedSql` (same parameters, the
-/// articles binding only the first three), for PostgreSQL: its `GREATEST` skips NULLs where
-/// SQLite's `MAX` returns NULL.
+/// The statements that read a feed, as `sqlite::FeedSql` (same parameters, the keys binding
+/// only the first three), for PostgreSQL: there is no rowid, so an article's key is its
+/// partner and article ids, and `GREATEST` skips NULLs where SQLite's `MAX` returns NULL.
 struct FeedSql {
-    articles: String,
+    /// `partner_id`, `article_id`, `change_time` and `guid` of the visible articles, in feed
+    /// order. Author and tag feeds read them from the name's rows alone.
+    keys: String,
     summary: String,
 }
 
 impl FeedSql {
     fn of(scope: &FeedScope) -> Self {
         let sqlite = super::sqlite::FeedSql::of(scope);
-        let source = match scope {
-            FeedScope::All | FeedScope::Section(_) => "articles",
-            FeedScope::Author(_) | FeedScope::Tag(_) => names_table(scope),
-        };
-        let filter3 = match scope {
-            FeedScope::All => "",
-            FeedScope::Section(_) => "section = $3 AND",
-            FeedScope::Author(_) | FeedScope::Tag(_) => "name = $3 AND",
-        };
+        let (source, filter3) = feed_source(scope);
+        let filter3 = numbered(filter3);
+        let keys = numbered(&format!(
+            "SELECT partner_id, article_id, change_time, guid {}",
+            shown_in_order(scope, source, "")
+        ));
         let last_change = format!(
             "(SELECT CASE WHEN changed.time IS NULL THEN NULL ELSE GREATEST(
                  changed.time,
@@ -266,12 +284,17 @@ impl FeedSql {
             &tombstones,
             "TRUE",
         ));
-        Self {
-            // SQLite's CROSS JOIN fixes the join order; PostgreSQL takes an inner join.
-            articles: numbered(&sqlite.articles).replace("CROSS JOIN", "JOIN"),
-            summary,
-        }
+        Self { keys, summary }
     }
+}
+
+/// Whole rows of the articles whose keys `$1` (partner ids) and `$2` (article ids) list,
+/// pair by pair.
+fn feed_rows_sql() -> String {
+    format!(
+        "SELECT {ARTICLE_COLUMNS} FROM articles
+         WHERE (partner_id, article_id) IN (SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[]))"
+    )
 }
 
 /// `sql` without SQLite's `INDEXED BY name` clauses: PostgreSQL's planner has statistics
@@ -396,22 +419,29 @@ impl Store for PostgresStore {
             FeedScope::Author(named) | FeedScope::Tag(named) => Some(named.name()),
         };
         let sql = FeedSql::of(scope);
-        // One snapshot for the two reads, so they agree with each other; begun in one
-        // statement with its isolation level.
+        // One snapshot for the keys, the summary and the rows the cache lacks, so they agree
+        // with each other; begun in one statement with its isolation level.
         let mut tx = self
             .pool
             .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .await?;
-        let mut query = sqlx::query(&sql.articles).bind(nanos(now)).bind(limit);
+        let mut query = sqlx::query(&sql.keys).bind(nanos(now)).bind(limit);
         if let Some(value) = value {
             query = query.bind(value);
         }
-        let articles = query
+        let keys = query
             .fetch_all(&mut *tx)
             .await?
             .iter()
-            .map(|row| article_from_row(row).map(Arc::new))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|row| {
+                let key: ArticleKey = (row.value("partner_id")?, row.value("article_id")?);
+                Ok((
+                    key,
+                    from_nanos(row.value("change_time")?),
+                    row.value("guid")?,
+                ))
+            })
+            .collect::<Result<Vec<(ArticleKey, DateTime<Utc>, String)>, StoreError>>()?;
         let summary = sqlx::query(&sql.summary)
             .bind(nanos(now))
             .bind(limit)
@@ -419,7 +449,49 @@ impl Store for PostgresStore {
             .bind(window)
             .fetch_all(&mut *tx)
             .await?;
+        let cache = &self.feed_articles;
+        let mut articles: Vec<Option<Arc<Article>>> = keys
+            .iter()
+            .map(|(key, changed, guid)| cache.get(key, *changed, guid))
+            .collect();
+        let missing: HashMap<&ArticleKey, usize> = (keys.iter().enumerate())
+            .filter(|(at, _)| articles[*at].is_none())
+            .map(|(at, (key, ..))| (key, at))
+            .collect();
+        let rows = if missing.is_empty() {
+            Vec::new()
+        } else {
+            let (partners, ids): (Vec<i64>, Vec<&str>) = missing
+                .keys()
+                .map(|(partner, id)| (*partner, id.as_str()))
+                .unzip();
+            sqlx::query(&feed_rows_sql())
+                .bind(partners)
+                .bind(ids)
+                .fetch_all(&mut *tx)
+                .await?
+        };
         tx.commit().await?;
+        // Within one snapshot a row can only be missing or another article's by a fault of
+        // the database, not a race.
+        let changed =
+            |what: &str| StoreError::Corrupt(format!("a feed's {what} within a snapshot"));
+        for row in &rows {
+            let article = Arc::new(article_from_row(row)?);
+            let key = (article.partner.0, article.id.as_str().to_owned());
+            let Some(&at) = missing.get(&key) else {
+                return Err(changed("rows are not those its keys named"));
+            };
+            // A name row out of step with its article: the article's row is the truth,
+            // shown but not kept.
+            let (key, changed_at, guid) = &keys[at];
+            if article.change_time == *changed_at && article.guid == *guid {
+                cache.insert(key.clone(), Arc::clone(&article));
+            }
+            articles[at] = Some(article);
+        }
+        let articles = (articles.into_iter().collect::<Option<Vec<_>>>())
+            .ok_or_else(|| changed("rows vanished"))?;
         feed_content_of(articles, &summary)
     }
 

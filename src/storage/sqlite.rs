@@ -1,6 +1,6 @@
 //! The embedded SQLite backend: WAL mode, one writer task that group-commits, a pool of readers.
 
-use super::article_cache::ArticleCache;
+use super::article_cache::{ArticleCache, FEED_CACHE_BYTES};
 use super::rows::Columns;
 use super::sqlite_audit as audit;
 use super::sqlite_partners as partners;
@@ -33,16 +33,13 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub const DATABASE_FILE: &str = "feedpub.sqlite3";
 /// Most writes committed together in one transaction.
 const MAX_BATCH: usize = 512;
-/// Bytes of decoded articles kept for the feeds' next reads: the articles of some hundreds
-/// of feeds at the sample edition's length.
-const FEED_CACHE_BYTES: usize = 24 << 20;
 
 /// SQLite storage. Writes queue to one task that commits each batch in one transaction
 /// (one fsync for many acknowledgements); reads use a separate pool.
 pub struct SqliteStore {
     read: SqlitePool,
     /// Articles the feeds' reads decoded, for the next regeneration.
-    feed_articles: ArticleCache,
+    feed_articles: ArticleCache<i64>,
     writer: mpsc::Sender<Job>,
     /// The newest committed event, as the writer announces it.
     event_head: watch::Receiver<u64>,
@@ -729,16 +726,41 @@ impl<'a> ArchiveFilter<'a> {
     }
 }
 
+/// The table a feed's articles are chosen from, and the filter on it of the scope's `?3`
+/// (`""` for `all`). Sections and `all` choose from `articles`; author and tag feeds from
+/// the name's rows, which carry the article's state, feed times, change time and GUID and
+/// have the indexes a section has, so they touch article rows only for those they show.
+pub(super) fn feed_source(scope: &FeedScope) -> (&'static str, &'static str) {
+    match scope {
+        FeedScope::All => ("articles", ""),
+        FeedScope::Section(_) => ("articles", "section = ?3 AND"),
+        FeedScope::Author(_) | FeedScope::Tag(_) => (names_table(scope), "name = ?3 AND"),
+    }
+}
+
+/// `FROM {from} WHERE … ORDER BY … LIMIT ?2`: the articles a feed shows at `?1`, in feed
+/// order (newest publish time first, then GUID), at most `?2`; `from` names the scope's
+/// [`feed_source`], its columns qualified by `shown` (`"shown."` or `""`). Both backends
+/// choose a feed's articles with this.
+pub(super) fn shown_in_order(scope: &FeedScope, from: &str, shown: &str) -> String {
+    let (_, filter3) = feed_source(scope);
+    format!(
+        "FROM {from}
+         WHERE {shown}{filter3} {shown}state = 1 AND {shown}publish_time <= ?1
+           AND ({shown}expire_time IS NULL OR {shown}expire_time > ?1)
+           AND ({shown}embargo_time IS NULL OR {shown}embargo_time <= ?1)
+         ORDER BY {shown}publish_time DESC, {shown}guid LIMIT ?2"
+    )
+}
+
 /// The statements that read a feed. SQLite runs the keys and the summary as one script (one
 /// round trip to the connection's thread), then reads whole rows only for the articles its
-/// cache lacks; PostgreSQL reads the articles whole. All bind `?1` to now, `?2` to the limit,
-/// `?3` to the section, author or tag (`''` for `all`) and `?4` to the tombstone window;
-/// the articles and keys use only the first three.
+/// cache lacks; PostgreSQL does the same with its own keys (`postgres::FeedSql`). All bind
+/// `?1` to now, `?2` to the limit, `?3` to the section, author or tag (`''` for `all`) and
+/// `?4` to the tombstone window; the keys use only the first three.
 pub(super) struct FeedSql {
-    /// Visible articles in feed order.
-    pub(super) articles: String,
-    /// The same articles' row keys, change times and GUIDs, read from indexes alone:
-    /// `key`, `change_time`, `guid`.
+    /// The row keys, change times and GUIDs of the visible articles in feed order, read from
+    /// indexes alone: `key`, `change_time`, `guid`.
     pub(super) keys: String,
     /// Recent tombstones, newest first (part of `summary`).
     pub(super) tombstones: String,
@@ -748,17 +770,14 @@ pub(super) struct FeedSql {
 }
 
 impl FeedSql {
-    /// Sections and `all` select from `articles`; author and tag feeds from the name's rows,
-    /// which carry the article's state, feed times and GUID and have the indexes a section
-    /// has, so they read whole articles only for the rows they show.
+    /// Chooses the articles from the scope's [`feed_source`], and reads article rows only
+    /// for the keys of those it shows.
     pub(super) fn of(scope: &FeedScope) -> Self {
-        let (source, filter3, index_prefix) = match scope {
-            FeedScope::All => ("articles", "", "articles"),
-            FeedScope::Section(_) => ("articles", "section = ?3 AND", "articles_section"),
-            FeedScope::Author(_) | FeedScope::Tag(_) => {
-                let table = names_table(scope);
-                (table, "name = ?3 AND", table)
-            }
+        let (source, filter3) = feed_source(scope);
+        let index_prefix = match scope {
+            FeedScope::All => "articles",
+            FeedScope::Section(_) => "articles_section",
+            FeedScope::Author(_) | FeedScope::Tag(_) => source,
         };
         // Embargo ends and retractions are looked up on their own partial indexes, newest
         // first. Left to itself, SQLite takes the index on `state` (the equality looks more
@@ -768,29 +787,22 @@ impl FeedSql {
         let retracted = format!("{source} INDEXED BY {index_prefix}_retract");
         // An author or tag feed walks the name's index in feed order, and joins the article
         // rows of just those it shows (their keys from the primary key's index alone).
-        let (columns, keys, from, shown) = match scope {
-            FeedScope::Author(_) | FeedScope::Tag(_) => (
-                qualified_columns(),
-                "articles.rowid AS key, shown.change_time, shown.guid",
-                format!("{source} AS shown CROSS JOIN articles USING (partner_id, article_id)"),
-                "shown.",
+        let keys = match scope {
+            FeedScope::Author(_) | FeedScope::Tag(_) => format!(
+                "SELECT articles.rowid AS key, shown.change_time, shown.guid {}",
+                shown_in_order(
+                    scope,
+                    &format!(
+                        "{source} AS shown CROSS JOIN articles USING (partner_id, article_id)"
+                    ),
+                    "shown.",
+                )
             ),
-            FeedScope::All | FeedScope::Section(_) => (
-                ARTICLE_COLUMNS.to_owned(),
-                "rowid AS key, change_time, guid",
-                source.to_owned(),
-                "",
+            FeedScope::All | FeedScope::Section(_) => format!(
+                "SELECT rowid AS key, change_time, guid {}",
+                shown_in_order(scope, source, "")
             ),
         };
-        let shown_in_order = format!(
-            "FROM {from}
-             WHERE {shown}{filter3} {shown}state = 1 AND {shown}publish_time <= ?1
-               AND ({shown}expire_time IS NULL OR {shown}expire_time > ?1)
-               AND ({shown}embargo_time IS NULL OR {shown}embargo_time <= ?1)
-             ORDER BY {shown}publish_time DESC, {shown}guid LIMIT ?2"
-        );
-        let articles = format!("SELECT {columns} {shown_in_order}");
-        let keys = format!("SELECT {keys} {shown_in_order}");
         // Tombstones of retractions less than a window ago, newest first: they depend on
         // `now` only through the window, whose end is a transition of its own.
         let tombstones = format!(
@@ -817,7 +829,6 @@ impl FeedSql {
         );
         let summary = feed_summary_sql(scope, &last_change, &tombstones, "1");
         Self {
-            articles,
             keys,
             tombstones,
             summary,
@@ -1022,7 +1033,7 @@ impl FeedRead<'_> {
     async fn run(
         &self,
         conn: &mut SqliteConnection,
-        cache: &ArticleCache,
+        cache: &ArticleCache<i64>,
         in_snapshot: bool,
     ) -> Result<Option<FeedContent>, StoreError> {
         use sqlx::Either;
@@ -1052,7 +1063,7 @@ impl FeedRead<'_> {
         drop(steps);
         let mut articles: Vec<Option<Arc<Article>>> = keys
             .iter()
-            .map(|(key, changed, guid)| cache.get(*key, *changed, guid))
+            .map(|(key, changed, guid)| cache.get(key, *changed, guid))
             .collect();
         let missing: HashMap<i64, usize> = (keys.iter().enumerate())
             .filter(|(at, _)| articles[*at].is_none())

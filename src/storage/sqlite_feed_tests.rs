@@ -94,23 +94,14 @@ async fn author_and_tag_feeds_are_read_through_their_indexes_without_sorting() {
         (FeedScope::tag(TAG), TAG, "article_tags_feed"),
     ] {
         let sql = FeedSql::of(&scope);
-        let articles = store.query_plan(&sql.articles, 2, Some(name)).await;
+        let keys = store.query_plan(&sql.keys, 2, Some(name)).await;
         assert!(
-            articles[0].contains(&format!("USING INDEX {index} (name=? AND state=?")),
-            "{articles:?}"
+            keys[0].contains(&format!("USING INDEX {index} (name=? AND state=?")),
+            "{keys:?}"
         );
-        assert!(
-            articles[1].starts_with("SEARCH articles USING"),
-            "{articles:?}"
-        );
-        assert!(
-            !articles.iter().any(|s| s.contains("TEMP B-TREE")),
-            "{articles:?}"
-        );
-        for plan in [
-            articles,
-            store.query_plan(&sql.summary, 2, Some(name)).await,
-        ] {
+        assert!(keys[1].starts_with("SEARCH articles USING"), "{keys:?}");
+        assert!(!keys.iter().any(|s| s.contains("TEMP B-TREE")), "{keys:?}");
+        for plan in [keys, store.query_plan(&sql.summary, 2, Some(name)).await] {
             assert!(scans(&plan).is_empty(), "{plan:?}");
         }
     }
@@ -158,8 +149,8 @@ async fn last_changes_tombstones_and_transitions_walk_the_embargo_and_retraction
             tombstones[0].contains(&format!("INDEX {prefix}_retract (")),
             "{scope:?}: {tombstones:?}"
         );
-        let articles = store.query_plan(&sql.articles, 2, value).await;
-        for plan in [&last_change, &tombstones, &articles] {
+        let keys = store.query_plan(&sql.keys, 2, value).await;
+        for plan in [&last_change, &tombstones, &keys] {
             assert!(scans(plan).is_empty(), "{scope:?}: {plan:?}");
         }
     }
@@ -357,121 +348,5 @@ async fn a_feeds_keys_are_read_from_indexes_alone_in_feed_order() {
             .any(|s| s.starts_with("SEARCH articles USING INTEGER PRIMARY KEY (rowid=?)")),
         "{rows:?}"
     );
-    store.close().await;
-}
-
-async fn read(
-    store: &SqliteStore,
-    scope: &FeedScope,
-) -> Vec<std::sync::Arc<crate::domain::Article>> {
-    store
-        .feed_content(scope, at(2000), 50, TimeDelta::hours(1))
-        .await
-        .unwrap()
-        .articles
-}
-
-/// A feed read again shows what a store opened afresh reads from the rows, after edits,
-/// retractions and new articles, even when every write comes at the same instant: the
-/// articles kept from the last read are used only in the version they were read in.
-#[tokio::test]
-async fn a_feed_read_again_shows_every_write_since_as_a_fresh_read_does() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, partner) = store_with_partner(dir.path()).await;
-    for n in 1..=3 {
-        publish(&store, &partner, &format!("a-{n}"), n, |_| {}).await;
-    }
-    let scopes = [
-        FeedScope::All,
-        FeedScope::Section(SectionSlug::parse("rural").unwrap()),
-        FeedScope::author(AUTHOR),
-        FeedScope::tag(TAG),
-    ];
-    // Whole rows are fetched once, whichever feed reads them first.
-    for scope in scopes.iter().rev() {
-        assert_eq!(read(&store, scope).await.len(), 3, "{scope:?}");
-    }
-    assert_eq!(store.feed_rows_kept(), 3);
-    for scope in &scopes {
-        assert_eq!(read(&store, scope).await.len(), 3, "{scope:?}");
-    }
-    assert_eq!(store.feed_rows_kept(), 3, "nothing changed");
-    // The same instant as the first writes (`publish` writes at minute 1000).
-    publish(&store, &partner, "a-2", 2, |d| {
-        d.title = "右玉县 更正".into()
-    })
-    .await;
-    publish(&store, &partner, "a-4", 4, |_| {}).await;
-    store
-        .retract(
-            partner.id,
-            super::Retraction {
-                id: crate::domain::ArticleId::parse("a-3").unwrap(),
-                reason: "withdrawn".into(),
-                expected_etag: None,
-                request: None,
-            },
-            at(1000),
-            &actor(&partner),
-        )
-        .await
-        .unwrap();
-    let mut again = Vec::new();
-    for scope in &scopes {
-        let articles = read(&store, scope).await;
-        let shown: Vec<(&str, &str)> = articles
-            .iter()
-            .map(|a| (a.id.as_str(), a.content.title.as_str()))
-            .collect();
-        assert_eq!(
-            shown,
-            [
-                ("a-4", "右玉县 a-4"),
-                ("a-2", "右玉县 更正"),
-                ("a-1", "右玉县 a-1")
-            ],
-            "{scope:?}"
-        );
-        again.push(articles);
-    }
-    assert_eq!(
-        store.feed_rows_kept(),
-        5,
-        "the edited article and the new one"
-    );
-    store.close().await;
-    let fresh = SqliteStore::open(dir.path()).await.unwrap();
-    for (scope, articles) in scopes.iter().zip(again) {
-        assert_eq!(read(&fresh, scope).await, articles, "{scope:?}");
-    }
-    fresh.close().await;
-}
-
-/// Should a name row's change time ever differ from its article's, the author feed still
-/// shows the article as its row has it, read in one snapshot, and keeps no copy of it.
-#[tokio::test]
-async fn a_name_row_out_of_step_with_its_article_still_shows_the_articles_row() {
-    use sqlx::Connection;
-    let dir = tempfile::tempdir().unwrap();
-    let (store, partner) = store_with_partner(dir.path()).await;
-    publish(&store, &partner, "a-1", 1, |_| {}).await;
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(dir.path().join(super::sqlite::DATABASE_FILE));
-    let mut conn = sqlx::SqliteConnection::connect_with(&options)
-        .await
-        .unwrap();
-    sqlx::query("UPDATE article_authors SET change_time = change_time - 1")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    conn.close().await.unwrap();
-    let author = FeedScope::author(AUTHOR);
-    for round in 1..=2 {
-        let shown = read(&store, &author).await;
-        assert_eq!(shown.len(), 1, "{round}");
-        assert_eq!(shown[0].content.title, "右玉县 a-1");
-        // Fetched whole every round, first alone and then in one snapshot: never kept.
-        assert_eq!(store.feed_rows_kept(), 0, "{round}");
-    }
     store.close().await;
 }
