@@ -7,7 +7,6 @@ mod common;
 use common::{DEADLINE, TestServer, all_feed_paths, authed};
 use feedpub::demo::sample_edition;
 use feedpub::grpc::proto::PublishArticleRequest;
-use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -137,9 +136,9 @@ fn file_of(server: &TestServer, path: &str, suffix: &str) -> PathBuf {
         .join(format!("{relative}{suffix}"))
 }
 
-/// The strong ETag of identity bytes: the first half of their SHA-256, quoted.
+/// The strong ETag of identity bytes: 128 bits of their BLAKE3 digest, quoted.
 fn etag_of(bytes: &[u8]) -> String {
-    format!("\"{}\"", hex::encode(&Sha256::digest(bytes)[..16]))
+    format!("\"{}\"", hex::encode(&blake3::hash(bytes).as_bytes()[..16]))
 }
 
 /// An HTTP client that gives up after the tests' deadline rather than hang.
