@@ -376,8 +376,10 @@ async fn ctrl_c_stops_a_publish_with_a_summary_of_what_was_done_and_exit_code_13
         .status()
         .unwrap();
     assert!(status.success());
-    drop(stdin);
+    // The input stays open until the client is gone: closed at once, its end could reach
+    // the client before the signal does, and lines 21-25 be sent as a last batch.
     let output = client.wait_with_output().unwrap();
+    drop(stdin);
     assert_eq!(output.status.code(), Some(130), "{}", text(&output.stderr));
     // The first call's answer is counted, unless the signal came between the server's
     // commit and the client's reading of the answer.
