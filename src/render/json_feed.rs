@@ -105,16 +105,10 @@ fn item(out: &mut Vec<u8>, meta: &FeedMeta, article: &Article) {
     date(out, content.publish_time);
     field(out, ITEM_FIELD, "date_modified");
     date(out, article.updated);
-    if !content.authors.is_empty() {
-        field(out, ITEM_FIELD, "authors");
-        out.push(b'[');
-        for name in &content.authors {
-            out.extend_from_slice(b"\n        {\n          \"name\": ");
-            string(out, name);
-            end(out, "\n        },");
-        }
-        end(out, "\n      ],");
-    }
+    objects(out, "authors", &content.authors, |out, name| {
+        field(out, ITEM_LIST_FIELD, "name");
+        string(out, name);
+    });
     let mut tags = categories(article).peekable();
     if tags.peek().is_some() {
         field(out, ITEM_FIELD, "tags");
@@ -130,16 +124,7 @@ fn item(out: &mut Vec<u8>, meta: &FeedMeta, article: &Article) {
         field(out, ITEM_FIELD, "image");
         string(out, &image.url);
     }
-    if !content.media.is_empty() {
-        field(out, ITEM_FIELD, "attachments");
-        out.push(b'[');
-        for media in &content.media {
-            out.extend_from_slice(b"\n        {");
-            attachment(out, media);
-            end(out, "\n        },");
-        }
-        end(out, "\n      ],");
-    }
+    objects(out, "attachments", &content.media, attachment);
     // feedpub's own item fields (JSON Feed extensions start with `_`).
     if !content.kicker.is_empty() || !content.subtitle.is_empty() {
         field(out, ITEM_FIELD, "_feedpub");
@@ -156,6 +141,22 @@ fn item(out: &mut Vec<u8>, meta: &FeedMeta, article: &Article) {
     }
     // Every field ends with a comma; the item's last one has none.
     out.pop();
+}
+
+/// An item's field `name` listing `items` as objects, each written by `fields`; left out
+/// when there are none.
+fn objects<T>(out: &mut Vec<u8>, name: &str, items: &[T], fields: impl Fn(&mut Vec<u8>, &T)) {
+    if items.is_empty() {
+        return;
+    }
+    field(out, ITEM_FIELD, name);
+    out.push(b'[');
+    for item in items {
+        out.extend_from_slice(b"\n        {");
+        fields(out, item);
+        end(out, "\n        },");
+    }
+    end(out, "\n      ],");
 }
 
 /// A media file's fields; the caption is its title, the size is left out when unknown.

@@ -19,8 +19,8 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
-/// Bytes of decoded articles each store keeps for the feeds' next reads: the articles of
-/// some hundreds of feeds at the sample edition's length.
+/// Bytes of decoded articles (as [`weight`] counts them) each store keeps for the feeds'
+/// next reads.
 pub(super) const FEED_CACHE_BYTES: usize = 24 << 20;
 
 /// Decoded articles by row key `K`, within a budget of bytes.
@@ -114,6 +114,77 @@ impl<K: Eq + Hash + Clone> ArticleCache<K> {
         let g = self.generations.lock().unwrap_or_else(|e| e.into_inner());
         let older: usize = g.older.values().map(|a| weight(a)).sum();
         (g.newer.len() + g.older.len(), g.newer_bytes + older)
+    }
+}
+
+/// A feed's key as its read found it: the row's key, and the change time and GUID of the
+/// version the feed shows.
+pub(super) type FeedKey<K> = (K, DateTime<Utc>, String);
+
+/// A feed's articles being gathered: those the cache held in the versions the keys name,
+/// and the places of those it lacked.
+pub(super) struct Gathering<K> {
+    keys: Vec<FeedKey<K>>,
+    articles: Vec<Option<Arc<Article>>>,
+    missing: HashMap<K, usize>,
+}
+
+/// What became of an article fetched for a [`Gathering`].
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Placed {
+    /// The version its key named: placed and kept in the cache.
+    Kept,
+    /// Another version than its key named: placed, not kept.
+    OtherVersion,
+    /// No missing article has its key: dropped.
+    NotMissing,
+}
+
+impl<K: Eq + Hash + Clone> ArticleCache<K> {
+    /// Starts gathering the articles of `keys`, in their order, from the cache.
+    pub(super) fn gather(&self, keys: Vec<FeedKey<K>>) -> Gathering<K> {
+        let articles: Vec<_> = (keys.iter())
+            .map(|(key, changed, guid)| self.get(key, *changed, guid))
+            .collect();
+        let missing = (keys.iter().zip(&articles).enumerate())
+            .filter(|(_, (_, cached))| cached.is_none())
+            .map(|(at, ((key, ..), _))| (key.clone(), at))
+            .collect();
+        Gathering {
+            keys,
+            articles,
+            missing,
+        }
+    }
+}
+
+impl<K: Eq + Hash + Clone> Gathering<K> {
+    /// The keys of the articles the cache lacked, whose rows must be fetched.
+    pub(super) fn missing(&self) -> impl Iterator<Item = &K> {
+        self.missing.keys()
+    }
+
+    /// Places the fetched `article` of row `key`, and keeps it in `cache` when it is the
+    /// version its key named.
+    pub(super) fn place(&mut self, cache: &ArticleCache<K>, key: &K, article: Article) -> Placed {
+        let Some(&at) = self.missing.get(key) else {
+            return Placed::NotMissing;
+        };
+        let article = Arc::new(article);
+        let (_, changed, guid) = &self.keys[at];
+        let placed = if article.change_time == *changed && article.guid == *guid {
+            cache.insert(key.clone(), Arc::clone(&article));
+            Placed::Kept
+        } else {
+            Placed::OtherVersion
+        };
+        self.articles[at] = Some(article);
+        placed
+    }
+
+    /// The feed's articles in order; `None` while some are still missing.
+    pub(super) fn finish(self) -> Option<Vec<Arc<Article>>> {
+        self.articles.into_iter().collect()
     }
 }
 
@@ -268,5 +339,46 @@ mod tests {
                 "{key}"
             );
         }
+    }
+
+    #[test]
+    fn a_gathering_takes_the_cached_and_places_the_fetched_keeping_only_named_versions() {
+        let cache = ArticleCache::new(1 << 20);
+        let mut articles = fixtures::articles();
+        let (first, second) = (articles.remove(0), articles.remove(0));
+        cache.insert(1, Arc::new(first.clone()));
+        let key = |n: i64, a: &Article| (n, a.change_time, a.guid.clone());
+        let mut gathering = cache.gather(vec![key(1, &first), key(2, &second)]);
+        assert_eq!(gathering.missing().collect::<Vec<_>>(), [&2]);
+        assert_eq!(
+            gathering.place(&cache, &9, second.clone()),
+            Placed::NotMissing
+        );
+        let later = Article {
+            change_time: second.change_time + TimeDelta::nanoseconds(1),
+            ..second.clone()
+        };
+        assert_eq!(
+            gathering.place(&cache, &2, later.clone()),
+            Placed::OtherVersion
+        );
+        assert_eq!(
+            cache.get(&2, later.change_time, &later.guid),
+            None,
+            "not kept"
+        );
+        let gathered = gathering.finish().unwrap();
+        assert_eq!(gathered, [Arc::new(first.clone()), Arc::new(later)]);
+
+        let mut again = cache.gather(vec![key(1, &first), key(2, &second)]);
+        assert!(cache.gather(vec![key(1, &first)]).finish().is_some());
+        assert_eq!(again.place(&cache, &2, second.clone()), Placed::Kept);
+        assert_eq!(
+            cache.get(&2, second.change_time, &second.guid),
+            Some(Arc::new(second))
+        );
+        assert!(again.finish().is_some());
+        let lacking = cache.gather(vec![(3, first.change_time, first.guid.clone())]);
+        assert_eq!(lacking.finish(), None, "an article still missing");
     }
 }

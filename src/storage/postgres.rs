@@ -5,7 +5,7 @@
 //! The rows are those of the SQLite backend, in the same encodings, and read back by the
 //! same decoders (`rows.rs`), so both answer every call with the same values.
 
-use super::article_cache::{ArticleCache, FEED_CACHE_BYTES};
+use super::article_cache::{ArticleCache, FEED_CACHE_BYTES, Placed};
 use super::postgres_partners as partners;
 use super::postgres_writes as writes;
 use super::rows::Columns;
@@ -29,7 +29,6 @@ use crate::domain::{
 use crate::websub::{Callback, Subscription, Topic};
 use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
-use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -450,19 +449,12 @@ impl Store for PostgresStore {
             .fetch_all(&mut *tx)
             .await?;
         let cache = &self.feed_articles;
-        let mut articles: Vec<Option<Arc<Article>>> = keys
-            .iter()
-            .map(|(key, changed, guid)| cache.get(key, *changed, guid))
-            .collect();
-        let missing: HashMap<&ArticleKey, usize> = (keys.iter().enumerate())
-            .filter(|(at, _)| articles[*at].is_none())
-            .map(|(at, (key, ..))| (key, at))
-            .collect();
-        let rows = if missing.is_empty() {
+        let mut gathering = cache.gather(keys);
+        let rows = if gathering.missing().next().is_none() {
             Vec::new()
         } else {
-            let (partners, ids): (Vec<i64>, Vec<&str>) = missing
-                .keys()
+            let (partners, ids): (Vec<i64>, Vec<&str>) = gathering
+                .missing()
                 .map(|(partner, id)| (*partner, id.as_str()))
                 .unzip();
             sqlx::query(&feed_rows_sql())
@@ -473,25 +465,18 @@ impl Store for PostgresStore {
         };
         tx.commit().await?;
         // Within one snapshot a row can only be missing or another article's by a fault of
-        // the database, not a race.
+        // the database, not a race. A name row out of step with its article gives another
+        // version than its key named: the article's row is the truth, shown but not kept.
         let changed =
             |what: &str| StoreError::Corrupt(format!("a feed's {what} within a snapshot"));
         for row in &rows {
-            let article = Arc::new(article_from_row(row)?);
+            let article = article_from_row(row)?;
             let key = (article.partner.0, article.id.as_str().to_owned());
-            let Some(&at) = missing.get(&key) else {
+            if gathering.place(cache, &key, article) == Placed::NotMissing {
                 return Err(changed("rows are not those its keys named"));
-            };
-            // A name row out of step with its article: the article's row is the truth,
-            // shown but not kept.
-            let (key, changed_at, guid) = &keys[at];
-            if article.change_time == *changed_at && article.guid == *guid {
-                cache.insert(key.clone(), Arc::clone(&article));
             }
-            articles[at] = Some(article);
         }
-        let articles = (articles.into_iter().collect::<Option<Vec<_>>>())
-            .ok_or_else(|| changed("rows vanished"))?;
+        let articles = gathering.finish().ok_or_else(|| changed("rows vanished"))?;
         feed_content_of(articles, &summary)
     }
 

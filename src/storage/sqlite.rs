@@ -1,6 +1,6 @@
 //! The embedded SQLite backend: WAL mode, one writer task that group-commits, a pool of readers.
 
-use super::article_cache::{ArticleCache, FEED_CACHE_BYTES};
+use super::article_cache::{ArticleCache, FEED_CACHE_BYTES, Placed};
 use super::rows::Columns;
 use super::sqlite_audit as audit;
 use super::sqlite_partners as partners;
@@ -22,7 +22,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::iter::Peekable;
 use std::path::Path;
 use std::sync::Arc;
@@ -1061,16 +1061,9 @@ impl FeedRead<'_> {
             }
         }
         drop(steps);
-        let mut articles: Vec<Option<Arc<Article>>> = keys
-            .iter()
-            .map(|(key, changed, guid)| cache.get(key, *changed, guid))
-            .collect();
-        let missing: HashMap<i64, usize> = (keys.iter().enumerate())
-            .filter(|(at, _)| articles[*at].is_none())
-            .map(|(at, (key, ..))| (*key, at))
-            .collect();
-        if !missing.is_empty() {
-            let wanted: Vec<i64> = missing.keys().copied().collect();
+        let mut gathering = cache.gather(keys);
+        let wanted: Vec<i64> = gathering.missing().copied().collect();
+        if !wanted.is_empty() {
             let rows = sqlx::query(&feed_rows_sql())
                 .bind(
                     serde_json::to_string(&wanted)
@@ -1080,20 +1073,14 @@ impl FeedRead<'_> {
                 .await?;
             for row in &rows {
                 let key: i64 = row.value("key")?;
-                let Some(&at) = missing.get(&key) else {
-                    continue;
-                };
-                let article = Arc::new(article_from_row(row)?);
-                let (_, changed, guid) = &keys[at];
-                if article.change_time == *changed && article.guid == *guid {
-                    cache.insert(key, Arc::clone(&article));
-                } else if !in_snapshot {
+                let placed = gathering.place(cache, &key, article_from_row(row)?);
+                // Outside one snapshot, another version was written in between.
+                if placed == Placed::OtherVersion && !in_snapshot {
                     return Ok(None);
                 }
-                articles[at] = Some(article);
             }
         }
-        let Some(articles) = articles.into_iter().collect::<Option<Vec<_>>>() else {
+        let Some(articles) = gathering.finish() else {
             return Ok(None);
         };
         feed_content_of(articles, &summary).map(Some)
