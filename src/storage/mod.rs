@@ -180,6 +180,23 @@ pub(super) fn feed_size_key(scope: &FeedScope) -> (&'static str, &str) {
     }
 }
 
+/// What `make` builds for the kind of `scope` (`all`, a section, an author or a tag), built
+/// once per kind and kept in `cells`: a feed's statements differ by kind, never by the
+/// section or name, which is bound. Regeneration reads feeds on every publish.
+pub(super) fn per_feed_kind<T>(
+    cells: &'static [std::sync::OnceLock<T>; 4],
+    scope: &FeedScope,
+    make: impl FnOnce() -> T,
+) -> &'static T {
+    let kind = match scope {
+        FeedScope::All => 0,
+        FeedScope::Section(_) => 1,
+        FeedScope::Author(_) => 2,
+        FeedScope::Tag(_) => 3,
+    };
+    cells[kind].get_or_init(make)
+}
+
 /// One article to create or replace, with what makes the write safe to retry and to race.
 #[derive(Debug, Clone)]
 pub struct ArticleWrite {

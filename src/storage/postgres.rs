@@ -417,7 +417,8 @@ impl Store for PostgresStore {
             FeedScope::Section(slug) => Some(slug.as_str()),
             FeedScope::Author(named) | FeedScope::Tag(named) => Some(named.name()),
         };
-        let sql = FeedSql::of(scope);
+        static SQL: [std::sync::OnceLock<FeedSql>; 4] = [const { std::sync::OnceLock::new() }; 4];
+        let sql = super::per_feed_kind(&SQL, scope, || FeedSql::of(scope));
         // One snapshot for the keys, the summary and the rows the cache lacks, so they agree
         // with each other; begun in one statement with its isolation level.
         let mut tx = self

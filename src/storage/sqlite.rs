@@ -1038,8 +1038,11 @@ impl FeedRead<'_> {
     ) -> Result<Option<FeedContent>, StoreError> {
         use sqlx::Either;
         use tokio_stream::StreamExt;
-        let script = FeedSql::of(self.scope).script();
-        let query = sqlx::query(&script)
+        static SCRIPTS: [std::sync::OnceLock<String>; 4] =
+            [const { std::sync::OnceLock::new() }; 4];
+        let script =
+            super::per_feed_kind(&SCRIPTS, self.scope, || FeedSql::of(self.scope).script());
+        let query = sqlx::query(script)
             .bind(nanos(self.now))
             .bind(self.limit as i64)
             .bind(self.value)
