@@ -1661,3 +1661,68 @@ async fn a_name_row_out_of_step_with_its_article_still_shows_the_articles_row() 
         backend.finish().await;
     }
 }
+
+/// A publish alone commits in the command of its last write (SQLite; PostgreSQL in its own
+/// transaction): when that write fails (here the audit entry, written last), nothing of the
+/// publish is stored, no event is announced, and the store goes on with the next one.
+#[tokio::test]
+async fn a_publish_whose_last_write_fails_stores_nothing_and_the_next_is_stored() {
+    for backend in backends().await {
+        eprintln!("backend: {}", backend.name);
+        let store = backend.store.clone();
+        let partner = add_partner(store.as_ref(), "newsroom").await;
+        publish(store.as_ref(), &partner, "a-1", 1, |_| {}).await;
+        let head = *store.event_head().borrow();
+        let (refuse, allow) = match backend.name {
+            "sqlite" => (
+                "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log
+                 BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+                "DROP TRIGGER refuse_audit",
+            ),
+            _ => (
+                "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql
+                     AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$;
+                 CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log
+                     FOR EACH ROW EXECUTE FUNCTION refuse_audit()",
+                "DROP TRIGGER refuse_audit ON audit_log",
+            ),
+        };
+        backend.execute(refuse).await;
+        let failed = store
+            .publish(
+                partner.id,
+                write("a-2", 2, |_| {}),
+                at(1000),
+                &actor(&partner),
+            )
+            .await;
+        let error = failed.expect_err("the audit entry could not be written");
+        assert!(
+            error.to_string().contains("refused by the test"),
+            "{}: {error}",
+            backend.name
+        );
+        let a2 = ArticleId::parse("a-2").unwrap();
+        assert!(
+            store.article(partner.id, &a2).await.unwrap().is_none(),
+            "{}",
+            backend.name
+        );
+        assert_eq!(*store.event_head().borrow(), head, "{}", backend.name);
+        backend.execute(allow).await;
+        publish(store.as_ref(), &partner, "a-3", 3, |_| {}).await;
+        let a3 = ArticleId::parse("a-3").unwrap();
+        assert!(
+            store.article(partner.id, &a3).await.unwrap().is_some(),
+            "{}",
+            backend.name
+        );
+        assert!(
+            store.article(partner.id, &a2).await.unwrap().is_none(),
+            "{}",
+            backend.name
+        );
+        assert!(*store.event_head().borrow() > head, "{}", backend.name);
+        backend.finish().await;
+    }
+}

@@ -288,8 +288,11 @@ async fn commit_batch(
     // case with few callers, skips the savepoint and its release.
     let alone_in_batch = batch.len() == 1;
     let mut deliveries: Vec<Delivery> = Vec::with_capacity(batch.len());
-    // A publish alone begins the transaction in the command of its first read.
+    // A publish alone is the whole transaction: it begins it in the command of its first read
+    // and commits it in the command of its last write.
     let begin_with_job = alone_in_batch && matches!(batch.first(), Some(Job::Publish { .. }));
+    // The newest event, once a publish alone has committed.
+    let mut committed = None;
     let begun = if begin_with_job {
         Ok(Default::default())
     } else {
@@ -352,8 +355,17 @@ async fn commit_batch(
                     .map(|w| (w, now, rights.as_ref()))
                     .collect();
                 let audit = |results: &[_]| publish_entries(&actor, &ids, results, now);
-                let result =
-                    writes::apply_publishes(conn, partner, writes, begin_with_job, audit).await;
+                let span = if begin_with_job {
+                    writes::Span::Whole
+                } else {
+                    writes::Span::Inside
+                };
+                let result = writes::apply_publishes(conn, partner, writes, span, audit)
+                    .await
+                    .map(|(results, head)| {
+                        committed = head;
+                        results
+                    });
                 deliver(reply, result)
             }
             Job::Retract {
@@ -473,23 +485,28 @@ async fn commit_batch(
         }
         let _ = sqlx::query("RELEASE job").execute(&mut *conn).await;
     }
-    let commit = if logs_events {
-        history::commit_reading_event_head(&mut *conn)
+    // The newest event, when the batch logged any.
+    let head = match committed {
+        Some(head) => Ok(Some(head)),
+        None if logs_events => writes::Script::default()
+            .commit_reading_event_head(&mut *conn)
             .await
-            .map(|head| {
-                event_head.send_if_modified(|current| {
-                    let newer = head > *current;
-                    *current = head.max(*current);
-                    newer
-                });
-            })
-    } else {
-        sqlx::query("COMMIT")
+            .map(Some),
+        None => sqlx::query("COMMIT")
             .execute(&mut *conn)
             .await
-            .map(drop)
-            .map_err(StoreError::from)
+            .map(|_| None)
+            .map_err(StoreError::from),
     };
+    let commit = head.map(|head| {
+        if let Some(head) = head {
+            event_head.send_if_modified(|current| {
+                let newer = head > *current;
+                *current = head.max(*current);
+                newer
+            });
+        }
+    });
     if commit.is_err() {
         let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
     }
@@ -611,9 +628,9 @@ async fn publish_together(conn: &mut SqliteConnection, group: Vec<Job>) -> Toget
         }
         entries
     };
-    let result = writes::apply_publishes(conn, partner, writes, false, audit)
+    let result = writes::apply_publishes(conn, partner, writes, writes::Span::Inside, audit)
         .await
-        .map(|mut results| {
+        .map(|(mut results, _)| {
             // Split the results back into each job's.
             let mut split = Vec::with_capacity(group.len());
             for job in &group {

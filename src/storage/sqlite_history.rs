@@ -61,24 +61,12 @@ pub(super) fn kind_from_code(code: i64) -> Result<EventKind, StoreError> {
 }
 
 /// Reads the sequence number of the newest event ever logged (no row for none).
-const EVENT_HEAD: &str = "SELECT seq FROM sqlite_sequence WHERE name = 'article_events'";
+pub(super) const EVENT_HEAD: &str = "SELECT seq FROM sqlite_sequence WHERE name = 'article_events'";
 
 /// The sequence number of the newest event ever logged (0 for none).
 pub(super) async fn event_head(conn: &mut SqliteConnection) -> Result<u64, StoreError> {
     let seq: Option<i64> = sqlx::query_scalar(EVENT_HEAD).fetch_optional(conn).await?;
     Ok(seq.map_or(0, |s| u64::try_from(s).unwrap_or(0)))
-}
-
-/// Commits the writer's transaction and returns the newest event it leaves, read in the
-/// same command just before the commit (the writer holds the write lock, so that is the
-/// head once committed): one round trip to the connection's thread rather than two.
-pub(super) async fn commit_reading_event_head(
-    conn: &mut SqliteConnection,
-) -> Result<u64, StoreError> {
-    let seq: Vec<i64> = sqlx::query_scalar(&format!("{EVENT_HEAD}; COMMIT"))
-        .fetch_all(conn)
-        .await?;
-    Ok(seq.first().map_or(0, |&s| u64::try_from(s).unwrap_or(0)))
 }
 
 /// An article with the content of `version`, current or past.

@@ -7,7 +7,9 @@
 
 use super::sqlite::{ARTICLE_COLUMNS, article_from_row, nanos, select_article, state_code};
 use super::sqlite_audit as audit;
-use super::sqlite_history::{RequestRecord, VERSION_COLUMNS, kind_code, request_records};
+use super::sqlite_history::{
+    EVENT_HEAD, RequestRecord, VERSION_COLUMNS, kind_code, request_records,
+};
 use super::{ArticleWrite, Retraction, StoreError};
 use crate::domain::{
     Article, ArticleId, ArticleState, AuditEntry, EventKind, Partner, PartnerId, Revision,
@@ -24,17 +26,20 @@ use std::sync::LazyLock;
 /// article it replaces ([`Partner::may_change`]); the audit entries `audit` makes of the results
 /// are written in the same script as the last of their rows. One result per write: a
 /// refused write (failed precondition, reused request id, rights) writes nothing and does
-/// not affect the others; a database error fails them all. With `begin`, the writer's
-/// transaction begins in the command of the first read.
+/// not affect the others; a database error fails them all. With [`Span::Whole`], the job is
+/// the writer's whole transaction, and the newest event once it is committed is returned too.
 pub(super) async fn apply_publishes(
     conn: &mut SqliteConnection,
     partner: PartnerId,
     writes: Vec<(ArticleWrite, DateTime<Utc>, Option<&Partner>)>,
-    begin: bool,
+    span: Span,
     audit: impl FnOnce(&[Result<Revision, StoreError>]) -> Vec<AuditEntry>,
-) -> Result<Vec<Result<Revision, StoreError>>, StoreError> {
+) -> Result<(Vec<Result<Revision, StoreError>>, Option<u64>), StoreError> {
     let ids: Vec<&str> = writes.iter().map(|(w, _, _)| w.id.as_str()).collect();
-    let prefix = if begin { BEGIN } else { "" };
+    let prefix = match span {
+        Span::Whole => BEGIN,
+        Span::Inside => "",
+    };
     let mut current = select_articles_after(conn, prefix, partner, &ids).await?;
     let request_ids: Vec<&str> = writes
         .iter()
@@ -49,7 +54,7 @@ pub(super) async fn apply_publishes(
         .collect();
     drop(seen);
     if request_ids.is_empty() && written_again.is_empty() {
-        return apply_pipelined(conn, partner, writes, current, audit).await;
+        return apply_pipelined(conn, partner, writes, current, span, audit).await;
     }
     let mut requests = request_records(conn, partner, &request_ids).await?;
     let mut staged = Staged::default();
@@ -71,8 +76,20 @@ pub(super) async fn apply_publishes(
         answer(&mut results, result)?;
     }
     staged.audit = audit(&results);
-    staged.flush(conn).await?;
-    Ok(results)
+    let committed = staged.finish(conn, span).await?;
+    Ok((results, committed))
+}
+
+/// How a publish job stands to the writer's transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Span {
+    /// Inside a transaction that the writer begins and commits.
+    Inside,
+    /// The whole transaction: begun in the command of the job's first read and committed in
+    /// the command of its last write, so that a publish alone costs the writer two round
+    /// trips to the connection's thread rather than three. Each is a wake-up of that thread,
+    /// which waits for a core whenever feeds are being built.
+    Whole,
 }
 
 /// Articles staged together while the rows of the ones before them are written.
@@ -87,8 +104,9 @@ async fn apply_pipelined(
     partner: PartnerId,
     writes: Vec<(ArticleWrite, DateTime<Utc>, Option<&Partner>)>,
     mut current: HashMap<ArticleId, Article>,
+    span: Span,
     audit: impl FnOnce(&[Result<Revision, StoreError>]) -> Vec<AuditEntry>,
-) -> Result<Vec<Result<Revision, StoreError>>, StoreError> {
+) -> Result<(Vec<Result<Revision, StoreError>>, Option<u64>), StoreError> {
     let mut results = Vec::with_capacity(writes.len());
     let mut writes = writes.into_iter();
     let mut writing: Option<Staged> = None;
@@ -112,8 +130,8 @@ async fn apply_pipelined(
     }
     let mut last = writing.unwrap_or_default();
     last.audit = audit(&results);
-    last.flush(conn).await?;
-    Ok(results)
+    let committed = last.finish(conn, span).await?;
+    Ok((results, committed))
 }
 
 /// Stages a slice of writes that never need the connection (see [`apply_pipelined`]),
@@ -445,6 +463,21 @@ impl<'q> Script<'q> {
         }
         Ok(())
     }
+
+    /// Runs the statements, then commits the writer's transaction, and returns the newest
+    /// event it leaves, read in the same command just before the commit (the writer holds
+    /// the write lock, so that is the head once committed).
+    pub(super) async fn commit_reading_event_head(
+        mut self,
+        conn: &mut SqliteConnection,
+    ) -> Result<u64, StoreError> {
+        self.statement(EVENT_HEAD);
+        self.statement("COMMIT");
+        let seq: Vec<i64> = sqlx::query_scalar_with(&self.sql, self.args)
+            .fetch_all(conn)
+            .await?;
+        Ok(seq.first().map_or(0, |&s| u64::try_from(s).unwrap_or(0)))
+    }
 }
 
 /// The rows a job writes, gathered so that each table gets few statements per flush. It
@@ -529,6 +562,27 @@ impl Staged {
     /// Writes every staged row, with one command, and starts afresh.
     async fn flush(&mut self, conn: &mut SqliteConnection) -> Result<(), StoreError> {
         let staged = std::mem::take(self);
+        staged.script()?.run(conn).await
+    }
+
+    /// Writes every staged row and, when the job is the whole transaction, commits it in
+    /// the same command: then returns the newest event.
+    async fn finish(
+        &mut self,
+        conn: &mut SqliteConnection,
+        span: Span,
+    ) -> Result<Option<u64>, StoreError> {
+        let staged = std::mem::take(self);
+        let script = staged.script()?;
+        match span {
+            Span::Inside => script.run(conn).await.map(|()| None),
+            Span::Whole => script.commit_reading_event_head(conn).await.map(Some),
+        }
+    }
+
+    /// The statements that write every staged row.
+    fn script(&self) -> Result<Script<'_>, StoreError> {
+        let staged = self;
         let mut script = Script::default();
         if !staged.superseded.is_empty() {
             script.statement(&format!(
@@ -608,7 +662,7 @@ impl Staged {
             script.bind(format!("[{}]", staged.requests.join(",")))?;
         }
         audit::add_all(&mut script, &staged.audit)?;
-        script.run(conn).await
+        Ok(script)
     }
 }
 
