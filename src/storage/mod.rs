@@ -180,6 +180,16 @@ pub(super) fn feed_size_key(scope: &FeedScope) -> (&'static str, &str) {
     }
 }
 
+/// Moves `head` on to `seq`, the newest event a commit left, unless it is there already:
+/// receivers are told only of a newer head.
+pub(super) fn raise_event_head(head: &tokio::sync::watch::Sender<u64>, seq: u64) {
+    head.send_if_modified(|current| {
+        let newer = seq > *current;
+        *current = seq.max(*current);
+        newer
+    });
+}
+
 /// What `make` builds for the kind of `scope` (`all`, a section, an author or a tag), built
 /// once per kind and kept in `cells`: a feed's statements differ by kind, never by the
 /// section or name, which is bound. Regeneration reads feeds on every publish.

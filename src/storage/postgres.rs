@@ -188,7 +188,7 @@ impl PostgresStore {
     /// Announces the newest event after a commit of this process.
     async fn announce(&self) {
         match writes::event_head(&self.pool).await {
-            Ok(seq) => raise(&self.head, seq),
+            Ok(seq) => super::raise_event_head(&self.head, seq),
             Err(e) => tracing::error!(error = %e, "cannot read the newest event"),
         }
     }
@@ -211,14 +211,6 @@ pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
         .map_err(|e| StoreError::Migrate(Arc::new(e)))
 }
 
-fn raise(head: &watch::Sender<u64>, seq: u64) {
-    head.send_if_modified(|current| {
-        let newer = seq > *current;
-        *current = seq.max(*current);
-        newer
-    });
-}
-
 /// Keeps `head` at the newest event any replica committed: on every notification of
 /// `EVENTS_CHANNEL`, and every `HEAD_POLL` in case one was missed.
 async fn follow_events(pool: PgPool, head: Arc<watch::Sender<u64>>) {
@@ -239,7 +231,7 @@ async fn follow_events(pool: PgPool, head: Arc<watch::Sender<u64>>) {
             tokio::time::sleep(HEAD_POLL).await;
         }
         if let Ok(seq) = writes::event_head(&pool).await {
-            raise(&head, seq);
+            super::raise_event_head(&head, seq);
         }
     }
 }
@@ -288,12 +280,15 @@ impl FeedSql {
 }
 
 /// Whole rows of the articles whose keys `$1` (partner ids) and `$2` (article ids) list,
-/// pair by pair.
-fn feed_rows_sql() -> String {
-    format!(
-        "SELECT {ARTICLE_COLUMNS} FROM articles
-         WHERE (partner_id, article_id) IN (SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[]))"
-    )
+/// pair by pair (built once: feeds are read on every publish).
+fn feed_rows_sql() -> &'static str {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT {ARTICLE_COLUMNS} FROM articles
+             WHERE (partner_id, article_id) IN (SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[]))"
+        )
+    });
+    &SQL
 }
 
 /// `sql` without SQLite's `INDEXED BY name` clauses: PostgreSQL's planner has statistics
@@ -458,7 +453,7 @@ impl Store for PostgresStore {
                 .missing()
                 .map(|(partner, id)| (*partner, id.as_str()))
                 .unzip();
-            sqlx::query(&feed_rows_sql())
+            sqlx::query(feed_rows_sql())
                 .bind(partners)
                 .bind(ids)
                 .fetch_all(&mut *tx)

@@ -500,11 +500,7 @@ async fn commit_batch(
     };
     let commit = head.map(|head| {
         if let Some(head) = head {
-            event_head.send_if_modified(|current| {
-                let newer = head > *current;
-                *current = head.max(*current);
-                newer
-            });
+            super::raise_event_head(event_head, head);
         }
     });
     if commit.is_err() {
@@ -858,12 +854,16 @@ impl FeedSql {
     }
 }
 
-/// Whole rows of the articles whose row keys `?1` lists as a JSON array, each with its key.
-pub(super) fn feed_rows_sql() -> String {
-    format!(
-        "SELECT rowid AS key, {ARTICLE_COLUMNS} FROM articles
-         WHERE rowid IN (SELECT value FROM json_each(?1))"
-    )
+/// Whole rows of the articles whose row keys `?1` lists as a JSON array, each with its key
+/// (built once: feeds are read on every publish).
+pub(super) fn feed_rows_sql() -> &'static str {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT rowid AS key, {ARTICLE_COLUMNS} FROM articles
+             WHERE rowid IN (SELECT value FROM json_each(?1))"
+        )
+    });
+    &SQL
 }
 
 /// A feed's summary statement, the same in both backends (see [`FeedSql::summary`]): the
@@ -1084,7 +1084,7 @@ impl FeedRead<'_> {
         let mut gathering = cache.gather(keys);
         let wanted: Vec<i64> = gathering.missing().copied().collect();
         if !wanted.is_empty() {
-            let rows = sqlx::query(&feed_rows_sql())
+            let rows = sqlx::query(feed_rows_sql())
                 .bind(
                     serde_json::to_string(&wanted)
                         .map_err(|e| StoreError::Corrupt(e.to_string()))?,

@@ -342,7 +342,7 @@ async fn a_feeds_keys_are_read_from_indexes_alone_in_feed_order() {
         assert!(scans(&keys).is_empty(), "{scope:?}: {keys:?}");
     }
     // The rows the cache lacks, each by its key.
-    let rows = store.query_plan(&feed_rows_sql(), 0, Some("[1]")).await;
+    let rows = store.query_plan(feed_rows_sql(), 0, Some("[1]")).await;
     assert!(
         rows.iter()
             .any(|s| s.starts_with("SEARCH articles USING INTEGER PRIMARY KEY (rowid=?)")),

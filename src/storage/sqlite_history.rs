@@ -66,7 +66,12 @@ pub(super) const EVENT_HEAD: &str = "SELECT seq FROM sqlite_sequence WHERE name 
 /// The sequence number of the newest event ever logged (0 for none).
 pub(super) async fn event_head(conn: &mut SqliteConnection) -> Result<u64, StoreError> {
     let seq: Option<i64> = sqlx::query_scalar(EVENT_HEAD).fetch_optional(conn).await?;
-    Ok(seq.map_or(0, |s| u64::try_from(s).unwrap_or(0)))
+    Ok(head_of(seq))
+}
+
+/// The event head [`EVENT_HEAD`] read: 0 when it found no row.
+pub(super) fn head_of(seq: Option<i64>) -> u64 {
+    seq.map_or(0, |s| u64::try_from(s).unwrap_or(0))
 }
 
 /// An article with the content of `version`, current or past.

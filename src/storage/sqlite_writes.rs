@@ -8,7 +8,7 @@
 use super::sqlite::{ARTICLE_COLUMNS, article_from_row, nanos, select_article, state_code};
 use super::sqlite_audit as audit;
 use super::sqlite_history::{
-    EVENT_HEAD, RequestRecord, VERSION_COLUMNS, kind_code, request_records,
+    EVENT_HEAD, RequestRecord, VERSION_COLUMNS, head_of, kind_code, request_records,
 };
 use super::{ArticleWrite, Retraction, StoreError};
 use crate::domain::{
@@ -476,7 +476,7 @@ impl<'q> Script<'q> {
         let seq: Vec<i64> = sqlx::query_scalar_with(&self.sql, self.args)
             .fetch_all(conn)
             .await?;
-        Ok(seq.first().map_or(0, |&s| u64::try_from(s).unwrap_or(0)))
+        Ok(head_of(seq.first().copied()))
     }
 }
 
