@@ -6,29 +6,24 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
 
-pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-pub const HEADERS: u8 = 0x1;
-pub const RST_STREAM: u8 = 0x3;
-pub const SETTINGS: u8 = 0x4;
-pub const GOAWAY: u8 = 0x7;
-pub const WINDOW_UPDATE: u8 = 0x8;
-pub const CONTINUATION: u8 = 0x9;
-
-pub const END_STREAM: u8 = 0x1;
-pub const END_HEADERS: u8 = 0x4;
+// Frame types, flags and the writing of frame headers and HPACK fields: the load
+// generator's, one file for both.
+#[allow(dead_code)]
+#[path = "../../src/bin/feedpub-bench/http2.rs"]
+mod http2;
+pub use http2::{
+    CONTINUATION, END_HEADERS, END_STREAM, GOAWAY, HEADERS, PREFACE, RST_STREAM, SETTINGS,
+    WINDOW_UPDATE,
+};
+use http2::{frame_header, hpack_int, hpack_string};
 
 /// RST_STREAM and GOAWAY codes.
 pub const CANCEL: u32 = 0x8;
 
 /// One frame: 9-byte header and payload.
 pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let len = u32::try_from(payload.len()).expect("a frame fits");
     let mut out = Vec::with_capacity(9 + payload.len());
-    out.extend_from_slice(&len.to_be_bytes()[1..]);
-    out.push(kind);
-    out.push(flags);
-    out.extend_from_slice(&(stream & 0x7fff_ffff).to_be_bytes());
+    frame_header(&mut out, payload.len(), kind, flags, stream);
     out.extend_from_slice(payload);
     out
 }
@@ -48,50 +43,29 @@ pub fn window_update(stream: u32, increment: u32) -> Vec<u8> {
     frame(WINDOW_UPDATE, 0, stream, &increment.to_be_bytes())
 }
 
-/// An HPACK integer with an `prefix`-bit prefix, the first byte's high bits `high`.
-fn integer(out: &mut Vec<u8>, high: u8, prefix: u32, mut value: usize) {
-    let max = (1usize << prefix) - 1;
-    if value < max {
-        out.push(high | value as u8);
-        return;
-    }
-    out.push(high | max as u8);
-    value -= max;
-    while value >= 128 {
-        out.push((value % 128) as u8 | 0x80);
-        value /= 128;
-    }
-    out.push(value as u8);
-}
-
-fn string(out: &mut Vec<u8>, s: &[u8]) {
-    integer(out, 0, 7, s.len());
-    out.extend_from_slice(s);
-}
-
 /// Indexed header field (static or dynamic table).
 pub fn indexed(out: &mut Vec<u8>, index: usize) {
-    integer(out, 0x80, 7, index);
+    hpack_int(out, 0x80, 7, index);
 }
 
 /// Literal field without indexing, name by static index.
 pub fn literal_named(out: &mut Vec<u8>, index: usize, value: &[u8]) {
-    integer(out, 0x00, 4, index);
-    string(out, value);
+    hpack_int(out, 0x00, 4, index);
+    hpack_string(out, value);
 }
 
 /// Literal field without indexing, new name.
 pub fn literal(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.push(0x00);
-    string(out, name);
-    string(out, value);
+    hpack_string(out, name);
+    hpack_string(out, value);
 }
 
 /// Literal field with incremental indexing (added to the dynamic table), new name.
 pub fn literal_indexing(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.push(0x40);
-    string(out, name);
-    string(out, value);
+    hpack_string(out, name);
+    hpack_string(out, value);
 }
 
 /// The header block of a gRPC call to `path`: `:method POST`, `:scheme http`, `:path`,

@@ -8,6 +8,7 @@
 mod cpu;
 mod fixture;
 mod freshness;
+mod http2;
 mod ingest;
 mod loadgen;
 mod process;
