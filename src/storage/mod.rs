@@ -170,14 +170,23 @@ impl ArchivePage {
     }
 }
 
+/// The kinds of feed, as `feed_sizes` names them; [`feed_kind`] gives a scope's index here.
+const FEED_KINDS: [&str; 4] = ["all", "section", "author", "tag"];
+
+/// A scope's kind, as its index in [`FEED_KINDS`], and its name within the kind.
+fn feed_kind(scope: &FeedScope) -> (usize, &str) {
+    match scope {
+        FeedScope::All => (0, ""),
+        FeedScope::Section(slug) => (1, slug.as_str()),
+        FeedScope::Author(named) => (2, named.name()),
+        FeedScope::Tag(named) => (3, named.name()),
+    }
+}
+
 /// The key of a scope's row in `feed_sizes`, the same in both backends: kind and name.
 pub(super) fn feed_size_key(scope: &FeedScope) -> (&'static str, &str) {
-    match scope {
-        FeedScope::All => ("all", ""),
-        FeedScope::Section(slug) => ("section", slug.as_str()),
-        FeedScope::Author(named) => ("author", named.name()),
-        FeedScope::Tag(named) => ("tag", named.name()),
-    }
+    let (kind, name) = feed_kind(scope);
+    (FEED_KINDS[kind], name)
 }
 
 /// Moves `head` on to `seq`, the newest event a commit left, unless it is there already:
@@ -194,17 +203,11 @@ pub(super) fn raise_event_head(head: &tokio::sync::watch::Sender<u64>, seq: u64)
 /// once per kind and kept in `cells`: a feed's statements differ by kind, never by the
 /// section or name, which is bound. Regeneration reads feeds on every publish.
 pub(super) fn per_feed_kind<T>(
-    cells: &'static [std::sync::OnceLock<T>; 4],
+    cells: &'static [std::sync::OnceLock<T>; FEED_KINDS.len()],
     scope: &FeedScope,
     make: impl FnOnce() -> T,
 ) -> &'static T {
-    let kind = match scope {
-        FeedScope::All => 0,
-        FeedScope::Section(_) => 1,
-        FeedScope::Author(_) => 2,
-        FeedScope::Tag(_) => 3,
-    };
-    cells[kind].get_or_init(make)
+    cells[feed_kind(scope).0].get_or_init(make)
 }
 
 /// One article to create or replace, with what makes the write safe to retry and to race.
