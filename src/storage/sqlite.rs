@@ -290,10 +290,14 @@ async fn commit_batch(
     let mut deliveries: Vec<Delivery> = Vec::with_capacity(batch.len());
     // A publish alone is the whole transaction: it begins it in the command of its first read
     // and commits it in the command of its last write.
-    let begin_with_job = alone_in_batch && matches!(batch.first(), Some(Job::Publish { .. }));
+    let span = if alone_in_batch && matches!(batch.first(), Some(Job::Publish { .. })) {
+        writes::Span::Whole
+    } else {
+        writes::Span::Inside
+    };
     // The newest event, once a publish alone has committed.
     let mut committed = None;
-    let begun = if begin_with_job {
+    let begun = if span == writes::Span::Whole {
         Ok(Default::default())
     } else {
         sqlx::query(writes::BEGIN).execute(&mut *conn).await
@@ -355,11 +359,6 @@ async fn commit_batch(
                     .map(|w| (w, now, rights.as_ref()))
                     .collect();
                 let audit = |results: &[_]| publish_entries(&actor, &ids, results, now);
-                let span = if begin_with_job {
-                    writes::Span::Whole
-                } else {
-                    writes::Span::Inside
-                };
                 let result = writes::apply_publishes(conn, partner, writes, span, audit)
                     .await
                     .map(|(results, head)| {

@@ -561,8 +561,7 @@ impl Staged {
 
     /// Writes every staged row, with one command, and starts afresh.
     async fn flush(&mut self, conn: &mut SqliteConnection) -> Result<(), StoreError> {
-        let staged = std::mem::take(self);
-        staged.script()?.run(conn).await
+        self.finish(conn, Span::Inside).await.map(drop)
     }
 
     /// Writes every staged row and, when the job is the whole transaction, commits it in
@@ -582,30 +581,26 @@ impl Staged {
 
     /// The statements that write every staged row.
     fn script(&self) -> Result<Script<'_>, StoreError> {
-        let staged = self;
         let mut script = Script::default();
-        if !staged.superseded.is_empty() {
+        if !self.superseded.is_empty() {
             script.statement(&format!(
                 "INSERT INTO article_versions ({VERSION_COLUMNS})
                  SELECT {VERSION_COLUMNS} FROM articles
                  WHERE (partner_id, article_id) IN
                      (SELECT value ->> 0, value ->> 1 FROM json_each(?))"
             ));
-            script.bind(json(&staged.superseded))?;
+            script.bind(json(&self.superseded))?;
         }
-        if !staged.articles.is_empty() {
-            write_articles(&mut script, &staged.articles)?;
-            let keys: Vec<(i64, &str)> = staged
-                .keys
-                .iter()
-                .map(|(p, id)| (p.0, id.as_str()))
-                .collect();
+        if !self.articles.is_empty() {
+            write_articles(&mut script, &self.articles)?;
+            let keys: Vec<(i64, &str)> =
+                self.keys.iter().map(|(p, id)| (p.0, id.as_str())).collect();
             let keys = json(&keys);
             for (table, rows) in [
-                ("article_authors", &staged.authors),
-                ("article_tags", &staged.tags),
+                ("article_authors", &self.authors),
+                ("article_tags", &self.tags),
             ] {
-                if staged.replaced {
+                if self.replaced {
                     script.statement(&format!(
                         "DELETE FROM {table} WHERE (partner_id, article_id) IN
                              (SELECT value ->> 0, value ->> 1 FROM json_each(?))"
@@ -628,19 +623,19 @@ impl Staged {
                     script.bind(json(rows))?;
                 }
             }
-            if staged.replaced {
+            if self.replaced {
                 script.statement(
                     "DELETE FROM embargo_lifts WHERE (partner_id, article_id) IN
                          (SELECT value ->> 0, value ->> 1 FROM json_each(?))",
                 );
                 script.bind(keys)?;
             }
-            if !staged.lifts.is_empty() {
+            if !self.lifts.is_empty() {
                 script.statement(
                     "INSERT INTO embargo_lifts (partner_id, article_id, embargo_time)
                      SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?)",
                 );
-                script.bind(json(&staged.lifts))?;
+                script.bind(json(&self.lifts))?;
             }
             script.statement(
                 "INSERT INTO article_events
@@ -649,9 +644,9 @@ impl Staged {
                         value ->> 5, value ->> 6
                  FROM json_each(?) ORDER BY key",
             );
-            script.bind(json(&staged.events))?;
+            script.bind(json(&self.events))?;
         }
-        if !staged.requests.is_empty() {
+        if !self.requests.is_empty() {
             script.statement(
                 "INSERT INTO request_ids (partner_id, request_id, fingerprint, article_id,
                      version, state, retract_time, retract_reason, create_time)
@@ -659,9 +654,9 @@ impl Staged {
                         value ->> 5, value ->> 6, value ->> 7, value ->> 8
                  FROM json_each(?)",
             );
-            script.bind(format!("[{}]", staged.requests.join(",")))?;
+            script.bind(format!("[{}]", self.requests.join(",")))?;
         }
-        audit::add_all(&mut script, &staged.audit)?;
+        audit::add_all(&mut script, &self.audit)?;
         Ok(script)
     }
 }
