@@ -15,7 +15,7 @@ pub use http2::{
     CONTINUATION, END_HEADERS, END_STREAM, GOAWAY, HEADERS, PREFACE, RST_STREAM, SETTINGS,
     WINDOW_UPDATE,
 };
-use http2::{frame_header, hpack_int, hpack_string};
+use http2::{frame_header, hpack_int, hpack_string, read_frame_header, read_u32};
 
 /// RST_STREAM and GOAWAY codes.
 pub const CANCEL: u32 = 0x8;
@@ -97,25 +97,22 @@ pub async fn read_until_closed(mut read: OwnedReadHalf, quiet: Duration) -> Seen
     let mut seen = Seen::default();
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
-        while buf.len() >= 9 {
-            let len =
-                (usize::from(buf[0]) << 16) | (usize::from(buf[1]) << 8) | usize::from(buf[2]);
-            if buf.len() < 9 + len {
+        while let Some(h) = read_frame_header(&buf) {
+            if buf.len() < 9 + h.len {
                 break;
             }
-            let kind = buf[3];
-            match kind {
-                GOAWAY if len >= 8 => {
-                    let last =
-                        u32::from_be_bytes([buf[9], buf[10], buf[11], buf[12]]) & 0x7fff_ffff;
-                    let code = u32::from_be_bytes([buf[13], buf[14], buf[15], buf[16]]);
-                    seen.goaway = Some((code, last));
+            let payload = &buf[9..9 + h.len];
+            match h.kind {
+                GOAWAY => {
+                    if let (Some(last), Some(code)) = (read_u32(payload, 0), read_u32(payload, 4)) {
+                        seen.goaway = Some((code, last & 0x7fff_ffff));
+                    }
                 }
                 RST_STREAM => seen.resets += 1,
                 HEADERS => seen.headers += 1,
                 _ => {}
             }
-            buf.advance(9 + len);
+            buf.advance(9 + h.len);
         }
         match tokio::time::timeout(quiet, read.read_buf(&mut buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => {

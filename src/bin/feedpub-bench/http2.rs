@@ -29,6 +29,39 @@ pub const SETTINGS_MAX_CONCURRENT_STREAMS: u16 = 0x3;
 pub const SETTINGS_INITIAL_WINDOW_SIZE: u16 = 0x4;
 pub const SETTINGS_MAX_FRAME_SIZE: u16 = 0x5;
 
+/// What a peer assumes until the other's SETTINGS say otherwise (RFC 9113, 6.5.2; RFC
+/// 7541, 4.2): a window of 65,535 bytes, frames of 16,384, a header table of 4,096.
+pub const DEFAULT_WINDOW: u32 = 65_535;
+pub const DEFAULT_MAX_FRAME: usize = 16_384;
+pub const DEFAULT_TABLE_SIZE: usize = 4_096;
+
+/// A frame's 9-byte header, read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHeader {
+    /// The payload's length.
+    pub len: usize,
+    pub kind: u8,
+    pub flags: u8,
+    pub stream: u32,
+}
+
+/// The header of the frame `bytes` starts with, if they hold one.
+pub fn read_frame_header(bytes: &[u8]) -> Option<FrameHeader> {
+    let h = bytes.get(..9)?;
+    Some(FrameHeader {
+        len: u32::from_be_bytes([0, h[0], h[1], h[2]]) as usize,
+        kind: h[3],
+        flags: h[4],
+        stream: u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff,
+    })
+}
+
+/// The big-endian 32-bit word at `at` in a payload, if it has one.
+pub fn read_u32(payload: &[u8], at: usize) -> Option<u32> {
+    let w = payload.get(at..at.checked_add(4)?)?;
+    Some(u32::from_be_bytes([w[0], w[1], w[2], w[3]]))
+}
+
 /// Appends a frame's 9-byte header.
 pub fn frame_header(out: &mut Vec<u8>, len: usize, kind: u8, flags: u8, stream: u32) {
     let len = u32::try_from(len).expect("a frame's length fits");

@@ -99,9 +99,9 @@ impl Ingest {
     }
 
     /// What the ingest figures were measured with, for the report header.
-    pub fn peer_versions(&self, frame_bytes: usize) -> String {
+    pub fn peer_versions(&self, largest_frame: usize) -> String {
         format!(
-            "ingest: PublishArticle of {frame_bytes}-byte requests (3 KB of copy), {} in flight \
+            "ingest: PublishArticle requests of up to {largest_frame} bytes (3 KB of copy), {} in flight \
              over one HTTP/2 connection, {} s per server per run in {} alternating slices, \
              against feedpub-echo (tonic, same settings, answers at once); generator checked \
              against {} -c1 -t1 -m{}; batch streaming: PublishArticles calls of \
@@ -219,7 +219,7 @@ impl Ingest {
             single.push(outcome);
         }
         let (mut our_single, mut their_single) = (single.remove(0), single.remove(0));
-        let fsync_ms = fdatasync_ms(&dir.join("data"), frames.frame_bytes())?;
+        let fsync_ms = fdatasync_ms(&dir.join("data"), frames.largest_frame())?;
 
         // Batch streaming ingest, last: it leaves feeds to regenerate behind it.
         let batch = self.batch_load(feedpub, run).await?;

@@ -30,6 +30,8 @@ const PLACEHOLDER: &str = "############";
 /// carries its own id at the cost of one small copy.
 pub struct Frames {
     templates: Vec<(Bytes, usize)>,
+    /// The size of the largest template, in bytes.
+    largest: usize,
     next: AtomicU64,
 }
 
@@ -53,9 +55,11 @@ impl Frames {
                     .context("the placeholder is not in the encoded message")?;
                 Ok((Bytes::from(frame), at))
             })
-            .collect::<anyhow::Result<_>>()?;
+            .collect::<anyhow::Result<Vec<(Bytes, usize)>>>()?;
+        let largest = templates.iter().map(|(t, _)| t.len()).max().unwrap_or(0);
         Ok(Self {
             templates,
+            largest,
             next: AtomicU64::new(0),
         })
     }
@@ -75,18 +79,9 @@ impl Frames {
         self.templates[0].0.clone()
     }
 
-    /// The size of a frame in bytes (the first template's).
-    pub fn frame_bytes(&self) -> usize {
-        self.templates[0].0.len()
-    }
-
-    /// The size of the largest frame in bytes.
+    /// The size of the largest frame in bytes (the templates' copy differs in length).
     pub fn largest_frame(&self) -> usize {
-        self.templates
-            .iter()
-            .map(|(t, _)| t.len())
-            .max()
-            .unwrap_or(0)
+        self.largest
     }
 }
 
@@ -239,11 +234,11 @@ fn load(
         calls: HashMap::with_capacity(in_flight),
         next_stream: 1,
         settled: false,
-        window: 65_535,
-        stream_window: 65_535,
+        window: i64::from(DEFAULT_WINDOW),
+        stream_window: i64::from(DEFAULT_WINDOW),
         max_streams: usize::MAX,
-        max_frame: 16_384,
-        table_size: 4_096,
+        max_frame: DEFAULT_MAX_FRAME,
+        table_size: DEFAULT_TABLE_SIZE,
         outcome: Outcome::default(),
     };
     conn.handshake()?;
@@ -289,7 +284,7 @@ impl Connection {
         }
         frame_header(&mut self.out, 4, WINDOW_UPDATE, 0, 0);
         self.out
-            .extend_from_slice(&(OUR_WINDOW - 65_535).to_be_bytes());
+            .extend_from_slice(&(OUR_WINDOW - DEFAULT_WINDOW).to_be_bytes());
         self.socket.write_all(&self.out).context("HTTP/2 preface")?;
         self.out.clear();
         // The server's first frame is its settings (RFC 9113, 3.4).
@@ -366,16 +361,17 @@ impl Connection {
         anyhow::ensure!(n > 0, "the server closed the connection");
         self.filled += n;
         let mut used = 0;
-        while self.filled - used >= 9 {
-            let h = &input[used..used + 9];
-            let len = u32::from_be_bytes([0, h[0], h[1], h[2]]) as usize;
-            if self.filled - used < 9 + len {
+        while let Some(h) = read_frame_header(&input[used..self.filled]) {
+            if self.filled - used < 9 + h.len {
                 break;
             }
-            let (kind, flags) = (h[3], h[4]);
-            let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
-            self.frame(kind, flags, stream, &input[used + 9..used + 9 + len])?;
-            used += 9 + len;
+            self.frame(
+                h.kind,
+                h.flags,
+                h.stream,
+                &input[used + 9..used + 9 + h.len],
+            )?;
+            used += 9 + h.len;
         }
         input.copy_within(used..self.filled, 0);
         self.filled -= used;
@@ -416,16 +412,13 @@ impl Connection {
                 }
             }
             RST_STREAM => {
-                let code = payload
-                    .get(..4)
-                    .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
+                let code = read_u32(payload, 0);
                 self.finish(stream, Err(format!("stream reset, code {code:?}")));
             }
             SETTINGS if flags & ACK == 0 => {
                 for setting in payload.chunks_exact(6) {
                     let id = u16::from_be_bytes([setting[0], setting[1]]);
-                    let value =
-                        u32::from_be_bytes([setting[2], setting[3], setting[4], setting[5]]);
+                    let value = read_u32(setting, 2).unwrap_or_default();
                     match id {
                         SETTINGS_MAX_CONCURRENT_STREAMS => self.max_streams = value as usize,
                         SETTINGS_INITIAL_WINDOW_SIZE => self.stream_window = i64::from(value),
@@ -441,23 +434,15 @@ impl Connection {
                 frame_header(&mut self.out, payload.len(), PING, ACK, 0);
                 self.out.extend_from_slice(payload);
             }
-            GOAWAY => {
-                let word = |at: usize| {
-                    payload
-                        .get(at..at + 4)
-                        .map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]]) & 0x7fff_ffff)
-                };
-                anyhow::bail!(
-                    "the server sent GOAWAY (last stream {:?}, error code {:?}) {}",
-                    word(0),
-                    word(4),
-                    String::from_utf8_lossy(payload.get(8..).unwrap_or_default())
-                )
-            }
+            GOAWAY => anyhow::bail!(
+                "the server sent GOAWAY (last stream {:?}, error code {:?}) {}",
+                read_u32(payload, 0).map(|last| last & 0x7fff_ffff),
+                read_u32(payload, 4),
+                String::from_utf8_lossy(payload.get(8..).unwrap_or_default())
+            ),
             WINDOW_UPDATE if stream == 0 => {
-                let increment = payload.get(..4).context("short WINDOW_UPDATE")?;
-                let increment = u32::from_be_bytes(increment.try_into()?) & 0x7fff_ffff;
-                self.window += i64::from(increment);
+                let increment = read_u32(payload, 0).context("short WINDOW_UPDATE")?;
+                self.window += i64::from(increment & 0x7fff_ffff);
             }
             // The whole body of a request goes out with its headers: a stream's window
             // matters only then.
@@ -577,7 +562,55 @@ mod tests {
         assert_eq!(decoded[0].title, "标题0");
         assert_eq!(decoded[1].title, "标题1");
         assert_eq!(decoded[2].title, "标题0");
-        assert_eq!(frames.frame_bytes(), frames.sample().len());
+        assert_eq!(frames.largest_frame(), frames.sample().len());
+    }
+
+    #[test]
+    fn the_largest_frame_is_the_longest_template_whichever_comes_first() {
+        let frames = Frames::new(3, |placeholder, n| PublishArticleRequest {
+            article: Some(Article {
+                id: format!("a-{placeholder}"),
+                title: "长".repeat(3 - n),
+                ..Article::default()
+            }),
+            ..Default::default()
+        })
+        .unwrap();
+        let sizes: Vec<usize> = (0..3)
+            .map(|_| {
+                let mut frame = Vec::new();
+                frames.write_next(&mut frame);
+                frame.len()
+            })
+            .collect();
+        assert!(sizes[0] > sizes[1] && sizes[1] > sizes[2], "{sizes:?}");
+        assert_eq!(frames.largest_frame(), sizes[0]);
+    }
+
+    #[test]
+    fn a_frame_header_written_is_read_back_and_short_input_reads_as_none() {
+        let mut out = Vec::new();
+        frame_header(
+            &mut out,
+            70_000,
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            0x8000_0007,
+        );
+        assert_eq!(
+            read_frame_header(&out),
+            Some(FrameHeader {
+                len: 70_000,
+                kind: HEADERS,
+                flags: END_HEADERS | END_STREAM,
+                // The reserved bit is not part of the stream id.
+                stream: 7,
+            })
+        );
+        assert_eq!(read_frame_header(&out[..8]), None);
+        assert_eq!(read_u32(&[0, 0, 1, 2, 3], 1), Some(0x0001_0203));
+        assert_eq!(read_u32(&[0, 0, 1, 2], 1), None);
+        assert_eq!(read_u32(&[0, 0, 1, 2], usize::MAX), None);
     }
 
     #[test]

@@ -295,7 +295,7 @@ async fn run_all(args: &Args, work: &Path) -> anyhow::Result<String> {
                 let ingest = ingest::Ingest::setup(&feedpub_bin, work, &mode, log)?;
                 machine
                     .peers
-                    .push(ingest.peer_versions(ingest.frames(0)?.frame_bytes()));
+                    .push(ingest.peer_versions(ingest.frames(0)?.largest_frame()));
                 for run in 0..mode.runs {
                     report.add(run, ingest.run(run).await?);
                 }
