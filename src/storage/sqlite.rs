@@ -312,6 +312,9 @@ async fn commit_batch(
     let mut jobs = batch.into_iter().peekable();
     // Jobs of a group that failed together, to run one by one before the next.
     let mut alone: VecDeque<Job> = VecDeque::new();
+    // True until a job's writes are kept: the next job's undo point is then the
+    // transaction's start.
+    let mut at_start = true;
     loop {
         let job = match alone.pop_front() {
             Some(job) => job,
@@ -321,8 +324,11 @@ async fn commit_batch(
                 if group.len() == 1 {
                     group.into_iter().next().expect("a group of one")
                 } else {
-                    match publish_together(conn, group).await {
-                        Together::Stored(stored) => deliveries.extend(stored),
+                    match publish_together(conn, group, at_start).await {
+                        Together::Stored(stored) => {
+                            at_start = false;
+                            deliveries.extend(stored);
+                        }
                         Together::Undone(group) => alone.extend(group),
                         Together::Lost(error, group) => {
                             // As below: SQLite rolled the whole transaction back.
@@ -340,10 +346,17 @@ async fn commit_batch(
                 }
             }
         };
-        if !alone_in_batch && let Err(e) = sqlx::query("SAVEPOINT job").execute(&mut *conn).await {
-            fail(job, e.into());
-            continue;
-        }
+        let mark = if alone_in_batch {
+            None
+        } else {
+            match Mark::set(conn, at_start).await {
+                Ok(mark) => Some(mark),
+                Err(e) => {
+                    fail(job, e.into());
+                    continue;
+                }
+            }
+        };
         let (delivery, failure) = match job {
             Job::Publish {
                 partner,
@@ -452,7 +465,7 @@ async fn commit_batch(
             }
         };
         deliveries.push(delivery);
-        if alone_in_batch {
+        let Some(mark) = mark else {
             if failure.is_some() {
                 // The job was the whole transaction: undo it; its caller gets its own error.
                 let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
@@ -462,17 +475,18 @@ async fn commit_batch(
                 return;
             }
             continue;
-        }
-        // A failed job is rolled back to its savepoint; its caller gets its own error.
-        if let Some(error) = failure
-            && sqlx::query("ROLLBACK TO job")
-                .execute(&mut *conn)
-                .await
-                .is_err()
-        {
-            // No savepoint left: SQLite rolled the whole transaction back by itself (it
-            // does on a full disk or an I/O error), so nothing of the batch is stored and
-            // every caller gets this error. Later jobs must not run outside a transaction.
+        };
+        // A failed job is undone; its caller gets its own error.
+        let Some(error) = failure else {
+            mark.release(conn).await;
+            at_start = false;
+            continue;
+        };
+        if mark.undo(conn).await.is_err() {
+            // No savepoint left, or no transaction begun again: SQLite rolled the whole
+            // transaction back by itself (it does on a full disk or an I/O error), so
+            // nothing of the batch is stored and every caller gets this error. Later jobs
+            // must not run outside a transaction.
             let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
             for delivery in deliveries {
                 delivery(Err(error.clone()));
@@ -482,7 +496,6 @@ async fn commit_batch(
             }
             return;
         }
-        let _ = sqlx::query("RELEASE job").execute(&mut *conn).await;
     }
     // The newest event, when the batch logged any.
     let head = match committed {
@@ -567,6 +580,55 @@ fn publish_group(job: Job, jobs: &mut Peekable<impl Iterator<Item = Job>>) -> Ve
     group
 }
 
+/// Where a job's writes are undone to, without undoing the jobs kept before it.
+enum Mark {
+    /// The transaction's start: nothing is kept yet.
+    Start,
+    /// A savepoint, over the jobs kept before it.
+    Savepoint,
+}
+
+impl Mark {
+    /// Marks the point before a job. The transaction's start needs no savepoint, and that
+    /// matters beyond the two statements saved: every statement that writes under a
+    /// savepoint cuts SQLite's in-memory sub-journal back to the savepoint's share when it
+    /// ends, walking the journal's list of 1 KiB chunks from its start, so that a job of
+    /// thousands of articles (each statement of 64 of them adds hundreds of chunks) spent
+    /// a sixth of the connection's thread walking it.
+    async fn set(conn: &mut SqliteConnection, at_start: bool) -> Result<Self, sqlx::Error> {
+        if at_start {
+            return Ok(Self::Start);
+        }
+        sqlx::query("SAVEPOINT job").execute(&mut *conn).await?;
+        Ok(Self::Savepoint)
+    }
+
+    /// Keeps the job's writes.
+    async fn release(self, conn: &mut SqliteConnection) {
+        if let Self::Savepoint = self {
+            let _ = sqlx::query("RELEASE job").execute(&mut *conn).await;
+        }
+    }
+
+    /// Undoes the job's writes, leaving the transaction open with the jobs kept before it;
+    /// fails when the transaction is gone (SQLite rolls it back by itself on a full disk or
+    /// an I/O error) and cannot be begun again with nothing lost.
+    async fn undo(self, conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+        match self {
+            Self::Start => {
+                // It fails when SQLite rolled back already, which leaves the same state.
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                sqlx::query(writes::BEGIN).execute(&mut *conn).await?;
+            }
+            Self::Savepoint => {
+                sqlx::query("ROLLBACK TO job").execute(&mut *conn).await?;
+                let _ = sqlx::query("RELEASE job").execute(&mut *conn).await;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What became of publishes run together.
 enum Together {
     /// Stored in the transaction: each job's delivery.
@@ -577,17 +639,18 @@ enum Together {
     Lost(StoreError, Vec<Job>),
 }
 
-/// Runs the publishes of one partner's jobs as one, in one savepoint: their writes in job
-/// order, each at its job's time, then every audit entry in one statement. Each job gets
-/// the results of its own writes, as if it had run alone right after the one before.
-async fn publish_together(conn: &mut SqliteConnection, group: Vec<Job>) -> Together {
-    if sqlx::query("SAVEPOINT job")
-        .execute(&mut *conn)
-        .await
-        .is_err()
-    {
+/// Runs the publishes of one partner's jobs as one, undone together ([`Mark`]; `at_start`
+/// when nothing is kept yet in the transaction): their writes in job order, each at its
+/// job's time, then every audit entry in one statement. Each job gets the results of its
+/// own writes, as if it had run alone right after the one before.
+async fn publish_together(
+    conn: &mut SqliteConnection,
+    group: Vec<Job>,
+    at_start: bool,
+) -> Together {
+    let Ok(mark) = Mark::set(conn, at_start).await else {
         return Together::Undone(group);
-    }
+    };
     let mut partner = None;
     let mut writes = Vec::new();
     for job in &group {
@@ -604,6 +667,7 @@ async fn publish_together(conn: &mut SqliteConnection, group: Vec<Job>) -> Toget
         }
     }
     let Some(partner) = partner else {
+        mark.release(conn).await;
         return Together::Undone(group);
     };
     // Each job's audit entries, of its own results, go with the rows.
@@ -638,7 +702,7 @@ async fn publish_together(conn: &mut SqliteConnection, group: Vec<Job>) -> Toget
         });
     match result {
         Ok(split) => {
-            let _ = sqlx::query("RELEASE job").execute(&mut *conn).await;
+            mark.release(conn).await;
             let stored = group
                 .into_iter()
                 .zip(split)
@@ -649,17 +713,10 @@ async fn publish_together(conn: &mut SqliteConnection, group: Vec<Job>) -> Toget
                 .collect();
             Together::Stored(stored)
         }
-        Err(error) => {
-            if sqlx::query("ROLLBACK TO job")
-                .execute(&mut *conn)
-                .await
-                .is_err()
-            {
-                return Together::Lost(error, group);
-            }
-            let _ = sqlx::query("RELEASE job").execute(&mut *conn).await;
-            Together::Undone(group)
-        }
+        Err(error) => match mark.undo(conn).await {
+            Ok(()) => Together::Undone(group),
+            Err(_) => Together::Lost(error, group),
+        },
     }
 }
 

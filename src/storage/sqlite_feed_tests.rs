@@ -1,84 +1,17 @@
 //! What only the SQLite backend does: author and tag feeds read through the name's index,
-//! names stored by an older schema, its log at close. What every backend must do is in
-//! `contract_tests.rs`.
+//! names stored by an older schema, its log at close, the writer's undoing of one failed job
+//! among those it runs together. What every backend must do is in `contract_tests.rs`.
 
+use super::Store;
+use super::contract_tests::{AUTHOR, TAG, actor, add_partner, at, publish, write};
 use super::sqlite::{FeedSql, SqliteStore, distinct_names_sql, feed_rows_sql, next_transition_sql};
-use super::{ArticleWrite, NewPartner, Store};
-use crate::domain::{
-    Actor, ArticleDraft, FeedScope, HtmlPolicy, Partner, PartnerName, Rights, SectionGrant,
-    SectionSlug, TokenHash,
-};
-use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-
-const AUTHOR: &str = "刘磊";
-const TAG: &str = "乡村振兴";
-
-fn at(minute: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2023, 6, 7, 0, 0, 0).unwrap() + TimeDelta::minutes(minute)
-}
-
-fn actor(partner: &Partner) -> Actor {
-    Actor {
-        partner: partner.name.clone(),
-        peer: None,
-    }
-}
+use crate::domain::{FeedScope, Partner, SectionSlug};
+use chrono::TimeDelta;
 
 async fn store_with_partner(dir: &std::path::Path) -> (SqliteStore, Partner) {
     let store = SqliteStore::open(dir).await.unwrap();
-    let partner = store
-        .add_partner(
-            NewPartner {
-                name: PartnerName::parse("newsroom").unwrap(),
-                rights: Rights {
-                    sections: SectionGrant::All,
-                    embargoed: true,
-                },
-                token_hash: TokenHash("hash".into()),
-                token_prefix: "fp_".into(),
-            },
-            at(0),
-        )
-        .await
-        .unwrap();
+    let partner = add_partner(&store, "newsroom").await;
     (store, partner)
-}
-
-/// Publishes article `id` carrying the author and the tag; `change` tweaks the draft.
-async fn publish(
-    store: &SqliteStore,
-    partner: &Partner,
-    id: &str,
-    publish_minute: i64,
-    change: impl FnOnce(&mut ArticleDraft),
-) {
-    let mut draft = ArticleDraft {
-        id: id.into(),
-        section: "rural".into(),
-        title: format!("右玉县 {id}"),
-        authors: vec![AUTHOR.into(), "张智宙".into()],
-        tags: vec![TAG.into()],
-        content_text: "农旅融合助力乡村振兴".repeat(100),
-        publish_time: Some(at(publish_minute)),
-        ..Default::default()
-    };
-    change(&mut draft);
-    let valid = draft.validate("", &HtmlPolicy::default()).unwrap();
-    store
-        .publish(
-            partner.id,
-            ArticleWrite {
-                id: valid.id,
-                content: valid.content,
-                new_guid: format!("tag:example.com,2023-06-07:newsroom/{id}"),
-                expected_etag: None,
-                request: None,
-            },
-            at(1000),
-            &actor(partner),
-        )
-        .await
-        .unwrap();
 }
 
 /// The query plans of an author or tag feed: every table is searched through an index, and
@@ -267,7 +200,7 @@ async fn a_closed_store_leaves_no_log_and_reopens_with_every_write() {
     for n in 0..100 {
         let (store, partner) = (store.clone(), partner.clone());
         calls.spawn(async move {
-            publish(&store, &partner, &format!("a-{n}"), n, |_| {}).await;
+            publish(store.as_ref(), &partner, &format!("a-{n}"), n, |_| {}).await;
             let scope = FeedScope::Section(SectionSlug::parse("rural").unwrap());
             store
                 .feed_content(&scope, at(2000), 50, TimeDelta::hours(1))
@@ -348,5 +281,102 @@ async fn a_feeds_keys_are_read_from_indexes_alone_in_feed_order() {
             .any(|s| s.starts_with("SEARCH articles USING INTEGER PRIMARY KEY (rowid=?)")),
         "{rows:?}"
     );
+    store.close().await;
+}
+
+/// Jobs the writer finds queued together are undone one by one when one of them fails with a
+/// database error (here a trigger refusing the events of articles whose id starts with
+/// `bad-`, written after their rows): a job
+/// first in the transaction back to the transaction's start (begun again), the others back
+/// to their savepoint, and a group of publishes undone together and run again one by one.
+/// Each failing publish gets its error and stores nothing; every other is stored once, with
+/// its event, and the feeds' counts (kept by triggers) match the rows.
+#[tokio::test]
+async fn jobs_queued_together_are_undone_alone_when_one_fails() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, partner) = store_with_partner(dir.path()).await;
+    let store = std::sync::Arc::new(store);
+    let other = add_partner(store.as_ref(), "county").await;
+    let path = dir.path().join(super::sqlite::DATABASE_FILE);
+    let mut lock = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER refuse_bad BEFORE INSERT ON article_events
+         WHEN NEW.article_id LIKE 'bad-%'
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+    )
+    .execute(&mut lock)
+    .await
+    .unwrap();
+    // Rounds of calls queued while another connection holds the write lock: the first call
+    // of a round waits for it alone, the rest queue behind it and are taken together.
+    let rounds: [&[(&Partner, &str)]; 2] = [
+        &[
+            (&partner, "first-1"),
+            (&partner, "bad-1"),
+            (&other, "o-1"),
+            (&partner, "a-1"),
+            (&partner, "bad-2"),
+            (&partner, "a-2"),
+        ],
+        &[
+            (&partner, "first-2"),
+            (&partner, "a-3"),
+            (&partner, "bad-3"),
+            (&partner, "a-4"),
+        ],
+    ];
+    for calls in rounds {
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut lock)
+            .await
+            .unwrap();
+        let mut running = tokio::task::JoinSet::new();
+        for (n, (owner, id)) in calls.iter().enumerate() {
+            let (store, owner, id) = (store.clone(), (*owner).clone(), id.to_string());
+            running.spawn(async move {
+                let written = write(&id, n as i64, |_| {});
+                let result = store
+                    .publish(owner.id, written, at(1000), &actor(&owner))
+                    .await;
+                (id, result)
+            });
+            // Each call is queued before the next.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        sqlx::query("COMMIT").execute(&mut lock).await.unwrap();
+        while let Some(call) = running.join_next().await {
+            let (id, result) = call.unwrap();
+            if id.starts_with("bad-") {
+                let error = result.expect_err(&id).to_string();
+                assert!(error.contains("refused by the test"), "{id}: {error}");
+            } else {
+                let revision = result.expect(&id);
+                assert!(
+                    matches!(revision, crate::domain::Revision::Created(_)),
+                    "{id}"
+                );
+            }
+        }
+    }
+    for (owner, id) in rounds.iter().flat_map(|calls| calls.iter()) {
+        let id = crate::domain::ArticleId::parse(id).unwrap();
+        let stored = store.article(owner.id, &id).await.unwrap();
+        assert_eq!(stored.is_some(), !id.as_str().starts_with("bad-"), "{id}");
+    }
+    for (sql, expected) in [
+        ("SELECT COUNT(*) FROM articles", 7),
+        ("SELECT COUNT(*) FROM article_events", 7),
+        ("SELECT articles FROM feed_sizes WHERE kind = 'all'", 7),
+        (
+            "SELECT COUNT(*) FROM article_authors WHERE name = '刘磊'",
+            7,
+        ),
+    ] {
+        let found: i64 = sqlx::query_scalar(sql).fetch_one(&mut lock).await.unwrap();
+        assert_eq!(found, expected, "{sql}");
+    }
     store.close().await;
 }
