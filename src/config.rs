@@ -237,6 +237,22 @@ pub struct Overrides {
     pub http_addr: Option<SocketAddr>,
 }
 
+impl Overrides {
+    /// Data and feeds in `dir` (its `data` and `feeds` folders), and both listeners on free
+    /// ports of the loopback interface: a service that shares nothing with any other on the
+    /// machine, as tests and benchmarks run them.
+    pub fn isolated_in(dir: &Path) -> Self {
+        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self {
+            data_dir: Some(dir.join("data")),
+            feeds_dir: Some(dir.join("feeds")),
+            grpc_addr: Some(any_port),
+            http_addr: Some(any_port),
+            database_url: None,
+        }
+    }
+}
+
 /// Why the configuration could not be loaded; the message names file, line and key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

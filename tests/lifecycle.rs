@@ -444,13 +444,7 @@ impl ShortWindowServer {
         let settings = Settings::parse(
             "short tombstone window",
             &config,
-            Overrides {
-                data_dir: Some(dir.path().join("data")),
-                feeds_dir: Some(dir.path().join("feeds")),
-                grpc_addr: Some("127.0.0.1:0".parse().unwrap()),
-                http_addr: Some("127.0.0.1:0".parse().unwrap()),
-                database_url: None,
-            },
+            Overrides::isolated_in(dir.path()),
         )
         .unwrap();
         let store = SqliteStore::open(&settings.server.data_dir).await.unwrap();

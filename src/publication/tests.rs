@@ -20,11 +20,7 @@ async fn started(dir: &Path) -> (Arc<dyn Store>, Publication) {
     let settings = Settings::parse(
         "embedded sample",
         EMBEDDED_CONFIG,
-        Overrides {
-            data_dir: Some(dir.join("data")),
-            feeds_dir: Some(dir.join("feeds")),
-            ..Default::default()
-        },
+        Overrides::isolated_in(dir),
     )
     .unwrap();
     let store = crate::storage::open(&settings.server).await.unwrap();

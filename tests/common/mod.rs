@@ -56,13 +56,7 @@ pub fn settings(dir: &TempDir) -> Settings {
     Settings::parse(
         "embedded sample",
         EMBEDDED_CONFIG,
-        Overrides {
-            data_dir: Some(dir.path().join("data")),
-            feeds_dir: Some(dir.path().join("feeds")),
-            grpc_addr: Some("127.0.0.1:0".parse().unwrap()),
-            http_addr: Some("127.0.0.1:0".parse().unwrap()),
-            database_url: None,
-        },
+        Overrides::isolated_in(dir.path()),
     )
     .expect("the sample configuration loads")
 }

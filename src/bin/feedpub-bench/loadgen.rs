@@ -634,13 +634,7 @@ mod tests {
         let settings = Settings::parse(
             "embedded sample",
             EMBEDDED_CONFIG,
-            Overrides {
-                data_dir: Some(dir.join("data")),
-                feeds_dir: Some(dir.join("feeds")),
-                grpc_addr: Some("127.0.0.1:0".parse().unwrap()),
-                http_addr: Some("127.0.0.1:0".parse().unwrap()),
-                database_url: None,
-            },
+            Overrides::isolated_in(dir),
         )
         .unwrap();
         let store = feedpub::storage::open(&settings.server).await.unwrap();
