@@ -43,6 +43,9 @@ pub struct SqliteStore {
     writer: mpsc::Sender<Job>,
     /// The newest committed event, as the writer announces it.
     event_head: watch::Receiver<u64>,
+    /// How many batches the writer has run (committed or not).
+    #[cfg(test)]
+    batches: Arc<std::sync::atomic::AtomicU64>,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -186,13 +189,22 @@ impl SqliteStore {
             .await?;
         let (head_tx, event_head) = watch::channel(history::event_head(&mut writer).await?);
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(run_writer(writer, rx, head_tx));
+        let batches = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        tokio::spawn(run_writer(writer, rx, head_tx, Arc::clone(&batches)));
         Ok(Self {
             read,
             feed_articles: ArticleCache::new(FEED_CACHE_BYTES),
             writer: tx,
             event_head,
+            #[cfg(test)]
+            batches,
         })
+    }
+
+    /// How many batches of jobs the writer has run, each in one transaction.
+    #[cfg(test)]
+    pub(super) fn batches_run(&self) -> u64 {
+        self.batches.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How many rows feed reads have fetched whole (those not found decoded) and offered to
@@ -239,6 +251,7 @@ async fn run_writer(
     mut conn: SqliteConnection,
     mut jobs: mpsc::Receiver<Job>,
     event_head: watch::Sender<u64>,
+    batches: Arc<std::sync::atomic::AtomicU64>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
@@ -246,6 +259,7 @@ async fn run_writer(
             .iter()
             .position(|job| matches!(job, Job::Close { .. }))
             .map(|at| batch.split_off(at));
+        batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         commit_batch(&mut conn, std::mem::take(&mut batch), &event_head).await;
         if let Some(rest) = close {
             // Closing the last connection copies the log into the database, but a reader
@@ -269,12 +283,12 @@ async fn run_writer(
     }
 }
 
-/// Runs every job of the batch in one transaction, each in its own savepoint so one failure
-/// does not undo the others (a job alone needs none: its failure undoes the transaction),
-/// then commits once, announces the newest event, and answers every caller. Consecutive
-/// publishes of one partner run together first, in one savepoint and with one statement per
+/// Runs every job of the batch in one transaction, each undone alone should it fail (see
+/// [`Mark`]: to its own savepoint, or to the transaction's start while nothing is kept), then
+/// commits once, announces the newest event, and answers every caller. Consecutive
+/// publishes of one partner run together first, undone together, with one statement per
 /// table for all their rows, as if they were one job; should that fail, they are undone and
-/// run again one by one, each in its own savepoint.
+/// run again one by one.
 async fn commit_batch(
     conn: &mut SqliteConnection,
     batch: Vec<Job>,
@@ -314,7 +328,7 @@ async fn commit_batch(
     let mut alone: VecDeque<Job> = VecDeque::new();
     // True until a job's writes are kept: the next job's undo point is then the
     // transaction's start.
-    let mut at_start = true;
+    let mut nothing_kept = true;
     loop {
         let job = match alone.pop_front() {
             Some(job) => job,
@@ -324,21 +338,14 @@ async fn commit_batch(
                 if group.len() == 1 {
                     group.into_iter().next().expect("a group of one")
                 } else {
-                    match publish_together(conn, group, at_start).await {
+                    match publish_together(conn, group, nothing_kept).await {
                         Together::Stored(stored) => {
-                            at_start = false;
+                            nothing_kept = false;
                             deliveries.extend(stored);
                         }
                         Together::Undone(group) => alone.extend(group),
                         Together::Lost(error, group) => {
-                            // As below: SQLite rolled the whole transaction back.
-                            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                            for delivery in deliveries {
-                                delivery(Err(error.clone()));
-                            }
-                            for job in group.into_iter().chain(jobs) {
-                                fail(job, error.clone());
-                            }
+                            abandon(conn, deliveries, error, group.into_iter().chain(jobs)).await;
                             return;
                         }
                     }
@@ -349,7 +356,7 @@ async fn commit_batch(
         let mark = if alone_in_batch {
             None
         } else {
-            match Mark::set(conn, at_start).await {
+            match Mark::set(conn, nothing_kept).await {
                 Ok(mark) => Some(mark),
                 Err(e) => {
                     fail(job, e.into());
@@ -479,21 +486,11 @@ async fn commit_batch(
         // A failed job is undone; its caller gets its own error.
         let Some(error) = failure else {
             mark.release(conn).await;
-            at_start = false;
+            nothing_kept = false;
             continue;
         };
-        if mark.undo(conn).await.is_err() {
-            // No savepoint left, or no transaction begun again: SQLite rolled the whole
-            // transaction back by itself (it does on a full disk or an I/O error), so
-            // nothing of the batch is stored and every caller gets this error. Later jobs
-            // must not run outside a transaction.
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            for delivery in deliveries {
-                delivery(Err(error.clone()));
-            }
-            for job in alone.into_iter().chain(jobs) {
-                fail(job, error.clone());
-            }
+        if let Err(lost) = mark.undo(conn, &error).await {
+            abandon(conn, deliveries, lost, alone.into_iter().chain(jobs)).await;
             return;
         }
     }
@@ -520,6 +517,24 @@ async fn commit_batch(
     }
     for delivery in deliveries {
         delivery(commit.clone());
+    }
+}
+
+/// Ends a batch whose transaction is gone (see [`Mark::undo`]): nothing of it is stored, and
+/// the callers of the jobs run (`deliveries`) and of those left (`rest`) all get `error`.
+/// Later jobs must not run outside a transaction.
+async fn abandon(
+    conn: &mut SqliteConnection,
+    deliveries: Vec<Delivery>,
+    error: StoreError,
+    rest: impl Iterator<Item = Job>,
+) {
+    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+    for delivery in deliveries {
+        delivery(Err(error.clone()));
+    }
+    for job in rest {
+        fail(job, error.clone());
     }
 }
 
@@ -589,14 +604,14 @@ enum Mark {
 }
 
 impl Mark {
-    /// Marks the point before a job. The transaction's start needs no savepoint, and that
-    /// matters beyond the two statements saved: every statement that writes under a
-    /// savepoint cuts SQLite's in-memory sub-journal back to the savepoint's share when it
-    /// ends, walking the journal's list of 1 KiB chunks from its start, so that a job of
-    /// thousands of articles (each statement of 64 of them adds hundreds of chunks) spent
-    /// a sixth of the connection's thread walking it.
-    async fn set(conn: &mut SqliteConnection, at_start: bool) -> Result<Self, sqlx::Error> {
-        if at_start {
+    /// Marks the point before a job (`nothing_kept`: at the transaction's start). The start
+    /// needs no savepoint, and that matters beyond the two statements saved: every
+    /// statement that writes under a savepoint cuts SQLite's in-memory sub-journal back to
+    /// the savepoint's share when it ends, walking the journal's list of 1 KiB chunks from
+    /// its start, so that a job of thousands of articles (each statement of 64 of them adds
+    /// hundreds of chunks) spent a sixth of the connection's thread walking it.
+    async fn set(conn: &mut SqliteConnection, nothing_kept: bool) -> Result<Self, sqlx::Error> {
+        if nothing_kept {
             return Ok(Self::Start);
         }
         sqlx::query("SAVEPOINT job").execute(&mut *conn).await?;
@@ -610,10 +625,13 @@ impl Mark {
         }
     }
 
-    /// Undoes the job's writes, leaving the transaction open with the jobs kept before it;
-    /// fails when the transaction is gone (SQLite rolls it back by itself on a full disk or
-    /// an I/O error) and cannot be begun again with nothing lost.
-    async fn undo(self, conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    /// Undoes the writes of a job that failed with `cause`, leaving the transaction open
+    /// with the jobs kept before it. Fails, with the error every other caller of the batch
+    /// is to get, when the transaction is gone: SQLite rolled it back by itself, which it
+    /// does on a full disk or an I/O error (then `cause`, and the jobs kept are lost), or,
+    /// at the start, it could not be begun again (its own error: nothing was kept, and
+    /// nothing was stored).
+    async fn undo(self, conn: &mut SqliteConnection, cause: &StoreError) -> Result<(), StoreError> {
         match self {
             Self::Start => {
                 // It fails when SQLite rolled back already, which leaves the same state.
@@ -621,7 +639,13 @@ impl Mark {
                 sqlx::query(writes::BEGIN).execute(&mut *conn).await?;
             }
             Self::Savepoint => {
-                sqlx::query("ROLLBACK TO job").execute(&mut *conn).await?;
+                if sqlx::query("ROLLBACK TO job")
+                    .execute(&mut *conn)
+                    .await
+                    .is_err()
+                {
+                    return Err(cause.clone());
+                }
                 let _ = sqlx::query("RELEASE job").execute(&mut *conn).await;
             }
         }
@@ -633,22 +657,22 @@ impl Mark {
 enum Together {
     /// Stored in the transaction: each job's delivery.
     Stored(Vec<Delivery>),
-    /// Failed and undone (the savepoint rolled back): to run again one by one.
+    /// Failed and undone: to run again one by one.
     Undone(Vec<Job>),
-    /// Failed, and the transaction is gone with everything in it.
+    /// Failed, and the transaction is gone with everything in it: every caller gets this.
     Lost(StoreError, Vec<Job>),
 }
 
-/// Runs the publishes of one partner's jobs as one, undone together ([`Mark`]; `at_start`
-/// when nothing is kept yet in the transaction): their writes in job order, each at its
-/// job's time, then every audit entry in one statement. Each job gets the results of its
-/// own writes, as if it had run alone right after the one before.
+/// Runs the publishes of one partner's jobs as one, undone together ([`Mark`];
+/// `nothing_kept` while nothing is kept in the transaction): their writes in job order,
+/// each at its job's time, then every audit entry in one statement. Each job gets the
+/// results of its own writes, as if it had run alone right after the one before.
 async fn publish_together(
     conn: &mut SqliteConnection,
     group: Vec<Job>,
-    at_start: bool,
+    nothing_kept: bool,
 ) -> Together {
-    let Ok(mark) = Mark::set(conn, at_start).await else {
+    let Ok(mark) = Mark::set(conn, nothing_kept).await else {
         return Together::Undone(group);
     };
     let mut partner = None;
@@ -713,9 +737,9 @@ async fn publish_together(
                 .collect();
             Together::Stored(stored)
         }
-        Err(error) => match mark.undo(conn).await {
+        Err(error) => match mark.undo(conn, &error).await {
             Ok(()) => Together::Undone(group),
-            Err(_) => Together::Lost(error, group),
+            Err(lost) => Together::Lost(lost, group),
         },
     }
 }

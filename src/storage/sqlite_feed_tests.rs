@@ -286,11 +286,11 @@ async fn a_feeds_keys_are_read_from_indexes_alone_in_feed_order() {
 
 /// Jobs the writer finds queued together are undone one by one when one of them fails with a
 /// database error (here a trigger refusing the events of articles whose id starts with
-/// `bad-`, written after their rows): a job
-/// first in the transaction back to the transaction's start (begun again), the others back
-/// to their savepoint, and a group of publishes undone together and run again one by one.
-/// Each failing publish gets its error and stores nothing; every other is stored once, with
-/// its event, and the feeds' counts (kept by triggers) match the rows.
+/// `bad-`, written after their rows): a job first in the transaction back to the
+/// transaction's start (begun again), the others back to their savepoint, and a group of
+/// publishes undone together and run again one by one. Each failing publish gets its error
+/// and stores nothing; every other is stored once, with its event, and the feeds' counts
+/// (kept by triggers) match the rows.
 #[tokio::test]
 async fn jobs_queued_together_are_undone_alone_when_one_fails() {
     use sqlx::Connection;
@@ -298,8 +298,9 @@ async fn jobs_queued_together_are_undone_alone_when_one_fails() {
     let (store, partner) = store_with_partner(dir.path()).await;
     let store = std::sync::Arc::new(store);
     let other = add_partner(store.as_ref(), "county").await;
-    let path = dir.path().join(super::sqlite::DATABASE_FILE);
-    let mut lock = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(dir.path().join(super::sqlite::DATABASE_FILE));
+    let mut lock = sqlx::SqliteConnection::connect_with(&options)
         .await
         .unwrap();
     sqlx::query(
@@ -333,6 +334,7 @@ async fn jobs_queued_together_are_undone_alone_when_one_fails() {
             .execute(&mut lock)
             .await
             .unwrap();
+        let before = store.batches_run();
         let mut running = tokio::task::JoinSet::new();
         for (n, (owner, id)) in calls.iter().enumerate() {
             let (store, owner, id) = (store.clone(), (*owner).clone(), id.to_string());
@@ -360,6 +362,8 @@ async fn jobs_queued_together_are_undone_alone_when_one_fails() {
                 );
             }
         }
+        // The first call alone (it was waiting for the lock), then all the others together.
+        assert_eq!(store.batches_run() - before, 2);
     }
     for (owner, id) in rounds.iter().flat_map(|calls| calls.iter()) {
         let id = crate::domain::ArticleId::parse(id).unwrap();
