@@ -647,6 +647,15 @@ impl Settings {
         Self::parse(&origin, &text, overrides)
     }
 
+    /// The embedded sample configuration, run isolated in `dir` ([`Overrides::isolated_in`]).
+    pub fn isolated_sample(dir: &Path) -> Result<Self, ConfigError> {
+        Self::parse(
+            "embedded sample",
+            EMBEDDED_CONFIG,
+            Overrides::isolated_in(dir),
+        )
+    }
+
     /// Parses configuration text; `origin` names it in error messages.
     pub fn parse(origin: &str, text: &str, overrides: Overrides) -> Result<Self, ConfigError> {
         let invalid = |message: String| ConfigError::Invalid {

@@ -5,7 +5,7 @@
 use super::document::FileStamp;
 use super::regeneration::Swap;
 use super::{Compression, Publication, Step};
-use crate::config::{EMBEDDED_CONFIG, Overrides, Settings};
+use crate::config::Settings;
 use crate::domain::{
     Actor, ArticleDraft, FeedScope, HtmlPolicy, PartnerName, Rights, SectionGrant, SectionSlug,
     TokenHash,
@@ -17,12 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 async fn started(dir: &Path) -> (Arc<dyn Store>, Publication) {
-    let settings = Settings::parse(
-        "embedded sample",
-        EMBEDDED_CONFIG,
-        Overrides::isolated_in(dir),
-    )
-    .unwrap();
+    let settings = Settings::isolated_sample(dir).unwrap();
     let store = crate::storage::open(&settings.server).await.unwrap();
     let (publication, _scheduler) =
         Publication::start(store.clone(), Arc::new(settings), Health::new())

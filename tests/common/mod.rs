@@ -53,12 +53,7 @@ pub struct TestServer {
 
 /// The sample settings, with data and feeds in `dir` and both listeners on free ports.
 pub fn settings(dir: &TempDir) -> Settings {
-    Settings::parse(
-        "embedded sample",
-        EMBEDDED_CONFIG,
-        Overrides::isolated_in(dir.path()),
-    )
-    .expect("the sample configuration loads")
+    Settings::isolated_sample(dir.path()).expect("the sample configuration loads")
 }
 
 impl TestServer {

@@ -15,7 +15,7 @@ pub use http2::{
     CONTINUATION, END_HEADERS, END_STREAM, GOAWAY, HEADERS, PREFACE, RST_STREAM, SETTINGS,
     WINDOW_UPDATE,
 };
-use http2::{frame_header, hpack_int, hpack_string, read_frame_header, read_u32};
+use http2::{frame_header, hpack_indexed, hpack_literal, read_frame_header, read_u32};
 
 /// RST_STREAM and GOAWAY codes.
 pub const CANCEL: u32 = 0x8;
@@ -45,27 +45,22 @@ pub fn window_update(stream: u32, increment: u32) -> Vec<u8> {
 
 /// Indexed header field (static or dynamic table).
 pub fn indexed(out: &mut Vec<u8>, index: usize) {
-    hpack_int(out, 0x80, 7, index);
+    hpack_indexed(out, index);
 }
 
 /// Literal field without indexing, name by static index.
 pub fn literal_named(out: &mut Vec<u8>, index: usize, value: &[u8]) {
-    hpack_int(out, 0x00, 4, index);
-    hpack_string(out, value);
+    hpack_literal(out, false, index, b"", value);
 }
 
 /// Literal field without indexing, new name.
 pub fn literal(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.push(0x00);
-    hpack_string(out, name);
-    hpack_string(out, value);
+    hpack_literal(out, false, 0, name, value);
 }
 
 /// Literal field with incremental indexing (added to the dynamic table), new name.
 pub fn literal_indexing(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.push(0x40);
-    hpack_string(out, name);
-    hpack_string(out, value);
+    hpack_literal(out, true, 0, name, value);
 }
 
 /// The header block of a gRPC call to `path`: `:method POST`, `:scheme http`, `:path`,

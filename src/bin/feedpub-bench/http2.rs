@@ -93,3 +93,26 @@ pub fn hpack_string(out: &mut Vec<u8>, s: &[u8]) {
     hpack_int(out, 0, 7, s.len());
     out.extend_from_slice(s);
 }
+
+/// Appends an indexed field (RFC 7541, 6.1): entry `index` of the static or dynamic table.
+pub fn hpack_indexed(out: &mut Vec<u8>, index: usize) {
+    hpack_int(out, 0x80, 7, index);
+}
+
+/// Appends a literal field (RFC 7541, 6.2), added to the peer's table when `indexing`
+/// (6.2.1) or not (6.2.2); its name is entry `name_index` of the table, or `name` when that
+/// is 0.
+pub fn hpack_literal(
+    out: &mut Vec<u8>,
+    indexing: bool,
+    name_index: usize,
+    name: &[u8],
+    value: &[u8],
+) {
+    let (high, prefix) = if indexing { (0x40, 6) } else { (0x00, 4) };
+    hpack_int(out, high, prefix, name_index);
+    if name_index == 0 {
+        hpack_string(out, name);
+    }
+    hpack_string(out, value);
+}

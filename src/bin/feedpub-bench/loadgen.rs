@@ -157,28 +157,36 @@ impl RequestHeaders {
             (0, "te", "trailers"),
             (23, "authorization", authorization.as_str()),
         ];
-        let literals = |first: u8, prefix: u32| {
-            let mut block = vec![0x83, 0x86];
+        // `:method POST` and `:scheme http`, entries 3 and 6 of the static table.
+        let method_and_scheme = || {
+            let mut block = Vec::new();
+            hpack_indexed(&mut block, 3);
+            hpack_indexed(&mut block, 6);
+            block
+        };
+        let literals = |indexing: bool| {
+            let mut block = method_and_scheme();
             for (index, name, value) in fields {
-                hpack_int(&mut block, first, prefix, index);
-                if index == 0 {
-                    hpack_string(&mut block, name.as_bytes());
-                }
-                hpack_string(&mut block, value.as_bytes());
+                hpack_literal(
+                    &mut block,
+                    indexing,
+                    index,
+                    name.as_bytes(),
+                    value.as_bytes(),
+                );
             }
             block
         };
-        let mut then = vec![0x83, 0x86];
+        let mut then = method_and_scheme();
         // The newest entry has the lowest index, 62 (the first after the static table).
         for age in (0..fields.len()).rev() {
-            hpack_int(&mut then, 0x80, 7, 62 + age);
+            hpack_indexed(&mut then, 62 + age);
         }
         Self {
-            // Literal with incremental indexing (6.2.1), and without indexing (6.2.2).
-            first: literals(0x40, 6),
+            first: literals(true),
             then,
             table_bytes: fields.iter().map(|(_, n, v)| n.len() + v.len() + 32).sum(),
-            unindexed: literals(0x00, 4),
+            unindexed: literals(false),
         }
     }
 }
@@ -629,14 +637,8 @@ mod tests {
         impl AsyncFnOnce() -> usize,
         tokio::sync::oneshot::Sender<()>,
     ) {
-        use feedpub::config::{EMBEDDED_CONFIG, Overrides, Settings};
         use feedpub::domain::{Rights, SectionGrant};
-        let settings = Settings::parse(
-            "embedded sample",
-            EMBEDDED_CONFIG,
-            Overrides::isolated_in(dir),
-        )
-        .unwrap();
+        let settings = feedpub::config::Settings::isolated_sample(dir).unwrap();
         let store = feedpub::storage::open(&settings.server).await.unwrap();
         let rights = Rights {
             sections: SectionGrant::All,
