@@ -40,7 +40,7 @@ pub struct SqliteStore {
     read: SqlitePool,
     /// Articles the feeds' reads decoded, for the next regeneration.
     feed_articles: ArticleCache<i64>,
-    writer: mpsc::Sender<Job>,
+    writer: mpsc::Sender<Command>,
     /// The newest committed event, as the writer announces it.
     event_head: watch::Receiver<u64>,
     /// How many batches the writer has run (committed or not).
@@ -49,6 +49,14 @@ pub struct SqliteStore {
 }
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// What the writer's queue carries: jobs, and at the end the store's closing.
+enum Command {
+    Run(Job),
+    /// Runs the jobs queued before it, then closes the connection and answers; jobs queued
+    /// after it are dropped, which tells their callers the store is closed.
+    Close(oneshot::Sender<()>),
+}
 
 enum Job {
     Publish {
@@ -116,9 +124,6 @@ enum Job {
     DeleteExpiredSubscriptions {
         now: DateTime<Utc>,
         reply: Reply<u64>,
-    },
-    Close {
-        reply: oneshot::Sender<()>,
     },
 }
 
@@ -240,7 +245,7 @@ impl SqliteStore {
     async fn submit<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.writer
-            .send(job(reply))
+            .send(Command::Run(job(reply)))
             .await
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
@@ -249,19 +254,25 @@ impl SqliteStore {
 
 async fn run_writer(
     mut conn: SqliteConnection,
-    mut jobs: mpsc::Receiver<Job>,
+    mut commands: mpsc::Receiver<Command>,
     event_head: watch::Sender<u64>,
     batches: Arc<std::sync::atomic::AtomicU64>,
 ) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let close = batch
-            .iter()
-            .position(|job| matches!(job, Job::Close { .. }))
-            .map(|at| batch.split_off(at));
+    let mut received = Vec::with_capacity(MAX_BATCH);
+    while commands.recv_many(&mut received, MAX_BATCH).await > 0 {
+        let mut batch = Vec::with_capacity(received.len());
+        let mut close = None;
+        for command in received.drain(..) {
+            match command {
+                Command::Run(job) if close.is_none() => batch.push(job),
+                // Dropping the reply tells the caller the store is closed.
+                Command::Run(job) => drop(job),
+                Command::Close(reply) => close.get_or_insert_with(Vec::new).push(reply),
+            }
+        }
         batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        commit_batch(&mut conn, std::mem::take(&mut batch), &event_head).await;
-        if let Some(rest) = close {
+        commit_batch(&mut conn, batch, &event_head).await;
+        if let Some(replies) = close {
             // Closing the last connection copies the log into the database, but a reader
             // the pool closes in the background may outlive the writer: copy it now, which
             // readers without a read in progress do not hinder.
@@ -269,14 +280,8 @@ async fn run_writer(
                 .execute(&mut conn)
                 .await;
             let _ = conn.close().await;
-            for job in rest {
-                match job {
-                    Job::Close { reply } => {
-                        let _ = reply.send(());
-                    }
-                    // Dropping the reply tells the caller the store is closed.
-                    other => drop(other),
-                }
+            for reply in replies {
+                let _ = reply.send(());
             }
             return;
         }
@@ -466,10 +471,6 @@ async fn commit_batch(
             Job::DeleteExpiredSubscriptions { now, reply } => {
                 deliver(reply, websub::delete_expired(conn, now).await)
             }
-            Job::Close { reply } => {
-                let _ = reply.send(());
-                continue;
-            }
         };
         deliveries.push(delivery);
         let Some(mark) = mark else {
@@ -552,7 +553,6 @@ fn fail(job: Job, error: StoreError) {
         Job::SaveSubscription { reply, .. } => drop(reply.send(Err(error))),
         Job::DeleteSubscription { reply, .. } => drop(reply.send(Err(error))),
         Job::DeleteExpiredSubscriptions { reply, .. } => drop(reply.send(Err(error))),
-        Job::Close { reply } => drop(reply.send(())),
     }
 }
 
@@ -1460,7 +1460,7 @@ impl Store for SqliteStore {
         // and removes it, and read-only connections cannot.
         self.read.close().await;
         let (reply, done) = oneshot::channel();
-        if self.writer.send(Job::Close { reply }).await.is_ok() {
+        if self.writer.send(Command::Close(reply)).await.is_ok() {
             let _ = done.await;
         }
     }
