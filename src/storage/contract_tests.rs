@@ -165,7 +165,9 @@ pub(super) async fn backends() -> Vec<Backend> {
     backends
 }
 
-/// A test run against every backend: `$check(store: &dyn Store)`.
+/// A test run against every backend: `$check(store: &dyn Store)`, or with `backend:`,
+/// `$check(backend: &mut Backend)` for a check that reopens the store, reaches its database
+/// behind its back, or asks what only that backend can tell.
 macro_rules! contract {
     ($name:ident, $check:ident) => {
         #[tokio::test]
@@ -173,6 +175,16 @@ macro_rules! contract {
             for backend in backends().await {
                 eprintln!("backend: {}", backend.name);
                 $check(backend.store.as_ref()).await;
+                backend.finish().await;
+            }
+        }
+    };
+    (backend: $name:ident, $check:ident) => {
+        #[tokio::test]
+        async fn $name() {
+            for mut backend in backends().await {
+                eprintln!("backend: {}", backend.name);
+                $check(&mut backend).await;
                 backend.finish().await;
             }
         }
@@ -605,57 +617,56 @@ fn ids_and_titles(articles: &[Arc<Article>]) -> Vec<(&str, &str)> {
         .collect()
 }
 
+contract!(
+    backend: a_feed_read_again_shows_every_write_since_as_a_fresh_read_does,
+    check_feed_read_again
+);
 /// A feed read again shows what a store opened afresh reads from the rows, after edits, a
 /// retraction and a new article, even when every write comes at the same instant: the
 /// articles kept from the last read are used only in the version they were read in. Whole
 /// rows are fetched once per article, whichever feed reads it first; none on a read with
 /// nothing changed, and one per changed article after the writes.
-#[tokio::test]
-async fn a_feed_read_again_shows_every_write_since_as_a_fresh_read_does() {
-    for mut backend in backends().await {
-        eprintln!("backend: {}", backend.name);
-        let store = backend.store.clone();
-        let partner = add_partner(store.as_ref(), "newsroom").await;
-        for n in 1..=3 {
-            publish(store.as_ref(), &partner, &format!("a-{n}"), n, |_| {}).await;
-        }
-        let scopes = every_scope_of_an_article();
-        for scope in scopes.iter().rev() {
-            assert_eq!(read_feed(store.as_ref(), scope).await.len(), 3, "{scope:?}");
-        }
-        assert_eq!(backend.feed_rows_kept(), 3, "{}", backend.name);
-        for scope in &scopes {
-            assert_eq!(read_feed(store.as_ref(), scope).await.len(), 3, "{scope:?}");
-        }
+async fn check_feed_read_again(backend: &mut Backend) {
+    let store = backend.store.clone();
+    let partner = add_partner(store.as_ref(), "newsroom").await;
+    for n in 1..=3 {
+        publish(store.as_ref(), &partner, &format!("a-{n}"), n, |_| {}).await;
+    }
+    let scopes = every_scope_of_an_article();
+    for scope in scopes.iter().rev() {
+        assert_eq!(read_feed(store.as_ref(), scope).await.len(), 3, "{scope:?}");
+    }
+    assert_eq!(backend.feed_rows_kept(), 3, "{}", backend.name);
+    for scope in &scopes {
+        assert_eq!(read_feed(store.as_ref(), scope).await.len(), 3, "{scope:?}");
+    }
+    assert_eq!(
+        backend.feed_rows_kept(),
+        3,
+        "{}: nothing changed",
+        backend.name
+    );
+    edit_add_and_retract(store.as_ref(), &partner).await;
+    let mut again = Vec::new();
+    for scope in &scopes {
+        let articles = read_feed(store.as_ref(), scope).await;
+        assert_eq!(ids_and_titles(&articles), AFTER_THE_EDITS, "{scope:?}");
+        again.push(articles);
+    }
+    assert_eq!(
+        backend.feed_rows_kept(),
+        5,
+        "{}: the edited article and the new one",
+        backend.name
+    );
+    drop(store);
+    backend.reopen().await;
+    for (scope, articles) in scopes.iter().zip(again) {
         assert_eq!(
-            backend.feed_rows_kept(),
-            3,
-            "{}: nothing changed",
-            backend.name
+            read_feed(backend.store.as_ref(), scope).await,
+            articles,
+            "{scope:?}"
         );
-        edit_add_and_retract(store.as_ref(), &partner).await;
-        let mut again = Vec::new();
-        for scope in &scopes {
-            let articles = read_feed(store.as_ref(), scope).await;
-            assert_eq!(ids_and_titles(&articles), AFTER_THE_EDITS, "{scope:?}");
-            again.push(articles);
-        }
-        assert_eq!(
-            backend.feed_rows_kept(),
-            5,
-            "{}: the edited article and the new one",
-            backend.name
-        );
-        drop(store);
-        backend.reopen().await;
-        for (scope, articles) in scopes.iter().zip(again) {
-            assert_eq!(
-                read_feed(backend.store.as_ref(), scope).await,
-                articles,
-                "{scope:?}"
-            );
-        }
-        backend.finish().await;
     }
 }
 
@@ -1639,90 +1650,88 @@ async fn check_delivery_claims(store: &dyn Store) {
     );
 }
 
+contract!(
+    backend: a_name_row_out_of_step_with_its_article_still_shows_the_articles_row,
+    check_name_row_out_of_step
+);
 /// Should a name row's change time ever differ from its article's, the author feed still
 /// shows the article as its row has it, and keeps no copy of it.
-#[tokio::test]
-async fn a_name_row_out_of_step_with_its_article_still_shows_the_articles_row() {
-    for backend in backends().await {
-        eprintln!("backend: {}", backend.name);
-        let store = backend.store.clone();
-        let partner = add_partner(store.as_ref(), "newsroom").await;
-        publish(store.as_ref(), &partner, "a-1", 1, |_| {}).await;
-        backend
-            .execute("UPDATE article_authors SET change_time = change_time - 1")
-            .await;
-        for round in 1..=2 {
-            let shown = read_feed(store.as_ref(), &FeedScope::author(AUTHOR)).await;
-            assert_eq!(shown.len(), 1, "{}: {round}", backend.name);
-            assert_eq!(shown[0].content.title, "右玉县 a-1", "{}", backend.name);
-            // Fetched whole every round: never kept.
-            assert_eq!(backend.feed_rows_kept(), 0, "{}: {round}", backend.name);
-        }
-        backend.finish().await;
+async fn check_name_row_out_of_step(backend: &mut Backend) {
+    let store = backend.store.clone();
+    let partner = add_partner(store.as_ref(), "newsroom").await;
+    publish(store.as_ref(), &partner, "a-1", 1, |_| {}).await;
+    backend
+        .execute("UPDATE article_authors SET change_time = change_time - 1")
+        .await;
+    for round in 1..=2 {
+        let shown = read_feed(store.as_ref(), &FeedScope::author(AUTHOR)).await;
+        assert_eq!(shown.len(), 1, "{}: {round}", backend.name);
+        assert_eq!(shown[0].content.title, "右玉县 a-1", "{}", backend.name);
+        // Fetched whole every round: never kept.
+        assert_eq!(backend.feed_rows_kept(), 0, "{}: {round}", backend.name);
     }
 }
 
+contract!(
+    backend: a_publish_whose_last_write_fails_stores_nothing_and_the_next_is_stored,
+    check_failed_last_write
+);
 /// A publish alone commits in the command of its last write (SQLite; PostgreSQL in its own
 /// transaction): when that write fails (here the audit entry, written last), nothing of the
 /// publish is stored, no event is announced, and the store goes on with the next one.
-#[tokio::test]
-async fn a_publish_whose_last_write_fails_stores_nothing_and_the_next_is_stored() {
-    for backend in backends().await {
-        eprintln!("backend: {}", backend.name);
-        let store = backend.store.clone();
-        let partner = add_partner(store.as_ref(), "newsroom").await;
-        publish(store.as_ref(), &partner, "a-1", 1, |_| {}).await;
-        let head = *store.event_head().borrow();
-        let (refuse, allow) = match backend.name {
-            "sqlite" => (
-                "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log
-                 BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
-                "DROP TRIGGER refuse_audit",
-            ),
-            _ => (
-                "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql
-                     AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$;
-                 CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log
-                     FOR EACH ROW EXECUTE FUNCTION refuse_audit()",
-                "DROP TRIGGER refuse_audit ON audit_log",
-            ),
-        };
-        backend.execute(refuse).await;
-        let failed = store
-            .publish(
-                partner.id,
-                write("a-2", 2, |_| {}),
-                at(1000),
-                &actor(&partner),
-            )
-            .await;
-        let error = failed.expect_err("the audit entry could not be written");
-        assert!(
-            error.to_string().contains("refused by the test"),
-            "{}: {error}",
-            backend.name
-        );
-        let a2 = ArticleId::parse("a-2").unwrap();
-        assert!(
-            store.article(partner.id, &a2).await.unwrap().is_none(),
-            "{}",
-            backend.name
-        );
-        assert_eq!(*store.event_head().borrow(), head, "{}", backend.name);
-        backend.execute(allow).await;
-        publish(store.as_ref(), &partner, "a-3", 3, |_| {}).await;
-        let a3 = ArticleId::parse("a-3").unwrap();
-        assert!(
-            store.article(partner.id, &a3).await.unwrap().is_some(),
-            "{}",
-            backend.name
-        );
-        assert!(
-            store.article(partner.id, &a2).await.unwrap().is_none(),
-            "{}",
-            backend.name
-        );
-        assert!(*store.event_head().borrow() > head, "{}", backend.name);
-        backend.finish().await;
-    }
+async fn check_failed_last_write(backend: &mut Backend) {
+    let store = backend.store.clone();
+    let partner = add_partner(store.as_ref(), "newsroom").await;
+    publish(store.as_ref(), &partner, "a-1", 1, |_| {}).await;
+    let head = *store.event_head().borrow();
+    let (refuse, allow) = match backend.name {
+        "sqlite" => (
+            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+            "DROP TRIGGER refuse_audit",
+        ),
+        _ => (
+            "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql
+                 AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$;
+             CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log
+                 FOR EACH ROW EXECUTE FUNCTION refuse_audit()",
+            "DROP TRIGGER refuse_audit ON audit_log",
+        ),
+    };
+    backend.execute(refuse).await;
+    let failed = store
+        .publish(
+            partner.id,
+            write("a-2", 2, |_| {}),
+            at(1000),
+            &actor(&partner),
+        )
+        .await;
+    let error = failed.expect_err("the audit entry could not be written");
+    assert!(
+        error.to_string().contains("refused by the test"),
+        "{}: {error}",
+        backend.name
+    );
+    let a2 = ArticleId::parse("a-2").unwrap();
+    assert!(
+        store.article(partner.id, &a2).await.unwrap().is_none(),
+        "{}",
+        backend.name
+    );
+    assert_eq!(*store.event_head().borrow(), head, "{}", backend.name);
+    backend.execute(allow).await;
+    publish(store.as_ref(), &partner, "a-3", 3, |_| {}).await;
+    let a3 = ArticleId::parse("a-3").unwrap();
+    assert!(
+        store.article(partner.id, &a3).await.unwrap().is_some(),
+        "{}",
+        backend.name
+    );
+    assert!(
+        store.article(partner.id, &a2).await.unwrap().is_none(),
+        "{}",
+        backend.name
+    );
+    assert!(*store.event_head().borrow() > head, "{}", backend.name);
 }
