@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch};
 
 mod archive;
+mod builders;
 mod document;
 mod files;
 mod regeneration;

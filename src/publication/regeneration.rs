@@ -2,9 +2,10 @@
 //! between a change and the readers who poll for it.
 //!
 //! 1. **Served**: every scope of the batch is read from the store and its documents are
-//!    rendered (cheap: well under a millisecond each) on the blocking pool; all of them go
-//!    into the snapshot together, uncompressed, so once a section feed shows an article,
-//!    every feed does. They are served in the identity coding meanwhile.
+//!    rendered (cheap: well under a millisecond each) by the builder threads (see
+//!    `builders`); all of them go into the snapshot together, uncompressed, so once a
+//!    section feed shows an article, every feed does. They are served in the identity
+//!    coding meanwhile.
 //! 2. **Finished**: the scope's documents are compressed (gzip and brotli take most of a
 //!    regeneration's time), its files written to `feeds/`, and the compressed documents
 //!    swapped in. A task of its own finishes scopes, oldest first, beside the scheduler; a
@@ -413,7 +414,7 @@ impl Inner {
         }
     }
 
-    /// Reads each scope and renders its documents on the blocking pool, as many scopes at
+    /// Reads each scope and renders its documents on the builder threads, as many scopes at
     /// once as there are cores. Scopes that fail go to `failed`.
     async fn read_and_render(
         self: &Arc<Self>,
@@ -446,7 +447,7 @@ impl Inner {
                     Err(e) => return Err((scope, e)),
                 };
                 let renderer = this.clone();
-                tokio::task::spawn_blocking(move || renderer.render_scope(prepared, started))
+                super::builders::spawn(move || renderer.render_scope(prepared, started))
                     .await
                     .map(Some)
                     .map_err(|e| (scope, PublicationError::from(e)))
@@ -499,7 +500,10 @@ impl Inner {
                     }
                 }
                 let file = pending.file.clone();
-                let task = tasks.spawn_blocking(move || file.compress(compression));
+                let task = tasks.spawn_blocking_on(
+                    move || file.compress(compression),
+                    &super::builders::handle(),
+                );
                 places.insert(task.id(), (s, d));
             }
         }
@@ -581,7 +585,7 @@ impl Inner {
         let written = if writes.is_empty() {
             Vec::new()
         } else {
-            let written = tokio::task::spawn_blocking(move || {
+            let written = super::builders::spawn(move || {
                 let files: Vec<(String, &[u8])> =
                     writes.iter().map(|(n, b)| (n.clone(), &b[..])).collect();
                 files::replace_all(&dir, &files).map_err(|error| PublicationError::Write {
