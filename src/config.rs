@@ -171,6 +171,10 @@ pub struct Feeds {
     /// How long a retracted article leaves a tombstone (RFC 6721 `at:deleted-entry`) in
     /// the Atom feeds that showed it (`tombstone_days`, default 7; zero: none).
     pub tombstone_window: chrono::TimeDelta,
+    /// How many steps of `nice` below the process the threads that render, compress and
+    /// write feeds run (`build_nice`, 0 to 19, default 10; zero: at the process's
+    /// priority).
+    pub build_nice: i32,
 }
 
 impl Feeds {
@@ -470,6 +474,8 @@ struct FileFeeds {
     /// The tombstone window in seconds, winning over `tombstone_days`. Not in the sample
     /// configuration nor the README: it exists so that tests can see a window end.
     tombstone_seconds: Option<TombstoneSeconds>,
+    #[serde(default = "default_build_nice")]
+    build_nice: BuildNice,
 }
 
 impl Default for FileFeeds {
@@ -479,6 +485,7 @@ impl Default for FileFeeds {
             max_age: default_max_age(),
             tombstone_days: default_tombstone_days(),
             tombstone_seconds: None,
+            build_nice: default_build_nice(),
         }
     }
 }
@@ -529,6 +536,25 @@ impl TryFrom<i64> for TombstoneSeconds {
 
 fn default_max_age() -> u32 {
     60
+}
+
+fn default_build_nice() -> BuildNice {
+    BuildNice(10)
+}
+
+/// Steps of `nice` below the process for the feed builders: 0 to 19.
+#[derive(Deserialize)]
+#[serde(try_from = "i64")]
+struct BuildNice(i32);
+
+impl TryFrom<i64> for BuildNice {
+    type Error = String;
+    fn try_from(raw: i64) -> Result<Self, String> {
+        match i32::try_from(raw) {
+            Ok(n) if (0..=19).contains(&n) => Ok(Self(n)),
+            _ => Err(format!("build_nice must be between 0 and 19, not {raw}")),
+        }
+    }
 }
 
 fn default_max_items() -> MaxItems {
@@ -754,6 +780,7 @@ impl Settings {
                     Some(seconds) => chrono::TimeDelta::seconds(seconds.0),
                     None => chrono::TimeDelta::days(file.feeds.tombstone_days.0),
                 },
+                build_nice: file.feeds.build_nice.0,
             },
             websub: WebSub {
                 default_lease_seconds: file.websub.default_lease_seconds,
@@ -812,23 +839,24 @@ mod tests {
         assert_eq!(settings.feeds.tombstone_window, chrono::TimeDelta::days(7));
     }
 
+    /// The `[feeds]` settings of a minimal file whose `[feeds]` table holds `lines`, or the
+    /// error that file gets.
+    fn feeds_with(lines: &str) -> Result<Feeds, String> {
+        let text = format!(
+            "[site]\ntitle = \"t\"\nbase_url = \"http://x/\"\nlanguage = \"zh-CN\"\n[feeds]\n{lines}\n"
+        );
+        Settings::parse("t", &text, Overrides::default())
+            .map(|settings| settings.feeds)
+            .map_err(|e| e.to_string())
+    }
+
     #[test]
     fn the_tombstone_window_is_read_in_days_or_in_seconds_and_bounded() {
-        let base = "[site]\ntitle = \"t\"\nbase_url = \"http://x/\"\nlanguage = \"zh-CN\"\n";
-        let window = |feeds: &str| {
-            Settings::parse(
-                "t",
-                &format!("{base}[feeds]\n{feeds}"),
-                Overrides::default(),
-            )
-            .unwrap()
-            .feeds
-            .tombstone_window
-        };
-        assert_eq!(window("tombstone_days = 30\n"), chrono::TimeDelta::days(30));
-        assert_eq!(window("tombstone_days = 0\n"), chrono::TimeDelta::zero());
+        let window = |lines: &str| feeds_with(lines).unwrap().tombstone_window;
+        assert_eq!(window("tombstone_days = 30"), chrono::TimeDelta::days(30));
+        assert_eq!(window("tombstone_days = 0"), chrono::TimeDelta::zero());
         assert_eq!(
-            window("tombstone_days = 30\ntombstone_seconds = 2\n"),
+            window("tombstone_days = 30\ntombstone_seconds = 2"),
             chrono::TimeDelta::seconds(2)
         );
         for bad in [
@@ -836,9 +864,24 @@ mod tests {
             "tombstone_days = 3651",
             "tombstone_seconds = -5",
         ] {
-            let message = error_of(&format!("{base}[feeds]\n{bad}\n"));
+            let message = feeds_with(bad).unwrap_err();
             assert!(
                 message.contains(bad.split(' ').next().unwrap()),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_feed_builders_niceness_defaults_to_ten_and_is_bounded() {
+        let nice = |lines: &str| feeds_with(lines).unwrap().build_nice;
+        assert_eq!(nice(""), 10);
+        assert_eq!(nice("build_nice = 0"), 0);
+        assert_eq!(nice("build_nice = 19"), 19);
+        for bad in ["build_nice = -1", "build_nice = 20"] {
+            let message = feeds_with(bad).unwrap_err();
+            assert!(
+                message.contains("build_nice must be between 0 and 19"),
                 "{message}"
             );
         }

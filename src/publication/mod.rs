@@ -117,6 +117,8 @@ struct Inner {
     named: Mutex<BTreeSet<FeedScope>>,
     /// Documents built at once: one per core.
     parallel: usize,
+    /// The threads that render, compress and write documents.
+    builders: builders::Builders,
     /// Told when feeds cannot be regenerated, and when they can again.
     health: Health,
 }
@@ -147,6 +149,7 @@ impl Publication {
         health: Health,
     ) -> Result<(Self, Scheduler), PublicationError> {
         let (tx, rx) = mpsc::unbounded_channel();
+        let builders = builders::Builders::new(settings.feeds.build_nice);
         let inner = Arc::new(Inner {
             store,
             settings,
@@ -171,6 +174,7 @@ impl Publication {
             headlines: ArcSwap::from_pointee(HashMap::new()),
             named: Mutex::new(BTreeSet::new()),
             parallel: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            builders,
             health,
         });
         // A process killed while writing leaves its temporary files behind.

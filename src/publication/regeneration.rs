@@ -447,7 +447,8 @@ impl Inner {
                     Err(e) => return Err((scope, e)),
                 };
                 let renderer = this.clone();
-                super::builders::spawn(move || renderer.render_scope(prepared, started))
+                this.builders
+                    .spawn(move || renderer.render_scope(prepared, started))
                     .await
                     .map(Some)
                     .map_err(|e| (scope, PublicationError::from(e)))
@@ -500,10 +501,8 @@ impl Inner {
                     }
                 }
                 let file = pending.file.clone();
-                let task = tasks.spawn_blocking_on(
-                    move || file.compress(compression),
-                    &super::builders::handle(),
-                );
+                let task = tasks
+                    .spawn_blocking_on(move || file.compress(compression), &self.builders.handle());
                 places.insert(task.id(), (s, d));
             }
         }
@@ -585,15 +584,17 @@ impl Inner {
         let written = if writes.is_empty() {
             Vec::new()
         } else {
-            let written = super::builders::spawn(move || {
-                let files: Vec<(String, &[u8])> =
-                    writes.iter().map(|(n, b)| (n.clone(), &b[..])).collect();
-                files::replace_all(&dir, &files).map_err(|error| PublicationError::Write {
-                    path: dir.clone(),
-                    error,
+            let written = self
+                .builders
+                .spawn(move || {
+                    let files: Vec<(String, &[u8])> =
+                        writes.iter().map(|(n, b)| (n.clone(), &b[..])).collect();
+                    files::replace_all(&dir, &files).map_err(|error| PublicationError::Write {
+                        path: dir.clone(),
+                        error,
+                    })
                 })
-            })
-            .await;
+                .await;
             written.map_err(PublicationError::from).and_then(|r| r)?
         };
         Ok(identities
