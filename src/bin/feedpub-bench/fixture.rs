@@ -17,6 +17,10 @@ use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
+/// Calls per second and burst of every partner of a benchmark's feedpub: high enough that
+/// no load the benchmarks make is refused for its rate.
+pub const NO_RATE_LIMIT: u32 = 1_000_000;
+
 /// The section every benchmark publishes into and reads.
 pub const SECTION: &str = "politics";
 /// The feed the benchmarks read, as a URL path (the same on feedpub and on nginx).
@@ -181,7 +185,7 @@ impl Fixture {
         std::fs::write(
             &config,
             format!(
-                "{}\n[limits]\nrequests_per_second = 1000000\nburst = 1000000\n",
+                "{}\n[limits]\nrequests_per_second = {NO_RATE_LIMIT}\nburst = {NO_RATE_LIMIT}\n",
                 feedpub::config::EMBEDDED_CONFIG
             ),
         )

@@ -641,7 +641,7 @@ mod tests {
         let mut settings = feedpub::config::Settings::isolated_sample(dir).unwrap();
         // No call-rate limit, as the benchmark's own feedpub has none: the load is the
         // point, and how many calls 0.7 s holds depends on the machine.
-        let unlimited = std::num::NonZeroU32::new(1_000_000).unwrap();
+        let unlimited = std::num::NonZeroU32::new(crate::fixture::NO_RATE_LIMIT).unwrap();
         settings.limits.requests_per_second = unlimited;
         settings.limits.burst = unlimited;
         let store = feedpub::storage::open(&settings.server).await.unwrap();
