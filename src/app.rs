@@ -154,6 +154,7 @@ impl Application {
         let scheduler = tokio::spawn(self.scheduler.run(stop_rx.clone()));
         let websub = tokio::spawn(self.websub_tasks.run(stop_rx.clone()));
         let upkeep = tokio::spawn(self.publisher.upkeep().run(stop_rx.clone()));
+        let heap = tokio::spawn(crate::heap::trim_until(stop_rx.clone()));
         // Other replicas' writes, on a shared database.
         let replicas = self.store.is_shared().then(|| {
             tokio::spawn(crate::publication::replicas::follow(
@@ -205,6 +206,7 @@ impl Application {
         let ((), (), grpc, http) = tokio::join!(stop, end_watches, grpc, http);
         let _ = scheduler.await;
         let _ = upkeep.await;
+        let _ = heap.await;
         if let Some(replicas) = replicas {
             let _ = replicas.await;
         }

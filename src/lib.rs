@@ -9,6 +9,7 @@ pub mod demo;
 pub mod domain;
 pub mod grpc;
 pub mod health;
+pub mod heap;
 pub mod http;
 pub mod partners;
 pub mod publication;
