@@ -1,41 +1,60 @@
-//! Hands the heap's free memory back to the kernel every ten seconds.
+//! Hands the heap's free memory back to the kernel every ten seconds (Linux with glibc).
 //!
-//! glibc's malloc keeps most of what the program frees inside its heaps (one per thread
-//! arena, and feedpub runs on many threads), returning to the kernel only what lies at the
-//! top of a heap. Each regeneration allocates and frees megabytes of documents and their
-//! compressed codings, and the free space kept between live blocks grew for as long as a
-//! soak ran: in 12 minutes, resident memory rose from 200 to 258 MiB while SQLite's own
-//! allocations were 75 to 78 MB (its caches full), and one `malloc_trim` then brought it
-//! from 255 to 197 MiB (RELIABILITY.md, section 6). Trimming now and then keeps
-//! resident memory at what the program holds plus what a few seconds of regeneration
-//! churn. A trim walks the arenas' free lists (under a millisecond with a 200 MiB heap);
-//! the pages it gives back that are soon used again cost a page fault each.
+//! glibc's malloc keeps most of what a program frees inside its arenas (up to eight per
+//! core, shared by the threads beyond that), returning to the kernel only what lies at the
+//! top of a heap. feedpub frees megabytes with every regeneration (documents and their
+//! compressed codings, built on many threads), and without trimming its resident memory
+//! grew by about 65 MiB in 10 to 12 minutes of the soak, most of it memory that one
+//! `malloc_trim` gave back (RELIABILITY.md, section 6). A trim walks the arenas' free
+//! lists, taking each arena's lock in turn, for under a millisecond of CPU in the soak; a
+//! page it gives back that is soon used again costs a page fault.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// How often the free memory is handed back.
 pub const TRIM_EVERY: Duration = Duration::from_secs(10);
 
-/// Trims the heap every [`TRIM_EVERY`] until `shutdown` turns true.
+/// Whether this build's allocator is glibc's, the one that needs trimming.
+const TRIMS: bool = cfg!(all(target_os = "linux", target_env = "gnu"));
+
+/// Trims the heap every [`TRIM_EVERY`] until `shutdown` turns true or its sender is gone.
+/// Where there is nothing to trim, only waits for that.
 pub async fn trim_until(mut shutdown: watch::Receiver<bool>) {
-    let mut every = tokio::time::interval(TRIM_EVERY);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    if TRIMS {
+        every(TRIM_EVERY, trim, shutdown).await;
+    } else {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    }
+}
+
+/// Runs `job` on a blocking thread at once and then every `period`, until `shutdown` turns
+/// true or its sender is gone; a run under way then is waited for.
+async fn every(period: Duration, job: fn() -> bool, mut shutdown: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = every.tick() => {}
+            _ = ticks.tick() => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
+        let started = Instant::now();
         // It locks each arena in turn: off the runtime's workers.
-        let _ = tokio::task::spawn_blocking(trim).await;
+        if let Ok(released) = tokio::task::spawn_blocking(job).await {
+            tracing::trace!(
+                released,
+                took_us = started.elapsed().as_micros(),
+                "heap trimmed"
+            );
+        }
     }
 }
 
 /// Gives the kernel back every whole free page of every arena; true when some were.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub fn trim() -> bool {
-    // SAFETY: `malloc_trim` has no preconditions: it takes each arena's lock and releases
-    // free pages that no allocation holds.
+    // SAFETY: `malloc_trim` has no preconditions and is thread-safe: it takes each arena's
+    // lock and releases only pages that no allocation holds.
     unsafe { libc::malloc_trim(0) == 1 }
 }
 
@@ -45,26 +64,64 @@ pub fn trim() -> bool {
     false
 }
 
-#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
+#[cfg(test)]
 mod tests {
-    use super::trim;
+    use super::every;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+    use tokio::sync::watch;
+    use tokio::task::JoinHandle;
 
-    /// Free space between live blocks is what glibc keeps and `malloc_trim` hands back.
-    #[test]
-    fn trimming_hands_back_the_free_space_between_live_blocks() {
-        // Blocks below glibc's mmap threshold, so they come from a heap; every other one
-        // is freed, so the space they leave is not at the top of the heap.
-        let mut blocks: Vec<Vec<u8>> = (0..512).map(|i| vec![i as u8; 60 << 10]).collect();
-        let kept: Vec<Vec<u8>> = blocks
-            .drain(..)
-            .enumerate()
-            .filter_map(|(i, block)| (i % 2 == 0).then_some(block))
-            .collect();
-        assert!(
-            trim(),
-            "15 MiB freed between live blocks, nothing handed back"
-        );
-        assert_eq!(kept.len(), 256);
-        assert!(kept.iter().enumerate().all(|(i, b)| b[0] == (2 * i) as u8));
+    const PERIOD: Duration = Duration::from_millis(5);
+    const PATIENCE: Duration = Duration::from_secs(10);
+
+    /// Runs `job` every [`PERIOD`] and waits until it has counted `at_least` runs.
+    async fn running(
+        job: fn() -> bool,
+        runs: &AtomicUsize,
+        at_least: usize,
+    ) -> (watch::Sender<bool>, JoinHandle<()>) {
+        let (stop, shutdown) = watch::channel(false);
+        let task = tokio::spawn(every(PERIOD, job, shutdown));
+        let counted = async {
+            while runs.load(Ordering::SeqCst) < at_least {
+                tokio::time::sleep(PERIOD).await;
+            }
+        };
+        tokio::time::timeout(PATIENCE, counted)
+            .await
+            .expect("the job ran again and again");
+        (stop, task)
+    }
+
+    async fn ends(task: JoinHandle<()>) {
+        tokio::time::timeout(PATIENCE, task)
+            .await
+            .expect("it stopped")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_job_runs_again_and_again_until_shutdown() {
+        static RUNS: AtomicUsize = AtomicUsize::new(0);
+        fn job() -> bool {
+            RUNS.fetch_add(1, Ordering::SeqCst);
+            true
+        }
+        let (stop, task) = running(job, &RUNS, 3).await;
+        stop.send(true).unwrap();
+        ends(task).await;
+    }
+
+    #[tokio::test]
+    async fn it_stops_when_the_shutdown_sender_is_gone() {
+        static RUNS: AtomicUsize = AtomicUsize::new(0);
+        fn job() -> bool {
+            RUNS.fetch_add(1, Ordering::SeqCst);
+            false
+        }
+        let (stop, task) = running(job, &RUNS, 1).await;
+        drop(stop);
+        ends(task).await;
     }
 }
