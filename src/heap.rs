@@ -15,21 +15,19 @@ use tokio::sync::watch;
 /// How often the free memory is handed back.
 pub const TRIM_EVERY: Duration = Duration::from_secs(10);
 
-/// Whether this build's allocator is glibc's, the one that needs trimming.
-const TRIMS: bool = cfg!(all(target_os = "linux", target_env = "gnu"));
-
 /// Trims the heap every [`TRIM_EVERY`] until `shutdown` turns true or its sender is gone.
-/// Where there is nothing to trim, only waits for that.
-pub async fn trim_until(mut shutdown: watch::Receiver<bool>) {
-    if TRIMS {
-        every(TRIM_EVERY, trim, shutdown).await;
-    } else {
-        let _ = shutdown.wait_for(|stop| *stop).await;
-    }
+/// Where glibc is not the allocator there is nothing to trim: it only waits for that.
+pub async fn trim_until(shutdown: watch::Receiver<bool>) {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    every(TRIM_EVERY, trim, shutdown).await;
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = { shutdown }.wait_for(|stop| *stop).await;
 }
 
 /// Runs `job` on a blocking thread at once and then every `period`, until `shutdown` turns
 /// true or its sender is gone; a run under way then is waited for.
+// Only the tests use it where glibc is not the allocator.
+#[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
 async fn every(period: Duration, job: fn() -> bool, mut shutdown: watch::Receiver<bool>) {
     let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -56,12 +54,6 @@ pub fn trim() -> bool {
     // SAFETY: `malloc_trim` has no preconditions and is thread-safe: it takes each arena's
     // lock and releases only pages that no allocation holds.
     unsafe { libc::malloc_trim(0) == 1 }
-}
-
-/// Other allocators give memory back by themselves.
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub fn trim() -> bool {
-    false
 }
 
 #[cfg(test)]
@@ -101,26 +93,24 @@ mod tests {
             .unwrap();
     }
 
+    /// Runs counted per test, by the test's index.
+    static RUNS: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
+
+    fn counted<const TEST: usize>() -> bool {
+        RUNS[TEST].fetch_add(1, Ordering::SeqCst);
+        true
+    }
+
     #[tokio::test]
     async fn the_job_runs_again_and_again_until_shutdown() {
-        static RUNS: AtomicUsize = AtomicUsize::new(0);
-        fn job() -> bool {
-            RUNS.fetch_add(1, Ordering::SeqCst);
-            true
-        }
-        let (stop, task) = running(job, &RUNS, 3).await;
+        let (stop, task) = running(counted::<0>, &RUNS[0], 3).await;
         stop.send(true).unwrap();
         ends(task).await;
     }
 
     #[tokio::test]
     async fn it_stops_when_the_shutdown_sender_is_gone() {
-        static RUNS: AtomicUsize = AtomicUsize::new(0);
-        fn job() -> bool {
-            RUNS.fetch_add(1, Ordering::SeqCst);
-            false
-        }
-        let (stop, task) = running(job, &RUNS, 1).await;
+        let (stop, task) = running(counted::<1>, &RUNS[1], 1).await;
         drop(stop);
         ends(task).await;
     }
