@@ -6,6 +6,7 @@ use super::binary::{Running, ServeOptions, ServeProcess, feedpub, run, token_of}
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 use std::path::Path;
+use std::time::{Duration, Instant};
 use url::Url;
 
 const VARIABLE: &str = "FEEDPUB_TEST_DATABASE_URL";
@@ -88,12 +89,26 @@ impl TestDatabase {
     }
 
     /// Drops the database, closing whatever connections are left.
+    ///
+    /// A process the server runs with no role, such as an autovacuum worker that has just
+    /// started on the database, makes `WITH (FORCE)` refuse for a role that is not a
+    /// superuser (SQLSTATE 42501). Such a process soon ends, so the drop is tried again for
+    /// up to 30 s.
     pub async fn remove(self) {
         let mut conn = PgConnection::connect(&self.admin).await.unwrap();
-        sqlx::query(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        let drop = format!("DROP DATABASE {} WITH (FORCE)", self.name);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match sqlx::query(&drop).execute(&mut conn).await {
+                Ok(_) => break,
+                Err(sqlx::Error::Database(e))
+                    if e.code().as_deref() == Some("42501") && Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("dropping test database {}: {e}", self.name),
+            }
+        }
         conn.close().await.unwrap();
     }
 }
