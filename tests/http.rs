@@ -502,6 +502,7 @@ async fn a_browser_gets_xml_feeds_as_generic_xml_so_the_stylesheet_applies() {
             .await
             .unwrap();
         assert_eq!(reader.headers()[CONTENT_TYPE], feed_type);
+        let reader_etag = reader.headers()[ETAG].clone();
         let reader_body = reader.bytes().await.unwrap();
         let browser = client
             .get(&url)
@@ -514,11 +515,34 @@ async fn a_browser_gets_xml_feeds_as_generic_xml_so_the_stylesheet_applies() {
             "application/xml; charset=utf-8"
         );
         assert_eq!(browser.headers()[VARY], "Accept-Encoding, Accept");
+        // Another Content-Type is another representation: a strong ETag of its own, so a
+        // cache revalidating one is never told it may serve the other.
+        let browser_etag = browser.headers()[ETAG].clone();
+        assert_ne!(browser_etag, reader_etag);
         assert_eq!(
             browser.bytes().await.unwrap(),
             reader_body,
             "same bytes either way"
         );
+        for (accept, etag, status) in [
+            (browser_accept, &browser_etag, StatusCode::NOT_MODIFIED),
+            (browser_accept, &reader_etag, StatusCode::OK),
+            ("application/rss+xml, */*", &browser_etag, StatusCode::OK),
+            (
+                "application/rss+xml, */*",
+                &reader_etag,
+                StatusCode::NOT_MODIFIED,
+            ),
+        ] {
+            let answer = client
+                .get(&url)
+                .header("accept", accept)
+                .header("if-none-match", etag)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), status, "{path}, Accept {accept}, {etag:?}");
+        }
     }
     let json = client
         .get(server.url("/feeds/all/feed.json"))

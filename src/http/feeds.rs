@@ -267,8 +267,15 @@ impl FeedState {
         let xml_feed = file.content_type.contains("+xml");
         let styled = xml_feed && request.accepts_html;
         let chosen = representation(&file, coding);
+        // The browser's copy is another representation (another Content-Type), so it has a
+        // strong ETag of its own: a cache that revalidates one never serves the other.
+        let styled_etag = styled.then(|| styled_etag(chosen.etag));
+        let (etag, etag_header) = match &styled_etag {
+            Some((etag, header)) => (etag.as_str(), header),
+            None => (chosen.etag, chosen.etag_header),
+        };
         let mut headers = Vec::with_capacity(7);
-        let status = if is_fresh(request, chosen.etag, file.last_modified) {
+        let status = if is_fresh(request, etag, file.last_modified) {
             counters.not_modified.increment(1);
             StatusCode::NOT_MODIFIED
         } else {
@@ -292,7 +299,7 @@ impl FeedState {
             StatusCode::OK
         };
         headers.extend([
-            (header::ETAG, chosen.etag_header.clone()),
+            (header::ETAG, etag_header.clone()),
             (header::LAST_MODIFIED, file.headers.last_modified.clone()),
             (header::CACHE_CONTROL, file.headers.cache_control.clone()),
             (
@@ -355,6 +362,15 @@ impl<'a> Representation<'a> {
     fn len(&self) -> usize {
         self.encoded.map_or(self.file.len(), Bytes::len)
     }
+}
+
+/// The ETag of a representation sent as `application/xml` for a browser: its own, with
+/// `-xml` at the end inside the quotes, and ready to send.
+fn styled_etag(etag: &str) -> (String, HeaderValue) {
+    let tag = format!("{}-xml\"", etag.strip_suffix('"').unwrap_or(etag));
+    // Made of a quoted hex digest and ASCII suffixes: always a valid header value.
+    let header = HeaderValue::from_str(&tag).unwrap_or(HeaderValue::from_static("\"\""));
+    (tag, header)
 }
 
 fn representation(file: &FeedFile, coding: Coding) -> Representation<'_> {
