@@ -92,7 +92,7 @@ pub struct ServeArgs {
     #[arg(long, env = "FEEDPUB_HTTP_ADDR")]
     pub http_addr: Option<SocketAddr>,
     /// Publish the sample edition (朔州日报, 7 June 2023) at start
-    #[arg(long, env = "FEEDPUB_DEMO")]
+    #[arg(long, env = "FEEDPUB_DEMO", value_parser = clap::builder::BoolishValueParser::new())]
     pub demo: bool,
 }
 

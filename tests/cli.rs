@@ -113,8 +113,14 @@ impl Server {
     /// Starts `feedpub serve ARGS… --grpc-addr 127.0.0.1:0 --http-addr 127.0.0.1:0` in `cwd`
     /// and waits until both addresses are logged.
     fn start(cwd: &Path, args: &[&str]) -> Self {
+        Self::start_with_env(cwd, args, &[])
+    }
+
+    /// [`Server::start`] with variables `env` set.
+    fn start_with_env(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = ChildGuard(
             feedpub(cwd)
+                .envs(env.iter().copied())
                 .arg("serve")
                 .args(args)
                 .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
@@ -406,6 +412,31 @@ async fn serve_demo_publishes_the_sample_edition_and_stops_cleanly_on_sigterm() 
 #[tokio::test]
 async fn serve_demo_publishes_the_sample_edition_and_stops_cleanly_on_sigint() {
     demo_is_served_then_stops_cleanly_on("INT").await;
+}
+
+/// `FEEDPUB_DEMO` takes the values people write for a switch in the environment (`1`,
+/// `off`), not only `true` and `false`.
+#[test]
+fn feedpub_demo_in_the_environment_takes_1_and_off() {
+    const PUBLISHED: &str = "sample edition published";
+    for (value, demo) in [("1", true), ("off", false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = Server::start_with_env(dir.path(), &[], &[("FEEDPUB_DEMO", value)]);
+        if demo {
+            server
+                .log
+                .wait_for(PUBLISHED, |l| l.contains(PUBLISHED).then_some(()));
+        }
+        server.signal("TERM");
+        let status = server.exit_status();
+        let log = server.log.until_closed();
+        assert!(status.success(), "FEEDPUB_DEMO={value}: {status}\n{log}");
+        assert_eq!(
+            log.contains(PUBLISHED),
+            demo,
+            "FEEDPUB_DEMO={value}:\n{log}"
+        );
+    }
 }
 
 #[test]
