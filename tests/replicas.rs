@@ -292,8 +292,9 @@ async fn an_expiry_is_applied_by_every_replica_to_its_own_feeds_with_no_shared_w
     let dir = tempfile::tempdir().unwrap();
     let token = database.add_newsroom(dir.path());
     let [(mut a, on_a), (mut b, on_b)] = database.two_replicas(dir.path(), None);
-    // Expires a few seconds from now: shown first, then dropped by both replicas.
-    let expires = chrono::Utc::now().timestamp() + 5;
+    // Expires seconds from now (enough for both to show it on a loaded machine): shown
+    // first, then dropped by both replicas.
+    let expires = chrono::Utc::now().timestamp() + 10;
     on_a.client()
         .await
         .publish_article(authed(

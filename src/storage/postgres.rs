@@ -225,13 +225,14 @@ async fn follow_events(pool: PgPool, head: Arc<watch::Sender<u64>>) {
         tokio::time::sleep(HEAD_POLL).await;
     };
     loop {
-        // A notification, a reconnection (None) or a quiet period: read the head in all three.
+        // Read first: what other replicas committed before this one listened was announced
+        // to no one here. Then after a notification, a reconnection (None) or a quiet period.
+        if let Ok(seq) = writes::event_head(&pool).await {
+            super::raise_event_head(&head, seq);
+        }
         if let Ok(Err(e)) = tokio::time::timeout(HEAD_POLL, listener.try_recv()).await {
             tracing::warn!(error = %e, "lost the event notifications");
             tokio::time::sleep(HEAD_POLL).await;
-        }
-        if let Ok(seq) = writes::event_head(&pool).await {
-            super::raise_event_head(&head, seq);
         }
     }
 }
