@@ -202,7 +202,8 @@ async fn an_embargoed_article_is_acknowledged_but_in_no_feed_until_its_embargo_e
     publish(&mut client, token, article("visible", "可见的稿件"))
         .await
         .unwrap();
-    let embargo = seconds_from_now(3);
+    // Far enough ahead for the checks below to run before it ends on a loaded machine.
+    let embargo = seconds_from_now(8);
     let sent = proto::Article {
         embargo_time: Some(embargo),
         ..article("embargoed", TITLE_EMBARGOED)
@@ -250,7 +251,8 @@ async fn an_embargoed_article_is_acknowledged_but_in_no_feed_until_its_embargo_e
 async fn an_embargo_survives_a_restart_and_lifts_on_time_afterwards() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
-    let embargo = seconds_from_now(5);
+    // Far enough ahead for a restart and the checks after it on a loaded machine.
+    let embargo = seconds_from_now(10);
     let sent = proto::Article {
         embargo_time: Some(embargo),
         ..article("embargoed", TITLE_EMBARGOED)

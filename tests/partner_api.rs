@@ -756,8 +756,9 @@ async fn a_watch_resumes_after_a_server_restart_with_nothing_lost() {
     publish(&mut client, &token, brief("r-1", "一")).await;
     publish(&mut client, &token, brief("r-2", "二")).await;
     let cursor = watching.events(1).await[0].cursor.clone();
-    // An embargo that ends while the server is down is logged when it is back.
-    let embargo_end = chrono::Utc::now().timestamp() + 2;
+    // An embargo that ends while the server is down is logged when it is back (far enough
+    // ahead that a loaded machine still publishes and stops before it ends).
+    let embargo_end = chrono::Utc::now().timestamp() + 5;
     let embargoed = proto::Article {
         embargo_time: Some(ts(embargo_end)),
         ..brief("r-3", "三")
@@ -856,7 +857,8 @@ async fn an_embargoed_article_reaches_other_partners_when_its_embargo_lifts() {
         .unwrap();
     let mut owner = watch(&server, newsroom, &["rural"], "").await.unwrap();
 
-    let embargo_end = chrono::Utc::now().timestamp() + 2;
+    // Far enough ahead that both publishes come before it ends on a loaded machine.
+    let embargo_end = chrono::Utc::now().timestamp() + 6;
     let embargoed = proto::Article {
         embargo_time: Some(ts(embargo_end)),
         ..in_section("e-1", "rural")
