@@ -36,16 +36,35 @@ async fn every(period: Duration, job: fn() -> bool, mut shutdown: watch::Receive
             _ = ticks.tick() => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
+        let traced = tracing::enabled!(tracing::Level::TRACE);
+        let resident = || {
+            traced
+                .then(|| status_kib(std::process::id(), "VmRSS"))
+                .flatten()
+        };
+        let before = resident();
         let started = Instant::now();
         // It locks each arena in turn: off the runtime's workers.
         if let Ok(released) = tokio::task::spawn_blocking(job).await {
             tracing::trace!(
                 released,
                 took_us = started.elapsed().as_micros(),
+                resident_kib_before = before,
+                resident_kib_after = resident(),
                 "heap trimmed"
             );
         }
     }
+}
+
+/// A field of `/proc/<pid>/status` that Linux counts in kB (`"VmRSS"`, the resident size;
+/// `"VmHWM"`, its peak), in KiB. `None` when the process, the field or `/proc` is not there.
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|line| {
+        let value = line.strip_prefix(field)?.strip_prefix(':')?;
+        value.trim().strip_suffix("kB")?.trim_end().parse().ok()
+    })
 }
 
 /// Gives the kernel back every whole free page of every arena; true when some were.
@@ -58,7 +77,7 @@ pub fn trim() -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::every;
+    use super::{every, status_kib};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
     use tokio::sync::watch;
@@ -106,6 +125,22 @@ mod tests {
         let (stop, task) = running(counted::<0>, &RUNS[0], 3).await;
         stop.send(true).unwrap();
         ends(task).await;
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn status_fields_are_read_whole_and_in_kib() {
+        let me = std::process::id();
+        let resident = status_kib(me, "VmRSS").expect("this process's resident size");
+        let peak = status_kib(me, "VmHWM").expect("its peak");
+        assert!(
+            resident > 0 && peak >= resident,
+            "VmRSS {resident}, VmHWM {peak}"
+        );
+        // A field's name must be whole, and its value counted in kB.
+        assert_eq!(status_kib(me, "VmRS"), None);
+        assert_eq!(status_kib(me, "Name"), None);
+        assert_eq!(status_kib(u32::MAX, "VmRSS"), None, "no such process");
     }
 
     #[tokio::test]

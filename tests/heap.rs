@@ -3,16 +3,11 @@
 
 #![cfg(all(target_os = "linux", target_env = "gnu"))]
 
-use feedpub::heap::trim;
+use feedpub::heap::{status_kib, trim};
 
-/// The process's resident size, from `/proc/self/status`.
+/// The process's resident size.
 fn resident_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("a VmRSS line in kB")
+    status_kib(std::process::id(), "VmRSS").expect("a VmRSS line in /proc/self/status")
 }
 
 #[test]

@@ -66,22 +66,17 @@ struct Process {
 
 impl Process {
     fn status_kb(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
-            .expect("the server process is alive");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(field))
-            .and_then(|rest| rest.trim().trim_end_matches(" kB").trim().parse().ok())
-            .unwrap_or_else(|| panic!("{field} in /proc/PID/status"))
+        feedpub::heap::status_kib(self.pid, field)
+            .unwrap_or_else(|| panic!("{field} in /proc/{}/status", self.pid))
     }
 
     fn rss_kb(&self) -> u64 {
-        self.status_kb("VmRSS:")
+        self.status_kb("VmRSS")
     }
 
     /// Peak resident memory since the last [`Process::reset_peak`].
     fn peak_kb(&self) -> u64 {
-        self.status_kb("VmHWM:")
+        self.status_kb("VmHWM")
     }
 
     /// Resets VmHWM to the current RSS (`clear_refs` 5, Linux 4.0+).

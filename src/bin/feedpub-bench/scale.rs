@@ -561,13 +561,8 @@ fn database_bytes(data_dir: &Path) -> anyhow::Result<u64> {
 
 /// Peak resident memory of a process (VmHWM), in MB.
 fn peak_rss_mb(pid: u32) -> anyhow::Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmHWM in /proc/<pid>/status")?;
-    Ok(kb / 1024.0)
+    let kib = feedpub::heap::status_kib(pid, "VmHWM").context("no VmHWM in /proc/<pid>/status")?;
+    Ok(kib as f64 / 1024.0)
 }
 
 #[cfg(test)]

@@ -432,15 +432,7 @@ pub fn judge(samples: &[Sample], bounds: &Bounds, errors: u64) -> Verdicts {
 
 /// Reads feedpub's resident size and descriptors from /proc and the database's sizes.
 fn sample(pid: u32, data: &Path, t: Duration, counts: Counts) -> Sample {
-    let rss_kib = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0);
+    let rss_kib = feedpub::heap::status_kib(pid, "VmRSS").unwrap_or(0);
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64);
     let size = |name: &str| std::fs::metadata(data.join(name)).map_or(0, |m| m.len());
     Sample {
