@@ -6,7 +6,7 @@ mod common;
 use common::TestServer;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// The only console message allowed: Chromium's notice that XSLT is deprecated.
@@ -14,7 +14,7 @@ const XSLT_DEPRECATION: &str = "XSLT Processing Instructions have been deprecate
 
 /// The page's DOM after load, and every console message, from headless Chromium.
 fn load(url: &str, profile: &Path) -> (String, Vec<String>) {
-    let mut child = Command::new(CHROMIUM)
+    let child = Command::new(CHROMIUM)
         .args([
             "--headless",
             "--no-sandbox",
@@ -34,15 +34,18 @@ fn load(url: &str, profile: &Path) -> (String, Vec<String>) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("chromium starts");
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            panic!("chromium did not finish loading {url}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let output = child.wait_with_output().unwrap();
+    // Both pipes are read while Chromium runs, so that a page or a log larger than a pipe's
+    // buffer cannot block it.
+    let pid = child.id();
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(child.wait_with_output()));
+    let Ok(output) = finished.recv_timeout(Duration::from_secs(60)) else {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+        panic!("chromium did not finish loading {url}");
+    };
+    let output = output.unwrap();
     assert!(output.status.success(), "chromium failed on {url}");
     let console = String::from_utf8_lossy(&output.stderr)
         .lines()

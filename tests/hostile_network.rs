@@ -133,9 +133,12 @@ impl Probe {
         let (c, s) = (counts.clone(), stop.clone());
         let task = tokio::spawn(async move {
             let mut grpc = PublisherServiceClient::new(running.channel().await);
+            // A connection idle for a second is dropped by the probe, well before the
+            // server's idle timeout (4 s) could close it as the probe reuses it.
             let http = reqwest::Client::builder()
                 .timeout(DEADLINE)
                 .pool_max_idle_per_host(1)
+                .pool_idle_timeout(Duration::from_secs(1))
                 .build()
                 .unwrap();
             let mut turn = 0_u64;

@@ -678,13 +678,21 @@ impl HostsEntries {
 }
 
 impl Drop for HostsEntries {
+    /// Cuts the file back to the lines before ours, in place (it may be a mount) and never
+    /// emptying it: the other tests of this binary resolve `localhost` meanwhile, and an
+    /// emptied file would send that name to DNS. The kept lines are written over the same
+    /// lines, then the rest is cut off.
     fn drop(&mut self) {
         if let Ok(text) = std::fs::read_to_string(Self::FILE) {
             let kept: Vec<&str> = text
                 .lines()
                 .filter(|l| !self.lines.iter().any(|ours| ours == l))
                 .collect();
-            let _ = std::fs::write(Self::FILE, format!("{}\n", kept.join("\n").trim_end()));
+            let kept = format!("{}\n", kept.join("\n").trim_end());
+            if let Ok(mut file) = std::fs::OpenOptions::new().write(true).open(Self::FILE) {
+                let _ = std::io::Write::write_all(&mut file, kept.as_bytes());
+                let _ = file.set_len(kept.len() as u64);
+            }
         }
     }
 }
