@@ -665,6 +665,9 @@ async fn local_non_public_listeners() -> Vec<(std::net::IpAddr, u16, Arc<AtomicU
 /// Lines added to `/etc/hosts` for the life of the value, and removed after.
 struct HostsEntries {
     lines: Vec<String>,
+    /// The file's length before them, and what was appended there.
+    at: u64,
+    appended: String,
 }
 
 impl HostsEntries {
@@ -672,28 +675,37 @@ impl HostsEntries {
 
     fn add(lines: Vec<String>) -> std::io::Result<Self> {
         let mut hosts = std::fs::OpenOptions::new().append(true).open(Self::FILE)?;
-        std::io::Write::write_all(&mut hosts, format!("\n{}\n", lines.join("\n")).as_bytes())?;
-        Ok(Self { lines })
+        let at = hosts.metadata()?.len();
+        let appended = format!("\n{}\n", lines.join("\n"));
+        std::io::Write::write_all(&mut hosts, appended.as_bytes())?;
+        Ok(Self {
+            lines,
+            at,
+            appended,
+        })
     }
 }
 
 impl Drop for HostsEntries {
-    /// Cuts the file back to the lines before ours, in place (it may be a mount) and never
-    /// emptying it: the other tests of this binary resolve `localhost` meanwhile, and an
-    /// emptied file would send that name to DNS. The kept lines are written over the same
-    /// lines, then the rest is cut off.
+    /// Cuts what was appended off the end, when nothing came after it: the file is changed
+    /// in place (it may be a mount) and never rewritten, since the other tests of this
+    /// binary resolve `localhost` meanwhile. Otherwise our lines are filtered out.
     fn drop(&mut self) {
-        if let Ok(text) = std::fs::read_to_string(Self::FILE) {
-            let kept: Vec<&str> = text
-                .lines()
-                .filter(|l| !self.lines.iter().any(|ours| ours == l))
-                .collect();
-            let kept = format!("{}\n", kept.join("\n").trim_end());
-            if let Ok(mut file) = std::fs::OpenOptions::new().write(true).open(Self::FILE) {
-                let _ = std::io::Write::write_all(&mut file, kept.as_bytes());
-                let _ = file.set_len(kept.len() as u64);
+        let Ok(bytes) = std::fs::read(Self::FILE) else {
+            return;
+        };
+        if bytes.get(self.at as usize..) == Some(self.appended.as_bytes()) {
+            if let Ok(file) = std::fs::OpenOptions::new().write(true).open(Self::FILE) {
+                let _ = file.set_len(self.at);
             }
+            return;
         }
+        let text = String::from_utf8_lossy(&bytes);
+        let kept: Vec<&str> = text
+            .lines()
+            .filter(|l| !self.lines.iter().any(|ours| ours == l))
+            .collect();
+        let _ = std::fs::write(Self::FILE, format!("{}\n", kept.join("\n").trim_end()));
     }
 }
 
