@@ -306,7 +306,9 @@ impl Article {
                 let previous_names =
                     Box::new((old.content.authors.clone(), old.content.tags.clone()));
                 let new_version = old.etag != etag;
-                let version = old.version + u32::from(new_version);
+                // The stores refuse to revise an article at u32::MAX (only an import can hold
+                // it); saturating all the same, so that no caller can panic or wrap to 0.
+                let version = old.version.saturating_add(u32::from(new_version));
                 Revision::Updated {
                     article: Article {
                         content,

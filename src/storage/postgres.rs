@@ -128,7 +128,8 @@ impl PostgresStore {
         migrate(&pool).await?;
         let (head, event_head) = watch::channel(writes::event_head(&pool).await?);
         let head = Arc::new(head);
-        let follower = tokio::spawn(follow_events(pool.clone(), head.clone())).abort_handle();
+        let follower =
+            tokio::spawn(follow_events(pool.clone(), head.clone(), HEAD_POLL)).abort_handle();
         Ok(Self {
             pool,
             head,
@@ -211,9 +212,9 @@ pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
         .map_err(|e| StoreError::Migrate(Arc::new(e)))
 }
 
-/// Keeps `head` at the newest event any replica committed: on every notification of
-/// `EVENTS_CHANNEL`, and every `HEAD_POLL` in case one was missed.
-async fn follow_events(pool: PgPool, head: Arc<watch::Sender<u64>>) {
+/// Keeps `head` at the newest event any replica committed: as soon as it listens, on every
+/// notification of `EVENTS_CHANNEL`, and every `poll` ([`HEAD_POLL`]) in case one was missed.
+pub(super) async fn follow_events(pool: PgPool, head: Arc<watch::Sender<u64>>, poll: Duration) {
     let mut listener = loop {
         match PgListener::connect_with(&pool).await {
             Ok(mut listener) => match listener.listen(EVENTS_CHANNEL).await {
@@ -222,7 +223,7 @@ async fn follow_events(pool: PgPool, head: Arc<watch::Sender<u64>>) {
             },
             Err(e) => tracing::warn!(error = %e, "cannot listen for events"),
         }
-        tokio::time::sleep(HEAD_POLL).await;
+        tokio::time::sleep(poll).await;
     };
     loop {
         // Read first: what other replicas committed before this one listened was announced
@@ -230,9 +231,9 @@ async fn follow_events(pool: PgPool, head: Arc<watch::Sender<u64>>) {
         if let Ok(seq) = writes::event_head(&pool).await {
             super::raise_event_head(&head, seq);
         }
-        if let Ok(Err(e)) = tokio::time::timeout(HEAD_POLL, listener.try_recv()).await {
+        if let Ok(Err(e)) = tokio::time::timeout(poll, listener.try_recv()).await {
             tracing::warn!(error = %e, "lost the event notifications");
-            tokio::time::sleep(HEAD_POLL).await;
+            tokio::time::sleep(poll).await;
         }
     }
 }
