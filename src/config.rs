@@ -300,11 +300,11 @@ struct FileLimits {
     media: NonZeroUsize,
     requests_per_second: NonZeroU32,
     burst: NonZeroU32,
-    request_timeout_seconds: NonZeroU64,
+    request_timeout_seconds: TimeoutSeconds,
     max_concurrent_streams: NonZeroU32,
-    header_timeout_seconds: NonZeroU64,
-    idle_timeout_seconds: NonZeroU64,
-    send_timeout_seconds: NonZeroU64,
+    header_timeout_seconds: TimeoutSeconds,
+    idle_timeout_seconds: TimeoutSeconds,
+    send_timeout_seconds: TimeoutSeconds,
     max_http_connections: NonZeroUsize,
     max_grpc_connections: NonZeroUsize,
 }
@@ -322,11 +322,11 @@ impl Default for FileLimits {
             media: n(fields.media),
             requests_per_second: NonZeroU32::new(50).expect("not zero"),
             burst: NonZeroU32::new(500).expect("not zero"),
-            request_timeout_seconds: NonZeroU64::new(30).expect("not zero"),
+            request_timeout_seconds: TimeoutSeconds(30),
             max_concurrent_streams: NonZeroU32::new(100).expect("not zero"),
-            header_timeout_seconds: NonZeroU64::new(10).expect("not zero"),
-            idle_timeout_seconds: NonZeroU64::new(60).expect("not zero"),
-            send_timeout_seconds: NonZeroU64::new(30).expect("not zero"),
+            header_timeout_seconds: TimeoutSeconds(10),
+            idle_timeout_seconds: TimeoutSeconds(60),
+            send_timeout_seconds: TimeoutSeconds(30),
             max_http_connections: n(1024),
             max_grpc_connections: n(256),
         }
@@ -346,11 +346,11 @@ impl From<FileLimits> for Limits {
             max_message_bytes: file.max_message_bytes.get(),
             requests_per_second: file.requests_per_second,
             burst: file.burst,
-            request_timeout: Duration::from_secs(file.request_timeout_seconds.get()),
+            request_timeout: file.request_timeout_seconds.duration(),
             max_concurrent_streams: file.max_concurrent_streams.get(),
-            header_timeout: Duration::from_secs(file.header_timeout_seconds.get()),
-            idle_timeout: Duration::from_secs(file.idle_timeout_seconds.get()),
-            send_timeout: Duration::from_secs(file.send_timeout_seconds.get()),
+            header_timeout: file.header_timeout_seconds.duration(),
+            idle_timeout: file.idle_timeout_seconds.duration(),
+            send_timeout: file.send_timeout_seconds.duration(),
             max_http_connections: file.max_http_connections.get(),
             max_grpc_connections: file.max_grpc_connections.get(),
         }
@@ -360,8 +360,9 @@ impl From<FileLimits> for Limits {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileWebSub {
+    /// Not zero: a subscription would expire as it is verified.
     #[serde(default = "default_lease")]
-    default_lease_seconds: u64,
+    default_lease_seconds: NonZeroU64,
     #[serde(default = "max_lease")]
     max_lease_seconds: u64,
     #[serde(default)]
@@ -395,8 +396,8 @@ fn default_delivery_lease_ms() -> u64 {
     30_000
 }
 
-fn default_lease() -> u64 {
-    10 * 24 * 3600
+fn default_lease() -> NonZeroU64 {
+    NonZeroU64::new(10 * 24 * 3600).expect("not zero")
 }
 
 fn max_lease() -> u64 {
@@ -495,6 +496,33 @@ const MAX_TOMBSTONE_DAYS: i64 = 3650;
 
 fn default_tombstone_days() -> TombstoneDays {
     TombstoneDays(7)
+}
+
+/// The longest `[limits]` timeout: a day. Far beyond any use, and far from the overflow
+/// of an `Instant` that a deadline near `u64::MAX` seconds away would cause.
+const MAX_TIMEOUT_SECONDS: u64 = 24 * 3600;
+
+/// A `[limits]` timeout in seconds: 1 to [`MAX_TIMEOUT_SECONDS`].
+#[derive(Deserialize)]
+#[serde(try_from = "i64")]
+struct TimeoutSeconds(u64);
+
+impl TimeoutSeconds {
+    fn duration(&self) -> Duration {
+        Duration::from_secs(self.0)
+    }
+}
+
+impl TryFrom<i64> for TimeoutSeconds {
+    type Error = String;
+    fn try_from(raw: i64) -> Result<Self, String> {
+        match u64::try_from(raw) {
+            Ok(n) if (1..=MAX_TIMEOUT_SECONDS).contains(&n) => Ok(Self(n)),
+            _ => Err(format!(
+                "a timeout must be between 1 and {MAX_TIMEOUT_SECONDS} seconds, not {raw}"
+            )),
+        }
+    }
 }
 
 /// Days a tombstone stays: 0 to 3650.
@@ -783,11 +811,11 @@ impl Settings {
                 build_nice: file.feeds.build_nice.0,
             },
             websub: WebSub {
-                default_lease_seconds: file.websub.default_lease_seconds,
+                default_lease_seconds: file.websub.default_lease_seconds.get(),
                 max_lease_seconds: file
                     .websub
                     .max_lease_seconds
-                    .max(file.websub.default_lease_seconds),
+                    .max(file.websub.default_lease_seconds.get()),
                 allowed_callback_networks: file.websub.allowed_callback_networks,
                 external_hubs: file.websub.external_hubs.into_iter().map(|u| u.0).collect(),
                 retry_base_ms: file.websub.retry_base_ms,
@@ -961,6 +989,41 @@ mod tests {
         assert_eq!(set.fields.tags, FieldLimits::default().tags);
         let message = error_of(&format!("{base}[limits]\ntags = 0\n"));
         assert!(message.contains("tags"), "{message}");
+    }
+
+    /// A timeout far in the future would overflow the deadline `Instant` of every
+    /// connection (each would panic as it started), and a lease of zero would end every
+    /// subscription as it is verified: both are refused at start-up, naming the key.
+    #[test]
+    fn timeouts_are_at_most_a_day_and_leases_not_zero() {
+        let base = "[site]\ntitle = \"t\"\nbase_url = \"http://x/\"\nlanguage = \"zh-CN\"\n";
+        for key in [
+            "request_timeout_seconds",
+            "header_timeout_seconds",
+            "idle_timeout_seconds",
+            "send_timeout_seconds",
+        ] {
+            let limits = |value: &str| format!("{base}[limits]\n{key} = {value}\n");
+            let set = Settings::parse("t", &limits("86400"), Overrides::default()).unwrap();
+            let longest = Duration::from_secs(86_400);
+            assert!(
+                [
+                    set.limits.request_timeout,
+                    set.limits.header_timeout,
+                    set.limits.idle_timeout,
+                    set.limits.send_timeout
+                ]
+                .contains(&longest),
+                "{key} = 86400 is kept"
+            );
+            for bad in ["86401", "9223372036854775807", "0", "-1"] {
+                let message = error_of(&limits(bad));
+                assert!(message.contains(key), "{key} = {bad}: {message}");
+                assert!(message.contains("between 1 and 86400"), "{message}");
+            }
+        }
+        let message = error_of(&format!("{base}[websub]\ndefault_lease_seconds = 0\n"));
+        assert!(message.contains("default_lease_seconds"), "{message}");
     }
 
     #[test]
