@@ -2,6 +2,8 @@
 //! Two faults of printed pages carried online: a paragraph printed more than once, and a
 //! paragraph that a page break cut off mid-sentence.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use unicode_segmentation::UnicodeSegmentation;
 
 /// Characters a finished sentence (or a line such as a heading lead-in) may end with.
@@ -19,19 +21,23 @@ const QUOTE_GRAPHEMES: usize = 12;
 /// Warnings about `paragraphs` of the field `field`, in paragraph order.
 pub fn lint(field: &str, paragraphs: &[&str]) -> Vec<String> {
     let mut warnings = Vec::new();
-    let keys: Vec<KeyDigest> = paragraphs.iter().map(|p| KeyDigest::of(p)).collect();
+    // Each comparison key, with the first paragraph that has it: one lookup per paragraph,
+    // so that an article of many thousand paragraphs costs no more than its length.
+    let mut first_with: HashMap<String, usize> = HashMap::new();
     for (i, paragraph) in paragraphs.iter().enumerate() {
         let n = i + 1;
-        if keys[i].chars >= MIN_REPEAT_CHARS
-            && let Some(first) = (0..i).find(|&j| {
-                keys[j] == keys[i] && comparison_key(paragraphs[j]).eq(comparison_key(paragraph))
-            })
-        {
-            warnings.push(format!(
-                "{field}: paragraph {n} repeats paragraph {} (“{}”)",
-                first + 1,
-                head(paragraph)
-            ));
+        let key: String = comparison_key(paragraph).collect();
+        if key.chars().count() >= MIN_REPEAT_CHARS {
+            match first_with.entry(key) {
+                Entry::Occupied(first) => warnings.push(format!(
+                    "{field}: paragraph {n} repeats paragraph {} (“{}”)",
+                    first.get() + 1,
+                    head(paragraph)
+                )),
+                Entry::Vacant(slot) => {
+                    slot.insert(i);
+                }
+            }
         }
         let last_line = paragraph.lines().last().unwrap_or("").trim();
         let cut_off =
@@ -56,27 +62,6 @@ fn comparison_key(paragraph: &str) -> impl Iterator<Item = char> + '_ {
     paragraph
         .chars()
         .filter(|c| !c.is_whitespace() && !c.is_ascii_punctuation() && !is_cjk_punctuation(*c))
-}
-
-/// The length and a hash of a paragraph's comparison key: paragraphs whose digests differ
-/// are not repeats, so only equal digests are compared character by character, and no key
-/// is ever built as a string.
-#[derive(PartialEq, Eq)]
-struct KeyDigest {
-    chars: usize,
-    hash: u64,
-}
-
-impl KeyDigest {
-    fn of(paragraph: &str) -> Self {
-        // FNV-1a over the characters: cheap, and a collision only costs a comparison.
-        let (mut chars, mut hash) = (0, 0xcbf2_9ce4_8422_2325_u64);
-        for c in comparison_key(paragraph) {
-            chars += 1;
-            hash = (hash ^ u64::from(c)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        Self { chars, hash }
-    }
 }
 
 fn is_cjk_punctuation(c: char) -> bool {
