@@ -687,17 +687,19 @@ impl HostsEntries {
 }
 
 impl Drop for HostsEntries {
-    /// Cuts what was appended off the end, when nothing came after it: the file is changed
-    /// in place (it may be a mount) and never rewritten, since the other tests of this
-    /// binary resolve `localhost` meanwhile. Otherwise our lines are filtered out.
+    /// Cuts what was appended off the end, when nothing came after it; otherwise writes the
+    /// other lines over the file's start and cuts off the rest. In place either way (it may
+    /// be a mount) and never emptied, since the other tests of this binary resolve
+    /// `localhost` meanwhile and an empty file would send that name to DNS.
     fn drop(&mut self) {
         let Ok(bytes) = std::fs::read(Self::FILE) else {
             return;
         };
+        let Ok(mut file) = std::fs::OpenOptions::new().write(true).open(Self::FILE) else {
+            return;
+        };
         if bytes.get(self.at as usize..) == Some(self.appended.as_bytes()) {
-            if let Ok(file) = std::fs::OpenOptions::new().write(true).open(Self::FILE) {
-                let _ = file.set_len(self.at);
-            }
+            let _ = file.set_len(self.at);
             return;
         }
         let text = String::from_utf8_lossy(&bytes);
@@ -705,7 +707,10 @@ impl Drop for HostsEntries {
             .lines()
             .filter(|l| !self.lines.iter().any(|ours| ours == l))
             .collect();
-        let _ = std::fs::write(Self::FILE, format!("{}\n", kept.join("\n").trim_end()));
+        let kept = format!("{}\n", kept.join("\n").trim_end());
+        if std::io::Write::write_all(&mut file, kept.as_bytes()).is_ok() {
+            let _ = file.set_len(kept.len() as u64);
+        }
     }
 }
 

@@ -306,8 +306,9 @@ impl Article {
                 let previous_names =
                     Box::new((old.content.authors.clone(), old.content.tags.clone()));
                 let new_version = old.etag != etag;
-                // The stores refuse to revise an article at u32::MAX (only an import can hold
-                // it); saturating all the same, so that no caller can panic or wrap to 0.
+                // Import refuses a stored version of u32::MAX (see `transfer`), and four
+                // billion edits are out of reach; saturating all the same, so that a row
+                // edited by hand can never panic a writer or wrap to 0.
                 let version = old.version.saturating_add(u32::from(new_version));
                 Revision::Updated {
                     article: Article {
@@ -852,11 +853,10 @@ mod tests {
         assert_ne!(embargoed.etag(), content.etag());
     }
 
-    #[test]
-    fn republishing_identical_content_is_unchanged_and_an_edit_keeps_the_guid() {
+    /// The valid draft, and the article its first publish at `t0` creates.
+    fn created(t0: DateTime<Utc>) -> (ValidDraft, Article) {
         let valid = draft().validate("", &text::HtmlPolicy::default()).unwrap();
-        let t0 = Utc.with_ymd_and_hms(2023, 6, 7, 0, 0, 0).unwrap();
-        let created = Article::revise(
+        let revision = Article::revise(
             None,
             PartnerId(1),
             valid.id.clone(),
@@ -864,9 +864,16 @@ mod tests {
             t0,
             |_| "tag:x,2023-06-06:p/a-1".into(),
         );
-        let Revision::Created(first) = created else {
+        let Revision::Created(article) = revision else {
             panic!("expected a new article")
         };
+        (valid, article)
+    }
+
+    #[test]
+    fn republishing_identical_content_is_unchanged_and_an_edit_keeps_the_guid() {
+        let t0 = Utc.with_ymd_and_hms(2023, 6, 7, 0, 0, 0).unwrap();
+        let (valid, first) = created(t0);
         assert_eq!(first.updated, valid.content.publish_time);
 
         let again = Article::revise(
@@ -898,6 +905,21 @@ mod tests {
         assert_eq!(article.updated, t1);
         assert_ne!(article.etag, first.etag);
         assert_eq!((first.version, article.version), (1, 2));
+    }
+
+    /// A version number at its limit (a row edited by hand: import refuses one) neither
+    /// panics nor wraps to 0 on the next edit.
+    #[test]
+    fn an_edit_at_the_last_version_number_does_not_wrap() {
+        let t0 = Utc.with_ymd_and_hms(2023, 6, 7, 0, 0, 0).unwrap();
+        let (valid, mut last) = created(t0);
+        last.version = u32::MAX;
+        let mut edited = valid.content;
+        edited.title = "新标题".into();
+        let revision = Article::revise(Some(last), PartnerId(1), valid.id, edited, t0, |_| {
+            unreachable!("an existing article keeps its guid")
+        });
+        assert_eq!(revision.article().version, u32::MAX);
     }
 
     #[test]

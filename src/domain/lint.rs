@@ -96,6 +96,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_repeat_counts_from_twenty_characters_without_punctuation_and_names_the_first() {
+        let nineteen = "一二三四五六七八九十一二三四五六七八九";
+        let twenty = "一二三四五六七八九十一二三四五六七八九十";
+        assert!(lint("f", &[nineteen, nineteen]).is_empty());
+        // Punctuation and spaces do not count, nor keep copies apart.
+        let warnings = lint(
+            "f",
+            &[
+                twenty,
+                "其他。",
+                "一二三四五，六七八九十 一二三四五六七八九十。",
+                twenty,
+            ],
+        );
+        assert_eq!(
+            warnings,
+            [
+                "f: paragraph 3 repeats paragraph 1 (“一二三四五，六七八九十 …”)",
+                "f: paragraph 4 repeats paragraph 1 (“一二三四五六七八九十一二…”)",
+            ]
+        );
+    }
+
+    #[test]
     fn a_page_break_split_is_reported_with_both_sides() {
         let first = "党员不足3人的小区和楼栋，按照“就近就便”原则，分别成立联合党支部和联合党小组，并积极引导机关企";
         let second = "事业单位退休党员向所在（常住）小区转接党组织关系。";

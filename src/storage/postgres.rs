@@ -128,8 +128,13 @@ impl PostgresStore {
         migrate(&pool).await?;
         let (head, event_head) = watch::channel(writes::event_head(&pool).await?);
         let head = Arc::new(head);
-        let follower =
-            tokio::spawn(follow_events(pool.clone(), head.clone(), HEAD_POLL)).abort_handle();
+        let follower = tokio::spawn(follow_events(
+            pool.clone(),
+            head.clone(),
+            EVENTS_CHANNEL,
+            HEAD_POLL,
+        ))
+        .abort_handle();
         Ok(Self {
             pool,
             head,
@@ -213,11 +218,17 @@ pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
 }
 
 /// Keeps `head` at the newest event any replica committed: as soon as it listens, on every
-/// notification of `EVENTS_CHANNEL`, and every `poll` ([`HEAD_POLL`]) in case one was missed.
-pub(super) async fn follow_events(pool: PgPool, head: Arc<watch::Sender<u64>>, poll: Duration) {
+/// notification of `channel` ([`EVENTS_CHANNEL`]), and every `poll` ([`HEAD_POLL`]) in case
+/// one was missed.
+pub(super) async fn follow_events(
+    pool: PgPool,
+    head: Arc<watch::Sender<u64>>,
+    channel: &str,
+    poll: Duration,
+) {
     let mut listener = loop {
         match PgListener::connect_with(&pool).await {
-            Ok(mut listener) => match listener.listen(EVENTS_CHANNEL).await {
+            Ok(mut listener) => match listener.listen(channel).await {
                 Ok(()) => break listener,
                 Err(e) => tracing::warn!(error = %e, "cannot listen for events"),
             },

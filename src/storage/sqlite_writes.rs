@@ -325,22 +325,11 @@ pub(super) async fn forget_requests(
         .rows_affected())
 }
 
-/// Fails unless `expected` is absent or the etag partners see of `existing`, and when
-/// `existing` can have no further version.
+/// Fails unless `expected` is absent or the etag partners see of `existing`.
 pub(super) fn check_precondition(
     existing: Option<&Article>,
     expected: Option<&str>,
 ) -> Result<(), StoreError> {
-    // Only an imported or hand-edited row can hold the last version number; the next
-    // version would repeat or wrap it.
-    if let Some(article) = existing
-        && article.version == u32::MAX
-    {
-        return Err(StoreError::Corrupt(format!(
-            "article {} is at version {}, the last there can be: it cannot change again",
-            article.id, article.version
-        )));
-    }
     let Some(expected) = expected else {
         return Ok(());
     };

@@ -31,9 +31,12 @@ enum Kind {
     Bool,
     /// Bytes, as base64 in the export.
     Bytes,
+    /// An article's version number, an integer: 1 to `u32::MAX - 1` on import, so that
+    /// every stored article can take one more version.
+    Version,
 }
 
-use Kind::{Bool, Bytes, Int, Text};
+use Kind::{Bool, Bytes, Int, Text, Version};
 
 /// A table, the order its rows are exported in, and its columns.
 struct Table {
@@ -91,7 +94,7 @@ const TABLES: &[Table] = &[
             ("embargo_time", Int),
             ("media", Text),
             ("language", Text),
-            ("version", Int),
+            ("version", Version),
         ],
     },
     Table {
@@ -100,7 +103,7 @@ const TABLES: &[Table] = &[
         columns: &[
             ("partner_id", Int),
             ("article_id", Text),
-            ("version", Int),
+            ("version", Version),
             ("section", Text),
             ("title", Text),
             ("subtitle", Text),
@@ -138,7 +141,7 @@ const TABLES: &[Table] = &[
             ("seq", Int),
             ("partner_id", Int),
             ("article_id", Text),
-            ("version", Int),
+            ("version", Version),
             ("kind", Int),
             ("section", Text),
             ("embargoed", Bool),
@@ -153,7 +156,7 @@ const TABLES: &[Table] = &[
             ("request_id", Text),
             ("fingerprint", Text),
             ("article_id", Text),
-            ("version", Int),
+            ("version", Version),
             ("state", Int),
             ("retract_time", Int),
             ("retract_reason", Text),
@@ -350,7 +353,7 @@ fn write_row(out: &mut impl Write, table: &Table, row: &impl Columns) -> Result<
     let mut values = Map::new();
     for (column, kind) in table.columns {
         let value = match kind {
-            Int => row.value::<Option<i64>>(column)?.map(Value::from),
+            Int | Version => row.value::<Option<i64>>(column)?.map(Value::from),
             Text => row.value::<Option<String>>(column)?.map(Value::from),
             Bool => row.value::<Option<bool>>(column)?.map(Value::from),
             Bytes => row
@@ -515,7 +518,9 @@ async fn import_into(
         let values = table
             .columns
             .iter()
-            .map(|(column, kind)| bound(row.get(*column), *kind))
+            .map(|(column, kind)| {
+                bound(row.get(*column), *kind).map_err(|e| format!("{column}: {e}"))
+            })
             .collect::<Result<Vec<_>, String>>()
             .map_err(|e| invalid(number, e))?;
         target
@@ -562,6 +567,17 @@ fn bound(value: Option<&Value>, kind: Kind) -> Result<Bound, String> {
                 .map(|v| v.as_i64().ok_or_else(|| wrong(v)))
                 .transpose()?,
         ),
+        Version => Bound::Int(
+            value
+                .map(|v| {
+                    v.as_i64()
+                        .filter(|n| (1..i64::from(u32::MAX)).contains(n))
+                        .ok_or_else(|| {
+                            format!("{v} is not a version number (1 to {})", u32::MAX - 1)
+                        })
+                })
+                .transpose()?,
+        ),
         Text => Bound::Text(
             value
                 .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| wrong(v)))
@@ -582,4 +598,39 @@ fn bound(value: Option<&Value>, kind: Kind) -> Result<Bound, String> {
                 .transpose()?,
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Bound, Kind, bound};
+    use serde_json::json;
+
+    #[test]
+    fn a_version_number_is_imported_only_if_another_can_follow_it() {
+        for good in [1, i64::from(u32::MAX) - 1] {
+            let bound = bound(Some(&json!(good)), Kind::Version);
+            assert!(
+                matches!(bound, Ok(Bound::Int(Some(n))) if n == good),
+                "{good}"
+            );
+        }
+        for bad in [
+            json!(0),
+            json!(-1),
+            json!(u32::MAX),
+            json!(i64::MAX),
+            json!("2"),
+        ] {
+            let refused = bound(Some(&bad), Kind::Version).err().unwrap_or_default();
+            assert!(
+                refused.contains("not a version number"),
+                "{bad}: {refused:?}"
+            );
+        }
+        // Other integers keep their whole range.
+        assert!(matches!(
+            bound(Some(&json!(u32::MAX)), Kind::Int),
+            Ok(Bound::Int(Some(_)))
+        ));
+    }
 }
