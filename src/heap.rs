@@ -9,7 +9,7 @@
 //! lists, taking each arena's lock in turn, for under a millisecond of CPU in the soak; a
 //! page it gives back that is soon used again costs a page fault.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// How often the free memory is handed back.
@@ -19,7 +19,7 @@ pub const TRIM_EVERY: Duration = Duration::from_secs(10);
 /// Where glibc is not the allocator there is nothing to trim: it only waits for that.
 pub async fn trim_until(shutdown: watch::Receiver<bool>) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    every(TRIM_EVERY, trim, shutdown).await;
+    every(TRIM_EVERY, trim_and_trace, shutdown).await;
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     let _ = { shutdown }.wait_for(|stop| *stop).await;
 }
@@ -28,7 +28,7 @@ pub async fn trim_until(shutdown: watch::Receiver<bool>) {
 /// true or its sender is gone; a run under way then is waited for.
 // Only the tests use it where glibc is not the allocator.
 #[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
-async fn every(period: Duration, job: fn() -> bool, mut shutdown: watch::Receiver<bool>) {
+async fn every(period: Duration, job: fn(), mut shutdown: watch::Receiver<bool>) {
     let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -36,25 +36,29 @@ async fn every(period: Duration, job: fn() -> bool, mut shutdown: watch::Receive
             _ = ticks.tick() => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
-        let traced = tracing::enabled!(tracing::Level::TRACE);
-        let resident = || {
-            traced
-                .then(|| status_kib(std::process::id(), "VmRSS"))
-                .flatten()
-        };
-        let before = resident();
-        let started = Instant::now();
-        // It locks each arena in turn: off the runtime's workers.
-        if let Ok(released) = tokio::task::spawn_blocking(job).await {
-            tracing::trace!(
-                released,
-                took_us = started.elapsed().as_micros(),
-                resident_kib_before = before,
-                resident_kib_after = resident(),
-                "heap trimmed"
-            );
-        }
+        // A job may block (a trim locks each arena in turn): off the runtime's workers.
+        let _ = tokio::task::spawn_blocking(job).await;
     }
+}
+
+/// [`trim`], traced with its time and the resident size around it when tracing is on.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim_and_trace() {
+    if !tracing::enabled!(tracing::Level::TRACE) {
+        trim();
+        return;
+    }
+    let resident = || status_kib(std::process::id(), "VmRSS");
+    let before = resident();
+    let started = std::time::Instant::now();
+    let released = trim();
+    tracing::trace!(
+        released,
+        took_us = started.elapsed().as_micros(),
+        resident_kib_before = before,
+        resident_kib_after = resident(),
+        "heap trimmed"
+    );
 }
 
 /// A field of `/proc/<pid>/status` that Linux counts in kB (`"VmRSS"`, the resident size;
@@ -95,7 +99,7 @@ mod tests {
 
     /// Runs `job` every [`PERIOD`] and waits until it has counted `at_least` runs.
     async fn running(
-        job: fn() -> bool,
+        job: fn(),
         runs: &AtomicUsize,
         at_least: usize,
     ) -> (watch::Sender<bool>, JoinHandle<()>) {
@@ -122,9 +126,8 @@ mod tests {
     /// Runs counted per test, by the test's index.
     static RUNS: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
 
-    fn counted<const TEST: usize>() -> bool {
+    fn counted<const TEST: usize>() {
         RUNS[TEST].fetch_add(1, Ordering::SeqCst);
-        true
     }
 
     #[tokio::test]

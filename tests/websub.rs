@@ -665,9 +665,6 @@ async fn local_non_public_listeners() -> Vec<(std::net::IpAddr, u16, Arc<AtomicU
 /// Lines added to `/etc/hosts` for the life of the value, and removed after.
 struct HostsEntries {
     lines: Vec<String>,
-    /// The file's length before them, and what was appended there.
-    at: u64,
-    appended: String,
 }
 
 impl HostsEntries {
@@ -675,34 +672,23 @@ impl HostsEntries {
 
     fn add(lines: Vec<String>) -> std::io::Result<Self> {
         let mut hosts = std::fs::OpenOptions::new().append(true).open(Self::FILE)?;
-        let at = hosts.metadata()?.len();
-        let appended = format!("\n{}\n", lines.join("\n"));
-        std::io::Write::write_all(&mut hosts, appended.as_bytes())?;
-        Ok(Self {
-            lines,
-            at,
-            appended,
-        })
+        std::io::Write::write_all(&mut hosts, format!("\n{}\n", lines.join("\n")).as_bytes())?;
+        Ok(Self { lines })
     }
 }
 
 impl Drop for HostsEntries {
-    /// Cuts what was appended off the end, when nothing came after it; otherwise writes the
-    /// other lines over the file's start and cuts off the rest. In place either way (it may
+    /// Writes the other lines over the file's start and cuts off the rest: in place (it may
     /// be a mount) and never emptied, since the other tests of this binary resolve
-    /// `localhost` meanwhile and an empty file would send that name to DNS.
+    /// `localhost` meanwhile and an empty file would send that name to DNS. With our lines
+    /// last, the write leaves the bytes before them as they were.
     fn drop(&mut self) {
-        let Ok(bytes) = std::fs::read(Self::FILE) else {
+        let Ok(text) = std::fs::read_to_string(Self::FILE) else {
             return;
         };
         let Ok(mut file) = std::fs::OpenOptions::new().write(true).open(Self::FILE) else {
             return;
         };
-        if bytes.get(self.at as usize..) == Some(self.appended.as_bytes()) {
-            let _ = file.set_len(self.at);
-            return;
-        }
-        let text = String::from_utf8_lossy(&bytes);
         let kept: Vec<&str> = text
             .lines()
             .filter(|l| !self.lines.iter().any(|ours| ours == l))

@@ -6,7 +6,9 @@
 use crate::domain::FeedScope;
 #[cfg(test)]
 use crate::publication::http_date;
-use crate::publication::{BROTLI_SUFFIX, DiskFile, FeedFile, GZIP_SUFFIX, Publication};
+use crate::publication::{
+    BROTLI_SUFFIX, DiskFile, FeedFile, GZIP_SUFFIX, Publication, variant_etag,
+};
 use crate::render::Format;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -269,7 +271,7 @@ impl FeedState {
         let chosen = representation(&file, coding);
         // The browser's copy is another representation (another Content-Type), so it has a
         // strong ETag of its own: a cache that revalidates one never serves the other.
-        let styled_etag = styled.then(|| styled_etag(chosen.etag));
+        let styled_etag = styled.then(|| variant_etag(chosen.etag, "-xml"));
         let (etag, etag_header) = match &styled_etag {
             Some((etag, header)) => (etag.as_str(), header),
             None => (chosen.etag, chosen.etag_header),
@@ -362,15 +364,6 @@ impl<'a> Representation<'a> {
     fn len(&self) -> usize {
         self.encoded.map_or(self.file.len(), Bytes::len)
     }
-}
-
-/// The ETag of a representation sent as `application/xml` for a browser: its own, with
-/// `-xml` at the end inside the quotes, and ready to send.
-fn styled_etag(etag: &str) -> (String, HeaderValue) {
-    let tag = format!("{}-xml\"", etag.strip_suffix('"').unwrap_or(etag));
-    // Made of a quoted hex digest and ASCII suffixes: always a valid header value.
-    let header = HeaderValue::from_str(&tag).unwrap_or(HeaderValue::from_static("\"\""));
-    (tag, header)
 }
 
 fn representation(file: &FeedFile, coding: Coding) -> Representation<'_> {

@@ -190,23 +190,25 @@ impl FeedFile {
     /// The document's gzip and brotli codings, as hard as `compression` says, each with a
     /// strong ETag of its own: most of a regeneration's time.
     pub fn compress(&self, compression: Compression) -> Codings {
-        let tag = self.etag.trim_matches('"');
         let level = compression.etag_suffix();
         // Held for as long as the document is served: without the spare capacity the
         // output buffers were sized with (about 80 MB of heap at 206 author and tag feeds).
-        let encoded = |mut bytes: Vec<u8>, etag: String| Encoded {
-            bytes: {
-                bytes.shrink_to_fit();
-                bytes.into()
-            },
-            etag_header: header(&etag),
-            etag,
-            disk: DiskFile::default(),
+        let encoded = |mut bytes: Vec<u8>, coding: &str| {
+            let (etag, etag_header) = variant_etag(&self.etag, &format!("-{coding}{level}"));
+            Encoded {
+                bytes: {
+                    bytes.shrink_to_fit();
+                    bytes.into()
+                },
+                etag_header,
+                etag,
+                disk: DiskFile::default(),
+            }
         };
         let bytes = self.bytes();
         Codings {
-            gzip: encoded(gzip(bytes, compression), format!("\"{tag}-gz{level}\"")),
-            brotli: encoded(brotli(bytes, compression), format!("\"{tag}-br{level}\"")),
+            gzip: encoded(gzip(bytes, compression), "gz"),
+            brotli: encoded(brotli(bytes, compression), "br"),
             compression,
         }
     }
@@ -568,6 +570,14 @@ impl std::fmt::Debug for DiskFile {
 }
 
 /// A header value from text feedpub made itself (ASCII URLs, dates, hex tags).
+/// The strong ETag of another representation of what `etag` (quoted) tags, such as a coding
+/// of it: `suffix` added inside the quotes. With its header value.
+pub fn variant_etag(etag: &str, suffix: &str) -> (String, HeaderValue) {
+    let tag = format!("\"{}{suffix}\"", etag.trim_matches('"'));
+    let value = header(&tag);
+    (tag, value)
+}
+
 fn header(value: &str) -> HeaderValue {
     HeaderValue::from_str(value).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
