@@ -6,8 +6,9 @@
 //! compressed codings, built on many threads), and without trimming its resident memory
 //! grew by about 65 MiB in 10 to 12 minutes of the soak, most of it memory that one
 //! `malloc_trim` gave back (RELIABILITY.md, section 6). A trim walks the arenas' free
-//! lists, taking each arena's lock in turn, for under a millisecond of CPU in the soak; a
-//! page it gives back that is soon used again costs a page fault.
+//! lists, taking each arena's lock in turn: in a 3-minute soak it took a median 5.9 ms on
+//! its blocking thread and handed back a median 37 MiB. A page it gives back that is soon
+//! used again costs a page fault.
 
 use std::time::Duration;
 use tokio::sync::watch;
