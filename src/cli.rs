@@ -237,6 +237,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
     )?;
     crate::telemetry::init(settings.log.format);
+    crate::connections::raise_open_file_limit(&settings.limits);
     let app = Application::build(settings).await?;
     log_listening(app.grpc_addr(), app.http_addr());
     if args.demo {

@@ -38,6 +38,85 @@ impl Slots {
     }
 }
 
+/// Open files feedpub may hold besides its client connections: the database's files and
+/// connections, listeners, feeds being written, WebSub deliveries, with room to spare.
+const FILES_BESIDE_CONNECTIONS: u64 = 256;
+
+/// Open files the connection caps may need: each connection's socket, and on the HTTP
+/// port the feed file a response is being sent from.
+pub fn files_needed(max_http_connections: usize, max_grpc_connections: usize) -> u64 {
+    let http = u64::try_from(max_http_connections).unwrap_or(u64::MAX);
+    let grpc = u64::try_from(max_grpc_connections).unwrap_or(u64::MAX);
+    http.saturating_mul(2)
+        .saturating_add(grpc)
+        .saturating_add(FILES_BESIDE_CONNECTIONS)
+}
+
+/// What to do with the open-file limit: `soft` and `hard` as the process has them (`None`:
+/// unlimited), `needed` as [`files_needed`] counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileLimitPlan {
+    /// The soft limit to set, when it should rise.
+    pub raise_to: Option<u64>,
+    /// The soft limit the process will run with.
+    pub resulting: Option<u64>,
+}
+
+impl FileLimitPlan {
+    /// The soft limit goes up to the hard one (a soft limit of 1,024 is many systems'
+    /// default, and below what the default caps need). An unlimited hard limit is not
+    /// taken as such (Linux refuses an unlimited soft limit on open files): the soft limit
+    /// then rises to what is needed.
+    pub fn new(soft: Option<u64>, hard: Option<u64>, needed: u64) -> Self {
+        let target = hard.unwrap_or(needed);
+        let raise_to = soft.filter(|&soft| soft < target).map(|_| target);
+        Self {
+            raise_to,
+            resulting: raise_to.or(soft),
+        }
+    }
+
+    /// True when the process would run with fewer open files than the caps may need.
+    pub fn short_of(&self, needed: u64) -> bool {
+        self.resulting.is_some_and(|files| files < needed)
+    }
+}
+
+/// Raises the soft limit on open files as [`FileLimitPlan`] says, and warns when even the
+/// hard limit leaves the connection caps short: past it, accepting a connection fails
+/// (EMFILE) before the cap refuses it, and so can opening the database or a feed.
+#[cfg(unix)]
+pub fn raise_open_file_limit(limits: &crate::config::Limits) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let needed = files_needed(limits.max_http_connections, limits.max_grpc_connections);
+    let now = getrlimit(Resource::Nofile);
+    let mut plan = FileLimitPlan::new(now.current, now.maximum, needed);
+    if let Some(raise_to) = plan.raise_to {
+        let raised = Rlimit {
+            current: Some(raise_to),
+            maximum: now.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => tracing::info!(from = now.current, to = raise_to, "open-file limit raised"),
+            Err(error) => {
+                plan.resulting = now.current;
+                tracing::warn!(%error, from = now.current, to = raise_to, "cannot raise the open-file limit");
+            }
+        }
+    }
+    if plan.short_of(needed) {
+        tracing::warn!(
+            limit = plan.resulting,
+            needed,
+            "the open-file limit is below what max_http_connections and max_grpc_connections \
+             may need: raise the hard limit (LimitNOFILE= under systemd, ulimit -Hn) or lower the caps"
+        );
+    }
+}
+
+#[cfg(not(unix))]
+pub fn raise_open_file_limit(_limits: &crate::config::Limits) {}
+
 /// When a [`Watched`] connection is closed for want of progress.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Watch {
@@ -245,6 +324,43 @@ impl<S: tonic::transport::server::Connected> tonic::transport::server::Connected
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn the_soft_file_limit_rises_to_the_hard_one() {
+        let plan = FileLimitPlan::new(Some(1024), Some(524_288), 2_560);
+        assert_eq!(plan.raise_to, Some(524_288));
+        assert!(!plan.short_of(2_560));
+        // Already there: nothing to do.
+        let plan = FileLimitPlan::new(Some(524_288), Some(524_288), 2_560);
+        assert_eq!(plan.raise_to, None);
+        assert_eq!(plan.resulting, Some(524_288));
+    }
+
+    #[test]
+    fn an_unlimited_hard_limit_raises_the_soft_one_to_what_is_needed() {
+        let plan = FileLimitPlan::new(Some(1024), None, 2_560);
+        assert_eq!(plan.raise_to, Some(2_560));
+        assert!(!plan.short_of(2_560));
+        // Unlimited both: nothing to do, nothing short.
+        let plan = FileLimitPlan::new(None, None, 2_560);
+        assert_eq!(plan.raise_to, None);
+        assert!(!plan.short_of(2_560));
+    }
+
+    #[test]
+    fn a_hard_limit_below_the_caps_is_short() {
+        let plan = FileLimitPlan::new(Some(256), Some(512), 2_560);
+        assert_eq!(plan.raise_to, Some(512));
+        assert!(plan.short_of(2_560));
+        assert!(!plan.short_of(512));
+    }
+
+    #[test]
+    fn the_default_caps_need_more_than_1024_files() {
+        // 1,024 HTTP connections, each with a feed file open, 256 gRPC, 256 beside.
+        assert_eq!(files_needed(1024, 256), 2 * 1024 + 256 + 256);
+        assert_eq!(files_needed(usize::MAX, usize::MAX), u64::MAX);
+    }
 
     #[test]
     fn slots_run_out_and_come_back() {

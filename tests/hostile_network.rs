@@ -58,6 +58,82 @@ fn scale() -> usize {
 }
 
 // ---------------------------------------------------------------------------------------
+// The limit on open files: the default caps need more than a soft limit of 1,024.
+
+/// The soft and hard "Max open files" of process `pid`, from `/proc/<pid>/limits`
+/// (`None`: unlimited).
+fn open_file_limits(pid: u32) -> (Option<u64>, Option<u64>) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .expect("/proc/<pid>/limits has Max open files");
+    let mut values = line
+        .split_whitespace()
+        .map(|v| (v != "unlimited").then(|| v.parse::<u64>().unwrap()));
+    (values.next().unwrap(), values.next().unwrap())
+}
+
+#[test]
+fn the_server_raises_a_low_soft_limit_on_open_files_to_the_hard_one() {
+    let (_, hard) = open_file_limits(std::process::id());
+    // With an unlimited hard limit the server stops at what its caps need.
+    let (start, expected) = match hard {
+        Some(hard) => (hard, hard),
+        None => (1 << 20, feedpub::connections::files_needed(1024, 256)),
+    };
+    assert!(
+        expected > 256,
+        "this machine's hard limit on open files is {expected}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServeProcess::start(ServeOptions {
+        open_files: Some((256, start)),
+        ..ServeOptions::new(&dir.path().join("data"), &dir.path().join("feeds"))
+    });
+    server.wait_ready();
+    assert_eq!(
+        open_file_limits(server.pid()),
+        (Some(expected), Some(start)),
+        "{}",
+        server.log()
+    );
+    assert!(
+        server
+            .find_in_log(|l| l.contains("open-file limit raised").then_some(()))
+            .is_some(),
+        "{}",
+        server.log()
+    );
+    assert!(
+        server
+            .find_in_log(|l| l.contains("max_http_connections").then_some(()))
+            .is_none(),
+        "{}",
+        server.log()
+    );
+}
+
+#[test]
+fn a_hard_limit_on_open_files_below_the_caps_is_warned_of_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServeProcess::start(ServeOptions {
+        open_files: Some((400, 512)),
+        ..ServeOptions::new(&dir.path().join("data"), &dir.path().join("feeds"))
+    });
+    // It still serves: the caps are what it cannot honour.
+    server.wait_ready();
+    assert_eq!(open_file_limits(server.pid()), (Some(512), Some(512)));
+    let warning = server
+        .find_in_log(|l| l.contains("max_http_connections").then(|| l.to_owned()))
+        .unwrap_or_else(|| panic!("no warning:\n{}", server.log()));
+    assert!(
+        warning.contains("WARN") && warning.contains("needed=2560") && warning.contains("512"),
+        "{warning}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
 // The process: memory and descriptors from /proc.
 
 struct Process {
@@ -410,6 +486,10 @@ async fn large_feed_len(http: &reqwest::Client, running: &Running) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_stays_up_answers_and_stays_bounded_under_hostile_clients() {
+    // The attacks hold about a thousand sockets on this side too: the test raises its own
+    // soft limit on open files as the server does (1,024 is a common default).
+    let embedded = Settings::parse("embedded", EMBEDDED_CONFIG, Overrides::default()).unwrap();
+    feedpub::connections::raise_open_file_limit(&embedded.limits);
     let dir = tempfile::tempdir().unwrap();
     let config_text = format!("{EMBEDDED_CONFIG}\n{TEST_LIMITS}");
     let config = dir.path().join("hostile.toml");

@@ -176,6 +176,8 @@ pub struct ServeOptions<'a> {
     pub args: &'a [&'a str],
     /// Variables set for the process (none is inherited that changes the binary).
     pub env: &'a [(&'a str, &'a str)],
+    /// The soft and hard limits on open files it starts with; `None`: the test's own.
+    pub open_files: Option<(u64, u64)>,
 }
 
 impl<'a> ServeOptions<'a> {
@@ -190,6 +192,7 @@ impl<'a> ServeOptions<'a> {
             config: None,
             args: &[],
             env: &[],
+            open_files: None,
         }
     }
 }
@@ -224,6 +227,24 @@ impl ServeProcess {
             cmd.arg("--database-url").arg(url);
         }
         cmd.envs(options.env.iter().copied());
+        if let Some((soft, hard)) = options.open_files {
+            use std::os::unix::process::CommandExt;
+            let limit = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            // SAFETY: setrlimit is async-signal-safe and reads only `limit`, a copy owned
+            // by the closure.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
         let mut child = cmd.spawn().expect("feedpub serve starts");
         let stderr = child.stderr.take().expect("piped stderr");
         let log = Arc::new(Mutex::new(Vec::new()));
