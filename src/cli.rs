@@ -156,9 +156,12 @@ async fn import(args: ImportArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot open {}", args.file.display()))?;
         Box::new(std::io::BufReader::new(file))
     };
-    let counts = crate::storage::transfer::import(&settings.server, input, args.allow_non_empty)
-        .await
-        .with_context(|| format!("cannot import into the database in {location}"))?;
+    // Rows are checked against what publishing stores, with the site's own HTML policy.
+    let policy = crate::domain::HtmlPolicy::new(&settings.content.iframe_hosts);
+    let counts =
+        crate::storage::transfer::import(&settings.server, &policy, input, args.allow_non_empty)
+            .await
+            .with_context(|| format!("cannot import into the database in {location}"))?;
     println!("imported into {location}: {}", describe(&counts));
     Ok(())
 }

@@ -603,3 +603,91 @@ fn logs_are_json_lines_when_the_configuration_says_so() {
         );
     }
 }
+
+/// `feedpub import` takes rows without a publish, so it checks what feeds carry as
+/// publishing leaves it: an export edited to carry a script, a `javascript:` link, a
+/// control character or a media file without an http(s) URL is refused, naming the line
+/// and the column, and nothing of it is stored. The export as written imports whole.
+#[test]
+fn import_refuses_rows_no_publish_would_store_and_stores_none_of_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &["--demo"]);
+    server.log.wait_for("the sample edition", |l| {
+        l.contains("sample edition published").then_some(())
+    });
+    server.signal("TERM");
+    assert!(server.exit_status().success());
+    let exported = run(feedpub(dir.path())
+        .arg("export")
+        .arg("--data-dir")
+        .arg(dir.path().join("data")));
+    assert!(exported.status.success(), "{}", text(&exported.stderr));
+    let export = text(&exported.stdout);
+    let lines: Vec<&str> = export.lines().collect();
+    let (at, article) = lines
+        .iter()
+        .enumerate()
+        .find_map(|(i, l)| {
+            let row: serde_json::Value = serde_json::from_str(l).unwrap();
+            (row["table"] == "articles").then_some((i, row))
+        })
+        .expect("the export holds articles");
+    let import = |name: &str, dump: &str| {
+        let file = dir.path().join(format!("{name}.jsonl"));
+        std::fs::write(&file, dump).unwrap();
+        run(feedpub(dir.path())
+            .arg("import")
+            .arg(&file)
+            .arg("--data-dir")
+            .arg(dir.path().join(name)))
+    };
+    for (column, value, says) in [
+        (
+            "content_html",
+            serde_json::json!("<p>正文</p><script>alert(1)</script>"),
+            "sanitiser",
+        ),
+        (
+            "canonical_url",
+            serde_json::json!("javascript:alert(1)"),
+            "http",
+        ),
+        ("title", serde_json::json!("标题\u{1}"), "U+0001"),
+        (
+            "media",
+            serde_json::json!(
+                r#"[{"url":"data:image/png;base64,AA","mime_type":"image/png","length":0,"caption":"","width":null,"height":null}]"#
+            ),
+            "[0].url",
+        ),
+    ] {
+        let mut edited = article.clone();
+        edited["row"][column] = value;
+        let mut dump = lines.clone();
+        let edited = edited.to_string();
+        dump[at] = &edited;
+        let refused = import(column, &(dump.join("\n") + "\n"));
+        let stderr = text(&refused.stderr);
+        assert!(!refused.status.success(), "{column}: {stderr}");
+        assert!(
+            stderr.contains(&format!("line {} of the export: {column}: ", at + 1))
+                && stderr.contains(says),
+            "{column}: {stderr}"
+        );
+        // Nothing of it was stored: the same folder takes the export as written, which
+        // only an empty database does.
+        let whole = import(column, &export);
+        assert!(whole.status.success(), "{column}: {}", text(&whole.stderr));
+        assert!(
+            text(&whole.stdout).contains(&format!(
+                "{} articles",
+                lines
+                    .iter()
+                    .filter(|l| l.contains(r#""table":"articles""#))
+                    .count()
+            )),
+            "{}",
+            text(&whole.stdout)
+        );
+    }
+}

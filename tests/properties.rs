@@ -19,7 +19,7 @@
 mod inspect;
 
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
-use feedpub::domain::{Article, HtmlPolicy, PartnerId, Revision, Tombstone, text_to_html};
+use feedpub::domain::{Article, HtmlPolicy, PartnerId, Revision, Tombstone, stored, text_to_html};
 use feedpub::grpc::convert;
 use feedpub::grpc::proto;
 use feedpub::render::{ArchiveLinks, FeedMeta, Format};
@@ -334,6 +334,27 @@ fn ingest_never_panics_cleans_every_field_and_is_a_fixed_point() {
         // U+00A0 as itself, the sanitiser as `&nbsp;`: the same character).
         let html = &stored.content.content_html;
         prop_assert_eq!(policy.sanitize(html), html.replace('\u{a0}', "&nbsp;"));
+        // And `feedpub import` takes every stored field as it is.
+        prop_assert_eq!(stored::html_fault(html, &policy), None);
+        for text in text_fields(&stored) {
+            prop_assert_eq!(stored::text_fault(text), None);
+        }
+        let content = &stored.content;
+        prop_assert_eq!(
+            stored::names_fault(&serde_json::to_string(&content.authors).unwrap()),
+            None
+        );
+        prop_assert_eq!(
+            stored::names_fault(&serde_json::to_string(&content.tags).unwrap()),
+            None
+        );
+        prop_assert_eq!(
+            stored::media_fault(&serde_json::to_string(&content.media).unwrap()),
+            None
+        );
+        if let Some(url) = &content.canonical_url {
+            prop_assert_eq!(stored::url_fault(url), None);
+        }
         // Plain-text fields are decoded once: stored text that still reads as an entity
         // (sent double-encoded, or made one by a removed control character, as in
         // `&copy\0;`) is decoded again when sent again, by design.

@@ -9,6 +9,7 @@ mod media;
 mod name_slug;
 mod partner;
 mod request;
+pub mod stored;
 mod text;
 mod violation;
 

@@ -9,6 +9,8 @@ use super::rows::Columns;
 use super::sqlite::DATABASE_FILE;
 use super::{PostgresStore, SqliteStore, Store as _, StoreError};
 use crate::config::Server;
+use crate::domain::HtmlPolicy;
+use crate::domain::stored;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value, json};
@@ -34,9 +36,19 @@ enum Kind {
     /// An article's version number, an integer: 1 to `u32::MAX - 1` on import, so that
     /// every stored article can take one more version.
     Version,
+    /// Text that feeds carry: on import, no character feeds cannot carry.
+    Prose,
+    /// An article's HTML body: on import, as the configured sanitiser leaves it.
+    Html,
+    /// Empty, or an absolute http(s) URL.
+    Link,
+    /// A JSON array of author or tag names.
+    Names,
+    /// A JSON array of media files, each with an http(s) URL.
+    MediaList,
 }
 
-use Kind::{Bool, Bytes, Int, Text, Version};
+use Kind::{Bool, Bytes, Html, Int, Link, MediaList, Names, Prose, Text, Version};
 
 /// A table, the order its rows are exported in, and its columns.
 struct Table {
@@ -73,15 +85,15 @@ const TABLES: &[Table] = &[
             ("guid", Text),
             ("section", Text),
             ("state", Int),
-            ("title", Text),
-            ("subtitle", Text),
-            ("kicker", Text),
-            ("authors", Text),
-            ("summary", Text),
-            ("content_html", Text),
-            ("content_text", Text),
-            ("tags", Text),
-            ("canonical_url", Text),
+            ("title", Prose),
+            ("subtitle", Prose),
+            ("kicker", Prose),
+            ("authors", Names),
+            ("summary", Prose),
+            ("content_html", Html),
+            ("content_text", Prose),
+            ("tags", Names),
+            ("canonical_url", Link),
             ("publish_time", Int),
             ("update_time", Int),
             ("updated", Int),
@@ -89,10 +101,10 @@ const TABLES: &[Table] = &[
             ("create_time", Int),
             ("change_time", Int),
             ("retract_time", Int),
-            ("retract_reason", Text),
+            ("retract_reason", Prose),
             ("etag", Text),
             ("embargo_time", Int),
-            ("media", Text),
+            ("media", MediaList),
             ("language", Text),
             ("version", Version),
         ],
@@ -105,21 +117,21 @@ const TABLES: &[Table] = &[
             ("article_id", Text),
             ("version", Version),
             ("section", Text),
-            ("title", Text),
-            ("subtitle", Text),
-            ("kicker", Text),
-            ("authors", Text),
-            ("summary", Text),
-            ("content_html", Text),
-            ("content_text", Text),
-            ("tags", Text),
-            ("canonical_url", Text),
+            ("title", Prose),
+            ("subtitle", Prose),
+            ("kicker", Prose),
+            ("authors", Names),
+            ("summary", Prose),
+            ("content_html", Html),
+            ("content_text", Prose),
+            ("tags", Names),
+            ("canonical_url", Link),
             ("publish_time", Int),
             ("update_time", Int),
             ("updated", Int),
             ("expire_time", Int),
             ("embargo_time", Int),
-            ("media", Text),
+            ("media", MediaList),
             ("language", Text),
             ("etag", Text),
         ],
@@ -159,7 +171,7 @@ const TABLES: &[Table] = &[
             ("version", Version),
             ("state", Int),
             ("retract_time", Int),
-            ("retract_reason", Text),
+            ("retract_reason", Prose),
             ("create_time", Int),
         ],
     },
@@ -201,7 +213,7 @@ const TABLES: &[Table] = &[
 ];
 
 const NAME_COLUMNS: &[(&str, Kind)] = &[
-    ("name", Text),
+    ("name", Prose),
     ("partner_id", Int),
     ("article_id", Text),
     ("guid", Text),
@@ -354,7 +366,9 @@ fn write_row(out: &mut impl Write, table: &Table, row: &impl Columns) -> Result<
     for (column, kind) in table.columns {
         let value = match kind {
             Int | Version => row.value::<Option<i64>>(column)?.map(Value::from),
-            Text => row.value::<Option<String>>(column)?.map(Value::from),
+            Text | Prose | Html | Link | Names | MediaList => {
+                row.value::<Option<String>>(column)?.map(Value::from)
+            }
             Bool => row.value::<Option<bool>>(column)?.map(Value::from),
             Bytes => row
                 .value::<Option<Vec<u8>>>(column)?
@@ -379,6 +393,7 @@ enum Bound {
 /// `allow_non_empty`.
 pub async fn import(
     server: &Server,
+    policy: &HtmlPolicy,
     input: impl BufRead,
     allow_non_empty: bool,
 ) -> Result<Counts, TransferError> {
@@ -386,14 +401,20 @@ pub async fn import(
     let result = match &database {
         Database::Sqlite(pool) => {
             let mut tx = pool.begin().await?;
-            let counts = import_into(&mut Target::Sqlite(&mut tx), input, allow_non_empty).await?;
+            let counts =
+                import_into(&mut Target::Sqlite(&mut tx), policy, input, allow_non_empty).await?;
             tx.commit().await?;
             counts
         }
         Database::Postgres(pool) => {
             let mut tx = pool.begin().await?;
-            let counts =
-                import_into(&mut Target::Postgres(&mut tx), input, allow_non_empty).await?;
+            let counts = import_into(
+                &mut Target::Postgres(&mut tx),
+                policy,
+                input,
+                allow_non_empty,
+            )
+            .await?;
             tx.commit().await?;
             counts
         }
@@ -466,6 +487,7 @@ impl Target<'_, '_> {
 
 async fn import_into(
     target: &mut Target<'_, '_>,
+    policy: &HtmlPolicy,
     input: impl BufRead,
     allow_non_empty: bool,
 ) -> Result<Counts, TransferError> {
@@ -519,7 +541,7 @@ async fn import_into(
             .columns
             .iter()
             .map(|(column, kind)| {
-                bound(row.get(*column), *kind).map_err(|e| format!("{column}: {e}"))
+                bound(row.get(*column), *kind, policy).map_err(|e| format!("{column}: {e}"))
             })
             .collect::<Result<Vec<_>, String>>()
             .map_err(|e| invalid(number, e))?;
@@ -557,11 +579,27 @@ async fn import_into(
     Ok(counts)
 }
 
-/// The value of one column of an imported row; absent is NULL.
-fn bound(value: Option<&Value>, kind: Kind) -> Result<Bound, String> {
+/// The value of one column of an imported row; absent is NULL. Text that feeds carry is
+/// checked as publishing left it (`policy`: the configured HTML sanitiser).
+fn bound(value: Option<&Value>, kind: Kind, policy: &HtmlPolicy) -> Result<Bound, String> {
     let value = value.filter(|v| !v.is_null());
     let wrong = |v: &Value| format!("{v} is not a {kind:?} value");
+    // Text whose `fault` must be `None`.
+    let checked = |fault: &dyn Fn(&str) -> Option<String>| -> Result<Bound, String> {
+        let text = value
+            .map(|v| v.as_str().ok_or_else(|| wrong(v)))
+            .transpose()?;
+        match text.and_then(fault) {
+            Some(fault) => Err(fault),
+            None => Ok(Bound::Text(text.map(str::to_owned))),
+        }
+    };
     Ok(match kind {
+        Prose => checked(&stored::text_fault)?,
+        Html => checked(&|html| stored::html_fault(html, policy))?,
+        Link => checked(&stored::url_fault)?,
+        Names => checked(&stored::names_fault)?,
+        MediaList => checked(&stored::media_fault)?,
         Int => Bound::Int(
             value
                 .map(|v| v.as_i64().ok_or_else(|| wrong(v)))
@@ -578,11 +616,7 @@ fn bound(value: Option<&Value>, kind: Kind) -> Result<Bound, String> {
                 })
                 .transpose()?,
         ),
-        Text => Bound::Text(
-            value
-                .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| wrong(v)))
-                .transpose()?,
-        ),
+        Text => checked(&|_| None)?,
         Bool => Bound::Bool(
             value
                 .map(|v| v.as_bool().ok_or_else(|| wrong(v)))
@@ -603,12 +637,13 @@ fn bound(value: Option<&Value>, kind: Kind) -> Result<Bound, String> {
 #[cfg(test)]
 mod tests {
     use super::{Bound, Kind, bound};
+    use crate::domain::HtmlPolicy;
     use serde_json::json;
 
     #[test]
     fn a_version_number_is_imported_only_if_another_can_follow_it() {
         for good in [1, i64::from(u32::MAX) - 1] {
-            let bound = bound(Some(&json!(good)), Kind::Version);
+            let bound = bound(Some(&json!(good)), Kind::Version, &HtmlPolicy::default());
             assert!(
                 matches!(bound, Ok(Bound::Int(Some(n))) if n == good),
                 "{good}"
@@ -621,7 +656,9 @@ mod tests {
             json!(i64::MAX),
             json!("2"),
         ] {
-            let refused = bound(Some(&bad), Kind::Version).err().unwrap_or_default();
+            let refused = bound(Some(&bad), Kind::Version, &HtmlPolicy::default())
+                .err()
+                .unwrap_or_default();
             assert!(
                 refused.contains("not a version number"),
                 "{bad}: {refused:?}"
@@ -629,7 +666,7 @@ mod tests {
         }
         // Other integers keep their whole range.
         assert!(matches!(
-            bound(Some(&json!(u32::MAX)), Kind::Int),
+            bound(Some(&json!(u32::MAX)), Kind::Int, &HtmlPolicy::default()),
             Ok(Bound::Int(Some(_)))
         ));
     }

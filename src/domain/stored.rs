@@ -1,0 +1,159 @@
+//! What every stored article's fields satisfy because publishing validated them, checked
+//! again where rows arrive without a publish: `feedpub import`. Only what feeds and
+//! readers depend on is checked: characters feeds cannot carry, HTML the sanitiser would
+//! change, links that are not http(s), JSON that does not decode.
+
+use super::article::check_url;
+use super::media::Media;
+use super::text::{HtmlPolicy, is_forbidden};
+
+/// Plain text: `None` when it carries only characters feeds can carry.
+pub fn text_fault(text: &str) -> Option<String> {
+    text.chars()
+        .find(|&c| is_forbidden(c))
+        .map(|c| format!("holds U+{:04X}, a character feeds cannot carry", c as u32))
+}
+
+/// An HTML body: `None` when it is as publishing stores it, sanitised by `policy`. A body
+/// made from plain text holds U+00A0 where the sanitiser writes `&nbsp;`: the same
+/// character, so the two are compared with both written one way.
+pub fn html_fault(html: &str, policy: &HtmlPolicy) -> Option<String> {
+    let nbsp = |html: &str| html.replace("&nbsp;", "\u{a0}");
+    text_fault(html).or_else(|| {
+        (nbsp(&policy.sanitize(html)) != nbsp(html)).then(|| {
+            "is not HTML as the sanitiser leaves it (a script, an event handler, a link \
+             that is not http(s), or an iframe from a host not in [content] iframe_hosts)"
+                .to_owned()
+        })
+    })
+}
+
+/// A link: `None` when it is empty or an absolute http(s) URL.
+pub fn url_fault(url: &str) -> Option<String> {
+    check_url(url).err()
+}
+
+/// A JSON array of names (authors or tags).
+pub fn names_fault(json: &str) -> Option<String> {
+    match serde_json::from_str::<Vec<String>>(json) {
+        Ok(names) => names
+            .iter()
+            .enumerate()
+            .find_map(|(i, name)| text_fault(name).map(|e| format!("[{i}] {e}"))),
+        Err(e) => Some(format!("is not a JSON array of names ({e})")),
+    }
+}
+
+/// A JSON array of media files.
+pub fn media_fault(json: &str) -> Option<String> {
+    match serde_json::from_str::<Vec<Media>>(json) {
+        Ok(media) => media.iter().enumerate().find_map(|(i, m)| {
+            let url = match check_url(&m.url) {
+                Ok(Some(_)) => None,
+                Ok(None) => Some("is required".to_owned()),
+                Err(e) => Some(e),
+            };
+            url.map(|e| format!("[{i}].url {e}"))
+                .or_else(|| text_fault(&m.caption).map(|e| format!("[{i}].caption {e}")))
+        }),
+        Err(e) => Some(format!("is not a JSON array of media files ({e})")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ArticleDraft;
+
+    #[test]
+    fn what_a_publish_stores_has_no_fault() {
+        let policy = HtmlPolicy::new(&["player.example.com".to_owned()]);
+        let stored = ArticleDraft {
+            id: "a-1".into(),
+            section: "politics".into(),
+            title: "推进会\u{1}召开".into(),
+            content_html: "<p onclick=\"x()\">第一段<script>y()</script></p>\n\
+                <p><a href=\"https://example.com/\">链接</a> <a href=\"javascript:z()\">坏</a></p>\
+                <iframe src=\"https://player.example.com/v/1\"></iframe>\u{fffe}"
+                .into(),
+            authors: vec!["张三".into(), "李\u{7f}四".into()],
+            canonical_url: "https://example.com/a".into(),
+            publish_time: Some(chrono::Utc::now()),
+            media: vec![crate::domain::MediaDraft {
+                url: "https://img.example.com/1.jpg".into(),
+                mime_type: "image/jpeg".into(),
+                caption: "图\u{85}片".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+        .validate("", &policy)
+        .unwrap()
+        .content;
+        assert_eq!(text_fault(&stored.title), None);
+        assert_eq!(html_fault(&stored.content_html, &policy), None);
+        // A body made from plain text, with a no-break space.
+        let from_text = crate::domain::text_to_html("第一段\u{a0}。\n\n第二段 & <三>");
+        assert_eq!(html_fault(&from_text, &policy), None);
+        assert_eq!(url_fault(stored.canonical_url.as_deref().unwrap()), None);
+        assert_eq!(
+            names_fault(&serde_json::to_string(&stored.authors).unwrap()),
+            None
+        );
+        assert_eq!(
+            media_fault(&serde_json::to_string(&stored.media).unwrap()),
+            None
+        );
+    }
+
+    #[test]
+    fn what_no_publish_would_store_is_named() {
+        let policy = HtmlPolicy::default();
+        assert_eq!(
+            text_fault("标题\u{1}").as_deref(),
+            Some("holds U+0001, a character feeds cannot carry")
+        );
+        for html in [
+            "<p>a</p><script>alert(1)</script>",
+            "<p onclick=\"alert(1)\">a</p>",
+            "<a href=\"javascript:alert(1)\">a</a>",
+            "<iframe src=\"https://evil.example.com/\"></iframe>",
+        ] {
+            let fault = html_fault(html, &policy).unwrap_or_default();
+            assert!(fault.contains("sanitiser"), "{html}: {fault:?}");
+        }
+        assert!(html_fault("<p>a\u{fdd0}</p>", &policy).is_some());
+        assert!(
+            url_fault("javascript:alert(1)")
+                .unwrap_or_default()
+                .contains("http")
+        );
+        assert_eq!(url_fault(""), None);
+        assert!(
+            names_fault("[\"a\", \"b\\u0002\"]")
+                .unwrap()
+                .starts_with("[1] ")
+        );
+        assert!(names_fault("{\"a\": 1}").unwrap().contains("JSON array"));
+        let media = |url: &str, caption: &str| {
+            format!(
+                "[{{\"url\":\"{url}\",\"mime_type\":\"image/jpeg\",\"length\":0,\"caption\":\"{caption}\",\"width\":null,\"height\":null}}]"
+            )
+        };
+        assert_eq!(
+            media_fault(&media("https://img.example.com/1.jpg", "")),
+            None
+        );
+        assert!(
+            media_fault(&media("javascript:alert(1)", ""))
+                .unwrap()
+                .starts_with("[0].url ")
+        );
+        assert!(
+            media_fault(&media("https://img.example.com/1.jpg", "\\u0001"))
+                .unwrap()
+                .starts_with("[0].caption ")
+        );
+        assert!(media_fault("[1]").unwrap().contains("media files"));
+    }
+}
