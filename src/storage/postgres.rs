@@ -239,8 +239,10 @@ pub(super) async fn follow_events(
     loop {
         // Read first: what other replicas committed before this one listened was announced
         // to no one here. Then after a notification, a reconnection (None) or a quiet period.
-        if let Ok(seq) = writes::event_head(&pool).await {
-            super::raise_event_head(&head, seq);
+        match writes::event_head(&pool).await {
+            Ok(seq) => super::raise_event_head(&head, seq),
+            // Tried again after the next notification or `poll`.
+            Err(e) => tracing::warn!(error = %e, "cannot read the event head"),
         }
         if let Ok(Err(e)) = tokio::time::timeout(poll, listener.try_recv()).await {
             tracing::warn!(error = %e, "lost the event notifications");
