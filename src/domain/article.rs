@@ -129,6 +129,23 @@ impl Article {
             .then_with(|| self.guid.cmp(&other.guid))
     }
 
+    /// The latest instant up to `now` at which what a feed shows of the article changed: a
+    /// write (`change_time`), or its publish time coming, its embargo ending or its expire
+    /// time passing, each only once reached.
+    pub fn last_shown_change(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        let c = &self.content;
+        let published = self.state == ArticleState::Published;
+        [
+            Some(c.publish_time).filter(|_| published),
+            c.embargo_time.filter(|_| published),
+            c.expire_time,
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|t| *t <= now)
+        .fold(self.change_time, DateTime::max)
+    }
+
     /// True when the article belongs in public feeds at `now`: published, its publish time
     /// reached, not expired, no embargo running.
     pub fn is_visible(&self, now: DateTime<Utc>) -> bool {

@@ -575,6 +575,47 @@ async fn check_archive_sizes(store: &dyn Store) {
     assert_eq!(page.last_change, Some(at(1001)));
 }
 
+contract!(
+    an_archive_page_is_dated_by_what_it_shows_and_its_next_link,
+    check_archive_page_dates
+);
+/// An archive page's date (its Last-Modified) moves whenever its bytes can: a write to
+/// one of its articles, an expire time passing, and the next page starting.
+async fn check_archive_page_dates(store: &dyn Store) {
+    let partner = add_partner(store, "newsroom").await;
+    publish(store, &partner, "a-0", 0, |_| {}).await;
+    publish(store, &partner, "a-1", 1, |d| {
+        d.expire_time = Some(at(1500))
+    })
+    .await;
+    let page = |now| async move {
+        store
+            .archive_page(&FeedScope::All, 1, 2, now)
+            .await
+            .unwrap()
+    };
+    let before = page(at(1100)).await;
+    assert_eq!((before.articles.len(), before.pages), (2, 1));
+    assert_eq!(before.last_change, Some(at(1000)), "the writes");
+    let expired = page(at(1600)).await;
+    assert_eq!(expired.articles.len(), 1);
+    assert_eq!(expired.last_change, Some(at(1500)), "a-1 expired");
+    // A third article starts page 2, and page 1 gains its `next` link.
+    store
+        .publish(
+            partner.id,
+            write("a-2", 2, |_| {}),
+            at(1700),
+            &actor(&partner),
+        )
+        .await
+        .unwrap();
+    let full = page(at(1800)).await;
+    assert_eq!(full.pages, 2);
+    assert_eq!(full.articles.len(), 1, "a-2 is on page 2");
+    assert_eq!(full.last_change, Some(at(1700)), "page 2 started");
+}
+
 async fn read_feed(store: &dyn Store, scope: &FeedScope) -> Vec<Arc<Article>> {
     store
         .feed_content(scope, at(2000), 50, TimeDelta::hours(1))

@@ -151,15 +151,31 @@ pub struct ArchivePage {
     pub articles: Vec<Article>,
     /// How many pages the scope's whole history fills (the last one may be partial).
     pub pages: usize,
-    /// Latest change of any article on the page, shown or not; `None` for an empty page.
+    /// Latest change of what the page shows: any write to an article on it (shown or not),
+    /// a publish, embargo or expire time of one of them reached by now, and the start of
+    /// the next page (which gave this one its `next` link); `None` for an empty page.
     pub last_change: Option<DateTime<Utc>>,
 }
 
 impl ArchivePage {
-    /// A page from its stored articles, read in archive order: the last change counts every
-    /// one of them, shown or not; the page shows those visible at `now`, newest first.
-    pub(super) fn of(mut articles: Vec<Article>, pages: usize, now: DateTime<Utc>) -> Self {
-        let last_change = articles.iter().map(|a| a.change_time).max();
+    /// A page of `size` from its stored articles, read in archive order with one more (the
+    /// next page's first, if there is one); the page shows those visible at `now`, newest
+    /// first.
+    pub(super) fn of(
+        mut articles: Vec<Article>,
+        size: usize,
+        pages: usize,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let next_started = (articles.len() > size)
+            .then(|| articles.pop())
+            .flatten()
+            .map(|first_of_next| first_of_next.create_time);
+        let last_change = articles
+            .iter()
+            .map(|a| a.last_shown_change(now))
+            .chain(next_started)
+            .max();
         articles.retain(|a| a.is_visible(now));
         articles.sort_by(Article::feed_order);
         Self {

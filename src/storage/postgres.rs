@@ -583,7 +583,8 @@ impl Store for PostgresStore {
             qualified_columns()
         ));
         let mut query = sqlx::query(&sql)
-            .bind(i64::try_from(size).unwrap_or(i64::MAX))
+            // One more row: the next page's first article, when it started that page.
+            .bind(i64::try_from(size).map_or(i64::MAX, |n| n.saturating_add(1)))
             .bind(i64::try_from((page - 1) * size).unwrap_or(i64::MAX));
         if let Some(value) = value {
             query = query.bind(value);
@@ -593,7 +594,7 @@ impl Store for PostgresStore {
             .iter()
             .map(article_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(ArchivePage::of(articles, pages, now))
+        Ok(ArchivePage::of(articles, size, pages, now))
     }
 
     async fn archive_pages(&self, scope: &FeedScope, size: usize) -> Result<usize, StoreError> {

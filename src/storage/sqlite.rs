@@ -1379,8 +1379,9 @@ impl Store for SqliteStore {
              ORDER BY articles.create_time, articles.guid LIMIT ?1 OFFSET ?2",
             qualified_columns()
         );
+        // One more row: the next page's first article, when it started that page.
         let mut query = sqlx::query(&sql)
-            .bind(size as i64)
+            .bind(size as i64 + 1)
             .bind(((page - 1) * size) as i64);
         if let Some(value) = value {
             query = query.bind(value);
@@ -1390,7 +1391,7 @@ impl Store for SqliteStore {
             .iter()
             .map(article_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(ArchivePage::of(articles, pages, now))
+        Ok(ArchivePage::of(articles, size, pages, now))
     }
 
     async fn archive_pages(&self, scope: &FeedScope, size: usize) -> Result<usize, StoreError> {
