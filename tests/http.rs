@@ -473,6 +473,15 @@ async fn xml_feeds_name_a_stylesheet_that_is_served_and_written_beside_them() {
     let response = reqwest::get(server.url("/feeds/feed.xsl")).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()[CONTENT_TYPE], "text/xsl; charset=utf-8");
+    // Dated by its content, not 1970; the hub pushes feeds, not the stylesheet.
+    assert_eq!(
+        response.headers()["last-modified"],
+        "Sat, 28 Nov 2026 16:17:54 GMT"
+    );
+    assert_eq!(
+        response.headers()["link"],
+        "<http://127.0.0.1:8080/feeds/feed.xsl>; rel=\"self\""
+    );
     let xsl = response.bytes().await.unwrap();
     assert!(
         std::str::from_utf8(&xsl)

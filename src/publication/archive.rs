@@ -160,7 +160,7 @@ impl Inner {
         };
         let links = Links {
             self_url: urls.get(format).to_owned(),
-            hub_url: meta.hub_url.clone(),
+            hub_url: Some(meta.hub_url.clone()),
         };
         let bytes = format.render(&meta, &content.articles);
         let file = Arc::new(FeedFile::new(

@@ -26,8 +26,8 @@ pub struct Encoded {
 pub struct Links {
     /// Absolute URL of the document.
     pub self_url: String,
-    /// Absolute URL of the WebSub hub.
-    pub hub_url: String,
+    /// Absolute URL of the WebSub hub, for documents it pushes (feeds, not the stylesheet).
+    pub hub_url: Option<String>,
 }
 
 /// Headers every response for a document carries, made once per regeneration.
@@ -377,10 +377,10 @@ impl ResponseHeaders {
             etag: header(etag),
             last_modified: header(&http_date(last_modified)),
             cache_control: header(&format!("public, max-age={max_age}")),
-            link: header(&format!(
-                "<{}>; rel=\"hub\", <{}>; rel=\"self\"",
-                links.hub_url, links.self_url
-            )),
+            link: header(&match &links.hub_url {
+                Some(hub) => format!("<{hub}>; rel=\"hub\", <{}>; rel=\"self\"", links.self_url),
+                None => format!("<{}>; rel=\"self\"", links.self_url),
+            }),
         }
     }
 }
@@ -876,7 +876,7 @@ mod tests {
     fn links() -> Links {
         Links {
             self_url: "http://x/feeds/all/rss.xml".into(),
-            hub_url: "http://x/websub".into(),
+            hub_url: Some("http://x/websub".into()),
         }
     }
 }

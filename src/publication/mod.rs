@@ -382,13 +382,15 @@ impl Inner {
         let site = &self.settings.site;
         let links = Links {
             self_url: site.url(&format!("feeds/{STYLESHEET_FILE}")),
-            hub_url: site.hub_url(),
+            // Not a topic of the hub: nothing is pushed when it changes.
+            hub_url: None,
         };
-        // A static asset: its date is fixed so every run and replica serves the same headers.
+        // A static asset: its date is that of its content, so every run and replica serves
+        // the same headers, and a new stylesheet a later one.
         let file = FeedFile::new(
             STYLESHEET.as_bytes().to_vec(),
             STYLESHEET_CONTENT_TYPE,
-            DateTime::UNIX_EPOCH,
+            crate::render::stylesheet_updated(),
             86_400,
             &links,
         );

@@ -749,7 +749,7 @@ impl Inner {
             let key = format!("{segment}/{}", format.file_name());
             let links = Links {
                 self_url: meta.url(format).to_owned(),
-                hub_url: meta.hub_url.clone(),
+                hub_url: Some(meta.hub_url.clone()),
             };
             let bytes = format.render(&meta, &articles);
             let etag = etag_of(&bytes);

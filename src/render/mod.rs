@@ -94,6 +94,17 @@ impl Format {
 
 /// The XSL stylesheet that shows RSS and Atom feeds as a page in browsers.
 pub const STYLESHEET: &str = include_str!("feed.xsl");
+/// When [`STYLESHEET`] last changed (its Last-Modified), pinned to its digest by a test so
+/// that a new stylesheet cannot keep the old date.
+const STYLESHEET_UPDATED: &str = "2026-11-28T16:17:54Z";
+
+/// [`STYLESHEET_UPDATED`] as a time.
+pub fn stylesheet_updated() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(STYLESHEET_UPDATED)
+        .map(|t| t.to_utc())
+        .unwrap_or(chrono::DateTime::UNIX_EPOCH)
+}
+
 /// File name of the stylesheet in `feeds/`.
 pub const STYLESHEET_FILE: &str = "feed.xsl";
 /// Its media type.
@@ -289,6 +300,22 @@ pub fn categories(article: &Article) -> impl Iterator<Item = &str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fails when `feed.xsl` changes: set [`STYLESHEET_UPDATED`] to the time of the change
+    /// and the digest here to the new one, so clients revalidating by date fetch it again.
+    #[test]
+    fn the_stylesheet_date_follows_its_content() {
+        use sha2::Digest;
+        assert_eq!(
+            hex::encode(sha2::Sha256::digest(STYLESHEET.as_bytes())),
+            "6939bd022c9848a93f4f810b79537e3667f1c97350cdc3fba1efee05b87d5fe5",
+            "feed.xsl changed: update STYLESHEET_UPDATED and this digest"
+        );
+        assert_eq!(
+            stylesheet_updated().to_rfc3339(),
+            "2026-11-28T16:17:54+00:00"
+        );
+    }
 
     #[test]
     fn xml_feeds_name_the_stylesheet_right_after_the_declaration() {

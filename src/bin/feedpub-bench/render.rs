@@ -236,7 +236,7 @@ impl Render {
             .map(|format| {
                 let links = Links {
                     self_url: self.meta.url(format).to_owned(),
-                    hub_url: self.meta.hub_url.clone(),
+                    hub_url: Some(self.meta.hub_url.clone()),
                 };
                 let file = FeedFile::new(
                     format.render(&self.meta, &self.articles),
