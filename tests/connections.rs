@@ -261,6 +261,32 @@ async fn http_1_0_closes_the_connection_unless_asked_to_keep_it() {
     assert!(kept.closed_by_server().await);
 }
 
+/// RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, and for any with two Host
+/// lines or an invalid one; on the feed fast path and through the router alike.
+#[tokio::test]
+async fn requests_without_one_valid_host_are_refused_on_either_path() {
+    let server = server_with_sample().await;
+    for path in ["/feeds/all/rss.xml", "/", "/feeds.opml"] {
+        for (version, hosts, status) in [
+            ("1.1", "", 400),
+            ("1.1", "Host: a.test\r\nHost: b.test\r\n", 400),
+            ("1.1", "Host: a b\r\n", 400),
+            ("1.1", "Host: a.test:port\r\n", 400),
+            ("1.0", "Host: a.test\r\nHost: a.test\r\n", 400),
+            ("1.1", "Host: a.test:8080\r\n", 200),
+            ("1.1", "Host:\r\n", 200),
+            ("1.0", "", 200),
+        ] {
+            let mut connection = Connection::open(server.http_addr).await;
+            connection
+                .send(&format!("GET {path} HTTP/{version}\r\n{hosts}\r\n"))
+                .await;
+            let answer = connection.answer(false).await;
+            assert_eq!(answer.status, status, "{path} HTTP/{version} {hosts:?}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn requests_the_fast_path_leaves_reach_the_router_on_the_same_connection() {
     let server = server_with_sample().await;

@@ -106,6 +106,70 @@ async fn conditional_requests_are_answered_with_304_and_no_body() {
             "If-None-Match {if_none_match:?}, If-Modified-Since {if_modified_since:?}"
         );
     }
+
+    // RFC 9110: one list over several lines, the three date forms, and If-Match and
+    // If-Unmodified-Since answered 412 when false.
+    let rfc850 = chrono::DateTime::parse_from_rfc2822(&modified)
+        .unwrap()
+        .format("%A, %d-%b-%y %H:%M:%S GMT")
+        .to_string();
+    let asctime = chrono::DateTime::parse_from_rfc2822(&modified)
+        .unwrap()
+        .format("%a %b %e %H:%M:%S %Y")
+        .to_string();
+    let cases: [(&[(&str, &str)], StatusCode); 7] = [
+        (
+            &[("if-none-match", "\"other\""), ("if-none-match", &etag)],
+            StatusCode::NOT_MODIFIED,
+        ),
+        (&[("if-modified-since", &rfc850)], StatusCode::NOT_MODIFIED),
+        (&[("if-modified-since", &asctime)], StatusCode::NOT_MODIFIED),
+        (&[("if-match", &etag)], StatusCode::OK),
+        (
+            &[("if-match", "\"other\"")],
+            StatusCode::PRECONDITION_FAILED,
+        ),
+        (
+            &[("if-match", "\"other\""), ("if-none-match", &etag)],
+            StatusCode::PRECONDITION_FAILED,
+        ),
+        (
+            &[("if-unmodified-since", old_date)],
+            StatusCode::PRECONDITION_FAILED,
+        ),
+    ];
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    for client in [&client, &h2] {
+        for (headers, expected) in cases {
+            let mut request = client.get(&url);
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(
+                response.status(),
+                expected,
+                "{headers:?} over {:?}",
+                response.version()
+            );
+        }
+    }
+    // A 304 over HTTP/2 either has no Content-Length or the 200's (RFC 9110 §8.6).
+    let full = h2.get(&url).send().await.unwrap().bytes().await.unwrap();
+    let revalidated = h2
+        .get(&url)
+        .header(IF_NONE_MATCH, &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revalidated.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(revalidated.version(), reqwest::Version::HTTP_2);
+    if let Some(length) = revalidated.headers().get("content-length") {
+        assert_eq!(length.to_str().unwrap(), full.len().to_string());
+    }
 }
 
 #[tokio::test]
@@ -499,7 +563,11 @@ async fn a_browser_gets_xml_feeds_as_generic_xml_so_the_stylesheet_applies() {
     let server = server_with_sample().await;
     let client = reqwest::Client::new();
     let browser_accept = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
-    let reader_accept = "application/rss+xml, */*";
+    // A feed reader's (SimplePie's, in FreshRSS and WordPress): it lists HTML too, below
+    // the feed types, and must get the feed's own type.
+    let reader_accept = "application/atom+xml, application/rss+xml, application/rdf+xml;q=0.9, \
+        application/xml;q=0.8, text/xml;q=0.8, text/html;q=0.7, unknown/unknown;q=0.1, \
+        application/unknown;q=0.1, */*;q=0.1";
     for (path, feed_type) in [
         ("/feeds/all/rss.xml", "application/rss+xml; charset=utf-8"),
         ("/feeds/all/atom.xml", "application/atom+xml; charset=utf-8"),

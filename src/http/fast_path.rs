@@ -234,6 +234,14 @@ impl<'a> Request<'a> {
             _ => return None,
         };
         let path = feed_path(parsed.path?)?;
+        // A request hyper must refuse (400) for its Host lines goes to it.
+        let hosts = parsed
+            .headers
+            .iter()
+            .filter(|f| f.name.eq_ignore_ascii_case("host"));
+        if !super::host_is_valid(!http10, hosts.map(|f| f.value)) {
+            return None;
+        }
         let (mut close, mut keep_alive) = (false, false);
         for field in parsed.headers.iter() {
             let name = field.name;

@@ -88,6 +88,7 @@ impl FeedState {
         let counters = Arc::new(FeedCounters {
             ok: metrics::counter!("feedpub_http_requests_total", &labels("200")),
             not_modified: metrics::counter!("feedpub_http_requests_total", &labels("304")),
+            precondition_failed: metrics::counter!("feedpub_http_requests_total", &labels("412")),
             bytes: [bytes("identity"), bytes("gzip"), bytes("br")],
         });
         if let Ok(mut map) = self.counters.write() {
@@ -101,6 +102,7 @@ impl FeedState {
 struct FeedCounters {
     ok: Counter,
     not_modified: Counter,
+    precondition_failed: Counter,
     /// Body bytes sent, by coding: identity, gzip, brotli.
     bytes: [Counter; 3],
 }
@@ -117,14 +119,46 @@ pub enum Coding {
 /// from its own parser.
 #[derive(Debug, Default)]
 pub struct FeedRequest<'a> {
-    /// The first `Accept-Encoding`.
-    accept_encoding: Option<&'a [u8]>,
-    /// Some `Accept` lists `text/html`, as browsers navigating do.
-    accepts_html: bool,
-    /// The first `If-None-Match`.
-    if_none_match: Option<&'a [u8]>,
-    /// The first `If-Modified-Since`.
+    accept_encoding: Lines<'a>,
+    accept: Lines<'a>,
+    if_match: Lines<'a>,
+    if_none_match: Lines<'a>,
+    /// The first `If-Modified-Since` and `If-Unmodified-Since` (each holds one date).
     if_modified_since: Option<&'a [u8]>,
+    if_unmodified_since: Option<&'a [u8]>,
+}
+
+/// The lines of one list-valued header field, which together are one list (RFC 9110
+/// §5.3): the first [`Lines::MAX`] are kept, lines beyond them are ignored.
+#[derive(Debug, Default, Clone, Copy)]
+struct Lines<'a> {
+    lines: [&'a [u8]; Lines::MAX],
+    count: usize,
+}
+
+impl<'a> Lines<'a> {
+    const MAX: usize = 8;
+
+    fn push(&mut self, line: &'a [u8]) {
+        if let Some(slot) = self.lines.get_mut(self.count) {
+            *slot = line;
+            self.count += 1;
+        }
+    }
+
+    fn is_present(&self) -> bool {
+        self.count > 0
+    }
+
+    /// The list's members, trimmed, across every line that is text.
+    fn items(&self) -> impl Iterator<Item = &'a str> + '_ {
+        self.lines[..self.count]
+            .iter()
+            .filter_map(|line| header_text(line))
+            .flat_map(|line| line.split(','))
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+    }
 }
 
 impl<'a> FeedRequest<'a> {
@@ -132,19 +166,23 @@ impl<'a> FeedRequest<'a> {
     pub fn from_headers(headers: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Self {
         let mut request = Self::default();
         for (name, value) in headers {
-            let slot = if name.eq_ignore_ascii_case("accept-encoding") {
+            let lines = if name.eq_ignore_ascii_case("accept-encoding") {
                 &mut request.accept_encoding
+            } else if name.eq_ignore_ascii_case("accept") {
+                &mut request.accept
             } else if name.eq_ignore_ascii_case("if-none-match") {
                 &mut request.if_none_match
-            } else if name.eq_ignore_ascii_case("if-modified-since") {
-                &mut request.if_modified_since
+            } else if name.eq_ignore_ascii_case("if-match") {
+                &mut request.if_match
             } else {
-                if name.eq_ignore_ascii_case("accept") {
-                    request.accepts_html |= header_text(value).is_some_and(lists_html);
+                if name.eq_ignore_ascii_case("if-modified-since") {
+                    request.if_modified_since.get_or_insert(value);
+                } else if name.eq_ignore_ascii_case("if-unmodified-since") {
+                    request.if_unmodified_since.get_or_insert(value);
                 }
                 continue;
             };
-            slot.get_or_insert(value);
+            lines.push(value);
         }
         request
     }
@@ -163,8 +201,8 @@ pub struct FeedAnswer {
 /// The body of a [`FeedAnswer`]; a server answering HEAD sends none but counts its length.
 #[derive(Debug)]
 pub enum FeedBody {
-    /// No body (304).
-    Empty,
+    /// No body (304): `len` is that of the body a 200 would have sent.
+    NotModified { len: usize },
     /// A short plain-text message (404, 503).
     Text(&'static str),
     /// A document in one of its codings.
@@ -181,7 +219,7 @@ impl FeedBody {
     /// gzip coding first: sending it from its file needs only [`FeedBody::len`]).
     pub fn bytes(&self) -> &[u8] {
         match self {
-            Self::Empty => &[],
+            Self::NotModified { .. } => &[],
             Self::Text(text) => text.as_bytes(),
             Self::Document { file, coding, .. } => representation(file, *coding).bytes(),
         }
@@ -190,7 +228,7 @@ impl FeedBody {
     /// How many bytes there are to send.
     pub fn len(&self) -> usize {
         match self {
-            Self::Empty => 0,
+            Self::NotModified { .. } => 0,
             Self::Text(text) => text.len(),
             Self::Document { file, coding, .. } => representation(file, *coding).len(),
         }
@@ -204,8 +242,14 @@ impl FeedBody {
 
 impl IntoResponse for FeedAnswer {
     fn into_response(self) -> Response {
+        // A 304's Content-Length, if any, must be the 200's (RFC 9110 §8.6); hyper would
+        // write 0 from the empty body over HTTP/2.
+        let not_modified_len = match self.body {
+            FeedBody::NotModified { len } => Some(len),
+            _ => None,
+        };
         let body = match &self.body {
-            FeedBody::Empty => Body::empty(),
+            FeedBody::NotModified { .. } => Body::empty(),
             FeedBody::Text(text) => Body::from(*text),
             FeedBody::Document { file, coding, .. } => {
                 Body::from(representation(file, *coding).bytes().clone())
@@ -214,6 +258,11 @@ impl IntoResponse for FeedAnswer {
         let mut response = Response::new(body);
         *response.status_mut() = self.status;
         response.headers_mut().extend(self.headers);
+        if let Some(len) = not_modified_len {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        }
         response
     }
 }
@@ -258,16 +307,13 @@ impl FeedState {
             },
         };
         let counters = self.counters(&counters_key);
-        let coding = available(
-            &file,
-            negotiate(request.accept_encoding.and_then(header_text)),
-        );
+        let coding = available(&file, negotiate(&request.accept_encoding));
         // Browsers show `application/rss+xml` and `application/atom+xml` as plain text and
-        // only apply the feed's XSL stylesheet to a generic XML type, so a client that asks
-        // for HTML (a browser opening the link) gets the same bytes labelled
-        // `application/xml`.
+        // only apply the feed's XSL stylesheet to a generic XML type, so a client that
+        // prefers HTML to the feed's type (a browser opening the link) gets the same bytes
+        // labelled `application/xml`. Feed readers list the feed types first.
         let xml_feed = file.content_type.contains("+xml");
-        let styled = xml_feed && request.accepts_html;
+        let styled = xml_feed && prefers_html(&request.accept, file.content_type);
         let chosen = representation(&file, coding);
         // The browser's copy is another representation (another Content-Type), so it has a
         // strong ETag of its own: a cache that revalidates one never serves the other.
@@ -277,28 +323,38 @@ impl FeedState {
             None => (chosen.etag, chosen.etag_header),
         };
         let mut headers = Vec::with_capacity(7);
-        let status = if is_fresh(request, etag, file.last_modified) {
-            counters.not_modified.increment(1);
-            StatusCode::NOT_MODIFIED
-        } else {
-            counters.ok.increment(1);
-            counters.bytes[coding as usize].increment(chosen.len() as u64);
-            let content_type = if styled {
-                HeaderValue::from_static("application/xml; charset=utf-8")
-            } else {
-                file.headers.content_type.clone()
-            };
-            headers.push((header::CONTENT_TYPE, content_type));
-            match coding {
-                Coding::Identity => {}
-                Coding::Gzip => {
-                    headers.push((header::CONTENT_ENCODING, HeaderValue::from_static("gzip")));
-                }
-                Coding::Brotli => {
-                    headers.push((header::CONTENT_ENCODING, HeaderValue::from_static("br")));
-                }
+        let status = match precondition(request, etag, file.last_modified) {
+            Precondition::Failed => {
+                counters.precondition_failed.increment(1);
+                return FeedAnswer::text(
+                    StatusCode::PRECONDITION_FAILED,
+                    "precondition failed: the feed is not the version the request names\n",
+                );
             }
-            StatusCode::OK
+            Precondition::NotModified => {
+                counters.not_modified.increment(1);
+                StatusCode::NOT_MODIFIED
+            }
+            Precondition::Proceed => {
+                counters.ok.increment(1);
+                counters.bytes[coding as usize].increment(chosen.len() as u64);
+                let content_type = if styled {
+                    HeaderValue::from_static("application/xml; charset=utf-8")
+                } else {
+                    file.headers.content_type.clone()
+                };
+                headers.push((header::CONTENT_TYPE, content_type));
+                match coding {
+                    Coding::Identity => {}
+                    Coding::Gzip => {
+                        headers.push((header::CONTENT_ENCODING, HeaderValue::from_static("gzip")));
+                    }
+                    Coding::Brotli => {
+                        headers.push((header::CONTENT_ENCODING, HeaderValue::from_static("br")));
+                    }
+                }
+                StatusCode::OK
+            }
         };
         headers.extend([
             (header::ETAG, etag_header.clone()),
@@ -321,7 +377,7 @@ impl FeedState {
                 published,
             }
         } else {
-            FeedBody::Empty
+            FeedBody::NotModified { len: chosen.len() }
         };
         FeedAnswer {
             status,
@@ -411,14 +467,55 @@ fn archive_counters_key(path: &str) -> Cow<'_, str> {
     Cow::Owned(format!("{feed}/{file}"))
 }
 
-/// True when an `Accept` value lists `text/html` as acceptable.
-fn lists_html(accept: &str) -> bool {
-    accept.split(',').any(|item| {
-        let mut parts = item.split(';');
-        let media = parts.next().unwrap_or("").trim();
-        let refused = parts.any(|p| matches!(p.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
-        media.eq_ignore_ascii_case("text/html") && !refused
-    })
+/// True when the `Accept` list rates `text/html` above the feed's own media type (given
+/// with its parameters), each by its most specific matching range (RFC 9110 §12.5.1).
+fn prefers_html(accept: &Lines<'_>, feed_type: &str) -> bool {
+    if !accept.is_present() {
+        return false;
+    }
+    let feed_type = feed_type.split(';').next().unwrap_or("").trim();
+    let html = quality_of(accept, "text/html");
+    html > 0.0 && html > quality_of(accept, feed_type)
+}
+
+/// The q-value an `Accept` list gives `media_type`: that of the most specific range that
+/// matches it (`type/subtype`, then `type/*`, then `*/*`); 0 when none does.
+fn quality_of(accept: &Lines<'_>, media_type: &str) -> f32 {
+    let (kind, _) = media_type.split_once('/').unwrap_or((media_type, ""));
+    accept
+        .items()
+        .filter_map(|item| {
+            let mut parts = item.split(';');
+            let range = parts.next().unwrap_or("").trim();
+            let specificity = if range.eq_ignore_ascii_case(media_type) {
+                3
+            } else if range
+                .strip_suffix("/*")
+                .is_some_and(|k| k.eq_ignore_ascii_case(kind))
+            {
+                2
+            } else if range == "*/*" {
+                1
+            } else {
+                return None;
+            };
+            Some((specificity, q_value(parts)))
+        })
+        .max_by_key(|(specificity, _)| *specificity)
+        .map_or(0.0, |(_, q)| q)
+}
+
+/// The `q` parameter among a list member's parameters: 1 when absent or unreadable,
+/// clamped to 0..=1.
+fn q_value<'a>(parameters: impl Iterator<Item = &'a str>) -> f32 {
+    parameters
+        .filter_map(|p| {
+            let (name, value) = p.split_once('=')?;
+            name.trim().eq_ignore_ascii_case("q").then_some(value)
+        })
+        .find_map(|v| v.trim().parse::<f32>().ok())
+        .unwrap_or(1.0)
+        .clamp(0.0, 1.0)
 }
 
 /// A header value as text, by the rule of `HeaderValue::to_str`: visible ASCII, spaces
@@ -433,26 +530,18 @@ fn header_text(value: &[u8]) -> Option<&str> {
 
 /// Picks the coding with the highest q-value the client accepts (RFC 9110 §12.5.3);
 /// among equals, brotli before gzip before identity. Without the header: identity.
-fn negotiate(accept: Option<&str>) -> Coding {
-    let Some(accept) = accept else {
+fn negotiate(accept: &Lines<'_>) -> Coding {
+    if !accept.is_present() {
         return Coding::Identity;
-    };
+    }
     let mut q_br = None;
     let mut q_gzip = None;
     let mut q_identity = None;
     let mut q_any = None;
-    for item in accept.split(',') {
+    for item in accept.items() {
         let mut parts = item.split(';');
         let name = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-        let q = parts
-            .filter_map(|p| {
-                p.trim()
-                    .strip_prefix("q=")
-                    .or_else(|| p.trim().strip_prefix("Q="))
-            })
-            .find_map(|v| v.trim().parse::<f32>().ok())
-            .unwrap_or(1.0)
-            .clamp(0.0, 1.0);
+        let q = q_value(parts);
         match name.as_str() {
             "br" => q_br = Some(q),
             "gzip" | "x-gzip" => q_gzip = Some(q),
@@ -483,40 +572,161 @@ fn negotiate(accept: Option<&str>) -> Coding {
     .map_or(Coding::Identity, |(coding, _)| coding)
 }
 
-/// RFC 9110 §13.2.2: `If-None-Match` decides when present; otherwise `If-Modified-Since`.
-fn is_fresh(request: &FeedRequest<'_>, etag: &str, last_modified: DateTime<Utc>) -> bool {
-    if let Some(tags) = request.if_none_match {
-        return header_text(tags).is_some_and(|tags| etag_list_matches(tags, etag));
+/// What the preconditions of a GET or HEAD decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Precondition {
+    /// Send the document (200).
+    Proceed,
+    /// The client's copy is current (304).
+    NotModified,
+    /// `If-Match` or `If-Unmodified-Since` is false (412).
+    Failed,
+}
+
+/// RFC 9110 §13.2.2, in its order: `If-Match` (strong comparison), else
+/// `If-Unmodified-Since`; then `If-None-Match` (weak comparison), else `If-Modified-Since`.
+/// A date that does not parse is ignored, as a missing header would be.
+fn precondition(
+    request: &FeedRequest<'_>,
+    etag: &str,
+    last_modified: DateTime<Utc>,
+) -> Precondition {
+    let date = |value: Option<&[u8]>| value.and_then(header_text).and_then(parse_http_date);
+    if request.if_match.is_present() {
+        let strong = !etag.starts_with("W/");
+        if !request
+            .if_match
+            .items()
+            .any(|tag| tag == "*" || (strong && tag == etag))
+        {
+            return Precondition::Failed;
+        }
+    } else if date(request.if_unmodified_since).is_some_and(|since| last_modified > since) {
+        return Precondition::Failed;
     }
-    request
-        .if_modified_since
-        .and_then(header_text)
-        .and_then(parse_http_date)
-        .is_some_and(|since| last_modified <= since)
+    let fresh = if request.if_none_match.is_present() {
+        let ours = etag.trim_start_matches("W/");
+        request
+            .if_none_match
+            .items()
+            .any(|tag| tag == "*" || tag.trim_start_matches("W/") == ours)
+    } else {
+        date(request.if_modified_since).is_some_and(|since| last_modified <= since)
+    };
+    if fresh {
+        Precondition::NotModified
+    } else {
+        Precondition::Proceed
+    }
 }
 
-/// Weak comparison of every tag in an `If-None-Match` list against ours; `*` matches any.
-fn etag_list_matches(list: &str, ours: &str) -> bool {
-    let ours = ours.trim_start_matches("W/");
-    list.split(',')
-        .map(str::trim)
-        .any(|tag| tag == "*" || tag.trim_start_matches("W/") == ours)
-}
-
+/// An HTTP date in any of the three forms recipients must accept (RFC 9110 §5.6.7):
+/// IMF-fixdate, RFC 850 and asctime.
 fn parse_http_date(raw: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc2822(raw).ok().map(|t| t.to_utc())
+    httpdate::parse_http_date(raw.trim())
+        .ok()
+        .map(DateTime::<Utc>::from)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A request with these header lines.
+    fn request<'a>(headers: &[(&'a str, &'a str)]) -> FeedRequest<'a> {
+        FeedRequest::from_headers(headers.iter().map(|(n, v)| (*n, v.as_bytes())))
+    }
+
+    const TAG: &str = "\"b\"";
+
+    fn decided(headers: &[(&str, &str)]) -> Precondition {
+        let modified = DateTime::parse_from_rfc3339("2023-06-06T23:00:00Z")
+            .unwrap()
+            .to_utc();
+        precondition(&request(headers), TAG, modified)
+    }
+
     #[test]
-    fn etag_lists_match_weakly_and_star_matches_anything() {
-        assert!(etag_list_matches(r#""a", "b""#, r#""b""#));
-        assert!(etag_list_matches(r#"W/"b""#, r#""b""#));
-        assert!(etag_list_matches("*", r#""b""#));
-        assert!(!etag_list_matches(r#""c""#, r#""b""#));
+    fn if_none_match_lists_match_weakly_across_lines_and_star_matches_anything() {
+        use Precondition::{NotModified, Proceed};
+        for (headers, expected) in [
+            (&[("If-None-Match", r#""a", "b""#)][..], NotModified),
+            (&[("if-none-match", r#"W/"b""#)], NotModified),
+            (&[("If-None-Match", "*")], NotModified),
+            (&[("If-None-Match", r#""c""#)], Proceed),
+            (&[("If-None-Match", "garbage")], Proceed),
+            // One list over two lines (RFC 9110 §5.3).
+            (
+                &[("If-None-Match", r#""c""#), ("If-None-Match", r#""b""#)],
+                NotModified,
+            ),
+            // If-None-Match decides over If-Modified-Since, both ways.
+            (
+                &[
+                    ("If-None-Match", r#""c""#),
+                    ("If-Modified-Since", "Wed, 07 Jun 2023 00:00:00 GMT"),
+                ],
+                Proceed,
+            ),
+            (
+                &[
+                    ("If-None-Match", TAG),
+                    ("If-Modified-Since", "Mon, 05 Jun 2023 00:00:00 GMT"),
+                ],
+                NotModified,
+            ),
+        ] {
+            assert_eq!(decided(headers), expected, "{headers:?}");
+        }
+    }
+
+    #[test]
+    fn if_modified_since_takes_all_three_date_forms() {
+        use Precondition::{NotModified, Proceed};
+        for (date, expected) in [
+            ("Tue, 06 Jun 2023 23:00:00 GMT", NotModified),
+            ("Tuesday, 06-Jun-23 23:00:00 GMT", NotModified),
+            ("Tue Jun  6 23:00:00 2023", NotModified),
+            ("Tue, 06 Jun 2023 22:59:59 GMT", Proceed),
+            ("yesterday", Proceed),
+        ] {
+            assert_eq!(decided(&[("If-Modified-Since", date)]), expected, "{date}");
+        }
+    }
+
+    #[test]
+    fn if_match_and_if_unmodified_since_fail_as_412_before_anything_else() {
+        use Precondition::{Failed, NotModified, Proceed};
+        for (headers, expected) in [
+            (&[("If-Match", TAG)][..], Proceed),
+            (&[("If-Match", r#""a", "b""#)], Proceed),
+            (&[("If-Match", "*")], Proceed),
+            (&[("If-Match", r#""a""#)], Failed),
+            // Strong comparison: a weak tag never matches.
+            (&[("If-Match", r#"W/"b""#)], Failed),
+            // Before If-None-Match.
+            (&[("If-Match", r#""a""#), ("If-None-Match", TAG)], Failed),
+            (&[("If-Match", TAG), ("If-None-Match", TAG)], NotModified),
+            (
+                &[("If-Unmodified-Since", "Tue, 06 Jun 2023 23:00:00 GMT")],
+                Proceed,
+            ),
+            (
+                &[("If-Unmodified-Since", "Tue, 06 Jun 2023 22:00:00 GMT")],
+                Failed,
+            ),
+            // If-Match present: If-Unmodified-Since is not looked at.
+            (
+                &[
+                    ("If-Match", TAG),
+                    ("If-Unmodified-Since", "Tue, 06 Jun 2023 22:00:00 GMT"),
+                ],
+                Proceed,
+            ),
+            (&[("If-Unmodified-Since", "garbage")], Proceed),
+        ] {
+            assert_eq!(decided(headers), expected, "{headers:?}");
+        }
     }
 
     #[test]
@@ -530,22 +740,60 @@ mod tests {
 
     #[test]
     fn the_best_accepted_coding_wins() {
-        let cases = [
-            (None, Coding::Identity),
-            (Some("gzip"), Coding::Gzip),
-            (Some("gzip, deflate, br"), Coding::Brotli),
-            (Some("br;q=0.5, gzip;q=0.8"), Coding::Gzip),
-            (Some("br;q=0, gzip;q=0"), Coding::Identity),
-            (Some("*"), Coding::Brotli),
-            (Some("*;q=0.1, gzip"), Coding::Gzip),
-            (Some("identity"), Coding::Identity),
-            (Some("deflate"), Coding::Identity),
-            (Some("GZIP;Q=1"), Coding::Gzip),
-            (Some("br;q=garbage"), Coding::Brotli),
-            (Some("identity;q=0, gzip;q=0.1"), Coding::Gzip),
+        let cases: [(&[&str], Coding); 14] = [
+            (&[], Coding::Identity),
+            (&["gzip"], Coding::Gzip),
+            (&["gzip, deflate, br"], Coding::Brotli),
+            (&["br;q=0.5, gzip;q=0.8"], Coding::Gzip),
+            (&["br;q=0, gzip;q=0"], Coding::Identity),
+            (&["*"], Coding::Brotli),
+            (&["*;q=0.1, gzip"], Coding::Gzip),
+            (&["identity"], Coding::Identity),
+            (&["deflate"], Coding::Identity),
+            (&["GZIP;Q=1"], Coding::Gzip),
+            (&["br;q=garbage"], Coding::Brotli),
+            (&["identity;q=0, gzip;q=0.1"], Coding::Gzip),
+            // One list over two lines.
+            (&["deflate", "gzip"], Coding::Gzip),
+            (&["gzip;q=0.5", "br;q=0.9"], Coding::Brotli),
         ];
-        for (header, expected) in cases {
-            assert_eq!(negotiate(header), expected, "{header:?}");
+        for (lines, expected) in cases {
+            let headers: Vec<_> = lines.iter().map(|l| ("Accept-Encoding", *l)).collect();
+            assert_eq!(
+                negotiate(&request(&headers).accept_encoding),
+                expected,
+                "{lines:?}"
+            );
         }
+    }
+
+    #[test]
+    fn html_is_preferred_only_when_rated_above_the_feed_type() {
+        const RSS: &str = "application/rss+xml; charset=utf-8";
+        for (accept, html) in [
+            // Browsers navigating.
+            (
+                "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+                true,
+            ),
+            ("text/html", true),
+            // SimplePie (FreshRSS, WordPress): feed types first, HTML at 0.7.
+            (
+                "application/atom+xml, application/rss+xml, application/rdf+xml;q=0.9, \
+                 application/xml;q=0.8, text/xml;q=0.8, text/html;q=0.7, \
+                 unknown/unknown;q=0.1, application/unknown;q=0.1, */*;q=0.1",
+                false,
+            ),
+            ("*/*", false),
+            ("text/*, application/*;q=0.5", true),
+            ("text/html;q=0, */*", false),
+            ("application/rss+xml;q=0.5, text/html;q=0.6", true),
+            ("application/rss+xml, text/html", false),
+            ("", false),
+        ] {
+            let lines = request(&[("Accept", accept)]).accept;
+            assert_eq!(prefers_html(&lines, RSS), html, "{accept}");
+        }
+        assert!(!prefers_html(&Lines::default(), RSS));
     }
 }

@@ -83,6 +83,49 @@ fn router(feeds: feeds::FeedState, settings: &Settings, websub: &Hub, health: He
         .route("/websub", websub.endpoint())
         .with_state(feeds)
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(require_host))
+}
+
+/// RFC 9112 §3.2: a request with more than one `Host` line or an invalid one, or an
+/// HTTP/1.1 request with none, is answered 400. (HTTP/2 names the host in `:authority`.)
+async fn require_host(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let http11 = request.version() == axum::http::Version::HTTP_11;
+    let hosts = request.headers().get_all(header::HOST);
+    let http1 = request.version() < axum::http::Version::HTTP_2;
+    if http1 && !host_is_valid(http11, hosts.iter().map(|v| v.as_bytes())) {
+        return (
+            StatusCode::BAD_REQUEST,
+            "a request needs one valid Host header (RFC 9112, section 3.2)\n",
+        )
+            .into_response();
+    }
+    next.run(request).await
+}
+
+/// Whether the `Host` lines of an HTTP/1 request are as RFC 9112 §3.2 requires: at most
+/// one (exactly one in HTTP/1.1), empty or `host[:port]`.
+fn host_is_valid<'a>(http11: bool, mut lines: impl Iterator<Item = &'a [u8]>) -> bool {
+    match (lines.next(), lines.next()) {
+        (None, _) => !http11,
+        (Some(value), None) => {
+            value.is_empty()
+                || std::str::from_utf8(value).is_ok_and(|value| {
+                    !value.contains('@')
+                        && value
+                            .parse::<axum::http::uri::Authority>()
+                            .is_ok_and(|authority| {
+                                // A port, if named, is a number.
+                                let after_host = value.rsplit(']').next().unwrap_or(value);
+                                authority.as_str() == value
+                                    && (!after_host.contains(':') || authority.port_u16().is_some())
+                            })
+                })
+        }
+        (Some(_), Some(_)) => false,
+    }
 }
 
 /// `ok` while nothing fails; otherwise `degraded` and one line per failing component. The
@@ -122,4 +165,38 @@ async fn metrics(settled: bool) -> impl IntoResponse {
 
 async fn not_found() -> impl IntoResponse {
     (StatusCode::NOT_FOUND, "not found\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_is_valid;
+
+    #[test]
+    fn host_lines_are_checked_as_rfc_9112_says() {
+        let valid = |http11: bool, lines: &[&str]| {
+            host_is_valid(http11, lines.iter().map(|l| l.as_bytes()))
+        };
+        for good in [
+            "example.com",
+            "example.com:8080",
+            "127.0.0.1:80",
+            "[::1]:8080",
+            "",
+        ] {
+            assert!(valid(true, &[good]), "{good:?}");
+        }
+        for bad in [
+            "a b",
+            "user@example.com",
+            "example.com:port",
+            "exa mple",
+            "a/b",
+        ] {
+            assert!(!valid(true, &[bad]), "{bad:?}");
+        }
+        assert!(!valid(true, &[]), "HTTP/1.1 needs one");
+        assert!(valid(false, &[]), "HTTP/1.0 may have none");
+        assert!(!valid(true, &["a", "b"]));
+        assert!(!valid(false, &["a", "a"]));
+    }
 }
