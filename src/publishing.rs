@@ -12,8 +12,8 @@ pub use watch::WatchUpdate;
 use crate::config::Settings;
 use crate::domain::{
     Actor, Article, ArticleDraft, ArticleId, AuditEntry, AuditOperation, Caller, HtmlPolicy,
-    Outcome, Partner, Refusal, RequestKey, Revision, Section, SectionSlug, Token, VersionSummary,
-    Violations,
+    Outcome, Partner, Refusal, RequestKey, Revision, Section, SectionSlug, Token, ValidDraft,
+    VersionSummary, Violations,
 };
 use crate::health::{Component, Health};
 use crate::publication::Publication;
@@ -24,6 +24,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::partners::add_partner;
+
+/// HTML bodies from this size on are validated off the runtime (see `Publisher::validate`).
+const LARGE_BODY: usize = 64 << 10;
 
 /// Largest page `list_articles` returns, and the page size when none is asked for.
 pub const MAX_PAGE_SIZE: usize = 500;
@@ -74,6 +77,9 @@ pub enum PublishError {
     /// The operating system could not provide randomness for a token.
     #[error("cannot generate a token: {0}")]
     Randomness(getrandom::Error),
+    /// Validating the article failed unexpectedly (a fault of feedpub, not the request).
+    #[error("validation failed: {0}")]
+    Validation(String),
 }
 
 impl From<StoreError> for PublishError {
@@ -113,6 +119,7 @@ impl PublishError {
             | Self::UnknownPartner(_)
             | Self::AlreadyExists(_)
             | Self::Storage(_)
+            | Self::Validation(_)
             | Self::Randomness(_) => None,
         }
     }
@@ -173,6 +180,8 @@ pub struct Publisher {
     settings: Arc<Settings>,
     publication: Publication,
     html_policy: Arc<HtmlPolicy>,
+    /// Large bodies are validated one at a time, off the runtime (see [`LARGE_BODY`]).
+    large_bodies: Arc<tokio::sync::Semaphore>,
     /// Wakes the upkeep task when an embargo that it does not know of starts.
     upkeep: Arc<Notify>,
     /// Cancelled when the server stops: ends every watch stream.
@@ -195,6 +204,7 @@ impl Publisher {
             settings,
             publication,
             html_policy,
+            large_bodies: Arc::new(tokio::sync::Semaphore::new(1)),
             upkeep: Arc::new(Notify::new()),
             stopping: CancellationToken::new(),
             health,
@@ -259,7 +269,7 @@ impl Publisher {
     ) -> Result<Published, PublishError> {
         let started = std::time::Instant::now();
         let raw_id = request.draft.id.clone();
-        let result = match self.prepare(caller, request) {
+        let result = match self.prepare(caller, request).await {
             Ok((write, warnings)) => {
                 let actor = Actor::from(caller);
                 let partner = &caller.partner;
@@ -287,20 +297,41 @@ impl Publisher {
             .await
     }
 
+    /// Validates a draft. An HTML body of [`LARGE_BODY`] or more is sanitised on the
+    /// blocking pool, one at a time and to the end even if the call is given up: that
+    /// takes milliseconds, during which a runtime worker would serve no other call.
+    async fn validate(&self, draft: ArticleDraft) -> Result<ValidDraft, PublishError> {
+        let policy = self.html_policy.clone();
+        let limits = self.settings.limits.fields;
+        if draft.content_html.len() < LARGE_BODY {
+            return Ok(draft.validate_within("article.", &policy, limits)?);
+        }
+        let permit = self
+            .large_bodies
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| PublishError::Validation(e.to_string()))?;
+        tokio::task::spawn_blocking(move || {
+            let _one_at_a_time = permit;
+            draft.validate_within("article.", &policy, limits)
+        })
+        .await
+        .map_err(|e| PublishError::Validation(e.to_string()))?
+        .map_err(PublishError::from)
+    }
+
     /// Validates a publish and checks the partner's rights to what it asks (the store checks
     /// those to the stored article it replaces, see [`rights_to_check`]): what to
     /// store, and the warnings for the editor.
-    fn prepare(
+    async fn prepare(
         &self,
         caller: &Caller,
-        request: PublishRequest,
+        mut request: PublishRequest,
     ) -> Result<(ArticleWrite, Vec<String>), PublishError> {
         let partner = &caller.partner;
-        let valid = request.draft.validate_within(
-            "article.",
-            &self.html_policy,
-            self.settings.limits.fields,
-        )?;
+        let draft = std::mem::take(&mut request.draft);
+        let valid = self.validate(draft).await?;
         let section = &valid.content.section;
         if self.settings.section(section).is_none() {
             return Err(Violations::one(

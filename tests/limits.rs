@@ -159,6 +159,64 @@ async fn fields_over_the_configured_limits_are_invalid_arguments_naming_the_fiel
     assert_eq!(missing.code(), Code::NotFound);
 }
 
+/// HTML whose parsing cost explodes (elements nested thousands deep, formatting elements
+/// left open to be reopened in every later block) is refused before it is parsed, naming
+/// the field; a large ordinary body (validated off the runtime) is stored.
+#[tokio::test]
+async fn html_that_would_make_the_parser_explode_is_refused_and_large_bodies_are_stored() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let token = &server.tokens.newsroom;
+    let distinct: String = (0..100).map(|i| format!("<b id=a{i}>")).collect();
+    for (html, says) in [
+        ("<blockquote>".repeat(50_000) + "x", "deep"),
+        ("<table><tr><td>".repeat(20_000) + "x", "deep"),
+        (
+            format!("<div>{distinct}</div>") + &"<p>x</p>".repeat(4_000),
+            "unclosed",
+        ),
+    ] {
+        let status = client
+            .publish_article(authed(
+                token,
+                PublishArticleRequest {
+                    article: Some(proto::Article {
+                        content_text: String::new(),
+                        content_html: html,
+                        ..article("deep")
+                    }),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap_err();
+        assert_invalid(&status, "article.content_html");
+        assert!(status.message().contains(says), "{}", status.message());
+    }
+    let paragraph = "<p>推进会召开，<b>全面</b>部署下一阶段工作。<a href=\"https://example.com/\">详见</a></p>\n";
+    let large = paragraph.repeat(1_000);
+    assert!(large.len() > 100 << 10, "{} bytes", large.len());
+    let stored = client
+        .publish_article(authed(
+            token,
+            PublishArticleRequest {
+                article: Some(proto::Article {
+                    content_text: String::new(),
+                    content_html: large.clone(),
+                    ..article("large")
+                }),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let article = stored.article.unwrap();
+    assert_eq!(article.version, 1);
+    assert!(article.content_html.contains("全面"));
+    assert!(article.content_html.len() >= large.len() - 1_000);
+}
+
 #[tokio::test]
 async fn a_partner_over_its_rate_limit_is_told_when_to_retry_and_others_are_unaffected() {
     const BURST: u32 = 3;

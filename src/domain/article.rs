@@ -448,6 +448,11 @@ impl Checker {
             return String::new();
         }
         if html {
+            // Before the parser meets it: past these limits its work explodes.
+            if let Some(fault) = super::nesting::measure(raw).fault() {
+                self.violations.add(field, fault);
+                return String::new();
+            }
             self.clean(field, raw, false)
         } else {
             self.text(field, raw, false)
@@ -503,11 +508,23 @@ impl ArticleDraft {
             let cleaned = check.clean(&f("content_html"), &sanitized, false);
             // What the removal leaves may parse differently (a U+FEFF that is now first is
             // dropped as a byte order mark): sanitised again, it is what a re-send stores.
-            if cleaned == sanitized {
+            let html = if cleaned == sanitized {
                 cleaned
             } else {
                 policy.sanitize(&cleaned)
+            };
+            // Sanitising closes what was left open, so it may grow the body.
+            if html.len() > limits.content_bytes {
+                check.violations.add(
+                    f("content_html"),
+                    format!(
+                        "is larger than {} bytes once sanitised ({} bytes)",
+                        limits.content_bytes,
+                        html.len()
+                    ),
+                );
             }
+            html
         } else {
             text::text_to_html(&content_text)
         };
@@ -704,6 +721,48 @@ mod tests {
             publish_time: Some(Utc.with_ymd_and_hms(2023, 6, 6, 22, 0, 0).unwrap()),
             ..Default::default()
         }
+    }
+
+    /// HTML that would make the parser's work explode is refused before it is parsed,
+    /// and a body that sanitising grows past the limit is refused too.
+    #[test]
+    fn html_too_deep_or_growing_past_the_limit_is_refused_naming_content_html() {
+        let policy = text::HtmlPolicy::default();
+        let refused = |html: String, limits: FieldLimits| {
+            let violations = ArticleDraft {
+                content_html: html,
+                content_text: String::new(),
+                ..draft()
+            }
+            .validate_within("article.", &policy, limits)
+            .unwrap_err();
+            let found: Vec<_> = violations
+                .iter()
+                .map(|v| format!("{}: {}", v.field, v.description))
+                .collect();
+            assert_eq!(found.len(), 1, "{found:?}");
+            found[0].clone()
+        };
+        let deep = refused("<blockquote>".repeat(50_000) + "x", FieldLimits::default());
+        assert!(
+            deep.starts_with("article.content_html: nests elements"),
+            "{deep}"
+        );
+        let distinct: String = (0..100).map(|i| format!("<b id=a{i}>")).collect();
+        let reopened = refused(
+            format!("<div>{distinct}</div>") + &"<p>x</p>".repeat(4000),
+            FieldLimits::default(),
+        );
+        assert!(reopened.contains("unclosed"), "{reopened}");
+        // Within the measure's limits, but grown by sanitising past a small body limit.
+        let few: String = (0..10).map(|i| format!("<b id=a{i}>")).collect();
+        let html = format!("<div>{few}</div>") + &"<p>x</p>".repeat(200);
+        let limits = FieldLimits {
+            content_bytes: html.len() * 2,
+            ..FieldLimits::default()
+        };
+        let grown = refused(html, limits);
+        assert!(grown.contains("once sanitised"), "{grown}");
     }
 
     #[test]

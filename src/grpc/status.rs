@@ -44,6 +44,7 @@ impl From<PublishError> for Status {
                 | StoreError::Refused(_),
             ) => (Code::Internal, "STORAGE_FAILED"),
             PublishError::Randomness(_) => (Code::Internal, "NO_RANDOMNESS"),
+            PublishError::Validation(_) => (Code::Internal, "VALIDATION_FAILED"),
         };
         if code == Code::Unavailable || code == Code::Internal {
             tracing::error!(%error, "request failed");

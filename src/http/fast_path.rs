@@ -479,14 +479,14 @@ mod tests {
     #[test]
     fn connection_options_decide_keep_alive_by_version() {
         let cases = [
-            ("GET /feeds/a HTTP/1.1\r\n\r\n", true, false),
+            ("GET /feeds/a HTTP/1.1\r\nHost: x\r\n\r\n", true, false),
             (
-                "GET /feeds/a HTTP/1.1\r\nConnection: close\r\n\r\n",
+                "GET /feeds/a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
                 false,
                 true,
             ),
             (
-                "GET /feeds/a HTTP/1.1\r\nConnection: Keep-Alive, CLOSE\r\n\r\n",
+                "GET /feeds/a HTTP/1.1\r\nHost: x\r\nConnection: Keep-Alive, CLOSE\r\n\r\n",
                 false,
                 true,
             ),
@@ -519,6 +519,9 @@ mod tests {
             "GET /feeds/a HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
             "GET /feeds/a HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
             "GET / HTTP/1.1\r\n\r\n",
+            // No Host, or two: hyper answers 400.
+            "GET /feeds/a HTTP/1.1\r\n\r\n",
+            "GET /feeds/a HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
         ] {
             request(raw, |r| assert!(r.is_none(), "{raw}"));
         }

@@ -69,7 +69,7 @@ impl Batch {
         }
         self.pushed += 1;
         let prepared = match request {
-            Ok(request) => self.publisher.prepare(&self.caller, request),
+            Ok(request) => self.publisher.prepare(&self.caller, request).await,
             Err(e) => Err(e),
         };
         match prepared {
