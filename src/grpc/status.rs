@@ -12,9 +12,30 @@ use tonic_types::{ErrorDetails, StatusExt};
 /// `ErrorInfo.domain` of every error feedpub returns.
 pub const ERROR_DOMAIN: &str = "feedpub";
 
+/// Bounds on what an error repeats of the request, so that its trailers stay within what
+/// clients accept (gRPC's C core refuses metadata over 8 KiB by default, and the message
+/// travels twice: in `grpc-message` and in the details): bytes of the message, of a
+/// violation's field and description, and how many violations the details list.
+const MAX_MESSAGE_BYTES: usize = 600;
+const MAX_FIELD_BYTES: usize = 100;
+const MAX_DESCRIPTION_BYTES: usize = 200;
+const MAX_VIOLATIONS: usize = 10;
+
+/// `text`, cut to at most `max` bytes at a character boundary, with `…` when cut.
+fn bounded(text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
 impl From<PublishError> for Status {
     fn from(error: PublishError) -> Self {
-        let message = error.to_string();
+        let message = bounded(error.to_string(), MAX_MESSAGE_BYTES);
         let (code, reason) = match &error {
             PublishError::Unauthenticated(_) => (Code::Unauthenticated, "UNAUTHENTICATED"),
             PublishError::Refused(Refusal::SectionNotGranted { .. }) => {
@@ -60,8 +81,18 @@ impl From<PublishError> for Status {
         };
         details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
         if let PublishError::Invalid(violations) = &error {
-            for v in violations.iter() {
-                details.add_bad_request_violation(v.field.clone(), v.description.clone());
+            let count = violations.iter().count();
+            for v in violations.iter().take(MAX_VIOLATIONS) {
+                details.add_bad_request_violation(
+                    bounded(v.field.clone(), MAX_FIELD_BYTES),
+                    bounded(v.description.clone(), MAX_DESCRIPTION_BYTES),
+                );
+            }
+            if count > MAX_VIOLATIONS {
+                details.add_bad_request_violation(
+                    "",
+                    format!("and {} more violations", count - MAX_VIOLATIONS),
+                );
             }
         }
         Status::with_error_details(code, message, details)
@@ -110,6 +141,44 @@ mod tests {
     use super::*;
     use crate::domain::Violations;
     use tonic_types::pb::{BadRequest, ErrorInfo};
+
+    #[test]
+    fn errors_repeat_only_so_much_of_the_request() {
+        let mut violations = Violations::default();
+        violations.add(
+            "article.language",
+            format!("{:?} is not a language tag", "x".repeat(100_000)),
+        );
+        for i in 0..1_000 {
+            violations.add(format!("sections[{i}]"), "is not a configured section");
+        }
+        let status = Status::from(PublishError::Invalid(violations));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(
+            status.message().len() <= MAX_MESSAGE_BYTES,
+            "{}",
+            status.message().len()
+        );
+        assert!(status.message().starts_with("article.language: \"xxx"));
+        assert!(status.message().ends_with('…'));
+        // Everything a client receives in the trailers, far below 8 KiB.
+        assert!(
+            status.details().len() < 4 << 10,
+            "{} bytes",
+            status.details().len()
+        );
+        let details = status.get_details_bad_request().unwrap();
+        assert_eq!(details.field_violations.len(), MAX_VIOLATIONS + 1);
+        assert!(details.field_violations[0].description.len() <= MAX_DESCRIPTION_BYTES);
+        assert_eq!(details.field_violations[1].field, "sections[0]");
+        assert_eq!(
+            details.field_violations[MAX_VIOLATIONS].description,
+            "and 991 more violations"
+        );
+        // Cut at a character boundary.
+        assert_eq!(bounded("标题".repeat(200), 10), "标题…");
+        assert_eq!(bounded("短".into(), 10), "短");
+    }
 
     #[test]
     fn an_error_inside_a_response_carries_the_details_of_the_call_error() {
