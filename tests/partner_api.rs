@@ -1013,3 +1013,58 @@ async fn a_stream_past_the_batch_limit_ends_with_resource_exhausted_and_keeps_wh
         .wait_for_feed("/feeds/politics/rss.xml", |b| b.contains("保留"))
         .await;
 }
+
+/// A request whose bytes are not the protobuf message the method takes (not UTF-8 where
+/// a string is, a truncated field) is the caller's fault: INVALID_ARGUMENT naming what
+/// did not decode, never INTERNAL.
+#[tokio::test]
+async fn a_request_that_is_not_valid_protobuf_is_an_invalid_argument() {
+    let server = TestServer::start().await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .timeout(DEADLINE)
+        .build()
+        .unwrap();
+    for (method, message) in [
+        // GetArticleRequest.id (field 1) of two bytes that are not UTF-8.
+        ("GetArticle", &[0x0a, 0x02, 0xff, 0xfe][..]),
+        // A length-delimited field cut short.
+        ("PublishArticle", &[0x0a, 0x7f, 0x01]),
+        ("ListSections", &[0xff]),
+    ] {
+        let mut body = vec![0];
+        body.extend_from_slice(&(message.len() as u32).to_be_bytes());
+        body.extend_from_slice(message);
+        let response = h2
+            .post(format!(
+                "http://{}/feedpub.v1.PublisherService/{method}",
+                server.grpc_addr
+            ))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .header(
+                "authorization",
+                format!("Bearer {}", server.tokens.newsroom),
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        // An error before any answer is sent as headers alone ("trailers-only").
+        let status = response
+            .headers()
+            .get("grpc-status")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let message = response
+            .headers()
+            .get("grpc-message")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        assert_eq!(
+            status.as_deref(),
+            Some("3"),
+            "{method}: {status:?} {message}"
+        );
+        assert!(message.contains("protobuf"), "{method}: {message}");
+    }
+}

@@ -1,6 +1,7 @@
 //! The gRPC API: generated code, the PublisherService adapter, health and reflection.
 
 mod auth;
+pub mod codec;
 pub mod convert;
 mod guard;
 mod service;
