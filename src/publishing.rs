@@ -330,19 +330,21 @@ impl Publisher {
         mut request: PublishRequest,
     ) -> Result<(ArticleWrite, Vec<String>), PublishError> {
         let partner = &caller.partner;
-        let draft = std::mem::take(&mut request.draft);
-        let valid = self.validate(draft).await?;
-        let section = &valid.content.section;
-        if self.settings.section(section).is_none() {
-            return Err(Violations::one(
+        let mut draft = std::mem::take(&mut request.draft);
+        // Named with every other violation, not only once the rest is right.
+        if let Ok(slug) = SectionSlug::parse(&draft.section)
+            && self.settings.section(&slug).is_none()
+        {
+            draft.prior_violations.add(
                 "article.section",
                 format!(
                     "{:?} is not a configured section (see ListSections)",
-                    section.as_str()
+                    slug.as_str()
                 ),
-            )
-            .into());
+            );
         }
+        let valid = self.validate(draft).await?;
+        let section = &valid.content.section;
         partner.may_use_section(section)?;
         let now = Utc::now();
         if valid.content.is_embargoed(now) {

@@ -1068,3 +1068,59 @@ async fn a_request_that_is_not_valid_protobuf_is_an_invalid_argument() {
         assert!(message.contains("protobuf"), "{method}: {message}");
     }
 }
+
+/// One call names every bad field: an unreadable timestamp, a section the site does not
+/// have and the fields validation refuses, together, not one after another.
+#[tokio::test]
+async fn an_invalid_publish_names_every_bad_field_at_once() {
+    use tonic_types::StatusExt;
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let status = client
+        .publish_article(authed(
+            &server.tokens.newsroom,
+            request(
+                proto::Article {
+                    id: "x".repeat(200),
+                    section: "nope".into(),
+                    title: String::new(),
+                    content_text: "正文".into(),
+                    publish_time: Some(prost_types::Timestamp {
+                        seconds: 0,
+                        nanos: -1,
+                    }),
+                    expire_time: Some(prost_types::Timestamp {
+                        seconds: i64::MAX,
+                        nanos: 0,
+                    }),
+                    ..Default::default()
+                },
+                "",
+            ),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let mut fields: Vec<String> = status
+        .get_details_bad_request()
+        .unwrap()
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "article.expire_time",
+            "article.id",
+            "article.publish_time",
+            "article.section",
+            "article.title"
+        ],
+        "{}",
+        status.message()
+    );
+    // An unreadable publish_time is named once, for that (not also as missing).
+    assert!(status.message().contains("nanos"), "{}", status.message());
+}

@@ -63,6 +63,10 @@ pub struct ArticleDraft {
     pub media: Vec<MediaDraft>,
     /// BCP 47 tag of the copy; empty for the site's language.
     pub language: String,
+    /// What was found wrong before validation (a timestamp that could not be read, and
+    /// left empty above; a section the site does not have): validation reports it with
+    /// every other violation.
+    pub prior_violations: Violations,
 }
 
 /// Validated article content: every field clean, sanitised and within limits.
@@ -473,14 +477,14 @@ impl ArticleDraft {
     /// Checks every field, returning all violations at once; field paths start with `prefix`.
     /// The HTML body is sanitised by `policy` as the last step.
     pub fn validate_within(
-        self,
+        mut self,
         prefix: &str,
         policy: &text::HtmlPolicy,
         limits: FieldLimits,
     ) -> Result<ValidDraft, Violations> {
         let f = |name: &str| format!("{prefix}{name}");
         let mut check = Checker {
-            violations: Violations::default(),
+            violations: std::mem::take(&mut self.prior_violations),
             warnings: Vec::new(),
             limits,
         };
@@ -592,8 +596,10 @@ impl ArticleDraft {
                     .add(f(name), "must be between the years 1800 and 2200");
             }
         }
-        if self.publish_time.is_none() {
-            check.violations.add(f("publish_time"), "is required");
+        let publish_field = f("publish_time");
+        if self.publish_time.is_none() && !check.violations.iter().any(|v| v.field == publish_field)
+        {
+            check.violations.add(publish_field, "is required");
         }
         if let (Some(publish), Some(expire)) = (self.publish_time, self.expire_time)
             && expire <= publish

@@ -47,7 +47,8 @@ pub fn draft_from_proto(article: Option<proto::Article>) -> Result<ArticleDraft,
     let update_time = time("update_time", a.update_time);
     let expire_time = time("expire_time", a.expire_time);
     let embargo_time = time("embargo_time", a.embargo_time);
-    violations.into_result(ArticleDraft {
+    // Unreadable times are reported by validation, with every other violation.
+    Ok(ArticleDraft {
         id: a.id,
         section: a.section,
         title: a.title,
@@ -65,6 +66,7 @@ pub fn draft_from_proto(article: Option<proto::Article>) -> Result<ArticleDraft,
         embargo_time,
         media: a.media.into_iter().map(media_draft).collect(),
         language: a.language,
+        prior_violations: violations,
     })
 }
 
@@ -400,7 +402,13 @@ mod tests {
             }),
             ..Default::default()
         };
-        let violations = draft_from_proto(Some(article)).unwrap_err();
+        // Kept in the draft, left empty, for validation to report with the rest.
+        let draft = draft_from_proto(Some(article)).unwrap();
+        assert_eq!(
+            (draft.publish_time, draft.expire_time, draft.embargo_time),
+            (None, None, None)
+        );
+        let violations = draft.prior_violations;
         let fields: Vec<_> = violations.iter().map(|v| v.field.as_str()).collect();
         assert_eq!(
             fields,
