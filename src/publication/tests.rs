@@ -17,13 +17,19 @@ use std::path::Path;
 use std::sync::Arc;
 
 async fn started(dir: &Path) -> (Arc<dyn Store>, Publication) {
+    let (store, publication, _scheduler) = started_with_scheduler(dir).await;
+    (store, publication)
+}
+
+/// A store and its publication, with the scheduler not running yet.
+async fn started_with_scheduler(dir: &Path) -> (Arc<dyn Store>, Publication, super::Scheduler) {
     let settings = Settings::isolated_sample(dir).unwrap();
     let store = crate::storage::open(&settings.server).await.unwrap();
-    let (publication, _scheduler) =
+    let (publication, scheduler) =
         Publication::start(store.clone(), Arc::new(settings), Health::new())
             .await
             .unwrap();
-    (store, publication)
+    (store, publication, scheduler)
 }
 
 /// Stores a politics article titled `title`.
@@ -325,4 +331,38 @@ async fn a_restart_leaves_files_that_already_hold_the_feeds_untouched() {
     assert_eq!(served.stamp(), Some(FileStamp::of(&found).unwrap()));
     assert!(!served.holds_identity());
     assert!(std::fs::read(&files[0]).unwrap() == served.bytes()[..]);
+}
+
+/// Waits, on a condition and never a duration, until `done` (failing after 30 s).
+async fn until(done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "never happened");
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+}
+
+/// Coalescing without timing: every mark is waiting when the scheduler first looks (it
+/// is started after them), so 200 publishes to one section make one regeneration of it.
+#[tokio::test]
+async fn marks_waiting_when_the_scheduler_looks_make_one_regeneration_per_feed() {
+    use std::sync::atomic::Ordering::SeqCst;
+    const BURST: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, publication, scheduler) = started_with_scheduler(dir.path()).await;
+    let slug = SectionSlug::parse("politics").unwrap();
+    let before = publication.regenerations(&politics());
+    for i in 0..BURST {
+        publish(&store, &format!("burst-{i:03}"), &format!("快讯 {i:03}")).await;
+        publication.touch(std::slice::from_ref(&slug));
+    }
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(scheduler.run(stopped));
+    let inner = publication.inner.clone();
+    until(|| inner.marks_done.load(SeqCst) == inner.marks_sent.load(SeqCst)).await;
+    assert_eq!(publication.regenerations(&politics()) - before, 1);
+    let rss = publication.get("politics/rss.xml").unwrap();
+    assert!(String::from_utf8_lossy(rss.bytes()).contains(&format!("快讯 {:03}", BURST - 1)));
+    stop.send(true).unwrap();
+    running.await.unwrap();
 }
