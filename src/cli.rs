@@ -59,6 +59,11 @@ pub struct ImportArgs {
     /// Import even though the database already holds partners or articles
     #[arg(long)]
     pub allow_non_empty: bool,
+    /// Take HTML bodies as they are, not only as this configuration's sanitiser leaves
+    /// them (for a database that lived through a change of the sanitiser or of
+    /// `[content] iframe_hosts`); the other checks still run
+    #[arg(long)]
+    pub trust_html: bool,
     #[command(flatten)]
     pub store: StoreArgs,
 }
@@ -157,11 +162,16 @@ async fn import(args: ImportArgs) -> anyhow::Result<()> {
         Box::new(std::io::BufReader::new(file))
     };
     // Rows are checked against what publishing stores, with the site's own HTML policy.
-    let policy = crate::domain::HtmlPolicy::new(&settings.content.iframe_hosts);
-    let counts =
-        crate::storage::transfer::import(&settings.server, &policy, input, args.allow_non_empty)
-            .await
-            .with_context(|| format!("cannot import into the database in {location}"))?;
+    let policy =
+        (!args.trust_html).then(|| crate::domain::HtmlPolicy::new(&settings.content.iframe_hosts));
+    let counts = crate::storage::transfer::import(
+        &settings.server,
+        policy.as_ref(),
+        input,
+        args.allow_non_empty,
+    )
+    .await
+    .with_context(|| format!("cannot import into the database in {location}"))?;
     println!("imported into {location}: {}", describe(&counts));
     Ok(())
 }

@@ -674,6 +674,20 @@ fn import_refuses_rows_no_publish_would_store_and_stores_none_of_them() {
                 && stderr.contains(says),
             "{column}: {stderr}"
         );
+        // `--trust-html` takes HTML as it is (for a sanitiser changed since the export),
+        // and only HTML.
+        let trusted = run(feedpub(dir.path())
+            .arg("import")
+            .arg(dir.path().join(format!("{column}.jsonl")))
+            .arg("--trust-html")
+            .arg("--data-dir")
+            .arg(dir.path().join(format!("{column}-trusted"))));
+        assert_eq!(
+            trusted.status.success(),
+            column == "content_html",
+            "{column} with --trust-html: {}",
+            text(&trusted.stderr)
+        );
         // Nothing of it was stored: the same folder takes the export as written, which
         // only an empty database does.
         let whole = import(column, &export);

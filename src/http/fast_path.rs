@@ -512,12 +512,12 @@ mod tests {
     #[test]
     fn requests_with_bodies_expectations_upgrades_or_other_methods_go_to_hyper() {
         for raw in [
-            "POST /feeds/a HTTP/1.1\r\n\r\n",
-            "OPTIONS /feeds/a HTTP/1.1\r\n\r\n",
-            "GET /feeds/a HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
-            "GET /feeds/a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
-            "GET /feeds/a HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
-            "GET /feeds/a HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            "POST /feeds/a HTTP/1.1\r\nHost: x\r\n\r\n",
+            "OPTIONS /feeds/a HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET /feeds/a HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+            "GET /feeds/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET /feeds/a HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n",
+            "GET /feeds/a HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
             "GET / HTTP/1.1\r\n\r\n",
             // No Host, or two: hyper answers 400.
             "GET /feeds/a HTTP/1.1\r\n\r\n",

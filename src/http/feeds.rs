@@ -621,11 +621,14 @@ fn precondition(
 }
 
 /// An HTTP date in any of the three forms recipients must accept (RFC 9110 §5.6.7):
-/// IMF-fixdate, RFC 850 and asctime.
+/// IMF-fixdate, RFC 850 and asctime; or else any RFC 2822 date (`+0000`, a one-digit
+/// day), as some clients send.
 fn parse_http_date(raw: &str) -> Option<DateTime<Utc>> {
-    httpdate::parse_http_date(raw.trim())
+    let raw = raw.trim();
+    httpdate::parse_http_date(raw)
         .ok()
         .map(DateTime::<Utc>::from)
+        .or_else(|| DateTime::parse_from_rfc2822(raw).ok().map(|t| t.to_utc()))
 }
 
 #[cfg(test)]
@@ -687,6 +690,9 @@ mod tests {
             ("Tue, 06 Jun 2023 23:00:00 GMT", NotModified),
             ("Tuesday, 06-Jun-23 23:00:00 GMT", NotModified),
             ("Tue Jun  6 23:00:00 2023", NotModified),
+            ("Tue, 6 Jun 2023 23:00:00 GMT", NotModified),
+            ("Tue, 06 Jun 2023 23:00:00 +0000", NotModified),
+            ("Wed, 07 Jun 2023 01:00:00 +0200", NotModified),
             ("Tue, 06 Jun 2023 22:59:59 GMT", Proceed),
             ("yesterday", Proceed),
         ] {

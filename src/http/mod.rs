@@ -120,7 +120,9 @@ fn host_is_valid<'a>(http11: bool, mut lines: impl Iterator<Item = &'a [u8]>) ->
                                 // A port, if named, is a number.
                                 let after_host = value.rsplit(']').next().unwrap_or(value);
                                 authority.as_str() == value
-                                    && (!after_host.contains(':') || authority.port_u16().is_some())
+                                    && (!after_host.contains(':')
+                                        || after_host.ends_with(':')
+                                        || authority.port_u16().is_some())
                             })
                 })
         }
@@ -176,9 +178,11 @@ mod tests {
         let valid = |http11: bool, lines: &[&str]| {
             host_is_valid(http11, lines.iter().map(|l| l.as_bytes()))
         };
+        // An empty port is allowed (RFC 3986: `port = *DIGIT`).
         for good in [
             "example.com",
             "example.com:8080",
+            "example.com:",
             "127.0.0.1:80",
             "[::1]:8080",
             "",

@@ -772,11 +772,12 @@ impl Inner {
             let unchanged_on_disk = on_disk.as_ref().filter(|(old, _)| *old == bytes);
             // Last-Modified comes from the stored change times, so a restart or another
             // replica gives the same value. Only when the bytes changed without a newer
-            // stored change (a new configuration, say) is "now" used instead, so that new
-            // bytes never look older than the ones they replace. Two changes within one
+            // stored change (a new configuration, an article moved out of the scope while
+            // a newer one stays) is "now" used instead, so that new bytes never carry the
+            // date of the ones they replace or an older one. Two changes within one
             // second share a Last-Modified; their ETags still differ.
             let replaced = previous.is_some() || (on_disk.is_some() && unchanged_on_disk.is_none());
-            let stale_date = previous.is_none_or(|p| p.last_modified > derived);
+            let stale_date = previous.is_none_or(|p| p.last_modified >= derived);
             let last_modified = if replaced && stale_date {
                 derived.max(now.trunc_subsecs(0))
             } else {

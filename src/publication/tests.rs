@@ -34,6 +34,11 @@ async fn started_with_scheduler(dir: &Path) -> (Arc<dyn Store>, Publication, sup
 
 /// Stores a politics article titled `title`.
 async fn publish(store: &Arc<dyn Store>, id: &str, title: &str) {
+    publish_in(store, id, title, "politics").await;
+}
+
+/// Stores an article titled `title` in `section`.
+async fn publish_in(store: &Arc<dyn Store>, id: &str, title: &str, section: &str) {
     let name = PartnerName::parse("newsroom").unwrap();
     let partner = match store.partner_by_name(&name).await.unwrap() {
         Some(partner) => partner,
@@ -55,7 +60,7 @@ async fn publish(store: &Arc<dyn Store>, id: &str, title: &str) {
     };
     let valid = ArticleDraft {
         id: id.into(),
-        section: "politics".into(),
+        section: section.into(),
         title: title.into(),
         content_text: "右玉县农旅融合助力乡村振兴。".repeat(200),
         publish_time: Some(Utc::now()),
@@ -365,4 +370,41 @@ async fn marks_waiting_when_the_scheduler_looks_make_one_regeneration_per_feed()
     assert!(String::from_utf8_lossy(rss.bytes()).contains(&format!("快讯 {:03}", BURST - 1)));
     stop.send(true).unwrap();
     running.await.unwrap();
+}
+
+/// A feed whose bytes change without a newer stored change in its scope (an article
+/// moved to another section, while a newer one stays) still gets a later Last-Modified:
+/// a client revalidating by date alone must not be told its copy is current.
+#[tokio::test]
+async fn an_article_moved_out_of_a_feed_moves_its_last_modified_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, publication) = started(dir.path()).await;
+    let inner = publication.inner.clone();
+    publish(&store, "a", "移走的一篇").await;
+    publish(&store, "b", "留下的一篇").await;
+    assert!(
+        inner
+            .regenerate_batch([politics()], Swap::Early)
+            .await
+            .is_empty()
+    );
+    let before = publication.get("politics/rss.xml").unwrap();
+    // Last-Modified has whole seconds: the move comes in a later one.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    publish_in(&store, "a", "移走的一篇", "notices").await;
+    assert!(
+        inner
+            .regenerate_batch([politics()], Swap::Early)
+            .await
+            .is_empty()
+    );
+    let after = publication.get("politics/rss.xml").unwrap();
+    assert_ne!(after.etag, before.etag);
+    assert!(!String::from_utf8_lossy(after.bytes()).contains("移走的一篇"));
+    assert!(
+        after.last_modified > before.last_modified,
+        "{} then {}",
+        before.last_modified,
+        after.last_modified
+    );
 }

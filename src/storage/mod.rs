@@ -158,18 +158,20 @@ pub struct ArchivePage {
 }
 
 impl ArchivePage {
-    /// A page of `size` from its stored articles, read in archive order with one more (the
-    /// next page's first, if there is one); the page shows those visible at `now`, newest
-    /// first.
+    /// Page `page` of `size` from its stored articles, read in archive order with one more
+    /// (the next page's first, if there is one); the page shows those visible at `now`,
+    /// newest first.
     pub(super) fn of(
         mut articles: Vec<Article>,
-        size: usize,
+        (page, size): (usize, usize),
         pages: usize,
         now: DateTime<Utc>,
     ) -> Self {
-        let next_started = (articles.len() > size)
-            .then(|| articles.pop())
-            .flatten()
+        let next = (articles.len() > size).then(|| articles.pop()).flatten();
+        // Only when the page has its `next` link: `pages` was read before the rows, and an
+        // article stored in between must not date a page rendered without the link.
+        let next_started = next
+            .filter(|_| page < pages)
             .map(|first_of_next| first_of_next.create_time);
         let last_change = articles
             .iter()

@@ -594,7 +594,7 @@ impl Store for PostgresStore {
             .iter()
             .map(article_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(ArchivePage::of(articles, size, pages, now))
+        Ok(ArchivePage::of(articles, (page, size), pages, now))
     }
 
     async fn archive_pages(&self, scope: &FeedScope, size: usize) -> Result<usize, StoreError> {

@@ -1391,7 +1391,7 @@ impl Store for SqliteStore {
             .iter()
             .map(article_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(ArchivePage::of(articles, size, pages, now))
+        Ok(ArchivePage::of(articles, (page, size), pages, now))
     }
 
     async fn archive_pages(&self, scope: &FeedScope, size: usize) -> Result<usize, StoreError> {

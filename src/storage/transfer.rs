@@ -393,7 +393,7 @@ enum Bound {
 /// `allow_non_empty`.
 pub async fn import(
     server: &Server,
-    policy: &HtmlPolicy,
+    policy: Option<&HtmlPolicy>,
     input: impl BufRead,
     allow_non_empty: bool,
 ) -> Result<Counts, TransferError> {
@@ -487,7 +487,7 @@ impl Target<'_, '_> {
 
 async fn import_into(
     target: &mut Target<'_, '_>,
-    policy: &HtmlPolicy,
+    policy: Option<&HtmlPolicy>,
     input: impl BufRead,
     allow_non_empty: bool,
 ) -> Result<Counts, TransferError> {
@@ -580,8 +580,9 @@ async fn import_into(
 }
 
 /// The value of one column of an imported row; absent is NULL. Text that feeds carry is
-/// checked as publishing left it (`policy`: the configured HTML sanitiser).
-fn bound(value: Option<&Value>, kind: Kind, policy: &HtmlPolicy) -> Result<Bound, String> {
+/// checked as publishing left it (`policy`: the configured HTML sanitiser; `None`: HTML
+/// taken as it is).
+fn bound(value: Option<&Value>, kind: Kind, policy: Option<&HtmlPolicy>) -> Result<Bound, String> {
     let value = value.filter(|v| !v.is_null());
     let wrong = |v: &Value| format!("{v} is not a {kind:?} value");
     // Text whose `fault` must be `None`.
@@ -596,7 +597,7 @@ fn bound(value: Option<&Value>, kind: Kind, policy: &HtmlPolicy) -> Result<Bound
     };
     Ok(match kind {
         Prose => checked(&stored::text_fault)?,
-        Html => checked(&|html| stored::html_fault(html, policy))?,
+        Html => checked(&|html| policy.and_then(|policy| stored::html_fault(html, policy)))?,
         Link => checked(&stored::url_fault)?,
         Names => checked(&stored::names_fault)?,
         MediaList => checked(&stored::media_fault)?,
@@ -643,7 +644,11 @@ mod tests {
     #[test]
     fn a_version_number_is_imported_only_if_another_can_follow_it() {
         for good in [1, i64::from(u32::MAX) - 1] {
-            let bound = bound(Some(&json!(good)), Kind::Version, &HtmlPolicy::default());
+            let bound = bound(
+                Some(&json!(good)),
+                Kind::Version,
+                Some(&HtmlPolicy::default()),
+            );
             assert!(
                 matches!(bound, Ok(Bound::Int(Some(n))) if n == good),
                 "{good}"
@@ -656,7 +661,7 @@ mod tests {
             json!(i64::MAX),
             json!("2"),
         ] {
-            let refused = bound(Some(&bad), Kind::Version, &HtmlPolicy::default())
+            let refused = bound(Some(&bad), Kind::Version, Some(&HtmlPolicy::default()))
                 .err()
                 .unwrap_or_default();
             assert!(
@@ -666,7 +671,11 @@ mod tests {
         }
         // Other integers keep their whole range.
         assert!(matches!(
-            bound(Some(&json!(u32::MAX)), Kind::Int, &HtmlPolicy::default()),
+            bound(
+                Some(&json!(u32::MAX)),
+                Kind::Int,
+                Some(&HtmlPolicy::default())
+            ),
             Ok(Bound::Int(Some(_)))
         ));
     }
