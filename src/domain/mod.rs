@@ -7,7 +7,7 @@ mod ids;
 mod lint;
 mod media;
 mod name_slug;
-mod nesting;
+pub mod nesting;
 mod partner;
 mod request;
 pub mod stored;
