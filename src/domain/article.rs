@@ -760,9 +760,10 @@ mod tests {
             FieldLimits::default(),
         );
         assert!(reopened.contains("unclosed"), "{reopened}");
-        // Within the measure's limits, but grown by sanitising past a small body limit.
-        let few: String = (0..10).map(|i| format!("<b id=a{i}>")).collect();
-        let html = format!("<div>{few}</div>") + &"<p>x</p>".repeat(200);
+        // Within the measure's budgets, but grown by sanitising past a small body limit:
+        // one long link left open, reopened in each later paragraph.
+        let link = format!("<a href=\"https://example.com/{}\">", "a".repeat(1_000));
+        let html = format!("<div>{link}</div>") + &"<p>x</p>".repeat(50);
         let limits = FieldLimits {
             content_bytes: html.len() * 2,
             ..FieldLimits::default()
