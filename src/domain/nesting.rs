@@ -29,6 +29,8 @@ pub const BASE_ELEMENTS: u64 = 64;
 /// stay under 30). Cheap for the parser through tables, but the sanitised copy carries
 /// the nesting to every feed reader.
 pub const MAX_DEPTH: u64 = 256;
+/// Most attributes on one tag: the tokenizer compares each with every one before it.
+pub const MAX_ATTRIBUTES: u64 = 256;
 /// How much of the body the parser is given at a time.
 const CHUNK_BYTES: usize = 4096;
 
@@ -41,6 +43,8 @@ pub struct Cost {
     pub elements: u64,
     /// The deepest it nested one (reparenting by the adoption agency aside).
     pub depth: u64,
+    /// The most attributes on one tag.
+    pub attributes: u64,
     /// Its budgets for this body.
     pub step_budget: u64,
     pub element_budget: u64,
@@ -49,7 +53,12 @@ pub struct Cost {
 impl Cost {
     /// Why the body is refused, if it is.
     pub fn fault(&self) -> Option<String> {
-        if self.depth > MAX_DEPTH {
+        if self.attributes > MAX_ATTRIBUTES {
+            Some(format!(
+                "has a tag with {} attributes; at most {MAX_ATTRIBUTES} are allowed",
+                self.attributes
+            ))
+        } else if self.depth > MAX_DEPTH {
             Some(format!(
                 "nests elements more than {MAX_DEPTH} deep ({} at least)",
                 self.depth
@@ -81,10 +90,20 @@ pub fn measure(html: &str) -> Cost {
         element_budget: BASE_ELEMENTS.saturating_add(ELEMENTS_PER_TAG.saturating_mul(tags)),
         ..Cost::default()
     };
+    // Before the tokenizer meets them: it compares each attribute of a tag with every one
+    // before it.
+    let attributes = most_attributes(html.as_bytes());
+    if attributes > MAX_ATTRIBUTES {
+        return Cost {
+            attributes,
+            ..budget
+        };
+    }
     let cost = |counts: &Counts| Cost {
         steps: counts.steps.get(),
         elements: counts.elements.get(),
         depth: counts.depth.get(),
+        attributes,
         ..budget
     };
     // As ammonia parses: a fragment in a `<div>`, scripting not enabled for it.
@@ -110,6 +129,65 @@ pub fn measure(html: &str) -> Cost {
     }
     parser.finish();
     cost(&counts)
+}
+
+/// The most attributes on one tag, reading tags as the tokenizer does: a value is quoted
+/// only right after `=`, and a tag ends at the first `>` outside a quoted value. (Text
+/// the parser reads as raw text may be read as tags here: that only counts more.)
+fn most_attributes(html: &[u8]) -> u64 {
+    let space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\x0c');
+    let mut most = 0;
+    let mut at = 0;
+    while let Some(offset) = memchr::memchr(b'<', &html[at..]) {
+        at += offset + 1;
+        if html.get(at) == Some(&b'/') {
+            at += 1;
+        }
+        if !html.get(at).is_some_and(u8::is_ascii_alphabetic) {
+            continue;
+        }
+        while at < html.len() && !space(html[at]) && !matches!(html[at], b'>' | b'/') {
+            at += 1;
+        }
+        let mut count = 0;
+        loop {
+            while at < html.len() && (space(html[at]) || html[at] == b'/') {
+                at += 1;
+            }
+            if at >= html.len() || html[at] == b'>' {
+                break;
+            }
+            // A name (an `=` first is part of it), then perhaps `=` and a value.
+            count += 1;
+            at += 1;
+            while at < html.len() && !space(html[at]) && !matches!(html[at], b'>' | b'/' | b'=') {
+                at += 1;
+            }
+            while at < html.len() && space(html[at]) {
+                at += 1;
+            }
+            if html.get(at) != Some(&b'=') {
+                continue;
+            }
+            at += 1;
+            while at < html.len() && space(html[at]) {
+                at += 1;
+            }
+            match html.get(at) {
+                Some(&quote @ (b'"' | b'\'')) => {
+                    at += 1;
+                    at = memchr::memchr(quote, &html[at..]).map_or(html.len(), |end| at + end + 1);
+                }
+                _ => {
+                    while at < html.len() && !space(html[at]) && html[at] != b'>' {
+                        at += 1;
+                    }
+                }
+            }
+        }
+        most = most.max(count);
+    }
+    most
 }
 
 #[derive(Default)]
@@ -141,6 +219,11 @@ struct Node {
     name: Option<(Namespace, LocalName)>,
     /// Ancestors in the tree, once placed (the document: 0).
     depth: u64,
+    /// Where it was placed, and how many nodes were placed in it.
+    parent: Option<usize>,
+    children: u64,
+    /// Attributes it holds.
+    attributes: u64,
     template_contents: Option<usize>,
     annotation_xml_integration_point: bool,
 }
@@ -158,6 +241,9 @@ impl Meter {
             nodes: RefCell::new(vec![Node {
                 name: None,
                 depth: 0,
+                parent: None,
+                children: 0,
+                attributes: 0,
                 template_contents: None,
                 annotation_xml_integration_point: false,
             }]),
@@ -166,9 +252,17 @@ impl Meter {
     }
 
     fn step(&self) {
+        self.steps(1);
+    }
+
+    fn steps(&self, n: u64) {
         self.counts
             .steps
-            .set(self.counts.steps.get().saturating_add(1));
+            .set(self.counts.steps.get().saturating_add(n));
+    }
+
+    fn parent_of(&self, node: usize) -> Option<usize> {
+        self.nodes.borrow().get(node).and_then(|n| n.parent)
     }
 
     fn add(&self, node: Node) -> usize {
@@ -177,14 +271,19 @@ impl Meter {
         nodes.len() - 1
     }
 
-    /// Places `node` at `depth` (text is not a node).
-    fn place(&self, node: &NodeOrText<usize>, depth: u64) {
+    /// Places `node` in `parent` (text counts as a child, not a node).
+    fn place(&self, node: &NodeOrText<usize>, parent: usize) {
+        let depth = self.depth_of(parent) + 1;
+        let mut nodes = self.nodes.borrow_mut();
+        if let Some(parent) = nodes.get_mut(parent) {
+            parent.children = parent.children.saturating_add(1);
+        }
         let NodeOrText::AppendNode(node) = node else {
             return;
         };
-        let mut nodes = self.nodes.borrow_mut();
         let contents = nodes.get_mut(*node).and_then(|placed| {
             placed.depth = depth;
+            placed.parent = Some(parent);
             placed.template_contents
         });
         // A template's contents are a fragment of their own, nested where it is.
@@ -203,6 +302,9 @@ impl Meter {
         self.add(Node {
             name: None,
             depth: 0,
+            parent: None,
+            children: 0,
+            attributes: 0,
             template_contents: None,
             annotation_xml_integration_point: false,
         })
@@ -232,7 +334,7 @@ impl TreeSink for Meter {
         Name { ns, local }
     }
 
-    fn create_element(&self, name: QualName, _: Vec<Attribute>, flags: ElementFlags) -> usize {
+    fn create_element(&self, name: QualName, attrs: Vec<Attribute>, flags: ElementFlags) -> usize {
         self.counts
             .elements
             .set(self.counts.elements.get().saturating_add(1));
@@ -240,6 +342,9 @@ impl TreeSink for Meter {
         self.add(Node {
             name: Some((name.ns, name.local)),
             depth: 0,
+            parent: None,
+            children: 0,
+            attributes: attrs.len() as u64,
             template_contents,
             annotation_xml_integration_point: flags.mathml_annotation_xml_integration_point,
         })
@@ -254,7 +359,7 @@ impl TreeSink for Meter {
     }
 
     fn append(&self, parent: &usize, child: NodeOrText<usize>) {
-        self.place(&child, self.depth_of(*parent) + 1);
+        self.place(&child, *parent);
     }
 
     /// Beside `element` if it has a parent, else in `prev_element`: the deeper of both.
@@ -264,10 +369,11 @@ impl TreeSink for Meter {
         prev_element: &usize,
         child: NodeOrText<usize>,
     ) {
-        let depth = self
-            .depth_of(*element)
-            .max(self.depth_of(*prev_element) + 1);
-        self.place(&child, depth);
+        if self.parent_of(*element).is_some() {
+            self.append_before_sibling(element, child);
+        } else {
+            self.place(&child, *prev_element);
+        }
     }
 
     fn append_doctype_to_document(&self, _: StrTendril, _: StrTendril, _: StrTendril) {}
@@ -287,11 +393,24 @@ impl TreeSink for Meter {
 
     fn set_quirks_mode(&self, _: QuirksMode) {}
 
+    /// A tree finds the sibling among its parent's children: as many steps.
     fn append_before_sibling(&self, sibling: &usize, new_node: NodeOrText<usize>) {
-        self.place(&new_node, self.depth_of(*sibling));
+        let Some(parent) = self.parent_of(*sibling) else {
+            return;
+        };
+        let children = self.nodes.borrow().get(parent).map_or(0, |p| p.children);
+        self.steps(children);
+        self.place(&new_node, parent);
     }
 
-    fn add_attrs_if_missing(&self, _: &usize, _: Vec<Attribute>) {}
+    /// A tree compares each attribute with those the element holds: as many steps.
+    fn add_attrs_if_missing(&self, target: &usize, attrs: Vec<Attribute>) {
+        let held = self.nodes.borrow().get(*target).map_or(0, |n| n.attributes);
+        self.steps(held.saturating_add(attrs.len() as u64));
+        if let Some(node) = self.nodes.borrow_mut().get_mut(*target) {
+            node.attributes = node.attributes.saturating_add(attrs.len() as u64);
+        }
+    }
 
     fn remove_from_parent(&self, _: &usize) {}
 
@@ -382,6 +501,41 @@ mod tests {
         assert!(cost.fault().unwrap().contains("deep"));
         let cost = measure(&("<div>".repeat(MAX_DEPTH as usize - 2) + "x"));
         assert_eq!(cost.fault(), None, "{cost:?}");
+    }
+
+    /// Work the parser leaves to the tree is counted too: a tree rebuilding the root's
+    /// attributes for each stray `<html>`, or finding a table among its parent's children
+    /// for each node set aside before it; and a tag with attributes by the hundred is
+    /// refused before the tokenizer compares them pairwise.
+    #[test]
+    fn work_done_in_the_tree_or_the_tokenizer_is_bounded_too() {
+        let stray: String = (0..20_000).map(|i| format!("<html a{i}>")).collect();
+        let cost = measure(&stray);
+        assert!(
+            cost.fault().is_some_and(|f| f.contains("costly")),
+            "{cost:?}"
+        );
+        let set_aside = "<table>".to_owned() + &"<br>".repeat(20_000);
+        let cost = measure(&set_aside);
+        assert!(
+            cost.fault().is_some_and(|f| f.contains("costly")),
+            "{cost:?}"
+        );
+        for attrs in [
+            (0..300).map(|i| format!(" a{i}")).collect::<String>(),
+            (0..300).map(|i| format!(" a{i}=\">\"")).collect::<String>(),
+            (0..300).map(|i| format!(" a{i}=x")).collect::<String>(),
+        ] {
+            let cost = measure(&format!("<p{attrs}>x</p>"));
+            assert!(
+                cost.fault().is_some_and(|f| f.contains("attributes")),
+                "{cost:?}"
+            );
+        }
+        // A lone quote is no quoted value: the tag still ends at its `>`.
+        assert_eq!(most_attributes(b"<p a\" b><p c d>"), 2);
+        assert_eq!(most_attributes(b"<img src=\"a>b\" alt=x width=1>"), 3);
+        assert_eq!(measure("<p class=x id=y>ok</p>").fault(), None);
     }
 
     #[test]
