@@ -215,6 +215,7 @@ impl ElemName for Name {
 }
 
 /// One node: an element's name and what the parser asks of it later.
+#[derive(Default)]
 struct Node {
     name: Option<(Namespace, LocalName)>,
     /// Ancestors in the tree, once placed (the document: 0).
@@ -238,15 +239,7 @@ impl Meter {
     fn new(counts: Rc<Counts>) -> Self {
         Self {
             // Node 0: the document.
-            nodes: RefCell::new(vec![Node {
-                name: None,
-                depth: 0,
-                parent: None,
-                children: 0,
-                attributes: 0,
-                template_contents: None,
-                annotation_xml_integration_point: false,
-            }]),
+            nodes: RefCell::new(vec![Node::default()]),
             counts,
         }
     }
@@ -299,15 +292,7 @@ impl Meter {
     }
 
     fn plain(&self) -> usize {
-        self.add(Node {
-            name: None,
-            depth: 0,
-            parent: None,
-            children: 0,
-            attributes: 0,
-            template_contents: None,
-            annotation_xml_integration_point: false,
-        })
+        self.add(Node::default())
     }
 }
 
@@ -341,12 +326,10 @@ impl TreeSink for Meter {
         let template_contents = flags.template.then(|| self.plain());
         self.add(Node {
             name: Some((name.ns, name.local)),
-            depth: 0,
-            parent: None,
-            children: 0,
             attributes: attrs.len() as u64,
             template_contents,
             annotation_xml_integration_point: flags.mathml_annotation_xml_integration_point,
+            ..Node::default()
         })
     }
 

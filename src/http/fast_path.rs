@@ -234,17 +234,17 @@ impl<'a> Request<'a> {
             _ => return None,
         };
         let path = feed_path(parsed.path?)?;
-        // A request hyper must refuse (400) for its Host lines goes to it.
-        let hosts = parsed
-            .headers
-            .iter()
-            .filter(|f| f.name.eq_ignore_ascii_case("host"));
-        if !super::host_is_valid(!http10, hosts.map(|f| f.value)) {
-            return None;
-        }
         let (mut close, mut keep_alive) = (false, false);
+        // The first two Host lines (a third changes nothing: two are already too many).
+        let mut hosts: [Option<&[u8]>; 2] = [None, None];
         for field in parsed.headers.iter() {
             let name = field.name;
+            if name.eq_ignore_ascii_case("host") {
+                if let Some(slot) = hosts.iter_mut().find(|slot| slot.is_none()) {
+                    *slot = Some(field.value);
+                }
+                continue;
+            }
             if ["content-length", "transfer-encoding", "expect", "upgrade"]
                 .iter()
                 .any(|n| name.eq_ignore_ascii_case(n))
@@ -258,6 +258,10 @@ impl<'a> Request<'a> {
                     keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
                 }
             }
+        }
+        // A request hyper must refuse (400) for its Host lines goes to it.
+        if !super::host_is_valid(!http10, hosts.into_iter().flatten()) {
+            return None;
         }
         let (keep_alive, echo_connection) = if http10 {
             (keep_alive && !close, keep_alive && !close)
