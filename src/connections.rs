@@ -359,6 +359,10 @@ mod tests {
     fn the_default_caps_need_more_than_1024_files() {
         // 1,024 HTTP connections, each with a feed file open, 256 gRPC, 256 beside.
         assert_eq!(files_needed(1024, 256), 2 * 1024 + 256 + 256);
+        assert!(
+            files_needed(1024, 256) > 1024,
+            "the usual soft limit is short"
+        );
         assert_eq!(files_needed(usize::MAX, usize::MAX), u64::MAX);
     }
 

@@ -301,11 +301,11 @@ impl Publisher {
     /// blocking pool, one at a time and to the end even if the call is given up: that
     /// takes milliseconds, during which a runtime worker would serve no other call.
     async fn validate(&self, draft: ArticleDraft) -> Result<ValidDraft, PublishError> {
-        let policy = self.html_policy.clone();
         let limits = self.settings.limits.fields;
         if draft.content_html.len() < LARGE_BODY {
-            return Ok(draft.validate_within("article.", &policy, limits)?);
+            return Ok(draft.validate_within("article.", &self.html_policy, limits)?);
         }
+        let policy = self.html_policy.clone();
         let permit = self
             .large_bodies
             .clone()

@@ -596,10 +596,11 @@ impl ArticleDraft {
                     .add(f(name), "must be between the years 1800 and 2200");
             }
         }
-        let publish_field = f("publish_time");
-        if self.publish_time.is_none() && !check.violations.iter().any(|v| v.field == publish_field)
-        {
-            check.violations.add(publish_field, "is required");
+        if self.publish_time.is_none() {
+            let field = f("publish_time");
+            if !check.violations.iter().any(|v| v.field == field) {
+                check.violations.add(field, "is required");
+            }
         }
         if let (Some(publish), Some(expire)) = (self.publish_time, self.expire_time)
             && expire <= publish

@@ -21,6 +21,11 @@ pub struct MediaDraft {
     pub height: u32,
 }
 
+/// A media file's URL: required, an absolute http(s) URL.
+pub(super) fn media_url(raw: &str) -> Result<String, String> {
+    check_url(raw)?.ok_or_else(|| "is required".to_owned())
+}
+
 /// A validated media file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Media {
@@ -73,17 +78,9 @@ impl Checker {
         let mut media: Vec<Media> = Vec::with_capacity(raw.len());
         for (i, draft) in raw.iter().enumerate() {
             let item = format!("{field}[{i}]");
-            let url = match check_url(&draft.url) {
-                Ok(Some(url)) => Some(url),
-                Ok(None) => {
-                    self.violations.add(format!("{item}.url"), "is required");
-                    None
-                }
-                Err(e) => {
-                    self.violations.add(format!("{item}.url"), e);
-                    None
-                }
-            };
+            let url = media_url(&draft.url)
+                .map_err(|e| self.violations.add(format!("{item}.url"), e))
+                .ok();
             let mime_type = media_type(&draft.mime_type)
                 .map_err(|e| self.violations.add(format!("{item}.mime_type"), e))
                 .ok();

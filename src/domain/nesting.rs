@@ -67,7 +67,7 @@ impl Cost {
             Some(format!(
                 "is too costly to parse (more than {} steps for {} allowed: elements nested \
                  thousands deep?)",
-                self.step_budget, self.step_budget
+                self.steps, self.step_budget
             ))
         } else if self.elements > self.element_budget {
             Some(format!(

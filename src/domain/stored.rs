@@ -4,7 +4,7 @@
 //! change, links that are not http(s), JSON that does not decode.
 
 use super::article::check_url;
-use super::media::Media;
+use super::media::{Media, media_url};
 use super::text::{HtmlPolicy, is_forbidden};
 
 /// Plain text: `None` when it carries only characters feeds can carry.
@@ -19,13 +19,16 @@ pub fn text_fault(text: &str) -> Option<String> {
 /// character, so the two are compared with both written one way.
 pub fn html_fault(html: &str, policy: &HtmlPolicy) -> Option<String> {
     let nbsp = |html: &str| html.replace("&nbsp;", "\u{a0}");
-    text_fault(html).or_else(|| {
-        (nbsp(&policy.sanitize(html)) != nbsp(html)).then(|| {
-            "is not HTML as the sanitiser leaves it (a script, an event handler, a link \
+    // A hostile export is measured before the sanitiser parses it, as a publish is.
+    text_fault(html)
+        .or_else(|| super::nesting::measure(html).fault())
+        .or_else(|| {
+            (nbsp(&policy.sanitize(html)) != nbsp(html)).then(|| {
+                "is not HTML as the sanitiser leaves it (a script, an event handler, a link \
              that is not http(s), or an iframe from a host not in [content] iframe_hosts)"
-                .to_owned()
+                    .to_owned()
+            })
         })
-    })
 }
 
 /// A link: `None` when it is empty or an absolute http(s) URL.
@@ -48,12 +51,9 @@ pub fn names_fault(json: &str) -> Option<String> {
 pub fn media_fault(json: &str) -> Option<String> {
     match serde_json::from_str::<Vec<Media>>(json) {
         Ok(media) => media.iter().enumerate().find_map(|(i, m)| {
-            let url = match check_url(&m.url) {
-                Ok(Some(_)) => None,
-                Ok(None) => Some("is required".to_owned()),
-                Err(e) => Some(e),
-            };
-            url.map(|e| format!("[{i}].url {e}"))
+            media_url(&m.url)
+                .err()
+                .map(|e| format!("[{i}].url {e}"))
                 .or_else(|| text_fault(&m.caption).map(|e| format!("[{i}].caption {e}")))
         }),
         Err(e) => Some(format!("is not a JSON array of media files ({e})")),

@@ -322,8 +322,9 @@ impl FeedState {
             Some((etag, header)) => (etag.as_str(), header),
             None => (chosen.etag, chosen.etag_header),
         };
+        let decided = precondition(request, etag, file.last_modified);
         let mut headers = Vec::with_capacity(7);
-        let status = match precondition(request, etag, file.last_modified) {
+        let status = match decided {
             Precondition::Failed => {
                 counters.precondition_failed.increment(1);
                 return FeedAnswer::text(
@@ -540,14 +541,17 @@ fn negotiate(accept: &Lines<'_>) -> Coding {
     let mut q_any = None;
     for item in accept.items() {
         let mut parts = item.split(';');
-        let name = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let name = parts.next().unwrap_or("").trim();
         let q = q_value(parts);
-        match name.as_str() {
-            "br" => q_br = Some(q),
-            "gzip" | "x-gzip" => q_gzip = Some(q),
-            "identity" => q_identity = Some(q),
-            "*" => q_any = Some(q),
-            _ => {}
+        let is = |coding: &str| name.eq_ignore_ascii_case(coding);
+        if is("br") {
+            q_br = Some(q);
+        } else if is("gzip") || is("x-gzip") {
+            q_gzip = Some(q);
+        } else if is("identity") {
+            q_identity = Some(q);
+        } else if name == "*" {
+            q_any = Some(q);
         }
     }
     let br = q_br.or(q_any).unwrap_or(0.0);

@@ -119,10 +119,9 @@ fn host_is_valid<'a>(http11: bool, mut lines: impl Iterator<Item = &'a [u8]>) ->
                             .is_ok_and(|authority| {
                                 // A port, if named, is a number.
                                 let after_host = value.rsplit(']').next().unwrap_or(value);
-                                authority.as_str() == value
-                                    && (!after_host.contains(':')
-                                        || after_host.ends_with(':')
-                                        || authority.port_u16().is_some())
+                                !after_host.contains(':')
+                                    || after_host.ends_with(':')
+                                    || authority.port_u16().is_some()
                             })
                 })
         }
