@@ -41,7 +41,8 @@ pub struct Cost {
     pub steps: u64,
     /// The elements it made.
     pub elements: u64,
-    /// The deepest it nested one (reparenting by the adoption agency aside).
+    /// The deepest it nested one: while parsing, and in the tree it left (where elements
+    /// moved by the adoption agency took their children with them).
     pub depth: u64,
     /// The most attributes on one tag.
     pub attributes: u64,
@@ -127,6 +128,8 @@ pub fn measure(html: &str) -> Cost {
             return cost(&counts);
         }
     }
+    // The tree as the parser left it: elements moved by the adoption agency carried their
+    // children, and elements built before they were placed.
     parser.finish();
     cost(&counts)
 }
@@ -218,11 +221,13 @@ impl ElemName for Name {
 #[derive(Default)]
 struct Node {
     name: Option<(Namespace, LocalName)>,
-    /// Ancestors in the tree, once placed (the document: 0).
+    /// Ancestors in the tree when it was placed (the document: 0).
     depth: u64,
-    /// Where it was placed, and how many nodes were placed in it.
+    /// Where it is, how many nodes were placed in it (text too), and which of them are
+    /// nodes still there (text never holds anything).
     parent: Option<usize>,
     children: u64,
+    kids: Vec<usize>,
     /// Attributes it holds.
     attributes: u64,
     template_contents: Option<usize>,
@@ -268,8 +273,11 @@ impl Meter {
     fn place(&self, node: &NodeOrText<usize>, parent: usize) {
         let depth = self.depth_of(parent) + 1;
         let mut nodes = self.nodes.borrow_mut();
-        if let Some(parent) = nodes.get_mut(parent) {
-            parent.children = parent.children.saturating_add(1);
+        if let Some(held) = nodes.get_mut(parent) {
+            held.children = held.children.saturating_add(1);
+            if let NodeOrText::AppendNode(node) = node {
+                held.kids.push(*node);
+            }
         }
         let NodeOrText::AppendNode(node) = node else {
             return;
@@ -294,6 +302,25 @@ impl Meter {
     fn plain(&self) -> usize {
         self.add(Node::default())
     }
+
+    /// The deepest element in the tree as it stands, walked from the document (a
+    /// template's contents nested where the template is). Each node is visited once.
+    fn deepest_now(&self) -> u64 {
+        let nodes = self.nodes.borrow();
+        let mut seen = vec![false; nodes.len()];
+        let mut deepest = 0;
+        let mut stack = vec![(0, 0)];
+        while let Some((node, depth)) = stack.pop() {
+            let Some(held) = nodes.get(node).filter(|_| !seen[node]) else {
+                continue;
+            };
+            seen[node] = true;
+            deepest = deepest.max(depth);
+            stack.extend(held.kids.iter().map(|&kid| (kid, depth + 1)));
+            stack.extend(held.template_contents.map(|contents| (contents, depth)));
+        }
+        deepest
+    }
 }
 
 impl TreeSink for Meter {
@@ -301,7 +328,10 @@ impl TreeSink for Meter {
     type Output = ();
     type ElemName<'a> = Name;
 
-    fn finish(self) {}
+    fn finish(self) {
+        let deepest = &self.counts.depth;
+        deepest.set(deepest.get().max(self.deepest_now()));
+    }
 
     fn parse_error(&self, _: Cow<'static, str>) {}
 
@@ -395,9 +425,44 @@ impl TreeSink for Meter {
         }
     }
 
-    fn remove_from_parent(&self, _: &usize) {}
+    /// A tree finds the node among its parent's children: as many steps.
+    fn remove_from_parent(&self, target: &usize) {
+        let Some(parent) = self.parent_of(*target) else {
+            return;
+        };
+        let mut nodes = self.nodes.borrow_mut();
+        if let Some(held) = nodes.get_mut(parent) {
+            self.steps(held.children);
+            held.children = held.children.saturating_sub(1);
+            if let Some(at) = held.kids.iter().position(|kid| kid == target) {
+                held.kids.swap_remove(at);
+            }
+        }
+        if let Some(removed) = nodes.get_mut(*target) {
+            removed.parent = None;
+        }
+    }
 
-    fn reparent_children(&self, _: &usize, _: &usize) {}
+    /// A tree moves each child: as many steps. The children keep the depth they were
+    /// placed at until the tree is walked at the end.
+    fn reparent_children(&self, node: &usize, new_parent: &usize) {
+        let mut nodes = self.nodes.borrow_mut();
+        let Some(held) = nodes.get_mut(*node) else {
+            return;
+        };
+        let kids = std::mem::take(&mut held.kids);
+        let children = std::mem::take(&mut held.children);
+        self.steps(children);
+        for &kid in &kids {
+            if let Some(moved) = nodes.get_mut(kid) {
+                moved.parent = Some(*new_parent);
+            }
+        }
+        if let Some(adopter) = nodes.get_mut(*new_parent) {
+            adopter.children = adopter.children.saturating_add(children);
+            adopter.kids.extend(kids);
+        }
+    }
 
     fn is_mathml_annotation_xml_integration_point(&self, handle: &usize) -> bool {
         self.nodes
@@ -484,6 +549,47 @@ mod tests {
         assert!(cost.fault().unwrap().contains("deep"));
         let cost = measure(&("<div>".repeat(MAX_DEPTH as usize - 2) + "x"));
         assert_eq!(cost.fault(), None, "{cost:?}");
+    }
+
+    /// The deepest element of serialised, well-formed markup without void elements,
+    /// counted from the fragment's top (1).
+    fn serialised_depth(html: &str) -> u64 {
+        let (mut depth, mut deepest) = (0u64, 0u64);
+        for (at, _) in html.match_indices('<') {
+            if html[at + 1..].starts_with('/') {
+                depth = depth.saturating_sub(1);
+            } else {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+        }
+        deepest
+    }
+
+    /// The adoption agency moves elements after they were placed, their children with
+    /// them, and places elements it built elsewhere: what counts is the tree it leaves,
+    /// which is the tree the sanitiser serialises.
+    #[test]
+    fn nesting_built_by_the_adoption_agency_is_measured_where_it_ends() {
+        for (unit, times) in [
+            ("<table><tr><td>".repeat(60) + "<b><i><div></b>", 20),
+            ("<table><tr><td>".repeat(10) + "<b><i><div></b>", 3),
+            ("<a><div><p>".to_owned() + "<b><i><div></b>", 5),
+        ] {
+            let html = unit.repeat(times);
+            let cost = measure(&html);
+            let sanitised = ammonia::clean(&html);
+            // The fragment sits in <html>, one below the document.
+            let end = &unit[unit.len() - 20..];
+            assert_eq!(
+                cost.depth,
+                serialised_depth(&sanitised) + 1,
+                "{times} × …{end}"
+            );
+        }
+        let cost = measure(&("<table><tr><td>".repeat(60) + "<b><i><div></b>").repeat(20));
+        assert!(cost.depth > MAX_DEPTH, "{cost:?}");
+        assert!(cost.fault().unwrap().contains("deep"));
     }
 
     /// Work the parser leaves to the tree is counted too: a tree rebuilding the root's
