@@ -289,6 +289,40 @@ impl Revision {
         }
         scopes.into_iter().collect()
     }
+
+    /// The feeds an article already stored joined or left by this revision: both sections
+    /// of a move, and the authors and tags added or taken off. Each of their archives
+    /// (ordered by when articles were first stored) shifts by one from the article's place
+    /// on, where a new article only ever lands on the last page.
+    pub fn moved_scopes(&self) -> Vec<FeedScope> {
+        let Self::Updated {
+            article,
+            previous_section,
+            previous_names,
+            ..
+        } = self
+        else {
+            return Vec::new();
+        };
+        let mut scopes = Vec::new();
+        if *previous_section != article.content.section {
+            scopes.push(FeedScope::Section(previous_section.clone()));
+            scopes.push(FeedScope::Section(article.content.section.clone()));
+        }
+        let changed = |before: &[String], after: &[String], scope: fn(&str) -> FeedScope| {
+            let gone = before.iter().filter(|n| !after.contains(n));
+            let came = after.iter().filter(|n| !before.contains(n));
+            gone.chain(came).map(|n| scope(n)).collect::<Vec<_>>()
+        };
+        let (authors, tags) = &**previous_names;
+        scopes.extend(changed(
+            authors,
+            &article.content.authors,
+            FeedScope::author,
+        ));
+        scopes.extend(changed(tags, &article.content.tags, FeedScope::tag));
+        scopes
+    }
 }
 
 impl Article {

@@ -616,6 +616,89 @@ async fn check_archive_page_dates(store: &dyn Store) {
     assert_eq!(full.last_change, Some(at(1700)), "page 2 started");
 }
 
+contract!(
+    archive_pages_an_article_moved_across_are_dated_by_the_move,
+    check_archive_shifts
+);
+/// An article moving into or out of a feed shifts every archive page of it from its place
+/// on; those pages are dated by the move, and the pages before it keep their dates.
+async fn check_archive_shifts(store: &dyn Store) {
+    let partner = add_partner(store, "newsroom").await;
+    let store_at = |id: &'static str, minute: i64, change: fn(&mut ArticleDraft)| {
+        let partner = &partner;
+        async move {
+            store
+                .publish(
+                    partner.id,
+                    write(id, 0, change),
+                    at(minute),
+                    &actor(partner),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    // First stored at minutes 1000 to 1005, two to a page: [0 1] [2 3] [4 5].
+    for (n, id) in ["a-0", "a-1", "a-2", "a-3", "a-4", "a-5"]
+        .into_iter()
+        .enumerate()
+    {
+        store_at(id, 1000 + n as i64, |_| {}).await;
+    }
+    let rural = FeedScope::Section(SectionSlug::parse("rural").unwrap());
+    let dates = |scope: &FeedScope| {
+        let scope = scope.clone();
+        async move {
+            let mut dates = Vec::new();
+            for page in 1..=3 {
+                let read = store.archive_page(&scope, page, 2, at(2000)).await.unwrap();
+                let ids: Vec<String> = read.articles.iter().map(|a| a.id.to_string()).collect();
+                dates.push((ids.len(), read.last_change));
+            }
+            dates
+        }
+    };
+    let dated = |minutes: [i64; 3]| minutes.map(|m| Some(at(m))).to_vec();
+    let before = dates(&rural).await;
+    let counts: Vec<usize> = before.iter().map(|(n, _)| *n).collect();
+    assert_eq!(counts, [2, 2, 2]);
+    let last: Vec<_> = before.iter().map(|(_, d)| *d).collect();
+    assert_eq!(
+        last,
+        dated([1002, 1004, 1005]),
+        "the next pages' starts, the last write"
+    );
+
+    // a-3 leaves: [0 1] [2 4] [5].
+    store_at("a-3", 1200, |d| d.section = "culture".into()).await;
+    let left: Vec<_> = dates(&rural).await.iter().map(|(_, d)| *d).collect();
+    assert_eq!(left, dated([1002, 1200, 1200]), "page 1 is as it was");
+    // It comes back: [0 1] [2 3] [4 5], pages 2 and 3 shifted again.
+    store_at("a-3", 1300, |_| {}).await;
+    let back: Vec<_> = dates(&rural).await.iter().map(|(_, d)| *d).collect();
+    assert_eq!(back, dated([1002, 1300, 1300]));
+    // Moves between sections leave the feed of every article alone.
+    let all: Vec<_> = dates(&FeedScope::All)
+        .await
+        .iter()
+        .map(|(_, d)| *d)
+        .collect();
+    assert_eq!(all, dated([1002, 1300, 1005]), "a-3's writes are on page 2");
+
+    // a-2 loses its tag: the tag's pages become [0 1] [3 4] [5].
+    store_at("a-2", 1400, |d| d.tags.clear()).await;
+    let tag: Vec<_> = dates(&FeedScope::tag(TAG))
+        .await
+        .iter()
+        .map(|(_, d)| *d)
+        .collect();
+    assert_eq!(
+        tag,
+        dated([1003, 1400, 1400]),
+        "page 1's next now starts with a-3"
+    );
+}
+
 async fn read_feed(store: &dyn Store, scope: &FeedScope) -> Vec<Arc<Article>> {
     store
         .feed_content(scope, at(2000), 50, TimeDelta::hours(1))

@@ -152,22 +152,98 @@ pub struct ArchivePage {
     /// How many pages the scope's whole history fills (the last one may be partial).
     pub pages: usize,
     /// Latest change of what the page shows: any write to an article on it (shown or not),
-    /// a publish, embargo or expire time of one of them reached by now, and the start of
-    /// the next page (which gave this one its `next` link); `None` for an empty page.
+    /// a publish, embargo or expire time of one of them reached by now, the start of the
+    /// next page (which gave this one its `next` link), and an article moving into or out
+    /// of the scope at or before the page's end ([`Shift`]); `None` for an empty page.
     pub last_change: Option<DateTime<Utc>>,
+}
+
+/// When articles already stored last joined or left a scope (a section move, an author or
+/// tag added or taken off), kept with the scope's size: every archive page from a moved
+/// article's place on shifts by one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shift {
+    /// The latest move.
+    pub time: DateTime<Utc>,
+    /// The earliest place any move touched: its article's create time.
+    pub from: DateTime<Utc>,
+}
+
+impl Shift {
+    /// From the two columns of `feed_sizes`, in nanoseconds, when the scope has had a move.
+    pub(super) fn of(time: Option<i64>, from: Option<i64>) -> Option<Self> {
+        Some(Self {
+            time: sqlite::from_nanos(time?),
+            from: sqlite::from_nanos(from?),
+        })
+    }
+}
+
+/// A scope's row of `feed_sizes` as both backends read it, `?1` its kind and `?2` its name
+/// ([`feed_size_key`]); [`ArchiveSize::of`] reads the row.
+pub(super) const FEED_SIZE_SQL: &str =
+    "SELECT articles, shift_time, shift_from FROM feed_sizes WHERE kind = ?1 AND name = ?2";
+
+/// How many archive pages a scope fills, and when articles last moved into or out of it.
+pub(super) struct ArchiveSize {
+    pub pages: usize,
+    pub shift: Option<Shift>,
+}
+
+impl ArchiveSize {
+    /// From the scope's row read by [`FEED_SIZE_SQL`] (none for a scope never written),
+    /// for pages of `size`.
+    pub(super) fn of(row: Option<(i64, Option<i64>, Option<i64>)>, size: usize) -> Self {
+        let (count, time, from) = row.unwrap_or_default();
+        Self {
+            pages: pages_of(usize::try_from(count).unwrap_or(0), size),
+            shift: Shift::of(time, from),
+        }
+    }
+}
+
+/// Rows of `feed_sizes` (kind and name) whose archives moves shifted, each with the
+/// latest move and the earliest moved article's create time, in nanoseconds; in key order,
+/// as both backends write them.
+pub(super) type Shifts = std::collections::BTreeMap<(&'static str, String), (i64, i64)>;
+
+/// Adds the shifts of `revision`, written at `now`, to `shifts`: one for each feed it
+/// moved an article into or out of ([`Revision::moved_scopes`]).
+pub(super) fn add_shifts(shifts: &mut Shifts, revision: &Revision, now: DateTime<Utc>) {
+    let (time, from) = (
+        sqlite::nanos(now),
+        sqlite::nanos(revision.article().create_time),
+    );
+    for scope in revision.moved_scopes() {
+        let (kind, name) = feed_size_key(&scope);
+        let kept = shifts
+            .entry((kind, name.to_owned()))
+            .or_insert((time, from));
+        *kept = (kept.0.max(time), kept.1.min(from));
+    }
 }
 
 impl ArchivePage {
     /// Page `page` of `size` from its stored articles, read in archive order with one more
     /// (the next page's first, if there is one); the page shows those visible at `now`,
-    /// newest first.
+    /// newest first. `shift` is the scope's, read with `pages`.
     pub(super) fn of(
         mut articles: Vec<Article>,
         (page, size): (usize, usize),
-        pages: usize,
+        (pages, shift): (usize, Option<Shift>),
         now: DateTime<Utc>,
     ) -> Self {
         let next = (articles.len() > size).then(|| articles.pop()).flatten();
+        // A move shifted this page if it touched a place up to the page's end: the last
+        // page, or one whose last article was first stored no earlier than the moved one.
+        let shifted = shift
+            .filter(|shift| {
+                next.is_none()
+                    || articles
+                        .last()
+                        .is_some_and(|last| last.create_time >= shift.from)
+            })
+            .map(|shift| shift.time);
         // Only when the page has its `next` link: `pages` was read before the rows, and an
         // article stored in between must not date a page rendered without the link.
         let next_started = next
@@ -177,6 +253,7 @@ impl ArchivePage {
             .iter()
             .map(|a| a.last_shown_change(now))
             .chain(next_started)
+            .chain(shifted.filter(|_| !articles.is_empty()))
             .max();
         articles.retain(|a| a.is_visible(now));
         articles.sort_by(Article::feed_order);

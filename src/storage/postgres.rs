@@ -110,6 +110,22 @@ pub(super) fn numbered(sql: &str) -> String {
 }
 
 impl PostgresStore {
+    /// How many archive pages of `size` the scope fills, and its shift.
+    async fn archive_size(
+        &self,
+        scope: &FeedScope,
+        size: usize,
+    ) -> Result<super::ArchiveSize, StoreError> {
+        // Kept by every write (`postgres_writes`): no count of the scope's whole history.
+        let (kind, name) = super::feed_size_key(scope);
+        let row = sqlx::query_as(&numbered(super::FEED_SIZE_SQL))
+            .bind(kind)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(super::ArchiveSize::of(row, size))
+    }
+
     /// Connects to the database at `url` (`postgres://…`) and brings its schema up to date.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         Self::connect_with(PgConnectOptions::from_str(url)?).await
@@ -569,7 +585,7 @@ impl Store for PostgresStore {
         size: usize,
         now: DateTime<Utc>,
     ) -> Result<ArchivePage, StoreError> {
-        let pages = self.archive_pages(scope, size).await?;
+        let super::ArchiveSize { pages, shift } = self.archive_size(scope, size).await?;
         if page == 0 || page > pages || size == 0 {
             return Ok(ArchivePage {
                 pages,
@@ -594,21 +610,11 @@ impl Store for PostgresStore {
             .iter()
             .map(article_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(ArchivePage::of(articles, (page, size), pages, now))
+        Ok(ArchivePage::of(articles, (page, size), (pages, shift), now))
     }
 
     async fn archive_pages(&self, scope: &FeedScope, size: usize) -> Result<usize, StoreError> {
-        let (kind, name) = super::feed_size_key(scope);
-        let count: Option<i64> =
-            sqlx::query_scalar("SELECT articles FROM feed_sizes WHERE kind = $1 AND name = $2")
-                .bind(kind)
-                .bind(name)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(super::pages_of(
-            usize::try_from(count.unwrap_or(0)).unwrap_or(0),
-            size,
-        ))
+        Ok(self.archive_size(scope, size).await?.pages)
     }
 
     async fn named_scopes(&self) -> Result<Vec<FeedScope>, StoreError> {

@@ -93,6 +93,9 @@ impl Event {
 struct Changes {
     events: Vec<Event>,
     sizes: BTreeMap<(&'static str, String), i64>,
+    /// Archives shifted by moves: the latest move, and the earliest moved article's create
+    /// time ([`super::add_shifts`]).
+    shifts: super::Shifts,
 }
 
 impl Changes {
@@ -134,25 +137,40 @@ impl Changes {
         }
     }
 
-    /// Writes the sizes (in key order), then logs the events under the event log's lock and
+    /// Writes the sizes and shifts (in key order), then logs the events under the event log's lock and
     /// notifies the other replicas, who hear of it at the commit.
     async fn apply(self, conn: &mut PgConnection) -> Result<(), StoreError> {
-        let sizes: Vec<_> = self.sizes.into_iter().filter(|(_, by)| *by != 0).collect();
-        if !sizes.is_empty() {
-            let kinds: Vec<&str> = sizes.iter().map(|((k, _), _)| *k).collect();
-            let names: Vec<&str> = sizes.iter().map(|((_, n), _)| n.as_str()).collect();
-            let by: Vec<i64> = sizes.iter().map(|(_, by)| *by).collect();
+        let mut rows: BTreeMap<_, (i64, Option<(i64, i64)>)> = BTreeMap::new();
+        for (key, by) in self.sizes.into_iter().filter(|(_, by)| *by != 0) {
+            rows.entry(key).or_default().0 = by;
+        }
+        for (key, shift) in self.shifts {
+            rows.entry(key).or_default().1 = Some(shift);
+        }
+        if !rows.is_empty() {
+            let kinds: Vec<&str> = rows.keys().map(|(k, _)| *k).collect();
+            let names: Vec<&str> = rows.keys().map(|(_, n)| n.as_str()).collect();
+            let by: Vec<i64> = rows.values().map(|(by, _)| *by).collect();
+            let shift = |part: fn((i64, i64)) -> i64| -> Vec<Option<i64>> {
+                rows.values().map(|(_, s)| s.map(part)).collect()
+            };
+            // GREATEST and LEAST pass over NULLs.
             sqlx::query(
-                "INSERT INTO feed_sizes (kind, name, articles)
-                 SELECT kind, name, by
-                 FROM unnest($1::text[], $2::text[], $3::bigint[]) WITH ORDINALITY
-                     AS changes (kind, name, by, n)
+                "INSERT INTO feed_sizes (kind, name, articles, shift_time, shift_from)
+                 SELECT kind, name, by, shift_time, shift_from
+                 FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[])
+                     WITH ORDINALITY AS changes (kind, name, by, shift_time, shift_from, n)
                  ORDER BY n
-                 ON CONFLICT (kind, name) DO UPDATE SET articles = feed_sizes.articles + excluded.articles",
+                 ON CONFLICT (kind, name) DO UPDATE SET
+                     articles = feed_sizes.articles + excluded.articles,
+                     shift_time = GREATEST(feed_sizes.shift_time, excluded.shift_time),
+                     shift_from = LEAST(feed_sizes.shift_from, excluded.shift_from)",
             )
             .bind(kinds)
             .bind(names)
             .bind(by)
+            .bind(shift(|(time, _)| time))
+            .bind(shift(|(_, from)| from))
             .execute(&mut *conn)
             .await?;
         }
@@ -295,6 +313,7 @@ async fn publish_one(
         let superseded = matches!(revision, Revision::Updated { .. }) && revision.is_new_version();
         write_article(conn, existing.as_ref(), article, superseded, now).await?;
         changes.count(existing.as_ref(), article);
+        super::add_shifts(&mut changes.shifts, &revision, now);
         changes.events.push(Event::of(article, kind, now));
     }
     current.insert(article.id.clone(), article.clone());

@@ -154,6 +154,22 @@ fn deliver<T: Send + 'static>(
 }
 
 impl SqliteStore {
+    /// How many archive pages of `size` the scope fills, and its shift.
+    async fn archive_size(
+        &self,
+        scope: &FeedScope,
+        size: usize,
+    ) -> Result<super::ArchiveSize, StoreError> {
+        // Kept by triggers (migrations 0007 and 0012): no count of the scope's whole history.
+        let (kind, name) = super::feed_size_key(scope);
+        let row = sqlx::query_as(super::FEED_SIZE_SQL)
+            .bind(kind)
+            .bind(name)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(super::ArchiveSize::of(row, size))
+    }
+
     /// Opens (creating if needed) `data_dir/feedpub.sqlite3` and brings its schema up to date.
     pub async fn open(data_dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(sqlx::Error::Io)?;
@@ -1366,7 +1382,7 @@ impl Store for SqliteStore {
         size: usize,
         now: DateTime<Utc>,
     ) -> Result<ArchivePage, StoreError> {
-        let pages = self.archive_pages(scope, size).await?;
+        let super::ArchiveSize { pages, shift } = self.archive_size(scope, size).await?;
         if page == 0 || page > pages || size == 0 {
             return Ok(ArchivePage {
                 pages,
@@ -1391,22 +1407,11 @@ impl Store for SqliteStore {
             .iter()
             .map(article_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(ArchivePage::of(articles, (page, size), pages, now))
+        Ok(ArchivePage::of(articles, (page, size), (pages, shift), now))
     }
 
     async fn archive_pages(&self, scope: &FeedScope, size: usize) -> Result<usize, StoreError> {
-        // Kept by triggers (migration 0007): no count of the scope's whole history.
-        let (kind, name) = super::feed_size_key(scope);
-        let count: Option<i64> =
-            sqlx::query_scalar("SELECT articles FROM feed_sizes WHERE kind = ? AND name = ?")
-                .bind(kind)
-                .bind(name)
-                .fetch_optional(&self.read)
-                .await?;
-        Ok(super::pages_of(
-            usize::try_from(count.unwrap_or(0)).unwrap_or(0),
-            size,
-        ))
+        Ok(self.archive_size(scope, size).await?.pages)
     }
 
     async fn named_scopes(&self) -> Result<Vec<FeedScope>, StoreError> {

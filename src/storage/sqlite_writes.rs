@@ -246,6 +246,7 @@ fn stage_one(
         let replaced = matches!(revision, Revision::Updated { .. });
         let superseded = replaced && revision.is_new_version();
         staged.article(article, replaced, superseded, kind, now);
+        super::add_shifts(&mut staged.shifts, &revision, now);
     }
     if written_again {
         current.insert(article.id.clone(), article.clone());
@@ -501,6 +502,9 @@ struct Staged {
     requests: Vec<String>,
     /// Embargoes still running among the articles written: partner, article, end.
     lifts: Vec<(i64, String, i64)>,
+    /// Rows of `feed_sizes` whose archives moves shifted: the latest move, and the
+    /// earliest moved article's create time ([`super::add_shifts`]).
+    shifts: super::Shifts,
     /// Audit entries of the job, written last.
     audit: Vec<AuditEntry>,
 }
@@ -655,6 +659,25 @@ impl Staged {
                  FROM json_each(?)",
             );
             script.bind(format!("[{}]", self.requests.join(",")))?;
+        }
+        if !self.shifts.is_empty() {
+            // After the names: their triggers have made the rows of the feeds joined.
+            script.statement(
+                "INSERT INTO feed_sizes (kind, name, articles, shift_time, shift_from)
+                 SELECT value ->> 0, value ->> 1, 0, value ->> 2, value ->> 3
+                 FROM json_each(?) WHERE true
+                 ON CONFLICT (kind, name) DO UPDATE SET
+                     shift_time = max(coalesce(shift_time, excluded.shift_time),
+                                      excluded.shift_time),
+                     shift_from = min(coalesce(shift_from, excluded.shift_from),
+                                      excluded.shift_from)",
+            );
+            let rows: Vec<_> = self
+                .shifts
+                .iter()
+                .map(|((kind, name), (time, from))| (kind, name, time, from))
+                .collect();
+            script.bind(json(&rows))?;
         }
         audit::add_all(&mut script, &self.audit)?;
         Ok(script)

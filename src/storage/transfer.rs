@@ -556,10 +556,10 @@ async fn import_into(
     target
         .execute(
             "DELETE FROM feed_sizes;
-             INSERT INTO feed_sizes SELECT 'all', '', COUNT(*) FROM articles;
-             INSERT INTO feed_sizes SELECT 'section', section, COUNT(*) FROM articles GROUP BY section;
-             INSERT INTO feed_sizes SELECT 'author', name, COUNT(*) FROM article_authors GROUP BY name;
-             INSERT INTO feed_sizes SELECT 'tag', name, COUNT(*) FROM article_tags GROUP BY name;",
+             INSERT INTO feed_sizes (kind, name, articles) SELECT 'all', '', COUNT(*) FROM articles;
+             INSERT INTO feed_sizes (kind, name, articles) SELECT 'section', section, COUNT(*) FROM articles GROUP BY section;
+             INSERT INTO feed_sizes (kind, name, articles) SELECT 'author', name, COUNT(*) FROM article_authors GROUP BY name;
+             INSERT INTO feed_sizes (kind, name, articles) SELECT 'tag', name, COUNT(*) FROM article_tags GROUP BY name;",
         )
         .await?;
     if let Target::Postgres(_) = target {
