@@ -64,17 +64,17 @@ impl Cost {
                 "nests elements more than {MAX_DEPTH} deep ({} at least)",
                 self.depth
             ))
-        } else if self.steps > self.step_budget {
-            Some(format!(
-                "is too costly to parse (more than {} steps for {} allowed: elements nested \
-                 thousands deep?)",
-                self.steps, self.step_budget
-            ))
         } else if self.elements > self.element_budget {
             Some(format!(
                 "makes the parser create more than {} elements from its tags (formatting \
                  elements such as <b> or <font> left unclosed, reopened in every later block?)",
                 self.element_budget
+            ))
+        } else if self.steps > self.step_budget {
+            Some(format!(
+                "is too costly to parse (more than {} steps for {} allowed: elements nested \
+                 thousands deep?)",
+                self.steps, self.step_budget
             ))
         } else {
             None
@@ -297,6 +297,7 @@ impl Meter {
         }
         let deepest = &self.counts.depth;
         deepest.set(deepest.get().max(depth));
+        self.steps(noahs_ark_cost(&nodes, *node));
     }
 
     fn depth_of(&self, node: usize) -> u64 {
@@ -325,6 +326,81 @@ impl Meter {
         }
         deepest
     }
+}
+
+/// What the parser spends on a formatting element it just opened (`<b>`, `<a>`, `<font>`
+/// …), comparing it with each one of the same name still active since the last marker
+/// (the Noah's Ark clause): html5ever clones and sorts both attribute lists each time.
+/// Those still active are, near enough, the element's ancestors up to the nearest cell,
+/// caption, object or template: the parser reopens the others around it first. One step
+/// for each ancestor looked at, and one for each attribute of both in each comparison.
+fn noahs_ark_cost(nodes: &[Node], node: usize) -> u64 {
+    let Some(Node {
+        name: Some((ns!(html), name)),
+        attributes,
+        parent,
+        ..
+    }) = nodes.get(node)
+    else {
+        return 0;
+    };
+    if !is_formatting(name) {
+        return 0;
+    }
+    let mut cost = 0u64;
+    let ancestors = std::iter::successors(*parent, |&a| nodes.get(a).and_then(|n| n.parent));
+    for ancestor in ancestors.take(nodes.len()) {
+        cost = cost.saturating_add(1);
+        let Some(Node {
+            name: Some((ns!(html), other)),
+            attributes: held,
+            ..
+        }) = nodes.get(ancestor)
+        else {
+            continue;
+        };
+        if is_marker(other) {
+            break;
+        }
+        if other == name {
+            cost = cost.saturating_add(attributes.saturating_add(*held));
+        }
+    }
+    cost
+}
+
+fn is_formatting(name: &LocalName) -> bool {
+    matches!(
+        *name,
+        local_name!("a")
+            | local_name!("b")
+            | local_name!("big")
+            | local_name!("code")
+            | local_name!("em")
+            | local_name!("font")
+            | local_name!("i")
+            | local_name!("nobr")
+            | local_name!("s")
+            | local_name!("small")
+            | local_name!("strike")
+            | local_name!("strong")
+            | local_name!("tt")
+            | local_name!("u")
+    )
+}
+
+/// Elements that put a marker on the list of active formatting elements.
+fn is_marker(name: &LocalName) -> bool {
+    matches!(
+        *name,
+        local_name!("applet")
+            | local_name!("object")
+            | local_name!("marquee")
+            | local_name!("template")
+            | local_name!("td")
+            | local_name!("th")
+            | local_name!("caption")
+    )
 }
 
 /// The nodes in `node`, newest first; at most as many as there are nodes, whatever the
@@ -638,8 +714,9 @@ mod tests {
 
     /// Work the parser leaves to the tree is counted too: a tree rebuilding the root's
     /// attributes for each stray `<html>`, or finding a table among its parent's children
-    /// for each node set aside before it; and a tag with attributes by the hundred is
-    /// refused before the tokenizer compares them pairwise.
+    /// for each node set aside before it; so is the parser's comparing of each formatting
+    /// element with those still open; and a tag with attributes by the hundred is refused
+    /// before the tokenizer compares them pairwise.
     #[test]
     fn work_done_in_the_tree_or_the_tokenizer_is_bounded_too() {
         let stray: String = (0..20_000).map(|i| format!("<html a{i}>")).collect();
@@ -665,6 +742,15 @@ mod tests {
                 "{cost:?}"
             );
         }
+        // Each new <b> is compared with every <b> still open, cloning and sorting both
+        // attribute lists: 107 KB of this took 16 s in a debug build.
+        let attrs: String = (0..100).map(|i| format!(" a{i}")).collect();
+        let open: String = (0..250).map(|n| format!("<b id={n}{attrs}>")).collect();
+        let cost = measure(&(open + &"<b></b>".repeat(1_000)));
+        assert!(
+            cost.fault().is_some_and(|f| f.contains("costly")),
+            "{cost:?}"
+        );
         // A lone quote is no quoted value: the tag still ends at its `>`.
         assert_eq!(most_attributes(b"<p a\" b><p c d>"), 2);
         assert_eq!(most_attributes(b"<img src=\"a>b\" alt=x width=1>"), 3);
