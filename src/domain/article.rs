@@ -486,12 +486,15 @@ impl Checker {
             return String::new();
         }
         if html {
+            // Measured as the sanitiser will parse it, after the characters feeds cannot
+            // carry are gone: `<\u{1}div>` becomes a tag once they are.
+            let cleaned = self.clean(field, raw, false);
             // Before the parser meets it: past these limits its work explodes.
-            if let Some(fault) = super::nesting::measure(raw).fault() {
+            if let Some(fault) = super::nesting::measure(&cleaned).fault() {
                 self.violations.add(field, fault);
                 return String::new();
             }
-            self.clean(field, raw, false)
+            cleaned
         } else {
             self.text(field, raw, false)
         }
@@ -795,6 +798,12 @@ mod tests {
             FieldLimits::default(),
         );
         assert!(reopened.contains("unclosed"), "{reopened}");
+        // A control character in each tag hides it until it is removed.
+        let hidden = refused(
+            "<\u{1}blockquote>".repeat(5_000) + "x",
+            FieldLimits::default(),
+        );
+        assert!(hidden.contains("deep"), "{hidden}");
         // Within the measure's budgets, but grown by sanitising past a small body limit:
         // one long link left open, reopened in each later paragraph.
         let link = format!("<a href=\"https://example.com/{}\">", "a".repeat(1_000));
