@@ -705,3 +705,89 @@ fn import_refuses_rows_no_publish_would_store_and_stores_none_of_them() {
         );
     }
 }
+
+/// `feedpub import --allow-non-empty` into a database that holds articles places the new
+/// ones among them by when they were first stored, shifting every archive page from the
+/// earliest on: those pages are dated by the import, so that a reader revalidating by
+/// date alone fetches them again.
+#[test]
+fn an_import_among_stored_articles_dates_the_archive_pages_it_shifts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &["--demo"]);
+    server.log.wait_for("the sample edition", |l| {
+        l.contains("sample edition published").then_some(())
+    });
+    server.signal("TERM");
+    assert!(server.exit_status().success());
+    let exported = run(feedpub(dir.path())
+        .arg("export")
+        .arg("--data-dir")
+        .arg(dir.path().join("data")));
+    assert!(exported.status.success(), "{}", text(&exported.stderr));
+    let export = text(&exported.stdout);
+    let rows: Vec<(&str, serde_json::Value)> = export
+        .lines()
+        .map(|l| (l, serde_json::from_str(l).unwrap()))
+        .collect();
+    // Every other article, with its rows, is held back for the second import.
+    let ids: Vec<&serde_json::Value> = rows
+        .iter()
+        .filter(|(_, row)| row["table"] == "articles")
+        .map(|(_, row)| &row["row"]["article_id"])
+        .collect();
+    assert!(ids.len() >= 4, "{} articles", ids.len());
+    let later: Vec<&serde_json::Value> = ids.iter().skip(1).step_by(2).copied().collect();
+    let (mut first, mut second) = (String::new(), String::new());
+    for (at, (line, row)) in rows.iter().enumerate() {
+        let held_back = at > 0 && later.contains(&&row["row"]["article_id"]);
+        for (file, takes) in [
+            (&mut first, !held_back),
+            (&mut second, held_back || at == 0),
+        ] {
+            if takes {
+                file.push_str(line);
+                file.push('\n');
+            }
+        }
+    }
+    let target = dir.path().join("merged");
+    let import = |name: &str, dump: &str, extra: &[&str]| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, dump).unwrap();
+        let imported = run(feedpub(dir.path())
+            .arg("import")
+            .arg(&file)
+            .args(extra)
+            .arg("--data-dir")
+            .arg(&target));
+        assert!(imported.status.success(), "{}", text(&imported.stderr));
+    };
+    import("first.jsonl", &first, &[]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dated = || {
+        runtime.block_on(async {
+            use feedpub::storage::Store as _;
+            let store = feedpub::storage::SqliteStore::open(&target).await.unwrap();
+            let page = store
+                .archive_page(
+                    &feedpub::domain::FeedScope::All,
+                    1,
+                    1_000,
+                    chrono::Utc::now(),
+                )
+                .await
+                .unwrap();
+            store.close().await;
+            (page.articles.len(), page.last_change.unwrap())
+        })
+    };
+    let (before, stored_dated) = dated();
+    let importing = chrono::Utc::now();
+    import("second.jsonl", &second, &["--allow-non-empty"]);
+    let (after, merged_dated) = dated();
+    assert!(after > before, "{before} shown before the second import, {after} after");
+    assert!(
+        merged_dated >= importing && stored_dated < importing,
+        "{stored_dated} then {merged_dated}, import at {importing}"
+    );
+}

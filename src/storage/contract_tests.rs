@@ -697,6 +697,24 @@ async fn check_archive_shifts(store: &dyn Store) {
         dated([1003, 1400, 1400]),
         "page 1's next now starts with a-3"
     );
+
+    // A full last page gains its `next` link when an article joins as the newest.
+    store_at("e-0", 1700, |d| d.section = "economy".into()).await;
+    store_at("e-1", 1701, |d| d.section = "economy".into()).await;
+    store_at("b", 1710, |d| d.section = "culture".into()).await;
+    store_at("e-1", 1750, |d| {
+        d.section = "economy".into();
+        d.subtitle = "更正".into();
+    })
+    .await;
+    store_at("b", 1800, |d| d.section = "economy".into()).await;
+    let economy = FeedScope::Section(SectionSlug::parse("economy").unwrap());
+    let joined: Vec<_> = dates(&economy).await.iter().map(|(_, d)| *d).collect();
+    assert_eq!(
+        joined[..2],
+        [Some(at(1800)); 2],
+        "page 1 links to page 2 now"
+    );
 }
 
 async fn read_feed(store: &dyn Store, scope: &FeedScope) -> Vec<Arc<Article>> {

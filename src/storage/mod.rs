@@ -236,12 +236,18 @@ impl ArchivePage {
         let next = (articles.len() > size).then(|| articles.pop()).flatten();
         // A move shifted this page if it touched a place up to the page's end: the last
         // page, or one whose last article was first stored no earlier than the moved one.
+        // So did one that made the last page start just after it: the page gained its
+        // `next` link.
         let shifted = shift
             .filter(|shift| {
-                next.is_none()
-                    || articles
-                        .last()
-                        .is_some_and(|last| last.create_time >= shift.from)
+                let at_or_after = |a: &Article| a.create_time >= shift.from;
+                match &next {
+                    None => true,
+                    Some(first_of_next) => {
+                        articles.last().is_some_and(at_or_after)
+                            || (page + 1 == pages && at_or_after(first_of_next))
+                    }
+                }
             })
             .map(|shift| shift.time);
         // Only when the page has its `next` link: `pages` was read before the rows, and an

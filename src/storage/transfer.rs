@@ -498,6 +498,13 @@ async fn import_into(
         return Err(TransferError::NotEmpty(held));
     }
     let mut counts: Counts = TABLES.iter().map(|t| (t.name, 0)).collect();
+    // Imported articles land among those stored by when they were first stored.
+    let stored_articles = if held > 0 {
+        target.scalar("SELECT COUNT(*) FROM articles").await?
+    } else {
+        0
+    };
+    let mut earliest_imported: Option<i64> = None;
     let mut lines = input.lines().enumerate();
     let invalid = |line: usize, message: String| TransferError::Invalid {
         line: line + 1,
@@ -545,23 +552,50 @@ async fn import_into(
             })
             .collect::<Result<Vec<_>, String>>()
             .map_err(|e| invalid(number, e))?;
+        if table.name == "articles"
+            && let Some(created) = row.get("create_time").and_then(Value::as_i64)
+        {
+            earliest_imported = Some(earliest_imported.map_or(created, |e| e.min(created)));
+        }
         target
             .insert(table, values)
             .await
             .map_err(|e| invalid(number, e.to_string()))?;
         counts[at].1 += 1;
     }
-    // What the write path keeps as it goes: the archive sizes, and (PostgreSQL) the next
-    // numbers of the identity columns.
+    // What the write path keeps as it goes: the archive sizes (counted again, keeping the
+    // shifts of earlier moves), and (PostgreSQL) the next numbers of the identity columns.
+    let recount = |kind: &str, name: &str, table: &str, group: &str| {
+        format!(
+            "INSERT INTO feed_sizes (kind, name, articles)
+             SELECT '{kind}', {name}, COUNT(*) FROM {table} WHERE true {group}
+             ON CONFLICT (kind, name) DO UPDATE SET articles = excluded.articles;"
+        )
+    };
     target
         .execute(
-            "DELETE FROM feed_sizes;
-             INSERT INTO feed_sizes (kind, name, articles) SELECT 'all', '', COUNT(*) FROM articles;
-             INSERT INTO feed_sizes (kind, name, articles) SELECT 'section', section, COUNT(*) FROM articles GROUP BY section;
-             INSERT INTO feed_sizes (kind, name, articles) SELECT 'author', name, COUNT(*) FROM article_authors GROUP BY name;
-             INSERT INTO feed_sizes (kind, name, articles) SELECT 'tag', name, COUNT(*) FROM article_tags GROUP BY name;",
+            &[
+                "UPDATE feed_sizes SET articles = 0;".to_owned(),
+                recount("all", "''", "articles", ""),
+                recount("section", "section", "articles", "GROUP BY section"),
+                recount("author", "name", "article_authors", "GROUP BY name"),
+                recount("tag", "name", "article_tags", "GROUP BY name"),
+            ]
+            .concat(),
         )
         .await?;
+    // Articles imported among stored ones shift every archive page from the earliest on,
+    // in whichever feeds they joined: all of them are dated by the import.
+    if let (true, Some(from)) = (stored_articles > 0, earliest_imported) {
+        let now = super::sqlite::nanos(chrono::Utc::now());
+        target
+            .execute(&format!(
+                "UPDATE feed_sizes SET
+                     shift_time = CASE WHEN shift_time > {now} THEN shift_time ELSE {now} END,
+                     shift_from = CASE WHEN shift_from < {from} THEN shift_from ELSE {from} END"
+            ))
+            .await?;
+    }
     if let Target::Postgres(_) = target {
         for (table, column) in [
             ("partners", "id"),
