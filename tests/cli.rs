@@ -785,7 +785,10 @@ fn an_import_among_stored_articles_dates_the_archive_pages_it_shifts() {
     let importing = chrono::Utc::now();
     import("second.jsonl", &second, &["--allow-non-empty"]);
     let (after, merged_dated) = dated();
-    assert!(after > before, "{before} shown before the second import, {after} after");
+    assert!(
+        after > before,
+        "{before} shown before the second import, {after} after"
+    );
     assert!(
         merged_dated >= importing && stored_dated < importing,
         "{stored_dated} then {merged_dated}, import at {importing}"

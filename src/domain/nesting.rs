@@ -41,8 +41,10 @@ pub struct Cost {
     pub steps: u64,
     /// The elements it made.
     pub elements: u64,
-    /// The deepest it nested one: while parsing, and in the tree it left (where elements
-    /// moved by the adoption agency took their children with them).
+    /// The deepest it nested one: the deeper of the deepest an element was placed and the
+    /// depth of the tree the parser leaves, where the adoption agency has moved elements
+    /// with their children and placed elements it built before they had a parent. Between
+    /// chunks only the first is known; the tree is walked once, at the end.
     pub depth: u64,
     /// The most attributes on one tag.
     pub attributes: u64,
@@ -664,8 +666,8 @@ mod tests {
     }
 
     /// The adoption agency moves elements after they were placed, their children with
-    /// them, and places elements it built elsewhere: what counts is the tree it leaves,
-    /// which is the tree the sanitiser serialises.
+    /// them, and places elements it built elsewhere: the tree it leaves, which is the tree
+    /// the sanitiser serialises, is measured too.
     #[test]
     fn nesting_built_by_the_adoption_agency_is_measured_where_it_ends() {
         for (unit, times) in [
@@ -700,10 +702,11 @@ mod tests {
                     tokens[(seed % tokens.len() as u64) as usize]
                 })
                 .collect();
+            // Never below the sanitised tree's depth (above it where an element was placed
+            // deeper than the parser finally left it).
             let sanitised = ammonia::clean(&soup);
-            assert_eq!(
-                measure(&soup).depth,
-                serialised_depth(&sanitised) + 1,
+            assert!(
+                measure(&soup).depth > serialised_depth(&sanitised),
                 "{soup}"
             );
         }
