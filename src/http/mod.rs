@@ -110,23 +110,57 @@ async fn require_host(
 fn host_is_valid<'a>(http11: bool, mut lines: impl Iterator<Item = &'a [u8]>) -> bool {
     match (lines.next(), lines.next()) {
         (None, _) => !http11,
-        (Some(value), None) => {
-            value.is_empty()
-                || std::str::from_utf8(value).is_ok_and(|value| {
-                    !value.contains('@')
-                        && value
-                            .parse::<axum::http::uri::Authority>()
-                            .is_ok_and(|authority| {
-                                // A port, if named, is a number.
-                                let after_host = value.rsplit(']').next().unwrap_or(value);
-                                !after_host.contains(':')
-                                    || after_host.ends_with(':')
-                                    || authority.port_u16().is_some()
-                            })
-                })
-        }
+        (Some(value), None) => value.is_empty() || host_and_port_are_valid(value),
         (Some(_), Some(_)) => false,
     }
+}
+
+/// `uri-host [":" port]` as RFC 3986 §3.2.2 and §3.2.3 write them, read in place: an IP
+/// literal in brackets, or a registered name or IPv4 address (unreserved characters,
+/// sub-delimiters and `%`-escapes), then an optional `:` and a port of 0 to 65535 (an
+/// empty port is allowed).
+fn host_and_port_are_valid(value: &[u8]) -> bool {
+    let (host, port) = match value.iter().rposition(|&b| b == b':' || b == b']') {
+        Some(at) if value[at] == b':' => (&value[..at], Some(&value[at + 1..])),
+        _ => (value, None),
+    };
+    let port_is_valid = port.is_none_or(|port| {
+        port.is_empty()
+            || (port.len() <= 5
+                && port.iter().all(u8::is_ascii_digit)
+                && std::str::from_utf8(port).is_ok_and(|p| p.parse::<u16>().is_ok()))
+    });
+    let sub_delim = |b: u8| b"!$&'()*+,;=".contains(&b);
+    let unreserved = |b: u8| b.is_ascii_alphanumeric() || b"-._~".contains(&b);
+    let host_is_valid = match host {
+        // IPv6 (with a zone, RFC 6874) or a future form (`v…`), read loosely.
+        [b'[', literal @ .., b']'] => {
+            !literal.is_empty()
+                && literal
+                    .iter()
+                    .all(|&b| unreserved(b) || sub_delim(b) || b == b':' || b == b'%')
+        }
+        _ => {
+            let mut rest = host;
+            let mut valid = true;
+            while let [first, tail @ ..] = rest {
+                rest = match (first, tail) {
+                    (b'%', [high, low, tail @ ..])
+                        if high.is_ascii_hexdigit() && low.is_ascii_hexdigit() =>
+                    {
+                        tail
+                    }
+                    (&b, tail) if unreserved(b) || sub_delim(b) => tail,
+                    _ => {
+                        valid = false;
+                        break;
+                    }
+                };
+            }
+            valid
+        }
+    };
+    host_is_valid && port_is_valid
 }
 
 /// `ok` while nothing fails; otherwise `degraded` and one line per failing component. The
@@ -196,6 +230,30 @@ mod tests {
             "a/b",
         ] {
             assert!(!valid(true, &[bad]), "{bad:?}");
+        }
+        // Brackets only around a whole IP literal; a port of digits only.
+        for bad in [
+            "[::1",
+            "::1]",
+            "a:b:c",
+            "%zz.example",
+            "a%2",
+            "[]",
+            "a[]",
+            "x[1]",
+            "example.com:65536",
+            "example.com:+80",
+        ] {
+            assert!(!valid(true, &[bad]), "{bad:?}");
+        }
+        for good in [
+            "%41.example",
+            "a_b.example.",
+            "[v1.x]",
+            "[fe80::1%25eth0]:80",
+            "example.com:65535",
+        ] {
+            assert!(valid(true, &[good]), "{good:?}");
         }
         assert!(!valid(true, &[]), "HTTP/1.1 needs one");
         assert!(valid(false, &[]), "HTTP/1.0 may have none");
