@@ -694,8 +694,8 @@ async fn check_archive_shifts(store: &dyn Store) {
         .collect();
     assert_eq!(
         tag,
-        dated([1003, 1400, 1400]),
-        "page 1's next now starts with a-3"
+        dated([1400, 1400, 1400]),
+        "page 1's next page started with a-2: dated too, its bytes unchanged"
     );
 
     // A full last page gains its `next` link when an article joins as the newest.
@@ -715,6 +715,11 @@ async fn check_archive_shifts(store: &dyn Store) {
         [Some(at(1800)); 2],
         "page 1 links to page 2 now"
     );
+    // And keeps that date once later pages follow.
+    store_at("e-2", 1900, |d| d.section = "economy".into()).await;
+    store_at("e-3", 1901, |d| d.section = "economy".into()).await;
+    let followed: Vec<_> = dates(&economy).await.iter().map(|(_, d)| *d).collect();
+    assert_eq!(followed[0], Some(at(1800)), "{followed:?}");
 }
 
 async fn read_feed(store: &dyn Store, scope: &FeedScope) -> Vec<Arc<Article>> {

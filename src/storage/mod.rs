@@ -234,20 +234,14 @@ impl ArchivePage {
         now: DateTime<Utc>,
     ) -> Self {
         let next = (articles.len() > size).then(|| articles.pop()).flatten();
-        // A move shifted this page if it touched a place up to the page's end: the last
-        // page, or one whose last article was first stored no earlier than the moved one.
-        // So did one that made the last page start just after it: the page gained its
-        // `next` link.
+        // A move shifted this page if it touched a place up to the page's end, or just
+        // after it (where the page may have gained its `next` link): the last page, or one
+        // whose next page starts with an article first stored no earlier than the moved
+        // one (pages before a move keep their dates).
         let shifted = shift
             .filter(|shift| {
-                let at_or_after = |a: &Article| a.create_time >= shift.from;
-                match &next {
-                    None => true,
-                    Some(first_of_next) => {
-                        articles.last().is_some_and(at_or_after)
-                            || (page + 1 == pages && at_or_after(first_of_next))
-                    }
-                }
+                next.as_ref()
+                    .is_none_or(|first_of_next| first_of_next.create_time >= shift.from)
             })
             .map(|shift| shift.time);
         // Only when the page has its `next` link: `pages` was read before the rows, and an
