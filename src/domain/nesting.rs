@@ -31,6 +31,9 @@ pub const BASE_ELEMENTS: u64 = 64;
 pub const MAX_DEPTH: u64 = 256;
 /// Most attributes on one tag: the tokenizer compares each with every one before it.
 pub const MAX_ATTRIBUTES: u64 = 256;
+/// Steps for cloning one attribute when the parser compares formatting elements: a clone
+/// costs some eight times a look at an element's name.
+const CLONE_STEPS: u64 = 8;
 /// How much of the body the parser is given at a time.
 const CHUNK_BYTES: usize = 4096;
 
@@ -232,8 +235,9 @@ struct Node {
     /// first: no allocation per node.
     first_kid: Option<usize>,
     next: Option<usize>,
-    /// Attributes it holds.
+    /// Attributes it holds, and the bytes of their names.
     attributes: u64,
+    name_bytes: u64,
     template_contents: Option<usize>,
     annotation_xml_integration_point: bool,
 }
@@ -335,11 +339,13 @@ impl Meter {
 /// (the Noah's Ark clause): html5ever clones and sorts both attribute lists each time.
 /// Those still active are, near enough, the element's ancestors up to the nearest cell,
 /// caption, object or template: the parser reopens the others around it first. One step
-/// for each ancestor looked at, and one for each attribute of both in each comparison.
+/// for each ancestor looked at; for each comparison, [`CLONE_STEPS`] for each attribute
+/// of both, and the bytes of their names once for each level of the sort.
 fn noahs_ark_cost(nodes: &[Node], node: usize) -> u64 {
     let Some(Node {
         name: Some((ns!(html), name)),
         attributes,
+        name_bytes,
         parent,
         ..
     }) = nodes.get(node)
@@ -356,6 +362,7 @@ fn noahs_ark_cost(nodes: &[Node], node: usize) -> u64 {
         let Some(Node {
             name: Some((ns!(html), other)),
             attributes: held,
+            name_bytes: held_bytes,
             ..
         }) = nodes.get(ancestor)
         else {
@@ -365,10 +372,17 @@ fn noahs_ark_cost(nodes: &[Node], node: usize) -> u64 {
             break;
         }
         if other == name {
-            cost = cost.saturating_add(attributes.saturating_add(*held));
+            let levels = u64::from(u64::BITS - (*attributes).max(*held).leading_zeros());
+            let cloned = CLONE_STEPS.saturating_mul(attributes.saturating_add(*held));
+            let sorted = levels.saturating_mul(name_bytes.saturating_add(*held_bytes));
+            cost = cost.saturating_add(cloned).saturating_add(sorted);
         }
     }
     cost
+}
+
+fn names_bytes(attrs: &[Attribute]) -> u64 {
+    attrs.iter().map(|a| a.name.local.len() as u64).sum()
 }
 
 fn is_formatting(name: &LocalName) -> bool {
@@ -446,6 +460,7 @@ impl TreeSink for Meter {
         self.add(Node {
             name: Some((name.ns, name.local)),
             attributes: attrs.len() as u64,
+            name_bytes: names_bytes(&attrs),
             template_contents,
             annotation_xml_integration_point: flags.mathml_annotation_xml_integration_point,
             ..Node::default()
@@ -511,6 +526,7 @@ impl TreeSink for Meter {
         self.steps(held.saturating_add(attrs.len() as u64));
         if let Some(node) = self.nodes.borrow_mut().get_mut(*target) {
             node.attributes = node.attributes.saturating_add(attrs.len() as u64);
+            node.name_bytes = node.name_bytes.saturating_add(names_bytes(&attrs));
         }
     }
 
@@ -754,6 +770,21 @@ mod tests {
             cost.fault().is_some_and(|f| f.contains("costly")),
             "{cost:?}"
         );
+        // One open <b> is enough when its attributes are many and their names long and
+        // alike: each comparison sorts them by name.
+        for prefix in [1, 2_500] {
+            let mut names: Vec<String> = (0..200)
+                .map(|i| format!("{}{i:04}", "x".repeat(prefix)))
+                .collect();
+            names.reverse();
+            let open = format!("<b {}>", names.join(" "));
+            let html = open + &"<b></b>".repeat(20_000);
+            let cost = measure(&html);
+            assert!(
+                cost.fault().is_some_and(|f| f.contains("costly")),
+                "{prefix}: {cost:?}"
+            );
+        }
         // A lone quote is no quoted value: the tag still ends at its `>`.
         assert_eq!(most_attributes(b"<p a\" b><p c d>"), 2);
         assert_eq!(most_attributes(b"<img src=\"a>b\" alt=x width=1>"), 3);
