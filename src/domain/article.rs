@@ -486,15 +486,9 @@ impl Checker {
             return String::new();
         }
         if html {
-            // Measured as the sanitiser will parse it, after the characters feeds cannot
-            // carry are gone: `<\u{1}div>` becomes a tag once they are.
-            let cleaned = self.clean(field, raw, false);
-            // Before the parser meets it: past these limits its work explodes.
-            if let Some(fault) = super::nesting::measure(&cleaned).fault() {
-                self.violations.add(field, fault);
-                return String::new();
-            }
-            cleaned
+            // Sanitised (and measured, see `HtmlPolicy::sanitize`) as the last step, once
+            // the characters feeds cannot carry are gone: `<\u{1}div>` is a tag then.
+            self.clean(field, raw, false)
         } else {
             self.text(field, raw, false)
         }
@@ -540,20 +534,28 @@ impl ArticleDraft {
         let violations_before_body = check.violations.iter().count();
         let content_text = check.body(&f("content_text"), &self.content_text, false);
         let content_html = check.body(&f("content_html"), &self.content_html, true);
-        // A body refused as too large is named once, not also as missing.
-        let body_refused = check.violations.iter().count() > violations_before_body;
+        // A body refused as too large, or too costly to parse, is named once, not also as
+        // missing.
+        let mut body_refused = check.violations.iter().count() > violations_before_body;
         let content_html = if !content_html.is_empty() {
             // Character references (`&#1;`) decode to characters feeds cannot carry:
             // they are removed after sanitising, like raw ones before it.
-            let sanitized = policy.sanitize(&content_html);
-            let cleaned = check.clean(&f("content_html"), &sanitized, false);
-            // What the removal leaves may parse differently (a U+FEFF that is now first is
-            // dropped as a byte order mark): sanitised again, it is what a re-send stores.
-            let html = if cleaned == sanitized {
-                cleaned
-            } else {
-                policy.sanitize(&cleaned)
-            };
+            let html = policy.sanitize(&content_html).and_then(|sanitized| {
+                let cleaned = check.clean(&f("content_html"), &sanitized, false);
+                // What the removal leaves may parse differently (a U+FEFF that is now
+                // first is dropped as a byte order mark): sanitised again, it is what a
+                // re-send stores.
+                if cleaned == sanitized {
+                    Ok(cleaned)
+                } else {
+                    policy.sanitize(&cleaned)
+                }
+            });
+            let html = html.unwrap_or_else(|fault| {
+                check.violations.add(f("content_html"), fault);
+                body_refused = true;
+                String::new()
+            });
             // Sanitising closes what was left open, so it may grow the body.
             if html.len() > limits.content_bytes {
                 check.violations.add(
@@ -880,7 +882,7 @@ mod tests {
         .validate("article.", &policy)
         .unwrap();
         let html = kept.content.content_html;
-        assert_eq!(policy.sanitize(&html), html);
+        assert_eq!(policy.sanitize(&html).unwrap(), html);
     }
 
     #[test]

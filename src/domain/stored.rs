@@ -20,15 +20,14 @@ pub fn text_fault(text: &str) -> Option<String> {
 pub fn html_fault(html: &str, policy: &HtmlPolicy) -> Option<String> {
     let nbsp = |html: &str| html.replace("&nbsp;", "\u{a0}");
     // A hostile export is measured before the sanitiser parses it, as a publish is.
-    text_fault(html)
-        .or_else(|| super::nesting::measure(html).fault())
-        .or_else(|| {
-            (nbsp(&policy.sanitize(html)) != nbsp(html)).then(|| {
-                "is not HTML as the sanitiser leaves it (a script, an event handler, a link \
+    text_fault(html).or_else(|| match policy.sanitize(html) {
+        Err(fault) => Some(fault),
+        Ok(sanitized) => (nbsp(&sanitized) != nbsp(html)).then(|| {
+            "is not HTML as the sanitiser leaves it (a script, an event handler, a link \
              that is not http(s), or an iframe from a host not in [content] iframe_hosts)"
-                    .to_owned()
-            })
-        })
+                .to_owned()
+        }),
+    })
 }
 
 /// A link: `None` when it is empty or an absolute http(s) URL.

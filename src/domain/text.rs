@@ -150,16 +150,24 @@ impl HtmlPolicy {
     /// URLs, svg or math; links get `rel="noopener noreferrer"`. Idempotent: the result
     /// is cleaned again until it no longer changes, since one pass over misnested input
     /// (a `<p>` left inside a `<p>`) can produce HTML that parses differently.
-    pub fn sanitize(&self, html: &str) -> String {
+    ///
+    /// The input of every pass is measured first ([`super::nesting::measure`]): a pass's
+    /// output can misnest again (a `<p>` inside a `<p>`, a marker such as `<object>`
+    /// removed around formatting elements), and parsing it can cost what hostile input
+    /// does. The measure's refusal is the error.
+    pub fn sanitize(&self, html: &str) -> Result<String, String> {
+        let measured = |html: &str| super::nesting::measure(html).fault().map_or(Ok(()), Err);
+        measured(html)?;
         let mut current = self.clean_once(html);
         for _ in 0..8 {
+            measured(&current)?;
             let next = self.clean_once(&current);
             if next == current {
                 break;
             }
             current = next;
         }
-        current
+        Ok(current)
     }
 
     fn clean_once(&self, html: &str) -> String {
@@ -411,30 +419,48 @@ mod tests {
     fn sanitizing_drops_script_and_event_handlers_and_marks_links() {
         let html = HtmlPolicy::default().sanitize(
             r#"<p onclick="x()">正文<script>alert(1)</script><a href="javascript:alert(1)">a</a><a href="https://example.com/">b</a></p>"#,
-        );
+        ).unwrap();
         assert!(
             !html.contains("script") && !html.contains("onclick") && !html.contains("javascript")
         );
         assert!(html.contains(r#"<a href="https://example.com/" rel="noopener noreferrer">b</a>"#));
     }
 
+    /// Removing a marker (`<object>`) around formatting elements makes the first pass's
+    /// output reopen them in every paragraph when parsed again: the second pass is
+    /// measured before it runs.
+    #[test]
+    fn each_pass_of_sanitising_is_measured_before_it_parses() {
+        let html = "<p><b><b><b><i><i><i><em><em><em><strong><strong><strong><object>".to_owned()
+            + &"<p>x".repeat(20_000);
+        assert_eq!(crate::domain::nesting::measure(&html).fault(), None);
+        let refused = HtmlPolicy::default()
+            .sanitize(&html)
+            .err()
+            .unwrap_or_default();
+        assert!(refused.contains("unclosed"), "{refused}");
+    }
+
     #[test]
     fn sanitizing_twice_changes_nothing() {
         let policy = HtmlPolicy::default();
-        let once = policy.sanitize("<p>a &amp; b <b>c<i>d</p><img src=x onerror=y>");
-        assert_eq!(policy.sanitize(&once), once);
+        let once = policy
+            .sanitize("<p>a &amp; b <b>c<i>d</p><img src=x onerror=y>")
+            .unwrap();
+        assert_eq!(policy.sanitize(&once).unwrap(), once);
     }
 
     #[test]
     fn srcset_candidates_keep_only_web_urls() {
         let html = r#"<img src="https://x.cn/a.png" srcset="https://x.cn/a.png 1x, javascript:alert(1) 2x, data:image/svg+xml,%3Csvg%3E 3x, /b.png 4x">"#;
-        let clean = HtmlPolicy::default().sanitize(html);
+        let clean = HtmlPolicy::default().sanitize(html).unwrap();
         assert!(
             clean.contains(r#"srcset="https://x.cn/a.png 1x, /b.png 4x""#),
             "{clean}"
         );
         let only_bad = HtmlPolicy::default()
-            .sanitize(r#"<img src="https://x.cn/a.png" srcset="javascript:x 1x">"#);
+            .sanitize(r#"<img src="https://x.cn/a.png" srcset="javascript:x 1x">"#)
+            .unwrap();
         assert!(!only_bad.contains("srcset"), "{only_bad}");
     }
 
@@ -448,9 +474,14 @@ mod tests {
     #[test]
     fn iframes_are_kept_only_from_allowed_hosts_and_always_sandboxed() {
         let html = r#"<iframe src="https://player.example.com/v/1" onload="x()"></iframe><iframe src="https://evil.example.net/"></iframe><iframe src="http://player.example.com/v/2"></iframe>"#;
-        assert!(!HtmlPolicy::default().sanitize(html).contains("iframe"));
+        assert!(
+            !HtmlPolicy::default()
+                .sanitize(html)
+                .unwrap()
+                .contains("iframe")
+        );
         let policy = HtmlPolicy::new(&["player.example.com".to_owned()]);
-        let clean = policy.sanitize(html);
+        let clean = policy.sanitize(html).unwrap();
         assert_eq!(clean.matches("<iframe").count(), 3, "{clean}");
         assert_eq!(clean.matches("src=").count(), 1, "{clean}");
         assert!(
@@ -459,7 +490,7 @@ mod tests {
         );
         assert_eq!(clean.matches(IFRAME_SANDBOX).count(), 3, "{clean}");
         assert!(!clean.contains("onload"));
-        assert_eq!(policy.sanitize(&clean), clean);
+        assert_eq!(policy.sanitize(&clean).unwrap(), clean);
     }
 
     proptest::proptest! {
@@ -476,8 +507,8 @@ mod tests {
         ) {
             let policy = HtmlPolicy::new(&["player.example.com".to_owned()]);
             let html = parts.concat();
-            let once = policy.sanitize(&html);
-            proptest::prop_assert_eq!(policy.sanitize(&once), once.clone());
+            let once = policy.sanitize(&html).unwrap();
+            proptest::prop_assert_eq!(policy.sanitize(&once).unwrap(), once.clone());
             // Text is escaped in the output, so every literal `<` opens a tag: check the tags.
             for tag in once.to_lowercase().split('<').skip(1).map(|t| t.split('>').next().unwrap_or("")) {
                 let name = tag.trim_start_matches('/').split([' ', '/']).next().unwrap_or("");
