@@ -604,6 +604,23 @@ fn logs_are_json_lines_when_the_configuration_says_so() {
     }
 }
 
+/// Runs `serve --demo` in `dir` until the sample edition is published, stops it, and
+/// returns `feedpub export` of its database.
+fn sample_edition_export(dir: &Path) -> String {
+    let mut server = Server::start(dir, &["--demo"]);
+    server.log.wait_for("the sample edition", |l| {
+        l.contains("sample edition published").then_some(())
+    });
+    server.signal("TERM");
+    assert!(server.exit_status().success());
+    let exported = run(feedpub(dir)
+        .arg("export")
+        .arg("--data-dir")
+        .arg(dir.join("data")));
+    assert!(exported.status.success(), "{}", text(&exported.stderr));
+    text(&exported.stdout)
+}
+
 /// `feedpub import` takes rows without a publish, so it checks what feeds carry as
 /// publishing leaves it: an export edited to carry a script, a `javascript:` link, a
 /// control character or a media file without an http(s) URL is refused, naming the line
@@ -611,18 +628,7 @@ fn logs_are_json_lines_when_the_configuration_says_so() {
 #[test]
 fn import_refuses_rows_no_publish_would_store_and_stores_none_of_them() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(dir.path(), &["--demo"]);
-    server.log.wait_for("the sample edition", |l| {
-        l.contains("sample edition published").then_some(())
-    });
-    server.signal("TERM");
-    assert!(server.exit_status().success());
-    let exported = run(feedpub(dir.path())
-        .arg("export")
-        .arg("--data-dir")
-        .arg(dir.path().join("data")));
-    assert!(exported.status.success(), "{}", text(&exported.stderr));
-    let export = text(&exported.stdout);
+    let export = sample_edition_export(dir.path());
     let lines: Vec<&str> = export.lines().collect();
     let (at, article) = lines
         .iter()
@@ -713,18 +719,7 @@ fn import_refuses_rows_no_publish_would_store_and_stores_none_of_them() {
 #[test]
 fn an_import_among_stored_articles_dates_the_archive_pages_it_shifts() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(dir.path(), &["--demo"]);
-    server.log.wait_for("the sample edition", |l| {
-        l.contains("sample edition published").then_some(())
-    });
-    server.signal("TERM");
-    assert!(server.exit_status().success());
-    let exported = run(feedpub(dir.path())
-        .arg("export")
-        .arg("--data-dir")
-        .arg(dir.path().join("data")));
-    assert!(exported.status.success(), "{}", text(&exported.stderr));
-    let export = text(&exported.stdout);
+    let export = sample_edition_export(dir.path());
     let rows: Vec<(&str, serde_json::Value)> = export
         .lines()
         .map(|l| (l, serde_json::from_str(l).unwrap()))
