@@ -718,6 +718,24 @@ fn import_refuses_rows_no_publish_would_store_and_stores_none_of_them() {
 /// date alone fetches them again.
 #[test]
 fn an_import_among_stored_articles_dates_the_archive_pages_it_shifts() {
+    import_among_stored_articles(None);
+}
+
+/// The same on PostgreSQL.
+#[test]
+fn on_postgresql_an_import_among_stored_articles_dates_the_archive_pages_it_shifts() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let Some(database) = runtime.block_on(common::postgres::fresh_database()) else {
+        return;
+    };
+    import_among_stored_articles(Some(&database.url));
+    runtime.block_on(database.remove());
+}
+
+/// Imports half of the sample edition, then the other half with `--allow-non-empty`, then
+/// one byline of an article of the first half, into a new SQLite database or the
+/// PostgreSQL database at `database_url`.
+fn import_among_stored_articles(database_url: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let export = sample_edition_export(dir.path());
     let rows: Vec<(&str, serde_json::Value)> = export
@@ -732,12 +750,21 @@ fn an_import_among_stored_articles_dates_the_archive_pages_it_shifts() {
         .collect();
     assert!(ids.len() >= 4, "{} articles", ids.len());
     let later: Vec<&serde_json::Value> = ids.iter().skip(1).step_by(2).copied().collect();
-    let (mut first, mut second) = (String::new(), String::new());
+    // And one byline of an article of the first import, for a third.
+    let byline = rows
+        .iter()
+        .position(|(_, row)| {
+            row["table"] == "article_authors" && !later.contains(&&row["row"]["article_id"])
+        })
+        .unwrap();
+    let author = rows[byline].1["row"]["name"].as_str().unwrap().to_owned();
+    let (mut first, mut second, mut third) = (String::new(), String::new(), String::new());
     for (at, (line, row)) in rows.iter().enumerate() {
         let held_back = at > 0 && later.contains(&&row["row"]["article_id"]);
         for (file, takes) in [
-            (&mut first, !held_back),
+            (&mut first, !held_back && at != byline),
             (&mut second, held_back || at == 0),
+            (&mut third, at == byline || at == 0),
         ] {
             if takes {
                 file.push_str(line);
@@ -749,43 +776,54 @@ fn an_import_among_stored_articles_dates_the_archive_pages_it_shifts() {
     let import = |name: &str, dump: &str, extra: &[&str]| {
         let file = dir.path().join(name);
         std::fs::write(&file, dump).unwrap();
-        let imported = run(feedpub(dir.path())
-            .arg("import")
-            .arg(&file)
-            .args(extra)
-            .arg("--data-dir")
-            .arg(&target));
+        let mut command = feedpub(dir.path());
+        command.arg("import").arg(&file).args(extra);
+        match database_url {
+            Some(url) => command.args(["--database-url", url]),
+            None => command.arg("--data-dir").arg(&target),
+        };
+        let imported = run(&mut command);
         assert!(imported.status.success(), "{}", text(&imported.stderr));
     };
     import("first.jsonl", &first, &[]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let dated = || {
+    let dated = |scope: feedpub::domain::FeedScope| {
         runtime.block_on(async {
-            use feedpub::storage::Store as _;
-            let store = feedpub::storage::SqliteStore::open(&target).await.unwrap();
+            use feedpub::storage::{PostgresStore, SqliteStore, Store};
+            let store: Box<dyn Store> = match database_url {
+                Some(url) => Box::new(PostgresStore::connect(url).await.unwrap()),
+                None => Box::new(SqliteStore::open(&target).await.unwrap()),
+            };
             let page = store
-                .archive_page(
-                    &feedpub::domain::FeedScope::All,
-                    1,
-                    1_000,
-                    chrono::Utc::now(),
-                )
+                .archive_page(&scope, 1, 1_000, chrono::Utc::now())
                 .await
                 .unwrap();
             store.close().await;
-            (page.articles.len(), page.last_change.unwrap())
+            (page.articles.len(), page.last_change)
         })
     };
-    let (before, stored_dated) = dated();
+    let all = || dated(feedpub::domain::FeedScope::All);
+    let (before, stored_dated) = all();
     let importing = chrono::Utc::now();
     import("second.jsonl", &second, &["--allow-non-empty"]);
-    let (after, merged_dated) = dated();
+    let (after, merged_dated) = all();
     assert!(
         after > before,
         "{before} shown before the second import, {after} after"
     );
     assert!(
-        merged_dated >= importing && stored_dated < importing,
-        "{stored_dated} then {merged_dated}, import at {importing}"
+        merged_dated >= Some(importing) && stored_dated < Some(importing),
+        "{stored_dated:?} then {merged_dated:?}, import at {importing}"
+    );
+    // A byline alone, for an article stored before: the author's pages shift too.
+    let by_author = || dated(feedpub::domain::FeedScope::author(&author));
+    let (before, _) = by_author();
+    let importing = chrono::Utc::now();
+    import("third.jsonl", &third, &["--allow-non-empty"]);
+    let (after, bylined) = by_author();
+    assert_eq!(after, before + 1, "{author}");
+    assert!(
+        bylined >= Some(importing),
+        "{author}: {bylined:?}, import at {importing}"
     );
 }

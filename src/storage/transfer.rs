@@ -444,6 +444,34 @@ impl Target<'_, '_> {
         }
     }
 
+    /// When an article was first stored, if it is.
+    async fn create_time(
+        &mut self,
+        partner: i64,
+        article: &str,
+    ) -> Result<Option<i64>, sqlx::Error> {
+        const SQL: [&str; 2] = [
+            "SELECT create_time FROM articles WHERE partner_id = ? AND article_id = ?",
+            "SELECT create_time FROM articles WHERE partner_id = $1 AND article_id = $2",
+        ];
+        match self {
+            Self::Sqlite(tx) => {
+                sqlx::query_scalar(SQL[0])
+                    .bind(partner)
+                    .bind(article)
+                    .fetch_optional(&mut ***tx)
+                    .await
+            }
+            Self::Postgres(tx) => {
+                sqlx::query_scalar(SQL[1])
+                    .bind(partner)
+                    .bind(article)
+                    .fetch_optional(&mut ***tx)
+                    .await
+            }
+        }
+    }
+
     async fn insert(&mut self, table: &Table, values: Vec<Bound>) -> Result<(), sqlx::Error> {
         let columns: Vec<&str> = table.columns.iter().map(|(name, _)| *name).collect();
         let placeholders: Vec<String> = match self {
@@ -552,15 +580,30 @@ async fn import_into(
             })
             .collect::<Result<Vec<_>, String>>()
             .map_err(|e| invalid(number, e))?;
-        if table.name == "articles"
-            && let Some(created) = row.get("create_time").and_then(Value::as_i64)
-        {
-            earliest_imported = Some(earliest_imported.map_or(created, |e| e.min(created)));
-        }
         target
             .insert(table, values)
             .await
             .map_err(|e| invalid(number, e.to_string()))?;
+        // Where in the archive the import reaches: an imported article's place, or that of
+        // a stored article an imported author or tag row adds to a feed.
+        let placed = match table.name {
+            _ if stored_articles == 0 => None,
+            "articles" => row.get("create_time").and_then(Value::as_i64),
+            "article_authors" | "article_tags" => match (
+                row.get("partner_id").and_then(Value::as_i64),
+                row.get("article_id").and_then(Value::as_str),
+            ) {
+                (Some(partner), Some(article)) => target
+                    .create_time(partner, article)
+                    .await
+                    .map_err(|e| invalid(number, e.to_string()))?,
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some(created) = placed {
+            earliest_imported = Some(earliest_imported.map_or(created, |e| e.min(created)));
+        }
         counts[at].1 += 1;
     }
     // What the write path keeps as it goes: the archive sizes (counted again, keeping the
@@ -584,8 +627,9 @@ async fn import_into(
             .concat(),
         )
         .await?;
-    // Articles imported among stored ones shift every archive page from the earliest on,
-    // in whichever feeds they joined: all of them are dated by the import.
+    // Articles imported among stored ones (or stored ones given an author or tag) shift
+    // every archive page from the earliest on, in whichever feeds they joined: all of them
+    // are dated by the import.
     if let (true, Some(from)) = (stored_articles > 0, earliest_imported) {
         let now = super::sqlite::nanos(chrono::Utc::now());
         target
