@@ -8,7 +8,7 @@ use common::binary::{error_of, on_data, run, stdout_of, text, token_of};
 use common::{TestServer, authed, ts};
 use feedpub::grpc::proto::{
     self, ArticleState, GetArticleRequest, ListArticlesRequest, ListSectionsRequest,
-    PublishArticleRequest, PublishArticlesRequest, RetractArticleRequest,
+    PublishArticleRequest, PublishArticlesRequest, RetractArticleRequest, WatchArticlesRequest,
 };
 use std::net::SocketAddr;
 use std::path::Path;
@@ -329,6 +329,100 @@ async fn granted_and_denied_rights_hold_from_the_next_call_on() {
 
 /// Runs `feedpub ARGS… --data-dir DATA` in `cwd`, which must exit with `code` (1: an
 /// error, 2: a usage error) and say `named` on stderr.
+/// An open WatchArticles stream follows the partner's rights as they are now: it stops
+/// carrying embargoed articles once the embargo right is denied, ends when a section it
+/// follows is denied, and ends when its token is rotated (or the partner revoked).
+#[tokio::test]
+async fn open_watch_streams_follow_the_partners_rights_as_they_change() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    let newsroom = &server.tokens.newsroom;
+    let wire = token_of(
+        &cli(
+            &server,
+            &["partner", "add", "wire", "--all-sections", "--embargoed"],
+        )
+        .await,
+    );
+    let watch = |sections: &[&str]| {
+        let request = WatchArticlesRequest {
+            sections: sections.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let mut client = client.clone();
+        let token = wire.clone();
+        async move {
+            let mut stream = client
+                .watch_articles(authed(&token, request))
+                .await
+                .expect("wire watches")
+                .into_inner();
+            let first = next(&mut stream).await.expect("the first message");
+            assert!(first.events.is_empty());
+            stream
+        }
+    };
+    let mut everything = watch(&[]).await;
+    let mut rural = watch(&["rural"]).await;
+    let publish = |request: PublishArticleRequest| {
+        let mut client = client.clone();
+        async move {
+            client
+                .publish_article(authed(newsroom, request))
+                .await
+                .expect("the newsroom publishes");
+        }
+    };
+    let ids = |message: Result<proto::WatchArticlesResponse, tonic::Status>| -> Vec<String> {
+        message
+            .expect("more events")
+            .events
+            .iter()
+            .map(|e| e.article.as_ref().unwrap().id.clone())
+            .collect()
+    };
+
+    publish(embargoed("e-1", "politics")).await;
+    assert_eq!(ids(next(&mut everything).await), ["e-1"]);
+    stdout_of(&cli(&server, &["partner", "deny", "wire", "--embargoed"]).await);
+    publish(embargoed("e-2", "politics")).await;
+    publish(article("p-1", "politics")).await;
+    assert_eq!(
+        ids(next(&mut everything).await),
+        ["p-1"],
+        "no embargoed article once the right is denied"
+    );
+
+    stdout_of(&cli(&server, &["partner", "deny", "wire", "--section", "rural"]).await);
+    publish(article("r-1", "rural")).await;
+    let ended = next(&mut rural).await.expect_err("the rural stream ends");
+    assert_eq!(ended.code(), Code::PermissionDenied, "{ended:?}");
+    assert_eq!(reason(&ended), "SECTION_NOT_GRANTED");
+    publish(article("p-2", "politics")).await;
+    assert_eq!(
+        ids(next(&mut everything).await),
+        ["p-2"],
+        "nothing of rural once it is denied"
+    );
+
+    token_of(&cli(&server, &["partner", "rotate", "wire"]).await);
+    publish(article("p-3", "politics")).await;
+    let ended = next(&mut everything)
+        .await
+        .expect_err("the stream of the old token ends");
+    assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
+}
+
+/// The next message of a watch stream, or the status it ended with.
+async fn next(
+    stream: &mut tonic::Streaming<proto::WatchArticlesResponse>,
+) -> Result<proto::WatchArticlesResponse, tonic::Status> {
+    tokio::time::timeout(common::DEADLINE, stream.message())
+        .await
+        .expect("the watch stream answered in time")?
+        .ok_or_else(|| tonic::Status::unknown("the stream ended"))
+}
+
 fn refused(cwd: &Path, data: &Path, args: &[&str], code: i32, named: &str) {
     let output = on_data(cwd, data, args);
     let stderr = text(&output.stderr);

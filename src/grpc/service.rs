@@ -1,6 +1,7 @@
 //! PublisherService: take the caller the guard admitted, convert, call a use-case, convert
 //! back.
 
+use super::auth::bearer_token;
 use super::convert;
 use super::guard::caller;
 use super::proto::publisher_service_server::{PublisherService, PublisherServiceServer};
@@ -133,10 +134,15 @@ impl PublisherService for PublisherApi {
         request: Request<WatchArticlesRequest>,
     ) -> Result<Response<Self::WatchArticlesStream>, Status> {
         let partner = self.partner(&request).await?;
+        // The stream checks the token again before each read of the log.
+        let token = bearer_token(request.metadata().as_ref())?.hash();
         let req = request.into_inner();
         let sections = convert::watched_sections(&req.sections).map_err(PublishError::from)?;
         let cursor = convert::position_from_cursor(&req.cursor).map_err(PublishError::from)?;
-        let updates = self.publisher.watch(&partner, sections, cursor).await?;
+        let updates = self
+            .publisher
+            .watch(&partner, token, sections, cursor)
+            .await?;
         let stream = ReceiverStream::new(updates).map(|update| {
             let update = update?;
             Ok(WatchArticlesResponse {

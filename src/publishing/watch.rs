@@ -1,9 +1,12 @@
 //! WatchArticles: a partner follows the event log of the sections it may read, first
 //! replaying what came after its cursor, then following new commits as they come, with no
-//! gap and no duplicate (the log's sequence numbers are the cursor).
+//! gap and no duplicate (the log's sequence numbers are the cursor). The partner's token and
+//! rights are read again before every read of the log, as on every call: a stream ends once
+//! its token is revoked or rotated, or a section it follows is denied, and stops carrying
+//! embargoed articles once the embargo right is.
 
 use super::{PublishError, Publisher};
-use crate::domain::{ArticleEvent, Partner, SectionGrant, SectionSlug, Violations};
+use crate::domain::{ArticleEvent, Partner, SectionGrant, SectionSlug, TokenHash, Violations};
 use crate::storage::{EventFilter, Store};
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
@@ -22,12 +25,15 @@ pub struct WatchUpdate {
 
 impl Publisher {
     /// Follows the events of `sections` (all the partner may read when empty) after
-    /// `cursor` (from now when `None`). The first update comes at once, with no events and
-    /// the cursor the stream starts from. The stream ends with an error when the server
-    /// stops or the store fails, and when the receiver is dropped.
+    /// `cursor` (from now when `None`), for as long as the partner holds the token `token`
+    /// and the rights to them. The first update comes at once, with no events and the
+    /// cursor the stream starts from. The stream ends with an error when the server stops,
+    /// the store fails or the token or a followed section's right is taken away, and when
+    /// the receiver is dropped.
     pub async fn watch(
         &self,
         partner: &Partner,
+        token: TokenHash,
         sections: Vec<SectionSlug>,
         cursor: Option<u64>,
     ) -> Result<mpsc::Receiver<Result<WatchUpdate, PublishError>>, PublishError> {
@@ -44,19 +50,8 @@ impl Publisher {
             }
         }
         violations.into_result(())?;
-        for section in &sections {
-            partner.may_use_section(section)?;
-        }
-        let sections = match (&partner.grant, sections.is_empty()) {
-            (_, false) => Some(sections),
-            (SectionGrant::All, true) => None,
-            (SectionGrant::Only(granted), true) => Some(granted.clone()),
-        };
-        let filter = EventFilter {
-            sections,
-            reader: partner.id,
-            embargoed: partner.embargoed,
-        };
+        let rights = Rights { token, sections };
+        rights.filter(partner)?;
         let head = self.store.event_head();
         let newest = *head.borrow();
         let start = match cursor {
@@ -73,7 +68,7 @@ impl Publisher {
         let (tx, rx) = mpsc::channel(2);
         tokio::spawn(follow(
             self.store.clone(),
-            filter,
+            rights,
             start,
             head,
             tx,
@@ -83,11 +78,51 @@ impl Publisher {
     }
 }
 
-/// Sends updates after `after` until the receiver goes away, the server stops or the store
-/// fails: replays the log up to the newest committed event, then waits for the next commit.
+/// What a stream was opened with, checked again before every read of the log.
+struct Rights {
+    token: TokenHash,
+    /// The sections asked for; empty for all the partner may read.
+    sections: Vec<SectionSlug>,
+}
+
+impl Rights {
+    /// The events `partner` may read of the sections asked for, or why it may not follow
+    /// one of them.
+    fn filter(&self, partner: &Partner) -> Result<EventFilter, PublishError> {
+        for section in &self.sections {
+            partner.may_use_section(section)?;
+        }
+        let sections = match (&partner.grant, self.sections.is_empty()) {
+            (_, false) => Some(self.sections.clone()),
+            (SectionGrant::All, true) => None,
+            (SectionGrant::Only(granted), true) => Some(granted.clone()),
+        };
+        Ok(EventFilter {
+            sections,
+            reader: partner.id,
+            embargoed: partner.embargoed,
+        })
+    }
+
+    /// The filter of the partner's rights as they are now.
+    async fn current(&self, store: &dyn Store) -> Result<EventFilter, PublishError> {
+        let partner =
+            store
+                .partner_by_token(&self.token)
+                .await?
+                .ok_or(PublishError::Unauthenticated(
+                    "the token was revoked or rotated",
+                ))?;
+        self.filter(&partner)
+    }
+}
+
+/// Sends updates after `after` until the receiver goes away, the server stops, the store
+/// fails or the rights are gone: replays the log up to the newest committed event, then
+/// waits for the next commit.
 async fn follow(
     store: Arc<dyn Store>,
-    filter: EventFilter,
+    rights: Rights,
     mut after: u64,
     mut head: watch::Receiver<u64>,
     tx: mpsc::Sender<Result<WatchUpdate, PublishError>>,
@@ -108,10 +143,14 @@ async fn follow(
         // Every event up to `until` is committed, so reading up to it leaves no gap.
         let until = *head.borrow_and_update();
         if until > after {
-            let events = match store.events(after, until, &filter, PAGE).await {
+            let read = async {
+                let filter = rights.current(store.as_ref()).await?;
+                Ok::<_, PublishError>(store.events(after, until, &filter, PAGE).await?)
+            };
+            let events = match read.await {
                 Ok(events) => events,
                 Err(e) => {
-                    let _ = tx.send(Err(e.into())).await;
+                    let _ = tx.send(Err(e)).await;
                     return;
                 }
             };
