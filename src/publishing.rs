@@ -50,6 +50,9 @@ pub enum PublishError {
     /// One or more fields are invalid.
     #[error("{0}")]
     Invalid(Violations),
+    /// The request id was already used for a different request (`request_id` named).
+    #[error("{0}")]
+    RequestIdReused(Violations),
     /// The partner has no article with this id.
     #[error("no article with id {0:?}")]
     NotFound(String),
@@ -88,7 +91,7 @@ impl From<StoreError> for PublishError {
             StoreError::Conflict(what) => Self::AlreadyExists(what),
             StoreError::EtagMismatch(why) => Self::Aborted(why),
             StoreError::Refused(refusal) => Self::Refused(refusal),
-            StoreError::RequestIdReused(id) => Self::Invalid(Violations::one(
+            StoreError::RequestIdReused(id) => Self::RequestIdReused(Violations::one(
                 "request_id",
                 format!("{id:?} was already used for a different request; use a new request id"),
             )),
@@ -108,7 +111,7 @@ impl PublishError {
     /// that are not the caller's (storage) or that no partner made (authentication).
     fn refusal(&self) -> Option<Outcome> {
         match self {
-            Self::Invalid(_) => Some(Outcome::InvalidArgument),
+            Self::Invalid(_) | Self::RequestIdReused(_) => Some(Outcome::InvalidArgument),
             Self::Refused(_) => Some(Outcome::PermissionDenied),
             Self::NotFound(_) | Self::VersionNotFound { .. } => Some(Outcome::NotFound),
             Self::PartnerRevoked(_) => Some(Outcome::Revoked),
@@ -163,6 +166,14 @@ pub struct VersionPage {
     pub versions: Vec<VersionSummary>,
     /// The version the next page continues below; `None` on the last page.
     pub next: Option<u32>,
+}
+
+/// A version of an article, and the article as it is now (its state, retraction and
+/// rights are those of now).
+#[derive(Debug, Clone)]
+pub struct ArticleRead {
+    pub article: Article,
+    pub current: Article,
 }
 
 /// A page of a partner's articles.
@@ -404,33 +415,55 @@ impl Publisher {
         )
     }
 
-    /// One of the partner's articles, in any state: its current version, or a past one
-    /// (embargoed ones only with that right).
+    /// One of the partner's articles, in any state: its current version, or a past one,
+    /// with the article as it is now, which the partner must be allowed to read.
     pub async fn get(
         &self,
         partner: &Partner,
         id: &str,
         version: Option<u32>,
-    ) -> Result<Article, PublishError> {
+    ) -> Result<ArticleRead, PublishError> {
         let id = parse_id(id)?;
+        let current = self.readable(partner, &id).await?;
         let article = match version {
-            None => self.store.article(partner.id, &id).await?,
-            Some(version) => self.store.article_version(partner.id, &id, version).await?,
-        };
-        let article = match (article, version) {
-            (Some(article), _) => article,
-            (None, Some(version)) if self.store.article(partner.id, &id).await?.is_some() => {
-                return Err(PublishError::VersionNotFound {
+            None => current.clone(),
+            Some(version) => self
+                .store
+                .article_version(partner.id, &id, version)
+                .await?
+                .ok_or_else(|| PublishError::VersionNotFound {
                     id: id.to_string(),
                     version,
-                });
-            }
-            (None, _) => return Err(PublishError::NotFound(id.to_string())),
+                })?,
         };
-        if article.content.is_embargoed(Utc::now()) {
+        Ok(ArticleRead { article, current })
+    }
+
+    /// The configured section `raw` names, or why it names none.
+    pub(crate) fn configured_section(&self, raw: &str) -> Result<SectionSlug, String> {
+        let slug = SectionSlug::parse(raw).map_err(|e| e.to_string())?;
+        match self.settings.section(&slug) {
+            Some(_) => Ok(slug),
+            None => Err(format!(
+                "{:?} is not a configured section (see ListSections)",
+                slug.as_str()
+            )),
+        }
+    }
+
+    /// One of the partner's articles as it is now, if the partner may read it: it holds the
+    /// article's section and, while its embargo runs, the embargo right.
+    async fn readable(&self, partner: &Partner, id: &ArticleId) -> Result<Article, PublishError> {
+        let current = self
+            .store
+            .article(partner.id, id)
+            .await?
+            .ok_or_else(|| PublishError::NotFound(id.to_string()))?;
+        partner.may_use_section(&current.content.section)?;
+        if current.content.is_embargoed(Utc::now()) {
             partner.may_see_embargoed()?;
         }
-        Ok(article)
+        Ok(current)
     }
 
     /// A page of the versions of one of the partner's articles, newest first, below
@@ -443,14 +476,12 @@ impl Publisher {
         before: Option<u32>,
     ) -> Result<VersionPage, PublishError> {
         let id = parse_id(id)?;
+        self.readable(partner, &id).await?;
         let size = page_len(page_size);
         let mut versions = self
             .store
             .article_versions(partner.id, &id, before, size + 1)
             .await?;
-        if versions.is_empty() && before.is_none() {
-            return Err(PublishError::NotFound(id.to_string()));
-        }
         let next = if versions.len() > size {
             versions.truncate(size);
             versions.last().map(|v| v.version)
@@ -464,10 +495,20 @@ impl Publisher {
     pub async fn list(
         &self,
         partner: &Partner,
-        section: Option<SectionSlug>,
+        section: &str,
         page_size: usize,
         after: Option<ListCursor>,
     ) -> Result<ArticlePage, PublishError> {
+        let section = match section {
+            "" => None,
+            raw => {
+                let slug = self
+                    .configured_section(raw)
+                    .map_err(|e| Violations::one("section", e))?;
+                partner.may_use_section(&slug)?;
+                Some(slug)
+            }
+        };
         let size = page_len(page_size);
         let mut articles = self
             .store
@@ -482,12 +523,14 @@ impl Publisher {
         } else {
             None
         };
-        // A partner without the embargo right does not see its embargoed articles; the
-        // page may then be shorter than asked, and the next one still starts after it.
-        if !partner.embargoed {
-            let now = Utc::now();
-            articles.retain(|a| !a.content.is_embargoed(now));
-        }
+        // A partner sees its articles only in the sections it holds, and its embargoed ones
+        // only with the embargo right; the page may then be shorter than asked, and the
+        // next one still starts after it.
+        let now = Utc::now();
+        articles.retain(|a| {
+            partner.grant.allows(&a.content.section)
+                && (partner.embargoed || !a.content.is_embargoed(now))
+        });
         Ok(ArticlePage { articles, next })
     }
 

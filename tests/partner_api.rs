@@ -191,11 +191,11 @@ async fn a_retry_with_the_same_request_id_gets_the_first_result_and_stores_once(
     )
     .await
     .unwrap_err();
-    assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(
-        status.message().contains("request_id"),
-        "{}",
-        status.message()
+    assert_invalid(&status, "request_id");
+    assert_eq!(
+        error_reason(&status),
+        "INVALID_FIELD",
+        "a malformed request id is not a reused one"
     );
 }
 
@@ -307,6 +307,34 @@ async fn past_versions_are_kept_and_get_article_returns_them() {
     assert_eq!(error_reason(&status), "VERSION_NOT_FOUND");
     let status = get(&mut client, token, "ver-1", -1).await.unwrap_err();
     assert_invalid(&status, "version");
+    // Paging the versions of an article that does not exist is NOT_FOUND too.
+    let status = client
+        .list_article_versions(authed(
+            token,
+            ListArticleVersionsRequest {
+                id: "no-such".into(),
+                page_token: "dmVyc2lvbnM6Mg".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+
+    // A past version shows its own content, and the state of the article as it is now:
+    // its first version was under an embargo that the second took off.
+    let embargo = chrono::Utc::now().timestamp() + 86_400;
+    let first = proto::Article {
+        embargo_time: Some(ts(embargo)),
+        ..brief("ver-2", "禁发")
+    };
+    let first = publish(&mut client, token, first).await;
+    assert_eq!(first.state(), ArticleState::Embargoed);
+    publish(&mut client, token, brief("ver-2", "公开")).await;
+    let past = get(&mut client, token, "ver-2", 1).await.unwrap();
+    assert_eq!(past.title, "禁发");
+    assert_eq!(past.embargo_time, Some(ts(embargo)));
+    assert_eq!(past.state(), ArticleState::Published, "the state of now");
 
     // Listed newest first, a page at a time.
     let page = |page_token: String| ListArticleVersionsRequest {
@@ -844,6 +872,12 @@ async fn a_partner_watches_only_the_sections_it_may_read() {
         assert_invalid(&status, field);
         assert_eq!(error_reason(&status), "INVALID_FIELD");
     }
+    // Every bad section is named: an unknown one beside a malformed one.
+    let status = watch(&server, newsroom, &["sports", "Bad"], "")
+        .await
+        .err()
+        .unwrap();
+    common::assert_invalid_fields(&status, &["sections[0]", "sections[1]"]);
 }
 
 #[tokio::test]

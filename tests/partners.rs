@@ -7,8 +7,9 @@ mod common;
 use common::binary::{error_of, on_data, run, stdout_of, text, token_of};
 use common::{TestServer, authed, ts};
 use feedpub::grpc::proto::{
-    self, ArticleState, GetArticleRequest, ListArticlesRequest, ListSectionsRequest,
-    PublishArticleRequest, PublishArticlesRequest, RetractArticleRequest, WatchArticlesRequest,
+    self, ArticleState, GetArticleRequest, ListArticleVersionsRequest, ListArticlesRequest,
+    ListSectionsRequest, PublishArticleRequest, PublishArticlesRequest, RetractArticleRequest,
+    WatchArticlesRequest,
 };
 use std::net::SocketAddr;
 use std::path::Path;
@@ -253,18 +254,73 @@ async fn granted_and_denied_rights_hold_from_the_next_call_on() {
         [Code::PermissionDenied as i32, Code::Ok as i32],
         "{results:?}"
     );
-    let moved = client
-        .get_article(authed(
+    // Both refusals, made before the store and by it, are in the audit log.
+    let refused_batch = client
+        .publish_articles(authed(
             &token,
-            GetArticleRequest {
+            tokio_stream::iter(vec![PublishArticlesRequest {
+                requests: vec![article("w-5", "politics")],
+            }]),
+        ))
+        .await
+        .expect("the batch is answered")
+        .into_inner()
+        .results;
+    assert_eq!(
+        refused_batch[0].status.as_ref().map(|s| s.code),
+        Some(Code::PermissionDenied as i32)
+    );
+    let audit = stdout_of(&cli(&server, &["audit", "--partner", "wire", "--json"]).await);
+    let refusals: Vec<String> = audit
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|e| e["operation"] == "publish" && e["outcome"] == "permission_denied")
+        .map(|e| e["article_id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(refusals, ["w-5", "w-1", "w-1", "w-2"], "{audit}");
+
+    // Nor does it see what it has in a denied section: the refused move stored nothing,
+    // so w-1 is still in politics.
+    let get = |id: &str, version: i32| {
+        let mut client = client.clone();
+        let request = GetArticleRequest {
+            id: id.into(),
+            version,
+        };
+        let token = token.clone();
+        async move { client.get_article(authed(&token, request)).await }
+    };
+    let refused = get("w-1", 0).await.expect_err("a denied section's article");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert_eq!(reason(&refused), "SECTION_NOT_GRANTED");
+    assert!(refused.message().contains("politics"), "{refused:?}");
+    let refused = get("w-1", 1).await.expect_err("its versions too");
+    assert_eq!(reason(&refused), "SECTION_NOT_GRANTED");
+    let refused = client
+        .list_article_versions(authed(
+            &token,
+            ListArticleVersionsRequest {
                 id: "w-1".into(),
                 ..Default::default()
             },
         ))
         .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(moved.section, "politics", "the refused move stored nothing");
+        .expect_err("and their list");
+    assert_eq!(reason(&refused), "SECTION_NOT_GRANTED");
+    let list_in = |section: &str| {
+        let mut client = client.clone();
+        let request = ListArticlesRequest {
+            section: section.into(),
+            ..Default::default()
+        };
+        let token = token.clone();
+        async move { client.list_articles(authed(&token, request)).await }
+    };
+    let refused = list_in("politics").await.expect_err("a denied section");
+    assert_eq!(reason(&refused), "SECTION_NOT_GRANTED");
+    let refused = list_in("sports").await.expect_err("an unknown section");
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().contains("section"), "{refused:?}");
 
     // Embargoes need their own right, for publishing and for seeing.
     let refused = client
@@ -313,7 +369,22 @@ async fn granted_and_denied_rights_hold_from_the_next_call_on() {
             .unwrap()
             .into_inner(),
     );
-    assert_eq!(ids, ["w-3", "w-1"], "the embargoed article is not listed");
+    assert_eq!(
+        ids,
+        ["w-3"],
+        "neither the embargoed article nor the denied section's"
+    );
+    let refused = client
+        .list_article_versions(authed(
+            &token,
+            ListArticleVersionsRequest {
+                id: "w-4".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect_err("an embargoed article's versions without the right");
+    assert_eq!(reason(&refused), "EMBARGO_NOT_GRANTED");
 
     // `list` shows the rights as they now are.
     let line = listed(

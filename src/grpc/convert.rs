@@ -4,9 +4,9 @@ use super::proto;
 use super::status::rpc_status;
 use crate::domain::{
     Article, ArticleDraft, ArticleEvent, ArticleId, ArticleState, EventKind, Media, MediaDraft,
-    RequestKey, Section, SectionSlug, VersionSummary, Violations,
+    RequestKey, Section, VersionSummary, Violations,
 };
-use crate::publishing::{PublishError, PublishRequest, Published, RetractRequest};
+use crate::publishing::{ArticleRead, PublishError, PublishRequest, Published, RetractRequest};
 use crate::storage::ListCursor;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -196,20 +196,6 @@ pub fn event_to_proto(event: &ArticleEvent) -> proto::ArticleEvent {
 }
 
 /// The sections a WatchArticles request names.
-pub fn watched_sections(raw: &[String]) -> Result<Vec<SectionSlug>, Violations> {
-    let mut violations = Violations::default();
-    let sections = raw
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| {
-            SectionSlug::parse(s)
-                .map_err(|e| violations.add(format!("sections[{i}]"), e))
-                .ok()
-        })
-        .collect();
-    violations.into_result(sections)
-}
-
 /// The opaque cursor of a position in the event log.
 pub fn watch_cursor(seq: u64) -> String {
     URL_SAFE_NO_PAD.encode(format!("events:{seq}"))
@@ -317,6 +303,18 @@ pub fn article_to_proto(article: &Article) -> proto::Article {
     }
 }
 
+/// A version of an article as the API shows it: its content, and the state and
+/// retraction of the article as it is now.
+pub fn read_to_proto(read: &ArticleRead) -> proto::Article {
+    let now = &read.current;
+    proto::Article {
+        state: state(now) as i32,
+        retract_time: now.retract_time.map(timestamp),
+        retract_reason: now.retract_reason.clone(),
+        ..article_to_proto(&read.article)
+    }
+}
+
 /// A configured section as the API shows it.
 pub fn section_to_proto(section: &Section) -> proto::Section {
     proto::Section {
@@ -327,15 +325,6 @@ pub fn section_to_proto(section: &Section) -> proto::Section {
 }
 
 /// The optional section filter of ListArticles.
-pub fn section_filter(raw: &str) -> Result<Option<SectionSlug>, Violations> {
-    if raw.is_empty() {
-        return Ok(None);
-    }
-    SectionSlug::parse(raw)
-        .map(Some)
-        .map_err(|e| Violations::one("section", e))
-}
-
 /// `page_size` of ListArticles: 0 means the default; negative values are refused.
 pub fn page_size(raw: i32) -> Result<usize, Violations> {
     usize::try_from(raw).map_err(|_| Violations::one("page_size", "must not be negative"))

@@ -96,8 +96,8 @@ impl PublisherService for PublisherApi {
         let partner = self.partner(&request).await?;
         let req = request.get_ref();
         let version = convert::version(req.version).map_err(PublishError::from)?;
-        let article = self.publisher.get(&partner, &req.id, version).await?;
-        Ok(Response::new(convert::article_to_proto(&article)))
+        let read = self.publisher.get(&partner, &req.id, version).await?;
+        Ok(Response::new(convert::read_to_proto(&read)))
     }
 
     async fn list_article_versions(
@@ -137,11 +137,10 @@ impl PublisherService for PublisherApi {
         // The stream checks the token again before each read of the log.
         let token = bearer_token(request.metadata().as_ref())?.hash();
         let req = request.into_inner();
-        let sections = convert::watched_sections(&req.sections).map_err(PublishError::from)?;
         let cursor = convert::position_from_cursor(&req.cursor).map_err(PublishError::from)?;
         let updates = self
             .publisher
-            .watch(&partner, token, sections, cursor)
+            .watch(&partner, token, &req.sections, cursor)
             .await?;
         let stream = ReceiverStream::new(updates).map(|update| {
             let update = update?;
@@ -159,12 +158,11 @@ impl PublisherService for PublisherApi {
     ) -> Result<Response<ListArticlesResponse>, Status> {
         let partner = self.partner(&request).await?;
         let req = request.into_inner();
-        let section = convert::section_filter(&req.section).map_err(PublishError::from)?;
         let page_size = convert::page_size(req.page_size).map_err(PublishError::from)?;
         let cursor = convert::cursor_from_token(&req.page_token).map_err(PublishError::from)?;
         let page = self
             .publisher
-            .list(&partner, section, page_size, cursor)
+            .list(&partner, &req.section, page_size, cursor)
             .await?;
         Ok(Response::new(ListArticlesResponse {
             articles: page

@@ -47,6 +47,7 @@ impl From<PublishError> for Status {
             PublishError::UnknownPartner(_) => (Code::NotFound, "PARTNER_NOT_FOUND"),
             PublishError::PartnerRevoked(_) => (Code::FailedPrecondition, "PARTNER_REVOKED"),
             PublishError::Invalid(_) => (Code::InvalidArgument, "INVALID_FIELD"),
+            PublishError::RequestIdReused(_) => (Code::InvalidArgument, "REQUEST_ID_REUSED"),
             PublishError::NotFound(_) => (Code::NotFound, "ARTICLE_NOT_FOUND"),
             PublishError::VersionNotFound { .. } => (Code::NotFound, "VERSION_NOT_FOUND"),
             PublishError::AlreadyExists(_) => (Code::AlreadyExists, "ALREADY_EXISTS"),
@@ -71,16 +72,10 @@ impl From<PublishError> for Status {
             tracing::error!(%error, "request failed");
         }
         let mut details = ErrorDetails::new();
-        let reason = match &error {
-            PublishError::Invalid(violations)
-                if violations.iter().any(|v| v.field == "request_id") =>
-            {
-                "REQUEST_ID_REUSED"
-            }
-            _ => reason,
-        };
         details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
-        if let PublishError::Invalid(violations) = &error {
+        if let PublishError::Invalid(violations) | PublishError::RequestIdReused(violations) =
+            &error
+        {
             let count = violations.iter().count();
             for v in violations.iter().take(MAX_VIOLATIONS) {
                 details.add_bad_request_violation(

@@ -5,7 +5,7 @@
 //! stale once, when the batch ends.
 
 use super::{PublishError, PublishRequest, Published, Publisher, count_outcome, rights_to_check};
-use crate::domain::{Actor, Caller, FeedScope, Revision, SectionSlug};
+use crate::domain::{Actor, ArticleId, AuditOperation, Caller, FeedScope, Revision, SectionSlug};
 use crate::storage::ArticleWrite;
 use chrono::Utc;
 use std::collections::BTreeSet;
@@ -18,10 +18,17 @@ const CHUNK: usize = 1_000;
 
 /// A validated article waiting to be stored: its position, the write, its warnings.
 type Pending = (usize, ArticleWrite, Vec<String>);
-/// The positions and warnings of a chunk's articles.
-type Meta = Vec<(usize, Vec<String>)>;
+/// An article of a chunk being stored: its position, id and warnings.
+#[derive(Clone)]
+struct Item {
+    index: usize,
+    id: ArticleId,
+    warnings: Vec<String>,
+}
+/// The articles of a chunk.
+type Meta = Vec<Item>;
 /// What became of each article of a stored chunk.
-type Stored = Vec<(usize, Result<Revision, PublishError>, Vec<String>)>;
+type Stored = Vec<(Item, Result<Revision, PublishError>)>;
 
 /// One partner's batch of publishes. Feed marks are sent when it is dropped, also when the
 /// caller went away half-way: whatever was stored reaches the feeds.
@@ -30,7 +37,7 @@ pub struct Batch {
     caller: Caller,
     pushed: usize,
     pending: Vec<Pending>,
-    /// The chunk being stored, and the positions and warnings of its articles.
+    /// The chunk being stored, and its articles.
     storing: Option<(Meta, JoinHandle<Stored>)>,
     results: Vec<(usize, Result<Published, PublishError>)>,
     sections: BTreeSet<SectionSlug>,
@@ -69,7 +76,14 @@ impl Batch {
         }
         self.pushed += 1;
         let prepared = match request {
-            Ok(request) => self.publisher.prepare(&self.caller, request).await,
+            Ok(request) => {
+                let id = request.draft.id.clone();
+                let prepared = self.publisher.prepare(&self.caller, request).await;
+                // Refused before the store, as a single publish would be: audited alike.
+                self.publisher
+                    .audit_refusal(&self.caller, AuditOperation::Publish, &id, prepared)
+                    .await
+            }
             Err(e) => Err(e),
         };
         match prepared {
@@ -109,7 +123,17 @@ impl Batch {
         let actor = Actor::from(&self.caller);
         let (meta, writes): (Vec<_>, Vec<_>) = chunk
             .into_iter()
-            .map(|(index, write, warnings)| ((index, warnings), write))
+            .map(|(index, write, warnings)| {
+                let id = write.id.clone();
+                (
+                    Item {
+                        index,
+                        id,
+                        warnings,
+                    },
+                    write,
+                )
+            })
             .unzip();
         let in_flight = meta.clone();
         let task = tokio::spawn(async move {
@@ -122,7 +146,7 @@ impl Batch {
                 Ok(results) if results.len() == count => meta
                     .into_iter()
                     .zip(results)
-                    .map(|((index, warnings), r)| (index, r.map_err(PublishError::from), warnings))
+                    .map(|(item, r)| (item, r.map_err(PublishError::from)))
                     .collect(),
                 Ok(_) => failed(
                     meta,
@@ -148,7 +172,20 @@ impl Batch {
                 failed(in_flight, crate::storage::StoreError::Closed)
             }
         };
-        for (index, result, warnings) in stored {
+        for (item, result) in stored {
+            // Refused by the store (a right on the stored article): audited alike.
+            let result = self
+                .publisher
+                .audit_refusal(
+                    &self.caller,
+                    AuditOperation::Publish,
+                    item.id.as_str(),
+                    result,
+                )
+                .await;
+            let Item {
+                index, warnings, ..
+            } = item;
             let result = result.map(|revision| {
                 let touched = revision.touched_sections();
                 let changed = !touched.is_empty();
@@ -171,7 +208,7 @@ impl Batch {
 /// The same storage failure for every article of a chunk.
 fn failed(meta: Meta, error: crate::storage::StoreError) -> Stored {
     meta.into_iter()
-        .map(|(index, warnings)| (index, Err(error.clone().into()), warnings))
+        .map(|item| (item, Err(error.clone().into())))
         .collect()
 }
 
@@ -193,7 +230,7 @@ impl Drop for Batch {
             Some((_, storing)) => {
                 tokio::spawn(async move {
                     if let Ok(stored) = storing.await {
-                        for revision in stored.iter().filter_map(|(_, r, _)| r.as_ref().ok()) {
+                        for revision in stored.iter().filter_map(|(_, r)| r.as_ref().ok()) {
                             sections.extend(revision.touched_sections());
                             names.extend(revision.touched_names());
                             publisher.notice_embargo(revision);

@@ -34,22 +34,20 @@ impl Publisher {
         &self,
         partner: &Partner,
         token: TokenHash,
-        sections: Vec<SectionSlug>,
+        sections: &[String],
         cursor: Option<u64>,
     ) -> Result<mpsc::Receiver<Result<WatchUpdate, PublishError>>, PublishError> {
         let mut violations = Violations::default();
-        for (i, slug) in sections.iter().enumerate() {
-            if self.settings.section(slug).is_none() {
-                violations.add(
-                    format!("sections[{i}]"),
-                    format!(
-                        "{:?} is not a configured section (see ListSections)",
-                        slug.as_str()
-                    ),
-                );
-            }
-        }
-        violations.into_result(())?;
+        let sections = sections
+            .iter()
+            .enumerate()
+            .filter_map(|(i, raw)| {
+                self.configured_section(raw)
+                    .map_err(|e| violations.add(format!("sections[{i}]"), e))
+                    .ok()
+            })
+            .collect();
+        let sections = violations.into_result(sections)?;
         let rights = Rights { token, sections };
         rights.filter(partner)?;
         let head = self.store.event_head();

@@ -396,24 +396,32 @@ pub fn error_reason(status: &tonic::Status) -> String {
 /// Checks that `status` refuses a request for one invalid field: INVALID_ARGUMENT, a message
 /// that names `field`, and a `google.rpc.BadRequest` detail whose only violation is `field`.
 pub fn assert_invalid(status: &tonic::Status, field: &str) {
+    assert_invalid_fields(status, &[field]);
+}
+
+/// Asserts an INVALID_ARGUMENT whose message and BadRequest detail name exactly `fields`,
+/// in that order.
+pub fn assert_invalid_fields(status: &tonic::Status, fields: &[&str]) {
     use tonic_types::StatusExt;
     assert_eq!(
         status.code(),
         tonic::Code::InvalidArgument,
-        "{field}: {status:?}"
+        "{fields:?}: {status:?}"
     );
-    assert!(
-        status.message().contains(field),
-        "{field}: {}",
-        status.message()
-    );
+    for field in fields {
+        assert!(
+            status.message().contains(field),
+            "{field}: {}",
+            status.message()
+        );
+    }
     let details = status
         .get_details_bad_request()
-        .unwrap_or_else(|| panic!("{field}: no BadRequest detail in {status:?}"));
-    let fields: Vec<&str> = details
+        .unwrap_or_else(|| panic!("{fields:?}: no BadRequest detail in {status:?}"));
+    let named: Vec<&str> = details
         .field_violations
         .iter()
         .map(|v| v.field.as_str())
         .collect();
-    assert_eq!(fields, [field], "{status:?}");
+    assert_eq!(named, fields, "{status:?}");
 }
