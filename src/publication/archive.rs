@@ -73,6 +73,21 @@ impl Inner {
                 .section(&slug)
                 .map(|_| FeedScope::Section(slug)));
         }
+        // An author or tag: only one whose feeds are served has archive pages. Looking
+        // that up first keeps a request for any other folder from reading every name.
+        let served = format!("{segment}/{}", Format::Rss.file_name());
+        if self.snapshot.load().get(&served).is_none() {
+            return Ok(None);
+        }
+        let shown = self
+            .named
+            .lock()
+            .ok()
+            .and_then(|named| named.iter().find(|s| s.path_segment() == segment).cloned());
+        if shown.is_some() {
+            return Ok(shown);
+        }
+        // Served, but showing no article now (its archive may still hold some).
         let named = self.store.named_scopes().await?;
         Ok(named
             .into_iter()

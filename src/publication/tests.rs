@@ -39,6 +39,24 @@ async fn publish(store: &Arc<dyn Store>, id: &str, title: &str) {
 
 /// Stores an article titled `title` in `section`.
 async fn publish_in(store: &Arc<dyn Store>, id: &str, title: &str, section: &str) {
+    store_draft(store, draft(id, title, section)).await;
+}
+
+/// An article titled `title` in `section`, published now.
+fn draft(id: &str, title: &str, section: &str) -> ArticleDraft {
+    ArticleDraft {
+        id: id.into(),
+        section: section.into(),
+        title: title.into(),
+        content_text: "右玉县农旅融合助力乡村振兴。".repeat(200),
+        publish_time: Some(Utc::now()),
+        ..Default::default()
+    }
+}
+
+/// Stores `draft` as partner `newsroom`'s.
+async fn store_draft(store: &Arc<dyn Store>, draft: ArticleDraft) {
+    let id = draft.id.clone();
     let name = PartnerName::parse("newsroom").unwrap();
     let partner = match store.partner_by_name(&name).await.unwrap() {
         Some(partner) => partner,
@@ -58,16 +76,7 @@ async fn publish_in(store: &Arc<dyn Store>, id: &str, title: &str, section: &str
             .await
             .unwrap(),
     };
-    let valid = ArticleDraft {
-        id: id.into(),
-        section: section.into(),
-        title: title.into(),
-        content_text: "右玉县农旅融合助力乡村振兴。".repeat(200),
-        publish_time: Some(Utc::now()),
-        ..Default::default()
-    }
-    .validate("", &HtmlPolicy::default())
-    .unwrap();
+    let valid = draft.validate("", &HtmlPolicy::default()).unwrap();
     let write = ArticleWrite {
         id: valid.id,
         content: valid.content,
@@ -407,4 +416,40 @@ async fn an_article_moved_out_of_a_feed_moves_its_last_modified_on() {
         before.last_modified,
         after.last_modified
     );
+}
+
+/// An archive path whose folder no served feed has is not found without a read of the
+/// store (which would otherwise list every author and tag name to look for it); the
+/// archive of a served author feed is found.
+#[tokio::test]
+async fn archive_paths_of_folders_no_feed_has_are_not_found_without_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, publication) = started(dir.path()).await;
+    let author = ArticleDraft {
+        authors: vec!["陈淑兰".into()],
+        ..draft("a", "署名的一篇", "politics")
+    };
+    store_draft(&store, author).await;
+    let scope = FeedScope::author("陈淑兰");
+    assert!(
+        publication
+            .inner
+            .regenerate_batch([scope.clone()], Swap::Early)
+            .await
+            .is_empty()
+    );
+    let page = format!("{}/archive/1/rss.xml", scope.path_segment());
+    assert!(publication.archive(&page).await.unwrap().is_some());
+    store.close().await;
+    for path in [
+        "authors/chen-000000/archive/1/rss.xml",
+        "tags/nope-000000/archive/1/atom.xml",
+        "x/y/archive/1/feed.json",
+        "Politics/archive/1/rss.xml",
+    ] {
+        assert!(
+            matches!(publication.archive(path).await, Ok(None)),
+            "{path}"
+        );
+    }
 }
