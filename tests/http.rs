@@ -469,6 +469,29 @@ async fn metrics_count_requests_by_feed_format_and_status_and_bytes_sent() {
     assert!(server.metric(not_modified).await >= nm_before + 3.0);
     assert!(server.metric(gzip_bytes).await >= bytes_before + size);
 
+    // HEAD sends no body: counted as a request, not as bytes (a feed no other test asks
+    // for in brotli).
+    let head_ok =
+        r#"feedpub_http_requests_total{feed="party-building",format="json",status="200"}"#;
+    let head_bytes =
+        r#"feedpub_http_response_bytes_total{feed="party-building",format="json",encoding="br"}"#;
+    let (ok_before, bytes_before) = (
+        server.metric(head_ok).await,
+        server.metric(head_bytes).await,
+    );
+    for _ in 0..3 {
+        let response = client
+            .head(server.url("/feeds/party-building/feed.json"))
+            .header("accept-encoding", "br")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-encoding"], "br");
+    }
+    assert!(server.metric(head_ok).await >= ok_before + 3.0);
+    assert_eq!(server.metric(head_bytes).await, bytes_before);
+
     let text = reqwest::get(server.url("/metrics"))
         .await
         .unwrap()

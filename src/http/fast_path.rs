@@ -276,7 +276,8 @@ impl<'a> Request<'a> {
             echo_connection,
             feed: FeedRequest::from_headers(
                 parsed.headers.iter().map(|field| (field.name, field.value)),
-            ),
+            )
+            .with_head(head_only),
         })
     }
 }

@@ -12,7 +12,7 @@ use crate::publication::{
 use crate::render::Format;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use metrics::Counter;
@@ -126,23 +126,30 @@ pub struct FeedRequest<'a> {
     /// The first `If-Modified-Since` and `If-Unmodified-Since` (each holds one date).
     if_modified_since: Option<&'a [u8]>,
     if_unmodified_since: Option<&'a [u8]>,
+    /// A HEAD request: answered alike, but no body bytes are counted as sent.
+    head: bool,
 }
 
 /// The lines of one list-valued header field, which together are one list (RFC 9110
-/// §5.3): the first [`Lines::MAX`] are kept, lines beyond them are ignored.
-#[derive(Debug, Default, Clone, Copy)]
+/// §5.3): the first [`Lines::MAX`] kept in place, any more in a vector (the request head
+/// is bounded, so they are too).
+#[derive(Debug, Default, Clone)]
 struct Lines<'a> {
     lines: [&'a [u8]; Lines::MAX],
     count: usize,
+    more: Vec<&'a [u8]>,
 }
 
 impl<'a> Lines<'a> {
     const MAX: usize = 8;
 
     fn push(&mut self, line: &'a [u8]) {
-        if let Some(slot) = self.lines.get_mut(self.count) {
-            *slot = line;
-            self.count += 1;
+        match self.lines.get_mut(self.count) {
+            Some(slot) => {
+                *slot = line;
+                self.count += 1;
+            }
+            None => self.more.push(line),
         }
     }
 
@@ -154,6 +161,7 @@ impl<'a> Lines<'a> {
     fn items(&self) -> impl Iterator<Item = &'a str> + '_ {
         self.lines[..self.count]
             .iter()
+            .chain(&self.more)
             .filter_map(|line| header_text(line))
             .flat_map(|line| line.split(','))
             .map(str::trim)
@@ -185,6 +193,11 @@ impl<'a> FeedRequest<'a> {
             lines.push(value);
         }
         request
+    }
+
+    /// The same request made with HEAD when `head`.
+    pub fn with_head(self, head: bool) -> Self {
+        Self { head, ..self }
     }
 }
 
@@ -271,13 +284,15 @@ impl IntoResponse for FeedAnswer {
 pub async fn serve_feed(
     State(state): State<FeedState>,
     Path(path): Path<String>,
+    method: Method,
     headers: HeaderMap,
 ) -> Response {
     let request = FeedRequest::from_headers(
         headers
             .iter()
             .map(|(name, value)| (name.as_str(), value.as_bytes())),
-    );
+    )
+    .with_head(method == Method::HEAD);
     state.answer(&path, &request).await.into_response()
 }
 
@@ -338,7 +353,9 @@ impl FeedState {
             }
             Precondition::Proceed => {
                 counters.ok.increment(1);
-                counters.bytes[coding as usize].increment(chosen.len() as u64);
+                if !request.head {
+                    counters.bytes[coding as usize].increment(chosen.len() as u64);
+                }
                 let content_type = if styled {
                     HeaderValue::from_static("application/xml; charset=utf-8")
                 } else {
@@ -685,6 +702,13 @@ mod tests {
         ] {
             assert_eq!(decided(headers), expected, "{headers:?}");
         }
+        // However many lines the list takes: the match on the twelfth counts.
+        let mut lines = vec![("If-None-Match", r#""c""#); 11];
+        lines.push(("If-None-Match", TAG));
+        assert_eq!(decided(&lines), NotModified);
+        let mut codings = vec![("Accept-Encoding", "identity"); 11];
+        codings.push(("Accept-Encoding", "gzip"));
+        assert_eq!(negotiate(&request(&codings).accept_encoding), Coding::Gzip);
     }
 
     #[test]

@@ -28,8 +28,18 @@ fn scopes(settings: &Settings) -> Vec<(FeedScope, String, String)> {
     scopes
 }
 
-fn feed_path(scope: &FeedScope, format: Format) -> String {
-    format!("/feeds/{}/{}", scope.path_segment(), format.file_name())
+/// Where a feed is, relative to the site's base URL.
+fn feed_file(scope: &FeedScope, format: Format) -> String {
+    format!("feeds/{}/{}", scope.path_segment(), format.file_name())
+}
+
+/// The path of a feed under the site's base path (`/news/` when it is served there).
+fn feed_path(settings: &Settings, scope: &FeedScope, format: Format) -> String {
+    format!(
+        "{}{}",
+        settings.site.base_url.path(),
+        feed_file(scope, format)
+    )
 }
 
 /// Renders the index page; `headlines` gives each feed's latest entries.
@@ -53,7 +63,7 @@ pub fn render(settings: &Settings, headlines: impl Fn(&FeedScope) -> Vec<Headlin
                 attr(&site.title),
                 attr(title),
                 format.label(),
-                attr(&feed_path(scope, format))
+                attr(&feed_path(settings, scope, format))
             );
         }
     }
@@ -62,9 +72,10 @@ pub fn render(settings: &Settings, headlines: impl Fn(&FeedScope) -> Vec<Headlin
         "<style>body{{font-family:system-ui,\"Noto Sans CJK SC\",sans-serif;max-width:48rem;margin:2rem auto;padding:0 1rem;line-height:1.6}}\
          section{{border-bottom:1px solid #e5e5e5;padding:.5rem 0}}.feeds a{{margin-right:.75rem}}\
          time{{color:#666;font-size:.85rem;margin-left:.5rem}}</style>\n</head>\n<body>\n<h1>{}</h1>\n<p>{}</p>\n\
-         <p><a href=\"/feeds.opml\">OPML</a> · 订阅全部栏目 / subscribe to every feed</p>\n",
+         <p><a href=\"{}feeds.opml\">OPML</a> · 订阅全部栏目 / subscribe to every feed</p>\n",
         text(&site.title),
-        text(&site.description)
+        text(&site.description),
+        attr(site.base_url.path())
     );
     for (scope, title, description) in &scopes {
         let _ = write!(html, "<section>\n<h2>{}</h2>\n", text(title));
@@ -101,7 +112,7 @@ pub fn render(settings: &Settings, headlines: impl Fn(&FeedScope) -> Vec<Headlin
             let _ = write!(
                 html,
                 "<a href=\"{}\">{}</a>",
-                attr(&feed_path(scope, format)),
+                attr(&feed_path(settings, scope, format)),
                 format.label()
             );
         }
@@ -124,7 +135,7 @@ pub fn opml(settings: &Settings, named: &[FeedScope]) -> String {
                 .map(|format| {
                     (
                         format!("{} · {title} ({})", site.title, format.label()),
-                        site.url(feed_path(&scope, format).trim_start_matches('/')),
+                        site.url(&feed_file(&scope, format)),
                     )
                 })
                 .collect(),
@@ -150,7 +161,7 @@ pub fn opml(settings: &Settings, named: &[FeedScope]) -> String {
                         named.name(),
                         format.label()
                     ),
-                    site.url(feed_path(scope, format).trim_start_matches('/')),
+                    site.url(&feed_file(scope, format)),
                 ));
             }
         }
@@ -162,4 +173,32 @@ pub fn opml(settings: &Settings, named: &[FeedScope]) -> String {
         }
     }
     opml::render(&site.title, site.base_url.as_str(), &groups)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Behind a proxy that mounts the site under a path, every link of the index keeps it.
+    #[test]
+    fn links_keep_the_path_of_the_base_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::isolated_sample(dir.path()).unwrap();
+        settings.site.base_url = "https://example.com/news/".parse().unwrap();
+        let page = render(&settings, |_| Vec::new());
+        let links: Vec<&str> = page
+            .split("href=\"")
+            .skip(1)
+            .map(|rest| &rest[..rest.find('"').unwrap()])
+            .collect();
+        assert!(links.len() > 10, "{page}");
+        for link in links {
+            assert!(link.starts_with("/news/feeds"), "{link}");
+        }
+        assert!(page.contains("href=\"/news/feeds.opml\""), "{page}");
+        assert!(
+            page.contains("href=\"/news/feeds/politics/rss.xml\""),
+            "{page}"
+        );
+    }
 }
