@@ -301,6 +301,10 @@ async fn past_versions_are_kept_and_get_article_returns_them() {
         get(&mut client, token, "ver-1", 0).await.unwrap(),
         stored[2]
     );
+    // Read, then sent back as it was read: no new version.
+    let read = get(&mut client, token, "ver-1", 0).await.unwrap();
+    let sent_back = publish(&mut client, token, read.clone()).await;
+    assert_eq!(sent_back, read, "the same version, etag and update time");
 
     let status = get(&mut client, token, "ver-1", 9).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound);

@@ -340,10 +340,18 @@ impl Article {
         existing: Option<Article>,
         partner: PartnerId,
         id: ArticleId,
-        content: ArticleContent,
+        mut content: ArticleContent,
         now: DateTime<Utc>,
         new_guid: impl FnOnce(&ArticleContent) -> String,
     ) -> Revision {
+        // An article read and sent back carries the update time it was shown with, which
+        // feedpub chose when the partner gave none: that is not a change of its own.
+        if let Some(old) = &existing
+            && old.content.update_time.is_none()
+            && content.update_time == Some(old.updated)
+        {
+            content.update_time = None;
+        }
         let etag = content.etag();
         match existing {
             Some(old) if old.etag == etag && old.state == ArticleState::Published => {
@@ -1010,6 +1018,20 @@ mod tests {
             PartnerId(1),
             valid.id.clone(),
             valid.content.clone(),
+            t0,
+            |_| unreachable!("an existing article keeps its guid"),
+        );
+        assert_eq!(again, Revision::Unchanged(first.clone()));
+        // Also with the update time it is read with (feedpub's, the publish time here).
+        let read_back = ArticleContent {
+            update_time: Some(first.updated),
+            ..valid.content.clone()
+        };
+        let again = Article::revise(
+            Some(first.clone()),
+            PartnerId(1),
+            valid.id.clone(),
+            read_back,
             t0,
             |_| unreachable!("an existing article keeps its guid"),
         );
