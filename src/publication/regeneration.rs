@@ -693,7 +693,7 @@ impl Inner {
             .store
             .feed_content(scope, now, feeds.max_items, feeds.tombstone_window)
             .await?;
-        let updated = content.last_change.unwrap_or(DateTime::UNIX_EPOCH);
+        let updated = content.last_change.unwrap_or_else(super::never_changed);
         if matches!(scope, FeedScope::Author(_) | FeedScope::Tag(_)) {
             let mut shown = self.named.lock().expect("named scopes lock");
             if content.articles.is_empty() {

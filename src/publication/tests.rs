@@ -12,7 +12,7 @@ use crate::domain::{
 };
 use crate::health::Health;
 use crate::storage::{ArticleWrite, NewPartner, Store};
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -39,6 +39,21 @@ async fn publish(store: &Arc<dyn Store>, id: &str, title: &str) {
 
 /// Stores an article titled `title` in `section`.
 async fn publish_in(store: &Arc<dyn Store>, id: &str, title: &str, section: &str) {
+    publish_draft(
+        store,
+        ArticleDraft {
+            id: id.into(),
+            section: section.into(),
+            title: title.into(),
+            ..Default::default()
+        },
+    )
+    .await;
+}
+
+/// Stores `draft` as the newsroom's, with a body and a publish time of now.
+async fn publish_draft(store: &Arc<dyn Store>, draft: ArticleDraft) {
+    let id = draft.id.clone();
     let name = PartnerName::parse("newsroom").unwrap();
     let partner = match store.partner_by_name(&name).await.unwrap() {
         Some(partner) => partner,
@@ -59,12 +74,9 @@ async fn publish_in(store: &Arc<dyn Store>, id: &str, title: &str, section: &str
             .unwrap(),
     };
     let valid = ArticleDraft {
-        id: id.into(),
-        section: section.into(),
-        title: title.into(),
         content_text: "右玉县农旅融合助力乡村振兴。".repeat(200),
         publish_time: Some(Utc::now()),
-        ..Default::default()
+        ..draft
     }
     .validate("", &HtmlPolicy::default())
     .unwrap();
@@ -407,4 +419,57 @@ async fn an_article_moved_out_of_a_feed_moves_its_last_modified_on() {
         before.last_modified,
         after.last_modified
     );
+}
+
+/// The feed-level date of a served document (Atom `updated`, RSS `lastBuildDate`).
+fn document_date(publication: &Publication, key: &str) -> chrono::DateTime<Utc> {
+    let served = publication.get(key).unwrap();
+    let feed = feed_rs::parser::parse(&served.bytes()[..]).unwrap();
+    feed.updated.unwrap_or_else(|| panic!("{key} has no date"))
+}
+
+/// A feed whose last article left it (a byline changed) is dated by that change, and one
+/// nothing was ever published in by a fixed date: never 1 January 1970.
+#[tokio::test]
+async fn a_feed_without_articles_is_dated_by_what_emptied_it_never_by_1970() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, publication) = started(dir.path()).await;
+    let inner = publication.inner.clone();
+    for key in ["notices/atom.xml", "notices/rss.xml"] {
+        assert_eq!(
+            document_date(&publication, key),
+            super::never_changed(),
+            "{key}"
+        );
+    }
+    let byline = |author: &str| ArticleDraft {
+        id: "a".into(),
+        section: "politics".into(),
+        title: "署名更正".into(),
+        authors: vec![author.into()],
+        ..Default::default()
+    };
+    let first = FeedScope::author("刘磊");
+    publish_draft(&store, byline("刘磊")).await;
+    assert!(
+        inner
+            .regenerate_batch([first.clone()], Swap::Early)
+            .await
+            .is_empty()
+    );
+    let moved = Utc::now().trunc_subsecs(0);
+    publish_draft(&store, byline("张智宙")).await;
+    assert!(
+        inner
+            .regenerate_batch([first.clone()], Swap::Early)
+            .await
+            .is_empty()
+    );
+    for format in crate::render::Format::ALL.into_iter().take(2) {
+        let key = format!("{}/{}", first.path_segment(), format.file_name());
+        let served = publication.get(&key).unwrap();
+        assert!(!String::from_utf8_lossy(served.bytes()).contains("署名更正"));
+        let date = document_date(&publication, &key);
+        assert!(date >= moved, "{key}: {date}");
+    }
 }
