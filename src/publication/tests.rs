@@ -21,6 +21,18 @@ async fn started(dir: &Path) -> (Arc<dyn Store>, Publication) {
     (store, publication)
 }
 
+/// A store and its publication on the sample settings as `change` leaves them.
+async fn started_with(dir: &Path, change: impl Fn(&mut Settings)) -> (Arc<dyn Store>, Publication) {
+    let mut settings = Settings::isolated_sample(dir).unwrap();
+    change(&mut settings);
+    let store = crate::storage::open(&settings.server).await.unwrap();
+    let (publication, _scheduler) =
+        Publication::start(store.clone(), Arc::new(settings), Health::new())
+            .await
+            .unwrap();
+    (store, publication)
+}
+
 /// A store and its publication, with the scheduler not running yet.
 async fn started_with_scheduler(dir: &Path) -> (Arc<dyn Store>, Publication, super::Scheduler) {
     let settings = Settings::isolated_sample(dir).unwrap();
@@ -472,4 +484,66 @@ async fn a_feed_without_articles_is_dated_by_what_emptied_it_never_by_1970() {
         let date = document_date(&publication, &key);
         assert!(date >= moved, "{key}: {date}");
     }
+}
+
+/// Every RSS and Atom document of `scope` carries its Last-Modified as its own date;
+/// returns that date.
+fn dated_as_served(publication: &Publication, scope: &FeedScope) -> chrono::DateTime<Utc> {
+    let mut dates = Vec::new();
+    for format in crate::render::Format::ALL.into_iter().take(2) {
+        let key = format!("{}/{}", scope.path_segment(), format.file_name());
+        let served = publication.get(&key).unwrap();
+        let date = document_date(publication, &key);
+        assert_eq!(date, served.last_modified, "{key}");
+        dates.push(date);
+    }
+    assert_eq!(dates[0], dates[1], "{scope:?}");
+    dates[0]
+}
+
+/// A feed's date and its Last-Modified are one value: after a publish, after an article
+/// moved out of the feed, and when the bytes change with no newer stored change (a new
+/// configuration at a restart); a changed document is dated later than the one it
+/// replaces, and a restart with nothing changed leaves the date and bytes as they were.
+#[tokio::test]
+async fn a_feed_carries_its_last_modified_as_its_date_and_moves_it_with_its_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, publication) = started(dir.path()).await;
+    let inner = publication.inner.clone();
+    publish(&store, "a", "移走的一篇").await;
+    publish(&store, "b", "留下的一篇").await;
+    assert!(
+        inner
+            .regenerate_batch([politics()], Swap::Early)
+            .await
+            .is_empty()
+    );
+    let published = dated_as_served(&publication, &politics());
+    // Dates have whole seconds: the move comes in a later one.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    publish_in(&store, "a", "移走的一篇", "rural").await;
+    assert!(
+        inner
+            .regenerate_batch([politics()], Swap::Early)
+            .await
+            .is_empty()
+    );
+    let moved = dated_as_served(&publication, &politics());
+    assert!(moved > published, "{published} then {moved}");
+    inner.finish_unfinished(usize::MAX, true).await;
+    drop((store, publication, inner));
+
+    // A new site title changes every document with no stored change to date it.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let renamed = |settings: &mut Settings| settings.site.title = "朔州日报（新版）".into();
+    let (store, publication) = started_with(dir.path(), renamed).await;
+    let retitled = dated_as_served(&publication, &politics());
+    assert!(retitled > moved, "{moved} then {retitled}");
+    let bytes = publication.get("politics/atom.xml").unwrap().etag.clone();
+    drop((store, publication));
+
+    // Started again as it is: the same bytes and date, read back from the files.
+    let (_store, publication) = started_with(dir.path(), renamed).await;
+    assert_eq!(dated_as_served(&publication, &politics()), retitled);
+    assert_eq!(publication.get("politics/atom.xml").unwrap().etag, bytes);
 }
