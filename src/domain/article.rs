@@ -531,6 +531,15 @@ impl ArticleDraft {
         let authors = check.names(&f("authors"), &self.authors, MAX_NAMES);
         let tags = check.names(&f("tags"), &self.tags, limits.tags);
 
+        // The base of the body's relative URLs, so read before it (and refused, if it
+        // must be, in the order of the fields).
+        let canonical_url = check_url(&self.canonical_url);
+        let base = canonical_url
+            .as_ref()
+            .ok()
+            .and_then(Option::as_deref)
+            .and_then(|url| url::Url::parse(url).ok());
+
         let violations_before_body = check.violations.iter().count();
         let content_text = check.body(&f("content_text"), &self.content_text, false);
         let content_html = check.body(&f("content_html"), &self.content_html, true);
@@ -540,17 +549,30 @@ impl ArticleDraft {
         let content_html = if !content_html.is_empty() {
             // Character references (`&#1;`) decode to characters feeds cannot carry:
             // they are removed after sanitising, like raw ones before it.
-            let html = policy.sanitize(&content_html).and_then(|sanitized| {
-                let cleaned = check.clean(&f("content_html"), &sanitized, false);
-                // What the removal leaves may parse differently (a U+FEFF that is now
-                // first is dropped as a byte order mark): sanitised again, it is what a
-                // re-send stores.
-                if cleaned == sanitized {
-                    Ok(cleaned)
-                } else {
-                    policy.sanitize(&cleaned)
-                }
-            });
+            let html = policy
+                .sanitize_for(&content_html, base.as_ref())
+                .and_then(|sanitized| {
+                    if sanitized.relative_urls_removed > 0 {
+                        check.warnings.push(format!(
+                            "{}: removed {} relative URL(s): without a canonical_url to \
+                             resolve them against, they would point at the feed's host",
+                            f("content_html"),
+                            sanitized.relative_urls_removed
+                        ));
+                    }
+                    let sanitized = sanitized.html;
+                    let cleaned = check.clean(&f("content_html"), &sanitized, false);
+                    // What the removal leaves may parse differently (a U+FEFF that is now
+                    // first is dropped as a byte order mark): sanitised again, it is what a
+                    // re-send stores.
+                    if cleaned == sanitized {
+                        Ok(cleaned)
+                    } else {
+                        policy
+                            .sanitize_for(&cleaned, base.as_ref())
+                            .map(|again| again.html)
+                    }
+                });
             let html = html.unwrap_or_else(|fault| {
                 check.violations.add(f("content_html"), fault);
                 body_refused = true;
@@ -614,7 +636,7 @@ impl ArticleDraft {
                     .ok()
                     .map(|()| tag.to_owned())
             });
-        let canonical_url = check_url(&self.canonical_url)
+        let canonical_url = canonical_url
             .map_err(|e| check.violations.add(f("canonical_url"), e))
             .ok()
             .flatten();
@@ -767,6 +789,45 @@ mod tests {
             publish_time: Some(Utc.with_ymd_and_hms(2023, 6, 6, 22, 0, 0).unwrap()),
             ..Default::default()
         }
+    }
+
+    /// Feed readers resolve a relative URL against the feed's host: a body's relative links
+    /// and images are resolved against the article's canonical URL, or removed, with a
+    /// warning, when it has none.
+    #[test]
+    fn relative_urls_in_a_body_resolve_against_the_canonical_url_or_are_removed() {
+        let policy = text::HtmlPolicy::default();
+        let body = |canonical_url: &str| {
+            ArticleDraft {
+                content_html: r#"<p><a href="/2023-06-06/b.html">前文</a><img src="a.jpg"></p>"#
+                    .into(),
+                content_text: String::new(),
+                canonical_url: canonical_url.into(),
+                ..draft()
+            }
+            .validate("article.", &policy)
+            .unwrap()
+        };
+        let resolved = body("https://example.com/2023-06-07/daji.html");
+        let html = &resolved.content.content_html;
+        assert!(
+            html.contains(r#"href="https://example.com/2023-06-06/b.html""#)
+                && html.contains(r#"src="https://example.com/2023-06-07/a.jpg""#),
+            "{html}"
+        );
+        assert!(resolved.warnings.is_empty(), "{:?}", resolved.warnings);
+        let removed = body("");
+        let html = &removed.content.content_html;
+        assert!(!html.contains("href=") && !html.contains("src="), "{html}");
+        assert!(html.contains("前文"), "{html}");
+        assert!(
+            removed
+                .warnings
+                .iter()
+                .any(|w| w.starts_with("article.content_html: removed 2 relative URL(s)")),
+            "{:?}",
+            removed.warnings
+        );
     }
 
     /// HTML that would make the parser's work explode is refused before it is parsed,

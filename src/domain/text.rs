@@ -1,5 +1,6 @@
 //! Text hygiene at ingest: characters XML cannot carry, HTML sanitising, plain-text extraction, summaries.
 
+use std::cell::RefCell;
 use unicode_segmentation::UnicodeSegmentation;
 
 /// True for characters that must never reach a feed: C0 controls other than tab, LF and CR,
@@ -66,6 +67,83 @@ pub struct HtmlPolicy {
     builder: ammonia::Builder<'static>,
 }
 
+/// A body as the sanitiser leaves it, and how many relative URLs it removed for want of a
+/// base to resolve them against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sanitized {
+    pub html: String,
+    pub relative_urls_removed: usize,
+}
+
+/// Where the relative URLs of the body being sanitised on this thread point, and how many
+/// were removed. The allowlist is built once and shared (building it per body would cost
+/// a fraction of sanitising a short one), and ammonia takes its rule for relative URLs
+/// when it is built: the rule reads the base here, set by [`HtmlPolicy::sanitize_for`]
+/// for the length of its (synchronous) call.
+#[derive(Default)]
+struct RelativeUrls {
+    base: Option<url::Url>,
+    removed: usize,
+}
+
+thread_local! {
+    static RELATIVE_URLS: RefCell<RelativeUrls> = RefCell::default();
+}
+
+/// A relative URL (`img/a.png`, `/2023/06/07/`, `//cdn.example.com/a.png`) resolved against
+/// the base of the body being sanitised; `None`, counted as removed, when there is no base
+/// or the result is not http(s). Feed readers would resolve it against the feed's own
+/// host, where it points nowhere.
+fn resolve_relative(url: &str) -> Option<String> {
+    RELATIVE_URLS.with(|relative| {
+        let mut relative = relative.borrow_mut();
+        let resolved = relative
+            .base
+            .as_ref()
+            .and_then(|base| base.join(url.trim()).ok())
+            .filter(|url| matches!(url.scheme(), "http" | "https"))
+            .map(String::from);
+        if resolved.is_none() {
+            relative.removed += 1;
+        }
+        resolved
+    })
+}
+
+/// ammonia's rule for relative URLs: [`resolve_relative`].
+struct ResolveRelative;
+
+impl<'a> ammonia::UrlRelativeEvaluate<'a> for ResolveRelative {
+    fn evaluate<'url>(&self, url: &'url str) -> Option<std::borrow::Cow<'url, str>> {
+        resolve_relative(url).map(std::borrow::Cow::Owned)
+    }
+}
+
+/// Sets the base of the relative URLs of the body sanitised on this thread until dropped.
+struct BaseSet;
+
+impl BaseSet {
+    fn new(base: Option<&url::Url>) -> Self {
+        RELATIVE_URLS.with(|relative| {
+            *relative.borrow_mut() = RelativeUrls {
+                base: base.cloned(),
+                removed: 0,
+            };
+        });
+        Self
+    }
+
+    fn removed(&self) -> usize {
+        RELATIVE_URLS.with(|relative| relative.borrow().removed)
+    }
+}
+
+impl Drop for BaseSet {
+    fn drop(&mut self) {
+        RELATIVE_URLS.with(|relative| *relative.borrow_mut() = RelativeUrls::default());
+    }
+}
+
 /// Sandbox of embedded iframes: their scripts run, but in their own origin, and they
 /// cannot navigate the reader's page.
 const IFRAME_SANDBOX: &str = "allow-scripts allow-same-origin allow-popups allow-presentation";
@@ -113,6 +191,7 @@ impl HtmlPolicy {
             .add_tag_attributes("th", ["colspan", "rowspan", "scope"])
             .add_tag_attributes("td", ["colspan", "rowspan"])
             .url_schemes(["http", "https", "mailto"].into())
+            .url_relative(ammonia::UrlRelative::Custom(Box::new(ResolveRelative)))
             .link_rel(Some("noopener noreferrer"))
             .strip_comments(true);
         let hosts: Vec<String> = iframe_hosts
@@ -146,16 +225,34 @@ impl HtmlPolicy {
         Self { builder }
     }
 
+    /// Sanitises partner HTML with no base for its relative URLs, which are removed: see
+    /// [`HtmlPolicy::sanitize_for`].
+    pub fn sanitize(&self, html: &str) -> Result<String, String> {
+        self.sanitize_for(html, None)
+            .map(|sanitized| sanitized.html)
+    }
+
     /// Sanitises partner HTML: no script, style, event handlers, `javascript:` or `data:`
-    /// URLs, svg or math; links get `rel="noopener noreferrer"`. Idempotent: the result
-    /// is cleaned again until it no longer changes, since one pass over misnested input
-    /// (a `<p>` left inside a `<p>`) can produce HTML that parses differently.
+    /// URLs, svg or math; links get `rel="noopener noreferrer"`; relative URLs (in `href`,
+    /// `src` and `srcset`) are resolved against `base` (the article's canonical URL), or
+    /// removed when there is none. Idempotent: the result is cleaned again until it no
+    /// longer changes, since one pass over misnested input (a `<p>` left inside a `<p>`)
+    /// can produce HTML that parses differently.
     ///
     /// The input of every pass is measured first ([`super::nesting::measure`]): a pass's
     /// output can misnest again (a `<p>` inside a `<p>`, a marker such as `<object>`
     /// removed around formatting elements), and parsing it can cost what hostile input
     /// does. The measure's refusal is the error.
-    pub fn sanitize(&self, html: &str) -> Result<String, String> {
+    pub fn sanitize_for(&self, html: &str, base: Option<&url::Url>) -> Result<Sanitized, String> {
+        let base = BaseSet::new(base);
+        let html = self.sanitize_passes(html)?;
+        Ok(Sanitized {
+            html,
+            relative_urls_removed: base.removed(),
+        })
+    }
+
+    fn sanitize_passes(&self, html: &str) -> Result<String, String> {
         let measured = |html: &str| super::nesting::measure(html).fault().map_or(Ok(()), Err);
         measured(html)?;
         let mut current = self.clean_once(html);
@@ -180,7 +277,8 @@ impl HtmlPolicy {
     }
 }
 
-/// Keeps the `srcset` candidates whose URL is http(s) or relative; `None` when none is left.
+/// Keeps the `srcset` candidates whose URL is http(s), or relative and resolved against the
+/// body's base (see [`resolve_relative`]); `None` when none is left.
 /// Candidates are split as HTML does: a URL runs to white space (so it may contain
 /// commas, as `data:` URLs do), then descriptors run to the next comma.
 fn filter_srcset(value: &str) -> Option<String> {
@@ -202,9 +300,14 @@ fn filter_srcset(value: &str) -> Option<String> {
             rest = &after[end..];
             (url, after[..end].trim())
         };
-        if is_web_url(url) {
+        let url = match web_url(url) {
+            Some(WebUrl::Absolute) => Some(url.to_owned()),
+            Some(WebUrl::Relative) => resolve_relative(url),
+            None => None,
+        };
+        if let Some(url) = url {
             kept.push(if descriptors.is_empty() {
-                url.to_owned()
+                url
             } else {
                 format!("{url} {descriptors}")
             });
@@ -213,13 +316,24 @@ fn filter_srcset(value: &str) -> Option<String> {
     (!kept.is_empty()).then(|| kept.join(", "))
 }
 
-/// An http(s) URL, or a relative one (no scheme before the path starts).
-fn is_web_url(url: &str) -> bool {
+/// What kind of URL a `srcset` candidate has.
+enum WebUrl {
+    /// http(s).
+    Absolute,
+    /// No scheme before the path starts.
+    Relative,
+}
+
+/// An http(s) URL or a relative one; `None` for any other scheme.
+fn web_url(url: &str) -> Option<WebUrl> {
     let lower = url.to_ascii_lowercase();
     match (lower.find(':'), lower.find(['/', '?', '#'])) {
-        (None, _) => !url.is_empty(),
-        (Some(colon), Some(path)) if path < colon => true,
-        _ => lower.starts_with("http://") || lower.starts_with("https://"),
+        (None, _) if !url.is_empty() => Some(WebUrl::Relative),
+        (Some(colon), Some(path)) if path < colon => Some(WebUrl::Relative),
+        _ if lower.starts_with("http://") || lower.starts_with("https://") => {
+            Some(WebUrl::Absolute)
+        }
+        _ => None,
     }
 }
 
@@ -455,13 +569,41 @@ mod tests {
         let html = r#"<img src="https://x.cn/a.png" srcset="https://x.cn/a.png 1x, javascript:alert(1) 2x, data:image/svg+xml,%3Csvg%3E 3x, /b.png 4x">"#;
         let clean = HtmlPolicy::default().sanitize(html).unwrap();
         assert!(
-            clean.contains(r#"srcset="https://x.cn/a.png 1x, /b.png 4x""#),
+            clean.contains(r#"srcset="https://x.cn/a.png 1x""#),
             "{clean}"
         );
         let only_bad = HtmlPolicy::default()
             .sanitize(r#"<img src="https://x.cn/a.png" srcset="javascript:x 1x">"#)
             .unwrap();
         assert!(!only_bad.contains("srcset"), "{only_bad}");
+    }
+
+    #[test]
+    fn relative_urls_resolve_against_the_base_or_are_removed_without_one() {
+        let policy = HtmlPolicy::default();
+        let html = r##"<p><a href="../2023-06-06/b">前文</a><a href="https://x.cn/c">外链</a><a href="mailto:a@x.cn">信</a><img src="img/a.png" srcset="img/a.png 1x, //cdn.x.cn/b.png 2x, https://x.cn/c.png 3x"><a href="#p2">下文</a></p>"##;
+        let base = url::Url::parse("https://example.com/2023-06-07/daji").unwrap();
+        let resolved = policy.sanitize_for(html, Some(&base)).unwrap();
+        assert_eq!(resolved.relative_urls_removed, 0);
+        for kept in [
+            r#"href="https://example.com/2023-06-06/b""#,
+            r#"href="https://x.cn/c""#,
+            r#"href="mailto:a@x.cn""#,
+            r#"src="https://example.com/2023-06-07/img/a.png""#,
+            r#"srcset="https://example.com/2023-06-07/img/a.png 1x, https://cdn.x.cn/b.png 2x, https://x.cn/c.png 3x""#,
+            r##"href="https://example.com/2023-06-07/daji#p2""##,
+        ] {
+            assert!(resolved.html.contains(kept), "{kept} in {}", resolved.html);
+        }
+        let again = policy.sanitize_for(&resolved.html, Some(&base)).unwrap();
+        assert_eq!(again.html, resolved.html);
+        assert_eq!(policy.sanitize(&resolved.html).unwrap(), resolved.html);
+
+        let removed = policy.sanitize_for(html, None).unwrap();
+        assert_eq!(removed.relative_urls_removed, 5, "{}", removed.html);
+        assert!(!removed.html.contains("img/a.png") && !removed.html.contains("#p2"));
+        assert!(removed.html.contains(r#"srcset="https://x.cn/c.png 3x""#));
+        assert!(removed.html.contains("前文") && removed.html.contains("href=\"https://x.cn/c\""));
     }
 
     #[test]
