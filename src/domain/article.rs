@@ -14,6 +14,9 @@ const MAX_NAMES: usize = 50;
 const MAX_NAME_CHARS: usize = 200;
 /// Length of a derived summary, in user-perceived characters.
 const SUMMARY_GRAPHEMES: usize = 160;
+/// How far past the server's clock a partner's `update_time` may be: the partner's clock
+/// may run a little ahead, but an article cannot have been edited in the future.
+pub const UPDATE_TIME_CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 
 /// How large the fields of an article may be (`[limits]` in the configuration).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -357,6 +360,9 @@ impl Article {
                         now.max(content.publish_time)
                     }
                 });
+                // Feed readers take an entry whose `updated` did not move on as unchanged:
+                // a correction dated before the version it replaces is dated with it.
+                let updated = updated.max(old.updated);
                 let previous_section = old.content.section.clone();
                 let previous_names =
                     Box::new((old.content.authors.clone(), old.content.tags.clone()));
@@ -508,10 +514,22 @@ impl ArticleDraft {
     /// Checks every field, returning all violations at once; field paths start with `prefix`.
     /// The HTML body is sanitised by `policy` as the last step.
     pub fn validate_within(
+        self,
+        prefix: &str,
+        policy: &text::HtmlPolicy,
+        limits: FieldLimits,
+    ) -> Result<ValidDraft, Violations> {
+        self.validate_at(prefix, policy, limits, Utc::now())
+    }
+
+    /// [`ArticleDraft::validate_within`] with the server's clock reading `now` (an
+    /// `update_time` may not be later than it, give or take [`UPDATE_TIME_CLOCK_SKEW`]).
+    pub fn validate_at(
         mut self,
         prefix: &str,
         policy: &text::HtmlPolicy,
         limits: FieldLimits,
+        now: DateTime<Utc>,
     ) -> Result<ValidDraft, Violations> {
         let f = |name: &str| format!("{prefix}{name}");
         let mut check = Checker {
@@ -661,6 +679,28 @@ impl ArticleDraft {
             let field = f("publish_time");
             if !check.violations.iter().any(|v| v.field == field) {
                 check.violations.add(field, "is required");
+            }
+        }
+        // The content cannot have changed before it was published, nor after now: Atom's
+        // `updated` would precede `published`, or be overtaken, and so go backwards, by
+        // the next correction's real time.
+        let update_field = f("update_time");
+        if let Some(update) = self.update_time
+            && !check.violations.iter().any(|v| v.field == update_field)
+        {
+            if self.publish_time.is_some_and(|publish| update < publish) {
+                check
+                    .violations
+                    .add(update_field, "must not be earlier than publish_time");
+            } else if update > now + UPDATE_TIME_CLOCK_SKEW {
+                check.violations.add(
+                    update_field,
+                    format!(
+                        "must not be later than the server's time (with {} minutes for clock \
+                         skew)",
+                        UPDATE_TIME_CLOCK_SKEW.num_minutes()
+                    ),
+                );
             }
         }
         if let (Some(publish), Some(expire)) = (self.publish_time, self.expire_time)
@@ -1095,6 +1135,84 @@ mod tests {
         assert_eq!(article.updated, t1);
         assert_ne!(article.etag, first.etag);
         assert_eq!((first.version, article.version), (1, 2));
+    }
+
+    /// A partner's update_time may be neither before publish_time nor in the future (past
+    /// a few minutes of clock skew): Atom's `updated` would precede `published`, or go
+    /// backwards at the next correction.
+    #[test]
+    fn an_update_time_before_publishing_or_in_the_future_is_refused_by_name() {
+        let now = Utc.with_ymd_and_hms(2023, 6, 7, 8, 0, 0).unwrap();
+        let publish = draft().publish_time.unwrap();
+        let minutes = chrono::TimeDelta::minutes;
+        let year_2199 = Utc.with_ymd_and_hms(2199, 1, 1, 0, 0, 0).unwrap();
+        for (update, refused) in [
+            (publish, None),
+            (now, None),
+            (now + UPDATE_TIME_CLOCK_SKEW - minutes(1), None),
+            (publish - minutes(1), Some("earlier than publish_time")),
+            (
+                now + UPDATE_TIME_CLOCK_SKEW + minutes(1),
+                Some("later than the server's"),
+            ),
+            (year_2199, Some("later than the server's")),
+        ] {
+            let checked = ArticleDraft {
+                update_time: Some(update),
+                ..draft()
+            }
+            .validate_at(
+                "article.",
+                &text::HtmlPolicy::default(),
+                FieldLimits::default(),
+                now,
+            );
+            match (checked, refused) {
+                (Ok(valid), None) => assert_eq!(valid.content.update_time, Some(update)),
+                (Err(violations), Some(says)) => {
+                    let found: Vec<_> = violations.iter().collect();
+                    assert_eq!(found.len(), 1, "{update}: {found:?}");
+                    assert_eq!(found[0].field, "article.update_time");
+                    assert!(found[0].description.contains(says), "{found:?}");
+                }
+                (other, _) => panic!("{update}: {other:?}"),
+            }
+        }
+    }
+
+    /// A correction whose update_time is earlier than the version it replaces is dated
+    /// with that version: `updated` never goes backwards.
+    #[test]
+    fn a_correction_never_moves_updated_backwards() {
+        let t0 = Utc.with_ymd_and_hms(2023, 6, 7, 0, 0, 0).unwrap();
+        let (valid, first) = created(t0);
+        let mut edited = valid.content.clone();
+        edited.title = "新标题".into();
+        let t1 = t0 + chrono::Duration::hours(1);
+        let Revision::Updated { article, .. } = Article::revise(
+            Some(first),
+            PartnerId(1),
+            valid.id.clone(),
+            edited.clone(),
+            t1,
+            |_| unreachable!(),
+        ) else {
+            panic!("expected an update")
+        };
+        assert_eq!(article.updated, t1);
+        edited.title = "再次更正".into();
+        edited.update_time = Some(edited.publish_time);
+        let Revision::Updated { article: again, .. } = Article::revise(
+            Some(article),
+            PartnerId(1),
+            valid.id,
+            edited,
+            t1 + chrono::Duration::hours(1),
+            |_| unreachable!(),
+        ) else {
+            panic!("expected an update")
+        };
+        assert_eq!(again.updated, t1);
     }
 
     /// A version number at its limit (a row edited by hand: import refuses one) neither
