@@ -447,7 +447,7 @@ impl Checker {
 
     fn line(&mut self, field: &str, raw: &str, required: bool) -> String {
         let line = self.text(field, raw, true);
-        if required && line.is_empty() {
+        if required && text::is_blank(&line) {
             self.violations.add(field, "is required");
         } else if line.chars().count() > self.limits.title_chars {
             let max = self.limits.title_chars;
@@ -469,7 +469,7 @@ impl Checker {
         for (i, name) in raw.iter().enumerate() {
             let item = format!("{field}[{i}]");
             let name = self.text(&item, name, true);
-            if name.is_empty() {
+            if text::is_blank(&name) {
                 self.violations.add(item, "is empty");
             } else if name.chars().count() > MAX_NAME_CHARS {
                 self.violations
@@ -611,13 +611,6 @@ impl ArticleDraft {
         } else {
             text::text_to_html(&content_text)
         };
-        if content_html.trim().is_empty() && !body_refused {
-            check.violations.add(
-                f("content_html"),
-                "one of content_html and content_text is required",
-            );
-        }
-
         let body_text = if content_text.is_empty() {
             text::html_to_text(&content_html)
         } else {
@@ -628,6 +621,18 @@ impl ArticleDraft {
         } else {
             "content_text"
         });
+        if content_html.trim().is_empty() && !body_refused {
+            check.violations.add(
+                f("content_html"),
+                "one of content_html and content_text is required",
+            );
+        } else if text::is_blank(&body_text) && !text::shows_media(&content_html) && !body_refused {
+            // `<p> </p>`, or only zero-width characters: a body no reader can see.
+            check.violations.add(
+                body_field.clone(),
+                "has no visible text and no image or embed",
+            );
+        }
         let paragraphs: Vec<&str> = body_text
             .split("\n\n")
             .map(str::trim)
@@ -1135,6 +1140,67 @@ mod tests {
         assert_eq!(article.updated, t1);
         assert_ne!(article.etag, first.etag);
         assert_eq!((first.version, article.version), (1, 2));
+    }
+
+    /// Text made only of invisible characters (zero-width spaces, fillers, blanks) is no
+    /// title, name or body.
+    #[test]
+    fn invisible_text_is_no_title_name_tag_or_body() {
+        let policy = text::HtmlPolicy::default();
+        let fields = |draft: ArticleDraft| -> Vec<String> {
+            match draft.validate("article.", &policy) {
+                Ok(_) => Vec::new(),
+                Err(violations) => violations.iter().map(|v| v.field.clone()).collect(),
+            }
+        };
+        for title in [
+            "\u{200b}\u{feff}\u{2060}",
+            "\u{3164}",
+            "\u{2800}",
+            "\u{115f}\u{1160}\u{ffa0}",
+            "\u{180e}\u{fe0f}\u{3000}",
+        ] {
+            let draft = ArticleDraft {
+                title: title.into(),
+                ..draft()
+            };
+            assert_eq!(fields(draft), ["article.title"], "{title:?}");
+        }
+        let names = ArticleDraft {
+            authors: vec!["\u{200b}".into()],
+            tags: vec!["乡村振兴".into(), "\u{2800}".into()],
+            ..draft()
+        };
+        assert_eq!(fields(names), ["article.authors[0]", "article.tags[1]"]);
+        for (html, text, field) in [
+            ("<p> </p>", "", "article.content_html"),
+            ("<p>\u{200b}</p><p>&nbsp;</p>", "", "article.content_html"),
+            ("", "\u{200b}\u{3164}", "article.content_text"),
+        ] {
+            let body = ArticleDraft {
+                content_html: html.into(),
+                content_text: text.into(),
+                ..draft()
+            };
+            assert_eq!(fields(body), [field], "{html:?} {text:?}");
+        }
+        // Visible text, or an image alone, is a body; a title with a zero-width character
+        // among visible ones is a title.
+        for (html, title) in [
+            (
+                r#"<p><img src="https://example.com/a.jpg"></p>"#,
+                "标\u{200b}题",
+            ),
+            ("<p>正文</p>", "T"),
+        ] {
+            let draft = ArticleDraft {
+                content_html: html.into(),
+                content_text: String::new(),
+                title: title.into(),
+                ..draft()
+            };
+            assert_eq!(fields(draft), Vec::<String>::new(), "{html}");
+        }
     }
 
     /// A partner's update_time may be neither before publish_time nor in the future (past

@@ -14,6 +14,53 @@ pub(super) fn is_forbidden(c: char) -> bool {
         || (cp & 0xfffe) == 0xfffe
 }
 
+/// True for characters that show nothing by themselves: white space, the default-ignorable
+/// code points (zero-width spaces and joiners, bidi and other format controls, variation
+/// selectors, tags, the soft hyphen, Hangul fillers) and blanks that look like text to a
+/// program but like nothing to a reader (U+2800 BRAILLE PATTERN BLANK).
+pub(crate) fn is_invisible(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '\u{ad}'
+                | '\u{34f}'
+                | '\u{61c}'
+                | '\u{115f}'
+                | '\u{1160}'
+                | '\u{17b4}'
+                | '\u{17b5}'
+                | '\u{180b}'..='\u{180f}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2060}'..='\u{206f}'
+                | '\u{2800}'
+                | '\u{3164}'
+                | '\u{fe00}'..='\u{fe0f}'
+                | '\u{feff}'
+                | '\u{ffa0}'
+                | '\u{fff0}'..='\u{fff8}'
+                | '\u{1bca0}'..='\u{1bca3}'
+                | '\u{1d173}'..='\u{1d17a}'
+                | '\u{e0000}'..='\u{e0fff}'
+        )
+}
+
+/// True when `text` has nothing a reader can see: empty, or only [`is_invisible`]
+/// characters. A required title or a name must have more.
+pub(crate) fn is_blank(text: &str) -> bool {
+    text.chars().all(is_invisible)
+}
+
+/// True when sanitised HTML shows an image or an embed, which a body may consist of alone.
+pub(crate) fn shows_media(html: &str) -> bool {
+    ["<img ", "<iframe "].iter().any(|open| {
+        html.split(open).skip(1).any(|rest| {
+            let tag = rest.split('>').next().unwrap_or("");
+            tag.starts_with("src=\"") || tag.contains(" src=\"")
+        })
+    })
+}
+
 /// Text cleaned of forbidden characters, with how many were removed.
 pub(crate) struct Cleaned {
     pub text: String,
