@@ -442,6 +442,13 @@ impl Checker {
                 cleaned.removed
             ));
         }
+        if cleaned.bidi_balanced > 0 {
+            self.warnings.push(format!(
+                "{field}: balanced its bidirectional controls ({} closed or removed), so that \
+                 they end with the field",
+                cleaned.bidi_balanced
+            ));
+        }
         cleaned.text
     }
 

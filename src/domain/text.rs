@@ -65,6 +65,8 @@ pub(crate) fn shows_media(html: &str) -> bool {
 pub(crate) struct Cleaned {
     pub text: String,
     pub removed: usize,
+    /// Bidirectional controls closed or removed to balance a single line.
+    pub bidi_balanced: usize,
 }
 
 /// Removes forbidden characters; `single_line` also folds every run of white space
@@ -76,6 +78,7 @@ pub(crate) fn clean(raw: &str, single_line: bool) -> Cleaned {
         return Cleaned {
             text: raw.trim().to_owned(),
             removed: 0,
+            bidi_balanced: 0,
         };
     }
     let mut text = String::with_capacity(raw.len());
@@ -101,12 +104,69 @@ pub(crate) fn clean(raw: &str, single_line: bool) -> Cleaned {
             text.push(c);
         }
     }
-    let text = if single_line {
-        text
+    let (text, bidi_balanced) = if single_line {
+        balance_bidi(text)
     } else {
-        text.trim().to_owned()
+        (text.trim().to_owned(), 0)
     };
-    Cleaned { text, removed }
+    Cleaned {
+        text,
+        removed,
+        bidi_balanced,
+    }
+}
+
+/// A single line (a title, a name, a tag) with its bidirectional controls balanced: every
+/// embedding or override (U+202A, U+202B, U+202D, U+202E) left open is closed with U+202C
+/// and every isolate (U+2066–U+2068) with U+2069 at the end of the line, and a closer with
+/// nothing to close is removed; with how many were added or removed. Balanced, a control
+/// still does what the partner meant within the field, but can no longer reverse or
+/// reorder what follows the field where it is shown (a list of names, the feed page, a
+/// reader's headline list).
+fn balance_bidi(text: String) -> (String, usize) {
+    const PDF: char = '\u{202c}';
+    const PDI: char = '\u{2069}';
+    let is_control = |c: char| matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !text.chars().any(is_control) {
+        return (text, 0);
+    }
+    let mut balanced = String::with_capacity(text.len() + 8);
+    let mut changed = 0;
+    // Open embeddings (false) and isolates (true), innermost last.
+    let mut open: Vec<bool> = Vec::new();
+    for c in text.chars() {
+        match c {
+            '\u{202a}' | '\u{202b}' | '\u{202d}' | '\u{202e}' => open.push(false),
+            '\u{2066}'..='\u{2068}' => open.push(true),
+            // A PDF closes the innermost embedding, never across an isolate.
+            PDF if open.last() == Some(&false) => {
+                open.pop();
+            }
+            PDF => {
+                changed += 1;
+                continue;
+            }
+            // A PDI closes the innermost isolate and the embeddings opened inside it, which
+            // are closed explicitly first.
+            PDI if open.contains(&true) => {
+                while let Some(false) = open.pop() {
+                    balanced.push(PDF);
+                    changed += 1;
+                }
+            }
+            PDI => {
+                changed += 1;
+                continue;
+            }
+            _ => {}
+        }
+        balanced.push(c);
+    }
+    while let Some(isolate) = open.pop() {
+        balanced.push(if isolate { PDI } else { PDF });
+        changed += 1;
+    }
+    (balanced, changed)
 }
 
 /// The HTML allowlist for article bodies: what news needs, nothing that runs.
@@ -651,6 +711,36 @@ mod tests {
         assert!(!removed.html.contains("img/a.png") && !removed.html.contains("#p2"));
         assert!(removed.html.contains(r#"srcset="https://x.cn/c.png 3x""#));
         assert!(removed.html.contains("前文") && removed.html.contains("href=\"https://x.cn/c\""));
+    }
+
+    #[test]
+    fn bidi_controls_are_balanced_within_a_single_line() {
+        let line = |raw: &str| {
+            let cleaned = clean(raw, true);
+            (cleaned.text, cleaned.bidi_balanced)
+        };
+        // An override left open is closed at the end of the field.
+        assert_eq!(
+            line("张三\u{202e}abc"),
+            ("张三\u{202e}abc\u{202c}".into(), 1)
+        );
+        assert_eq!(line("\u{2067}عربي"), ("\u{2067}عربي\u{2069}".into(), 1));
+        // Closers with nothing to close go; balanced text is left alone.
+        assert_eq!(line("a\u{202c}b\u{2069}c"), ("abc".into(), 2));
+        let fine = "a\u{2067}ب\u{202b}ج\u{202c}\u{2069}d";
+        assert_eq!(line(fine), (fine.into(), 0));
+        // An isolate's closer also closes the embeddings opened inside it; an embedding's
+        // closer never reaches across an isolate.
+        assert_eq!(
+            line("\u{2066}a\u{202e}b\u{2069}c"),
+            ("\u{2066}a\u{202e}b\u{202c}\u{2069}c".into(), 1)
+        );
+        assert_eq!(
+            line("\u{202b}a\u{2066}b\u{202c}c"),
+            ("\u{202b}a\u{2066}bc\u{2069}\u{202c}".into(), 3)
+        );
+        // Multi-line text (bodies) is not a single field shown in a list: left as it is.
+        assert_eq!(clean("a\u{202e}b", false).text, "a\u{202e}b");
     }
 
     #[test]
