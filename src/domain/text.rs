@@ -501,6 +501,10 @@ const BLOCK_TAGS: &[&str] = &[
     "h6",
     "blockquote",
     "tr",
+    // Cells and captions too: a summary must not run "Name" and "Role" together.
+    "td",
+    "th",
+    "caption",
     "figcaption",
     "table",
     "hr",
@@ -930,6 +934,15 @@ mod tests {
             html_to_text("<p>甲&amp;乙</p><p>丙<br>丁</p>"),
             "甲&乙\n\n丙\n\n丁"
         );
+    }
+
+    #[test]
+    fn table_cells_and_captions_are_kept_apart_in_text_and_summaries() {
+        let html = "<table><caption>名单</caption><tr><th>Name</th><th>Role</th></tr>\
+                    <tr><td>Alice</td><td>Editor</td></tr></table>";
+        let text = html_to_text(html);
+        assert_eq!(text, "名单\n\nName\n\nRole\n\nAlice\n\nEditor");
+        assert_eq!(summarize(&text, 160), "名单 Name Role Alice Editor");
     }
 
     #[test]
