@@ -475,7 +475,7 @@ impl Checker {
         let mut names: Vec<String> = Vec::with_capacity(raw.len());
         for (i, name) in raw.iter().enumerate() {
             let item = format!("{field}[{i}]");
-            let name = self.text(&item, name, true);
+            let name = text::normalize_name(&self.text(&item, name, true));
             if text::is_blank(&name) {
                 self.violations.add(item, "is empty");
             } else if name.chars().count() > MAX_NAME_CHARS {
@@ -1208,6 +1208,37 @@ mod tests {
             };
             assert_eq!(fields(draft), Vec::<String>::new(), "{html}");
         }
+    }
+
+    /// One name has one feed: precomposed and decomposed accents, and zero-width
+    /// characters typed into a name, make the same name.
+    #[test]
+    fn names_are_normalised_before_they_are_stored_and_slugged() {
+        let valid = ArticleDraft {
+            authors: vec![
+                "Jose\u{301}".into(),
+                "José".into(),
+                "刘\u{200b}磊\t\u{feff}".into(),
+            ],
+            tags: vec!["Ame\u{301}lie \u{2060} Poulain".into()],
+            ..draft()
+        }
+        .validate("article.", &text::HtmlPolicy::default())
+        .unwrap();
+        assert_eq!(valid.content.authors, ["José", "刘磊"]);
+        assert_eq!(valid.content.tags, ["Amélie Poulain"]);
+        assert_eq!(
+            FeedScope::author("José"),
+            FeedScope::author(&valid.content.authors[0])
+        );
+        // Joiners that shape a name (Persian, Indic scripts, emoji) stay.
+        let kept = ArticleDraft {
+            authors: vec!["می\u{200c}خواهم".into()],
+            ..draft()
+        }
+        .validate("article.", &text::HtmlPolicy::default())
+        .unwrap();
+        assert_eq!(kept.content.authors, ["می\u{200c}خواهم"]);
     }
 
     /// A partner's update_time may be neither before publish_time nor in the future (past

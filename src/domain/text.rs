@@ -61,6 +61,24 @@ pub(crate) fn shows_media(html: &str) -> bool {
     })
 }
 
+/// An author name or tag as it is stored and slugged: in Unicode NFC, so that "José"
+/// typed precomposed or with a combining accent is one name with one feed, and without the
+/// zero-width characters that carry nothing in a name (U+200B ZERO WIDTH SPACE, U+2060 WORD
+/// JOINER, U+FEFF), which would make two names that look the same. The joiners U+200C and
+/// U+200D are kept: they shape Persian, Indic and emoji names.
+///
+/// `name` is a single line as [`clean`] leaves it; white space is folded again where a
+/// removed character stood between spaces or at an end.
+pub(crate) fn normalize_name(name: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let normalized: String = name
+        .chars()
+        .filter(|c| !matches!(c, '\u{200b}' | '\u{2060}' | '\u{feff}'))
+        .nfc()
+        .collect();
+    fold_white_space(&normalized)
+}
+
 /// Text cleaned of forbidden characters, with how many were removed.
 pub(crate) struct Cleaned {
     pub text: String,
