@@ -14,6 +14,9 @@ const MAX_NAMES: usize = 50;
 const MAX_NAME_CHARS: usize = 200;
 /// Length of a derived summary, in user-perceived characters.
 const SUMMARY_GRAPHEMES: usize = 160;
+/// How far past the server's clock a partner's `update_time` may be: the partner's clock
+/// may run a little ahead, but an article cannot have been edited in the future.
+pub const UPDATE_TIME_CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 
 /// How large the fields of an article may be (`[limits]` in the configuration).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -365,6 +368,9 @@ impl Article {
                         now.max(content.publish_time)
                     }
                 });
+                // Feed readers take an entry whose `updated` did not move on as unchanged:
+                // a correction dated before the version it replaces is dated with it.
+                let updated = updated.max(old.updated);
                 let previous_section = old.content.section.clone();
                 let previous_names =
                     Box::new((old.content.authors.clone(), old.content.tags.clone()));
@@ -444,12 +450,19 @@ impl Checker {
                 cleaned.removed
             ));
         }
+        if cleaned.bidi_balanced > 0 {
+            self.warnings.push(format!(
+                "{field}: balanced its bidirectional controls ({} closed or removed), so that \
+                 they end with the field",
+                cleaned.bidi_balanced
+            ));
+        }
         cleaned.text
     }
 
     fn line(&mut self, field: &str, raw: &str, required: bool) -> String {
         let line = self.text(field, raw, true);
-        if required && line.is_empty() {
+        if required && text::is_blank(&line) {
             self.violations.add(field, "is required");
         } else if line.chars().count() > self.limits.title_chars {
             let max = self.limits.title_chars;
@@ -470,8 +483,8 @@ impl Checker {
         let mut names: Vec<String> = Vec::with_capacity(raw.len());
         for (i, name) in raw.iter().enumerate() {
             let item = format!("{field}[{i}]");
-            let name = self.text(&item, name, true);
-            if name.is_empty() {
+            let name = text::normalize_name(&self.text(&item, name, true));
+            if text::is_blank(&name) {
                 self.violations.add(item, "is empty");
             } else if name.chars().count() > MAX_NAME_CHARS {
                 self.violations
@@ -516,10 +529,22 @@ impl ArticleDraft {
     /// Checks every field, returning all violations at once; field paths start with `prefix`.
     /// The HTML body is sanitised by `policy` as the last step.
     pub fn validate_within(
+        self,
+        prefix: &str,
+        policy: &text::HtmlPolicy,
+        limits: FieldLimits,
+    ) -> Result<ValidDraft, Violations> {
+        self.validate_at(prefix, policy, limits, Utc::now())
+    }
+
+    /// [`ArticleDraft::validate_within`] with the server's clock reading `now` (an
+    /// `update_time` may not be later than it, give or take [`UPDATE_TIME_CLOCK_SKEW`]).
+    pub fn validate_at(
         mut self,
         prefix: &str,
         policy: &text::HtmlPolicy,
         limits: FieldLimits,
+        now: DateTime<Utc>,
     ) -> Result<ValidDraft, Violations> {
         let f = |name: &str| format!("{prefix}{name}");
         let mut check = Checker {
@@ -539,6 +564,15 @@ impl ArticleDraft {
         let authors = check.names(&f("authors"), &self.authors, MAX_NAMES);
         let tags = check.names(&f("tags"), &self.tags, limits.tags);
 
+        // The base of the body's relative URLs, so read before it (and refused, if it
+        // must be, in the order of the fields).
+        let canonical_url = check_url(&self.canonical_url);
+        let base = canonical_url
+            .as_ref()
+            .ok()
+            .and_then(Option::as_deref)
+            .and_then(|url| url::Url::parse(url).ok());
+
         let violations_before_body = check.violations.iter().count();
         let content_text = check.body(&f("content_text"), &self.content_text, false);
         let content_html = check.body(&f("content_html"), &self.content_html, true);
@@ -548,17 +582,30 @@ impl ArticleDraft {
         let content_html = if !content_html.is_empty() {
             // Character references (`&#1;`) decode to characters feeds cannot carry:
             // they are removed after sanitising, like raw ones before it.
-            let html = policy.sanitize(&content_html).and_then(|sanitized| {
-                let cleaned = check.clean(&f("content_html"), &sanitized, false);
-                // What the removal leaves may parse differently (a U+FEFF that is now
-                // first is dropped as a byte order mark): sanitised again, it is what a
-                // re-send stores.
-                if cleaned == sanitized {
-                    Ok(cleaned)
-                } else {
-                    policy.sanitize(&cleaned)
-                }
-            });
+            let html = policy
+                .sanitize_for(&content_html, base.as_ref())
+                .and_then(|sanitized| {
+                    if sanitized.relative_urls_removed > 0 {
+                        check.warnings.push(format!(
+                            "{}: removed {} relative URL(s): without a canonical_url to \
+                             resolve them against, they would point at the feed's host",
+                            f("content_html"),
+                            sanitized.relative_urls_removed
+                        ));
+                    }
+                    let sanitized = sanitized.html;
+                    let cleaned = check.clean(&f("content_html"), &sanitized, false);
+                    // What the removal leaves may parse differently (a U+FEFF that is now
+                    // first is dropped as a byte order mark): sanitised again, it is what a
+                    // re-send stores.
+                    if cleaned == sanitized {
+                        Ok(cleaned)
+                    } else {
+                        policy
+                            .sanitize_for(&cleaned, base.as_ref())
+                            .map(|again| again.html)
+                    }
+                });
             let html = html.unwrap_or_else(|fault| {
                 check.violations.add(f("content_html"), fault);
                 body_refused = true;
@@ -579,13 +626,6 @@ impl ArticleDraft {
         } else {
             text::text_to_html(&content_text)
         };
-        if content_html.trim().is_empty() && !body_refused {
-            check.violations.add(
-                f("content_html"),
-                "one of content_html and content_text is required",
-            );
-        }
-
         let body_text = if content_text.is_empty() {
             text::html_to_text(&content_html)
         } else {
@@ -596,6 +636,18 @@ impl ArticleDraft {
         } else {
             "content_text"
         });
+        if content_html.trim().is_empty() && !body_refused {
+            check.violations.add(
+                f("content_html"),
+                "one of content_html and content_text is required",
+            );
+        } else if text::is_blank(&body_text) && !text::shows_media(&content_html) && !body_refused {
+            // `<p> </p>`, or only zero-width characters: a body no reader can see.
+            check.violations.add(
+                body_field.clone(),
+                "has no visible text and no image or embed",
+            );
+        }
         let paragraphs: Vec<&str> = body_text
             .split("\n\n")
             .map(str::trim)
@@ -622,7 +674,7 @@ impl ArticleDraft {
                     .ok()
                     .map(|()| tag.to_owned())
             });
-        let canonical_url = check_url(&self.canonical_url)
+        let canonical_url = canonical_url
             .map_err(|e| check.violations.add(f("canonical_url"), e))
             .ok()
             .flatten();
@@ -647,6 +699,28 @@ impl ArticleDraft {
             let field = f("publish_time");
             if !check.violations.iter().any(|v| v.field == field) {
                 check.violations.add(field, "is required");
+            }
+        }
+        // The content cannot have changed before it was published, nor after now: Atom's
+        // `updated` would precede `published`, or be overtaken, and so go backwards, by
+        // the next correction's real time.
+        let update_field = f("update_time");
+        if let Some(update) = self.update_time
+            && !check.violations.iter().any(|v| v.field == update_field)
+        {
+            if self.publish_time.is_some_and(|publish| update < publish) {
+                check
+                    .violations
+                    .add(update_field, "must not be earlier than publish_time");
+            } else if update > now + UPDATE_TIME_CLOCK_SKEW {
+                check.violations.add(
+                    update_field,
+                    format!(
+                        "must not be later than the server's time (with {} minutes for clock \
+                         skew)",
+                        UPDATE_TIME_CLOCK_SKEW.num_minutes()
+                    ),
+                );
             }
         }
         if let (Some(publish), Some(expire)) = (self.publish_time, self.expire_time)
@@ -775,6 +849,45 @@ mod tests {
             publish_time: Some(Utc.with_ymd_and_hms(2023, 6, 6, 22, 0, 0).unwrap()),
             ..Default::default()
         }
+    }
+
+    /// Feed readers resolve a relative URL against the feed's host: a body's relative links
+    /// and images are resolved against the article's canonical URL, or removed, with a
+    /// warning, when it has none.
+    #[test]
+    fn relative_urls_in_a_body_resolve_against_the_canonical_url_or_are_removed() {
+        let policy = text::HtmlPolicy::default();
+        let body = |canonical_url: &str| {
+            ArticleDraft {
+                content_html: r#"<p><a href="/2023-06-06/b.html">前文</a><img src="a.jpg"></p>"#
+                    .into(),
+                content_text: String::new(),
+                canonical_url: canonical_url.into(),
+                ..draft()
+            }
+            .validate("article.", &policy)
+            .unwrap()
+        };
+        let resolved = body("https://example.com/2023-06-07/daji.html");
+        let html = &resolved.content.content_html;
+        assert!(
+            html.contains(r#"href="https://example.com/2023-06-06/b.html""#)
+                && html.contains(r#"src="https://example.com/2023-06-07/a.jpg""#),
+            "{html}"
+        );
+        assert!(resolved.warnings.is_empty(), "{:?}", resolved.warnings);
+        let removed = body("");
+        let html = &removed.content.content_html;
+        assert!(!html.contains("href=") && !html.contains("src="), "{html}");
+        assert!(html.contains("前文"), "{html}");
+        assert!(
+            removed
+                .warnings
+                .iter()
+                .any(|w| w.starts_with("article.content_html: removed 2 relative URL(s)")),
+            "{:?}",
+            removed.warnings
+        );
     }
 
     /// HTML that would make the parser's work explode is refused before it is parsed,
@@ -1056,6 +1169,176 @@ mod tests {
         assert_eq!(article.updated, t1);
         assert_ne!(article.etag, first.etag);
         assert_eq!((first.version, article.version), (1, 2));
+    }
+
+    /// Text made only of invisible characters (zero-width spaces, fillers, blanks) is no
+    /// title, name or body.
+    #[test]
+    fn invisible_text_is_no_title_name_tag_or_body() {
+        let policy = text::HtmlPolicy::default();
+        let fields = |draft: ArticleDraft| -> Vec<String> {
+            match draft.validate("article.", &policy) {
+                Ok(_) => Vec::new(),
+                Err(violations) => violations.iter().map(|v| v.field.clone()).collect(),
+            }
+        };
+        for title in [
+            "\u{200b}\u{feff}\u{2060}",
+            "\u{3164}",
+            "\u{2800}",
+            "\u{115f}\u{1160}\u{ffa0}",
+            "\u{180e}\u{fe0f}\u{3000}",
+        ] {
+            let draft = ArticleDraft {
+                title: title.into(),
+                ..draft()
+            };
+            assert_eq!(fields(draft), ["article.title"], "{title:?}");
+        }
+        let names = ArticleDraft {
+            authors: vec!["\u{200b}".into()],
+            tags: vec!["乡村振兴".into(), "\u{2800}".into()],
+            ..draft()
+        };
+        assert_eq!(fields(names), ["article.authors[0]", "article.tags[1]"]);
+        for (html, text, field) in [
+            ("<p> </p>", "", "article.content_html"),
+            ("<p>\u{200b}</p><p>&nbsp;</p>", "", "article.content_html"),
+            ("", "\u{200b}\u{3164}", "article.content_text"),
+        ] {
+            let body = ArticleDraft {
+                content_html: html.into(),
+                content_text: text.into(),
+                ..draft()
+            };
+            assert_eq!(fields(body), [field], "{html:?} {text:?}");
+        }
+        // Visible text, or an image alone, is a body; a title with a zero-width character
+        // among visible ones is a title.
+        for (html, title) in [
+            (
+                r#"<p><img src="https://example.com/a.jpg"></p>"#,
+                "标\u{200b}题",
+            ),
+            ("<p>正文</p>", "T"),
+        ] {
+            let draft = ArticleDraft {
+                content_html: html.into(),
+                content_text: String::new(),
+                title: title.into(),
+                ..draft()
+            };
+            assert_eq!(fields(draft), Vec::<String>::new(), "{html}");
+        }
+    }
+
+    /// One name has one feed: precomposed and decomposed accents, and zero-width
+    /// characters typed into a name, make the same name.
+    #[test]
+    fn names_are_normalised_before_they_are_stored_and_slugged() {
+        let valid = ArticleDraft {
+            authors: vec![
+                "Jose\u{301}".into(),
+                "José".into(),
+                "刘\u{200b}磊\t\u{feff}".into(),
+            ],
+            tags: vec!["Ame\u{301}lie \u{2060} Poulain".into()],
+            ..draft()
+        }
+        .validate("article.", &text::HtmlPolicy::default())
+        .unwrap();
+        assert_eq!(valid.content.authors, ["José", "刘磊"]);
+        assert_eq!(valid.content.tags, ["Amélie Poulain"]);
+        assert_eq!(
+            FeedScope::author("José"),
+            FeedScope::author(&valid.content.authors[0])
+        );
+        // Joiners that shape a name (Persian, Indic scripts, emoji) stay.
+        let kept = ArticleDraft {
+            authors: vec!["می\u{200c}خواهم".into()],
+            ..draft()
+        }
+        .validate("article.", &text::HtmlPolicy::default())
+        .unwrap();
+        assert_eq!(kept.content.authors, ["می\u{200c}خواهم"]);
+    }
+
+    /// A partner's update_time may be neither before publish_time nor in the future (past
+    /// a few minutes of clock skew): Atom's `updated` would precede `published`, or go
+    /// backwards at the next correction.
+    #[test]
+    fn an_update_time_before_publishing_or_in_the_future_is_refused_by_name() {
+        let now = Utc.with_ymd_and_hms(2023, 6, 7, 8, 0, 0).unwrap();
+        let publish = draft().publish_time.unwrap();
+        let minutes = chrono::TimeDelta::minutes;
+        let year_2199 = Utc.with_ymd_and_hms(2199, 1, 1, 0, 0, 0).unwrap();
+        for (update, refused) in [
+            (publish, None),
+            (now, None),
+            (now + UPDATE_TIME_CLOCK_SKEW - minutes(1), None),
+            (publish - minutes(1), Some("earlier than publish_time")),
+            (
+                now + UPDATE_TIME_CLOCK_SKEW + minutes(1),
+                Some("later than the server's"),
+            ),
+            (year_2199, Some("later than the server's")),
+        ] {
+            let checked = ArticleDraft {
+                update_time: Some(update),
+                ..draft()
+            }
+            .validate_at(
+                "article.",
+                &text::HtmlPolicy::default(),
+                FieldLimits::default(),
+                now,
+            );
+            match (checked, refused) {
+                (Ok(valid), None) => assert_eq!(valid.content.update_time, Some(update)),
+                (Err(violations), Some(says)) => {
+                    let found: Vec<_> = violations.iter().collect();
+                    assert_eq!(found.len(), 1, "{update}: {found:?}");
+                    assert_eq!(found[0].field, "article.update_time");
+                    assert!(found[0].description.contains(says), "{found:?}");
+                }
+                (other, _) => panic!("{update}: {other:?}"),
+            }
+        }
+    }
+
+    /// A correction whose update_time is earlier than the version it replaces is dated
+    /// with that version: `updated` never goes backwards.
+    #[test]
+    fn a_correction_never_moves_updated_backwards() {
+        let t0 = Utc.with_ymd_and_hms(2023, 6, 7, 0, 0, 0).unwrap();
+        let (valid, first) = created(t0);
+        let mut edited = valid.content.clone();
+        edited.title = "新标题".into();
+        let t1 = t0 + chrono::Duration::hours(1);
+        let Revision::Updated { article, .. } = Article::revise(
+            Some(first),
+            PartnerId(1),
+            valid.id.clone(),
+            edited.clone(),
+            t1,
+            |_| unreachable!(),
+        ) else {
+            panic!("expected an update")
+        };
+        assert_eq!(article.updated, t1);
+        edited.title = "再次更正".into();
+        edited.update_time = Some(edited.publish_time);
+        let Revision::Updated { article: again, .. } = Article::revise(
+            Some(article),
+            PartnerId(1),
+            valid.id,
+            edited,
+            t1 + chrono::Duration::hours(1),
+            |_| unreachable!(),
+        ) else {
+            panic!("expected an update")
+        };
+        assert_eq!(again.updated, t1);
     }
 
     /// A version number at its limit (a row edited by hand: import refuses one) neither

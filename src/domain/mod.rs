@@ -28,7 +28,7 @@ pub use partner::{
     Token, TokenHash,
 };
 pub use request::RequestKey;
-pub use text::{HtmlPolicy, html_to_text, one_line, summarize, text_to_html};
+pub use text::{HtmlPolicy, Sanitized, html_to_text, one_line, summarize, text_to_html};
 pub use violation::{FieldViolation, Violations};
 
 /// A configured section of the site, with feeds of its own.

@@ -14,17 +14,19 @@ pub fn text_fault(text: &str) -> Option<String> {
         .map(|c| format!("holds U+{:04X}, a character feeds cannot carry", c as u32))
 }
 
-/// An HTML body: `None` when it is as publishing stores it, sanitised by `policy`. A body
-/// made from plain text holds U+00A0 where the sanitiser writes `&nbsp;`: the same
-/// character, so the two are compared with both written one way.
-pub fn html_fault(html: &str, policy: &HtmlPolicy) -> Option<String> {
+/// An HTML body: `None` when it is as publishing stores it, sanitised by `policy` with its
+/// relative URLs resolved against `base` (the article's canonical URL). A body made from
+/// plain text holds U+00A0 where the sanitiser writes `&nbsp;`: the same character, so the
+/// two are compared with both written one way.
+pub fn html_fault(html: &str, policy: &HtmlPolicy, base: Option<&url::Url>) -> Option<String> {
     let nbsp = |html: &str| html.replace("&nbsp;", "\u{a0}");
     // A hostile export is measured before the sanitiser parses it, as a publish is.
-    text_fault(html).or_else(|| match policy.sanitize(html) {
+    text_fault(html).or_else(|| match policy.sanitize_for(html, base) {
         Err(fault) => Some(fault),
-        Ok(sanitized) => (nbsp(&sanitized) != nbsp(html)).then(|| {
+        Ok(sanitized) => (nbsp(&sanitized.html) != nbsp(html)).then(|| {
             "is not HTML as the sanitiser leaves it (a script, an event handler, a link \
-             that is not http(s), or an iframe from a host not in [content] iframe_hosts)"
+             that is not http(s) or is relative, or an iframe from a host not in [content] \
+             iframe_hosts)"
                 .to_owned()
         }),
     })
@@ -72,7 +74,8 @@ mod tests {
             section: "politics".into(),
             title: "推进会\u{1}召开".into(),
             content_html: "<p onclick=\"x()\">第一段<script>y()</script></p>\n\
-                <p><a href=\"https://example.com/\">链接</a> <a href=\"javascript:z()\">坏</a></p>\
+                <p><a href=\"https://example.com/\">链接</a> <a href=\"javascript:z()\">坏</a> \
+                <a href=\"b\">相对</a></p>\
                 <iframe src=\"https://player.example.com/v/1\"></iframe>\u{fffe}"
                 .into(),
             authors: vec!["张三".into(), "李\u{7f}四".into()],
@@ -90,10 +93,20 @@ mod tests {
         .unwrap()
         .content;
         assert_eq!(text_fault(&stored.title), None);
-        assert_eq!(html_fault(&stored.content_html, &policy), None);
+        let base = url::Url::parse(stored.canonical_url.as_deref().unwrap()).unwrap();
+        assert_eq!(html_fault(&stored.content_html, &policy, Some(&base)), None);
+        assert!(
+            stored.content_html.contains("https://example.com/b"),
+            "{}",
+            stored.content_html
+        );
+        // Import checks a stored body against the base of its own row: a relative link
+        // left in a body is a fault where the sanitiser would have resolved or removed it.
+        assert!(html_fault("<a href=\"b\">b</a>", &policy, None).is_some());
+        assert!(html_fault("<a href=\"b\">b</a>", &policy, Some(&base)).is_some());
         // A body made from plain text, with a no-break space.
         let from_text = crate::domain::text_to_html("第一段\u{a0}。\n\n第二段 & <三>");
-        assert_eq!(html_fault(&from_text, &policy), None);
+        assert_eq!(html_fault(&from_text, &policy, None), None);
         assert_eq!(url_fault(stored.canonical_url.as_deref().unwrap()), None);
         assert_eq!(
             names_fault(&serde_json::to_string(&stored.authors).unwrap()),
@@ -118,10 +131,10 @@ mod tests {
             "<a href=\"javascript:alert(1)\">a</a>",
             "<iframe src=\"https://evil.example.com/\"></iframe>",
         ] {
-            let fault = html_fault(html, &policy).unwrap_or_default();
+            let fault = html_fault(html, &policy, None).unwrap_or_default();
             assert!(fault.contains("sanitiser"), "{html}: {fault:?}");
         }
-        assert!(html_fault("<p>a\u{fdd0}</p>", &policy).is_some());
+        assert!(html_fault("<p>a\u{fdd0}</p>", &policy, None).is_some());
         assert!(
             url_fault("javascript:alert(1)")
                 .unwrap_or_default()

@@ -1,5 +1,6 @@
 //! Text hygiene at ingest: characters XML cannot carry, HTML sanitising, plain-text extraction, summaries.
 
+use std::cell::RefCell;
 use unicode_segmentation::UnicodeSegmentation;
 
 /// True for characters that must never reach a feed: C0 controls other than tab, LF and CR,
@@ -13,10 +14,77 @@ pub(super) fn is_forbidden(c: char) -> bool {
         || (cp & 0xfffe) == 0xfffe
 }
 
+/// True for characters that show nothing by themselves: white space, the default-ignorable
+/// code points (zero-width spaces and joiners, bidi and other format controls, variation
+/// selectors, tags, the soft hyphen, Hangul fillers) and blanks that look like text to a
+/// program but like nothing to a reader (U+2800 BRAILLE PATTERN BLANK).
+pub(crate) fn is_invisible(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '\u{ad}'
+                | '\u{34f}'
+                | '\u{61c}'
+                | '\u{115f}'
+                | '\u{1160}'
+                | '\u{17b4}'
+                | '\u{17b5}'
+                | '\u{180b}'..='\u{180f}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2060}'..='\u{206f}'
+                | '\u{2800}'
+                | '\u{3164}'
+                | '\u{fe00}'..='\u{fe0f}'
+                | '\u{feff}'
+                | '\u{ffa0}'
+                | '\u{fff0}'..='\u{fff8}'
+                | '\u{1bca0}'..='\u{1bca3}'
+                | '\u{1d173}'..='\u{1d17a}'
+                | '\u{e0000}'..='\u{e0fff}'
+        )
+}
+
+/// True when `text` has nothing a reader can see: empty, or only [`is_invisible`]
+/// characters. A required title or a name must have more.
+pub(crate) fn is_blank(text: &str) -> bool {
+    text.chars().all(is_invisible)
+}
+
+/// True when sanitised HTML shows an image or an embed, which a body may consist of alone.
+pub(crate) fn shows_media(html: &str) -> bool {
+    ["<img ", "<iframe "].iter().any(|open| {
+        html.split(open).skip(1).any(|rest| {
+            let tag = rest.split('>').next().unwrap_or("");
+            tag.starts_with("src=\"") || tag.contains(" src=\"")
+        })
+    })
+}
+
+/// An author name or tag as it is stored and slugged: in Unicode NFC, so that "José"
+/// typed precomposed or with a combining accent is one name with one feed, and without the
+/// zero-width characters that carry nothing in a name (U+200B ZERO WIDTH SPACE, U+2060 WORD
+/// JOINER, U+FEFF), which would make two names that look the same. The joiners U+200C and
+/// U+200D are kept: they shape Persian, Indic and emoji names.
+///
+/// `name` is a single line as [`clean`] leaves it; white space is folded again where a
+/// removed character stood between spaces or at an end.
+pub(crate) fn normalize_name(name: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let normalized: String = name
+        .chars()
+        .filter(|c| !matches!(c, '\u{200b}' | '\u{2060}' | '\u{feff}'))
+        .nfc()
+        .collect();
+    fold_white_space(&normalized)
+}
+
 /// Text cleaned of forbidden characters, with how many were removed.
 pub(crate) struct Cleaned {
     pub text: String,
     pub removed: usize,
+    /// Bidirectional controls closed or removed to balance a single line.
+    pub bidi_balanced: usize,
 }
 
 /// Removes forbidden characters; `single_line` also folds every run of white space
@@ -28,6 +96,7 @@ pub(crate) fn clean(raw: &str, single_line: bool) -> Cleaned {
         return Cleaned {
             text: raw.trim().to_owned(),
             removed: 0,
+            bidi_balanced: 0,
         };
     }
     let mut text = String::with_capacity(raw.len());
@@ -53,17 +122,151 @@ pub(crate) fn clean(raw: &str, single_line: bool) -> Cleaned {
             text.push(c);
         }
     }
-    let text = if single_line {
-        text
+    let (text, bidi_balanced) = if single_line {
+        balance_bidi(text)
     } else {
-        text.trim().to_owned()
+        (text.trim().to_owned(), 0)
     };
-    Cleaned { text, removed }
+    Cleaned {
+        text,
+        removed,
+        bidi_balanced,
+    }
+}
+
+/// A single line (a title, a name, a tag) with its bidirectional controls balanced: every
+/// embedding or override (U+202A, U+202B, U+202D, U+202E) left open is closed with U+202C
+/// and every isolate (U+2066–U+2068) with U+2069 at the end of the line, and a closer with
+/// nothing to close is removed; with how many were added or removed. Balanced, a control
+/// still does what the partner meant within the field, but can no longer reverse or
+/// reorder what follows the field where it is shown (a list of names, the feed page, a
+/// reader's headline list).
+fn balance_bidi(text: String) -> (String, usize) {
+    const PDF: char = '\u{202c}';
+    const PDI: char = '\u{2069}';
+    let is_control = |c: char| matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !text.chars().any(is_control) {
+        return (text, 0);
+    }
+    let mut balanced = String::with_capacity(text.len() + 8);
+    let mut changed = 0;
+    // Open embeddings (false) and isolates (true), innermost last.
+    let mut open: Vec<bool> = Vec::new();
+    for c in text.chars() {
+        match c {
+            '\u{202a}' | '\u{202b}' | '\u{202d}' | '\u{202e}' => open.push(false),
+            '\u{2066}'..='\u{2068}' => open.push(true),
+            // A PDF closes the innermost embedding, never across an isolate.
+            PDF if open.last() == Some(&false) => {
+                open.pop();
+            }
+            PDF => {
+                changed += 1;
+                continue;
+            }
+            // A PDI closes the innermost isolate and the embeddings opened inside it, which
+            // are closed explicitly first.
+            PDI if open.contains(&true) => {
+                while let Some(false) = open.pop() {
+                    balanced.push(PDF);
+                    changed += 1;
+                }
+            }
+            PDI => {
+                changed += 1;
+                continue;
+            }
+            _ => {}
+        }
+        balanced.push(c);
+    }
+    while let Some(isolate) = open.pop() {
+        balanced.push(if isolate { PDI } else { PDF });
+        changed += 1;
+    }
+    (balanced, changed)
 }
 
 /// The HTML allowlist for article bodies: what news needs, nothing that runs.
 pub struct HtmlPolicy {
     builder: ammonia::Builder<'static>,
+}
+
+/// A body as the sanitiser leaves it, and how many relative URLs it removed for want of a
+/// base to resolve them against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sanitized {
+    pub html: String,
+    pub relative_urls_removed: usize,
+}
+
+/// Where the relative URLs of the body being sanitised on this thread point, and how many
+/// were removed. The allowlist is built once and shared (building it per body would cost
+/// a fraction of sanitising a short one), and ammonia takes its rule for relative URLs
+/// when it is built: the rule reads the base here, set by [`HtmlPolicy::sanitize_for`]
+/// for the length of its (synchronous) call.
+#[derive(Default)]
+struct RelativeUrls {
+    base: Option<url::Url>,
+    removed: usize,
+}
+
+thread_local! {
+    static RELATIVE_URLS: RefCell<RelativeUrls> = RefCell::default();
+}
+
+/// A relative URL (`img/a.png`, `/2023/06/07/`, `//cdn.example.com/a.png`) resolved against
+/// the base of the body being sanitised; `None`, counted as removed, when there is no base
+/// or the result is not http(s). Feed readers would resolve it against the feed's own
+/// host, where it points nowhere.
+fn resolve_relative(url: &str) -> Option<String> {
+    RELATIVE_URLS.with(|relative| {
+        let mut relative = relative.borrow_mut();
+        let resolved = relative
+            .base
+            .as_ref()
+            .and_then(|base| base.join(url.trim()).ok())
+            .filter(|url| matches!(url.scheme(), "http" | "https"))
+            .map(String::from);
+        if resolved.is_none() {
+            relative.removed += 1;
+        }
+        resolved
+    })
+}
+
+/// ammonia's rule for relative URLs: [`resolve_relative`].
+struct ResolveRelative;
+
+impl<'a> ammonia::UrlRelativeEvaluate<'a> for ResolveRelative {
+    fn evaluate<'url>(&self, url: &'url str) -> Option<std::borrow::Cow<'url, str>> {
+        resolve_relative(url).map(std::borrow::Cow::Owned)
+    }
+}
+
+/// Sets the base of the relative URLs of the body sanitised on this thread until dropped.
+struct BaseSet;
+
+impl BaseSet {
+    fn new(base: Option<&url::Url>) -> Self {
+        RELATIVE_URLS.with(|relative| {
+            *relative.borrow_mut() = RelativeUrls {
+                base: base.cloned(),
+                removed: 0,
+            };
+        });
+        Self
+    }
+
+    fn removed(&self) -> usize {
+        RELATIVE_URLS.with(|relative| relative.borrow().removed)
+    }
+}
+
+impl Drop for BaseSet {
+    fn drop(&mut self) {
+        RELATIVE_URLS.with(|relative| *relative.borrow_mut() = RelativeUrls::default());
+    }
 }
 
 /// Sandbox of embedded iframes: their scripts run, but in their own origin, and they
@@ -113,6 +316,7 @@ impl HtmlPolicy {
             .add_tag_attributes("th", ["colspan", "rowspan", "scope"])
             .add_tag_attributes("td", ["colspan", "rowspan"])
             .url_schemes(["http", "https", "mailto"].into())
+            .url_relative(ammonia::UrlRelative::Custom(Box::new(ResolveRelative)))
             .link_rel(Some("noopener noreferrer"))
             .strip_comments(true);
         let hosts: Vec<String> = iframe_hosts
@@ -146,16 +350,34 @@ impl HtmlPolicy {
         Self { builder }
     }
 
+    /// Sanitises partner HTML with no base for its relative URLs, which are removed: see
+    /// [`HtmlPolicy::sanitize_for`].
+    pub fn sanitize(&self, html: &str) -> Result<String, String> {
+        self.sanitize_for(html, None)
+            .map(|sanitized| sanitized.html)
+    }
+
     /// Sanitises partner HTML: no script, style, event handlers, `javascript:` or `data:`
-    /// URLs, svg or math; links get `rel="noopener noreferrer"`. Idempotent: the result
-    /// is cleaned again until it no longer changes, since one pass over misnested input
-    /// (a `<p>` left inside a `<p>`) can produce HTML that parses differently.
+    /// URLs, svg or math; links get `rel="noopener noreferrer"`; relative URLs (in `href`,
+    /// `src` and `srcset`) are resolved against `base` (the article's canonical URL), or
+    /// removed when there is none. Idempotent: the result is cleaned again until it no
+    /// longer changes, since one pass over misnested input (a `<p>` left inside a `<p>`)
+    /// can produce HTML that parses differently.
     ///
     /// The input of every pass is measured first ([`super::nesting::measure`]): a pass's
     /// output can misnest again (a `<p>` inside a `<p>`, a marker such as `<object>`
     /// removed around formatting elements), and parsing it can cost what hostile input
     /// does. The measure's refusal is the error.
-    pub fn sanitize(&self, html: &str) -> Result<String, String> {
+    pub fn sanitize_for(&self, html: &str, base: Option<&url::Url>) -> Result<Sanitized, String> {
+        let base = BaseSet::new(base);
+        let html = self.sanitize_passes(html)?;
+        Ok(Sanitized {
+            html,
+            relative_urls_removed: base.removed(),
+        })
+    }
+
+    fn sanitize_passes(&self, html: &str) -> Result<String, String> {
         let measured = |html: &str| super::nesting::measure(html).fault().map_or(Ok(()), Err);
         measured(html)?;
         let mut current = self.clean_once(html);
@@ -180,7 +402,8 @@ impl HtmlPolicy {
     }
 }
 
-/// Keeps the `srcset` candidates whose URL is http(s) or relative; `None` when none is left.
+/// Keeps the `srcset` candidates whose URL is http(s), or relative and resolved against the
+/// body's base (see [`resolve_relative`]); `None` when none is left.
 /// Candidates are split as HTML does: a URL runs to white space (so it may contain
 /// commas, as `data:` URLs do), then descriptors run to the next comma.
 fn filter_srcset(value: &str) -> Option<String> {
@@ -202,9 +425,14 @@ fn filter_srcset(value: &str) -> Option<String> {
             rest = &after[end..];
             (url, after[..end].trim())
         };
-        if is_web_url(url) {
+        let url = match web_url(url) {
+            Some(WebUrl::Absolute) => Some(url.to_owned()),
+            Some(WebUrl::Relative) => resolve_relative(url),
+            None => None,
+        };
+        if let Some(url) = url {
             kept.push(if descriptors.is_empty() {
-                url.to_owned()
+                url
             } else {
                 format!("{url} {descriptors}")
             });
@@ -213,13 +441,24 @@ fn filter_srcset(value: &str) -> Option<String> {
     (!kept.is_empty()).then(|| kept.join(", "))
 }
 
-/// An http(s) URL, or a relative one (no scheme before the path starts).
-fn is_web_url(url: &str) -> bool {
+/// What kind of URL a `srcset` candidate has.
+enum WebUrl {
+    /// http(s).
+    Absolute,
+    /// No scheme before the path starts.
+    Relative,
+}
+
+/// An http(s) URL or a relative one; `None` for any other scheme.
+fn web_url(url: &str) -> Option<WebUrl> {
     let lower = url.to_ascii_lowercase();
     match (lower.find(':'), lower.find(['/', '?', '#'])) {
-        (None, _) => !url.is_empty(),
-        (Some(colon), Some(path)) if path < colon => true,
-        _ => lower.starts_with("http://") || lower.starts_with("https://"),
+        (None, _) if !url.is_empty() => Some(WebUrl::Relative),
+        (Some(colon), Some(path)) if path < colon => Some(WebUrl::Relative),
+        _ if lower.starts_with("http://") || lower.starts_with("https://") => {
+            Some(WebUrl::Absolute)
+        }
+        _ => None,
     }
 }
 
@@ -280,6 +519,10 @@ const BLOCK_TAGS: &[&str] = &[
     "h6",
     "blockquote",
     "tr",
+    // Cells and captions too: a summary must not run "Name" and "Role" together.
+    "td",
+    "th",
+    "caption",
     "figcaption",
     "table",
     "hr",
@@ -455,13 +698,71 @@ mod tests {
         let html = r#"<img src="https://x.cn/a.png" srcset="https://x.cn/a.png 1x, javascript:alert(1) 2x, data:image/svg+xml,%3Csvg%3E 3x, /b.png 4x">"#;
         let clean = HtmlPolicy::default().sanitize(html).unwrap();
         assert!(
-            clean.contains(r#"srcset="https://x.cn/a.png 1x, /b.png 4x""#),
+            clean.contains(r#"srcset="https://x.cn/a.png 1x""#),
             "{clean}"
         );
         let only_bad = HtmlPolicy::default()
             .sanitize(r#"<img src="https://x.cn/a.png" srcset="javascript:x 1x">"#)
             .unwrap();
         assert!(!only_bad.contains("srcset"), "{only_bad}");
+    }
+
+    #[test]
+    fn relative_urls_resolve_against_the_base_or_are_removed_without_one() {
+        let policy = HtmlPolicy::default();
+        let html = r##"<p><a href="../2023-06-06/b">前文</a><a href="https://x.cn/c">外链</a><a href="mailto:a@x.cn">信</a><img src="img/a.png" srcset="img/a.png 1x, //cdn.x.cn/b.png 2x, https://x.cn/c.png 3x"><a href="#p2">下文</a></p>"##;
+        let base = url::Url::parse("https://example.com/2023-06-07/daji").unwrap();
+        let resolved = policy.sanitize_for(html, Some(&base)).unwrap();
+        assert_eq!(resolved.relative_urls_removed, 0);
+        for kept in [
+            r#"href="https://example.com/2023-06-06/b""#,
+            r#"href="https://x.cn/c""#,
+            r#"href="mailto:a@x.cn""#,
+            r#"src="https://example.com/2023-06-07/img/a.png""#,
+            r#"srcset="https://example.com/2023-06-07/img/a.png 1x, https://cdn.x.cn/b.png 2x, https://x.cn/c.png 3x""#,
+            r##"href="https://example.com/2023-06-07/daji#p2""##,
+        ] {
+            assert!(resolved.html.contains(kept), "{kept} in {}", resolved.html);
+        }
+        let again = policy.sanitize_for(&resolved.html, Some(&base)).unwrap();
+        assert_eq!(again.html, resolved.html);
+        assert_eq!(policy.sanitize(&resolved.html).unwrap(), resolved.html);
+
+        let removed = policy.sanitize_for(html, None).unwrap();
+        assert_eq!(removed.relative_urls_removed, 5, "{}", removed.html);
+        assert!(!removed.html.contains("img/a.png") && !removed.html.contains("#p2"));
+        assert!(removed.html.contains(r#"srcset="https://x.cn/c.png 3x""#));
+        assert!(removed.html.contains("前文") && removed.html.contains("href=\"https://x.cn/c\""));
+    }
+
+    #[test]
+    fn bidi_controls_are_balanced_within_a_single_line() {
+        let line = |raw: &str| {
+            let cleaned = clean(raw, true);
+            (cleaned.text, cleaned.bidi_balanced)
+        };
+        // An override left open is closed at the end of the field.
+        assert_eq!(
+            line("张三\u{202e}abc"),
+            ("张三\u{202e}abc\u{202c}".into(), 1)
+        );
+        assert_eq!(line("\u{2067}عربي"), ("\u{2067}عربي\u{2069}".into(), 1));
+        // Closers with nothing to close go; balanced text is left alone.
+        assert_eq!(line("a\u{202c}b\u{2069}c"), ("abc".into(), 2));
+        let fine = "a\u{2067}ب\u{202b}ج\u{202c}\u{2069}d";
+        assert_eq!(line(fine), (fine.into(), 0));
+        // An isolate's closer also closes the embeddings opened inside it; an embedding's
+        // closer never reaches across an isolate.
+        assert_eq!(
+            line("\u{2066}a\u{202e}b\u{2069}c"),
+            ("\u{2066}a\u{202e}b\u{202c}\u{2069}c".into(), 1)
+        );
+        assert_eq!(
+            line("\u{202b}a\u{2066}b\u{202c}c"),
+            ("\u{202b}a\u{2066}bc\u{2069}\u{202c}".into(), 3)
+        );
+        // Multi-line text (bodies) is not a single field shown in a list: left as it is.
+        assert_eq!(clean("a\u{202e}b", false).text, "a\u{202e}b");
     }
 
     #[test]
@@ -651,6 +952,15 @@ mod tests {
             html_to_text("<p>甲&amp;乙</p><p>丙<br>丁</p>"),
             "甲&乙\n\n丙\n\n丁"
         );
+    }
+
+    #[test]
+    fn table_cells_and_captions_are_kept_apart_in_text_and_summaries() {
+        let html = "<table><caption>名单</caption><tr><th>Name</th><th>Role</th></tr>\
+                    <tr><td>Alice</td><td>Editor</td></tr></table>";
+        let text = html_to_text(html);
+        assert_eq!(text, "名单\n\nName\n\nRole\n\nAlice\n\nEditor");
+        assert_eq!(summarize(&text, 160), "名单 Name Role Alice Editor");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::{FeedFile, Inner, Links, PublicationError};
 use crate::domain::{FeedScope, SectionSlug};
 use crate::render::{ArchiveLinks, Format, FormatUrls};
 use crate::storage::{FeedContent, StoreError};
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{SubsecRound, Utc};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -154,7 +154,11 @@ impl Inner {
         if page > content.pages {
             return Ok(None);
         }
-        let updated = content.last_change.unwrap_or(DateTime::UNIX_EPOCH);
+        // The page's own date and its Last-Modified are one value, to the second.
+        let updated = content
+            .last_change
+            .unwrap_or_else(super::never_changed)
+            .trunc_subsecs(0);
         let mut meta = self.meta(&scope, updated, Vec::new());
         let urls = self.document_urls(&scope, Some(page));
         // The page number only: a total would change every full page when a new one starts.
@@ -181,7 +185,7 @@ impl Inner {
         let file = Arc::new(FeedFile::new(
             bytes,
             format.content_type(),
-            updated.trunc_subsecs(0),
+            updated,
             max_age,
             &links,
         ));

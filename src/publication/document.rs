@@ -64,8 +64,12 @@ pub struct FeedFile {
     pub etag: String,
     /// `bytes` compressed with gzip and brotli; `None` until they are made.
     pub codings: Option<Codings>,
-    /// When the feed's content last changed, to the second.
+    /// When the feed's content last changed, to the second: also the date the document
+    /// itself carries (Atom `updated`, RSS `lastBuildDate`).
     pub last_modified: DateTime<Utc>,
+    /// The stored change the document was rendered from, to the nanosecond, when known:
+    /// tells a later change within the same second from none.
+    pub changed: Option<DateTime<Utc>>,
     /// Media type with charset.
     pub content_type: &'static str,
     /// How long clients and caches may reuse it, in seconds.
@@ -182,6 +186,7 @@ impl FeedFile {
             disk: DiskFile::default(),
             codings: None,
             last_modified,
+            changed: None,
             content_type,
             max_age,
         }

@@ -40,6 +40,20 @@ const CALM: Duration = Duration::from_millis(100);
 /// How many headlines of each feed the index page shows.
 const HEADLINES: usize = 5;
 
+/// The date (`updated`, `lastBuildDate`, Last-Modified) of a feed in whose scope nothing was
+/// ever stored, such as a section nobody has published to yet: a fixed instant, so that
+/// every replica and every restart gives such a feed the same bytes, and not 1 January 1970,
+/// which readers show as a broken date. Any stored change (a publish, an article moving out
+/// of the scope) dates the feed from then on.
+const NEVER_CHANGED: &str = "2026-11-30T00:00:00Z";
+
+/// [`NEVER_CHANGED`] as a time.
+fn never_changed() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(NEVER_CHANGED)
+        .map(|t| t.to_utc())
+        .unwrap_or(DateTime::UNIX_EPOCH)
+}
+
 /// One of a feed's latest entries, for pages that list headlines.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Headline {

@@ -53,6 +53,9 @@ struct Prepared {
     headlines: Arc<[Headline]>,
     max_age: u32,
     now: DateTime<Utc>,
+    /// The latest stored change of what the scope shows, to the nanosecond; `None` when
+    /// nothing was ever stored in it.
+    changed: Option<DateTime<Utc>>,
     /// How long reading it took.
     read: std::time::Duration,
 }
@@ -693,7 +696,7 @@ impl Inner {
             .store
             .feed_content(scope, now, feeds.max_items, feeds.tombstone_window)
             .await?;
-        let updated = content.last_change.unwrap_or(DateTime::UNIX_EPOCH);
+        let changed = content.last_change;
         if matches!(scope, FeedScope::Author(_) | FeedScope::Tag(_)) {
             let mut shown = self.named.lock().expect("named scopes lock");
             if content.articles.is_empty() {
@@ -713,7 +716,12 @@ impl Inner {
                 published: a.content.publish_time.with_timezone(&offset),
             })
             .collect();
-        let mut meta = self.meta(scope, updated, std::mem::take(&mut content.tombstones));
+        // Dated per document when it is rendered (see `render_scope`).
+        let mut meta = self.meta(
+            scope,
+            super::never_changed(),
+            std::mem::take(&mut content.tombstones),
+        );
         meta.archive = self.current_archive_links(scope, &content);
         self.forget_archives(scope);
         Ok(Some(Prepared {
@@ -723,25 +731,35 @@ impl Inner {
             headlines,
             max_age: feeds.max_age_of(section.as_ref()),
             now,
+            changed,
             read: reading.elapsed(),
         }))
     }
 
     /// Renders a scope's documents and sorts them: unchanged, redated (same bytes, later
     /// date), or changed (to be compressed and written).
+    ///
+    /// A document's own date (Atom `updated`, RSS `lastBuildDate`) is its Last-Modified:
+    /// one value, decided here, to the second. It is the latest stored change of what the
+    /// scope shows (the same on every replica and after a restart), never earlier than the
+    /// date of the document it replaces; and when the bytes change without a newer stored
+    /// change (a new configuration, a new version of the renderers), the time of the
+    /// regeneration, so that new bytes never carry the date of those they replace, and a
+    /// client revalidating by date alone is never told its old copy is current.
     fn render_scope(&self, prepared: Prepared, started: Instant) -> Rendered {
         let Prepared {
             scope,
             articles,
-            meta,
+            mut meta,
             headlines,
             max_age,
             now,
+            changed,
             read,
         } = prepared;
         let segment = scope.path_segment();
         let dir = self.settings.server.feeds_dir.join(segment);
-        let derived = meta.updated.trunc_subsecs(0);
+        let stored = changed.map(|t| t.trunc_subsecs(0));
         let current = self.snapshot.load();
         let mut redated = Vec::new();
         let mut pending = Vec::new();
@@ -751,47 +769,58 @@ impl Inner {
                 self_url: meta.url(format).to_owned(),
                 hub_url: Some(meta.hub_url.clone()),
             };
-            let bytes = format.render(&meta, &articles);
-            let etag = etag_of(&bytes);
             let previous = current.get(&key);
-            if let Some(previous) = previous.filter(|p| p.etag == etag) {
-                // Same bytes: nothing to write, but a later change time (say, of an article
-                // that went straight out of view) still moves Last-Modified on.
-                if previous.last_modified < derived || previous.max_age != max_age {
-                    let last_modified = previous.last_modified.max(derived);
-                    let file = previous.redated(last_modified, max_age, &links);
-                    redated.push((key, Arc::new(file)));
-                }
-                continue;
-            }
             // After a restart the files on disk are the previous version.
             let on_disk = match previous {
                 Some(_) => None,
                 None => read_stamped(&dir.join(format.file_name())),
             };
-            let unchanged_on_disk = on_disk.as_ref().filter(|(old, _)| *old == bytes);
-            // Last-Modified comes from the stored change times, so a restart or another
-            // replica gives the same value. Only when the bytes changed without a newer
-            // stored change (a new configuration, an article moved out of the scope while
-            // a newer one stays) is "now" used instead, so that new bytes never carry the
-            // date of the ones they replace or an older one. Two changes within one
-            // second share a Last-Modified; their ETags still differ.
-            let replaced = previous.is_some() || (on_disk.is_some() && unchanged_on_disk.is_none());
-            let stale_date = previous.is_none_or(|p| p.last_modified >= derived);
-            let last_modified = if replaced && stale_date {
-                derived.max(now.trunc_subsecs(0))
-            } else {
-                derived
+            let previous_date = match previous {
+                Some(previous) => Some(previous.last_modified),
+                None => on_disk
+                    .as_ref()
+                    .and_then(|(old, _)| document_date(format, old)),
             };
+            let mut date = stored
+                .max(previous_date)
+                .unwrap_or_else(super::never_changed);
+            meta.updated = date;
+            let mut bytes = format.render(&meta, &articles);
+            let mut etag = etag_of(&bytes);
+            if let Some(previous) = previous.filter(|p| p.etag == etag) {
+                // Same bytes: nothing to write. A JSON Feed carries no date of its own, so
+                // its Last-Modified may still move on to a later stored change (say, of an
+                // article that went straight out of view), as every replica's does.
+                if previous.last_modified < date || previous.max_age != max_age {
+                    let mut file = previous.redated(date, max_age, &links);
+                    file.changed = changed;
+                    redated.push((key, Arc::new(file)));
+                }
+                continue;
+            }
+            let unchanged_on_disk = on_disk.as_ref().filter(|(old, _)| *old == bytes);
+            let replaced = previous.is_some() || (on_disk.is_some() && unchanged_on_disk.is_none());
+            // New bytes are explained by a newer stored change when it falls in a later
+            // second than the date they replace, or, served since this start, in the same
+            // second but later than the change that document showed (two changes within one
+            // second share a date; their ETags still differ).
+            let newer_change = match previous {
+                Some(previous) => {
+                    stored > Some(previous.last_modified)
+                        || (stored == Some(previous.last_modified) && changed > previous.changed)
+                }
+                None => previous_date.is_some_and(|old| stored > Some(old)),
+            };
+            if replaced && !newer_change {
+                date = date.max(now.trunc_subsecs(0));
+                meta.updated = date;
+                bytes = format.render(&meta, &articles);
+                etag = etag_of(&bytes);
+            }
             let unchanged_on_disk = unchanged_on_disk.map(|(_, stamp)| *stamp);
-            let file = FeedFile::tagged(
-                bytes,
-                etag,
-                format.content_type(),
-                last_modified,
-                max_age,
-                &links,
-            );
+            let mut file =
+                FeedFile::tagged(bytes, etag, format.content_type(), date, max_age, &links);
+            file.changed = changed;
             pending.push(Pending {
                 key,
                 file_name: format.file_name(),
@@ -812,6 +841,25 @@ impl Inner {
             read,
         }
     }
+}
+
+/// The date a document of `format` carries (RSS `lastBuildDate`, Atom `updated`), read
+/// back from its bytes as feedpub writes them: the date of the file found on disk after a
+/// restart. `None` for a JSON Feed, which has no date of its own, or an unreadable one.
+fn document_date(format: Format, bytes: &[u8]) -> Option<DateTime<Utc>> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let within = |open: &str, close: &str| {
+        let start = text.find(open)? + open.len();
+        let end = start + text[start..].find(close)?;
+        Some(&text[start..end])
+    };
+    let date = match format {
+        Format::Rss => DateTime::parse_from_rfc2822(within("<lastBuildDate>", "</lastBuildDate>")?),
+        // The feed's own `updated` comes before the first entry's.
+        Format::Atom => DateTime::parse_from_rfc3339(within("<updated>", "</updated>")?),
+        Format::JsonFeed => return None,
+    };
+    date.ok().map(|t| t.to_utc().trunc_subsecs(0))
 }
 
 /// The bytes of the file at `path` and its stamp as they were read, if it can be read.

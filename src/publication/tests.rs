@@ -12,12 +12,24 @@ use crate::domain::{
 };
 use crate::health::Health;
 use crate::storage::{ArticleWrite, NewPartner, Store};
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use std::path::Path;
 use std::sync::Arc;
 
 async fn started(dir: &Path) -> (Arc<dyn Store>, Publication) {
     let (store, publication, _scheduler) = started_with_scheduler(dir).await;
+    (store, publication)
+}
+
+/// A store and its publication on the sample settings as `change` leaves them.
+async fn started_with(dir: &Path, change: impl Fn(&mut Settings)) -> (Arc<dyn Store>, Publication) {
+    let mut settings = Settings::isolated_sample(dir).unwrap();
+    change(&mut settings);
+    let store = crate::storage::open(&settings.server).await.unwrap();
+    let (publication, _scheduler) =
+        Publication::start(store.clone(), Arc::new(settings), Health::new())
+            .await
+            .unwrap();
     (store, publication)
 }
 
@@ -39,23 +51,20 @@ async fn publish(store: &Arc<dyn Store>, id: &str, title: &str) {
 
 /// Stores an article titled `title` in `section`.
 async fn publish_in(store: &Arc<dyn Store>, id: &str, title: &str, section: &str) {
-    store_draft(store, draft(id, title, section)).await;
+    publish_draft(
+        store,
+        ArticleDraft {
+            id: id.into(),
+            section: section.into(),
+            title: title.into(),
+            ..Default::default()
+        },
+    )
+    .await;
 }
 
-/// An article titled `title` in `section`, published now.
-fn draft(id: &str, title: &str, section: &str) -> ArticleDraft {
-    ArticleDraft {
-        id: id.into(),
-        section: section.into(),
-        title: title.into(),
-        content_text: "右玉县农旅融合助力乡村振兴。".repeat(200),
-        publish_time: Some(Utc::now()),
-        ..Default::default()
-    }
-}
-
-/// Stores `draft` as partner `newsroom`'s.
-async fn store_draft(store: &Arc<dyn Store>, draft: ArticleDraft) {
+/// Stores `draft` as the newsroom's, with a body and a publish time of now.
+async fn publish_draft(store: &Arc<dyn Store>, draft: ArticleDraft) {
     let id = draft.id.clone();
     let name = PartnerName::parse("newsroom").unwrap();
     let partner = match store.partner_by_name(&name).await.unwrap() {
@@ -76,7 +85,13 @@ async fn store_draft(store: &Arc<dyn Store>, draft: ArticleDraft) {
             .await
             .unwrap(),
     };
-    let valid = draft.validate("", &HtmlPolicy::default()).unwrap();
+    let valid = ArticleDraft {
+        content_text: "右玉县农旅融合助力乡村振兴。".repeat(200),
+        publish_time: Some(Utc::now()),
+        ..draft
+    }
+    .validate("", &HtmlPolicy::default())
+    .unwrap();
     let write = ArticleWrite {
         id: valid.id,
         content: valid.content,
@@ -418,6 +433,121 @@ async fn an_article_moved_out_of_a_feed_moves_its_last_modified_on() {
     );
 }
 
+/// The feed-level date of a served document (Atom `updated`, RSS `lastBuildDate`).
+fn document_date(publication: &Publication, key: &str) -> chrono::DateTime<Utc> {
+    let served = publication.get(key).unwrap();
+    let feed = feed_rs::parser::parse(&served.bytes()[..]).unwrap();
+    feed.updated.unwrap_or_else(|| panic!("{key} has no date"))
+}
+
+/// A feed whose last article left it (a byline changed) is dated by that change, and one
+/// nothing was ever published in by a fixed date: never 1 January 1970.
+#[tokio::test]
+async fn a_feed_without_articles_is_dated_by_what_emptied_it_never_by_1970() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, publication) = started(dir.path()).await;
+    let inner = publication.inner.clone();
+    for key in ["notices/atom.xml", "notices/rss.xml"] {
+        assert_eq!(
+            document_date(&publication, key),
+            super::never_changed(),
+            "{key}"
+        );
+    }
+    let byline = |author: &str| ArticleDraft {
+        id: "a".into(),
+        section: "politics".into(),
+        title: "署名更正".into(),
+        authors: vec![author.into()],
+        ..Default::default()
+    };
+    let first = FeedScope::author("刘磊");
+    publish_draft(&store, byline("刘磊")).await;
+    assert!(
+        inner
+            .regenerate_batch([first.clone()], Swap::Early)
+            .await
+            .is_empty()
+    );
+    let moved = Utc::now().trunc_subsecs(0);
+    publish_draft(&store, byline("张智宙")).await;
+    assert!(
+        inner
+            .regenerate_batch([first.clone()], Swap::Early)
+            .await
+            .is_empty()
+    );
+    for format in crate::render::Format::ALL.into_iter().take(2) {
+        let key = format!("{}/{}", first.path_segment(), format.file_name());
+        let served = publication.get(&key).unwrap();
+        assert!(!String::from_utf8_lossy(served.bytes()).contains("署名更正"));
+        let date = document_date(&publication, &key);
+        assert!(date >= moved, "{key}: {date}");
+    }
+}
+
+/// Every RSS and Atom document of `scope` carries its Last-Modified as its own date;
+/// returns that date.
+fn dated_as_served(publication: &Publication, scope: &FeedScope) -> chrono::DateTime<Utc> {
+    let mut dates = Vec::new();
+    for format in crate::render::Format::ALL.into_iter().take(2) {
+        let key = format!("{}/{}", scope.path_segment(), format.file_name());
+        let served = publication.get(&key).unwrap();
+        let date = document_date(publication, &key);
+        assert_eq!(date, served.last_modified, "{key}");
+        dates.push(date);
+    }
+    assert_eq!(dates[0], dates[1], "{scope:?}");
+    dates[0]
+}
+
+/// A feed's date and its Last-Modified are one value: after a publish, after an article
+/// moved out of the feed, and when the bytes change with no newer stored change (a new
+/// configuration at a restart); a changed document is dated later than the one it
+/// replaces, and a restart with nothing changed leaves the date and bytes as they were.
+#[tokio::test]
+async fn a_feed_carries_its_last_modified_as_its_date_and_moves_it_with_its_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, publication) = started(dir.path()).await;
+    let inner = publication.inner.clone();
+    publish(&store, "a", "移走的一篇").await;
+    publish(&store, "b", "留下的一篇").await;
+    assert!(
+        inner
+            .regenerate_batch([politics()], Swap::Early)
+            .await
+            .is_empty()
+    );
+    let published = dated_as_served(&publication, &politics());
+    // Dates have whole seconds: the move comes in a later one.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    publish_in(&store, "a", "移走的一篇", "rural").await;
+    assert!(
+        inner
+            .regenerate_batch([politics()], Swap::Early)
+            .await
+            .is_empty()
+    );
+    let moved = dated_as_served(&publication, &politics());
+    assert!(moved > published, "{published} then {moved}");
+    inner.finish_unfinished(usize::MAX, true).await;
+    drop((store, publication, inner));
+
+    // A new site title changes every document with no stored change to date it.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let renamed = |settings: &mut Settings| settings.site.title = "朔州日报（新版）".into();
+    let (store, publication) = started_with(dir.path(), renamed).await;
+    let retitled = dated_as_served(&publication, &politics());
+    assert!(retitled > moved, "{moved} then {retitled}");
+    let bytes = publication.get("politics/atom.xml").unwrap().etag.clone();
+    drop((store, publication));
+
+    // Started again as it is: the same bytes and date, read back from the files.
+    let (_store, publication) = started_with(dir.path(), renamed).await;
+    assert_eq!(dated_as_served(&publication, &politics()), retitled);
+    assert_eq!(publication.get("politics/atom.xml").unwrap().etag, bytes);
+}
+
 /// An archive path whose folder no served feed has is not found without a read of the
 /// store (which would otherwise list every author and tag name to look for it); the
 /// archive of a served author feed is found.
@@ -426,10 +556,13 @@ async fn archive_paths_of_folders_no_feed_has_are_not_found_without_the_store() 
     let dir = tempfile::tempdir().unwrap();
     let (store, publication) = started(dir.path()).await;
     let author = ArticleDraft {
+        id: "a".into(),
+        section: "politics".into(),
+        title: "署名的一篇".into(),
         authors: vec!["陈淑兰".into()],
-        ..draft("a", "署名的一篇", "politics")
+        ..Default::default()
     };
-    store_draft(&store, author).await;
+    publish_draft(&store, author).await;
     let scope = FeedScope::author("陈淑兰");
     assert!(
         publication

@@ -617,6 +617,64 @@ async fn check_archive_page_dates(store: &dyn Store) {
 }
 
 contract!(
+    a_feed_an_article_left_counts_the_move_as_its_last_change,
+    check_last_change_of_a_move
+);
+/// An article moving out of a feed (another section, a byline or tag taken off) changes
+/// what the feed shows, though no row of the feed's scope records it: the feed's last
+/// change is the move, also when the feed is left empty.
+async fn check_last_change_of_a_move(store: &dyn Store) {
+    let partner = add_partner(store, "newsroom").await;
+    for (id, minute) in [("m-0", 1000), ("m-1", 1001)] {
+        store
+            .publish(
+                partner.id,
+                write(id, 0, |_| {}),
+                at(minute),
+                &actor(&partner),
+            )
+            .await
+            .unwrap();
+    }
+    store
+        .publish(
+            partner.id,
+            write("m-0", 0, |d| d.authors = vec!["张智宙".into()]),
+            at(1100),
+            &actor(&partner),
+        )
+        .await
+        .unwrap();
+    store
+        .publish(
+            partner.id,
+            write("m-1", 0, |d| {
+                d.section = "culture".into();
+                d.authors = vec!["张智宙".into()];
+            }),
+            at(1200),
+            &actor(&partner),
+        )
+        .await
+        .unwrap();
+    for (scope, shown) in [
+        (FeedScope::Section(SectionSlug::parse("rural").unwrap()), 1),
+        (FeedScope::author(AUTHOR), 0),
+        (
+            FeedScope::Section(SectionSlug::parse("culture").unwrap()),
+            1,
+        ),
+    ] {
+        let content = store
+            .feed_content(&scope, at(2000), 50, TimeDelta::hours(1))
+            .await
+            .unwrap();
+        assert_eq!(content.articles.len(), shown, "{scope:?}");
+        assert_eq!(content.last_change, Some(at(1200)), "{scope:?}");
+    }
+}
+
+contract!(
     archive_pages_an_article_moved_across_are_dated_by_the_move,
     check_archive_shifts
 );

@@ -124,7 +124,8 @@ pub struct FeedContent {
     /// Articles of the scope retracted within the tombstone window that were in the feed
     /// when retracted; newest retraction first, then by GUID.
     pub tombstones: Vec<Tombstone>,
-    /// Latest instant at which anything in the scope changed; `None` for an empty history.
+    /// Latest instant at which anything in the scope changed, an article moving out of it
+    /// included; `None` for an empty history.
     pub last_change: Option<DateTime<Utc>>,
     /// How many articles the scope's archive holds: its whole history, in any state.
     pub archived: usize,

@@ -975,10 +975,13 @@ pub(super) fn feed_summary_sql(
     // Kept by triggers in the transaction of every write: no count of the scope's whole
     // history.
     format!(
-        "SELECT summary.last_change, summary.archived, tombstone.guid, tombstone.retract_time
+        "SELECT summary.last_change, summary.archived, summary.shifted, tombstone.guid,
+                tombstone.retract_time
          FROM (SELECT {last_change} AS last_change,
                       (SELECT articles FROM feed_sizes WHERE kind = '{kind}' AND name = ?3)
-                          AS archived) AS summary
+                          AS archived,
+                      (SELECT shift_time FROM feed_sizes WHERE kind = '{kind}' AND name = ?3)
+                          AS shifted) AS summary
          LEFT JOIN ({tombstones}) AS tombstone ON {on}
          ORDER BY tombstone.retract_time DESC, tombstone.guid"
     )
@@ -1107,6 +1110,10 @@ pub(super) fn feed_content_of(
         ));
     };
     let last_change: Option<i64> = first.value("last_change")?;
+    // An article that left the scope (a section move, a byline or tag taken off) changed
+    // what the feed shows, though no row of the scope says so any more.
+    let shifted: Option<i64> = first.value("shifted")?;
+    let last_change = last_change.max(shifted);
     let archived: Option<i64> = first.value("archived")?;
     let mut tombstones = Vec::with_capacity(summary.len());
     for row in summary {

@@ -572,11 +572,17 @@ async fn import_into(
         {
             return Err(invalid(number, format!("{name} has no column {unknown:?}")));
         }
+        // Relative URLs in a body are resolved against its row's canonical URL.
+        let base = row
+            .get("canonical_url")
+            .and_then(Value::as_str)
+            .and_then(|url| url::Url::parse(url).ok());
+        let html = policy.map(|policy| (policy, base.as_ref()));
         let values = table
             .columns
             .iter()
             .map(|(column, kind)| {
-                bound(row.get(*column), *kind, policy).map_err(|e| format!("{column}: {e}"))
+                bound(row.get(*column), *kind, html).map_err(|e| format!("{column}: {e}"))
             })
             .collect::<Result<Vec<_>, String>>()
             .map_err(|e| invalid(number, e))?;
@@ -658,9 +664,13 @@ async fn import_into(
 }
 
 /// The value of one column of an imported row; absent is NULL. Text that feeds carry is
-/// checked as publishing left it (`policy`: the configured HTML sanitiser; `None`: HTML
-/// taken as it is).
-fn bound(value: Option<&Value>, kind: Kind, policy: Option<&HtmlPolicy>) -> Result<Bound, String> {
+/// checked as publishing left it (`html`: the configured HTML sanitiser and the base of
+/// the row's relative URLs; `None`: HTML taken as it is).
+fn bound(
+    value: Option<&Value>,
+    kind: Kind,
+    html: Option<(&HtmlPolicy, Option<&url::Url>)>,
+) -> Result<Bound, String> {
     let value = value.filter(|v| !v.is_null());
     let wrong = |v: &Value| format!("{v} is not a {kind:?} value");
     // Text whose `fault` must be `None`.
@@ -675,7 +685,9 @@ fn bound(value: Option<&Value>, kind: Kind, policy: Option<&HtmlPolicy>) -> Resu
     };
     Ok(match kind {
         Prose => checked(&stored::text_fault)?,
-        Html => checked(&|html| policy.and_then(|policy| stored::html_fault(html, policy)))?,
+        Html => {
+            checked(&|body| html.and_then(|(policy, base)| stored::html_fault(body, policy, base)))?
+        }
         Link => checked(&stored::url_fault)?,
         Names => checked(&stored::names_fault)?,
         MediaList => checked(&stored::media_fault)?,
@@ -716,7 +728,26 @@ fn bound(value: Option<&Value>, kind: Kind, policy: Option<&HtmlPolicy>) -> Resu
 #[cfg(test)]
 mod tests {
     use super::{Bound, Kind, bound};
+    use crate::domain::HtmlPolicy;
     use serde_json::json;
+
+    /// A body is checked as publishing left it: its relative URLs resolved against its
+    /// row's canonical URL, so one still relative is refused.
+    #[test]
+    fn a_body_is_checked_against_the_base_of_its_row() {
+        let policy = HtmlPolicy::default();
+        let base = url::Url::parse("https://example.com/2023/a.html").unwrap();
+        let resolved = json!(
+            r#"<p><a href="https://example.com/2023/b.html" rel="noopener noreferrer">b</a></p>"#
+        );
+        let html = Some((&policy, Some(&base)));
+        assert!(bound(Some(&resolved), Kind::Html, html).is_ok());
+        let relative = json!(r#"<p><a href="b.html" rel="noopener noreferrer">b</a></p>"#);
+        for base in [None, Some(&base)] {
+            let refused = bound(Some(&relative), Kind::Html, Some((&policy, base)));
+            assert!(refused.is_err_and(|e| e.contains("relative")), "{base:?}");
+        }
+    }
 
     #[test]
     fn a_version_number_is_imported_only_if_another_can_follow_it() {
