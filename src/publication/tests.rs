@@ -586,3 +586,49 @@ async fn archive_paths_of_folders_no_feed_has_are_not_found_without_the_store() 
         );
     }
 }
+
+/// Two versions of a feed within one second share its date (HTTP dates have whole
+/// seconds): the second is marked so, and one in a later second is not.
+#[tokio::test]
+async fn a_version_dated_as_the_one_before_it_is_marked_as_sharing_its_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, publication) = started(dir.path()).await;
+    let inner = publication.inner.clone();
+    let regenerate = || async {
+        assert!(
+            inner
+                .regenerate_batch([politics()], Swap::Early)
+                .await
+                .is_empty()
+        );
+        publication.get("politics/atom.xml").unwrap()
+    };
+    // Starts just after a second begins, so that both changes fall within it; tried a few
+    // times in case a slow machine crosses into the next second.
+    let mut shared = None;
+    for attempt in 0..5 {
+        let into_second = Utc::now().timestamp_subsec_millis();
+        tokio::time::sleep(std::time::Duration::from_millis(u64::from(
+            1_010 - into_second,
+        )))
+        .await;
+        publish(&store, &format!("a{attempt}"), "第一篇").await;
+        let first = regenerate().await;
+        publish(&store, &format!("b{attempt}"), "第二篇").await;
+        let second = regenerate().await;
+        assert_ne!(first.etag, second.etag);
+        if first.last_modified == second.last_modified {
+            shared = Some(second);
+            break;
+        }
+        assert!(!second.shares_date, "a later second is a date of its own");
+    }
+    let shared = shared.expect("two changes within one second in five tries");
+    assert!(shared.shares_date);
+    // The next change, in a later second, has its date to itself again.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    publish(&store, "c", "第三篇").await;
+    let later = regenerate().await;
+    assert!(later.last_modified > shared.last_modified);
+    assert!(!later.shares_date);
+}
