@@ -70,10 +70,6 @@ pub struct FeedFile {
     /// The stored change the document was rendered from, to the nanosecond, when known:
     /// tells a later change within the same second from none.
     pub changed: Option<DateTime<Utc>>,
-    /// Other bytes were served with the same `last_modified` (two changes within one
-    /// second): a client's copy of that date may be either, so a date alone cannot say it
-    /// is current (`If-Modified-Since` is then answered in full).
-    pub shares_date: bool,
     /// Media type with charset.
     pub content_type: &'static str,
     /// How long clients and caches may reuse it, in seconds.
@@ -191,7 +187,6 @@ impl FeedFile {
             codings: None,
             last_modified,
             changed: None,
-            shares_date: false,
             content_type,
             max_age,
         }
@@ -305,7 +300,6 @@ impl FeedFile {
             ),
             last_modified,
             max_age,
-            shares_date: self.shares_date && last_modified == self.last_modified,
             ..self.clone()
         }
     }

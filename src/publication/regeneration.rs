@@ -821,7 +821,6 @@ impl Inner {
             let mut file =
                 FeedFile::tagged(bytes, etag, format.content_type(), date, max_age, &links);
             file.changed = changed;
-            file.shares_date = previous.is_some_and(|p| p.last_modified == date);
             pending.push(Pending {
                 key,
                 file_name: format.file_name(),
