@@ -138,7 +138,7 @@ fn clean_names(raw: &[String]) -> Option<Vec<String>> {
         return None;
     }
     let mut names: Vec<String> = Vec::new();
-    for name in raw.iter().map(|n| inspect::clean_line(n)) {
+    for name in raw.iter().map(|n| inspect::name_line(n)) {
         if !names.contains(&name) {
             names.push(name);
         }
@@ -224,7 +224,9 @@ fn check_derived_summary(article: &proto::Article, summary: &str) -> Option<Resu
 fn fields_warned_about_removals(warnings: &[String]) -> Vec<String> {
     let mut fields: Vec<String> = warnings
         .iter()
-        .filter(|w| w.contains("removed"))
+        // Of characters: relative URLs removed from a body without a base are warned of
+        // too, and are no character.
+        .filter(|w| w.contains("removed") && !w.contains("relative URL"))
         .filter_map(|w| w.split_once(':').map(|(field, _)| field.to_owned()))
         .collect();
     fields.sort();

@@ -29,6 +29,18 @@ pub fn clean_line(raw: &str) -> String {
         .join(" ")
 }
 
+/// An author name or tag as stored: [`clean_line`], without the zero-width characters a
+/// name carries nothing in (U+200B, U+2060, U+FEFF), in Unicode NFC, white space folded.
+pub fn name_line(raw: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let kept: String = clean_line(raw)
+        .chars()
+        .filter(|c| !matches!(c, '\u{200b}' | '\u{2060}' | '\u{feff}'))
+        .nfc()
+        .collect();
+    clean_line(&kept)
+}
+
 /// True when `text` holds something an HTML entity decoder could turn into another
 /// character (`&name;`, `&#…`, or a legacy `&amp`-style reference): the issue asks for
 /// named entities in plain-text fields to be decoded, so such fields have no single
