@@ -230,10 +230,10 @@ pub enum FeedBody {
 impl FeedBody {
     /// The bytes to send (a document's identity coding may have to be restored from its
     /// gzip coding first: sending it from its file needs only [`FeedBody::len`]).
-    pub fn bytes(&self) -> &[u8] {
+    pub fn bytes(&self) -> Bytes {
         match self {
-            Self::NotModified { .. } => &[],
-            Self::Text(text) => text.as_bytes(),
+            Self::NotModified { .. } => Bytes::new(),
+            Self::Text(text) => Bytes::from_static(text.as_bytes()),
             Self::Document { file, coding, .. } => representation(file, *coding).bytes(),
         }
     }
@@ -265,7 +265,7 @@ impl IntoResponse for FeedAnswer {
             FeedBody::NotModified { .. } => Body::empty(),
             FeedBody::Text(text) => Body::from(*text),
             FeedBody::Document { file, coding, .. } => {
-                Body::from(representation(file, *coding).bytes().clone())
+                Body::from(representation(file, *coding).bytes())
             }
         };
         let mut response = Response::new(body);
@@ -431,8 +431,8 @@ struct Representation<'a> {
 }
 
 impl<'a> Representation<'a> {
-    fn bytes(&self) -> &'a Bytes {
-        self.encoded.unwrap_or_else(|| self.file.bytes())
+    fn bytes(&self) -> Bytes {
+        self.encoded.cloned().unwrap_or_else(|| self.file.bytes())
     }
 
     fn len(&self) -> usize {

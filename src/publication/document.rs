@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 /// One content coding of a document: its bytes and their strong ETag.
@@ -212,8 +212,8 @@ impl FeedFile {
         };
         let bytes = self.bytes();
         Codings {
-            gzip: encoded(gzip(bytes, compression), "gz"),
-            brotli: encoded(brotli(bytes, compression), "br"),
+            gzip: encoded(gzip(&bytes, compression), "gz"),
+            brotli: encoded(brotli(&bytes, compression), "br"),
             compression,
         }
     }
@@ -251,21 +251,38 @@ impl FeedFile {
     }
 
     /// The document itself, in the identity coding. Held in memory until its file is
-    /// written; after that decompressed from the gzip coding on first use, and held again
-    /// for as long as the document is served.
-    pub fn bytes(&self) -> &Bytes {
-        self.identity.bytes.get_or_init(|| {
-            let decoded = (self.codings.as_ref())
-                .map(|c| gunzip(&c.gzip.bytes, self.identity.len));
-            match decoded {
-                Some(Ok(bytes)) if bytes.len() == self.identity.len => bytes.into(),
-                // Never the case: a document is only let go of with its gzip coding.
-                _ => {
-                    tracing::error!(etag = %self.etag, "a feed document cannot be restored from its gzip coding");
-                    Bytes::new()
-                }
+    /// written; after that decompressed from the gzip coding when asked for, and held again
+    /// for as long as the document is served while every document held so restored comes
+    /// to at most [`MAX_RESTORED_BYTES`] (past that, decompressed on each call), so that a
+    /// crawler asking for every feed in turn does not bring them all back into memory.
+    pub fn bytes(&self) -> Bytes {
+        self.restored_within(MAX_RESTORED_BYTES)
+    }
+
+    /// [`Self::bytes`], holding restored bytes only while all of them come to at most
+    /// `budget`.
+    fn restored_within(&self, budget: usize) -> Bytes {
+        let held = &self.identity.bytes;
+        if let Some(bytes) = held.once.get() {
+            return bytes.clone();
+        }
+        let len = self.identity.len;
+        let restored: Bytes = match (self.codings.as_ref()).map(|c| gunzip(&c.gzip.bytes, len)) {
+            Some(Ok(bytes)) if bytes.len() == len => bytes.into(),
+            // Never the case: a document is only let go of with its gzip coding.
+            _ => {
+                tracing::error!(etag = %self.etag, "a feed document cannot be restored from its gzip coding");
+                return Bytes::new();
             }
-        })
+        };
+        if RESTORED_BYTES.fetch_add(len, Ordering::Relaxed) + len <= budget
+            && held.once.set(restored.clone()).is_ok()
+        {
+            held.counted.store(true, Ordering::Relaxed);
+        } else {
+            RESTORED_BYTES.fetch_sub(len, Ordering::Relaxed);
+        }
+        restored
     }
 
     /// Length of the identity coding, known without its bytes.
@@ -285,7 +302,7 @@ impl FeedFile {
 
     /// True while the identity coding is held in memory.
     pub fn holds_identity(&self) -> bool {
-        self.identity.bytes.get().is_some()
+        self.identity.bytes.once.get().is_some()
     }
 
     /// The same document with another date and cache lifetime.
@@ -306,18 +323,18 @@ impl FeedFile {
 
     /// The files that represent this document on disk, `(suffix, bytes)`: the identity
     /// coding, and the compressed ones once made.
-    pub fn files(&self) -> Vec<(&'static str, &Bytes)> {
+    pub fn files(&self) -> Vec<(&'static str, Bytes)> {
         let mut files = vec![("", self.bytes())];
         if let Some(codings) = &self.codings {
-            files.push((GZIP_SUFFIX, &codings.gzip.bytes));
-            files.push((BROTLI_SUFFIX, &codings.brotli.bytes));
+            files.push((GZIP_SUFFIX, codings.gzip.bytes.clone()));
+            files.push((BROTLI_SUFFIX, codings.brotli.bytes.clone()));
         }
         files
     }
 
     /// Bytes it holds in memory, in all its codings.
     pub fn held_bytes(&self) -> usize {
-        let identity = self.identity.bytes.get().map_or(0, Bytes::len);
+        let identity = self.identity.bytes.once.get().map_or(0, Bytes::len);
         let codings = self
             .codings
             .as_ref()
@@ -326,20 +343,48 @@ impl FeedFile {
     }
 }
 
+/// At most this many bytes of identity codings restored from their gzip coding are held
+/// (see [`FeedFile::bytes`]).
+pub const MAX_RESTORED_BYTES: usize = 32 * 1024 * 1024;
+
+/// Bytes of identity codings restored and held now.
+static RESTORED_BYTES: AtomicUsize = AtomicUsize::new(0);
+
 /// The identity coding of a document: its length, and its bytes while held.
 #[derive(Debug, Clone)]
 struct Identity {
     len: usize,
     /// Shared by every copy of the document (a redated one, say), so that bytes restored
     /// from the gzip coding are restored once.
-    bytes: Arc<OnceLock<Bytes>>,
+    bytes: Arc<Held>,
+}
+
+/// The bytes of an identity coding, when held.
+#[derive(Debug, Default)]
+struct Held {
+    once: OnceLock<Bytes>,
+    /// Restored from the gzip coding, so counted in [`RESTORED_BYTES`] until dropped.
+    counted: AtomicBool,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if *self.counted.get_mut()
+            && let Some(bytes) = self.once.get()
+        {
+            RESTORED_BYTES.fetch_sub(bytes.len(), Ordering::Relaxed);
+        }
+    }
 }
 
 impl Identity {
     fn held(bytes: Bytes) -> Self {
         Self {
             len: bytes.len(),
-            bytes: Arc::new(OnceLock::from(bytes)),
+            bytes: Arc::new(Held {
+                once: OnceLock::from(bytes),
+                counted: AtomicBool::new(false),
+            }),
         }
     }
 
@@ -876,6 +921,27 @@ mod tests {
         publish(dir.path(), "rss.xml", &text);
         assert!(other.disk.get(|| path.clone(), || &text).is_none());
         assert_eq!(other.bytes()[..], text[..]);
+    }
+
+    /// Restored identity codings are held only within their budget; past it each call
+    /// restores the bytes again, and nothing is held.
+    #[test]
+    fn restored_bytes_are_held_only_within_their_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "朔州日报 <p>".repeat(5_000).into_bytes();
+        let file = FeedFile::new(text.clone(), "x", DateTime::UNIX_EPOCH, 60, &links());
+        let stamps =
+            super::super::files::replace_all(dir.path(), &[("rss.xml".into(), &text)]).unwrap();
+        let codings = file.codings.clone().unwrap();
+        let over = file.on_disk(codings.clone(), stamps[0]);
+        for _ in 0..2 {
+            assert_eq!(over.restored_within(text.len() - 1)[..], text[..]);
+            assert!(!over.holds_identity(), "over the budget");
+        }
+        let within = file.on_disk(codings, stamps[0]);
+        assert_eq!(within.restored_within(usize::MAX)[..], text[..]);
+        assert!(within.holds_identity());
+        assert_eq!(within.held_bytes(), file.held_bytes());
     }
 
     fn links() -> Links {

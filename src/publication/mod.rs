@@ -409,11 +409,15 @@ impl Inner {
             &links,
         );
         let dir = &self.settings.server.feeds_dir;
-        let writes: Vec<(String, &[u8])> = file
+        let files: Vec<(String, bytes::Bytes)> = file
             .files()
             .into_iter()
-            .map(|(suffix, bytes)| (format!("{STYLESHEET_FILE}{suffix}"), &bytes[..]))
-            .filter(|(name, bytes)| std::fs::read(dir.join(name)).ok().as_deref() != Some(*bytes))
+            .map(|(suffix, bytes)| (format!("{STYLESHEET_FILE}{suffix}"), bytes))
+            .filter(|(name, bytes)| std::fs::read(dir.join(name)).ok().as_deref() != Some(bytes))
+            .collect();
+        let writes: Vec<(String, &[u8])> = files
+            .iter()
+            .map(|(name, bytes)| (name.clone(), &bytes[..]))
             .collect();
         files::replace_all(dir, &writes).map_err(|error| PublicationError::Write {
             path: dir.clone(),

@@ -132,7 +132,7 @@ async fn a_change_is_served_before_it_is_compressed_and_written() {
     let failed = inner.regenerate_batch([politics()], Swap::Early).await;
     assert!(failed.is_empty(), "{failed:?}");
     let served = publication.get("politics/rss.xml").unwrap();
-    assert!(String::from_utf8_lossy(served.bytes()).contains("第一篇"));
+    assert!(String::from_utf8_lossy(&served.bytes()).contains("第一篇"));
     assert!(served.codings.is_none(), "served before it is compressed");
     assert!(std::fs::read(&file).unwrap() == before, "not written yet");
     assert!(!publication.is_settled());
@@ -224,7 +224,7 @@ async fn a_scope_whose_files_cannot_be_written_is_served_from_memory_and_written
     inner.record_outcome(Step::Write, outcomes);
     assert!(!inner.health.faults().is_empty(), "the fault is reported");
     let served = publication.get("politics/rss.xml").unwrap();
-    assert!(String::from_utf8_lossy(served.bytes()).contains("第一篇"));
+    assert!(String::from_utf8_lossy(&served.bytes()).contains("第一篇"));
     assert!(served.codings.is_some(), "compressed, from memory");
     assert_eq!(std::fs::read(&folder).unwrap(), b"in the way");
     // Not tried again before its second is up; then written.
@@ -391,7 +391,7 @@ async fn marks_waiting_when_the_scheduler_looks_make_one_regeneration_per_feed()
     until(|| inner.marks_done.load(SeqCst) == inner.marks_sent.load(SeqCst)).await;
     assert_eq!(publication.regenerations(&politics()) - before, 1);
     let rss = publication.get("politics/rss.xml").unwrap();
-    assert!(String::from_utf8_lossy(rss.bytes()).contains(&format!("快讯 {:03}", BURST - 1)));
+    assert!(String::from_utf8_lossy(&rss.bytes()).contains(&format!("快讯 {:03}", BURST - 1)));
     stop.send(true).unwrap();
     running.await.unwrap();
 }
@@ -424,7 +424,7 @@ async fn an_article_moved_out_of_a_feed_moves_its_last_modified_on() {
     );
     let after = publication.get("politics/rss.xml").unwrap();
     assert_ne!(after.etag, before.etag);
-    assert!(!String::from_utf8_lossy(after.bytes()).contains("移走的一篇"));
+    assert!(!String::from_utf8_lossy(&after.bytes()).contains("移走的一篇"));
     assert!(
         after.last_modified > before.last_modified,
         "{} then {}",
@@ -480,7 +480,7 @@ async fn a_feed_without_articles_is_dated_by_what_emptied_it_never_by_1970() {
     for format in crate::render::Format::ALL.into_iter().take(2) {
         let key = format!("{}/{}", first.path_segment(), format.file_name());
         let served = publication.get(&key).unwrap();
-        assert!(!String::from_utf8_lossy(served.bytes()).contains("署名更正"));
+        assert!(!String::from_utf8_lossy(&served.bytes()).contains("署名更正"));
         let date = document_date(&publication, &key);
         assert!(date >= moved, "{key}: {date}");
     }
