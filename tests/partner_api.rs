@@ -1043,6 +1043,12 @@ async fn a_stream_past_the_batch_limit_ends_with_resource_exhausted_and_keeps_wh
         .unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     assert_eq!(error_reason(&status), "TOO_MANY_ARTICLES");
+    assert!(
+        status
+            .message()
+            .contains("the 10000 articles before it were handled"),
+        "{status:?}"
+    );
     assert_eq!(
         get(&mut client, token, "kept", 0).await.unwrap().title,
         "保留"
@@ -1058,11 +1064,6 @@ async fn a_stream_past_the_batch_limit_ends_with_resource_exhausted_and_keeps_wh
 #[tokio::test]
 async fn a_request_that_is_not_valid_protobuf_is_an_invalid_argument() {
     let server = TestServer::start().await;
-    let h2 = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .timeout(DEADLINE)
-        .build()
-        .unwrap();
     for (method, message) in [
         // GetArticleRequest.id (field 1) of two bytes that are not UTF-8.
         ("GetArticle", &[0x0a, 0x02, 0xff, 0xfe][..]),
@@ -1070,41 +1071,103 @@ async fn a_request_that_is_not_valid_protobuf_is_an_invalid_argument() {
         ("PublishArticle", &[0x0a, 0x7f, 0x01]),
         ("ListSections", &[0xff]),
     ] {
-        let mut body = vec![0];
-        body.extend_from_slice(&(message.len() as u32).to_be_bytes());
-        body.extend_from_slice(message);
-        let response = h2
-            .post(format!(
-                "http://{}/feedpub.v1.PublisherService/{method}",
-                server.grpc_addr
-            ))
-            .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .header(
-                "authorization",
-                format!("Bearer {}", server.tokens.newsroom),
-            )
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        // An error before any answer is sent as headers alone ("trailers-only").
-        let status = response
-            .headers()
-            .get("grpc-status")
-            .map(|v| v.to_str().unwrap().to_owned());
-        let message = response
-            .headers()
-            .get("grpc-message")
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default();
-        assert_eq!(
-            status.as_deref(),
-            Some("3"),
-            "{method}: {status:?} {message}"
-        );
+        let (status, message) = raw_call(&server, method, &[message]).await;
+        assert_eq!(status, "3", "{method}: {status:?} {message}");
         assert!(message.contains("protobuf"), "{method}: {message}");
     }
+}
+
+/// A PublishArticles stream whose second message is not valid protobuf ends with
+/// INVALID_ARGUMENT, saying how many articles came before it; those were handled, and the
+/// valid one among them is stored, though the batch had not filled a chunk.
+#[tokio::test]
+async fn a_batch_cut_by_an_unreadable_message_handles_the_articles_before_it() {
+    use prost::Message;
+    let server = TestServer::start().await;
+    let first = PublishArticlesRequest {
+        requests: vec![
+            request(brief("before-cut", "截断之前"), ""),
+            PublishArticleRequest::default(),
+        ],
+    }
+    .encode_to_vec();
+    let unreadable = [0x0a, 0x03, 0xff, 0xff, 0xff];
+    let (status, message) = raw_call(&server, "PublishArticles", &[&first, &unreadable]).await;
+    assert_eq!(status, "3", "{message}");
+    assert!(message.contains("protobuf"), "{message}");
+    assert!(
+        message.contains("the 2 articles before it were handled"),
+        "{message}"
+    );
+    let mut client = server.client().await;
+    let stored = get(&mut client, &server.tokens.newsroom, "before-cut", 0)
+        .await
+        .unwrap();
+    assert_eq!(stored.title, "截断之前");
+}
+
+/// A call of `method` as the newsroom with these messages, framed as gRPC does but not
+/// encoded by a client (so that they may be anything): the `grpc-status` and the
+/// `grpc-message` of its error, sent before any answer as headers alone ("trailers-only").
+async fn raw_call(server: &TestServer, method: &str, messages: &[&[u8]]) -> (String, String) {
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .timeout(DEADLINE)
+        .build()
+        .unwrap();
+    let mut body = Vec::new();
+    for message in messages {
+        body.push(0);
+        body.extend_from_slice(&(message.len() as u32).to_be_bytes());
+        body.extend_from_slice(message);
+    }
+    let response = h2
+        .post(format!(
+            "http://{}/feedpub.v1.PublisherService/{method}",
+            server.grpc_addr
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header(
+            "authorization",
+            format!("Bearer {}", server.tokens.newsroom),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    (
+        header("grpc-status"),
+        percent_decoded(&header("grpc-message")),
+    )
+}
+
+/// A `grpc-message` as sent: percent-encoded UTF-8.
+fn percent_decoded(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], bytes.get(i + 1..i + 3)) {
+            (b'%', Some(hex)) => {
+                let hex = std::str::from_utf8(hex).unwrap();
+                out.push(u8::from_str_radix(hex, 16).unwrap());
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap()
 }
 
 /// One call names every bad field: an unreadable timestamp, a section the site does not

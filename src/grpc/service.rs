@@ -11,6 +11,7 @@ use super::proto::{
     PublishArticleRequest, PublishArticleResponse, PublishArticlesRequest, PublishArticlesResponse,
     RetractArticleRequest, WatchArticlesRequest, WatchArticlesResponse,
 };
+use super::status;
 use crate::domain::Partner;
 use crate::publishing::{PublishError, Publisher};
 use std::pin::Pin;
@@ -62,9 +63,19 @@ impl PublisherService for PublisherApi {
         let mut stream = request.into_inner();
         let mut batch = self.publisher.batch(&caller);
         let mut ids = Vec::new();
-        // An error of the stream, or one article too many, drops the batch: what was
-        // stored stays stored and reaches the feeds.
-        while let Some(message) = stream.message().await? {
+        // A message that cannot be read, or one article too many, ends the call with an
+        // error; every article before it is handled all the same, and the error says how
+        // many those were.
+        let mut failure = None;
+        'stream: loop {
+            let message = match stream.message().await {
+                Ok(Some(message)) => message,
+                Ok(None) => break,
+                Err(status) => {
+                    failure = Some(status);
+                    break;
+                }
+            };
             for item in message.requests {
                 ids.push(
                     item.article
@@ -72,12 +83,17 @@ impl PublisherService for PublisherApi {
                         .map(|a| a.id.clone())
                         .unwrap_or_default(),
                 );
-                batch
+                let pushed = batch
                     .push(convert::publish_request(item).map_err(PublishError::from))
-                    .await?;
+                    .await;
+                if let Err(error) = pushed {
+                    ids.pop();
+                    failure = Some(Status::from(error));
+                    break 'stream;
+                }
             }
         }
-        let results = batch
+        let results: Vec<_> = batch
             .finish()
             .await
             .into_iter()
@@ -86,7 +102,10 @@ impl PublisherService for PublisherApi {
                 convert::publish_result(index, result, id)
             })
             .collect();
-        Ok(Response::new(PublishArticlesResponse { results }))
+        match failure {
+            None => Ok(Response::new(PublishArticlesResponse { results })),
+            Some(status) => Err(status::with_handled(status, results.len())),
+        }
     }
 
     async fn get_article(

@@ -33,6 +33,21 @@ fn bounded(text: String, max: usize) -> String {
     format!("{}…", &text[..end])
 }
 
+/// `status`, ending a PublishArticles call early, saying how many articles before it were
+/// handled (each stored when valid), its details kept. Not their results: a trailer of
+/// 10,000 of them would be more than clients take.
+pub fn with_handled(status: Status, handled: usize) -> Status {
+    let message = bounded(
+        format!(
+            "{} (the {handled} articles before it were handled, each stored when valid: \
+             send the rest again, or all of them with their request_ids)",
+            status.message()
+        ),
+        MAX_MESSAGE_BYTES,
+    );
+    Status::with_details(status.code(), message, status.details().to_vec().into())
+}
+
 impl From<PublishError> for Status {
     fn from(error: PublishError) -> Self {
         let message = bounded(error.to_string(), MAX_MESSAGE_BYTES);
