@@ -856,6 +856,35 @@ async fn a_partner_watches_only_the_sections_it_may_read() {
             ]
         );
     }
+    // Moved to a section the county may not read: it hears only that it left, and nothing
+    // of it after (its retraction is in politics).
+    publish(&mut client, newsroom, brief("s-rural", "移走")).await;
+    client
+        .retract_article(authed(
+            newsroom,
+            RetractArticleRequest {
+                id: "s-rural".into(),
+                reason: "移走".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    publish(&mut client, county, in_section("s-after", "rural")).await;
+    let seen = county_all.events(2).await;
+    assert_eq!(
+        summary(&seen),
+        [
+            (ArticleEventType::Left, "s-rural".into()),
+            (Published, "s-after".into())
+        ]
+    );
+    let left = seen[0].article.as_ref().unwrap();
+    assert_eq!(left.section, "rural", "the section it left");
+    assert!(
+        left.title.is_empty() && left.content_text.is_empty() && !left.guid.is_empty(),
+        "{left:?}"
+    );
 
     let status = watch(&server, county, &["politics"], "")
         .await

@@ -127,6 +127,24 @@ impl ArticleContent {
 }
 
 impl Article {
+    /// The section where the article is open to every reader at `now`: its own, while it
+    /// is published and under no running embargo.
+    pub fn open_section(&self, now: DateTime<Utc>) -> Option<&SectionSlug> {
+        (self.state == ArticleState::Published && !self.content.is_embargoed(now))
+            .then_some(&self.content.section)
+    }
+
+    /// The section a write that made `self` took it out of, when it was open in
+    /// `open_before` ([`Self::open_section`] of the article replaced): a move to another
+    /// section, or an embargo put on again.
+    pub fn left_section(
+        &self,
+        open_before: Option<SectionSlug>,
+        now: DateTime<Utc>,
+    ) -> Option<SectionSlug> {
+        open_before.filter(|was| self.open_section(now) != Some(was))
+    }
+
     /// The order of feeds: newest `publish_time` first, then by GUID.
     pub fn feed_order(&self, other: &Self) -> std::cmp::Ordering {
         other

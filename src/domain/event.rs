@@ -1,7 +1,7 @@
 //! What partners can follow: the changes to articles, in the order they were stored, and
 //! the versions an article went through.
 
-use super::{Article, PartnerName};
+use super::{Article, PartnerName, SectionSlug};
 use chrono::{DateTime, Utc};
 
 /// What happened to an article.
@@ -30,6 +30,10 @@ pub struct ArticleEvent {
     pub article: Article,
     /// When it happened; an embargo lift happens at the embargo time.
     pub time: DateTime<Utc>,
+    /// For a reader who saw the article in this section and no longer may: the event
+    /// moved it to a section the reader does not follow, or put it under an embargo the
+    /// reader has no right to. Such a reader is told only that it left.
+    pub left: Option<SectionSlug>,
 }
 
 /// One stored version of an article's content, as listed.

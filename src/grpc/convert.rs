@@ -180,22 +180,33 @@ pub fn version_to_proto(v: &VersionSummary) -> proto::ArticleVersion {
 
 /// An event of the log, as WatchArticles shows it.
 pub fn event_to_proto(event: &ArticleEvent) -> proto::ArticleEvent {
-    let kind = match event.kind {
-        EventKind::Published => proto::ArticleEventType::Published,
-        EventKind::Updated => proto::ArticleEventType::Updated,
-        EventKind::Retracted => proto::ArticleEventType::Retracted,
-        EventKind::EmbargoLifted => proto::ArticleEventType::EmbargoLifted,
+    let kind = match (&event.left, event.kind) {
+        (Some(_), _) => proto::ArticleEventType::Left,
+        (None, EventKind::Published) => proto::ArticleEventType::Published,
+        (None, EventKind::Updated) => proto::ArticleEventType::Updated,
+        (None, EventKind::Retracted) => proto::ArticleEventType::Retracted,
+        (None, EventKind::EmbargoLifted) => proto::ArticleEventType::EmbargoLifted,
+    };
+    // A reader the article left is told which, and where it left: nothing of where it
+    // went or what it now says.
+    let article = match &event.left {
+        Some(section) => proto::Article {
+            id: event.article.id.to_string(),
+            guid: event.article.guid.clone(),
+            section: section.to_string(),
+            ..Default::default()
+        },
+        None => article_to_proto(&event.article),
     };
     proto::ArticleEvent {
         r#type: kind as i32,
-        article: Some(article_to_proto(&event.article)),
+        article: Some(article),
         partner: event.owner.to_string(),
         event_time: Some(timestamp(event.time)),
         cursor: watch_cursor(event.seq),
     }
 }
 
-/// The sections a WatchArticles request names.
 /// The opaque cursor of a position in the event log.
 pub fn watch_cursor(seq: u64) -> String {
     URL_SAFE_NO_PAD.encode(format!("events:{seq}"))

@@ -2002,3 +2002,87 @@ async fn check_failed_last_write(backend: &mut Backend) {
     );
     assert!(*store.event_head().borrow() > head, "{}", backend.name);
 }
+
+contract!(
+    a_reader_hears_when_an_article_leaves_its_view,
+    check_leaving_events
+);
+
+/// A reader of the section an article was open in hears when a write takes it out of
+/// view: moved to a section the reader does not follow, or put under an embargo the reader
+/// may not see. Readers who still see it get the event itself.
+async fn check_leaving_events(store: &dyn Store) {
+    let partner = add_partner(store, "newsroom").await;
+    let reader = add_partner(store, "reader").await;
+    publish(store, &partner, "moved", 10, |_| {}).await;
+    publish(store, &partner, "moved", 10, |d| {
+        d.section = "politics".into()
+    })
+    .await;
+    publish(store, &partner, "hidden", 10, |_| {}).await;
+    publish(store, &partner, "hidden", 10, |d| {
+        d.embargo_time = Some(at(2000))
+    })
+    .await;
+    store
+        .retract(partner.id, retraction("moved"), at(1001), &actor(&partner))
+        .await
+        .unwrap();
+    let head = *store.event_head().borrow();
+    let rural = SectionSlug::parse("rural").unwrap();
+    let seen = |sections: Option<&str>, embargoed: bool| {
+        let filter = EventFilter {
+            sections: sections.map(|s| vec![SectionSlug::parse(s).unwrap()]),
+            reader: reader.id,
+            embargoed,
+        };
+        async move {
+            let events = store.events(0, head, &filter, 10).await.unwrap();
+            events
+                .into_iter()
+                .map(|e| (e.kind, e.article.id.to_string(), e.left))
+                .collect::<Vec<_>>()
+        }
+    };
+    use EventKind::{Published, Retracted, Updated};
+    let event = |kind, id: &str, left: Option<&SectionSlug>| (kind, id.to_owned(), left.cloned());
+    assert_eq!(
+        seen(Some("rural"), false).await,
+        [
+            event(Published, "moved", None),
+            event(Updated, "moved", Some(&rural)),
+            event(Published, "hidden", None),
+            event(Updated, "hidden", Some(&rural)),
+        ],
+        "a reader of rural without the embargo right"
+    );
+    assert_eq!(
+        seen(Some("rural"), true).await,
+        [
+            event(Published, "moved", None),
+            event(Updated, "moved", Some(&rural)),
+            event(Published, "hidden", None),
+            event(Updated, "hidden", None),
+        ],
+        "with the right, the embargoed one stays in view"
+    );
+    assert_eq!(
+        seen(None, false).await,
+        [
+            event(Published, "moved", None),
+            event(Updated, "moved", None),
+            event(Published, "hidden", None),
+            event(Updated, "hidden", Some(&rural)),
+            event(Retracted, "moved", None),
+        ],
+        "a reader of every section sees the move"
+    );
+    assert_eq!(
+        seen(Some("politics"), false).await,
+        [
+            event(Updated, "moved", None),
+            event(Retracted, "moved", None)
+        ],
+        "the section it went to"
+    );
+}

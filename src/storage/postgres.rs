@@ -181,16 +181,20 @@ impl PostgresStore {
             .sections
             .as_ref()
             .map(|sections| sections.iter().map(|s| s.as_str().to_owned()).collect());
+        // As in the SQLite store: in view, or told as having left.
+        let in_view = "(($3::text[] IS NULL OR e.section = ANY($3))
+                        AND (NOT e.embargoed OR $4 OR e.partner_id = $5))";
         let rows = sqlx::query(&format!(
-            "SELECT e.seq, e.kind, e.event_time, p.name AS owner, {}
+            "SELECT e.seq, e.kind, e.event_time, p.name AS owner, e.left_section,
+                    {in_view} AS in_view, {}
              FROM article_events AS e
              JOIN articles AS a ON a.partner_id = e.partner_id AND a.article_id = e.article_id
              JOIN partners AS p ON p.id = e.partner_id
              LEFT JOIN article_versions AS v ON v.partner_id = e.partner_id
                  AND v.article_id = e.article_id AND v.version = e.version
              WHERE e.seq > $1 AND e.seq <= $2
-               AND ($3::text[] IS NULL OR e.section = ANY($3))
-               AND (NOT e.embargoed OR $4 OR e.partner_id = $5)
+               AND ({in_view} OR (e.left_section IS NOT NULL
+                                  AND ($3::text[] IS NULL OR e.left_section = ANY($3))))
                AND ($7::text IS NULL OR e.origin IS DISTINCT FROM $7)
              ORDER BY e.seq LIMIT $6",
             *VERSIONED_COLUMNS

@@ -16,7 +16,7 @@ use super::sqlite_writes::{UPDATES, check_precondition};
 use super::{ArticleWrite, Retraction, StoreError};
 use crate::domain::{
     Actor, Article, ArticleId, ArticleState, AuditEntry, AuditOperation, EventKind, Outcome,
-    Partner, PartnerId, Revision,
+    Partner, PartnerId, Revision, SectionSlug,
 };
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
@@ -72,10 +72,17 @@ struct Event {
     section: String,
     embargoed: bool,
     time: i64,
+    /// The section the write took the article out of ([`Article::left_section`]).
+    left: Option<String>,
 }
 
 impl Event {
-    fn of(article: &Article, kind: EventKind, now: DateTime<Utc>) -> Self {
+    fn of(
+        article: &Article,
+        kind: EventKind,
+        left: Option<SectionSlug>,
+        now: DateTime<Utc>,
+    ) -> Self {
         Self {
             partner: article.partner.0,
             article: article.id.to_string(),
@@ -84,6 +91,7 @@ impl Event {
             section: article.content.section.to_string(),
             embargoed: article.content.is_embargoed(now),
             time: nanos(now),
+            left: left.map(|s| s.to_string()),
         }
     }
 }
@@ -186,11 +194,14 @@ async fn log_events(conn: &mut PgConnection, events: Vec<Event>) -> Result<(), S
     let column = |f: fn(&Event) -> i64| events.iter().map(f).collect::<Vec<i64>>();
     sqlx::query(
         "INSERT INTO article_events
-             (partner_id, article_id, version, kind, section, embargoed, event_time)
-         SELECT partner_id, article_id, version, kind, section, embargoed, event_time
+             (partner_id, article_id, version, kind, section, embargoed, event_time,
+              left_section)
+         SELECT partner_id, article_id, version, kind, section, embargoed, event_time,
+                left_section
          FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[],
-                     $6::boolean[], $7::bigint[]) WITH ORDINALITY
-             AS e (partner_id, article_id, version, kind, section, embargoed, event_time, n)
+                     $6::boolean[], $7::bigint[], $8::text[]) WITH ORDINALITY
+             AS e (partner_id, article_id, version, kind, section, embargoed, event_time,
+                   left_section, n)
          ORDER BY n",
     )
     .bind(column(|e| e.partner))
@@ -200,6 +211,7 @@ async fn log_events(conn: &mut PgConnection, events: Vec<Event>) -> Result<(), S
     .bind(events.iter().map(|e| e.section.clone()).collect::<Vec<_>>())
     .bind(events.iter().map(|e| e.embargoed).collect::<Vec<_>>())
     .bind(column(|e| e.time))
+    .bind(events.iter().map(|e| e.left.clone()).collect::<Vec<_>>())
     .execute(&mut *conn)
     .await?;
     notify(conn).await
@@ -314,7 +326,9 @@ async fn publish_one(
         write_article(conn, existing.as_ref(), article, superseded, now).await?;
         changes.count(existing.as_ref(), article);
         super::add_shifts(&mut changes.shifts, &revision, now);
-        changes.events.push(Event::of(article, kind, now));
+        let open_before = existing.as_ref().and_then(|a| a.open_section(now).cloned());
+        let left = article.left_section(open_before, now);
+        changes.events.push(Event::of(article, kind, left, now));
     }
     current.insert(article.id.clone(), article.clone());
     if let Some(key) = write.request {
@@ -390,7 +404,7 @@ async fn retract_article(
         changes.count(Some(&existing), &article);
         changes
             .events
-            .push(Event::of(&article, EventKind::Retracted, now));
+            .push(Event::of(&article, EventKind::Retracted, None, now));
     }
     if let Some(key) = retraction.request {
         insert_request(conn, &RequestRecord::of(key, &article), partner, now).await?;

@@ -152,18 +152,27 @@ pub(super) async fn events<'c>(
         let slugs: Vec<&str> = sections.iter().map(SectionSlug::as_str).collect();
         serde_json::to_string(&slugs).expect("strings always serialise")
     });
+    // An event is in the reader's view (its section followed, its embargo readable), or
+    // else told as having left, to a reader of the section it took its article out of.
+    let followed =
+        |column: &str| format!("(?3 IS NULL OR {column} IN (SELECT value FROM json_each(?3)))");
+    let in_view = format!(
+        "({} AND (e.embargoed = 0 OR ?4 OR e.partner_id = ?5))",
+        followed("e.section")
+    );
     let rows = sqlx::query(&format!(
-        "SELECT e.seq, e.kind, e.event_time, p.name AS owner, {}
+        "SELECT e.seq, e.kind, e.event_time, p.name AS owner, e.left_section,
+                {in_view} AS in_view, {}
          FROM article_events AS e
          JOIN articles AS a ON a.partner_id = e.partner_id AND a.article_id = e.article_id
          JOIN partners AS p ON p.id = e.partner_id
          LEFT JOIN article_versions AS v ON v.partner_id = e.partner_id
              AND v.article_id = e.article_id AND v.version = e.version
          WHERE e.seq > ?1 AND e.seq <= ?2
-           AND (?3 IS NULL OR e.section IN (SELECT value FROM json_each(?3)))
-           AND (e.embargoed = 0 OR ?4 OR e.partner_id = ?5)
+           AND ({in_view} OR (e.left_section IS NOT NULL AND {}))
          ORDER BY e.seq LIMIT ?6",
-        *VERSIONED_COLUMNS
+        *VERSIONED_COLUMNS,
+        followed("e.left_section")
     ))
     .bind(i64::try_from(after).unwrap_or(i64::MAX))
     .bind(i64::try_from(until).unwrap_or(i64::MAX))
@@ -190,6 +199,13 @@ pub(super) fn event_from_row(row: &impl Columns) -> Result<ArticleEvent, StoreEr
         article.state = ArticleState::Published;
         article.retract_time = None;
     }
+    let left = match row.value::<bool>("in_view")? {
+        true => None,
+        false => row
+            .value::<Option<String>>("left_section")?
+            .map(|s| SectionSlug::parse(&s).map_err(StoreError::Corrupt))
+            .transpose()?,
+    };
     Ok(ArticleEvent {
         seq: u64::try_from(row.value::<i64>("seq")?)
             .map_err(|e| StoreError::Corrupt(format!("event seq: {e}")))?,
@@ -197,6 +213,7 @@ pub(super) fn event_from_row(row: &impl Columns) -> Result<ArticleEvent, StoreEr
         owner: PartnerName::parse(&owner).map_err(StoreError::Corrupt)?,
         article,
         time,
+        left,
     })
 }
 

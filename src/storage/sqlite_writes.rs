@@ -13,6 +13,7 @@ use super::sqlite_history::{
 use super::{ArticleWrite, Retraction, StoreError};
 use crate::domain::{
     Article, ArticleId, ArticleState, AuditEntry, EventKind, Partner, PartnerId, Revision,
+    SectionSlug,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -232,6 +233,7 @@ fn stage_one(
         current.remove(&write.id)
     };
     check_precondition(existing.as_ref(), write.expected_etag.as_deref())?;
+    let open_before = existing.as_ref().and_then(|a| a.open_section(now).cloned());
     let new_guid = write.new_guid;
     let revision = Article::revise(existing, partner, write.id, write.content, now, |_| {
         new_guid
@@ -245,7 +247,8 @@ fn stage_one(
     if let Some(kind) = kind {
         let replaced = matches!(revision, Revision::Updated { .. });
         let superseded = replaced && revision.is_new_version();
-        staged.article(article, replaced, superseded, kind, now);
+        let left = article.left_section(open_before, now);
+        staged.article(article, (replaced, superseded), kind, left, now);
         super::add_shifts(&mut staged.shifts, &revision, now);
     }
     if written_again {
@@ -278,7 +281,7 @@ pub(super) async fn apply_retract(
     let changed = article.retract(retraction.reason, now);
     let mut staged = Staged::default();
     if changed {
-        staged.article(&article, true, false, EventKind::Retracted, now);
+        staged.article(&article, (true, false), EventKind::Retracted, None, now);
     }
     if let Some(key) = retraction.request {
         staged.request(&RequestRecord::of(key, &article), partner, now);
@@ -496,8 +499,8 @@ struct Staged {
     /// `(name, partner, article)` rows of `article_authors` and `article_tags`.
     authors: Vec<(String, i64, String)>,
     tags: Vec<(String, i64, String)>,
-    /// `article_events` rows: partner, article, version, kind, section, embargoed, time.
-    events: Vec<(i64, String, u32, i64, String, bool, i64)>,
+    /// `article_events` rows.
+    events: Vec<EventRow>,
     /// `request_ids` rows, serialised.
     requests: Vec<String>,
     /// Embargoes still running among the articles written: partner, article, end.
@@ -509,6 +512,10 @@ struct Staged {
     audit: Vec<AuditEntry>,
 }
 
+/// An `article_events` row: partner, article, version, kind, section, embargoed, time, and
+/// the section the write took the article out of.
+type EventRow = (i64, String, u32, i64, String, bool, i64, Option<String>);
+
 impl Staged {
     /// True when the partner's article `id` already has a row here.
     fn holds(&self, partner: PartnerId, id: &ArticleId) -> bool {
@@ -517,13 +524,13 @@ impl Staged {
 
     /// Stages the article's new row, its names, its event and its pending embargo lift;
     /// `replaced` when it has a stored row, `superseded` when that row becomes a past
-    /// version.
+    /// version, `left` the section the write took it out of ([`Article::left_section`]).
     fn article(
         &mut self,
         a: &Article,
-        replaced: bool,
-        superseded: bool,
+        (replaced, superseded): (bool, bool),
         kind: EventKind,
+        left: Option<SectionSlug>,
         now: DateTime<Utc>,
     ) {
         let (partner, id) = (a.partner.0, a.id.to_string());
@@ -549,6 +556,7 @@ impl Staged {
             a.content.section.to_string(),
             embargoed,
             nanos(now),
+            left.map(|s| s.to_string()),
         ));
         if let (ArticleState::Published, Some(end), true) =
             (a.state, a.content.embargo_time, embargoed)
@@ -642,10 +650,10 @@ impl Staged {
                 script.bind(json(&self.lifts))?;
             }
             script.statement(
-                "INSERT INTO article_events
-                     (partner_id, article_id, version, kind, section, embargoed, event_time)
+                "INSERT INTO article_events (partner_id, article_id, version, kind, section,
+                     embargoed, event_time, left_section)
                  SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4,
-                        value ->> 5, value ->> 6
+                        value ->> 5, value ->> 6, value ->> 7
                  FROM json_each(?) ORDER BY key",
             );
             script.bind(json(&self.events))?;

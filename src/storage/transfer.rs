@@ -158,6 +158,7 @@ const TABLES: &[Table] = &[
             ("section", Text),
             ("embargoed", Bool),
             ("event_time", Int),
+            ("left_section", Text),
         ],
     },
     Table {
