@@ -286,7 +286,7 @@ async fn an_embargoed_article_enters_its_author_feed_when_the_embargo_ends() {
 #[tokio::test]
 async fn opml_lists_author_and_tag_feeds_under_their_own_outlines_and_the_index_does_not() {
     let server = TestServer::start().await;
-    publish_sample(&server).await;
+    let mut client = publish_sample(&server).await;
 
     let opml = String::from_utf8(server.get_bytes("/feeds.opml").await).unwrap();
     let authors = opml.find("<outline text=\"作者 · Authors\"").expect(&opml);
@@ -314,6 +314,41 @@ async fn opml_lists_author_and_tag_feeds_under_their_own_outlines_and_the_index_
     let index = String::from_utf8(server.get_bytes("/").await).unwrap();
     assert!(!index.contains("/feeds/authors/"), "{index}");
     assert!(!index.contains("/feeds/tags/"), "{index}");
+
+    // Served as a feed is: compressed, with a strong ETag that a new name changes.
+    let http = reqwest::Client::builder().no_gzip().build().unwrap();
+    let url = server.url("/feeds.opml");
+    let fetch = |headers: &[(&str, &str)]| {
+        let mut request = http.get(&url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send()
+    };
+    let first = fetch(&[]).await.unwrap();
+    let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(first.headers().contains_key("cache-control"));
+    assert!(first.headers().contains_key("last-modified"));
+    let again = fetch(&[("if-none-match", &etag)]).await.unwrap();
+    assert_eq!(again.status(), reqwest::StatusCode::NOT_MODIFIED);
+    let gzipped = fetch(&[("accept-encoding", "gzip")]).await.unwrap();
+    assert_eq!(gzipped.headers()["content-encoding"], "gzip");
+    publish(
+        &mut client,
+        &server.tokens.newsroom,
+        proto::Article {
+            id: "new-byline".into(),
+            authors: vec!["新署名".into()],
+            ..rural_report()
+        },
+    )
+    .await;
+    server.settle().await;
+    let changed = fetch(&[("if-none-match", &etag)]).await.unwrap();
+    assert_eq!(changed.status(), reqwest::StatusCode::OK);
+    assert_ne!(changed.headers()["etag"].to_str().unwrap(), etag);
+    let listed = changed.text().await.unwrap();
+    assert!(listed.contains(&name_slug("新署名")), "{listed}");
 }
 
 #[tokio::test]

@@ -321,7 +321,19 @@ impl FeedState {
                 }
             },
         };
-        let counters = self.counters(&counters_key);
+        self.answer_file(file, &counters_key, published, request)
+    }
+
+    /// The answer to a GET of `file`, a document served at `path` (published: from the
+    /// snapshot, written to `feeds/`): see [`FeedState::answer`].
+    pub fn answer_file(
+        &self,
+        file: Arc<FeedFile>,
+        path: &str,
+        published: bool,
+        request: &FeedRequest<'_>,
+    ) -> FeedAnswer {
+        let counters = self.counters(path);
         let coding = available(&file, negotiate(&request.accept_encoding));
         // Browsers show `application/rss+xml` and `application/atom+xml` as plain text and
         // only apply the feed's XSL stylesheet to a generic XML type, so a client that

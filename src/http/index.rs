@@ -4,11 +4,13 @@
 
 use crate::config::Settings;
 use crate::domain::FeedScope;
-use crate::publication::Headline;
+use crate::publication::{FeedFile, Headline, Links};
 use crate::render::Format;
 use crate::render::opml::{self, OpmlGroup};
+use chrono::SubsecRound;
 use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
 use std::fmt::Write;
+use std::sync::Arc;
 
 /// Every feed scope with its title and description: `all` first, then the sections.
 fn scopes(settings: &Settings) -> Vec<(FeedScope, String, String)> {
@@ -120,6 +122,56 @@ pub fn render(settings: &Settings, headlines: impl Fn(&FeedScope) -> Vec<Headlin
     }
     html.push_str("</body>\n</html>\n");
     html
+}
+
+/// Media type of the OPML list.
+const OPML_TYPE: &str = "text/x-opml; charset=utf-8";
+
+/// The OPML list as a document served like a feed's (compressed codings, a strong ETag,
+/// conditional GET), built again only when the author and tag feeds it lists change.
+pub struct OpmlDocument {
+    settings: Arc<Settings>,
+    /// The named scopes it was built for, and the document. Held while one is built, so
+    /// that requests arriving meanwhile wait for it rather than build it too.
+    built: tokio::sync::Mutex<Option<(Vec<FeedScope>, Arc<FeedFile>)>>,
+}
+
+impl OpmlDocument {
+    pub fn new(settings: Arc<Settings>) -> Self {
+        Self {
+            settings,
+            built: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The document listing `named`, built on the blocking pool when they changed (a list
+    /// of thousands of names is megabytes to compress); `None` if building it failed.
+    pub async fn get(&self, named: Vec<FeedScope>) -> Option<Arc<FeedFile>> {
+        let mut built = self.built.lock().await;
+        if let Some((scopes, file)) = &*built
+            && *scopes == named
+        {
+            return Some(file.clone());
+        }
+        let settings = self.settings.clone();
+        // Never dated before the list it replaces.
+        let after = built.as_ref().map(|(_, file)| file.last_modified);
+        let (named, file) = tokio::task::spawn_blocking(move || {
+            let text = opml(&settings, &named);
+            let now = chrono::Utc::now().trunc_subsecs(0);
+            let links = Links {
+                self_url: settings.site.url("feeds.opml"),
+                hub_url: None,
+            };
+            let date = after.map_or(now, |after| after.max(now));
+            let file = FeedFile::new(text.into_bytes(), OPML_TYPE, date, 300, &links);
+            (named, Arc::new(file))
+        })
+        .await
+        .ok()?;
+        *built = Some((named, file.clone()));
+        Some(file)
+    }
 }
 
 /// The OPML list of every feed in every format: `all` and the sections, then the feeds of

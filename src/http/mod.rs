@@ -13,8 +13,8 @@ use crate::publication::Publication;
 use crate::tls::TlsIdentity;
 use crate::websub::Hub;
 use axum::Router;
-use axum::body::Bytes;
-use axum::http::{StatusCode, header};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use std::future::Future;
@@ -48,8 +48,7 @@ pub async fn serve(
 fn router(feeds: feeds::FeedState, settings: &Settings, websub: &Hub, health: Health) -> Router {
     let index_settings = Arc::new(settings.clone());
     let index_publication = feeds.publication.clone();
-    let opml_settings = index_settings.clone();
-    let opml_publication = feeds.publication.clone();
+    let opml = Arc::new(index::OpmlDocument::new(index_settings.clone()));
     let metrics_publication = feeds.publication.clone();
     Router::new()
         .route(
@@ -63,16 +62,26 @@ fn router(feeds: feeds::FeedState, settings: &Settings, websub: &Hub, health: He
         )
         .route(
             "/feeds.opml",
-            // Built per request: the author and tag feeds come and go with the articles.
-            get(move || {
-                let opml = index::opml(&opml_settings, &opml_publication.named_scopes());
-                async move {
-                    (
-                        [(header::CONTENT_TYPE, "text/x-opml; charset=utf-8")],
-                        Bytes::from(opml),
-                    )
-                }
-            }),
+            // Answered like a feed; the author and tag feeds come and go with the articles.
+            get(
+                move |State(feeds): State<feeds::FeedState>, method: Method, headers: HeaderMap| {
+                    let opml = opml.clone();
+                    async move {
+                        let named = feeds.publication.named_scopes();
+                        let Some(file) = opml.get(named).await else {
+                            return (StatusCode::SERVICE_UNAVAILABLE, "retry later\n")
+                                .into_response();
+                        };
+                        let request = feeds::FeedRequest::from_headers(
+                            headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())),
+                        )
+                        .with_head(method == Method::HEAD);
+                        feeds
+                            .answer_file(file, "feeds.opml", false, &request)
+                            .into_response()
+                    }
+                },
+            ),
         )
         .route("/healthz", get(move || healthz(health.clone())))
         .route(
