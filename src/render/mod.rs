@@ -288,18 +288,40 @@ pub fn language<'a>(meta: &'a FeedMeta, article: &'a Article) -> &'a str {
         .unwrap_or(&meta.language)
 }
 
-/// The entry's categories: the kicker (column name) first, then the tags.
+/// The entry's categories: the kicker (column name) first, then the tags, a tag that is the
+/// kicker again left out (tags are unique already).
 pub fn categories(article: &Article) -> impl Iterator<Item = &str> {
     let content = &article.content;
-    (!content.kicker.is_empty())
-        .then_some(content.kicker.as_str())
-        .into_iter()
-        .chain(content.tags.iter().map(String::as_str))
+    let kicker = content.kicker.as_str();
+    (!kicker.is_empty()).then_some(kicker).into_iter().chain(
+        content
+            .tags
+            .iter()
+            .map(String::as_str)
+            .filter(move |tag| *tag != kicker),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A kicker that is also one of the tags is one category, not two.
+    #[test]
+    fn a_kicker_that_is_a_tag_is_one_category() {
+        let mut article = fixtures::articles().remove(0);
+        article.content.kicker = "乡村振兴".into();
+        article.content.tags = vec!["农旅".into(), "乡村振兴".into()];
+        assert_eq!(
+            categories(&article).collect::<Vec<_>>(),
+            ["乡村振兴", "农旅"]
+        );
+        article.content.kicker.clear();
+        assert_eq!(
+            categories(&article).collect::<Vec<_>>(),
+            ["农旅", "乡村振兴"]
+        );
+    }
 
     /// Fails when `feed.xsl` changes: set [`STYLESHEET_UPDATED`] to the time of the change
     /// and the digest here to the new one, so clients revalidating by date fetch it again.

@@ -208,9 +208,12 @@ impl ArticleJson {
                     "is not an RFC 3339 time such as 2023-06-07T07:00:00+08:00: {raw:?} ({e})"
                 ),
             })?;
+            // A leap second (23:59:60) comes as nanoseconds past a second, which a
+            // Timestamp cannot carry: it is held at the last instant of the minute's 59th.
+            let nanos = parsed.timestamp_subsec_nanos().min(999_999_999);
             Ok(Some(Timestamp {
                 seconds: parsed.timestamp(),
-                nanos: parsed.timestamp_subsec_nanos() as i32,
+                nanos: nanos as i32,
             }))
         };
         // A stored article's update_time is the server's; sending it back would pin the
@@ -321,6 +324,20 @@ pub fn state_name(state: i32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A leap second is a valid RFC 3339 time; the message carries the instant before the
+    /// next minute, which the API takes.
+    #[test]
+    fn a_leap_second_becomes_the_last_instant_of_its_minute() {
+        let line = r#"{"id":"a-1","section":"politics","title":"T","content_text":"x",
+            "publish_time":"2016-12-31T23:59:60.5Z"}"#;
+        let article = parse_line(line).unwrap();
+        let publish = article.publish_time.unwrap();
+        assert_eq!(
+            (publish.seconds, publish.nanos),
+            (1_483_228_799, 999_999_999)
+        );
+    }
 
     #[test]
     fn a_line_with_every_field_becomes_the_api_message() {
