@@ -712,6 +712,56 @@ fn import_refuses_rows_no_publish_would_store_and_stores_none_of_them() {
     }
 }
 
+/// An export of version 1 (before the events said where an article left a reader's view)
+/// imports into a new database; a version this feedpub does not know is refused at once,
+/// naming the first line.
+#[test]
+fn exports_of_earlier_versions_import_and_later_ones_are_refused_at_their_first_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let export = sample_edition_export(dir.path());
+    let mut lines = export.lines();
+    let header: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(header["version"], 2, "{header}");
+    let rows: Vec<serde_json::Value> = lines.map(|l| serde_json::from_str(l).unwrap()).collect();
+    let as_version = |version: u64| {
+        let mut text =
+            serde_json::json!({"format": "feedpub-export", "version": version}).to_string();
+        for row in &rows {
+            let mut row = row.clone();
+            if version == 1 && row["table"] == "article_events" {
+                let columns = row["row"].as_object_mut().unwrap();
+                assert!(columns.remove("left_section").is_some());
+                assert!(columns.remove("left_embargoed").is_some());
+            }
+            text.push('\n');
+            text.push_str(&row.to_string());
+        }
+        text
+    };
+    for (version, imports) in [(1, true), (3, false)] {
+        let file = dir.path().join(format!("v{version}.jsonl"));
+        std::fs::write(&file, as_version(version)).unwrap();
+        let imported = run(feedpub(dir.path())
+            .arg("import")
+            .arg(&file)
+            .arg("--data-dir")
+            .arg(dir.path().join(format!("target-{version}"))));
+        assert_eq!(
+            imported.status.success(),
+            imports,
+            "{}",
+            text(&imported.stderr)
+        );
+        if !imports {
+            assert!(
+                text(&imported.stderr).contains("line 1"),
+                "{}",
+                text(&imported.stderr)
+            );
+        }
+    }
+}
+
 /// `feedpub import --allow-non-empty` into a database that holds articles places the new
 /// ones among them by when they were first stored, shifting every archive page from the
 /// earliest on: those pages are dated by the import, so that a reader revalidating by

@@ -126,23 +126,32 @@ impl ArticleContent {
     }
 }
 
+/// Where an article was seen before a write: see [`Article::seen`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub section: SectionSlug,
+    pub embargoed: bool,
+}
+
 impl Article {
-    /// The section where the article is open to every reader at `now`: its own, while it
-    /// is published and under no running embargo.
-    pub fn open_section(&self, now: DateTime<Utc>) -> Option<&SectionSlug> {
-        (self.state == ArticleState::Published && !self.content.is_embargoed(now))
-            .then_some(&self.content.section)
+    /// Where the article is seen at `now`, while it is published: its section, and
+    /// whether an embargo runs (then only readers with the embargo right, and its own
+    /// partner, see it).
+    pub fn seen(&self, now: DateTime<Utc>) -> Option<Seen> {
+        (self.state == ArticleState::Published).then(|| Seen {
+            section: self.content.section.clone(),
+            embargoed: self.content.is_embargoed(now),
+        })
     }
 
-    /// The section a write that made `self` took it out of, when it was open in
-    /// `open_before` ([`Self::open_section`] of the article replaced): a move to another
-    /// section, or an embargo put on again.
-    pub fn left_section(
-        &self,
-        open_before: Option<SectionSlug>,
-        now: DateTime<Utc>,
-    ) -> Option<SectionSlug> {
-        open_before.filter(|was| self.open_section(now) != Some(was))
+    /// Where a write that made `self` took the article out of view, when it was `before`
+    /// ([`Self::seen`] of the article replaced): its section, when it moved to another,
+    /// and also when an embargo was put on again (for readers without the right).
+    pub fn left(&self, before: Option<Seen>, now: DateTime<Utc>) -> Option<Seen> {
+        let before = before?;
+        let moved = self.state != ArticleState::Published || self.content.section != before.section;
+        let hidden = !before.embargoed && self.content.is_embargoed(now);
+        (moved || hidden).then_some(before)
     }
 
     /// The order of feeds: newest `publish_time` first, then by GUID.
@@ -366,12 +375,12 @@ impl Article {
         new_guid: impl FnOnce(&ArticleContent) -> String,
     ) -> Revision {
         // An article read and sent back carries the update time it was shown with, which
-        // feedpub chose when the partner gave none: that is not a change of its own.
+        // feedpub chose when the partner gave none (or moved on from an earlier one the
+        // partner gave): that is not a change of its own.
         if let Some(old) = &existing
-            && old.content.update_time.is_none()
             && content.update_time == Some(old.updated)
         {
-            content.update_time = None;
+            content.update_time = old.content.update_time;
         }
         let etag = content.etag();
         match existing {
@@ -721,7 +730,8 @@ impl ArticleDraft {
         }
         // The content cannot have changed before it was published, nor after now: Atom's
         // `updated` would precede `published`, or be overtaken, and so go backwards, by
-        // the next correction's real time.
+        // the next correction's real time. The publish time itself is always accepted: it
+        // is what an article scheduled ahead shows as its update time when read back.
         let update_field = f("update_time");
         if let Some(update) = self.update_time
             && !check.violations.iter().any(|v| v.field == update_field)
@@ -730,7 +740,7 @@ impl ArticleDraft {
                 check
                     .violations
                     .add(update_field, "must not be earlier than publish_time");
-            } else if update > now + UPDATE_TIME_CLOCK_SKEW {
+            } else if update > now + UPDATE_TIME_CLOCK_SKEW && Some(update) != self.publish_time {
                 check.violations.add(
                     update_field,
                     format!(
@@ -1138,6 +1148,18 @@ mod tests {
         (valid, article)
     }
 
+    /// `content` published over `old` at `now`.
+    fn revised(old: &Article, content: ArticleContent, now: DateTime<Utc>) -> Revision {
+        Article::revise(
+            Some(old.clone()),
+            old.partner,
+            old.id.clone(),
+            content,
+            now,
+            |_| unreachable!("an existing article keeps its guid"),
+        )
+    }
+
     #[test]
     fn republishing_identical_content_is_unchanged_and_an_edit_keeps_the_guid() {
         let t0 = Utc.with_ymd_and_hms(2023, 6, 7, 0, 0, 0).unwrap();
@@ -1167,6 +1189,35 @@ mod tests {
             |_| unreachable!("an existing article keeps its guid"),
         );
         assert_eq!(again, Revision::Unchanged(first.clone()));
+        // Also when feedpub moved the update time on from an earlier one the partner gave
+        // (a correction is never dated before the version it replaces).
+        let t2 = t0 + chrono::Duration::hours(2);
+        let corrected = ArticleContent {
+            title: "更正".into(),
+            ..valid.content.clone()
+        };
+        let Revision::Updated {
+            article: second, ..
+        } = revised(&first, corrected.clone(), t2)
+        else {
+            panic!("a new version")
+        };
+        let backdated = ArticleContent {
+            title: "再更正".into(),
+            update_time: Some(t0),
+            ..corrected
+        };
+        let Revision::Updated { article: third, .. } = revised(&second, backdated.clone(), t2)
+        else {
+            panic!("a new version")
+        };
+        assert_eq!(third.updated, second.updated, "kept from going back");
+        let read_back = ArticleContent {
+            update_time: Some(third.updated),
+            ..backdated
+        };
+        let again = revised(&third, read_back, t2);
+        assert_eq!(again, Revision::Unchanged(third));
 
         let mut edited = valid.content.clone();
         edited.title = "新标题".into();
@@ -1290,6 +1341,19 @@ mod tests {
         let publish = draft().publish_time.unwrap();
         let minutes = chrono::TimeDelta::minutes;
         let year_2199 = Utc.with_ymd_and_hms(2199, 1, 1, 0, 0, 0).unwrap();
+        let policy = text::HtmlPolicy::default();
+        let check = |draft: ArticleDraft| {
+            draft.validate_at("article.", &policy, FieldLimits::default(), now)
+        };
+        // An article scheduled ahead shows its publish time as its update time: sent back
+        // as read, that is accepted, though later than now.
+        let tomorrow = now + chrono::TimeDelta::days(1);
+        let scheduled = check(ArticleDraft {
+            publish_time: Some(tomorrow),
+            update_time: Some(tomorrow),
+            ..draft()
+        });
+        assert_eq!(scheduled.unwrap().content.update_time, Some(tomorrow));
         for (update, refused) in [
             (publish, None),
             (now, None),
@@ -1301,16 +1365,10 @@ mod tests {
             ),
             (year_2199, Some("later than the server's")),
         ] {
-            let checked = ArticleDraft {
+            let checked = check(ArticleDraft {
                 update_time: Some(update),
                 ..draft()
-            }
-            .validate_at(
-                "article.",
-                &text::HtmlPolicy::default(),
-                FieldLimits::default(),
-                now,
-            );
+            });
             match (checked, refused) {
                 (Ok(valid), None) => assert_eq!(valid.content.update_time, Some(update)),
                 (Err(violations), Some(says)) => {

@@ -15,7 +15,7 @@ mod text;
 mod violation;
 
 pub use article::{
-    Article, ArticleContent, ArticleDraft, ArticleState, FieldLimits, Revision, Tombstone,
+    Article, ArticleContent, ArticleDraft, ArticleState, FieldLimits, Revision, Seen, Tombstone,
     ValidDraft,
 };
 pub use audit::{Actor, AuditEntry, AuditFilter, AuditOperation, Outcome};

@@ -2028,6 +2028,14 @@ async fn check_leaving_events(store: &dyn Store) {
         .retract(partner.id, retraction("moved"), at(1001), &actor(&partner))
         .await
         .unwrap();
+    // Moved while its embargo runs: only those who could see it in rural hear it left.
+    let embargoed = |d: &mut ArticleDraft| d.embargo_time = Some(at(2000));
+    publish(store, &partner, "secret", 10, embargoed).await;
+    publish(store, &partner, "secret", 10, |d| {
+        embargoed(d);
+        d.section = "politics".into();
+    })
+    .await;
     let head = *store.event_head().borrow();
     let rural = SectionSlug::parse("rural").unwrap();
     let seen = |sections: Option<&str>, embargoed: bool| {
@@ -2063,8 +2071,10 @@ async fn check_leaving_events(store: &dyn Store) {
             event(Updated, "moved", Some(&rural)),
             event(Published, "hidden", None),
             event(Updated, "hidden", None),
+            event(Published, "secret", None),
+            event(Updated, "secret", Some(&rural)),
         ],
-        "with the right, the embargoed one stays in view"
+        "with the right, the embargoed one stays in view, and the secret one leaves"
     );
     assert_eq!(
         seen(None, false).await,
@@ -2075,7 +2085,7 @@ async fn check_leaving_events(store: &dyn Store) {
             event(Updated, "hidden", Some(&rural)),
             event(Retracted, "moved", None),
         ],
-        "a reader of every section sees the move"
+        "a reader of every section sees the move, and never saw the secret one"
     );
     assert_eq!(
         seen(Some("politics"), false).await,

@@ -194,7 +194,8 @@ impl PostgresStore {
                  AND v.article_id = e.article_id AND v.version = e.version
              WHERE e.seq > $1 AND e.seq <= $2
                AND ({in_view} OR (e.left_section IS NOT NULL
-                                  AND ($3::text[] IS NULL OR e.left_section = ANY($3))))
+                                  AND ($3::text[] IS NULL OR e.left_section = ANY($3))
+                                  AND (NOT e.left_embargoed OR $4 OR e.partner_id = $5)))
                AND ($7::text IS NULL OR e.origin IS DISTINCT FROM $7)
              ORDER BY e.seq LIMIT $6",
             *VERSIONED_COLUMNS

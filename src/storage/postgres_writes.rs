@@ -16,7 +16,7 @@ use super::sqlite_writes::{UPDATES, check_precondition};
 use super::{ArticleWrite, Retraction, StoreError};
 use crate::domain::{
     Actor, Article, ArticleId, ArticleState, AuditEntry, AuditOperation, EventKind, Outcome,
-    Partner, PartnerId, Revision, SectionSlug,
+    Partner, PartnerId, Revision, Seen,
 };
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
@@ -72,17 +72,14 @@ struct Event {
     section: String,
     embargoed: bool,
     time: i64,
-    /// The section the write took the article out of ([`Article::left_section`]).
+    /// Where the write took the article out of view ([`Article::left`]): the section, and
+    /// whether an embargo ran there.
     left: Option<String>,
+    left_embargoed: bool,
 }
 
 impl Event {
-    fn of(
-        article: &Article,
-        kind: EventKind,
-        left: Option<SectionSlug>,
-        now: DateTime<Utc>,
-    ) -> Self {
+    fn of(article: &Article, kind: EventKind, left: Option<Seen>, now: DateTime<Utc>) -> Self {
         Self {
             partner: article.partner.0,
             article: article.id.to_string(),
@@ -91,7 +88,8 @@ impl Event {
             section: article.content.section.to_string(),
             embargoed: article.content.is_embargoed(now),
             time: nanos(now),
-            left: left.map(|s| s.to_string()),
+            left_embargoed: left.as_ref().is_some_and(|s| s.embargoed),
+            left: left.map(|s| s.section.to_string()),
         }
     }
 }
@@ -195,13 +193,13 @@ async fn log_events(conn: &mut PgConnection, events: Vec<Event>) -> Result<(), S
     sqlx::query(
         "INSERT INTO article_events
              (partner_id, article_id, version, kind, section, embargoed, event_time,
-              left_section)
+              left_section, left_embargoed)
          SELECT partner_id, article_id, version, kind, section, embargoed, event_time,
-                left_section
+                left_section, left_embargoed
          FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[],
-                     $6::boolean[], $7::bigint[], $8::text[]) WITH ORDINALITY
+                     $6::boolean[], $7::bigint[], $8::text[], $9::boolean[]) WITH ORDINALITY
              AS e (partner_id, article_id, version, kind, section, embargoed, event_time,
-                   left_section, n)
+                   left_section, left_embargoed, n)
          ORDER BY n",
     )
     .bind(column(|e| e.partner))
@@ -212,6 +210,7 @@ async fn log_events(conn: &mut PgConnection, events: Vec<Event>) -> Result<(), S
     .bind(events.iter().map(|e| e.embargoed).collect::<Vec<_>>())
     .bind(column(|e| e.time))
     .bind(events.iter().map(|e| e.left.clone()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.left_embargoed).collect::<Vec<_>>())
     .execute(&mut *conn)
     .await?;
     notify(conn).await
@@ -326,8 +325,7 @@ async fn publish_one(
         write_article(conn, existing.as_ref(), article, superseded, now).await?;
         changes.count(existing.as_ref(), article);
         super::add_shifts(&mut changes.shifts, &revision, now);
-        let open_before = existing.as_ref().and_then(|a| a.open_section(now).cloned());
-        let left = article.left_section(open_before, now);
+        let left = article.left(existing.as_ref().and_then(|a| a.seen(now)), now);
         changes.events.push(Event::of(article, kind, left, now));
     }
     current.insert(article.id.clone(), article.clone());

@@ -169,7 +169,8 @@ pub(super) async fn events<'c>(
          LEFT JOIN article_versions AS v ON v.partner_id = e.partner_id
              AND v.article_id = e.article_id AND v.version = e.version
          WHERE e.seq > ?1 AND e.seq <= ?2
-           AND ({in_view} OR (e.left_section IS NOT NULL AND {}))
+           AND ({in_view} OR (e.left_section IS NOT NULL AND {}
+                              AND (e.left_embargoed = 0 OR ?4 OR e.partner_id = ?5)))
          ORDER BY e.seq LIMIT ?6",
         *VERSIONED_COLUMNS,
         followed("e.left_section")

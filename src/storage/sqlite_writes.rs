@@ -12,8 +12,7 @@ use super::sqlite_history::{
 };
 use super::{ArticleWrite, Retraction, StoreError};
 use crate::domain::{
-    Article, ArticleId, ArticleState, AuditEntry, EventKind, Partner, PartnerId, Revision,
-    SectionSlug,
+    Article, ArticleId, ArticleState, AuditEntry, EventKind, Partner, PartnerId, Revision, Seen,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -233,7 +232,7 @@ fn stage_one(
         current.remove(&write.id)
     };
     check_precondition(existing.as_ref(), write.expected_etag.as_deref())?;
-    let open_before = existing.as_ref().and_then(|a| a.open_section(now).cloned());
+    let seen_before = existing.as_ref().and_then(|a| a.seen(now));
     let new_guid = write.new_guid;
     let revision = Article::revise(existing, partner, write.id, write.content, now, |_| {
         new_guid
@@ -247,7 +246,7 @@ fn stage_one(
     if let Some(kind) = kind {
         let replaced = matches!(revision, Revision::Updated { .. });
         let superseded = replaced && revision.is_new_version();
-        let left = article.left_section(open_before, now);
+        let left = article.left(seen_before, now);
         staged.article(article, (replaced, superseded), kind, left, now);
         super::add_shifts(&mut staged.shifts, &revision, now);
     }
@@ -513,8 +512,18 @@ struct Staged {
 }
 
 /// An `article_events` row: partner, article, version, kind, section, embargoed, time, and
-/// the section the write took the article out of.
-type EventRow = (i64, String, u32, i64, String, bool, i64, Option<String>);
+/// where the write took the article out of view (section, and whether an embargo ran).
+type EventRow = (
+    i64,
+    String,
+    u32,
+    i64,
+    String,
+    bool,
+    i64,
+    Option<String>,
+    bool,
+);
 
 impl Staged {
     /// True when the partner's article `id` already has a row here.
@@ -524,13 +533,13 @@ impl Staged {
 
     /// Stages the article's new row, its names, its event and its pending embargo lift;
     /// `replaced` when it has a stored row, `superseded` when that row becomes a past
-    /// version, `left` the section the write took it out of ([`Article::left_section`]).
+    /// version, `left` where the write took it out of view ([`Article::left`]).
     fn article(
         &mut self,
         a: &Article,
         (replaced, superseded): (bool, bool),
         kind: EventKind,
-        left: Option<SectionSlug>,
+        left: Option<Seen>,
         now: DateTime<Utc>,
     ) {
         let (partner, id) = (a.partner.0, a.id.to_string());
@@ -556,7 +565,8 @@ impl Staged {
             a.content.section.to_string(),
             embargoed,
             nanos(now),
-            left.map(|s| s.to_string()),
+            left.as_ref().map(|s| s.section.to_string()),
+            left.is_some_and(|s| s.embargoed),
         ));
         if let (ArticleState::Published, Some(end), true) =
             (a.state, a.content.embargo_time, embargoed)
@@ -651,9 +661,9 @@ impl Staged {
             }
             script.statement(
                 "INSERT INTO article_events (partner_id, article_id, version, kind, section,
-                     embargoed, event_time, left_section)
+                     embargoed, event_time, left_section, left_embargoed)
                  SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4,
-                        value ->> 5, value ->> 6, value ->> 7
+                        value ->> 5, value ->> 6, value ->> 7, value ->> 8
                  FROM json_each(?) ORDER BY key",
             );
             script.bind(json(&self.events))?;

@@ -21,9 +21,13 @@ use std::io::{BufRead, Write};
 use std::str::FromStr;
 use tokio_stream::StreamExt;
 
-/// The first line of an export names its format and version.
+/// The first line of an export names its format and version. Version 2 added the events'
+/// `left_section` and `left_embargoed`, which a version 1 export lacks (imported as none):
+/// a feedpub that knows only version 1 refuses a version 2 export at its first line.
 const FORMAT: &str = "feedpub-export";
-const VERSION: u64 = 1;
+const VERSION: u64 = 2;
+/// The oldest version imported.
+const OLDEST_VERSION: u64 = 1;
 
 /// How a column's values are stored and written in an export.
 #[derive(Debug, Clone, Copy)]
@@ -159,6 +163,7 @@ const TABLES: &[Table] = &[
             ("embargoed", Bool),
             ("event_time", Int),
             ("left_section", Text),
+            ("left_embargoed", Bool),
         ],
     },
     Table {
@@ -473,8 +478,12 @@ impl Target<'_, '_> {
         }
     }
 
-    async fn insert(&mut self, table: &Table, values: Vec<Bound>) -> Result<(), sqlx::Error> {
-        let columns: Vec<&str> = table.columns.iter().map(|(name, _)| *name).collect();
+    async fn insert(
+        &mut self,
+        table: &Table,
+        values: Vec<(&str, Bound)>,
+    ) -> Result<(), sqlx::Error> {
+        let (columns, values): (Vec<&str>, Vec<Bound>) = values.into_iter().unzip();
         let placeholders: Vec<String> = match self {
             Self::Sqlite(_) => vec!["?".to_owned(); columns.len()],
             Self::Postgres(_) => (1..=columns.len()).map(|n| format!("${n}")).collect(),
@@ -544,12 +553,13 @@ async fn import_into(
     };
     let header: Value = serde_json::from_str(&header.map_err(TransferError::Read)?)
         .map_err(|e| invalid(0, e.to_string()))?;
+    let version = header.get("version").and_then(Value::as_u64);
     if header.get("format") != Some(&json!(FORMAT))
-        || header.get("version") != Some(&json!(VERSION))
+        || !version.is_some_and(|v| (OLDEST_VERSION..=VERSION).contains(&v))
     {
         return Err(invalid(
             0,
-            format!("not a {FORMAT} version {VERSION} file: {header}"),
+            format!("not a {FORMAT} file of version {OLDEST_VERSION} to {VERSION}: {header}"),
         ));
     }
     for (number, line) in lines {
@@ -579,11 +589,16 @@ async fn import_into(
             .and_then(Value::as_str)
             .and_then(|url| url::Url::parse(url).ok());
         let html = policy.map(|policy| (policy, base.as_ref()));
+        // A column the row lacks takes the database's default (a column an older export
+        // has not, say); a required one is then refused by its constraint.
         let values = table
             .columns
             .iter()
+            .filter(|(column, _)| row.contains_key(*column))
             .map(|(column, kind)| {
-                bound(row.get(*column), *kind, html).map_err(|e| format!("{column}: {e}"))
+                bound(row.get(*column), *kind, html)
+                    .map(|value| (*column, value))
+                    .map_err(|e| format!("{column}: {e}"))
             })
             .collect::<Result<Vec<_>, String>>()
             .map_err(|e| invalid(number, e))?;
