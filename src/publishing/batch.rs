@@ -226,14 +226,26 @@ impl Drop for Batch {
         };
         match self.storing.take() {
             None => mark(&publisher, sections, names),
-            // The caller went away while a chunk was being stored: mark its feeds too.
+            // The caller went away while a chunk was being stored: mark its feeds too, and
+            // audit the store's refusals as they would have been.
             Some((_, storing)) => {
+                let caller = self.caller.clone();
                 tokio::spawn(async move {
                     if let Ok(stored) = storing.await {
-                        for revision in stored.iter().filter_map(|(_, r)| r.as_ref().ok()) {
-                            sections.extend(revision.touched_sections());
-                            names.extend(revision.touched_names());
-                            publisher.notice_embargo(revision);
+                        for (item, result) in stored {
+                            let result = publisher
+                                .audit_refusal(
+                                    &caller,
+                                    AuditOperation::Publish,
+                                    item.id.as_str(),
+                                    result,
+                                )
+                                .await;
+                            if let Ok(revision) = &result {
+                                sections.extend(revision.touched_sections());
+                                names.extend(revision.touched_names());
+                                publisher.notice_embargo(revision);
+                            }
                         }
                     }
                     mark(&publisher, sections, names);

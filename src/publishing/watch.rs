@@ -14,6 +14,9 @@ use tokio_util::sync::CancellationToken;
 
 /// Most events one update carries.
 const PAGE: usize = 200;
+/// How often a stream with nothing to send reads its token and rights again, so that a
+/// revoked partner's idle stream ends too.
+const RIGHTS_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// One message of a watch stream: events in log order, and the cursor after them.
 #[derive(Debug, Clone)]
@@ -172,6 +175,12 @@ async fn follow(
             },
             () = stopping.cancelled() => {}
             () = tx.closed() => return,
+            () = tokio::time::sleep(RIGHTS_CHECK) => {
+                if let Err(e) = rights.current(store.as_ref()).await {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            }
         }
     }
 }
