@@ -56,7 +56,9 @@ pub(crate) fn shows_media(html: &str) -> bool {
     ["<img ", "<iframe "].iter().any(|open| {
         html.split(open).skip(1).any(|rest| {
             let tag = rest.split('>').next().unwrap_or("");
-            tag.starts_with("src=\"") || tag.contains(" src=\"")
+            ["src=\"", "srcset=\""]
+                .iter()
+                .any(|attr| tag.starts_with(attr) || tag.contains(&format!(" {attr}")))
         })
     })
 }
@@ -209,6 +211,10 @@ pub struct Sanitized {
 struct RelativeUrls {
     base: Option<url::Url>,
     removed: usize,
+    /// Bytes resolving may still add to the body, so that a long base times many short
+    /// relative URLs cannot grow a small body a thousandfold; past it, the body is refused.
+    growth_left: usize,
+    overgrown: bool,
 }
 
 thread_local! {
@@ -228,10 +234,20 @@ fn resolve_relative(url: &str) -> Option<String> {
             .and_then(|base| base.join(url.trim()).ok())
             .filter(|url| matches!(url.scheme(), "http" | "https"))
             .map(String::from);
-        if resolved.is_none() {
+        let Some(resolved) = resolved else {
             relative.removed += 1;
+            return None;
+        };
+        match relative.growth_left.checked_sub(resolved.len()) {
+            Some(left) => {
+                relative.growth_left = left;
+                Some(resolved)
+            }
+            None => {
+                relative.overgrown = true;
+                None
+            }
         }
-        resolved
     })
 }
 
@@ -248,14 +264,22 @@ impl<'a> ammonia::UrlRelativeEvaluate<'a> for ResolveRelative {
 struct BaseSet;
 
 impl BaseSet {
-    fn new(base: Option<&url::Url>) -> Self {
+    /// `base` for a body of `len` bytes: resolving its relative URLs may add as many bytes
+    /// again as it has, and 4 KiB.
+    fn new(base: Option<&url::Url>, len: usize) -> Self {
         RELATIVE_URLS.with(|relative| {
             *relative.borrow_mut() = RelativeUrls {
                 base: base.cloned(),
                 removed: 0,
+                growth_left: len.saturating_add(4096),
+                overgrown: false,
             };
         });
         Self
+    }
+
+    fn overgrown(&self) -> bool {
+        RELATIVE_URLS.with(|relative| relative.borrow().overgrown)
     }
 
     fn removed(&self) -> usize {
@@ -369,8 +393,15 @@ impl HtmlPolicy {
     /// removed around formatting elements), and parsing it can cost what hostile input
     /// does. The measure's refusal is the error.
     pub fn sanitize_for(&self, html: &str, base: Option<&url::Url>) -> Result<Sanitized, String> {
-        let base = BaseSet::new(base);
+        let base = BaseSet::new(base, html.len());
         let html = self.sanitize_passes(html)?;
+        if base.overgrown() {
+            return Err(
+                "resolving its relative URLs against canonical_url would more than double the \
+                 body: write its links absolute"
+                    .to_owned(),
+            );
+        }
         Ok(Sanitized {
             html,
             relative_urls_removed: base.removed(),
@@ -733,6 +764,30 @@ mod tests {
         assert!(!removed.html.contains("img/a.png") && !removed.html.contains("#p2"));
         assert!(removed.html.contains(r#"srcset="https://x.cn/c.png 3x""#));
         assert!(removed.html.contains("前文") && removed.html.contains("href=\"https://x.cn/c\""));
+    }
+
+    /// A long base and many short relative URLs would grow a small body a thousandfold:
+    /// resolving may add at most the body's own size again (and 4 KiB), else it is refused.
+    #[test]
+    fn resolving_relative_urls_may_not_grow_a_body_past_twice_its_size() {
+        let policy = HtmlPolicy::default();
+        let long = format!("https://example.com/{}/", "a".repeat(2_000));
+        let base = url::Url::parse(&long).unwrap();
+        let candidates = vec!["a"; 1_000].join(", ");
+        let html = format!(r#"<p>图<img src="https://x.cn/a.png" srcset="{candidates}"></p>"#);
+        let refused = policy
+            .sanitize_for(&html, Some(&base))
+            .err()
+            .unwrap_or_default();
+        assert!(refused.contains("relative URLs"), "{refused:?}");
+        // A few resolve, however long the base.
+        let few = r#"<p><a href="b">前文</a><img src="img/a.png"></p>"#;
+        let resolved = policy.sanitize_for(few, Some(&base)).unwrap();
+        assert!(resolved.html.contains(&format!(r#"src="{long}img/a.png""#)));
+        // An image given by srcset alone is an image.
+        assert!(shows_media(
+            r#"<p><img srcset="https://x.cn/a.png 1x"></p>"#
+        ));
     }
 
     #[test]
