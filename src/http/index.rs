@@ -133,21 +133,24 @@ pub struct OpmlDocument {
     settings: Arc<Settings>,
     /// The named scopes it was built for, and the document. Held while one is built, so
     /// that requests arriving meanwhile wait for it rather than build it too.
-    built: tokio::sync::Mutex<Option<(Vec<FeedScope>, Arc<FeedFile>)>>,
+    built: Arc<tokio::sync::Mutex<Option<Built>>>,
 }
+
+/// The named scopes an OPML document lists, and the document.
+type Built = (Vec<FeedScope>, Arc<FeedFile>);
 
 impl OpmlDocument {
     pub fn new(settings: Arc<Settings>) -> Self {
         Self {
             settings,
-            built: tokio::sync::Mutex::new(None),
+            built: Arc::new(tokio::sync::Mutex::new(None)),
         }
     }
 
     /// The document listing `named`, built on the blocking pool when they changed (a list
     /// of thousands of names is megabytes to compress); `None` if building it failed.
     pub async fn get(&self, named: Vec<FeedScope>) -> Option<Arc<FeedFile>> {
-        let mut built = self.built.lock().await;
+        let mut built = self.built.clone().lock_owned().await;
         if let Some((scopes, file)) = &*built
             && *scopes == named
         {
@@ -156,7 +159,9 @@ impl OpmlDocument {
         let settings = self.settings.clone();
         // Never dated before the list it replaces.
         let after = built.as_ref().map(|(_, file)| file.last_modified);
-        let (named, file) = tokio::task::spawn_blocking(move || {
+        // Built and kept by a task of its own, holding the lock: a request that goes away
+        // meanwhile loses nothing, and the next finds the list built.
+        let build = tokio::task::spawn_blocking(move || {
             let text = opml(&settings, &named);
             let now = chrono::Utc::now().trunc_subsecs(0);
             let links = Links {
@@ -166,11 +171,15 @@ impl OpmlDocument {
             let date = after.map_or(now, |after| after.max(now));
             let file = FeedFile::new(text.into_bytes(), OPML_TYPE, date, 300, &links);
             (named, Arc::new(file))
+        });
+        tokio::spawn(async move {
+            let (named, file) = build.await.ok()?;
+            *built = Some((named, file.clone()));
+            Some(file)
         })
         .await
-        .ok()?;
-        *built = Some((named, file.clone()));
-        Some(file)
+        .ok()
+        .flatten()
     }
 }
 
