@@ -775,11 +775,15 @@ impl Inner {
                 Some(_) => None,
                 None => read_stamped(&dir.join(format.file_name())),
             };
+            // A JSON Feed carries no date: its file's is the Atom document's beside it,
+            // written with it.
             let previous_date = match previous {
                 Some(previous) => Some(previous.last_modified),
-                None => on_disk
-                    .as_ref()
-                    .and_then(|(old, _)| document_date(format, old)),
+                None => on_disk.as_ref().and_then(|(old, _)| match format {
+                    Format::JsonFeed => read_stamped(&dir.join(Format::Atom.file_name()))
+                        .and_then(|(atom, _)| document_date(Format::Atom, &atom)),
+                    Format::Rss | Format::Atom => document_date(format, old),
+                }),
             };
             let mut date = stored
                 .max(previous_date)

@@ -542,10 +542,15 @@ async fn a_feed_carries_its_last_modified_as_its_date_and_moves_it_with_its_byte
     let bytes = publication.get("politics/atom.xml").unwrap().etag.clone();
     drop((store, publication));
 
-    // Started again as it is: the same bytes and date, read back from the files.
+    // Started again as it is: the same bytes and date, read back from the files; the
+    // JSON Feed, which carries no date, is dated with the Atom document beside it.
     let (_store, publication) = started_with(dir.path(), renamed).await;
     assert_eq!(dated_as_served(&publication, &politics()), retitled);
     assert_eq!(publication.get("politics/atom.xml").unwrap().etag, bytes);
+    assert_eq!(
+        publication.get("politics/feed.json").unwrap().last_modified,
+        retitled
+    );
 }
 
 /// An archive path whose folder no served feed has is not found without a read of the
