@@ -199,6 +199,8 @@ fn check_derived_summary(article: &proto::Article, summary: &str) -> Option<Resu
         return None;
     };
     let folded = source.split_whitespace().collect::<Vec<_>>().join(" ");
+    // Direction controls a cut left open are closed at the end of the summary.
+    let summary = summary.trim_end_matches(['\u{202c}', '\u{2069}']);
     let kept = match summary.strip_suffix('…') {
         Some(cut) => cut.trim_end(),
         None if summary == folded => return Some(Ok(false)),

@@ -606,12 +606,14 @@ impl ArticleDraft {
         // A body refused as too large, or too costly to parse, is named once, not also as
         // missing.
         let mut body_refused = check.violations.iter().count() > violations_before_body;
+        let mut relative_urls_removed = 0;
         let content_html = if !content_html.is_empty() {
             // Character references (`&#1;`) decode to characters feeds cannot carry:
             // they are removed after sanitising, like raw ones before it.
             let html = policy
                 .sanitize_for(&content_html, base.as_ref())
                 .and_then(|sanitized| {
+                    relative_urls_removed = sanitized.relative_urls_removed;
                     if sanitized.relative_urls_removed > 0 {
                         check.warnings.push(format!(
                             "{}: removed {} relative URL(s): without a canonical_url to \
@@ -670,10 +672,15 @@ impl ArticleDraft {
             );
         } else if text::is_blank(&body_text) && !text::shows_media(&content_html) && !body_refused {
             // `<p> </p>`, or only zero-width characters: a body no reader can see.
-            check.violations.add(
-                body_field.clone(),
-                "has no visible text and no image or embed",
-            );
+            let why = if relative_urls_removed > 0 {
+                format!(
+                    "has no visible text and no image or embed once its {relative_urls_removed} \
+                     relative URL(s) are removed: give canonical_url to resolve them"
+                )
+            } else {
+                "has no visible text and no image or embed".to_owned()
+            };
+            check.violations.add(body_field.clone(), why);
         }
         let paragraphs: Vec<&str> = body_text
             .split("\n\n")
@@ -690,7 +697,9 @@ impl ArticleDraft {
             );
         }
         if summary.is_empty() {
-            summary = text::summarize(&body_text, SUMMARY_GRAPHEMES);
+            // Its paragraphs folded into one line and cut: a direction control left open in
+            // a paragraph would now run on into the next, or past the cut.
+            summary = text::balance_bidi(text::summarize(&body_text, SUMMARY_GRAPHEMES)).0;
         }
 
         let language = Some(self.language.trim())
@@ -1299,6 +1308,37 @@ mod tests {
             };
             assert_eq!(fields(draft), Vec::<String>::new(), "{html}");
         }
+        // An image whose relative URL was removed for want of a canonical_url: the refusal
+        // says so.
+        let removed = ArticleDraft {
+            content_html: r#"<p><img src="img/a.png"></p>"#.into(),
+            content_text: String::new(),
+            ..draft()
+        }
+        .validate("article.", &text::HtmlPolicy::default())
+        .err()
+        .unwrap();
+        let refusal: Vec<_> = removed.iter().collect();
+        assert_eq!(refusal.len(), 1, "{refusal:?}");
+        assert!(
+            refusal[0].description.contains("canonical_url"),
+            "{refusal:?}"
+        );
+        // A summary derived from paragraphs folded into one line keeps its direction
+        // controls balanced.
+        let derived = ArticleDraft {
+            content_html: String::new(),
+            content_text: "用户\u{202e}gnp.exe 文件\n\n第二段".into(),
+            summary: String::new(),
+            ..draft()
+        }
+        .validate("article.", &text::HtmlPolicy::default())
+        .unwrap();
+        assert!(
+            derived.content.summary.ends_with('\u{202c}'),
+            "{:?}",
+            derived.content.summary
+        );
     }
 
     /// One name has one feed: precomposed and decomposed accents, and zero-width

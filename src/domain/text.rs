@@ -143,7 +143,7 @@ pub(crate) fn clean(raw: &str, single_line: bool) -> Cleaned {
 /// still does what the partner meant within the field, but can no longer reverse or
 /// reorder what follows the field where it is shown (a list of names, the feed page, a
 /// reader's headline list).
-fn balance_bidi(text: String) -> (String, usize) {
+pub(crate) fn balance_bidi(text: String) -> (String, usize) {
     const PDF: char = '\u{202c}';
     const PDI: char = '\u{2069}';
     let is_control = |c: char| matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
