@@ -396,8 +396,13 @@ impl Article {
                     }
                 });
                 // Feed readers take an entry whose `updated` did not move on as unchanged:
-                // a correction dated before the version it replaces is dated with it.
-                let updated = updated.max(old.updated);
+                // a correction dated no later than the version it replaces is dated by the
+                // edit itself (never before that version).
+                let updated = if old.etag != etag && updated <= old.updated {
+                    now.max(old.updated)
+                } else {
+                    updated.max(old.updated)
+                };
                 let previous_section = old.content.section.clone();
                 let previous_names =
                     Box::new((old.content.authors.clone(), old.content.tags.clone()));
@@ -1201,6 +1206,7 @@ mod tests {
         // Also when feedpub moved the update time on from an earlier one the partner gave
         // (a correction is never dated before the version it replaces).
         let t2 = t0 + chrono::Duration::hours(2);
+        let t3 = t2 + chrono::Duration::hours(1);
         let corrected = ArticleContent {
             title: "更正".into(),
             ..valid.content.clone()
@@ -1216,16 +1222,16 @@ mod tests {
             update_time: Some(t0),
             ..corrected
         };
-        let Revision::Updated { article: third, .. } = revised(&second, backdated.clone(), t2)
+        let Revision::Updated { article: third, .. } = revised(&second, backdated.clone(), t3)
         else {
             panic!("a new version")
         };
-        assert_eq!(third.updated, second.updated, "kept from going back");
+        assert_eq!(third.updated, t3, "dated by the edit, not back");
         let read_back = ArticleContent {
             update_time: Some(third.updated),
             ..backdated
         };
-        let again = revised(&third, read_back, t2);
+        let again = revised(&third, read_back, t3);
         assert_eq!(again, Revision::Unchanged(third));
 
         let mut edited = valid.content.clone();
@@ -1444,17 +1450,14 @@ mod tests {
         assert_eq!(article.updated, t1);
         edited.title = "再次更正".into();
         edited.update_time = Some(edited.publish_time);
-        let Revision::Updated { article: again, .. } = Article::revise(
-            Some(article),
-            PartnerId(1),
-            valid.id,
-            edited,
-            t1 + chrono::Duration::hours(1),
-            |_| unreachable!(),
-        ) else {
+        let t2 = t1 + chrono::Duration::hours(1);
+        let Revision::Updated { article: again, .. } = revised(&article, edited, t2) else {
             panic!("expected an update")
         };
-        assert_eq!(again.updated, t1);
+        assert_eq!(
+            again.updated, t2,
+            "dated by the edit, so that readers see it"
+        );
     }
 
     /// A version number at its limit (a row edited by hand: import refuses one) neither
