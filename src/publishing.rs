@@ -344,15 +344,9 @@ impl Publisher {
         let mut draft = std::mem::take(&mut request.draft);
         // Named with every other violation, not only once the rest is right.
         if let Ok(slug) = SectionSlug::parse(&draft.section)
-            && self.settings.section(&slug).is_none()
+            && let Err(why) = self.configured(slug)
         {
-            draft.prior_violations.add(
-                "article.section",
-                format!(
-                    "{:?} is not a configured section (see ListSections)",
-                    slug.as_str()
-                ),
-            );
+            draft.prior_violations.add("article.section", why);
         }
         let valid = self.validate(draft).await?;
         let section = &valid.content.section;
@@ -441,7 +435,11 @@ impl Publisher {
 
     /// The configured section `raw` names, or why it names none.
     pub(crate) fn configured_section(&self, raw: &str) -> Result<SectionSlug, String> {
-        let slug = SectionSlug::parse(raw).map_err(|e| e.to_string())?;
+        self.configured(SectionSlug::parse(raw).map_err(|e| e.to_string())?)
+    }
+
+    /// `slug`, if it is a configured section, or why not.
+    fn configured(&self, slug: SectionSlug) -> Result<SectionSlug, String> {
         match self.settings.section(&slug) {
             Some(_) => Ok(slug),
             None => Err(format!(
