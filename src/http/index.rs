@@ -4,7 +4,7 @@
 
 use crate::config::Settings;
 use crate::domain::FeedScope;
-use crate::publication::{FeedFile, Headline, Links};
+use crate::publication::{FeedFile, Headline, Links, Publication};
 use crate::render::Format;
 use crate::render::opml::{self, OpmlGroup};
 use chrono::SubsecRound;
@@ -131,13 +131,14 @@ const OPML_TYPE: &str = "text/x-opml; charset=utf-8";
 /// conditional GET), built again only when the author and tag feeds it lists change.
 pub struct OpmlDocument {
     settings: Arc<Settings>,
-    /// The named scopes it was built for, and the document. Held while one is built, so
-    /// that requests arriving meanwhile wait for it rather than build it too.
+    /// Which change of the named scopes it was built from ([`Publication::named_changes`]),
+    /// and the document. Held while one is built, so that requests arriving meanwhile wait
+    /// for it rather than build it too.
     built: Arc<tokio::sync::Mutex<Option<Built>>>,
 }
 
-/// The named scopes an OPML document lists, and the document.
-type Built = (Vec<FeedScope>, Arc<FeedFile>);
+/// The change of the named scopes an OPML document lists, and the document.
+type Built = (u64, Arc<FeedFile>);
 
 impl OpmlDocument {
     pub fn new(settings: Arc<Settings>) -> Self {
@@ -147,15 +148,19 @@ impl OpmlDocument {
         }
     }
 
-    /// The document listing `named`, built on the blocking pool when they changed (a list
-    /// of thousands of names is megabytes to compress); `None` if building it failed.
-    pub async fn get(&self, named: Vec<FeedScope>) -> Option<Arc<FeedFile>> {
+    /// The document listing the named feeds `publication` serves, built on the blocking
+    /// pool when they changed (a list of thousands of names is megabytes to compress);
+    /// `None` if building it failed.
+    pub async fn get(&self, publication: &Publication) -> Option<Arc<FeedFile>> {
         let mut built = self.built.clone().lock_owned().await;
-        if let Some((scopes, file)) = &*built
-            && *scopes == named
+        // Read before the names: a change in between only builds the list once more.
+        let changes = publication.named_changes();
+        if let Some((built_from, file)) = &*built
+            && *built_from == changes
         {
             return Some(file.clone());
         }
+        let named = publication.named_scopes();
         let settings = self.settings.clone();
         // Never dated before the list it replaces.
         let after = built.as_ref().map(|(_, file)| file.last_modified);
@@ -170,11 +175,11 @@ impl OpmlDocument {
             };
             let date = after.map_or(now, |after| after.max(now));
             let file = FeedFile::new(text.into_bytes(), OPML_TYPE, date, 300, &links);
-            (named, Arc::new(file))
+            Arc::new(file)
         });
         tokio::spawn(async move {
-            let (named, file) = build.await.ok()?;
-            *built = Some((named, file.clone()));
+            let file = build.await.ok()?;
+            *built = Some((changes, file.clone()));
             Some(file)
         })
         .await

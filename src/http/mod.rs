@@ -67,8 +67,7 @@ fn router(feeds: feeds::FeedState, settings: &Settings, websub: &Hub, health: He
                 move |State(feeds): State<feeds::FeedState>, method: Method, headers: HeaderMap| {
                     let opml = opml.clone();
                     async move {
-                        let named = feeds.publication.named_scopes();
-                        let Some(file) = opml.get(named).await else {
+                        let Some(file) = opml.get(&feeds.publication).await else {
                             return (StatusCode::SERVICE_UNAVAILABLE, "retry later\n")
                                 .into_response();
                         };

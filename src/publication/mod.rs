@@ -129,6 +129,9 @@ struct Inner {
     headlines: ArcSwap<HashMap<FeedScope, Arc<[Headline]>>>,
     /// Author and tag scopes whose feeds show at least one article.
     named: Mutex<BTreeSet<FeedScope>>,
+    /// Moves on each time `named` changes, so that what is built from it (the OPML list)
+    /// knows when to build again without comparing the names.
+    named_changes: AtomicU64,
     /// Documents built at once: one per core.
     parallel: usize,
     /// The threads that render, compress and write documents.
@@ -187,6 +190,7 @@ impl Publication {
             archives: archive::ArchiveCache::default(),
             headlines: ArcSwap::from_pointee(HashMap::new()),
             named: Mutex::new(BTreeSet::new()),
+            named_changes: AtomicU64::new(0),
             parallel: std::thread::available_parallelism().map_or(2, |n| n.get()),
             builders,
             health,
@@ -231,6 +235,11 @@ impl Publication {
     pub fn named_scopes(&self) -> Vec<FeedScope> {
         let named = self.inner.named.lock().expect("named scopes lock");
         named.iter().cloned().collect()
+    }
+
+    /// How many times [`Publication::named_scopes`] has changed since start.
+    pub fn named_changes(&self) -> u64 {
+        self.inner.named_changes.load(Ordering::SeqCst)
     }
 
     /// True when every change acknowledged so far is in the published feeds and their files,

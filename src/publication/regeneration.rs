@@ -699,10 +699,14 @@ impl Inner {
         let changed = content.last_change;
         if matches!(scope, FeedScope::Author(_) | FeedScope::Tag(_)) {
             let mut shown = self.named.lock().expect("named scopes lock");
-            if content.articles.is_empty() {
-                shown.remove(scope);
+            let changed = if content.articles.is_empty() {
+                shown.remove(scope)
             } else {
-                shown.insert(scope.clone());
+                shown.insert(scope.clone())
+            };
+            if changed {
+                self.named_changes
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
         }
         let offset = self.settings.site.utc_offset;
