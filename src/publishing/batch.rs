@@ -173,36 +173,42 @@ impl Batch {
             }
         };
         for (item, result) in stored {
-            // Refused by the store (a right on the stored article): audited alike.
-            let result = self
-                .publisher
-                .audit_refusal(
-                    &self.caller,
-                    AuditOperation::Publish,
-                    item.id.as_str(),
-                    result,
-                )
-                .await;
+            let touched = (&mut self.sections, &mut self.names);
+            let result = settle(&self.publisher, &self.caller, &item, result, touched).await;
             let Item {
                 index, warnings, ..
             } = item;
-            let result = result.map(|revision| {
-                let touched = revision.touched_sections();
-                let changed = !touched.is_empty();
-                self.sections.extend(touched);
-                self.names.extend(revision.touched_names());
-                self.publisher.notice_embargo(&revision);
-                Published {
-                    article: revision.into_article(),
-                    warnings,
-                    changed,
-                }
+            let result = result.map(|revision| Published {
+                changed: !revision.touched_sections().is_empty(),
+                article: revision.into_article(),
+                warnings,
             });
             self.publisher.note_write(&result);
             count_outcome(&result);
             self.results.push((index, result));
         }
     }
+}
+
+/// What a stored chunk's article needs once its result is known, whether or not the caller
+/// still waits for it: a refusal by the store (a right on the stored article) audited as a
+/// single publish's is, the feeds it touched added to `touched`, its embargo's end noticed.
+async fn settle(
+    publisher: &Publisher,
+    caller: &Caller,
+    item: &Item,
+    result: Result<Revision, PublishError>,
+    (sections, names): (&mut BTreeSet<SectionSlug>, &mut BTreeSet<FeedScope>),
+) -> Result<Revision, PublishError> {
+    let result = publisher
+        .audit_refusal(caller, AuditOperation::Publish, item.id.as_str(), result)
+        .await;
+    if let Ok(revision) = &result {
+        sections.extend(revision.touched_sections());
+        names.extend(revision.touched_names());
+        publisher.notice_embargo(revision);
+    }
+    result
 }
 
 /// The same storage failure for every article of a chunk.
@@ -233,19 +239,8 @@ impl Drop for Batch {
                 tokio::spawn(async move {
                     if let Ok(stored) = storing.await {
                         for (item, result) in stored {
-                            let result = publisher
-                                .audit_refusal(
-                                    &caller,
-                                    AuditOperation::Publish,
-                                    item.id.as_str(),
-                                    result,
-                                )
-                                .await;
-                            if let Ok(revision) = &result {
-                                sections.extend(revision.touched_sections());
-                                names.extend(revision.touched_names());
-                                publisher.notice_embargo(revision);
-                            }
+                            let touched = (&mut sections, &mut names);
+                            let _ = settle(&publisher, &caller, &item, result, touched).await;
                         }
                     }
                     mark(&publisher, sections, names);
