@@ -157,7 +157,7 @@ impl Inner {
         // The page's own date and its Last-Modified are one value, to the second.
         let updated = content
             .last_change
-            .unwrap_or_else(super::never_changed)
+            .unwrap_or(super::NEVER_CHANGED)
             .trunc_subsecs(0);
         let mut meta = self.meta(&scope, updated, Vec::new());
         let urls = self.document_urls(&scope, Some(page));

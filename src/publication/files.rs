@@ -36,7 +36,10 @@ pub fn remove_temporary_files(dir: &Path) {
 /// then renamed over its target, then the folder is fsynced once for all the renames.
 /// Returns the stamp of each file as written (a rename keeps it). On failure, temp files
 /// are removed and each target holds either its old or its new content, whole.
-pub fn replace_all(dir: &Path, files: &[(String, &[u8])]) -> std::io::Result<Vec<FileStamp>> {
+pub fn replace_all<B: AsRef<[u8]>>(
+    dir: &Path,
+    files: &[(String, B)],
+) -> std::io::Result<Vec<FileStamp>> {
     if files.is_empty() {
         return Ok(Vec::new());
     }
@@ -49,7 +52,7 @@ pub fn replace_all(dir: &Path, files: &[(String, &[u8])]) -> std::io::Result<Vec
             let temp = dir.join(format!(".{name}.{}.{n}{TEMP_SUFFIX}", std::process::id()));
             temps.push(temp.clone());
             let mut file = std::fs::File::create(&temp)?;
-            file.write_all(bytes)?;
+            file.write_all(bytes.as_ref())?;
             file.sync_data()?;
             stamps.push(FileStamp::of(&file)?);
         }
@@ -77,7 +80,10 @@ mod tests {
         std::fs::write(dir.path().join("rss.xml"), b"old").unwrap();
         let stamps = replace_all(
             dir.path(),
-            &[("rss.xml".into(), b"new"), ("rss.xml.gz".into(), b"gz")],
+            &[
+                ("rss.xml".into(), &b"new"[..]),
+                ("rss.xml.gz".into(), &b"gz"[..]),
+            ],
         )
         .unwrap();
         for (name, stamp) in ["rss.xml", "rss.xml.gz"].iter().zip(&stamps) {

@@ -45,14 +45,10 @@ const HEADLINES: usize = 5;
 /// every replica and every restart gives such a feed the same bytes, and not 1 January 1970,
 /// which readers show as a broken date. Any stored change (a publish, an article moving out
 /// of the scope) dates the feed from then on.
-const NEVER_CHANGED: &str = "2026-11-30T00:00:00Z";
-
-/// [`NEVER_CHANGED`] as a time.
-fn never_changed() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(NEVER_CHANGED)
-        .map(|t| t.to_utc())
-        .unwrap_or(DateTime::UNIX_EPOCH)
-}
+const NEVER_CHANGED: DateTime<Utc> = match DateTime::from_timestamp(1_795_996_800, 0) {
+    Some(time) => time, // 2026-11-30T00:00:00Z
+    None => DateTime::UNIX_EPOCH,
+};
 
 /// One of a feed's latest entries, for pages that list headlines.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -418,15 +414,11 @@ impl Inner {
             &links,
         );
         let dir = &self.settings.server.feeds_dir;
-        let files: Vec<(String, bytes::Bytes)> = file
+        let writes: Vec<(String, bytes::Bytes)> = file
             .files()
             .into_iter()
             .map(|(suffix, bytes)| (format!("{STYLESHEET_FILE}{suffix}"), bytes))
             .filter(|(name, bytes)| std::fs::read(dir.join(name)).ok().as_deref() != Some(bytes))
-            .collect();
-        let writes: Vec<(String, &[u8])> = files
-            .iter()
-            .map(|(name, bytes)| (name.clone(), &bytes[..]))
             .collect();
         files::replace_all(dir, &writes).map_err(|error| PublicationError::Write {
             path: dir.clone(),

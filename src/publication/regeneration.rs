@@ -590,9 +590,7 @@ impl Inner {
             let written = self
                 .builders
                 .spawn(move || {
-                    let files: Vec<(String, &[u8])> =
-                        writes.iter().map(|(n, b)| (n.clone(), &b[..])).collect();
-                    files::replace_all(&dir, &files).map_err(|error| PublicationError::Write {
+                    files::replace_all(&dir, &writes).map_err(|error| PublicationError::Write {
                         path: dir.clone(),
                         error,
                     })
@@ -723,7 +721,7 @@ impl Inner {
         // Dated per document when it is rendered (see `render_scope`).
         let mut meta = self.meta(
             scope,
-            super::never_changed(),
+            super::NEVER_CHANGED,
             std::mem::take(&mut content.tombstones),
         );
         meta.archive = self.current_archive_links(scope, &content);
@@ -789,9 +787,7 @@ impl Inner {
                     Format::Rss | Format::Atom => document_date(format, old),
                 }),
             };
-            let mut date = stored
-                .max(previous_date)
-                .unwrap_or_else(super::never_changed);
+            let mut date = stored.max(previous_date).unwrap_or(super::NEVER_CHANGED);
             meta.updated = date;
             let mut bytes = format.render(&meta, &articles);
             let mut etag = etag_of(&bytes);

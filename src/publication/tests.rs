@@ -421,7 +421,7 @@ async fn a_feed_without_articles_is_dated_by_what_emptied_it_never_by_1970() {
     for key in ["notices/atom.xml", "notices/rss.xml"] {
         assert_eq!(
             document_date(&publication, key),
-            super::never_changed(),
+            super::NEVER_CHANGED,
             "{key}"
         );
     }
