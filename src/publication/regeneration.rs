@@ -765,6 +765,7 @@ impl Inner {
         let current = self.snapshot.load();
         let mut redated = Vec::new();
         let mut pending = Vec::new();
+        let mut atom_on_disk = None;
         for format in Format::ALL {
             let key = format!("{segment}/{}", format.file_name());
             let links = Links {
@@ -778,15 +779,17 @@ impl Inner {
                 None => read_stamped(&dir.join(format.file_name())),
             };
             // A JSON Feed carries no date: its file's is the Atom document's beside it,
-            // written with it.
+            // written with it, read in the loop before (`Format::ALL` has Atom first).
             let previous_date = match previous {
                 Some(previous) => Some(previous.last_modified),
                 None => on_disk.as_ref().and_then(|(old, _)| match format {
-                    Format::JsonFeed => read_stamped(&dir.join(Format::Atom.file_name()))
-                        .and_then(|(atom, _)| document_date(Format::Atom, &atom)),
+                    Format::JsonFeed => atom_on_disk,
                     Format::Rss | Format::Atom => document_date(format, old),
                 }),
             };
+            if format == Format::Atom && previous.is_none() {
+                atom_on_disk = previous_date;
+            }
             let mut date = stored.max(previous_date).unwrap_or(super::NEVER_CHANGED);
             meta.updated = date;
             let mut bytes = format.render(&meta, &articles);
