@@ -845,3 +845,198 @@ async fn replicas_on_one_database_deliver_each_change_once() {
     drop((a, b));
     database.remove().await;
 }
+
+/// A delivery that failed and waits to retry is superseded by a newer document for the
+/// same subscriber, even when the newer one was acknowledged before the wait ended: the
+/// subscriber's last copy is the current one.
+#[tokio::test]
+async fn an_older_document_waiting_to_retry_is_not_sent_after_a_newer_one() {
+    let subscriber = Subscriber::start().await;
+    subscriber.set(
+        "/recovering",
+        Behaviour {
+            first: VecDeque::from([500]),
+            ..Behaviour::default()
+        },
+    );
+    let server = Server::start(Options {
+        retry_base_ms: 1_500,
+        ..Options::default()
+    })
+    .await;
+    server
+        .subscribe("rural/feed.json", &subscriber.url("/recovering"), &[])
+        .await;
+    server
+        .wait_until("verified", |hub| hub.verifications_ok() == 1)
+        .await;
+
+    server.publish("websub-older", "rural").await;
+    subscriber.wait_for(Method::POST, "/recovering", 1).await;
+    server.publish("websub-newer", "rural").await;
+    server
+        .wait_until("the newer document acknowledged", |hub| {
+            hub.deliveries_ok() == 1
+        })
+        .await;
+    // The older delivery's retry comes due 1.5 s after its failure, and must stop there.
+    server.wait_idle().await;
+    let posts = subscriber.hits(Method::POST, "/recovering");
+    assert_eq!(posts.len(), 2, "the older document was sent again");
+    assert!(String::from_utf8_lossy(&posts[1].body).contains("websub-newer"));
+    assert_eq!(
+        posts[1].body,
+        server.feed_bytes("rural/feed.json").await,
+        "the subscriber's last copy is the current one"
+    );
+}
+
+/// Deliveries to subscribers behind a host that hangs take at most a few of the shared
+/// slots: another host's subscriber gets its change while they all still wait.
+#[tokio::test]
+async fn subscribers_behind_a_hanging_host_hold_up_no_other_host() {
+    let hanging = Subscriber::start().await;
+    let quick = Subscriber::start().await;
+    let server = Server::start(Options::default()).await;
+    // More than the hub's 64 shared slots, each answering after 9 s (its timeout is 10 s).
+    let paths: Vec<String> = (0..70).map(|n| format!("/hang/{n}")).collect();
+    for path in &paths {
+        hanging.set(
+            path,
+            Behaviour {
+                stall: Duration::from_secs(9),
+                ..Behaviour::default()
+            },
+        );
+        server
+            .subscribe("politics/feed.json", &hanging.url(path), &[])
+            .await;
+    }
+    server
+        .subscribe("rural/feed.json", &quick.url("/quick"), &[])
+        .await;
+    server
+        .wait_until("all verified", |hub| hub.verifications_ok() == 71)
+        .await;
+
+    server.publish("websub-hanging", "politics").await;
+    // Some of the hanging host's deliveries are in flight before the other change is made.
+    let deadline = Instant::now() + websub_support::DEADLINE;
+    while paths
+        .iter()
+        .map(|path| hanging.hits(Method::POST, path).len())
+        .sum::<usize>()
+        == 0
+    {
+        assert!(Instant::now() < deadline, "no delivery to the hanging host");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.publish("websub-quick", "rural").await;
+    server
+        .wait_until("a delivery acknowledged", |hub| hub.deliveries_ok() >= 1)
+        .await;
+    assert_eq!(
+        quick.hits(Method::POST, "/quick").len(),
+        1,
+        "the first acknowledged delivery is the quick host's"
+    );
+    assert_eq!(server.hub.deliveries_ok(), 1);
+    assert_eq!(
+        server.hub.deliveries_in_flight(),
+        70,
+        "every delivery to the hanging host still waits"
+    );
+}
+
+/// A subscribe whose verification is slow, then an unsubscribe answered at once: the
+/// unsubscribe is the subscriber's last word, and no later change is delivered to it.
+#[tokio::test]
+async fn the_later_of_a_subscribe_and_an_unsubscribe_holds_whichever_is_verified_first() {
+    let subscriber = Subscriber::start().await;
+    subscriber.set(
+        "/undecided",
+        Behaviour {
+            verify: Verify::SlowSubscribe(Duration::from_millis(800)),
+            ..Behaviour::default()
+        },
+    );
+    let server = Server::start(Options::default()).await;
+    server
+        .subscribe("politics/atom.xml", &subscriber.url("/steady"), &[])
+        .await;
+    server
+        .wait_until("the steady one verified", |hub| hub.verifications_ok() == 1)
+        .await;
+    let undecided = subscriber.url("/undecided");
+    server.subscribe("politics/atom.xml", &undecided, &[]).await;
+    subscriber.wait_for(Method::GET, "/undecided", 1).await;
+    let (status, body) = server
+        .hub_request(&[
+            ("hub.mode", "unsubscribe"),
+            ("hub.topic", &topic("politics/atom.xml")),
+            ("hub.callback", &undecided),
+        ])
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    server
+        .wait_until("both intents verified", |hub| hub.verifications_ok() == 3)
+        .await;
+    let asked = subscriber.hits(Method::GET, "/undecided");
+    assert_eq!(asked[0].query["hub.mode"], "subscribe");
+    assert_eq!(asked[1].query["hub.mode"], "unsubscribe");
+
+    server.publish("websub-undecided", "politics").await;
+    subscriber.wait_for(Method::POST, "/steady", 1).await;
+    server.wait_idle().await;
+    assert!(
+        subscriber.hits(Method::POST, "/undecided").is_empty(),
+        "delivered after the subscriber unsubscribed"
+    );
+}
+
+/// A JSON Feed carries no date: after a retraction it can go back to the very bytes it
+/// had before. That is a change all the same, and is delivered, on either database (on
+/// PostgreSQL, replicas claim each delivery in the database).
+#[tokio::test]
+async fn a_feed_back_to_bytes_it_had_before_is_delivered_again() {
+    let database = common::postgres::fresh_database().await;
+    let mut databases = vec![None];
+    databases.extend(database.as_ref().map(|d| Some(d.url.clone())));
+    for database_url in databases {
+        let on = if database_url.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        };
+        let subscriber = Subscriber::start().await;
+        let server = Server::start(Options {
+            database_url,
+            ..Options::default()
+        })
+        .await;
+        server
+            .subscribe("features/feed.json", &subscriber.url("/back"), &[])
+            .await;
+        server
+            .wait_until("verified", |hub| hub.verifications_ok() == 1)
+            .await;
+        server.publish("websub-stays", "features").await;
+        subscriber.wait_for(Method::POST, "/back", 1).await;
+        server.publish("websub-goes", "features").await;
+        subscriber.wait_for(Method::POST, "/back", 2).await;
+        server.retract("websub-goes").await;
+        let posts = subscriber.wait_for(Method::POST, "/back", 3).await;
+        assert_eq!(
+            posts[2].body, posts[0].body,
+            "{on}: the retraction brought back the first document's bytes"
+        );
+        assert_eq!(
+            posts[2].body,
+            server.feed_bytes("features/feed.json").await,
+            "{on}"
+        );
+    }
+    if let Some(database) = database {
+        database.remove().await;
+    }
+}

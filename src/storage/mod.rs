@@ -613,14 +613,16 @@ pub trait Store: Send + Sync + 'static {
         false
     }
 
-    /// Claims the delivery of the document `etag` of `topic` to the topic's subscribers
-    /// until `until`: false when a process sharing the database holds the claim (and
-    /// delivers it), or finished it. A claim that lapsed unfinished (its process died) is
-    /// taken over. A store of its own always answers true.
+    /// Claims the delivery of the document `document` of `topic` to the topic's
+    /// subscribers until `until`: false when a process sharing the database holds the claim
+    /// (and delivers it), or finished it. A claim that lapsed unfinished (its process died)
+    /// is taken over. A store of its own always answers true. `document` names one version
+    /// of the topic's document the same way on every replica (its entity tag and the stored
+    /// change it shows: bytes a feed had before can be a new version to deliver).
     async fn claim_delivery(
         &self,
         _topic: &Topic,
-        _etag: &str,
+        _document: &str,
         _now: DateTime<Utc>,
         _until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
@@ -632,19 +634,19 @@ pub trait Store: Send + Sync + 'static {
     async fn renew_delivery(
         &self,
         _topic: &Topic,
-        _etag: &str,
+        _document: &str,
         _until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         Ok(true)
     }
 
     /// Marks a claimed delivery done: no process delivers it again.
-    async fn finish_delivery(&self, _topic: &Topic, _etag: &str) -> Result<(), StoreError> {
+    async fn finish_delivery(&self, _topic: &Topic, _document: &str) -> Result<(), StoreError> {
         Ok(())
     }
 
     /// Up to `limit` claimed deliveries whose claim lapsed unfinished at `now`, as topic
-    /// and ETag, longest lapsed first: what a process that died left undelivered.
+    /// and document (as claimed), longest lapsed first: what a process that died left undelivered.
     async fn lapsed_deliveries(
         &self,
         _now: DateTime<Utc>,

@@ -843,10 +843,12 @@ impl Store for PostgresStore {
         true
     }
 
+    // The `etag` column holds the document's key: its entity tag and the stored change it
+    // shows (see `Store::claim_delivery`).
     async fn claim_delivery(
         &self,
         topic: &Topic,
-        etag: &str,
+        document: &str,
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
@@ -859,7 +861,7 @@ impl Store for PostgresStore {
              WHERE NOT websub_deliveries.done AND websub_deliveries.lease_until <= $3",
         )
         .bind(topic.path())
-        .bind(etag)
+        .bind(document)
         .bind(nanos(now))
         .bind(nanos(until))
         .bind(&self.origin)
@@ -872,7 +874,7 @@ impl Store for PostgresStore {
     async fn renew_delivery(
         &self,
         topic: &Topic,
-        etag: &str,
+        document: &str,
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let renewed = sqlx::query(
@@ -880,7 +882,7 @@ impl Store for PostgresStore {
              WHERE topic = $1 AND etag = $2 AND claimant = $4 AND NOT done",
         )
         .bind(topic.path())
-        .bind(etag)
+        .bind(document)
         .bind(nanos(until))
         .bind(&self.origin)
         .execute(&self.pool)
@@ -889,10 +891,10 @@ impl Store for PostgresStore {
         Ok(renewed == 1)
     }
 
-    async fn finish_delivery(&self, topic: &Topic, etag: &str) -> Result<(), StoreError> {
+    async fn finish_delivery(&self, topic: &Topic, document: &str) -> Result<(), StoreError> {
         sqlx::query("UPDATE websub_deliveries SET done = TRUE WHERE topic = $1 AND etag = $2")
             .bind(topic.path())
-            .bind(etag)
+            .bind(document)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -912,10 +914,10 @@ impl Store for PostgresStore {
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
-            .map(|(topic, etag)| {
+            .map(|(topic, document)| {
                 let topic = Topic::new(&topic)
                     .map_err(|e| StoreError::Corrupt(format!("claimed topic {topic:?}: {e}")))?;
-                Ok((topic, etag))
+                Ok((topic, document))
             })
             .collect()
     }

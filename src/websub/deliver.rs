@@ -9,8 +9,8 @@
 //! takes it over and delivers the document again, so a change is delivered at least once
 //! (twice to a subscriber the dead replica reached just before dying).
 
-use super::Inner;
 use super::subscription::{Callback, Subscription, Topic};
+use super::{Inner, Latest};
 use crate::publication::{FeedChange, FeedFile};
 use crate::render::Format;
 use axum::body::Bytes;
@@ -19,10 +19,12 @@ use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, LINK};
 use sha2::Sha256;
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 /// Attempts per delivery, the first included.
@@ -56,7 +58,8 @@ const TAKEOVERS: usize = 64;
 /// A claimed document's deliveries: the last one to end marks the claim done.
 struct Claim {
     topic: Topic,
-    etag: String,
+    /// The document's [`delivery_key`].
+    key: String,
     /// Deliveries not ended yet.
     open: AtomicUsize,
     /// Cancelled when the claim is done: its renewal stops.
@@ -68,14 +71,14 @@ impl Claim {
     async fn ended(&self, inner: &Inner) {
         if self.open.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.done.cancel();
-            finish(inner, &self.topic, &self.etag).await;
+            finish(inner, &self.topic, &self.key).await;
         }
     }
 }
 
-/// Marks the delivery of the document `etag` of `topic` done.
-async fn finish(inner: &Inner, topic: &Topic, etag: &str) {
-    if let Err(e) = inner.store.finish_delivery(topic, etag).await {
+/// Marks the delivery of the document `key` of `topic` done.
+async fn finish(inner: &Inner, topic: &Topic, key: &str) {
+    if let Err(e) = inner.store.finish_delivery(topic, key).await {
         // The claim lapses and another replica delivers the document again.
         tracing::warn!(topic = topic.path(), error = %e, "cannot mark a WebSub delivery done");
     }
@@ -104,7 +107,7 @@ async fn keep_claim(inner: Arc<Inner>, claim: Arc<Claim>) {
         }
         match inner
             .store
-            .renew_delivery(&claim.topic, &claim.etag, lease_end(&inner))
+            .renew_delivery(&claim.topic, &claim.key, lease_end(&inner))
             .await
         {
             Ok(true) => {}
@@ -137,12 +140,12 @@ pub(super) async fn take_over_lapsed(inner: Arc<Inner>) {
                 continue;
             }
         };
-        for (topic, etag) in lapsed {
+        for (topic, key) in lapsed {
             // Another document of the topic (older or newer) is not this one to deliver.
             let Some(file) = inner.publication.get(topic.path()) else {
                 continue;
             };
-            if file.etag == etag {
+            if delivery_key(&file) == key {
                 tracing::info!(
                     topic = topic.path(),
                     "taking over a WebSub delivery whose claim lapsed"
@@ -198,16 +201,32 @@ pub(super) async fn distribute(
     }
 }
 
+/// What replicas claim a document's delivery by: its entity tag and the stored change it
+/// shows, the same on every replica. The tag alone is not enough: a feed can go back to
+/// bytes it had before (a JSON Feed, which carries no date, after a retraction), and that
+/// change must be delivered again.
+fn delivery_key(file: &FeedFile) -> String {
+    match file.changed {
+        Some(changed) => format!(
+            "{} {}",
+            file.etag,
+            changed.timestamp_nanos_opt().unwrap_or(i64::MAX)
+        ),
+        None => file.etag.clone(),
+    }
+}
+
 /// Starts one delivery per active subscriber of the feed at `path`, and the pings.
 async fn publish(inner: &Arc<Inner>, path: &str, file: &Arc<FeedFile>) {
     let Ok(topic) = Topic::new(path) else {
         tracing::warn!(path, "a changed feed has no topic path");
         return;
     };
+    let key = delivery_key(file);
     // Replicas on one database all regenerate this document: one of them delivers it.
     match inner
         .store
-        .claim_delivery(&topic, &file.etag, Utc::now(), lease_end(inner))
+        .claim_delivery(&topic, &key, Utc::now(), lease_end(inner))
         .await
     {
         Ok(true) => {}
@@ -226,12 +245,12 @@ async fn publish(inner: &Arc<Inner>, path: &str, file: &Arc<FeedFile>) {
         }
     };
     if subscriptions.is_empty() {
-        finish(inner, &topic, &file.etag).await;
+        finish(inner, &topic, &key).await;
         return;
     }
     let claim = Arc::new(Claim {
         topic: topic.clone(),
-        etag: file.etag.clone(),
+        key,
         open: AtomicUsize::new(subscriptions.len()),
         done: CancellationToken::new(),
     });
@@ -253,10 +272,17 @@ async fn publish(inner: &Arc<Inner>, path: &str, file: &Arc<FeedFile>) {
     });
     for subscription in subscriptions {
         let generation = inner.generations.fetch_add(1, Ordering::SeqCst) + 1;
-        inner.latest_lock().insert(
-            (subscription.topic.clone(), subscription.callback.clone()),
-            generation,
-        );
+        inner
+            .latest_lock()
+            .entry((subscription.topic.clone(), subscription.callback.clone()))
+            .and_modify(|latest| {
+                latest.generation = generation;
+                latest.open += 1;
+            })
+            .or_insert(Latest {
+                generation,
+                open: 1,
+            });
         // Counted before spawning, so "nothing in flight" means every delivery has ended.
         inner
             .stats
@@ -313,7 +339,7 @@ async fn deliver(
         }
         Outcome::Superseded | Outcome::Cancelled => {}
     }
-    inner.finish(&subscription.topic, &subscription.callback, generation);
+    inner.finish(&subscription.topic, &subscription.callback);
     if ended {
         claim.ended(&inner).await;
     }
@@ -345,10 +371,20 @@ async fn attempt(
                 () = tokio::time::sleep(backoff(base, attempt - 1)) => {}
             }
         }
+        if inner.is_superseded(&subscription.topic, &subscription.callback, generation) {
+            return Outcome::Superseded;
+        }
+        // A slot of the callback's host first, so that deliveries waiting on a slow host
+        // hold none of the slots every other subscriber shares.
+        let host = inner.host_slots(&subscription.callback);
+        let Ok(host_permit) = host.clone().acquire_owned().await else {
+            return Outcome::Cancelled;
+        };
         let Ok(permit) = inner.deliveries.acquire().await else {
             return Outcome::Cancelled;
         };
         if inner.is_superseded(&subscription.topic, &subscription.callback, generation) {
+            inner.release_host(&subscription.callback, host, host_permit);
             return Outcome::Superseded;
         }
         let sent = inner.client.post(
@@ -361,6 +397,7 @@ async fn attempt(
             result = sent => result,
         };
         drop(permit);
+        inner.release_host(&subscription.callback, host, host_permit);
         match result {
             Ok(response) if response.status().is_success() => return Outcome::Delivered,
             Ok(response) if response.status() == StatusCode::GONE => return Outcome::Gone,
@@ -415,9 +452,7 @@ fn ping_external_hubs(inner: &Arc<Inner>, topic_url: &str) {
 }
 
 impl Inner {
-    fn latest_lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<(Topic, Callback), u64>> {
+    fn latest_lock(&self) -> MutexGuard<'_, HashMap<(Topic, Callback), Latest>> {
         // The map only holds plain numbers: a panic elsewhere cannot leave it inconsistent.
         self.latest
             .lock()
@@ -428,16 +463,63 @@ impl Inner {
         let latest = self.latest_lock();
         latest
             .get(&(topic.clone(), callback.clone()))
-            .is_some_and(|newest| *newest > generation)
+            .is_some_and(|newest| newest.generation > generation)
     }
 
-    fn finish(&self, topic: &Topic, callback: &Callback, generation: u64) {
+    /// One delivery to the subscription ended; the entry goes with the last one, so that
+    /// an older delivery still waiting to retry learns it was superseded even after the
+    /// newest one ended.
+    fn finish(&self, topic: &Topic, callback: &Callback) {
         let mut latest = self.latest_lock();
         let key = (topic.clone(), callback.clone());
-        if latest.get(&key) == Some(&generation) {
-            latest.remove(&key);
+        if let Some(entry) = latest.get_mut(&key) {
+            entry.open -= 1;
+            if entry.open == 0 {
+                latest.remove(&key);
+            }
         }
     }
+
+    fn hosts_lock(&self) -> MutexGuard<'_, HashMap<String, Arc<Semaphore>>> {
+        // Entries are whole semaphores: a panic elsewhere cannot leave one half made.
+        self.hosts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The delivery slots of `callback`'s host and port.
+    fn host_slots(&self, callback: &Callback) -> Arc<Semaphore> {
+        self.hosts_lock()
+            .entry(host_key(callback))
+            .or_insert_with(|| Arc::new(Semaphore::new(super::MAX_DELIVERIES_PER_HOST)))
+            .clone()
+    }
+
+    /// Gives a host's slot back, and forgets the host when no delivery holds or awaits one.
+    fn release_host(
+        &self,
+        callback: &Callback,
+        host: Arc<Semaphore>,
+        permit: OwnedSemaphorePermit,
+    ) {
+        let mut hosts = self.hosts_lock();
+        drop(permit);
+        // Only the map's reference and this one are left: nobody holds or awaits a slot,
+        // and nobody can take a new reference while the map is locked.
+        if Arc::strong_count(&host) == 2 {
+            hosts.remove(&host_key(callback));
+        }
+    }
+}
+
+/// What deliveries share slots by: the callback's host and port.
+fn host_key(callback: &Callback) -> String {
+    let url = callback.url();
+    format!(
+        "{}:{}",
+        url.host_str().unwrap_or_default(),
+        url.port_or_known_default().unwrap_or_default()
+    )
 }
 
 #[cfg(test)]

@@ -31,6 +31,9 @@ use url::Url;
 
 /// Most delivery and ping requests in flight at once.
 const MAX_CONCURRENT_DELIVERIES: usize = 64;
+/// Most delivery requests in flight at once to one callback host (and port): subscribers
+/// behind one slow or hanging host take no more of the shared slots than this.
+const MAX_DELIVERIES_PER_HOST: usize = 4;
 /// Most verifications of intent pending at once; more requests are answered 503.
 const MAX_PENDING_VERIFICATIONS: usize = 256;
 /// How often subscriptions whose lease ended are removed.
@@ -76,9 +79,32 @@ struct Inner {
     tasks: TaskTracker,
     cancel: CancellationToken,
     stats: Stats,
-    /// The newest delivery started per subscription: older ones stop retrying.
-    latest: Mutex<HashMap<(Topic, Callback), u64>>,
+    /// The newest delivery started per subscription, and how many of its deliveries have
+    /// not ended: older ones stop retrying, even once the newest has ended.
+    latest: Mutex<HashMap<(Topic, Callback), Latest>>,
     generations: AtomicU64,
+    /// Delivery slots per callback host, while any delivery to that host holds or awaits one.
+    hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// (Un)subscription requests in the order they came, per subscription: a verification
+    /// that ends after a later request's was recorded is not recorded (the last intent wins).
+    intents: tokio::sync::Mutex<HashMap<(Topic, Callback), Intents>>,
+    requests: AtomicU64,
+}
+
+/// The newest delivery of one subscription's documents.
+struct Latest {
+    generation: u64,
+    /// Deliveries to the subscription not ended yet, older ones included.
+    open: usize,
+}
+
+/// One subscription's (un)subscription requests being verified.
+#[derive(Default)]
+struct Intents {
+    /// Requests not yet verified or refused.
+    pending: usize,
+    /// The order number of the latest request recorded.
+    recorded: u64,
 }
 
 #[derive(Default)]
@@ -117,6 +143,9 @@ impl Hub {
             stats: Stats::default(),
             latest: Mutex::new(HashMap::new()),
             generations: AtomicU64::new(0),
+            hosts: Mutex::new(HashMap::new()),
+            intents: tokio::sync::Mutex::new(HashMap::new()),
+            requests: AtomicU64::new(0),
             publication,
         });
         let changes = inner.publication.subscribe();

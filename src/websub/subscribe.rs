@@ -142,17 +142,25 @@ impl HubRequest {
             .check_literal(callback.url())
             .map_err(|e| bad("hub.callback", e.to_string()))?;
         let topic = parse_topic("hub.topic", required("hub.topic")?, rules)?;
-        let lease_seconds = match text("hub.lease_seconds")?.filter(|v| !v.is_empty()) {
+        // A positive decimal integer (WebSub §5.1), however large: the lease granted is
+        // capped anyway. Meaningless for an unsubscribe, which ignores it.
+        let requested = match mode {
+            Mode::Subscribe => text("hub.lease_seconds")?.filter(|v| !v.is_empty()),
+            Mode::Unsubscribe => None,
+        };
+        let lease_seconds = match requested {
             None => rules.default_lease_seconds,
-            Some(raw) => match raw.parse::<u64>() {
-                Ok(seconds) if seconds > 0 => seconds,
-                _ => {
-                    return Err(bad(
-                        "hub.lease_seconds",
-                        format!("{raw:?} is not a whole number of seconds from 1"),
-                    ));
-                }
-            },
+            Some(raw)
+                if raw.bytes().all(|b| b.is_ascii_digit()) && raw.bytes().any(|b| b != b'0') =>
+            {
+                raw.parse::<u64>().unwrap_or(u64::MAX)
+            }
+            Some(raw) => {
+                return Err(bad(
+                    "hub.lease_seconds",
+                    format!("{raw:?} is not a whole number of seconds from 1"),
+                ));
+            }
         }
         .min(rules.max_lease_seconds)
         .min(LEASE_CEILING);
@@ -272,16 +280,19 @@ pub(super) async fn handle(State(hub): State<Hub>, headers: HeaderMap, body: Byt
             "send the hub.* parameters as application/x-www-form-urlencoded\n".into(),
         );
     }
-    let publication = inner.publication.clone();
-    let is_feed = move |path: &str| publication.get(path).is_some();
-    let rules = RequestRules {
-        feeds_base: &inner.feeds_base,
-        is_feed: &is_feed,
-        default_lease_seconds: inner.settings.default_lease_seconds,
-        max_lease_seconds: inner.settings.max_lease_seconds,
-        policy: inner.client.policy(),
+    let parsed = {
+        let publication = inner.publication.clone();
+        let is_feed = move |path: &str| publication.get(path).is_some();
+        let rules = RequestRules {
+            feeds_base: &inner.feeds_base,
+            is_feed: &is_feed,
+            default_lease_seconds: inner.settings.default_lease_seconds,
+            max_lease_seconds: inner.settings.max_lease_seconds,
+            policy: inner.client.policy(),
+        };
+        HubRequest::parse(&body, &rules)
     };
-    let intent = match HubRequest::parse(&body, &rules) {
+    let intent = match parsed {
         Ok(HubRequest::Intent(intent)) => intent,
         Ok(HubRequest::Publish(_)) => {
             return plain(
@@ -301,7 +312,17 @@ pub(super) async fn handle(State(hub): State<Hub>, headers: HeaderMap, body: Byt
         return busy;
     };
     let mode = intent.mode;
-    inner.tasks.spawn(verify(inner.clone(), intent, permit));
+    let order = inner.requests.fetch_add(1, Ordering::SeqCst) + 1;
+    inner
+        .intents
+        .lock()
+        .await
+        .entry((intent.topic.clone(), intent.callback.clone()))
+        .or_default()
+        .pending += 1;
+    inner
+        .tasks
+        .spawn(verify(inner.clone(), intent, order, permit));
     plain(
         StatusCode::ACCEPTED,
         format!(
@@ -313,8 +334,10 @@ pub(super) async fn handle(State(hub): State<Hub>, headers: HeaderMap, body: Byt
 
 /// Asks the callback to confirm the intent; records the subscription (or its end) only when
 /// the callback echoes the challenge with a 2xx. A failed unsubscribe keeps the
-/// subscription.
-async fn verify(inner: Arc<Inner>, intent: Intent, _permit: OwnedSemaphorePermit) {
+/// subscription. `order` numbers the request among all the hub received: when a later
+/// request for the same subscription was recorded first (its callback answered sooner), this
+/// one is not recorded, so the subscriber's last confirmed intent is the one that holds.
+async fn verify(inner: Arc<Inner>, intent: Intent, order: u64, _permit: OwnedSemaphorePermit) {
     if inner.cancel.is_cancelled() {
         return;
     }
@@ -322,6 +345,23 @@ async fn verify(inner: Arc<Inner>, intent: Intent, _permit: OwnedSemaphorePermit
     let outcome = tokio::select! {
         () = inner.cancel.cancelled() => return,
         outcome = confirm(&inner.client, &inner.feeds_base, &intent) => outcome,
+    };
+    // Held while recording, so that two verified requests are recorded in their order.
+    let mut intents = inner.intents.lock().await;
+    let key = (intent.topic.clone(), intent.callback.clone());
+    let superseded = match intents.get_mut(&key) {
+        Some(entry) => {
+            entry.pending -= 1;
+            let superseded = entry.recorded > order;
+            if outcome.is_ok() && !superseded {
+                entry.recorded = order;
+            }
+            if entry.pending == 0 {
+                intents.remove(&key);
+            }
+            superseded
+        }
+        None => false,
     };
     if let Err(reason) = outcome {
         inner
@@ -331,6 +371,13 @@ async fn verify(inner: Arc<Inner>, intent: Intent, _permit: OwnedSemaphorePermit
         metrics::counter!("feedpub_websub_verifications_total", "result" => "failed").increment(1);
         tracing::info!(%callback, topic = intent.topic.path(), mode = intent.mode.as_str(), %reason,
             "WebSub verification of intent failed");
+        return;
+    }
+    if superseded {
+        inner.stats.verifications_ok.fetch_add(1, Ordering::SeqCst);
+        metrics::counter!("feedpub_websub_verifications_total", "result" => "ok").increment(1);
+        tracing::info!(%callback, topic = intent.topic.path(), mode = intent.mode.as_str(),
+            "WebSub intent verified after a later request for the same subscription; not recorded");
         return;
     }
     let now = Utc::now();
@@ -445,6 +492,18 @@ mod tests {
             panic!("valid request refused");
         };
         assert_eq!(intent.lease_seconds, 2_592_000);
+        // Past what 64 bits hold is still a positive whole number: capped the same way.
+        let huge = format!("{body}&hub.lease_seconds=999999999999999999999999");
+        let Ok(HubRequest::Intent(intent)) = parse(&huge, &policy) else {
+            panic!("a lease too large for 64 bits refused");
+        };
+        assert_eq!(intent.lease_seconds, 2_592_000);
+        // An unsubscribe has no lease: whatever it says of one is not its fault.
+        let leaving = "hub.mode=unsubscribe&hub.topic=https%3A%2F%2Fnews.example%2Ffeeds%2Fpolitics%2Fatom.xml&hub.callback=https%3A%2F%2F8.8.8.8%2Fcb&hub.lease_seconds=abc";
+        let Ok(HubRequest::Intent(intent)) = parse(leaving, &policy) else {
+            panic!("an unsubscribe refused for its lease");
+        };
+        assert_eq!(intent.mode, Mode::Unsubscribe);
     }
 
     #[test]
@@ -480,6 +539,14 @@ mod tests {
             ),
             (
                 format!("hub.mode=subscribe&{TOPIC}&{cb}&hub.lease_seconds=-1"),
+                "hub.lease_seconds",
+            ),
+            (
+                format!("hub.mode=subscribe&{TOPIC}&{cb}&hub.lease_seconds=000"),
+                "hub.lease_seconds",
+            ),
+            (
+                format!("hub.mode=subscribe&{TOPIC}&{cb}&hub.lease_seconds=%2B5"),
                 "hub.lease_seconds",
             ),
             (

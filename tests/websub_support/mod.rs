@@ -42,6 +42,8 @@ pub enum Verify {
     Refuse,
     /// 302 to `/elsewhere`, which would echo.
     Redirect,
+    /// Echoes a subscribe's challenge after this long, an unsubscribe's at once.
+    SlowSubscribe(Duration),
 }
 
 #[derive(Clone)]
@@ -123,6 +125,12 @@ async fn answer(
         let challenge = query.get("hub.challenge").cloned().unwrap_or_default();
         match behaviour.verify {
             Verify::Echo => challenge.into_response(),
+            Verify::SlowSubscribe(wait) => {
+                if query.get("hub.mode").map(String::as_str) == Some("subscribe") {
+                    tokio::time::sleep(wait).await;
+                }
+                challenge.into_response()
+            }
             Verify::Wrong => "not the challenge".into_response(),
             Verify::Refuse => StatusCode::NOT_FOUND.into_response(),
             Verify::Redirect => (
@@ -207,6 +215,8 @@ pub struct Options {
     pub external_hubs: Vec<String>,
     /// PostgreSQL instead of SQLite in the data folder.
     pub database_url: Option<String>,
+    /// The wait before a delivery's first retry.
+    pub retry_base_ms: u64,
 }
 
 impl Default for Options {
@@ -215,11 +225,12 @@ impl Default for Options {
             allow_loopback: true,
             external_hubs: Vec::new(),
             database_url: None,
+            retry_base_ms: 20,
         }
     }
 }
 
-/// The sample settings changed as `options` say, with a 20 ms retry base.
+/// The sample settings changed as `options` say (a 20 ms retry base unless told).
 fn configure(settings: &mut Settings, options: &Options) {
     if let Some(url) = &options.database_url {
         settings.server.database_url = Some(DatabaseUrl::parse(url).unwrap());
@@ -227,7 +238,7 @@ fn configure(settings: &mut Settings, options: &Options) {
     if options.allow_loopback {
         settings.websub.allowed_callback_networks = vec!["127.0.0.0/8".parse().unwrap()];
     }
-    settings.websub.retry_base_ms = 20;
+    settings.websub.retry_base_ms = options.retry_base_ms;
     settings.websub.external_hubs = options
         .external_hubs
         .iter()
@@ -323,6 +334,20 @@ impl Server {
             .await
             .unwrap();
         Instant::now()
+    }
+
+    /// Retracts an article published with [`Server::publish`].
+    pub async fn retract(&self, id: &str) {
+        let request = proto::RetractArticleRequest {
+            id: id.into(),
+            reason: "事实有误".into(),
+            ..Default::default()
+        };
+        let mut client = self.server.client().await;
+        client
+            .retract_article(authed(&self.server.tokens.newsroom, request))
+            .await
+            .unwrap();
     }
 
     pub async fn feed_bytes(&self, path: &str) -> Bytes {
