@@ -766,12 +766,36 @@ async fn bad_media_and_embargo_fields_are_invalid_arguments_that_name_the_field(
         ..article("early", "提前解禁")
     };
     let response = publish(&mut client, token, early).await.unwrap();
-    assert_eq!(
-        response.warnings,
-        ["article.embargo_time: is not after publish_time, so it has no effect"]
-    );
-    assert_eq!(response.article.unwrap().state(), ArticleState::Published);
+    let warned =
+        ["article.embargo_time: is not after publish_time, so it has no effect (it is not kept)"];
+    assert_eq!(response.warnings, warned);
+    let stored = response.article.unwrap();
+    assert_eq!(stored.state(), ArticleState::Published);
+    assert_eq!(stored.embargo_time, None, "not kept");
     server
         .wait_for_feed("/feeds/politics/atom.xml", |b| b.contains("提前解禁"))
         .await;
+
+    // Nor does one before a publish_time still to come: the article is merely scheduled,
+    // so a partner without the embargo right may publish it, and it is not EMBARGOED.
+    let now = chrono::Utc::now().timestamp();
+    let scheduled = proto::Article {
+        section: "rural".into(),
+        publish_time: Some(Timestamp {
+            seconds: now + 86_400,
+            nanos: 0,
+        }),
+        embargo_time: Some(Timestamp {
+            seconds: now + 3_600,
+            nanos: 0,
+        }),
+        ..article("scheduled", "定时发布")
+    };
+    let response = publish(&mut client, &server.tokens.county, scheduled)
+        .await
+        .unwrap();
+    assert_eq!(response.warnings, warned);
+    let stored = response.article.unwrap();
+    assert_ne!(stored.state(), ArticleState::Embargoed);
+    assert_eq!(stored.embargo_time, None);
 }

@@ -772,15 +772,19 @@ impl ArticleDraft {
                 .violations
                 .add(f("expire_time"), "must be later than publish_time");
         }
-        // An embargo at or before publish_time changes nothing and is accepted (with a note);
-        // one that lasts until expiry would keep the article out of every feed for good.
+        // An embargo at or before publish_time changes nothing: it is accepted with a note,
+        // and not kept (kept, it would show the article as embargoed, need the embargo right
+        // and report its end as a lift while the article is merely scheduled). One that
+        // lasts until expiry would keep the article out of every feed for good.
+        let mut embargo_time = self.embargo_time;
         if let (Some(embargo), Some(publish)) = (self.embargo_time, self.publish_time)
             && embargo <= publish
         {
             check.warnings.push(format!(
-                "{}: is not after publish_time, so it has no effect",
+                "{}: is not after publish_time, so it has no effect (it is not kept)",
                 f("embargo_time")
             ));
+            embargo_time = None;
         }
         if let (Some(embargo), Some(expire)) = (self.embargo_time, self.expire_time)
             && embargo >= expire
@@ -814,7 +818,7 @@ impl ArticleDraft {
                         publish_time,
                         update_time: self.update_time,
                         expire_time: self.expire_time,
-                        embargo_time: self.embargo_time,
+                        embargo_time,
                         media,
                         language,
                     },
@@ -1111,13 +1115,24 @@ mod tests {
         }
         .validate("article.", &text::HtmlPolicy::default())
         .unwrap();
-        assert_eq!(early.content.embargo_time, Some(publish - hour));
+        assert_eq!(early.content.embargo_time, None, "not kept");
         assert_eq!(
             early.warnings,
-            ["article.embargo_time: is not after publish_time, so it has no effect"]
+            [
+                "article.embargo_time: is not after publish_time, so it has no effect (it is not kept)"
+            ]
         );
+        // Merely scheduled before its publish_time, never embargoed: it needs no embargo
+        // right, and its coming into view is a publish, not an embargo's end.
         assert!(!early.content.is_embargoed(publish));
-        assert!(early.content.is_embargoed(publish - hour - hour));
+        assert!(!early.content.is_embargoed(publish - hour - hour));
+        let at_publish = ArticleDraft {
+            embargo_time: Some(publish),
+            ..draft()
+        }
+        .validate("article.", &text::HtmlPolicy::default())
+        .unwrap();
+        assert_eq!(at_publish.content.embargo_time, None);
     }
 
     #[test]
