@@ -88,7 +88,7 @@ impl Inner {
             return Ok(shown);
         }
         // Served, but showing no article now (its archive may still hold some).
-        let named = self.store.named_scopes().await?;
+        let named = self.store.named_scopes(Utc::now()).await?;
         Ok(named
             .into_iter()
             .find(|scope| scope.path_segment() == segment))

@@ -511,7 +511,7 @@ impl Inner {
     /// article carries, as many at once as there are cores, and swaps them all into the
     /// snapshot at once; removes the folders of names that no article carries any more.
     async fn build_every_feed(self: &Arc<Self>) -> Result<(), PublicationError> {
-        let named = self.store.named_scopes().await?;
+        let named = self.store.named_scopes(Utc::now()).await?;
         self.remove_unnamed_folders(&named);
         let scopes = self.scopes().into_iter().chain(named);
         match self

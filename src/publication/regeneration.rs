@@ -696,6 +696,17 @@ impl Inner {
             .await?;
         let changed = content.last_change;
         if matches!(scope, FeedScope::Author(_) | FeedScope::Tag(_)) {
+            // A name gets its feeds once one of its articles has come into view, not before:
+            // the names of an embargoed or scheduled article are not given away by feeds of
+            // their own (their titles name them). Then they stay, emptied when the last
+            // article leaves. The store decides, as at start, the same on every replica.
+            if content.articles.is_empty()
+                && content.tombstones.is_empty()
+                && !self.serves(scope)
+                && !self.store.has_feeds(scope, now).await?
+            {
+                return Ok(None);
+            }
             let mut shown = self.named.lock().expect("named scopes lock");
             let changed = if content.articles.is_empty() {
                 shown.remove(scope)
@@ -736,6 +747,12 @@ impl Inner {
             changed,
             read: reading.elapsed(),
         }))
+    }
+
+    /// Whether the feeds of `scope` are served (the Atom document stands for the three).
+    fn serves(&self, scope: &FeedScope) -> bool {
+        let key = format!("{}/{}", scope.path_segment(), Format::Atom.file_name());
+        self.snapshot.load().contains_key(&key)
     }
 
     /// Renders a scope's documents and sorts them: unchanged, redated (same bytes, later

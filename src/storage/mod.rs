@@ -470,8 +470,14 @@ pub trait Store: Send + Sync + 'static {
     /// How many pages of `size` the archive of `scope` fills.
     async fn archive_pages(&self, scope: &FeedScope, size: usize) -> Result<usize, StoreError>;
 
-    /// The author and tag scopes of every name a stored article carries, in any state.
-    async fn named_scopes(&self) -> Result<Vec<FeedScope>, StoreError>;
+    /// The author and tag scopes of every name carried by a stored article that has come
+    /// into view by `now` (its publish time and embargo end come, not retracted before
+    /// then), whatever its state since: the names that have feeds.
+    async fn named_scopes(&self, now: DateTime<Utc>) -> Result<Vec<FeedScope>, StoreError>;
+
+    /// Whether the author or tag scope `scope` is one of [`Store::named_scopes`] at `now`
+    /// (true for a section and `all`, which always have feeds).
+    async fn has_feeds(&self, scope: &FeedScope, now: DateTime<Utc>) -> Result<bool, StoreError>;
 
     /// The author and tag scopes of the articles whose feeds change without a write in
     /// `(after, until]`: publish time or embargo end reached, expire time passed, or the

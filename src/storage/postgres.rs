@@ -109,6 +109,12 @@ pub(super) fn numbered(sql: &str) -> String {
     out
 }
 
+/// As SQLite's `CAME_INTO_VIEW`: a name row whose article has come into view by `$1`.
+const CAME_INTO_VIEW: &str = "row.publish_time <= $1
+    AND (row.embargo_time IS NULL OR row.embargo_time <= $1)
+    AND NOT (row.state = 2
+             AND row.retract_time <= GREATEST(row.publish_time, COALESCE(row.embargo_time, 0)))";
+
 impl PostgresStore {
     /// How many archive pages of `size` the scope fills, and its shift.
     async fn archive_size(
@@ -622,16 +628,33 @@ impl Store for PostgresStore {
         Ok(self.archive_size(scope, size).await?.pages)
     }
 
-    async fn named_scopes(&self) -> Result<Vec<FeedScope>, StoreError> {
+    async fn named_scopes(&self, now: DateTime<Utc>) -> Result<Vec<FeedScope>, StoreError> {
         let mut scopes = Vec::new();
         for (table, scope) in NAME_TABLES {
-            let names: Vec<String> =
-                sqlx::query_scalar(&format!("SELECT DISTINCT name FROM {table} ORDER BY name"))
-                    .fetch_all(&self.pool)
-                    .await?;
+            let names: Vec<String> = sqlx::query_scalar(&format!(
+                "SELECT DISTINCT name FROM {table} AS row WHERE {CAME_INTO_VIEW} ORDER BY name"
+            ))
+            .bind(nanos(now))
+            .fetch_all(&self.pool)
+            .await?;
             scopes.extend(names.iter().map(|name| scope(name)));
         }
         Ok(scopes)
+    }
+
+    async fn has_feeds(&self, scope: &FeedScope, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let (FeedScope::Author(named) | FeedScope::Tag(named)) = scope else {
+            return Ok(true);
+        };
+        let table = super::sqlite::names_table(scope);
+        let found: bool = sqlx::query_scalar(&format!(
+            "SELECT EXISTS (SELECT 1 FROM {table} AS row WHERE row.name = $2 AND {CAME_INTO_VIEW})"
+        ))
+        .bind(nanos(now))
+        .bind(named.name())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(found)
     }
 
     async fn named_scopes_in_transition(

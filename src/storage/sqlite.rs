@@ -1015,9 +1015,20 @@ pub(super) fn distinct_names_sql(table: &str) -> String {
              SELECT (SELECT MIN(name) FROM {table} WHERE name > names.name)
              FROM names WHERE names.name IS NOT NULL
          )
-         SELECT name FROM names WHERE name IS NOT NULL"
+         SELECT name FROM names WHERE name IS NOT NULL
+             AND EXISTS (SELECT 1 FROM {table} AS row WHERE row.name = names.name
+                         AND {CAME_INTO_VIEW})"
     )
 }
+
+/// A name row whose article has come into view by `?1`: its publish time and the end of its
+/// embargo have come, and it was not retracted before then. Until one of its rows has, a
+/// name has no feed: an embargoed or scheduled article's names are not given away by a feed
+/// of theirs (its title names them).
+pub(super) const CAME_INTO_VIEW: &str = "row.publish_time <= ?1
+    AND (row.embargo_time IS NULL OR row.embargo_time <= ?1)
+    AND NOT (row.state = 2
+             AND row.retract_time <= MAX(row.publish_time, COALESCE(row.embargo_time, 0)))";
 
 /// Makes the author or tag scope of a name.
 pub(super) type NamedScopeOf = fn(&str) -> FeedScope;
@@ -1421,15 +1432,31 @@ impl Store for SqliteStore {
         Ok(self.archive_size(scope, size).await?.pages)
     }
 
-    async fn named_scopes(&self) -> Result<Vec<FeedScope>, StoreError> {
+    async fn named_scopes(&self, now: DateTime<Utc>) -> Result<Vec<FeedScope>, StoreError> {
         let mut scopes = Vec::new();
         for (table, scope) in NAME_TABLES {
             let names: Vec<String> = sqlx::query_scalar(&distinct_names_sql(table))
+                .bind(nanos(now))
                 .fetch_all(&self.read)
                 .await?;
             scopes.extend(names.iter().map(|name| scope(name)));
         }
         Ok(scopes)
+    }
+
+    async fn has_feeds(&self, scope: &FeedScope, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let (FeedScope::Author(named) | FeedScope::Tag(named)) = scope else {
+            return Ok(true);
+        };
+        let table = names_table(scope);
+        let found: bool = sqlx::query_scalar(&format!(
+            "SELECT EXISTS (SELECT 1 FROM {table} AS row WHERE row.name = ?2 AND {CAME_INTO_VIEW})"
+        ))
+        .bind(nanos(now))
+        .bind(named.name())
+        .fetch_one(&self.read)
+        .await?;
+        Ok(found)
     }
 
     async fn named_scopes_in_transition(
