@@ -273,3 +273,77 @@ async fn author_and_tag_feeds_have_archives_too() {
         assert!(body.contains("<fh:archive"), "{path}");
     }
 }
+
+/// A page holding an article still under embargo changes when the embargo ends, full or
+/// not: it is cached like the newest page until then, never for a day.
+#[tokio::test]
+async fn a_full_page_with_an_article_under_embargo_is_not_cached_as_final() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let embargo = ts(chrono::Utc::now().timestamp() + 3_600);
+    let embargoed = |title: &str| PublishArticleRequest {
+        article: Some(proto::Article {
+            id: "arc-embargoed".into(),
+            section: "politics".into(),
+            title: title.into(),
+            authors: vec!["陈淑兰".into()],
+            content_text: "禁发稿。".into(),
+            publish_time: Some(ts(1_686_092_400)),
+            embargo_time: Some(embargo),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    client
+        .publish_article(authed(&server.tokens.newsroom, embargoed("禁发稿 档案")))
+        .await
+        .unwrap();
+    publish_range(&server, 1..60).await;
+    let cache_control = |path: &'static str| {
+        let url = server.url(path);
+        async move {
+            let response = reqwest::get(url).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{path}");
+            let value = response.headers()["cache-control"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            (value, response.text().await.unwrap())
+        }
+    };
+    let (page1, body) = cache_control("/feeds/politics/archive/1/atom.xml").await;
+    assert_eq!(
+        entry_ids(&body).len(),
+        49,
+        "the embargoed slot shows nothing yet"
+    );
+    assert!(!body.contains("禁发稿"));
+    assert!(!page1.contains("86400"), "{page1}");
+    let (page2, _) = cache_control("/feeds/politics/archive/2/atom.xml").await;
+    let (current, _) = cache_control("/feeds/politics/atom.xml").await;
+    assert_eq!(page1, current, "cached like the newest page");
+    assert_eq!(page2, current);
+
+    // Nor does editing the embargoed copy date its page: nobody can see that change.
+    let validators = || async {
+        let response = reqwest::get(server.url("/feeds/politics/archive/1/atom.xml"))
+            .await
+            .unwrap();
+        let headers = response.headers();
+        (headers["etag"].clone(), headers["last-modified"].clone())
+    };
+    let before = validators().await;
+    let next_second = chrono::Utc::now().timestamp() + 1;
+    while chrono::Utc::now().timestamp() < next_second {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    client
+        .publish_article(authed(
+            &server.tokens.newsroom,
+            embargoed("禁发稿 档案（改）"),
+        ))
+        .await
+        .unwrap();
+    server.settle().await;
+    assert_eq!(validators().await, before);
+}

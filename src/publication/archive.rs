@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex};
 /// codings: a large feed's pages would otherwise hold hundreds of megabytes.
 const CACHE_LIMIT: usize = 1024;
 const CACHE_BYTES: usize = 64 << 20;
-/// `Cache-Control: max-age` of a full archive page, which no longer changes by design.
+/// `Cache-Control: max-age` of a full archive page none of whose articles is still to come
+/// into view: it no longer changes by design (but for a retraction or a move).
 const FULL_PAGE_MAX_AGE: u32 = 86_400;
 
 /// Rendered archive documents by feed path, dropped when their feed changes.
@@ -172,7 +173,9 @@ impl Inner {
             prev: (page > 1).then(|| self.document_urls(&scope, Some(page - 1))),
             next: (page < content.pages).then(|| self.document_urls(&scope, Some(page + 1))),
         };
-        let max_age = if page < content.pages {
+        // A page still to gain an article (scheduled, or under embargo) changes when it
+        // comes into view: cached like the newest page until then.
+        let max_age = if page < content.pages && !content.pending {
             FULL_PAGE_MAX_AGE
         } else {
             self.settings.feeds.max_age
