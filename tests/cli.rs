@@ -877,3 +877,90 @@ fn import_among_stored_articles(database_url: Option<&str>) {
         "{author}: {bylined:?}, import at {importing}"
     );
 }
+
+/// `feedpub ARGS… --data-dir DATA` in `cwd`, its standard output `stdout`.
+fn run_into(cwd: &Path, data: &Path, args: &[&str], stdout: Stdio) -> std::process::Output {
+    let child = feedpub(cwd)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("feedpub starts");
+    child.wait_with_output().expect("feedpub ends")
+}
+
+/// Standard output on a full disk.
+fn full_disk() -> Stdio {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full exists")
+        .into()
+}
+
+/// A pipe whose reader is gone before the command writes (`| head -1` that has its line).
+fn closed_pipe() -> Stdio {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    writer.into()
+}
+
+/// A partner command whose output cannot be written fails with one line that says so, and,
+/// when it made a change (a new token, lost with the output), that the change stands and how
+/// to get a token that can be used; a command that changed nothing ends quietly when its
+/// reader stopped reading. Never a panic.
+#[test]
+fn a_partner_command_that_cannot_write_its_output_says_what_it_did_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // (command, what the line must say when the output is lost: None when it changed
+    // nothing)
+    let cases = |name: &'static str| {
+        [
+            (
+                vec!["partner", "add", name, "--section", "politics"],
+                Some(format!("partner {name} was created")),
+            ),
+            (
+                vec!["partner", "rotate", name],
+                Some(format!("partner {name} was given a new token")),
+            ),
+            (vec!["partner", "list"], None),
+            (vec!["audit", "--limit", "100000"], None),
+        ]
+    };
+    for (name, stdout) in [("wire", full_disk as fn() -> Stdio), ("desk", closed_pipe)] {
+        for (args, says) in cases(name) {
+            let output = run_into(dir.path(), &data, &args, stdout());
+            let stderr = text(&output.stderr);
+            assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+            if name == "desk" && says.is_none() {
+                assert!(output.status.success(), "{args:?}: {stderr}");
+                assert_eq!(stderr, "", "{args:?}");
+                continue;
+            }
+            assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+            let lines: Vec<&str> = stderr.lines().collect();
+            assert_eq!(lines.len(), 1, "{args:?}: {stderr}");
+            assert!(
+                lines[0].starts_with("feedpub: cannot write the output: "),
+                "{args:?}: {stderr}"
+            );
+            if let Some(says) = says {
+                let rotate = format!("`feedpub partner rotate {name}`");
+                assert!(
+                    lines[0].contains(&says) && lines[0].contains(&rotate),
+                    "{args:?}: {stderr}"
+                );
+            }
+        }
+        // The way out the message gives works: a token that the partner can use.
+        token_of(&common::binary::on_data(
+            dir.path(),
+            &data,
+            &["partner", "rotate", name],
+        ));
+    }
+}
