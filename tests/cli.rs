@@ -721,8 +721,12 @@ fn exports_of_earlier_versions_import_and_later_ones_are_refused_at_their_first_
     let export = sample_edition_export(dir.path());
     let mut lines = export.lines();
     let header: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
-    assert_eq!(header["version"], 2, "{header}");
-    let rows: Vec<serde_json::Value> = lines.map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(header["version"], 3, "{header}");
+    let mut rows: Vec<serde_json::Value> =
+        lines.map(|l| serde_json::from_str(l).unwrap()).collect();
+    // Version 3 ends with the row counts; earlier versions have no such line.
+    let end = rows.pop().unwrap();
+    assert!(end["end"]["articles"].as_u64() > Some(0), "{end}");
     let as_version = |version: u64| {
         let mut text =
             serde_json::json!({"format": "feedpub-export", "version": version}).to_string();
@@ -736,9 +740,13 @@ fn exports_of_earlier_versions_import_and_later_ones_are_refused_at_their_first_
             text.push('\n');
             text.push_str(&row.to_string());
         }
+        if version >= 3 {
+            text.push('\n');
+            text.push_str(&end.to_string());
+        }
         text
     };
-    for (version, imports) in [(1, true), (3, false)] {
+    for (version, imports) in [(1, true), (2, true), (3, true), (4, false)] {
         let file = dir.path().join(format!("v{version}.jsonl"));
         std::fs::write(&file, as_version(version)).unwrap();
         let imported = run(feedpub(dir.path())
@@ -788,10 +796,30 @@ fn on_postgresql_an_import_among_stored_articles_dates_the_archive_pages_it_shif
 fn import_among_stored_articles(database_url: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let export = sample_edition_export(dir.path());
-    let rows: Vec<(&str, serde_json::Value)> = export
+    let mut rows: Vec<(&str, serde_json::Value)> = export
         .lines()
         .map(|l| (l, serde_json::from_str(l).unwrap()))
         .collect();
+    // The row counts that end the export, made again for each part.
+    let (_, end) = rows.pop().unwrap();
+    let tables: Vec<String> = end["end"].as_object().unwrap().keys().cloned().collect();
+    let with_end = |dump: &str| {
+        let rows: Vec<serde_json::Value> = dump
+            .lines()
+            .skip(1)
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let counts: serde_json::Map<String, serde_json::Value> = tables
+            .iter()
+            .map(|t| {
+                (
+                    t.clone(),
+                    rows.iter().filter(|r| r["table"] == **t).count().into(),
+                )
+            })
+            .collect();
+        format!("{dump}{}\n", serde_json::json!({ "end": counts }))
+    };
     // Every other article, with its rows, is held back for the second import.
     let ids: Vec<&serde_json::Value> = rows
         .iter()
@@ -825,7 +853,7 @@ fn import_among_stored_articles(database_url: Option<&str>) {
     let target = dir.path().join("merged");
     let import = |name: &str, dump: &str, extra: &[&str]| {
         let file = dir.path().join(name);
-        std::fs::write(&file, dump).unwrap();
+        std::fs::write(&file, with_end(dump)).unwrap();
         let mut command = feedpub(dir.path());
         command.arg("import").arg(&file).args(extra);
         match database_url {
@@ -963,4 +991,87 @@ fn a_partner_command_that_cannot_write_its_output_says_what_it_did_in_one_line()
             &["partner", "rotate", name],
         ));
     }
+}
+
+/// Imports `dump` into a new SQLite database in `dir/name`.
+fn import_dump(dir: &Path, name: &str, dump: &[u8]) -> std::process::Output {
+    let file = dir.join(format!("{name}.jsonl"));
+    std::fs::write(&file, dump).unwrap();
+    run(feedpub(dir)
+        .arg("import")
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(dir.join(name)))
+}
+
+/// An export ends with the number of rows of each table: one cut short at a line break
+/// (`head -n 100`), or with a row taken out, is refused naming what is missing, and nothing
+/// of it is stored.
+#[test]
+fn an_export_cut_short_or_missing_rows_is_refused_and_nothing_of_it_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let export = sample_edition_export(dir.path());
+    let lines: Vec<&str> = export.lines().collect();
+    let article = lines
+        .iter()
+        .position(|l| l.contains(r#""table":"articles""#))
+        .unwrap();
+    let cut = lines[..lines.len() / 2].join("\n") + "\n";
+    let mut missing = lines.clone();
+    missing.remove(article);
+    let missing = missing.join("\n") + "\n";
+    let after_end = format!("{export}{}\n", lines[article]);
+    for (name, dump, says) in [
+        ("cut", cut.as_str(), format!("line {}", lines.len() / 2 + 1)),
+        ("cut", &missing, "rows of articles".to_owned()),
+        (
+            "cut",
+            &after_end,
+            format!("follows the end of the export (line {})", lines.len()),
+        ),
+    ] {
+        let refused = import_dump(dir.path(), name, dump.as_bytes());
+        let stderr = text(&refused.stderr);
+        assert!(!refused.status.success(), "{says}: {stderr}");
+        assert!(stderr.contains(&says), "{says}: {stderr}");
+        if name == "cut" && dump == cut {
+            assert!(stderr.contains("cut short"), "{stderr}");
+        }
+    }
+    // Nothing was stored: the same folder takes the whole export, as only an empty one does.
+    let whole = import_dump(dir.path(), "cut", export.as_bytes());
+    assert!(whole.status.success(), "{}", text(&whole.stderr));
+}
+
+/// An export cut in the middle of a character, or saved with a byte order mark, is
+/// refused naming the line, and the mark.
+#[test]
+fn an_export_that_is_not_utf8_or_starts_with_a_bom_is_refused_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let export = sample_edition_export(dir.path());
+    let lines: Vec<&str> = export.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.contains(r#""table":"articles""#))
+        .unwrap();
+    // Up to the middle of the first Chinese character of that line.
+    let line_start = lines[..at].iter().map(|l| l.len() + 1).sum::<usize>();
+    let character = lines[at].find(|c: char| !c.is_ascii()).unwrap();
+    let cut = &export.as_bytes()[..line_start + character + 1];
+    let refused = import_dump(dir.path(), "cut", cut);
+    let stderr = text(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("line {} of the export", at + 1)) && stderr.contains("UTF-8"),
+        "{stderr}"
+    );
+
+    let marked = format!("\u{feff}{export}");
+    let refused = import_dump(dir.path(), "marked", marked.as_bytes());
+    let stderr = text(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("line 1 of the export") && stderr.contains("byte order mark"),
+        "{stderr}"
+    );
 }

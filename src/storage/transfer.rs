@@ -24,8 +24,12 @@ use tokio_stream::StreamExt;
 /// The first line of an export names its format and version. Version 2 added the events'
 /// `left_section` and `left_embargoed`, which a version 1 export lacks (imported as none):
 /// a feedpub that knows only version 1 refuses a version 2 export at its first line.
+/// Version 3 added the last line, `{"end": {table: rows, …}}`, so that an export cut short
+/// at a line break is refused rather than imported without its last rows.
 const FORMAT: &str = "feedpub-export";
-const VERSION: u64 = 2;
+const VERSION: u64 = 3;
+/// The first version that ends with its row counts.
+const COUNTED_VERSION: u64 = 3;
 /// The oldest version imported.
 const OLDEST_VERSION: u64 = 1;
 
@@ -352,6 +356,12 @@ pub async fn export(server: &Server, out: &mut impl Write) -> Result<Counts, Tra
             tx.commit().await?;
         }
     }
+    // The last line: what came before it, so that an export cut short is known to be.
+    let end: Map<String, Value> = counts
+        .iter()
+        .map(|(table, count)| ((*table).to_owned(), Value::from(*count)))
+        .collect();
+    writeln!(out, "{}", json!({ "end": end })).map_err(TransferError::Write)?;
     out.flush().map_err(TransferError::Write)?;
     database.close().await;
     Ok(counts)
@@ -543,7 +553,7 @@ async fn import_into(
         0
     };
     let mut earliest_imported: Option<i64> = None;
-    let mut lines = input.lines().enumerate();
+    let mut lines = numbered_lines(input);
     let invalid = |line: usize, message: String| TransferError::Invalid {
         line: line + 1,
         message,
@@ -551,8 +561,14 @@ async fn import_into(
     let Some((_, header)) = lines.next() else {
         return Err(invalid(0, "the export is empty".to_owned()));
     };
-    let header: Value = serde_json::from_str(&header.map_err(TransferError::Read)?)
-        .map_err(|e| invalid(0, e.to_string()))?;
+    let header = header?;
+    if header.starts_with('\u{feff}') {
+        return Err(invalid(
+            0,
+            "starts with a byte order mark (U+FEFF), which no export has: remove it".to_owned(),
+        ));
+    }
+    let header: Value = serde_json::from_str(&header).map_err(|e| invalid(0, e.to_string()))?;
     let version = header.get("version").and_then(Value::as_u64);
     if header.get("format") != Some(&json!(FORMAT))
         || !version.is_some_and(|v| (OLDEST_VERSION..=VERSION).contains(&v))
@@ -562,13 +578,29 @@ async fn import_into(
             format!("not a {FORMAT} file of version {OLDEST_VERSION} to {VERSION}: {header}"),
         ));
     }
+    let counted = version.is_some_and(|v| v >= COUNTED_VERSION);
+    // The line number of the end line, once read.
+    let mut ended: Option<usize> = None;
+    let mut last = 0;
     for (number, line) in lines {
-        let line = line.map_err(TransferError::Read)?;
+        let line = line?;
+        last = number;
         if line.trim().is_empty() {
             continue;
         }
+        if let Some(end) = ended {
+            return Err(invalid(
+                number,
+                format!("follows the end of the export (line {})", end + 1),
+            ));
+        }
         let record: Value =
             serde_json::from_str(&line).map_err(|e| invalid(number, e.to_string()))?;
+        if counted && let Some(end) = record.get("end") {
+            check_end(end, &counts).map_err(|e| invalid(number, e))?;
+            ended = Some(number);
+            continue;
+        }
         let name = record.get("table").and_then(Value::as_str).unwrap_or("");
         let Some(at) = TABLES.iter().position(|t| t.name == name) else {
             return Err(invalid(number, format!("unknown table {name:?}")));
@@ -628,6 +660,13 @@ async fn import_into(
         }
         counts[at].1 += 1;
     }
+    if counted && ended.is_none() {
+        return Err(invalid(
+            last + 1,
+            "the export ends without its last line ({\"end\": …} with the rows of each table): it was cut short and rows may be missing"
+                .to_owned(),
+        ));
+    }
     // What the write path keeps as it goes: the archive sizes (counted again, keeping the
     // shifts of earlier moves), and (PostgreSQL) the next numbers of the identity columns.
     let recount = |kind: &str, name: &str, table: &str, group: &str| {
@@ -677,6 +716,51 @@ async fn import_into(
         }
     }
     Ok(counts)
+}
+
+/// The lines of an export, numbered from 0, as text: a line that is not UTF-8 (an export cut
+/// in the middle of a character) is named.
+fn numbered_lines(
+    input: impl BufRead,
+) -> impl Iterator<Item = (usize, Result<String, TransferError>)> {
+    input.split(b'\n').enumerate().map(|(number, bytes)| {
+        let line = bytes.map_err(TransferError::Read).and_then(|mut bytes| {
+            if bytes.last() == Some(&b'\r') {
+                bytes.pop();
+            }
+            String::from_utf8(bytes).map_err(|e| TransferError::Invalid {
+                line: number + 1,
+                message: format!(
+                    "is not UTF-8 text: byte {} is not part of a character (an export cut short, or not saved as UTF-8?)",
+                    e.utf8_error().valid_up_to() + 1
+                ),
+            })
+        });
+        (number, line)
+    })
+}
+
+/// Whether the end line of an export counts the rows that came before it, table by table.
+fn check_end(end: &Value, counts: &Counts) -> Result<(), String> {
+    let Some(end) = end.as_object() else {
+        return Err(format!("end: {end} is not an object of row counts"));
+    };
+    if let Some(unknown) = end.keys().find(|k| !counts.iter().any(|(t, _)| t == k)) {
+        return Err(format!("end: no table {unknown:?}"));
+    }
+    for (table, count) in counts {
+        match end.get(*table).map(|n| n.as_u64().ok_or(n)) {
+            None => return Err(format!("end: the rows of {table} are not counted")),
+            Some(Err(n)) => return Err(format!("end.{table}: {n} is not a count of rows")),
+            Some(Ok(said)) if said != *count => {
+                return Err(format!(
+                    "end.{table}: the export says it holds {said} rows of {table}, but {count} came before this line: rows are missing or were added"
+                ));
+            }
+            Some(Ok(_)) => {}
+        }
+    }
+    Ok(())
 }
 
 /// The value of one column of an imported row; absent is NULL. Text that feeds carry is
