@@ -1075,3 +1075,44 @@ fn an_export_that_is_not_utf8_or_starts_with_a_bom_is_refused_naming_the_line() 
         "{stderr}"
     );
 }
+
+/// A mistyped data folder is not a new, empty database: `export`, `audit` and the partner
+/// commands but `add` refuse a folder without one, naming the file, and create nothing.
+/// `export` only reads: a database whose schema is not up to date is refused, not migrated.
+#[test]
+fn export_audit_and_partner_commands_refuse_a_data_folder_without_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("typo");
+    for args in [
+        &["export"][..],
+        &["audit"],
+        &["partner", "list"],
+        &["partner", "revoke", "wire"],
+        &["partner", "rotate", "wire"],
+        &["partner", "grant", "wire", "--section", "politics"],
+        &["partner", "deny", "wire", "--embargoed"],
+    ] {
+        let output = common::binary::on_data(dir.path(), &typo, args);
+        let stderr = text(&output.stderr);
+        assert!(!output.status.success(), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(typo.join("feedpub.sqlite3").to_str().unwrap()),
+            "{args:?}: {stderr}"
+        );
+        assert!(output.stdout.is_empty(), "{args:?}");
+        assert!(!typo.exists(), "{args:?} created the folder");
+    }
+    // An empty file: a database with no schema at all, which an export leaves as it is.
+    std::fs::create_dir(&typo).unwrap();
+    std::fs::write(typo.join("feedpub.sqlite3"), "").unwrap();
+    let output = common::binary::on_data(dir.path(), &typo, &["export"]);
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("feedpub migrate"), "{stderr}");
+    assert_eq!(
+        std::fs::metadata(typo.join("feedpub.sqlite3"))
+            .unwrap()
+            .len(),
+        0
+    );
+}

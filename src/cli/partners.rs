@@ -166,8 +166,18 @@ fn token_lost(name: &PartnerName, what: &str) -> String {
     )
 }
 
-/// Loads the settings, opens the configured store, runs `work` and closes the store.
+/// Loads the settings, opens the configured store, runs `work` and closes the store. Only
+/// `partner add` (the first command of a new deployment) may create a SQLite database: the
+/// others refuse a folder without one, which is most likely a mistyped one.
 async fn with_store<T, F>(args: &StoreArgs, work: F) -> anyhow::Result<T>
+where
+    F: AsyncFnOnce(&dyn Store, &Settings) -> Result<T, crate::publishing::PublishError>,
+{
+    on_store(args, false, work).await
+}
+
+/// [`with_store`], creating the SQLite database when `creates`.
+async fn on_store<T, F>(args: &StoreArgs, creates: bool, work: F) -> anyhow::Result<T>
 where
     F: AsyncFnOnce(&dyn Store, &Settings) -> Result<T, crate::publishing::PublishError>,
 {
@@ -179,6 +189,10 @@ where
             ..Overrides::default()
         },
     )?;
+    if !creates && let Some(missing) = crate::storage::transfer::missing_database(&settings.server)
+    {
+        anyhow::bail!(crate::storage::transfer::TransferError::NoDatabase(missing));
+    }
     let store = crate::storage::open(&settings.server)
         .await
         .with_context(|| {
@@ -207,7 +221,7 @@ async fn add(args: PartnerAddArgs) -> anyhow::Result<()> {
         },
         embargoed: args.embargoed,
     };
-    let (partner, token) = with_store(&args.store, async |store, settings| {
+    let (partner, token) = on_store(&args.store, true, async |store, settings| {
         partners::add_partner(store, settings, &args.name, rights).await
     })
     .await?;

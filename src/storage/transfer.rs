@@ -247,6 +247,14 @@ pub enum TransferError {
     #[error("line {line} of the export: {message}")]
     Invalid { line: usize, message: String },
     #[error(
+        "there is no database: {} does not exist (check the data folder: --data-dir, FEEDPUB_DATA_DIR or [server] data_dir)",
+        .0.display()
+    )]
+    NoDatabase(std::path::PathBuf),
+    /// The schema is not the one this feedpub reads.
+    #[error("{0}")]
+    Schema(String),
+    #[error(
         "the target database already holds {0} partners or articles; import only into an empty one (or pass --allow-non-empty)"
     )]
     NotEmpty(i64),
@@ -294,12 +302,77 @@ impl Database {
         }
     }
 
+    /// The database as it is, for reading only: not created, not migrated. Its schema
+    /// must be the one this feedpub writes, which `feedpub migrate` brings it to.
+    async fn open_as_is(server: &Server) -> Result<Self, TransferError> {
+        let (database, known) = match &server.database_url {
+            Some(url) => {
+                let options = PgConnectOptions::from_str(url.expose())?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(options)
+                    .await?;
+                let known = sqlx::migrate!("src/storage/migrations/postgres")
+                    .iter()
+                    .map(|m| m.version)
+                    .max();
+                (Self::Postgres(pool), known)
+            }
+            None => {
+                if let Some(missing) = missing_database(server) {
+                    return Err(TransferError::NoDatabase(missing));
+                }
+                let options = SqliteConnectOptions::new()
+                    .filename(server.data_dir.join(DATABASE_FILE))
+                    .read_only(true)
+                    .foreign_keys(true);
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(options)
+                    .await?;
+                let known = sqlx::migrate!("src/storage/migrations/sqlite")
+                    .iter()
+                    .map(|m| m.version)
+                    .max();
+                (Self::Sqlite(pool), known)
+            }
+        };
+        let query = "SELECT MAX(version) FROM _sqlx_migrations WHERE success";
+        let version: Result<Option<i64>, sqlx::Error> = match &database {
+            Self::Sqlite(pool) => sqlx::query_scalar(query).fetch_one(pool).await,
+            Self::Postgres(pool) => sqlx::query_scalar(query).fetch_one(pool).await,
+        };
+        let version = version.ok().flatten();
+        if version != known {
+            database.close().await;
+            let (found, known) = (version.unwrap_or(0), known.unwrap_or(0));
+            return Err(TransferError::Schema(if found < known {
+                format!(
+                    "the database's schema is at version {found}, older than this feedpub's ({known}): run `feedpub migrate` first (an export only reads the database)"
+                )
+            } else {
+                format!(
+                    "the database's schema is at version {found}, newer than this feedpub's ({known}): export it with the feedpub that migrated it"
+                )
+            }));
+        }
+        Ok(database)
+    }
+
     async fn close(self) {
         match self {
             Self::Sqlite(pool) => pool.close().await,
             Self::Postgres(pool) => pool.close().await,
         }
     }
+}
+
+/// The SQLite database file the settings name, when it does not exist (none when they name
+/// a PostgreSQL database). Commands that only read or change what is stored refuse such a
+/// folder, so that a mistyped one is not taken for a new, empty database.
+pub fn missing_database(server: &Server) -> Option<std::path::PathBuf> {
+    let file = server.data_dir.join(DATABASE_FILE);
+    (server.database_url.is_none() && !file.exists()).then_some(file)
 }
 
 /// Applies the migrations the database the settings name lacks; returns the newest
@@ -317,8 +390,9 @@ pub async fn migrate(server: &Server) -> Result<i64, StoreError> {
 
 /// Writes every row of the database the settings name to `out` as JSON lines, from one
 /// consistent snapshot: a header line, then one `{"table": …, "row": {…}}` per row.
+/// The database is only read: neither created nor migrated.
 pub async fn export(server: &Server, out: &mut impl Write) -> Result<Counts, TransferError> {
-    let database = Database::open(server).await?;
+    let database = Database::open_as_is(server).await?;
     let header = json!({"format": FORMAT, "version": VERSION});
     writeln!(out, "{header}").map_err(TransferError::Write)?;
     let mut counts = Vec::with_capacity(TABLES.len());
