@@ -659,6 +659,12 @@ fn import_refuses_rows_no_publish_would_store_and_stores_none_of_them() {
             "http",
         ),
         ("title", serde_json::json!("标题\u{1}"), "U+0001"),
+        ("state", serde_json::json!(99), "99 is not a state"),
+        (
+            "section",
+            serde_json::json!("Bad Slug"),
+            "\"Bad Slug\" is not a section slug",
+        ),
         (
             "media",
             serde_json::json!(

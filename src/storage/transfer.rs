@@ -9,8 +9,8 @@ use super::rows::Columns;
 use super::sqlite::DATABASE_FILE;
 use super::{PostgresStore, SqliteStore, Store as _, StoreError};
 use crate::config::Server;
-use crate::domain::HtmlPolicy;
 use crate::domain::stored;
+use crate::domain::{HtmlPolicy, SectionSlug};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value, json};
@@ -54,9 +54,17 @@ enum Kind {
     Names,
     /// A JSON array of media files, each with an http(s) URL.
     MediaList,
+    /// An article's state, as an integer the schema knows.
+    State,
+    /// An event's kind, as an integer the schema knows.
+    Event,
+    /// A section slug, in the shape the configuration takes.
+    Slug,
 }
 
-use Kind::{Bool, Bytes, Html, Int, Link, MediaList, Names, Prose, Text, Version};
+use Kind::{
+    Bool, Bytes, Event, Html, Int, Link, MediaList, Names, Prose, Slug, State, Text, Version,
+};
 
 /// A table, the order its rows are exported in, and its columns.
 struct Table {
@@ -91,8 +99,8 @@ const TABLES: &[Table] = &[
             ("partner_id", Int),
             ("article_id", Text),
             ("guid", Text),
-            ("section", Text),
-            ("state", Int),
+            ("section", Slug),
+            ("state", State),
             ("title", Prose),
             ("subtitle", Prose),
             ("kicker", Prose),
@@ -124,7 +132,7 @@ const TABLES: &[Table] = &[
             ("partner_id", Int),
             ("article_id", Text),
             ("version", Version),
-            ("section", Text),
+            ("section", Slug),
             ("title", Prose),
             ("subtitle", Prose),
             ("kicker", Prose),
@@ -162,11 +170,11 @@ const TABLES: &[Table] = &[
             ("partner_id", Int),
             ("article_id", Text),
             ("version", Version),
-            ("kind", Int),
-            ("section", Text),
+            ("kind", Event),
+            ("section", Slug),
             ("embargoed", Bool),
             ("event_time", Int),
-            ("left_section", Text),
+            ("left_section", Slug),
             ("left_embargoed", Bool),
         ],
     },
@@ -179,7 +187,7 @@ const TABLES: &[Table] = &[
             ("fingerprint", Text),
             ("article_id", Text),
             ("version", Version),
-            ("state", Int),
+            ("state", State),
             ("retract_time", Int),
             ("retract_reason", Prose),
             ("create_time", Int),
@@ -227,7 +235,7 @@ const NAME_COLUMNS: &[(&str, Kind)] = &[
     ("partner_id", Int),
     ("article_id", Text),
     ("guid", Text),
-    ("state", Int),
+    ("state", State),
     ("publish_time", Int),
     ("expire_time", Int),
     ("embargo_time", Int),
@@ -455,8 +463,8 @@ fn write_row(out: &mut impl Write, table: &Table, row: &impl Columns) -> Result<
     let mut values = Map::new();
     for (column, kind) in table.columns {
         let value = match kind {
-            Int | Version => row.value::<Option<i64>>(column)?.map(Value::from),
-            Text | Prose | Html | Link | Names | MediaList => {
+            Int | Version | State | Event => row.value::<Option<i64>>(column)?.map(Value::from),
+            Text | Prose | Html | Link | Names | MediaList | Slug => {
                 row.value::<Option<String>>(column)?.map(Value::from)
             }
             Bool => row.value::<Option<bool>>(column)?.map(Value::from),
@@ -882,6 +890,31 @@ fn bound(
                 .transpose()?,
         ),
         Text => checked(&|_| None)?,
+        Slug => checked(&|slug| {
+            SectionSlug::parse(slug)
+                .err()
+                .map(|e| format!("{slug:?} is not a section slug ({e})"))
+        })?,
+        State => Bound::Int(
+            value
+                .map(|v| {
+                    v.as_i64()
+                        .filter(|&code| super::sqlite::state_from_code(code).is_ok())
+                        .ok_or_else(|| format!("{v} is not a state (1 published, 2 retracted)"))
+                })
+                .transpose()?,
+        ),
+        Event => Bound::Int(
+            value
+                .map(|v| {
+                    v.as_i64()
+                        .filter(|&code| super::sqlite_history::kind_from_code(code).is_ok())
+                        .ok_or_else(|| {
+                            format!("{v} is not an event kind (1 published, 2 updated, 3 retracted, 4 embargo lifted)")
+                        })
+                })
+                .transpose()?,
+        ),
         Bool => Bound::Bool(
             value
                 .map(|v| v.as_bool().ok_or_else(|| wrong(v)))
