@@ -101,16 +101,31 @@ impl DatabaseUrl {
         &self.0
     }
 
-    /// The URL with its password, if any, replaced by `***`.
+    /// The URL with its password, if any, replaced by `***`: the one after the user name,
+    /// and the value of a `password` query parameter.
     pub fn redacted(&self) -> String {
-        match Url::parse(&self.0) {
-            Ok(mut url) if url.password().is_some() => {
-                let _ = url.set_password(Some("***"));
-                url.to_string()
-            }
-            Ok(url) => url.to_string(),
-            Err(_) => "(not a URL)".to_owned(),
+        let Ok(mut url) = Url::parse(&self.0) else {
+            return "(not a URL)".to_owned();
+        };
+        if url.password().is_some() {
+            let _ = url.set_password(Some("***"));
         }
+        let is_password = |key: &str| key.eq_ignore_ascii_case("password");
+        if url.query_pairs().any(|(key, _)| is_password(&key)) {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(key, value)| {
+                    let value = if is_password(&key) {
+                        "***".to_owned()
+                    } else {
+                        value.into_owned()
+                    };
+                    (key.into_owned(), value)
+                })
+                .collect();
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        url.to_string()
     }
 }
 
@@ -854,6 +869,31 @@ mod tests {
         Settings::parse("test.toml", text, Overrides::default())
             .unwrap_err()
             .to_string()
+    }
+
+    /// The password of a database URL is never shown, whether after the user name or as a
+    /// query parameter; the rest of the URL is.
+    #[test]
+    fn a_database_url_is_shown_without_its_password_wherever_it_is() {
+        for raw in [
+            "postgres://u:hunter2@h/db?sslmode=require",
+            "postgres://u@h/db?password=hunter2&sslmode=require",
+            "postgresql://u@h/db?sslmode=require&PASSWORD=hunter2",
+        ] {
+            let url = DatabaseUrl::parse(raw).unwrap();
+            for shown in [url.redacted(), format!("{url:?}")] {
+                assert!(!shown.contains("hunter2"), "{shown}");
+                assert!(
+                    shown.contains("***") && shown.contains("sslmode=require"),
+                    "{shown}"
+                );
+            }
+        }
+        let refused = error_of(
+            "[site]\ntitle = \"t\"\nbase_url = \"http://x/\"\nlanguage = \"zh-CN\"\n[server]\ndatabase_url = \"mysql://u@h/db?password=hunter2\"\n",
+        );
+        assert!(refused.contains("postgres://"), "{refused}");
+        assert!(!refused.contains("hunter2"), "{refused}");
     }
 
     #[test]
