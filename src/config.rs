@@ -383,7 +383,7 @@ struct FileWebSub {
     #[serde(default)]
     allowed_callback_networks: Vec<ipnet::IpNet>,
     #[serde(default)]
-    external_hubs: Vec<BaseUrl>,
+    external_hubs: Vec<HubUrl>,
     #[serde(default = "default_retry_base_ms")]
     retry_base_ms: u64,
     #[serde(default = "default_delivery_lease_ms")]
@@ -629,7 +629,20 @@ impl TryFrom<String> for ConfigSlug {
     }
 }
 
-/// An absolute http(s) URL, normalised to end in `/`.
+/// An absolute http(s) URL with a host, normalised to end in `/`; `key` names it in errors.
+fn folder_url(raw: &str, key: &str) -> Result<Url, String> {
+    let mut url = Url::parse(raw).map_err(|e| format!("{key} must be an absolute URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("{key} must be an http or https URL with a host"));
+    }
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    Ok(url)
+}
+
+/// The site's public URL (`[site] base_url`).
 #[derive(Deserialize)]
 #[serde(try_from = "String")]
 struct BaseUrl(Url);
@@ -637,16 +650,19 @@ struct BaseUrl(Url);
 impl TryFrom<String> for BaseUrl {
     type Error = String;
     fn try_from(raw: String) -> Result<Self, String> {
-        let mut url =
-            Url::parse(&raw).map_err(|e| format!("base_url must be an absolute URL ({e})"))?;
-        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err("base_url must be an http or https URL with a host".into());
-        }
-        if !url.path().ends_with('/') {
-            let path = format!("{}/", url.path());
-            url.set_path(&path);
-        }
-        Ok(Self(url))
+        folder_url(&raw, "base_url").map(Self)
+    }
+}
+
+/// A hub pinged on every change (`[websub] external_hubs`).
+#[derive(Deserialize)]
+#[serde(try_from = "String")]
+struct HubUrl(Url);
+
+impl TryFrom<String> for HubUrl {
+    type Error = String;
+    fn try_from(raw: String) -> Result<Self, String> {
+        folder_url(&raw, "external_hubs").map(Self)
     }
 }
 
@@ -894,6 +910,18 @@ mod tests {
         );
         assert!(refused.contains("postgres://"), "{refused}");
         assert!(!refused.contains("hunter2"), "{refused}");
+    }
+
+    /// An external hub that is not a URL is named as such, not as the site's base URL.
+    #[test]
+    fn a_bad_external_hub_is_named_by_its_key() {
+        for hub in ["notaurl", "ftp://hub.example/"] {
+            let refused = error_of(&format!(
+                "{EMBEDDED_CONFIG}\n[websub]\nexternal_hubs = [\"{hub}\"]\n"
+            ));
+            assert!(refused.contains("external_hubs must be"), "{refused}");
+            assert!(!refused.contains("base_url"), "{refused}");
+        }
     }
 
     #[test]
