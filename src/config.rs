@@ -650,7 +650,24 @@ struct BaseUrl(Url);
 impl TryFrom<String> for BaseUrl {
     type Error = String;
     fn try_from(raw: String) -> Result<Self, String> {
-        folder_url(&raw, "base_url").map(Self)
+        let url = folder_url(&raw, "base_url")?;
+        // Every feed id, link and self URL is built from it: anything but a folder would be
+        // copied into each of them.
+        let extra = if !url.username().is_empty() || url.password().is_some() {
+            Some("a user name or password")
+        } else if url.query().is_some() {
+            Some("a query (?…)")
+        } else if url.fragment().is_some() {
+            Some("a fragment (#…)")
+        } else {
+            None
+        };
+        match extra {
+            Some(extra) => Err(format!(
+                "base_url must not hold {extra}: every feed id and link is built from it"
+            )),
+            None => Ok(Self(url)),
+        }
     }
 }
 
@@ -910,6 +927,27 @@ mod tests {
         );
         assert!(refused.contains("postgres://"), "{refused}");
         assert!(!refused.contains("hunter2"), "{refused}");
+    }
+
+    /// The base URL is a folder: one with a user name or password, a query or a fragment,
+    /// which every feed id and link would carry, is refused by name.
+    #[test]
+    fn a_base_url_with_user_info_a_query_or_a_fragment_is_refused() {
+        for (base_url, says) in [
+            ("http://user:pw@example.com/news/", "user name or password"),
+            ("http://user@example.com/news/", "user name or password"),
+            ("http://example.com/news?x=1", "query"),
+            ("http://example.com/news/?", "query"),
+            ("http://example.com/news#frag", "fragment"),
+        ] {
+            let refused = error_of(&format!(
+                "[site]\ntitle = \"t\"\nbase_url = \"{base_url}\"\nlanguage = \"zh-CN\"\n"
+            ));
+            assert!(
+                refused.contains("base_url must not hold") && refused.contains(says),
+                "{base_url}: {refused}"
+            );
+        }
     }
 
     /// An external hub that is not a URL is named as such, not as the site's base URL.
