@@ -1122,3 +1122,43 @@ fn export_audit_and_partner_commands_refuse_a_data_folder_without_a_database() {
         0
     );
 }
+
+/// `partner deny` of a section that is neither configured nor held by the partner is a typo:
+/// refused naming it, as `grant` refuses one; a section the partner holds can be denied
+/// even once it is no longer configured.
+#[test]
+fn partner_deny_refuses_a_section_neither_configured_nor_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let wider = dir.path().join("wider.toml");
+    std::fs::write(
+        &wider,
+        format!(
+            "{}\n[[sections]]\nslug = \"sport\"\ntitle = \"体育\"\n",
+            feedpub::config::EMBEDDED_CONFIG
+        ),
+    )
+    .unwrap();
+    let on = |args: &[&str]| common::binary::on_data(dir.path(), &data, args);
+    token_of(&on(&[
+        "partner",
+        "add",
+        "wire",
+        "--section",
+        "politics",
+        "--section",
+        "sport",
+        "--config",
+        wider.to_str().unwrap(),
+    ]));
+    let typo = common::binary::error_of(&on(&["partner", "deny", "wire", "--section", "nosuch"]));
+    assert!(typo.contains("\"nosuch\""), "{typo}");
+    // Held, though the embedded configuration has no such section any more.
+    let held = common::binary::stdout_of(&on(&["partner", "deny", "wire", "--section", "sport"]));
+    assert!(held.contains("denied"), "{held}");
+    let listed = common::binary::stdout_of(&on(&["partner", "list"]));
+    assert!(
+        listed.contains("politics") && !listed.contains("sport"),
+        "{listed}"
+    );
+}
