@@ -1162,3 +1162,33 @@ fn partner_deny_refuses_a_section_neither_configured_nor_held() {
         "{listed}"
     );
 }
+
+/// `serve --demo` after `partner revoke newsroom` says the demo's partner is revoked and
+/// what to do, rather than that it already exists.
+#[test]
+fn serve_demo_with_its_partner_revoked_says_so_and_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let on = |args: &[&str]| common::binary::on_data(dir.path(), &data, args);
+    token_of(&on(&["partner", "add", "newsroom", "--all-sections"]));
+    common::binary::stdout_of(&on(&["partner", "revoke", "newsroom"]));
+    let output = on(&[
+        "serve",
+        "--demo",
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--feeds-dir",
+        dir.path().join("feeds").to_str().unwrap(),
+    ]);
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("\"newsroom\"")
+            && stderr.contains("is revoked")
+            && stderr.contains("without --demo")
+            && !stderr.contains("already exists"),
+        "{stderr}"
+    );
+}
