@@ -381,7 +381,7 @@ struct FileWebSub {
     #[serde(default = "max_lease")]
     max_lease_seconds: u64,
     #[serde(default)]
-    allowed_callback_networks: Vec<ipnet::IpNet>,
+    allowed_callback_networks: Vec<CallbackNetwork>,
     #[serde(default)]
     external_hubs: Vec<HubUrl>,
     #[serde(default = "default_retry_base_ms")]
@@ -671,6 +671,26 @@ impl TryFrom<String> for BaseUrl {
     }
 }
 
+/// A network callbacks may be in (`[websub] allowed_callback_networks`): `10.0.0.0/8`, or
+/// one address alone (`/32` or `/128`).
+#[derive(Deserialize)]
+#[serde(try_from = "String")]
+struct CallbackNetwork(ipnet::IpNet);
+
+impl TryFrom<String> for CallbackNetwork {
+    type Error = String;
+    fn try_from(raw: String) -> Result<Self, String> {
+        raw.parse::<ipnet::IpNet>()
+            .or_else(|_| raw.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            .map(Self)
+            .map_err(|_| {
+                format!(
+                    "allowed_callback_networks: {raw:?} is neither a network such as \"10.0.0.0/8\" nor an IP address"
+                )
+            })
+    }
+}
+
 /// A hub pinged on every change (`[websub] external_hubs`).
 #[derive(Deserialize)]
 #[serde(try_from = "String")]
@@ -864,7 +884,12 @@ impl Settings {
                     .websub
                     .max_lease_seconds
                     .max(file.websub.default_lease_seconds.get()),
-                allowed_callback_networks: file.websub.allowed_callback_networks,
+                allowed_callback_networks: file
+                    .websub
+                    .allowed_callback_networks
+                    .into_iter()
+                    .map(|n| n.0)
+                    .collect(),
                 external_hubs: file.websub.external_hubs.into_iter().map(|u| u.0).collect(),
                 retry_base_ms: file.websub.retry_base_ms,
                 // Renewed a third of the way: a lease shorter than a few renewals is no lease.
@@ -948,6 +973,28 @@ mod tests {
                 "{base_url}: {refused}"
             );
         }
+    }
+
+    /// A callback network is a prefix or one address alone; anything else is named by key.
+    #[test]
+    fn a_callback_network_may_be_a_bare_address() {
+        let networks = |list: &str| {
+            Settings::parse(
+                "test.toml",
+                &format!("{EMBEDDED_CONFIG}\n[websub]\nallowed_callback_networks = {list}\n"),
+                Overrides::default(),
+            )
+            .map(|s| s.websub.allowed_callback_networks)
+            .map_err(|e| e.to_string())
+        };
+        let read = networks(r#"["10.0.0.0/8", "192.168.1.20", "::1"]"#).unwrap();
+        let shown: Vec<String> = read.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["10.0.0.0/8", "192.168.1.20/32", "::1/128"]);
+        let refused = networks(r#"["10.0.0.0/33"]"#).unwrap_err();
+        assert!(
+            refused.contains("allowed_callback_networks: \"10.0.0.0/33\""),
+            "{refused}"
+        );
     }
 
     /// An external hub that is not a URL is named as such, not as the site's base URL.
