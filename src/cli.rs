@@ -11,6 +11,7 @@ use crate::app::Application;
 use crate::config::{Overrides, Settings};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -104,7 +105,7 @@ pub struct ServeArgs {
 /// Runs a parsed command line. The partner client reports its own errors, with exit codes
 /// of their own ([`client::exit`]).
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
+    let result = match cli.command {
         Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
         Command::Partner(command) => partners::run(command).await.map(|()| ExitCode::SUCCESS),
         Command::Audit(args) => partners::audit(args).await.map(|()| ExitCode::SUCCESS),
@@ -115,7 +116,54 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Get(args) => Ok(client::get(args).await),
         Command::List(args) => Ok(client::list(args).await),
         Command::Retract(args) => Ok(client::retract(args).await),
+    };
+    match result {
+        Err(e) => match e.downcast_ref::<OutputError>() {
+            Some(output) => Ok(output.report()),
+            None => Err(e),
+        },
+        done => done,
     }
+}
+
+/// Standard output could not take what a command printed (a full disk, a closed pipe).
+/// `done` says what the command had already changed, for it is not undone.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write the output: {error}{done}")]
+pub struct OutputError {
+    error: std::io::Error,
+    done: String,
+}
+
+impl OutputError {
+    /// The same failure, after the command changed something: `done` says what, and how
+    /// to get what the lost output held.
+    fn after(mut self, done: String) -> Self {
+        self.done = format!("; {done}");
+        self
+    }
+
+    /// Reports the failure as one line on stderr, and the exit code. A reader that stopped
+    /// reading (`feedpub audit | head`) is no error when nothing was changed: the command
+    /// ends quietly, as when it printed everything.
+    fn report(&self) -> ExitCode {
+        if self.done.is_empty() && self.error.kind() == std::io::ErrorKind::BrokenPipe {
+            return ExitCode::SUCCESS;
+        }
+        let _ = writeln!(std::io::stderr(), "feedpub: {self}");
+        ExitCode::FAILURE
+    }
+}
+
+/// Writes `text` to standard output at once and flushes it; an error is the command's.
+fn write_out(text: &str) -> Result<(), OutputError> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|error| OutputError {
+            error,
+            done: String::new(),
+        })
 }
 
 /// The settings of the configuration file and the store flags.
@@ -136,7 +184,9 @@ async fn migrate(args: StoreArgs) -> anyhow::Result<()> {
     let version = crate::storage::transfer::migrate(&settings.server)
         .await
         .with_context(|| format!("cannot migrate the database in {location}"))?;
-    println!("the database in {location} is up to date (schema version {version})");
+    write_out(&format!(
+        "the database in {location} is up to date (schema version {version})\n"
+    ))?;
     Ok(())
 }
 
@@ -147,7 +197,11 @@ async fn export(args: StoreArgs) -> anyhow::Result<()> {
     let counts = crate::storage::transfer::export(&settings.server, &mut out)
         .await
         .with_context(|| format!("cannot export the database in {location}"))?;
-    eprintln!("exported from {location}: {}", describe(&counts));
+    let _ = writeln!(
+        std::io::stderr(),
+        "exported from {location}: {}",
+        describe(&counts)
+    );
     Ok(())
 }
 
@@ -172,7 +226,8 @@ async fn import(args: ImportArgs) -> anyhow::Result<()> {
     )
     .await
     .with_context(|| format!("cannot import into the database in {location}"))?;
-    println!("imported into {location}: {}", describe(&counts));
+    let imported = format!("imported into {location}: {}", describe(&counts));
+    write_out(&format!("{imported}\n")).map_err(|e| e.after(imported))?;
     Ok(())
 }
 

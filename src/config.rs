@@ -101,16 +101,31 @@ impl DatabaseUrl {
         &self.0
     }
 
-    /// The URL with its password, if any, replaced by `***`.
+    /// The URL with its password, if any, replaced by `***`: the one after the user name,
+    /// and the value of a `password` query parameter.
     pub fn redacted(&self) -> String {
-        match Url::parse(&self.0) {
-            Ok(mut url) if url.password().is_some() => {
-                let _ = url.set_password(Some("***"));
-                url.to_string()
-            }
-            Ok(url) => url.to_string(),
-            Err(_) => "(not a URL)".to_owned(),
+        let Ok(mut url) = Url::parse(&self.0) else {
+            return "(not a URL)".to_owned();
+        };
+        if url.password().is_some() {
+            let _ = url.set_password(Some("***"));
         }
+        let is_password = |key: &str| key.eq_ignore_ascii_case("password");
+        if url.query_pairs().any(|(key, _)| is_password(&key)) {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(key, value)| {
+                    let value = if is_password(&key) {
+                        "***".to_owned()
+                    } else {
+                        value.into_owned()
+                    };
+                    (key.into_owned(), value)
+                })
+                .collect();
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        url.to_string()
     }
 }
 
@@ -366,9 +381,9 @@ struct FileWebSub {
     #[serde(default = "max_lease")]
     max_lease_seconds: u64,
     #[serde(default)]
-    allowed_callback_networks: Vec<ipnet::IpNet>,
+    allowed_callback_networks: Vec<CallbackNetwork>,
     #[serde(default)]
-    external_hubs: Vec<BaseUrl>,
+    external_hubs: Vec<HubUrl>,
     #[serde(default = "default_retry_base_ms")]
     retry_base_ms: u64,
     #[serde(default = "default_delivery_lease_ms")]
@@ -614,7 +629,20 @@ impl TryFrom<String> for ConfigSlug {
     }
 }
 
-/// An absolute http(s) URL, normalised to end in `/`.
+/// An absolute http(s) URL with a host, normalised to end in `/`; `key` names it in errors.
+fn folder_url(raw: &str, key: &str) -> Result<Url, String> {
+    let mut url = Url::parse(raw).map_err(|e| format!("{key} must be an absolute URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("{key} must be an http or https URL with a host"));
+    }
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    Ok(url)
+}
+
+/// The site's public URL (`[site] base_url`).
 #[derive(Deserialize)]
 #[serde(try_from = "String")]
 struct BaseUrl(Url);
@@ -622,16 +650,56 @@ struct BaseUrl(Url);
 impl TryFrom<String> for BaseUrl {
     type Error = String;
     fn try_from(raw: String) -> Result<Self, String> {
-        let mut url =
-            Url::parse(&raw).map_err(|e| format!("base_url must be an absolute URL ({e})"))?;
-        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err("base_url must be an http or https URL with a host".into());
+        let url = folder_url(&raw, "base_url")?;
+        // Every feed id, link and self URL is built from it: anything but a folder would be
+        // copied into each of them.
+        let extra = if !url.username().is_empty() || url.password().is_some() {
+            Some("a user name or password")
+        } else if url.query().is_some() {
+            Some("a query (?…)")
+        } else if url.fragment().is_some() {
+            Some("a fragment (#…)")
+        } else {
+            None
+        };
+        match extra {
+            Some(extra) => Err(format!(
+                "base_url must not hold {extra}: every feed id and link is built from it"
+            )),
+            None => Ok(Self(url)),
         }
-        if !url.path().ends_with('/') {
-            let path = format!("{}/", url.path());
-            url.set_path(&path);
-        }
-        Ok(Self(url))
+    }
+}
+
+/// A network callbacks may be in (`[websub] allowed_callback_networks`): `10.0.0.0/8`, or
+/// one address alone (`/32` or `/128`).
+#[derive(Deserialize)]
+#[serde(try_from = "String")]
+struct CallbackNetwork(ipnet::IpNet);
+
+impl TryFrom<String> for CallbackNetwork {
+    type Error = String;
+    fn try_from(raw: String) -> Result<Self, String> {
+        raw.parse::<ipnet::IpNet>()
+            .or_else(|_| raw.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            .map(Self)
+            .map_err(|_| {
+                format!(
+                    "allowed_callback_networks: {raw:?} is neither a network such as \"10.0.0.0/8\" nor an IP address"
+                )
+            })
+    }
+}
+
+/// A hub pinged on every change (`[websub] external_hubs`).
+#[derive(Deserialize)]
+#[serde(try_from = "String")]
+struct HubUrl(Url);
+
+impl TryFrom<String> for HubUrl {
+    type Error = String;
+    fn try_from(raw: String) -> Result<Self, String> {
+        folder_url(&raw, "external_hubs").map(Self)
     }
 }
 
@@ -816,7 +884,12 @@ impl Settings {
                     .websub
                     .max_lease_seconds
                     .max(file.websub.default_lease_seconds.get()),
-                allowed_callback_networks: file.websub.allowed_callback_networks,
+                allowed_callback_networks: file
+                    .websub
+                    .allowed_callback_networks
+                    .into_iter()
+                    .map(|n| n.0)
+                    .collect(),
                 external_hubs: file.websub.external_hubs.into_iter().map(|u| u.0).collect(),
                 retry_base_ms: file.websub.retry_base_ms,
                 // Renewed a third of the way: a lease shorter than a few renewals is no lease.
@@ -854,6 +927,86 @@ mod tests {
         Settings::parse("test.toml", text, Overrides::default())
             .unwrap_err()
             .to_string()
+    }
+
+    /// The password of a database URL is never shown, whether after the user name or as a
+    /// query parameter; the rest of the URL is.
+    #[test]
+    fn a_database_url_is_shown_without_its_password_wherever_it_is() {
+        for raw in [
+            "postgres://u:hunter2@h/db?sslmode=require",
+            "postgres://u@h/db?password=hunter2&sslmode=require",
+            "postgresql://u@h/db?sslmode=require&PASSWORD=hunter2",
+        ] {
+            let url = DatabaseUrl::parse(raw).unwrap();
+            for shown in [url.redacted(), format!("{url:?}")] {
+                assert!(!shown.contains("hunter2"), "{shown}");
+                assert!(
+                    shown.contains("***") && shown.contains("sslmode=require"),
+                    "{shown}"
+                );
+            }
+        }
+        let refused = error_of(
+            "[site]\ntitle = \"t\"\nbase_url = \"http://x/\"\nlanguage = \"zh-CN\"\n[server]\ndatabase_url = \"mysql://u@h/db?password=hunter2\"\n",
+        );
+        assert!(refused.contains("postgres://"), "{refused}");
+        assert!(!refused.contains("hunter2"), "{refused}");
+    }
+
+    /// The base URL is a folder: one with a user name or password, a query or a fragment,
+    /// which every feed id and link would carry, is refused by name.
+    #[test]
+    fn a_base_url_with_user_info_a_query_or_a_fragment_is_refused() {
+        for (base_url, says) in [
+            ("http://user:pw@example.com/news/", "user name or password"),
+            ("http://user@example.com/news/", "user name or password"),
+            ("http://example.com/news?x=1", "query"),
+            ("http://example.com/news/?", "query"),
+            ("http://example.com/news#frag", "fragment"),
+        ] {
+            let refused = error_of(&format!(
+                "[site]\ntitle = \"t\"\nbase_url = \"{base_url}\"\nlanguage = \"zh-CN\"\n"
+            ));
+            assert!(
+                refused.contains("base_url must not hold") && refused.contains(says),
+                "{base_url}: {refused}"
+            );
+        }
+    }
+
+    /// A callback network is a prefix or one address alone; anything else is named by key.
+    #[test]
+    fn a_callback_network_may_be_a_bare_address() {
+        let networks = |list: &str| {
+            Settings::parse(
+                "test.toml",
+                &format!("{EMBEDDED_CONFIG}\n[websub]\nallowed_callback_networks = {list}\n"),
+                Overrides::default(),
+            )
+            .map(|s| s.websub.allowed_callback_networks)
+            .map_err(|e| e.to_string())
+        };
+        let read = networks(r#"["10.0.0.0/8", "192.168.1.20", "::1"]"#).unwrap();
+        let shown: Vec<String> = read.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["10.0.0.0/8", "192.168.1.20/32", "::1/128"]);
+        let refused = networks(r#"["10.0.0.0/33"]"#).unwrap_err();
+        assert!(
+            refused.contains("allowed_callback_networks: \"10.0.0.0/33\""),
+            "{refused}"
+        );
+    }
+
+    /// An external hub that is not a URL is named as such, not as the site's base URL.
+    #[test]
+    fn a_bad_external_hub_is_named_by_its_key() {
+        for hub in ["notaurl", "ftp://hub.example/"] {
+            let refused = error_of(&format!(
+                "{EMBEDDED_CONFIG}\n[websub]\nexternal_hubs = [\"{hub}\"]\n"
+            ));
+            assert!(refused.contains("external_hubs must be"), "{refused}");
+            assert!(!refused.contains("base_url"), "{refused}");
+        }
     }
 
     #[test]

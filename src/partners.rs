@@ -78,8 +78,9 @@ pub async fn rotate(store: &dyn Store, name: &str) -> Result<(PartnerRecord, Tok
 }
 
 /// Grants or denies rights to an active partner. Only configured sections can be granted;
-/// any section can be denied. The flag is false when the partner already had (or lacked)
-/// every right named.
+/// a section can be denied if it is configured or the partner holds it (one no longer
+/// configured, say): any other is a typo, refused rather than reported as not held. The
+/// flag is false when the partner already had (or lacked) every right named.
 pub async fn change_rights(
     store: &dyn Store,
     settings: &Settings,
@@ -100,6 +101,30 @@ pub async fn change_rights(
             })
             .collect();
         configured_only(settings, &sections).into_result(())?;
+    } else {
+        let held = match store.partner_record(&name).await? {
+            Some(record) => match record.partner.grant {
+                SectionGrant::Only(held) => held,
+                SectionGrant::All => Vec::new(),
+            },
+            None => return Err(PublishError::UnknownPartner(name.to_string())),
+        };
+        let mut violations = Violations::default();
+        for right in &change.rights {
+            if let Right::Section(slug) = right
+                && settings.section(slug).is_none()
+                && !held.contains(slug)
+            {
+                violations.add(
+                    "section",
+                    format!(
+                        "{:?} is neither a configured section nor one partner {name} holds",
+                        slug.as_str()
+                    ),
+                );
+            }
+        }
+        violations.into_result(())?;
     }
     let configured = settings.sections.iter().map(|s| s.slug.clone()).collect();
     let (record, changed) = store

@@ -659,6 +659,12 @@ fn import_refuses_rows_no_publish_would_store_and_stores_none_of_them() {
             "http",
         ),
         ("title", serde_json::json!("标题\u{1}"), "U+0001"),
+        ("state", serde_json::json!(99), "99 is not a state"),
+        (
+            "section",
+            serde_json::json!("Bad Slug"),
+            "\"Bad Slug\" is not a section slug",
+        ),
         (
             "media",
             serde_json::json!(
@@ -721,8 +727,12 @@ fn exports_of_earlier_versions_import_and_later_ones_are_refused_at_their_first_
     let export = sample_edition_export(dir.path());
     let mut lines = export.lines();
     let header: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
-    assert_eq!(header["version"], 2, "{header}");
-    let rows: Vec<serde_json::Value> = lines.map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(header["version"], 3, "{header}");
+    let mut rows: Vec<serde_json::Value> =
+        lines.map(|l| serde_json::from_str(l).unwrap()).collect();
+    // Version 3 ends with the row counts; earlier versions have no such line.
+    let end = rows.pop().unwrap();
+    assert!(end["end"]["articles"].as_u64() > Some(0), "{end}");
     let as_version = |version: u64| {
         let mut text =
             serde_json::json!({"format": "feedpub-export", "version": version}).to_string();
@@ -736,9 +746,13 @@ fn exports_of_earlier_versions_import_and_later_ones_are_refused_at_their_first_
             text.push('\n');
             text.push_str(&row.to_string());
         }
+        if version >= 3 {
+            text.push('\n');
+            text.push_str(&end.to_string());
+        }
         text
     };
-    for (version, imports) in [(1, true), (3, false)] {
+    for (version, imports) in [(1, true), (2, true), (3, true), (4, false)] {
         let file = dir.path().join(format!("v{version}.jsonl"));
         std::fs::write(&file, as_version(version)).unwrap();
         let imported = run(feedpub(dir.path())
@@ -788,10 +802,30 @@ fn on_postgresql_an_import_among_stored_articles_dates_the_archive_pages_it_shif
 fn import_among_stored_articles(database_url: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let export = sample_edition_export(dir.path());
-    let rows: Vec<(&str, serde_json::Value)> = export
+    let mut rows: Vec<(&str, serde_json::Value)> = export
         .lines()
         .map(|l| (l, serde_json::from_str(l).unwrap()))
         .collect();
+    // The row counts that end the export, made again for each part.
+    let (_, end) = rows.pop().unwrap();
+    let tables: Vec<String> = end["end"].as_object().unwrap().keys().cloned().collect();
+    let with_end = |dump: &str| {
+        let rows: Vec<serde_json::Value> = dump
+            .lines()
+            .skip(1)
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let counts: serde_json::Map<String, serde_json::Value> = tables
+            .iter()
+            .map(|t| {
+                (
+                    t.clone(),
+                    rows.iter().filter(|r| r["table"] == **t).count().into(),
+                )
+            })
+            .collect();
+        format!("{dump}{}\n", serde_json::json!({ "end": counts }))
+    };
     // Every other article, with its rows, is held back for the second import.
     let ids: Vec<&serde_json::Value> = rows
         .iter()
@@ -825,7 +859,7 @@ fn import_among_stored_articles(database_url: Option<&str>) {
     let target = dir.path().join("merged");
     let import = |name: &str, dump: &str, extra: &[&str]| {
         let file = dir.path().join(name);
-        std::fs::write(&file, dump).unwrap();
+        std::fs::write(&file, with_end(dump)).unwrap();
         let mut command = feedpub(dir.path());
         command.arg("import").arg(&file).args(extra);
         match database_url {
@@ -875,5 +909,286 @@ fn import_among_stored_articles(database_url: Option<&str>) {
     assert!(
         bylined >= Some(importing),
         "{author}: {bylined:?}, import at {importing}"
+    );
+}
+
+/// `feedpub ARGS… --data-dir DATA` in `cwd`, its standard output `stdout`.
+fn run_into(cwd: &Path, data: &Path, args: &[&str], stdout: Stdio) -> std::process::Output {
+    let child = feedpub(cwd)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("feedpub starts");
+    child.wait_with_output().expect("feedpub ends")
+}
+
+/// Standard output on a full disk.
+fn full_disk() -> Stdio {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full exists")
+        .into()
+}
+
+/// A pipe whose reader is gone before the command writes (`| head -1` that has its line).
+fn closed_pipe() -> Stdio {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    writer.into()
+}
+
+/// A partner command whose output cannot be written fails with one line that says so, and,
+/// when it made a change (a new token, lost with the output), that the change stands and how
+/// to get a token that can be used; a command that changed nothing ends quietly when its
+/// reader stopped reading. Never a panic.
+#[test]
+fn a_partner_command_that_cannot_write_its_output_says_what_it_did_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // (command, what the line must say when the output is lost: None when it changed
+    // nothing)
+    let cases = |name: &'static str| {
+        [
+            (
+                vec!["partner", "add", name, "--section", "politics"],
+                Some(format!("partner {name} was created")),
+            ),
+            (
+                vec!["partner", "rotate", name],
+                Some(format!("partner {name} was given a new token")),
+            ),
+            (vec!["partner", "list"], None),
+            (vec!["audit", "--limit", "100000"], None),
+        ]
+    };
+    for (name, stdout) in [("wire", full_disk as fn() -> Stdio), ("desk", closed_pipe)] {
+        for (args, says) in cases(name) {
+            let output = run_into(dir.path(), &data, &args, stdout());
+            let stderr = text(&output.stderr);
+            assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+            if name == "desk" && says.is_none() {
+                assert!(output.status.success(), "{args:?}: {stderr}");
+                assert_eq!(stderr, "", "{args:?}");
+                continue;
+            }
+            assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+            let lines: Vec<&str> = stderr.lines().collect();
+            assert_eq!(lines.len(), 1, "{args:?}: {stderr}");
+            assert!(
+                lines[0].starts_with("feedpub: cannot write the output: "),
+                "{args:?}: {stderr}"
+            );
+            if let Some(says) = says {
+                let rotate = format!("`feedpub partner rotate {name}`");
+                assert!(
+                    lines[0].contains(&says) && lines[0].contains(&rotate),
+                    "{args:?}: {stderr}"
+                );
+            }
+        }
+        // The way out the message gives works: a token that the partner can use.
+        token_of(&common::binary::on_data(
+            dir.path(),
+            &data,
+            &["partner", "rotate", name],
+        ));
+    }
+}
+
+/// Imports `dump` into a new SQLite database in `dir/name`.
+fn import_dump(dir: &Path, name: &str, dump: &[u8]) -> std::process::Output {
+    let file = dir.join(format!("{name}.jsonl"));
+    std::fs::write(&file, dump).unwrap();
+    run(feedpub(dir)
+        .arg("import")
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(dir.join(name)))
+}
+
+/// An export ends with the number of rows of each table: one cut short at a line break
+/// (`head -n 100`), or with a row taken out, is refused naming what is missing, and nothing
+/// of it is stored.
+#[test]
+fn an_export_cut_short_or_missing_rows_is_refused_and_nothing_of_it_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let export = sample_edition_export(dir.path());
+    let lines: Vec<&str> = export.lines().collect();
+    let article = lines
+        .iter()
+        .position(|l| l.contains(r#""table":"articles""#))
+        .unwrap();
+    let cut = lines[..lines.len() / 2].join("\n") + "\n";
+    let mut missing = lines.clone();
+    missing.remove(article);
+    let missing = missing.join("\n") + "\n";
+    let after_end = format!("{export}{}\n", lines[article]);
+    for (name, dump, says) in [
+        ("cut", cut.as_str(), format!("line {}", lines.len() / 2 + 1)),
+        ("cut", &missing, "rows of articles".to_owned()),
+        (
+            "cut",
+            &after_end,
+            format!("follows the end of the export (line {})", lines.len()),
+        ),
+    ] {
+        let refused = import_dump(dir.path(), name, dump.as_bytes());
+        let stderr = text(&refused.stderr);
+        assert!(!refused.status.success(), "{says}: {stderr}");
+        assert!(stderr.contains(&says), "{says}: {stderr}");
+        if name == "cut" && dump == cut {
+            assert!(stderr.contains("cut short"), "{stderr}");
+        }
+    }
+    // Nothing was stored: the same folder takes the whole export, as only an empty one does.
+    let whole = import_dump(dir.path(), "cut", export.as_bytes());
+    assert!(whole.status.success(), "{}", text(&whole.stderr));
+}
+
+/// An export cut in the middle of a character, or saved with a byte order mark, is
+/// refused naming the line, and the mark.
+#[test]
+fn an_export_that_is_not_utf8_or_starts_with_a_bom_is_refused_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let export = sample_edition_export(dir.path());
+    let lines: Vec<&str> = export.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.contains(r#""table":"articles""#))
+        .unwrap();
+    // Up to the middle of the first Chinese character of that line.
+    let line_start = lines[..at].iter().map(|l| l.len() + 1).sum::<usize>();
+    let character = lines[at].find(|c: char| !c.is_ascii()).unwrap();
+    let cut = &export.as_bytes()[..line_start + character + 1];
+    let refused = import_dump(dir.path(), "cut", cut);
+    let stderr = text(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("line {} of the export", at + 1)) && stderr.contains("UTF-8"),
+        "{stderr}"
+    );
+
+    let marked = format!("\u{feff}{export}");
+    let refused = import_dump(dir.path(), "marked", marked.as_bytes());
+    let stderr = text(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("line 1 of the export") && stderr.contains("byte order mark"),
+        "{stderr}"
+    );
+}
+
+/// A mistyped data folder is not a new, empty database: `export`, `audit` and the partner
+/// commands but `add` refuse a folder without one, naming the file, and create nothing.
+/// `export` only reads: a database whose schema is not up to date is refused, not migrated.
+#[test]
+fn export_audit_and_partner_commands_refuse_a_data_folder_without_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("typo");
+    for args in [
+        &["export"][..],
+        &["audit"],
+        &["partner", "list"],
+        &["partner", "revoke", "wire"],
+        &["partner", "rotate", "wire"],
+        &["partner", "grant", "wire", "--section", "politics"],
+        &["partner", "deny", "wire", "--embargoed"],
+    ] {
+        let output = common::binary::on_data(dir.path(), &typo, args);
+        let stderr = text(&output.stderr);
+        assert!(!output.status.success(), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(typo.join("feedpub.sqlite3").to_str().unwrap()),
+            "{args:?}: {stderr}"
+        );
+        assert!(output.stdout.is_empty(), "{args:?}");
+        assert!(!typo.exists(), "{args:?} created the folder");
+    }
+    // An empty file: a database with no schema at all, which an export leaves as it is.
+    std::fs::create_dir(&typo).unwrap();
+    std::fs::write(typo.join("feedpub.sqlite3"), "").unwrap();
+    let output = common::binary::on_data(dir.path(), &typo, &["export"]);
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("feedpub migrate"), "{stderr}");
+    assert_eq!(
+        std::fs::metadata(typo.join("feedpub.sqlite3"))
+            .unwrap()
+            .len(),
+        0
+    );
+}
+
+/// `partner deny` of a section that is neither configured nor held by the partner is a typo:
+/// refused naming it, as `grant` refuses one; a section the partner holds can be denied
+/// even once it is no longer configured.
+#[test]
+fn partner_deny_refuses_a_section_neither_configured_nor_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let wider = dir.path().join("wider.toml");
+    std::fs::write(
+        &wider,
+        format!(
+            "{}\n[[sections]]\nslug = \"sport\"\ntitle = \"体育\"\n",
+            feedpub::config::EMBEDDED_CONFIG
+        ),
+    )
+    .unwrap();
+    let on = |args: &[&str]| common::binary::on_data(dir.path(), &data, args);
+    token_of(&on(&[
+        "partner",
+        "add",
+        "wire",
+        "--section",
+        "politics",
+        "--section",
+        "sport",
+        "--config",
+        wider.to_str().unwrap(),
+    ]));
+    let typo = common::binary::error_of(&on(&["partner", "deny", "wire", "--section", "nosuch"]));
+    assert!(typo.contains("\"nosuch\""), "{typo}");
+    // Held, though the embedded configuration has no such section any more.
+    let held = common::binary::stdout_of(&on(&["partner", "deny", "wire", "--section", "sport"]));
+    assert!(held.contains("denied"), "{held}");
+    let listed = common::binary::stdout_of(&on(&["partner", "list"]));
+    assert!(
+        listed.contains("politics") && !listed.contains("sport"),
+        "{listed}"
+    );
+}
+
+/// `serve --demo` after `partner revoke newsroom` says the demo's partner is revoked and
+/// what to do, rather than that it already exists.
+#[test]
+fn serve_demo_with_its_partner_revoked_says_so_and_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let on = |args: &[&str]| common::binary::on_data(dir.path(), &data, args);
+    token_of(&on(&["partner", "add", "newsroom", "--all-sections"]));
+    common::binary::stdout_of(&on(&["partner", "revoke", "newsroom"]));
+    let output = on(&[
+        "serve",
+        "--demo",
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--feeds-dir",
+        dir.path().join("feeds").to_str().unwrap(),
+    ]);
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("\"newsroom\"")
+            && stderr.contains("is revoked")
+            && stderr.contains("without --demo")
+            && !stderr.contains("already exists"),
+        "{stderr}"
     );
 }

@@ -782,3 +782,41 @@ async fn calls_refused_over_the_rate_limit_are_sent_again_when_the_server_says()
     };
     assert_eq!(page.articles.len(), 15);
 }
+
+/// `list --json --limit 0` of everything, published again, does not bring a retracted
+/// article back: its line is refused, naming `state`, and the others are published.
+#[tokio::test]
+async fn a_retracted_article_read_back_is_not_published_again_unless_its_state_is_removed() {
+    let setup = setup().await;
+    let file = setup.file("page.jsonl", &edition_lines(3));
+    let published = run(&mut setup.client(&["publish", file.to_str().unwrap(), "--json"]));
+    assert_eq!(counts(&summary(&published, 0)), [3, 0, 0, 0]);
+    let id = "2023-06-07-xingfu-xinlinli-0";
+    common::binary::stdout_of(&run(&mut setup.client(&["retract", id])));
+    let listed =
+        common::binary::stdout_of(&run(&mut setup.client(&["list", "--json", "--limit", "0"])));
+    let lines: Vec<String> = listed.lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 3, "{listed}");
+
+    let again = setup.file("again.jsonl", &lines);
+    let output = run(&mut setup.client(&["publish", again.to_str().unwrap(), "--json"]));
+    let report = summary(&output, 1);
+    assert_eq!(counts(&report), [0, 0, 2, 1], "{report}");
+    let failure = report["failures"][0].to_string();
+    assert!(
+        failure.contains("state") && failure.contains("remove"),
+        "{failure}"
+    );
+    let stored = setup.get(id).await.unwrap();
+    assert_eq!(stored.state, proto::ArticleState::Retracted as i32);
+
+    // Without its state, the line publishes the article again, as documented.
+    let retracted = lines.iter().find(|l| l.contains(id)).unwrap();
+    let mut line: Value = serde_json::from_str(retracted).unwrap();
+    line.as_object_mut().unwrap().remove("state");
+    let file = setup.file("republish.jsonl", &[line.to_string()]);
+    let output = run(&mut setup.client(&["publish", file.to_str().unwrap(), "--json"]));
+    summary(&output, 0);
+    let stored = setup.get(id).await.unwrap();
+    assert_eq!(stored.state, proto::ArticleState::Published as i32);
+}

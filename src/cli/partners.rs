@@ -2,7 +2,7 @@
 //! operator's commands, run on the configured database (also while the server runs: SQLite
 //! in WAL mode lets them write between the server's commits).
 
-use super::StoreArgs;
+use super::{StoreArgs, write_out};
 use crate::config::{Overrides, Settings};
 use crate::domain::{
     AuditEntry, AuditFilter, PartnerName, PartnerRecord, Right, Rights, RightsChange, SectionGrant,
@@ -122,7 +122,7 @@ pub async fn run(command: PartnerCommand) -> anyhow::Result<()> {
         PartnerCommand::Add(args) => add(args).await,
         PartnerCommand::List(store) => {
             let records = with_store(&store, async |store, _| partners::list(store).await).await?;
-            print!("{}", partner_table(&records));
+            write_out(&partner_table(&records))?;
             Ok(())
         }
         PartnerCommand::Revoke(args) => {
@@ -132,9 +132,11 @@ pub async fn run(command: PartnerCommand) -> anyhow::Result<()> {
             .await?;
             let name = &record.partner.name;
             if changed {
-                println!("partner {name} revoked; its token is refused from its next call on");
+                let done =
+                    format!("partner {name} revoked; its token is refused from its next call on");
+                write_out(&format!("{done}\n")).map_err(|e| e.after(done))?;
             } else {
-                println!("partner {name} was already revoked");
+                write_out(&format!("partner {name} was already revoked\n"))?;
             }
             Ok(())
         }
@@ -143,11 +145,12 @@ pub async fn run(command: PartnerCommand) -> anyhow::Result<()> {
                 partners::rotate(store, &args.name).await
             })
             .await?;
-            println!(
-                "partner {} has a new token; the old one is refused from its next call on",
-                record.partner.name
-            );
-            print_token(&token);
+            let name = &record.partner.name;
+            write_out(&format!(
+                "partner {name} has a new token; the old one is refused from its next call on\n{}",
+                token_lines(&token)
+            ))
+            .map_err(|e| e.after(token_lost(name, "was given a new token")))?;
             Ok(())
         }
         PartnerCommand::Grant(args) => change(args, true).await,
@@ -155,8 +158,26 @@ pub async fn run(command: PartnerCommand) -> anyhow::Result<()> {
     }
 }
 
-/// Loads the settings, opens the configured store, runs `work` and closes the store.
+/// What a failed write of a new token says: the change stands, and how to get a token
+/// that can be used.
+fn token_lost(name: &PartnerName, what: &str) -> String {
+    format!(
+        "partner {name} {what}, but the token was not shown and cannot be shown again: run `feedpub partner rotate {name}` for one that can be used"
+    )
+}
+
+/// Loads the settings, opens the configured store, runs `work` and closes the store. Only
+/// `partner add` (the first command of a new deployment) may create a SQLite database: the
+/// others refuse a folder without one, which is most likely a mistyped one.
 async fn with_store<T, F>(args: &StoreArgs, work: F) -> anyhow::Result<T>
+where
+    F: AsyncFnOnce(&dyn Store, &Settings) -> Result<T, crate::publishing::PublishError>,
+{
+    on_store(args, false, work).await
+}
+
+/// [`with_store`], creating the SQLite database when `creates`.
+async fn on_store<T, F>(args: &StoreArgs, creates: bool, work: F) -> anyhow::Result<T>
 where
     F: AsyncFnOnce(&dyn Store, &Settings) -> Result<T, crate::publishing::PublishError>,
 {
@@ -168,6 +189,10 @@ where
             ..Overrides::default()
         },
     )?;
+    if !creates && let Some(missing) = crate::storage::transfer::missing_database(&settings.server)
+    {
+        anyhow::bail!(crate::storage::transfer::TransferError::NoDatabase(missing));
+    }
     let store = crate::storage::open(&settings.server)
         .await
         .with_context(|| {
@@ -196,21 +221,22 @@ async fn add(args: PartnerAddArgs) -> anyhow::Result<()> {
         },
         embargoed: args.embargoed,
     };
-    let (partner, token) = with_store(&args.store, async |store, settings| {
+    let (partner, token) = on_store(&args.store, true, async |store, settings| {
         partners::add_partner(store, settings, &args.name, rights).await
     })
     .await?;
-    println!(
-        "partner {} created; it may publish to: {}{}",
+    write_out(&format!(
+        "partner {} created; it may publish to: {}{}\n{}",
         partner.name,
         partner.grant.describe(),
         if partner.embargoed {
             "; and under embargo"
         } else {
             ""
-        }
-    );
-    print_token(&token);
+        },
+        token_lines(&token)
+    ))
+    .map_err(|e| e.after(token_lost(&partner.name, "was created")))?;
     Ok(())
 }
 
@@ -238,18 +264,22 @@ async fn change(args: RightsArgs, grant: bool) -> anyhow::Result<()> {
         (false, true) => "already held",
         (false, false) => "already not held",
     };
-    println!(
+    let said = format!(
         "partner {}: {what} {done}; it may now publish to: {}; under embargo: {}",
         partner.name,
         partner.grant.describe(),
         yes_no(partner.embargoed)
     );
+    write_out(&format!("{said}\n")).map_err(|e| if changed { e.after(said) } else { e })?;
     Ok(())
 }
 
-fn print_token(token: &Token) {
-    println!("its token follows; it is shown only this once and stored only as a hash:");
-    println!("{}", token.expose());
+/// The last two lines of `add` and `rotate`: the token, alone on the last one.
+fn token_lines(token: &Token) -> String {
+    format!(
+        "its token follows; it is shown only this once and stored only as a hash:\n{}\n",
+        token.expose()
+    )
 }
 
 /// Runs `feedpub audit`.
@@ -268,13 +298,15 @@ pub async fn audit(args: AuditArgs) -> anyhow::Result<()> {
         partners::audit(store, &filter).await
     })
     .await?;
-    if args.json {
-        for entry in &entries {
-            println!("{}", audit_json(entry));
-        }
+    let text = if args.json {
+        entries
+            .iter()
+            .map(|entry| format!("{}\n", audit_json(entry)))
+            .collect()
     } else {
-        print!("{}", audit_table(&entries));
-    }
+        audit_table(&entries)
+    };
+    write_out(&text)?;
     Ok(())
 }
 

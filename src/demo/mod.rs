@@ -77,6 +77,19 @@ pub async fn publish_sample_edition(
     let name = crate::domain::PartnerName::parse(DEMO_PARTNER).expect("a valid partner name");
     let partner = match store.partner_by_name(&name).await? {
         Some(partner) => partner,
+        // Revoked: it keeps its name, and the sample edition is not published as it.
+        None if store
+            .partner_record(&name)
+            .await?
+            .is_some_and(|r| r.revoke_time.is_some()) =>
+        {
+            return Err(PublishError::Invalid(crate::domain::Violations::one(
+                "partner",
+                format!(
+                    "{DEMO_PARTNER:?}, as which the sample edition is published, is revoked: serve without --demo (or with a data folder of its own for the demo)"
+                ),
+            )));
+        }
         None => {
             publishing::add_partner(store, settings, DEMO_PARTNER, SectionGrant::All)
                 .await?

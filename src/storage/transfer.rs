@@ -9,8 +9,8 @@ use super::rows::Columns;
 use super::sqlite::DATABASE_FILE;
 use super::{PostgresStore, SqliteStore, Store as _, StoreError};
 use crate::config::Server;
-use crate::domain::HtmlPolicy;
 use crate::domain::stored;
+use crate::domain::{HtmlPolicy, SectionSlug};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value, json};
@@ -24,8 +24,12 @@ use tokio_stream::StreamExt;
 /// The first line of an export names its format and version. Version 2 added the events'
 /// `left_section` and `left_embargoed`, which a version 1 export lacks (imported as none):
 /// a feedpub that knows only version 1 refuses a version 2 export at its first line.
+/// Version 3 added the last line, `{"end": {table: rows, …}}`, so that an export cut short
+/// at a line break is refused rather than imported without its last rows.
 const FORMAT: &str = "feedpub-export";
-const VERSION: u64 = 2;
+const VERSION: u64 = 3;
+/// The first version that ends with its row counts.
+const COUNTED_VERSION: u64 = 3;
 /// The oldest version imported.
 const OLDEST_VERSION: u64 = 1;
 
@@ -50,9 +54,17 @@ enum Kind {
     Names,
     /// A JSON array of media files, each with an http(s) URL.
     MediaList,
+    /// An article's state, as an integer the schema knows.
+    State,
+    /// An event's kind, as an integer the schema knows.
+    Event,
+    /// A section slug, in the shape the configuration takes.
+    Slug,
 }
 
-use Kind::{Bool, Bytes, Html, Int, Link, MediaList, Names, Prose, Text, Version};
+use Kind::{
+    Bool, Bytes, Event, Html, Int, Link, MediaList, Names, Prose, Slug, State, Text, Version,
+};
 
 /// A table, the order its rows are exported in, and its columns.
 struct Table {
@@ -87,8 +99,8 @@ const TABLES: &[Table] = &[
             ("partner_id", Int),
             ("article_id", Text),
             ("guid", Text),
-            ("section", Text),
-            ("state", Int),
+            ("section", Slug),
+            ("state", State),
             ("title", Prose),
             ("subtitle", Prose),
             ("kicker", Prose),
@@ -120,7 +132,7 @@ const TABLES: &[Table] = &[
             ("partner_id", Int),
             ("article_id", Text),
             ("version", Version),
-            ("section", Text),
+            ("section", Slug),
             ("title", Prose),
             ("subtitle", Prose),
             ("kicker", Prose),
@@ -158,11 +170,11 @@ const TABLES: &[Table] = &[
             ("partner_id", Int),
             ("article_id", Text),
             ("version", Version),
-            ("kind", Int),
-            ("section", Text),
+            ("kind", Event),
+            ("section", Slug),
             ("embargoed", Bool),
             ("event_time", Int),
-            ("left_section", Text),
+            ("left_section", Slug),
             ("left_embargoed", Bool),
         ],
     },
@@ -175,7 +187,7 @@ const TABLES: &[Table] = &[
             ("fingerprint", Text),
             ("article_id", Text),
             ("version", Version),
-            ("state", Int),
+            ("state", State),
             ("retract_time", Int),
             ("retract_reason", Prose),
             ("create_time", Int),
@@ -223,7 +235,7 @@ const NAME_COLUMNS: &[(&str, Kind)] = &[
     ("partner_id", Int),
     ("article_id", Text),
     ("guid", Text),
-    ("state", Int),
+    ("state", State),
     ("publish_time", Int),
     ("expire_time", Int),
     ("embargo_time", Int),
@@ -242,6 +254,14 @@ pub enum TransferError {
     Read(std::io::Error),
     #[error("line {line} of the export: {message}")]
     Invalid { line: usize, message: String },
+    #[error(
+        "there is no database: {} does not exist (check the data folder: --data-dir, FEEDPUB_DATA_DIR or [server] data_dir)",
+        .0.display()
+    )]
+    NoDatabase(std::path::PathBuf),
+    /// The schema is not the one this feedpub reads.
+    #[error("{0}")]
+    Schema(String),
     #[error(
         "the target database already holds {0} partners or articles; import only into an empty one (or pass --allow-non-empty)"
     )]
@@ -290,12 +310,77 @@ impl Database {
         }
     }
 
+    /// The database as it is, for reading only: not created, not migrated. Its schema
+    /// must be the one this feedpub writes, which `feedpub migrate` brings it to.
+    async fn open_as_is(server: &Server) -> Result<Self, TransferError> {
+        let (database, known) = match &server.database_url {
+            Some(url) => {
+                let options = PgConnectOptions::from_str(url.expose())?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(options)
+                    .await?;
+                let known = sqlx::migrate!("src/storage/migrations/postgres")
+                    .iter()
+                    .map(|m| m.version)
+                    .max();
+                (Self::Postgres(pool), known)
+            }
+            None => {
+                if let Some(missing) = missing_database(server) {
+                    return Err(TransferError::NoDatabase(missing));
+                }
+                let options = SqliteConnectOptions::new()
+                    .filename(server.data_dir.join(DATABASE_FILE))
+                    .read_only(true)
+                    .foreign_keys(true);
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(options)
+                    .await?;
+                let known = sqlx::migrate!("src/storage/migrations/sqlite")
+                    .iter()
+                    .map(|m| m.version)
+                    .max();
+                (Self::Sqlite(pool), known)
+            }
+        };
+        let query = "SELECT MAX(version) FROM _sqlx_migrations WHERE success";
+        let version: Result<Option<i64>, sqlx::Error> = match &database {
+            Self::Sqlite(pool) => sqlx::query_scalar(query).fetch_one(pool).await,
+            Self::Postgres(pool) => sqlx::query_scalar(query).fetch_one(pool).await,
+        };
+        let version = version.ok().flatten();
+        if version != known {
+            database.close().await;
+            let (found, known) = (version.unwrap_or(0), known.unwrap_or(0));
+            return Err(TransferError::Schema(if found < known {
+                format!(
+                    "the database's schema is at version {found}, older than this feedpub's ({known}): run `feedpub migrate` first (an export only reads the database)"
+                )
+            } else {
+                format!(
+                    "the database's schema is at version {found}, newer than this feedpub's ({known}): export it with the feedpub that migrated it"
+                )
+            }));
+        }
+        Ok(database)
+    }
+
     async fn close(self) {
         match self {
             Self::Sqlite(pool) => pool.close().await,
             Self::Postgres(pool) => pool.close().await,
         }
     }
+}
+
+/// The SQLite database file the settings name, when it does not exist (none when they name
+/// a PostgreSQL database). Commands that only read or change what is stored refuse such a
+/// folder, so that a mistyped one is not taken for a new, empty database.
+pub fn missing_database(server: &Server) -> Option<std::path::PathBuf> {
+    let file = server.data_dir.join(DATABASE_FILE);
+    (server.database_url.is_none() && !file.exists()).then_some(file)
 }
 
 /// Applies the migrations the database the settings name lacks; returns the newest
@@ -313,8 +398,9 @@ pub async fn migrate(server: &Server) -> Result<i64, StoreError> {
 
 /// Writes every row of the database the settings name to `out` as JSON lines, from one
 /// consistent snapshot: a header line, then one `{"table": …, "row": {…}}` per row.
+/// The database is only read: neither created nor migrated.
 pub async fn export(server: &Server, out: &mut impl Write) -> Result<Counts, TransferError> {
-    let database = Database::open(server).await?;
+    let database = Database::open_as_is(server).await?;
     let header = json!({"format": FORMAT, "version": VERSION});
     writeln!(out, "{header}").map_err(TransferError::Write)?;
     let mut counts = Vec::with_capacity(TABLES.len());
@@ -352,6 +438,12 @@ pub async fn export(server: &Server, out: &mut impl Write) -> Result<Counts, Tra
             tx.commit().await?;
         }
     }
+    // The last line: what came before it, so that an export cut short is known to be.
+    let end: Map<String, Value> = counts
+        .iter()
+        .map(|(table, count)| ((*table).to_owned(), Value::from(*count)))
+        .collect();
+    writeln!(out, "{}", json!({ "end": end })).map_err(TransferError::Write)?;
     out.flush().map_err(TransferError::Write)?;
     database.close().await;
     Ok(counts)
@@ -371,8 +463,8 @@ fn write_row(out: &mut impl Write, table: &Table, row: &impl Columns) -> Result<
     let mut values = Map::new();
     for (column, kind) in table.columns {
         let value = match kind {
-            Int | Version => row.value::<Option<i64>>(column)?.map(Value::from),
-            Text | Prose | Html | Link | Names | MediaList => {
+            Int | Version | State | Event => row.value::<Option<i64>>(column)?.map(Value::from),
+            Text | Prose | Html | Link | Names | MediaList | Slug => {
                 row.value::<Option<String>>(column)?.map(Value::from)
             }
             Bool => row.value::<Option<bool>>(column)?.map(Value::from),
@@ -543,7 +635,7 @@ async fn import_into(
         0
     };
     let mut earliest_imported: Option<i64> = None;
-    let mut lines = input.lines().enumerate();
+    let mut lines = numbered_lines(input);
     let invalid = |line: usize, message: String| TransferError::Invalid {
         line: line + 1,
         message,
@@ -551,8 +643,14 @@ async fn import_into(
     let Some((_, header)) = lines.next() else {
         return Err(invalid(0, "the export is empty".to_owned()));
     };
-    let header: Value = serde_json::from_str(&header.map_err(TransferError::Read)?)
-        .map_err(|e| invalid(0, e.to_string()))?;
+    let header = header?;
+    if header.starts_with('\u{feff}') {
+        return Err(invalid(
+            0,
+            "starts with a byte order mark (U+FEFF), which no export has: remove it".to_owned(),
+        ));
+    }
+    let header: Value = serde_json::from_str(&header).map_err(|e| invalid(0, e.to_string()))?;
     let version = header.get("version").and_then(Value::as_u64);
     if header.get("format") != Some(&json!(FORMAT))
         || !version.is_some_and(|v| (OLDEST_VERSION..=VERSION).contains(&v))
@@ -562,13 +660,29 @@ async fn import_into(
             format!("not a {FORMAT} file of version {OLDEST_VERSION} to {VERSION}: {header}"),
         ));
     }
+    let counted = version.is_some_and(|v| v >= COUNTED_VERSION);
+    // The line number of the end line, once read.
+    let mut ended: Option<usize> = None;
+    let mut last = 0;
     for (number, line) in lines {
-        let line = line.map_err(TransferError::Read)?;
+        let line = line?;
+        last = number;
         if line.trim().is_empty() {
             continue;
         }
+        if let Some(end) = ended {
+            return Err(invalid(
+                number,
+                format!("follows the end of the export (line {})", end + 1),
+            ));
+        }
         let record: Value =
             serde_json::from_str(&line).map_err(|e| invalid(number, e.to_string()))?;
+        if counted && let Some(end) = record.get("end") {
+            check_end(end, &counts).map_err(|e| invalid(number, e))?;
+            ended = Some(number);
+            continue;
+        }
         let name = record.get("table").and_then(Value::as_str).unwrap_or("");
         let Some(at) = TABLES.iter().position(|t| t.name == name) else {
             return Err(invalid(number, format!("unknown table {name:?}")));
@@ -628,6 +742,13 @@ async fn import_into(
         }
         counts[at].1 += 1;
     }
+    if counted && ended.is_none() {
+        return Err(invalid(
+            last + 1,
+            "the export ends without its last line ({\"end\": …} with the rows of each table): it was cut short and rows may be missing"
+                .to_owned(),
+        ));
+    }
     // What the write path keeps as it goes: the archive sizes (counted again, keeping the
     // shifts of earlier moves), and (PostgreSQL) the next numbers of the identity columns.
     let recount = |kind: &str, name: &str, table: &str, group: &str| {
@@ -679,6 +800,51 @@ async fn import_into(
     Ok(counts)
 }
 
+/// The lines of an export, numbered from 0, as text: a line that is not UTF-8 (an export cut
+/// in the middle of a character) is named.
+fn numbered_lines(
+    input: impl BufRead,
+) -> impl Iterator<Item = (usize, Result<String, TransferError>)> {
+    input.split(b'\n').enumerate().map(|(number, bytes)| {
+        let line = bytes.map_err(TransferError::Read).and_then(|mut bytes| {
+            if bytes.last() == Some(&b'\r') {
+                bytes.pop();
+            }
+            String::from_utf8(bytes).map_err(|e| TransferError::Invalid {
+                line: number + 1,
+                message: format!(
+                    "is not UTF-8 text: byte {} is not part of a character (an export cut short, or not saved as UTF-8?)",
+                    e.utf8_error().valid_up_to() + 1
+                ),
+            })
+        });
+        (number, line)
+    })
+}
+
+/// Whether the end line of an export counts the rows that came before it, table by table.
+fn check_end(end: &Value, counts: &Counts) -> Result<(), String> {
+    let Some(end) = end.as_object() else {
+        return Err(format!("end: {end} is not an object of row counts"));
+    };
+    if let Some(unknown) = end.keys().find(|k| !counts.iter().any(|(t, _)| t == k)) {
+        return Err(format!("end: no table {unknown:?}"));
+    }
+    for (table, count) in counts {
+        match end.get(*table).map(|n| n.as_u64().ok_or(n)) {
+            None => return Err(format!("end: the rows of {table} are not counted")),
+            Some(Err(n)) => return Err(format!("end.{table}: {n} is not a count of rows")),
+            Some(Ok(said)) if said != *count => {
+                return Err(format!(
+                    "end.{table}: the export says it holds {said} rows of {table}, but {count} came before this line: rows are missing or were added"
+                ));
+            }
+            Some(Ok(_)) => {}
+        }
+    }
+    Ok(())
+}
+
 /// The value of one column of an imported row; absent is NULL. Text that feeds carry is
 /// checked as publishing left it (`html`: the configured HTML sanitiser and the base of
 /// the row's relative URLs; `None`: HTML taken as it is).
@@ -724,6 +890,31 @@ fn bound(
                 .transpose()?,
         ),
         Text => checked(&|_| None)?,
+        Slug => checked(&|slug| {
+            SectionSlug::parse(slug)
+                .err()
+                .map(|e| format!("{slug:?} is not a section slug ({e})"))
+        })?,
+        State => Bound::Int(
+            value
+                .map(|v| {
+                    v.as_i64()
+                        .filter(|&code| super::sqlite::state_from_code(code).is_ok())
+                        .ok_or_else(|| format!("{v} is not a state (1 published, 2 retracted)"))
+                })
+                .transpose()?,
+        ),
+        Event => Bound::Int(
+            value
+                .map(|v| {
+                    v.as_i64()
+                        .filter(|&code| super::sqlite_history::kind_from_code(code).is_ok())
+                        .ok_or_else(|| {
+                            format!("{v} is not an event kind (1 published, 2 updated, 3 retracted, 4 embargo lifted)")
+                        })
+                })
+                .transpose()?,
+        ),
         Bool => Bound::Bool(
             value
                 .map(|v| v.as_bool().ok_or_else(|| wrong(v)))

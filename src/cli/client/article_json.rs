@@ -216,6 +216,15 @@ impl ArticleJson {
                 nanos: nanos as i32,
             }))
         };
+        // A retracted article read back would be published again, undoing its retraction
+        // without a word (`list --json` of everything, then `publish` of that file).
+        if self.state.as_deref() == Some("retracted") {
+            return Err(LineError {
+                reason: "INVALID_FIELD",
+                field: Some("state".to_owned()),
+                message: "the article is retracted: remove `state` from the line (or the line) to publish it again".to_owned(),
+            });
+        }
         // A stored article's update_time is the server's; sending it back would pin the
         // time of the next edit to the last one.
         let update_time = if self.version.is_some() {
