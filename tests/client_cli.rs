@@ -497,7 +497,7 @@ async fn get_list_and_retract_round_trip_and_an_edited_get_is_published_as_a_cor
         "language": "zh-CN", "content_html": "<p>右玉县<b>推进</b>农旅融合。</p>",
         "publish_time": "2023-06-07T06:00:00+08:00",
         "expire_time": "2099-01-01T00:00:00Z",
-        "embargo_time": "2023-06-07T05:00:00.250+08:00",
+        "embargo_time": "2023-06-07T06:30:00.250+08:00",
         "media": [{"url": "https://example.com/a.jpg", "mime_type": "image/jpeg",
                    "length": 48213, "caption": "田间", "width": 1200, "height": 800}]
     });
@@ -507,7 +507,7 @@ async fn get_list_and_retract_round_trip_and_an_edited_get_is_published_as_a_cor
     let got = common::binary::stdout_of(&run(&mut setup.client(&["get", "rich-1", "--json"])));
     let got_json: Value = serde_json::from_str(got.trim()).unwrap();
     assert_eq!(got_json["media"], rich["media"]);
-    assert_eq!(got_json["embargo_time"], "2023-06-06T21:00:00.250Z");
+    assert_eq!(got_json["embargo_time"], "2023-06-06T22:30:00.250Z");
     let file = setup.file("rich-again.jsonl", &[got.trim().to_owned()]);
     let output = run(&mut setup.client(&["publish", file.to_str().unwrap(), "--json"]));
     assert_eq!(counts(&summary(&output, 0)), [0, 0, 1, 0]);
