@@ -378,8 +378,9 @@ struct FileWebSub {
     /// Not zero: a subscription would expire as it is verified.
     #[serde(default = "default_lease")]
     default_lease_seconds: NonZeroU64,
+    /// Not zero: no subscription could be granted.
     #[serde(default = "max_lease")]
-    max_lease_seconds: u64,
+    max_lease_seconds: NonZeroU64,
     #[serde(default)]
     allowed_callback_networks: Vec<CallbackNetwork>,
     #[serde(default)]
@@ -387,7 +388,25 @@ struct FileWebSub {
     #[serde(default = "default_retry_base_ms")]
     retry_base_ms: u64,
     #[serde(default = "default_delivery_lease_ms")]
-    delivery_lease_ms: u64,
+    delivery_lease_ms: DeliveryLeaseMs,
+}
+
+/// How long a delivery claim lasts unless renewed, in ms: at least 300, as it is renewed a
+/// third of the way through and a lease shorter than a few renewals is no lease.
+#[derive(Deserialize)]
+#[serde(try_from = "i64")]
+struct DeliveryLeaseMs(u64);
+
+impl TryFrom<i64> for DeliveryLeaseMs {
+    type Error = String;
+    fn try_from(raw: i64) -> Result<Self, String> {
+        match u64::try_from(raw) {
+            Ok(ms) if ms >= 300 => Ok(Self(ms)),
+            _ => Err(format!(
+                "delivery_lease_ms must be at least 300 (the claim is renewed a third of the way through), not {raw}"
+            )),
+        }
+    }
 }
 
 impl Default for FileWebSub {
@@ -407,16 +426,16 @@ fn default_retry_base_ms() -> u64 {
     1000
 }
 
-fn default_delivery_lease_ms() -> u64 {
-    30_000
+fn default_delivery_lease_ms() -> DeliveryLeaseMs {
+    DeliveryLeaseMs(30_000)
 }
 
 fn default_lease() -> NonZeroU64 {
     NonZeroU64::new(10 * 24 * 3600).expect("not zero")
 }
 
-fn max_lease() -> u64 {
-    30 * 24 * 3600
+fn max_lease() -> NonZeroU64 {
+    NonZeroU64::new(30 * 24 * 3600).expect("not zero")
 }
 
 #[derive(Deserialize, Default)]
@@ -879,11 +898,13 @@ impl Settings {
                 build_nice: file.feeds.build_nice.0,
             },
             websub: WebSub {
-                default_lease_seconds: file.websub.default_lease_seconds.get(),
-                max_lease_seconds: file
+                // The longest lease granted bounds the one given by default too.
+                default_lease_seconds: file
                     .websub
-                    .max_lease_seconds
-                    .max(file.websub.default_lease_seconds.get()),
+                    .default_lease_seconds
+                    .min(file.websub.max_lease_seconds)
+                    .get(),
+                max_lease_seconds: file.websub.max_lease_seconds.get(),
                 allowed_callback_networks: file
                     .websub
                     .allowed_callback_networks
@@ -892,8 +913,7 @@ impl Settings {
                     .collect(),
                 external_hubs: file.websub.external_hubs.into_iter().map(|u| u.0).collect(),
                 retry_base_ms: file.websub.retry_base_ms,
-                // Renewed a third of the way: a lease shorter than a few renewals is no lease.
-                delivery_lease_ms: file.websub.delivery_lease_ms.max(300),
+                delivery_lease_ms: file.websub.delivery_lease_ms.0,
             },
             log: Log {
                 format: file.log.format,
@@ -1175,6 +1195,21 @@ mod tests {
         }
         let message = error_of(&format!("{base}[websub]\ndefault_lease_seconds = 0\n"));
         assert!(message.contains("default_lease_seconds"), "{message}");
+        // Refused by name, never silently changed.
+        for (setting, key) in [
+            ("max_lease_seconds = 0", "max_lease_seconds"),
+            ("delivery_lease_ms = 0", "delivery_lease_ms"),
+            ("delivery_lease_ms = 299", "delivery_lease_ms"),
+        ] {
+            let message = error_of(&format!("{base}[websub]\n{setting}\n"));
+            assert!(message.contains(key), "{setting}: {message}");
+        }
+        // The longest lease granted bounds the default one.
+        let file =
+            format!("{base}[websub]\ndefault_lease_seconds = 7200\nmax_lease_seconds = 3600\n");
+        let settings = Settings::parse("test.toml", &file, Overrides::default()).unwrap();
+        assert_eq!(settings.websub.max_lease_seconds, 3600);
+        assert_eq!(settings.websub.default_lease_seconds, 3600);
     }
 
     #[test]
