@@ -650,13 +650,19 @@ impl TryFrom<String> for ConfigSlug {
 
 /// An absolute http(s) URL with a host, normalised to end in `/`; `key` names it in errors.
 fn folder_url(raw: &str, key: &str) -> Result<Url, String> {
-    let mut url = Url::parse(raw).map_err(|e| format!("{key} must be an absolute URL ({e})"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(format!("{key} must be an http or https URL with a host"));
-    }
+    let mut url = http_url(raw, key)?;
     if !url.path().ends_with('/') {
         let path = format!("{}/", url.path());
         url.set_path(&path);
+    }
+    Ok(url)
+}
+
+/// An absolute http(s) URL with a host, as given.
+fn http_url(raw: &str, key: &str) -> Result<Url, String> {
+    let url = Url::parse(raw).map_err(|e| format!("{key} must be an absolute URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("{key} must be an http or https URL with a host"));
     }
     Ok(url)
 }
@@ -718,7 +724,8 @@ struct HubUrl(Url);
 impl TryFrom<String> for HubUrl {
     type Error = String;
     fn try_from(raw: String) -> Result<Self, String> {
-        folder_url(&raw, "external_hubs").map(Self)
+        // Pinged at exactly that URL: a hub's endpoint is not a folder (`…/hub`).
+        http_url(&raw, "external_hubs").map(Self)
     }
 }
 
@@ -1027,6 +1034,19 @@ mod tests {
             assert!(refused.contains("external_hubs must be"), "{refused}");
             assert!(!refused.contains("base_url"), "{refused}");
         }
+        // A hub's endpoint is pinged as given, not taken for a folder.
+        let settings = Settings::parse(
+            "test.toml",
+            &format!(
+                "{EMBEDDED_CONFIG}\n[websub]\nexternal_hubs = [\"https://hub.example/hub\"]\n"
+            ),
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            settings.websub.external_hubs[0].as_str(),
+            "https://hub.example/hub"
+        );
     }
 
     #[test]
