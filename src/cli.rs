@@ -44,6 +44,9 @@ pub enum Command {
     List(client::ListArgs),
     /// Take one of your articles out of every feed.
     Retract(client::RetractArgs),
+    /// Follow the articles' events as they are stored (publishes, updates, retractions,
+    /// embargo ends), resuming after a lost connection.
+    Watch(client::WatchArgs),
     /// Bring the database's schema up to date (`serve` also does at start).
     Migrate(StoreArgs),
     /// Write every stored row to standard output as JSON lines, from one snapshot.
@@ -116,6 +119,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Get(args) => Ok(client::get(args).await),
         Command::List(args) => Ok(client::list(args).await),
         Command::Retract(args) => Ok(client::retract(args).await),
+        Command::Watch(args) => Ok(client::watch(args).await),
     };
     match result {
         Err(e) => match e.downcast_ref::<OutputError>() {

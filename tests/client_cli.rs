@@ -820,3 +820,175 @@ async fn a_retracted_article_read_back_is_not_published_again_unless_its_state_i
     let stored = setup.get(id).await.unwrap();
     assert_eq!(stored.state, proto::ArticleState::Published as i32);
 }
+
+/// `feedpub watch` prints each event as it is stored (a JSON line with `--json`), stops
+/// after `--limit`, and a watch given the cursor of an event printed goes on after it.
+#[tokio::test]
+async fn watch_prints_events_as_they_come_and_resumes_after_a_cursor() {
+    let setup = setup().await;
+    let mut child = setup
+        .client(&["watch", "--json", "--limit", "2", "--section", "politics"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It says where it starts once the stream is open: only then is a publish sure to be
+    // after its start.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut first).unwrap();
+    assert!(
+        first.starts_with("feedpub: watching from cursor "),
+        "{first}"
+    );
+    let mut client = setup.running.client().await;
+    let token = &setup.tokens.newsroom;
+    for (id, section) in [("rural-elsewhere", "rural"), ("watched-1", "politics")] {
+        let request = proto::PublishArticleRequest {
+            article: Some(proto::Article {
+                id: id.into(),
+                section: section.into(),
+                title: format!("快讯 {id}"),
+                authors: vec!["陈淑兰".into()],
+                content_text: "本报讯 6月6日，研讨会召开。".into(),
+                publish_time: Some(common::ts(1_686_092_400)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        client
+            .publish_article(authed(token, request))
+            .await
+            .unwrap();
+    }
+    let request = proto::RetractArticleRequest {
+        id: "watched-1".into(),
+        reason: "测试".into(),
+        ..Default::default()
+    };
+    client
+        .retract_article(authed(token, request))
+        .await
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let lines: Vec<Value> = text(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["type"], "published");
+    assert_eq!(lines[0]["partner"], "newsroom");
+    assert_eq!(
+        lines[0]["article"]["id"], "watched-1",
+        "only the section asked for"
+    );
+    assert_eq!(lines[0]["article"]["title"], "快讯 watched-1");
+    assert_eq!(lines[1]["type"], "retracted");
+    assert_eq!(lines[1]["article"]["state"], "retracted");
+
+    // From the first event's cursor: the second, and nothing before it.
+    let cursor = lines[0]["cursor"].as_str().unwrap();
+    let resumed = run(&mut setup.client(&[
+        "watch",
+        "--json",
+        "--limit",
+        "1",
+        "--section",
+        "politics",
+        "--cursor",
+        cursor,
+    ]));
+    assert!(resumed.status.success(), "{resumed:?}");
+    let again: Value = serde_json::from_str(text(&resumed.stdout).trim()).unwrap();
+    assert_eq!(again, lines[1]);
+    // Human-readable by default: the event's type, section, id and title on one line.
+    let plain = run(&mut setup.client(&["watch", "--limit", "1", "--cursor", cursor]));
+    let line = text(&plain.stdout);
+    for part in [
+        "retracted",
+        "newsroom",
+        "politics",
+        "watched-1",
+        "快讯 watched-1",
+    ] {
+        assert!(line.contains(part), "{part} in {line}");
+    }
+}
+
+/// A watch outlives a restart of the server: it opens the stream again after the last
+/// event it printed, and goes on with what comes after, nothing missed or repeated.
+// Several threads: `stop` blocks this one while the server closes this test's idle gRPC
+// connection, which another thread must answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_goes_on_after_the_server_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let feeds_dir = dir.path().join("feeds");
+    let tokens = common::add_partners(&data_dir).await;
+    // A port of its own, that the server listens on again after its restart.
+    let grpc_addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let options = || ServeOptions {
+        grpc_addr: Some(grpc_addr),
+        ..ServeOptions::new(&data_dir, &feeds_dir)
+    };
+    let mut server = ServeProcess::start(options());
+    let running = server.wait_ready();
+    let mut child = feedpub(dir.path())
+        .args(["watch", "--json", "--limit", "2"])
+        .args(["--server", &format!("http://{grpc_addr}")])
+        .args(["--token", &tokens.newsroom])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut first).unwrap();
+    assert!(
+        first.starts_with("feedpub: watching from cursor "),
+        "{first}"
+    );
+    publish_brief(&running, &tokens, "before-restart").await;
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    let first: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(first["article"]["id"], "before-restart");
+
+    server.stop();
+    let mut server = ServeProcess::start(options());
+    let running = server.wait_ready();
+    publish_brief(&running, &tokens, "after-restart").await;
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert!(child.wait().unwrap().success());
+    let second: Value = serde_json::from_str(rest.trim()).unwrap();
+    assert_eq!(second["type"], "published");
+    assert_eq!(second["article"]["id"], "after-restart");
+    drop(server);
+}
+
+/// Publishes a short politics article as `newsroom` over gRPC.
+async fn publish_brief(running: &Running, tokens: &Tokens, id: &str) {
+    let request = proto::PublishArticleRequest {
+        article: Some(proto::Article {
+            id: id.into(),
+            section: "politics".into(),
+            title: format!("快讯 {id}"),
+            authors: vec!["陈淑兰".into()],
+            content_text: "本报讯 6月6日，研讨会召开。".into(),
+            publish_time: Some(common::ts(1_686_092_400)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut client = running.client().await;
+    client
+        .publish_article(authed(&tokens.newsroom, request))
+        .await
+        .unwrap();
+}

@@ -1,13 +1,15 @@
-//! The partner client: `feedpub publish | get | list | retract` against a feedpub server
+//! The partner client: `feedpub publish | get | list | retract | watch` against a feedpub server
 //! reached over gRPC (`--server`, `--token`). Every failure ends as one line on stderr and a
 //! distinct exit code ([`exit`]), never a panic.
 
 mod article_json;
 mod publish;
 mod show;
+mod watch;
 
 pub use publish::{PublishArgs, publish};
 pub use show::{GetArgs, ListArgs, RetractArgs, get, list, retract};
+pub use watch::{WatchArgs, watch};
 
 use crate::grpc::proto::publisher_service_client::PublisherServiceClient;
 use clap::Args;

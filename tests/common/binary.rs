@@ -178,6 +178,8 @@ pub struct ServeOptions<'a> {
     pub env: &'a [(&'a str, &'a str)],
     /// The soft and hard limits on open files it starts with; `None`: the test's own.
     pub open_files: Option<(u64, u64)>,
+    /// The gRPC listener's address; `None`: a free port on 127.0.0.1.
+    pub grpc_addr: Option<std::net::SocketAddr>,
 }
 
 impl<'a> ServeOptions<'a> {
@@ -193,6 +195,7 @@ impl<'a> ServeOptions<'a> {
             args: &[],
             env: &[],
             open_files: None,
+            grpc_addr: None,
         }
     }
 }
@@ -214,7 +217,13 @@ impl ServeProcess {
             .arg(options.data_dir)
             .arg("--feeds-dir")
             .arg(options.feeds_dir)
-            .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .arg("--grpc-addr")
+            .arg(
+                options
+                    .grpc_addr
+                    .map_or("127.0.0.1:0".to_owned(), |a| a.to_string()),
+            )
+            .args(["--http-addr", "127.0.0.1:0"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         if let Some(config) = options.config {
