@@ -826,41 +826,13 @@ async fn a_retracted_article_read_back_is_not_published_again_unless_its_state_i
 #[tokio::test]
 async fn watch_prints_events_as_they_come_and_resumes_after_a_cursor() {
     let setup = setup().await;
-    let mut child = setup
-        .client(&["watch", "--json", "--limit", "2", "--section", "politics"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // It says where it starts once the stream is open: only then is a publish sure to be
-    // after its start.
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut first = String::new();
-    std::io::BufRead::read_line(&mut stderr, &mut first).unwrap();
-    assert!(
-        first.starts_with("feedpub: watching from cursor "),
-        "{first}"
-    );
+    let child =
+        start_watch(setup.client(&["watch", "--json", "--limit", "2", "--section", "politics"]));
+    for (id, section) in [("rural-elsewhere", "rural"), ("watched-1", "politics")] {
+        publish_brief(&setup.running, &setup.tokens, id, section).await;
+    }
     let mut client = setup.running.client().await;
     let token = &setup.tokens.newsroom;
-    for (id, section) in [("rural-elsewhere", "rural"), ("watched-1", "politics")] {
-        let request = proto::PublishArticleRequest {
-            article: Some(proto::Article {
-                id: id.into(),
-                section: section.into(),
-                title: format!("快讯 {id}"),
-                authors: vec!["陈淑兰".into()],
-                content_text: "本报讯 6月6日，研讨会召开。".into(),
-                publish_time: Some(common::ts(1_686_092_400)),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        client
-            .publish_article(authed(token, request))
-            .await
-            .unwrap();
-    }
     let request = proto::RetractArticleRequest {
         id: "watched-1".into(),
         reason: "测试".into(),
@@ -937,10 +909,36 @@ async fn a_watch_goes_on_after_the_server_restarts() {
     };
     let mut server = ServeProcess::start(options());
     let running = server.wait_ready();
-    let mut child = feedpub(dir.path())
+    let mut watch = feedpub(dir.path());
+    watch
         .args(["watch", "--json", "--limit", "2"])
         .args(["--server", &format!("http://{grpc_addr}")])
-        .args(["--token", &tokens.newsroom])
+        .args(["--token", &tokens.newsroom]);
+    let mut child = start_watch(watch);
+    publish_brief(&running, &tokens, "before-restart", "politics").await;
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    let first: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(first["article"]["id"], "before-restart");
+
+    server.stop();
+    let mut server = ServeProcess::start(options());
+    let running = server.wait_ready();
+    publish_brief(&running, &tokens, "after-restart", "politics").await;
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert!(child.wait().unwrap().success());
+    let second: Value = serde_json::from_str(rest.trim()).unwrap();
+    assert_eq!(second["type"], "published");
+    assert_eq!(second["article"]["id"], "after-restart");
+    drop(server);
+}
+
+/// Starts a `feedpub watch` and returns once its stream is open (it says so on stderr):
+/// only then is a publish sure to come after its start.
+fn start_watch(mut command: Command) -> std::process::Child {
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -952,32 +950,18 @@ async fn a_watch_goes_on_after_the_server_restarts() {
         first.starts_with("feedpub: watching from cursor "),
         "{first}"
     );
-    publish_brief(&running, &tokens, "before-restart").await;
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-    let first: Value = serde_json::from_str(&line).unwrap();
-    assert_eq!(first["article"]["id"], "before-restart");
-
-    server.stop();
-    let mut server = ServeProcess::start(options());
-    let running = server.wait_ready();
-    publish_brief(&running, &tokens, "after-restart").await;
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
-    assert!(child.wait().unwrap().success());
-    let second: Value = serde_json::from_str(rest.trim()).unwrap();
-    assert_eq!(second["type"], "published");
-    assert_eq!(second["article"]["id"], "after-restart");
-    drop(server);
+    // The rest (retries, the cursor at the end) is read and dropped: a closed pipe would
+    // fail the writes.
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    child
 }
 
-/// Publishes a short politics article as `newsroom` over gRPC.
-async fn publish_brief(running: &Running, tokens: &Tokens, id: &str) {
+/// Publishes a short article as `newsroom` over gRPC.
+async fn publish_brief(running: &Running, tokens: &Tokens, id: &str, section: &str) {
     let request = proto::PublishArticleRequest {
         article: Some(proto::Article {
             id: id.into(),
-            section: "politics".into(),
+            section: section.into(),
             title: format!("快讯 {id}"),
             authors: vec!["陈淑兰".into()],
             content_text: "本报讯 6月6日，研讨会召开。".into(),
