@@ -163,36 +163,21 @@ impl Article {
             .then_with(|| self.guid.cmp(&other.guid))
     }
 
-    /// The latest instant up to `now` at which what a feed shows of the article changed,
-    /// as the feeds' own dates count it: a write readers could see (of the article in view
-    /// now and not expired when written, or the retraction of one that was in view), its
-    /// publish time coming with no embargo left, its embargo ending or its expire time
-    /// passing, each only once reached. `None` while none has: filing or editing embargoed
-    /// or scheduled copy dates nothing.
-    pub fn last_shown_change(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    /// The latest instant up to `now` at which what a feed shows of the article changed: a
+    /// write (`change_time`), or its publish time coming, its embargo ending or its expire
+    /// time passing, each only once reached.
+    pub fn last_shown_change(&self, now: DateTime<Utc>) -> DateTime<Utc> {
         let c = &self.content;
         let published = self.state == ArticleState::Published;
-        let in_view = published && c.publish_time <= now && c.embargo_time.is_none_or(|t| t <= now);
-        let write_seen = match self.state {
-            ArticleState::Published => {
-                in_view && c.expire_time.is_none_or(|t| t > self.change_time)
-            }
-            ArticleState::Retracted => self.retract_time.is_some_and(|at| {
-                c.publish_time <= at
-                    && c.embargo_time.is_none_or(|t| t <= at)
-                    && c.expire_time.is_none_or(|t| t > at)
-            }),
-        };
         [
-            Some(self.change_time).filter(|_| write_seen),
-            Some(c.publish_time).filter(|_| in_view),
+            Some(c.publish_time).filter(|_| published),
             c.embargo_time.filter(|_| published),
             c.expire_time,
         ]
         .into_iter()
         .flatten()
         .filter(|t| *t <= now)
-        .max()
+        .fold(self.change_time, DateTime::max)
     }
 
     /// True while the article is yet to come into feeds: published, but its publish time

@@ -88,8 +88,13 @@ impl Inner {
         if shown.is_some() {
             return Ok(shown);
         }
-        // Served, but showing no article now (its archive may still hold some).
-        let named = self.store.named_scopes(Utc::now()).await?;
+        // Served, but showing no article now (its archive may still hold some), such as a
+        // name whose only article was put back under embargo: any name an article carries,
+        // whether or not it has come into view, to find the one of this folder.
+        let named = self
+            .store
+            .named_scopes(chrono::DateTime::<Utc>::MAX_UTC)
+            .await?;
         Ok(named
             .into_iter()
             .find(|scope| scope.path_segment() == segment))

@@ -807,11 +807,6 @@ impl Inner {
             if format == Format::Atom && previous.is_none() {
                 atom_on_disk = previous_date;
             }
-            // The date of a document made before anything of the scope was seen says nothing:
-            // it neither holds the date back nor needs explaining, so that this document is
-            // dated by what is stored alone, as on a replica that never made that one.
-            let placeholder = previous_date == Some(super::NEVER_CHANGED);
-            let previous_date = previous_date.filter(|_| !placeholder);
             let mut date = stored.max(previous_date).unwrap_or(super::NEVER_CHANGED);
             meta.updated = date;
             let mut bytes = format.render(&meta, &articles);
@@ -820,10 +815,7 @@ impl Inner {
                 // Same bytes: nothing to write. A JSON Feed carries no date of its own, so
                 // its Last-Modified may still move on to a later stored change (say, of an
                 // article that went straight out of view), as every replica's does.
-                if previous.last_modified < date
-                    || (placeholder && previous.last_modified != date)
-                    || previous.max_age != max_age
-                {
+                if previous.last_modified < date || previous.max_age != max_age {
                     let mut file = previous.redated(date, max_age, &links);
                     file.changed = changed;
                     redated.push((key, Arc::new(file)));
@@ -836,15 +828,13 @@ impl Inner {
             // second than the date they replace, or, served since this start, in the same
             // second but later than the change that document showed (two changes within one
             // second share a date; their ETags still differ).
-            let newer_change = placeholder
-                || match previous {
-                    Some(previous) => {
-                        stored > Some(previous.last_modified)
-                            || (stored == Some(previous.last_modified)
-                                && changed > previous.changed)
-                    }
-                    None => previous_date.is_some_and(|old| stored > Some(old)),
-                };
+            let newer_change = match previous {
+                Some(previous) => {
+                    stored > Some(previous.last_modified)
+                        || (stored == Some(previous.last_modified) && changed > previous.changed)
+                }
+                None => previous_date.is_some_and(|old| stored > Some(old)),
+            };
             if replaced && !newer_change {
                 date = date.max(now.trunc_subsecs(0));
                 meta.updated = date;

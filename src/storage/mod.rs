@@ -152,10 +152,10 @@ pub struct ArchivePage {
     pub articles: Vec<Article>,
     /// How many pages the scope's whole history fills (the last one may be partial).
     pub pages: usize,
-    /// Latest change of what the page shows: a change of an article on it as feeds count
-    /// them ([`Article::last_shown_change`]), the start of the next page (which gave this
-    /// one its `next` link), and an article moving into or out of the scope at or before
-    /// the page's end ([`Shift`]); `None` for an empty page or one nothing was seen on.
+    /// Latest change of what the page shows: any write to an article on it (shown or not),
+    /// a publish, embargo or expire time of one of them reached by now, the start of the
+    /// next page (which gave this one its `next` link), and an article moving into or out
+    /// of the scope at or before the page's end ([`Shift`]); `None` for an empty page.
     pub last_change: Option<DateTime<Utc>>,
     /// An article on the page is still to come into view (scheduled, or under embargo):
     /// the page will change when it does, full or not.
@@ -255,7 +255,7 @@ impl ArchivePage {
             .map(|first_of_next| first_of_next.create_time);
         let last_change = articles
             .iter()
-            .filter_map(|a| a.last_shown_change(now))
+            .map(|a| a.last_shown_change(now))
             .chain(next_started)
             .chain(shifted.filter(|_| !articles.is_empty()))
             .max();

@@ -10,9 +10,8 @@ use super::postgres_partners as partners;
 use super::postgres_writes as writes;
 use super::rows::Columns;
 use super::sqlite::{
-    ARTICLE_COLUMNS, ArchiveFilter, NAME_TABLES, SEEN_WRITE, SHOWN_WHEN_RETRACTED,
-    article_from_row, feed_content_of, feed_source, from_nanos, nanos, qualified_columns,
-    shown_in_order,
+    ARTICLE_COLUMNS, ArchiveFilter, NAME_TABLES, SHOWN_WHEN_RETRACTED, article_from_row,
+    feed_content_of, feed_source, from_nanos, nanos, qualified_columns, shown_in_order,
 };
 use super::sqlite_audit::entry_from_row;
 use super::sqlite_history::{VERSIONED_COLUMNS, event_from_row, version_from_row};
@@ -114,7 +113,10 @@ pub(super) fn numbered(sql: &str) -> String {
 const CAME_INTO_VIEW: &str = "row.publish_time <= $1
     AND (row.embargo_time IS NULL OR row.embargo_time <= $1)
     AND NOT (row.state = 2
-             AND row.retract_time <= GREATEST(row.publish_time, COALESCE(row.embargo_time, 0)))";
+             AND row.retract_time <= GREATEST(row.publish_time, COALESCE(row.embargo_time, 0)))
+    AND (row.expire_time IS NULL
+         OR (row.expire_time > GREATEST(row.publish_time, COALESCE(row.embargo_time, 0))
+             AND row.change_time < row.expire_time))";
 
 impl PostgresStore {
     /// How many archive pages of `size` the scope fills, and its shift.
@@ -298,21 +300,18 @@ impl FeedSql {
             "SELECT partner_id, article_id, change_time, guid {}",
             shown_in_order(scope, source, "")
         ));
-        let seen = numbered(SEEN_WRITE);
-        // As SQLite's: NULL (GREATEST skips NULLs) when nothing of the scope was ever seen.
         let last_change = format!(
-            "GREATEST(
-                 (SELECT change_time FROM {source} WHERE {filter3} ({seen})
-                  ORDER BY change_time DESC LIMIT 1),
-                 (SELECT publish_time FROM {source}
-                  WHERE {filter3} state = 1 AND publish_time <= $1
-                    AND (embargo_time IS NULL OR embargo_time <= $1)
-                  ORDER BY publish_time DESC LIMIT 1),
+            "(SELECT CASE WHEN changed.time IS NULL THEN NULL ELSE GREATEST(
+                 changed.time,
+                 (SELECT MAX(publish_time) FROM {source}
+                  WHERE {filter3} state = 1 AND publish_time <= $1),
                  (SELECT MAX(expire_time) FROM {source} WHERE {filter3} expire_time <= $1),
                  (SELECT MAX(embargo_time) FROM {source}
                   WHERE {filter3} state = 1 AND embargo_time <= $1),
                  (SELECT MAX(retract_time) FROM {source}
-                  WHERE {filter3} {SHOWN_WHEN_RETRACTED} AND retract_time <= $1 - $4) + $4)"
+                  WHERE {filter3} {SHOWN_WHEN_RETRACTED} AND retract_time <= $1 - $4) + $4)
+             END
+             FROM (SELECT MAX(change_time) AS time FROM {source} WHERE {filter3} TRUE) AS changed)"
         );
         let tombstones = without_index_hints(&numbered(&sqlite.tombstones));
         let summary = numbered(&super::sqlite::feed_summary_sql(

@@ -774,19 +774,6 @@ pub(super) fn qualified_columns() -> String {
     columns.join(", ")
 }
 
-/// A write (of `?1`'s feed reads) that readers could see: of an article in view now, as its
-/// publish time and embargo end have come, not expired when written; or the retraction of one
-/// that was in view. A write of an article still embargoed or scheduled changes no feed's
-/// bytes, and must not move its date either: that would tell aggregators that embargoed copy
-/// was just filed. (When a write takes an article out of view, an embargo put back say, the
-/// feed's bytes change with no seen write to date them; it is then dated by its regeneration.)
-pub(super) const SEEN_WRITE: &str = "(state = 1 AND publish_time <= ?1 \
-     AND (embargo_time IS NULL OR embargo_time <= ?1) \
-     AND (expire_time IS NULL OR expire_time > change_time)) \
-     OR (state = 2 AND publish_time <= retract_time \
-         AND (embargo_time IS NULL OR embargo_time <= retract_time) \
-         AND (expire_time IS NULL OR expire_time > retract_time))";
-
 /// A retracted article that was in its feeds when it was retracted: published, its embargo
 /// over and not expired. Only those leave a tombstone; any other would tell readers about
 /// an article they never saw (an embargoed one, say).
@@ -933,28 +920,21 @@ impl FeedSql {
                AND retract_time <= ?1 AND retract_time > ?1 - ?4
              ORDER BY retract_time DESC, guid LIMIT ?2"
         );
-        // Everything that changes what the feed shows: writes of articles readers can see
-        // (not those of one still embargoed or scheduled, or retracted or expired unseen),
-        // articles whose publish time has come, whose embargo has ended or whose expire time
-        // has passed, and tombstones whose window has ended. The newest seen write is found
-        // walking the change index from its end, past the unseen writes above it.
-        let changes = format!("{source} INDEXED BY {index_prefix}_change");
-        // NULL when none of them is: nothing of the scope was ever seen.
+        // Everything that changes what the feed shows: writes, articles whose publish time
+        // has come, whose embargo has ended or whose expire time has passed, and tombstones
+        // whose window has ended.
         let last_change = format!(
-            "NULLIF(MAX(
-                 COALESCE((SELECT change_time FROM {changes} WHERE {filter3} ({SEEN_WRITE})
-                           ORDER BY change_time DESC LIMIT 1), 0),
-                 COALESCE((SELECT publish_time FROM {source}
-                           WHERE {filter3} state = 1 AND publish_time <= ?1
-                             AND (embargo_time IS NULL OR embargo_time <= ?1)
-                           ORDER BY publish_time DESC LIMIT 1), 0),
+            "MAX(
+                 (SELECT MAX(change_time) FROM {source} WHERE {filter3} 1),
+                 COALESCE((SELECT MAX(publish_time) FROM {source}
+                           WHERE {filter3} state = 1 AND publish_time <= ?1), 0),
                  COALESCE((SELECT MAX(expire_time) FROM {source}
                            WHERE {filter3} expire_time <= ?1), 0),
                  COALESCE((SELECT MAX(embargo_time) FROM {embargoed}
                            WHERE {filter3} state = 1 AND embargo_time <= ?1), 0),
                  COALESCE((SELECT MAX(retract_time) FROM {retracted}
                            WHERE {filter3} {SHOWN_WHEN_RETRACTED}
-                             AND retract_time <= ?1 - ?4) + ?4, 0)), 0)"
+                             AND retract_time <= ?1 - ?4) + ?4, 0))"
         );
         let summary = feed_summary_sql(scope, &last_change, &tombstones, "1");
         Self {
@@ -1042,13 +1022,19 @@ pub(super) fn distinct_names_sql(table: &str) -> String {
 }
 
 /// A name row whose article has come into view by `?1`: its publish time and the end of its
-/// embargo have come, and it was not retracted before then. Until one of its rows has, a
-/// name has no feed: an embargoed or scheduled article's names are not given away by a feed
-/// of theirs (its title names them).
+/// embargo have come, and it was neither retracted nor expired before then (nor stored
+/// already expired). Until one of its rows has, a name has no feed: an embargoed or
+/// scheduled article's names are not given away by a feed of theirs (its title names
+/// them). The row holds the article's current times only: a name whose only article was
+/// put back under embargo, or corrected after it expired, keeps its feeds while they are
+/// served, and has none after a restart, as a name no article carries any more.
 pub(super) const CAME_INTO_VIEW: &str = "row.publish_time <= ?1
     AND (row.embargo_time IS NULL OR row.embargo_time <= ?1)
     AND NOT (row.state = 2
-             AND row.retract_time <= MAX(row.publish_time, COALESCE(row.embargo_time, 0)))";
+             AND row.retract_time <= MAX(row.publish_time, COALESCE(row.embargo_time, 0)))
+    AND (row.expire_time IS NULL
+         OR (row.expire_time > MAX(row.publish_time, COALESCE(row.embargo_time, 0))
+             AND row.change_time < row.expire_time))";
 
 /// Makes the author or tag scope of a name.
 pub(super) type NamedScopeOf = fn(&str) -> FeedScope;
