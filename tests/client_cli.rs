@@ -826,7 +826,7 @@ async fn a_retracted_article_read_back_is_not_published_again_unless_its_state_i
 #[tokio::test]
 async fn watch_prints_events_as_they_come_and_resumes_after_a_cursor() {
     let setup = setup().await;
-    let child =
+    let (child, stderr) =
         start_watch(setup.client(&["watch", "--json", "--limit", "2", "--section", "politics"]));
     for (id, section) in [("rural-elsewhere", "rural"), ("watched-1", "politics")] {
         publish_brief(&setup.running, &setup.tokens, id, section).await;
@@ -858,6 +858,10 @@ async fn watch_prints_events_as_they_come_and_resumes_after_a_cursor() {
     assert_eq!(lines[0]["article"]["title"], "快讯 watched-1");
     assert_eq!(lines[1]["type"], "retracted");
     assert_eq!(lines[1]["article"]["state"], "retracted");
+    // Stopped by its limit, it says where to continue: after the last event printed.
+    let said = stderr.join().unwrap();
+    let resume = format!("pass --cursor {}", lines[1]["cursor"].as_str().unwrap());
+    assert!(said.contains(&resume), "{said}");
 
     // From the first event's cursor: the second, and nothing before it.
     let cursor = lines[0]["cursor"].as_str().unwrap();
@@ -914,7 +918,7 @@ async fn a_watch_goes_on_after_the_server_restarts() {
         .args(["watch", "--json", "--limit", "2"])
         .args(["--server", &format!("http://{grpc_addr}")])
         .args(["--token", &tokens.newsroom]);
-    let mut child = start_watch(watch);
+    let (mut child, _stderr) = start_watch(watch);
     publish_brief(&running, &tokens, "before-restart", "politics").await;
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
@@ -936,8 +940,9 @@ async fn a_watch_goes_on_after_the_server_restarts() {
 }
 
 /// Starts a `feedpub watch` and returns once its stream is open (it says so on stderr):
-/// only then is a publish sure to come after its start.
-fn start_watch(mut command: Command) -> std::process::Child {
+/// only then is a publish sure to come after its start. With it, the rest of its stderr,
+/// once it has ended.
+fn start_watch(mut command: Command) -> (std::process::Child, std::thread::JoinHandle<String>) {
     let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -950,10 +955,14 @@ fn start_watch(mut command: Command) -> std::process::Child {
         first.starts_with("feedpub: watching from cursor "),
         "{first}"
     );
-    // The rest (retries, the cursor at the end) is read and dropped: a closed pipe would
+    // Read as it comes (retries, the cursor at the end): a pipe left full or closed would
     // fail the writes.
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-    child
+    let rest = std::thread::spawn(move || {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+        rest
+    });
+    (child, rest)
 }
 
 /// Publishes a short article as `newsroom` over gRPC.
@@ -975,4 +984,29 @@ async fn publish_brief(running: &Running, tokens: &Tokens, id: &str, section: &s
         .publish_article(authed(&tokens.newsroom, request))
         .await
         .unwrap();
+}
+
+/// Stopped by SIGTERM (as `kill`, systemd and CI stop a process), a watch says the cursor to
+/// continue from and exits 143, as a shell reports it.
+#[tokio::test]
+async fn a_watch_stopped_by_a_signal_says_where_to_continue() {
+    let setup = setup().await;
+    let (child, stderr) = start_watch(setup.client(&["watch", "--json"]));
+    publish_brief(&setup.running, &setup.tokens, "signalled", "politics").await;
+    let pid = child.id().to_string();
+    let output = {
+        let mut child = child;
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success());
+        (line, child.wait().unwrap())
+    };
+    let (line, status) = output;
+    assert_eq!(status.code(), Some(143), "{status:?}");
+    let event: Value = serde_json::from_str(&line).unwrap();
+    let said = stderr.join().unwrap();
+    let resume = format!("pass --cursor {}", event["cursor"].as_str().unwrap());
+    assert!(said.contains(&resume), "{said}");
 }

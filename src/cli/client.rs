@@ -34,8 +34,13 @@ pub mod exit {
     pub const AUTH: u8 = 3;
     /// The server cannot be reached, or stayed unavailable through the retries.
     pub const UNREACHABLE: u8 = 4;
-    /// Ctrl-C (SIGINT) stopped a publish, as a shell reports a process killed by it.
+    /// Ctrl-C (SIGINT) stopped a publish or a watch, as a shell reports a process killed
+    /// by it.
     pub const INTERRUPTED: u8 = 130;
+    /// SIGTERM stopped a watch (128 + 15).
+    pub const TERMINATED: u8 = 143;
+    /// SIGHUP stopped a watch (128 + 1).
+    pub const HUNG_UP: u8 = 129;
 }
 
 /// Where the server is and who the caller is.

@@ -37,33 +37,57 @@ struct EventJson<'a> {
     partner: &'a str,
     event_time: String,
     cursor: &'a str,
-    article: Option<ArticleJson>,
+    /// As `get --json` prints it; for `left`, only what the event carries: id, guid and
+    /// the section it left.
+    article: Option<serde_json::Value>,
 }
 
 /// Runs `feedpub watch`.
 pub async fn watch(args: WatchArgs) -> ExitCode {
-    let mut cursor = args.cursor.clone().unwrap_or_default();
+    // A cursor the server gave (where the stream started, or the last event printed): the
+    // one to continue from, however the watch ends.
+    let mut resume = None;
     let result = tokio::select! {
-        result = follow(&args, &mut cursor) => result,
-        _ = tokio::signal::ctrl_c() => Err(ClientError::new(exit::INTERRUPTED, "interrupted")),
+        result = follow(&args, &mut resume) => result,
+        stopped = signalled() => Err(stopped),
     };
-    if result.as_ref().is_err_and(|e| e.code() != exit::USAGE) && !cursor.is_empty() {
+    if let Some(cursor) = resume {
         eprintln!("feedpub: to continue after the last event shown, pass --cursor {cursor}");
     }
     finish(result)
 }
 
-/// Prints events until `--limit` or an error; `cursor` follows the last one printed.
-async fn follow(args: &WatchArgs, cursor: &mut String) -> Result<(), ClientError> {
+/// A signal that stops the watch (interrupt, terminate, hang-up), as the error whose exit
+/// code a shell reports for a process it killed: 128 and the signal's number.
+async fn signalled() -> ClientError {
+    use tokio::signal::unix::{SignalKind, signal};
+    let on = |kind: SignalKind| async move {
+        match signal(kind) {
+            Ok(mut signals) => {
+                signals.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => ClientError::new(exit::INTERRUPTED, "interrupted"),
+        () = on(SignalKind::terminate()) => ClientError::new(exit::TERMINATED, "terminated"),
+        () = on(SignalKind::hangup()) => ClientError::new(exit::HUNG_UP, "hung up"),
+    }
+}
+
+/// Prints events until `--limit` or an error; `resume` follows the cursors the server gives.
+async fn follow(args: &WatchArgs, resume: &mut Option<String>) -> Result<(), ClientError> {
     let remote = Remote::connect(&args.connect).await?;
     let mut out = std::io::stdout().lock();
     let mut printed = 0u64;
     let mut failures = 0u32;
     let mut told = false;
     loop {
+        let cursor = resume.clone().or_else(|| args.cursor.clone());
         let request = remote.request(WatchArticlesRequest {
             sections: args.sections.clone(),
-            cursor: cursor.clone(),
+            cursor: cursor.unwrap_or_default(),
         });
         let opened = remote.client().watch_articles(request).await;
         let mut stream = match opened {
@@ -92,6 +116,9 @@ async fn follow(args: &WatchArgs, cursor: &mut String) -> Result<(), ClientError
                 told = true;
                 eprintln!("feedpub: watching from cursor {}", response.cursor);
             }
+            if resume.is_none() && !response.cursor.is_empty() && response.events.is_empty() {
+                *resume = Some(response.cursor.clone());
+            }
             for event in &response.events {
                 let line = if args.json {
                     print_json(&mut out, event)
@@ -104,14 +131,14 @@ async fn follow(args: &WatchArgs, cursor: &mut String) -> Result<(), ClientError
                     done => done
                         .map_err(|e| ClientError::usage(format!("cannot write the output: {e}")))?,
                 }
-                cursor.clone_from(&event.cursor);
+                *resume = Some(event.cursor.clone());
                 printed += 1;
                 if args.limit > 0 && printed >= args.limit {
                     return Ok(());
                 }
             }
             if !response.cursor.is_empty() {
-                cursor.clone_from(&response.cursor);
+                *resume = Some(response.cursor.clone());
             }
         }
     }
@@ -153,7 +180,12 @@ fn print_json(out: &mut impl Write, event: &proto::ArticleEvent) -> std::io::Res
         partner: &event.partner,
         event_time: event.event_time.as_ref().map(rfc3339).unwrap_or_default(),
         cursor: &event.cursor,
-        article: event.article.as_ref().map(ArticleJson::from_proto),
+        article: event.article.as_ref().map(|a| match event.r#type() {
+            ArticleEventType::Left => serde_json::json!({
+                "id": a.id, "guid": a.guid, "section": a.section,
+            }),
+            _ => serde_json::to_value(ArticleJson::from_proto(a)).unwrap_or_default(),
+        }),
     };
     serde_json::to_writer(&mut *out, &line)?;
     writeln!(out)
@@ -172,4 +204,35 @@ fn print_line(out: &mut impl Write, event: &proto::ArticleEvent) -> std::io::Res
         article.id,
         article.title
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A LEFT event carries only the article's id, GUID and the section it left: its JSON
+    /// line says no more (no version 0 or state a script could take for real ones).
+    #[test]
+    fn a_left_event_prints_only_what_it_carries() {
+        let event = proto::ArticleEvent {
+            r#type: ArticleEventType::Left.into(),
+            article: Some(proto::Article {
+                id: "a-1".into(),
+                guid: "tag:example.com,2023:a-1".into(),
+                section: "politics".into(),
+                ..Default::default()
+            }),
+            partner: "newsroom".into(),
+            cursor: "c".into(),
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        print_json(&mut out, &event).unwrap();
+        let line: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(line["type"], "left");
+        assert_eq!(
+            line["article"],
+            serde_json::json!({"id": "a-1", "guid": "tag:example.com,2023:a-1", "section": "politics"})
+        );
+    }
 }
