@@ -1040,3 +1040,38 @@ async fn a_feed_back_to_bytes_it_had_before_is_delivered_again() {
         database.remove().await;
     }
 }
+
+/// One request at a time to a subscriber: a newer document is sent once the older one's
+/// request has ended, so it arrives (and is answered) last.
+#[tokio::test]
+async fn a_newer_document_is_sent_after_the_older_request_to_the_same_callback_ends() {
+    let subscriber = Subscriber::start().await;
+    let stall = Duration::from_millis(700);
+    subscriber.set(
+        "/unhurried",
+        Behaviour {
+            stall,
+            ..Behaviour::default()
+        },
+    );
+    let server = Server::start(Options::default()).await;
+    server
+        .subscribe("politics/feed.json", &subscriber.url("/unhurried"), &[])
+        .await;
+    server
+        .wait_until("verified", |hub| hub.verifications_ok() == 1)
+        .await;
+
+    server.publish("websub-first", "politics").await;
+    subscriber.wait_for(Method::POST, "/unhurried", 1).await;
+    server.publish("websub-second", "politics").await;
+    let posts = subscriber.wait_for(Method::POST, "/unhurried", 2).await;
+    // The first request was answered after its stall; the second came after that.
+    assert!(
+        posts[1].at.duration_since(posts[0].at) >= stall,
+        "the newer document came while the older request was still open"
+    );
+    assert!(String::from_utf8_lossy(&posts[1].body).contains("websub-second"));
+    server.wait_idle().await;
+    assert_eq!(subscriber.hits(Method::POST, "/unhurried").len(), 2);
+}

@@ -272,17 +272,20 @@ async fn publish(inner: &Arc<Inner>, path: &str, file: &Arc<FeedFile>) {
     });
     for subscription in subscriptions {
         let generation = inner.generations.fetch_add(1, Ordering::SeqCst) + 1;
-        inner
+        let lane = inner
             .latest_lock()
             .entry((subscription.topic.clone(), subscription.callback.clone()))
             .and_modify(|latest| {
                 latest.generation = generation;
                 latest.open += 1;
             })
-            .or_insert(Latest {
+            .or_insert_with(|| Latest {
                 generation,
                 open: 1,
-            });
+                lane: Arc::default(),
+            })
+            .lane
+            .clone();
         // Counted before spawning, so "nothing in flight" means every delivery has ended.
         inner
             .stats
@@ -291,21 +294,32 @@ async fn publish(inner: &Arc<Inner>, path: &str, file: &Arc<FeedFile>) {
         inner.tasks.spawn(deliver(
             inner.clone(),
             subscription,
-            payload.clone(),
-            generation,
+            Delivery {
+                payload: payload.clone(),
+                generation,
+                lane,
+            },
             claim.clone(),
         ));
     }
 }
 
+/// One document on its way to one subscriber.
+struct Delivery {
+    payload: Arc<Payload>,
+    /// Its place among the deliveries started: a later one supersedes it.
+    generation: u64,
+    /// The subscription's lane ([`Latest::lane`]).
+    lane: Arc<tokio::sync::Mutex<()>>,
+}
+
 async fn deliver(
     inner: Arc<Inner>,
     subscription: Subscription,
-    payload: Arc<Payload>,
-    generation: u64,
+    delivery: Delivery,
     claim: Arc<Claim>,
 ) {
-    let outcome = attempt(&inner, &subscription, &payload, generation).await;
+    let outcome = attempt(&inner, &subscription, &delivery).await;
     // A delivery stopped by shutdown is left to the claim's lapse, and to another replica.
     let ended = !matches!(outcome, Outcome::Cancelled);
     let callback = subscription.callback.as_str();
@@ -349,12 +363,13 @@ async fn deliver(
         .fetch_sub(1, Ordering::SeqCst);
 }
 
-async fn attempt(
-    inner: &Inner,
-    subscription: &Subscription,
-    payload: &Payload,
-    generation: u64,
-) -> Outcome {
+async fn attempt(inner: &Inner, subscription: &Subscription, delivery: &Delivery) -> Outcome {
+    let Delivery {
+        payload,
+        generation,
+        lane,
+    } = delivery;
+    let generation = *generation;
     let mut headers = payload.headers.clone();
     if let Some(secret) = &subscription.secret {
         let signed = signature(secret.expose(), &payload.body);
@@ -371,10 +386,12 @@ async fn attempt(
                 () = tokio::time::sleep(backoff(base, attempt - 1)) => {}
             }
         }
+        // The subscription's own request, if any, ends first (not held through a backoff).
+        let _lane = lane.lock().await;
         if inner.is_superseded(&subscription.topic, &subscription.callback, generation) {
             return Outcome::Superseded;
         }
-        // A slot of the callback's host first, so that deliveries waiting on a slow host
+        // A slot of the callback's host next, so that deliveries waiting on a slow host
         // hold none of the slots every other subscriber shares.
         let host = inner.host_slots(&subscription.callback);
         let Ok(host_permit) = host.clone().acquire_owned().await else {

@@ -96,6 +96,9 @@ struct Latest {
     generation: u64,
     /// Deliveries to the subscription not ended yet, older ones included.
     open: usize,
+    /// Held through each attempt: one request at a time to a subscription, so that a newer
+    /// document is sent only once an older one's request has ended, and arrives last.
+    lane: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// One subscription's (un)subscription requests being verified.
