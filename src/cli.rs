@@ -124,7 +124,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match result {
         Err(e) => match e.downcast_ref::<OutputError>() {
             Some(output) => Ok(output.report()),
-            None => Err(e),
+            // One message on stderr, its causes after it (`feedpub: cannot … : …`), as the
+            // client's commands report theirs, and exit code 1.
+            None => {
+                eprintln!("feedpub: {e:#}");
+                Ok(ExitCode::FAILURE)
+            }
         },
         done => done,
     }

@@ -1100,11 +1100,14 @@ fn export_audit_and_partner_commands_refuse_a_data_folder_without_a_database() {
     ] {
         let output = common::binary::on_data(dir.path(), &typo, args);
         let stderr = text(&output.stderr);
-        assert!(!output.status.success(), "{args:?}: {stderr}");
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
         assert!(
             stderr.contains(typo.join("feedpub.sqlite3").to_str().unwrap()),
             "{args:?}: {stderr}"
         );
+        // One line, as the client's commands say theirs: the message, then its causes.
+        assert!(stderr.starts_with("feedpub: "), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
         assert!(output.stdout.is_empty(), "{args:?}");
         assert!(!typo.exists(), "{args:?} created the folder");
     }
