@@ -965,17 +965,12 @@ fn start_watch(mut command: Command) -> (std::process::Child, std::thread::JoinH
     (child, rest)
 }
 
-/// Publishes a short article as `newsroom` over gRPC.
+/// Publishes a short article (a [`common::brief`] titled `快讯 {id}`) as `newsroom`.
 async fn publish_brief(running: &Running, tokens: &Tokens, id: &str, section: &str) {
     let request = proto::PublishArticleRequest {
         article: Some(proto::Article {
-            id: id.into(),
             section: section.into(),
-            title: format!("快讯 {id}"),
-            authors: vec!["陈淑兰".into()],
-            content_text: "本报讯 6月6日，研讨会召开。".into(),
-            publish_time: Some(common::ts(1_686_092_400)),
-            ..Default::default()
+            ..common::brief(id, &format!("快讯 {id}"))
         }),
         ..Default::default()
     };
