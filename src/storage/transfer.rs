@@ -284,67 +284,55 @@ enum Database {
 }
 
 impl Database {
+    /// The database with its schema brought up to date (created if it is a new SQLite one).
     async fn open(server: &Server) -> Result<Self, StoreError> {
+        // Opening it as a store applies the migrations.
         match &server.database_url {
-            Some(url) => {
-                // Connecting as a store brings the schema up to date.
-                PostgresStore::connect(url.expose()).await?.close().await;
-                let options = PgConnectOptions::from_str(url.expose())?;
-                let pool = PgPoolOptions::new()
+            Some(url) => PostgresStore::connect(url.expose()).await?.close().await,
+            None => SqliteStore::open(&server.data_dir).await?.close().await,
+        }
+        Ok(Self::connect(server, false).await?)
+    }
+
+    /// One connection to the database the settings name; `read_only` for SQLite opens the
+    /// file so (a PostgreSQL export reads in a read-only transaction of its own).
+    async fn connect(server: &Server, read_only: bool) -> Result<Self, sqlx::Error> {
+        Ok(match &server.database_url {
+            Some(url) => Self::Postgres(
+                PgPoolOptions::new()
                     .max_connections(1)
-                    .connect_with(options)
-                    .await?;
-                Ok(Self::Postgres(pool))
-            }
+                    .connect_with(PgConnectOptions::from_str(url.expose())?)
+                    .await?,
+            ),
             None => {
-                SqliteStore::open(&server.data_dir).await?.close().await;
                 let options = SqliteConnectOptions::new()
                     .filename(server.data_dir.join(DATABASE_FILE))
+                    .read_only(read_only)
                     .foreign_keys(true);
-                let pool = SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .connect_with(options)
-                    .await?;
-                Ok(Self::Sqlite(pool))
+                Self::Sqlite(
+                    SqlitePoolOptions::new()
+                        .max_connections(1)
+                        .connect_with(options)
+                        .await?,
+                )
             }
-        }
+        })
     }
 
     /// The database as it is, for reading only: not created, not migrated. Its schema
     /// must be the one this feedpub writes, which `feedpub migrate` brings it to.
     async fn open_as_is(server: &Server) -> Result<Self, TransferError> {
-        let (database, known) = match &server.database_url {
-            Some(url) => {
-                let options = PgConnectOptions::from_str(url.expose())?;
-                let pool = PgPoolOptions::new()
-                    .max_connections(1)
-                    .connect_with(options)
-                    .await?;
-                let known = sqlx::migrate!("src/storage/migrations/postgres")
-                    .iter()
-                    .map(|m| m.version)
-                    .max();
-                (Self::Postgres(pool), known)
-            }
-            None => {
-                if let Some(missing) = missing_database(server) {
-                    return Err(TransferError::NoDatabase(missing));
-                }
-                let options = SqliteConnectOptions::new()
-                    .filename(server.data_dir.join(DATABASE_FILE))
-                    .read_only(true)
-                    .foreign_keys(true);
-                let pool = SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .connect_with(options)
-                    .await?;
-                let known = sqlx::migrate!("src/storage/migrations/sqlite")
-                    .iter()
-                    .map(|m| m.version)
-                    .max();
-                (Self::Sqlite(pool), known)
-            }
-        };
+        if let Some(missing) = missing_database(server) {
+            return Err(TransferError::NoDatabase(missing));
+        }
+        let database = Self::connect(server, true).await?;
+        let known = match &database {
+            Self::Postgres(_) => sqlx::migrate!("src/storage/migrations/postgres"),
+            Self::Sqlite(_) => sqlx::migrate!("src/storage/migrations/sqlite"),
+        }
+        .iter()
+        .map(|m| m.version)
+        .max();
         let query = "SELECT MAX(version) FROM _sqlx_migrations WHERE success";
         let version: Result<Option<i64>, sqlx::Error> = match &database {
             Self::Sqlite(pool) => sqlx::query_scalar(query).fetch_one(pool).await,
