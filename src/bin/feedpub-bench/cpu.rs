@@ -1,5 +1,8 @@
 //! How much of the machine processes outside the benchmark took while it measured: on a
-//! shared 2-core machine, a compiler running beside the benchmark moves every figure.
+//! shared 2-core machine, a compiler running beside the benchmark moves every figure. Also
+//! the CPU time of the servers' processes and threads, for costs per request.
+
+use std::collections::BTreeMap;
 
 /// CPU time in clock ticks: of the whole machine, and of the benchmark's own processes.
 #[derive(Debug, Clone, Copy, Default)]
@@ -60,18 +63,58 @@ fn sample(pids: &[u32]) -> Sample {
 
 /// utime + stime (+ cutime + cstime) of `/proc/<pid>/stat`.
 fn process_ticks(pid: &str, with_children: bool) -> u64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0;
-    };
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0;
-    };
+    stat_ticks(&format!("/proc/{pid}/stat"), with_children).map_or(0, |(_, ticks)| ticks)
+}
+
+/// The name and utime + stime (+ cutime + cstime) of a process's or thread's `stat` file.
+fn stat_ticks(path: &str, with_children: bool) -> Option<(String, u64)> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    let (head, rest) = stat.rsplit_once(')')?;
+    let name = head.split_once('(').map_or("", |(_, name)| name).to_owned();
     // `rest` starts at field 3; utime, stime, cutime, cstime are fields 14 to 17.
-    rest.split_whitespace()
+    let ticks = rest
+        .split_whitespace()
         .skip(11)
         .take(if with_children { 4 } else { 2 })
         .filter_map(|x| x.parse::<u64>().ok())
-        .sum()
+        .sum();
+    Some((name, ticks))
+}
+
+/// CPU ticks of this process's own threads (the load generator's among them), without its
+/// children's.
+pub fn own_ticks() -> u64 {
+    process_ticks("self", false)
+}
+
+/// CPU ticks of every live thread of `pid`, by thread id, with the thread's name.
+pub fn thread_ticks(pid: u32) -> BTreeMap<u32, (String, u64)> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return BTreeMap::new();
+    };
+    tasks
+        .filter_map(|task| {
+            let tid: u32 = task.ok()?.file_name().to_str()?.parse().ok()?;
+            let found = stat_ticks(&format!("/proc/{pid}/task/{tid}/stat"), false)?;
+            Some((tid, found))
+        })
+        .collect()
+}
+
+/// The ticks each thread spent from `before` to `after` (both of [`thread_ticks`]), by
+/// thread id, with its name; a thread that ended meanwhile is not counted, one that started
+/// counts whole.
+pub fn thread_deltas(
+    before: &BTreeMap<u32, (String, u64)>,
+    after: &BTreeMap<u32, (String, u64)>,
+) -> BTreeMap<u32, (String, u64)> {
+    after
+        .iter()
+        .map(|(tid, (name, ticks))| {
+            let earlier = before.get(tid).map_or(0, |(_, t)| *t);
+            (*tid, (name.clone(), ticks.saturating_sub(earlier)))
+        })
+        .collect()
 }
 
 /// Clock ticks per second in `/proc` (USER_HZ, 100 on every Linux architecture but alpha).

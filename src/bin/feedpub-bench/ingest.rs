@@ -12,13 +12,19 @@
 //! empty store, so runs compare; the load alternates between feedpub and the echo in slices.
 
 use crate::Mode;
+use crate::cpu::{TICKS_PER_SECOND, own_ticks, thread_deltas, thread_ticks};
 use crate::fixture::{self, Fixture, SampleCopy};
 use crate::freshness::percentile;
 use crate::loadgen::{self, Frames, Outcome};
 use crate::process::{Process, tee_lines};
 use crate::report::{Figure, Target};
 use anyhow::Context;
+use feedpub::domain::{FieldLimits, HtmlPolicy};
+use feedpub::grpc::convert;
 use feedpub::grpc::proto::{Article, PublishArticleRequest, PublishArticlesRequest};
+use prost::Message;
+use std::collections::BTreeMap;
+use std::hint::black_box;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -156,8 +162,10 @@ impl Ingest {
             )
         };
 
-        // Many in flight, in slices alternating the servers.
+        // Many in flight, in slices alternating the servers, with the CPU time each server
+        // and the generator spent.
         let (mut ours, mut theirs) = (Outcome::default(), Outcome::default());
+        let (mut our_cpu, mut their_cpu) = (CpuUse::default(), CpuUse::default());
         for slice in 0..mode.ingest_slices {
             let order = if (run + slice).is_multiple_of(2) {
                 [Server::Feedpub, Server::Echo]
@@ -165,14 +173,21 @@ impl Ingest {
                 [Server::Echo, Server::Feedpub]
             };
             for server in order {
-                let outcome = load(server, in_flight, mode.ingest_slice).await?;
+                let pid = match server {
+                    Server::Feedpub => feedpub.pid(),
+                    Server::Echo => self.echo.lock().expect("echo lock").id(),
+                };
+                let (outcome, cpu) =
+                    CpuUse::during(pid, load(server, in_flight, mode.ingest_slice)).await;
+                let outcome = outcome?;
                 feedpub.ensure_running()?;
                 self.echo_running()?;
-                let total = match server {
-                    Server::Feedpub => &mut ours,
-                    Server::Echo => &mut theirs,
+                let (total, total_cpu) = match server {
+                    Server::Feedpub => (&mut ours, &mut our_cpu),
+                    Server::Echo => (&mut theirs, &mut their_cpu),
                 };
                 merge(total, outcome);
+                total_cpu.add(cpu);
             }
         }
         anyhow::ensure!(
@@ -222,7 +237,8 @@ impl Ingest {
         let fsync_ms = fdatasync_ms(&dir.join("data"), frames.largest_frame())?;
 
         // Batch streaming ingest, last: it leaves feeds to regenerate behind it.
-        let batch = self.batch_load(feedpub, run).await?;
+        let (batch, batch_cpu) = CpuUse::during(feedpub.pid(), self.batch_load(feedpub, run)).await;
+        let batch = batch?;
         feedpub.ensure_running()?;
         if let Some(failure) = &batch.first_failure {
             eprintln!(
@@ -247,13 +263,18 @@ impl Ingest {
             "ingest run {}: feedpub {our_rate:.0}/s (p99 {p99:.2} ms), echo {their_rate:.0}/s; \
              generator {generator:.0}/s, h2load {h2load:.0}/s on the echo; one in flight: \
              {single_ours:.2} ms vs {single_theirs:.2} ms, fdatasync {fsync_ms:.2} ms; \
-             batch {:.0} articles/s ({} failed)",
+             batch {:.0} articles/s ({} failed); server CPU per call: feedpub {:.0} µs, echo \
+             {:.0} µs",
             run + 1,
             batch.rate(),
             batch.failed,
+            our_cpu.server_micros(ours.ok + ours.failed),
+            their_cpu.server_micros(theirs.ok + theirs.failed),
         );
         let label = format!("Ingest, {in_flight} in flight");
-        Ok(vec![
+        let (our_calls, their_calls) = (ours.ok + ours.failed, theirs.ok + theirs.failed);
+        let (validated, decoded) = self.validation_micros();
+        let mut figures = vec![
             Figure {
                 name: format!("{label}: PublishArticle rate"),
                 unit: "calls/s",
@@ -330,7 +351,105 @@ impl Ingest {
                 peer: None,
                 target: Target::AtMost(0.0),
             },
-        ])
+        ];
+        // Where the CPU went: info rows, in microseconds per call (or article).
+        let info = |name: String, feedpub: f64, peer: Option<(&'static str, f64)>| Figure {
+            name,
+            unit: "µs",
+            feedpub,
+            peer,
+            target: Target::Info,
+        };
+        figures.push(info(
+            format!("{label}: server CPU per call"),
+            our_cpu.server_micros(our_calls),
+            Some(("echo", their_cpu.server_micros(their_calls))),
+        ));
+        figures.push(info(
+            format!("{label}: load generator's CPU per call"),
+            our_cpu.generator_micros(our_calls),
+            Some(("echo", their_cpu.generator_micros(their_calls))),
+        ));
+        figures.extend(
+            our_cpu
+                .by_kind(our_calls)
+                .into_iter()
+                .map(|(threads, micros)| {
+                    info(
+                        format!("{label}: feedpub's CPU per call, {threads}"),
+                        micros,
+                        None,
+                    )
+                }),
+        );
+        let batch_articles = batch.ok + batch.failed;
+        let batch_label = "Ingest, batch streaming";
+        figures.push(info(
+            format!("{batch_label}: server CPU per article"),
+            batch_cpu.server_micros(batch_articles),
+            None,
+        ));
+        figures.extend(
+            batch_cpu
+                .by_kind(batch_articles)
+                .into_iter()
+                .map(|(threads, micros)| {
+                    info(
+                        format!("{batch_label}: feedpub's CPU per article, {threads}"),
+                        micros,
+                        None,
+                    )
+                }),
+        );
+        figures.push(info(
+            "Ingest: one article of the load decoded and validated, in this process".into(),
+            validated,
+            Some(("decoded only", decoded)),
+        ));
+        Ok(figures)
+    }
+
+    /// What decoding a request of the load and then validating its article as feedpub does
+    /// costs one thread of this process, in µs per article, against decoding it alone (which
+    /// the echo does too): the least that feedpub's publish path adds to the echo's for every
+    /// call, before its store. Each is timed for the render time of the mode.
+    fn validation_micros(&self) -> (f64, f64) {
+        let bodies: Vec<Vec<u8>> = (0..TEMPLATES)
+            .map(|n| {
+                PublishArticleRequest {
+                    article: Some(self.copy.article(format!("ingest-validate-{n}"), "", n)),
+                    ..Default::default()
+                }
+                .encode_to_vec()
+            })
+            .collect();
+        let decode = |body: &[u8]| {
+            PublishArticleRequest::decode(body).expect("the benchmark's own request decodes")
+        };
+        let policy = HtmlPolicy::default();
+        let validate = |body: &[u8]| {
+            let request = convert::publish_request(decode(body)).expect("a readable request");
+            let valid = request
+                .draft
+                .validate_within("article.", &policy, FieldLimits::default())
+                .expect("the benchmark's articles are valid");
+            valid.content.content_html.len()
+        };
+        let seconds = self.mode.render_seconds;
+        let per_article = |work: &dyn Fn(&[u8]) -> usize| {
+            let start = Instant::now();
+            let mut done = 0usize;
+            while done < bodies.len() || start.elapsed().as_secs_f64() < seconds {
+                for body in &bodies {
+                    black_box(work(black_box(body)));
+                }
+                done += bodies.len();
+            }
+            start.elapsed().as_secs_f64() * 1e6 / done as f64
+        };
+        let validated = per_article(&validate);
+        let decoded = per_article(&|body: &[u8]| decode(body).encoded_len());
+        (validated, decoded)
     }
 
     /// Batch streaming ingest: `BATCH_STREAMS` PublishArticles calls in flight over the
@@ -483,6 +602,77 @@ impl Ingest {
     pub fn stop(self) {
         self.echo.into_inner().expect("echo lock").stop();
     }
+}
+
+/// The CPU time a server's threads and this process (the load generator) spent under a
+/// load, in clock ticks, summed over the loads it was measured for.
+#[derive(Debug, Default)]
+struct CpuUse {
+    /// By thread id of the server: the thread's name and ticks.
+    threads: BTreeMap<u32, (String, u64)>,
+    generator: u64,
+}
+
+impl CpuUse {
+    /// Runs `load` and measures what server `pid` and this process spent meanwhile.
+    async fn during<T>(pid: u32, load: impl Future<Output = T>) -> (T, Self) {
+        let (threads, generator) = (thread_ticks(pid), own_ticks());
+        let outcome = load.await;
+        let used = Self {
+            threads: thread_deltas(&threads, &thread_ticks(pid)),
+            generator: own_ticks().saturating_sub(generator),
+        };
+        (outcome, used)
+    }
+
+    fn add(&mut self, other: Self) {
+        for (tid, (name, ticks)) in other.threads {
+            self.threads.entry(tid).or_insert((name, 0)).1 += ticks;
+        }
+        self.generator += other.generator;
+    }
+
+    fn server_micros(&self, calls: u64) -> f64 {
+        micros(self.threads.values().map(|(_, t)| t).sum(), calls)
+    }
+
+    fn generator_micros(&self, calls: u64) -> f64 {
+        micros(self.generator, calls)
+    }
+
+    /// feedpub's CPU per call by kind of thread: tokio's workers (the calls, HTTP/2, the
+    /// codec, validation; its blocking pool bears the same name), the busiest SQLite
+    /// connection thread (the writer's, under a publish load), the other SQLite connections
+    /// (reads: tokens, feeds), the feed builders, and every other thread.
+    fn by_kind(&self, calls: u64) -> Vec<(&'static str, f64)> {
+        let (mut runtime, mut builders, mut other) = (0, 0, 0);
+        let mut sqlite = Vec::new();
+        for (name, ticks) in self.threads.values() {
+            match name.as_str() {
+                n if n.starts_with("tokio") => runtime += ticks,
+                n if n.starts_with("sqlx-sqlite") => sqlite.push(*ticks),
+                n if n.starts_with("feedpub-feeds") => builders += ticks,
+                _ => other += ticks,
+            }
+        }
+        let busiest = sqlite.iter().copied().max().unwrap_or(0);
+        let readers = sqlite.iter().sum::<u64>() - busiest;
+        [
+            ("runtime workers", runtime),
+            ("busiest SQLite connection", busiest),
+            ("other SQLite connections", readers),
+            ("feed builders", builders),
+            ("other threads", other),
+        ]
+        .into_iter()
+        .map(|(kind, ticks)| (kind, micros(ticks, calls)))
+        .collect()
+    }
+}
+
+/// Clock ticks spent per call, in microseconds.
+fn micros(ticks: u64, calls: u64) -> f64 {
+    ticks as f64 / TICKS_PER_SECOND * 1e6 / calls.max(1) as f64
 }
 
 /// The request frames of an Ingest load: articles of the benchmark copy with ids
