@@ -645,6 +645,20 @@ async fn a_missing_or_refused_token_and_an_unreachable_server_each_end_in_one_li
     ]));
     one_line(&output, 4, "cannot reach the server");
 
+    // The feeds' HTTP address, mistaken for the API's: it answers, but not in gRPC.
+    let feeds = format!("http://{}", setup.running.http);
+    for args in [&["list"][..], &["get", "x"], &["watch", "--limit", "1"]] {
+        let output = run(feedpub(setup.dir.path()).args(args).args([
+            "--server",
+            &feeds,
+            "--token",
+            &setup.tokens.newsroom,
+        ]));
+        one_line(&output, 4, "does not answer in gRPC (HTTP 404 Not Found");
+        let stderr = text(&output.stderr);
+        assert!(stderr.contains("the feeds' address"), "{stderr}");
+    }
+
     let output = run(&mut setup.client(&["publish", "missing.jsonl"]));
     one_line(&output, 2, "cannot read missing.jsonl");
     let output = run(&mut setup.client(&["get", "nowhere"]));

@@ -235,6 +235,17 @@ impl Remote {
             .map(|info| info.reason)
             .unwrap_or_default();
         let message = status.message();
+        if let Some(answer) = not_grpc(status) {
+            return ClientError::new(
+                exit::UNREACHABLE,
+                format!(
+                    "the server at {} does not answer in gRPC ({answer}): is it the feeds' \
+                     address? The API listens on the server's grpc_addr (127.0.0.1:50051 by \
+                     default)",
+                    self.server
+                ),
+            );
+        }
         match status.code() {
             Code::Unauthenticated => ClientError::new(
                 exit::AUTH,
@@ -300,6 +311,28 @@ impl Remote {
 }
 
 /// The message of a status, with the transport error under it when there is one.
+/// What an answer that is not gRPC's was ("HTTP 404 Not Found, text/plain"), when the
+/// status says the server answered in plain HTTP: a gRPC server answers HTTP 200 with a
+/// `content-type` of `application/grpc`, whatever the call's outcome.
+fn not_grpc(status: &Status) -> Option<String> {
+    let content_type = status
+        .metadata()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok());
+    // tonic names the HTTP status of an answer it could not read as gRPC.
+    let http = status
+        .message()
+        .split_once("while receiving response with status: ")
+        .map(|(_, http)| http.trim());
+    match (http, content_type) {
+        (_, Some(grpc)) if grpc.starts_with("application/grpc") => None,
+        (Some(http), Some(kind)) => Some(format!("HTTP {http}, {kind}")),
+        (Some(http), None) => Some(format!("HTTP {http}")),
+        (None, Some(kind)) => Some(format!("content-type {kind}")),
+        (None, None) => None,
+    }
+}
+
 fn status_text(status: &Status) -> String {
     match status.source() {
         Some(source) if !status.message().contains(&source.to_string()) => {
