@@ -288,6 +288,44 @@ async fn subscriptions_survive_a_restart() {
 }
 
 #[tokio::test]
+async fn a_delivery_waiting_to_retry_when_the_server_stops_is_made_once_it_starts_again() {
+    let subscriber = Subscriber::start().await;
+    subscriber.set(
+        "/later",
+        Behaviour {
+            then: 503,
+            ..Behaviour::default()
+        },
+    );
+    // Retries 2 s apart: the first server stops before its first retry.
+    let server = Server::start(Options {
+        retry_base_ms: 2_000,
+        ..Options::default()
+    })
+    .await;
+    server
+        .subscribe("rural/feed.json", &subscriber.url("/later"), &[])
+        .await;
+    server
+        .wait_until("verified", |hub| hub.verifications_ok() == 1)
+        .await;
+    server.publish("websub-left-retrying", "rural").await;
+    subscriber.wait_for(Method::POST, "/later", 1).await;
+
+    // The server that starts again delivers the same document, unasked.
+    let server = server.restart().await;
+    subscriber.set("/later", Behaviour::default());
+    server
+        .wait_until("delivered", |hub| hub.deliveries_ok() == 1)
+        .await;
+    server.wait_idle().await;
+    let attempts = subscriber.hits(Method::POST, "/later");
+    assert!(attempts.len() >= 2, "{} attempts", attempts.len());
+    let bytes = server.feed_bytes("rural/feed.json").await;
+    assert!(attempts.iter().all(|a| a.body == bytes));
+}
+
+#[tokio::test]
 async fn callbacks_on_addresses_that_are_not_allowed_are_never_called() {
     let subscriber = Subscriber::start().await;
     let server = Server::start(Options {
@@ -940,6 +978,12 @@ async fn subscribers_behind_a_hanging_host_hold_up_no_other_host() {
         1,
         "the first acknowledged delivery is the quick host's"
     );
+    // Its delivery ends once the database has forgotten it; the hanging host's still wait.
+    server
+        .wait_until("the quick delivery ended", |hub| {
+            hub.deliveries_in_flight() <= 70
+        })
+        .await;
     assert_eq!(server.hub.deliveries_ok(), 1);
     assert_eq!(
         server.hub.deliveries_in_flight(),

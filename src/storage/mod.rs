@@ -290,6 +290,27 @@ pub(super) fn feed_size_key(scope: &FeedScope) -> (&'static str, &str) {
     (FEED_KINDS[kind], name)
 }
 
+/// Claimed deliveries read back as topic path and document: each topic checked.
+pub(super) fn claimed_deliveries(
+    rows: Vec<(String, String)>,
+) -> Result<Vec<(Topic, String)>, StoreError> {
+    rows.into_iter()
+        .map(|(topic, document)| {
+            let topic = Topic::new(&topic)
+                .map_err(|e| StoreError::Corrupt(format!("claimed topic {topic:?}: {e}")))?;
+            Ok((topic, document))
+        })
+        .collect()
+}
+
+/// A name for this process that no other process shares: 64 random bits in hex.
+pub(super) fn new_origin() -> Result<String, StoreError> {
+    let mut random = [0u8; 8];
+    getrandom::fill(&mut random)
+        .map_err(|e| StoreError::Corrupt(format!("no randomness for a process name: {e}")))?;
+    Ok(hex::encode(random))
+}
+
 /// Moves `head` on to `seq`, the newest event a commit left, unless it is there already:
 /// receivers are told only of a newer head.
 pub(super) fn raise_event_head(head: &tokio::sync::watch::Sender<u64>, seq: u64) {
@@ -627,7 +648,8 @@ pub trait Store: Send + Sync + 'static {
     /// Claims the delivery of the document `document` of `topic` to the topic's
     /// subscribers until `until`: false when a process sharing the database holds the claim
     /// (and delivers it), or finished it. A claim that lapsed unfinished (its process died)
-    /// is taken over. A store of its own always answers true. `document` names one version
+    /// is taken over. A store of its own always answers true, and keeps the claim until it
+    /// is finished, for the next process to take over. `document` names one version
     /// of the topic's document the same way on every replica (its entity tag and the stored
     /// change it shows: bytes a feed had before can be a new version to deliver).
     async fn claim_delivery(
@@ -657,7 +679,8 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// Up to `limit` claimed deliveries whose claim lapsed unfinished at `now`, as topic
-    /// and document (as claimed), longest lapsed first: what a process that died left undelivered.
+    /// and document (as claimed), longest lapsed first: what a process that died left
+    /// undelivered. A store of its own returns the unfinished claims of earlier processes.
     async fn lapsed_deliveries(
         &self,
         _now: DateTime<Utc>,

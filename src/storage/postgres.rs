@@ -142,7 +142,7 @@ impl PostgresStore {
 
     /// Connects with these options and brings the schema up to date.
     pub async fn connect_with(options: PgConnectOptions) -> Result<Self, StoreError> {
-        let origin = new_origin()?;
+        let origin = super::new_origin()?;
         // Every connection names this process: the events it logs carry the name.
         let options = options.options([("feedpub.origin", origin.as_str())]);
         let pool = PgPoolOptions::new()
@@ -228,14 +228,6 @@ impl PostgresStore {
             Err(e) => tracing::error!(error = %e, "cannot read the newest event"),
         }
     }
-}
-
-/// A name for this process that no other process shares: 64 random bits in hex.
-fn new_origin() -> Result<String, StoreError> {
-    let mut random = [0u8; 8];
-    getrandom::fill(&mut random)
-        .map_err(|e| StoreError::Corrupt(format!("no randomness for a process name: {e}")))?;
-    Ok(hex::encode(random))
 }
 
 /// Applies the migrations in `migrations/postgres` that the database lacks. Replicas that
@@ -939,13 +931,7 @@ impl Store for PostgresStore {
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|(topic, document)| {
-                let topic = Topic::new(&topic)
-                    .map_err(|e| StoreError::Corrupt(format!("claimed topic {topic:?}: {e}")))?;
-                Ok((topic, document))
-            })
-            .collect()
+        super::claimed_deliveries(rows)
     }
 
     async fn take_call(

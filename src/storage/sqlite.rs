@@ -43,6 +43,9 @@ pub struct SqliteStore {
     writer: mpsc::Sender<Command>,
     /// The newest committed event, as the writer announces it.
     event_head: watch::Receiver<u64>,
+    /// Names this process in the WebSub deliveries it claims: those of another name were
+    /// left by a process that stopped.
+    origin: String,
     /// How many batches the writer has run (committed or not).
     #[cfg(test)]
     batches: Arc<std::sync::atomic::AtomicU64>,
@@ -124,6 +127,18 @@ enum Job {
     DeleteExpiredSubscriptions {
         now: DateTime<Utc>,
         reply: Reply<u64>,
+    },
+    ClaimDelivery {
+        topic: Topic,
+        document: String,
+        claimant: String,
+        now: DateTime<Utc>,
+        reply: Reply<()>,
+    },
+    FinishDelivery {
+        topic: Topic,
+        document: String,
+        reply: Reply<()>,
     },
 }
 
@@ -217,6 +232,7 @@ impl SqliteStore {
             feed_articles: ArticleCache::new(FEED_CACHE_BYTES),
             writer: tx,
             event_head,
+            origin: super::new_origin()?,
             #[cfg(test)]
             batches,
         })
@@ -487,6 +503,21 @@ async fn commit_batch(
             Job::DeleteExpiredSubscriptions { now, reply } => {
                 deliver(reply, websub::delete_expired(conn, now).await)
             }
+            Job::ClaimDelivery {
+                topic,
+                document,
+                claimant,
+                now,
+                reply,
+            } => deliver(
+                reply,
+                websub::claim(conn, &topic, &document, &claimant, now).await,
+            ),
+            Job::FinishDelivery {
+                topic,
+                document,
+                reply,
+            } => deliver(reply, websub::finish(conn, &topic, &document).await),
         };
         deliveries.push(delivery);
         let Some(mark) = mark else {
@@ -569,6 +600,8 @@ fn fail(job: Job, error: StoreError) {
         Job::SaveSubscription { reply, .. } => drop(reply.send(Err(error))),
         Job::DeleteSubscription { reply, .. } => drop(reply.send(Err(error))),
         Job::DeleteExpiredSubscriptions { reply, .. } => drop(reply.send(Err(error))),
+        Job::ClaimDelivery { reply, .. } => drop(reply.send(Err(error))),
+        Job::FinishDelivery { reply, .. } => drop(reply.send(Err(error))),
     }
 }
 
@@ -1397,6 +1430,44 @@ impl Store for SqliteStore {
     async fn delete_expired_subscriptions(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         self.submit(|reply| Job::DeleteExpiredSubscriptions { now, reply })
             .await
+    }
+
+    // Its one process delivers every document: a claim is always its own, and is recorded
+    // so that the next process delivers again what this one leaves unfinished.
+    async fn claim_delivery(
+        &self,
+        topic: &Topic,
+        document: &str,
+        now: DateTime<Utc>,
+        _until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.submit(|reply| Job::ClaimDelivery {
+            topic: topic.clone(),
+            document: document.to_owned(),
+            claimant: self.origin.clone(),
+            now,
+            reply,
+        })
+        .await?;
+        Ok(true)
+    }
+
+    async fn finish_delivery(&self, topic: &Topic, document: &str) -> Result<(), StoreError> {
+        self.submit(|reply| Job::FinishDelivery {
+            topic: topic.clone(),
+            document: document.to_owned(),
+            reply,
+        })
+        .await
+    }
+
+    // Every unfinished claim of an earlier process has lapsed: that process stopped.
+    async fn lapsed_deliveries(
+        &self,
+        _now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(Topic, String)>, StoreError> {
+        websub::left_by_others(&self.read, &self.origin, limit).await
     }
 
     async fn archive_page(

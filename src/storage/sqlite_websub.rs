@@ -1,4 +1,5 @@
-//! WebSub subscriptions in SQLite: the statements the writer task and the read pool run.
+//! WebSub subscriptions and unfinished deliveries in SQLite: the statements the writer task and
+//! the read pool run.
 
 use super::StoreError;
 use super::rows::Columns;
@@ -47,11 +48,71 @@ pub(super) async fn delete(
     Ok(done.rows_affected() > 0)
 }
 
-/// Deletes every subscription whose lease has ended; returns how many.
+/// Records that `claimant` delivers `document` of `topic`, until [`finish`].
+pub(super) async fn claim(
+    conn: &mut SqliteConnection,
+    topic: &Topic,
+    document: &str,
+    claimant: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO websub_deliveries (topic, document, claim_time, claimant)
+         VALUES (?, ?, ?, ?)
+         ON CONFLICT (topic, document) DO UPDATE SET
+             claim_time = excluded.claim_time, claimant = excluded.claimant",
+    )
+    .bind(topic.path())
+    .bind(document)
+    .bind(nanos(now))
+    .bind(claimant)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Forgets a delivery whose every subscriber's delivery ended.
+pub(super) async fn finish(
+    conn: &mut SqliteConnection,
+    topic: &Topic,
+    document: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM websub_deliveries WHERE topic = ? AND document = ?")
+        .bind(topic.path())
+        .bind(document)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Up to `limit` deliveries that processes other than `claimant` left unfinished, oldest
+/// first, as topic and document.
+pub(super) async fn left_by_others(
+    pool: &SqlitePool,
+    claimant: &str,
+    limit: usize,
+) -> Result<Vec<(Topic, String)>, StoreError> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT topic, document FROM websub_deliveries WHERE claimant != ?
+         ORDER BY claim_time, topic, document LIMIT ?",
+    )
+    .bind(claimant)
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(pool)
+    .await?;
+    super::claimed_deliveries(rows)
+}
+
+/// Deletes every subscription whose lease has ended, and deliveries left a day ago or
+/// more; returns how many subscriptions.
 pub(super) async fn delete_expired(
     conn: &mut SqliteConnection,
     now: DateTime<Utc>,
 ) -> Result<u64, StoreError> {
+    sqlx::query("DELETE FROM websub_deliveries WHERE claim_time < ?")
+        .bind(nanos(now - chrono::TimeDelta::days(1)))
+        .execute(&mut *conn)
+        .await?;
     let done = sqlx::query("DELETE FROM websub_subscriptions WHERE expire_time <= ?")
         .bind(nanos(now))
         .execute(conn)
@@ -176,6 +237,64 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(active, [kept]);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn deliveries_left_unfinished_are_the_next_process_to_take_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        let politics = Topic::new("politics/atom.xml").unwrap();
+        let rural = Topic::new("rural/feed.json").unwrap();
+        let now = Utc::now();
+        let until = now + TimeDelta::seconds(30);
+        for (topic, document) in [
+            (&politics, "\"e1\" 1"),
+            (&politics, "\"e2\" 2"),
+            (&rural, "\"e1\" 1"),
+        ] {
+            assert!(
+                store
+                    .claim_delivery(topic, document, now, until)
+                    .await
+                    .unwrap()
+            );
+        }
+        // Its own claims are this process's to deliver, not to take over.
+        assert!(store.lapsed_deliveries(now, 10).await.unwrap().is_empty());
+        store.finish_delivery(&politics, "\"e2\" 2").await.unwrap();
+        store.close().await;
+
+        // The next process: the unfinished ones, oldest first, whatever their leases say.
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        let left = store.lapsed_deliveries(now, 10).await.unwrap();
+        assert_eq!(
+            left,
+            [
+                (politics.clone(), "\"e1\" 1".to_owned()),
+                (rural.clone(), "\"e1\" 1".to_owned())
+            ]
+        );
+        assert_eq!(store.lapsed_deliveries(now, 1).await.unwrap().len(), 1);
+        // Taken over, one is this process's; finished, the other is gone.
+        assert!(
+            store
+                .claim_delivery(&politics, "\"e1\" 1", now, until)
+                .await
+                .unwrap()
+        );
+        store.finish_delivery(&rural, "\"e1\" 1").await.unwrap();
+        assert!(store.lapsed_deliveries(now, 10).await.unwrap().is_empty());
+        store.close().await;
+
+        // One left a day ago is forgotten.
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        assert_eq!(store.lapsed_deliveries(now, 10).await.unwrap().len(), 1);
+        store
+            .delete_expired_subscriptions(now + TimeDelta::days(1) + TimeDelta::seconds(1))
+            .await
+            .unwrap();
+        assert!(store.lapsed_deliveries(now, 10).await.unwrap().is_empty());
         store.close().await;
     }
 }

@@ -7,7 +7,9 @@
 //! delivers it, renewing its claim (a lease) until every subscriber's delivery ended. A
 //! replica that dies mid-delivery stops renewing; once its claim lapses another replica
 //! takes it over and delivers the document again, so a change is delivered at least once
-//! (twice to a subscriber the dead replica reached just before dying).
+//! (twice to a subscriber the dead replica reached just before dying). On SQLite the claims
+//! of documents with subscribers are recorded too, and the next process takes over those
+//! its predecessor left: a restart does not drop a delivery that was waiting to retry.
 
 use super::subscription::{Callback, Subscription, Topic};
 use super::{Inner, Latest};
@@ -125,13 +127,20 @@ async fn keep_claim(inner: Arc<Inner>, claim: Arc<Claim>) {
     }
 }
 
-/// Delivers, on a shared store, the documents whose claim lapsed unfinished (their replica
-/// died mid-delivery) and that this replica serves too, until the hub stops.
+/// Delivers the documents whose claim lapsed unfinished (their replica died mid-delivery;
+/// on a store of its own, the process before this one stopped with deliveries retrying) and
+/// that this process serves too: at once, then every half lease until the hub stops.
 pub(super) async fn take_over_lapsed(inner: Arc<Inner>) {
+    let mut first = true;
     loop {
+        let wait = if std::mem::take(&mut first) {
+            Duration::ZERO
+        } else {
+            lease(&inner) / 2
+        };
         tokio::select! {
             () = inner.cancel.cancelled() => return,
-            () = tokio::time::sleep(lease(&inner) / 2) => {}
+            () = tokio::time::sleep(wait) => {}
         }
         let lapsed = match inner.store.lapsed_deliveries(Utc::now(), TAKEOVERS).await {
             Ok(lapsed) => lapsed,
@@ -216,6 +225,22 @@ fn delivery_key(file: &FeedFile) -> String {
     }
 }
 
+/// Claims the delivery of `topic`'s document `key`: false when another process holds it or
+/// delivered it. A claim that cannot be made is delivered anyway.
+async fn claim(inner: &Inner, topic: &Topic, key: &str) -> bool {
+    match inner
+        .store
+        .claim_delivery(topic, key, Utc::now(), lease_end(inner))
+        .await
+    {
+        Ok(claimed) => claimed,
+        Err(e) => {
+            tracing::warn!(topic = topic.path(), error = %e, "cannot claim the WebSub delivery; delivering it");
+            true
+        }
+    }
+}
+
 /// Starts one delivery per active subscriber of the feed at `path`, and the pings.
 async fn publish(inner: &Arc<Inner>, path: &str, file: &Arc<FeedFile>) {
     let Ok(topic) = Topic::new(path) else {
@@ -223,17 +248,13 @@ async fn publish(inner: &Arc<Inner>, path: &str, file: &Arc<FeedFile>) {
         return;
     };
     let key = delivery_key(file);
-    // Replicas on one database all regenerate this document: one of them delivers it.
-    match inner
-        .store
-        .claim_delivery(&topic, &key, Utc::now(), lease_end(inner))
-        .await
-    {
-        Ok(true) => {}
-        Ok(false) => return,
-        Err(e) => {
-            tracing::warn!(topic = path, error = %e, "cannot claim the WebSub delivery; delivering it");
-        }
+    // Replicas on one database all regenerate this document: one of them delivers it, and
+    // pings the external hubs. A store of its own has one process, which claims only the
+    // documents it has subscribers for: the claim is a write, kept until their deliveries
+    // end so that the next process delivers again what this one leaves unfinished.
+    let shared = inner.store.is_shared();
+    if shared && !claim(inner, &topic, &key).await {
+        return;
     }
     let topic_url = topic.url(&inner.feeds_base);
     ping_external_hubs(inner, &topic_url);
@@ -245,8 +266,13 @@ async fn publish(inner: &Arc<Inner>, path: &str, file: &Arc<FeedFile>) {
         }
     };
     if subscriptions.is_empty() {
-        finish(inner, &topic, &key).await;
+        if shared {
+            finish(inner, &topic, &key).await;
+        }
         return;
+    }
+    if !shared {
+        claim(inner, &topic, &key).await;
     }
     let claim = Arc::new(Claim {
         topic: topic.clone(),

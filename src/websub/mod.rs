@@ -208,9 +208,7 @@ impl HubTasks {
             .tasks
             .spawn(deliver::distribute(inner.clone(), self.changes));
         inner.tasks.spawn(sweep_expired(inner.clone()));
-        if inner.store.is_shared() {
-            inner.tasks.spawn(deliver::take_over_lapsed(inner.clone()));
-        }
+        inner.tasks.spawn(deliver::take_over_lapsed(inner.clone()));
         // A dropped sender means the service is going away too.
         let _ = shutdown.wait_for(|stop| *stop).await;
         inner.cancel.cancel();
