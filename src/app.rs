@@ -36,6 +36,17 @@ pub enum AppError {
     Http(std::io::Error),
     #[error("cannot set up TLS: {0}")]
     Tls(#[from] TlsError),
+    #[error(
+        "another feedpub serve is running on the data folder {}: stop it first (to run \
+         several servers on one database, give them a PostgreSQL database_url)",
+        .0.display()
+    )]
+    DataFolderInUse(std::path::PathBuf),
+    #[error("cannot lock {}: {error}", path.display())]
+    Lock {
+        path: std::path::PathBuf,
+        error: std::io::Error,
+    },
 }
 
 /// A built service with its listeners bound, ready to run.
@@ -54,6 +65,41 @@ pub struct Application {
     tls: Option<TlsIdentity>,
     /// The newest event the feeds built at start show.
     seen_events: u64,
+    /// Held while this server runs on a SQLite data folder (see [`lock_data_folder`]).
+    _data_folder: Option<std::fs::File>,
+}
+
+/// The lock file of a SQLite data folder, held by the `serve` running on it.
+const LOCK_FILE: &str = "serve.lock";
+
+/// Takes the data folder of a SQLite store for this server, refused while another server
+/// holds it: a second server on the same file would build its feeds from writes the first
+/// never tells it of, and take over the WebSub deliveries the first is making. (Replicas
+/// share a PostgreSQL database instead, which needs no lock.) The kernel releases the lock
+/// when the process ends, however it ends; operator commands do not take it.
+fn lock_data_folder(server: &crate::config::Server) -> Result<Option<std::fs::File>, AppError> {
+    if server.database_url.is_some() {
+        return Ok(None);
+    }
+    let path = server.data_dir.join(LOCK_FILE);
+    let lock_error = |error| AppError::Lock {
+        path: path.clone(),
+        error,
+    };
+    std::fs::create_dir_all(&server.data_dir).map_err(lock_error)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(lock_error)?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Some(file)),
+        Err(rustix::io::Errno::WOULDBLOCK) => {
+            Err(AppError::DataFolderInUse(server.data_dir.clone()))
+        }
+        Err(errno) => Err(lock_error(errno.into())),
+    }
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, AppError> {
@@ -75,6 +121,7 @@ impl Application {
             .as_ref()
             .map(TlsIdentity::load)
             .transpose()?;
+        let data_folder = lock_data_folder(&settings.server)?;
         let store: Arc<dyn Store> = crate::storage::open(&settings.server).await?;
         // Embargoes that ended while the server was down are logged before any new write.
         store.lift_embargoes(chrono::Utc::now()).await?;
@@ -105,6 +152,7 @@ impl Application {
             http_listener,
             tls,
             seen_events,
+            _data_folder: data_folder,
         })
     }
 

@@ -1195,3 +1195,43 @@ fn serve_demo_with_its_partner_revoked_says_so_and_what_to_do() {
         "{stderr}"
     );
 }
+
+/// A second `serve` on the data folder of a running one is refused, naming the folder, and
+/// takes nothing over; once the first has stopped, however it stopped, the folder is free.
+#[test]
+fn a_second_server_on_a_running_servers_data_folder_is_refused() {
+    use common::binary::{ServeOptions, ServeProcess, run_within};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut first = ServeProcess::start(ServeOptions::new(&data, &dir.path().join("feeds")));
+    first.wait_ready();
+    let second = |feeds: &str| {
+        run_within(
+            feedpub(dir.path())
+                .arg("serve")
+                .arg("--data-dir")
+                .arg(&data)
+                .arg("--feeds-dir")
+                .arg(dir.path().join(feeds))
+                .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"]),
+            DEADLINE,
+        )
+    };
+    let output = second("other-feeds");
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("another feedpub serve is running on the data folder"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(data.to_str().unwrap()), "{stderr}");
+    assert!(
+        !dir.path().join("other-feeds").exists(),
+        "the refused server built feeds"
+    );
+    // The first still serves; killed, it leaves the folder free.
+    assert!(first.is_running(), "the first server stopped");
+    first.kill();
+    let mut again = ServeProcess::start(ServeOptions::new(&data, &dir.path().join("feeds")));
+    again.wait_ready();
+}
