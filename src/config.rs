@@ -218,7 +218,9 @@ pub struct WebSub {
     pub retry_base_ms: u64,
     /// How long a replica's claim on delivering a document lasts unless renewed, in
     /// milliseconds (default 30000): the claimant renews it while it delivers, and when it
-    /// dies mid-delivery another replica delivers the document once the claim lapses.
+    /// dies mid-delivery another replica delivers the document once the claim lapses. Half
+    /// of it is also how often the hub looks for such claims (on SQLite, for those a run
+    /// left, which it looks for at start).
     pub delivery_lease_ms: u64,
 }
 

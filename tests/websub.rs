@@ -325,6 +325,66 @@ async fn a_delivery_waiting_to_retry_when_the_server_stops_is_made_once_it_start
     assert!(attempts.iter().all(|a| a.body == bytes));
 }
 
+/// Documents superseded while they waited to retry are left too when the server stops: after
+/// it starts again only the document each feed shows is delivered, once, however many of the
+/// others there were (more than the hub reads at a time).
+#[tokio::test]
+async fn after_a_restart_only_the_documents_the_feeds_show_are_delivered_however_many_were_left() {
+    let subscriber = Subscriber::start().await;
+    let server = Server::start(Options {
+        retry_base_ms: 60_000,
+        ..Options::default()
+    })
+    .await;
+    // Six topics a publish to rural changes, each with its own callback path.
+    let mut topics = Vec::new();
+    for scope in ["rural", "all"] {
+        for format in ["feed.json", "atom.xml", "rss.xml"] {
+            let (topic, path) = (
+                format!("{scope}/{format}"),
+                format!("/behind/{scope}/{format}"),
+            );
+            subscriber.set(
+                &path,
+                Behaviour {
+                    then: 503,
+                    ..Behaviour::default()
+                },
+            );
+            server.subscribe(&topic, &subscriber.url(&path), &[]).await;
+            topics.push((topic, path));
+        }
+    }
+    server
+        .wait_until("verified", |hub| hub.verifications_ok() == 6)
+        .await;
+    // 72 documents left waiting to retry, 66 of them superseded.
+    for n in 1..=12 {
+        server.publish(&format!("websub-behind-{n}"), "rural").await;
+        for (_, path) in &topics {
+            subscriber.wait_for(Method::POST, path, n).await;
+        }
+    }
+
+    let server = server.restart().await;
+    for (_, path) in &topics {
+        subscriber.set(path, Behaviour::default());
+    }
+    server
+        .wait_until("delivered", |hub| hub.deliveries_ok() == 6)
+        .await;
+    server.wait_idle().await;
+    for (topic, path) in &topics {
+        let posts = subscriber.hits(Method::POST, path);
+        assert_eq!(
+            posts.len(),
+            13,
+            "{topic}: one more, not one per document left"
+        );
+        assert_eq!(posts[12].body, server.feed_bytes(topic).await, "{topic}");
+    }
+}
+
 #[tokio::test]
 async fn callbacks_on_addresses_that_are_not_allowed_are_never_called() {
     let subscriber = Subscriber::start().await;

@@ -481,7 +481,8 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Vec<Subscription>, StoreError>;
 
-    /// Removes every subscription whose lease ended at or before `now`; returns how many.
+    /// Removes every subscription whose lease ended at or before `now`, and delivery claims
+    /// made a day or more before it; returns how many subscriptions.
     async fn delete_expired_subscriptions(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
 
     /// Page `page` (1-based) of `size` articles of the archive of `scope`, as visible at `now`.
@@ -680,7 +681,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Up to `limit` claimed deliveries whose claim lapsed unfinished at `now`, as topic
     /// and document (as claimed), longest lapsed first: what a process that died left
-    /// undelivered. A store of its own returns the unfinished claims of earlier processes.
+    /// undelivered. A store of its own returns the unfinished claims of other processes,
+    /// whatever their leases: one server runs on it at a time, so those an earlier run left.
     async fn lapsed_deliveries(
         &self,
         _now: DateTime<Utc>,

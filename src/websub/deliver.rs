@@ -8,8 +8,9 @@
 //! replica that dies mid-delivery stops renewing; once its claim lapses another replica
 //! takes it over and delivers the document again, so a change is delivered at least once
 //! (twice to a subscriber the dead replica reached just before dying). On SQLite the claims
-//! of documents with subscribers are recorded too, and the next process takes over those
-//! its predecessor left: a restart does not drop a delivery that was waiting to retry.
+//! of documents with subscribers are recorded too, and the next run takes over those the
+//! last one left, sending each document the feed still shows to every subscriber of its
+//! topic again: a restart does not drop a delivery that was waiting to retry.
 
 use super::subscription::{Callback, Subscription, Topic};
 use super::{Inner, Latest};
@@ -128,12 +129,15 @@ async fn keep_claim(inner: Arc<Inner>, claim: Arc<Claim>) {
 }
 
 /// Delivers the documents whose claim lapsed unfinished (their replica died mid-delivery;
-/// on a store of its own, the process before this one stopped with deliveries retrying) and
-/// that this process serves too: at once, then every half lease until the hub stops.
+/// on a store of its own, an earlier run stopped with deliveries under way) and that this
+/// process still shows: at once, then every half lease until the hub stops.
 pub(super) async fn take_over_lapsed(inner: Arc<Inner>) {
-    let mut first = true;
+    let shared = inner.store.is_shared();
+    // At once at the start, then every half lease; on a store of its own, at once again
+    // while a look found as many as it takes (it forgets what it found).
+    let mut again = true;
     loop {
-        let wait = if std::mem::take(&mut first) {
+        let wait = if std::mem::take(&mut again) {
             Duration::ZERO
         } else {
             lease(&inner) / 2
@@ -149,16 +153,30 @@ pub(super) async fn take_over_lapsed(inner: Arc<Inner>) {
                 continue;
             }
         };
+        again = !shared && lapsed.len() == TAKEOVERS;
         for (topic, key) in lapsed {
-            // Another document of the topic (older or newer) is not this one to deliver.
+            // On a store of its own the run that left it has ended: the claim goes, whatever
+            // comes of it (a document no longer shown would otherwise be looked at for a
+            // day, and keep newer ones from being read), and a delivery made of it claims
+            // again. Replicas leave another document of the topic to the replica showing it.
+            if !shared {
+                finish(&inner, &topic, &key).await;
+            }
             let Some(file) = inner.publication.get(topic.path()) else {
                 continue;
             };
             if delivery_key(&file) == key {
-                tracing::info!(
-                    topic = topic.path(),
-                    "taking over a WebSub delivery whose claim lapsed"
-                );
+                if shared {
+                    tracing::info!(
+                        topic = topic.path(),
+                        "taking over a WebSub delivery whose claim lapsed"
+                    );
+                } else {
+                    tracing::info!(
+                        topic = topic.path(),
+                        "delivering again a WebSub document the last run left undelivered"
+                    );
+                }
                 metrics::counter!("feedpub_websub_deliveries_taken_over_total").increment(1);
                 publish(&inner, topic.path(), &file).await;
             }
@@ -227,7 +245,7 @@ fn delivery_key(file: &FeedFile) -> String {
 
 /// Claims the delivery of `topic`'s document `key`: false when another process holds it or
 /// delivered it. A claim that cannot be made is delivered anyway.
-async fn claim(inner: &Inner, topic: &Topic, key: &str) -> bool {
+async fn claim_delivery(inner: &Inner, topic: &Topic, key: &str) -> bool {
     match inner
         .store
         .claim_delivery(topic, key, Utc::now(), lease_end(inner))
@@ -250,10 +268,10 @@ async fn publish(inner: &Arc<Inner>, path: &str, file: &Arc<FeedFile>) {
     let key = delivery_key(file);
     // Replicas on one database all regenerate this document: one of them delivers it, and
     // pings the external hubs. A store of its own has one process, which claims only the
-    // documents it has subscribers for: the claim is a write, kept until their deliveries
-    // end so that the next process delivers again what this one leaves unfinished.
+    // documents it has subscribers for (below): the claim is a write, kept until their
+    // deliveries end so that the next run delivers again what this one leaves unfinished.
     let shared = inner.store.is_shared();
-    if shared && !claim(inner, &topic, &key).await {
+    if shared && !claim_delivery(inner, &topic, &key).await {
         return;
     }
     let topic_url = topic.url(&inner.feeds_base);
@@ -265,24 +283,6 @@ async fn publish(inner: &Arc<Inner>, path: &str, file: &Arc<FeedFile>) {
             return;
         }
     };
-    if subscriptions.is_empty() {
-        if shared {
-            finish(inner, &topic, &key).await;
-        }
-        return;
-    }
-    if !shared {
-        claim(inner, &topic, &key).await;
-    }
-    let claim = Arc::new(Claim {
-        topic: topic.clone(),
-        key,
-        open: AtomicUsize::new(subscriptions.len()),
-        done: CancellationToken::new(),
-    });
-    if inner.store.is_shared() {
-        inner.tasks.spawn(keep_claim(inner.clone(), claim.clone()));
-    }
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(file.content_type));
     let link = format!(
@@ -296,37 +296,89 @@ async fn publish(inner: &Arc<Inner>, path: &str, file: &Arc<FeedFile>) {
         body: file.bytes().clone(),
         headers,
     });
-    for subscription in subscriptions {
-        let generation = inner.generations.fetch_add(1, Ordering::SeqCst) + 1;
-        let lane = inner
-            .latest_lock()
-            .entry((subscription.topic.clone(), subscription.callback.clone()))
-            .and_modify(|latest| {
-                latest.generation = generation;
-                latest.open += 1;
-            })
-            .or_insert_with(|| Latest {
-                generation,
-                open: 1,
-                lane: Arc::default(),
-            })
-            .lane
-            .clone();
-        // Counted before spawning, so "nothing in flight" means every delivery has ended.
-        inner
-            .stats
-            .deliveries_in_flight
-            .fetch_add(1, Ordering::SeqCst);
-        inner.tasks.spawn(deliver(
-            inner.clone(),
-            subscription,
-            Delivery {
-                payload: payload.clone(),
-                generation,
-                lane,
-            },
-            claim.clone(),
-        ));
+    // Generations are given under the lock of the newest ones, and only while the feed
+    // still shows this document: one whose turn came late (taken over, or resent) never
+    // supersedes the document that followed it, which is on its way or has been sent.
+    let deliveries: Vec<(Subscription, Delivery)> = {
+        let mut latest = inner.latest_lock();
+        let current = inner
+            .publication
+            .get(path)
+            .is_some_and(|shown| delivery_key(&shown) == key);
+        if !current {
+            Vec::new()
+        } else {
+            subscriptions
+                .into_iter()
+                .map(|subscription| {
+                    let generation = inner.generations.fetch_add(1, Ordering::SeqCst) + 1;
+                    let lane = latest
+                        .entry((subscription.topic.clone(), subscription.callback.clone()))
+                        .and_modify(|newest| {
+                            newest.generation = generation;
+                            newest.open += 1;
+                        })
+                        .or_insert_with(|| Latest {
+                            generation,
+                            open: 1,
+                            lane: Arc::default(),
+                        })
+                        .lane
+                        .clone();
+                    // Counted before it starts, so "nothing in flight" means every
+                    // delivery has ended.
+                    inner
+                        .stats
+                        .deliveries_in_flight
+                        .fetch_add(1, Ordering::SeqCst);
+                    let delivery = Delivery {
+                        payload: payload.clone(),
+                        generation,
+                        lane,
+                    };
+                    (subscription, delivery)
+                })
+                .collect()
+        }
+    };
+    if deliveries.is_empty() {
+        if shared {
+            finish(inner, &topic, &key).await;
+        }
+        return;
+    }
+    let claim = Arc::new(Claim {
+        topic: topic.clone(),
+        key: key.clone(),
+        open: AtomicUsize::new(deliveries.len()),
+        done: CancellationToken::new(),
+    });
+    if shared {
+        inner.tasks.spawn(keep_claim(inner.clone(), claim.clone()));
+    }
+    let start = {
+        let inner = inner.clone();
+        async move {
+            if !shared {
+                claim_delivery(&inner, &claim.topic, &claim.key).await;
+            }
+            for (subscription, delivery) in deliveries {
+                inner.tasks.spawn(deliver(
+                    inner.clone(),
+                    subscription,
+                    delivery,
+                    claim.clone(),
+                ));
+            }
+        }
+    };
+    if shared {
+        start.await;
+    } else {
+        // The claim's write, committed before the first attempt, waits outside the loop
+        // that distributes the changes: it waits for the writer, which may be storing a
+        // batch of publishes.
+        inner.tasks.spawn(start);
     }
 }
 
