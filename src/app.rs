@@ -37,12 +37,12 @@ pub enum AppError {
     #[error("cannot set up TLS: {0}")]
     Tls(#[from] TlsError),
     #[error(
-        "another feedpub serve is running on the data folder {}: stop it first (to run \
+        "another feedpub serve is running on the data folder {:?}: stop it first (to run \
          several servers on one database, give them a PostgreSQL database_url)",
-        .0.display()
+        .0
     )]
     DataFolderInUse(std::path::PathBuf),
-    #[error("cannot lock {}: {error}", path.display())]
+    #[error("cannot lock the data folder {path:?}: {error}")]
     Lock {
         path: std::path::PathBuf,
         error: std::io::Error,
@@ -69,35 +69,29 @@ pub struct Application {
     _data_folder: Option<std::fs::File>,
 }
 
-/// The lock file of a SQLite data folder, held by the `serve` running on it.
-const LOCK_FILE: &str = "serve.lock";
-
 /// Takes the data folder of a SQLite store for this server, refused while another server
 /// holds it: a second server on the same file would build its feeds from writes the first
 /// never tells it of, and take over the WebSub deliveries the first is making. (Replicas
-/// share a PostgreSQL database instead, which needs no lock.) The kernel releases the lock
-/// when the process ends, however it ends; operator commands do not take it.
+/// share a PostgreSQL database instead, which needs no lock.) The lock is on the folder
+/// itself, which no file operation in it can remove, and the kernel releases it when the
+/// process ends, however it ends; operator commands do not take it.
 fn lock_data_folder(server: &crate::config::Server) -> Result<Option<std::fs::File>, AppError> {
     if server.database_url.is_some() {
         return Ok(None);
     }
-    let path = server.data_dir.join(LOCK_FILE);
+    let path = &server.data_dir;
     let lock_error = |error| AppError::Lock {
         path: path.clone(),
         error,
     };
-    std::fs::create_dir_all(&server.data_dir).map_err(lock_error)?;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(lock_error)?;
-    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(Some(file)),
-        Err(rustix::io::Errno::WOULDBLOCK) => {
-            Err(AppError::DataFolderInUse(server.data_dir.clone()))
-        }
+    std::fs::create_dir_all(path).map_err(lock_error)?;
+    let folder = std::fs::File::open(path).map_err(lock_error)?;
+    match rustix::fs::flock(
+        &folder,
+        rustix::fs::FlockOperation::NonBlockingLockExclusive,
+    ) {
+        Ok(()) => Ok(Some(folder)),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(AppError::DataFolderInUse(path.clone())),
         Err(errno) => Err(lock_error(errno.into())),
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use url::Url;
-use websub_support::{BASE, Behaviour, Options, Server, Subscriber, Verify, header, topic};
+use websub_support::{BASE, Behaviour, Options, Server, Subscriber, Verify, brief, header, topic};
 
 #[tokio::test]
 async fn a_verified_subscriber_gets_a_signed_copy_of_the_new_feed_within_a_second() {
@@ -290,39 +290,13 @@ async fn subscriptions_survive_a_restart() {
 #[tokio::test]
 async fn a_delivery_waiting_to_retry_when_the_server_stops_is_made_once_it_starts_again() {
     let subscriber = Subscriber::start().await;
-    subscriber.set(
-        "/later",
-        Behaviour {
-            then: 503,
-            ..Behaviour::default()
-        },
-    );
-    // Retries 2 s apart: the first server stops before its first retry.
-    let server = Server::start(Options {
-        retry_base_ms: 2_000,
-        ..Options::default()
-    })
-    .await;
-    server
-        .subscribe("rural/feed.json", &subscriber.url("/later"), &[])
-        .await;
-    server
-        .wait_until("verified", |hub| hub.verifications_ok() == 1)
-        .await;
-    server.publish("websub-left-retrying", "rural").await;
-    subscriber.wait_for(Method::POST, "/later", 1).await;
+    let server = one_document_left_retrying(&subscriber).await;
 
     // The server that starts again delivers the same document, unasked.
-    let server = server.restart().await;
-    subscriber.set("/later", Behaviour::default());
-    server
-        .wait_until("delivered", |hub| hub.deliveries_ok() == 1)
-        .await;
-    server.wait_idle().await;
-    let attempts = subscriber.hits(Method::POST, "/later");
-    assert!(attempts.len() >= 2, "{} attempts", attempts.len());
-    let bytes = server.feed_bytes("rural/feed.json").await;
-    assert!(attempts.iter().all(|a| a.body == bytes));
+    let (server, posts) = restarted_with_left_delivered(server, &subscriber, Duration::ZERO).await;
+    assert_eq!(posts.len(), 2);
+    assert_eq!(posts[1].body, posts[0].body, "the same document");
+    assert_eq!(posts[1].body, server.feed_bytes("rural/feed.json").await);
 }
 
 /// Documents superseded while they waited to retry are left too when the server stops: after
@@ -383,6 +357,98 @@ async fn after_a_restart_only_the_documents_the_feeds_show_are_delivered_however
         );
         assert_eq!(posts[12].body, server.feed_bytes(topic).await, "{topic}");
     }
+}
+
+/// A server whose subscriber of `rural/feed.json` answers 503, retrying a minute later, and
+/// has had one document (left waiting to retry) sent to `/left`.
+async fn one_document_left_retrying(subscriber: &Subscriber) -> Server {
+    subscriber.set(
+        "/left",
+        Behaviour {
+            then: 503,
+            ..Behaviour::default()
+        },
+    );
+    let server = Server::start(Options {
+        retry_base_ms: 60_000,
+        ..Options::default()
+    })
+    .await;
+    server
+        .subscribe("rural/feed.json", &subscriber.url("/left"), &[])
+        .await;
+    server
+        .wait_until("verified", |hub| hub.verifications_ok() == 1)
+        .await;
+    server.publish("websub-left", "rural").await;
+    subscriber.wait_for(Method::POST, "/left", 1).await;
+    server
+}
+
+/// Stops `server`, waits `pause` and starts it again with `/left` answering 200; returns it
+/// once it has delivered one document, with every POST `/left` got.
+async fn restarted_with_left_delivered(
+    server: Server,
+    subscriber: &Subscriber,
+    pause: Duration,
+) -> (Server, Vec<websub_support::Hit>) {
+    let server = server.restart_after(pause).await;
+    subscriber.set("/left", Behaviour::default());
+    server
+        .wait_until("delivered", |hub| hub.deliveries_ok() == 1)
+        .await;
+    server.wait_idle().await;
+    let posts = subscriber.hits(Method::POST, "/left");
+    (server, posts)
+}
+
+/// An embargoed article of rural, its embargo ending `after` from now.
+fn embargoed(id: &str, after: Duration) -> feedpub::grpc::proto::Article {
+    let end = std::time::SystemTime::now() + after;
+    let seconds = end.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    feedpub::grpc::proto::Article {
+        embargo_time: Some(prost_types::Timestamp {
+            seconds: i64::try_from(seconds).unwrap() + 1,
+            nanos: 0,
+        }),
+        ..brief(id, "rural")
+    }
+}
+
+/// Embargoed copy filed after the document was left re-dates the JSON Feed (it has no date
+/// of its own) without changing a byte: after a restart the feed still shows that document,
+/// and it is sent again.
+#[tokio::test]
+async fn a_left_document_the_feed_still_shows_under_a_later_date_is_sent_after_a_restart() {
+    let subscriber = Subscriber::start().await;
+    let server = one_document_left_retrying(&subscriber).await;
+    server
+        .publish_article(embargoed("websub-secret", Duration::from_secs(3600)))
+        .await;
+
+    let (server, posts) = restarted_with_left_delivered(server, &subscriber, Duration::ZERO).await;
+    assert_eq!(posts.len(), 2);
+    assert_eq!(posts[1].body, posts[0].body, "the same document");
+    assert_eq!(posts[1].body, server.feed_bytes("rural/feed.json").await);
+}
+
+/// A feed that changed while no server ran (an embargo ended) is pushed, after the
+/// restart, to the subscriber whose delivery was left: nothing else would tell it.
+#[tokio::test]
+async fn a_feed_that_changed_while_the_server_was_stopped_is_sent_to_a_subscriber_left_behind() {
+    let subscriber = Subscriber::start().await;
+    let server = one_document_left_retrying(&subscriber).await;
+    server
+        .publish_article(embargoed("websub-lifted", Duration::from_secs(1)))
+        .await;
+
+    // Stopped until the embargo has ended.
+    let (server, posts) =
+        restarted_with_left_delivered(server, &subscriber, Duration::from_secs(3)).await;
+    assert_eq!(posts.len(), 2);
+    let shown = server.feed_bytes("rural/feed.json").await;
+    assert_eq!(posts[1].body, shown, "the document the feed shows now");
+    assert!(String::from_utf8_lossy(&shown).contains("websub-lifted"));
 }
 
 #[tokio::test]

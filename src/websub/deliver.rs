@@ -9,8 +9,8 @@
 //! takes it over and delivers the document again, so a change is delivered at least once
 //! (twice to a subscriber the dead replica reached just before dying). On SQLite the claims
 //! of documents with subscribers are recorded too, and the next run takes over those the
-//! last one left, sending each document the feed still shows to every subscriber of its
-//! topic again: a restart does not drop a delivery that was waiting to retry.
+//! last one left, sending what each of their feeds shows then to every subscriber of its
+//! topic: a restart does not drop a delivery that was waiting to retry.
 
 use super::subscription::{Callback, Subscription, Topic};
 use super::{Inner, Latest};
@@ -22,7 +22,7 @@ use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, LINK};
 use sha2::Sha256;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
@@ -129,17 +129,20 @@ async fn keep_claim(inner: Arc<Inner>, claim: Arc<Claim>) {
 }
 
 /// Delivers the documents whose claim lapsed unfinished (their replica died mid-delivery;
-/// on a store of its own, an earlier run stopped with deliveries under way) and that this
-/// process still shows: at once, then every half lease until the hub stops.
+/// on a store of its own, an earlier run stopped with deliveries under way): at once, then
+/// every half lease until the hub stops.
 pub(super) async fn take_over_lapsed(inner: Arc<Inner>) {
     let shared = inner.store.is_shared();
-    // At once at the start, then every half lease; on a store of its own, at once again
-    // while a look found as many as it takes (it forgets what it found).
+    // On a store of its own a look drops what it finds: it looks again at once while it
+    // finds as many as it takes and drops them all.
     let mut again = true;
+    // The topics a run of looks (at once, one after the other) has delivered again.
+    let mut delivered: HashSet<Topic> = HashSet::new();
     loop {
         let wait = if std::mem::take(&mut again) {
             Duration::ZERO
         } else {
+            delivered.clear();
             lease(&inner) / 2
         };
         tokio::select! {
@@ -153,34 +156,90 @@ pub(super) async fn take_over_lapsed(inner: Arc<Inner>) {
                 continue;
             }
         };
-        again = !shared && lapsed.len() == TAKEOVERS;
-        for (topic, key) in lapsed {
-            // On a store of its own the run that left it has ended: the claim goes, whatever
-            // comes of it (a document no longer shown would otherwise be looked at for a
-            // day, and keep newer ones from being read), and a delivery made of it claims
-            // again. Replicas leave another document of the topic to the replica showing it.
-            if !shared {
-                finish(&inner, &topic, &key).await;
+        if shared {
+            for (topic, key) in lapsed {
+                take_over(&inner, &topic, &key).await;
             }
-            let Some(file) = inner.publication.get(topic.path()) else {
-                continue;
-            };
-            if delivery_key(&file) == key {
-                if shared {
-                    tracing::info!(
-                        topic = topic.path(),
-                        "taking over a WebSub delivery whose claim lapsed"
-                    );
-                } else {
-                    tracing::info!(
-                        topic = topic.path(),
-                        "delivering again a WebSub document the last run left undelivered"
-                    );
-                }
-                metrics::counter!("feedpub_websub_deliveries_taken_over_total").increment(1);
-                publish(&inner, topic.path(), &file).await;
-            }
+            continue;
         }
+        let full = lapsed.len() == TAKEOVERS;
+        let mut by_topic: HashMap<Topic, Vec<String>> = HashMap::new();
+        for (topic, key) in lapsed {
+            by_topic.entry(topic).or_default().push(key);
+        }
+        let mut dropped = true;
+        for (topic, keys) in by_topic {
+            let first = delivered.insert(topic.clone());
+            dropped &= deliver_left(&inner, &topic, keys, first).await;
+        }
+        again = full && dropped;
+    }
+}
+
+/// A replica's take-over of another's lapsed claim on `key`: the document is delivered
+/// again when this replica shows the same bytes; a claim on a document older than the one
+/// it shows is marked done (that one is delivered on its own); any other is left to the
+/// replica showing it.
+async fn take_over(inner: &Arc<Inner>, topic: &Topic, key: &str) {
+    let Some(file) = inner.publication.get(topic.path()) else {
+        return;
+    };
+    let (etag, changed) = key_parts(key);
+    let shown = delivery_key(&file);
+    if file.etag == etag {
+        tracing::info!(
+            topic = topic.path(),
+            "taking over a WebSub delivery whose claim lapsed"
+        );
+        metrics::counter!("feedpub_websub_deliveries_taken_over_total").increment(1);
+        publish(inner, topic.path(), &file, false).await;
+        if shown != key {
+            // The same bytes under a later change: the claim delivered now is that one.
+            finish(inner, topic, key).await;
+        }
+    } else if changed < key_parts(&shown).1 {
+        finish(inner, topic, key).await;
+    }
+}
+
+/// On a store of its own, the documents of `topic` whose deliveries an earlier run left
+/// (`keys`): the subscribers get the document the feed shows now, once (it may be one of
+/// them, or one the feed came to show while no run served it, which nothing else would
+/// send), and the records go once it is recorded as this run's. Only the `first` look at the
+/// topic in a run of looks delivers. False when a record could not be dropped.
+async fn deliver_left(inner: &Arc<Inner>, topic: &Topic, keys: Vec<String>, first: bool) -> bool {
+    let file = inner.publication.get(topic.path());
+    let started = match &file {
+        Some(file) if first => {
+            tracing::info!(
+                topic = topic.path(),
+                "delivering again a WebSub topic whose deliveries the last run left"
+            );
+            metrics::counter!("feedpub_websub_deliveries_taken_over_total").increment(1);
+            publish(inner, topic.path(), file, true).await
+        }
+        _ => false,
+    };
+    let current = file.as_deref().map(delivery_key);
+    let mut dropped = true;
+    for key in keys {
+        // Delivered now, the document's record is this run's again.
+        if started && current.as_ref() == Some(&key) {
+            continue;
+        }
+        if let Err(e) = inner.store.finish_delivery(topic, &key).await {
+            tracing::warn!(topic = topic.path(), error = %e, "cannot drop a WebSub delivery the last run left");
+            dropped = false;
+        }
+    }
+    dropped
+}
+
+/// The entity tag and the stored change (Unix nanoseconds) a [`delivery_key`] names.
+fn key_parts(key: &str) -> (&str, Option<i64>) {
+    match key.rsplit_once(' ') {
+        Some((etag, changed)) => (etag, changed.parse().ok()),
+        None => (key, None),
     }
 }
 
@@ -206,7 +265,9 @@ pub(super) async fn distribute(
             change = changes.recv() => change,
         };
         match change {
-            Ok(change) => publish(&inner, &change.path, &change.file).await,
+            Ok(change) => {
+                publish(&inner, &change.path, &change.file, false).await;
+            }
             Err(RecvError::Lagged(missed)) => {
                 // Some changes were missed; their documents are superseded anyway, so send
                 // every current document to its subscribers.
@@ -214,11 +275,12 @@ pub(super) async fn distribute(
                     missed,
                     "WebSub distribution fell behind; resending all feeds"
                 );
-                for scope in inner.publication.scopes() {
+                let named = inner.publication.named_scopes();
+                for scope in inner.publication.scopes().into_iter().chain(named) {
                     for format in Format::ALL {
                         let path = format!("{}/{}", scope.path_segment(), format.file_name());
                         if let Some(file) = inner.publication.get(&path) {
-                            publish(&inner, &path, &file).await;
+                            publish(&inner, &path, &file, false).await;
                         }
                     }
                 }
@@ -259,11 +321,13 @@ async fn claim_delivery(inner: &Inner, topic: &Topic, key: &str) -> bool {
     }
 }
 
-/// Starts one delivery per active subscriber of the feed at `path`, and the pings.
-async fn publish(inner: &Arc<Inner>, path: &str, file: &Arc<FeedFile>) {
+/// Starts one delivery per active subscriber of the feed at `path`, and the pings; true
+/// when deliveries started. On a store of its own, with `recorded`, returns once the
+/// document's claim is written rather than leave the write to the deliveries' task.
+async fn publish(inner: &Arc<Inner>, path: &str, file: &Arc<FeedFile>, recorded: bool) -> bool {
     let Ok(topic) = Topic::new(path) else {
         tracing::warn!(path, "a changed feed has no topic path");
-        return;
+        return false;
     };
     let key = delivery_key(file);
     // Replicas on one database all regenerate this document: one of them delivers it, and
@@ -272,7 +336,7 @@ async fn publish(inner: &Arc<Inner>, path: &str, file: &Arc<FeedFile>) {
     // deliveries end so that the next run delivers again what this one leaves unfinished.
     let shared = inner.store.is_shared();
     if shared && !claim_delivery(inner, &topic, &key).await {
-        return;
+        return false;
     }
     let topic_url = topic.url(&inner.feeds_base);
     ping_external_hubs(inner, &topic_url);
@@ -280,7 +344,7 @@ async fn publish(inner: &Arc<Inner>, path: &str, file: &Arc<FeedFile>) {
         Ok(subscriptions) => subscriptions,
         Err(e) => {
             tracing::error!(topic = path, error = %e, "cannot read WebSub subscriptions; change not delivered");
-            return;
+            return false;
         }
     };
     let mut headers = HeaderMap::new();
@@ -301,10 +365,11 @@ async fn publish(inner: &Arc<Inner>, path: &str, file: &Arc<FeedFile>) {
     // supersedes the document that followed it, which is on its way or has been sent.
     let deliveries: Vec<(Subscription, Delivery)> = {
         let mut latest = inner.latest_lock();
+        // The same bytes re-dated by a write nobody sees are still this document.
         let current = inner
             .publication
             .get(path)
-            .is_some_and(|shown| delivery_key(&shown) == key);
+            .is_some_and(|shown| shown.etag == file.etag);
         if !current {
             Vec::new()
         } else {
@@ -345,7 +410,7 @@ async fn publish(inner: &Arc<Inner>, path: &str, file: &Arc<FeedFile>) {
         if shared {
             finish(inner, &topic, &key).await;
         }
-        return;
+        return false;
     }
     let claim = Arc::new(Claim {
         topic: topic.clone(),
@@ -372,7 +437,7 @@ async fn publish(inner: &Arc<Inner>, path: &str, file: &Arc<FeedFile>) {
             }
         }
     };
-    if shared {
+    if shared || recorded {
         start.await;
     } else {
         // The claim's write, committed before the first attempt, waits outside the loop
@@ -380,6 +445,7 @@ async fn publish(inner: &Arc<Inner>, path: &str, file: &Arc<FeedFile>) {
         // batch of publishes.
         inner.tasks.spawn(start);
     }
+    true
 }
 
 /// One document on its way to one subscriber.

@@ -246,6 +246,22 @@ fn configure(settings: &mut Settings, options: &Options) {
         .collect();
 }
 
+/// A short article with a fixed publish time.
+pub fn brief(id: &str, section: &str) -> proto::Article {
+    proto::Article {
+        id: id.into(),
+        section: section.into(),
+        title: format!("快讯 {id}"),
+        authors: vec!["陈淑兰".into()],
+        content_text: "本报讯 6月6日，研讨会召开。".into(),
+        publish_time: Some(prost_types::Timestamp {
+            seconds: 1_686_092_400,
+            nanos: 0,
+        }),
+        ..Default::default()
+    }
+}
+
 /// A [`TestServer`] configured for the hub.
 pub struct Server {
     server: TestServer,
@@ -283,6 +299,15 @@ impl Server {
         Self::of(self.server.restart().await, self.options)
     }
 
+    /// Stops the server, waits `pause`, and starts it again on the same folders.
+    pub async fn restart_after(self, pause: Duration) -> Self {
+        let settings = self.server.settings.clone();
+        let (dir, tokens) = self.server.stop().await;
+        tokio::time::sleep(pause).await;
+        let server = TestServer::start_with_settings(dir, tokens, settings).await;
+        Self::of(server, self.options)
+    }
+
     /// POSTs a form to `/websub`; pairs may repeat.
     pub async fn hub_request(&self, pairs: &[(&str, &str)]) -> (StatusCode, String) {
         let body = url::form_urlencoded::Serializer::new(String::new())
@@ -313,19 +338,13 @@ impl Server {
 
     /// Publishes a new article over gRPC; returns when the answer arrived.
     pub async fn publish(&self, id: &str, section: &str) -> Instant {
+        self.publish_article(brief(id, section)).await
+    }
+
+    /// Publishes `article` as the partner `newsroom` (every section, embargoes too).
+    pub async fn publish_article(&self, article: proto::Article) -> Instant {
         let request = PublishArticleRequest {
-            article: Some(proto::Article {
-                id: id.into(),
-                section: section.into(),
-                title: format!("快讯 {id}"),
-                authors: vec!["陈淑兰".into()],
-                content_text: "本报讯 6月6日，研讨会召开。".into(),
-                publish_time: Some(prost_types::Timestamp {
-                    seconds: 1_686_092_400,
-                    nanos: 0,
-                }),
-                ..Default::default()
-            }),
+            article: Some(article),
             ..Default::default()
         };
         let mut client = self.server.client().await;
