@@ -136,13 +136,14 @@ pub(super) async fn take_over_lapsed(inner: Arc<Inner>) {
     // On a store of its own a look drops what it finds: it looks again at once while it
     // finds as many as it takes and drops them all.
     let mut again = true;
-    // The topics a run of looks (at once, one after the other) has delivered again.
+    // The topics this process has sent again: the records it finds are all an earlier
+    // run's (one server runs on a store of its own), so once is enough, however many there
+    // are and whether or not they could be dropped.
     let mut delivered: HashSet<Topic> = HashSet::new();
     loop {
         let wait = if std::mem::take(&mut again) {
             Duration::ZERO
         } else {
-            delivered.clear();
             lease(&inner) / 2
         };
         tokio::select! {
@@ -177,14 +178,16 @@ pub(super) async fn take_over_lapsed(inner: Arc<Inner>) {
 }
 
 /// A replica's take-over of another's lapsed claim on `key`: the document is delivered
-/// again when this replica shows the same bytes; a claim on a document older than the one
-/// it shows is marked done (that one is delivered on its own); any other is left to the
-/// replica showing it.
+/// again when this replica shows the same bytes. Only a claim on a document later than the
+/// one it shows is left, to a replica that shows it; any other is marked done: a document
+/// no replica shows any more (its topic gone, its bytes rendered anew) is not delivered,
+/// and one the feed has moved on from is superseded by its successor, delivered on its own.
 async fn take_over(inner: &Arc<Inner>, topic: &Topic, key: &str) {
+    let (etag, changed) = key_parts(key);
     let Some(file) = inner.publication.get(topic.path()) else {
+        finish(inner, topic, key).await;
         return;
     };
-    let (etag, changed) = key_parts(key);
     let shown = delivery_key(&file);
     if file.etag == etag {
         tracing::info!(
@@ -197,8 +200,14 @@ async fn take_over(inner: &Arc<Inner>, topic: &Topic, key: &str) {
             // The same bytes under a later change: the claim delivered now is that one.
             finish(inner, topic, key).await;
         }
-    } else if changed < key_parts(&shown).1 {
-        finish(inner, topic, key).await;
+    } else {
+        let later = match (changed, key_parts(&shown).1) {
+            (Some(claimed), Some(shown)) => claimed > shown,
+            _ => false,
+        };
+        if !later {
+            finish(inner, topic, key).await;
+        }
     }
 }
 
@@ -210,16 +219,16 @@ async fn take_over(inner: &Arc<Inner>, topic: &Topic, key: &str) {
 async fn deliver_left(inner: &Arc<Inner>, topic: &Topic, keys: Vec<String>, first: bool) -> bool {
     let file = inner.publication.get(topic.path());
     let started = match &file {
-        Some(file) if first => {
-            tracing::info!(
-                topic = topic.path(),
-                "delivering again a WebSub topic whose deliveries the last run left"
-            );
-            metrics::counter!("feedpub_websub_deliveries_taken_over_total").increment(1);
-            publish(inner, topic.path(), file, true).await
-        }
+        Some(file) if first => publish(inner, topic.path(), file, true).await,
         _ => false,
     };
+    if started {
+        tracing::info!(
+            topic = topic.path(),
+            "delivering again a WebSub topic whose deliveries the last run left"
+        );
+        metrics::counter!("feedpub_websub_deliveries_taken_over_total").increment(1);
+    }
     let current = file.as_deref().map(delivery_key);
     let mut dropped = true;
     for key in keys {
