@@ -177,37 +177,55 @@ pub(super) async fn take_over_lapsed(inner: Arc<Inner>) {
     }
 }
 
-/// A replica's take-over of another's lapsed claim on `key`: the document is delivered
-/// again when this replica shows the same bytes. Only a claim on a document later than the
-/// one it shows is left, to a replica that shows it; any other is marked done: a document
-/// no replica shows any more (its topic gone, its bytes rendered anew) is not delivered,
-/// and one the feed has moved on from is superseded by its successor, delivered on its own.
-async fn take_over(inner: &Arc<Inner>, topic: &Topic, key: &str) {
-    let (etag, changed) = key_parts(key);
-    let Some(file) = inner.publication.get(topic.path()) else {
-        finish(inner, topic, key).await;
-        return;
+/// What a replica does with another's lapsed claim.
+#[derive(Debug, PartialEq, Eq)]
+enum Lapsed {
+    /// Deliver the document this replica shows: the claimed bytes. `done` when the claim
+    /// named them under an earlier change, and is marked done besides.
+    Deliver { done: bool },
+    /// Leave it to a replica showing the claimed document, later than this one's.
+    Leave,
+    /// Mark it done: a document no replica shows any more (its topic gone, its bytes
+    /// rendered anew) is not delivered, and one the feed has moved on from is superseded by
+    /// its successor, delivered on its own.
+    Done,
+}
+
+/// What to do with the lapsed claim `key` when this replica shows `shown` (its
+/// [`delivery_key`]), if anything, at the topic.
+fn lapsed(key: &str, shown: Option<&str>) -> Lapsed {
+    let Some(shown) = shown else {
+        return Lapsed::Done;
     };
-    let shown = delivery_key(&file);
-    if file.etag == etag {
-        tracing::info!(
-            topic = topic.path(),
-            "taking over a WebSub delivery whose claim lapsed"
-        );
-        metrics::counter!("feedpub_websub_deliveries_taken_over_total").increment(1);
-        publish(inner, topic.path(), &file, false).await;
-        if shown != key {
-            // The same bytes under a later change: the claim delivered now is that one.
-            finish(inner, topic, key).await;
+    let (etag, changed) = key_parts(key);
+    let (shown_etag, shown_changed) = key_parts(shown);
+    if etag == shown_etag {
+        return Lapsed::Deliver { done: key != shown };
+    }
+    match (changed, shown_changed) {
+        (Some(claimed), Some(shown)) if claimed > shown => Lapsed::Leave,
+        _ => Lapsed::Done,
+    }
+}
+
+/// A replica's take-over of another's lapsed claim on `key` (see [`lapsed`]).
+async fn take_over(inner: &Arc<Inner>, topic: &Topic, key: &str) {
+    let file = inner.publication.get(topic.path());
+    let shown = file.as_deref().map(delivery_key);
+    match (lapsed(key, shown.as_deref()), file) {
+        (Lapsed::Deliver { done }, Some(file)) => {
+            tracing::info!(
+                topic = topic.path(),
+                "taking over a WebSub delivery whose claim lapsed"
+            );
+            metrics::counter!("feedpub_websub_deliveries_taken_over_total").increment(1);
+            publish(inner, topic.path(), &file, false).await;
+            if done {
+                finish(inner, topic, key).await;
+            }
         }
-    } else {
-        let later = match (changed, key_parts(&shown).1) {
-            (Some(claimed), Some(shown)) => claimed > shown,
-            _ => false,
-        };
-        if !later {
-            finish(inner, topic, key).await;
-        }
+        (Lapsed::Leave, _) => {}
+        (Lapsed::Done | Lapsed::Deliver { .. }, _) => finish(inner, topic, key).await,
     }
 }
 
@@ -694,6 +712,27 @@ fn host_key(callback: &Callback) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_replica_delivers_lapsed_claims_on_what_it_shows_and_drops_those_nobody_will() {
+        // The same bytes: delivered, and a claim under an earlier change marked done too.
+        assert_eq!(
+            lapsed("\"a\" 10", Some("\"a\" 10")),
+            Lapsed::Deliver { done: false }
+        );
+        assert_eq!(
+            lapsed("\"a\" 10", Some("\"a\" 20")),
+            Lapsed::Deliver { done: true }
+        );
+        // A later document than the one shown here: another replica's to deliver.
+        assert_eq!(lapsed("\"b\" 30", Some("\"a\" 20")), Lapsed::Leave);
+        // Superseded, rendered anew (other bytes, same change), without a change to
+        // compare, or at a topic this replica does not show: done.
+        assert_eq!(lapsed("\"b\" 10", Some("\"a\" 20")), Lapsed::Done);
+        assert_eq!(lapsed("\"b\" 20", Some("\"a\" 20")), Lapsed::Done);
+        assert_eq!(lapsed("\"b\"", Some("\"a\"")), Lapsed::Done);
+        assert_eq!(lapsed("\"b\" 10", None), Lapsed::Done);
+    }
+
     use super::*;
 
     #[test]
