@@ -451,6 +451,39 @@ async fn a_feed_that_changed_while_the_server_was_stopped_is_sent_to_a_subscribe
     assert!(String::from_utf8_lossy(&shown).contains("websub-lifted"));
 }
 
+/// A feed that changed while no server ran (an embargo ended) is pushed to its subscribers
+/// once the server starts, though nothing of theirs was pending; one unchanged is not.
+#[tokio::test]
+async fn feeds_that_changed_while_the_server_was_stopped_are_pushed_when_it_starts() {
+    let subscriber = Subscriber::start().await;
+    let server = Server::start(Options::default()).await;
+    for (feed, path) in [
+        ("rural/feed.json", "/rural"),
+        ("politics/feed.json", "/politics"),
+    ] {
+        server.subscribe(feed, &subscriber.url(path), &[]).await;
+    }
+    server
+        .wait_until("verified", |hub| hub.verifications_ok() == 2)
+        .await;
+    server.publish("websub-seen", "rural").await;
+    subscriber.wait_for(Method::POST, "/rural", 1).await;
+    server
+        .publish_article(embargoed("websub-lifted", Duration::from_secs(2)))
+        .await;
+    server.wait_idle().await;
+
+    // Stopped until the embargo has ended.
+    let server = server.restart_after(Duration::from_secs(4)).await;
+    let posts = subscriber.wait_for(Method::POST, "/rural", 2).await;
+    let shown = server.feed_bytes("rural/feed.json").await;
+    assert_eq!(posts[1].body, shown);
+    assert!(String::from_utf8_lossy(&shown).contains("websub-lifted"));
+    server.wait_idle().await;
+    assert_eq!(subscriber.hits(Method::POST, "/rural").len(), 2);
+    assert!(subscriber.hits(Method::POST, "/politics").is_empty());
+}
+
 #[tokio::test]
 async fn callbacks_on_addresses_that_are_not_allowed_are_never_called() {
     let subscriber = Subscriber::start().await;

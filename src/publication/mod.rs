@@ -121,6 +121,12 @@ struct Inner {
     /// each has succeeded.
     failing: Mutex<BTreeSet<(Step, FeedScope)>>,
     changes: broadcast::Sender<FeedChange>,
+    /// Subscribed before the feeds are built at start, for the first subscriber: the
+    /// documents whose bytes differ from the files the last run left, which changed while
+    /// no process served them.
+    start_changes: Mutex<Option<broadcast::Receiver<FeedChange>>>,
+    /// True once the feeds built at start are in place.
+    built: std::sync::atomic::AtomicBool,
     archives: archive::ArchiveCache,
     headlines: ArcSwap<HashMap<FeedScope, Arc<[Headline]>>>,
     /// Author and tag scopes whose feeds show at least one article.
@@ -163,6 +169,8 @@ impl Publication {
     ) -> Result<(Self, Scheduler), PublicationError> {
         let (tx, rx) = mpsc::unbounded_channel();
         let builders = builders::Builders::new(settings.feeds.build_nice);
+        let changes = broadcast::channel(1024).0;
+        let start_changes = changes.subscribe();
         let inner = Arc::new(Inner {
             store,
             settings,
@@ -182,7 +190,9 @@ impl Publication {
             finish_wake: tokio::sync::Notify::new(),
             finishing: tokio::sync::Mutex::new(()),
             failing: Mutex::new(BTreeSet::new()),
-            changes: broadcast::channel(1024).0,
+            changes,
+            start_changes: Mutex::new(Some(start_changes)),
+            built: std::sync::atomic::AtomicBool::new(false),
             archives: archive::ArchiveCache::default(),
             headlines: ArcSwap::from_pointee(HashMap::new()),
             named: Mutex::new(BTreeSet::new()),
@@ -196,6 +206,7 @@ impl Publication {
         inner.publish_stylesheet()?;
         let named_until = Utc::now();
         inner.build_every_feed().await?;
+        inner.built.store(true, Ordering::SeqCst);
         Ok((
             Self {
                 inner: inner.clone(),
@@ -262,10 +273,15 @@ impl Publication {
         counts.get(scope).copied().unwrap_or(0)
     }
 
-    /// Announces every feed document whose bytes change from now on. A receiver that falls
-    /// more than 1024 changes behind is told how many it missed.
+    /// Announces every feed document whose bytes change from now on; the first receiver
+    /// also hears of those built at start whose bytes differ from the files the last run
+    /// left (or that it left none of). A receiver that falls more than 1024 changes behind
+    /// is told how many it missed.
     pub fn subscribe(&self) -> broadcast::Receiver<FeedChange> {
-        self.inner.changes.subscribe()
+        let mut first = self.inner.start_changes.lock().expect("start changes lock");
+        first
+            .take()
+            .unwrap_or_else(|| self.inner.changes.subscribe())
     }
 
     /// The archive document (RFC 5005) at a path such as `politics/archive/2/atom.xml`,

@@ -849,7 +849,14 @@ impl Inner {
                 key,
                 file_name: format.file_name(),
                 file: Arc::new(file),
-                announce: previous.is_some() || unchanged_on_disk.is_none(),
+                // At start, only a document that replaces a different file the last run
+                // left: one with no file before (a fresh feeds folder) may well be what
+                // subscribers last got, or they had none.
+                announce: if self.built.load(std::sync::atomic::Ordering::SeqCst) {
+                    previous.is_some() || unchanged_on_disk.is_none()
+                } else {
+                    replaced
+                },
                 // Compared with the file already, in the read above.
                 write_identity: unchanged_on_disk.is_none(),
                 check_disk: unchanged_on_disk.is_some(),

@@ -349,7 +349,7 @@ async fn claim_delivery(inner: &Inner, topic: &Topic, key: &str) -> bool {
 }
 
 /// Starts one delivery per active subscriber of the feed at `path`, and the pings; true
-/// when deliveries started. On a store of its own, with `recorded`, returns once the
+/// when deliveries of the document are under way. On a store of its own, with `recorded`, returns once the
 /// document's claim is written rather than leave the write to the deliveries' task.
 async fn publish(inner: &Arc<Inner>, path: &str, file: &Arc<FeedFile>, recorded: bool) -> bool {
     let Ok(topic) = Topic::new(path) else {
@@ -390,6 +390,9 @@ async fn publish(inner: &Arc<Inner>, path: &str, file: &Arc<FeedFile>, recorded:
     // Generations are given under the lock of the newest ones, and only while the feed
     // still shows this document: one whose turn came late (taken over, or resent) never
     // supersedes the document that followed it, which is on its way or has been sent.
+    // A subscription whose newest delivery, still under way, is of these very bytes (the
+    // same change heard twice: at start and from a takeover, say) is not sent them again.
+    let mut on_their_way = 0;
     let deliveries: Vec<(Subscription, Delivery)> = {
         let mut latest = inner.latest_lock();
         // The same bytes re-dated by a write nobody sees are still this document.
@@ -400,7 +403,18 @@ async fn publish(inner: &Arc<Inner>, path: &str, file: &Arc<FeedFile>, recorded:
         if !current {
             Vec::new()
         } else {
-            subscriptions
+            let fresh: Vec<Subscription> = subscriptions
+                .into_iter()
+                .filter(|subscription| {
+                    let key = (subscription.topic.clone(), subscription.callback.clone());
+                    let sent = latest
+                        .get(&key)
+                        .is_some_and(|newest| newest.etag == file.etag);
+                    on_their_way += usize::from(sent);
+                    !sent
+                })
+                .collect();
+            fresh
                 .into_iter()
                 .map(|subscription| {
                     let generation = inner.generations.fetch_add(1, Ordering::SeqCst) + 1;
@@ -408,10 +422,12 @@ async fn publish(inner: &Arc<Inner>, path: &str, file: &Arc<FeedFile>, recorded:
                         .entry((subscription.topic.clone(), subscription.callback.clone()))
                         .and_modify(|newest| {
                             newest.generation = generation;
+                            newest.etag.clone_from(&file.etag);
                             newest.open += 1;
                         })
                         .or_insert_with(|| Latest {
                             generation,
+                            etag: file.etag.clone(),
                             open: 1,
                             lane: Arc::default(),
                         })
@@ -434,10 +450,11 @@ async fn publish(inner: &Arc<Inner>, path: &str, file: &Arc<FeedFile>, recorded:
         }
     };
     if deliveries.is_empty() {
-        if shared {
+        // What is on its way ends its own claim.
+        if shared && on_their_way == 0 {
             finish(inner, &topic, &key).await;
         }
-        return false;
+        return on_their_way > 0;
     }
     let claim = Arc::new(Claim {
         topic: topic.clone(),

@@ -94,6 +94,8 @@ struct Inner {
 /// The newest delivery of one subscription's documents.
 struct Latest {
     generation: u64,
+    /// The entity tag of the newest document given to the subscription.
+    etag: String,
     /// Deliveries to the subscription not ended yet, older ones included.
     open: usize,
     /// Held through each attempt: one request at a time to a subscription, so that a newer
