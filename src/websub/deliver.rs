@@ -232,8 +232,8 @@ async fn take_over(inner: &Arc<Inner>, topic: &Topic, key: &str) {
 /// On a store of its own, the documents of `topic` whose deliveries an earlier run left
 /// (`keys`): the subscribers get the document the feed shows now, once (it may be one of
 /// them, or one the feed came to show while no run served it, which nothing else would
-/// send), and the records go once it is recorded as this run's. Only the `first` look at the
-/// topic in a run of looks delivers. False when a record could not be dropped.
+/// send), and the records go once it is recorded as this run's. Only this process's `first`
+/// look at the topic delivers. False when a record could not be dropped.
 async fn deliver_left(inner: &Arc<Inner>, topic: &Topic, keys: Vec<String>, first: bool) -> bool {
     let file = inner.publication.get(topic.path());
     let started = match &file {
@@ -250,7 +250,7 @@ async fn deliver_left(inner: &Arc<Inner>, topic: &Topic, keys: Vec<String>, firs
     let current = file.as_deref().map(delivery_key);
     let mut dropped = true;
     for key in keys {
-        // Delivered now, the document's record is this run's again.
+        // On its way now, the document's record is (or is about to be) this run's again.
         if started && current.as_ref() == Some(&key) {
             continue;
         }
