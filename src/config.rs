@@ -220,7 +220,7 @@ pub struct WebSub {
     /// milliseconds (default 30000): the claimant renews it while it delivers, and when it
     /// dies mid-delivery another replica delivers the document once the claim lapses. Half
     /// of it is also how often the hub looks for such claims (on SQLite, for those a run
-    /// left, which it looks for at start).
+    /// left: at start, and again only while one cannot be dropped).
     pub delivery_lease_ms: u64,
 }
 

@@ -310,7 +310,6 @@ impl Remote {
     }
 }
 
-/// The message of a status, with the transport error under it when there is one.
 /// What an answer that is not gRPC's was ("HTTP 404 Not Found, text/plain"), when the
 /// status says the server answered in plain HTTP: a gRPC server answers HTTP 200 with a
 /// `content-type` of `application/grpc`, whatever the call's outcome.
@@ -333,6 +332,7 @@ fn not_grpc(status: &Status) -> Option<String> {
     }
 }
 
+/// The message of a status, with the transport error under it when there is one.
 fn status_text(status: &Status) -> String {
     match status.source() {
         Some(source) if !status.message().contains(&source.to_string()) => {

@@ -130,11 +130,12 @@ async fn keep_claim(inner: Arc<Inner>, claim: Arc<Claim>) {
 
 /// Delivers the documents whose claim lapsed unfinished (their replica died mid-delivery;
 /// on a store of its own, an earlier run stopped with deliveries under way): at once, then
-/// every half lease until the hub stops.
+/// every half lease until the hub stops, or, on a store of its own, until none is left.
 pub(super) async fn take_over_lapsed(inner: Arc<Inner>) {
     let shared = inner.store.is_shared();
     // On a store of its own a look drops what it finds: it looks again at once while it
-    // finds as many as it takes and drops them all.
+    // finds as many as it takes and drops them all, and no more once it found fewer (one
+    // server runs on it: no other process leaves records while this one runs).
     let mut again = true;
     // The topics this process has sent again: the records it finds are all an earlier
     // run's (one server runs on a store of its own), so once is enough, however many there
@@ -173,7 +174,11 @@ pub(super) async fn take_over_lapsed(inner: Arc<Inner>) {
             let first = delivered.insert(topic.clone());
             dropped &= deliver_left(&inner, &topic, keys, first).await;
         }
-        again = full && dropped;
+        if dropped && !full {
+            // Every record an earlier run left is gone, and this run's are its own.
+            return;
+        }
+        again = dropped;
     }
 }
 
@@ -387,68 +392,7 @@ async fn publish(inner: &Arc<Inner>, path: &str, file: &Arc<FeedFile>, recorded:
         body: file.bytes().clone(),
         headers,
     });
-    // Generations are given under the lock of the newest ones, and only while the feed
-    // still shows this document: one whose turn came late (taken over, or resent) never
-    // supersedes the document that followed it, which is on its way or has been sent.
-    // A subscription whose newest delivery, still under way, is of these very bytes (the
-    // same change heard twice: at start and from a takeover, say) is not sent them again.
-    let mut on_their_way = 0;
-    let deliveries: Vec<(Subscription, Delivery)> = {
-        let mut latest = inner.latest_lock();
-        // The same bytes re-dated by a write nobody sees are still this document.
-        let current = inner
-            .publication
-            .get(path)
-            .is_some_and(|shown| shown.etag == file.etag);
-        if !current {
-            Vec::new()
-        } else {
-            let fresh: Vec<Subscription> = subscriptions
-                .into_iter()
-                .filter(|subscription| {
-                    let key = (subscription.topic.clone(), subscription.callback.clone());
-                    let sent = latest
-                        .get(&key)
-                        .is_some_and(|newest| newest.etag == file.etag);
-                    on_their_way += usize::from(sent);
-                    !sent
-                })
-                .collect();
-            fresh
-                .into_iter()
-                .map(|subscription| {
-                    let generation = inner.generations.fetch_add(1, Ordering::SeqCst) + 1;
-                    let lane = latest
-                        .entry((subscription.topic.clone(), subscription.callback.clone()))
-                        .and_modify(|newest| {
-                            newest.generation = generation;
-                            newest.etag.clone_from(&file.etag);
-                            newest.open += 1;
-                        })
-                        .or_insert_with(|| Latest {
-                            generation,
-                            etag: file.etag.clone(),
-                            open: 1,
-                            lane: Arc::default(),
-                        })
-                        .lane
-                        .clone();
-                    // Counted before it starts, so "nothing in flight" means every
-                    // delivery has ended.
-                    inner
-                        .stats
-                        .deliveries_in_flight
-                        .fetch_add(1, Ordering::SeqCst);
-                    let delivery = Delivery {
-                        payload: payload.clone(),
-                        generation,
-                        lane,
-                    };
-                    (subscription, delivery)
-                })
-                .collect()
-        }
-    };
+    let (deliveries, on_their_way) = enlist(inner, path, file, subscriptions, &payload);
     if deliveries.is_empty() {
         // What is on its way ends its own claim.
         if shared && on_their_way == 0 {
@@ -490,6 +434,60 @@ async fn publish(inner: &Arc<Inner>, path: &str, file: &Arc<FeedFile>, recorded:
         inner.tasks.spawn(start);
     }
     true
+}
+
+/// Gives each of `subscriptions` a delivery of `payload` (the document `file` of `path`) and
+/// counts it in flight; also how many were left out because their newest delivery, still
+/// under way, is of these very bytes (the same change heard twice: at start and from a
+/// takeover, say). Generations are given under the lock of the newest ones, and only while
+/// the feed still shows these bytes (re-dated or not): a document whose turn came late
+/// (taken over, or resent) never supersedes the one that followed it.
+fn enlist(
+    inner: &Inner,
+    path: &str,
+    file: &FeedFile,
+    subscriptions: Vec<Subscription>,
+    payload: &Arc<Payload>,
+) -> (Vec<(Subscription, Delivery)>, usize) {
+    let mut latest = inner.latest_lock();
+    let shown = inner.publication.get(path);
+    if shown.is_none_or(|shown| shown.etag != file.etag) {
+        return (Vec::new(), 0);
+    }
+    let (mut deliveries, mut on_their_way) = (Vec::new(), 0);
+    for subscription in subscriptions {
+        let key = (subscription.topic.clone(), subscription.callback.clone());
+        if latest
+            .get(&key)
+            .is_some_and(|newest| newest.etag == file.etag)
+        {
+            on_their_way += 1;
+            continue;
+        }
+        let generation = inner.generations.fetch_add(1, Ordering::SeqCst) + 1;
+        let newest = latest.entry(key).or_insert_with(|| Latest {
+            generation,
+            etag: String::new(),
+            open: 0,
+            lane: Arc::default(),
+        });
+        newest.generation = generation;
+        newest.etag.clone_from(&file.etag);
+        newest.open += 1;
+        let lane = newest.lane.clone();
+        // Counted before it starts, so "nothing in flight" means every delivery has ended.
+        inner
+            .stats
+            .deliveries_in_flight
+            .fetch_add(1, Ordering::SeqCst);
+        let delivery = Delivery {
+            payload: payload.clone(),
+            generation,
+            lane,
+        };
+        deliveries.push((subscription, delivery));
+    }
+    (deliveries, on_their_way)
 }
 
 /// One document on its way to one subscriber.
