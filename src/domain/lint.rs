@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::hash::{Hash, Hasher};
 use unicode_segmentation::UnicodeSegmentation;
 
 /// Characters a finished sentence (or a line such as a heading lead-in) may end with.
@@ -23,11 +24,17 @@ pub fn lint(field: &str, paragraphs: &[&str]) -> Vec<String> {
     let mut warnings = Vec::new();
     // Each comparison key, with the first paragraph that has it: one lookup per paragraph,
     // so that an article of many thousand paragraphs costs no more than its length.
-    let mut first_with: HashMap<String, usize> = HashMap::new();
+    // Sized once: growing the map would hash every key again, a pass over its paragraph.
+    // A key has at least `MIN_REPEAT_CHARS` characters, each a byte or more, which bounds
+    // how many there can be: a body of many tiny paragraphs does not get a large map.
+    let most_keys = paragraphs
+        .len()
+        .min(paragraphs.iter().map(|p| p.len()).sum::<usize>() / MIN_REPEAT_CHARS);
+    let mut first_with: HashMap<ComparisonKey, usize> = HashMap::with_capacity(most_keys);
     for (i, paragraph) in paragraphs.iter().enumerate() {
         let n = i + 1;
-        let key: String = comparison_key(paragraph).collect();
-        if key.chars().count() >= MIN_REPEAT_CHARS {
+        let key = ComparisonKey(paragraph);
+        if key.chars().nth(MIN_REPEAT_CHARS - 1).is_some() {
             match first_with.entry(key) {
                 Entry::Occupied(first) => warnings.push(format!(
                     "{field}: paragraph {n} repeats paragraph {} (“{}”)",
@@ -56,12 +63,44 @@ pub fn lint(field: &str, paragraphs: &[&str]) -> Vec<String> {
     warnings
 }
 
-/// The paragraph without white space and punctuation, so that copies differing only in
-/// a comma or a space still match.
-fn comparison_key(paragraph: &str) -> impl Iterator<Item = char> + '_ {
-    paragraph
-        .chars()
-        .filter(|c| !c.is_whitespace() && !c.is_ascii_punctuation() && !is_cjk_punctuation(*c))
+/// A paragraph compared without its white space and punctuation, so that copies differing
+/// only in a comma or a space still match. It hashes and compares the characters it keeps
+/// as it reads them: no copy of the paragraph is made to be looked up.
+struct ComparisonKey<'a>(&'a str);
+
+impl ComparisonKey<'_> {
+    fn chars(&self) -> impl Iterator<Item = char> + '_ {
+        self.0.chars().filter(|&c| {
+            // Most of the copy is CJK ideographs, kept without the three tests.
+            matches!(c, '\u{4e00}'..='\u{9fff}')
+                || !(c.is_whitespace() || c.is_ascii_punctuation() || is_cjk_punctuation(c))
+        })
+    }
+}
+
+impl PartialEq for ComparisonKey<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.chars().eq(other.chars())
+    }
+}
+
+impl Eq for ComparisonKey<'_> {}
+
+impl Hash for ComparisonKey<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // The kept characters' UTF-8, handed over a buffer at a time: the hasher's cost is
+        // per call, and a paragraph has hundreds of characters.
+        let mut buffer = [0u8; 256];
+        let mut filled = 0;
+        for c in self.chars() {
+            if filled + 4 > buffer.len() {
+                state.write(&buffer[..filled]);
+                filled = 0;
+            }
+            filled += c.encode_utf8(&mut buffer[filled..]).len();
+        }
+        state.write(&buffer[..filled]);
+    }
 }
 
 fn is_cjk_punctuation(c: char) -> bool {
@@ -141,6 +180,37 @@ mod tests {
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert!(warnings[0].starts_with("f: paragraph 2 repeats paragraph 1"));
         assert!(warnings[1].starts_with("f: paragraph 3 repeats paragraph 1"));
+    }
+
+    #[test]
+    fn long_paragraphs_repeat_only_when_every_kept_character_matches() {
+        // Hundreds of characters, hashed in several pieces; the punctuation falls in
+        // different places in each copy.
+        let body = "传承红色基因培育时代新人".repeat(30);
+        let long = format!("{body}。");
+        let punctuated: String = body
+            .chars()
+            .enumerate()
+            .flat_map(|(i, c)| [Some(c), (i % 7 == 3).then_some('，')])
+            .flatten()
+            .chain(['。'])
+            .collect();
+        let spaced = long.replacen("基因", "基 因", 5);
+        // The same but for its last character.
+        let last_differs = format!(
+            "{}传承红色基因培育时代新民。",
+            "传承红色基因培育时代新人".repeat(29)
+        );
+        let warnings = lint("f", &[&long, &last_differs, &punctuated, &spaced]);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("f: paragraph 3 repeats paragraph 1 "),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings[1].starts_with("f: paragraph 4 repeats paragraph 1 "),
+            "{warnings:?}"
+        );
     }
 
     #[test]

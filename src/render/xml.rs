@@ -244,21 +244,10 @@ fn escape_into(out: &mut Vec<u8>, text: &str) {
     out.extend_from_slice(&bytes[start..]);
 }
 
-/// Appends `text` with `&`, `<` and `>` escaped as HTML text, as
-/// `html_escape::encode_text` does, copying the runs between them whole (that crate looks
-/// at one byte at a time).
+/// Appends `text` with `&`, `<` and `>` escaped as HTML text (see
+/// [`crate::domain::escape_html_text`]).
 fn html_escape_into(out: &mut Vec<u8>, text: &str) {
-    let mut rest = text.as_bytes();
-    while let Some(at) = memchr3(b'&', b'<', b'>', rest) {
-        out.extend_from_slice(&rest[..at]);
-        out.extend_from_slice(match rest[at] {
-            b'&' => b"&amp;",
-            b'<' => b"&lt;",
-            _ => b"&gt;",
-        });
-        rest = &rest[at + 1..];
-    }
-    out.extend_from_slice(rest);
+    crate::domain::escape_html_text(text, |piece| out.extend_from_slice(piece.as_bytes()));
 }
 
 /// `n` (below 100) in two digits.
