@@ -641,15 +641,17 @@ impl CpuUse {
     }
 
     /// feedpub's CPU per call by kind of thread: tokio's workers (the calls, HTTP/2, the
-    /// codec, validation; its blocking pool bears the same name), the busiest SQLite
+    /// codec, validation; its blocking pool bears the same name), the writer's task (its
+    /// own thread: staging, statements handed to SQLite, commits), the busiest SQLite
     /// connection thread (the writer's, under a publish load), the other SQLite connections
     /// (reads: tokens, feeds), the feed builders, and every other thread.
     fn by_kind(&self, calls: u64) -> Vec<(&'static str, f64)> {
-        let (mut runtime, mut builders, mut other) = (0, 0, 0);
+        let (mut runtime, mut writer, mut builders, mut other) = (0, 0, 0, 0);
         let mut sqlite = Vec::new();
         for (name, ticks) in self.threads.values() {
             match name.as_str() {
                 n if n.starts_with("tokio") => runtime += ticks,
+                n if n.starts_with("feedpub-writer") => writer += ticks,
                 n if n.starts_with("sqlx-sqlite") => sqlite.push(*ticks),
                 n if n.starts_with("feedpub-feeds") => builders += ticks,
                 _ => other += ticks,
@@ -659,6 +661,7 @@ impl CpuUse {
         let readers = sqlite.iter().sum::<u64>() - busiest;
         [
             ("runtime workers", runtime),
+            ("writer's task", writer),
             ("busiest SQLite connection", busiest),
             ("other SQLite connections", readers),
             ("feed builders", builders),
