@@ -70,10 +70,6 @@ pub struct FeedFile {
     /// The stored change the document was rendered from, to the nanosecond, when known:
     /// tells a later change within the same second from none.
     pub changed: Option<DateTime<Utc>>,
-    /// Other bytes of this feed were served with the same `last_modified` before: two
-    /// changes came within one second. An `If-Modified-Since` of that date may then name
-    /// the older bytes, so it is not answered with 304 (the ETag still is).
-    pub shares_second: bool,
     /// Media type with charset.
     pub content_type: &'static str,
     /// How long clients and caches may reuse it, in seconds.
@@ -191,7 +187,6 @@ impl FeedFile {
             codings: None,
             last_modified,
             changed: None,
-            shares_second: false,
             content_type,
             max_age,
         }
@@ -322,8 +317,6 @@ impl FeedFile {
             ),
             last_modified,
             max_age,
-            // A later date was never served with other bytes.
-            shares_second: self.shares_second && last_modified == self.last_modified,
             ..self.clone()
         }
     }

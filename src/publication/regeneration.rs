@@ -845,7 +845,6 @@ impl Inner {
             let mut file =
                 FeedFile::tagged(bytes, etag, format.content_type(), date, max_age, &links);
             file.changed = changed;
-            file.shares_second = replaced && previous_date == Some(date);
             pending.push(Pending {
                 key,
                 file_name: format.file_name(),
