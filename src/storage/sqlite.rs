@@ -226,7 +226,7 @@ impl SqliteStore {
         let (head_tx, event_head) = watch::channel(history::event_head(&mut writer).await?);
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
         let batches = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        spawn_writer(run_writer(writer, rx, head_tx, Arc::clone(&batches)))?;
+        spawn_writer(run_writer(writer, rx, head_tx, Arc::clone(&batches))).await?;
         Ok(Self {
             read,
             feed_articles: ArticleCache::new(FEED_CACHE_BYTES),
@@ -288,17 +288,31 @@ impl SqliteStore {
 /// is a round trip to the connection's thread, and the writer's task is woken once for
 /// each answer: among the request handlers on the shared runtime, it would wait behind
 /// them for every one of those wake-ups, many in each batch, while callers wait for the
-/// batch's commit.
-fn spawn_writer(
+/// batch's commit. The runtime is made on that thread, so nothing here has one to drop.
+async fn spawn_writer(
     writer: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StoreError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(sqlx::Error::Io)?;
+    let (started, start) = oneshot::channel();
     std::thread::Builder::new()
         .name("feedpub-writer".into())
-        .spawn(move || runtime.block_on(writer))
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => {
+                    let _ = started.send(Ok(()));
+                    runtime.block_on(writer);
+                }
+                Err(error) => {
+                    let _ = started.send(Err(error));
+                }
+            }
+        })
+        .map_err(sqlx::Error::Io)?;
+    start
+        .await
+        .map_err(|_| StoreError::Closed)?
         .map_err(sqlx::Error::Io)?;
     Ok(())
 }
