@@ -356,13 +356,9 @@ impl Publisher {
             partner.may_see_embargoed()?;
         }
         let guid = self.guid(partner, &valid.id, &valid.content.publish_time);
-        let write = ArticleWrite {
-            id: valid.id,
-            content: valid.content,
-            new_guid: guid,
-            expected_etag: request.expected_etag,
-            request: request.request,
-        };
+        let mut write = ArticleWrite::new(valid.id, valid.content, guid);
+        write.expected_etag = request.expected_etag;
+        write.request = request.request;
         Ok((write, valid.warnings))
     }
 

@@ -994,13 +994,11 @@ async fn a_partner_with_the_embargo_right_follows_embargoed_articles_at_once() {
     }
     .validate("article.", &HtmlPolicy::default())
     .unwrap();
-    let write = ArticleWrite {
-        id: valid.id,
-        content: valid.content,
-        new_guid: "tag:example.com,2023-06-07:wire/e-1".into(),
-        expected_etag: None,
-        request: None,
-    };
+    let write = ArticleWrite::new(
+        valid.id,
+        valid.content,
+        "tag:example.com,2023-06-07:wire/e-1".into(),
+    );
     let actor = Actor {
         partner: owner.name.clone(),
         peer: None,

@@ -372,19 +372,36 @@ impl Article {
         existing: Option<Article>,
         partner: PartnerId,
         id: ArticleId,
-        mut content: ArticleContent,
+        content: ArticleContent,
         now: DateTime<Utc>,
         new_guid: impl FnOnce(&ArticleContent) -> String,
     ) -> Revision {
+        let etag = content.etag();
+        Self::revise_tagged(existing, partner, id, content, etag, now, new_guid)
+    }
+
+    /// [`Article::revise`] with `content_etag`, the [`ArticleContent::etag`] of `content`,
+    /// computed already: off the writer's path, which every publish waits for in turn.
+    pub fn revise_tagged(
+        existing: Option<Article>,
+        partner: PartnerId,
+        id: ArticleId,
+        mut content: ArticleContent,
+        content_etag: String,
+        now: DateTime<Utc>,
+        new_guid: impl FnOnce(&ArticleContent) -> String,
+    ) -> Revision {
+        debug_assert_eq!(content_etag, content.etag());
         // An article read and sent back carries the update time it was shown with, which
         // feedpub chose when the partner gave none (or moved on from an earlier one the
         // partner gave): that is not a change of its own.
-        if let Some(old) = &existing
-            && content.update_time == Some(old.updated)
-        {
-            content.update_time = old.content.update_time;
-        }
-        let etag = content.etag();
+        let etag = match &existing {
+            Some(old) if content.update_time == Some(old.updated) => {
+                content.update_time = old.content.update_time;
+                content.etag()
+            }
+            _ => content_etag,
+        };
         match existing {
             Some(old) if old.etag == etag && old.state == ArticleState::Published => {
                 Revision::Unchanged(old)

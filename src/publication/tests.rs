@@ -92,13 +92,11 @@ async fn publish_draft(store: &Arc<dyn Store>, draft: ArticleDraft) {
     }
     .validate("", &HtmlPolicy::default())
     .unwrap();
-    let write = ArticleWrite {
-        id: valid.id,
-        content: valid.content,
-        new_guid: format!("tag:example.com,2023:{id}"),
-        expected_etag: None,
-        request: None,
-    };
+    let write = ArticleWrite::new(
+        valid.id,
+        valid.content,
+        format!("tag:example.com,2023:{id}"),
+    );
     let actor = Actor {
         partner: partner.name.clone(),
         peer: None,

@@ -241,13 +241,11 @@ pub(super) fn write(
     };
     change(&mut draft);
     let valid = draft.validate("", &HtmlPolicy::default()).unwrap();
-    ArticleWrite {
-        id: valid.id,
-        content: valid.content,
-        new_guid: format!("tag:example.com,2023-06-07:newsroom/{id}"),
-        expected_etag: None,
-        request: None,
-    }
+    ArticleWrite::new(
+        valid.id,
+        valid.content,
+        format!("tag:example.com,2023-06-07:newsroom/{id}"),
+    )
 }
 
 /// Publishes article `id` at minute 1000; see `write`.

@@ -337,12 +337,29 @@ pub(super) fn per_feed_kind<T>(
 pub struct ArticleWrite {
     pub id: ArticleId,
     pub content: ArticleContent,
+    /// The content's [`ArticleContent::etag`], computed where the write is made (a request
+    /// handler) rather than by the writer, which every publish waits for in turn.
+    content_etag: String,
     /// Becomes the GUID only if the article is new.
     pub new_guid: String,
     /// Write only if the article exists and this is its `resource_etag`.
     pub expected_etag: Option<String>,
     /// A retry with this key gets the first result and writes nothing.
     pub request: Option<RequestKey>,
+}
+
+impl ArticleWrite {
+    /// A write of `content` as article `id`, unconditional and without a request id.
+    pub fn new(id: ArticleId, content: ArticleContent, new_guid: String) -> Self {
+        Self {
+            id,
+            content_etag: content.etag(),
+            content,
+            new_guid,
+            expected_etag: None,
+            request: None,
+        }
+    }
 }
 
 /// A retraction to record, with what makes it safe to retry and to race.

@@ -306,11 +306,12 @@ async fn publish_one(
     let existing = current.get(&write.id).cloned();
     check_precondition(existing.as_ref(), write.expected_etag.as_deref())?;
     let new_guid = write.new_guid;
-    let revision = Article::revise(
+    let revision = Article::revise_tagged(
         existing.clone(),
         partner,
         write.id,
         write.content,
+        write.content_etag,
         now,
         |_| new_guid,
     );

@@ -234,9 +234,15 @@ fn stage_one(
     check_precondition(existing.as_ref(), write.expected_etag.as_deref())?;
     let seen_before = existing.as_ref().and_then(|a| a.seen(now));
     let new_guid = write.new_guid;
-    let revision = Article::revise(existing, partner, write.id, write.content, now, |_| {
-        new_guid
-    });
+    let revision = Article::revise_tagged(
+        existing,
+        partner,
+        write.id,
+        write.content,
+        write.content_etag,
+        now,
+        |_| new_guid,
+    );
     let kind = match &revision {
         Revision::Unchanged(_) => None,
         Revision::Created(_) => Some(EventKind::Published),

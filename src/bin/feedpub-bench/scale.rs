@@ -422,13 +422,7 @@ async fn store_first_block(data_dir: &Path, articles: usize) -> anyhow::Result<(
         );
         let (store, partner, actor) = (store.clone(), partner.id, actor.clone());
         calls.spawn(async move {
-            let write = ArticleWrite {
-                id,
-                content,
-                new_guid: guid,
-                expected_etag: None,
-                request: None,
-            };
+            let write = ArticleWrite::new(id, content, guid);
             store
                 .publish(partner, write, Utc::now(), &actor)
                 .await
