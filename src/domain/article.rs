@@ -257,6 +257,15 @@ pub enum Revision {
 }
 
 impl Revision {
+    /// The event a stored revision makes: none when nothing changed.
+    pub fn event_kind(&self) -> Option<super::EventKind> {
+        match self {
+            Revision::Unchanged(_) => None,
+            Revision::Created(_) => Some(super::EventKind::Published),
+            Revision::Updated { .. } => Some(super::EventKind::Updated),
+        }
+    }
+
     /// The article as it now stands.
     pub fn article(&self) -> &Article {
         match self {

@@ -360,6 +360,27 @@ impl ArticleWrite {
             request: None,
         }
     }
+
+    /// The write applied on top of `existing` at `now` (its precondition checked already),
+    /// with its request key, which a store records with the result.
+    fn revise(
+        self,
+        existing: Option<Article>,
+        partner: PartnerId,
+        now: DateTime<Utc>,
+    ) -> (Revision, Option<RequestKey>) {
+        let new_guid = self.new_guid;
+        let revision = Article::revise_tagged(
+            existing,
+            partner,
+            self.id,
+            self.content,
+            self.content_etag,
+            now,
+            |_| new_guid,
+        );
+        (revision, self.request)
+    }
 }
 
 /// A retraction to record, with what makes it safe to retry and to race.

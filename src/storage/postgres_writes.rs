@@ -305,23 +305,9 @@ async fn publish_one(
     }
     let existing = current.get(&write.id).cloned();
     check_precondition(existing.as_ref(), write.expected_etag.as_deref())?;
-    let new_guid = write.new_guid;
-    let revision = Article::revise_tagged(
-        existing.clone(),
-        partner,
-        write.id,
-        write.content,
-        write.content_etag,
-        now,
-        |_| new_guid,
-    );
-    let kind = match &revision {
-        Revision::Unchanged(_) => None,
-        Revision::Created(_) => Some(EventKind::Published),
-        Revision::Updated { .. } => Some(EventKind::Updated),
-    };
+    let (revision, request) = write.revise(existing.clone(), partner, now);
     let article = revision.article();
-    if let Some(kind) = kind {
+    if let Some(kind) = revision.event_kind() {
         let superseded = matches!(revision, Revision::Updated { .. }) && revision.is_new_version();
         write_article(conn, existing.as_ref(), article, superseded, now).await?;
         changes.count(existing.as_ref(), article);
@@ -330,7 +316,7 @@ async fn publish_one(
         changes.events.push(Event::of(article, kind, left, now));
     }
     current.insert(article.id.clone(), article.clone());
-    if let Some(key) = write.request {
+    if let Some(key) = request {
         let record = RequestRecord::of(key, article);
         insert_request(conn, &record, partner, now).await?;
         requests.insert(record.key.id().to_owned(), record);

@@ -145,7 +145,8 @@ fn stage_slice(
     let mut staged = Staged::default();
     for (write, now, rights) in slice {
         let result = check_rights(current, &write, now, rights)
-            .and_then(|()| stage_one(&mut staged, current, partner, write, now, false));
+            .and_then(|()| stage_one(&mut staged, current, partner, write, now, false))
+            .map(|(revision, _)| revision);
         answer(results, result)?;
     }
     Ok(staged)
@@ -206,8 +207,7 @@ async fn publish_one(
         // One row per article and flush: the stored row is always the previous version.
         staged.flush(conn).await?;
     }
-    let request = write.request.clone();
-    let revision = stage_one(staged, current, partner, write, now, written_again)?;
+    let (revision, request) = stage_one(staged, current, partner, write, now, written_again)?;
     if let Some(key) = request {
         let record = RequestRecord::of(key, revision.article());
         staged.request(&record, partner, now);
@@ -218,6 +218,7 @@ async fn publish_one(
 
 /// Stages the rows of a write whose article has none among `staged`, once its precondition
 /// holds; with `written_again`, keeps its new version in `current` for the next write.
+/// Returns the revision and the write's request key, for the caller to record.
 fn stage_one(
     staged: &mut Staged,
     current: &mut HashMap<ArticleId, Article>,
@@ -225,7 +226,7 @@ fn stage_one(
     write: ArticleWrite,
     now: DateTime<Utc>,
     written_again: bool,
-) -> Result<Revision, StoreError> {
+) -> Result<(Revision, Option<crate::domain::RequestKey>), StoreError> {
     let existing = if written_again {
         current.get(&write.id).cloned()
     } else {
@@ -233,23 +234,9 @@ fn stage_one(
     };
     check_precondition(existing.as_ref(), write.expected_etag.as_deref())?;
     let seen_before = existing.as_ref().and_then(|a| a.seen(now));
-    let new_guid = write.new_guid;
-    let revision = Article::revise_tagged(
-        existing,
-        partner,
-        write.id,
-        write.content,
-        write.content_etag,
-        now,
-        |_| new_guid,
-    );
-    let kind = match &revision {
-        Revision::Unchanged(_) => None,
-        Revision::Created(_) => Some(EventKind::Published),
-        Revision::Updated { .. } => Some(EventKind::Updated),
-    };
+    let (revision, request) = write.revise(existing, partner, now);
     let article = revision.article();
-    if let Some(kind) = kind {
+    if let Some(kind) = revision.event_kind() {
         let replaced = matches!(revision, Revision::Updated { .. });
         let superseded = replaced && revision.is_new_version();
         let left = article.left(seen_before, now);
@@ -259,7 +246,7 @@ fn stage_one(
     if written_again {
         current.insert(article.id.clone(), article.clone());
     }
-    Ok(revision)
+    Ok((revision, request))
 }
 
 /// Retracts an article; see `Store::retract`.
