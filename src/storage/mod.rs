@@ -9,6 +9,7 @@ mod postgres_writes;
 mod rows;
 mod sqlite;
 mod sqlite_audit;
+mod sqlite_checkpoint;
 #[cfg(test)]
 mod sqlite_feed_tests;
 mod sqlite_history;

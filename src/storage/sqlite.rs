@@ -3,6 +3,7 @@
 use super::article_cache::{ArticleCache, FEED_CACHE_BYTES, Placed};
 use super::rows::Columns;
 use super::sqlite_audit as audit;
+use super::sqlite_checkpoint::Checkpoints;
 use super::sqlite_partners as partners;
 use super::sqlite_websub as websub;
 use super::{
@@ -200,9 +201,10 @@ impl SqliteStore {
         // The writer revisits the pages of every index an article is in: keep them cached
         // (64 MiB) rather than read back from the file for each article of a batch; keep
         // the journal of each job's savepoint in memory rather than in a temporary file; and
-        // checkpoint the WAL every 40 MiB rather than 4, so that a hot index page is copied
-        // into the database once per checkpoint, not once per few hundred articles; a WAL
-        // that a burst grew past 64 MiB is cut back to that when it restarts.
+        // leave the copying of the WAL into the database to a connection of its own
+        // ([`Checkpoints`]), checkpointing here only once the WAL reaches 40 MiB rather than
+        // 4, to copy what is left and let the WAL start again; a WAL that a burst grew past
+        // 64 MiB is cut back to that when it restarts.
         for pragma in [
             "PRAGMA cache_size = -65536",
             "PRAGMA temp_store = MEMORY",
@@ -221,12 +223,20 @@ impl SqliteStore {
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .test_before_acquire(false)
-            .connect_with(options.read_only(true))
+            .connect_with(options.clone().read_only(true))
             .await?;
         let (head_tx, event_head) = watch::channel(history::event_head(&mut writer).await?);
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
         let batches = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        spawn_writer(run_writer(writer, rx, head_tx, Arc::clone(&batches))).await?;
+        let checkpoints = Checkpoints::start(&options).await?;
+        spawn_writer(run_writer(
+            writer,
+            rx,
+            head_tx,
+            Arc::clone(&batches),
+            checkpoints,
+        ))
+        .await?;
         Ok(Self {
             read,
             feed_articles: ArticleCache::new(FEED_CACHE_BYTES),
@@ -322,6 +332,7 @@ async fn run_writer(
     mut commands: mpsc::Receiver<Command>,
     event_head: watch::Sender<u64>,
     batches: Arc<std::sync::atomic::AtomicU64>,
+    checkpoints: Checkpoints,
 ) {
     let mut received = Vec::with_capacity(MAX_BATCH);
     while commands.recv_many(&mut received, MAX_BATCH).await > 0 {
@@ -337,7 +348,9 @@ async fn run_writer(
         }
         batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         commit_batch(&mut conn, batch, &event_head).await;
+        checkpoints.committed();
         if let Some(replies) = close {
+            checkpoints.stop().await;
             // Closing the last connection copies the log into the database, but a reader
             // the pool closes in the background may outlive the writer: copy it now, which
             // readers without a read in progress do not hinder.
