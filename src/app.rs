@@ -120,6 +120,7 @@ impl Application {
         // Embargoes that ended while the server was down are logged before any new write.
         store.lift_embargoes(chrono::Utc::now()).await?;
         let health = Health::new();
+        store.report_faults_to(&health);
         // Feeds built from here on show every event up to this one.
         let seen_events = *store.event_head().borrow();
         let (publication, scheduler) =

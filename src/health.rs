@@ -12,17 +12,21 @@ pub enum Component {
     /// Feed regeneration: the feeds are served from memory while their files cannot be
     /// written (or, when the store cannot be read, as they last were).
     Feeds,
+    /// Copying SQLite's write-ahead log into the database: writes still succeed, durable
+    /// in the log, but the log grows (and reads slow) until copying works again.
+    Wal,
 }
 
 impl Component {
     /// Every component, in the order `/healthz` lists them.
-    pub const ALL: [Component; 2] = [Component::Storage, Component::Feeds];
+    pub const ALL: [Component; 3] = [Component::Storage, Component::Feeds, Component::Wal];
 
     /// The name used in logs, metrics and `/healthz`.
     pub fn label(self) -> &'static str {
         match self {
             Self::Storage => "storage",
             Self::Feeds => "feeds",
+            Self::Wal => "wal",
         }
     }
 }

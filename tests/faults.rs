@@ -263,7 +263,10 @@ async fn write_errors_past_a_file_size_limit_are_reported_survived_and_recovered
     .await
     .expect("the database still takes writes; only feeds fail");
     assert!(acknowledged.article.is_some());
-    wait_for(&server, &running, "/healthz", |b| b.starts_with("degraded")).await;
+    wait_for(&server, &running, "/healthz", |b| {
+        b.starts_with("degraded") && b.contains("feeds: ")
+    })
+    .await;
     let (status, health) = get(&running, "/healthz").await;
     assert_eq!(status, 200, "the feeds are still served");
     assert!(
@@ -271,6 +274,10 @@ async fn write_errors_past_a_file_size_limit_are_reported_survived_and_recovered
         "{health}"
     );
     assert_eq!(fault_gauge(&running, "feeds").await, Some(1.0));
+    // The database file cannot grow either: the write-ahead log, which took the write,
+    // cannot be copied into it. A fault of its own, while writes still succeed.
+    wait_for(&server, &running, "/healthz", |b| b.contains("wal: ")).await;
+    assert_eq!(fault_gauge(&running, "wal").await, Some(1.0));
     // Logged before the fault is reported, but read from the server's stderr by another
     // thread of this test: waited for, not looked up once.
     server.wait_for_log("the feed write error", |l| {
@@ -347,6 +354,7 @@ async fn write_errors_past_a_file_size_limit_are_reported_survived_and_recovered
     wait_for(&server, &running, "/healthz", |b| b == "ok\n").await;
     assert_eq!(fault_gauge(&running, "feeds").await, Some(0.0));
     assert_eq!(fault_gauge(&running, "storage").await, Some(0.0));
+    assert_eq!(fault_gauge(&running, "wal").await, Some(0.0));
     assert_feeds_whole(&server, &running).await;
     assert!(server.is_running());
     server.kill();

@@ -685,6 +685,9 @@ pub trait Store: Send + Sync + 'static {
         false
     }
 
+    /// Reports to `health` what the store's own background work cannot do, from now on.
+    fn report_faults_to(&self, _health: &crate::health::Health) {}
+
     /// Claims the delivery of the document `document` of `topic` to the topic's
     /// subscribers until `until`: false when a process sharing the database holds the claim
     /// (and delivers it), or finished it. A claim that lapsed unfinished (its process died)

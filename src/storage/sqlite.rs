@@ -3,7 +3,7 @@
 use super::article_cache::{ArticleCache, FEED_CACHE_BYTES, Placed};
 use super::rows::Columns;
 use super::sqlite_audit as audit;
-use super::sqlite_checkpoint::Checkpoints;
+use super::sqlite_checkpoint::{Copier, FaultReport};
 use super::sqlite_partners as partners;
 use super::sqlite_websub as websub;
 use super::{
@@ -47,6 +47,8 @@ pub struct SqliteStore {
     /// Names this process in the WebSub deliveries it claims: those of another name were
     /// left by a process that stopped.
     origin: String,
+    /// Where the copying of the WAL reports its failures.
+    faults: FaultReport,
     /// How many batches the writer has run (committed or not).
     #[cfg(test)]
     batches: Arc<std::sync::atomic::AtomicU64>,
@@ -228,13 +230,14 @@ impl SqliteStore {
         let (head_tx, event_head) = watch::channel(history::event_head(&mut writer).await?);
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
         let batches = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let checkpoints = Checkpoints::start(&options).await?;
+        let faults = FaultReport::default();
+        let copier = Copier::open(&options, faults.clone()).await?;
         spawn_writer(run_writer(
             writer,
             rx,
             head_tx,
             Arc::clone(&batches),
-            checkpoints,
+            copier,
         ))
         .await?;
         Ok(Self {
@@ -243,6 +246,7 @@ impl SqliteStore {
             writer: tx,
             event_head,
             origin: super::new_origin()?,
+            faults,
             #[cfg(test)]
             batches,
         })
@@ -332,8 +336,10 @@ async fn run_writer(
     mut commands: mpsc::Receiver<Command>,
     event_head: watch::Sender<u64>,
     batches: Arc<std::sync::atomic::AtomicU64>,
-    checkpoints: Checkpoints,
+    copier: Copier,
 ) {
+    // On this runtime, so that the copying ends with the writer.
+    let checkpoints = copier.start();
     let mut received = Vec::with_capacity(MAX_BATCH);
     while commands.recv_many(&mut received, MAX_BATCH).await > 0 {
         let mut batch = Vec::with_capacity(received.len());
@@ -348,7 +354,6 @@ async fn run_writer(
         }
         batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         commit_batch(&mut conn, batch, &event_head).await;
-        checkpoints.committed();
         if let Some(replies) = close {
             checkpoints.stop().await;
             // Closing the last connection copies the log into the database, but a reader
@@ -363,6 +368,7 @@ async fn run_writer(
             }
             return;
         }
+        checkpoints.committed();
     }
 }
 
@@ -1327,6 +1333,10 @@ impl Store for SqliteStore {
             reply,
         })
         .await
+    }
+
+    fn report_faults_to(&self, health: &crate::health::Health) {
+        let _ = self.faults.set(health.clone());
     }
 
     async fn partner_by_token(&self, hash: &TokenHash) -> Result<Option<Partner>, StoreError> {

@@ -1,15 +1,22 @@
 //! Copying the write-ahead log into the database off the writer's path. A checkpoint copies
-//! every page the log holds and then syncs the database file; run by the writer after a
-//! commit (SQLite's automatic checkpoint), it holds up every caller waiting for the next
-//! commit. Here a connection of its own copies what the writer commits, a little after it
-//! commits, while the writer goes on. The writer's automatic checkpoint stays as the
-//! backstop: when the log reaches its size, the writer copies what is left (by then little),
-//! which lets the log start again from its beginning.
+//! the newest version of every page the log holds that is not yet in the database, syncing
+//! the log before and the database after; run by the writer after a commit (SQLite's
+//! automatic checkpoint), it holds up every caller waiting for the next commit. Here a
+//! connection of its own copies what the writer commits, a little after it commits, while
+//! the writer goes on.
+//!
+//! The log starts again from its beginning only at the start of a write transaction that
+//! finds every frame copied. With the writer committing while this connection copies, that
+//! may not happen for a while; the writer's automatic checkpoint, when the log reaches its
+//! size, copies what is left (by then little), and the log restarts at its next
+//! transaction. That checkpoint gives way at once while this connection is copying and is
+//! tried again at the next commit.
 
 use super::StoreError;
+use crate::health::{Component, Health};
 use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -19,6 +26,39 @@ use tokio_util::sync::CancellationToken;
 /// changed is copied once.
 const GATHER: Duration = Duration::from_millis(100);
 
+/// Where a failure to copy is reported, once the service has said.
+pub(super) type FaultReport = Arc<OnceLock<Health>>;
+
+/// The connection that copies, opened with the writer's, before its task starts.
+pub(super) struct Copier {
+    conn: SqliteConnection,
+    faults: FaultReport,
+}
+
+impl Copier {
+    /// Opens the connection that copies; failures go to `faults` once it is set.
+    pub(super) async fn open(
+        options: &SqliteConnectOptions,
+        faults: FaultReport,
+    ) -> Result<Self, StoreError> {
+        let conn = SqliteConnection::connect_with(options).await?;
+        Ok(Self { conn, faults })
+    }
+
+    /// Starts copying, on the runtime of the caller: the writer's, so that the task lives
+    /// exactly as long as the writer does.
+    pub(super) fn start(self) -> Checkpoints {
+        let committed = Arc::new(Notify::new());
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run(self, committed.clone(), stop.clone()));
+        Checkpoints {
+            committed,
+            stop,
+            task: Some(task),
+        }
+    }
+}
+
 /// The task that copies the log into the database after commits.
 pub(super) struct Checkpoints {
     committed: Arc<Notify>,
@@ -27,25 +67,13 @@ pub(super) struct Checkpoints {
 }
 
 impl Checkpoints {
-    /// Opens the connection that copies and starts its task.
-    pub(super) async fn start(options: &SqliteConnectOptions) -> Result<Self, StoreError> {
-        let conn = SqliteConnection::connect_with(options).await?;
-        let committed = Arc::new(Notify::new());
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(run(conn, committed.clone(), stop.clone()));
-        Ok(Self {
-            committed,
-            stop,
-            task: Some(task),
-        })
-    }
-
     /// Tells the task that the writer committed.
     pub(super) fn committed(&self) {
         self.committed.notify_one();
     }
 
-    /// Ends the task, once a checkpoint in progress is done, and closes its connection.
+    /// Ends the task, once a checkpoint in progress is done (a passive checkpoint waits for
+    /// no lock), and closes its connection.
     pub(super) async fn stop(mut self) {
         self.stop.cancel();
         if let Some(task) = self.task.take() {
@@ -61,9 +89,11 @@ impl Drop for Checkpoints {
     }
 }
 
-async fn run(mut conn: SqliteConnection, committed: Arc<Notify>, stop: CancellationToken) {
-    // A failure is logged when it starts, not at every attempt: the writer's own commits
-    // report a full or failing disk to the health checks.
+async fn run(copier: Copier, committed: Arc<Notify>, stop: CancellationToken) {
+    let Copier { mut conn, faults } = copier;
+    // Commits only write the log: one that cannot be copied (the database file cannot
+    // grow, say) leaves it growing while every write succeeds, so the failure is a fault
+    // of its own, reported until a copy succeeds again.
     let mut failing = false;
     loop {
         tokio::select! {
@@ -74,21 +104,31 @@ async fn run(mut conn: SqliteConnection, committed: Arc<Notify>, stop: Cancellat
             () = tokio::time::sleep(GATHER) => {}
             () = stop.cancelled() => break,
         }
-        // PASSIVE: copies what no reader still needs from the log, waiting for nobody.
-        match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&mut conn)
-            .await
-        {
-            Err(e) if !failing => {
-                failing = true;
-                tracing::warn!(error = %e, "cannot copy the write-ahead log into the database");
+        // PASSIVE: copies the frames every reader's snapshot already holds, waiting for
+        // no lock; a row says whether it gave way to another checkpoint (busy) and how many
+        // of the log's frames are now copied.
+        let copied: Result<(i64, i64, i64), _> = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&mut conn)
+            .await;
+        match copied {
+            Ok((busy, log, done)) => {
+                tracing::debug!(busy, log, done, "copied the write-ahead log");
+                if std::mem::take(&mut failing)
+                    && let Some(health) = faults.get()
+                {
+                    health.recovered(Component::Wal);
+                }
             }
-            Err(_) => {}
-            Ok(_) if failing => {
-                failing = false;
-                tracing::info!("the write-ahead log is copied into the database again");
+            Err(e) => {
+                let started = !std::mem::replace(&mut failing, true);
+                let message = format!("cannot copy the write-ahead log into the database: {e}");
+                match faults.get() {
+                    // Logged by the health checks when it starts.
+                    Some(health) => health.fault(Component::Wal, message),
+                    None if started => tracing::warn!("{message}"),
+                    None => {}
+                }
             }
-            Ok(_) => {}
         }
     }
     let _ = conn.close().await;
