@@ -13,7 +13,8 @@ pub enum Component {
     /// written (or, when the store cannot be read, as they last were).
     Feeds,
     /// Copying SQLite's write-ahead log into the database: writes still succeed, durable
-    /// in the log, but the log grows (and reads slow) until copying works again.
+    /// in the log, but the log grows with each of them (and reads slow) until copying
+    /// works again.
     Wal,
 }
 

@@ -26,6 +26,10 @@ use tokio_util::sync::CancellationToken;
 /// changed is copied once.
 const GATHER: Duration = Duration::from_millis(100);
 
+/// How soon a copy that failed is tried again, commits or not, so that the fault clears
+/// once the disk lets it even if nothing is written meanwhile.
+const RETRY: Duration = Duration::from_secs(1);
+
 /// Where a failure to copy is reported, once the service has said.
 pub(super) type FaultReport = Arc<OnceLock<Health>>;
 
@@ -83,7 +87,8 @@ impl Checkpoints {
 }
 
 impl Drop for Checkpoints {
-    /// A writer that ends without closing the store (it was dropped) ends the task too.
+    /// A writer that ends without closing the store (it was dropped) ends the task too; the
+    /// writer's runtime, which ends right after, drops it anyway.
     fn drop(&mut self) {
         self.stop.cancel();
     }
@@ -91,13 +96,15 @@ impl Drop for Checkpoints {
 
 async fn run(copier: Copier, committed: Arc<Notify>, stop: CancellationToken) {
     let Copier { mut conn, faults } = copier;
-    // Commits only write the log: one that cannot be copied (the database file cannot
-    // grow, say) leaves it growing while every write succeeds, so the failure is a fault
-    // of its own, reported until a copy succeeds again.
+    // Commits only write the log: one that cannot be copied (the database file cannot be
+    // written past a size, say) leaves it growing with every write while every write
+    // succeeds, so the failure is a fault of its own, reported until a copy takes the
+    // whole log again.
     let mut failing = false;
     loop {
         tokio::select! {
             () = committed.notified() => {}
+            () = tokio::time::sleep(RETRY), if failing => {}
             () = stop.cancelled() => break,
         }
         tokio::select! {
@@ -105,18 +112,21 @@ async fn run(copier: Copier, committed: Arc<Notify>, stop: CancellationToken) {
             () = stop.cancelled() => break,
         }
         // PASSIVE: copies the frames every reader's snapshot already holds, waiting for
-        // no lock; a row says whether it gave way to another checkpoint (busy) and how many
-        // of the log's frames are now copied.
+        // no lock; a row says whether it gave way to another checkpoint (busy: nothing
+        // copied), how many frames the log holds and how many of them are now copied.
         let copied: Result<(i64, i64, i64), _> = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
             .fetch_one(&mut conn)
             .await;
         match copied {
             Ok((busy, log, done)) => {
                 tracing::debug!(busy, log, done, "copied the write-ahead log");
-                if std::mem::take(&mut failing)
-                    && let Some(health) = faults.get()
-                {
-                    health.recovered(Component::Wal);
+                // Only a copy of the whole log shows that copying works again: one that gave
+                // way, or stopped at a reader's snapshot, may have written nothing.
+                if failing && busy == 0 && done == log {
+                    failing = false;
+                    if let Some(health) = faults.get() {
+                        health.recovered(Component::Wal);
+                    }
                 }
             }
             Err(e) => {
