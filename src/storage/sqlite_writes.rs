@@ -12,7 +12,8 @@ use super::sqlite_history::{
 };
 use super::{ArticleWrite, Retraction, StoreError};
 use crate::domain::{
-    Article, ArticleId, ArticleState, AuditEntry, EventKind, Partner, PartnerId, Revision, Seen,
+    Article, ArticleId, ArticleState, AuditEntry, EventKind, Partner, PartnerId, RequestKey,
+    Revision, Seen,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -226,7 +227,7 @@ fn stage_one(
     write: ArticleWrite,
     now: DateTime<Utc>,
     written_again: bool,
-) -> Result<(Revision, Option<crate::domain::RequestKey>), StoreError> {
+) -> Result<(Revision, Option<RequestKey>), StoreError> {
     let existing = if written_again {
         current.get(&write.id).cloned()
     } else {
