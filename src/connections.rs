@@ -39,8 +39,9 @@ impl Slots {
 }
 
 /// Open files feedpub may hold besides its client connections: the database's files and
-/// connections, listeners, feeds being written, WebSub deliveries, with room to spare.
-const FILES_BESIDE_CONNECTIONS: u64 = 256;
+/// connections, listeners, feeds being written, WebSub deliveries, with room to spare (256),
+/// and the documents' files kept open to be sent from.
+const FILES_BESIDE_CONNECTIONS: u64 = 256 + crate::publication::MAX_DOCUMENT_FILES as u64;
 
 /// Open files the connection caps may need: each connection's socket, and on the HTTP
 /// port the feed file a response is being sent from.
@@ -357,8 +358,9 @@ mod tests {
 
     #[test]
     fn the_default_caps_need_more_than_1024_files() {
-        // 1,024 HTTP connections, each with a feed file open, 256 gRPC, 256 beside.
-        assert_eq!(files_needed(1024, 256), 2 * 1024 + 256 + 256);
+        // 1,024 HTTP connections, each with a feed file open, 256 gRPC, 256 beside, and the
+        // documents' files.
+        assert_eq!(files_needed(1024, 256), 2 * 1024 + 256 + 256 + 512);
         assert!(
             files_needed(1024, 256) > 1024,
             "the usual soft limit is short"

@@ -202,16 +202,7 @@ async fn the_etag_changes_exactly_when_the_bytes_change() {
     // A correction changes both.
     let mut corrected = article;
     corrected.title = "右玉县农旅融合助力乡村振兴（更正）".into();
-    client
-        .publish_article(authed(
-            &server.tokens.newsroom,
-            PublishArticleRequest {
-                article: Some(corrected),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap();
+    server.publish_as_newsroom(corrected).await;
     server.settle().await;
     let (new_etag, new_body) = etag_and_body().await;
     assert_ne!(new_body, body);

@@ -35,10 +35,10 @@ const MAX_HEAD: usize = 16 * 1024;
 /// The most header fields the fast path parses; a request with more goes to hyper.
 const MAX_HEADERS: usize = 64;
 /// Bodies from this size on go out with `sendfile(2)` from their file, corked; smaller ones
-/// are written from memory together with their head, in one call. Sent from its file, a
-/// feed's gzip coding (about 30 KB) beat nginx, but every file sent from holds one of the
-/// files kept open, which the identity codings need more (BENCHMARKS.md, "Serve corked").
-const SENDFILE_MIN: usize = 32 * 1024;
+/// are written from memory together with their head, in one call. A feed's gzip coding
+/// (about 30 KB) is sent from its file too: that put feedpub's gzip rate above nginx's
+/// (BENCHMARKS.md, "Serve gzip from files").
+const SENDFILE_MIN: usize = 16 * 1024;
 
 /// How long a client may take (`[limits]`).
 #[derive(Debug, Clone, Copy)]

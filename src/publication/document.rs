@@ -207,7 +207,7 @@ impl FeedFile {
                 },
                 etag_header,
                 etag,
-                disk: DiskFile::default(),
+                disk: DiskFile::of_copy(),
             }
         };
         let bytes = self.bytes();
@@ -435,23 +435,59 @@ impl ResponseHeaders {
     }
 }
 
-/// How many documents' files may be held open at once: each holds a file descriptor, and
-/// those are needed for connections and the store too.
-const MAX_OPEN_FILES: usize = 256;
+/// Files held open for documents' representations, at most so many at once: each holds a
+/// file descriptor, and those are needed for connections and the store too.
+struct OpenFiles {
+    open: AtomicUsize,
+    max: usize,
+}
 
-static OPEN_FILES: AtomicUsize = AtomicUsize::new(0);
+impl OpenFiles {
+    const fn new(max: usize) -> Self {
+        Self {
+            open: AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    /// One of the files, unless all are taken.
+    fn take(&'static self) -> Option<OpenSlot> {
+        if self.open.fetch_add(1, Ordering::Relaxed) < self.max {
+            Some(OpenSlot(self))
+        } else {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+/// Identity codings' files: without its file, an identity coding that is no longer held
+/// in memory is decompressed from gzip for every response.
+static IDENTITY_FILES: OpenFiles = OpenFiles::new(MAX_IDENTITY_FILES);
+const MAX_IDENTITY_FILES: usize = 256;
+
+/// Compressed codings' files. Those codings are held in memory as well, so a file only
+/// spares copying them into each socket: they have files of their own to take, and never
+/// take the ones the identity codings need (BENCHMARKS.md, "Serve gzip from files").
+static COPY_FILES: OpenFiles = OpenFiles::new(MAX_COPY_FILES);
+const MAX_COPY_FILES: usize = 256;
+
+/// The most files documents hold open at once, all representations together.
+pub const MAX_DOCUMENT_FILES: usize = MAX_IDENTITY_FILES + MAX_COPY_FILES;
 
 /// A representation's own file in `feeds/`, held open once a server has asked for it and
 /// shared by every clone of the document. Sending from it with `sendfile(2)` spares copying
 /// the bytes from user space into each socket, and the page cache holds them once for
 /// feedpub and any other reader. An open file stays valid when a newer version is renamed
 /// over its path, so a response never mixes two versions.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct DiskFile {
     opened: Arc<OnceLock<Option<CheckedFile>>>,
     /// The file as it was when written with the bytes (or found holding them): the file at
     /// the path is then known by this alone, without reading it.
     stamp: Option<FileStamp>,
+    /// Whose files it takes one of.
+    files: &'static OpenFiles,
 }
 
 /// What `fstat` says of a file: which file it is, its size and when it was last written.
@@ -495,23 +531,23 @@ struct CheckedFile {
     _slot: OpenSlot,
 }
 
-/// One of the [`MAX_OPEN_FILES`], taken while a file is open.
-struct OpenSlot;
-
-impl OpenSlot {
-    fn take() -> Option<Self> {
-        if OPEN_FILES.fetch_add(1, Ordering::Relaxed) < MAX_OPEN_FILES {
-            Some(Self)
-        } else {
-            OPEN_FILES.fetch_sub(1, Ordering::Relaxed);
-            None
-        }
-    }
-}
+/// One of an [`OpenFiles`]' files, taken while a file is open.
+struct OpenSlot(&'static OpenFiles);
 
 impl Drop for OpenSlot {
     fn drop(&mut self) {
-        OPEN_FILES.fetch_sub(1, Ordering::Relaxed);
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// An identity coding's file, not opened yet.
+impl Default for DiskFile {
+    fn default() -> Self {
+        Self {
+            opened: Arc::default(),
+            stamp: None,
+            files: &IDENTITY_FILES,
+        }
     }
 }
 
@@ -519,8 +555,16 @@ impl DiskFile {
     /// The file written with a representation's bytes, as `stamp` describes it.
     pub fn stamped(stamp: FileStamp) -> Self {
         Self {
-            opened: Arc::default(),
             stamp: Some(stamp),
+            ..Self::default()
+        }
+    }
+
+    /// The file of a coding that is held in memory as well (gzip, brotli), not opened yet.
+    pub fn of_copy() -> Self {
+        Self {
+            files: &COPY_FILES,
+            ..Self::default()
         }
     }
 
@@ -540,7 +584,7 @@ impl DiskFile {
             Some(checked) => checked.as_ref()?,
             None => {
                 // Not remembered when none is free: another time, fewer may be open.
-                let slot = OpenSlot::take()?;
+                let slot = self.files.take()?;
                 let checked =
                     CheckedFile::open(&path(), self.stamp, bytes, slot).unwrap_or_else(|e| {
                         tracing::debug!(error = %e, "a document is sent from memory");
@@ -921,6 +965,36 @@ mod tests {
         publish(dir.path(), "rss.xml", &text);
         assert!(other.disk.get(|| path.clone(), || &text).is_none());
         assert_eq!(other.bytes()[..], text[..]);
+    }
+
+    #[test]
+    fn compressed_codings_take_files_of_their_own() {
+        let file = FeedFile::new(
+            b"<rss/>".repeat(100),
+            "x",
+            DateTime::UNIX_EPOCH,
+            60,
+            &links(),
+        );
+        let codings = file.codings.clone().unwrap();
+        assert!(std::ptr::eq(file.disk.files, &IDENTITY_FILES));
+        for coding in [&codings.gzip, &codings.brotli] {
+            assert!(std::ptr::eq(coding.disk.files, &COPY_FILES));
+        }
+        // A stamped identity file still counts against the identity codings' files.
+        let stamp = FileStamp::from(&rustix::fs::fstat(std::fs::File::open(".").unwrap()).unwrap());
+        assert!(std::ptr::eq(
+            file.on_disk(codings, stamp).disk.files,
+            &IDENTITY_FILES
+        ));
+
+        // Files come back when closed, and none is taken past the cap.
+        let one: &'static OpenFiles = Box::leak(Box::new(OpenFiles::new(1)));
+        let taken = one.take().expect("one free");
+        assert!(one.take().is_none(), "over the cap");
+        drop(taken);
+        assert!(one.take().is_some());
+        assert_eq!(one.open.load(Ordering::Relaxed), 0);
     }
 
     /// Restored identity codings are held only within their budget; past it each call

@@ -29,7 +29,7 @@ use regeneration::{Swap, Unfinished};
 
 pub use document::{
     BROTLI_SUFFIX, Codings, Compression, DiskFile, Encoded, FeedFile, GZIP_SUFFIX, Links,
-    ResponseHeaders, http_date, variant_etag,
+    MAX_DOCUMENT_FILES, ResponseHeaders, http_date, variant_etag,
 };
 
 /// How long no change may come before a burst is over: from then on feeds are finished at

@@ -222,6 +222,22 @@ impl TestServer {
         stored
     }
 
+    /// Publishes one article as `newsroom` through the real API and returns it as stored.
+    pub async fn publish_as_newsroom(&self, article: proto::Article) -> proto::Article {
+        let request = proto::PublishArticleRequest {
+            article: Some(article),
+            ..Default::default()
+        };
+        self.client()
+            .await
+            .publish_article(authed(&self.tokens.newsroom, request))
+            .await
+            .expect("the article publishes")
+            .into_inner()
+            .article
+            .expect("the stored article")
+    }
+
     /// Waits until every acknowledged change is in the published feeds.
     pub async fn settle(&self) {
         let start = Instant::now();

@@ -12,7 +12,6 @@ use tonic::Code;
 #[tokio::test]
 async fn named_entities_in_plain_text_fields_are_decoded_once() {
     let server = TestServer::start().await;
-    let mut client = server.client().await;
     let article = proto::Article {
         id: "entities".into(),
         section: "politics".into(),
@@ -23,19 +22,7 @@ async fn named_entities_in_plain_text_fields_are_decoded_once() {
         publish_time: Some(ts(1_686_092_400)),
         ..Default::default()
     };
-    let stored = client
-        .publish_article(authed(
-            &server.tokens.newsroom,
-            PublishArticleRequest {
-                article: Some(article),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .article
-        .unwrap();
+    let stored = server.publish_as_newsroom(article).await;
     let title = "AT&T <b> \"引号\" © ]]>";
     assert_eq!(stored.title, title, "the stored title");
     server.settle().await;
