@@ -40,16 +40,16 @@ impl Slots {
 
 /// Open files feedpub may hold besides its client connections: the database's files and
 /// connections, listeners, feeds being written, WebSub deliveries, with room to spare (256),
-/// and the documents' files kept open to be sent from.
+/// and the documents' files kept open for responses to be sent from (shared by every
+/// connection that sends them).
 const FILES_BESIDE_CONNECTIONS: u64 = 256 + crate::publication::MAX_DOCUMENT_FILES as u64;
 
-/// Open files the connection caps may need: each connection's socket, and on the HTTP
-/// port the feed file a response is being sent from.
+/// Open files the connection caps may need: each connection's socket, and the files
+/// beside them.
 pub fn files_needed(max_http_connections: usize, max_grpc_connections: usize) -> u64 {
     let http = u64::try_from(max_http_connections).unwrap_or(u64::MAX);
     let grpc = u64::try_from(max_grpc_connections).unwrap_or(u64::MAX);
-    http.saturating_mul(2)
-        .saturating_add(grpc)
+    http.saturating_add(grpc)
         .saturating_add(FILES_BESIDE_CONNECTIONS)
 }
 
@@ -358,9 +358,8 @@ mod tests {
 
     #[test]
     fn the_default_caps_need_more_than_1024_files() {
-        // 1,024 HTTP connections, each with a feed file open, 256 gRPC, 256 beside, and the
-        // documents' files.
-        assert_eq!(files_needed(1024, 256), 2 * 1024 + 256 + 256 + 512);
+        // 1,024 HTTP connections, 256 gRPC, 256 beside, and the documents' files.
+        assert_eq!(files_needed(1024, 256), 1024 + 256 + 256 + 512);
         assert!(
             files_needed(1024, 256) > 1024,
             "the usual soft limit is short"

@@ -126,7 +126,7 @@ fn a_hard_limit_on_open_files_below_the_caps_is_warned_of_at_start() {
         .find_in_log(|l| l.contains("max_http_connections").then(|| l.to_owned()))
         .unwrap_or_else(|| panic!("no warning:\n{}", server.log()));
     assert!(
-        warning.contains("WARN") && warning.contains("needed=2560") && warning.contains("512"),
+        warning.contains("WARN") && warning.contains("needed=2048") && warning.contains("512"),
         "{warning}"
     );
 }

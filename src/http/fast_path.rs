@@ -34,11 +34,14 @@ use tokio_util::sync::CancellationToken;
 const MAX_HEAD: usize = 16 * 1024;
 /// The most header fields the fast path parses; a request with more goes to hyper.
 const MAX_HEADERS: usize = 64;
-/// Bodies from this size on go out with `sendfile(2)` from their file, corked; smaller ones
-/// are written from memory together with their head, in one call. A feed's gzip coding
-/// (about 30 KB) is sent from its file too: that put feedpub's gzip rate above nginx's
-/// (BENCHMARKS.md, "Serve gzip from files").
-const SENDFILE_MIN: usize = 16 * 1024;
+/// Identity bodies from this size on go out with `sendfile(2)` from their file, corked;
+/// smaller ones are written from memory together with their head, in one call (restored
+/// from gzip and held, so that they leave the identity codings' open files to larger ones).
+const SENDFILE_MIN: usize = 32 * 1024;
+/// The same for a gzip or brotli coding, from files of their own: a feed's gzip coding
+/// (about 30 KB) sent from its file put feedpub's gzip rate above nginx's (BENCHMARKS.md,
+/// "Serve gzip from files").
+const SENDFILE_MIN_COMPRESSED: usize = 16 * 1024;
 
 /// How long a client may take (`[limits]`).
 #[derive(Debug, Clone, Copy)]
@@ -344,7 +347,12 @@ async fn write_answer(
     if request.head_only || answer.body.is_empty() {
         return deadline.write(timeouts.send, stream.write_all(head)).await;
     }
-    if len >= SENDFILE_MIN
+    let sendfile_min = if answer.body.is_compressed() {
+        SENDFILE_MIN_COMPRESSED
+    } else {
+        SENDFILE_MIN
+    };
+    if len >= sendfile_min
         && let Some(file) = feeds.file_of(request.path, &answer.body)
     {
         static FROM_FILES: LazyLock<Counter> =

@@ -247,6 +247,12 @@ impl FeedBody {
         }
     }
 
+    /// True when the body is a document's gzip or brotli coding.
+    pub fn is_compressed(&self) -> bool {
+        matches!(self, Self::Document { file, coding, .. }
+            if representation(file, *coding).encoded.is_some())
+    }
+
     /// True when there is nothing to send.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -349,7 +355,7 @@ impl FeedState {
             Some((etag, header)) => (etag.as_str(), header),
             None => (chosen.etag, chosen.etag_header),
         };
-        let decided = precondition(request, etag, file.last_modified);
+        let decided = precondition(request, etag, file.last_modified, file.shares_its_second);
         let mut headers = Vec::with_capacity(7);
         let status = match decided {
             Precondition::Failed => {
@@ -618,13 +624,18 @@ enum Precondition {
 
 /// RFC 9110 §13.2.2, in its order: `If-Match` (strong comparison), else
 /// `If-Unmodified-Since`; then `If-None-Match` (weak comparison), else `If-Modified-Since`.
-/// A date that does not parse is ignored, as a missing header would be.
+/// A date that does not parse is ignored, as a missing header would be. When another
+/// version of the document had the same Last-Modified (`second_shared`: dates have whole
+/// seconds), that date may name either, so it does not show the client's copy current.
 fn precondition(
     request: &FeedRequest<'_>,
     etag: &str,
     last_modified: DateTime<Utc>,
+    second_shared: bool,
 ) -> Precondition {
     let date = |value: Option<&[u8]>| value.and_then(header_text).and_then(parse_http_date);
+    let changed_since =
+        |since: DateTime<Utc>| last_modified > since || (second_shared && last_modified == since);
     if request.if_match.is_present() {
         let strong = !etag.starts_with("W/");
         if !request
@@ -634,7 +645,7 @@ fn precondition(
         {
             return Precondition::Failed;
         }
-    } else if date(request.if_unmodified_since).is_some_and(|since| last_modified > since) {
+    } else if date(request.if_unmodified_since).is_some_and(changed_since) {
         return Precondition::Failed;
     }
     let fresh = if request.if_none_match.is_present() {
@@ -644,7 +655,7 @@ fn precondition(
             .items()
             .any(|tag| tag == "*" || tag.trim_start_matches("W/") == ours)
     } else {
-        date(request.if_modified_since).is_some_and(|since| last_modified <= since)
+        date(request.if_modified_since).is_some_and(|since| !changed_since(since))
     };
     if fresh {
         Precondition::NotModified
@@ -676,10 +687,16 @@ mod tests {
     const TAG: &str = "\"b\"";
 
     fn decided(headers: &[(&str, &str)]) -> Precondition {
+        decided_sharing(headers, false)
+    }
+
+    /// As [`decided`], for a document dated 2023-06-06 23:00:00 that shares that second
+    /// with another version or not.
+    fn decided_sharing(headers: &[(&str, &str)], second_shared: bool) -> Precondition {
         let modified = DateTime::parse_from_rfc3339("2023-06-06T23:00:00Z")
             .unwrap()
             .to_utc();
-        precondition(&request(headers), TAG, modified)
+        precondition(&request(headers), TAG, modified, second_shared)
     }
 
     #[test]
@@ -737,6 +754,30 @@ mod tests {
             ("yesterday", Proceed),
         ] {
             assert_eq!(decided(&[("If-Modified-Since", date)]), expected, "{date}");
+        }
+    }
+
+    /// Two versions within one second share a Last-Modified: the date a client holds then
+    /// may be the other version's, so it shows nothing current, either way; a later date
+    /// still does, and an entity tag decides as ever.
+    #[test]
+    fn a_date_another_version_shared_does_not_show_a_copy_current() {
+        use Precondition::{Failed, NotModified, Proceed};
+        let same = "Tue, 06 Jun 2023 23:00:00 GMT";
+        let later = "Tue, 06 Jun 2023 23:00:01 GMT";
+        for (headers, alone, shared) in [
+            (&[("If-Modified-Since", same)][..], NotModified, Proceed),
+            (&[("If-Modified-Since", later)], NotModified, NotModified),
+            (
+                &[("If-None-Match", TAG), ("If-Modified-Since", same)],
+                NotModified,
+                NotModified,
+            ),
+            (&[("If-Unmodified-Since", same)], Proceed, Failed),
+            (&[("If-Unmodified-Since", later)], Proceed, Proceed),
+        ] {
+            assert_eq!(decided_sharing(headers, false), alone, "{headers:?}");
+            assert_eq!(decided_sharing(headers, true), shared, "{headers:?}");
         }
     }
 

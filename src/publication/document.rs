@@ -70,6 +70,10 @@ pub struct FeedFile {
     /// The stored change the document was rendered from, to the nanosecond, when known:
     /// tells a later change within the same second from none.
     pub changed: Option<DateTime<Utc>>,
+    /// Another version of the document was served with the same `last_modified` (two
+    /// changes within one second): a client's `If-Modified-Since` of that date may be the
+    /// other version's, so it cannot show the client's copy current.
+    pub shares_its_second: bool,
     /// Media type with charset.
     pub content_type: &'static str,
     /// How long clients and caches may reuse it, in seconds.
@@ -183,10 +187,11 @@ impl FeedFile {
             headers: ResponseHeaders::new(content_type, &etag, last_modified, max_age, links),
             etag,
             identity: Identity::held(bytes.into()),
-            disk: DiskFile::default(),
+            disk: DiskFile::identity(),
             codings: None,
             last_modified,
             changed: None,
+            shares_its_second: false,
             content_type,
             max_age,
         }
@@ -207,7 +212,7 @@ impl FeedFile {
                 },
                 etag_header,
                 etag,
-                disk: DiskFile::of_copy(),
+                disk: DiskFile::compressed(),
             }
         };
         let bytes = self.bytes();
@@ -223,7 +228,7 @@ impl FeedFile {
     /// stays in memory.
     pub fn with_codings(&self, codings: Codings) -> Self {
         Self {
-            disk: DiskFile::default(),
+            disk: DiskFile::identity(),
             codings: Some(codings),
             ..self.clone()
         }
@@ -235,7 +240,7 @@ impl FeedFile {
     pub fn on_disk(&self, codings: Codings, stamp: FileStamp) -> Self {
         Self {
             identity: Identity::cold(self.identity.len),
-            disk: DiskFile::stamped(stamp),
+            disk: DiskFile::identity_stamped(stamp),
             codings: Some(codings),
             ..self.clone()
         }
@@ -317,6 +322,8 @@ impl FeedFile {
             ),
             last_modified,
             max_age,
+            // Moved to a later second, it is the only version dated with it.
+            shares_its_second: self.shares_its_second && last_modified == self.last_modified,
             ..self.clone()
         }
     }
@@ -469,11 +476,11 @@ const MAX_IDENTITY_FILES: usize = 256;
 /// Compressed codings' files. Those codings are held in memory as well, so a file only
 /// spares copying them into each socket: they have files of their own to take, and never
 /// take the ones the identity codings need (BENCHMARKS.md, "Serve gzip from files").
-static COPY_FILES: OpenFiles = OpenFiles::new(MAX_COPY_FILES);
-const MAX_COPY_FILES: usize = 256;
+static COMPRESSED_FILES: OpenFiles = OpenFiles::new(MAX_COMPRESSED_FILES);
+const MAX_COMPRESSED_FILES: usize = 256;
 
 /// The most files documents hold open at once, all representations together.
-pub const MAX_DOCUMENT_FILES: usize = MAX_IDENTITY_FILES + MAX_COPY_FILES;
+pub(crate) const MAX_DOCUMENT_FILES: usize = MAX_IDENTITY_FILES + MAX_COMPRESSED_FILES;
 
 /// A representation's own file in `feeds/`, held open once a server has asked for it and
 /// shared by every clone of the document. Sending from it with `sendfile(2)` spares copying
@@ -540,31 +547,29 @@ impl Drop for OpenSlot {
     }
 }
 
-/// An identity coding's file, not opened yet.
-impl Default for DiskFile {
-    fn default() -> Self {
+impl DiskFile {
+    /// An identity coding's file, not opened yet.
+    pub fn identity() -> Self {
         Self {
             opened: Arc::default(),
             stamp: None,
             files: &IDENTITY_FILES,
         }
     }
-}
 
-impl DiskFile {
-    /// The file written with a representation's bytes, as `stamp` describes it.
-    pub fn stamped(stamp: FileStamp) -> Self {
+    /// The file of a coding that is held in memory as well (gzip, brotli), not opened yet.
+    pub fn compressed() -> Self {
         Self {
-            stamp: Some(stamp),
-            ..Self::default()
+            files: &COMPRESSED_FILES,
+            ..Self::identity()
         }
     }
 
-    /// The file of a coding that is held in memory as well (gzip, brotli), not opened yet.
-    pub fn of_copy() -> Self {
+    /// The identity coding's file written with its bytes, as `stamp` describes it.
+    pub fn identity_stamped(stamp: FileStamp) -> Self {
         Self {
-            files: &COPY_FILES,
-            ..Self::default()
+            stamp: Some(stamp),
+            ..Self::identity()
         }
     }
 
@@ -875,7 +880,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let old = "朔州日报 ".repeat(20_000).into_bytes();
         let path = publish(dir.path(), "rss.xml", &old);
-        let same = DiskFile::default();
+        let same = DiskFile::identity();
         let fd = same
             .get(|| path.clone(), || &old)
             .expect("the file holds the bytes");
@@ -884,17 +889,17 @@ mod tests {
         let mut other = old.clone();
         other[70_000] ^= 1;
         assert!(
-            DiskFile::default()
+            DiskFile::identity()
                 .get(|| path.clone(), || &other)
                 .is_none()
         );
         assert!(
-            DiskFile::default()
+            DiskFile::identity()
                 .get(|| path.clone(), || &old[1..])
                 .is_none()
         );
         let missing = dir.path().join("atom.xml");
-        assert!(DiskFile::default().get(|| missing, || &old).is_none());
+        assert!(DiskFile::identity().get(|| missing, || &old).is_none());
     }
 
     #[test]
@@ -902,7 +907,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let old = "<rss>old</rss>".repeat(5_000).into_bytes();
         let path = publish(dir.path(), "rss.xml", &old);
-        let disk = DiskFile::default();
+        let disk = DiskFile::identity();
         assert!(disk.get(|| path.clone(), || &old).is_some());
 
         let new = "<rss>new, longer</rss>".repeat(5_000).into_bytes();
@@ -923,7 +928,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bytes = "<feed/>".repeat(10_000).into_bytes();
         let path = publish(dir.path(), "atom.xml", &bytes);
-        let disk = DiskFile::default();
+        let disk = DiskFile::identity();
         assert!(disk.get(|| path.clone(), || &bytes).is_some());
         let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         // Modification times have a clock tick's resolution: write until the change shows.
@@ -968,33 +973,37 @@ mod tests {
     }
 
     #[test]
-    fn compressed_codings_take_files_of_their_own() {
-        let file = FeedFile::new(
-            b"<rss/>".repeat(100),
-            "x",
-            DateTime::UNIX_EPOCH,
-            60,
-            &links(),
-        );
+    fn compressed_codings_never_take_the_identity_codings_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "朔州日报 <p>".repeat(5_000).into_bytes();
+        let file = FeedFile::new(text.clone(), "x", DateTime::UNIX_EPOCH, 60, &links());
         let codings = file.codings.clone().unwrap();
-        assert!(std::ptr::eq(file.disk.files, &IDENTITY_FILES));
-        for coding in [&codings.gzip, &codings.brotli] {
-            assert!(std::ptr::eq(coding.disk.files, &COPY_FILES));
-        }
-        // A stamped identity file still counts against the identity codings' files.
-        let stamp = FileStamp::from(&rustix::fs::fstat(std::fs::File::open(".").unwrap()).unwrap());
-        assert!(std::ptr::eq(
-            file.on_disk(codings, stamp).disk.files,
-            &IDENTITY_FILES
-        ));
+        let identity = publish(dir.path(), "rss.xml", &text);
+        let gzip = publish(dir.path(), "rss.xml.gz", &codings.gzip.bytes);
+        assert!(std::ptr::eq(codings.brotli.disk.files, &COMPRESSED_FILES));
+        let stamps =
+            super::super::files::replace_all(dir.path(), &[("atom.xml".into(), &text)]).unwrap();
+        let on_disk = file.on_disk(codings.clone(), stamps[0]);
+        assert!(std::ptr::eq(on_disk.disk.files, &IDENTITY_FILES));
 
-        // Files come back when closed, and none is taken past the cap.
-        let one: &'static OpenFiles = Box::leak(Box::new(OpenFiles::new(1)));
-        let taken = one.take().expect("one free");
-        assert!(one.take().is_none(), "over the cap");
+        // Every compressed coding's file taken (no other test in this process sends one).
+        let taken: Vec<OpenSlot> = std::iter::from_fn(|| COMPRESSED_FILES.take()).collect();
+        assert!(!taken.is_empty());
+        let gzip_file = || {
+            codings
+                .gzip
+                .disk
+                .get(|| gzip.clone(), || &codings.gzip.bytes)
+        };
+        assert!(
+            gzip_file().is_none(),
+            "a compressed coding's file past the cap"
+        );
+        let fd = file.disk.get(|| identity.clone(), || &text);
+        assert_eq!(read_fd(fd.expect("the identity coding's file opens")), text);
         drop(taken);
-        assert!(one.take().is_some());
-        assert_eq!(one.open.load(Ordering::Relaxed), 0);
+        // Not remembered as unusable: once one is free, the file opens.
+        assert_eq!(read_fd(gzip_file().unwrap())[..], codings.gzip.bytes[..]);
     }
 
     /// Restored identity codings are held only within their budget; past it each call

@@ -27,9 +27,10 @@ mod tests;
 
 use regeneration::{Swap, Unfinished};
 
+pub(crate) use document::MAX_DOCUMENT_FILES;
 pub use document::{
     BROTLI_SUFFIX, Codings, Compression, DiskFile, Encoded, FeedFile, GZIP_SUFFIX, Links,
-    MAX_DOCUMENT_FILES, ResponseHeaders, http_date, variant_etag,
+    ResponseHeaders, http_date, variant_etag,
 };
 
 /// How long no change may come before a burst is over: from then on feeds are finished at

@@ -845,6 +845,9 @@ impl Inner {
             let mut file =
                 FeedFile::tagged(bytes, etag, format.content_type(), date, max_age, &links);
             file.changed = changed;
+            // Other bytes under the date of the version they replace: that date no longer
+            // names one version.
+            file.shares_its_second = previous_date == Some(date);
             pending.push(Pending {
                 key,
                 file_name: format.file_name(),

@@ -509,6 +509,40 @@ async fn a_feed_carries_its_last_modified_as_its_date_and_moves_it_with_its_byte
     );
 }
 
+/// Two versions of a feed within one second share its date: the later one says so (a
+/// client's date may be the other's), and a version in a later second has its date to
+/// itself.
+#[tokio::test]
+async fn a_version_dated_with_the_second_of_the_one_it_replaces_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, publication) = started(dir.path()).await;
+    let mut within_one_second = None;
+    // A second may turn between two publishes: a few tries find two within one.
+    for attempt in 0..5 {
+        publish(&store, &format!("a{attempt}"), "同一秒的第一版").await;
+        regenerated(&publication, politics()).await;
+        let before = publication.get("politics/rss.xml").unwrap();
+        publish(&store, &format!("b{attempt}"), "同一秒的第二版").await;
+        regenerated(&publication, politics()).await;
+        let after = publication.get("politics/rss.xml").unwrap();
+        assert_ne!(after.etag, before.etag);
+        if after.last_modified == before.last_modified {
+            within_one_second = Some(after);
+            break;
+        }
+        assert!(!after.shares_its_second, "{attempt}");
+    }
+    let shared = within_one_second.expect("two versions within one second");
+    assert!(shared.shares_its_second);
+
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    publish(&store, "c", "下一秒").await;
+    regenerated(&publication, politics()).await;
+    let later = publication.get("politics/rss.xml").unwrap();
+    assert!(later.last_modified > shared.last_modified);
+    assert!(!later.shares_its_second);
+}
+
 /// An archive path whose folder no served feed has is not found without a read of the
 /// store (which would otherwise list every author and tag name to look for it); the
 /// archive of a served author feed is found.

@@ -238,6 +238,15 @@ impl TestServer {
             .expect("the stored article")
     }
 
+    /// Publishes a correction of the sample edition's last article (the rural one) with
+    /// this title, and waits for the feeds: every `all` feed changes.
+    pub async fn correct_title(&self, title: &str) {
+        let mut article = feedpub::demo::sample_edition().pop().unwrap();
+        article.title = title.to_owned();
+        self.publish_as_newsroom(article).await;
+        self.settle().await;
+    }
+
     /// Waits until every acknowledged change is in the published feeds.
     pub async fn settle(&self) {
         let start = Instant::now();
