@@ -190,8 +190,13 @@ async fn a_date_two_versions_share_does_not_make_the_first_current() {
         let header = |name| response.headers()[name].to_str().unwrap().to_owned();
         (header(ETAG), header(LAST_MODIFIED))
     };
-    // A second may turn between two corrections: a few tries find two within one.
+    // A second may turn between two corrections: each try starts as a second does.
     for attempt in 0..5 {
+        let into_second = chrono::Utc::now().timestamp_subsec_millis().min(999);
+        tokio::time::sleep(std::time::Duration::from_millis(u64::from(
+            1_000 - into_second,
+        )))
+        .await;
         server
             .correct_title(&format!("第{attempt}次更正：第一版"))
             .await;

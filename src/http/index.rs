@@ -163,7 +163,7 @@ impl OpmlDocument {
         let named = publication.named_scopes();
         let settings = self.settings.clone();
         // Never dated before the list it replaces.
-        let after = built.as_ref().map(|(_, file)| file.last_modified);
+        let previous = built.as_ref().map(|(_, file)| file.clone());
         // Built and kept by a task of its own, holding the lock: a request that goes away
         // meanwhile loses nothing, and the next finds the list built.
         let build = tokio::task::spawn_blocking(move || {
@@ -173,8 +173,15 @@ impl OpmlDocument {
                 self_url: settings.site.url("feeds.opml"),
                 hub_url: None,
             };
-            let date = after.map_or(now, |after| after.max(now));
-            let file = FeedFile::new(text.into_bytes(), OPML_TYPE, date, 300, &links);
+            let date = previous
+                .as_ref()
+                .map_or(now, |previous| previous.last_modified.max(now));
+            let mut file = FeedFile::new(text.into_bytes(), OPML_TYPE, date, 300, &links);
+            // Two lists within one second share a date (see `FeedFile::shares_its_second`).
+            file.shares_its_second = previous.is_some_and(|previous| {
+                previous.last_modified == date
+                    && (previous.etag != file.etag || previous.shares_its_second)
+            });
             Arc::new(file)
         });
         tokio::spawn(async move {

@@ -763,8 +763,11 @@ impl Inner {
     /// scope shows (the same on every replica and after a restart), never earlier than the
     /// date of the document it replaces; and when the bytes change without a newer stored
     /// change (a new configuration, a new version of the renderers), the time of the
-    /// regeneration, so that new bytes never carry the date of those they replace, and a
-    /// client revalidating by date alone is never told its old copy is current.
+    /// regeneration, so that new bytes carry a later date than those they replace unless
+    /// both fall within one second: that document [`shares_its_second`], so a client
+    /// revalidating by date alone is never told its old copy is current.
+    ///
+    /// [`shares_its_second`]: FeedFile::shares_its_second
     fn render_scope(&self, prepared: Prepared, started: Instant) -> Rendered {
         let Prepared {
             scope,
@@ -845,9 +848,9 @@ impl Inner {
             let mut file =
                 FeedFile::tagged(bytes, etag, format.content_type(), date, max_age, &links);
             file.changed = changed;
-            // Other bytes under the date of the version they replace: that date no longer
-            // names one version.
-            file.shares_its_second = previous_date == Some(date);
+            // Other bytes under the date of the version they replace (served since this
+            // start, or the file found at it): that date no longer names one version.
+            file.shares_its_second = replaced && previous_date == Some(date);
             pending.push(Pending {
                 key,
                 file_name: format.file_name(),

@@ -541,6 +541,19 @@ async fn a_version_dated_with_the_second_of_the_one_it_replaces_says_so() {
     let later = publication.get("politics/rss.xml").unwrap();
     assert!(later.last_modified > shared.last_modified);
     assert!(!later.shares_its_second);
+
+    // Started again on the same files: the documents found holding the feeds keep their
+    // dates, each alone in its second.
+    let inner = publication.inner.clone();
+    inner.finish_unfinished(usize::MAX, true).await;
+    drop((store, publication, inner));
+    let (_store, publication) = started(dir.path()).await;
+    for format in crate::render::Format::ALL {
+        let key = format!("politics/{}", format.file_name());
+        let found = publication.get(&key).unwrap();
+        assert_eq!(found.last_modified, later.last_modified, "{key}");
+        assert!(!found.shares_its_second, "{key}");
+    }
 }
 
 /// An archive path whose folder no served feed has is not found without a read of the
