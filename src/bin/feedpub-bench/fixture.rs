@@ -95,7 +95,9 @@ fn feedpub_command(bin: &Path, dir: &Path, log: Option<&str>, perf: Option<&Comm
         cmd.env_remove(var);
     }
     if let Some(filter) = log {
-        cmd.env("RUST_LOG", filter);
+        // The benchmark waits for the lines that announce the listeners: a filter that
+        // left them out (`feedpub::publication=debug` alone) would keep it waiting.
+        cmd.env("RUST_LOG", format!("feedpub::cli=info,{filter}"));
     }
     cmd
 }

@@ -45,7 +45,8 @@ struct Args {
     /// Pause between two polls of the freshness poller, in microseconds (0: back to back)
     #[arg(long, default_value_t = 1000)]
     poll_interval_us: u64,
-    /// RUST_LOG filter for the feedpub process (its log is kept with --keep)
+    /// RUST_LOG filter for the feedpub process, besides the lines announcing its listeners
+    /// (its log is kept with --keep)
     #[arg(long, value_name = "FILTER")]
     feedpub_log: Option<String>,
     /// The feedpub binary to measure [default: target/release/feedpub, built first]
