@@ -4,7 +4,7 @@
 
 use crate::config::Settings;
 use crate::domain::FeedScope;
-use crate::publication::{FeedFile, Headline, Links, Publication};
+use crate::publication::{Compression, FeedFile, Headline, Links, Publication};
 use crate::render::Format;
 use crate::render::opml::{self, OpmlGroup};
 use chrono::SubsecRound;
@@ -176,13 +176,15 @@ impl OpmlDocument {
             let date = previous
                 .as_ref()
                 .map_or(now, |previous| previous.last_modified.max(now));
-            let mut file = FeedFile::new(text.into_bytes(), OPML_TYPE, date, 300, &links);
-            // Two lists within one second share a date (see `FeedFile::shares_its_second`).
-            file.shares_its_second = previous.is_some_and(|previous| {
-                previous.last_modified == date
-                    && (previous.etag != file.etag || previous.shares_its_second)
-            });
-            Arc::new(file)
+            let file = FeedFile::uncompressed(text.into_bytes(), OPML_TYPE, date, 300, &links);
+            // The same list (the names changed and changed back): the same document, its
+            // date and compressed codings kept.
+            if let Some(previous) = previous.as_ref().filter(|p| p.etag == file.etag) {
+                return previous.clone();
+            }
+            let codings = file.compress(Compression::Full);
+            let replaced = previous.map(|previous| previous.last_modified);
+            Arc::new(file.with_codings(codings).in_place_of(replaced))
         });
         tokio::spawn(async move {
             let file = build.await.ok()?;

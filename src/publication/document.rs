@@ -310,6 +310,13 @@ impl FeedFile {
         self.identity.bytes.once.get().is_some()
     }
 
+    /// This document in place of one with other bytes dated `previous` (when it replaces
+    /// one): dated with the same second, it [shares it](Self::shares_its_second).
+    pub fn in_place_of(mut self, previous: Option<DateTime<Utc>>) -> Self {
+        self.shares_its_second = previous == Some(self.last_modified);
+        self
+    }
+
     /// The same document with another date and cache lifetime.
     pub fn redated(&self, last_modified: DateTime<Utc>, max_age: u32, links: &Links) -> Self {
         Self {

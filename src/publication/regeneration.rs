@@ -845,12 +845,11 @@ impl Inner {
                 etag = etag_of(&bytes);
             }
             let unchanged_on_disk = unchanged_on_disk.map(|(_, stamp)| *stamp);
+            // In place of the version served since this start, or of the file found.
             let mut file =
-                FeedFile::tagged(bytes, etag, format.content_type(), date, max_age, &links);
+                FeedFile::tagged(bytes, etag, format.content_type(), date, max_age, &links)
+                    .in_place_of(previous_date.filter(|_| replaced));
             file.changed = changed;
-            // Other bytes under the date of the version they replace (served since this
-            // start, or the file found at it): that date no longer names one version.
-            file.shares_its_second = replaced && previous_date == Some(date);
             pending.push(Pending {
                 key,
                 file_name: format.file_name(),

@@ -204,9 +204,9 @@ impl SqliteStore {
         // (64 MiB) rather than read back from the file for each article of a batch; keep
         // the journal of each job's savepoint in memory rather than in a temporary file; and
         // leave the copying of the WAL into the database to a connection of its own
-        // (`sqlite_checkpoint.rs`), checkpointing here only once the WAL reaches 40 MiB rather than
-        // 4, to copy what is left and let the WAL start again; a WAL that a burst grew past
-        // 64 MiB is cut back to that when it restarts.
+        // (`sqlite_checkpoint.rs`), checkpointing here only once the WAL reaches 40 MiB
+        // rather than 4, to copy what is left and let the WAL start again; a WAL that a burst
+        // grew past 64 MiB is cut back to that when it restarts.
         for pragma in [
             "PRAGMA cache_size = -65536",
             "PRAGMA temp_store = MEMORY",
