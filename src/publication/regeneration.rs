@@ -136,6 +136,8 @@ struct Rendered {
     started: Instant,
     /// How long reading it took, of the time since `started`.
     read: std::time::Duration,
+    /// How long rendering it took, once a builder thread had it.
+    render: std::time::Duration,
 }
 
 /// A scope's documents compressed (and on disk when each has the stamp of its identity
@@ -673,6 +675,7 @@ impl Inner {
         tracing::debug!(
             feed = scope.path_segment(),
             read_us = rendered.read.as_micros(),
+            render_us = rendered.render.as_micros(),
             served_us = rendered.started.elapsed().as_micros(),
             "feeds regenerated"
         );
@@ -769,6 +772,7 @@ impl Inner {
     ///
     /// [`shares_its_second`]: FeedFile::shares_its_second
     fn render_scope(&self, prepared: Prepared, started: Instant) -> Rendered {
+        let rendering = Instant::now();
         let Prepared {
             scope,
             articles,
@@ -875,6 +879,7 @@ impl Inner {
             headlines,
             started,
             read,
+            render: rendering.elapsed(),
         }
     }
 }

@@ -27,6 +27,8 @@ pub const SECTION: &str = "politics";
 pub const FEED_PATH: &str = "/feeds/politics/rss.xml";
 /// Articles in the served data set (the default `max_items` of a feed).
 pub const DATA_SET_ARTICLES: usize = 50;
+/// The tag of every article [`SampleCopy::article`] makes.
+pub const BENCH_TAG: &str = "基准测试";
 /// Body size of every benchmark article, in bytes of UTF-8 (about 1,000 Chinese characters).
 const BODY_BYTES: usize = 3 * 1024;
 
@@ -399,7 +401,7 @@ impl SampleCopy {
             title: format!("{title}{title_suffix}"),
             authors: authors.clone(),
             content_text: body,
-            tags: vec!["基准测试".to_owned()],
+            tags: vec![BENCH_TAG.to_owned()],
             publish_time: Some(timestamp(SystemTime::now())),
             ..Article::default()
         }

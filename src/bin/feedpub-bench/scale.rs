@@ -12,11 +12,14 @@
 //! own ids, GUIDs and publish times: the same rows, faster than the Store API (no fsync
 //! per commit). Every block of 10,000 articles shares a byline and a tag of its
 //! own (特约记者NNN, 专题NNN), so each author and tag feed holds 10,000 articles at every
-//! size and the number of such feeds grows with the store. The databases are kept between runs; every
-//! run measures each of them, in an order that alternates between runs.
+//! size and the number of such feeds grows with the store. The first articles of the first
+//! block also carry the bylines and the tag of the articles each run publishes, until each of
+//! those feeds is full (`Filling`), so that every run changes feeds as large as the last run
+//! did. The databases are kept between runs; every run measures each of them, in an order
+//! that alternates between runs.
 
 use crate::Mode;
-use crate::fixture::{self, FEED_PATH, Fixture, SECTION, SampleCopy};
+use crate::fixture::{self, BENCH_TAG, FEED_PATH, Fixture, SECTION, SampleCopy};
 use crate::freshness::{percentile, regeneration_totals};
 use crate::report::{Figure, Target};
 use anyhow::Context;
@@ -403,6 +406,7 @@ async fn store_first_block(data_dir: &Path, articles: usize) -> anyhow::Result<(
         partner: partner.name.clone(),
         peer: None,
     };
+    let mut filling = Filling::new(settings.feeds.max_items);
     let started = Instant::now();
     let mut calls = tokio::task::JoinSet::new();
     for i in 0..articles {
@@ -412,8 +416,14 @@ async fn store_first_block(data_dir: &Path, articles: usize) -> anyhow::Result<(
         let mut content = templates[i % TEMPLATES].clone();
         content.title = format!("{}（{}）", content.title, i + 1);
         content.section = sections[i % sections.len()].clone();
-        content.authors = vec![format!("特约记者{:03}", i / NAME_BLOCK)];
-        content.tags = vec![format!("专题{:03}", i / NAME_BLOCK)];
+        let mut authors = vec![format!("特约记者{:03}", i / NAME_BLOCK)];
+        let mut tags = vec![format!("专题{:03}", i / NAME_BLOCK)];
+        if filling.wants(&content.authors) {
+            authors.extend(content.authors.iter().cloned());
+            tags.push(BENCH_TAG.to_owned());
+        }
+        content.authors = authors;
+        content.tags = tags;
         content.publish_time = page - TimeDelta::minutes(5 * i as i64);
         let id = ArticleId::parse(&format!("scale-{i:07}")).map_err(anyhow::Error::msg)?;
         let guid = format!(
@@ -439,6 +449,38 @@ async fn store_first_block(data_dir: &Path, articles: usize) -> anyhow::Result<(
         articles as f64 / started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Counts the first block's articles that carry the bylines and the tag of the measured
+/// publishes ([`SampleCopy::article`]) besides the block's own, until each of those names
+/// has a full feed. Each run's publishes then change feeds that are already full, as large
+/// in the first run as in the last: with empty ones, every run rendered more than the run
+/// before (the author feeds filling up), and the regeneration times grew from run to run.
+struct Filling {
+    full: usize,
+    carried: std::collections::HashMap<String, usize>,
+}
+
+impl Filling {
+    fn new(full: usize) -> Self {
+        Self {
+            full,
+            carried: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Whether an article of the sample edition with these bylines should carry them and
+    /// the tag, counting it if so: while the tag's feed or one of the bylines' is not full.
+    fn wants(&mut self, bylines: &[String]) -> bool {
+        let names = || bylines.iter().map(String::as_str).chain([BENCH_TAG]);
+        if names().all(|name| self.carried.get(name).is_some_and(|n| *n >= self.full)) {
+            return false;
+        }
+        for name in names() {
+            *self.carried.entry(name.to_owned()).or_default() += 1;
+        }
+        true
+    }
 }
 
 /// Adds copies 1 to `blocks` - 1 of the first block of articles (ids `scale-0000000` to
@@ -569,5 +611,24 @@ mod tests {
         assert_eq!(label(100_000), "100k");
         assert_eq!(label(1_000_000), "1M");
         assert_eq!(label(12_345), "12345");
+    }
+
+    #[test]
+    fn the_names_of_measured_publishes_are_carried_until_each_feed_is_full() {
+        let bylines = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let mut filling = Filling::new(3);
+        let (a, ab) = (bylines(&["甲"]), bylines(&["甲", "乙"]));
+        // 甲 and the tag fill first; 乙 still wants two more, and only articles naming it
+        // carry the names from then on.
+        assert!(filling.wants(&a));
+        assert!(filling.wants(&a));
+        assert!(filling.wants(&ab));
+        assert!(!filling.wants(&a));
+        assert!(filling.wants(&ab));
+        assert!(filling.wants(&ab));
+        assert!(!filling.wants(&ab));
+        assert!(!filling.wants(&a));
+        assert_eq!(filling.carried["乙"], 3);
+        assert_eq!(filling.carried[BENCH_TAG], 5);
     }
 }
