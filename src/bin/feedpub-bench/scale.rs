@@ -11,12 +11,12 @@
 //! that block made inside SQLite (`INSERT … SELECT`, one transaction per copy), each with its
 //! own ids, GUIDs and publish times: the same rows, faster than the Store API (no fsync
 //! per commit). Every block of 10,000 articles shares a byline and a tag of its
-//! own (特约记者NNN, 专题NNN), so each author and tag feed holds 10,000 articles at every
-//! size and the number of such feeds grows with the store. The first articles of the first
-//! block also carry the bylines and the tag of the articles each run publishes, until each of
-//! those feeds is full (`Filling`), so that every run changes feeds as large as the last run
-//! did. The databases are kept between runs; every run measures each of them, in an order
-//! that alternates between runs.
+//! own (特约记者NNN, 专题NNN), so each block's author and tag feed holds 10,000 articles at
+//! every size and the number of such feeds grows with the store. The first articles of the
+//! first block also carry the bylines and the tag of the articles each run publishes, until
+//! each of those feeds is full (`Filling`; the first 355 articles with the sample edition),
+//! so that every run changes feeds as large as the last run did. The databases are kept
+//! between runs; every run measures each of them, in an order that alternates between runs.
 
 use crate::Mode;
 use crate::fixture::{self, BENCH_TAG, FEED_PATH, Fixture, SECTION, SampleCopy};
@@ -381,22 +381,7 @@ async fn store_first_block(data_dir: &Path, articles: usize) -> anyhow::Result<(
         .partner_by_name(&PartnerName::parse("bench").map_err(anyhow::Error::msg)?)
         .await?
         .context("the partner bench is missing")?;
-    let copy = SampleCopy::load();
-    let policy = HtmlPolicy::default();
-    let templates: Vec<ArticleContent> = (0..TEMPLATES)
-        .map(|n| {
-            let draft = feedpub::grpc::convert::draft_from_proto(Some(copy.article(
-                format!("t{n}"),
-                "",
-                n,
-            )))
-            .map_err(|v| anyhow::anyhow!("{v}"))?;
-            Ok(draft
-                .validate("article.", &policy)
-                .map_err(|v| anyhow::anyhow!("{v}"))?
-                .content)
-        })
-        .collect::<anyhow::Result<_>>()?;
+    let templates = templates(&SampleCopy::load())?;
     // 2023-06-07T07:00:00+08:00, going back five minutes per article.
     let page = Utc
         .timestamp_opt(1_686_092_400, 0)
@@ -416,14 +401,7 @@ async fn store_first_block(data_dir: &Path, articles: usize) -> anyhow::Result<(
         let mut content = templates[i % TEMPLATES].clone();
         content.title = format!("{}（{}）", content.title, i + 1);
         content.section = sections[i % sections.len()].clone();
-        let mut authors = vec![format!("特约记者{:03}", i / NAME_BLOCK)];
-        let mut tags = vec![format!("专题{:03}", i / NAME_BLOCK)];
-        if filling.wants(&content.authors) {
-            authors.extend(content.authors.iter().cloned());
-            tags.push(BENCH_TAG.to_owned());
-        }
-        content.authors = authors;
-        content.tags = tags;
+        (content.authors, content.tags) = filling.names(i, &content.authors);
         content.publish_time = page - TimeDelta::minutes(5 * i as i64);
         let id = ArticleId::parse(&format!("scale-{i:07}")).map_err(anyhow::Error::msg)?;
         let guid = format!(
@@ -444,11 +422,40 @@ async fn store_first_block(data_dir: &Path, articles: usize) -> anyhow::Result<(
         done??;
     }
     store.close().await;
+    let unfilled = filling.unfilled();
+    if !unfilled.is_empty() {
+        eprintln!(
+            "scale: {articles} articles leave feeds the runs publish to below {} articles: {}; \
+             their regeneration times will grow from run to run",
+            settings.feeds.max_items,
+            unfilled.join(", ")
+        );
+    }
     eprintln!(
         "scale: {articles} articles stored through the Store API ({:.0}/s)",
         articles as f64 / started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The `TEMPLATES` article contents the first block cycles through, validated as a
+/// PublishArticle's would be (names normalised as feedpub stores them).
+fn templates(copy: &SampleCopy) -> anyhow::Result<Vec<ArticleContent>> {
+    let policy = HtmlPolicy::default();
+    (0..TEMPLATES)
+        .map(|n| {
+            let draft = feedpub::grpc::convert::draft_from_proto(Some(copy.article(
+                format!("t{n}"),
+                "",
+                n,
+            )))
+            .map_err(|v| anyhow::anyhow!("{v}"))?;
+            Ok(draft
+                .validate("article.", &policy)
+                .map_err(|v| anyhow::anyhow!("{v}"))?
+                .content)
+        })
+        .collect()
 }
 
 /// Counts the first block's articles that carry the bylines and the tag of the measured
@@ -467,6 +474,29 @@ impl Filling {
             full,
             carried: std::collections::HashMap::new(),
         }
+    }
+
+    /// The bylines and tags of article `i` of a data set, whose template has `bylines`:
+    /// its block's byline and tag, and the template's bylines and the bench tag while
+    /// [`Self::wants`] them.
+    fn names(&mut self, i: usize, bylines: &[String]) -> (Vec<String>, Vec<String>) {
+        let mut authors = vec![format!("特约记者{:03}", i / NAME_BLOCK)];
+        let mut tags = vec![format!("专题{:03}", i / NAME_BLOCK)];
+        if self.wants(bylines) {
+            authors.extend(bylines.iter().cloned());
+            tags.push(BENCH_TAG.to_owned());
+        }
+        (authors, tags)
+    }
+
+    /// The names counted that have fewer articles than a full feed, sorted.
+    fn unfilled(&self) -> Vec<String> {
+        let mut names: Vec<String> = (self.carried.iter())
+            .filter(|(_, n)| **n < self.full)
+            .map(|(name, _)| name.clone())
+            .collect();
+        names.sort();
+        names
     }
 
     /// Whether an article of the sample edition with these bylines should carry them and
@@ -630,5 +660,46 @@ mod tests {
         assert!(!filling.wants(&a));
         assert_eq!(filling.carried["乙"], 3);
         assert_eq!(filling.carried[BENCH_TAG], 5);
+        assert!(filling.unfilled().is_empty());
+    }
+
+    #[test]
+    fn a_first_block_fills_every_feed_the_measured_publishes_change() {
+        let copy = SampleCopy::load();
+        let templates = templates(&copy).unwrap();
+        let full = Settings::parse("sample", EMBEDDED_CONFIG, Overrides::default())
+            .unwrap()
+            .feeds
+            .max_items;
+        // What the loader stores, name by name.
+        let mut stored: std::collections::HashMap<String, usize> = Default::default();
+        let mut filling = Filling::new(full);
+        for i in 0..NAME_BLOCK {
+            let (authors, tags) = filling.names(i, &templates[i % TEMPLATES].authors);
+            for name in authors.into_iter().chain(tags) {
+                *stored.entry(name).or_default() += 1;
+            }
+        }
+        assert!(filling.unfilled().is_empty());
+        // Every byline the runs' publishes carry, normalised as feedpub stores it, and the
+        // tag: each has a full feed before the first run.
+        let policy = HtmlPolicy::default();
+        let args = <crate::Args as clap::Parser>::parse_from(["feedpub-bench"]);
+        for n in 0..crate::Mode::from_args(&args).scale_publishes {
+            let draft = feedpub::grpc::convert::draft_from_proto(Some(copy.article(
+                format!("m{n}"),
+                "",
+                n,
+            )))
+            .unwrap();
+            let content = draft.validate("article.", &policy).unwrap().content;
+            for name in content.authors.iter().chain(&content.tags) {
+                let carried = stored.get(name).copied().unwrap_or(0);
+                assert!(carried >= full, "{name}: {carried} of {full}");
+            }
+        }
+        // The block's own names are on every article of it.
+        assert_eq!(stored[&format!("特约记者{:03}", 0)], NAME_BLOCK);
+        assert_eq!(stored[&format!("专题{:03}", 0)], NAME_BLOCK);
     }
 }
