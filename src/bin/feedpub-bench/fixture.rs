@@ -292,7 +292,7 @@ impl Fixture {
 
     /// True once every change is in the feeds and their files, compressed with the full
     /// levels (feedpub's `feedpub_feeds_settled`): the data set is compressed and written.
-    async fn settled(&self) -> anyhow::Result<bool> {
+    pub async fn settled(&self) -> anyhow::Result<bool> {
         let metrics = self
             .http
             .get(self.url("/metrics"))

@@ -217,8 +217,8 @@ impl Scale {
     }
 
     /// Publishes articles one at a time and waits until the section feed shows the last,
-    /// reading feedpub's regeneration timings over that time; then loads the section feed
-    /// with wrk; then reads feedpub's peak resident memory.
+    /// reading feedpub's regeneration timings over that time; then, once the feeds have
+    /// settled, loads the section feed with wrk; then reads feedpub's peak resident memory.
     async fn measure(&self, set: &DataSet, run: usize) -> anyhow::Result<Measured> {
         let fixture = &set.fixture;
         let before = regeneration_totals(fixture).await;
@@ -244,30 +244,33 @@ impl Scale {
         // regeneration the publishes caused is done. A store on which that takes longer than
         // the mode allows gets the regenerations that finished, or ∞ when none did.
         let deadline = Instant::now() + self.mode.scale_show_timeout;
-        let shown = loop {
-            let body = fixture
-                .http
-                .get(fixture.url(FEED_PATH))
-                .send()
-                .await?
-                .text()
-                .await?;
-            if body.contains(&last_title) {
-                break true;
-            }
-            fixture.ensure_running()?;
-            if Instant::now() >= deadline {
-                eprintln!(
-                    "scale run {} at {}: {FEED_PATH} did not show the last article within {} s",
-                    run + 1,
-                    label(set.articles),
-                    self.mode.scale_show_timeout.as_secs()
-                );
-                break false;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        let late = |what: &str| {
+            eprintln!(
+                "scale run {} at {}: {what} within {} s",
+                run + 1,
+                label(set.articles),
+                self.mode.scale_show_timeout.as_secs()
+            )
         };
+        let shown = poll_until(fixture, deadline, Duration::from_millis(5), async || {
+            let body = fixture.http.get(fixture.url(FEED_PATH)).send().await?;
+            Ok(body.text().await?.contains(&last_title))
+        })
+        .await?;
+        if !shown {
+            late(&format!("{FEED_PATH} did not show the last article"));
+        }
         let after = regeneration_totals(fixture).await;
+        // Served once the publishes' feeds are compressed and written, as a feed is between
+        // changes: the rate of serving, not of serving beside the compression.
+        if shown
+            && !poll_until(fixture, deadline, Duration::from_millis(20), async || {
+                fixture.settled().await
+            })
+            .await?
+        {
+            late("the feeds did not settle (loaded anyway)");
+        }
         let mean_ms = |feed: &str| {
             let (sum0, count0) = before.get(feed).copied().unwrap_or_default();
             match after.get(feed) {
@@ -326,6 +329,26 @@ struct Measured {
     regeneration_all: f64,
     serve_rate: f64,
     peak_rss_mb: f64,
+}
+
+/// Polls `done` every `every` until it holds (true) or `deadline` passes (false), failing
+/// as soon as feedpub has stopped.
+async fn poll_until(
+    fixture: &Fixture,
+    deadline: Instant,
+    every: Duration,
+    mut done: impl AsyncFnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<bool> {
+    loop {
+        if done().await? {
+            return Ok(true);
+        }
+        fixture.ensure_running()?;
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 fn info(name: String, unit: &'static str, value: f64) -> Figure {
