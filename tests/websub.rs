@@ -340,7 +340,11 @@ async fn after_a_restart_only_the_documents_the_feeds_show_are_delivered_however
         }
     }
 
-    // Answered before the restart, as in `restarted_with_left_delivered`.
+    // Answered before the restart, as in `restarted_with_left_delivered`, once every
+    // delivery has had its 503.
+    for (_, path) in &topics {
+        assert_eq!(subscriber.wait_answered(path, 12).await, [503; 12]);
+    }
     for (_, path) in &topics {
         subscriber.set(path, Behaviour::default());
     }
@@ -383,11 +387,14 @@ async fn one_document_left_retrying(subscriber: &Subscriber) -> Server {
         .await;
     server.publish("websub-left", "rural").await;
     subscriber.wait_for(Method::POST, "/left", 1).await;
+    // Answered before it returns: a callback set to 200 before the answer would let this
+    // delivery succeed, and leave nothing.
+    assert_eq!(subscriber.wait_answered("/left", 1).await, [503]);
     server
 }
 
 /// Stops `server`, waits `pause` and starts it again with `/left` answering 200; returns it
-/// once it has delivered one document, with every POST `/left` got.
+/// once it has delivered a document, with every POST `/left` got.
 async fn restarted_with_left_delivered(
     server: Server,
     subscriber: &Subscriber,
@@ -399,7 +406,7 @@ async fn restarted_with_left_delivered(
     subscriber.set("/left", Behaviour::default());
     let server = server.restart_after(pause).await;
     server
-        .wait_until("delivered", |hub| hub.deliveries_ok() == 1)
+        .wait_until("delivered", |hub| hub.deliveries_ok() >= 1)
         .await;
     server.wait_idle().await;
     let posts = subscriber.hits(Method::POST, "/left");
@@ -452,10 +459,14 @@ async fn a_feed_that_changed_while_the_server_was_stopped_is_sent_to_a_subscribe
     // Stopped until the embargo has ended (at most 6 s after it was filed).
     let (server, posts) =
         restarted_with_left_delivered(server, &subscriber, Duration::from_secs(7)).await;
-    assert_eq!(posts.len(), 2);
     let shown = server.feed_bytes("rural/feed.json").await;
-    assert_eq!(posts[1].body, shown, "the document the feed shows now");
     assert!(String::from_utf8_lossy(&shown).contains("websub-lifted"));
+    // The document the feed shows now, sent for the delivery left and as the feed's change
+    // at start: once, or twice when one was answered before the other started (README).
+    assert!((2..=3).contains(&posts.len()), "{} posts", posts.len());
+    for post in &posts[1..] {
+        assert_eq!(post.body, shown, "the document the feed shows now");
+    }
 }
 
 /// A feed that changed while no server ran (an embargo ended) is pushed to its subscribers

@@ -80,6 +80,8 @@ pub struct Hit {
 #[derive(Default)]
 struct Recorder {
     hits: Mutex<Vec<Hit>>,
+    /// The path and status of every POST answered, in the order they were answered.
+    answered: Mutex<Vec<(String, u16)>>,
     behaviours: Mutex<HashMap<String, Behaviour>>,
     changed: watch::Sender<usize>,
 }
@@ -148,6 +150,8 @@ async fn answer(
             let entry = behaviours.entry(path.clone()).or_default();
             entry.first.pop_front().unwrap_or(entry.then)
         };
+        recorder.answered.lock().unwrap().push((path, status));
+        recorder.changed.send_modify(|n| *n += 1);
         let status = StatusCode::from_u16(status).unwrap();
         (status, [(header::LOCATION, "/elsewhere")]).into_response()
     }
@@ -189,19 +193,47 @@ impl Subscriber {
 
     /// Waits until `path` has received at least `count` requests of `method`.
     pub async fn wait_for(&self, method: Method, path: &str, count: usize) -> Vec<Hit> {
+        self.wait_recorded(|| {
+            let hits = self.hits(method.clone(), path);
+            match hits.len() {
+                got if got >= count => Ok(hits),
+                got => Err(format!("{path} got {got} {method} requests, not {count}")),
+            }
+        })
+        .await
+    }
+
+    /// Waits until `path` has answered at least `count` POSTs, and returns the statuses it
+    /// answered. A POST's status is chosen when its stall is over, after it is recorded:
+    /// [`Self::wait_for`] may return before the hub has its answer.
+    pub async fn wait_answered(&self, path: &str, count: usize) -> Vec<u16> {
+        self.wait_recorded(|| {
+            let answered = self.recorder.answered.lock().unwrap();
+            let statuses: Vec<u16> = answered
+                .iter()
+                .filter(|(p, _)| p == path)
+                .map(|(_, status)| *status)
+                .collect();
+            match statuses.len() {
+                got if got >= count => Ok(statuses),
+                got => Err(format!("{path} answered {got} POSTs, not {count}")),
+            }
+        })
+        .await
+    }
+
+    /// Waits until `ready` gives a value, checking again at each request recorded or
+    /// answered; fails with its message at the deadline.
+    async fn wait_recorded<T>(&self, ready: impl Fn() -> Result<T, String>) -> T {
         let mut changed = self.recorder.changed.subscribe();
         let deadline = tokio::time::Instant::now() + DEADLINE;
         loop {
-            let hits = self.hits(method.clone(), path);
-            if hits.len() >= count {
-                return hits;
-            }
+            let not_yet = match ready() {
+                Ok(value) => return value,
+                Err(not_yet) => not_yet,
+            };
             let waited = tokio::time::timeout_at(deadline, changed.changed()).await;
-            assert!(
-                waited.is_ok(),
-                "{path} got {} {method} requests, not {count}",
-                hits.len()
-            );
+            assert!(waited.is_ok(), "{not_yet}");
         }
     }
 }
