@@ -2,6 +2,7 @@
 //! read, list, retract and follow. Partner management lives in [`crate::partners`].
 
 mod batch;
+mod remembered;
 mod upkeep;
 mod watch;
 
@@ -12,13 +13,13 @@ pub use watch::WatchUpdate;
 use crate::config::Settings;
 use crate::domain::{
     Actor, Article, ArticleDraft, ArticleId, AuditEntry, AuditOperation, Caller, HtmlPolicy,
-    Outcome, Partner, Refusal, RequestKey, Revision, Section, SectionSlug, Token, ValidDraft,
-    VersionSummary, Violations,
+    Outcome, Partner, Refusal, RequestKey, Revision, Section, SectionSlug, Token, TokenHash,
+    ValidDraft, VersionSummary, Violations,
 };
 use crate::health::{Component, Health};
 use crate::publication::Publication;
-use crate::storage::{self, ArticleWrite, ListCursor, Retraction, Store, StoreError};
-use chrono::Utc;
+use crate::storage::{self, ArticleWrite, ListCursor, Retraction, Store, StoreError, WriteChecks};
+use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -198,6 +199,8 @@ pub struct Publisher {
     /// Cancelled when the server stops: ends every watch stream.
     stopping: CancellationToken,
     health: Health,
+    /// Partners remembered by their tokens for PublishArticle ([`Self::authenticate`]).
+    remembered: Arc<remembered::Remembered>,
 }
 
 impl Publisher {
@@ -219,6 +222,7 @@ impl Publisher {
             upkeep: Arc::new(Notify::new()),
             stopping: CancellationToken::new(),
             health,
+            remembered: Arc::default(),
         }
     }
 
@@ -226,8 +230,8 @@ impl Publisher {
     fn note_write<T>(&self, result: &Result<T, PublishError>) {
         match result {
             Ok(_) => self.health.recovered(Component::Storage),
-            // A store closing for shutdown is not a fault.
-            Err(PublishError::Storage(StoreError::Closed)) => {}
+            // A store closing for shutdown is not a fault, nor one refusing a write.
+            Err(PublishError::Storage(e)) if matches!(e, StoreError::Closed) || e.is_refusal() => {}
             Err(PublishError::Storage(e)) => self.health.fault(Component::Storage, e),
             Err(_) => {}
         }
@@ -243,12 +247,66 @@ impl Publisher {
         self.stopping.cancel();
     }
 
-    /// The partner holding `token`, if it is active.
-    pub async fn authenticate(&self, token: &Token) -> Result<Partner, PublishError> {
-        self.store
-            .partner_by_token(&token.hash())
-            .await?
-            .ok_or(PublishError::Unauthenticated("unknown or revoked token"))
+    /// The partner holding `token`, if it is active, and the token's hash when the partner
+    /// was remembered rather than looked up for this call. Only a call that may `remember`
+    /// gets a remembered partner (PublishArticle, whose write reads the partner's row
+    /// again): the one the token's last successful lookup found, by a call of any kind.
+    pub async fn authenticate(
+        &self,
+        token: &Token,
+        remember: bool,
+    ) -> Result<(Partner, Option<TokenHash>), PublishError> {
+        let hash = token.hash();
+        if remember && let Some(partner) = self.remembered.get(&hash) {
+            metrics::counter!("feedpub_grpc_authentications_total", "partner" => "remembered")
+                .increment(1);
+            return Ok((partner, Some(hash)));
+        }
+        Ok((self.look_up(&hash).await?, None))
+    }
+
+    /// The caller of a call made for a remembered partner, as its token stands now: the
+    /// partner looked up again, or `Unauthenticated` when the token no longer authenticates
+    /// (revoked, or rotated).
+    pub async fn confirm(&self, caller: &Caller) -> Result<Caller, PublishError> {
+        let Some(token) = &caller.remembered else {
+            return Ok(caller.clone());
+        };
+        Ok(Caller {
+            partner: self.look_up(token).await?,
+            peer: caller.peer,
+            remembered: None,
+        })
+    }
+
+    /// After a remembered caller's call failed: the caller as its token stands now (looked
+    /// up again), or the refusal of a token that no longer authenticates, which is the
+    /// call's answer then, whatever else it asked. A caller looked up for this call stays.
+    async fn reconfirm(
+        &self,
+        caller: &mut std::borrow::Cow<'_, Caller>,
+    ) -> Result<(), PublishError> {
+        if caller.remembered.is_some() {
+            *caller = std::borrow::Cow::Owned(self.confirm(caller).await?);
+        }
+        Ok(())
+    }
+
+    /// The active partner holding the token with this hash, looked up in the store and
+    /// remembered (or forgotten) for later calls.
+    async fn look_up(&self, hash: &TokenHash) -> Result<Partner, PublishError> {
+        metrics::counter!("feedpub_grpc_authentications_total", "partner" => "looked_up")
+            .increment(1);
+        match self.store.partner_by_token(hash).await? {
+            Some(partner) => {
+                self.remembered.keep(hash, &partner);
+                Ok(partner)
+            }
+            None => {
+                self.remembered.forget(hash);
+                Err(PublishError::Unauthenticated("unknown or revoked token"))
+            }
+        }
     }
 
     /// True when other processes share the store, and with it the partners' call rates.
@@ -273,6 +331,12 @@ impl Publisher {
 
     /// Validates and durably stores the caller's article, then marks its feeds stale.
     /// Returns only once the article and its audit entry are committed.
+    ///
+    /// A caller whose partner was remembered from an earlier call ([`Caller::remembered`])
+    /// is answered as if its token had been looked up for this call: its write reads the
+    /// partner's row in its own transaction ([`WriteChecks::remembered`]), and a call that
+    /// fails looks the token up again before it is answered (refused as unauthenticated
+    /// when the token no longer is) or decided again with the partner's rights as they are.
     pub async fn publish(
         &self,
         caller: &Caller,
@@ -280,32 +344,72 @@ impl Publisher {
     ) -> Result<Published, PublishError> {
         let started = std::time::Instant::now();
         let raw_id = request.draft.id.clone();
-        let result = match self.prepare(caller, request).await {
+        let mut caller = std::borrow::Cow::Borrowed(caller);
+        let result = match self.prepare(&caller.partner, request).await {
             Ok((write, warnings)) => {
-                let actor = Actor::from(caller);
-                let partner = &caller.partner;
-                let rights = rights_to_check(partner);
-                let stored = self
-                    .store
-                    .publish_checked(partner.id, rights, vec![write], Utc::now(), &actor)
-                    .await
-                    .and_then(storage::only_result);
-                stored.map_err(PublishError::from).map(|revision| {
-                    let touched = self.touch(&revision);
-                    Published {
-                        article: revision.into_article(),
-                        warnings,
-                        changed: touched,
-                    }
+                let now = Utc::now();
+                let permit = |partner: &Partner| -> Result<(), PublishError> {
+                    Ok(partner.may_publish(&write.content, now)?)
+                };
+                let mut permitted = permit(&caller.partner);
+                if permitted.is_err() && caller.remembered.is_some() {
+                    // The rights remembered may be older than the partner's.
+                    permitted = match self.reconfirm(&mut caller).await {
+                        Ok(()) => permit(&caller.partner),
+                        Err(e) => Err(e),
+                    };
+                }
+                match permitted {
+                    Ok(()) => self.store_one(&mut caller, write, now).await,
+                    Err(e) => Err(e),
+                }
+                .map(|(article, changed)| Published {
+                    article,
+                    warnings,
+                    changed,
                 })
             }
-            Err(e) => Err(e),
+            Err(e) => self.reconfirm(&mut caller).await.and(Err(e)),
         };
         self.note_write(&result);
         count_outcome(&result);
         metrics::histogram!("feedpub_publish_seconds").record(started.elapsed().as_secs_f64());
-        self.audit_refusal(caller, AuditOperation::Publish, &raw_id, result)
+        self.audit_refusal(&caller, AuditOperation::Publish, &raw_id, result)
             .await
+    }
+
+    /// Stores a write the caller's rights permit, and marks the feeds it changed stale: the
+    /// stored article, and whether any feed changed. A remembered caller whose write fails
+    /// is looked up again (see [`Self::publish`]).
+    async fn store_one(
+        &self,
+        caller: &mut std::borrow::Cow<'_, Caller>,
+        write: ArticleWrite,
+        now: DateTime<Utc>,
+    ) -> Result<(Article, bool), PublishError> {
+        let partner = &caller.partner;
+        let checks = WriteChecks::of(partner, caller.remembered.as_ref());
+        let stored = self
+            .store
+            .publish_checked(
+                partner.id,
+                &checks,
+                vec![write],
+                now,
+                &Actor::from(&**caller),
+            )
+            .await
+            .and_then(storage::only_result);
+        match stored {
+            Ok(revision) => {
+                let touched = self.touch(&revision);
+                Ok((revision.into_article(), touched))
+            }
+            Err(e) => {
+                self.reconfirm(caller).await?;
+                Err(e.into())
+            }
+        }
     }
 
     /// Validates a draft. An HTML body of [`LARGE_BODY`] or more is sanitised on the
@@ -332,15 +436,13 @@ impl Publisher {
         .map_err(PublishError::from)
     }
 
-    /// Validates a publish and checks the partner's rights to what it asks (the store checks
-    /// those to the stored article it replaces, see [`rights_to_check`]): what to
-    /// store, and the warnings for the editor.
+    /// Validates a publish: what to store, and the warnings for the editor. The caller checks
+    /// the partner's rights to it ([`Partner::may_publish`]).
     async fn prepare(
         &self,
-        caller: &Caller,
+        partner: &Partner,
         mut request: PublishRequest,
     ) -> Result<(ArticleWrite, Vec<String>), PublishError> {
-        let partner = &caller.partner;
         let mut draft = std::mem::take(&mut request.draft);
         // Named with every other violation, not only once the rest is right.
         if let Ok(slug) = SectionSlug::parse(&draft.section)
@@ -349,12 +451,6 @@ impl Publisher {
             draft.prior_violations.add("article.section", why);
         }
         let valid = self.validate(draft).await?;
-        let section = &valid.content.section;
-        partner.may_use_section(section)?;
-        let now = Utc::now();
-        if valid.content.is_embargoed(now) {
-            partner.may_see_embargoed()?;
-        }
         let guid = self.guid(partner, &valid.id, &valid.content.publish_time);
         let mut write = ArticleWrite::new(valid.id, valid.content, guid);
         write.expected_etag = request.expected_etag;
@@ -606,15 +702,6 @@ impl Publisher {
     }
 }
 
-/// The rights the store checks a partner's writes against: a correction may move an article
-/// between sections, and the partner needs the right to the section it leaves too (and to
-/// an embargo that still runs). The store checks them in the write's transaction, against
-/// the row replaced, so that no read comes before the write; a partner with every right has
-/// nothing to check.
-fn rights_to_check(partner: &Partner) -> Option<&Partner> {
-    (!partner.is_unrestricted()).then_some(partner)
-}
-
 fn parse_id(raw: &str) -> Result<ArticleId, PublishError> {
     ArticleId::parse(raw).map_err(|e| Violations::one("id", e).into())
 }
@@ -633,7 +720,12 @@ fn count_outcome(result: &Result<Published, PublishError>) {
         Ok(p) if p.changed => "changed",
         Ok(_) => "unchanged",
         Err(e) if e.refusal().is_some() => "refused",
-        Err(PublishError::Aborted(_) | PublishError::TooManyArticles) => "refused",
+        // A remembered partner's token found revoked or rotated by the write.
+        Err(
+            PublishError::Aborted(_)
+            | PublishError::TooManyArticles
+            | PublishError::Unauthenticated(_),
+        ) => "refused",
         Err(_) => "failed",
     };
     metrics::counter!("feedpub_publish_total", "outcome" => outcome).increment(1);

@@ -6,11 +6,13 @@ mod common;
 
 use common::binary::{error_of, on_data, run, stdout_of, text, token_of};
 use common::{TestServer, authed, ts};
+use feedpub::grpc::proto::publisher_service_client::PublisherServiceClient;
 use feedpub::grpc::proto::{
     self, ArticleState, GetArticleRequest, ListArticleVersionsRequest, ListArticlesRequest,
     ListSectionsRequest, PublishArticleRequest, PublishArticlesRequest, RetractArticleRequest,
     WatchArticlesRequest,
 };
+use feedpub::storage::Store;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Output;
@@ -182,6 +184,150 @@ async fn revoked_and_rotated_tokens_are_refused_from_the_next_call_on() {
         .map(|(o, r)| (o.to_string(), r.to_string()))
         .collect();
     assert_eq!(operations, expected, "{audit}");
+}
+
+/// How many PublishArticle calls, across this process's servers, took a partner remembered
+/// from its token's last lookup.
+const REMEMBERED: &str = "feedpub_grpc_authentications_total{partner=\"remembered\"}";
+
+/// A store of its own on the server's database, as another process would have, to change
+/// partners at once.
+async fn other_store(server: &TestServer) -> feedpub::storage::SqliteStore {
+    feedpub::storage::SqliteStore::open(&server.data_dir())
+        .await
+        .unwrap()
+}
+
+/// Revokes `name` through `store`.
+async fn revoke_in(store: &feedpub::storage::SqliteStore, name: &str) {
+    let name = feedpub::domain::PartnerName::parse(name).unwrap();
+    let (_, revoked) = store
+        .revoke_partner(&name, chrono::Utc::now())
+        .await
+        .unwrap()
+        .expect("the partner exists");
+    assert!(revoked);
+}
+
+/// `partner add NAME --section rural`, then two publishes: the second takes the partner
+/// the first looked up. The token.
+async fn remembered_partner(
+    server: &TestServer,
+    client: &mut PublisherServiceClient<tonic::transport::Channel>,
+    name: &str,
+) -> String {
+    let token = token_of(&cli(server, &["partner", "add", name, "--section", "rural"]).await);
+    let before = server.metric(REMEMBERED).await;
+    for n in 1..=2 {
+        let id = format!("{name}-{n}");
+        client
+            .publish_article(authed(&token, article(&id, "rural")))
+            .await
+            .expect("the partner publishes");
+    }
+    // Shared by the tests of this process, so other publishes may count too; but none
+    // would if no partner were ever remembered.
+    assert!(server.metric(REMEMBERED).await > before);
+    token
+}
+
+#[tokio::test]
+async fn a_remembered_publisher_is_answered_as_if_its_token_were_looked_up_again() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let store = other_store(&server).await;
+    let unauthenticated = |result: Result<_, tonic::Status>, what: &str| {
+        let refused = result.expect_err(what);
+        assert_eq!(refused.code(), Code::Unauthenticated, "{what}: {refused:?}");
+    };
+
+    // Revoked behind the server's back, each partner's next publish is refused as an
+    // unknown token, not for what it asks: a request the service cannot read, an article
+    // that is not valid, or one that is.
+    let wire = remembered_partner(&server, &mut client, "wire").await;
+    revoke_in(&store, "wire").await;
+    let unreadable = PublishArticleRequest::default();
+    unauthenticated(
+        client.publish_article(authed(&wire, unreadable)).await,
+        "a request without its article",
+    );
+    let desk = remembered_partner(&server, &mut client, "desk").await;
+    revoke_in(&store, "desk").await;
+    let mut invalid = article("desk-3", "rural");
+    invalid.article.as_mut().unwrap().title.clear();
+    unauthenticated(
+        client.publish_article(authed(&desk, invalid)).await,
+        "an invalid article",
+    );
+    let copy = remembered_partner(&server, &mut client, "copy").await;
+    revoke_in(&store, "copy").await;
+    unauthenticated(
+        client
+            .publish_article(authed(&copy, article("copy-3", "rural")))
+            .await,
+        "a valid article",
+    );
+
+    // Rotated: the old token's next publish is refused, the new one's stored.
+    let slot = remembered_partner(&server, &mut client, "slot").await;
+    let rotated = token_of(&cli(&server, &["partner", "rotate", "slot"]).await);
+    unauthenticated(
+        client
+            .publish_article(authed(&slot, article("slot-3", "rural")))
+            .await,
+        "the old token after rotation",
+    );
+    client
+        .publish_article(authed(&rotated, article("slot-4", "rural")))
+        .await
+        .expect("the new token publishes");
+    store.close().await;
+
+    // Nothing a refused call sent was stored or audited as the partner's.
+    let audit = stdout_of(&cli(&server, &["audit", "--json"]).await);
+    let mut published: Vec<String> = audit
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|e| e["operation"] == "publish")
+        .map(|e| format!("{} {}", e["article_id"].as_str().unwrap(), e["outcome"]))
+        .collect();
+    published.sort();
+    let mut expected: Vec<String> = ["wire", "desk", "copy", "slot"]
+        .iter()
+        .flat_map(|name| [format!("{name}-1 \"ok\""), format!("{name}-2 \"ok\"")])
+        .chain(["slot-4 \"ok\"".to_owned()])
+        .collect();
+    expected.sort();
+    assert_eq!(published, expected, "{audit}");
+    // Refused as a lookup refuses them: neither failed publishes nor a storage fault.
+    for series in [
+        "feedpub_publish_total{outcome=\"failed\"}",
+        "feedpub_fault{component=\"storage\"}",
+    ] {
+        assert_eq!(server.metric(series).await, 0.0, "{series}");
+    }
+}
+
+#[tokio::test]
+async fn a_remembered_publisher_over_its_rate_limit_is_refused_as_revoked_once_it_is() {
+    let server = TestServer::start_with(|settings| {
+        settings.limits.requests_per_second = std::num::NonZeroU32::new(1).unwrap();
+        settings.limits.burst = std::num::NonZeroU32::new(2).unwrap();
+    })
+    .await;
+    let mut client = server.client().await;
+    let store = other_store(&server).await;
+    // The burst: looked up, then remembered.
+    let token = remembered_partner(&server, &mut client, "wire").await;
+    revoke_in(&store, "wire").await;
+    // Within a second of the burst the limit refuses the call (unless the machine was slow
+    // enough to refill it); either way the answer is that the token is refused.
+    let refused = client
+        .publish_article(authed(&token, article("wire-3", "rural")))
+        .await
+        .expect_err("a revoked partner over its limit");
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    store.close().await;
 }
 
 #[tokio::test]

@@ -99,6 +99,7 @@ pub async fn publish_sample_edition(
     let caller = crate::domain::Caller {
         partner,
         peer: None,
+        remembered: None,
     };
     let mut changed = 0;
     for article in sample_edition() {

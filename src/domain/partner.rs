@@ -1,6 +1,6 @@
 //! Partners (the outlets that publish), their rights and their bearer tokens.
 
-use super::{Article, PartnerName, SectionSlug};
+use super::{Article, ArticleContent, PartnerName, SectionSlug};
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
@@ -194,17 +194,22 @@ impl Partner {
         }
     }
 
-    /// Refuses a change of `existing`, one of the partner's own articles, unless the
-    /// partner holds its section and, if its embargo still runs at `now`, the embargo
-    /// right. (A partner changes only its own articles: the stores look them up by
-    /// partner.)
-    pub fn may_change(&self, existing: &Article, now: DateTime<Utc>) -> Result<(), Refusal> {
-        debug_assert_eq!(existing.partner, self.id);
-        self.may_use_section(&existing.content.section)?;
-        if existing.content.is_embargoed(now) {
+    /// Refuses `content` unless the partner holds its section and, if its embargo still
+    /// runs at `now`, the embargo right: what a partner may publish, and what it may change.
+    pub fn may_publish(&self, content: &ArticleContent, now: DateTime<Utc>) -> Result<(), Refusal> {
+        self.may_use_section(&content.section)?;
+        if content.is_embargoed(now) {
             self.may_see_embargoed()?;
         }
         Ok(())
+    }
+
+    /// Refuses a change of `existing`, one of the partner's own articles, unless the
+    /// partner may publish what it holds now ([`Self::may_publish`]). (A partner changes
+    /// only its own articles: the stores look them up by partner.)
+    pub fn may_change(&self, existing: &Article, now: DateTime<Utc>) -> Result<(), Refusal> {
+        debug_assert_eq!(existing.partner, self.id);
+        self.may_publish(&existing.content, now)
     }
 }
 
@@ -227,6 +232,9 @@ pub struct Caller {
     pub partner: Partner,
     /// Remote address of the connection; `None` for the CLI and the demo.
     pub peer: Option<SocketAddr>,
+    /// The hash of the caller's token when `partner` was remembered from an earlier call
+    /// rather than looked up for this one: its write checks the partner's row again.
+    pub remembered: Option<TokenHash>,
 }
 
 /// A bearer token as handed to a partner once; only its hash is ever stored.
@@ -274,7 +282,7 @@ impl fmt::Debug for Token {
 }
 
 /// SHA-256 of a token, hex-encoded. Tokens carry 256 random bits, so a fast hash suffices.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TokenHash(pub String);
 
 #[cfg(test)]

@@ -1,8 +1,13 @@
-//! The door of PublisherService: every call is authenticated (the token is looked up on each
-//! call, so a revoked or rotated token is refused from the next call on) and held to its
-//! partner's rate limit before the service sees it: in memory on a store of its own, in the
-//! database on a store replicas share, so that the limit holds across replicas. The service
-//! finds the [`Caller`] in the request's extensions.
+//! The door of PublisherService: every call is authenticated and held to its partner's rate
+//! limit before the service sees it: in memory on a store of its own, in the database on a
+//! store replicas share, so that the limit holds across replicas. The service finds the
+//! [`Caller`] in the request's extensions.
+//!
+//! A token is looked up on each call, so that a revoked or rotated token is refused from the
+//! next call on; except for PublishArticle, the call partners make most, whose partner may
+//! be remembered from an earlier call ([`Publisher::authenticate`]). Its write checks the
+//! partner's row in its own transaction, and when such a call fails the guard looks the
+//! token up again before answering, so a token revoked since is refused as such.
 
 use super::auth::bearer_token;
 use super::status;
@@ -68,13 +73,21 @@ impl Gate {
         &self,
         token: Result<Token, PublishError>,
         peer: Option<SocketAddr>,
+        remember: bool,
     ) -> Result<Caller, Status> {
-        let partner = self.publisher.authenticate(&token?).await?;
-        if let Some(wait) = self.over_limit(partner.id).await {
+        let (partner, remembered) = self.publisher.authenticate(&token?, remember).await?;
+        let caller = Caller {
+            partner,
+            peer,
+            remembered,
+        };
+        if let Some(wait) = self.over_limit(caller.partner.id).await {
+            // A token revoked since it was remembered is refused as such.
+            let caller = self.publisher.confirm(&caller).await?;
             metrics::counter!("feedpub_grpc_rate_limited_total").increment(1);
-            return Err(status::rate_limited(&partner.name, wait));
+            return Err(status::rate_limited(&caller.partner.name, wait));
         }
-        Ok(Caller { partner, peer })
+        Ok(caller)
     }
 
     /// How long `partner` must wait before its next call, when this one is over its limit.
@@ -93,6 +106,23 @@ impl Gate {
             .err()
             .map(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
     }
+}
+
+/// The path of PublishArticle, the one call whose partner may be remembered.
+static PUBLISH_ARTICLE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "/{}/PublishArticle",
+        super::proto::publisher_service_server::SERVICE_NAME
+    )
+});
+
+/// True when a gRPC answer is an error: its status comes in the headers (a success's
+/// comes in the trailers, after the message).
+fn failed(response: &Response<Body>) -> bool {
+    response
+        .headers()
+        .get("grpc-status")
+        .is_some_and(|status| status.as_bytes() != b"0")
 }
 
 /// The remote address of the connection, over plain TCP or TLS.
@@ -131,13 +161,22 @@ where
         let gate = self.gate.clone();
         let token = bearer_token(request.headers());
         let peer = peer(&request);
+        let remember = request.uri().path() == *PUBLISH_ARTICLE;
         Box::pin(async move {
-            match gate.admit(token, peer).await {
-                Ok(caller) => {
-                    request.extensions_mut().insert(caller);
-                    inner.call(request).await
-                }
-                Err(status) => Ok(status.into_http()),
+            let caller = match gate.admit(token, peer, remember).await {
+                Ok(caller) => caller,
+                Err(status) => return Ok(status.into_http()),
+            };
+            let remembered = caller.remembered.is_some().then(|| caller.clone());
+            request.extensions_mut().insert(caller);
+            let response = inner.call(request).await?;
+            // A remembered partner's failed call: its token may have been revoked since.
+            match remembered {
+                Some(caller) if failed(&response) => match gate.publisher.confirm(&caller).await {
+                    Ok(_) => Ok(response),
+                    Err(e) => Ok(Status::from(e).into_http()),
+                },
+                _ => Ok(response),
             }
         })
     }

@@ -4,9 +4,9 @@
 //! store as it writes them, each with a result of its own; the feeds they touch are marked
 //! stale once, when the batch ends.
 
-use super::{PublishError, PublishRequest, Published, Publisher, count_outcome, rights_to_check};
+use super::{PublishError, PublishRequest, Published, Publisher, count_outcome};
 use crate::domain::{Actor, ArticleId, AuditOperation, Caller, FeedScope, Revision, SectionSlug};
-use crate::storage::ArticleWrite;
+use crate::storage::{ArticleWrite, WriteChecks};
 use chrono::Utc;
 use std::collections::BTreeSet;
 use tokio::task::JoinHandle;
@@ -75,17 +75,24 @@ impl Batch {
             return Err(PublishError::TooManyArticles);
         }
         self.pushed += 1;
-        let prepared = match request {
-            Ok(request) => {
-                let id = request.draft.id.clone();
-                let prepared = self.publisher.prepare(&self.caller, request).await;
-                // Refused before the store, as a single publish would be: audited alike.
-                self.publisher
-                    .audit_refusal(&self.caller, AuditOperation::Publish, &id, prepared)
-                    .await
-            }
-            Err(e) => Err(e),
-        };
+        let prepared =
+            match request {
+                Ok(request) => {
+                    let id = request.draft.id.clone();
+                    let partner = &self.caller.partner;
+                    let prepared = self.publisher.prepare(partner, request).await.and_then(
+                        |(write, warnings)| {
+                            partner.may_publish(&write.content, Utc::now())?;
+                            Ok((write, warnings))
+                        },
+                    );
+                    // Refused before the store, as a single publish would be: audited alike.
+                    self.publisher
+                        .audit_refusal(&self.caller, AuditOperation::Publish, &id, prepared)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
         match prepared {
             Ok((write, warnings)) => {
                 self.pending.push((index, write, warnings));
@@ -138,9 +145,10 @@ impl Batch {
         let in_flight = meta.clone();
         let task = tokio::spawn(async move {
             let count = writes.len();
-            let rights = rights_to_check(&partner);
+            // A stream's partner is looked up when it starts, never remembered.
+            let checks = WriteChecks::of(&partner, None);
             match store
-                .publish_checked(partner.id, rights, writes, Utc::now(), &actor)
+                .publish_checked(partner.id, &checks, writes, Utc::now(), &actor)
                 .await
             {
                 Ok(results) if results.len() == count => meta

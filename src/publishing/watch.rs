@@ -1,7 +1,7 @@
 //! WatchArticles: a partner follows the event log of the sections it may read, first
 //! replaying what came after its cursor, then following new commits as they come, with no
 //! gap and no duplicate (the log's sequence numbers are the cursor). The partner's token and
-//! rights are read again before every read of the log, as on every call: a stream ends once
+//! rights are read again before every read of the log, as a call looks them up: a stream ends once
 //! its token is revoked or rotated, or a section it follows is denied, and stops carrying
 //! embargoed articles once the embargo right is.
 

@@ -4,7 +4,7 @@
 //! tests fail instead.
 
 use super::{ArticleWrite, EventFilter, ListCursor, NewPartner, Retraction, Store};
-use super::{PostgresStore, SqliteStore, StoreError};
+use super::{PostgresStore, SqliteStore, StoreError, WriteChecks};
 use crate::domain::{
     Actor, Article, ArticleDraft, ArticleId, ArticleState, AuditFilter, AuditOperation, EventKind,
     FeedScope, HtmlPolicy, Outcome, Partner, PartnerId, PartnerName, Refusal, RequestKey, Revision,
@@ -1205,6 +1205,149 @@ async fn check_requests_and_etags(store: &dyn Store) {
 }
 
 contract!(
+    a_remembered_partner_writes_only_while_its_row_holds_its_token_and_rights,
+    check_remembered_partner_in_the_write
+);
+async fn check_remembered_partner_in_the_write(store: &dyn Store) {
+    let partner = add_partner(store, "wire").await;
+    let bystander = add_partner(store, "county").await;
+    let token = TokenHash("hash-wire".into());
+    let name = partner.name.clone();
+    let publish_as = |partner: &Partner, token: &TokenHash, writes: Vec<ArticleWrite>, at| {
+        let checks = WriteChecks::of(partner, Some(token));
+        let (id, actor) = (partner.id, actor(partner));
+        async move {
+            store
+                .publish_checked(id, &checks, writes, at, &actor)
+                .await
+                .unwrap()
+        }
+    };
+    let plain = |id: &str| write(id, 10, |_| {});
+    let embargoed = |id: &str| write(id, 10, |d| d.embargo_time = Some(at(5000)));
+    let stored = |partner: PartnerId, id: &'static str| async move {
+        store
+            .article(partner, &ArticleId::parse(id).unwrap())
+            .await
+            .unwrap()
+            .map(|a| a.version)
+    };
+    let changed = |results: &[Result<Revision, StoreError>]| {
+        !results.is_empty()
+            && results
+                .iter()
+                .all(|r| matches!(r, Err(StoreError::CredentialChanged)))
+    };
+    let embargo_refused = |result: &Result<Revision, StoreError>| {
+        matches!(result, Err(StoreError::Refused(Refusal::EmbargoNotGranted { partner }))
+            if partner == "wire")
+    };
+
+    // While its row holds the token, a batch and a lone write go through.
+    let results = publish_as(&partner, &token, vec![plain("w-1"), plain("w-2")], at(10)).await;
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Ok(Revision::Created(_)))),
+        "{results:?}"
+    );
+
+    // Under a token the row does not hold, or for a partner with no row, nothing is written.
+    let refused = publish_as(
+        &partner,
+        &TokenHash("hash-other".into()),
+        vec![plain("w-3")],
+        at(11),
+    )
+    .await;
+    assert!(changed(&refused), "{refused:?}");
+    let mut gone = partner.clone();
+    gone.id = PartnerId(partner.id.0 + bystander.id.0 + 100);
+    let refused = publish_as(&gone, &token, vec![plain("w-3")], at(11)).await;
+    assert!(changed(&refused), "{refused:?}");
+    assert_eq!(stored(partner.id, "w-3").await, None);
+
+    // Remembered with fewer rights than the row gives: the row's decide.
+    let mut narrowed = partner.clone();
+    narrowed.grant = SectionGrant::Only(vec![SectionSlug::parse("politics").unwrap()]);
+    narrowed.embargoed = false;
+    let results = publish_as(&narrowed, &token, vec![embargoed("w-3")], at(12)).await;
+    assert!(
+        matches!(results[0], Ok(Revision::Created(_))),
+        "{results:?}"
+    );
+
+    // The row's rights narrowed since the partner was remembered with more: a new embargo,
+    // and a correction of the article whose embargo runs, are refused; the write beside
+    // them goes through.
+    let deny = RightsChange {
+        grant: false,
+        rights: vec![Right::Embargoed],
+    };
+    let configured = vec![SectionSlug::parse("rural").unwrap()];
+    store
+        .change_rights(&name, deny, configured, at(13))
+        .await
+        .unwrap()
+        .unwrap();
+    let results = publish_as(
+        &partner,
+        &token,
+        vec![
+            embargoed("w-4"),
+            plain("w-5"),
+            write("w-3", 10, |d| d.title = "更正".into()),
+        ],
+        at(14),
+    )
+    .await;
+    assert!(embargo_refused(&results[0]), "{results:?}");
+    assert!(
+        matches!(results[1], Ok(Revision::Created(_))),
+        "{results:?}"
+    );
+    assert!(embargo_refused(&results[2]), "{results:?}");
+    assert_eq!(stored(partner.id, "w-4").await, None);
+    assert_eq!(stored(partner.id, "w-3").await, Some(1));
+
+    // Rotated: the old token's write is refused before its request id is looked up, the
+    // new token's is stored.
+    let rotated = TokenHash("hash-wire-2".into());
+    store
+        .rotate_token(&name, rotated.clone(), "fp_".into(), at(15))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut retried = plain("w-6");
+    retried.request = RequestKey::parse("req-w", "publish", b"w-6").unwrap();
+    let refused = publish_as(&partner, &token, vec![retried.clone()], at(16)).await;
+    assert!(changed(&refused), "{refused:?}");
+    assert_eq!(stored(partner.id, "w-6").await, None);
+    let results = publish_as(&partner, &rotated, vec![retried.clone()], at(16)).await;
+    assert!(
+        matches!(results[0], Ok(Revision::Created(_))),
+        "{results:?}"
+    );
+    let refused = publish_as(&partner, &token, vec![retried], at(16)).await;
+    assert!(changed(&refused), "a replay too: {refused:?}");
+
+    // Revoked: any token is refused, and nothing written.
+    store.revoke_partner(&name, at(17)).await.unwrap().unwrap();
+    let refused = publish_as(&partner, &rotated, vec![plain("w-7"), plain("w-1")], at(18)).await;
+    assert!(changed(&refused), "{refused:?}");
+    assert_eq!(stored(partner.id, "w-7").await, None);
+    assert_eq!(stored(partner.id, "w-1").await, Some(1));
+
+    // Another partner's writes never depend on this one's row.
+    let county = TokenHash("hash-county".into());
+    let results = publish_as(&bystander, &county, vec![plain("c-1")], at(18)).await;
+    assert!(
+        matches!(results[0], Ok(Revision::Created(_))),
+        "{results:?}"
+    );
+}
+
+contract!(
     a_checked_publish_refuses_only_the_writes_whose_stored_article_the_rights_do_not_cover,
     check_rights_in_the_write
 );
@@ -1236,7 +1379,7 @@ async fn check_rights_in_the_write(store: &dyn Store) {
     let results = store
         .publish_checked(
             partner.id,
-            Some(&narrowed),
+            &WriteChecks::of(&narrowed, None),
             vec![to_politics("w-1"), to_politics("w-3")],
             at(1010),
             &actor(&partner),
@@ -1262,16 +1405,10 @@ async fn check_rights_in_the_write(store: &dyn Store) {
     };
     let correct_at = |second| {
         let correction = write("w-2", 1, |d| d.title = "更正".into());
-        let (rights, actor) = (&no_embargo, actor(&partner));
+        let (checks, actor) = (WriteChecks::of(&no_embargo, None), actor(&partner));
         async move {
             store
-                .publish_checked(
-                    partner.id,
-                    Some(rights),
-                    vec![correction],
-                    at(second),
-                    &actor,
-                )
+                .publish_checked(partner.id, &checks, vec![correction], at(second), &actor)
                 .await
                 .unwrap()
         }

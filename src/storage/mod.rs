@@ -77,6 +77,11 @@ pub enum StoreError {
     /// section, or an embargo that still runs). Nothing was written.
     #[error(transparent)]
     Refused(#[from] Refusal),
+    /// The partner a write was made for was remembered from an earlier call with a token
+    /// that its row no longer holds (rotated), or the partner is revoked or gone. Nothing was
+    /// written: the caller looks the token up again.
+    #[error("the partner's token changed or was revoked since it was last looked up")]
+    CredentialChanged,
 }
 
 impl StoreError {
@@ -86,8 +91,89 @@ impl StoreError {
     pub fn is_refusal(&self) -> bool {
         matches!(
             self,
-            Self::EtagMismatch(_) | Self::RequestIdReused(_) | Self::Refused(_)
+            Self::EtagMismatch(_)
+                | Self::RequestIdReused(_)
+                | Self::Refused(_)
+                | Self::CredentialChanged
         )
+    }
+}
+
+/// What each write of a checked publish ([`Store::publish_checked`]) is held to, in the
+/// write's own transaction, so that no read has to come first.
+#[derive(Debug, Clone, Default)]
+pub struct WriteChecks {
+    /// The partner's rights, when they are not unrestricted: a write is refused when they do
+    /// not cover the stored article it replaces ([`Partner::may_change`]).
+    pub rights: Option<Partner>,
+    /// The partner as remembered with its token from an earlier call. The partner's row is
+    /// read in the write's transaction: a write is refused with
+    /// [`StoreError::CredentialChanged`] unless the row still holds that token, unrevoked,
+    /// and is decided with the rights the row gives when they are not the ones remembered
+    /// (the article's own section and embargo too, [`Partner::may_publish`]). A rotation,
+    /// revocation or change of rights committed before the write thus holds for it, as if
+    /// the token had been looked up for this call.
+    pub remembered: Option<(TokenHash, Partner)>,
+}
+
+impl WriteChecks {
+    /// The checks of a publish made for `partner`: remembered with `token`, or looked up
+    /// for this call (`None`).
+    pub fn of(partner: &Partner, token: Option<&TokenHash>) -> Self {
+        Self {
+            rights: (!partner.is_unrestricted()).then(|| partner.clone()),
+            remembered: token.map(|t| (t.clone(), partner.clone())),
+        }
+    }
+
+    /// True when the partner's row ([`Holder`]) has to be read in the write's transaction.
+    fn wants_holder(&self) -> bool {
+        self.remembered.is_some()
+    }
+
+    /// Refuses `write` when these checks do not let it replace `existing`, the stored
+    /// article (if any); `holder` is the partner's row, read in the same transaction when
+    /// [`Self::wants_holder`] (`None`: the partner is gone).
+    fn check(
+        &self,
+        holder: Option<&Holder>,
+        write: &ArticleWrite,
+        existing: Option<&Article>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let rights = match &self.remembered {
+            None => self.rights.as_ref(),
+            Some((token, remembered)) => {
+                let holder = holder
+                    .filter(|h| h.holds(token))
+                    .ok_or(StoreError::CredentialChanged)?;
+                if holder.partner != *remembered {
+                    // The caller checked the article against the rights remembered.
+                    holder.partner.may_publish(&write.content, now)?;
+                }
+                Some(&holder.partner)
+            }
+        };
+        if let (Some(rights), Some(existing)) = (rights, existing) {
+            rights.may_change(existing, now)?;
+        }
+        Ok(())
+    }
+}
+
+/// A partner's row as a write's transaction reads it: what a remembered partner is checked
+/// against ([`WriteChecks::remembered`]).
+#[derive(Debug)]
+struct Holder {
+    token: TokenHash,
+    revoked: bool,
+    partner: Partner,
+}
+
+impl Holder {
+    /// True when the row holds `token` and is not revoked.
+    fn holds(&self, token: &TokenHash) -> bool {
+        !self.revoked && self.token == *token
     }
 }
 
@@ -609,17 +695,17 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
         actor: &Actor,
     ) -> Result<Vec<Result<Revision, StoreError>>, StoreError> {
-        self.publish_checked(partner, None, writes, now, actor)
+        self.publish_checked(partner, &WriteChecks::default(), writes, now, actor)
             .await
     }
 
-    /// `publish_batch`, each write also refused ([`Partner::may_change`]) when `rights`, the
-    /// partner's, do not cover the stored article it replaces: checked in the write's
-    /// transaction, against the row it replaces, so that no read has to come first.
+    /// `publish_batch`, each write also held to `checks` in its transaction (refused when
+    /// they do not let it replace the stored article, or when a remembered partner's row
+    /// changed).
     async fn publish_checked(
         &self,
         partner: PartnerId,
-        rights: Option<&Partner>,
+        checks: &WriteChecks,
         writes: Vec<ArticleWrite>,
         now: DateTime<Utc>,
         actor: &Actor,

@@ -19,7 +19,7 @@ use super::sqlite_partners::{partner_from_row, record_from_row};
 use super::sqlite_websub::subscription_from_row;
 use super::{
     ArchivePage, ArticleWrite, CallRate, EventFilter, FeedContent, ListCursor, NewPartner,
-    Retraction, Store, StoreError,
+    Retraction, Store, StoreError, WriteChecks,
 };
 use crate::domain::{
     Actor, Article, ArticleEvent, ArticleId, AuditEntry, AuditFilter, FeedScope, Partner,
@@ -773,7 +773,7 @@ impl Store for PostgresStore {
     async fn publish_checked(
         &self,
         partner: PartnerId,
-        rights: Option<&Partner>,
+        checks: &WriteChecks,
         writes: Vec<ArticleWrite>,
         now: DateTime<Utc>,
         actor: &Actor,
@@ -784,7 +784,7 @@ impl Store for PostgresStore {
         let results = in_transaction!(self, |conn| writes::publish(
             conn,
             partner,
-            rights,
+            checks,
             writes.clone(),
             now,
             actor

@@ -12,11 +12,12 @@ use super::sqlite::{ARTICLE_COLUMNS, article_from_row, nanos, state_code};
 use super::sqlite_history::{
     RequestRecord, VERSION_COLUMNS, VERSIONED_COLUMNS, kind_code, request_from_row,
 };
+use super::sqlite_partners as partners;
 use super::sqlite_writes::{UPDATES, check_precondition};
-use super::{ArticleWrite, Retraction, StoreError};
+use super::{ArticleWrite, Holder, Retraction, StoreError, WriteChecks};
 use crate::domain::{
     Actor, Article, ArticleId, ArticleState, AuditEntry, AuditOperation, EventKind, Outcome,
-    Partner, PartnerId, Revision, Seen,
+    PartnerId, Revision, Seen,
 };
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
@@ -228,7 +229,7 @@ async fn notify(conn: &mut PgConnection) -> Result<(), StoreError> {
 pub(super) async fn publish(
     conn: &mut PgConnection,
     partner: PartnerId,
-    rights: Option<&Partner>,
+    checks: &WriteChecks,
     writes: Vec<ArticleWrite>,
     now: DateTime<Utc>,
     actor: &Actor,
@@ -243,6 +244,18 @@ pub(super) async fn publish(
     lock(conn, keys).await?;
     let ids: Vec<String> = writes.iter().map(|w| w.id.to_string()).collect();
     let mut current = select_articles(conn, partner, &ids).await?;
+    let holder = match checks.wants_holder() {
+        // Shared until the commit: a rotation, revocation or change of rights waits for
+        // this write, or this write for it.
+        true => sqlx::query(&format!("{} FOR SHARE", partners::holder_sql("$1")))
+            .bind(partner.0)
+            .fetch_optional(&mut *conn)
+            .await?
+            .as_ref()
+            .map(partners::holder_from_row)
+            .transpose()?,
+        false => None,
+    };
     let request_ids: Vec<String> = writes
         .iter()
         .filter_map(|w| w.request.as_ref().map(|r| r.id().to_owned()))
@@ -260,7 +273,7 @@ pub(super) async fn publish(
             partner,
             write,
             now,
-            rights,
+            (checks, holder.as_ref()),
         )
         .await;
         if let Ok(revision) = &result {
@@ -290,11 +303,9 @@ async fn publish_one(
     partner: PartnerId,
     write: ArticleWrite,
     now: DateTime<Utc>,
-    rights: Option<&Partner>,
+    (checks, holder): (&WriteChecks, Option<&Holder>),
 ) -> Result<Revision, StoreError> {
-    if let (Some(rights), Some(existing)) = (rights, current.get(&write.id)) {
-        rights.may_change(existing, now)?;
-    }
+    checks.check(holder, &write, current.get(&write.id), now)?;
     if let Some(key) = &write.request
         && let Some(record) = requests.get(key.id())
     {

@@ -8,7 +8,7 @@ use super::sqlite_partners as partners;
 use super::sqlite_websub as websub;
 use super::{
     ArchivePage, ArticleWrite, EventFilter, FeedContent, ListCursor, NewPartner, Retraction, Store,
-    StoreError,
+    StoreError, WriteChecks,
 };
 use super::{sqlite_history as history, sqlite_writes as writes};
 use crate::domain::{
@@ -67,8 +67,9 @@ enum Command {
 enum Job {
     Publish {
         partner: PartnerId,
-        /// The caller's rights, to check against the stored articles replaced.
-        rights: Option<Partner>,
+        /// What each write is held to: the caller's rights against the stored articles
+        /// replaced, and a remembered partner against its row.
+        checks: Box<WriteChecks>,
         writes: Vec<ArticleWrite>,
         now: DateTime<Utc>,
         actor: Actor,
@@ -456,17 +457,14 @@ async fn commit_batch(
         let (delivery, failure) = match job {
             Job::Publish {
                 partner,
-                rights,
+                checks,
                 writes,
                 now,
                 actor,
                 reply,
             } => {
                 let ids: Vec<String> = writes.iter().map(|w| w.id.to_string()).collect();
-                let writes = writes
-                    .into_iter()
-                    .map(|w| (w, now, rights.as_ref()))
-                    .collect();
+                let writes = writes.into_iter().map(|w| (w, now, &*checks)).collect();
                 let audit = |results: &[_]| publish_entries(&actor, &ids, results, now);
                 let result = writes::apply_publishes(conn, partner, writes, span, audit)
                     .await
@@ -781,14 +779,14 @@ async fn publish_together(
     for job in &group {
         if let Job::Publish {
             partner: p,
-            rights,
+            checks,
             writes: w,
             now,
             ..
         } = job
         {
             partner = Some(*p);
-            writes.extend(w.iter().map(|write| (write.clone(), *now, rights.as_ref())));
+            writes.extend(w.iter().map(|write| (write.clone(), *now, &**checks)));
         }
     }
     let Some(partner) = partner else {
@@ -1711,7 +1709,7 @@ impl Store for SqliteStore {
     async fn publish_checked(
         &self,
         partner: PartnerId,
-        rights: Option<&Partner>,
+        checks: &WriteChecks,
         writes: Vec<ArticleWrite>,
         now: DateTime<Utc>,
         actor: &Actor,
@@ -1721,7 +1719,7 @@ impl Store for SqliteStore {
         }
         self.submit(|reply| Job::Publish {
             partner,
-            rights: rights.cloned(),
+            checks: Box::new(checks.clone()),
             writes,
             actor: actor.clone(),
             now,

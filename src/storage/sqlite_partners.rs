@@ -4,7 +4,7 @@
 use super::rows::Columns;
 use super::sqlite::{from_nanos, nanos};
 use super::sqlite_audit as audit;
-use super::{NewPartner, StoreError};
+use super::{Holder, NewPartner, StoreError};
 use crate::domain::{
     Actor, AuditEntry, AuditOperation, Outcome, Partner, PartnerId, PartnerName, PartnerRecord,
     Rights, RightsChange, SectionGrant, SectionSlug, TokenHash,
@@ -16,8 +16,9 @@ use sqlx::{Executor, SqlitePool};
 const COLUMNS: &str = "id, name, all_sections, sections, embargoed, token_prefix, create_time, \
      rotate_time, revoke_time";
 
-/// The active partner holding the token with this hash. Read on every call, never cached,
-/// so a revocation or rotation holds from the next call on.
+/// The active partner holding the token with this hash. A caller that keeps the answer
+/// has the write it makes with it check the partner's row again ([`holder_sql`]), so a
+/// revocation or rotation holds from the next call on.
 pub(super) async fn by_token(
     pool: &SqlitePool,
     hash: &TokenHash,
@@ -29,6 +30,21 @@ pub(super) async fn by_token(
     .fetch_optional(pool)
     .await?;
     row.as_ref().map(partner_from_row).transpose()
+}
+
+/// The row of the partner whose id is the statement's first parameter (`param`, `?1` or
+/// `$1`), as a write's transaction reads it to check a remembered partner.
+pub(super) fn holder_sql(param: &str) -> String {
+    format!("SELECT {COLUMNS}, token_hash FROM partners WHERE id = {param}")
+}
+
+/// A row of [`holder_sql`].
+pub(super) fn holder_from_row(row: &impl Columns) -> Result<Holder, StoreError> {
+    Ok(Holder {
+        token: TokenHash(row.value("token_hash")?),
+        revoked: row.value::<Option<i64>>("revoke_time")?.is_some(),
+        partner: partner_from_row(row)?,
+    })
 }
 
 /// The partner with this name, active or revoked.

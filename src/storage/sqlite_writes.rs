@@ -10,10 +10,10 @@ use super::sqlite_audit as audit;
 use super::sqlite_history::{
     EVENT_HEAD, RequestRecord, VERSION_COLUMNS, head_of, kind_code, request_records,
 };
-use super::{ArticleWrite, Retraction, StoreError};
+use super::sqlite_partners as partners;
+use super::{ArticleWrite, Holder, Retraction, StoreError, WriteChecks};
 use crate::domain::{
-    Article, ArticleId, ArticleState, AuditEntry, EventKind, Partner, PartnerId, RequestKey,
-    Revision, Seen,
+    Article, ArticleId, ArticleState, AuditEntry, EventKind, PartnerId, RequestKey, Revision, Seen,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -23,16 +23,16 @@ use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 /// Publishes `writes` in order, each made at its own time (the writes of several calls can
-/// be applied together) and refused when the rights given with it do not cover the stored
-/// article it replaces ([`Partner::may_change`]); the audit entries `audit` makes of the results
+/// be applied together) and refused when the checks given with it do not let it replace
+/// the stored article ([`WriteChecks`]); the audit entries `audit` makes of the results
 /// are written in the same script as the last of their rows. One result per write: a
-/// refused write (failed precondition, reused request id, rights) writes nothing and does
+/// refused write (failed precondition, reused request id, rights, a token changed) writes nothing and does
 /// not affect the others; a database error fails them all. With [`Span::Whole`], the job is
 /// the writer's whole transaction, and the newest event once it is committed is returned too.
 pub(super) async fn apply_publishes(
     conn: &mut SqliteConnection,
     partner: PartnerId,
-    writes: Vec<(ArticleWrite, DateTime<Utc>, Option<&Partner>)>,
+    writes: Vec<(ArticleWrite, DateTime<Utc>, &WriteChecks)>,
     span: Span,
     audit: impl FnOnce(&[Result<Revision, StoreError>]) -> Vec<AuditEntry>,
 ) -> Result<(Vec<Result<Revision, StoreError>>, Option<u64>), StoreError> {
@@ -41,7 +41,10 @@ pub(super) async fn apply_publishes(
         Span::Whole => BEGIN,
         Span::Inside => "",
     };
-    let mut current = select_articles_after(conn, prefix, partner, &ids).await?;
+    let wants_holder = writes.iter().any(|(_, _, checks)| checks.wants_holder());
+    let (mut current, holder) =
+        select_articles_after(conn, prefix, partner, &ids, wants_holder).await?;
+    let holder = holder.as_ref();
     let request_ids: Vec<&str> = writes
         .iter()
         .filter_map(|(w, _, _)| w.request.as_ref().map(|r| r.id()))
@@ -55,12 +58,12 @@ pub(super) async fn apply_publishes(
         .collect();
     drop(seen);
     if request_ids.is_empty() && written_again.is_empty() {
-        return apply_pipelined(conn, partner, writes, current, span, audit).await;
+        return apply_pipelined(conn, partner, writes, current, holder, span, audit).await;
     }
     let mut requests = request_records(conn, partner, &request_ids).await?;
     let mut staged = Staged::default();
     let mut results = Vec::with_capacity(writes.len());
-    for (write, now, rights) in writes {
+    for (write, now, checks) in writes {
         let keep = written_again.contains(&write.id);
         let result = publish_one(
             conn,
@@ -70,7 +73,7 @@ pub(super) async fn apply_publishes(
             partner,
             write,
             now,
-            rights,
+            (checks, holder),
             keep,
         )
         .await;
@@ -103,8 +106,9 @@ const PIPELINE_SLICE: usize = 256;
 async fn apply_pipelined(
     conn: &mut SqliteConnection,
     partner: PartnerId,
-    writes: Vec<(ArticleWrite, DateTime<Utc>, Option<&Partner>)>,
+    writes: Vec<(ArticleWrite, DateTime<Utc>, &WriteChecks)>,
     mut current: HashMap<ArticleId, Article>,
+    holder: Option<&Holder>,
     span: Span,
     audit: impl FnOnce(&[Result<Revision, StoreError>]) -> Vec<AuditEntry>,
 ) -> Result<(Vec<Result<Revision, StoreError>>, Option<u64>), StoreError> {
@@ -116,7 +120,7 @@ async fn apply_pipelined(
         if slice.is_empty() {
             break;
         }
-        let stage = || stage_slice(slice, &mut current, partner, &mut results);
+        let stage = || stage_slice(slice, &mut current, holder, partner, &mut results);
         let staged = match writing.take() {
             // `join!` polls the flush first, which hands its statements to SQLite's thread;
             // the staging then runs on this task while SQLite writes.
@@ -138,14 +142,16 @@ async fn apply_pipelined(
 /// Stages a slice of writes that never need the connection (see [`apply_pipelined`]),
 /// adding each write's result to `results`.
 fn stage_slice(
-    slice: Vec<(ArticleWrite, DateTime<Utc>, Option<&Partner>)>,
+    slice: Vec<(ArticleWrite, DateTime<Utc>, &WriteChecks)>,
     current: &mut HashMap<ArticleId, Article>,
+    holder: Option<&Holder>,
     partner: PartnerId,
     results: &mut Vec<Result<Revision, StoreError>>,
 ) -> Result<Staged, StoreError> {
     let mut staged = Staged::default();
-    for (write, now, rights) in slice {
-        let result = check_rights(current, &write, now, rights)
+    for (write, now, checks) in slice {
+        let result = checks
+            .check(holder, &write, current.get(&write.id), now)
             .and_then(|()| stage_one(&mut staged, current, partner, write, now, false))
             .map(|(revision, _)| revision);
         answer(results, result)?;
@@ -168,19 +174,6 @@ fn answer(
     }
 }
 
-/// Refuses a write whose stored article `rights` do not cover ([`Partner::may_change`]).
-fn check_rights(
-    current: &HashMap<ArticleId, Article>,
-    write: &ArticleWrite,
-    now: DateTime<Utc>,
-    rights: Option<&Partner>,
-) -> Result<(), StoreError> {
-    match (rights, current.get(&write.id)) {
-        (Some(rights), Some(existing)) => Ok(rights.may_change(existing, now)?),
-        _ => Ok(()),
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn publish_one(
     conn: &mut SqliteConnection,
@@ -190,10 +183,10 @@ async fn publish_one(
     partner: PartnerId,
     write: ArticleWrite,
     now: DateTime<Utc>,
-    rights: Option<&Partner>,
+    (checks, holder): (&WriteChecks, Option<&Holder>),
     written_again: bool,
 ) -> Result<Revision, StoreError> {
-    check_rights(current, &write, now, rights)?;
+    checks.check(holder, &write, current.get(&write.id), now)?;
     if let Some(key) = &write.request
         && let Some(record) = requests.get(key.id())
     {
@@ -345,25 +338,43 @@ pub(super) fn check_precondition(
 /// Begins the writer's transaction, taking the write lock at once.
 pub(super) const BEGIN: &str = "BEGIN IMMEDIATE;";
 
-/// A partner's stored articles with these ids, by id, read in one command after the
-/// statements of `prefix` (which take no parameters and return no rows).
+/// A partner's stored articles with these ids, by id, and with `wants_holder` the
+/// partner's row ([`WriteChecks::remembered`]; `None` when there is none), read in one
+/// command after the statements of `prefix` (which take no parameters and return no rows).
 async fn select_articles_after(
     conn: &mut SqliteConnection,
     prefix: &str,
     partner: PartnerId,
     ids: &[&str],
-) -> Result<HashMap<ArticleId, Article>, StoreError> {
-    let rows = sqlx::query(&format!(
-        "{prefix} SELECT {ARTICLE_COLUMNS} FROM articles
+    wants_holder: bool,
+) -> Result<(HashMap<ArticleId, Article>, Option<Holder>), StoreError> {
+    use sqlx::{Either, Row};
+    use tokio_stream::StreamExt;
+    let holder_sql = match wants_holder {
+        true => format!("{};", partners::holder_sql("?1")),
+        false => String::new(),
+    };
+    let query = format!(
+        "{prefix} {holder_sql} SELECT {ARTICLE_COLUMNS} FROM articles
          WHERE partner_id = ?1 AND article_id IN (SELECT value FROM json_each(?2))"
-    ))
-    .bind(partner.0)
-    .bind(serde_json::to_string(ids).expect("strings always serialise"))
-    .fetch_all(conn)
-    .await?;
-    rows.iter()
-        .map(|row| article_from_row(row).map(|a| (a.id.clone(), a)))
-        .collect()
+    );
+    let query = sqlx::query(&query)
+        .bind(partner.0)
+        .bind(serde_json::to_string(ids).expect("strings always serialise"));
+    // One command for both statements: the partner's row is the only one with a token.
+    let mut steps = sqlx::Executor::fetch_many(conn, query);
+    let (mut current, mut holder) = (HashMap::with_capacity(ids.len()), None);
+    while let Some(step) = steps.next().await {
+        if let Either::Right(row) = step? {
+            if row.try_column("token_hash").is_ok() {
+                holder = Some(partners::holder_from_row(&row)?);
+            } else {
+                let article = article_from_row(&row)?;
+                current.insert(article.id.clone(), article);
+            }
+        }
+    }
+    Ok((current, holder))
 }
 
 /// Rows of `articles` written by one `INSERT` (27 parameters each, far below SQLite's limit).
