@@ -392,7 +392,7 @@ async fn publish(inner: &Arc<Inner>, path: &str, file: &Arc<FeedFile>, recorded:
         body: file.bytes().clone(),
         headers,
     });
-    let (deliveries, on_their_way) = enlist(inner, path, file, subscriptions, &payload);
+    let (deliveries, on_their_way) = enlist(inner, &topic, file, subscriptions, &payload);
     if deliveries.is_empty() {
         // What is on its way ends its own claim.
         if shared && on_their_way == 0 {
@@ -436,33 +436,47 @@ async fn publish(inner: &Arc<Inner>, path: &str, file: &Arc<FeedFile>, recorded:
     true
 }
 
-/// Gives each of `subscriptions` a delivery of `payload` (the document `file` of `path`) and
+/// Gives each of `subscriptions` a delivery of `payload` (the document `file` of `topic`) and
 /// counts it in flight; also how many were left out because their newest delivery, still
 /// under way, is of these very bytes (the same change heard twice: at start and from a
-/// takeover, say). Generations are given under the lock of the newest ones, and only while
+/// takeover, say). A subscription that was last sent these bytes, with nothing on its way,
+/// is left out too ([`need`]). Generations are given under the lock of the newest ones, and only while
 /// the feed still shows these bytes (re-dated or not): a document whose turn came late
 /// (taken over, or resent) never supersedes the one that followed it.
 fn enlist(
     inner: &Inner,
-    path: &str,
+    topic: &Topic,
     file: &FeedFile,
     subscriptions: Vec<Subscription>,
     payload: &Arc<Payload>,
 ) -> (Vec<(Subscription, Delivery)>, usize) {
     let mut latest = inner.latest_lock();
-    let shown = inner.publication.get(path);
+    let shown = inner.publication.get(topic.path());
     if shown.is_none_or(|shown| shown.etag != file.etag) {
         return (Vec::new(), 0);
     }
+    let mut sent = inner.sent_lock();
+    // What was sent to subscriptions no longer active is forgotten.
+    if let Some(here) = sent.get_mut(topic) {
+        let active: HashSet<&Callback> = subscriptions.iter().map(|s| &s.callback).collect();
+        here.retain(|callback, _| active.contains(callback));
+        if here.is_empty() {
+            sent.remove(topic);
+        }
+    }
+    let sent = sent.get(topic);
     let (mut deliveries, mut on_their_way) = (Vec::new(), 0);
     for subscription in subscriptions {
         let key = (subscription.topic.clone(), subscription.callback.clone());
-        if latest
-            .get(&key)
-            .is_some_and(|newest| newest.etag == file.etag)
-        {
-            on_their_way += 1;
-            continue;
+        let on_its_way = latest.get(&key).map(|newest| newest.etag.as_str());
+        let last_sent = sent.and_then(|s| s.get(&subscription.callback));
+        match need(on_its_way, last_sent.map(String::as_str), &file.etag) {
+            Need::OnItsWay => {
+                on_their_way += 1;
+                continue;
+            }
+            Need::Has => continue,
+            Need::Send => {}
         }
         let generation = inner.generations.fetch_add(1, Ordering::SeqCst) + 1;
         let newest = latest.entry(key).or_insert_with(|| Latest {
@@ -482,6 +496,7 @@ fn enlist(
             .fetch_add(1, Ordering::SeqCst);
         let delivery = Delivery {
             payload: payload.clone(),
+            etag: file.etag.clone(),
             generation,
             lane,
         };
@@ -490,9 +505,34 @@ fn enlist(
     (deliveries, on_their_way)
 }
 
+/// What one subscription needs of a document.
+#[derive(Debug, PartialEq, Eq)]
+enum Need {
+    /// The same bytes are on their way to it.
+    OnItsWay,
+    /// It has them: they are what it was last sent, and nothing is on its way.
+    Has,
+    Send,
+}
+
+/// What a subscription needs of the document with `etag`: `on_its_way` is the entity tag
+/// of the newest document on its way to it, `last_sent` that of the last one it was sent
+/// (while nothing newer was on its way).
+fn need(on_its_way: Option<&str>, last_sent: Option<&str>, etag: &str) -> Need {
+    match on_its_way {
+        Some(newest) if newest == etag => Need::OnItsWay,
+        // A newer document than the one last sent is on its way: these bytes come after it.
+        Some(_) => Need::Send,
+        None if last_sent == Some(etag) => Need::Has,
+        None => Need::Send,
+    }
+}
+
 /// One document on its way to one subscriber.
 struct Delivery {
     payload: Arc<Payload>,
+    /// The document's entity tag.
+    etag: String,
     /// Its place among the deliveries started: a later one supersedes it.
     generation: u64,
     /// The subscription's lane ([`Latest::lane`]).
@@ -512,6 +552,7 @@ async fn deliver(
     let topic = subscription.topic.path();
     match outcome {
         Outcome::Delivered => {
+            inner.note_sent(&subscription, &delivery);
             inner.stats.deliveries_ok.fetch_add(1, Ordering::SeqCst);
             metrics::counter!("feedpub_websub_deliveries_total", "result" => "ok").increment(1);
             tracing::debug!(callback, topic, "WebSub delivery acknowledged");
@@ -554,6 +595,7 @@ async fn attempt(inner: &Inner, subscription: &Subscription, delivery: &Delivery
         payload,
         generation,
         lane,
+        ..
     } = delivery;
     let generation = *generation;
     let mut headers = payload.headers.clone();
@@ -669,6 +711,31 @@ impl Inner {
             .is_some_and(|newest| newest.generation > generation)
     }
 
+    /// What was sent, per topic and subscriber (`Inner::sent`).
+    fn sent_lock(&self) -> MutexGuard<'_, HashMap<Topic, HashMap<Callback, String>>> {
+        // Entries are whole strings: a panic elsewhere cannot leave one half made.
+        self.sent
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// `delivery` reached the subscriber: its bytes are what the subscriber has, unless a
+    /// newer document was started for it meanwhile (which decides then).
+    fn note_sent(&self, subscription: &Subscription, delivery: &Delivery) {
+        // Taken in the order `enlist` takes them.
+        let latest = self.latest_lock();
+        let key = (subscription.topic.clone(), subscription.callback.clone());
+        if latest
+            .get(&key)
+            .is_some_and(|newest| newest.generation == delivery.generation)
+        {
+            self.sent_lock()
+                .entry(key.0)
+                .or_default()
+                .insert(key.1, delivery.etag.clone());
+        }
+    }
+
     /// One delivery to the subscription ended; the entry goes with the last one, so that
     /// an older delivery still waiting to retry learns it was superseded even after the
     /// newest one ended.
@@ -749,6 +816,17 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn a_subscription_is_not_sent_the_bytes_it_has_or_awaits() {
+        assert_eq!(need(None, None, "a"), Need::Send);
+        assert_eq!(need(None, Some("a"), "a"), Need::Has);
+        assert_eq!(need(None, Some("b"), "a"), Need::Send);
+        assert_eq!(need(Some("a"), None, "a"), Need::OnItsWay);
+        assert_eq!(need(Some("a"), Some("b"), "a"), Need::OnItsWay);
+        // The feed went from a to b and back: b is on its way, a must follow it.
+        assert_eq!(need(Some("b"), Some("a"), "a"), Need::Send);
+    }
 
     #[test]
     fn the_signature_is_the_hmac_sha256_of_the_body() {

@@ -82,6 +82,11 @@ struct Inner {
     /// The newest delivery started per subscription, and how many of its deliveries have
     /// not ended: older ones stop retrying, even once the newest has ended.
     latest: Mutex<HashMap<(Topic, Callback), Latest>>,
+    /// Per topic, the entity tag of the document each subscriber was last sent by this
+    /// process, while nothing newer is on its way to it: the same bytes are not sent to it
+    /// again (the feed's change at start and the delivery a stopped run left are the same
+    /// document). Kept for the topic's active subscriptions only.
+    sent: Mutex<HashMap<Topic, HashMap<Callback, String>>>,
     generations: AtomicU64,
     /// Delivery slots per callback host, while any delivery to that host holds or awaits one.
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -147,6 +152,7 @@ impl Hub {
             cancel: CancellationToken::new(),
             stats: Stats::default(),
             latest: Mutex::new(HashMap::new()),
+            sent: Mutex::new(HashMap::new()),
             generations: AtomicU64::new(0),
             hosts: Mutex::new(HashMap::new()),
             intents: tokio::sync::Mutex::new(HashMap::new()),
