@@ -1260,6 +1260,52 @@ async fn a_feed_back_to_bytes_it_had_before_is_delivered_again() {
     }
 }
 
+/// A subscriber that got a document, then failed to take the next one, is sent the first
+/// document's bytes again when the feed goes back to them: what it has is the newer one's
+/// attempt, not known to be the first one's any more.
+#[tokio::test]
+async fn a_feed_back_to_bytes_a_subscriber_got_before_a_failed_delivery_is_sent_again() {
+    let subscriber = Subscriber::start().await;
+    let server = Server::start(Options::default()).await;
+    server
+        .subscribe("features/feed.json", &subscriber.url("/back"), &[])
+        .await;
+    server
+        .wait_until("verified", |hub| hub.verifications_ok() == 1)
+        .await;
+    server.publish("websub-stays", "features").await;
+    let first = subscriber.wait_for(Method::POST, "/back", 1).await;
+    // Its delivery ended before the next starts: the subscriber is known to have it.
+    server
+        .wait_until("delivered", |hub| hub.deliveries_ok() == 1)
+        .await;
+    subscriber.set(
+        "/back",
+        Behaviour {
+            then: 503,
+            ..Behaviour::default()
+        },
+    );
+    server.publish("websub-goes", "features").await;
+    server
+        .wait_until("the newer document given up", |hub| {
+            hub.deliveries_failed() == 1
+        })
+        .await;
+    let tried = subscriber.hits(Method::POST, "/back").len();
+    subscriber.set("/back", Behaviour::default());
+    server.retract("websub-goes").await;
+    let posts = subscriber.wait_for(Method::POST, "/back", tried + 1).await;
+    assert_eq!(
+        posts[tried].body, first[0].body,
+        "the first document's bytes"
+    );
+    assert_eq!(
+        posts[tried].body,
+        server.feed_bytes("features/feed.json").await
+    );
+}
+
 /// One request at a time to a subscriber: a newer document is sent once the older one's
 /// request has ended, so it arrives (and is answered) last.
 #[tokio::test]

@@ -439,8 +439,8 @@ async fn publish(inner: &Arc<Inner>, path: &str, file: &Arc<FeedFile>, recorded:
 /// Gives each of `subscriptions` a delivery of `payload` (the document `file` of `topic`) and
 /// counts it in flight; also how many were left out because their newest delivery, still
 /// under way, is of these very bytes (the same change heard twice: at start and from a
-/// takeover, say). A subscription that was last sent these bytes, with nothing on its way,
-/// is left out too ([`need`]). Generations are given under the lock of the newest ones, and only while
+/// takeover, say). On a store of its own, a subscription whose last delivery started
+/// brought it these bytes, with nothing on its way, is left out too ([`need`]). Generations are given under the lock of the newest ones, and only while
 /// the feed still shows these bytes (re-dated or not): a document whose turn came late
 /// (taken over, or resent) never supersedes the one that followed it.
 fn enlist(
@@ -452,31 +452,34 @@ fn enlist(
 ) -> (Vec<(Subscription, Delivery)>, usize) {
     let mut latest = inner.latest_lock();
     let shown = inner.publication.get(topic.path());
-    if shown.is_none_or(|shown| shown.etag != file.etag) {
+    if shown.as_ref().is_none_or(|shown| shown.etag != file.etag) {
+        if shown.is_none() {
+            inner.sent_lock().remove(topic); // a feed no longer served
+        }
         return (Vec::new(), 0);
     }
     let mut sent = inner.sent_lock();
     // What was sent to subscriptions no longer active is forgotten.
-    if let Some(here) = sent.get_mut(topic) {
+    let mut here = sent.remove(topic).unwrap_or_default();
+    if !here.is_empty() {
         let active: HashSet<&Callback> = subscriptions.iter().map(|s| &s.callback).collect();
         here.retain(|callback, _| active.contains(callback));
-        if here.is_empty() {
-            sent.remove(topic);
-        }
     }
-    let sent = sent.get(topic);
     let (mut deliveries, mut on_their_way) = (Vec::new(), 0);
     for subscription in subscriptions {
         let key = (subscription.topic.clone(), subscription.callback.clone());
         let on_its_way = latest.get(&key).map(|newest| newest.etag.as_str());
-        let last_sent = sent.and_then(|s| s.get(&subscription.callback));
-        match need(on_its_way, last_sent.map(String::as_str), &file.etag) {
+        let last_sent = here.get(&subscription.callback).map(String::as_str);
+        match need(on_its_way, last_sent, &file.etag) {
             Need::OnItsWay => {
                 on_their_way += 1;
                 continue;
             }
             Need::Has => continue,
-            Need::Send => {}
+            // What it has is known again once this delivery succeeds.
+            Need::Send => {
+                here.remove(&subscription.callback);
+            }
         }
         let generation = inner.generations.fetch_add(1, Ordering::SeqCst) + 1;
         let newest = latest.entry(key).or_insert_with(|| Latest {
@@ -501,6 +504,9 @@ fn enlist(
             lane,
         };
         deliveries.push((subscription, delivery));
+    }
+    if !here.is_empty() {
+        sent.insert(topic.clone(), here);
     }
     (deliveries, on_their_way)
 }
@@ -719,9 +725,15 @@ impl Inner {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// `delivery` reached the subscriber: its bytes are what the subscriber has, unless a
-    /// newer document was started for it meanwhile (which decides then).
+    /// `delivery` reached the subscriber: on a store of its own, its bytes are what the
+    /// subscriber has, unless a newer document was started for it meanwhile (which decides
+    /// then; starting one forgets these, see `enlist`).
     fn note_sent(&self, subscription: &Subscription, delivery: &Delivery) {
+        // Replicas each deliver some of a topic's documents: what one of them sent last
+        // is not what the subscriber has.
+        if self.store.is_shared() {
+            return;
+        }
         // Taken in the order `enlist` takes them.
         let latest = self.latest_lock();
         let key = (subscription.topic.clone(), subscription.callback.clone());

@@ -82,10 +82,11 @@ struct Inner {
     /// The newest delivery started per subscription, and how many of its deliveries have
     /// not ended: older ones stop retrying, even once the newest has ended.
     latest: Mutex<HashMap<(Topic, Callback), Latest>>,
-    /// Per topic, the entity tag of the document each subscriber was last sent by this
-    /// process, while nothing newer is on its way to it: the same bytes are not sent to it
-    /// again (the feed's change at start and the delivery a stopped run left are the same
-    /// document). Kept for the topic's active subscriptions only.
+    /// On a store of its own, per topic, the entity tag of the document each subscriber got
+    /// from the last delivery this process started for it, once that delivery succeeded:
+    /// the same bytes are not sent to it again while nothing newer is on its way (the
+    /// feed's change at start and the delivery a stopped run left are the same document).
+    /// Pruned to the topic's active subscriptions at each of its changes.
     sent: Mutex<HashMap<Topic, HashMap<Callback, String>>>,
     generations: AtomicU64,
     /// Delivery slots per callback host, while any delivery to that host holds or awaits one.
