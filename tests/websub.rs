@@ -100,10 +100,7 @@ async fn a_subscriber_answering_500_gets_retries_with_backoff_until_it_succeeds(
     );
     let server = Server::start(Options::default()).await;
     server
-        .subscribe("rural/feed.json", &subscriber.url("/flaky"), &[])
-        .await;
-    server
-        .wait_until("verified", |hub| hub.verifications_ok() == 1)
+        .subscribed("rural/feed.json", &subscriber.url("/flaky"))
         .await;
 
     server.publish("websub-retried", "rural").await;
@@ -380,10 +377,7 @@ async fn one_document_left_retrying(subscriber: &Subscriber) -> Server {
     })
     .await;
     server
-        .subscribe("rural/feed.json", &subscriber.url("/left"), &[])
-        .await;
-    server
-        .wait_until("verified", |hub| hub.verifications_ok() == 1)
+        .subscribed("rural/feed.json", &subscriber.url("/left"))
         .await;
     server.publish("websub-left", "rural").await;
     subscriber.wait_for(Method::POST, "/left", 1).await;
@@ -1078,10 +1072,7 @@ async fn an_older_document_waiting_to_retry_is_not_sent_after_a_newer_one() {
     })
     .await;
     server
-        .subscribe("rural/feed.json", &subscriber.url("/recovering"), &[])
-        .await;
-    server
-        .wait_until("verified", |hub| hub.verifications_ok() == 1)
+        .subscribed("rural/feed.json", &subscriber.url("/recovering"))
         .await;
 
     server.publish("websub-older", "rural").await;
@@ -1234,10 +1225,7 @@ async fn a_feed_back_to_bytes_it_had_before_is_delivered_again() {
         })
         .await;
         server
-            .subscribe("features/feed.json", &subscriber.url("/back"), &[])
-            .await;
-        server
-            .wait_until("verified", |hub| hub.verifications_ok() == 1)
+            .subscribed("features/feed.json", &subscriber.url("/back"))
             .await;
         server.publish("websub-stays", "features").await;
         subscriber.wait_for(Method::POST, "/back", 1).await;
@@ -1268,10 +1256,7 @@ async fn a_feed_back_to_bytes_a_subscriber_got_before_a_failed_delivery_is_sent_
     let subscriber = Subscriber::start().await;
     let server = Server::start(Options::default()).await;
     server
-        .subscribe("features/feed.json", &subscriber.url("/back"), &[])
-        .await;
-    server
-        .wait_until("verified", |hub| hub.verifications_ok() == 1)
+        .subscribed("features/feed.json", &subscriber.url("/back"))
         .await;
     server.publish("websub-stays", "features").await;
     let first = subscriber.wait_for(Method::POST, "/back", 1).await;
@@ -1321,10 +1306,7 @@ async fn a_newer_document_is_sent_after_the_older_request_to_the_same_callback_e
     );
     let server = Server::start(Options::default()).await;
     server
-        .subscribe("politics/feed.json", &subscriber.url("/unhurried"), &[])
-        .await;
-    server
-        .wait_until("verified", |hub| hub.verifications_ok() == 1)
+        .subscribed("politics/feed.json", &subscriber.url("/unhurried"))
         .await;
 
     server.publish("websub-first", "politics").await;

@@ -368,6 +368,14 @@ impl Server {
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     }
 
+    /// Subscribes `callback` to `feed` and waits for the hub to verify it.
+    pub async fn subscribed(&self, feed: &str, callback: &str) {
+        let before = self.hub.verifications_ok();
+        self.subscribe(feed, callback, &[]).await;
+        self.wait_until("verified", |hub| hub.verifications_ok() > before)
+            .await;
+    }
+
     /// Publishes a new article over gRPC; returns when the answer arrived.
     pub async fn publish(&self, id: &str, section: &str) -> Instant {
         self.publish_article(brief(id, section)).await
