@@ -334,7 +334,7 @@ impl Publisher {
     ///
     /// A caller whose partner was remembered from an earlier call ([`Caller::remembered`])
     /// is answered as if its token had been looked up for this call: its write reads the
-    /// partner's row in its own transaction ([`WriteChecks::remembered`]), and a call that
+    /// partner's row in its own transaction ([`WriteChecks::Remembered`]), and a call that
     /// fails looks the token up again before it is answered (refused as unauthenticated
     /// when the token no longer is) or decided again with the partner's rights as they are.
     pub async fn publish(
@@ -345,7 +345,7 @@ impl Publisher {
         let started = std::time::Instant::now();
         let raw_id = request.draft.id.clone();
         let mut caller = std::borrow::Cow::Borrowed(caller);
-        let result = match self.prepare(&caller.partner, request).await {
+        let mut result = match self.prepare(&caller.partner, request).await {
             Ok((write, warnings)) => {
                 let now = Utc::now();
                 let permit = |partner: &Partner| -> Result<(), PublishError> {
@@ -360,7 +360,7 @@ impl Publisher {
                     };
                 }
                 match permitted {
-                    Ok(()) => self.store_one(&mut caller, write, now).await,
+                    Ok(()) => self.store_one(&caller, write, now).await,
                     Err(e) => Err(e),
                 }
                 .map(|(article, changed)| Published {
@@ -369,8 +369,13 @@ impl Publisher {
                     changed,
                 })
             }
-            Err(e) => self.reconfirm(&mut caller).await.and(Err(e)),
+            Err(e) => Err(e),
         };
+        // Whatever refused or failed the call, a token that no longer authenticates is
+        // refused as such (at most one lookup: a caller confirmed above stays).
+        if let Err(e) = result {
+            result = self.reconfirm(&mut caller).await.and(Err(e));
+        }
         self.note_write(&result);
         count_outcome(&result);
         metrics::histogram!("feedpub_publish_seconds").record(started.elapsed().as_secs_f64());
@@ -379,37 +384,22 @@ impl Publisher {
     }
 
     /// Stores a write the caller's rights permit, and marks the feeds it changed stale: the
-    /// stored article, and whether any feed changed. A remembered caller whose write fails
-    /// is looked up again (see [`Self::publish`]).
+    /// stored article, and whether any feed changed.
     async fn store_one(
         &self,
-        caller: &mut std::borrow::Cow<'_, Caller>,
+        caller: &Caller,
         write: ArticleWrite,
         now: DateTime<Utc>,
     ) -> Result<(Article, bool), PublishError> {
         let partner = &caller.partner;
         let checks = WriteChecks::of(partner, caller.remembered.as_ref());
-        let stored = self
+        let revision = self
             .store
-            .publish_checked(
-                partner.id,
-                &checks,
-                vec![write],
-                now,
-                &Actor::from(&**caller),
-            )
+            .publish_checked(partner.id, &checks, vec![write], now, &Actor::from(caller))
             .await
-            .and_then(storage::only_result);
-        match stored {
-            Ok(revision) => {
-                let touched = self.touch(&revision);
-                Ok((revision.into_article(), touched))
-            }
-            Err(e) => {
-                self.reconfirm(caller).await?;
-                Err(e.into())
-            }
-        }
+            .and_then(storage::only_result)?;
+        let touched = self.touch(&revision);
+        Ok((revision.into_article(), touched))
     }
 
     /// Validates a draft. An HTML body of [`LARGE_BODY`] or more is sanitised on the

@@ -6,8 +6,9 @@
 //! A token is looked up on each call, so that a revoked or rotated token is refused from the
 //! next call on; except for PublishArticle, the call partners make most, whose partner may
 //! be remembered from an earlier call ([`Publisher::authenticate`]). Its write checks the
-//! partner's row in its own transaction, and when such a call fails the guard looks the
-//! token up again before answering, so a token revoked since is refused as such.
+//! partner's row in its own transaction, and whatever refuses or fails such a call (the
+//! rate limit here, the service or the publish) looks the token up again first, so a token
+//! revoked since is refused as such.
 
 use super::auth::bearer_token;
 use super::status;
@@ -116,15 +117,6 @@ static PUBLISH_ARTICLE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
     )
 });
 
-/// True when a gRPC answer is an error: its status comes in the headers (a success's
-/// comes in the trailers, after the message).
-fn failed(response: &Response<Body>) -> bool {
-    response
-        .headers()
-        .get("grpc-status")
-        .is_some_and(|status| status.as_bytes() != b"0")
-}
-
 /// The remote address of the connection, over plain TCP or TLS.
 fn peer(request: &Request<Body>) -> Option<SocketAddr> {
     let extensions = request.extensions();
@@ -167,17 +159,8 @@ where
                 Ok(caller) => caller,
                 Err(status) => return Ok(status.into_http()),
             };
-            let remembered = caller.remembered.is_some().then(|| caller.clone());
             request.extensions_mut().insert(caller);
-            let response = inner.call(request).await?;
-            // A remembered partner's failed call: its token may have been revoked since.
-            match remembered {
-                Some(caller) if failed(&response) => match gate.publisher.confirm(&caller).await {
-                    Ok(_) => Ok(response),
-                    Err(e) => Ok(Status::from(e).into_http()),
-                },
-                _ => Ok(response),
-            }
+            inner.call(request).await
         })
     }
 }

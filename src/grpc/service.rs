@@ -47,7 +47,14 @@ impl PublisherService for PublisherApi {
         request: Request<PublishArticleRequest>,
     ) -> Result<Response<PublishArticleResponse>, Status> {
         let caller = caller(&request)?;
-        let request = convert::publish_request(request.into_inner()).map_err(PublishError::from)?;
+        let request = match convert::publish_request(request.into_inner()) {
+            Ok(request) => request,
+            Err(e) => {
+                // A remembered partner's token may have been revoked since: refused as such.
+                self.publisher.confirm(&caller).await?;
+                return Err(PublishError::from(e).into());
+            }
+        };
         let published = self.publisher.publish(&caller, request).await?;
         Ok(Response::new(PublishArticleResponse {
             article: Some(convert::article_to_proto(&published.article)),

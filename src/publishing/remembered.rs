@@ -1,7 +1,7 @@
 //! Partners remembered by their tokens, so that a PublishArticle call need not look its token
 //! up before it is stored. What keeps this sound is not the memory but the write: a publish
 //! made for a remembered partner checks the partner's row in its own transaction
-//! ([`crate::storage::WriteChecks::remembered`]), and a call that fails confirms its token
+//! ([`crate::storage::WriteChecks::Remembered`]), and a call that fails confirms its token
 //! with a fresh lookup, so a revocation, rotation or change of rights holds from the next
 //! call on, as when every call looked its token up.
 

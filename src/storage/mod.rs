@@ -102,33 +102,37 @@ impl StoreError {
 /// What each write of a checked publish ([`Store::publish_checked`]) is held to, in the
 /// write's own transaction, so that no read has to come first.
 #[derive(Debug, Clone, Default)]
-pub struct WriteChecks {
-    /// The partner's rights, when they are not unrestricted: a write is refused when they do
-    /// not cover the stored article it replaces ([`Partner::may_change`]).
-    pub rights: Option<Partner>,
+pub enum WriteChecks {
+    /// Nothing: a partner with every right, or the operator's own writes.
+    #[default]
+    None,
+    /// The partner's rights, looked up for this call: a write is refused when they do not
+    /// cover the stored article it replaces ([`Partner::may_change`]).
+    Rights(Partner),
     /// The partner as remembered with its token from an earlier call. The partner's row is
     /// read in the write's transaction: a write is refused with
     /// [`StoreError::CredentialChanged`] unless the row still holds that token, unrevoked,
-    /// and is decided with the rights the row gives when they are not the ones remembered
-    /// (the article's own section and embargo too, [`Partner::may_publish`]). A rotation,
+    /// and is decided with the rights the row gives (the article's own section and embargo
+    /// too, [`Partner::may_publish`], when they are not the ones remembered). A rotation,
     /// revocation or change of rights committed before the write thus holds for it, as if
     /// the token had been looked up for this call.
-    pub remembered: Option<(TokenHash, Partner)>,
+    Remembered(TokenHash, Partner),
 }
 
 impl WriteChecks {
     /// The checks of a publish made for `partner`: remembered with `token`, or looked up
     /// for this call (`None`).
     pub fn of(partner: &Partner, token: Option<&TokenHash>) -> Self {
-        Self {
-            rights: (!partner.is_unrestricted()).then(|| partner.clone()),
-            remembered: token.map(|t| (t.clone(), partner.clone())),
+        match token {
+            Some(token) => Self::Remembered(token.clone(), partner.clone()),
+            None if partner.is_unrestricted() => Self::None,
+            None => Self::Rights(partner.clone()),
         }
     }
 
     /// True when the partner's row ([`Holder`]) has to be read in the write's transaction.
     fn wants_holder(&self) -> bool {
-        self.remembered.is_some()
+        matches!(self, Self::Remembered(..))
     }
 
     /// Refuses `write` when these checks do not let it replace `existing`, the stored
@@ -141,9 +145,10 @@ impl WriteChecks {
         existing: Option<&Article>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let rights = match &self.remembered {
-            None => self.rights.as_ref(),
-            Some((token, remembered)) => {
+        let rights = match self {
+            Self::None => None,
+            Self::Rights(partner) => Some(partner),
+            Self::Remembered(token, remembered) => {
                 let holder = holder
                     .filter(|h| h.holds(token))
                     .ok_or(StoreError::CredentialChanged)?;
@@ -162,7 +167,7 @@ impl WriteChecks {
 }
 
 /// A partner's row as a write's transaction reads it: what a remembered partner is checked
-/// against ([`WriteChecks::remembered`]).
+/// against ([`WriteChecks::Remembered`]).
 #[derive(Debug)]
 struct Holder {
     token: TokenHash,

@@ -339,7 +339,7 @@ pub(super) fn check_precondition(
 pub(super) const BEGIN: &str = "BEGIN IMMEDIATE;";
 
 /// A partner's stored articles with these ids, by id, and with `wants_holder` the
-/// partner's row ([`WriteChecks::remembered`]; `None` when there is none), read in one
+/// partner's row ([`WriteChecks::Remembered`]; `None` when there is none), read in one
 /// command after the statements of `prefix` (which take no parameters and return no rows).
 async fn select_articles_after(
     conn: &mut SqliteConnection,

@@ -436,13 +436,14 @@ async fn publish(inner: &Arc<Inner>, path: &str, file: &Arc<FeedFile>, recorded:
     true
 }
 
-/// Gives each of `subscriptions` a delivery of `payload` (the document `file` of `topic`) and
-/// counts it in flight; also how many were left out because their newest delivery, still
-/// under way, is of these very bytes (the same change heard twice: at start and from a
-/// takeover, say). On a store of its own, a subscription whose last delivery started
-/// brought it these bytes, with nothing on its way, is left out too ([`need`]). Generations are given under the lock of the newest ones, and only while
-/// the feed still shows these bytes (re-dated or not): a document whose turn came late
-/// (taken over, or resent) never supersedes the one that followed it.
+/// Gives each of `subscriptions` a delivery of `payload` (the document `file` of `topic`)
+/// and counts it in flight; also how many were left out because their newest delivery,
+/// still under way, is of these very bytes (the same change heard twice: at start and from
+/// a takeover, say). On a store of its own, a subscription whose last delivery started
+/// brought it these bytes, with nothing on its way, is left out too ([`need`]). Generations
+/// are given under the lock of the newest ones, and only while the feed still shows these
+/// bytes (re-dated or not): a document whose turn came late (taken over, or resent) never
+/// supersedes the one that followed it.
 fn enlist(
     inner: &Inner,
     topic: &Topic,
