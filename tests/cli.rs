@@ -720,19 +720,27 @@ fn import_refuses_rows_no_publish_would_store_and_stores_none_of_them() {
 
 /// An export of version 1 (before the events said where an article left a reader's view)
 /// imports into a new database; a version this feedpub does not know is refused at once,
-/// naming the first line.
+/// naming the first line. Rows of an export before version 4 take their change time as
+/// the time their feeds last changed; those of version 4 keep theirs, none included.
 #[test]
 fn exports_of_earlier_versions_import_and_later_ones_are_refused_at_their_first_line() {
     let dir = tempfile::tempdir().unwrap();
     let export = sample_edition_export(dir.path());
     let mut lines = export.lines();
     let header: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
-    assert_eq!(header["version"], 3, "{header}");
+    assert_eq!(header["version"], 4, "{header}");
     let mut rows: Vec<serde_json::Value> =
         lines.map(|l| serde_json::from_str(l).unwrap()).collect();
     // Version 3 ends with the row counts; earlier versions have no such line.
     let end = rows.pop().unwrap();
     assert!(end["end"]["articles"].as_u64() > Some(0), "{end}");
+    // The article whose feeds, as version 4 exports it, no write has changed.
+    let unshown = rows
+        .iter()
+        .find(|row| row["table"] == "articles")
+        .map(|row| row["row"]["article_id"].clone())
+        .unwrap();
+    let shown_rows = ["articles", "article_authors", "article_tags"];
     let as_version = |version: u64| {
         let mut text =
             serde_json::json!({"format": "feedpub-export", "version": version}).to_string();
@@ -743,6 +751,15 @@ fn exports_of_earlier_versions_import_and_later_ones_are_refused_at_their_first_
                 assert!(columns.remove("left_section").is_some());
                 assert!(columns.remove("left_embargoed").is_some());
             }
+            if shown_rows.iter().any(|table| row["table"] == *table) {
+                let columns = row["row"].as_object_mut().unwrap();
+                assert!(columns["shown_change_time"].is_i64(), "{row}");
+                if version < 4 {
+                    columns.remove("shown_change_time");
+                } else if columns["article_id"] == unshown {
+                    columns["shown_change_time"] = serde_json::Value::Null;
+                }
+            }
             text.push('\n');
             text.push_str(&row.to_string());
         }
@@ -752,14 +769,15 @@ fn exports_of_earlier_versions_import_and_later_ones_are_refused_at_their_first_
         }
         text
     };
-    for (version, imports) in [(1, true), (2, true), (3, true), (4, false)] {
+    for (version, imports) in [(1, true), (2, true), (3, true), (4, true), (5, false)] {
         let file = dir.path().join(format!("v{version}.jsonl"));
         std::fs::write(&file, as_version(version)).unwrap();
+        let target = dir.path().join(format!("target-{version}"));
         let imported = run(feedpub(dir.path())
             .arg("import")
             .arg(&file)
             .arg("--data-dir")
-            .arg(dir.path().join(format!("target-{version}"))));
+            .arg(&target));
         assert_eq!(
             imported.status.success(),
             imports,
@@ -772,6 +790,37 @@ fn exports_of_earlier_versions_import_and_later_ones_are_refused_at_their_first_
                 "{}",
                 text(&imported.stderr)
             );
+            continue;
+        }
+        let exported = run(feedpub(dir.path())
+            .arg("export")
+            .arg("--data-dir")
+            .arg(&target));
+        assert!(exported.status.success(), "{}", text(&exported.stderr));
+        // Rows come out in the order they went in.
+        let with_shown = |rows: Vec<serde_json::Value>| -> Vec<serde_json::Value> {
+            rows.into_iter()
+                .filter(|row| shown_rows.iter().any(|table| row["table"] == *table))
+                .map(|row| row["row"].clone())
+                .collect()
+        };
+        let again = with_shown(
+            text(&exported.stdout)
+                .lines()
+                .skip(1)
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect(),
+        );
+        let before = with_shown(rows.clone());
+        assert_eq!(again.len(), before.len(), "v{version}");
+        for (row, was) in again.iter().zip(&before) {
+            assert_eq!(row["article_id"], was["article_id"]);
+            let expected = match version {
+                4 if row["article_id"] == unshown => serde_json::Value::Null,
+                4 => was["shown_change_time"].clone(),
+                _ => was["change_time"].clone(),
+            };
+            assert_eq!(row["shown_change_time"], expected, "v{version}: {row}");
         }
     }
 }

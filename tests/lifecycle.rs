@@ -9,7 +9,7 @@ use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
 use common::{DEADLINE, TestServer, all_feed_paths, assert_invalid, authed};
 use feedpub::app::Application;
 use feedpub::config::{EMBEDDED_CONFIG, Overrides, Settings};
-use feedpub::domain::SectionGrant;
+use feedpub::domain::{FeedScope, SectionGrant, SectionSlug};
 use feedpub::grpc::proto::publisher_service_client::PublisherServiceClient;
 use feedpub::grpc::proto::{
     self, ArticleState, GetArticleRequest, PublishArticleRequest, PublishArticleResponse,
@@ -19,7 +19,7 @@ use feedpub::publication::http_date;
 use feedpub::publishing;
 use feedpub::storage::{SqliteStore, Store};
 use prost_types::Timestamp;
-use reqwest::header::{HeaderMap, LAST_MODIFIED};
+use reqwest::header::{ETAG, HeaderMap, LAST_MODIFIED};
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -245,6 +245,69 @@ async fn an_embargoed_article_is_acknowledged_but_in_no_feed_until_its_embargo_e
     }
     let got = get_article(&mut client, token, "embargoed").await;
     assert_eq!(got.state(), ArticleState::Published);
+}
+
+/// Storing, editing and retracting copy under embargo, or scheduled for later, changes no
+/// byte an aggregator polls: the feeds such an article would join (its section's, `all`,
+/// its author's) are regenerated and come out as they were, ETags and dates included, so
+/// nobody outside can tell that such copy is being written, nor when.
+#[tokio::test]
+async fn writing_copy_under_embargo_changes_no_feed_an_aggregator_polls() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let token = &server.tokens.newsroom;
+    publish(&mut client, token, article("visible", "可见的稿件"))
+        .await
+        .unwrap();
+    server.settle().await;
+    let author = FeedScope::author("陈淑兰");
+    let mut paths = politics_paths();
+    paths.extend(
+        ["rss.xml", "atom.xml", "feed.json"]
+            .map(|file| format!("/feeds/{}/{file}", author.path_segment())),
+    );
+    let polled = || async {
+        let mut seen = Vec::new();
+        for path in &paths {
+            let (headers, body) = fetch(&server.url(path)).await;
+            let etag = headers[ETAG].to_str().unwrap().to_owned();
+            let modified = headers[LAST_MODIFIED].to_str().unwrap().to_owned();
+            seen.push((path.clone(), etag, modified, body));
+        }
+        seen
+    };
+    let before = polled().await;
+    assert!(
+        before
+            .iter()
+            .all(|(_, _, _, body)| body.contains("可见的稿件"))
+    );
+    let politics = FeedScope::Section(SectionSlug::parse("politics").unwrap());
+    let regenerated = server.publication.regenerations(&politics);
+    // A second apart at least, so that a date moved by any write would show.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let embargoed = |title: &str| proto::Article {
+        embargo_time: Some(seconds_from_now(24 * 3600)),
+        ..article("embargoed", title)
+    };
+    publish(&mut client, token, embargoed(TITLE_EMBARGOED))
+        .await
+        .unwrap();
+    publish(&mut client, token, embargoed("禁发稿（更正）"))
+        .await
+        .unwrap();
+    let scheduled = proto::Article {
+        publish_time: Some(seconds_from_now(24 * 3600)),
+        ..article("scheduled", "预发稿")
+    };
+    publish(&mut client, token, scheduled).await.unwrap();
+    retract(&mut client, token, "scheduled").await;
+    server.settle().await;
+    assert!(
+        server.publication.regenerations(&politics) > regenerated,
+        "the section's feeds were rebuilt after the writes"
+    );
+    assert_eq!(polled().await, before);
 }
 
 #[tokio::test]

@@ -159,20 +159,30 @@ impl Article {
     }
 
     /// The latest instant up to `now` at which what a feed shows of the article changed: a
-    /// write (`change_time`), or its publish time coming, its embargo ending or its expire
-    /// time passing, each only once reached.
-    pub fn last_shown_change(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+    /// write that did (`shown_change_time`), or its publish time coming (unless an embargo
+    /// still runs), its embargo ending or its expire time passing, each only once reached;
+    /// `None` when none has.
+    pub fn last_shown_change(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let c = &self.content;
         let published = self.state == ArticleState::Published;
         [
-            Some(c.publish_time).filter(|_| published),
+            Some(c.publish_time).filter(|_| published && !c.is_embargoed(now)),
             c.embargo_time.filter(|_| published),
             c.expire_time,
         ]
         .into_iter()
         .flatten()
         .filter(|t| *t <= now)
-        .fold(self.change_time, DateTime::max)
+        .chain(self.shown_change_time)
+        .max()
+    }
+
+    /// Moves `shown_change_time` on to the change time of the write at `now` that made
+    /// `self`, when the article was in view before it (`was_shown`) or is after it.
+    fn note_shown_change(&mut self, was_shown: bool, now: DateTime<Utc>) {
+        if was_shown || self.is_visible(now) {
+            self.shown_change_time = Some(self.change_time);
+        }
     }
 
     /// True while the article is yet to come into feeds: published, but its publish time
@@ -228,6 +238,11 @@ pub struct Article {
     /// Every write of the article moves it on, by a nanosecond at least even if the clock
     /// did not: a version of the article is known by it.
     pub change_time: DateTime<Utc>,
+    /// The change time of the last write that changed what feeds show: one with the
+    /// article in view before or after it. `None` while no write has (an article stored
+    /// and edited only under embargo or before its publish time): a feed's date and ETag
+    /// do not give such writes away.
+    pub shown_change_time: Option<DateTime<Utc>>,
     pub state: ArticleState,
     pub retract_time: Option<DateTime<Utc>>,
     pub retract_reason: String,
@@ -439,37 +454,45 @@ impl Article {
                 // billion edits are out of reach; saturating all the same, so that a row
                 // edited by hand can never panic a writer or wrap to 0.
                 let version = old.version.saturating_add(u32::from(new_version));
+                let was_shown = old.is_visible(now);
+                let mut article = Article {
+                    content,
+                    updated,
+                    change_time: old.next_change(now),
+                    state: ArticleState::Published,
+                    retract_time: None,
+                    retract_reason: String::new(),
+                    etag,
+                    version,
+                    ..old
+                };
+                article.note_shown_change(was_shown, now);
                 Revision::Updated {
-                    article: Article {
-                        content,
-                        updated,
-                        change_time: old.next_change(now),
-                        state: ArticleState::Published,
-                        retract_time: None,
-                        retract_reason: String::new(),
-                        etag,
-                        version,
-                        ..old
-                    },
+                    article,
                     previous_section,
                     previous_names,
                     new_version,
                 }
             }
-            None => Revision::Created(Article {
-                partner,
-                id,
-                guid: new_guid(&content),
-                updated: content.update_time.unwrap_or(content.publish_time),
-                content,
-                create_time: now,
-                change_time: now,
-                state: ArticleState::Published,
-                retract_time: None,
-                retract_reason: String::new(),
-                etag,
-                version: 1,
-            }),
+            None => {
+                let mut article = Article {
+                    partner,
+                    id,
+                    guid: new_guid(&content),
+                    updated: content.update_time.unwrap_or(content.publish_time),
+                    content,
+                    create_time: now,
+                    change_time: now,
+                    shown_change_time: None,
+                    state: ArticleState::Published,
+                    retract_time: None,
+                    retract_reason: String::new(),
+                    etag,
+                    version: 1,
+                };
+                article.note_shown_change(false, now);
+                Revision::Created(article)
+            }
         }
     }
 }
@@ -897,10 +920,12 @@ impl Article {
         if self.state == ArticleState::Retracted {
             return false;
         }
+        let was_shown = self.is_visible(now);
         self.state = ArticleState::Retracted;
         self.retract_time = Some(now);
         self.retract_reason = reason;
         self.change_time = self.next_change(now);
+        self.note_shown_change(was_shown, now);
         true
     }
 
@@ -1524,6 +1549,60 @@ mod tests {
             unreachable!("an existing article keeps its guid")
         });
         assert_eq!(revision.article().version, u32::MAX);
+    }
+
+    /// Only a write with the article in view before or after it changes what feeds show,
+    /// and moves `shown_change_time`; an embargo's end dates the feeds of one never shown.
+    #[test]
+    fn only_writes_with_the_article_in_view_before_or_after_them_date_its_feeds() {
+        let t0 = Utc.with_ymd_and_hms(2023, 6, 7, 0, 0, 0).unwrap();
+        let hour = |h: i64| t0 + chrono::TimeDelta::hours(h);
+        let (valid, shown) = created(t0);
+        assert_eq!(shown.shown_change_time, Some(t0));
+        let under_embargo = |title: &str| ArticleContent {
+            title: title.into(),
+            embargo_time: Some(hour(100)),
+            ..valid.content.clone()
+        };
+        let hidden = revised(&shown, under_embargo("甲"), hour(1)).into_article();
+        assert_eq!(
+            hidden.shown_change_time,
+            Some(hour(1)),
+            "put back under embargo"
+        );
+        let edited = revised(&hidden, under_embargo("乙"), hour(2)).into_article();
+        assert_eq!(
+            edited.shown_change_time,
+            Some(hour(1)),
+            "edited under embargo"
+        );
+        let mut retracted = edited.clone();
+        assert!(retracted.retract("撤稿".into(), hour(3)));
+        assert_eq!(
+            retracted.shown_change_time,
+            Some(hour(1)),
+            "retracted unseen"
+        );
+        let back = revised(&retracted, valid.content.clone(), hour(4)).into_article();
+        assert_eq!(back.shown_change_time, Some(hour(4)), "back in view");
+        let mut gone = back.clone();
+        assert!(gone.retract("撤稿".into(), hour(5)));
+        assert_eq!(gone.shown_change_time, Some(hour(5)), "retracted in view");
+
+        let Revision::Created(unseen) = Article::revise(
+            None,
+            PartnerId(1),
+            valid.id.clone(),
+            under_embargo("丙"),
+            hour(6),
+            |_| "tag:x,2023-06-06:p/a-2".into(),
+        ) else {
+            panic!("expected a new article")
+        };
+        assert_eq!(unseen.shown_change_time, None);
+        // Its publish time has passed, but under embargo that shows nothing.
+        assert_eq!(unseen.last_shown_change(hour(7)), None);
+        assert_eq!(unseen.last_shown_change(hour(101)), Some(hour(100)));
     }
 
     #[test]

@@ -256,11 +256,23 @@ pub(super) async fn publish(
     publish_minute: i64,
     change: impl FnOnce(&mut ArticleDraft),
 ) -> Revision {
+    publish_at(store, partner, id, (publish_minute, 1000), change).await
+}
+
+/// Publishes article `id` at the second of `minutes`, its publish time at the first; see
+/// `write`.
+pub(super) async fn publish_at(
+    store: &dyn Store,
+    partner: &Partner,
+    id: &str,
+    (publish_minute, minute): (i64, i64),
+    change: impl FnOnce(&mut ArticleDraft),
+) -> Revision {
     store
         .publish(
             partner.id,
             write(id, publish_minute, change),
-            at(1000),
+            at(minute),
             &actor(partner),
         )
         .await
@@ -535,7 +547,8 @@ async fn check_embargo_ends_per_scope(store: &dyn Store) {
         d.embargo_time = Some(at(2100));
     })
     .await;
-    // Retracted under embargo: never shown, so its embargo's end changes nothing.
+    // Retracted under embargo: never shown, so neither the retraction nor its embargo's end
+    // changes anything.
     publish(store, &partner, "economy-retracted", 1, |d| {
         economy(d);
         d.embargo_time = Some(at(2200));
@@ -553,23 +566,23 @@ async fn check_embargo_ends_per_scope(store: &dyn Store) {
     let rural = FeedScope::Section(SectionSlug::parse("rural").unwrap());
     let economy = FeedScope::Section(SectionSlug::parse("economy").unwrap());
     for (now, scope, changed) in [
-        (2050, FeedScope::All, 2000),
-        (2050, rural.clone(), 2000),
-        (2050, economy.clone(), 1500),
-        (2050, FeedScope::author("王五"), 1500),
-        (2500, FeedScope::All, 2100),
-        (2500, rural, 2000),
-        (2500, economy, 2100),
-        (2500, FeedScope::author(AUTHOR), 2000),
-        (2500, FeedScope::tag(TAG), 2000),
-        (2500, FeedScope::author("王五"), 2100),
-        (2500, FeedScope::tag("财经"), 2100),
+        (2050, FeedScope::All, Some(2000)),
+        (2050, rural.clone(), Some(2000)),
+        (2050, economy.clone(), None),
+        (2050, FeedScope::author("王五"), None),
+        (2500, FeedScope::All, Some(2100)),
+        (2500, rural, Some(2000)),
+        (2500, economy, Some(2100)),
+        (2500, FeedScope::author(AUTHOR), Some(2000)),
+        (2500, FeedScope::tag(TAG), Some(2000)),
+        (2500, FeedScope::author("王五"), Some(2100)),
+        (2500, FeedScope::tag("财经"), Some(2100)),
     ] {
         let content = store
             .feed_content(&scope, at(now), 50, TimeDelta::hours(1))
             .await
             .unwrap();
-        assert_eq!(content.last_change, Some(at(changed)), "{scope:?} at {now}");
+        assert_eq!(content.last_change, changed.map(at), "{scope:?} at {now}");
         assert!(content.tombstones.is_empty(), "{scope:?} at {now}");
     }
     let window = TimeDelta::hours(1);
@@ -582,6 +595,81 @@ async fn check_embargo_ends_per_scope(store: &dyn Store) {
         Some(at(2100))
     );
     assert_eq!(store.next_transition(at(2100), window).await.unwrap(), None);
+}
+
+contract!(
+    writes_out_of_view_leave_the_dates_of_their_feeds,
+    check_writes_out_of_view
+);
+/// A feed is dated by what it shows. Storing, editing or retracting an article under
+/// embargo or before its publish time leaves the dates of its feeds as they were (so their
+/// bytes and ETags, which an aggregator polls, do not tell that such copy is being written);
+/// a publish time passed under embargo does not date them either. Putting a shown article
+/// back under embargo dates them, and so does an embargo's end.
+async fn check_writes_out_of_view(store: &dyn Store) {
+    let partner = add_partner(store, "newsroom").await;
+    let store_at = |id: &'static str, minute: i64, change: fn(&mut ArticleDraft)| {
+        publish_at(store, &partner, id, (5, minute), change)
+    };
+    // Shown from its store at minute 1000.
+    publish(store, &partner, "shown", 5, |_| {}).await;
+    fn secret(d: &mut ArticleDraft) {
+        d.tags = vec![TAG.into(), "独家".into()];
+        d.publish_time = Some(at(1050));
+        d.embargo_time = Some(at(3000));
+    }
+    store_at("secret", 1100, secret).await;
+    store_at("soon", 1150, |d| d.publish_time = Some(at(3100))).await;
+    store_at("secret", 1200, |d| {
+        secret(d);
+        d.title = "更正".into();
+    })
+    .await;
+    store
+        .retract(partner.id, retraction("soon"), at(1250), &actor(&partner))
+        .await
+        .unwrap();
+    let scopes = [
+        FeedScope::All,
+        FeedScope::Section(SectionSlug::parse("rural").unwrap()),
+        FeedScope::author(AUTHOR),
+        FeedScope::tag(TAG),
+    ];
+    let dates = |now: i64| {
+        let scopes = &scopes;
+        async move {
+            let mut dates = Vec::new();
+            for scope in scopes.iter().chain([&FeedScope::tag("独家")]) {
+                let content = store
+                    .feed_content(scope, at(now), 50, TimeDelta::hours(1))
+                    .await
+                    .unwrap();
+                let page = store.archive_page(scope, 1, 50, at(now)).await.unwrap();
+                dates.push((content.last_change, page.last_change));
+            }
+            dates
+        }
+    };
+    let dated = |shown: Option<i64>, secret: Option<i64>| {
+        let mut dates = vec![(shown.map(at), shown.map(at)); 4];
+        dates.push((secret.map(at), secret.map(at)));
+        dates
+    };
+    assert_eq!(dates(1300).await, dated(Some(1000), None), "out of view");
+    // Back under embargo: the feeds that showed it change.
+    store_at("shown", 1400, |d| d.embargo_time = Some(at(3200))).await;
+    assert_eq!(dates(1450).await, dated(Some(1400), None), "hidden again");
+    store_at("shown", 1500, |d| {
+        d.embargo_time = Some(at(3200));
+        d.title = "更正".into();
+    })
+    .await;
+    assert_eq!(dates(1550).await, dated(Some(1400), None), "edited hidden");
+    assert_eq!(
+        dates(3050).await,
+        dated(Some(3000), Some(3000)),
+        "embargo ended"
+    );
 }
 
 contract!(
@@ -760,18 +848,7 @@ contract!(
 async fn check_archive_shifts(store: &dyn Store) {
     let partner = add_partner(store, "newsroom").await;
     let store_at = |id: &'static str, minute: i64, change: fn(&mut ArticleDraft)| {
-        let partner = &partner;
-        async move {
-            store
-                .publish(
-                    partner.id,
-                    write(id, 0, change),
-                    at(minute),
-                    &actor(partner),
-                )
-                .await
-                .unwrap()
-        }
+        publish_at(store, &partner, id, (0, minute), change)
     };
     // First stored at minutes 1000 to 1005, two to a page: [0 1] [2 3] [4 5].
     for (n, id) in ["a-0", "a-1", "a-2", "a-3", "a-4", "a-5"]
@@ -1130,6 +1207,7 @@ async fn check_requests_and_etags(store: &dyn Store) {
     assert_eq!(
         Article {
             change_time: created.article().change_time,
+            shown_change_time: created.article().shown_change_time,
             ..replayed
         },
         *created.article()

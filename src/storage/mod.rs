@@ -347,7 +347,7 @@ impl ArchivePage {
             .map(|first_of_next| first_of_next.create_time);
         let last_change = articles
             .iter()
-            .map(|a| a.last_shown_change(now))
+            .filter_map(|a| a.last_shown_change(now))
             .chain(next_started)
             .chain(shifted.filter(|_| !articles.is_empty()))
             .max();

@@ -293,17 +293,16 @@ impl FeedSql {
             shown_in_order(scope, source, "")
         ));
         let last_change = format!(
-            "(SELECT CASE WHEN changed.time IS NULL THEN NULL ELSE GREATEST(
-                 changed.time,
+            "GREATEST(
+                 (SELECT MAX(shown_change_time) FROM {source} WHERE {filter3} TRUE),
                  (SELECT MAX(publish_time) FROM {source}
-                  WHERE {filter3} state = 1 AND publish_time <= $1),
+                  WHERE {filter3} state = 1 AND publish_time <= $1
+                    AND (embargo_time IS NULL OR embargo_time <= $1)),
                  (SELECT MAX(expire_time) FROM {source} WHERE {filter3} expire_time <= $1),
                  (SELECT MAX(embargo_time) FROM {source}
                   WHERE {filter3} state = 1 AND embargo_time <= $1),
                  (SELECT MAX(retract_time) FROM {source}
-                  WHERE {filter3} {SHOWN_WHEN_RETRACTED} AND retract_time <= $1 - $4) + $4)
-             END
-             FROM (SELECT MAX(change_time) AS time FROM {source} WHERE {filter3} TRUE) AS changed)"
+                  WHERE {filter3} {SHOWN_WHEN_RETRACTED} AND retract_time <= $1 - $4) + $4)"
         );
         let tombstones = without_index_hints(&numbered(&sqlite.tombstones));
         let summary = numbered(&super::sqlite::feed_summary_sql(

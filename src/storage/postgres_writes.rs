@@ -495,6 +495,7 @@ async fn write_article(
     .bind(serde_json::to_string(&c.media).expect("media always serialise"))
     .bind(c.language.as_deref())
     .bind(i64::from(a.version))
+    .bind(a.shown_change_time.map(nanos))
     .execute(&mut *conn)
     .await?;
     for (table, names) in [("article_authors", &c.authors), ("article_tags", &c.tags)] {
@@ -508,9 +509,10 @@ async fn write_article(
         if !names.is_empty() {
             sqlx::query(&format!(
                 "INSERT INTO {table} (name, partner_id, article_id, guid, state, publish_time,
-                     expire_time, embargo_time, change_time, retract_time)
+                     expire_time, embargo_time, change_time, retract_time, shown_change_time)
                  SELECT n.name, a.partner_id, a.article_id, a.guid, a.state, a.publish_time,
-                        a.expire_time, a.embargo_time, a.change_time, a.retract_time
+                        a.expire_time, a.embargo_time, a.change_time, a.retract_time,
+                        a.shown_change_time
                  FROM articles AS a, unnest($3::text[]) AS n (name)
                  WHERE a.partner_id = $1 AND a.article_id = $2
                  ON CONFLICT DO NOTHING"

@@ -846,7 +846,7 @@ async fn publish_together(
 pub(super) const ARTICLE_COLUMNS: &str = "partner_id, article_id, guid, section, state, title, subtitle, kicker, \
      authors, summary, content_html, content_text, tags, canonical_url, publish_time, update_time, \
      updated, expire_time, create_time, change_time, retract_time, retract_reason, etag, \
-     embargo_time, media, language, version";
+     embargo_time, media, language, version, shown_change_time";
 
 /// `ARTICLE_COLUMNS` as columns of the `articles` table, for queries that join others.
 pub(super) fn qualified_columns() -> String {
@@ -1003,21 +1003,24 @@ impl FeedSql {
                AND retract_time <= ?1 AND retract_time > ?1 - ?4
              ORDER BY retract_time DESC, guid LIMIT ?2"
         );
-        // Everything that changes what the feed shows: writes, articles whose publish time
-        // has come, whose embargo has ended or whose expire time has passed, and tombstones
-        // whose window has ended.
+        // Everything that changes what the feed shows: writes with an article in view
+        // before or after them, articles whose publish time has come (unless an embargo
+        // still runs), whose embargo has ended or whose expire time has passed, and
+        // tombstones whose window has ended. NULL when none has: a feed of articles under
+        // embargo only is dated as an empty one.
         let last_change = format!(
-            "MAX(
-                 (SELECT MAX(change_time) FROM {source} WHERE {filter3} 1),
+            "NULLIF(MAX(
+                 COALESCE((SELECT MAX(shown_change_time) FROM {source} WHERE {filter3} 1), 0),
                  COALESCE((SELECT MAX(publish_time) FROM {source}
-                           WHERE {filter3} state = 1 AND publish_time <= ?1), 0),
+                           WHERE {filter3} state = 1 AND publish_time <= ?1
+                             AND (embargo_time IS NULL OR embargo_time <= ?1)), 0),
                  COALESCE((SELECT MAX(expire_time) FROM {source}
                            WHERE {filter3} expire_time <= ?1), 0),
                  COALESCE((SELECT MAX(embargo_time) FROM {embargoed}
                            WHERE {filter3} state = 1 AND embargo_time <= ?1), 0),
                  COALESCE((SELECT MAX(retract_time) FROM {retracted}
                            WHERE {filter3} {SHOWN_WHEN_RETRACTED}
-                             AND retract_time <= ?1 - ?4) + ?4, 0))"
+                             AND retract_time <= ?1 - ?4) + ?4, 0)), 0)"
         );
         let summary = feed_summary_sql(scope, &last_change, &tombstones, "1");
         Self {
@@ -1190,6 +1193,9 @@ pub(super) fn article_from_row(row: &impl Columns) -> Result<Article, StoreError
         updated: from_nanos(row.value("updated")?),
         create_time: from_nanos(row.value("create_time")?),
         change_time: from_nanos(row.value("change_time")?),
+        shown_change_time: row
+            .value::<Option<i64>>("shown_change_time")?
+            .map(from_nanos),
         state,
         retract_time: row.value::<Option<i64>>("retract_time")?.map(from_nanos),
         retract_reason: row.value("retract_reason")?,

@@ -377,7 +377,7 @@ async fn select_articles_after(
     Ok((current, holder))
 }
 
-/// Rows of `articles` written by one `INSERT` (27 parameters each, far below SQLite's limit).
+/// Rows of `articles` written by one `INSERT` (28 parameters each, far below SQLite's limit).
 const ROWS_PER_INSERT: usize = 64;
 
 /// Every column but the key set from the row being inserted: an update, not a delete and
@@ -434,6 +434,7 @@ fn write_articles<'q>(script: &mut Script<'q>, articles: &'q [Article]) -> Resul
             script.bind(json(&c.media))?;
             script.bind(c.language.as_deref())?;
             script.bind(i64::from(a.version))?;
+            script.bind(a.shown_change_time.map(nanos))?;
         }
     }
     Ok(())
@@ -636,14 +637,14 @@ impl Staged {
                 }
                 if !rows.is_empty() {
                     // Each name row carries its article's state, feed times and GUID
-                    // (migration 0007), copied from the row just written.
+                    // (migrations 0007 and 0016), copied from the row just written.
                     script.statement(&format!(
                         "INSERT OR IGNORE INTO {table} (name, partner_id, article_id, guid,
                              state, publish_time, expire_time, embargo_time, change_time,
-                             retract_time)
+                             retract_time, shown_change_time)
                          SELECT n.value ->> 0, a.partner_id, a.article_id, a.guid, a.state,
                                 a.publish_time, a.expire_time, a.embargo_time, a.change_time,
-                                a.retract_time
+                                a.retract_time, a.shown_change_time
                          FROM json_each(?) AS n JOIN articles AS a
                              ON a.partner_id = n.value ->> 1 AND a.article_id = n.value ->> 2"
                     ));

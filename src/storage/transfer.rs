@@ -26,8 +26,10 @@ use tokio_stream::StreamExt;
 /// a feedpub that knows only version 1 refuses a version 2 export at its first line.
 /// Version 3 added the last line, `{"end": {table: rows, …}}`, so that an export cut short
 /// at a line break is refused rather than imported without its last rows.
+/// Version 4 added `shown_change_time` to articles and their author and tag rows: a row of
+/// an older export takes its `change_time`, as migration 0016 gave the rows it found.
 const FORMAT: &str = "feedpub-export";
-const VERSION: u64 = 3;
+const VERSION: u64 = 4;
 /// The first version that ends with its row counts.
 const COUNTED_VERSION: u64 = 3;
 /// The oldest version imported.
@@ -123,6 +125,7 @@ const TABLES: &[Table] = &[
             ("media", MediaList),
             ("language", Text),
             ("version", Version),
+            ("shown_change_time", Int),
         ],
     },
     Table {
@@ -241,6 +244,7 @@ const NAME_COLUMNS: &[(&str, Kind)] = &[
     ("embargo_time", Int),
     ("change_time", Int),
     ("retract_time", Int),
+    ("shown_change_time", Int),
 ];
 
 /// Why an export or an import failed.
@@ -693,12 +697,18 @@ async fn import_into(
         let html = policy.map(|policy| (policy, base.as_ref()));
         // A column the row lacks takes the database's default (a column an older export
         // has not, say); a required one is then refused by its constraint.
+        // A row of an export before version 4 has no `shown_change_time`: it takes its
+        // change time (see VERSION).
+        let source = |column: &'static str| match column {
+            "shown_change_time" if !row.contains_key(column) => "change_time",
+            _ => column,
+        };
         let values = table
             .columns
             .iter()
-            .filter(|(column, _)| row.contains_key(*column))
+            .filter(|(column, _)| row.contains_key(source(column)))
             .map(|(column, kind)| {
-                bound(row.get(*column), *kind, html)
+                bound(row.get(source(column)), *kind, html)
                     .map(|value| (*column, value))
                     .map_err(|e| format!("{column}: {e}"))
             })
