@@ -734,10 +734,11 @@ fn exports_of_earlier_versions_import_and_later_ones_are_refused_at_their_first_
     // Version 3 ends with the row counts; earlier versions have no such line.
     let end = rows.pop().unwrap();
     assert!(end["end"]["articles"].as_u64() > Some(0), "{end}");
-    // The article whose feeds, as version 4 exports it, no write has changed.
+    // An article that feeds showed, exported at version 4 as one whose feeds no write has
+    // changed (as a notice the sample edition stores already expired is).
     let unshown = rows
         .iter()
-        .find(|row| row["table"] == "articles")
+        .find(|row| row["table"] == "articles" && row["row"]["shown_change_time"].is_i64())
         .map(|row| row["row"]["article_id"].clone())
         .unwrap();
     let shown_rows = ["articles", "article_authors", "article_tags"];
@@ -753,7 +754,7 @@ fn exports_of_earlier_versions_import_and_later_ones_are_refused_at_their_first_
             }
             if shown_rows.iter().any(|table| row["table"] == *table) {
                 let columns = row["row"].as_object_mut().unwrap();
-                assert!(columns["shown_change_time"].is_i64(), "{row}");
+                assert!(columns.contains_key("shown_change_time"), "{row}");
                 if version < 4 {
                     columns.remove("shown_change_time");
                 } else if columns["article_id"] == unshown {

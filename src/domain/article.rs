@@ -177,12 +177,40 @@ impl Article {
         .max()
     }
 
-    /// Moves `shown_change_time` on to the change time of the write at `now` that made
-    /// `self`, when the article was in view before it (`was_shown`) or is after it.
-    fn note_shown_change(&mut self, was_shown: bool, now: DateTime<Utc>) {
-        if was_shown || self.is_visible(now) {
-            self.shown_change_time = Some(self.change_time);
+    /// True when feeds show the article at `now`, or show its retraction: retracted while
+    /// in view, it left a tombstone (as `SHOWN_WHEN_RETRACTED` in storage decides).
+    fn in_feeds(&self, now: DateTime<Utc>) -> bool {
+        let c = &self.content;
+        match (self.state, self.retract_time) {
+            (ArticleState::Published, _) => self.is_visible(now),
+            (ArticleState::Retracted, Some(gone)) => {
+                c.publish_time <= gone
+                    && c.embargo_time.is_none_or(|t| t <= gone)
+                    && c.expire_time.is_none_or(|t| t > gone)
+            }
+            (ArticleState::Retracted, None) => false,
         }
+    }
+
+    /// Sets `shown_change_time` for the write at `now` that made `self` from `before` (the
+    /// article as it stood, by [`Self::in_feeds`] and [`Self::last_shown_change`]): the
+    /// write's change time when feeds showed the article (or its tombstone) before it or
+    /// show it after, else what feeds last saw change of it, which never goes back.
+    fn note_shown_change(
+        &mut self,
+        (in_feeds, seen): (bool, Option<DateTime<Utc>>),
+        now: DateTime<Utc>,
+    ) {
+        self.shown_change_time = if in_feeds || self.is_visible(now) {
+            Some(self.change_time)
+        } else {
+            seen
+        };
+    }
+
+    /// What [`Self::note_shown_change`] needs of the article before a write at `now`.
+    fn before_write(&self, now: DateTime<Utc>) -> (bool, Option<DateTime<Utc>>) {
+        (self.in_feeds(now), self.last_shown_change(now))
     }
 
     /// True while the article is yet to come into feeds: published, but its publish time
@@ -454,7 +482,7 @@ impl Article {
                 // billion edits are out of reach; saturating all the same, so that a row
                 // edited by hand can never panic a writer or wrap to 0.
                 let version = old.version.saturating_add(u32::from(new_version));
-                let was_shown = old.is_visible(now);
+                let before = old.before_write(now);
                 let mut article = Article {
                     content,
                     updated,
@@ -466,7 +494,7 @@ impl Article {
                     version,
                     ..old
                 };
-                article.note_shown_change(was_shown, now);
+                article.note_shown_change(before, now);
                 Revision::Updated {
                     article,
                     previous_section,
@@ -490,7 +518,7 @@ impl Article {
                     etag,
                     version: 1,
                 };
-                article.note_shown_change(false, now);
+                article.note_shown_change((false, None), now);
                 Revision::Created(article)
             }
         }
@@ -920,12 +948,12 @@ impl Article {
         if self.state == ArticleState::Retracted {
             return false;
         }
-        let was_shown = self.is_visible(now);
+        let before = self.before_write(now);
         self.state = ArticleState::Retracted;
         self.retract_time = Some(now);
         self.retract_reason = reason;
         self.change_time = self.next_change(now);
-        self.note_shown_change(was_shown, now);
+        self.note_shown_change(before, now);
         true
     }
 
@@ -1588,6 +1616,26 @@ mod tests {
         let mut gone = back.clone();
         assert!(gone.retract("撤稿".into(), hour(5)));
         assert_eq!(gone.shown_change_time, Some(hour(5)), "retracted in view");
+        // Its tombstone leaves the feeds that showed it when it comes back under embargo.
+        let buried = revised(&gone, under_embargo("丁"), hour(6)).into_article();
+        assert_eq!(
+            buried.shown_change_time,
+            Some(hour(6)),
+            "tombstone taken away"
+        );
+        // What feeds saw last of an article never goes back: its expiry, here.
+        let expiring = ArticleContent {
+            expire_time: Some(hour(7)),
+            ..valid.content.clone()
+        };
+        let expired =
+            revised(&buried, expiring, hour(6) + chrono::TimeDelta::minutes(30)).into_article();
+        let hidden_again = revised(&expired, under_embargo("戊"), hour(8)).into_article();
+        assert_eq!(
+            hidden_again.shown_change_time,
+            Some(hour(7)),
+            "expired, then hidden"
+        );
 
         let Revision::Created(unseen) = Article::revise(
             None,

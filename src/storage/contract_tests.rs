@@ -670,6 +670,40 @@ async fn check_writes_out_of_view(store: &dyn Store) {
         dated(Some(3000), Some(3000)),
         "embargo ended"
     );
+    // Moved out of view (another section, another byline): the archive pages it left
+    // shift, and are dated by the move, but nothing the current documents show changed.
+    fn hidden_in(section: &str, d: &mut ArticleDraft) {
+        d.section = section.into();
+        d.embargo_time = Some(at(9000));
+    }
+    store_at("drifting", 3100, |d| hidden_in("culture", d)).await;
+    store_at("drifting", 3150, |d| {
+        hidden_in("politics", d);
+        d.authors = vec!["王五".into()];
+    })
+    .await;
+    for (scope, shown) in [
+        (
+            FeedScope::Section(SectionSlug::parse("culture").unwrap()),
+            None,
+        ),
+        (
+            FeedScope::Section(SectionSlug::parse("politics").unwrap()),
+            None,
+        ),
+        (FeedScope::author(AUTHOR), Some(3000)),
+    ] {
+        let content = store
+            .feed_content(&scope, at(3190), 50, TimeDelta::hours(1))
+            .await
+            .unwrap();
+        assert_eq!(content.last_change, shown.map(at), "{scope:?}");
+    }
+    let page = store
+        .archive_page(&FeedScope::author(AUTHOR), 1, 50, at(3190))
+        .await
+        .unwrap();
+    assert_eq!(page.last_change, Some(at(3150)), "the archive page it left");
 }
 
 contract!(

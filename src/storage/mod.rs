@@ -216,8 +216,9 @@ pub struct FeedContent {
     /// Articles of the scope retracted within the tombstone window that were in the feed
     /// when retracted; newest retraction first, then by GUID.
     pub tombstones: Vec<Tombstone>,
-    /// Latest instant at which anything in the scope changed, an article moving out of it
-    /// included; `None` for an empty history.
+    /// Latest instant at which what the feed shows changed: a write to an article in view
+    /// before or after it, an article coming into view or leaving it (an expiry, the end
+    /// of a tombstone's window, a move out of the scope); `None` while none has.
     pub last_change: Option<DateTime<Utc>>,
     /// How many articles the scope's archive holds: its whole history, in any state.
     pub archived: usize,
@@ -244,8 +245,8 @@ pub struct ArchivePage {
     pub articles: Vec<Article>,
     /// How many pages the scope's whole history fills (the last one may be partial).
     pub pages: usize,
-    /// Latest change of what the page shows: any write to an article on it (shown or not),
-    /// a publish, embargo or expire time of one of them reached by now, the start of the
+    /// Latest change of what the page shows: a write to an article on it in view before or
+    /// after it, a publish, embargo or expire time of one of them reached by now, the start of the
     /// next page (which gave this one its `next` link), and an article moving into or out
     /// of the scope at or before the page's end ([`Shift`]); `None` for an empty page.
     pub last_change: Option<DateTime<Utc>>,
@@ -298,24 +299,44 @@ impl ArchiveSize {
     }
 }
 
-/// Rows of `feed_sizes` (kind and name) whose archives moves shifted, each with the
-/// latest move and the earliest moved article's create time, in nanoseconds; in key order,
-/// as both backends write them.
-pub(super) type Shifts = std::collections::BTreeMap<(&'static str, String), (i64, i64)>;
+/// Rows of `feed_sizes` (kind and name) whose archives moves shifted; in key order, as
+/// both backends write them.
+pub(super) type Shifts = std::collections::BTreeMap<(&'static str, String), Moves>;
+
+/// The moves of articles into or out of one feed in a transaction, in nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub(super) struct Moves {
+    /// The latest move (`feed_sizes.shift_time`): it dates the archive pages it shifted.
+    pub(super) time: i64,
+    /// The earliest moved article's create time (`shift_from`).
+    pub(super) from: i64,
+    /// The latest move of an article in view before or after it (`shown_shift_time`): it
+    /// dates the feed's current documents. A move of copy under embargo or scheduled
+    /// changes nothing they show.
+    pub(super) shown: Option<i64>,
+}
 
 /// Adds the shifts of `revision`, written at `now`, to `shifts`: one for each feed it
 /// moved an article into or out of ([`Revision::moved_scopes`]).
 pub(super) fn add_shifts(shifts: &mut Shifts, revision: &Revision, now: DateTime<Utc>) {
-    let (time, from) = (
-        sqlite::nanos(now),
-        sqlite::nanos(revision.article().create_time),
-    );
+    let article = revision.article();
+    let time = sqlite::nanos(now);
+    // A write moves the article's shown change time on to its own change time exactly
+    // when feeds showed the article before it or show it after.
+    let shown = (article.shown_change_time == Some(article.change_time)).then_some(time);
+    let moves = Moves {
+        time,
+        from: sqlite::nanos(article.create_time),
+        shown,
+    };
     for scope in revision.moved_scopes() {
         let (kind, name) = feed_size_key(&scope);
-        let kept = shifts
-            .entry((kind, name.to_owned()))
-            .or_insert((time, from));
-        *kept = (kept.0.max(time), kept.1.min(from));
+        let kept = shifts.entry((kind, name.to_owned())).or_insert(moves);
+        *kept = Moves {
+            time: kept.time.max(moves.time),
+            from: kept.from.min(moves.from),
+            shown: kept.shown.max(moves.shown),
+        };
     }
 }
 

@@ -100,8 +100,7 @@ impl Event {
 struct Changes {
     events: Vec<Event>,
     sizes: BTreeMap<(&'static str, String), i64>,
-    /// Archives shifted by moves: the latest move, and the earliest moved article's create
-    /// time ([`super::add_shifts`]).
+    /// Archives shifted by moves ([`super::add_shifts`]).
     shifts: super::Shifts,
 }
 
@@ -147,7 +146,7 @@ impl Changes {
     /// Writes the sizes and shifts (in key order), then logs the events under the event log's lock and
     /// notifies the other replicas, who hear of it at the commit.
     async fn apply(self, conn: &mut PgConnection) -> Result<(), StoreError> {
-        let mut rows: BTreeMap<_, (i64, Option<(i64, i64)>)> = BTreeMap::new();
+        let mut rows: BTreeMap<_, (i64, Option<super::Moves>)> = BTreeMap::new();
         for (key, by) in self.sizes.into_iter().filter(|(_, by)| *by != 0) {
             rows.entry(key).or_default().0 = by;
         }
@@ -158,26 +157,32 @@ impl Changes {
             let kinds: Vec<&str> = rows.keys().map(|(k, _)| *k).collect();
             let names: Vec<&str> = rows.keys().map(|(_, n)| n.as_str()).collect();
             let by: Vec<i64> = rows.values().map(|(by, _)| *by).collect();
-            let shift = |part: fn((i64, i64)) -> i64| -> Vec<Option<i64>> {
-                rows.values().map(|(_, s)| s.map(part)).collect()
+            let shift = |part: fn(super::Moves) -> Option<i64>| -> Vec<Option<i64>> {
+                rows.values().map(|(_, s)| s.and_then(part)).collect()
             };
             // GREATEST and LEAST pass over NULLs.
             sqlx::query(
-                "INSERT INTO feed_sizes (kind, name, articles, shift_time, shift_from)
-                 SELECT kind, name, by, shift_time, shift_from
-                 FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[])
-                     WITH ORDINALITY AS changes (kind, name, by, shift_time, shift_from, n)
+                "INSERT INTO feed_sizes (kind, name, articles, shift_time, shift_from,
+                     shown_shift_time)
+                 SELECT kind, name, by, shift_time, shift_from, shown_shift_time
+                 FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[],
+                             $6::bigint[])
+                     WITH ORDINALITY AS changes (kind, name, by, shift_time, shift_from,
+                                                 shown_shift_time, n)
                  ORDER BY n
                  ON CONFLICT (kind, name) DO UPDATE SET
                      articles = feed_sizes.articles + excluded.articles,
                      shift_time = GREATEST(feed_sizes.shift_time, excluded.shift_time),
-                     shift_from = LEAST(feed_sizes.shift_from, excluded.shift_from)",
+                     shift_from = LEAST(feed_sizes.shift_from, excluded.shift_from),
+                     shown_shift_time = GREATEST(feed_sizes.shown_shift_time,
+                                                 excluded.shown_shift_time)",
             )
             .bind(kinds)
             .bind(names)
             .bind(by)
-            .bind(shift(|(time, _)| time))
-            .bind(shift(|(_, from)| from))
+            .bind(shift(|m| Some(m.time)))
+            .bind(shift(|m| Some(m.from)))
+            .bind(shift(|m| m.shown))
             .execute(&mut *conn)
             .await?;
         }

@@ -1066,8 +1066,8 @@ pub(super) fn feed_summary_sql(
          FROM (SELECT {last_change} AS last_change,
                       (SELECT articles FROM feed_sizes WHERE kind = '{kind}' AND name = ?3)
                           AS archived,
-                      (SELECT shift_time FROM feed_sizes WHERE kind = '{kind}' AND name = ?3)
-                          AS shifted) AS summary
+                      (SELECT shown_shift_time FROM feed_sizes
+                       WHERE kind = '{kind}' AND name = ?3) AS shifted) AS summary
          LEFT JOIN ({tombstones}) AS tombstone ON {on}
          ORDER BY tombstone.retract_time DESC, tombstone.guid"
     )
@@ -1216,8 +1216,8 @@ pub(super) fn feed_content_of(
         ));
     };
     let last_change: Option<i64> = first.value("last_change")?;
-    // An article that left the scope (a section move, a byline or tag taken off) changed
-    // what the feed shows, though no row of the scope says so any more.
+    // An article that left the scope (a section move, a byline or tag taken off) in view
+    // changed what the feed shows, though no row of the scope says so any more.
     let shifted: Option<i64> = first.value("shifted")?;
     let last_change = last_change.max(shifted);
     let archived: Option<i64> = first.value("archived")?;

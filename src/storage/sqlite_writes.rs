@@ -510,8 +510,7 @@ struct Staged {
     requests: Vec<String>,
     /// Embargoes still running among the articles written: partner, article, end.
     lifts: Vec<(i64, String, i64)>,
-    /// Rows of `feed_sizes` whose archives moves shifted: the latest move, and the
-    /// earliest moved article's create time ([`super::add_shifts`]).
+    /// Rows of `feed_sizes` whose archives moves shifted ([`super::add_shifts`]).
     shifts: super::Shifts,
     /// Audit entries of the job, written last.
     audit: Vec<AuditEntry>,
@@ -687,19 +686,23 @@ impl Staged {
         if !self.shifts.is_empty() {
             // After the names: their triggers have made the rows of the feeds joined.
             script.statement(
-                "INSERT INTO feed_sizes (kind, name, articles, shift_time, shift_from)
-                 SELECT value ->> 0, value ->> 1, 0, value ->> 2, value ->> 3
+                "INSERT INTO feed_sizes (kind, name, articles, shift_time, shift_from,
+                     shown_shift_time)
+                 SELECT value ->> 0, value ->> 1, 0, value ->> '$[2].time',
+                        value ->> '$[2].from', value ->> '$[2].shown'
                  FROM json_each(?) WHERE true
                  ON CONFLICT (kind, name) DO UPDATE SET
                      shift_time = max(coalesce(shift_time, excluded.shift_time),
                                       excluded.shift_time),
                      shift_from = min(coalesce(shift_from, excluded.shift_from),
-                                      excluded.shift_from)",
+                                      excluded.shift_from),
+                     shown_shift_time = nullif(max(coalesce(shown_shift_time, 0),
+                                                   coalesce(excluded.shown_shift_time, 0)), 0)",
             );
             let rows: Vec<_> = self
                 .shifts
                 .iter()
-                .map(|((kind, name), (time, from))| (kind, name, time, from))
+                .map(|((kind, name), moves)| (kind, name, moves))
                 .collect();
             script.bind(json(&rows))?;
         }

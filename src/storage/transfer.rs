@@ -770,14 +770,16 @@ async fn import_into(
         .await?;
     // Articles imported among stored ones (or stored ones given an author or tag) shift
     // every archive page from the earliest on, in whichever feeds they joined: all of them
-    // are dated by the import.
+    // are dated by the import, and so are the feeds' current documents.
     if let (true, Some(from)) = (stored_articles > 0, earliest_imported) {
         let now = super::sqlite::nanos(chrono::Utc::now());
         target
             .execute(&format!(
                 "UPDATE feed_sizes SET
                      shift_time = CASE WHEN shift_time > {now} THEN shift_time ELSE {now} END,
-                     shift_from = CASE WHEN shift_from < {from} THEN shift_from ELSE {from} END"
+                     shift_from = CASE WHEN shift_from < {from} THEN shift_from ELSE {from} END,
+                     shown_shift_time = CASE WHEN shown_shift_time > {now}
+                                             THEN shown_shift_time ELSE {now} END"
             ))
             .await?;
     }

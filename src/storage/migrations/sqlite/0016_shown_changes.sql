@@ -12,6 +12,13 @@ UPDATE articles SET shown_change_time = change_time;
 UPDATE article_authors SET shown_change_time = change_time;
 UPDATE article_tags SET shown_change_time = change_time;
 
+-- The same for moves: one of copy out of view (a new section, byline or tag) shifts the
+-- feeds' archive pages (shift_time dates them), but changes nothing their current
+-- documents show: shown_shift_time, the latest move of an article in view before or after
+-- it, dates those. Rows stored before keep their shift time there too.
+ALTER TABLE feed_sizes ADD COLUMN shown_shift_time INTEGER;
+UPDATE feed_sizes SET shown_shift_time = shift_time;
+
 -- The indexes on change_time served only a feed's date; these take their place.
 DROP INDEX articles_section_change;
 DROP INDEX articles_change;
