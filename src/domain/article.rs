@@ -160,15 +160,17 @@ impl Article {
 
     /// The latest instant up to `now` at which what a feed shows of the article changed: a
     /// write that did (`shown_change_time`), or its publish time coming (unless an embargo
-    /// still runs), its embargo ending or its expire time passing, each only once reached;
-    /// `None` when none has.
+    /// still runs), its embargo ending or its expire time passing (unless it was retracted
+    /// before), each only once reached; `None` when none has.
     pub fn last_shown_change(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let c = &self.content;
         let published = self.state == ArticleState::Published;
+        let expired_in_feeds =
+            |expiry: &DateTime<Utc>| published || self.retract_time.is_some_and(|r| r > *expiry);
         [
             Some(c.publish_time).filter(|_| published && !c.is_embargoed(now)),
             c.embargo_time.filter(|_| published),
-            c.expire_time,
+            c.expire_time.filter(expired_in_feeds),
         ]
         .into_iter()
         .flatten()
@@ -178,7 +180,9 @@ impl Article {
     }
 
     /// True when feeds show the article at `now`, or show its retraction: retracted while
-    /// in view, it left a tombstone (as `SHOWN_WHEN_RETRACTED` in storage decides).
+    /// in view, it left a tombstone (as `SHOWN_WHEN_RETRACTED` in storage decides; whether
+    /// the tombstone's window has ended is not known here, so a retraction is taken as
+    /// shown after it too).
     fn in_feeds(&self, now: DateTime<Utc>) -> bool {
         let c = &self.content;
         match (self.state, self.retract_time) {
@@ -266,10 +270,12 @@ pub struct Article {
     /// Every write of the article moves it on, by a nanosecond at least even if the clock
     /// did not: a version of the article is known by it.
     pub change_time: DateTime<Utc>,
-    /// The change time of the last write that changed what feeds show: one with the
-    /// article in view before or after it. `None` while no write has (an article stored
-    /// and edited only under embargo or before its publish time): a feed's date and ETag
-    /// do not give such writes away.
+    /// What the feeds the article is in last saw change of it: the change time of its last
+    /// write with the article in view before or after it, or a later instant it came into
+    /// view or left it, as of its last write. `None` while none has (an article stored and
+    /// edited only under embargo or before its publish time), and after a write out of
+    /// view moved it into other feeds: a feed's date and ETag do not give such writes
+    /// away.
     pub shown_change_time: Option<DateTime<Utc>>,
     pub state: ArticleState,
     pub retract_time: Option<DateTime<Utc>>,
@@ -296,6 +302,10 @@ pub enum Revision {
         /// True when the content changed (a new version); false when identical content
         /// came back from retraction.
         new_version: bool,
+        /// When the write moved the article into or out of feeds while none showed it:
+        /// what those it was in last saw change of it. They keep that date (its row, which
+        /// other feeds now read, no longer carries it).
+        left_seen: Option<DateTime<Utc>>,
     },
 }
 
@@ -372,6 +382,56 @@ impl Revision {
             }
         }
         scopes.into_iter().collect()
+    }
+
+    /// The feeds whose archives gained (`1`) or lost (`-1`) the article by this revision:
+    /// every feed of a new article, `all` included; both sections of a move, and the
+    /// authors and tags added or taken off.
+    pub fn archive_changes(&self) -> Vec<(FeedScope, i64)> {
+        match self {
+            Self::Unchanged(_) => Vec::new(),
+            Self::Created(article) => {
+                let scopes: std::collections::BTreeSet<FeedScope> = [
+                    FeedScope::All,
+                    FeedScope::Section(article.content.section.clone()),
+                ]
+                .into_iter()
+                .chain(article.name_scopes())
+                .collect();
+                scopes.into_iter().map(|scope| (scope, 1)).collect()
+            }
+            Self::Updated { .. } => {
+                let before = self.previous_scopes();
+                let moved: std::collections::BTreeSet<FeedScope> =
+                    self.moved_scopes().into_iter().collect();
+                moved
+                    .into_iter()
+                    .map(|scope| {
+                        let by = if before.contains(&scope) { -1 } else { 1 };
+                        (scope, by)
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// The feeds the article was in before this revision, `all` included; none for a new
+    /// or unchanged article.
+    pub fn previous_scopes(&self) -> Vec<FeedScope> {
+        let Self::Updated {
+            previous_section,
+            previous_names,
+            ..
+        } = self
+        else {
+            return Vec::new();
+        };
+        let (authors, tags) = &**previous_names;
+        [FeedScope::All, FeedScope::Section(previous_section.clone())]
+            .into_iter()
+            .chain(authors.iter().map(|a| FeedScope::author(a)))
+            .chain(tags.iter().map(|t| FeedScope::tag(t)))
+            .collect()
     }
 
     /// The feeds an article already stored joined or left by this revision: both sections
@@ -495,12 +555,25 @@ impl Article {
                     ..old
                 };
                 article.note_shown_change(before, now);
-                Revision::Updated {
+                let mut revision = Revision::Updated {
                     article,
                     previous_section,
                     previous_names,
                     new_version,
+                    left_seen: None,
+                };
+                // Out of view, into or out of feeds: those it joins never saw it change,
+                // and those it was in keep what they saw (the store dates them by it).
+                let moved = !revision.moved_scopes().is_empty();
+                if let Revision::Updated {
+                    article, left_seen, ..
+                } = &mut revision
+                    && moved
+                    && article.shown_change_time != Some(article.change_time)
+                {
+                    *left_seen = article.shown_change_time.take();
                 }
+                revision
             }
             None => {
                 let mut article = Article {

@@ -168,6 +168,8 @@ impl Publication {
         settings: Arc<Settings>,
         health: Health,
     ) -> Result<(Self, Scheduler), PublicationError> {
+        // The store dates the feeds whose archive links a write changes.
+        store.set_archive_page(settings.feeds.max_items);
         let (tx, rx) = mpsc::unbounded_channel();
         let builders = builders::Builders::new(settings.feeds.build_nice);
         let changes = broadcast::channel(1024).0;

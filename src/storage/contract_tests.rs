@@ -565,11 +565,13 @@ async fn check_embargo_ends_per_scope(store: &dyn Store) {
         .unwrap();
     let rural = FeedScope::Section(SectionSlug::parse("rural").unwrap());
     let economy = FeedScope::Section(SectionSlug::parse("economy").unwrap());
+    // Economy's first article, under embargo, opened the first page of its archive (which
+    // the feeds then link) at minute 1000.
     for (now, scope, changed) in [
         (2050, FeedScope::All, Some(2000)),
         (2050, rural.clone(), Some(2000)),
-        (2050, economy.clone(), None),
-        (2050, FeedScope::author("王五"), None),
+        (2050, economy.clone(), Some(1000)),
+        (2050, FeedScope::author("王五"), Some(1000)),
         (2500, FeedScope::All, Some(2100)),
         (2500, rural, Some(2000)),
         (2500, economy, Some(2100)),
@@ -650,9 +652,12 @@ async fn check_writes_out_of_view(store: &dyn Store) {
             dates
         }
     };
+    // The tag only the secret carries: its first article opened the first page of its
+    // archive, which the feed then links (`prev-archive`), so its date is that article's
+    // first write (the feed itself is not served before the article comes into view).
     let dated = |shown: Option<i64>, secret: Option<i64>| {
         let mut dates = vec![(shown.map(at), shown.map(at)); 4];
-        dates.push((secret.map(at), secret.map(at)));
+        dates.push((Some(at(secret.unwrap_or(1100))), secret.map(at)));
         dates
     };
     assert_eq!(dates(1300).await, dated(Some(1000), None), "out of view");
@@ -671,7 +676,25 @@ async fn check_writes_out_of_view(store: &dyn Store) {
         "embargo ended"
     );
     // Moved out of view (another section, another byline): the archive pages it left
-    // shift, and are dated by the move, but nothing the current documents show changed.
+    // shift, and are dated by the move, but nothing the current documents show changed
+    // (in sections shown already, so that no archive gains or loses a page).
+    for (id, section, minute) in [
+        ("culture-seen", "culture", 3090),
+        ("politics-seen", "politics", 3091),
+        ("economy-seen", "economy", 3092),
+        ("sports-seen", "sports", 3093),
+        ("notices-seen", "notices", 3094),
+    ] {
+        let write = write(id, 5, |d| {
+            d.section = section.into();
+            d.authors = vec!["赵六".into()];
+            d.tags = Vec::new();
+        });
+        store
+            .publish(partner.id, write, at(minute), &actor(&partner))
+            .await
+            .unwrap();
+    }
     fn hidden_in(section: &str, d: &mut ArticleDraft) {
         d.section = section.into();
         d.embargo_time = Some(at(9000));
@@ -682,16 +705,50 @@ async fn check_writes_out_of_view(store: &dyn Store) {
         d.authors = vec!["王五".into()];
     })
     .await;
+    // Shown, hidden again, then moved out of view: the section it left keeps the date of
+    // its hiding, the one it joined has none, and `all` and its byline's feed, which it
+    // stays in, keep theirs.
+    fn leaving(d: &mut ArticleDraft) {
+        d.section = "economy".into();
+        d.authors = vec!["李四".into()];
+    }
+    store_at("leaving", 3105, leaving).await;
+    store_at("leaving", 3120, |d| {
+        leaving(d);
+        d.embargo_time = Some(at(9000));
+    })
+    .await;
+    store_at("leaving", 3140, |d| {
+        leaving(d);
+        hidden_in("sports", d);
+    })
+    .await;
+    // Retracted before its publish time: its expiry changes nothing shown.
+    store_at("fleeting", 3101, |d| {
+        d.section = "notices".into();
+        d.publish_time = Some(at(3180));
+        d.expire_time = Some(at(3185));
+    })
+    .await;
+    store
+        .retract(
+            partner.id,
+            retraction("fleeting"),
+            at(3102),
+            &actor(&partner),
+        )
+        .await
+        .unwrap();
+    let section = |slug: &str| FeedScope::Section(SectionSlug::parse(slug).unwrap());
     for (scope, shown) in [
-        (
-            FeedScope::Section(SectionSlug::parse("culture").unwrap()),
-            None,
-        ),
-        (
-            FeedScope::Section(SectionSlug::parse("politics").unwrap()),
-            None,
-        ),
+        (section("culture"), Some(3090)),
+        (section("politics"), Some(3091)),
         (FeedScope::author(AUTHOR), Some(3000)),
+        (section("economy"), Some(3120)),
+        (section("sports"), Some(3093)),
+        (FeedScope::All, Some(3120)),
+        (FeedScope::author("李四"), Some(3120)),
+        (section("notices"), Some(3094)),
     ] {
         let content = store
             .feed_content(&scope, at(3190), 50, TimeDelta::hours(1))
@@ -704,6 +761,81 @@ async fn check_writes_out_of_view(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(page.last_change, Some(at(3150)), "the archive page it left");
+}
+
+contract!(
+    a_write_out_of_view_that_changes_the_archive_pages_dates_the_feeds_linking_them,
+    check_archive_link_dates
+);
+/// Copy out of view keeps a slot in its feeds' archives: a write of it that opens a new
+/// archive page (or, moving the copy away, closes one) changes the `prev-archive` link of
+/// the feeds' current documents, so it dates them, as on every replica; one that leaves the
+/// pages as they were does not.
+async fn check_archive_link_dates(store: &dyn Store) {
+    let partner = add_partner(store, "newsroom").await;
+    store.set_archive_page(2);
+    // Two shown at minute 1000: one full page.
+    publish(store, &partner, "a-0", 5, |_| {}).await;
+    publish(store, &partner, "a-1", 5, |_| {}).await;
+    let store_at = |id: &'static str, minute: i64, change: fn(&mut ArticleDraft)| {
+        publish_at(store, &partner, id, (5, minute), change)
+    };
+    fn hidden(d: &mut ArticleDraft) {
+        d.embargo_time = Some(at(9000));
+    }
+    let rural = FeedScope::Section(SectionSlug::parse("rural").unwrap());
+    let politics = FeedScope::Section(SectionSlug::parse("politics").unwrap());
+    let date = |scope: &FeedScope, now: i64| {
+        let scope = scope.clone();
+        async move {
+            let content = store
+                .feed_content(&scope, at(now), 50, TimeDelta::hours(1))
+                .await
+                .unwrap();
+            (content.archive_pages(2), content.last_change)
+        }
+    };
+    store_at("h-0", 1100, hidden).await;
+    assert_eq!(
+        date(&rural, 1150).await,
+        (2, Some(at(1100))),
+        "page 2 opened"
+    );
+    store_at("h-1", 1200, hidden).await;
+    assert_eq!(date(&rural, 1250).await, (2, Some(at(1100))), "into page 2");
+    assert_eq!(date(&FeedScope::All, 1250).await, (2, Some(at(1100))));
+    // Moved away: rural's four articles down to three keep two pages; politics gets its
+    // first.
+    store_at("h-1", 1300, |d| {
+        hidden(d);
+        d.section = "politics".into();
+    })
+    .await;
+    assert_eq!(
+        date(&rural, 1350).await,
+        (2, Some(at(1100))),
+        "still two pages"
+    );
+    assert_eq!(
+        date(&politics, 1350).await,
+        (1, Some(at(1300))),
+        "a first page"
+    );
+    store_at("h-0", 1400, |d| {
+        hidden(d);
+        d.section = "politics".into();
+    })
+    .await;
+    assert_eq!(
+        date(&rural, 1450).await,
+        (1, Some(at(1400))),
+        "page 2 closed"
+    );
+    assert_eq!(
+        date(&politics, 1450).await,
+        (1, Some(at(1300))),
+        "into page 1"
+    );
 }
 
 contract!(

@@ -30,6 +30,10 @@ use crate::websub::{Callback, Subscription, Topic};
 use chrono::{DateTime, TimeDelta, Utc};
 use std::sync::Arc;
 
+/// Articles to an archive page until a store is told otherwise: the default of `[feeds]
+/// max_items`.
+pub const DEFAULT_ARCHIVE_PAGE: usize = 50;
+
 /// Opens the store the settings name: PostgreSQL at `database_url` when one is given, else
 /// SQLite in `data_dir`; either way with its schema brought up to date.
 pub async fn open(server: &crate::config::Server) -> Result<Arc<dyn Store>, StoreError> {
@@ -218,7 +222,8 @@ pub struct FeedContent {
     pub tombstones: Vec<Tombstone>,
     /// Latest instant at which what the feed shows changed: a write to an article in view
     /// before or after it, an article coming into view or leaving it (an expiry, the end
-    /// of a tombstone's window, a move out of the scope); `None` while none has.
+    /// of a tombstone's window, a move out of the scope), a write that changed how many
+    /// archive pages the feed links to ([`Store::set_archive_page`]); `None` while none has.
     pub last_change: Option<DateTime<Utc>>,
     /// How many articles the scope's archive holds: its whole history, in any state.
     pub archived: usize,
@@ -303,21 +308,42 @@ impl ArchiveSize {
 /// both backends write them.
 pub(super) type Shifts = std::collections::BTreeMap<(&'static str, String), Moves>;
 
-/// The moves of articles into or out of one feed in a transaction, in nanoseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+/// How a transaction changes one feed's archive: its moves of articles into or out of
+/// the feed, and how many articles it gained; times in nanoseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub(super) struct Moves {
+    /// Articles the archive gained (or, below 0, lost): new ones and moves.
+    pub(super) added: i64,
+    /// When the latest of those writes was made.
+    pub(super) resized: Option<i64>,
     /// The latest move (`feed_sizes.shift_time`): it dates the archive pages it shifted.
-    pub(super) time: i64,
+    pub(super) time: Option<i64>,
     /// The earliest moved article's create time (`shift_from`).
-    pub(super) from: i64,
-    /// The latest move of an article in view before or after it (`shown_shift_time`): it
-    /// dates the feed's current documents. A move of copy under embargo or scheduled
-    /// changes nothing they show.
+    pub(super) from: Option<i64>,
+    /// When the feed's current documents last changed by a move (`shown_shift_time`): a
+    /// move of an article in view before or after it, or what they had seen change of an
+    /// article moved out of view (see `Revision::Updated::left_seen`). A move of copy
+    /// under embargo or scheduled changes nothing they show.
     pub(super) shown: Option<i64>,
 }
 
-/// Adds the shifts of `revision`, written at `now`, to `shifts`: one for each feed it
-/// moved an article into or out of ([`Revision::moved_scopes`]).
+impl Moves {
+    fn merge(&mut self, other: Moves) {
+        self.added += other.added;
+        self.resized = self.resized.max(other.resized);
+        self.time = self.time.max(other.time);
+        self.from = match (self.from, other.from) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.shown = self.shown.max(other.shown);
+    }
+}
+
+/// Adds what `revision`, written at `now`, changes of the feeds' archives to `shifts`:
+/// the articles each gained or lost ([`Revision::archive_changes`]), the shift of each
+/// feed it moved an article into or out of ([`Revision::moved_scopes`]), and, for a move
+/// out of view, the date of every feed the article was in.
 pub(super) fn add_shifts(shifts: &mut Shifts, revision: &Revision, now: DateTime<Utc>) {
     let article = revision.article();
     let time = sqlite::nanos(now);
@@ -325,18 +351,41 @@ pub(super) fn add_shifts(shifts: &mut Shifts, revision: &Revision, now: DateTime
     // when feeds showed the article before it or show it after.
     let shown = (article.shown_change_time == Some(article.change_time)).then_some(time);
     let moves = Moves {
-        time,
-        from: sqlite::nanos(article.create_time),
+        time: Some(time),
+        from: Some(sqlite::nanos(article.create_time)),
         shown,
+        ..Moves::default()
     };
-    for scope in revision.moved_scopes() {
-        let (kind, name) = feed_size_key(&scope);
-        let kept = shifts.entry((kind, name.to_owned())).or_insert(moves);
-        *kept = Moves {
-            time: kept.time.max(moves.time),
-            from: kept.from.min(moves.from),
-            shown: kept.shown.max(moves.shown),
+    let mut add = |scope: &FeedScope, moves: Moves| {
+        let (kind, name) = feed_size_key(scope);
+        shifts
+            .entry((kind, name.to_owned()))
+            .or_default()
+            .merge(moves);
+    };
+    for (scope, added) in revision.archive_changes() {
+        let resized = Moves {
+            added,
+            resized: Some(time),
+            ..Moves::default()
         };
+        add(&scope, resized);
+    }
+    for scope in revision.moved_scopes() {
+        add(&scope, moves);
+    }
+    if let Revision::Updated {
+        left_seen: Some(seen),
+        ..
+    } = revision
+    {
+        let kept = Moves {
+            shown: Some(sqlite::nanos(*seen)),
+            ..Moves::default()
+        };
+        for scope in revision.previous_scopes() {
+            add(&scope, kept);
+        }
     }
 }
 
@@ -647,6 +696,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many pages of `size` the archive of `scope` fills.
     async fn archive_pages(&self, scope: &FeedScope, size: usize) -> Result<usize, StoreError>;
+
+    /// How many articles the feeds put on an archive page (`[feeds] max_items`;
+    /// [`DEFAULT_ARCHIVE_PAGE`] until told): a write that changes how many pages a feed's
+    /// archive fills dates its current documents, whose `prev-archive` link it changed,
+    /// even when what it wrote is out of view.
+    fn set_archive_page(&self, size: usize);
 
     /// The author and tag scopes of every name carried by a stored article that has come
     /// into view by `now` (its publish time and embargo end come, not retracted before

@@ -43,6 +43,8 @@ const HEAD_POLL: Duration = Duration::from_secs(5);
 
 /// PostgreSQL storage shared by any number of feedpub processes.
 pub struct PostgresStore {
+    /// Articles to an archive page, as the feeds link them ([`Store::set_archive_page`]).
+    archive_page: std::sync::atomic::AtomicUsize,
     pool: PgPool,
     head: Arc<watch::Sender<u64>>,
     event_head: watch::Receiver<u64>,
@@ -161,6 +163,7 @@ impl PostgresStore {
         ))
         .abort_handle();
         Ok(Self {
+            archive_page: std::sync::atomic::AtomicUsize::new(super::DEFAULT_ARCHIVE_PAGE),
             pool,
             head,
             event_head,
@@ -298,7 +301,9 @@ impl FeedSql {
                  (SELECT MAX(publish_time) FROM {source}
                   WHERE {filter3} state = 1 AND publish_time <= $1
                     AND (embargo_time IS NULL OR embargo_time <= $1)),
-                 (SELECT MAX(expire_time) FROM {source} WHERE {filter3} expire_time <= $1),
+                 (SELECT MAX(expire_time) FROM {source}
+                  WHERE {filter3} expire_time <= $1
+                    AND (state = 1 OR retract_time > expire_time)),
                  (SELECT MAX(embargo_time) FROM {source}
                   WHERE {filter3} state = 1 AND embargo_time <= $1),
                  (SELECT MAX(retract_time) FROM {source}
@@ -622,6 +627,11 @@ impl Store for PostgresStore {
         Ok(self.archive_size(scope, size).await?.pages)
     }
 
+    fn set_archive_page(&self, size: usize) {
+        self.archive_page
+            .store(size, std::sync::atomic::Ordering::Relaxed);
+    }
+
     async fn named_scopes(&self, now: DateTime<Utc>) -> Result<Vec<FeedScope>, StoreError> {
         let mut scopes = Vec::new();
         for (table, scope) in NAME_TABLES {
@@ -780,9 +790,10 @@ impl Store for PostgresStore {
         if writes.is_empty() {
             return Ok(Vec::new());
         }
+        let page = self.archive_page.load(std::sync::atomic::Ordering::Relaxed);
         let results = in_transaction!(self, |conn| writes::publish(
             conn,
-            partner,
+            (partner, page),
             checks,
             writes.clone(),
             now,

@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use sqlx::Executor;
 use sqlx::postgres::{PgConnection, Postgres};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 /// The advisory lock of the event log (`feedpub` in ASCII, then 1).
 const EVENT_LOG_LOCK: i64 = 0x6665_6564_7075_6201;
@@ -99,66 +99,23 @@ impl Event {
 #[derive(Default)]
 struct Changes {
     events: Vec<Event>,
-    sizes: BTreeMap<(&'static str, String), i64>,
-    /// Archives shifted by moves ([`super::add_shifts`]).
+    /// What the writes changed of the feeds' archives ([`super::add_shifts`]).
     shifts: super::Shifts,
+    /// Articles to an archive page, as the feeds link them (0: not known, not dated).
+    page: usize,
 }
 
 impl Changes {
-    /// Counts `new` in the feeds it is in and `old` out of those it was in.
-    fn count(&mut self, old: Option<&Article>, new: &Article) {
-        let mut add = |kind: &'static str, name: &str, by: i64| {
-            *self.sizes.entry((kind, name.to_owned())).or_default() += by;
-        };
-        match old {
-            None => {
-                add("all", "", 1);
-                add("section", new.content.section.as_str(), 1);
-            }
-            Some(old) if old.content.section != new.content.section => {
-                add("section", old.content.section.as_str(), -1);
-                add("section", new.content.section.as_str(), 1);
-            }
-            Some(_) => {}
-        }
-        let names = |article: Option<&Article>, tags: bool| -> BTreeSet<String> {
-            article
-                .map(|a| {
-                    if tags {
-                        a.content.tags.iter().cloned().collect()
-                    } else {
-                        a.content.authors.iter().cloned().collect()
-                    }
-                })
-                .unwrap_or_default()
-        };
-        for (kind, tags) in [("author", false), ("tag", true)] {
-            let (before, after) = (names(old, tags), names(Some(new), tags));
-            for gone in before.difference(&after) {
-                add(kind, gone, -1);
-            }
-            for came in after.difference(&before) {
-                add(kind, came, 1);
-            }
-        }
-    }
-
     /// Writes the sizes and shifts (in key order), then logs the events under the event log's lock and
     /// notifies the other replicas, who hear of it at the commit.
     async fn apply(self, conn: &mut PgConnection) -> Result<(), StoreError> {
-        let mut rows: BTreeMap<_, (i64, Option<super::Moves>)> = BTreeMap::new();
-        for (key, by) in self.sizes.into_iter().filter(|(_, by)| *by != 0) {
-            rows.entry(key).or_default().0 = by;
-        }
-        for (key, shift) in self.shifts {
-            rows.entry(key).or_default().1 = Some(shift);
-        }
+        let rows = self.shifts;
         if !rows.is_empty() {
             let kinds: Vec<&str> = rows.keys().map(|(k, _)| *k).collect();
             let names: Vec<&str> = rows.keys().map(|(_, n)| n.as_str()).collect();
-            let by: Vec<i64> = rows.values().map(|(by, _)| *by).collect();
-            let shift = |part: fn(super::Moves) -> Option<i64>| -> Vec<Option<i64>> {
-                rows.values().map(|(_, s)| s.and_then(part)).collect()
+            let by: Vec<i64> = rows.values().map(|m| m.added).collect();
+            let shift = |part: fn(&super::Moves) -> Option<i64>| -> Vec<Option<i64>> {
+                rows.values().map(part).collect()
             };
             // GREATEST and LEAST pass over NULLs.
             sqlx::query(
@@ -177,14 +134,34 @@ impl Changes {
                      shown_shift_time = GREATEST(feed_sizes.shown_shift_time,
                                                  excluded.shown_shift_time)",
             )
-            .bind(kinds)
-            .bind(names)
-            .bind(by)
-            .bind(shift(|m| Some(m.time)))
-            .bind(shift(|m| Some(m.from)))
+            .bind(&kinds)
+            .bind(&names)
+            .bind(&by)
+            .bind(shift(|m| m.time))
+            .bind(shift(|m| m.from))
             .bind(shift(|m| m.shown))
             .execute(&mut *conn)
             .await?;
+            if self.page > 0 && by.iter().any(|by| *by != 0) {
+                // `articles` is the size after the write now. A feed whose number of archive
+                // pages changed got another `prev-archive` link, dated by the write even
+                // when what opened or closed the page is out of view.
+                sqlx::query(
+                    "UPDATE feed_sizes SET shown_shift_time = GREATEST(shown_shift_time, ch.at)
+                     FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])
+                         AS ch (kind, name, added, at)
+                     WHERE feed_sizes.kind = ch.kind AND feed_sizes.name = ch.name
+                       AND (feed_sizes.articles + $5 - 1) / $5
+                           <> (feed_sizes.articles - ch.added + $5 - 1) / $5",
+                )
+                .bind(&kinds)
+                .bind(&names)
+                .bind(&by)
+                .bind(shift(|m| m.resized))
+                .bind(self.page as i64)
+                .execute(&mut *conn)
+                .await?;
+            }
         }
         log_events(conn, self.events).await
     }
@@ -233,7 +210,7 @@ async fn notify(conn: &mut PgConnection) -> Result<(), StoreError> {
 /// Publishes `writes` in order, each recorded in the audit log; see `Store::publish_batch`.
 pub(super) async fn publish(
     conn: &mut PgConnection,
-    partner: PartnerId,
+    (partner, page): (PartnerId, usize),
     checks: &WriteChecks,
     writes: Vec<ArticleWrite>,
     now: DateTime<Utc>,
@@ -266,7 +243,10 @@ pub(super) async fn publish(
         .filter_map(|w| w.request.as_ref().map(|r| r.id().to_owned()))
         .collect();
     let mut requests = request_records(conn, partner, &request_ids).await?;
-    let mut changes = Changes::default();
+    let mut changes = Changes {
+        page,
+        ..Changes::default()
+    };
     let mut results = Vec::with_capacity(writes.len());
     for write in writes {
         let id = write.id.to_string();
@@ -326,7 +306,6 @@ async fn publish_one(
     if let Some(kind) = revision.event_kind() {
         let superseded = matches!(revision, Revision::Updated { .. }) && revision.is_new_version();
         write_article(conn, existing.as_ref(), article, superseded, now).await?;
-        changes.count(existing.as_ref(), article);
         super::add_shifts(&mut changes.shifts, &revision, now);
         let left = article.left(existing.as_ref().and_then(|a| a.seen(now)), now);
         changes.events.push(Event::of(article, kind, left, now));
@@ -401,8 +380,8 @@ async fn retract_article(
     let changed = article.retract(retraction.reason, now);
     let mut changes = Changes::default();
     if changed {
+        // A retraction moves the article out of no feed's archive.
         write_article(conn, Some(&existing), &article, false, now).await?;
-        changes.count(Some(&existing), &article);
         changes
             .events
             .push(Event::of(&article, EventKind::Retracted, None, now));

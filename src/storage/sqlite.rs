@@ -27,6 +27,7 @@ use std::collections::VecDeque;
 use std::iter::Peekable;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -38,6 +39,8 @@ const MAX_BATCH: usize = 512;
 /// SQLite storage. Writes queue to one task that commits each batch in one transaction
 /// (one fsync for many acknowledgements); reads use a separate pool.
 pub struct SqliteStore {
+    /// Articles to an archive page, as the feeds link them ([`Store::set_archive_page`]).
+    archive_page: Arc<AtomicUsize>,
     read: SqlitePool,
     /// Articles the feeds' reads decoded, for the next regeneration.
     feed_articles: ArticleCache<i64>,
@@ -233,15 +236,17 @@ impl SqliteStore {
         let batches = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let faults = FaultReport::default();
         let copier = Copier::open(&options, faults.clone()).await?;
+        let archive_page = Arc::new(AtomicUsize::new(super::DEFAULT_ARCHIVE_PAGE));
         spawn_writer(run_writer(
             writer,
             rx,
-            head_tx,
+            (head_tx, Arc::clone(&archive_page)),
             Arc::clone(&batches),
             copier,
         ))
         .await?;
         Ok(Self {
+            archive_page,
             read,
             feed_articles: ArticleCache::new(FEED_CACHE_BYTES),
             writer: tx,
@@ -335,7 +340,7 @@ async fn spawn_writer(
 async fn run_writer(
     mut conn: SqliteConnection,
     mut commands: mpsc::Receiver<Command>,
-    event_head: watch::Sender<u64>,
+    (event_head, page): (watch::Sender<u64>, Arc<AtomicUsize>),
     batches: Arc<std::sync::atomic::AtomicU64>,
     copier: Copier,
 ) {
@@ -354,7 +359,8 @@ async fn run_writer(
             }
         }
         batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        commit_batch(&mut conn, batch, &event_head).await;
+        let page = page.load(std::sync::atomic::Ordering::Relaxed);
+        commit_batch(&mut conn, batch, (&event_head, page)).await;
         if let Some(replies) = close {
             checkpoints.stop().await;
             // Closing the last connection copies the log into the database, but a reader
@@ -382,7 +388,7 @@ async fn run_writer(
 async fn commit_batch(
     conn: &mut SqliteConnection,
     batch: Vec<Job>,
-    event_head: &watch::Sender<u64>,
+    (event_head, page): (&watch::Sender<u64>, usize),
 ) {
     if batch.is_empty() {
         return;
@@ -428,7 +434,7 @@ async fn commit_batch(
                 if group.len() == 1 {
                     group.into_iter().next().expect("a group of one")
                 } else {
-                    match publish_together(conn, group, nothing_kept).await {
+                    match publish_together(conn, group, (nothing_kept, page)).await {
                         Together::Stored(stored) => {
                             nothing_kept = false;
                             deliveries.extend(stored);
@@ -466,7 +472,7 @@ async fn commit_batch(
                 let ids: Vec<String> = writes.iter().map(|w| w.id.to_string()).collect();
                 let writes = writes.into_iter().map(|w| (w, now, &*checks)).collect();
                 let audit = |results: &[_]| publish_entries(&actor, &ids, results, now);
-                let result = writes::apply_publishes(conn, partner, writes, span, audit)
+                let result = writes::apply_publishes(conn, (partner, page), writes, span, audit)
                     .await
                     .map(|(results, head)| {
                         committed = head;
@@ -769,7 +775,7 @@ enum Together {
 async fn publish_together(
     conn: &mut SqliteConnection,
     group: Vec<Job>,
-    nothing_kept: bool,
+    (nothing_kept, page): (bool, usize),
 ) -> Together {
     let Ok(mark) = Mark::set(conn, nothing_kept).await else {
         return Together::Undone(group);
@@ -810,7 +816,8 @@ async fn publish_together(
         }
         entries
     };
-    let result = writes::apply_publishes(conn, partner, writes, writes::Span::Inside, audit)
+    let target = (partner, page);
+    let result = writes::apply_publishes(conn, target, writes, writes::Span::Inside, audit)
         .await
         .map(|(mut results, _)| {
             // Split the results back into each job's.
@@ -1005,8 +1012,8 @@ impl FeedSql {
         );
         // Everything that changes what the feed shows: writes with an article in view
         // before or after them, articles whose publish time has come (unless an embargo
-        // still runs), whose embargo has ended or whose expire time has passed, and
-        // tombstones whose window has ended. NULL when none has: a feed of articles under
+        // still runs), whose embargo has ended or whose expire time has passed (unless
+        // retracted before), and tombstones whose window has ended. NULL when none has: a feed of articles under
         // embargo only is dated as an empty one.
         let last_change = format!(
             "NULLIF(MAX(
@@ -1015,7 +1022,8 @@ impl FeedSql {
                            WHERE {filter3} state = 1 AND publish_time <= ?1
                              AND (embargo_time IS NULL OR embargo_time <= ?1)), 0),
                  COALESCE((SELECT MAX(expire_time) FROM {source}
-                           WHERE {filter3} expire_time <= ?1), 0),
+                           WHERE {filter3} expire_time <= ?1
+                             AND (state = 1 OR retract_time > expire_time)), 0),
                  COALESCE((SELECT MAX(embargo_time) FROM {embargoed}
                            WHERE {filter3} state = 1 AND embargo_time <= ?1), 0),
                  COALESCE((SELECT MAX(retract_time) FROM {retracted}
@@ -1567,6 +1575,11 @@ impl Store for SqliteStore {
 
     async fn archive_pages(&self, scope: &FeedScope, size: usize) -> Result<usize, StoreError> {
         Ok(self.archive_size(scope, size).await?.pages)
+    }
+
+    fn set_archive_page(&self, size: usize) {
+        self.archive_page
+            .store(size, std::sync::atomic::Ordering::Relaxed);
     }
 
     async fn named_scopes(&self, now: DateTime<Utc>) -> Result<Vec<FeedScope>, StoreError> {

@@ -31,7 +31,7 @@ use std::sync::LazyLock;
 /// the writer's whole transaction, and the newest event once it is committed is returned too.
 pub(super) async fn apply_publishes(
     conn: &mut SqliteConnection,
-    partner: PartnerId,
+    (partner, page): (PartnerId, usize),
     writes: Vec<(ArticleWrite, DateTime<Utc>, &WriteChecks)>,
     span: Span,
     audit: impl FnOnce(&[Result<Revision, StoreError>]) -> Vec<AuditEntry>,
@@ -58,10 +58,14 @@ pub(super) async fn apply_publishes(
         .collect();
     drop(seen);
     if request_ids.is_empty() && written_again.is_empty() {
-        return apply_pipelined(conn, partner, writes, current, holder, span, audit).await;
+        let target = (partner, page);
+        return apply_pipelined(conn, target, writes, current, holder, span, audit).await;
     }
     let mut requests = request_records(conn, partner, &request_ids).await?;
-    let mut staged = Staged::default();
+    let mut staged = Staged {
+        page,
+        ..Staged::default()
+    };
     let mut results = Vec::with_capacity(writes.len());
     for (write, now, checks) in writes {
         let keep = written_again.contains(&write.id);
@@ -105,7 +109,7 @@ const PIPELINE_SLICE: usize = 256;
 /// rows gathered), so that the connection's thread and the writer's task work at once.
 async fn apply_pipelined(
     conn: &mut SqliteConnection,
-    partner: PartnerId,
+    (partner, page): (PartnerId, usize),
     writes: Vec<(ArticleWrite, DateTime<Utc>, &WriteChecks)>,
     mut current: HashMap<ArticleId, Article>,
     holder: Option<&Holder>,
@@ -120,7 +124,7 @@ async fn apply_pipelined(
         if slice.is_empty() {
             break;
         }
-        let stage = || stage_slice(slice, &mut current, holder, partner, &mut results);
+        let stage = || stage_slice(slice, &mut current, holder, (partner, page), &mut results);
         let staged = match writing.take() {
             // `join!` polls the flush first, which hands its statements to SQLite's thread;
             // the staging then runs on this task while SQLite writes.
@@ -145,10 +149,13 @@ fn stage_slice(
     slice: Vec<(ArticleWrite, DateTime<Utc>, &WriteChecks)>,
     current: &mut HashMap<ArticleId, Article>,
     holder: Option<&Holder>,
-    partner: PartnerId,
+    (partner, page): (PartnerId, usize),
     results: &mut Vec<Result<Revision, StoreError>>,
 ) -> Result<Staged, StoreError> {
-    let mut staged = Staged::default();
+    let mut staged = Staged {
+        page,
+        ..Staged::default()
+    };
     for (write, now, checks) in slice {
         let result = checks
             .check(holder, &write, current.get(&write.id), now)
@@ -510,8 +517,10 @@ struct Staged {
     requests: Vec<String>,
     /// Embargoes still running among the articles written: partner, article, end.
     lifts: Vec<(i64, String, i64)>,
-    /// Rows of `feed_sizes` whose archives moves shifted ([`super::add_shifts`]).
+    /// Rows of `feed_sizes` whose archives the writes changed ([`super::add_shifts`]).
     shifts: super::Shifts,
+    /// Articles to an archive page, as the feeds link them (0: not known, not dated).
+    page: usize,
     /// Audit entries of the job, written last.
     audit: Vec<AuditEntry>,
 }
@@ -683,8 +692,11 @@ impl Staged {
             );
             script.bind(format!("[{}]", self.requests.join(",")))?;
         }
-        if !self.shifts.is_empty() {
+        let moved = |m: &&super::Moves| m.time.is_some() || m.shown.is_some();
+        if self.shifts.values().any(|m| moved(&m)) {
             // After the names: their triggers have made the rows of the feeds joined.
+            // SQLite's max and min of two are NULL when either is: the coalesces keep the
+            // one that is not.
             script.statement(
                 "INSERT INTO feed_sizes (kind, name, articles, shift_time, shift_from,
                      shown_shift_time)
@@ -692,19 +704,43 @@ impl Staged {
                         value ->> '$[2].from', value ->> '$[2].shown'
                  FROM json_each(?) WHERE true
                  ON CONFLICT (kind, name) DO UPDATE SET
-                     shift_time = max(coalesce(shift_time, excluded.shift_time),
-                                      excluded.shift_time),
-                     shift_from = min(coalesce(shift_from, excluded.shift_from),
-                                      excluded.shift_from),
-                     shown_shift_time = nullif(max(coalesce(shown_shift_time, 0),
-                                                   coalesce(excluded.shown_shift_time, 0)), 0)",
+                     shift_time = coalesce(max(shift_time, excluded.shift_time),
+                                           shift_time, excluded.shift_time),
+                     shift_from = coalesce(min(shift_from, excluded.shift_from),
+                                           shift_from, excluded.shift_from),
+                     shown_shift_time = coalesce(max(shown_shift_time, excluded.shown_shift_time),
+                                                 shown_shift_time, excluded.shown_shift_time)",
             );
             let rows: Vec<_> = self
                 .shifts
                 .iter()
+                .filter(|(_, moves)| moved(moves))
                 .map(|((kind, name), moves)| (kind, name, moves))
                 .collect();
             script.bind(json(&rows))?;
+        }
+        let resized: Vec<_> = self
+            .shifts
+            .iter()
+            .filter(|(_, moves)| moves.added != 0)
+            .map(|((kind, name), moves)| (kind, name, moves.added, moves.resized))
+            .collect();
+        if !resized.is_empty() && self.page > 0 {
+            // The counting triggers have run: `articles` is the size after this script. A
+            // feed whose number of archive pages changed got another `prev-archive` link,
+            // dated by the write even when what opened or closed the page is out of view.
+            script.statement(
+                "UPDATE feed_sizes
+                 SET shown_shift_time = coalesce(max(shown_shift_time, ch.at), ch.at)
+                 FROM (SELECT ? AS page, value ->> 0 AS kind, value ->> 1 AS name,
+                              value ->> 2 AS added, value ->> 3 AS at
+                       FROM json_each(?)) AS ch
+                 WHERE feed_sizes.kind = ch.kind AND feed_sizes.name = ch.name
+                   AND (feed_sizes.articles + ch.page - 1) / ch.page
+                       <> (feed_sizes.articles - ch.added + ch.page - 1) / ch.page",
+            );
+            script.bind(self.page as i64)?;
+            script.bind(json(&resized))?;
         }
         audit::add_all(&mut script, &self.audit)?;
         Ok(script)

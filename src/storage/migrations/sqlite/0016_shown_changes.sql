@@ -15,7 +15,8 @@ UPDATE article_tags SET shown_change_time = change_time;
 -- The same for moves: one of copy out of view (a new section, byline or tag) shifts the
 -- feeds' archive pages (shift_time dates them), but changes nothing their current
 -- documents show: shown_shift_time, the latest move of an article in view before or after
--- it, dates those. Rows stored before keep their shift time there too.
+-- it, dates those, as does the latest write that changed how many archive pages the feed
+-- has (its prev-archive link). Rows stored before keep their shift time there too.
 ALTER TABLE feed_sizes ADD COLUMN shown_shift_time INTEGER;
 UPDATE feed_sizes SET shown_shift_time = shift_time;
 
