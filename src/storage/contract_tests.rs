@@ -836,6 +836,34 @@ async fn check_archive_link_dates(store: &dyn Store) {
         (1, Some(at(1300))),
         "into page 1"
     );
+    // One batch writing an article twice (its rows are written before the second write
+    // is staged), then copy that opens politics' second page.
+    let batch = vec![
+        write("h-0", 5, |d| {
+            hidden(d);
+            d.section = "politics".into();
+            d.title = "更正".into();
+        }),
+        write("h-0", 5, |d| {
+            hidden(d);
+            d.section = "politics".into();
+            d.title = "再更正".into();
+        }),
+        write("h-2", 5, |d| {
+            hidden(d);
+            d.section = "politics".into();
+        }),
+    ];
+    let results = store
+        .publish_batch(partner.id, batch, at(1500), &actor(&partner))
+        .await
+        .unwrap();
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(
+        date(&politics, 1550).await,
+        (2, Some(at(1500))),
+        "page 2 opened in a batch"
+    );
 }
 
 contract!(

@@ -607,7 +607,12 @@ impl Staged {
         conn: &mut SqliteConnection,
         span: Span,
     ) -> Result<Option<u64>, StoreError> {
-        let staged = std::mem::take(self);
+        // What is staged next (after a flush in the middle of a job) goes to the same feeds.
+        let next = Staged {
+            page: self.page,
+            ..Staged::default()
+        };
+        let staged = std::mem::replace(self, next);
         let script = staged.script()?;
         match span {
             Span::Inside => script.run(conn).await.map(|()| None),
