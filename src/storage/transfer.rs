@@ -3,7 +3,8 @@
 //! transaction. Both backends store the same values in the same encodings, so a row goes
 //! across unchanged: articles with every past version, the event log with its sequence
 //! numbers (followers' cursors stay valid), partners with their token hashes and rights,
-//! request ids, pending embargo lifts, subscriptions and the audit log.
+//! request ids, pending embargo lifts, subscriptions, the audit log, and the feeds' archive
+//! sizes with the dates kept with them.
 
 use super::rows::Columns;
 use super::sqlite::DATABASE_FILE;
@@ -26,8 +27,9 @@ use tokio_stream::StreamExt;
 /// a feedpub that knows only version 1 refuses a version 2 export at its first line.
 /// Version 3 added the last line, `{"end": {table: rows, …}}`, so that an export cut short
 /// at a line break is refused rather than imported without its last rows.
-/// Version 4 added `shown_change_time` to articles and their author and tag rows: a row of
-/// an older export takes its `change_time`, as migration 0016 gave the rows it found.
+/// Version 4 added `shown_change_time` to articles and their author and tag rows (a row of
+/// an older export takes its `change_time`, as migration 0016 gave the rows it found), and
+/// the rows of `feed_sizes`.
 const FORMAT: &str = "feedpub-export";
 const VERSION: u64 = 4;
 /// The first version that ends with its row counts.
@@ -75,8 +77,9 @@ struct Table {
     columns: &'static [(&'static str, Kind)],
 }
 
-/// Every table, parents first. `feed_sizes` is not among them: it is counted again from
-/// the articles after an import.
+/// Every table, parents first. `feed_sizes` is last: its sizes are counted again from the
+/// articles after an import, but the dates it keeps (of moves, of archive pages opened or
+/// closed, since version 4) are not found anywhere else.
 const TABLES: &[Table] = &[
     Table {
         name: "partners",
@@ -231,7 +234,33 @@ const TABLES: &[Table] = &[
             ("detail", Text),
         ],
     },
+    Table {
+        name: FEED_SIZES,
+        order: "kind, name",
+        columns: &[
+            ("kind", Text),
+            ("name", Text),
+            ("articles", Int),
+            ("shift_time", Int),
+            ("shift_from", Int),
+            ("shown_shift_time", Int),
+        ],
+    },
 ];
+
+/// The table of the feeds' archive sizes and dates, exported since version 4. A row of it
+/// joins the one the import's articles made already: the dates are taken as exported, the
+/// size is counted again at the end.
+const FEED_SIZES: &str = "feed_sizes";
+const FEED_SIZES_SINCE: u64 = 4;
+const FEED_SIZES_TAKEN: &str = " ON CONFLICT (kind, name) DO UPDATE SET
+    shift_time = CASE WHEN excluded.shift_time > feed_sizes.shift_time
+                      THEN excluded.shift_time ELSE COALESCE(feed_sizes.shift_time, excluded.shift_time) END,
+    shift_from = CASE WHEN excluded.shift_from < feed_sizes.shift_from
+                      THEN excluded.shift_from ELSE COALESCE(feed_sizes.shift_from, excluded.shift_from) END,
+    shown_shift_time = CASE WHEN excluded.shown_shift_time > feed_sizes.shown_shift_time
+                            THEN excluded.shown_shift_time
+                            ELSE COALESCE(feed_sizes.shown_shift_time, excluded.shown_shift_time) END";
 
 const NAME_COLUMNS: &[(&str, Kind)] = &[
     ("name", Prose),
@@ -573,10 +602,15 @@ impl Target<'_, '_> {
             Self::Postgres(_) => (1..=columns.len()).map(|n| format!("${n}")).collect(),
         };
         let sql = format!(
-            "INSERT INTO {} ({}) VALUES ({})",
+            "INSERT INTO {} ({}) VALUES ({}){}",
             table.name,
             columns.join(", "),
-            placeholders.join(", ")
+            placeholders.join(", "),
+            if table.name == FEED_SIZES {
+                FEED_SIZES_TAKEN
+            } else {
+                ""
+            }
         );
         match self {
             Self::Sqlite(tx) => {
@@ -671,7 +705,13 @@ async fn import_into(
         let record: Value =
             serde_json::from_str(&line).map_err(|e| invalid(number, e.to_string()))?;
         if counted && let Some(end) = record.get("end") {
-            check_end(end, &counts).map_err(|e| invalid(number, e))?;
+            // An export before version 4 has no feed sizes to count.
+            let counted: Counts = counts
+                .iter()
+                .filter(|(table, _)| *table != FEED_SIZES || version >= Some(FEED_SIZES_SINCE))
+                .cloned()
+                .collect();
+            check_end(end, &counted).map_err(|e| invalid(number, e))?;
             ended = Some(number);
             continue;
         }
