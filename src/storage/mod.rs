@@ -304,14 +304,14 @@ impl ArchiveSize {
     }
 }
 
-/// Rows of `feed_sizes` (kind and name) whose archives moves shifted; in key order, as
-/// both backends write them.
-pub(super) type Shifts = std::collections::BTreeMap<(&'static str, String), Moves>;
+/// Rows of `feed_sizes` (kind and name) whose archives a transaction changes; in key
+/// order, as both backends write them.
+pub(super) type ArchiveChanges = std::collections::BTreeMap<(&'static str, String), ArchiveChange>;
 
 /// How a transaction changes one feed's archive: its moves of articles into or out of
 /// the feed, and how many articles it gained; times in nanoseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub(super) struct Moves {
+pub(super) struct ArchiveChange {
     /// Articles the archive gained (or, below 0, lost): new ones and moves.
     pub(super) added: i64,
     /// When the latest of those writes was made.
@@ -327,8 +327,8 @@ pub(super) struct Moves {
     pub(super) shown: Option<i64>,
 }
 
-impl Moves {
-    fn merge(&mut self, other: Moves) {
+impl ArchiveChange {
+    fn merge(&mut self, other: ArchiveChange) {
         self.added += other.added;
         self.resized = self.resized.max(other.resized);
         self.time = self.time.max(other.time);
@@ -340,34 +340,38 @@ impl Moves {
     }
 }
 
-/// Adds what `revision`, written at `now`, changes of the feeds' archives to `shifts`:
+/// Adds what `revision`, written at `now`, changes of the feeds' archives to `changes`:
 /// the articles each gained or lost ([`Revision::archive_changes`]), the shift of each
 /// feed it moved an article into or out of ([`Revision::moved_scopes`]), and, for a move
 /// out of view, the date of every feed the article was in.
-pub(super) fn add_shifts(shifts: &mut Shifts, revision: &Revision, now: DateTime<Utc>) {
+pub(super) fn add_archive_changes(
+    changes: &mut ArchiveChanges,
+    revision: &Revision,
+    now: DateTime<Utc>,
+) {
     let article = revision.article();
     let time = sqlite::nanos(now);
     // A write moves the article's shown change time on to its own change time exactly
     // when feeds showed the article before it or show it after.
     let shown = (article.shown_change_time == Some(article.change_time)).then_some(time);
-    let moves = Moves {
+    let moves = ArchiveChange {
         time: Some(time),
         from: Some(sqlite::nanos(article.create_time)),
         shown,
-        ..Moves::default()
+        ..ArchiveChange::default()
     };
-    let mut add = |scope: &FeedScope, moves: Moves| {
+    let mut add = |scope: &FeedScope, moves: ArchiveChange| {
         let (kind, name) = feed_size_key(scope);
-        shifts
+        changes
             .entry((kind, name.to_owned()))
             .or_default()
             .merge(moves);
     };
     for (scope, added) in revision.archive_changes() {
-        let resized = Moves {
+        let resized = ArchiveChange {
             added,
             resized: Some(time),
-            ..Moves::default()
+            ..ArchiveChange::default()
         };
         add(&scope, resized);
     }
@@ -379,9 +383,9 @@ pub(super) fn add_shifts(shifts: &mut Shifts, revision: &Revision, now: DateTime
         ..
     } = revision
     {
-        let kept = Moves {
+        let kept = ArchiveChange {
             shown: Some(sqlite::nanos(*seen)),
-            ..Moves::default()
+            ..ArchiveChange::default()
         };
         for scope in revision.previous_scopes() {
             add(&scope, kept);

@@ -99,8 +99,8 @@ impl Event {
 #[derive(Default)]
 struct Changes {
     events: Vec<Event>,
-    /// What the writes changed of the feeds' archives ([`super::add_shifts`]).
-    shifts: super::Shifts,
+    /// What the writes changed of the feeds' archives ([`super::add_archive_changes`]).
+    archives: super::ArchiveChanges,
     /// Articles to an archive page, as the feeds link them (0: not known, not dated).
     page: usize,
 }
@@ -109,12 +109,12 @@ impl Changes {
     /// Writes the sizes and shifts (in key order), then logs the events under the event log's lock and
     /// notifies the other replicas, who hear of it at the commit.
     async fn apply(self, conn: &mut PgConnection) -> Result<(), StoreError> {
-        let rows = self.shifts;
+        let rows = self.archives;
         if !rows.is_empty() {
             let kinds: Vec<&str> = rows.keys().map(|(k, _)| *k).collect();
             let names: Vec<&str> = rows.keys().map(|(_, n)| n.as_str()).collect();
             let by: Vec<i64> = rows.values().map(|m| m.added).collect();
-            let shift = |part: fn(&super::Moves) -> Option<i64>| -> Vec<Option<i64>> {
+            let shift = |part: fn(&super::ArchiveChange) -> Option<i64>| -> Vec<Option<i64>> {
                 rows.values().map(part).collect()
             };
             // GREATEST and LEAST pass over NULLs.
@@ -306,7 +306,7 @@ async fn publish_one(
     if let Some(kind) = revision.event_kind() {
         let superseded = matches!(revision, Revision::Updated { .. }) && revision.is_new_version();
         write_article(conn, existing.as_ref(), article, superseded, now).await?;
-        super::add_shifts(&mut changes.shifts, &revision, now);
+        super::add_archive_changes(&mut changes.archives, &revision, now);
         let left = article.left(existing.as_ref().and_then(|a| a.seen(now)), now);
         changes.events.push(Event::of(article, kind, left, now));
     }

@@ -242,7 +242,7 @@ fn stage_one(
         let superseded = replaced && revision.is_new_version();
         let left = article.left(seen_before, now);
         staged.article(article, (replaced, superseded), kind, left, now);
-        super::add_shifts(&mut staged.shifts, &revision, now);
+        super::add_archive_changes(&mut staged.archives, &revision, now);
     }
     if written_again {
         current.insert(article.id.clone(), article.clone());
@@ -517,8 +517,8 @@ struct Staged {
     requests: Vec<String>,
     /// Embargoes still running among the articles written: partner, article, end.
     lifts: Vec<(i64, String, i64)>,
-    /// Rows of `feed_sizes` whose archives the writes changed ([`super::add_shifts`]).
-    shifts: super::Shifts,
+    /// Rows of `feed_sizes` whose archives the writes changed ([`super::add_archive_changes`]).
+    archives: super::ArchiveChanges,
     /// Articles to an archive page, as the feeds link them (0: not known, not dated).
     page: usize,
     /// Audit entries of the job, written last.
@@ -697,8 +697,8 @@ impl Staged {
             );
             script.bind(format!("[{}]", self.requests.join(",")))?;
         }
-        let moved = |m: &&super::Moves| m.time.is_some() || m.shown.is_some();
-        if self.shifts.values().any(|m| moved(&m)) {
+        let moved = |m: &&super::ArchiveChange| m.time.is_some() || m.shown.is_some();
+        if self.archives.values().any(|m| moved(&m)) {
             // After the names: their triggers have made the rows of the feeds joined.
             // SQLite's max and min of two are NULL when either is: the coalesces keep the
             // one that is not.
@@ -717,7 +717,7 @@ impl Staged {
                                                  shown_shift_time, excluded.shown_shift_time)",
             );
             let rows: Vec<_> = self
-                .shifts
+                .archives
                 .iter()
                 .filter(|(_, moves)| moved(moves))
                 .map(|((kind, name), moves)| (kind, name, moves))
@@ -725,7 +725,7 @@ impl Staged {
             script.bind(json(&rows))?;
         }
         let resized: Vec<_> = self
-            .shifts
+            .archives
             .iter()
             .filter(|(_, moves)| moves.added != 0)
             .map(|((kind, name), moves)| (kind, name, moves.added, moves.resized))
