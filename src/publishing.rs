@@ -92,6 +92,8 @@ impl From<StoreError> for PublishError {
             StoreError::Conflict(what) => Self::AlreadyExists(what),
             StoreError::EtagMismatch(why) => Self::Aborted(why),
             StoreError::Refused(refusal) => Self::Refused(refusal),
+            // The row no longer holds the token the partner was remembered by.
+            StoreError::CredentialChanged => Self::Unauthenticated("unknown or revoked token"),
             StoreError::RequestIdReused(id) => Self::RequestIdReused(Violations::one(
                 "request_id",
                 format!("{id:?} was already used for a different request; use a new request id"),
@@ -230,11 +232,36 @@ impl Publisher {
     fn note_write<T>(&self, result: &Result<T, PublishError>) {
         match result {
             Ok(_) => self.health.recovered(Component::Storage),
-            // A store closing for shutdown is not a fault, nor one refusing a write.
-            Err(PublishError::Storage(e)) if matches!(e, StoreError::Closed) || e.is_refusal() => {}
+            // A store closing for shutdown is not a fault.
+            Err(PublishError::Storage(StoreError::Closed)) => {}
             Err(PublishError::Storage(e)) => self.health.fault(Component::Storage, e),
             Err(_) => {}
         }
+    }
+
+    /// [`Self::publish`] up to its answer: the article validated, permitted to the caller
+    /// and stored.
+    async fn publish_prepared(
+        &self,
+        caller: &mut std::borrow::Cow<'_, Caller>,
+        request: PublishRequest,
+    ) -> Result<Published, PublishError> {
+        let (write, warnings) = self.prepare(&caller.partner, request).await?;
+        let now = Utc::now();
+        if let Err(refused) = caller.partner.may_publish(&write.content, now) {
+            if caller.remembered.is_none() {
+                return Err(refused.into());
+            }
+            // The rights remembered may be older than the partner's.
+            self.reconfirm(caller).await?;
+            caller.partner.may_publish(&write.content, now)?;
+        }
+        let (article, changed) = self.store_one(caller, write, now).await?;
+        Ok(Published {
+            article,
+            warnings,
+            changed,
+        })
     }
 
     /// The background task that logs embargo lifts and forgets old request ids.
@@ -345,32 +372,7 @@ impl Publisher {
         let started = std::time::Instant::now();
         let raw_id = request.draft.id.clone();
         let mut caller = std::borrow::Cow::Borrowed(caller);
-        let mut result = match self.prepare(&caller.partner, request).await {
-            Ok((write, warnings)) => {
-                let now = Utc::now();
-                let permit = |partner: &Partner| -> Result<(), PublishError> {
-                    Ok(partner.may_publish(&write.content, now)?)
-                };
-                let mut permitted = permit(&caller.partner);
-                if permitted.is_err() && caller.remembered.is_some() {
-                    // The rights remembered may be older than the partner's.
-                    permitted = match self.reconfirm(&mut caller).await {
-                        Ok(()) => permit(&caller.partner),
-                        Err(e) => Err(e),
-                    };
-                }
-                match permitted {
-                    Ok(()) => self.store_one(&caller, write, now).await,
-                    Err(e) => Err(e),
-                }
-                .map(|(article, changed)| Published {
-                    article,
-                    warnings,
-                    changed,
-                })
-            }
-            Err(e) => Err(e),
-        };
+        let mut result = self.publish_prepared(&mut caller, request).await;
         // Whatever refused or failed the call, a token that no longer authenticates is
         // refused as such (at most one lookup: a caller confirmed above stays).
         if let Err(e) = result {

@@ -231,6 +231,35 @@ async fn remembered_partner(
     token
 }
 
+/// A token that authenticated is remembered for the calls that ask for it (PublishArticle
+/// does), and only those: checked on a publisher of its own, so that no other test's calls
+/// count (the metric `remembered_partner` reads is shared by the process).
+#[tokio::test]
+async fn a_token_that_authenticated_is_remembered_for_the_calls_that_ask() {
+    let server = TestServer::start().await;
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(other_store(&server).await);
+    let publisher = feedpub::publishing::Publisher::new(
+        store,
+        std::sync::Arc::new(server.settings.clone()),
+        server.publication.clone(),
+        feedpub::health::Health::new(),
+    );
+    let token = feedpub::domain::Token::from_presented(&server.tokens.newsroom);
+    let (first, remembered) = publisher.authenticate(&token, true).await.unwrap();
+    assert_eq!(remembered, None, "looked up the first time");
+    let (again, remembered) = publisher.authenticate(&token, true).await.unwrap();
+    assert_eq!(remembered, Some(token.hash()), "remembered the second");
+    assert_eq!(again, first);
+    let (_, remembered) = publisher.authenticate(&token, false).await.unwrap();
+    assert_eq!(remembered, None, "looked up when memory is not asked for");
+    let stranger = feedpub::domain::Token::from_presented("fp_nobody");
+    assert!(publisher.authenticate(&stranger, true).await.is_err());
+    assert!(
+        publisher.authenticate(&stranger, true).await.is_err(),
+        "never remembered"
+    );
+}
+
 #[tokio::test]
 async fn a_remembered_publisher_is_answered_as_if_its_token_were_looked_up_again() {
     let server = TestServer::start().await;

@@ -78,12 +78,9 @@ impl From<PublishError> for Status {
                 | StoreError::Conflict(_)
                 | StoreError::EtagMismatch(_)
                 | StoreError::RequestIdReused(_)
-                | StoreError::Refused(_),
+                | StoreError::Refused(_)
+                | StoreError::CredentialChanged,
             ) => (Code::Internal, "STORAGE_FAILED"),
-            // Answered by looking the token up again; never the caller's answer.
-            PublishError::Storage(StoreError::CredentialChanged) => {
-                (Code::Unauthenticated, "UNAUTHENTICATED")
-            }
             PublishError::Randomness(_) => (Code::Internal, "NO_RANDOMNESS"),
             PublishError::Validation(_) => (Code::Internal, "VALIDATION_FAILED"),
         };
