@@ -500,7 +500,6 @@ fn enlist(
             .fetch_add(1, Ordering::SeqCst);
         let delivery = Delivery {
             payload: payload.clone(),
-            etag: file.etag.clone(),
             generation,
             lane,
         };
@@ -538,9 +537,8 @@ fn need(on_its_way: Option<&str>, last_sent: Option<&str>, etag: &str) -> Need {
 /// One document on its way to one subscriber.
 struct Delivery {
     payload: Arc<Payload>,
-    /// The document's entity tag.
-    etag: String,
-    /// Its place among the deliveries started: a later one supersedes it.
+    /// Its place among the deliveries started: a later one supersedes it (the newest
+    /// one's entity tag is [`Latest::etag`]).
     generation: u64,
     /// The subscription's lane ([`Latest::lane`]).
     lane: Arc<tokio::sync::Mutex<()>>,
@@ -738,14 +736,15 @@ impl Inner {
         // Taken in the order `enlist` takes them.
         let latest = self.latest_lock();
         let key = (subscription.topic.clone(), subscription.callback.clone());
-        if latest
+        // Still the newest delivery: the entity tag of the newest is its own.
+        if let Some(newest) = latest
             .get(&key)
-            .is_some_and(|newest| newest.generation == delivery.generation)
+            .filter(|newest| newest.generation == delivery.generation)
         {
             self.sent_lock()
                 .entry(key.0)
                 .or_default()
-                .insert(key.1, delivery.etag.clone());
+                .insert(key.1, newest.etag.clone());
         }
     }
 
