@@ -621,8 +621,12 @@ impl TryFrom<i64> for BuildNice {
     }
 }
 
+/// Items in each feed document, and articles on each archive page, unless `[feeds]
+/// max_items` says otherwise.
+pub const DEFAULT_MAX_ITEMS: usize = 50;
+
 fn default_max_items() -> MaxItems {
-    MaxItems(50)
+    MaxItems(DEFAULT_MAX_ITEMS)
 }
 
 #[derive(Deserialize)]

@@ -119,6 +119,14 @@ impl ArticleContent {
     pub fn is_embargoed(&self, now: DateTime<Utc>) -> bool {
         self.embargo_time.is_some_and(|t| t > now)
     }
+
+    /// True when a published article of this content belongs in feeds at `now`: its
+    /// publish time reached, not expired, no embargo running.
+    pub fn in_view_at(&self, now: DateTime<Utc>) -> bool {
+        self.publish_time <= now
+            && self.expire_time.is_none_or(|t| t > now)
+            && !self.is_embargoed(now)
+    }
 }
 
 /// Where an article was seen before a write: see [`Article::seen`].
@@ -184,14 +192,9 @@ impl Article {
     /// the tombstone's window has ended is not known here, so a retraction is taken as
     /// shown after it too).
     fn in_feeds(&self, now: DateTime<Utc>) -> bool {
-        let c = &self.content;
         match (self.state, self.retract_time) {
             (ArticleState::Published, _) => self.is_visible(now),
-            (ArticleState::Retracted, Some(gone)) => {
-                c.publish_time <= gone
-                    && c.embargo_time.is_none_or(|t| t <= gone)
-                    && c.expire_time.is_none_or(|t| t > gone)
-            }
+            (ArticleState::Retracted, Some(gone)) => self.content.in_view_at(gone),
             (ArticleState::Retracted, None) => false,
         }
     }
@@ -227,11 +230,7 @@ impl Article {
     /// True when the article belongs in public feeds at `now`: published, its publish time
     /// reached, not expired, no embargo running.
     pub fn is_visible(&self, now: DateTime<Utc>) -> bool {
-        let c = &self.content;
-        self.state == ArticleState::Published
-            && c.publish_time <= now
-            && c.expire_time.is_none_or(|t| t > now)
-            && !c.is_embargoed(now)
+        self.state == ArticleState::Published && self.content.in_view_at(now)
     }
 }
 
@@ -384,35 +383,20 @@ impl Revision {
         scopes.into_iter().collect()
     }
 
-    /// The feeds whose archives gained (`1`) or lost (`-1`) the article by this revision:
-    /// every feed of a new article, `all` included; both sections of a move, and the
-    /// authors and tags added or taken off.
-    pub fn archive_changes(&self) -> Vec<(FeedScope, i64)> {
-        match self {
-            Self::Unchanged(_) => Vec::new(),
-            Self::Created(article) => {
-                let scopes: std::collections::BTreeSet<FeedScope> = [
-                    FeedScope::All,
-                    FeedScope::Section(article.content.section.clone()),
-                ]
-                .into_iter()
-                .chain(article.name_scopes())
-                .collect();
-                scopes.into_iter().map(|scope| (scope, 1)).collect()
-            }
-            Self::Updated { .. } => {
-                let before = self.previous_scopes();
-                let moved: std::collections::BTreeSet<FeedScope> =
-                    self.moved_scopes().into_iter().collect();
-                moved
-                    .into_iter()
-                    .map(|scope| {
-                        let by = if before.contains(&scope) { -1 } else { 1 };
-                        (scope, by)
-                    })
-                    .collect()
-            }
-        }
+    /// The feeds whose archives an article already stored joined (`1`) or left (`-1`) by
+    /// this revision: both sections of a move, and the authors and tags added or taken
+    /// off ([`Self::moved_scopes`]); none for a new or unchanged article.
+    pub fn archive_moves(&self) -> Vec<(FeedScope, i64)> {
+        let before = self.previous_scopes();
+        let moved: std::collections::BTreeSet<FeedScope> =
+            self.moved_scopes().into_iter().collect();
+        moved
+            .into_iter()
+            .map(|scope| {
+                let by = if before.contains(&scope) { -1 } else { 1 };
+                (scope, by)
+            })
+            .collect()
     }
 
     /// The feeds the article was in before this revision, `all` included; none for a new

@@ -30,10 +30,6 @@ use crate::websub::{Callback, Subscription, Topic};
 use chrono::{DateTime, TimeDelta, Utc};
 use std::sync::Arc;
 
-/// Articles to an archive page until a store is told otherwise: the default of `[feeds]
-/// max_items`.
-pub const DEFAULT_ARCHIVE_PAGE: usize = 50;
-
 /// Opens the store the settings name: PostgreSQL at `database_url` when one is given, else
 /// SQLite in `data_dir`; either way with its schema brought up to date.
 pub async fn open(server: &crate::config::Server) -> Result<Arc<dyn Store>, StoreError> {
@@ -341,9 +337,10 @@ impl ArchiveChange {
 }
 
 /// Adds what `revision`, written at `now`, changes of the feeds' archives to `changes`:
-/// the articles each gained or lost ([`Revision::archive_changes`]), the shift of each
-/// feed it moved an article into or out of ([`Revision::moved_scopes`]), and, for a move
-/// out of view, the date of every feed the article was in.
+/// the articles each gained (every feed of a new article) or lost
+/// ([`Revision::archive_moves`]), the shift of each feed it moved an article into or out
+/// of ([`Revision::moved_scopes`]), and, for a move out of view, the date of every feed
+/// the article was in.
 pub(super) fn add_archive_changes(
     changes: &mut ArchiveChanges,
     revision: &Revision,
@@ -360,23 +357,36 @@ pub(super) fn add_archive_changes(
         shown,
         ..ArchiveChange::default()
     };
-    let mut add = |scope: &FeedScope, moves: ArchiveChange| {
-        let (kind, name) = feed_size_key(scope);
+    let mut add = |(kind, name): (&'static str, &str), change: ArchiveChange| {
         changes
             .entry((kind, name.to_owned()))
             .or_default()
-            .merge(moves);
+            .merge(change);
     };
-    for (scope, added) in revision.archive_changes() {
-        let resized = ArchiveChange {
-            added,
-            resized: Some(time),
-            ..ArchiveChange::default()
-        };
-        add(&scope, resized);
+    let resized = |added| ArchiveChange {
+        added,
+        resized: Some(time),
+        ..ArchiveChange::default()
+    };
+    if let Revision::Created(article) = revision {
+        // Keyed by name alone: a feed scope of an author or tag would work out its slug
+        // (pinyin) on the writer's path, for every new article.
+        let c = &article.content;
+        let feeds: std::collections::BTreeSet<(&'static str, &str)> =
+            [(FEED_KINDS[0], ""), (FEED_KINDS[1], c.section.as_str())]
+                .into_iter()
+                .chain(c.authors.iter().map(|a| (FEED_KINDS[2], a.as_str())))
+                .chain(c.tags.iter().map(|t| (FEED_KINDS[3], t.as_str())))
+                .collect();
+        for key in feeds {
+            add(key, resized(1));
+        }
+    }
+    for (scope, added) in revision.archive_moves() {
+        add(feed_size_key(&scope), resized(added));
     }
     for scope in revision.moved_scopes() {
-        add(&scope, moves);
+        add(feed_size_key(&scope), moves);
     }
     if let Revision::Updated {
         left_seen: Some(seen),
@@ -388,7 +398,7 @@ pub(super) fn add_archive_changes(
             ..ArchiveChange::default()
         };
         for scope in revision.previous_scopes() {
-            add(&scope, kept);
+            add(feed_size_key(&scope), kept);
         }
     }
 }
@@ -702,7 +712,7 @@ pub trait Store: Send + Sync + 'static {
     async fn archive_pages(&self, scope: &FeedScope, size: usize) -> Result<usize, StoreError>;
 
     /// How many articles the feeds put on an archive page (`[feeds] max_items`;
-    /// [`DEFAULT_ARCHIVE_PAGE`] until told): a write that changes how many pages a feed's
+    /// `config::DEFAULT_MAX_ITEMS` until told): a write that changes how many pages a feed's
     /// archive fills dates its current documents, whose `prev-archive` link it changed,
     /// even when what it wrote is out of view.
     fn set_archive_page(&self, size: usize);

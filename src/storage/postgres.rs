@@ -163,7 +163,7 @@ impl PostgresStore {
         ))
         .abort_handle();
         Ok(Self {
-            archive_page: std::sync::atomic::AtomicUsize::new(super::DEFAULT_ARCHIVE_PAGE),
+            archive_page: std::sync::atomic::AtomicUsize::new(crate::config::DEFAULT_MAX_ITEMS),
             pool,
             head,
             event_head,

@@ -236,7 +236,7 @@ impl SqliteStore {
         let batches = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let faults = FaultReport::default();
         let copier = Copier::open(&options, faults.clone()).await?;
-        let archive_page = Arc::new(AtomicUsize::new(super::DEFAULT_ARCHIVE_PAGE));
+        let archive_page = Arc::new(AtomicUsize::new(crate::config::DEFAULT_MAX_ITEMS));
         spawn_writer(run_writer(
             writer,
             rx,

@@ -62,10 +62,7 @@ pub(super) async fn apply_publishes(
         return apply_pipelined(conn, target, writes, current, holder, span, audit).await;
     }
     let mut requests = request_records(conn, partner, &request_ids).await?;
-    let mut staged = Staged {
-        page,
-        ..Staged::default()
-    };
+    let mut staged = Staged::for_pages_of(page);
     let mut results = Vec::with_capacity(writes.len());
     for (write, now, checks) in writes {
         let keep = written_again.contains(&write.id);
@@ -152,10 +149,7 @@ fn stage_slice(
     (partner, page): (PartnerId, usize),
     results: &mut Vec<Result<Revision, StoreError>>,
 ) -> Result<Staged, StoreError> {
-    let mut staged = Staged {
-        page,
-        ..Staged::default()
-    };
+    let mut staged = Staged::for_pages_of(page);
     for (write, now, checks) in slice {
         let result = checks
             .check(holder, &write, current.get(&write.id), now)
@@ -596,6 +590,14 @@ impl Staged {
     }
 
     /// Writes every staged row, with one command, and starts afresh.
+    /// Nothing staged yet, for feeds with archive pages of `page` articles.
+    fn for_pages_of(page: usize) -> Self {
+        Self {
+            page,
+            ..Self::default()
+        }
+    }
+
     async fn flush(&mut self, conn: &mut SqliteConnection) -> Result<(), StoreError> {
         self.finish(conn, Span::Inside).await.map(drop)
     }
@@ -608,11 +610,7 @@ impl Staged {
         span: Span,
     ) -> Result<Option<u64>, StoreError> {
         // What is staged next (after a flush in the middle of a job) goes to the same feeds.
-        let next = Staged {
-            page: self.page,
-            ..Staged::default()
-        };
-        let staged = std::mem::replace(self, next);
+        let staged = std::mem::replace(self, Staged::for_pages_of(self.page));
         let script = staged.script()?;
         match span {
             Span::Inside => script.run(conn).await.map(|()| None),
