@@ -935,10 +935,18 @@ fn import_among_stored_articles(database_url: Option<&str>) {
                 Some(url) => Box::new(PostgresStore::connect(url).await.unwrap()),
                 None => Box::new(SqliteStore::open(&target).await.unwrap()),
             };
+            // The whole history as one page: full, so an archive page.
+            let now = chrono::Utc::now();
+            let history = store
+                .feed_content(&scope, now, 50, chrono::TimeDelta::days(7))
+                .await
+                .unwrap()
+                .archived;
             let page = store
-                .archive_page(&scope, 1, 1_000, chrono::Utc::now())
+                .archive_page(&scope, 1, history.max(1), now)
                 .await
                 .unwrap();
+            assert_eq!(page.pages, usize::from(history > 0), "{scope:?}");
             store.close().await;
             (page.articles.len(), page.last_change)
         })

@@ -169,12 +169,17 @@ impl Article {
     /// The latest instant up to `now` at which what a feed shows of the article changed: a
     /// write that did (`shown_change_time`), or its publish time coming (unless an embargo
     /// still runs), its embargo ending or its expire time passing (unless it was retracted
-    /// before), each only once reached; `None` when none has.
+    /// before), each only once reached; `None` when none has. The times count only if the
+    /// article was not written after it expired with nothing of it shown before (stored
+    /// already expired, or moved into the feed after it): no reader saw it come or go.
     pub fn last_shown_change(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let c = &self.content;
         let published = self.state == ArticleState::Published;
         let expired_in_feeds =
             |expiry: &DateTime<Utc>| published || self.retract_time.is_some_and(|r| r > *expiry);
+        // As storage's `NOT_UNSEEN_AFTER_EXPIRY`.
+        let may_have_been_seen = self.shown_change_time.is_some()
+            || c.expire_time.is_none_or(|expiry| self.change_time < expiry);
         [
             Some(c.publish_time).filter(|_| published && !c.is_embargoed(now)),
             c.embargo_time.filter(|_| published),
@@ -182,6 +187,7 @@ impl Article {
         ]
         .into_iter()
         .flatten()
+        .filter(|_| may_have_been_seen)
         .filter(|t| *t <= now)
         .chain(self.shown_change_time)
         .max()

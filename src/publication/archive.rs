@@ -1,7 +1,8 @@
-//! Archive pages (RFC 5005): a feed's whole history, `max_items` articles a page in the
-//! order they were first stored, so a full page keeps its entries. Pages are rendered on
-//! request and kept until their feed changes; the subscription documents link to the
-//! newest page, each page to its neighbours.
+//! Archive pages (RFC 5005): a feed's history, `max_items` articles a page in the order
+//! they were first stored, so a page keeps its entries. Only full pages are served: the
+//! newest articles after them are in the current documents until they fill a page. Pages
+//! are rendered on request and kept until their feed changes; the subscription documents
+//! link to the newest page, each page to its neighbours.
 
 use super::{FeedFile, Inner, Links, PublicationError};
 use crate::domain::{FeedScope, SectionSlug};

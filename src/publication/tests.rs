@@ -562,7 +562,8 @@ async fn a_version_dated_with_the_second_of_the_one_it_replaces_says_so() {
 #[tokio::test]
 async fn archive_paths_of_folders_no_feed_has_are_not_found_without_the_store() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, publication) = started(dir.path()).await;
+    // Pages of one article: the author's one fills its first.
+    let (store, publication) = started_with(dir.path(), |s| s.feeds.max_items = 1).await;
     let author = ArticleDraft {
         id: "a".into(),
         section: "politics".into(),

@@ -3,7 +3,7 @@
 //! that variable PostgreSQL is skipped, with a message, except in CI (`CI` set), where the
 //! tests fail instead.
 
-use super::{ArticleWrite, EventFilter, ListCursor, NewPartner, Retraction, Store};
+use super::{ArchivePage, ArticleWrite, EventFilter, ListCursor, NewPartner, Retraction, Store};
 use super::{PostgresStore, SqliteStore, StoreError, WriteChecks};
 use crate::domain::{
     Actor, Article, ArticleDraft, ArticleId, ArticleState, AuditFilter, AuditOperation, EventKind,
@@ -565,13 +565,12 @@ async fn check_embargo_ends_per_scope(store: &dyn Store) {
         .unwrap();
     let rural = FeedScope::Section(SectionSlug::parse("rural").unwrap());
     let economy = FeedScope::Section(SectionSlug::parse("economy").unwrap());
-    // Economy's first article, under embargo, opened the first page of its archive (which
-    // the feeds then link) at minute 1000.
+    // Economy's only article is under embargo: its feeds have no date yet.
     for (now, scope, changed) in [
         (2050, FeedScope::All, Some(2000)),
         (2050, rural.clone(), Some(2000)),
-        (2050, economy.clone(), Some(1000)),
-        (2050, FeedScope::author("王五"), Some(1000)),
+        (2050, economy.clone(), None),
+        (2050, FeedScope::author("王五"), None),
         (2500, FeedScope::All, Some(2100)),
         (2500, rural, Some(2000)),
         (2500, economy, Some(2100)),
@@ -646,18 +645,17 @@ async fn check_writes_out_of_view(store: &dyn Store) {
                     .feed_content(scope, at(now), 50, TimeDelta::hours(1))
                     .await
                     .unwrap();
-                let page = store.archive_page(scope, 1, 50, at(now)).await.unwrap();
+                let page = whole_history(store, scope, at(now)).await;
                 dates.push((content.last_change, page.last_change));
             }
             dates
         }
     };
-    // The tag only the secret carries: its first article opened the first page of its
-    // archive, which the feed then links (`prev-archive`), so its date is that article's
-    // first write (the feed itself is not served before the article comes into view).
+    // Too few articles to fill an archive page of 50: no write, whatever it shows, changes
+    // the `prev-archive` link of the current documents.
     let dated = |shown: Option<i64>, secret: Option<i64>| {
         let mut dates = vec![(shown.map(at), shown.map(at)); 4];
-        dates.push((Some(at(secret.unwrap_or(1100))), secret.map(at)));
+        dates.push((secret.map(at), secret.map(at)));
         dates
     };
     assert_eq!(dates(1300).await, dated(Some(1000), None), "out of view");
@@ -756,21 +754,98 @@ async fn check_writes_out_of_view(store: &dyn Store) {
             .unwrap();
         assert_eq!(content.last_change, shown.map(at), "{scope:?}");
     }
-    let page = store
-        .archive_page(&FeedScope::author(AUTHOR), 1, 50, at(3190))
+    let page = whole_history(store, &FeedScope::author(AUTHOR), at(3190)).await;
+    assert_eq!(page.last_change, Some(at(3150)), "the archive page it left");
+}
+
+contract!(
+    copy_no_reader_saw_before_it_expired_dates_no_feed,
+    check_expired_unseen
+);
+/// An article stored already expired, or moved into a feed after it expired, never came
+/// or went in that feed: its publish and expire times do not date it (a feed dated by
+/// them would take an old date on a fresh render and keep a newer one where it was served
+/// before, so that two servers of one store disagreed). One shown before it expired
+/// dates the feeds it was in by its expiry, as before.
+async fn check_expired_unseen(store: &dyn Store) {
+    let partner = add_partner(store, "newsroom").await;
+    // Shown from minute 1000 in rural, expired at 1200.
+    publish_at(store, &partner, "seen", (5, 1000), |d| {
+        d.expire_time = Some(at(1200));
+    })
+    .await;
+    // Published at minute 5, expired at 1100, stored at 1150 in notices.
+    publish_at(store, &partner, "late", (5, 1150), |d| {
+        d.section = "notices".into();
+        d.authors = vec!["王五".into()];
+        d.tags = Vec::new();
+        d.expire_time = Some(at(1100));
+    })
+    .await;
+    let section = |slug: &str| FeedScope::Section(SectionSlug::parse(slug).unwrap());
+    let date = |scope: FeedScope, now: i64| async move {
+        store
+            .feed_content(&scope, at(now), 50, TimeDelta::hours(1))
+            .await
+            .unwrap()
+            .last_change
+    };
+    assert_eq!(date(section("notices"), 1300).await, None, "stored expired");
+    assert_eq!(date(FeedScope::author("王五"), 1300).await, None);
+    assert_eq!(
+        date(section("rural"), 1300).await,
+        Some(at(1200)),
+        "expired"
+    );
+    // Stored again, still expired: nothing of it was shown, nothing is now.
+    publish_at(store, &partner, "late", (5, 1310), |d| {
+        d.section = "notices".into();
+        d.authors = vec!["王五".into()];
+        d.tags = Vec::new();
+        d.expire_time = Some(at(1100));
+        d.title = "更正".into();
+    })
+    .await;
+    assert_eq!(date(section("notices"), 1350).await, None, "written again");
+    // The expired article moves to culture, out of view: rural keeps the date of its
+    // expiry; culture, which never showed it, has none.
+    publish_at(store, &partner, "seen", (5, 1400), |d| {
+        d.section = "culture".into();
+        d.expire_time = Some(at(1200));
+    })
+    .await;
+    assert_eq!(date(section("rural"), 1450).await, Some(at(1200)));
+    assert_eq!(
+        date(section("culture"), 1450).await,
+        None,
+        "moved in expired"
+    );
+    let page = whole_history(store, &section("culture"), at(1450)).await;
+    assert_eq!(page.last_change, Some(at(1400)), "its archive page shifted");
+}
+
+/// The scope's whole history as one archive page: full, and the newest.
+async fn whole_history(store: &dyn Store, scope: &FeedScope, now: DateTime<Utc>) -> ArchivePage {
+    let content = store
+        .feed_content(scope, now, 50, TimeDelta::hours(1))
         .await
         .unwrap();
-    assert_eq!(page.last_change, Some(at(3150)), "the archive page it left");
+    let page = store
+        .archive_page(scope, 1, content.archived.max(1), now)
+        .await
+        .unwrap();
+    assert_eq!(page.pages, usize::from(content.archived > 0), "{scope:?}");
+    page
 }
 
 contract!(
     a_write_out_of_view_that_changes_the_archive_pages_dates_the_feeds_linking_them,
     check_archive_link_dates
 );
-/// Copy out of view keeps a slot in its feeds' archives: a write of it that opens a new
-/// archive page (or, moving the copy away, closes one) changes the `prev-archive` link of
-/// the feeds' current documents, so it dates them, as on every replica; one that leaves the
-/// pages as they were does not.
+/// Copy out of view keeps a slot in its feeds' archives: a write of it that fills an
+/// archive page (or, moving the copy away, takes a full page back below its size) changes
+/// the `prev-archive` link of the feeds' current documents, so it dates them, as on every
+/// replica; one that leaves the number of full pages as it was does not.
 async fn check_archive_link_dates(store: &dyn Store) {
     let partner = add_partner(store, "newsroom").await;
     store.set_archive_page(2);
@@ -798,14 +873,18 @@ async fn check_archive_link_dates(store: &dyn Store) {
     store_at("h-0", 1100, hidden).await;
     assert_eq!(
         date(&rural, 1150).await,
-        (2, Some(at(1100))),
-        "page 2 opened"
+        (1, Some(at(1000))),
+        "the open page is no archive page"
     );
     store_at("h-1", 1200, hidden).await;
-    assert_eq!(date(&rural, 1250).await, (2, Some(at(1100))), "into page 2");
-    assert_eq!(date(&FeedScope::All, 1250).await, (2, Some(at(1100))));
-    // Moved away: rural's four articles down to three keep two pages; politics gets its
-    // first.
+    assert_eq!(
+        date(&rural, 1250).await,
+        (2, Some(at(1200))),
+        "page 2 filled"
+    );
+    assert_eq!(date(&FeedScope::All, 1250).await, (2, Some(at(1200))));
+    // Moved away: rural's four articles down to three leave one full page; politics has
+    // none yet.
     store_at("h-1", 1300, |d| {
         hidden(d);
         d.section = "politics".into();
@@ -813,14 +892,10 @@ async fn check_archive_link_dates(store: &dyn Store) {
     .await;
     assert_eq!(
         date(&rural, 1350).await,
-        (2, Some(at(1100))),
-        "still two pages"
-    );
-    assert_eq!(
-        date(&politics, 1350).await,
         (1, Some(at(1300))),
-        "a first page"
+        "page 2 no longer full"
     );
+    assert_eq!(date(&politics, 1350).await, (0, None), "no page yet");
     store_at("h-0", 1400, |d| {
         hidden(d);
         d.section = "politics".into();
@@ -828,16 +903,16 @@ async fn check_archive_link_dates(store: &dyn Store) {
     .await;
     assert_eq!(
         date(&rural, 1450).await,
-        (1, Some(at(1400))),
-        "page 2 closed"
+        (1, Some(at(1300))),
+        "still one page"
     );
     assert_eq!(
         date(&politics, 1450).await,
-        (1, Some(at(1300))),
-        "into page 1"
+        (1, Some(at(1400))),
+        "page 1 filled"
     );
     // One batch writing an article twice (its rows are written before the second write
-    // is staged), then copy that opens politics' second page.
+    // is staged), then copy that fills politics' second page.
     let batch = vec![
         write("h-0", 5, |d| {
             hidden(d);
@@ -853,6 +928,10 @@ async fn check_archive_link_dates(store: &dyn Store) {
             hidden(d);
             d.section = "politics".into();
         }),
+        write("h-3", 5, |d| {
+            hidden(d);
+            d.section = "politics".into();
+        }),
     ];
     let results = store
         .publish_batch(partner.id, batch, at(1500), &actor(&partner))
@@ -862,7 +941,7 @@ async fn check_archive_link_dates(store: &dyn Store) {
     assert_eq!(
         date(&politics, 1550).await,
         (2, Some(at(1500))),
-        "page 2 opened in a batch"
+        "page 2 filled in a batch"
     );
 }
 
@@ -912,7 +991,7 @@ async fn check_archive_sizes(store: &dyn Store) {
         );
         assert_eq!(
             store.archive_pages(&scope, 4).await.unwrap(),
-            usize::div_ceil(articles, 4),
+            articles / 4,
             "{scope:?}"
         );
         // A feed's content carries the same size, read with it.
@@ -921,14 +1000,14 @@ async fn check_archive_sizes(store: &dyn Store) {
             .await
             .unwrap();
         assert_eq!(content.archived, articles, "{scope:?}");
-        assert_eq!(content.archive_pages(4), usize::div_ceil(articles, 4));
+        assert_eq!(content.archive_pages(4), articles / 4, "{scope:?}");
     }
     // Pages in the order articles were first stored, showing the visible ones.
     let page = store
         .archive_page(&FeedScope::All, 1, 4, at(2000))
         .await
         .unwrap();
-    assert_eq!(page.pages, 3);
+    assert_eq!(page.pages, 2, "ten articles fill two pages of four");
     let ids: Vec<&str> = page.articles.iter().map(|a| a.id.as_str()).collect();
     assert_eq!(ids, ["a-3", "a-1", "a-0"], "a-2 is retracted");
     assert_eq!(page.last_change, Some(at(1001)));
@@ -939,7 +1018,7 @@ contract!(
     check_archive_page_dates
 );
 /// An archive page's date (its Last-Modified) moves whenever its bytes can: a write to
-/// one of its articles, an expire time passing, and the next page starting.
+/// one of its articles, an expire time passing, and the next page filling.
 async fn check_archive_page_dates(store: &dyn Store) {
     let partner = add_partner(store, "newsroom").await;
     publish(store, &partner, "a-0", 0, |_| {}).await;
@@ -959,20 +1038,26 @@ async fn check_archive_page_dates(store: &dyn Store) {
     let expired = page(at(1600)).await;
     assert_eq!(expired.articles.len(), 1);
     assert_eq!(expired.last_change, Some(at(1500)), "a-1 expired");
-    // A third article starts page 2, and page 1 gains its `next` link.
-    store
-        .publish(
-            partner.id,
-            write("a-2", 2, |_| {}),
-            at(1700),
-            &actor(&partner),
-        )
-        .await
-        .unwrap();
+    // A third article opens page 2, which is no archive page until a fourth fills it; page
+    // 1 then gains its `next` link.
+    for (id, minute) in [("a-2", 1700), ("a-3", 1750)] {
+        let opened = page(at(1720)).await;
+        assert_eq!(opened.pages, 1, "{id}");
+        assert_eq!(opened.last_change, Some(at(1500)), "{id}");
+        store
+            .publish(
+                partner.id,
+                write(id, 2, |_| {}),
+                at(minute),
+                &actor(&partner),
+            )
+            .await
+            .unwrap();
+    }
     let full = page(at(1800)).await;
     assert_eq!(full.pages, 2);
-    assert_eq!(full.articles.len(), 1, "a-2 is on page 2");
-    assert_eq!(full.last_change, Some(at(1700)), "page 2 started");
+    assert_eq!(full.articles.len(), 1, "a-2 and a-3 are on page 2");
+    assert_eq!(full.last_change, Some(at(1750)), "page 2 filled");
 }
 
 contract!(
@@ -1038,17 +1123,17 @@ contract!(
     check_archive_shifts
 );
 /// An article moving into or out of a feed shifts every archive page of it from its place
-/// on; those pages are dated by the move, and the pages before it keep their dates.
+/// on; those pages are dated by the move, as is the page before (whose next page may have
+/// filled or lost its last place: its `next` link), and the pages before that keep their
+/// dates.
 async fn check_archive_shifts(store: &dyn Store) {
     let partner = add_partner(store, "newsroom").await;
     let store_at = |id: &'static str, minute: i64, change: fn(&mut ArticleDraft)| {
         publish_at(store, &partner, id, (0, minute), change)
     };
-    // First stored at minutes 1000 to 1005, two to a page: [0 1] [2 3] [4 5].
-    for (n, id) in ["a-0", "a-1", "a-2", "a-3", "a-4", "a-5"]
-        .into_iter()
-        .enumerate()
-    {
+    // First stored at minutes 1000 to 1007, two to a page: [0 1] [2 3] [4 5] [6 7].
+    for n in 0..8 {
+        let id: &'static str = ["a-0", "a-1", "a-2", "a-3", "a-4", "a-5", "a-6", "a-7"][n];
         store_at(id, 1000 + n as i64, |_| {}).await;
     }
     let rural = FeedScope::Section(SectionSlug::parse("rural").unwrap());
@@ -1056,76 +1141,86 @@ async fn check_archive_shifts(store: &dyn Store) {
         let scope = scope.clone();
         async move {
             let mut dates = Vec::new();
-            for page in 1..=3 {
+            for page in 1..=4 {
                 let read = store.archive_page(&scope, page, 2, at(2000)).await.unwrap();
-                let ids: Vec<String> = read.articles.iter().map(|a| a.id.to_string()).collect();
-                dates.push((ids.len(), read.last_change));
+                dates.push((read.articles.len(), read.last_change));
             }
             dates
         }
     };
-    let dated = |minutes: [i64; 3]| minutes.map(|m| Some(at(m))).to_vec();
+    let last_changes = |dates: Vec<(usize, Option<DateTime<Utc>>)>| -> Vec<Option<i64>> {
+        dates
+            .into_iter()
+            .map(|(_, d)| d.map(|d| (d - at(0)).num_minutes()))
+            .collect()
+    };
     let before = dates(&rural).await;
     let counts: Vec<usize> = before.iter().map(|(n, _)| *n).collect();
-    assert_eq!(counts, [2, 2, 2]);
-    let last: Vec<_> = before.iter().map(|(_, d)| *d).collect();
+    assert_eq!(counts, [2, 2, 2, 2]);
     assert_eq!(
-        last,
-        dated([1002, 1004, 1005]),
-        "the next pages' starts, the last write"
+        last_changes(before),
+        [Some(1003), Some(1005), Some(1007), Some(1007)],
+        "the next pages' fills, the last write"
     );
 
-    // a-3 leaves: [0 1] [2 4] [5].
-    store_at("a-3", 1200, |d| d.section = "culture".into()).await;
-    let left: Vec<_> = dates(&rural).await.iter().map(|(_, d)| *d).collect();
-    assert_eq!(left, dated([1002, 1200, 1200]), "page 1 is as it was");
-    // It comes back: [0 1] [2 3] [4 5], pages 2 and 3 shifted again.
-    store_at("a-3", 1300, |_| {}).await;
-    let back: Vec<_> = dates(&rural).await.iter().map(|(_, d)| *d).collect();
-    assert_eq!(back, dated([1002, 1300, 1300]));
+    // a-5 leaves: [0 1] [2 3] [4 6], and 7 alone on the open page.
+    store_at("a-5", 1200, |d| d.section = "culture".into()).await;
+    assert_eq!(
+        last_changes(dates(&rural).await),
+        [Some(1003), Some(1200), Some(1200), None],
+        "page 1 is as it was; page 2's next page lost a place: dated, its bytes unchanged"
+    );
+    // It comes back: [0 1] [2 3] [4 5] [6 7], pages 3 and 4 shifted again.
+    store_at("a-5", 1300, |_| {}).await;
+    assert_eq!(
+        last_changes(dates(&rural).await),
+        [Some(1003), Some(1300), Some(1300), Some(1300)]
+    );
     // Moves between sections leave the feed of every article alone.
-    let all: Vec<_> = dates(&FeedScope::All)
-        .await
-        .iter()
-        .map(|(_, d)| *d)
-        .collect();
-    assert_eq!(all, dated([1002, 1300, 1005]), "a-3's writes are on page 2");
-
-    // a-2 loses its tag: the tag's pages become [0 1] [3 4] [5].
-    store_at("a-2", 1400, |d| d.tags.clear()).await;
-    let tag: Vec<_> = dates(&FeedScope::tag(TAG))
-        .await
-        .iter()
-        .map(|(_, d)| *d)
-        .collect();
     assert_eq!(
-        tag,
-        dated([1400, 1400, 1400]),
-        "page 1's next page started with a-2: dated too, its bytes unchanged"
+        last_changes(dates(&FeedScope::All).await),
+        [Some(1003), Some(1005), Some(1300), Some(1007)],
+        "a-5's writes are on page 3"
     );
 
-    // A full last page gains its `next` link when an article joins as the newest.
-    store_at("e-0", 1700, |d| d.section = "economy".into()).await;
-    store_at("e-1", 1701, |d| d.section = "economy".into()).await;
+    // a-2 loses its tag: the tag's pages become [0 1] [3 4] [5 6], 7 on the open page.
+    store_at("a-2", 1400, |d| d.tags.clear()).await;
+    assert_eq!(
+        last_changes(dates(&FeedScope::tag(TAG)).await),
+        [Some(1400), Some(1400), Some(1400), None],
+        "page 1's next page lost a-2: dated too, its bytes unchanged"
+    );
+
+    // A full last page gains its `next` link when an article joining the feed fills the
+    // page after it.
+    for (id, minute) in [("e-0", 1700), ("e-1", 1701), ("e-2", 1702)] {
+        store_at(id, minute, |d| d.section = "economy".into()).await;
+    }
     store_at("b", 1710, |d| d.section = "culture".into()).await;
     store_at("e-1", 1750, |d| {
         d.section = "economy".into();
         d.subtitle = "更正".into();
     })
     .await;
-    store_at("b", 1800, |d| d.section = "economy".into()).await;
     let economy = FeedScope::Section(SectionSlug::parse("economy").unwrap());
-    let joined: Vec<_> = dates(&economy).await.iter().map(|(_, d)| *d).collect();
     assert_eq!(
-        joined[..2],
-        [Some(at(1800)); 2],
+        last_changes(dates(&economy).await),
+        [Some(1750), None, None, None],
+        "e-2 alone is on the open page"
+    );
+    store_at("b", 1800, |d| d.section = "economy".into()).await;
+    assert_eq!(
+        last_changes(dates(&economy).await)[..2],
+        [Some(1800); 2],
         "page 1 links to page 2 now"
     );
     // And keeps that date once later pages follow.
-    store_at("e-2", 1900, |d| d.section = "economy".into()).await;
-    store_at("e-3", 1901, |d| d.section = "economy".into()).await;
-    let followed: Vec<_> = dates(&economy).await.iter().map(|(_, d)| *d).collect();
-    assert_eq!(followed[0], Some(at(1800)), "{followed:?}");
+    store_at("e-3", 1900, |d| d.section = "economy".into()).await;
+    store_at("e-4", 1901, |d| d.section = "economy".into()).await;
+    assert_eq!(
+        last_changes(dates(&economy).await)[..3],
+        [Some(1800), Some(1901), Some(1901)]
+    );
 }
 
 async fn read_feed(store: &dyn Store, scope: &FeedScope) -> Vec<Arc<Article>> {

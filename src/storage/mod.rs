@@ -221,22 +221,27 @@ pub struct FeedContent {
     /// of a tombstone's window, a move out of the scope), a write that changed how many
     /// archive pages the feed links to ([`Store::set_archive_page`]); `None` while none has.
     pub last_change: Option<DateTime<Utc>>,
-    /// How many articles the scope's archive holds: its whole history, in any state.
+    /// How many articles the scope's history holds, in any state: its archive pages and
+    /// the open page after them.
     pub archived: usize,
 }
 
 impl FeedContent {
-    /// How many pages of `size` the scope's archive fills, as [`Store::archive_pages`]
-    /// answers.
+    /// How many archive pages of `size` the scope's history fills, as
+    /// [`Store::archive_pages`] answers.
     pub fn archive_pages(&self, size: usize) -> usize {
         pages_of(self.archived, size)
     }
 }
 
-/// How many archive pages of `size` articles `archived` articles fill (the last one may be
-/// partial); a size of 0 counts as 1.
+/// How many archive pages of `size` articles `archived` articles fill; a size of 0 counts
+/// as 1. Only full pages are archive pages: RFC 5005 §4 has the entries of an archive
+/// document never change, and a reader that walks `prev-archive` stops at a page it has
+/// read. The open page, the newest articles after the last full one, is no document: its
+/// articles are in the current documents (the newest `max_items`), and in the archive once
+/// the page fills.
 pub(super) fn pages_of(archived: usize, size: usize) -> usize {
-    archived.div_ceil(size.max(1))
+    archived / size.max(1)
 }
 
 /// One page of a feed's archive (RFC 5005): articles in the order they were first stored.
@@ -244,12 +249,13 @@ pub(super) fn pages_of(archived: usize, size: usize) -> usize {
 pub struct ArchivePage {
     /// The page's articles that are visible now, newest `publish_time` first.
     pub articles: Vec<Article>,
-    /// How many pages the scope's whole history fills (the last one may be partial).
+    /// How many archive pages the scope's history fills ([`pages_of`]: full pages only).
     pub pages: usize,
     /// Latest change of what the page shows: a write to an article on it in view before or
-    /// after it, a publish, embargo or expire time of one of them reached by now, the start of the
-    /// next page (which gave this one its `next` link), and an article moving into or out
-    /// of the scope at or before the page's end ([`Shift`]); `None` for an empty page.
+    /// after it, a publish, embargo or expire time of one of them reached by now, the
+    /// filling of the next page (which gave this one its `next` link), and an article
+    /// moving into or out of the scope up to the next page's end ([`Shift`]); `None` for an
+    /// empty page.
     pub last_change: Option<DateTime<Utc>>,
     /// An article on the page is still to come into view (scheduled, or under embargo):
     /// the page will change when it does, full or not.
@@ -404,35 +410,28 @@ pub(super) fn add_archive_changes(
 }
 
 impl ArchivePage {
-    /// Page `page` of `size` from its stored articles, read in archive order with one more
-    /// (the next page's first, if there is one); the page shows those visible at `now`,
-    /// newest first. `shift` is the scope's, read with `pages`.
+    /// A page from its stored articles, read in archive order; `next_filled` is the create
+    /// time of the next page's last article, when there is a next page (the first write of
+    /// that article filled it, which gave this page its `next` link). The page shows the
+    /// articles visible at `now`, newest first. `shift` is the scope's, read with `pages`.
     pub(super) fn of(
         mut articles: Vec<Article>,
-        (page, size): (usize, usize),
         (pages, shift): (usize, Option<Shift>),
+        next_filled: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Self {
-        let next = (articles.len() > size).then(|| articles.pop()).flatten();
-        // A move shifted this page if it touched a place up to the page's end, or just
-        // after it (where the page may have gained its `next` link): the last page, or one
-        // whose next page starts with an article first stored no earlier than the moved
-        // one (pages before a move keep their dates).
+        // A move changed this page if it touched a place up to the end of the next page:
+        // on this page it shifted the articles, on the next it may have filled or emptied
+        // that page's last place, giving or taking this one's `next` link. That is any move
+        // for the newest page, and for the others a move of an article first stored no
+        // later than the next page's last (pages before a move keep their dates).
         let shifted = shift
-            .filter(|shift| {
-                next.as_ref()
-                    .is_none_or(|first_of_next| first_of_next.create_time >= shift.from)
-            })
+            .filter(|shift| next_filled.is_none_or(|end| end >= shift.from))
             .map(|shift| shift.time);
-        // Only when the page has its `next` link: `pages` was read before the rows, and an
-        // article stored in between must not date a page rendered without the link.
-        let next_started = next
-            .filter(|_| page < pages)
-            .map(|first_of_next| first_of_next.create_time);
         let last_change = articles
             .iter()
             .filter_map(|a| a.last_shown_change(now))
-            .chain(next_started)
+            .chain(next_filled)
             .chain(shifted.filter(|_| !articles.is_empty()))
             .max();
         let pending = articles.iter().any(|a| a.is_pending(now));

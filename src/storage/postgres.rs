@@ -10,8 +10,9 @@ use super::postgres_partners as partners;
 use super::postgres_writes as writes;
 use super::rows::Columns;
 use super::sqlite::{
-    ARTICLE_COLUMNS, ArchiveFilter, NAME_TABLES, SHOWN_WHEN_RETRACTED, article_from_row,
-    feed_content_of, feed_source, from_nanos, nanos, qualified_columns, shown_in_order,
+    ARTICLE_COLUMNS, ArchiveFilter, NAME_TABLES, NOT_UNSEEN_AFTER_EXPIRY, SHOWN_WHEN_RETRACTED,
+    article_from_row, feed_content_of, feed_source, from_nanos, nanos, qualified_columns,
+    shown_in_order,
 };
 use super::sqlite_audit::entry_from_row;
 use super::sqlite_history::{VERSIONED_COLUMNS, event_from_row, version_from_row};
@@ -300,12 +301,15 @@ impl FeedSql {
                  (SELECT MAX(shown_change_time) FROM {source} WHERE {filter3} TRUE),
                  (SELECT MAX(publish_time) FROM {source}
                   WHERE {filter3} state = 1 AND publish_time <= $1
-                    AND (embargo_time IS NULL OR embargo_time <= $1)),
+                    AND (embargo_time IS NULL OR embargo_time <= $1)
+                    AND {NOT_UNSEEN_AFTER_EXPIRY}),
                  (SELECT MAX(expire_time) FROM {source}
                   WHERE {filter3} expire_time <= $1
-                    AND (state = 1 OR retract_time > expire_time)),
+                    AND (state = 1 OR retract_time > expire_time)
+                    AND {NOT_UNSEEN_AFTER_EXPIRY}),
                  (SELECT MAX(embargo_time) FROM {source}
-                  WHERE {filter3} state = 1 AND embargo_time <= $1),
+                  WHERE {filter3} state = 1 AND embargo_time <= $1
+                    AND {NOT_UNSEEN_AFTER_EXPIRY}),
                  (SELECT MAX(retract_time) FROM {source}
                   WHERE {filter3} {SHOWN_WHEN_RETRACTED} AND retract_time <= $1 - $4) + $4)"
         );
@@ -602,15 +606,11 @@ impl Store for PostgresStore {
                 ..ArchivePage::default()
             });
         }
-        let (source, value) = ArchiveFilter::of(scope).query_source();
-        let sql = numbered(&format!(
-            "SELECT {} FROM {source}
-             ORDER BY articles.create_time, articles.guid LIMIT ?1 OFFSET ?2",
-            qualified_columns()
-        ));
+        let filter = ArchiveFilter::of(scope);
+        let (sql, value) = filter.in_order(&qualified_columns());
+        let sql = numbered(&sql);
         let mut query = sqlx::query(&sql)
-            // One more row: the next page's first article, when it started that page.
-            .bind(i64::try_from(size).map_or(i64::MAX, |n| n.saturating_add(1)))
+            .bind(i64::try_from(size).unwrap_or(i64::MAX))
             .bind(i64::try_from((page - 1) * size).unwrap_or(i64::MAX));
         if let Some(value) = value {
             query = query.bind(value);
@@ -620,7 +620,22 @@ impl Store for PostgresStore {
             .iter()
             .map(article_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(ArchivePage::of(articles, (page, size), (pages, shift), now))
+        // The next page's last article, whose first write filled that page and gave this
+        // one its `next` link.
+        let next_filled = if page < pages {
+            let (sql, value) = filter.in_order("articles.create_time");
+            let sql = numbered(&sql);
+            let mut query = sqlx::query_scalar::<_, i64>(&sql)
+                .bind(1_i64)
+                .bind(i64::try_from((page + 1) * size - 1).unwrap_or(i64::MAX));
+            if let Some(value) = value {
+                query = query.bind(value);
+            }
+            query.fetch_optional(&self.pool).await?.map(from_nanos)
+        } else {
+            None
+        };
+        Ok(ArchivePage::of(articles, (pages, shift), next_filled, now))
     }
 
     async fn archive_pages(&self, scope: &FeedScope, size: usize) -> Result<usize, StoreError> {

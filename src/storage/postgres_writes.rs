@@ -145,14 +145,14 @@ impl Changes {
             if self.page > 0 && by.iter().any(|by| *by != 0) {
                 // `articles` is the size after the write now. A feed whose number of archive
                 // pages changed got another `prev-archive` link, dated by the write even
-                // when what opened or closed the page is out of view.
+                // when what filled or emptied a page is out of view.
                 sqlx::query(
                     "UPDATE feed_sizes SET shown_shift_time = GREATEST(shown_shift_time, ch.at)
                      FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])
                          AS ch (kind, name, added, at)
                      WHERE feed_sizes.kind = ch.kind AND feed_sizes.name = ch.name
-                       AND (feed_sizes.articles + $5 - 1) / $5
-                           <> (feed_sizes.articles - ch.added + $5 - 1) / $5",
+                       AND feed_sizes.articles / $5
+                           <> (feed_sizes.articles - ch.added) / $5",
                 )
                 .bind(&kinds)
                 .bind(&names)

@@ -871,6 +871,13 @@ pub(super) const SHOWN_WHEN_RETRACTED: &str = "state = 2 AND publish_time <= ret
      AND (embargo_time IS NULL OR embargo_time <= retract_time) \
      AND (expire_time IS NULL OR expire_time > retract_time)";
 
+/// A row whose publish, embargo and expire times may date its feed: not one written after
+/// it expired with nothing of it ever shown in the scope (stored already expired, or moved
+/// in after it expired), which no reader of the feed saw come or go. As
+/// `Article::last_shown_change` decides.
+pub(super) const NOT_UNSEEN_AFTER_EXPIRY: &str = "(shown_change_time IS NOT NULL \
+     OR expire_time IS NULL OR change_time < expire_time)";
+
 pub(super) async fn select_article(
     conn: &mut SqliteConnection,
     partner: PartnerId,
@@ -909,8 +916,20 @@ impl<'a> ArchiveFilter<'a> {
         }
     }
 
+    /// `(SELECT columns … LIMIT ?1 OFFSET ?2, ?3)`: the statement that reads `columns` of
+    /// the archive's articles in archive order (first stored first), and the section or
+    /// name to bind as its `?3`, if any.
+    pub(super) fn in_order(&self, columns: &str) -> (String, Option<&'a str>) {
+        let (source, value) = self.source();
+        let sql = format!(
+            "SELECT {columns} FROM {source}
+             ORDER BY articles.create_time, articles.guid LIMIT ?1 OFFSET ?2"
+        );
+        (sql, value)
+    }
+
     /// `(FROM … WHERE …, bound value)`: the `?3` of the page query is the section or name.
-    pub(super) fn query_source(&self) -> (String, Option<&'a str>) {
+    fn source(&self) -> (String, Option<&'a str>) {
         match self {
             Self::All => ("articles".to_owned(), None),
             Self::Section(section) => ("articles WHERE section = ?3".to_owned(), Some(section)),
@@ -1013,19 +1032,23 @@ impl FeedSql {
         // Everything that changes what the feed shows: writes with an article in view
         // before or after them, articles whose publish time has come (unless an embargo
         // still runs), whose embargo has ended or whose expire time has passed (unless
-        // retracted before), and tombstones whose window has ended. NULL when none has: a feed of articles under
+        // retracted before, or never seen in the scope), and tombstones whose window has
+        // ended. NULL when none has: a feed of articles under
         // embargo only is dated as an empty one.
         let last_change = format!(
             "NULLIF(MAX(
                  COALESCE((SELECT MAX(shown_change_time) FROM {source} WHERE {filter3} 1), 0),
                  COALESCE((SELECT MAX(publish_time) FROM {source}
                            WHERE {filter3} state = 1 AND publish_time <= ?1
-                             AND (embargo_time IS NULL OR embargo_time <= ?1)), 0),
+                             AND (embargo_time IS NULL OR embargo_time <= ?1)
+                             AND {NOT_UNSEEN_AFTER_EXPIRY}), 0),
                  COALESCE((SELECT MAX(expire_time) FROM {source}
                            WHERE {filter3} expire_time <= ?1
-                             AND (state = 1 OR retract_time > expire_time)), 0),
+                             AND (state = 1 OR retract_time > expire_time)
+                             AND {NOT_UNSEEN_AFTER_EXPIRY}), 0),
                  COALESCE((SELECT MAX(embargo_time) FROM {embargoed}
-                           WHERE {filter3} state = 1 AND embargo_time <= ?1), 0),
+                           WHERE {filter3} state = 1 AND embargo_time <= ?1
+                             AND {NOT_UNSEEN_AFTER_EXPIRY}), 0),
                  COALESCE((SELECT MAX(retract_time) FROM {retracted}
                            WHERE {filter3} {SHOWN_WHEN_RETRACTED}
                              AND retract_time <= ?1 - ?4) + ?4, 0)), 0)"
@@ -1552,15 +1575,10 @@ impl Store for SqliteStore {
                 ..ArchivePage::default()
             });
         }
-        let (source, value) = ArchiveFilter::of(scope).query_source();
-        let sql = format!(
-            "SELECT {} FROM {source}
-             ORDER BY articles.create_time, articles.guid LIMIT ?1 OFFSET ?2",
-            qualified_columns()
-        );
-        // One more row: the next page's first article, when it started that page.
+        let filter = ArchiveFilter::of(scope);
+        let (sql, value) = filter.in_order(&qualified_columns());
         let mut query = sqlx::query(&sql)
-            .bind(size as i64 + 1)
+            .bind(size as i64)
             .bind(((page - 1) * size) as i64);
         if let Some(value) = value {
             query = query.bind(value);
@@ -1570,7 +1588,21 @@ impl Store for SqliteStore {
             .iter()
             .map(article_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(ArchivePage::of(articles, (page, size), (pages, shift), now))
+        // The next page's last article, whose first write filled that page and gave this
+        // one its `next` link.
+        let next_filled = if page < pages {
+            let (sql, value) = filter.in_order("articles.create_time");
+            let mut query = sqlx::query_scalar::<_, i64>(&sql)
+                .bind(1_i64)
+                .bind(((page + 1) * size - 1) as i64);
+            if let Some(value) = value {
+                query = query.bind(value);
+            }
+            query.fetch_optional(&self.read).await?.map(from_nanos)
+        } else {
+            None
+        };
+        Ok(ArchivePage::of(articles, (pages, shift), next_filled, now))
     }
 
     async fn archive_pages(&self, scope: &FeedScope, size: usize) -> Result<usize, StoreError> {

@@ -731,7 +731,7 @@ impl Staged {
         if !resized.is_empty() && self.page > 0 {
             // The counting triggers have run: `articles` is the size after this script. A
             // feed whose number of archive pages changed got another `prev-archive` link,
-            // dated by the write even when what opened or closed the page is out of view.
+            // dated by the write even when what filled or emptied a page is out of view.
             script.statement(
                 "UPDATE feed_sizes
                  SET shown_shift_time = coalesce(max(shown_shift_time, ch.at), ch.at)
@@ -739,8 +739,8 @@ impl Staged {
                               value ->> 2 AS added, value ->> 3 AS at
                        FROM json_each(?)) AS ch
                  WHERE feed_sizes.kind = ch.kind AND feed_sizes.name = ch.name
-                   AND (feed_sizes.articles + ch.page - 1) / ch.page
-                       <> (feed_sizes.articles - ch.added + ch.page - 1) / ch.page",
+                   AND feed_sizes.articles / ch.page
+                       <> (feed_sizes.articles - ch.added) / ch.page",
             );
             script.bind(self.page as i64)?;
             script.bind(json(&resized))?;

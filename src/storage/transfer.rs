@@ -78,8 +78,8 @@ struct Table {
 }
 
 /// Every table, parents first. `feed_sizes` is last: its sizes are counted again from the
-/// articles after an import, but the dates it keeps (of moves, of archive pages opened or
-/// closed, since version 4) are not found anywhere else.
+/// articles after an import, but the dates it keeps (of moves, of archive pages filled or
+/// emptied, since version 4) are not found anywhere else.
 const TABLES: &[Table] = &[
     Table {
         name: "partners",

@@ -27,8 +27,9 @@ pub(super) async fn poll(fixture: Arc<Fixture>, tally: Arc<Tally>, index: usize,
         ticker.tick().await;
         if next == paths.len() {
             // Next round: every current document, then the oldest and the newest archive
-            // page of each feed that has some, in this poller's format: the oldest is
-            // full and never changes (a 304 once fetched), the newest fills up.
+            // page of each feed that has some, in this poller's format: the oldest never
+            // changes (a 304 once fetched), the newest gains its `next` link when the
+            // page after it fills.
             paths.truncate(currents);
             let format = FORMATS[index % FORMATS.len()];
             for (feed, &page) in &newest {
