@@ -1,6 +1,6 @@
 //! Settings: the TOML file (feedpub.toml) < environment (FEEDPUB_*) < command-line flags.
 
-use crate::domain::{FieldLimits, Section, SectionSlug};
+use crate::domain::{FeedScope, FieldLimits, Section, SectionSlug};
 use chrono::FixedOffset;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -193,10 +193,15 @@ pub struct Feeds {
 }
 
 impl Feeds {
-    /// `Cache-Control: max-age` for the feeds of `section` (`None`: the all-sections feed).
-    pub fn max_age_of(&self, section: Option<&SectionSlug>) -> u32 {
-        section
-            .and_then(|slug| self.section_max_age.iter().find(|(s, _)| s == slug))
+    /// `Cache-Control: max-age` for the feeds of `scope`, and its newest archive page: a
+    /// section's own, or `[feeds] max_age`.
+    pub fn max_age_of(&self, scope: &FeedScope) -> u32 {
+        let FeedScope::Section(slug) = scope else {
+            return self.max_age;
+        };
+        self.section_max_age
+            .iter()
+            .find(|(s, _)| s == slug)
             .map_or(self.max_age, |(_, age)| *age)
     }
 }
@@ -1127,9 +1132,10 @@ mod tests {
         assert_eq!(settings.log.format, LogFormat::Json);
         let rural = SectionSlug::parse("rural").unwrap();
         let politics = SectionSlug::parse("politics").unwrap();
-        assert_eq!(settings.feeds.max_age_of(Some(&rural)), 300);
-        assert_eq!(settings.feeds.max_age_of(Some(&politics)), 60);
-        assert_eq!(settings.feeds.max_age_of(None), 60);
+        assert_eq!(settings.feeds.max_age_of(&FeedScope::Section(rural)), 300);
+        assert_eq!(settings.feeds.max_age_of(&FeedScope::Section(politics)), 60);
+        assert_eq!(settings.feeds.max_age_of(&FeedScope::All), 60);
+        assert_eq!(settings.feeds.max_age_of(&FeedScope::author("刘磊")), 60);
     }
 
     #[test]

@@ -391,3 +391,25 @@ async fn a_full_page_with_an_article_under_embargo_is_not_cached_as_final() {
     assert_eq!(page1, current, "cached like the newest page");
     assert_eq!(page2, current);
 }
+
+/// The newest archive page is cached like the current documents: with the section's own
+/// `max_age` when it has one; pages before it for a day.
+#[tokio::test]
+async fn the_newest_page_takes_the_max_age_of_its_section() {
+    let politics = feedpub::domain::SectionSlug::parse("politics").unwrap();
+    let server = TestServer::start_with(|s| s.feeds.section_max_age.push((politics, 7))).await;
+    publish_range(&server, 0..100).await;
+    for (path, expected) in [
+        ("/feeds/politics/atom.xml", "public, max-age=7"),
+        ("/feeds/politics/archive/2/atom.xml", "public, max-age=7"),
+        (
+            "/feeds/politics/archive/1/atom.xml",
+            "public, max-age=86400",
+        ),
+        ("/feeds/all/archive/2/atom.xml", "public, max-age=60"),
+    ] {
+        let response = reqwest::get(server.url(path)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert_eq!(response.headers()["cache-control"], expected, "{path}");
+    }
+}

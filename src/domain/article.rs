@@ -173,13 +173,28 @@ impl Article {
     /// article was not written after it expired with nothing of it shown before (stored
     /// already expired, or moved into the feed after it): no reader saw it come or go.
     pub fn last_shown_change(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        // As storage's `NOT_UNSEEN_AFTER_EXPIRY`.
+        let may_have_been_seen = self.shown_change_time.is_some()
+            || self
+                .content
+                .expire_time
+                .is_none_or(|expiry| self.change_time < expiry);
+        self.last_change_in_view(now, may_have_been_seen)
+    }
+
+    /// As [`Self::last_shown_change`], for an archive page that holds the article: its
+    /// times count even when it was written after it expired, as the page kept its slot
+    /// wherever it showed (a move out of view clears what the row keeps of that,
+    /// `Revision::left_seen`).
+    pub fn last_page_change(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.last_change_in_view(now, true)
+    }
+
+    fn last_change_in_view(&self, now: DateTime<Utc>, times_count: bool) -> Option<DateTime<Utc>> {
         let c = &self.content;
         let published = self.state == ArticleState::Published;
         let expired_in_feeds =
             |expiry: &DateTime<Utc>| published || self.retract_time.is_some_and(|r| r > *expiry);
-        // As storage's `NOT_UNSEEN_AFTER_EXPIRY`.
-        let may_have_been_seen = self.shown_change_time.is_some()
-            || c.expire_time.is_none_or(|expiry| self.change_time < expiry);
         [
             Some(c.publish_time).filter(|_| published && !c.is_embargoed(now)),
             c.embargo_time.filter(|_| published),
@@ -187,7 +202,7 @@ impl Article {
         ]
         .into_iter()
         .flatten()
-        .filter(|_| may_have_been_seen)
+        .filter(|_| times_count)
         .filter(|t| *t <= now)
         .chain(self.shown_change_time)
         .max()

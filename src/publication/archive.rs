@@ -184,7 +184,7 @@ impl Inner {
         let max_age = if page < content.pages && !content.pending {
             FULL_PAGE_MAX_AGE
         } else {
-            self.settings.feeds.max_age
+            self.settings.feeds.max_age_of(&scope)
         };
         let links = Links {
             self_url: urls.get(format).to_owned(),

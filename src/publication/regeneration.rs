@@ -683,13 +683,11 @@ impl Inner {
 
     /// Reads what the feeds of `scope` show; `None` for a section no longer configured.
     async fn prepare(&self, scope: &FeedScope) -> Result<Option<Prepared>, PublicationError> {
-        let section = match scope {
-            FeedScope::Section(slug) => match self.settings.section(slug) {
-                Some(section) => Some(section.slug.clone()),
-                None => return Ok(None),
-            },
-            FeedScope::All | FeedScope::Author(_) | FeedScope::Tag(_) => None,
-        };
+        if let FeedScope::Section(slug) = scope
+            && self.settings.section(slug).is_none()
+        {
+            return Ok(None);
+        }
         let now = Utc::now();
         let reading = Instant::now();
         let feeds = &self.settings.feeds;
@@ -745,7 +743,7 @@ impl Inner {
             articles: content.articles,
             meta,
             headlines,
-            max_age: feeds.max_age_of(section.as_ref()),
+            max_age: feeds.max_age_of(scope),
             now,
             changed,
             read: reading.elapsed(),

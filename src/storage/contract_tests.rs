@@ -822,6 +822,11 @@ async fn check_expired_unseen(store: &dyn Store) {
     );
     let page = whole_history(store, &section("culture"), at(1450)).await;
     assert_eq!(page.last_change, Some(at(1400)), "its archive page shifted");
+    // `all` keeps it: the page that showed it until it expired is dated by the expiry
+    // still, though the move cleared what its row kept of what feeds saw.
+    let page = whole_history(store, &FeedScope::All, at(1450)).await;
+    assert_eq!(page.last_change, Some(at(1200)), "the page it expired from");
+    assert_eq!(date(FeedScope::All, 1450).await, Some(at(1200)));
 }
 
 /// The scope's whole history as one archive page: full, and the newest.

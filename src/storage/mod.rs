@@ -430,7 +430,7 @@ impl ArchivePage {
             .map(|shift| shift.time);
         let last_change = articles
             .iter()
-            .filter_map(|a| a.last_shown_change(now))
+            .filter_map(|a| a.last_page_change(now))
             .chain(next_filled)
             .chain(shifted.filter(|_| !articles.is_empty()))
             .max();

@@ -442,3 +442,44 @@ async fn jobs_queued_together_are_undone_alone_when_one_fails() {
     }
     store.close().await;
 }
+
+/// Migration 0017: in a store written before only full pages were archive pages, the
+/// newest full page loses its link to the page that was filling; the upgrade dates every
+/// page, so that no client revalidating by date keeps the old bytes.
+#[tokio::test]
+async fn the_upgrade_to_full_pages_only_dates_every_archive_page() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, partner) = store_with_partner(dir.path()).await;
+    for n in 0..3 {
+        publish(&store, &partner, &format!("a-{n}"), n, |_| {}).await;
+    }
+    store.close().await;
+    // As the previous version left it: 0017 not run, no move recorded.
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(dir.path().join(super::sqlite::DATABASE_FILE));
+    let mut conn = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "DELETE FROM _sqlx_migrations WHERE version = 17;
+         UPDATE feed_sizes SET shift_time = NULL, shift_from = NULL;",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    let upgraded = chrono::Utc::now() - TimeDelta::seconds(1);
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    let page = store
+        .archive_page(&FeedScope::All, 1, 2, at(2000))
+        .await
+        .unwrap();
+    store.close().await;
+    assert_eq!(page.pages, 1, "three articles fill one page of two");
+    let dated = page.last_change.unwrap();
+    assert!(
+        dated >= upgraded,
+        "{dated} before the upgrade at {upgraded}"
+    );
+}

@@ -1,0 +1,10 @@
+-- Only full pages are archive pages from this version on (RFC 5005: an archive document's
+-- entries do not change): the page that was still filling is no longer served, and the
+-- newest full page loses its `next-archive` link to it, so its bytes change. Every page
+-- of every feed is dated by the upgrade, as by a move that touched them all, so that a
+-- client revalidating by date does not keep the old bytes. A new store has no page yet.
+UPDATE feed_sizes
+SET shift_time = MAX(COALESCE(shift_time, 0),
+                     CAST((julianday('now') - 2440587.5) * 86400000000000.0 AS INTEGER)),
+    shift_from = 0
+WHERE articles > 0;
