@@ -23,6 +23,7 @@ use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use unicode_segmentation::UnicodeSegmentation;
 
 pub use crate::partners::add_partner;
 
@@ -596,6 +597,8 @@ impl Publisher {
             .store
             .list_articles(partner.id, section.as_ref(), after.as_ref(), size + 1)
             .await?;
+        // At most `size`, and fewer when they are large.
+        let size = fitting(&articles[..articles.len().min(size)], |a| a.approx_bytes());
         let next = if articles.len() > size {
             articles.truncate(size);
             articles.last().map(|a| ListCursor {
@@ -635,6 +638,21 @@ impl Publisher {
     ) -> Result<Article, PublishError> {
         let partner = &caller.partner;
         let id = parse_id(&request.id)?;
+        // Kept whole, or refused: a reason cut short would say less than its writer meant.
+        // Counted as it is kept (one line, white space folded), in characters and bytes.
+        let reason = crate::domain::one_line(&request.reason, usize::MAX);
+        let reason_chars = reason.graphemes(true).count();
+        if reason_chars > MAX_REASON_CHARS || reason.len() > MAX_REASON_BYTES {
+            return Err(Violations::one(
+                "reason",
+                format!(
+                    "is longer than {MAX_REASON_CHARS} characters or {MAX_REASON_BYTES} bytes \
+                     ({reason_chars} characters, {} bytes)",
+                    reason.len()
+                ),
+            )
+            .into());
+        }
         let now = Utc::now();
         let existing = self
             .store
@@ -644,7 +662,7 @@ impl Publisher {
         partner.may_change(&existing, now)?;
         let retraction = Retraction {
             id: id.clone(),
-            reason: crate::domain::one_line(&request.reason, 1000),
+            reason,
             expected_etag: request.expected_etag,
             request: request.request,
         };
@@ -696,6 +714,29 @@ impl Publisher {
 
 fn parse_id(raw: &str) -> Result<ArticleId, PublishError> {
     ArticleId::parse(raw).map_err(|e| Violations::one("id", e).into())
+}
+
+/// Most characters (graphemes) of a retraction's reason, and most bytes (a character may
+/// stack any number of marks).
+pub const MAX_REASON_CHARS: usize = 1000;
+pub const MAX_REASON_BYTES: usize = 16 << 10;
+
+/// Most bytes of articles one answer carries (by [`Article::approx_bytes`]): under the
+/// 4 MiB a gRPC client takes in one message unless told otherwise, so that no page of
+/// ListArticles and no update of WatchArticles is one the client cannot read.
+pub const ANSWER_BYTES: usize = 3 << 20;
+
+/// How many of `items`, from the first, fit in [`ANSWER_BYTES`] by `bytes`; at least one
+/// (an article alone is within it: its bodies are held to `content_bytes`).
+fn fitting<T>(items: &[T], bytes: impl Fn(&T) -> usize) -> usize {
+    let mut total = 0;
+    items
+        .iter()
+        .position(|item| {
+            total += bytes(item);
+            total > ANSWER_BYTES
+        })
+        .map_or(items.len(), |over| over.max(1))
 }
 
 /// The page length for a requested page size: 0 means the default.

@@ -289,3 +289,217 @@ async fn a_partner_over_its_rate_limit_is_told_when_to_retry_and_others_are_unaf
         .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
 }
+
+/// Most bytes a gRPC client takes in one message unless told otherwise (tonic's and
+/// grpcio's default): every answer must fit, however large the stored articles.
+const CLIENT_MESSAGE_BYTES: usize = 4 << 20;
+
+/// Distinct paragraphs of Chinese copy, about `bytes` long: nothing for the lint to flag.
+fn long_copy(bytes: usize) -> String {
+    let mut copy = String::new();
+    let mut n = 0;
+    while copy.len() < bytes {
+        copy.push_str(&format!(
+            "第{n}段：这是一段用于测试消息大小的中文文字，内容各不相同。\n\n"
+        ));
+        n += 1;
+    }
+    copy
+}
+
+/// Articles near the body limit fill answers of several megabytes: pages of ListArticles
+/// and updates of WatchArticles hold fewer of them, each within what a client takes at
+/// once, and every article still comes; a body the HTML escaping would take past the limit
+/// is refused, and copy of thousands of repeated paragraphs gets a short list of warnings.
+#[tokio::test]
+async fn every_answer_fits_in_what_a_client_takes_in_one_message() {
+    use feedpub::grpc::proto::{ListArticlesRequest, WatchArticlesRequest};
+    use prost::Message;
+    let server = TestServer::start().await;
+    let token = &server.tokens.newsroom;
+    let mut client = server.client().await;
+
+    // 1 MiB of `<` is 4 MiB of HTML.
+    let mut escaped = article("escaped");
+    escaped.content_text = "<".repeat(1 << 20);
+    let refused = client
+        .publish_article(authed(
+            token,
+            PublishArticleRequest {
+                article: Some(escaped),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_invalid(&refused, "article.content_text");
+    assert!(
+        refused.message().contains("once made HTML"),
+        "{}",
+        refused.message()
+    );
+
+    let mut repeated = article("repeated");
+    repeated.content_text = format!("{}\n\n", "文字".repeat(10)).repeat(12_000);
+    let answer = client
+        .publish_article(authed(
+            token,
+            PublishArticleRequest {
+                article: Some(repeated),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.warnings.len(), 21, "twenty listed, then a count");
+    assert!(
+        answer.warnings[20].contains("11979 more"),
+        "{}",
+        answer.warnings[20]
+    );
+
+    // Where the log stands before the large articles: a watch resumed from there replays
+    // them all at once.
+    let request = WatchArticlesRequest::default();
+    let mut watch = client
+        .watch_articles(authed(token, request))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = watch.message().await.unwrap().expect("a first message");
+    assert!(first.events.is_empty());
+    drop(watch);
+    let large: Vec<String> = (0..5).map(|n| format!("large-{n}")).collect();
+    for id in &large {
+        let mut a = article(id);
+        a.content_text = long_copy(900_000);
+        let stored = client
+            .publish_article(authed(
+                token,
+                PublishArticleRequest {
+                    article: Some(a),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(stored.encoded_len() < CLIENT_MESSAGE_BYTES);
+    }
+
+    let mut listed = Vec::new();
+    let mut pages = 0;
+    let mut page_token = String::new();
+    loop {
+        let request = ListArticlesRequest {
+            page_token: page_token.clone(),
+            ..Default::default()
+        };
+        let page = client
+            .list_articles(authed(token, request))
+            .await
+            .expect("a page the client can read")
+            .into_inner();
+        assert!(page.encoded_len() < CLIENT_MESSAGE_BYTES);
+        pages += 1;
+        listed.extend(page.articles.into_iter().map(|a| a.id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    for id in &large {
+        assert!(listed.contains(id), "{id} listed in {pages} pages");
+    }
+    assert!(pages >= 3, "{pages} pages");
+
+    let request = WatchArticlesRequest {
+        cursor: first.cursor,
+        ..Default::default()
+    };
+    let mut watch = client
+        .watch_articles(authed(token, request))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut watched = Vec::new();
+    let mut updates = 0;
+    while watched.len() < large.len() {
+        let update = tokio::time::timeout(Duration::from_secs(30), watch.message())
+            .await
+            .expect("the watch stream answered in time")
+            .expect("an update the client can read")
+            .expect("the stream goes on");
+        assert!(update.encoded_len() < CLIENT_MESSAGE_BYTES);
+        let Some(last) = update.events.last() else {
+            continue; // The stream's first message.
+        };
+        assert_eq!(
+            update.cursor, last.cursor,
+            "each update ends at its last event"
+        );
+        updates += 1;
+        watched.extend(
+            update
+                .events
+                .into_iter()
+                .filter_map(|e| e.article.map(|a| a.id))
+                .filter(|id| id.starts_with("large-")),
+        );
+    }
+    assert_eq!(watched, large);
+    assert!(updates >= 3, "{updates} updates");
+}
+
+/// A retraction's reason is kept whole or refused by name, never cut short; a refused
+/// retraction leaves the article in its feeds.
+#[tokio::test]
+async fn a_retraction_reason_over_its_limit_is_refused_not_cut() {
+    use feedpub::grpc::proto::RetractArticleRequest;
+    let server = TestServer::start().await;
+    let token = &server.tokens.newsroom;
+    let mut client = server.client().await;
+    client
+        .publish_article(authed(
+            token,
+            PublishArticleRequest {
+                article: Some(article("reasoned")),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    let retract = |reason: String| RetractArticleRequest {
+        id: "reasoned".into(),
+        reason,
+        ..Default::default()
+    };
+    for long in ["误".repeat(1001), format!("a{}", "\u{301}".repeat(20_000))] {
+        let refused = client
+            .retract_article(authed(token, retract(long)))
+            .await
+            .unwrap_err();
+        assert_invalid(&refused, "reason");
+    }
+    let stored = client
+        .get_article(authed(
+            token,
+            GetArticleRequest {
+                id: "reasoned".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stored.state, proto::ArticleState::Published as i32);
+    // 1000 characters once its white space is folded.
+    let whole = "误".repeat(1000);
+    let retracted = client
+        .retract_article(authed(token, retract(format!("  {whole}\n"))))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retracted.retract_reason, whole);
+}

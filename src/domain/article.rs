@@ -775,7 +775,8 @@ impl ArticleDraft {
         // missing.
         let mut body_refused = check.violations.iter().count() > violations_before_body;
         let mut relative_urls_removed = 0;
-        let content_html = if !content_html.is_empty() {
+        let html_sent = !content_html.is_empty();
+        let content_html = if html_sent {
             // Character references (`&#1;`) decode to characters feeds cannot carry:
             // they are removed after sanitising, like raw ones before it.
             let html = policy
@@ -821,10 +822,28 @@ impl ArticleDraft {
             }
             html
         } else {
-            text::text_to_html(&content_text)
+            let html = text::text_to_html(&content_text);
+            // Escaping and markup grow the text (`<` takes four bytes as `&lt;`, a paragraph
+            // gains `<p></p>`): the HTML, which answers and feeds carry beside the text, may
+            // take twice the limit of a body, no more.
+            let most = limits.content_bytes.saturating_mul(2);
+            if html.len() > most && !body_refused {
+                check.violations.add(
+                    f("content_text"),
+                    format!(
+                        "is larger than {most} bytes once made HTML ({} bytes: `<`, `>` and \
+                         `&` are escaped, paragraphs marked up)",
+                        html.len()
+                    ),
+                );
+                body_refused = true;
+            }
+            html
         };
+        let html_text =
+            (html_sent || content_text.is_empty()).then(|| text::html_to_text(&content_html));
         let body_text = if content_text.is_empty() {
-            text::html_to_text(&content_html)
+            html_text.clone().unwrap_or_default()
         } else {
             content_text.clone()
         };
@@ -833,22 +852,37 @@ impl ArticleDraft {
         } else {
             "content_text"
         });
+        let shows_media = text::shows_media(&content_html);
         if content_html.trim().is_empty() && !body_refused {
-            check.violations.add(
-                f("content_html"),
-                "one of content_html and content_text is required",
-            );
-        } else if text::is_blank(&body_text) && !text::shows_media(&content_html) && !body_refused {
-            // `<p> </p>`, or only zero-width characters: a body no reader can see.
-            let why = if relative_urls_removed > 0 {
-                format!(
-                    "has no visible text and no image or embed once its {relative_urls_removed} \
-                     relative URL(s) are removed: give canonical_url to resolve them"
-                )
+            let why = if html_sent {
+                "has nothing left once sanitised (only markup that is removed, such as <script>)"
             } else {
-                "has no visible text and no image or embed".to_owned()
+                "one of content_html and content_text is required"
             };
-            check.violations.add(body_field.clone(), why);
+            check.violations.add(f("content_html"), why);
+        } else if !body_refused {
+            // `<p> </p>`, or only zero-width characters: a body no reader can see. Each body
+            // sent must show something: feeds carry the HTML, JSON Feed's content_text the
+            // text.
+            let html_blank = html_text.as_deref().is_some_and(text::is_blank) && !shows_media;
+            if html_sent && html_blank {
+                let why = if relative_urls_removed > 0 {
+                    format!(
+                        "has no visible text and no image or embed once its \
+                         {relative_urls_removed} relative URL(s) are removed: give \
+                         canonical_url to resolve them"
+                    )
+                } else {
+                    "has no visible text and no image or embed".to_owned()
+                };
+                check.violations.add(f("content_html"), why);
+            }
+            if !content_text.is_empty() && text::is_blank(&content_text) && !shows_media {
+                check.violations.add(
+                    f("content_text"),
+                    "has no visible text and no image or embed",
+                );
+            }
         }
         let paragraphs: Vec<&str> = text::paragraphs(&body_text).collect();
         check.warnings.extend(lint::lint(&body_field, &paragraphs));
@@ -1006,6 +1040,32 @@ pub(super) fn check_url(raw: &str) -> Result<Option<String>, String> {
 }
 
 impl Article {
+    /// About how many bytes the article takes in an answer of the API: its text fields, and
+    /// a little for the rest. Pages and watch updates are cut by it, so that each message
+    /// stays within what a client takes at once.
+    pub fn approx_bytes(&self) -> usize {
+        let c = &self.content;
+        let names = |names: &[String]| names.iter().map(|n| n.len() + 2).sum::<usize>();
+        let media: usize = c
+            .media
+            .iter()
+            .map(|m| 64 + m.url.len() + m.mime_type.len() + m.caption.len())
+            .sum();
+        256 + c.title.len()
+            + c.subtitle.len()
+            + c.kicker.len()
+            + c.summary.len()
+            + c.content_html.len()
+            + c.content_text.as_ref().map_or(0, String::len)
+            + c.canonical_url.as_ref().map_or(0, String::len)
+            + names(&c.authors)
+            + names(&c.tags)
+            + media
+            + c.language.as_ref().map_or(0, String::len)
+            + self.guid.len()
+            + self.retract_reason.len()
+    }
+
     /// The etag partners see and give as a precondition: the content's while the article
     /// is published, another one made from it and the retraction time once retracted, so
     /// that a retraction, too, fails a precondition read before it.
@@ -1471,6 +1531,9 @@ mod tests {
             ("<p> </p>", "", "article.content_html"),
             ("<p>\u{200b}</p><p>&nbsp;</p>", "", "article.content_html"),
             ("", "\u{200b}\u{3164}", "article.content_text"),
+            // Each body sent must show something: the feeds carry the HTML one.
+            ("<p> </p>", "正文。", "article.content_html"),
+            ("<p>正文</p>", "\u{200b}", "article.content_text"),
         ] {
             let body = ArticleDraft {
                 content_html: html.into(),
@@ -1479,6 +1542,22 @@ mod tests {
             };
             assert_eq!(fields(body), [field], "{html:?} {text:?}");
         }
+        // HTML sanitising leaves nothing of, beside text: the message says so.
+        let scripted = ArticleDraft {
+            content_html: "<script>x</script>".into(),
+            content_text: "正文。".into(),
+            ..draft()
+        };
+        let refused = scripted.validate("article.", &policy).unwrap_err();
+        let messages: Vec<String> = refused
+            .iter()
+            .map(|v| format!("{}: {}", v.field, v.description))
+            .collect();
+        assert_eq!(messages.len(), 1, "{messages:?}");
+        assert!(
+            messages[0].contains("nothing left once sanitised"),
+            "{messages:?}"
+        );
         // Visible text, or an image alone, is a body; a title with a zero-width character
         // among visible ones is a title.
         for (html, title) in [

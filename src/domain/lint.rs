@@ -16,11 +16,31 @@ const SENTENCE_ENDS: &[char] = &[
 const MIN_PROSE_CHARS: usize = 40;
 /// Paragraphs shorter than this may repeat legitimately (e.g. "（完）").
 const MIN_REPEAT_CHARS: usize = 20;
-/// How much of a paragraph a warning quotes.
+/// How much of a paragraph a warning quotes, in user-perceived characters, and at most
+/// in bytes.
 const QUOTE_GRAPHEMES: usize = 12;
+const QUOTE_BYTES: usize = 96;
 
-/// Warnings about `paragraphs` of the field `field`, in paragraph order.
+/// Most warnings listed one by one; the rest are counted in one last warning, so that the
+/// answer to a publish stays small whatever the copy (a body of many thousand repeated
+/// paragraphs would otherwise get a warning each, megabytes in all).
+pub const MAX_LISTED: usize = 20;
+
+/// Warnings about `paragraphs` of the field `field`, in paragraph order: the first
+/// [`MAX_LISTED`], then how many more there are.
 pub fn lint(field: &str, paragraphs: &[&str]) -> Vec<String> {
+    let mut warnings = all_warnings(field, paragraphs);
+    if warnings.len() > MAX_LISTED {
+        let more = warnings.len() - MAX_LISTED;
+        warnings.truncate(MAX_LISTED);
+        warnings.push(format!(
+            "{field}: {more} more warning(s) of repeated or cut paragraphs, not listed"
+        ));
+    }
+    warnings
+}
+
+fn all_warnings(field: &str, paragraphs: &[&str]) -> Vec<String> {
     let mut warnings = Vec::new();
     // Each comparison key, with the first paragraph that has it: one lookup per paragraph,
     // so that an article of many thousand paragraphs costs no more than its length.
@@ -112,7 +132,17 @@ fn is_cjk_punctuation(c: char) -> bool {
 fn head(text: &str) -> String {
     let mut graphemes = text.trim().graphemes(true);
     let mut quoted: String = graphemes.by_ref().take(QUOTE_GRAPHEMES).collect();
-    if graphemes.next().is_some() {
+    let mut cut = graphemes.next().is_some();
+    if quoted.len() > QUOTE_BYTES {
+        // Characters stacked with hundreds of marks: a quote stays a quote.
+        let end = (0..=QUOTE_BYTES)
+            .rev()
+            .find(|at| quoted.is_char_boundary(*at))
+            .unwrap_or(0);
+        quoted.truncate(end);
+        cut = true;
+    }
+    if cut {
         quoted.push('…');
     }
     quoted
@@ -127,12 +157,54 @@ fn tail(text: &str) -> String {
         .take(QUOTE_GRAPHEMES)
         .last()
         .map_or(trimmed.len(), |(at, _)| at);
-    trimmed[start..].to_owned()
+    let quoted = &trimmed[start..];
+    if quoted.len() <= QUOTE_BYTES {
+        return quoted.to_owned();
+    }
+    let from = (quoted.len() - QUOTE_BYTES..quoted.len())
+        .find(|at| quoted.is_char_boundary(*at))
+        .unwrap_or(quoted.len());
+    format!("…{}", &quoted[from..])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thousands_of_repeats_get_twenty_warnings_and_a_count() {
+        let paragraph = "文字文字文字文字文字文字文字文字文字文字。";
+        let body = vec![paragraph; 16_000];
+        let warnings = lint("article.content_text", &body);
+        assert_eq!(warnings.len(), MAX_LISTED + 1);
+        assert!(
+            warnings[0].contains("paragraph 2 repeats paragraph 1"),
+            "{warnings:?}"
+        );
+        assert_eq!(
+            warnings[MAX_LISTED],
+            "article.content_text: 15979 more warning(s) of repeated or cut paragraphs, \
+             not listed"
+        );
+        assert_eq!(
+            lint("f", &body[..MAX_LISTED + 1]).len(),
+            MAX_LISTED,
+            "all listed"
+        );
+    }
+
+    /// A paragraph of a few letters each stacked with thousands of marks is quoted in a
+    /// few dozen bytes, not whole.
+    #[test]
+    fn quotes_are_short_whatever_the_characters() {
+        let heavy: String = (0..40)
+            .map(|n| format!("{}{}", char::from(b'a' + n % 26), "\u{301}".repeat(2_000)))
+            .collect();
+        let paragraphs = [heavy.as_str(), "下一段。"];
+        let warnings = lint("f", &paragraphs);
+        assert_eq!(warnings.len(), 1, "cut mid-sentence");
+        assert!(warnings[0].len() < 400, "{} bytes", warnings[0].len());
+    }
 
     #[test]
     fn a_repeat_counts_from_twenty_characters_without_punctuation_and_names_the_first() {

@@ -164,6 +164,28 @@ pub fn publish_result(
     }
 }
 
+/// Most bytes of warnings one PublishArticles answer lists: ten thousand articles with
+/// twenty warnings each would take the answer past the 4 MiB a client reads at once.
+const BATCH_WARNING_BYTES: usize = 2 << 20;
+
+/// Keeps the warnings of `results` within [`BATCH_WARNING_BYTES`], in order: each article
+/// past it gets one line that counts its own.
+pub fn bound_warnings(results: &mut [proto::PublishArticleResult]) {
+    let mut listed = 0;
+    for result in results {
+        let bytes: usize = result.warnings.iter().map(String::len).sum();
+        if listed + bytes <= BATCH_WARNING_BYTES {
+            listed += bytes;
+            continue;
+        }
+        let count = result.warnings.len();
+        result.warnings = vec![format!(
+            "{count} warning(s) not listed, to keep the answer within 4 MiB: publish the \
+             article alone to see them"
+        )];
+    }
+}
+
 fn version_number(version: u32) -> i32 {
     i32::try_from(version).unwrap_or(i32::MAX)
 }
@@ -368,6 +390,34 @@ pub fn cursor_from_token(token: &str) -> Result<Option<ListCursor>, Violations> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Ten thousand articles warned of twenty things each: the first ones' warnings are
+    /// listed up to 2 MiB, the others counted, and the answer stays under 4 MiB.
+    #[test]
+    fn a_batch_answer_lists_warnings_up_to_its_budget_and_counts_the_rest() {
+        use prost::Message;
+        let warning = "article.content_text: paragraph 2 repeats paragraph 1 (“文字文字文字文字…”)";
+        let mut results: Vec<proto::PublishArticleResult> = (0..10_000)
+            .map(|index| proto::PublishArticleResult {
+                index,
+                id: format!("a-{index}"),
+                etag: "0123456789abcdef01234567".into(),
+                warnings: vec![warning.to_owned(); 21],
+                ..Default::default()
+            })
+            .collect();
+        let whole = proto::PublishArticlesResponse {
+            results: results.clone(),
+        };
+        assert!(whole.encoded_len() > 4 << 20, "{}", whole.encoded_len());
+        bound_warnings(&mut results);
+        assert_eq!(results[0].warnings.len(), 21, "the first listed");
+        let last = &results[9_999].warnings;
+        assert_eq!(last.len(), 1);
+        assert!(last[0].starts_with("21 warning(s) not listed"), "{last:?}");
+        let bounded = proto::PublishArticlesResponse { results };
+        assert!(bounded.encoded_len() < 4 << 20, "{}", bounded.encoded_len());
+    }
 
     #[test]
     fn page_tokens_round_trip_and_garbage_is_refused() {

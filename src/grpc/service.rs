@@ -100,7 +100,7 @@ impl PublisherService for PublisherApi {
                 }
             }
         }
-        let results: Vec<_> = batch
+        let mut results: Vec<_> = batch
             .finish()
             .await
             .into_iter()
@@ -109,6 +109,7 @@ impl PublisherService for PublisherApi {
                 convert::publish_result(index, result, id)
             })
             .collect();
+        convert::bound_warnings(&mut results);
         match failure {
             None => Ok(Response::new(PublishArticlesResponse { results })),
             Some(status) => Err(status::with_handled(status, results.len())),

@@ -162,8 +162,22 @@ async fn follow(
                 _ => until,
             };
             after = cursor;
-            if !events.is_empty() && tx.send(Ok(WatchUpdate { events, cursor })).await.is_err() {
-                return;
+            // In updates a client can take in one message each: every one but the last
+            // ends at its last event.
+            let mut events = events;
+            while !events.is_empty() {
+                let fit = super::fitting(&events, |e| e.article.approx_bytes());
+                let rest = events.split_off(fit);
+                let update = WatchUpdate {
+                    cursor: match rest.first() {
+                        Some(_) => events.last().map_or(cursor, |last| last.seq),
+                        None => cursor,
+                    },
+                    events: std::mem::replace(&mut events, rest),
+                };
+                if tx.send(Ok(update)).await.is_err() {
+                    return;
+                }
             }
             continue;
         }
