@@ -1040,30 +1040,45 @@ pub(super) fn check_url(raw: &str) -> Result<Option<String>, String> {
 }
 
 impl Article {
-    /// About how many bytes the article takes in an answer of the API: its text fields, and
-    /// a little for the rest. Pages and watch updates are cut by it, so that each message
+    /// About how many bytes the article takes in an answer of the API: its text, and a
+    /// little for the rest. Pages and watch updates are cut by it, so that each message
     /// stays within what a client takes at once.
     pub fn approx_bytes(&self) -> usize {
+        let (bytes, items) = self.text_bytes();
+        256 + bytes + 16 * items
+    }
+
+    /// The bytes of every string the article holds, and how many names, tags and media
+    /// files carry some of them (each costs a little more wherever the article is kept).
+    pub fn text_bytes(&self) -> (usize, usize) {
         let c = &self.content;
-        let names = |names: &[String]| names.iter().map(|n| n.len() + 2).sum::<usize>();
-        let media: usize = c
+        let names = c.authors.iter().chain(&c.tags).map(String::len);
+        let media = c
             .media
             .iter()
-            .map(|m| 64 + m.url.len() + m.mime_type.len() + m.caption.len())
-            .sum();
-        256 + c.title.len()
-            + c.subtitle.len()
-            + c.kicker.len()
-            + c.summary.len()
-            + c.content_html.len()
-            + c.content_text.as_ref().map_or(0, String::len)
-            + c.canonical_url.as_ref().map_or(0, String::len)
-            + names(&c.authors)
-            + names(&c.tags)
-            + media
-            + c.language.as_ref().map_or(0, String::len)
-            + self.guid.len()
-            + self.retract_reason.len()
+            .map(|m| m.url.len() + m.mime_type.len() + m.caption.len());
+        let optional = [&c.content_text, &c.canonical_url, &c.language]
+            .into_iter()
+            .map(|s| s.as_ref().map_or(0, String::len));
+        let bytes = [
+            self.id.as_str(),
+            &self.guid,
+            &self.etag,
+            &self.retract_reason,
+            c.section.as_str(),
+            &c.title,
+            &c.subtitle,
+            &c.kicker,
+            &c.summary,
+            &c.content_html,
+        ]
+        .iter()
+        .map(|s| s.len())
+        .chain(optional)
+        .chain(names)
+        .chain(media)
+        .sum();
+        (bytes, c.authors.len() + c.tags.len() + c.media.len())
     }
 
     /// The etag partners see and give as a precondition: the content's while the article

@@ -205,27 +205,8 @@ impl<K: Eq + Hash> Generations<K> {
 /// About how many bytes of heap an article holds: its text and a fixed share for the
 /// structure, its lists and the map's entry.
 fn weight(article: &Article) -> usize {
-    let c = &article.content;
-    let lists = c.authors.iter().chain(&c.tags).map(|s| s.len() + 24);
-    let media = c
-        .media
-        .iter()
-        .map(|m| m.url.len() + m.mime_type.len() + m.caption.len() + 96);
-    512 + article.guid.len()
-        + article.id.as_str().len()
-        + article.etag.len()
-        + article.retract_reason.len()
-        + c.title.len()
-        + c.subtitle.len()
-        + c.kicker.len()
-        + c.summary.len()
-        + c.content_html.len()
-        + c.content_text.as_ref().map_or(0, String::len)
-        + c.canonical_url.as_ref().map_or(0, String::len)
-        + c.language.as_ref().map_or(0, String::len)
-        + c.section.as_str().len()
-        + lists.sum::<usize>()
-        + media.sum::<usize>()
+    let (bytes, items) = article.text_bytes();
+    512 + bytes + 48 * items
 }
 
 #[cfg(test)]
