@@ -260,6 +260,23 @@ fn log_listening(grpc: SocketAddr, http: SocketAddr) {
     tracing::info!(addr = %http, "{HTTP_LISTENING}{http}/");
 }
 
+/// Feeds link to `[site] base_url`: when it names this machine (a loopback address or
+/// `localhost`) on another port than the HTTP listener's, as after `--http-addr` alone, no
+/// link in them reaches this server; says so. A base URL of another host is a proxy's.
+fn links_elsewhere(base_url: &url::Url, http: SocketAddr) -> Option<String> {
+    let local = match base_url.host()? {
+        url::Host::Domain(name) => name.eq_ignore_ascii_case("localhost"),
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+    };
+    (local && base_url.port_or_known_default() != Some(http.port())).then(|| {
+        format!(
+            "the feeds link to [site] base_url {base_url}, but this server's HTTP address is \
+             {http}: set base_url to the address readers use"
+        )
+    })
+}
+
 /// A listener `serve` announced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Listening {
@@ -315,8 +332,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     )?;
     crate::telemetry::init(settings.log.format);
     crate::connections::raise_open_file_limit(&settings.limits);
+    let base_url = settings.site.base_url.clone();
     let app = Application::build(settings).await?;
     log_listening(app.grpc_addr(), app.http_addr());
+    if let Some(warning) = links_elsewhere(&base_url, app.http_addr()) {
+        tracing::warn!("{warning}");
+    }
     if args.demo {
         let changed = app.publish_demo().await?;
         tracing::info!(changed, "sample edition published");
@@ -372,6 +393,23 @@ fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn a_base_url_on_this_machine_at_another_port_is_warned_of() {
+        let http: SocketAddr = "127.0.0.1:48093".parse().unwrap();
+        let warned = |base: &str| links_elsewhere(&url::Url::parse(base).unwrap(), http);
+        let warning = warned("http://127.0.0.1:8080/").expect("another port");
+        assert!(warning.contains("127.0.0.1:48093"), "{warning}");
+        assert!(warned("http://localhost:8080/").is_some());
+        assert!(warned("http://[::1]:8080/").is_some());
+        assert_eq!(warned("http://127.0.0.1:48093/"), None, "the same port");
+        assert_eq!(warned("https://news.example.com/"), None, "a proxy's");
+        let on_80: SocketAddr = "127.0.0.1:80".parse().unwrap();
+        assert_eq!(
+            links_elsewhere(&url::Url::parse("http://localhost/").unwrap(), on_80),
+            None
+        );
+    }
 
     /// Collects what a subscriber writes.
     #[derive(Clone, Default)]

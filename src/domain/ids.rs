@@ -90,12 +90,10 @@ impl SectionSlug {
     pub fn parse(raw: &str) -> Result<Self, String> {
         check_slug_shape(raw)?;
         if raw == Self::ALL {
-            return Err("\"all\" is reserved for the feed of every section".into());
+            return Err("is reserved for the feed of every section".into());
         }
         if raw == super::FeedScope::AUTHORS || raw == super::FeedScope::TAGS {
-            return Err(format!(
-                "{raw:?} is reserved for the folder of the {raw} feeds"
-            ));
+            return Err(format!("is reserved for the folder of the {raw} feeds"));
         }
         Ok(Self(raw.to_owned()))
     }

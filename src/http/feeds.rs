@@ -123,11 +123,38 @@ pub struct FeedRequest<'a> {
     accept: Lines<'a>,
     if_match: Lines<'a>,
     if_none_match: Lines<'a>,
-    /// The first `If-Modified-Since` and `If-Unmodified-Since` (each holds one date).
-    if_modified_since: Option<&'a [u8]>,
-    if_unmodified_since: Option<&'a [u8]>,
+    /// `If-Modified-Since` and `If-Unmodified-Since`, each one date.
+    if_modified_since: OneDate<'a>,
+    if_unmodified_since: OneDate<'a>,
     /// A HEAD request: answered alike, but no body bytes are counted as sent.
     head: bool,
+}
+
+/// A header field that holds one date: sent on more than one line, it has more than one
+/// member, and is ignored (RFC 9110 §13.1.3, §13.1.4).
+#[derive(Debug, Default, Clone, Copy)]
+enum OneDate<'a> {
+    #[default]
+    Absent,
+    One(&'a [u8]),
+    Many,
+}
+
+impl<'a> OneDate<'a> {
+    fn push(&mut self, line: &'a [u8]) {
+        *self = match self {
+            Self::Absent => Self::One(line),
+            Self::One(_) | Self::Many => Self::Many,
+        };
+    }
+
+    /// The value, when there is exactly one.
+    fn value(self) -> Option<&'a [u8]> {
+        match self {
+            Self::One(line) => Some(line),
+            Self::Absent | Self::Many => None,
+        }
+    }
 }
 
 /// The lines of one list-valued header field, which together are one list (RFC 9110
@@ -184,9 +211,9 @@ impl<'a> FeedRequest<'a> {
                 &mut request.if_match
             } else {
                 if name.eq_ignore_ascii_case("if-modified-since") {
-                    request.if_modified_since.get_or_insert(value);
+                    request.if_modified_since.push(value);
                 } else if name.eq_ignore_ascii_case("if-unmodified-since") {
-                    request.if_unmodified_since.get_or_insert(value);
+                    request.if_unmodified_since.push(value);
                 }
                 continue;
             };
@@ -633,7 +660,12 @@ fn precondition(
     last_modified: DateTime<Utc>,
     second_shared: bool,
 ) -> Precondition {
-    let date = |value: Option<&[u8]>| value.and_then(header_text).and_then(parse_http_date);
+    let date = |field: OneDate| {
+        field
+            .value()
+            .and_then(header_text)
+            .and_then(parse_http_date)
+    };
     let changed_since =
         |since: DateTime<Utc>| last_modified > since || (second_shared && last_modified == since);
     if request.if_match.is_present() {
@@ -754,6 +786,17 @@ mod tests {
             ("yesterday", Proceed),
         ] {
             assert_eq!(decided(&[("If-Modified-Since", date)]), expected, "{date}");
+        }
+        // Two lines are two members of a field that holds one: ignored, in either order.
+        let (now, old) = (
+            "Tue, 06 Jun 2023 23:00:00 GMT",
+            "Mon, 01 Jan 2001 00:00:00 GMT",
+        );
+        for lines in [[now, old], [old, now]] {
+            let modified = lines.map(|date| ("If-Modified-Since", date));
+            assert_eq!(decided(&modified), Proceed, "{lines:?}");
+            let unmodified = lines.map(|date| ("If-Unmodified-Since", date));
+            assert_eq!(decided(&unmodified), Proceed, "{lines:?}");
         }
     }
 

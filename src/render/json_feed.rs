@@ -95,9 +95,9 @@ fn item(out: &mut Vec<u8>, meta: &FeedMeta, article: &Article) {
     string(out, &content.summary);
     field(out, ITEM_FIELD, "content_html");
     body_html(out, article);
-    if let Some(text) = &content.content_text {
+    if let Some(text) = super::body_text(article) {
         field(out, ITEM_FIELD, "content_text");
-        string(out, text);
+        string(out, &text);
     }
     field(out, ITEM_FIELD, "language");
     string(out, language(meta, article));
@@ -402,6 +402,30 @@ mod tests {
             .map(|p| p.name.as_str())
             .collect();
         assert_eq!(names, ["刘磊", "张智宙"]);
+    }
+
+    /// The text body is headed by the subtitle, as the HTML body is: a text-only reader
+    /// shows the same copy.
+    #[test]
+    fn content_text_starts_with_the_subtitle_as_content_html_does() {
+        let mut articles = fixtures::articles();
+        articles[1].content.subtitle = "——全市少先队工作综述".into();
+        let value: serde_json::Value =
+            serde_json::from_slice(&render(&fixtures::meta(), &articles)).unwrap();
+        let item = &value["items"][1];
+        assert_eq!(
+            item["content_text"],
+            "——全市少先队工作综述\n\n第一段 𠮷\n\n第二段"
+        );
+        let html = item["content_html"].as_str().unwrap();
+        assert!(
+            html.starts_with("<p><strong>——全市少先队工作综述</strong></p>"),
+            "{html}"
+        );
+        assert!(
+            value["items"][0].get("content_text").is_none(),
+            "sent as HTML only"
+        );
     }
 
     #[test]

@@ -279,6 +279,18 @@ pub fn body_html(article: &Article) -> std::borrow::Cow<'_, str> {
     ))
 }
 
+/// The entry's plain-text body, when the partner sent one: headed by its subtitle, as
+/// [`body_html`] heads the HTML, so that a text-only reader shows the same copy.
+pub fn body_text(article: &Article) -> Option<std::borrow::Cow<'_, str>> {
+    let content = &article.content;
+    let text = content.content_text.as_deref()?;
+    Some(if content.subtitle.is_empty() || text.is_empty() {
+        std::borrow::Cow::Borrowed(text)
+    } else {
+        std::borrow::Cow::Owned(format!("{}\n\n{text}", content.subtitle))
+    })
+}
+
 /// The language of an entry's copy: its own, else the feed's.
 pub fn language<'a>(meta: &'a FeedMeta, article: &'a Article) -> &'a str {
     article

@@ -351,7 +351,7 @@ pub mod atom_crate {
 pub mod serde_json_pretty {
     //! JSON Feed 1.1 as it was written: serde structs printed by `serde_json::to_vec_pretty`.
 
-    use super::super::{FeedMeta, body_html, categories, language};
+    use super::super::{FeedMeta, body_html, body_text, categories, language};
     use crate::domain::{Article, Media};
     use chrono::SecondsFormat;
     use serde::Serialize;
@@ -397,7 +397,7 @@ pub mod serde_json_pretty {
         summary: &'a str,
         content_html: std::borrow::Cow<'a, str>,
         #[serde(skip_serializing_if = "Option::is_none")]
-        content_text: Option<&'a str>,
+        content_text: Option<std::borrow::Cow<'a, str>>,
         language: &'a str,
         date_published: String,
         date_modified: String,
@@ -481,7 +481,7 @@ pub mod serde_json_pretty {
                         title: &content.title,
                         summary: &content.summary,
                         content_html: body_html(article),
-                        content_text: content.content_text.as_deref(),
+                        content_text: body_text(article),
                         language: language(meta, article),
                         date_published: date(content.publish_time),
                         date_modified: date(article.updated),
