@@ -874,9 +874,12 @@ pub(super) const SHOWN_WHEN_RETRACTED: &str = "state = 2 AND publish_time <= ret
 /// A row whose publish, embargo and expire times may date its feed: not one written after
 /// it expired with nothing of it ever shown in the scope (stored already expired, or moved
 /// in after it expired), which no reader of the feed saw come or go. As
-/// `Article::last_shown_change` decides.
-pub(super) const NOT_UNSEEN_AFTER_EXPIRY: &str = "(shown_change_time IS NOT NULL \
-     OR expire_time IS NULL OR change_time < expire_time)";
+/// `Article::last_shown_change` decides. In this order: the feed indexes of sections and
+/// `all` hold `expire_time` and `change_time`, so a row with no expiry, or written before
+/// it, is decided there, and SQLite seeks the article's row (its last column past the
+/// body's overflow pages) only for the rest.
+pub(super) const NOT_UNSEEN_AFTER_EXPIRY: &str = "(expire_time IS NULL \
+     OR change_time < expire_time OR shown_change_time IS NOT NULL)";
 
 pub(super) async fn select_article(
     conn: &mut SqliteConnection,
