@@ -444,15 +444,17 @@ async fn jobs_queued_together_are_undone_alone_when_one_fails() {
 }
 
 /// Migration 0017: in a store written before only full pages were archive pages, the
-/// newest full page loses its link to the page that was filling; the upgrade dates every
-/// page, so that no client revalidating by date keeps the old bytes.
+/// newest full page loses its link to the page that was filling. The upgrade dates that
+/// page; the pages before it keep their dates, and keep them at later moves after them.
 #[tokio::test]
-async fn the_upgrade_to_full_pages_only_dates_every_archive_page() {
+async fn the_upgrade_to_full_pages_only_dates_the_newest_archive_page() {
+    use super::contract_tests::publish_at;
     use sqlx::Connection;
     let dir = tempfile::tempdir().unwrap();
     let (store, partner) = store_with_partner(dir.path()).await;
-    for n in 0..3 {
-        publish(&store, &partner, &format!("a-{n}"), n, |_| {}).await;
+    // Two to a page: [0 1] [2 3], then 4 alone; first stored at minutes 1000 to 1004.
+    for n in 0..5 {
+        publish_at(&store, &partner, &format!("a-{n}"), (n, 1000 + n), |_| {}).await;
     }
     store.close().await;
     // As the previous version left it: 0017 not run, no move recorded.
@@ -471,15 +473,26 @@ async fn the_upgrade_to_full_pages_only_dates_every_archive_page() {
     conn.close().await.unwrap();
     let upgraded = chrono::Utc::now() - TimeDelta::seconds(1);
     let store = SqliteStore::open(dir.path()).await.unwrap();
-    let page = store
-        .archive_page(&FeedScope::All, 1, 2, at(2000))
-        .await
-        .unwrap();
+    let rural = FeedScope::Section(SectionSlug::parse("rural").unwrap());
+    for scope in [FeedScope::All, rural.clone(), FeedScope::author(AUTHOR)] {
+        let page = |n| store.archive_page(&scope, n, 2, at(2000));
+        let (first, newest) = (page(1).await.unwrap(), page(2).await.unwrap());
+        assert_eq!(newest.pages, 2, "{scope:?}");
+        let dated = newest.last_change.unwrap();
+        assert!(dated >= upgraded, "{scope:?}: {dated} before the upgrade");
+        assert_eq!(
+            first.last_change,
+            Some(at(1003)),
+            "{scope:?}: page 2's fill"
+        );
+    }
+    // A later move at a-3's place dates page 1 (its next page lost a place) and page 2,
+    // not pinned to every page by the upgrade: a move at a-4's dates page 2 only.
+    publish_at(&store, &partner, "a-4", (4, 1500), |d| {
+        d.section = "culture".into()
+    })
+    .await;
+    let first = store.archive_page(&rural, 1, 2, at(2000)).await.unwrap();
+    assert_eq!(first.last_change, Some(at(1003)), "before the move's place");
     store.close().await;
-    assert_eq!(page.pages, 1, "three articles fill one page of two");
-    let dated = page.last_change.unwrap();
-    assert!(
-        dated >= upgraded,
-        "{dated} before the upgrade at {upgraded}"
-    );
 }
