@@ -164,25 +164,49 @@ pub fn publish_result(
     }
 }
 
-/// Most bytes of warnings one PublishArticles answer lists: ten thousand articles with
-/// twenty warnings each would take the answer past the 4 MiB a client reads at once.
-const BATCH_WARNING_BYTES: usize = 2 << 20;
+/// Most bytes of results one PublishArticles answer gives in full: ten thousand articles
+/// with twenty warnings each, or refused with a hundred bad fields each, would take the
+/// answer past the 4 MiB a client reads at once.
+const BATCH_LISTED_BYTES: usize = 2 << 20;
+/// What a result past [`BATCH_LISTED_BYTES`] keeps of its id and its error message, in
+/// bytes: at most ten thousand of them, each then a few hundred bytes at most.
+const BATCH_SHORT_BYTES: usize = 48;
 
-/// Keeps the warnings of `results` within [`BATCH_WARNING_BYTES`], in order: each article
-/// past it gets one line that counts its own.
-pub fn bound_warnings(results: &mut [proto::PublishArticleResult]) {
+/// Keeps a PublishArticles answer within what a client reads at once: `results` in order
+/// are given in full up to [`BATCH_LISTED_BYTES`]; each one past it has its warnings
+/// counted in one line, its error without details and its id and message cut short.
+pub fn bound_batch_answer(results: &mut [proto::PublishArticleResult]) {
+    use prost::Message;
     let mut listed = 0;
     for result in results {
-        let bytes: usize = result.warnings.iter().map(String::len).sum();
-        if listed + bytes <= BATCH_WARNING_BYTES {
-            listed += bytes;
+        let size = result.encoded_len();
+        if listed + size <= BATCH_LISTED_BYTES {
+            listed += size;
             continue;
         }
-        let count = result.warnings.len();
-        result.warnings = vec![format!(
-            "{count} warning(s) not listed, to keep the answer within 4 MiB: publish the \
-             article alone to see them"
-        )];
+        if !result.warnings.is_empty() {
+            let count = result.warnings.len();
+            result.warnings = vec![format!("{count} warning(s) not listed (answer size)")];
+        }
+        if let Some(status) = result.status.as_mut()
+            && status.code != 0
+        {
+            status.details.clear();
+            cut_short(&mut status.message);
+        }
+        cut_short(&mut result.id);
+    }
+}
+
+/// Cuts `text` to [`BATCH_SHORT_BYTES`] at a character's end, marking the cut.
+fn cut_short(text: &mut String) {
+    if text.len() > BATCH_SHORT_BYTES {
+        let end = (0..=BATCH_SHORT_BYTES)
+            .rev()
+            .find(|at| text.is_char_boundary(*at))
+            .unwrap_or(0);
+        text.truncate(end);
+        text.push('…');
     }
 }
 
@@ -397,26 +421,62 @@ mod tests {
     fn a_batch_answer_lists_warnings_up_to_its_budget_and_counts_the_rest() {
         use prost::Message;
         let warning = "article.content_text: paragraph 2 repeats paragraph 1 (“文字文字文字文字…”)";
-        let mut results: Vec<proto::PublishArticleResult> = (0..10_000)
-            .map(|index| proto::PublishArticleResult {
-                index,
-                id: format!("a-{index}"),
-                etag: "0123456789abcdef01234567".into(),
-                warnings: vec![warning.to_owned(); 21],
-                ..Default::default()
-            })
-            .collect();
-        let whole = proto::PublishArticlesResponse {
-            results: results.clone(),
-        };
-        assert!(whole.encoded_len() > 4 << 20, "{}", whole.encoded_len());
-        bound_warnings(&mut results);
-        assert_eq!(results[0].warnings.len(), 21, "the first listed");
-        let last = &results[9_999].warnings;
-        assert_eq!(last.len(), 1);
-        assert!(last[0].starts_with("21 warning(s) not listed"), "{last:?}");
-        let bounded = proto::PublishArticlesResponse { results };
-        assert!(bounded.encoded_len() < 4 << 20, "{}", bounded.encoded_len());
+        let long_id = |index: i32| format!("{index:0>128}");
+        let stored = (0..10_000).map(|index| proto::PublishArticleResult {
+            index,
+            id: long_id(index),
+            etag: "0123456789abcdef01234567".into(),
+            update_time: Some(prost_types::Timestamp::default()),
+            version: 3,
+            warnings: vec![warning.to_owned(); 21],
+            ..Default::default()
+        });
+        // Refused with a hundred bad fields each, named in a detail.
+        let violations: Vec<String> = (0..100).map(|n| format!("article.tags[{n}]")).collect();
+        let refused = (0..10_000).map(|index| proto::PublishArticleResult {
+            index,
+            id: long_id(index),
+            status: Some(tonic_types::pb::Status {
+                code: 3,
+                message: violations.join(": is blank; "),
+                details: vec![prost_types::Any {
+                    type_url: "type.googleapis.com/google.rpc.BadRequest".into(),
+                    value: violations.join("").into_bytes(),
+                }],
+            }),
+            ..Default::default()
+        });
+        for (kind, results) in [
+            ("stored", stored.collect::<Vec<_>>()),
+            ("refused", refused.collect()),
+        ] {
+            let mut results = results;
+            let whole = proto::PublishArticlesResponse {
+                results: results.clone(),
+            };
+            assert!(
+                whole.encoded_len() > 4 << 20,
+                "{kind}: {}",
+                whole.encoded_len()
+            );
+            bound_batch_answer(&mut results);
+            assert_eq!(
+                results[0], whole.results[0],
+                "{kind}: the first given in full"
+            );
+            let last = &results[9_999];
+            assert!(
+                last.id.len() < 64 && last.id.ends_with('…'),
+                "{kind}: {}",
+                last.id
+            );
+            let bounded = proto::PublishArticlesResponse { results };
+            assert!(
+                bounded.encoded_len() < 4 << 20,
+                "{kind}: {}",
+                bounded.encoded_len()
+            );
+        }
     }
 
     #[test]

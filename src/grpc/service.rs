@@ -109,7 +109,7 @@ impl PublisherService for PublisherApi {
                 convert::publish_result(index, result, id)
             })
             .collect();
-        convert::bound_warnings(&mut results);
+        convert::bound_batch_answer(&mut results);
         match failure {
             None => Ok(Response::new(PublishArticlesResponse { results })),
             Some(status) => Err(status::with_handled(status, results.len())),
