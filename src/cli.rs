@@ -269,7 +269,10 @@ fn links_elsewhere(base_url: &url::Url, http: SocketAddr) -> Option<String> {
         url::Host::Ipv4(ip) => ip.is_loopback(),
         url::Host::Ipv6(ip) => ip.is_loopback(),
     };
-    (local && base_url.port_or_known_default() != Some(http.port())).then(|| {
+    // The listener must take this machine's loopback connections, at that port.
+    let reached = (http.ip().is_loopback() || http.ip().is_unspecified())
+        && base_url.port_or_known_default() == Some(http.port());
+    (local && !reached).then(|| {
         format!(
             "the feeds link to [site] base_url {base_url}, but this server's HTTP address is \
              {http}: set base_url to the address readers use"
@@ -404,6 +407,14 @@ mod tests {
         assert!(warned("http://[::1]:8080/").is_some());
         assert_eq!(warned("http://127.0.0.1:48093/"), None, "the same port");
         assert_eq!(warned("https://news.example.com/"), None, "a proxy's");
+        let elsewhere: SocketAddr = "192.0.2.5:48093".parse().unwrap();
+        let base = url::Url::parse("http://127.0.0.1:48093/").unwrap();
+        assert!(
+            links_elsewhere(&base, elsewhere).is_some(),
+            "not on loopback"
+        );
+        let everywhere: SocketAddr = "0.0.0.0:48093".parse().unwrap();
+        assert_eq!(links_elsewhere(&base, everywhere), None);
         let on_80: SocketAddr = "127.0.0.1:80".parse().unwrap();
         assert_eq!(
             links_elsewhere(&url::Url::parse("http://localhost/").unwrap(), on_80),

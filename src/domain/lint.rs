@@ -161,10 +161,11 @@ fn tail(text: &str) -> String {
     if quoted.len() <= QUOTE_BYTES {
         return quoted.to_owned();
     }
+    // The warning quotes a tail after an ellipsis of its own.
     let from = (quoted.len() - QUOTE_BYTES..quoted.len())
         .find(|at| quoted.is_char_boundary(*at))
         .unwrap_or(quoted.len());
-    format!("…{}", &quoted[from..])
+    quoted[from..].to_owned()
 }
 
 #[cfg(test)]

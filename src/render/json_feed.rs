@@ -330,6 +330,8 @@ pub(super) fn capacity(meta: &FeedMeta, articles: &[impl Borrow<Article>]) -> us
                 + c.summary.len()
                 + c.language.as_ref().map_or(meta.language.len(), String::len)
                 + 2 * (c.kicker.len() + c.subtitle.len() + 48)
+                // The subtitle heads content_text too.
+                + c.content_text.as_ref().map_or(0, |_| c.subtitle.len() + 4)
                 + c.authors.iter().map(|s| s.len() + 40).sum::<usize>()
                 + c.tags.iter().map(|s| s.len() + 12).sum::<usize>()
                 + c.media
