@@ -1170,6 +1170,16 @@ async fn raw_call(server: &TestServer, method: &str, messages: &[&[u8]]) -> (Str
             .map(|v| v.to_str().unwrap().to_owned())
             .unwrap_or_default()
     };
+    // Every error carries an ErrorInfo of feedpub's domain, read from the same headers.
+    use tonic_types::StatusExt;
+    let status = tonic::Status::from_header_map(response.headers()).expect("a gRPC status");
+    let info = status
+        .get_error_details()
+        .error_info()
+        .cloned()
+        .unwrap_or_else(|| panic!("{method}: no ErrorInfo in {status:?}"));
+    assert_eq!(info.domain, "feedpub", "{method}");
+    assert!(!info.reason.is_empty(), "{method}");
     (
         header("grpc-status"),
         percent_decoded(&header("grpc-message")),

@@ -39,12 +39,9 @@ impl<U: Message + Default> tonic::codec::Decoder for Decoder<U> {
     type Error = Status;
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
-        self.0.decode(buf).map_err(|status| {
-            Status::invalid_argument(format!(
-                "the message is not valid protobuf: {}",
-                status.message()
-            ))
-        })
+        self.0
+            .decode(buf)
+            .map_err(|status| super::status::undecodable(status.message()))
     }
 
     fn buffer_settings(&self) -> BufferSettings {

@@ -110,6 +110,22 @@ impl From<PublishError> for Status {
     }
 }
 
+/// INVALID_ARGUMENT for a message that is not valid protobuf (what the decoder said, such
+/// as the field that is not UTF-8), with ErrorInfo `INVALID_PROTOBUF` as every error
+/// carries one.
+pub fn undecodable(decoder_said: &str) -> Status {
+    let mut details = ErrorDetails::new();
+    details.set_error_info("INVALID_PROTOBUF", ERROR_DOMAIN, HashMap::new());
+    Status::with_error_details(
+        Code::InvalidArgument,
+        bounded(
+            format!("the message is not valid protobuf: {decoder_said}"),
+            MAX_MESSAGE_BYTES,
+        ),
+        details,
+    )
+}
+
 /// RESOURCE_EXHAUSTED for a partner over its rate limit, with `google.rpc.RetryInfo` saying
 /// when a call will be admitted again, and ErrorInfo `RATE_LIMITED`.
 pub fn rate_limited(partner: &PartnerName, retry_after: Duration) -> Status {
