@@ -135,11 +135,7 @@ fn head(text: &str) -> String {
     let mut cut = graphemes.next().is_some();
     if quoted.len() > QUOTE_BYTES {
         // Characters stacked with hundreds of marks: a quote stays a quote.
-        let end = (0..=QUOTE_BYTES)
-            .rev()
-            .find(|at| quoted.is_char_boundary(*at))
-            .unwrap_or(0);
-        quoted.truncate(end);
+        quoted.truncate(super::text::floor_char_boundary(&quoted, QUOTE_BYTES));
         cut = true;
     }
     if cut {
@@ -157,14 +153,9 @@ fn tail(text: &str) -> String {
         .take(QUOTE_GRAPHEMES)
         .last()
         .map_or(trimmed.len(), |(at, _)| at);
+    // At most `QUOTE_BYTES` of them: the warning quotes a tail after an ellipsis of its own.
     let quoted = &trimmed[start..];
-    if quoted.len() <= QUOTE_BYTES {
-        return quoted.to_owned();
-    }
-    // The warning quotes a tail after an ellipsis of its own.
-    let from = (quoted.len() - QUOTE_BYTES..quoted.len())
-        .find(|at| quoted.is_char_boundary(*at))
-        .unwrap_or(quoted.len());
+    let from = super::text::ceil_char_boundary(quoted, quoted.len().saturating_sub(QUOTE_BYTES));
     quoted[from..].to_owned()
 }
 

@@ -122,10 +122,7 @@ pub fn measure(html: &str) -> Cost {
     );
     let mut rest = html;
     while !rest.is_empty() {
-        let mut end = rest.len().min(CHUNK_BYTES);
-        while !rest.is_char_boundary(end) {
-            end += 1;
-        }
+        let end = super::text::ceil_char_boundary(rest, CHUNK_BYTES);
         let (chunk, after) = rest.split_at(end);
         parser.process(StrTendril::from_slice(chunk));
         rest = after;

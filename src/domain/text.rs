@@ -683,6 +683,25 @@ pub(crate) fn escape_html_text<'a>(text: &'a str, mut push: impl FnMut(&'a str))
     push(rest);
 }
 
+/// The greatest character boundary of `text` at or before `at` (the length past its end):
+/// where a cut to at most `at` bytes may fall.
+pub(crate) fn floor_char_boundary(text: &str, at: usize) -> usize {
+    let mut end = at.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    end
+}
+
+/// The least character boundary of `text` at or after `at` (the length past its end).
+pub(crate) fn ceil_char_boundary(text: &str, at: usize) -> usize {
+    let mut start = at.min(text.len());
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    start
+}
+
 /// The first `max_graphemes` user-perceived characters of `text`, white space folded,
 /// cut on a grapheme boundary and marked with `…` when cut.
 pub fn summarize(text: &str, max_graphemes: usize) -> String {
@@ -691,10 +710,7 @@ pub fn summarize(text: &str, max_graphemes: usize) -> String {
     // the character there, so a cut found inside the prefix is the cut of the whole text.
     let prefix_bytes = max_graphemes.saturating_add(2).saturating_mul(8);
     if text.len() > prefix_bytes {
-        let mut end = prefix_bytes;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
+        let end = floor_char_boundary(text, prefix_bytes);
         if let Some(summary) = cut_summary(&fold_white_space(&text[..end]), max_graphemes) {
             return summary;
         }

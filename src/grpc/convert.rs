@@ -192,21 +192,10 @@ pub fn bound_batch_answer(results: &mut [proto::PublishArticleResult]) {
             && status.code != 0
         {
             status.details.clear();
-            cut_short(&mut status.message);
+            status.message =
+                super::status::bounded(std::mem::take(&mut status.message), BATCH_SHORT_BYTES);
         }
-        cut_short(&mut result.id);
-    }
-}
-
-/// Cuts `text` to [`BATCH_SHORT_BYTES`] at a character's end, marking the cut.
-fn cut_short(text: &mut String) {
-    if text.len() > BATCH_SHORT_BYTES {
-        let end = (0..=BATCH_SHORT_BYTES)
-            .rev()
-            .find(|at| text.is_char_boundary(*at))
-            .unwrap_or(0);
-        text.truncate(end);
-        text.push('…');
+        result.id = super::status::bounded(std::mem::take(&mut result.id), BATCH_SHORT_BYTES);
     }
 }
 

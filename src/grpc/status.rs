@@ -22,14 +22,11 @@ const MAX_DESCRIPTION_BYTES: usize = 200;
 const MAX_VIOLATIONS: usize = 10;
 
 /// `text`, cut to at most `max` bytes at a character boundary, with `…` when cut.
-fn bounded(text: String, max: usize) -> String {
+pub(super) fn bounded(text: String, max: usize) -> String {
     if text.len() <= max {
         return text;
     }
-    let mut end = max.saturating_sub('…'.len_utf8());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
+    let end = crate::domain::floor_char_boundary(&text, max.saturating_sub('…'.len_utf8()));
     format!("{}…", &text[..end])
 }
 
