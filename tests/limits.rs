@@ -494,6 +494,9 @@ async fn a_retraction_reason_over_its_limit_is_refused_not_cut() {
         .unwrap()
         .into_inner();
     assert_eq!(stored.state, proto::ArticleState::Published as i32);
+    server.settle().await;
+    let feed = String::from_utf8(server.get_bytes("/feeds/politics/atom.xml").await).unwrap();
+    assert!(feed.contains(&stored.guid), "still in its feed");
     // 1000 characters once its white space is folded.
     let whole = "误".repeat(1000);
     let retracted = client

@@ -459,6 +459,14 @@ mod tests {
                 "{kind}: {}",
                 last.id
             );
+            match kind {
+                "stored" => assert_eq!(last.warnings, ["21 warning(s) not listed (answer size)"]),
+                _ => {
+                    let status = last.status.as_ref().unwrap();
+                    assert_eq!(status.code, 3, "the error kept");
+                    assert!(status.details.is_empty() && status.message.len() <= 48);
+                }
+            }
             let bounded = proto::PublishArticlesResponse { results };
             assert!(
                 bounded.encoded_len() < 4 << 20,

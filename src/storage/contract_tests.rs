@@ -948,6 +948,11 @@ async fn check_archive_link_dates(store: &dyn Store) {
         (2, Some(at(1500))),
         "page 2 filled in a batch"
     );
+    let politics_now = store
+        .feed_content(&politics, at(1550), 50, TimeDelta::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(politics_now.archived, 4, "h-0 written twice counts once");
 }
 
 contract!(
@@ -1061,7 +1066,11 @@ async fn check_archive_page_dates(store: &dyn Store) {
     }
     let full = page(at(1800)).await;
     assert_eq!(full.pages, 2);
-    assert_eq!(full.articles.len(), 1, "a-2 and a-3 are on page 2");
+    assert_eq!(
+        full.articles.len(),
+        1,
+        "page 1 shows a-0 alone: a-1 expired"
+    );
     assert_eq!(full.last_change, Some(at(1750)), "page 2 filled");
 }
 

@@ -486,8 +486,8 @@ async fn the_upgrade_to_full_pages_only_dates_the_newest_archive_page() {
             "{scope:?}: page 2's fill"
         );
     }
-    // A later move at a-3's place dates page 1 (its next page lost a place) and page 2,
-    // not pinned to every page by the upgrade: a move at a-4's dates page 2 only.
+    // A later move past page 2's end (a-4, on the open page) leaves page 1's date: the
+    // upgrade did not pin every later move to every page.
     publish_at(&store, &partner, "a-4", (4, 1500), |d| {
         d.section = "culture".into()
     })
