@@ -718,13 +718,13 @@ fn parse_id(raw: &str) -> Result<ArticleId, PublishError> {
 
 /// Most characters (graphemes) of a retraction's reason, and most bytes (a character may
 /// stack any number of marks).
-pub const MAX_REASON_CHARS: usize = 1000;
-pub const MAX_REASON_BYTES: usize = 16 << 10;
+const MAX_REASON_CHARS: usize = 1000;
+const MAX_REASON_BYTES: usize = 16 << 10;
 
 /// Most bytes of articles one answer carries (by [`Article::approx_bytes`]): under the
 /// 4 MiB a gRPC client takes in one message unless told otherwise, so that no page of
 /// ListArticles and no update of WatchArticles is one the client cannot read.
-pub const ANSWER_BYTES: usize = 3 << 20;
+const ANSWER_BYTES: usize = 3 << 20;
 
 /// How many of `items`, from the first, fit in [`ANSWER_BYTES`] by `bytes`; at least one
 /// (an article alone is within it: its bodies are held to `content_bytes`).

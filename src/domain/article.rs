@@ -173,13 +173,16 @@ impl Article {
     /// article was not written after it expired with nothing of it shown before (stored
     /// already expired, or moved into the feed after it): no reader saw it come or go.
     pub fn last_shown_change(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        // As storage's `NOT_UNSEEN_AFTER_EXPIRY`.
+        // As storage's `NOT_UNSEEN_AFTER_EXPIRY`: otherwise `shown_change_time` is `None`
+        // too, and nothing counts.
         let may_have_been_seen = self.shown_change_time.is_some()
             || self
                 .content
                 .expire_time
                 .is_none_or(|expiry| self.change_time < expiry);
-        self.last_change_in_view(now, may_have_been_seen)
+        may_have_been_seen
+            .then(|| self.last_page_change(now))
+            .flatten()
     }
 
     /// As [`Self::last_shown_change`], for an archive page that holds the article: its
@@ -187,10 +190,6 @@ impl Article {
     /// wherever it showed (a move out of view clears what the row keeps of that,
     /// `Revision::left_seen`).
     pub fn last_page_change(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.last_change_in_view(now, true)
-    }
-
-    fn last_change_in_view(&self, now: DateTime<Utc>, times_count: bool) -> Option<DateTime<Utc>> {
         let c = &self.content;
         let published = self.state == ArticleState::Published;
         let expired_in_feeds =
@@ -202,7 +201,6 @@ impl Article {
         ]
         .into_iter()
         .flatten()
-        .filter(|_| times_count)
         .filter(|t| *t <= now)
         .chain(self.shown_change_time)
         .max()
@@ -442,7 +440,7 @@ impl Revision {
     /// The feeds an article already stored joined or left by this revision: both sections
     /// of a move, and the authors and tags added or taken off. Each of their archives
     /// (ordered by when articles were first stored) shifts by one from the article's place
-    /// on, where a new article only ever lands on the last page.
+    /// on, where a new article only ever lands on the open page after the archive's.
     pub fn moved_scopes(&self) -> Vec<FeedScope> {
         let Self::Updated {
             article,
@@ -842,17 +840,18 @@ impl ArticleDraft {
         };
         let html_text =
             (html_sent || content_text.is_empty()).then(|| text::html_to_text(&content_html));
-        let body_text = if content_text.is_empty() {
-            html_text.clone().unwrap_or_default()
+        let body_text: &str = if content_text.is_empty() {
+            html_text.as_deref().unwrap_or_default()
         } else {
-            content_text.clone()
+            &content_text
         };
         let body_field = f(if content_text.is_empty() {
             "content_html"
         } else {
             "content_text"
         });
-        let shows_media = text::shows_media(&content_html);
+        // Asked only of a blank body.
+        let shows_media = || text::shows_media(&content_html);
         if content_html.trim().is_empty() && !body_refused {
             let why = if html_sent {
                 "has nothing left once sanitised (only markup that is removed, such as <script>)"
@@ -864,7 +863,7 @@ impl ArticleDraft {
             // `<p> </p>`, or only zero-width characters: a body no reader can see. Each body
             // sent must show something: feeds carry the HTML, JSON Feed's content_text the
             // text.
-            let html_blank = html_text.as_deref().is_some_and(text::is_blank) && !shows_media;
+            let html_blank = html_text.as_deref().is_some_and(text::is_blank) && !shows_media();
             if html_sent && html_blank {
                 let why = if relative_urls_removed > 0 {
                     format!(
@@ -877,14 +876,14 @@ impl ArticleDraft {
                 };
                 check.violations.add(f("content_html"), why);
             }
-            if !content_text.is_empty() && text::is_blank(&content_text) && !shows_media {
+            if !content_text.is_empty() && text::is_blank(&content_text) && !shows_media() {
                 check.violations.add(
                     f("content_text"),
                     "has no visible text and no image or embed",
                 );
             }
         }
-        let paragraphs: Vec<&str> = text::paragraphs(&body_text).collect();
+        let paragraphs: Vec<&str> = text::paragraphs(body_text).collect();
         check.warnings.extend(lint::lint(&body_field, &paragraphs));
 
         let mut summary = check.text(&f("summary"), &self.summary, false);
@@ -897,7 +896,7 @@ impl ArticleDraft {
         if summary.is_empty() {
             // Its paragraphs folded into one line and cut: a direction control left open in
             // a paragraph would now run on into the next, or past the cut.
-            summary = text::balance_bidi(text::summarize(&body_text, SUMMARY_GRAPHEMES)).0;
+            summary = text::balance_bidi(text::summarize(body_text, SUMMARY_GRAPHEMES)).0;
         }
 
         let language = Some(self.language.trim())

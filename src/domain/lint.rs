@@ -24,24 +24,12 @@ const QUOTE_BYTES: usize = 96;
 /// Most warnings listed one by one; the rest are counted in one last warning, so that the
 /// answer to a publish stays small whatever the copy (a body of many thousand repeated
 /// paragraphs would otherwise get a warning each, megabytes in all).
-pub const MAX_LISTED: usize = 20;
+const MAX_LISTED: usize = 20;
 
 /// Warnings about `paragraphs` of the field `field`, in paragraph order: the first
-/// [`MAX_LISTED`], then how many more there are.
+/// [`MAX_LISTED`], then how many more there are (counted, not written).
 pub fn lint(field: &str, paragraphs: &[&str]) -> Vec<String> {
-    let mut warnings = all_warnings(field, paragraphs);
-    if warnings.len() > MAX_LISTED {
-        let more = warnings.len() - MAX_LISTED;
-        warnings.truncate(MAX_LISTED);
-        warnings.push(format!(
-            "{field}: {more} more warning(s) of repeated or cut paragraphs, not listed"
-        ));
-    }
-    warnings
-}
-
-fn all_warnings(field: &str, paragraphs: &[&str]) -> Vec<String> {
-    let mut warnings = Vec::new();
+    let mut warnings = Warnings::default();
     // Each comparison key, with the first paragraph that has it: one lookup per paragraph,
     // so that an article of many thousand paragraphs costs no more than its length.
     // Sized once: growing the map would hash every key again, a pass over its paragraph.
@@ -56,11 +44,13 @@ fn all_warnings(field: &str, paragraphs: &[&str]) -> Vec<String> {
         let key = ComparisonKey(paragraph);
         if key.chars().nth(MIN_REPEAT_CHARS - 1).is_some() {
             match first_with.entry(key) {
-                Entry::Occupied(first) => warnings.push(format!(
-                    "{field}: paragraph {n} repeats paragraph {} (“{}”)",
-                    first.get() + 1,
-                    head(paragraph)
-                )),
+                Entry::Occupied(first) => warnings.push(|| {
+                    format!(
+                        "{field}: paragraph {n} repeats paragraph {} (“{}”)",
+                        first.get() + 1,
+                        head(paragraph)
+                    )
+                }),
                 Entry::Vacant(slot) => {
                     slot.insert(i);
                 }
@@ -70,17 +60,43 @@ fn all_warnings(field: &str, paragraphs: &[&str]) -> Vec<String> {
         let cut_off =
             last_line.chars().count() >= MIN_PROSE_CHARS && !last_line.ends_with(SENTENCE_ENDS);
         if cut_off {
-            let next = match paragraphs.get(i + 1) {
-                Some(next) => format!("the next paragraph starts “{}”", head(next)),
-                None => "and the article ends there".to_owned(),
-            };
-            warnings.push(format!(
-                "{field}: paragraph {n} ends mid-sentence (“…{}”), {next}: cut by a page break?",
-                tail(last_line)
-            ));
+            warnings.push(|| {
+                let next = match paragraphs.get(i + 1) {
+                    Some(next) => format!("the next paragraph starts “{}”", head(next)),
+                    None => "and the article ends there".to_owned(),
+                };
+                format!(
+                    "{field}: paragraph {n} ends mid-sentence (“…{}”), {next}: cut by a page \
+                     break?",
+                    tail(last_line)
+                )
+            });
         }
     }
-    warnings
+    let Warnings { mut listed, more } = warnings;
+    if more > 0 {
+        listed.push(format!(
+            "{field}: {more} more warning(s) of repeated or cut paragraphs, not listed"
+        ));
+    }
+    listed
+}
+
+/// The first [`MAX_LISTED`] warnings, written, and how many came after them.
+#[derive(Default)]
+struct Warnings {
+    listed: Vec<String>,
+    more: usize,
+}
+
+impl Warnings {
+    fn push(&mut self, write: impl FnOnce() -> String) {
+        if self.listed.len() < MAX_LISTED {
+            self.listed.push(write());
+        } else {
+            self.more += 1;
+        }
+    }
 }
 
 /// A paragraph compared without its white space and punctuation, so that copies differing

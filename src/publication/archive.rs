@@ -16,8 +16,9 @@ use std::sync::{Arc, Mutex};
 /// codings: a large feed's pages would otherwise hold hundreds of megabytes.
 const CACHE_LIMIT: usize = 1024;
 const CACHE_BYTES: usize = 64 << 20;
-/// `Cache-Control: max-age` of a full archive page none of whose articles is still to come
-/// into view: it no longer changes by design (but for a retraction or a move).
+/// `Cache-Control: max-age` of an archive page before the newest (its `next-archive` link
+/// is there) none of whose articles is still to come into view: it no longer changes by
+/// design (but for a retraction or a move).
 const FULL_PAGE_MAX_AGE: u32 = 86_400;
 
 /// Rendered archive documents by feed path, dropped when their feed changes.
@@ -168,7 +169,7 @@ impl Inner {
             .trunc_subsecs(0);
         let mut meta = self.meta(&scope, updated, Vec::new());
         let urls = self.document_urls(&scope, Some(page));
-        // The page number only: a total would change every full page when a new one starts.
+        // The page number only: a total would change every page when a new one fills.
         meta.title = format!("{} · 存档 {page}", meta.title);
         meta.rss_url = urls.rss.clone();
         meta.atom_url = urls.atom.clone();

@@ -168,11 +168,10 @@ async fn follow(
             while !events.is_empty() {
                 let fit = super::fitting(&events, |e| e.article.approx_bytes());
                 let rest = events.split_off(fit);
+                // `fitting` keeps at least one event.
+                let last = events[events.len() - 1].seq;
                 let update = WatchUpdate {
-                    cursor: match rest.first() {
-                        Some(_) => events.last().map_or(cursor, |last| last.seq),
-                        None => cursor,
-                    },
+                    cursor: if rest.is_empty() { cursor } else { last },
                     events: std::mem::replace(&mut events, rest),
                 };
                 if tx.send(Ok(update)).await.is_err() {

@@ -258,7 +258,7 @@ pub struct ArchivePage {
     /// empty page.
     pub last_change: Option<DateTime<Utc>>,
     /// An article on the page is still to come into view (scheduled, or under embargo):
-    /// the page will change when it does, full or not.
+    /// the page will change when it does.
     pub pending: bool,
 }
 

@@ -589,7 +589,6 @@ impl Staged {
             .push(serde_json::to_string(&record.row(partner, now)).expect("rows always serialise"));
     }
 
-    /// Writes every staged row, with one command, and starts afresh.
     /// Nothing staged yet, for feeds with archive pages of `page` articles.
     fn for_pages_of(page: usize) -> Self {
         Self {
@@ -598,6 +597,7 @@ impl Staged {
         }
     }
 
+    /// Writes every staged row, with one command, and starts afresh.
     async fn flush(&mut self, conn: &mut SqliteConnection) -> Result<(), StoreError> {
         self.finish(conn, Span::Inside).await.map(drop)
     }
