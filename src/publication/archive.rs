@@ -162,12 +162,16 @@ impl Inner {
         if page > content.pages {
             return Ok(None);
         }
-        // The page's own date and its Last-Modified are one value, to the second.
+        // The page's Last-Modified, to the second; its own date is the instant in it.
         let updated = content
             .last_change
             .unwrap_or(super::NEVER_CHANGED)
             .trunc_subsecs(0);
-        let mut meta = self.meta(&scope, updated, Vec::new());
+        let mut meta = self.meta(
+            &scope,
+            super::regeneration::to_the_instant(updated, content.last_change),
+            Vec::new(),
+        );
         let urls = self.document_urls(&scope, Some(page));
         // The page number only: a total would change every page when a new one fills.
         meta.title = format!("{} · 存档 {page}", meta.title);

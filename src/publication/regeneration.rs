@@ -760,7 +760,8 @@ impl Inner {
     /// date), or changed (to be compressed and written).
     ///
     /// A document's own date (Atom `updated`, RSS `lastBuildDate`) is its Last-Modified:
-    /// one value, decided here, to the second. It is the latest stored change of what the
+    /// one value, decided here, to the second (Atom's keeps the fraction of the second the
+    /// stored change has: see [`to_the_instant`]). It is the latest stored change of what the
     /// scope shows (the same on every replica and after a restart), never earlier than the
     /// date of the document it replaces; and when the bytes change without a newer stored
     /// change (a new configuration, a new version of the renderers), the time of the
@@ -813,7 +814,7 @@ impl Inner {
                 atom_on_disk = previous_date;
             }
             let mut date = stored.max(previous_date).unwrap_or(super::NEVER_CHANGED);
-            meta.updated = date;
+            meta.updated = to_the_instant(date, changed);
             let mut bytes = format.render(&meta, &articles);
             let mut etag = etag_of(&bytes);
             if let Some(previous) = previous.filter(|p| p.etag == etag) {
@@ -842,7 +843,7 @@ impl Inner {
             };
             if replaced && !newer_change {
                 date = date.max(now.trunc_subsecs(0));
-                meta.updated = date;
+                meta.updated = to_the_instant(date, changed);
                 bytes = format.render(&meta, &articles);
                 etag = etag_of(&bytes);
             }
@@ -880,6 +881,18 @@ impl Inner {
             render: rendering.elapsed(),
         }
     }
+}
+
+/// The date a document states, given its Last-Modified `date` (to the second) and the
+/// latest stored change of what it shows: that change itself when the date is that
+/// change's second. An Atom feed's `updated` is then never earlier than its newest entry's
+/// (RFC 4287 §4.2.15: the feed changed when the entry did), and it moves with every
+/// change, also within one second, for a reader that compares it; RSS dates, to the
+/// second, and Last-Modified stay the truncated `date`.
+pub(super) fn to_the_instant(date: DateTime<Utc>, changed: Option<DateTime<Utc>>) -> DateTime<Utc> {
+    changed
+        .filter(|changed| changed.trunc_subsecs(0) == date)
+        .unwrap_or(date)
 }
 
 /// The date a document of `format` carries (RSS `lastBuildDate`, Atom `updated`), read

@@ -445,14 +445,14 @@ async fn a_feed_without_articles_is_dated_by_what_emptied_it_never_by_1970() {
     }
 }
 
-/// Every RSS and Atom document of `scope` carries its Last-Modified as its own date;
-/// returns that date.
+/// Every RSS and Atom document of `scope` carries its Last-Modified as its own date (the
+/// Atom document's within that second); returns that date.
 fn dated_as_served(publication: &Publication, scope: &FeedScope) -> chrono::DateTime<Utc> {
     let mut dates = Vec::new();
     for format in crate::render::Format::ALL.into_iter().take(2) {
         let key = format!("{}/{}", scope.path_segment(), format.file_name());
         let served = publication.get(&key).unwrap();
-        let date = document_date(publication, &key);
+        let date = document_date(publication, &key).trunc_subsecs(0);
         assert_eq!(date, served.last_modified, "{key}");
         dates.push(date);
     }
@@ -507,6 +507,28 @@ async fn a_feed_carries_its_last_modified_as_its_date_and_moves_it_with_its_byte
         publication.get("politics/feed.json").unwrap().last_modified,
         retitled
     );
+}
+
+/// An Atom feed is dated at the instant of its newest change, never before an entry's
+/// `updated` (its Last-Modified is that instant's second): two versions within one second
+/// state different dates, for a reader that compares the feed's date before its entries.
+#[tokio::test]
+async fn an_atom_feed_is_dated_at_the_instant_of_its_newest_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, publication) = started(dir.path()).await;
+    let mut dates = Vec::new();
+    for id in ["a", "b"] {
+        publish(&store, id, "同一秒内的两版").await;
+        regenerated(&publication, politics()).await;
+        let served = publication.get("politics/atom.xml").unwrap();
+        let feed = feed_rs::parser::parse(&served.bytes()[..]).unwrap();
+        let date = feed.updated.unwrap();
+        let newest = feed.entries.iter().filter_map(|e| e.updated).max().unwrap();
+        assert!(date >= newest, "{id}: {date} before {newest}");
+        assert_eq!(date.trunc_subsecs(0), served.last_modified, "{id}");
+        dates.push(date);
+    }
+    assert!(dates[1] > dates[0], "{dates:?}");
 }
 
 /// Two versions of a feed within one second share its date: the later one says so (a
