@@ -703,20 +703,35 @@ pub(crate) fn ceil_char_boundary(text: &str, at: usize) -> usize {
 }
 
 /// The first `max_graphemes` user-perceived characters of `text`, white space folded,
-/// cut on a grapheme boundary and marked with `…` when cut.
+/// cut on a grapheme boundary and marked with `…` when cut; and, for a bounded count, at
+/// most 8 bytes a character on average: characters heaped with combining marks are cut
+/// sooner, so that a body of them does not give a summary as long as itself.
 pub fn summarize(text: &str, max_graphemes: usize) -> String {
     // A long body is cut from a prefix: folding a prefix of the text gives a prefix of the
     // folded text, and where a grapheme starts depends only on what comes before it and
     // the character there, so a cut found inside the prefix is the cut of the whole text.
-    let prefix_bytes = max_graphemes.saturating_add(2).saturating_mul(8);
-    if text.len() > prefix_bytes {
-        let end = floor_char_boundary(text, prefix_bytes);
+    let bound = max_graphemes.saturating_add(2).saturating_mul(8);
+    if text.len() > bound {
+        let end = floor_char_boundary(text, bound);
         if let Some(summary) = cut_summary(&fold_white_space(&text[..end]), max_graphemes) {
             return summary;
         }
     }
     let folded = fold_white_space(text);
-    cut_summary(&folded, max_graphemes).unwrap_or(folded)
+    let summary = cut_summary(&folded, max_graphemes).unwrap_or(folded);
+    let kept = summary.strip_suffix('…').unwrap_or(&summary);
+    if kept.len() <= bound {
+        return summary;
+    }
+    // Longer characters than the bound allows: cut at it, before the grapheme there,
+    // which may go on past it (inside it when that is the only one: a character keeps
+    // some of its marks).
+    let piece = &kept[..floor_char_boundary(kept, bound)];
+    let cut = match piece.grapheme_indices(true).next_back() {
+        Some((0, _)) | None => piece.len(),
+        Some((last, _)) => last,
+    };
+    format!("{}…", piece[..cut].trim_end())
 }
 
 /// Every run of white space as one space, none at either end.
@@ -1089,7 +1104,19 @@ mod tests {
             max in 0_usize..40,
         ) {
             let text = parts.concat();
-            proptest::prop_assert_eq!(summarize(&text, max), summarize_whole(&text, max));
+            let whole = summarize_whole(&text, max);
+            let summary = summarize(&text, max);
+            // The whole text's summary when it fits in the bound; a prefix of the folded
+            // text, cut and bounded, when its characters are longer.
+            if whole.strip_suffix('…').unwrap_or(&whole).len() <= (max + 2) * 8 {
+                proptest::prop_assert_eq!(summary, whole);
+            } else {
+                let kept = summary.strip_suffix('…').unwrap();
+                let folded = summarize_whole(&text, usize::MAX);
+                proptest::prop_assert!(folded.starts_with(kept), "{:?} of {:?}", kept, folded);
+                proptest::prop_assert!(kept.len() <= (max + 2) * 8);
+                proptest::prop_assert!(kept.graphemes(true).count() <= max.max(1));
+            }
         }
 
         #[test]
@@ -1220,5 +1247,19 @@ mod tests {
         assert_eq!(summarize("👩‍👩‍👧家庭", 1), "👩‍👩‍👧…");
         assert_eq!(summarize("短文", 10), "短文");
         assert_eq!(summarize("一二三四", 2), "一二…");
+    }
+
+    #[test]
+    fn summaries_of_characters_heaped_with_marks_are_bounded_in_bytes() {
+        let heaped = format!("a{}", "\u{301}".repeat(10_000));
+        let text = format!("{heaped}{heaped}{heaped}");
+        let summary = summarize(&text, 160);
+        assert!(summary.len() <= 162 * 8 + 3, "{} bytes", summary.len());
+        assert!(summary.ends_with('…'));
+        assert!(summary.starts_with("a\u{301}\u{301}"));
+        // The first whole grapheme and the start of the next: the cut is before the
+        // last, a prefix of the text.
+        let short = format!("{}b{}", "e\u{301}".repeat(5), "\u{301}".repeat(2_000));
+        assert_eq!(summarize(&short, 160), format!("{}…", "e\u{301}".repeat(5)));
     }
 }
