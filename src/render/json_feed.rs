@@ -124,7 +124,9 @@ fn item(out: &mut Vec<u8>, meta: &FeedMeta, article: &Article) {
         field(out, ITEM_FIELD, "image");
         string(out, &image.url);
     }
-    objects(out, "attachments", &content.media, attachment);
+    objects(out, "attachments", &content.media, |out, media| {
+        attachment(out, media, &content.media)
+    });
     // feedpub's own item fields (JSON Feed extensions start with `_`).
     if !content.kicker.is_empty() || !content.subtitle.is_empty() {
         field(out, ITEM_FIELD, "_feedpub");
@@ -159,13 +161,21 @@ fn objects<T>(out: &mut Vec<u8>, name: &str, items: &[T], fields: impl Fn(&mut V
     end(out, "\n      ],");
 }
 
-/// A media file's fields; the caption is its title, the size is left out when unknown.
-fn attachment(out: &mut Vec<u8>, media: &Media) {
+/// A media file's fields; the caption is its title unless another of the item's media
+/// (`all`) has the same one (JSON Feed 1.1: attachments of one title are alternate forms of
+/// one thing, where a photo and a video credited alike are two); the size is left out when
+/// unknown.
+fn attachment(out: &mut Vec<u8>, media: &Media, all: &[Media]) {
     field(out, ITEM_LIST_FIELD, "url");
     string(out, &media.url);
     field(out, ITEM_LIST_FIELD, "mime_type");
     string(out, &media.mime_type);
-    if !media.caption.is_empty() {
+    let shared = all
+        .iter()
+        .filter(|other| other.caption == media.caption)
+        .count()
+        > 1;
+    if !media.caption.is_empty() && !shared {
         field(out, ITEM_LIST_FIELD, "title");
         string(out, &media.caption);
     }
@@ -489,6 +499,29 @@ mod tests {
             .unwrap();
         assert_eq!(photo.media_type.as_deref(), Some("image/jpeg"));
         assert_eq!(photo.length, Some(12_345));
+    }
+
+    #[test]
+    fn attachments_credited_alike_carry_no_title_that_would_make_them_alternates() {
+        let mut articles = fixtures::articles();
+        let mut media = fixtures::media();
+        for file in &mut media {
+            file.caption = "新华社".into();
+        }
+        media.push(Media {
+            caption: "右玉县城".into(),
+            ..media[0].clone()
+        });
+        articles[0].content.media = media;
+        let value: serde_json::Value =
+            serde_json::from_slice(&render(&fixtures::meta(), &articles)).unwrap();
+        let titles: Vec<_> = value["items"][0]["attachments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.get("title").and_then(|t| t.as_str()))
+            .collect();
+        assert_eq!(titles, [None, None, Some("右玉县城")]);
     }
 
     #[test]
