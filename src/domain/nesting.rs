@@ -31,6 +31,12 @@ pub const BASE_ELEMENTS: u64 = 64;
 pub const MAX_DEPTH: u64 = 256;
 /// Most attributes on one tag: the tokenizer compares each with every one before it.
 pub const MAX_ATTRIBUTES: u64 = 256;
+/// Most bytes the serialiser may scan to escape the body's text: for each `&` it looks for
+/// the next character to escape from there, through to the next `<` or `>` of the text
+/// (html5ever's `write_escaped`), so text of many `&` and no tag costs the square of its
+/// length (`"& "` 500,000 times, 25 s a pass). 256 MiB is some 25 ms of scanning a pass;
+/// a 64 KB paragraph with an `&` every 16 bytes scans half of it.
+pub const MAX_ESCAPE_SCAN: u64 = 256 << 20;
 /// Steps for cloning one attribute when the parser compares formatting elements: a clone
 /// costs some eight times a look at an element's name.
 const CLONE_STEPS: u64 = 8;
@@ -51,6 +57,8 @@ pub struct Cost {
     pub depth: u64,
     /// The most attributes on one tag.
     pub attributes: u64,
+    /// At most the bytes the serialiser scans to escape the text ([`MAX_ESCAPE_SCAN`]).
+    pub escape_scan: u64,
     /// Its budgets for this body.
     pub step_budget: u64,
     pub element_budget: u64,
@@ -59,7 +67,14 @@ pub struct Cost {
 impl Cost {
     /// Why the body is refused, if it is.
     pub fn fault(&self) -> Option<String> {
-        if self.attributes > MAX_ATTRIBUTES {
+        if self.escape_scan > MAX_ESCAPE_SCAN {
+            Some(format!(
+                "has too many `&` in runs of text without a tag: escaping them would scan \
+                 {} bytes, at most {MAX_ESCAPE_SCAN} are allowed (split the text into \
+                 paragraphs)",
+                self.escape_scan
+            ))
+        } else if self.attributes > MAX_ATTRIBUTES {
             Some(format!(
                 "has a tag with {} attributes; at most {MAX_ATTRIBUTES} are allowed",
                 self.attributes
@@ -99,9 +114,11 @@ pub fn measure(html: &str) -> Cost {
     // Before the tokenizer meets them: it compares each attribute of a tag with every one
     // before it.
     let attributes = most_attributes(html.as_bytes());
-    if attributes > MAX_ATTRIBUTES {
+    let escape_scan = escape_scan(html.as_bytes());
+    if attributes > MAX_ATTRIBUTES || escape_scan > MAX_ESCAPE_SCAN {
         return Cost {
             attributes,
+            escape_scan,
             ..budget
         };
     }
@@ -110,6 +127,7 @@ pub fn measure(html: &str) -> Cost {
         elements: counts.elements.get(),
         depth: counts.depth.get(),
         attributes,
+        escape_scan,
         ..budget
     };
     // As ammonia parses: a fragment in a `<div>`, scripting not enabled for it.
@@ -134,6 +152,21 @@ pub fn measure(html: &str) -> Cost {
     // children, and elements built before they were placed.
     parser.finish();
     cost(&counts)
+}
+
+/// A bound on the bytes the serialiser scans for the `&` of `html`'s text: from each `&` to
+/// the next `<` or `>` (a decoded text is no longer than its source, and its `&` are at
+/// most the source's).
+fn escape_scan(html: &[u8]) -> u64 {
+    let mut scanned = 0_u64;
+    let mut next_tag = 0;
+    for amp in memchr::memchr_iter(b'&', html) {
+        if next_tag <= amp {
+            next_tag = memchr::memchr2(b'<', b'>', &html[amp..]).map_or(html.len(), |at| amp + at);
+        }
+        scanned = scanned.saturating_add((next_tag - amp) as u64);
+    }
+    scanned
 }
 
 /// The most attributes on one tag, reading tags as the tokenizer does: a value is quoted
@@ -617,6 +650,32 @@ mod tests {
                 &copy[..copy.len().min(80)]
             );
             assert!(cost.steps > 0 && cost.elements > 0);
+        }
+    }
+
+    /// Text of many `&` and no tag, which the serialiser escapes in time that grows with
+    /// the square of its length, is refused before it is parsed; a long paragraph with an
+    /// `&` every few words, or `&` in many short paragraphs, is not.
+    #[test]
+    fn text_of_many_ampersands_and_no_tags_is_refused_before_it_is_parsed() {
+        for copy in [
+            "& ".repeat(500_000),
+            "&amp;".repeat(200_000),
+            format!("<p>{}</p>", "&x ".repeat(300_000)),
+        ] {
+            let cost = measure(&copy);
+            assert!(cost.escape_scan > MAX_ESCAPE_SCAN, "{cost:?}");
+            assert_eq!(cost.steps, 0, "refused before parsing");
+            assert!(cost.fault().unwrap().contains("`&`"), "{cost:?}");
+        }
+        let paragraph = format!("<p>{}</p>", "右玉 & 朔州 ".repeat(4_000));
+        for copy in [
+            paragraph.clone(),
+            format!("<p>{}</p>", "右玉 & 朔州 ".repeat(60)).repeat(1_000),
+            "<p>A&amp;B</p>\n".repeat(60_000),
+        ] {
+            let cost = measure(&copy);
+            assert_eq!(cost.fault(), None, "{cost:?}");
         }
     }
 
