@@ -829,6 +829,63 @@ async fn check_expired_unseen(store: &dyn Store) {
     assert_eq!(date(FeedScope::All, 1450).await, Some(at(1200)));
 }
 
+contract!(
+    copy_filed_behind_the_newest_is_in_the_current_documents_until_its_page_fills,
+    check_open_page_shown
+);
+/// A section's and `all`'s current documents show the articles in view of their open
+/// archive page (stored since the last full page) beside the newest by publish time: copy
+/// filed with an older publish time than those is in no archive page yet, and would
+/// otherwise be in no document at all until its page filled.
+async fn check_open_page_shown(store: &dyn Store) {
+    let partner = add_partner(store, "newsroom").await;
+    store.set_archive_page(3);
+    // Six in rural, stored in order: two full pages.
+    for n in 0..6 {
+        publish_at(
+            store,
+            &partner,
+            &format!("a-{n}"),
+            (10 + n, 1000 + n),
+            |_| {},
+        )
+        .await;
+    }
+    // Filed later with an older publish time; then copy scheduled for later.
+    publish_at(store, &partner, "late", (1, 1010), |_| {}).await;
+    publish_at(store, &partner, "scheduled", (5000, 1011), |_| {}).await;
+    let guid = |id: &str| format!("tag:example.com,2023-06-07:newsroom/{id}");
+    let rural = FeedScope::Section(SectionSlug::parse("rural").unwrap());
+    let now = at(1100);
+    for scope in [FeedScope::All, rural.clone()] {
+        let content = store
+            .feed_content(&scope, now, 3, TimeDelta::hours(1))
+            .await
+            .unwrap();
+        let shown: Vec<String> = content.articles.iter().map(|a| a.guid.clone()).collect();
+        assert_eq!(
+            shown,
+            ["a-5", "a-4", "a-3", "late"].map(guid),
+            "{scope:?}: the newest three, then the open page's"
+        );
+        assert_eq!(content.archive_pages(3), 2, "{scope:?}");
+    }
+    // The page fills: the late copy is on it, and the current documents show the newest.
+    publish_at(store, &partner, "a-6", (16, 1020), |_| {}).await;
+    let now = at(1100);
+    for scope in [FeedScope::All, rural] {
+        let content = store
+            .feed_content(&scope, now, 3, TimeDelta::hours(1))
+            .await
+            .unwrap();
+        let shown: Vec<String> = content.articles.iter().map(|a| a.guid.clone()).collect();
+        assert_eq!(shown, ["a-6", "a-5", "a-4"].map(guid), "{scope:?}");
+        let page = store.archive_page(&scope, 3, 3, now).await.unwrap();
+        let archived: Vec<String> = page.articles.iter().map(|a| a.guid.clone()).collect();
+        assert!(archived.contains(&guid("late")), "{scope:?}: {archived:?}");
+    }
+}
+
 /// The scope's whole history as one archive page: full, and the newest.
 async fn whole_history(store: &dyn Store, scope: &FeedScope, now: DateTime<Utc>) -> ArchivePage {
     let content = store

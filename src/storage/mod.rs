@@ -651,10 +651,13 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Article>, StoreError>;
 
-    /// What the feed of `scope` shows at `now`: at most `limit` articles that are published,
-    /// not expired, with `publish_time` reached and any embargo over; at most `limit`
-    /// tombstones of retractions less than `tombstone_window` before `now`; and the size of
-    /// the scope's archive, all read together (a regeneration needs each of them).
+    /// What the feed of `scope` shows at `now`: the newest `limit` articles that are
+    /// published, not expired, with `publish_time` reached and any embargo over, and for
+    /// `all` and a section also those of them on the open archive page (stored since the
+    /// last full page of `limit` articles, the feeds' `max_items`, which is also the archive
+    /// page's size), in feed order; at most `limit` tombstones of retractions less than
+    /// `tombstone_window` before `now`; and the size of the scope's archive, all read
+    /// together (a regeneration needs each of them).
     async fn feed_content(
         &self,
         scope: &FeedScope,

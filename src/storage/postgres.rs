@@ -12,7 +12,7 @@ use super::rows::Columns;
 use super::sqlite::{
     ARTICLE_COLUMNS, ArchiveFilter, NAME_TABLES, NOT_UNSEEN_AFTER_EXPIRY, SHOWN_WHEN_RETRACTED,
     article_from_row, feed_content_of, feed_source, from_nanos, nanos, qualified_columns,
-    shown_in_order,
+    section_keys, shown_in_order,
 };
 use super::sqlite_audit::entry_from_row;
 use super::sqlite_history::{VERSIONED_COLUMNS, event_from_row, version_from_row};
@@ -292,10 +292,13 @@ impl FeedSql {
         let sqlite = super::sqlite::FeedSql::of(scope);
         let (source, filter3) = feed_source(scope);
         let filter3 = numbered(filter3);
-        let keys = numbered(&format!(
-            "SELECT partner_id, article_id, change_time, guid {}",
-            shown_in_order(scope, source, "")
-        ));
+        let keys = numbered(&match scope {
+            FeedScope::All | FeedScope::Section(_) => section_keys(scope, true),
+            FeedScope::Author(_) | FeedScope::Tag(_) => format!(
+                "SELECT partner_id, article_id, change_time, guid {}",
+                shown_in_order(scope, source, "")
+            ),
+        });
         let last_change = format!(
             "GREATEST(
                  (SELECT MAX(shown_change_time) FROM {source} WHERE {filter3} TRUE),

@@ -967,10 +967,62 @@ pub(super) fn shown_in_order(scope: &FeedScope, from: &str, shown: &str) -> Stri
     let (_, filter3) = feed_source(scope);
     format!(
         "FROM {from}
-         WHERE {shown}{filter3} {shown}state = 1 AND {shown}publish_time <= ?1
-           AND ({shown}expire_time IS NULL OR {shown}expire_time > ?1)
-           AND ({shown}embargo_time IS NULL OR {shown}embargo_time <= ?1)
-         ORDER BY {shown}publish_time DESC, {shown}guid LIMIT ?2"
+         WHERE {shown}{filter3} {}
+         ORDER BY {shown}publish_time DESC, {shown}guid LIMIT ?2",
+        in_view(shown)
+    )
+}
+
+/// An article in view at `?1`, its columns qualified by `shown`: published, its publish
+/// time come, not expired, no embargo running.
+fn in_view(shown: &str) -> String {
+    format!(
+        "{shown}state = 1 AND {shown}publish_time <= ?1
+         AND ({shown}expire_time IS NULL OR {shown}expire_time > ?1)
+         AND ({shown}embargo_time IS NULL OR {shown}embargo_time <= ?1)"
+    )
+}
+
+/// `SELECT {keyed}, change_time, guid …`: what the current documents of `all` or a section
+/// show at `?1`, in feed order. That is the newest `?2` articles by publish time
+/// ([`shown_in_order`]), and those in view of the feed's open archive page: the articles
+/// stored since its last full page (fewer than `?2`, newest last), which no archive page
+/// holds yet. Copy filed with an older publish time than the newest `?2` (a late report,
+/// a backfill) is then in the current documents until its page fills, and the current
+/// documents and the archive pages together hold every article (RFC 5005 §4).
+///
+/// The open page's keys come from the index of the archive order alone; only those not
+/// among the newest (copy filed out of order, rare) are looked up, since their times sit
+/// past the bodies in SQLite's rows, each by its key. The key is the rowid in SQLite, the
+/// partner and article ids in PostgreSQL (`postgres`).
+pub(super) fn section_keys(scope: &FeedScope, postgres: bool) -> String {
+    let (key, keyed, row, by_key) = if postgres {
+        let ids = "partner_id, article_id";
+        (ids, ids, "(partner_id, article_id)", "articles")
+    } else {
+        // Left to itself, SQLite walks the feed's index testing each row against the list.
+        ("rowid AS key", "key", "rowid", "articles NOT INDEXED")
+    };
+    let (source, filter3) = feed_source(scope);
+    let (kind, _) = super::feed_size_key(scope);
+    // `all` binds no `?3` to its keys (PostgreSQL counts the parameters a statement names).
+    let name = if filter3.is_empty() { "''" } else { "?3" };
+    format!(
+        "WITH newest AS (SELECT {key}, change_time, guid, publish_time {newest}),
+              open_page AS (
+                  SELECT {key} FROM {source} WHERE {filter3} TRUE
+                  ORDER BY create_time DESC, guid DESC
+                  LIMIT COALESCE((SELECT articles % ?2 FROM feed_sizes
+                                  WHERE kind = '{kind}' AND name = {name}), 0))
+         SELECT {keyed}, change_time, guid FROM (
+             SELECT {keyed}, change_time, guid, publish_time FROM newest
+             UNION ALL
+             SELECT {key}, change_time, guid, publish_time FROM {by_key}
+             WHERE {row} IN (SELECT {keyed} FROM open_page EXCEPT SELECT {keyed} FROM newest)
+               AND {in_view}) AS shown
+         ORDER BY publish_time DESC, guid",
+        newest = shown_in_order(scope, source, ""),
+        in_view = in_view(""),
     )
 }
 
@@ -1019,10 +1071,7 @@ impl FeedSql {
                     "shown.",
                 )
             ),
-            FeedScope::All | FeedScope::Section(_) => format!(
-                "SELECT rowid AS key, change_time, guid {}",
-                shown_in_order(scope, source, "")
-            ),
+            FeedScope::All | FeedScope::Section(_) => section_keys(scope, false),
         };
         // Tombstones of retractions less than a window ago, newest first: they depend on
         // `now` only through the window, whose end is a transition of its own.
