@@ -76,6 +76,32 @@ async fn serve_on_postgresql_takes_publishes_over_grpc_and_serves_their_feeds() 
     database.remove().await;
 }
 
+/// A database reached over the network takes TLS: with `sslmode=require` in its URL (as a
+/// managed server asks) the store connects, and its connections are encrypted.
+#[tokio::test]
+async fn a_database_url_that_requires_tls_is_reached_over_tls() {
+    let Some(database) = fresh_database().await else {
+        return;
+    };
+    let mut url = url::Url::parse(&database.url).unwrap();
+    url.query_pairs_mut().append_pair("sslmode", "require");
+    let url = url.to_string();
+    let store = PostgresStore::connect(&url).await.unwrap();
+    assert!(store.partner_records().await.unwrap().is_empty());
+    store.close().await;
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    let encrypted: bool =
+        sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert!(encrypted);
+    drop(conn);
+    database.remove().await;
+}
+
 #[tokio::test]
 async fn a_sqlite_deployment_moves_to_postgresql_with_every_version_and_identical_feeds() {
     let Some(database) = fresh_database().await else {
