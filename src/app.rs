@@ -117,6 +117,13 @@ impl Application {
             .transpose()?;
         let data_folder = lock_data_folder(&settings.server)?;
         let store: Arc<dyn Store> = crate::storage::open(&settings.server).await?;
+        // Which store: a replica started without its database URL runs on a SQLite store of
+        // its own, and an operator must be able to tell.
+        tracing::info!(
+            backend = if settings.server.database_url.is_some() { "postgresql" } else { "sqlite" },
+            at = %crate::storage::location(&settings.server),
+            "store opened"
+        );
         // Embargoes that ended while the server was down are logged before any new write.
         store.lift_embargoes(chrono::Utc::now()).await?;
         let health = Health::new();

@@ -16,11 +16,20 @@ pub enum Component {
     /// in the log, but the log grows with each of them (and reads slow) until copying
     /// works again.
     Wal,
+    /// Following a shared PostgreSQL database: the newest event of the other replicas
+    /// cannot be read, so this replica's feeds may lag their writes (and its own calls
+    /// fail or wait while the database is out of reach).
+    Replication,
 }
 
 impl Component {
     /// Every component, in the order `/healthz` lists them.
-    pub const ALL: [Component; 3] = [Component::Storage, Component::Feeds, Component::Wal];
+    pub const ALL: [Component; 4] = [
+        Component::Storage,
+        Component::Feeds,
+        Component::Wal,
+        Component::Replication,
+    ];
 
     /// The name used in logs, metrics and `/healthz`.
     pub fn label(self) -> &'static str {
@@ -28,6 +37,7 @@ impl Component {
             Self::Storage => "storage",
             Self::Feeds => "feeds",
             Self::Wal => "wal",
+            Self::Replication => "replication",
         }
     }
 }

@@ -270,6 +270,11 @@ impl Publisher {
         Upkeep::new(self.store.clone(), self.upkeep.clone())
     }
 
+    /// The faults the service reports (`/healthz`, `feedpub_fault`).
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
     /// Ends every watch stream (with `ShuttingDown`): the server is stopping.
     pub fn stop_watching(&self) {
         self.stopping.cancel();

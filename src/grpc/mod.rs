@@ -70,6 +70,7 @@ pub async fn serve(
     health
         .set_serving::<proto::publisher_service_server::PublisherServiceServer<PublisherApi>>()
         .await;
+    let reporting = tokio::spawn(report_health(health, publisher.health().clone()));
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
@@ -110,14 +111,49 @@ pub async fn serve(
             },
             Err(e) => Some(Err(e)),
         });
-    server
+    let served = server
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(Guarded::new(publisher_service, publisher, limits))
         .serve_with_incoming_shutdown(incoming, shutdown)
-        .await?;
+        .await;
+    reporting.abort();
+    served?;
     Ok(())
+}
+
+/// Keeps `grpc.health.v1` in step with the service's faults: NOT_SERVING (the service and
+/// the server as a whole) while the shared database is out of reach, when every call would
+/// fail or wait, so that a load balancer takes the replica out; SERVING otherwise.
+async fn report_health(
+    reporter: tonic_health::server::HealthReporter,
+    health: crate::health::Health,
+) {
+    use tonic_health::ServingStatus;
+    type Service = proto::publisher_service_server::PublisherServiceServer<PublisherApi>;
+    let mut serving = true;
+    loop {
+        let now = !health
+            .faults()
+            .iter()
+            .any(|(component, _)| *component == crate::health::Component::Replication);
+        if now != serving {
+            serving = now;
+            let status = if now {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            reporter.set_service_status("", status).await;
+            if now {
+                reporter.set_serving::<Service>().await;
+            } else {
+                reporter.set_not_serving::<Service>().await;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
 }
 
 /// Counts a gRPC connection closed for being over `max_grpc_connections`.

@@ -2345,6 +2345,7 @@ async fn a_replica_reads_the_newest_event_as_soon_as_it_listens() {
             Arc::new(head),
             &channel,
             std::time::Duration::from_secs(3600),
+            Default::default(),
         )
         .await
     });
@@ -2356,6 +2357,115 @@ async fn a_replica_reads_the_newest_event_as_soon_as_it_listens() {
     .expect("the follower read the newest event without waiting for its poll")
     .unwrap();
     follower.abort();
+    replicas.finish().await;
+}
+
+/// A TCP relay to the database that can be cut (every connection through it closed, new
+/// ones closed at once) and restored: the database out of reach, as a partition makes it.
+struct Relay {
+    port: u16,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+    connections: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn to(database: (String, u16)) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let connections = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (is_cut, held) = (cut.clone(), connections.clone());
+        let accepting = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if is_cut.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue; // dropped: closed at once
+                }
+                let database = database.clone();
+                let relayed = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(database).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                held.lock().unwrap().push(relayed.abort_handle());
+            }
+        });
+        Self {
+            port,
+            cut,
+            connections,
+            accepting,
+        }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for connection in self.connections.lock().unwrap().drain(..) {
+            connection.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A replica whose database goes out of reach reports it (`/healthz` degraded and gRPC
+/// health NOT_SERVING follow from the fault), and reports it back once the database
+/// answers again, with no write of its own needed.
+#[tokio::test]
+async fn a_replica_reports_its_database_out_of_reach_and_back() {
+    use crate::health::{Component, Health};
+    let Some(replicas) = postgres_replicas().await else {
+        return;
+    };
+    let options = replicas.options.clone();
+    let relay = Relay::to((options.get_host().to_owned(), options.get_port())).await;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(std::time::Duration::from_secs(2))
+        .connect_with(options.host("127.0.0.1").port(relay.port))
+        .await
+        .unwrap();
+    let health = Health::new();
+    let faults = super::sqlite_checkpoint::FaultReport::default();
+    faults.set(health.clone()).unwrap();
+    let (head, _) = tokio::sync::watch::channel(0);
+    let channel = format!("{}_events", replicas.schema);
+    let follower = tokio::spawn(async move {
+        super::postgres::follow_events(
+            pool,
+            Arc::new(head),
+            &channel,
+            std::time::Duration::from_millis(200),
+            faults,
+        )
+        .await
+    });
+    let out_of_reach = |health: &Health| {
+        health
+            .faults()
+            .iter()
+            .any(|(component, _)| *component == Component::Replication)
+    };
+    let until = |want: bool| {
+        let health = health.clone();
+        async move {
+            for _ in 0..300 {
+                if out_of_reach(&health) == want {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("out of reach: {} after 30 s", !want);
+        }
+    };
+    until(false).await;
+    relay.cut();
+    until(true).await;
+    relay.restore();
+    until(false).await;
+    follower.abort();
+    relay.accepting.abort();
     replicas.finish().await;
 }
 

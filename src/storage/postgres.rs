@@ -15,6 +15,7 @@ use super::sqlite::{
     section_keys, shown_in_order,
 };
 use super::sqlite_audit::entry_from_row;
+use super::sqlite_checkpoint::FaultReport;
 use super::sqlite_history::{VERSIONED_COLUMNS, event_from_row, version_from_row};
 use super::sqlite_partners::{partner_from_row, record_from_row};
 use super::sqlite_websub::subscription_from_row;
@@ -58,6 +59,9 @@ pub struct PostgresStore {
     /// GUID) the feed's keys name in the read's snapshot, so no replica serves an article
     /// another has changed since.
     feed_articles: ArticleCache<ArticleKey>,
+    /// Where the follower reports that the database is out of reach, once the service
+    /// gives it ([`Store::report_faults_to`]).
+    faults: FaultReport,
 }
 
 /// An article's key in the feed cache: its partner's id and its own.
@@ -148,6 +152,24 @@ impl PostgresStore {
         let origin = super::new_origin()?;
         // Every connection names this process: the events it logs carry the name.
         let options = options.options([("feedpub.origin", origin.as_str())]);
+        // One connection first: a database out of reach (refused, unknown host) is reported
+        // with its cause at once, where the pool would retry for its 30 s and then say only
+        // that it timed out.
+        let first = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            <sqlx::PgConnection as sqlx::Connection>::connect_with(&options),
+        )
+        .await
+        .map_err(|_| {
+            sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "no answer from the database within {} s",
+                    CONNECT_TIMEOUT.as_secs()
+                ),
+            ))
+        })??;
+        let _ = sqlx::Connection::close(first).await;
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(30))
@@ -156,11 +178,13 @@ impl PostgresStore {
         migrate(&pool).await?;
         let (head, event_head) = watch::channel(writes::event_head(&pool).await?);
         let head = Arc::new(head);
+        let faults = FaultReport::default();
         let follower = tokio::spawn(follow_events(
             pool.clone(),
             head.clone(),
             EVENTS_CHANNEL,
             HEAD_POLL,
+            faults.clone(),
         ))
         .abort_handle();
         Ok(Self {
@@ -171,6 +195,7 @@ impl PostgresStore {
             follower: Mutex::new(Some(follower)),
             origin,
             feed_articles: ArticleCache::new(FEED_CACHE_BYTES),
+            faults,
         })
     }
 
@@ -243,18 +268,90 @@ pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
         .map_err(|e| StoreError::Migrate(Arc::new(e)))
 }
 
+/// How long opening the store waits for its first connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the follower waits for the newest event before it reports the database out of
+/// reach (the pool itself waits 30 s for a connection).
+const HEAD_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Keeps `head` at the newest event any replica committed: as soon as it listens, on every
 /// notification of `channel` ([`EVENTS_CHANNEL`]), and every `poll` ([`HEAD_POLL`]) in case
-/// one was missed.
+/// one was missed. Each read that fails, or takes longer than [`HEAD_READ_TIMEOUT`],
+/// reports the database out of reach to `faults` (`/healthz` degraded, so that a load
+/// balancer can take the replica out); the next that succeeds reports it back.
 pub(super) async fn follow_events(
     pool: PgPool,
     head: Arc<watch::Sender<u64>>,
     channel: &str,
     poll: Duration,
+    faults: FaultReport,
+) {
+    use crate::health::Component;
+    let report = |failure: Option<String>| {
+        if let Some(health) = faults.get() {
+            match failure {
+                Some(e) => health.fault(Component::Replication, e),
+                None => health.recovered(Component::Replication),
+            }
+        }
+    };
+    // Notifications wake the reads below from a task of their own: a listener whose
+    // connection is lost can wait a long time to reconnect, and the reads must go on
+    // meanwhile, to find the database out of reach and to report it.
+    let notified = Arc::new(tokio::sync::Notify::new());
+    let listening = tokio::spawn(listen_for_events(
+        pool.clone(),
+        channel.to_owned(),
+        poll,
+        notified.clone(),
+    ));
+    let _stop_listening = AbortOnDrop(listening.abort_handle());
+    loop {
+        // Read first: what other replicas committed before this one listened was announced
+        // to no one here. Then after a notification, a reconnection or a quiet period.
+        match tokio::time::timeout(HEAD_READ_TIMEOUT, writes::event_head(&pool)).await {
+            Ok(Ok(seq)) => {
+                super::raise_event_head(&head, seq);
+                report(None);
+            }
+            // Tried again after the next notification or `poll`.
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot read the event head");
+                report(Some(format!("cannot read the other replicas' events: {e}")));
+            }
+            Err(_) => {
+                tracing::warn!("no answer for the event head");
+                report(Some(format!(
+                    "no answer from the database within {} s for the other replicas' events",
+                    HEAD_READ_TIMEOUT.as_secs()
+                )));
+            }
+        }
+        let _ = tokio::time::timeout(poll, notified.notified()).await;
+    }
+}
+
+/// Aborts a task when dropped (the follower's listener, with the follower).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Listens on `channel` and wakes `notified` on every notification and every
+/// reconnection (a notification may have been missed while the connection was down).
+async fn listen_for_events(
+    pool: PgPool,
+    channel: String,
+    poll: Duration,
+    notified: Arc<tokio::sync::Notify>,
 ) {
     let mut listener = loop {
         match PgListener::connect_with(&pool).await {
-            Ok(mut listener) => match listener.listen(channel).await {
+            Ok(mut listener) => match listener.listen(&channel).await {
                 Ok(()) => break listener,
                 Err(e) => tracing::warn!(error = %e, "cannot listen for events"),
             },
@@ -262,17 +359,14 @@ pub(super) async fn follow_events(
         }
         tokio::time::sleep(poll).await;
     };
+    notified.notify_one();
     loop {
-        // Read first: what other replicas committed before this one listened was announced
-        // to no one here. Then after a notification, a reconnection (None) or a quiet period.
-        match writes::event_head(&pool).await {
-            Ok(seq) => super::raise_event_head(&head, seq),
-            // Tried again after the next notification or `poll`.
-            Err(e) => tracing::warn!(error = %e, "cannot read the event head"),
-        }
-        if let Ok(Err(e)) = tokio::time::timeout(poll, listener.try_recv()).await {
-            tracing::warn!(error = %e, "lost the event notifications");
-            tokio::time::sleep(poll).await;
+        match listener.try_recv().await {
+            Ok(_) => notified.notify_one(),
+            Err(e) => {
+                tracing::warn!(error = %e, "lost the event notifications");
+                tokio::time::sleep(poll).await;
+            }
         }
     }
 }
@@ -356,6 +450,10 @@ fn without_index_hints(sql: &str) -> String {
 
 #[async_trait::async_trait]
 impl Store for PostgresStore {
+    fn report_faults_to(&self, health: &crate::health::Health) {
+        let _ = self.faults.set(health.clone());
+    }
+
     async fn add_partner(
         &self,
         partner: NewPartner,
@@ -1024,5 +1122,22 @@ impl Store for PostgresStore {
                 .await?
                 .rows_affected(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A database out of reach is reported with its cause (the pool alone would say only
+    /// that it timed out waiting for a connection, after 30 s).
+    #[tokio::test]
+    async fn a_database_out_of_reach_is_reported_with_its_cause() {
+        // Port 1 on the loopback: nothing listens there.
+        let refused = super::PostgresStore::connect("postgres://feedpub:x@127.0.0.1:1/feedpub")
+            .await
+            .err()
+            .expect("nothing listens on port 1");
+        let message = format!("{refused}: {:?}", refused);
+        assert!(message.to_lowercase().contains("refused"), "{message}");
+        assert!(!message.contains("timed out"), "{message}");
     }
 }
