@@ -309,6 +309,7 @@ impl Publisher {
             partner: self.look_up(token).await?,
             peer: caller.peer,
             remembered: None,
+            token: caller.token.clone(),
         })
     }
 

@@ -850,3 +850,89 @@ async fn the_audit_log_records_every_publish_and_retraction_with_the_peer_addres
         "two partners added, six calls:\n{all}"
     );
 }
+
+/// A PublishArticles stream is held to its partner as it stands when its articles are
+/// stored, not as it stood when the stream opened: one open across the loss of a section,
+/// or across a revocation, stores nothing the partner may no longer publish.
+#[tokio::test]
+async fn a_stream_open_across_a_lost_section_or_a_revocation_is_held_to_it() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    let added = cli(
+        &server,
+        &[
+            "partner",
+            "add",
+            "stream",
+            "--section",
+            "rural",
+            "--section",
+            "politics",
+        ],
+    )
+    .await;
+    let token = token_of(&added);
+    // A stream opened and sent its first article; the sender of the rest, and the call.
+    let open = |first: PublishArticleRequest| {
+        let (mut client, token) = (client.clone(), token.clone());
+        let (sender, receiver) = tokio::sync::mpsc::channel(4);
+        sender
+            .try_send(PublishArticlesRequest {
+                requests: vec![first],
+            })
+            .unwrap();
+        let call = tokio::spawn(async move {
+            let stream = tokio_stream::wrappers::ReceiverStream::new(receiver);
+            client.publish_articles(authed(&token, stream)).await
+        });
+        (sender, call)
+    };
+    // Sends the last article and the end of the stream; the code of each result.
+    let finish = |sender: tokio::sync::mpsc::Sender<PublishArticlesRequest>,
+                  call: tokio::task::JoinHandle<_>,
+                  last: PublishArticleRequest| async move {
+        sender
+            .send(PublishArticlesRequest {
+                requests: vec![last],
+            })
+            .await
+            .unwrap();
+        drop(sender);
+        let answer: Result<tonic::Response<proto::PublishArticlesResponse>, tonic::Status> =
+            call.await.unwrap();
+        let results = answer.expect("answered").into_inner().results;
+        results
+            .iter()
+            .map(|r| Code::from(r.status.as_ref().map_or(0, |s| s.code)))
+            .collect::<Vec<_>>()
+    };
+
+    let (sender, call) = open(article("s-1", "politics"));
+    stdout_of(
+        &cli(
+            &server,
+            &["partner", "deny", "stream", "--section", "politics"],
+        )
+        .await,
+    );
+    let codes = finish(sender, call, article("s-2", "rural")).await;
+    assert_eq!(codes, [Code::PermissionDenied, Code::Ok]);
+
+    let (sender, call) = open(article("s-3", "rural"));
+    revoke_in(&other_store(&server).await, "stream").await;
+    let codes = finish(sender, call, article("s-4", "rural")).await;
+    assert_eq!(codes, [Code::Unauthenticated, Code::Unauthenticated]);
+
+    // Only s-2 was stored.
+    let store = other_store(&server).await;
+    let name = feedpub::domain::PartnerName::parse("stream").unwrap();
+    let partner = store.partner_record(&name).await.unwrap().unwrap().partner;
+    let stored: Vec<String> = store
+        .list_articles(partner.id, None, None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id.as_str().to_owned())
+        .collect();
+    assert_eq!(stored, ["s-2"]);
+}

@@ -100,6 +100,7 @@ pub async fn publish_sample_edition(
         partner,
         peer: None,
         remembered: None,
+        token: None,
     };
     let mut changed = 0;
     for article in sample_edition() {

@@ -235,6 +235,9 @@ pub struct Caller {
     /// The hash of the caller's token when `partner` was remembered from an earlier call
     /// rather than looked up for this one: its write checks the partner's row again.
     pub remembered: Option<TokenHash>,
+    /// The hash of the token the call presented; `None` for the CLI and the demo. A batch's
+    /// writes check the partner's row against it (the batch may outlast a revocation).
+    pub token: Option<TokenHash>,
 }
 
 /// A bearer token as handed to a partner once; only its hash is ever stored.

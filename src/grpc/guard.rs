@@ -76,11 +76,13 @@ impl Gate {
         peer: Option<SocketAddr>,
         remember: bool,
     ) -> Result<Caller, Status> {
-        let (partner, remembered) = self.publisher.authenticate(&token?, remember).await?;
+        let token = token?;
+        let (partner, remembered) = self.publisher.authenticate(&token, remember).await?;
         let caller = Caller {
             partner,
             peer,
             remembered,
+            token: Some(token.hash()),
         };
         if let Some(wait) = self.over_limit(caller.partner.id).await {
             // A token revoked since it was remembered is refused as such.

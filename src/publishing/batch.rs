@@ -1,8 +1,8 @@
 //! Batch publishing (PublishArticles): a partner's articles are validated as they arrive,
 //! stored a chunk at a time (one writer job, so one transaction, per chunk, the next chunk
-//! validated while the last is stored), their rights on the stored articles checked by the
-//! store as it writes them, each with a result of its own; the feeds they touch are marked
-//! stale once, when the batch ends.
+//! validated while the last is stored), the partner's token and rights checked by the store
+//! as it writes them (against the partner's row in the chunk's transaction), each with a
+//! result of its own; the feeds they touch are marked stale once, when the batch ends.
 
 use super::{PublishError, PublishRequest, Published, Publisher, count_outcome};
 use crate::domain::{Actor, ArticleId, AuditOperation, Caller, FeedScope, Revision, SectionSlug};
@@ -127,6 +127,7 @@ impl Batch {
         let chunk = std::mem::take(&mut self.pending);
         let store = self.publisher.store.clone();
         let partner = self.caller.partner.clone();
+        let token = self.caller.token.clone();
         let actor = Actor::from(&self.caller);
         let (meta, writes): (Vec<_>, Vec<_>) = chunk
             .into_iter()
@@ -145,8 +146,11 @@ impl Batch {
         let in_flight = meta.clone();
         let task = tokio::spawn(async move {
             let count = writes.len();
-            // A stream's partner is looked up when it starts, never remembered.
-            let checks = WriteChecks::of(&partner, None);
+            // A stream's partner is looked up when it starts, and checked in each chunk's
+            // transaction against its row as it stands then: a stream open across a
+            // revocation, a rotation or a change of rights is held to it from the next
+            // chunk on, as a call made after it would be.
+            let checks = WriteChecks::of(&partner, token.as_ref());
             match store
                 .publish_checked(partner.id, &checks, writes, Utc::now(), &actor)
                 .await
