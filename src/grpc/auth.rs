@@ -6,11 +6,16 @@ use tonic::codegen::http::HeaderMap;
 
 /// The token of `authorization: Bearer <token>` metadata (an HTTP/2 header).
 pub fn bearer_token(headers: &HeaderMap) -> Result<Token, PublishError> {
-    let value = headers
-        .get("authorization")
-        .ok_or(PublishError::Unauthenticated(
-            "missing `authorization: Bearer <token>` metadata",
-        ))?;
+    let mut values = headers.get_all("authorization").iter();
+    let value = values.next().ok_or(PublishError::Unauthenticated(
+        "missing `authorization: Bearer <token>` metadata",
+    ))?;
+    // Two credentials: which one the call is made with would be a guess.
+    if values.next().is_some() {
+        return Err(PublishError::Unauthenticated(
+            "more than one `authorization` metadata: send one token",
+        ));
+    }
     let value = value
         .to_str()
         .map_err(|_| PublishError::Unauthenticated("authorization metadata is not text"))?;
@@ -60,5 +65,11 @@ mod tests {
             );
         }
         assert!(bearer_token(&HeaderMap::new()).is_err());
+        let mut two = with("Bearer fp_abc");
+        two.append("authorization", "Bearer fp_def".parse().unwrap());
+        assert!(
+            matches!(bearer_token(&two), Err(PublishError::Unauthenticated(m)) if m.contains("more than one")),
+            "two tokens"
+        );
     }
 }
