@@ -198,7 +198,7 @@ fn check_derived_summary(article: &proto::Article, summary: &str) -> Option<Resu
     } else {
         return None;
     };
-    let folded = source.split_whitespace().collect::<Vec<_>>().join(" ");
+    let folded = fold_as_a_summary(&source);
     // Direction controls a cut left open are closed at the end of the summary.
     let summary = summary.trim_end_matches(['\u{202c}', '\u{2069}']);
     let kept = match summary.strip_suffix('…') {
@@ -220,6 +220,34 @@ fn check_derived_summary(article: &proto::Article, summary: &str) -> Option<Resu
             "summary {summary:?} does not end on a grapheme boundary of {folded:?}"
         )))
     }
+}
+
+/// A body's text on one line, as a summary shows it: in NFC, every run of white space one
+/// space, except a run with a line break (a line or paragraph separator too) between two
+/// Chinese characters (ideographs, CJK
+/// or full-width punctuation), which goes (CSS Text 3's segment break rule).
+fn fold_as_a_summary(source: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let chinese = |c: char| matches!(c, '\u{3000}'..='\u{303f}' | '\u{4e00}'..='\u{9fff}' | '\u{ff00}'..='\u{ff60}');
+    let source: String = source.nfc().collect();
+    let mut folded = String::new();
+    let mut rest = source.as_str();
+    for word in source.split_whitespace() {
+        let at = rest.find(word).unwrap_or(0);
+        let gap = &rest[..at];
+        rest = &rest[at + word.len()..];
+        if !folded.is_empty() {
+            let breaks = gap.contains(['\n', '\r', '\u{2028}', '\u{2029}']);
+            let joins = breaks
+                && folded.chars().next_back().is_some_and(chinese)
+                && word.chars().next().is_some_and(chinese);
+            if !joins {
+                folded.push(' ');
+            }
+        }
+        folded.push_str(word);
+    }
+    folded
 }
 
 /// The fields named by "removed … character(s)" warnings.

@@ -853,12 +853,25 @@ impl ArticleDraft {
         // Asked only of a blank body.
         let shows_media = || text::shows_media(&content_html);
         if content_html.trim().is_empty() && !body_refused {
-            let why = if html_sent {
-                "has nothing left once sanitised (only markup that is removed, such as <script>)"
+            let (field, why) = if html_sent {
+                (
+                    "content_html",
+                    "has nothing left once sanitised (only markup that is removed, such as <script>)",
+                )
+            } else if !self.content_text.is_empty() {
+                // Sent, and cleaned to nothing: the text is what to fix.
+                (
+                    "content_text",
+                    "has no visible text (only white space, or characters feeds cannot carry, \
+                     which are removed)",
+                )
             } else {
-                "one of content_html and content_text is required"
+                (
+                    "content_html",
+                    "one of content_html and content_text is required",
+                )
             };
-            check.violations.add(f("content_html"), why);
+            check.violations.add(f(field), why);
         } else if !body_refused {
             // `<p> </p>`, or only zero-width characters: a body no reader can see. Each body
             // sent must show something: feeds carry the HTML, JSON Feed's content_text the
@@ -1022,8 +1035,22 @@ impl ArticleDraft {
     }
 }
 
-/// Accepts an empty value (no URL) or an absolute http(s) URL of at most 2048 bytes.
+/// Accepts an empty value (no URL) or an absolute http(s) URL of at most 2048 bytes,
+/// without a user name or password: feeds would hand them to every reader, and
+/// `https://trusted.example@elsewhere.example/` leads elsewhere than it reads.
 pub(super) fn check_url(raw: &str) -> Result<Option<String>, String> {
+    let url = check_stored_url(raw)?;
+    if let Some(parsed) = url.as_deref().and_then(|u| url::Url::parse(u).ok())
+        && (!parsed.username().is_empty() || parsed.password().is_some())
+    {
+        return Err("must not carry a user name or password".into());
+    }
+    Ok(url)
+}
+
+/// [`check_url`] as stored rows and exports are held to it: credentials in a URL, which
+/// versions before refused none, are let through (they are not the store's fault).
+pub(super) fn check_stored_url(raw: &str) -> Result<Option<String>, String> {
     let raw = raw.trim();
     if raw.is_empty() {
         return Ok(None);
@@ -1221,6 +1248,48 @@ mod tests {
     }
 
     #[test]
+    fn urls_with_a_user_name_or_password_are_refused_new_and_kept_stored() {
+        for url in [
+            "https://user:pass@example.com/a",
+            "https://trusted.example@elsewhere.example/",
+        ] {
+            let refused = ArticleDraft {
+                canonical_url: url.into(),
+                media: vec![super::super::MediaDraft {
+                    url: url.into(),
+                    mime_type: "image/jpeg".into(),
+                    ..Default::default()
+                }],
+                ..draft()
+            }
+            .validate("", &super::super::HtmlPolicy::default())
+            .unwrap_err();
+            let fields: Vec<_> = refused.iter().map(|v| v.field.as_str()).collect();
+            assert_eq!(
+                fields,
+                ["canonical_url", "media[0].url"],
+                "{url}: {refused:?}"
+            );
+            assert_eq!(super::super::stored::url_fault(url), None, "{url}");
+        }
+    }
+
+    #[test]
+    fn a_text_body_cleaned_to_nothing_is_named_as_the_field_at_fault() {
+        for text in ["\u{1}\u{2}", "\u{fffe}", "  \n "] {
+            let refused = ArticleDraft {
+                content_text: text.into(),
+                content_html: String::new(),
+                ..draft()
+            }
+            .validate("", &super::super::HtmlPolicy::default())
+            .unwrap_err();
+            let fields: Vec<_> = refused.iter().map(|v| v.field.as_str()).collect();
+            assert_eq!(fields, ["content_text"], "{text:?}: {refused:?}");
+        }
+    }
+
+    #[test]
     fn a_text_only_draft_gets_html_paragraphs_and_a_summary() {
         let valid = draft()
             .validate("article.", &text::HtmlPolicy::default())
@@ -1229,7 +1298,7 @@ mod tests {
             valid.content.content_html,
             "<p>第一段。</p>\n<p>第二段。</p>"
         );
-        assert_eq!(valid.content.summary, "第一段。 第二段。");
+        assert_eq!(valid.content.summary, "第一段。第二段。");
         assert!(valid.warnings.is_empty());
     }
 

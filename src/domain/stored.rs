@@ -3,8 +3,8 @@
 //! readers depend on is checked: characters feeds cannot carry, HTML the sanitiser would
 //! change, links that are not http(s), JSON that does not decode.
 
-use super::article::check_url;
-use super::media::{Media, media_url};
+use super::article::check_stored_url;
+use super::media::Media;
 use super::text::{HtmlPolicy, is_forbidden};
 
 /// Plain text: `None` when it carries only characters feeds can carry.
@@ -34,7 +34,7 @@ pub fn html_fault(html: &str, policy: &HtmlPolicy, base: Option<&url::Url>) -> O
 
 /// A link: `None` when it is empty or an absolute http(s) URL.
 pub fn url_fault(url: &str) -> Option<String> {
-    check_url(url).err()
+    check_stored_url(url).err()
 }
 
 /// A JSON array of names (authors or tags).
@@ -52,7 +52,8 @@ pub fn names_fault(json: &str) -> Option<String> {
 pub fn media_fault(json: &str) -> Option<String> {
     match serde_json::from_str::<Vec<Media>>(json) {
         Ok(media) => media.iter().enumerate().find_map(|(i, m)| {
-            media_url(&m.url)
+            check_stored_url(&m.url)
+                .and_then(|url| url.ok_or_else(|| "is required".to_owned()))
                 .err()
                 .map(|e| format!("[{i}].url {e}"))
                 .or_else(|| text_fault(&m.caption).map(|e| format!("[{i}].caption {e}")))

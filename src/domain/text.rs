@@ -96,7 +96,7 @@ pub(crate) fn clean(raw: &str, single_line: bool) -> Cleaned {
     // pushing it a character at a time.
     if !single_line && !may_need_cleaning(raw) {
         return Cleaned {
-            text: raw.trim().to_owned(),
+            text: composed(raw.trim().to_owned()),
             removed: 0,
             bidi_balanced: 0,
         };
@@ -130,9 +130,24 @@ pub(crate) fn clean(raw: &str, single_line: bool) -> Cleaned {
         (text.trim().to_owned(), 0)
     };
     Cleaned {
-        text,
+        text: composed(text),
         removed,
         bidi_balanced,
+    }
+}
+
+/// `text` in Unicode NFC: one headline typed with precomposed letters or with combining
+/// marks (by two systems, say) is stored, shown and compared as one string, and Hangul
+/// jamo show as syllables. Copy is mostly in NFC already, and mostly characters that
+/// cannot change under it (ASCII and Latin-1, CJK ideographs and punctuation): those are
+/// not normalised.
+fn composed(text: String) -> String {
+    use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
+    let stable = |c: char| c < '\u{300}' || stands_alone(c);
+    if text.chars().all(stable) || is_nfc_quick(text.chars()) == IsNormalized::Yes {
+        text
+    } else {
+        text.nfc().collect()
     }
 }
 
@@ -702,7 +717,8 @@ pub(crate) fn ceil_char_boundary(text: &str, at: usize) -> usize {
     start
 }
 
-/// The first `max_graphemes` user-perceived characters of `text`, white space folded,
+/// The first `max_graphemes` user-perceived characters of `text`, white space folded
+/// ([`fold_lines`]),
 /// cut on a grapheme boundary and marked with `…` when cut; and, for a bounded count, at
 /// most 8 bytes a character on average: characters heaped with combining marks are cut
 /// sooner, so that a body of them does not give a summary as long as itself.
@@ -713,11 +729,11 @@ pub fn summarize(text: &str, max_graphemes: usize) -> String {
     let bound = max_graphemes.saturating_add(2).saturating_mul(8);
     if text.len() > bound {
         let end = floor_char_boundary(text, bound);
-        if let Some(summary) = cut_summary(&fold_white_space(&text[..end]), max_graphemes) {
+        if let Some(summary) = cut_summary(&fold_lines(&text[..end]), max_graphemes) {
             return summary;
         }
     }
-    let folded = fold_white_space(text);
+    let folded = fold_lines(text);
     let summary = cut_summary(&folded, max_graphemes).unwrap_or(folded);
     let kept = summary.strip_suffix('…').unwrap_or(&summary);
     if kept.len() <= bound {
@@ -744,6 +760,54 @@ fn fold_white_space(text: &str) -> String {
         folded.push_str(word);
     }
     folded
+}
+
+/// Every run of white space as one space, none at either end, except a run holding a line
+/// break between two East Asian wide characters, which vanishes: paragraphs of Chinese
+/// joined into one line take no space between them (the segment break rule of CSS Text
+/// 3, which browsers apply to such text), where "第一段。 第二段。" would show a stray gap.
+fn fold_lines(text: &str) -> String {
+    let mut folded = String::with_capacity(text.len());
+    // The run of white space before the next character: whether it breaks a line.
+    let mut run: Option<bool> = None;
+    for c in text.chars() {
+        if c.is_whitespace() {
+            let breaks = matches!(c, '\n' | '\r' | '\u{2028}' | '\u{2029}');
+            run = Some(run.unwrap_or(false) || breaks);
+            continue;
+        }
+        if let Some(breaks) = run.take()
+            && !folded.is_empty()
+        {
+            let joined = breaks && folded.chars().next_back().is_some_and(is_wide) && is_wide(c);
+            if !joined {
+                folded.push(' ');
+            }
+        }
+        folded.push(c);
+    }
+    folded
+}
+
+/// East Asian wide characters that take no space across a line break: CJK ideographs,
+/// punctuation and symbols, kana, Bopomofo and the full-width forms. Hangul is left out:
+/// Korean puts spaces between words.
+fn is_wide(c: char) -> bool {
+    matches!(
+        c,
+        '\u{2e80}'..='\u{303f}'
+            | '\u{3040}'..='\u{30ff}'
+            | '\u{3100}'..='\u{312f}'
+            | '\u{31a0}'..='\u{31ff}'
+            | '\u{3200}'..='\u{33ff}'
+            | '\u{3400}'..='\u{4dbf}'
+            | '\u{4e00}'..='\u{9fff}'
+            | '\u{f900}'..='\u{faff}'
+            | '\u{fe30}'..='\u{fe4f}'
+            | '\u{ff00}'..='\u{ff60}'
+            | '\u{ffe0}'..='\u{ffe6}'
+            | '\u{20000}'..='\u{3fffd}'
+    )
 }
 
 /// `folded` cut after `max_graphemes` graphemes and marked with `…`; `None` when it is not
@@ -801,6 +865,21 @@ mod tests {
             "事实有误 已更正"
         );
         assert_eq!(one_line("👩‍👩‍👧👩‍👩‍👧", 1), "👩‍👩‍👧…");
+    }
+
+    #[test]
+    fn text_is_kept_in_nfc() {
+        for single_line in [true, false] {
+            assert_eq!(
+                clean("Cafe\u{301} ne\u{301}e", single_line).text,
+                "Café née"
+            );
+            assert_eq!(clean("\u{1100}\u{1161}", single_line).text, "\u{ac00}");
+            assert_eq!(
+                clean("朔州日报，右玉县。", single_line).text,
+                "朔州日报，右玉县。"
+            );
+        }
     }
 
     #[test]
@@ -1018,7 +1097,7 @@ mod tests {
 
     /// The summary of the whole text folded and segmented, as before the prefix cut.
     fn summarize_whole(text: &str, max_graphemes: usize) -> String {
-        let folded = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let folded = fold_lines(text);
         match folded.grapheme_indices(true).nth(max_graphemes) {
             None => folded,
             Some((cut, _)) => format!("{}…", folded[..cut].trim_end()),
@@ -1247,6 +1326,17 @@ mod tests {
         assert_eq!(summarize("👩‍👩‍👧家庭", 1), "👩‍👩‍👧…");
         assert_eq!(summarize("短文", 10), "短文");
         assert_eq!(summarize("一二三四", 2), "一二…");
+    }
+
+    #[test]
+    fn paragraphs_of_chinese_join_without_a_space_and_others_with_one() {
+        assert_eq!(summarize("第一段。\n\n第二段。", 160), "第一段。第二段。");
+        assert_eq!(summarize("引语。\r\n「下段」", 160), "引语。「下段」");
+        assert_eq!(summarize("First.\n\nSecond.", 160), "First. Second.");
+        assert_eq!(summarize("中文\n\nEnglish", 160), "中文 English");
+        assert_eq!(summarize("한국어\n한국어", 160), "한국어 한국어");
+        // A space typed between Chinese words stays.
+        assert_eq!(summarize("朔州日报 记者", 160), "朔州日报 记者");
     }
 
     #[test]

@@ -629,12 +629,12 @@ pub fn cases() -> Vec<Case> {
         (
             "white space content",
             Box::new(|a| a.content_text = " \n\n\t \u{3000} ".into()),
-            Expect::Invalid("article.content_html"),
+            Expect::Invalid("article.content_text"),
         ),
         (
             "control-character content",
             Box::new(|a| a.content_text = "\u{1}\u{2}\u{1b}".into()),
-            Expect::Invalid("article.content_html"),
+            Expect::Invalid("article.content_text"),
         ),
         (
             "script-only HTML",

@@ -22,7 +22,8 @@ pub fn forbidden_count(text: &str) -> usize {
 /// A title, subtitle, kicker, name or tag as ingest documents it: forbidden characters
 /// removed, every run of white space folded into one space, no space at either end.
 pub fn clean_line(raw: &str) -> String {
-    let kept: String = raw.chars().filter(|&c| !is_forbidden(c)).collect();
+    use unicode_normalization::UnicodeNormalization;
+    let kept: String = raw.chars().filter(|&c| !is_forbidden(c)).nfc().collect();
     kept.split(char::is_whitespace)
         .filter(|word| !word.is_empty())
         .collect::<Vec<_>>()
