@@ -193,7 +193,7 @@ impl Inner {
         };
         let links = Links {
             self_url: urls.get(format).to_owned(),
-            hub_url: Some(meta.hub_url.clone()),
+            hub_url: None,
         };
         let bytes = format.render(&meta, &content.articles);
         let file = Arc::new(FeedFile::new(

@@ -46,7 +46,10 @@ pub fn render(meta: &FeedMeta, articles: &[impl Borrow<Article>]) -> Vec<u8> {
         Some(Format::Atom.media_type()),
     );
     link(&mut x, &meta.site_url, "alternate", Some("text/html"));
-    link(&mut x, &meta.hub_url, "hub", None);
+    // Archive pages do not change as the feed does: no hub to subscribe to them at.
+    if !meta.archive.is_archive {
+        link(&mut x, &meta.hub_url, "hub", None);
+    }
     for (rel, urls) in meta.archive.links() {
         link(&mut x, &urls.atom, rel, Some(Format::Atom.media_type()));
     }

@@ -55,10 +55,13 @@ pub fn render(meta: &FeedMeta, articles: &[impl Borrow<Article>]) -> Vec<u8> {
     out.extend_from_slice(b"[\n    {\n      \"name\": ");
     string(&mut out, &meta.publisher);
     end(&mut out, "\n    }\n  ],");
-    field(&mut out, FEED_FIELD, "hubs");
-    out.extend_from_slice(b"[\n    {\n      \"type\": \"WebSub\",\n      \"url\": ");
-    string(&mut out, &meta.hub_url);
-    end(&mut out, "\n    }\n  ],");
+    // Archive pages do not change as the feed does: no hub to subscribe to them at.
+    if !meta.archive.is_archive {
+        field(&mut out, FEED_FIELD, "hubs");
+        out.extend_from_slice(b"[\n    {\n      \"type\": \"WebSub\",\n      \"url\": ");
+        string(&mut out, &meta.hub_url);
+        end(&mut out, "\n    }\n  ],");
+    }
     field(&mut out, FEED_FIELD, "items");
     if articles.is_empty() {
         out.extend_from_slice(b"[]");

@@ -31,6 +31,9 @@ pub mod rss_crate {
                 ..Link::default()
             },
         ];
+        if meta.archive.is_archive {
+            links.retain(|link| link.rel != "hub");
+        }
         links.extend(meta.archive.links().map(|(rel, urls)| Link {
             href: urls.rss.clone(),
             rel: rel.into(),
@@ -212,6 +215,7 @@ pub mod atom_crate {
                 },
             ]
             .into_iter()
+            .filter(|link| !(meta.archive.is_archive && link.rel == "hub"))
             .chain(
                 meta.archive
                     .links()
@@ -372,7 +376,8 @@ pub mod serde_json_pretty {
         #[serde(skip_serializing_if = "Option::is_none")]
         favicon: Option<&'a str>,
         authors: [Author<'a>; 1],
-        hubs: [Hub<'a>; 1],
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        hubs: Vec<Hub<'a>>,
         items: Vec<Item<'a>>,
     }
 
@@ -467,10 +472,13 @@ pub mod serde_json_pretty {
             authors: [Author {
                 name: &meta.publisher,
             }],
-            hubs: [Hub {
-                kind: "WebSub",
-                url: &meta.hub_url,
-            }],
+            hubs: (!meta.archive.is_archive)
+                .then_some(Hub {
+                    kind: "WebSub",
+                    url: &meta.hub_url,
+                })
+                .into_iter()
+                .collect(),
             items: articles
                 .iter()
                 .map(|article| {
@@ -605,6 +613,15 @@ mod tests {
         };
         assert_same(&archive, &fixtures::articles_with_media());
         assert_same(&archive, &[]);
+        // An archive page names no hub to subscribe to it at; the current documents do.
+        let hub = fixtures::meta().hub_url;
+        for format in Format::ALL {
+            let page = String::from_utf8(format.render(&archive, &[] as &[Article])).unwrap();
+            assert!(!page.contains(&hub), "{format:?}: {page}");
+            let current =
+                String::from_utf8(format.render(&fixtures::meta(), &[] as &[Article])).unwrap();
+            assert!(current.contains(&hub), "{format:?}: {current}");
+        }
         let mut other_language = fixtures::articles();
         other_language[1].content.language = Some("en-GB".into());
         other_language[1].updated += chrono::Duration::nanoseconds(123_456_789);

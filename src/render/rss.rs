@@ -65,7 +65,10 @@ pub fn render(meta: &FeedMeta, articles: &[impl Borrow<Article>]) -> Vec<u8> {
         "self",
         Some(Format::Rss.media_type()),
     );
-    atom_link(&mut x, &meta.hub_url, "hub", None);
+    // Archive pages do not change as the feed does: no hub to subscribe to them at.
+    if !meta.archive.is_archive {
+        atom_link(&mut x, &meta.hub_url, "hub", None);
+    }
     for (rel, urls) in meta.archive.links() {
         atom_link(&mut x, &urls.rss, rel, Some(Format::Rss.media_type()));
     }
