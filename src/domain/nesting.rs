@@ -31,12 +31,13 @@ pub const BASE_ELEMENTS: u64 = 64;
 pub const MAX_DEPTH: u64 = 256;
 /// Most attributes on one tag: the tokenizer compares each with every one before it.
 pub const MAX_ATTRIBUTES: u64 = 256;
-/// Most bytes the serialiser may scan to escape the body's text: for each `&` it looks for
-/// the next character to escape from there, through to the next `<` or `>` of the text
-/// node (html5ever's `write_escaped`), so text of many `&` and neither costs the square of
-/// its length (`"& "` 500,000 times, 25 s a pass). Counted on the text as the parser
-/// decodes it. 256 MiB is some 25 ms of scanning a pass; a 64 KB paragraph with an `&`
-/// every 16 bytes scans half of it.
+/// Most bytes the serialiser may scan to escape the body's text and attribute values: for
+/// each `&`, and each character of U+0080–U+00BF (it looks for no-break spaces by their
+/// first byte, 0xC2), it looks for the next character to escape from there, through to the
+/// next `<` or `>` of the text node (html5ever's `write_escaped`), so text of many and
+/// neither costs the square of its length (`"& "` 500,000 times, 25 s a pass). Counted on
+/// the text as the parser decodes and places it. 256 MiB is some 25 ms of scanning a pass;
+/// a 64 KB paragraph with an `&` every 16 bytes scans half of it.
 pub const MAX_ESCAPE_SCAN: u64 = 256 << 20;
 /// Steps for cloning one attribute when the parser compares formatting elements: a clone
 /// costs some eight times a look at an element's name.
@@ -70,7 +71,8 @@ impl Cost {
     pub fn fault(&self) -> Option<String> {
         if self.escape_scan > MAX_ESCAPE_SCAN {
             Some(format!(
-                "has too many `&` in long runs of text: escaping them would scan more than \
+                "has too many `&` (or characters of U+0080–U+00BF, such as no-break spaces) in \
+                 long runs of text or attribute values: escaping them would scan more than \
                  {MAX_ESCAPE_SCAN} bytes (split the text into paragraphs)"
             ))
         } else if self.attributes > MAX_ATTRIBUTES {
@@ -254,9 +256,12 @@ struct Node {
     name_bytes: u64,
     template_contents: Option<usize>,
     annotation_xml_integration_point: bool,
-    /// The `&` of its last child, when that is text, not yet followed by a `<` or `>`:
-    /// each scans on over text appended to it (a tree appends text to a text last child).
+    /// The characters of its last child, when that is text, whose escaping scans on over
+    /// text appended to it (a tree appends text to a text last child): see [`Meter::escape`].
     open_amps: u64,
+    /// The same of the text node just before it: text placed before it (foster parenting)
+    /// is appended to that node.
+    open_before: u64,
 }
 
 /// A tree sink that keeps no tree: nodes are numbers, with what the parser asks of them.
@@ -295,26 +300,39 @@ impl Meter {
     }
 
     /// Places `node` in `parent` (text counts as a child, not a node).
-    fn place(&self, node: &NodeOrText<usize>, parent: usize) {
+    /// Places `node` in `parent`: last, or just before `sibling`.
+    fn place(&self, node: &NodeOrText<usize>, parent: usize, sibling: Option<usize>) {
         let depth = self.depth_of(parent) + 1;
         let mut nodes = self.nodes.borrow_mut();
         let mut next = None;
+        let mut open_before = 0;
         if let Some(held) = nodes.get_mut(parent) {
             held.children = held.children.saturating_add(1);
             match node {
                 NodeOrText::AppendNode(node) => {
                     next = held.first_kid.replace(*node);
-                    held.open_amps = 0;
+                    if sibling.is_none() {
+                        open_before = std::mem::take(&mut held.open_amps);
+                    }
                 }
-                NodeOrText::AppendText(text) => {
-                    held.open_amps = self.escape(text, held.open_amps);
+                NodeOrText::AppendText(text) if sibling.is_none() => {
+                    held.open_amps = self.escape(text, held.open_amps, false);
                 }
+                NodeOrText::AppendText(_) => {}
             }
+        }
+        if let (NodeOrText::AppendText(text), Some(sibling)) = (node, sibling)
+            && let Some(sibling) = nodes.get_mut(sibling)
+        {
+            sibling.open_before = self.escape(text, sibling.open_before, false);
         }
         let NodeOrText::AppendNode(node) = node else {
             return;
         };
         let contents = nodes.get_mut(*node).and_then(|placed| {
+            if sibling.is_none() {
+                placed.open_before = open_before;
+            }
             placed.depth = depth;
             placed.parent = Some(parent);
             placed.next = next;
@@ -329,17 +347,23 @@ impl Meter {
         self.steps(noahs_ark_cost(&nodes, *node));
     }
 
-    /// Counts what serialising `text`, appended to a text node with `open` `&` still
-    /// scanning, costs html5ever's `write_escaped`: from each `&` it looks for the next
-    /// character to escape through to the next `<` or `>`. The `&` still open after it.
-    fn escape(&self, text: &str, mut open: u64) -> u64 {
+    /// Counts what serialising `text` costs html5ever's `write_escaped`, appended to a text
+    /// node (or, `attribute`, as an attribute value) with `open` looks still going on: from
+    /// each `&` or byte 0xC2 it looks for the next character to escape through to the next
+    /// `<` or `>` (or `"`). The looks still open after it.
+    fn escape(&self, text: &str, mut open: u64, attribute: bool) -> u64 {
         let bytes = text.as_bytes();
         let mut scanned = 0_u64;
         let mut from = 0;
-        for at in memchr::memchr3_iter(b'&', b'<', b'>', bytes) {
-            scanned = scanned.saturating_add(open.saturating_mul((at - from) as u64));
-            from = at;
-            open = if bytes[at] == b'&' { open + 1 } else { 0 };
+        for (at, &byte) in bytes.iter().enumerate() {
+            // A look ends at `<` or `>` (and `"` in an attribute value); each `&`, and each
+            // first byte of U+0080–U+00BF (0xC2, looked at for a no-break space), starts one.
+            let ends = byte == b'<' || byte == b'>' || (attribute && byte == b'"');
+            if ends || byte == b'&' || byte == 0xc2 {
+                scanned = scanned.saturating_add(open.saturating_mul((at - from) as u64));
+                from = at;
+                open = if ends { 0 } else { open + 1 };
+            }
         }
         scanned = scanned.saturating_add(open.saturating_mul((bytes.len() - from) as u64));
         let total = &self.counts.escape_scan;
@@ -498,6 +522,9 @@ impl TreeSink for Meter {
             .elements
             .set(self.counts.elements.get().saturating_add(1));
         let template_contents = flags.template.then(|| self.plain());
+        for attribute in &attrs {
+            self.escape(&attribute.value, 0, true);
+        }
         self.add(Node {
             name: Some((name.ns, name.local)),
             attributes: attrs.len() as u64,
@@ -517,7 +544,7 @@ impl TreeSink for Meter {
     }
 
     fn append(&self, parent: &usize, child: NodeOrText<usize>) {
-        self.place(&child, *parent);
+        self.place(&child, *parent, None);
     }
 
     /// Beside `element` if it has a parent, else in `prev_element`: the deeper of both.
@@ -530,7 +557,7 @@ impl TreeSink for Meter {
         if self.parent_of(*element).is_some() {
             self.append_before_sibling(element, child);
         } else {
-            self.place(&child, *prev_element);
+            self.place(&child, *prev_element, None);
         }
     }
 
@@ -558,13 +585,16 @@ impl TreeSink for Meter {
         };
         let children = self.nodes.borrow().get(parent).map_or(0, |p| p.children);
         self.steps(children);
-        self.place(&new_node, parent);
+        self.place(&new_node, parent, Some(*sibling));
     }
 
     /// A tree compares each attribute with those the element holds: as many steps.
     fn add_attrs_if_missing(&self, target: &usize, attrs: Vec<Attribute>) {
         let held = self.nodes.borrow().get(*target).map_or(0, |n| n.attributes);
         self.steps(held.saturating_add(attrs.len() as u64));
+        for attribute in &attrs {
+            self.escape(&attribute.value, 0, true);
+        }
         if let Some(node) = self.nodes.borrow_mut().get_mut(*target) {
             node.attributes = node.attributes.saturating_add(attrs.len() as u64);
             node.name_bytes = node.name_bytes.saturating_add(names_bytes(&attrs));
@@ -664,8 +694,9 @@ mod tests {
         }
     }
 
-    /// Text of many `&` and no `<` or `>`, which the serialiser escapes in time that grows
-    /// with the square of its length, is refused; a long paragraph with an `&` every few
+    /// Text or attribute values of many `&` (or characters of U+0080–U+00BF) and no `<` or
+    /// `>`, which the serialiser escapes in time that grows with the square of their
+    /// length, are refused, also where the parser moves text before a table; a long paragraph with an `&` every few
     /// words, `&` in many short paragraphs, and entities that decode to other characters
     /// (or to `<`, where the serialiser's look stops) are not.
     #[test]
@@ -674,6 +705,16 @@ mod tests {
             "& ".repeat(500_000),
             "&amp;".repeat(200_000),
             format!("<p>{}</p>", "&x ".repeat(300_000)),
+            // Each character of U+0080–U+00BF starts a look too (its first byte, 0xC2).
+            "° ".repeat(300_000),
+            "\u{a0}".repeat(400_000),
+            // Attribute values are escaped alike, `"` ending a look too.
+            format!(
+                "<img src=\"https://x/a.jpg\" alt=\"{}\">",
+                "&".repeat(900_000)
+            ),
+            // Text placed before a table joins the text node before it.
+            "&".repeat(20_000) + "<table>" + &"a".repeat(900_000) + "</table>",
         ] {
             let cost = measure(&copy);
             assert!(cost.escape_scan > MAX_ESCAPE_SCAN, "{cost:?}");
@@ -685,6 +726,7 @@ mod tests {
             format!("<p>{}</p>", "右玉 & 朔州 ".repeat(60)).repeat(1_000),
             format!("<p>{}</p>", "&amp;&lt;👩‍👩‍👧‍👦𠮷]]>".repeat(4_000)),
             format!("<p>{}</p>", "&#x1F600;&eacute;".repeat(20_000)),
+            format!("<p>{}</p>", "朔州气温零下五度°C，".repeat(100)).repeat(300),
             "<p>A&amp;B</p>\n".repeat(60_000),
         ] {
             let cost = measure(&copy);
