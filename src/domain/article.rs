@@ -632,7 +632,8 @@ impl Checker {
                 "{field}: decoded HTML entities (plain-text fields are text, not HTML)"
             ));
         }
-        self.clean(field, &decoded, single_line)
+        // Text, not markup, is put in NFC (see `text::composed`).
+        text::composed(self.clean(field, &decoded, single_line))
     }
 
     fn clean(&mut self, field: &str, raw: &str, single_line: bool) -> String {
@@ -909,7 +910,8 @@ impl ArticleDraft {
         if summary.is_empty() {
             // Its paragraphs folded into one line and cut: a direction control left open in
             // a paragraph would now run on into the next, or past the cut.
-            summary = text::balance_bidi(text::summarize(body_text, SUMMARY_GRAPHEMES)).0;
+            summary =
+                text::composed(text::balance_bidi(text::summarize(body_text, SUMMARY_GRAPHEMES)).0);
         }
 
         let language = Some(self.language.trim())
@@ -1272,6 +1274,26 @@ mod tests {
             );
             assert_eq!(super::super::stored::url_fault(url), None, "{url}");
         }
+    }
+
+    #[test]
+    fn text_fields_are_kept_in_nfc_and_markup_is_not_composed() {
+        let valid = ArticleDraft {
+            title: "Cafe\u{301}".into(),
+            content_text: "ne\u{301}e".into(),
+            content_html: "<p>\u{338}x</p><p>y</p>".into(),
+            ..draft()
+        }
+        .validate("", &super::super::HtmlPolicy::default())
+        .unwrap();
+        assert_eq!(valid.content.title, "Café");
+        assert_eq!(valid.content.content_text.as_deref(), Some("née"));
+        // `>` and U+0338 composed would be `≯`, and the paragraph lost with its tag.
+        assert!(
+            valid.content.content_html.contains('x'),
+            "{}",
+            valid.content.content_html
+        );
     }
 
     #[test]
