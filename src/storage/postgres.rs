@@ -307,10 +307,17 @@ pub(super) async fn follow_events(
         notified.clone(),
     ));
     let _stop_listening = AbortOnDrop(listening.abort_handle());
+    // A connection of its own: a pool taken by a burst of writes is no database out of
+    // reach.
+    let mut own = None;
     loop {
         // Read first: what other replicas committed before this one listened was announced
         // to no one here. Then after a notification, a reconnection or a quiet period.
-        match tokio::time::timeout(HEAD_READ_TIMEOUT, writes::event_head(&pool)).await {
+        let read = tokio::time::timeout(HEAD_READ_TIMEOUT, read_head(&mut own, &pool)).await;
+        if !matches!(read, Ok(Ok(_))) {
+            own = None;
+        }
+        match read {
             Ok(Ok(seq)) => {
                 super::raise_event_head(&head, seq);
                 report(None);
@@ -330,6 +337,18 @@ pub(super) async fn follow_events(
         }
         let _ = tokio::time::timeout(poll, notified.notified()).await;
     }
+}
+
+/// The newest event, read on `own` (connected first when it is not, with the options of
+/// `pool`).
+async fn read_head(own: &mut Option<sqlx::PgConnection>, pool: &PgPool) -> Result<u64, StoreError> {
+    let conn = match own {
+        Some(conn) => conn,
+        None => own.insert(
+            <sqlx::PgConnection as sqlx::Connection>::connect_with(&pool.connect_options()).await?,
+        ),
+    };
+    writes::event_head(conn).await
 }
 
 /// Aborts a task when dropped (the follower's listener, with the follower).
