@@ -840,6 +840,11 @@ contract!(
 async fn check_open_page_shown(store: &dyn Store) {
     let partner = add_partner(store, "newsroom").await;
     store.set_archive_page(3);
+    // The newest of all, in politics: `all` holds one article more than rural.
+    publish_at(store, &partner, "p-0", (20, 999), |d| {
+        d.section = "politics".into();
+    })
+    .await;
     // Six in rural, stored in order: two full pages.
     for n in 0..6 {
         publish_at(
@@ -851,36 +856,46 @@ async fn check_open_page_shown(store: &dyn Store) {
         )
         .await;
     }
-    // Filed later with an older publish time; then copy scheduled for later.
+    // Filed later with an older publish time; then copy under embargo, as old.
     publish_at(store, &partner, "late", (1, 1010), |_| {}).await;
-    publish_at(store, &partner, "scheduled", (5000, 1011), |_| {}).await;
+    publish_at(store, &partner, "embargoed", (2, 1011), |d| {
+        d.embargo_time = Some(at(5000));
+    })
+    .await;
     let guid = |id: &str| format!("tag:example.com,2023-06-07:newsroom/{id}");
     let rural = FeedScope::Section(SectionSlug::parse("rural").unwrap());
-    let now = at(1100);
-    for scope in [FeedScope::All, rural.clone()] {
+    let shown = |scope: FeedScope| async move {
         let content = store
-            .feed_content(&scope, now, 3, TimeDelta::hours(1))
+            .feed_content(&scope, at(1100), 3, TimeDelta::hours(1))
             .await
             .unwrap();
-        let shown: Vec<String> = content.articles.iter().map(|a| a.guid.clone()).collect();
-        assert_eq!(
-            shown,
-            ["a-5", "a-4", "a-3", "late"].map(guid),
-            "{scope:?}: the newest three, then the open page's"
-        );
-        assert_eq!(content.archive_pages(3), 2, "{scope:?}");
-    }
-    // The page fills: the late copy is on it, and the current documents show the newest.
+        let guids: Vec<String> = content.articles.iter().map(|a| a.guid.clone()).collect();
+        (guids, content.archive_pages(3))
+    };
+    // Rural's open page holds the late copy (shown) and the embargoed (not); `all`, one
+    // article more, has three full pages and none open.
+    assert_eq!(
+        shown(rural.clone()).await,
+        (["a-5", "a-4", "a-3", "late"].map(guid).to_vec(), 2),
+        "the newest three, then the open page's in view"
+    );
+    assert_eq!(
+        shown(FeedScope::All).await,
+        (["p-0", "a-5", "a-4"].map(guid).to_vec(), 3)
+    );
+    // Rural's page fills: the late copy is on it, and the current documents show the
+    // newest; `all`'s open page holds what is among its newest already.
     publish_at(store, &partner, "a-6", (16, 1020), |_| {}).await;
-    let now = at(1100);
+    assert_eq!(
+        shown(rural.clone()).await,
+        (["a-6", "a-5", "a-4"].map(guid).to_vec(), 3)
+    );
+    assert_eq!(
+        shown(FeedScope::All).await,
+        (["p-0", "a-6", "a-5"].map(guid).to_vec(), 3)
+    );
     for scope in [FeedScope::All, rural] {
-        let content = store
-            .feed_content(&scope, now, 3, TimeDelta::hours(1))
-            .await
-            .unwrap();
-        let shown: Vec<String> = content.articles.iter().map(|a| a.guid.clone()).collect();
-        assert_eq!(shown, ["a-6", "a-5", "a-4"].map(guid), "{scope:?}");
-        let page = store.archive_page(&scope, 3, 3, now).await.unwrap();
+        let page = store.archive_page(&scope, 3, 3, at(1100)).await.unwrap();
         let archived: Vec<String> = page.articles.iter().map(|a| a.guid.clone()).collect();
         assert!(archived.contains(&guid("late")), "{scope:?}: {archived:?}");
     }
