@@ -78,7 +78,8 @@ pub(crate) fn normalize_name(name: &str) -> String {
         .filter(|c| !matches!(c, '\u{200b}' | '\u{2060}' | '\u{feff}'))
         .nfc()
         .collect();
-    fold_white_space(&normalized)
+    // One line already (see above): no line break to join across.
+    fold_lines(&normalized)
 }
 
 /// Text cleaned of forbidden characters, with how many were removed.
@@ -749,18 +750,6 @@ pub fn summarize(text: &str, max_graphemes: usize) -> String {
         Some((last, _)) => last,
     };
     format!("{}…", piece[..cut].trim_end())
-}
-
-/// Every run of white space as one space, none at either end.
-fn fold_white_space(text: &str) -> String {
-    let mut folded = String::with_capacity(text.len());
-    for word in text.split_whitespace() {
-        if !folded.is_empty() {
-            folded.push(' ');
-        }
-        folded.push_str(word);
-    }
-    folded
 }
 
 /// Every run of white space as one space, none at either end, except a run holding a line

@@ -306,7 +306,8 @@ pub(super) async fn follow_events(
         poll,
         notified.clone(),
     ));
-    let _stop_listening = AbortOnDrop(listening.abort_handle());
+    // Aborted with the follower.
+    let _listening = tokio_util::task::AbortOnDropHandle::new(listening);
     // A connection of its own: a pool taken by a burst of writes is no database out of
     // reach.
     let mut own = None;
@@ -349,15 +350,6 @@ async fn read_head(own: &mut Option<sqlx::PgConnection>, pool: &PgPool) -> Resul
         ),
     };
     writes::event_head(conn).await
-}
-
-/// Aborts a task when dropped (the follower's listener, with the follower).
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// Listens on `channel` and wakes `notified` on every notification and every
