@@ -43,8 +43,10 @@ pub struct Site {
     pub rights: String,
     /// Small square image for the feed (Atom `icon`, JSON Feed `favicon`).
     pub icon: Option<Url>,
-    /// Larger image for the feed (RSS `image`, Atom `logo`, JSON Feed `icon`).
+    /// Wide image for the feed (RSS `image`, Atom `logo`).
     pub logo: Option<Url>,
+    /// Large square image readers show beside each item, as an avatar (JSON Feed `icon`).
+    pub avatar: Option<Url>,
 }
 
 impl Site {
@@ -473,6 +475,7 @@ struct FileSite {
     rights: String,
     icon: Option<ImageUrl>,
     logo: Option<ImageUrl>,
+    avatar: Option<ImageUrl>,
 }
 
 /// An absolute http(s) URL of an image.
@@ -903,6 +906,7 @@ impl Settings {
                 rights: file.site.rights,
                 icon: file.site.icon.map(|u| u.0),
                 logo: file.site.logo.map(|u| u.0),
+                avatar: file.site.avatar.map(|u| u.0),
             },
             server,
             feeds: Feeds {

@@ -273,6 +273,7 @@ fn meta() -> FeedMeta {
         rights: "© 朔州日报社".into(),
         icon: None,
         logo: None,
+        avatar: None,
         atom_url: "https://example.com/feeds/politics/atom.xml".into(),
         rss_url: "https://example.com/feeds/politics/rss.xml".into(),
         json_url: "https://example.com/feeds/politics/feed.json".into(),

@@ -634,6 +634,7 @@ pub fn feed_meta(
         rights: site.rights.clone(),
         icon: site.icon.as_ref().map(|u| u.to_string()),
         logo: site.logo.as_ref().map(|u| u.to_string()),
+        avatar: site.avatar.as_ref().map(|u| u.to_string()),
         atom_url: url(Format::Atom),
         rss_url: url(Format::Rss),
         json_url: url(Format::JsonFeed),

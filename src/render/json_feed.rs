@@ -43,9 +43,9 @@ pub fn render(meta: &FeedMeta, articles: &[impl Borrow<Article>]) -> Vec<u8> {
     string(&mut out, &meta.description);
     field(&mut out, FEED_FIELD, "language");
     string(&mut out, &meta.language);
-    if let Some(logo) = &meta.logo {
+    if let Some(avatar) = &meta.avatar {
         field(&mut out, FEED_FIELD, "icon");
-        string(&mut out, logo);
+        string(&mut out, avatar);
     }
     if let Some(icon) = &meta.icon {
         field(&mut out, FEED_FIELD, "favicon");
@@ -323,7 +323,7 @@ pub(super) fn capacity(meta: &FeedMeta, articles: &[impl Borrow<Article>]) -> us
         + meta.archive.prev.as_ref().map_or(0, |urls| urls.json.len())
         + meta.description.len()
         + meta.language.len()
-        + meta.logo.as_ref().map_or(0, String::len)
+        + meta.avatar.as_ref().map_or(0, String::len)
         + meta.icon.as_ref().map_or(0, String::len)
         + meta.publisher.len()
         + meta.hub_url.len();
@@ -455,13 +455,22 @@ mod tests {
         assert!(value["items"][0]["id"].is_string());
         assert_eq!(value["authors"][0]["name"], "朔州日报");
         assert_eq!(value["hubs"][0]["type"], "WebSub");
-        assert_eq!(value["icon"], "http://127.0.0.1:8080/logo.png");
+        assert_eq!(value["icon"], "http://127.0.0.1:8080/avatar.png");
         assert_eq!(value["favicon"], "http://127.0.0.1:8080/icon.png");
         assert_eq!(value["items"][0]["tags"][0], "时政 快讯");
         assert_eq!(value["items"][0]["_feedpub"]["kicker"], "时政 快讯");
         assert_eq!(value["items"][0]["_feedpub"]["subtitle"], "副题 <i> & ]]>");
         assert!(value["items"][1].get("_feedpub").is_none());
         assert_eq!(value["hubs"][0]["url"], "http://127.0.0.1:8080/websub");
+        // The icon is a square avatar: the wide logo never takes its place.
+        let meta = FeedMeta {
+            avatar: None,
+            ..fixtures::meta()
+        };
+        let value: serde_json::Value =
+            serde_json::from_slice(&render(&meta, &fixtures::articles())).unwrap();
+        assert!(value.get("icon").is_none(), "{value}");
+        assert_eq!(value["favicon"], "http://127.0.0.1:8080/icon.png");
     }
 
     #[test]

@@ -155,6 +155,11 @@ fn capacity(meta: &FeedMeta, articles: &[impl Borrow<Article>], escaped: bool) -
                     .map(|s| s.len() + 32)
                     .sum::<usize>()
                 + c.kicker.len()
+                + if c.authors.is_empty() {
+                    meta.publisher.len() + 32
+                } else {
+                    0
+                }
                 + c.media
                     .iter()
                     .map(|m| 2 * (m.url.len() + m.caption.len()) + 160)
@@ -227,8 +232,10 @@ pub struct FeedMeta {
     pub rights: String,
     /// Absolute URL of a small square image (favicon).
     pub icon: Option<String>,
-    /// Absolute URL of a larger image (logo).
+    /// Absolute URL of a wide image (logo).
     pub logo: Option<String>,
+    /// Absolute URL of a large square image (avatar).
+    pub avatar: Option<String>,
     /// Absolute URL of the feed's Atom document; also its permanent Atom id.
     pub atom_url: String,
     /// Absolute URL of the feed's RSS document.
@@ -430,6 +437,7 @@ pub(crate) mod fixtures {
             rights: "© 朔州日报社".into(),
             icon: Some("http://127.0.0.1:8080/icon.png".into()),
             logo: Some("http://127.0.0.1:8080/logo.png".into()),
+            avatar: Some("http://127.0.0.1:8080/avatar.png".into()),
             atom_url: "http://127.0.0.1:8080/feeds/politics/atom.xml".into(),
             rss_url: "http://127.0.0.1:8080/feeds/politics/rss.xml".into(),
             json_url: "http://127.0.0.1:8080/feeds/politics/feed.json".into(),

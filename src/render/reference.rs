@@ -100,10 +100,14 @@ pub mod rss_crate {
                 permalink: false,
             }),
             pub_date: Some(meta.local(content.publish_time).to_rfc2822()),
-            // Names in dc:creator (RSS `author` is for e-mail addresses); the copy's language
-            // in dc:language, on every item.
+            // Names in dc:creator (RSS `author` is for e-mail addresses), the publisher's
+            // for copy that names none; the copy's language in dc:language, on every item.
             dublin_core_ext: Some(DublinCoreExtension {
-                creators: content.authors.clone(),
+                creators: if content.authors.is_empty() {
+                    vec![meta.publisher.clone()]
+                } else {
+                    content.authors.clone()
+                },
                 languages: vec![language(meta, article).to_owned()],
                 ..DublinCoreExtension::default()
             }),
@@ -467,7 +471,7 @@ pub mod serde_json_pretty {
             next_url: meta.archive.prev.as_ref().map(|urls| urls.json.as_str()),
             description: &meta.description,
             language: &meta.language,
-            icon: meta.logo.as_deref(),
+            icon: meta.avatar.as_deref(),
             favicon: meta.icon.as_deref(),
             authors: [Author {
                 name: &meta.publisher,
@@ -584,6 +588,7 @@ mod tests {
             stylesheet: None,
             icon: None,
             logo: None,
+            avatar: None,
             rights: String::new(),
             offset: FixedOffset::west_opt(5 * 3600 + 1800).unwrap(),
             ..fixtures::meta()

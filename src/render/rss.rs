@@ -130,8 +130,12 @@ fn item(x: &mut Xml, meta: &FeedMeta, article: &Article) {
     for media in &content.media {
         media_content(x, media);
     }
-    // Names in dc:creator (RSS `author` is for e-mail addresses); the copy's language in
+    // Names in dc:creator (RSS `author` is for e-mail addresses), the publisher's for copy
+    // that names no author, as Atom and JSON Feed give it; the copy's language in
     // dc:language, on every item.
+    if content.authors.is_empty() {
+        x.element("dc:creator", &meta.publisher);
+    }
     for name in &content.authors {
         x.element("dc:creator", name);
     }
@@ -203,6 +207,28 @@ mod tests {
             .map(|p| p.name.as_str())
             .collect();
         assert_eq!(names, ["刘磊", "张智宙"]);
+    }
+
+    #[test]
+    fn rss_names_the_publisher_as_creator_of_copy_without_a_byline() {
+        let mut articles = fixtures::articles();
+        articles[1].content.authors.clear();
+        let meta = fixtures::meta();
+        let bytes = render(&meta, &articles);
+        let feed = feed_rs::parser::parse(&bytes[..]).unwrap();
+        let names = |i: usize| -> Vec<String> {
+            feed.entries[i]
+                .authors
+                .iter()
+                .map(|p| p.name.clone())
+                .collect()
+        };
+        assert_eq!(
+            names(0),
+            ["赵福胜"],
+            "a byline is not joined by the publisher"
+        );
+        assert_eq!(names(1), [meta.publisher.as_str()]);
     }
 
     #[test]
