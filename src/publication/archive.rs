@@ -16,10 +16,32 @@ use std::sync::{Arc, Mutex};
 /// codings: a large feed's pages would otherwise hold hundreds of megabytes.
 const CACHE_LIMIT: usize = 1024;
 const CACHE_BYTES: usize = 64 << 20;
-/// `Cache-Control: max-age` of an archive page before the newest (its `next-archive` link
-/// is there) none of whose articles is still to come into view: it no longer changes by
-/// design (but for a retraction or a move).
+/// Longest `Cache-Control: max-age` of an archive page before the newest (its
+/// `next-archive` link is there) none of whose articles is still to come into view: it no
+/// longer changes by design, but for a retraction, a correction or a move.
 const FULL_PAGE_MAX_AGE: u32 = 86_400;
+
+/// `Cache-Control: max-age` of archive page `page` of `pages`, which last changed
+/// `since_change` ago. The newest page gains its `next-archive` link, and a page still to
+/// gain an article (`pending`: scheduled, or under embargo) changes when it comes into view:
+/// both are cached like the current documents, for the feed's `max_age`. Any other page for
+/// a tenth of the time since it changed (the heuristic of RFC 9111 §4.2.2), at least the
+/// feed's `max_age` and at most a day: a page a retraction or correction changed lately
+/// may well change again, and a cache then holds the old copy for minutes, not a day; a
+/// page untouched for ten days is cached for a day.
+fn page_max_age(
+    page: usize,
+    pages: usize,
+    pending: bool,
+    since_change: chrono::TimeDelta,
+    feed_max_age: u32,
+) -> u32 {
+    if page >= pages || pending {
+        return feed_max_age;
+    }
+    let tenth = u32::try_from(since_change.num_seconds() / 10).unwrap_or(u32::MAX);
+    tenth.clamp(feed_max_age.min(FULL_PAGE_MAX_AGE), FULL_PAGE_MAX_AGE)
+}
 
 /// Rendered archive documents by feed path, dropped when their feed changes.
 #[derive(Default)]
@@ -184,13 +206,13 @@ impl Inner {
             prev: (page > 1).then(|| self.document_urls(&scope, Some(page - 1))),
             next: (page < content.pages).then(|| self.document_urls(&scope, Some(page + 1))),
         };
-        // A page still to gain an article (scheduled, or under embargo) changes when it
-        // comes into view: cached like the newest page until then.
-        let max_age = if page < content.pages && !content.pending {
-            FULL_PAGE_MAX_AGE
-        } else {
-            self.settings.feeds.max_age_of(&scope)
-        };
+        let max_age = page_max_age(
+            page,
+            content.pages,
+            content.pending,
+            Utc::now() - updated,
+            self.settings.feeds.max_age_of(&scope),
+        );
         let links = Links {
             self_url: urls.get(format).to_owned(),
             hub_url: None,
@@ -217,5 +239,46 @@ impl Inner {
             }
         }
         Ok(Some(file))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeDelta;
+
+    #[test]
+    fn a_page_before_the_newest_is_cached_for_a_tenth_of_its_age_within_max_age_and_a_day() {
+        let cases = [
+            (TimeDelta::zero(), 60, 60),
+            (TimeDelta::seconds(-5), 60, 60),
+            (TimeDelta::minutes(5), 60, 60),
+            (TimeDelta::hours(1), 60, 360),
+            (TimeDelta::hours(1), 7, 360),
+            (TimeDelta::days(1), 60, 8_640),
+            (TimeDelta::days(10), 60, 86_400),
+            (TimeDelta::days(3_650), 60, 86_400),
+            (TimeDelta::MAX, 60, 86_400),
+            (TimeDelta::hours(1), 7_200, 7_200),
+            (TimeDelta::hours(1), 200_000, 86_400),
+        ];
+        for (since, feed, expected) in cases {
+            assert_eq!(
+                page_max_age(2, 3, false, since, feed),
+                expected,
+                "{since} {feed}"
+            );
+            // The newest page, and a page still to gain an article, however old.
+            assert_eq!(
+                page_max_age(3, 3, false, since, feed),
+                feed,
+                "{since} {feed}"
+            );
+            assert_eq!(
+                page_max_age(2, 3, true, since, feed),
+                feed,
+                "{since} {feed}"
+            );
+        }
     }
 }
