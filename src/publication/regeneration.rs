@@ -126,6 +126,17 @@ pub(super) fn burst_finish_interval(scope: &FeedScope) -> std::time::Duration {
     }
 }
 
+/// The order unfinished scopes are finished in, among those due: `all` and the sections,
+/// which most readers poll, before author and tag feeds, each oldest first. Articles with
+/// many names can leave thousands of name feeds to compress, and they must not keep the
+/// sections uncompressed meanwhile; a name feed left waiting a minute takes its turn
+/// among them, so that sections changing all the time cannot hold it back for ever.
+fn finishing_order(scope: &FeedScope, since: Instant, now: Instant) -> (bool, Instant) {
+    const NAME_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+    let name = matches!(scope, FeedScope::Author(_) | FeedScope::Tag(_));
+    (name && now.duration_since(since) < NAME_WAIT, since)
+}
+
 /// One scope read and rendered.
 struct Rendered {
     scope: FeedScope,
@@ -256,9 +267,10 @@ impl Inner {
         }
     }
 
-    /// Finishes unfinished scopes, oldest first: at most `limit` of them, and only those due
-    /// unless `all`; one at a time across tasks. Returns those whose files could not be
-    /// written: they are served from memory, compressed, and tried again in a second.
+    /// Finishes unfinished scopes, `all` and the sections first, then the oldest (see
+    /// [`finishing_order`]): at most `limit` of them, and only those due unless `all`; one
+    /// at a time across tasks. Returns those whose files could not be written: they are
+    /// served from memory, compressed, and tried again in a second.
     pub(super) async fn finish_unfinished(
         self: &Arc<Self>,
         limit: usize,
@@ -277,7 +289,7 @@ impl Inner {
                         (all || u.due_at(busy, scope) <= now)
                             && !outcomes.iter().any(|(s, _)| s == *scope)
                     })
-                    .min_by_key(|(_, u)| u.since)
+                    .min_by_key(|(scope, u)| finishing_order(scope, u.since, now))
                     .map(|(scope, u)| (scope.clone(), u.docs.clone(), u.generation))
             };
             let Some((scope, docs, generation)) = oldest else {
@@ -923,4 +935,39 @@ fn read_stamped(path: &std::path::Path) -> Option<(Vec<u8>, FileStamp)> {
     file.read_to_end(&mut bytes).ok()?;
     // Written to while it was read: as good as unknown.
     (FileStamp::of(&file).ok()? == stamp).then_some((bytes, stamp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::SectionSlug;
+    use std::time::Duration;
+
+    #[test]
+    fn sections_are_finished_before_names_until_a_name_has_waited_a_minute() {
+        let now = Instant::now() + Duration::from_secs(3_600);
+        let ago = |seconds: u64| now - Duration::from_secs(seconds);
+        let section = FeedScope::Section(SectionSlug::parse("politics").unwrap());
+        let mut waiting = [
+            (FeedScope::author("刘磊"), ago(30)),
+            (FeedScope::tag("乡村振兴"), ago(20)),
+            (section.clone(), ago(1)),
+            (FeedScope::All, ago(2)),
+            (FeedScope::tag("基准测试"), ago(90)),
+            (FeedScope::author("张智宙"), ago(61)),
+        ];
+        waiting.sort_by_key(|(scope, since)| finishing_order(scope, *since, now));
+        let order: Vec<_> = waiting.iter().map(|(s, _)| s.clone()).collect();
+        assert_eq!(
+            order,
+            [
+                FeedScope::tag("基准测试"),
+                FeedScope::author("张智宙"),
+                FeedScope::All,
+                section,
+                FeedScope::author("刘磊"),
+                FeedScope::tag("乡村振兴"),
+            ]
+        );
+    }
 }
