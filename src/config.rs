@@ -320,6 +320,7 @@ struct FileLimits {
     title_chars: NonZeroUsize,
     summary_chars: NonZeroUsize,
     content_bytes: NonZeroUsize,
+    authors: NonZeroUsize,
     tags: NonZeroUsize,
     media: NonZeroUsize,
     requests_per_second: NonZeroU32,
@@ -342,6 +343,7 @@ impl Default for FileLimits {
             title_chars: n(fields.title_chars),
             summary_chars: n(fields.summary_chars),
             content_bytes: n(fields.content_bytes),
+            authors: n(fields.authors),
             tags: n(fields.tags),
             media: n(fields.media),
             requests_per_second: NonZeroU32::new(50).expect("not zero"),
@@ -364,6 +366,7 @@ impl From<FileLimits> for Limits {
                 title_chars: file.title_chars.get(),
                 summary_chars: file.summary_chars.get(),
                 content_bytes: file.content_bytes.get(),
+                authors: file.authors.get(),
                 tags: file.tags.get(),
                 media: file.media.get(),
             },
@@ -1198,6 +1201,16 @@ mod tests {
         assert_eq!(set.fields.tags, FieldLimits::default().tags);
         let message = error_of(&format!("{base}[limits]\ntags = 0\n"));
         assert!(message.contains("tags"), "{message}");
+        let set = Settings::parse(
+            "t",
+            &format!("{base}[limits]\nauthors = 3\n"),
+            Overrides::default(),
+        )
+        .unwrap()
+        .limits;
+        assert_eq!((set.fields.authors, set.fields.tags), (3, 100));
+        let message = error_of(&format!("{base}[limits]\nauthors = 0\n"));
+        assert!(message.contains("authors"), "{message}");
     }
 
     /// A timeout far in the future would overflow the deadline `Instant` of every

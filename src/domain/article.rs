@@ -9,8 +9,6 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 
-/// Most authors one article may carry.
-const MAX_NAMES: usize = 50;
 /// Longest accepted author name or tag, in characters.
 const MAX_NAME_CHARS: usize = 200;
 /// Length of a derived summary, in user-perceived characters.
@@ -28,7 +26,10 @@ pub struct FieldLimits {
     pub summary_chars: usize,
     /// Largest accepted body, in bytes, for each of `content_html` and `content_text`.
     pub content_bytes: usize,
-    /// Most tags one article may carry.
+    /// Most authors one article may carry. Each name has feeds of its own, each carrying
+    /// the whole body: an article's names multiply its size in feeds.
+    pub authors: usize,
+    /// Most tags one article may carry (feeds of their own, as authors).
     pub tags: usize,
     /// Most media files one article may carry.
     pub media: usize,
@@ -40,6 +41,7 @@ impl Default for FieldLimits {
             title_chars: 500,
             summary_chars: 5_000,
             content_bytes: 1 << 20,
+            authors: 50,
             tags: 100,
             media: super::MAX_MEDIA,
         }
@@ -755,7 +757,7 @@ impl ArticleDraft {
         let title = check.line(&f("title"), &self.title, true);
         let subtitle = check.line(&f("subtitle"), &self.subtitle, false);
         let kicker = check.line(&f("kicker"), &self.kicker, false);
-        let authors = check.names(&f("authors"), &self.authors, MAX_NAMES);
+        let authors = check.names(&f("authors"), &self.authors, limits.authors);
         let tags = check.names(&f("tags"), &self.tags, limits.tags);
 
         // The base of the body's relative URLs, so read before it (and refused, if it
@@ -1247,6 +1249,45 @@ mod tests {
         };
         let grown = refused(html, limits);
         assert!(grown.contains("once sanitised"), "{grown}");
+    }
+
+    /// The configured number of authors and tags, each refused past its own limit.
+    #[test]
+    fn authors_and_tags_are_held_to_their_limits() {
+        let policy = text::HtmlPolicy::default();
+        let limits = FieldLimits {
+            authors: 2,
+            tags: 3,
+            ..FieldLimits::default()
+        };
+        let names = |n: usize| (0..n).map(|i| format!("名{i}")).collect::<Vec<_>>();
+        let within = ArticleDraft {
+            authors: names(2),
+            tags: names(3),
+            ..draft()
+        };
+        assert!(within.validate_within("article.", &policy, limits).is_ok());
+        for (authors, tags, field) in [(3, 3, "article.authors"), (2, 4, "article.tags")] {
+            let violations = ArticleDraft {
+                authors: names(authors),
+                tags: names(tags),
+                ..draft()
+            }
+            .validate_within("article.", &policy, limits)
+            .unwrap_err();
+            let found: Vec<_> = violations
+                .iter()
+                .map(|v| format!("{}: {}", v.field, v.description))
+                .collect();
+            assert_eq!(
+                found,
+                [format!(
+                    "{field}: has {} entries; at most {} are allowed",
+                    authors.max(tags),
+                    if field.ends_with("authors") { 2 } else { 3 }
+                )]
+            );
+        }
     }
 
     #[test]
