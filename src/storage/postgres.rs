@@ -11,7 +11,7 @@ use super::postgres_writes as writes;
 use super::rows::Columns;
 use super::sqlite::{
     ARTICLE_COLUMNS, ArchiveFilter, NAME_TABLES, NOT_UNSEEN_AFTER_EXPIRY, SHOWN_WHEN_RETRACTED,
-    article_from_row, feed_content_of, feed_source, from_nanos, nanos, qualified_columns,
+    archive_page_of, article_from_row, feed_content_of, feed_source, from_nanos, nanos,
     section_keys, shown_in_order,
 };
 use super::sqlite_audit::entry_from_row;
@@ -718,36 +718,17 @@ impl Store for PostgresStore {
                 ..ArchivePage::default()
             });
         }
-        let filter = ArchiveFilter::of(scope);
-        let (sql, value) = filter.in_order(&qualified_columns());
+        let (sql, binds, value) = ArchiveFilter::of(scope).page(page, size);
         let sql = numbered(&sql);
-        let mut query = sqlx::query(&sql)
-            .bind(i64::try_from(size).unwrap_or(i64::MAX))
-            .bind(i64::try_from((page - 1) * size).unwrap_or(i64::MAX));
+        let mut query = sqlx::query(&sql);
+        for bind in binds {
+            query = query.bind(bind);
+        }
         if let Some(value) = value {
             query = query.bind(value);
         }
         let rows = query.fetch_all(&self.pool).await?;
-        let articles = rows
-            .iter()
-            .map(article_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        // The next page's last article, whose first write filled that page and gave this
-        // one its `next` link.
-        let next_filled = if page < pages {
-            let (sql, value) = filter.in_order("articles.create_time");
-            let sql = numbered(&sql);
-            let mut query = sqlx::query_scalar::<_, i64>(&sql)
-                .bind(1_i64)
-                .bind(i64::try_from((page + 1) * size - 1).unwrap_or(i64::MAX));
-            if let Some(value) = value {
-                query = query.bind(value);
-            }
-            query.fetch_optional(&self.pool).await?.map(from_nanos)
-        } else {
-            None
-        };
-        Ok(ArchivePage::of(articles, (pages, shift), next_filled, now))
+        archive_page_of(&rows, (pages, shift), now)
     }
 
     async fn archive_pages(&self, scope: &FeedScope, size: usize) -> Result<usize, StoreError> {

@@ -919,32 +919,62 @@ impl<'a> ArchiveFilter<'a> {
         }
     }
 
-    /// `(SELECT columns … LIMIT ?1 OFFSET ?2, ?3)`: the statement that reads `columns` of
-    /// the archive's articles in archive order (first stored first), and the section or
-    /// name to bind as its `?3`, if any.
-    pub(super) fn in_order(&self, columns: &str) -> (String, Option<&'a str>) {
+    /// The statement that reads archive page `page` of `size` articles, in archive order
+    /// (first stored first), with what to bind: `?1` to `?3`, then the section or name as
+    /// `?4`, if any. Each row carries the article's columns and `next_filled`, the create
+    /// time of the next page's last article (NULL when there is no next page), in the same
+    /// statement, so that both come from one snapshot.
+    pub(super) fn page(&self, page: usize, size: usize) -> (String, [i64; 3], Option<&'a str>) {
         let (source, value) = self.source();
         let sql = format!(
-            "SELECT {columns} FROM {source}
-             ORDER BY articles.create_time, articles.guid LIMIT ?1 OFFSET ?2"
+            "SELECT {columns},
+                    (SELECT articles.create_time FROM {source}
+                     ORDER BY articles.create_time, articles.guid LIMIT 1 OFFSET ?3)
+                        AS next_filled
+             FROM {source}
+             ORDER BY articles.create_time, articles.guid LIMIT ?1 OFFSET ?2",
+            columns = qualified_columns(),
         );
-        (sql, value)
+        let bind = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        let first = page.saturating_sub(1).saturating_mul(size);
+        let next_last = page
+            .saturating_add(1)
+            .saturating_mul(size)
+            .saturating_sub(1);
+        (sql, [bind(size), bind(first), bind(next_last)], value)
     }
 
-    /// `(FROM … WHERE …, bound value)`: the `?3` of the page query is the section or name.
+    /// `(FROM … WHERE …, bound value)`: the `?4` of the page query is the section or name.
     fn source(&self) -> (String, Option<&'a str>) {
         match self {
             Self::All => ("articles".to_owned(), None),
-            Self::Section(section) => ("articles WHERE section = ?3".to_owned(), Some(section)),
+            Self::Section(section) => ("articles WHERE section = ?4".to_owned(), Some(section)),
             Self::Named { table, name } => (
                 format!(
                     "{table} AS n JOIN articles ON articles.partner_id = n.partner_id \
-                     AND articles.article_id = n.article_id WHERE n.name = ?3"
+                     AND articles.article_id = n.article_id WHERE n.name = ?4"
                 ),
                 Some(name),
             ),
         }
     }
+}
+
+/// An archive page from the rows of [`ArchiveFilter::page`]; see [`ArchivePage::of`].
+pub(super) fn archive_page_of(
+    rows: &[impl Columns],
+    size: (usize, Option<super::Shift>),
+    now: DateTime<Utc>,
+) -> Result<ArchivePage, StoreError> {
+    let next_filled = match rows.first() {
+        Some(row) => row.value::<Option<i64>>("next_filled")?.map(from_nanos),
+        None => None,
+    };
+    let articles = rows
+        .iter()
+        .map(article_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ArchivePage::of(articles, size, next_filled, now))
 }
 
 /// The table a feed's articles are chosen from, and the filter on it of the scope's `?3`
@@ -1627,34 +1657,16 @@ impl Store for SqliteStore {
                 ..ArchivePage::default()
             });
         }
-        let filter = ArchiveFilter::of(scope);
-        let (sql, value) = filter.in_order(&qualified_columns());
-        let mut query = sqlx::query(&sql)
-            .bind(size as i64)
-            .bind(((page - 1) * size) as i64);
+        let (sql, binds, value) = ArchiveFilter::of(scope).page(page, size);
+        let mut query = sqlx::query(&sql);
+        for bind in binds {
+            query = query.bind(bind);
+        }
         if let Some(value) = value {
             query = query.bind(value);
         }
         let rows = query.fetch_all(&self.read).await?;
-        let articles = rows
-            .iter()
-            .map(article_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        // The next page's last article, whose first write filled that page and gave this
-        // one its `next` link.
-        let next_filled = if page < pages {
-            let (sql, value) = filter.in_order("articles.create_time");
-            let mut query = sqlx::query_scalar::<_, i64>(&sql)
-                .bind(1_i64)
-                .bind(((page + 1) * size - 1) as i64);
-            if let Some(value) = value {
-                query = query.bind(value);
-            }
-            query.fetch_optional(&self.read).await?.map(from_nanos)
-        } else {
-            None
-        };
-        Ok(ArchivePage::of(articles, (pages, shift), next_filled, now))
+        archive_page_of(&rows, (pages, shift), now)
     }
 
     async fn archive_pages(&self, scope: &FeedScope, size: usize) -> Result<usize, StoreError> {
