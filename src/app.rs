@@ -182,6 +182,11 @@ impl Application {
         &self.publication
     }
 
+    /// The faults present now, as `/healthz` and the gRPC health service report them.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
     /// Publishes the sample edition through the same use-case as the API; returns how many
     /// articles changed.
     pub async fn publish_demo(&self) -> Result<usize, AppError> {

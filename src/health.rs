@@ -2,7 +2,8 @@
 //! when it starts and ends, exported as `feedpub_fault{component}` and shown by `/healthz`.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use tokio::sync::watch;
 
 /// A part of the service that can fail while the rest keeps serving.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -42,10 +43,11 @@ impl Component {
     }
 }
 
-/// The faults present now. Cheap to clone; clones share the same state.
+/// The faults present now. Cheap to clone; clones share the same state, and
+/// [`Health::subscribe`] tells of each change.
 #[derive(Debug, Clone)]
 pub struct Health {
-    faults: Arc<Mutex<BTreeMap<Component, String>>>,
+    faults: Arc<watch::Sender<BTreeMap<Component, String>>>,
 }
 
 impl Default for Health {
@@ -61,14 +63,19 @@ impl Health {
             metrics::gauge!("feedpub_fault", "component" => component.label()).set(0.0);
         }
         Self {
-            faults: Arc::default(),
+            faults: Arc::new(watch::Sender::new(BTreeMap::new())),
         }
     }
 
     /// Records that `component` is failing, with what the last failure said.
     pub fn fault(&self, component: Component, message: impl std::fmt::Display) {
         let message = message.to_string();
-        let started = self.lock().insert(component, message.clone()).is_none();
+        let mut started = false;
+        self.faults.send_if_modified(|faults| {
+            let previous = faults.insert(component, message.clone());
+            started = previous.is_none();
+            previous.as_ref() != Some(&message)
+        });
         if started {
             metrics::gauge!("feedpub_fault", "component" => component.label()).set(1.0);
             tracing::error!(
@@ -82,7 +89,10 @@ impl Health {
 
     /// Records that `component` works again.
     pub fn recovered(&self, component: Component) {
-        if self.lock().remove(&component).is_some() {
+        if self
+            .faults
+            .send_if_modified(|faults| faults.remove(&component).is_some())
+        {
             metrics::gauge!("feedpub_fault", "component" => component.label()).set(0.0);
             tracing::info!(
                 component = component.label(),
@@ -94,15 +104,17 @@ impl Health {
 
     /// The failing components and what their last failure said.
     pub fn faults(&self) -> Vec<(Component, String)> {
-        self.lock()
+        self.faults
+            .borrow()
             .iter()
             .map(|(component, message)| (*component, message.clone()))
             .collect()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Component, String>> {
-        // A panic while holding the lock cannot leave the map half-updated.
-        self.faults.lock().unwrap_or_else(|e| e.into_inner())
+    /// A receiver told of every change of the faults (a fault starting, ending, or its
+    /// message changing).
+    pub fn subscribe(&self) -> watch::Receiver<BTreeMap<Component, String>> {
+        self.faults.subscribe()
     }
 }
 
@@ -134,5 +146,29 @@ mod tests {
         assert_eq!(health.clone().faults().len(), 1, "clones share the state");
         health.recovered(Component::Feeds);
         assert!(health.faults().is_empty());
+    }
+
+    #[test]
+    fn subscribers_are_told_of_changes_only() {
+        let health = Health::new();
+        let mut changes = health.subscribe();
+        assert!(!changes.has_changed().unwrap());
+        health.recovered(Component::Storage);
+        assert!(!changes.has_changed().unwrap(), "nothing was failing");
+        health.fault(Component::Storage, "database or disk is full");
+        assert!(changes.has_changed().unwrap());
+        assert!(
+            changes
+                .borrow_and_update()
+                .contains_key(&Component::Storage)
+        );
+        health.fault(Component::Storage, "database or disk is full");
+        assert!(!changes.has_changed().unwrap(), "the same fault again");
+        health.fault(Component::Storage, "disk I/O error");
+        assert!(changes.has_changed().unwrap(), "a new message");
+        changes.borrow_and_update();
+        health.recovered(Component::Storage);
+        assert!(changes.has_changed().unwrap());
+        assert!(changes.borrow_and_update().is_empty());
     }
 }

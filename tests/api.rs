@@ -716,6 +716,29 @@ async fn health_and_reflection_serve_generic_clients() {
         .unwrap()
         .into_inner();
     assert_eq!(status.status(), ServingStatus::Serving);
+    // A database out of reach takes the replica out of a balancer, and its return puts it
+    // back: the health service follows the replication fault as it starts and ends.
+    let mut statuses = health
+        .watch(HealthCheckRequest {
+            service: "feedpub.v1.PublisherService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut next = async || {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(30), statuses.message())
+            .await
+            .expect("the health service reports the change");
+        message.unwrap().unwrap().status()
+    };
+    assert_eq!(next().await, ServingStatus::Serving);
+    use feedpub::health::Component;
+    server
+        .health
+        .fault(Component::Replication, "connection refused");
+    assert_eq!(next().await, ServingStatus::NotServing);
+    server.health.recovered(Component::Replication);
+    assert_eq!(next().await, ServingStatus::Serving);
 
     let mut reflection = ServerReflectionClient::new(channel);
     let request = ServerReflectionRequest {

@@ -133,11 +133,12 @@ async fn report_health(
     use tonic_health::ServingStatus;
     type Service = proto::publisher_service_server::PublisherServiceServer<PublisherApi>;
     let mut serving = true;
+    let mut changes = health.subscribe();
+    drop(health);
     loop {
-        let now = !health
-            .faults()
-            .iter()
-            .any(|(component, _)| *component == crate::health::Component::Replication);
+        let now = !changes
+            .borrow_and_update()
+            .contains_key(&crate::health::Component::Replication);
         if now != serving {
             serving = now;
             let status = if now {
@@ -152,7 +153,9 @@ async fn report_health(
                 reporter.set_not_serving::<Service>().await;
             }
         }
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        if changes.changed().await.is_err() {
+            return; // every `Health` is gone: the service is stopping
+        }
     }
 }
 

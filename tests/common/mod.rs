@@ -42,6 +42,8 @@ pub struct TestServer {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
     pub publication: Publication,
+    /// The faults the server reports.
+    pub health: feedpub::health::Health,
     /// The WebSub hub (its delivery counters).
     pub hub: Hub,
     pub tokens: Tokens,
@@ -87,6 +89,7 @@ impl TestServer {
         let grpc_addr = app.grpc_addr();
         let http_addr = app.http_addr();
         let publication = app.publication().clone();
+        let health = app.health().clone();
         let hub = app.websub().clone();
         let task = tokio::spawn(async move {
             app.run_until_stopped(async {
@@ -100,6 +103,7 @@ impl TestServer {
             grpc_addr,
             http_addr,
             publication,
+            health,
             hub,
             tokens,
             settings,
