@@ -154,11 +154,13 @@ fn parse_feed(path: &str, body: &[u8]) -> Result<Option<u64>, String> {
             .ok_or("JSON Feed without items")?
             .len()
     };
-    // The newest 50, and in `all` and the sections fewer than 50 more of the open archive
-    // page filed behind them.
-    if items > 99 {
+    // The newest `max_items` (the soak runs with the default), and in `all` and the
+    // sections fewer than `max_items` more of the open archive page filed behind them.
+    const MAX_ITEMS: usize = feedpub::config::DEFAULT_MAX_ITEMS;
+    if items >= 2 * MAX_ITEMS {
         return Err(format!(
-            "{items} items in a 50-item feed (with at most 49 of its open page)"
+            "{items} items in a {MAX_ITEMS}-item feed (with at most {} of its open page)",
+            MAX_ITEMS - 1
         ));
     }
     Ok(prev_archive)
