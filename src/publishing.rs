@@ -267,7 +267,7 @@ impl Publisher {
 
     /// The background task that logs embargo lifts and forgets old request ids.
     pub fn upkeep(&self) -> Upkeep {
-        Upkeep::new(self.store.clone(), self.upkeep.clone())
+        Upkeep::new(self.store.clone(), self.upkeep.clone(), self.health.clone())
     }
 
     /// The faults the service reports (`/healthz`, `feedpub_fault`).

@@ -107,6 +107,15 @@ async fn fault_gauge(running: &Running, component: &str) -> Option<f64> {
     )
 }
 
+/// Waits until the server has counted a write tried for the storage fault with `outcome`.
+async fn wait_for_probes(server: &ServeProcess, running: &Running, outcome: &str) {
+    let series = format!("feedpub_storage_probes_total{{outcome=\"{outcome}\"}}");
+    wait_for(server, running, "/metrics", |metrics| {
+        common::series_value(metrics, &series).is_some_and(|n| n >= 1.0)
+    })
+    .await;
+}
+
 /// What must hold while the feeds' files cannot be written: every file under `feeds/` is
 /// whole (the last version written).
 async fn assert_files_whole(server: &ServeProcess) {
@@ -332,9 +341,17 @@ async fn write_errors_past_a_file_size_limit_are_reported_survived_and_recovered
         "nothing refused is served"
     );
     assert_files_whole(&server).await;
+    // The server tries a write every few seconds meanwhile: it fails too, and the fault
+    // stands.
+    wait_for_probes(&server, &running, "failed").await;
+    assert_eq!(fault_gauge(&running, "storage").await, Some(1.0));
 
-    // Space returns: the next publish succeeds and every feed catches up, by itself.
+    // Space returns: the fault clears by itself, with no publish to tell, and the next
+    // publish succeeds and every feed catches up.
     set_file_size_limit(pid, None);
+    wait_for(&server, &running, "/healthz", |b| !b.contains("storage: ")).await;
+    assert_eq!(fault_gauge(&running, "storage").await, Some(0.0));
+    wait_for_probes(&server, &running, "ok").await;
     publish(
         &running,
         &tokens.newsroom,

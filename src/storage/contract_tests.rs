@@ -1658,6 +1658,25 @@ async fn check_requests_and_etags(store: &dyn Store) {
 }
 
 contract!(
+    a_probe_write_commits_and_changes_nothing_stored,
+    check_probe_write
+);
+async fn check_probe_write(store: &dyn Store) {
+    let partner = add_partner(store, "wire").await;
+    publish(store, &partner, "a-1", 1, |_| {}).await;
+    let id = ArticleId::parse("a-1").unwrap();
+    let before = store.article(partner.id, &id).await.unwrap();
+    for _ in 0..3 {
+        store.probe_write().await.unwrap();
+    }
+    let after = store.article(partner.id, &id).await.unwrap();
+    assert!(after.is_some());
+    assert_eq!(format!("{after:?}"), format!("{before:?}"));
+    // Still a working store.
+    publish(store, &partner, "a-2", 2, |_| {}).await;
+}
+
+contract!(
     a_remembered_partner_writes_only_while_its_row_holds_its_token_and_rights,
     check_remembered_partner_in_the_write
 );

@@ -862,6 +862,11 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets the request ids recorded before `before`; returns how many.
     async fn forget_requests(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 
+    /// Commits a write that changes nothing stored but still reaches the disk (a page
+    /// written again and synced, or a transaction's commit record): whether durable
+    /// writes work, to clear a storage fault when no partner writes.
+    async fn probe_write(&self) -> Result<(), StoreError>;
+
     /// True when other processes may write to the same database (replicas), so that this
     /// one must follow their events to keep its feeds current.
     fn is_shared(&self) -> bool {

@@ -1106,6 +1106,16 @@ impl Store for PostgresStore {
         Ok(next.map(from_nanos))
     }
 
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        // A transaction id makes the commit write (and flush) a commit record.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT txid_current()")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn forget_requests(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         Ok(
             sqlx::query("DELETE FROM request_ids WHERE create_time < $1")

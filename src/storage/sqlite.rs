@@ -93,6 +93,9 @@ enum Job {
         before: DateTime<Utc>,
         reply: Reply<u64>,
     },
+    ProbeWrite {
+        reply: Reply<()>,
+    },
     AddPartner {
         partner: NewPartner,
         now: DateTime<Utc>,
@@ -517,6 +520,7 @@ async fn commit_batch(
             Job::ForgetRequests { before, reply } => {
                 deliver(reply, writes::forget_requests(conn, before).await)
             }
+            Job::ProbeWrite { reply } => deliver(reply, writes::probe_write(conn).await),
             Job::AddPartner {
                 partner,
                 now,
@@ -648,6 +652,7 @@ fn fail(job: Job, error: StoreError) {
         Job::Retract { reply, .. } => drop(reply.send(Err(error))),
         Job::LiftEmbargoes { reply, .. } => drop(reply.send(Err(error))),
         Job::ForgetRequests { reply, .. } => drop(reply.send(Err(error))),
+        Job::ProbeWrite { reply } => drop(reply.send(Err(error))),
         Job::AddPartner { reply, .. } => drop(reply.send(Err(error))),
         Job::RevokePartner { reply, .. } => drop(reply.send(Err(error))),
         Job::RotateToken { reply, .. } => drop(reply.send(Err(error))),
@@ -1887,5 +1892,9 @@ impl Store for SqliteStore {
     async fn forget_requests(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         self.submit(|reply| Job::ForgetRequests { before, reply })
             .await
+    }
+
+    async fn probe_write(&self) -> Result<(), StoreError> {
+        self.submit(|reply| Job::ProbeWrite { reply }).await
     }
 }

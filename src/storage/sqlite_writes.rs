@@ -316,6 +316,18 @@ pub(super) async fn forget_requests(
         .rows_affected())
 }
 
+/// Sets the database's `user_version` to what it holds: the header page is written again,
+/// unchanged, so that the commit appends it to the WAL and syncs it, as any write does.
+pub(super) async fn probe_write(conn: &mut SqliteConnection) -> Result<(), StoreError> {
+    let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+        .fetch_one(&mut *conn)
+        .await?;
+    sqlx::query(&format!("PRAGMA user_version = {version}"))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Fails unless `expected` is absent or the etag partners see of `existing`.
 pub(super) fn check_precondition(
     existing: Option<&Article>,
