@@ -152,7 +152,16 @@ enum Job {
     },
 }
 
+/// A publish of more writes than this is bulk (a chunk of a PublishArticles batch): it is
+/// written in a transaction of its own, after the small jobs that wait.
+const SMALL_JOB: usize = 16;
+
 impl Job {
+    /// True for a publish of many articles (a batch's chunk).
+    fn is_bulk(&self) -> bool {
+        matches!(self, Self::Publish { writes, .. } if writes.len() > SMALL_JOB)
+    }
+
     /// True when the job may add to the event log.
     fn logs_events(&self) -> bool {
         matches!(
@@ -350,21 +359,56 @@ async fn run_writer(
     // On this runtime, so that the copying ends with the writer.
     let checkpoints = copier.start();
     let mut received = Vec::with_capacity(MAX_BATCH);
-    while commands.recv_many(&mut received, MAX_BATCH).await > 0 {
-        let mut batch = Vec::with_capacity(received.len());
-        let mut close = None;
+    // Bulk jobs (batch chunks) received and not yet run, in order of arrival.
+    let mut bulk: VecDeque<Job> = VecDeque::new();
+    let mut close: Option<Vec<oneshot::Sender<()>>> = None;
+    loop {
+        if bulk.is_empty() && close.is_none() {
+            // Nothing left to do: wait for the next command.
+            if commands.recv_many(&mut received, MAX_BATCH).await == 0 {
+                return;
+            }
+        } else {
+            // Between two transactions, take what has arrived meanwhile, without waiting.
+            while received.len() < MAX_BATCH {
+                match commands.try_recv() {
+                    Ok(command) => received.push(command),
+                    Err(_) => break,
+                }
+            }
+        }
+        let mut small = Vec::with_capacity(received.len());
         for command in received.drain(..) {
             match command {
-                Command::Run(job) if close.is_none() => batch.push(job),
+                Command::Run(job) if close.is_none() => {
+                    if job.is_bulk() {
+                        bulk.push_back(job);
+                    } else {
+                        small.push(job);
+                    }
+                }
                 // Dropping the reply tells the caller the store is closed.
                 Command::Run(job) => drop(job),
                 Command::Close(reply) => close.get_or_insert_with(Vec::new).push(reply),
             }
         }
-        batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Small jobs (single calls) get a transaction of their own, so that they wait for
+        // at most the one bulk chunk being written, not for every chunk queued before them;
+        // then one bulk chunk, whatever keeps arriving, so that neither starves the other.
         let page = page.load(std::sync::atomic::Ordering::Relaxed);
-        commit_batch(&mut conn, batch, (&event_head, page)).await;
-        if let Some(replies) = close {
+        if !small.is_empty() {
+            batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            commit_batch(&mut conn, small, (&event_head, page)).await;
+            checkpoints.committed();
+        }
+        if let Some(job) = bulk.pop_front() {
+            batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            commit_batch(&mut conn, vec![job], (&event_head, page)).await;
+            checkpoints.committed();
+        }
+        if bulk.is_empty()
+            && let Some(replies) = close.take()
+        {
             checkpoints.stop().await;
             // Closing the last connection copies the log into the database, but a reader
             // the pool closes in the background may outlive the writer: copy it now, which
@@ -378,7 +422,6 @@ async fn run_writer(
             }
             return;
         }
-        checkpoints.committed();
     }
 }
 

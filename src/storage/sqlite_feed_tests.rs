@@ -524,3 +524,67 @@ async fn the_upgrade_to_full_pages_only_dates_the_newest_archive_page() {
     assert_eq!(first.last_change, Some(at(1003)), "before the move's place");
     store.close().await;
 }
+
+/// A publish of one article waits for at most the chunk of a batch being written, not for
+/// every chunk queued before it: the writer commits small jobs in a transaction of their
+/// own before the next chunk, so one partner's batches cannot hold back another's calls.
+#[tokio::test]
+async fn a_single_publish_is_written_before_batch_chunks_queued_ahead_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, partner) = store_with_partner(dir.path()).await;
+    let store = std::sync::Arc::new(store);
+    const CHUNKS: usize = 6;
+    const CHUNK: usize = 200;
+    let mut chunks = Vec::new();
+    for c in 0..CHUNKS {
+        let writes = (0..CHUNK)
+            .map(|n| write(&format!("bulk-{c}-{n}"), 1, |_| {}))
+            .collect();
+        let (store, partner) = (store.clone(), partner.clone());
+        chunks.push(tokio::spawn(async move {
+            store
+                .publish_batch(partner.id, writes, at(1000), &actor(&partner))
+                .await
+                .unwrap()
+        }));
+    }
+    // Queued behind the chunks (the first of them is being written by now).
+    tokio::task::yield_now().await;
+    store
+        .publish(
+            partner.id,
+            write("single", 2, |_| {}),
+            at(1000),
+            &actor(&partner),
+        )
+        .await
+        .unwrap();
+    for chunk in chunks {
+        assert!(chunk.await.unwrap().iter().all(Result::is_ok));
+    }
+    let head = *store.event_head().borrow();
+    let everything = super::EventFilter {
+        sections: None,
+        reader: partner.id,
+        embargoed: false,
+    };
+    let events = store
+        .events(0, head, &everything, CHUNKS * CHUNK + 1)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), CHUNKS * CHUNK + 1);
+    let single = events
+        .iter()
+        .position(|e| e.article.id.as_str() == "single")
+        .unwrap();
+    let chunks_after = events[single..]
+        .iter()
+        .filter_map(|e| e.article.id.as_str().strip_prefix("bulk-"))
+        .filter_map(|id| id.split('-').next())
+        .collect::<std::collections::BTreeSet<_>>();
+    assert!(
+        chunks_after.len() >= CHUNKS - 2,
+        "the single publish waited for chunks queued after the first: {} chunks after it",
+        chunks_after.len()
+    );
+}
