@@ -1783,6 +1783,36 @@ mod tests {
         .validate("article.", &text::HtmlPolicy::default())
         .unwrap();
         assert_eq!(kept.content.authors, ["می\u{200c}خواهم"]);
+        // A bidirectional control around the whole name is not part of it; one around a
+        // part of it is.
+        let names = |authors: &[&str]| {
+            ArticleDraft {
+                authors: authors.iter().map(|a| (*a).to_owned()).collect(),
+                ..draft()
+            }
+            .validate("article.", &text::HtmlPolicy::default())
+            .unwrap()
+            .content
+            .authors
+        };
+        assert_eq!(
+            names(&[
+                "محمد",
+                "\u{202b}محمد",
+                "\u{202b}محمد\u{202c}",
+                " \u{2067}\u{202b}محمد\u{202c}\u{2069} ",
+                "\u{200b}\u{2067}محمد",
+            ]),
+            ["محمد"]
+        );
+        assert_eq!(names(&["\u{202e}Bob"]), ["Bob"]);
+        for kept in [
+            "\u{202b}محمد\u{202c} و \u{202b}علي\u{202c}",
+            "Ali \u{2067}محمد\u{2069}",
+            "\u{2067}محمد\u{2069} Ali",
+        ] {
+            assert_eq!(names(&[kept]), [kept]);
+        }
     }
 
     /// A partner's update_time may be neither before publish_time nor in the future (past

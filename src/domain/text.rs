@@ -69,8 +69,13 @@ pub(crate) fn shows_media(html: &str) -> bool {
 /// JOINER, U+FEFF), which would make two names that look the same. The joiners U+200C and
 /// U+200D are kept: they shape Persian, Indic and emoji names.
 ///
-/// `name` is a single line as [`clean`] leaves it; white space is folded again where a
-/// removed character stood between spaces or at an end.
+/// A bidirectional embedding, override or isolate that encloses the whole name is removed
+/// too: shown alone, as a name is in a feed, it changes nothing of a name written in one
+/// direction, and "\u{202b}محمد\u{202c}" would be a second name, with feeds of its own,
+/// beside "محمد"; one that reverses Latin letters (U+202E) only disguised them.
+///
+/// `name` is a single line as [`clean`] leaves it (its bidirectional controls balanced);
+/// white space is folded again where a removed character stood between spaces or at an end.
 pub(crate) fn normalize_name(name: &str) -> String {
     use unicode_normalization::UnicodeNormalization;
     let normalized: String = name
@@ -79,7 +84,46 @@ pub(crate) fn normalize_name(name: &str) -> String {
         .nfc()
         .collect();
     // One line already (see above): no line break to join across.
-    fold_lines(&normalized)
+    fold_lines(unwrapped(&normalized))
+}
+
+/// `name` without the bidirectional controls that enclose all of it: an opener at its start
+/// whose closer is its last character, again and again. `name` is balanced.
+fn unwrapped(mut name: &str) -> &str {
+    loop {
+        let trimmed = name.trim();
+        let mut chars = trimmed.char_indices();
+        let Some((_, first)) = chars.next() else {
+            return trimmed;
+        };
+        if !matches!(first, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2068}') {
+            return trimmed;
+        }
+        // Open embeddings (false) and isolates (true), as `balance_bidi` keeps them.
+        let mut open = vec![matches!(first, '\u{2066}'..='\u{2068}')];
+        let mut closed_at = None;
+        for (at, c) in chars {
+            match c {
+                '\u{202a}' | '\u{202b}' | '\u{202d}' | '\u{202e}' => open.push(false),
+                '\u{2066}'..='\u{2068}' => open.push(true),
+                '\u{202c}' if open.last() == Some(&false) => {
+                    open.pop();
+                }
+                '\u{2069}' if open.contains(&true) => while let Some(false) = open.pop() {},
+                _ => {}
+            }
+            if open.is_empty() {
+                closed_at = Some((at, c));
+                break;
+            }
+        }
+        match closed_at {
+            Some((at, last)) if at + last.len_utf8() == trimmed.len() => {
+                name = &trimmed[first.len_utf8()..at];
+            }
+            _ => return trimmed,
+        }
+    }
 }
 
 /// Text cleaned of forbidden characters, with how many were removed.
