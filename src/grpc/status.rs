@@ -32,7 +32,8 @@ pub(super) fn bounded(text: String, max: usize) -> String {
 
 /// `status`, ending a PublishArticles call early, saying how many articles before it were
 /// handled (each stored when valid), its details kept. Not their results: a trailer of
-/// 10,000 of them would be more than clients take.
+/// 10,000 of them would be more than clients take. The details (a `google.rpc.Status`)
+/// carry the new message too: clients check that it is the same as `grpc-message`'s.
 pub fn with_handled(status: Status, handled: usize) -> Status {
     let message = bounded(
         format!(
@@ -42,7 +43,7 @@ pub fn with_handled(status: Status, handled: usize) -> Status {
         ),
         MAX_MESSAGE_BYTES,
     );
-    Status::with_details(status.code(), message, status.details().to_vec().into())
+    Status::with_error_details(status.code(), message, status.get_error_details())
 }
 
 impl From<PublishError> for Status {
@@ -165,6 +166,32 @@ mod tests {
     use super::*;
     use crate::domain::Violations;
     use tonic_types::pb::{BadRequest, ErrorInfo};
+
+    /// A PublishArticles call ended early says how many articles were handled, in its
+    /// message and in the `google.rpc.Status` of its details alike, which keep their
+    /// ErrorInfo and violations.
+    #[test]
+    fn an_early_end_says_what_was_handled_in_the_message_and_the_details() {
+        use prost::Message;
+        let status = with_handled(
+            Status::from(PublishError::Invalid(Violations::one("requests[3]", "bad"))),
+            3,
+        );
+        assert!(status.message().contains("the 3 articles before it"));
+        let details = tonic_types::pb::Status::decode(status.details()).unwrap();
+        assert_eq!(details.message, status.message());
+        assert_eq!(details.code, Code::InvalidArgument as i32);
+        let read = status.get_error_details();
+        assert_eq!(read.error_info().unwrap().reason, "INVALID_FIELD");
+        assert_eq!(
+            read.bad_request().unwrap().field_violations[0].field,
+            "requests[3]"
+        );
+        // A status from the transport, without details, gets details that agree too.
+        let status = with_handled(Status::internal("Unexpected EOF decoding stream."), 0);
+        let details = tonic_types::pb::Status::decode(status.details()).unwrap();
+        assert_eq!(details.message, status.message());
+    }
 
     #[test]
     fn errors_repeat_only_so_much_of_the_request() {
