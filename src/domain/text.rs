@@ -429,7 +429,32 @@ impl HtmlPolicy {
                 "sub",
                 "sup",
                 "hr",
+                // What marks a correction or a quotation, and ruby and direction in names
+                // and quotes: dropped, "<del>10</del><ins>12</ins>" would read "1012".
+                "del",
+                "ins",
+                "s",
+                "q",
+                "code",
+                "small",
+                "mark",
+                "abbr",
+                "time",
+                "u",
+                "ruby",
+                "rt",
+                "rp",
+                "bdi",
+                "bdo",
+                "wbr",
             ])
+            .add_tags(CONTAINER_TAGS)
+            .add_generic_attributes(["dir", "lang"])
+            .add_tag_attributes("del", ["datetime"])
+            .add_tag_attributes("ins", ["datetime"])
+            .add_tag_attributes("time", ["datetime"])
+            .add_tag_attributes("abbr", ["title"])
+            .add_tag_attributes("ol", ["start", "reversed"])
             .add_tag_attributes("img", ["src", "srcset", "alt", "width", "height"])
             .add_tag_attributes("a", ["href"])
             .add_tag_attributes("th", ["colspan", "rowspan", "scope"])
@@ -631,12 +656,15 @@ impl std::fmt::Debug for HtmlPolicy {
     }
 }
 
-/// Tags after which text continues on a new line.
+/// Blocks a CMS wraps copy in, kept by the allowlist: dropped, their text would run
+/// together. Text continues on a new line after them, as after [`BLOCK_TAGS`].
+const CONTAINER_TAGS: &[&str] = &["div", "section", "article", "pre", "dl", "dt", "dd"];
+
+/// Tags after which text continues on a new line, besides [`CONTAINER_TAGS`].
 const BLOCK_TAGS: &[&str] = &[
     "p",
     "br",
     "li",
-    "div",
     "h1",
     "h2",
     "h3",
@@ -654,10 +682,17 @@ const BLOCK_TAGS: &[&str] = &[
     "hr",
 ];
 
-/// The readable text of an HTML fragment: tags dropped, entities decoded, blocks on their own lines.
+/// Elements whose text is no longer true (a correction's deleted words, struck-through
+/// copy): left out of the text, so that a summary of "<del>10</del><ins>12</ins>人" reads
+/// "12人".
+const STRUCK_TAGS: &[&str] = &["del", "s"];
+
+/// The readable text of an HTML fragment: tags dropped, entities decoded, blocks on their
+/// own lines, struck-through text left out.
 pub fn html_to_text(html: &str) -> String {
-    let mut marked = String::with_capacity(html.len() + 16);
-    let mut rest = html;
+    let unstruck = without_struck(html);
+    let mut marked = String::with_capacity(unstruck.len() + 16);
+    let mut rest = unstruck.as_ref();
     while let Some(pos) = rest.find('<') {
         marked.push_str(&rest[..pos]);
         let tag = rest[pos + 1..].trim_start_matches('/');
@@ -666,6 +701,7 @@ pub fn html_to_text(html: &str) -> String {
             .unwrap_or(tag.len());
         if BLOCK_TAGS
             .iter()
+            .chain(CONTAINER_TAGS)
             .any(|b| b.eq_ignore_ascii_case(&tag[..name_len]))
         {
             marked.push('\n');
@@ -682,6 +718,61 @@ pub fn html_to_text(html: &str) -> String {
         .filter(|line| !line.is_empty())
         .collect::<Vec<_>>()
         .join("\n\n")
+}
+
+/// `html` without the elements of [`STRUCK_TAGS`] and their content (nested ones
+/// included). `html` is sanitised HTML: tags are lowercase and balanced.
+fn without_struck(html: &str) -> std::borrow::Cow<'_, str> {
+    let opens = |rest: &str, tag: &str| {
+        rest.strip_prefix('<')
+            .and_then(|r| r.strip_prefix(tag))
+            .is_some_and(|r| r.starts_with(['>', ' ', '/']))
+    };
+    let closes = |rest: &str, tag: &str| {
+        rest.strip_prefix("</")
+            .and_then(|r| r.strip_prefix(tag))
+            .is_some_and(|r| r.starts_with('>'))
+    };
+    if !STRUCK_TAGS
+        .iter()
+        .any(|tag| html.contains(&format!("<{tag}")))
+    {
+        return std::borrow::Cow::Borrowed(html);
+    }
+    let mut kept = String::with_capacity(html.len());
+    // The struck element being skipped, and how deep in it the scan is.
+    let mut skipping: Option<(&str, usize)> = None;
+    let mut at = 0;
+    while let Some(found) = html[at..].find('<') {
+        let pos = at + found;
+        let rest = &html[pos..];
+        match skipping {
+            None => {
+                kept.push_str(&html[at..pos]);
+                if let Some(tag) = STRUCK_TAGS.iter().find(|tag| opens(rest, tag)) {
+                    skipping = Some((tag, 1));
+                } else {
+                    kept.push('<');
+                }
+            }
+            Some((tag, depth)) => {
+                if opens(rest, tag) {
+                    skipping = Some((tag, depth + 1));
+                } else if closes(rest, tag) {
+                    skipping = (depth > 1).then_some((tag, depth - 1));
+                    if skipping.is_none() {
+                        at = pos + tag.len() + 3;
+                        continue;
+                    }
+                }
+            }
+        }
+        at = pos + 1;
+    }
+    if skipping.is_none() {
+        kept.push_str(&html[at..]);
+    }
+    std::borrow::Cow::Owned(kept)
 }
 
 /// The paragraphs of plain text: split on `\n\n` (as `str::split` does, from the left),
@@ -1328,6 +1419,43 @@ mod tests {
             html_to_text("<p>甲&amp;乙</p><p>丙<br>丁</p>"),
             "甲&乙\n\n丙\n\n丁"
         );
+    }
+
+    /// What a CMS or a correction marks up is kept, not run together: blocks stay blocks,
+    /// deleted and inserted words stay marked, directions and ruby stay; a summary leaves
+    /// out what is struck through.
+    #[test]
+    fn corrections_blocks_and_directions_are_kept_and_struck_text_is_not_summarised() {
+        let policy = HtmlPolicy::default();
+        let kept = [
+            "<p>事故造成<del datetime=\"2023-06-07\">10</del><ins>12</ins>人死亡。</p>",
+            "<div>First paragraph.</div><div>Second paragraph.</div>",
+            "<section><p>甲</p></section><article><p>乙</p></article>",
+            "<p>他说<q>好</q>，<s>旧价</s>新价。</p>",
+            "<pre>第一行\n第二行</pre>",
+            "<dl><dt>时间</dt><dd>六月</dd></dl>",
+            "<p dir=\"rtl\" lang=\"ar\">مرحبا <bdi>محمد</bdi> <bdo dir=\"ltr\">abc</bdo></p>",
+            "<p><ruby>朔<rp>(</rp><rt>shuò</rt><rp>)</rp></ruby></p>",
+            "<ol start=\"3\" reversed=\"\"><li>x</li></ol>",
+        ];
+        for html in kept {
+            assert_eq!(policy.sanitize(html).unwrap(), html, "{html}");
+        }
+        let text = html_to_text(kept[0]);
+        assert_eq!(text, "事故造成12人死亡。");
+        assert_eq!(
+            html_to_text(kept[1]),
+            "First paragraph.\n\nSecond paragraph."
+        );
+        assert_eq!(html_to_text(kept[3]), "他说好，新价。");
+        assert_eq!(html_to_text(kept[5]), "时间\n\n六月");
+        // Nested and repeated struck elements, and text around them.
+        assert_eq!(
+            html_to_text("<p>a<del>b<del>c</del>d</del>e<s>f</s>g<strong>h</strong></p>"),
+            "aegh"
+        );
+        // What is not a struck element is not taken for one.
+        assert_eq!(html_to_text("<p><small>小</small><sub>2</sub></p>"), "小2");
     }
 
     #[test]
