@@ -39,7 +39,8 @@ fn page_max_age(
     if page >= pages || pending {
         return feed_max_age;
     }
-    let tenth = u32::try_from(since_change.num_seconds() / 10).unwrap_or(u32::MAX);
+    // A change in the future (another replica's clock ahead) counts as just now.
+    let tenth = u32::try_from(since_change.num_seconds().max(0) / 10).unwrap_or(u32::MAX);
     tenth.clamp(feed_max_age.min(FULL_PAGE_MAX_AGE), FULL_PAGE_MAX_AGE)
 }
 
@@ -51,7 +52,9 @@ pub(super) struct ArchiveCache {
 
 #[derive(Default)]
 struct Cached {
-    by_path: HashMap<String, Arc<FeedFile>>,
+    /// Each with the instant its `Cache-Control` lifetime ends: rendered again after that,
+    /// so that a page's lifetime grows with its age (see [`page_max_age`]).
+    by_path: HashMap<String, (Arc<FeedFile>, std::time::Instant)>,
     /// Bytes of every coding of the documents in `by_path`.
     bytes: usize,
     /// Counts the forgets: a page rendered from what the store held before one is not kept.
@@ -147,7 +150,7 @@ impl Inner {
                 bytes,
                 forgets,
             } = &mut *cached;
-            by_path.retain(|path, file| {
+            by_path.retain(|path, (file, _)| {
                 let keep = !path.starts_with(&prefix);
                 if !keep {
                     *bytes -= file.held_bytes();
@@ -168,8 +171,11 @@ impl Inner {
         };
         let forgets = match self.archives.documents.lock() {
             Ok(cached) => match cached.by_path.get(path) {
-                Some(found) => return Ok(Some(found.clone())),
-                None => cached.forgets,
+                Some((found, fresh_until)) if std::time::Instant::now() < *fresh_until => {
+                    return Ok(Some(found.clone()));
+                }
+                // None, or kept past its lifetime: rendered again.
+                _ => cached.forgets,
             },
             Err(_) => u64::MAX,
         };
@@ -234,7 +240,12 @@ impl Inner {
                 cached.bytes = 0;
             }
             cached.bytes += size;
-            if let Some(replaced) = cached.by_path.insert(path.to_owned(), file.clone()) {
+            let fresh_until =
+                std::time::Instant::now() + std::time::Duration::from_secs(max_age.into());
+            if let Some((replaced, _)) = cached
+                .by_path
+                .insert(path.to_owned(), (file.clone(), fresh_until))
+            {
                 cached.bytes -= replaced.held_bytes();
             }
         }
@@ -252,6 +263,8 @@ mod tests {
         let cases = [
             (TimeDelta::zero(), 60, 60),
             (TimeDelta::seconds(-5), 60, 60),
+            (TimeDelta::hours(-1), 60, 60),
+            (TimeDelta::MIN, 60, 60),
             (TimeDelta::minutes(5), 60, 60),
             (TimeDelta::hours(1), 60, 360),
             (TimeDelta::hours(1), 7, 360),

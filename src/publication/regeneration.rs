@@ -8,7 +8,8 @@
 //!    coding meanwhile.
 //! 2. **Finished**: the scope's documents are compressed (gzip and brotli take most of a
 //!    regeneration's time), its files written to `feeds/`, and the compressed documents
-//!    swapped in. A task of its own finishes scopes, oldest first, beside the scheduler; a
+//!    swapped in. A task of its own finishes scopes, oldest first (author and tag feeds a
+//!    minute behind the sections: see [`finishing_order`]), beside the scheduler; a
 //!    scope changed again before it was finished is finished once, in its latest version.
 //!    While more changes wait (a burst), it takes one core at most, compresses fast, and
 //!    finishes a section (or `all`) half a second after its oldest change and an author or
@@ -126,15 +127,18 @@ pub(super) fn burst_finish_interval(scope: &FeedScope) -> std::time::Duration {
     }
 }
 
-/// The order unfinished scopes are finished in, among those due: `all` and the sections,
-/// which most readers poll, before author and tag feeds, each oldest first. Articles with
-/// many names can leave thousands of name feeds to compress, and they must not keep the
-/// sections uncompressed meanwhile; a name feed left waiting a minute takes its turn
-/// among them, so that sections changing all the time cannot hold it back for ever.
-fn finishing_order(scope: &FeedScope, since: Instant, now: Instant) -> (bool, Instant) {
+/// The order unfinished scopes are finished in, among those due, oldest first, an author
+/// or tag feed as if it had changed a minute later than it did. Articles with many names
+/// can leave thousands of name feeds to compress, and they must not keep `all` and the
+/// sections, which most readers poll, uncompressed meanwhile: a section waits for at most
+/// the name feeds that changed more than a minute before it, and a name feed for at most
+/// a minute of sections, so that sections changing all the time cannot hold it back.
+fn finishing_order(scope: &FeedScope, since: Instant) -> Instant {
     const NAME_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
-    let name = matches!(scope, FeedScope::Author(_) | FeedScope::Tag(_));
-    (name && now.duration_since(since) < NAME_WAIT, since)
+    match scope {
+        FeedScope::Author(_) | FeedScope::Tag(_) => since + NAME_WAIT,
+        FeedScope::All | FeedScope::Section(_) => since,
+    }
 }
 
 /// One scope read and rendered.
@@ -267,7 +271,7 @@ impl Inner {
         }
     }
 
-    /// Finishes unfinished scopes, `all` and the sections first, then the oldest (see
+    /// Finishes unfinished scopes, oldest first, name feeds a minute behind (see
     /// [`finishing_order`]): at most `limit` of them, and only those due unless `all`; one
     /// at a time across tasks. Returns those whose files could not be written: they are
     /// served from memory, compressed, and tried again in a second.
@@ -289,7 +293,7 @@ impl Inner {
                         (all || u.due_at(busy, scope) <= now)
                             && !outcomes.iter().any(|(s, _)| s == *scope)
                     })
-                    .min_by_key(|(scope, u)| finishing_order(scope, u.since, now))
+                    .min_by_key(|(scope, u)| finishing_order(scope, u.since))
                     .map(|(scope, u)| (scope.clone(), u.docs.clone(), u.generation))
             };
             let Some((scope, docs, generation)) = oldest else {
@@ -944,28 +948,29 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn sections_are_finished_before_names_until_a_name_has_waited_a_minute() {
+    fn name_feeds_are_finished_a_minute_behind_the_sections() {
         let now = Instant::now() + Duration::from_secs(3_600);
         let ago = |seconds: u64| now - Duration::from_secs(seconds);
         let section = FeedScope::Section(SectionSlug::parse("politics").unwrap());
         let mut waiting = [
-            (FeedScope::author("刘磊"), ago(30)),
+            (FeedScope::author("刘磊"), ago(300)),
             (FeedScope::tag("乡村振兴"), ago(20)),
             (section.clone(), ago(1)),
-            (FeedScope::All, ago(2)),
+            (FeedScope::All, ago(239)),
             (FeedScope::tag("基准测试"), ago(90)),
-            (FeedScope::author("张智宙"), ago(61)),
+            (FeedScope::author("张智宙"), ago(62)),
         ];
-        waiting.sort_by_key(|(scope, since)| finishing_order(scope, *since, now));
+        waiting.sort_by_key(|(scope, since)| finishing_order(scope, *since));
         let order: Vec<_> = waiting.iter().map(|(s, _)| s.clone()).collect();
         assert_eq!(
             order,
             [
+                // Changed 300 s ago: as if 240 s ago, before `all` at 239 s.
+                FeedScope::author("刘磊"),
+                FeedScope::All,
                 FeedScope::tag("基准测试"),
                 FeedScope::author("张智宙"),
-                FeedScope::All,
                 section,
-                FeedScope::author("刘磊"),
                 FeedScope::tag("乡村振兴"),
             ]
         );

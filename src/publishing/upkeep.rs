@@ -47,8 +47,13 @@ impl Upkeep {
                 (false, _) => None,
                 (true, None) => Some(now + PROBE_EVERY),
                 (true, Some(at)) if at <= now => {
-                    self.probe().await;
-                    Some(now + PROBE_EVERY)
+                    // A probe may wait long (behind a batch's chunk, or for a connection):
+                    // the server's stop does not wait for it.
+                    tokio::select! {
+                        () = self.probe() => {}
+                        _ = shutdown.wait_for(|stop| *stop) => return,
+                    }
+                    Some(tokio::time::Instant::now() + PROBE_EVERY)
                 }
                 (true, at) => at,
             };
@@ -93,7 +98,9 @@ impl Upkeep {
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 () = self.wake.notified() => {}
-                _ = faults.changed() => {}
+                // Only the storage fault starting or ending: other faults (a feed's files
+                // failing, one scope after another) would wake this loop for nothing.
+                _ = faults.wait_for(|f| f.contains_key(&Component::Storage) != failing) => {}
                 _ = shutdown.wait_for(|stop| *stop) => return,
             }
         }

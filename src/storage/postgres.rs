@@ -728,7 +728,7 @@ impl Store for PostgresStore {
             query = query.bind(value);
         }
         let rows = query.fetch_all(&self.pool).await?;
-        archive_page_of(&rows, (pages, shift), now)
+        archive_page_of(&rows, page, (pages, shift), now)
     }
 
     async fn archive_pages(&self, scope: &FeedScope, size: usize) -> Result<usize, StoreError> {

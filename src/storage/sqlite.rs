@@ -162,6 +162,21 @@ impl Job {
         matches!(self, Self::Publish { writes, .. } if writes.len() > SMALL_JOB)
     }
 
+    /// The instant a publish writes its articles at (their create and change times).
+    fn publish_time(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Self::Publish { now, .. } => Some(*now),
+            _ => None,
+        }
+    }
+
+    /// Moves a publish's instant on to just after `floor`, unless it is later already.
+    fn write_after(&mut self, floor: DateTime<Utc>) {
+        if let Self::Publish { now, .. } = self {
+            *now = (*now).max(floor + TimeDelta::nanoseconds(1));
+        }
+    }
+
     /// True when the job may add to the event log.
     fn logs_events(&self) -> bool {
         matches!(
@@ -359,8 +374,9 @@ async fn run_writer(
     // On this runtime, so that the copying ends with the writer.
     let checkpoints = copier.start();
     let mut received = Vec::with_capacity(MAX_BATCH);
-    // Bulk jobs (batch chunks) received and not yet run, in order of arrival.
-    let mut bulk: VecDeque<Job> = VecDeque::new();
+    // Bulk jobs (batch chunks) received and not yet run, in order of arrival, each with
+    // the latest instant of the publishes written before it meanwhile.
+    let mut bulk: VecDeque<(Job, Option<DateTime<Utc>>)> = VecDeque::new();
     let mut close: Option<Vec<oneshot::Sender<()>>> = None;
     loop {
         if bulk.is_empty() && close.is_none() {
@@ -382,7 +398,7 @@ async fn run_writer(
             match command {
                 Command::Run(job) if close.is_none() => {
                     if job.is_bulk() {
-                        bulk.push_back(job);
+                        bulk.push_back((job, None));
                     } else {
                         small.push(job);
                     }
@@ -397,11 +413,22 @@ async fn run_writer(
         // then one bulk chunk, whatever keeps arriving, so that neither starves the other.
         let page = page.load(std::sync::atomic::Ordering::Relaxed);
         if !small.is_empty() {
+            // A chunk written after these publishes is written at an instant after theirs:
+            // archive pages are in the order articles were first stored (their create
+            // times), and a page one of them filled must not gain a chunk's article.
+            if let Some(latest) = small.iter().filter_map(Job::publish_time).max() {
+                for (_, floor) in &mut bulk {
+                    *floor = (*floor).max(Some(latest));
+                }
+            }
             batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             commit_batch(&mut conn, small, (&event_head, page)).await;
             checkpoints.committed();
         }
-        if let Some(job) = bulk.pop_front() {
+        if let Some((mut job, floor)) = bulk.pop_front() {
+            if let Some(floor) = floor {
+                job.write_after(floor);
+            }
             batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             commit_batch(&mut conn, vec![job], (&event_head, page)).await;
             checkpoints.committed();
@@ -1008,15 +1035,18 @@ impl<'a> ArchiveFilter<'a> {
     }
 }
 
-/// An archive page from the rows of [`ArchiveFilter::page`]; see [`ArchivePage::of`].
+/// Archive page `page` from the rows of [`ArchiveFilter::page`]; see [`ArchivePage::of`].
+/// `size` is the scope's, read before: the newest page (`page` of `pages`) has no next
+/// page, even should one fill between the two reads.
 pub(super) fn archive_page_of(
     rows: &[impl Columns],
+    page: usize,
     size: (usize, Option<super::Shift>),
     now: DateTime<Utc>,
 ) -> Result<ArchivePage, StoreError> {
     let next_filled = match rows.first() {
-        Some(row) => row.value::<Option<i64>>("next_filled")?.map(from_nanos),
-        None => None,
+        Some(row) if page < size.0 => row.value::<Option<i64>>("next_filled")?.map(from_nanos),
+        _ => None,
     };
     let articles = rows
         .iter()
@@ -1714,7 +1744,7 @@ impl Store for SqliteStore {
             query = query.bind(value);
         }
         let rows = query.fetch_all(&self.read).await?;
-        archive_page_of(&rows, (pages, shift), now)
+        archive_page_of(&rows, page, (pages, shift), now)
     }
 
     async fn archive_pages(&self, scope: &FeedScope, size: usize) -> Result<usize, StoreError> {

@@ -587,4 +587,16 @@ async fn a_single_publish_is_written_before_batch_chunks_queued_ahead_of_it() {
         "the single publish waited for chunks queued after the first: {} chunks after it",
         chunks_after.len()
     );
+    // Written in the order of their create times, which is the archive's order: no
+    // article stored after the single one sorts before it, as one would on a page the
+    // single one had filled.
+    let created: Vec<_> = events.iter().map(|e| e.article.create_time).collect();
+    assert!(created.is_sorted(), "stored out of create-time order");
+    let single_created = events[single].article.create_time;
+    assert!(
+        events[single + 1..]
+            .iter()
+            .all(|e| e.article.create_time > single_created),
+        "a chunk written after the single publish was created at or before it"
+    );
 }
