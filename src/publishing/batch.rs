@@ -13,8 +13,12 @@ use tokio::task::JoinHandle;
 
 /// Most articles one batch takes: the answer carries a result for each.
 pub const MAX_BATCH_ARTICLES: usize = 10_000;
-/// Articles stored together, in one writer job.
+/// Articles stored together, in one writer job, at most: fewer when they are large.
 const CHUNK: usize = 1_000;
+/// Bytes of bodies and summaries a chunk holds at most: a batch holds two chunks at once
+/// (one validated, one being stored), so that a stream of large articles does not hold a
+/// thousand of them, a gigabyte, in memory.
+const CHUNK_BYTES: usize = 32 << 20;
 
 /// A validated article waiting to be stored: its position, the write, its warnings.
 type Pending = (usize, ArticleWrite, Vec<String>);
@@ -37,6 +41,8 @@ pub struct Batch {
     caller: Caller,
     pushed: usize,
     pending: Vec<Pending>,
+    /// Bytes of the bodies and summaries in `pending`.
+    pending_bytes: usize,
     /// The chunk being stored, and its articles.
     storing: Option<(Meta, JoinHandle<Stored>)>,
     results: Vec<(usize, Result<Published, PublishError>)>,
@@ -52,6 +58,7 @@ impl Publisher {
             caller: caller.clone(),
             pushed: 0,
             pending: Vec::new(),
+            pending_bytes: 0,
             storing: None,
             results: Vec::new(),
             sections: BTreeSet::new(),
@@ -95,8 +102,12 @@ impl Batch {
             };
         match prepared {
             Ok((write, warnings)) => {
+                let c = &write.content;
+                self.pending_bytes += c.content_html.len()
+                    + c.content_text.as_ref().map_or(0, String::len)
+                    + c.summary.len();
                 self.pending.push((index, write, warnings));
-                if self.pending.len() >= CHUNK {
+                if self.pending.len() >= CHUNK || self.pending_bytes >= CHUNK_BYTES {
                     self.store_pending().await;
                 }
             }
@@ -125,6 +136,7 @@ impl Batch {
             return;
         }
         let chunk = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
         let store = self.publisher.store.clone();
         let partner = self.caller.partner.clone();
         let token = self.caller.token.clone();
@@ -192,7 +204,7 @@ impl Batch {
             } = item;
             let result = result.map(|revision| Published {
                 changed: !revision.touched_sections().is_empty(),
-                article: revision.into_article(),
+                article: without_bodies(revision.into_article()),
                 warnings,
             });
             self.publisher.note_write(&result);
@@ -200,6 +212,18 @@ impl Batch {
             self.results.push((index, result));
         }
     }
+}
+
+/// A stored article as a batch's result keeps it, until the batch ends: without its
+/// bodies and summary, which the answer does not carry (only the article's etag, version,
+/// state and times), so that a batch of ten thousand large articles does not hold them
+/// all.
+fn without_bodies(mut article: crate::domain::Article) -> crate::domain::Article {
+    let c = &mut article.content;
+    c.content_html = String::new();
+    c.content_text = None;
+    c.summary = String::new();
+    article
 }
 
 /// What a stored chunk's article needs once its result is known, whether or not the caller
