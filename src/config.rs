@@ -161,6 +161,9 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Most concurrent HTTP/2 streams on one gRPC connection.
     pub max_concurrent_streams: u32,
+    /// Most WatchArticles streams one partner may have open on one server: each holds
+    /// its own updates, up to some megabytes while its reader is slow.
+    pub watch_streams: usize,
     /// An HTTP request head must arrive whole within this time (counted from the
     /// connection's start, or from its first byte on a kept-alive connection); a gRPC
     /// connection must send the HTTP/2 preface within it.
@@ -327,6 +330,7 @@ struct FileLimits {
     burst: NonZeroU32,
     request_timeout_seconds: TimeoutSeconds,
     max_concurrent_streams: NonZeroU32,
+    watch_streams: NonZeroUsize,
     header_timeout_seconds: TimeoutSeconds,
     idle_timeout_seconds: TimeoutSeconds,
     send_timeout_seconds: TimeoutSeconds,
@@ -350,6 +354,7 @@ impl Default for FileLimits {
             burst: NonZeroU32::new(500).expect("not zero"),
             request_timeout_seconds: TimeoutSeconds(30),
             max_concurrent_streams: NonZeroU32::new(100).expect("not zero"),
+            watch_streams: n(16),
             header_timeout_seconds: TimeoutSeconds(10),
             idle_timeout_seconds: TimeoutSeconds(60),
             send_timeout_seconds: TimeoutSeconds(30),
@@ -375,6 +380,7 @@ impl From<FileLimits> for Limits {
             burst: file.burst,
             request_timeout: file.request_timeout_seconds.duration(),
             max_concurrent_streams: file.max_concurrent_streams.get(),
+            watch_streams: file.watch_streams.get(),
             header_timeout: file.header_timeout_seconds.duration(),
             idle_timeout: file.idle_timeout_seconds.duration(),
             send_timeout: file.send_timeout_seconds.duration(),

@@ -73,6 +73,12 @@ pub enum PublishError {
          handled (the valid ones stored), the call ended at the next one"
     )]
     TooManyArticles,
+    /// A partner has as many WatchArticles streams open on this server as it may.
+    #[error(
+        "{0} WatchArticles streams of this partner are open on this server, as many as it \
+         may open: close one first (one stream follows every section it asks for)"
+    )]
+    TooManyWatches(usize),
     /// A name that must be unique is taken.
     #[error("{0} already exists")]
     AlreadyExists(String),
@@ -123,6 +129,7 @@ impl PublishError {
             | Self::Aborted(_)
             | Self::ShuttingDown
             | Self::TooManyArticles
+            | Self::TooManyWatches(_)
             | Self::UnknownPartner(_)
             | Self::AlreadyExists(_)
             | Self::Storage(_)
@@ -204,6 +211,8 @@ pub struct Publisher {
     health: Health,
     /// Partners remembered by their tokens for PublishArticle ([`Self::authenticate`]).
     remembered: Arc<remembered::Remembered>,
+    /// WatchArticles streams open, by partner.
+    watchers: watch::Watchers,
 }
 
 impl Publisher {
@@ -226,6 +235,7 @@ impl Publisher {
             stopping: CancellationToken::new(),
             health,
             remembered: Arc::default(),
+            watchers: Arc::default(),
         }
     }
 

@@ -706,6 +706,47 @@ fn summary(events: &[proto::ArticleEvent]) -> Vec<(ArticleEventType, String)> {
         .collect()
 }
 
+/// Each WatchArticles stream holds its own updates: a partner may have `watch_streams`
+/// open on one server, no more; another partner's are its own, and a closed stream gives
+/// its place back.
+#[tokio::test]
+async fn a_partner_may_open_so_many_watch_streams_and_no_more() {
+    let server = TestServer::start_with(|s| s.limits.watch_streams = 2).await;
+    let newsroom = &server.tokens.newsroom;
+    let first = watch(&server, newsroom, &[], "").await.unwrap();
+    let _second = watch(&server, newsroom, &[], "").await.unwrap();
+    let refused = watch(&server, newsroom, &[], "")
+        .await
+        .err()
+        .expect("a third is refused");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert_eq!(error_reason(&refused), "TOO_MANY_STREAMS");
+    assert!(
+        refused.message().contains("2 WatchArticles streams"),
+        "{refused:?}"
+    );
+    // Another partner's count is its own.
+    let _other = watch(&server, &server.tokens.county, &[], "")
+        .await
+        .unwrap();
+    // A stream the client closes gives its place back, once the server sees it closed.
+    drop(first);
+    let start = std::time::Instant::now();
+    loop {
+        match watch(&server, newsroom, &[], "").await {
+            Ok(_) => break,
+            Err(status) => {
+                assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                assert!(
+                    start.elapsed() < DEADLINE,
+                    "the closed stream's place never came back"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_watch_replays_from_its_cursor_then_follows_with_no_gap_and_no_duplicate() {
     use ArticleEventType::{Published, Retracted, Updated};

@@ -67,6 +67,7 @@ impl From<PublishError> for Status {
             PublishError::Aborted(_) => (Code::Aborted, "ETAG_MISMATCH"),
             PublishError::ShuttingDown => (Code::Unavailable, "SHUTTING_DOWN"),
             PublishError::TooManyArticles => (Code::ResourceExhausted, "TOO_MANY_ARTICLES"),
+            PublishError::TooManyWatches(_) => (Code::ResourceExhausted, "TOO_MANY_STREAMS"),
             PublishError::Storage(StoreError::Database(_) | StoreError::Closed) => {
                 (Code::Unavailable, "STORAGE_UNAVAILABLE")
             }

@@ -6,8 +6,11 @@
 //! embargoed articles once the embargo right is.
 
 use super::{PublishError, Publisher};
-use crate::domain::{ArticleEvent, Partner, SectionGrant, SectionSlug, TokenHash, Violations};
+use crate::domain::{
+    ArticleEvent, Partner, PartnerId, SectionGrant, SectionSlug, TokenHash, Violations,
+};
 use crate::storage::{EventFilter, Store};
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -53,6 +56,11 @@ impl Publisher {
         let sections = violations.into_result(sections)?;
         let rights = Rights { token, sections };
         rights.filter(partner)?;
+        let slot = WatchSlot::take(
+            &self.watchers,
+            partner.id,
+            self.settings.limits.watch_streams,
+        )?;
         let head = self.store.event_head();
         let newest = *head.borrow();
         let start = match cursor {
@@ -67,15 +75,50 @@ impl Publisher {
             None => newest,
         };
         let (tx, rx) = mpsc::channel(2);
-        tokio::spawn(follow(
-            self.store.clone(),
-            rights,
-            start,
-            head,
-            tx,
-            self.stopping.clone(),
-        ));
+        let store = self.store.clone();
+        let stopping = self.stopping.clone();
+        tokio::spawn(async move {
+            follow(store, rights, start, head, tx, stopping).await;
+            drop(slot);
+        });
         Ok(rx)
+    }
+}
+
+/// Open WatchArticles streams, by partner.
+pub(super) type Watchers = Arc<std::sync::Mutex<HashMap<PartnerId, usize>>>;
+
+/// One of a partner's open WatchArticles streams, counted until dropped.
+struct WatchSlot {
+    watchers: Watchers,
+    partner: PartnerId,
+}
+
+impl WatchSlot {
+    /// A place for one more stream of `partner`, unless it has `most` open already.
+    fn take(watchers: &Watchers, partner: PartnerId, most: usize) -> Result<Self, PublishError> {
+        let mut open = watchers.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(partner).or_default();
+        if *count >= most {
+            return Err(PublishError::TooManyWatches(*count));
+        }
+        *count += 1;
+        Ok(Self {
+            watchers: watchers.clone(),
+            partner,
+        })
+    }
+}
+
+impl Drop for WatchSlot {
+    fn drop(&mut self) {
+        let mut open = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.partner) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.partner);
+            }
+        }
     }
 }
 
