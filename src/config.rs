@@ -177,6 +177,8 @@ pub struct Limits {
     pub max_http_connections: usize,
     /// Most gRPC connections open at once; further ones are closed as soon as accepted.
     pub max_grpc_connections: usize,
+    /// Most of those from one IP address, so that one client cannot take every place.
+    pub max_grpc_connections_per_peer: usize,
 }
 
 /// How feeds are built and cached.
@@ -336,6 +338,7 @@ struct FileLimits {
     send_timeout_seconds: TimeoutSeconds,
     max_http_connections: NonZeroUsize,
     max_grpc_connections: NonZeroUsize,
+    max_grpc_connections_per_peer: NonZeroUsize,
 }
 
 impl Default for FileLimits {
@@ -360,6 +363,7 @@ impl Default for FileLimits {
             send_timeout_seconds: TimeoutSeconds(30),
             max_http_connections: n(1024),
             max_grpc_connections: n(256),
+            max_grpc_connections_per_peer: n(64),
         }
     }
 }
@@ -386,6 +390,7 @@ impl From<FileLimits> for Limits {
             send_timeout: file.send_timeout_seconds.duration(),
             max_http_connections: file.max_http_connections.get(),
             max_grpc_connections: file.max_grpc_connections.get(),
+            max_grpc_connections_per_peer: file.max_grpc_connections_per_peer.get(),
         }
     }
 }

@@ -1,40 +1,98 @@
 //! Bounds on client connections, shared by both listeners: a cap on how many are open at
 //! once, and a watchdog that closes a connection whose peer stops sending or reading.
 
+use std::collections::HashMap;
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
-/// At most so many connections open at once on one listener.
+/// At most so many connections open at once on one listener, and, when asked, at most
+/// so many of them from one IP address.
 #[derive(Debug, Clone)]
-pub struct Slots(Arc<Semaphore>);
+pub struct Slots {
+    all: Arc<Semaphore>,
+    per_peer: Option<(usize, Peers)>,
+}
+
+/// Open connections by IP address.
+type Peers = Arc<Mutex<HashMap<IpAddr, usize>>>;
 
 /// One open connection's place under the cap, given back when dropped.
 #[derive(Debug)]
 pub struct Slot {
     _permit: OwnedSemaphorePermit,
+    /// Its peer's count, when one is kept.
+    peer: Option<(Peers, IpAddr)>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some((peers, ip)) = &self.peer {
+            let mut open = peers.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(count) = open.get_mut(ip) {
+                *count -= 1;
+                if *count == 0 {
+                    open.remove(ip);
+                }
+            }
+        }
+    }
 }
 
 impl Slots {
     /// Room for `max` connections.
     pub fn new(max: usize) -> Self {
-        Self(Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS))))
+        Self {
+            all: Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS))),
+            per_peer: None,
+        }
+    }
+
+    /// Room for `max` connections, at most `per_peer` of them from one IP address.
+    pub fn per_peer(max: usize, per_peer: usize) -> Self {
+        Self {
+            per_peer: Some((per_peer, Arc::default())),
+            ..Self::new(max)
+        }
     }
 
     /// A place for one more connection, unless all are taken: the caller then closes the
     /// connection at once rather than keep it waiting (its peer sees the close and may
     /// retry, and nothing queues up inside the server).
     pub fn try_take(&self) -> Option<Slot> {
-        self.0
+        self.all
             .clone()
             .try_acquire_owned()
             .ok()
-            .map(|permit| Slot { _permit: permit })
+            .map(|permit| Slot {
+                _permit: permit,
+                peer: None,
+            })
+    }
+
+    /// [`Slots::try_take`] for a connection from `ip`, unless its address has as many
+    /// open as it may.
+    pub fn try_take_from(&self, ip: IpAddr) -> Option<Slot> {
+        let Some((most, peers)) = &self.per_peer else {
+            return self.try_take();
+        };
+        let mut open = peers.lock().unwrap_or_else(|e| e.into_inner());
+        if open.get(&ip).is_some_and(|count| count >= most) {
+            return None;
+        }
+        // Counted only once it has a place: a refused address leaves nothing behind.
+        let permit = self.all.clone().try_acquire_owned().ok()?;
+        *open.entry(ip).or_default() += 1;
+        Some(Slot {
+            _permit: permit,
+            peer: Some((peers.clone(), ip)),
+        })
     }
 }
 
@@ -375,6 +433,38 @@ mod tests {
         assert!(slots.try_take().is_none());
         drop(a);
         assert!(slots.try_take().is_some());
+    }
+
+    #[test]
+    fn one_peer_takes_at_most_its_share() {
+        let slots = Slots::per_peer(3, 2);
+        let (one, other): (IpAddr, IpAddr) =
+            ("192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap());
+        let a = slots.try_take_from(one).expect("first of one");
+        let _b = slots.try_take_from(one).expect("second of one");
+        assert!(slots.try_take_from(one).is_none(), "one's share is taken");
+        let c = slots
+            .try_take_from(other)
+            .expect("another peer still gets in");
+        assert!(slots.try_take_from(other).is_none(), "every place is taken");
+        drop(c);
+        assert!(
+            slots.try_take_from(one).is_none(),
+            "one's share is still taken"
+        );
+        drop(a);
+        let _again = slots
+            .try_take_from(one)
+            .expect("a place of one's given back");
+        let _d = slots.try_take_from(other).expect("the last place");
+        // Refused for the cap as a whole: no count is kept for it.
+        let third: IpAddr = "198.51.100.7".parse().unwrap();
+        assert!(slots.try_take_from(third).is_none());
+        let (most, peers) = slots.per_peer.as_ref().unwrap();
+        assert_eq!(*most, 2);
+        let open = peers.lock().unwrap();
+        assert_eq!(open.get(&third), None);
+        assert_eq!((open[&one], open[&other]), (2, 1));
     }
 
     #[tokio::test]

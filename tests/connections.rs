@@ -538,3 +538,55 @@ async fn stopping_the_server_closes_idle_connections_on_either_path() {
     assert!(fast.closed_by_server().await);
     assert!(routed.closed_by_server().await);
 }
+
+/// One address takes at most `max_grpc_connections_per_peer` of the gRPC connections, so
+/// that a client opening connections and making no call cannot take every place: past
+/// its share, a connection is closed as soon as it is accepted, and the places come back
+/// when its connections close.
+#[tokio::test]
+async fn one_address_takes_at_most_its_share_of_the_grpc_connections() {
+    use feedpub::grpc::proto::ListSectionsRequest;
+    let server = TestServer::start_with(|s| s.limits.max_grpc_connections_per_peer = 2).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut connection = Connection::open(server.grpc_addr).await;
+        connection.send("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
+        held.push(connection);
+    }
+    let mut third = Connection::open(server.grpc_addr).await;
+    assert!(
+        third.closed_by_server().await,
+        "a third connection is closed"
+    );
+    let refused = server
+        .metric("feedpub_connections_refused_total{listener=\"grpc\"}")
+        .await;
+    assert!(refused >= 1.0, "counted as refused: {refused}");
+    for connection in &mut held {
+        assert!(connection.read_more().await > 0, "the first two are served");
+    }
+    drop(held);
+    let start = std::time::Instant::now();
+    loop {
+        let connected =
+            feedpub::grpc::proto::publisher_service_client::PublisherServiceClient::connect(
+                format!("http://{}", server.grpc_addr),
+            )
+            .await;
+        let called = match connected {
+            Ok(mut client) => client
+                .list_sections(common::authed(
+                    &server.tokens.newsroom,
+                    ListSectionsRequest {},
+                ))
+                .await
+                .is_ok(),
+            Err(_) => false,
+        };
+        if called {
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE, "the places never came back");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

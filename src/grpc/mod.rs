@@ -92,7 +92,10 @@ pub async fn serve(
     if let Some(identity) = tls {
         server = server.tls_config(identity.grpc())?;
     }
-    let slots = Slots::new(limits.max_grpc_connections);
+    let slots = Slots::per_peer(
+        limits.max_grpc_connections,
+        limits.max_grpc_connections_per_peer,
+    );
     let watch = Watch {
         start: Some((PREFACE_BYTES, limits.header_timeout)),
         ..Watch::default()
@@ -102,7 +105,13 @@ pub async fn serve(
         .with_keepalive(Some(KEEPALIVE_INTERVAL))
         .filter_map(move |accepted| match accepted {
             // Over the cap: dropped, so closed at once.
-            Ok(stream) => match slots.try_take() {
+            // Over the cap, or over its peer's share of it: a client that opens
+            // connections and makes no call cannot take every place.
+            Ok(stream) => match stream
+                .peer_addr()
+                .ok()
+                .and_then(|peer| slots.try_take_from(peer.ip()))
+            {
                 Some(slot) => Some(Ok(Watched::new(stream, watch, Some(slot), timed_out))),
                 None => {
                     refused();
