@@ -478,18 +478,41 @@ struct FileLog {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileSite {
-    title: toml::Spanned<String>,
+    title: toml::Spanned<FeedText>,
     base_url: BaseUrl,
     language: Language,
     #[serde(default)]
-    description: String,
+    description: FeedText,
     #[serde(default)]
     utc_offset: Offset,
     #[serde(default)]
-    rights: String,
+    rights: FeedText,
     icon: Option<ImageUrl>,
     logo: Option<ImageUrl>,
     avatar: Option<ImageUrl>,
+}
+
+/// Text the feeds carry (a title, a description, the rights): refused when it holds a
+/// character XML cannot (a control character other than tab and line breaks, U+FFFE,
+/// U+FFFF), which would make every RSS, Atom and OPML document unreadable.
+#[derive(Deserialize, Default)]
+#[serde(try_from = "String")]
+struct FeedText(String);
+
+impl TryFrom<String> for FeedText {
+    type Error = String;
+    fn try_from(raw: String) -> Result<Self, String> {
+        match raw
+            .chars()
+            .find(|&c| matches!(c, '\0'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}'))
+        {
+            Some(c) => Err(format!(
+                "{raw:?} holds U+{:04X}, which feeds (XML) cannot carry",
+                u32::from(c)
+            )),
+            None => Ok(Self(raw)),
+        }
+    }
 }
 
 /// An absolute http(s) URL of an image.
@@ -655,9 +678,9 @@ fn default_max_items() -> MaxItems {
 #[serde(deny_unknown_fields)]
 struct FileSection {
     slug: ConfigSlug,
-    title: String,
+    title: FeedText,
     #[serde(default)]
-    description: String,
+    description: FeedText,
     /// `Cache-Control: max-age` of this section's feeds, in seconds.
     max_age: Option<u32>,
 }
@@ -852,7 +875,7 @@ impl Settings {
                     slug.as_str()
                 )));
             }
-            if section.title.trim().is_empty() {
+            if section.title.0.trim().is_empty() {
                 return Err(invalid(format!(
                     "line {line}: sections.title must not be empty"
                 )));
@@ -862,12 +885,12 @@ impl Settings {
             }
             sections.push(Section {
                 slug,
-                title: section.title,
-                description: section.description,
+                title: section.title.0,
+                description: section.description.0,
             });
         }
         let title_line = text[..file.site.title.span().start].matches('\n').count() + 1;
-        let site_title = file.site.title.into_inner();
+        let site_title = file.site.title.into_inner().0;
         if site_title.trim().is_empty() {
             return Err(invalid(format!(
                 "line {title_line}: site.title must not be empty"
@@ -915,9 +938,9 @@ impl Settings {
                 title: site_title,
                 base_url: file.site.base_url.0,
                 language: file.site.language.0,
-                description: file.site.description,
+                description: file.site.description.0,
                 utc_offset: file.site.utc_offset.0,
-                rights: file.site.rights,
+                rights: file.site.rights.0,
                 icon: file.site.icon.map(|u| u.0),
                 logo: file.site.logo.map(|u| u.0),
                 avatar: file.site.avatar.map(|u| u.0),
@@ -983,6 +1006,46 @@ mod tests {
         Settings::parse("test.toml", text, Overrides::default())
             .unwrap_err()
             .to_string()
+    }
+
+    /// Text the feeds carry is refused, naming its line and key, when XML cannot carry a
+    /// character of it; tabs and line breaks are text.
+    #[test]
+    fn feed_text_xml_cannot_carry_is_refused_naming_its_key() {
+        let site = |extra: &str| {
+            format!(
+                "[site]\ntitle = \"t\"\nbase_url = \"http://x/\"\nlanguage = \"zh-CN\"\n{extra}"
+            )
+        };
+        let message = error_of(&site("description = \"朔州日报\\u0001各版\"\n"));
+        assert!(message.contains("line 5"), "{message}");
+        assert!(message.contains("description"), "{message}");
+        assert!(message.contains("U+0001"), "{message}");
+        let message = error_of(&site("rights = \"© \\uFFFE\"\n"));
+        assert!(
+            message.contains("rights") && message.contains("U+FFFE"),
+            "{message}"
+        );
+        let message =
+            error_of("[site]\ntitle = \"t\\b\"\nbase_url = \"http://x/\"\nlanguage = \"zh-CN\"\n");
+        assert!(
+            message.contains("title") && message.contains("U+0008"),
+            "{message}"
+        );
+        let message = error_of(&site(
+            "[[sections]]\nslug = \"politics\"\ntitle = \"时政\\u0008\"\n",
+        ));
+        assert!(
+            message.contains("title") && message.contains("U+0008"),
+            "{message}"
+        );
+        let kept = Settings::parse(
+            "t",
+            &site("description = \"甲\\t乙\\n丙\"\n"),
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(kept.site.description, "甲\t乙\n丙");
     }
 
     /// The password of a database URL is never shown, whether after the user name or as a
