@@ -686,3 +686,20 @@ async fn a_browser_gets_xml_feeds_as_generic_xml_so_the_stylesheet_applies() {
         "application/feed+json; charset=utf-8"
     );
 }
+
+/// An encoded slash is not a slash (RFC 3986, section 2.2): a target with `%2F` names no
+/// document, on either path (the fast path and the router), while an encoded unreserved
+/// character is the character itself.
+#[tokio::test]
+async fn an_encoded_slash_names_no_feed() {
+    let server = server_with_sample().await;
+    for (path, expected) in [
+        ("/feeds/politics/rss.xml", StatusCode::OK),
+        ("/feeds/politics%2Frss.xml", StatusCode::NOT_FOUND),
+        ("/feeds/politics%2frss.xml", StatusCode::NOT_FOUND),
+        ("/feeds/party%2Dbuilding/rss.xml", StatusCode::OK),
+    ] {
+        let response = reqwest::get(server.url(path)).await.unwrap();
+        assert_eq!(response.status(), expected, "{path}");
+    }
+}

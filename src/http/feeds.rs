@@ -313,13 +313,24 @@ impl IntoResponse for FeedAnswer {
     }
 }
 
-/// `GET /feeds/{path}` through axum: see [`FeedState::answer`].
+/// `GET /feeds/{path}` through axum: see [`FeedState::answer`]. `path` comes decoded;
+/// an encoded slash (`%2F`) is not a slash (RFC 3986, section 2.2), so a target holding
+/// one names no document: `/feeds/politics%2Frss.xml` is not a second URL of
+/// `/feeds/politics/rss.xml`.
 pub async fn serve_feed(
     State(state): State<FeedState>,
     Path(path): Path<String>,
+    uri: axum::http::Uri,
     method: Method,
     headers: HeaderMap,
 ) -> Response {
+    let raw = uri.path().as_bytes();
+    if raw.windows(3).any(|w| w.eq_ignore_ascii_case(b"%2f")) {
+        metrics::counter!("feedpub_http_requests_total",
+            "feed" => "unknown", "format" => "unknown", "status" => "404")
+        .increment(1);
+        return (StatusCode::NOT_FOUND, "not found\n").into_response();
+    }
     let request = FeedRequest::from_headers(
         headers
             .iter()
