@@ -539,6 +539,14 @@ impl Article {
                 } else {
                     updated.max(old.updated)
                 };
+                // A retracted article published again is dated by that write, after its
+                // retraction: a reader that kept the tombstone (RFC 6721) takes an entry no
+                // newer than the tombstone's `when` as still deleted.
+                let updated = if old.state == ArticleState::Retracted {
+                    updated.max(now)
+                } else {
+                    updated
+                };
                 let previous_section = old.content.section.clone();
                 let previous_names =
                     Box::new((old.content.authors.clone(), old.content.tags.clone()));
@@ -2020,5 +2028,8 @@ mod tests {
         );
         assert_eq!(back.article().version, 1);
         assert_eq!(back.article().resource_etag(), published.etag);
+        // Dated by its return, after the tombstone's `when`.
+        assert_eq!(back.article().updated, t0 + chrono::Duration::hours(2));
+        assert!(back.article().updated > published.updated);
     }
 }
