@@ -810,7 +810,16 @@ pub fn text_to_html(text: &str) -> String {
             if i > 0 {
                 html.push_str("<br>");
             }
-            escape_html_text(line, |piece| html.push_str(piece));
+            // A no-break space as the sanitiser writes it (`&nbsp;`), so that this HTML
+            // is what sanitising it gives back: sent again beside its text, the same
+            // article is the same version.
+            escape_html_text(line, |piece| {
+                if piece.contains('\u{a0}') {
+                    html.push_str(&piece.replace('\u{a0}', "&nbsp;"));
+                } else {
+                    html.push_str(piece);
+                }
+            });
         }
         html.push_str("</p>");
     }
@@ -1465,6 +1474,22 @@ mod tests {
         let text = html_to_text(html);
         assert_eq!(text, "名单\n\nName\n\nRole\n\nAlice\n\nEditor");
         assert_eq!(summarize(&text, 160), "名单 Name Role Alice Editor");
+    }
+
+    /// HTML made from text is what sanitising it gives back, so that an article read and
+    /// sent again with both bodies is not a new version.
+    #[test]
+    fn html_made_from_text_is_as_the_sanitiser_writes_it() {
+        let policy = HtmlPolicy::default();
+        for text in [
+            "a\u{a0}b",
+            "甲 < 乙 & 丙 > 丁\n第二行\n\n第二段\u{a0}\u{a0}。",
+            "\"引号\" 'x' © ° \u{2003}",
+        ] {
+            let html = text_to_html(text);
+            assert_eq!(policy.sanitize(&html).unwrap(), html, "{text:?}");
+        }
+        assert_eq!(text_to_html("a\u{a0}b"), "<p>a&nbsp;b</p>");
     }
 
     #[test]
