@@ -377,23 +377,57 @@ pub fn page_size(raw: i32) -> Result<usize, Violations> {
 }
 
 /// An opaque page token for a cursor.
-pub fn page_token(cursor: &ListCursor) -> String {
+pub fn page_token(cursor: &ListCursor, listing: Listing<'_>) -> String {
     let nanos = cursor
         .publish_time
         .timestamp_nanos_opt()
         .unwrap_or(i64::MAX);
-    URL_SAFE_NO_PAD.encode(format!("{nanos}:{}", cursor.id))
+    URL_SAFE_NO_PAD.encode(format!("{nanos}:{}:{}", cursor.id, listing.mark()))
 }
 
-/// The cursor in a page token; empty means the first page.
-pub fn cursor_from_token(token: &str) -> Result<Option<ListCursor>, Violations> {
+/// What a ListArticles page token belongs to: the partner listing and the section asked
+/// for (empty for all). A token is taken only with the request it was returned for
+/// (AIP-158): with another section, or by another partner, it would page through a list
+/// it was not made for.
+#[derive(Debug, Clone, Copy)]
+pub struct Listing<'a> {
+    pub partner: crate::domain::PartnerId,
+    pub section: &'a str,
+}
+
+impl Listing<'_> {
+    /// A short digest of the listing, carried in its tokens.
+    fn mark(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(format!("{}\n{}", self.partner.0, self.section));
+        hex::encode(&digest[..6])
+    }
+}
+
+/// The cursor in a page token of `listing`; empty means the first page.
+pub fn cursor_from_token(
+    token: &str,
+    listing: Listing<'_>,
+) -> Result<Option<ListCursor>, Violations> {
     if token.is_empty() {
         return Ok(None);
     }
     let invalid = || Violations::one("page_token", "is not a token returned by ListArticles");
     let raw = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
     let raw = String::from_utf8(raw).map_err(|_| invalid())?;
-    let (nanos, id) = raw.split_once(':').ok_or_else(invalid)?;
+    let (nanos, rest) = raw.split_once(':').ok_or_else(invalid)?;
+    // Tokens given before they named their listing are taken as they were.
+    let id = match rest.split_once(':') {
+        Some((id, mark)) if mark == listing.mark() => id,
+        Some(_) => {
+            return Err(Violations::one(
+                "page_token",
+                "was returned for another listing: ask with the section of the request \
+                 that returned it, or start again without a page_token",
+            ));
+        }
+        None => rest,
+    };
     Ok(Some(ListCursor {
         publish_time: DateTime::from_timestamp_nanos(nanos.parse().map_err(|_| invalid())?),
         id: ArticleId::parse(id).map_err(|_| invalid())?,
@@ -482,14 +516,41 @@ mod tests {
             publish_time: DateTime::from_timestamp(1_686_092_400, 5).unwrap(),
             id: ArticleId::parse("a-1").unwrap(),
         };
+        let listing = Listing {
+            partner: crate::domain::PartnerId(7),
+            section: "rural",
+        };
+        let token = page_token(&cursor, listing);
         assert_eq!(
-            cursor_from_token(&page_token(&cursor)).unwrap(),
-            Some(cursor)
+            cursor_from_token(&token, listing).unwrap(),
+            Some(cursor.clone())
         );
-        assert_eq!(cursor_from_token("").unwrap(), None);
+        assert_eq!(cursor_from_token("", listing).unwrap(), None);
         for bad in ["!!", "bm90LWEtY3Vyc29y", &URL_SAFE_NO_PAD.encode("x:a")] {
-            assert!(cursor_from_token(bad).is_err(), "{bad}");
+            assert!(cursor_from_token(bad, listing).is_err(), "{bad}");
         }
+        // Another section, or another partner: refused, saying why.
+        for other in [
+            Listing {
+                section: "",
+                ..listing
+            },
+            Listing {
+                partner: crate::domain::PartnerId(8),
+                ..listing
+            },
+        ] {
+            let refused = cursor_from_token(&token, other).unwrap_err();
+            let refused = refused.iter().next().unwrap();
+            assert_eq!(refused.field, "page_token");
+            assert!(
+                refused.description.contains("another listing"),
+                "{refused:?}"
+            );
+        }
+        // A token given before tokens named their listing is still taken.
+        let old = URL_SAFE_NO_PAD.encode("1686092400000000005:a-1");
+        assert_eq!(cursor_from_token(&old, listing).unwrap(), Some(cursor));
     }
 
     #[test]

@@ -186,7 +186,12 @@ impl PublisherService for PublisherApi {
         let partner = self.partner(&request).await?;
         let req = request.into_inner();
         let page_size = convert::page_size(req.page_size).map_err(PublishError::from)?;
-        let cursor = convert::cursor_from_token(&req.page_token).map_err(PublishError::from)?;
+        let listing = convert::Listing {
+            partner: partner.id,
+            section: &req.section,
+        };
+        let cursor =
+            convert::cursor_from_token(&req.page_token, listing).map_err(PublishError::from)?;
         let page = self
             .publisher
             .list(&partner, &req.section, page_size, cursor)
@@ -200,7 +205,7 @@ impl PublisherService for PublisherApi {
             next_page_token: page
                 .next
                 .as_ref()
-                .map(convert::page_token)
+                .map(|cursor| convert::page_token(cursor, listing))
                 .unwrap_or_default(),
         }))
     }
