@@ -315,12 +315,16 @@ async fn requests_the_fast_path_leaves_reach_the_router_on_the_same_connection()
         Some("application/xml; charset=utf-8")
     );
 
-    // Percent-encoded paths are the router's to decode.
+    // Percent-encoded paths are the router's to decode; an encoded slash is no slash.
     connection
-        .send(&get("/feeds/politics%2Fatom.xml", ""))
+        .send(&get("/feeds/p%6Flitics/atom.xml", ""))
         .await;
     let decoded = connection.answer(false).await;
     assert_eq!((decoded.status, &decoded.body), (200, &routed.body));
+    connection
+        .send(&get("/feeds/politics%2Fatom.xml", ""))
+        .await;
+    assert_eq!(connection.answer(false).await.status, 404);
 }
 
 #[tokio::test]
