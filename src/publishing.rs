@@ -285,6 +285,14 @@ impl Publisher {
         &self.health
     }
 
+    /// How long a PublishArticles stream may stay open: a little less than the calls'
+    /// `request_timeout_seconds` (a quarter less, at most 5 s), so that the call stores what
+    /// it received and answers before the server cancels it.
+    pub fn stream_deadline(&self) -> std::time::Duration {
+        let timeout = self.settings.limits.request_timeout;
+        timeout.saturating_sub((timeout / 4).min(std::time::Duration::from_secs(5)))
+    }
+
     /// Ends every watch stream (with `ShuttingDown`): the server is stopping.
     pub fn stop_watching(&self) {
         self.stopping.cancel();

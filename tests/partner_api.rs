@@ -413,6 +413,44 @@ fn result_status(result: &proto::PublishArticleResult) -> Status {
     )
 }
 
+/// A stream left open ends a little before the request timeout would cancel it, with
+/// DEADLINE_EXCEEDED saying how many articles were handled: those are stored, all of them,
+/// not only the chunks already handed to the store.
+#[tokio::test]
+async fn a_stream_left_open_stores_what_it_received_and_says_so() {
+    let server =
+        TestServer::start_with(|s| s.limits.request_timeout = std::time::Duration::from_secs(2))
+            .await;
+    let mut client = server.client().await;
+    let token = &server.tokens.newsroom;
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    for n in 0..3 {
+        let message = PublishArticlesRequest {
+            requests: vec![request(brief(&format!("open-{n}"), "未完"), "")],
+        };
+        sender.send(message).await.unwrap();
+    }
+    let stream = tokio_stream::wrappers::ReceiverStream::new(receiver);
+    let ended = client
+        .publish_articles(authed(token, stream))
+        .await
+        .expect_err("the stream stays open past the deadline");
+    drop(sender);
+    assert_eq!(ended.code(), Code::DeadlineExceeded, "{ended:?}");
+    assert_eq!(error_reason(&ended), "STREAM_TIMEOUT");
+    assert!(
+        ended
+            .message()
+            .contains("the 3 articles before it were handled"),
+        "{ended:?}"
+    );
+    for n in 0..3 {
+        get(&mut client, token, &format!("open-{n}"), 0)
+            .await
+            .expect("stored");
+    }
+}
+
 #[tokio::test]
 async fn a_bad_article_in_a_batch_gets_its_own_error_and_the_others_are_stored() {
     let server = TestServer::start().await;

@@ -74,12 +74,20 @@ impl PublisherService for PublisherApi {
         // error; every article before it is handled all the same, and the error says how
         // many those were.
         let mut failure = None;
+        // Ended before the server's request timeout would cancel the call, which would lose
+        // the articles validated and not yet stored.
+        let within = self.publisher.stream_deadline();
+        let deadline = tokio::time::Instant::now() + within;
         'stream: loop {
-            let message = match stream.message().await {
-                Ok(Some(message)) => message,
-                Ok(None) => break,
-                Err(status) => {
+            let message = match tokio::time::timeout_at(deadline, stream.message()).await {
+                Ok(Ok(Some(message))) => message,
+                Ok(Ok(None)) => break,
+                Ok(Err(status)) => {
                     failure = Some(status);
+                    break;
+                }
+                Err(_) => {
+                    failure = Some(status::stream_timed_out(within));
                     break;
                 }
             };

@@ -109,6 +109,24 @@ impl From<PublishError> for Status {
     }
 }
 
+/// DEADLINE_EXCEEDED for a PublishArticles stream still open `after` its start, a little
+/// before `request_timeout_seconds` would cancel the call, with ErrorInfo `STREAM_TIMEOUT`:
+/// the articles received are stored and the answer says how many (see [`with_handled`]),
+/// where a cancelled call would have lost those not yet stored.
+pub fn stream_timed_out(after: Duration) -> Status {
+    let mut details = ErrorDetails::new();
+    details.set_error_info("STREAM_TIMEOUT", ERROR_DOMAIN, HashMap::new());
+    Status::with_error_details(
+        Code::DeadlineExceeded,
+        format!(
+            "the stream was still open {} s after it started, near the server's \
+             request_timeout_seconds: end a stream sooner, or send fewer articles in it",
+            after.as_secs()
+        ),
+        details,
+    )
+}
+
 /// INVALID_ARGUMENT for a message that is not valid protobuf (what the decoder said, such
 /// as the field that is not UTF-8), with ErrorInfo `INVALID_PROTOBUF` as every error
 /// carries one.
