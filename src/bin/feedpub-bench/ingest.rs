@@ -46,6 +46,9 @@ const BATCH_MESSAGE: usize = 250;
 const BATCH_STREAMS: usize = 4;
 /// The batch streaming target, in articles per second.
 const BATCH_TARGET: f64 = 20_000.0;
+/// How often one PublishArticle is sent beside the batch load, to time a single publish
+/// while batches stream (each waits for the one before).
+const BESIDE_EVERY: Duration = Duration::from_millis(100);
 
 /// Which server a load goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,7 +241,12 @@ impl Ingest {
 
         // Batch streaming ingest, last: it leaves feeds to regenerate behind it.
         let (batch, batch_cpu) = CpuUse::during(feedpub.pid(), self.batch_load(feedpub, run)).await;
-        let batch = batch?;
+        let (batch, mut beside) = batch?;
+        anyhow::ensure!(
+            beside.failed == 0,
+            "a publish beside the batch load failed: {:?}",
+            beside.first_failure
+        );
         feedpub.ensure_running()?;
         if let Some(failure) = &batch.first_failure {
             eprintln!(
@@ -351,6 +359,20 @@ impl Ingest {
                 peer: None,
                 target: Target::AtMost(0.0),
             },
+            Figure {
+                name: "Ingest, one PublishArticle beside batch streaming: p50".into(),
+                unit: "ms",
+                feedpub: percentile(&mut beside.latencies_ms, 50.0),
+                peer: None,
+                target: Target::Info,
+            },
+            Figure {
+                name: "Ingest, one PublishArticle beside batch streaming: p99".into(),
+                unit: "ms",
+                feedpub: percentile(&mut beside.latencies_ms, 99.0),
+                peer: None,
+                target: Target::Info,
+            },
         ];
         // Where the CPU went: info rows, in microseconds per call (or article).
         let info = |name: String, feedpub: f64, peer: Option<(&'static str, f64)>| Figure {
@@ -457,7 +479,13 @@ impl Ingest {
     /// the batch duration (no call starts after it; the calls under way are waited for).
     /// An article counts as stored when its result's status is OK; a failed call fails all
     /// its articles.
-    async fn batch_load(&self, feedpub: &Fixture, run: usize) -> anyhow::Result<Outcome> {
+    /// The batch load, and beside it one PublishArticle at a time every [`BESIDE_EVERY`]
+    /// (the calls of another partner's editor while a wire service streams its batches).
+    async fn batch_load(
+        &self,
+        feedpub: &Fixture,
+        run: usize,
+    ) -> anyhow::Result<(Outcome, Outcome)> {
         let templates: Arc<Vec<Article>> = Arc::new(
             (0..BATCH_ARTICLES)
                 .map(|n| self.copy.article(String::new(), "", n))
@@ -535,12 +563,48 @@ impl Ingest {
                 outcome
             });
         }
+        let beside = {
+            let (mut client, template) = (feedpub.client.clone(), templates[0].clone());
+            tokio::spawn(async move {
+                let mut outcome = Outcome::default();
+                let mut n = 0;
+                while Instant::now() < deadline {
+                    let mut article = template.clone();
+                    article.id = format!("beside-r{}-{n}", run + 1);
+                    n += 1;
+                    let sent = Instant::now();
+                    let request = PublishArticleRequest {
+                        article: Some(article),
+                        ..Default::default()
+                    };
+                    match client.publish_article(request).await {
+                        Ok(_) => {
+                            outcome.ok += 1;
+                            outcome
+                                .latencies_ms
+                                .push(sent.elapsed().as_secs_f64() * 1000.0);
+                        }
+                        Err(status) => {
+                            outcome.failed += 1;
+                            outcome
+                                .first_failure
+                                .get_or_insert_with(|| format!("{status}"));
+                        }
+                    }
+                    tokio::time::sleep(BESIDE_EVERY).await;
+                }
+                outcome
+            })
+        };
         let mut total = Outcome::default();
         while let Some(done) = streams.join_next().await {
             merge(&mut total, done.context("a batch stream panicked")?);
         }
         total.elapsed = start.elapsed();
-        Ok(total)
+        let beside = beside
+            .await
+            .context("the publishes beside the batches panicked")?;
+        Ok((total, beside))
     }
 
     /// h2load with the same connection and calls in flight on the echo server, for one
