@@ -1210,23 +1210,32 @@ mod tests {
         );
     }
 
+    /// Each violation refusing `draft`, as `field: description`.
+    fn refusals(
+        draft: ArticleDraft,
+        policy: &text::HtmlPolicy,
+        limits: FieldLimits,
+    ) -> Vec<String> {
+        draft
+            .validate_within("article.", policy, limits)
+            .unwrap_err()
+            .iter()
+            .map(|v| format!("{}: {}", v.field, v.description))
+            .collect()
+    }
+
     /// HTML that would make the parser's work explode is refused before it is parsed,
     /// and a body that sanitising grows past the limit is refused too.
     #[test]
     fn html_too_deep_or_growing_past_the_limit_is_refused_naming_content_html() {
         let policy = text::HtmlPolicy::default();
         let refused = |html: String, limits: FieldLimits| {
-            let violations = ArticleDraft {
+            let draft = ArticleDraft {
                 content_html: html,
                 content_text: String::new(),
                 ..draft()
-            }
-            .validate_within("article.", &policy, limits)
-            .unwrap_err();
-            let found: Vec<_> = violations
-                .iter()
-                .map(|v| format!("{}: {}", v.field, v.description))
-                .collect();
+            };
+            let found = refusals(draft, &policy, limits);
             assert_eq!(found.len(), 1, "{found:?}");
             found[0].clone()
         };
@@ -1276,17 +1285,12 @@ mod tests {
         };
         assert!(within.validate_within("article.", &policy, limits).is_ok());
         for (authors, tags, field) in [(3, 3, "article.authors"), (2, 4, "article.tags")] {
-            let violations = ArticleDraft {
+            let draft = ArticleDraft {
                 authors: names(authors),
                 tags: names(tags),
                 ..draft()
-            }
-            .validate_within("article.", &policy, limits)
-            .unwrap_err();
-            let found: Vec<_> = violations
-                .iter()
-                .map(|v| format!("{}: {}", v.field, v.description))
-                .collect();
+            };
+            let found = refusals(draft, &policy, limits);
             assert_eq!(
                 found,
                 [format!(
