@@ -451,6 +451,50 @@ async fn a_stream_left_open_stores_what_it_received_and_says_so() {
     }
 }
 
+/// A PublishArticles call that ends before its stream does, here at the client's own
+/// deadline (tonic drops the call on the server then), loses no article it sent: the
+/// server stores the valid ones it received, as the end of the stream would have, though
+/// nobody waits for the answer.
+#[tokio::test]
+async fn a_stream_past_the_clients_deadline_stores_every_article_it_sent() {
+    let server = TestServer::start().await;
+    let token = server.tokens.newsroom.clone();
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    for n in 0..3 {
+        let message = PublishArticlesRequest {
+            requests: vec![request(brief(&format!("cancelled-{n}"), "中途"), "")],
+        };
+        sender.send(message).await.unwrap();
+    }
+    let mut client = server.client().await;
+    let mut call = authed(
+        &token,
+        tokio_stream::wrappers::ReceiverStream::new(receiver),
+    );
+    call.set_timeout(std::time::Duration::from_millis(800));
+    let ended = client
+        .publish_articles(call)
+        .await
+        .expect_err("the stream stays open past the client's deadline");
+    assert!(
+        matches!(ended.code(), Code::Cancelled | Code::DeadlineExceeded),
+        "{ended:?}"
+    );
+    drop(sender);
+    let mut client = server.client().await;
+    let start = std::time::Instant::now();
+    for n in 0..3 {
+        let id = format!("cancelled-{n}");
+        while get(&mut client, &server.tokens.newsroom, &id, 0)
+            .await
+            .is_err()
+        {
+            assert!(start.elapsed() < DEADLINE, "{id} was never stored");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_bad_article_in_a_batch_gets_its_own_error_and_the_others_are_stored() {
     let server = TestServer::start().await;

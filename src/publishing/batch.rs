@@ -137,50 +137,14 @@ impl Batch {
         }
         let chunk = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
-        let store = self.publisher.store.clone();
-        let partner = self.caller.partner.clone();
-        let token = self.caller.token.clone();
-        let actor = Actor::from(&self.caller);
-        let (meta, writes): (Vec<_>, Vec<_>) = chunk
-            .into_iter()
-            .map(|(index, write, warnings)| {
-                let id = write.id.clone();
-                (
-                    Item {
-                        index,
-                        id,
-                        warnings,
-                    },
-                    write,
-                )
-            })
-            .unzip();
+        let (meta, writes) = split(chunk);
         let in_flight = meta.clone();
-        let task = tokio::spawn(async move {
-            let count = writes.len();
-            // A stream's partner is looked up when it starts, and checked in each chunk's
-            // transaction against its row as it stands then: a stream open across a
-            // revocation, a rotation or a change of rights is held to it from the next
-            // chunk on, as a call made after it would be.
-            let checks = WriteChecks::of(&partner, token.as_ref());
-            match store
-                .publish_checked(partner.id, &checks, writes, Utc::now(), &actor)
-                .await
-            {
-                Ok(results) if results.len() == count => meta
-                    .into_iter()
-                    .zip(results)
-                    .map(|(item, r)| (item, r.map_err(PublishError::from)))
-                    .collect(),
-                Ok(_) => failed(
-                    meta,
-                    crate::storage::StoreError::Corrupt(
-                        "the store answered a batch with the wrong number of results".into(),
-                    ),
-                ),
-                Err(e) => failed(meta, e),
-            }
-        });
+        let task = tokio::spawn(store_chunk(
+            self.publisher.clone(),
+            self.caller.clone(),
+            meta,
+            writes,
+        ));
         self.storing = Some((in_flight, task));
     }
 
@@ -247,6 +211,58 @@ async fn settle(
     result
 }
 
+/// A chunk's articles, and their writes.
+fn split(chunk: Vec<Pending>) -> (Meta, Vec<ArticleWrite>) {
+    chunk
+        .into_iter()
+        .map(|(index, write, warnings)| {
+            let id = write.id.clone();
+            (
+                Item {
+                    index,
+                    id,
+                    warnings,
+                },
+                write,
+            )
+        })
+        .unzip()
+}
+
+/// Stores one chunk for `caller`: what became of each of its articles.
+async fn store_chunk(
+    publisher: Publisher,
+    caller: Caller,
+    meta: Meta,
+    writes: Vec<ArticleWrite>,
+) -> Stored {
+    let count = writes.len();
+    // A stream's partner is looked up when it starts, and checked in each chunk's
+    // transaction against its row as it stands then: a stream open across a revocation, a
+    // rotation or a change of rights is held to it from the next chunk on, as a call made
+    // after it would be.
+    let checks = WriteChecks::of(&caller.partner, caller.token.as_ref());
+    let actor = Actor::from(&caller);
+    match publisher
+        .store
+        .publish_checked(caller.partner.id, &checks, writes, Utc::now(), &actor)
+        .await
+    {
+        Ok(results) if results.len() == count => meta
+            .into_iter()
+            .zip(results)
+            .map(|(item, r)| (item, r.map_err(PublishError::from)))
+            .collect(),
+        Ok(_) => failed(
+            meta,
+            crate::storage::StoreError::Corrupt(
+                "the store answered a batch with the wrong number of results".into(),
+            ),
+        ),
+        Err(e) => failed(meta, e),
+    }
+}
+
 /// The same storage failure for every article of a chunk.
 fn failed(meta: Meta, error: crate::storage::StoreError) -> Stored {
     meta.into_iter()
@@ -266,18 +282,39 @@ impl Drop for Batch {
                 .publication
                 .touch(&sections.into_iter().collect::<Vec<_>>());
         };
+        let pending = std::mem::take(&mut self.pending);
         match self.storing.take() {
-            None => mark(&publisher, sections, names),
-            // The caller went away while a chunk was being stored: mark its feeds too, and
-            // audit the store's refusals as they would have been.
-            Some((_, storing)) => {
+            None if pending.is_empty() => mark(&publisher, sections, names),
+            // The call ended before its end was handled (the client went away, its
+            // deadline or the server's passed): the chunk being stored is awaited and the
+            // articles validated since are stored all the same, as the end of the stream
+            // would have stored them; their feeds are marked and the store's refusals
+            // audited as they would have been.
+            storing => {
                 let caller = self.caller.clone();
                 tokio::spawn(async move {
-                    if let Ok(stored) = storing.await {
-                        for (item, result) in stored {
-                            let touched = (&mut sections, &mut names);
-                            let _ = settle(&publisher, &caller, &item, result, touched).await;
-                        }
+                    let mut stored = Vec::new();
+                    if let Some((_, storing)) = storing
+                        && let Ok(chunk) = storing.await
+                    {
+                        stored.extend(chunk);
+                    }
+                    if !pending.is_empty() {
+                        let (meta, writes) = split(pending);
+                        let chunk =
+                            store_chunk(publisher.clone(), caller.clone(), meta, writes).await;
+                        stored.extend(chunk);
+                    }
+                    for (item, result) in stored {
+                        let touched = (&mut sections, &mut names);
+                        let result = settle(&publisher, &caller, &item, result, touched).await;
+                        let result = result.map(|revision| Published {
+                            changed: !revision.touched_sections().is_empty(),
+                            article: without_bodies(revision.into_article()),
+                            warnings: Vec::new(),
+                        });
+                        publisher.note_write(&result);
+                        count_outcome(&result);
                     }
                     mark(&publisher, sections, names);
                 });
