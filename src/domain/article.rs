@@ -131,6 +131,21 @@ impl ArticleContent {
     }
 }
 
+/// Whether `a` and `b` are the same content but for how their HTML writes a no-break
+/// space: U+00A0 itself, or `&nbsp;`.
+fn same_but_no_break_spaces(a: &ArticleContent, b: &ArticleContent) -> bool {
+    let written = |html: &str| html.replace("&nbsp;", "\u{a0}");
+    (a.content_html.contains("&nbsp;") || b.content_html.contains("&nbsp;"))
+        && written(&a.content_html) == written(&b.content_html)
+        && ArticleContent {
+            content_html: String::new(),
+            ..a.clone()
+        } == ArticleContent {
+            content_html: String::new(),
+            ..b.clone()
+        }
+}
+
 /// Where an article was seen before a write: see [`Article::seen`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seen {
@@ -519,6 +534,16 @@ impl Article {
             }
             _ => content_etag,
         };
+        // The same content but for how its HTML writes a no-break space (U+00A0 or
+        // `&nbsp;`: HTML made from text wrote the character before, the sanitiser writes
+        // the entity) is the same content: sent again, it is not a new version.
+        let etag = match &existing {
+            Some(old) if old.etag != etag && same_but_no_break_spaces(&old.content, &content) => {
+                content = old.content.clone();
+                old.etag.clone()
+            }
+            _ => etag,
+        };
         match existing {
             Some(old) if old.etag == etag && old.state == ArticleState::Published => {
                 Revision::Unchanged(old)
@@ -542,10 +567,14 @@ impl Article {
                 // A retracted article published again is dated by that write, after its
                 // retraction: a reader that kept the tombstone (RFC 6721) takes an entry no
                 // newer than the tombstone's `when` as still deleted.
-                let updated = if old.state == ArticleState::Retracted {
-                    updated.max(now)
-                } else {
-                    updated
+                let updated = match (old.state, old.retract_time) {
+                    // After the tombstone's `when` also when this server's clock is behind
+                    // the one that retracted it.
+                    (ArticleState::Retracted, Some(gone)) => updated
+                        .max(now)
+                        .max(gone + chrono::TimeDelta::nanoseconds(1)),
+                    (ArticleState::Retracted, None) => updated.max(now),
+                    _ => updated,
                 };
                 let previous_section = old.content.section.clone();
                 let previous_names =
@@ -2035,5 +2064,43 @@ mod tests {
         // Dated by its return, after the tombstone's `when`.
         assert_eq!(back.article().updated, t0 + chrono::Duration::hours(2));
         assert!(back.article().updated > published.updated);
+    }
+
+    /// HTML that differs only in how it writes a no-break space is the same content: an
+    /// article stored with U+00A0 (as HTML made from text was) and sent again with
+    /// `&nbsp;` (as the sanitiser and now HTML made from text write it) is unchanged, and
+    /// the other way round; any other difference is a new version.
+    #[test]
+    fn a_no_break_space_written_either_way_is_the_same_content() {
+        let t0 = Utc.with_ymd_and_hms(2023, 6, 7, 0, 0, 0).unwrap();
+        let (valid, mut stored) = created(t0);
+        let later = t0 + chrono::Duration::hours(1);
+        let revise = |stored: &Article, html: &str| {
+            let content = ArticleContent {
+                content_html: html.into(),
+                ..valid.content.clone()
+            };
+            Article::revise(
+                Some(stored.clone()),
+                PartnerId(1),
+                valid.id.clone(),
+                content,
+                later,
+                |_| unreachable!("an existing article keeps its guid"),
+            )
+        };
+        for (was, sent) in [
+            ("<p>甲\u{a0}乙\u{a0}丙</p>", "<p>甲&nbsp;乙&nbsp;丙</p>"),
+            ("<p>甲&nbsp;乙</p>", "<p>甲\u{a0}乙</p>"),
+        ] {
+            stored.content.content_html = was.into();
+            stored.etag = stored.content.etag();
+            let again = revise(&stored, sent);
+            assert!(matches!(again, Revision::Unchanged(_)), "{was} then {sent}");
+            assert_eq!(again.article().content.content_html, was);
+            assert_eq!(again.article().etag, stored.etag);
+        }
+        let changed = revise(&stored, "<p>甲&nbsp;丁</p>");
+        assert!(changed.is_new_version());
     }
 }
