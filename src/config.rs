@@ -493,8 +493,10 @@ struct FileSite {
 }
 
 /// Text the feeds carry (a title, a description, the rights): refused when it holds a
-/// character XML cannot (a control character other than tab and line breaks, U+FFFE,
-/// U+FFFF), which would make every RSS, Atom and OPML document unreadable.
+/// character partner copy is cleaned of: a control character other than tab and line
+/// breaks (XML cannot carry C0 controls, which would make every RSS, Atom and OPML
+/// document unreadable), C1 controls, U+007F and the non-characters (U+FDD0–U+FDEF,
+/// U+nFFFE, U+nFFFF).
 #[derive(Deserialize, Default)]
 #[serde(try_from = "String")]
 struct FeedText(String);
@@ -502,10 +504,7 @@ struct FeedText(String);
 impl TryFrom<String> for FeedText {
     type Error = String;
     fn try_from(raw: String) -> Result<Self, String> {
-        match raw
-            .chars()
-            .find(|&c| matches!(c, '\0'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}'))
-        {
+        match raw.chars().find(|&c| crate::domain::is_forbidden(c)) {
             Some(c) => Err(format!(
                 "{raw:?} holds U+{:04X}, which feeds (XML) cannot carry",
                 u32::from(c)
@@ -1024,6 +1023,11 @@ mod tests {
         let message = error_of(&site("rights = \"© \\uFFFE\"\n"));
         assert!(
             message.contains("rights") && message.contains("U+FFFE"),
+            "{message}"
+        );
+        let message = error_of(&site("rights = \"© \\u0085\"\n"));
+        assert!(
+            message.contains("rights") && message.contains("U+0085"),
             "{message}"
         );
         let message =

@@ -6,7 +6,7 @@ use unicode_segmentation::UnicodeSegmentation;
 /// True for characters that must never reach a feed: C0 controls other than tab, LF and CR,
 /// DEL and the C1 controls (XML 1.0 discourages them; readers show them as stray letters),
 /// and Unicode non-characters (U+FDD0–U+FDEF and every U+xxFFFE/U+xxFFFF).
-pub(super) fn is_forbidden(c: char) -> bool {
+pub(crate) fn is_forbidden(c: char) -> bool {
     let cp = c as u32;
     (cp < 0x20 && !matches!(c, '\t' | '\n' | '\r'))
         || (0x7f..=0x9f).contains(&cp)
