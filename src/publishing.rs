@@ -286,10 +286,13 @@ impl Publisher {
     }
 
     /// How long a PublishArticles stream may stay open: a little less than the calls'
-    /// `request_timeout_seconds` (a quarter less, at most 5 s), so that the call stores what
-    /// it received and answers before the server cancels it.
-    pub fn stream_deadline(&self) -> std::time::Duration {
-        let timeout = self.settings.limits.request_timeout;
+    /// `request_timeout_seconds`, or than the client's own deadline when that is sooner
+    /// (`client`, from `grpc-timeout`): a quarter less, at most 5 s, so that the call
+    /// stores what it received and answers before either cancels it.
+    pub fn stream_deadline(&self, client: Option<std::time::Duration>) -> std::time::Duration {
+        let timeout = client.map_or(self.settings.limits.request_timeout, |client| {
+            client.min(self.settings.limits.request_timeout)
+        });
         timeout.saturating_sub((timeout / 4).min(std::time::Duration::from_secs(5)))
     }
 

@@ -259,13 +259,20 @@ pub fn position_from_cursor(cursor: &str) -> Result<Option<u64>, Violations> {
     seq.parse().map(Some).map_err(|_| invalid())
 }
 
-/// The page token of ListArticleVersions: the page continues below this version.
-pub fn version_page_token(below: u32) -> String {
-    URL_SAFE_NO_PAD.encode(format!("versions:{below}"))
+/// The page token of ListArticleVersions of `partner`'s article `id`: the page continues
+/// below this version. Taken only for that article (AIP-158).
+pub fn version_page_token(below: u32, partner: crate::domain::PartnerId, id: &str) -> String {
+    let mark = listing_mark(partner, "versions", id);
+    URL_SAFE_NO_PAD.encode(format!("versions:{below}:{mark}"))
 }
 
-/// The version a ListArticleVersions page token continues below; empty means the first page.
-pub fn version_from_page_token(token: &str) -> Result<Option<u32>, Violations> {
+/// The version a ListArticleVersions page token of `partner`'s article `id` continues
+/// below; empty means the first page.
+pub fn version_from_page_token(
+    token: &str,
+    partner: crate::domain::PartnerId,
+    id: &str,
+) -> Result<Option<u32>, Violations> {
     if token.is_empty() {
         return Ok(None);
     }
@@ -278,6 +285,18 @@ pub fn version_from_page_token(token: &str) -> Result<Option<u32>, Violations> {
     let raw = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
     let raw = String::from_utf8(raw).map_err(|_| invalid())?;
     let below = raw.strip_prefix("versions:").ok_or_else(invalid)?;
+    // Tokens given before they named their article are taken as they were.
+    let below = match below.split_once(':') {
+        Some((below, mark)) if mark == listing_mark(partner, "versions", id) => below,
+        Some(_) => {
+            return Err(Violations::one(
+                "page_token",
+                "was returned for another article's versions: ask with the id of the \
+                 request that returned it, or start again without a page_token",
+            ));
+        }
+        None => below,
+    };
     below.parse().map(Some).map_err(|_| invalid())
 }
 
@@ -385,6 +404,27 @@ pub fn page_token(cursor: &ListCursor, listing: Listing<'_>) -> String {
     URL_SAFE_NO_PAD.encode(format!("{nanos}:{}:{}", cursor.id, listing.mark()))
 }
 
+/// The client's deadline in a `grpc-timeout` header: at most 8 digits and a unit, `H`,
+/// `M`, `S`, `m`, `u` or `n` (gRPC over HTTP/2); `None` when it is not one.
+pub fn grpc_timeout(value: &str) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    let split = value.len().checked_sub(1)?;
+    let (digits, unit) = (value.get(..split)?, value.get(split..)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
 /// What a ListArticles page token belongs to: the partner listing and the section asked
 /// for (empty for all). A token is taken only with the request it was returned for
 /// (AIP-158): with another section, or by another partner, it would page through a list
@@ -398,10 +438,16 @@ pub struct Listing<'a> {
 impl Listing<'_> {
     /// A short digest of the listing, carried in its tokens.
     fn mark(&self) -> String {
-        use sha2::{Digest, Sha256};
-        let digest = Sha256::digest(format!("{}\n{}", self.partner.0, self.section));
-        hex::encode(&digest[..6])
+        listing_mark(self.partner, "articles", self.section)
     }
+}
+
+/// A short digest of what a page token pages through: the partner, the RPC, and what it
+/// was asked for (a section, an article's id).
+fn listing_mark(partner: crate::domain::PartnerId, rpc: &str, asked: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{}\n{rpc}\n{asked}", partner.0));
+    hex::encode(&digest[..6])
 }
 
 /// The cursor in a page token of `listing`; empty means the first page.
@@ -511,6 +557,27 @@ mod tests {
     }
 
     #[test]
+    fn grpc_timeouts_are_read_as_the_protocol_writes_them() {
+        use std::time::Duration;
+        for (value, expected) in [
+            ("2S", Some(Duration::from_secs(2))),
+            ("1500m", Some(Duration::from_millis(1500))),
+            ("99999999H", Some(Duration::from_secs(99_999_999 * 3600))),
+            ("7u", Some(Duration::from_micros(7))),
+            ("3n", Some(Duration::from_nanos(3))),
+            ("1M", Some(Duration::from_secs(60))),
+            ("", None),
+            ("S", None),
+            ("100000000S", None),
+            ("1x", None),
+            ("-1S", None),
+            ("1é", None),
+        ] {
+            assert_eq!(grpc_timeout(value), expected, "{value:?}");
+        }
+    }
+
+    #[test]
     fn page_tokens_round_trip_and_garbage_is_refused() {
         let cursor = ListCursor {
             publish_time: DateTime::from_timestamp(1_686_092_400, 5).unwrap(),
@@ -550,7 +617,36 @@ mod tests {
         }
         // A token given before tokens named their listing is still taken.
         let old = URL_SAFE_NO_PAD.encode("1686092400000000005:a-1");
-        assert_eq!(cursor_from_token(&old, listing).unwrap(), Some(cursor));
+        assert_eq!(
+            cursor_from_token(&old, listing).unwrap(),
+            Some(cursor.clone())
+        );
+
+        // ListArticleVersions: a token is taken for its own article only.
+        let partner = crate::domain::PartnerId(7);
+        let token = version_page_token(4, partner, "a-1");
+        assert_eq!(
+            version_from_page_token(&token, partner, "a-1").unwrap(),
+            Some(4)
+        );
+        assert_eq!(version_from_page_token("", partner, "a-1").unwrap(), None);
+        for (other, id) in [(partner, "a-2"), (crate::domain::PartnerId(8), "a-1")] {
+            let refused = version_from_page_token(&token, other, id).unwrap_err();
+            let refused = refused.iter().next().unwrap();
+            assert_eq!(refused.field, "page_token");
+            assert!(
+                refused.description.contains("another article"),
+                "{refused:?}"
+            );
+        }
+        let old = URL_SAFE_NO_PAD.encode("versions:4");
+        assert_eq!(
+            version_from_page_token(&old, partner, "a-9").unwrap(),
+            Some(4)
+        );
+        // Nor is a ListArticles token one of ListArticleVersions, or the other way round.
+        assert!(version_from_page_token(&page_token(&cursor, listing), partner, "a-1").is_err());
+        assert!(cursor_from_token(&token, listing).is_err());
     }
 
     #[test]

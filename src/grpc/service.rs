@@ -67,6 +67,11 @@ impl PublisherService for PublisherApi {
         request: Request<Streaming<PublishArticlesRequest>>,
     ) -> Result<Response<PublishArticlesResponse>, Status> {
         let caller = caller(&request)?;
+        let client_deadline = request
+            .metadata()
+            .get("grpc-timeout")
+            .and_then(|value| value.to_str().ok())
+            .and_then(convert::grpc_timeout);
         let mut stream = request.into_inner();
         let mut batch = self.publisher.batch(&caller);
         let mut ids = Vec::new();
@@ -74,9 +79,9 @@ impl PublisherService for PublisherApi {
         // error; every article before it is handled all the same, and the error says how
         // many those were.
         let mut failure = None;
-        // Ended before the server's request timeout would cancel the call, which would lose
-        // the articles validated and not yet stored.
-        let within = self.publisher.stream_deadline();
+        // Ended before the server's request timeout or the client's deadline would cancel
+        // the call, so that the client learns what became of its articles.
+        let within = self.publisher.stream_deadline(client_deadline);
         let deadline = tokio::time::Instant::now() + within;
         'stream: loop {
             let message = match tokio::time::timeout_at(deadline, stream.message()).await {
@@ -142,8 +147,8 @@ impl PublisherService for PublisherApi {
         let partner = self.partner(&request).await?;
         let req = request.into_inner();
         let page_size = convert::page_size(req.page_size).map_err(PublishError::from)?;
-        let below =
-            convert::version_from_page_token(&req.page_token).map_err(PublishError::from)?;
+        let below = convert::version_from_page_token(&req.page_token, partner.id, &req.id)
+            .map_err(PublishError::from)?;
         let page = self
             .publisher
             .versions(&partner, &req.id, page_size, below)
@@ -156,7 +161,7 @@ impl PublisherService for PublisherApi {
                 .collect(),
             next_page_token: page
                 .next
-                .map(convert::version_page_token)
+                .map(|below| convert::version_page_token(below, partner.id, &req.id))
                 .unwrap_or_default(),
         }))
     }

@@ -110,7 +110,7 @@ impl From<PublishError> for Status {
 }
 
 /// DEADLINE_EXCEEDED for a PublishArticles stream still open `after` its start, a little
-/// before `request_timeout_seconds` would cancel the call, with ErrorInfo `STREAM_TIMEOUT`:
+/// before `request_timeout_seconds` or the client's deadline would cancel the call, with ErrorInfo `STREAM_TIMEOUT`:
 /// the articles received are stored and the answer says how many (see [`with_handled`]),
 /// where a cancelled call would have lost those not yet stored.
 pub fn stream_timed_out(after: Duration) -> Status {
@@ -119,9 +119,10 @@ pub fn stream_timed_out(after: Duration) -> Status {
     Status::with_error_details(
         Code::DeadlineExceeded,
         format!(
-            "the stream was still open {} s after it started, near the server's \
-             request_timeout_seconds: end a stream sooner, or send fewer articles in it",
-            after.as_secs()
+            "the stream was still open {} ms after it started, near the call's deadline (the \
+             client's, or the server's request_timeout_seconds): end a stream sooner, or \
+             send fewer articles in it",
+            after.as_millis()
         ),
         details,
     )
