@@ -577,6 +577,15 @@ mod tests {
         }
     }
 
+    /// Checks that a page token was refused, naming `page_token`, as one returned for
+    /// another request (`why`).
+    fn refused_as_another<T: std::fmt::Debug>(read: Result<T, Violations>, why: &str) {
+        let refused = read.unwrap_err();
+        let refused = refused.iter().next().unwrap();
+        assert_eq!(refused.field, "page_token");
+        assert!(refused.description.contains(why), "{refused:?}");
+    }
+
     #[test]
     fn page_tokens_round_trip_and_garbage_is_refused() {
         let cursor = ListCursor {
@@ -607,13 +616,7 @@ mod tests {
                 ..listing
             },
         ] {
-            let refused = cursor_from_token(&token, other).unwrap_err();
-            let refused = refused.iter().next().unwrap();
-            assert_eq!(refused.field, "page_token");
-            assert!(
-                refused.description.contains("another listing"),
-                "{refused:?}"
-            );
+            refused_as_another(cursor_from_token(&token, other), "another listing");
         }
         // A token given before tokens named their listing is still taken.
         let old = URL_SAFE_NO_PAD.encode("1686092400000000005:a-1");
@@ -631,12 +634,9 @@ mod tests {
         );
         assert_eq!(version_from_page_token("", partner, "a-1").unwrap(), None);
         for (other, id) in [(partner, "a-2"), (crate::domain::PartnerId(8), "a-1")] {
-            let refused = version_from_page_token(&token, other, id).unwrap_err();
-            let refused = refused.iter().next().unwrap();
-            assert_eq!(refused.field, "page_token");
-            assert!(
-                refused.description.contains("another article"),
-                "{refused:?}"
+            refused_as_another(
+                version_from_page_token(&token, other, id),
+                "another article",
             );
         }
         let old = URL_SAFE_NO_PAD.encode("versions:4");

@@ -166,16 +166,27 @@ impl Batch {
             let Item {
                 index, warnings, ..
             } = item;
-            let result = result.map(|revision| Published {
-                changed: !revision.touched_sections().is_empty(),
-                article: without_bodies(revision.into_article()),
-                warnings,
-            });
-            self.publisher.note_write(&result);
-            count_outcome(&result);
+            let result = recorded(&self.publisher, result, warnings);
             self.results.push((index, result));
         }
     }
+}
+
+/// A settled article's result as a batch keeps it (see [`without_bodies`]), counted in
+/// the metrics and reported to the storage fault as a single publish's is.
+fn recorded(
+    publisher: &Publisher,
+    result: Result<Revision, PublishError>,
+    warnings: Vec<String>,
+) -> Result<Published, PublishError> {
+    let result = result.map(|revision| Published {
+        changed: !revision.touched_sections().is_empty(),
+        article: without_bodies(revision.into_article()),
+        warnings,
+    });
+    publisher.note_write(&result);
+    count_outcome(&result);
+    result
 }
 
 /// A stored article as a batch's result keeps it, until the batch ends: without its
@@ -308,13 +319,8 @@ impl Drop for Batch {
                     for (item, result) in stored {
                         let touched = (&mut sections, &mut names);
                         let result = settle(&publisher, &caller, &item, result, touched).await;
-                        let result = result.map(|revision| Published {
-                            changed: !revision.touched_sections().is_empty(),
-                            article: without_bodies(revision.into_article()),
-                            warnings: Vec::new(),
-                        });
-                        publisher.note_write(&result);
-                        count_outcome(&result);
+                        // Nobody waits for it: counted and reported only.
+                        let _ = recorded(&publisher, result, Vec::new());
                     }
                     mark(&publisher, sections, names);
                 });
