@@ -48,10 +48,182 @@ pub fn metrics() -> &'static PrometheusHandle {
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
                 .expect("the bucket list is not empty")
         };
-        builder().install_recorder().unwrap_or_else(|e| {
+        let handle = builder().install_recorder().unwrap_or_else(|e| {
             // Another recorder is already global: keep an unregistered one so /metrics works.
             tracing::warn!(error = %e, "metrics recorder not installed");
             builder().build_recorder().handle()
-        })
+        });
+        describe();
+        handle
     })
+}
+
+/// What a metric is, for its `# TYPE` line.
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// One metric feedpub exports: its `# HELP` text and, for a counter whose series are all
+/// known at start, those series, shown at zero from the first scrape (a rate over a series
+/// that appears only with its first event misses that event).
+struct Metric {
+    name: &'static str,
+    kind: Kind,
+    help: &'static str,
+    /// The label sets of the series shown at zero; `&[&[]]` for the one unlabelled series.
+    zero: &'static [Labels],
+}
+
+/// The labels of one series.
+type Labels = &'static [(&'static str, &'static str)];
+
+/// Every metric feedpub exports. Series labelled by feed appear with their feed's first
+/// regeneration or request; `feedpub_fault` is set per component by [`crate::health`].
+const CATALOGUE: &[Metric] = &[
+    Metric {
+        name: "feedpub_http_requests_total",
+        kind: Kind::Counter,
+        help: "Feed requests answered, by feed, format and status (200, 304, 412, 404).",
+        zero: &[],
+    },
+    Metric {
+        name: "feedpub_http_response_bytes_total",
+        kind: Kind::Counter,
+        help: "Bytes of feed bodies sent, by feed, format and content coding.",
+        zero: &[],
+    },
+    Metric {
+        name: "feedpub_http_sendfile_responses_total",
+        kind: Kind::Counter,
+        help: "Feed bodies sent from their file under feeds/ with sendfile(2).",
+        zero: &[&[]],
+    },
+    Metric {
+        name: "feedpub_feed_regenerations_total",
+        kind: Kind::Counter,
+        help: "Feeds regenerated (RSS, Atom and JSON Feed together), by feed.",
+        zero: &[],
+    },
+    Metric {
+        name: "feedpub_feed_regeneration_seconds",
+        kind: Kind::Histogram,
+        help: "Time to regenerate one feed's three documents, by feed.",
+        zero: &[],
+    },
+    Metric {
+        name: "feedpub_feeds_settled",
+        kind: Kind::Gauge,
+        help: "1 when every acknowledged change is in the feeds and their files, else 0.",
+        zero: &[],
+    },
+    Metric {
+        name: "feedpub_publish_total",
+        kind: Kind::Counter,
+        help: "Articles published, by outcome: changed, unchanged, refused or failed.",
+        zero: &[
+            &[("outcome", "changed")],
+            &[("outcome", "unchanged")],
+            &[("outcome", "refused")],
+            &[("outcome", "failed")],
+        ],
+    },
+    Metric {
+        name: "feedpub_publish_seconds",
+        kind: Kind::Histogram,
+        help: "Time to publish one article, from its call to its durable acknowledgement.",
+        zero: &[],
+    },
+    Metric {
+        name: "feedpub_grpc_authentications_total",
+        kind: Kind::Counter,
+        help: "Partner tokens looked_up in the database, or remembered from a lookup.",
+        zero: &[&[("partner", "looked_up")], &[("partner", "remembered")]],
+    },
+    Metric {
+        name: "feedpub_grpc_rate_limited_total",
+        kind: Kind::Counter,
+        help: "gRPC calls refused RESOURCE_EXHAUSTED for their partner's rate limit.",
+        zero: &[&[]],
+    },
+    Metric {
+        name: "feedpub_connections_refused_total",
+        kind: Kind::Counter,
+        help: "Connections closed at once for being over a listener's connection limits.",
+        zero: &[&[("listener", "grpc")], &[("listener", "http")]],
+    },
+    Metric {
+        name: "feedpub_connection_timeouts_total",
+        kind: Kind::Counter,
+        help: "Connections closed because their peer stalled, by listener and reason.",
+        zero: &[
+            &[("listener", "grpc"), ("reason", "header")],
+            &[("listener", "grpc"), ("reason", "idle")],
+            &[("listener", "grpc"), ("reason", "send")],
+            &[("listener", "http"), ("reason", "header")],
+            &[("listener", "http"), ("reason", "idle")],
+            &[("listener", "http"), ("reason", "send")],
+        ],
+    },
+    Metric {
+        name: "feedpub_fault",
+        kind: Kind::Gauge,
+        help: "1 while a component (storage, feeds, wal, replication) fails; alert on it.",
+        zero: &[],
+    },
+    Metric {
+        name: "feedpub_storage_probes_total",
+        kind: Kind::Counter,
+        help: "Writes that change nothing, tried while the storage fault stands, by outcome.",
+        zero: &[
+            &[("outcome", "ok")],
+            &[("outcome", "failed")],
+            &[("outcome", "closed")],
+        ],
+    },
+    Metric {
+        name: "feedpub_replica_events_followed_total",
+        kind: Kind::Counter,
+        help: "Events of other replicas followed from the shared database.",
+        zero: &[],
+    },
+    Metric {
+        name: "feedpub_websub_deliveries_total",
+        kind: Kind::Counter,
+        help: "WebSub content deliveries, by result: ok, failed (given up) or gone (410).",
+        zero: &[
+            &[("result", "ok")],
+            &[("result", "failed")],
+            &[("result", "gone")],
+        ],
+    },
+    Metric {
+        name: "feedpub_websub_deliveries_taken_over_total",
+        kind: Kind::Counter,
+        help: "WebSub deliveries taken over from a run whose claim lapsed.",
+        zero: &[&[]],
+    },
+    Metric {
+        name: "feedpub_websub_verifications_total",
+        kind: Kind::Counter,
+        help: "WebSub verifications of intent, by result: ok or failed.",
+        zero: &[&[("result", "ok")], &[("result", "failed")]],
+    },
+];
+
+/// Gives every metric its `# HELP` line, and shows at zero the counters whose series are
+/// known at start.
+fn describe() {
+    for metric in CATALOGUE {
+        match metric.kind {
+            Kind::Counter => metrics::describe_counter!(metric.name, metric.help),
+            Kind::Gauge => metrics::describe_gauge!(metric.name, metric.help),
+            Kind::Histogram => metrics::describe_histogram!(metric.name, metric.help),
+        }
+        for labels in metric.zero {
+            metrics::counter!(metric.name, *labels).increment(0);
+        }
+    }
 }

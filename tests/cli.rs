@@ -414,6 +414,63 @@ async fn serve_demo_publishes_the_sample_edition_and_stops_cleanly_on_sigint() {
     demo_is_served_then_stops_cleanly_on("INT").await;
 }
 
+/// `/metrics` of a fresh server: every metric family has its `# HELP` and `# TYPE` lines,
+/// and the counters whose series are known at start are there at zero before their first
+/// event, so that a rate over them sees that event.
+#[tokio::test]
+async fn metrics_are_described_and_known_series_start_at_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--demo"]);
+    body_when(&server.url("/feeds/all/rss.xml"), |body| {
+        body.contains("右玉县农旅融合助力乡村振兴")
+    })
+    .await;
+    let metrics = text(&body_when(&server.url("/metrics"), |_| true).await);
+
+    let families: std::collections::BTreeSet<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("feedpub_"))
+        .map(|l| l.split(['{', ' ']).next().unwrap_or(l))
+        .map(|series| {
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| series.strip_suffix(suffix))
+                .filter(|family| metrics.contains(&format!("# TYPE {family} histogram")))
+                .unwrap_or(series)
+        })
+        .collect();
+    for family in [
+        "feedpub_publish_total",
+        "feedpub_publish_seconds",
+        "feedpub_feed_regenerations_total",
+        "feedpub_fault",
+        "feedpub_websub_deliveries_total",
+    ] {
+        assert!(families.contains(family), "{family} missing:\n{metrics}");
+    }
+    for family in &families {
+        for line in ["# HELP", "# TYPE"] {
+            let start = format!("{line} {family} ");
+            assert!(
+                metrics.lines().any(|l| l.starts_with(&start)),
+                "no `{line}` for {family}:\n{metrics}"
+            );
+        }
+    }
+    // Nothing of these happened, and each is shown.
+    for series in [
+        r#"feedpub_publish_total{outcome="failed"} 0"#,
+        r#"feedpub_websub_deliveries_total{result="gone"} 0"#,
+        r#"feedpub_connection_timeouts_total{listener="grpc",reason="send"} 0"#,
+        "feedpub_grpc_rate_limited_total 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == series),
+            "{series} missing:\n{metrics}"
+        );
+    }
+}
+
 /// `FEEDPUB_DEMO` takes the values people write for a switch in the environment (`1`,
 /// `off`), not only `true` and `false`.
 #[test]
