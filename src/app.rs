@@ -34,8 +34,9 @@ pub enum AppError {
     WebSub(#[from] WebSubError),
     #[error("the HTTP server failed: {0}")]
     Http(std::io::Error),
+    // The cause in the message and not as a source, so that it is said once in a chain.
     #[error("cannot set up TLS: {0}")]
-    Tls(#[from] TlsError),
+    Tls(TlsError),
     #[error(
         "another feedpub serve is running on the data folder {:?}: stop it first (to run \
          several servers on one database, give them a PostgreSQL database_url)",
@@ -114,7 +115,8 @@ impl Application {
             .tls
             .as_ref()
             .map(TlsIdentity::load)
-            .transpose()?;
+            .transpose()
+            .map_err(AppError::Tls)?;
         let data_folder = lock_data_folder(&settings.server)?;
         let store: Arc<dyn Store> = crate::storage::open(&settings.server).await?;
         // Which store: a replica started without its database URL runs on a SQLite store of
@@ -170,6 +172,11 @@ impl Application {
         self.http_listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// Whether both listeners take TLS.
+    pub fn serves_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// The WebSub hub (its delivery counters, for instance).

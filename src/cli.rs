@@ -252,12 +252,13 @@ fn describe(counts: &crate::storage::transfer::Counts) -> String {
 /// What `serve` logs, one line each, before the gRPC and the HTTP address it listens on.
 /// Programs that start `feedpub serve` read the addresses back with [`listening_in`].
 pub const GRPC_LISTENING: &str = "gRPC API listening on ";
-pub const HTTP_LISTENING: &str = "HTTP feeds listening on http://";
+pub const HTTP_LISTENING: &str = "HTTP feeds listening on ";
 
-/// Announces both listeners in the log.
-fn log_listening(grpc: SocketAddr, http: SocketAddr) {
+/// Announces both listeners in the log, the HTTP one as the URL it answers at.
+fn log_listening(grpc: SocketAddr, http: SocketAddr, tls: bool) {
+    let scheme = if tls { "https" } else { "http" };
     tracing::info!(addr = %grpc, "{GRPC_LISTENING}{grpc}");
-    tracing::info!(addr = %http, "{HTTP_LISTENING}{http}/");
+    tracing::info!(addr = %http, "{HTTP_LISTENING}{scheme}://{http}/");
 }
 
 /// Feeds link to `[site] base_url`: when it names this machine (a loopback address or
@@ -309,6 +310,10 @@ impl Listening {
 pub fn listening_in(line: &str) -> Option<Listening> {
     let address = |marker: &str| -> Option<SocketAddr> {
         let (_, rest) = line.split_once(marker)?;
+        let rest = ["http://", "https://"]
+            .iter()
+            .find_map(|scheme| rest.strip_prefix(scheme))
+            .unwrap_or(rest);
         rest.split(|c: char| c.is_whitespace() || c == '/' || c == '"')
             .next()?
             .parse()
@@ -337,7 +342,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     crate::connections::raise_open_file_limit(&settings.limits);
     let base_url = settings.site.base_url.clone();
     let app = Application::build(settings).await?;
-    log_listening(app.grpc_addr(), app.http_addr());
+    log_listening(app.grpc_addr(), app.http_addr(), app.serves_tls());
     if let Some(warning) = links_elsewhere(&base_url, app.http_addr()) {
         tracing::warn!("{warning}");
     }
@@ -437,7 +442,7 @@ mod tests {
     }
 
     /// The lines `log_listening` writes in the given format.
-    fn logged(json: bool) -> Vec<String> {
+    fn logged(json: bool, tls: bool) -> Vec<String> {
         let captured = Captured::default();
         let writer = captured.clone();
         let builder = tracing_subscriber::fmt()
@@ -447,10 +452,10 @@ mod tests {
         let http = "[::1]:8080".parse().unwrap();
         if json {
             tracing::subscriber::with_default(builder.json().finish(), || {
-                log_listening(grpc, http)
+                log_listening(grpc, http, tls)
             });
         } else {
-            tracing::subscriber::with_default(builder.finish(), || log_listening(grpc, http));
+            tracing::subscriber::with_default(builder.finish(), || log_listening(grpc, http, tls));
         }
         let bytes = captured.0.lock().unwrap().clone();
         String::from_utf8(bytes)
@@ -462,8 +467,8 @@ mod tests {
 
     #[test]
     fn the_listening_lines_serve_logs_give_back_both_addresses_in_text_and_json() {
-        for json in [false, true] {
-            let lines = logged(json);
+        for (json, tls) in [(false, false), (true, false), (false, true), (true, true)] {
+            let lines = logged(json, tls);
             let found: Vec<Listening> = lines.iter().filter_map(|l| listening_in(l)).collect();
             assert_eq!(
                 found,
@@ -473,6 +478,13 @@ mod tests {
                 ],
                 "{lines:?}"
             );
+            // The HTTP line gives the URL the feeds answer at.
+            let url = if tls {
+                "https://[::1]:8080/"
+            } else {
+                "http://[::1]:8080/"
+            };
+            assert!(lines[1].contains(url), "{lines:?}");
         }
     }
 

@@ -465,7 +465,36 @@ fn max_lease() -> NonZeroU64 {
 #[serde(deny_unknown_fields)]
 struct FileContent {
     #[serde(default)]
-    iframe_hosts: Vec<String>,
+    iframe_hosts: Vec<IframeHost>,
+}
+
+/// A host whose pages may be embedded: a name (`www.youtube.com`) or an address, without
+/// scheme, port or path, which would match no iframe's host.
+#[derive(Deserialize)]
+#[serde(try_from = "String")]
+struct IframeHost(String);
+
+impl TryFrom<String> for IframeHost {
+    type Error = String;
+    fn try_from(raw: String) -> Result<Self, String> {
+        // As an iframe's URL gives its host: a name in ASCII and lower case, an address
+        // written the short way.
+        match url::Host::parse(&raw) {
+            Ok(host)
+                if host.to_string() == raw.to_ascii_lowercase()
+                    && !raw.ends_with('.')
+                    && raw
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-.[]:".contains(&b)) =>
+            {
+                Ok(Self(raw))
+            }
+            _ => Err(format!(
+                "iframe host {raw:?} must be a host name such as \"www.youtube.com\" (in \
+                 ASCII: xn-- for other scripts), without scheme, port or path"
+            )),
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -977,7 +1006,7 @@ impl Settings {
                 format: file.log.format,
             },
             content: Content {
-                iframe_hosts: file.content.iframe_hosts,
+                iframe_hosts: file.content.iframe_hosts.into_iter().map(|h| h.0).collect(),
             },
             limits: file.limits.into(),
             sections,
@@ -1378,6 +1407,39 @@ mod tests {
         assert!(message.contains("test.toml"), "{message}");
         assert!(message.contains("line 7"), "{message}");
         assert!(message.contains("slug"), "{message}");
+    }
+
+    #[test]
+    fn iframe_hosts_are_host_names_without_scheme_port_or_path() {
+        let with =
+            |host: &str| format!("{EMBEDDED_CONFIG}\n[content]\niframe_hosts = [{host:?}]\n");
+        for good in [
+            "www.youtube.com",
+            "player.example",
+            "203.0.113.7",
+            "[2001:db8::1]",
+        ] {
+            let settings = Settings::parse("test.toml", &with(good), Overrides::default());
+            assert_eq!(settings.unwrap().content.iframe_hosts, [good]);
+        }
+        for bad in [
+            "https://www.youtube.com",
+            "www.youtube.com/embed",
+            "x.example:443",
+            "",
+            "*.youtube.com",
+            "www.youtube.com.",
+            "1.2.3",
+            "[2001:db8:0::1]",
+            "视频.example",
+        ] {
+            let message = error_of(&with(bad));
+            assert!(message.contains("iframe_hosts"), "{bad}: {message}");
+            assert!(
+                message.contains("without scheme, port or path"),
+                "{bad}: {message}"
+            );
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::domain::{
     SectionGrant, SectionSlug, Token, Violations,
 };
 use crate::publishing::PublishError;
-use crate::storage::{NewPartner, Store};
+use crate::storage::{NewPartner, NewToken, Store};
 use chrono::Utc;
 
 /// Creates a partner with `rights` and returns it with its token, which is shown once and
@@ -65,16 +65,54 @@ pub async fn revoke(store: &dyn Store, name: &str) -> Result<(PartnerRecord, boo
 /// Gives an active partner a new token, returned to be shown once; the old one is refused
 /// from the next call on.
 pub async fn rotate(store: &dyn Store, name: &str) -> Result<(PartnerRecord, Token), PublishError> {
+    new_token(store, name, false).await
+}
+
+/// Makes a revoked partner active again with a new token, returned to be shown once, and
+/// the rights it had; its revoked token stays refused.
+pub async fn restore(
+    store: &dyn Store,
+    name: &str,
+) -> Result<(PartnerRecord, Token), PublishError> {
+    new_token(store, name, true).await
+}
+
+async fn new_token(
+    store: &dyn Store,
+    name: &str,
+    restore: bool,
+) -> Result<(PartnerRecord, Token), PublishError> {
     let name = parse_name(name)?;
     let token = Token::generate().map_err(PublishError::Randomness)?;
+    let new = NewToken {
+        hash: token.hash(),
+        prefix: token.visible_prefix(),
+        restore,
+    };
     let record = store
-        .rotate_token(&name, token.hash(), token.visible_prefix(), Utc::now())
+        .new_token(&name, new, Utc::now())
         .await?
         .ok_or_else(|| PublishError::UnknownPartner(name.to_string()))?;
-    if record.revoke_time.is_some() {
-        return Err(PublishError::PartnerRevoked(name.to_string()));
+    match (record.revoke_time.is_some(), restore) {
+        (false, false) => Ok((record, token)),
+        (false, true) if record.token_prefix == token.visible_prefix() => Ok((record, token)),
+        (false, true) => Err(Violations::one(
+            "name",
+            format!(
+                "partner {name} is not revoked: `feedpub partner rotate {name}` gives it a new \
+                 token"
+            ),
+        )
+        .into()),
+        (true, _) => Err(Violations::one(
+            "name",
+            format!(
+                "partner {name} is revoked: `feedpub partner restore {name}` makes it active \
+                 again with a new token"
+            ),
+        )
+        .into()),
     }
-    Ok((record, token))
 }
 
 /// Grants or denies rights to an active partner. Only configured sections can be granted;

@@ -11,10 +11,10 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::crypto::ring;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::server::TlsStream;
 use tokio_util::either::Either;
 
@@ -34,8 +34,12 @@ pub enum TlsError {
     Key { path: PathBuf, message: String },
     #[error("{path} is not valid PEM: {message}")]
     Pem { path: PathBuf, message: String },
-    #[error("the TLS certificate and key cannot be used together: {0}")]
-    Config(#[from] rustls::Error),
+    #[error("the certificate {cert} and the key {key} cannot be used together: {message}")]
+    Config {
+        cert: PathBuf,
+        key: PathBuf,
+        message: String,
+    },
 }
 
 /// A certificate chain and its private key, checked and ready for both listeners.
@@ -84,9 +88,13 @@ impl TlsIdentity {
             message: e.to_string(),
         })?;
         let mut http = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_single_cert(certs, key)?;
+            .with_safe_default_protocol_versions()
+            .and_then(|config| config.with_no_client_auth().with_single_cert(certs, key))
+            .map_err(|e| TlsError::Config {
+                cert: files.cert.clone(),
+                key: files.key.clone(),
+                message: e.to_string(),
+            })?;
         http.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Self {
             cert_pem,

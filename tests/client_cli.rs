@@ -724,6 +724,25 @@ async fn the_client_publishes_over_tls_to_a_server_it_trusts_through_ca_cert() {
         .unwrap();
     assert_eq!(output.status.code(), Some(4), "{}", text(&output.stderr));
     assert!(text(&output.stderr).contains("cannot reach the server"));
+
+    // Plain HTTP/2 to the TLS port: unreachable as such, with the scheme to use.
+    let plain = format!("http://127.0.0.1:{}", server.grpc_addr.port());
+    let output = run_client(vec![
+        "get".into(),
+        "2023-06-07-xingfu-xinlinli-0".into(),
+        "--server".into(),
+        plain,
+        "--token".into(),
+        server.tokens.newsroom.clone(),
+    ])
+    .await
+    .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("if it takes TLS, give https://"),
+        "{stderr}"
+    );
 }
 
 /// A PublisherService client over TLS to `addr`, trusting `ca_pem`.

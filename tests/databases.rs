@@ -76,6 +76,29 @@ async fn serve_on_postgresql_takes_publishes_over_grpc_and_serves_their_feeds() 
     database.remove().await;
 }
 
+/// The store a command opens follows other replicas' events while it is open; its end
+/// closes the follower too, without a warning that the notifications were lost.
+#[tokio::test]
+async fn commands_on_postgresql_end_without_warning_of_lost_notifications() {
+    let Some(database) = fresh_database().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    database.add_newsroom(dir.path());
+    for _ in 0..10 {
+        for command in [&["partner", "list"][..], &["audit"][..]] {
+            let output = run(feedpub(dir.path())
+                .args(command)
+                .args(["--database-url", &database.url]));
+            let stderr = text(&output.stderr);
+            assert!(
+                output.status.success() && stderr.is_empty(),
+                "{command:?}: {output:?}"
+            );
+        }
+    }
+}
+
 /// A database reached over the network takes TLS: with `sslmode=require` in its URL (as a
 /// managed server asks) the store connects, and its connections are encrypted.
 #[tokio::test]

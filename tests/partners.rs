@@ -158,6 +158,29 @@ async fn revoked_and_rotated_tokens_are_refused_from_the_next_call_on() {
     let error = error_of(&cli(&server, &["partner", "add", "wire", "--all-sections"]).await);
     assert!(error.contains("already exists"), "{error}");
 
+    // Restored: active again with its rights, its articles and a new token; the revoked
+    // token stays refused, and an active partner is not restored.
+    let restored = cli(&server, &["partner", "restore", "wire"]).await;
+    assert!(
+        stdout_of(&restored).contains("active again"),
+        "{restored:?}"
+    );
+    let back = token_of(&restored);
+    assert!(back != new && back != old);
+    client
+        .publish_article(authed(&back, article("w-1", "politics")))
+        .await
+        .expect("the restored partner corrects its article");
+    for refused in [&old, &new] {
+        let refused = client
+            .list_sections(authed(refused, ListSectionsRequest {}))
+            .await
+            .expect_err("a token from before the restoration");
+        assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    }
+    let error = error_of(&cli(&server, &["partner", "restore", "wire"]).await);
+    assert!(error.contains("is not revoked"), "{error}");
+
     // Every change is in the audit log, newest first, with no peer (the operator's).
     let audit = stdout_of(&cli(&server, &["audit", "--partner", "wire", "--json"]).await);
     let operations: Vec<(String, String)> = audit
@@ -171,6 +194,9 @@ async fn revoked_and_rotated_tokens_are_refused_from_the_next_call_on() {
         })
         .collect();
     let expected = [
+        ("partner.restore", "unchanged"),
+        ("publish", "unchanged"),
+        ("partner.restore", "ok"),
         ("partner.grant", "revoked"),
         ("partner.rotate", "revoked"),
         ("partner.revoke", "unchanged"),
@@ -324,6 +350,14 @@ async fn a_remembered_publisher_is_answered_as_if_its_token_were_looked_up_again
         .collect();
     expected.sort();
     assert_eq!(published, expected, "{audit}");
+    // `--limit 0` shows every entry, as `list --limit 0` shows every article.
+    let every = stdout_of(&cli(&server, &["audit", "--json", "--limit", "0"]).await);
+    assert_eq!(every, audit);
+    let two = stdout_of(&cli(&server, &["audit", "--json", "--limit", "2"]).await);
+    assert_eq!(
+        two.lines().collect::<Vec<_>>(),
+        audit.lines().take(2).collect::<Vec<_>>()
+    );
     // Refused as a lookup refuses them: neither failed publishes nor a storage fault.
     for series in [
         "feedpub_publish_total{outcome=\"failed\"}",

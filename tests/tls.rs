@@ -120,21 +120,24 @@ async fn a_missing_file_or_a_key_of_another_certificate_stops_start_up() {
                 cert: dir.path().join("missing.pem"),
                 key: pki.files.key.clone(),
             },
-            "missing.pem",
+            "missing.pem".to_owned(),
         ),
         (
             TlsFiles {
                 cert: pki.files.key.clone(),
                 key: pki.files.key.clone(),
             },
-            "no PEM certificate",
+            "no PEM certificate".to_owned(),
         ),
         (
             TlsFiles {
                 cert: pki.files.cert.clone(),
                 key: pki.other_key.clone(),
             },
-            "cannot be used together",
+            format!(
+                "the key {} cannot be used together",
+                pki.other_key.display()
+            ),
         ),
     ];
     for (files, expected) in cases {
@@ -144,7 +147,10 @@ async fn a_missing_file_or_a_key_of_another_certificate_stops_start_up() {
             panic!("the server started with a bad TLS configuration ({expected})");
         };
         let message = format!("{error}");
-        assert!(message.contains(expected), "{message}");
+        assert!(message.contains(&expected), "{message}");
+        // As `serve` prints it, with its causes: each said once.
+        let printed = format!("{:#}", anyhow::Error::from(error));
+        assert_eq!(printed.matches(&expected).count(), 1, "{printed}");
         assert!(
             !dir.path().join("data").exists(),
             "nothing is opened before the certificate is checked"

@@ -246,6 +246,21 @@ impl Remote {
                 ),
             );
         }
+        // A TLS server's first bytes read as an HTTP/2 frame make no sense to a plain client.
+        if self.server.starts_with("http://")
+            && matches!(status.code(), Code::Internal | Code::Unknown)
+            && status_text(status).contains("h2 protocol error")
+        {
+            return ClientError::new(
+                exit::UNREACHABLE,
+                format!(
+                    "the server at {} does not answer in plain HTTP/2 ({}): if it takes TLS, \
+                     give https://",
+                    self.server,
+                    status_text(status)
+                ),
+            );
+        }
         match status.code() {
             Code::Unauthenticated => ClientError::new(
                 exit::AUTH,

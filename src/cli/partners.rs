@@ -1,4 +1,4 @@
-//! `feedpub partner add | list | revoke | rotate | grant | deny` and `feedpub audit`: the
+//! `feedpub partner add | list | revoke | rotate | restore | grant | deny` and `feedpub audit`: the
 //! operator's commands, run on the configured database (also while the server runs: SQLite
 //! in WAL mode lets them write between the server's commits).
 
@@ -26,6 +26,9 @@ pub enum PartnerCommand {
     /// Give a partner a new token (printed once, on the last line); the old one is refused
     /// from its next call on.
     Rotate(PartnerNameArgs),
+    /// Make a revoked partner active again, with a new token (printed once, on the last
+    /// line) and the rights it had; its revoked token stays refused.
+    Restore(PartnerNameArgs),
     /// Give a partner rights: sections, or the embargo right.
     Grant(RightsArgs),
     /// Take rights away from a partner.
@@ -92,7 +95,7 @@ pub struct AuditArgs {
     /// (2023-06-07, midnight UTC)
     #[arg(long, value_name = "TIME", value_parser = parse_since)]
     pub since: Option<DateTime<Utc>>,
-    /// Most entries shown (the newest)
+    /// Most entries shown (the newest); 0 for all
     #[arg(long, default_value_t = 50)]
     pub limit: usize,
     /// One JSON object per line instead of a table
@@ -140,22 +143,39 @@ pub async fn run(command: PartnerCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        PartnerCommand::Rotate(args) => {
-            let (record, token) = with_store(&args.store, async |store, _| {
-                partners::rotate(store, &args.name).await
-            })
-            .await?;
-            let name = &record.partner.name;
-            write_out(&format!(
-                "partner {name} has a new token; the old one is refused from its next call on\n{}",
-                token_lines(&token)
-            ))
-            .map_err(|e| e.after(token_lost(name, "was given a new token")))?;
-            Ok(())
-        }
+        PartnerCommand::Rotate(args) => new_token(args, false).await,
+        PartnerCommand::Restore(args) => new_token(args, true).await,
         PartnerCommand::Grant(args) => change(args, true).await,
         PartnerCommand::Deny(args) => change(args, false).await,
     }
+}
+
+/// `partner rotate`, or with `restore`, `partner restore`: the new token printed once.
+async fn new_token(args: PartnerNameArgs, restore: bool) -> anyhow::Result<()> {
+    let (record, token) = with_store(&args.store, async |store, _| {
+        if restore {
+            partners::restore(store, &args.name).await
+        } else {
+            partners::rotate(store, &args.name).await
+        }
+    })
+    .await?;
+    let name = &record.partner.name;
+    let (done, lost) = if restore {
+        (
+            "is active again, with the rights it had and a new token; the revoked one stays \
+             refused",
+            "was restored",
+        )
+    } else {
+        (
+            "has a new token; the old one is refused from its next call on",
+            "was given a new token",
+        )
+    };
+    write_out(&format!("partner {name} {done}\n{}", token_lines(&token)))
+        .map_err(|e| e.after(token_lost(name, lost)))?;
+    Ok(())
 }
 
 /// What a failed write of a new token says: the change stands, and how to get a token
@@ -292,7 +312,10 @@ pub async fn audit(args: AuditArgs) -> anyhow::Result<()> {
             .map(|p| PartnerName::parse(p).map_err(|e| anyhow::anyhow!("--partner {p:?}: {e}")))
             .transpose()?,
         since: args.since,
-        limit: args.limit,
+        limit: match args.limit {
+            0 => usize::MAX,
+            n => n,
+        },
     };
     let entries = with_store(&args.store, async |store, _| {
         partners::audit(store, &filter).await

@@ -30,17 +30,19 @@ pub enum AuditOperation {
     PartnerAdd,
     PartnerRevoke,
     PartnerRotate,
+    PartnerRestore,
     PartnerGrant,
     PartnerDeny,
 }
 
 impl AuditOperation {
-    const ALL: [Self; 7] = [
+    const ALL: [Self; 8] = [
         Self::Publish,
         Self::Retract,
         Self::PartnerAdd,
         Self::PartnerRevoke,
         Self::PartnerRotate,
+        Self::PartnerRestore,
         Self::PartnerGrant,
         Self::PartnerDeny,
     ];
@@ -53,6 +55,7 @@ impl AuditOperation {
             Self::PartnerAdd => "partner.add",
             Self::PartnerRevoke => "partner.revoke",
             Self::PartnerRotate => "partner.rotate",
+            Self::PartnerRestore => "partner.restore",
             Self::PartnerGrant => "partner.grant",
             Self::PartnerDeny => "partner.deny",
         }

@@ -50,9 +50,9 @@ pub mod proto {
 /// Why the gRPC server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum GrpcError {
-    #[error("cannot build the reflection service: {0}")]
+    #[error("cannot build the reflection service")]
     Reflection(#[from] tonic_reflection::server::Error),
-    #[error("gRPC server failed: {0}")]
+    #[error("gRPC server failed")]
     Transport(#[from] tonic::transport::Error),
 }
 

@@ -3,7 +3,9 @@
 //! that variable PostgreSQL is skipped, with a message, except in CI (`CI` set), where the
 //! tests fail instead.
 
-use super::{ArchivePage, ArticleWrite, EventFilter, ListCursor, NewPartner, Retraction, Store};
+use super::{
+    ArchivePage, ArticleWrite, EventFilter, ListCursor, NewPartner, NewToken, Retraction, Store,
+};
 use super::{PostgresStore, SqliteStore, StoreError, WriteChecks};
 use crate::domain::{
     Actor, Article, ArticleDraft, ArticleId, ArticleState, AuditFilter, AuditOperation, EventKind,
@@ -1786,7 +1788,7 @@ async fn check_remembered_partner_in_the_write(store: &dyn Store) {
     // new token's is stored.
     let rotated = TokenHash("hash-wire-2".into());
     store
-        .rotate_token(&name, rotated.clone(), "fp_".into(), at(15))
+        .new_token(&name, rotation(rotated.clone(), "fp_", false), at(15))
         .await
         .unwrap()
         .unwrap();
@@ -2164,7 +2166,11 @@ async fn check_partners(store: &dyn Store) {
         Some(partner.clone())
     );
     let rotated = store
-        .rotate_token(&name, TokenHash("new".into()), "fp_new".into(), at(2))
+        .new_token(
+            &name,
+            rotation(TokenHash("new".into()), "fp_new", false),
+            at(2),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -2219,6 +2225,44 @@ async fn check_partners(store: &dyn Store) {
             .unwrap()
             .is_none()
     );
+    // A revoked partner is not rotated; restored, it is active again with a new token and
+    // the rights it had, its revoked token still refused; an active one is not restored.
+    let refused = rotation(TokenHash("again".into()), "fp_again", false);
+    let unchanged = store.new_token(&name, refused, at(7)).await.unwrap();
+    assert_eq!(unchanged.unwrap().revoke_time, Some(at(4)));
+    assert!(store.partner_by_name(&name).await.unwrap().is_none());
+    let restored = store
+        .new_token(
+            &name,
+            rotation(TokenHash("back".into()), "fp_back", true),
+            at(8),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(restored.revoke_time, None);
+    assert_eq!(restored.token_prefix, "fp_back");
+    assert_eq!(restored.partner, limited.partner);
+    let back = TokenHash("back".into());
+    assert_eq!(
+        store.partner_by_token(&back).await.unwrap().as_ref(),
+        Some(&limited.partner)
+    );
+    for refused in ["new", "again"] {
+        let hash = TokenHash(refused.into());
+        assert!(store.partner_by_token(&hash).await.unwrap().is_none());
+    }
+    let active = store
+        .new_token(
+            &name,
+            rotation(TokenHash("twice".into()), "fp_twice", true),
+            at(9),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(active, restored);
+    assert!(store.partner_by_token(&back).await.unwrap().is_some());
 
     let entries = store
         .audit_entries(&AuditFilter {
@@ -2233,6 +2277,9 @@ async fn check_partners(store: &dyn Store) {
     assert_eq!(
         seen,
         [
+            (AuditOperation::PartnerRestore, Outcome::Unchanged),
+            (AuditOperation::PartnerRestore, Outcome::Ok),
+            (AuditOperation::PartnerRotate, Outcome::Revoked),
             (AuditOperation::PartnerRevoke, Outcome::Unchanged),
             (AuditOperation::PartnerRevoke, Outcome::Ok),
             (AuditOperation::PartnerDeny, Outcome::Ok),
@@ -2248,7 +2295,17 @@ async fn check_partners(store: &dyn Store) {
         })
         .await
         .unwrap();
-    assert_eq!(since.len(), 2);
+    assert_eq!(since.len(), 5);
+    assert_eq!(entries[1].detail, "token fp_new replaced by fp_back");
+}
+
+/// A new token for `partner rotate` or, with `restore`, `partner restore`.
+fn rotation(hash: TokenHash, prefix: &str, restore: bool) -> NewToken {
+    NewToken {
+        hash,
+        prefix: prefix.into(),
+        restore,
+    }
 }
 
 contract!(

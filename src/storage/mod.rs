@@ -590,6 +590,15 @@ pub struct NewPartner {
     pub token_prefix: String,
 }
 
+/// A partner's new token.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub hash: TokenHash,
+    pub prefix: String,
+    /// For a revoked partner, made active again with it; else the partner must be active.
+    pub restore: bool,
+}
+
 /// Durable storage of partners, articles, WebSub subscriptions and the audit log. Every
 /// write is committed before it returns; every mutation of partners and articles is
 /// recorded in the audit log in the same transaction.
@@ -756,13 +765,14 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Option<(PartnerRecord, bool)>, StoreError>;
 
-    /// Replaces an active partner's token; the old one is refused from the next call on.
-    /// `None` for an unknown name; a revoked partner is returned unchanged.
-    async fn rotate_token(
+    /// Replaces a partner's token: an active partner's (`partner.rotate`), or a revoked
+    /// one's, which is active again with it (`partner.restore`, when `token.restore`); the
+    /// old token is refused from the next call on. `None` for an unknown name; a partner
+    /// not in the state the change takes is returned unchanged.
+    async fn new_token(
         &self,
         name: &PartnerName,
-        token_hash: TokenHash,
-        token_prefix: String,
+        token: NewToken,
         now: DateTime<Utc>,
     ) -> Result<Option<PartnerRecord>, StoreError>;
 

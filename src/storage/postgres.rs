@@ -21,7 +21,7 @@ use super::sqlite_partners::{partner_from_row, record_from_row};
 use super::sqlite_websub::subscription_from_row;
 use super::{
     ArchivePage, ArticleWrite, CallRate, EventFilter, FeedContent, ListCursor, NewPartner,
-    Retraction, Store, StoreError, WriteChecks,
+    NewToken, Retraction, Store, StoreError, WriteChecks,
 };
 use crate::domain::{
     Actor, Article, ArticleEvent, ArticleId, AuditEntry, AuditFilter, FeedScope, Partner,
@@ -360,13 +360,20 @@ async fn listen_for_events(
     poll: Duration,
     notified: Arc<tokio::sync::Notify>,
 ) {
+    // A store closed (a command done, a server stopping) closes its pool: no fault then.
     let mut listener = loop {
         match PgListener::connect_with(&pool).await {
             Ok(mut listener) => match listener.listen(&channel).await {
                 Ok(()) => break listener,
-                Err(e) => tracing::warn!(error = %e, "cannot listen for events"),
+                Err(e) if !pool.is_closed() => {
+                    tracing::warn!(error = %e, "cannot listen for events");
+                }
+                Err(_) => return,
             },
-            Err(e) => tracing::warn!(error = %e, "cannot listen for events"),
+            Err(e) if !pool.is_closed() => {
+                tracing::warn!(error = %e, "cannot listen for events");
+            }
+            Err(_) => return,
         }
         tokio::time::sleep(poll).await;
     };
@@ -374,6 +381,7 @@ async fn listen_for_events(
     loop {
         match listener.try_recv().await {
             Ok(_) => notified.notify_one(),
+            Err(_) if pool.is_closed() => return,
             Err(e) => {
                 tracing::warn!(error = %e, "lost the event notifications");
                 tokio::time::sleep(poll).await;
@@ -837,18 +845,16 @@ impl Store for PostgresStore {
         in_transaction!(self, |conn| partners::revoke_partner(conn, name, now))
     }
 
-    async fn rotate_token(
+    async fn new_token(
         &self,
         name: &PartnerName,
-        token_hash: TokenHash,
-        token_prefix: String,
+        token: NewToken,
         now: DateTime<Utc>,
     ) -> Result<Option<PartnerRecord>, StoreError> {
         in_transaction!(self, |conn| partners::rotate_token(
             conn,
             name,
-            token_hash.clone(),
-            token_prefix.clone(),
+            token.clone(),
             now
         ))
     }

@@ -2,13 +2,15 @@
 //! caller's transaction (partner changes, recorded in the audit log with the change) or on
 //! the pool.
 
-use super::NewPartner;
 use super::StoreError;
 use super::sqlite::nanos;
-use super::sqlite_partners::{describe_rights, operator_entry, record_from_row, sections_columns};
+use super::sqlite_partners::{
+    describe_rights, new_token, operator_entry, record_from_row, sections_columns,
+};
+use super::{NewPartner, NewToken};
 use crate::domain::{
     AuditEntry, AuditOperation, Outcome, Partner, PartnerId, PartnerName, PartnerRecord,
-    RightsChange, SectionSlug, TokenHash,
+    RightsChange, SectionSlug,
 };
 use crate::websub::{Secret, Subscription};
 use chrono::{DateTime, Utc};
@@ -131,31 +133,26 @@ pub(super) async fn revoke_partner(
 pub(super) async fn rotate_token(
     conn: &mut PgConnection,
     name: &PartnerName,
-    token_hash: TokenHash,
-    token_prefix: String,
+    token: NewToken,
     now: DateTime<Utc>,
 ) -> Result<Option<PartnerRecord>, StoreError> {
     let Some(mut found) = partner_record(&mut *conn, name, true).await? else {
         return Ok(None);
     };
-    let entry = if found.revoke_time.is_some() {
-        operator_entry(name, AuditOperation::PartnerRotate, Outcome::Revoked, now)
-    } else {
+    let (write, entry) = new_token(&mut found, &token, now);
+    if write {
         sqlx::query(
-            "UPDATE partners SET token_hash = $1, token_prefix = $2, rotate_time = $3
+            "UPDATE partners SET token_hash = $1, token_prefix = $2, rotate_time = $3,
+                                 revoke_time = NULL
              WHERE id = $4",
         )
-        .bind(&token_hash.0)
-        .bind(&token_prefix)
+        .bind(&token.hash.0)
+        .bind(&token.prefix)
         .bind(nanos(now))
         .bind(found.partner.id.0)
         .execute(&mut *conn)
         .await?;
-        let detail = format!("token {} replaced by {token_prefix}", found.token_prefix);
-        found.token_prefix = token_prefix;
-        found.rotate_time = Some(now);
-        operator_entry(name, AuditOperation::PartnerRotate, Outcome::Ok, now).with_detail(detail)
-    };
+    }
     insert_audit(conn, &entry).await?;
     Ok(Some(found))
 }

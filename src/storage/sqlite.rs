@@ -7,8 +7,8 @@ use super::sqlite_checkpoint::{Copier, FaultReport};
 use super::sqlite_partners as partners;
 use super::sqlite_websub as websub;
 use super::{
-    ArchivePage, ArticleWrite, EventFilter, FeedContent, ListCursor, NewPartner, Retraction, Store,
-    StoreError, WriteChecks,
+    ArchivePage, ArticleWrite, EventFilter, FeedContent, ListCursor, NewPartner, NewToken,
+    Retraction, Store, StoreError, WriteChecks,
 };
 use super::{sqlite_history as history, sqlite_writes as writes};
 use crate::domain::{
@@ -106,10 +106,9 @@ enum Job {
         now: DateTime<Utc>,
         reply: Reply<Option<(PartnerRecord, bool)>>,
     },
-    RotateToken {
+    NewToken {
         name: PartnerName,
-        token_hash: TokenHash,
-        token_prefix: String,
+        token: NewToken,
         now: DateTime<Utc>,
         reply: Reply<Option<PartnerRecord>>,
     },
@@ -599,16 +598,12 @@ async fn commit_batch(
             Job::RevokePartner { name, now, reply } => {
                 deliver(reply, partners::revoke(conn, &name, now).await)
             }
-            Job::RotateToken {
+            Job::NewToken {
                 name,
-                token_hash,
-                token_prefix,
+                token,
                 now,
                 reply,
-            } => deliver(
-                reply,
-                partners::rotate(conn, &name, token_hash, token_prefix, now).await,
-            ),
+            } => deliver(reply, partners::rotate(conn, &name, token, now).await),
             Job::ChangeRights {
                 name,
                 change,
@@ -725,7 +720,7 @@ fn fail(job: Job, error: StoreError) {
         Job::ProbeWrite { reply } => drop(reply.send(Err(error))),
         Job::AddPartner { reply, .. } => drop(reply.send(Err(error))),
         Job::RevokePartner { reply, .. } => drop(reply.send(Err(error))),
-        Job::RotateToken { reply, .. } => drop(reply.send(Err(error))),
+        Job::NewToken { reply, .. } => drop(reply.send(Err(error))),
         Job::ChangeRights { reply, .. } => drop(reply.send(Err(error))),
         Job::RecordAudit { reply, .. } => drop(reply.send(Err(error))),
         Job::SaveSubscription { reply, .. } => drop(reply.send(Err(error))),
@@ -1853,17 +1848,15 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn rotate_token(
+    async fn new_token(
         &self,
         name: &PartnerName,
-        token_hash: TokenHash,
-        token_prefix: String,
+        token: NewToken,
         now: DateTime<Utc>,
     ) -> Result<Option<PartnerRecord>, StoreError> {
-        self.submit(|reply| Job::RotateToken {
+        self.submit(|reply| Job::NewToken {
             name: name.clone(),
-            token_hash,
-            token_prefix,
+            token,
             now,
             reply,
         })

@@ -4,7 +4,7 @@
 use super::rows::Columns;
 use super::sqlite::{from_nanos, nanos};
 use super::sqlite_audit as audit;
-use super::{Holder, NewPartner, StoreError};
+use super::{Holder, NewPartner, NewToken, StoreError};
 use crate::domain::{
     Actor, AuditEntry, AuditOperation, Outcome, Partner, PartnerId, PartnerName, PartnerRecord,
     Rights, RightsChange, SectionGrant, SectionSlug, TokenHash,
@@ -155,32 +155,61 @@ pub(super) async fn revoke(
 pub(super) async fn rotate(
     conn: &mut SqliteConnection,
     name: &PartnerName,
-    token_hash: TokenHash,
-    token_prefix: String,
+    token: NewToken,
     now: DateTime<Utc>,
 ) -> Result<Option<PartnerRecord>, StoreError> {
     let Some(mut found) = record(&mut *conn, name).await? else {
         return Ok(None);
     };
-    let entry = if found.revoke_time.is_some() {
-        operator_entry(name, AuditOperation::PartnerRotate, Outcome::Revoked, now)
-    } else {
+    let (write, entry) = new_token(&mut found, &token, now);
+    if write {
         sqlx::query(
-            "UPDATE partners SET token_hash = ?, token_prefix = ?, rotate_time = ? WHERE id = ?",
+            "UPDATE partners SET token_hash = ?, token_prefix = ?, rotate_time = ?,
+                                 revoke_time = NULL
+             WHERE id = ?",
         )
-        .bind(&token_hash.0)
-        .bind(&token_prefix)
+        .bind(&token.hash.0)
+        .bind(&token.prefix)
         .bind(nanos(now))
         .bind(found.partner.id.0)
         .execute(&mut *conn)
         .await?;
-        let detail = format!("token {} replaced by {token_prefix}", found.token_prefix);
-        found.token_prefix = token_prefix;
-        found.rotate_time = Some(now);
-        operator_entry(name, AuditOperation::PartnerRotate, Outcome::Ok, now).with_detail(detail)
-    };
+    }
     audit::insert(conn, &entry).await?;
     Ok(Some(found))
+}
+
+/// What a new token does to the partner `found`: whether its row is to be written (as
+/// `found` now is), and the audit entry. A rotation takes an active partner only, a
+/// restoration a revoked one.
+pub(super) fn new_token(
+    found: &mut PartnerRecord,
+    token: &NewToken,
+    now: DateTime<Utc>,
+) -> (bool, AuditEntry) {
+    let name = found.partner.name.clone();
+    let (operation, wanted) = if token.restore {
+        (AuditOperation::PartnerRestore, true)
+    } else {
+        (AuditOperation::PartnerRotate, false)
+    };
+    let revoked = found.revoke_time.is_some();
+    if revoked != wanted {
+        let outcome = if revoked {
+            Outcome::Revoked
+        } else {
+            Outcome::Unchanged
+        };
+        return (false, operator_entry(&name, operation, outcome, now));
+    }
+    let detail = format!("token {} replaced by {}", found.token_prefix, token.prefix);
+    found.token_prefix.clone_from(&token.prefix);
+    found.rotate_time = Some(now);
+    found.revoke_time = None;
+    (
+        true,
+        operator_entry(&name, operation, Outcome::Ok, now).with_detail(detail),
+    )
 }
 
 pub(super) async fn change_rights(

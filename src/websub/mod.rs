@@ -45,10 +45,10 @@ const MAX_REQUEST_BYTES: usize = 16 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum WebSubError {
     /// The HTTP client (TLS set-up included) could not be built.
-    #[error("cannot build the HTTP client for callbacks: {0}")]
+    #[error("cannot build the HTTP client for callbacks")]
     Client(#[from] reqwest::Error),
     /// `site.base_url` cannot be joined with `websub` or `feeds/`.
-    #[error("cannot derive the hub's URLs from site.base_url: {0}")]
+    #[error("cannot derive the hub's URLs from site.base_url")]
     Url(#[from] url::ParseError),
 }
 
