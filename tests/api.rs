@@ -208,6 +208,110 @@ async fn republishing_keeps_one_entry_with_the_same_guid_and_shows_the_correctio
     }
 }
 
+/// A client that reads an article and sends it back as read changes nothing, whatever
+/// the text held (entities, an update time left out); one that edits only the text beside
+/// the HTML it read is refused, naming the text, and stores nothing; the edit sent alone is
+/// the new version in every format.
+#[tokio::test]
+async fn an_article_read_edited_and_sent_back_is_stored_as_edited_or_refused() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let token = &server.tokens.newsroom;
+    let sent = proto::Article {
+        title: "AT&amp;amp;T 与 R&amp;D".into(),
+        ..brief("rmw-1", "")
+    };
+    let first = client
+        .publish_article(authed(token, publish(sent.clone())))
+        .await
+        .unwrap()
+        .into_inner()
+        .article
+        .unwrap();
+    assert_eq!(first.title, "AT&T 与 R&D");
+    let reader = client.clone();
+    let read = || {
+        let mut client = reader.clone();
+        let request = authed(
+            token,
+            GetArticleRequest {
+                id: "rmw-1".into(),
+                version: 0,
+            },
+        );
+        async move { client.get_article(request).await.unwrap().into_inner() }
+    };
+    let got = read().await;
+    assert!(!got.content_html.is_empty() && !got.content_text.is_empty());
+    for back in [
+        got.clone(),
+        proto::Article {
+            update_time: None,
+            ..got.clone()
+        },
+    ] {
+        let answer = client
+            .publish_article(authed(token, publish(back)))
+            .await
+            .unwrap()
+            .into_inner()
+            .article
+            .unwrap();
+        assert_eq!((answer.version, &answer.etag), (1, &first.etag));
+    }
+
+    // Only the text edited, beside the HTML and the summary made from the stored text:
+    // both are made again from the edit.
+    let edited = "本报讯 更正后的正文。";
+    let second = client
+        .publish_article(authed(
+            token,
+            publish(proto::Article {
+                content_text: edited.into(),
+                ..got.clone()
+            }),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .article
+        .unwrap();
+    assert_eq!(second.version, 2);
+    assert_eq!(second.content_html, "<p>本报讯 更正后的正文。</p>");
+    assert_eq!(second.summary, edited);
+    assert_eq!(read().await.etag, second.etag);
+    for path in ["/feeds/politics/rss.xml", "/feeds/politics/atom.xml"] {
+        let body = server
+            .wait_for_feed(path, |b| b.contains("更正后的正文"))
+            .await;
+        assert!(!body.contains("研讨会召开"), "{path}: {body}");
+    }
+
+    // The HTML edited beside its old text is the HTML: kept, with a warning.
+    let answer = client
+        .publish_article(authed(
+            token,
+            publish(proto::Article {
+                content_html: "<p>本报讯 <b>再次</b>更正。</p>".into(),
+                etag: second.etag.clone(),
+                ..got
+            }),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let third = answer.article.unwrap();
+    assert_eq!(third.content_html, "<p>本报讯 <b>再次</b>更正。</p>");
+    assert!(
+        answer
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("article.content_text: its words differ")),
+        "{:?}",
+        answer.warnings
+    );
+}
+
 #[tokio::test]
 async fn a_retracted_article_leaves_every_feed_but_stays_readable_by_its_partner() {
     let server = TestServer::start().await;

@@ -524,15 +524,52 @@ impl Article {
         new_guid: impl FnOnce(&ArticleContent) -> String,
     ) -> Revision {
         debug_assert_eq!(content_etag, content.etag());
-        // An article read and sent back carries the update time it was shown with, which
-        // feedpub chose when the partner gave none (or moved on from an earlier one the
-        // partner gave): that is not a change of its own.
+        // An update time that is not later than the stored version's says nothing new: an
+        // article read and sent back carries the one it was shown with (which feedpub chose
+        // when the partner gave none, or moved on from an earlier one the partner gave),
+        // and a client may leave it out, or send the publish time it defaults to. None of
+        // these is a change of its own; with other changes, the edit dates the version.
         let etag = match &existing {
-            Some(old) if content.update_time == Some(old.updated) => {
-                content.update_time = old.content.update_time;
-                content.etag()
+            Some(old)
+                if content.update_time != old.content.update_time
+                    && content.update_time.is_none_or(|t| t <= old.updated) =>
+            {
+                let sent = std::mem::replace(&mut content.update_time, old.content.update_time);
+                let etag = content.etag();
+                if etag == old.etag {
+                    etag
+                } else {
+                    content.update_time = sent;
+                    content_etag
+                }
             }
             _ => content_etag,
+        };
+        // What a client that reads an article, edits its body and sends it back also sends
+        // back as it read it: the HTML made from a text (sent again with only the text
+        // edited), and a summary made from the body. Both are made again from the edit.
+        let etag = match &existing {
+            Some(old) if content.body_differs(&old.content) => {
+                let mut remade = false;
+                if let (Some(new_text), Some(old_text)) =
+                    (&content.content_text, &old.content.content_text)
+                    && content.content_html == old.content.content_html
+                    && old.content.content_html == text::text_to_html(old_text)
+                {
+                    content.content_html = text::text_to_html(new_text);
+                    remade = true;
+                }
+                if content.summary == old.content.summary
+                    && old.content.summary == derived_summary(&old.content.body_text())
+                {
+                    let summary = derived_summary(&content.body_text());
+                    remade |= summary != content.summary;
+                    content.summary = summary;
+                }
+                // The etag is hashed again only for what was made again (the writer's path).
+                if remade { content.etag() } else { etag }
+            }
+            _ => etag,
         };
         // The same content but for how its HTML writes a no-break space (U+00A0 or
         // `&nbsp;`: HTML made from text wrote the character before, the sanitiser writes
@@ -649,6 +686,56 @@ pub struct ValidDraft {
     pub warnings: Vec<String>,
 }
 
+impl ArticleContent {
+    /// Whether the body (HTML or text) is not `other`'s.
+    fn body_differs(&self, other: &ArticleContent) -> bool {
+        self.content_html != other.content_html || self.content_text != other.content_text
+    }
+
+    /// The text its summary is made from: the text sent, or that of the HTML.
+    fn body_text(&self) -> Cow<'_, str> {
+        match &self.content_text {
+            Some(text) => Cow::Borrowed(text),
+            None => Cow::Owned(text::html_to_text(&self.content_html)),
+        }
+    }
+}
+
+/// The summary of an article sent without one, from its body's text: its paragraphs folded
+/// into one line and cut (a direction control left open in a paragraph would now run on
+/// into the next, or past the cut).
+fn derived_summary(body_text: &str) -> String {
+    text::composed(text::balance_bidi(text::summarize(body_text, SUMMARY_GRAPHEMES)).0)
+}
+
+/// Decodings of a plain-text field's entities tried at most: text a system escaped twice
+/// (`&amp;amp;`) is decoded twice.
+const MAX_ENTITY_DECODINGS: usize = 4;
+
+/// Plain text with its HTML entities decoded until none is left, or as sent when
+/// [`MAX_ENTITY_DECODINGS`] leave some: either way, the stored text sent again (as a client
+/// that reads, edits and writes back does) stays as it is.
+fn decoded_entities(raw: &str) -> Cow<'_, str> {
+    // Most text has no `&` at all, which memchr finds at once (the decoder looks at one
+    // byte at a time).
+    if !raw.contains('&') {
+        return Cow::Borrowed(raw);
+    }
+    let mut text = Cow::Borrowed(raw);
+    for _ in 0..MAX_ENTITY_DECODINGS {
+        let next = html_escape::decode_html_entities(&text).into_owned();
+        if next == text {
+            return text;
+        }
+        text = Cow::Owned(next);
+    }
+    if html_escape::decode_html_entities(&text) == text {
+        text
+    } else {
+        Cow::Borrowed(raw)
+    }
+}
+
 /// Collects cleaned fields, violations and warnings while a draft is checked.
 pub(super) struct Checker {
     pub(super) violations: Violations,
@@ -659,20 +746,23 @@ pub(super) struct Checker {
 impl Checker {
     /// Plain text: HTML entities decoded (the field is text, not HTML), then cleaned.
     pub(super) fn text(&mut self, field: &str, raw: &str, single_line: bool) -> String {
-        // Most text has no `&` at all, which memchr finds at once (the decoder looks at one
-        // byte at a time).
-        let decoded = if raw.contains('&') {
-            html_escape::decode_html_entities(raw)
-        } else {
-            Cow::Borrowed(raw)
-        };
+        let decoded = decoded_entities(raw);
         if decoded != raw {
             self.warnings.push(format!(
                 "{field}: decoded HTML entities (plain-text fields are text, not HTML)"
             ));
         }
         // Text, not markup, is put in NFC (see `text::composed`).
-        text::composed(self.clean(field, &decoded, single_line))
+        let cleaned = self.clean(field, &decoded, single_line);
+        if text::composes(&cleaned) {
+            self.warnings.push(format!(
+                "{field}: put in Unicode NFC (letters and their combining marks composed, as \
+                 one character where Unicode has one)"
+            ));
+            text::composed(cleaned)
+        } else {
+            cleaned
+        }
     }
 
     fn clean(&mut self, field: &str, raw: &str, single_line: bool) -> String {
@@ -681,6 +771,12 @@ impl Checker {
             self.warnings.push(format!(
                 "{field}: removed {} character(s) that feeds cannot carry (control characters or non-characters)",
                 cleaned.removed
+            ));
+        }
+        if cleaned.folded > 0 {
+            self.warnings.push(format!(
+                "{field}: folded {} line break(s) into spaces (the field is one line)",
+                cleaned.folded
             ));
         }
         if cleaned.bidi_balanced > 0 {
@@ -936,6 +1032,29 @@ impl ArticleDraft {
                 );
             }
         }
+        // Both bodies sent: RSS and Atom carry the HTML, JSON Feed both, so a warning says
+        // when their words differ (a text edited beside the HTML made from the stored one
+        // is the edit: see `Article::revise_tagged`). Words are compared in NFC.
+        let words = |text: &str| {
+            text.chars()
+                .filter(|c| c.is_alphanumeric())
+                .collect::<Vec<_>>()
+        };
+        // A blank body, or HTML with no words at all (only images), is judged above.
+        if let Some(html_words) = html_text
+            .as_deref()
+            .map(|html_text| words(&text::composed(html_text.to_owned())))
+            && !html_words.is_empty()
+            && !text::is_blank(&content_text)
+            && !body_refused
+            && html_words != words(&content_text)
+        {
+            check.warnings.push(format!(
+                "{}: its words differ from those of content_html, which RSS and Atom carry \
+                 (JSON Feed carries both): send one body, and the other is made from it",
+                f("content_text")
+            ));
+        }
         let paragraphs: Vec<&str> = text::paragraphs(body_text).collect();
         check.warnings.extend(lint::lint(&body_field, &paragraphs));
 
@@ -949,8 +1068,7 @@ impl ArticleDraft {
         if summary.is_empty() {
             // Its paragraphs folded into one line and cut: a direction control left open in
             // a paragraph would now run on into the next, or past the cut.
-            summary =
-                text::composed(text::balance_bidi(text::summarize(body_text, SUMMARY_GRAPHEMES)).0);
+            summary = derived_summary(body_text);
         }
 
         let language = Some(self.language.trim())
@@ -1362,20 +1480,122 @@ mod tests {
     fn text_fields_are_kept_in_nfc_and_markup_is_not_composed() {
         let valid = ArticleDraft {
             title: "Cafe\u{301}".into(),
-            content_text: "ne\u{301}e".into(),
-            content_html: "<p>\u{338}x</p><p>y</p>".into(),
+            content_text: "x\n\ny ne\u{301}e".into(),
+            content_html: "<p>\u{338}x</p><p>y n\u{e9}e</p>".into(),
             ..draft()
         }
         .validate("", &super::super::HtmlPolicy::default())
         .unwrap();
         assert_eq!(valid.content.title, "Café");
-        assert_eq!(valid.content.content_text.as_deref(), Some("née"));
+        assert_eq!(valid.content.content_text.as_deref(), Some("x\n\ny née"));
         // `>` and U+0338 composed would be `≯`, and the paragraph lost with its tag.
         assert!(
             valid.content.content_html.contains('x'),
             "{}",
             valid.content.content_html
         );
+    }
+
+    #[test]
+    fn two_bodies_that_differ_in_their_words_are_accepted_with_a_warning() {
+        let both = |text: &str, html: &str| {
+            ArticleDraft {
+                content_text: text.into(),
+                content_html: html.into(),
+                ..draft()
+            }
+            .validate("article.", &super::super::HtmlPolicy::default())
+            .unwrap()
+            .warnings
+        };
+        let differ = both("更正后的内容。", "<p>内容。</p>");
+        assert_eq!(differ.len(), 1, "{differ:?}");
+        assert!(
+            differ[0].starts_with("article.content_text: its words differ from those of"),
+            "{differ:?}"
+        );
+        // The same words, however laid out, punctuated or composed, are one body.
+        for (text, html) in [
+            ("第一段。\n\n第二段。", "<p>第一段。</p>\n<p>第二段。</p>"),
+            ("Two  words", "<div>Two <b>words</b>!</div>"),
+            ("A & B", "<p>A &amp; B</p>"),
+            ("café", "<p>cafe\u{301}</p>"),
+            ("", "<p>内容。</p>"),
+        ] {
+            assert!(both(text, html).is_empty(), "{text:?}");
+        }
+    }
+
+    /// An article moved to a later publish time without an update time is dated by that
+    /// edit, never before it is published: the stored update time is taken only for the
+    /// same content.
+    #[test]
+    fn a_rescheduled_article_is_not_dated_before_its_publish_time() {
+        let t0 = Utc.with_ymd_and_hms(2023, 6, 7, 0, 0, 0).unwrap();
+        let (valid, _) = created(t0);
+        let scheduled = ArticleContent {
+            update_time: Some(valid.content.publish_time),
+            ..valid.content.clone()
+        };
+        let Revision::Created(first) = Article::revise(
+            None,
+            PartnerId(1),
+            valid.id.clone(),
+            scheduled.clone(),
+            t0,
+            |_| "tag:x,2023-06-06:p/a-1".into(),
+        ) else {
+            panic!("a new article")
+        };
+        let later = valid.content.publish_time + chrono::Duration::days(30);
+        let moved = ArticleContent {
+            publish_time: later,
+            update_time: None,
+            ..scheduled
+        };
+        let Revision::Updated { article, .. } = revised(&first, moved, t0) else {
+            panic!("a new version")
+        };
+        assert_eq!(article.updated, later);
+        assert_eq!(article.content.update_time, None);
+    }
+
+    /// A client that reads an article sent as text gets the HTML (and the summary) made
+    /// from it; sent back with only the text edited, both are made again from the edit.
+    #[test]
+    fn a_text_edited_beside_the_html_made_from_the_stored_text_is_the_edit() {
+        let t0 = Utc.with_ymd_and_hms(2023, 6, 7, 0, 0, 0).unwrap();
+        let (valid, first) = created(t0);
+        assert!(valid.content.content_text.is_some());
+        let read_back = |text: &str| {
+            ArticleDraft {
+                content_text: text.into(),
+                content_html: first.content.content_html.clone(),
+                summary: first.content.summary.clone(),
+                ..draft()
+            }
+            .validate("", &super::super::HtmlPolicy::default())
+            .unwrap()
+            .content
+        };
+        let Revision::Updated { article, .. } = revised(&first, read_back("更正后的正文。"), t0)
+        else {
+            panic!("a new version")
+        };
+        assert_eq!(article.content.content_html, "<p>更正后的正文。</p>");
+        assert_eq!(article.content.summary, "更正后的正文。");
+        // The HTML of a partner's own is kept.
+        let Revision::Updated { article, .. } = revised(
+            &first,
+            ArticleContent {
+                content_html: "<p><b>另一个</b>正文。</p>".into(),
+                ..read_back("更正后的正文。")
+            },
+            t0,
+        ) else {
+            panic!("a new version")
+        };
+        assert_eq!(article.content.content_html, "<p><b>另一个</b>正文。</p>");
     }
 
     #[test]
@@ -1458,6 +1678,56 @@ mod tests {
         .unwrap();
         let html = kept.content.content_html;
         assert_eq!(policy.sanitize(&html).unwrap(), html);
+    }
+
+    #[test]
+    fn folding_line_breaks_and_composing_characters_are_reported() {
+        let valid = ArticleDraft {
+            title: "\na\u{2028}b\r\nc\td\r\n".into(),
+            kicker: "Cafe\u{301}".into(),
+            ..draft()
+        }
+        .validate("article.", &text::HtmlPolicy::default())
+        .unwrap();
+        assert_eq!(valid.content.title, "a b c d");
+        assert_eq!(valid.content.kicker, "Café");
+        assert_eq!(
+            valid.warnings,
+            [
+                "article.title: folded 2 line break(s) into spaces (the field is one line)",
+                "article.kicker: put in Unicode NFC (letters and their combining marks \
+                 composed, as one character where Unicode has one)",
+            ]
+        );
+    }
+
+    #[test]
+    fn plain_text_sent_again_as_stored_is_stored_as_it_is() {
+        let deep = format!("A &{}lt; B", "amp;".repeat(6));
+        for (sent, stored) in [
+            ("AT&amp;T", "AT&T"),
+            ("A &amp;amp; B", "A & B"),
+            (
+                "Tutorial: write &amp;lt; in HTML",
+                "Tutorial: write < in HTML",
+            ),
+            (&deep, &deep),
+            ("R&D &copy; 2023", "R&D © 2023"),
+        ] {
+            let title = |title: &str| {
+                ArticleDraft {
+                    title: title.into(),
+                    ..draft()
+                }
+                .validate("article.", &text::HtmlPolicy::default())
+                .unwrap()
+            };
+            let first = title(sent);
+            assert_eq!(first.content.title, stored, "{sent:?}");
+            let again = title(&first.content.title);
+            assert_eq!(again.content, first.content, "{sent:?}");
+            assert!(again.warnings.is_empty(), "{sent:?}: {:?}", again.warnings);
+        }
     }
 
     #[test]
@@ -1660,8 +1930,20 @@ mod tests {
             update_time: Some(third.updated),
             ..backdated
         };
-        let again = revised(&third, read_back, t3);
-        assert_eq!(again, Revision::Unchanged(third));
+        let again = revised(&third, read_back.clone(), t3);
+        assert_eq!(again, Revision::Unchanged(third.clone()));
+        // Sent without an update time, or with the publish time it defaults to: unchanged.
+        for update_time in [None, Some(read_back.publish_time), Some(t0)] {
+            let sent = ArticleContent {
+                update_time,
+                ..read_back.clone()
+            };
+            assert_eq!(
+                revised(&third, sent, t3 + chrono::Duration::hours(1)),
+                Revision::Unchanged(third.clone()),
+                "{update_time:?}"
+            );
+        }
 
         let mut edited = valid.content.clone();
         edited.title = "新标题".into();

@@ -130,6 +130,8 @@ fn unwrapped(mut name: &str) -> &str {
 pub(crate) struct Cleaned {
     pub text: String,
     pub removed: usize,
+    /// Line breaks folded into spaces in a single line.
+    pub folded: usize,
     /// Bidirectional controls closed or removed to balance a single line.
     pub bidi_balanced: usize,
 }
@@ -143,11 +145,14 @@ pub(crate) fn clean(raw: &str, single_line: bool) -> Cleaned {
         return Cleaned {
             text: raw.trim().to_owned(),
             removed: 0,
+            folded: 0,
             bidi_balanced: 0,
         };
     }
     let mut text = String::with_capacity(raw.len());
     let mut removed = 0;
+    let mut folded = 0;
+    let mut pending_breaks = 0;
     let mut pending_space = false;
     let mut after_cr = false;
     for c in raw.chars() {
@@ -155,6 +160,13 @@ pub(crate) fn clean(raw: &str, single_line: bool) -> Cleaned {
         if is_forbidden(c) {
             removed += 1;
         } else if single_line && c.is_whitespace() {
+            // A CRLF pair is one break; breaks before the first word or after the last are
+            // trimmed, not folded.
+            if (matches!(c, '\n' | '\u{b}' | '\u{c}' | '\u{2028}' | '\u{2029}') && !was_after_cr)
+                || c == '\r'
+            {
+                pending_breaks += usize::from(!text.is_empty());
+            }
             pending_space = !text.is_empty();
         } else if c == '\r' {
             // CRLF and lone CR both become LF.
@@ -165,6 +177,7 @@ pub(crate) fn clean(raw: &str, single_line: bool) -> Cleaned {
             if pending_space {
                 text.push(' ');
                 pending_space = false;
+                folded += std::mem::take(&mut pending_breaks);
             }
             text.push(c);
         }
@@ -177,6 +190,7 @@ pub(crate) fn clean(raw: &str, single_line: bool) -> Cleaned {
     Cleaned {
         text,
         removed,
+        folded,
         bidi_balanced,
     }
 }
@@ -188,13 +202,21 @@ pub(crate) fn clean(raw: &str, single_line: bool) -> Cleaned {
 /// are not normalised. Never markup: NFC composes `>` and a following U+0338 into `≯`,
 /// which would unmake the tag.
 pub(crate) fn composed(text: String) -> String {
+    if composes(&text) {
+        use unicode_normalization::UnicodeNormalization;
+        text.nfc().collect()
+    } else {
+        text
+    }
+}
+
+/// True when [`composed`] would change `text`.
+pub(crate) fn composes(text: &str) -> bool {
     use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
     let stable = |c: char| c < '\u{300}' || stands_alone(c);
-    if text.chars().all(stable) || is_nfc_quick(text.chars()) == IsNormalized::Yes {
-        text
-    } else {
-        text.nfc().collect()
-    }
+    !(text.chars().all(stable)
+        || is_nfc_quick(text.chars()) == IsNormalized::Yes
+        || text.nfc().eq(text.chars()))
 }
 
 /// False when `raw` has no carriage return and no [`is_forbidden`] character; true when it

@@ -468,8 +468,9 @@ pub fn cursor_from_token(
         Some(_) => {
             return Err(Violations::one(
                 "page_token",
-                "was returned for another listing: ask with the section of the request \
-                 that returned it, or start again without a page_token",
+                "was returned for another listing (another partner's, or another section's \
+                 or article's): ask as the request that returned it did, or start again \
+                 without a page_token",
             ));
         }
         None => rest,

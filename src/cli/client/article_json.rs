@@ -296,7 +296,11 @@ impl ArticleJson {
                 })
                 .collect(),
             content_text: a.content_text.clone(),
-            content_html: a.content_html.clone(),
+            content_html: if html_made_from_text(a) {
+                String::new()
+            } else {
+                a.content_html.clone()
+            },
             etag: a.etag.clone(),
             version: Some(a.version),
             state: Some(state_name(a.state)),
@@ -306,6 +310,13 @@ impl ArticleJson {
             retract_reason: Some(a.retract_reason.clone()).filter(|r| !r.is_empty()),
         }
     }
+}
+
+/// The HTML of an article sent as plain text, which the server made from that text: left
+/// out of what `get` prints, so that a line whose text is edited is published as the
+/// new text, not as the old HTML beside it.
+fn html_made_from_text(a: &proto::Article) -> bool {
+    !a.content_text.is_empty() && a.content_html == crate::domain::text_to_html(&a.content_text)
 }
 
 /// A timestamp as RFC 3339 in UTC, with as many fraction digits as it needs.
@@ -408,6 +419,33 @@ mod tests {
                 guid: String::new(),
                 ..stored
             }
+        );
+    }
+
+    #[test]
+    fn get_prints_the_body_sent_not_the_html_made_from_a_text() {
+        let text = "第一段。\n\n第二段。";
+        let sent_as_text = proto::Article {
+            id: "a-1".into(),
+            content_text: text.into(),
+            content_html: crate::domain::text_to_html(text),
+            ..Default::default()
+        };
+        let line = serde_json::to_string(&ArticleJson::from_proto(&sent_as_text)).unwrap();
+        assert!(!line.contains("content_html"), "{line}");
+        let edited = parse_line(&line.replace("第二段", "更正后的第二段")).unwrap();
+        assert_eq!(edited.content_text, "第一段。\n\n更正后的第二段。");
+        assert_eq!(edited.content_html, "");
+
+        // Both bodies sent by the partner are printed as they are.
+        let sent_both = proto::Article {
+            content_html: "<p>第一段。</p><p><b>第二段。</b></p>".into(),
+            ..sent_as_text
+        };
+        let line = serde_json::to_string(&ArticleJson::from_proto(&sent_both)).unwrap();
+        assert_eq!(
+            parse_line(&line).unwrap().content_html,
+            sent_both.content_html
         );
     }
 
