@@ -319,25 +319,29 @@ async fn every_answer_fits_in_what_a_client_takes_in_one_message() {
     let token = &server.tokens.newsroom;
     let mut client = server.client().await;
 
-    // 1 MiB of `<` is 4 MiB of HTML.
-    let mut escaped = article("escaped");
-    escaped.content_text = "<".repeat(1 << 20);
-    let refused = client
-        .publish_article(authed(
-            token,
-            PublishArticleRequest {
-                article: Some(escaped),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap_err();
-    assert_invalid(&refused, "article.content_text");
-    assert!(
-        refused.message().contains("once made HTML"),
-        "{}",
-        refused.message()
-    );
+    // 1 MiB of `<` is 4 MiB of HTML, sent alone or beside HTML (which a text edited beside
+    // the HTML made from the stored one would replace).
+    for html in ["", "<p>正文。</p>"] {
+        let mut escaped = article("escaped");
+        escaped.content_text = "<".repeat(1 << 20);
+        escaped.content_html = html.into();
+        let refused = client
+            .publish_article(authed(
+                token,
+                PublishArticleRequest {
+                    article: Some(escaped),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap_err();
+        assert_invalid(&refused, "article.content_text");
+        assert!(
+            refused.message().contains("once made HTML"),
+            "{html}: {}",
+            refused.message()
+        );
+    }
 
     let mut repeated = article("repeated");
     repeated.content_text = format!("{}\n\n", "文字".repeat(10)).repeat(12_000);

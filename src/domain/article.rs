@@ -131,12 +131,19 @@ impl ArticleContent {
     }
 }
 
+/// Whether HTML `a` and `b` are the same but for how they write a no-break space: U+00A0
+/// itself (as HTML made from text was written before feedpub wrote `&nbsp;`), or `&nbsp;`.
+pub fn same_html(a: &str, b: &str) -> bool {
+    a == b
+        || ((a.contains("&nbsp;") || b.contains("&nbsp;"))
+            && a.replace("&nbsp;", "\u{a0}") == b.replace("&nbsp;", "\u{a0}"))
+}
+
 /// Whether `a` and `b` are the same content but for how their HTML writes a no-break
 /// space: U+00A0 itself, or `&nbsp;`.
 fn same_but_no_break_spaces(a: &ArticleContent, b: &ArticleContent) -> bool {
-    let written = |html: &str| html.replace("&nbsp;", "\u{a0}");
     (a.content_html.contains("&nbsp;") || b.content_html.contains("&nbsp;"))
-        && written(&a.content_html) == written(&b.content_html)
+        && same_html(&a.content_html, &b.content_html)
         && ArticleContent {
             content_html: String::new(),
             ..a.clone()
@@ -536,7 +543,11 @@ impl Article {
             {
                 let sent = std::mem::replace(&mut content.update_time, old.content.update_time);
                 let etag = content.etag();
-                if etag == old.etag {
+                // The one it was read with stands for the stored one, edited or not.
+                if etag == old.etag
+                    || same_but_no_break_spaces(&old.content, &content)
+                    || sent == Some(old.updated)
+                {
                     etag
                 } else {
                     content.update_time = sent;
@@ -545,29 +556,25 @@ impl Article {
             }
             _ => content_etag,
         };
-        // What a client that reads an article, edits its body and sends it back also sends
-        // back as it read it: the HTML made from a text (sent again with only the text
-        // edited), and a summary made from the body. Both are made again from the edit.
+        // An article sent as text, read back with the HTML made from that text (and the
+        // summary made from it, when it was), and sent again with only the text edited: both
+        // are made again from the edit. Only text is summarised here, on the writer's path;
+        // HTML is not parsed.
         let etag = match &existing {
-            Some(old) if content.body_differs(&old.content) => {
-                let mut remade = false;
+            Some(old)
                 if let (Some(new_text), Some(old_text)) =
                     (&content.content_text, &old.content.content_text)
-                    && content.content_html == old.content.content_html
-                    && old.content.content_html == text::text_to_html(old_text)
-                {
-                    content.content_html = text::text_to_html(new_text);
-                    remade = true;
-                }
+                    && new_text != old_text
+                    && same_html(&content.content_html, &old.content.content_html)
+                    && same_html(&old.content.content_html, &text::text_to_html(old_text)) =>
+            {
+                content.content_html = text::text_to_html(new_text);
                 if content.summary == old.content.summary
-                    && old.content.summary == derived_summary(&old.content.body_text())
+                    && old.content.summary == derived_summary(old_text)
                 {
-                    let summary = derived_summary(&content.body_text());
-                    remade |= summary != content.summary;
-                    content.summary = summary;
+                    content.summary = derived_summary(new_text);
                 }
-                // The etag is hashed again only for what was made again (the writer's path).
-                if remade { content.etag() } else { etag }
+                content.etag()
             }
             _ => etag,
         };
@@ -686,21 +693,6 @@ pub struct ValidDraft {
     pub warnings: Vec<String>,
 }
 
-impl ArticleContent {
-    /// Whether the body (HTML or text) is not `other`'s.
-    fn body_differs(&self, other: &ArticleContent) -> bool {
-        self.content_html != other.content_html || self.content_text != other.content_text
-    }
-
-    /// The text its summary is made from: the text sent, or that of the HTML.
-    fn body_text(&self) -> Cow<'_, str> {
-        match &self.content_text {
-            Some(text) => Cow::Borrowed(text),
-            None => Cow::Owned(text::html_to_text(&self.content_html)),
-        }
-    }
-}
-
 /// The summary of an article sent without one, from its body's text: its paragraphs folded
 /// into one line and cut (a direction control left open in a paragraph would now run on
 /// into the next, or past the cut).
@@ -714,7 +706,7 @@ const MAX_ENTITY_DECODINGS: usize = 4;
 
 /// Plain text with its HTML entities decoded until none is left, or as sent when
 /// [`MAX_ENTITY_DECODINGS`] leave some: either way, the stored text sent again (as a client
-/// that reads, edits and writes back does) stays as it is.
+/// that reads, edits and writes back does) stays as it is. Borrowed when nothing is decoded.
 fn decoded_entities(raw: &str) -> Cow<'_, str> {
     // Most text has no `&` at all, which memchr finds at once (the decoder looks at one
     // byte at a time).
@@ -747,13 +739,24 @@ impl Checker {
     /// Plain text: HTML entities decoded (the field is text, not HTML), then cleaned.
     pub(super) fn text(&mut self, field: &str, raw: &str, single_line: bool) -> String {
         let decoded = decoded_entities(raw);
-        if decoded != raw {
+        let mut entities = matches!(decoded, Cow::Owned(_));
+        let mut cleaned = self.clean(field, &decoded, single_line);
+        // What cleaning removed may have joined an entity (`&am\u{1}p;`): decoded and
+        // cleaned again, so that the stored text, sent again, stays as it is.
+        for _ in 0..MAX_ENTITY_DECODINGS {
+            // Borrowed: nothing decoded.
+            let Cow::Owned(again) = decoded_entities(&cleaned) else {
+                break;
+            };
+            entities = true;
+            cleaned = clean(&again, single_line).text;
+        }
+        if entities {
             self.warnings.push(format!(
                 "{field}: decoded HTML entities (plain-text fields are text, not HTML)"
             ));
         }
         // Text, not markup, is put in NFC (see `text::composed`).
-        let cleaned = self.clean(field, &decoded, single_line);
         if text::composes(&cleaned) {
             self.warnings.push(format!(
                 "{field}: put in Unicode NFC (letters and their combining marks composed, as \
@@ -956,24 +959,30 @@ impl ArticleDraft {
             }
             html
         } else {
-            let html = text::text_to_html(&content_text);
-            // Escaping and markup grow the text (`<` takes four bytes as `&lt;`, a paragraph
-            // gains `<p></p>`): the HTML, which answers and feeds carry beside the text, may
-            // take twice the limit of a body, no more.
-            let most = limits.content_bytes.saturating_mul(2);
-            if html.len() > most && !body_refused {
-                check.violations.add(
-                    f("content_text"),
-                    format!(
-                        "is larger than {most} bytes once made HTML ({} bytes: `<`, `>` and \
-                         `&` are escaped, paragraphs marked up)",
-                        html.len()
-                    ),
-                );
-                body_refused = true;
-            }
-            html
+            text::text_to_html(&content_text)
         };
+        // Escaping and markup grow the text (`<` takes four bytes as `&lt;`, a paragraph
+        // gains `<p></p>`): the HTML, which answers and feeds carry beside the text, may take
+        // twice the limit of a body, no more. Sent beside HTML, the text may have its HTML
+        // made too (see `Article::revise_tagged`).
+        let most = limits.content_bytes.saturating_mul(2);
+        let made_len = if html_sent && !content_text.is_empty() {
+            text::text_to_html(&content_text).len()
+        } else if html_sent {
+            0
+        } else {
+            content_html.len()
+        };
+        if made_len > most && !body_refused {
+            check.violations.add(
+                f("content_text"),
+                format!(
+                    "is larger than {most} bytes once made HTML ({made_len} bytes: `<`, `>` \
+                     and `&` are escaped, paragraphs marked up)"
+                ),
+            );
+            body_refused = true;
+        }
         let html_text =
             (html_sent || content_text.is_empty()).then(|| text::html_to_text(&content_html));
         let body_text: &str = if content_text.is_empty() {
@@ -1051,7 +1060,9 @@ impl ArticleDraft {
         {
             check.warnings.push(format!(
                 "{}: its words differ from those of content_html, which RSS and Atom carry \
-                 (JSON Feed carries both): send one body, and the other is made from it",
+                 (JSON Feed both), unless that is the HTML made from the stored text, which \
+                 is then made again from this one: send one body, and the other is made \
+                 from it",
                 f("content_text")
             ));
         }
@@ -1596,6 +1607,64 @@ mod tests {
             panic!("a new version")
         };
         assert_eq!(article.content.content_html, "<p><b>另一个</b>正文。</p>");
+
+        // A summary of the partner's own is kept.
+        let own = ArticleContent {
+            summary: "编辑写的摘要。".into(),
+            ..first.content.clone()
+        };
+        let with_own = Article {
+            etag: own.etag(),
+            content: own.clone(),
+            ..first.clone()
+        };
+        let Revision::Updated { article, .. } = revised(
+            &with_own,
+            ArticleContent {
+                summary: own.summary.clone(),
+                ..read_back("更正后的正文。")
+            },
+            t0,
+        ) else {
+            panic!("a new version")
+        };
+        assert_eq!(article.content.summary, "编辑写的摘要。");
+        assert_eq!(article.content.content_html, "<p>更正后的正文。</p>");
+    }
+
+    /// HTML made from text before feedpub wrote a no-break space as `&nbsp;` held the
+    /// character itself: read back (sanitised, it says `&nbsp;`) with the update time it
+    /// was read with, it is the same article; with its text edited, the edit.
+    #[test]
+    fn an_article_stored_with_a_raw_no_break_space_reads_back_as_itself() {
+        let t0 = Utc.with_ymd_and_hms(2023, 6, 7, 0, 0, 0).unwrap();
+        let (_, first) = created(t0);
+        let legacy = ArticleContent {
+            content_text: Some("甲\u{a0}乙".into()),
+            content_html: "<p>甲\u{a0}乙</p>".into(),
+            summary: derived_summary("甲\u{a0}乙"),
+            ..first.content.clone()
+        };
+        let stored = Article {
+            etag: legacy.etag(),
+            content: legacy.clone(),
+            ..first
+        };
+        let read = |text: &str| ArticleContent {
+            content_text: Some(text.into()),
+            content_html: "<p>甲&nbsp;乙</p>".into(),
+            update_time: Some(stored.updated),
+            ..legacy.clone()
+        };
+        assert_eq!(
+            revised(&stored, read("甲\u{a0}乙"), t0),
+            Revision::Unchanged(stored.clone())
+        );
+        let Revision::Updated { article, .. } = revised(&stored, read("甲\u{a0}丙"), t0) else {
+            panic!("a new version")
+        };
+        assert_eq!(article.content.content_html, "<p>甲&nbsp;丙</p>");
+        assert_eq!(article.content.summary, derived_summary("甲\u{a0}丙"));
     }
 
     #[test]
@@ -1713,6 +1782,8 @@ mod tests {
             ),
             (&deep, &deep),
             ("R&D &copy; 2023", "R&D © 2023"),
+            // A character cleaning removes joins an entity, decoded too.
+            ("x&am\u{1}p;lt;y", "x<y"),
         ] {
             let title = |title: &str| {
                 ArticleDraft {

@@ -316,7 +316,11 @@ impl ArticleJson {
 /// out of what `get` prints, so that a line whose text is edited is published as the
 /// new text, not as the old HTML beside it.
 fn html_made_from_text(a: &proto::Article) -> bool {
-    !a.content_text.is_empty() && a.content_html == crate::domain::text_to_html(&a.content_text)
+    !a.content_text.is_empty()
+        && crate::domain::same_html(
+            &a.content_html,
+            &crate::domain::text_to_html(&a.content_text),
+        )
 }
 
 /// A timestamp as RFC 3339 in UTC, with as many fraction digits as it needs.
