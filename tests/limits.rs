@@ -342,6 +342,20 @@ async fn every_answer_fits_in_what_a_client_takes_in_one_message() {
             refused.message()
         );
     }
+    // Beside HTML of the partner's own, which no text replaces, the text is not made HTML.
+    let mut own = article("own-html");
+    own.content_text = "<".repeat(1 << 20);
+    own.content_html = "<p><b>正文</b>。</p>".into();
+    client
+        .publish_article(authed(
+            token,
+            PublishArticleRequest {
+                article: Some(own),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("a long text beside HTML of the partner's own");
 
     let mut repeated = article("repeated");
     repeated.content_text = format!("{}\n\n", "文字".repeat(10)).repeat(12_000);

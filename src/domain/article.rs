@@ -693,6 +693,16 @@ pub struct ValidDraft {
     pub warnings: Vec<String>,
 }
 
+/// Whether `html` has the shape of HTML made from text (paragraphs and line breaks, no
+/// other markup): only such HTML can be made again from a text sent beside it.
+fn made_from_text_shape(html: &str) -> bool {
+    !html
+        .replace("<p>", "")
+        .replace("</p>", "")
+        .replace("<br>", "")
+        .contains('<')
+}
+
 /// The summary of an article sent without one, from its body's text: its paragraphs folded
 /// into one line and cut (a direction control left open in a paragraph would now run on
 /// into the next, or past the cut).
@@ -743,13 +753,19 @@ impl Checker {
         let mut cleaned = self.clean(field, &decoded, single_line);
         // What cleaning removed may have joined an entity (`&am\u{1}p;`): decoded and
         // cleaned again, so that the stored text, sent again, stays as it is.
-        for _ in 0..MAX_ENTITY_DECODINGS {
-            // Borrowed: nothing decoded.
-            let Cow::Owned(again) = decoded_entities(&cleaned) else {
+        let mut passes = 0;
+        // Borrowed: nothing decoded.
+        while let Cow::Owned(again) = decoded_entities(&cleaned) {
+            passes += 1;
+            if passes > MAX_ENTITY_DECODINGS {
+                self.violations.add(
+                    field,
+                    "holds HTML entities nested too deep to decode (write the text itself)",
+                );
                 break;
-            };
+            }
             entities = true;
-            cleaned = clean(&again, single_line).text;
+            cleaned = self.clean(field, &again, single_line);
         }
         if entities {
             self.warnings.push(format!(
@@ -815,7 +831,11 @@ impl Checker {
         let mut names: Vec<String> = Vec::with_capacity(raw.len());
         for (i, name) in raw.iter().enumerate() {
             let item = format!("{field}[{i}]");
-            let name = text::normalize_name(&self.text(&item, name, true));
+            let mut name = text::normalize_name(&self.text(&item, name, true));
+            // Invisible characters normalising removed may have split an entity.
+            if matches!(decoded_entities(&name), Cow::Owned(_)) {
+                name = text::normalize_name(&self.text(&item, &name, true));
+            }
             if text::is_blank(&name) {
                 self.violations.add(item, "is empty");
             } else if name.chars().count() > MAX_NAME_CHARS {
@@ -966,12 +986,12 @@ impl ArticleDraft {
         // twice the limit of a body, no more. Sent beside HTML, the text may have its HTML
         // made too (see `Article::revise_tagged`).
         let most = limits.content_bytes.saturating_mul(2);
-        let made_len = if html_sent && !content_text.is_empty() {
-            text::text_to_html(&content_text).len()
-        } else if html_sent {
-            0
-        } else {
+        let made_len = if !html_sent {
             content_html.len()
+        } else if !content_text.is_empty() && made_from_text_shape(&content_html) {
+            text::text_to_html(&content_text).len()
+        } else {
+            0
         };
         if made_len > most && !body_refused {
             check.violations.add(
@@ -1784,6 +1804,7 @@ mod tests {
             ("R&D &copy; 2023", "R&D © 2023"),
             // A character cleaning removes joins an entity, decoded too.
             ("x&am\u{1}p;lt;y", "x<y"),
+            ("&am\u{7f}p;#x202E;abc", "\u{202e}abc\u{202c}"),
         ] {
             let title = |title: &str| {
                 ArticleDraft {
@@ -1798,6 +1819,35 @@ mod tests {
             let again = title(&first.content.title);
             assert_eq!(again.content, first.content, "{sent:?}");
             assert!(again.warnings.is_empty(), "{sent:?}: {:?}", again.warnings);
+        }
+    }
+
+    /// Names and entities peeled a layer at a time by what cleaning removes: stored as
+    /// they read back, or refused when they do not settle.
+    #[test]
+    fn names_and_layered_entities_settle_or_are_refused() {
+        let with = |author: &str, title: &str| {
+            ArticleDraft {
+                authors: vec![author.into()],
+                title: title.into(),
+                ..draft()
+            }
+            .validate("article.", &text::HtmlPolicy::default())
+        };
+        let first = with("AT&am\u{200b}p;T", "标题").unwrap();
+        assert_eq!(first.content.authors, ["AT&T"]);
+        let again = with("AT&T", "标题").unwrap();
+        assert_eq!(again.content, first.content);
+        let layered = "&a&a&a&a&a&amp;#127;mp;#127;mp;#127;mp;#127;mp;#127;mp;";
+        match with("陈淑兰", layered) {
+            Err(refused) => {
+                let fields: Vec<_> = refused.iter().map(|v| v.field.as_str()).collect();
+                assert_eq!(fields, ["article.title"], "{refused:?}");
+            }
+            Ok(stored) => {
+                let again = with("陈淑兰", &stored.content.title).unwrap();
+                assert_eq!(again.content, stored.content);
+            }
         }
     }
 
