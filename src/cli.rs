@@ -341,6 +341,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     crate::telemetry::init(settings.log.format);
     crate::connections::raise_open_file_limit(&settings.limits);
     let base_url = settings.site.base_url.clone();
+    for doubt in settings.doubts() {
+        tracing::warn!("{doubt}");
+    }
     let app = Application::build(settings).await?;
     log_listening(app.grpc_addr(), app.http_addr(), app.serves_tls());
     if let Some(warning) = links_elsewhere(&base_url, app.http_addr()) {

@@ -1017,6 +1017,34 @@ impl Settings {
     pub fn section(&self, slug: &SectionSlug) -> Option<&Section> {
         self.sections.iter().find(|s| &s.slug == slug)
     }
+
+    /// What the configuration allows that may not work as its author meant, one line each,
+    /// for `serve` to log at start.
+    pub fn doubts(&self) -> Vec<String> {
+        let mut doubts = Vec::new();
+        if self.sections.is_empty() {
+            doubts.push(
+                "no [[sections]] is configured: every article is refused, and only the feed \
+                 of every section is served"
+                    .to_owned(),
+            );
+        }
+        if self.limits.fields.content_bytes > 1 << 20 {
+            doubts.push(format!(
+                "[limits] content_bytes is {}: an answer holding such an article may pass \
+                 4 MiB, which gRPC clients refuse by default",
+                self.limits.fields.content_bytes
+            ));
+        }
+        if self.websub.retry_base_ms == 0 {
+            doubts.push(
+                "[websub] retry_base_ms is 0: failed deliveries are tried again without a \
+                 pause"
+                    .to_owned(),
+            );
+        }
+        doubts
+    }
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
@@ -1407,6 +1435,26 @@ mod tests {
         assert!(message.contains("test.toml"), "{message}");
         assert!(message.contains("line 7"), "{message}");
         assert!(message.contains("slug"), "{message}");
+    }
+
+    #[test]
+    fn settings_that_may_not_work_as_meant_are_doubted_at_start() {
+        let sample = Settings::parse("test.toml", EMBEDDED_CONFIG, Overrides::default());
+        assert_eq!(sample.unwrap().doubts(), Vec::<String>::new());
+        let doubted = format!(
+            "{EMBEDDED_CONFIG}\n[limits]\ncontent_bytes = 8388608\n[websub]\nretry_base_ms = 0\n"
+        );
+        let doubts = Settings::parse("test.toml", &doubted, Overrides::default())
+            .unwrap()
+            .doubts();
+        assert_eq!(doubts.len(), 2, "{doubts:?}");
+        assert!(doubts[0].contains("content_bytes is 8388608"), "{doubts:?}");
+        assert!(doubts[1].contains("retry_base_ms is 0"), "{doubts:?}");
+        let base = "[site]\ntitle = \"t\"\nbase_url = \"http://x/\"\nlanguage = \"zh-CN\"\n";
+        let doubts = Settings::parse("test.toml", base, Overrides::default())
+            .unwrap()
+            .doubts();
+        assert!(doubts[0].starts_with("no [[sections]]"), "{doubts:?}");
     }
 
     #[test]
