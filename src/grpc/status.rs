@@ -1,7 +1,7 @@
 //! The one place where use-case errors become gRPC statuses (AIP-193 shape: ErrorInfo,
 //! and BadRequest field violations for bad input).
 
-use crate::domain::{PartnerName, Refusal};
+use crate::domain::{FieldViolation, PartnerName, Refusal, Violations};
 use crate::publishing::PublishError;
 use crate::storage::StoreError;
 use std::collections::HashMap;
@@ -46,9 +46,50 @@ pub fn with_handled(status: Status, handled: usize) -> Status {
     Status::with_error_details(status.code(), message, status.get_error_details())
 }
 
+/// The violations an error lists when there are more than [`MAX_VIOLATIONS`]: the first of
+/// each field (array indices aside: `article.media[].url`) in the order found, then the
+/// next ones. Forty bad media URLs then leave room, in the details and in the message's
+/// first bytes, for a missing `publish_time`.
+fn listed(violations: &Violations) -> Vec<&FieldViolation> {
+    let all: Vec<&FieldViolation> = violations.iter().collect();
+    if all.len() <= MAX_VIOLATIONS {
+        return all;
+    }
+    let family = |field: &str| {
+        field
+            .chars()
+            .filter(|c| !c.is_ascii_digit())
+            .collect::<String>()
+    };
+    let mut families = std::collections::HashSet::new();
+    let mut chosen: Vec<usize> = (0..all.len())
+        .filter(|&i| families.insert(family(&all[i].field)))
+        .take(MAX_VIOLATIONS)
+        .collect();
+    let rest: Vec<usize> = (0..all.len()).filter(|i| !chosen.contains(i)).collect();
+    let room = MAX_VIOLATIONS - chosen.len();
+    chosen.extend(rest.into_iter().take(room));
+    chosen.into_iter().map(|i| all[i]).collect()
+}
+
 impl From<PublishError> for Status {
     fn from(error: PublishError) -> Self {
-        let message = bounded(error.to_string(), MAX_MESSAGE_BYTES);
+        let message = match &error {
+            PublishError::Invalid(violations) | PublishError::RequestIdReused(violations) => {
+                let shown = listed(violations);
+                let mut message = shown
+                    .iter()
+                    .map(|v| format!("{}: {}", v.field, v.description))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                let more = violations.iter().count() - shown.len();
+                if more > 0 {
+                    message.push_str(&format!("; and {more} more violations"));
+                }
+                bounded(message, MAX_MESSAGE_BYTES)
+            }
+            _ => bounded(error.to_string(), MAX_MESSAGE_BYTES),
+        };
         let (code, reason) = match &error {
             PublishError::Unauthenticated(_) => (Code::Unauthenticated, "UNAUTHENTICATED"),
             PublishError::Refused(Refusal::SectionNotGranted { .. }) => {
@@ -92,7 +133,7 @@ impl From<PublishError> for Status {
             &error
         {
             let count = violations.iter().count();
-            for v in violations.iter().take(MAX_VIOLATIONS) {
+            for v in listed(violations) {
                 details.add_bad_request_violation(
                     bounded(v.field.clone(), MAX_FIELD_BYTES),
                     bounded(v.description.clone(), MAX_DESCRIPTION_BYTES),
@@ -245,6 +286,44 @@ mod tests {
         assert_eq!(
             details.field_violations[MAX_VIOLATIONS].description,
             "and 991 more violations"
+        );
+        // Forty of one field do not crowd out another.
+        let mut violations = Violations::default();
+        for i in 0..40 {
+            violations.add(
+                format!("article.media[{i}].url"),
+                "is not an absolute http or https URL",
+            );
+        }
+        violations.add("article.publish_time", "is required");
+        let status = Status::from(PublishError::Invalid(violations));
+        let fields: Vec<String> = status
+            .get_details_bad_request()
+            .unwrap()
+            .field_violations
+            .into_iter()
+            .map(|v| v.field)
+            .collect();
+        assert_eq!(
+            fields[..3],
+            [
+                "article.media[0].url",
+                "article.publish_time",
+                "article.media[1].url"
+            ]
+        );
+        assert_eq!(fields.len(), MAX_VIOLATIONS + 1);
+        assert!(
+            status
+                .message()
+                .contains("article.publish_time: is required"),
+            "{}",
+            status.message()
+        );
+        assert!(
+            status.message().ends_with("and 31 more violations"),
+            "{}",
+            status.message()
         );
         // Cut at a character boundary.
         assert_eq!(bounded("标题".repeat(200), 10), "标题…");
