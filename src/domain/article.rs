@@ -714,27 +714,16 @@ fn derived_summary(body_text: &str) -> String {
 /// (`&amp;amp;`) is decoded twice.
 const MAX_ENTITY_DECODINGS: usize = 4;
 
-/// Plain text with its HTML entities decoded until none is left, or as sent when
-/// [`MAX_ENTITY_DECODINGS`] leave some: either way, the stored text sent again (as a client
-/// that reads, edits and writes back does) stays as it is. Borrowed when nothing is decoded.
-fn decoded_entities(raw: &str) -> Cow<'_, str> {
+/// `text` with its HTML entities decoded once, when it has any.
+fn decoded_once(text: &str) -> Option<String> {
     // Most text has no `&` at all, which memchr finds at once (the decoder looks at one
     // byte at a time).
-    if !raw.contains('&') {
-        return Cow::Borrowed(raw);
+    if !text.contains('&') {
+        return None;
     }
-    let mut text = Cow::Borrowed(raw);
-    for _ in 0..MAX_ENTITY_DECODINGS {
-        let next = html_escape::decode_html_entities(&text).into_owned();
-        if next == text {
-            return text;
-        }
-        text = Cow::Owned(next);
-    }
-    if html_escape::decode_html_entities(&text) == text {
-        text
-    } else {
-        Cow::Borrowed(raw)
+    match html_escape::decode_html_entities(text) {
+        Cow::Owned(decoded) if decoded != text => Some(decoded),
+        _ => None,
     }
 }
 
@@ -748,26 +737,27 @@ pub(super) struct Checker {
 impl Checker {
     /// Plain text: HTML entities decoded (the field is text, not HTML), then cleaned.
     pub(super) fn text(&mut self, field: &str, raw: &str, single_line: bool) -> String {
-        let decoded = decoded_entities(raw);
-        let mut entities = matches!(decoded, Cow::Owned(_));
-        let mut cleaned = self.clean(field, &decoded, single_line);
-        // What cleaning removed may have joined an entity (`&am\u{1}p;`): decoded and
-        // cleaned again, so that the stored text, sent again, stays as it is.
+        let mut cleaned = self.clean(field, raw, single_line);
+        // Entities decoded and the text cleaned again until nothing decodes: what cleaning
+        // removes may join an entity (`&am\u{1}p;`), and decoding may give characters
+        // cleaning removes (`&#x7f;`). Text with more layers than MAX_ENTITY_DECODINGS is
+        // kept as sent, cleaned. Either way the stored text, sent again, stays as it is.
+        let warned = self.warnings.len();
+        let sent = cleaned.contains('&').then(|| cleaned.clone());
         let mut passes = 0;
-        // Borrowed: nothing decoded.
-        while let Cow::Owned(again) = decoded_entities(&cleaned) {
+        while let Some(decoded) = decoded_once(&cleaned) {
             passes += 1;
             if passes > MAX_ENTITY_DECODINGS {
-                self.violations.add(
-                    field,
-                    "holds HTML entities nested too deep to decode (write the text itself)",
-                );
+                self.warnings.truncate(warned);
+                if let Some(sent) = sent {
+                    cleaned = sent;
+                }
+                passes = 0;
                 break;
             }
-            entities = true;
-            cleaned = self.clean(field, &again, single_line);
+            cleaned = self.clean(field, &decoded, single_line);
         }
-        if entities {
+        if passes > 0 {
             self.warnings.push(format!(
                 "{field}: decoded HTML entities (plain-text fields are text, not HTML)"
             ));
@@ -833,7 +823,7 @@ impl Checker {
             let item = format!("{field}[{i}]");
             let mut name = text::normalize_name(&self.text(&item, name, true));
             // Invisible characters normalising removed may have split an entity.
-            if matches!(decoded_entities(&name), Cow::Owned(_)) {
+            if decoded_once(&name).is_some() {
                 name = text::normalize_name(&self.text(&item, &name, true));
             }
             if text::is_blank(&name) {

@@ -362,18 +362,14 @@ async fn listen_for_events(
 ) {
     // A store closed (a command done, a server stopping) closes its pool: no fault then.
     let mut listener = loop {
-        match PgListener::connect_with(&pool).await {
-            Ok(mut listener) => match listener.listen(&channel).await {
-                Ok(()) => break listener,
-                Err(e) if !pool.is_closed() => {
-                    tracing::warn!(error = %e, "cannot listen for events");
-                }
-                Err(_) => return,
-            },
-            Err(e) if !pool.is_closed() => {
-                tracing::warn!(error = %e, "cannot listen for events");
-            }
-            Err(_) => return,
+        let listening = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(&channel).await.map(|()| listener)
+        };
+        match listening.await {
+            Ok(listener) => break listener,
+            Err(_) if pool.is_closed() => return,
+            Err(e) => tracing::warn!(error = %e, "cannot listen for events"),
         }
         tokio::time::sleep(poll).await;
     };
