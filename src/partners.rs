@@ -89,14 +89,15 @@ async fn new_token(
         prefix: token.visible_prefix(),
         restore,
     };
-    let record = store
+    let (record, replaced) = store
         .new_token(&name, new, Utc::now())
         .await?
         .ok_or_else(|| PublishError::UnknownPartner(name.to_string()))?;
-    match (record.revoke_time.is_some(), restore) {
-        (false, false) => Ok((record, token)),
-        (false, true) if record.token_prefix == token.visible_prefix() => Ok((record, token)),
-        (false, true) => Err(Violations::one(
+    // Unchanged, the partner was not in the state asked for: active for a restoration,
+    // revoked for a rotation.
+    match (replaced, record.revoke_time.is_some()) {
+        (true, _) => Ok((record, token)),
+        (false, false) => Err(Violations::one(
             "name",
             format!(
                 "partner {name} is not revoked: `feedpub partner rotate {name}` gives it a new \
@@ -104,7 +105,7 @@ async fn new_token(
             ),
         )
         .into()),
-        (true, _) => Err(Violations::one(
+        (false, true) => Err(Violations::one(
             "name",
             format!(
                 "partner {name} is revoked: `feedpub partner restore {name}` makes it active \

@@ -2165,7 +2165,7 @@ async fn check_partners(store: &dyn Store) {
         store.partner_by_name(&name).await.unwrap(),
         Some(partner.clone())
     );
-    let rotated = store
+    let (rotated, replaced) = store
         .new_token(
             &name,
             rotation(TokenHash("new".into()), "fp_new", false),
@@ -2174,6 +2174,7 @@ async fn check_partners(store: &dyn Store) {
         .await
         .unwrap()
         .unwrap();
+    assert!(replaced);
     assert_eq!(rotated.token_prefix, "fp_new");
     assert_eq!(rotated.rotate_time, Some(at(2)));
     assert!(
@@ -2228,10 +2229,15 @@ async fn check_partners(store: &dyn Store) {
     // A revoked partner is not rotated; restored, it is active again with a new token and
     // the rights it had, its revoked token still refused; an active one is not restored.
     let refused = rotation(TokenHash("again".into()), "fp_again", false);
-    let unchanged = store.new_token(&name, refused, at(7)).await.unwrap();
-    assert_eq!(unchanged.unwrap().revoke_time, Some(at(4)));
+    let (unchanged, replaced) = store
+        .new_token(&name, refused, at(7))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!replaced);
+    assert_eq!(unchanged.revoke_time, Some(at(4)));
     assert!(store.partner_by_name(&name).await.unwrap().is_none());
-    let restored = store
+    let (restored, replaced) = store
         .new_token(
             &name,
             rotation(TokenHash("back".into()), "fp_back", true),
@@ -2240,6 +2246,7 @@ async fn check_partners(store: &dyn Store) {
         .await
         .unwrap()
         .unwrap();
+    assert!(replaced);
     assert_eq!(restored.revoke_time, None);
     assert_eq!(restored.token_prefix, "fp_back");
     assert_eq!(restored.partner, limited.partner);
@@ -2252,7 +2259,7 @@ async fn check_partners(store: &dyn Store) {
         let hash = TokenHash(refused.into());
         assert!(store.partner_by_token(&hash).await.unwrap().is_none());
     }
-    let active = store
+    let (active, replaced) = store
         .new_token(
             &name,
             rotation(TokenHash("twice".into()), "fp_twice", true),
@@ -2261,6 +2268,7 @@ async fn check_partners(store: &dyn Store) {
         .await
         .unwrap()
         .unwrap();
+    assert!(!replaced);
     assert_eq!(active, restored);
     assert!(store.partner_by_token(&back).await.unwrap().is_some());
 
@@ -2306,6 +2314,77 @@ fn rotation(hash: TokenHash, prefix: &str, restore: bool) -> NewToken {
         prefix: prefix.into(),
         restore,
     }
+}
+
+contract!(
+    restorations_and_rotations_racing_leave_one_token,
+    check_racing_tokens
+);
+/// Restorations and rotations of a revoked partner, all under way at once: exactly one
+/// restoration makes it active, each rotation refused was decided before it, and the one
+/// token that authenticates is the last one the store says it gave.
+async fn check_racing_tokens(store: &dyn Store) {
+    let partner = add_partner(store, "racer").await;
+    let name = partner.name.clone();
+    store.revoke_partner(&name, at(1)).await.unwrap().unwrap();
+    // Reads at once first, so that a store with a pool has connections for every call.
+    for read in join_all((0..12).map(|_| store.partner_record(&name))).await {
+        assert!(read.unwrap().is_some());
+    }
+    let calls: Vec<NewToken> = (0..12)
+        .map(|i| {
+            let hash = TokenHash(format!("race-{i}"));
+            rotation(hash, &format!("fp_{i}"), i % 2 == 0)
+        })
+        .collect();
+    let results = join_all(
+        calls
+            .iter()
+            .map(|token| store.new_token(&name, token.clone(), at(2))),
+    )
+    .await;
+    let outcomes: Vec<(bool, bool)> = calls
+        .iter()
+        .zip(results)
+        .map(|(token, result)| (token.restore, result.unwrap().unwrap().1))
+        .collect();
+    let restored = outcomes.iter().filter(|o| **o == (true, true)).count();
+    assert_eq!(restored, 1, "{outcomes:?}");
+    let record = store.partner_record(&name).await.unwrap().unwrap();
+    assert_eq!(record.revoke_time, None);
+    let holders: Vec<&NewToken> = {
+        let mut holders = Vec::new();
+        for token in &calls {
+            if store.partner_by_token(&token.hash).await.unwrap().is_some() {
+                holders.push(token);
+            }
+        }
+        holders
+    };
+    assert_eq!(holders.len(), 1, "{holders:?}");
+    assert_eq!(record.token_prefix, holders[0].prefix);
+    let entries = store
+        .audit_entries(&AuditFilter {
+            partner: Some(name.clone()),
+            since: Some(at(2)),
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    let done = entries.iter().filter(|e| e.outcome == Outcome::Ok).count();
+    let replaced = outcomes.iter().filter(|(_, replaced)| *replaced).count();
+    assert_eq!(
+        (entries.len(), done),
+        (calls.len(), replaced),
+        "{entries:?}"
+    );
+    // The rotations refused are those the store took before the restoration.
+    let refused_rotations = outcomes.iter().filter(|o| **o == (false, false)).count();
+    let revoked = entries
+        .iter()
+        .filter(|e| e.operation == AuditOperation::PartnerRotate && e.outcome == Outcome::Revoked)
+        .count();
+    assert_eq!(refused_rotations, revoked);
 }
 
 contract!(

@@ -767,14 +767,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Replaces a partner's token: an active partner's (`partner.rotate`), or a revoked
     /// one's, which is active again with it (`partner.restore`, when `token.restore`); the
-    /// old token is refused from the next call on. `None` for an unknown name; a partner
-    /// not in the state the change takes is returned unchanged.
+    /// old token is refused from the next call on. `None` for an unknown name; the flag is
+    /// false when the partner is not in the state the change takes (returned unchanged).
     async fn new_token(
         &self,
         name: &PartnerName,
         token: NewToken,
         now: DateTime<Utc>,
-    ) -> Result<Option<PartnerRecord>, StoreError>;
+    ) -> Result<Option<(PartnerRecord, bool)>, StoreError>;
 
     /// Grants or denies rights to an active partner (`configured`: the sections that exist).
     /// `None` for an unknown name; the flag is false when nothing changed (a revoked partner

@@ -846,8 +846,8 @@ impl Store for PostgresStore {
         name: &PartnerName,
         token: NewToken,
         now: DateTime<Utc>,
-    ) -> Result<Option<PartnerRecord>, StoreError> {
-        in_transaction!(self, |conn| partners::rotate_token(
+    ) -> Result<Option<(PartnerRecord, bool)>, StoreError> {
+        in_transaction!(self, |conn| partners::replace_token(
             conn,
             name,
             token.clone(),

@@ -5,7 +5,7 @@
 use super::StoreError;
 use super::sqlite::nanos;
 use super::sqlite_partners::{
-    describe_rights, new_token, operator_entry, record_from_row, sections_columns,
+    describe_rights, operator_entry, record_from_row, sections_columns, token_change,
 };
 use super::{NewPartner, NewToken};
 use crate::domain::{
@@ -130,16 +130,16 @@ pub(super) async fn revoke_partner(
     Ok(Some((found, changed)))
 }
 
-pub(super) async fn rotate_token(
+pub(super) async fn replace_token(
     conn: &mut PgConnection,
     name: &PartnerName,
     token: NewToken,
     now: DateTime<Utc>,
-) -> Result<Option<PartnerRecord>, StoreError> {
+) -> Result<Option<(PartnerRecord, bool)>, StoreError> {
     let Some(mut found) = partner_record(&mut *conn, name, true).await? else {
         return Ok(None);
     };
-    let (write, entry) = new_token(&mut found, &token, now);
+    let (write, entry) = token_change(&mut found, &token, now);
     if write {
         sqlx::query(
             "UPDATE partners SET token_hash = $1, token_prefix = $2, rotate_time = $3,
@@ -154,7 +154,7 @@ pub(super) async fn rotate_token(
         .await?;
     }
     insert_audit(conn, &entry).await?;
-    Ok(Some(found))
+    Ok(Some((found, write)))
 }
 
 pub(super) async fn change_rights(

@@ -110,7 +110,7 @@ enum Job {
         name: PartnerName,
         token: NewToken,
         now: DateTime<Utc>,
-        reply: Reply<Option<PartnerRecord>>,
+        reply: Reply<Option<(PartnerRecord, bool)>>,
     },
     ChangeRights {
         name: PartnerName,
@@ -603,7 +603,10 @@ async fn commit_batch(
                 token,
                 now,
                 reply,
-            } => deliver(reply, partners::rotate(conn, &name, token, now).await),
+            } => deliver(
+                reply,
+                partners::replace_token(conn, &name, token, now).await,
+            ),
             Job::ChangeRights {
                 name,
                 change,
@@ -1853,7 +1856,7 @@ impl Store for SqliteStore {
         name: &PartnerName,
         token: NewToken,
         now: DateTime<Utc>,
-    ) -> Result<Option<PartnerRecord>, StoreError> {
+    ) -> Result<Option<(PartnerRecord, bool)>, StoreError> {
         self.submit(|reply| Job::NewToken {
             name: name.clone(),
             token,

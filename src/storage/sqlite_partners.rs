@@ -152,16 +152,16 @@ pub(super) async fn revoke(
     Ok(Some((found, changed)))
 }
 
-pub(super) async fn rotate(
+pub(super) async fn replace_token(
     conn: &mut SqliteConnection,
     name: &PartnerName,
     token: NewToken,
     now: DateTime<Utc>,
-) -> Result<Option<PartnerRecord>, StoreError> {
+) -> Result<Option<(PartnerRecord, bool)>, StoreError> {
     let Some(mut found) = record(&mut *conn, name).await? else {
         return Ok(None);
     };
-    let (write, entry) = new_token(&mut found, &token, now);
+    let (write, entry) = token_change(&mut found, &token, now);
     if write {
         sqlx::query(
             "UPDATE partners SET token_hash = ?, token_prefix = ?, rotate_time = ?,
@@ -176,13 +176,13 @@ pub(super) async fn rotate(
         .await?;
     }
     audit::insert(conn, &entry).await?;
-    Ok(Some(found))
+    Ok(Some((found, write)))
 }
 
 /// What a new token does to the partner `found`: whether its row is to be written (as
 /// `found` now is), and the audit entry. A rotation takes an active partner only, a
 /// restoration a revoked one.
-pub(super) fn new_token(
+pub(super) fn token_change(
     found: &mut PartnerRecord,
     token: &NewToken,
     now: DateTime<Utc>,
