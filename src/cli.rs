@@ -11,6 +11,7 @@ use crate::app::Application;
 use crate::config::{Overrides, Settings};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use std::ffi::OsString;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -107,6 +108,75 @@ pub struct ServeArgs {
 
 /// Runs a parsed command line. The partner client reports its own errors, with exit codes
 /// of their own ([`client::exit`]).
+/// Parses the command line. A value from a `FEEDPUB_…` variable that is refused is named
+/// by its variable, not by the flag it stands for, which the user may never have typed;
+/// secret values (tokens, database URLs) are not repeated.
+pub fn parse_args() -> Cli {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    Cli::try_parse_from(&args).unwrap_or_else(|error| match from_environment(&error, &args) {
+        Some(message) => {
+            eprintln!("feedpub: {message}");
+            std::process::exit(2)
+        }
+        None => error.exit(),
+    })
+}
+
+/// What to say instead of clap's message when `error` is about a value that came from the
+/// environment: the flag it names is not among the arguments and its variable is set.
+fn from_environment(error: &clap::Error, args: &[OsString]) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        error.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = error.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let flag = arg.split(' ').next()?;
+    let long = flag.strip_prefix("--")?;
+    let typed = args.iter().skip(1).any(|a| {
+        a.to_str().is_some_and(|a| {
+            a == flag
+                || a.strip_prefix(flag)
+                    .is_some_and(|rest| rest.starts_with('='))
+        })
+    });
+    if typed {
+        return None;
+    }
+    let command = <Cli as clap::CommandFactory>::command();
+    let found = env_arg(&command, long)?;
+    let variable = found.get_env()?.to_string_lossy().into_owned();
+    let value = std::env::var_os(&variable)?;
+    let shown = if found.is_hide_env_values_set() {
+        String::new()
+    } else {
+        format!(" {:?}", value.to_string_lossy())
+    };
+    let reason = match std::error::Error::source(error) {
+        Some(source) => format!(": {source}"),
+        None => match error.get(ContextKind::ValidValue) {
+            Some(valid) => format!(": expected one of {valid}"),
+            None => String::new(),
+        },
+    };
+    Some(format!(
+        "{variable}{shown} is not a valid value for {flag}{reason}"
+    ))
+}
+
+/// The argument `--long` of `command` or of any of its subcommands, when it has a variable.
+fn env_arg(command: &clap::Command, long: &str) -> Option<clap::Arg> {
+    command
+        .get_arguments()
+        .find(|a| a.get_long() == Some(long) && a.get_env().is_some())
+        .cloned()
+        .or_else(|| command.get_subcommands().find_map(|sub| env_arg(sub, long)))
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let result = match cli.command {
         Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),

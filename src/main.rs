@@ -1,10 +1,9 @@
 //! The `feedpub` binary: parse the command line, start logging, dispatch.
 
-use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> anyhow::Result<ExitCode> {
-    let cli = feedpub::cli::Cli::parse();
+    let cli = feedpub::cli::parse_args();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?

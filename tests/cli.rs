@@ -496,6 +496,46 @@ fn feedpub_demo_in_the_environment_takes_1_and_off() {
     }
 }
 
+/// A value refused from a `FEEDPUB_…` variable is named by the variable, since the flag it
+/// stands for was never typed; a refused flag is named by the flag.
+#[test]
+fn a_bad_value_in_the_environment_is_named_by_its_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let from_env = run(feedpub(dir.path())
+        .args(["serve", "--demo"])
+        .env("FEEDPUB_GRPC_ADDR", "port-50051"));
+    let said = text(&from_env.stderr);
+    assert_eq!(from_env.status.code(), Some(2), "{said}");
+    assert_eq!(
+        said.trim_end(),
+        "feedpub: FEEDPUB_GRPC_ADDR \"port-50051\" is not a valid value for --grpc-addr: \
+         invalid socket address syntax"
+    );
+    let from_env = run(feedpub(dir.path())
+        .arg("serve")
+        .env("FEEDPUB_DEMO", "maybe"));
+    let said = text(&from_env.stderr);
+    assert_eq!(from_env.status.code(), Some(2), "{said}");
+    assert!(
+        said.starts_with("feedpub: FEEDPUB_DEMO \"maybe\" is not a valid value for --demo"),
+        "{said}"
+    );
+    // Typed, the flag is what is wrong, whatever the environment holds.
+    for typed in [
+        &["--grpc-addr", "port-50051"][..],
+        &["--grpc-addr=port-50051"],
+    ] {
+        let flagged = run(feedpub(dir.path())
+            .args(["serve", "--demo"])
+            .args(typed)
+            .env("FEEDPUB_GRPC_ADDR", "port-50051"));
+        let said = text(&flagged.stderr);
+        assert_eq!(flagged.status.code(), Some(2), "{said}");
+        assert!(said.contains("for '--grpc-addr <GRPC_ADDR>'"), "{said}");
+        assert!(!said.contains("FEEDPUB_GRPC_ADDR"), "{said}");
+    }
+}
+
 #[test]
 fn a_signal_during_start_up_still_stops_the_server_cleanly() {
     let dir = tempfile::tempdir().unwrap();

@@ -193,7 +193,8 @@ impl Remote {
             Some("http") => endpoint,
             _ => {
                 return Err(ClientError::usage(format!(
-                    "--server {server:?} must start with http:// or https://"
+                    "the server URL {server:?} (--server or FEEDPUB_SERVER) must start with http:// or \
+                     https://"
                 )));
             }
         };
