@@ -704,17 +704,18 @@ const BLOCK_TAGS: &[&str] = &[
     "hr",
 ];
 
-/// Elements whose text is no longer true (a correction's deleted words, struck-through
-/// copy): left out of the text, so that a summary of "<del>10</del><ins>12</ins>人" reads
-/// "12人".
-const STRUCK_TAGS: &[&str] = &["del", "s"];
+/// Elements whose text is not the copy's: no longer true (a correction's deleted words,
+/// struck-through copy), so that a summary of "<del>10</del><ins>12</ins>人" reads "12人";
+/// or a ruby annotation over it (pinyin, and the parentheses around it), so that
+/// "<ruby>朔<rt>shuò</rt></ruby>" reads "朔", as its text does. Left out of the text.
+const UNREAD_TAGS: &[&str] = &["del", "s", "rt", "rp"];
 
 /// The readable text of an HTML fragment: tags dropped, entities decoded, blocks on their
-/// own lines, struck-through text left out.
+/// own lines, struck-through text and ruby annotations left out.
 pub fn html_to_text(html: &str) -> String {
-    let unstruck = without_struck(html);
-    let mut marked = String::with_capacity(unstruck.len() + 16);
-    let mut rest = unstruck.as_ref();
+    let copy = without_unread(html);
+    let mut marked = String::with_capacity(copy.len() + 16);
+    let mut rest = copy.as_ref();
     while let Some(pos) = rest.find('<') {
         marked.push_str(&rest[..pos]);
         let tag = rest[pos + 1..].trim_start_matches('/');
@@ -742,9 +743,9 @@ pub fn html_to_text(html: &str) -> String {
         .join("\n\n")
 }
 
-/// `html` without the elements of [`STRUCK_TAGS`] and their content (nested ones
+/// `html` without the elements of [`UNREAD_TAGS`] and their content (nested ones
 /// included). `html` is sanitised HTML: tags are lowercase and balanced.
-fn without_struck(html: &str) -> std::borrow::Cow<'_, str> {
+fn without_unread(html: &str) -> std::borrow::Cow<'_, str> {
     let opens = |rest: &str, tag: &str| {
         rest.strip_prefix('<')
             .and_then(|r| r.strip_prefix(tag))
@@ -755,14 +756,14 @@ fn without_struck(html: &str) -> std::borrow::Cow<'_, str> {
             .and_then(|r| r.strip_prefix(tag))
             .is_some_and(|r| r.starts_with('>'))
     };
-    if !STRUCK_TAGS
+    if !UNREAD_TAGS
         .iter()
         .any(|tag| html.contains(&format!("<{tag}")))
     {
         return std::borrow::Cow::Borrowed(html);
     }
     let mut kept = String::with_capacity(html.len());
-    // The struck element being skipped, and how deep in it the scan is.
+    // The element being skipped, and how deep in it the scan is.
     let mut skipping: Option<(&str, usize)> = None;
     let mut at = 0;
     while let Some(found) = html[at..].find('<') {
@@ -771,7 +772,7 @@ fn without_struck(html: &str) -> std::borrow::Cow<'_, str> {
         match skipping {
             None => {
                 kept.push_str(&html[at..pos]);
-                if let Some(tag) = STRUCK_TAGS.iter().find(|tag| opens(rest, tag)) {
+                if let Some(tag) = UNREAD_TAGS.iter().find(|tag| opens(rest, tag)) {
                     skipping = Some((tag, 1));
                 } else {
                     kept.push('<');
@@ -1454,7 +1455,7 @@ mod tests {
 
     /// What a CMS or a correction marks up is kept, not run together: blocks stay blocks,
     /// deleted and inserted words stay marked, directions and ruby stay; a summary leaves
-    /// out what is struck through.
+    /// out what is struck through and what annotates the ruby's base.
     #[test]
     fn corrections_blocks_and_directions_are_kept_and_struck_text_is_not_summarised() {
         let policy = HtmlPolicy::default();
@@ -1480,6 +1481,11 @@ mod tests {
         );
         assert_eq!(html_to_text(kept[3]), "他说好，新价。");
         assert_eq!(html_to_text(kept[5]), "时间\n\n六月");
+        assert_eq!(html_to_text(kept[7]), "朔");
+        assert_eq!(
+            html_to_text("<ruby>汉<rt>hàn</rt>字<rt>zì</rt></ruby>"),
+            "汉字"
+        );
         // Nested and repeated struck elements, and text around them.
         assert_eq!(
             html_to_text("<p>a<del>b<del>c</del>d</del>e<s>f</s>g<strong>h</strong></p>"),
