@@ -578,6 +578,28 @@ impl Article {
             }
             _ => etag,
         };
+        // An article sent as HTML, read back with the summary made from it, and sent again
+        // with the HTML edited beside that summary: the summary is made again from the
+        // edit. Both bodies are parsed on the writer's path, but only for an edited HTML
+        // beside an unchanged summary.
+        let etag = match &existing {
+            Some(old)
+                if old.content.content_text.is_none()
+                    && content.content_text.is_none()
+                    && content.summary == old.content.summary
+                    && !same_html(&content.content_html, &old.content.content_html)
+                    && old.content.summary == summary_of_html(&old.content.content_html) =>
+            {
+                let made = summary_of_html(&content.content_html);
+                if made == content.summary {
+                    etag
+                } else {
+                    content.summary = made;
+                    content.etag()
+                }
+            }
+            _ => etag,
+        };
         // The same content but for how its HTML writes a no-break space (U+00A0 or
         // `&nbsp;`: HTML made from text wrote the character before, the sanitiser writes
         // the entity) is the same content: sent again, it is not a new version.
@@ -708,6 +730,11 @@ fn made_from_text_shape(html: &str) -> bool {
 /// into the next, or past the cut).
 fn derived_summary(body_text: &str) -> String {
     text::composed(text::balance_bidi(text::summarize(body_text, SUMMARY_GRAPHEMES)).0)
+}
+
+/// The summary made from a (sanitised) HTML body, as validation makes it when none is sent.
+fn summary_of_html(html: &str) -> String {
+    derived_summary(&text::html_to_text(html))
 }
 
 /// Decodings of a plain-text field's entities tried at most: text a system escaped twice
@@ -1640,6 +1667,66 @@ mod tests {
         };
         assert_eq!(article.content.summary, "编辑写的摘要。");
         assert_eq!(article.content.content_html, "<p>更正后的正文。</p>");
+    }
+
+    /// An article sent as HTML only, read back with the summary made from it and sent
+    /// again with its HTML edited, is summarised from the edit; a summary of the partner's
+    /// own, or one edited beside the HTML, is kept.
+    #[test]
+    fn an_html_edited_beside_the_summary_made_from_the_stored_html_is_summarised_again() {
+        let t0 = Utc.with_ymd_and_hms(2023, 6, 7, 0, 0, 0).unwrap();
+        let sent = |html: &str, summary: &str| {
+            ArticleDraft {
+                content_text: String::new(),
+                content_html: html.into(),
+                summary: summary.into(),
+                ..draft()
+            }
+            .validate("", &super::super::HtmlPolicy::default())
+            .unwrap()
+            .content
+        };
+        let first = Article::revise(
+            None,
+            PartnerId(1),
+            ArticleId::parse("a-1").unwrap(),
+            sent("<p>事故造成<b>10</b>人受伤。</p>", ""),
+            t0,
+            |_| "tag:x,2023-06-06:p/a-1".into(),
+        );
+        let Revision::Created(first) = first else {
+            panic!("a new article")
+        };
+        assert_eq!(first.content.summary, "事故造成10人受伤。");
+        let edited = "<p>事故造成<del>10</del><ins>12</ins>人受伤。</p>";
+        let Revision::Updated { article, .. } =
+            revised(&first, sent(edited, &first.content.summary), t0)
+        else {
+            panic!("a new version")
+        };
+        assert_eq!(article.content.summary, "事故造成12人受伤。");
+        assert_eq!(article.etag, article.content.etag());
+        // Sent again as stored, it is the same article.
+        let again = revised(&article, article.content.clone(), t0);
+        assert!(matches!(again, Revision::Unchanged(_)), "{again:?}");
+        // A summary edited beside the HTML, or the partner's own sent again, is kept.
+        let own = ArticleContent {
+            summary: "编辑写的摘要。".into(),
+            ..first.content.clone()
+        };
+        let with_own = Article {
+            etag: own.etag(),
+            content: own,
+            ..first.clone()
+        };
+        for base in [&first, &with_own] {
+            let Revision::Updated { article, .. } =
+                revised(base, sent(edited, "编辑写的摘要。"), t0)
+            else {
+                panic!("a new version")
+            };
+            assert_eq!(article.content.summary, "编辑写的摘要。");
+        }
     }
 
     /// HTML made from text before feedpub wrote a no-break space as `&nbsp;` held the
