@@ -209,6 +209,51 @@ async fn a_reader_that_stops_at_pages_it_has_read_misses_no_article() {
     assert!(missed.is_empty(), "the reader missed {missed:?}");
 }
 
+/// A correction of an article that has left the newest, which readers saw on a page they
+/// need never fetch again, is in the current documents of its section and `all`, in
+/// every format, as well as on its page.
+#[tokio::test]
+async fn a_correction_of_an_archived_article_is_in_the_current_documents() {
+    let server = TestServer::start().await;
+    publish_range(&server, 0..60).await;
+    let corrected = proto::Article {
+        id: "arc-000".into(),
+        section: "politics".into(),
+        title: "更正：档案 000".into(),
+        authors: vec!["陈淑兰".into()],
+        content_text: "第 0 篇，已更正。".into(),
+        publish_time: Some(ts(1_686_092_400)),
+        ..Default::default()
+    };
+    let mut client = server.client().await;
+    let request = PublishArticleRequest {
+        article: Some(corrected),
+        ..Default::default()
+    };
+    let answer = client
+        .publish_article(authed(&server.tokens.newsroom, request))
+        .await
+        .unwrap()
+        .into_inner()
+        .article
+        .unwrap();
+    assert_eq!(answer.version, 2);
+    for feed in ["politics", "all"] {
+        for format in ["atom.xml", "rss.xml", "feed.json"] {
+            let path = format!("/feeds/{feed}/{format}");
+            let body = server.wait_for_feed(&path, |b| b.contains("已更正")).await;
+            assert!(body.contains("更正：档案 000"), "{path}");
+            if format == "atom.xml" {
+                // The newest 50, and the one corrected.
+                assert_eq!(entry_ids(&body).len(), 51, "{path}");
+            }
+        }
+    }
+    let page =
+        String::from_utf8(server.get_bytes("/feeds/politics/archive/1/atom.xml").await).unwrap();
+    assert!(page.contains("已更正"), "the page holds the correction too");
+}
+
 #[tokio::test]
 async fn a_full_archive_page_never_changes_and_a_new_page_starts_when_the_last_fills() {
     let server = TestServer::start().await;

@@ -903,6 +903,93 @@ async fn check_open_page_shown(store: &dyn Store) {
     }
 }
 
+contract!(
+    corrections_and_late_arrivals_are_in_the_current_documents_while_new_copy_would_be,
+    check_changes_shown
+);
+/// An article on an archive page that is corrected, moved into the feed, or comes into
+/// view (its embargo ending) after the oldest of the newest was published is in the
+/// current documents too, as new copy at that moment would be: readers may never fetch an
+/// archive page again (RFC 5005 §4.2). It leaves when newer copy pushes that moment out,
+/// and at most a page's worth of such articles is shown, the latest first.
+async fn check_changes_shown(store: &dyn Store) {
+    let partner = add_partner(store, "newsroom").await;
+    store.set_archive_page(3);
+    let now_written =
+        |id: &'static str, minute: i64| publish_at(store, &partner, id, (minute, minute), |_| {});
+    // Pages [a-0 a-1 a-2] [e-0 a-3 a-4] [a-5 a-6 a-7]: e-0 is under embargo until 300.
+    for n in 0..3 {
+        now_written(["a-0", "a-1", "a-2"][n], 100 + 10 * n as i64).await;
+    }
+    publish_at(store, &partner, "e-0", (125, 125), |d| {
+        d.embargo_time = Some(at(300));
+    })
+    .await;
+    for (n, id) in ["a-3", "a-4", "a-5", "a-6", "a-7"].into_iter().enumerate() {
+        now_written(id, 130 + 10 * n as i64).await;
+    }
+    // In politics, to be moved into rural.
+    publish_at(store, &partner, "m-0", (90, 90), |d| {
+        d.section = "politics".into();
+    })
+    .await;
+    let rural = FeedScope::Section(SectionSlug::parse("rural").unwrap());
+    let shown = |scope: &FeedScope, minute: i64| {
+        let scope = scope.clone();
+        async move {
+            let content = store
+                .feed_content(&scope, at(minute), 3, TimeDelta::hours(1))
+                .await
+                .unwrap();
+            let ids: Vec<String> = content
+                .articles
+                .iter()
+                .map(|a| a.id.as_str().to_owned())
+                .collect();
+            (ids, content.last_change)
+        }
+    };
+    assert_eq!(shown(&rural, 199).await.0, ["a-7", "a-6", "a-5"]);
+    // A correction of a-0, on the first archive page.
+    publish_at(store, &partner, "a-0", (100, 200), |d| {
+        d.title = "更正：右玉县".into();
+    })
+    .await;
+    let (ids, date) = shown(&rural, 201).await;
+    assert_eq!(ids, ["a-7", "a-6", "a-5", "a-0"]);
+    assert_eq!(date, Some(at(200)));
+    assert_eq!(shown(&FeedScope::All, 201).await.0, ids);
+    // e-0's embargo ends; m-0 moves into rural.
+    assert_eq!(shown(&rural, 299).await.0, ["a-7", "a-6", "a-5", "a-0"]);
+    let (ids, date) = shown(&rural, 300).await;
+    assert_eq!(ids, ["a-7", "a-6", "a-5", "e-0", "a-0"]);
+    assert_eq!(date, Some(at(300)));
+    publish_at(store, &partner, "m-0", (90, 302), |_| {}).await;
+    let (ids, date) = shown(&rural, 303).await;
+    assert_eq!(ids, ["a-7", "a-6", "a-5", "e-0", "a-0", "m-0"]);
+    assert_eq!(date, Some(at(302)));
+    // A page's worth at most, the latest changes first: a-0's correction is left out.
+    publish_at(store, &partner, "a-1", (110, 304), |d| {
+        d.title = "更正：右玉县 a-1".into();
+    })
+    .await;
+    assert_eq!(
+        shown(&rural, 305).await.0,
+        ["a-7", "a-6", "a-5", "e-0", "a-1", "m-0"]
+    );
+    // Newer copy pushes those moments out once the oldest of the newest is later than
+    // them: the newest alone again.
+    for (n, id) in ["n-0", "n-1"].into_iter().enumerate() {
+        now_written(id, 400 + 10 * n as i64).await;
+    }
+    assert_eq!(
+        shown(&rural, 500).await.0,
+        ["n-1", "n-0", "a-7", "e-0", "a-1", "m-0"]
+    );
+    now_written("n-2", 420).await;
+    assert_eq!(shown(&rural, 500).await.0, ["n-2", "n-1", "n-0"]);
+}
+
 /// The scope's whole history as one archive page: full, and the newest.
 async fn whole_history(store: &dyn Store, scope: &FeedScope, now: DateTime<Utc>) -> ArchivePage {
     let content = store

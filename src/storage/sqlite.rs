@@ -1091,16 +1091,26 @@ fn in_view(shown: &str) -> String {
 
 /// `SELECT {keyed}, change_time, guid …`: what the current documents of `all` or a section
 /// show at `?1`, in feed order. That is the newest `?2` articles by publish time
-/// ([`shown_in_order`]), and those in view of the feed's open archive page: the articles
-/// stored since its last full page (fewer than `?2`, newest last), which no archive page
-/// holds yet. Copy filed with an older publish time than the newest `?2` (a late report,
-/// a backfill) is then in the current documents until its page fills, and the current
-/// documents and the archive pages together hold every article (RFC 5005 §4).
+/// ([`shown_in_order`]), and, in view, two kinds of articles older than those:
 ///
-/// The open page's keys come from the index of the archive order alone; only those not
-/// among the newest (copy filed out of order, rare) are looked up, since their times sit
-/// past the bodies in SQLite's rows, each by its key. The key is the rowid in SQLite, the
-/// partner and article ids in PostgreSQL (`postgres`).
+/// - those of the feed's open archive page: the articles stored since its last full page
+///   (fewer than `?2`, newest last), which no archive page holds yet. Copy filed with an
+///   older publish time than the newest `?2` (a late report, a backfill) is then in the
+///   current documents until its page fills, and the current documents and the archive
+///   pages together hold every article (RFC 5005 §4);
+/// - those that changed, or came into view, since the oldest of the newest was published:
+///   a correction or a move into the scope (a write after the article's first) made since
+///   then, an embargo that ended since then (at most `?2` of them, the latest first). Archive pages are documents a
+///   reader may never fetch again (RFC 5005 §4.2), so a change that must reach every
+///   reader is published in the current documents too; it stays there as long as an
+///   article published at that moment would, so a reader that polls often enough not to
+///   miss new articles misses no correction either.
+///
+/// The open page's keys come from the index of the archive order alone, and the changed
+/// ones' from the indexes of change times and embargo ends; only those not among the
+/// newest (rare) are looked up, since their times sit past the bodies in SQLite's rows,
+/// each by its key. The key is the rowid in SQLite, the partner and article ids in
+/// PostgreSQL (`postgres`).
 pub(super) fn section_keys(scope: &FeedScope, postgres: bool) -> String {
     let (key, keyed, row, by_key) = if postgres {
         let ids = "partner_id, article_id";
@@ -1113,18 +1123,46 @@ pub(super) fn section_keys(scope: &FeedScope, postgres: bool) -> String {
     let (kind, _) = super::feed_size_key(scope);
     // `all` binds no `?3` to its keys (PostgreSQL counts the parameters a statement names).
     let name = if filter3.is_empty() { "''" } else { "?3" };
+    // Corrections and embargo ends on their partial indexes (embargo ends as `FeedSql::of`
+    // reads them), so that no article written once is walked.
+    let indexed = |index: &str| {
+        if postgres {
+            source.to_owned()
+        } else {
+            let prefix = match scope {
+                FeedScope::Section(_) => "articles_section",
+                _ => "articles",
+            };
+            format!("{source} INDEXED BY {prefix}_{index}")
+        }
+    };
+    let (corrected, embargoed) = (indexed("corrected"), indexed("embargo"));
     format!(
-        "WITH newest AS (SELECT {key}, change_time, guid, publish_time {newest}),
+        "WITH newest AS MATERIALIZED (SELECT {key}, change_time, guid, publish_time {newest}),
               open_page AS (
                   SELECT {key} FROM {source} WHERE {filter3} TRUE
                   ORDER BY create_time DESC, guid DESC
                   LIMIT COALESCE((SELECT articles % ?2 FROM feed_sizes
-                                  WHERE kind = '{kind}' AND name = {name}), 0))
+                                  WHERE kind = '{kind}' AND name = {name}), 0)),
+              since AS (SELECT MIN(publish_time) AS t FROM newest HAVING COUNT(*) >= ?2),
+              changed AS (
+                  SELECT {keyed} FROM (
+                      SELECT {key}, shown_change_time AS t FROM {corrected}
+                      WHERE {filter3} shown_change_time > (SELECT t FROM since)
+                        AND shown_change_time > create_time
+                      UNION ALL
+                      SELECT {key}, embargo_time AS t FROM {embargoed}
+                      WHERE {filter3} embargo_time > (SELECT t FROM since)
+                        AND embargo_time <= ?1) AS change
+                  WHERE ({keyed}) NOT IN (SELECT {keyed} FROM newest)
+                  ORDER BY t DESC LIMIT ?2)
          SELECT {keyed}, change_time, guid FROM (
              SELECT {keyed}, change_time, guid, publish_time FROM newest
              UNION ALL
              SELECT {key}, change_time, guid, publish_time FROM {by_key}
-             WHERE {row} IN (SELECT {keyed} FROM open_page EXCEPT SELECT {keyed} FROM newest)
+             WHERE {row} IN (SELECT {keyed} FROM open_page
+                             UNION SELECT {keyed} FROM changed
+                             EXCEPT SELECT {keyed} FROM newest)
                AND {in_view}) AS shown
          ORDER BY publish_time DESC, guid",
         newest = shown_in_order(scope, source, ""),

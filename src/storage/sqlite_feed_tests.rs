@@ -337,7 +337,7 @@ async fn a_feeds_keys_are_read_from_indexes_alone_in_feed_order() {
         // The newest from the feed's covering index; the open page's keys from the index
         // of the archive order, walked from its newest end for no more than a page; the
         // rows of those not among the newest by their keys. Sorted (a temporary B-tree)
-        // are at most two pages of keys.
+        // are at most three pages of keys.
         let newest = keys.iter().filter(|s| s.contains(first)).count();
         assert_eq!(newest, 1, "{scope:?}: {keys:?}");
         let created = match scope {
@@ -345,6 +345,22 @@ async fn a_feeds_keys_are_read_from_indexes_alone_in_feed_order() {
             _ => "SEARCH articles USING COVERING INDEX articles_section_created (section=?)",
         };
         assert!(keys.iter().any(|s| s == created), "{scope:?}: {keys:?}");
+        // The keys of what was corrected or came into view since the oldest of the newest
+        // was published, from the partial indexes of corrections and embargo ends alone.
+        let changed = match scope {
+            FeedScope::All => [
+                "articles_corrected (shown_change_time>?)",
+                "articles_embargo (embargo_time>? AND embargo_time<?)",
+            ],
+            _ => [
+                "articles_section_corrected (section=? AND shown_change_time>?)",
+                "articles_section_embargo (section=? AND embargo_time>? AND embargo_time<?)",
+            ],
+        };
+        for index in changed {
+            let step = format!("SEARCH articles USING COVERING INDEX {index}");
+            assert!(keys.contains(&step), "{scope:?}: {keys:?}");
+        }
         let looked_up = keys
             .iter()
             .filter(|s| s.contains(" articles ") && !s.contains("INDEX"));
