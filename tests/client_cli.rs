@@ -512,6 +512,26 @@ async fn get_list_and_retract_round_trip_and_an_edited_get_is_published_as_a_cor
     let output = run(&mut setup.client(&["publish", file.to_str().unwrap(), "--json"]));
     assert_eq!(counts(&summary(&output, 0)), [0, 0, 1, 0]);
 
+    // A text edited in what get --json printed (no HTML, the summary made from the stored
+    // text): the summary is made from the edit, as the HTML is.
+    let plain = json!({
+        "id": "text-1", "section": "rural", "title": "供暖",
+        "content_text": "本报讯 全市供暖面积达5000万平方米。",
+        "publish_time": "2023-06-07T06:00:00+08:00"
+    });
+    let file = setup.file("text.jsonl", &[plain.to_string()]);
+    run(&mut setup.client(&["publish", file.to_str().unwrap()]));
+    let got = common::binary::stdout_of(&run(&mut setup.client(&["get", "text-1", "--json"])));
+    let mut edited: Value = serde_json::from_str(got.trim()).unwrap();
+    assert_eq!(edited["summary"], "本报讯 全市供暖面积达5000万平方米。");
+    assert_eq!(edited.get("content_html"), None, "{edited}");
+    edited["content_text"] = json!("本报讯 全市供暖面积达4800万平方米。");
+    let file = setup.file("text-edited.jsonl", &[edited.to_string()]);
+    let output = run(&mut setup.client(&["publish", file.to_str().unwrap(), "--json"]));
+    assert_eq!(counts(&summary(&output, 0)), [0, 1, 0, 0]);
+    let stored = setup.get("text-1").await.unwrap();
+    assert_eq!(stored.summary, "本报讯 全市供暖面积达4800万平方米。");
+
     // Edited: a correction, version 2, with the time of the edit.
     article["title"] = json!("何向荣主持召开全市打击私采滥挖工作推进会（更正）");
     let corrected = setup.file("corrected.jsonl", &[article.to_string()]);

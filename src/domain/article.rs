@@ -556,25 +556,32 @@ impl Article {
             }
             _ => content_etag,
         };
-        // An article sent as text, read back with the HTML made from that text (and the
-        // summary made from it, when it was), and sent again with only the text edited: both
-        // are made again from the edit. Only text is summarised here, on the writer's path;
-        // HTML is not parsed.
+        // An article sent as text, read back with the HTML made from that text and the
+        // summary made from it (when it was), and sent again with its text edited: the
+        // HTML is made again from the edit when the one sent is the stored one (a client
+        // that sends no HTML has it made from the edit already), and so is the summary when
+        // the one sent is the stored one. Only text is summarised here, on the writer's
+        // path; HTML is not parsed.
         let etag = match &existing {
             Some(old)
                 if let (Some(new_text), Some(old_text)) =
                     (&content.content_text, &old.content.content_text)
-                    && new_text != old_text
-                    && same_html(&content.content_html, &old.content.content_html)
-                    && same_html(&old.content.content_html, &text::text_to_html(old_text)) =>
+                    && new_text != old_text =>
             {
-                content.content_html = text::text_to_html(new_text);
+                let mut remade = false;
+                if same_html(&content.content_html, &old.content.content_html)
+                    && same_html(&old.content.content_html, &text::text_to_html(old_text))
+                {
+                    content.content_html = text::text_to_html(new_text);
+                    remade = true;
+                }
                 if content.summary == old.content.summary
                     && old.content.summary == derived_summary(old_text)
                 {
                     content.summary = derived_summary(new_text);
+                    remade = true;
                 }
-                content.etag()
+                if remade { content.etag() } else { etag }
             }
             _ => etag,
         };
@@ -1632,6 +1639,17 @@ mod tests {
         };
         assert_eq!(article.content.content_html, "<p>更正后的正文。</p>");
         assert_eq!(article.content.summary, "更正后的正文。");
+        // Sent without the HTML (as `feedpub get --json` prints it), beside the summary
+        // made from the stored text: that summary is made again too.
+        let without_html = ArticleContent {
+            content_html: text::text_to_html("更正后的正文。"),
+            ..read_back("更正后的正文。")
+        };
+        let Revision::Updated { article, .. } = revised(&first, without_html, t0) else {
+            panic!("a new version")
+        };
+        assert_eq!(article.content.summary, "更正后的正文。");
+        assert_eq!(article.etag, article.content.etag());
         // The HTML of a partner's own is kept.
         let Revision::Updated { article, .. } = revised(
             &first,
