@@ -631,8 +631,13 @@ impl Article {
                 });
                 // Feed readers take an entry whose `updated` did not move on as unchanged:
                 // a correction dated no later than the version it replaces is dated by the
-                // edit itself (never before that version).
-                let updated = if old.etag != etag && updated <= old.updated {
+                // edit itself (never before that version). A version no feed ever showed
+                // (scheduled ahead, or under embargo, since its first write) binds nothing:
+                // one scheduled for 20:00 and brought forward to 18:00 is not dated 20:00.
+                let seen = old.shown_change_time.is_some() || old.is_visible(now);
+                let updated = if !seen {
+                    updated
+                } else if old.etag != etag && updated <= old.updated {
                     now.max(old.updated)
                 } else {
                     updated.max(old.updated)
@@ -1613,6 +1618,46 @@ mod tests {
         };
         assert_eq!(article.updated, later);
         assert_eq!(article.content.update_time, None);
+
+        // Scheduled two hours ahead, then brought forward before any feed showed it, read
+        // back with the update time it was stored with (its old publish time): dated by
+        // its new publish time, and a later correction by its edit.
+        let ahead = t0 + chrono::Duration::hours(2);
+        let Revision::Created(scheduled) = Article::revise(
+            None,
+            PartnerId(1),
+            ArticleId::parse("a-2").unwrap(),
+            ArticleContent {
+                publish_time: ahead,
+                update_time: None,
+                ..valid.content.clone()
+            },
+            t0,
+            |_| "tag:x,2023-06-06:p/a-2".into(),
+        ) else {
+            panic!("a new article")
+        };
+        assert_eq!(scheduled.updated, ahead);
+        let sooner = t0 + chrono::Duration::minutes(10);
+        let brought = ArticleContent {
+            publish_time: sooner,
+            update_time: Some(ahead),
+            ..scheduled.content.clone()
+        };
+        let Revision::Updated { article, .. } = revised(&scheduled, brought, t0) else {
+            panic!("a new version")
+        };
+        assert_eq!(article.updated, sooner);
+        let edit_time = sooner + chrono::Duration::minutes(5);
+        let corrected = ArticleContent {
+            title: "更正".into(),
+            update_time: Some(article.updated),
+            ..article.content.clone()
+        };
+        let Revision::Updated { article, .. } = revised(&article, corrected, edit_time) else {
+            panic!("a new version")
+        };
+        assert_eq!(article.updated, edit_time);
     }
 
     /// A client that reads an article sent as text gets the HTML (and the summary) made
