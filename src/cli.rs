@@ -420,8 +420,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!("{warning}");
     }
     if args.demo {
-        let changed = app.publish_demo().await?;
-        tracing::info!(changed, "sample edition published");
+        let stored = app.publish_demo().await?;
+        tracing::info!(stored, "sample edition published");
     }
     app.run_until_stopped(stop).await?;
     tracing::info!("stopped");

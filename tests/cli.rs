@@ -404,6 +404,46 @@ async fn demo_is_served_then_stops_cleanly_on(signal: &str) {
     assert!(log.contains("stopped"), "{log}");
 }
 
+/// `serve --demo` stores only the articles of the sample edition the demo partner lacks:
+/// one an editor retracted stays retracted when the server starts again with `--demo`.
+#[test]
+fn a_restart_with_demo_does_not_undo_an_editors_retraction() {
+    const ID: &str = "2023-06-07-gonglu-guihua-tiaozheng";
+    let dir = tempfile::tempdir().unwrap();
+    let published = |server: &mut Server| {
+        server.log.wait_for("the sample edition", |l| {
+            l.contains("sample edition published")
+                .then(|| l.split("stored=").nth(1).map(|n| n.trim().to_owned()))
+                .flatten()
+        })
+    };
+    let mut server = Server::start(dir.path(), &["--demo"]);
+    assert_eq!(published(&mut server), "7");
+    let token = token_of(&run(
+        feedpub(dir.path()).args(["partner", "rotate", "newsroom"])
+    ));
+    let retract = run(feedpub(dir.path())
+        .args(["retract", ID, "--reason", "数据有误"])
+        .arg("--server")
+        .arg(format!("http://{}", server.grpc_addr))
+        .env("FEEDPUB_TOKEN", &token));
+    assert!(retract.status.success(), "{}", text(&retract.stderr));
+    server.signal("TERM");
+    assert!(server.exit_status().success());
+
+    let mut server = Server::start(dir.path(), &["--demo"]);
+    assert_eq!(published(&mut server), "0");
+    let got = run(feedpub(dir.path())
+        .args(["get", ID, "--json"])
+        .arg("--server")
+        .arg(format!("http://{}", server.grpc_addr))
+        .env("FEEDPUB_TOKEN", &token));
+    let article: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
+    assert_eq!(article["state"], "retracted", "{article}");
+    server.signal("TERM");
+    assert!(server.exit_status().success());
+}
+
 #[tokio::test]
 async fn serve_demo_publishes_the_sample_edition_and_stops_cleanly_on_sigterm() {
     demo_is_served_then_stops_cleanly_on("TERM").await;

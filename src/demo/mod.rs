@@ -68,7 +68,9 @@ pub fn sample_edition() -> Vec<proto::Article> {
 }
 
 /// Publishes the sample edition as the `newsroom` partner (created with rights to every
-/// section if missing); returns how many articles changed.
+/// section if missing); returns how many articles it stored. Only articles the partner
+/// does not have yet are published: what an editor did to one since (a correction, a
+/// retraction, a move) is theirs, and a restart with `--demo` does not undo it.
 pub async fn publish_sample_edition(
     publisher: &Publisher,
     store: &dyn Store,
@@ -102,17 +104,22 @@ pub async fn publish_sample_edition(
         remembered: None,
         token: None,
     };
-    let mut changed = 0;
+    let mut stored = 0;
     for article in sample_edition() {
+        let id = crate::domain::ArticleId::parse(&article.id)
+            .map_err(|e| PublishError::Invalid(crate::domain::Violations::one("id", e)))?;
+        if store.article(caller.partner.id, &id).await?.is_some() {
+            continue;
+        }
         let request = PublishRequest {
             draft: draft_from_proto(Some(article))?,
             ..PublishRequest::default()
         };
         if publisher.publish(&caller, request).await?.changed {
-            changed += 1;
+            stored += 1;
         }
     }
-    Ok(changed)
+    Ok(stored)
 }
 
 #[cfg(test)]

@@ -135,7 +135,7 @@ async fn the_same_store_renders_identical_feeds_and_etags_in_any_time_zone_and_l
     );
     let changed = utc.wait_for_log("the demo's publication", |l| {
         l.contains("sample edition published")
-            .then(|| l.contains("changed=7"))
+            .then(|| l.contains("stored=7"))
     });
     assert!(changed, "a fresh store takes the whole sample edition");
     wait_for_demo_feeds(&on_utc).await;
@@ -159,7 +159,7 @@ async fn the_same_store_renders_identical_feeds_and_etags_in_any_time_zone_and_l
     );
     let changed = shanghai.wait_for_log("the demo's publication", |l| {
         l.contains("sample edition published")
-            .then(|| l.contains("changed=0"))
+            .then(|| l.contains("stored=0"))
     });
     assert!(changed, "publishing the same edition again changes nothing");
     wait_for_demo_feeds(&on_shanghai).await;
