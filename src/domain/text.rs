@@ -970,7 +970,17 @@ fn is_wide(c: char) -> bool {
 /// `folded` cut after `max_graphemes` graphemes and marked with `…`; `None` when it is not
 /// longer than that.
 fn cut_summary(folded: &str, max_graphemes: usize) -> Option<String> {
-    let cut = grapheme_start(folded, max_graphemes)?;
+    let mut cut = grapheme_start(folded, max_graphemes)?;
+    // Not between the halves of a Chinese dash (——) or ellipsis (……): the cut goes before
+    // the pair.
+    while let (Some(before), Some(at)) = (
+        folded[..cut].chars().next_back(),
+        folded[cut..].chars().next(),
+    ) && before == at
+        && matches!(at, '\u{2014}' | '\u{2026}')
+    {
+        cut -= before.len_utf8();
+    }
     Some(format!("{}…", folded[..cut].trim_end()))
 }
 
@@ -1544,6 +1554,14 @@ mod tests {
         assert_eq!(summarize("한국어\n한국어", 160), "한국어 한국어");
         // A space typed between Chinese words stays.
         assert_eq!(summarize("朔州日报 记者", 160), "朔州日报 记者");
+    }
+
+    #[test]
+    fn a_summary_is_not_cut_between_the_halves_of_a_dash_or_an_ellipsis() {
+        assert_eq!(summarize("一二——三四", 3), "一二…");
+        assert_eq!(summarize("一二……三四", 3), "一二…");
+        assert_eq!(summarize("一二——三四", 4), "一二——…");
+        assert_eq!(summarize("一——二", 2), "一…");
     }
 
     #[test]
