@@ -860,6 +860,14 @@ impl Checker {
         let mut names: Vec<String> = Vec::with_capacity(raw.len());
         for (i, name) in raw.iter().enumerate() {
             let item = format!("{field}[{i}]");
+            let unpadded = text::without_padding(name);
+            if let Some(unpadded) = &unpadded {
+                self.warnings.push(format!(
+                    "{item}: removed the full-width spaces that pad it ({:?} is {unpadded:?})",
+                    name.trim()
+                ));
+            }
+            let name = unpadded.as_deref().unwrap_or(name);
             let mut name = text::normalize_name(&self.text(&item, name, true));
             // Invisible characters normalising removed may have split an entity.
             if decoded_once(&name).is_some() {
@@ -2330,6 +2338,33 @@ mod tests {
             "{:?}",
             derived.content.summary
         );
+    }
+
+    /// A Chinese name padded with full-width spaces to the width of three characters, as
+    /// bylines are printed, is the name itself, with a warning; other spaces stay.
+    #[test]
+    fn a_name_padded_with_full_width_spaces_is_the_name() {
+        let valid = ArticleDraft {
+            authors: vec!["王　芳".into(), "王芳".into(), "王　John".into()],
+            tags: vec!["少先队　　工作".into()],
+            ..draft()
+        }
+        .validate("article.", &text::HtmlPolicy::default())
+        .unwrap();
+        assert_eq!(valid.content.authors, ["王芳", "王 John"]);
+        assert_eq!(valid.content.tags, ["少先队工作"]);
+        assert_eq!(
+            valid.warnings,
+            [
+                "article.authors[0]: removed the full-width spaces that pad it (\"王\\u{3000}芳\" \
+                 is \"王芳\")",
+                "article.authors[1]: \"王芳\" is listed twice; kept once",
+                "article.tags[0]: removed the full-width spaces that pad it (\"少先队\\u{3000}\\u{3000}工作\" \
+                 is \"少先队工作\")",
+            ]
+        );
+        assert_eq!(text::without_padding("王芳"), None);
+        assert_eq!(text::without_padding("　王芳　"), None);
     }
 
     /// One name has one feed: precomposed and decomposed accents, and zero-width

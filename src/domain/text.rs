@@ -63,6 +63,40 @@ pub(crate) fn shows_media(html: &str) -> bool {
     })
 }
 
+/// `name` without the ideographic spaces (U+3000) that pad it between two East Asian
+/// wide characters: a two-character Chinese name is padded to the width of three in print
+/// ("王　芳"), and is the name 王芳, with its feeds. `None` when there are none.
+pub(crate) fn without_padding(name: &str) -> Option<String> {
+    if !name.contains('\u{3000}') {
+        return None;
+    }
+    let chars: Vec<char> = name.chars().collect();
+    let mut kept = String::with_capacity(name.len());
+    let mut changed = false;
+    let mut at = 0;
+    while at < chars.len() {
+        let c = chars[at];
+        if c != '\u{3000}' {
+            kept.push(c);
+            at += 1;
+            continue;
+        }
+        let end = chars[at..]
+            .iter()
+            .position(|c| *c != '\u{3000}')
+            .map_or(chars.len(), |n| at + n);
+        let between_wide = kept.chars().next_back().is_some_and(is_wide)
+            && chars.get(end).is_some_and(|c| is_wide(*c));
+        if between_wide {
+            changed = true;
+        } else {
+            kept.extend(&chars[at..end]);
+        }
+        at = end;
+    }
+    changed.then_some(kept)
+}
+
 /// An author name or tag as it is stored and slugged: in Unicode NFC, so that "José"
 /// typed precomposed or with a combining accent is one name with one feed, and without the
 /// zero-width characters that carry nothing in a name (U+200B ZERO WIDTH SPACE, U+2060 WORD
