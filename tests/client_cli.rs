@@ -584,6 +584,23 @@ async fn get_list_and_retract_round_trip_and_an_edited_get_is_published_as_a_cor
     let stored = setup.get(id).await.unwrap();
     assert_eq!(stored.state, proto::ArticleState::Retracted as i32);
     assert_eq!(stored.retract_reason, "重复稿件");
+    // Retracted again with another reason: the first is kept, and said, and the audit
+    // log records the one given again beside it.
+    let again = run(&mut setup.client(&["retract", id, "--reason", "数据有误"]));
+    assert!(
+        common::binary::stdout_of(&again)
+            .trim_end()
+            .ends_with("reason: 重复稿件"),
+        "{}",
+        text(&again.stdout)
+    );
+    let audit = common::binary::stdout_of(&run(feedpub(setup.dir.path())
+        .args(["audit", "--limit", "1", "--data-dir"])
+        .arg(setup.dir.path().join("data"))));
+    assert!(
+        audit.contains("重复稿件 (retracted already; the reason given again, not kept: 数据有误)"),
+        "{audit}"
+    );
     body_when(&setup.running.url("/feeds/politics/feed.json"), |b| {
         !b.contains(id) && b.contains("2023-06-07-gonglu-guihua-tiaozheng-2")
     })

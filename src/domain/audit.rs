@@ -159,6 +159,41 @@ impl AuditEntry {
         }
     }
 
+    /// The entry of a retraction of `article_id` asked with `reason`, as the store
+    /// answered it: the article and whether this call retracted it (`None`: not found).
+    /// The detail is the reason kept; an article retracted already keeps its first
+    /// reason, and the one given again, when it differs, is recorded beside it.
+    pub fn retraction(
+        actor: &Actor,
+        article_id: &str,
+        reason: &str,
+        result: Option<(&super::Article, bool)>,
+        time: DateTime<Utc>,
+    ) -> Self {
+        let (outcome, detail) = match result {
+            None => (Outcome::NotFound, String::new()),
+            Some((article, true)) => (Outcome::Ok, article.retract_reason.clone()),
+            Some((article, false)) if article.retract_reason == reason => {
+                (Outcome::Unchanged, article.retract_reason.clone())
+            }
+            Some((article, false)) => (
+                Outcome::Unchanged,
+                format!(
+                    "{} (retracted already; the reason given again, not kept: {reason})",
+                    article.retract_reason
+                ),
+            ),
+        };
+        Self::new(
+            actor,
+            AuditOperation::Retract,
+            Some(article_id),
+            outcome,
+            time,
+        )
+        .with_detail(detail)
+    }
+
     /// The entry with `detail`, cut to 1000 characters.
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = super::one_line(&detail.into(), 1000);

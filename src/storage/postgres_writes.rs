@@ -328,24 +328,10 @@ pub(super) async fn retract(
     actor: &Actor,
 ) -> Result<Option<(Article, bool)>, StoreError> {
     let article_id = retraction.id.to_string();
+    let reason = retraction.reason.clone();
     let result = retract_article(conn, partner, retraction, now).await?;
-    let outcome = match &result {
-        None => Outcome::NotFound,
-        Some((_, true)) => Outcome::Ok,
-        Some((_, false)) => Outcome::Unchanged,
-    };
-    let detail = result
-        .as_ref()
-        .map(|(a, _)| a.retract_reason.clone())
-        .unwrap_or_default();
-    let entry = AuditEntry::new(
-        actor,
-        AuditOperation::Retract,
-        Some(&article_id),
-        outcome,
-        now,
-    )
-    .with_detail(detail);
+    let retracted = result.as_ref().map(|(a, done)| (a, *done));
+    let entry = AuditEntry::retraction(actor, &article_id, &reason, retracted, now);
     insert_audit(conn, &entry).await?;
     Ok(result)
 }

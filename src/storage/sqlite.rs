@@ -560,25 +560,11 @@ async fn commit_batch(
                 reply,
             } => {
                 let article_id = retraction.id.to_string();
+                let reason = retraction.reason.clone();
                 let result = writes::apply_retract(conn, partner, *retraction, now).await;
                 let result = audit::record(conn, result, |retracted| {
-                    let outcome = match retracted {
-                        None => Outcome::NotFound,
-                        Some((_, true)) => Outcome::Ok,
-                        Some((_, false)) => Outcome::Unchanged,
-                    };
-                    let detail = retracted
-                        .as_ref()
-                        .map(|(a, _)| a.retract_reason.clone())
-                        .unwrap_or_default();
-                    AuditEntry::new(
-                        &actor,
-                        AuditOperation::Retract,
-                        Some(&article_id),
-                        outcome,
-                        now,
-                    )
-                    .with_detail(detail)
+                    let retracted = retracted.as_ref().map(|(a, done)| (a, *done));
+                    AuditEntry::retraction(&actor, &article_id, &reason, retracted, now)
                 })
                 .await;
                 deliver(reply, result)

@@ -173,16 +173,18 @@ async fn retract_article(args: RetractArgs) -> Result<(), ClientError> {
         .await
         .map_err(|status| remote.error(&status))?
         .into_inner();
+    // The reason kept: an article retracted already keeps its first one.
     writeln!(
         std::io::stdout(),
-        "retracted {} at {} (etag {})",
+        "retracted {} at {} (etag {}), reason: {}",
         article.id,
         article
             .retract_time
             .as_ref()
             .map(rfc3339)
             .unwrap_or_default(),
-        article.etag
+        article.etag,
+        article.retract_reason
     )
     .or_else(quiet_when_closed)
     .map_err(output_error)
