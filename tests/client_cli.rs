@@ -532,6 +532,29 @@ async fn get_list_and_retract_round_trip_and_an_edited_get_is_published_as_a_cor
     let stored = setup.get("text-1").await.unwrap();
     assert_eq!(stored.summary, "本报讯 全市供暖面积达4800万平方米。");
 
+    // People read times in their own zone, and an article still to come as scheduled.
+    let ahead = json!({
+        "id": "sched-1", "section": "rural", "title": "预告", "content_text": "正文。",
+        "publish_time": "2099-01-01T08:00:00+08:00"
+    });
+    let file = setup.file("sched.jsonl", &[ahead.to_string()]);
+    run(&mut setup.client(&["publish", file.to_str().unwrap()]));
+    let human =
+        common::binary::stdout_of(&run(setup.client(&["get", "sched-1"]).env("TZ", "CST-8")));
+    assert!(human.contains("state           scheduled\n"), "{human}");
+    assert!(
+        human.contains("publish_time    2099-01-01T08:00:00+08:00\n"),
+        "{human}"
+    );
+    let rows = common::binary::stdout_of(&run(setup
+        .client(&["list", "--section", "rural"])
+        .env("TZ", "UTC0")));
+    assert!(
+        rows.lines()
+            .any(|r| r.starts_with("2099-01-01T00:00:00+00:00  scheduled") && r.contains("sched-1")),
+        "{rows}"
+    );
+
     // Edited: a correction, version 2, with the time of the edit.
     article["title"] = json!("何向荣主持召开全市打击私采滥挖工作推进会（更正）");
     let corrected = setup.file("corrected.jsonl", &[article.to_string()]);

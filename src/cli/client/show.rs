@@ -209,12 +209,48 @@ fn print_json(out: &mut impl Write, article: &proto::Article) -> std::io::Result
 }
 
 /// One line of `list`: publish time, state, version, section, id, title.
+/// A time for people: in this machine's time zone (`TZ`), to the second, with its offset
+/// (`--json` keeps UTC, as the API sends it).
+fn local_time(t: &Option<prost_types::Timestamp>) -> String {
+    let Some(ts) = t else {
+        return String::new();
+    };
+    u32::try_from(ts.nanos)
+        .ok()
+        .and_then(|nanos| chrono::DateTime::<chrono::Utc>::from_timestamp(ts.seconds, nanos))
+        .map_or_else(
+            || rfc3339(ts),
+            |t| {
+                t.with_timezone(&chrono::Local)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+            },
+        )
+}
+
+/// The state as a reader sees it now: a published article still to come (its publish
+/// time ahead, or under embargo) is `scheduled` or `embargoed`.
+fn state_now(a: &proto::Article) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let ahead = |t: &Option<prost_types::Timestamp>| t.as_ref().is_some_and(|t| t.seconds > now);
+    if a.state != proto::ArticleState::Published as i32 {
+        state_name(a.state)
+    } else if ahead(&a.embargo_time) {
+        "embargoed".into()
+    } else if ahead(&a.publish_time) {
+        "scheduled".into()
+    } else {
+        state_name(a.state)
+    }
+}
+
 fn print_row(out: &mut impl Write, a: &proto::Article) -> std::io::Result<()> {
     writeln!(
         out,
         "{}  {:<9}  v{:<3}  {:<16}  {}  {}",
-        a.publish_time.as_ref().map(rfc3339).unwrap_or_default(),
-        state_name(a.state),
+        local_time(&a.publish_time),
+        state_now(a),
         a.version,
         a.section,
         a.id,
@@ -224,14 +260,14 @@ fn print_row(out: &mut impl Write, a: &proto::Article) -> std::io::Result<()> {
 
 /// `get`: every field by name, then the body.
 fn print_article(out: &mut impl Write, a: &proto::Article) -> std::io::Result<()> {
-    let time = |t: &Option<prost_types::Timestamp>| t.as_ref().map(rfc3339).unwrap_or_default();
+    let time = local_time;
     let rows = [
         ("id", a.id.clone()),
         ("title", a.title.clone()),
         ("subtitle", a.subtitle.clone()),
         ("kicker", a.kicker.clone()),
         ("section", a.section.clone()),
-        ("state", state_name(a.state)),
+        ("state", state_now(a)),
         ("version", a.version.to_string()),
         ("etag", a.etag.clone()),
         ("guid", a.guid.clone()),
