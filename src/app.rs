@@ -217,15 +217,23 @@ impl Application {
         let websub = tokio::spawn(self.websub_tasks.run(stop_rx.clone()));
         let upkeep = tokio::spawn(self.publisher.upkeep().run(stop_rx.clone()));
         let heap = tokio::spawn(crate::heap::trim_until(stop_rx.clone()));
-        // Other replicas' writes, on a shared database.
-        let replicas = self.store.is_shared().then(|| {
+        // Other replicas' writes, on a shared database; on a store of its own, those of
+        // operators' commands run beside the server.
+        let replicas = if self.store.is_shared() {
             tokio::spawn(crate::publication::replicas::follow(
                 self.store.clone(),
                 self.publication.clone(),
                 self.seen_events,
                 stop_rx.clone(),
             ))
-        });
+        } else {
+            tokio::spawn(crate::publication::replicas::follow_announced(
+                self.store.clone(),
+                self.publication.clone(),
+                self.seen_events,
+                stop_rx.clone(),
+            ))
+        };
 
         let stop = async {
             tokio::select! {
@@ -269,9 +277,7 @@ impl Application {
         let _ = scheduler.await;
         let _ = upkeep.await;
         let _ = heap.await;
-        if let Some(replicas) = replicas {
-            let _ = replicas.await;
-        }
+        let _ = replicas.await;
         // Verifications and deliveries in progress stop before the store closes.
         let _ = websub.await;
         self.store.close().await;

@@ -17,7 +17,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-pub use partners::{AuditArgs, PartnerAddArgs, PartnerCommand, PartnerNameArgs, RightsArgs};
+pub use partners::{
+    AuditArgs, PartnerAddArgs, PartnerCommand, PartnerNameArgs, PartnerRetractArgs, RightsArgs,
+};
 
 /// feedpub: publishes news as RSS 2.0, Atom 1.0 and JSON Feed 1.1 feeds.
 #[derive(Debug, Parser)]

@@ -1,5 +1,6 @@
 //! Partner management, shared by the CLI, the demo and the tests: add, list, revoke, rotate,
-//! grant, deny, and reading the audit log. Every change is in the audit log.
+//! grant, deny, take down an article, and reading the audit log. Every change is in the
+//! audit log.
 
 use crate::config::Settings;
 use crate::domain::{
@@ -50,6 +51,40 @@ pub async fn add_partner(
 /// Every partner, active or revoked, by name.
 pub async fn list(store: &dyn Store) -> Result<Vec<PartnerRecord>, PublishError> {
     Ok(store.partner_records().await?)
+}
+
+/// Takes down a partner's article, active or revoked (a legal order, copy that must not
+/// stay up): it leaves every feed as a retraction by the partner would, with `reason` kept
+/// for the partner, and a server running on the same database rebuilds the feeds within
+/// about a second. The flag is false when it was retracted already (its first reason kept).
+pub async fn retract_article(
+    store: &dyn Store,
+    name: &str,
+    id: &str,
+    reason: &str,
+) -> Result<(crate::domain::Article, bool), PublishError> {
+    let name = parse_name(name)?;
+    let id = crate::publishing::parse_id(id)?;
+    let reason = crate::publishing::retraction_reason(reason)?;
+    let record = store
+        .partner_record(&name)
+        .await?
+        .ok_or_else(|| PublishError::UnknownPartner(name.to_string()))?;
+    let retraction = crate::storage::Retraction {
+        id: id.clone(),
+        reason,
+        expected_etag: None,
+        request: None,
+        announce: true,
+    };
+    let actor = crate::domain::Actor {
+        partner: name,
+        peer: None,
+    };
+    store
+        .retract(record.partner.id, retraction, Utc::now(), &actor)
+        .await?
+        .ok_or_else(|| PublishError::NotFound(id.to_string()))
 }
 
 /// Revokes a partner: its token is refused from the next call on. The flag is false when it

@@ -665,21 +665,7 @@ impl Publisher {
     ) -> Result<Article, PublishError> {
         let partner = &caller.partner;
         let id = parse_id(&request.id)?;
-        // Kept whole, or refused: a reason cut short would say less than its writer meant.
-        // Counted as it is kept (one line, white space folded), in characters and bytes.
-        let reason = crate::domain::one_line(&request.reason, usize::MAX);
-        let reason_chars = reason.graphemes(true).count();
-        if reason_chars > MAX_REASON_CHARS || reason.len() > MAX_REASON_BYTES {
-            return Err(Violations::one(
-                "reason",
-                format!(
-                    "is longer than {MAX_REASON_CHARS} characters or {MAX_REASON_BYTES} bytes \
-                     ({reason_chars} characters, {} bytes)",
-                    reason.len()
-                ),
-            )
-            .into());
-        }
+        let reason = retraction_reason(&request.reason)?;
         let now = Utc::now();
         let existing = self
             .store
@@ -692,6 +678,7 @@ impl Publisher {
             reason,
             expected_etag: request.expected_etag,
             request: request.request,
+            announce: false,
         };
         let retracted = self
             .store
@@ -708,6 +695,26 @@ impl Publisher {
         }
         Ok(article)
     }
+}
+
+/// A retraction's reason as it is kept: one line, white space folded. Kept whole, or
+/// refused: a reason cut short would say less than its writer meant. Counted as it is kept,
+/// in characters and bytes.
+pub(crate) fn retraction_reason(raw: &str) -> Result<String, PublishError> {
+    let reason = crate::domain::one_line(raw, usize::MAX);
+    let reason_chars = reason.graphemes(true).count();
+    if reason_chars > MAX_REASON_CHARS || reason.len() > MAX_REASON_BYTES {
+        return Err(Violations::one(
+            "reason",
+            format!(
+                "is longer than {MAX_REASON_CHARS} characters or {MAX_REASON_BYTES} bytes \
+                 ({reason_chars} characters, {} bytes)",
+                reason.len()
+            ),
+        )
+        .into());
+    }
+    Ok(reason)
 }
 
 impl Publisher {
@@ -739,7 +746,7 @@ impl Publisher {
     }
 }
 
-fn parse_id(raw: &str) -> Result<ArticleId, PublishError> {
+pub(crate) fn parse_id(raw: &str) -> Result<ArticleId, PublishError> {
     ArticleId::parse(raw).map_err(|e| Violations::one("id", e).into())
 }
 

@@ -57,6 +57,29 @@ async fn serve_on_postgresql_takes_publishes_over_grpc_and_serves_their_feeds() 
         !data_dir.join("feedpub.sqlite3").exists(),
         "no SQLite database beside PostgreSQL"
     );
+    // An operator's takedown from another process reaches the server's feeds, as any
+    // other replica's write does.
+    let taken = run(feedpub(dir.path()).args([
+        "partner",
+        "retract",
+        "newsroom",
+        "brief-1",
+        "--reason",
+        "法律要求",
+        "--database-url",
+        &database.url,
+    ]));
+    assert!(stdout_of(&taken).contains("retracted"), "{taken:?}");
+    let mut waited = 0;
+    let body = loop {
+        let body = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        if !body.contains("研讨会召开") || waited > 3000 {
+            break body;
+        }
+        waited += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    assert!(!body.contains("研讨会召开"), "{body}\n{}", server.log());
     server.kill();
 
     // The article is in PostgreSQL, for the next process to find.

@@ -260,6 +260,93 @@ async fn remembered_partner(
 /// A token that authenticated is remembered for the calls that ask for it (PublishArticle
 /// does), and only those: checked on a publisher of its own, so that no other test's calls
 /// count (the metric `remembered_partner` reads is shared by the process).
+/// The operator takes down a partner's article with the server running: it leaves the
+/// feeds within seconds, the partner reads it retracted with the operator's reason, and a
+/// stream following the log hears of it, without any write of the server's own.
+#[tokio::test]
+async fn an_operator_takes_down_a_partners_article_while_the_server_runs() {
+    const TITLE: &str = "合作方稿件：待撤下";
+    let server = TestServer::start().await;
+    let wire = add_wire(&server).await;
+    let mut client = server.client().await;
+    let mut request = article("wire-1", "politics");
+    request.article.as_mut().unwrap().title = TITLE.into();
+    client
+        .publish_article(authed(&wire, request))
+        .await
+        .expect("wire publishes");
+    server
+        .wait_for_feed("/feeds/politics/atom.xml", |b| b.contains(TITLE))
+        .await;
+    let mut stream = client
+        .watch_articles(authed(&wire, WatchArticlesRequest::default()))
+        .await
+        .expect("wire watches")
+        .into_inner();
+    let first = next(&mut stream).await.expect("the first message");
+    assert!(first.events.is_empty());
+
+    let done = cli(
+        &server,
+        &[
+            "partner",
+            "retract",
+            "wire",
+            "wire-1",
+            "--reason",
+            "法律要求",
+        ],
+    )
+    .await;
+    assert!(
+        stdout_of(&done).starts_with("wire-1 of partner wire retracted"),
+        "{}",
+        text(&done.stdout)
+    );
+    for format in ["atom.xml", "rss.xml", "feed.json"] {
+        let path = format!("/feeds/politics/{format}");
+        server.wait_for_feed(&path, |b| !b.contains(TITLE)).await;
+    }
+    let heard = next(&mut stream).await.expect("an event");
+    let event = &heard.events[0];
+    assert_eq!(event.article.as_ref().unwrap().id, "wire-1");
+    assert_eq!(event.r#type(), proto::ArticleEventType::Retracted);
+    let got = client
+        .get_article(authed(
+            &wire,
+            GetArticleRequest {
+                id: "wire-1".into(),
+                version: 0,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.state(), ArticleState::Retracted);
+    assert_eq!(got.retract_reason, "法律要求");
+
+    let again = cli(&server, &["partner", "retract", "wire", "wire-1"]).await;
+    assert!(
+        stdout_of(&again).contains("was retracted already, reason: 法律要求"),
+        "{}",
+        text(&again.stdout)
+    );
+    let audit = stdout_of(&cli(&server, &["audit", "--partner", "wire", "--limit", "2"]).await);
+    assert!(audit.contains("法律要求"), "{audit}");
+    for (args, named) in [
+        (&["partner", "retract", "nobody", "wire-1"][..], "nobody"),
+        (&["partner", "retract", "wire", "wire-9"], "wire-9"),
+    ] {
+        let output = cli(&server, args).await;
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert!(
+            text(&output.stderr).contains(named),
+            "{}",
+            text(&output.stderr)
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_token_that_authenticated_is_remembered_for_the_calls_that_ask() {
     let server = TestServer::start().await;

@@ -1,4 +1,5 @@
-//! `feedpub partner add | list | revoke | rotate | restore | grant | deny` and `feedpub audit`: the
+//! `feedpub partner add | list | revoke | rotate | restore | grant | deny | retract` and
+//! `feedpub audit`: the
 //! operator's commands, run on the configured database (also while the server runs: SQLite
 //! in WAL mode lets them write between the server's commits).
 
@@ -33,6 +34,23 @@ pub enum PartnerCommand {
     Grant(RightsArgs),
     /// Take rights away from a partner.
     Deny(RightsArgs),
+    /// Take down one of a partner's articles (a legal order, copy that must not stay up):
+    /// it leaves every feed as if the partner had retracted it, also while the server runs.
+    Retract(PartnerRetractArgs),
+}
+
+/// Options of `feedpub partner retract`.
+#[derive(Debug, Args)]
+pub struct PartnerRetractArgs {
+    /// The partner's name (active or revoked)
+    pub name: String,
+    /// The partner's article id
+    pub id: String,
+    /// Why, kept with the article for its partner (one line), never published
+    #[arg(long, default_value = "")]
+    pub reason: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// Options of `feedpub partner add`.
@@ -147,6 +165,26 @@ pub async fn run(command: PartnerCommand) -> anyhow::Result<()> {
         PartnerCommand::Restore(args) => new_token(args, true).await,
         PartnerCommand::Grant(args) => change(args, true).await,
         PartnerCommand::Deny(args) => change(args, false).await,
+        PartnerCommand::Retract(args) => {
+            let (article, changed) = with_store(&args.store, async |store, _| {
+                partners::retract_article(store, &args.name, &args.id, &args.reason).await
+            })
+            .await?;
+            let said = if changed {
+                format!(
+                    "{} of partner {} retracted: it leaves every feed (a running server rebuilds \
+                     them within seconds)\n",
+                    article.id, args.name
+                )
+            } else {
+                format!(
+                    "{} of partner {} was retracted already, reason: {}\n",
+                    article.id, args.name, article.retract_reason
+                )
+            };
+            write_out(&said)?;
+            Ok(())
+        }
     }
 }
 

@@ -287,6 +287,7 @@ fn retraction(id: &str) -> Retraction {
         reason: "错误".into(),
         expected_etag: None,
         request: None,
+        announce: false,
     }
 }
 

@@ -568,6 +568,11 @@ pub struct Retraction {
     pub expected_etag: Option<String>,
     /// A retry with this key gets the first result and writes nothing.
     pub request: Option<RequestKey>,
+    /// Retracted by an operator's command beside the server: the event it logs is
+    /// announced for a server on the same SQLite database to follow
+    /// ([`Store::announced_events`]); PostgreSQL's replicas follow every other process's
+    /// events already.
+    pub announce: bool,
 }
 
 /// Which events of the log a follower sees.
@@ -862,6 +867,21 @@ pub trait Store: Send + Sync + 'static {
     /// The sequence number of the newest committed event (0 for none), updated after every
     /// commit that logs events.
     fn event_head(&self) -> tokio::sync::watch::Receiver<u64>;
+
+    /// The sequence numbers after `after` of events that operators' commands announced
+    /// ([`Retraction::announce`]), in order, at most `limit`: what a server on a store of
+    /// its own did not write, and follows. None on a shared store, whose replicas follow
+    /// every other process's events.
+    async fn announced_events(&self, after: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
+        let _ = (after, limit);
+        Ok(Vec::new())
+    }
+
+    /// Moves [`Store::event_head`] on to `seq` when it is behind: an event another process
+    /// logged, so that the streams following the log see it.
+    fn note_event(&self, seq: u64) {
+        let _ = seq;
+    }
 
     /// Logs the end of every embargo that ended at or before `now`; returns how many.
     async fn lift_embargoes(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;

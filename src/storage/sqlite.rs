@@ -47,6 +47,8 @@ pub struct SqliteStore {
     writer: mpsc::Sender<Command>,
     /// The newest committed event, as the writer announces it.
     event_head: watch::Receiver<u64>,
+    /// What the writer announces it with, also for events another process logged.
+    head_tx: Arc<watch::Sender<u64>>,
     /// Names this process in the WebSub deliveries it claims: those of another name were
     /// left by a process that stopped.
     origin: String,
@@ -258,6 +260,7 @@ impl SqliteStore {
             .connect_with(options.clone().read_only(true))
             .await?;
         let (head_tx, event_head) = watch::channel(history::event_head(&mut writer).await?);
+        let head_tx = Arc::new(head_tx);
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
         let batches = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let faults = FaultReport::default();
@@ -266,7 +269,7 @@ impl SqliteStore {
         spawn_writer(run_writer(
             writer,
             rx,
-            (head_tx, Arc::clone(&archive_page)),
+            (Arc::clone(&head_tx), Arc::clone(&archive_page)),
             Arc::clone(&batches),
             copier,
         ))
@@ -277,6 +280,7 @@ impl SqliteStore {
             feed_articles: ArticleCache::new(FEED_CACHE_BYTES),
             writer: tx,
             event_head,
+            head_tx,
             origin: super::new_origin()?,
             faults,
             #[cfg(test)]
@@ -366,7 +370,7 @@ async fn spawn_writer(
 async fn run_writer(
     mut conn: SqliteConnection,
     mut commands: mpsc::Receiver<Command>,
-    (event_head, page): (watch::Sender<u64>, Arc<AtomicUsize>),
+    (event_head, page): (Arc<watch::Sender<u64>>, Arc<AtomicUsize>),
     batches: Arc<std::sync::atomic::AtomicU64>,
     copier: Copier,
 ) {
@@ -1972,6 +1976,24 @@ impl Store for SqliteStore {
 
     fn event_head(&self) -> watch::Receiver<u64> {
         self.event_head.clone()
+    }
+
+    async fn announced_events(&self, after: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
+        let rows: Vec<i64> = sqlx::query_scalar(
+            "SELECT seq FROM operator_events WHERE seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(i64::try_from(after).unwrap_or(i64::MAX))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|s| u64::try_from(s).ok())
+            .collect())
+    }
+
+    fn note_event(&self, seq: u64) {
+        super::raise_event_head(&self.head_tx, seq);
     }
 
     async fn lift_embargoes(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
