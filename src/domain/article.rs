@@ -849,7 +849,9 @@ impl Checker {
         line
     }
 
-    fn names(&mut self, field: &str, raw: &[String], max: usize) -> Vec<String> {
+    /// The names of `field` (authors, or tags), as stored; `people`: names of people, whose
+    /// padding is removed (see [`text::without_padding`]).
+    fn names(&mut self, field: &str, raw: &[String], max: usize, people: bool) -> Vec<String> {
         if raw.len() > max {
             self.violations.add(
                 field,
@@ -860,7 +862,7 @@ impl Checker {
         let mut names: Vec<String> = Vec::with_capacity(raw.len());
         for (i, name) in raw.iter().enumerate() {
             let item = format!("{field}[{i}]");
-            let unpadded = text::without_padding(name);
+            let unpadded = people.then(|| text::without_padding(name)).flatten();
             if let Some(unpadded) = &unpadded {
                 self.warnings.push(format!(
                     "{item}: removed the full-width spaces that pad it ({:?} is {unpadded:?})",
@@ -950,8 +952,8 @@ impl ArticleDraft {
         let title = check.line(&f("title"), &self.title, true);
         let subtitle = check.line(&f("subtitle"), &self.subtitle, false);
         let kicker = check.line(&f("kicker"), &self.kicker, false);
-        let authors = check.names(&f("authors"), &self.authors, limits.authors);
-        let tags = check.names(&f("tags"), &self.tags, limits.tags);
+        let authors = check.names(&f("authors"), &self.authors, limits.authors, true);
+        let tags = check.names(&f("tags"), &self.tags, limits.tags, false);
 
         // The base of the body's relative URLs, so read before it (and refused, if it
         // must be, in the order of the fields).
@@ -2345,22 +2347,26 @@ mod tests {
     #[test]
     fn a_name_padded_with_full_width_spaces_is_the_name() {
         let valid = ArticleDraft {
-            authors: vec!["王　芳".into(), "王芳".into(), "王　John".into()],
+            authors: vec![
+                "王　芳".into(),
+                "王芳".into(),
+                "王　John".into(),
+                "记者 全角　空格".into(),
+            ],
             tags: vec!["少先队　　工作".into()],
             ..draft()
         }
         .validate("article.", &text::HtmlPolicy::default())
         .unwrap();
-        assert_eq!(valid.content.authors, ["王芳", "王 John"]);
-        assert_eq!(valid.content.tags, ["少先队工作"]);
+        // Only a name of nothing but wide characters is padded; a tag is not a name.
+        assert_eq!(valid.content.authors, ["王芳", "王 John", "记者 全角 空格"]);
+        assert_eq!(valid.content.tags, ["少先队 工作"]);
         assert_eq!(
             valid.warnings,
             [
                 "article.authors[0]: removed the full-width spaces that pad it (\"王\\u{3000}芳\" \
                  is \"王芳\")",
                 "article.authors[1]: \"王芳\" is listed twice; kept once",
-                "article.tags[0]: removed the full-width spaces that pad it (\"少先队\\u{3000}\\u{3000}工作\" \
-                 is \"少先队工作\")",
             ]
         );
         assert_eq!(text::without_padding("王芳"), None);

@@ -64,10 +64,13 @@ pub(crate) fn shows_media(html: &str) -> bool {
 }
 
 /// `name` without the ideographic spaces (U+3000) that pad it between two East Asian
-/// wide characters: a two-character Chinese name is padded to the width of three in print
-/// ("王　芳"), and is the name 王芳, with its feeds. `None` when there are none.
+/// wide characters, when it is made of nothing else: a two-character Chinese name is
+/// padded to the width of three in print ("王　芳"), and is the name 王芳, with its feeds.
+/// `None` when there are none, or the name holds anything else ("记者 全角　空格" keeps its
+/// spaces, as other white space).
 pub(crate) fn without_padding(name: &str) -> Option<String> {
-    if !name.contains('\u{3000}') {
+    let name = name.trim();
+    if !name.contains('\u{3000}') || !name.chars().all(|c| c == '\u{3000}' || is_wide(c)) {
         return None;
     }
     let chars: Vec<char> = name.chars().collect();
