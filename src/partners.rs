@@ -75,7 +75,7 @@ pub async fn retract_article(
         reason,
         expected_etag: None,
         request: None,
-        announce: true,
+        by_operator: true,
     };
     let actor = crate::domain::Actor {
         partner: name,

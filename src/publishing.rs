@@ -678,7 +678,7 @@ impl Publisher {
             reason,
             expected_etag: request.expected_etag,
             request: request.request,
-            announce: false,
+            by_operator: false,
         };
         let retracted = self
             .store

@@ -332,7 +332,7 @@ async fn an_operator_takes_down_a_partners_article_while_the_server_runs() {
         text(&again.stdout)
     );
     let audit = stdout_of(&cli(&server, &["audit", "--partner", "wire", "--limit", "2"]).await);
-    assert!(audit.contains("法律要求"), "{audit}");
+    assert!(audit.contains("by the operator: 法律要求"), "{audit}");
     for (args, named) in [
         (&["partner", "retract", "nobody", "wire-1"][..], "nobody"),
         (&["partner", "retract", "wire", "wire-9"], "wire-9"),

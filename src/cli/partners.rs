@@ -172,8 +172,9 @@ pub async fn run(command: PartnerCommand) -> anyhow::Result<()> {
             .await?;
             let said = if changed {
                 format!(
-                    "{} of partner {} retracted: it leaves every feed (a running server rebuilds \
-                     them within seconds)\n",
+                    "{} of partner {} retracted: it leaves every feed (a server running on this \
+                     database rebuilds them within seconds, one started later at its start); \
+                     the partner may publish it again unless denied the section or revoked\n",
                     article.id, args.name
                 )
             } else {

@@ -632,9 +632,13 @@ impl Article {
                 // Feed readers take an entry whose `updated` did not move on as unchanged:
                 // a correction dated no later than the version it replaces is dated by the
                 // edit itself (never before that version). A version no feed ever showed
-                // (scheduled ahead, or under embargo, since its first write) binds nothing:
-                // one scheduled for 20:00 and brought forward to 18:00 is not dated 20:00.
-                let seen = old.shown_change_time.is_some() || old.is_visible(now);
+                // (still to come: scheduled ahead, or under embargo, since its first write)
+                // binds nothing: one scheduled for 20:00 and brought forward to 18:00 is not
+                // dated 20:00. Any other may have been seen (one moved while expired keeps
+                // no shown change time, but readers saw it before it expired).
+                let pending = old.state == ArticleState::Published
+                    && (old.content.publish_time > now || old.content.is_embargoed(now));
+                let seen = old.shown_change_time.is_some() || !pending;
                 let updated = if !seen {
                     updated
                 } else if old.etag != etag && updated <= old.updated {
@@ -1668,6 +1672,52 @@ mod tests {
             panic!("a new version")
         };
         assert_eq!(article.updated, edit_time);
+    }
+
+    /// An article readers saw, expired, then moved while out of view (which keeps no shown
+    /// change time), is still one readers saw: its next version is not dated before the
+    /// last one, whatever update time is sent.
+    #[test]
+    fn an_article_moved_while_expired_is_still_dated_after_what_readers_saw() {
+        let t0 = Utc.with_ymd_and_hms(2023, 6, 7, 0, 0, 0).unwrap();
+        let hour = chrono::Duration::hours(1);
+        let (valid, _) = created(t0);
+        let Revision::Created(first) = Article::revise(
+            None,
+            PartnerId(1),
+            valid.id.clone(),
+            ArticleContent {
+                expire_time: Some(t0 + hour),
+                ..valid.content.clone()
+            },
+            t0,
+            |_| "tag:x,2023-06-06:p/a-1".into(),
+        ) else {
+            panic!("a new article")
+        };
+        let moved = ArticleContent {
+            section: SectionSlug::parse("rural").unwrap(),
+            ..first.content.clone()
+        };
+        let Revision::Updated { article: moved, .. } = revised(&first, moved, t0 + hour * 2) else {
+            panic!("a new version")
+        };
+        let again = ArticleContent {
+            expire_time: Some(t0 + hour * 48),
+            update_time: Some(valid.content.publish_time + hour),
+            ..moved.content.clone()
+        };
+        let edit = t0 + hour * 3;
+        let Revision::Updated { article, .. } = revised(&moved, again, edit) else {
+            panic!("a new version")
+        };
+        assert!(
+            article.updated >= moved.updated,
+            "{} < {}",
+            article.updated,
+            moved.updated
+        );
+        assert_eq!(article.updated, edit);
     }
 
     /// A client that reads an article sent as text gets the HTML (and the summary) made

@@ -159,14 +159,15 @@ impl AuditEntry {
         }
     }
 
-    /// The entry of a retraction of `article_id` asked with `reason`, as the store
-    /// answered it: the article and whether this call retracted it (`None`: not found).
-    /// The detail is the reason kept; an article retracted already keeps its first
-    /// reason, and the one given again, when it differs, is recorded beside it.
+    /// The entry of a retraction of `article_id` asked with `reason` (by the operator, not
+    /// the partner, when `by_operator`), as the store answered it: the article and whether
+    /// this call retracted it (`None`: not found). The detail is the reason kept; an
+    /// article retracted already keeps its first reason, and the one given again, when it
+    /// differs, is recorded beside it.
     pub fn retraction(
         actor: &Actor,
         article_id: &str,
-        reason: &str,
+        (reason, by_operator): (&str, bool),
         result: Option<(&super::Article, bool)>,
         time: DateTime<Utc>,
     ) -> Self {
@@ -191,7 +192,11 @@ impl AuditEntry {
             outcome,
             time,
         )
-        .with_detail(detail)
+        .with_detail(if by_operator {
+            format!("by the operator: {detail}")
+        } else {
+            detail
+        })
     }
 
     /// The entry with `detail`, cut to 1000 characters.

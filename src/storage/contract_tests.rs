@@ -287,7 +287,7 @@ fn retraction(id: &str) -> Retraction {
         reason: "错误".into(),
         expected_etag: None,
         request: None,
-        announce: false,
+        by_operator: false,
     }
 }
 
@@ -978,6 +978,30 @@ async fn check_changes_shown(store: &dyn Store) {
         shown(&rural, 305).await.0,
         ["a-7", "a-6", "a-5", "e-0", "a-1", "m-0"]
     );
+    // Retractions write articles again too, but take no place of a correction (a-1's
+    // retraction gives a-0's back); an article corrected after its embargo ended takes one
+    // place, not two.
+    for (n, id) in ["a-1", "a-2", "a-3"].into_iter().enumerate() {
+        store
+            .retract(
+                partner.id,
+                retraction(id),
+                at(306 + n as i64),
+                &actor(&partner),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    publish_at(store, &partner, "e-0", (125, 310), |d| {
+        d.title = "更正：右玉县 e-0".into();
+        d.embargo_time = Some(at(300));
+    })
+    .await;
+    assert_eq!(
+        shown(&rural, 311).await.0,
+        ["a-7", "a-6", "a-5", "e-0", "a-0", "m-0"]
+    );
     // Newer copy pushes those moments out once the oldest of the newest is later than
     // them: the newest alone again.
     for (n, id) in ["n-0", "n-1"].into_iter().enumerate() {
@@ -985,7 +1009,7 @@ async fn check_changes_shown(store: &dyn Store) {
     }
     assert_eq!(
         shown(&rural, 500).await.0,
-        ["n-1", "n-0", "a-7", "e-0", "a-1", "m-0"]
+        ["n-1", "n-0", "a-7", "e-0", "a-0", "m-0"]
     );
     now_written("n-2", 420).await;
     assert_eq!(shown(&rural, 500).await.0, ["n-2", "n-1", "n-0"]);

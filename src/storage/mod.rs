@@ -568,11 +568,11 @@ pub struct Retraction {
     pub expected_etag: Option<String>,
     /// A retry with this key gets the first result and writes nothing.
     pub request: Option<RequestKey>,
-    /// Retracted by an operator's command beside the server: the event it logs is
-    /// announced for a server on the same SQLite database to follow
-    /// ([`Store::announced_events`]); PostgreSQL's replicas follow every other process's
-    /// events already.
-    pub announce: bool,
+    /// Retracted by an operator's command (`feedpub partner retract`), not by the partner:
+    /// the audit log says so, and the event it logs is announced for a server on the same
+    /// SQLite database to follow ([`Store::announced_events`]); PostgreSQL's replicas
+    /// follow every other process's events already.
+    pub by_operator: bool,
 }
 
 /// Which events of the log a follower sees.
@@ -669,7 +669,8 @@ pub trait Store: Send + Sync + 'static {
     /// published, not expired, with `publish_time` reached and any embargo over, and for
     /// `all` and a section also those of them on the open archive page (stored since the
     /// last full page of `limit` articles, the feeds' `max_items`, which is also the archive
-    /// page's size), in feed order; at most `limit` tombstones of retractions less than
+    /// page's size) and at most `limit` corrected, moved in or out of embargo since the
+    /// oldest of the newest was published (`sqlite::section_keys`), in feed order; at most `limit` tombstones of retractions less than
     /// `tombstone_window` before `now`; and the size of the scope's archive, all read
     /// together (a regeneration needs each of them).
     async fn feed_content(
@@ -869,7 +870,7 @@ pub trait Store: Send + Sync + 'static {
     fn event_head(&self) -> tokio::sync::watch::Receiver<u64>;
 
     /// The sequence numbers after `after` of events that operators' commands announced
-    /// ([`Retraction::announce`]), in order, at most `limit`: what a server on a store of
+    /// ([`Retraction::by_operator`]), in order, at most `limit`: what a server on a store of
     /// its own did not write, and follows. None on a shared store, whose replicas follow
     /// every other process's events.
     async fn announced_events(&self, after: u64, limit: usize) -> Result<Vec<u64>, StoreError> {

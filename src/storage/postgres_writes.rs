@@ -328,10 +328,10 @@ pub(super) async fn retract(
     actor: &Actor,
 ) -> Result<Option<(Article, bool)>, StoreError> {
     let article_id = retraction.id.to_string();
-    let reason = retraction.reason.clone();
+    let asked = (retraction.reason.clone(), retraction.by_operator);
     let result = retract_article(conn, partner, retraction, now).await?;
     let retracted = result.as_ref().map(|(a, done)| (a, *done));
-    let entry = AuditEntry::retraction(actor, &article_id, &reason, retracted, now);
+    let entry = AuditEntry::retraction(actor, &article_id, (&asked.0, asked.1), retracted, now);
     insert_audit(conn, &entry).await?;
     Ok(result)
 }

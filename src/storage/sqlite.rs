@@ -564,11 +564,12 @@ async fn commit_batch(
                 reply,
             } => {
                 let article_id = retraction.id.to_string();
-                let reason = retraction.reason.clone();
+                let asked = (retraction.reason.clone(), retraction.by_operator);
                 let result = writes::apply_retract(conn, partner, *retraction, now).await;
                 let result = audit::record(conn, result, |retracted| {
                     let retracted = retracted.as_ref().map(|(a, done)| (a, *done));
-                    AuditEntry::retraction(&actor, &article_id, &reason, retracted, now)
+                    let asked = (asked.0.as_str(), asked.1);
+                    AuditEntry::retraction(&actor, &article_id, asked, retracted, now)
                 })
                 .await;
                 deliver(reply, result)
@@ -1090,7 +1091,8 @@ fn in_view(shown: &str) -> String {
 ///   pages together hold every article (RFC 5005 §4);
 /// - those that changed, or came into view, since the oldest of the newest was published:
 ///   a correction or a move into the scope (a write after the article's first) made since
-///   then, an embargo that ended since then (at most `?2` of them, the latest first). Archive pages are documents a
+///   then, an embargo that ended since then (at most `?2` of them in view, the latest
+///   first, each counted once). Archive pages are documents a
 ///   reader may never fetch again (RFC 5005 §4.2), so a change that must reach every
 ///   reader is published in the current documents too; it stays there as long as an
 ///   article published at that moment would, so a reader that polls often enough not to
@@ -1139,13 +1141,14 @@ pub(super) fn section_keys(scope: &FeedScope, postgres: bool) -> String {
                   SELECT {keyed} FROM (
                       SELECT {key}, shown_change_time AS t FROM {corrected}
                       WHERE {filter3} shown_change_time > (SELECT t FROM since)
-                        AND shown_change_time > create_time
+                        AND shown_change_time > create_time AND {in_view}
                       UNION ALL
                       SELECT {key}, embargo_time AS t FROM {embargoed}
                       WHERE {filter3} embargo_time > (SELECT t FROM since)
-                        AND embargo_time <= ?1) AS change
+                        AND embargo_time <= ?1 AND {in_view}) AS change
                   WHERE ({keyed}) NOT IN (SELECT {keyed} FROM newest)
-                  ORDER BY t DESC LIMIT ?2)
+                  GROUP BY {keyed}
+                  ORDER BY MAX(t) DESC, {keyed} LIMIT ?2)
          SELECT {keyed}, change_time, guid FROM (
              SELECT {keyed}, change_time, guid, publish_time FROM newest
              UNION ALL

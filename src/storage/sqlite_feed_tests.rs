@@ -357,10 +357,13 @@ async fn a_feeds_keys_are_read_from_indexes_alone_in_feed_order() {
                 "articles_section_embargo (section=? AND embargo_time>? AND embargo_time<?)",
             ],
         };
-        for index in changed {
-            let step = format!("SEARCH articles USING COVERING INDEX {index}");
-            assert!(keys.contains(&step), "{scope:?}: {keys:?}");
-        }
+        // Those of corrections from the index alone; those of embargo ends, few, each
+        // with its row, for the test of being in view.
+        let [corrected, ended] = changed;
+        let step = format!("SEARCH articles USING COVERING INDEX {corrected}");
+        assert!(keys.contains(&step), "{scope:?}: {keys:?}");
+        let step = format!("SEARCH articles USING INDEX {ended}");
+        assert!(keys.contains(&step), "{scope:?}: {keys:?}");
         let looked_up = keys
             .iter()
             .filter(|s| s.contains(" articles ") && !s.contains("INDEX"));

@@ -274,7 +274,7 @@ pub(super) async fn apply_retract(
         staged.request(&RequestRecord::of(key, &article), partner, now);
     }
     staged.flush(conn).await?;
-    if changed && retraction.announce {
+    if changed && retraction.by_operator {
         // The event just logged: the newest, in this write transaction.
         sqlx::query("INSERT INTO operator_events (seq) SELECT MAX(seq) FROM article_events")
             .execute(&mut *conn)

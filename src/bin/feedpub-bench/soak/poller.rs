@@ -126,7 +126,8 @@ async fn poll_one(
     }
 }
 
-/// Parses a feed body as its format and checks it holds at most a feed's 50 items; for
+/// Parses a feed body as its format and checks it holds no more items than a current
+/// document may (see below); for
 /// RSS, returns the number of the archive page it links as `prev-archive`.
 fn parse_feed(path: &str, body: &[u8]) -> Result<Option<u64>, String> {
     let mut prev_archive = None;
