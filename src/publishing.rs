@@ -2,6 +2,7 @@
 //! read, list, retract and follow. Partner management lives in [`crate::partners`].
 
 mod batch;
+mod large_bodies;
 mod remembered;
 mod upkeep;
 mod watch;
@@ -202,8 +203,9 @@ pub struct Publisher {
     settings: Arc<Settings>,
     publication: Publication,
     html_policy: Arc<HtmlPolicy>,
-    /// Large bodies are validated one at a time, off the runtime (see [`LARGE_BODY`]).
-    large_bodies: Arc<tokio::sync::Semaphore>,
+    /// Large bodies are validated off the runtime, one at a time per partner (see
+    /// [`LARGE_BODY`]).
+    large_bodies: Arc<large_bodies::LargeBodies>,
     /// Wakes the upkeep task when an embargo that it does not know of starts.
     upkeep: Arc<Notify>,
     /// Cancelled when the server stops: ends every watch stream.
@@ -230,7 +232,9 @@ impl Publisher {
             settings,
             publication,
             html_policy,
-            large_bodies: Arc::new(tokio::sync::Semaphore::new(1)),
+            large_bodies: Arc::new(large_bodies::LargeBodies::new(
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            )),
             upkeep: Arc::new(Notify::new()),
             stopping: CancellationToken::new(),
             health,
@@ -432,23 +436,29 @@ impl Publisher {
         Ok((revision.into_article(), touched))
     }
 
-    /// Validates a draft. An HTML body of [`LARGE_BODY`] or more is sanitised on the
-    /// blocking pool, one at a time and to the end even if the call is given up: that
-    /// takes milliseconds, during which a runtime worker would serve no other call.
-    async fn validate(&self, draft: ArticleDraft) -> Result<ValidDraft, PublishError> {
+    /// Validates a draft of `partner`. An HTML body of [`LARGE_BODY`] or more is sanitised
+    /// on the blocking pool, during which a runtime worker would serve no other call: one
+    /// at a time per partner, as many at once as there are cores, and to the end even if
+    /// the call is given up (a call given up while it waits for its turn takes none). A
+    /// partner sending many such bodies (a megabyte of misnested markup takes seconds)
+    /// queues behind its own, not in front of other partners'.
+    async fn validate(
+        &self,
+        partner: crate::domain::PartnerId,
+        draft: ArticleDraft,
+    ) -> Result<ValidDraft, PublishError> {
         let limits = self.settings.limits.fields;
         if draft.content_html.len() < LARGE_BODY {
             return Ok(draft.validate_within("article.", &self.html_policy, limits)?);
         }
         let policy = self.html_policy.clone();
-        let permit = self
+        let turn = self
             .large_bodies
-            .clone()
-            .acquire_owned()
+            .turn(partner)
             .await
             .map_err(|e| PublishError::Validation(e.to_string()))?;
         tokio::task::spawn_blocking(move || {
-            let _one_at_a_time = permit;
+            let _turn = turn;
             draft.validate_within("article.", &policy, limits)
         })
         .await
@@ -470,7 +480,7 @@ impl Publisher {
         {
             draft.prior_violations.add("article.section", why);
         }
-        let valid = self.validate(draft).await?;
+        let valid = self.validate(partner.id, draft).await?;
         let guid = self.guid(partner, &valid.id, &valid.content.publish_time);
         let mut write = ArticleWrite::new(valid.id, valid.content, guid);
         write.expected_etag = request.expected_etag;
