@@ -831,14 +831,18 @@ impl Checker {
                 cleaned.folded
             ));
         }
-        if cleaned.bidi_balanced > 0 {
+        self.note_balanced(field, cleaned.bidi_balanced);
+        cleaned.text
+    }
+
+    /// Warns that `balanced` bidirectional controls of `field` were closed or removed.
+    fn note_balanced(&mut self, field: &str, balanced: usize) {
+        if balanced > 0 {
             self.warnings.push(format!(
-                "{field}: balanced its bidirectional controls ({} closed or removed), so that \
-                 they end with the field",
-                cleaned.bidi_balanced
+                "{field}: balanced its bidirectional controls ({balanced} closed or removed), \
+                 so that they end with the field"
             ));
         }
-        cleaned.text
     }
 
     fn line(&mut self, field: &str, raw: &str, required: bool) -> String {
@@ -1143,6 +1147,12 @@ impl ArticleDraft {
             // Its paragraphs folded into one line and cut: a direction control left open in
             // a paragraph would now run on into the next, or past the cut.
             summary = derived_summary(body_text);
+        } else {
+            // Shown beside the title in every reader's list: a control left open would
+            // reverse what follows it there, as in a title.
+            let (balanced, closed) = text::balance_bidi(summary);
+            check.note_balanced(&f("summary"), closed);
+            summary = balanced;
         }
 
         let language = Some(self.language.trim())
@@ -2389,6 +2399,21 @@ mod tests {
             derived.content.summary.ends_with('\u{202c}'),
             "{:?}",
             derived.content.summary
+        );
+        // So does a summary sent, with a warning.
+        let sent = ArticleDraft {
+            summary: "用户\u{202e}gnp.exe 文件".into(),
+            ..draft()
+        }
+        .validate("article.", &text::HtmlPolicy::default())
+        .unwrap();
+        assert_eq!(sent.content.summary, "用户\u{202e}gnp.exe 文件\u{202c}");
+        assert_eq!(
+            sent.warnings,
+            [
+                "article.summary: balanced its bidirectional controls (1 closed or removed), so \
+              that they end with the field"
+            ]
         );
     }
 
