@@ -2477,6 +2477,32 @@ mod tests {
         .validate("article.", &text::HtmlPolicy::default())
         .unwrap();
         assert_eq!(kept.content.authors, ["می\u{200c}خواهم"]);
+        // Invisible characters make no second name with a title that looks the same:
+        // variation selectors, invisible operators, soft hyphens, and joiners beside a
+        // Chinese character or at an end; a joiner between emoji stays.
+        let invisible = ArticleDraft {
+            authors: vec![
+                "刘磊".into(),
+                "刘磊\u{200c}\u{fe07}\u{fe07}\u{fe02}\u{200d}\u{fe09}\u{200d}".into(),
+                "刘\u{2062}磊".into(),
+                "\u{200d}刘磊\u{e0041}".into(),
+                "An\u{ad}na".into(),
+                "👩\u{200d}💻 陈".into(),
+                "1\u{fe0f}\u{20e3} 🏴\u{e0067}\u{e0062}\u{e0073}\u{e0063}\u{e0074}\u{e007f}".into(),
+            ],
+            ..draft()
+        }
+        .validate("article.", &text::HtmlPolicy::default())
+        .unwrap();
+        assert_eq!(
+            invisible.content.authors,
+            [
+                "刘磊",
+                "Anna",
+                "👩\u{200d}💻 陈",
+                "1\u{fe0f}\u{20e3} 🏴\u{e0067}\u{e0062}\u{e0073}\u{e0063}\u{e0074}\u{e007f}"
+            ]
+        );
         // A bidirectional control around the whole name is not part of it; one around a
         // part of it is.
         let names = |authors: &[&str]| {

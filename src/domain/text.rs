@@ -102,9 +102,11 @@ pub(crate) fn without_padding(name: &str) -> Option<String> {
 
 /// An author name or tag as it is stored and slugged: in Unicode NFC, so that "José"
 /// typed precomposed or with a combining accent is one name with one feed, and without the
-/// zero-width characters that carry nothing in a name (U+200B ZERO WIDTH SPACE, U+2060 WORD
-/// JOINER, U+FEFF), which would make two names that look the same. The joiners U+200C and
-/// U+200D are kept: they shape Persian, Indic and emoji names.
+/// invisible characters that carry nothing in a name ([`invisible_in_names`]), which would
+/// make two names that look the same, with feeds whose titles look the same. The joiners
+/// U+200C and U+200D are kept between two letters, marks or symbols that are not East
+/// Asian wide: they shape Persian, Indic and emoji names; beside a Chinese character,
+/// another joiner, a space, or at either end, they shape nothing.
 ///
 /// A bidirectional embedding, override or isolate that encloses the whole name is removed
 /// too: shown alone, as a name is in a feed, it changes nothing of a name written in one
@@ -115,13 +117,74 @@ pub(crate) fn without_padding(name: &str) -> Option<String> {
 /// white space is folded again where a removed character stood between spaces or at an end.
 pub(crate) fn normalize_name(name: &str) -> String {
     use unicode_normalization::UnicodeNormalization;
-    let normalized: String = name
-        .chars()
-        .filter(|c| !matches!(c, '\u{200b}' | '\u{2060}' | '\u{feff}'))
+    let mut visible: Vec<char> = Vec::with_capacity(name.len());
+    for c in name.chars() {
+        let kept = match c {
+            // A variation selector after an emoji, a digit or a symbol makes it an emoji or
+            // a keycap (1️⃣); after a Chinese character, a joiner or nothing it shows nothing.
+            '\u{fe00}'..='\u{fe0f}' => visible.last().is_some_and(|p| {
+                !p.is_whitespace()
+                    && !is_wide(*p)
+                    && !matches!(p, '\u{200c}' | '\u{200d}' | '\u{fe00}'..='\u{fe0f}')
+                    && !TAGS.contains(p)
+            }),
+            // Tag characters spell a regional flag after the black flag (🏴󠁧󠁢󠁳󠁣󠁴󠁿), and nothing
+            // elsewhere.
+            c if TAGS.contains(&c) => visible
+                .last()
+                .is_some_and(|p| *p == '\u{1f3f4}' || TAGS.contains(p)),
+            c => !invisible_in_names(c),
+        };
+        if kept {
+            visible.push(c);
+        }
+    }
+    let shaping = |at: usize| {
+        let outside = |c: Option<&char>| {
+            c.is_none_or(|c| {
+                c.is_whitespace() || is_wide(*c) || matches!(c, '\u{200c}' | '\u{200d}')
+            })
+        };
+        !outside(at.checked_sub(1).and_then(|before| visible.get(before)))
+            && !outside(visible.get(at + 1))
+    };
+    let normalized: String = visible
+        .iter()
+        .enumerate()
+        .filter(|(at, c)| !matches!(c, '\u{200c}' | '\u{200d}') || shaping(*at))
+        .map(|(_, c)| *c)
         .nfc()
         .collect();
     // One line already (see above): no line break to join across.
     fold_lines(unwrapped(&normalized))
+}
+
+/// The tag characters, which spell a subdivision's flag after the black flag.
+const TAGS: std::ops::RangeInclusive<char> = '\u{e0020}'..='\u{e007f}';
+
+/// Characters that show nothing in a name and change nothing of how it reads: the soft
+/// hyphen, the combining grapheme joiner, Hangul fillers, the zero-width space, the word
+/// joiner and the invisible operators after it, deprecated format controls, variation
+/// selectors (a glyph's variant, not another name; those that make an emoji are kept, see
+/// [`normalize_name`]), the byte order mark and the tag characters (kept in a flag).
+fn invisible_in_names(c: char) -> bool {
+    matches!(
+        c,
+        '\u{ad}'
+            | '\u{34f}'
+            | '\u{115f}'
+            | '\u{1160}'
+            | '\u{17b4}'
+            | '\u{17b5}'
+            | '\u{200b}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{206a}'..='\u{206f}'
+            | '\u{3164}'
+            | '\u{fe00}'..='\u{fe0f}'
+            | '\u{feff}'
+            | '\u{ffa0}'
+            | '\u{e0000}'..='\u{e0fff}'
+    )
 }
 
 /// `name` without the bidirectional controls that enclose all of it: an opener at its start
