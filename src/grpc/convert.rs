@@ -15,7 +15,7 @@ use prost::Message;
 use prost_types::Timestamp;
 
 /// A protobuf timestamp as an instant; `Err` names what is wrong with it.
-fn instant(ts: &Timestamp) -> Result<DateTime<Utc>, &'static str> {
+pub(crate) fn instant(ts: &Timestamp) -> Result<DateTime<Utc>, &'static str> {
     let nanos = u32::try_from(ts.nanos)
         .ok()
         .filter(|n| *n < 1_000_000_000)

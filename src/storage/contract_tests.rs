@@ -2464,15 +2464,12 @@ async fn check_racing_tokens(store: &dyn Store) {
     assert_eq!(restored, 1, "{outcomes:?}");
     let record = store.partner_record(&name).await.unwrap().unwrap();
     assert_eq!(record.revoke_time, None);
-    let holders: Vec<&NewToken> = {
-        let mut holders = Vec::new();
-        for token in &calls {
-            if store.partner_by_token(&token.hash).await.unwrap().is_some() {
-                holders.push(token);
-            }
+    let mut holders: Vec<&NewToken> = Vec::new();
+    for token in &calls {
+        if store.partner_by_token(&token.hash).await.unwrap().is_some() {
+            holders.push(token);
         }
-        holders
-    };
+    }
     assert_eq!(holders.len(), 1, "{holders:?}");
     assert_eq!(record.token_prefix, holders[0].prefix);
     let entries = store

@@ -1056,6 +1056,16 @@ pub(super) fn feed_source(scope: &FeedScope) -> (&'static str, &'static str) {
     }
 }
 
+/// What the names of the partial indexes of the scope's [`feed_source`] start with
+/// (`{prefix}_embargo`, `{prefix}_retract`, `{prefix}_corrected` for `all` and sections).
+fn index_prefix(scope: &FeedScope) -> &'static str {
+    match scope {
+        FeedScope::All => "articles",
+        FeedScope::Section(_) => "articles_section",
+        FeedScope::Author(_) | FeedScope::Tag(_) => feed_source(scope).0,
+    }
+}
+
 /// `FROM {from} WHERE … ORDER BY … LIMIT ?2`: the articles a feed shows at `?1`, in feed
 /// order (newest publish time first, then GUID), at most `?2`; `from` names the scope's
 /// [`feed_source`], its columns qualified by `shown` (`"shown."` or `""`). Both backends
@@ -1121,11 +1131,7 @@ pub(super) fn section_keys(scope: &FeedScope, postgres: bool) -> String {
         if postgres {
             source.to_owned()
         } else {
-            let prefix = match scope {
-                FeedScope::Section(_) => "articles_section",
-                _ => "articles",
-            };
-            format!("{source} INDEXED BY {prefix}_{index}")
+            format!("{source} INDEXED BY {}_{index}", index_prefix(scope))
         }
     };
     let (corrected, embargoed) = (indexed("corrected"), indexed("embargo"));
@@ -1184,11 +1190,7 @@ impl FeedSql {
     /// for the keys of those it shows.
     pub(super) fn of(scope: &FeedScope) -> Self {
         let (source, filter3) = feed_source(scope);
-        let index_prefix = match scope {
-            FeedScope::All => "articles",
-            FeedScope::Section(_) => "articles_section",
-            FeedScope::Author(_) | FeedScope::Tag(_) => source,
-        };
+        let index_prefix = index_prefix(scope);
         // Embargo ends and retractions are looked up on their own partial indexes, newest
         // first. Left to itself, SQLite takes the index on `state` (the equality looks more
         // selective than a range) and reads every published or retracted row of the scope,

@@ -4,7 +4,7 @@
 //! `get --json` prints can be edited and published again.
 
 use crate::grpc::proto;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat};
 use prost_types::Timestamp;
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -325,13 +325,10 @@ fn html_made_from_text(a: &proto::Article) -> bool {
 
 /// A timestamp as RFC 3339 in UTC, with as many fraction digits as it needs.
 pub fn rfc3339(ts: &Timestamp) -> String {
-    u32::try_from(ts.nanos)
-        .ok()
-        .and_then(|nanos| DateTime::<Utc>::from_timestamp(ts.seconds, nanos))
-        .map_or_else(
-            || format!("{}s{}ns", ts.seconds, ts.nanos),
-            |t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-        )
+    crate::grpc::convert::instant(ts).ok().map_or_else(
+        || format!("{}s{}ns", ts.seconds, ts.nanos),
+        |t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+    )
 }
 
 /// The state as a lower-case word: `published`, `retracted`, `expired`, `embargoed`.

@@ -215,24 +215,19 @@ fn local_time(t: &Option<prost_types::Timestamp>) -> String {
     let Some(ts) = t else {
         return String::new();
     };
-    u32::try_from(ts.nanos)
-        .ok()
-        .and_then(|nanos| chrono::DateTime::<chrono::Utc>::from_timestamp(ts.seconds, nanos))
-        .map_or_else(
-            || rfc3339(ts),
-            |t| {
-                t.with_timezone(&chrono::Local)
-                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
-            },
-        )
+    crate::grpc::convert::instant(ts).ok().map_or_else(
+        || rfc3339(ts),
+        |t| {
+            t.with_timezone(&chrono::Local)
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+        },
+    )
 }
 
 /// The state as a reader sees it now: a published article still to come (its publish
 /// time ahead, or under embargo) is `scheduled` or `embargoed`.
 fn state_now(a: &proto::Article) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let now = chrono::Utc::now().timestamp();
     let ahead = |t: &Option<prost_types::Timestamp>| t.as_ref().is_some_and(|t| t.seconds > now);
     if a.state != proto::ArticleState::Published as i32 {
         state_name(a.state)
