@@ -9,7 +9,7 @@ use crate::render::{FeedMeta, Format};
 use crate::storage::{Store, StoreError};
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,8 +24,10 @@ mod regeneration;
 pub mod replicas;
 #[cfg(test)]
 mod tests;
+mod unfinished;
 
-use regeneration::{Swap, Unfinished};
+use regeneration::Swap;
+use unfinished::UnfinishedScopes;
 
 pub(crate) use document::MAX_DOCUMENT_FILES;
 pub use document::{
@@ -84,8 +86,11 @@ pub enum PublicationError {
     Task(#[from] tokio::task::JoinError),
 }
 
-/// Feed paths (`politics/rss.xml`) to their current documents.
-type Snapshot = HashMap<String, Arc<FeedFile>>;
+/// Feed paths (`politics/rss.xml`) to their current documents: a persistent map, whose copy
+/// shares everything with the original, so that putting one scope's documents in costs the
+/// same however many feeds there are (thousands of author and tag feeds, finished one at a
+/// time).
+type Snapshot = rpds::HashTrieMapSync<String, Arc<FeedFile>>;
 
 /// Handle to the feeds: mark them stale, read the current snapshot. Cheap to clone.
 #[derive(Clone)]
@@ -113,7 +118,7 @@ struct Inner {
     fast: Mutex<BTreeSet<FeedScope>>,
     /// Scopes served before they were compressed and written, or to compress again: the
     /// scheduler finishes them between batches.
-    unfinished: Mutex<BTreeMap<FeedScope, Unfinished>>,
+    unfinished: Mutex<UnfinishedScopes>,
     /// Told when scopes are left unfinished.
     finish_wake: tokio::sync::Notify,
     /// Held while a scope is being finished: one at a time.
@@ -177,7 +182,7 @@ impl Publication {
         let inner = Arc::new(Inner {
             store,
             settings,
-            snapshot: ArcSwap::from_pointee(Snapshot::new()),
+            snapshot: ArcSwap::from_pointee(Snapshot::new_sync()),
             stale: tx,
             regenerations: Mutex::new(HashMap::new()),
             marks_sent: AtomicU64::new(0),
@@ -189,7 +194,7 @@ impl Publication {
                 .checked_sub(CALM)
                 .unwrap_or_else(std::time::Instant::now),
             fast: Mutex::new(BTreeSet::new()),
-            unfinished: Mutex::new(BTreeMap::new()),
+            unfinished: Mutex::new(UnfinishedScopes::default()),
             finish_wake: tokio::sync::Notify::new(),
             finishing: tokio::sync::Mutex::new(()),
             failing: Mutex::new(BTreeSet::new()),
@@ -445,7 +450,7 @@ impl Inner {
         })?;
         self.snapshot.rcu(|current| {
             let mut next = Snapshot::clone(current);
-            next.insert(STYLESHEET_FILE.to_owned(), Arc::new(file.clone()));
+            next.insert_mut(STYLESHEET_FILE.to_owned(), Arc::new(file.clone()));
             next
         });
         Ok(())

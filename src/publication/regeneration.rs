@@ -9,7 +9,7 @@
 //! 2. **Finished**: the scope's documents are compressed (gzip and brotli take most of a
 //!    regeneration's time), its files written to `feeds/`, and the compressed documents
 //!    swapped in. A task of its own finishes scopes, oldest first (author and tag feeds a
-//!    minute behind the sections: see [`finishing_order`]), beside the scheduler; a
+//!    minute behind the sections: see `unfinished`), beside the scheduler; a
 //!    scope changed again before it was finished is finished once, in its latest version.
 //!    While more changes wait (a burst), it takes one core at most, compresses fast, and
 //!    finishes a section (or `all`) half a second after its oldest change and an author or
@@ -30,7 +30,7 @@ use crate::domain::{Article, FeedScope};
 use crate::render::{FeedMeta, Format};
 use axum::body::Bytes;
 use chrono::{DateTime, SubsecRound, Utc};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::task::JoinSet;
@@ -41,8 +41,7 @@ pub(super) enum Swap {
     /// As soon as the batch is rendered, uncompressed, to be finished later (the feeds are
     /// being served); failing scopes finished first.
     Early,
-    /// Finished, all at once at the end: one copy of the snapshot map however many feeds
-    /// there are (at start-up, before anything is served).
+    /// Finished, all at once at the end (at start-up, before anything is served).
     Once,
 }
 
@@ -79,66 +78,6 @@ pub(super) struct Pending {
     check_disk: bool,
     /// The stamp of the identity file found holding the document's bytes after a restart.
     on_disk: Option<FileStamp>,
-}
-
-/// A scope served uncompressed, or compressed fast, waiting to be finished.
-#[derive(Debug)]
-pub(super) struct Unfinished {
-    docs: Vec<Pending>,
-    /// Moves on whenever newer documents are merged in.
-    generation: u64,
-    /// When the oldest of its changes went in.
-    pub(super) since: Instant,
-    /// Not before this instant: set when its files could not be written.
-    retry_at: Option<Instant>,
-}
-
-impl Unfinished {
-    pub(super) fn new() -> Self {
-        Self {
-            docs: Vec::new(),
-            generation: 0,
-            since: Instant::now(),
-            retry_at: None,
-        }
-    }
-
-    /// When it may be finished: at once, or after a failure a second later; during a burst
-    /// (`busy`) some time after its oldest change (see [`burst_finish_interval`]), so that
-    /// compressing feeds that keep changing takes little of the CPU the changes need.
-    pub(super) fn due_at(&self, busy: bool, scope: &FeedScope) -> Instant {
-        let settled = if busy {
-            self.since + burst_finish_interval(scope)
-        } else {
-            self.since
-        };
-        self.retry_at.map_or(settled, |at| at.max(settled))
-    }
-}
-
-/// During a burst, how long a scope may be served uncompressed before it is finished: half
-/// a second for `all` and the sections, which most readers poll and which every change
-/// touches; five seconds for author and tag feeds, which are many (a burst touches several
-/// for each section), so that they are compressed a tenth as often.
-pub(super) fn burst_finish_interval(scope: &FeedScope) -> std::time::Duration {
-    match scope {
-        FeedScope::All | FeedScope::Section(_) => std::time::Duration::from_millis(500),
-        FeedScope::Author(_) | FeedScope::Tag(_) => std::time::Duration::from_secs(5),
-    }
-}
-
-/// The order unfinished scopes are finished in, among those due, oldest first, an author
-/// or tag feed as if it had changed a minute later than it did. Articles with many names
-/// can leave thousands of name feeds to compress, and they must not keep `all` and the
-/// sections, which most readers poll, uncompressed meanwhile: a section waits for at most
-/// the name feeds that changed more than a minute before it, and a name feed for at most
-/// a minute of sections, so that sections changing all the time cannot hold it back.
-fn finishing_order(scope: &FeedScope, since: Instant) -> Instant {
-    const NAME_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
-    match scope {
-        FeedScope::Author(_) | FeedScope::Tag(_) => since + NAME_WAIT,
-        FeedScope::All | FeedScope::Section(_) => since,
-    }
 }
 
 /// One scope read and rendered.
@@ -258,9 +197,7 @@ impl Inner {
             if rendered.pending.is_empty() {
                 continue;
             }
-            let entry = unfinished
-                .entry(rendered.scope.clone())
-                .or_insert_with(Unfinished::new);
+            let entry = unfinished.entry(&rendered.scope);
             entry.generation += 1;
             entry.retry_at = None;
             for pending in &rendered.pending {
@@ -282,18 +219,16 @@ impl Inner {
     ) -> Vec<(FeedScope, Result<(), PublicationError>)> {
         let _one_at_a_time = self.finishing.lock().await;
         let mut outcomes = Vec::new();
+        // Each scope once: one whose files could not be written, or that changed again
+        // meanwhile, waits for a later call.
+        let mut done = HashSet::new();
         for _ in 0..limit {
             let now = Instant::now();
             let busy = self.busy();
             let oldest = {
                 let unfinished = self.unfinished.lock().expect("unfinished scopes lock");
                 unfinished
-                    .iter()
-                    .filter(|(scope, u)| {
-                        (all || u.due_at(busy, scope) <= now)
-                            && !outcomes.iter().any(|(s, _)| s == *scope)
-                    })
-                    .min_by_key(|(scope, u)| finishing_order(scope, u.since))
+                    .next(now, busy, all, &done)
                     .map(|(scope, u)| (scope.clone(), u.docs.clone(), u.generation))
             };
             let Some((scope, docs, generation)) = oldest else {
@@ -335,6 +270,7 @@ impl Inner {
                 }
             }
             drop(unfinished);
+            done.insert(scope.clone());
             outcomes.push((scope, written));
         }
         outcomes
@@ -386,8 +322,7 @@ impl Inner {
     /// When the next unfinished scope is due: `None` when there is none.
     pub(super) fn next_unfinished(&self) -> Option<Instant> {
         let unfinished = self.unfinished.lock().expect("unfinished scopes lock");
-        let busy = self.busy();
-        unfinished.iter().map(|(s, u)| u.due_at(busy, s)).min()
+        unfinished.next_due(self.busy())
     }
 
     /// Queues the scopes compressed fast during a burst to be compressed again with the
@@ -400,9 +335,7 @@ impl Inner {
         let current = self.snapshot.load();
         for scope in fast {
             let segment = scope.path_segment();
-            let entry = unfinished
-                .entry(scope.clone())
-                .or_insert_with(Unfinished::new);
+            let entry = unfinished.entry(&scope);
             entry.generation += 1;
             for format in Format::ALL {
                 let key = format!("{segment}/{}", format.file_name());
@@ -654,14 +587,16 @@ impl Inner {
         }
     }
 
-    /// Puts `documents` into the snapshot with one copy of the map.
+    /// Puts `documents` into the snapshot, all at once.
     fn swap_in(&self, documents: Vec<(String, Arc<FeedFile>)>) {
         if documents.is_empty() {
             return;
         }
         self.snapshot.rcu(|current| {
             let mut next = Snapshot::clone(current);
-            next.extend(documents.iter().cloned());
+            for (key, file) in &documents {
+                next.insert_mut(key.clone(), file.clone());
+            }
             next
         });
     }
@@ -939,40 +874,4 @@ fn read_stamped(path: &std::path::Path) -> Option<(Vec<u8>, FileStamp)> {
     file.read_to_end(&mut bytes).ok()?;
     // Written to while it was read: as good as unknown.
     (FileStamp::of(&file).ok()? == stamp).then_some((bytes, stamp))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::SectionSlug;
-    use std::time::Duration;
-
-    #[test]
-    fn name_feeds_are_finished_a_minute_behind_the_sections() {
-        let now = Instant::now() + Duration::from_secs(3_600);
-        let ago = |seconds: u64| now - Duration::from_secs(seconds);
-        let section = FeedScope::Section(SectionSlug::parse("politics").unwrap());
-        let mut waiting = [
-            (FeedScope::author("刘磊"), ago(300)),
-            (FeedScope::tag("乡村振兴"), ago(20)),
-            (section.clone(), ago(1)),
-            (FeedScope::All, ago(239)),
-            (FeedScope::tag("基准测试"), ago(90)),
-            (FeedScope::author("张智宙"), ago(62)),
-        ];
-        waiting.sort_by_key(|(scope, since)| finishing_order(scope, *since));
-        let order: Vec<_> = waiting.iter().map(|(s, _)| s.clone()).collect();
-        assert_eq!(
-            order,
-            [
-                // Changed 300 s ago: as if 240 s ago, before `all` at 239 s.
-                FeedScope::author("刘磊"),
-                FeedScope::All,
-                FeedScope::tag("基准测试"),
-                FeedScope::author("张智宙"),
-                section,
-                FeedScope::tag("乡村振兴"),
-            ]
-        );
-    }
 }

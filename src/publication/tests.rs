@@ -250,25 +250,6 @@ async fn a_scope_whose_files_cannot_be_written_is_served_from_memory_and_written
     assert!(publication.is_settled());
 }
 
-#[test]
-fn during_a_burst_sections_are_finished_before_author_and_tag_feeds() {
-    let unfinished = super::regeneration::Unfinished::new();
-    let since = unfinished.since;
-    let named = FeedScope::tag("基准测试");
-    let author = FeedScope::author("刘磊");
-    for scope in [FeedScope::All, politics(), named.clone(), author.clone()] {
-        assert_eq!(unfinished.due_at(false, &scope), since, "at once when calm");
-    }
-    let section = unfinished.due_at(true, &politics());
-    assert_eq!(unfinished.due_at(true, &FeedScope::All), section);
-    assert!(section > since);
-    assert!(unfinished.due_at(true, &named) >= section + std::time::Duration::from_secs(4));
-    assert_eq!(
-        unfinished.due_at(true, &author),
-        unfinished.due_at(true, &named)
-    );
-}
-
 #[tokio::test]
 async fn changes_that_come_one_at_a_time_are_a_burst_until_they_stop_for_a_while() {
     use std::sync::atomic::Ordering;
