@@ -103,6 +103,14 @@ impl FeedScope {
         Self::Tag(NamedScope::new(Self::TAGS, name))
     }
 
+    /// The name of an author or a tag scope, exactly as articles carry it.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            Self::All | Self::Section(_) => None,
+            Self::Author(named) | Self::Tag(named) => Some(named.name()),
+        }
+    }
+
     /// The folder of the scope's feeds under `feeds/`: `all`, a section slug, or
     /// `authors/{slug}` and `tags/{slug}`.
     pub fn path_segment(&self) -> &str {

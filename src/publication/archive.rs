@@ -107,24 +107,29 @@ impl Inner {
         if self.snapshot.load().get(&served).is_none() {
             return Ok(None);
         }
-        let shown = self
-            .named
+        // The name whose feeds are in the folder (see `claim_folder`).
+        let owner = self
+            .folders
             .lock()
             .ok()
-            .and_then(|named| named.iter().find(|s| s.path_segment() == segment).cloned());
-        if shown.is_some() {
-            return Ok(shown);
+            .and_then(|folders| folders.get(segment).cloned());
+        if owner.is_some() {
+            return Ok(owner);
         }
-        // Served, but showing no article now (its archive may still hold some), such as a
-        // name whose only article was put back under embargo: any name an article carries,
-        // whether or not it has come into view, to find the one of this folder.
-        let named = self
+        // Served, but not read since this process started: any name an article carries,
+        // whether or not it has come into view, to find the one of this folder (the first
+        // stored, should two names share it).
+        let named: Vec<FeedScope> = self
             .store
             .named_scopes(chrono::DateTime::<Utc>::MAX_UTC)
-            .await?;
-        Ok(named
+            .await?
             .into_iter()
-            .find(|scope| scope.path_segment() == segment))
+            .filter(|scope| scope.path_segment() == segment)
+            .collect();
+        match &named[..] {
+            [] | [_] => Ok(named.into_iter().next()),
+            _ => self.store.first_carried(&named).await,
+        }
     }
 
     /// The archive links of the subscription documents of `scope`, read with `content`:

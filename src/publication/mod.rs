@@ -137,6 +137,9 @@ struct Inner {
     headlines: ArcSwap<HashMap<FeedScope, Arc<[Headline]>>>,
     /// Author and tag scopes whose feeds show at least one article.
     named: Mutex<BTreeSet<FeedScope>>,
+    /// The folder of each author and tag scope read so far, to the one name whose feeds are
+    /// in it (see `claim_folder`).
+    folders: Mutex<HashMap<String, FeedScope>>,
     /// Moves on each time `named` changes, so that what is built from it (the OPML list)
     /// knows when to build again without comparing the names.
     named_changes: AtomicU64,
@@ -204,6 +207,7 @@ impl Publication {
             archives: archive::ArchiveCache::default(),
             headlines: ArcSwap::from_pointee(HashMap::new()),
             named: Mutex::new(BTreeSet::new()),
+            folders: Mutex::new(HashMap::new()),
             named_changes: AtomicU64::new(0),
             parallel: std::thread::available_parallelism().map_or(2, |n| n.get()),
             builders,

@@ -158,6 +158,11 @@ impl Inner {
         changes: &mut Vec<FeedChange>,
         failed: &mut Vec<(FeedScope, PublicationError)>,
     ) {
+        // A name that lost its folder to another in this batch is not written there.
+        let inline: Vec<Rendered> = inline
+            .into_iter()
+            .filter(|r| self.owns_folder(&r.scope))
+            .collect();
         let work: Vec<(&FeedScope, &[Pending])> =
             inline.iter().map(|r| (&r.scope, &r.pending[..])).collect();
         let finished = self
@@ -192,7 +197,8 @@ impl Inner {
     /// `ready`, to be served uncompressed meanwhile.
     fn leave_unfinished(&self, early: &[Rendered], ready: &mut Vec<(String, Arc<FeedFile>)>) {
         let mut unfinished = self.unfinished.lock().expect("unfinished scopes lock");
-        for rendered in early {
+        // A name that lost its folder to another in this batch is not served there.
+        for rendered in early.iter().filter(|r| self.owns_folder(&r.scope)) {
             ready.extend(rendered.redated.iter().cloned());
             if rendered.pending.is_empty() {
                 continue;
@@ -639,6 +645,9 @@ impl Inner {
         {
             return Ok(None);
         }
+        if !self.claim_folder(scope).await? {
+            return Ok(None);
+        }
         let now = Utc::now();
         let reading = Instant::now();
         let feeds = &self.settings.feeds;
@@ -660,7 +669,9 @@ impl Inner {
                 return Ok(None);
             }
             let mut shown = self.named.lock().expect("named scopes lock");
-            let changed = if content.articles.is_empty() {
+            // Checked under the lock of the names shown, which a name that takes its folder
+            // over takes to leave it out of them.
+            let changed = if content.articles.is_empty() || !self.owns_folder(scope) {
                 shown.remove(scope)
             } else {
                 shown.insert(scope.clone())
@@ -699,6 +710,79 @@ impl Inner {
             changed,
             read: reading.elapsed(),
         }))
+    }
+
+    /// Whether `scope` may have its feeds in its folder: always, but for an author or tag
+    /// whose slug another name has (a collision of the slug's short hash, which can be
+    /// searched for). One name per folder, decided by the store, the same everywhere: the
+    /// one the earliest stored article carries. Otherwise whichever was built last would
+    /// be served there, and a partner could take another's author or tag feed over with a
+    /// name made to collide. A name that takes a folder over from one that had it leaves
+    /// that one out of the names shown and of the scopes waiting to be finished.
+    async fn claim_folder(&self, scope: &FeedScope) -> Result<bool, PublicationError> {
+        let (FeedScope::Author(_) | FeedScope::Tag(_)) = scope else {
+            return Ok(true);
+        };
+        let folder = scope.path_segment();
+        let claimant = {
+            let mut folders = self.folders.lock().expect("folders lock");
+            match folders.get(folder) {
+                None => {
+                    folders.insert(folder.to_owned(), scope.clone());
+                    return Ok(true);
+                }
+                Some(owner) if owner == scope => return Ok(true),
+                Some(owner) => owner.clone(),
+            }
+        };
+        let contenders = [claimant.clone(), scope.clone()];
+        let owner = self
+            .store
+            .first_carried(&contenders)
+            .await?
+            .unwrap_or_else(|| claimant.clone());
+        tracing::warn!(
+            feed = folder,
+            kept_by = owner.name(),
+            other = if owner == claimant {
+                scope.name()
+            } else {
+                claimant.name()
+            },
+            "two names have one slug: the name stored first keeps the feed folder, the other has no feeds"
+        );
+        if owner == claimant {
+            return Ok(false);
+        }
+        self.folders
+            .lock()
+            .expect("folders lock")
+            .insert(folder.to_owned(), scope.clone());
+        if self
+            .named
+            .lock()
+            .expect("named scopes lock")
+            .remove(&claimant)
+        {
+            self.named_changes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.unfinished
+            .lock()
+            .expect("unfinished scopes lock")
+            .remove(&claimant);
+        Ok(true)
+    }
+
+    /// Whether `scope` has its folder, as last decided (see [`Inner::claim_folder`]).
+    fn owns_folder(&self, scope: &FeedScope) -> bool {
+        let (FeedScope::Author(_) | FeedScope::Tag(_)) = scope else {
+            return true;
+        };
+        let folders = self.folders.lock().expect("folders lock");
+        folders
+            .get(scope.path_segment())
+            .is_none_or(|owner| owner == scope)
     }
 
     /// Whether the feeds of `scope` are served (the Atom document stands for the three).

@@ -592,3 +592,69 @@ async fn archive_paths_of_folders_no_feed_has_are_not_found_without_the_store() 
         );
     }
 }
+
+/// Two author names with one slug (a collision of its short hash, which takes a second to
+/// search for): the folder holds the feeds of the name stored first, however often and in
+/// whichever order the two are built, in one batch or in two, and after a restart; the
+/// other name has no feeds and is not listed.
+#[tokio::test]
+async fn a_name_made_to_share_a_slug_cannot_take_the_first_names_feeds_over() {
+    // The other sorts first, so a build in name order reads it first.
+    let (first, squatter) = ("刘磊", "Liu Lei·_:.·,?;");
+    let (owner, other) = (FeedScope::author(first), FeedScope::author(squatter));
+    assert_eq!(owner.path_segment(), other.path_segment(), "one slug");
+    assert!(other < owner);
+    let dir = tempfile::tempdir().unwrap();
+    let (store, publication) = started(dir.path()).await;
+    let draft = |title: &str, author: &str| ArticleDraft {
+        id: if author == first { "first" } else { "second" }.into(),
+        section: "politics".into(),
+        title: format!("{title}：{author}的稿件"),
+        authors: vec![author.into()],
+        ..Default::default()
+    };
+    let atom = format!("{}/atom.xml", owner.path_segment());
+    let holds_the_first = |text: &str| {
+        text.contains(&format!("作者：{first}")) && text.contains("早稿") && !text.contains("晚稿")
+    };
+    publish_draft(&store, draft("早稿", first)).await;
+    publish_draft(&store, draft("晚稿", squatter)).await;
+    let stored = store.named_scopes(Utc::now()).await.unwrap();
+    assert!(
+        stored.contains(&owner) && stored.contains(&other),
+        "{stored:?}"
+    );
+    for batch in [
+        vec![other.clone(), owner.clone()],
+        vec![other.clone()],
+        vec![owner.clone(), other.clone()],
+        vec![other.clone()],
+    ] {
+        let failed = publication
+            .inner
+            .regenerate_batch(batch.clone(), Swap::Early)
+            .await;
+        assert!(failed.is_empty(), "{failed:?}");
+        let served = publication.get(&atom).unwrap();
+        assert!(
+            holds_the_first(&String::from_utf8_lossy(&served.bytes())),
+            "after {batch:?}"
+        );
+        assert_eq!(publication.named_scopes(), std::slice::from_ref(&owner));
+        let unfinished = publication.inner.unfinished.lock().unwrap();
+        assert!(unfinished.get(&other).is_none(), "nothing of it to write");
+    }
+    publication.inner.finish_unfinished(usize::MAX, true).await;
+    let on_disk = std::fs::read_to_string(dir.path().join("feeds").join(&atom)).unwrap();
+    assert!(holds_the_first(&on_disk), "{on_disk}");
+    store.close().await;
+    drop(publication);
+
+    // A restart builds both names' feeds, the other's first: the store decides, as before.
+    let (_store, publication) = started(dir.path()).await;
+    let served = publication.get(&atom).unwrap();
+    assert!(holds_the_first(&String::from_utf8_lossy(&served.bytes())));
+    assert_eq!(publication.named_scopes(), std::slice::from_ref(&owner));
+    let on_disk = std::fs::read_to_string(dir.path().join("feeds").join(&atom)).unwrap();
+    assert!(holds_the_first(&on_disk), "{on_disk}");
+}

@@ -379,6 +379,67 @@ async fn check_names_with_feeds(store: &dyn Store) {
 }
 
 contract!(
+    the_first_stored_name_owns_a_shared_folder,
+    check_first_carried
+);
+async fn check_first_carried(store: &dyn Store) {
+    let partner = add_partner(store, "newsroom").await;
+    let (early, late, never) = ("刘磊", "刘雷", "刘蕾");
+    assert_eq!(store.first_carried(&[]).await.unwrap(), None);
+    let authors = |names: &[&str]| -> Vec<FeedScope> {
+        names.iter().map(|name| FeedScope::author(name)).collect()
+    };
+    assert_eq!(
+        store.first_carried(&authors(&[early, late])).await.unwrap(),
+        None
+    );
+    // Stored later but published earlier, and the other way round: the store time decides.
+    publish_at(store, &partner, "late", (10, 2000), |d| {
+        d.authors = vec![late.into()];
+        d.tags = vec![late.into()];
+    })
+    .await;
+    assert_eq!(
+        store
+            .first_carried(&authors(&[early, late, never]))
+            .await
+            .unwrap(),
+        Some(FeedScope::author(late)),
+        "the only name carried"
+    );
+    publish_at(store, &partner, "early", (20, 1000), |d| {
+        d.authors = vec![early.into()];
+        d.tags = vec![early.into()];
+    })
+    .await;
+    for names in [[early, late, never], [never, late, early]] {
+        assert_eq!(
+            store.first_carried(&authors(&names)).await.unwrap(),
+            Some(FeedScope::author(early)),
+            "{names:?}"
+        );
+    }
+    // Tags are looked up among tags.
+    let tags = [FeedScope::tag(late), FeedScope::tag(early)];
+    assert_eq!(
+        store.first_carried(&tags).await.unwrap(),
+        Some(FeedScope::tag(early))
+    );
+    // A tie of store times goes to the first name in order.
+    publish_at(store, &partner, "tie", (30, 1000), |d| {
+        d.authors = vec!["刘A".into(), "刘B".into()];
+    })
+    .await;
+    assert_eq!(
+        store
+            .first_carried(&authors(&["刘B", "刘A"]))
+            .await
+            .unwrap(),
+        Some(FeedScope::author("刘A"))
+    );
+}
+
+contract!(
     author_and_tag_feeds_show_the_visible_newest_in_feed_order,
     check_author_and_tag_feeds
 );

@@ -739,6 +739,12 @@ pub trait Store: Send + Sync + 'static {
     /// then), whatever its state since: the names that have feeds.
     async fn named_scopes(&self, now: DateTime<Utc>) -> Result<Vec<FeedScope>, StoreError>;
 
+    /// Of `scopes`, author feeds or tag feeds whose names share a slug, the one whose name
+    /// the earliest stored article carries (by the article's create time, then the name):
+    /// the owner of their folder, the same on every replica and after every restart.
+    /// `None` when no stored article carries any of them.
+    async fn first_carried(&self, scopes: &[FeedScope]) -> Result<Option<FeedScope>, StoreError>;
+
     /// Whether the author or tag scope `scope` is one of [`Store::named_scopes`] at `now`
     /// (true for a section and `all`, which always have feeds).
     async fn has_feeds(&self, scope: &FeedScope, now: DateTime<Utc>) -> Result<bool, StoreError>;

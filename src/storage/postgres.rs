@@ -758,6 +758,23 @@ impl Store for PostgresStore {
         Ok(scopes)
     }
 
+    async fn first_carried(&self, scopes: &[FeedScope]) -> Result<Option<FeedScope>, StoreError> {
+        let Some(first) = scopes.first() else {
+            return Ok(None);
+        };
+        let names: Vec<&str> = scopes.iter().filter_map(FeedScope::name).collect();
+        let table = super::sqlite::names_table(first);
+        let name: Option<String> = sqlx::query_scalar(&format!(
+            "SELECT row.name FROM {table} AS row JOIN articles USING (partner_id, article_id)
+                 WHERE row.name = ANY($1)
+                 ORDER BY articles.create_time, row.name LIMIT 1"
+        ))
+        .bind(&names)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(name.and_then(|name| scopes.iter().find(|s| s.name() == Some(&name)).cloned()))
+    }
+
     async fn has_feeds(&self, scope: &FeedScope, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let (FeedScope::Author(named) | FeedScope::Tag(named)) = scope else {
             return Ok(true);
