@@ -40,6 +40,10 @@ pub use document::{
 /// compressed again.
 const CALM: Duration = Duration::from_millis(100);
 
+/// How long the files of author and tag feeds are still written at shutdown (sections and
+/// `all` are written whatever they take); the next start writes those left.
+const NAMES_AT_EXIT: Duration = Duration::from_secs(10);
+
 /// How many headlines of each feed the index page shows.
 const HEADLINES: usize = 5;
 
@@ -360,8 +364,14 @@ impl Scheduler {
                 if let Err(e) = finisher.await {
                     tracing::error!(error = %e, "the task finishing feeds failed");
                 }
-                let outcomes = self.inner.finish_unfinished(usize::MAX, true).await;
+                let (outcomes, left) = self.inner.finish_at_exit(NAMES_AT_EXIT).await;
                 self.inner.record_outcome(Step::Write, outcomes);
+                if left > 0 {
+                    tracing::info!(
+                        left,
+                        "author and tag feeds left unwritten at shutdown; the next start writes them"
+                    );
+                }
                 return;
             }
             // A publish or expiry time that came meanwhile is not lost: the next look only

@@ -215,13 +215,45 @@ impl Inner {
     }
 
     /// Finishes unfinished scopes, oldest first, name feeds a minute behind (see
-    /// [`finishing_order`]): at most `limit` of them, and only those due unless `all`; one
-    /// at a time across tasks. Returns those whose files could not be written: they are
-    /// served from memory, compressed, and tried again in a second.
+    /// `unfinished`): at most `limit` of them, and only those due unless `all`; one at a
+    /// time across tasks. Returns their outcomes; those whose files could not be written
+    /// are served from memory, compressed, and tried again in a second.
     pub(super) async fn finish_unfinished(
         self: &Arc<Self>,
         limit: usize,
         all: bool,
+    ) -> Vec<(FeedScope, Result<(), PublicationError>)> {
+        self.finish_some(limit, all, None).await
+    }
+
+    /// At shutdown: finishes `all` and the sections, however long they take (most readers
+    /// poll them, and a proxy may serve their files while no process runs), and author and
+    /// tag feeds until `names_for` has passed. Those left are not lost: the next start
+    /// builds every feed and writes the files that differ. One call can leave tens of
+    /// thousands of name feeds to finish, which would otherwise hold the process minutes
+    /// after it was told to stop. Returns the outcomes and how many scopes were left.
+    pub(super) async fn finish_at_exit(
+        self: &Arc<Self>,
+        names_for: std::time::Duration,
+    ) -> (Vec<(FeedScope, Result<(), PublicationError>)>, usize) {
+        let outcomes = self
+            .finish_some(usize::MAX, true, Some(Instant::now() + names_for))
+            .await;
+        let left = self
+            .unfinished
+            .lock()
+            .expect("unfinished scopes lock")
+            .len();
+        (outcomes, left)
+    }
+
+    /// [`Inner::finish_unfinished`], taking author and tag feeds only until `names_until`
+    /// when it is given.
+    async fn finish_some(
+        self: &Arc<Self>,
+        limit: usize,
+        all: bool,
+        names_until: Option<Instant>,
     ) -> Vec<(FeedScope, Result<(), PublicationError>)> {
         let _one_at_a_time = self.finishing.lock().await;
         let mut outcomes = Vec::new();
@@ -233,8 +265,9 @@ impl Inner {
             let busy = self.busy();
             let oldest = {
                 let unfinished = self.unfinished.lock().expect("unfinished scopes lock");
+                let names = names_until.is_none_or(|until| now < until);
                 unfinished
-                    .next(now, busy, all, &done)
+                    .next(now, busy, all, names, &done)
                     .map(|(scope, u)| (scope.clone(), u.docs.clone(), u.generation))
             };
             let Some((scope, docs, generation)) = oldest else {

@@ -658,3 +658,47 @@ async fn a_name_made_to_share_a_slug_cannot_take_the_first_names_feeds_over() {
     let on_disk = std::fs::read_to_string(dir.path().join("feeds").join(&atom)).unwrap();
     assert!(holds_the_first(&on_disk), "{on_disk}");
 }
+
+/// At shutdown `all` and the sections are written whatever they take, author and tag feeds
+/// only for a while: those left are written by the next start.
+#[tokio::test]
+async fn at_shutdown_name_feeds_are_written_for_a_while_and_the_rest_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, publication) = started(dir.path()).await;
+    let author = FeedScope::author("陈淑兰");
+    let signed = ArticleDraft {
+        id: "signed".into(),
+        section: "politics".into(),
+        title: "署名的一篇".into(),
+        authors: vec!["陈淑兰".into()],
+        ..Default::default()
+    };
+    publish_draft(&store, signed).await;
+    let failed = publication
+        .inner
+        .regenerate_batch([author.clone(), politics(), FeedScope::All], Swap::Early)
+        .await;
+    assert!(failed.is_empty(), "{failed:?}");
+    let holds = |segment: &str| {
+        std::fs::read_to_string(dir.path().join("feeds").join(segment).join("atom.xml"))
+            .is_ok_and(|text| text.contains("署名的一篇"))
+    };
+    assert!(!holds("politics") && !holds(author.path_segment()));
+
+    let (outcomes, left) = publication
+        .inner
+        .finish_at_exit(std::time::Duration::ZERO)
+        .await;
+    let finished: Vec<&FeedScope> = outcomes.iter().map(|(scope, _)| scope).collect();
+    assert_eq!(finished, [&politics(), &FeedScope::All]);
+    assert!(outcomes.iter().all(|(_, r)| r.is_ok()), "{outcomes:?}");
+    assert_eq!(left, 1, "the author's feeds");
+    assert!(holds("politics") && holds("all"));
+    assert!(!holds(author.path_segment()), "not written at shutdown");
+    store.close().await;
+    drop(publication);
+
+    let (_store, publication) = started(dir.path()).await;
+    assert!(holds(author.path_segment()), "written by the next start");
+    assert!(publication.is_settled());
+}

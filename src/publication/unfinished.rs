@@ -100,6 +100,11 @@ impl UnfinishedScopes {
         self.scopes.is_empty()
     }
 
+    /// How many scopes wait.
+    pub(super) fn len(&self) -> usize {
+        self.scopes.len()
+    }
+
     pub(super) fn get(&self, scope: &FeedScope) -> Option<&Unfinished> {
         self.scopes.get(scope)
     }
@@ -140,16 +145,22 @@ impl UnfinishedScopes {
     }
 
     /// The scope to finish next, first in [`finishing_order`] among those due at `now` (or
-    /// among all, when `all`) and not in `done`.
+    /// among all, when `all`) and not in `done`; an author or tag feed only when `names`.
     pub(super) fn next(
         &self,
         now: Instant,
         busy: bool,
         all: bool,
+        names: bool,
         done: &HashSet<FeedScope>,
     ) -> Option<(&FeedScope, &Unfinished)> {
-        [&self.sections, &self.names]
-            .into_iter()
+        let queues = if names {
+            &[&self.sections, &self.names][..]
+        } else {
+            &[&self.sections][..]
+        };
+        queues
+            .iter()
             .filter_map(|queue| self.first_in(queue, now, busy, all, done))
             .min_by_key(|(scope, unfinished)| finishing_order(scope, unfinished.since))
     }
@@ -213,7 +224,7 @@ mod tests {
     /// The scopes `next` gives, one after another, each marked done.
     fn in_order(scopes: &UnfinishedScopes, now: Instant, busy: bool, all: bool) -> Vec<FeedScope> {
         let mut done = HashSet::new();
-        while let Some((scope, _)) = scopes.next(now, busy, all, &done) {
+        while let Some((scope, _)) = scopes.next(now, busy, all, true, &done) {
             done.insert(scope.clone());
         }
         let mut order: Vec<(Instant, FeedScope)> = Vec::new();
@@ -252,7 +263,7 @@ mod tests {
         // One at a time, as the finisher takes them.
         let mut done = HashSet::new();
         let mut taken = Vec::new();
-        while let Some((scope, _)) = scopes.next(now, false, false, &done) {
+        while let Some((scope, _)) = scopes.next(now, false, false, true, &done) {
             done.insert(scope.clone());
             taken.push(scope.clone());
         }
@@ -297,9 +308,9 @@ mod tests {
         scopes.entry_since(&FeedScope::All, at(200));
         let none = HashSet::new();
         // In a burst a section settles half a second after its change, a tag five.
-        assert!(scopes.next(at(599), true, false, &none).is_none());
+        assert!(scopes.next(at(599), true, false, true, &none).is_none());
         assert_eq!(scopes.next_due(true), Some(at(600)));
-        let (first, _) = scopes.next(at(600), true, false, &none).unwrap();
+        let (first, _) = scopes.next(at(600), true, false, true, &none).unwrap();
         assert_eq!(first, &politics());
         assert_eq!(
             in_order(&scopes, at(700), true, false),
@@ -318,9 +329,30 @@ mod tests {
         assert_eq!(in_order(&scopes, at(300), false, false), [FeedScope::All]);
         scopes.remove(&FeedScope::All);
         assert_eq!(scopes.next_due(false), Some(at(10_000)));
-        assert!(scopes.next(at(9_999), false, false, &none).is_none());
+        assert!(scopes.next(at(9_999), false, false, true, &none).is_none());
         // At shutdown every scope is finished, due or not.
         assert_eq!(in_order(&scopes, at(0), false, true), [politics()]);
+        // Once author and tag feeds are no longer taken, only sections are.
+        scopes.entry_since(&tag, at(0));
+        assert_eq!(
+            scopes
+                .next(at(20_000), false, true, false, &none)
+                .map(|(s, _)| s),
+            Some(&politics())
+        );
+        let politics_done = HashSet::from([politics()]);
+        assert!(
+            scopes
+                .next(at(20_000), false, true, false, &politics_done)
+                .is_none()
+        );
+        assert_eq!(
+            scopes
+                .next(at(20_000), false, true, true, &politics_done)
+                .map(|(s, _)| s),
+            Some(&tag)
+        );
+        scopes.remove(&tag);
         // An entry made again keeps its place.
         let again = scopes.entry(&politics());
         again.generation += 1;
