@@ -115,7 +115,23 @@ pub(crate) fn without_padding(name: &str) -> Option<String> {
 ///
 /// `name` is a single line as [`clean`] leaves it (its bidirectional controls balanced);
 /// white space is folded again where a removed character stood between spaces or at an end.
+/// The result is its own normal form: what one removal exposes is removed too (a joiner
+/// left at the end once an embedding that enclosed the name goes, an embedding that
+/// encloses the name once a joiner before it goes).
 pub(crate) fn normalize_name(name: &str) -> String {
+    let mut name = normalize_name_once(name);
+    // After the first pass a pass only removes characters: this ends.
+    loop {
+        let again = normalize_name_once(&name);
+        if again == name {
+            return name;
+        }
+        name = again;
+    }
+}
+
+/// One pass of [`normalize_name`].
+fn normalize_name_once(name: &str) -> String {
     use unicode_normalization::UnicodeNormalization;
     let mut visible: Vec<char> = Vec::with_capacity(name.len());
     for c in name.chars() {
@@ -1124,6 +1140,22 @@ pub fn one_line(raw: &str, max_graphemes: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_normalised_name_is_its_own_normal_form() {
+        for (name, normal) in [
+            // The joiner shapes nothing once the embedding that enclosed the name goes.
+            ("\u{202a}®\u{200d}\u{202c}", "®"),
+            // The embedding encloses the name once the joiner before it goes.
+            ("\u{200d}\u{202a}x\u{202c}", "x"),
+            ("\u{202b}محمد\u{202c}", "محمد"),
+            ("a\u{200d}b", "a\u{200d}b"),
+        ] {
+            let once = normalize_name(name);
+            assert_eq!(once, normal, "{name:?}");
+            assert_eq!(normalize_name(&once), once, "{name:?}");
+        }
+    }
 
     #[test]
     fn one_line_notes_are_clean_and_cut_on_grapheme_boundaries() {
