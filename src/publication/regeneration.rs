@@ -753,9 +753,9 @@ impl Inner {
     /// name made to collide. A name that takes a folder over from one that had it leaves
     /// that one out of the names shown and of the scopes waiting to be finished.
     async fn claim_folder(&self, scope: &FeedScope) -> Result<bool, PublicationError> {
-        let (FeedScope::Author(_) | FeedScope::Tag(_)) = scope else {
+        if scope.name().is_none() {
             return Ok(true);
-        };
+        }
         let folder = scope.path_segment();
         let claimant = {
             let mut folders = self.folders.lock().expect("folders lock");
@@ -809,9 +809,9 @@ impl Inner {
 
     /// Whether `scope` has its folder, as last decided (see [`Inner::claim_folder`]).
     fn owns_folder(&self, scope: &FeedScope) -> bool {
-        let (FeedScope::Author(_) | FeedScope::Tag(_)) = scope else {
+        if scope.name().is_none() {
             return true;
-        };
+        }
         let folders = self.folders.lock().expect("folders lock");
         folders
             .get(scope.path_segment())

@@ -109,11 +109,30 @@ async fn publish_draft(store: &Arc<dyn Store>, draft: ArticleDraft) {
 
 /// Regenerates `scope` as a publish does (served before it is compressed); none fails.
 async fn regenerated(publication: &Publication, scope: FeedScope) {
+    regenerated_together(publication, [scope]).await;
+}
+
+/// Regenerates `scopes` in one batch as a publish does; none fails.
+async fn regenerated_together(
+    publication: &Publication,
+    scopes: impl IntoIterator<Item = FeedScope>,
+) {
     let failed = publication
         .inner
-        .regenerate_batch([scope], Swap::Early)
+        .regenerate_batch(scopes, Swap::Early)
         .await;
     assert!(failed.is_empty(), "{failed:?}");
+}
+
+/// A politics article `id` titled `title`, signed by `author`.
+fn signed(id: &str, title: &str, author: &str) -> ArticleDraft {
+    ArticleDraft {
+        id: id.into(),
+        section: "politics".into(),
+        title: title.into(),
+        authors: vec![author.into()],
+        ..Default::default()
+    }
 }
 
 fn politics() -> FeedScope {
@@ -404,13 +423,7 @@ async fn a_feed_without_articles_is_dated_by_what_emptied_it_never_by_1970() {
             "{key}"
         );
     }
-    let byline = |author: &str| ArticleDraft {
-        id: "a".into(),
-        section: "politics".into(),
-        title: "署名更正".into(),
-        authors: vec![author.into()],
-        ..Default::default()
-    };
+    let byline = |author: &str| signed("a", "署名更正", author);
     let first = FeedScope::author("刘磊");
     publish_draft(&store, byline("刘磊")).await;
     regenerated(&publication, first.clone()).await;
@@ -567,14 +580,7 @@ async fn archive_paths_of_folders_no_feed_has_are_not_found_without_the_store() 
     let dir = tempfile::tempdir().unwrap();
     // Pages of one article: the author's one fills its first.
     let (store, publication) = started_with(dir.path(), |s| s.feeds.max_items = 1).await;
-    let author = ArticleDraft {
-        id: "a".into(),
-        section: "politics".into(),
-        title: "署名的一篇".into(),
-        authors: vec!["陈淑兰".into()],
-        ..Default::default()
-    };
-    publish_draft(&store, author).await;
+    publish_draft(&store, signed("a", "署名的一篇", "陈淑兰")).await;
     let scope = FeedScope::author("陈淑兰");
     regenerated(&publication, scope.clone()).await;
     let page = format!("{}/archive/1/rss.xml", scope.path_segment());
@@ -606,12 +612,9 @@ async fn a_name_made_to_share_a_slug_cannot_take_the_first_names_feeds_over() {
     assert!(other < owner);
     let dir = tempfile::tempdir().unwrap();
     let (store, publication) = started(dir.path()).await;
-    let draft = |title: &str, author: &str| ArticleDraft {
-        id: if author == first { "first" } else { "second" }.into(),
-        section: "politics".into(),
-        title: format!("{title}：{author}的稿件"),
-        authors: vec![author.into()],
-        ..Default::default()
+    let draft = |title: &str, author: &str| {
+        let id = if author == first { "first" } else { "second" };
+        signed(id, &format!("{title}：{author}的稿件"), author)
     };
     let atom = format!("{}/atom.xml", owner.path_segment());
     let holds_the_first = |text: &str| {
@@ -630,11 +633,7 @@ async fn a_name_made_to_share_a_slug_cannot_take_the_first_names_feeds_over() {
         vec![owner.clone(), other.clone()],
         vec![other.clone()],
     ] {
-        let failed = publication
-            .inner
-            .regenerate_batch(batch.clone(), Swap::Early)
-            .await;
-        assert!(failed.is_empty(), "{failed:?}");
+        regenerated_together(&publication, batch.clone()).await;
         let served = publication.get(&atom).unwrap();
         assert!(
             holds_the_first(&String::from_utf8_lossy(&served.bytes())),
@@ -666,19 +665,8 @@ async fn at_shutdown_name_feeds_are_written_for_a_while_and_the_rest_at_the_next
     let dir = tempfile::tempdir().unwrap();
     let (store, publication) = started(dir.path()).await;
     let author = FeedScope::author("陈淑兰");
-    let signed = ArticleDraft {
-        id: "signed".into(),
-        section: "politics".into(),
-        title: "署名的一篇".into(),
-        authors: vec!["陈淑兰".into()],
-        ..Default::default()
-    };
-    publish_draft(&store, signed).await;
-    let failed = publication
-        .inner
-        .regenerate_batch([author.clone(), politics(), FeedScope::All], Swap::Early)
-        .await;
-    assert!(failed.is_empty(), "{failed:?}");
+    publish_draft(&store, signed("signed", "署名的一篇", "陈淑兰")).await;
+    regenerated_together(&publication, [author.clone(), politics(), FeedScope::All]).await;
     let holds = |segment: &str| {
         std::fs::read_to_string(dir.path().join("feeds").join(segment).join("atom.xml"))
             .is_ok_and(|text| text.contains("署名的一篇"))

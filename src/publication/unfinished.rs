@@ -79,10 +79,7 @@ fn finishing_order(scope: &FeedScope, since: Instant) -> Instant {
 
 /// An author's or a tag's feeds, which wait in a queue of their own.
 fn is_name(scope: &FeedScope) -> bool {
-    match scope {
-        FeedScope::Author(_) | FeedScope::Tag(_) => true,
-        FeedScope::All | FeedScope::Section(_) => false,
-    }
+    scope.name().is_some()
 }
 
 /// The unfinished scopes, with their two queues.
