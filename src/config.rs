@@ -175,9 +175,12 @@ pub struct Limits {
     pub send_timeout: Duration,
     /// Most HTTP connections open at once; further ones are closed as soon as accepted.
     pub max_http_connections: usize,
-    /// Most gRPC connections open at once; further ones are closed as soon as accepted.
+    /// Most gRPC connections open at once. A further one takes the place of the oldest
+    /// that has made no authenticated call, which is closed, or is closed as soon as
+    /// accepted when every place is held by one that has.
     pub max_grpc_connections: usize,
-    /// Most of those from one IP address, so that one client cannot take every place.
+    /// Most of those from one IP address, so that one client cannot take every place
+    /// (past it, the same rule among the address's own connections).
     pub max_grpc_connections_per_peer: usize,
 }
 

@@ -1,12 +1,13 @@
 //! Bounds on client connections, shared by both listeners: a cap on how many are open at
 //! once, and a watchdog that closes a connection whose peer stops sending or reading.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, ready};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -17,24 +18,38 @@ use tokio::time::{Instant, Sleep};
 #[derive(Debug, Clone)]
 pub struct Slots {
     all: Arc<Semaphore>,
+    /// The cap `all` was made with.
+    max: usize,
     per_peer: Option<(usize, Peers)>,
+    /// When kept: the open connections that have not proven themselves, oldest first (with
+    /// some already closed or proven, dropped as they are met). A connection over the cap
+    /// takes the place of the oldest of them.
+    unproven: Option<Arc<Mutex<VecDeque<Weak<Standing>>>>>,
 }
 
 /// Open connections by IP address.
 type Peers = Arc<Mutex<HashMap<IpAddr, usize>>>;
 
+/// The lock, even if a thread panicked holding it: what it guards stays consistent.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// One open connection's place under the cap, given back when dropped.
 #[derive(Debug)]
 pub struct Slot {
-    _permit: OwnedSemaphorePermit,
+    standing: Arc<Standing>,
+    /// Whether the cap may take its place for a newer connection.
+    evictable: bool,
     /// Its peer's count, when one is kept.
     peer: Option<(Peers, IpAddr)>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        drop(lock(&self.standing.permit).take());
         if let Some((peers, ip)) = &self.peer {
-            let mut open = peers.lock().unwrap_or_else(|e| e.into_inner());
+            let mut open = lock(peers);
             if let Some(count) = open.get_mut(ip) {
                 *count -= 1;
                 if *count == 0 {
@@ -45,12 +60,67 @@ impl Drop for Slot {
     }
 }
 
+/// What a connection has shown of itself, under a cap that evicts
+/// ([`Slots::evicting_unproven`]): whether it has made a call its caller was authenticated
+/// for, and whether the cap took its place for a newer connection.
+#[derive(Debug, Default)]
+pub struct Standing {
+    proven: AtomicBool,
+    evicted: AtomicBool,
+    /// The connection's task, waiting on its socket: woken when evicted.
+    waker: Mutex<Option<Waker>>,
+    /// Its place under the cap, until it closes or is evicted.
+    permit: Mutex<Option<OwnedSemaphorePermit>>,
+    /// Its address, as its peer's share counts it.
+    peer: Option<IpAddr>,
+}
+
+impl Standing {
+    /// The connection has made an authenticated call: it keeps its place from now on.
+    pub fn prove(&self) {
+        self.proven.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the connection has made an authenticated call.
+    pub fn is_proven(&self) -> bool {
+        self.proven.load(Ordering::Relaxed)
+    }
+
+    /// Whether the cap took the connection's place for a newer one.
+    fn is_evicted(&self) -> bool {
+        self.evicted.load(Ordering::Acquire)
+    }
+
+    /// Marks the connection evicted and wakes its task, which then closes it.
+    fn evict(&self) {
+        self.evicted.store(true, Ordering::Release);
+        if let Some(waker) = lock(&self.waker).take() {
+            waker.wake();
+        }
+    }
+
+    /// Whether the connection was evicted; if not yet, `waker` is woken when it is.
+    fn evicted_or_wake(&self, waker: &Waker) -> bool {
+        {
+            let mut held = lock(&self.waker);
+            if !held.as_ref().is_some_and(|held| held.will_wake(waker)) {
+                *held = Some(waker.clone());
+            }
+        }
+        // Read after the waker is in place: an eviction either finds it or is seen here.
+        self.is_evicted()
+    }
+}
+
 impl Slots {
     /// Room for `max` connections.
     pub fn new(max: usize) -> Self {
+        let max = max.min(Semaphore::MAX_PERMITS);
         Self {
-            all: Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS))),
+            all: Arc::new(Semaphore::new(max)),
+            max,
             per_peer: None,
+            unproven: None,
         }
     }
 
@@ -62,23 +132,29 @@ impl Slots {
         }
     }
 
-    /// A place for one more connection, unless all are taken: the caller then closes the
-    /// connection at once rather than keep it waiting (its peer sees the close and may
-    /// retry, and nothing queues up inside the server).
+    /// When every place is taken, a new connection takes the place of the oldest open one
+    /// that has not proven itself ([`Standing::prove`]), which is closed; when its address
+    /// has its whole share, the place of its address's oldest such connection. Connections
+    /// that make no authenticated call, however many addresses open them, cannot keep out
+    /// the callers that do, even those that share an address with them (behind a NAT or a
+    /// load balancer). Connections that have proven themselves keep their places.
+    pub fn evicting_unproven(mut self) -> Self {
+        self.unproven = Some(Arc::default());
+        self
+    }
+
+    /// A place for one more connection, unless all are taken (and none can be evicted): the
+    /// caller then closes the connection at once rather than keep it waiting (its peer sees
+    /// the close and may retry, and nothing queues up inside the server).
     pub fn try_take(&self) -> Option<Slot> {
-        self.all
-            .clone()
-            .try_acquire_owned()
-            .ok()
-            .map(|permit| Slot {
-                _permit: permit,
-                peer: None,
-            })
+        let permit = self.place()?;
+        Some(self.slot(permit, None))
     }
 
     /// [`Slots::try_take`] for a connection from `ip`, unless its address has as many
-    /// open as it may. An IPv6 address counts with the rest of its /64, which one host
-    /// commonly holds whole (an IPv4 address written as IPv6 counts as itself).
+    /// open as it may (and none of them can be evicted). An IPv6 address counts with the
+    /// rest of its /64, which one host commonly holds whole (an IPv4 address written as
+    /// IPv6 counts as itself).
     pub fn try_take_from(&self, ip: IpAddr) -> Option<Slot> {
         let Some((most, peers)) = &self.per_peer else {
             return self.try_take();
@@ -89,17 +165,73 @@ impl Slots {
             )),
             v4 => v4,
         };
-        let mut open = peers.lock().unwrap_or_else(|e| e.into_inner());
-        if open.get(&ip).is_some_and(|count| count >= most) {
-            return None;
-        }
+        let mut open = lock(peers);
+        let permit = if open.get(&ip).is_some_and(|count| count >= most) {
+            // At its share: only in place of one of its own.
+            self.evict(Some(ip))?
+        } else {
+            self.place()?
+        };
         // Counted only once it has a place: a refused address leaves nothing behind.
-        let permit = self.all.clone().try_acquire_owned().ok()?;
         *open.entry(ip).or_default() += 1;
-        Some(Slot {
-            _permit: permit,
-            peer: Some((peers.clone(), ip)),
-        })
+        drop(open);
+        Some(self.slot(permit, Some((peers.clone(), ip))))
+    }
+
+    /// A free place, or the place of the oldest unproven connection, evicted for it.
+    fn place(&self) -> Option<OwnedSemaphorePermit> {
+        match self.all.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => self.evict(None),
+        }
+    }
+
+    /// The place of the oldest open connection that has not proven itself (from `peer`,
+    /// when given), which is evicted; `None` when there is none or the cap does not evict.
+    fn evict(&self, peer: Option<IpAddr>) -> Option<OwnedSemaphorePermit> {
+        let mut unproven = lock(self.unproven.as_ref()?);
+        let mut at = 0;
+        while let Some(open) = unproven.get(at) {
+            let standing = open.upgrade().filter(|s| !s.is_proven());
+            let Some(standing) = standing else {
+                unproven.remove(at); // closed, or proven for good
+                continue;
+            };
+            if peer.is_some_and(|peer| standing.peer != Some(peer)) {
+                at += 1;
+                continue;
+            }
+            unproven.remove(at);
+            // None: closing already, its place on its way back.
+            if let Some(permit) = lock(&standing.permit).take() {
+                standing.evict();
+                return Some(permit);
+            }
+        }
+        None
+    }
+
+    /// The slot holding `permit`, counted among the unproven when the cap evicts.
+    fn slot(&self, permit: OwnedSemaphorePermit, peer: Option<(Peers, IpAddr)>) -> Slot {
+        let standing = Arc::new(Standing {
+            permit: Mutex::new(Some(permit)),
+            peer: peer.as_ref().map(|(_, ip)| *ip),
+            ..Standing::default()
+        });
+        if let Some(unproven) = &self.unproven {
+            let mut unproven = lock(unproven);
+            // Connections that closed or proven themselves while the cap had room are
+            // dropped from the queue before it holds more than twice the cap.
+            if unproven.len() >= 2 * self.max {
+                unproven.retain(|open| open.upgrade().is_some_and(|s| !s.is_proven()));
+            }
+            unproven.push_back(Arc::downgrade(&standing));
+        }
+        Slot {
+            standing,
+            evictable: self.unproven.is_some(),
+            peer,
+        }
     }
 }
 
@@ -211,7 +343,9 @@ pub struct Watched<S> {
     last_progress: Instant,
     timer: Pin<Box<Sleep>>,
     on_timeout: fn(Stall),
-    _slot: Option<Slot>,
+    /// Why it was closed, once it was: reported to `on_timeout` once.
+    closed: Option<Stall>,
+    slot: Option<Slot>,
 }
 
 /// Why a [`Watched`] connection was closed.
@@ -223,6 +357,8 @@ pub enum Stall {
     Idle,
     /// Nothing written for the send timeout.
     Send,
+    /// Over the cap, a newer connection took its place ([`Slots::evicting_unproven`]).
+    Evicted,
 }
 
 impl Stall {
@@ -232,6 +368,7 @@ impl Stall {
             Self::Header => "header",
             Self::Idle => "idle",
             Self::Send => "send",
+            Self::Evicted => "evicted",
         }
     }
 }
@@ -250,7 +387,8 @@ impl<S> Watched<S> {
             // Armed on the first wait; a far deadline until then.
             timer: Box::pin(tokio::time::sleep_until(now + Duration::from_secs(86_400))),
             on_timeout,
-            _slot: slot,
+            closed: None,
+            slot,
         }
     }
 
@@ -288,9 +426,19 @@ impl<S> Watched<S> {
         }
     }
 
-    /// Called when the inner connection is not ready: an error once the deadline passed,
-    /// else `Pending` with the timer armed.
+    /// Called when the inner connection is not ready: an error once the deadline passed
+    /// or the connection was evicted, else `Pending` with the timer armed.
     fn poll_deadline(&mut self, cx: &mut Context<'_>, reading: bool) -> Poll<io::Error> {
+        if let Some(stall) = self.closed {
+            return Poll::Ready(closed_for(stall));
+        }
+        if self
+            .slot
+            .as_ref()
+            .is_some_and(|slot| slot.evictable && slot.standing.evicted_or_wake(cx.waker()))
+        {
+            return Poll::Ready(self.close(Stall::Evicted));
+        }
         let Some((at, stall)) = self.deadline(reading) else {
             return Poll::Pending;
         };
@@ -298,11 +446,30 @@ impl<S> Watched<S> {
             self.timer.as_mut().reset(at);
         }
         ready!(self.timer.as_mut().poll(cx));
-        (self.on_timeout)(stall);
-        Poll::Ready(io::Error::new(
+        Poll::Ready(self.close(stall))
+    }
+
+    /// The error that closes the connection for `stall`, reported the first time.
+    fn close(&mut self, stall: Stall) -> io::Error {
+        if self.closed.is_none() {
+            self.closed = Some(stall);
+            (self.on_timeout)(stall);
+        }
+        closed_for(stall)
+    }
+}
+
+/// The error a [`Watched`] connection closed for `stall` fails with.
+fn closed_for(stall: Stall) -> io::Error {
+    match stall {
+        Stall::Evicted => io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            "closed to make room for a newer connection",
+        ),
+        _ => io::Error::new(
             io::ErrorKind::TimedOut,
             format!("peer made no progress ({})", stall.label()),
-        ))
+        ),
     }
 }
 
@@ -378,11 +545,32 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     }
 }
 
+/// What a call learns of its [`Watched`] connection: the inner connection's information,
+/// and the connection's [`Standing`] under its cap.
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo<C> {
+    /// The inner connection's information (its addresses).
+    pub inner: C,
+    standing: Option<Arc<Standing>>,
+}
+
+impl<C> ConnectionInfo<C> {
+    /// The connection has made an authenticated call: a cap that evicts keeps its place.
+    pub fn prove(&self) {
+        if let Some(standing) = &self.standing {
+            standing.prove();
+        }
+    }
+}
+
 impl<S: tonic::transport::server::Connected> tonic::transport::server::Connected for Watched<S> {
-    type ConnectInfo = S::ConnectInfo;
+    type ConnectInfo = ConnectionInfo<S::ConnectInfo>;
 
     fn connect_info(&self) -> Self::ConnectInfo {
-        self.inner.connect_info()
+        ConnectionInfo {
+            inner: self.inner.connect_info(),
+            standing: self.slot.as_ref().map(|slot| slot.standing.clone()),
+        }
     }
 }
 
@@ -483,6 +671,121 @@ mod tests {
         assert_eq!(open.get(&third), None);
         assert_eq!(open.get(&one), Some(&2));
         assert_eq!(open.len(), 2, "{open:?}");
+    }
+
+    #[test]
+    fn unproven_connections_give_way_to_newer_ones_and_proven_ones_keep_their_places() {
+        let slots = Slots::new(3).evicting_unproven();
+        let a = slots.try_take().expect("a");
+        let b = slots.try_take().expect("b");
+        let c = slots.try_take().expect("c");
+        b.standing.prove();
+        let d = slots.try_take().expect("d, in a's place");
+        assert!(a.standing.is_evicted());
+        assert!(!b.standing.is_evicted() && !c.standing.is_evicted());
+        let e = slots.try_take().expect("e, in c's place (b is proven)");
+        assert!(c.standing.is_evicted() && !b.standing.is_evicted());
+        e.standing.prove();
+        let f = slots.try_take().expect("f, in d's place");
+        assert!(d.standing.is_evicted());
+        f.standing.prove();
+        assert!(slots.try_take().is_none(), "every place is proven");
+        assert!(!b.standing.is_evicted() && !e.standing.is_evicted());
+        // An evicted connection still open holds nothing: closing it frees no place.
+        drop((a, c, d));
+        assert!(slots.try_take().is_none());
+        drop(e);
+        assert!(
+            slots.try_take().is_some(),
+            "a proven connection's place, when it closes"
+        );
+        // Without eviction, a full cap refuses.
+        let plain = Slots::new(1);
+        let _only = plain.try_take().expect("only");
+        assert!(plain.try_take().is_none());
+    }
+
+    #[test]
+    fn a_peer_at_its_share_takes_the_place_of_its_own_oldest_unproven_connection() {
+        let slots = Slots::per_peer(4, 2).evicting_unproven();
+        let (one, other): (IpAddr, IpAddr) = (
+            "192.0.2.1".parse().unwrap(),
+            "198.51.100.7".parse().unwrap(),
+        );
+        let other_1 = slots.try_take_from(other).expect("other's first");
+        let one_1 = slots.try_take_from(one).expect("one's first");
+        let one_2 = slots.try_take_from(one).expect("one's second");
+        let one_3 = slots
+            .try_take_from(one)
+            .expect("one's third, in its first's place");
+        assert!(one_1.standing.is_evicted(), "one's oldest gave way");
+        assert!(
+            !other_1.standing.is_evicted(),
+            "not the older connection of another"
+        );
+        one_2.standing.prove();
+        one_3.standing.prove();
+        assert!(
+            slots.try_take_from(one).is_none(),
+            "one's share is all proven"
+        );
+        assert!(!one_2.standing.is_evicted() && !one_3.standing.is_evicted());
+        // The evicted connection's count goes when it closes.
+        drop(one_1);
+        let (_, peers) = slots.per_peer.as_ref().unwrap();
+        assert_eq!(lock(peers).get(&one), Some(&2));
+        drop(one_2);
+        let _one_4 = slots
+            .try_take_from(one)
+            .expect("a place of one's given back");
+    }
+
+    #[test]
+    fn the_queue_of_unproven_connections_stays_near_the_cap() {
+        let slots = Slots::new(4).evicting_unproven();
+        let _kept = slots.try_take().expect("one held throughout");
+        for _ in 0..1_000 {
+            let slot = slots.try_take().expect("room");
+            slot.standing.prove();
+        }
+        let queued = lock(slots.unproven.as_ref().unwrap()).len();
+        assert!(queued <= 8, "{queued} queued");
+    }
+
+    #[tokio::test]
+    async fn an_evicted_connection_fails_its_pending_read_and_is_counted_once() {
+        static EVICTIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let (_client, server) = tokio::io::duplex(64);
+        let slots = Slots::new(1).evicting_unproven();
+        let slot = slots.try_take().expect("the only place");
+        let mut watched = Watched::new(server, Watch::default(), Some(slot), |stall| {
+            if stall == Stall::Evicted {
+                EVICTIONS.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        let read = tokio::spawn(async move {
+            let mut buf = [0; 8];
+            let first = watched.read(&mut buf).await.unwrap_err();
+            let again = watched.read(&mut buf).await.unwrap_err();
+            (first.kind(), again.kind())
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!read.is_finished(), "waiting to read");
+        let _newer = slots
+            .try_take()
+            .expect("the newer connection takes its place");
+        let kinds = tokio::time::timeout(Duration::from_secs(5), read)
+            .await
+            .expect("woken by the eviction")
+            .unwrap();
+        assert_eq!(
+            kinds,
+            (
+                io::ErrorKind::ConnectionAborted,
+                io::ErrorKind::ConnectionAborted
+            )
+        );
+        assert_eq!(EVICTIONS.load(Ordering::Relaxed), 1);
     }
 
     #[tokio::test]

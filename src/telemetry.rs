@@ -155,6 +155,12 @@ const CATALOGUE: &[Metric] = &[
         zero: &[&[("listener", "grpc")], &[("listener", "http")]],
     },
     Metric {
+        name: "feedpub_connections_evicted_total",
+        kind: Kind::Counter,
+        help: "gRPC connections that had made no authenticated call, closed for a newer one over the cap.",
+        zero: &[&[("listener", "grpc")]],
+    },
+    Metric {
         name: "feedpub_connection_timeouts_total",
         kind: Kind::Counter,
         help: "Connections closed because their peer stalled, by listener and reason.",

@@ -545,52 +545,73 @@ async fn stopping_the_server_closes_idle_connections_on_either_path() {
 
 /// One address takes at most `max_grpc_connections_per_peer` of the gRPC connections, so
 /// that a client opening connections and making no call cannot take every place: past
-/// its share, a connection is closed as soon as it is accepted, and the places come back
-/// when its connections close.
+/// its share, a connection takes the place of the address's oldest connection that has
+/// made no authenticated call, which is closed; when every connection of its share has
+/// made one, it is closed as soon as it is accepted. The places come back when its
+/// connections close.
 #[tokio::test]
 async fn one_address_takes_at_most_its_share_of_the_grpc_connections() {
     use feedpub::grpc::proto::ListSectionsRequest;
+    use feedpub::grpc::proto::publisher_service_client::PublisherServiceClient;
+    // The HTTP/2 preface and an empty SETTINGS frame: an idle channel.
+    const CLIENT_START: &str = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
     let server = TestServer::start_with(|s| s.limits.max_grpc_connections_per_peer = 2).await;
+    let partner = || async {
+        let mut client = PublisherServiceClient::connect(format!("http://{}", server.grpc_addr))
+            .await
+            .ok()?;
+        client
+            .list_sections(common::authed(
+                &server.tokens.newsroom,
+                ListSectionsRequest {},
+            ))
+            .await
+            .ok()
+            .map(|_| client)
+    };
+    let metric = |name: &'static str| {
+        let server = &server;
+        async move { server.metric(&format!("{name}{{listener=\"grpc\"}}")).await }
+    };
+
+    // Two idle channels, then a third: it takes the place of the first.
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut connection = Connection::open(server.grpc_addr).await;
-        connection.send("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
+        connection.send(CLIENT_START).await;
         held.push(connection);
     }
+    let mut third = Connection::open(server.grpc_addr).await;
+    third.send(CLIENT_START).await;
+    assert!(third.read_more().await > 0, "the third is served");
+    // The first is closed, after the server's SETTINGS it had not read.
+    while held[0].read_more().await > 0 {}
+    assert!(held[1].read_more().await > 0, "the second is served");
+    assert_eq!(metric("feedpub_connections_evicted_total").await, 1.0);
+    assert_eq!(metric("feedpub_connections_refused_total").await, 0.0);
+    drop((held, third));
+
+    // Two partners' channels that have made calls keep their places: a third connection
+    // is refused.
+    let start = std::time::Instant::now();
+    let (mut one, _two) = loop {
+        if let (Some(one), Some(two)) = (partner().await, partner().await) {
+            break (one, two);
+        }
+        assert!(start.elapsed() < DEADLINE, "the places never came back");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     let mut third = Connection::open(server.grpc_addr).await;
     assert!(
         third.closed_by_server().await,
         "a third connection is closed"
     );
-    let refused = server
-        .metric("feedpub_connections_refused_total{listener=\"grpc\"}")
-        .await;
-    assert!(refused >= 1.0, "counted as refused: {refused}");
-    for connection in &mut held {
-        assert!(connection.read_more().await > 0, "the first two are served");
-    }
-    drop(held);
-    let start = std::time::Instant::now();
-    loop {
-        let connected =
-            feedpub::grpc::proto::publisher_service_client::PublisherServiceClient::connect(
-                format!("http://{}", server.grpc_addr),
-            )
-            .await;
-        let called = match connected {
-            Ok(mut client) => client
-                .list_sections(common::authed(
-                    &server.tokens.newsroom,
-                    ListSectionsRequest {},
-                ))
-                .await
-                .is_ok(),
-            Err(_) => false,
-        };
-        if called {
-            break;
-        }
-        assert!(start.elapsed() < DEADLINE, "the places never came back");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    assert!(metric("feedpub_connections_refused_total").await >= 1.0);
+    assert_eq!(metric("feedpub_connections_evicted_total").await, 1.0);
+    one.list_sections(common::authed(
+        &server.tokens.newsroom,
+        ListSectionsRequest {},
+    ))
+    .await
+    .expect("a partner's channel is still answered");
 }

@@ -602,14 +602,32 @@ async fn the_server_stays_up_answers_and_stays_bounded_under_hostile_clients() {
     let refused_grpc = h
         .metric("feedpub_connections_refused_total{listener=\"grpc\"}")
         .await;
-    // The probe holds a connection on each port, so at least `over` are refused.
+    let evicted = h
+        .metric("feedpub_connections_evicted_total{listener=\"grpc\"}")
+        .await;
+    // The probe holds a connection on each port, so at least `over` are refused; on the
+    // gRPC port, a connection over the cap takes the place of the oldest that has made no
+    // authenticated call instead (the probe's has: it is never evicted).
     assert!(
-        refused_http >= over as f64 && refused_grpc >= over as f64,
-        "refused: {refused_http} HTTP, {refused_grpc} gRPC"
+        refused_http >= over as f64 && refused_grpc + evicted >= over as f64,
+        "refused: {refused_http} HTTP, {refused_grpc} gRPC; evicted {evicted} gRPC"
     );
     h.report.push(format!(
-        "connections refused over the caps: {refused_http} HTTP, {refused_grpc} gRPC"
+        "connections over the caps: {refused_http} HTTP refused, {refused_grpc} gRPC refused, {evicted} gRPC evicted"
     ));
+    h.attack(
+        "idle gRPC channels filling the cap",
+        idle_channels(r, grpc_cap, tokens.clone()),
+    )
+    .await;
+    let evicted = h
+        .metric("feedpub_connections_evicted_total{listener=\"grpc\"}")
+        .await
+        - evicted;
+    // One for the last idle channel (the probe holds the place it lacked), one for the
+    // partner's new connection; the probe's connection, which has made authenticated
+    // calls, is never evicted (it would be the oldest, and its reconnection a third).
+    assert_eq!(evicted, 2.0, "idle channels evicted");
     let header_timeouts_before = h
         .metric("feedpub_connection_timeouts_total{listener=\"http\",reason=\"header\"}")
         .await;
@@ -982,12 +1000,23 @@ async fn half_open_connections(running: Running, count: usize) -> String {
 }
 
 /// `http` and `grpc` idle connections at once, more than each cap; the excess are closed
-/// at once, and the probe (already connected) keeps being answered.
+/// at once (on the gRPC port, the oldest give way to them), and the probe (already
+/// connected) keeps being answered.
 async fn over_the_caps(running: Running, http: usize, grpc: usize) -> String {
     let mut held = Vec::new();
     for (addr, count) in [(running.http, http), (running.grpc, grpc)] {
-        for _ in 0..count {
-            held.push(TcpStream::connect(addr).await.unwrap());
+        // Fifty at a time: opened one after another on a loaded machine, the first could
+        // be closed by the header timeout before the last were open, never over the cap.
+        let mut left = count;
+        while left > 0 {
+            let mut batch = JoinSet::new();
+            for _ in 0..left.min(50) {
+                batch.spawn(TcpStream::connect(addr));
+                left -= 1;
+            }
+            while let Some(opened) = batch.join_next().await {
+                held.push(opened.unwrap().unwrap());
+            }
         }
     }
     // Held until the header timeouts close them.
@@ -1004,6 +1033,46 @@ async fn over_the_caps(running: Running, http: usize, grpc: usize) -> String {
         closed += 1;
     }
     format!("{http} HTTP and {grpc} gRPC idle connections, all {closed} closed by the server")
+}
+
+/// `count` gRPC connections, as many as the cap, each sending the HTTP/2 preface and
+/// SETTINGS and then nothing: idle channels, which no timeout closes, and which no partner
+/// opened. A partner connecting afterwards must still be answered: each connection over
+/// the cap takes the place of the oldest idle one, which the server closes.
+async fn idle_channels(running: Running, count: usize, tokens: Tokens) -> String {
+    let mut held = Vec::with_capacity(count);
+    for _ in 0..count {
+        let mut stream = TcpStream::connect(running.grpc).await.unwrap();
+        stream.write_all(&frames::client_start()).await.unwrap();
+        held.push(stream);
+    }
+    // Past the header timeout: none of them is closed for it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let partner = Channel::from_shared(format!("http://{}", running.grpc))
+        .unwrap()
+        .connect_timeout(DEADLINE)
+        .connect()
+        .await
+        .expect("a partner connects with the cap full of idle channels");
+    let mut partner = PublisherServiceClient::new(partner);
+    call_list_sections(&mut partner, &tokens)
+        .await
+        .expect("a partner's call with the cap full of idle channels");
+    // The oldest two gave way: to the last idle channel (the probe holds a place) and to
+    // the partner; the newest keeps its place.
+    for oldest in &mut held[..2] {
+        assert!(
+            closed_by_server(oldest, DEADLINE).await,
+            "the oldest idle channel stayed open"
+        );
+    }
+    assert!(
+        !closed_by_server(&mut held[count - 1], Duration::from_millis(500)).await,
+        "the newest idle channel was closed"
+    );
+    format!(
+        "{count} idle channels; a new partner connected and was answered, the oldest two closed"
+    )
 }
 
 /// `count` HTTP connections sending a request head one byte every 300 ms: half on a new

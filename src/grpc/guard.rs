@@ -13,6 +13,7 @@
 use super::auth::bearer_token;
 use super::status;
 use crate::config::Limits;
+use crate::connections::ConnectionInfo;
 use crate::domain::{Caller, PartnerId, Token};
 use crate::publishing::{PublishError, Publisher};
 use crate::storage::CallRate;
@@ -119,16 +120,15 @@ static PUBLISH_ARTICLE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
     )
 });
 
-/// The remote address of the connection, over plain TCP or TLS.
-fn peer(request: &Request<Body>) -> Option<SocketAddr> {
+/// What the call knows of its connection, over plain TCP or TLS.
+fn connection(request: &Request<Body>) -> Option<&ConnectionInfo<TcpConnectInfo>> {
     let extensions = request.extensions();
     extensions
-        .get::<TcpConnectInfo>()
-        .and_then(TcpConnectInfo::remote_addr)
+        .get::<ConnectionInfo<TcpConnectInfo>>()
         .or_else(|| {
             extensions
-                .get::<TlsConnectInfo<TcpConnectInfo>>()
-                .and_then(|info| info.get_ref().remote_addr())
+                .get::<TlsConnectInfo<ConnectionInfo<TcpConnectInfo>>>()
+                .map(TlsConnectInfo::get_ref)
         })
 }
 
@@ -154,13 +154,18 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let gate = self.gate.clone();
         let token = bearer_token(request.headers());
-        let peer = peer(&request);
+        let connection = connection(&request).cloned();
+        let peer = connection.as_ref().and_then(|c| c.inner.remote_addr());
         let remember = request.uri().path() == *PUBLISH_ARTICLE;
         Box::pin(async move {
             let caller = match gate.admit(token, peer, remember).await {
                 Ok(caller) => caller,
                 Err(status) => return Ok(status.into_http()),
             };
+            // A partner's connection: over the cap, it keeps its place.
+            if let Some(connection) = connection {
+                connection.prove();
+            }
             request.extensions_mut().insert(caller);
             inner.call(request).await
         })

@@ -95,7 +95,8 @@ pub async fn serve(
     let slots = Slots::per_peer(
         limits.max_grpc_connections,
         limits.max_grpc_connections_per_peer,
-    );
+    )
+    .evicting_unproven();
     let watch = Watch {
         start: Some((PREFACE_BYTES, limits.header_timeout)),
         ..Watch::default()
@@ -104,9 +105,11 @@ pub async fn serve(
         .with_nodelay(Some(true))
         .with_keepalive(Some(KEEPALIVE_INTERVAL))
         .filter_map(move |accepted| match accepted {
-            // Over the cap: dropped, so closed at once.
-            // Over the cap, or over its peer's share of it: a client that opens
-            // connections and makes no call cannot take every place.
+            // Over its peer's share of the cap, or over the cap with every place held by
+            // a connection that has made an authenticated call: dropped, so closed at
+            // once. Over the cap otherwise, it takes the place of the oldest connection
+            // that has made none: clients that open connections and make no call, from
+            // however many addresses, cannot keep the partners out.
             Ok(stream) => match stream
                 .peer_addr()
                 .ok()
@@ -173,8 +176,13 @@ fn refused() {
     metrics::counter!("feedpub_connections_refused_total", "listener" => "grpc").increment(1);
 }
 
-/// Counts a gRPC connection closed because its preface did not come in time.
+/// Counts a gRPC connection closed because its preface did not come in time, or because a
+/// newer connection took its place.
 fn timed_out(stall: Stall) {
+    if stall == Stall::Evicted {
+        metrics::counter!("feedpub_connections_evicted_total", "listener" => "grpc").increment(1);
+        return;
+    }
     metrics::counter!(
         "feedpub_connection_timeouts_total",
         "listener" => "grpc",
