@@ -157,6 +157,9 @@ pub struct Limits {
     pub requests_per_second: NonZeroU32,
     /// …and in a burst.
     pub burst: NonZeroU32,
+    /// Author and tag feeds each partner may start in an hour (on each server), all at
+    /// once or spread out: an article whose names would start more is refused.
+    pub new_names_per_hour: NonZeroU32,
     /// How long a gRPC call may run before it is cancelled.
     pub request_timeout: Duration,
     /// Most concurrent HTTP/2 streams on one gRPC connection.
@@ -333,6 +336,7 @@ struct FileLimits {
     media: NonZeroUsize,
     requests_per_second: NonZeroU32,
     burst: NonZeroU32,
+    new_names_per_hour: NonZeroU32,
     request_timeout_seconds: TimeoutSeconds,
     max_concurrent_streams: NonZeroU32,
     watch_streams: NonZeroUsize,
@@ -358,6 +362,7 @@ impl Default for FileLimits {
             media: n(fields.media),
             requests_per_second: NonZeroU32::new(50).expect("not zero"),
             burst: NonZeroU32::new(500).expect("not zero"),
+            new_names_per_hour: NonZeroU32::new(1_000).expect("not zero"),
             request_timeout_seconds: TimeoutSeconds(30),
             max_concurrent_streams: NonZeroU32::new(100).expect("not zero"),
             watch_streams: n(16),
@@ -385,6 +390,7 @@ impl From<FileLimits> for Limits {
             max_message_bytes: file.max_message_bytes.get(),
             requests_per_second: file.requests_per_second,
             burst: file.burst,
+            new_names_per_hour: file.new_names_per_hour,
             request_timeout: file.request_timeout_seconds.duration(),
             max_concurrent_streams: file.max_concurrent_streams.get(),
             watch_streams: file.watch_streams.get(),

@@ -3,6 +3,7 @@
 
 mod batch;
 mod large_bodies;
+mod new_names;
 mod remembered;
 mod upkeep;
 mod watch;
@@ -13,9 +14,9 @@ pub use watch::WatchUpdate;
 
 use crate::config::Settings;
 use crate::domain::{
-    Actor, Article, ArticleDraft, ArticleId, AuditEntry, AuditOperation, Caller, HtmlPolicy,
-    Outcome, Partner, Refusal, RequestKey, Revision, Section, SectionSlug, Token, TokenHash,
-    ValidDraft, VersionSummary, Violations,
+    Actor, Article, ArticleContent, ArticleDraft, ArticleId, AuditEntry, AuditOperation, Caller,
+    FeedScope, HtmlPolicy, Outcome, Partner, Refusal, RequestKey, Revision, Section, SectionSlug,
+    Token, TokenHash, ValidDraft, VersionSummary, Violations,
 };
 use crate::health::{Component, Health};
 use crate::publication::Publication;
@@ -86,6 +87,9 @@ pub enum PublishError {
     /// Storage failed; nothing was acknowledged.
     #[error("storage failed: {0}")]
     Storage(StoreError),
+    /// The article would start more author and tag feeds than its partner may now.
+    #[error(transparent)]
+    NewNames(#[from] new_names::NewNamesRefused),
     /// The operating system could not provide randomness for a token.
     #[error("cannot generate a token: {0}")]
     Randomness(getrandom::Error),
@@ -126,6 +130,7 @@ impl PublishError {
             Self::Refused(_) => Some(Outcome::PermissionDenied),
             Self::NotFound(_) | Self::VersionNotFound { .. } => Some(Outcome::NotFound),
             Self::PartnerRevoked(_) => Some(Outcome::Revoked),
+            Self::NewNames(_) => Some(Outcome::ResourceExhausted),
             Self::Unauthenticated(_)
             | Self::Aborted(_)
             | Self::ShuttingDown
@@ -215,6 +220,8 @@ pub struct Publisher {
     remembered: Arc<remembered::Remembered>,
     /// WatchArticles streams open, by partner.
     watchers: watch::Watchers,
+    /// Partners' allowances of new author and tag feeds.
+    new_names: Arc<new_names::NewNames>,
 }
 
 impl Publisher {
@@ -227,6 +234,7 @@ impl Publisher {
         health: Health,
     ) -> Self {
         let html_policy = Arc::new(HtmlPolicy::new(&settings.content.iframe_hosts));
+        let new_names = Arc::new(new_names::NewNames::new(settings.limits.new_names_per_hour));
         Self {
             store,
             settings,
@@ -240,6 +248,7 @@ impl Publisher {
             health,
             remembered: Arc::default(),
             watchers: Arc::default(),
+            new_names,
         }
     }
 
@@ -271,6 +280,7 @@ impl Publisher {
             self.reconfirm(caller).await?;
             caller.partner.may_publish(&write.content, now)?;
         }
+        self.charge_new_names(&caller.partner, &write.content)?;
         let (article, changed) = self.store_one(caller, write, now).await?;
         Ok(Published {
             article,
@@ -486,6 +496,19 @@ impl Publisher {
         write.expected_etag = request.expected_etag;
         write.request = request.request;
         Ok((write, valid.warnings))
+    }
+
+    /// Charges `partner`'s allowance of new author and tag feeds for the names of `content`
+    /// that have none yet, or refuses the article when they are more than it has left.
+    fn charge_new_names(
+        &self,
+        partner: &Partner,
+        content: &ArticleContent,
+    ) -> Result<(), PublishError> {
+        let names = content.authors.iter().map(|a| FeedScope::author(a));
+        let names = names.chain(content.tags.iter().map(|t| FeedScope::tag(t)));
+        let unshown = self.publication.without_feeds(names);
+        Ok(self.new_names.charge(partner, unshown)?)
     }
 
     /// Marks the feeds a revision changed as stale and wakes the upkeep for a new embargo;

@@ -524,3 +524,115 @@ async fn a_retraction_reason_over_its_limit_is_refused_not_cut() {
         .into_inner();
     assert_eq!(retracted.retract_reason, whole);
 }
+
+/// A partner may start at most `[limits] new_names_per_hour` author and tag feeds an hour:
+/// an article whose names would start more is refused RESOURCE_EXHAUSTED, naming the
+/// field and saying when to retry, and nothing of it is stored. Names charged moments ago
+/// (a batch under one new tag) cost nothing again, and each partner has an allowance of
+/// its own.
+#[tokio::test]
+async fn a_partner_starts_at_most_its_allowance_of_new_author_and_tag_feeds() {
+    use feedpub::grpc::proto::PublishArticlesRequest;
+    let server = TestServer::start_with(|settings| {
+        settings.limits.new_names_per_hour = NonZeroU32::new(4).unwrap();
+    })
+    .await;
+    let mut client = server.client().await;
+    let named = |id: &str, section: &str, authors: &[&str], tags: &[&str]| PublishArticleRequest {
+        article: Some(proto::Article {
+            section: section.into(),
+            authors: authors.iter().map(|a| a.to_string()).collect(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            ..article(id)
+        }),
+        ..Default::default()
+    };
+    let newsroom = &server.tokens.newsroom;
+
+    // One batch, three articles under one new author and one new tag (two names charged),
+    // and one with three more new tags: refused, as it would be alone.
+    let batch = [
+        named("a1", "politics", &["王芳"], &["防汛"]),
+        named("a2", "politics", &["王芳"], &["防汛"]),
+        named("a3", "politics", &["王芳"], &["防汛"]),
+        named("a4", "politics", &[], &["甲", "乙", "丙"]),
+    ]
+    .map(|request| PublishArticlesRequest {
+        requests: vec![request],
+    });
+    let results = client
+        .publish_articles(authed(newsroom, tokio_stream::iter(batch)))
+        .await
+        .expect("the batch is answered")
+        .into_inner()
+        .results;
+    let codes: Vec<i32> = results
+        .iter()
+        .map(|r| r.status.as_ref().map_or(-1, |s| s.code))
+        .collect();
+    assert_eq!(
+        codes,
+        [0, 0, 0, Code::ResourceExhausted as i32],
+        "{results:?}"
+    );
+    // Two more: the last of the four.
+    client
+        .publish_article(authed(
+            newsroom,
+            named("b", "politics", &["王芳"], &["防汛", "抗旱", "春耕"]),
+        ))
+        .await
+        .expect("the allowance's last two names");
+    // One more is refused, and nothing of it stored.
+    let status = client
+        .publish_article(authed(
+            newsroom,
+            named("c", "politics", &["李明"], &["防汛"]),
+        ))
+        .await
+        .expect_err("a fifth new name in the hour");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status.message().starts_with(
+            "article.authors: 1 name with no feed yet, more than partner \"newsroom\" may start now"
+        ),
+        "{status:?}"
+    );
+    let info = status.get_details_error_info().expect("an ErrorInfo");
+    assert_eq!(info.reason, "NEW_NAMES_EXHAUSTED");
+    let retry = status
+        .get_details_retry_info()
+        .and_then(|info| info.retry_delay)
+        .expect("a RetryInfo with a delay");
+    // Four an hour: one name comes back every 15 minutes.
+    assert!(
+        retry > Duration::from_secs(800) && retry <= Duration::from_secs(900),
+        "{retry:?}"
+    );
+    let missing = client
+        .get_article(authed(
+            newsroom,
+            GetArticleRequest {
+                id: "c".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect_err("the refused article was not stored");
+    assert_eq!(missing.code(), Code::NotFound);
+    // Names charged already cost nothing; another partner's allowance is its own.
+    client
+        .publish_article(authed(
+            newsroom,
+            named("d", "politics", &["王芳"], &["春耕"]),
+        ))
+        .await
+        .expect("names charged already");
+    client
+        .publish_article(authed(
+            &server.tokens.county,
+            named("e", "rural", &["李明"], &["秋收"]),
+        ))
+        .await
+        .expect("county's own allowance");
+}

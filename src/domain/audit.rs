@@ -88,16 +88,19 @@ pub enum Outcome {
     InvalidArgument,
     /// Refused: the partner lacks the right.
     PermissionDenied,
+    /// Refused: the partner is past an allowance (of new author and tag feeds).
+    ResourceExhausted,
 }
 
 impl Outcome {
-    const ALL: [Self; 6] = [
+    const ALL: [Self; 7] = [
         Self::Ok,
         Self::Unchanged,
         Self::NotFound,
         Self::Revoked,
         Self::InvalidArgument,
         Self::PermissionDenied,
+        Self::ResourceExhausted,
     ];
 
     /// The outcome's stored and printed name, e.g. `permission_denied`.
@@ -109,6 +112,7 @@ impl Outcome {
             Self::Revoked => "revoked",
             Self::InvalidArgument => "invalid_argument",
             Self::PermissionDenied => "permission_denied",
+            Self::ResourceExhausted => "resource_exhausted",
         }
     }
 

@@ -109,6 +109,7 @@ impl From<PublishError> for Status {
             PublishError::ShuttingDown => (Code::Unavailable, "SHUTTING_DOWN"),
             PublishError::TooManyArticles => (Code::ResourceExhausted, "TOO_MANY_ARTICLES"),
             PublishError::TooManyWatches(_) => (Code::ResourceExhausted, "TOO_MANY_STREAMS"),
+            PublishError::NewNames(_) => (Code::ResourceExhausted, "NEW_NAMES_EXHAUSTED"),
             PublishError::Storage(StoreError::Database(_) | StoreError::Closed) => {
                 (Code::Unavailable, "STORAGE_UNAVAILABLE")
             }
@@ -129,6 +130,9 @@ impl From<PublishError> for Status {
         }
         let mut details = ErrorDetails::new();
         details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
+        if let PublishError::NewNames(refused) = &error {
+            details.set_retry_info(refused.retry_after.map(whole_milliseconds));
+        }
         if let PublishError::Invalid(violations) | PublishError::RequestIdReused(violations) =
             &error
         {
@@ -188,10 +192,7 @@ pub fn undecodable(decoder_said: &str) -> Status {
 /// RESOURCE_EXHAUSTED for a partner over its rate limit, with `google.rpc.RetryInfo` saying
 /// when a call will be admitted again, and ErrorInfo `RATE_LIMITED`.
 pub fn rate_limited(partner: &PartnerName, retry_after: Duration) -> Status {
-    // Whole milliseconds, rounded up: retrying after the delay given is always admitted.
-    let retry_after = Duration::from_millis(
-        u64::try_from(retry_after.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX),
-    );
+    let retry_after = whole_milliseconds(retry_after);
     let mut details = ErrorDetails::new();
     details.set_error_info(
         "RATE_LIMITED",
@@ -208,6 +209,12 @@ pub fn rate_limited(partner: &PartnerName, retry_after: Duration) -> Status {
         ),
         details,
     )
+}
+
+/// `wait` in whole milliseconds, rounded up: retrying after the delay given is always
+/// admitted.
+fn whole_milliseconds(wait: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(wait.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX))
 }
 
 /// The error as a `google.rpc.Status` message, for a result inside a response (a batch's

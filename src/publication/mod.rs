@@ -260,6 +260,16 @@ impl Publication {
         named.iter().cloned().collect()
     }
 
+    /// Those of `scopes` (of authors and tags) whose feeds show no article: names new to
+    /// the feeds.
+    pub fn without_feeds(&self, scopes: impl IntoIterator<Item = FeedScope>) -> Vec<FeedScope> {
+        let named = self.inner.named.lock().expect("named scopes lock");
+        scopes
+            .into_iter()
+            .filter(|scope| !named.contains(scope))
+            .collect()
+    }
+
     /// How many times [`Publication::named_scopes`] has changed since start.
     pub fn named_changes(&self) -> u64 {
         self.inner.named_changes.load(Ordering::SeqCst)

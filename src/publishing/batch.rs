@@ -90,6 +90,7 @@ impl Batch {
                     let prepared = self.publisher.prepare(partner, request).await.and_then(
                         |(write, warnings)| {
                             partner.may_publish(&write.content, Utc::now())?;
+                            self.publisher.charge_new_names(partner, &write.content)?;
                             Ok((write, warnings))
                         },
                     );
