@@ -1039,6 +1039,9 @@ pub fn summarize(text: &str, max_graphemes: usize) -> String {
 /// break between two East Asian wide characters, which vanishes: paragraphs of Chinese
 /// joined into one line take no space between them (the segment break rule of CSS Text
 /// 3, which browsers apply to such text), where "第一段。 第二段。" would show a stray gap.
+/// Quotation marks, dashes and ellipses, which Chinese sets full width but Unicode gives
+/// an ambiguous width, count as wide beside a wide character: "他说：“好。”" and "……"
+/// end a paragraph of Chinese as "。" does.
 fn fold_lines(text: &str) -> String {
     let mut folded = String::with_capacity(text.len());
     // The run of white space before the next character: whether it breaks a line.
@@ -1052,7 +1055,11 @@ fn fold_lines(text: &str) -> String {
         if let Some(breaks) = run.take()
             && !folded.is_empty()
         {
-            let joined = breaks && folded.chars().next_back().is_some_and(is_wide) && is_wide(c);
+            let joined = breaks
+                && folded
+                    .chars()
+                    .next_back()
+                    .is_some_and(|before| joins_across_a_break(before, c));
             if !joined {
                 folded.push(' ');
             }
@@ -1060,6 +1067,31 @@ fn fold_lines(text: &str) -> String {
         folded.push(c);
     }
     folded
+}
+
+/// Whether a line break between `before` and `after` vanishes ([`fold_lines`]): both are
+/// wide, or one is and the other is punctuation Chinese sets full width.
+fn joins_across_a_break(before: char, after: char) -> bool {
+    let wide_or_punctuation = |c| is_wide(c) || is_ambiguous_punctuation(c);
+    (is_wide(before) && wide_or_punctuation(after))
+        || (is_wide(after) && wide_or_punctuation(before))
+}
+
+/// Punctuation of ambiguous East Asian width that Chinese text sets full width: curly
+/// quotation marks, the em dash and horizontal bar (of ——), the ellipsis (of ……) and the
+/// middle dot (of 卡尔·马克思).
+fn is_ambiguous_punctuation(c: char) -> bool {
+    matches!(
+        c,
+        '\u{2018}'
+            | '\u{2019}'
+            | '\u{201c}'
+            | '\u{201d}'
+            | '\u{2014}'
+            | '\u{2015}'
+            | '\u{2026}'
+            | '\u{00b7}'
+    )
 }
 
 /// East Asian wide characters that take no space across a line break: CJK ideographs,
@@ -1686,6 +1718,24 @@ mod tests {
         assert_eq!(summarize("한국어\n한국어", 160), "한국어 한국어");
         // A space typed between Chinese words stays.
         assert_eq!(summarize("朔州日报 记者", 160), "朔州日报 记者");
+    }
+
+    #[test]
+    fn chinese_quotation_marks_dashes_and_ellipses_join_paragraphs_as_wide_characters() {
+        assert_eq!(
+            summarize("他说：“好。”\n\n第二段。", 160),
+            "他说：“好。”第二段。"
+        );
+        assert_eq!(summarize("第一段……\n\n第二段。", 160), "第一段……第二段。");
+        assert_eq!(summarize("第一段。\n“第二段。”", 160), "第一段。“第二段。”");
+        assert_eq!(summarize("第一段——\n第二段", 160), "第一段——第二段");
+        // Beside Latin text, or between two of them, the space stays.
+        assert_eq!(
+            summarize("He said “yes.”\n\nThen left.", 160),
+            "He said “yes.” Then left."
+        );
+        assert_eq!(summarize("Wait…\n“Go.”", 160), "Wait… “Go.”");
+        assert_eq!(summarize("……\n“", 160), "…… “");
     }
 
     #[test]
