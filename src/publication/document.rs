@@ -200,6 +200,38 @@ impl FeedFile {
     /// The document's gzip and brotli codings, as hard as `compression` says, each with a
     /// strong ETag of its own: most of a regeneration's time.
     pub fn compress(&self, compression: Compression) -> Codings {
+        let bytes = self.bytes();
+        self.codings(
+            gzip(&bytes, compression),
+            brotli(&bytes, compression),
+            compression,
+        )
+    }
+
+    /// The document's codings at the full levels, read from the gzip and brotli files
+    /// beside its identity file `file_name` in `dir`, when both decode to exactly its bytes
+    /// and the gzip file's header says it was made at a middle level, as
+    /// [`Compression::Full`] makes it (a fast one says so in its header): a restart takes
+    /// the files the last run wrote rather than compress every document again. Files are
+    /// replaced brotli first and gzip last (`write_files`), so a gzip file at the full level
+    /// vouches for the brotli file beside it.
+    pub fn codings_on_disk(&self, dir: &Path, file_name: &str) -> Option<Codings> {
+        let read = |suffix: &str| std::fs::read(dir.join(format!("{file_name}{suffix}"))).ok();
+        let bytes = self.bytes();
+        let gzip = read(GZIP_SUFFIX)?;
+        // The header's XFL byte: 0 between the fastest level (4) and the best (2).
+        if gzip.get(8) != Some(&0) || !decodes_to(flate2::read::GzDecoder::new(&gzip[..]), &bytes) {
+            return None;
+        }
+        let brotli = read(BROTLI_SUFFIX)?;
+        if !decodes_to(brotli::Decompressor::new(&brotli[..], 4096), &bytes) {
+            return None;
+        }
+        Some(self.codings(gzip, brotli, Compression::Full))
+    }
+
+    /// The codings made of these compressed bytes, at `compression`'s levels.
+    fn codings(&self, gzip: Vec<u8>, brotli: Vec<u8>, compression: Compression) -> Codings {
         let level = compression.etag_suffix();
         // Held for as long as the document is served: without the spare capacity the
         // output buffers were sized with (about 80 MB of heap at 206 author and tag feeds).
@@ -215,10 +247,9 @@ impl FeedFile {
                 disk: DiskFile::compressed(),
             }
         };
-        let bytes = self.bytes();
         Codings {
-            gzip: encoded(gzip(&bytes, compression), "gz"),
-            brotli: encoded(brotli(&bytes, compression), "br"),
+            gzip: encoded(gzip, "gz"),
+            brotli: encoded(brotli, "br"),
             compression,
         }
     }
@@ -731,6 +762,15 @@ fn brotli(bytes: &[u8], compression: Compression) -> Vec<u8> {
             .expect("compressing into memory cannot fail");
     }
     out
+}
+
+/// Whether `decoder` gives exactly `expected` and then ends without error (a gzip stream's
+/// checksum and length are checked at its end); it decodes at most one byte more.
+fn decodes_to(decoder: impl std::io::Read, expected: &[u8]) -> bool {
+    use std::io::Read;
+    let mut decoded = Vec::with_capacity(expected.len());
+    let limit = u64::try_from(expected.len()).map_or(u64::MAX, |len| len.saturating_add(1));
+    decoder.take(limit).read_to_end(&mut decoded).is_ok() && decoded == expected
 }
 
 /// The smallest brotli window (log2 of its size, 18 to 22) that holds a document of `len`

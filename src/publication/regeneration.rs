@@ -486,7 +486,7 @@ impl Inner {
             }
         };
         let mut tasks: JoinSet<Codings> = JoinSet::new();
-        for (s, (_, docs)) in scopes.iter().enumerate() {
+        for (s, (scope, docs)) in scopes.iter().enumerate() {
             for (d, pending) in docs.iter().enumerate() {
                 while tasks.len() >= parallel {
                     if let Some(joined) = tasks.join_next_with_id().await {
@@ -494,8 +494,20 @@ impl Inner {
                     }
                 }
                 let file = pending.file.clone();
-                let task = tasks
-                    .spawn_blocking_on(move || file.compress(compression), &self.builders.handle());
+                // A document found in its identity file (after a restart) may have its
+                // codings beside it, as the last run wrote them.
+                let beside = (compression == Compression::Full && pending.check_disk).then(|| {
+                    let dir = self.settings.server.feeds_dir.join(scope.path_segment());
+                    (dir, pending.file_name)
+                });
+                let task = tasks.spawn_blocking_on(
+                    move || {
+                        beside
+                            .and_then(|(dir, name)| file.codings_on_disk(&dir, name))
+                            .unwrap_or_else(|| file.compress(compression))
+                    },
+                    &self.builders.handle(),
+                );
                 places.insert(task.id(), (s, d));
             }
         }
@@ -560,9 +572,11 @@ impl Inner {
             } else {
                 Identity::Kept(pending.on_disk.or_else(|| pending.file.stamp()))
             });
+            // Brotli before gzip: a gzip file at the full level vouches for the brotli file
+            // beside it at the next start (`FeedFile::codings_on_disk`).
             let files = [
-                (super::GZIP_SUFFIX, &codings.gzip.bytes),
                 (super::BROTLI_SUFFIX, &codings.brotli.bytes),
+                (super::GZIP_SUFFIX, &codings.gzip.bytes),
             ];
             for (suffix, bytes) in files {
                 let name = format!("{}{suffix}", pending.file_name);

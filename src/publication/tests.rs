@@ -326,16 +326,22 @@ async fn documents_compressed_fast_during_a_burst_are_compressed_again_after_it(
     assert!(publication.is_settled());
 }
 
-#[tokio::test]
-async fn a_restart_leaves_files_that_already_hold_the_feeds_untouched() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, publication) = started(dir.path()).await;
+/// A store with one politics article, whose feeds are regenerated and written.
+async fn politics_written(dir: &Path) -> (Arc<dyn Store>, Publication) {
+    let (store, publication) = started(dir).await;
     publish(&store, "a", "第一篇").await;
     publication
         .inner
         .regenerate_batch([politics()], Swap::Early)
         .await;
     publication.inner.finish_unfinished(usize::MAX, false).await;
+    (store, publication)
+}
+
+#[tokio::test]
+async fn a_restart_leaves_files_that_already_hold_the_feeds_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, publication) = politics_written(dir.path()).await;
     let files = [
         "rss.xml",
         "rss.xml.gz",
@@ -367,6 +373,79 @@ async fn a_restart_leaves_files_that_already_hold_the_feeds_untouched() {
     assert_eq!(served.stamp(), Some(FileStamp::of(&found).unwrap()));
     assert!(!served.holds_identity());
     assert!(std::fs::read(&files[0]).unwrap() == served.bytes()[..]);
+}
+
+/// After a restart, a document found in its identity file takes its codings from the
+/// gzip and brotli files beside it when both hold it, the gzip one at a middle level, rather
+/// than being compressed again; files that hold another document, or gzip at the fastest
+/// level (as during a burst), are made again.
+#[tokio::test]
+async fn a_restart_takes_the_codings_the_last_run_wrote_when_they_hold_the_document() {
+    use std::io::Write;
+    let gzip = |bytes: &[u8], level: u32| {
+        let mut encoder =
+            flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap()
+    };
+    let brotli = |bytes: &[u8]| {
+        let mut out = Vec::new();
+        brotli::CompressorWriter::new(&mut out, 4096, 4, 20)
+            .write_all(bytes)
+            .unwrap();
+        out
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (store, publication) = politics_written(dir.path()).await;
+    drop((store, publication));
+    // Codings the server would not make itself (gzip level 5, brotli quality 4), so that
+    // where the served ones come from shows.
+    let feeds = dir.path().join("feeds/politics");
+    let [rss, atom, json] =
+        ["rss.xml", "atom.xml", "feed.json"].map(|name| std::fs::read(feeds.join(name)).unwrap());
+    let planted = [
+        ("rss.xml", gzip(&rss, 5), brotli(&rss)),
+        ("atom.xml", gzip(&atom, 1), brotli(&atom)),
+        ("feed.json", gzip(b"{}", 5), brotli(&json)),
+    ];
+    for (name, gz, br) in &planted {
+        std::fs::write(feeds.join(format!("{name}.gz")), gz).unwrap();
+        std::fs::write(feeds.join(format!("{name}.br")), br).unwrap();
+    }
+
+    let (_store, again) = started(dir.path()).await;
+    let codings = |key: &str| again.get(key).unwrap().codings.clone().unwrap();
+    let rss_codings = codings("politics/rss.xml");
+    assert!(
+        rss_codings.gzip.bytes == planted[0].1,
+        "gzip taken from the file"
+    );
+    assert!(
+        rss_codings.brotli.bytes == planted[0].2,
+        "brotli taken from the file"
+    );
+    assert_eq!(rss_codings.compression, super::Compression::Full);
+    for (key, name, identity) in [
+        ("politics/atom.xml", "atom.xml", &atom),
+        ("politics/feed.json", "feed.json", &json),
+    ] {
+        let made = codings(key);
+        let (_, planted_gz, planted_br) = planted.iter().find(|p| p.0 == name).unwrap();
+        assert!(made.gzip.bytes != planted_gz[..], "{name}: gzip made again");
+        assert!(
+            made.brotli.bytes != planted_br[..],
+            "{name}: brotli made again"
+        );
+        let mut decoded = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(&made.gzip.bytes[..]),
+            &mut decoded,
+        )
+        .unwrap();
+        assert!(decoded == identity[..], "{name}");
+        let on_disk = std::fs::read(feeds.join(format!("{name}.gz"))).unwrap();
+        assert!(on_disk == made.gzip.bytes, "{name}: written again");
+    }
 }
 
 /// Waits, on a condition and never a duration, until `done` (failing after 30 s).
