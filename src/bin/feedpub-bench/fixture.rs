@@ -381,20 +381,7 @@ impl SampleCopy {
     /// published now into the benchmark section.
     pub fn article(&self, id: String, title_suffix: &str, n: usize) -> Article {
         let (title, authors) = &self.titles[n % self.titles.len()];
-        let mut body = String::with_capacity(BODY_BYTES + 2048);
-        let mut p = n * 3;
-        while body.len() < BODY_BYTES {
-            if !body.is_empty() {
-                body.push_str("\n\n");
-            }
-            body.push_str(&self.paragraphs[p % self.paragraphs.len()]);
-            p += 1;
-        }
-        let mut cut = BODY_BYTES;
-        while !body.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        body.truncate(cut);
+        let body = self.text_from(n * 3, BODY_BYTES);
         Article {
             id,
             section: SECTION.to_owned(),
@@ -405,6 +392,33 @@ impl SampleCopy {
             publish_time: Some(timestamp(SystemTime::now())),
             ..Article::default()
         }
+    }
+}
+
+impl SampleCopy {
+    /// About `bytes` of the edition's paragraphs (blank lines between them), cut on a
+    /// character boundary.
+    pub fn text_of(&self, bytes: usize) -> String {
+        self.text_from(0, bytes)
+    }
+
+    /// [`SampleCopy::text_of`], starting at paragraph `first` (and around again).
+    fn text_from(&self, first: usize, bytes: usize) -> String {
+        let mut text = String::with_capacity(bytes + 2048);
+        let mut p = first;
+        while text.len() < bytes {
+            if !text.is_empty() {
+                text.push_str("\n\n");
+            }
+            text.push_str(&self.paragraphs[p % self.paragraphs.len()]);
+            p += 1;
+        }
+        let mut cut = bytes;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text
     }
 }
 

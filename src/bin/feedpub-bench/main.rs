@@ -11,6 +11,7 @@ mod freshness;
 mod http2;
 mod ingest;
 mod loadgen;
+mod micro;
 mod process;
 mod profile;
 mod render;
@@ -98,10 +99,12 @@ enum Bench {
     Soak,
     /// Ingest and serve on SQLite, PostgreSQL and 2 replicas on PostgreSQL; replication lag
     Replicas,
+    /// In process: snapshot lookups, brotli per call by window, one document's compression
+    Micro,
 }
 
 impl Bench {
-    const ALL: [Bench; 7] = [
+    const ALL: [Bench; 8] = [
         Bench::Render,
         Bench::Serve,
         Bench::Freshness,
@@ -109,6 +112,7 @@ impl Bench {
         Bench::Scale,
         Bench::Soak,
         Bench::Replicas,
+        Bench::Micro,
     ];
 }
 
@@ -229,10 +233,11 @@ async fn run_all(args: &Args, work: &Path) -> anyhow::Result<String> {
     let benches = if args.benchmarks.is_empty() {
         // The Soak is long by design (30 minutes): the suite keeps to its 15 minutes without
         // it, and `feedpub-bench soak` runs it alone. Replicas needs a PostgreSQL server
-        // (--database-url) and runs when named: `feedpub-bench replicas`.
+        // (--database-url) and runs when named: `feedpub-bench replicas`. Micro measures
+        // choices inside feedpub, not feedpub against its peers: `feedpub-bench micro`.
         Bench::ALL
             .into_iter()
-            .filter(|b| !matches!(b, Bench::Soak | Bench::Replicas))
+            .filter(|b| !matches!(b, Bench::Soak | Bench::Replicas | Bench::Micro))
             .collect()
     } else {
         args.benchmarks.clone()
@@ -321,6 +326,11 @@ async fn run_all(args: &Args, work: &Path) -> anyhow::Result<String> {
                 machine.peers.push(replicas.peer_versions());
                 for run in 0..mode.runs {
                     report.add(run, replicas.run(run).await?);
+                }
+            }
+            Bench::Micro => {
+                for run in 0..mode.runs {
+                    report.add(run, micro::run(&mode));
                 }
             }
             Bench::Soak => {
