@@ -176,7 +176,9 @@ pub struct Limits {
     /// An HTTP response the client reads nothing of for this long is abandoned and the
     /// connection closed.
     pub send_timeout: Duration,
-    /// Most HTTP connections open at once; further ones are closed as soon as accepted.
+    /// Most HTTP connections open at once. A further one takes the place of the one that
+    /// has waited longest for its next request, which is closed, or is closed as soon as
+    /// accepted when every one has a request under way.
     pub max_http_connections: usize,
     /// Most gRPC connections open at once. A further one takes the place of the oldest
     /// that has made no authenticated call, which is closed, or is closed as soon as

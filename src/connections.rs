@@ -5,7 +5,8 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
@@ -21,14 +22,28 @@ pub struct Slots {
     /// The cap `all` was made with.
     max: usize,
     per_peer: Option<(usize, Peers)>,
-    /// When kept: the open connections that have not proven themselves, oldest first (with
-    /// some already closed or proven, dropped as they are met). A connection over the cap
-    /// takes the place of the oldest of them.
-    unproven: Option<Arc<Mutex<VecDeque<Weak<Standing>>>>>,
+    /// When the cap evicts: which connection gives way, and the open connections it may be,
+    /// oldest first (with some already closed or past eviction, dropped as they are met).
+    evicting: Option<(Evicting, Open)>,
+}
+
+/// Open connections, oldest first.
+type Open = Arc<Mutex<VecDeque<Weak<Standing>>>>;
+
+/// Which connection gives its place to a new one over the cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Evicting {
+    /// The oldest that has not proven itself ([`Standing::prove`]).
+    Unproven,
+    /// The one waiting longest for its next request ([`Standing::idle`]).
+    LongestIdle,
 }
 
 /// Open connections by IP address.
 type Peers = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// What [`Standing::idle`] times are counted from.
+static EPOCH: LazyLock<std::time::Instant> = LazyLock::new(std::time::Instant::now);
 
 /// The lock, even if a thread panicked holding it: what it guards stays consistent.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -43,6 +58,13 @@ pub struct Slot {
     evictable: bool,
     /// Its peer's count, when one is kept.
     peer: Option<(Peers, IpAddr)>,
+}
+
+impl Slot {
+    /// What the connection holding the slot has shown of itself, for its cap.
+    pub fn standing(&self) -> &Arc<Standing> {
+        &self.standing
+    }
 }
 
 impl Drop for Slot {
@@ -61,11 +83,15 @@ impl Drop for Slot {
 }
 
 /// What a connection has shown of itself, under a cap that evicts
-/// ([`Slots::evicting_unproven`]): whether it has made a call its caller was authenticated
-/// for, and whether the cap took its place for a newer connection.
+/// ([`Slots::evicting_unproven`], [`Slots::evicting_idle`]): whether it has made a call its
+/// caller was authenticated for, since when it has waited for its next request, and
+/// whether the cap took its place for a newer connection.
 #[derive(Debug, Default)]
 pub struct Standing {
     proven: AtomicBool,
+    /// Microseconds from [`EPOCH`] to when it began to wait for its next request, plus one;
+    /// 0 while a request is under way.
+    idle_since: AtomicU64,
     evicted: AtomicBool,
     /// The connection's task, waiting on its socket: woken when evicted.
     waker: Mutex<Option<Waker>>,
@@ -84,6 +110,30 @@ impl Standing {
     /// Whether the connection has made an authenticated call.
     pub fn is_proven(&self) -> bool {
         self.proven.load(Ordering::Relaxed)
+    }
+
+    /// The connection waits for its next request from now on: under a cap that evicts the
+    /// longest idle, it may give its place to a new connection.
+    pub fn idle(&self) {
+        let since = u64::try_from(EPOCH.elapsed().as_micros()).unwrap_or(u64::MAX - 1);
+        self.idle_since.store(since + 1, Ordering::Relaxed);
+    }
+
+    /// A request is under way: the connection keeps its place until it waits again.
+    pub fn busy(&self) {
+        self.idle_since.store(0, Ordering::Relaxed);
+    }
+
+    /// Completes once the cap has taken the connection's place for a newer one.
+    pub async fn evicted(&self) {
+        std::future::poll_fn(|cx| {
+            if self.evicted_or_wake(cx.waker()) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
     }
 
     /// Whether the cap took the connection's place for a newer one.
@@ -120,7 +170,7 @@ impl Slots {
             all: Arc::new(Semaphore::new(max)),
             max,
             per_peer: None,
-            unproven: None,
+            evicting: None,
         }
     }
 
@@ -139,7 +189,17 @@ impl Slots {
     /// the callers that do, even those that share an address with them (behind a NAT or a
     /// load balancer). Connections that have proven themselves keep their places.
     pub fn evicting_unproven(mut self) -> Self {
-        self.unproven = Some(Arc::default());
+        self.evicting = Some((Evicting::Unproven, Arc::default()));
+        self
+    }
+
+    /// When every place is taken, a new connection takes the place of the open one that
+    /// has waited longest for its next request ([`Standing::idle`]), which is closed (as
+    /// nginx closes idle kept-alive connections when it runs out): connections held open
+    /// between requests cannot keep new clients out. Connections under way (a request
+    /// being read or answered) keep their places; when all are, the newcomer is refused.
+    pub fn evicting_idle(mut self) -> Self {
+        self.evicting = Some((Evicting::LongestIdle, Arc::default()));
         self
     }
 
@@ -186,50 +246,70 @@ impl Slots {
         }
     }
 
-    /// The place of the oldest open connection that has not proven itself (from `peer`,
-    /// when given), which is evicted; `None` when there is none or the cap does not evict.
+    /// The place of the connection that gives way ([`Evicting`]; from `peer`, when given),
+    /// which is evicted; `None` when there is none or the cap does not evict.
     fn evict(&self, peer: Option<IpAddr>) -> Option<OwnedSemaphorePermit> {
-        let mut unproven = lock(self.unproven.as_ref()?);
-        let mut at = 0;
-        while let Some(open) = unproven.get(at) {
-            let standing = open.upgrade().filter(|s| !s.is_proven());
-            let Some(standing) = standing else {
-                unproven.remove(at); // closed, or proven for good
+        let (evicting, open) = self.evicting.as_ref()?;
+        let mut open = lock(open);
+        let of_peer = |standing: &Standing| peer.is_none_or(|peer| standing.peer == Some(peer));
+        loop {
+            let at = match evicting {
+                Evicting::Unproven => {
+                    let mut at = 0;
+                    loop {
+                        let standing = open.get(at)?.upgrade().filter(|s| !s.is_proven());
+                        match standing {
+                            // Closed, or proven for good.
+                            None => drop(open.remove(at)),
+                            Some(standing) if of_peer(&standing) => break at,
+                            Some(_) => at += 1,
+                        }
+                    }
+                }
+                Evicting::LongestIdle => {
+                    open.retain(|o| o.strong_count() > 0);
+                    let idle_since = |at: usize| {
+                        open[at]
+                            .upgrade()
+                            .filter(|s| of_peer(s))
+                            .map_or(0, |s| s.idle_since.load(Ordering::Relaxed))
+                    };
+                    (0..open.len())
+                        .filter(|&at| idle_since(at) > 0)
+                        .min_by_key(|&at| idle_since(at))?
+                }
+            };
+            let Some(standing) = open.remove(at).and_then(|o| o.upgrade()) else {
                 continue;
             };
-            if peer.is_some_and(|peer| standing.peer != Some(peer)) {
-                at += 1;
-                continue;
-            }
-            unproven.remove(at);
             // None: closing already, its place on its way back.
             if let Some(permit) = lock(&standing.permit).take() {
                 standing.evict();
                 return Some(permit);
             }
         }
-        None
     }
 
-    /// The slot holding `permit`, counted among the unproven when the cap evicts.
+    /// The slot holding `permit`, counted among the connections that may give way when the
+    /// cap evicts.
     fn slot(&self, permit: OwnedSemaphorePermit, peer: Option<(Peers, IpAddr)>) -> Slot {
         let standing = Arc::new(Standing {
             permit: Mutex::new(Some(permit)),
             peer: peer.as_ref().map(|(_, ip)| *ip),
             ..Standing::default()
         });
-        if let Some(unproven) = &self.unproven {
-            let mut unproven = lock(unproven);
-            // Connections that closed or proven themselves while the cap had room are
+        if let Some((_, open)) = &self.evicting {
+            let mut open = lock(open);
+            // Connections that closed (or proved themselves) while the cap had room are
             // dropped from the queue before it holds more than twice the cap.
-            if unproven.len() >= 2 * self.max {
-                unproven.retain(|open| open.upgrade().is_some_and(|s| !s.is_proven()));
+            if open.len() >= 2 * self.max {
+                open.retain(|o| o.upgrade().is_some_and(|s| !s.is_proven()));
             }
-            unproven.push_back(Arc::downgrade(&standing));
+            open.push_back(Arc::downgrade(&standing));
         }
         Slot {
             standing,
-            evictable: self.unproven.is_some(),
+            evictable: self.evicting.is_some(),
             peer,
         }
     }
@@ -348,6 +428,21 @@ pub struct Watched<S> {
     slot: Option<Slot>,
 }
 
+/// Counts a connection of `listener` (`grpc`, `http`) closed for `stall`: evictions in
+/// `feedpub_connections_evicted_total`, timeouts in `feedpub_connection_timeouts_total`.
+pub fn count_closed(listener: &'static str, stall: Stall) {
+    if stall == Stall::Evicted {
+        metrics::counter!("feedpub_connections_evicted_total", "listener" => listener).increment(1);
+    } else {
+        metrics::counter!(
+            "feedpub_connection_timeouts_total",
+            "listener" => listener,
+            "reason" => stall.label()
+        )
+        .increment(1);
+    }
+}
+
 /// Why a [`Watched`] connection was closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stall {
@@ -357,7 +452,8 @@ pub enum Stall {
     Idle,
     /// Nothing written for the send timeout.
     Send,
-    /// Over the cap, a newer connection took its place ([`Slots::evicting_unproven`]).
+    /// Over the cap, a newer connection took its place ([`Slots::evicting_unproven`],
+    /// [`Slots::evicting_idle`]).
     Evicted,
 }
 
@@ -748,8 +844,30 @@ mod tests {
             let slot = slots.try_take().expect("room");
             slot.standing.prove();
         }
-        let queued = lock(slots.unproven.as_ref().unwrap()).len();
+        let queued = lock(&slots.evicting.as_ref().unwrap().1).len();
         assert!(queued <= 8, "{queued} queued");
+    }
+
+    #[test]
+    fn over_an_idle_evicting_cap_the_connection_idle_longest_gives_way() {
+        let slots = Slots::new(3).evicting_idle();
+        let a = slots.try_take().expect("a");
+        let b = slots.try_take().expect("b");
+        let c = slots.try_take().expect("c");
+        assert!(slots.try_take().is_none(), "none waits: refused");
+        b.standing.idle();
+        std::thread::sleep(Duration::from_millis(2));
+        a.standing.idle();
+        let d = slots.try_take().expect("d, in b's place: idle longest");
+        assert!(b.standing.is_evicted());
+        assert!(!a.standing.is_evicted() && !c.standing.is_evicted());
+        // Under way again: it keeps its place.
+        a.standing.busy();
+        assert!(slots.try_take().is_none());
+        c.standing.idle();
+        let _e = slots.try_take().expect("e, in c's place");
+        assert!(c.standing.is_evicted() && !a.standing.is_evicted());
+        assert!(!d.standing.is_evicted());
     }
 
     #[tokio::test]

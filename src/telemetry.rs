@@ -157,8 +157,8 @@ const CATALOGUE: &[Metric] = &[
     Metric {
         name: "feedpub_connections_evicted_total",
         kind: Kind::Counter,
-        help: "gRPC connections that had made no authenticated call, closed for a newer one over the cap.",
-        zero: &[&[("listener", "grpc")]],
+        help: "Connections closed for a newer one over the cap: on gRPC the oldest that had made no authenticated call, on HTTP the one idle longest.",
+        zero: &[&[("listener", "grpc")], &[("listener", "http")]],
     },
     Metric {
         name: "feedpub_connection_timeouts_total",

@@ -615,3 +615,60 @@ async fn one_address_takes_at_most_its_share_of_the_grpc_connections() {
     .await
     .expect("a partner's channel is still answered");
 }
+
+/// Over `max_http_connections`, a new connection takes the place of the one that has
+/// waited longest for its next request, which the server closes (as nginx closes idle
+/// kept-alive connections): clients holding connections open between requests cannot
+/// keep new readers out. Connections with a request under way keep their places; when
+/// every one has, a new connection is refused.
+#[tokio::test]
+async fn over_the_http_cap_the_connection_idle_longest_gives_way() {
+    const FEED: &str = "/feeds/politics/rss.xml";
+    // Read in process: a request for /metrics would take a place itself.
+    let http_metric = |name: &str| {
+        let text = feedpub::telemetry::metrics().render();
+        common::series_value(&text, &format!("{name}{{listener=\"http\"}}")).unwrap_or(0.0)
+    };
+    let server = TestServer::start_with(|s| s.limits.max_http_connections = 2).await;
+    async fn answered(connection: &mut Connection) -> u16 {
+        connection.send(&get(FEED, "")).await;
+        connection.answer(false).await.status
+    }
+    // A request answered, and the head of the next one begun: under way.
+    async fn under_way(connection: &mut Connection) -> u16 {
+        let next = "GET /feeds/politics/atom.xml HTTP/1.1\r\n";
+        connection.send(&format!("{}{next}", get(FEED, ""))).await;
+        connection.answer(false).await.status
+    }
+    let mut first = Connection::open(server.http_addr).await;
+    let mut second = Connection::open(server.http_addr).await;
+    assert_eq!(answered(&mut first).await, 200);
+    assert_eq!(answered(&mut second).await, 200);
+
+    // Both wait: the first longest. A third takes its place.
+    let mut third = Connection::open(server.http_addr).await;
+    assert_eq!(answered(&mut third).await, 200);
+    assert!(
+        first.closed_by_server().await,
+        "the longest idle was closed"
+    );
+    // The second, idle longer than the third but now under way, keeps its place.
+    assert_eq!(under_way(&mut second).await, 200);
+    let mut fourth = Connection::open(server.http_addr).await;
+    assert_eq!(under_way(&mut fourth).await, 200);
+    assert!(third.closed_by_server().await, "the idle one gave way");
+    assert_eq!(http_metric("feedpub_connections_evicted_total"), 2.0);
+
+    // Both places under way: a fifth connection is refused, and they are still served.
+    let refused = http_metric("feedpub_connections_refused_total");
+    let mut fifth = Connection::open(server.http_addr).await;
+    assert!(fifth.closed_by_server().await, "refused");
+    assert_eq!(
+        http_metric("feedpub_connections_refused_total"),
+        refused + 1.0
+    );
+    for connection in [&mut second, &mut fourth] {
+        connection.send("Host: feeds.test\r\n\r\n").await;
+        assert_eq!(connection.answer(false).await.status, 200, "still served");
+    }
+}

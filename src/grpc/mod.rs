@@ -179,14 +179,5 @@ fn refused() {
 /// Counts a gRPC connection closed because its preface did not come in time, or because a
 /// newer connection took its place.
 fn timed_out(stall: Stall) {
-    if stall == Stall::Evicted {
-        metrics::counter!("feedpub_connections_evicted_total", "listener" => "grpc").increment(1);
-        return;
-    }
-    metrics::counter!(
-        "feedpub_connection_timeouts_total",
-        "listener" => "grpc",
-        "reason" => stall.label()
-    )
-    .increment(1);
+    crate::connections::count_closed("grpc", stall);
 }

@@ -11,6 +11,7 @@
 //! its client stops reading; one timer per connection serves all three.
 
 use super::feeds::{FeedAnswer, FeedRequest, FeedState};
+use crate::connections::Standing;
 use crate::publication::http_date;
 use axum::http::StatusCode;
 use bytes::{Buf, Bytes, BytesMut};
@@ -133,11 +134,15 @@ pub enum Outcome {
 /// Answers the feed requests on `stream`, in order, until the connection ends or a request
 /// needs hyper. Stops at the first request head after `stop` is cancelled, like hyper's
 /// graceful shutdown: a response in progress is finished, an idle connection is closed.
+/// Marks the connection idle while it waits for its next request and busy from that
+/// request's first byte, and closes it when the cap gives its place to a newer connection
+/// ([`Standing`]).
 pub async fn serve(
     stream: &mut TcpStream,
     feeds: &FeedState,
     timeouts: &Timeouts,
     stop: &CancellationToken,
+    standing: &Standing,
 ) -> io::Result<Outcome> {
     let mut buf = BytesMut::with_capacity(4096);
     let mut head = Vec::with_capacity(512);
@@ -184,6 +189,7 @@ pub async fn serve(
             if buf.is_empty() {
                 deadline.set(now + timeouts.idle);
                 expiry = Expiry::Idle;
+                standing.idle();
             } else {
                 deadline.set(now + timeouts.header);
                 expiry = Expiry::Header;
@@ -192,8 +198,14 @@ pub async fn serve(
         tokio::select! {
             read = stream.read_buf(&mut buf) => if read? == 0 {
                 return Ok(Outcome::Closed);
+            } else {
+                standing.busy();
             },
             () = stop.cancelled() => return Ok(Outcome::Closed),
+            () = standing.evicted() => {
+                super::server::count_timeout(crate::connections::Stall::Evicted);
+                return Ok(Outcome::Closed);
+            }
             () = deadline.passed() => {
                 let reason = match expiry {
                     Expiry::Header => crate::connections::Stall::Header,

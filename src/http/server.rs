@@ -46,7 +46,7 @@ pub async fn run(
 ) {
     let stop = CancellationToken::new();
     let connections = TaskTracker::new();
-    let slots = Slots::new(limits.max_http_connections);
+    let slots = Slots::new(limits.max_http_connections).evicting_idle();
     let hyper = hyper_builder(limits);
     let timeouts = Timeouts {
         header: limits.header_timeout,
@@ -59,7 +59,8 @@ pub async fn run(
             (io, _) = listener.accept() => io,
             () = &mut shutdown => break,
         };
-        // Over the cap: dropped, so closed at once.
+        // Over the cap, in the place of the connection waiting longest for its next
+        // request; with none waiting, dropped, so closed at once.
         let Some(slot) = slots.try_take() else {
             metrics::counter!("feedpub_connections_refused_total", "listener" => "http")
                 .increment(1);
@@ -127,7 +128,7 @@ async fn serve_connection(io: Either<TlsStream<TcpStream>, TcpStream>, slot: Slo
     } = served;
     let (read, stream) = match io {
         Either::Right(mut tcp) => {
-            match fast_path::serve(&mut tcp, &feeds, &timeouts, &stop).await {
+            match fast_path::serve(&mut tcp, &feeds, &timeouts, &stop, slot.standing()).await {
                 Ok(Outcome::HandOver(read)) => (read, Either::Right(tcp)),
                 Ok(Outcome::Closed) => return,
                 Err(e) => {
@@ -163,14 +164,9 @@ async fn serve_connection(io: Either<TlsStream<TcpStream>, TcpStream>, slot: Slo
     }
 }
 
-/// Counts an HTTP connection closed because its peer stalled.
+/// Counts an HTTP connection closed because its peer stalled, or for a newer connection.
 pub(super) fn count_timeout(stall: Stall) {
-    metrics::counter!(
-        "feedpub_connection_timeouts_total",
-        "listener" => "http",
-        "reason" => stall.label()
-    )
-    .increment(1);
+    crate::connections::count_closed("http", stall);
 }
 
 /// A connection handed over from the fast path: reads return the bytes it had read first,
