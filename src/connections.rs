@@ -194,10 +194,11 @@ impl Slots {
     }
 
     /// When every place is taken, a new connection takes the place of the open one that
-    /// has waited longest for its next request ([`Standing::idle`]), which is closed (as
-    /// nginx closes idle kept-alive connections when it runs out): connections held open
-    /// between requests cannot keep new clients out. Connections under way (a request
-    /// being read or answered) keep their places; when all are, the newcomer is refused.
+    /// has waited longest for its next request ([`Standing::idle`]; a new connection waits
+    /// for its first until it sends a byte), which is closed (as nginx reuses idle
+    /// connections when it runs out): connections held open between requests, or opened
+    /// and left silent, cannot keep new clients out. Connections under way (a request being
+    /// read or answered) keep their places; when all are, the newcomer is refused.
     pub fn evicting_idle(mut self) -> Self {
         self.evicting = Some((Evicting::LongestIdle, Arc::default()));
         self
@@ -268,6 +269,7 @@ impl Slots {
                 }
                 Evicting::LongestIdle => {
                     open.retain(|o| o.strong_count() > 0);
+                    // Each read once: one that turns busy meanwhile is not taken for idle.
                     let idle_since = |at: usize| {
                         open[at]
                             .upgrade()
@@ -275,8 +277,9 @@ impl Slots {
                             .map_or(0, |s| s.idle_since.load(Ordering::Relaxed))
                     };
                     (0..open.len())
-                        .filter(|&at| idle_since(at) > 0)
-                        .min_by_key(|&at| idle_since(at))?
+                        .filter_map(|at| Some((idle_since(at), at)).filter(|(since, _)| *since > 0))
+                        .min()?
+                        .1
                 }
             };
             let Some(standing) = open.remove(at).and_then(|o| o.upgrade()) else {
@@ -298,7 +301,11 @@ impl Slots {
             peer: peer.as_ref().map(|(_, ip)| *ip),
             ..Standing::default()
         });
-        if let Some((_, open)) = &self.evicting {
+        if let Some((evicting, open)) = &self.evicting {
+            // A connection that has sent nothing yet waits for its first request.
+            if *evicting == Evicting::LongestIdle {
+                standing.idle();
+            }
             let mut open = lock(open);
             // Connections that closed (or proved themselves) while the cap had room are
             // dropped from the queue before it holds more than twice the cap.
@@ -583,6 +590,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
                     self.read += n;
                 }
                 self.progressed(n);
+                // A request under way: past the fast path, a connection is not marked idle
+                // again (its idle timeout bounds it).
+                if n > 0
+                    && let Some(slot) = self.slot.as_ref().filter(|slot| slot.evictable)
+                {
+                    slot.standing.busy();
+                }
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
@@ -854,6 +868,14 @@ mod tests {
         let a = slots.try_take().expect("a");
         let b = slots.try_take().expect("b");
         let c = slots.try_take().expect("c");
+        // A new connection waits for its first request: the oldest gives way.
+        let fresh = slots.try_take().expect("in a's place");
+        assert!(a.standing.is_evicted() && !b.standing.is_evicted());
+        drop((a, fresh));
+        let a = slots.try_take().expect("a again");
+        for slot in [&a, &b, &c] {
+            slot.standing.busy();
+        }
         assert!(slots.try_take().is_none(), "none waits: refused");
         b.standing.idle();
         std::thread::sleep(Duration::from_millis(2));
@@ -861,6 +883,7 @@ mod tests {
         let d = slots.try_take().expect("d, in b's place: idle longest");
         assert!(b.standing.is_evicted());
         assert!(!a.standing.is_evicted() && !c.standing.is_evicted());
+        d.standing.busy();
         // Under way again: it keeps its place.
         a.standing.busy();
         assert!(slots.try_take().is_none());

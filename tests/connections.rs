@@ -618,9 +618,9 @@ async fn one_address_takes_at_most_its_share_of_the_grpc_connections() {
 
 /// Over `max_http_connections`, a new connection takes the place of the one that has
 /// waited longest for its next request, which the server closes (as nginx closes idle
-/// kept-alive connections): clients holding connections open between requests cannot
-/// keep new readers out. Connections with a request under way keep their places; when
-/// every one has, a new connection is refused.
+/// kept-alive connections): clients holding connections open between requests, or opened
+/// and left silent, cannot keep new readers out. Connections with a request under way
+/// keep their places; when every one has, a new connection is refused.
 #[tokio::test]
 async fn over_the_http_cap_the_connection_idle_longest_gives_way() {
     const FEED: &str = "/feeds/politics/rss.xml";
@@ -640,10 +640,13 @@ async fn over_the_http_cap_the_connection_idle_longest_gives_way() {
         connection.send(&format!("{}{next}", get(FEED, ""))).await;
         connection.answer(false).await.status
     }
+    // A connection that has sent nothing waits for its first request: the oldest idle.
+    let mut silent = Connection::open(server.http_addr).await;
     let mut first = Connection::open(server.http_addr).await;
-    let mut second = Connection::open(server.http_addr).await;
     assert_eq!(answered(&mut first).await, 200);
+    let mut second = Connection::open(server.http_addr).await;
     assert_eq!(answered(&mut second).await, 200);
+    assert!(silent.closed_by_server().await, "the silent one gave way");
 
     // Both wait: the first longest. A third takes its place.
     let mut third = Connection::open(server.http_addr).await;
@@ -657,7 +660,7 @@ async fn over_the_http_cap_the_connection_idle_longest_gives_way() {
     let mut fourth = Connection::open(server.http_addr).await;
     assert_eq!(under_way(&mut fourth).await, 200);
     assert!(third.closed_by_server().await, "the idle one gave way");
-    assert_eq!(http_metric("feedpub_connections_evicted_total"), 2.0);
+    assert_eq!(http_metric("feedpub_connections_evicted_total"), 3.0);
 
     // Both places under way: a fifth connection is refused, and they are still served.
     let refused = http_metric("feedpub_connections_refused_total");

@@ -20,7 +20,6 @@ use crate::storage::CallRate;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -74,11 +73,17 @@ impl Gate {
     async fn admit(
         &self,
         token: Result<Token, PublishError>,
-        peer: Option<SocketAddr>,
+        connection: Option<&ConnectionInfo<TcpConnectInfo>>,
         remember: bool,
     ) -> Result<Caller, Status> {
         let token = token?;
         let (partner, remembered) = self.publisher.authenticate(&token, remember).await?;
+        // A partner's connection, even over its rate limit: over the cap, it keeps its
+        // place.
+        if let Some(connection) = connection {
+            connection.prove();
+        }
+        let peer = connection.and_then(|c| c.inner.remote_addr());
         let caller = Caller {
             partner,
             peer,
@@ -155,17 +160,12 @@ where
         let gate = self.gate.clone();
         let token = bearer_token(request.headers());
         let connection = connection(&request).cloned();
-        let peer = connection.as_ref().and_then(|c| c.inner.remote_addr());
         let remember = request.uri().path() == *PUBLISH_ARTICLE;
         Box::pin(async move {
-            let caller = match gate.admit(token, peer, remember).await {
+            let caller = match gate.admit(token, connection.as_ref(), remember).await {
                 Ok(caller) => caller,
                 Err(status) => return Ok(status.into_http()),
             };
-            // A partner's connection: over the cap, it keeps its place.
-            if let Some(connection) = connection {
-                connection.prove();
-            }
             request.extensions_mut().insert(caller);
             inner.call(request).await
         })

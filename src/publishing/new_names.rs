@@ -83,14 +83,15 @@ impl NewNames {
         }
         let mut charged = self.charged.lock().unwrap_or_else(|e| e.into_inner());
         let age = charged.since.elapsed();
-        if age >= REMEMBERED {
-            charged.previous = if age >= 2 * REMEMBERED {
-                HashSet::new()
-            } else {
-                std::mem::take(&mut charged.current)
-            };
+        if age >= 2 * REMEMBERED {
+            charged.previous.clear();
             charged.current.clear();
             charged.since = Instant::now();
+        } else if age >= REMEMBERED {
+            // The next hour starts where this one ended, not now: a name is remembered for
+            // at most two.
+            charged.previous = std::mem::take(&mut charged.current);
+            charged.since += REMEMBERED;
         }
         let new: Vec<FeedScope> = unshown
             .into_iter()
