@@ -15,8 +15,8 @@ pub use watch::WatchUpdate;
 use crate::config::Settings;
 use crate::domain::{
     Actor, Article, ArticleContent, ArticleDraft, ArticleId, AuditEntry, AuditOperation, Caller,
-    FeedScope, HtmlPolicy, Outcome, Partner, Refusal, RequestKey, Revision, Section, SectionSlug,
-    Token, TokenHash, ValidDraft, VersionSummary, Violations,
+    HtmlPolicy, Outcome, Partner, Refusal, RequestKey, Revision, Section, SectionSlug, Token,
+    TokenHash, ValidDraft, VersionSummary, Violations,
 };
 use crate::health::{Component, Health};
 use crate::publication::Publication;
@@ -505,9 +505,7 @@ impl Publisher {
         partner: &Partner,
         content: &ArticleContent,
     ) -> Result<(), PublishError> {
-        let names = content.authors.iter().map(|a| FeedScope::author(a));
-        let names = names.chain(content.tags.iter().map(|t| FeedScope::tag(t)));
-        let unshown = self.publication.without_feeds(names);
+        let unshown = self.publication.without_feeds(content.name_scopes());
         Ok(self.new_names.charge(partner, unshown)?)
     }
 

@@ -566,13 +566,9 @@ async fn a_partner_starts_at_most_its_allowance_of_new_author_and_tag_feeds() {
         .expect("the batch is answered")
         .into_inner()
         .results;
-    let codes: Vec<i32> = results
-        .iter()
-        .map(|r| r.status.as_ref().map_or(-1, |s| s.code))
-        .collect();
     assert_eq!(
-        codes,
-        [0, 0, 0, Code::ResourceExhausted as i32],
+        common::result_codes(&results),
+        [Code::Ok, Code::Ok, Code::Ok, Code::ResourceExhausted],
         "{results:?}"
     );
     // Two more: the last of the four.

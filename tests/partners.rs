@@ -537,13 +537,9 @@ async fn granted_and_denied_rights_hold_from_the_next_call_on() {
         .expect("the batch is answered")
         .into_inner()
         .results;
-    let codes: Vec<i32> = results
-        .iter()
-        .map(|r| r.status.as_ref().map_or(0, |s| s.code))
-        .collect();
     assert_eq!(
-        codes,
-        [Code::PermissionDenied as i32, Code::Ok as i32],
+        common::result_codes(&results),
+        [Code::PermissionDenied, Code::Ok],
         "{results:?}"
     );
     // Both refusals, made before the store and by it, are in the audit log.
@@ -1018,10 +1014,7 @@ async fn a_stream_open_across_a_lost_section_or_a_revocation_is_held_to_it() {
         let answer: Result<tonic::Response<proto::PublishArticlesResponse>, tonic::Status> =
             call.await.unwrap();
         let results = answer.expect("answered").into_inner().results;
-        results
-            .iter()
-            .map(|r| Code::from(r.status.as_ref().map_or(0, |s| s.code)))
-            .collect::<Vec<_>>()
+        common::result_codes(&results)
     };
 
     let (sender, call) = open(article("s-1", "politics"));

@@ -499,8 +499,15 @@ impl Revision {
 impl Article {
     /// The feeds of the article's authors and of its tags.
     pub fn name_scopes(&self) -> impl Iterator<Item = FeedScope> + '_ {
-        let authors = self.content.authors.iter().map(|a| FeedScope::author(a));
-        authors.chain(self.content.tags.iter().map(|t| FeedScope::tag(t)))
+        self.content.name_scopes()
+    }
+}
+
+impl ArticleContent {
+    /// The feeds of these authors and of these tags.
+    pub fn name_scopes(&self) -> impl Iterator<Item = FeedScope> + '_ {
+        let authors = self.authors.iter().map(|a| FeedScope::author(a));
+        authors.chain(self.tags.iter().map(|t| FeedScope::tag(t)))
     }
 }
 

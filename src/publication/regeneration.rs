@@ -78,6 +78,9 @@ pub(super) struct Pending {
     check_disk: bool,
     /// The stamp of the identity file found holding the document's bytes after a restart.
     on_disk: Option<FileStamp>,
+    /// Its codings were read from the compressed files beside that identity file
+    /// (`FeedFile::codings_on_disk`): those files hold them, nothing to compare or write.
+    codings_found: bool,
 }
 
 /// One scope read and rendered.
@@ -392,6 +395,7 @@ impl Inner {
                     write_identity: false,
                     check_disk: false,
                     on_disk: None,
+                    codings_found: false,
                 });
             }
         }
@@ -463,8 +467,9 @@ impl Inner {
         parallel: usize,
     ) -> Vec<(Option<Finished>, Option<PublicationError>)> {
         type Places = std::collections::HashMap<tokio::task::Id, (usize, usize)>;
-        type Joined = Result<(tokio::task::Id, Codings), tokio::task::JoinError>;
-        let mut made: Vec<Vec<Option<Codings>>> = scopes
+        // Each document's codings, and whether they were read from its files.
+        type Joined = Result<(tokio::task::Id, (Codings, bool)), tokio::task::JoinError>;
+        let mut made: Vec<Vec<Option<(Codings, bool)>>> = scopes
             .iter()
             .map(|(_, docs)| vec![None; docs.len()])
             .collect();
@@ -485,7 +490,7 @@ impl Inner {
                 }
             }
         };
-        let mut tasks: JoinSet<Codings> = JoinSet::new();
+        let mut tasks: JoinSet<(Codings, bool)> = JoinSet::new();
         for (s, (scope, docs)) in scopes.iter().enumerate() {
             for (d, pending) in docs.iter().enumerate() {
                 while tasks.len() >= parallel {
@@ -501,10 +506,9 @@ impl Inner {
                     (dir, pending.file_name)
                 });
                 let task = tasks.spawn_blocking_on(
-                    move || {
-                        beside
-                            .and_then(|(dir, name)| file.codings_on_disk(&dir, name))
-                            .unwrap_or_else(|| file.compress(compression))
+                    move || match beside.and_then(|(dir, name)| file.codings_on_disk(&dir, name)) {
+                        Some(found) => (found, true),
+                        None => (file.compress(compression), false),
                     },
                     &self.builders.handle(),
                 );
@@ -521,7 +525,20 @@ impl Inner {
             let made = made.into_iter().flatten();
             finished.push(match error {
                 None => {
-                    let docs: Vec<(Pending, Codings)> = docs.iter().cloned().zip(made).collect();
+                    let docs: Vec<(Pending, Codings)> = docs
+                        .iter()
+                        .cloned()
+                        .zip(made)
+                        .map(|(pending, (codings, codings_found))| {
+                            (
+                                Pending {
+                                    codings_found,
+                                    ..pending
+                                },
+                                codings,
+                            )
+                        })
+                        .collect();
                     match self.write_files(scope, &docs).await {
                         Ok(stamps) => {
                             let docs = docs
@@ -572,6 +589,9 @@ impl Inner {
             } else {
                 Identity::Kept(pending.on_disk.or_else(|| pending.file.stamp()))
             });
+            if pending.codings_found {
+                continue; // read from those very files
+            }
             // Brotli before gzip: a gzip file at the full level vouches for the brotli file
             // beside it at the next start (`FeedFile::codings_on_disk`).
             let files = [
@@ -951,6 +971,7 @@ impl Inner {
                 write_identity: unchanged_on_disk.is_none(),
                 check_disk: unchanged_on_disk.is_some(),
                 on_disk: unchanged_on_disk,
+                codings_found: false,
             });
         }
         Rendered {

@@ -461,3 +461,12 @@ pub fn assert_invalid_fields(status: &tonic::Status, fields: &[&str]) {
         .collect();
     assert_eq!(named, fields, "{status:?}");
 }
+
+/// The status code of each result of a PublishArticles answer, in order (`Ok` when a
+/// result carries no status).
+pub fn result_codes(results: &[proto::PublishArticleResult]) -> Vec<tonic::Code> {
+    results
+        .iter()
+        .map(|r| tonic::Code::from(r.status.as_ref().map_or(0, |s| s.code)))
+        .collect()
+}
