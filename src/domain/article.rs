@@ -741,11 +741,12 @@ pub struct ValidDraft {
 /// Whether `html` has the shape of HTML made from text (paragraphs and line breaks, no
 /// other markup): only such HTML can be made again from a text sent beside it.
 fn made_from_text_shape(html: &str) -> bool {
-    !html
-        .replace("<p>", "")
-        .replace("</p>", "")
-        .replace("<br>", "")
-        .contains('<')
+    // Every `<` opens one of the three tags (no copy of the body is made: this runs on
+    // every publish of a text beside HTML).
+    html.match_indices('<').all(|(at, _)| {
+        let tag = &html[at..];
+        tag.starts_with("<p>") || tag.starts_with("</p>") || tag.starts_with("<br>")
+    })
 }
 
 /// The summary of an article sent without one, from its body's text: its paragraphs folded
@@ -1407,6 +1408,27 @@ mod tests {
             publish_time: Some(Utc.with_ymd_and_hms(2023, 6, 6, 22, 0, 0).unwrap()),
             ..Default::default()
         }
+    }
+
+    /// Only paragraphs and line breaks make HTML of the shape text is made into; any other
+    /// `<` (another tag, a tag cut short) does not.
+    #[test]
+    fn html_made_from_text_has_paragraphs_and_line_breaks_only() {
+        for made in ["", "a &lt; b", "<p>一</p><p>二<br>三</p>", "<br><br>"] {
+            assert!(made_from_text_shape(made), "{made}");
+        }
+        for other in [
+            "<p>一<b>二</b></p>",
+            "<p",
+            "一</p",
+            "<br/>",
+            "<p class=x>",
+            "<</p>",
+        ] {
+            assert!(!made_from_text_shape(other), "{other}");
+        }
+        let text = "第一段 a < b & c\n\n第二段\n第三行";
+        assert!(made_from_text_shape(&text::text_to_html(text)));
     }
 
     /// Feed readers resolve a relative URL against the feed's host: a body's relative links

@@ -55,7 +55,7 @@ fn settled_at(since: Instant, busy: bool, scope: &FeedScope) -> Instant {
 /// touches; five seconds for author and tag feeds, which are many (a burst touches several
 /// for each section), so that they are compressed a tenth as often.
 fn burst_finish_interval(scope: &FeedScope) -> Duration {
-    if is_name(scope) {
+    if scope.name().is_some() {
         Duration::from_secs(5)
     } else {
         Duration::from_millis(500)
@@ -70,16 +70,11 @@ fn burst_finish_interval(scope: &FeedScope) -> Duration {
 /// a minute of sections, so that sections changing all the time cannot hold it back.
 fn finishing_order(scope: &FeedScope, since: Instant) -> Instant {
     const NAME_WAIT: Duration = Duration::from_secs(60);
-    if is_name(scope) {
+    if scope.name().is_some() {
         since + NAME_WAIT
     } else {
         since
     }
-}
-
-/// An author's or a tag's feeds, which wait in a queue of their own.
-fn is_name(scope: &FeedScope) -> bool {
-    scope.name().is_some()
 }
 
 /// The unfinished scopes, with their two queues.
@@ -118,11 +113,7 @@ impl UnfinishedScopes {
     /// The scope's entry, made with `since` if it was not waiting.
     fn entry_since(&mut self, scope: &FeedScope, since: Instant) -> &mut Unfinished {
         if !self.scopes.contains_key(scope) {
-            let queue = if is_name(scope) {
-                &mut self.names
-            } else {
-                &mut self.sections
-            };
+            let queue = self.queue_of(scope);
             queue.insert((since, scope.clone()));
         }
         self.scopes
@@ -130,13 +121,18 @@ impl UnfinishedScopes {
             .or_insert_with(|| Unfinished::new(since))
     }
 
+    /// The queue the scope waits in: an author's or a tag's feeds wait in one of their own.
+    fn queue_of(&mut self, scope: &FeedScope) -> &mut BTreeSet<(Instant, FeedScope)> {
+        if scope.name().is_some() {
+            &mut self.names
+        } else {
+            &mut self.sections
+        }
+    }
+
     pub(super) fn remove(&mut self, scope: &FeedScope) {
         if let Some(unfinished) = self.scopes.remove(scope) {
-            let queue = if is_name(scope) {
-                &mut self.names
-            } else {
-                &mut self.sections
-            };
+            let queue = self.queue_of(scope);
             queue.remove(&(unfinished.since, scope.clone()));
         }
     }

@@ -465,6 +465,20 @@ pub(super) fn feed_size_key(scope: &FeedScope) -> (&'static str, &str) {
     (FEED_KINDS[kind], name)
 }
 
+/// For [`Store::first_carried`]: the table of the names of `scopes` (all authors or all
+/// tags) and the names; `None` when there are no scopes.
+pub(super) fn contenders(scopes: &[FeedScope]) -> Option<(&'static str, Vec<&str>)> {
+    let first = scopes.first()?;
+    let names = scopes.iter().filter_map(FeedScope::name).collect();
+    Some((sqlite::names_table(first), names))
+}
+
+/// The scope of `scopes` whose name the store chose, if it chose one.
+pub(super) fn contender_named(scopes: &[FeedScope], name: Option<String>) -> Option<FeedScope> {
+    let name = name?;
+    scopes.iter().find(|s| s.name() == Some(&name)).cloned()
+}
+
 /// Claimed deliveries read back as topic path and document: each topic checked.
 pub(super) fn claimed_deliveries(
     rows: Vec<(String, String)>,

@@ -759,11 +759,9 @@ impl Store for PostgresStore {
     }
 
     async fn first_carried(&self, scopes: &[FeedScope]) -> Result<Option<FeedScope>, StoreError> {
-        let Some(first) = scopes.first() else {
+        let Some((table, names)) = super::contenders(scopes) else {
             return Ok(None);
         };
-        let names: Vec<&str> = scopes.iter().filter_map(FeedScope::name).collect();
-        let table = super::sqlite::names_table(first);
         let name: Option<String> = sqlx::query_scalar(&format!(
             "SELECT row.name FROM {table} AS row JOIN articles USING (partner_id, article_id)
                  WHERE row.name = ANY($1)
@@ -772,11 +770,11 @@ impl Store for PostgresStore {
         .bind(&names)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(name.and_then(|name| scopes.iter().find(|s| s.name() == Some(&name)).cloned()))
+        Ok(super::contender_named(scopes, name))
     }
 
     async fn has_feeds(&self, scope: &FeedScope, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let (FeedScope::Author(named) | FeedScope::Tag(named)) = scope else {
+        let Some(name) = scope.name() else {
             return Ok(true);
         };
         let table = super::sqlite::names_table(scope);
@@ -784,7 +782,7 @@ impl Store for PostgresStore {
             "SELECT EXISTS (SELECT 1 FROM {table} AS row WHERE row.name = $2 AND {CAME_INTO_VIEW})"
         ))
         .bind(nanos(now))
-        .bind(named.name())
+        .bind(name)
         .fetch_one(&self.pool)
         .await?;
         Ok(found)

@@ -1800,11 +1800,9 @@ impl Store for SqliteStore {
     }
 
     async fn first_carried(&self, scopes: &[FeedScope]) -> Result<Option<FeedScope>, StoreError> {
-        let Some(first) = scopes.first() else {
+        let Some((table, names)) = super::contenders(scopes) else {
             return Ok(None);
         };
-        let names: Vec<&str> = scopes.iter().filter_map(FeedScope::name).collect();
-        let table = names_table(first);
         let name: Option<String> = sqlx::query_scalar(&format!(
             "SELECT row.name FROM {table} AS row CROSS JOIN articles USING (partner_id, article_id)
                  WHERE row.name IN (SELECT value FROM json_each(?1))
@@ -1813,11 +1811,11 @@ impl Store for SqliteStore {
         .bind(serde_json::to_string(&names).map_err(|e| StoreError::Corrupt(e.to_string()))?)
         .fetch_optional(&self.read)
         .await?;
-        Ok(name.and_then(|name| scopes.iter().find(|s| s.name() == Some(&name)).cloned()))
+        Ok(super::contender_named(scopes, name))
     }
 
     async fn has_feeds(&self, scope: &FeedScope, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let (FeedScope::Author(named) | FeedScope::Tag(named)) = scope else {
+        let Some(name) = scope.name() else {
             return Ok(true);
         };
         let table = names_table(scope);
@@ -1825,7 +1823,7 @@ impl Store for SqliteStore {
             "SELECT EXISTS (SELECT 1 FROM {table} AS row WHERE row.name = ?2 AND {CAME_INTO_VIEW})"
         ))
         .bind(nanos(now))
-        .bind(named.name())
+        .bind(name)
         .fetch_one(&self.read)
         .await?;
         Ok(found)
