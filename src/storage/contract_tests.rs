@@ -897,16 +897,20 @@ contract!(
     copy_filed_behind_the_newest_is_in_the_current_documents_until_its_page_fills,
     check_open_page_shown
 );
-/// A section's and `all`'s current documents show the articles in view of their open
-/// archive page (stored since the last full page) beside the newest by publish time: copy
-/// filed with an older publish time than those is in no archive page yet, and would
-/// otherwise be in no document at all until its page filled.
+/// Every feed's current documents show the articles in view of their open archive page
+/// (stored since the last full page) beside the newest by publish time: copy filed with an
+/// older publish time than those is in no archive page yet, and would otherwise be in no
+/// document at all until its page filled. The author's and the tag's feeds, which every
+/// article in rural carries, show what rural shows (their rows carry the archive order).
 async fn check_open_page_shown(store: &dyn Store) {
     let partner = add_partner(store, "newsroom").await;
     store.set_archive_page(3);
-    // The newest of all, in politics: `all` holds one article more than rural.
+    // The newest of all, in politics, under other names: `all` holds one article more than
+    // rural.
     publish_at(store, &partner, "p-0", (20, 999), |d| {
         d.section = "politics".into();
+        d.authors = vec!["张智宙".into()];
+        d.tags = Vec::new();
     })
     .await;
     // Six in rural, stored in order: two full pages.
@@ -936,6 +940,7 @@ async fn check_open_page_shown(store: &dyn Store) {
         let guids: Vec<String> = content.articles.iter().map(|a| a.guid.clone()).collect();
         (guids, content.archive_pages(3))
     };
+    let names = [FeedScope::author(AUTHOR), FeedScope::tag(TAG)];
     // Rural's open page holds the late copy (shown) and the embargoed (not); `all`, one
     // article more, has three full pages and none open.
     assert_eq!(
@@ -947,6 +952,13 @@ async fn check_open_page_shown(store: &dyn Store) {
         shown(FeedScope::All).await,
         (["p-0", "a-5", "a-4"].map(guid).to_vec(), 3)
     );
+    for name in names.clone() {
+        assert_eq!(
+            shown(name.clone()).await,
+            shown(rural.clone()).await,
+            "{name:?}"
+        );
+    }
     // Rural's page fills: the late copy is on it, and the current documents show the
     // newest; `all`'s open page holds what is among its newest already.
     publish_at(store, &partner, "a-6", (16, 1020), |_| {}).await;
@@ -958,7 +970,14 @@ async fn check_open_page_shown(store: &dyn Store) {
         shown(FeedScope::All).await,
         (["p-0", "a-6", "a-5"].map(guid).to_vec(), 3)
     );
-    for scope in [FeedScope::All, rural] {
+    for name in names.clone() {
+        assert_eq!(
+            shown(name.clone()).await,
+            shown(rural.clone()).await,
+            "{name:?}"
+        );
+    }
+    for scope in [FeedScope::All, rural].into_iter().chain(names) {
         let page = store.archive_page(&scope, 3, 3, at(1100)).await.unwrap();
         let archived: Vec<String> = page.articles.iter().map(|a| a.guid.clone()).collect();
         assert!(archived.contains(&guid("late")), "{scope:?}: {archived:?}");
@@ -973,7 +992,8 @@ contract!(
 /// view (its embargo ending) after the oldest of the newest was published is in the
 /// current documents too, as new copy at that moment would be: readers may never fetch an
 /// archive page again (RFC 5005 §4.2). It leaves when newer copy pushes that moment out,
-/// and at most a page's worth of such articles is shown, the latest first.
+/// and at most a page's worth of such articles is shown, the latest first. The author's and
+/// the tag's feeds, which every article here carries, show what rural shows.
 async fn check_changes_shown(store: &dyn Store) {
     let partner = add_partner(store, "newsroom").await;
     store.set_archive_page(3);
@@ -996,19 +1016,29 @@ async fn check_changes_shown(store: &dyn Store) {
     })
     .await;
     let rural = FeedScope::Section(SectionSlug::parse("rural").unwrap());
+    let shown_in = |scope: FeedScope, minute: i64| async move {
+        let content = store
+            .feed_content(&scope, at(minute), 3, TimeDelta::hours(1))
+            .await
+            .unwrap();
+        let ids: Vec<String> = content
+            .articles
+            .iter()
+            .map(|a| a.id.as_str().to_owned())
+            .collect();
+        (ids, content.last_change)
+    };
+    // What the scope shows; rural's checked against the author's and the tag's.
     let shown = |scope: &FeedScope, minute: i64| {
-        let scope = scope.clone();
+        let (scope, names) = (scope.clone(), *scope == rural);
         async move {
-            let content = store
-                .feed_content(&scope, at(minute), 3, TimeDelta::hours(1))
-                .await
-                .unwrap();
-            let ids: Vec<String> = content
-                .articles
-                .iter()
-                .map(|a| a.id.as_str().to_owned())
-                .collect();
-            (ids, content.last_change)
+            let shown = shown_in(scope, minute).await;
+            if names {
+                for name in [FeedScope::author(AUTHOR), FeedScope::tag(TAG)] {
+                    assert_eq!(shown_in(name.clone(), minute).await, shown, "{name:?}");
+                }
+            }
+            shown
         }
     };
     assert_eq!(shown(&rural, 199).await.0, ["a-7", "a-6", "a-5"]);

@@ -680,12 +680,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Article>, StoreError>;
 
     /// What the feed of `scope` shows at `now`: the newest `limit` articles that are
-    /// published, not expired, with `publish_time` reached and any embargo over, and for
-    /// `all` and a section also those of them on the open archive page (stored since the
-    /// last full page of `limit` articles, the feeds' `max_items`, which is also the archive
-    /// page's size) and at most `limit` corrected, moved in or out of embargo since the
-    /// oldest of the newest was published (`sqlite::section_keys`), in feed order; at most `limit` tombstones of retractions less than
-    /// `tombstone_window` before `now`; and the size of the scope's archive, all read
+    /// published, not expired, with `publish_time` reached and any embargo over, and also
+    /// those of them on the open archive page (stored since the last full page of `limit`
+    /// articles, the feeds' `max_items`, which is also the archive page's size) and at most
+    /// `limit` corrected, moved in or out of embargo since the oldest of the newest was
+    /// published (`sqlite::current_keys`), in feed order; at most `limit` tombstones of
+    /// retractions less than `tombstone_window` before `now`; and the size of the scope's archive, all read
     /// together (a regeneration needs each of them).
     async fn feed_content(
         &self,

@@ -11,8 +11,8 @@ use super::postgres_writes as writes;
 use super::rows::Columns;
 use super::sqlite::{
     ARTICLE_COLUMNS, ArchiveFilter, NAME_TABLES, NOT_UNSEEN_AFTER_EXPIRY, SHOWN_WHEN_RETRACTED,
-    archive_page_of, article_from_row, feed_content_of, feed_source, from_nanos, nanos,
-    section_keys, shown_in_order,
+    archive_page_of, article_from_row, current_keys, feed_content_of, feed_source, from_nanos,
+    nanos,
 };
 use super::sqlite_audit::entry_from_row;
 use super::sqlite_checkpoint::FaultReport;
@@ -401,13 +401,7 @@ impl FeedSql {
         let sqlite = super::sqlite::FeedSql::of(scope);
         let (source, filter3) = feed_source(scope);
         let filter3 = numbered(filter3);
-        let keys = numbered(&match scope {
-            FeedScope::All | FeedScope::Section(_) => section_keys(scope, true),
-            FeedScope::Author(_) | FeedScope::Tag(_) => format!(
-                "SELECT partner_id, article_id, change_time, guid {}",
-                shown_in_order(scope, source, "")
-            ),
-        });
+        let keys = numbered(&current_keys(scope, true));
         let last_change = format!(
             "GREATEST(
                  (SELECT MAX(shown_change_time) FROM {source} WHERE {filter3} TRUE),

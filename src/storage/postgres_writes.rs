@@ -479,10 +479,11 @@ async fn write_article(
         if !names.is_empty() {
             sqlx::query(&format!(
                 "INSERT INTO {table} (name, partner_id, article_id, guid, state, publish_time,
-                     expire_time, embargo_time, change_time, retract_time, shown_change_time)
+                     expire_time, embargo_time, change_time, retract_time, shown_change_time,
+                     create_time)
                  SELECT n.name, a.partner_id, a.article_id, a.guid, a.state, a.publish_time,
                         a.expire_time, a.embargo_time, a.change_time, a.retract_time,
-                        a.shown_change_time
+                        a.shown_change_time, a.create_time
                  FROM articles AS a, unnest($3::text[]) AS n (name)
                  WHERE a.partner_id = $1 AND a.article_id = $2
                  ON CONFLICT DO NOTHING"

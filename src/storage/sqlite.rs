@@ -1066,32 +1066,25 @@ fn index_prefix(scope: &FeedScope) -> &'static str {
     }
 }
 
-/// `FROM {from} WHERE … ORDER BY … LIMIT ?2`: the articles a feed shows at `?1`, in feed
-/// order (newest publish time first, then GUID), at most `?2`; `from` names the scope's
-/// [`feed_source`], its columns qualified by `shown` (`"shown."` or `""`). Both backends
-/// choose a feed's articles with this.
-pub(super) fn shown_in_order(scope: &FeedScope, from: &str, shown: &str) -> String {
-    let (_, filter3) = feed_source(scope);
+/// `FROM … WHERE … ORDER BY … LIMIT ?2`: the articles a feed shows at `?1`, in feed order
+/// (newest publish time first, then GUID), at most `?2`, from the scope's [`feed_source`].
+fn shown_in_order(scope: &FeedScope) -> String {
+    let (source, filter3) = feed_source(scope);
     format!(
-        "FROM {from}
-         WHERE {shown}{filter3} {}
-         ORDER BY {shown}publish_time DESC, {shown}guid LIMIT ?2",
-        in_view(shown)
+        "FROM {source}
+         WHERE {filter3} {IN_VIEW}
+         ORDER BY publish_time DESC, guid LIMIT ?2"
     )
 }
 
-/// An article in view at `?1`, its columns qualified by `shown`: published, its publish
-/// time come, not expired, no embargo running.
-fn in_view(shown: &str) -> String {
-    format!(
-        "{shown}state = 1 AND {shown}publish_time <= ?1
-         AND ({shown}expire_time IS NULL OR {shown}expire_time > ?1)
-         AND ({shown}embargo_time IS NULL OR {shown}embargo_time <= ?1)"
-    )
-}
+/// An article in view at `?1`: published, its publish time come, not expired, no embargo
+/// running.
+const IN_VIEW: &str = "state = 1 AND publish_time <= ?1
+         AND (expire_time IS NULL OR expire_time > ?1)
+         AND (embargo_time IS NULL OR embargo_time <= ?1)";
 
-/// `SELECT {keyed}, change_time, guid …`: what the current documents of `all` or a section
-/// show at `?1`, in feed order. That is the newest `?2` articles by publish time
+/// `SELECT {keyed}, change_time, guid …`: what a feed's current documents show at `?1`, in
+/// feed order. That is the newest `?2` articles by publish time
 /// ([`shown_in_order`]), and, in view, two kinds of articles older than those:
 ///
 /// - those of the feed's open archive page: the articles stored since its last full page
@@ -1113,15 +1106,17 @@ fn in_view(shown: &str) -> String {
 /// newest (rare) are looked up, since their times sit past the bodies in SQLite's rows,
 /// each by its key. The key is the rowid in SQLite, the partner and article ids in
 /// PostgreSQL (`postgres`).
-pub(super) fn section_keys(scope: &FeedScope, postgres: bool) -> String {
-    let (key, keyed, row, by_key) = if postgres {
-        let ids = "partner_id, article_id";
-        (ids, ids, "(partner_id, article_id)", "articles")
-    } else {
-        // Left to itself, SQLite walks the feed's index testing each row against the list.
-        ("rowid AS key", "key", "rowid", "articles NOT INDEXED")
-    };
+pub(super) fn current_keys(scope: &FeedScope, postgres: bool) -> String {
     let (source, filter3) = feed_source(scope);
+    let sqlite_name = !postgres && scope.name().is_some();
+    // The keys the statement works with: the rowid of a SQLite article row, else the
+    // article's ids (PostgreSQL, and SQLite's name rows, which join their article rows'
+    // rowids at the end).
+    let (key, keyed) = if postgres || sqlite_name {
+        ("partner_id, article_id", "partner_id, article_id")
+    } else {
+        ("rowid AS key", "key")
+    };
     let (kind, _) = super::feed_size_key(scope);
     // `all` binds no `?3` to its keys (PostgreSQL counts the parameters a statement names).
     let name = if filter3.is_empty() { "''" } else { "?3" };
@@ -1135,6 +1130,30 @@ pub(super) fn section_keys(scope: &FeedScope, postgres: bool) -> String {
         }
     };
     let (corrected, embargoed) = (indexed("corrected"), indexed("embargo"));
+    // The rows shown beside the newest, looked up by key.
+    let others = format!(
+        "SELECT {keyed} FROM open_page UNION SELECT {keyed} FROM changed
+         EXCEPT SELECT {keyed} FROM newest"
+    );
+    let looked_up = if postgres {
+        format!("articles WHERE (partner_id, article_id) IN ({others}) AND")
+    } else if sqlite_name {
+        // By the name rows' primary key: with a list of keys to test instead, SQLite walks
+        // the name's feed index.
+        format!("({others}) AS other CROSS JOIN {source} USING ({keyed}) WHERE {filter3}")
+    } else {
+        // Left to itself, SQLite walks the feed's index testing each row against the list.
+        format!("articles NOT INDEXED WHERE rowid IN ({others}) AND")
+    };
+    // What is shown, with its key.
+    let (outer, join) = if sqlite_name {
+        (
+            "SELECT articles.rowid AS key, shown.change_time, shown.guid FROM".to_owned(),
+            "CROSS JOIN articles USING (partner_id, article_id)",
+        )
+    } else {
+        (format!("SELECT {keyed}, change_time, guid FROM"), "")
+    };
     format!(
         "WITH newest AS MATERIALIZED (SELECT {key}, change_time, guid, publish_time {newest}),
               open_page AS (
@@ -1155,17 +1174,14 @@ pub(super) fn section_keys(scope: &FeedScope, postgres: bool) -> String {
                   WHERE ({keyed}) NOT IN (SELECT {keyed} FROM newest)
                   GROUP BY {keyed}
                   ORDER BY MAX(t) DESC, {keyed} LIMIT ?2)
-         SELECT {keyed}, change_time, guid FROM (
+         {outer} (
              SELECT {keyed}, change_time, guid, publish_time FROM newest
              UNION ALL
-             SELECT {key}, change_time, guid, publish_time FROM {by_key}
-             WHERE {row} IN (SELECT {keyed} FROM open_page
-                             UNION SELECT {keyed} FROM changed
-                             EXCEPT SELECT {keyed} FROM newest)
-               AND {in_view}) AS shown
-         ORDER BY publish_time DESC, guid",
-        newest = shown_in_order(scope, source, ""),
-        in_view = in_view(""),
+             SELECT {key}, change_time, guid, publish_time FROM {looked_up} {in_view}
+         ) AS shown {join}
+         ORDER BY shown.publish_time DESC, shown.guid",
+        newest = shown_in_order(scope),
+        in_view = IN_VIEW,
     )
 }
 
@@ -1197,21 +1213,7 @@ impl FeedSql {
         // embargo_time and retract_time included, which sit after the bodies.
         let embargoed = format!("{source} INDEXED BY {index_prefix}_embargo");
         let retracted = format!("{source} INDEXED BY {index_prefix}_retract");
-        // An author or tag feed walks the name's index in feed order, and joins the article
-        // rows of just those it shows (their keys from the primary key's index alone).
-        let keys = match scope {
-            FeedScope::Author(_) | FeedScope::Tag(_) => format!(
-                "SELECT articles.rowid AS key, shown.change_time, shown.guid {}",
-                shown_in_order(
-                    scope,
-                    &format!(
-                        "{source} AS shown CROSS JOIN articles USING (partner_id, article_id)"
-                    ),
-                    "shown.",
-                )
-            ),
-            FeedScope::All | FeedScope::Section(_) => section_keys(scope, false),
-        };
+        let keys = current_keys(scope, false);
         // Tombstones of retractions less than a window ago, newest first: they depend on
         // `now` only through the window, whose end is a transition of its own.
         let tombstones = format!(

@@ -665,15 +665,16 @@ impl Staged {
                     script.bind(keys.clone())?;
                 }
                 if !rows.is_empty() {
-                    // Each name row carries its article's state, feed times and GUID
-                    // (migrations 0007 and 0016), copied from the row just written.
+                    // Each name row carries its article's state, feed times, GUID and
+                    // create time (migrations 0007, 0016 and 0021), copied from the row
+                    // just written.
                     script.statement(&format!(
                         "INSERT OR IGNORE INTO {table} (name, partner_id, article_id, guid,
                              state, publish_time, expire_time, embargo_time, change_time,
-                             retract_time, shown_change_time)
+                             retract_time, shown_change_time, create_time)
                          SELECT n.value ->> 0, a.partner_id, a.article_id, a.guid, a.state,
                                 a.publish_time, a.expire_time, a.embargo_time, a.change_time,
-                                a.retract_time, a.shown_change_time
+                                a.retract_time, a.shown_change_time, a.create_time
                          FROM json_each(?) AS n JOIN articles AS a
                              ON a.partner_id = n.value ->> 1 AND a.article_id = n.value ->> 2"
                     ));

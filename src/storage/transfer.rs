@@ -787,8 +787,18 @@ async fn import_into(
                 .to_owned(),
         ));
     }
-    // What the write path keeps as it goes: the archive sizes (counted again, keeping the
-    // shifts of earlier moves), and (PostgreSQL) the next numbers of the identity columns.
+    // What the write path keeps as it goes: the name rows' create times (the archive order,
+    // copied from their articles: an export leaves them out), the archive sizes (counted
+    // again, keeping the shifts of earlier moves), and (PostgreSQL) the next numbers of the
+    // identity columns.
+    let archive_order = |table: &str| {
+        format!(
+            "UPDATE {table} SET create_time = (
+                 SELECT a.create_time FROM articles AS a
+                 WHERE a.partner_id = {table}.partner_id AND a.article_id = {table}.article_id)
+             WHERE create_time IS NULL;"
+        )
+    };
     let recount = |kind: &str, name: &str, table: &str, group: &str| {
         format!(
             "INSERT INTO feed_sizes (kind, name, articles)
@@ -799,6 +809,8 @@ async fn import_into(
     target
         .execute(
             &[
+                archive_order("article_authors"),
+                archive_order("article_tags"),
                 "UPDATE feed_sizes SET articles = 0;".to_owned(),
                 recount("all", "''", "articles", ""),
                 recount("section", "section", "articles", "GROUP BY section"),

@@ -604,10 +604,11 @@ async fn copy_first_block(data_dir: &Path, blocks: usize) -> anyhow::Result<()> 
                 // Each name row carries its article's feed columns: copied from the block
                 // of article rows just written.
                 "INSERT INTO {table} (name, partner_id, article_id, guid, state, publish_time,
-                     expire_time, embargo_time, change_time, retract_time, shown_change_time)
+                     expire_time, embargo_time, change_time, retract_time, shown_change_time,
+                     create_time)
                  SELECT printf('{name}%03d', ?2), partner_id, article_id, guid, state,
                         publish_time, expire_time, embargo_time, change_time, retract_time,
-                        shown_change_time
+                        shown_change_time, create_time
                  FROM articles WHERE partner_id = ?3
                                  AND article_id BETWEEN printf('scale-%07d', ?1)
                                                     AND printf('scale-%07d', ?1 + 9999)"
