@@ -25,6 +25,8 @@ pub struct Slots {
     /// When the cap evicts: which connection gives way, and the open connections it may be,
     /// oldest first (with some already closed or past eviction, dropped as they are met).
     evicting: Option<(Evicting, Open)>,
+    /// The `listener` label of the refusals and evictions the cap decides, when counted.
+    listener: Option<&'static str>,
 }
 
 /// Open connections, oldest first.
@@ -41,6 +43,9 @@ enum Evicting {
 
 /// Open connections by IP address.
 type Peers = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// The `idle_since` of a connection whose place the cap took for a newer one.
+const GIVEN_WAY: u64 = u64::MAX;
 
 /// What [`Standing::idle`] times are counted from.
 static EPOCH: LazyLock<std::time::Instant> = LazyLock::new(std::time::Instant::now);
@@ -115,13 +120,25 @@ impl Standing {
     /// The connection waits for its next request from now on: under a cap that evicts the
     /// longest idle, it may give its place to a new connection.
     pub fn idle(&self) {
-        let since = u64::try_from(EPOCH.elapsed().as_micros()).unwrap_or(u64::MAX - 1);
-        self.idle_since.store(since + 1, Ordering::Relaxed);
+        let since = u64::try_from(EPOCH.elapsed().as_micros())
+            .map_or(GIVEN_WAY - 1, |t| t.saturating_add(1).min(GIVEN_WAY - 1));
+        // Not over the mark of a place given away.
+        let _ = self
+            .idle_since
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                (held != GIVEN_WAY).then_some(since)
+            });
     }
 
-    /// A request is under way: the connection keeps its place until it waits again.
-    pub fn busy(&self) {
-        self.idle_since.store(0, Ordering::Relaxed);
+    /// A request is under way: the connection keeps its place until it waits again. False
+    /// when the place was given to a newer connection before this request began: the
+    /// connection is closing, and must not answer.
+    pub fn busy(&self) -> bool {
+        self.idle_since
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                (held != GIVEN_WAY).then_some(0)
+            })
+            .is_ok()
     }
 
     /// Completes once the cap has taken the connection's place for a newer one.
@@ -171,7 +188,33 @@ impl Slots {
             max,
             per_peer: None,
             evicting: None,
+            listener: None,
         }
+    }
+
+    /// Counts the connections the cap refuses (`feedpub_connections_refused_total`) and
+    /// evicts (`feedpub_connections_evicted_total`) with this `listener` label, where it
+    /// decides.
+    pub fn counted_as(mut self, listener: &'static str) -> Self {
+        self.listener = Some(listener);
+        self
+    }
+
+    /// Counts a connection closed at once, as over the cap (one the caller cannot place,
+    /// such as one without a peer address).
+    pub fn refuse(&self) {
+        if let Some(listener) = self.listener {
+            metrics::counter!("feedpub_connections_refused_total", "listener" => listener)
+                .increment(1);
+        }
+    }
+
+    /// `slot`, or the refusal counted.
+    fn counted(&self, slot: Option<Slot>) -> Option<Slot> {
+        if slot.is_none() {
+            self.refuse();
+        }
+        slot
     }
 
     /// Room for `max` connections, at most `per_peer` of them from one IP address.
@@ -208,8 +251,8 @@ impl Slots {
     /// caller then closes the connection at once rather than keep it waiting (its peer sees
     /// the close and may retry, and nothing queues up inside the server).
     pub fn try_take(&self) -> Option<Slot> {
-        let permit = self.place()?;
-        Some(self.slot(permit, None))
+        let slot = self.place().map(|permit| self.slot(permit, None));
+        self.counted(slot)
     }
 
     /// [`Slots::try_take`] for a connection from `ip`, unless its address has as many
@@ -229,14 +272,17 @@ impl Slots {
         let mut open = lock(peers);
         let permit = if open.get(&ip).is_some_and(|count| count >= most) {
             // At its share: only in place of one of its own.
-            self.evict(Some(ip))?
+            self.evict(Some(ip))
         } else {
-            self.place()?
+            self.place()
         };
-        // Counted only once it has a place: a refused address leaves nothing behind.
-        *open.entry(ip).or_default() += 1;
+        let slot = permit.map(|permit| {
+            // Counted only once it has a place: a refused address leaves nothing behind.
+            *open.entry(ip).or_default() += 1;
+            self.slot(permit, Some((peers.clone(), ip)))
+        });
         drop(open);
-        Some(self.slot(permit, Some((peers.clone(), ip))))
+        self.counted(slot)
     }
 
     /// A free place, or the place of the oldest unproven connection, evicted for it.
@@ -276,10 +322,20 @@ impl Slots {
                             .filter(|s| of_peer(s))
                             .map_or(0, |s| s.idle_since.load(Ordering::Relaxed))
                     };
-                    (0..open.len())
+                    let (since, at) = (0..open.len())
                         .filter_map(|at| Some((idle_since(at), at)).filter(|(since, _)| *since > 0))
-                        .min()?
-                        .1
+                        .min()?;
+                    // Taken only if still idle since then: one that turns busy meanwhile
+                    // learns from `busy` that it lost its place, or keeps it.
+                    let taken = open[at].upgrade().is_some_and(|s| {
+                        s.idle_since
+                            .compare_exchange(since, GIVEN_WAY, Ordering::AcqRel, Ordering::Relaxed)
+                            .is_ok()
+                    });
+                    if !taken {
+                        continue;
+                    }
+                    at
                 }
             };
             let Some(standing) = open.remove(at).and_then(|o| o.upgrade()) else {
@@ -288,6 +344,10 @@ impl Slots {
             // None: closing already, its place on its way back.
             if let Some(permit) = lock(&standing.permit).take() {
                 standing.evict();
+                if let Some(listener) = self.listener {
+                    metrics::counter!("feedpub_connections_evicted_total", "listener" => listener)
+                        .increment(1);
+                }
                 return Some(permit);
             }
         }
@@ -435,12 +495,11 @@ pub struct Watched<S> {
     slot: Option<Slot>,
 }
 
-/// Counts a connection of `listener` (`grpc`, `http`) closed for `stall`: evictions in
-/// `feedpub_connections_evicted_total`, timeouts in `feedpub_connection_timeouts_total`.
+/// Counts a connection of `listener` (`grpc`, `http`) closed because its peer stalled, in
+/// `feedpub_connection_timeouts_total`; evictions are counted where the cap decides them
+/// ([`Slots::counted_as`]).
 pub fn count_closed(listener: &'static str, stall: Stall) {
-    if stall == Stall::Evicted {
-        metrics::counter!("feedpub_connections_evicted_total", "listener" => listener).increment(1);
-    } else {
+    if stall != Stall::Evicted {
         metrics::counter!(
             "feedpub_connection_timeouts_total",
             "listener" => listener,
@@ -589,14 +648,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
                 if self.watch.start.is_some_and(|(bytes, _)| self.read < bytes) {
                     self.read += n;
                 }
+                // Bytes read are not a request under way (an HTTP/2 ping, a TLS record):
+                // those who serve the requests say when one is (`Standing::busy`).
                 self.progressed(n);
-                // A request under way: past the fast path, a connection is not marked idle
-                // again (its idle timeout bounds it).
-                if n > 0
-                    && let Some(slot) = self.slot.as_ref().filter(|slot| slot.evictable)
-                {
-                    slot.standing.busy();
-                }
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
@@ -891,6 +945,12 @@ mod tests {
         let _e = slots.try_take().expect("e, in c's place");
         assert!(c.standing.is_evicted() && !a.standing.is_evicted());
         assert!(!d.standing.is_evicted());
+        // A request that begins on a connection whose place was taken is not answered, and
+        // it stays given away however it waits again.
+        assert!(!c.standing.busy());
+        c.standing.idle();
+        assert!(!c.standing.busy());
+        assert!(a.standing.busy());
     }
 
     #[tokio::test]

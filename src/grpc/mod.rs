@@ -96,7 +96,8 @@ pub async fn serve(
         limits.max_grpc_connections,
         limits.max_grpc_connections_per_peer,
     )
-    .evicting_unproven();
+    .evicting_unproven()
+    .counted_as("grpc");
     let watch = Watch {
         start: Some((PREFACE_BYTES, limits.header_timeout)),
         ..Watch::default()
@@ -110,14 +111,13 @@ pub async fn serve(
             // once. Over the cap otherwise, it takes the place of the oldest connection
             // that has made none: clients that open connections and make no call, from
             // however many addresses, cannot keep the partners out.
-            Ok(stream) => match stream
-                .peer_addr()
-                .ok()
-                .and_then(|peer| slots.try_take_from(peer.ip()))
-            {
-                Some(slot) => Some(Ok(Watched::new(stream, watch, Some(slot), timed_out))),
-                None => {
-                    refused();
+            Ok(stream) => match stream.peer_addr() {
+                Ok(peer) => slots
+                    .try_take_from(peer.ip())
+                    .map(|slot| Ok(Watched::new(stream, watch, Some(slot), timed_out))),
+                // No address to count it by (the peer is gone already).
+                Err(_) => {
+                    slots.refuse();
                     None
                 }
             },
@@ -171,13 +171,7 @@ async fn report_health(
     }
 }
 
-/// Counts a gRPC connection closed for being over `max_grpc_connections`.
-fn refused() {
-    metrics::counter!("feedpub_connections_refused_total", "listener" => "grpc").increment(1);
-}
-
-/// Counts a gRPC connection closed because its preface did not come in time, or because a
-/// newer connection took its place.
+/// Counts a gRPC connection closed because its preface did not come in time.
 fn timed_out(stall: Stall) {
     crate::connections::count_closed("grpc", stall);
 }

@@ -196,16 +196,17 @@ pub async fn serve(
             }
         }
         tokio::select! {
+            // An eviction first: a connection whose place a newer one took answers nothing
+            // more, even with a request waiting (the cap counted it).
+            biased;
+            () = standing.evicted() => return Ok(Outcome::Closed),
             read = stream.read_buf(&mut buf) => if read? == 0 {
                 return Ok(Outcome::Closed);
-            } else {
-                standing.busy();
+            } else if !standing.busy() {
+                // Evicted between the read and the mark.
+                return Ok(Outcome::Closed);
             },
             () = stop.cancelled() => return Ok(Outcome::Closed),
-            () = standing.evicted() => {
-                super::server::count_timeout(crate::connections::Stall::Evicted);
-                return Ok(Outcome::Closed);
-            }
             () = deadline.passed() => {
                 let reason = match expiry {
                     Expiry::Header => crate::connections::Stall::Header,

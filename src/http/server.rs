@@ -8,7 +8,7 @@
 use super::fast_path::{self, Outcome, Timeouts};
 use super::feeds::FeedState;
 use crate::config::Limits;
-use crate::connections::{Slot, Slots, Stall, Watch, Watched};
+use crate::connections::{Slot, Slots, Stall, Standing, Watch, Watched};
 use crate::grpc::{
     MAX_HEADER_LIST_BYTES, MAX_LOCAL_ERROR_RESET_STREAMS, MAX_PENDING_ACCEPT_RESET_STREAMS,
 };
@@ -22,6 +22,7 @@ use hyper_util::service::TowerToHyperService;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -46,7 +47,9 @@ pub async fn run(
 ) {
     let stop = CancellationToken::new();
     let connections = TaskTracker::new();
-    let slots = Slots::new(limits.max_http_connections).evicting_idle();
+    let slots = Slots::new(limits.max_http_connections)
+        .evicting_idle()
+        .counted_as("http");
     let hyper = hyper_builder(limits);
     let timeouts = Timeouts {
         header: limits.header_timeout,
@@ -62,8 +65,6 @@ pub async fn run(
         // Over the cap, in the place of the connection waiting longest for its next
         // request; with none waiting, dropped, so closed at once.
         let Some(slot) = slots.try_take() else {
-            metrics::counter!("feedpub_connections_refused_total", "listener" => "http")
-                .increment(1);
             continue;
         };
         connections.spawn(serve_connection(
@@ -129,7 +130,14 @@ async fn serve_connection(io: Either<TlsStream<TcpStream>, TcpStream>, slot: Slo
     let (read, stream) = match io {
         Either::Right(mut tcp) => {
             match fast_path::serve(&mut tcp, &feeds, &timeouts, &stop, slot.standing()).await {
-                Ok(Outcome::HandOver(read)) => (read, Either::Right(tcp)),
+                Ok(Outcome::HandOver(read)) => {
+                    // An HTTP/1 request the fast path leaves is under way until hyper has
+                    // answered it (`Counted`); HTTP/2's preface is no request.
+                    if read.starts_with(b"PRI * HTTP/2.0") {
+                        slot.standing().idle();
+                    }
+                    (read, Either::Right(tcp))
+                }
                 Ok(Outcome::Closed) => return,
                 Err(e) => {
                     tracing::trace!(error = %e, "connection ended");
@@ -144,13 +152,20 @@ async fn serve_connection(io: Either<TlsStream<TcpStream>, TcpStream>, slot: Slo
         idle: Some(timeouts.idle),
         send: Some(timeouts.send),
     };
+    let service = Counted {
+        router,
+        under_way: Arc::new(UnderWay {
+            standing: slot.standing().clone(),
+            requests: Mutex::new(0),
+        }),
+    };
     let io = TokioIo::new(Watched::new(
         Rewind { read, stream },
         watch,
         Some(slot),
         count_timeout,
     ));
-    let connection = hyper.serve_connection_with_upgrades(io, TowerToHyperService::new(router));
+    let connection = hyper.serve_connection_with_upgrades(io, TowerToHyperService::new(service));
     tokio::pin!(connection);
     let result = tokio::select! {
         result = connection.as_mut() => result,
@@ -164,7 +179,104 @@ async fn serve_connection(io: Either<TlsStream<TcpStream>, TcpStream>, slot: Slo
     }
 }
 
-/// Counts an HTTP connection closed because its peer stalled, or for a newer connection.
+/// The requests hyper has under way on one connection. Only while it has none (between
+/// requests, before its first) does the connection wait for its next request, and may give
+/// its place to a newer one over the cap, as the fast path decides for its own: bytes read
+/// (an HTTP/2 ping, a TLS record) are not a request.
+struct UnderWay {
+    standing: Arc<Standing>,
+    requests: Mutex<usize>,
+}
+
+/// One request under way, until its answer's body is sent or dropped.
+struct RequestUnderWay(Arc<UnderWay>);
+
+impl UnderWay {
+    fn begin(self: &Arc<Self>) -> RequestUnderWay {
+        let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        *requests += 1;
+        // False when evicted: the connection is closing (its reads and writes fail).
+        let _ = self.standing.busy();
+        RequestUnderWay(self.clone())
+    }
+}
+
+impl Drop for RequestUnderWay {
+    fn drop(&mut self) {
+        let mut requests = self.0.requests.lock().unwrap_or_else(|e| e.into_inner());
+        *requests -= 1;
+        if *requests == 0 {
+            self.0.standing.idle();
+        }
+    }
+}
+
+/// The router, counting the requests it answers on one connection.
+#[derive(Clone)]
+struct Counted {
+    router: Router,
+    under_way: Arc<UnderWay>,
+}
+
+impl<B> tower_service::Service<axum::http::Request<B>> for Counted
+where
+    Router: tower_service::Service<
+            axum::http::Request<B>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        >,
+    <Router as tower_service::Service<axum::http::Request<B>>>::Future: Send + 'static,
+{
+    type Response = axum::http::Response<Sending>;
+    type Error = std::convert::Infallible;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        tower_service::Service::<axum::http::Request<B>>::poll_ready(&mut self.router, cx)
+    }
+
+    fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
+        let under_way = self.under_way.begin();
+        let answer = self.router.call(request);
+        Box::pin(async move {
+            let response = answer.await?;
+            Ok(response.map(|body| Sending {
+                body,
+                _under_way: under_way,
+            }))
+        })
+    }
+}
+
+/// An answer's body, its request under way until it is sent (or dropped).
+struct Sending {
+    body: axum::body::Body,
+    /// Held for its drop.
+    _under_way: RequestUnderWay,
+}
+
+impl http_body::Body for Sending {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Counts an HTTP connection closed because its peer stalled.
 pub(super) fn count_timeout(stall: Stall) {
     crate::connections::count_closed("http", stall);
 }
