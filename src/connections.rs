@@ -6,7 +6,7 @@ use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::LazyLock;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
@@ -94,6 +94,8 @@ impl Drop for Slot {
 #[derive(Debug, Default)]
 pub struct Standing {
     proven: AtomicBool,
+    /// Calls whose caller is being authenticated ([`ConnectionInfo::proving`]).
+    proving: AtomicUsize,
     /// Microseconds from [`EPOCH`] to when it began to wait for its next request, plus one;
     /// 0 while a request is under way.
     idle_since: AtomicU64,
@@ -308,7 +310,14 @@ impl Slots {
                         match standing {
                             // Closed, or proven for good.
                             None => drop(open.remove(at)),
-                            Some(standing) if of_peer(&standing) => break at,
+                            // Not one whose caller is being authenticated, nor another
+                            // address's when over the share.
+                            Some(standing)
+                                if of_peer(&standing)
+                                    && standing.proving.load(Ordering::Acquire) == 0 =>
+                            {
+                                break at;
+                            }
                             Some(_) => at += 1,
                         }
                     }
@@ -725,6 +734,24 @@ impl<C> ConnectionInfo<C> {
             standing.prove();
         }
     }
+
+    /// A call's caller is being authenticated: until the returned guard is dropped, a cap
+    /// that evicts keeps the connection's place (a partner's first call on a new channel
+    /// waits for the store; its channel must not be taken meanwhile).
+    pub fn proving(&self) -> Option<Proving> {
+        let standing = self.standing.clone()?;
+        standing.proving.fetch_add(1, Ordering::AcqRel);
+        Some(Proving(standing))
+    }
+}
+
+/// A call being authenticated on a connection ([`ConnectionInfo::proving`]).
+pub struct Proving(Arc<Standing>);
+
+impl Drop for Proving {
+    fn drop(&mut self) {
+        self.0.proving.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl<S: tonic::transport::server::Connected> tonic::transport::server::Connected for Watched<S> {
@@ -867,6 +894,27 @@ mod tests {
         let plain = Slots::new(1);
         let _only = plain.try_take().expect("only");
         assert!(plain.try_take().is_none());
+    }
+
+    /// A connection whose caller is being authenticated keeps its place meanwhile, and is
+    /// the oldest unproven again if the caller is refused.
+    #[test]
+    fn a_connection_keeps_its_place_while_its_caller_is_authenticated() {
+        let slots = Slots::new(2).evicting_unproven();
+        let a = slots.try_take().expect("a");
+        let b = slots.try_take().expect("b");
+        let info = |slot: &Slot| ConnectionInfo {
+            inner: (),
+            standing: Some(slot.standing.clone()),
+        };
+        let proving = info(&a).proving();
+        let c = slots.try_take().expect("c, in b's place");
+        assert!(b.standing.is_evicted() && !a.standing.is_evicted());
+        drop(proving);
+        let _d = slots
+            .try_take()
+            .expect("d, in a's place: refused, it proved nothing");
+        assert!(a.standing.is_evicted() && !c.standing.is_evicted());
     }
 
     #[test]

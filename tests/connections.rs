@@ -337,7 +337,7 @@ async fn heads_the_fast_path_cannot_read_go_to_hyper_whole() {
     let mut long = Connection::open(server.http_addr).await;
     long.send(&get(
         path,
-        &format!("X-Padding: {}\r\n", "p".repeat(40_000)),
+        &format!("X-Padding: {}\r\n", "p".repeat(30_000)),
     ))
     .await;
     let answer = long.answer(false).await;
@@ -614,6 +614,62 @@ async fn one_address_takes_at_most_its_share_of_the_grpc_connections() {
     ))
     .await
     .expect("a partner's channel is still answered");
+}
+
+/// A connection the server ends after a response is closed in stages (RFC 9112 §9.6): bytes
+/// the client sent after the request (a stray line end here) are read and dropped, not
+/// answered with a reset that can make a slow reader's system discard the end of the
+/// response.
+#[tokio::test]
+async fn a_connection_closed_after_its_answer_is_not_reset_under_a_slow_reader() {
+    let server = server_with_sample().await;
+    let json = std::fs::read(file_of(&server, "/feeds/all/feed.json", "")).unwrap();
+    assert!(json.len() > 32 * 1024, "large enough to wait in the socket");
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut connection = Connection {
+        stream: socket.connect(server.http_addr).await.unwrap(),
+        read: Vec::new(),
+    };
+    connection
+        .send("GET /feeds/all/feed.json HTTP/1.0\r\n\r\n")
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    connection.send("\r\n").await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let answer = connection.answer(false).await;
+    assert_eq!((answer.status, answer.body.len()), (200, json.len()));
+    assert_eq!(answer.body, json);
+}
+
+/// Requests pipelined past the fast path are all answered, in order, when the client
+/// half-closes its side after sending them.
+#[tokio::test]
+async fn pipelined_requests_are_answered_after_the_client_half_closes() {
+    let server = server_with_sample().await;
+    let mut connection = Connection::open(server.http_addr).await;
+    // The index and bodies (even empty ones) are hyper's.
+    let body = "GET /feeds/feed.xsl HTTP/1.1\r\nHost: feeds.test\r\nContent-Length: 0\r\n\r\n";
+    connection
+        .send(&[&get("/", ""), body, &get("/", "")].concat())
+        .await;
+    connection.stream.shutdown().await.unwrap();
+    for n in 0..3 {
+        assert_eq!(connection.answer(false).await.status, 200, "answer {n}");
+    }
+    assert!(connection.closed_by_server().await);
+}
+
+/// Past the fast path, a request head longer than 32 KiB is refused (431), not held.
+#[tokio::test]
+async fn request_heads_past_32_kib_are_refused() {
+    let server = server_with_sample().await;
+    for (length, status) in [(30 * 1024, 200), (40 * 1024, 431)] {
+        let mut connection = Connection::open(server.http_addr).await;
+        let field = format!("X-Long: {}\r\n", "a".repeat(length));
+        connection.send(&get("/feeds/feed.xsl", &field)).await;
+        assert_eq!(connection.answer(false).await.status, status, "{length}");
+    }
 }
 
 /// Held by the tests that evict HTTP connections: the counters they read are the process's.

@@ -77,12 +77,14 @@ impl Gate {
         remember: bool,
     ) -> Result<Caller, Status> {
         let token = token?;
+        let proving = connection.and_then(ConnectionInfo::proving);
         let (partner, remembered) = self.publisher.authenticate(&token, remember).await?;
         // A partner's connection, even over its rate limit: over the cap, it keeps its
         // place.
         if let Some(connection) = connection {
             connection.prove();
         }
+        drop(proving);
         let peer = connection.and_then(|c| c.inner.remote_addr());
         let caller = Caller {
             partner,

@@ -121,6 +121,29 @@ impl Deadline {
     }
 }
 
+/// How long a connection the server closes after a response may take to close its own side.
+const LINGER: Duration = Duration::from_secs(5);
+
+/// Closes the sending side of a connection the server ends after a response, then reads and
+/// drops what the client still sends until it closes its own side, for at most [`LINGER`].
+/// A socket closed with bytes unread (a pipelined request, a stray line end) answers them
+/// with a reset, and a reset can make the client's system discard the end of the response
+/// before the client reads it (RFC 9112 §9.6; nginx's `lingering_close`). Meanwhile the
+/// connection waits for nothing the server must answer: it may give its place away.
+async fn linger(stream: &mut TcpStream, standing: &Standing) {
+    standing.idle();
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let mut unread = [0; 4096];
+    let drained = async { while let Ok(1..) = stream.read(&mut unread).await {} };
+    tokio::select! {
+        () = drained => {}
+        () = standing.evicted() => {}
+        () = tokio::time::sleep(LINGER) => {}
+    }
+}
+
 /// How a connection left the fast path.
 #[derive(Debug)]
 pub enum Outcome {
@@ -183,6 +206,7 @@ pub async fn serve(
             let keep_alive = request.keep_alive;
             buf.advance(len);
             if !keep_alive || stop.is_cancelled() {
+                linger(stream, standing).await;
                 return Ok(Outcome::Closed);
             }
             let now = Instant::now();

@@ -32,6 +32,10 @@ use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// The longest request head hyper reads (the fast path hands longer ones than its own
+/// limit over to hyper).
+const MAX_HEAD_BYTES: usize = 32 * 1024;
+
 /// HTTP/2 pings on the HTTP port: a peer that stops answering is dropped.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -94,7 +98,12 @@ fn hyper_builder(limits: &Limits) -> Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
+        .header_read_timeout(limits.header_timeout)
+        // A head longer than this is refused (431), as nginx's 4 × 8 KiB buffers do, not
+        // held at hyper's default of some 400 KiB per connection.
+        .max_buf_size(MAX_HEAD_BYTES)
+        // A client that half-closes after pipelined requests gets all of their answers.
+        .half_close(true);
     builder
         .http2()
         .timer(TokioTimer::new())
