@@ -96,6 +96,9 @@ pub struct Standing {
     proven: AtomicBool,
     /// Calls whose caller is being authenticated ([`ConnectionInfo::proving`]).
     proving: AtomicUsize,
+    /// A call on it was refused authentication: calls being authenticated keep its place
+    /// no more (else calls with made-up tokens, one after another, would keep it for good).
+    refused: AtomicBool,
     /// Microseconds from [`EPOCH`] to when it began to wait for its next request, plus one;
     /// 0 while a request is under way.
     idle_since: AtomicU64,
@@ -117,6 +120,12 @@ impl Standing {
     /// Whether the connection has made an authenticated call.
     pub fn is_proven(&self) -> bool {
         self.proven.load(Ordering::Relaxed)
+    }
+
+    /// Whether a call's caller is being authenticated on a connection none of whose calls
+    /// was refused: it keeps its place meanwhile.
+    fn is_proving(&self) -> bool {
+        self.proving.load(Ordering::Acquire) > 0 && !self.refused.load(Ordering::Acquire)
     }
 
     /// The connection waits for its next request from now on: under a cap that evicts the
@@ -312,10 +321,7 @@ impl Slots {
                             None => drop(open.remove(at)),
                             // Not one whose caller is being authenticated, nor another
                             // address's when over the share.
-                            Some(standing)
-                                if of_peer(&standing)
-                                    && standing.proving.load(Ordering::Acquire) == 0 =>
-                            {
+                            Some(standing) if of_peer(&standing) && !standing.is_proving() => {
                                 break at;
                             }
                             Some(_) => at += 1,
@@ -748,6 +754,14 @@ impl<C> ConnectionInfo<C> {
 /// A call being authenticated on a connection ([`ConnectionInfo::proving`]).
 pub struct Proving(Arc<Standing>);
 
+impl Proving {
+    /// The call's caller was refused: calls being authenticated on the connection keep
+    /// its place no more.
+    pub fn refused(self) {
+        self.0.refused.store(true, Ordering::Release);
+    }
+}
+
 impl Drop for Proving {
     fn drop(&mut self) {
         self.0.proving.fetch_sub(1, Ordering::AcqRel);
@@ -911,10 +925,18 @@ mod tests {
         let c = slots.try_take().expect("c, in b's place");
         assert!(b.standing.is_evicted() && !a.standing.is_evicted());
         drop(proving);
-        let _d = slots
+        let d = slots
             .try_take()
             .expect("d, in a's place: refused, it proved nothing");
         assert!(a.standing.is_evicted() && !c.standing.is_evicted());
+        // One of its calls refused, a connection is not kept by the next being
+        // authenticated, nor by any still being.
+        let still = info(&c).proving();
+        info(&c).proving().expect("c's").refused();
+        let _again = info(&c).proving();
+        let _e = slots.try_take().expect("e, in c's place");
+        assert!(c.standing.is_evicted() && !d.standing.is_evicted());
+        drop(still);
     }
 
     #[test]

@@ -78,7 +78,15 @@ impl Gate {
     ) -> Result<Caller, Status> {
         let token = token?;
         let proving = connection.and_then(ConnectionInfo::proving);
-        let (partner, remembered) = self.publisher.authenticate(&token, remember).await?;
+        let (partner, remembered) = match self.publisher.authenticate(&token, remember).await {
+            Ok(found) => found,
+            Err(refused) => {
+                if let Some(proving) = proving {
+                    proving.refused();
+                }
+                return Err(refused.into());
+            }
+        };
         // A partner's connection, even over its rate limit: over the cap, it keeps its
         // place.
         if let Some(connection) = connection {

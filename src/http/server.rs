@@ -32,6 +32,9 @@ use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// What an HTTP/2 connection begins with (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 /// The longest request head hyper reads (the fast path hands longer ones than its own
 /// limit over to hyper).
 const MAX_HEAD_BYTES: usize = 32 * 1024;
@@ -141,8 +144,10 @@ async fn serve_connection(io: Either<TlsStream<TcpStream>, TcpStream>, slot: Slo
             match fast_path::serve(&mut tcp, &feeds, &timeouts, &stop, slot.standing()).await {
                 Ok(Outcome::HandOver(read)) => {
                     // An HTTP/1 request the fast path leaves is under way until hyper has
-                    // answered it (`Counted`); HTTP/2's preface is no request.
-                    if read.starts_with(b"PRI * HTTP/2.0") {
+                    // answered it (`Counted`); HTTP/2's preface, whole or begun, is no
+                    // request.
+                    let begun = read.len().min(H2_PREFACE.len());
+                    if begun > 0 && read[..begun] == H2_PREFACE[..begun] {
                         slot.standing().idle();
                     }
                     (read, Either::Right(tcp))
@@ -201,12 +206,13 @@ struct UnderWay {
 struct RequestUnderWay(Arc<UnderWay>);
 
 impl UnderWay {
-    fn begin(self: &Arc<Self>) -> RequestUnderWay {
+    /// The request, under way; `false` beside it when the connection's place was given to
+    /// a newer one before it began.
+    fn begin(self: &Arc<Self>) -> (RequestUnderWay, bool) {
         let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
         *requests += 1;
-        // False when evicted: the connection is closing (its reads and writes fail).
-        let _ = self.standing.busy();
-        RequestUnderWay(self.clone())
+        let placed = self.standing.busy();
+        (RequestUnderWay(self.clone()), placed)
     }
 }
 
@@ -246,7 +252,23 @@ where
     }
 
     fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
-        let under_way = self.under_way.begin();
+        let (under_way, placed) = self.under_way.begin();
+        if !placed {
+            // Its connection is closing: not answered (the router's work would be lost, and
+            // the cap exceeded meanwhile), and the client told to come back.
+            let mut response = axum::http::Response::new(Sending {
+                body: axum::body::Body::empty(),
+                _under_way: under_way,
+            });
+            *response.status_mut() = axum::http::StatusCode::SERVICE_UNAVAILABLE;
+            if request.version() < axum::http::Version::HTTP_2 {
+                response.headers_mut().insert(
+                    axum::http::header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                );
+            }
+            return Box::pin(std::future::ready(Ok(response)));
+        }
         let answer = self.router.call(request);
         Box::pin(async move {
             let response = answer.await?;
