@@ -286,10 +286,10 @@ async fn commits_are_copied_into_the_database_file_off_the_writers_path() {
 }
 
 /// Which articles a feed shows, and when each last changed, come from indexes alone: the
-/// newest from the feed's index, in feed order, then the open archive page's and the
-/// corrected ones', each walked for no more than a page. Section and `all` feeds read their
-/// covering indexes; author and tag feeds the name's rows, looked up by primary key, and the
-/// article rows' keys from their ids' index. No body's overflow pages are read for it.
+/// newest from the feed's covering index, in feed order, then the open archive page's and
+/// the corrected ones', each walked for no more than a page. Author and tag feeds look up
+/// the name rows of those not among the newest by primary key, and the article rows' keys
+/// from their ids' index. No body's overflow pages are read for it.
 #[tokio::test]
 async fn a_feeds_keys_are_read_from_indexes_alone_in_feed_order() {
     let dir = tempfile::tempdir().unwrap();
@@ -313,13 +313,13 @@ async fn a_feeds_keys_are_read_from_indexes_alone_in_feed_order() {
             FeedScope::author(AUTHOR),
             Some(AUTHOR),
             "article_authors",
-            "USING INDEX article_authors_feed (name=? AND state=?",
+            "USING COVERING INDEX article_authors_feed (name=? AND state=?",
         ),
         (
             FeedScope::tag(TAG),
             Some(TAG),
             "article_tags",
-            "USING INDEX article_tags_feed (name=? AND state=?",
+            "USING COVERING INDEX article_tags_feed (name=? AND state=?",
         ),
     ] {
         let keys = store.query_plan(&FeedSql::of(&scope).keys, 2, value).await;

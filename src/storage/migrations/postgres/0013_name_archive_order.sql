@@ -16,3 +16,10 @@ CREATE INDEX article_authors_corrected ON article_authors (name, shown_change_ti
 CREATE INDEX article_tags_corrected ON article_tags (name, shown_change_time)
     INCLUDE (create_time, state, publish_time, expire_time, embargo_time)
     WHERE shown_change_time > create_time;
+-- The newest, as the sections' (0005): read from the feed's index alone.
+DROP INDEX article_authors_feed;
+DROP INDEX article_tags_feed;
+CREATE INDEX article_authors_feed ON article_authors (name, state, publish_time DESC, guid)
+    INCLUDE (partner_id, article_id, expire_time, embargo_time, change_time);
+CREATE INDEX article_tags_feed ON article_tags (name, state, publish_time DESC, guid)
+    INCLUDE (partner_id, article_id, expire_time, embargo_time, change_time);
