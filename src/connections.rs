@@ -488,7 +488,15 @@ pub struct Watch {
     /// Nothing moved for this long while the server waited to write: the peer stopped
     /// reading.
     pub send: Option<Duration>,
+    /// Closing, after shutting its sending side: read and drop what the peer still sends
+    /// until it closes its own, for at most this long. Closed with bytes unread, a socket
+    /// answers them with a reset, which can make the peer's system discard the end of a
+    /// response before the peer reads it (RFC 9112 §9.6, nginx's `lingering_close`).
+    pub linger: Option<Duration>,
 }
+
+/// How long a connection the HTTP port ends may take to close its own side ([`Watch`]).
+pub const LINGER: Duration = Duration::from_secs(5);
 
 /// A connection that fails its next read or write with [`io::ErrorKind::TimedOut`] once
 /// its peer makes no progress as [`Watch`] says, and holds its [`Slot`] while open.
@@ -508,6 +516,8 @@ pub struct Watched<S> {
     /// Why it was closed, once it was: reported to `on_timeout` once.
     closed: Option<Stall>,
     slot: Option<Slot>,
+    /// Until when it lingers, once its sending side is shut ([`Watch::linger`]).
+    lingering: Option<Instant>,
 }
 
 /// Counts a connection of `listener` (`grpc`, `http`) closed because its peer stalled, in
@@ -566,6 +576,7 @@ impl<S> Watched<S> {
             on_timeout,
             closed: None,
             slot,
+            lingering: None,
         }
     }
 
@@ -674,7 +685,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -717,10 +728,50 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match Pin::new(&mut self.inner).poll_shutdown(cx) {
-            Poll::Pending => self.poll_deadline(cx, false).map(Err),
-            done => done,
+        if self.lingering.is_none() {
+            match Pin::new(&mut self.inner).poll_shutdown(cx) {
+                Poll::Pending => return self.poll_deadline(cx, false).map(Err),
+                Poll::Ready(Ok(())) => {}
+                done => return done,
+            }
+            let Some(linger) = self.watch.linger else {
+                return Poll::Ready(Ok(()));
+            };
+            // Nothing more to answer: the place may go to a newer connection meanwhile.
+            if let Some(slot) = &self.slot {
+                slot.standing.idle();
+            }
+            self.lingering = Some(Instant::now() + linger);
         }
+        self.poll_linger(cx).map(Ok)
+    }
+}
+
+impl<S: AsyncRead + Unpin> Watched<S> {
+    /// Reads and drops what the peer still sends, until it closes its side, the linger
+    /// time ends or the connection is evicted.
+    fn poll_linger(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut unread = [0; 4096];
+        loop {
+            let mut buf = ReadBuf::new(&mut unread);
+            match Pin::new(&mut self.inner).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => continue,
+                Poll::Ready(_) => return Poll::Ready(()),
+                Poll::Pending => break,
+            }
+        }
+        if self
+            .slot
+            .as_ref()
+            .is_some_and(|slot| slot.evictable && slot.standing.evicted_or_wake(cx.waker()))
+        {
+            return Poll::Ready(());
+        }
+        let until = self.lingering.unwrap_or_else(Instant::now);
+        if self.timer.deadline() != until {
+            self.timer.as_mut().reset(until);
+        }
+        self.timer.as_mut().poll(cx)
     }
 }
 

@@ -121,11 +121,9 @@ impl Deadline {
     }
 }
 
-/// How long a connection the server closes after a response may take to close its own side.
-const LINGER: Duration = Duration::from_secs(5);
-
 /// Closes the sending side of a connection the server ends after a response, then reads and
-/// drops what the client still sends until it closes its own side, for at most [`LINGER`].
+/// drops what the client still sends until it closes its own side, for at most
+/// [`crate::connections::LINGER`] (as hyper's path does, [`crate::connections::Watch`]).
 /// A socket closed with bytes unread (a pipelined request, a stray line end) answers them
 /// with a reset, and a reset can make the client's system discard the end of the response
 /// before the client reads it (RFC 9112 §9.6; nginx's `lingering_close`). Meanwhile the
@@ -140,7 +138,7 @@ async fn linger(stream: &mut TcpStream, standing: &Standing) {
     tokio::select! {
         () = drained => {}
         () = standing.evicted() => {}
-        () = tokio::time::sleep(LINGER) => {}
+        () = tokio::time::sleep(crate::connections::LINGER) => {}
     }
 }
 

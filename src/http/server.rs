@@ -165,6 +165,7 @@ async fn serve_connection(io: Either<TlsStream<TcpStream>, TcpStream>, slot: Slo
         start: None,
         idle: Some(timeouts.idle),
         send: Some(timeouts.send),
+        linger: Some(crate::connections::LINGER),
     };
     let service = Counted {
         router,
