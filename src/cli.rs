@@ -411,7 +411,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
     )?;
     crate::telemetry::init(settings.log.format);
-    crate::connections::raise_open_file_limit(&settings.limits);
+    crate::connections::raise_open_file_limit(&settings.limits, settings.server.tls.is_some());
     let base_url = settings.site.base_url.clone();
     for doubt in settings.doubts() {
         tracing::warn!("{doubt}");

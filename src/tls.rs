@@ -21,7 +21,7 @@ use tokio_util::either::Either;
 /// How long a client may take to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most HTTP handshakes in progress at once; past it, new connections wait in the backlog.
-const MAX_PENDING_HANDSHAKES: usize = 1024;
+pub(crate) const MAX_PENDING_HANDSHAKES: usize = 1024;
 
 /// Why the TLS certificate or key cannot be used.
 #[derive(Debug, thiserror::Error)]
