@@ -532,17 +532,14 @@ pub struct Watched<S> {
 }
 
 /// Counts a connection of `listener` (`grpc`, `http`) closed because its peer stalled, in
-/// `feedpub_connection_timeouts_total`; evictions are counted where the cap decides them
-/// ([`Slots::counted_as`]).
+/// `feedpub_connection_timeouts_total`.
 pub fn count_closed(listener: &'static str, stall: Stall) {
-    if stall != Stall::Evicted {
-        metrics::counter!(
-            "feedpub_connection_timeouts_total",
-            "listener" => listener,
-            "reason" => stall.label()
-        )
-        .increment(1);
-    }
+    metrics::counter!(
+        "feedpub_connection_timeouts_total",
+        "listener" => listener,
+        "reason" => stall.label()
+    )
+    .increment(1);
 }
 
 /// Why a [`Watched`] connection was closed.
@@ -573,7 +570,7 @@ impl Stall {
 
 impl<S> Watched<S> {
     /// Watches `inner`, which holds `slot` until dropped; `on_timeout` learns why it was
-    /// closed (for metrics).
+    /// closed when its peer stalled (for metrics).
     pub fn new(inner: S, watch: Watch, slot: Option<Slot>, on_timeout: fn(Stall)) -> Self {
         let now = Instant::now();
         Self {
@@ -648,11 +645,15 @@ impl<S> Watched<S> {
         Poll::Ready(self.close(stall))
     }
 
-    /// The error that closes the connection for `stall`, reported the first time.
+    /// The error that closes the connection for `stall`, reported to `on_timeout` the
+    /// first time unless it is an eviction (counted where the cap decides it,
+    /// [`Slots::counted_as`]).
     fn close(&mut self, stall: Stall) -> io::Error {
         if self.closed.is_none() {
             self.closed = Some(stall);
-            (self.on_timeout)(stall);
+            if stall != Stall::Evicted {
+                (self.on_timeout)(stall);
+            }
         }
         closed_for(stall)
     }
@@ -759,31 +760,46 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Watched<S> {
 }
 
 impl<S: AsyncRead + Unpin> Watched<S> {
-    /// Reads and drops what the peer still sends, until it closes its side, the linger
-    /// time ends or the connection is evicted.
     fn poll_linger(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut unread = [0; 4096];
-        loop {
-            let mut buf = ReadBuf::new(&mut unread);
-            match Pin::new(&mut self.inner).poll_read(cx, &mut buf) {
-                Poll::Ready(Ok(())) if !buf.filled().is_empty() => continue,
-                Poll::Ready(_) => return Poll::Ready(()),
-                Poll::Pending => break,
-            }
-        }
-        if self
-            .slot
-            .as_ref()
-            .is_some_and(|slot| slot.evictable && slot.standing.evicted_or_wake(cx.waker()))
-        {
-            return Poll::Ready(());
-        }
         let until = self.lingering.unwrap_or_else(Instant::now);
-        if self.timer.deadline() != until {
-            self.timer.as_mut().reset(until);
-        }
-        self.timer.as_mut().poll(cx)
+        let standing = self.slot.as_ref().filter(|slot| slot.evictable);
+        poll_linger(
+            &mut self.inner,
+            standing.map(|slot| &*slot.standing),
+            until,
+            self.timer.as_mut(),
+            cx,
+        )
     }
+}
+
+/// Lingering on a connection whose sending side is shut ([`Watch::linger`]), for both of
+/// the HTTP port's paths: reads and drops what the peer still sends, until it closes its
+/// side, `until` passes (on `timer`) or the cap takes the place of `standing` for a newer
+/// connection.
+pub fn poll_linger<S: AsyncRead + Unpin>(
+    inner: &mut S,
+    standing: Option<&Standing>,
+    until: Instant,
+    mut timer: Pin<&mut Sleep>,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    let mut unread = [0; 4096];
+    loop {
+        let mut buf = ReadBuf::new(&mut unread);
+        match Pin::new(&mut *inner).poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(())) if !buf.filled().is_empty() => continue,
+            Poll::Ready(_) => return Poll::Ready(()),
+            Poll::Pending => break,
+        }
+    }
+    if standing.is_some_and(|standing| standing.evicted_or_wake(cx.waker())) {
+        return Poll::Ready(());
+    }
+    if timer.deadline() != until {
+        timer.as_mut().reset(until);
+    }
+    timer.poll(cx)
 }
 
 /// What a call learns of its [`Watched`] connection: the inner connection's information,
@@ -1088,15 +1104,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_evicted_connection_fails_its_pending_read_and_is_counted_once() {
-        static EVICTIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    async fn an_evicted_connection_fails_its_pending_reads_and_is_no_timeout() {
+        static TIMEOUTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let (_client, server) = tokio::io::duplex(64);
         let slots = Slots::new(1).evicting_unproven();
         let slot = slots.try_take().expect("the only place");
-        let mut watched = Watched::new(server, Watch::default(), Some(slot), |stall| {
-            if stall == Stall::Evicted {
-                EVICTIONS.fetch_add(1, Ordering::Relaxed);
-            }
+        let watch = Watch {
+            idle: Some(Duration::from_secs(60)),
+            ..Watch::default()
+        };
+        let mut watched = Watched::new(server, watch, Some(slot), |_| {
+            TIMEOUTS.fetch_add(1, Ordering::Relaxed);
         });
         let read = tokio::spawn(async move {
             let mut buf = [0; 8];
@@ -1120,7 +1138,8 @@ mod tests {
                 io::ErrorKind::ConnectionAborted
             )
         );
-        assert_eq!(EVICTIONS.load(Ordering::Relaxed), 1);
+        // Evictions are counted by the cap (`Slots::counted_as`), not as timeouts.
+        assert_eq!(TIMEOUTS.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test]

@@ -121,25 +121,36 @@ impl Deadline {
     }
 }
 
-/// Closes the sending side of a connection the server ends after a response, then reads and
-/// drops what the client still sends until it closes its own side, for at most
-/// [`crate::connections::LINGER`] (as hyper's path does, [`crate::connections::Watch`]).
-/// A socket closed with bytes unread (a pipelined request, a stray line end) answers them
-/// with a reset, and a reset can make the client's system discard the end of the response
-/// before the client reads it (RFC 9112 §9.6; nginx's `lingering_close`). Meanwhile the
-/// connection waits for nothing the server must answer: it may give its place away.
+/// Closes the sending side of a connection the server ends after a response, then lingers
+/// as hyper's path does ([`crate::connections::Watch::linger`]): a socket closed with
+/// bytes unread (a pipelined request, a stray line end) answers them with a reset, which
+/// can cut the response short. Meanwhile the connection waits for nothing the server must
+/// answer: it may give its place away.
 async fn linger(stream: &mut TcpStream, standing: &Standing) {
     standing.idle();
     if stream.shutdown().await.is_err() {
         return;
     }
-    let mut unread = [0; 4096];
-    let drained = async { while let Ok(1..) = stream.read(&mut unread).await {} };
-    tokio::select! {
-        () = drained => {}
-        () = standing.evicted() => {}
-        () = tokio::time::sleep(crate::connections::LINGER) => {}
+    let until = Instant::now() + crate::connections::LINGER;
+    let mut timer = pin!(tokio::time::sleep_until(until));
+    std::future::poll_fn(|cx| {
+        crate::connections::poll_linger(stream, Some(standing), until, timer.as_mut(), cx)
+    })
+    .await;
+}
+
+/// What an HTTP/2 connection begins with (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The connection with `read`, for hyper. An HTTP/1 request is under way until hyper has
+/// answered it; HTTP/2's preface, whole or begun, is no request: the connection waits for
+/// its first until hyper reads one.
+fn hand_over(read: BytesMut, standing: &Standing) -> Outcome {
+    let begun = read.len().min(H2_PREFACE.len());
+    if begun > 0 && read[..begun] == H2_PREFACE[..begun] {
+        standing.idle();
     }
+    Outcome::HandOver(read.freeze())
 }
 
 /// How a connection left the fast path.
@@ -185,10 +196,10 @@ pub async fn serve(
                     }
                     break;
                 }
-                _ => return Ok(Outcome::HandOver(buf.freeze())),
+                _ => return Ok(hand_over(buf, standing)),
             };
             let Some(request) = Request::of(&parsed) else {
-                return Ok(Outcome::HandOver(buf.freeze()));
+                return Ok(hand_over(buf, standing));
             };
             let answer = feeds.answer(request.path, &request.feed).await;
             write_answer(

@@ -32,9 +32,6 @@ use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// What an HTTP/2 connection begins with (RFC 9113 §3.4).
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
 /// The longest request head hyper reads (the fast path hands longer ones than its own
 /// limit over to hyper).
 const MAX_HEAD_BYTES: usize = 32 * 1024;
@@ -142,16 +139,7 @@ async fn serve_connection(io: Either<TlsStream<TcpStream>, TcpStream>, slot: Slo
     let (read, stream) = match io {
         Either::Right(mut tcp) => {
             match fast_path::serve(&mut tcp, &feeds, &timeouts, &stop, slot.standing()).await {
-                Ok(Outcome::HandOver(read)) => {
-                    // An HTTP/1 request the fast path leaves is under way until hyper has
-                    // answered it (`Counted`); HTTP/2's preface, whole or begun, is no
-                    // request.
-                    let begun = read.len().min(H2_PREFACE.len());
-                    if begun > 0 && read[..begun] == H2_PREFACE[..begun] {
-                        slot.standing().idle();
-                    }
-                    (read, Either::Right(tcp))
-                }
+                Ok(Outcome::HandOver(read)) => (read, Either::Right(tcp)),
                 Ok(Outcome::Closed) => return,
                 Err(e) => {
                     tracing::trace!(error = %e, "connection ended");
