@@ -88,20 +88,11 @@ impl Drop for Slot {
 }
 
 /// What a connection has shown of itself, under a cap that evicts
-/// ([`Slots::evicting_unproven`], [`Slots::evicting_idle`]): whether it has made a call its
-/// caller was authenticated for, since when it has waited for its next request, and
-/// whether the cap took its place for a newer connection.
+/// ([`Slots::evicting_unproven`], [`Slots::evicting_idle`]): what the cap's rule asks of it
+/// ([`Rule`]), and whether the cap took its place for a newer connection.
 #[derive(Debug, Default)]
 pub struct Standing {
-    proven: AtomicBool,
-    /// Calls whose caller is being authenticated ([`ConnectionInfo::proving`]).
-    proving: AtomicUsize,
-    /// A call on it was refused authentication: calls being authenticated keep its place
-    /// no more (else calls with made-up tokens, one after another, would keep it for good).
-    refused: AtomicBool,
-    /// Microseconds from [`EPOCH`] to when it began to wait for its next request, plus one;
-    /// 0 while a request is under way.
-    idle_since: AtomicU64,
+    rule: Rule,
     evicted: AtomicBool,
     /// The connection's task, waiting on its socket: woken when evicted.
     waker: Mutex<Option<Waker>>,
@@ -111,45 +102,87 @@ pub struct Standing {
     peer: Option<IpAddr>,
 }
 
+/// What the cap's rule ([`Evicting`]) learns of a connection.
+#[derive(Debug, Default)]
+enum Rule {
+    /// Under a cap that does not evict: nothing.
+    #[default]
+    Kept,
+    /// [`Evicting::Unproven`]: whether it made an authenticated call.
+    Proof(Proof),
+    /// [`Evicting::LongestIdle`]: microseconds from [`EPOCH`] to when it began to wait for
+    /// its next request, plus one; 0 while a request is under way; [`GIVEN_WAY`] once its
+    /// place went to a newer connection.
+    Waiting(AtomicU64),
+}
+
+/// What a connection has proven of itself under [`Evicting::Unproven`].
+#[derive(Debug, Default)]
+struct Proof {
+    proven: AtomicBool,
+    /// Calls whose caller is being authenticated ([`ConnectionInfo::proving`]).
+    proving: AtomicUsize,
+    /// A call on it was refused authentication: calls being authenticated keep its place
+    /// no more (else calls with made-up tokens, one after another, would keep it for good).
+    refused: AtomicBool,
+}
+
 impl Standing {
-    /// The connection has made an authenticated call: it keeps its place from now on.
+    /// The connection has made an authenticated call: under a cap that evicts the
+    /// unproven, it keeps its place from now on.
     pub fn prove(&self) {
-        self.proven.store(true, Ordering::Relaxed);
+        if let Rule::Proof(proof) = &self.rule {
+            proof.proven.store(true, Ordering::Relaxed);
+        }
     }
 
-    /// Whether the connection has made an authenticated call.
+    /// Whether the connection has made an authenticated call (under a cap that evicts the
+    /// unproven).
     pub fn is_proven(&self) -> bool {
-        self.proven.load(Ordering::Relaxed)
+        matches!(&self.rule, Rule::Proof(proof) if proof.proven.load(Ordering::Relaxed))
     }
 
     /// Whether a call's caller is being authenticated on a connection none of whose calls
     /// was refused: it keeps its place meanwhile.
     fn is_proving(&self) -> bool {
-        self.proving.load(Ordering::Acquire) > 0 && !self.refused.load(Ordering::Acquire)
+        matches!(&self.rule, Rule::Proof(proof)
+            if proof.proving.load(Ordering::Acquire) > 0 && !proof.refused.load(Ordering::Acquire))
+    }
+
+    /// When the connection began to wait for its next request, as [`Rule::Waiting`] holds
+    /// it; `None` under the other rules.
+    fn waiting(&self) -> Option<&AtomicU64> {
+        match &self.rule {
+            Rule::Waiting(since) => Some(since),
+            _ => None,
+        }
     }
 
     /// The connection waits for its next request from now on: under a cap that evicts the
     /// longest idle, it may give its place to a new connection.
     pub fn idle(&self) {
+        let Some(waiting) = self.waiting() else {
+            return;
+        };
         let since = u64::try_from(EPOCH.elapsed().as_micros())
             .map_or(GIVEN_WAY - 1, |t| t.saturating_add(1).min(GIVEN_WAY - 1));
         // Not over the mark of a place given away.
-        let _ = self
-            .idle_since
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
-                (held != GIVEN_WAY).then_some(since)
-            });
+        let _ = waiting.fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+            (held != GIVEN_WAY).then_some(since)
+        });
     }
 
     /// A request is under way: the connection keeps its place until it waits again. False
     /// when the place was given to a newer connection before this request began: the
     /// connection is closing, and must not answer.
     pub fn busy(&self) -> bool {
-        self.idle_since
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
-                (held != GIVEN_WAY).then_some(0)
-            })
-            .is_ok()
+        self.waiting().is_none_or(|waiting| {
+            waiting
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                    (held != GIVEN_WAY).then_some(0)
+                })
+                .is_ok()
+        })
     }
 
     /// Completes once the cap has taken the connection's place for a newer one.
@@ -335,7 +368,8 @@ impl Slots {
                         open[at]
                             .upgrade()
                             .filter(|s| of_peer(s))
-                            .map_or(0, |s| s.idle_since.load(Ordering::Relaxed))
+                            .and_then(|s| s.waiting().map(|since| since.load(Ordering::Relaxed)))
+                            .unwrap_or(0)
                     };
                     let (since, at) = (0..open.len())
                         .filter_map(|at| Some((idle_since(at), at)).filter(|(since, _)| *since > 0))
@@ -343,9 +377,16 @@ impl Slots {
                     // Taken only if still idle since then: one that turns busy meanwhile
                     // learns from `busy` that it lost its place, or keeps it.
                     let taken = open[at].upgrade().is_some_and(|s| {
-                        s.idle_since
-                            .compare_exchange(since, GIVEN_WAY, Ordering::AcqRel, Ordering::Relaxed)
-                            .is_ok()
+                        s.waiting().is_some_and(|waiting| {
+                            waiting
+                                .compare_exchange(
+                                    since,
+                                    GIVEN_WAY,
+                                    Ordering::AcqRel,
+                                    Ordering::Relaxed,
+                                )
+                                .is_ok()
+                        })
                     });
                     if !taken {
                         continue;
@@ -371,16 +412,20 @@ impl Slots {
     /// The slot holding `permit`, counted among the connections that may give way when the
     /// cap evicts.
     fn slot(&self, permit: OwnedSemaphorePermit, peer: Option<(Peers, IpAddr)>) -> Slot {
+        let rule = match &self.evicting {
+            None => Rule::Kept,
+            Some((Evicting::Unproven, _)) => Rule::Proof(Proof::default()),
+            Some((Evicting::LongestIdle, _)) => Rule::Waiting(AtomicU64::new(0)),
+        };
         let standing = Arc::new(Standing {
+            rule,
             permit: Mutex::new(Some(permit)),
             peer: peer.as_ref().map(|(_, ip)| *ip),
             ..Standing::default()
         });
-        if let Some((evicting, open)) = &self.evicting {
-            // A connection that has sent nothing yet waits for its first request.
-            if *evicting == Evicting::LongestIdle {
-                standing.idle();
-            }
+        // A connection that has sent nothing yet waits for its first request.
+        standing.idle();
+        if let Some((_, open)) = &self.evicting {
             let mut open = lock(open);
             // Connections that closed (or proved themselves) while the cap had room are
             // dropped from the queue before it holds more than twice the cap.
@@ -824,25 +869,40 @@ impl<C> ConnectionInfo<C> {
     /// waits for the store; its channel must not be taken meanwhile).
     pub fn proving(&self) -> Option<Proving> {
         let standing = self.standing.clone()?;
-        standing.proving.fetch_add(1, Ordering::AcqRel);
+        let Rule::Proof(proof) = &standing.rule else {
+            return None;
+        };
+        proof.proving.fetch_add(1, Ordering::AcqRel);
         Some(Proving(standing))
     }
 }
 
-/// A call being authenticated on a connection ([`ConnectionInfo::proving`]).
+/// A call being authenticated on a connection ([`ConnectionInfo::proving`]), whose
+/// standing follows [`Rule::Proof`].
 pub struct Proving(Arc<Standing>);
 
 impl Proving {
+    fn proof(&self) -> Option<&Proof> {
+        match &self.0.rule {
+            Rule::Proof(proof) => Some(proof),
+            _ => None,
+        }
+    }
+
     /// The call's caller was refused: calls being authenticated on the connection keep
     /// its place no more.
     pub fn refused(self) {
-        self.0.refused.store(true, Ordering::Release);
+        if let Some(proof) = self.proof() {
+            proof.refused.store(true, Ordering::Release);
+        }
     }
 }
 
 impl Drop for Proving {
     fn drop(&mut self) {
-        self.0.proving.fetch_sub(1, Ordering::AcqRel);
+        if let Some(proof) = self.proof() {
+            proof.proving.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
