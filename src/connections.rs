@@ -158,6 +158,14 @@ impl Standing {
         }
     }
 
+    /// Since when the connection has waited for its next request, under [`Rule::Waiting`];
+    /// `None` while a request is under way (or under another rule).
+    fn waiting_since(&self) -> Option<Instant> {
+        let since = self.waiting()?.load(Ordering::Acquire);
+        (since != 0 && since != GIVEN_WAY)
+            .then(|| Instant::from_std(*EPOCH + Duration::from_micros(since - 1)))
+    }
+
     /// The connection waits for its next request from now on: under a cap that evicts the
     /// longest idle, it may give its place to a new connection.
     pub fn idle(&self) {
@@ -539,7 +547,10 @@ pub struct Watch {
     /// The peer must have sent this many bytes within this time of the connection's start
     /// (the HTTP/2 connection preface, say).
     pub start: Option<(usize, Duration)>,
-    /// Nothing moved in either direction for this long while the server waited to read.
+    /// Nothing moved in either direction for this long while the server waited to read;
+    /// under a cap that evicts the longest idle, for this long since the connection began
+    /// to wait for its next request, whatever the peer sent meanwhile (HTTP/2 pings keep no
+    /// connection open, as in nginx).
     pub idle: Option<Duration>,
     /// Nothing moved for this long while the server waited to write: the peer stopped
     /// reading.
@@ -653,9 +664,9 @@ impl<S> Watched<S> {
             .filter(|&(bytes, _)| self.read < bytes)
             .map(|(_, within)| (self.started + within, Stall::Header));
         let stalled = if reading {
-            self.watch
-                .idle
-                .map(|t| (self.last_progress + t, Stall::Idle))
+            let waiting = self.slot.as_ref().and_then(|s| s.standing.waiting_since());
+            let from = waiting.unwrap_or(self.last_progress);
+            self.watch.idle.map(|t| (from + t, Stall::Idle))
         } else {
             self.watch
                 .send

@@ -682,14 +682,17 @@ async fn request_heads_past_32_kib_are_refused() {
 /// Held by the tests that evict HTTP connections: the counters they read are the process's.
 static EVICTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// An HTTP/2 client's first bytes: the preface and empty SETTINGS.
+const PREFACE: &str = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
+/// An HTTP/2 PING.
+const PING: &str = "\0\0\x08\x06\0\0\0\0\0\0\0\0\0\0\0\0\0";
+
 /// Past the fast path (HTTP/2 here, as over TLS), a connection waits for its next request
 /// while hyper has none under way, whatever bytes it sends: idle HTTP/2 connections that
 /// ping the server cannot keep new readers out either.
 #[tokio::test]
 async fn idle_http2_connections_give_way_over_the_http_cap() {
     let _alone = EVICTING.lock().await;
-    const PREFACE: &str = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
-    const PING: &str = "\0\0\x08\x06\0\0\0\0\0\0\0\0\0\0\0\0\0";
     let server = TestServer::start_with(|s| s.limits.max_http_connections = 2).await;
     // Closed, with or without a reset (the server closes with frames unread).
     async fn closed_at_last(connection: &mut Connection) -> bool {
@@ -724,6 +727,34 @@ async fn idle_http2_connections_give_way_over_the_http_cap() {
     another.send(&get("/feeds/politics/atom.xml", "")).await;
     assert_eq!(another.answer(false).await.status, 200);
     assert!(closed_at_last(&mut newer).await, "the pinging one gave way");
+}
+
+/// An HTTP/2 connection with no request under way is closed after the idle timeout, however
+/// often its client pings (as nginx does): pings are no request.
+#[tokio::test]
+async fn an_http2_connection_that_only_pings_is_closed_when_idle() {
+    let server =
+        TestServer::start_with(|s| s.limits.idle_timeout = std::time::Duration::from_secs(1)).await;
+    let mut pinging = Connection::open(server.http_addr).await;
+    pinging.send(PREFACE).await;
+    assert!(pinging.read_more().await > 0, "served by hyper");
+    // A ping every 200 ms for up to 8 s, eight times the idle timeout.
+    let mut chunk = vec![0; 64 * 1024];
+    let mut closed = false;
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        if pinging.stream.write_all(PING.as_bytes()).await.is_err() {
+            closed = true;
+            break;
+        }
+        // Its answer (or the close).
+        let read = tokio::time::timeout(DEADLINE, pinging.stream.read(&mut chunk)).await;
+        if let Ok(0) | Err(_) = read.expect("the ping answered or the connection closed") {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "closed though it pinged");
 }
 
 /// Over `max_http_connections`, a new connection takes the place of the one that has
