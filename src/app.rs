@@ -75,8 +75,9 @@ pub struct Application {
 /// never tells it of, and take over the WebSub deliveries the first is making. (Replicas
 /// share a PostgreSQL database instead, which needs no lock.) The lock is on the folder
 /// itself, which no file operation in it can remove, and the kernel releases it when the
-/// process ends, however it ends; operator commands do not take it.
-fn lock_data_folder(server: &crate::config::Server) -> Result<Option<std::fs::File>, AppError> {
+/// process ends, however it ends. Of the operator commands, only `import` takes it (a server
+/// would not show what it imports); the others work beside a running server.
+pub fn lock_data_folder(server: &crate::config::Server) -> Result<Option<std::fs::File>, AppError> {
     if server.database_url.is_some() {
         return Ok(None);
     }

@@ -289,6 +289,15 @@ async fn export(args: StoreArgs) -> anyhow::Result<()> {
 async fn import(args: ImportArgs) -> anyhow::Result<()> {
     let settings = store_settings(&args.store)?;
     let location = crate::storage::location(&settings.server);
+    // Held until the import ends: a server running on the folder would never show what is
+    // imported (it learns of its own writes only), and none may start meanwhile.
+    let _folder = crate::app::lock_data_folder(&settings.server).map_err(|e| match e {
+        crate::app::AppError::DataFolderInUse(path) => anyhow::anyhow!(
+            "a feedpub serve is running on the data folder {path:?}: stop it before importing \
+             (it would not show what is imported)"
+        ),
+        e => e.into(),
+    })?;
     let input: Box<dyn std::io::BufRead> = if args.file.as_os_str() == "-" {
         Box::new(std::io::stdin().lock())
     } else {

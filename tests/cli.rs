@@ -1201,6 +1201,40 @@ fn a_partner_command_that_cannot_write_its_output_says_what_it_did_in_one_line()
     }
 }
 
+/// `import` into the data folder of a running server is refused, naming the folder, and
+/// stores nothing: the server would never show the rows (it learns of its own writes only).
+#[test]
+fn an_import_into_a_running_servers_data_folder_is_refused() {
+    use common::binary::{ServeOptions, ServeProcess};
+    let dir = tempfile::tempdir().unwrap();
+    let export = sample_edition_export(dir.path());
+    let file = dir.path().join("export.jsonl");
+    std::fs::write(&file, &export).unwrap();
+    let data = dir.path().join("running");
+    let mut server = ServeProcess::start(ServeOptions::new(&data, &dir.path().join("feeds")));
+    server.wait_ready();
+    let output = run(feedpub(dir.path())
+        .arg("import")
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(&data));
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("a feedpub serve is running on the data folder")
+            && stderr.contains(data.to_str().unwrap()),
+        "{stderr}"
+    );
+    server.kill();
+    // Nothing was stored: the folder, free now, takes the whole export.
+    let output = run(feedpub(dir.path())
+        .arg("import")
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(&data));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+}
+
 /// Imports `dump` into a new SQLite database in `dir/name`.
 fn import_dump(dir: &Path, name: &str, dump: &[u8]) -> std::process::Output {
     let file = dir.join(format!("{name}.jsonl"));
