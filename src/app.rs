@@ -86,7 +86,7 @@ pub fn lock_data_folder(server: &crate::config::Server) -> Result<Option<std::fs
         path: path.clone(),
         error,
     };
-    std::fs::create_dir_all(path).map_err(lock_error)?;
+    crate::storage::create_data_folder(path).map_err(lock_error)?;
     let folder = std::fs::File::open(path).map_err(lock_error)?;
     match rustix::fs::flock(
         &folder,

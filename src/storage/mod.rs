@@ -19,7 +19,7 @@ mod sqlite_writes;
 pub mod transfer;
 
 pub use postgres::PostgresStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, create_data_folder};
 
 use crate::domain::{
     Actor, Article, ArticleContent, ArticleEvent, ArticleId, AuditEntry, AuditFilter, FeedScope,

@@ -33,6 +33,31 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 /// File name of the database inside the data directory.
 pub const DATABASE_FILE: &str = "feedpub.sqlite3";
+
+/// Creates the data folder if it is missing, readable by its owner only: the database holds
+/// token hashes, WebSub subscribers' secrets and copy under embargo. (A folder that exists
+/// keeps the mode its operator gave it.)
+pub fn create_data_folder(path: &Path) -> std::io::Result<()> {
+    let mut folder = std::fs::DirBuilder::new();
+    folder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut folder, 0o700);
+    folder.create(path)
+}
+
+/// Creates `file` empty, readable and writable by its owner only, unless it exists: SQLite
+/// then opens it as a new database, and gives its WAL the same mode.
+fn create_private(file: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(file) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
 /// Most writes committed together in one transaction.
 const MAX_BATCH: usize = 512;
 
@@ -222,7 +247,8 @@ impl SqliteStore {
 
     /// Opens (creating if needed) `data_dir/feedpub.sqlite3` and brings its schema up to date.
     pub async fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(sqlx::Error::Io)?;
+        create_data_folder(data_dir).map_err(sqlx::Error::Io)?;
+        create_private(&data_dir.join(DATABASE_FILE)).map_err(sqlx::Error::Io)?;
         let options = SqliteConnectOptions::new()
             .filename(data_dir.join(DATABASE_FILE))
             .create_if_missing(true)

@@ -238,6 +238,35 @@ async fn a_closed_store_leaves_no_log_and_reopens_with_every_write() {
     store.close().await;
 }
 
+/// A data folder and database the store creates are its owner's alone (they hold token
+/// hashes, WebSub secrets, copy under embargo), the database's log too; a folder that
+/// exists keeps its mode.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_new_data_folder_and_database_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("new").join("data");
+    let (store, partner) = store_with_partner(&data).await;
+    publish(&store, &partner, "a-1", 1, |_| {}).await;
+    assert_eq!(mode(&data) & 0o777, 0o700);
+    assert_eq!(mode(&dir.path().join("new")) & 0o777, 0o700);
+    for file in [
+        "feedpub.sqlite3",
+        "feedpub.sqlite3-wal",
+        "feedpub.sqlite3-shm",
+    ] {
+        assert_eq!(mode(&data.join(file)) & 0o777, 0o600, "{file}");
+    }
+    drop(store);
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o750)).unwrap();
+    SqliteStore::open(&shared).await.unwrap();
+    assert_eq!(mode(&shared) & 0o777, 0o750);
+}
+
 /// What the writer commits is copied from the log into the database file soon after, by a
 /// connection of its own: not only once the log reaches the size at which the writer copies
 /// it (some 10,000 pages), which a few articles are far from. A copy of the database file
