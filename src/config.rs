@@ -91,9 +91,15 @@ impl DatabaseUrl {
             Ok(url) if matches!(url.scheme(), "postgres" | "postgresql") => {
                 Ok(Self(raw.to_owned()))
             }
-            _ => Err(format!(
+            Ok(_) => Err(format!(
                 "database URL {:?} must be a postgres:// URL (SQLite needs none: it lives in the data folder)",
                 Self(raw.to_owned()).redacted()
+            )),
+            // Not shown: where it does not parse, its password cannot be told apart.
+            Err(e) => Err(format!(
+                "the database URL is not a valid URL ({e}; not shown, as it may hold a \
+                 password): write postgres://user:password@host:port/database, or for a Unix \
+                 socket postgres://user@localhost/database?host=/run/postgresql"
             )),
         }
     }
@@ -577,10 +583,10 @@ struct FileServer {
     grpc_addr: Option<SocketAddr>,
     http_addr: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
-    database_url: Option<String>,
+    database_url: Option<toml::Spanned<String>>,
     feeds_dir: Option<PathBuf>,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
+    tls_cert: Option<toml::Spanned<PathBuf>>,
+    tls_key: Option<toml::Spanned<PathBuf>>,
 }
 
 #[derive(Deserialize)]
@@ -901,11 +907,13 @@ impl Settings {
             message,
         };
         let file: FileConfig = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        // The line a value of the file was given on.
+        let line_of = |span: std::ops::Range<usize>| text[..span.start].matches('\n').count() + 1;
 
         let mut sections: Vec<Section> = Vec::with_capacity(file.sections.len());
         let mut section_max_age = Vec::new();
         for spanned in file.sections {
-            let line = text[..spanned.span().start].matches('\n').count() + 1;
+            let line = line_of(spanned.span());
             let section = spanned.into_inner();
             let slug = section.slug.0;
             if sections.iter().any(|s| s.slug == slug) {
@@ -928,7 +936,7 @@ impl Settings {
                 description: section.description.0,
             });
         }
-        let title_line = text[..file.site.title.span().start].matches('\n').count() + 1;
+        let title_line = line_of(file.site.title.span());
         let site_title = file.site.title.into_inner().0;
         if site_title.trim().is_empty() {
             return Err(invalid(format!(
@@ -937,21 +945,41 @@ impl Settings {
         }
 
         let tls = match (file.server.tls_cert, file.server.tls_key) {
-            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.into_inner(),
+                key: key.into_inner(),
+            }),
             (None, None) => None,
-            _ => {
-                return Err(invalid(
-                    "server.tls_cert and server.tls_key must be given together".to_owned(),
-                ));
+            (Some(one), None) | (None, Some(one)) => {
+                return Err(invalid(format!(
+                    "line {}: server.tls_cert and server.tls_key must be given together",
+                    line_of(one.span())
+                )));
             }
         };
-        let database_url = overrides
-            .database_url
-            .or(file.server.database_url)
-            .filter(|url| !url.is_empty())
-            .map(|url| DatabaseUrl::parse(&url))
-            .transpose()
-            .map_err(invalid)?;
+        // Named where it was given: the flag or the environment wins over the file.
+        let database_url = match overrides.database_url {
+            Some(url) => (!url.is_empty())
+                .then(|| DatabaseUrl::parse(&url))
+                .transpose()
+                .map_err(|message| ConfigError::Invalid {
+                    origin: "--database-url (or FEEDPUB_DATABASE_URL)".to_owned(),
+                    message,
+                })?,
+            None => file
+                .server
+                .database_url
+                .filter(|url| !url.get_ref().is_empty())
+                .map(|url| {
+                    DatabaseUrl::parse(url.get_ref()).map_err(|message| {
+                        invalid(format!(
+                            "line {}: server.database_url: {message}",
+                            line_of(url.span())
+                        ))
+                    })
+                })
+                .transpose()?,
+        };
         let server = Server {
             grpc_addr: overrides
                 .grpc_addr
@@ -1143,6 +1171,48 @@ mod tests {
         );
         assert!(refused.contains("postgres://"), "{refused}");
         assert!(!refused.contains("hunter2"), "{refused}");
+    }
+
+    /// A bad database URL is named where it was given (the file's line, or the flag and its
+    /// variable), and one that does not parse says why, without showing it.
+    #[test]
+    fn a_bad_database_url_is_named_where_it_was_given_and_says_why() {
+        let site = "[site]\ntitle = \"t\"\nbase_url = \"http://x/\"\nlanguage = \"zh-CN\"\n";
+        let in_file = error_of(&format!(
+            "{site}[server]\ndatabase_url = \"mysql://u@h/db\"\n"
+        ));
+        assert!(
+            in_file.contains("test.toml: line 6: server.database_url")
+                && in_file.contains("must be a postgres:// URL"),
+            "{in_file}"
+        );
+        let bad_port = error_of(&format!(
+            "{site}[server]\ndatabase_url = \"postgres://u:hunter2@h:99999/db\"\n"
+        ));
+        assert!(
+            bad_port.contains("line 6")
+                && bad_port.contains("invalid port number")
+                && !bad_port.contains("must be a postgres://")
+                && !bad_port.contains("hunter2"),
+            "{bad_port}"
+        );
+        let overrides = Overrides {
+            database_url: Some("mysql://u@h/db".to_owned()),
+            ..Overrides::default()
+        };
+        let flag = Settings::parse("test.toml", site, overrides)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            flag.contains("--database-url (or FEEDPUB_DATABASE_URL)")
+                && !flag.contains("test.toml"),
+            "{flag}"
+        );
+        let tls = error_of(&format!("{site}[server]\ntls_key = \"key.pem\"\n"));
+        assert!(
+            tls.contains("line 6: server.tls_cert and server.tls_key must be given together"),
+            "{tls}"
+        );
     }
 
     /// The base URL is a folder: one with a user name or password, a query or a fragment,
