@@ -115,13 +115,39 @@ pub struct ServeArgs {
 /// secret values (tokens, database URLs) are not repeated.
 pub fn parse_args() -> Cli {
     let args: Vec<OsString> = std::env::args_os().collect();
-    Cli::try_parse_from(&args).unwrap_or_else(|error| match from_environment(&error, &args) {
-        Some(message) => {
-            eprintln!("feedpub: {message}");
-            std::process::exit(2)
+    Cli::try_parse_from(&args).unwrap_or_else(|error| {
+        use clap::error::ErrorKind;
+        // Help and version, asked for or shown for a command given alone, as clap prints them.
+        if matches!(
+            error.kind(),
+            ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        ) {
+            error.exit()
         }
-        None => error.exit(),
+        let message = from_environment(&error, &args).unwrap_or_else(|| one_line(&error));
+        eprintln!("feedpub: {message}");
+        std::process::exit(2)
     })
+}
+
+/// clap's message on one line, as feedpub's other errors are: what is wrong, its tips, and
+/// the usage of the command at fault.
+fn one_line(error: &clap::Error) -> String {
+    let text = error.render().to_string();
+    let (what, rest) = text.split_once("\n\nUsage: ").unwrap_or((&text, ""));
+    let what = what.strip_prefix("error: ").unwrap_or(what);
+    let what = what
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with("For more information"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    match rest.lines().next().filter(|usage| !usage.is_empty()) {
+        Some(usage) => format!("{what} (usage: {usage}; --help says more)"),
+        None => what,
+    }
 }
 
 /// What to say instead of clap's message when `error` is about a value that came from the

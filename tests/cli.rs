@@ -576,6 +576,44 @@ fn a_bad_value_in_the_environment_is_named_by_its_variable() {
     }
 }
 
+/// A bad command line is one line on stderr, as every other error: `feedpub: `, what is
+/// wrong (with clap's tip) and the usage of the command at fault; exit code 2. Help asked for
+/// is printed whole.
+#[test]
+fn a_bad_command_line_is_one_line_naming_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, says) in [
+        (
+            &["list", "--limit", "abc"][..],
+            "invalid value 'abc' for '--limit <LIMIT>'",
+        ),
+        (
+            &["list", "--limt", "3"],
+            "a similar argument exists: '--limit'",
+        ),
+        (
+            &["partner", "add", "county-news"],
+            "<--section <SLUG>|--all-sections>",
+        ),
+        (
+            &["serve", "--nope"],
+            "(usage: feedpub serve [OPTIONS]; --help says more)",
+        ),
+    ] {
+        let output = run(feedpub(dir.path()).args(args));
+        let said = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {said}");
+        assert_eq!(said.lines().count(), 1, "{args:?}: {said}");
+        assert!(
+            said.starts_with("feedpub: ") && said.contains(says),
+            "{args:?}: {said}"
+        );
+    }
+    let help = run(feedpub(dir.path()).args(["partner", "add", "--help"]));
+    assert!(help.status.success());
+    assert!(text(&help.stdout).contains("--all-sections"));
+}
+
 #[test]
 fn a_signal_during_start_up_still_stops_the_server_cleanly() {
     let dir = tempfile::tempdir().unwrap();

@@ -53,17 +53,14 @@ pub struct PartnerRetractArgs {
     pub store: StoreArgs,
 }
 
-/// Options of `feedpub partner add`.
+/// Options of `feedpub partner add`: sections, or every section.
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("where").required(true).args(["sections", "all_sections"])))]
 pub struct PartnerAddArgs {
     /// Unique name: a-z 0-9 -, 1 to 64 characters
     pub name: String,
     /// A section the partner may publish to (repeatable)
-    #[arg(
-        long = "section",
-        value_name = "SLUG",
-        required_unless_present = "all_sections"
-    )]
+    #[arg(long = "section", value_name = "SLUG")]
     pub sections: Vec<String>,
     /// Let the partner publish to every section
     #[arg(long, conflicts_with = "sections")]
