@@ -451,7 +451,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     for doubt in settings.doubts() {
         tracing::warn!("{doubt}");
     }
-    let app = Application::build(settings).await?;
+    // A signal during start-up (a database that does not answer yet, feeds being built)
+    // stops it there: what start-up leaves half done is as safe as after a crash.
+    tokio::pin!(stop);
+    let app = tokio::select! {
+        app = Application::build(settings) => app?,
+        () = &mut stop => {
+            tracing::info!("stopped during start-up");
+            return Ok(());
+        }
+    };
     log_listening(app.grpc_addr(), app.http_addr(), app.serves_tls());
     if let Some(warning) = links_elsewhere(&base_url, app.http_addr()) {
         tracing::warn!("{warning}");
