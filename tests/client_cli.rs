@@ -782,8 +782,13 @@ async fn the_client_publishes_over_tls_to_a_server_it_trusts_through_ca_cert() {
     let output = run_client(args(&["get", "2023-06-07-xingfu-xinlinli-0"]))
         .await
         .unwrap();
-    assert_eq!(output.status.code(), Some(4), "{}", text(&output.stderr));
-    assert!(text(&output.stderr).contains("cannot reach the server"));
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach the server")
+            && stderr.contains("no CA this client trusts signed the server's certificate"),
+        "{stderr}"
+    );
 
     // Plain HTTP/2 to the TLS port: unreachable as such, with the scheme to use.
     let plain = format!("http://127.0.0.1:{}", server.grpc_addr.port());
@@ -801,6 +806,34 @@ async fn the_client_publishes_over_tls_to_a_server_it_trusts_through_ca_cert() {
     assert_eq!(output.status.code(), Some(4), "{stderr}");
     assert!(
         stderr.contains("if it takes TLS, give https://"),
+        "{stderr}"
+    );
+}
+
+/// A server whose certificate is self-signed and marked as a CA's (`openssl req -x509`'s
+/// default), given to the client as its CA, is refused with a message that says what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_self_signed_ca_certificate_on_the_server_is_refused_saying_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = common::pki::self_signed_ca_for_a_server(dir.path());
+    let ca = files.cert.clone();
+    let server = TestServer::start_with(|settings| settings.server.tls = Some(files)).await;
+    let url = format!("https://127.0.0.1:{}", server.grpc_addr.port());
+    let (cwd, token) = (
+        server.dir.path().to_path_buf(),
+        server.tokens.newsroom.clone(),
+    );
+    let output = tokio::task::spawn_blocking(move || {
+        run(feedpub(&cwd)
+            .args(["list", "--server", &url, "--token", &token, "--ca-cert"])
+            .arg(&ca))
+    })
+    .await
+    .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("basicConstraints=critical,CA:FALSE"),
         "{stderr}"
     );
 }

@@ -132,6 +132,30 @@ fn with_causes(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// What to do about a server certificate the client refused, when `causes` say why.
+fn certificate_hint(causes: &str) -> Option<&'static str> {
+    [
+        (
+            "CaUsedAsEndEntity",
+            "the server's certificate is marked as a CA's, as openssl req -x509 makes them by \
+             default: give --ca-cert the CA that signed the server's certificate, or make the \
+             server's certificate with -addext basicConstraints=critical,CA:FALSE",
+        ),
+        (
+            "UnknownIssuer",
+            "no CA this client trusts signed the server's certificate: give that CA with --ca-cert",
+        ),
+        (
+            "NotValidForName",
+            "the server's certificate does not name the host of --server",
+        ),
+        ("Expired", "the server's certificate has expired"),
+    ]
+    .into_iter()
+    .find(|(cause, _)| causes.contains(cause))
+    .map(|(_, hint)| hint)
+}
+
 /// A connected client with the caller's token.
 pub struct Remote {
     client: PublisherServiceClient<Channel>,
@@ -199,9 +223,11 @@ impl Remote {
             }
         };
         let channel = endpoint.connect().await.map_err(|e| {
+            let causes = with_causes(&e);
+            let hint = certificate_hint(&causes).map_or(String::new(), |hint| format!(" ({hint})"));
             ClientError::new(
                 exit::UNREACHABLE,
-                format!("cannot reach the server at {server}: {}", with_causes(&e)),
+                format!("cannot reach the server at {server}: {causes}{hint}"),
             )
         })?;
         let client = PublisherServiceClient::new(channel)

@@ -41,3 +41,20 @@ pub fn pki() -> Pki {
         other_key,
     }
 }
+
+/// A self-signed certificate for `localhost` and 127.0.0.1 marked as a CA's, as
+/// `openssl req -x509` makes them by default, with its key: files under `dir`.
+pub fn self_signed_ca_for_a_server(dir: &std::path::Path) -> TlsFiles {
+    let mut params =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let key = KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let files = TlsFiles {
+        cert: dir.join("self-signed-ca.pem"),
+        key: dir.join("self-signed-ca-key.pem"),
+    };
+    std::fs::write(&files.cert, cert.pem()).unwrap();
+    std::fs::write(&files.key, key.serialize_pem()).unwrap();
+    files
+}
