@@ -1136,6 +1136,21 @@ fn import_among_stored_articles(database_url: Option<&str>) {
         assert!(imported.status.success(), "{}", text(&imported.stderr));
     };
     import("first.jsonl", &first, &[]);
+    // Without --allow-non-empty, refused, saying what the database holds.
+    let mut refused = feedpub(dir.path());
+    refused.arg("import").arg(dir.path().join("first.jsonl"));
+    match database_url {
+        Some(url) => refused.args(["--database-url", url]),
+        None => refused.arg("--data-dir").arg(&target),
+    };
+    let refused = run(&mut refused);
+    let stderr = text(&refused.stderr);
+    let articles = first.matches(r#""table":"articles""#).count();
+    assert!(
+        !refused.status.success()
+            && stderr.contains(&format!("already holds 1 partners and {articles} articles")),
+        "{stderr}"
+    );
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let dated = |scope: feedpub::domain::FeedScope| {
         runtime.block_on(async {

@@ -296,9 +296,9 @@ pub enum TransferError {
     #[error("{0}")]
     Schema(String),
     #[error(
-        "the target database already holds {0} partners or articles; import only into an empty one (or pass --allow-non-empty)"
+        "the target database already holds {partners} partners and {articles} articles; import only into an empty one (or pass --allow-non-empty)"
     )]
-    NotEmpty(i64),
+    NotEmpty { partners: i64, articles: i64 },
 }
 
 impl From<sqlx::Error> for TransferError {
@@ -647,19 +647,17 @@ async fn import_into(
     input: impl BufRead,
     allow_non_empty: bool,
 ) -> Result<Counts, TransferError> {
-    let held = target
-        .scalar("SELECT (SELECT COUNT(*) FROM partners) + (SELECT COUNT(*) FROM articles)")
-        .await?;
+    let partners = target.scalar("SELECT COUNT(*) FROM partners").await?;
+    // Imported articles land among those stored by when they were first stored.
+    let stored_articles = target.scalar("SELECT COUNT(*) FROM articles").await?;
+    let held = partners + stored_articles;
     if held > 0 && !allow_non_empty {
-        return Err(TransferError::NotEmpty(held));
+        return Err(TransferError::NotEmpty {
+            partners,
+            articles: stored_articles,
+        });
     }
     let mut counts: Counts = TABLES.iter().map(|t| (t.name, 0)).collect();
-    // Imported articles land among those stored by when they were first stored.
-    let stored_articles = if held > 0 {
-        target.scalar("SELECT COUNT(*) FROM articles").await?
-    } else {
-        0
-    };
     let mut earliest_imported: Option<i64> = None;
     let mut lines = numbered_lines(input);
     let invalid = |line: usize, message: String| TransferError::Invalid {
