@@ -689,17 +689,24 @@ async fn a_browser_gets_xml_feeds_as_generic_xml_so_the_stylesheet_applies() {
 
 /// An encoded slash is not a slash (RFC 3986, section 2.2): a target with `%2F` names no
 /// document, on either path (the fast path and the router), while an encoded unreserved
-/// character is the character itself.
+/// character is the character itself. Encoded bytes that are not UTF-8 (`%FF`, valid
+/// syntax) name no document either: 404, as any unknown feed, not a framework's 400.
 #[tokio::test]
-async fn an_encoded_slash_names_no_feed() {
+async fn an_encoded_slash_or_a_byte_that_is_not_utf8_names_no_feed() {
     let server = server_with_sample().await;
     for (path, expected) in [
         ("/feeds/politics/rss.xml", StatusCode::OK),
         ("/feeds/politics%2Frss.xml", StatusCode::NOT_FOUND),
         ("/feeds/politics%2frss.xml", StatusCode::NOT_FOUND),
         ("/feeds/party%2Dbuilding/rss.xml", StatusCode::OK),
+        ("/feeds/%FF/rss.xml", StatusCode::NOT_FOUND),
+        ("/feeds/authors/%C3%28/atom.xml", StatusCode::NOT_FOUND),
+        ("/feeds/all/archive/%FF/feed.json", StatusCode::NOT_FOUND),
     ] {
         let response = reqwest::get(server.url(path)).await.unwrap();
         assert_eq!(response.status(), expected, "{path}");
+        if expected == StatusCode::NOT_FOUND {
+            assert_eq!(response.text().await.unwrap(), "no such feed\n", "{path}");
+        }
     }
 }

@@ -316,21 +316,20 @@ impl IntoResponse for FeedAnswer {
 /// `GET /feeds/{path}` through axum: see [`FeedState::answer`]. `path` comes decoded;
 /// an encoded slash (`%2F`) is not a slash (RFC 3986, section 2.2), so a target holding
 /// one names no document: `/feeds/politics%2Frss.xml` is not a second URL of
-/// `/feeds/politics/rss.xml`.
+/// `/feeds/politics/rss.xml`. Nor does one whose bytes, decoded, are not UTF-8 (`%FF`):
+/// valid syntax, for a document that does not exist.
 pub async fn serve_feed(
     State(state): State<FeedState>,
-    Path(path): Path<String>,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
     uri: axum::http::Uri,
     method: Method,
     headers: HeaderMap,
 ) -> Response {
     let raw = uri.path().as_bytes();
-    if raw.windows(3).any(|w| w.eq_ignore_ascii_case(b"%2f")) {
-        metrics::counter!("feedpub_http_requests_total",
-            "feed" => "unknown", "format" => "unknown", "status" => "404")
-        .increment(1);
-        return (StatusCode::NOT_FOUND, "not found\n").into_response();
-    }
+    let path = match path {
+        Ok(Path(path)) if !raw.windows(3).any(|w| w.eq_ignore_ascii_case(b"%2f")) => path,
+        _ => return no_such_feed().into_response(),
+    };
     let request = FeedRequest::from_headers(
         headers
             .iter()
@@ -338,6 +337,14 @@ pub async fn serve_feed(
     )
     .with_head(method == Method::HEAD);
     state.answer(&path, &request).await.into_response()
+}
+
+/// 404 for a path under `/feeds/` that names no document, counted.
+fn no_such_feed() -> FeedAnswer {
+    metrics::counter!("feedpub_http_requests_total",
+        "feed" => "unknown", "format" => "unknown", "status" => "404")
+    .increment(1);
+    FeedAnswer::text(StatusCode::NOT_FOUND, "no such feed\n")
 }
 
 impl FeedState {
@@ -350,12 +357,7 @@ impl FeedState {
             Some(file) => (file, Cow::Borrowed(path), true),
             None => match self.publication.archive(path).await {
                 Ok(Some(file)) => (file, archive_counters_key(path), false),
-                Ok(None) => {
-                    metrics::counter!("feedpub_http_requests_total",
-                        "feed" => "unknown", "format" => "unknown", "status" => "404")
-                    .increment(1);
-                    return FeedAnswer::text(StatusCode::NOT_FOUND, "no such feed\n");
-                }
+                Ok(None) => return no_such_feed(),
                 Err(e) => {
                     tracing::error!(error = %e, path, "cannot render an archive page");
                     return FeedAnswer::text(
