@@ -154,11 +154,12 @@ fn keep(case: &str, path: &str, body: &str) {
     std::fs::write(file, body).unwrap();
 }
 
-/// The `when` of a retraction at `when` in an Atom feed shown in Beijing time.
+/// The `when` of a retraction at `when` in an Atom feed shown in Beijing time, to the
+/// second.
 fn beijing_when(when: &Timestamp) -> String {
     instant(when)
         .with_timezone(&beijing())
-        .to_rfc3339_opts(SecondsFormat::AutoSi, false)
+        .to_rfc3339_opts(SecondsFormat::Secs, false)
 }
 
 /// The exact element a retraction at `when` leaves in an Atom feed shown in Beijing time.

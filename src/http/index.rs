@@ -103,7 +103,9 @@ pub fn render(settings: &Settings, headlines: impl Fn(&FeedScope) -> Vec<Headlin
                 let _ = writeln!(
                     html,
                     "<time datetime=\"{}\">{}</time></li>",
-                    headline.published.to_rfc3339(),
+                    headline
+                        .published
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
                     headline.published.format("%Y-%m-%d %H:%M")
                 );
             }
