@@ -196,6 +196,13 @@ pub async fn serve(
                     }
                     break;
                 }
+                Ok(httparse::Status::Partial) if !buf.contains(&b'\n') => {
+                    // Its request line alone is too long: 414 (RFC 9112 §3), as nginx answers
+                    // past its header buffer, where hyper would say 431 of the whole head.
+                    refuse_long_target(stream, &mut head, timeouts, &mut deadline).await?;
+                    linger(stream, standing).await;
+                    return Ok(Outcome::Closed);
+                }
                 _ => return Ok(hand_over(buf, standing)),
             };
             let Some(request) = Request::of(&parsed) else {
@@ -250,6 +257,26 @@ pub async fn serve(
             }
         }
     }
+}
+
+/// Answers a request whose request line is longer than the fast path reads (414), closing
+/// the connection: the rest of that line is not worth reading.
+async fn refuse_long_target(
+    stream: &mut TcpStream,
+    head: &mut Vec<u8>,
+    timeouts: &Timeouts,
+    deadline: &mut Deadline,
+) -> io::Result<()> {
+    const BODY: &[u8] = b"request target too long\n";
+    head.clear();
+    head.extend_from_slice(b"HTTP/1.1 414 URI Too Long\r\n");
+    push_field(head, b"content-type", b"text/plain; charset=utf-8");
+    push_field(head, b"content-length", BODY.len().to_string().as_bytes());
+    push_field(head, b"connection", b"close");
+    push_date(head);
+    head.extend_from_slice(b"\r\n");
+    head.extend_from_slice(BODY);
+    deadline.write(timeouts.send, stream.write_all(head)).await
 }
 
 /// A request the fast path answers.
