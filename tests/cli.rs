@@ -347,7 +347,7 @@ fn partner_add_refuses_a_taken_name_an_unknown_section_and_a_missing_grant() {
     );
     let stderr = text(&no_grant.stderr);
     assert!(
-        stderr.contains("--section") && stderr.contains("Usage"),
+        stderr.contains("<--section <SLUG>|--all-sections>") && stderr.contains("(usage: "),
         "{stderr}"
     );
 
