@@ -563,6 +563,46 @@ async fn the_index_shows_each_sections_latest_headlines() {
     assert!(section("全部栏目 · All sections").matches("<li>").count() == 5);
 }
 
+/// The index page is answered like a feed: a strong ETag kept while the page comes out the
+/// same, 304 to a client that has it, compressed codings; a new headline gives it a new
+/// ETag.
+#[tokio::test]
+async fn the_index_answers_conditional_requests_and_changes_with_its_headlines() {
+    let server = server_with_sample().await;
+    let http = reqwest::Client::new();
+    let get = |headers: &[(&'static str, &str)]| {
+        let mut request = http.get(server.url("/"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send()
+    };
+    let first = get(&[]).await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(first.headers().contains_key("last-modified"));
+    assert!(
+        first
+            .text()
+            .await
+            .unwrap()
+            .contains("右玉县农旅融合助力乡村振兴")
+    );
+    for if_none_match in [etag.as_str(), "*"] {
+        let again = get(&[("if-none-match", if_none_match)]).await.unwrap();
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{if_none_match}");
+    }
+    let compressed = get(&[("accept-encoding", "gzip")]).await.unwrap();
+    assert_eq!(compressed.headers()["content-encoding"], "gzip");
+    server
+        .correct_title("右玉县农旅融合助力乡村振兴（更正）")
+        .await;
+    let changed = get(&[("if-none-match", etag.as_str())]).await.unwrap();
+    assert_eq!(changed.status(), StatusCode::OK);
+    assert_ne!(changed.headers()["etag"].to_str().unwrap(), etag);
+    assert!(changed.text().await.unwrap().contains("（更正）"));
+}
+
 #[tokio::test]
 async fn the_opml_lists_every_feed() {
     let server = TestServer::start().await;

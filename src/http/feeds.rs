@@ -197,6 +197,12 @@ impl<'a> Lines<'a> {
 }
 
 impl<'a> FeedRequest<'a> {
+    /// What a request through the router asks of a document, from its method and headers.
+    pub fn of(method: &Method, headers: &'a HeaderMap) -> Self {
+        Self::from_headers(headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())))
+            .with_head(method == Method::HEAD)
+    }
+
     /// The headers that matter among `(name, value)` pairs; names in any case.
     pub fn from_headers(headers: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Self {
         let mut request = Self::default();
@@ -330,13 +336,10 @@ pub async fn serve_feed(
         Ok(Path(path)) if !raw.windows(3).any(|w| w.eq_ignore_ascii_case(b"%2f")) => path,
         _ => return no_such_feed().into_response(),
     };
-    let request = FeedRequest::from_headers(
-        headers
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.as_bytes())),
-    )
-    .with_head(method == Method::HEAD);
-    state.answer(&path, &request).await.into_response()
+    state
+        .answer(&path, &FeedRequest::of(&method, &headers))
+        .await
+        .into_response()
 }
 
 /// 404 for a path under `/feeds/` that names no document, counted.

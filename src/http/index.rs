@@ -126,6 +126,67 @@ pub fn render(settings: &Settings, headlines: impl Fn(&FeedScope) -> Vec<Headlin
     html
 }
 
+/// `previous`, with its date and compressed codings, when `text` is what it holds; else a
+/// document of `text`, compressed, dated now (never before `previous`), in its place.
+fn kept_or_replaced(
+    previous: Option<Arc<FeedFile>>,
+    text: String,
+    content_type: &'static str,
+    max_age: u32,
+    self_url: String,
+) -> Arc<FeedFile> {
+    let now = chrono::Utc::now().trunc_subsecs(0);
+    let date = previous
+        .as_ref()
+        .map_or(now, |previous| previous.last_modified.max(now));
+    let links = Links {
+        self_url,
+        hub_url: None,
+    };
+    let file = FeedFile::uncompressed(text.into_bytes(), content_type, date, max_age, &links);
+    if let Some(previous) = previous.as_ref().filter(|p| p.etag == file.etag) {
+        return previous.clone();
+    }
+    let codings = file.compress(Compression::Full);
+    let replaced = previous.map(|previous| previous.last_modified);
+    Arc::new(file.with_codings(codings).in_place_of(replaced))
+}
+
+/// The index page as a document served like a feed's (compressed codings, a strong ETag,
+/// a date kept while the page comes out the same, conditional GET). It is rendered for each
+/// request (its headlines change with every feed), and compressed only when it changed.
+pub struct IndexPage {
+    settings: Arc<Settings>,
+    last: std::sync::Mutex<Option<Arc<FeedFile>>>,
+}
+
+impl IndexPage {
+    pub fn new(settings: Arc<Settings>) -> Self {
+        Self {
+            settings,
+            last: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The page as `publication`'s headlines are now.
+    pub fn get(&self, publication: &Publication) -> Arc<FeedFile> {
+        let page = render(&self.settings, |scope| {
+            publication.headlines(scope).to_vec()
+        });
+        let lock = || self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let previous = lock().clone();
+        let file = kept_or_replaced(
+            previous,
+            page,
+            "text/html; charset=utf-8",
+            60,
+            self.settings.site.base_url.to_string(),
+        );
+        *lock() = Some(file.clone());
+        file
+    }
+}
+
 /// Media type of the OPML list.
 const OPML_TYPE: &str = "text/x-opml; charset=utf-8";
 
@@ -170,23 +231,14 @@ impl OpmlDocument {
         // meanwhile loses nothing, and the next finds the list built.
         let build = tokio::task::spawn_blocking(move || {
             let text = opml(&settings, &named);
-            let now = chrono::Utc::now().trunc_subsecs(0);
-            let links = Links {
-                self_url: settings.site.url("feeds.opml"),
-                hub_url: None,
-            };
-            let date = previous
-                .as_ref()
-                .map_or(now, |previous| previous.last_modified.max(now));
-            let file = FeedFile::uncompressed(text.into_bytes(), OPML_TYPE, date, 300, &links);
-            // The same list (the names changed and changed back): the same document, its
-            // date and compressed codings kept.
-            if let Some(previous) = previous.as_ref().filter(|p| p.etag == file.etag) {
-                return previous.clone();
-            }
-            let codings = file.compress(Compression::Full);
-            let replaced = previous.map(|previous| previous.last_modified);
-            Arc::new(file.with_codings(codings).in_place_of(replaced))
+            // The same list (the names changed and changed back): the same document.
+            kept_or_replaced(
+                previous,
+                text,
+                OPML_TYPE,
+                300,
+                settings.site.url("feeds.opml"),
+            )
         });
         tokio::spawn(async move {
             let file = build.await.ok()?;

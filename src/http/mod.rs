@@ -15,7 +15,7 @@ use crate::websub::Hub;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, header};
-use axum::response::{Html, IntoResponse};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use std::future::Future;
 use std::sync::Arc;
@@ -47,18 +47,25 @@ pub async fn serve(
 /// `POST /websub` is the WebSub hub's endpoint.
 fn router(feeds: feeds::FeedState, settings: &Settings, websub: &Hub, health: Health) -> Router {
     let index_settings = Arc::new(settings.clone());
-    let index_publication = feeds.publication.clone();
-    let opml = Arc::new(index::OpmlDocument::new(index_settings.clone()));
+    let index = Arc::new(index::IndexPage::new(index_settings.clone()));
+    let opml = Arc::new(index::OpmlDocument::new(index_settings));
     let metrics_publication = feeds.publication.clone();
     Router::new()
         .route(
             "/",
-            get(move || {
-                let page = index::render(&index_settings, |scope| {
-                    index_publication.headlines(scope).to_vec()
-                });
-                async move { Html(page) }
-            }),
+            // Answered like a feed, with validators of its own.
+            get(
+                move |State(feeds): State<feeds::FeedState>, method: Method, headers: HeaderMap| {
+                    let file = index.get(&feeds.publication);
+                    let answer = feeds.answer_file(
+                        file,
+                        "index.html",
+                        false,
+                        &feeds::FeedRequest::of(&method, &headers),
+                    );
+                    async move { answer.into_response() }
+                },
+            ),
         )
         .route(
             "/feeds.opml",
@@ -71,12 +78,13 @@ fn router(feeds: feeds::FeedState, settings: &Settings, websub: &Hub, health: He
                             return (StatusCode::SERVICE_UNAVAILABLE, "retry later\n")
                                 .into_response();
                         };
-                        let request = feeds::FeedRequest::from_headers(
-                            headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())),
-                        )
-                        .with_head(method == Method::HEAD);
                         feeds
-                            .answer_file(file, "feeds.opml", false, &request)
+                            .answer_file(
+                                file,
+                                "feeds.opml",
+                                false,
+                                &feeds::FeedRequest::of(&method, &headers),
+                            )
                             .into_response()
                     }
                 },
