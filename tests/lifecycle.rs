@@ -5,7 +5,7 @@
 
 mod common;
 
-use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
+use chrono::{DateTime, FixedOffset, SecondsFormat, SubsecRound, Utc};
 use common::{DEADLINE, TestServer, all_feed_paths, assert_invalid, authed};
 use feedpub::app::Application;
 use feedpub::config::{EMBEDDED_CONFIG, Overrides, Settings};
@@ -155,11 +155,12 @@ fn keep(case: &str, path: &str, body: &str) {
 }
 
 /// The `when` of a retraction at `when` in an Atom feed shown in Beijing time, to the
-/// second.
+/// microsecond.
 fn beijing_when(when: &Timestamp) -> String {
     instant(when)
         .with_timezone(&beijing())
-        .to_rfc3339_opts(SecondsFormat::Secs, false)
+        .trunc_subsecs(6)
+        .to_rfc3339_opts(SecondsFormat::AutoSi, false)
 }
 
 /// The exact element a retraction at `when` leaves in an Atom feed shown in Beijing time.

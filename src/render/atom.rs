@@ -251,7 +251,7 @@ mod tests {
             "{root}"
         );
         let expected = concat!(
-            r#"<at:deleted-entry ref="tag:127.0.0.1,2023-06-06:newsroom/gone-2" when="2023-06-07T09:00:00+08:00"/>"#,
+            r#"<at:deleted-entry ref="tag:127.0.0.1,2023-06-06:newsroom/gone-2" when="2023-06-07T09:00:00.500+08:00"/>"#,
             r#"<at:deleted-entry ref="tag:x,2023:a&amp;b&quot;&lt;c&gt;" when="2023-06-07T08:00:00+08:00"/>"#,
             "<entry>"
         );

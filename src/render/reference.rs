@@ -203,7 +203,7 @@ pub mod atom_crate {
         let feed = Feed {
             title: Text::plain(meta.title.clone()),
             id: meta.atom_url.clone(),
-            updated: super::to_the_second(meta.local(meta.updated)),
+            updated: crate::render::xml::to_the_microsecond(meta.local(meta.updated)),
             authors: vec![person(&meta.publisher)],
             generator: Some(Generator {
                 value: "feedpub".into(),
@@ -269,9 +269,8 @@ pub mod atom_crate {
             elements.push_str("<fh:archive/>");
         }
         for tombstone in &meta.tombstones {
-            let when = meta
-                .local(tombstone.when)
-                .to_rfc3339_opts(SecondsFormat::Secs, false);
+            let when = crate::render::xml::to_the_microsecond(meta.local(tombstone.when))
+                .to_rfc3339_opts(SecondsFormat::AutoSi, false);
             let _ = write!(
                 elements,
                 r#"<at:deleted-entry ref="{}" when="{when}"/>"#,
@@ -326,8 +325,10 @@ pub mod atom_crate {
                 ..Text::plain(content.title.clone())
             },
             id: article.guid.clone(),
-            updated: super::to_the_second(meta.local(article.updated)),
-            published: Some(super::to_the_second(meta.local(content.publish_time))),
+            updated: crate::render::xml::to_the_microsecond(meta.local(article.updated)),
+            published: Some(crate::render::xml::to_the_microsecond(
+                meta.local(content.publish_time),
+            )),
             authors: content.authors.iter().map(|name| person(name)).collect(),
             categories: categories(article)
                 .map(|term| Category {
@@ -462,7 +463,10 @@ pub mod serde_json_pretty {
 
     /// Renders a JSON Feed 1.1 document with RFC 3339 dates in the feed's offset.
     pub fn json_feed(meta: &FeedMeta, articles: &[Article]) -> Vec<u8> {
-        let date = |t| meta.local(t).to_rfc3339_opts(SecondsFormat::Secs, false);
+        let date = |t| {
+            crate::render::xml::to_the_microsecond(meta.local(t))
+                .to_rfc3339_opts(SecondsFormat::AutoSi, false)
+        };
         let feed = JsonFeed {
             version: "https://jsonfeed.org/version/1.1",
             title: &meta.title,
@@ -550,13 +554,6 @@ fn with_stylesheet(mut xml: Vec<u8>, meta: &FeedMeta) -> Vec<u8> {
     };
     xml.splice(at..at, instruction.into_bytes());
     xml
-}
-
-/// `time` without its fraction of a second, as feeds carry dates.
-fn to_the_second(
-    time: chrono::DateTime<chrono::FixedOffset>,
-) -> chrono::DateTime<chrono::FixedOffset> {
-    chrono::Timelike::with_nanosecond(&time, 0).unwrap_or(time)
 }
 
 #[cfg(test)]

@@ -156,23 +156,29 @@ impl Xml {
         self
     }
 
-    /// A date to the second (see [`rfc3339`]).
+    /// A date as chrono's `to_rfc3339` writes it (see [`rfc3339`]).
     pub(super) fn rfc3339(&mut self, time: DateTime<FixedOffset>) -> &mut Self {
         rfc3339(&mut self.out, time);
         self
     }
 }
 
-/// Appends a date to the second, as chrono's `to_rfc3339_opts` writes it with
-/// [`SecondsFormat::Secs`] (`2023-06-07T07:00:00+08:00`): feeds carry no fraction of a
-/// second, which some readers' date parsers refuse in 9 digits and none need. The JSON Feed
-/// renderer writes its dates with it too.
+/// Appends a date to the microsecond, as chrono's `to_rfc3339` writes it
+/// (`2023-06-07T07:00:00+08:00`, with the fraction of a second in 3 or 6 digits when there
+/// is one): fine enough that two versions of a feed within one second state different
+/// dates, and no finer, since some readers' date parsers refuse 9 digits (Python's
+/// `fromisoformat` before 3.11 among them). The JSON Feed renderer writes its dates with it
+/// too.
 pub(super) fn rfc3339(out: &mut Vec<u8>, time: DateTime<FixedOffset>) {
+    let time = to_the_microsecond(time);
     let local = time.naive_local();
     let offset = time.offset().local_minus_utc();
     let (year, nanos) = (local.year(), local.nanosecond());
     if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 || offset % 60 != 0 {
-        out.extend_from_slice(time.to_rfc3339_opts(SecondsFormat::Secs, false).as_bytes());
+        out.extend_from_slice(
+            time.to_rfc3339_opts(SecondsFormat::AutoSi, false)
+                .as_bytes(),
+        );
         return;
     }
     two_digits(out, year as u32 / 100);
@@ -183,7 +189,28 @@ pub(super) fn rfc3339(out: &mut Vec<u8>, time: DateTime<FixedOffset>) {
     two_digits(out, local.day());
     out.push(b'T');
     time_of_day(out, local.hour(), local.minute(), local.second());
+    if nanos != 0 {
+        let (value, digits) = if nanos % 1_000_000 == 0 {
+            (nanos / 1_000_000, 3)
+        } else {
+            (nanos / 1_000, 6)
+        };
+        out.push(b'.');
+        let start = out.len();
+        out.resize(start + digits, b'0');
+        let mut value = value;
+        for slot in out[start..].iter_mut().rev() {
+            *slot = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    }
     offset_into(out, offset, true);
+}
+
+/// `time` without what it holds finer than a microsecond (a leap second stays one).
+pub(super) fn to_the_microsecond(time: DateTime<FixedOffset>) -> DateTime<FixedOffset> {
+    let nanos = time.nanosecond();
+    time.with_nanosecond(nanos - nanos % 1_000).unwrap_or(time)
 }
 
 /// Appends `text` with `<`, `>`, `&`, `'` and `"` escaped as quick-xml's `escape` does,
@@ -307,7 +334,7 @@ mod tests {
             let time = time.with_timezone(&offset);
             prop_assert_eq!(
                 written(|x| { x.rfc3339(time); }),
-                time.to_rfc3339_opts(SecondsFormat::Secs, false)
+                to_the_microsecond(time).to_rfc3339()
             );
             // chrono cannot write years past 9999 in RFC 2822 (and panics): only in range.
             if (0..=9999).contains(&time.year()) {
