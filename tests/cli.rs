@@ -930,14 +930,15 @@ fn import_refuses_rows_no_publish_would_store_and_stores_none_of_them() {
 /// An export of version 1 (before the events said where an article left a reader's view)
 /// imports into a new database; a version this feedpub does not know is refused at once,
 /// naming the first line. Rows of an export before version 4 take their change time as
-/// the time their feeds last changed; those of version 4 keep theirs, none included.
+/// the time their feeds last changed; those of version 4 keep theirs, none included. Names
+/// keep when they were first stored from version 5 on, and are dated before it.
 #[test]
 fn exports_of_earlier_versions_import_and_later_ones_are_refused_at_their_first_line() {
     let dir = tempfile::tempdir().unwrap();
     let export = sample_edition_export(dir.path());
     let mut lines = export.lines();
     let header: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
-    assert_eq!(header["version"], 4, "{header}");
+    assert_eq!(header["version"], 5, "{header}");
     let mut rows: Vec<serde_json::Value> =
         lines.map(|l| serde_json::from_str(l).unwrap()).collect();
     // Version 3 ends with the row counts; earlier versions have no such line.
@@ -958,6 +959,10 @@ fn exports_of_earlier_versions_import_and_later_ones_are_refused_at_their_first_
             let mut row = row.clone();
             if version < 4 && row["table"] == "feed_sizes" {
                 continue;
+            }
+            if version < 5 && row["table"] == "feed_sizes" {
+                let columns = row["row"].as_object_mut().unwrap();
+                assert!(columns.remove("first_stored").is_some(), "{row}");
             }
             if version == 1 && row["table"] == "article_events" {
                 let columns = row["row"].as_object_mut().unwrap();
@@ -986,7 +991,28 @@ fn exports_of_earlier_versions_import_and_later_ones_are_refused_at_their_first_
         }
         text
     };
-    for (version, imports) in [(1, true), (2, true), (3, true), (4, true), (5, false)] {
+    let first_stored = |rows: &[serde_json::Value]| -> Vec<(String, serde_json::Value)> {
+        rows.iter()
+            .filter(|row| {
+                row["table"] == "feed_sizes"
+                    && (row["row"]["kind"] == "author" || row["row"]["kind"] == "tag")
+            })
+            .map(|row| {
+                let name = format!("{}/{}", row["row"]["kind"], row["row"]["name"]);
+                (name, row["row"]["first_stored"].clone())
+            })
+            .collect()
+    };
+    let names_stored = first_stored(&rows);
+    assert!(!names_stored.is_empty());
+    for (version, imports) in [
+        (1, true),
+        (2, true),
+        (3, true),
+        (4, true),
+        (5, true),
+        (6, false),
+    ] {
         let file = dir.path().join(format!("v{version}.jsonl"));
         std::fs::write(&file, as_version(version)).unwrap();
         let target = dir.path().join(format!("target-{version}"));
@@ -1014,6 +1040,20 @@ fn exports_of_earlier_versions_import_and_later_ones_are_refused_at_their_first_
             .arg("--data-dir")
             .arg(&target));
         assert!(exported.status.success(), "{}", text(&exported.stderr));
+        let exported_rows: Vec<serde_json::Value> = text(&exported.stdout)
+            .lines()
+            .skip(1)
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        // Every name is dated: as exported from version 5 on, else by its first article.
+        let dated = first_stored(&exported_rows);
+        assert_eq!(dated.len(), names_stored.len(), "v{version}");
+        for ((name, date), (_, was)) in dated.iter().zip(&names_stored) {
+            assert!(date.is_i64(), "v{version}: {name} {date}");
+            if version == 5 {
+                assert_eq!(date, was, "{name}");
+            }
+        }
         // Rows come out in the order they went in.
         let with_shown = |rows: Vec<serde_json::Value>| -> Vec<serde_json::Value> {
             rows.into_iter()
@@ -1033,8 +1073,8 @@ fn exports_of_earlier_versions_import_and_later_ones_are_refused_at_their_first_
         for (row, was) in again.iter().zip(&before) {
             assert_eq!(row["article_id"], was["article_id"]);
             let expected = match version {
-                4 if row["article_id"] == unshown => serde_json::Value::Null,
-                4 => was["shown_change_time"].clone(),
+                4.. if row["article_id"] == unshown => serde_json::Value::Null,
+                4.. => was["shown_change_time"].clone(),
                 _ => was["change_time"].clone(),
             };
             assert_eq!(row["shown_change_time"], expected, "v{version}: {row}");

@@ -782,7 +782,8 @@ impl Inner {
     /// Whether `scope` may have its feeds in its folder: always, but for an author or tag
     /// whose slug another name has (a collision of the slug's short hash, which can be
     /// searched for). One name per folder, decided by the store, the same everywhere: the
-    /// one the earliest stored article carries. Otherwise whichever was built last would
+    /// one a write gave an article first ([`crate::storage::Store::first_carried`]).
+    /// Otherwise whichever was built last would
     /// be served there, and a partner could take another's author or tag feed over with a
     /// name made to collide. A name that takes a folder over from one that had it leaves
     /// that one out of the names shown and of the scopes waiting to be finished.

@@ -437,6 +437,36 @@ async fn check_first_carried(store: &dyn Store) {
             .unwrap(),
         Some(FeedScope::author("刘A"))
     );
+    // A name added later to an older article is stored when it was added: another
+    // partner's name, stored between, keeps the folder (else a name made to collide, added
+    // to an old article, would take the feed over).
+    let other = add_partner(store, "county").await;
+    publish_at(store, &other, "old", (40, 500), |_| {}).await;
+    publish_at(store, &partner, "carrier", (41, 600), |d| {
+        d.tags = vec!["地震~!".into()];
+        d.authors = vec!["王芳~!".into()];
+    })
+    .await;
+    // Its names sort first: only when they were stored puts them after.
+    publish_at(store, &other, "old", (40, 700), |d| {
+        d.tags = vec!["地震".into()];
+        d.authors = vec!["王芳".into()];
+    })
+    .await;
+    assert_eq!(
+        store
+            .first_carried(&[FeedScope::tag("地震"), FeedScope::tag("地震~!")])
+            .await
+            .unwrap(),
+        Some(FeedScope::tag("地震~!"))
+    );
+    assert_eq!(
+        store
+            .first_carried(&authors(&["王芳", "王芳~!"]))
+            .await
+            .unwrap(),
+        Some(FeedScope::author("王芳~!"))
+    );
 }
 
 contract!(

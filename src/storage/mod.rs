@@ -466,12 +466,20 @@ pub(super) fn feed_size_key(scope: &FeedScope) -> (&'static str, &str) {
 }
 
 /// For [`Store::first_carried`]: the table of the names of `scopes` (all authors or all
-/// tags) and the names; `None` when there are no scopes.
-pub(super) fn contenders(scopes: &[FeedScope]) -> Option<(&'static str, Vec<&str>)> {
+/// tags), their kind in `feed_sizes`, and the names; `None` when there are no scopes.
+pub(super) fn contenders(scopes: &[FeedScope]) -> Option<(&'static str, &'static str, Vec<&str>)> {
     let first = scopes.first()?;
     let names = scopes.iter().filter_map(FeedScope::name).collect();
-    Some((sqlite::names_table(first), names))
+    Some((sqlite::names_table(first), feed_size_key(first).0, names))
 }
+
+/// For [`Store::first_carried`], in both backends (`{table}`, `{kind}` and the list of names
+/// filled in): of the names carried by a stored article, the one a write gave an article
+/// first (`feed_sizes.first_stored`), then by name; one not known to be, last.
+pub(super) const FIRST_CARRIED_SQL: &str = "SELECT row.name FROM {table} AS row
+     JOIN feed_sizes AS fs ON fs.kind = '{kind}' AND fs.name = row.name
+     WHERE row.name IN ({names})
+     ORDER BY fs.first_stored IS NULL, fs.first_stored, row.name LIMIT 1";
 
 /// The scope of `scopes` whose name the store chose, if it chose one.
 pub(super) fn contender_named(scopes: &[FeedScope], name: Option<String>) -> Option<FeedScope> {
@@ -754,9 +762,10 @@ pub trait Store: Send + Sync + 'static {
     async fn named_scopes(&self, now: DateTime<Utc>) -> Result<Vec<FeedScope>, StoreError>;
 
     /// Of `scopes`, author feeds or tag feeds whose names share a slug, the one whose name
-    /// the earliest stored article carries (by the article's create time, then the name):
-    /// the owner of their folder, the same on every replica and after every restart.
-    /// `None` when no stored article carries any of them.
+    /// a write gave an article first (then by name), among those a stored article carries:
+    /// the owner of their folder, the same on every replica and after every restart. A
+    /// name added later to an older article is not stored earlier for it. `None` when no
+    /// stored article carries any of them.
     async fn first_carried(&self, scopes: &[FeedScope]) -> Result<Option<FeedScope>, StoreError>;
 
     /// Whether the author or tag scope `scope` is one of [`Store::named_scopes`] at `now`

@@ -753,17 +753,17 @@ impl Store for PostgresStore {
     }
 
     async fn first_carried(&self, scopes: &[FeedScope]) -> Result<Option<FeedScope>, StoreError> {
-        let Some((table, names)) = super::contenders(scopes) else {
+        let Some((table, kind, names)) = super::contenders(scopes) else {
             return Ok(None);
         };
-        let name: Option<String> = sqlx::query_scalar(&format!(
-            "SELECT row.name FROM {table} AS row JOIN articles USING (partner_id, article_id)
-                 WHERE row.name = ANY($1)
-                 ORDER BY articles.create_time, row.name LIMIT 1"
-        ))
-        .bind(&names)
-        .fetch_optional(&self.pool)
-        .await?;
+        let sql = super::FIRST_CARRIED_SQL
+            .replace("{table}", table)
+            .replace("{kind}", kind)
+            .replace("{names}", "SELECT unnest($1::text[])");
+        let name: Option<String> = sqlx::query_scalar(&sql)
+            .bind(&names)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(super::contender_named(scopes, name))
     }
 

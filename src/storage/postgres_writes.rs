@@ -118,21 +118,24 @@ impl Changes {
                 rows.values().map(part).collect()
             };
             // GREATEST and LEAST pass over NULLs.
+            // A name given its first article now is stored now (`first_stored`, migration
+            // 0014): of names whose slugs collide, the one stored first keeps the folder.
             sqlx::query(
                 "INSERT INTO feed_sizes (kind, name, articles, shift_time, shift_from,
-                     shown_shift_time)
-                 SELECT kind, name, by, shift_time, shift_from, shown_shift_time
+                     shown_shift_time, first_stored)
+                 SELECT kind, name, by, shift_time, shift_from, shown_shift_time, first_stored
                  FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[],
-                             $6::bigint[])
+                             $6::bigint[], $7::bigint[])
                      WITH ORDINALITY AS changes (kind, name, by, shift_time, shift_from,
-                                                 shown_shift_time, n)
+                                                 shown_shift_time, first_stored, n)
                  ORDER BY n
                  ON CONFLICT (kind, name) DO UPDATE SET
                      articles = feed_sizes.articles + excluded.articles,
                      shift_time = GREATEST(feed_sizes.shift_time, excluded.shift_time),
                      shift_from = LEAST(feed_sizes.shift_from, excluded.shift_from),
                      shown_shift_time = GREATEST(feed_sizes.shown_shift_time,
-                                                 excluded.shown_shift_time)",
+                                                 excluded.shown_shift_time),
+                     first_stored = COALESCE(feed_sizes.first_stored, excluded.first_stored)",
             )
             .bind(&kinds)
             .bind(&names)
@@ -140,6 +143,7 @@ impl Changes {
             .bind(shift(|m| m.time))
             .bind(shift(|m| m.from))
             .bind(shift(|m| m.shown))
+            .bind(shift(|m| m.resized.filter(|_| m.added > 0)))
             .execute(&mut *conn)
             .await?;
             if self.page > 0 && by.iter().any(|by| *by != 0) {

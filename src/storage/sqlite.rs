@@ -1828,17 +1828,17 @@ impl Store for SqliteStore {
     }
 
     async fn first_carried(&self, scopes: &[FeedScope]) -> Result<Option<FeedScope>, StoreError> {
-        let Some((table, names)) = super::contenders(scopes) else {
+        let Some((table, kind, names)) = super::contenders(scopes) else {
             return Ok(None);
         };
-        let name: Option<String> = sqlx::query_scalar(&format!(
-            "SELECT row.name FROM {table} AS row CROSS JOIN articles USING (partner_id, article_id)
-                 WHERE row.name IN (SELECT value FROM json_each(?1))
-                 ORDER BY articles.create_time, row.name LIMIT 1"
-        ))
-        .bind(serde_json::to_string(&names).map_err(|e| StoreError::Corrupt(e.to_string()))?)
-        .fetch_optional(&self.read)
-        .await?;
+        let sql = super::FIRST_CARRIED_SQL
+            .replace("{table}", table)
+            .replace("{kind}", kind)
+            .replace("{names}", "SELECT value FROM json_each(?1)");
+        let name: Option<String> = sqlx::query_scalar(&sql)
+            .bind(serde_json::to_string(&names).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+            .fetch_optional(&self.read)
+            .await?;
         Ok(super::contender_named(scopes, name))
     }
 

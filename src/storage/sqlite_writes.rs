@@ -747,6 +747,18 @@ impl Staged {
             .filter(|(_, moves)| moves.added != 0)
             .map(|((kind, name), moves)| (kind, name, moves.added, moves.resized))
             .collect();
+        if resized.iter().any(|(_, _, added, _)| *added > 0) {
+            // A name given its first article now is stored now (`first_stored`, migration
+            // 0022): of names whose slugs collide, the one stored first keeps the folder.
+            script.statement(
+                "UPDATE feed_sizes SET first_stored = ch.at
+                 FROM (SELECT value ->> 0 AS kind, value ->> 1 AS name, value ->> 3 AS at
+                       FROM json_each(?) WHERE value ->> 2 > 0) AS ch
+                 WHERE feed_sizes.kind = ch.kind AND feed_sizes.name = ch.name
+                   AND feed_sizes.first_stored IS NULL",
+            );
+            script.bind(json(&resized))?;
+        }
         if !resized.is_empty() && self.page > 0 {
             // The counting triggers have run: `articles` is the size after this script. A
             // feed whose number of archive pages changed got another `prev-archive` link,

@@ -30,8 +30,11 @@ use tokio_stream::StreamExt;
 /// Version 4 added `shown_change_time` to articles and their author and tag rows (a row of
 /// an older export takes its `change_time`, as migration 0016 gave the rows it found), and
 /// the rows of `feed_sizes`.
+/// Version 5 added `first_stored` to the rows of `feed_sizes` (which of two author or tag
+/// names with one slug keeps the folder); a row of an older export takes its name's
+/// earliest article's create time, as migration 0022 gave the rows it found.
 const FORMAT: &str = "feedpub-export";
-const VERSION: u64 = 4;
+const VERSION: u64 = 5;
 /// The first version that ends with its row counts.
 const COUNTED_VERSION: u64 = 3;
 /// The oldest version imported.
@@ -244,6 +247,7 @@ const TABLES: &[Table] = &[
             ("shift_time", Int),
             ("shift_from", Int),
             ("shown_shift_time", Int),
+            ("first_stored", Int),
         ],
     },
 ];
@@ -260,7 +264,10 @@ const FEED_SIZES_TAKEN: &str = " ON CONFLICT (kind, name) DO UPDATE SET
                       THEN excluded.shift_from ELSE COALESCE(feed_sizes.shift_from, excluded.shift_from) END,
     shown_shift_time = CASE WHEN excluded.shown_shift_time > feed_sizes.shown_shift_time
                             THEN excluded.shown_shift_time
-                            ELSE COALESCE(feed_sizes.shown_shift_time, excluded.shown_shift_time) END";
+                            ELSE COALESCE(feed_sizes.shown_shift_time, excluded.shown_shift_time) END,
+    first_stored = CASE WHEN excluded.first_stored < feed_sizes.first_stored
+                        THEN excluded.first_stored
+                        ELSE COALESCE(feed_sizes.first_stored, excluded.first_stored) END";
 
 const NAME_COLUMNS: &[(&str, Kind)] = &[
     ("name", Prose),
@@ -797,6 +804,15 @@ async fn import_into(
              WHERE create_time IS NULL;"
         )
     };
+    // Names no exported row dates (an export before version 5) are stored first with their
+    // earliest article, as migration 0022 dated them.
+    let first_stored = |kind: &str, table: &str| {
+        format!(
+            "UPDATE feed_sizes SET first_stored =
+                 (SELECT MIN(create_time) FROM {table} WHERE name = feed_sizes.name)
+             WHERE kind = '{kind}' AND first_stored IS NULL;"
+        )
+    };
     let recount = |kind: &str, name: &str, table: &str, group: &str| {
         format!(
             "INSERT INTO feed_sizes (kind, name, articles)
@@ -814,6 +830,8 @@ async fn import_into(
                 recount("section", "section", "articles", "GROUP BY section"),
                 recount("author", "name", "article_authors", "GROUP BY name"),
                 recount("tag", "name", "article_tags", "GROUP BY name"),
+                first_stored("author", "article_authors"),
+                first_stored("tag", "article_tags"),
             ]
             .concat(),
         )
