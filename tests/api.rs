@@ -892,6 +892,64 @@ async fn health_and_reflection_serve_generic_clients() {
     assert!(names.contains("grpc.health.v1.Health"), "{names:?}");
 }
 
+/// A health watch and a reflection stream, which never end by themselves, do not hold the
+/// server up when it stops: the health service says NOT_SERVING, and both streams end with
+/// UNAVAILABLE, `SHUTTING_DOWN`, as `WatchArticles` streams do.
+#[tokio::test]
+async fn open_health_and_reflection_streams_end_when_the_server_stops() {
+    use tokio_stream::StreamExt;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+
+    let server = TestServer::start().await;
+    let url = format!("http://{}", server.grpc_addr);
+    let channel = tonic::transport::Channel::from_shared(url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut statuses = HealthClient::new(channel.clone())
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = statuses.message().await.unwrap().unwrap();
+    assert_eq!(first.status(), ServingStatus::Serving);
+    // A reflection stream whose client keeps its side open.
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let requests = tokio_stream::once(request).chain(tokio_stream::pending());
+    let mut reflection = ServerReflectionClient::new(channel)
+        .server_reflection_info(requests)
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(reflection.message().await.unwrap().is_some());
+
+    let deadline = std::time::Duration::from_secs(20);
+    tokio::time::timeout(deadline, server.stop())
+        .await
+        .expect("the server stops though the streams are open");
+    let ended = loop {
+        match statuses.message().await {
+            Ok(Some(status)) => assert_eq!(status.status(), ServingStatus::NotServing),
+            Ok(None) => panic!("the health watch ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    for ended in [ended, reflection.message().await.unwrap_err()] {
+        assert_eq!(ended.code(), Code::Unavailable, "{ended:?}");
+        assert_eq!(common::error_reason(&ended), "SHUTTING_DOWN");
+    }
+}
+
 #[tokio::test]
 async fn a_restart_keeps_every_acknowledged_article_and_regenerates_identical_bytes() {
     let server = TestServer::start().await;

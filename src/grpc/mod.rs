@@ -3,6 +3,7 @@
 mod auth;
 pub mod codec;
 pub mod convert;
+mod ending;
 mod guard;
 mod service;
 mod status;
@@ -70,7 +71,23 @@ pub async fn serve(
     health
         .set_serving::<proto::publisher_service_server::PublisherServiceServer<PublisherApi>>()
         .await;
-    let reporting = tokio::spawn(report_health(health, publisher.health().clone()));
+    let reporting = tokio::spawn(report_health(health.clone(), publisher.health().clone()));
+    // Once the server stops, the health service says so (NOT_SERVING, to its watchers too),
+    // and streams waiting for their next message end (see `ending`).
+    let stopping = tokio_util::sync::CancellationToken::new();
+    let shutdown = {
+        let (stopping, reporting) = (stopping.clone(), reporting.abort_handle());
+        async move {
+            shutdown.await;
+            reporting.abort();
+            use tonic_health::ServingStatus::NotServing;
+            health.set_service_status("", NotServing).await;
+            health
+                .set_not_serving::<proto::publisher_service_server::PublisherServiceServer<PublisherApi>>()
+                .await;
+            stopping.cancel();
+        }
+    };
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
@@ -82,6 +99,7 @@ pub async fn serve(
         .into_server()
         .max_decoding_message_size(limits.max_message_bytes);
     let mut server = tonic::transport::Server::builder()
+        .layer(ending::EndStreamsLayer(stopping))
         .timeout(limits.request_timeout)
         .max_concurrent_streams(limits.max_concurrent_streams)
         .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
