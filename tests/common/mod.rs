@@ -142,7 +142,14 @@ impl TestServer {
 
     /// A gRPC client connected to the server.
     pub async fn client(&self) -> PublisherServiceClient<Channel> {
-        PublisherServiceClient::connect(format!("http://{}", self.grpc_addr))
+        PublisherServiceClient::new(self.channel().await)
+    }
+
+    /// A channel to the gRPC server, for any of its services.
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.grpc_addr))
+            .expect("a URL")
+            .connect()
             .await
             .expect("the gRPC server accepts connections")
     }
