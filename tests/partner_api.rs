@@ -772,6 +772,63 @@ fn summary(events: &[proto::ArticleEvent]) -> Vec<(ArticleEventType, String)> {
         .collect()
 }
 
+/// Retracted copy is told to other partners' streams as which article it was and where,
+/// never what it said: not in its RETRACTED event, nor in the events before it that a
+/// stream replays from an older cursor (copy taken down on a legal order must not stay
+/// readable). What was not retracted replays whole.
+#[tokio::test]
+async fn retracted_copy_is_not_replayed_to_watch_streams() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let newsroom = &server.tokens.newsroom;
+    let before = watch(&server, &server.tokens.county, &["rural"], "")
+        .await
+        .unwrap()
+        .start;
+    let rural = |id: &str, title: &str| proto::Article {
+        section: "rural".into(),
+        ..brief(id, title)
+    };
+    publish(&mut client, newsroom, rural("kept", "留下的稿件")).await;
+    publish(&mut client, newsroom, rural("down", "必须撤下的标题")).await;
+    let request = RetractArticleRequest {
+        id: "down".into(),
+        reason: "法院裁定".into(),
+        ..Default::default()
+    };
+    retract(&mut client, newsroom, request).await.unwrap();
+    let mut replay = watch(&server, &server.tokens.county, &["rural"], &before)
+        .await
+        .unwrap();
+    let events = replay.events(3).await;
+    assert_eq!(
+        summary(&events),
+        [
+            (ArticleEventType::Published, "kept".into()),
+            (ArticleEventType::Published, "down".into()),
+            (ArticleEventType::Retracted, "down".into()),
+        ]
+    );
+    let kept = events[0].article.as_ref().unwrap();
+    assert_eq!(kept.title, "留下的稿件");
+    for event in &events[1..] {
+        let down = event.article.as_ref().unwrap();
+        assert_eq!(
+            (down.guid.is_empty(), down.section.as_str(), down.state()),
+            (false, "rural", proto::ArticleState::Retracted),
+            "{down:?}"
+        );
+        assert!(
+            down.title.is_empty()
+                && down.content_html.is_empty()
+                && down.content_text.is_empty()
+                && down.summary.is_empty()
+                && down.authors.is_empty(),
+            "{down:?}"
+        );
+    }
+}
+
 /// Each WatchArticles stream holds its own updates: a partner may have `watch_streams`
 /// open on one server, no more; another partner's are its own, and a closed stream gives
 /// its place back.

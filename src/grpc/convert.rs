@@ -223,13 +223,20 @@ pub fn event_to_proto(event: &ArticleEvent) -> proto::ArticleEvent {
         (None, EventKind::EmbargoLifted) => proto::ArticleEventType::EmbargoLifted,
     };
     // A reader the article left is told which, and where it left: nothing of where it
-    // went or what it now says.
+    // went or what it now says. Copy retracted (by this event or since) is told as which
+    // article it was and where, not what it said, whichever event replays it.
+    let which = |section: &crate::domain::SectionSlug| proto::Article {
+        id: event.article.id.to_string(),
+        guid: event.article.guid.clone(),
+        section: section.to_string(),
+        ..Default::default()
+    };
     let article = match &event.left {
-        Some(section) => proto::Article {
-            id: event.article.id.to_string(),
-            guid: event.article.guid.clone(),
-            section: section.to_string(),
-            ..Default::default()
+        Some(section) => which(section),
+        None if event.taken_down => proto::Article {
+            state: proto::ArticleState::Retracted as i32,
+            version: version_number(event.article.version),
+            ..which(&event.article.content.section)
         },
         None => article_to_proto(&event.article),
     };

@@ -224,7 +224,7 @@ impl PostgresStore {
                         AND (NOT e.embargoed OR $4 OR e.partner_id = $5))";
         let rows = sqlx::query(&format!(
             "SELECT e.seq, e.kind, e.event_time, p.name AS owner, e.left_section,
-                    {in_view} AS in_view, {}
+                    a.state AS state_now, {in_view} AS in_view, {}
              FROM article_events AS e
              JOIN articles AS a ON a.partner_id = e.partner_id AND a.article_id = e.article_id
              JOIN partners AS p ON p.id = e.partner_id

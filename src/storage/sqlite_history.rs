@@ -162,7 +162,7 @@ pub(super) async fn events<'c>(
     );
     let rows = sqlx::query(&format!(
         "SELECT e.seq, e.kind, e.event_time, p.name AS owner, e.left_section,
-                {in_view} AS in_view, {}
+                a.state AS state_now, {in_view} AS in_view, {}
          FROM article_events AS e
          JOIN articles AS a ON a.partner_id = e.partner_id AND a.article_id = e.article_id
          JOIN partners AS p ON p.id = e.partner_id
@@ -191,6 +191,8 @@ pub(super) fn event_from_row(row: &impl Columns) -> Result<ArticleEvent, StoreEr
     let time = from_nanos(row.value("event_time")?);
     let owner: String = row.value("owner")?;
     let mut article = article_from_row(row)?;
+    let taken_down = kind == EventKind::Retracted
+        || state_from_code(row.value("state_now")?)? == ArticleState::Retracted;
     // The article as the event left it; the reason of a retraction stays with its partner.
     article.retract_reason.clear();
     if kind == EventKind::Retracted {
@@ -215,6 +217,7 @@ pub(super) fn event_from_row(row: &impl Columns) -> Result<ArticleEvent, StoreEr
         article,
         time,
         left,
+        taken_down,
     })
 }
 
