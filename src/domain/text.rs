@@ -1041,12 +1041,13 @@ pub fn summarize(text: &str, max_graphemes: usize) -> String {
 /// 3, which browsers apply to such text), where "第一段。 第二段。" would show a stray gap.
 /// Quotation marks, dashes and ellipses, which Chinese sets full width but Unicode gives
 /// an ambiguous width, count as wide beside a wide character: "他说：“好。”" and "……"
-/// end a paragraph of Chinese as "。" does.
+/// end a paragraph of Chinese as "。" does; between two of them ("好。”" and "“走吧"), the
+/// characters past them decide.
 fn fold_lines(text: &str) -> String {
     let mut folded = String::with_capacity(text.len());
     // The run of white space before the next character: whether it breaks a line.
     let mut run: Option<bool> = None;
-    for c in text.chars() {
+    for (at, c) in text.char_indices() {
         if c.is_whitespace() {
             let breaks = matches!(c, '\n' | '\r' | '\u{2028}' | '\u{2029}');
             run = Some(run.unwrap_or(false) || breaks);
@@ -1055,11 +1056,21 @@ fn fold_lines(text: &str) -> String {
         if let Some(breaks) = run.take()
             && !folded.is_empty()
         {
+            // A few characters at most: a run of marks and breaks is not read again at each.
+            fn wide_beyond_punctuation(chars: impl Iterator<Item = char>) -> bool {
+                chars
+                    .take(8)
+                    .find(|c| !is_ambiguous_punctuation(*c) && !c.is_whitespace())
+                    .is_some_and(is_wide)
+            }
             let joined = breaks
-                && folded
-                    .chars()
-                    .next_back()
-                    .is_some_and(|before| joins_across_a_break(before, c));
+                && folded.chars().next_back().is_some_and(|before| {
+                    joins_across_a_break(before, c)
+                        || (is_ambiguous_punctuation(before)
+                            && is_ambiguous_punctuation(c)
+                            && (wide_beyond_punctuation(folded.chars().rev())
+                                || wide_beyond_punctuation(text[at..].chars())))
+                });
             if !joined {
                 folded.push(' ');
             }
@@ -1736,6 +1747,25 @@ mod tests {
         );
         assert_eq!(summarize("Wait…\n“Go.”", 160), "Wait… “Go.”");
         assert_eq!(summarize("……\n“", 160), "…… “");
+        // Between two of them, the characters past them decide.
+        assert_eq!(
+            summarize("他说：“好。”\n\n“走吧。”", 160),
+            "他说：“好。”“走吧。”"
+        );
+        assert_eq!(summarize("等等……\n\n……然后", 160), "等等…………然后");
+        assert_eq!(
+            summarize("He said “yes.”\n\n“Go.”", 160),
+            "He said “yes.” “Go.”"
+        );
+    }
+
+    /// A run of quotation marks and line breaks with no wide character beside them keeps
+    /// a space at each break (each looks past a few marks at most).
+    #[test]
+    fn a_run_of_marks_and_breaks_keeps_its_spaces() {
+        let folded = fold_lines(&"”\n".repeat(10_000));
+        assert_eq!(folded, vec!["”"; 10_000].join(" "));
+        assert_eq!(fold_lines("好。”\n”\n“\n“走"), "好。””““走");
     }
 
     #[test]
