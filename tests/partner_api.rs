@@ -197,6 +197,23 @@ async fn a_retry_with_the_same_request_id_gets_the_first_result_and_stores_once(
         "INVALID_FIELD",
         "a malformed request id is not a reused one"
     );
+    // Beside a bad article, both are named, and nothing is stored.
+    let status = publish_with(&mut client, token, request(brief("a/b", "x"), "a b"))
+        .await
+        .unwrap_err();
+    common::assert_invalid_fields(&status, &["request_id", "article.id"]);
+    // A good article beside a bad request id is refused all the same.
+    let status = publish_with(&mut client, token, request(brief("rid-3", "x"), "a b"))
+        .await
+        .unwrap_err();
+    assert_invalid(&status, "request_id");
+    assert_eq!(
+        get(&mut client, token, "rid-3", 0)
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
 }
 
 #[tokio::test]

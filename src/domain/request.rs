@@ -30,7 +30,7 @@ impl RequestKey {
         }
         if let Some(bad) = raw.chars().find(|c| !c.is_ascii_graphic()) {
             return Err(format!(
-                "contains {bad:?}; only printable ASCII characters are allowed"
+                "contains {bad:?}; only printable ASCII characters other than the space are allowed"
             ));
         }
         let mut hash = Sha256::new();

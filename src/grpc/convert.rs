@@ -93,7 +93,16 @@ pub fn publish_request(
             expected_etag,
             request,
         }),
-        (Ok(_), Err(violations)) => Err(violations),
+        // Validated all the same, so that the answer names every bad field; the request id's
+        // violation refuses it whatever the article holds.
+        (Ok(mut draft), Err(violations)) => {
+            draft.prior_violations.extend(violations);
+            Ok(PublishRequest {
+                draft,
+                expected_etag,
+                request: None,
+            })
+        }
         (Err(mut violations), key) => {
             if let Err(more) = key {
                 violations.extend(more);
