@@ -794,18 +794,61 @@ impl Inner {
     }
 }
 
-/// What deliveries share slots by: the callback's host and port.
+/// What deliveries share slots by: the callback's host, whatever the port, and whichever
+/// way its address is written (an IPv4 address written as IPv6 is itself; an IPv6 address
+/// counts with the rest of its /64, which one host commonly holds whole; a name with its
+/// trailing dot is the name). One server reached on several ports or spellings gets the
+/// slots of one host. (Several names of one server still get one share each.)
 fn host_key(callback: &Callback) -> String {
-    let url = callback.url();
-    format!(
-        "{}:{}",
-        url.host_str().unwrap_or_default(),
-        url.port_or_known_default().unwrap_or_default()
-    )
+    use std::net::{IpAddr, Ipv6Addr};
+    let ip = |ip: IpAddr| match ip.to_canonical() {
+        IpAddr::V6(v6) => format!(
+            "{}/64",
+            Ipv6Addr::from_bits(v6.to_bits() & !((1u128 << 64) - 1))
+        ),
+        v4 => v4.to_string(),
+    };
+    match callback.url().host() {
+        Some(url::Host::Ipv4(v4)) => ip(v4.into()),
+        Some(url::Host::Ipv6(v6)) => ip(v6.into()),
+        Some(url::Host::Domain(name)) => name.trim_end_matches('.').to_owned(),
+        None => String::new(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    /// One server reached on several ports or spellings of its address shares the slots of
+    /// one host; other hosts have their own.
+    #[test]
+    fn deliveries_share_slots_by_host_whatever_the_port_or_spelling() {
+        let key = |url: &str| super::host_key(&super::Callback::parse(url).unwrap());
+        for same in [
+            "http://127.0.0.2:18484/slow1",
+            "http://127.0.0.2:9/slow2",
+            "https://127.0.0.2/x",
+            "http://[::ffff:127.0.0.2]:18484/slow3",
+        ] {
+            assert_eq!(key(same), "127.0.0.2", "{same}");
+        }
+        assert_eq!(
+            key("http://[2001:db8::1]:80/a"),
+            key("http://[2001:db8::ffff]:8080/b")
+        );
+        assert_ne!(
+            key("http://[2001:db8::1]/"),
+            key("http://[2001:db8:0:1::1]/")
+        );
+        assert_eq!(
+            key("https://reader.example./cb"),
+            key("http://READER.example:81/")
+        );
+        assert_ne!(
+            key("https://reader.example/"),
+            key("https://other.example/")
+        );
+    }
+
     #[test]
     fn a_replica_delivers_lapsed_claims_on_what_it_shows_and_drops_those_nobody_will() {
         // The same bytes: delivered, and a claim under an earlier change marked done too.

@@ -31,7 +31,7 @@ use url::Url;
 
 /// Most delivery and ping requests in flight at once.
 const MAX_CONCURRENT_DELIVERIES: usize = 64;
-/// Most delivery requests in flight at once to one callback host (and port): subscribers
+/// Most delivery requests in flight at once to one callback host (any port): subscribers
 /// behind one slow or hanging host take no more of the shared slots than this.
 const MAX_DELIVERIES_PER_HOST: usize = 4;
 /// Most verifications of intent pending at once; more requests are answered 503.
