@@ -1269,6 +1269,29 @@ async fn a_stream_past_the_batch_limit_ends_with_resource_exhausted_and_keeps_wh
 /// A request whose bytes are not the protobuf message the method takes (not UTF-8 where
 /// a string is, a truncated field) is the caller's fault: INVALID_ARGUMENT naming what
 /// did not decode, never INTERNAL.
+/// Requests compressed with gzip or deflate, as gRPC clients offer, are taken; one whose
+/// message decompressed passes `max_message_bytes` is refused, however small compressed.
+#[tokio::test]
+async fn compressed_requests_are_taken_within_the_size_limit() {
+    use tonic::codec::CompressionEncoding::{Deflate, Gzip};
+    let server = TestServer::start_with(|s| s.limits.max_message_bytes = 64 * 1024).await;
+    let token = &server.tokens.newsroom;
+    for (id, encoding) in [("gzipped", Gzip), ("deflated", Deflate)] {
+        let mut client = server.client().await.send_compressed(encoding);
+        let stored = publish(&mut client, token, brief(id, "压缩的请求")).await;
+        assert_eq!(stored.title, "压缩的请求");
+    }
+    let mut client = server.client().await.send_compressed(Gzip);
+    let big = proto::Article {
+        content_text: "长".repeat(40_000),
+        ..brief("too-big", "x")
+    };
+    let status = publish_with(&mut client, token, request(big, ""))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+}
+
 #[tokio::test]
 async fn a_request_that_is_not_valid_protobuf_is_an_invalid_argument() {
     let server = TestServer::start().await;

@@ -95,8 +95,12 @@ pub async fn serve(
     };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
+    // Requests compressed with gzip or deflate are taken (gRPC clients offer both); the
+    // size limit holds for the message decompressed too.
     let publisher_service = PublisherApi::new(publisher.clone())
         .into_server()
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .accept_compressed(tonic::codec::CompressionEncoding::Deflate)
         .max_decoding_message_size(limits.max_message_bytes);
     let mut server = tonic::transport::Server::builder()
         .layer(ending::EndStreamsLayer(stopping))
