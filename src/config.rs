@@ -179,8 +179,8 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// An HTTP connection waiting for its next request is closed after this long.
     pub idle_timeout: Duration,
-    /// An HTTP response the client reads nothing of for this long is abandoned and the
-    /// connection closed.
+    /// An HTTP response the client reads nothing of (or, over HTTP/2, lets nothing of be
+    /// sent) for this long is abandoned and the connection closed.
     pub send_timeout: Duration,
     /// Most HTTP connections open at once. A further one takes the place of the one that
     /// has waited longest for its next request, which is closed, or is closed as soon as

@@ -100,6 +100,36 @@ pub struct Standing {
     permit: Mutex<Option<OwnedSemaphorePermit>>,
     /// Its address, as its peer's share counts it.
     peer: Option<IpAddr>,
+    /// Its answers ready to send that its protocol has not taken yet ([`Standing::answer`]).
+    answers: Mutex<Answers>,
+}
+
+/// The answers a connection has ready, waiting for its protocol to take them: an HTTP/2
+/// stream waits while its peer's flow-control window is shut.
+#[derive(Debug, Default)]
+struct Answers {
+    waiting: usize,
+    /// When the first of them began to wait, or, if later, when one was last taken.
+    since: Option<Instant>,
+}
+
+/// One answer ready to send, waiting until dropped ([`Standing::answer`]).
+#[derive(Debug)]
+pub struct AnswerWaiting(Arc<Standing>);
+
+impl AnswerWaiting {
+    /// Part of the answer was taken; the rest waits.
+    pub fn taken(&self) {
+        lock(&self.0.answers).since = Some(Instant::now());
+    }
+}
+
+impl Drop for AnswerWaiting {
+    fn drop(&mut self) {
+        let mut answers = lock(&self.0.answers);
+        answers.waiting -= 1;
+        answers.since = Some(Instant::now());
+    }
 }
 
 /// What the cap's rule ([`Evicting`]) learns of a connection.
@@ -191,6 +221,26 @@ impl Standing {
                 })
                 .is_ok()
         })
+    }
+
+    /// An answer is ready to send and waits until the returned guard is dropped, when its
+    /// protocol takes it. While answers wait and none was taken for the send timeout, a
+    /// [`Watched`] connection is closed ([`Stall::Send`]): a peer that keeps an HTTP/2
+    /// stream's window shut, pinging to look alive, would otherwise keep its request under
+    /// way, and its place, for good (nginx bounds that wait by `send_timeout` too).
+    pub fn answer(self: &Arc<Self>) -> AnswerWaiting {
+        let mut answers = lock(&self.answers);
+        if answers.waiting == 0 {
+            answers.since = Some(Instant::now());
+        }
+        answers.waiting += 1;
+        AnswerWaiting(self.clone())
+    }
+
+    /// Since when answers have waited with none taken; `None` when none waits.
+    fn answers_waiting_since(&self) -> Option<Instant> {
+        let answers = lock(&self.answers);
+        answers.since.filter(|_| answers.waiting > 0)
     }
 
     /// Completes once the cap has taken the connection's place for a newer one.
@@ -553,7 +603,8 @@ pub struct Watch {
     /// connection open, as in nginx).
     pub idle: Option<Duration>,
     /// Nothing moved for this long while the server waited to write: the peer stopped
-    /// reading.
+    /// reading. Or answers were ready and none was taken for this long
+    /// ([`Standing::answer`]): the peer kept its flow-control window shut.
     pub send: Option<Duration>,
     /// Closing, after shutting its sending side: read and drop what the peer still sends
     /// until it closes its own, for at most this long. Closed with bytes unread, a socket
@@ -663,8 +714,9 @@ impl<S> Watched<S> {
             .start
             .filter(|&(bytes, _)| self.read < bytes)
             .map(|(_, within)| (self.started + within, Stall::Header));
+        let standing = self.slot.as_ref().map(|slot| &*slot.standing);
         let stalled = if reading {
-            let waiting = self.slot.as_ref().and_then(|s| s.standing.waiting_since());
+            let waiting = standing.and_then(Standing::waiting_since);
             let from = waiting.unwrap_or(self.last_progress);
             self.watch.idle.map(|t| (from + t, Stall::Idle))
         } else {
@@ -672,10 +724,17 @@ impl<S> Watched<S> {
                 .send
                 .map(|t| (self.last_progress + t, Stall::Send))
         };
-        match (start, stalled) {
-            (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
-            (a, b) => a.or(b),
-        }
+        // Answers the peer does not let the server send, whatever else it sends meanwhile.
+        // Checked when the connection next waits (a ping re-polls it; a silent peer meets
+        // the idle timeout first).
+        let answers = standing
+            .and_then(Standing::answers_waiting_since)
+            .zip(self.watch.send)
+            .map(|(since, t)| (since + t, Stall::Send));
+        [start, stalled, answers]
+            .into_iter()
+            .flatten()
+            .min_by_key(|&(at, _)| at)
     }
 
     /// Called when the inner connection is not ready: an error once the deadline passed
@@ -1246,6 +1305,57 @@ mod tests {
         }
         let error = watched.read(&mut buf).await.unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test]
+    async fn answers_that_wait_too_long_close_the_connection_whatever_the_peer_sends() {
+        static SENDS: AtomicUsize = AtomicUsize::new(0);
+        let (mut client, server) = tokio::io::duplex(64);
+        let slots = Slots::new(1).evicting_idle();
+        let slot = slots.try_take().expect("the only place");
+        let standing = slot.standing().clone();
+        assert!(standing.busy(), "a request under way");
+        let watch = Watch {
+            idle: Some(Duration::from_secs(60)),
+            send: Some(Duration::from_secs(1)),
+            ..Watch::default()
+        };
+        let mut watched = Watched::new(server, watch, Some(slot), |stall| {
+            if stall == Stall::Send {
+                SENDS.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        // The peer sends a byte every 100 ms; how its connection then waits to read.
+        let mut buf = [0; 8];
+        let mut step = async || {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            client.write_all(b"x").await.unwrap();
+            assert_eq!(watched.read(&mut buf).await.unwrap(), 1);
+            tokio::time::timeout(Duration::from_millis(20), watched.read(&mut buf))
+                .await
+                .err()
+                .map(|_| ())
+                .ok_or(())
+        };
+        // Past the send timeout, an answer taken bit by bit keeps the connection open, and
+        // so does one taken whole.
+        let waiting = standing.answer();
+        for _ in 0..12 {
+            waiting.taken();
+            assert_eq!(step().await, Ok(()), "open while the answer moves");
+        }
+        drop(waiting);
+        for _ in 0..12 {
+            assert_eq!(step().await, Ok(()), "open with no answer waiting");
+        }
+        // One none of which is taken closes it after the send timeout.
+        let _waiting = standing.answer();
+        let mut steps = 0;
+        while step().await.is_ok() {
+            steps += 1;
+            assert!(steps < 40, "still open after 4 s");
+        }
+        assert_eq!(SENDS.load(Ordering::Relaxed), 1);
     }
 
     #[tokio::test]

@@ -755,23 +755,85 @@ async fn an_http2_connection_that_only_pings_is_closed_when_idle() {
     let mut pinging = Connection::open(server.http_addr).await;
     pinging.send(PREFACE).await;
     assert!(pinging.read_more().await > 0, "served by hyper");
-    // A ping every 200 ms for up to 8 s, eight times the idle timeout.
+    // Eight times the idle timeout.
+    assert!(
+        closed_while_pinging(&mut pinging).await,
+        "closed though it pinged"
+    );
+}
+
+/// Pings the server every 200 ms, reading each answer, for up to 8 s: whether the server
+/// closed the connection meanwhile.
+async fn closed_while_pinging(connection: &mut Connection) -> bool {
     let mut chunk = vec![0; 64 * 1024];
-    let mut closed = false;
     for _ in 0..40 {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        if pinging.stream.write_all(PING.as_bytes()).await.is_err() {
-            closed = true;
-            break;
+        if connection.stream.write_all(PING.as_bytes()).await.is_err() {
+            return true;
         }
         // Its answer (or the close).
-        let read = tokio::time::timeout(DEADLINE, pinging.stream.read(&mut chunk)).await;
+        let read = tokio::time::timeout(DEADLINE, connection.stream.read(&mut chunk)).await;
         if let Ok(0) | Err(_) = read.expect("the ping answered or the connection closed") {
-            closed = true;
-            break;
+            return true;
         }
     }
-    assert!(closed, "closed though it pinged");
+    false
+}
+
+/// An HTTP/2 answer its client does not let the server send (a flow-control window kept
+/// at 0) closes the connection after the send timeout, however often the client pings:
+/// else the request stays under way, and the connection keeps its place under the cap, for
+/// good.
+#[tokio::test]
+async fn an_http2_answer_held_back_by_a_shut_window_closes_the_connection() {
+    let send_timeouts = || {
+        let text = feedpub::telemetry::metrics().render();
+        let series = "feedpub_connection_timeouts_total{listener=\"http\",reason=\"send\"}";
+        common::series_value(&text, series).unwrap_or(0.0)
+    };
+    let server =
+        TestServer::start_with(|s| s.limits.send_timeout = std::time::Duration::from_secs(1)).await;
+    let before = send_timeouts();
+    let mut client = Connection::open(server.http_addr).await;
+    // SETTINGS with SETTINGS_INITIAL_WINDOW_SIZE 0, then GET of a feed on stream 1 (HPACK:
+    // :method GET, :scheme http, :path and :authority as literals).
+    let mut opening =
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\x06\x04\0\0\0\0\0\0\x04\0\0\0\0".to_vec();
+    let mut block = vec![0x82, 0x86];
+    for (name, value) in [(0x44, "/feeds/politics/rss.xml"), (0x41, "feeds.test")] {
+        block.extend([name, u8::try_from(value.len()).unwrap()]);
+        block.extend_from_slice(value.as_bytes());
+    }
+    opening.extend_from_slice(&u32::try_from(block.len()).unwrap().to_be_bytes()[1..]);
+    opening.extend([0x01, 0x05, 0, 0, 0, 1]);
+    opening.extend_from_slice(&block);
+    client.stream.write_all(&opening).await.unwrap();
+    // The server's frames, by type and stream, until the answer's HEADERS.
+    let mut frames = Vec::new();
+    while !frames.contains(&(0x01, 1)) {
+        assert!(client.read_more().await > 0, "closed before answering");
+        while client.read.len() >= 9 {
+            let len = usize::from(client.read[0]) << 16
+                | usize::from(client.read[1]) << 8
+                | usize::from(client.read[2]);
+            if client.read.len() < 9 + len {
+                break;
+            }
+            let stream = u32::from_be_bytes(client.read[5..9].try_into().unwrap()) & 0x7fff_ffff;
+            frames.push((client.read[3], stream));
+            client.read.drain(..9 + len);
+        }
+    }
+    assert!(
+        !frames.contains(&(0x00, 1)),
+        "no DATA through a shut window"
+    );
+    // Eight times the send timeout.
+    assert!(
+        closed_while_pinging(&mut client).await,
+        "closed though it pinged"
+    );
+    assert!(send_timeouts() > before, "counted as a send timeout");
 }
 
 /// Over `max_http_connections`, a new connection takes the place of the one that has

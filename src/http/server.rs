@@ -8,7 +8,7 @@
 use super::fast_path::{self, Outcome, Timeouts};
 use super::feeds::FeedState;
 use crate::config::Limits;
-use crate::connections::{Slot, Slots, Stall, Standing, Watch, Watched};
+use crate::connections::{AnswerWaiting, Slot, Slots, Stall, Standing, Watch, Watched};
 use crate::grpc::{
     MAX_HEADER_LIST_BYTES, MAX_LOCAL_ERROR_RESET_STREAMS, MAX_PENDING_ACCEPT_RESET_STREAMS,
 };
@@ -247,6 +247,8 @@ where
             // the cap exceeded meanwhile), and the client told to come back.
             let mut response = axum::http::Response::new(Sending {
                 body: axum::body::Body::empty(),
+                waiting: None,
+                taken: false,
                 _under_way: under_way,
             });
             *response.status_mut() = axum::http::StatusCode::SERVICE_UNAVAILABLE;
@@ -261,8 +263,11 @@ where
         let answer = self.router.call(request);
         Box::pin(async move {
             let response = answer.await?;
+            let waiting = Some(under_way.0.standing.answer());
             Ok(response.map(|body| Sending {
                 body,
+                waiting,
+                taken: false,
                 _under_way: under_way,
             }))
         })
@@ -272,6 +277,13 @@ where
 /// An answer's body, its request under way until it is sent (or dropped).
 struct Sending {
     body: axum::body::Body,
+    /// Ready until sent: HTTP/2 holds a body's data until the peer's flow-control window
+    /// lets it send ([`Standing::answer`]), and asks for more only once it has.
+    ///
+    /// [`Standing::answer`]: crate::connections::Standing::answer
+    waiting: Option<AnswerWaiting>,
+    /// A frame was taken from `body`: asked for the next, hyper has sent it on.
+    taken: bool,
     /// Held for its drop.
     _under_way: RequestUnderWay,
 }
@@ -284,7 +296,14 @@ impl http_body::Body for Sending {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+        if std::mem::take(&mut self.taken)
+            && let Some(waiting) = &self.waiting
+        {
+            waiting.taken();
+        }
+        let frame = Pin::new(&mut self.body).poll_frame(cx);
+        self.taken = matches!(frame, Poll::Ready(Some(Ok(_))));
+        frame
     }
 
     fn is_end_stream(&self) -> bool {
