@@ -210,7 +210,16 @@ pub(super) fn rfc3339(out: &mut Vec<u8>, time: DateTime<FixedOffset>) {
 /// `time` without what it holds finer than a microsecond (a leap second stays one).
 pub(super) fn to_the_microsecond(time: DateTime<FixedOffset>) -> DateTime<FixedOffset> {
     let nanos = time.nanosecond();
-    time.with_nanosecond(nanos - nanos % 1_000).unwrap_or(time)
+    if nanos.is_multiple_of(1_000) {
+        return time;
+    }
+    // On the UTC time the value holds: `DateTime::with_nanosecond` would go through the
+    // local time and back, which costs the renderers some 10 % of an Atom document.
+    time.naive_utc()
+        .with_nanosecond(nanos - nanos % 1_000)
+        .map_or(time, |utc| {
+            DateTime::from_naive_utc_and_offset(utc, *time.offset())
+        })
 }
 
 /// Appends `text` with `<`, `>`, `&`, `'` and `"` escaped as quick-xml's `escape` does,
@@ -332,10 +341,11 @@ mod tests {
                 return Ok(());
             };
             let time = time.with_timezone(&offset);
-            prop_assert_eq!(
-                written(|x| { x.rfc3339(time); }),
-                to_the_microsecond(time).to_rfc3339()
-            );
+            // What chrono makes of the instant cut to the microsecond (a leap second kept).
+            let cut = time.with_nanosecond(nanos - nanos % 1_000).unwrap();
+            prop_assert_eq!(to_the_microsecond(time), cut);
+            prop_assert_eq!(to_the_microsecond(time).nanosecond(), cut.nanosecond());
+            prop_assert_eq!(written(|x| { x.rfc3339(time); }), cut.to_rfc3339());
             // chrono cannot write years past 9999 in RFC 2822 (and panics): only in range.
             if (0..=9999).contains(&time.year()) {
                 prop_assert_eq!(written(|x| { x.rfc2822(time); }), time.to_rfc2822());
