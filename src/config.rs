@@ -175,7 +175,8 @@ pub struct Limits {
     pub watch_streams: usize,
     /// An HTTP request head must arrive whole within this time (counted from the
     /// connection's start, or from its first byte on a kept-alive connection); a gRPC
-    /// connection must send the HTTP/2 preface within it.
+    /// connection must send the HTTP/2 preface within it (over TLS, from the end of its
+    /// handshake).
     pub header_timeout: Duration,
     /// An HTTP connection waiting for its next request is closed after this long.
     pub idle_timeout: Duration,

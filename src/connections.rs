@@ -927,6 +927,15 @@ pub struct ConnectionInfo<C> {
 }
 
 impl<C> ConnectionInfo<C> {
+    /// The same connection, its inner information mapped by `f` (to the TCP addresses under
+    /// TLS, say).
+    pub fn map<D>(&self, f: impl FnOnce(&C) -> D) -> ConnectionInfo<D> {
+        ConnectionInfo {
+            inner: f(&self.inner),
+            standing: self.standing.clone(),
+        }
+    }
+
     /// The connection has made an authenticated call: a cap that evicts keeps its place.
     pub fn prove(&self) {
         if let Some(standing) = &self.standing {

@@ -1,6 +1,6 @@
 //! Optional TLS (rustls with ring) for both listeners: the PEM certificate and key of
-//! `[server] tls_cert` / `tls_key`, checked at start-up, the gRPC server's TLS settings, and
-//! a listener that wraps the HTTP server's TCP listener.
+//! `[server] tls_cert` / `tls_key`, checked at start-up, handshakes run concurrently
+//! ([`Handshakes`]), and a listener that wraps the HTTP server's TCP listener.
 
 use crate::config::TlsFiles;
 use std::io;
@@ -20,7 +20,8 @@ use tokio_util::either::Either;
 
 /// How long a client may take to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most HTTP handshakes in progress at once; past it, new connections wait in the backlog.
+/// Most handshakes in progress at once on one port; past it, new connections wait in the
+/// backlog.
 pub(crate) const MAX_PENDING_HANDSHAKES: usize = 1024;
 
 /// Why the TLS certificate or key cannot be used.
@@ -45,9 +46,8 @@ pub enum TlsError {
 /// A certificate chain and its private key, checked and ready for both listeners.
 #[derive(Clone)]
 pub struct TlsIdentity {
-    cert_pem: Vec<u8>,
-    key_pem: Vec<u8>,
     http: Arc<ServerConfig>,
+    grpc: Arc<ServerConfig>,
 }
 
 impl std::fmt::Debug for TlsIdentity {
@@ -68,7 +68,7 @@ impl TlsIdentity {
     /// Reads and checks the PEM files: at least one certificate, a private key that matches
     /// the first one.
     pub fn load(files: &TlsFiles) -> Result<Self, TlsError> {
-        // tonic builds its own rustls configuration from the process-wide provider.
+        // Configurations built from rustls's defaults (tonic's) take the process-wide one.
         let _ = ring::default_provider().install_default();
         let cert_pem = read(&files.cert)?;
         let key_pem = read(&files.key)?;
@@ -95,22 +95,70 @@ impl TlsIdentity {
                 key: files.key.clone(),
                 message: e.to_string(),
             })?;
+        // gRPC is HTTP/2 only.
+        let mut grpc = http.clone();
+        grpc.alpn_protocols = vec![b"h2".to_vec()];
         http.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Self {
-            cert_pem,
-            key_pem,
             http: Arc::new(http),
+            grpc: Arc::new(grpc),
         })
     }
 
-    /// TLS settings of the gRPC server.
-    pub fn grpc(&self) -> tonic::transport::ServerTlsConfig {
-        tonic::transport::ServerTlsConfig::new()
-            .identity(tonic::transport::Identity::from_pem(
-                &self.cert_pem,
-                &self.key_pem,
-            ))
-            .timeout(HANDSHAKE_TIMEOUT)
+    /// The gRPC port's handshakes, each carrying `T` along.
+    pub fn grpc_handshakes<T: Send + 'static>(&self) -> Handshakes<T> {
+        Handshakes::new(self.grpc.clone())
+    }
+}
+
+/// TLS handshakes in progress on one port, run concurrently so that a slow client never
+/// holds up the others, each given [`HANDSHAKE_TIMEOUT`]; each carries a `T` (its address,
+/// its place under the cap) to the connection it becomes.
+pub struct Handshakes<T> {
+    acceptor: TlsAcceptor,
+    running: JoinSet<Option<(TlsStream<TcpStream>, T)>>,
+}
+
+impl<T: Send + 'static> Handshakes<T> {
+    fn new(config: Arc<ServerConfig>) -> Self {
+        Self {
+            acceptor: TlsAcceptor::from(config),
+            running: JoinSet::new(),
+        }
+    }
+
+    /// Whether another handshake may start ([`MAX_PENDING_HANDSHAKES`]).
+    pub fn have_room(&self) -> bool {
+        self.running.len() < MAX_PENDING_HANDSHAKES
+    }
+
+    /// Starts the handshake of `io`, from `addr`.
+    pub fn start(&mut self, io: TcpStream, addr: SocketAddr, with: T) {
+        let accepting = self.acceptor.accept(io);
+        self.running.spawn(async move {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, accepting).await {
+                Ok(Ok(stream)) => Some((stream, with)),
+                Ok(Err(error)) => {
+                    tracing::debug!(%addr, %error, "TLS handshake failed");
+                    None
+                }
+                Err(_) => {
+                    tracing::debug!(%addr, "TLS handshake timed out");
+                    None
+                }
+            }
+        });
+    }
+
+    /// The next handshake to succeed; never completes while none is in progress.
+    pub async fn next(&mut self) -> (TlsStream<TcpStream>, T) {
+        loop {
+            match self.running.join_next().await {
+                Some(Ok(Some(done))) => return done,
+                Some(_) => {}
+                None => std::future::pending().await,
+            }
+        }
     }
 }
 
@@ -118,17 +166,14 @@ impl TlsIdentity {
 pub fn http_listener(tcp: TcpListener, tls: Option<&TlsIdentity>) -> HttpListener {
     HttpListener {
         tcp,
-        tls: tls.map(|identity| TlsAcceptor::from(identity.http.clone())),
-        handshakes: JoinSet::new(),
+        handshakes: tls.map(|identity| Handshakes::new(identity.http.clone())),
     }
 }
 
-/// Accepts HTTP connections, with TLS handshakes run concurrently so that a slow client
-/// never holds up the others.
+/// Accepts HTTP connections, with TLS handshakes run concurrently ([`Handshakes`]).
 pub struct HttpListener {
     tcp: TcpListener,
-    tls: Option<TlsAcceptor>,
-    handshakes: JoinSet<Option<(TlsStream<TcpStream>, SocketAddr)>>,
+    handshakes: Option<Handshakes<SocketAddr>>,
 }
 
 impl axum::serve::Listener for HttpListener {
@@ -136,40 +181,17 @@ impl axum::serve::Listener for HttpListener {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let Self {
-            tcp,
-            tls,
-            handshakes,
-        } = self;
-        let Some(acceptor) = tls else {
+        let Self { tcp, handshakes } = self;
+        let Some(handshakes) = handshakes else {
             let (io, addr) = accept_tcp(tcp).await;
             return (Either::Right(io), addr);
         };
         loop {
             tokio::select! {
-                (io, addr) = accept_tcp(tcp),
-                    if handshakes.len() < MAX_PENDING_HANDSHAKES =>
-                {
-                    let acceptor = acceptor.clone();
-                    handshakes.spawn(async move {
-                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
-                            Ok(Ok(stream)) => Some((stream, addr)),
-                            Ok(Err(error)) => {
-                                tracing::debug!(%addr, %error, "TLS handshake failed");
-                                None
-                            }
-                            Err(_) => {
-                                tracing::debug!(%addr, "TLS handshake timed out");
-                                None
-                            }
-                        }
-                    });
+                (io, addr) = accept_tcp(tcp), if handshakes.have_room() => {
+                    handshakes.start(io, addr, addr);
                 }
-                Some(done) = handshakes.join_next(), if !handshakes.is_empty() => {
-                    if let Ok(Some((stream, addr))) = done {
-                        return (Either::Left(stream), addr);
-                    }
-                }
+                (stream, addr) = handshakes.next() => return (Either::Left(stream), addr),
             }
         }
     }

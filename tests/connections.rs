@@ -787,9 +787,9 @@ async fn closed_while_pinging(connection: &mut Connection) -> bool {
 #[tokio::test]
 async fn an_http2_answer_held_back_by_a_shut_window_closes_the_connection() {
     let send_timeouts = || {
-        let text = feedpub::telemetry::metrics().render();
-        let series = "feedpub_connection_timeouts_total{listener=\"http\",reason=\"send\"}";
-        common::series_value(&text, series).unwrap_or(0.0)
+        common::in_process_metric(
+            "feedpub_connection_timeouts_total{listener=\"http\",reason=\"send\"}",
+        )
     };
     let server =
         TestServer::start_with(|s| s.limits.send_timeout = std::time::Duration::from_secs(1)).await;
@@ -846,10 +846,8 @@ async fn over_the_http_cap_the_connection_idle_longest_gives_way() {
     let _alone = EVICTING.lock().await;
     const FEED: &str = "/feeds/politics/rss.xml";
     // Read in process: a request for /metrics would take a place itself.
-    let http_metric = |name: &str| {
-        let text = feedpub::telemetry::metrics().render();
-        common::series_value(&text, &format!("{name}{{listener=\"http\"}}")).unwrap_or(0.0)
-    };
+    let http_metric =
+        |name: &str| common::in_process_metric(&format!("{name}{{listener=\"http\"}}"));
     let server = TestServer::start_with(|s| s.limits.max_http_connections = 2).await;
     let evicted = http_metric("feedpub_connections_evicted_total");
     async fn answered(connection: &mut Connection) -> u16 {

@@ -110,6 +110,61 @@ async fn grpc_and_http_are_served_over_tls_to_clients_that_trust_the_certificate
     assert!(error.is_connect(), "{error:?}");
 }
 
+/// On the TLS port, a gRPC client must send the HTTP/2 preface within the header timeout
+/// of its handshake's end: the handshake's own bytes are no preface. A client that
+/// completes TLS and then sends nothing is closed (a header timeout), not left open until
+/// a newer connection takes its place.
+#[tokio::test]
+async fn a_grpc_client_silent_after_its_tls_handshake_is_closed_after_the_header_timeout() {
+    use tokio::io::AsyncReadExt;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore, crypto::ring};
+    let header_timeouts = || {
+        common::in_process_metric(
+            "feedpub_connection_timeouts_total{listener=\"grpc\",reason=\"header\"}",
+        )
+    };
+    let pki = pki();
+    let files = pki.files.clone();
+    let server = TestServer::start_with(|settings| {
+        settings.server.tls = Some(files);
+        settings.limits.header_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let before = header_timeouts();
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pki.ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config =
+        ClientConfig::builder_with_provider(std::sync::Arc::new(ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(server.grpc_addr)
+        .await
+        .unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("a TLS handshake");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]), "HTTP/2");
+    // Silent from now on: what the server sends (its SETTINGS), then its close, within
+    // eight times the header timeout.
+    let mut chunk = [0; 1024];
+    let closed = tokio::time::timeout(Duration::from_secs(8), async {
+        while let Ok(n) = tls.read(&mut chunk).await
+            && n > 0
+        {}
+    })
+    .await;
+    assert!(closed.is_ok(), "still open 8 s after its handshake");
+    assert!(header_timeouts() > before, "counted as a header timeout");
+}
+
 #[tokio::test]
 async fn a_missing_file_or_a_key_of_another_certificate_stops_start_up() {
     let pki = pki();

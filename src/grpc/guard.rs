@@ -136,14 +136,15 @@ static PUBLISH_ARTICLE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
 });
 
 /// What the call knows of its connection, over plain TCP or TLS.
-fn connection(request: &Request<Body>) -> Option<&ConnectionInfo<TcpConnectInfo>> {
+fn connection(request: &Request<Body>) -> Option<ConnectionInfo<TcpConnectInfo>> {
     let extensions = request.extensions();
     extensions
         .get::<ConnectionInfo<TcpConnectInfo>>()
+        .cloned()
         .or_else(|| {
             extensions
-                .get::<TlsConnectInfo<ConnectionInfo<TcpConnectInfo>>>()
-                .map(TlsConnectInfo::get_ref)
+                .get::<ConnectionInfo<TlsConnectInfo<TcpConnectInfo>>>()
+                .map(|tls| tls.map(|inner| inner.get_ref().clone()))
         })
 }
 
@@ -169,7 +170,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let gate = self.gate.clone();
         let token = bearer_token(request.headers());
-        let connection = connection(&request).cloned();
+        let connection = connection(&request);
         let remember = request.uri().path() == *PUBLISH_ARTICLE;
         Box::pin(async move {
             let caller = match gate.admit(token, connection.as_ref(), remember).await {

@@ -12,13 +12,17 @@ pub use guard::Guarded;
 pub use service::PublisherApi;
 
 use crate::config::Limits;
-use crate::connections::{Slots, Stall, Watch, Watched};
+use crate::connections::{Slot, Slots, Stall, Watch, Watched};
 use crate::publishing::Publisher;
-use crate::tls::TlsIdentity;
+use crate::tls::{Handshakes, TlsIdentity};
 use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
 use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::TcpIncoming;
 
 /// Largest header block (all metadata of one call) accepted, in bytes (also on the HTTP
@@ -111,9 +115,6 @@ pub async fn serve(
         .http2_max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESET_STREAMS))
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT));
-    if let Some(identity) = tls {
-        server = server.tls_config(identity.grpc())?;
-    }
     let slots = Slots::per_peer(
         limits.max_grpc_connections,
         limits.max_grpc_connections_per_peer,
@@ -124,37 +125,97 @@ pub async fn serve(
         start: Some((PREFACE_BYTES, limits.header_timeout)),
         ..Watch::default()
     };
-    let incoming = TcpIncoming::from(listener)
+    let tcp = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
-        .with_keepalive(Some(KEEPALIVE_INTERVAL))
-        .filter_map(move |accepted| match accepted {
-            // Over its peer's share of the cap, or over the cap with every place held by
-            // a connection that has made an authenticated call: dropped, so closed at
-            // once. Over the cap otherwise, it takes the place of the oldest connection
-            // that has made none: clients that open connections and make no call, from
-            // however many addresses, cannot keep the partners out.
-            Ok(stream) => match stream.peer_addr() {
-                Ok(peer) => slots
-                    .try_take_from(peer.ip())
-                    .map(|slot| Ok(Watched::new(stream, watch, Some(slot), timed_out))),
-                // No address to count it by (the peer is gone already).
-                Err(_) => {
-                    slots.refuse();
-                    None
-                }
-            },
-            Err(e) => Some(Err(e)),
-        });
-    let served = server
+        .with_keepalive(Some(KEEPALIVE_INTERVAL));
+    let router = server
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(Guarded::new(publisher_service, publisher, limits))
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await;
+        .add_service(Guarded::new(publisher_service, publisher, limits));
+    // The preface is timed on what the client sends inside TLS, from the handshake's end:
+    // the handshake's own bytes are no preface.
+    let served = match tls {
+        None => {
+            let incoming = tcp.filter_map(move |accepted| {
+                placed(accepted, &slots).map(|placed| {
+                    placed
+                        .map(|(stream, _, slot)| Watched::new(stream, watch, Some(slot), timed_out))
+                })
+            });
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+        Some(identity) => {
+            let incoming = handshaken(tcp, slots, identity.grpc_handshakes(), watch);
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+    };
     reporting.abort();
     served?;
     Ok(())
+}
+
+/// An accepted connection with its address and its place under the cap; `None` when it
+/// has none. Over its peer's share of the cap, or over the cap with every place held by a
+/// connection that has made an authenticated call, it is dropped, so closed at once. Over
+/// the cap otherwise, it takes the place of the oldest connection that has made none:
+/// clients that open connections and make no call, from however many addresses, cannot
+/// keep the partners out.
+fn placed(
+    accepted: io::Result<TcpStream>,
+    slots: &Slots,
+) -> Option<io::Result<(TcpStream, SocketAddr, Slot)>> {
+    let stream = match accepted {
+        Ok(stream) => stream,
+        Err(e) => return Some(Err(e)),
+    };
+    let Ok(peer) = stream.peer_addr() else {
+        // No address to count it by (the peer is gone already).
+        slots.refuse();
+        return None;
+    };
+    let slot = slots.try_take_from(peer.ip())?;
+    Some(Ok((stream, peer, slot)))
+}
+
+/// The connections of the TLS port, once placed under the cap and through their
+/// handshakes (run concurrently, each holding its place meanwhile), watched from then on.
+fn handshaken(
+    mut tcp: TcpIncoming,
+    slots: Slots,
+    mut handshakes: Handshakes<Slot>,
+    watch: Watch,
+) -> ReceiverStream<io::Result<Watched<TlsStream<TcpStream>>>> {
+    let (ready, incoming) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        loop {
+            let next = tokio::select! {
+                // The server stopped taking connections.
+                () = ready.closed() => return,
+                accepted = tcp.next(), if handshakes.have_room() => {
+                    match accepted.and_then(|accepted| placed(accepted, &slots)) {
+                        Some(Ok((stream, peer, slot))) => {
+                            handshakes.start(stream, peer, slot);
+                            continue;
+                        }
+                        Some(Err(e)) => Err(e),
+                        None => continue,
+                    }
+                }
+                (stream, slot) = handshakes.next() => {
+                    Ok(Watched::new(stream, watch, Some(slot), timed_out))
+                }
+            };
+            if ready.send(next).await.is_err() {
+                return;
+            }
+        }
+    });
+    ReceiverStream::new(incoming)
 }
 
 /// Keeps `grpc.health.v1` in step with the service's faults: NOT_SERVING (the service and

@@ -401,6 +401,13 @@ pub fn series_value(metrics: &str, series: &str) -> Option<f64> {
     })
 }
 
+/// The value of one series of this process's metrics (the servers tests start in it
+/// count there), 0 when absent. Read in process: a request for `/metrics` would open a
+/// connection of its own.
+pub fn in_process_metric(series: &str) -> f64 {
+    series_value(&feedpub::telemetry::metrics().render(), series).unwrap_or(0.0)
+}
+
 /// The value of one Prometheus series at `metrics_url` (a server's `/metrics`), 0 when
 /// absent.
 pub async fn metric(http: &reqwest::Client, metrics_url: &str, series: &str) -> f64 {
