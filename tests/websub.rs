@@ -1100,7 +1100,8 @@ async fn an_older_document_waiting_to_retry_is_not_sent_after_a_newer_one() {
 #[tokio::test]
 async fn subscribers_behind_a_hanging_host_hold_up_no_other_host() {
     let hanging = Subscriber::start().await;
-    let quick = Subscriber::start().await;
+    // Another host: on the same address, another port would share the hanging one's slots.
+    let quick = Subscriber::start_on("127.0.0.2").await;
     let server = Server::start(Options::default()).await;
     // More than the hub's 64 shared slots, each answering after 9 s (its timeout is 10 s).
     let paths: Vec<String> = (0..70).map(|n| format!("/hang/{n}")).collect();

@@ -159,8 +159,14 @@ async fn answer(
 
 impl Subscriber {
     pub async fn start() -> Self {
+        Self::start_on("127.0.0.1").await
+    }
+
+    /// A subscriber on another loopback address (`127.0.0.2`, say): another host to the
+    /// hub, whose delivery slots are shared by host whatever the port.
+    pub async fn start_on(ip: &str) -> Self {
         let recorder = Arc::new(Recorder::default());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = Router::new().fallback(answer).with_state(recorder.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
