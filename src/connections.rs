@@ -108,27 +108,37 @@ pub struct Standing {
 /// stream waits while its peer's flow-control window is shut.
 #[derive(Debug, Default)]
 struct Answers {
-    waiting: usize,
-    /// When the first of them began to wait, or, if later, when one was last taken.
-    since: Option<Instant>,
+    /// Each waiting answer's number, and when it began to wait or was last taken from.
+    /// Each answer has its own clock: answers that move on other streams do not hide one
+    /// that never does.
+    waiting: Vec<(u64, Instant)>,
+    /// The next answer's number.
+    next: u64,
 }
 
 /// One answer ready to send, waiting until dropped ([`Standing::answer`]).
 #[derive(Debug)]
-pub struct AnswerWaiting(Arc<Standing>);
+pub struct AnswerWaiting {
+    standing: Arc<Standing>,
+    number: u64,
+}
 
 impl AnswerWaiting {
-    /// Part of the answer was taken; the rest waits.
+    /// Part of the answer was taken; the rest waits, timed from now.
     pub fn taken(&self) {
-        lock(&self.0.answers).since = Some(Instant::now());
+        let mut answers = lock(&self.standing.answers);
+        if let Some(entry) = answers.waiting.iter_mut().find(|(n, _)| *n == self.number) {
+            entry.1 = Instant::now();
+        }
     }
 }
 
 impl Drop for AnswerWaiting {
     fn drop(&mut self) {
-        let mut answers = lock(&self.0.answers);
-        answers.waiting -= 1;
-        answers.since = Some(Instant::now());
+        let mut answers = lock(&self.standing.answers);
+        if let Some(at) = answers.waiting.iter().position(|(n, _)| *n == self.number) {
+            answers.waiting.swap_remove(at);
+        }
     }
 }
 
@@ -224,23 +234,31 @@ impl Standing {
     }
 
     /// An answer is ready to send and waits until the returned guard is dropped, when its
-    /// protocol takes it. While answers wait and none was taken for the send timeout, a
-    /// [`Watched`] connection is closed ([`Stall::Send`]): a peer that keeps an HTTP/2
-    /// stream's window shut, pinging to look alive, would otherwise keep its request under
-    /// way, and its place, for good (nginx bounds that wait by `send_timeout` too).
+    /// protocol takes it. When an answer has waited for the send timeout with nothing of it
+    /// taken, a [`Watched`] connection is closed ([`Stall::Send`]): a peer that keeps an
+    /// HTTP/2 stream's window shut, pinging or asking for other things to look alive, would
+    /// otherwise keep that request under way, and its place, for good (nginx bounds that
+    /// wait by `send_timeout` too). An answer's body of several frames is taken frame by
+    /// frame ([`AnswerWaiting::taken`]).
     pub fn answer(self: &Arc<Self>) -> AnswerWaiting {
         let mut answers = lock(&self.answers);
-        if answers.waiting == 0 {
-            answers.since = Some(Instant::now());
+        let number = answers.next;
+        answers.next += 1;
+        answers.waiting.push((number, Instant::now()));
+        AnswerWaiting {
+            standing: self.clone(),
+            number,
         }
-        answers.waiting += 1;
-        AnswerWaiting(self.clone())
     }
 
-    /// Since when answers have waited with none taken; `None` when none waits.
+    /// Since when the answer that has waited longest with nothing taken has waited; `None`
+    /// when none waits.
     fn answers_waiting_since(&self) -> Option<Instant> {
-        let answers = lock(&self.answers);
-        answers.since.filter(|_| answers.waiting > 0)
+        lock(&self.answers)
+            .waiting
+            .iter()
+            .map(|&(_, since)| since)
+            .min()
     }
 
     /// Completes once the cap has taken the connection's place for a newer one.
@@ -603,7 +621,7 @@ pub struct Watch {
     /// connection open, as in nginx).
     pub idle: Option<Duration>,
     /// Nothing moved for this long while the server waited to write: the peer stopped
-    /// reading. Or answers were ready and none was taken for this long
+    /// reading. Or an answer was ready and nothing of it was taken for this long
     /// ([`Standing::answer`]): the peer kept its flow-control window shut.
     pub send: Option<Duration>,
     /// Closing, after shutting its sending side: read and drop what the peer still sends
@@ -1357,10 +1375,13 @@ mod tests {
         for _ in 0..12 {
             assert_eq!(step().await, Ok(()), "open with no answer waiting");
         }
-        // One none of which is taken closes it after the send timeout.
-        let _waiting = standing.answer();
+        // One nothing of which is taken closes it after the send timeout, though another
+        // moves meanwhile.
+        let _stuck = standing.answer();
+        let moving = standing.answer();
         let mut steps = 0;
         while step().await.is_ok() {
+            moving.taken();
             steps += 1;
             assert!(steps < 40, "still open after 4 s");
         }
