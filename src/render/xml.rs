@@ -305,6 +305,26 @@ mod tests {
         String::from_utf8(xml.finish()).unwrap()
     }
 
+    #[test]
+    fn a_leap_second_is_cut_to_the_microsecond_and_stays_one() {
+        let utc = chrono::NaiveDate::from_ymd_opt(2016, 12, 31)
+            .and_then(|day| day.and_hms_nano_opt(15, 59, 59, 1_234_567_891))
+            .unwrap();
+        for offset in [8 * 3600, -5 * 3600 - 1800, 3600 + 7] {
+            let offset = FixedOffset::east_opt(offset).unwrap();
+            let time = DateTime::<FixedOffset>::from_naive_utc_and_offset(utc, offset);
+            let cut = to_the_microsecond(time);
+            assert_eq!(cut, time.with_nanosecond(1_234_567_000).unwrap());
+            assert_eq!(cut.nanosecond(), 1_234_567_000, "still a leap second");
+            assert_eq!(
+                written(|x| {
+                    x.rfc3339(time);
+                }),
+                cut.to_rfc3339()
+            );
+        }
+    }
+
     proptest! {
         #[test]
         fn text_and_attributes_are_escaped_as_quick_xml_escapes_them(
