@@ -3,6 +3,7 @@
 //! ([`Handshakes`]), and a listener that wraps the HTTP server's TCP listener.
 
 use crate::config::TlsFiles;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -132,11 +133,26 @@ impl<T: Send + 'static> Handshakes<T> {
         self.running.len() < MAX_PENDING_HANDSHAKES
     }
 
-    /// Starts the handshake of `io`, from `addr`.
-    pub fn start(&mut self, io: TcpStream, addr: SocketAddr, with: T) {
-        let accepting = self.acceptor.accept(io);
+    /// Starts the handshake of `io`, from `addr`; given up, the connection closed, if
+    /// `abandon` completes first (its place under the cap was taken, say).
+    pub fn start(
+        &mut self,
+        io: TcpStream,
+        addr: SocketAddr,
+        with: T,
+        abandon: impl Future<Output = ()> + Send + 'static,
+    ) {
+        let accepting = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(io));
         self.running.spawn(async move {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, accepting).await {
+            let accepted = tokio::select! {
+                biased;
+                () = abandon => {
+                    tracing::debug!(%addr, "TLS handshake abandoned");
+                    return None;
+                }
+                accepted = accepting => accepted,
+            };
+            match accepted {
                 Ok(Ok(stream)) => Some((stream, with)),
                 Ok(Err(error)) => {
                     tracing::debug!(%addr, %error, "TLS handshake failed");
@@ -189,7 +205,8 @@ impl axum::serve::Listener for HttpListener {
         loop {
             tokio::select! {
                 (io, addr) = accept_tcp(tcp), if handshakes.have_room() => {
-                    handshakes.start(io, addr, addr);
+                    // Under the cap once through (`server::run`).
+                    handshakes.start(io, addr, addr, std::future::pending());
                 }
                 (stream, addr) = handshakes.next() => return (Either::Left(stream), addr),
             }

@@ -12,6 +12,20 @@ use feedpub::grpc::proto::{self, ListSectionsRequest, PublishArticleRequest};
 use std::time::{Duration, Instant};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
+/// A tonic channel to the server's gRPC port over TLS, trusting the test CA.
+async fn tls_channel(pki: &common::pki::Pki, server: &TestServer) -> tonic::transport::Channel {
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&pki.ca_pem))
+        .domain_name("localhost");
+    Endpoint::from_shared(format!("https://{}", server.grpc_addr))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .expect("a TLS connection to the gRPC API")
+}
+
 #[tokio::test]
 async fn grpc_and_http_are_served_over_tls_to_clients_that_trust_the_certificate() {
     let pki = pki();
@@ -19,17 +33,7 @@ async fn grpc_and_http_are_served_over_tls_to_clients_that_trust_the_certificate
     let server = TestServer::start_with(|settings| settings.server.tls = Some(files)).await;
 
     // gRPC: tonic over TLS, checking the certificate against the test CA.
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(&pki.ca_pem))
-        .domain_name("localhost");
-    let channel = Endpoint::from_shared(format!("https://{}", server.grpc_addr))
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect()
-        .await
-        .expect("a TLS connection to the gRPC API");
-    let mut client = PublisherServiceClient::new(channel);
+    let mut client = PublisherServiceClient::new(tls_channel(&pki, &server).await);
     let sections = client
         .list_sections(authed(&server.tokens.newsroom, ListSectionsRequest {}))
         .await
@@ -163,6 +167,38 @@ async fn a_grpc_client_silent_after_its_tls_handshake_is_closed_after_the_header
     .await;
     assert!(closed.is_ok(), "still open 8 s after its handshake");
     assert!(header_timeouts() > before, "counted as a header timeout");
+}
+
+/// A TLS handshake holds its connection's place under the gRPC cap, and gives it up when a
+/// newer connection takes that place, as a connection that has made no call does: a
+/// handshake left hanging is closed at once, not at the end of its 10 s.
+#[tokio::test]
+async fn a_tls_handshake_whose_place_a_newer_connection_takes_is_given_up() {
+    use tokio::io::AsyncReadExt;
+    let pki = pki();
+    let files = pki.files.clone();
+    let server = TestServer::start_with(|settings| {
+        settings.server.tls = Some(files);
+        settings.limits.max_grpc_connections = 1;
+    })
+    .await;
+    // Connected, and silent: its handshake waits for its first flight.
+    let mut hanging = tokio::net::TcpStream::connect(server.grpc_addr)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A partner's channel takes its place and is answered.
+    PublisherServiceClient::new(tls_channel(&pki, &server).await)
+        .list_sections(authed(&server.tokens.newsroom, ListSectionsRequest {}))
+        .await
+        .expect("ListSections");
+    // Closed well before its handshake's 10 s.
+    let mut chunk = [0; 64];
+    let closed = tokio::time::timeout(Duration::from_secs(5), hanging.read(&mut chunk)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0) | Err(_))),
+        "the hanging handshake still open: {closed:?}"
+    );
 }
 
 #[tokio::test]

@@ -148,10 +148,13 @@ pub async fn serve(
                 .await
         }
         Some(identity) => {
-            let incoming = handshaken(tcp, slots, identity.grpc_handshakes(), watch);
-            router
+            let (incoming, accepting) = handshaken(tcp, slots, identity.grpc_handshakes(), watch);
+            let served = router
                 .serve_with_incoming_shutdown(incoming, shutdown)
-                .await
+                .await;
+            // The listening socket closed before the server is said to have stopped.
+            let _ = accepting.await;
+            served
         }
     };
     reporting.abort();
@@ -182,24 +185,32 @@ fn placed(
     Some(Ok((stream, peer, slot)))
 }
 
+/// The TLS port's connections, as the server takes them.
+type TlsIncoming = ReceiverStream<io::Result<Watched<TlsStream<TcpStream>>>>;
+
 /// The connections of the TLS port, once placed under the cap and through their
-/// handshakes (run concurrently, each holding its place meanwhile), watched from then on.
+/// handshakes (run concurrently, each holding its place meanwhile and given up if a newer
+/// connection takes it), watched from then on; and the task that accepts them, which ends,
+/// closing the listening socket, once the stream is dropped.
 fn handshaken(
     mut tcp: TcpIncoming,
     slots: Slots,
     mut handshakes: Handshakes<Slot>,
     watch: Watch,
-) -> ReceiverStream<io::Result<Watched<TlsStream<TcpStream>>>> {
+) -> (TlsIncoming, tokio::task::JoinHandle<()>) {
     let (ready, incoming) = tokio::sync::mpsc::channel(16);
-    tokio::spawn(async move {
+    let accepting = tokio::spawn(async move {
         loop {
             let next = tokio::select! {
+                biased;
                 // The server stopped taking connections.
                 () = ready.closed() => return,
                 accepted = tcp.next(), if handshakes.have_room() => {
                     match accepted.and_then(|accepted| placed(accepted, &slots)) {
                         Some(Ok((stream, peer, slot))) => {
-                            handshakes.start(stream, peer, slot);
+                            let standing = slot.standing().clone();
+                            let evicted = async move { standing.evicted().await };
+                            handshakes.start(stream, peer, slot, evicted);
                             continue;
                         }
                         Some(Err(e)) => Err(e),
@@ -215,7 +226,7 @@ fn handshaken(
             }
         }
     });
-    ReceiverStream::new(incoming)
+    (ReceiverStream::new(incoming), accepting)
 }
 
 /// Keeps `grpc.health.v1` in step with the service's faults: NOT_SERVING (the service and
