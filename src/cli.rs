@@ -446,7 +446,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
     )?;
     crate::telemetry::init(settings.log.format);
-    crate::connections::raise_open_file_limit(&settings.limits, settings.server.tls.is_some());
+    crate::connections::raise_open_file_limit(&settings.limits);
     let base_url = settings.site.base_url.clone();
     for doubt in settings.doubts() {
         tracing::warn!("{doubt}");

@@ -70,6 +70,13 @@ impl Slot {
     pub fn standing(&self) -> &Arc<Standing> {
         &self.standing
     }
+
+    /// Completes once the cap has taken the slot's place for a newer connection (a TLS
+    /// handshake in progress is given up then).
+    pub fn evicted(&self) -> impl Future<Output = ()> + Send + 'static {
+        let standing = self.standing.clone();
+        async move { standing.evicted().await }
+    }
 }
 
 impl Drop for Slot {
@@ -524,19 +531,12 @@ impl Slots {
 /// connection that sends them).
 const FILES_BESIDE_CONNECTIONS: u64 = 256 + crate::publication::MAX_DOCUMENT_FILES as u64;
 
-/// Open files the connection caps may need: each connection's socket, the files beside
-/// them, and with TLS the sockets of the HTTP port's handshakes in progress, which hold no
-/// place under its cap until they finish (the gRPC port's do).
-pub fn files_needed(max_http_connections: usize, max_grpc_connections: usize, tls: bool) -> u64 {
+/// Open files the connection caps may need: each connection's socket (a TLS handshake in
+/// progress holds its connection's place) and the files beside them.
+pub fn files_needed(max_http_connections: usize, max_grpc_connections: usize) -> u64 {
     let http = u64::try_from(max_http_connections).unwrap_or(u64::MAX);
     let grpc = u64::try_from(max_grpc_connections).unwrap_or(u64::MAX);
-    let handshakes = if tls {
-        crate::tls::MAX_PENDING_HANDSHAKES as u64
-    } else {
-        0
-    };
     http.saturating_add(grpc)
-        .saturating_add(handshakes)
         .saturating_add(FILES_BESIDE_CONNECTIONS)
 }
 
@@ -574,13 +574,9 @@ impl FileLimitPlan {
 /// hard limit leaves the connection caps short: past it, accepting a connection fails
 /// (EMFILE) before the cap refuses it, and so can opening the database or a feed.
 #[cfg(unix)]
-pub fn raise_open_file_limit(limits: &crate::config::Limits, tls: bool) {
+pub fn raise_open_file_limit(limits: &crate::config::Limits) {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-    let needed = files_needed(
-        limits.max_http_connections,
-        limits.max_grpc_connections,
-        tls,
-    );
+    let needed = files_needed(limits.max_http_connections, limits.max_grpc_connections);
     let now = getrlimit(Resource::Nofile);
     let mut plan = FileLimitPlan::new(now.current, now.maximum, needed);
     if let Some(raise_to) = plan.raise_to {
@@ -607,7 +603,7 @@ pub fn raise_open_file_limit(limits: &crate::config::Limits, tls: bool) {
 }
 
 #[cfg(not(unix))]
-pub fn raise_open_file_limit(_limits: &crate::config::Limits, _tls: bool) {}
+pub fn raise_open_file_limit(_limits: &crate::config::Limits) {}
 
 /// When a [`Watched`] connection is closed for want of progress.
 #[derive(Debug, Clone, Copy, Default)]
@@ -1052,14 +1048,12 @@ mod tests {
     #[test]
     fn the_default_caps_need_more_than_1024_files() {
         // 1,024 HTTP connections, 256 gRPC, 256 beside, and the documents' files.
-        assert_eq!(files_needed(1024, 256, false), 1024 + 256 + 256 + 512);
-        // With TLS, the HTTP port's handshakes in progress too.
-        assert_eq!(files_needed(1024, 256, true), 1024 + 1024 + 256 + 256 + 512);
+        assert_eq!(files_needed(1024, 256), 1024 + 256 + 256 + 512);
         assert!(
-            files_needed(1024, 256, false) > 1024,
+            files_needed(1024, 256) > 1024,
             "the usual soft limit is short"
         );
-        assert_eq!(files_needed(usize::MAX, usize::MAX, true), u64::MAX);
+        assert_eq!(files_needed(usize::MAX, usize::MAX), u64::MAX);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Optional TLS (rustls with ring) for both listeners: the PEM certificate and key of
-//! `[server] tls_cert` / `tls_key`, checked at start-up, handshakes run concurrently
-//! ([`Handshakes`]), and a listener that wraps the HTTP server's TCP listener.
+//! `[server] tls_cert` / `tls_key`, checked at start-up, and handshakes run concurrently
+//! ([`Handshakes`]) beside the accept loops.
 
 use crate::config::TlsFiles;
 use std::future::Future;
@@ -17,7 +17,6 @@ use tokio_rustls::rustls::crypto::ring;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::server::TlsStream;
-use tokio_util::either::Either;
 
 /// How long a client may take to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -106,7 +105,12 @@ impl TlsIdentity {
         })
     }
 
-    /// The gRPC port's handshakes, each carrying `T` along.
+    /// The HTTP port's handshakes (ALPN: HTTP/2 and HTTP/1.1), each carrying `T` along.
+    pub fn http_handshakes<T: Send + 'static>(&self) -> Handshakes<T> {
+        Handshakes::new(self.http.clone())
+    }
+
+    /// The gRPC port's handshakes (ALPN: HTTP/2), each carrying `T` along.
     pub fn grpc_handshakes<T: Send + 'static>(&self) -> Handshakes<T> {
         Handshakes::new(self.grpc.clone())
     }
@@ -139,8 +143,8 @@ impl<T: Send + 'static> Handshakes<T> {
         &mut self,
         io: TcpStream,
         addr: SocketAddr,
-        with: T,
         abandon: impl Future<Output = ()> + Send + 'static,
+        with: T,
     ) {
         let accepting = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(io));
         self.running.spawn(async move {
@@ -178,50 +182,10 @@ impl<T: Send + 'static> Handshakes<T> {
     }
 }
 
-/// The HTTP server's listener: plain TCP, or TLS when an identity is configured.
-pub fn http_listener(tcp: TcpListener, tls: Option<&TlsIdentity>) -> HttpListener {
-    HttpListener {
-        tcp,
-        handshakes: tls.map(|identity| Handshakes::new(identity.http.clone())),
-    }
-}
-
-/// Accepts HTTP connections, with TLS handshakes run concurrently ([`Handshakes`]).
-pub struct HttpListener {
-    tcp: TcpListener,
-    handshakes: Option<Handshakes<SocketAddr>>,
-}
-
-impl axum::serve::Listener for HttpListener {
-    type Io = Either<TlsStream<TcpStream>, TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let Self { tcp, handshakes } = self;
-        let Some(handshakes) = handshakes else {
-            let (io, addr) = accept_tcp(tcp).await;
-            return (Either::Right(io), addr);
-        };
-        loop {
-            tokio::select! {
-                (io, addr) = accept_tcp(tcp), if handshakes.have_room() => {
-                    // Under the cap once through (`server::run`).
-                    handshakes.start(io, addr, addr, std::future::pending());
-                }
-                (stream, addr) = handshakes.next() => return (Either::Left(stream), addr),
-            }
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.tcp.local_addr()
-    }
-}
-
 /// The next TCP connection. Errors that concern one client only are skipped; others (too
 /// many open files, say) would repeat at once, so the loop waits a little, as hyper's and
 /// axum's servers do.
-async fn accept_tcp(tcp: &TcpListener) -> (TcpStream, SocketAddr) {
+pub async fn accept_tcp(tcp: &TcpListener) -> (TcpStream, SocketAddr) {
     use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
     loop {
         match tcp.accept().await {

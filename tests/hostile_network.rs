@@ -490,7 +490,7 @@ async fn the_server_stays_up_answers_and_stays_bounded_under_hostile_clients() {
     // The attacks hold about a thousand sockets on this side too: the test raises its own
     // soft limit on open files as the server does (1,024 is a common default).
     let embedded = Settings::parse("embedded", EMBEDDED_CONFIG, Overrides::default()).unwrap();
-    feedpub::connections::raise_open_file_limit(&embedded.limits, false);
+    feedpub::connections::raise_open_file_limit(&embedded.limits);
     let dir = tempfile::tempdir().unwrap();
     let config_text = format!("{EMBEDDED_CONFIG}\n{TEST_LIMITS}");
     let config = dir.path().join("hostile.toml");

@@ -12,6 +12,35 @@ use feedpub::grpc::proto::{self, ListSectionsRequest, PublishArticleRequest};
 use std::time::{Duration, Instant};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
+/// An HTTPS client trusting the test CA, `localhost` resolved to the server's HTTP port,
+/// and the base URL it is reached at.
+fn https_client(pki: &common::pki::Pki, server: &TestServer) -> (reqwest::Client, String) {
+    let https = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap())
+        .resolve("localhost", server.http_addr)
+        .build()
+        .unwrap();
+    (
+        https,
+        format!("https://localhost:{}", server.http_addr.port()),
+    )
+}
+
+/// A connection, accepted by the server by now, that never starts its TLS handshake.
+async fn hanging_handshake(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let hanging = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    hanging
+}
+
+/// Whether the server closes `stream` within 5 s: well before a handshake's 10 s.
+async fn closed_soon(stream: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut chunk = [0; 64];
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk)).await;
+    matches!(read, Ok(Ok(0) | Err(_)))
+}
+
 /// A tonic channel to the server's gRPC port over TLS, trusting the test CA.
 async fn tls_channel(pki: &common::pki::Pki, server: &TestServer) -> tonic::transport::Channel {
     let tls = ClientTlsConfig::new()
@@ -71,12 +100,7 @@ async fn grpc_and_http_are_served_over_tls_to_clients_that_trust_the_certificate
     }
 
     // HTTPS: reqwest (rustls) trusting the test CA; ALPN offers HTTP/2.
-    let https = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap())
-        .resolve("localhost", server.http_addr)
-        .build()
-        .unwrap();
-    let base = format!("https://localhost:{}", server.http_addr.port());
+    let (https, base) = https_client(&pki, &server);
     let health = https.get(format!("{base}/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
     assert_eq!(health.version(), reqwest::Version::HTTP_2);
@@ -174,7 +198,6 @@ async fn a_grpc_client_silent_after_its_tls_handshake_is_closed_after_the_header
 /// handshake left hanging is closed at once, not at the end of its 10 s.
 #[tokio::test]
 async fn a_tls_handshake_whose_place_a_newer_connection_takes_is_given_up() {
-    use tokio::io::AsyncReadExt;
     let pki = pki();
     let files = pki.files.clone();
     let server = TestServer::start_with(|settings| {
@@ -182,22 +205,41 @@ async fn a_tls_handshake_whose_place_a_newer_connection_takes_is_given_up() {
         settings.limits.max_grpc_connections = 1;
     })
     .await;
-    // Connected, and silent: its handshake waits for its first flight.
-    let mut hanging = tokio::net::TcpStream::connect(server.grpc_addr)
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut hanging = hanging_handshake(server.grpc_addr).await;
     // A partner's channel takes its place and is answered.
     PublisherServiceClient::new(tls_channel(&pki, &server).await)
         .list_sections(authed(&server.tokens.newsroom, ListSectionsRequest {}))
         .await
         .expect("ListSections");
-    // Closed well before its handshake's 10 s.
-    let mut chunk = [0; 64];
-    let closed = tokio::time::timeout(Duration::from_secs(5), hanging.read(&mut chunk)).await;
     assert!(
-        matches!(closed, Ok(Ok(0) | Err(_))),
-        "the hanging handshake still open: {closed:?}"
+        closed_soon(&mut hanging).await,
+        "the hanging handshake still open"
+    );
+}
+
+/// On the HTTP port too, a TLS handshake holds its connection's place under the cap, as a
+/// connection that has sent no request yet, and gives it up to a newer connection: TLS
+/// handshakes left hanging keep no feed reader out.
+#[tokio::test]
+async fn an_http_tls_handshake_left_hanging_gives_its_place_to_a_reader() {
+    let pki = pki();
+    let files = pki.files.clone();
+    let server = TestServer::start_with(|settings| {
+        settings.server.tls = Some(files);
+        settings.limits.max_http_connections = 1;
+    })
+    .await;
+    let mut hanging = hanging_handshake(server.http_addr).await;
+    let (https, base) = https_client(&pki, &server);
+    let feed = https
+        .get(format!("{base}/feeds/politics/rss.xml"))
+        .send()
+        .await
+        .expect("a reader in the hanging handshake's place");
+    assert_eq!(feed.status(), 200);
+    assert!(
+        closed_soon(&mut hanging).await,
+        "the hanging handshake still open"
     );
 }
 

@@ -208,9 +208,7 @@ fn handshaken(
                 accepted = tcp.next(), if handshakes.have_room() => {
                     match accepted.and_then(|accepted| placed(accepted, &slots)) {
                         Some(Ok((stream, peer, slot))) => {
-                            let standing = slot.standing().clone();
-                            let evicted = async move { standing.evicted().await };
-                            handshakes.start(stream, peer, slot, evicted);
+                            handshakes.start(stream, peer, slot.evicted(), slot);
                             continue;
                         }
                         Some(Err(e)) => Err(e),

@@ -36,8 +36,16 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let feeds = feeds::FeedState::new(publication, settings.server.feeds_dir.clone());
     let router = router(feeds.clone(), settings, websub, health);
-    let listener = crate::tls::http_listener(listener, tls);
-    server::run(listener, feeds, router, &settings.limits, shutdown).await;
+    let handshakes = tls.map(TlsIdentity::http_handshakes);
+    server::run(
+        listener,
+        handshakes,
+        feeds,
+        router,
+        &settings.limits,
+        shutdown,
+    )
+    .await;
     Ok(())
 }
 

@@ -12,9 +12,8 @@ use crate::connections::{AnswerWaiting, Slot, Slots, Stall, Standing, Watch, Wat
 use crate::grpc::{
     MAX_HEADER_LIST_BYTES, MAX_LOCAL_ERROR_RESET_STREAMS, MAX_PENDING_ACCEPT_RESET_STREAMS,
 };
-use crate::tls::HttpListener;
+use crate::tls::{Handshakes, accept_tcp};
 use axum::Router;
-use axum::serve::Listener;
 use bytes::{Buf, Bytes};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
@@ -26,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
 use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
@@ -41,9 +40,11 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Accepts connections until `shutdown` completes, then stops accepting, lets every
-/// connection finish the response in progress, and returns once all are closed.
+/// connection finish the response in progress, and returns once all are closed. With
+/// `handshakes`, connections are TLS.
 pub async fn run(
-    mut listener: HttpListener,
+    listener: TcpListener,
+    mut handshakes: Option<Handshakes<Slot>>,
     feeds: FeedState,
     router: Router,
     limits: &Limits,
@@ -62,14 +63,9 @@ pub async fn run(
     };
     tokio::pin!(shutdown);
     loop {
-        let io = tokio::select! {
-            (io, _) = listener.accept() => io,
+        let (io, slot) = tokio::select! {
+            accepted = accept(&listener, &slots, handshakes.as_mut()) => accepted,
             () = &mut shutdown => break,
-        };
-        // Over the cap, in the place of the connection waiting longest for its next
-        // request; with none waiting, dropped, so closed at once.
-        let Some(slot) = slots.try_take() else {
-            continue;
         };
         connections.spawn(serve_connection(
             io,
@@ -83,10 +79,40 @@ pub async fn run(
             },
         ));
     }
-    drop(listener);
+    drop((listener, handshakes));
     stop.cancel();
     connections.close();
     connections.wait().await;
+}
+
+/// The next connection, with its place under the cap: over the cap, in the place of the
+/// connection waiting longest for its next request (with none waiting, it is dropped, so
+/// closed at once). Over TLS, once through its handshake, during which it holds its place
+/// as a connection that has sent no request yet; the handshake is given up if a newer
+/// connection takes that place, so that handshakes left hanging keep no reader out.
+async fn accept(
+    listener: &TcpListener,
+    slots: &Slots,
+    handshakes: Option<&mut Handshakes<Slot>>,
+) -> (Either<TlsStream<TcpStream>, TcpStream>, Slot) {
+    let Some(handshakes) = handshakes else {
+        loop {
+            let (io, _) = accept_tcp(listener).await;
+            if let Some(slot) = slots.try_take() {
+                return (Either::Right(io), slot);
+            }
+        }
+    };
+    loop {
+        tokio::select! {
+            (io, addr) = accept_tcp(listener), if handshakes.have_room() => {
+                if let Some(slot) = slots.try_take() {
+                    handshakes.start(io, addr, slot.evicted(), slot);
+                }
+            }
+            (stream, slot) = handshakes.next() => return (Either::Left(stream), slot),
+        }
+    }
 }
 
 /// hyper as the HTTP port uses it: HTTP/1 heads timed, HTTP/2 with the gRPC port's
