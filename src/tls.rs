@@ -20,9 +20,6 @@ use tokio_rustls::server::TlsStream;
 
 /// How long a client may take to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most handshakes in progress at once on one port; past it, new connections wait in the
-/// backlog.
-pub(crate) const MAX_PENDING_HANDSHAKES: usize = 1024;
 
 /// Why the TLS certificate or key cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -117,8 +114,8 @@ impl TlsIdentity {
 }
 
 /// TLS handshakes in progress on one port, run concurrently so that a slow client never
-/// holds up the others, each given [`HANDSHAKE_TIMEOUT`]; each carries a `T` (its address,
-/// its place under the cap) to the connection it becomes.
+/// holds up the others, each given [`HANDSHAKE_TIMEOUT`]; each carries a `T` (its place
+/// under the port's cap, which bounds how many run) to the connection it becomes.
 pub struct Handshakes<T> {
     acceptor: TlsAcceptor,
     running: JoinSet<Option<(TlsStream<TcpStream>, T)>>,
@@ -130,11 +127,6 @@ impl<T: Send + 'static> Handshakes<T> {
             acceptor: TlsAcceptor::from(config),
             running: JoinSet::new(),
         }
-    }
-
-    /// Whether another handshake may start ([`MAX_PENDING_HANDSHAKES`]).
-    pub fn have_room(&self) -> bool {
-        self.running.len() < MAX_PENDING_HANDSHAKES
     }
 
     /// Starts the handshake of `io`, from `addr`; given up, the connection closed, if

@@ -217,11 +217,14 @@ async fn a_tls_handshake_whose_place_a_newer_connection_takes_is_given_up() {
     );
 }
 
-/// On the HTTP port too, a TLS handshake holds its connection's place under the cap, as a
-/// connection that has sent no request yet, and gives it up to a newer connection: TLS
-/// handshakes left hanging keep no feed reader out.
+/// On the HTTP port too, a TLS handshake holds its connection's place under the cap: for
+/// its first second whatever connects meanwhile (a newer connection is refused), then as a
+/// connection that has sent no request yet, giving it up to a newer one. TLS handshakes
+/// left hanging keep no feed reader out, and a rush of new connections does not keep every
+/// handshake from finishing.
 #[tokio::test]
 async fn an_http_tls_handshake_left_hanging_gives_its_place_to_a_reader() {
+    use tokio::io::AsyncReadExt;
     let pki = pki();
     let files = pki.files.clone();
     let server = TestServer::start_with(|settings| {
@@ -229,7 +232,23 @@ async fn an_http_tls_handshake_left_hanging_gives_its_place_to_a_reader() {
         settings.limits.max_http_connections = 1;
     })
     .await;
+    let began = Instant::now();
     let mut hanging = hanging_handshake(server.http_addr).await;
+    let mut newer = tokio::net::TcpStream::connect(server.http_addr)
+        .await
+        .unwrap();
+    assert!(
+        closed_soon(&mut newer).await,
+        "the newer connection refused"
+    );
+    let mut chunk = [0; 64];
+    let read = tokio::time::timeout(Duration::from_millis(100), hanging.read(&mut chunk)).await;
+    assert!(read.is_err(), "the handshake kept its place: {read:?}");
+    assert!(
+        began.elapsed() < Duration::from_secs(1),
+        "checked within the grace"
+    );
+    tokio::time::sleep(Duration::from_millis(1200).saturating_sub(began.elapsed())).await;
     let (https, base) = https_client(&pki, &server);
     let feed = https
         .get(format!("{base}/feeds/politics/rss.xml"))

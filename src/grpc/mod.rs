@@ -205,7 +205,7 @@ fn handshaken(
                 biased;
                 // The server stopped taking connections.
                 () = ready.closed() => return,
-                accepted = tcp.next(), if handshakes.have_room() => {
+                accepted = tcp.next() => {
                     match accepted.and_then(|accepted| placed(accepted, &slots)) {
                         Some(Ok((stream, peer, slot))) => {
                             handshakes.start(stream, peer, slot.evicted(), slot);
