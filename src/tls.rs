@@ -178,21 +178,29 @@ impl<T: Send + 'static> Handshakes<T> {
 /// many open files, say) would repeat at once, so the loop waits a little, as hyper's and
 /// axum's servers do.
 pub async fn accept_tcp(tcp: &TcpListener) -> (TcpStream, SocketAddr) {
-    use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
     loop {
         match tcp.accept().await {
             Ok(accepted) => return accepted,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ConnectionAborted | ConnectionRefused | ConnectionReset
-                ) => {}
+            Err(e) if concerns_one_client(&e) => {}
             Err(e) => {
                 tracing::error!(error = %e, "cannot accept an HTTP connection");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::time::sleep(ACCEPT_PAUSE).await;
             }
         }
     }
+}
+
+/// How long a listener pauses after an error accepting that would repeat at once.
+pub const ACCEPT_PAUSE: Duration = Duration::from_secs(1);
+
+/// Whether an error accepting a connection concerns that client only: the next accept
+/// may succeed at once. Others (too many open files, say) repeat until something changes.
+pub fn concerns_one_client(error: &io::Error) -> bool {
+    use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    matches!(
+        error.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    )
 }
 
 #[cfg(test)]

@@ -134,6 +134,52 @@ fn a_hard_limit_on_open_files_below_the_caps_is_warned_of_at_start() {
     );
 }
 
+/// Out of descriptors, accepting fails until one is freed: each port logs it and pauses
+/// before trying again, instead of spinning on the error (tonic asks for the gRPC port's
+/// next connection at once).
+#[test]
+fn out_of_descriptors_the_listeners_pause_instead_of_spinning() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServeProcess::start(ServeOptions {
+        open_files: Some((200, 200)),
+        ..ServeOptions::new(&dir.path().join("data"), &dir.path().join("feeds"))
+    });
+    let running = server.wait_ready();
+    // Silent HTTP connections, each held until the header timeout (10 s): past the
+    // limit, the rest wait in the backlog.
+    let held: Vec<_> = (0..250)
+        .map(|_| std::net::TcpStream::connect(running.http).unwrap())
+        .collect();
+    server.wait_for_log("the HTTP port out of descriptors", |l| {
+        l.contains("cannot accept an HTTP connection").then_some(())
+    });
+    let _waiting = std::net::TcpStream::connect(running.grpc).unwrap();
+    server.wait_for_log("the gRPC port out of descriptors", |l| {
+        l.contains("cannot accept a gRPC connection").then_some(())
+    });
+    // Two seconds of the server's CPU meanwhile: a spinning accept loop takes a core.
+    let ticks = |pid: u32| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let fields: Vec<u64> = stat[stat.rfind(')').unwrap() + 2..]
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .map(|f| f.parse().unwrap())
+            .collect();
+        fields.iter().sum::<u64>()
+    };
+    // SAFETY: sysconf only reads a system constant.
+    let per_second = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap();
+    let before = ticks(server.pid());
+    std::thread::sleep(Duration::from_secs(2));
+    let used = ticks(server.pid()) - before;
+    assert!(
+        used < per_second / 2,
+        "the server used {used} ticks of CPU ({per_second} a second) in 2 s while out of descriptors"
+    );
+    drop(held);
+}
+
 // ---------------------------------------------------------------------------------------
 // The process: memory and descriptors from /proc.
 

@@ -18,6 +18,8 @@ use crate::tls::{Handshakes, TlsIdentity};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
@@ -125,9 +127,12 @@ pub async fn serve(
         start: Some((PREFACE_BYTES, limits.header_timeout)),
         ..Watch::default()
     };
-    let tcp = TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .with_keepalive(Some(KEEPALIVE_INTERVAL));
+    let tcp = Paced {
+        incoming: TcpIncoming::from(listener)
+            .with_nodelay(Some(true))
+            .with_keepalive(Some(KEEPALIVE_INTERVAL)),
+        pause: None,
+    };
     let router = server
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -193,7 +198,7 @@ type TlsIncoming = ReceiverStream<io::Result<Watched<TlsStream<TcpStream>>>>;
 /// connection takes it), watched from then on; and the task that accepts them, which ends,
 /// closing the listening socket, once the stream is dropped.
 fn handshaken(
-    mut tcp: TcpIncoming,
+    mut tcp: Paced,
     slots: Slots,
     mut handshakes: Handshakes<Slot>,
     watch: Watch,
@@ -225,6 +230,33 @@ fn handshaken(
         }
     });
     (ReceiverStream::new(incoming), accepting)
+}
+
+/// The port's connections as tonic's `TcpIncoming` accepts them, but pausing after an
+/// error that would repeat at once (too many open files, say), as the HTTP port does:
+/// tonic asks for the next connection at once, and would spin on the error.
+struct Paced {
+    incoming: TcpIncoming,
+    pause: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl tokio_stream::Stream for Paced {
+    type Item = io::Result<TcpStream>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Some(pause) = &mut self.pause {
+            ready!(pause.as_mut().poll(cx));
+            self.pause = None;
+        }
+        let accepted = ready!(Pin::new(&mut self.incoming).poll_next(cx));
+        if let Some(Err(e)) = &accepted
+            && !crate::tls::concerns_one_client(e)
+        {
+            tracing::error!(error = %e, "cannot accept a gRPC connection");
+            self.pause = Some(Box::pin(tokio::time::sleep(crate::tls::ACCEPT_PAUSE)));
+        }
+        Poll::Ready(accepted)
+    }
 }
 
 /// Keeps `grpc.health.v1` in step with the service's faults: NOT_SERVING (the service and
