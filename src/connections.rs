@@ -216,10 +216,17 @@ impl Standing {
     /// The connection waits for its next request from now on: under a cap that evicts the
     /// longest idle, it may give its place to a new connection.
     pub fn idle(&self) {
+        self.idle_after(Duration::ZERO);
+    }
+
+    /// The connection will wait for its next request `delay` from now, and is counted so
+    /// meanwhile: over the cap, it gives way only after every connection waiting before
+    /// then (a TLS handshake in progress, which has no request to send yet).
+    pub fn idle_after(&self, delay: Duration) {
         let Some(waiting) = self.waiting() else {
             return;
         };
-        let since = u64::try_from(EPOCH.elapsed().as_micros())
+        let since = u64::try_from((EPOCH.elapsed() + delay).as_micros())
             .map_or(GIVEN_WAY - 1, |t| t.saturating_add(1).min(GIVEN_WAY - 1));
         // Not over the mark of a place given away.
         let _ = waiting.fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {

@@ -35,9 +35,9 @@ use tokio_util::task::TaskTracker;
 /// limit over to hyper).
 const MAX_HEAD_BYTES: usize = 32 * 1024;
 
-/// How long a TLS handshake keeps its place under the cap whatever connects meanwhile (a
-/// client's takes milliseconds): under a rush of new connections, handshakes would
-/// otherwise take each other's places, and none finish.
+/// How far ahead a TLS handshake is counted as waiting for its first request (a client's
+/// takes milliseconds): the connections that wait meanwhile give way before it, so that
+/// a rush of new connections takes the places of idle ones before those of handshakes.
 const HANDSHAKE_GRACE: Duration = Duration::from_secs(1);
 
 /// HTTP/2 pings on the HTTP port: a peer that stops answering is dropped.
@@ -92,10 +92,11 @@ pub async fn run(
 
 /// The next connection, with its place under the cap: over the cap, in the place of the
 /// connection waiting longest for its next request (with none waiting, it is dropped, so
-/// closed at once). Over TLS, once through its handshake, during which it holds its place:
-/// for [`HANDSHAKE_GRACE`] as a connection with a request under way, then as one that has
-/// sent no request yet. The handshake is given up if a newer connection takes that place,
-/// so that handshakes left hanging keep no reader out, and the cap bounds how many run.
+/// closed at once). Over TLS, once through its handshake, during which it holds its place
+/// as a connection that has sent no request yet, but counted as waiting from
+/// [`HANDSHAKE_GRACE`] on: newer connections take the places of those that wait before
+/// the handshakes'. The handshake is given up if a newer connection takes its place, so
+/// that handshakes left hanging keep no reader out; the cap bounds how many run.
 async fn accept(
     listener: &TcpListener,
     slots: &Slots,
@@ -115,21 +116,10 @@ async fn accept(
                 let Some(slot) = slots.try_take() else {
                     continue;
                 };
-                let standing = slot.standing().clone();
-                standing.busy();
-                let evicted = slot.evicted();
-                let abandon = async move {
-                    tokio::time::sleep(HANDSHAKE_GRACE).await;
-                    standing.idle();
-                    evicted.await;
-                };
-                handshakes.start(io, addr, abandon, slot);
+                slot.standing().idle_after(HANDSHAKE_GRACE);
+                handshakes.start(io, addr, slot.evicted(), slot);
             }
-            (stream, slot) = handshakes.next() => {
-                // It waits for its first request from now on.
-                slot.standing().idle();
-                return (Either::Left(stream), slot);
-            }
+            (stream, slot) = handshakes.next() => return (Either::Left(stream), slot),
         }
     }
 }
