@@ -635,11 +635,13 @@ async fn the_server_stays_up_answers_and_stays_bounded_under_hostile_clients() {
         (0.0, 0.0),
         "{half_open} half-open connections per port stay under the caps"
     );
+    // At least `over` over each cap, of 150 opened over it: those accepted first may meet
+    // the header timeout before the last are accepted.
     let over = 100;
     let (http_cap, grpc_cap) = (h.limits.max_http_connections, h.limits.max_grpc_connections);
     h.attack(
         "more connections than the caps",
-        over_the_caps(r, http_cap + over, grpc_cap + over),
+        over_the_caps(r, http_cap + over + 50, grpc_cap + over + 50),
     )
     .await;
     let refused_http = h
@@ -1055,10 +1057,15 @@ async fn half_open_connections(running: Running, count: usize) -> String {
 /// at once (on the gRPC port, the oldest give way to them), and the probe (already
 /// connected) keeps being answered.
 async fn over_the_caps(running: Running, http: usize, grpc: usize) -> String {
-    let mut held = Vec::new();
+    let mut closed = 0;
+    // One port after the other: the cap is only exceeded if the server accepts the
+    // connections faster than the header timeout closes the first of them, which the other
+    // port's connections, handled beside them, slowed on a loaded machine (once, 39 of the
+    // 101 over the gRPC cap evicted, 57 of the HTTP cap's another time).
     for (addr, count) in [(running.http, http), (running.grpc, grpc)] {
         // Fifty at a time: opened one after another on a loaded machine, the first could
         // be closed by the header timeout before the last were open, never over the cap.
+        let mut held = Vec::new();
         let mut left = count;
         while left > 0 {
             let mut batch = JoinSet::new();
@@ -1070,19 +1077,18 @@ async fn over_the_caps(running: Running, http: usize, grpc: usize) -> String {
                 held.push(opened.unwrap().unwrap());
             }
         }
-    }
-    // Held until the header timeouts close them.
-    let mut tasks = JoinSet::new();
-    for mut stream in held {
-        tasks.spawn(async move { closed_by_server(&mut stream, DEADLINE).await });
-    }
-    let mut closed = 0;
-    while let Some(done) = tasks.join_next().await {
-        assert!(
-            done.unwrap(),
-            "a connection over or under the cap stayed open"
-        );
-        closed += 1;
+        // Held until the header timeouts close them.
+        let mut tasks = JoinSet::new();
+        for mut stream in held {
+            tasks.spawn(async move { closed_by_server(&mut stream, DEADLINE).await });
+        }
+        while let Some(done) = tasks.join_next().await {
+            assert!(
+                done.unwrap(),
+                "a connection over or under the cap stayed open"
+            );
+            closed += 1;
+        }
     }
     format!("{http} HTTP and {grpc} gRPC idle connections, all {closed} closed by the server")
 }
