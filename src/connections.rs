@@ -748,10 +748,11 @@ impl<S> Watched<S> {
         // Answers the peer does not let the server send, whatever else it sends meanwhile.
         // Checked when the connection next waits (a ping re-polls it; a silent peer meets
         // the idle timeout first).
-        let answers = standing
-            .and_then(Standing::answers_waiting_since)
-            .zip(self.watch.send)
-            .map(|(since, t)| (since + t, Stall::Send));
+        // Without a send timeout (the gRPC port) the lock is not taken at all.
+        let answers = self.watch.send.and_then(|t| {
+            let since = standing?.answers_waiting_since()?;
+            Some((since + t, Stall::Send))
+        });
         [start, stalled, answers]
             .into_iter()
             .flatten()
