@@ -9,6 +9,7 @@ use crate::render::Format;
 use crate::render::opml::{self, OpmlGroup};
 use chrono::SubsecRound;
 use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::Arc;
 
@@ -152,93 +153,63 @@ fn kept_or_replaced(
     Arc::new(file.with_codings(codings).in_place_of(replaced))
 }
 
-/// The index page as a document served like a feed's (compressed codings, a strong ETag,
-/// a date kept while the page comes out the same, conditional GET). It is rendered for each
-/// request (its headlines change with every feed), and compressed only when it changed.
-pub struct IndexPage {
-    settings: Arc<Settings>,
-    last: std::sync::Mutex<Option<Arc<FeedFile>>>,
-}
-
-impl IndexPage {
-    pub fn new(settings: Arc<Settings>) -> Self {
-        Self {
-            settings,
-            last: std::sync::Mutex::new(None),
-        }
-    }
-
-    /// The page as `publication`'s headlines are now.
-    pub fn get(&self, publication: &Publication) -> Arc<FeedFile> {
-        let page = render(&self.settings, |scope| {
-            publication.headlines(scope).to_vec()
-        });
-        let lock = || self.last.lock().unwrap_or_else(|e| e.into_inner());
-        let previous = lock().clone();
-        let file = kept_or_replaced(
-            previous,
-            page,
-            "text/html; charset=utf-8",
-            60,
-            self.settings.site.base_url.to_string(),
-        );
-        *lock() = Some(file.clone());
-        file
-    }
-}
-
-/// Media type of the OPML list.
-const OPML_TYPE: &str = "text/x-opml; charset=utf-8";
-
-/// The OPML list as a document served like a feed's (compressed codings, a strong ETag,
-/// conditional GET), built again only when the author and tag feeds it lists change.
-pub struct OpmlDocument {
-    settings: Arc<Settings>,
-    /// Which change of the named scopes it was built from ([`Publication::named_changes`]),
-    /// and the document. Held while one is built, so that requests arriving meanwhile wait
-    /// for it rather than build it too.
+/// A document built from what a publication shows (the index page from its headlines, the
+/// OPML list from its author and tag feeds), served like a feed's: compressed codings, a
+/// strong ETag, a date kept while it comes out the same, conditional GET. It is built again
+/// only when the count of changes it is keyed on has moved, on the blocking pool (a list of
+/// thousands of names is megabytes to compress, and brotli's full level takes milliseconds
+/// even on a page).
+struct Derived {
+    content_type: &'static str,
+    max_age: u32,
+    self_url: String,
+    /// The count of changes it was built from, and the document. Held while one is built,
+    /// so that requests arriving meanwhile wait for it rather than build it too.
     built: Arc<tokio::sync::Mutex<Option<Built>>>,
 }
 
-/// The change of the named scopes an OPML document lists, and the document.
+/// The count of changes a document was built from, and the document.
 type Built = (u64, Arc<FeedFile>);
 
-impl OpmlDocument {
-    pub fn new(settings: Arc<Settings>) -> Self {
+impl Derived {
+    fn new(content_type: &'static str, max_age: u32, self_url: String) -> Self {
         Self {
-            settings,
+            content_type,
+            max_age,
+            self_url,
             built: Arc::new(tokio::sync::Mutex::new(None)),
         }
     }
 
-    /// The document listing the named feeds `publication` serves, built on the blocking
-    /// pool when they changed (a list of thousands of names is megabytes to compress);
-    /// `None` if building it failed.
-    pub async fn get(&self, publication: &Publication) -> Option<Arc<FeedFile>> {
+    /// The document as of `changes()`: the one built last if the count is the same, else
+    /// the text of the function `read()` returns (which reads what the text is built from,
+    /// after the count: a change in between only builds the document once more). `None` if
+    /// building it failed.
+    async fn get<Text>(
+        &self,
+        changes: impl FnOnce() -> u64,
+        read: impl FnOnce() -> Text,
+    ) -> Option<Arc<FeedFile>>
+    where
+        Text: FnOnce() -> String + Send + 'static,
+    {
         let mut built = self.built.clone().lock_owned().await;
-        // Read before the names: a change in between only builds the list once more.
-        let changes = publication.named_changes();
+        let changes = changes();
         if let Some((built_from, file)) = &*built
             && *built_from == changes
         {
             return Some(file.clone());
         }
-        let named = publication.named_scopes();
-        let settings = self.settings.clone();
-        // Never dated before the list it replaces.
+        let text = read();
+        // Never dated before the document it replaces.
         let previous = built.as_ref().map(|(_, file)| file.clone());
+        let (content_type, max_age, self_url) =
+            (self.content_type, self.max_age, self.self_url.clone());
         // Built and kept by a task of its own, holding the lock: a request that goes away
-        // meanwhile loses nothing, and the next finds the list built.
+        // meanwhile loses nothing, and the next finds the document built.
         let build = tokio::task::spawn_blocking(move || {
-            let text = opml(&settings, &named);
-            // The same list (the names changed and changed back): the same document.
-            kept_or_replaced(
-                previous,
-                text,
-                OPML_TYPE,
-                300,
-                settings.site.url("feeds.opml"),
-            )
+            // The same text (what it shows changed and changed back): the same document.
+            kept_or_replaced(previous, text(), content_type, max_age, self_url)
         });
         tokio::spawn(async move {
             let file = build.await.ok()?;
@@ -248,6 +219,79 @@ impl OpmlDocument {
         .await
         .ok()
         .flatten()
+    }
+}
+
+/// The index page, built again when a feed's headlines change.
+pub struct IndexPage {
+    settings: Arc<Settings>,
+    page: Derived,
+}
+
+impl IndexPage {
+    pub fn new(settings: Arc<Settings>) -> Self {
+        let page = Derived::new(
+            "text/html; charset=utf-8",
+            60,
+            settings.site.base_url.to_string(),
+        );
+        Self { settings, page }
+    }
+
+    /// The page as `publication`'s headlines are now; `None` if building it failed.
+    pub async fn get(&self, publication: &Publication) -> Option<Arc<FeedFile>> {
+        self.page
+            .get(
+                || publication.headline_changes(),
+                || {
+                    let settings = self.settings.clone();
+                    let headlines: HashMap<FeedScope, Arc<[Headline]>> = scopes(&settings)
+                        .into_iter()
+                        .map(|(scope, _, _)| {
+                            let shown = publication.headlines(&scope);
+                            (scope, shown)
+                        })
+                        .collect();
+                    move || {
+                        render(&settings, |scope| {
+                            headlines.get(scope).map_or_else(Vec::new, |h| h.to_vec())
+                        })
+                    }
+                },
+            )
+            .await
+    }
+}
+
+/// The OPML list, built again when the author and tag feeds it lists change.
+pub struct OpmlDocument {
+    settings: Arc<Settings>,
+    list: Derived,
+}
+
+impl OpmlDocument {
+    pub fn new(settings: Arc<Settings>) -> Self {
+        let list = Derived::new(
+            "text/x-opml; charset=utf-8",
+            300,
+            settings.site.url("feeds.opml"),
+        );
+        Self { settings, list }
+    }
+
+    /// The document listing the named feeds `publication` serves; `None` if building it
+    /// failed.
+    pub async fn get(&self, publication: &Publication) -> Option<Arc<FeedFile>> {
+        self.list
+            .get(
+                || publication.named_changes(),
+                || {
+                    let named = publication.named_scopes();
+                    let settings = self.settings.clone();
+                    move || opml(&settings, &named)
+                },
+            )
+            .await
     }
 }
 
@@ -307,6 +351,41 @@ pub fn opml(settings: &Settings, named: &[FeedScope]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A document is built once per count of changes, however many ask for it; a new count
+    /// with the same text keeps the document (its ETag and date), a new text replaces it.
+    #[tokio::test]
+    async fn a_derived_document_is_built_again_only_when_its_count_moves() {
+        let document = Derived::new("text/plain", 60, "https://example.com/".into());
+        let reads = &std::sync::atomic::AtomicUsize::new(0);
+        let get = |count: u64, text: &'static str| {
+            document.get(
+                move || count,
+                move || {
+                    reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    move || text.to_owned()
+                },
+            )
+        };
+        let first = get(1, "一").await.unwrap();
+        let asked = tokio::join!(get(1, "二"), get(1, "二"), get(1, "二"));
+        for file in [asked.0, asked.1, asked.2] {
+            assert!(Arc::ptr_eq(&file.unwrap(), &first));
+        }
+        assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+        let same = get(2, "一").await.unwrap();
+        assert!(
+            Arc::ptr_eq(&same, &first),
+            "the same text, the same document"
+        );
+        assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 2);
+        let changed = get(3, "二").await.unwrap();
+        assert_ne!(changed.etag, first.etag);
+        assert_eq!(&changed.bytes()[..], "二".as_bytes());
+        assert!(changed.last_modified >= first.last_modified);
+        assert!(changed.codings.is_some(), "compressed when built");
+    }
 
     /// Behind a proxy that mounts the site under a path, every link of the index keeps it.
     #[test]

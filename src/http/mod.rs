@@ -61,17 +61,15 @@ fn router(feeds: feeds::FeedState, settings: &Settings, websub: &Hub, health: He
     Router::new()
         .route(
             "/",
-            // Answered like a feed, with validators of its own.
+            // Answered like a feed, with validators of its own; its headlines change with
+            // the feeds.
             get(
                 move |State(feeds): State<feeds::FeedState>, method: Method, headers: HeaderMap| {
-                    let file = index.get(&feeds.publication);
-                    let answer = feeds.answer_file(
-                        file,
-                        "index.html",
-                        false,
-                        &feeds::FeedRequest::of(&method, &headers),
-                    );
-                    async move { answer.into_response() }
+                    let index = index.clone();
+                    async move {
+                        let file = index.get(&feeds.publication).await;
+                        answer_derived(&feeds, file, "index.html", &method, &headers)
+                    }
                 },
             ),
         )
@@ -82,18 +80,8 @@ fn router(feeds: feeds::FeedState, settings: &Settings, websub: &Hub, health: He
                 move |State(feeds): State<feeds::FeedState>, method: Method, headers: HeaderMap| {
                     let opml = opml.clone();
                     async move {
-                        let Some(file) = opml.get(&feeds.publication).await else {
-                            return (StatusCode::SERVICE_UNAVAILABLE, "retry later\n")
-                                .into_response();
-                        };
-                        feeds
-                            .answer_file(
-                                file,
-                                "feeds.opml",
-                                false,
-                                &feeds::FeedRequest::of(&method, &headers),
-                            )
-                            .into_response()
+                        let file = opml.get(&feeds.publication).await;
+                        answer_derived(&feeds, file, "feeds.opml", &method, &headers)
                     }
                 },
             ),
@@ -108,6 +96,23 @@ fn router(feeds: feeds::FeedState, settings: &Settings, websub: &Hub, health: He
         .with_state(feeds)
         .fallback(not_found)
         .layer(axum::middleware::from_fn(require_host))
+}
+
+/// The answer with a document built from the feeds (the index page, the OPML list), or 503
+/// if building it failed.
+fn answer_derived(
+    feeds: &feeds::FeedState,
+    file: Option<Arc<crate::publication::FeedFile>>,
+    name: &str,
+    method: &Method,
+    headers: &HeaderMap,
+) -> axum::response::Response {
+    let Some(file) = file else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "retry later\n").into_response();
+    };
+    feeds
+        .answer_file(file, name, false, &feeds::FeedRequest::of(method, headers))
+        .into_response()
 }
 
 /// RFC 9112 §3.2: a request with more than one `Host` line or an invalid one, or an

@@ -147,6 +147,9 @@ struct Inner {
     /// Moves on each time `named` changes, so that what is built from it (the OPML list)
     /// knows when to build again without comparing the names.
     named_changes: AtomicU64,
+    /// Moves on each time `headlines` changes, so that what is built from them (the index
+    /// page) knows when to build again.
+    headline_changes: AtomicU64,
     /// Documents built at once: one per core.
     parallel: usize,
     /// The threads that render, compress and write documents.
@@ -213,6 +216,7 @@ impl Publication {
             named: Mutex::new(BTreeSet::new()),
             folders: Mutex::new(HashMap::new()),
             named_changes: AtomicU64::new(0),
+            headline_changes: AtomicU64::new(0),
             parallel: std::thread::available_parallelism().map_or(2, |n| n.get()),
             builders,
             health,
@@ -314,6 +318,12 @@ impl Publication {
     /// rendered from the store on first request and kept until its feed changes.
     pub async fn archive(&self, path: &str) -> Result<Option<Arc<FeedFile>>, PublicationError> {
         self.inner.archive_document(path).await
+    }
+
+    /// How many times the headlines of any feed ([`Publication::headlines`]) have changed
+    /// since start.
+    pub fn headline_changes(&self) -> u64 {
+        self.inner.headline_changes.load(Ordering::SeqCst)
     }
 
     /// The newest headlines of a feed, as of its last regeneration.

@@ -678,13 +678,20 @@ impl Inner {
     /// regeneration.
     fn count_regeneration(&self, rendered: &Rendered) {
         let scope = &rendered.scope;
-        // Only the index shows headlines, and it lists no author or tag feeds.
-        if matches!(scope, FeedScope::All | FeedScope::Section(_)) {
+        // Only the index shows headlines, and it lists no author or tag feeds. Most
+        // regenerations leave them as they were, and so the index too.
+        if matches!(scope, FeedScope::All | FeedScope::Section(_))
+            && self.headlines.load().get(scope).map(|shown| &**shown) != Some(&*rendered.headlines)
+        {
             self.headlines.rcu(|current| {
                 let mut next = HashMap::clone(current);
                 next.insert(scope.clone(), rendered.headlines.clone());
                 next
             });
+            // After the headlines, so that whoever reads the count and then the headlines
+            // never keeps older headlines under a newer count.
+            self.headline_changes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
         let feed = scope.metric_label().to_owned();
         metrics::counter!("feedpub_feed_regenerations_total", "feed" => feed.clone()).increment(1);

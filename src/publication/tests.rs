@@ -192,6 +192,37 @@ async fn a_change_is_served_before_it_is_compressed_and_written() {
     assert!(finished.holds_identity(), "restored once, then held");
 }
 
+/// The index page is built again only when a feed's headlines change, which most
+/// regenerations leave as they were.
+#[tokio::test]
+async fn the_count_of_headline_changes_moves_only_when_headlines_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, publication) = started(dir.path()).await;
+    let count = publication.headline_changes();
+    regenerated_together(&publication, [politics(), FeedScope::All]).await;
+    assert_eq!(publication.headline_changes(), count, "nothing changed");
+
+    publish(&store, "a", "第一篇").await;
+    regenerated(&publication, politics()).await;
+    assert!(publication.headline_changes() > count);
+    assert_eq!(publication.headlines(&politics())[0].title, "第一篇");
+    let count = publication.headline_changes();
+    regenerated(&publication, politics()).await;
+    assert_eq!(publication.headline_changes(), count, "the same headlines");
+    // An author's feed changes, but the index lists no author.
+    publish_draft(&store, signed("b", "第二篇", "李明")).await;
+    let author = FeedScope::author("李明");
+    regenerated(&publication, author).await;
+    assert_eq!(
+        publication.headline_changes(),
+        count,
+        "no section's headlines"
+    );
+    regenerated(&publication, FeedScope::All).await;
+    assert!(publication.headline_changes() > count);
+    assert_eq!(publication.headlines(&FeedScope::All)[0].title, "第二篇");
+}
+
 #[tokio::test]
 async fn the_feeds_built_at_start_up_are_held_compressed_and_read_from_their_files() {
     let dir = tempfile::tempdir().unwrap();
