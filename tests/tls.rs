@@ -224,6 +224,19 @@ async fn a_tls_handshake_whose_place_a_newer_connection_takes_is_given_up() {
 /// hanging, it keeps no reader out).
 #[tokio::test]
 async fn an_http_tls_handshake_left_hanging_gives_its_place_to_a_reader() {
+    // The first part must happen within the handshake's first second; on a machine too
+    // busy for that, it is tried again on a fresh server rather than told wrongly.
+    for _ in 0..3 {
+        if handshake_gives_way_to_a_reader().await.is_some() {
+            return;
+        }
+    }
+    panic!("too slow, three times, to tell within the handshake's first second");
+}
+
+/// One try of [`an_http_tls_handshake_left_hanging_gives_its_place_to_a_reader`]; `None`
+/// if its first part took longer than the handshake's first second.
+async fn handshake_gives_way_to_a_reader() -> Option<()> {
     use tokio::io::AsyncReadExt;
     let pki = pki();
     let files = pki.files.clone();
@@ -250,10 +263,9 @@ async fn an_http_tls_handshake_left_hanging_gives_its_place_to_a_reader() {
     assert_eq!(feed(second.clone(), base.clone()).await, 200);
     let mut chunk = [0; 64];
     let read = tokio::time::timeout(Duration::from_millis(100), hanging.read(&mut chunk)).await;
-    assert!(
-        began.elapsed() < Duration::from_secs(1),
-        "too slow to tell within the handshake's first second"
-    );
+    if began.elapsed() >= Duration::from_secs(1) {
+        return None;
+    }
     assert!(read.is_err(), "the handshake kept its place: {read:?}");
     // Past that second, the second reader asks again; a third reader takes the place of
     // the handshake, idle longest.
@@ -265,6 +277,7 @@ async fn an_http_tls_handshake_left_hanging_gives_its_place_to_a_reader() {
         closed_soon(&mut hanging).await,
         "the hanging handshake still open"
     );
+    Some(())
 }
 
 #[tokio::test]
