@@ -183,8 +183,8 @@ impl Derived {
 
     /// The document as of `changes()`: the one built last if the count is the same, else
     /// the text of the function `read()` returns (which reads what the text is built from,
-    /// after the count: a change in between only builds the document once more). `None` if
-    /// building it failed.
+    /// after the count: a change in between only builds the document once more). If
+    /// building it fails, the one built last; `None` if there is none.
     async fn get<Text>(
         &self,
         changes: impl FnOnce() -> u64,
@@ -205,20 +205,23 @@ impl Derived {
         let previous = built.as_ref().map(|(_, file)| file.clone());
         let (content_type, max_age, self_url) =
             (self.content_type, self.max_age, self.self_url.clone());
+        let replaced = previous.clone();
         // Built and kept by a task of its own, holding the lock: a request that goes away
         // meanwhile loses nothing, and the next finds the document built.
         let build = tokio::task::spawn_blocking(move || {
             // The same text (what it shows changed and changed back): the same document.
-            kept_or_replaced(previous, text(), content_type, max_age, self_url)
+            kept_or_replaced(replaced, text(), content_type, max_age, self_url)
         });
-        tokio::spawn(async move {
+        let built = tokio::spawn(async move {
             let file = build.await.ok()?;
             *built = Some((changes, file.clone()));
             Some(file)
         })
         .await
         .ok()
-        .flatten()
+        .flatten();
+        // The count stays as it was: the next request tries again.
+        built.or(previous)
     }
 }
 
@@ -367,24 +370,36 @@ mod tests {
                 },
             )
         };
-        let first = get(1, "一").await.unwrap();
-        let asked = tokio::join!(get(1, "二"), get(1, "二"), get(1, "二"));
-        for file in [asked.0, asked.1, asked.2] {
+        let read = || reads.load(std::sync::atomic::Ordering::SeqCst);
+        // Asked for at once before it is built: built once, for all.
+        let asked = tokio::join!(get(1, "一"), get(1, "一"), get(1, "一"));
+        let first = asked.0.unwrap();
+        for file in [asked.1, asked.2] {
             assert!(Arc::ptr_eq(&file.unwrap(), &first));
         }
-        assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(read(), 1);
+        assert!(Arc::ptr_eq(&get(1, "二").await.unwrap(), &first), "built");
+        assert_eq!(read(), 1);
 
         let same = get(2, "一").await.unwrap();
         assert!(
             Arc::ptr_eq(&same, &first),
             "the same text, the same document"
         );
-        assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(read(), 2);
         let changed = get(3, "二").await.unwrap();
         assert_ne!(changed.etag, first.etag);
         assert_eq!(&changed.bytes()[..], "二".as_bytes());
         assert!(changed.last_modified >= first.last_modified);
         assert!(changed.codings.is_some(), "compressed when built");
+
+        // A build that fails leaves the last document served, and is tried again.
+        let failed = document
+            .get(|| 4, || || -> String { panic!("a build that fails") })
+            .await;
+        assert!(Arc::ptr_eq(&failed.unwrap(), &changed));
+        let again = get(4, "三").await.unwrap();
+        assert_eq!(&again.bytes()[..], "三".as_bytes());
     }
 
     /// Behind a proxy that mounts the site under a path, every link of the index keeps it.

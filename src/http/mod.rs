@@ -99,7 +99,7 @@ fn router(feeds: feeds::FeedState, settings: &Settings, websub: &Hub, health: He
 }
 
 /// The answer with a document built from the feeds (the index page, the OPML list), or 503
-/// if building it failed.
+/// if none could be built yet.
 fn answer_derived(
     feeds: &feeds::FeedState,
     file: Option<Arc<crate::publication::FeedFile>>,
@@ -108,7 +108,12 @@ fn answer_derived(
     headers: &HeaderMap,
 ) -> axum::response::Response {
     let Some(file) = file else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "retry later\n").into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            "retry later\n",
+        )
+            .into_response();
     };
     feeds
         .answer_file(file, name, false, &feeds::FeedRequest::of(method, headers))

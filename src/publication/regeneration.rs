@@ -680,18 +680,25 @@ impl Inner {
         let scope = &rendered.scope;
         // Only the index shows headlines, and it lists no author or tag feeds. Most
         // regenerations leave them as they were, and so the index too.
-        if matches!(scope, FeedScope::All | FeedScope::Section(_))
-            && self.headlines.load().get(scope).map(|shown| &**shown) != Some(&*rendered.headlines)
-        {
+        if matches!(scope, FeedScope::All | FeedScope::Section(_)) {
+            // Compared in the update itself, which is tried again if another swapped the
+            // headlines meanwhile: what it last found decides.
+            let mut changed = false;
             self.headlines.rcu(|current| {
+                changed = current.get(scope).map(|shown| &**shown) != Some(&*rendered.headlines);
+                if !changed {
+                    return current.clone();
+                }
                 let mut next = HashMap::clone(current);
                 next.insert(scope.clone(), rendered.headlines.clone());
-                next
+                Arc::new(next)
             });
             // After the headlines, so that whoever reads the count and then the headlines
             // never keeps older headlines under a newer count.
-            self.headline_changes
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if changed {
+                self.headline_changes
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
         }
         let feed = scope.metric_label().to_owned();
         metrics::counter!("feedpub_feed_regenerations_total", "feed" => feed.clone()).increment(1);
