@@ -7,6 +7,7 @@ use crate::domain::FeedScope;
 use crate::publication::{Compression, FeedFile, Headline, Links, Publication};
 use crate::render::Format;
 use crate::render::opml::{self, OpmlGroup};
+use arc_swap::ArcSwapOption;
 use chrono::SubsecRound;
 use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
 use std::collections::HashMap;
@@ -158,14 +159,16 @@ fn kept_or_replaced(
 /// strong ETag, a date kept while it comes out the same, conditional GET. It is built again
 /// only when the count of changes it is keyed on has moved, on the blocking pool (a list of
 /// thousands of names is megabytes to compress, and brotli's full level takes milliseconds
-/// even on a page).
+/// even on a page), one build at a time.
 struct Derived {
     content_type: &'static str,
     max_age: u32,
     self_url: String,
-    /// The count of changes it was built from, and the document. Held while one is built,
-    /// so that requests arriving meanwhile wait for it rather than build it too.
-    built: Arc<tokio::sync::Mutex<Option<Built>>>,
+    /// The document built last and the count of changes it was built from, read without a
+    /// lock.
+    last: Arc<ArcSwapOption<Built>>,
+    /// Held while a document is built.
+    building: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The count of changes a document was built from, and the document.
@@ -177,32 +180,48 @@ impl Derived {
             content_type,
             max_age,
             self_url,
-            built: Arc::new(tokio::sync::Mutex::new(None)),
+            last: Arc::new(ArcSwapOption::empty()),
+            building: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
     /// The document as of `changes()`: the one built last if the count is the same, else
     /// the text of the function `read()` returns (which reads what the text is built from,
-    /// after the count: a change in between only builds the document once more). If
-    /// building it fails, the one built last; `None` if there is none.
+    /// after the count: a change in between only builds the document once more). While
+    /// another request builds it, the one built last, as a cache serves a stale copy while
+    /// it fetches the next: a request never waits for a build it did not start, but for the
+    /// first. If building it fails, the one built last; `None` if there is none.
     async fn get<Text>(
         &self,
-        changes: impl FnOnce() -> u64,
+        changes: impl Fn() -> u64,
         read: impl FnOnce() -> Text,
     ) -> Option<Arc<FeedFile>>
     where
         Text: FnOnce() -> String + Send + 'static,
     {
-        let mut built = self.built.clone().lock_owned().await;
+        let current = |last: &Option<Arc<Built>>, changes: u64| {
+            last.as_ref()
+                .filter(|built| built.0 == changes)
+                .map(|built| built.1.clone())
+        };
+        let last = self.last.load_full();
+        if let Some(file) = current(&last, changes()) {
+            return Some(file);
+        }
+        let building = match (self.building.clone().try_lock_owned(), &last) {
+            (Ok(building), _) => building,
+            (Err(_), Some(last)) => return Some(last.1.clone()),
+            (Err(_), None) => self.building.clone().lock_owned().await,
+        };
+        // Built by the request that held the lock, maybe.
         let changes = changes();
-        if let Some((built_from, file)) = &*built
-            && *built_from == changes
-        {
-            return Some(file.clone());
+        let last = self.last.load_full();
+        if let Some(file) = current(&last, changes) {
+            return Some(file);
         }
         let text = read();
         // Never dated before the document it replaces.
-        let previous = built.as_ref().map(|(_, file)| file.clone());
+        let previous = last.map(|built| built.1.clone());
         let (content_type, max_age, self_url) =
             (self.content_type, self.max_age, self.self_url.clone());
         let replaced = previous.clone();
@@ -212,9 +231,11 @@ impl Derived {
             // The same text (what it shows changed and changed back): the same document.
             kept_or_replaced(replaced, text(), content_type, max_age, self_url)
         });
+        let kept = self.last.clone();
         let built = tokio::spawn(async move {
             let file = build.await.ok()?;
-            *built = Some((changes, file.clone()));
+            kept.store(Some(Arc::new((changes, file.clone()))));
+            drop(building);
             Some(file)
         })
         .await
@@ -400,6 +421,30 @@ mod tests {
         assert!(Arc::ptr_eq(&failed.unwrap(), &changed));
         let again = get(4, "三").await.unwrap();
         assert_eq!(&again.bytes()[..], "三".as_bytes());
+
+        // While one request builds a document, another gets the last one without waiting.
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let slow = document.get(
+            || 5,
+            move || {
+                move || {
+                    held.recv().expect("released");
+                    "五".to_owned()
+                }
+            },
+        );
+        let meanwhile = async {
+            let file = get(5, "六").await;
+            release.send(()).expect("the build waits");
+            file
+        };
+        let both = async { tokio::join!(slow, meanwhile) };
+        let (slow, meanwhile) = tokio::time::timeout(std::time::Duration::from_secs(5), both)
+            .await
+            .expect("the second request waited for the build");
+        assert!(Arc::ptr_eq(&meanwhile.unwrap(), &again));
+        assert_eq!(&slow.unwrap().bytes()[..], "五".as_bytes());
+        assert_eq!(read(), 4, "the second request read nothing");
     }
 
     /// Behind a proxy that mounts the site under a path, every link of the index keeps it.
