@@ -910,6 +910,19 @@ impl<S: AsyncRead + Unpin> Watched<S> {
     }
 }
 
+/// Closes the sending side of `stream`, then lingers ([`poll_linger`]) for up to
+/// [`LINGER`]: a socket closed with bytes unread answers them with a reset, which can make
+/// the peer's system discard what was sent last (a response's end, a TLS alert).
+pub async fn linger(stream: &mut tokio::net::TcpStream, standing: Option<&Standing>) {
+    use tokio::io::AsyncWriteExt;
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let until = Instant::now() + LINGER;
+    let mut timer = std::pin::pin!(tokio::time::sleep_until(until));
+    std::future::poll_fn(|cx| poll_linger(stream, standing, until, timer.as_mut(), cx)).await;
+}
+
 /// Lingering on a connection whose sending side is shut ([`Watch::linger`]), for both of
 /// the HTTP port's paths: reads and drops what the peer still sends, until it closes its
 /// side, `until` passes (on `timer`) or the cap takes the place of `standing` for a newer

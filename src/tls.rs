@@ -138,11 +138,13 @@ impl<T: Send + 'static> Handshakes<T> {
         abandon: impl Future<Output = ()> + Send + 'static,
         with: T,
     ) {
-        let accepting = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(io));
+        let accepting =
+            tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(io).into_fallible());
         self.running.spawn(async move {
+            let mut abandon = std::pin::pin!(abandon);
             let accepted = tokio::select! {
                 biased;
-                () = abandon => {
+                () = &mut abandon => {
                     tracing::debug!(%addr, "TLS handshake abandoned");
                     return None;
                 }
@@ -150,8 +152,16 @@ impl<T: Send + 'static> Handshakes<T> {
             };
             match accepted {
                 Ok(Ok(stream)) => Some((stream, with)),
-                Ok(Err(error)) => {
+                Ok(Err((error, mut io))) => {
                     tracing::debug!(%addr, %error, "TLS handshake failed");
+                    // The alert that says why, written as it failed, is left for the
+                    // client to read: closed with its bytes unread (a plain HTTP/2
+                    // request, say), the socket would answer with a reset.
+                    tokio::select! {
+                        biased;
+                        () = abandon => {}
+                        () = crate::connections::linger(&mut io, None) => {}
+                    }
                     None
                 }
                 Err(_) => {

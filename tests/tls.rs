@@ -282,6 +282,38 @@ async fn handshake_gives_way_to_a_reader() -> Result<(), Duration> {
     Ok(())
 }
 
+/// A client that speaks plain text to a TLS port is sent the alert that says why, and can
+/// read it: the server reads and drops what the client sent before it closes, since a
+/// socket closed with bytes unread answers with a reset, which can make the client's
+/// system discard the alert (a gRPC client then only sees the connection lost, and cannot
+/// tell its user to give `https://`).
+#[tokio::test]
+async fn a_client_that_does_not_speak_tls_reads_the_alert_on_either_port() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pki = pki();
+    let files = pki.files.clone();
+    let server = TestServer::start_with(|settings| settings.server.tls = Some(files)).await;
+    for addr in [server.grpc_addr, server.http_addr] {
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        // An HTTP/2 preface and more than the server reads of it before it gives up.
+        let mut plain = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        plain.resize(256 * 1024, b'x');
+        let _ = client.write_all(&plain).await;
+        // Time for the server to answer and close, and for a reset to arrive.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut answer))
+            .await
+            .expect("closed within 5 s");
+        assert!(read.is_ok(), "{addr}: {read:?} after {answer:?}");
+        // A TLS record of type alert (21), fatal (2).
+        assert!(
+            answer.len() >= 7 && answer[0] == 21 && answer[5] == 2,
+            "{addr}: {answer:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_missing_file_or_a_key_of_another_certificate_stops_start_up() {
     let pki = pki();

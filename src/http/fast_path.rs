@@ -128,15 +128,7 @@ impl Deadline {
 /// answer: it may give its place away.
 async fn linger(stream: &mut TcpStream, standing: &Standing) {
     standing.idle();
-    if stream.shutdown().await.is_err() {
-        return;
-    }
-    let until = Instant::now() + crate::connections::LINGER;
-    let mut timer = pin!(tokio::time::sleep_until(until));
-    std::future::poll_fn(|cx| {
-        crate::connections::poll_linger(stream, Some(standing), until, timer.as_mut(), cx)
-    })
-    .await;
+    crate::connections::linger(stream, Some(standing)).await;
 }
 
 /// What an HTTP/2 connection begins with (RFC 9113 §3.4).
