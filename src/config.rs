@@ -187,6 +187,9 @@ pub struct Limits {
     /// has waited longest for its next request, which is closed, or is closed as soon as
     /// accepted when every one has a request under way.
     pub max_http_connections: usize,
+    /// Most of those from one IP address, so that one client cannot take every place
+    /// (past it, the same rule among the address's own connections).
+    pub max_http_connections_per_peer: usize,
     /// Most gRPC connections open at once. A further one takes the place of the oldest
     /// that has made no authenticated call, which is closed, or is closed as soon as
     /// accepted when every place is held by one that has.
@@ -353,6 +356,7 @@ struct FileLimits {
     idle_timeout_seconds: TimeoutSeconds,
     send_timeout_seconds: TimeoutSeconds,
     max_http_connections: NonZeroUsize,
+    max_http_connections_per_peer: NonZeroUsize,
     max_grpc_connections: NonZeroUsize,
     max_grpc_connections_per_peer: NonZeroUsize,
 }
@@ -379,6 +383,7 @@ impl Default for FileLimits {
             idle_timeout_seconds: TimeoutSeconds(60),
             send_timeout_seconds: TimeoutSeconds(30),
             max_http_connections: n(1024),
+            max_http_connections_per_peer: n(256),
             max_grpc_connections: n(256),
             max_grpc_connections_per_peer: n(64),
         }
@@ -407,6 +412,7 @@ impl From<FileLimits> for Limits {
             idle_timeout: file.idle_timeout_seconds.duration(),
             send_timeout: file.send_timeout_seconds.duration(),
             max_http_connections: file.max_http_connections.get(),
+            max_http_connections_per_peer: file.max_http_connections_per_peer.get(),
             max_grpc_connections: file.max_grpc_connections.get(),
             max_grpc_connections_per_peer: file.max_grpc_connections_per_peer.get(),
         }
@@ -1403,8 +1409,28 @@ mod tests {
             )
         );
         assert_eq!(
-            (defaults.max_http_connections, defaults.max_grpc_connections),
-            (1024, 256)
+            (
+                defaults.max_http_connections,
+                defaults.max_http_connections_per_peer,
+                defaults.max_grpc_connections,
+                defaults.max_grpc_connections_per_peer
+            ),
+            (1024, 256, 256, 64)
+        );
+        let set = Settings::parse(
+            "t",
+            &format!("{base}[limits]\nmax_http_connections_per_peer = 1024\n"),
+            Overrides::default(),
+        )
+        .unwrap()
+        .limits;
+        assert_eq!(set.max_http_connections_per_peer, 1024);
+        let message = error_of(&format!(
+            "{base}[limits]\nmax_http_connections_per_peer = 0\n"
+        ));
+        assert!(
+            message.contains("max_http_connections_per_peer"),
+            "{message}"
         );
         let set = Settings::parse(
             "t",

@@ -351,10 +351,11 @@ impl Slots {
         slot
     }
 
-    /// Room for `max` connections, at most `per_peer` of them from one IP address.
+    /// Room for `max` connections, at most `per_peer` of them from one IP address (none are
+    /// counted when that is all of them).
     pub fn per_peer(max: usize, per_peer: usize) -> Self {
         Self {
-            per_peer: Some((per_peer, Arc::default())),
+            per_peer: (per_peer < max).then(|| (per_peer, Arc::default())),
             ..Self::new(max)
         }
     }
@@ -1224,6 +1225,35 @@ mod tests {
         let _one_4 = slots
             .try_take_from(one)
             .expect("a place of one's given back");
+    }
+
+    #[test]
+    fn a_peer_at_its_share_takes_the_place_of_its_own_longest_idle_connection() {
+        let slots = Slots::per_peer(4, 2).evicting_idle();
+        let (one, other): (IpAddr, IpAddr) = (
+            "192.0.2.1".parse().unwrap(),
+            "198.51.100.7".parse().unwrap(),
+        );
+        let take = |ip: IpAddr| {
+            // Each waits for its first request from when it was taken.
+            std::thread::sleep(Duration::from_millis(2));
+            slots.try_take_from(ip)
+        };
+        let other_1 = take(other).expect("other's first, idle longest");
+        let one_1 = take(one).expect("one's first");
+        let one_2 = take(one).expect("one's second");
+        let one_3 = take(one).expect("one's third, in its first's place");
+        assert!(one_1.standing.is_evicted(), "one's longest idle gave way");
+        assert!(!other_1.standing.is_evicted(), "not another's, idle longer");
+        assert!(!one_2.standing.is_evicted());
+        drop(one_1);
+        one_2.standing.busy();
+        one_3.standing.busy();
+        assert!(
+            take(one).is_none(),
+            "one's share is all under way, though a place is free"
+        );
+        let _other_2 = take(other).expect("the free place");
     }
 
     #[test]

@@ -55,6 +55,16 @@ impl Connection {
         }
     }
 
+    /// A connection from `local`, one of this machine's loopback addresses.
+    async fn open_from(local: std::net::IpAddr, addr: SocketAddr) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(local, 0)).unwrap();
+        Self {
+            stream: socket.connect(addr).await.unwrap(),
+            read: Vec::new(),
+        }
+    }
+
     async fn send(&mut self, requests: &str) {
         self.stream.write_all(requests.as_bytes()).await.unwrap();
     }
@@ -904,4 +914,48 @@ async fn over_the_http_cap_the_connection_idle_longest_gives_way() {
         connection.send("Host: feeds.test\r\n\r\n").await;
         assert_eq!(connection.answer(false).await.status, 200, "still served");
     }
+}
+
+/// One address takes at most `max_http_connections_per_peer` of the HTTP connections: past
+/// its share, a connection takes the place of the address's own connection that has waited
+/// longest for its next request, even when another address's has waited longer, so that
+/// one client opening connections cannot close every other reader's.
+#[tokio::test]
+async fn one_address_takes_at_most_its_share_of_the_http_connections() {
+    let _alone = EVICTING.lock().await;
+    let http_metric =
+        |name: &str| common::in_process_metric(&format!("{name}{{listener=\"http\"}}"));
+    let server = TestServer::start_with(|s| {
+        s.limits.max_http_connections = 3;
+        s.limits.max_http_connections_per_peer = 2;
+    })
+    .await;
+    let evicted = http_metric("feedpub_connections_evicted_total");
+    let (one, other) = ("127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap());
+    // Another address's reader, idle longest, then two of one address's: every place.
+    let mut reader = Connection::open_from(other, server.http_addr).await;
+    reader.send(&get("/feeds/politics/rss.xml", "")).await;
+    assert_eq!(reader.answer(false).await.status, 200);
+    let mut first = Connection::open_from(one, server.http_addr).await;
+    let mut second = Connection::open_from(one, server.http_addr).await;
+    second.send(&get("/feeds/politics/rss.xml", "")).await;
+    assert_eq!(second.answer(false).await.status, 200);
+    // A third of that address's takes the place of its own first, not the reader's.
+    let mut third = Connection::open_from(one, server.http_addr).await;
+    third.send(&get("/feeds/politics/atom.xml", "")).await;
+    assert_eq!(third.answer(false).await.status, 200);
+    assert!(
+        first.closed_by_server().await,
+        "its own longest idle gave way"
+    );
+    assert_eq!(
+        http_metric("feedpub_connections_evicted_total"),
+        evicted + 1.0
+    );
+    reader.send(&get("/feeds/politics/atom.xml", "")).await;
+    assert_eq!(
+        reader.answer(false).await.status,
+        200,
+        "the reader kept its place"
+    );
 }

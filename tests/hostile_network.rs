@@ -41,8 +41,9 @@ idle_timeout_seconds = 4
 send_timeout_seconds = 3
 max_http_connections = 400
 max_grpc_connections = 400
-# Every attacker and the probe connect from this machine's one address: its share of the
-# gRPC connections is the whole cap here.
+# Every attacker and the probe connect from this machine's one address: its share of
+# each port's connections is the whole cap here.
+max_http_connections_per_peer = 400
 max_grpc_connections_per_peer = 400
 ";
 

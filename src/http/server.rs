@@ -57,9 +57,12 @@ pub async fn run(
 ) {
     let stop = CancellationToken::new();
     let connections = TaskTracker::new();
-    let slots = Slots::new(limits.max_http_connections)
-        .evicting_idle()
-        .counted_as("http");
+    let slots = Slots::per_peer(
+        limits.max_http_connections,
+        limits.max_http_connections_per_peer,
+    )
+    .evicting_idle()
+    .counted_as("http");
     let hyper = hyper_builder(limits);
     let timeouts = Timeouts {
         header: limits.header_timeout,
@@ -91,8 +94,8 @@ pub async fn run(
 }
 
 /// The next connection, with its place under the cap: over the cap, in the place of the
-/// connection waiting longest for its next request (with none waiting, it is dropped, so
-/// closed at once). Over TLS, once through its handshake, during which it holds its place
+/// connection waiting longest for its next request (of its own address, when that address
+/// has its whole share; with none waiting, it is dropped, so closed at once). Over TLS, once through its handshake, during which it holds its place
 /// as a connection that has sent no request yet, but counted as waiting from
 /// [`HANDSHAKE_GRACE`] on: newer connections take the places of those that wait before
 /// the handshakes'. The handshake is given up if a newer connection takes its place, so
@@ -104,8 +107,8 @@ async fn accept(
 ) -> (Either<TlsStream<TcpStream>, TcpStream>, Slot) {
     let Some(handshakes) = handshakes else {
         loop {
-            let (io, _) = accept_tcp(listener).await;
-            if let Some(slot) = slots.try_take() {
+            let (io, addr) = accept_tcp(listener).await;
+            if let Some(slot) = slots.try_take_from(addr.ip()) {
                 return (Either::Right(io), slot);
             }
         }
@@ -113,7 +116,7 @@ async fn accept(
     loop {
         tokio::select! {
             (io, addr) = accept_tcp(listener) => {
-                let Some(slot) = slots.try_take() else {
+                let Some(slot) = slots.try_take_from(addr.ip()) else {
                     continue;
                 };
                 slot.standing().idle_after(HANDSHAKE_GRACE);
