@@ -184,12 +184,15 @@ impl Fixture {
             None
         };
         // The sample configuration, without per-partner rate limits: the bench publishes a
-        // thousand articles a second as one partner, which the default limits refuse.
+        // thousand articles a second as one partner, which the default limits refuse. Every
+        // load comes from this machine's one address: its share of the HTTP connections is
+        // the whole cap, as nginx's is.
         let config = dir.join("bench.toml");
         std::fs::write(
             &config,
             format!(
-                "{}\n[limits]\nrequests_per_second = {NO_RATE_LIMIT}\nburst = {NO_RATE_LIMIT}\n",
+                "{}\n[limits]\nrequests_per_second = {NO_RATE_LIMIT}\nburst = {NO_RATE_LIMIT}\n\
+                 max_http_connections_per_peer = 1024\n",
                 feedpub::config::EMBEDDED_CONFIG
             ),
         )
