@@ -280,7 +280,8 @@ impl Publisher {
             self.reconfirm(caller).await?;
             caller.partner.may_publish(&write.content, now)?;
         }
-        self.charge_new_names(&caller.partner, &write.content)?;
+        self.charge_new_names(&caller.partner, &write.content)
+            .await?;
         let (article, changed) = self.store_one(caller, write, now).await?;
         Ok(Published {
             article,
@@ -499,13 +500,24 @@ impl Publisher {
     }
 
     /// Charges `partner`'s allowance of new author and tag feeds for the names of `content`
-    /// that have none yet, or refuses the article when they are more than it has left.
-    fn charge_new_names(
+    /// that have none yet, or refuses the article when they are more than it has left:
+    /// the allowance every replica shares on a shared store.
+    async fn charge_new_names(
         &self,
         partner: &Partner,
         content: &ArticleContent,
     ) -> Result<(), PublishError> {
         let unshown = self.publication.without_feeds(content.name_scopes());
+        if unshown.is_empty() {
+            return Ok(());
+        }
+        if self.store.is_shared() {
+            let store = &*self.store;
+            return Ok(self
+                .new_names
+                .charge_shared(store, partner, unshown)
+                .await?);
+        }
         Ok(self.new_names.charge(partner, unshown)?)
     }
 

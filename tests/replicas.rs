@@ -1,5 +1,6 @@
 //! State replicas on one PostgreSQL database share, checked on real `feedpub serve`
-//! processes: a partner's call rate holds across replicas, and a replica does not rebuild
+//! processes: a partner's call rate and its allowance of new names hold across replicas,
+//! and a replica does not rebuild
 //! the feeds of its own writes a second time when it follows the event log, and a WebSub
 //! delivery left unfinished by a killed replica is delivered by another.
 
@@ -17,25 +18,41 @@ use tonic::Code;
 use tonic_types::StatusExt;
 use websub_support::{Behaviour, Subscriber};
 
+/// A fresh database with the newsroom partner, a folder, the newsroom's token and a
+/// configuration file there: the sample's with `extra` (TOML tables) after it. `None`
+/// without a PostgreSQL server to test on.
+async fn configured(
+    extra: &str,
+) -> Option<(
+    common::postgres::TestDatabase,
+    tempfile::TempDir,
+    String,
+    std::path::PathBuf,
+)> {
+    let database = fresh_database().await?;
+    let dir = tempfile::tempdir().unwrap();
+    let token = database.add_newsroom(dir.path());
+    let config = dir.path().join("replicas.toml");
+    std::fs::write(
+        &config,
+        format!("{}\n{extra}", feedpub::config::EMBEDDED_CONFIG),
+    )
+    .unwrap();
+    Some((database, dir, token, config))
+}
+
 #[tokio::test]
 async fn a_partner_flooding_two_replicas_gets_its_rate_once_not_once_per_replica() {
     const RATE: u32 = 5;
     const BURST: u32 = 5;
     const CALLS_PER_REPLICA: usize = 20;
-    let Some(database) = fresh_database().await else {
+    let Some((database, dir, token, config)) = configured(&format!(
+        "[limits]\nrequests_per_second = {RATE}\nburst = {BURST}\n"
+    ))
+    .await
+    else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let token = database.add_newsroom(dir.path());
-    let config = dir.path().join("limits.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{}\n[limits]\nrequests_per_second = {RATE}\nburst = {BURST}\n",
-            feedpub::config::EMBEDDED_CONFIG
-        ),
-    )
-    .unwrap();
     let [(mut a, on_a), (mut b, on_b)] = database.two_replicas(dir.path(), Some(&config));
     let (client_a, client_b) = (on_a.client().await, on_b.client().await);
     let flood =
@@ -92,6 +109,64 @@ async fn a_partner_flooding_two_replicas_gets_its_rate_once_not_once_per_replica
         admitted <= allowance,
         "{admitted} calls admitted in {elapsed:?}; the shared limit allows {allowance}"
     );
+    a.kill();
+    b.kill();
+    database.remove().await;
+}
+
+/// A partner's allowance of new author and tag feeds holds across replicas: the names it
+/// starts on one count on the other, as its call rate does.
+#[tokio::test]
+async fn a_partners_allowance_of_new_names_is_one_for_every_replica() {
+    let Some((database, dir, token, config)) =
+        configured("[limits]\nnew_names_per_hour = 3\n").await
+    else {
+        return;
+    };
+    let [(mut a, on_a), (mut b, on_b)] = database.two_replicas(dir.path(), Some(&config));
+    let (mut client_a, mut client_b) = (on_a.client().await, on_b.client().await);
+    let tagged = |id: &str, tags: &[&str]| {
+        authed(
+            &token,
+            PublishArticleRequest {
+                article: Some(feedpub::grpc::proto::Article {
+                    authors: Vec::new(),
+                    tags: tags.iter().map(|t| t.to_string()).collect(),
+                    ..brief(id, id)
+                }),
+                ..Default::default()
+            },
+        )
+    };
+    client_a
+        .publish_article(tagged("names-a", &["甲", "乙"]))
+        .await
+        .expect("two new names of three, on one replica");
+    let refused = client_b
+        .publish_article(tagged("names-b", &["丙", "丁"]))
+        .await
+        .expect_err("two more on the other, with one left");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused
+            .message()
+            .starts_with("article.tags: 2 names with no feed yet"),
+        "{refused:?}"
+    );
+    let retry = refused
+        .get_details_retry_info()
+        .and_then(|info| info.retry_delay)
+        .expect("a RetryInfo with a delay");
+    assert!(retry > Duration::from_secs(600), "{retry:?}");
+    let never = client_b
+        .publish_article(tagged("names-d", &["戊", "己", "庚", "辛"]))
+        .await
+        .expect_err("more than the whole allowance");
+    assert!(never.message().ends_with("send fewer names"), "{never:?}");
+    client_b
+        .publish_article(tagged("names-c", &["丙"]))
+        .await
+        .expect("the last one");
     a.kill();
     b.kill();
     database.remove().await;
@@ -191,21 +266,14 @@ async fn a_replica_follows_only_the_other_replicas_events_not_its_own() {
 
 #[tokio::test]
 async fn a_delivery_left_unfinished_by_a_killed_replica_is_made_by_another() {
-    let Some(database) = fresh_database().await else {
+    let Some((database, dir, token, config)) = configured(
+        "[websub]\nallowed_callback_networks = [\"127.0.0.0/8\"]\n\
+             retry_base_ms = 20\ndelivery_lease_ms = 1000\n",
+    )
+    .await
+    else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let token = database.add_newsroom(dir.path());
-    let config = dir.path().join("websub.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{}\n[websub]\nallowed_callback_networks = [\"127.0.0.0/8\"]\n\
-             retry_base_ms = 20\ndelivery_lease_ms = 1000\n",
-            feedpub::config::EMBEDDED_CONFIG
-        ),
-    )
-    .unwrap();
     let subscriber = Subscriber::start().await;
     // Deliveries are recorded on arrival and answered a minute later: in flight until then.
     subscriber.set(

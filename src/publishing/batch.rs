@@ -82,25 +82,30 @@ impl Batch {
             return Err(PublishError::TooManyArticles);
         }
         self.pushed += 1;
-        let prepared =
-            match request {
-                Ok(request) => {
-                    let id = request.draft.id.clone();
-                    let partner = &self.caller.partner;
-                    let prepared = self.publisher.prepare(partner, request).await.and_then(
-                        |(write, warnings)| {
-                            partner.may_publish(&write.content, Utc::now())?;
-                            self.publisher.charge_new_names(partner, &write.content)?;
-                            Ok((write, warnings))
-                        },
-                    );
-                    // Refused before the store, as a single publish would be: audited alike.
-                    self.publisher
-                        .audit_refusal(&self.caller, AuditOperation::Publish, &id, prepared)
-                        .await
-                }
-                Err(e) => Err(e),
-            };
+        let prepared = match request {
+            Ok(request) => {
+                let id = request.draft.id.clone();
+                let partner = &self.caller.partner;
+                let prepared = match self.publisher.prepare(partner, request).await {
+                    Ok((write, warnings)) => {
+                        match partner.may_publish(&write.content, Utc::now()) {
+                            Ok(()) => self
+                                .publisher
+                                .charge_new_names(partner, &write.content)
+                                .await
+                                .map(|()| (write, warnings)),
+                            Err(refused) => Err(refused.into()),
+                        }
+                    }
+                    Err(e) => Err(e),
+                };
+                // Refused before the store, as a single publish would be: audited alike.
+                self.publisher
+                    .audit_refusal(&self.caller, AuditOperation::Publish, &id, prepared)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
         match prepared {
             Ok((write, warnings)) => {
                 let c = &write.content;

@@ -1,11 +1,13 @@
 //! The allowance of new author and tag feeds. A name that has no feed yet starts three
 //! documents, rebuilt with each of its articles, and their files under `feeds/`, for good:
 //! one article may carry a hundred and fifty names, one batch ten thousand articles. A
-//! partner may start at most `[limits] new_names_per_hour` of them in an hour (on each
-//! server), all at once or spread out; an article that would start more is refused, and
+//! partner may start at most `[limits] new_names_per_hour` of them in an hour (on every
+//! replica of a shared database together), all at once or spread out; an article that would start more is refused, and
 //! nothing of it is stored.
 
 use crate::domain::{FeedScope, Partner, PartnerId};
+use crate::storage::Store;
+use chrono::Utc;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::collections::HashSet;
@@ -78,39 +80,92 @@ impl NewNames {
         partner: &Partner,
         unshown: Vec<FeedScope>,
     ) -> Result<(), NewNamesRefused> {
-        if unshown.is_empty() {
-            return Ok(());
-        }
-        let mut charged = self.charged.lock().unwrap_or_else(|e| e.into_inner());
-        let age = charged.since.elapsed();
-        if age >= 2 * REMEMBERED {
-            charged.previous.clear();
-            charged.current.clear();
-            charged.since = Instant::now();
-        } else if age >= REMEMBERED {
-            // The next hour starts where this one ended, not now: a name is remembered for
-            // at most two.
-            charged.previous = std::mem::take(&mut charged.current);
-            charged.since += REMEMBERED;
-        }
-        let new: Vec<FeedScope> = unshown
-            .into_iter()
-            .filter(|name| !charged.current.contains(name) && !charged.previous.contains(name))
-            .collect();
-        let Some(count) = NonZeroU32::new(u32::try_from(new.len()).unwrap_or(u32::MAX)) else {
+        let mut charged = self.charged();
+        let new = charged.uncharged(unshown);
+        let Some(count) = Self::count(&new) else {
             return Ok(());
         };
-        let retry_after = match self.limiter.check_key_n(&partner.id, count) {
-            Ok(Ok(())) => {
+        match self.take_here(partner.id, count) {
+            Ok(()) => {
                 charged.current.extend(new);
-                return Ok(());
+                Ok(())
             }
-            Ok(Err(not_until)) => Some(not_until.wait_time_from(DefaultClock::default().now())),
-            Err(_) => None,
+            Err(retry_after) => Err(self.refused(partner, &new, retry_after)),
+        }
+    }
+
+    /// [`NewNames::charge`] from the allowance every process on `store` shares (a store
+    /// replicas share), or from this process's when the store cannot be reached. Names
+    /// charged lately are remembered by each process: one that others charged may be
+    /// charged again here, never the other way round.
+    pub async fn charge_shared(
+        &self,
+        store: &dyn Store,
+        partner: &Partner,
+        unshown: Vec<FeedScope>,
+    ) -> Result<(), NewNamesRefused> {
+        let new = self.charged().uncharged(unshown);
+        let Some(count) = Self::count(&new) else {
+            return Ok(());
         };
+        let taken = if count > self.per_hour {
+            Err(None)
+        } else {
+            match store
+                .take_new_names(partner.id, count, self.per_hour, Utc::now())
+                .await
+            {
+                Ok(None) => Ok(()),
+                Ok(Some(wait)) => Err(Some(wait)),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot take new names from the shared allowance");
+                    self.take_here(partner.id, count)
+                }
+            }
+        };
+        match taken {
+            Ok(()) => {
+                self.charged().current.extend(new);
+                Ok(())
+            }
+            Err(retry_after) => Err(self.refused(partner, &new, retry_after)),
+        }
+    }
+
+    /// The names charged lately, as of now.
+    fn charged(&self) -> std::sync::MutexGuard<'_, Charged> {
+        let mut charged = self.charged.lock().unwrap_or_else(|e| e.into_inner());
+        charged.roll();
+        charged
+    }
+
+    /// How many `new` are, if any.
+    fn count(new: &[FeedScope]) -> Option<NonZeroU32> {
+        NonZeroU32::new(u32::try_from(new.len()).unwrap_or(u32::MAX))
+    }
+
+    /// Takes `count` from `partner`'s allowance in this process, or says when they would
+    /// be taken (`None`: never, more than the whole allowance).
+    fn take_here(&self, partner: PartnerId, count: NonZeroU32) -> Result<(), Option<Duration>> {
+        match self.limiter.check_key_n(&partner, count) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => Err(Some(
+                not_until.wait_time_from(DefaultClock::default().now()),
+            )),
+            Err(_) => Err(None),
+        }
+    }
+
+    /// The refusal of an article that would start `new` feeds.
+    fn refused(
+        &self,
+        partner: &Partner,
+        new: &[FeedScope],
+        retry_after: Option<Duration>,
+    ) -> NewNamesRefused {
         let authors = new.iter().any(|n| matches!(n, FeedScope::Author(_)));
         let tags = new.iter().any(|n| matches!(n, FeedScope::Tag(_)));
-        Err(NewNamesRefused {
+        NewNamesRefused {
             fields: match (authors, tags) {
                 (true, true) => "article.authors and article.tags",
                 (true, false) => "article.authors",
@@ -120,7 +175,32 @@ impl NewNames {
             partner: partner.name.to_string(),
             per_hour: self.per_hour.get(),
             retry_after,
-        })
+        }
+    }
+}
+
+impl Charged {
+    /// Starts the next hour when this one is over, and forgets the hour before.
+    fn roll(&mut self) {
+        let age = self.since.elapsed();
+        if age >= 2 * REMEMBERED {
+            self.previous.clear();
+            self.current.clear();
+            self.since = Instant::now();
+        } else if age >= REMEMBERED {
+            // The next hour starts where this one ended, not now: a name is remembered for
+            // at most two.
+            self.previous = std::mem::take(&mut self.current);
+            self.since += REMEMBERED;
+        }
+    }
+
+    /// Those of `unshown` not charged lately.
+    fn uncharged(&self, unshown: Vec<FeedScope>) -> Vec<FeedScope> {
+        unshown
+            .into_iter()
+            .filter(|name| !self.current.contains(name) && !self.previous.contains(name))
+            .collect()
     }
 }
 

@@ -993,6 +993,21 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<std::time::Duration>, StoreError> {
         Ok(None)
     }
+
+    /// Takes `names` new author and tag feeds at once from `partner`'s allowance shared by
+    /// every process on the database (`per_hour` an hour, all at once or spread out; never
+    /// more than `per_hour` at once): `None` when they are admitted, else how long until
+    /// they would be. A store of its own keeps no allowance and admits them: its one
+    /// process holds the allowance in memory.
+    async fn take_new_names(
+        &self,
+        _partner: PartnerId,
+        _names: std::num::NonZeroU32,
+        _per_hour: std::num::NonZeroU32,
+        _now: DateTime<Utc>,
+    ) -> Result<Option<std::time::Duration>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// A partner's call rate: `per_second` on average, `burst` at once.

@@ -125,6 +125,59 @@ const CAME_INTO_VIEW: &str = "row.publish_time <= $1
          OR (row.expire_time > GREATEST(row.publish_time, COALESCE(row.embargo_time, 0))
              AND row.change_time < row.expire_time))";
 
+/// A partner's allowance shared by every replica, taken from by GCRA (the algorithm of the
+/// in-memory limiters a store of its own uses): one row a partner in `table`, holding its
+/// theoretical arrival time. Nanoseconds: one unit every `interval` on average, at most
+/// `tolerance` ahead of now.
+#[derive(Debug, Clone, Copy)]
+struct Allowance {
+    table: &'static str,
+    interval: i64,
+    tolerance: i64,
+}
+
+impl PostgresStore {
+    /// Takes `units` at once from `partner`'s `allowance` (at most what `tolerance` holds):
+    /// `None` when they are admitted, else how long until they would be. One statement, so
+    /// replicas taking from one partner's allowance at once queue on its row.
+    async fn take_from(
+        &self,
+        allowance: Allowance,
+        partner: PartnerId,
+        units: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Duration>, StoreError> {
+        let cost = allowance.interval.saturating_mul(i64::from(units));
+        let now = nanos(now);
+        let (admitted, tat): (bool, i64) = sqlx::query_as(&format!(
+            "INSERT INTO {} AS r (partner_id, tat, admitted) VALUES ($1, $2 + $3, TRUE)
+             ON CONFLICT (partner_id) DO UPDATE SET
+                 admitted = GREATEST(r.tat, $2) + $3 - $2 <= $4,
+                 tat = CASE WHEN GREATEST(r.tat, $2) + $3 - $2 <= $4
+                            THEN GREATEST(r.tat, $2) + $3 ELSE r.tat END
+             RETURNING admitted, tat",
+            allowance.table
+        ))
+        .bind(partner.0)
+        .bind(now)
+        .bind(cost)
+        .bind(allowance.tolerance)
+        .fetch_one(&self.pool)
+        .await?;
+        if admitted {
+            return Ok(None);
+        }
+        // The earliest instant at which they fit.
+        let wait = tat
+            .saturating_add(cost)
+            .saturating_sub(allowance.tolerance)
+            .saturating_sub(now);
+        Ok(Some(Duration::from_nanos(
+            u64::try_from(wait).unwrap_or(0).max(1),
+        )))
+    }
+}
+
 impl PostgresStore {
     /// How many archive pages of `size` the scope fills, and its shift.
     async fn archive_size(
@@ -1069,37 +1122,29 @@ impl Store for PostgresStore {
         rate: CallRate,
         now: DateTime<Utc>,
     ) -> Result<Option<Duration>, StoreError> {
-        // GCRA, as the in-memory limiter: a call is admitted when the theoretical arrival
-        // time it would push to stays within `burst` intervals of now. One statement, so
-        // replicas taking calls of one partner at once queue on its row.
         let interval = 1_000_000_000 / i64::from(rate.per_second.get());
-        let tolerance = interval.saturating_mul(i64::from(rate.burst.get()));
-        let now = nanos(now);
-        let (admitted, tat): (bool, i64) = sqlx::query_as(
-            "INSERT INTO call_rates AS r (partner_id, tat, admitted) VALUES ($1, $2 + $3, TRUE)
-             ON CONFLICT (partner_id) DO UPDATE SET
-                 admitted = GREATEST(r.tat, $2) + $3 - $2 <= $4,
-                 tat = CASE WHEN GREATEST(r.tat, $2) + $3 - $2 <= $4
-                            THEN GREATEST(r.tat, $2) + $3 ELSE r.tat END
-             RETURNING admitted, tat",
-        )
-        .bind(partner.0)
-        .bind(now)
-        .bind(interval)
-        .bind(tolerance)
-        .fetch_one(&self.pool)
-        .await?;
-        if admitted {
-            return Ok(None);
-        }
-        // The earliest instant at which the next call fits.
-        let wait = tat
-            .saturating_add(interval)
-            .saturating_sub(tolerance)
-            .saturating_sub(now);
-        Ok(Some(Duration::from_nanos(
-            u64::try_from(wait).unwrap_or(0).max(1),
-        )))
+        let allowance = Allowance {
+            table: "call_rates",
+            interval,
+            tolerance: interval.saturating_mul(i64::from(rate.burst.get())),
+        };
+        self.take_from(allowance, partner, 1, now).await
+    }
+
+    async fn take_new_names(
+        &self,
+        partner: PartnerId,
+        names: std::num::NonZeroU32,
+        per_hour: std::num::NonZeroU32,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Duration>, StoreError> {
+        let interval = 3_600_000_000_000 / i64::from(per_hour.get());
+        let allowance = Allowance {
+            table: "name_allowances",
+            interval,
+            tolerance: interval.saturating_mul(i64::from(per_hour.get())),
+        };
+        self.take_from(allowance, partner, names.get(), now).await
     }
 
     async fn lift_embargoes(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
