@@ -95,11 +95,12 @@ pub async fn run(
 
 /// The next connection, with its place under the cap: over the cap, in the place of the
 /// connection waiting longest for its next request (of its own address, when that address
-/// has its whole share; with none waiting, it is dropped, so closed at once). Over TLS, once through its handshake, during which it holds its place
-/// as a connection that has sent no request yet, but counted as waiting from
-/// [`HANDSHAKE_GRACE`] on: newer connections take the places of those that wait before
-/// the handshakes'. The handshake is given up if a newer connection takes its place, so
-/// that handshakes left hanging keep no reader out; the cap bounds how many run.
+/// has its whole share; with none waiting, it is dropped, so closed at once). Over TLS,
+/// once through its handshake, during which it holds its place as a connection that has
+/// sent no request yet, but counted as waiting from [`HANDSHAKE_GRACE`] on: newer
+/// connections take the places of those that wait before the handshakes'. The handshake
+/// is given up if a newer connection takes its place, so that handshakes left hanging keep
+/// no reader out; the cap bounds how many run.
 async fn accept(
     listener: &TcpListener,
     slots: &Slots,

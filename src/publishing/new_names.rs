@@ -2,8 +2,8 @@
 //! documents, rebuilt with each of its articles, and their files under `feeds/`, for good:
 //! one article may carry a hundred and fifty names, one batch ten thousand articles. A
 //! partner may start at most `[limits] new_names_per_hour` of them in an hour (on every
-//! replica of a shared database together), all at once or spread out; an article that would start more is refused, and
-//! nothing of it is stored.
+//! replica of a shared database together), all at once or spread out; an article that
+//! would start more is refused, and nothing of it is stored.
 
 use crate::domain::{FeedScope, Partner, PartnerId};
 use crate::storage::Store;
