@@ -911,6 +911,42 @@ impl<S: AsyncRead + Unpin> Watched<S> {
     }
 }
 
+/// How long a listener pauses after an error accepting that would repeat at once.
+pub const ACCEPT_PAUSE: Duration = Duration::from_secs(1);
+
+/// Whether an error accepting a connection concerns that client only: the next accept
+/// may succeed at once. Others (too many open files, say) repeat until something changes.
+/// Linux also passes on the network errors pending on the new socket, which accept(2)
+/// says to treat as a retry.
+pub fn concerns_one_client(error: &io::Error) -> bool {
+    use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    matches!(
+        error.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) || error.raw_os_error().is_some_and(pending_network_error)
+}
+
+/// The network errors Linux's accept(2) passes on from the new socket.
+#[cfg(target_os = "linux")]
+fn pending_network_error(code: i32) -> bool {
+    [
+        libc::ENETDOWN,
+        libc::EPROTO,
+        libc::ENOPROTOOPT,
+        libc::EHOSTDOWN,
+        libc::ENONET,
+        libc::EHOSTUNREACH,
+        libc::EOPNOTSUPP,
+        libc::ENETUNREACH,
+    ]
+    .contains(&code)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn pending_network_error(_code: i32) -> bool {
+    false
+}
+
 /// Closes the sending side of `stream`, then lingers ([`poll_linger`]) for up to
 /// [`LINGER`]: a socket closed with bytes unread answers them with a reset, which can make
 /// the peer's system discard what was sent last (a response's end, a TLS alert).
@@ -1065,6 +1101,23 @@ mod tests {
         assert_eq!(plan.raise_to, Some(512));
         assert!(plan.short_of(2_560));
         assert!(!plan.short_of(512));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn accept_errors_of_one_client_are_told_from_those_that_repeat() {
+        for code in [libc::ECONNABORTED, libc::EPROTO, libc::ENETUNREACH] {
+            assert!(
+                concerns_one_client(&io::Error::from_raw_os_error(code)),
+                "{code}"
+            );
+        }
+        for code in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM] {
+            assert!(
+                !concerns_one_client(&io::Error::from_raw_os_error(code)),
+                "{code}"
+            );
+        }
     }
 
     #[test]

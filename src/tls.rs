@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
@@ -184,78 +184,9 @@ impl<T: Send + 'static> Handshakes<T> {
     }
 }
 
-/// The next TCP connection. Errors that concern one client only are skipped; others (too
-/// many open files, say) would repeat at once, so the loop waits a little, as hyper's and
-/// axum's servers do.
-pub async fn accept_tcp(tcp: &TcpListener) -> (TcpStream, SocketAddr) {
-    loop {
-        match tcp.accept().await {
-            Ok(accepted) => return accepted,
-            Err(e) if concerns_one_client(&e) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "cannot accept an HTTP connection");
-                tokio::time::sleep(ACCEPT_PAUSE).await;
-            }
-        }
-    }
-}
-
-/// How long a listener pauses after an error accepting that would repeat at once.
-pub const ACCEPT_PAUSE: Duration = Duration::from_secs(1);
-
-/// Whether an error accepting a connection concerns that client only: the next accept
-/// may succeed at once. Others (too many open files, say) repeat until something changes.
-/// Linux also passes on the network errors pending on the new socket, which accept(2)
-/// says to treat as a retry.
-pub fn concerns_one_client(error: &io::Error) -> bool {
-    use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
-    matches!(
-        error.kind(),
-        ConnectionAborted | ConnectionRefused | ConnectionReset
-    ) || error.raw_os_error().is_some_and(pending_network_error)
-}
-
-/// The network errors Linux's accept(2) passes on from the new socket.
-#[cfg(target_os = "linux")]
-fn pending_network_error(code: i32) -> bool {
-    [
-        libc::ENETDOWN,
-        libc::EPROTO,
-        libc::ENOPROTOOPT,
-        libc::EHOSTDOWN,
-        libc::ENONET,
-        libc::EHOSTUNREACH,
-        libc::EOPNOTSUPP,
-        libc::ENETUNREACH,
-    ]
-    .contains(&code)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn pending_network_error(_code: i32) -> bool {
-    false
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn accept_errors_of_one_client_are_told_from_those_that_repeat() {
-        for code in [libc::ECONNABORTED, libc::EPROTO, libc::ENETUNREACH] {
-            assert!(
-                concerns_one_client(&io::Error::from_raw_os_error(code)),
-                "{code}"
-            );
-        }
-        for code in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM] {
-            assert!(
-                !concerns_one_client(&io::Error::from_raw_os_error(code)),
-                "{code}"
-            );
-        }
-    }
 
     #[test]
     fn missing_or_empty_files_are_named_in_the_error() {

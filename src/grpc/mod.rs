@@ -250,10 +250,12 @@ impl tokio_stream::Stream for Paced {
         }
         let accepted = ready!(Pin::new(&mut self.incoming).poll_next(cx));
         if let Some(Err(e)) = &accepted
-            && !crate::tls::concerns_one_client(e)
+            && !crate::connections::concerns_one_client(e)
         {
             tracing::error!(error = %e, "cannot accept a gRPC connection");
-            self.pause = Some(Box::pin(tokio::time::sleep(crate::tls::ACCEPT_PAUSE)));
+            self.pause = Some(Box::pin(tokio::time::sleep(
+                crate::connections::ACCEPT_PAUSE,
+            )));
         }
         Poll::Ready(accepted)
     }

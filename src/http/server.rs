@@ -8,11 +8,13 @@
 use super::fast_path::{self, Outcome, Timeouts};
 use super::feeds::FeedState;
 use crate::config::Limits;
-use crate::connections::{AnswerWaiting, Slot, Slots, Stall, Standing, Watch, Watched};
+use crate::connections::{
+    ACCEPT_PAUSE, AnswerWaiting, Slot, Slots, Stall, Standing, Watch, Watched, concerns_one_client,
+};
 use crate::grpc::{
     MAX_HEADER_LIST_BYTES, MAX_LOCAL_ERROR_RESET_STREAMS, MAX_PENDING_ACCEPT_RESET_STREAMS,
 };
-use crate::tls::{Handshakes, accept_tcp};
+use crate::tls::Handshakes;
 use axum::Router;
 use bytes::{Buf, Bytes};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -124,6 +126,22 @@ async fn accept(
                 handshakes.start(io, addr, slot.evicted(), slot);
             }
             (stream, slot) = handshakes.next() => return (Either::Left(stream), slot),
+        }
+    }
+}
+
+/// The next TCP connection. Errors that concern one client only are skipped; others (too
+/// many open files, say) would repeat at once, so the loop waits a little, as hyper's and
+/// axum's servers do.
+async fn accept_tcp(tcp: &TcpListener) -> (TcpStream, std::net::SocketAddr) {
+    loop {
+        match tcp.accept().await {
+            Ok(accepted) => return accepted,
+            Err(e) if concerns_one_client(&e) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "cannot accept an HTTP connection");
+                tokio::time::sleep(ACCEPT_PAUSE).await;
+            }
         }
     }
 }
