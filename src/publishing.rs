@@ -508,17 +508,8 @@ impl Publisher {
         content: &ArticleContent,
     ) -> Result<(), PublishError> {
         let unshown = self.publication.without_feeds(content.name_scopes());
-        if unshown.is_empty() {
-            return Ok(());
-        }
-        if self.store.is_shared() {
-            let store = &*self.store;
-            return Ok(self
-                .new_names
-                .charge_shared(store, partner, unshown)
-                .await?);
-        }
-        Ok(self.new_names.charge(partner, unshown)?)
+        let shared = self.store.is_shared().then_some(&*self.store);
+        Ok(self.new_names.charge(partner, unshown, shared).await?)
     }
 
     /// Marks the feeds a revision changed as stale and wakes the upkeep for a new embargo;

@@ -86,19 +86,15 @@ impl Batch {
             Ok(request) => {
                 let id = request.draft.id.clone();
                 let partner = &self.caller.partner;
-                let prepared = match self.publisher.prepare(partner, request).await {
-                    Ok((write, warnings)) => {
-                        match partner.may_publish(&write.content, Utc::now()) {
-                            Ok(()) => self
-                                .publisher
-                                .charge_new_names(partner, &write.content)
-                                .await
-                                .map(|()| (write, warnings)),
-                            Err(refused) => Err(refused.into()),
-                        }
-                    }
-                    Err(e) => Err(e),
-                };
+                let prepared = async {
+                    let (write, warnings) = self.publisher.prepare(partner, request).await?;
+                    partner.may_publish(&write.content, Utc::now())?;
+                    self.publisher
+                        .charge_new_names(partner, &write.content)
+                        .await?;
+                    Ok::<_, PublishError>((write, warnings))
+                }
+                .await;
                 // Refused before the store, as a single publish would be: audited alike.
                 self.publisher
                     .audit_refusal(&self.caller, AuditOperation::Publish, &id, prepared)

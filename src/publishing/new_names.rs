@@ -74,54 +74,40 @@ impl NewNames {
 
     /// Charges `partner` for the names of `unshown` (author and tag scopes that have no
     /// feed) that were not charged lately, or refuses the article when they are more than
-    /// its allowance has left. Nothing is charged for a refused article.
-    pub fn charge(
+    /// its allowance has left. Nothing is charged for a refused article. With `shared` (a
+    /// store replicas share), from the allowance every process on it shares, or from this
+    /// process's while the store cannot be reached. Names charged lately are remembered by
+    /// each process: one that another charged may be charged again here, never the other
+    /// way round.
+    pub async fn charge(
         &self,
         partner: &Partner,
         unshown: Vec<FeedScope>,
+        shared: Option<&dyn Store>,
     ) -> Result<(), NewNamesRefused> {
-        let mut charged = self.charged();
-        let new = charged.uncharged(unshown);
-        let Some(count) = Self::count(&new) else {
+        if unshown.is_empty() {
             return Ok(());
-        };
-        match self.take_here(partner.id, count) {
-            Ok(()) => {
-                charged.current.extend(new);
-                Ok(())
-            }
-            Err(retry_after) => Err(self.refused(partner, &new, retry_after)),
         }
-    }
-
-    /// [`NewNames::charge`] from the allowance every process on `store` shares (a store
-    /// replicas share), or from this process's when the store cannot be reached. Names
-    /// charged lately are remembered by each process: one that others charged may be
-    /// charged again here, never the other way round.
-    pub async fn charge_shared(
-        &self,
-        store: &dyn Store,
-        partner: &Partner,
-        unshown: Vec<FeedScope>,
-    ) -> Result<(), NewNamesRefused> {
         let new = self.charged().uncharged(unshown);
-        let Some(count) = Self::count(&new) else {
+        let Some(count) = NonZeroU32::new(u32::try_from(new.len()).unwrap_or(u32::MAX)) else {
             return Ok(());
         };
-        let taken = if count > self.per_hour {
-            Err(None)
-        } else {
-            match store
-                .take_new_names(partner.id, count, self.per_hour, Utc::now())
-                .await
-            {
-                Ok(None) => Ok(()),
-                Ok(Some(wait)) => Err(Some(wait)),
-                Err(error) => {
-                    tracing::warn!(%error, "cannot take new names from the shared allowance");
-                    self.take_here(partner.id, count)
+        let taken = match shared {
+            // More than the whole allowance: refused here, whatever the store holds.
+            Some(store) if count <= self.per_hour => {
+                match store
+                    .take_new_names(partner.id, count, self.per_hour, Utc::now())
+                    .await
+                {
+                    Ok(None) => Ok(()),
+                    Ok(Some(wait)) => Err(Some(wait)),
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot take new names from the shared allowance");
+                        self.take_here(partner.id, count)
+                    }
                 }
             }
+            _ => self.take_here(partner.id, count),
         };
         match taken {
             Ok(()) => {
@@ -137,11 +123,6 @@ impl NewNames {
         let mut charged = self.charged.lock().unwrap_or_else(|e| e.into_inner());
         charged.roll();
         charged
-    }
-
-    /// How many `new` are, if any.
-    fn count(new: &[FeedScope]) -> Option<NonZeroU32> {
-        NonZeroU32::new(u32::try_from(new.len()).unwrap_or(u32::MAX))
     }
 
     /// Takes `count` from `partner`'s allowance in this process, or says when they would
@@ -222,19 +203,22 @@ mod tests {
         names.iter().map(|n| FeedScope::tag(n)).collect()
     }
 
-    #[test]
-    fn a_partner_starts_at_most_its_allowance_of_new_names() {
+    #[tokio::test]
+    async fn a_partner_starts_at_most_its_allowance_of_new_names() {
         let names = NewNames::new(NonZeroU32::new(3).unwrap());
         let wire = partner(1, "wire");
         names
-            .charge(&wire, tags(&["一", "二"]))
+            .charge(&wire, tags(&["一", "二"]), None)
+            .await
             .expect("two of three");
         // Charged lately: not again.
         names
-            .charge(&wire, tags(&["一", "二"]))
+            .charge(&wire, tags(&["一", "二"]), None)
+            .await
             .expect("the same names again");
         let refused = names
-            .charge(&wire, tags(&["三", "四"]))
+            .charge(&wire, tags(&["三", "四"]), None)
+            .await
             .expect_err("two more of the one left");
         assert_eq!(refused.fields, "article.tags");
         assert_eq!(refused.new, 2);
@@ -248,21 +232,29 @@ mod tests {
             "article.tags: 2 names with no feed yet, more than partner \"wire\" may start now"
         ));
         // Nothing was charged for the refused article: one is still left.
-        names.charge(&wire, tags(&["三"])).expect("the last one");
+        names
+            .charge(&wire, tags(&["三"]), None)
+            .await
+            .expect("the last one");
         let refused = names
-            .charge(&wire, vec![FeedScope::author("王芳")])
+            .charge(&wire, vec![FeedScope::author("王芳")], None)
+            .await
             .expect_err("none left");
         assert_eq!(refused.fields, "article.authors");
         // Another partner has an allowance of its own.
         names
-            .charge(&partner(2, "county"), tags(&["四", "五"]))
+            .charge(&partner(2, "county"), tags(&["四", "五"]), None)
+            .await
             .expect("another partner's");
         // Names with feeds cost nothing.
-        names.charge(&wire, Vec::new()).expect("no new names");
+        names
+            .charge(&wire, Vec::new(), None)
+            .await
+            .expect("no new names");
     }
 
-    #[test]
-    fn more_new_names_than_the_whole_allowance_are_never_taken() {
+    #[tokio::test]
+    async fn more_new_names_than_the_whole_allowance_are_never_taken() {
         let names = NewNames::new(NonZeroU32::new(2).unwrap());
         let refused = names
             .charge(
@@ -272,7 +264,9 @@ mod tests {
                     FeedScope::tag("乙"),
                     FeedScope::tag("丙"),
                 ],
+                None,
             )
+            .await
             .expect_err("three of two");
         assert_eq!(refused.fields, "article.authors and article.tags");
         assert_eq!(refused.retry_after, None);
