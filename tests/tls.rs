@@ -26,6 +26,20 @@ fn https_client(pki: &common::pki::Pki, server: &TestServer) -> (reqwest::Client
     )
 }
 
+/// A server with TLS on both ports, with the certificate of `pki`, and its settings as
+/// `change` leaves them.
+async fn tls_server(
+    pki: &common::pki::Pki,
+    change: impl FnOnce(&mut feedpub::config::Settings),
+) -> TestServer {
+    let files = pki.files.clone();
+    TestServer::start_with(|settings| {
+        settings.server.tls = Some(files);
+        change(settings);
+    })
+    .await
+}
+
 /// A connection, accepted by the server by now, that never starts its TLS handshake.
 async fn hanging_handshake(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
     let hanging = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -58,8 +72,7 @@ async fn tls_channel(pki: &common::pki::Pki, server: &TestServer) -> tonic::tran
 #[tokio::test]
 async fn grpc_and_http_are_served_over_tls_to_clients_that_trust_the_certificate() {
     let pki = pki();
-    let files = pki.files.clone();
-    let server = TestServer::start_with(|settings| settings.server.tls = Some(files)).await;
+    let server = tls_server(&pki, |_| {}).await;
 
     // gRPC: tonic over TLS, checking the certificate against the test CA.
     let mut client = PublisherServiceClient::new(tls_channel(&pki, &server).await);
@@ -154,10 +167,8 @@ async fn a_grpc_client_silent_after_its_tls_handshake_is_closed_after_the_header
         )
     };
     let pki = pki();
-    let files = pki.files.clone();
-    let server = TestServer::start_with(|settings| {
-        settings.server.tls = Some(files);
-        settings.limits.header_timeout = Duration::from_secs(1);
+    let server = tls_server(&pki, |settings| {
+        settings.limits.header_timeout = Duration::from_secs(1)
     })
     .await;
     let before = header_timeouts();
@@ -199,12 +210,7 @@ async fn a_grpc_client_silent_after_its_tls_handshake_is_closed_after_the_header
 #[tokio::test]
 async fn a_tls_handshake_whose_place_a_newer_connection_takes_is_given_up() {
     let pki = pki();
-    let files = pki.files.clone();
-    let server = TestServer::start_with(|settings| {
-        settings.server.tls = Some(files);
-        settings.limits.max_grpc_connections = 1;
-    })
-    .await;
+    let server = tls_server(&pki, |settings| settings.limits.max_grpc_connections = 1).await;
     let mut hanging = hanging_handshake(server.grpc_addr).await;
     // A partner's channel takes its place and is answered.
     PublisherServiceClient::new(tls_channel(&pki, &server).await)
@@ -241,12 +247,7 @@ async fn an_http_tls_handshake_left_hanging_gives_its_place_to_a_reader() {
 async fn handshake_gives_way_to_a_reader() -> Result<(), Duration> {
     use tokio::io::AsyncReadExt;
     let pki = pki();
-    let files = pki.files.clone();
-    let server = TestServer::start_with(|settings| {
-        settings.server.tls = Some(files);
-        settings.limits.max_http_connections = 2;
-    })
-    .await;
+    let server = tls_server(&pki, |settings| settings.limits.max_http_connections = 2).await;
     let feed = |client: reqwest::Client, base: String| async move {
         let answer = client
             .get(format!("{base}/feeds/politics/rss.xml"))
@@ -291,8 +292,7 @@ async fn handshake_gives_way_to_a_reader() -> Result<(), Duration> {
 async fn a_client_that_does_not_speak_tls_reads_the_alert_on_either_port() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let pki = pki();
-    let files = pki.files.clone();
-    let server = TestServer::start_with(|settings| settings.server.tls = Some(files)).await;
+    let server = tls_server(&pki, |_| {}).await;
     for addr in [server.grpc_addr, server.http_addr] {
         let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
         // An HTTP/2 preface and more than the server reads of it before it gives up.

@@ -262,7 +262,8 @@ impl IndexPage {
         Self { settings, page }
     }
 
-    /// The page as `publication`'s headlines are now; `None` if building it failed.
+    /// The page as `publication`'s headlines are now (see [`Derived::get`]); `None` if none
+    /// could be built yet.
     pub async fn get(&self, publication: &Publication) -> Option<Arc<FeedFile>> {
         self.page
             .get(
@@ -303,8 +304,8 @@ impl OpmlDocument {
         Self { settings, list }
     }
 
-    /// The document listing the named feeds `publication` serves; `None` if building it
-    /// failed.
+    /// The document listing the named feeds `publication` serves (see [`Derived::get`]);
+    /// `None` if none could be built yet.
     pub async fn get(&self, publication: &Publication) -> Option<Arc<FeedFile>> {
         self.list
             .get(

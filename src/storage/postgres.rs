@@ -176,9 +176,7 @@ impl PostgresStore {
             u64::try_from(wait).unwrap_or(0).max(1),
         )))
     }
-}
 
-impl PostgresStore {
     /// How many archive pages of `size` the scope fills, and its shift.
     async fn archive_size(
         &self,
