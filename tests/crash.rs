@@ -329,6 +329,8 @@ async fn nothing_acknowledged_is_lost_and_nothing_breaks_across_random_kills() {
         }
         server = start();
         running = server.wait_ready();
+        // The author and tag feeds the start found are built after it listens.
+        running.settle().await;
         let problems = common::integrity_problems(&data_dir).await;
         assert!(problems.is_empty(), "after kill {kill}: {problems:#?}");
         let stored = stored_articles(&running, &tokens).await;

@@ -6,7 +6,7 @@ mod common;
 
 use common::{TestServer, authed, ts};
 use feedpub::demo::sample_edition;
-use feedpub::domain::name_slug;
+use feedpub::domain::{FeedScope, name_slug};
 use feedpub::grpc::proto::publisher_service_client::PublisherServiceClient;
 use feedpub::grpc::proto::{self, PublishArticleRequest, RetractArticleRequest};
 use tonic::transport::Channel;
@@ -417,6 +417,8 @@ async fn slugs_and_feeds_are_the_same_after_a_restart() {
     let tag_before = server.get_bytes(&tag_path("乡村振兴", "atom.xml")).await;
 
     let server = server.restart().await;
+    // The author and tag feeds the start found are built after it listens.
+    server.settle().await;
     for (path, bytes) in before {
         assert_eq!(server.get_bytes(&path).await, bytes, "{path}");
     }
@@ -477,4 +479,93 @@ async fn a_name_whose_only_article_goes_back_under_embargo_keeps_a_working_archi
         .await
         .unwrap();
     assert_eq!(page.status(), 200, "{href}");
+}
+
+/// A start serves `all` and the sections before the author and tag feeds it finds, which the
+/// scheduler builds after (there can be tens of thousands): until then a request for one is
+/// answered 503 with `Retry-After`, not 404, and no cache keeps that answer. Here the
+/// scheduler is held back, so the window stays open until the test lets it run.
+#[tokio::test]
+async fn after_a_restart_a_name_feed_not_built_yet_asks_to_be_fetched_again() {
+    use feedpub::publication::Publication;
+    use std::sync::Arc;
+    let server = TestServer::start().await;
+    publish_sample(&server).await;
+    server.settle().await;
+    let author = author_path("陈淑兰", "atom.xml");
+    let politics = "/feeds/politics/atom.xml";
+    let (author_before, politics_before) = (
+        server.get_bytes(&author).await,
+        server.get_bytes(politics).await,
+    );
+    let settings = server.settings.clone();
+    let (dir, _tokens) = server.stop().await;
+
+    // The server's parts as `serve` puts them together, but the scheduler.
+    let store = feedpub::storage::open(&settings.server).await.unwrap();
+    let health = feedpub::health::Health::new();
+    let (publication, scheduler) =
+        Publication::start(store.clone(), Arc::new(settings.clone()), health.clone())
+            .await
+            .unwrap();
+    let (hub, _hub_tasks) =
+        feedpub::websub::Hub::start(store.clone(), &settings, publication.clone()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = |path: &str| format!("http://{}{path}", listener.local_addr().unwrap());
+    let (author_url, politics_url) = (url(&author), url(politics));
+    let unknown_url = url(&author_path("无名氏", "atom.xml"));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut until_stopped = stopped.clone();
+    let http = tokio::spawn({
+        let (publication, settings) = (publication.clone(), settings.clone());
+        async move {
+            let stopped = async move {
+                let _ = until_stopped.wait_for(|stop| *stop).await;
+            };
+            feedpub::http::serve(
+                listener,
+                publication,
+                &settings,
+                &hub,
+                health,
+                None,
+                stopped,
+            )
+            .await
+        }
+    });
+
+    let response = reqwest::get(&politics_url).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.bytes().await.unwrap(), politics_before);
+    let response = reqwest::get(&author_url).await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    assert_eq!(reqwest::get(&unknown_url).await.unwrap().status(), 404);
+    assert!(publication.unbuilt() > 0);
+    assert!(
+        publication
+            .named_scopes()
+            .contains(&FeedScope::author("陈淑兰")),
+        "listed from the start"
+    );
+
+    let scheduler = tokio::spawn(scheduler.run(stopped));
+    let deadline = std::time::Instant::now() + common::DEADLINE;
+    let response = loop {
+        let response = reqwest::get(&author_url).await.unwrap();
+        if response.status() != 503 {
+            break response;
+        }
+        assert!(std::time::Instant::now() < deadline, "never built");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.bytes().await.unwrap(), author_before);
+    let _ = stop.send(true);
+    scheduler.await.unwrap();
+    http.await.unwrap().unwrap();
+    store.close().await;
+    drop(dir);
 }

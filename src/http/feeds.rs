@@ -350,6 +350,23 @@ fn no_such_feed() -> FeedAnswer {
     FeedAnswer::text(StatusCode::NOT_FOUND, "no such feed\n")
 }
 
+/// 503 for an author or tag feed that a start found and has not built yet: it will be
+/// served in a moment (a 404 would tell aggregators it is gone). Counted.
+fn not_built_yet(path: &str) -> FeedAnswer {
+    metrics::counter!("feedpub_http_requests_total",
+        "feed" => FeedScope::metric_label_of(path).to_owned(), "format" => "unknown", "status" => "503")
+    .increment(1);
+    let mut answer = FeedAnswer::text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "this feed is being built after a restart; retry in a second\n",
+    );
+    answer.headers.extend([
+        (header::RETRY_AFTER, HeaderValue::from_static("1")),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+    ]);
+    answer
+}
+
 impl FeedState {
     /// The answer to a GET of `/feeds/{path}`: the bytes of `feeds/{path}` in the best
     /// coding the client accepts, or 304 when the client's copy is current; counted in the
@@ -360,6 +377,7 @@ impl FeedState {
             Some(file) => (file, Cow::Borrowed(path), true),
             None => match self.publication.archive(path).await {
                 Ok(Some(file)) => (file, archive_counters_key(path), false),
+                Ok(None) if self.publication.is_unbuilt(path) => return not_built_yet(path),
                 Ok(None) => return no_such_feed(),
                 Err(e) => {
                     tracing::error!(error = %e, path, "cannot render an archive page");

@@ -9,7 +9,7 @@ use crate::render::{FeedMeta, Format};
 use crate::storage::{Store, StoreError};
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -135,8 +135,10 @@ struct Inner {
     /// documents whose bytes differ from the files the last run left, which changed while
     /// no process served them.
     start_changes: Mutex<Option<broadcast::Receiver<FeedChange>>>,
-    /// True once the feeds built at start are in place.
-    built: std::sync::atomic::AtomicBool,
+    /// The folders (`authors/{slug}`, `tags/{slug}`) of the author and tag feeds found at
+    /// start and not built yet: the scheduler builds them while the rest is served (see
+    /// [`Scheduler`]), and a request for one meanwhile is asked to come back.
+    unbuilt: Mutex<HashSet<String>>,
     archives: archive::ArchiveCache,
     headlines: ArcSwap<HashMap<FeedScope, Arc<[Headline]>>>,
     /// Author and tag scopes whose feeds show at least one article.
@@ -167,17 +169,26 @@ enum Step {
     Write,
 }
 
-/// Drives regeneration until shut down; returned by [`Publication::start`].
+/// Drives regeneration until shut down; returned by [`Publication::start`]. It first builds
+/// the author and tag feeds the start found, a few at a time between the batches of stale
+/// feeds: there can be tens of thousands, and `all` and the sections are served meanwhile.
 pub struct Scheduler {
     inner: Arc<Inner>,
     stale: mpsc::UnboundedReceiver<FeedScope>,
     /// Author and tag feeds are current with every transition up to this instant.
     named_until: DateTime<Utc>,
+    /// The author and tag scopes found at start and not built yet, in `FeedScope` order.
+    unbuilt: VecDeque<FeedScope>,
+    /// When the start began to build them, and how many it found.
+    unbuilt_since: (std::time::Instant, usize),
 }
 
 impl Publication {
-    /// Builds every feed once (so serving starts complete) and returns the handle and the
-    /// scheduler that keeps them current, reporting regeneration faults to `health`.
+    /// Builds the feeds of `all` and of every section (so serving starts with them) and
+    /// returns the handle and the scheduler that keeps every feed current, reporting
+    /// regeneration faults to `health`. The author and tag feeds the store has are shown at
+    /// once by [`Publication::named_scopes`], and built by the scheduler: until each is,
+    /// [`Publication::is_unbuilt`] tells.
     pub async fn start(
         store: Arc<dyn Store>,
         settings: Arc<Settings>,
@@ -210,7 +221,7 @@ impl Publication {
             failing: Mutex::new(BTreeSet::new()),
             changes,
             start_changes: Mutex::new(Some(start_changes)),
-            built: std::sync::atomic::AtomicBool::new(false),
+            unbuilt: Mutex::new(HashSet::new()),
             archives: archive::ArchiveCache::default(),
             headlines: ArcSwap::from_pointee(HashMap::new()),
             named: Mutex::new(BTreeSet::new()),
@@ -225,8 +236,7 @@ impl Publication {
         files::remove_temporary_files(&inner.settings.server.feeds_dir);
         inner.publish_stylesheet()?;
         let named_until = Utc::now();
-        inner.build_every_feed().await?;
-        inner.built.store(true, Ordering::SeqCst);
+        let named = inner.build_feeds_at_start().await?;
         Ok((
             Self {
                 inner: inner.clone(),
@@ -235,6 +245,8 @@ impl Publication {
                 inner,
                 stale: rx,
                 named_until,
+                unbuilt_since: (std::time::Instant::now(), named.len()),
+                unbuilt: named.into(),
             },
         ))
     }
@@ -280,7 +292,7 @@ impl Publication {
     }
 
     /// True when every change acknowledged so far is in the published feeds and their files,
-    /// compressed with the full levels.
+    /// compressed with the full levels, and every feed found at start is built.
     pub fn is_settled(&self) -> bool {
         let inner = &self.inner;
         // Both locks at once, taken in the order of everything that moves a scope between
@@ -290,6 +302,35 @@ impl Publication {
         inner.marks_done.load(Ordering::SeqCst) == inner.marks_sent.load(Ordering::SeqCst)
             && unfinished.is_empty()
             && fast.is_empty()
+            && inner
+                .unbuilt
+                .lock()
+                .expect("unbuilt scopes lock")
+                .is_empty()
+    }
+
+    /// How many of the author and tag feeds found at start are not built yet.
+    pub fn unbuilt(&self) -> usize {
+        self.inner
+            .unbuilt
+            .lock()
+            .expect("unbuilt scopes lock")
+            .len()
+    }
+
+    /// Whether a feed path (`authors/{slug}/rss.xml`, or an archive page of it) belongs to
+    /// an author or tag feed found at start that is not built yet: it will be served in a
+    /// moment.
+    pub fn is_unbuilt(&self, path: &str) -> bool {
+        let unbuilt = self.inner.unbuilt.lock().expect("unbuilt scopes lock");
+        if unbuilt.is_empty() {
+            return false;
+        }
+        let mut parts = path.splitn(3, '/');
+        match (parts.next(), parts.next()) {
+            (Some(folder), Some(slug)) => unbuilt.contains(&path[..folder.len() + 1 + slug.len()]),
+            _ => false,
+        }
     }
 
     /// The current document at a feed path such as `politics/rss.xml`.
@@ -376,6 +417,8 @@ impl Scheduler {
                     }
                     None => stop = true,
                 },
+                // Feeds found at start are built when no stale feed waits.
+                () = std::future::ready(()), if !self.unbuilt.is_empty() => {}
                 _ = tokio::time::sleep(wake) => {}
             }
             if stop {
@@ -392,6 +435,12 @@ impl Scheduler {
                         "author and tag feeds left unwritten at shutdown; the next start writes them"
                     );
                 }
+                if !self.unbuilt.is_empty() {
+                    tracing::info!(
+                        left = self.unbuilt.len(),
+                        "author and tag feeds found at start left unbuilt at shutdown; their files stay as they were"
+                    );
+                }
                 return;
             }
             // A publish or expiry time that came meanwhile is not lost: the next look only
@@ -405,7 +454,43 @@ impl Scheduler {
             }
             if !stale.is_empty() {
                 self.regenerate(stale, received, window).await;
+            } else if !self.unbuilt.is_empty() {
+                self.build_unbuilt().await;
             }
+        }
+    }
+
+    /// Builds the next few of the author and tag feeds found at start, finished (as at
+    /// start), and puts them in the snapshot. One that a regeneration has built since is
+    /// left as it is: it shows later writes than the start found.
+    async fn build_unbuilt(&mut self) {
+        let take = regeneration::START_UP_SCOPES_PER_CORE * self.inner.parallel;
+        let taken: Vec<FeedScope> = self.unbuilt.drain(..take.min(self.unbuilt.len())).collect();
+        let batch: Vec<FeedScope> = taken
+            .iter()
+            .filter(|scope| !self.inner.serves(scope))
+            .cloned()
+            .collect();
+        let failed = self.inner.regenerate_batch(batch.clone(), Swap::Once).await;
+        {
+            // Those that failed stay unbuilt until a regeneration builds them (see
+            // `record_outcome`).
+            let mut unbuilt = self.inner.unbuilt.lock().expect("unbuilt scopes lock");
+            for scope in &taken {
+                if !failed.iter().any(|(failing, _)| failing == scope) {
+                    unbuilt.remove(scope.path_segment());
+                }
+            }
+        }
+        self.inner
+            .record_outcome(Step::Read, outcomes_of(batch, failed));
+        if self.unbuilt.is_empty() {
+            let (since, found) = self.unbuilt_since;
+            tracing::info!(
+                feeds = found,
+                seconds = since.elapsed().as_secs_f64(),
+                "author and tag feeds found at start built"
+            );
         }
     }
 
@@ -439,17 +524,26 @@ impl Scheduler {
         // before its section, see `Publisher`). Marks arriving meanwhile wait for the next
         // batch, which takes them all.
         let batch: Vec<FeedScope> = stale.iter().cloned().collect();
-        let mut failed = self.inner.regenerate_batch(stale, Swap::Early).await;
-        let outcomes = batch
-            .into_iter()
-            .map(|scope| match failed.iter().position(|(s, _)| *s == scope) {
-                Some(i) => (scope, Err(failed.swap_remove(i).1)),
-                None => (scope, Ok(())),
-            })
-            .collect();
+        let failed = self.inner.regenerate_batch(stale, Swap::Early).await;
+        let outcomes = outcomes_of(batch, failed);
+        self.inner.built_since_start(&outcomes);
         self.inner.record_outcome(Step::Read, outcomes);
         self.inner.marks_done.fetch_add(received, Ordering::SeqCst);
     }
+}
+
+/// The outcome of regenerating each scope of `batch`, given those that failed.
+fn outcomes_of(
+    batch: Vec<FeedScope>,
+    mut failed: Vec<(FeedScope, PublicationError)>,
+) -> Vec<(FeedScope, Result<(), PublicationError>)> {
+    batch
+        .into_iter()
+        .map(|scope| match failed.iter().position(|(s, _)| *s == scope) {
+            Some(i) => (scope, Err(failed.swap_remove(i).1)),
+            None => (scope, Ok(())),
+        })
+        .collect()
 }
 
 impl Inner {
@@ -565,21 +659,49 @@ impl Inner {
         }
     }
 
-    /// Builds the feeds of every section, of `all`, and of every author and tag a stored
-    /// article carries, as many at once as there are cores, and swaps them all into the
-    /// snapshot at once; removes the folders of names that no article carries any more.
-    async fn build_every_feed(self: &Arc<Self>) -> Result<(), PublicationError> {
+    /// Builds the feeds of every section and of `all`, as many at once as there are cores,
+    /// and swaps them all into the snapshot at once; removes the folders of names that no
+    /// article carries any more. Returns the author and tag scopes of every name a stored
+    /// article carries, left to build (see [`Scheduler`]): they are shown from now on (the
+    /// OPML list, the allowance of new names), and each is unbuilt until then.
+    async fn build_feeds_at_start(self: &Arc<Self>) -> Result<Vec<FeedScope>, PublicationError> {
         let named = self.store.named_scopes(Utc::now()).await?;
         self.remove_unnamed_folders(&named);
-        let scopes = self.scopes().into_iter().chain(named);
-        match self
-            .regenerate_batch(scopes, Swap::Once)
+        if let Some((_, error)) = self
+            .regenerate_batch(self.scopes(), Swap::Once)
             .await
             .into_iter()
             .next()
         {
-            Some((_, error)) => Err(error),
-            None => Ok(()),
+            return Err(error);
+        }
+        if !named.is_empty() {
+            // Corrected as each is built: one whose articles all left view since, or whose
+            // folder another name holds, is no longer shown.
+            self.named
+                .lock()
+                .expect("named scopes lock")
+                .extend(named.iter().cloned());
+            self.named_changes.fetch_add(1, Ordering::SeqCst);
+            self.unbuilt
+                .lock()
+                .expect("unbuilt scopes lock")
+                .extend(named.iter().map(|scope| scope.path_segment().to_owned()));
+        }
+        Ok(named)
+    }
+
+    /// After a batch of stale feeds: those of its author and tag feeds found at start and
+    /// not built then that it built are built.
+    fn built_since_start(&self, outcomes: &[(FeedScope, Result<(), PublicationError>)]) {
+        let mut unbuilt = self.unbuilt.lock().expect("unbuilt scopes lock");
+        if unbuilt.is_empty() {
+            return;
+        }
+        for (scope, outcome) in outcomes {
+            if outcome.is_ok() {
+                unbuilt.remove(scope.path_segment());
+            }
         }
     }
 

@@ -41,7 +41,7 @@ pub(super) enum Swap {
     /// As soon as the batch is rendered, uncompressed, to be finished later (the feeds are
     /// being served); failing scopes finished first.
     Early,
-    /// Finished, all at once at the end (at start-up, before anything is served).
+    /// Finished, all at once at the end: the feeds found at start, before they are served.
     Once,
 }
 
@@ -106,7 +106,7 @@ struct Finished {
 /// Scopes the start-up build reads, renders and finishes at once, per core: their
 /// uncompressed documents are held together, so this bounds the memory the build takes
 /// beside the finished feeds (whose identity coding is in their files).
-const START_UP_SCOPES_PER_CORE: usize = 4;
+pub(super) const START_UP_SCOPES_PER_CORE: usize = 4;
 
 impl Inner {
     /// Regenerates `scopes`; returns those that failed, with their errors. A document
@@ -128,13 +128,13 @@ impl Inner {
                         .by_ref()
                         .take(START_UP_SCOPES_PER_CORE * self.parallel)
                         .collect();
-                    let rendered = self.read_and_render(chunk, &mut failed).await;
+                    let rendered = self.read_and_render(chunk, swap, &mut failed).await;
                     self.finish_inline(rendered, &mut ready, &mut changes, &mut failed)
                         .await;
                 }
             }
             Swap::Early => {
-                early = self.read_and_render(scopes, &mut failed).await;
+                early = self.read_and_render(scopes, swap, &mut failed).await;
                 self.leave_unfinished(&early, &mut ready);
             }
         }
@@ -412,10 +412,12 @@ impl Inner {
     }
 
     /// Reads each scope and renders its documents on the builder threads, as many scopes at
-    /// once as there are cores. Scopes that fail go to `failed`.
+    /// once as there are cores, to be swapped in as `swap` says. Scopes that fail go to
+    /// `failed`.
     async fn read_and_render(
         self: &Arc<Self>,
         scopes: impl IntoIterator<Item = FeedScope>,
+        swap: Swap,
         failed: &mut Vec<(FeedScope, PublicationError)>,
     ) -> Vec<Rendered> {
         type Outcome = Result<Option<Rendered>, (FeedScope, PublicationError)>;
@@ -445,7 +447,7 @@ impl Inner {
                 };
                 let renderer = this.clone();
                 this.builders
-                    .spawn(move || renderer.render_scope(prepared, started))
+                    .spawn(move || renderer.render_scope(prepared, started, swap))
                     .await
                     .map(Some)
                     .map_err(|e| (scope, PublicationError::from(e)))
@@ -727,6 +729,11 @@ impl Inner {
             return Ok(None);
         }
         if !self.claim_folder(scope).await? {
+            // Shown since the start found it, maybe.
+            if self.named.lock().expect("named scopes lock").remove(scope) {
+                self.named_changes
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
             return Ok(None);
         }
         let now = Utc::now();
@@ -868,7 +875,7 @@ impl Inner {
     }
 
     /// Whether the feeds of `scope` are served (the Atom document stands for the three).
-    fn serves(&self, scope: &FeedScope) -> bool {
+    pub(super) fn serves(&self, scope: &FeedScope) -> bool {
         let key = format!("{}/{}", scope.path_segment(), Format::Atom.file_name());
         self.snapshot.load().contains_key(&key)
     }
@@ -887,7 +894,7 @@ impl Inner {
     /// revalidating by date alone is never told its old copy is current.
     ///
     /// [`shares_its_second`]: FeedFile::shares_its_second
-    fn render_scope(&self, prepared: Prepared, started: Instant) -> Rendered {
+    fn render_scope(&self, prepared: Prepared, started: Instant, swap: Swap) -> Rendered {
         let rendering = Instant::now();
         let Prepared {
             scope,
@@ -974,13 +981,12 @@ impl Inner {
                 key,
                 file_name: format.file_name(),
                 file: Arc::new(file),
-                // At start, only a document that replaces a different file the last run
-                // left: one with no file before (a fresh feeds folder) may well be what
-                // subscribers last got, or they had none.
-                announce: if self.built.load(std::sync::atomic::Ordering::SeqCst) {
-                    previous.is_some() || unchanged_on_disk.is_none()
-                } else {
-                    replaced
+                // Of the feeds found at start, only a document that replaces a different file
+                // the last run left: one with no file before (a fresh feeds folder) may well
+                // be what subscribers last got, or they had none.
+                announce: match swap {
+                    Swap::Early => previous.is_some() || unchanged_on_disk.is_none(),
+                    Swap::Once => replaced,
                 },
                 // Compared with the file already, in the read above.
                 write_identity: unchanged_on_disk.is_none(),

@@ -33,6 +33,17 @@ async fn started_with(dir: &Path, change: impl Fn(&mut Settings)) -> (Arc<dyn St
     (store, publication)
 }
 
+/// A store and its publication with the author and tag feeds found at start built, as the
+/// scheduler builds them first.
+async fn restarted(dir: &Path) -> (Arc<dyn Store>, Publication) {
+    let (store, publication, mut scheduler) = started_with_scheduler(dir).await;
+    while !scheduler.unbuilt.is_empty() {
+        scheduler.build_unbuilt().await;
+    }
+    assert_eq!(publication.unbuilt(), 0);
+    (store, publication)
+}
+
 /// A store and its publication, with the scheduler not running yet.
 async fn started_with_scheduler(dir: &Path) -> (Arc<dyn Store>, Publication, super::Scheduler) {
     let settings = Settings::isolated_sample(dir).unwrap();
@@ -761,7 +772,7 @@ async fn a_name_made_to_share_a_slug_cannot_take_the_first_names_feeds_over() {
     drop(publication);
 
     // A restart builds both names' feeds, the other's first: the store decides, as before.
-    let (_store, publication) = started(dir.path()).await;
+    let (_store, publication) = restarted(dir.path()).await;
     let served = publication.get(&atom).unwrap();
     assert!(holds_the_first(&String::from_utf8_lossy(&served.bytes())));
     assert_eq!(publication.named_scopes(), std::slice::from_ref(&owner));
@@ -802,7 +813,75 @@ async fn at_shutdown_name_feeds_are_written_for_a_while_and_the_rest_at_the_next
     store.close().await;
     drop(publication);
 
-    let (_store, publication) = started(dir.path()).await;
+    let (_store, publication) = restarted(dir.path()).await;
     assert!(holds(author.path_segment()), "written by the next start");
     assert!(publication.is_settled());
+}
+
+/// A start serves `all` and the sections at once and builds the author and tag feeds it
+/// finds after: they are listed from the start, and until each is built a request for it is
+/// told it is not built yet (not that it does not exist). One regenerated meanwhile, from a
+/// later write, is not built again from the start's reading.
+#[tokio::test]
+async fn a_start_serves_the_sections_first_and_builds_the_name_feeds_it_found_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, publication) = started(dir.path()).await;
+    let (chen, wang) = (FeedScope::author("陈淑兰"), FeedScope::author("王芳"));
+    publish_draft(&store, signed("chen-1", "陈的第一篇", "陈淑兰")).await;
+    publish_draft(&store, signed("wang-1", "王的第一篇", "王芳")).await;
+    regenerated_together(&publication, [chen.clone(), wang.clone(), politics()]).await;
+    publication.inner.finish_unfinished(usize::MAX, true).await;
+    store.close().await;
+    drop(publication);
+
+    let (store, publication, mut scheduler) = started_with_scheduler(dir.path()).await;
+    let atom = |scope: &FeedScope| format!("{}/atom.xml", scope.path_segment());
+    let shows = |scope: &FeedScope, title: &str| {
+        publication
+            .get(&atom(scope))
+            .is_some_and(|file| String::from_utf8_lossy(&file.bytes()).contains(title))
+    };
+    assert!(
+        shows(&politics(), "王的第一篇"),
+        "the sections are served at once"
+    );
+    assert_eq!(publication.named_scopes(), [wang.clone(), chen.clone()]);
+    assert_eq!(publication.unbuilt(), 2);
+    assert!(!publication.is_settled());
+    for scope in [&chen, &wang] {
+        assert!(publication.get(&atom(scope)).is_none());
+        assert!(publication.is_unbuilt(&atom(scope)));
+        let archive = format!("{}/archive/1/rss.xml", scope.path_segment());
+        assert!(publication.is_unbuilt(&archive));
+    }
+    let nobody = FeedScope::author("无名氏");
+    assert!(
+        !publication.is_unbuilt(&atom(&nobody)),
+        "not found at start"
+    );
+    assert!(!publication.is_unbuilt("politics/atom.xml"));
+    assert!(!publication.is_unbuilt("authors"));
+    // A new article of one of them, regenerated before the start's build comes to it.
+    publish_draft(&store, signed("wang-2", "王的第二篇", "王芳")).await;
+    regenerated_together(&publication, [wang.clone()]).await;
+    let regenerated = publication.get(&atom(&wang)).unwrap();
+    assert!(shows(&wang, "王的第二篇"));
+
+    scheduler.build_unbuilt().await;
+    assert!(scheduler.unbuilt.is_empty());
+    assert_eq!(publication.unbuilt(), 0);
+    assert!(!publication.is_unbuilt(&atom(&chen)));
+    assert!(shows(&chen, "陈的第一篇"), "built");
+    let kept = publication.get(&atom(&wang)).unwrap();
+    assert!(
+        Arc::ptr_eq(&kept, &regenerated),
+        "the regenerated documents kept"
+    );
+    assert_eq!(publication.regenerations(&wang), 1, "not built again");
+    assert_eq!(
+        publication.regenerations(&chen),
+        1,
+        "built once, from the files"
+    );
+    assert_eq!(publication.named_scopes(), [wang.clone(), chen.clone()]);
 }

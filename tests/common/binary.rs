@@ -393,4 +393,27 @@ impl Running {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.http)
     }
+
+    /// Waits until the server says that every change it acknowledged, and every feed its
+    /// start found, is served and written (`feedpub_feeds_settled 1` in `/metrics`).
+    pub async fn settle(&self) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let metrics = match reqwest::get(self.url("/metrics")).await {
+                Ok(response) => response.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            if metrics
+                .lines()
+                .any(|line| line == "feedpub_feeds_settled 1")
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the feeds did not settle within {DEADLINE:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
