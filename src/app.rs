@@ -105,7 +105,8 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, AppError> {
 }
 
 impl Application {
-    /// Opens the store, builds every feed and binds both listeners (port 0 picks a free port).
+    /// Opens the store, builds the feeds of `all` and the sections (the scheduler builds the
+    /// author and tag feeds once serving) and binds both listeners (port 0 picks a free port).
     pub async fn build(settings: Settings) -> Result<Self, AppError> {
         // Metrics are recorded from the first request on.
         crate::telemetry::metrics();
