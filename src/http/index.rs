@@ -13,6 +13,7 @@ use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Every feed scope with its title and description: `all` first, then the sections.
 fn scopes(settings: &Settings) -> Vec<(FeedScope, String, String)> {
@@ -169,7 +170,14 @@ struct Derived {
     last: Arc<ArcSwapOption<Built>>,
     /// Held while a document is built.
     building: Arc<tokio::sync::Mutex<()>>,
+    /// The count whose build failed last, and when: not tried again for [`Derived::pause`],
+    /// so that a build that keeps failing does not run once per request.
+    failed: Arc<std::sync::Mutex<Option<(u64, Instant)>>>,
+    pause: Duration,
 }
+
+/// How long a build that failed is not tried again for the same count.
+const FAILED_BUILD_PAUSE: Duration = Duration::from_secs(1);
 
 /// The count of changes a document was built from, and the document.
 type Built = (u64, Arc<FeedFile>);
@@ -182,7 +190,15 @@ impl Derived {
             self_url,
             last: Arc::new(ArcSwapOption::empty()),
             building: Arc::new(tokio::sync::Mutex::new(())),
+            failed: Arc::default(),
+            pause: FAILED_BUILD_PAUSE,
         }
+    }
+
+    /// Whether the build for `changes` failed less than [`Derived::pause`] ago.
+    fn failed_lately(&self, changes: u64) -> bool {
+        let failed = self.failed.lock().expect("failed build lock");
+        failed.is_some_and(|(count, at)| count == changes && at.elapsed() < self.pause)
     }
 
     /// The document as of `changes()`: the one built last if the count is the same, else
@@ -190,7 +206,8 @@ impl Derived {
     /// after the count: a change in between only builds the document once more). While
     /// another request builds it, the one built last, as a cache serves a stale copy while
     /// it fetches the next: a request never waits for a build it did not start, but for the
-    /// first. If building it fails, the one built last; `None` if there is none.
+    /// first. If building it fails, the one built last; `None` if there is none; and the
+    /// same for [`Derived::pause`] before that count is built again.
     async fn get<Text>(
         &self,
         changes: impl Fn() -> u64,
@@ -207,6 +224,9 @@ impl Derived {
         let last = self.last.load_full();
         if let Some(file) = current(&last, changes()) {
             return Some(file);
+        }
+        if self.failed_lately(changes()) {
+            return last.map(|built| built.1.clone());
         }
         let building = match (self.building.clone().try_lock_owned(), &last) {
             (Ok(building), _) => building,
@@ -231,9 +251,12 @@ impl Derived {
             // The same text (what it shows changed and changed back): the same document.
             kept_or_replaced(replaced, text(), content_type, max_age, self_url)
         });
-        let kept = self.last.clone();
+        let (kept, failed) = (self.last.clone(), self.failed.clone());
         let built = tokio::spawn(async move {
-            let file = build.await.ok()?;
+            let Ok(file) = build.await else {
+                *failed.lock().expect("failed build lock") = Some((changes, Instant::now()));
+                return None;
+            };
             kept.store(Some(Arc::new((changes, file.clone()))));
             drop(building);
             Some(file)
@@ -241,7 +264,7 @@ impl Derived {
         .await
         .ok()
         .flatten();
-        // The count stays as it was: the next request tries again.
+        // The count stays as it was: a request after the pause tries again.
         built.or(previous)
     }
 }
@@ -381,7 +404,10 @@ mod tests {
     /// with the same text keeps the document (its ETag and date), a new text replaces it.
     #[tokio::test]
     async fn a_derived_document_is_built_again_only_when_its_count_moves() {
-        let document = Derived::new("text/plain", 60, "https://example.com/".into());
+        let document = Derived {
+            pause: Duration::from_millis(100),
+            ..Derived::new("text/plain", 60, "https://example.com/".into())
+        };
         let reads = &std::sync::atomic::AtomicUsize::new(0);
         let get = |count: u64, text: &'static str| {
             document.get(
@@ -415,13 +441,20 @@ mod tests {
         assert!(changed.last_modified >= first.last_modified);
         assert!(changed.codings.is_some(), "compressed when built");
 
-        // A build that fails leaves the last document served, and is tried again.
+        // A build that fails leaves the last document served, and is tried again after a
+        // pause, not at every request.
         let failed = document
             .get(|| 4, || || -> String { panic!("a build that fails") })
             .await;
         assert!(Arc::ptr_eq(&failed.unwrap(), &changed));
+        let reads_then = read();
+        let paused = get(4, "三").await.unwrap();
+        assert!(Arc::ptr_eq(&paused, &changed));
+        assert_eq!(read(), reads_then, "not tried again at once");
+        tokio::time::sleep(document.pause).await;
         let again = get(4, "三").await.unwrap();
         assert_eq!(&again.bytes()[..], "三".as_bytes());
+        assert_eq!(read(), reads_then + 1);
 
         // While one request builds a document, another gets the last one without waiting.
         let (release, held) = std::sync::mpsc::channel::<()>();
