@@ -510,8 +510,10 @@ async fn after_a_restart_a_name_feed_not_built_yet_asks_to_be_fetched_again() {
             .unwrap();
     let (hub, _hub_tasks) =
         feedpub::websub::Hub::start(store.clone(), &settings, publication.clone()).unwrap();
+    let base_url = settings.site.base_url.to_string();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = |path: &str| format!("http://{}{path}", listener.local_addr().unwrap());
+    let addr = listener.local_addr().unwrap();
+    let url = |path: &str| format!("http://{addr}{path}");
     let (author_url, politics_url) = (url(&author), url(politics));
     let unknown_url = url(&author_path("无名氏", "atom.xml"));
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -544,6 +546,29 @@ async fn after_a_restart_a_name_feed_not_built_yet_asks_to_be_fetched_again() {
     assert_eq!(response.headers()["cache-control"], "no-store");
     assert_eq!(reqwest::get(&unknown_url).await.unwrap().status(), 404);
     assert!(publication.unbuilt() > 0);
+    // A subscription to it is taken meanwhile, as to any feed; to a name with none, not.
+    let subscribe = async |path: &str| {
+        let topic = format!("{base_url}{}", path.trim_start_matches('/'));
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("hub.mode", "subscribe"),
+                ("hub.topic", topic.as_str()),
+                ("hub.callback", "https://8.8.8.8/cb"),
+            ])
+            .finish();
+        let response = reqwest::Client::new()
+            .post(url("/websub"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.text().await.unwrap())
+    };
+    assert_eq!(subscribe(&author).await.0, 202);
+    let (status, text) = subscribe(&author_path("无名氏", "atom.xml")).await;
+    assert_eq!(status, 400);
+    assert!(text.contains("hub.topic"), "{text}");
     assert!(
         publication
             .named_scopes()

@@ -364,6 +364,12 @@ async fn after_a_restart_only_the_documents_the_feeds_show_are_delivered_however
 /// A server whose subscriber of `rural/feed.json` answers 503, retrying a minute later, and
 /// has had one document (left waiting to retry) sent to `/left`.
 async fn one_document_left_retrying(subscriber: &Subscriber) -> Server {
+    one_document_of_left_retrying(subscriber, "rural/feed.json").await
+}
+
+/// [`one_document_left_retrying`] for the subscriber of `topic`, a feed a publish to rural
+/// changes; an author feed is made first.
+async fn one_document_of_left_retrying(subscriber: &Subscriber, topic: &str) -> Server {
     subscriber.set(
         "/left",
         Behaviour {
@@ -376,9 +382,11 @@ async fn one_document_left_retrying(subscriber: &Subscriber) -> Server {
         ..Options::default()
     })
     .await;
-    server
-        .subscribed("rural/feed.json", &subscriber.url("/left"))
-        .await;
+    if topic.starts_with("authors/") {
+        server.publish("websub-first", "rural").await;
+        server.settle().await;
+    }
+    server.subscribed(topic, &subscriber.url("/left")).await;
     server.publish("websub-left", "rural").await;
     subscriber.wait_for(Method::POST, "/left", 1).await;
     // Answered before it returns: a callback set to 200 before the answer would let this
@@ -418,6 +426,24 @@ fn embargoed(id: &str, after: Duration) -> feedpub::grpc::proto::Article {
         }),
         ..brief(id, "rural")
     }
+}
+
+/// The same for an author feed, though a start builds the author and tag feeds after it
+/// listens: the left delivery is looked at once they are, not dropped as if its feed were
+/// gone.
+#[tokio::test]
+async fn a_delivery_of_an_author_feed_left_when_the_server_stops_is_made_once_it_starts_again() {
+    let topic = format!(
+        "{}/feed.json",
+        feedpub::domain::FeedScope::author("陈淑兰").path_segment()
+    );
+    let subscriber = Subscriber::start().await;
+    let server = one_document_of_left_retrying(&subscriber, &topic).await;
+
+    let (server, posts) = restarted_with_left_delivered(server, &subscriber, Duration::ZERO).await;
+    assert_eq!(posts.len(), 2);
+    assert_eq!(posts[1].body, posts[0].body, "the same document");
+    assert_eq!(posts[1].body, server.feed_bytes(&topic).await);
 }
 
 /// Embargoed copy filed after the document was left re-dates the JSON Feed (it has no date

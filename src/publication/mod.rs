@@ -44,6 +44,10 @@ const CALM: Duration = Duration::from_millis(100);
 /// `all` are written whatever they take); the next start writes those left.
 const NAMES_AT_EXIT: Duration = Duration::from_secs(10);
 
+/// While stale feeds keep the scheduler busy, how often it still builds a few of the author
+/// and tag feeds a start found (see [`Scheduler`]).
+const UNBUILT_AT_LEAST_EVERY: Duration = Duration::from_millis(100);
+
 /// How many headlines of each feed the index page shows.
 const HEADLINES: usize = 5;
 
@@ -179,8 +183,10 @@ pub struct Scheduler {
     named_until: DateTime<Utc>,
     /// The author and tag scopes found at start and not built yet, in `FeedScope` order.
     unbuilt: VecDeque<FeedScope>,
-    /// When the start began to build them, and how many it found.
-    unbuilt_since: (std::time::Instant, usize),
+    /// How many the start found, and when.
+    found: (usize, std::time::Instant),
+    /// When some of them were last built (when the start found them, at first).
+    unbuilt_built_at: std::time::Instant,
 }
 
 impl Publication {
@@ -245,7 +251,8 @@ impl Publication {
                 inner,
                 stale: rx,
                 named_until,
-                unbuilt_since: (std::time::Instant::now(), named.len()),
+                found: (named.len(), std::time::Instant::now()),
+                unbuilt_built_at: std::time::Instant::now(),
                 unbuilt: named.into(),
             },
         ))
@@ -331,6 +338,14 @@ impl Publication {
             (Some(folder), Some(slug)) => unbuilt.contains(&path[..folder.len() + 1 + slug.len()]),
             _ => false,
         }
+    }
+
+    /// Whether a path is that of a current document (`authors/{slug}/atom.xml`, not an
+    /// archive page) of an author or tag feed found at start that is not built yet.
+    pub fn is_unbuilt_document(&self, path: &str) -> bool {
+        path.rsplit_once('/').is_some_and(|(folder, file)| {
+            folder.matches('/').count() == 1 && Format::ALL.iter().any(|f| f.file_name() == file)
+        }) && self.is_unbuilt(path)
     }
 
     /// The current document at a feed path such as `politics/rss.xml`.
@@ -452,9 +467,15 @@ impl Scheduler {
                 stale.insert(scope);
                 received += 1;
             }
-            if !stale.is_empty() {
+            let regenerated = !stale.is_empty();
+            if regenerated {
                 self.regenerate(stale, received, window).await;
-            } else if !self.unbuilt.is_empty() {
+            }
+            // Between batches of stale feeds; and while they keep coming, still a few at
+            // least every `UNBUILT_AT_LEAST_EVERY`.
+            if !self.unbuilt.is_empty()
+                && (!regenerated || self.unbuilt_built_at.elapsed() >= UNBUILT_AT_LEAST_EVERY)
+            {
                 self.build_unbuilt().await;
             }
         }
@@ -484,11 +505,12 @@ impl Scheduler {
         }
         self.inner
             .record_outcome(Step::Read, outcomes_of(batch, failed));
+        self.unbuilt_built_at = std::time::Instant::now();
         if self.unbuilt.is_empty() {
-            let (since, found) = self.unbuilt_since;
+            let (found, at) = self.found;
             tracing::info!(
                 feeds = found,
-                seconds = since.elapsed().as_secs_f64(),
+                seconds = at.elapsed().as_secs_f64(),
                 "author and tag feeds found at start built"
             );
         }
@@ -667,6 +689,7 @@ impl Inner {
     async fn build_feeds_at_start(self: &Arc<Self>) -> Result<Vec<FeedScope>, PublicationError> {
         let named = self.store.named_scopes(Utc::now()).await?;
         self.remove_unnamed_folders(&named);
+        let named = self.give_folders(named).await?;
         if let Some((_, error)) = self
             .regenerate_batch(self.scopes(), Swap::Once)
             .await
@@ -689,6 +712,47 @@ impl Inner {
                 .extend(named.iter().map(|scope| scope.path_segment().to_owned()));
         }
         Ok(named)
+    }
+
+    /// Gives each folder of `named` to its name, or, where names share it, to the one the
+    /// store decides (as [`Inner::claim_folder`] does), before any is built: whichever order
+    /// they are built in, and whatever is published meanwhile, no other name takes it.
+    /// Returns the names that have their folders.
+    async fn give_folders(
+        &self,
+        named: Vec<FeedScope>,
+    ) -> Result<Vec<FeedScope>, PublicationError> {
+        let mut by_folder: HashMap<&str, Vec<FeedScope>> = HashMap::new();
+        for scope in &named {
+            by_folder
+                .entry(scope.path_segment())
+                .or_default()
+                .push(scope.clone());
+        }
+        let mut owners = HashMap::with_capacity(by_folder.len());
+        for (folder, names) in by_folder {
+            let owner = match &names[..] {
+                [one] => one.clone(),
+                _ => match self.store.first_carried(&names).await? {
+                    Some(owner) => owner,
+                    None => names[0].clone(),
+                },
+            };
+            owners.insert(folder.to_owned(), owner);
+        }
+        let kept = named
+            .iter()
+            .filter(|scope| owners.get(scope.path_segment()) == Some(scope))
+            .cloned()
+            .collect();
+        *self.folders.lock().expect("folders lock") = owners;
+        Ok(kept)
+    }
+
+    /// Whether `scope` is an author or tag feed found at start and not built yet.
+    fn is_unbuilt(&self, scope: &FeedScope) -> bool {
+        let unbuilt = self.unbuilt.lock().expect("unbuilt scopes lock");
+        !unbuilt.is_empty() && unbuilt.contains(scope.path_segment())
     }
 
     /// After a batch of stale feeds: those of its author and tag feeds found at start and

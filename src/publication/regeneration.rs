@@ -749,9 +749,12 @@ impl Inner {
             // the names of an embargoed or scheduled article are not given away by feeds of
             // their own (their titles name them). Then they stay, emptied when the last
             // article leaves. The store decides, as at start, the same on every replica.
+            // One found at start but not built yet is served as good as: its files are
+            // there, and are emptied like a served feed's.
             if content.articles.is_empty()
                 && content.tombstones.is_empty()
                 && !self.serves(scope)
+                && !self.is_unbuilt(scope)
                 && !self.store.has_feeds(scope, now).await?
             {
                 return Ok(None);

@@ -825,14 +825,12 @@ async fn at_shutdown_name_feeds_are_written_for_a_while_and_the_rest_at_the_next
 #[tokio::test]
 async fn a_start_serves_the_sections_first_and_builds_the_name_feeds_it_found_after() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, publication) = started(dir.path()).await;
     let (chen, wang) = (FeedScope::author("陈淑兰"), FeedScope::author("王芳"));
-    publish_draft(&store, signed("chen-1", "陈的第一篇", "陈淑兰")).await;
-    publish_draft(&store, signed("wang-1", "王的第一篇", "王芳")).await;
-    regenerated_together(&publication, [chen.clone(), wang.clone(), politics()]).await;
-    publication.inner.finish_unfinished(usize::MAX, true).await;
-    store.close().await;
-    drop(publication);
+    let articles = [
+        ("chen-1", "陈的第一篇", "陈淑兰"),
+        ("wang-1", "王的第一篇", "王芳"),
+    ];
+    a_run_stored(dir.path(), &articles).await;
 
     let (store, publication, mut scheduler) = started_with_scheduler(dir.path()).await;
     let atom = |scope: &FeedScope| format!("{}/atom.xml", scope.path_segment());
@@ -884,4 +882,151 @@ async fn a_start_serves_the_sections_first_and_builds_the_name_feeds_it_found_af
         "built once, from the files"
     );
     assert_eq!(publication.named_scopes(), [wang.clone(), chen.clone()]);
+}
+
+/// A run on `dir` that stored these signed politics articles (id, title, author), built
+/// their feeds, wrote them and stopped.
+async fn a_run_stored(dir: &Path, articles: &[(&str, &str, &str)]) {
+    let (store, publication) = started(dir).await;
+    let mut scopes = std::collections::BTreeSet::from([politics()]);
+    for (id, title, author) in articles {
+        publish_draft(&store, signed(id, title, author)).await;
+        scopes.insert(FeedScope::author(author));
+    }
+    regenerated_together(&publication, scopes).await;
+    publication.inner.finish_unfinished(usize::MAX, true).await;
+    store.close().await;
+}
+
+/// Builds the author and tag feeds the start found, as the scheduler does between batches.
+async fn build_found(scheduler: &mut super::Scheduler) {
+    while !scheduler.unbuilt.is_empty() {
+        scheduler.build_unbuilt().await;
+    }
+}
+
+/// Two names with one slug, built in different batches after a start (names that sort
+/// between them fill the first batch), or one of them new and built before the start's
+/// build comes to the other: the folder stays the first stored name's, served and on disk,
+/// and only that name is listed.
+#[tokio::test]
+async fn after_a_start_a_name_sharing_a_slug_cannot_take_the_folder_in_any_order() {
+    let (first, squatter) = ("刘磊", "Liu Lei·_:.·,?;");
+    let (owner, other) = (FeedScope::author(first), FeedScope::author(squatter));
+    assert_eq!(owner.path_segment(), other.path_segment(), "one slug");
+    let atom = format!("{}/atom.xml", owner.path_segment());
+    let holds_the_first = |text: &str| text.contains("早稿") && !text.contains("晚稿");
+    // Names that sort between the two, more than one batch of the start's build holds.
+    let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let between: Vec<(String, String, String)> = (0
+        ..=super::regeneration::START_UP_SCOPES_PER_CORE * parallel)
+        .map(|n| (format!("m{n}"), format!("稿{n}"), format!("Mz{n:02}")))
+        .collect();
+    for squatter_at_start in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut articles = vec![("first", "早稿", first)];
+        if squatter_at_start {
+            articles.push(("second", "晚稿", squatter));
+        }
+        articles.extend(between.iter().map(|(id, t, a)| (&id[..], &t[..], &a[..])));
+        a_run_stored(dir.path(), &articles).await;
+
+        let (store, publication, mut scheduler) = started_with_scheduler(dir.path()).await;
+        if !squatter_at_start {
+            // Published after the start, built before the start's build reaches the owner.
+            publish_draft(&store, signed("second", "晚稿", squatter)).await;
+            regenerated_together(&publication, [other.clone()]).await;
+        }
+        build_found(&mut scheduler).await;
+        publication.inner.finish_unfinished(usize::MAX, true).await;
+        let served = publication.get(&atom).unwrap();
+        let context = format!("squatter stored before the start: {squatter_at_start}");
+        assert!(
+            holds_the_first(&String::from_utf8_lossy(&served.bytes())),
+            "{context}"
+        );
+        let on_disk = std::fs::read_to_string(dir.path().join("feeds").join(&atom)).unwrap();
+        assert!(holds_the_first(&on_disk), "{context}");
+        let named = publication.named_scopes();
+        assert!(
+            named.contains(&owner) && !named.contains(&other),
+            "{context}"
+        );
+        store.close().await;
+    }
+}
+
+/// A name found at start whose only article a correction signs otherwise before its feeds
+/// are built: its feeds are emptied, on disk too, and it is no longer listed, as when it
+/// was served.
+#[tokio::test]
+async fn a_name_corrected_away_before_its_feeds_are_built_has_them_emptied() {
+    let dir = tempfile::tempdir().unwrap();
+    let (chen, wang) = (FeedScope::author("陈淑兰"), FeedScope::author("王芳"));
+    a_run_stored(dir.path(), &[("a", "陈的稿", "陈淑兰")]).await;
+
+    let (store, publication, mut scheduler) = started_with_scheduler(dir.path()).await;
+    assert!(publication.named_scopes().contains(&chen));
+    publish_draft(&store, signed("a", "改署名", "王芳")).await;
+    regenerated_together(&publication, [chen.clone(), wang.clone(), politics()]).await;
+    build_found(&mut scheduler).await;
+    publication.inner.finish_unfinished(usize::MAX, true).await;
+    assert_eq!(publication.named_scopes(), std::slice::from_ref(&wang));
+    let atom = format!("{}/atom.xml", chen.path_segment());
+    let served = publication.get(&atom).expect("emptied, still served");
+    let on_disk = std::fs::read_to_string(dir.path().join("feeds").join(&atom)).unwrap();
+    for text in [
+        String::from_utf8_lossy(&served.bytes()).into_owned(),
+        on_disk,
+    ] {
+        assert!(
+            !text.contains("<entry>") && !text.contains("陈的稿"),
+            "{text}"
+        );
+    }
+    assert!(publication.is_settled());
+}
+
+/// Stale feeds that keep coming (a bulk import, a replica following busy peers) do not
+/// keep the author and tag feeds a start found from being built.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_name_feeds_a_start_found_are_built_while_stale_feeds_keep_coming() {
+    let dir = tempfile::tempdir().unwrap();
+    let articles = [
+        ("a0", "稿0", "作者0"),
+        ("a1", "稿1", "作者1"),
+        ("a2", "稿2", "作者2"),
+    ];
+    a_run_stored(dir.path(), &articles).await;
+
+    let (_store, publication, scheduler) = started_with_scheduler(dir.path()).await;
+    assert_eq!(publication.unbuilt(), 3);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    // A mark every 50 µs from a thread of its own: one is always waiting when the
+    // scheduler looks.
+    let marking = std::thread::spawn({
+        let (publication, stopped) = (publication.clone(), stopped.clone());
+        move || {
+            let politics = [SectionSlug::parse("politics").unwrap()];
+            while !*stopped.borrow() {
+                publication.touch(&politics);
+                std::thread::sleep(std::time::Duration::from_micros(50));
+            }
+        }
+    });
+    // Marks are waiting before the scheduler first looks.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let running = tokio::spawn(scheduler.run(stopped));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while publication.unbuilt() > 0 {
+        assert!(std::time::Instant::now() < deadline, "never built");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(
+        publication.regenerations(&politics()) > 0,
+        "stale feeds regenerated meanwhile"
+    );
+    stop.send(true).unwrap();
+    marking.join().unwrap();
+    running.await.unwrap();
 }

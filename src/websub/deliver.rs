@@ -141,6 +141,14 @@ pub(super) async fn take_over_lapsed(inner: Arc<Inner>) {
     // run's (one server runs on a store of its own), so once is enough, however many there
     // are and whether or not they could be dropped.
     let mut delivered: HashSet<Topic> = HashSet::new();
+    // The author and tag feeds a start found are built after it listens: until they are,
+    // a delivery of one would find no document, and be dropped as if its feed were gone.
+    while inner.publication.unbuilt() > 0 {
+        tokio::select! {
+            () = inner.cancel.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    }
     loop {
         let wait = if std::mem::take(&mut again) {
             Duration::ZERO

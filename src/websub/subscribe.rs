@@ -282,7 +282,10 @@ pub(super) async fn handle(State(hub): State<Hub>, headers: HeaderMap, body: Byt
     }
     let parsed = {
         let publication = inner.publication.clone();
-        let is_feed = move |path: &str| publication.get(path).is_some();
+        // A feed found at start and not built yet is a feed already.
+        let is_feed = move |path: &str| {
+            publication.get(path).is_some() || publication.is_unbuilt_document(path)
+        };
         let rules = RequestRules {
             feeds_base: &inner.feeds_base,
             is_feed: &is_feed,

@@ -429,6 +429,11 @@ impl Server {
         }
     }
 
+    /// Waits until every acknowledged change is in the published feeds.
+    pub async fn settle(&self) {
+        self.server.settle().await;
+    }
+
     /// Waits until every delivery started so far has ended.
     pub async fn wait_idle(&self) {
         self.wait_until("no delivery in flight", |hub| {
