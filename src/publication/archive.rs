@@ -62,7 +62,7 @@ struct Cached {
 }
 
 /// `(feed folder, page, format)` of an archive path such as `politics/archive/3/atom.xml`.
-fn parse(path: &str) -> Option<(&str, usize, Format)> {
+pub(super) fn parse(path: &str) -> Option<(&str, usize, Format)> {
     let (segment, rest) = path.split_once("/archive/")?;
     let (page, file) = rest.split_once('/')?;
     let number: usize = page.parse().ok().filter(|p| *p >= 1)?;

@@ -325,27 +325,21 @@ impl Publication {
             .len()
     }
 
-    /// Whether a feed path (`authors/{slug}/rss.xml`, or an archive page of it) belongs to
-    /// an author or tag feed found at start that is not built yet: it will be served in a
-    /// moment.
+    /// Whether a feed path (`authors/{slug}/rss.xml`, or an archive page of it) is a
+    /// document of an author or tag feed found at start that is not built yet: it will be
+    /// served in a moment.
     pub fn is_unbuilt(&self, path: &str) -> bool {
-        let unbuilt = self.inner.unbuilt.lock().expect("unbuilt scopes lock");
-        if unbuilt.is_empty() {
-            return false;
-        }
-        let mut parts = path.splitn(3, '/');
-        match (parts.next(), parts.next()) {
-            (Some(folder), Some(slug)) => unbuilt.contains(&path[..folder.len() + 1 + slug.len()]),
-            _ => false,
-        }
+        let folder = match archive::parse(path) {
+            Some((folder, _, _)) => Some(folder),
+            None => current_document_folder(path),
+        };
+        folder.is_some_and(|folder| self.inner.is_unbuilt_folder(folder))
     }
 
-    /// Whether a path is that of a current document (`authors/{slug}/atom.xml`, not an
-    /// archive page) of an author or tag feed found at start that is not built yet.
+    /// [`Publication::is_unbuilt`] for a current document only (`authors/{slug}/atom.xml`),
+    /// not an archive page.
     pub fn is_unbuilt_document(&self, path: &str) -> bool {
-        path.rsplit_once('/').is_some_and(|(folder, file)| {
-            folder.matches('/').count() == 1 && Format::ALL.iter().any(|f| f.file_name() == file)
-        }) && self.is_unbuilt(path)
+        current_document_folder(path).is_some_and(|folder| self.inner.is_unbuilt_folder(folder))
     }
 
     /// The current document at a feed path such as `politics/rss.xml`.
@@ -554,6 +548,12 @@ impl Scheduler {
     }
 }
 
+/// The folder of a feed's current document (`authors/{slug}` of `authors/{slug}/rss.xml`).
+fn current_document_folder(path: &str) -> Option<&str> {
+    let (folder, file) = path.rsplit_once('/')?;
+    Format::from_file_name(file).map(|_| folder)
+}
+
 /// The outcome of regenerating each scope of `batch`, given those that failed.
 fn outcomes_of(
     batch: Vec<FeedScope>,
@@ -751,8 +751,14 @@ impl Inner {
 
     /// Whether `scope` is an author or tag feed found at start and not built yet.
     fn is_unbuilt(&self, scope: &FeedScope) -> bool {
+        self.is_unbuilt_folder(scope.path_segment())
+    }
+
+    /// Whether `folder` (`authors/{slug}`) holds an author or tag feed found at start and
+    /// not built yet.
+    fn is_unbuilt_folder(&self, folder: &str) -> bool {
         let unbuilt = self.unbuilt.lock().expect("unbuilt scopes lock");
-        !unbuilt.is_empty() && unbuilt.contains(scope.path_segment())
+        !unbuilt.is_empty() && unbuilt.contains(folder)
     }
 
     /// After a batch of stale feeds: those of its author and tag feeds found at start and

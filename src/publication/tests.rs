@@ -859,6 +859,16 @@ async fn a_start_serves_the_sections_first_and_builds_the_name_feeds_it_found_af
     );
     assert!(!publication.is_unbuilt("politics/atom.xml"));
     assert!(!publication.is_unbuilt("authors"));
+    let folder = chen.path_segment();
+    for not_a_document in ["x.xml", "archive/0/rss.xml", "archive/1/x.xml", "rss.xml/x"] {
+        assert!(!publication.is_unbuilt(&format!("{folder}/{not_a_document}")));
+    }
+    assert!(publication.is_unbuilt_document(&atom(&chen)));
+    let archive = format!("{folder}/archive/1/atom.xml");
+    assert!(
+        !publication.is_unbuilt_document(&archive),
+        "not a current document"
+    );
     // A new article of one of them, regenerated before the start's build comes to it.
     publish_draft(&store, signed("wang-2", "王的第二篇", "王芳")).await;
     regenerated_together(&publication, [wang.clone()]).await;
