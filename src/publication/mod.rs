@@ -487,18 +487,24 @@ impl Scheduler {
             .cloned()
             .collect();
         let failed = self.inner.regenerate_batch(batch.clone(), Swap::Once).await;
+        // One served all the same could not have its files written: the finisher writes
+        // them. One not served stays unbuilt until a regeneration builds it (see
+        // `record_outcome`).
+        let (unwritten, unread): (Vec<_>, Vec<_>) = failed
+            .into_iter()
+            .partition(|(scope, _)| self.inner.serves(scope));
         {
-            // Those that failed stay unbuilt until a regeneration builds them (see
-            // `record_outcome`).
             let mut unbuilt = self.inner.unbuilt.lock().expect("unbuilt scopes lock");
             for scope in &taken {
-                if !failed.iter().any(|(failing, _)| failing == scope) {
+                if !unread.iter().any(|(failing, _)| failing == scope) {
                     unbuilt.remove(scope.path_segment());
                 }
             }
         }
+        let unwritten = unwritten.into_iter().map(|(scope, e)| (scope, Err(e)));
+        self.inner.record_outcome(Step::Write, unwritten.collect());
         self.inner
-            .record_outcome(Step::Read, outcomes_of(batch, failed));
+            .record_outcome(Step::Read, outcomes_of(batch, unread));
         self.unbuilt_built_at = std::time::Instant::now();
         if self.unbuilt.is_empty() {
             let (found, at) = self.found;

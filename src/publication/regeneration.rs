@@ -152,8 +152,11 @@ impl Inner {
         failed
     }
 
-    /// Finishes rendered scopes before they are served (at start-up): their documents go
-    /// to `ready` and their changes to `changes`, with the full compression levels.
+    /// Finishes rendered scopes before they are served (the feeds found at start): their
+    /// documents go to `ready` and their changes to `changes`, with the full compression
+    /// levels. A scope whose files could not be written is in `failed`, and served from
+    /// memory, compressed, all the same, its files left to the finisher (a second later),
+    /// as a regeneration's are; one that could not be compressed is not served.
     async fn finish_inline(
         self: &Arc<Self>,
         inline: Vec<Rendered>,
@@ -174,7 +177,22 @@ impl Inner {
         for (rendered, finished) in inline.iter().zip(finished) {
             let finished = match finished {
                 (Some(finished), None) => finished,
-                (_, error) => {
+                (Some(finished), Some(unwritten)) => {
+                    let mut unfinished = self.unfinished.lock().expect("unfinished scopes lock");
+                    let entry = unfinished.entry(&rendered.scope);
+                    entry.generation += 1;
+                    entry.retry_at = Some(Instant::now() + std::time::Duration::from_secs(1));
+                    for pending in &rendered.pending {
+                        entry.docs.retain(|d| d.key != pending.key);
+                        entry.docs.push(pending.clone());
+                    }
+                    failed.push((rendered.scope.clone(), unwritten));
+                    drop(unfinished);
+                    // Told after its due time is set.
+                    self.finish_wake.notify_one();
+                    finished
+                }
+                (None, error) => {
                     if let Some(e) = error {
                         failed.push((rendered.scope.clone(), e));
                     }

@@ -1040,3 +1040,35 @@ async fn the_name_feeds_a_start_found_are_built_while_stale_feeds_keep_coming() 
     marking.join().unwrap();
     running.await.unwrap();
 }
+
+/// A name feed found at start whose files cannot be written when the scheduler builds it
+/// (its folder taken by a file, as a full disk would refuse them) is served from memory,
+/// compressed, at once rather than asked for again; the fault is reported, and its files
+/// are written once that works.
+#[tokio::test]
+async fn a_found_name_feed_whose_files_cannot_be_written_is_served_from_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let chen = FeedScope::author("陈淑兰");
+    a_run_stored(dir.path(), &[("a", "陈的稿", "陈淑兰")]).await;
+    let folder = dir.path().join("feeds").join(chen.path_segment());
+    std::fs::remove_dir_all(&folder).unwrap();
+    std::fs::write(&folder, b"in the way").unwrap();
+
+    let (_store, publication, mut scheduler) = started_with_scheduler(dir.path()).await;
+    build_found(&mut scheduler).await;
+    let atom = format!("{}/atom.xml", chen.path_segment());
+    let served = publication.get(&atom).expect("served from memory");
+    assert!(String::from_utf8_lossy(&served.bytes()).contains("陈的稿"));
+    assert!(served.codings.is_some(), "compressed");
+    assert!(!publication.is_unbuilt(&atom));
+    assert!(!publication.inner.health.faults().is_empty(), "reported");
+    assert!(!publication.is_settled(), "its files are not written");
+    std::fs::remove_file(&folder).unwrap();
+    let outcomes = publication.inner.finish_unfinished(usize::MAX, true).await;
+    assert!(matches!(&outcomes[..], [(_, Ok(()))]), "{outcomes:?}");
+    publication.inner.record_outcome(Step::Write, outcomes);
+    assert!(publication.inner.health.faults().is_empty(), "recovered");
+    let on_disk = std::fs::read(folder.join("atom.xml")).unwrap();
+    assert!(on_disk == served.bytes()[..], "written once that works");
+    assert!(publication.is_settled());
+}
