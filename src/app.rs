@@ -216,7 +216,10 @@ impl Application {
             let _ = rx.wait_for(|stop| *stop).await;
         };
         let scheduler = tokio::spawn(self.scheduler.run(stop_rx.clone()));
-        let websub = tokio::spawn(self.websub_tasks.run(stop_rx.clone()));
+        // The hub stops after the scheduler, which announces the changes it writes at
+        // shutdown: their deliveries are recorded, for the next start to make.
+        let (hub_stop_tx, hub_stop_rx) = watch::channel(false);
+        let websub = tokio::spawn(self.websub_tasks.run(hub_stop_rx));
         let upkeep = tokio::spawn(self.publisher.upkeep().run(stop_rx.clone()));
         let heap = tokio::spawn(crate::heap::trim_until(stop_rx.clone()));
         // Other replicas' writes, on a shared database; on a store of its own, those of
@@ -277,6 +280,7 @@ impl Application {
         };
         let ((), (), grpc, http) = tokio::join!(stop, end_watches, grpc, http);
         let _ = scheduler.await;
+        let _ = hub_stop_tx.send(true);
         let _ = upkeep.await;
         let _ = heap.await;
         let _ = replicas.await;

@@ -428,6 +428,34 @@ fn embargoed(id: &str, after: Duration) -> feedpub::grpc::proto::Article {
     }
 }
 
+/// A change served but not yet written when the server is told to stop is written at
+/// shutdown and announced then: its delivery is recorded before the hub stops, and made,
+/// by this run or the next.
+#[tokio::test]
+async fn a_change_the_server_writes_while_it_stops_is_delivered() {
+    let subscriber = Subscriber::start().await;
+    let mut server = Server::start(Options::default()).await;
+    server
+        .subscribed("rural/feed.json", &subscriber.url("/stopping"))
+        .await;
+    for n in 1..=2 {
+        let id = format!("websub-stopping-{n}");
+        server.publish(&id, "rural").await;
+        let start = Instant::now();
+        while !String::from_utf8_lossy(&server.feed_bytes("rural/feed.json").await).contains(&id) {
+            assert!(start.elapsed() < common::DEADLINE, "never served");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // At once: its files may not be written yet.
+        server = server.restart_after(Duration::ZERO).await;
+        let posts = subscriber.wait_for(Method::POST, "/stopping", n).await;
+        assert!(
+            String::from_utf8_lossy(&posts[n - 1].body).contains(&id),
+            "round {n}: the document with the change"
+        );
+    }
+}
+
 /// The same for an author feed, though a start builds the author and tag feeds after it
 /// listens: the left delivery is looked at once they are, not dropped as if its feed were
 /// gone.

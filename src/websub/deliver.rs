@@ -26,7 +26,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -294,40 +294,68 @@ enum Outcome {
     Cancelled,
 }
 
-/// Forwards every feed change to the subscribers of its topic until the hub stops.
+/// Forwards every feed change to the subscribers of its topic until `draining` is
+/// cancelled; then takes the changes announced by then, and returns once each one's
+/// deliveries are recorded (their claims written), for the next run to make if this one
+/// cannot.
 pub(super) async fn distribute(
     inner: Arc<Inner>,
     mut changes: tokio::sync::broadcast::Receiver<FeedChange>,
+    draining: CancellationToken,
 ) {
     loop {
         let change = tokio::select! {
-            () = inner.cancel.cancelled() => return,
+            biased;
             change = changes.recv() => change,
+            () = draining.cancelled() => break,
         };
-        match change {
-            Ok(change) => {
-                publish(&inner, &change.path, &change.file, false).await;
-            }
-            Err(RecvError::Lagged(missed)) => {
-                // Some changes were missed; their documents are superseded anyway, so send
-                // every current document to its subscribers.
-                tracing::warn!(
-                    missed,
-                    "WebSub distribution fell behind; resending all feeds"
-                );
-                let named = inner.publication.named_scopes();
-                for scope in inner.publication.scopes().into_iter().chain(named) {
-                    for format in Format::ALL {
-                        let path = format!("{}/{}", scope.path_segment(), format.file_name());
-                        if let Some(file) = inner.publication.get(&path) {
-                            publish(&inner, &path, &file, false).await;
-                        }
+        if !forward(&inner, change, false).await {
+            return;
+        }
+    }
+    loop {
+        let change = match changes.try_recv() {
+            Ok(change) => Ok(change),
+            Err(TryRecvError::Lagged(missed)) => Err(RecvError::Lagged(missed)),
+            Err(TryRecvError::Empty | TryRecvError::Closed) => return,
+        };
+        if !forward(&inner, change, true).await {
+            return;
+        }
+    }
+}
+
+/// Publishes one received change (see [`publish`] for `recorded`); false when no more
+/// will come.
+async fn forward(
+    inner: &Arc<Inner>,
+    change: Result<FeedChange, RecvError>,
+    recorded: bool,
+) -> bool {
+    match change {
+        Ok(change) => {
+            publish(inner, &change.path, &change.file, recorded).await;
+        }
+        Err(RecvError::Lagged(missed)) => {
+            // Some changes were missed; their documents are superseded anyway, so send
+            // every current document to its subscribers.
+            tracing::warn!(
+                missed,
+                "WebSub distribution fell behind; resending all feeds"
+            );
+            let named = inner.publication.named_scopes();
+            for scope in inner.publication.scopes().into_iter().chain(named) {
+                for format in Format::ALL {
+                    let path = format!("{}/{}", scope.path_segment(), format.file_name());
+                    if let Some(file) = inner.publication.get(&path) {
+                        publish(inner, &path, &file, recorded).await;
                     }
                 }
             }
-            Err(RecvError::Closed) => return,
         }
+        Err(RecvError::Closed) => return false,
     }
+    true
 }
 
 /// What replicas claim a document's delivery by: its entity tag and the stored change it

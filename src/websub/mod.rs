@@ -210,16 +210,26 @@ impl Hub {
 
 impl HubTasks {
     /// Distributes feed changes and removes expired leases until `shutdown` turns true,
-    /// then stops every verification and delivery in progress and waits for them.
+    /// then records the deliveries of the changes announced by then (the service tells it
+    /// once the feeds have written their last changes: the next start delivers what this
+    /// run could not), stops every verification and delivery in progress and waits for
+    /// them.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let inner = self.inner;
-        inner
-            .tasks
-            .spawn(deliver::distribute(inner.clone(), self.changes));
+        let draining = CancellationToken::new();
+        let distributing = tokio::spawn(deliver::distribute(
+            inner.clone(),
+            self.changes,
+            draining.clone(),
+        ));
         inner.tasks.spawn(sweep_expired(inner.clone()));
         inner.tasks.spawn(deliver::take_over_lapsed(inner.clone()));
         // A dropped sender means the service is going away too.
         let _ = shutdown.wait_for(|stop| *stop).await;
+        draining.cancel();
+        if let Err(e) = distributing.await {
+            tracing::error!(error = %e, "the WebSub distribution task failed");
+        }
         inner.cancel.cancel();
         inner.tasks.close();
         inner.tasks.wait().await;
