@@ -1043,6 +1043,59 @@ async fn callback_names_resolving_to_loopback_or_private_addresses_of_this_machi
     drop(entries);
 }
 
+/// On replicas, a document waiting to be tried again (its subscriber answered 500) is not
+/// sent once the feed has moved on, though another replica delivered the newer document:
+/// the subscriber's last copy is the current one.
+#[tokio::test]
+async fn on_replicas_a_retry_never_sends_an_older_document_after_a_newer_one() {
+    let Some(database) = common::postgres::fresh_database().await else {
+        return;
+    };
+    let subscriber = Subscriber::start().await;
+    let a = Server::start(Options {
+        database_url: Some(database.url.clone()),
+        retry_base_ms: 1_000,
+        ..Options::default()
+    })
+    .await;
+    let b = a.replica().await;
+    a.subscribed("politics/atom.xml", &subscriber.url("/order"))
+        .await;
+    for n in 0..4 {
+        // Each replica in turn stores the older document: whichever delivers the newer
+        // one, the other may hold the older's retry.
+        let (older, newer) = if n % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        let before = subscriber.hits(Method::POST, "/order").len();
+        subscriber.set(
+            "/order",
+            Behaviour {
+                first: std::collections::VecDeque::from([500]),
+                ..Behaviour::default()
+            },
+        );
+        older.publish(&format!("older-{n}"), "politics").await;
+        subscriber
+            .wait_for(Method::POST, "/order", before + 1)
+            .await;
+        newer.publish(&format!("newer-{n}"), "politics").await;
+        subscriber
+            .wait_for(Method::POST, "/order", before + 2)
+            .await;
+        // The older document's retry, due a second after its failure, has ended.
+        a.wait_idle().await;
+        b.wait_idle().await;
+        let posts = subscriber.hits(Method::POST, "/order");
+        let last = &posts.last().unwrap().body;
+        let current = a.feed_bytes("politics/atom.xml").await;
+        assert!(
+            *last == current,
+            "round {n}: the last copy sent is not the current one"
+        );
+    }
+    drop((a, b));
+    database.remove().await;
+}
+
 #[tokio::test]
 async fn replicas_on_one_database_deliver_each_change_once() {
     let Some(database) = common::postgres::fresh_database().await else {

@@ -53,6 +53,8 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
 struct Payload {
     body: Bytes,
     headers: HeaderMap,
+    /// The document's entity tag.
+    etag: String,
 }
 
 /// Lapsed claims taken over at once.
@@ -427,6 +429,7 @@ async fn publish(inner: &Arc<Inner>, path: &str, file: &Arc<FeedFile>, recorded:
     let payload = Arc::new(Payload {
         body: file.bytes().clone(),
         headers,
+        etag: file.etag.clone(),
     });
     let (deliveries, on_their_way) = enlist(inner, &topic, file, subscriptions, &payload);
     if deliveries.is_empty() {
@@ -653,6 +656,13 @@ async fn attempt(inner: &Inner, subscription: &Subscription, delivery: &Delivery
             tokio::select! {
                 () = inner.cancel.cancelled() => return Outcome::Cancelled,
                 () = tokio::time::sleep(backoff(base, attempt - 1)) => {}
+            }
+            // A retry of a document the feed has moved on from: its successor is delivered
+            // on its own, by this process or, on a shared database, maybe by another
+            // replica, whose delivery this one does not see.
+            let shown = inner.publication.get(subscription.topic.path());
+            if shown.is_some_and(|file| file.etag != payload.etag) {
+                return Outcome::Superseded;
             }
         }
         // The subscription's own request, if any, ends first (not held through a backoff).
