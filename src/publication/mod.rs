@@ -764,7 +764,7 @@ impl Inner {
     /// not built yet.
     fn is_unbuilt_folder(&self, folder: &str) -> bool {
         let unbuilt = self.unbuilt.lock().expect("unbuilt scopes lock");
-        !unbuilt.is_empty() && unbuilt.contains(folder)
+        unbuilt.contains(folder)
     }
 
     /// After a batch of stale feeds: those of its author and tag feeds found at start and

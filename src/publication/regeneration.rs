@@ -64,7 +64,7 @@ struct Prepared {
 #[derive(Debug, Clone)]
 pub(super) struct Pending {
     /// Path in the snapshot, e.g. `politics/rss.xml`.
-    key: String,
+    pub(super) key: String,
     file_name: &'static str,
     /// The document as rendered (or, compressed again, as served).
     file: Arc<FeedFile>,
@@ -178,16 +178,13 @@ impl Inner {
             let finished = match finished {
                 (Some(finished), None) => finished,
                 (Some(finished), Some(unwritten)) => {
-                    let mut unfinished = self.unfinished.lock().expect("unfinished scopes lock");
-                    let entry = unfinished.entry(&rendered.scope);
-                    entry.generation += 1;
-                    entry.retry_at = Some(Instant::now() + std::time::Duration::from_secs(1));
-                    for pending in &rendered.pending {
-                        entry.docs.retain(|d| d.key != pending.key);
-                        entry.docs.push(pending.clone());
-                    }
+                    let retry_at = Instant::now() + std::time::Duration::from_secs(1);
+                    self.unfinished
+                        .lock()
+                        .expect("unfinished scopes lock")
+                        .entry(&rendered.scope)
+                        .merge(&rendered.pending, Some(retry_at));
                     failed.push((rendered.scope.clone(), unwritten));
-                    drop(unfinished);
                     // Told after its due time is set.
                     self.finish_wake.notify_one();
                     finished
@@ -224,14 +221,15 @@ impl Inner {
             if rendered.pending.is_empty() {
                 continue;
             }
-            let entry = unfinished.entry(&rendered.scope);
-            entry.generation += 1;
-            entry.retry_at = None;
-            for pending in &rendered.pending {
-                entry.docs.retain(|d| d.key != pending.key);
-                entry.docs.push(pending.clone());
-                ready.push((pending.key.clone(), pending.file.clone()));
-            }
+            unfinished
+                .entry(&rendered.scope)
+                .merge(&rendered.pending, None);
+            ready.extend(
+                rendered
+                    .pending
+                    .iter()
+                    .map(|pending| (pending.key.clone(), pending.file.clone())),
+            );
         }
     }
 

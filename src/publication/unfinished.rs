@@ -32,6 +32,17 @@ impl Unfinished {
         }
     }
 
+    /// Takes newer documents in, in place of those at the same paths, to be finished not
+    /// before `retry_at` (at once: `None`).
+    pub(super) fn merge(&mut self, docs: &[Pending], retry_at: Option<Instant>) {
+        self.generation += 1;
+        self.retry_at = retry_at;
+        for pending in docs {
+            self.docs.retain(|d| d.key != pending.key);
+            self.docs.push(pending.clone());
+        }
+    }
+
     /// When it may be finished: at once, or after a failure a second later; during a burst
     /// (`busy`) some time after its oldest change (see [`burst_finish_interval`]), so that
     /// compressing feeds that keep changing takes little of the CPU the changes need.
