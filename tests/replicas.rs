@@ -308,7 +308,7 @@ async fn a_delivery_left_unfinished_by_a_killed_replica_is_made_by_another() {
         .unwrap();
     let politics = feedpub::websub::Topic::new("politics/atom.xml").unwrap();
     let start = std::time::Instant::now();
-    while feedpub::storage::Store::active_subscriptions(&store, &politics, chrono::Utc::now())
+    while feedpub::storage::Store::active_subscriptions(&store, &politics, None, chrono::Utc::now())
         .await
         .unwrap()
         .is_empty()

@@ -1430,3 +1430,150 @@ async fn a_newer_document_is_sent_after_the_older_request_to_the_same_callback_e
     server.wait_idle().await;
     assert_eq!(subscriber.hits(Method::POST, "/unhurried").len(), 2);
 }
+
+/// While a request to a subscriber hangs, the documents that come meanwhile do not pile up
+/// behind it: each newer one ends the older one waiting at once (its bytes are let go), so
+/// one waits at most, and the subscriber gets the first and the last.
+#[tokio::test]
+async fn behind_a_hanging_request_only_the_newest_document_waits() {
+    let subscriber = Subscriber::start().await;
+    let stall = Duration::from_secs(6);
+    subscriber.set(
+        "/hung",
+        Behaviour {
+            stall,
+            ..Behaviour::default()
+        },
+    );
+    let server = Server::start(Options::default()).await;
+    server
+        .subscribed("politics/feed.json", &subscriber.url("/hung"))
+        .await;
+
+    server.publish("websub-hung-0", "politics").await;
+    let first = subscriber.wait_for(Method::POST, "/hung", 1).await[0].at;
+    // Ten more documents, each handed to the subscription's delivery before the next is
+    // published (so each is a change of its own); while the first request hangs, no more
+    // than it and the newest are ever in flight.
+    let hub = &server.hub;
+    let started = || {
+        hub.deliveries_ok()
+            + hub.deliveries_failed()
+            + hub.deliveries_superseded()
+            + hub.deliveries_in_flight()
+    };
+    let mut most = 0;
+    let last = "websub-hung-10";
+    for n in 1..=10 {
+        server
+            .publish(&format!("websub-hung-{n}"), "politics")
+            .await;
+        let deadline = Instant::now() + websub_support::DEADLINE;
+        while started() < 1 + n {
+            assert!(Instant::now() < deadline, "document {n} not handed over");
+            most = most.max(hub.deliveries_in_flight());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    while Instant::now() < first + stall - Duration::from_secs(1) {
+        most = most.max(hub.deliveries_in_flight());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(most <= 2, "{most} deliveries were in flight at once");
+    assert_eq!(
+        subscriber.hits(Method::POST, "/hung").len(),
+        1,
+        "the first request still hangs"
+    );
+    // The documents in between were handed over and ended, not sent.
+    let ended = hub.deliveries_superseded();
+    assert!(
+        ended >= 9,
+        "only {ended} deliveries were ended by newer ones"
+    );
+    server.wait_idle().await;
+    let posts = subscriber.hits(Method::POST, "/hung");
+    assert_eq!(posts.len(), 2, "the first document and the last");
+    assert!(String::from_utf8_lossy(&posts[1].body).contains(last));
+}
+
+/// A retry reads the subscription again: once unsubscribed, the subscriber gets no retry of
+/// a document whose first attempt failed; renewed with another secret, the retry is signed
+/// with the new one.
+#[tokio::test]
+async fn a_retry_follows_the_subscription_as_it_is_now() {
+    let subscriber = Subscriber::start().await;
+    for path in ["/leaving", "/rekeyed"] {
+        subscriber.set(
+            path,
+            Behaviour {
+                first: VecDeque::from([500]),
+                ..Behaviour::default()
+            },
+        );
+    }
+    // Long enough to change the subscriptions between the first attempt and the retry.
+    let server = Server::start(Options {
+        retry_base_ms: 1500,
+        ..Options::default()
+    })
+    .await;
+    let (leaving, rekeyed) = (subscriber.url("/leaving"), subscriber.url("/rekeyed"));
+    server.subscribe("politics/atom.xml", &leaving, &[]).await;
+    server
+        .subscribe(
+            "politics/atom.xml",
+            &rekeyed,
+            &[("hub.secret", "old-secret")],
+        )
+        .await;
+    server
+        .wait_until("both verified", |hub| hub.verifications_ok() == 2)
+        .await;
+
+    server.publish("websub-followed", "politics").await;
+    subscriber.wait_for(Method::POST, "/leaving", 1).await;
+    let failed = subscriber.wait_for(Method::POST, "/rekeyed", 1).await[0].clone();
+    assert_eq!(
+        header(&failed, "x-hub-signature"),
+        hmac_sha256_hex(b"old-secret", &failed.body)
+    );
+    let (status, body) = server
+        .hub_request(&[
+            ("hub.mode", "unsubscribe"),
+            ("hub.topic", &topic("politics/atom.xml")),
+            ("hub.callback", &leaving),
+        ])
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    server
+        .subscribe(
+            "politics/atom.xml",
+            &rekeyed,
+            &[("hub.secret", "new-secret")],
+        )
+        .await;
+    server
+        .wait_until("both changes verified", |hub| hub.verifications_ok() == 4)
+        .await;
+    assert_eq!(
+        subscriber.hits(Method::POST, "/rekeyed").len(),
+        1,
+        "the retry came before the changes were verified"
+    );
+
+    server.wait_idle().await;
+    let retried = subscriber.hits(Method::POST, "/rekeyed");
+    assert_eq!(retried.len(), 2);
+    assert_eq!(retried[1].body, failed.body);
+    assert_eq!(
+        header(&retried[1], "x-hub-signature"),
+        hmac_sha256_hex(b"new-secret", &retried[1].body)
+    );
+    assert_eq!(
+        subscriber.hits(Method::POST, "/leaving").len(),
+        1,
+        "no retry once unsubscribed"
+    );
+    assert_eq!(server.hub.deliveries_ok(), 1);
+}

@@ -2646,8 +2646,35 @@ async fn check_subscriptions(store: &dyn Store) {
         .await
         .unwrap();
     store.save_subscription(renewed.clone(), now).await.unwrap();
-    let active = store.active_subscriptions(&topic, now).await.unwrap();
+    let active = store.active_subscriptions(&topic, None, now).await.unwrap();
     assert_eq!(active, [kept.clone(), renewed.clone()]);
+    // One of them, by its callback: while leased only, renewed with its new secret.
+    let one = |callback: &str, topic: &Topic| {
+        let (topic, callback) = (topic.clone(), Callback::parse(callback).unwrap());
+        async move {
+            store
+                .active_subscriptions(&topic, Some(&callback), now)
+                .await
+                .unwrap()
+                .pop()
+        }
+    };
+    assert_eq!(
+        one("https://a.example/cb", &topic).await,
+        Some(kept.clone())
+    );
+    assert_eq!(
+        one("https://c.example/cb", &topic).await,
+        Some(renewed.clone())
+    );
+    assert_eq!(
+        one("https://b.example/cb", &topic).await,
+        None,
+        "lease ended"
+    );
+    assert_eq!(one("https://d.example/cb", &topic).await, None);
+    let rural = Topic::new("rural/atom.xml").unwrap();
+    assert_eq!(one("https://a.example/cb", &rural).await, None);
     assert_eq!(store.delete_expired_subscriptions(now).await.unwrap(), 1);
     assert!(
         store
@@ -2664,13 +2691,13 @@ async fn check_subscriptions(store: &dyn Store) {
     let other = Topic::new("rural/atom.xml").unwrap();
     assert!(
         store
-            .active_subscriptions(&other, now)
+            .active_subscriptions(&other, None, now)
             .await
             .unwrap()
             .is_empty()
     );
     assert_eq!(
-        store.active_subscriptions(&topic, now).await.unwrap(),
+        store.active_subscriptions(&topic, None, now).await.unwrap(),
         [kept]
     );
 }

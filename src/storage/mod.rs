@@ -727,10 +727,12 @@ pub trait Store: Send + Sync + 'static {
         callback: &Callback,
     ) -> Result<bool, StoreError>;
 
-    /// The subscriptions to `topic` whose lease runs past `now`.
+    /// The subscriptions to `topic` whose lease runs past `now`, by callback; only that of
+    /// `callback` when one is given.
     async fn active_subscriptions(
         &self,
         topic: &Topic,
+        callback: Option<&Callback>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Subscription>, StoreError>;
 

@@ -727,14 +727,17 @@ impl Store for PostgresStore {
     async fn active_subscriptions(
         &self,
         topic: &Topic,
+        callback: Option<&Callback>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Subscription>, StoreError> {
         let rows = sqlx::query(
             "SELECT topic, callback, secret, verify_time, expire_time FROM websub_subscriptions
-             WHERE topic = $1 AND expire_time > $2 ORDER BY callback",
+             WHERE topic = $1 AND expire_time > $2 AND ($3::text IS NULL OR callback = $3)
+             ORDER BY callback",
         )
         .bind(topic.path())
         .bind(nanos(now))
+        .bind(callback.map(Callback::as_str))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(subscription_from_row).collect()

@@ -1732,9 +1732,10 @@ impl Store for SqliteStore {
     async fn active_subscriptions(
         &self,
         topic: &Topic,
+        callback: Option<&Callback>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Subscription>, StoreError> {
-        websub::active(&self.read, topic, now).await
+        websub::active(&self.read, topic, callback, now).await
     }
 
     async fn delete_expired_subscriptions(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {

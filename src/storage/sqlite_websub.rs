@@ -120,18 +120,21 @@ pub(super) async fn delete_expired(
     Ok(done.rows_affected())
 }
 
-/// The subscriptions to `topic` still leased at `now`.
+/// The subscriptions to `topic` still leased at `now` (only `callback`'s, if given).
 pub(super) async fn active(
     pool: &SqlitePool,
     topic: &Topic,
+    callback: Option<&Callback>,
     now: DateTime<Utc>,
 ) -> Result<Vec<Subscription>, StoreError> {
     let rows = sqlx::query(
         "SELECT topic, callback, secret, verify_time, expire_time FROM websub_subscriptions
-         WHERE topic = ? AND expire_time > ? ORDER BY callback",
+         WHERE topic = ?1 AND expire_time > ?2 AND (?3 IS NULL OR callback = ?3)
+         ORDER BY callback",
     )
     .bind(topic.path())
     .bind(nanos(now))
+    .bind(callback.map(Callback::as_str))
     .fetch_all(pool)
     .await?;
     rows.iter().map(subscription_from_row).collect()
@@ -201,7 +204,7 @@ mod tests {
 
         let store = SqliteStore::open(dir.path()).await.unwrap();
         let active = store
-            .active_subscriptions(&topic, Utc::now())
+            .active_subscriptions(&topic, None, Utc::now())
             .await
             .unwrap();
         assert_eq!(active, [kept.clone(), renewed.clone()]);
@@ -227,13 +230,13 @@ mod tests {
         let other = Topic::new("rural/atom.xml").unwrap();
         assert!(
             store
-                .active_subscriptions(&other, Utc::now())
+                .active_subscriptions(&other, None, Utc::now())
                 .await
                 .unwrap()
                 .is_empty()
         );
         let active = store
-            .active_subscriptions(&topic, Utc::now())
+            .active_subscriptions(&topic, None, Utc::now())
             .await
             .unwrap();
         assert_eq!(active, [kept]);

@@ -12,7 +12,7 @@
 //! last one left, sending what each of their feeds shows then to every subscriber of its
 //! topic: a restart does not drop a delivery that was waiting to retry.
 
-use super::subscription::{Callback, Subscription, Topic};
+use super::subscription::{Callback, Secret, Subscription, Topic};
 use super::{Inner, Latest};
 use crate::publication::{FeedChange, FeedFile};
 use crate::render::Format;
@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
 /// Attempts per delivery, the first included.
@@ -55,6 +55,21 @@ struct Payload {
     headers: HeaderMap,
     /// The document's entity tag.
     etag: String,
+}
+
+impl Payload {
+    /// The headers to send the document with to a subscriber with `secret`: signed
+    /// (`X-Hub-Signature`) when there is one.
+    fn signed(&self, secret: Option<&Secret>) -> HeaderMap {
+        let mut headers = self.headers.clone();
+        if let Some(secret) = secret {
+            let signed = signature(secret.expose(), &self.body);
+            if let Ok(value) = HeaderValue::from_str(&signed) {
+                headers.insert(HeaderName::from_static("x-hub-signature"), value);
+            }
+        }
+        headers
+    }
 }
 
 /// Lapsed claims taken over at once.
@@ -293,6 +308,8 @@ enum Outcome {
     Gone,
     /// A newer version of the document is on its way to the same subscriber.
     Superseded,
+    /// The subscription ended (unsubscribed, or its lease over) before a retry.
+    Unsubscribed,
     Cancelled,
 }
 
@@ -410,7 +427,11 @@ async fn publish(inner: &Arc<Inner>, path: &str, file: &Arc<FeedFile>, recorded:
     }
     let topic_url = topic.url(&inner.feeds_base);
     ping_external_hubs(inner, &topic_url);
-    let subscriptions = match inner.store.active_subscriptions(&topic, Utc::now()).await {
+    let subscriptions = match inner
+        .store
+        .active_subscriptions(&topic, None, Utc::now())
+        .await
+    {
         Ok(subscriptions) => subscriptions,
         Err(e) => {
             tracing::error!(topic = path, error = %e, "cannot read WebSub subscriptions; change not delivered");
@@ -523,15 +544,17 @@ fn enlist(
         }
         let generation = inner.generations.fetch_add(1, Ordering::SeqCst) + 1;
         let newest = latest.entry(key).or_insert_with(|| Latest {
-            generation,
+            generation: watch::Sender::new(generation),
             etag: String::new(),
             open: 0,
             lane: Arc::default(),
         });
-        newest.generation = generation;
+        // The older delivery waiting, if any, ends now: one document waits at most.
+        newest.generation.send_replace(generation);
         newest.etag.clone_from(&file.etag);
         newest.open += 1;
         let lane = newest.lane.clone();
+        let newest_generation = newest.generation.subscribe();
         // Counted before it starts, so "nothing in flight" means every delivery has ended.
         inner
             .stats
@@ -540,6 +563,7 @@ fn enlist(
         let delivery = Delivery {
             payload: payload.clone(),
             generation,
+            newest: newest_generation,
             lane,
         };
         deliveries.push((subscription, delivery));
@@ -573,12 +597,30 @@ fn need(on_its_way: Option<&str>, last_sent: Option<&str>, etag: &str) -> Need {
     }
 }
 
+impl Delivery {
+    /// A newer document of the topic is on its way to the same subscriber.
+    fn is_superseded(&self) -> bool {
+        *self.newest.borrow() > self.generation
+    }
+
+    /// Resolves once [`Self::is_superseded`].
+    async fn superseded(&self) {
+        let mut newest = self.newest.clone();
+        if newest.wait_for(|g| *g > self.generation).await.is_err() {
+            // The subscription's entry outlives every delivery of it: never.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 /// One document on its way to one subscriber.
 struct Delivery {
     payload: Arc<Payload>,
     /// Its place among the deliveries started: a later one supersedes it (the newest
     /// one's entity tag is [`Latest::etag`]).
     generation: u64,
+    /// The newest generation of the subscription ([`Latest::generation`]).
+    newest: watch::Receiver<u64>,
     /// The subscription's lane ([`Latest::lane`]).
     lane: Arc<tokio::sync::Mutex<()>>,
 }
@@ -622,7 +664,24 @@ async fn deliver(
                 tracing::warn!(callback, error = %e, "cannot remove a gone WebSub subscription");
             }
         }
-        Outcome::Superseded | Outcome::Cancelled => {}
+        Outcome::Superseded => {
+            inner
+                .stats
+                .deliveries_superseded
+                .fetch_add(1, Ordering::SeqCst);
+            metrics::counter!("feedpub_websub_deliveries_total", "result" => "superseded")
+                .increment(1);
+        }
+        Outcome::Unsubscribed => {
+            metrics::counter!("feedpub_websub_deliveries_total", "result" => "unsubscribed")
+                .increment(1);
+            tracing::debug!(
+                callback,
+                topic,
+                "WebSub retry dropped: the subscription ended"
+            );
+        }
+        Outcome::Cancelled => {}
     }
     inner.finish(&subscription.topic, &subscription.callback);
     if ended {
@@ -634,28 +693,37 @@ async fn deliver(
         .fetch_sub(1, Ordering::SeqCst);
 }
 
-async fn attempt(inner: &Inner, subscription: &Subscription, delivery: &Delivery) -> Outcome {
-    let Delivery {
-        payload,
-        generation,
-        lane,
-        ..
-    } = delivery;
-    let generation = *generation;
-    let mut headers = payload.headers.clone();
-    if let Some(secret) = &subscription.secret {
-        let signed = signature(secret.expose(), &payload.body);
-        if let Ok(value) = HeaderValue::from_str(&signed) {
-            headers.insert(HeaderName::from_static("x-hub-signature"), value);
-        }
+/// What `wait` gives, unless the hub stops or a newer document is on its way to the
+/// delivery's subscriber first: whatever a delivery waits for, it ends then (and holds no
+/// task nor bytes).
+async fn waited<T>(
+    inner: &Inner,
+    delivery: &Delivery,
+    wait: impl Future<Output = T>,
+) -> Result<T, Outcome> {
+    tokio::select! {
+        () = inner.cancel.cancelled() => Err(Outcome::Cancelled),
+        () = delivery.superseded() => Err(Outcome::Superseded),
+        got = wait => Ok(got),
     }
+}
+
+async fn attempt(inner: &Inner, subscription: &Subscription, delivery: &Delivery) -> Outcome {
+    let Delivery { payload, lane, .. } = delivery;
+    let mut secret = subscription.secret.clone();
+    let mut headers = payload.signed(secret.as_ref());
     let base = Duration::from_millis(inner.settings.retry_base_ms);
     let mut last_failure = String::new();
     for attempt in 1..=MAX_ATTEMPTS {
         if attempt > 1 {
-            tokio::select! {
-                () = inner.cancel.cancelled() => return Outcome::Cancelled,
-                () = tokio::time::sleep(backoff(base, attempt - 1)) => {}
+            if let Err(ended) = waited(
+                inner,
+                delivery,
+                tokio::time::sleep(backoff(base, attempt - 1)),
+            )
+            .await
+            {
+                return ended;
             }
             // A retry of a document the feed has moved on from: its successor is delivered
             // on its own, by this process or, on a shared database, maybe by another
@@ -664,23 +732,55 @@ async fn attempt(inner: &Inner, subscription: &Subscription, delivery: &Delivery
             if shown.is_some_and(|file| file.etag != payload.etag) {
                 return Outcome::Superseded;
             }
+            // The subscription as it is now: one that ended (unsubscribed, its lease over)
+            // gets no retry, and one renewed with another secret gets it signed with that.
+            let (topic, callback) = (&subscription.topic, &subscription.callback);
+            let found = inner
+                .store
+                .active_subscriptions(topic, Some(callback), Utc::now())
+                .await;
+            match found.map(|found| found.into_iter().next()) {
+                Ok(Some(now)) if now.secret != secret => {
+                    secret = now.secret;
+                    headers = payload.signed(secret.as_ref());
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => return Outcome::Unsubscribed,
+                Err(e) => {
+                    tracing::warn!(topic = topic.path(), error = %e,
+                        "cannot read a WebSub subscription again; retrying as it was");
+                }
+            }
         }
         // The subscription's own request, if any, ends first (not held through a backoff).
-        let _lane = lane.lock().await;
-        if inner.is_superseded(&subscription.topic, &subscription.callback, generation) {
+        let _lane = match waited(inner, delivery, lane.lock()).await {
+            Ok(lane) => lane,
+            Err(ended) => return ended,
+        };
+        if delivery.is_superseded() {
             return Outcome::Superseded;
         }
         // A slot of the callback's host next, so that deliveries waiting on a slow host
         // hold none of the slots every other subscriber shares.
         let host = inner.host_slots(&subscription.callback);
-        let Ok(host_permit) = host.clone().acquire_owned().await else {
-            return Outcome::Cancelled;
+        let host_permit = match waited(inner, delivery, host.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return Outcome::Cancelled,
+            Err(ended) => {
+                inner.release_host(&subscription.callback, host, None);
+                return ended;
+            }
         };
-        let Ok(permit) = inner.deliveries.acquire().await else {
-            return Outcome::Cancelled;
+        let permit = match waited(inner, delivery, inner.deliveries.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return Outcome::Cancelled,
+            Err(ended) => {
+                inner.release_host(&subscription.callback, host, Some(host_permit));
+                return ended;
+            }
         };
-        if inner.is_superseded(&subscription.topic, &subscription.callback, generation) {
-            inner.release_host(&subscription.callback, host, host_permit);
+        if delivery.is_superseded() {
+            inner.release_host(&subscription.callback, host, Some(host_permit));
             return Outcome::Superseded;
         }
         let sent = inner.client.post(
@@ -693,7 +793,7 @@ async fn attempt(inner: &Inner, subscription: &Subscription, delivery: &Delivery
             result = sent => result,
         };
         drop(permit);
-        inner.release_host(&subscription.callback, host, host_permit);
+        inner.release_host(&subscription.callback, host, Some(host_permit));
         match result {
             Ok(response) if response.status().is_success() => return Outcome::Delivered,
             Ok(response) if response.status() == StatusCode::GONE => return Outcome::Gone,
@@ -755,13 +855,6 @@ impl Inner {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn is_superseded(&self, topic: &Topic, callback: &Callback, generation: u64) -> bool {
-        let latest = self.latest_lock();
-        latest
-            .get(&(topic.clone(), callback.clone()))
-            .is_some_and(|newest| newest.generation > generation)
-    }
-
     /// What was sent, per topic and subscriber (`Inner::sent`).
     fn sent_lock(&self) -> MutexGuard<'_, HashMap<Topic, HashMap<Callback, String>>> {
         // Entries are whole strings: a panic elsewhere cannot leave one half made.
@@ -785,7 +878,7 @@ impl Inner {
         // Still the newest delivery: the entity tag of the newest is its own.
         if let Some(newest) = latest
             .get(&key)
-            .filter(|newest| newest.generation == delivery.generation)
+            .filter(|newest| *newest.generation.borrow() == delivery.generation)
         {
             self.sent_lock()
                 .entry(key.0)
@@ -823,12 +916,13 @@ impl Inner {
             .clone()
     }
 
-    /// Gives a host's slot back, and forgets the host when no delivery holds or awaits one.
+    /// Gives a host's slot back (if it was given one), and forgets the host when no
+    /// delivery holds or awaits one.
     fn release_host(
         &self,
         callback: &Callback,
         host: Arc<Semaphore>,
-        permit: OwnedSemaphorePermit,
+        permit: Option<OwnedSemaphorePermit>,
     ) {
         let mut hosts = self.hosts_lock();
         drop(permit);

@@ -99,7 +99,9 @@ struct Inner {
 
 /// The newest delivery of one subscription's documents.
 struct Latest {
-    generation: u64,
+    /// The newest delivery's generation: the older deliveries wait on it, and end as soon
+    /// as it moves past theirs, whatever they wait for (a backoff, the lane, a slot).
+    generation: watch::Sender<u64>,
     /// The entity tag of the newest document given to the subscription.
     etag: String,
     /// Deliveries to the subscription not ended yet, older ones included.
@@ -122,6 +124,7 @@ struct Intents {
 struct Stats {
     deliveries_ok: AtomicU64,
     deliveries_failed: AtomicU64,
+    deliveries_superseded: AtomicU64,
     deliveries_in_flight: AtomicU64,
     verifications_ok: AtomicU64,
     verifications_failed: AtomicU64,
@@ -190,6 +193,15 @@ impl Hub {
     /// subscriber answered 410 Gone (which also ends its subscription).
     pub fn deliveries_failed(&self) -> u64 {
         self.inner.stats.deliveries_failed.load(Ordering::SeqCst)
+    }
+
+    /// Deliveries ended unsent because a newer document of the topic was on its way to
+    /// the same subscriber, or the feed showed other bytes by the time of a retry.
+    pub fn deliveries_superseded(&self) -> u64 {
+        self.inner
+            .stats
+            .deliveries_superseded
+            .load(Ordering::SeqCst)
     }
 
     /// Deliveries started and not finished yet (retries included).
