@@ -252,6 +252,13 @@ pub struct WebSub {
     /// of it is also how often the hub looks for such claims (on SQLite, for those a run
     /// left: at start, and again only while one cannot be dropped).
     pub delivery_lease_ms: u64,
+    /// Most subscriptions held at once, every callback together (default 100000): past
+    /// it, new subscriptions are refused (503); renewals are not.
+    pub max_subscriptions: u64,
+    /// Most subscriptions held at once by callbacks reached at one address (an IPv4
+    /// address, or an IPv6 /64) when verified (default 10000): past it, a new one is
+    /// denied after its verification; renewals are not.
+    pub max_subscriptions_per_address: u64,
 }
 
 /// What partner HTML may contain beyond the built-in news allowlist.
@@ -436,6 +443,10 @@ struct FileWebSub {
     retry_base_ms: u64,
     #[serde(default = "default_delivery_lease_ms")]
     delivery_lease_ms: DeliveryLeaseMs,
+    #[serde(default = "default_max_subscriptions")]
+    max_subscriptions: u64,
+    #[serde(default = "default_max_subscriptions_per_address")]
+    max_subscriptions_per_address: u64,
 }
 
 /// How long a delivery claim lasts unless renewed, in ms: at least 300, as it is renewed a
@@ -465,8 +476,18 @@ impl Default for FileWebSub {
             external_hubs: Vec::new(),
             retry_base_ms: default_retry_base_ms(),
             delivery_lease_ms: default_delivery_lease_ms(),
+            max_subscriptions: default_max_subscriptions(),
+            max_subscriptions_per_address: default_max_subscriptions_per_address(),
         }
     }
+}
+
+fn default_max_subscriptions() -> u64 {
+    100_000
+}
+
+fn default_max_subscriptions_per_address() -> u64 {
+    10_000
 }
 
 fn default_retry_base_ms() -> u64 {
@@ -1047,6 +1068,8 @@ impl Settings {
                 external_hubs: file.websub.external_hubs.into_iter().map(|u| u.0).collect(),
                 retry_base_ms: file.websub.retry_base_ms,
                 delivery_lease_ms: file.websub.delivery_lease_ms.0,
+                max_subscriptions: file.websub.max_subscriptions,
+                max_subscriptions_per_address: file.websub.max_subscriptions_per_address,
             },
             log: Log {
                 format: file.log.format,
@@ -1352,13 +1375,15 @@ mod tests {
     #[test]
     fn websub_cache_and_log_settings_are_read() {
         let text = format!(
-            "{EMBEDDED_CONFIG}\n[websub]\nallowed_callback_networks = [\"127.0.0.0/8\"]\nretry_base_ms = 25\n[log]\nformat = \"json\"\n"
+            "{EMBEDDED_CONFIG}\n[websub]\nallowed_callback_networks = [\"127.0.0.0/8\"]\nretry_base_ms = 25\nmax_subscriptions_per_address = 50\n[log]\nformat = \"json\"\n"
         )
         .replace("slug = \"rural\"", "slug = \"rural\"\nmax_age = 300");
         let settings = Settings::parse("t", &text, Overrides::default()).unwrap();
         assert_eq!(settings.websub.allowed_callback_networks.len(), 1);
         assert_eq!(settings.websub.default_lease_seconds, 864_000);
         assert_eq!(settings.websub.retry_base_ms, 25);
+        assert_eq!(settings.websub.max_subscriptions_per_address, 50);
+        assert_eq!(settings.websub.max_subscriptions, 100_000);
         assert_eq!(settings.log.format, LogFormat::Json);
         let rural = SectionSlug::parse("rural").unwrap();
         let politics = SectionSlug::parse("politics").unwrap();

@@ -932,18 +932,28 @@ fn import_refuses_rows_no_publish_would_store_and_stores_none_of_them() {
 /// naming the first line. Rows of an export before version 4 take their change time as
 /// the time their feeds last changed; those of version 4 keep theirs, none included. Names
 /// keep when they were first stored from version 5 on, and are dated before it.
+/// Subscriptions keep where their callback was reached from version 6 on, and have none
+/// before it.
 #[test]
 fn exports_of_earlier_versions_import_and_later_ones_are_refused_at_their_first_line() {
     let dir = tempfile::tempdir().unwrap();
     let export = sample_edition_export(dir.path());
     let mut lines = export.lines();
     let header: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
-    assert_eq!(header["version"], 5, "{header}");
+    assert_eq!(header["version"], 6, "{header}");
     let mut rows: Vec<serde_json::Value> =
         lines.map(|l| serde_json::from_str(l).unwrap()).collect();
     // Version 3 ends with the row counts; earlier versions have no such line.
-    let end = rows.pop().unwrap();
+    let mut end = rows.pop().unwrap();
     assert!(end["end"]["articles"].as_u64() > Some(0), "{end}");
+    // A WebSub subscription, as a hub recorded it.
+    let lease_end = 4_102_444_800_000_000_000_i64; // 2100
+    rows.push(serde_json::json!({"table": "websub_subscriptions", "row": {
+        "topic": "politics/atom.xml", "callback": "https://reader.example/cb",
+        "secret": null, "create_time": 1, "verify_time": 1, "expire_time": lease_end,
+        "callback_address": "192.0.2.1",
+    }}));
+    end["end"]["websub_subscriptions"] = serde_json::json!(1);
     // An article that feeds showed, exported at version 4 as one whose feeds no write has
     // changed (as a notice the sample edition stores already expired is).
     let unshown = rows
@@ -963,6 +973,10 @@ fn exports_of_earlier_versions_import_and_later_ones_are_refused_at_their_first_
             if version < 5 && row["table"] == "feed_sizes" {
                 let columns = row["row"].as_object_mut().unwrap();
                 assert!(columns.remove("first_stored").is_some(), "{row}");
+            }
+            if version < 6 && row["table"] == "websub_subscriptions" {
+                let columns = row["row"].as_object_mut().unwrap();
+                assert!(columns.remove("callback_address").is_some(), "{row}");
             }
             if version == 1 && row["table"] == "article_events" {
                 let columns = row["row"].as_object_mut().unwrap();
@@ -1011,7 +1025,8 @@ fn exports_of_earlier_versions_import_and_later_ones_are_refused_at_their_first_
         (3, true),
         (4, true),
         (5, true),
-        (6, false),
+        (6, true),
+        (7, false),
     ] {
         let file = dir.path().join(format!("v{version}.jsonl"));
         std::fs::write(&file, as_version(version)).unwrap();
@@ -1045,6 +1060,18 @@ fn exports_of_earlier_versions_import_and_later_ones_are_refused_at_their_first_
             .skip(1)
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
+        let subscription = exported_rows
+            .iter()
+            .find(|row| row["table"] == "websub_subscriptions")
+            .unwrap();
+        let address = match version {
+            6.. => serde_json::json!("192.0.2.1"),
+            _ => serde_json::Value::Null,
+        };
+        assert_eq!(
+            subscription["row"]["callback_address"], address,
+            "v{version}"
+        );
         // Every name is dated: as exported from version 5 on, else by its first article.
         let dated = first_stored(&exported_rows);
         assert_eq!(dated.len(), names_stored.len(), "v{version}");

@@ -1577,3 +1577,62 @@ async fn a_retry_follows_the_subscription_as_it_is_now() {
     );
     assert_eq!(server.hub.deliveries_ok(), 1);
 }
+
+/// The hub holds at most so many subscriptions in all, and so many of callbacks reached at
+/// one address: past the first, a new subscription is refused at once (503); past the
+/// second, it is denied once verified (the callback is told, WebSub §5.2), and gets
+/// nothing. Renewals always pass, and another address still has its own room.
+#[tokio::test]
+async fn subscriptions_are_capped_per_callback_address_and_in_all() {
+    let here = Subscriber::start().await;
+    let there = Subscriber::start_on("127.0.0.2").await;
+    let server = Server::start(Options {
+        max_subscriptions: (4, 2),
+        ..Options::default()
+    })
+    .await;
+    let politics = "politics/atom.xml";
+    server.subscribed(politics, &here.url("/a")).await;
+    server.subscribed("rural/atom.xml", &here.url("/b")).await;
+
+    // A third at 127.0.0.1: verified, then denied.
+    server.subscribe(politics, &here.url("/c"), &[]).await;
+    let asked = here.wait_for(Method::GET, "/c", 2).await;
+    assert_eq!(asked[0].query["hub.mode"], "subscribe");
+    assert_eq!(asked[1].query["hub.mode"], "denied");
+    assert_eq!(asked[1].query["hub.topic"], topic(politics));
+    assert!(
+        asked[1].query["hub.reason"].contains("127.0.0.1"),
+        "{}",
+        asked[1].query["hub.reason"]
+    );
+    assert_eq!(server.hub.verifications_failed(), 1);
+    // A renewal at a full address passes.
+    server.subscribed(politics, &here.url("/a")).await;
+
+    // Another address has room of its own, up to the hub's four in all.
+    server.subscribed(politics, &there.url("/d")).await;
+    server.subscribed(politics, &there.url("/e")).await;
+    let (status, body) = server
+        .hub_request(&[
+            ("hub.mode", "subscribe"),
+            ("hub.topic", &topic(politics)),
+            ("hub.callback", &there.url("/f")),
+        ])
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.contains("most subscriptions"), "{body}");
+    assert!(
+        there.hits(Method::GET, "/f").is_empty(),
+        "not even verified"
+    );
+    server.subscribed(politics, &there.url("/d")).await;
+    assert_eq!(server.hub.verifications_failed(), 1);
+
+    server.publish("websub-capped", "politics").await;
+    for (subscriber, path) in [(&here, "/a"), (&there, "/d"), (&there, "/e")] {
+        subscriber.wait_for(Method::POST, path, 1).await;
+    }
+    server.wait_idle().await;
+    assert!(here.hits(Method::POST, "/c").is_empty(), "denied, not held");
+}

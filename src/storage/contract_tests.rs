@@ -2632,9 +2632,13 @@ async fn check_subscriptions(store: &dyn Store) {
     };
     let topic = Topic::new("politics/atom.xml").unwrap();
     let kept = subscription("https://a.example/cb", 3600);
-    store.save_subscription(kept.clone(), now).await.unwrap();
+    let (here, there) = ("192.0.2.1", "2001:db8::/64");
     store
-        .save_subscription(subscription("https://b.example/cb", -1), now)
+        .save_subscription(kept.clone(), here, now)
+        .await
+        .unwrap();
+    store
+        .save_subscription(subscription("https://b.example/cb", -1), here, now)
         .await
         .unwrap();
     let renewed = Subscription {
@@ -2642,10 +2646,19 @@ async fn check_subscriptions(store: &dyn Store) {
         ..subscription("https://c.example/cb", 60)
     };
     store
-        .save_subscription(subscription("https://c.example/cb", 1), now)
+        .save_subscription(subscription("https://c.example/cb", 1), there, now)
         .await
         .unwrap();
-    store.save_subscription(renewed.clone(), now).await.unwrap();
+    store
+        .save_subscription(renewed.clone(), here, now)
+        .await
+        .unwrap();
+    // Counted while leased, by where they were last verified (a renewal moves one).
+    let count = |address| store.count_subscriptions(address, now);
+    assert_eq!(count(None).await.unwrap(), 2);
+    assert_eq!(count(Some(here)).await.unwrap(), 2);
+    assert_eq!(count(Some(there)).await.unwrap(), 0);
+    assert_eq!(count(Some("192.0.2.9")).await.unwrap(), 0);
     let active = store.active_subscriptions(&topic, None, now).await.unwrap();
     assert_eq!(active, [kept.clone(), renewed.clone()]);
     // One of them, by its callback: while leased only, renewed with its new secret.

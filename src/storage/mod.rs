@@ -713,12 +713,22 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<DateTime<Utc>>, StoreError>;
 
     /// Records a verified subscription, replacing (renewing) the one with the same topic
-    /// and callback.
+    /// and callback; `address` is where its callback was reached to verify it
+    /// ([`crate::websub::address_key`]), by which [`Self::count_subscriptions`] counts.
     async fn save_subscription(
         &self,
         subscription: Subscription,
+        address: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+
+    /// How many subscriptions are leased past `now`: all of them, or those whose callback
+    /// was reached at `address` when last verified.
+    async fn count_subscriptions(
+        &self,
+        address: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
 
     /// Removes the subscription of `callback` to `topic`; false when there was none.
     async fn delete_subscription(

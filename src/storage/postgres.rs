@@ -705,9 +705,26 @@ impl Store for PostgresStore {
     async fn save_subscription(
         &self,
         subscription: Subscription,
+        address: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        partners::save_subscription(&self.pool, &subscription, now).await
+        partners::save_subscription(&self.pool, &subscription, address, now).await
+    }
+
+    async fn count_subscriptions(
+        &self,
+        address: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM websub_subscriptions
+             WHERE expire_time > $1 AND ($2::text IS NULL OR callback_address = $2)",
+        )
+        .bind(nanos(now))
+        .bind(address)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 
     async fn delete_subscription(

@@ -206,16 +206,18 @@ pub(super) async fn change_rights(
 pub(super) async fn save_subscription(
     pool: &PgPool,
     subscription: &Subscription,
+    address: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO websub_subscriptions
-             (topic, callback, secret, create_time, verify_time, expire_time)
-         VALUES ($1, $2, $3, $4, $5, $6)
+             (topic, callback, secret, create_time, verify_time, expire_time, callback_address)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (topic, callback) DO UPDATE SET
              secret = excluded.secret,
              verify_time = excluded.verify_time,
-             expire_time = excluded.expire_time",
+             expire_time = excluded.expire_time,
+             callback_address = excluded.callback_address",
     )
     .bind(subscription.topic.path())
     .bind(subscription.callback.as_str())
@@ -223,6 +225,7 @@ pub(super) async fn save_subscription(
     .bind(nanos(now))
     .bind(nanos(subscription.verify_time))
     .bind(nanos(subscription.expire_time))
+    .bind(address)
     .execute(pool)
     .await?;
     Ok(())

@@ -152,6 +152,7 @@ enum Job {
     },
     SaveSubscription {
         subscription: Box<Subscription>,
+        address: String,
         now: DateTime<Utc>,
         reply: Reply<()>,
     },
@@ -637,9 +638,13 @@ async fn commit_batch(
             Job::RecordAudit { entry, reply } => deliver(reply, audit::insert(conn, &entry).await),
             Job::SaveSubscription {
                 subscription,
+                address,
                 now,
                 reply,
-            } => deliver(reply, websub::save(conn, *subscription, now).await),
+            } => deliver(
+                reply,
+                websub::save(conn, *subscription, &address, now).await,
+            ),
             Job::DeleteSubscription {
                 topic,
                 callback,
@@ -1706,14 +1711,24 @@ impl Store for SqliteStore {
     async fn save_subscription(
         &self,
         subscription: Subscription,
+        address: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.submit(|reply| Job::SaveSubscription {
             subscription: Box::new(subscription),
+            address: address.to_owned(),
             now,
             reply,
         })
         .await
+    }
+
+    async fn count_subscriptions(
+        &self,
+        address: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        websub::count(&self.read, address, now).await
     }
 
     async fn delete_subscription(

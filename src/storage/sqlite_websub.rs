@@ -12,16 +12,18 @@ use sqlx::sqlite::SqliteConnection;
 pub(super) async fn save(
     conn: &mut SqliteConnection,
     subscription: Subscription,
+    address: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO websub_subscriptions
-             (topic, callback, secret, create_time, verify_time, expire_time)
-         VALUES (?, ?, ?, ?, ?, ?)
+             (topic, callback, secret, create_time, verify_time, expire_time, callback_address)
+         VALUES (?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (topic, callback) DO UPDATE SET
              secret = excluded.secret,
              verify_time = excluded.verify_time,
-             expire_time = excluded.expire_time",
+             expire_time = excluded.expire_time,
+             callback_address = excluded.callback_address",
     )
     .bind(subscription.topic.path())
     .bind(subscription.callback.as_str())
@@ -29,9 +31,28 @@ pub(super) async fn save(
     .bind(nanos(now))
     .bind(nanos(subscription.verify_time))
     .bind(nanos(subscription.expire_time))
+    .bind(address)
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// How many subscriptions are leased past `now` (only those verified at `address`, if
+/// given).
+pub(super) async fn count(
+    pool: &SqlitePool,
+    address: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let count: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM websub_subscriptions
+         WHERE expire_time > ?1 AND (?2 IS NULL OR callback_address = ?2)",
+    )
+    .bind(nanos(now))
+    .bind(address)
+    .fetch_one(pool)
+    .await?;
+    Ok(u64::try_from(count).unwrap_or(0))
 }
 
 /// Deletes one subscription; true when it existed.
@@ -186,9 +207,12 @@ mod tests {
         let topic = Topic::new("politics/atom.xml").unwrap();
         let now = Utc::now();
         let kept = subscription("https://a.example/cb", 3600);
-        store.save_subscription(kept.clone(), now).await.unwrap();
         store
-            .save_subscription(subscription("https://b.example/cb", -1), now)
+            .save_subscription(kept.clone(), "192.0.2.1", now)
+            .await
+            .unwrap();
+        store
+            .save_subscription(subscription("https://b.example/cb", -1), "192.0.2.1", now)
             .await
             .unwrap();
         let renewed = Subscription {
@@ -196,10 +220,13 @@ mod tests {
             ..subscription("https://c.example/cb", 60)
         };
         store
-            .save_subscription(subscription("https://c.example/cb", 1), now)
+            .save_subscription(subscription("https://c.example/cb", 1), "192.0.2.1", now)
             .await
             .unwrap();
-        store.save_subscription(renewed.clone(), now).await.unwrap();
+        store
+            .save_subscription(renewed.clone(), "192.0.2.1", now)
+            .await
+            .unwrap();
         store.close().await;
 
         let store = SqliteStore::open(dir.path()).await.unwrap();

@@ -33,8 +33,11 @@ use tokio_stream::StreamExt;
 /// Version 5 added `first_stored` to the rows of `feed_sizes` (which of two author or tag
 /// names with one slug keeps the folder); a row of an older export takes its name's
 /// earliest article's create time, as migration 0022 gave the rows it found.
+/// Version 6 added `callback_address` to the rows of `websub_subscriptions` (where the
+/// callback was reached when verified); a row of an older export has none, and is not
+/// counted against the subscriptions allowed per address until it is renewed.
 const FORMAT: &str = "feedpub-export";
-const VERSION: u64 = 5;
+const VERSION: u64 = 6;
 /// The first version that ends with its row counts.
 const COUNTED_VERSION: u64 = 3;
 /// The oldest version imported.
@@ -221,6 +224,7 @@ const TABLES: &[Table] = &[
             ("create_time", Int),
             ("verify_time", Int),
             ("expire_time", Int),
+            ("callback_address", Text),
         ],
     },
     Table {

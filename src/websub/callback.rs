@@ -254,6 +254,19 @@ fn lift_refusal(error: reqwest::Error) -> CallbackError {
     CallbackError::Request(error)
 }
 
+/// What one host is known by among addresses: an IPv4 address (written as IPv6 or not) is
+/// itself, and an IPv6 address counts with the rest of its /64, which one host commonly
+/// holds whole.
+pub fn address_key(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => format!(
+            "{}/64",
+            Ipv6Addr::from_bits(v6.to_bits() & !((1u128 << 64) - 1))
+        ),
+        v4 => v4.to_string(),
+    }
+}
+
 /// Reads at most `limit` bytes of a response body; `None` when it is longer or breaks off.
 pub async fn read_limited(mut response: reqwest::Response, limit: usize) -> Option<Vec<u8>> {
     let mut body = Vec::new();

@@ -12,6 +12,7 @@
 //! last one left, sending what each of their feeds shows then to every subscriber of its
 //! topic: a restart does not drop a delivery that was waiting to retry.
 
+use super::callback::address_key;
 use super::subscription::{Callback, Secret, Subscription, Topic};
 use super::{Inner, Latest};
 use crate::publication::{FeedChange, FeedFile};
@@ -940,17 +941,9 @@ impl Inner {
 /// trailing dot is the name). One server reached on several ports or spellings gets the
 /// slots of one host. (Several names of one server still get one share each.)
 fn host_key(callback: &Callback) -> String {
-    use std::net::{IpAddr, Ipv6Addr};
-    let ip = |ip: IpAddr| match ip.to_canonical() {
-        IpAddr::V6(v6) => format!(
-            "{}/64",
-            Ipv6Addr::from_bits(v6.to_bits() & !((1u128 << 64) - 1))
-        ),
-        v4 => v4.to_string(),
-    };
     match callback.url().host() {
-        Some(url::Host::Ipv4(v4)) => ip(v4.into()),
-        Some(url::Host::Ipv6(v6)) => ip(v6.into()),
+        Some(url::Host::Ipv4(v4)) => address_key(v4.into()),
+        Some(url::Host::Ipv6(v6)) => address_key(v6.into()),
         Some(url::Host::Domain(name)) => name.trim_end_matches('.').to_owned(),
         None => String::new(),
     }

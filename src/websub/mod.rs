@@ -9,7 +9,7 @@ mod deliver;
 mod subscribe;
 mod subscription;
 
-pub use callback::{AddressPolicy, CallbackClient, CallbackError, is_public};
+pub use callback::{AddressPolicy, CallbackClient, CallbackError, address_key, is_public};
 pub use deliver::signature;
 pub use subscribe::{BadRequest, HubRequest, Intent, Mode, RequestRules};
 pub use subscription::{Callback, Secret, Subscription, Topic};

@@ -2,7 +2,7 @@
 //! one is wrong), answered 202, then verified asynchronously by calling the subscriber back
 //! with a random challenge it must echo (WebSub §5.1–5.3).
 
-use super::callback::{AddressPolicy, CallbackClient, read_limited};
+use super::callback::{AddressPolicy, CallbackClient, address_key, read_limited};
 use super::subscription::{Callback, Secret, Subscription, Topic};
 use super::{Hub, Inner};
 use axum::body::Bytes;
@@ -305,6 +305,17 @@ pub(super) async fn handle(State(hub): State<Hub>, headers: HeaderMap, body: Byt
         }
         Err(e) => return plain(StatusCode::BAD_REQUEST, format!("{e}\n")),
     };
+    if intent.mode == Mode::Subscribe
+        && let Err(full) = room(inner, &intent, None).await
+    {
+        let mut full = plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{full}; retry later\n"),
+        );
+        full.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("3600"));
+        return full;
+    }
     let Ok(permit) = inner.verifications.clone().try_acquire_owned() else {
         let mut busy = plain(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -349,8 +360,22 @@ async fn verify(inner: Arc<Inner>, intent: Intent, order: u64, _permit: OwnedSem
         () = inner.cancel.cancelled() => return,
         outcome = confirm(&inner.client, &inner.feeds_base, &intent) => outcome,
     };
-    // Held while recording, so that two verified requests are recorded in their order.
+    // Held while recording, so that two verified requests are recorded in their order, and
+    // two new subscriptions cannot both take the last place left.
     let mut intents = inner.intents.lock().await;
+    let mut denied = None;
+    let outcome = match outcome {
+        Ok(address) if intent.mode == Mode::Subscribe => {
+            match room(&inner, &intent, Some(&address)).await {
+                Ok(()) => Ok(address),
+                Err(full) => {
+                    denied = Some(full.clone());
+                    Err(full)
+                }
+            }
+        }
+        outcome => outcome,
+    };
     let key = (intent.topic.clone(), intent.callback.clone());
     let superseded = match intents.get_mut(&key) {
         Some(entry) => {
@@ -366,19 +391,21 @@ async fn verify(inner: Arc<Inner>, intent: Intent, order: u64, _permit: OwnedSem
         }
         None => false,
     };
-    if let Err(reason) = outcome {
-        inner
-            .stats
-            .verifications_failed
-            .fetch_add(1, Ordering::SeqCst);
-        metrics::counter!("feedpub_websub_verifications_total", "result" => "failed").increment(1);
-        tracing::info!(%callback, topic = intent.topic.path(), mode = intent.mode.as_str(), %reason,
-            "WebSub verification of intent failed");
-        return;
-    }
+    let address = match outcome {
+        Ok(address) => address,
+        Err(reason) => {
+            drop(intents);
+            inner.count_verification(false);
+            tracing::info!(%callback, topic = intent.topic.path(), mode = intent.mode.as_str(), %reason,
+                "WebSub verification of intent failed");
+            if let Some(reason) = denied {
+                deny(&inner, &intent, &reason).await;
+            }
+            return;
+        }
+    };
     if superseded {
-        inner.stats.verifications_ok.fetch_add(1, Ordering::SeqCst);
-        metrics::counter!("feedpub_websub_verifications_total", "result" => "ok").increment(1);
+        inner.count_verification(true);
         tracing::info!(%callback, topic = intent.topic.path(), mode = intent.mode.as_str(),
             "WebSub intent verified after a later request for the same subscription; not recorded");
         return;
@@ -397,7 +424,10 @@ async fn verify(inner: Arc<Inner>, intent: Intent, order: u64, _permit: OwnedSem
                 verify_time: now,
                 expire_time,
             };
-            inner.store.save_subscription(subscription, now).await
+            inner
+                .store
+                .save_subscription(subscription, &address, now)
+                .await
         }
         Mode::Unsubscribe => inner
             .store
@@ -407,26 +437,97 @@ async fn verify(inner: Arc<Inner>, intent: Intent, order: u64, _permit: OwnedSem
     };
     match stored {
         Ok(()) => {
-            inner.stats.verifications_ok.fetch_add(1, Ordering::SeqCst);
-            metrics::counter!("feedpub_websub_verifications_total", "result" => "ok").increment(1);
+            inner.count_verification(true);
             tracing::info!(%callback, topic = intent.topic.path(), mode = intent.mode.as_str(),
                 lease_seconds = intent.lease_seconds, "WebSub intent verified");
         }
         Err(e) => {
-            inner
-                .stats
-                .verifications_failed
-                .fetch_add(1, Ordering::SeqCst);
-            metrics::counter!("feedpub_websub_verifications_total", "result" => "failed")
-                .increment(1);
+            inner.count_verification(false);
             tracing::error!(%callback, error = %e, "cannot record a verified WebSub intent");
         }
     }
 }
 
+impl Inner {
+    /// Counts one verification of intent that ended: confirmed, or failed.
+    fn count_verification(&self, confirmed: bool) {
+        let (count, result) = if confirmed {
+            (&self.stats.verifications_ok, "ok")
+        } else {
+            (&self.stats.verifications_failed, "failed")
+        };
+        count.fetch_add(1, Ordering::SeqCst);
+        metrics::counter!("feedpub_websub_verifications_total", "result" => result).increment(1);
+    }
+}
+
+/// Whether a subscription of `intent` can be held: always when it renews one leased now;
+/// a new one only while the hub holds fewer than `max_subscriptions` in all and, once its
+/// callback's `address` is known (when verified), fewer than
+/// `max_subscriptions_per_address` reached there. A store that cannot tell does not stop
+/// it (recording it will tell). The reason says which limit it met.
+async fn room(inner: &Inner, intent: &Intent, address: Option<&str>) -> Result<(), String> {
+    let now = Utc::now();
+    let store = &inner.store;
+    let renewal = store
+        .active_subscriptions(&intent.topic, Some(&intent.callback), now)
+        .await
+        .is_ok_and(|found| !found.is_empty());
+    if renewal {
+        return Ok(());
+    }
+    let settings = &inner.settings;
+    let full = |count: Result<u64, _>, most: u64| count.is_ok_and(|count| count >= most);
+    if full(
+        store.count_subscriptions(None, now).await,
+        settings.max_subscriptions,
+    ) {
+        return Err(format!(
+            "this hub holds the most subscriptions it takes ({})",
+            settings.max_subscriptions
+        ));
+    }
+    if let Some(address) = address
+        && full(
+            store.count_subscriptions(Some(address), now).await,
+            settings.max_subscriptions_per_address,
+        )
+    {
+        return Err(format!(
+            "callbacks at {address} hold the most subscriptions one address may ({})",
+            settings.max_subscriptions_per_address
+        ));
+    }
+    Ok(())
+}
+
+/// Tells the callback its subscription was denied (WebSub §5.2), without waiting on it:
+/// `GET callback?hub.mode=denied&hub.topic=…&hub.reason=…`; its answer is not read.
+async fn deny(inner: &Inner, intent: &Intent, reason: &str) {
+    let mut url = intent.callback.url().clone();
+    url.query_pairs_mut()
+        .append_pair("hub.mode", "denied")
+        .append_pair("hub.topic", &intent.topic.url(&inner.feeds_base))
+        .append_pair("hub.reason", reason);
+    let sent = tokio::select! {
+        () = inner.cancel.cancelled() => return,
+        sent = inner.client.get(&url) => sent,
+    };
+    if let Err(e) = sent {
+        tracing::info!(callback = intent.callback.as_str(), error = %e,
+            "cannot tell a WebSub callback its subscription was denied");
+    }
+}
+
 /// `GET callback?hub.mode=…&hub.topic=…&hub.challenge=…[&hub.lease_seconds=…]`: confirmed
 /// by a 2xx whose body is exactly the challenge. Redirects are failures.
-async fn confirm(client: &CallbackClient, feeds_base: &Url, intent: &Intent) -> Result<(), String> {
+/// Returns where the callback was reached ([`address_key`]; its host as written when the
+/// connection does not tell).
+async fn confirm(
+    client: &CallbackClient,
+    feeds_base: &Url,
+    intent: &Intent,
+) -> Result<String, String> {
     let challenge = new_challenge()?;
     let mut url = intent.callback.url().clone();
     {
@@ -444,8 +545,17 @@ async fn confirm(client: &CallbackClient, feeds_base: &Url, intent: &Intent) -> 
     if !status.is_success() {
         return Err(format!("the callback answered {status}"));
     }
+    let address = match response.remote_addr() {
+        Some(peer) => address_key(peer.ip()),
+        None => intent
+            .callback
+            .url()
+            .host_str()
+            .unwrap_or_default()
+            .to_owned(),
+    };
     match read_limited(response, MAX_CHALLENGE_ANSWER).await {
-        Some(body) if body == challenge.as_bytes() => Ok(()),
+        Some(body) if body == challenge.as_bytes() => Ok(address),
         Some(_) => Err("the callback did not echo the challenge".into()),
         None => Err("the callback's answer is too long or broke off".into()),
     }

@@ -255,6 +255,8 @@ pub struct Options {
     pub database_url: Option<String>,
     /// The wait before a delivery's first retry.
     pub retry_base_ms: u64,
+    /// `[websub] max_subscriptions` and `max_subscriptions_per_address`.
+    pub max_subscriptions: (u64, u64),
 }
 
 impl Default for Options {
@@ -264,6 +266,7 @@ impl Default for Options {
             external_hubs: Vec::new(),
             database_url: None,
             retry_base_ms: 20,
+            max_subscriptions: (100_000, 10_000),
         }
     }
 }
@@ -277,6 +280,10 @@ fn configure(settings: &mut Settings, options: &Options) {
         settings.websub.allowed_callback_networks = vec!["127.0.0.0/8".parse().unwrap()];
     }
     settings.websub.retry_base_ms = options.retry_base_ms;
+    (
+        settings.websub.max_subscriptions,
+        settings.websub.max_subscriptions_per_address,
+    ) = options.max_subscriptions;
     settings.websub.external_hubs = options
         .external_hubs
         .iter()
