@@ -545,7 +545,17 @@ async fn after_a_restart_a_name_feed_not_built_yet_asks_to_be_fetched_again() {
     assert_eq!(response.headers()["retry-after"], "1");
     assert_eq!(response.headers()["cache-control"], "no-store");
     assert_eq!(reqwest::get(&unknown_url).await.unwrap().status(), 404);
-    assert!(publication.unbuilt() > 0);
+    let unbuilt = publication.unbuilt();
+    assert!(unbuilt > 0);
+    // Alive, but not ready for a load balancer to send it every reader yet.
+    let starting = format!("starting: {unbuilt} author and tag feeds still to build\n");
+    let health = reqwest::get(url("/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.text().await.unwrap(), format!("ok\n{starting}"));
+    let ready = reqwest::get(url("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 503);
+    assert_eq!(ready.headers()["retry-after"], "1");
+    assert_eq!(ready.text().await.unwrap(), starting);
     // A subscription to it is taken meanwhile, as to any feed; to a name with none, not.
     let subscribe = async |path: &str| {
         let topic = format!("{base_url}{}", path.trim_start_matches('/'));
@@ -588,6 +598,17 @@ async fn after_a_restart_a_name_feed_not_built_yet_asks_to_be_fetched_again() {
     };
     assert_eq!(response.status(), 200);
     assert_eq!(response.bytes().await.unwrap(), author_before);
+    // Every feed found is built once the last of them is served.
+    let deadline = std::time::Instant::now() + common::DEADLINE;
+    while publication.unbuilt() > 0 {
+        assert!(std::time::Instant::now() < deadline, "never all built");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let ready = reqwest::get(url("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert_eq!(ready.text().await.unwrap(), "ready\n");
+    let health = reqwest::get(url("/healthz")).await.unwrap();
+    assert_eq!(health.text().await.unwrap(), "ok\n");
     let _ = stop.send(true);
     scheduler.await.unwrap();
     http.await.unwrap().unwrap();

@@ -50,7 +50,7 @@ pub async fn serve(
 }
 
 /// The HTTP routes: `/` (index with the latest headlines), `/feeds.opml`, `/healthz`,
-/// `/metrics` and `/feeds/{path}` (GET and HEAD; other methods 405).
+/// `/readyz`, `/metrics` and `/feeds/{path}` (GET and HEAD; other methods 405).
 ///
 /// `POST /websub` is the WebSub hub's endpoint.
 fn router(feeds: feeds::FeedState, settings: &Settings, websub: &Hub, health: Health) -> Router {
@@ -58,6 +58,8 @@ fn router(feeds: feeds::FeedState, settings: &Settings, websub: &Hub, health: He
     let index = Arc::new(index::IndexPage::new(index_settings.clone()));
     let opml = Arc::new(index::OpmlDocument::new(index_settings));
     let metrics_publication = feeds.publication.clone();
+    let (health_publication, ready_publication) =
+        (feeds.publication.clone(), feeds.publication.clone());
     Router::new()
         .route(
             "/",
@@ -86,7 +88,11 @@ fn router(feeds: feeds::FeedState, settings: &Settings, websub: &Hub, health: He
                 },
             ),
         )
-        .route("/healthz", get(move || healthz(health.clone())))
+        .route(
+            "/healthz",
+            get(move || healthz(health.clone(), health_publication.unbuilt())),
+        )
+        .route("/readyz", get(move || readyz(ready_publication.unbuilt())))
         .route(
             "/metrics",
             get(move || metrics(metrics_publication.is_settled())),
@@ -199,10 +205,12 @@ fn host_and_port_are_valid(value: &[u8]) -> bool {
 
 /// `ok` while nothing fails; otherwise `degraded` and one line per failing component. The
 /// status stays 200 either way: the feeds are still served, so a load balancer
-/// must keep sending readers here (alert on `feedpub_fault` instead).
-async fn healthz(health: Health) -> impl IntoResponse {
+/// must keep sending readers here (alert on `feedpub_fault` instead). While the author and
+/// tag feeds a start found are still being built (`unbuilt` of them), a `starting:` line
+/// says so.
+async fn healthz(health: Health, unbuilt: usize) -> impl IntoResponse {
     let faults = health.faults();
-    let body = if faults.is_empty() {
+    let mut body = if faults.is_empty() {
         "ok\n".to_owned()
     } else {
         let mut body = "degraded\n".to_owned();
@@ -215,7 +223,32 @@ async fn healthz(health: Health) -> impl IntoResponse {
         }
         body
     };
+    if unbuilt > 0 {
+        body.push_str(&starting(unbuilt));
+    }
     ([(header::CACHE_CONTROL, "no-store")], body)
+}
+
+/// What `/healthz` and `/readyz` say while `unbuilt` feeds found at start are not built.
+fn starting(unbuilt: usize) -> String {
+    format!("starting: {unbuilt} author and tag feeds still to build\n")
+}
+
+/// Readiness for a load balancer spreading readers over replicas: 200 `ready` once every
+/// feed is served; 503 (with `Retry-After: 1`) while the author and tag feeds a start found
+/// are still being built, which answer 503 meanwhile (the sections and `all` are served
+/// from the first moment).
+async fn readyz(unbuilt: usize) -> impl IntoResponse {
+    let no_store = (header::CACHE_CONTROL, "no-store");
+    if unbuilt == 0 {
+        return ([no_store], "ready\n".to_owned()).into_response();
+    }
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [no_store, (header::RETRY_AFTER, "1")],
+        starting(unbuilt),
+    )
+        .into_response()
 }
 
 /// Prometheus metrics in the text exposition format. `feedpub_feeds_settled` is 1 when
