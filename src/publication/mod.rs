@@ -143,6 +143,8 @@ struct Inner {
     /// start and not built yet: the scheduler builds them while the rest is served (see
     /// [`Scheduler`]), and a request for one meanwhile is asked to come back.
     unbuilt: Mutex<HashSet<String>>,
+    /// True while `unbuilt` is empty: what waits for the found feeds waits on it.
+    all_built: watch::Sender<bool>,
     archives: archive::ArchiveCache,
     headlines: ArcSwap<HashMap<FeedScope, Arc<[Headline]>>>,
     /// Author and tag scopes whose feeds show at least one article.
@@ -228,6 +230,7 @@ impl Publication {
             changes,
             start_changes: Mutex::new(Some(start_changes)),
             unbuilt: Mutex::new(HashSet::new()),
+            all_built: watch::Sender::new(true),
             archives: archive::ArchiveCache::default(),
             headlines: ArcSwap::from_pointee(HashMap::new()),
             named: Mutex::new(BTreeSet::new()),
@@ -323,6 +326,13 @@ impl Publication {
             .lock()
             .expect("unbuilt scopes lock")
             .len()
+    }
+
+    /// Resolves once every author and tag feed found at start is built.
+    pub async fn all_built(&self) {
+        let mut all_built = self.inner.all_built.subscribe();
+        // The sender lives as long as `self`.
+        let _ = all_built.wait_for(|built| *built).await;
     }
 
     /// Whether a feed path (`authors/{slug}/rss.xml`, or an archive page of it) is a
@@ -493,14 +503,11 @@ impl Scheduler {
         let (unwritten, unread): (Vec<_>, Vec<_>) = failed
             .into_iter()
             .partition(|(scope, _)| self.inner.serves(scope));
-        {
-            let mut unbuilt = self.inner.unbuilt.lock().expect("unbuilt scopes lock");
-            for scope in &taken {
-                if !unread.iter().any(|(failing, _)| failing == scope) {
-                    unbuilt.remove(scope.path_segment());
-                }
-            }
-        }
+        self.inner.mark_built(
+            taken
+                .iter()
+                .filter(|scope| !unread.iter().any(|(failing, _)| failing == *scope)),
+        );
         let unwritten = unwritten.into_iter().map(|(scope, e)| (scope, Err(e)));
         self.inner.record_outcome(Step::Write, unwritten.collect());
         self.inner
@@ -716,6 +723,7 @@ impl Inner {
                 .lock()
                 .expect("unbuilt scopes lock")
                 .extend(named.iter().map(|scope| scope.path_segment().to_owned()));
+            self.all_built.send_replace(false);
         }
         Ok(named)
     }
@@ -770,14 +778,22 @@ impl Inner {
     /// After a batch of stale feeds: those of its author and tag feeds found at start and
     /// not built then that it built are built.
     fn built_since_start(&self, outcomes: &[(FeedScope, Result<(), PublicationError>)]) {
-        let mut unbuilt = self.unbuilt.lock().expect("unbuilt scopes lock");
-        if unbuilt.is_empty() {
+        if *self.all_built.borrow() {
             return;
         }
-        for (scope, outcome) in outcomes {
-            if outcome.is_ok() {
-                unbuilt.remove(scope.path_segment());
-            }
+        let built = outcomes.iter().filter(|(_, outcome)| outcome.is_ok());
+        self.mark_built(built.map(|(scope, _)| scope));
+    }
+
+    /// `scopes` found at start are built (if they were not); the last of them tells those
+    /// waiting for them all.
+    fn mark_built<'a>(&self, scopes: impl Iterator<Item = &'a FeedScope>) {
+        let mut unbuilt = self.unbuilt.lock().expect("unbuilt scopes lock");
+        for scope in scopes {
+            unbuilt.remove(scope.path_segment());
+        }
+        if unbuilt.is_empty() {
+            self.all_built.send_replace(true);
         }
     }
 

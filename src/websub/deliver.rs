@@ -161,11 +161,9 @@ pub(super) async fn take_over_lapsed(inner: Arc<Inner>) {
     let mut delivered: HashSet<Topic> = HashSet::new();
     // The author and tag feeds a start found are built after it listens: until they are,
     // a delivery of one would find no document, and be dropped as if its feed were gone.
-    while inner.publication.unbuilt() > 0 {
-        tokio::select! {
-            () = inner.cancel.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_millis(50)) => {}
-        }
+    tokio::select! {
+        () = inner.cancel.cancelled() => return,
+        () = inner.publication.all_built() => {}
     }
     loop {
         let wait = if std::mem::take(&mut again) {
