@@ -197,10 +197,16 @@ pub async fn serve(
                 }
                 _ => return Ok(hand_over(buf, standing)),
             };
-            let Some(request) = Request::of(&parsed) else {
+            let Some(mut request) = Request::of(&parsed) else {
                 return Ok(hand_over(buf, standing));
             };
             let answer = feeds.answer(request.path, &request.feed).await;
+            if stop.is_cancelled() {
+                // Shutting down: this answer is the connection's last, and says so, as
+                // hyper's are then.
+                request.keep_alive = false;
+                request.echo_connection = true;
+            }
             write_answer(
                 stream,
                 feeds,
@@ -565,6 +571,59 @@ mod tests {
         assert!(sending.await.is_err());
         assert!(!corked(), "uncorked once the response ended, in error too");
         drop(client);
+    }
+
+    /// A request read once shutdown began is answered, with `Connection: close`, and the
+    /// connection closed.
+    #[tokio::test]
+    async fn an_answer_made_once_shutdown_began_says_the_connection_closes() {
+        use crate::config::Settings;
+        use crate::publication::Publication;
+        use tokio::net::TcpListener;
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings::isolated_sample(dir.path()).unwrap();
+        let store = crate::storage::open(&settings.server).await.unwrap();
+        let (publication, _scheduler) = Publication::start(
+            store.clone(),
+            std::sync::Arc::new(settings.clone()),
+            crate::health::Health::new(),
+        )
+        .await
+        .unwrap();
+        let feeds = FeedState::new(publication, settings.server.feeds_dir.clone());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        client
+            .write_all(b"GET /feeds/politics/rss.xml HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        server.readable().await.unwrap();
+        let stop = CancellationToken::new();
+        stop.cancel();
+        let timeouts = Timeouts {
+            header: Duration::from_secs(5),
+            idle: Duration::from_secs(5),
+            send: Duration::from_secs(5),
+        };
+        let serving = tokio::spawn(async move {
+            serve(&mut server, &feeds, &timeouts, &stop, &Standing::default()).await
+        });
+        let mut answer = Vec::new();
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            assert!(client.read_buf(&mut answer).await.unwrap() > 0, "no answer");
+        }
+        // The client goes: the server, lingering for it, closes.
+        drop(client);
+        let outcome = serving.await.unwrap().unwrap();
+        assert!(matches!(outcome, Outcome::Closed));
+        let answer = String::from_utf8_lossy(&answer);
+        let head = answer.split("\r\n\r\n").next().unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(head.contains("\r\nconnection: close"), "{head}");
+        store.close().await;
     }
 
     #[test]
