@@ -993,6 +993,14 @@ pub trait Store: Send + Sync + 'static {
         Ok(Vec::new())
     }
 
+    /// On a store of its own, per topic, the last document whose delivery was claimed (its
+    /// deliveries ended or not): what the subscribers were last sent, unless the process
+    /// stopped after writing the feed's new files and before claiming their delivery.
+    /// Replicas on a shared database each claim every document they build: none.
+    async fn last_claims(&self) -> Result<Vec<(Topic, String)>, StoreError> {
+        Ok(Vec::new())
+    }
+
     /// Takes one call from `partner`'s allowance shared by every process on the database
     /// (`rate` calls a second on average, `burst` at once): `None` when the call is
     /// admitted, else how long until one would be. A store of its own keeps no allowance

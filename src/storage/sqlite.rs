@@ -1796,6 +1796,10 @@ impl Store for SqliteStore {
         websub::left_by_others(&self.read, &self.origin, limit).await
     }
 
+    async fn last_claims(&self) -> Result<Vec<(Topic, String)>, StoreError> {
+        websub::last_claims(&self.read).await
+    }
+
     async fn archive_page(
         &self,
         scope: &FeedScope,

@@ -165,6 +165,9 @@ pub(super) async fn take_over_lapsed(inner: Arc<Inner>) {
         () = inner.cancel.cancelled() => return,
         () = inner.publication.all_built() => {}
     }
+    if !shared {
+        deliver_unclaimed(&inner).await;
+    }
     loop {
         let wait = if std::mem::take(&mut again) {
             Duration::ZERO
@@ -203,6 +206,32 @@ pub(super) async fn take_over_lapsed(inner: Arc<Inner>) {
             return;
         }
         again = dropped;
+    }
+}
+
+/// On a store of its own, the feeds that show other bytes than the last document of their
+/// topic whose delivery was claimed are sent to their subscribers: the last run was killed
+/// after writing their new files and before claiming their delivery, and as those files
+/// match what this run built, no change of theirs is heard.
+async fn deliver_unclaimed(inner: &Arc<Inner>) {
+    let claims = match inner.store.last_claims().await {
+        Ok(claims) => claims,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the last WebSub claims");
+            return;
+        }
+    };
+    for (topic, key) in claims {
+        let Some(file) = inner.publication.get(topic.path()) else {
+            continue;
+        };
+        if key_parts(&key).0 != file.etag {
+            tracing::info!(
+                topic = topic.path(),
+                "delivering a WebSub topic whose last change the last run did not claim"
+            );
+            publish(inner, topic.path(), &file, true).await;
+        }
     }
 }
 
