@@ -1508,15 +1508,41 @@ async fn behind_a_hanging_request_only_the_newest_document_waits() {
 /// with the new one.
 #[tokio::test]
 async fn a_retry_follows_the_subscription_as_it_is_now() {
+    follows_the_subscription_as_it_is_now(Waits::ForRetry).await;
+}
+
+/// The same for a document that waited behind the subscriber's request for an earlier one.
+#[tokio::test]
+async fn a_document_waiting_behind_a_request_follows_the_subscription_as_it_is_now() {
+    follows_the_subscription_as_it_is_now(Waits::BehindRequest).await;
+}
+
+/// Why a delivery waits while its subscription changes.
+#[derive(PartialEq)]
+enum Waits {
+    /// Its first attempt failed; the retry comes 1.5 s later.
+    ForRetry,
+    /// The request for an earlier document takes 2 s to be answered.
+    BehindRequest,
+}
+
+/// Two subscribers of politics/atom.xml: one unsubscribes and the other is renewed with a
+/// new secret while a document waits for them as `waits` says. The first gets nothing more,
+/// the second gets the document signed with its new secret.
+async fn follows_the_subscription_as_it_is_now(waits: Waits) {
     let subscriber = Subscriber::start().await;
+    let behaviour = match waits {
+        Waits::ForRetry => Behaviour {
+            first: VecDeque::from([500]),
+            ..Behaviour::default()
+        },
+        Waits::BehindRequest => Behaviour {
+            stall: Duration::from_secs(2),
+            ..Behaviour::default()
+        },
+    };
     for path in ["/leaving", "/rekeyed"] {
-        subscriber.set(
-            path,
-            Behaviour {
-                first: VecDeque::from([500]),
-                ..Behaviour::default()
-            },
-        );
+        subscriber.set(path, behaviour.clone());
     }
     // Long enough to change the subscriptions between the first attempt and the retry.
     let server = Server::start(Options {
@@ -1539,11 +1565,20 @@ async fn a_retry_follows_the_subscription_as_it_is_now() {
 
     server.publish("websub-followed", "politics").await;
     subscriber.wait_for(Method::POST, "/leaving", 1).await;
-    let failed = subscriber.wait_for(Method::POST, "/rekeyed", 1).await[0].clone();
+    let first = subscriber.wait_for(Method::POST, "/rekeyed", 1).await[0].clone();
     assert_eq!(
-        header(&failed, "x-hub-signature"),
-        hmac_sha256_hex(b"old-secret", &failed.body)
+        header(&first, "x-hub-signature"),
+        hmac_sha256_hex(b"old-secret", &first.body)
     );
+    if waits == Waits::BehindRequest {
+        // A second document, behind the requests for the first, which still hang.
+        server.publish("websub-followed-2", "politics").await;
+        server
+            .wait_until("the second document handed over", |hub| {
+                hub.deliveries_in_flight() == 4
+            })
+            .await;
+    }
     let (status, body) = server
         .hub_request(&[
             ("hub.mode", "unsubscribe"),
@@ -1565,23 +1600,33 @@ async fn a_retry_follows_the_subscription_as_it_is_now() {
     assert_eq!(
         subscriber.hits(Method::POST, "/rekeyed").len(),
         1,
-        "the retry came before the changes were verified"
+        "the document waiting was sent before the changes were verified"
     );
 
     server.wait_idle().await;
-    let retried = subscriber.hits(Method::POST, "/rekeyed");
-    assert_eq!(retried.len(), 2);
-    assert_eq!(retried[1].body, failed.body);
+    let sent = subscriber.hits(Method::POST, "/rekeyed");
+    assert_eq!(sent.len(), 2);
+    match waits {
+        Waits::ForRetry => assert_eq!(sent[1].body, first.body),
+        Waits::BehindRequest => {
+            assert!(String::from_utf8_lossy(&sent[1].body).contains("websub-followed-2"));
+        }
+    }
     assert_eq!(
-        header(&retried[1], "x-hub-signature"),
-        hmac_sha256_hex(b"new-secret", &retried[1].body)
+        header(&sent[1], "x-hub-signature"),
+        hmac_sha256_hex(b"new-secret", &sent[1].body)
     );
     assert_eq!(
         subscriber.hits(Method::POST, "/leaving").len(),
         1,
-        "no retry once unsubscribed"
+        "nothing more once unsubscribed"
     );
-    assert_eq!(server.hub.deliveries_ok(), 1);
+    assert_eq!(server.hub.deliveries_unsubscribed(), 1);
+    let delivered = match waits {
+        Waits::ForRetry => 1,
+        Waits::BehindRequest => 3,
+    };
+    assert_eq!(server.hub.deliveries_ok(), delivered);
 }
 
 /// The hub holds at most so many subscriptions in all, and so many of callbacks reached at

@@ -254,11 +254,15 @@ fn lift_refusal(error: reqwest::Error) -> CallbackError {
     CallbackError::Request(error)
 }
 
-/// What one host is known by among addresses: an IPv4 address (written as IPv6 or not) is
-/// itself, and an IPv6 address counts with the rest of its /64, which one host commonly
-/// holds whole.
+/// What one host is known by among addresses: an IPv4 address is itself, however it is
+/// written (IPv4-mapped, IPv4-compatible, NAT64 or 6to4: the IPv4 host they reach, as
+/// [`AddressPolicy::permits`] judges them), and another IPv6 address counts with the rest
+/// of its /64, which one host commonly holds whole.
 pub fn address_key(ip: IpAddr) -> String {
-    match ip.to_canonical() {
+    if let Some(v4) = embedded_ipv4(ip) {
+        return v4.to_string();
+    }
+    match ip {
         IpAddr::V6(v6) => format!(
             "{}/64",
             Ipv6Addr::from_bits(v6.to_bits() & !((1u128 << 64) - 1))
@@ -285,6 +289,32 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    /// One IPv4 host is one address however an IPv6 address embeds it; other IPv6
+    /// addresses count by their /64.
+    #[test]
+    fn an_address_is_known_by_the_host_it_reaches() {
+        for same in [
+            "8.8.8.8",
+            "::ffff:8.8.8.8",
+            "::8.8.8.8",
+            "64:ff9b::8.8.8.8",
+            "2002:808:808::1",
+            "2002:808:808:ffff::2",
+        ] {
+            assert_eq!(address_key(ip(same)), "8.8.8.8", "{same}");
+        }
+        assert_eq!(address_key(ip("64:ff9b::1.1.1.1")), "1.1.1.1");
+        assert_eq!(address_key(ip("2001:db8:1:2::9")), "2001:db8:1:2::/64");
+        assert_eq!(
+            address_key(ip("2001:db8:1:2:ffff::1")),
+            address_key(ip("2001:db8:1:2::9"))
+        );
+        assert_ne!(
+            address_key(ip("2001:db8:1:3::9")),
+            address_key(ip("2001:db8:1:2::9"))
+        );
     }
 
     #[test]

@@ -26,7 +26,7 @@ use sha2::Sha256;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
@@ -336,7 +336,7 @@ enum Outcome {
     Gone,
     /// A newer version of the document is on its way to the same subscriber.
     Superseded,
-    /// The subscription ended (unsubscribed, or its lease over) before a retry.
+    /// The subscription ended (unsubscribed, or its lease over) while the delivery waited.
     Unsubscribed,
     Cancelled,
 }
@@ -539,6 +539,8 @@ fn enlist(
     subscriptions: Vec<Subscription>,
     payload: &Arc<Payload>,
 ) -> (Vec<(Subscription, Delivery)>, usize) {
+    // The subscriptions were read just before.
+    let read_at = Instant::now();
     let mut latest = inner.latest_lock();
     let shown = inner.publication.get(topic.path());
     if shown.as_ref().is_none_or(|shown| shown.etag != file.etag) {
@@ -593,6 +595,7 @@ fn enlist(
             generation,
             newest: newest_generation,
             lane,
+            read_at,
         };
         deliveries.push((subscription, delivery));
     }
@@ -651,6 +654,8 @@ struct Delivery {
     newest: watch::Receiver<u64>,
     /// The subscription's lane ([`Latest::lane`]).
     lane: Arc<tokio::sync::Mutex<()>>,
+    /// When the subscription was read.
+    read_at: Instant,
 }
 
 async fn deliver(
@@ -701,17 +706,23 @@ async fn deliver(
                 .increment(1);
         }
         Outcome::Unsubscribed => {
+            inner
+                .stats
+                .deliveries_unsubscribed
+                .fetch_add(1, Ordering::SeqCst);
             metrics::counter!("feedpub_websub_deliveries_total", "result" => "unsubscribed")
                 .increment(1);
             tracing::debug!(
                 callback,
                 topic,
-                "WebSub retry dropped: the subscription ended"
+                "WebSub delivery dropped: the subscription ended"
             );
         }
         Outcome::Cancelled => {}
     }
     inner.finish(&subscription.topic, &subscription.callback);
+    // Its bytes are let go before the claim's end is written.
+    drop(delivery);
     if ended {
         claim.ended(&inner).await;
     }
@@ -736,8 +747,36 @@ async fn waited<T>(
     }
 }
 
+/// How long a subscription as read is taken as it is: past this, it is read again before an
+/// attempt.
+const REREAD_AFTER: Duration = Duration::from_millis(100);
+
+/// `subscription` as the store has it now: `None` once it ended; `Err` when the store
+/// cannot tell (it is taken as it was).
+async fn reread(inner: &Inner, subscription: &Subscription) -> Result<Option<Subscription>, ()> {
+    let (topic, callback) = (&subscription.topic, &subscription.callback);
+    match inner
+        .store
+        .active_subscriptions(topic, Some(callback), Utc::now())
+        .await
+    {
+        Ok(found) => Ok(found.into_iter().next()),
+        Err(e) => {
+            tracing::warn!(topic = topic.path(), error = %e,
+                "cannot read a WebSub subscription again; taking it as it was");
+            Err(())
+        }
+    }
+}
+
 async fn attempt(inner: &Inner, subscription: &Subscription, delivery: &Delivery) -> Outcome {
-    let Delivery { payload, lane, .. } = delivery;
+    let Delivery {
+        payload,
+        lane,
+        read_at,
+        ..
+    } = delivery;
+    let mut read_at = *read_at;
     let mut secret = subscription.secret.clone();
     let mut headers = payload.signed(secret.as_ref());
     let base = Duration::from_millis(inner.settings.retry_base_ms);
@@ -759,25 +798,6 @@ async fn attempt(inner: &Inner, subscription: &Subscription, delivery: &Delivery
             let shown = inner.publication.get(subscription.topic.path());
             if shown.is_some_and(|file| file.etag != payload.etag) {
                 return Outcome::Superseded;
-            }
-            // The subscription as it is now: one that ended (unsubscribed, its lease over)
-            // gets no retry, and one renewed with another secret gets it signed with that.
-            let (topic, callback) = (&subscription.topic, &subscription.callback);
-            let found = inner
-                .store
-                .active_subscriptions(topic, Some(callback), Utc::now())
-                .await;
-            match found.map(|found| found.into_iter().next()) {
-                Ok(Some(now)) if now.secret != secret => {
-                    secret = now.secret;
-                    headers = payload.signed(secret.as_ref());
-                }
-                Ok(Some(_)) => {}
-                Ok(None) => return Outcome::Unsubscribed,
-                Err(e) => {
-                    tracing::warn!(topic = topic.path(), error = %e,
-                        "cannot read a WebSub subscription again; retrying as it was");
-                }
             }
         }
         // The subscription's own request, if any, ends first (not held through a backoff).
@@ -810,6 +830,25 @@ async fn attempt(inner: &Inner, subscription: &Subscription, delivery: &Delivery
         if delivery.is_superseded() {
             inner.release_host(&subscription.callback, host, Some(host_permit));
             return Outcome::Superseded;
+        }
+        // The subscription as it is now, unless read a moment ago: after a backoff or a
+        // wait behind another request, one that ended (unsubscribed, its lease over) gets
+        // nothing, and one renewed with another secret gets the document signed with that.
+        if read_at.elapsed() >= REREAD_AFTER {
+            match reread(inner, subscription).await {
+                Ok(Some(now)) => {
+                    if now.secret != secret {
+                        secret = now.secret;
+                        headers = payload.signed(secret.as_ref());
+                    }
+                    read_at = Instant::now();
+                }
+                Ok(None) => {
+                    inner.release_host(&subscription.callback, host, Some(host_permit));
+                    return Outcome::Unsubscribed;
+                }
+                Err(()) => {}
+            }
         }
         let sent = inner.client.post(
             subscription.callback.url(),

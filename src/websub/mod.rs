@@ -125,6 +125,7 @@ struct Stats {
     deliveries_ok: AtomicU64,
     deliveries_failed: AtomicU64,
     deliveries_superseded: AtomicU64,
+    deliveries_unsubscribed: AtomicU64,
     deliveries_in_flight: AtomicU64,
     verifications_ok: AtomicU64,
     verifications_failed: AtomicU64,
@@ -201,6 +202,15 @@ impl Hub {
         self.inner
             .stats
             .deliveries_superseded
+            .load(Ordering::SeqCst)
+    }
+
+    /// Deliveries dropped unsent because their subscription ended (unsubscribed, or its
+    /// lease over) while they waited.
+    pub fn deliveries_unsubscribed(&self) -> u64 {
+        self.inner
+            .stats
+            .deliveries_unsubscribed
             .load(Ordering::SeqCst)
     }
 
