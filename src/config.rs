@@ -1105,6 +1105,19 @@ impl Settings {
                 self.limits.fields.content_bytes
             ));
         }
+        for (key, most) in [
+            ("max_subscriptions", self.websub.max_subscriptions),
+            (
+                "max_subscriptions_per_address",
+                self.websub.max_subscriptions_per_address,
+            ),
+        ] {
+            if most == 0 {
+                doubts.push(format!(
+                    "[websub] {key} is 0: every new subscription is refused"
+                ));
+            }
+        }
         if self.websub.retry_base_ms == 0 {
             doubts.push(
                 "[websub] retry_base_ms is 0: failed deliveries are tried again without a \
@@ -1575,14 +1588,18 @@ mod tests {
         let sample = Settings::parse("test.toml", EMBEDDED_CONFIG, Overrides::default());
         assert_eq!(sample.unwrap().doubts(), Vec::<String>::new());
         let doubted = format!(
-            "{EMBEDDED_CONFIG}\n[limits]\ncontent_bytes = 8388608\n[websub]\nretry_base_ms = 0\n"
+            "{EMBEDDED_CONFIG}\n[limits]\ncontent_bytes = 8388608\n[websub]\nretry_base_ms = 0\nmax_subscriptions_per_address = 0\n"
         );
         let doubts = Settings::parse("test.toml", &doubted, Overrides::default())
             .unwrap()
             .doubts();
-        assert_eq!(doubts.len(), 2, "{doubts:?}");
+        assert_eq!(doubts.len(), 3, "{doubts:?}");
         assert!(doubts[0].contains("content_bytes is 8388608"), "{doubts:?}");
-        assert!(doubts[1].contains("retry_base_ms is 0"), "{doubts:?}");
+        assert!(
+            doubts[1].contains("max_subscriptions_per_address is 0"),
+            "{doubts:?}"
+        );
+        assert!(doubts[2].contains("retry_base_ms is 0"), "{doubts:?}");
         let base = "[site]\ntitle = \"t\"\nbase_url = \"http://x/\"\nlanguage = \"zh-CN\"\n";
         let doubts = Settings::parse("test.toml", base, Overrides::default())
             .unwrap()

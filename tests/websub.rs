@@ -1800,3 +1800,45 @@ async fn a_change_whose_files_were_written_before_the_server_was_killed_is_deliv
     }
     server.stop();
 }
+
+/// A subscribe that a later unsubscribe withdrew, verified last at a full address, is
+/// neither recorded nor denied: the callback's last word holds.
+#[tokio::test]
+async fn a_withdrawn_subscribe_at_a_full_address_is_not_denied() {
+    let subscriber = Subscriber::start().await;
+    let server = Server::start(Options {
+        max_subscriptions: (100, 1),
+        ..Options::default()
+    })
+    .await;
+    server
+        .subscribed("politics/atom.xml", &subscriber.url("/held"))
+        .await;
+    subscriber.set(
+        "/withdrawn",
+        Behaviour {
+            verify: Verify::SlowSubscribe(Duration::from_millis(500)),
+            ..Behaviour::default()
+        },
+    );
+    let withdrawn = subscriber.url("/withdrawn");
+    server.subscribe("politics/atom.xml", &withdrawn, &[]).await;
+    let (status, body) = server
+        .hub_request(&[
+            ("hub.mode", "unsubscribe"),
+            ("hub.topic", &topic("politics/atom.xml")),
+            ("hub.callback", &withdrawn),
+        ])
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    server
+        .wait_until("both verified", |hub| hub.verifications_ok() == 3)
+        .await;
+    let asked: Vec<String> = subscriber
+        .hits(Method::GET, "/withdrawn")
+        .iter()
+        .map(|hit| hit.query["hub.mode"].clone())
+        .collect();
+    assert_eq!(asked, ["subscribe", "unsubscribe"], "no denial");
+    assert_eq!(server.hub.verifications_failed(), 0);
+}

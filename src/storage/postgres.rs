@@ -716,14 +716,27 @@ impl Store for PostgresStore {
         address: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let count: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM websub_subscriptions
-             WHERE expire_time > $1 AND ($2::text IS NULL OR callback_address = $2)",
-        )
-        .bind(nanos(now))
-        .bind(address)
-        .fetch_one(&self.pool)
-        .await?;
+        // Two statements, so that each finds its index.
+        let count: i64 = match address {
+            None => {
+                sqlx::query_scalar(
+                    "SELECT count(*) FROM websub_subscriptions WHERE expire_time > $1",
+                )
+                .bind(nanos(now))
+                .fetch_one(&self.pool)
+                .await?
+            }
+            Some(address) => {
+                sqlx::query_scalar(
+                    "SELECT count(*) FROM websub_subscriptions
+                     WHERE callback_address = $1 AND expire_time > $2",
+                )
+                .bind(address)
+                .bind(nanos(now))
+                .fetch_one(&self.pool)
+                .await?
+            }
+        };
         Ok(u64::try_from(count).unwrap_or(0))
     }
 

@@ -217,7 +217,9 @@ pub(super) async fn save_subscription(
              secret = excluded.secret,
              verify_time = excluded.verify_time,
              expire_time = excluded.expire_time,
-             callback_address = excluded.callback_address",
+             -- Counted where it was first verified: a renewal cannot move it.
+             callback_address = COALESCE(
+                 websub_subscriptions.callback_address, excluded.callback_address)",
     )
     .bind(subscription.topic.path())
     .bind(subscription.callback.as_str())

@@ -23,7 +23,9 @@ pub(super) async fn save(
              secret = excluded.secret,
              verify_time = excluded.verify_time,
              expire_time = excluded.expire_time,
-             callback_address = excluded.callback_address",
+             -- Counted where it was first verified: a renewal cannot move it.
+             callback_address = COALESCE(
+                 websub_subscriptions.callback_address, excluded.callback_address)",
     )
     .bind(subscription.topic.path())
     .bind(subscription.callback.as_str())
@@ -44,14 +46,25 @@ pub(super) async fn count(
     address: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<u64, StoreError> {
-    let count: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM websub_subscriptions
-         WHERE expire_time > ?1 AND (?2 IS NULL OR callback_address = ?2)",
-    )
-    .bind(nanos(now))
-    .bind(address)
-    .fetch_one(pool)
-    .await?;
+    // Two statements, so that each finds its index.
+    let count: i64 = match address {
+        None => {
+            sqlx::query_scalar("SELECT count(*) FROM websub_subscriptions WHERE expire_time > ?")
+                .bind(nanos(now))
+                .fetch_one(pool)
+                .await?
+        }
+        Some(address) => {
+            sqlx::query_scalar(
+                "SELECT count(*) FROM websub_subscriptions
+                 WHERE callback_address = ? AND expire_time > ?",
+            )
+            .bind(address)
+            .bind(nanos(now))
+            .fetch_one(pool)
+            .await?
+        }
+    };
     Ok(u64::try_from(count).unwrap_or(0))
 }
 

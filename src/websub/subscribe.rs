@@ -305,6 +305,17 @@ pub(super) async fn handle(State(hub): State<Hub>, headers: HeaderMap, body: Byt
         }
         Err(e) => return plain(StatusCode::BAD_REQUEST, format!("{e}\n")),
     };
+    let Ok(permit) = inner.verifications.clone().try_acquire_owned() else {
+        let mut busy = plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many verifications pending; retry later\n".into(),
+        );
+        busy.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        return busy;
+    };
+    // Looked at under the permit: the requests that cost a look at the store are bounded
+    // like the verifications.
     if intent.mode == Mode::Subscribe
         && let Err(full) = room(inner, &intent, None).await
     {
@@ -316,15 +327,6 @@ pub(super) async fn handle(State(hub): State<Hub>, headers: HeaderMap, body: Byt
             .insert(header::RETRY_AFTER, HeaderValue::from_static("3600"));
         return full;
     }
-    let Ok(permit) = inner.verifications.clone().try_acquire_owned() else {
-        let mut busy = plain(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many verifications pending; retry later\n".into(),
-        );
-        busy.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
-        return busy;
-    };
     let mode = intent.mode;
     let order = inner.requests.fetch_add(1, Ordering::SeqCst) + 1;
     inner
@@ -363,9 +365,14 @@ async fn verify(inner: Arc<Inner>, intent: Intent, order: u64, _permit: OwnedSem
     // Held while recording, so that two verified requests are recorded in their order, and
     // two new subscriptions cannot both take the last place left.
     let mut intents = inner.intents.lock().await;
+    let key = (intent.topic.clone(), intent.callback.clone());
+    let superseded = intents
+        .get(&key)
+        .is_some_and(|entry| entry.recorded > order);
+    // A request a later one superseded is not recorded, nor denied.
     let mut denied = None;
     let outcome = match outcome {
-        Ok(address) if intent.mode == Mode::Subscribe => {
+        Ok(address) if intent.mode == Mode::Subscribe && !superseded => {
             match room(&inner, &intent, Some(&address)).await {
                 Ok(()) => Ok(address),
                 Err(full) => {
@@ -376,21 +383,15 @@ async fn verify(inner: Arc<Inner>, intent: Intent, order: u64, _permit: OwnedSem
         }
         outcome => outcome,
     };
-    let key = (intent.topic.clone(), intent.callback.clone());
-    let superseded = match intents.get_mut(&key) {
-        Some(entry) => {
-            entry.pending -= 1;
-            let superseded = entry.recorded > order;
-            if outcome.is_ok() && !superseded {
-                entry.recorded = order;
-            }
-            if entry.pending == 0 {
-                intents.remove(&key);
-            }
-            superseded
+    if let Some(entry) = intents.get_mut(&key) {
+        entry.pending -= 1;
+        if outcome.is_ok() && !superseded {
+            entry.recorded = order;
         }
-        None => false,
-    };
+        if entry.pending == 0 {
+            intents.remove(&key);
+        }
+    }
     let address = match outcome {
         Ok(address) => address,
         Err(reason) => {
@@ -501,8 +502,9 @@ async fn room(inner: &Inner, intent: &Intent, address: Option<&str>) -> Result<(
     Ok(())
 }
 
-/// Tells the callback its subscription was denied (WebSub §5.2), without waiting on it:
-/// `GET callback?hub.mode=denied&hub.topic=…&hub.reason=…`; its answer is not read.
+/// Tells the callback its subscription was denied (WebSub §5.2):
+/// `GET callback?hub.mode=denied&hub.topic=…&hub.reason=…`; its answer is not read. Made
+/// under the verification's permit, so that denials are bounded as verifications are.
 async fn deny(inner: &Inner, intent: &Intent, reason: &str) {
     let mut url = intent.callback.url().clone();
     url.query_pairs_mut()
