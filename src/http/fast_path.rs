@@ -30,9 +30,10 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
-/// The longest request head the fast path waits for; a longer one goes to hyper with the
-/// bytes read, and hyper applies its own limit.
-const MAX_HEAD: usize = 16 * 1024;
+/// The longest request head read, by the fast path and by hyper alike: a longer one goes
+/// from the fast path to hyper with the bytes read, which refuses it (431), and a request
+/// line alone longer than this is refused by the fast path (414).
+pub(super) const MAX_HEAD: usize = 32 * 1024;
 /// The most header fields the fast path parses; a request with more goes to hyper.
 const MAX_HEADERS: usize = 64;
 /// Identity bodies from this size on go out with `sendfile(2)` from their file, corked;

@@ -33,10 +33,6 @@ use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// The longest request head hyper reads (the fast path hands longer ones than its own
-/// limit over to hyper).
-const MAX_HEAD_BYTES: usize = 32 * 1024;
-
 /// How far ahead a TLS handshake is counted as waiting for its first request (a client's
 /// takes milliseconds): the connections that wait meanwhile give way before it, so that
 /// a rush of new connections takes the places of idle ones before those of handshakes.
@@ -158,7 +154,7 @@ fn hyper_builder(limits: &Limits) -> Builder<TokioExecutor> {
         .header_read_timeout(limits.header_timeout)
         // A head longer than this is refused (431), as nginx's 4 × 8 KiB buffers do, not
         // held at hyper's default of some 400 KiB per connection.
-        .max_buf_size(MAX_HEAD_BYTES)
+        .max_buf_size(fast_path::MAX_HEAD)
         // A client that half-closes after pipelined requests gets all of their answers.
         .half_close(true);
     builder
