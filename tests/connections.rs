@@ -706,6 +706,23 @@ async fn request_heads_and_targets_past_32_kib_are_refused() {
         assert_eq!(answer.status, 414);
         assert!(connection.closed_by_server().await);
     }
+    // The same behind a short request, in one write: the fast path may read it whole, and
+    // still refuses it as it would alone.
+    for (field, status) in [
+        (format!("X-Long: {}\r\n", "a".repeat(40 * 1024)), 431),
+        (String::new(), 414),
+    ] {
+        let mut connection = Connection::open(server.http_addr).await;
+        let target = if status == 414 {
+            format!("/feeds/all/rss.xml?{}", "a".repeat(40_000))
+        } else {
+            "/feeds/feed.xsl".to_owned()
+        };
+        let pipelined = get("/feeds/feed.xsl", "") + &get(&target, &field);
+        connection.send(&pipelined).await;
+        assert_eq!(connection.answer(false).await.status, 200);
+        assert_eq!(connection.answer(false).await.status, status);
+    }
     // A long target the fast path reads whole is a request like any other.
     for length in [12_000, 24_000] {
         let mut connection = Connection::open(server.http_addr).await;

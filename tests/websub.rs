@@ -1727,7 +1727,7 @@ async fn a_change_whose_files_were_written_before_the_server_was_killed_is_deliv
             .await
             .unwrap();
     };
-    let (mut server, running) = start();
+    let (mut server, mut running) = start();
     let body = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs([
             ("hub.mode", "subscribe"),
@@ -1776,7 +1776,8 @@ async fn a_change_whose_files_were_written_before_the_server_was_killed_is_deliv
             .iter()
             .any(|hit| String::from_utf8_lossy(&hit.body).contains(&id))
         {
-            (server, _) = start();
+            let restarted = start();
+            (server, running) = restarted;
             continue;
         }
         killed_with = Some(id);

@@ -180,7 +180,7 @@ pub async fn serve(
             let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut parsed = httparse::Request::new(&mut fields);
             let len = match parsed.parse(&buf) {
-                Ok(httparse::Status::Complete(len)) => len,
+                Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD => len,
                 Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {
                     if expiry == Expiry::Idle && !buf.is_empty() {
                         // A head has begun: it must now arrive whole in time.
@@ -189,7 +189,9 @@ pub async fn serve(
                     }
                     break;
                 }
-                Ok(httparse::Status::Partial) if !buf.contains(&b'\n') => {
+                // Past the limit (a head pipelined behind another can be read whole past it):
+                // whole or not, the head is refused as hyper would refuse it alone.
+                Ok(_) if !buf[..MAX_HEAD].contains(&b'\n') => {
                     // Its request line alone is too long: 414 (RFC 9112 §3), as nginx answers
                     // past its header buffer, where hyper would say 431 of the whole head.
                     refuse_long_target(stream, &mut head, timeouts, &mut deadline).await?;

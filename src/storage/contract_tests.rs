@@ -2659,6 +2659,19 @@ async fn check_subscriptions(store: &dyn Store) {
     assert_eq!(count(Some(here)).await.unwrap(), 1);
     assert_eq!(count(Some(there)).await.unwrap(), 1);
     assert_eq!(count(Some("192.0.2.9")).await.unwrap(), 0);
+    // Subscribed again once its lease ended (before any sweep): a new one, counted where
+    // it was verified now.
+    let lapsed = "https://e.example/cb";
+    for (lease_seconds, address) in [(-1, here), (60, "192.0.2.9")] {
+        store
+            .save_subscription(subscription(lapsed, lease_seconds), address, now)
+            .await
+            .unwrap();
+    }
+    assert_eq!(count(Some("192.0.2.9")).await.unwrap(), 1);
+    assert_eq!(count(Some(here)).await.unwrap(), 1);
+    let lapsed = Callback::parse(lapsed).unwrap();
+    assert!(store.delete_subscription(&topic, &lapsed).await.unwrap());
     let active = store.active_subscriptions(&topic, None, now).await.unwrap();
     assert_eq!(active, [kept.clone(), renewed.clone()]);
     // One of them, by its callback: while leased only, renewed with its new secret.

@@ -283,6 +283,23 @@ impl Shift {
     }
 }
 
+/// Inserts or renews a subscription, as both backends write it: `?1` topic, `?2` callback,
+/// `?3` secret, `?4` now (the first verification, kept by a renewal), `?5` verify time,
+/// `?6` expire time, `?7` the callback's address. A renewal stays counted where it was
+/// first verified (it cannot move); a lapsed subscription not swept yet is a new one,
+/// counted where it is verified now.
+pub(super) const SAVE_SUBSCRIPTION_SQL: &str = "INSERT INTO websub_subscriptions
+         (topic, callback, secret, create_time, verify_time, expire_time, callback_address)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+     ON CONFLICT (topic, callback) DO UPDATE SET
+         secret = excluded.secret,
+         verify_time = excluded.verify_time,
+         expire_time = excluded.expire_time,
+         callback_address = CASE
+             WHEN websub_subscriptions.expire_time > excluded.verify_time THEN COALESCE(
+                 websub_subscriptions.callback_address, excluded.callback_address)
+             ELSE excluded.callback_address END";
+
 /// A scope's row of `feed_sizes` as both backends read it, `?1` its kind and `?2` its name
 /// ([`feed_size_key`]); [`ArchiveSize::of`] reads the row.
 pub(super) const FEED_SIZE_SQL: &str =

@@ -209,26 +209,15 @@ pub(super) async fn save_subscription(
     address: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO websub_subscriptions
-             (topic, callback, secret, create_time, verify_time, expire_time, callback_address)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
-         ON CONFLICT (topic, callback) DO UPDATE SET
-             secret = excluded.secret,
-             verify_time = excluded.verify_time,
-             expire_time = excluded.expire_time,
-             -- Counted where it was first verified: a renewal cannot move it.
-             callback_address = COALESCE(
-                 websub_subscriptions.callback_address, excluded.callback_address)",
-    )
-    .bind(subscription.topic.path())
-    .bind(subscription.callback.as_str())
-    .bind(subscription.secret.as_ref().map(Secret::expose))
-    .bind(nanos(now))
-    .bind(nanos(subscription.verify_time))
-    .bind(nanos(subscription.expire_time))
-    .bind(address)
-    .execute(pool)
-    .await?;
+    sqlx::query(&super::postgres::numbered(super::SAVE_SUBSCRIPTION_SQL))
+        .bind(subscription.topic.path())
+        .bind(subscription.callback.as_str())
+        .bind(subscription.secret.as_ref().map(Secret::expose))
+        .bind(nanos(now))
+        .bind(nanos(subscription.verify_time))
+        .bind(nanos(subscription.expire_time))
+        .bind(address)
+        .execute(pool)
+        .await?;
     Ok(())
 }

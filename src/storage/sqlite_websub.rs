@@ -15,27 +15,16 @@ pub(super) async fn save(
     address: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO websub_subscriptions
-             (topic, callback, secret, create_time, verify_time, expire_time, callback_address)
-         VALUES (?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (topic, callback) DO UPDATE SET
-             secret = excluded.secret,
-             verify_time = excluded.verify_time,
-             expire_time = excluded.expire_time,
-             -- Counted where it was first verified: a renewal cannot move it.
-             callback_address = COALESCE(
-                 websub_subscriptions.callback_address, excluded.callback_address)",
-    )
-    .bind(subscription.topic.path())
-    .bind(subscription.callback.as_str())
-    .bind(subscription.secret.as_ref().map(Secret::expose))
-    .bind(nanos(now))
-    .bind(nanos(subscription.verify_time))
-    .bind(nanos(subscription.expire_time))
-    .bind(address)
-    .execute(conn)
-    .await?;
+    sqlx::query(super::SAVE_SUBSCRIPTION_SQL)
+        .bind(subscription.topic.path())
+        .bind(subscription.callback.as_str())
+        .bind(subscription.secret.as_ref().map(Secret::expose))
+        .bind(nanos(now))
+        .bind(nanos(subscription.verify_time))
+        .bind(nanos(subscription.expire_time))
+        .bind(address)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

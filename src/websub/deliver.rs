@@ -827,10 +827,6 @@ async fn attempt(inner: &Inner, subscription: &Subscription, delivery: &Delivery
                 return ended;
             }
         };
-        if delivery.is_superseded() {
-            inner.release_host(&subscription.callback, host, Some(host_permit));
-            return Outcome::Superseded;
-        }
         // The subscription as it is now, unless read a moment ago: after a backoff or a
         // wait behind another request, one that ended (unsubscribed, its lease over) gets
         // nothing, and one renewed with another secret gets the document signed with that.
@@ -849,6 +845,12 @@ async fn attempt(inner: &Inner, subscription: &Subscription, delivery: &Delivery
                 }
                 Err(()) => {}
             }
+        }
+        // Last, with nothing to wait for before the request: a newer document started
+        // meanwhile goes instead.
+        if delivery.is_superseded() {
+            inner.release_host(&subscription.callback, host, Some(host_permit));
+            return Outcome::Superseded;
         }
         let sent = inner.client.post(
             subscription.callback.url(),
