@@ -1843,3 +1843,50 @@ async fn a_withdrawn_subscribe_at_a_full_address_is_not_denied() {
     assert_eq!(asked, ["subscribe", "unsubscribe"], "no denial");
     assert_eq!(server.hub.verifications_failed(), 0);
 }
+
+/// Verifications pending for callbacks of one host are capped (16 of the hub's 256): a host
+/// that answers them slowly gets 503 past its share, and another host's subscriber is
+/// verified meanwhile; once answered, its host has room again.
+#[tokio::test]
+async fn a_host_answering_verifications_slowly_holds_only_its_share() {
+    let slow = Subscriber::start().await;
+    let quick = Subscriber::start_on("127.0.0.2").await;
+    let server = Server::start(Options::default()).await;
+    let callbacks: Vec<String> = (0..=16).map(|n| slow.url(&format!("/slow/{n}"))).collect();
+    for n in 0..=16 {
+        slow.set(
+            &format!("/slow/{n}"),
+            Behaviour {
+                verify: Verify::SlowSubscribe(Duration::from_secs(3)),
+                ..Behaviour::default()
+            },
+        );
+    }
+    for callback in &callbacks[..16] {
+        server.subscribe("politics/atom.xml", callback, &[]).await;
+    }
+    let past_share = [
+        ("hub.mode", "subscribe"),
+        ("hub.topic", &topic("politics/atom.xml")),
+        ("hub.callback", &callbacks[16]),
+    ];
+    let (status, body) = server.hub_request(&past_share).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.contains("callback's host"), "{body}");
+
+    server
+        .subscribed("politics/atom.xml", &quick.url("/quick"))
+        .await;
+    assert_eq!(
+        server.hub.verifications_ok(),
+        1,
+        "the other host's, before any of the slow host's"
+    );
+    server
+        .wait_until("the slow host's verified", |hub| {
+            hub.verifications_ok() == 17
+        })
+        .await;
+    let (status, body) = server.hub_request(&past_share).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+}

@@ -12,7 +12,6 @@
 //! last one left, sending what each of their feeds shows then to every subscriber of its
 //! topic: a restart does not drop a delivery that was waiting to retry.
 
-use super::callback::address_key;
 use super::subscription::{Callback, Secret, Subscription, Topic};
 use super::{Inner, Latest};
 use crate::publication::{FeedChange, FeedFile};
@@ -28,7 +27,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// Attempts per delivery, the first included.
@@ -810,22 +809,20 @@ async fn attempt(inner: &Inner, subscription: &Subscription, delivery: &Delivery
         }
         // A slot of the callback's host next, so that deliveries waiting on a slow host
         // hold none of the slots every other subscriber shares.
-        let host = inner.host_slots(&subscription.callback);
-        let host_permit = match waited(inner, delivery, host.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => permit,
-            Ok(Err(_)) => return Outcome::Cancelled,
-            Err(ended) => {
-                inner.release_host(&subscription.callback, host, None);
-                return ended;
-            }
+        let host_slot = match waited(
+            inner,
+            delivery,
+            inner.delivery_hosts.acquire(&subscription.callback),
+        )
+        .await
+        {
+            Ok(slot) => slot,
+            Err(ended) => return ended,
         };
         let permit = match waited(inner, delivery, inner.deliveries.acquire()).await {
             Ok(Ok(permit)) => permit,
             Ok(Err(_)) => return Outcome::Cancelled,
-            Err(ended) => {
-                inner.release_host(&subscription.callback, host, Some(host_permit));
-                return ended;
-            }
+            Err(ended) => return ended,
         };
         // The subscription as it is now, unless read a moment ago: after a backoff or a
         // wait behind another request, one that ended (unsubscribed, its lease over) gets
@@ -839,17 +836,13 @@ async fn attempt(inner: &Inner, subscription: &Subscription, delivery: &Delivery
                     }
                     read_at = Instant::now();
                 }
-                Ok(None) => {
-                    inner.release_host(&subscription.callback, host, Some(host_permit));
-                    return Outcome::Unsubscribed;
-                }
+                Ok(None) => return Outcome::Unsubscribed,
                 Err(()) => {}
             }
         }
         // Last, with nothing to wait for before the request: a newer document started
         // meanwhile goes instead.
         if delivery.is_superseded() {
-            inner.release_host(&subscription.callback, host, Some(host_permit));
             return Outcome::Superseded;
         }
         let sent = inner.client.post(
@@ -861,8 +854,7 @@ async fn attempt(inner: &Inner, subscription: &Subscription, delivery: &Delivery
             () = inner.cancel.cancelled() => return Outcome::Cancelled,
             result = sent => result,
         };
-        drop(permit);
-        inner.release_host(&subscription.callback, host, Some(host_permit));
+        drop((permit, host_slot));
         match result {
             Ok(response) if response.status().is_success() => return Outcome::Delivered,
             Ok(response) if response.status() == StatusCode::GONE => return Outcome::Gone,
@@ -969,87 +961,10 @@ impl Inner {
             }
         }
     }
-
-    fn hosts_lock(&self) -> MutexGuard<'_, HashMap<String, Arc<Semaphore>>> {
-        // Entries are whole semaphores: a panic elsewhere cannot leave one half made.
-        self.hosts
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// The delivery slots of `callback`'s host and port.
-    fn host_slots(&self, callback: &Callback) -> Arc<Semaphore> {
-        self.hosts_lock()
-            .entry(host_key(callback))
-            .or_insert_with(|| Arc::new(Semaphore::new(super::MAX_DELIVERIES_PER_HOST)))
-            .clone()
-    }
-
-    /// Gives a host's slot back (if it was given one), and forgets the host when no
-    /// delivery holds or awaits one.
-    fn release_host(
-        &self,
-        callback: &Callback,
-        host: Arc<Semaphore>,
-        permit: Option<OwnedSemaphorePermit>,
-    ) {
-        let mut hosts = self.hosts_lock();
-        drop(permit);
-        // Only the map's reference and this one are left: nobody holds or awaits a slot,
-        // and nobody can take a new reference while the map is locked.
-        if Arc::strong_count(&host) == 2 {
-            hosts.remove(&host_key(callback));
-        }
-    }
-}
-
-/// What deliveries share slots by: the callback's host, whatever the port, and whichever
-/// way its address is written (an IPv4 address written as IPv6 is itself; an IPv6 address
-/// counts with the rest of its /64, which one host commonly holds whole; a name with its
-/// trailing dot is the name). One server reached on several ports or spellings gets the
-/// slots of one host. (Several names of one server still get one share each.)
-fn host_key(callback: &Callback) -> String {
-    match callback.url().host() {
-        Some(url::Host::Ipv4(v4)) => address_key(v4.into()),
-        Some(url::Host::Ipv6(v6)) => address_key(v6.into()),
-        Some(url::Host::Domain(name)) => name.trim_end_matches('.').to_owned(),
-        None => String::new(),
-    }
 }
 
 #[cfg(test)]
 mod tests {
-    /// One server reached on several ports or spellings of its address shares the slots of
-    /// one host; other hosts have their own.
-    #[test]
-    fn deliveries_share_slots_by_host_whatever_the_port_or_spelling() {
-        let key = |url: &str| super::host_key(&super::Callback::parse(url).unwrap());
-        for same in [
-            "http://127.0.0.2:18484/slow1",
-            "http://127.0.0.2:9/slow2",
-            "https://127.0.0.2/x",
-            "http://[::ffff:127.0.0.2]:18484/slow3",
-        ] {
-            assert_eq!(key(same), "127.0.0.2", "{same}");
-        }
-        assert_eq!(
-            key("http://[2001:db8::1]:80/a"),
-            key("http://[2001:db8::ffff]:8080/b")
-        );
-        assert_ne!(
-            key("http://[2001:db8::1]/"),
-            key("http://[2001:db8:0:1::1]/")
-        );
-        assert_eq!(
-            key("https://reader.example./cb"),
-            key("http://READER.example:81/")
-        );
-        assert_ne!(
-            key("https://reader.example/"),
-            key("https://other.example/")
-        );
-    }
-
     #[test]
     fn a_replica_delivers_lapsed_claims_on_what_it_shows_and_drops_those_nobody_will() {
         // The same bytes: delivered, and a claim under an earlier change marked done too.

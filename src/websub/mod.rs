@@ -6,6 +6,7 @@
 
 pub mod callback;
 mod deliver;
+mod hosts;
 mod subscribe;
 mod subscription;
 
@@ -36,6 +37,9 @@ const MAX_CONCURRENT_DELIVERIES: usize = 64;
 const MAX_DELIVERIES_PER_HOST: usize = 4;
 /// Most verifications of intent pending at once; more requests are answered 503.
 const MAX_PENDING_VERIFICATIONS: usize = 256;
+/// Most verifications of intent pending at once for callbacks of one host (any port): a
+/// host that answers them slowly on purpose takes no more of the shared ones than this.
+const MAX_PENDING_VERIFICATIONS_PER_HOST: usize = 16;
 /// How often subscriptions whose lease ended are removed.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// Largest `POST /websub` body accepted.
@@ -89,8 +93,10 @@ struct Inner {
     /// Pruned to the topic's active subscriptions at each of its changes.
     sent: Mutex<HashMap<Topic, HashMap<Callback, String>>>,
     generations: AtomicU64,
-    /// Delivery slots per callback host, while any delivery to that host holds or awaits one.
-    hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Delivery slots per callback host.
+    delivery_hosts: hosts::HostShares,
+    /// Verifications pending per callback host.
+    verifying_hosts: hosts::HostShares,
     /// (Un)subscription requests in the order they came, per subscription: a verification
     /// that ends after a later request's was recorded is not recorded (the last intent wins).
     intents: tokio::sync::Mutex<HashMap<(Topic, Callback), Intents>>,
@@ -159,7 +165,8 @@ impl Hub {
             latest: Mutex::new(HashMap::new()),
             sent: Mutex::new(HashMap::new()),
             generations: AtomicU64::new(0),
-            hosts: Mutex::new(HashMap::new()),
+            delivery_hosts: hosts::HostShares::new(MAX_DELIVERIES_PER_HOST),
+            verifying_hosts: hosts::HostShares::new(MAX_PENDING_VERIFICATIONS_PER_HOST),
             intents: tokio::sync::Mutex::new(HashMap::new()),
             requests: AtomicU64::new(0),
             publication,

@@ -3,6 +3,7 @@
 //! with a random challenge it must echo (WebSub §5.1–5.3).
 
 use super::callback::{AddressPolicy, CallbackClient, address_key, read_limited};
+use super::hosts::HostSlot;
 use super::subscription::{Callback, Secret, Subscription, Topic};
 use super::{Hub, Inner};
 use axum::body::Bytes;
@@ -270,6 +271,18 @@ fn plain(status: StatusCode, text: String) -> Response {
         .into_response()
 }
 
+/// 503 saying `why`, to retry after `seconds`.
+fn unavailable(why: &str, seconds: &'static str) -> Response {
+    let mut response = plain(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("{why}; retry later\n"),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static(seconds));
+    response
+}
+
 /// `POST /websub`: 202 and verification for a valid (un)subscription, 202 for a ping,
 /// 400 naming the parameter at fault, 415 for a body that is not a form.
 pub(super) async fn handle(State(hub): State<Hub>, headers: HeaderMap, body: Bytes) -> Response {
@@ -306,26 +319,21 @@ pub(super) async fn handle(State(hub): State<Hub>, headers: HeaderMap, body: Byt
         Err(e) => return plain(StatusCode::BAD_REQUEST, format!("{e}\n")),
     };
     let Ok(permit) = inner.verifications.clone().try_acquire_owned() else {
-        let mut busy = plain(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many verifications pending; retry later\n".into(),
+        return unavailable("too many verifications pending", "60");
+    };
+    // A host answering its verifications slowly holds no more than its share of them.
+    let Some(host_slot) = inner.verifying_hosts.try_acquire(&intent.callback) else {
+        return unavailable(
+            "too many verifications pending for this callback's host",
+            "60",
         );
-        busy.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
-        return busy;
     };
     // Looked at under the permit: the requests that cost a look at the store are bounded
     // like the verifications.
     if intent.mode == Mode::Subscribe
         && let Err(full) = room(inner, &intent, None).await
     {
-        let mut full = plain(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("{full}; retry later\n"),
-        );
-        full.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("3600"));
-        return full;
+        return unavailable(&full, "3600");
     }
     let mode = intent.mode;
     let order = inner.requests.fetch_add(1, Ordering::SeqCst) + 1;
@@ -338,7 +346,7 @@ pub(super) async fn handle(State(hub): State<Hub>, headers: HeaderMap, body: Byt
         .pending += 1;
     inner
         .tasks
-        .spawn(verify(inner.clone(), intent, order, permit));
+        .spawn(verify(inner.clone(), intent, order, (permit, host_slot)));
     plain(
         StatusCode::ACCEPTED,
         format!(
@@ -353,7 +361,12 @@ pub(super) async fn handle(State(hub): State<Hub>, headers: HeaderMap, body: Byt
 /// subscription. `order` numbers the request among all the hub received: when a later
 /// request for the same subscription was recorded first (its callback answered sooner), this
 /// one is not recorded, so the subscriber's last confirmed intent is the one that holds.
-async fn verify(inner: Arc<Inner>, intent: Intent, order: u64, _permit: OwnedSemaphorePermit) {
+async fn verify(
+    inner: Arc<Inner>,
+    intent: Intent,
+    order: u64,
+    _permits: (OwnedSemaphorePermit, HostSlot),
+) {
     if inner.cancel.is_cancelled() {
         return;
     }

@@ -1,0 +1,150 @@
+//! Shares per callback host: deliveries and verifications in progress are capped per host
+//! (whatever the port, however its address is written), so that a host that answers slowly
+//! on purpose takes no more than its share of the slots every subscriber shares.
+
+use super::callback::address_key;
+use super::subscription::Callback;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Up to `share` slots per callback host, for the hosts that hold or await one.
+pub(super) struct HostShares {
+    share: usize,
+    hosts: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+}
+
+/// One host's slot, given back (and the host forgotten once nothing holds or awaits one of
+/// its slots) when dropped.
+pub(super) struct HostSlot {
+    hosts: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+    key: String,
+    slots: Arc<Semaphore>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl HostShares {
+    pub(super) fn new(share: usize) -> Self {
+        Self {
+            share,
+            hosts: Arc::default(),
+        }
+    }
+
+    /// Waits for a slot of `callback`'s host.
+    pub(super) async fn acquire(&self, callback: &Callback) -> HostSlot {
+        let mut slot = self.slot(callback);
+        // Never closed: every slot is given back.
+        slot.permit = slot.slots.clone().acquire_owned().await.ok();
+        slot
+    }
+
+    /// A slot of `callback`'s host, if one is free now.
+    pub(super) fn try_acquire(&self, callback: &Callback) -> Option<HostSlot> {
+        let mut slot = self.slot(callback);
+        slot.permit = Some(slot.slots.clone().try_acquire_owned().ok()?);
+        Some(slot)
+    }
+
+    /// A claim on the host's slots, holding none of them yet.
+    fn slot(&self, callback: &Callback) -> HostSlot {
+        let key = host_key(callback);
+        let slots = lock(&self.hosts)
+            .entry(key.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.share)))
+            .clone();
+        HostSlot {
+            hosts: self.hosts.clone(),
+            key,
+            slots,
+            permit: None,
+        }
+    }
+}
+
+impl Drop for HostSlot {
+    fn drop(&mut self) {
+        let mut hosts = lock(&self.hosts);
+        drop(self.permit.take());
+        // Only the map's reference and this one are left: nobody holds or awaits a slot,
+        // and nobody can take a new reference while the map is locked.
+        if Arc::strong_count(&self.slots) == 2 {
+            hosts.remove(&self.key);
+        }
+    }
+}
+
+fn lock(
+    hosts: &Mutex<HashMap<String, Arc<Semaphore>>>,
+) -> MutexGuard<'_, HashMap<String, Arc<Semaphore>>> {
+    // Entries are whole semaphores: a panic elsewhere cannot leave one half made.
+    hosts
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// What callbacks share slots by: the callback's host, whatever the port, and whichever
+/// way its address is written (as [`address_key`] knows an address; a name with its
+/// trailing dot is the name). One server reached on several ports or spellings gets the
+/// slots of one host. (Several names of one server still get one share each.)
+fn host_key(callback: &Callback) -> String {
+    match callback.url().host() {
+        Some(url::Host::Ipv4(v4)) => address_key(v4.into()),
+        Some(url::Host::Ipv6(v6)) => address_key(v6.into()),
+        Some(url::Host::Domain(name)) => name.trim_end_matches('.').to_owned(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One server reached on several ports or spellings of its address shares the slots of
+    /// one host; other hosts have their own.
+    #[test]
+    fn callbacks_share_slots_by_host_whatever_the_port_or_spelling() {
+        let key = |url: &str| host_key(&Callback::parse(url).unwrap());
+        for same in [
+            "http://127.0.0.2:18484/slow1",
+            "http://127.0.0.2:9/slow2",
+            "https://127.0.0.2/x",
+            "http://[::ffff:127.0.0.2]:18484/slow3",
+        ] {
+            assert_eq!(key(same), "127.0.0.2", "{same}");
+        }
+        assert_eq!(
+            key("http://[2001:db8::1]:80/a"),
+            key("http://[2001:db8::ffff]:8080/b")
+        );
+        assert_ne!(
+            key("http://[2001:db8::1]/"),
+            key("http://[2001:db8:0:1::1]/")
+        );
+        assert_eq!(
+            key("https://reader.example./cb"),
+            key("http://READER.example:81/")
+        );
+        assert_ne!(
+            key("https://reader.example/"),
+            key("https://other.example/")
+        );
+    }
+
+    /// A host has its share and no more; its slots come back when dropped, and a host no
+    /// slot is held or awaited for is forgotten.
+    #[tokio::test]
+    async fn a_host_has_its_share_and_is_forgotten_when_idle() {
+        let shares = HostShares::new(2);
+        let here = Callback::parse("http://127.0.0.2/a").unwrap();
+        let there = Callback::parse("http://127.0.0.3/a").unwrap();
+        let first = shares.try_acquire(&here).unwrap();
+        let second = shares.acquire(&here).await;
+        assert!(shares.try_acquire(&here).is_none(), "its share is taken");
+        let other = shares.try_acquire(&there).unwrap();
+        drop(first);
+        let third = shares.try_acquire(&here).unwrap();
+        drop((second, third, other));
+        assert!(lock(&shares.hosts).is_empty());
+    }
+}
