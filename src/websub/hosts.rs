@@ -99,6 +99,7 @@ fn host_key(callback: &Callback) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     /// One server reached on several ports or spellings of its address shares the slots of
     /// one host; other hosts have their own.
@@ -145,6 +146,13 @@ mod tests {
         drop(first);
         let third = shares.try_acquire(&here).unwrap();
         drop((second, third, other));
+        assert!(lock(&shares.hosts).is_empty());
+        // A wait given up on (its delivery superseded, say) leaves nothing behind either.
+        let held = shares.try_acquire(&here).unwrap();
+        let _second = shares.try_acquire(&here).unwrap();
+        let waiting = tokio::time::timeout(Duration::from_millis(10), shares.acquire(&here));
+        assert!(waiting.await.is_err(), "no slot free");
+        drop((held, _second));
         assert!(lock(&shares.hosts).is_empty());
     }
 }
