@@ -296,7 +296,7 @@ pub(super) const SAVE_SUBSCRIPTION_SQL: &str = "INSERT INTO websub_subscriptions
          verify_time = excluded.verify_time,
          expire_time = excluded.expire_time,
          callback_address = CASE
-             WHEN websub_subscriptions.expire_time > excluded.verify_time THEN COALESCE(
+             WHEN websub_subscriptions.expire_time > excluded.create_time THEN COALESCE(
                  websub_subscriptions.callback_address, excluded.callback_address)
              ELSE excluded.callback_address END";
 

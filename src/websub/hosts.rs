@@ -19,7 +19,8 @@ pub(super) struct HostShares {
 pub(super) struct HostSlot {
     hosts: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
     key: String,
-    slots: Arc<Semaphore>,
+    /// The host's slots; taken when dropped.
+    slots: Option<Arc<Semaphore>>,
     permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -34,15 +35,17 @@ impl HostShares {
     /// Waits for a slot of `callback`'s host.
     pub(super) async fn acquire(&self, callback: &Callback) -> HostSlot {
         let mut slot = self.slot(callback);
+        let slots = slot.slots.clone().expect("a slot's host until dropped");
         // Never closed: every slot is given back.
-        slot.permit = slot.slots.clone().acquire_owned().await.ok();
+        slot.permit = slots.acquire_owned().await.ok();
         slot
     }
 
     /// A slot of `callback`'s host, if one is free now.
     pub(super) fn try_acquire(&self, callback: &Callback) -> Option<HostSlot> {
         let mut slot = self.slot(callback);
-        slot.permit = Some(slot.slots.clone().try_acquire_owned().ok()?);
+        let slots = slot.slots.clone().expect("a slot's host until dropped");
+        slot.permit = Some(slots.try_acquire_owned().ok()?);
         Some(slot)
     }
 
@@ -56,7 +59,7 @@ impl HostShares {
         HostSlot {
             hosts: self.hosts.clone(),
             key,
-            slots,
+            slots: Some(slots),
             permit: None,
         }
     }
@@ -65,10 +68,16 @@ impl HostShares {
 impl Drop for HostSlot {
     fn drop(&mut self) {
         let mut hosts = lock(&self.hosts);
+        // This slot's references go under the lock, so that of two slots dropped at once
+        // the second sees the first's gone.
         drop(self.permit.take());
-        // Only the map's reference and this one are left: nobody holds or awaits a slot,
-        // and nobody can take a new reference while the map is locked.
-        if Arc::strong_count(&self.slots) == 2 {
+        drop(self.slots.take());
+        // Only the map's reference is left: nobody holds or awaits a slot, and nobody can
+        // take a new reference while the map is locked.
+        if hosts
+            .get(&self.key)
+            .is_some_and(|slots| Arc::strong_count(slots) == 1)
+        {
             hosts.remove(&self.key);
         }
     }
@@ -130,6 +139,31 @@ mod tests {
             key("https://reader.example/"),
             key("https://other.example/")
         );
+    }
+
+    /// Two slots of one host dropped at the same moment on two threads: the host is
+    /// forgotten all the same.
+    #[test]
+    fn slots_dropped_at_once_leave_no_entry_behind() {
+        let shares = HostShares::new(2);
+        let here = Callback::parse("http://127.0.0.2/a").unwrap();
+        for _ in 0..20_000 {
+            let (a, b) = (
+                shares.try_acquire(&here).unwrap(),
+                shares.try_acquire(&here).unwrap(),
+            );
+            let together = std::sync::Barrier::new(2);
+            std::thread::scope(|scope| {
+                for slot in [a, b] {
+                    let together = &together;
+                    scope.spawn(move || {
+                        together.wait();
+                        drop(slot);
+                    });
+                }
+            });
+            assert!(lock(&shares.hosts).is_empty());
+        }
     }
 
     /// A host has its share and no more; its slots come back when dropped, and a host no

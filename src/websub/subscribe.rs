@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -331,7 +331,7 @@ pub(super) async fn handle(State(hub): State<Hub>, headers: HeaderMap, body: Byt
     // Looked at under the permit: the requests that cost a look at the store are bounded
     // like the verifications.
     if intent.mode == Mode::Subscribe
-        && let Err(full) = room(inner, &intent, None).await
+        && let Err(full) = room(inner, &intent, None, Utc::now()).await
     {
         return unavailable(&full, "3600");
     }
@@ -378,6 +378,9 @@ async fn verify(
     // Held while recording, so that two verified requests are recorded in their order, and
     // two new subscriptions cannot both take the last place left.
     let mut intents = inner.intents.lock().await;
+    // One instant for the check and the record: a lease that ends between them makes no
+    // renewal of a new subscription.
+    let now = Utc::now();
     let key = (intent.topic.clone(), intent.callback.clone());
     let superseded = intents
         .get(&key)
@@ -386,7 +389,7 @@ async fn verify(
     let mut denied = None;
     let outcome = match outcome {
         Ok(address) if intent.mode == Mode::Subscribe && !superseded => {
-            match room(&inner, &intent, Some(&address)).await {
+            match room(&inner, &intent, Some(&address), now).await {
                 Ok(()) => Ok(address),
                 Err(full) => {
                     denied = Some(full.clone());
@@ -424,7 +427,6 @@ async fn verify(
             "WebSub intent verified after a later request for the same subscription; not recorded");
         return;
     }
-    let now = Utc::now();
     let stored = match intent.mode {
         Mode::Subscribe => {
             let lease = i64::try_from(intent.lease_seconds).unwrap_or(i64::MAX);
@@ -475,13 +477,17 @@ impl Inner {
     }
 }
 
-/// Whether a subscription of `intent` can be held: always when it renews one leased now;
+/// Whether a subscription of `intent` can be held: always when it renews one leased at `now`;
 /// a new one only while the hub holds fewer than `max_subscriptions` in all and, once its
 /// callback's `address` is known (when verified), fewer than
 /// `max_subscriptions_per_address` reached there. A store that cannot tell does not stop
 /// it (recording it will tell). The reason says which limit it met.
-async fn room(inner: &Inner, intent: &Intent, address: Option<&str>) -> Result<(), String> {
-    let now = Utc::now();
+async fn room(
+    inner: &Inner,
+    intent: &Intent,
+    address: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(), String> {
     let store = &inner.store;
     let renewal = store
         .active_subscriptions(&intent.topic, Some(&intent.callback), now)
