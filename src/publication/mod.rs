@@ -142,9 +142,8 @@ struct Inner {
     /// The folders (`authors/{slug}`, `tags/{slug}`) of the author and tag feeds found at
     /// start and not built yet: the scheduler builds them while the rest is served (see
     /// [`Scheduler`]), and a request for one meanwhile is asked to come back.
-    unbuilt: Mutex<HashSet<String>>,
-    /// True while `unbuilt` is empty: what waits for the found feeds waits on it.
-    all_built: watch::Sender<bool>,
+    /// What waits for them all waits for it to be empty.
+    unbuilt: watch::Sender<HashSet<String>>,
     archives: archive::ArchiveCache,
     headlines: ArcSwap<HashMap<FeedScope, Arc<[Headline]>>>,
     /// Author and tag scopes whose feeds show at least one article.
@@ -229,8 +228,7 @@ impl Publication {
             failing: Mutex::new(BTreeSet::new()),
             changes,
             start_changes: Mutex::new(Some(start_changes)),
-            unbuilt: Mutex::new(HashSet::new()),
-            all_built: watch::Sender::new(true),
+            unbuilt: watch::Sender::new(HashSet::new()),
             archives: archive::ArchiveCache::default(),
             headlines: ArcSwap::from_pointee(HashMap::new()),
             named: Mutex::new(BTreeSet::new()),
@@ -312,27 +310,19 @@ impl Publication {
         inner.marks_done.load(Ordering::SeqCst) == inner.marks_sent.load(Ordering::SeqCst)
             && unfinished.is_empty()
             && fast.is_empty()
-            && inner
-                .unbuilt
-                .lock()
-                .expect("unbuilt scopes lock")
-                .is_empty()
+            && inner.unbuilt.borrow().is_empty()
     }
 
     /// How many of the author and tag feeds found at start are not built yet.
     pub fn unbuilt(&self) -> usize {
-        self.inner
-            .unbuilt
-            .lock()
-            .expect("unbuilt scopes lock")
-            .len()
+        self.inner.unbuilt.borrow().len()
     }
 
     /// Resolves once every author and tag feed found at start is built.
     pub async fn all_built(&self) {
-        let mut all_built = self.inner.all_built.subscribe();
+        let mut unbuilt = self.inner.unbuilt.subscribe();
         // The sender lives as long as `self`.
-        let _ = all_built.wait_for(|built| *built).await;
+        let _ = unbuilt.wait_for(HashSet::is_empty).await;
     }
 
     /// Whether a feed path (`authors/{slug}/rss.xml`, or an archive page of it) is a
@@ -719,11 +709,9 @@ impl Inner {
                 .expect("named scopes lock")
                 .extend(named.iter().cloned());
             self.named_changes.fetch_add(1, Ordering::SeqCst);
-            self.unbuilt
-                .lock()
-                .expect("unbuilt scopes lock")
-                .extend(named.iter().map(|scope| scope.path_segment().to_owned()));
-            self.all_built.send_replace(false);
+            self.unbuilt.send_modify(|unbuilt| {
+                unbuilt.extend(named.iter().map(|scope| scope.path_segment().to_owned()));
+            });
         }
         Ok(named)
     }
@@ -747,10 +735,7 @@ impl Inner {
         for (folder, names) in by_folder {
             let owner = match &names[..] {
                 [one] => one.clone(),
-                _ => match self.store.first_carried(&names).await? {
-                    Some(owner) => owner,
-                    None => names[0].clone(),
-                },
+                _ => self.folder_owner(&names, &names[0]).await?,
             };
             owners.insert(folder.to_owned(), owner);
         }
@@ -771,14 +756,13 @@ impl Inner {
     /// Whether `folder` (`authors/{slug}`) holds an author or tag feed found at start and
     /// not built yet.
     fn is_unbuilt_folder(&self, folder: &str) -> bool {
-        let unbuilt = self.unbuilt.lock().expect("unbuilt scopes lock");
-        unbuilt.contains(folder)
+        self.unbuilt.borrow().contains(folder)
     }
 
     /// After a batch of stale feeds: those of its author and tag feeds found at start and
     /// not built then that it built are built.
     fn built_since_start(&self, outcomes: &[(FeedScope, Result<(), PublicationError>)]) {
-        if *self.all_built.borrow() {
+        if self.unbuilt.borrow().is_empty() {
             return;
         }
         let built = outcomes.iter().filter(|(_, outcome)| outcome.is_ok());
@@ -788,13 +772,13 @@ impl Inner {
     /// `scopes` found at start are built (if they were not); the last of them tells those
     /// waiting for them all.
     fn mark_built<'a>(&self, scopes: impl Iterator<Item = &'a FeedScope>) {
-        let mut unbuilt = self.unbuilt.lock().expect("unbuilt scopes lock");
-        for scope in scopes {
-            unbuilt.remove(scope.path_segment());
-        }
-        if unbuilt.is_empty() {
-            self.all_built.send_replace(true);
-        }
+        self.unbuilt.send_if_modified(|unbuilt| {
+            let mut removed = false;
+            for scope in scopes {
+                removed |= unbuilt.remove(scope.path_segment());
+            }
+            removed && unbuilt.is_empty()
+        });
     }
 
     /// Removes `feeds/authors/{slug}` and `feeds/tags/{slug}` folders of names that none of

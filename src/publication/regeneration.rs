@@ -746,10 +746,7 @@ impl Inner {
         }
         if !self.claim_folder(scope).await? {
             // Shown since the start found it, maybe.
-            if self.named.lock().expect("named scopes lock").remove(scope) {
-                self.named_changes
-                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            }
+            self.unshow(scope);
             return Ok(None);
         }
         let now = Utc::now();
@@ -843,12 +840,9 @@ impl Inner {
                 Some(owner) => owner.clone(),
             }
         };
-        let contenders = [claimant.clone(), scope.clone()];
         let owner = self
-            .store
-            .first_carried(&contenders)
-            .await?
-            .unwrap_or_else(|| claimant.clone());
+            .folder_owner(&[claimant.clone(), scope.clone()], &claimant)
+            .await?;
         tracing::warn!(
             feed = folder,
             kept_by = owner.name(),
@@ -866,15 +860,7 @@ impl Inner {
             .lock()
             .expect("folders lock")
             .insert(folder.to_owned(), scope.clone());
-        if self
-            .named
-            .lock()
-            .expect("named scopes lock")
-            .remove(&claimant)
-        {
-            self.named_changes
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
+        self.unshow(&claimant);
         self.unfinished
             .lock()
             .expect("unfinished scopes lock")
@@ -891,6 +877,25 @@ impl Inner {
         folders
             .get(scope.path_segment())
             .is_none_or(|owner| owner == scope)
+    }
+
+    /// Of names sharing one slug (`names`), the one that keeps the folder: the one the store
+    /// stored first, or `otherwise` when it cannot tell.
+    pub(super) async fn folder_owner(
+        &self,
+        names: &[FeedScope],
+        otherwise: &FeedScope,
+    ) -> Result<FeedScope, PublicationError> {
+        let first = self.store.first_carried(names).await?;
+        Ok(first.unwrap_or_else(|| otherwise.clone()))
+    }
+
+    /// `scope` is no longer among the names shown (the OPML list), if it was.
+    fn unshow(&self, scope: &FeedScope) {
+        if self.named.lock().expect("named scopes lock").remove(scope) {
+            self.named_changes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
     }
 
     /// Whether the feeds of `scope` are served (the Atom document stands for the three).
