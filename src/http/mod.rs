@@ -57,9 +57,6 @@ fn router(feeds: feeds::FeedState, settings: &Settings, websub: &Hub, health: He
     let index_settings = Arc::new(settings.clone());
     let index = Arc::new(index::IndexPage::new(index_settings.clone()));
     let opml = Arc::new(index::OpmlDocument::new(index_settings));
-    let metrics_publication = feeds.publication.clone();
-    let (health_publication, ready_publication) =
-        (feeds.publication.clone(), feeds.publication.clone());
     Router::new()
         .route(
             "/",
@@ -90,12 +87,17 @@ fn router(feeds: feeds::FeedState, settings: &Settings, websub: &Hub, health: He
         )
         .route(
             "/healthz",
-            get(move || healthz(health.clone(), health_publication.unbuilt())),
+            get(move |State(feeds): State<feeds::FeedState>| {
+                healthz(health.clone(), feeds.publication.unbuilt())
+            }),
         )
-        .route("/readyz", get(move || readyz(ready_publication.unbuilt())))
+        .route(
+            "/readyz",
+            get(|State(feeds): State<feeds::FeedState>| readyz(feeds.publication.unbuilt())),
+        )
         .route(
             "/metrics",
-            get(move || metrics(metrics_publication.is_settled())),
+            get(|State(feeds): State<feeds::FeedState>| metrics(feeds.publication.is_settled())),
         )
         .route("/feeds/{*path}", get(feeds::serve_feed))
         .route("/websub", websub.endpoint())

@@ -668,21 +668,27 @@ async fn deliver(
     let ended = !matches!(outcome, Outcome::Cancelled);
     let callback = subscription.callback.as_str();
     let topic = subscription.topic.path();
+    let stats = &inner.stats;
+    let counted = match outcome {
+        Outcome::Delivered => Some((&stats.deliveries_ok, "ok")),
+        Outcome::GaveUp(_) => Some((&stats.deliveries_failed, "failed")),
+        Outcome::Gone => Some((&stats.deliveries_failed, "gone")),
+        Outcome::Superseded => Some((&stats.deliveries_superseded, "superseded")),
+        Outcome::Unsubscribed => Some((&stats.deliveries_unsubscribed, "unsubscribed")),
+        Outcome::Cancelled => None,
+    };
+    if let Some((count, result)) = counted {
+        super::Stats::count(count, "feedpub_websub_deliveries_total", result);
+    }
     match outcome {
         Outcome::Delivered => {
             inner.note_sent(&subscription, &delivery);
-            inner.stats.deliveries_ok.fetch_add(1, Ordering::SeqCst);
-            metrics::counter!("feedpub_websub_deliveries_total", "result" => "ok").increment(1);
             tracing::debug!(callback, topic, "WebSub delivery acknowledged");
         }
         Outcome::GaveUp(reason) => {
-            inner.stats.deliveries_failed.fetch_add(1, Ordering::SeqCst);
-            metrics::counter!("feedpub_websub_deliveries_total", "result" => "failed").increment(1);
             tracing::warn!(callback, topic, %reason, "WebSub delivery given up");
         }
         Outcome::Gone => {
-            inner.stats.deliveries_failed.fetch_add(1, Ordering::SeqCst);
-            metrics::counter!("feedpub_websub_deliveries_total", "result" => "gone").increment(1);
             tracing::info!(
                 callback,
                 topic,
@@ -696,28 +702,14 @@ async fn deliver(
                 tracing::warn!(callback, error = %e, "cannot remove a gone WebSub subscription");
             }
         }
-        Outcome::Superseded => {
-            inner
-                .stats
-                .deliveries_superseded
-                .fetch_add(1, Ordering::SeqCst);
-            metrics::counter!("feedpub_websub_deliveries_total", "result" => "superseded")
-                .increment(1);
-        }
         Outcome::Unsubscribed => {
-            inner
-                .stats
-                .deliveries_unsubscribed
-                .fetch_add(1, Ordering::SeqCst);
-            metrics::counter!("feedpub_websub_deliveries_total", "result" => "unsubscribed")
-                .increment(1);
             tracing::debug!(
                 callback,
                 topic,
                 "WebSub delivery dropped: the subscription ended"
             );
         }
-        Outcome::Cancelled => {}
+        Outcome::Superseded | Outcome::Cancelled => {}
     }
     inner.finish(&subscription.topic, &subscription.callback);
     // Its bytes are let go before the claim's end is written.

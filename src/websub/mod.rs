@@ -137,6 +137,14 @@ struct Stats {
     verifications_failed: AtomicU64,
 }
 
+impl Stats {
+    /// Counts one ended delivery or verification in `count`, and in `metric` as `result`.
+    fn count(count: &AtomicU64, metric: &'static str, result: &'static str) {
+        count.fetch_add(1, Ordering::SeqCst);
+        metrics::counter!(metric, "result" => result).increment(1);
+    }
+}
+
 impl Hub {
     /// Builds the hub and subscribes it to the publication's changes (none is missed from
     /// now on); the returned tasks must be run for anything to be delivered.

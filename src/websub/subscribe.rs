@@ -472,8 +472,7 @@ impl Inner {
         } else {
             (&self.stats.verifications_failed, "failed")
         };
-        count.fetch_add(1, Ordering::SeqCst);
-        metrics::counter!("feedpub_websub_verifications_total", "result" => result).increment(1);
+        super::Stats::count(count, "feedpub_websub_verifications_total", result);
     }
 }
 
