@@ -1728,21 +1728,16 @@ async fn a_change_whose_files_were_written_before_the_server_was_killed_is_deliv
             .unwrap();
     };
     let (mut server, mut running) = start();
-    let body = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([
+    let (status, body) = websub_support::hub_request(
+        running.http,
+        &[
             ("hub.mode", "subscribe"),
             ("hub.topic", &topic("politics/feed.json")),
             ("hub.callback", &subscriber.url("/cb")),
-        ])
-        .finish();
-    let answer = reqwest::Client::new()
-        .post(running.url("/websub"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 202);
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     subscriber.wait_for(Method::GET, "/cb", 1).await;
     // Its delivery claimed and made: the subscriber has the first document.
     publish(&running, "websub-killed-0").await;

@@ -386,13 +386,13 @@ async fn verify(
         .get(&key)
         .is_some_and(|entry| entry.recorded > order);
     // A request a later one superseded is not recorded, nor denied.
-    let mut denied = None;
+    let mut denied = false;
     let outcome = match outcome {
         Ok(address) if intent.mode == Mode::Subscribe && !superseded => {
             match room(&inner, &intent, Some(&address), now).await {
                 Ok(()) => Ok(address),
                 Err(full) => {
-                    denied = Some(full.clone());
+                    denied = true;
                     Err(full)
                 }
             }
@@ -415,7 +415,7 @@ async fn verify(
             inner.count_verification(false);
             tracing::info!(%callback, topic = intent.topic.path(), mode = intent.mode.as_str(), %reason,
                 "WebSub verification of intent failed");
-            if let Some(reason) = denied {
+            if denied {
                 deny(&inner, &intent, &reason).await;
             }
             return;

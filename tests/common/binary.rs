@@ -403,10 +403,7 @@ impl Running {
                 Ok(response) => response.text().await.unwrap_or_default(),
                 Err(_) => String::new(),
             };
-            if metrics
-                .lines()
-                .any(|line| line == "feedpub_feeds_settled 1")
-            {
+            if super::series_value(&metrics, "feedpub_feeds_settled") == Some(1.0) {
                 return;
             }
             assert!(

@@ -355,18 +355,7 @@ impl Server {
 
     /// POSTs a form to `/websub`; pairs may repeat.
     pub async fn hub_request(&self, pairs: &[(&str, &str)]) -> (StatusCode, String) {
-        let body = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(pairs)
-            .finish();
-        let response = reqwest::Client::new()
-            .post(format!("http://{}/websub", self.http_addr))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
-        (status, response.text().await.unwrap())
+        hub_request(self.http_addr, pairs).await
     }
 
     pub async fn subscribe(&self, feed: &str, callback: &str, extra: &[(&str, &str)]) {
@@ -448,6 +437,22 @@ impl Server {
         })
         .await;
     }
+}
+
+/// A form `POST /websub` of `pairs` to the server at `http_addr`: its status and text.
+pub async fn hub_request(http_addr: SocketAddr, pairs: &[(&str, &str)]) -> (StatusCode, String) {
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish();
+    let response = reqwest::Client::new()
+        .post(format!("http://{http_addr}/websub"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+    (status, response.text().await.unwrap())
 }
 
 pub fn header<'a>(hit: &'a Hit, name: &str) -> &'a str {
