@@ -2,7 +2,8 @@
 //! processes: a partner's call rate and its allowance of new names hold across replicas,
 //! and a replica does not rebuild
 //! the feeds of its own writes a second time when it follows the event log, and a WebSub
-//! delivery left unfinished by a killed replica is delivered by another.
+//! delivery left unfinished by a killed replica is delivered by another, or, left unclaimed
+//! by a lone one, once it starts again.
 
 mod common;
 #[allow(dead_code)]
@@ -395,5 +396,117 @@ async fn an_expiry_is_applied_by_every_replica_to_its_own_feeds_with_no_shared_w
     feedpub::storage::Store::close(&store).await;
     a.kill();
     b.kill();
+    database.remove().await;
+}
+
+/// A lone replica killed after writing a feed's new files and before claiming their
+/// delivery: started again, it builds the same files, so hears no change, and still
+/// delivers them, as the last claim of their topic is older.
+#[tokio::test]
+async fn a_change_a_lone_replica_wrote_but_never_claimed_is_delivered_once_it_restarts() {
+    use sqlx::Connection;
+    let Some((database, dir, token, config)) =
+        configured("[websub]\nallowed_callback_networks = [\"127.0.0.0/8\"]\nretry_base_ms = 20\n")
+            .await
+    else {
+        return;
+    };
+    let subscriber = Subscriber::start().await;
+    let publish = async |running: &Running, id: &str| {
+        running
+            .client()
+            .await
+            .publish_article(authed(
+                &token,
+                PublishArticleRequest {
+                    article: Some(brief(id, &format!("无人认领{id}"))),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap();
+    };
+    let delivered = |id: &str| {
+        subscriber
+            .hits(Method::POST, "/cb")
+            .iter()
+            .any(|hit| String::from_utf8_lossy(&hit.body).contains(id))
+    };
+    let mut a = database.replica(dir.path(), "a", Some(&config));
+    let mut on_a = a.wait_ready();
+    let (status, body) = websub_support::hub_request(
+        on_a.http,
+        &[
+            ("hub.mode", "subscribe"),
+            ("hub.topic", &websub_support::topic("politics/feed.json")),
+            ("hub.callback", &subscriber.url("/cb")),
+        ],
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    subscriber.wait_for(Method::GET, "/cb", 1).await;
+    // Its delivery claimed and made: the topic has a last claim.
+    publish(&on_a, "claimed-0").await;
+    subscriber.wait_for(Method::POST, "/cb", 1).await;
+
+    let feed = dir.path().join("a/feeds/politics/feed.json");
+    let mut killed_with = None;
+    // The lock is taken just after the publish is answered; in the rare run where the
+    // claim came first, the document is delivered before the kill, and the next is tried.
+    for n in 1..=5 {
+        let id = format!("unclaimed-{n}");
+        publish(&on_a, &id).await;
+        let mut lock = sqlx::PgConnection::connect(&database.url).await.unwrap();
+        sqlx::raw_sql("BEGIN; LOCK TABLE websub_deliveries IN EXCLUSIVE MODE")
+            .execute(&mut lock)
+            .await
+            .unwrap();
+        let start = std::time::Instant::now();
+        while !std::fs::read_to_string(&feed).is_ok_and(|text| text.contains(&id)) {
+            assert!(
+                start.elapsed() < common::binary::DEADLINE,
+                "{id} never written"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // Files written, the claim waiting for the lock: killed, and its connections ended
+        // before the lock goes, so that no claim it left waiting is made after it.
+        a.kill();
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND usename = current_user
+                 AND pid <> pg_backend_pid()",
+        )
+        .execute(&mut lock)
+        .await
+        .unwrap();
+        lock.close().await.unwrap();
+        if delivered(&id) {
+            a = database.replica(dir.path(), "a", Some(&config));
+            on_a = a.wait_ready();
+            continue;
+        }
+        killed_with = Some(id);
+        break;
+    }
+    let id = killed_with.expect("the claim always came before the lock");
+    // Started again on its folder: the files it finds are those it builds.
+    let mut a = database.replica(dir.path(), "a", Some(&config));
+    let on_a = a.wait_ready();
+    on_a.settle().await;
+    assert!(
+        std::fs::read_to_string(&feed).unwrap().contains(&id),
+        "the files the killed replica wrote are what it builds again"
+    );
+    let start = std::time::Instant::now();
+    while !delivered(&id) {
+        assert!(
+            start.elapsed() < common::binary::DEADLINE,
+            "{id} never delivered\n{}",
+            a.log()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    a.kill();
     database.remove().await;
 }

@@ -3133,6 +3133,70 @@ async fn check_delivery_claims(store: &dyn Store) {
 }
 
 contract!(
+    backend: the_last_claimed_document_of_each_subscribed_topic_is_kept,
+    check_last_claims
+);
+/// Each topic's last claimed document is kept after its delivery ended and across
+/// reopening, and dropped once the topic has no subscriber.
+async fn check_last_claims(backend: &mut Backend) {
+    let now = at(0);
+    let (politics, rural) = (
+        Topic::new("politics/atom.xml").unwrap(),
+        Topic::new("rural/atom.xml").unwrap(),
+    );
+    let subscribed = Subscription {
+        topic: politics.clone(),
+        callback: Callback::parse("https://a.example/cb").unwrap(),
+        secret: None,
+        verify_time: now,
+        expire_time: now + TimeDelta::hours(1),
+    };
+    let lease = now + TimeDelta::minutes(5);
+    let store = backend.store.clone();
+    store
+        .save_subscription(subscribed, "192.0.2.1", now)
+        .await
+        .unwrap();
+    for (topic, document) in [
+        (&politics, "\"a\" 1"),
+        (&politics, "\"b\" 2"),
+        (&rural, "\"c\" 3"),
+    ] {
+        assert!(
+            store
+                .claim_delivery(topic, document, now, lease)
+                .await
+                .unwrap()
+        );
+    }
+    store.finish_delivery(&politics, "\"b\" 2").await.unwrap();
+    if store.is_shared() {
+        // A claim held (its lease running) is not taken again, and leaves the last as it is.
+        assert!(
+            !store
+                .claim_delivery(&politics, "\"a\" 1", now, lease)
+                .await
+                .unwrap()
+        );
+    }
+    drop(store);
+    backend.reopen().await;
+
+    let store = &backend.store;
+    let last = |topic: &Topic, document: &str| (topic.clone(), document.to_owned());
+    assert_eq!(
+        store.last_claims().await.unwrap(),
+        [last(&politics, "\"b\" 2"), last(&rural, "\"c\" 3")]
+    );
+    store.delete_expired_subscriptions(now).await.unwrap();
+    assert_eq!(
+        store.last_claims().await.unwrap(),
+        [last(&politics, "\"b\" 2")],
+        "rural has no subscriber"
+    );
+}
+
+contract!(
     backend: a_name_row_out_of_step_with_its_article_still_shows_the_articles_row,
     check_name_row_out_of_step
 );

@@ -300,6 +300,11 @@ pub(super) const SAVE_SUBSCRIPTION_SQL: &str = "INSERT INTO websub_subscriptions
                  websub_subscriptions.callback_address, excluded.callback_address)
              ELSE excluded.callback_address END";
 
+/// Forgets the last claims (`Store::last_claims`) of topics nobody subscribes to any more:
+/// no subscriber is owed a document of theirs.
+pub(super) const FORGET_UNSUBSCRIBED_CLAIMS_SQL: &str = "DELETE FROM websub_last_claims
+     WHERE topic NOT IN (SELECT topic FROM websub_subscriptions)";
+
 /// A scope's row of `feed_sizes` as both backends read it, `?1` its kind and `?2` its name
 /// ([`feed_size_key`]); [`ArchiveSize::of`] reads the row.
 pub(super) const FEED_SIZE_SQL: &str =
@@ -1010,10 +1015,12 @@ pub trait Store: Send + Sync + 'static {
         Ok(Vec::new())
     }
 
-    /// On a store of its own, per topic, the last document whose delivery was claimed (its
-    /// deliveries ended or not): what the subscribers were last sent, unless the process
-    /// stopped after writing the feed's new files and before claiming their delivery.
-    /// Replicas on a shared database each claim every document they build: none.
+    /// Per topic, the last document whose delivery was claimed (its deliveries ended or
+    /// not): what the subscribers were last sent, unless the process that built a newer one
+    /// stopped after writing the feed's new files and before claiming their delivery. On a
+    /// shared database, whichever replica claimed it: the claim written last, which a
+    /// replica taking an older claim over may leave older than the newest. Topics nobody
+    /// subscribes to are forgotten with the expired subscriptions.
     async fn last_claims(&self) -> Result<Vec<(Topic, String)>, StoreError> {
         Ok(Vec::new())
     }

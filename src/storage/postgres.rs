@@ -783,6 +783,9 @@ impl Store for PostgresStore {
             .bind(nanos(now))
             .execute(&self.pool)
             .await?;
+        sqlx::query(super::FORGET_UNSUBSCRIBED_CLAIMS_SQL)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected())
     }
 
@@ -1083,23 +1086,40 @@ impl Store for PostgresStore {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let claimed = sqlx::query(
-            "INSERT INTO websub_deliveries (topic, etag, claim_time, lease_until, done, claimant)
-             VALUES ($1, $2, $3, $4, FALSE, $5)
-             ON CONFLICT (topic, etag) DO UPDATE SET
-                 claim_time = excluded.claim_time, lease_until = excluded.lease_until,
-                 claimant = excluded.claimant
-             WHERE NOT websub_deliveries.done AND websub_deliveries.lease_until <= $3",
+        // A claim made is also the topic's last (see `Store::last_claims`), in one statement.
+        let claimed: i64 = sqlx::query_scalar(
+            "WITH claimed AS (
+                 INSERT INTO websub_deliveries
+                     (topic, etag, claim_time, lease_until, done, claimant)
+                 VALUES ($1, $2, $3, $4, FALSE, $5)
+                 ON CONFLICT (topic, etag) DO UPDATE SET
+                     claim_time = excluded.claim_time, lease_until = excluded.lease_until,
+                     claimant = excluded.claimant
+                 WHERE NOT websub_deliveries.done AND websub_deliveries.lease_until <= $3
+                 RETURNING topic, etag
+             ), kept AS (
+                 INSERT INTO websub_last_claims (topic, document)
+                 SELECT topic, etag FROM claimed
+                 ON CONFLICT (topic) DO UPDATE SET document = excluded.document
+             )
+             SELECT count(*) FROM claimed",
         )
         .bind(topic.path())
         .bind(document)
         .bind(nanos(now))
         .bind(nanos(until))
         .bind(&self.origin)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
+        .fetch_one(&self.pool)
+        .await?;
         Ok(claimed == 1)
+    }
+
+    async fn last_claims(&self) -> Result<Vec<(Topic, String)>, StoreError> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT topic, document FROM websub_last_claims ORDER BY topic")
+                .fetch_all(&self.pool)
+                .await?;
+        super::claimed_deliveries(rows)
     }
 
     async fn renew_delivery(

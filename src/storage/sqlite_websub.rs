@@ -108,13 +108,7 @@ pub(super) async fn last_claims(pool: &SqlitePool) -> Result<Vec<(Topic, String)
         sqlx::query_as("SELECT topic, document FROM websub_last_claims ORDER BY topic")
             .fetch_all(pool)
             .await?;
-    rows.into_iter()
-        .map(|(topic, document)| {
-            Topic::new(&topic)
-                .map(|topic| (topic, document))
-                .map_err(|e| StoreError::Corrupt(format!("last claim topic: {e}")))
-        })
-        .collect()
+    super::claimed_deliveries(rows)
 }
 
 /// Forgets a delivery whose every subscriber's delivery ended.
@@ -163,13 +157,9 @@ pub(super) async fn delete_expired(
         .bind(nanos(now))
         .execute(&mut *conn)
         .await?;
-    // A topic nobody subscribes to any more has no subscriber to owe a document.
-    sqlx::query(
-        "DELETE FROM websub_last_claims
-         WHERE topic NOT IN (SELECT topic FROM websub_subscriptions)",
-    )
-    .execute(conn)
-    .await?;
+    sqlx::query(super::FORGET_UNSUBSCRIBED_CLAIMS_SQL)
+        .execute(conn)
+        .await?;
     Ok(done.rows_affected())
 }
 
@@ -230,52 +220,6 @@ mod tests {
             verify_time: now,
             expire_time: now + TimeDelta::seconds(lease_seconds),
         }
-    }
-
-    /// Each topic's last claimed document is kept after its delivery ended and across
-    /// reopening, and dropped once the topic has no subscriber.
-    #[tokio::test]
-    async fn the_last_claimed_document_of_each_subscribed_topic_is_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path()).await.unwrap();
-        let now = Utc::now();
-        let (politics, rural) = (
-            Topic::new("politics/atom.xml").unwrap(),
-            Topic::new("rural/atom.xml").unwrap(),
-        );
-        let subscribed = subscription("https://a.example/cb", 3600);
-        store
-            .save_subscription(subscribed.clone(), "192.0.2.1", now)
-            .await
-            .unwrap();
-        for (topic, document) in [
-            (&politics, "\"a\" 1"),
-            (&politics, "\"b\" 2"),
-            (&rural, "\"c\" 3"),
-        ] {
-            assert!(
-                store
-                    .claim_delivery(topic, document, now, now)
-                    .await
-                    .unwrap()
-            );
-        }
-        store.finish_delivery(&politics, "\"b\" 2").await.unwrap();
-        store.close().await;
-
-        let store = SqliteStore::open(dir.path()).await.unwrap();
-        let last = |topic: &Topic, document: &str| (topic.clone(), document.to_owned());
-        assert_eq!(
-            store.last_claims().await.unwrap(),
-            [last(&politics, "\"b\" 2"), last(&rural, "\"c\" 3")]
-        );
-        store.delete_expired_subscriptions(now).await.unwrap();
-        assert_eq!(
-            store.last_claims().await.unwrap(),
-            [last(&politics, "\"b\" 2")],
-            "rural has no subscriber"
-        );
-        store.close().await;
     }
 
     #[tokio::test]

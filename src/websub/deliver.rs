@@ -164,9 +164,7 @@ pub(super) async fn take_over_lapsed(inner: Arc<Inner>) {
         () = inner.cancel.cancelled() => return,
         () = inner.publication.all_built() => {}
     }
-    if !shared {
-        deliver_unclaimed(&inner).await;
-    }
+    deliver_unclaimed(&inner).await;
     loop {
         let wait = if std::mem::take(&mut again) {
             Duration::ZERO
@@ -208,10 +206,13 @@ pub(super) async fn take_over_lapsed(inner: Arc<Inner>) {
     }
 }
 
-/// On a store of its own, the feeds that show other bytes than the last document of their
-/// topic whose delivery was claimed are sent to their subscribers: the last run was killed
-/// after writing their new files and before claiming their delivery, and as those files
-/// match what this run built, no change of theirs is heard.
+/// The feeds that show a later document than the last of their topic whose delivery was
+/// claimed are sent to their subscribers: the process that built it was killed after
+/// writing its files and before claiming its delivery, and as those files match what this
+/// one built, no change of theirs is heard. On a shared database, a replica running beside
+/// this one may be about to claim it: one of the two claims it ([`publish`]). One that
+/// shows an earlier document than the claimed one (this replica started before another
+/// built the next) sends nothing.
 async fn deliver_unclaimed(inner: &Arc<Inner>) {
     let claims = match inner.store.last_claims().await {
         Ok(claims) => claims,
@@ -224,7 +225,7 @@ async fn deliver_unclaimed(inner: &Arc<Inner>) {
         let Some(file) = inner.publication.get(topic.path()) else {
             continue;
         };
-        if key_parts(&key).0 != file.etag {
+        if unclaimed(&key, &delivery_key(&file)) {
             tracing::info!(
                 topic = topic.path(),
                 "delivering a WebSub topic whose last change the last run did not claim"
@@ -232,6 +233,15 @@ async fn deliver_unclaimed(inner: &Arc<Inner>) {
             publish(inner, topic.path(), &file, true).await;
         }
     }
+}
+
+/// Whether the document `shown` (its [`delivery_key`]) still needs delivering when `claimed`
+/// is the last whose delivery was claimed: other bytes, not of an earlier change.
+fn unclaimed(claimed: &str, shown: &str) -> bool {
+    let (etag, changed) = key_parts(claimed);
+    let (shown_etag, shown_changed) = key_parts(shown);
+    shown_etag != etag
+        && !matches!((shown_changed, changed), (Some(shown), Some(claimed)) if shown < claimed)
 }
 
 /// What a replica does with another's lapsed claim.
@@ -979,6 +989,21 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn a_start_delivers_what_a_feed_shows_past_its_last_claim_and_nothing_earlier() {
+        // Built, written, never claimed: delivered.
+        assert!(unclaimed("\"a\" 10", "\"b\" 20"));
+        assert!(unclaimed("\"a\"", "\"b\""));
+        assert!(unclaimed("\"a\" 10", "\"b\""));
+        // The bytes claimed last, re-dated or not: nothing owed.
+        assert!(!unclaimed("\"a\" 10", "\"a\" 10"));
+        assert!(!unclaimed("\"a\" 10", "\"a\" 20"));
+        // Rendered anew at the same change: delivered (another version's bytes).
+        assert!(unclaimed("\"a\" 20", "\"b\" 20"));
+        // An earlier change than the one another replica claimed since: nothing.
+        assert!(!unclaimed("\"b\" 30", "\"a\" 20"));
+    }
 
     #[test]
     fn a_subscription_is_not_sent_the_bytes_it_has_or_awaits() {
