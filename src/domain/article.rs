@@ -1151,16 +1151,18 @@ impl ArticleDraft {
                 format!("is longer than {} characters", limits.summary_chars),
             );
         }
-        if summary.is_empty() {
-            // Its paragraphs folded into one line and cut: a direction control left open in
-            // a paragraph would now run on into the next, or past the cut.
-            summary = derived_summary(body_text);
-        } else {
+        if !summary.is_empty() {
             // Shown beside the title in every reader's list: a control left open would
             // reverse what follows it there, as in a title.
             let (balanced, closed) = text::balance_bidi(summary);
             check.note_balanced(&f("summary"), closed);
             summary = balanced;
+        }
+        if summary.is_empty() {
+            // None sent, or only closers with nothing to close: its paragraphs folded into
+            // one line and cut (a direction control left open in a paragraph would now run
+            // on into the next, or past the cut).
+            summary = derived_summary(body_text);
         }
 
         let language = Some(self.language.trim())

@@ -372,7 +372,9 @@ fn may_need_cleaning(raw: &str) -> bool {
 /// A single line (a title, a name, a tag) with its bidirectional controls balanced: every
 /// embedding or override (U+202A, U+202B, U+202D, U+202E) left open is closed with U+202C
 /// and every isolate (U+2066–U+2068) with U+2069 at the end of the line, and a closer with
-/// nothing to close is removed; with how many were added or removed. Balanced, a control
+/// nothing to close is removed, with the white space it leaves at either end of the line or
+/// beside other white space (as if it had never been sent: the line is cleaned alike when
+/// sent back); with how many were added or removed. Balanced, a control
 /// still does what the partner meant within the field, but can no longer reverse or
 /// reorder what follows the field where it is shown (a list of names, the feed page, a
 /// reader's headline list).
@@ -387,7 +389,15 @@ pub(crate) fn balance_bidi(text: String) -> (String, usize) {
     let mut changed = 0;
     // Open embeddings (false) and isolates (true), innermost last.
     let mut open: Vec<bool> = Vec::new();
+    // A closer was removed where white space ends what is kept so far (or nothing is):
+    // white space after it would double that.
+    let mut after_removed = false;
+    let ends_blank = |kept: &str| kept.chars().next_back().is_none_or(char::is_whitespace);
     for c in text.chars() {
+        if after_removed && c.is_whitespace() {
+            continue;
+        }
+        after_removed = false;
         match c {
             '\u{202a}' | '\u{202b}' | '\u{202d}' | '\u{202e}' => open.push(false),
             '\u{2066}'..='\u{2068}' => open.push(true),
@@ -397,6 +407,7 @@ pub(crate) fn balance_bidi(text: String) -> (String, usize) {
             }
             PDF => {
                 changed += 1;
+                after_removed = ends_blank(&balanced);
                 continue;
             }
             // A PDI closes the innermost isolate and the embeddings opened inside it, which
@@ -409,11 +420,16 @@ pub(crate) fn balance_bidi(text: String) -> (String, usize) {
             }
             PDI => {
                 changed += 1;
+                after_removed = ends_blank(&balanced);
                 continue;
             }
             _ => {}
         }
         balanced.push(c);
+    }
+    if ends_blank(&balanced) {
+        // A closer removed at the end left white space there.
+        balanced.truncate(balanced.trim_end().len());
     }
     while let Some(isolate) = open.pop() {
         balanced.push(if isolate { PDI } else { PDF });
@@ -1354,6 +1370,22 @@ mod tests {
         assert_eq!(line("\u{2067}عربي"), ("\u{2067}عربي\u{2069}".into(), 1));
         // Closers with nothing to close go; balanced text is left alone.
         assert_eq!(line("a\u{202c}b\u{2069}c"), ("abc".into(), 2));
+        // With the white space they leave at either end or beside other white space: the
+        // line is what cleaning it again leaves.
+        for (raw, kept) in [
+            ("\u{2069} Title", "Title"),
+            ("Title \u{202c}", "Title"),
+            ("A \u{2069} B", "A B"),
+            ("A\u{2069} B", "A B"),
+            ("A \u{2069}B", "A B"),
+            (" \u{202c} \u{2069} A \u{202c} \u{2069} B \u{2069} ", "A B"),
+            ("\u{202e} \u{2069} A", "\u{202e} A\u{202c}"),
+        ] {
+            let (text, _) = line(raw);
+            assert_eq!(text, kept, "{raw:?}");
+            assert_eq!(line(&text), (text.clone(), 0), "{raw:?} cleaned again");
+        }
+        assert_eq!(balance_bidi("x \u{2069}\n\ny".into()).0, "x y");
         let fine = "a\u{2067}ب\u{202b}ج\u{202c}\u{2069}d";
         assert_eq!(line(fine), (fine.into(), 0));
         // An isolate's closer also closes the embeddings opened inside it; an embedding's
