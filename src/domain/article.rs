@@ -646,12 +646,22 @@ impl Article {
                 let pending = old.state == ArticleState::Published
                     && (old.content.publish_time > now || old.content.is_embargoed(now));
                 let seen = old.shown_change_time.is_some() || !pending;
+                // What readers saw is dated no later than the version replaced; a version
+                // shown nowhere now (scheduled ahead, or under embargo again, after it was
+                // shown) was not what they saw: they saw an earlier one, dated before now.
+                // Its own date, its publish time ahead of now, say, binds nothing: kept, it
+                // would date a version moved back into view in the future.
+                let floor = if pending {
+                    old.updated.min(now)
+                } else {
+                    old.updated
+                };
                 let updated = if !seen {
                     updated
-                } else if old.etag != etag && updated <= old.updated {
-                    now.max(old.updated)
+                } else if old.etag != etag && updated <= floor {
+                    now.max(floor)
                 } else {
-                    updated.max(old.updated)
+                    updated.max(floor)
                 };
                 // A retracted article published again is dated by that write, after its
                 // retraction: a reader that kept the tombstone (RFC 6721) takes an entry no
@@ -2645,6 +2655,41 @@ mod tests {
         assert_eq!(
             again.updated, t2,
             "dated by the edit, so that readers see it"
+        );
+    }
+
+    /// An article shown, then scheduled ahead, then brought back into view is dated by the
+    /// edit that brought it back, not by the publish time it was scheduled for, and reads
+    /// back as an article the server takes again.
+    #[test]
+    fn an_article_scheduled_ahead_and_brought_back_is_not_dated_in_the_future() {
+        let t0 = Utc.with_ymd_and_hms(2023, 6, 7, 0, 0, 0).unwrap();
+        let hour = |h: i64| t0 + chrono::TimeDelta::hours(h);
+        let (valid, shown) = created(hour(1));
+        let at = |publish: DateTime<Utc>| ArticleContent {
+            publish_time: publish,
+            ..valid.content.clone()
+        };
+        let ahead = revised(&shown, at(hour(3)), hour(2)).into_article();
+        assert_eq!(
+            ahead.updated,
+            hour(3),
+            "dated by its publish time, unseen till then"
+        );
+        let back = revised(&ahead, at(t0 - chrono::TimeDelta::hours(1)), hour(2)).into_article();
+        assert_eq!(
+            back.updated,
+            hour(2),
+            "dated by the edit that brought it back"
+        );
+        assert!(back.updated > shown.updated, "after what readers saw");
+        let read_back = ArticleContent {
+            update_time: Some(back.updated),
+            ..back.content.clone()
+        };
+        assert!(
+            matches!(revised(&back, read_back, hour(2)), Revision::Unchanged(_)),
+            "sent back as read, it is unchanged"
         );
     }
 
