@@ -1298,11 +1298,26 @@ impl ArticleDraft {
     }
 }
 
-/// Accepts an empty value (no URL) or an absolute http(s) URL of at most 2048 bytes,
-/// without a user name or password: feeds would hand them to every reader, and
+/// The longest URL an article may carry, in bytes as it is stored and as feeds carry it:
+/// written as the URL standard writes it, percent-encoded.
+const MAX_URL_BYTES: usize = 2048;
+
+/// How long a stored URL may be: versions before measured the URL as sent, before it was
+/// percent-encoded (which writes a byte as three, and a host in Unicode as its longer
+/// ASCII form), so their rows and exports hold some longer than [`MAX_URL_BYTES`].
+const MAX_STORED_URL_BYTES: usize = 4 * MAX_URL_BYTES;
+
+/// Accepts an empty value (no URL) or an absolute http(s) URL of at most 2048 bytes once
+/// written as stored (so that an article read back can be sent again), without a user
+/// name or password: feeds would hand them to every reader, and
 /// `https://trusted.example@elsewhere.example/` leads elsewhere than it reads.
 pub(super) fn check_url(raw: &str) -> Result<Option<String>, String> {
     let url = check_stored_url(raw)?;
+    if url.as_ref().is_some_and(|url| url.len() > MAX_URL_BYTES) {
+        return Err(format!(
+            "is longer than {MAX_URL_BYTES} bytes, written as stored (percent-encoded)"
+        ));
+    }
     if let Some(parsed) = url.as_deref().and_then(|u| url::Url::parse(u).ok())
         && (!parsed.username().is_empty() || parsed.password().is_some())
     {
@@ -1312,20 +1327,26 @@ pub(super) fn check_url(raw: &str) -> Result<Option<String>, String> {
 }
 
 /// [`check_url`] as stored rows and exports are held to it: credentials in a URL, which
-/// versions before refused none, are let through (they are not the store's fault).
+/// versions before refused none, are let through (they are not the store's fault), and so
+/// are URLs those versions let grow past [`MAX_URL_BYTES`] (see [`MAX_STORED_URL_BYTES`]).
 pub(super) fn check_stored_url(raw: &str) -> Result<Option<String>, String> {
     let raw = raw.trim();
     if raw.is_empty() {
         return Ok(None);
     }
-    if raw.len() > 2048 {
-        return Err("is longer than 2048 bytes".into());
+    let too_long = || format!("is longer than {MAX_URL_BYTES} bytes");
+    if raw.len() > MAX_STORED_URL_BYTES {
+        return Err(too_long());
     }
     let url = url::Url::parse(raw).map_err(|e| format!("is not an absolute URL ({e})"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err("must be an http or https URL".into());
     }
-    Ok(Some(url.to_string()))
+    let url = url.to_string();
+    if url.len() > MAX_STORED_URL_BYTES {
+        return Err(too_long());
+    }
+    Ok(Some(url))
 }
 
 impl Article {
@@ -1599,6 +1620,45 @@ mod tests {
             );
             assert_eq!(super::super::stored::url_fault(url), None, "{url}");
         }
+    }
+
+    /// A URL is measured as stored, percent-encoded: one that grows past 2048 bytes so is
+    /// refused, so that every URL read back can be sent again; rows that versions before
+    /// stored so (measured as sent) are still taken by import.
+    #[test]
+    fn urls_are_measured_as_stored() {
+        let policy = super::super::HtmlPolicy::default();
+        let with = |url: &str| ArticleDraft {
+            canonical_url: url.into(),
+            media: vec![super::super::MediaDraft {
+                url: url.into(),
+                mime_type: "image/jpeg".into(),
+                ..Default::default()
+            }],
+            ..draft()
+        };
+        let base = "https://e.com/";
+        // 1,000 × é: 2,014 bytes sent, 6,014 stored.
+        let grows = format!("{base}{}", "é".repeat(1000));
+        let refused = with(&grows).validate("", &policy).unwrap_err();
+        let fields: Vec<_> = refused.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["canonical_url", "media[0].url"], "{refused:?}");
+        assert!(refused.to_string().contains("percent-encoded"), "{refused}");
+        let stored = check_stored_url(&grows).unwrap().unwrap();
+        assert_eq!(stored.len(), 6014);
+        assert_eq!(super::super::stored::url_fault(&stored), None);
+        // At the limit as stored: taken, and taken again as read back.
+        let fits = format!("{base}{}", "%C3%A9".repeat(339));
+        assert_eq!(fits.len(), 2048);
+        let valid = with(&fits).validate("", &policy).unwrap();
+        let read_back = valid.content.canonical_url.clone().unwrap();
+        assert_eq!(read_back, fits);
+        assert!(with(&read_back).validate("", &policy).is_ok());
+        // Shorter as stored than as sent (a default port, an upper-case scheme): measured
+        // as stored.
+        let shrinks = format!("HTTPS://E.COM:443/{}", "a".repeat(2034));
+        assert!(shrinks.len() > 2048);
+        assert!(with(&shrinks).validate("", &policy).is_ok());
     }
 
     #[test]
