@@ -48,6 +48,26 @@ pub enum AppError {
         path: std::path::PathBuf,
         error: std::io::Error,
     },
+    #[error(
+        "another feedpub serve is writing the feeds folder {:?}: give each server a feeds \
+         folder of its own (feeds_dir, --feeds-dir or FEEDPUB_FEEDS_DIR)",
+        .0
+    )]
+    FeedsFolderInUse(std::path::PathBuf),
+    #[error("cannot lock the feeds folder {path:?}: {error}")]
+    FeedsLock {
+        path: std::path::PathBuf,
+        error: std::io::Error,
+    },
+    #[error(
+        "the feeds folder {feeds:?} and the data folder {data:?} are one folder or one holds \
+         the other: what is under the feeds folder is published as it is (served, synced to \
+         a bucket), and would carry the database with it; give them folders apart"
+    )]
+    FoldersOverlap {
+        feeds: std::path::PathBuf,
+        data: std::path::PathBuf,
+    },
 }
 
 /// A built service with its listeners bound, ready to run.
@@ -68,15 +88,16 @@ pub struct Application {
     seen_events: u64,
     /// Held while this server runs on a SQLite data folder (see [`lock_data_folder`]).
     _data_folder: Option<std::fs::File>,
+    /// Held while this server writes its feeds folder (see [`lock_feeds_folder`]).
+    _feeds_folder: std::fs::File,
 }
 
 /// Takes the data folder of a SQLite store for this server, refused while another server
 /// holds it: a second server on the same file would build its feeds from writes the first
 /// never tells it of, and take over the WebSub deliveries the first is making. (Replicas
-/// share a PostgreSQL database instead, which needs no lock.) The lock is on the folder
-/// itself, which no file operation in it can remove, and the kernel releases it when the
-/// process ends, however it ends. Of the operator commands, only `import` takes it (a server
-/// would not show what it imports); the others work beside a running server.
+/// share a PostgreSQL database instead, which needs no lock.) Of the operator commands,
+/// only `import` takes it (a server would not show what it imports); the others work
+/// beside a running server.
 pub fn lock_data_folder(server: &crate::config::Server) -> Result<Option<std::fs::File>, AppError> {
     if server.database_url.is_some() {
         return Ok(None);
@@ -87,15 +108,52 @@ pub fn lock_data_folder(server: &crate::config::Server) -> Result<Option<std::fs
         error,
     };
     crate::storage::create_data_folder(path).map_err(lock_error)?;
-    let folder = std::fs::File::open(path).map_err(lock_error)?;
+    match lock_folder(path).map_err(lock_error)? {
+        Some(folder) => Ok(Some(folder)),
+        None => Err(AppError::DataFolderInUse(path.clone())),
+    }
+}
+
+/// The folder at `path`, locked by this process until it drops it or ends; `None` while
+/// another holds it. The lock is on the folder itself, which no file operation in it can
+/// remove, and the kernel releases it when the process ends, however it ends.
+fn lock_folder(path: &std::path::Path) -> std::io::Result<Option<std::fs::File>> {
+    let folder = std::fs::File::open(path)?;
     match rustix::fs::flock(
         &folder,
         rustix::fs::FlockOperation::NonBlockingLockExclusive,
     ) {
         Ok(()) => Ok(Some(folder)),
-        Err(rustix::io::Errno::WOULDBLOCK) => Err(AppError::DataFolderInUse(path.clone())),
-        Err(errno) => Err(lock_error(errno.into())),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+        Err(errno) => Err(errno.into()),
     }
+}
+
+/// Takes the feeds folder for this server, refused while another server writes it: a
+/// second server (on another data folder, or another database) would replace the first's
+/// files with its own feeds, and remove the author and tag feeds it does not have, while
+/// the first goes on serving its own from memory. Refused too when the feeds folder and a
+/// SQLite data folder are one, or one holds the other. Locked as the data folder is.
+pub fn lock_feeds_folder(server: &crate::config::Server) -> Result<std::fs::File, AppError> {
+    let path = &server.feeds_dir;
+    let lock_error = |error| AppError::FeedsLock {
+        path: path.clone(),
+        error,
+    };
+    std::fs::create_dir_all(path).map_err(lock_error)?;
+    if server.database_url.is_none() {
+        let data = std::fs::canonicalize(&server.data_dir).map_err(lock_error)?;
+        let feeds = std::fs::canonicalize(path).map_err(lock_error)?;
+        if data.starts_with(&feeds) || feeds.starts_with(&data) {
+            return Err(AppError::FoldersOverlap {
+                feeds: path.clone(),
+                data: server.data_dir.clone(),
+            });
+        }
+    }
+    lock_folder(path)
+        .map_err(lock_error)?
+        .ok_or_else(|| AppError::FeedsFolderInUse(path.clone()))
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, AppError> {
@@ -120,6 +178,7 @@ impl Application {
             .transpose()
             .map_err(AppError::Tls)?;
         let data_folder = lock_data_folder(&settings.server)?;
+        let feeds_folder = lock_feeds_folder(&settings.server)?;
         let store: Arc<dyn Store> = crate::storage::open(&settings.server).await?;
         // Which store: a replica started without its database URL runs on a SQLite store of
         // its own, and an operator must be able to tell.
@@ -159,6 +218,7 @@ impl Application {
             tls,
             seen_events,
             _data_folder: data_folder,
+            _feeds_folder: feeds_folder,
         })
     }
 

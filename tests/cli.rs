@@ -1625,3 +1625,63 @@ fn a_second_server_on_a_running_servers_data_folder_is_refused() {
     let mut again = ServeProcess::start(ServeOptions::new(&data, &dir.path().join("feeds")));
     again.wait_ready();
 }
+
+/// A second `serve` writing the feeds folder of a running one (from a data folder of its
+/// own) is refused and leaves its files as they were; a feeds folder that is the data
+/// folder, or holds it, or is inside it, is refused before anything is written.
+#[test]
+fn a_feeds_folder_is_written_by_one_server_and_apart_from_the_data_folder() {
+    use common::binary::{ServeOptions, ServeProcess, run_within};
+    let dir = tempfile::tempdir().unwrap();
+    let feeds = dir.path().join("feeds");
+    let mut first = ServeProcess::start(ServeOptions::new(&dir.path().join("data"), &feeds));
+    first.wait_ready();
+    let serve = |data: &std::path::Path, feeds: &std::path::Path| {
+        run_within(
+            feedpub(dir.path())
+                .arg("serve")
+                .arg("--data-dir")
+                .arg(data)
+                .arg("--feeds-dir")
+                .arg(feeds)
+                .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"]),
+            DEADLINE,
+        )
+    };
+    let all = feeds.join("all/atom.xml");
+    let before = std::fs::read(&all).unwrap();
+    let output = serve(&dir.path().join("other-data"), &feeds);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("another feedpub serve is writing the feeds folder")
+            && stderr.contains(feeds.to_str().unwrap()),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(&all).unwrap(),
+        before,
+        "the refused server wrote feeds"
+    );
+    assert!(first.is_running(), "the first server stopped");
+    first.kill();
+
+    for (data, feeds) in [
+        ("same", "same"),
+        ("outer/data", "outer"),
+        ("data2", "data2/feeds"),
+    ] {
+        let (data, feeds) = (dir.path().join(data), dir.path().join(feeds));
+        let output = serve(&data, &feeds);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("one folder or one holds the other"),
+            "{stderr}"
+        );
+        assert!(
+            !feeds.join("all").exists(),
+            "feeds written beside the database"
+        );
+    }
+}
