@@ -640,8 +640,14 @@ impl HtmlPolicy {
                     });
                     allowed.then(|| value.into())
                 }
-                // ammonia checks the schemes of src and href, not of srcset candidates.
+                // ammonia checks the schemes of src and href, not of srcset candidates,
+                // nor of the cite of a quotation or an edit (which readers follow too).
                 (_, "srcset") => filter_srcset(value).map(Into::into),
+                (_, "cite") => match web_url(value.trim()) {
+                    Some(WebUrl::Absolute) => Some(value.into()),
+                    Some(WebUrl::Relative) => resolve_relative(value.trim()).map(Into::into),
+                    None => None,
+                },
                 _ => Some(value.into()),
             },
         );
@@ -746,7 +752,7 @@ fn filter_srcset(value: &str) -> Option<String> {
     (!kept.is_empty()).then(|| kept.join(", "))
 }
 
-/// What kind of URL a `srcset` candidate has.
+/// What kind of URL a `srcset` candidate or a `cite` has.
 enum WebUrl {
     /// http(s).
     Absolute,
@@ -1330,6 +1336,31 @@ mod tests {
         assert!(!removed.html.contains("img/a.png") && !removed.html.contains("#p2"));
         assert!(removed.html.contains(r#"srcset="https://x.cn/c.png 3x""#));
         assert!(removed.html.contains("前文") && removed.html.contains("href=\"https://x.cn/c\""));
+    }
+
+    /// The source a quotation or an edit cites is a link as any other: resolved against
+    /// the base, or removed without one, and only http(s).
+    #[test]
+    fn cited_sources_are_resolved_or_removed_like_links() {
+        let policy = HtmlPolicy::default();
+        let html = r#"<blockquote cite="/src/quote.html">甲</blockquote><q cite="q.html">乙</q><del cite="javascript:alert(1)">丙</del><ins cite="https://x.cn/why">丁</ins>"#;
+        let base = url::Url::parse("https://example.com/2023-06-07/daji").unwrap();
+        let resolved = policy.sanitize_for(html, Some(&base)).unwrap();
+        for kept in [
+            r#"<blockquote cite="https://example.com/src/quote.html">"#,
+            r#"<q cite="https://example.com/2023-06-07/q.html">"#,
+            "<del>",
+            r#"<ins cite="https://x.cn/why">"#,
+        ] {
+            assert!(resolved.html.contains(kept), "{kept} in {}", resolved.html);
+        }
+        assert_eq!(
+            policy.sanitize_for(&resolved.html, Some(&base)).unwrap(),
+            resolved
+        );
+        let removed = policy.sanitize_for(html, None).unwrap();
+        assert_eq!(removed.relative_urls_removed, 2, "{}", removed.html);
+        assert_eq!(removed.html.matches("cite=").count(), 1, "{}", removed.html);
     }
 
     /// A long base and many short relative URLs would grow a small body a thousandfold:
