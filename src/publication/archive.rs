@@ -44,6 +44,19 @@ fn page_max_age(
     tenth.clamp(feed_max_age.min(FULL_PAGE_MAX_AGE), FULL_PAGE_MAX_AGE)
 }
 
+/// `max_age` cut to end when the first of the articles expiring at `expiries` leaves the
+/// page, `now`: no cache keeps showing an article past its `expire_time`.
+fn until_first_expiry(
+    max_age: u32,
+    expiries: impl IntoIterator<Item = chrono::DateTime<Utc>>,
+    now: chrono::DateTime<Utc>,
+) -> u32 {
+    expiries
+        .into_iter()
+        .map(|expiry| u32::try_from((expiry - now).num_seconds().max(0)).unwrap_or(u32::MAX))
+        .fold(max_age, u32::min)
+}
+
 /// Rendered archive documents by feed path, dropped when their feed changes.
 #[derive(Default)]
 pub(super) struct ArchiveCache {
@@ -59,7 +72,16 @@ struct Cached {
     bytes: usize,
     /// Counts the forgets: a page rendered from what the store held before one is not kept.
     forgets: u64,
+    /// The date, entity tag and [`FeedFile::shares_its_second`] of the last version of each
+    /// page rendered, kept when the page is forgotten: a page changed twice within one
+    /// second is dated alike both times, and a client's `If-Modified-Since` of that date may
+    /// be the earlier version's. Cleared past [`DATED_LIMIT`] pages (a stale 304 for a page
+    /// changed twice in a second then, until it changes again).
+    dated: HashMap<String, (chrono::DateTime<Utc>, String, bool)>,
 }
+
+/// Most pages whose last version's date [`Cached::dated`] keeps.
+const DATED_LIMIT: usize = 16 * CACHE_LIMIT;
 
 /// `(feed folder, page, format)` of an archive path such as `politics/archive/3/atom.xml`.
 pub(super) fn parse(path: &str) -> Option<(&str, usize, Format)> {
@@ -154,6 +176,7 @@ impl Inner {
                 by_path,
                 bytes,
                 forgets,
+                ..
             } = &mut *cached;
             by_path.retain(|path, (file, _)| {
                 let keep = !path.starts_with(&prefix);
@@ -188,10 +211,8 @@ impl Inner {
             return Ok(None);
         };
         let size = self.settings.feeds.max_items;
-        let content = self
-            .store
-            .archive_page(&scope, page, size, Utc::now())
-            .await?;
+        let now = Utc::now();
+        let content = self.store.archive_page(&scope, page, size, now).await?;
         if page > content.pages {
             return Ok(None);
         }
@@ -217,25 +238,38 @@ impl Inner {
             prev: (page > 1).then(|| self.document_urls(&scope, Some(page - 1))),
             next: (page < content.pages).then(|| self.document_urls(&scope, Some(page + 1))),
         };
-        let max_age = page_max_age(
-            page,
-            content.pages,
-            content.pending,
-            Utc::now() - updated,
-            self.settings.feeds.max_age_of(&scope),
+        let max_age = until_first_expiry(
+            page_max_age(
+                page,
+                content.pages,
+                content.pending,
+                now - updated,
+                self.settings.feeds.max_age_of(&scope),
+            ),
+            content
+                .articles
+                .iter()
+                .filter_map(|a| a.content.expire_time),
+            now,
         );
         let links = Links {
             self_url: urls.get(format).to_owned(),
             hub_url: None,
         };
         let bytes = format.render(&meta, &content.articles);
-        let file = Arc::new(FeedFile::new(
-            bytes,
-            format.content_type(),
-            updated,
-            max_age,
-            &links,
-        ));
+        let mut file = FeedFile::new(bytes, format.content_type(), updated, max_age, &links);
+        if let Ok(mut cached) = self.archives.documents.lock() {
+            file.shares_its_second = match cached.dated.get(path) {
+                Some((date, etag, shares)) if *date == updated => *etag != file.etag || *shares,
+                _ => false,
+            };
+            if cached.dated.len() >= DATED_LIMIT {
+                cached.dated.clear();
+            }
+            let dated = (updated, file.etag.clone(), file.shares_its_second);
+            cached.dated.insert(path.to_owned(), dated);
+        }
+        let file = Arc::new(file);
         if let Ok(mut cached) = self.archives.documents.lock()
             && cached.forgets == forgets
         {
@@ -262,6 +296,20 @@ impl Inner {
 mod tests {
     use super::*;
     use chrono::TimeDelta;
+
+    #[test]
+    fn a_page_is_cached_no_longer_than_until_its_first_article_expires() {
+        let now = Utc::now();
+        let in_seconds = |s: i64| now + TimeDelta::seconds(s);
+        assert_eq!(until_first_expiry(86_400, [], now), 86_400);
+        assert_eq!(
+            until_first_expiry(86_400, [in_seconds(600), in_seconds(28)], now),
+            28
+        );
+        assert_eq!(until_first_expiry(60, [in_seconds(600)], now), 60);
+        // Expired while the page was read: not cached.
+        assert_eq!(until_first_expiry(60, [in_seconds(-3)], now), 0);
+    }
 
     #[test]
     fn a_page_before_the_newest_is_cached_for_a_tenth_of_its_age_within_max_age_and_a_day() {

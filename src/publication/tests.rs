@@ -647,6 +647,25 @@ async fn an_atom_feed_is_dated_at_the_instant_of_its_newest_change() {
     assert!(dates[1] > dates[0], "{dates:?}");
 }
 
+/// Versions of a document made by `version` (given a new name each time), two at a time,
+/// until two fall within one second: a second may turn between them, and a few tries find
+/// two within one. Returns the later of those two; each later one found in a later second
+/// must have its date to itself.
+async fn two_within_one_second(
+    version: impl AsyncFn(String) -> Arc<super::FeedFile>,
+) -> Arc<super::FeedFile> {
+    for attempt in 0..5 {
+        let before = version(format!("a{attempt}")).await;
+        let after = version(format!("b{attempt}")).await;
+        assert_ne!(after.etag, before.etag);
+        if after.last_modified == before.last_modified {
+            return after;
+        }
+        assert!(!after.shares_its_second, "{attempt}");
+    }
+    panic!("no two versions within one second in five tries");
+}
+
 /// Two versions of a feed within one second share its date: the later one says so (a
 /// client's date may be the other's), and a version in a later second has its date to
 /// itself.
@@ -654,23 +673,12 @@ async fn an_atom_feed_is_dated_at_the_instant_of_its_newest_change() {
 async fn a_version_dated_with_the_second_of_the_one_it_replaces_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let (store, publication) = started(dir.path()).await;
-    let mut within_one_second = None;
-    // A second may turn between two publishes: a few tries find two within one.
-    for attempt in 0..5 {
-        publish(&store, &format!("a{attempt}"), "同一秒的第一版").await;
+    let shared = two_within_one_second(async |id| {
+        publish(&store, &id, "同一秒的一版").await;
         regenerated(&publication, politics()).await;
-        let before = publication.get("politics/rss.xml").unwrap();
-        publish(&store, &format!("b{attempt}"), "同一秒的第二版").await;
-        regenerated(&publication, politics()).await;
-        let after = publication.get("politics/rss.xml").unwrap();
-        assert_ne!(after.etag, before.etag);
-        if after.last_modified == before.last_modified {
-            within_one_second = Some(after);
-            break;
-        }
-        assert!(!after.shares_its_second, "{attempt}");
-    }
-    let shared = within_one_second.expect("two versions within one second");
+        publication.get("politics/rss.xml").unwrap()
+    })
+    .await;
     assert!(shared.shares_its_second);
 
     tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
@@ -692,6 +700,33 @@ async fn a_version_dated_with_the_second_of_the_one_it_replaces_says_so() {
         assert_eq!(found.last_modified, later.last_modified, "{key}");
         assert!(!found.shares_its_second, "{key}");
     }
+}
+
+/// An archive page changed twice within one second says so, as a feed's current document
+/// does: a client's `If-Modified-Since` of that second may be the earlier version's. The
+/// next version, in a later second, has its date to itself.
+#[tokio::test]
+async fn an_archive_page_changed_twice_within_one_second_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, publication) = started_with(dir.path(), |s| s.feeds.max_items = 1).await;
+    publish(&store, "old", "旧稿").await;
+    publish(&store, "new", "新稿").await;
+    regenerated(&publication, politics()).await;
+    let page = "politics/archive/1/rss.xml";
+    let corrected = async |title: &str| {
+        publish(&store, "old", title).await;
+        regenerated(&publication, politics()).await;
+        let file = publication.archive(page).await.unwrap().unwrap();
+        assert!(String::from_utf8_lossy(&file.bytes()).contains(title));
+        file
+    };
+    let shared = two_within_one_second(async |name| corrected(&format!("更正{name}")).await).await;
+    assert!(shared.shares_its_second);
+
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let later = corrected("下一秒的更正").await;
+    assert!(later.last_modified > shared.last_modified);
+    assert!(!later.shares_its_second);
 }
 
 /// An archive path whose folder no served feed has is not found without a read of the
