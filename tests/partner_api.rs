@@ -482,6 +482,61 @@ async fn a_stream_left_open_stores_what_it_received_and_says_so() {
     leave_a_stream_open(&server, "open", None).await;
 }
 
+/// A message received in time whose articles take longer to handle than the stream has
+/// left is cut at the deadline, not handled to its end while the call is cancelled: the
+/// call ends with DEADLINE_EXCEEDED saying how many articles were handled, and those, the
+/// first ones sent, are stored, and no other.
+#[tokio::test]
+async fn a_message_whose_articles_outlast_the_stream_is_cut_at_its_deadline() {
+    let server =
+        TestServer::start_with(|s| s.limits.request_timeout = std::time::Duration::from_secs(3))
+            .await;
+    let token = &server.tokens.newsroom;
+    // One message, taken whole before the deadline; its articles each carry a body of
+    // sanitised HTML: handling them all takes many times the stream's 2.25 s.
+    let body = "<p><b>朔州</b>日报<i>记者</i>报道。</p>".repeat(20);
+    let total = 3_500;
+    let requests = (0..total)
+        .map(|n| {
+            let mut article = brief(&format!("slow-{n}"), "长稿");
+            article.content_text = String::new();
+            article.content_html = body.clone();
+            request(article, "")
+        })
+        .collect();
+    let mut client = server.client().await;
+    let ended = client
+        .publish_articles(authed(
+            token,
+            tokio_stream::iter([PublishArticlesRequest { requests }]),
+        ))
+        .await
+        .expect_err("the message outlasts the stream");
+    assert_eq!(ended.code(), Code::DeadlineExceeded, "{ended:?}");
+    assert_eq!(error_reason(&ended), "STREAM_TIMEOUT");
+    let handled: usize = ended
+        .message()
+        .rsplit_once("(the ")
+        .and_then(|(_, after)| after.split_once(" articles before it were handled"))
+        .and_then(|(count, _)| count.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {ended:?}"));
+    assert!(
+        handled > 0 && handled < total,
+        "{handled} of {total}: {ended:?}"
+    );
+    for n in [0, handled - 1] {
+        get(&mut client, token, &format!("slow-{n}"), 0)
+            .await
+            .expect("a handled article is stored");
+    }
+    assert!(
+        get(&mut client, token, &format!("slow-{handled}"), 0)
+            .await
+            .is_err(),
+        "an article after the cut is not stored"
+    );
+}
+
 /// A stream still open near the client's own deadline (`grpc-timeout`) ends a little
 /// before it, as before the server's timeout: the client gets the answer, saying how many
 /// articles were handled, and every one it sent is stored.

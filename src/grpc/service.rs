@@ -83,7 +83,15 @@ impl PublisherService for PublisherApi {
         // the call, so that the client learns what became of its articles.
         let within = self.publisher.stream_deadline(client_deadline);
         let deadline = tokio::time::Instant::now() + within;
+        let timed_out = || tokio::time::Instant::now() >= deadline;
         'stream: loop {
+            // A message already received would be handed over however late (the timeout
+            // looks at the stream first), and its articles take time to handle: the
+            // deadline is looked at before each of them too.
+            if timed_out() {
+                failure = Some(status::stream_timed_out(within));
+                break;
+            }
             let message = match tokio::time::timeout_at(deadline, stream.message()).await {
                 Ok(Ok(Some(message))) => message,
                 Ok(Ok(None)) => break,
@@ -97,6 +105,10 @@ impl PublisherService for PublisherApi {
                 }
             };
             for item in message.requests {
+                if timed_out() {
+                    failure = Some(status::stream_timed_out(within));
+                    break 'stream;
+                }
                 ids.push(
                     item.article
                         .as_ref()
