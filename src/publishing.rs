@@ -533,7 +533,8 @@ impl Publisher {
     }
 
     /// A permanent tag URI (RFC 4151): authority from the site URL, the date of first
-    /// publication in the site's offset, then partner and id, which are unique together.
+    /// publication in the site's offset (today's for an article scheduled ahead: a tag is
+    /// never dated in the future), then partner and id, which are unique together.
     fn guid(
         &self,
         partner: &Partner,
@@ -546,7 +547,8 @@ impl Publisher {
             .base_url
             .host_str()
             .unwrap_or("localhost");
-        let date = publish_time.with_timezone(&self.settings.site.utc_offset);
+        let minted = (*publish_time).min(Utc::now());
+        let date = minted.with_timezone(&self.settings.site.utc_offset);
         format!(
             "tag:{host},{}:{}/{}",
             date.format("%Y-%m-%d"),

@@ -537,6 +537,42 @@ async fn a_message_whose_articles_outlast_the_stream_is_cut_at_its_deadline() {
     );
 }
 
+/// A GUID is a tag URI dated with the article's publish date, in the site's offset; one
+/// scheduled ahead is dated the day it was stored, as a tag is never dated in the future
+/// (RFC 4151).
+#[tokio::test]
+async fn a_guid_is_dated_by_publication_and_never_in_the_future() {
+    let server = TestServer::start().await;
+    let beijing = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
+    let today = || {
+        chrono::Utc::now()
+            .with_timezone(&beijing)
+            .format("%Y-%m-%d")
+            .to_string()
+    };
+    let before = today();
+    let ahead = chrono::Utc::now() + chrono::TimeDelta::days(400);
+    let scheduled = server
+        .publish_as_newsroom(proto::Article {
+            publish_time: Some(ts(ahead.timestamp())),
+            ..brief("ahead", "预告")
+        })
+        .await;
+    let dated = |day: &str| scheduled.guid.ends_with(&format!(",{day}:newsroom/ahead"));
+    assert!(dated(&before) || dated(&today()), "{}", scheduled.guid);
+    let published = server
+        .publish_as_newsroom(proto::Article {
+            publish_time: Some(ts(1_686_096_000)), // 2023-06-07 08:00 +08:00
+            ..brief("past", "旧闻")
+        })
+        .await;
+    assert!(
+        published.guid.starts_with("tag:") && published.guid.ends_with(",2023-06-07:newsroom/past"),
+        "{}",
+        published.guid
+    );
+}
+
 /// A stream still open near the client's own deadline (`grpc-timeout`) ends a little
 /// before it, as before the server's timeout: the client gets the answer, saying how many
 /// articles were handled, and every one it sent is stored.
