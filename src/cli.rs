@@ -372,11 +372,7 @@ fn log_listening(grpc: SocketAddr, http: SocketAddr, tls: bool) {
 /// `localhost`) on another port than the HTTP listener's, as after `--http-addr` alone, no
 /// link in them reaches this server; says so. A base URL of another host is a proxy's.
 fn links_elsewhere(base_url: &url::Url, http: SocketAddr) -> Option<String> {
-    let local = match base_url.host()? {
-        url::Host::Domain(name) => name.eq_ignore_ascii_case("localhost"),
-        url::Host::Ipv4(ip) => ip.is_loopback(),
-        url::Host::Ipv6(ip) => ip.is_loopback(),
-    };
+    let local = names_this_machine(base_url)?;
     // The listener must take this machine's loopback connections, at that port.
     let reached = (http.ip().is_loopback() || http.ip().is_unspecified())
         && base_url.port_or_known_default() == Some(http.port());
@@ -385,6 +381,30 @@ fn links_elsewhere(base_url: &url::Url, http: SocketAddr) -> Option<String> {
             "the feeds link to [site] base_url {base_url}, but this server's HTTP address is \
              {http}: set base_url to the address readers use"
         )
+    })
+}
+
+/// A server that speaks only TLS on its HTTP port whose feeds link to an `http://` base URL
+/// on this machine: every self link and hub link in them points at plain HTTP on a port that
+/// does not speak it; says so. A base URL of another host is a proxy's, which may well
+/// speak plain HTTP to readers.
+fn plain_links_to_tls(base_url: &url::Url, tls: bool) -> Option<String> {
+    let local = names_this_machine(base_url)?;
+    (tls && local && base_url.scheme() == "http").then(|| {
+        format!(
+            "the feeds link to [site] base_url {base_url}, plain HTTP, but this server speaks \
+             only TLS: set base_url to the https:// address readers use"
+        )
+    })
+}
+
+/// Whether `base_url` names this machine: a loopback address or `localhost` (`None` without
+/// a host).
+fn names_this_machine(base_url: &url::Url) -> Option<bool> {
+    Some(match base_url.host()? {
+        url::Host::Domain(name) => name.eq_ignore_ascii_case("localhost"),
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
     })
 }
 
@@ -446,6 +466,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
     )?;
     crate::telemetry::init(settings.log.format);
+    // A server started in the wrong folder runs the embedded sample there: said at once.
+    tracing::info!(
+        feeds = %settings.server.feeds_dir.display(),
+        "configuration from {}",
+        settings.source
+    );
     crate::connections::raise_open_file_limit(&settings.limits);
     let base_url = settings.site.base_url.clone();
     for doubt in settings.doubts() {
@@ -462,7 +488,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     log_listening(app.grpc_addr(), app.http_addr(), app.serves_tls());
-    if let Some(warning) = links_elsewhere(&base_url, app.http_addr()) {
+    let warnings = [
+        links_elsewhere(&base_url, app.http_addr()),
+        plain_links_to_tls(&base_url, app.serves_tls()),
+    ];
+    for warning in warnings.into_iter().flatten() {
         tracing::warn!("{warning}");
     }
     if args.demo {
@@ -544,6 +574,17 @@ mod tests {
             links_elsewhere(&url::Url::parse("http://localhost/").unwrap(), on_80),
             None
         );
+    }
+
+    #[test]
+    fn plain_http_links_to_a_server_speaking_only_tls_are_warned_of() {
+        let warned = |base: &str, tls| plain_links_to_tls(&url::Url::parse(base).unwrap(), tls);
+        let warning = warned("http://127.0.0.1:8080/", true).expect("plain links to TLS");
+        assert!(warning.contains("https://"), "{warning}");
+        assert!(warned("http://localhost:8443/", true).is_some());
+        assert_eq!(warned("https://127.0.0.1:8080/", true), None);
+        assert_eq!(warned("http://127.0.0.1:8080/", false), None, "no TLS");
+        assert_eq!(warned("http://news.example.com/", true), None, "a proxy's");
     }
 
     /// Collects what a subscriber writes.

@@ -17,6 +17,8 @@ pub const DEFAULT_CONFIG_PATH: &str = "feedpub.toml";
 /// Everything a running feedpub needs to know, after all sources are merged.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// Where the settings came from: a file's path, or the embedded sample.
+    pub source: String,
     pub site: Site,
     pub server: Server,
     pub feeds: Feeds,
@@ -1029,6 +1031,7 @@ impl Settings {
             tls,
         };
         Ok(Settings {
+            source: origin.to_owned(),
             site: Site {
                 title: site_title,
                 base_url: file.site.base_url.0,

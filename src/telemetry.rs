@@ -198,11 +198,15 @@ const CATALOGUE: &[Metric] = &[
     Metric {
         name: "feedpub_websub_deliveries_total",
         kind: Kind::Counter,
-        help: "WebSub content deliveries, by result: ok, failed (given up) or gone (410).",
+        help: "WebSub content deliveries, by result: ok, failed (given up), gone (410), \
+               superseded (a newer document on its way) or unsubscribed (the subscription \
+               ended while it waited).",
         zero: &[
             &[("result", "ok")],
             &[("result", "failed")],
             &[("result", "gone")],
+            &[("result", "superseded")],
+            &[("result", "unsubscribed")],
         ],
     },
     Metric {

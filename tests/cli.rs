@@ -508,6 +508,8 @@ async fn metrics_are_described_and_known_series_start_at_zero() {
     for series in [
         r#"feedpub_publish_total{outcome="failed"} 0"#,
         r#"feedpub_websub_deliveries_total{result="gone"} 0"#,
+        r#"feedpub_websub_deliveries_total{result="superseded"} 0"#,
+        r#"feedpub_websub_deliveries_total{result="unsubscribed"} 0"#,
         r#"feedpub_connection_timeouts_total{listener="grpc",reason="send"} 0"#,
         "feedpub_grpc_rate_limited_total 0",
     ] {
@@ -1218,6 +1220,24 @@ fn import_among_stored_articles(database_url: Option<&str>) {
             && stderr.contains(&format!("already holds 1 partners and {articles} articles")),
         "{stderr}"
     );
+    // With --allow-non-empty, the partner it holds already is named as what to leave out.
+    let mut again = feedpub(dir.path());
+    again
+        .arg("import")
+        .arg(dir.path().join("first.jsonl"))
+        .arg("--allow-non-empty");
+    match database_url {
+        Some(url) => again.args(["--database-url", url]),
+        None => again.arg("--data-dir").arg(&target),
+    };
+    let again = run(&mut again);
+    let stderr = text(&again.stderr);
+    assert!(
+        !again.status.success()
+            && stderr.contains("line 2 of the export")
+            && stderr.contains("this partners row is in the target database already"),
+        "{stderr}"
+    );
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let dated = |scope: feedpub::domain::FeedScope| {
         runtime.block_on(async {
@@ -1636,6 +1656,12 @@ fn a_feeds_folder_is_written_by_one_server_and_apart_from_the_data_folder() {
     let feeds = dir.path().join("feeds");
     let mut first = ServeProcess::start(ServeOptions::new(&dir.path().join("data"), &feeds));
     first.wait_ready();
+    // Where its settings came from, and the folder it writes, are in its log.
+    let said = first.find_in_log(|line| {
+        line.contains("configuration from the embedded sample configuration")
+            .then(|| line.contains(feeds.to_str().unwrap()))
+    });
+    assert_eq!(said, Some(true), "{}", first.log());
     let serve = |data: &std::path::Path, feeds: &std::path::Path| {
         run_within(
             feedpub(dir.path())

@@ -125,7 +125,11 @@ impl From<PublishError> for Status {
             PublishError::Randomness(_) => (Code::Internal, "NO_RANDOMNESS"),
             PublishError::Validation(_) => (Code::Internal, "VALIDATION_FAILED"),
         };
-        if code == Code::Unavailable || code == Code::Internal {
+        // A call ended because the server is stopping is how a clean shutdown goes, not a
+        // failure to alert on.
+        if matches!(error, PublishError::ShuttingDown) {
+            tracing::info!(%error, "call ended: the server is stopping");
+        } else if code == Code::Unavailable || code == Code::Internal {
             tracing::error!(%error, "request failed");
         }
         let mut details = ErrorDetails::new();

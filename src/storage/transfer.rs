@@ -763,10 +763,24 @@ async fn import_into(
             })
             .collect::<Result<Vec<_>, String>>()
             .map_err(|e| invalid(number, e))?;
-        target
-            .insert(table, values)
-            .await
-            .map_err(|e| invalid(number, e.to_string()))?;
+        target.insert(table, values).await.map_err(|e| {
+            // Among stored data, a row the database holds already: a partner both have,
+            // most likely, as every deployment numbers its partners from 1.
+            let held_already = held > 0
+                && matches!(&e, sqlx::Error::Database(e)
+                    if e.kind() == sqlx::error::ErrorKind::UniqueViolation);
+            let message = if held_already {
+                format!(
+                    "this {name} row is in the target database already ({e}): an import among \
+                     stored data adds only rows it does not hold, so leave the rows it has \
+                     out of the export (its partners, say, which every deployment numbers \
+                     from 1)"
+                )
+            } else {
+                e.to_string()
+            };
+            invalid(number, message)
+        })?;
         // Where in the archive the import reaches: an imported article's place, or that of
         // a stored article an imported author or tag row adds to a feed.
         let placed = match table.name {
