@@ -497,6 +497,21 @@ async fn a_full_disk_is_reported_survived_and_recovered_from() {
         !on_disk.contains("第二篇"),
         "nothing could be written to a full disk"
     );
+    // Started again while the disk is still full (after an upgrade, say): it starts,
+    // serves its feeds from memory and says why, rather than exit.
+    server.kill();
+    let mut server = ServeProcess::start(ServeOptions::new(&data_dir, &feeds_dir));
+    let running = server.wait_ready();
+    wait_for(&server, &running, "/healthz", |b| {
+        b.starts_with("degraded") && b.contains("No space left on device")
+    })
+    .await;
+    wait_for(&server, &running, "/feeds/politics/atom.xml", |b| {
+        b.contains("第二篇")
+    })
+    .await;
+    let (status, _) = get(&running, "/feeds/feed.xsl").await;
+    assert_eq!(status, 200, "the stylesheet is served from memory");
     feeds_disk.empty();
     wait_for(&server, &running, "/healthz", |b| b == "ok\n").await;
     assert_feeds_whole(&server, &running).await;

@@ -241,7 +241,10 @@ impl Publication {
         });
         // A process killed while writing leaves its temporary files behind.
         files::remove_temporary_files(&inner.settings.server.feeds_dir);
-        inner.publish_stylesheet()?;
+        if let Err(e) = inner.publish_stylesheet() {
+            // Served from memory all the same; the next start writes it.
+            tracing::error!(error = %e, "cannot write the feeds' stylesheet; it is served from memory");
+        }
         let named_until = Utc::now();
         let named = inner.build_feeds_at_start().await?;
         Ok((
@@ -572,7 +575,8 @@ fn outcomes_of(
 }
 
 impl Inner {
-    /// Puts the XSL stylesheet that RSS and Atom feeds name in `feeds/` and the snapshot.
+    /// Puts the XSL stylesheet that RSS and Atom feeds name in the snapshot and in `feeds/`
+    /// (an error when it cannot be written there: it is served all the same).
     fn publish_stylesheet(&self) -> Result<(), PublicationError> {
         use crate::render::{STYLESHEET, STYLESHEET_CONTENT_TYPE, STYLESHEET_FILE};
         let site = &self.settings.site;
@@ -597,16 +601,17 @@ impl Inner {
             .map(|(suffix, bytes)| (format!("{STYLESHEET_FILE}{suffix}"), bytes))
             .filter(|(name, bytes)| std::fs::read(dir.join(name)).ok().as_deref() != Some(bytes))
             .collect();
-        files::replace_all(dir, &writes).map_err(|error| PublicationError::Write {
-            path: dir.clone(),
-            error,
-        })?;
         self.snapshot.rcu(|current| {
             let mut next = Snapshot::clone(current);
             next.insert_mut(STYLESHEET_FILE.to_owned(), Arc::new(file.clone()));
             next
         });
-        Ok(())
+        files::replace_all(dir, &writes)
+            .map(drop)
+            .map_err(|error| PublicationError::Write {
+                path: dir.clone(),
+                error,
+            })
     }
 
     /// True during a burst of changes: while stale marks wait that the scheduler has not
@@ -693,13 +698,24 @@ impl Inner {
         let named = self.store.named_scopes(Utc::now()).await?;
         self.remove_unnamed_folders(&named);
         let named = self.give_folders(named).await?;
-        if let Some((_, error)) = self
+        // A feed that could not be read stops the start; one whose files could not be
+        // written (a full disk, say) is served from memory, reported, and written by the
+        // finisher once it can be, as at any other time: a restart during a disk incident
+        // does not take the feeds down with it.
+        let (unwritten, unread): (Vec<_>, Vec<_>) = self
             .regenerate_batch(self.scopes(), Swap::Once)
             .await
             .into_iter()
-            .next()
-        {
+            .partition(|(_, error)| matches!(error, PublicationError::Write { .. }));
+        if let Some((_, error)) = unread.into_iter().next() {
             return Err(error);
+        }
+        if !unwritten.is_empty() {
+            let outcomes = unwritten
+                .into_iter()
+                .map(|(scope, error)| (scope, Err(error)))
+                .collect();
+            self.record_outcome(Step::Write, outcomes);
         }
         if !named.is_empty() {
             // Corrected as each is built: one whose articles all left view since, or whose
