@@ -42,6 +42,10 @@ async fn feeds_have_their_media_types_and_caching_headers() {
             "Accept-Encoding, Accept"
         };
         assert_eq!(headers[VARY], vary);
+        assert_eq!(
+            headers["access-control-allow-origin"], "*",
+            "readable from any origin"
+        );
         assert!(
             headers[CACHE_CONTROL]
                 .to_str()
@@ -86,6 +90,7 @@ async fn conditional_requests_are_answered_with_304_and_no_body() {
         );
         assert_eq!(response.headers()[ETAG].to_str().unwrap(), etag);
         assert_eq!(response.headers()[VARY], "Accept-Encoding, Accept");
+        assert_eq!(response.headers()["access-control-allow-origin"], "*");
         assert!(response.bytes().await.unwrap().is_empty());
     }
     let stale = "\"stale\"";

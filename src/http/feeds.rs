@@ -466,6 +466,12 @@ impl FeedState {
                 }),
             ),
             (header::LINK, file.headers.link.clone()),
+            // Public documents: a reader running in a browser on another origin (a web
+            // reader, a JSON Feed client) may read them.
+            (
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static("*"),
+            ),
         ]);
         let body = if status == StatusCode::OK {
             FeedBody::Document {

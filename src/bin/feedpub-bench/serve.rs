@@ -459,7 +459,8 @@ async fn wait_until_listening(addr: SocketAddr, process: &mut Process) -> anyhow
 }
 
 /// nginx serving `feeds_dir` at `/feeds/` with precompressed gzip siblings, the headers
-/// feedpub sends (Cache-Control, Link, Vary), no access log, and every path in `dir`.
+/// feedpub sends (Cache-Control, Link, Vary, Access-Control-Allow-Origin), no access log,
+/// and every path in `dir`.
 fn nginx_conf(
     dir: &Path,
     feeds_dir: &Path,
@@ -519,6 +520,10 @@ fn nginx_conf(
     if !link.is_empty() && !link.contains('\'') {
         writeln!(conf, "            add_header Link '{link}';")?;
     }
+    writeln!(
+        conf,
+        "            add_header Access-Control-Allow-Origin \"*\";"
+    )?;
     writeln!(conf, "        }}")?;
     writeln!(conf, "    }}")?;
     writeln!(conf, "}}")?;
