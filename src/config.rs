@@ -626,10 +626,9 @@ struct FileFeeds {
     max_items: MaxItems,
     #[serde(default = "default_max_age")]
     max_age: u32,
-    #[serde(default = "default_tombstone_days")]
-    tombstone_days: TombstoneDays,
-    /// The tombstone window in seconds, winning over `tombstone_days`. Not in the sample
-    /// configuration nor the README: it exists so that tests can see a window end.
+    tombstone_days: Option<TombstoneDays>,
+    /// The tombstone window in seconds instead of `tombstone_days` (not both): so that a
+    /// window can be seen to end (tests, a rehearsal).
     tombstone_seconds: Option<TombstoneSeconds>,
     #[serde(default = "default_build_nice")]
     build_nice: BuildNice,
@@ -640,7 +639,7 @@ impl Default for FileFeeds {
         Self {
             max_items: default_max_items(),
             max_age: default_max_age(),
-            tombstone_days: default_tombstone_days(),
+            tombstone_days: None,
             tombstone_seconds: None,
             build_nice: default_build_nice(),
         }
@@ -1030,6 +1029,20 @@ impl Settings {
                 .unwrap_or_else(|| PathBuf::from("feeds")),
             tls,
         };
+        for (path, key, flag) in [
+            (&server.data_dir, "data_dir", "--data-dir, FEEDPUB_DATA_DIR"),
+            (
+                &server.feeds_dir,
+                "feeds_dir",
+                "--feeds-dir, FEEDPUB_FEEDS_DIR",
+            ),
+        ] {
+            if path.as_os_str().is_empty() {
+                return Err(invalid(format!(
+                    "server.{key} (or {flag}) is empty: name a folder"
+                )));
+            }
+        }
         Ok(Settings {
             source: origin.to_owned(),
             site: Site {
@@ -1048,9 +1061,18 @@ impl Settings {
                 max_items: file.feeds.max_items.0,
                 max_age: file.feeds.max_age,
                 section_max_age,
-                tombstone_window: match file.feeds.tombstone_seconds {
-                    Some(seconds) => chrono::TimeDelta::seconds(seconds.0),
-                    None => chrono::TimeDelta::days(file.feeds.tombstone_days.0),
+                tombstone_window: match (file.feeds.tombstone_days, file.feeds.tombstone_seconds) {
+                    (Some(_), Some(_)) => {
+                        return Err(invalid(
+                            "feeds.tombstone_days and feeds.tombstone_seconds are both set: \
+                             set one of them"
+                                .to_owned(),
+                        ));
+                    }
+                    (None, Some(seconds)) => chrono::TimeDelta::seconds(seconds.0),
+                    (days, None) => {
+                        chrono::TimeDelta::days(days.unwrap_or_else(default_tombstone_days).0)
+                    }
                 },
                 build_nice: file.feeds.build_nice.0,
             },
@@ -1357,9 +1379,12 @@ mod tests {
         assert_eq!(window("tombstone_days = 30"), chrono::TimeDelta::days(30));
         assert_eq!(window("tombstone_days = 0"), chrono::TimeDelta::zero());
         assert_eq!(
-            window("tombstone_days = 30\ntombstone_seconds = 2"),
+            window("tombstone_seconds = 2"),
             chrono::TimeDelta::seconds(2)
         );
+        // One of them, not both: the other would be silently ignored.
+        let both = feeds_with("tombstone_days = 30\ntombstone_seconds = 2").unwrap_err();
+        assert!(both.contains("are both set"), "{both}");
         for bad in [
             "tombstone_days = -1",
             "tombstone_days = 3651",
@@ -1584,6 +1609,24 @@ mod tests {
         assert!(message.contains("test.toml"), "{message}");
         assert!(message.contains("line 7"), "{message}");
         assert!(message.contains("slug"), "{message}");
+    }
+
+    #[test]
+    fn empty_folders_are_refused_by_name() {
+        let refused = |text: &str, overrides: Overrides| {
+            Settings::parse("test.toml", text, overrides)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        let empty_feeds = EMBEDDED_CONFIG.replacen("feeds_dir = \"feeds\"", "feeds_dir = \"\"", 1);
+        assert_ne!(empty_feeds, EMBEDDED_CONFIG);
+        assert!(refused(&empty_feeds, Overrides::default()).contains("server.feeds_dir"));
+        let empty_data = Overrides {
+            data_dir: Some(PathBuf::new()),
+            ..Overrides::default()
+        };
+        assert!(refused(EMBEDDED_CONFIG, empty_data).contains("--data-dir"));
     }
 
     #[test]

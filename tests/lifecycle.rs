@@ -500,13 +500,13 @@ impl ShortWindowServer {
         feedpub::telemetry::init_for_tests();
         let dir = tempfile::tempdir().unwrap();
         let config = EMBEDDED_CONFIG.replacen(
-            "max_items = 50",
-            &format!("max_items = 50\ntombstone_seconds = {window_seconds}"),
+            "tombstone_days = 7",
+            &format!("tombstone_seconds = {window_seconds}"),
             1,
         );
         assert_ne!(
             config, EMBEDDED_CONFIG,
-            "the sample configuration has [feeds]"
+            "the sample configuration sets tombstone_days"
         );
         let settings = Settings::parse(
             "short tombstone window",
