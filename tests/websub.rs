@@ -14,6 +14,32 @@ use std::time::{Duration, Instant};
 use url::Url;
 use websub_support::{BASE, Behaviour, Options, Server, Subscriber, Verify, brief, header, topic};
 
+/// The verification echoes the topic URL as the subscriber wrote it (WebSub §5.3), not as
+/// the hub writes it; the subscription is the feed's all the same.
+#[tokio::test]
+async fn the_verification_echoes_the_topic_as_the_subscriber_wrote_it() {
+    let subscriber = Subscriber::start().await;
+    let server = Server::start(Options::default()).await;
+    let written = topic("politics/../politics/atom.xml").replacen("http://", "HTTP://", 1);
+    let callback = subscriber.url("/cb");
+    let (status, body) = server
+        .hub_request(&[
+            ("hub.mode", "subscribe"),
+            ("hub.topic", &written),
+            ("hub.callback", &callback),
+        ])
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let verification = &subscriber.wait_for(Method::GET, "/cb", 1).await[0];
+    assert_eq!(verification.query["hub.topic"], written);
+    server
+        .wait_until("verified", |hub| hub.verifications_ok() == 1)
+        .await;
+    server.publish("websub-written", "politics").await;
+    let delivery = subscriber.wait_for(Method::POST, "/cb", 1).await[0].clone();
+    assert_eq!(delivery.body, server.feed_bytes("politics/atom.xml").await);
+}
+
 #[tokio::test]
 async fn a_verified_subscriber_gets_a_signed_copy_of_the_new_feed_within_a_second() {
     let subscriber = Subscriber::start().await;

@@ -65,6 +65,10 @@ pub struct Intent {
     pub mode: Mode,
     /// The feed asked for.
     pub topic: Topic,
+    /// The topic URL as the request gave it, which the verification and a denial echo
+    /// (WebSub §5.3: "the topic URL given in the corresponding subscription request"),
+    /// however this hub writes it.
+    pub topic_url: String,
     /// Where verification and deliveries go.
     pub callback: Callback,
     /// The lease granted, in seconds (requested, else the default; capped).
@@ -142,7 +146,9 @@ impl HubRequest {
             .policy
             .check_literal(callback.url())
             .map_err(|e| bad("hub.callback", e.to_string()))?;
-        let topic = parse_topic("hub.topic", required("hub.topic")?, rules)?;
+        let topic_url = required("hub.topic")?;
+        let topic = parse_topic("hub.topic", topic_url, rules)?;
+        let topic_url = topic_url.to_owned();
         // A positive decimal integer (WebSub §5.1), however large: the lease granted is
         // capped anyway. Meaningless for an unsubscribe, which ignores it.
         let requested = match mode {
@@ -174,6 +180,7 @@ impl HubRequest {
         Ok(Self::Intent(Intent {
             mode,
             topic,
+            topic_url,
             callback,
             lease_seconds,
             secret,
@@ -373,7 +380,7 @@ async fn verify(
     let callback = intent.callback.as_str().to_owned();
     let outcome = tokio::select! {
         () = inner.cancel.cancelled() => return,
-        outcome = confirm(&inner.client, &inner.feeds_base, &intent) => outcome,
+        outcome = confirm(&inner.client, &intent) => outcome,
     };
     // Held while recording, so that two verified requests are recorded in their order, and
     // two new subscriptions cannot both take the last place left.
@@ -527,7 +534,7 @@ async fn deny(inner: &Inner, intent: &Intent, reason: &str) {
     let mut url = intent.callback.url().clone();
     url.query_pairs_mut()
         .append_pair("hub.mode", "denied")
-        .append_pair("hub.topic", &intent.topic.url(&inner.feeds_base))
+        .append_pair("hub.topic", &intent.topic_url)
         .append_pair("hub.reason", reason);
     let sent = tokio::select! {
         () = inner.cancel.cancelled() => return,
@@ -543,18 +550,14 @@ async fn deny(inner: &Inner, intent: &Intent, reason: &str) {
 /// by a 2xx whose body is exactly the challenge. Redirects are failures.
 /// Returns where the callback was reached ([`address_key`]; its host as written when the
 /// connection does not tell).
-async fn confirm(
-    client: &CallbackClient,
-    feeds_base: &Url,
-    intent: &Intent,
-) -> Result<String, String> {
+async fn confirm(client: &CallbackClient, intent: &Intent) -> Result<String, String> {
     let challenge = new_challenge()?;
     let mut url = intent.callback.url().clone();
     {
         let mut query = url.query_pairs_mut();
         query
             .append_pair("hub.mode", intent.mode.as_str())
-            .append_pair("hub.topic", &intent.topic.url(feeds_base))
+            .append_pair("hub.topic", &intent.topic_url)
             .append_pair("hub.challenge", &challenge);
         if intent.mode == Mode::Subscribe {
             query.append_pair("hub.lease_seconds", &intent.lease_seconds.to_string());
