@@ -1494,7 +1494,7 @@ fn an_export_that_is_not_utf8_or_starts_with_a_bom_is_refused_naming_the_line() 
 
 /// A mistyped data folder is not a new, empty database: `export`, `audit` and the partner
 /// commands but `add` refuse a folder without one, naming the file, and create nothing.
-/// `export` only reads: a database whose schema is not up to date is refused, not migrated.
+/// Nor do they migrate: a database whose schema is not up to date is refused.
 #[test]
 fn export_audit_and_partner_commands_refuse_a_data_folder_without_a_database() {
     let dir = tempfile::tempdir().unwrap();
@@ -1521,19 +1521,29 @@ fn export_audit_and_partner_commands_refuse_a_data_folder_without_a_database() {
         assert!(output.stdout.is_empty(), "{args:?}");
         assert!(!typo.exists(), "{args:?} created the folder");
     }
-    // An empty file: a database with no schema at all, which an export leaves as it is.
+    // An empty file: a database with no schema at all, which an export, and the commands
+    // that read or change what is stored, leave as it is (migrating is `migrate`'s, or a
+    // server's, not a command's run beside older servers in an upgrade).
     std::fs::create_dir(&typo).unwrap();
     std::fs::write(typo.join("feedpub.sqlite3"), "").unwrap();
-    let output = common::binary::on_data(dir.path(), &typo, &["export"]);
-    let stderr = text(&output.stderr);
-    assert!(!output.status.success(), "{stderr}");
-    assert!(stderr.contains("feedpub migrate"), "{stderr}");
-    assert_eq!(
-        std::fs::metadata(typo.join("feedpub.sqlite3"))
-            .unwrap()
-            .len(),
-        0
-    );
+    for args in [
+        &["export"][..],
+        &["audit"],
+        &["partner", "list"],
+        &["partner", "revoke", "wire"],
+    ] {
+        let output = common::binary::on_data(dir.path(), &typo, args);
+        let stderr = text(&output.stderr);
+        assert!(!output.status.success(), "{args:?}: {stderr}");
+        assert!(stderr.contains("feedpub migrate"), "{args:?}: {stderr}");
+        assert_eq!(
+            std::fs::metadata(typo.join("feedpub.sqlite3"))
+                .unwrap()
+                .len(),
+            0,
+            "{args:?}"
+        );
+    }
 }
 
 /// `partner deny` of a section that is neither configured nor held by the partner is a typo:

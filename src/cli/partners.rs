@@ -223,8 +223,9 @@ fn token_lost(name: &PartnerName, what: &str) -> String {
 }
 
 /// Loads the settings, opens the configured store, runs `work` and closes the store. Only
-/// `partner add` (the first command of a new deployment) may create a SQLite database: the
-/// others refuse a folder without one, which is most likely a mistyped one.
+/// `partner add` (the first command of a new deployment) may create a SQLite database, or
+/// migrate one: the others refuse a folder without one, which is most likely a mistyped
+/// one, and a database whose schema is not this feedpub's (see `check_schema`).
 async fn with_store<T, F>(args: &StoreArgs, work: F) -> anyhow::Result<T>
 where
     F: AsyncFnOnce(&dyn Store, &Settings) -> Result<T, crate::publishing::PublishError>,
@@ -245,9 +246,8 @@ where
             ..Overrides::default()
         },
     )?;
-    if !creates && let Some(missing) = crate::storage::transfer::missing_database(&settings.server)
-    {
-        anyhow::bail!(crate::storage::transfer::TransferError::NoDatabase(missing));
+    if !creates {
+        crate::storage::transfer::check_schema(&settings.server).await?;
     }
     let store = crate::storage::open(&settings.server)
         .await

@@ -408,6 +408,15 @@ impl Database {
 }
 
 /// The SQLite database file the settings name, when it does not exist (none when they name
+/// Refuses a database that is missing (see [`missing_database`]) or whose schema is not the
+/// one this feedpub writes: the operator commands that only read or change what is stored
+/// leave migrating to `feedpub migrate` (or `serve`), rather than migrate a database under
+/// the older servers still running on it in the middle of an upgrade.
+pub async fn check_schema(server: &Server) -> Result<(), TransferError> {
+    Database::open_as_is(server).await?.close().await;
+    Ok(())
+}
+
 /// a PostgreSQL database). Commands that only read or change what is stored refuse such a
 /// folder, so that a mistyped one is not taken for a new, empty database.
 pub fn missing_database(server: &Server) -> Option<std::path::PathBuf> {
