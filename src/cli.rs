@@ -185,10 +185,13 @@ fn from_environment(error: &clap::Error, args: &[OsString]) -> Option<String> {
         format!(" {:?}", value.to_string_lossy())
     };
     let reason = match std::error::Error::source(error) {
+        _ if value.is_empty() => {
+            ": it is empty (unset it to leave the setting to the configuration file)".to_owned()
+        }
         Some(source) => format!(": {source}"),
         None => match error.get(ContextKind::ValidValue) {
-            Some(valid) => format!(": expected one of {valid}"),
-            None => String::new(),
+            Some(valid) if !valid.to_string().is_empty() => format!(": expected one of {valid}"),
+            _ => String::new(),
         },
     };
     Some(format!(

@@ -569,6 +569,20 @@ fn a_bad_value_in_the_environment_is_named_by_its_variable() {
         said.starts_with("feedpub: FEEDPUB_DEMO \"maybe\" is not a valid value for --demo"),
         "{said}"
     );
+    // An empty variable is said to be empty, not left mid-sentence.
+    for variable in ["FEEDPUB_DATA_DIR", "FEEDPUB_FEEDS_DIR", "FEEDPUB_DEMO"] {
+        let empty = run(feedpub(dir.path()).arg("serve").env(variable, ""));
+        let said = text(&empty.stderr);
+        assert_eq!(empty.status.code(), Some(2), "{variable}: {said}");
+        assert!(
+            said.starts_with(&format!(
+                "feedpub: {variable} \"\" is not a valid value for"
+            )) && said
+                .trim_end()
+                .ends_with("it is empty (unset it to leave the setting to the configuration file)"),
+            "{variable}: {said}"
+        );
+    }
     // Typed, the flag is what is wrong, whatever the environment holds.
     for typed in [
         &["--grpc-addr", "port-50051"][..],
