@@ -1670,6 +1670,34 @@ fn a_second_server_on_a_running_servers_data_folder_is_refused() {
     again.wait_ready();
 }
 
+/// A folder under `feeds/` holding the feeds of a section no longer configured is warned of
+/// at start, and left where it is; other folders are not the server's business.
+#[test]
+fn the_feeds_of_a_section_no_longer_configured_are_warned_of() {
+    use common::binary::{ServeOptions, ServeProcess};
+    let dir = tempfile::tempdir().unwrap();
+    let feeds = dir.path().join("feeds");
+    for (folder, file) in [("obituaries", "atom.xml"), ("assets", "logo.png")] {
+        std::fs::create_dir_all(feeds.join(folder)).unwrap();
+        std::fs::write(feeds.join(folder).join(file), "x").unwrap();
+    }
+    let mut server = ServeProcess::start(ServeOptions::new(&dir.path().join("data"), &feeds));
+    server.wait_ready();
+    let warned: Vec<String> = server
+        .log()
+        .lines()
+        .filter(|line| line.contains("a section no longer configured"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(warned.len(), 1, "{}", server.log());
+    assert!(warned[0].contains("obituaries"), "{warned:?}");
+    assert!(
+        feeds.join("obituaries/atom.xml").exists(),
+        "left to the operator"
+    );
+    server.kill();
+}
+
 /// A second `serve` writing the feeds folder of a running one (from a data folder of its
 /// own) is refused and leaves its files as they were; a feeds folder that is the data
 /// folder, or holds it, or is inside it, is refused before anything is written.

@@ -697,6 +697,7 @@ impl Inner {
     async fn build_feeds_at_start(self: &Arc<Self>) -> Result<Vec<FeedScope>, PublicationError> {
         let named = self.store.named_scopes(Utc::now()).await?;
         self.remove_unnamed_folders(&named);
+        self.warn_of_unconfigured_sections();
         let named = self.give_folders(named).await?;
         // A feed that could not be read stops the start; one whose files could not be
         // written (a full disk, say) is served from memory, reported, and written by the
@@ -795,6 +796,38 @@ impl Inner {
             }
             removed && unbuilt.is_empty()
         });
+    }
+
+    /// Warns of folders under `feeds/` that hold the feeds of a section no longer configured:
+    /// this server no longer serves or updates them, but whatever publishes the folder as it
+    /// is (a static server, a bucket sync) still does, with what they last showed. They are
+    /// the operator's to remove (a section taken out by mistake comes back with its feeds).
+    fn warn_of_unconfigured_sections(&self) {
+        let dir = &self.settings.server.feeds_dir;
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let served: std::collections::HashSet<String> = self
+            .scopes()
+            .iter()
+            .map(|scope| scope.path_segment().to_owned())
+            .chain([FeedScope::AUTHORS, FeedScope::TAGS].map(str::to_owned))
+            .collect();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            let holds_feeds = crate::render::Format::ALL
+                .iter()
+                .any(|format| path.join(format.file_name()).is_file());
+            if path.is_dir() && holds_feeds && !served.contains(&name) {
+                tracing::warn!(
+                    folder = %path.display(),
+                    "the folder holds the feeds of a section no longer configured: they are \
+                     not served nor updated here, but a copy of feeds/ still publishes them; \
+                     remove the folder"
+                );
+            }
+        }
     }
 
     /// Removes `feeds/authors/{slug}` and `feeds/tags/{slug}` folders of names that none of
