@@ -308,11 +308,13 @@ async fn opml_lists_author_and_tag_feeds_under_their_own_outlines_and_the_index_
         .find(&format!("feeds/authors/{}/atom.xml", name_slug("陈淑兰")))
         .expect(&opml);
     let rural = opml
-        .find(&format!("feeds/tags/{}/rss.xml", name_slug("乡村振兴")))
+        .find(&format!("feeds/tags/{}/atom.xml", name_slug("乡村振兴")))
         .expect(&opml);
     assert!(authors < chen && chen < tags && tags < rural, "{opml}");
+    assert!(opml.contains("朔州日报 · 作者：陈淑兰\""), "{opml}");
+    // Once each, in Atom.
     assert!(
-        opml.contains("朔州日报 · 作者：陈淑兰 (Atom 1.0)"),
+        !opml.contains("/rss.xml") && !opml.contains("/feed.json"),
         "{opml}"
     );
     // Only names whose feeds show something: the expired notice's tag is not listed.

@@ -343,23 +343,25 @@ impl OpmlDocument {
     }
 }
 
-/// The OPML list of every feed in every format: `all` and the sections, then the feeds of
-/// the authors and of the tags in `named`, each kind under an outline of its own, in the
-/// order given.
+/// The format the OPML list gives each feed in: one per feed, so that a reader importing
+/// the list subscribes to each once (readers tell entries apart within a feed, not across
+/// the formats of one); Atom, which carries the most. The index page links every format
+/// of every section (and names them for autodiscovery), and the feed URLs differ only by
+/// their file name.
+const OPML_FORMAT: Format = Format::Atom;
+
+/// The OPML list of every feed, once each ([`OPML_FORMAT`]): `all` and the sections, then
+/// the feeds of the authors and of the tags in `named`, each kind under an outline of its
+/// own, in the order given.
 pub fn opml(settings: &Settings, named: &[FeedScope]) -> String {
     let site = &settings.site;
     let mut groups: Vec<OpmlGroup> = scopes(settings)
         .into_iter()
         .map(|(scope, title, _)| OpmlGroup {
-            feeds: Format::ALL
-                .into_iter()
-                .map(|format| {
-                    (
-                        format!("{} · {title} ({})", site.title, format.label()),
-                        site.url(&feed_file(&scope, format)),
-                    )
-                })
-                .collect(),
+            feeds: vec![(
+                format!("{} · {title}", site.title),
+                site.url(&feed_file(&scope, OPML_FORMAT)),
+            )],
             title,
         })
         .collect();
@@ -374,17 +376,10 @@ pub fn opml(settings: &Settings, named: &[FeedScope]) -> String {
                 FeedScope::Tag(named) if !author => named,
                 _ => continue,
             };
-            for format in Format::ALL {
-                feeds.push((
-                    format!(
-                        "{} · {kind}：{} ({})",
-                        site.title,
-                        named.name(),
-                        format.label()
-                    ),
-                    site.url(&feed_file(scope, format)),
-                ));
-            }
+            feeds.push((
+                format!("{} · {kind}：{}", site.title, named.name()),
+                site.url(&feed_file(scope, OPML_FORMAT)),
+            ));
         }
         if !feeds.is_empty() {
             groups.push(OpmlGroup {
