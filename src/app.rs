@@ -140,11 +140,16 @@ pub fn lock_feeds_folder(server: &crate::config::Server) -> Result<std::fs::File
         path: path.clone(),
         error,
     };
+    let existed = path.exists();
     std::fs::create_dir_all(path).map_err(lock_error)?;
     if server.database_url.is_none() {
         let data = std::fs::canonicalize(&server.data_dir).map_err(lock_error)?;
         let feeds = std::fs::canonicalize(path).map_err(lock_error)?;
         if data.starts_with(&feeds) || feeds.starts_with(&data) {
+            if !existed {
+                // Made just now to be compared: left as it was found.
+                let _ = std::fs::remove_dir(path);
+            }
             return Err(AppError::FoldersOverlap {
                 feeds: path.clone(),
                 data: server.data_dir.clone(),

@@ -1234,7 +1234,7 @@ fn import_among_stored_articles(database_url: Option<&str>) {
             && stderr.contains(&format!("already holds 1 partners and {articles} articles")),
         "{stderr}"
     );
-    // With --allow-non-empty, the partner it holds already is named as what to leave out.
+    // With --allow-non-empty, the partner's key it holds already is named, and why.
     let mut again = feedpub(dir.path());
     again
         .arg("import")
@@ -1249,7 +1249,7 @@ fn import_among_stored_articles(database_url: Option<&str>) {
     assert!(
         !again.status.success()
             && stderr.contains("line 2 of the export")
-            && stderr.contains("this partners row is in the target database already"),
+            && stderr.contains("the key of this partners row is taken in the target database"),
         "{stderr}"
     );
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -1761,5 +1761,11 @@ fn a_feeds_folder_is_written_by_one_server_and_apart_from_the_data_folder() {
             !feeds.join("all").exists(),
             "feeds written beside the database"
         );
+        if feeds.ends_with("data2/feeds") {
+            assert!(
+                !feeds.exists(),
+                "a feeds folder made inside the data folder"
+            );
+        }
     }
 }

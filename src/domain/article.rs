@@ -1166,7 +1166,12 @@ impl ArticleDraft {
             // reverse what follows it there, as in a title.
             let (balanced, closed) = text::balance_bidi(summary);
             check.note_balanced(&f("summary"), closed);
-            summary = balanced;
+            // A closer removed from between a letter and its mark leaves them to compose.
+            summary = if closed > 0 {
+                text::composed(balanced)
+            } else {
+                balanced
+            };
         }
         if summary.is_empty() {
             // None sent, or only closers with nothing to close: its paragraphs folded into

@@ -372,9 +372,9 @@ fn may_need_cleaning(raw: &str) -> bool {
 /// A single line (a title, a name, a tag) with its bidirectional controls balanced: every
 /// embedding or override (U+202A, U+202B, U+202D, U+202E) left open is closed with U+202C
 /// and every isolate (U+2066–U+2068) with U+2069 at the end of the line, and a closer with
-/// nothing to close is removed, with the white space it leaves at either end of the line or
-/// beside other white space (as if it had never been sent: the line is cleaned alike when
-/// sent back); with how many were added or removed. Balanced, a control
+/// nothing to close is removed, with the white space it leaves at either end of the text and
+/// a space it leaves beside another (as if it had never been sent: the text is cleaned
+/// alike when sent back; line breaks stay); with how many were added or removed. Balanced, a control
 /// still does what the partner meant within the field, but can no longer reverse or
 /// reorder what follows the field where it is shown (a list of names, the feed page, a
 /// reader's headline list).
@@ -389,12 +389,13 @@ pub(crate) fn balance_bidi(text: String) -> (String, usize) {
     let mut changed = 0;
     // Open embeddings (false) and isolates (true), innermost last.
     let mut open: Vec<bool> = Vec::new();
-    // A closer was removed where white space ends what is kept so far (or nothing is):
-    // white space after it would double that.
+    // A closer was removed where white space ends what is kept so far (or nothing is): a
+    // space after it would double that.
     let mut after_removed = false;
+    let mut removed = false;
     let ends_blank = |kept: &str| kept.chars().next_back().is_none_or(char::is_whitespace);
     for c in text.chars() {
-        if after_removed && c.is_whitespace() {
+        if after_removed && c == ' ' {
             continue;
         }
         after_removed = false;
@@ -407,6 +408,7 @@ pub(crate) fn balance_bidi(text: String) -> (String, usize) {
             }
             PDF => {
                 changed += 1;
+                removed = true;
                 after_removed = ends_blank(&balanced);
                 continue;
             }
@@ -420,6 +422,7 @@ pub(crate) fn balance_bidi(text: String) -> (String, usize) {
             }
             PDI => {
                 changed += 1;
+                removed = true;
                 after_removed = ends_blank(&balanced);
                 continue;
             }
@@ -427,9 +430,9 @@ pub(crate) fn balance_bidi(text: String) -> (String, usize) {
         }
         balanced.push(c);
     }
-    if ends_blank(&balanced) {
-        // A closer removed at the end left white space there.
-        balanced.truncate(balanced.trim_end().len());
+    if removed && balanced.trim().len() != balanced.len() {
+        // A closer removed at either end left white space there.
+        balanced = balanced.trim().to_owned();
     }
     while let Some(isolate) = open.pop() {
         balanced.push(if isolate { PDI } else { PDF });
@@ -1416,7 +1419,9 @@ mod tests {
             assert_eq!(text, kept, "{raw:?}");
             assert_eq!(line(&text), (text.clone(), 0), "{raw:?} cleaned again");
         }
-        assert_eq!(balance_bidi("x \u{2069}\n\ny".into()).0, "x y");
+        // In text of several lines (a summary sent), line breaks stay.
+        assert_eq!(balance_bidi("x \u{2069}\n\ny".into()).0, "x \n\ny");
+        assert_eq!(balance_bidi("\u{2069}\n\ny \u{202c}".into()).0, "y");
         let fine = "a\u{2067}ب\u{202b}ج\u{202c}\u{2069}d";
         assert_eq!(line(fine), (fine.into(), 0));
         // An isolate's closer also closes the embeddings opened inside it; an embedding's

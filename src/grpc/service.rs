@@ -89,7 +89,13 @@ impl PublisherService for PublisherApi {
             // looks at the stream first), and its articles take time to handle: the
             // deadline is looked at before each of them too.
             if timed_out() {
-                failure = Some(status::stream_timed_out(within));
+                // Past the deadline, only the end of a stream already received is taken: a
+                // client that sent everything gets its results.
+                match tokio::time::timeout(std::time::Duration::ZERO, stream.message()).await {
+                    Ok(Ok(None)) => {}
+                    Ok(Err(status)) => failure = Some(status),
+                    Ok(Ok(Some(_))) | Err(_) => failure = Some(status::stream_timed_out(within)),
+                }
                 break;
             }
             let message = match tokio::time::timeout_at(deadline, stream.message()).await {

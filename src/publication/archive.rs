@@ -238,20 +238,28 @@ impl Inner {
             prev: (page > 1).then(|| self.document_urls(&scope, Some(page - 1))),
             next: (page < content.pages).then(|| self.document_urls(&scope, Some(page + 1))),
         };
+        let lifetime = page_max_age(
+            page,
+            content.pages,
+            content.pending,
+            now - updated,
+            self.settings.feeds.max_age_of(&scope),
+        );
         let max_age = until_first_expiry(
-            page_max_age(
-                page,
-                content.pages,
-                content.pending,
-                now - updated,
-                self.settings.feeds.max_age_of(&scope),
-            ),
+            lifetime,
             content
                 .articles
                 .iter()
                 .filter_map(|a| a.content.expire_time),
             now,
         );
+        // Kept rendered for its lifetime, its `max-age` unchanged: one cut short by an
+        // expiry is rendered again within a second, so that what it says counts down.
+        let kept_for = if max_age < lifetime {
+            max_age.min(1)
+        } else {
+            max_age
+        };
         let links = Links {
             self_url: urls.get(format).to_owned(),
             hub_url: None,
@@ -280,7 +288,7 @@ impl Inner {
             }
             cached.bytes += size;
             let fresh_until =
-                std::time::Instant::now() + std::time::Duration::from_secs(max_age.into());
+                std::time::Instant::now() + std::time::Duration::from_secs(kept_for.into());
             if let Some((replaced, _)) = cached
                 .by_path
                 .insert(path.to_owned(), (file.clone(), fresh_until))

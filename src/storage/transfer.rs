@@ -773,17 +773,18 @@ async fn import_into(
             .collect::<Result<Vec<_>, String>>()
             .map_err(|e| invalid(number, e))?;
         target.insert(table, values).await.map_err(|e| {
-            // Among stored data, a row the database holds already: a partner both have,
-            // most likely, as every deployment numbers its partners from 1.
+            // Among stored data, a key the database holds already: most likely a partner's
+            // or an audit entry's number, which every deployment counts from 1.
             let held_already = held > 0
                 && matches!(&e, sqlx::Error::Database(e)
                     if e.kind() == sqlx::error::ErrorKind::UniqueViolation);
             let message = if held_already {
                 format!(
-                    "this {name} row is in the target database already ({e}): an import among \
-                     stored data adds only rows it does not hold, so leave the rows it has \
-                     out of the export (its partners, say, which every deployment numbers \
-                     from 1)"
+                    "the key of this {name} row is taken in the target database ({e}): an \
+                     import among stored data takes rows whose keys the database does not \
+                     hold, and two deployments number their partners and audit entries alike \
+                     (from 1), so one cannot be merged into the other this way; import into \
+                     an empty database"
                 )
             } else {
                 e.to_string()
