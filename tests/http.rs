@@ -56,6 +56,50 @@ async fn feeds_have_their_media_types_and_caching_headers() {
     }
 }
 
+/// The index page and the OPML list are dated by when what they show last changed, not by
+/// when they were built: the same after a restart (and on every replica), so that a
+/// client's If-Modified-Since is answered alike.
+#[tokio::test]
+async fn the_index_and_the_opml_list_keep_their_dates_across_a_restart() {
+    let server = server_with_sample().await;
+    server.settle().await;
+    let client = reqwest::Client::new();
+    let heads = async |server: &TestServer| {
+        let mut heads = Vec::new();
+        for path in ["/", "/feeds.opml"] {
+            let response = client.get(server.url(path)).send().await.unwrap();
+            let header = |name| response.headers()[name].to_str().unwrap().to_owned();
+            heads.push((path, header(ETAG), header(LAST_MODIFIED)));
+        }
+        heads
+    };
+    let feed = client
+        .get(server.url("/feeds/all/atom.xml"))
+        .send()
+        .await
+        .unwrap();
+    let feed_date = feed.headers()[LAST_MODIFIED].to_str().unwrap().to_owned();
+    // Built a second or more after the feeds changed: dated by the feeds all the same.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let before = heads(&server).await;
+    assert_eq!(
+        before[0].2, feed_date,
+        "the index is dated by the feeds it shows"
+    );
+    let server = server.restart().await;
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    assert_eq!(heads(&server).await, before);
+    for (path, _, date) in &before {
+        let revalidated = client
+            .get(server.url(path))
+            .header(IF_MODIFIED_SINCE, date.as_str())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(revalidated.status(), StatusCode::NOT_MODIFIED, "{path}");
+    }
+}
+
 #[tokio::test]
 async fn conditional_requests_are_answered_with_304_and_no_body() {
     let server = server_with_sample().await;

@@ -130,18 +130,20 @@ pub fn render(settings: &Settings, headlines: impl Fn(&FeedScope) -> Vec<Headlin
 }
 
 /// `previous`, with its date and compressed codings, when `text` is what it holds; else a
-/// document of `text`, compressed, dated now (never before `previous`), in its place.
+/// document of `text`, compressed, dated `shown` (when what it shows last changed; never
+/// before `previous`), in its place.
 fn kept_or_replaced(
     previous: Option<Arc<FeedFile>>,
     text: String,
+    shown: chrono::DateTime<chrono::Utc>,
     content_type: &'static str,
     max_age: u32,
     self_url: String,
 ) -> Arc<FeedFile> {
-    let now = chrono::Utc::now().trunc_subsecs(0);
+    let shown = shown.trunc_subsecs(0);
     let date = previous
         .as_ref()
-        .map_or(now, |previous| previous.last_modified.max(now));
+        .map_or(shown, |previous| previous.last_modified.max(shown));
     let links = Links {
         self_url,
         hub_url: None,
@@ -211,7 +213,7 @@ impl Derived {
     async fn get<Text>(
         &self,
         changes: impl Fn() -> u64,
-        read: impl FnOnce() -> Text,
+        read: impl FnOnce() -> (Text, chrono::DateTime<chrono::Utc>),
     ) -> Option<Arc<FeedFile>>
     where
         Text: FnOnce() -> String + Send + 'static,
@@ -239,7 +241,7 @@ impl Derived {
         if let Some(file) = current(&last, changes) {
             return Some(file);
         }
-        let text = read();
+        let (text, shown) = read();
         // Never dated before the document it replaces.
         let previous = last.map(|built| built.1.clone());
         let (content_type, max_age, self_url) =
@@ -249,7 +251,7 @@ impl Derived {
         // meanwhile loses nothing, and the next finds the document built.
         let build = tokio::task::spawn_blocking(move || {
             // The same text (what it shows changed and changed back): the same document.
-            kept_or_replaced(replaced, text(), content_type, max_age, self_url)
+            kept_or_replaced(replaced, text(), shown, content_type, max_age, self_url)
         });
         let (kept, failed) = (self.last.clone(), self.failed.clone());
         let built = tokio::spawn(async move {
@@ -267,6 +269,28 @@ impl Derived {
         // The count stays as it was: a request after the pause tries again.
         built.or(previous)
     }
+}
+
+/// When the latest of the feeds of `scopes` last changed: the date of a document built from
+/// what they show, the same on every replica and after a restart, so that a client's
+/// `If-Modified-Since` is answered alike there. A change that shows in the document (a
+/// headline, a name's feed coming or going) is a change of one of those feeds.
+fn last_shown(
+    publication: &Publication,
+    scopes: impl IntoIterator<Item = impl std::borrow::Borrow<FeedScope>>,
+) -> chrono::DateTime<chrono::Utc> {
+    scopes
+        .into_iter()
+        .filter_map(|scope| {
+            let path = format!(
+                "{}/{}",
+                scope.borrow().path_segment(),
+                Format::Atom.file_name()
+            );
+            publication.get(&path).map(|file| file.last_modified)
+        })
+        .max()
+        .unwrap_or(chrono::DateTime::UNIX_EPOCH)
 }
 
 /// The index page, built again when a feed's headlines change.
@@ -300,11 +324,13 @@ impl IndexPage {
                             (scope, shown)
                         })
                         .collect();
-                    move || {
+                    let shown = last_shown(publication, headlines.keys());
+                    let text = move || {
                         render(&settings, |scope| {
                             headlines.get(scope).map_or_else(Vec::new, |h| h.to_vec())
                         })
-                    }
+                    };
+                    (text, shown)
                 },
             )
             .await
@@ -336,7 +362,9 @@ impl OpmlDocument {
                 || {
                     let named = publication.named_scopes();
                     let settings = self.settings.clone();
-                    move || opml(&settings, &named)
+                    let listed = scopes(&settings).into_iter().map(|(scope, _, _)| scope);
+                    let shown = last_shown(publication, listed.chain(named.iter().cloned()));
+                    (move || opml(&settings, &named), shown)
                 },
             )
             .await
@@ -404,12 +432,17 @@ mod tests {
             ..Derived::new("text/plain", 60, "https://example.com/".into())
         };
         let reads = &std::sync::atomic::AtomicUsize::new(0);
+        // What the document shows last changed at count × an hour after this.
+        let t0 = chrono::DateTime::parse_from_rfc3339("2023-06-07T08:00:00Z")
+            .unwrap()
+            .to_utc();
+        let shown_at = move |count: u64| t0 + chrono::TimeDelta::hours(count.cast_signed());
         let get = |count: u64, text: &'static str| {
             document.get(
                 move || count,
                 move || {
                     reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    move || text.to_owned()
+                    (move || text.to_owned(), shown_at(count))
                 },
             )
         };
@@ -421,6 +454,7 @@ mod tests {
             assert!(Arc::ptr_eq(&file.unwrap(), &first));
         }
         assert_eq!(read(), 1);
+        assert_eq!(first.last_modified, shown_at(1), "dated by what it shows");
         assert!(Arc::ptr_eq(&get(1, "二").await.unwrap(), &first), "built");
         assert_eq!(read(), 1);
 
@@ -433,13 +467,16 @@ mod tests {
         let changed = get(3, "二").await.unwrap();
         assert_ne!(changed.etag, first.etag);
         assert_eq!(&changed.bytes()[..], "二".as_bytes());
-        assert!(changed.last_modified >= first.last_modified);
+        assert_eq!(changed.last_modified, shown_at(3));
         assert!(changed.codings.is_some(), "compressed when built");
 
         // A build that fails leaves the last document served, and is tried again after a
         // pause, not at every request.
         let failed = document
-            .get(|| 4, || || -> String { panic!("a build that fails") })
+            .get(
+                || 4,
+                || (|| -> String { panic!("a build that fails") }, shown_at(4)),
+            )
             .await;
         assert!(Arc::ptr_eq(&failed.unwrap(), &changed));
         let reads_then = read();
@@ -456,10 +493,11 @@ mod tests {
         let slow = document.get(
             || 5,
             move || {
-                move || {
+                let text = move || {
                     held.recv().expect("released");
                     "五".to_owned()
-                }
+                };
+                (text, shown_at(5))
             },
         );
         let meanwhile = async {
