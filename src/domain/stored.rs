@@ -38,17 +38,47 @@ pub fn html_fault(html: &str, policy: &HtmlPolicy, base: Option<&url::Url>) -> O
     })
 }
 
-/// `html` as the sanitiser writes it without its ` cite="…"` attributes (the sanitiser
-/// writes attribute values in double quotes, with any quote in them escaped).
+/// `html` without the ` cite="…"` attributes of its tags. Only an attribute inside a tag
+/// is taken out, as an HTML parser reads the tag (values quoted with `"` or `'` may hold
+/// `>`): text that merely reads ` cite="` is kept, so that what an export hides there is
+/// compared like the rest of the body.
 fn without_cites(html: &str) -> String {
+    const CITE: &[u8] = b" cite=\"";
+    let bytes = html.as_bytes();
     let mut kept = String::with_capacity(html.len());
-    let mut rest = html;
-    while let Some(at) = rest.find(" cite=\"") {
-        kept.push_str(&rest[..at]);
-        let value = &rest[at + " cite=\"".len()..];
-        rest = value.find('"').map_or("", |end| &value[end + 1..]);
+    let (mut from, mut at) = (0, 0);
+    let mut in_tag = false;
+    let mut quote = None;
+    while at < bytes.len() {
+        let b = bytes[at];
+        match quote {
+            Some(q) => {
+                if b == q {
+                    quote = None;
+                }
+            }
+            None if !in_tag => {
+                in_tag = b == b'<' && bytes.get(at + 1).is_some_and(u8::is_ascii_alphabetic);
+            }
+            None if bytes[at..].starts_with(CITE) => {
+                // Every index here is at an ASCII byte: a character boundary.
+                kept.push_str(&html[from..at]);
+                let value = at + CITE.len();
+                at = html[value..]
+                    .find('"')
+                    .map_or(bytes.len(), |end| value + end + 1);
+                from = at;
+                continue;
+            }
+            None => match b {
+                b'"' | b'\'' => quote = Some(b),
+                b'>' => in_tag = false,
+                _ => {}
+            },
+        }
+        at += 1;
     }
-    kept.push_str(rest);
+    kept.push_str(&html[from..]);
     kept
 }
 
@@ -153,6 +183,18 @@ mod tests {
         // Anything else the sanitiser would change is still a fault.
         let scripted = "<blockquote cite=\"urn:x\" onclick=\"x()\"><p>x</p></blockquote>";
         assert!(html_fault(scripted, &policy, None).is_some());
+        // Text that reads like a cite is text: what it holds is compared, not skipped.
+        for hidden in [
+            "<p> cite=\"<script>alert(1)</script>\"</p>",
+            "<p>a > cite=\"<img src=x onerror=alert(1)>\"</p>",
+            "<p title=\"x cite=\"> cite=\"<script>y()</script>\"</p>",
+            "<q cite=\"a\">引</q> cite=\"<script>z()</script>\"",
+        ] {
+            assert!(html_fault(hidden, &policy, None).is_some(), "{hidden}");
+        }
+        // A cite after other attributes of its tag is still the tag's.
+        let quoted = "<p><q lang=\"en\" cite=\"q.html\">quote</q></p>";
+        assert_eq!(html_fault(quoted, &policy, None), None);
     }
 
     #[test]
