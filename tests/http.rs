@@ -56,47 +56,80 @@ async fn feeds_have_their_media_types_and_caching_headers() {
     }
 }
 
-/// The index page and the OPML list are dated by when what they show last changed, not by
-/// when they were built: the same after a restart (and on every replica), so that a
-/// client's If-Modified-Since is answered alike.
+/// The heads (path, ETag, Last-Modified) of the index page and the OPML list.
+async fn derived_heads(server: &TestServer) -> Vec<(&'static str, String, String)> {
+    let mut heads = Vec::new();
+    for path in ["/", "/feeds.opml"] {
+        let response = reqwest::get(server.url(path)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let header = |name| response.headers()[name].to_str().unwrap().to_owned();
+        heads.push((path, header(ETAG), header(LAST_MODIFIED)));
+    }
+    heads
+}
+
+/// The status of a GET of `path` with `If-Modified-Since: date` and no entity tag.
+async fn revalidated_by_date(server: &TestServer, path: &str, date: &str) -> StatusCode {
+    reqwest::Client::new()
+        .get(server.url(path))
+        .header(IF_MODIFIED_SINCE, date)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// The index page and the OPML list keep the date the store records for their bytes: the
+/// same after a restart (and on every replica), so that a client's If-Modified-Since is
+/// answered alike, even when what they show changed in between in a way that leaves their
+/// bytes as they were (a correction of a summary).
 #[tokio::test]
 async fn the_index_and_the_opml_list_keep_their_dates_across_a_restart() {
     let server = server_with_sample().await;
     server.settle().await;
-    let client = reqwest::Client::new();
-    let heads = async |server: &TestServer| {
-        let mut heads = Vec::new();
-        for path in ["/", "/feeds.opml"] {
-            let response = client.get(server.url(path)).send().await.unwrap();
-            let header = |name| response.headers()[name].to_str().unwrap().to_owned();
-            heads.push((path, header(ETAG), header(LAST_MODIFIED)));
-        }
-        heads
-    };
-    let feed = client
-        .get(server.url("/feeds/all/atom.xml"))
-        .send()
-        .await
-        .unwrap();
-    let feed_date = feed.headers()[LAST_MODIFIED].to_str().unwrap().to_owned();
-    // Built a second or more after the feeds changed: dated by the feeds all the same.
+    let before = derived_heads(&server).await;
+    // A second later, a correction of a summary: the feeds move, not the index or the list.
     tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
-    let before = heads(&server).await;
-    assert_eq!(
-        before[0].2, feed_date,
-        "the index is dated by the feeds it shows"
-    );
+    let mut corrected = sample_edition()[0].clone();
+    corrected.summary = "更正后的摘要".to_owned();
+    server.publish_as_newsroom(corrected).await;
+    server.settle().await;
     let server = server.restart().await;
-    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
-    assert_eq!(heads(&server).await, before);
+    server.settle().await;
+    assert_eq!(derived_heads(&server).await, before);
     for (path, _, date) in &before {
-        let revalidated = client
-            .get(server.url(path))
-            .header(IF_MODIFIED_SINCE, date.as_str())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(revalidated.status(), StatusCode::NOT_MODIFIED, "{path}");
+        assert_eq!(
+            revalidated_by_date(&server, path, date).await,
+            StatusCode::NOT_MODIFIED,
+            "{path}"
+        );
+    }
+}
+
+/// A restart that changes their bytes with no article written (a section added to the
+/// configuration, an upgrade) dates the index page and the OPML list anew: a client holding
+/// the version from before is sent the new one, not told it has it.
+#[tokio::test]
+async fn the_index_and_the_opml_list_changed_by_a_restart_are_not_answered_304() {
+    let server = server_with_sample().await;
+    server.settle().await;
+    let before = derived_heads(&server).await;
+    let mut settings = server.settings.clone();
+    let (dir, tokens) = server.stop().await;
+    let mut added = settings.sections[0].clone();
+    added.slug = feedpub::domain::SectionSlug::parse("sport").unwrap();
+    added.title = "体育".to_owned();
+    settings.sections.push(added);
+    let server = TestServer::start_with_settings(dir, tokens, settings).await;
+    server.settle().await;
+    let after = derived_heads(&server).await;
+    for ((path, etag_before, date), (_, etag_after, _)) in before.iter().zip(&after) {
+        assert_ne!(etag_before, etag_after, "{path} lists the new section");
+        assert_eq!(
+            revalidated_by_date(&server, path, date).await,
+            StatusCode::OK,
+            "{path}"
+        );
     }
 }
 

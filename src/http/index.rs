@@ -7,6 +7,7 @@ use crate::domain::FeedScope;
 use crate::publication::{Compression, FeedFile, Headline, Links, Publication};
 use crate::render::Format;
 use crate::render::opml::{self, OpmlGroup};
+use crate::storage::DocumentDate;
 use arc_swap::ArcSwapOption;
 use chrono::SubsecRound;
 use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
@@ -129,32 +130,36 @@ pub fn render(settings: &Settings, headlines: impl Fn(&FeedScope) -> Vec<Headlin
     html
 }
 
-/// `previous`, with its date and compressed codings, when `text` is what it holds; else a
-/// document of `text`, compressed, dated `shown` (when what it shows last changed; never
-/// before `previous`), in its place.
-fn kept_or_replaced(
-    previous: Option<Arc<FeedFile>>,
-    text: String,
-    shown: chrono::DateTime<chrono::Utc>,
-    content_type: &'static str,
-    max_age: u32,
-    self_url: String,
-) -> Arc<FeedFile> {
-    let shown = shown.trunc_subsecs(0);
-    let date = previous
-        .as_ref()
-        .map_or(shown, |previous| previous.last_modified.max(shown));
-    let links = Links {
-        self_url,
-        hub_url: None,
+/// The date of a new version of a derived document: the one the store records for it
+/// ([`Publication::date_document`]), never before `previous` (the version this process
+/// served before, which a replica that recorded a newer one meanwhile may not have seen);
+/// and the date of the version it is in place of, when they share a second. If the store
+/// cannot be reached, dated now by this process alone.
+async fn date_of(
+    publication: &Publication,
+    name: &str,
+    etag: &str,
+    previous: Option<chrono::DateTime<chrono::Utc>>,
+) -> (
+    chrono::DateTime<chrono::Utc>,
+    Option<chrono::DateTime<chrono::Utc>>,
+) {
+    let recorded = match publication.date_document(name, etag).await {
+        Ok(recorded) => recorded,
+        Err(error) => {
+            tracing::warn!(%error, document = name, "cannot record the date of a new version; dated by this process");
+            DocumentDate {
+                date: chrono::Utc::now().trunc_subsecs(0),
+                replaced: previous,
+            }
+        }
     };
-    let file = FeedFile::uncompressed(text.into_bytes(), content_type, date, max_age, &links);
-    if let Some(previous) = previous.as_ref().filter(|p| p.etag == file.etag) {
-        return previous.clone();
-    }
-    let codings = file.compress(Compression::Full);
-    let replaced = previous.map(|previous| previous.last_modified);
-    Arc::new(file.with_codings(codings).in_place_of(replaced))
+    let date = previous.map_or(recorded.date, |previous| previous.max(recorded.date));
+    let replaced = [recorded.replaced, previous]
+        .into_iter()
+        .flatten()
+        .find(|&replaced| replaced == date);
+    (date, replaced)
 }
 
 /// A document built from what a publication shows (the index page from its headlines, the
@@ -164,6 +169,8 @@ fn kept_or_replaced(
 /// thousands of names is megabytes to compress, and brotli's full level takes milliseconds
 /// even on a page), one build at a time.
 struct Derived {
+    /// The name its versions are dated under in the store.
+    name: &'static str,
     content_type: &'static str,
     max_age: u32,
     self_url: String,
@@ -185,8 +192,9 @@ const FAILED_BUILD_PAUSE: Duration = Duration::from_secs(1);
 type Built = (u64, Arc<FeedFile>);
 
 impl Derived {
-    fn new(content_type: &'static str, max_age: u32, self_url: String) -> Self {
+    fn new(name: &'static str, content_type: &'static str, max_age: u32, self_url: String) -> Self {
         Self {
+            name,
             content_type,
             max_age,
             self_url,
@@ -205,15 +213,17 @@ impl Derived {
 
     /// The document as of `changes()`: the one built last if the count is the same, else
     /// the text of the function `read()` returns (which reads what the text is built from,
-    /// after the count: a change in between only builds the document once more). While
-    /// another request builds it, the one built last, as a cache serves a stale copy while
-    /// it fetches the next: a request never waits for a build it did not start, but for the
-    /// first. If building it fails, the one built last; `None` if there is none; and the
-    /// same for [`Derived::pause`] before that count is built again.
+    /// after the count: a change in between only builds the document once more), dated as
+    /// the store records it (see [`date_of`]). While another request builds it, the one
+    /// built last, as a cache serves a stale copy while it fetches the next: a request
+    /// never waits for a build it did not start, but for the first. If building it fails,
+    /// the one built last; `None` if there is none; and the same for [`Derived::pause`]
+    /// before that count is built again.
     async fn get<Text>(
         &self,
+        publication: &Publication,
         changes: impl Fn() -> u64,
-        read: impl FnOnce() -> (Text, chrono::DateTime<chrono::Utc>),
+        read: impl FnOnce() -> Text,
     ) -> Option<Arc<FeedFile>>
     where
         Text: FnOnce() -> String + Send + 'static,
@@ -241,21 +251,41 @@ impl Derived {
         if let Some(file) = current(&last, changes) {
             return Some(file);
         }
-        let (text, shown) = read();
-        // Never dated before the document it replaces.
+        let text = read();
         let previous = last.map(|built| built.1.clone());
-        let (content_type, max_age, self_url) =
-            (self.content_type, self.max_age, self.self_url.clone());
-        let replaced = previous.clone();
-        // Built and kept by a task of its own, holding the lock: a request that goes away
-        // meanwhile loses nothing, and the next finds the document built.
-        let build = tokio::task::spawn_blocking(move || {
+        let (name, content_type, max_age) = (self.name, self.content_type, self.max_age);
+        let links = Links {
+            self_url: self.self_url.clone(),
+            hub_url: None,
+        };
+        let (replaced, publication) = (previous.clone(), publication.clone());
+        // Built, dated and kept by a task of its own, holding the lock: a request that goes
+        // away meanwhile loses nothing, and the next finds the document built.
+        let build = async move {
+            let now = chrono::Utc::now().trunc_subsecs(0);
+            let links_now = links.clone();
+            let file = tokio::task::spawn_blocking(move || {
+                FeedFile::uncompressed(text().into_bytes(), content_type, now, max_age, &links_now)
+            })
+            .await
+            .ok()?;
             // The same text (what it shows changed and changed back): the same document.
-            kept_or_replaced(replaced, text(), shown, content_type, max_age, self_url)
-        });
+            if let Some(same) = replaced.as_ref().filter(|p| p.etag == file.etag) {
+                return Some(same.clone());
+            }
+            let previous = replaced.map(|previous| previous.last_modified);
+            let (date, in_place_of) = date_of(&publication, name, &file.etag, previous).await;
+            tokio::task::spawn_blocking(move || {
+                let file = file.redated(date, max_age, &links);
+                let codings = file.compress(Compression::Full);
+                Arc::new(file.with_codings(codings).in_place_of(in_place_of))
+            })
+            .await
+            .ok()
+        };
         let (kept, failed) = (self.last.clone(), self.failed.clone());
         let built = tokio::spawn(async move {
-            let Ok(file) = build.await else {
+            let Some(file) = build.await else {
                 *failed.lock().expect("failed build lock") = Some((changes, Instant::now()));
                 return None;
             };
@@ -271,28 +301,6 @@ impl Derived {
     }
 }
 
-/// When the latest of the feeds of `scopes` last changed: the date of a document built from
-/// what they show, the same on every replica and after a restart, so that a client's
-/// `If-Modified-Since` is answered alike there. A change that shows in the document (a
-/// headline, a name's feed coming or going) is a change of one of those feeds.
-fn last_shown(
-    publication: &Publication,
-    scopes: impl IntoIterator<Item = impl std::borrow::Borrow<FeedScope>>,
-) -> chrono::DateTime<chrono::Utc> {
-    scopes
-        .into_iter()
-        .filter_map(|scope| {
-            let path = format!(
-                "{}/{}",
-                scope.borrow().path_segment(),
-                Format::Atom.file_name()
-            );
-            publication.get(&path).map(|file| file.last_modified)
-        })
-        .max()
-        .unwrap_or(chrono::DateTime::UNIX_EPOCH)
-}
-
 /// The index page, built again when a feed's headlines change.
 pub struct IndexPage {
     settings: Arc<Settings>,
@@ -302,6 +310,7 @@ pub struct IndexPage {
 impl IndexPage {
     pub fn new(settings: Arc<Settings>) -> Self {
         let page = Derived::new(
+            "index.html",
             "text/html; charset=utf-8",
             60,
             settings.site.base_url.to_string(),
@@ -314,6 +323,7 @@ impl IndexPage {
     pub async fn get(&self, publication: &Publication) -> Option<Arc<FeedFile>> {
         self.page
             .get(
+                publication,
                 || publication.headline_changes(),
                 || {
                     let settings = self.settings.clone();
@@ -324,13 +334,11 @@ impl IndexPage {
                             (scope, shown)
                         })
                         .collect();
-                    let shown = last_shown(publication, headlines.keys());
-                    let text = move || {
+                    move || {
                         render(&settings, |scope| {
                             headlines.get(scope).map_or_else(Vec::new, |h| h.to_vec())
                         })
-                    };
-                    (text, shown)
+                    }
                 },
             )
             .await
@@ -346,6 +354,7 @@ pub struct OpmlDocument {
 impl OpmlDocument {
     pub fn new(settings: Arc<Settings>) -> Self {
         let list = Derived::new(
+            "feeds.opml",
             "text/x-opml; charset=utf-8",
             300,
             settings.site.url("feeds.opml"),
@@ -358,13 +367,12 @@ impl OpmlDocument {
     pub async fn get(&self, publication: &Publication) -> Option<Arc<FeedFile>> {
         self.list
             .get(
+                publication,
                 || publication.named_changes(),
                 || {
                     let named = publication.named_scopes();
                     let settings = self.settings.clone();
-                    let listed = scopes(&settings).into_iter().map(|(scope, _, _)| scope);
-                    let shown = last_shown(publication, listed.chain(named.iter().cloned()));
-                    (move || opml(&settings, &named), shown)
+                    move || opml(&settings, &named)
                 },
             )
             .await
@@ -423,26 +431,40 @@ pub fn opml(settings: &Settings, named: &[FeedScope]) -> String {
 mod tests {
     use super::*;
 
+    /// A publication on a store of its own, in `dir`.
+    async fn publication(dir: &std::path::Path) -> Publication {
+        let settings = Settings::isolated_sample(dir).unwrap();
+        let store = crate::storage::open(&settings.server).await.unwrap();
+        let (publication, _scheduler) =
+            Publication::start(store, Arc::new(settings), crate::health::Health::new())
+                .await
+                .unwrap();
+        publication
+    }
+
+    fn derived(name: &'static str) -> Derived {
+        Derived {
+            pause: Duration::from_millis(100),
+            ..Derived::new(name, "text/plain", 60, "https://example.com/".into())
+        }
+    }
+
     /// A document is built once per count of changes, however many ask for it; a new count
     /// with the same text keeps the document (its ETag and date), a new text replaces it.
     #[tokio::test]
     async fn a_derived_document_is_built_again_only_when_its_count_moves() {
-        let document = Derived {
-            pause: Duration::from_millis(100),
-            ..Derived::new("text/plain", 60, "https://example.com/".into())
-        };
+        let dir = tempfile::tempdir().unwrap();
+        let publication = &publication(dir.path()).await;
+        let document = derived("test.txt");
         let reads = &std::sync::atomic::AtomicUsize::new(0);
-        // What the document shows last changed at count × an hour after this.
-        let t0 = chrono::DateTime::parse_from_rfc3339("2023-06-07T08:00:00Z")
-            .unwrap()
-            .to_utc();
-        let shown_at = move |count: u64| t0 + chrono::TimeDelta::hours(count.cast_signed());
+        let start = chrono::Utc::now().trunc_subsecs(0);
         let get = |count: u64, text: &'static str| {
             document.get(
+                publication,
                 move || count,
                 move || {
                     reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    (move || text.to_owned(), shown_at(count))
+                    move || text.to_owned()
                 },
             )
         };
@@ -454,7 +476,10 @@ mod tests {
             assert!(Arc::ptr_eq(&file.unwrap(), &first));
         }
         assert_eq!(read(), 1);
-        assert_eq!(first.last_modified, shown_at(1), "dated by what it shows");
+        assert!(
+            (start..=chrono::Utc::now()).contains(&first.last_modified),
+            "dated when first built"
+        );
         assert!(Arc::ptr_eq(&get(1, "二").await.unwrap(), &first), "built");
         assert_eq!(read(), 1);
 
@@ -467,15 +492,20 @@ mod tests {
         let changed = get(3, "二").await.unwrap();
         assert_ne!(changed.etag, first.etag);
         assert_eq!(&changed.bytes()[..], "二".as_bytes());
-        assert_eq!(changed.last_modified, shown_at(3));
+        assert!(changed.last_modified >= first.last_modified);
+        assert_eq!(
+            changed.shares_its_second,
+            changed.last_modified == first.last_modified
+        );
         assert!(changed.codings.is_some(), "compressed when built");
 
         // A build that fails leaves the last document served, and is tried again after a
         // pause, not at every request.
         let failed = document
             .get(
+                publication,
                 || 4,
-                || (|| -> String { panic!("a build that fails") }, shown_at(4)),
+                || || -> String { panic!("a build that fails") },
             )
             .await;
         assert!(Arc::ptr_eq(&failed.unwrap(), &changed));
@@ -491,13 +521,13 @@ mod tests {
         // While one request builds a document, another gets the last one without waiting.
         let (release, held) = std::sync::mpsc::channel::<()>();
         let slow = document.get(
+            publication,
             || 5,
             move || {
-                let text = move || {
+                move || {
                     held.recv().expect("released");
                     "五".to_owned()
-                };
-                (text, shown_at(5))
+                }
             },
         );
         let meanwhile = async {
@@ -512,6 +542,47 @@ mod tests {
         assert!(Arc::ptr_eq(&meanwhile.unwrap(), &again));
         assert_eq!(&slow.unwrap().bytes()[..], "五".as_bytes());
         assert_eq!(read(), 4, "the second request read nothing");
+    }
+
+    /// A version is dated as the store records it: the same bytes alike by a document built
+    /// again from nothing (after a restart, on another replica), other bytes never before
+    /// the version they replace (or sharing its second, so that no client holding that one
+    /// is told it is current).
+    #[tokio::test]
+    async fn a_derived_documents_date_is_the_one_its_store_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let publication = &publication(dir.path()).await;
+        let get = async |document: &Derived, count: u64, text: &'static str| {
+            document
+                .get(publication, move || count, move || move || text.to_owned())
+                .await
+                .unwrap()
+        };
+        let first = get(&derived("test.txt"), 1, "一").await;
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        // Built again from nothing, a second later: the same bytes, the same date.
+        let again = get(&derived("test.txt"), 1, "一").await;
+        assert_eq!(again.etag, first.etag);
+        assert_eq!(again.last_modified, first.last_modified);
+        assert!(!again.shares_its_second);
+        // Another document is dated apart.
+        let other = get(&derived("other.txt"), 1, "一").await;
+        assert!(other.last_modified > first.last_modified);
+        // Other bytes built from nothing: after the version recorded, or sharing its second.
+        let changed = get(&derived("test.txt"), 1, "二").await;
+        assert!(
+            changed.last_modified > first.last_modified,
+            "a second later"
+        );
+        let back = get(&derived("test.txt"), 1, "一").await;
+        assert_ne!(back.etag, changed.etag);
+        assert!(
+            back.last_modified > changed.last_modified
+                || (back.last_modified == changed.last_modified && back.shares_its_second),
+            "{} after {}",
+            back.last_modified,
+            changed.last_modified
+        );
     }
 
     /// Behind a proxy that mounts the site under a path, every link of the index keeps it.

@@ -373,6 +373,19 @@ impl Publication {
         self.inner.archive_document(path).await
     }
 
+    /// The date of a version of a document built from what the publication shows (the index
+    /// page, the OPML list): see [`Store::date_document`].
+    pub async fn date_document(
+        &self,
+        name: &str,
+        etag: &str,
+    ) -> Result<crate::storage::DocumentDate, crate::storage::StoreError> {
+        self.inner
+            .store
+            .date_document(name, etag, chrono::Utc::now())
+            .await
+    }
+
     /// How many times the headlines of any feed ([`Publication::headlines`]) have changed
     /// since start.
     pub fn headline_changes(&self) -> u64 {

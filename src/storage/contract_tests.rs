@@ -3375,3 +3375,56 @@ async fn check_leaving_events(store: &dyn Store) {
         "the section it went to"
     );
 }
+
+contract!(
+    backend: a_derived_documents_version_keeps_its_date_and_a_new_one_comes_later,
+    check_document_dates
+);
+/// The date of a derived document's version is recorded: the same entity tag gets it back
+/// (also after reopening, and from another instant), other bytes a date never before it,
+/// the version replaced named; names are dated apart; dates are whole seconds.
+async fn check_document_dates(backend: &mut Backend) {
+    use super::DocumentDate;
+    let store = backend.store.clone();
+    let first = at(0) + TimeDelta::milliseconds(1_500);
+    let whole = |t: DateTime<Utc>| DateTime::from_timestamp(t.timestamp(), 0).unwrap();
+    let dated = store.date_document("index.html", "a", first).await.unwrap();
+    assert_eq!(
+        dated,
+        DocumentDate {
+            date: whole(first),
+            replaced: None
+        }
+    );
+    drop(store);
+    backend.reopen().await;
+    let store = &backend.store;
+    let same = store.date_document("index.html", "a", at(5)).await.unwrap();
+    assert_eq!(same, dated, "the same bytes keep their date");
+    let other = store.date_document("feeds.opml", "a", at(6)).await.unwrap();
+    assert_eq!(other.date, at(6));
+    let changed = store.date_document("index.html", "b", at(7)).await.unwrap();
+    assert_eq!(
+        changed,
+        DocumentDate {
+            date: at(7),
+            replaced: Some(whole(first))
+        }
+    );
+    // A process whose clock is behind the version recorded: not dated before it.
+    let behind = store.date_document("index.html", "c", at(1)).await.unwrap();
+    assert_eq!(
+        behind,
+        DocumentDate {
+            date: at(7),
+            replaced: Some(at(7))
+        }
+    );
+    assert_eq!(
+        store.date_document("index.html", "c", at(9)).await.unwrap(),
+        DocumentDate {
+            date: at(7),
+            replaced: None
+        }
+    );
+}

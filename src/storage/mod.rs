@@ -27,7 +27,7 @@ use crate::domain::{
     RightsChange, SectionSlug, TokenHash, Tombstone, VersionSummary,
 };
 use crate::websub::{Callback, Subscription, Topic};
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use std::sync::Arc;
 
 /// Opens the store the settings name: PostgreSQL at `database_url` when one is given, else
@@ -1025,6 +1025,18 @@ pub trait Store: Send + Sync + 'static {
         Ok(Vec::new())
     }
 
+    /// Dates a version of a document built from what the store holds (the index page, the
+    /// OPML list), recorded under `name` so that every process on the store, and the next
+    /// after a restart, dates the same bytes alike: the date recorded for `etag` when that
+    /// is the version recorded last; else `now` (whole seconds), never before the version
+    /// it replaces, recorded with it.
+    async fn date_document(
+        &self,
+        name: &str,
+        etag: &str,
+        now: DateTime<Utc>,
+    ) -> Result<DocumentDate, StoreError>;
+
     /// Takes one call from `partner`'s allowance shared by every process on the database
     /// (`rate` calls a second on average, `burst` at once): `None` when the call is
     /// admitted, else how long until one would be. A store of its own keeps no allowance
@@ -1051,6 +1063,54 @@ pub trait Store: Send + Sync + 'static {
         _now: DateTime<Utc>,
     ) -> Result<Option<std::time::Duration>, StoreError> {
         Ok(None)
+    }
+}
+
+/// The date of a version of a derived document ([`Store::date_document`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocumentDate {
+    pub date: DateTime<Utc>,
+    /// The date of the version it replaces, when it is a new version (equal to `date` when
+    /// both fall within one second).
+    pub replaced: Option<DateTime<Utc>>,
+}
+
+impl DocumentDate {
+    /// The date of version `etag` built at `now`, given the version recorded last (its entity
+    /// tag and date, in Unix nanoseconds), and whether it is to be recorded.
+    pub(super) fn of(
+        recorded: Option<(String, i64)>,
+        etag: &str,
+        now: DateTime<Utc>,
+    ) -> (Self, bool) {
+        let now = now.trunc_subsecs(0);
+        match recorded {
+            Some((recorded, date)) if recorded == etag => (
+                Self {
+                    date: DateTime::from_timestamp_nanos(date),
+                    replaced: None,
+                },
+                false,
+            ),
+            Some((_, date)) => {
+                let replaced = DateTime::from_timestamp_nanos(date);
+                let date = now.max(replaced);
+                (
+                    Self {
+                        date,
+                        replaced: Some(replaced),
+                    },
+                    true,
+                )
+            }
+            None => (
+                Self {
+                    date: now,
+                    replaced: None,
+                },
+                true,
+            ),
+        }
     }
 }
 

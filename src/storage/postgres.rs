@@ -20,8 +20,8 @@ use super::sqlite_history::{VERSIONED_COLUMNS, event_from_row, version_from_row}
 use super::sqlite_partners::{partner_from_row, record_from_row};
 use super::sqlite_websub::subscription_from_row;
 use super::{
-    ArchivePage, ArticleWrite, CallRate, EventFilter, FeedContent, ListCursor, NewPartner,
-    NewToken, Retraction, Store, StoreError, WriteChecks,
+    ArchivePage, ArticleWrite, CallRate, DocumentDate, EventFilter, FeedContent, ListCursor,
+    NewPartner, NewToken, Retraction, Store, StoreError, WriteChecks,
 };
 use crate::domain::{
     Actor, Article, ArticleEvent, ArticleId, AuditEntry, AuditFilter, FeedScope, Partner,
@@ -1112,6 +1112,42 @@ impl Store for PostgresStore {
         .fetch_one(&self.pool)
         .await?;
         Ok(claimed == 1)
+    }
+
+    async fn date_document(
+        &self,
+        name: &str,
+        etag: &str,
+        now: DateTime<Utc>,
+    ) -> Result<DocumentDate, StoreError> {
+        // The row is made first (an empty entity tag: no version), then locked: replicas
+        // dating a document at once take turns, and the second finds the first's version.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO document_dates (name, etag, last_modified) VALUES ($1, '', 0)
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+        let (recorded, date): (String, i64) = sqlx::query_as(
+            "SELECT etag, last_modified FROM document_dates WHERE name = $1 FOR UPDATE",
+        )
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await?;
+        let recorded = (!recorded.is_empty()).then_some((recorded, date));
+        let (dated, record) = DocumentDate::of(recorded, etag, now);
+        if record {
+            sqlx::query("UPDATE document_dates SET etag = $2, last_modified = $3 WHERE name = $1")
+                .bind(name)
+                .bind(etag)
+                .bind(nanos(dated.date))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(dated)
     }
 
     async fn last_claims(&self) -> Result<Vec<(Topic, String)>, StoreError> {

@@ -7,8 +7,8 @@ use super::sqlite_checkpoint::{Copier, FaultReport};
 use super::sqlite_partners as partners;
 use super::sqlite_websub as websub;
 use super::{
-    ArchivePage, ArticleWrite, EventFilter, FeedContent, ListCursor, NewPartner, NewToken,
-    Retraction, Store, StoreError, WriteChecks,
+    ArchivePage, ArticleWrite, DocumentDate, EventFilter, FeedContent, ListCursor, NewPartner,
+    NewToken, Retraction, Store, StoreError, WriteChecks,
 };
 use super::{sqlite_history as history, sqlite_writes as writes};
 use crate::domain::{
@@ -176,6 +176,12 @@ enum Job {
         topic: Topic,
         document: String,
         reply: Reply<()>,
+    },
+    DateDocument {
+        name: String,
+        etag: String,
+        now: DateTime<Utc>,
+        reply: Reply<DocumentDate>,
     },
 }
 
@@ -668,6 +674,12 @@ async fn commit_batch(
                 document,
                 reply,
             } => deliver(reply, websub::finish(conn, &topic, &document).await),
+            Job::DateDocument {
+                name,
+                etag,
+                now,
+                reply,
+            } => deliver(reply, date_document(conn, &name, &etag, now).await),
         };
         deliveries.push(delivery);
         let Some(mark) = mark else {
@@ -753,6 +765,7 @@ fn fail(job: Job, error: StoreError) {
         Job::DeleteExpiredSubscriptions { reply, .. } => drop(reply.send(Err(error))),
         Job::ClaimDelivery { reply, .. } => drop(reply.send(Err(error))),
         Job::FinishDelivery { reply, .. } => drop(reply.send(Err(error))),
+        Job::DateDocument { reply, .. } => drop(reply.send(Err(error))),
     }
 }
 
@@ -1401,6 +1414,35 @@ pub(super) fn state_code(state: ArticleState) -> i64 {
     }
 }
 
+/// See [`Store::date_document`]: read and, for a new version, recorded by the writer, so
+/// that two processes on one file cannot both take the version for theirs.
+async fn date_document(
+    conn: &mut SqliteConnection,
+    name: &str,
+    etag: &str,
+    now: DateTime<Utc>,
+) -> Result<DocumentDate, StoreError> {
+    let recorded: Option<(String, i64)> =
+        sqlx::query_as("SELECT etag, last_modified FROM document_dates WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let (dated, record) = DocumentDate::of(recorded, etag, now);
+    if record {
+        sqlx::query(
+            "INSERT INTO document_dates (name, etag, last_modified) VALUES (?, ?, ?)
+             ON CONFLICT (name) DO UPDATE SET
+                 etag = excluded.etag, last_modified = excluded.last_modified",
+        )
+        .bind(name)
+        .bind(etag)
+        .bind(nanos(dated.date))
+        .execute(conn)
+        .await?;
+    }
+    Ok(dated)
+}
+
 /// Unix nanoseconds; validation keeps every stored time within i64's range (1677–2262).
 pub(super) fn nanos(t: DateTime<Utc>) -> i64 {
     t.timestamp_nanos_opt().unwrap_or(i64::MAX)
@@ -1776,6 +1818,21 @@ impl Store for SqliteStore {
         })
         .await?;
         Ok(true)
+    }
+
+    async fn date_document(
+        &self,
+        name: &str,
+        etag: &str,
+        now: DateTime<Utc>,
+    ) -> Result<DocumentDate, StoreError> {
+        self.submit(|reply| Job::DateDocument {
+            name: name.to_owned(),
+            etag: etag.to_owned(),
+            now,
+            reply,
+        })
+        .await
     }
 
     async fn finish_delivery(&self, topic: &Topic, document: &str) -> Result<(), StoreError> {
