@@ -473,6 +473,11 @@ async fn a_full_disk_is_reported_survived_and_recovered_from() {
     // The feeds' disk is full: the publish is acknowledged (it is durable) and served from
     // memory, the files are not rewritten and stay whole; written once there is room.
     assert_feeds_whole(&server, &running).await;
+    // The stylesheet's files gone (an upgrade brings a new one): the start below cannot
+    // write them, and writes them once there is room.
+    for coding in ["", ".gz", ".br"] {
+        std::fs::remove_file(feeds_dir.join(format!("feed.xsl{coding}"))).unwrap();
+    }
     feeds_disk.fill();
     publish(
         &running,
@@ -510,10 +515,16 @@ async fn a_full_disk_is_reported_survived_and_recovered_from() {
         b.contains("第二篇")
     })
     .await;
-    let (status, _) = get(&running, "/feeds/feed.xsl").await;
+    let (status, stylesheet) = get(&running, "/feeds/feed.xsl").await;
     assert_eq!(status, 200, "the stylesheet is served from memory");
+    assert!(!feeds_dir.join("feed.xsl").exists(), "no room to write it");
     feeds_disk.empty();
     wait_for(&server, &running, "/healthz", |b| b == "ok\n").await;
+    assert_eq!(
+        std::fs::read_to_string(feeds_dir.join("feed.xsl")).unwrap(),
+        stylesheet,
+        "written once there is room"
+    );
     assert_feeds_whole(&server, &running).await;
     let on_disk = std::fs::read_to_string(server.feeds_dir.join("politics/atom.xml")).unwrap();
     assert!(on_disk.contains("第二篇"), "written once there is room");

@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch};
@@ -134,6 +134,9 @@ struct Inner {
     /// Scopes whose last regeneration failed, and at which step; the fault lasts until
     /// each has succeeded.
     failing: Mutex<BTreeSet<(Step, FeedScope)>>,
+    /// True while the stylesheet's files could not be written to `feeds/`: a fault of the
+    /// feeds like a failing scope's, tried again every second.
+    stylesheet_unwritten: AtomicBool,
     changes: broadcast::Sender<FeedChange>,
     /// Subscribed before the feeds are built at start, for the first subscriber: the
     /// documents whose bytes differ from the files the last run left, which changed while
@@ -226,6 +229,7 @@ impl Publication {
             finish_wake: tokio::sync::Notify::new(),
             finishing: tokio::sync::Mutex::new(()),
             failing: Mutex::new(BTreeSet::new()),
+            stylesheet_unwritten: AtomicBool::new(false),
             changes,
             start_changes: Mutex::new(Some(start_changes)),
             unbuilt: watch::Sender::new(HashSet::new()),
@@ -241,10 +245,7 @@ impl Publication {
         });
         // A process killed while writing leaves its temporary files behind.
         files::remove_temporary_files(&inner.settings.server.feeds_dir);
-        if let Err(e) = inner.publish_stylesheet() {
-            // Served from memory all the same; the next start writes it.
-            tracing::error!(error = %e, "cannot write the feeds' stylesheet; it is served from memory");
-        }
+        inner.publish_stylesheet();
         let named_until = Utc::now();
         let named = inner.build_feeds_at_start().await?;
         Ok((
@@ -408,6 +409,9 @@ impl Publication {
     }
 }
 
+/// How often the scheduler tries again to write a stylesheet it could not write.
+const STYLESHEET_RETRY: Duration = Duration::from_secs(1);
+
 impl Scheduler {
     /// Regenerates stale feeds until `shutdown` turns true. A burst of marks arriving while
     /// a regeneration runs is coalesced into one more regeneration per feed. Feeds are also
@@ -428,6 +432,7 @@ impl Scheduler {
                     Duration::from_secs(1)
                 }
             };
+            let stylesheet_unwritten = self.inner.stylesheet_unwritten.load(Ordering::SeqCst);
             let mut stale = BTreeSet::new();
             let mut received = 0;
             let mut stop = false;
@@ -445,6 +450,7 @@ impl Scheduler {
                 // Feeds found at start are built when no stale feed waits.
                 () = std::future::ready(()), if !self.unbuilt.is_empty() => {}
                 _ = tokio::time::sleep(wake) => {}
+                _ = tokio::time::sleep(STYLESHEET_RETRY), if stylesheet_unwritten => {}
             }
             if stop {
                 // What is served goes to disk too before the process ends.
@@ -467,6 +473,9 @@ impl Scheduler {
                     );
                 }
                 return;
+            }
+            if stylesheet_unwritten {
+                self.inner.publish_stylesheet();
             }
             // A publish or expiry time that came meanwhile is not lost: the next look only
             // finds those still ahead.
@@ -588,9 +597,31 @@ fn outcomes_of(
 }
 
 impl Inner {
-    /// Puts the XSL stylesheet that RSS and Atom feeds name in the snapshot and in `feeds/`
-    /// (an error when it cannot be written there: it is served all the same).
-    fn publish_stylesheet(&self) -> Result<(), PublicationError> {
+    /// Puts the XSL stylesheet that RSS and Atom feeds name in the snapshot and in `feeds/`.
+    /// If it cannot be written there, it is served all the same, the feeds are reported
+    /// faulty, and the scheduler tries again ([`Inner::stylesheet_unwritten`]).
+    fn publish_stylesheet(&self) {
+        match self.put_stylesheet() {
+            Ok(()) => {
+                if self.stylesheet_unwritten.swap(false, Ordering::SeqCst) {
+                    tracing::info!("the feeds' stylesheet is written");
+                    if self.failing.lock().expect("failing scopes lock").is_empty() {
+                        self.health.recovered(Component::Feeds);
+                    }
+                }
+            }
+            Err(e) => {
+                if !self.stylesheet_unwritten.swap(true, Ordering::SeqCst) {
+                    tracing::error!(error = %e, "cannot write the feeds' stylesheet; it is served from memory, retrying");
+                }
+                let file = crate::render::STYLESHEET_FILE;
+                self.health.fault(Component::Feeds, format!("{file}: {e}"));
+            }
+        }
+    }
+
+    /// [`Inner::publish_stylesheet`], with the error of a write.
+    fn put_stylesheet(&self) -> Result<(), PublicationError> {
         use crate::render::{STYLESHEET, STYLESHEET_CONTENT_TYPE, STYLESHEET_FILE};
         let site = &self.settings.site;
         let links = Links {
@@ -687,7 +718,7 @@ impl Inner {
             // Reported after the log line, so that whoever sees the fault finds its cause.
             self.health.fault(Component::Feeds, fault);
         }
-        if had_failures && failing.is_empty() {
+        if had_failures && failing.is_empty() && !self.stylesheet_unwritten.load(Ordering::SeqCst) {
             self.health.recovered(Component::Feeds);
         }
     }
