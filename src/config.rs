@@ -1029,15 +1029,23 @@ impl Settings {
                 .unwrap_or_else(|| PathBuf::from("feeds")),
             tls,
         };
-        for (path, key, flag) in [
-            (&server.data_dir, "data_dir", "--data-dir, FEEDPUB_DATA_DIR"),
+        // The data folder holds nothing when the store is PostgreSQL: any value is taken.
+        let uses_data_dir = server.database_url.is_none();
+        for (path, key, flag, used) in [
+            (
+                &server.data_dir,
+                "data_dir",
+                "--data-dir, FEEDPUB_DATA_DIR",
+                uses_data_dir,
+            ),
             (
                 &server.feeds_dir,
                 "feeds_dir",
                 "--feeds-dir, FEEDPUB_FEEDS_DIR",
+                true,
             ),
         ] {
-            if path.as_os_str().is_empty() {
+            if used && path.as_os_str().is_empty() {
                 return Err(invalid(format!(
                     "server.{key} (or {flag}) is empty: name a folder"
                 )));
@@ -1627,6 +1635,13 @@ mod tests {
             ..Overrides::default()
         };
         assert!(refused(EMBEDDED_CONFIG, empty_data).contains("--data-dir"));
+        // With PostgreSQL the data folder holds nothing: an empty one is taken.
+        let on_postgres = Overrides {
+            data_dir: Some(PathBuf::new()),
+            database_url: Some("postgres://feedpub@db.example/feedpub".to_owned()),
+            ..Overrides::default()
+        };
+        assert_eq!(refused(EMBEDDED_CONFIG, on_postgres), "");
     }
 
     #[test]

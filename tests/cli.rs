@@ -1549,7 +1549,14 @@ fn export_audit_and_partner_commands_refuse_a_data_folder_without_a_database() {
         let output = common::binary::on_data(dir.path(), &typo, args);
         let stderr = text(&output.stderr);
         assert!(!output.status.success(), "{args:?}: {stderr}");
-        assert!(stderr.contains("feedpub migrate"), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("run `feedpub migrate` first"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("export") || args[0] == "export",
+            "{args:?} is not an export: {stderr}"
+        );
         assert_eq!(
             std::fs::metadata(typo.join("feedpub.sqlite3"))
                 .unwrap()

@@ -388,11 +388,11 @@ impl Database {
             let (found, known) = (version.unwrap_or(0), known.unwrap_or(0));
             return Err(TransferError::Schema(if found < known {
                 format!(
-                    "the database's schema is at version {found}, older than this feedpub's ({known}): run `feedpub migrate` first (an export only reads the database)"
+                    "the database's schema is at version {found}, older than this feedpub's ({known}): run `feedpub migrate` first (this command does not migrate a database)"
                 )
             } else {
                 format!(
-                    "the database's schema is at version {found}, newer than this feedpub's ({known}): export it with the feedpub that migrated it"
+                    "the database's schema is at version {found}, newer than this feedpub's ({known}): use the feedpub that migrated it"
                 )
             }));
         }
@@ -407,7 +407,6 @@ impl Database {
     }
 }
 
-/// The SQLite database file the settings name, when it does not exist (none when they name
 /// Refuses a database that is missing (see [`missing_database`]) or whose schema is not the
 /// one this feedpub writes: the operator commands that only read or change what is stored
 /// leave migrating to `feedpub migrate` (or `serve`), rather than migrate a database under
@@ -417,6 +416,7 @@ pub async fn check_schema(server: &Server) -> Result<(), TransferError> {
     Ok(())
 }
 
+/// The SQLite database file the settings name, when it does not exist (none when they name
 /// a PostgreSQL database). Commands that only read or change what is stored refuse such a
 /// folder, so that a mistyped one is not taken for a new, empty database.
 pub fn missing_database(server: &Server) -> Option<std::path::PathBuf> {
