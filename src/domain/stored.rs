@@ -5,7 +5,7 @@
 
 use super::article::check_stored_url;
 use super::media::Media;
-use super::text::{HtmlPolicy, is_forbidden};
+use super::text::{HtmlPolicy, Sanitized, is_forbidden};
 
 /// Plain text: `None` when it carries only characters feeds can carry.
 pub fn text_fault(text: &str) -> Option<String> {
@@ -20,66 +20,26 @@ pub fn text_fault(text: &str) -> Option<String> {
 /// two are compared with both written one way.
 pub fn html_fault(html: &str, policy: &HtmlPolicy, base: Option<&url::Url>) -> Option<String> {
     let nbsp = |html: &str| html.replace("&nbsp;", "\u{a0}");
-    // Versions before kept the `cite` of a quotation or an edit as sent, where the
-    // sanitiser now resolves or removes it: a body that differs only there is as they
-    // stored it.
-    let as_before = |html: &str| without_cites(&nbsp(html));
+    let unchanged = |sanitized: Result<Sanitized, String>| {
+        sanitized.map(|sanitized| nbsp(&sanitized.html) == nbsp(html))
+    };
     // A hostile export is measured before the sanitiser parses it, as a publish is.
-    text_fault(html).or_else(|| match policy.sanitize_for(html, base) {
+    // Versions before kept the `cite` of a quotation or an edit as sent, where the
+    // sanitiser now resolves or removes it: a body their sanitiser leaves unchanged is
+    // as they stored it. Both are compared after parsing, never by reading the raw text.
+    let as_stored = || -> Result<bool, String> {
+        Ok(unchanged(policy.sanitize_for(html, base))?
+            || unchanged(policy.sanitize_as_before(html, base))?)
+    };
+    text_fault(html).or_else(|| match as_stored() {
         Err(fault) => Some(fault),
-        Ok(sanitized) => (nbsp(&sanitized.html) != nbsp(html)
-            && as_before(&sanitized.html) != as_before(html))
-        .then(|| {
+        Ok(as_stored) => (!as_stored).then(|| {
             "is not HTML as the sanitiser leaves it (a script, an event handler, a link \
              that is not http(s) or is relative, or an iframe from a host not in [content] \
              iframe_hosts)"
                 .to_owned()
         }),
     })
-}
-
-/// `html` without the ` cite="…"` attributes of its tags. Only an attribute inside a tag
-/// is taken out, as an HTML parser reads the tag (values quoted with `"` or `'` may hold
-/// `>`): text that merely reads ` cite="` is kept, so that what an export hides there is
-/// compared like the rest of the body.
-fn without_cites(html: &str) -> String {
-    const CITE: &[u8] = b" cite=\"";
-    let bytes = html.as_bytes();
-    let mut kept = String::with_capacity(html.len());
-    let (mut from, mut at) = (0, 0);
-    let mut in_tag = false;
-    let mut quote = None;
-    while at < bytes.len() {
-        let b = bytes[at];
-        match quote {
-            Some(q) => {
-                if b == q {
-                    quote = None;
-                }
-            }
-            None if !in_tag => {
-                in_tag = b == b'<' && bytes.get(at + 1).is_some_and(u8::is_ascii_alphabetic);
-            }
-            None if bytes[at..].starts_with(CITE) => {
-                // Every index here is at an ASCII byte: a character boundary.
-                kept.push_str(&html[from..at]);
-                let value = at + CITE.len();
-                at = html[value..]
-                    .find('"')
-                    .map_or(bytes.len(), |end| value + end + 1);
-                from = at;
-                continue;
-            }
-            None => match b {
-                b'"' | b'\'' => quote = Some(b),
-                b'>' => in_tag = false,
-                _ => {}
-            },
-        }
-        at += 1;
-    }
-    kept.push_str(&html[from..]);
-    kept
 }
 
 /// A link: `None` when it is empty or an absolute http(s) URL.
@@ -189,6 +149,8 @@ mod tests {
             "<p>a > cite=\"<img src=x onerror=alert(1)>\"</p>",
             "<p title=\"x cite=\"> cite=\"<script>y()</script>\"</p>",
             "<q cite=\"a\">引</q> cite=\"<script>z()</script>\"",
+            // An unquoted value ends at white space: the cite after it is another attribute.
+            "<p lang= cite=\"x onmouseover=alert(1) y\"\"cite=&quot;x\">t</p>",
         ] {
             assert!(html_fault(hidden, &policy, None).is_some(), "{hidden}");
         }

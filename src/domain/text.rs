@@ -444,6 +444,19 @@ pub(crate) fn balance_bidi(text: String) -> (String, usize) {
 /// The HTML allowlist for article bodies: what news needs, nothing that runs.
 pub struct HtmlPolicy {
     builder: ammonia::Builder<'static>,
+    iframe_hosts: Vec<String>,
+    /// The allowlist of versions before, which kept every `cite` as sent: built when first
+    /// asked for, by `feedpub import` only.
+    cites_as_sent: std::sync::OnceLock<ammonia::Builder<'static>>,
+}
+
+/// What the allowlist does with the `cite` of a quotation or an edit.
+#[derive(Clone, Copy)]
+enum Cites {
+    /// Resolved like any other link, or removed when it is not http(s).
+    Resolved,
+    /// Kept as sent, as versions before did.
+    AsSent,
 }
 
 /// A body as the sanitiser leaves it, and how many relative URLs it removed for want of a
@@ -553,6 +566,18 @@ impl HtmlPolicy {
     /// The news allowlist; iframes are kept only when their `src` is an https URL on one
     /// of `iframe_hosts` (any other iframe loses its `src` and shows nothing).
     pub fn new(iframe_hosts: &[String]) -> Self {
+        let iframe_hosts: Vec<String> = iframe_hosts
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect();
+        Self {
+            builder: Self::builder(&iframe_hosts, Cites::Resolved),
+            iframe_hosts,
+            cites_as_sent: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn builder(iframe_hosts: &[String], cites: Cites) -> ammonia::Builder<'static> {
         let mut builder = ammonia::Builder::empty();
         builder
             .add_tags([
@@ -620,10 +645,7 @@ impl HtmlPolicy {
             .url_relative(ammonia::UrlRelative::Custom(Box::new(ResolveRelative)))
             .link_rel(Some("noopener noreferrer"))
             .strip_comments(true);
-        let hosts: Vec<String> = iframe_hosts
-            .iter()
-            .map(|h| h.to_ascii_lowercase())
-            .collect();
+        let hosts = iframe_hosts.to_vec();
         if !hosts.is_empty() {
             builder
                 .add_tags(["iframe"])
@@ -646,15 +668,15 @@ impl HtmlPolicy {
                 // ammonia checks the schemes of src and href, not of srcset candidates,
                 // nor of the cite of a quotation or an edit (which readers follow too).
                 (_, "srcset") => filter_srcset(value).map(Into::into),
-                (_, "cite") => match web_url(value.trim()) {
-                    Some(WebUrl::Absolute) => Some(value.into()),
-                    Some(WebUrl::Relative) => resolve_relative(value.trim()).map(Into::into),
-                    None => None,
+                (_, "cite") => match (cites, web_url(value.trim())) {
+                    (Cites::AsSent, _) | (_, Some(WebUrl::Absolute)) => Some(value.into()),
+                    (_, Some(WebUrl::Relative)) => resolve_relative(value.trim()).map(Into::into),
+                    (_, None) => None,
                 },
                 _ => Some(value.into()),
             },
         );
-        Self { builder }
+        builder
     }
 
     /// Sanitises partner HTML with no base for its relative URLs, which are removed: see
@@ -676,8 +698,29 @@ impl HtmlPolicy {
     /// removed around formatting elements), and parsing it can cost what hostile input
     /// does. The measure's refusal is the error.
     pub fn sanitize_for(&self, html: &str, base: Option<&url::Url>) -> Result<Sanitized, String> {
+        Self::sanitize_with(&self.builder, html, base)
+    }
+
+    /// Sanitises as [`HtmlPolicy::sanitize_for`] did in versions that kept the `cite` of a
+    /// quotation or an edit as sent: what they stored is what this leaves unchanged.
+    pub fn sanitize_as_before(
+        &self,
+        html: &str,
+        base: Option<&url::Url>,
+    ) -> Result<Sanitized, String> {
+        let builder = self
+            .cites_as_sent
+            .get_or_init(|| Self::builder(&self.iframe_hosts, Cites::AsSent));
+        Self::sanitize_with(builder, html, base)
+    }
+
+    fn sanitize_with(
+        builder: &ammonia::Builder<'static>,
+        html: &str,
+        base: Option<&url::Url>,
+    ) -> Result<Sanitized, String> {
         let base = BaseSet::new(base, html.len());
-        let html = self.sanitize_passes(html)?;
+        let html = Self::sanitize_passes(builder, html)?;
         if base.overgrown() {
             return Err(
                 "resolving its relative URLs against canonical_url would more than double the \
@@ -691,13 +734,13 @@ impl HtmlPolicy {
         })
     }
 
-    fn sanitize_passes(&self, html: &str) -> Result<String, String> {
+    fn sanitize_passes(builder: &ammonia::Builder<'static>, html: &str) -> Result<String, String> {
         let measured = |html: &str| super::nesting::measure(html).fault().map_or(Ok(()), Err);
         measured(html)?;
-        let mut current = self.clean_once(html);
+        let mut current = Self::clean_once(builder, html);
         for _ in 0..8 {
             measured(&current)?;
-            let next = self.clean_once(&current);
+            let next = Self::clean_once(builder, &current);
             if next == current {
                 break;
             }
@@ -706,8 +749,8 @@ impl HtmlPolicy {
         Ok(current)
     }
 
-    fn clean_once(&self, html: &str) -> String {
-        let clean = self.builder.clean(html).to_string();
+    fn clean_once(builder: &ammonia::Builder<'static>, html: &str) -> String {
+        let clean = builder.clean(html).to_string();
         if clean.contains("<iframe") {
             strip_iframe_contents(&clean)
         } else {
