@@ -130,35 +130,51 @@ pub fn render(settings: &Settings, headlines: impl Fn(&FeedScope) -> Vec<Headlin
     html
 }
 
-/// The date of a new version of a derived document: the one the store records for it
+/// The date of a version of a derived document: the one the store records for it
 /// ([`Publication::date_document`]), never before `previous` (the version this process
 /// served before, which a replica that recorded a newer one meanwhile may not have seen);
 /// and the date of the version it is in place of, when they share a second. If the store
-/// cannot be reached, dated now by this process alone.
+/// cannot be reached, dated by this process alone: as `previous` if it is the same bytes,
+/// else now.
 async fn date_of(
     publication: &Publication,
     name: &str,
     etag: &str,
-    previous: Option<chrono::DateTime<chrono::Utc>>,
+    previous: Option<&FeedFile>,
 ) -> (
     chrono::DateTime<chrono::Utc>,
     Option<chrono::DateTime<chrono::Utc>>,
 ) {
+    let same = previous.filter(|previous| previous.etag == etag);
+    let other = previous.filter(|previous| previous.etag != etag);
+    // A version that shared the second of the one before it still does.
+    let shared = same
+        .filter(|same| same.shares_its_second)
+        .map(|same| same.last_modified);
     let recorded = match publication.date_document(name, etag).await {
         Ok(recorded) => recorded,
         Err(error) => {
-            tracing::warn!(%error, document = name, "cannot record the date of a new version; dated by this process");
+            tracing::warn!(%error, document = name, "cannot record the date of a version; dated by this process");
             DocumentDate {
-                date: chrono::Utc::now().trunc_subsecs(0),
-                replaced: previous,
+                date: same.map_or_else(
+                    || chrono::Utc::now().trunc_subsecs(0),
+                    |same| same.last_modified,
+                ),
+                replaced: None,
             }
         }
     };
-    let date = previous.map_or(recorded.date, |previous| previous.max(recorded.date));
-    let replaced = [recorded.replaced, previous]
-        .into_iter()
-        .flatten()
-        .find(|&replaced| replaced == date);
+    let date = previous.map_or(recorded.date, |previous| {
+        previous.last_modified.max(recorded.date)
+    });
+    let replaced = [
+        recorded.replaced,
+        other.map(|other| other.last_modified),
+        shared,
+    ]
+    .into_iter()
+    .flatten()
+    .find(|&replaced| replaced == date);
     (date, replaced)
 }
 
@@ -269,12 +285,18 @@ impl Derived {
             })
             .await
             .ok()?;
-            // The same text (what it shows changed and changed back): the same document.
-            if let Some(same) = replaced.as_ref().filter(|p| p.etag == file.etag) {
-                return Some(same.clone());
+            // Dated by the store even when the text is the one this process built last (what
+            // it shows changed and changed back): another process may have recorded other
+            // bytes since, which clients may hold.
+            let (date, in_place_of) =
+                date_of(&publication, name, &file.etag, replaced.as_deref()).await;
+            if let Some(same) = replaced.filter(|previous| {
+                previous.etag == file.etag
+                    && previous.last_modified == date
+                    && previous.shares_its_second == (in_place_of == Some(date))
+            }) {
+                return Some(same);
             }
-            let previous = replaced.map(|previous| previous.last_modified);
-            let (date, in_place_of) = date_of(&publication, name, &file.etag, previous).await;
             tokio::task::spawn_blocking(move || {
                 let file = file.redated(date, max_age, &links);
                 let codings = file.compress(Compression::Full);
@@ -544,6 +566,31 @@ mod tests {
         assert_eq!(read(), 4, "the second request read nothing");
     }
 
+    /// `document` as of count `count`, where its text is `text`.
+    async fn built(
+        publication: &Publication,
+        document: &Derived,
+        count: u64,
+        text: &'static str,
+    ) -> Arc<FeedFile> {
+        document
+            .get(publication, move || count, move || move || text.to_owned())
+            .await
+            .unwrap()
+    }
+
+    /// `later` is dated after `earlier`, or shares its second and so is never answered 304
+    /// to a client holding `earlier`.
+    fn assert_dated_after(later: &FeedFile, earlier: &FeedFile) {
+        assert!(
+            later.last_modified > earlier.last_modified
+                || (later.last_modified == earlier.last_modified && later.shares_its_second),
+            "{} after {}",
+            later.last_modified,
+            earlier.last_modified
+        );
+    }
+
     /// A version is dated as the store records it: the same bytes alike by a document built
     /// again from nothing (after a restart, on another replica), other bytes never before
     /// the version they replace (or sharing its second, so that no client holding that one
@@ -553,10 +600,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let publication = &publication(dir.path()).await;
         let get = async |document: &Derived, count: u64, text: &'static str| {
-            document
-                .get(publication, move || count, move || move || text.to_owned())
-                .await
-                .unwrap()
+            built(publication, document, count, text).await
         };
         let first = get(&derived("test.txt"), 1, "一").await;
         tokio::time::sleep(Duration::from_millis(1_100)).await;
@@ -576,13 +620,33 @@ mod tests {
         );
         let back = get(&derived("test.txt"), 1, "一").await;
         assert_ne!(back.etag, changed.etag);
-        assert!(
-            back.last_modified > changed.last_modified
-                || (back.last_modified == changed.last_modified && back.shares_its_second),
-            "{} after {}",
-            back.last_modified,
-            changed.last_modified
-        );
+        assert_dated_after(&back, &changed);
+    }
+
+    /// Bytes this process built before are dated by the store too: if another process
+    /// recorded other bytes since, which clients may hold, the version it builds again is
+    /// dated after them (or shares their second), never answered 304 to their holders.
+    #[tokio::test]
+    async fn the_same_bytes_again_are_dated_after_what_another_process_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let publication = &publication(dir.path()).await;
+        let (one, two) = (derived("test.txt"), derived("test.txt"));
+        let get = async |document: &Derived, count: u64, text: &'static str| {
+            built(publication, document, count, text).await
+        };
+        let a = get(&one, 1, "甲").await;
+        assert_eq!(get(&two, 1, "甲").await.last_modified, a.last_modified);
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        let b = get(&one, 2, "乙").await;
+        assert!(b.last_modified > a.last_modified);
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        let again = get(&two, 2, "甲").await;
+        assert_eq!(again.etag, a.etag);
+        assert_dated_after(&again, &b);
+        // And the first process, building the same bytes, gets the same date.
+        let agreed = get(&one, 3, "甲").await;
+        assert_eq!(agreed.last_modified, again.last_modified);
+        assert_eq!(agreed.shares_its_second, again.shares_its_second);
     }
 
     /// Behind a proxy that mounts the site under a path, every link of the index keeps it.

@@ -3382,7 +3382,7 @@ contract!(
 );
 /// The date of a derived document's version is recorded: the same entity tag gets it back
 /// (also after reopening, and from another instant), other bytes a date never before it,
-/// the version replaced named; names are dated apart; dates are whole seconds.
+/// the version replaced named and recorded; names are dated apart; dates are whole seconds.
 async fn check_document_dates(backend: &mut Backend) {
     use super::DocumentDate;
     let store = backend.store.clone();
@@ -3420,11 +3420,19 @@ async fn check_document_dates(backend: &mut Backend) {
             replaced: Some(at(7))
         }
     );
+    // Every process serving it, and the next after a restart, knows that it shares the
+    // second of the version it replaced.
     assert_eq!(
         store.date_document("index.html", "c", at(9)).await.unwrap(),
-        DocumentDate {
-            date: at(7),
-            replaced: None
-        }
+        behind
+    );
+    backend.reopen().await;
+    assert_eq!(
+        backend
+            .store
+            .date_document("index.html", "c", at(10))
+            .await
+            .unwrap(),
+        behind
     );
 }

@@ -1027,9 +1027,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Dates a version of a document built from what the store holds (the index page, the
     /// OPML list), recorded under `name` so that every process on the store, and the next
-    /// after a restart, dates the same bytes alike: the date recorded for `etag` when that
+    /// after a restart, dates the same bytes alike: the dates recorded for `etag` when that
     /// is the version recorded last; else `now` (whole seconds), never before the version
-    /// it replaces, recorded with it.
+    /// it replaces, recorded with it and with that version's date.
     async fn date_document(
         &self,
         name: &str,
@@ -1070,29 +1070,34 @@ pub trait Store: Send + Sync + 'static {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DocumentDate {
     pub date: DateTime<Utc>,
-    /// The date of the version it replaces, when it is a new version (equal to `date` when
-    /// both fall within one second).
+    /// The date of the version it replaced, if any: equal to `date` when both fall within
+    /// one second, and then a client holding that one must not be answered 304 by date.
+    /// Recorded, so that every process serving this version knows it.
     pub replaced: Option<DateTime<Utc>>,
 }
 
+/// A version of a derived document as the store records it: its entity tag, its date and
+/// the date of the version it replaced, in Unix nanoseconds.
+pub(super) type RecordedDate = (String, i64, Option<i64>);
+
 impl DocumentDate {
-    /// The date of version `etag` built at `now`, given the version recorded last (its entity
-    /// tag and date, in Unix nanoseconds), and whether it is to be recorded.
+    /// The date of version `etag` built at `now`, given the version recorded last, and
+    /// whether it is to be recorded.
     pub(super) fn of(
-        recorded: Option<(String, i64)>,
+        recorded: Option<RecordedDate>,
         etag: &str,
         now: DateTime<Utc>,
     ) -> (Self, bool) {
         let now = now.trunc_subsecs(0);
         match recorded {
-            Some((recorded, date)) if recorded == etag => (
+            Some((recorded, date, replaced)) if recorded == etag => (
                 Self {
                     date: DateTime::from_timestamp_nanos(date),
-                    replaced: None,
+                    replaced: replaced.map(DateTime::from_timestamp_nanos),
                 },
                 false,
             ),
-            Some((_, date)) => {
+            Some((_, date, _)) => {
                 let replaced = DateTime::from_timestamp_nanos(date);
                 let date = now.max(replaced);
                 (

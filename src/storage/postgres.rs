@@ -1130,21 +1130,25 @@ impl Store for PostgresStore {
         .bind(name)
         .execute(&mut *tx)
         .await?;
-        let (recorded, date): (String, i64) = sqlx::query_as(
-            "SELECT etag, last_modified FROM document_dates WHERE name = $1 FOR UPDATE",
+        let recorded: super::RecordedDate = sqlx::query_as(
+            "SELECT etag, last_modified, replaced FROM document_dates WHERE name = $1 FOR UPDATE",
         )
         .bind(name)
         .fetch_one(&mut *tx)
         .await?;
-        let recorded = (!recorded.is_empty()).then_some((recorded, date));
+        let recorded = (!recorded.0.is_empty()).then_some(recorded);
         let (dated, record) = DocumentDate::of(recorded, etag, now);
         if record {
-            sqlx::query("UPDATE document_dates SET etag = $2, last_modified = $3 WHERE name = $1")
-                .bind(name)
-                .bind(etag)
-                .bind(nanos(dated.date))
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE document_dates SET etag = $2, last_modified = $3, replaced = $4
+                 WHERE name = $1",
+            )
+            .bind(name)
+            .bind(etag)
+            .bind(nanos(dated.date))
+            .bind(dated.replaced.map(nanos))
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(dated)

@@ -1422,21 +1422,22 @@ async fn date_document(
     etag: &str,
     now: DateTime<Utc>,
 ) -> Result<DocumentDate, StoreError> {
-    let recorded: Option<(String, i64)> =
-        sqlx::query_as("SELECT etag, last_modified FROM document_dates WHERE name = ?")
+    let recorded: Option<super::RecordedDate> =
+        sqlx::query_as("SELECT etag, last_modified, replaced FROM document_dates WHERE name = ?")
             .bind(name)
             .fetch_optional(&mut *conn)
             .await?;
     let (dated, record) = DocumentDate::of(recorded, etag, now);
     if record {
         sqlx::query(
-            "INSERT INTO document_dates (name, etag, last_modified) VALUES (?, ?, ?)
-             ON CONFLICT (name) DO UPDATE SET
-                 etag = excluded.etag, last_modified = excluded.last_modified",
+            "INSERT INTO document_dates (name, etag, last_modified, replaced) VALUES (?, ?, ?, ?)
+             ON CONFLICT (name) DO UPDATE SET etag = excluded.etag,
+                 last_modified = excluded.last_modified, replaced = excluded.replaced",
         )
         .bind(name)
         .bind(etag)
         .bind(nanos(dated.date))
+        .bind(dated.replaced.map(nanos))
         .execute(conn)
         .await?;
     }
