@@ -20,16 +20,23 @@ pub fn text_fault(text: &str) -> Option<String> {
 /// two are compared with both written one way.
 pub fn html_fault(html: &str, policy: &HtmlPolicy, base: Option<&url::Url>) -> Option<String> {
     let nbsp = |html: &str| html.replace("&nbsp;", "\u{a0}");
-    let unchanged = |sanitized: Result<Sanitized, String>| {
-        sanitized.map(|sanitized| nbsp(&sanitized.html) == nbsp(html))
+    let unchanged = |sanitized: &Result<Sanitized, String>| {
+        sanitized
+            .as_ref()
+            .is_ok_and(|sanitized| nbsp(&sanitized.html) == nbsp(html))
     };
     // A hostile export is measured before the sanitiser parses it, as a publish is.
     // Versions before kept the `cite` of a quotation or an edit as sent, where the
     // sanitiser now resolves or removes it: a body their sanitiser leaves unchanged is
-    // as they stored it. Both are compared after parsing, never by reading the raw text.
+    // as they stored it, even one the sanitiser now refuses (relative cites that would
+    // more than double it, resolved against a long canonical URL). Both are compared
+    // after parsing, never by reading the raw text.
     let as_stored = || -> Result<bool, String> {
-        Ok(unchanged(policy.sanitize_for(html, base))?
-            || unchanged(policy.sanitize_as_before(html, base))?)
+        let now = policy.sanitize_for(html, base);
+        if unchanged(&now) || unchanged(&policy.sanitize_as_before(html, base)) {
+            return Ok(true);
+        }
+        now.map(|_| false)
     };
     text_fault(html).or_else(|| match as_stored() {
         Err(fault) => Some(fault),
@@ -151,9 +158,24 @@ mod tests {
             "<q cite=\"a\">引</q> cite=\"<script>z()</script>\"",
             // An unquoted value ends at white space: the cite after it is another attribute.
             "<p lang= cite=\"x onmouseover=alert(1) y\"\"cite=&quot;x\">t</p>",
+            // Nor was a script in a cite ever stored as sent to be imported now.
+            "<q cite=\"javascript:alert(1)\">引</q>",
+            "<del cite=\" JavaScript&#x3A;alert(1)\">删</del>",
+            "<ins cite=\"java&#9;script:alert(1)\">增</ins>",
+            "<blockquote cite=\"data:text/html,&lt;script&gt;x()&lt;/script&gt;\">x</blockquote>",
         ] {
             assert!(html_fault(hidden, &policy, None).is_some(), "{hidden}");
         }
+        // A relative cite as sent, with a canonical URL to resolve it against now; and so
+        // many of them that resolving them against a long one would be refused now.
+        let base = url::Url::parse("https://example.com/2023/").unwrap();
+        let relative = "<p><q cite=\"q.html\">引</q></p>";
+        assert_eq!(html_fault(relative, &policy, Some(&base)), None);
+        let long =
+            url::Url::parse(&format!("https://example.com/{}/", "长".repeat(2_000))).unwrap();
+        let many = "<q cite=\"q.html\">引</q>".repeat(20);
+        assert!(policy.sanitize_for(&many, Some(&long)).is_err());
+        assert_eq!(html_fault(&many, &policy, Some(&long)), None);
         // A cite after other attributes of its tag is still the tag's.
         let quoted = "<p><q lang=\"en\" cite=\"q.html\">quote</q></p>";
         assert_eq!(html_fault(quoted, &policy, None), None);

@@ -455,7 +455,9 @@ pub struct HtmlPolicy {
 enum Cites {
     /// Resolved like any other link, or removed when it is not http(s).
     Resolved,
-    /// Kept as sent, as versions before did.
+    /// Kept as sent, as versions before did, but for a URL that runs or embeds content
+    /// where it is followed ([`runs_content`]): what versions before stored is imported, a
+    /// script hidden there is not.
     AsSent,
 }
 
@@ -669,7 +671,8 @@ impl HtmlPolicy {
                 // nor of the cite of a quotation or an edit (which readers follow too).
                 (_, "srcset") => filter_srcset(value).map(Into::into),
                 (_, "cite") => match (cites, web_url(value.trim())) {
-                    (Cites::AsSent, _) | (_, Some(WebUrl::Absolute)) => Some(value.into()),
+                    (Cites::AsSent, _) => (!runs_content(value)).then(|| value.into()),
+                    (_, Some(WebUrl::Absolute)) => Some(value.into()),
                     (_, Some(WebUrl::Relative)) => resolve_relative(value.trim()).map(Into::into),
                     (_, None) => None,
                 },
@@ -817,6 +820,22 @@ fn web_url(url: &str) -> Option<WebUrl> {
         }
         _ => None,
     }
+}
+
+/// Whether `url` is a `javascript:`, `vbscript:` or `data:` URL, read as browsers read
+/// one: leading spaces and controls, tabs and line breaks ignored, in any case.
+fn runs_content(url: &str) -> bool {
+    let scheme: String = url
+        .trim_start_matches(|c: char| c <= ' ')
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+        .take_while(|&c| c != ':')
+        .take(16)
+        .collect();
+    ["javascript", "vbscript", "data"]
+        .iter()
+        .any(|runs| scheme.eq_ignore_ascii_case(runs))
+        && url.contains(':')
 }
 
 /// Empties every iframe of sanitised HTML. Browsers never show an iframe's content, but it

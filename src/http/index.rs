@@ -649,6 +649,35 @@ mod tests {
         assert_eq!(agreed.shares_its_second, again.shares_its_second);
     }
 
+    /// A version built within the second of the one it replaced shares that second in
+    /// every process serving it, not only in the one that built it first: no process
+    /// answers 304 by date to a client holding the version replaced.
+    #[tokio::test]
+    async fn a_version_sharing_a_second_shares_it_in_every_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let publication = &publication(dir.path()).await;
+        let (one, two) = (derived("test.txt"), derived("test.txt"));
+        const TEXTS: [[&str; 2]; 3] = [["甲", "乙"], ["丙", "丁"], ["戊", "己"]];
+        let mut shared = None;
+        for (attempt, [replaced, text]) in (0..).zip(TEXTS) {
+            // From the start of a second, so that both versions fall within it.
+            let into_second = chrono::Utc::now().timestamp_subsec_nanos().min(999_999_999);
+            tokio::time::sleep(Duration::from_nanos(u64::from(1_000_000_000 - into_second))).await;
+            let before = built(publication, &one, 2 * attempt + 1, replaced).await;
+            let version = built(publication, &one, 2 * attempt + 2, text).await;
+            if version.last_modified == before.last_modified {
+                shared = Some((attempt, text, version));
+                break;
+            }
+        }
+        let (attempt, text, version) = shared.expect("two versions built within one second");
+        assert!(version.shares_its_second);
+        let elsewhere = built(publication, &two, 2 * attempt + 2, text).await;
+        assert_eq!(elsewhere.etag, version.etag);
+        assert_eq!(elsewhere.last_modified, version.last_modified);
+        assert!(elsewhere.shares_its_second, "known to the other process");
+    }
+
     /// Behind a proxy that mounts the site under a path, every link of the index keeps it.
     #[test]
     fn links_keep_the_path_of_the_base_url() {
