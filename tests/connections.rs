@@ -313,7 +313,7 @@ async fn requests_the_fast_path_leaves_reach_the_router_on_the_same_connection()
         .await;
     let refused = connection.answer(false).await;
     assert_eq!(refused.status, 405);
-    assert_eq!(refused.header("allow"), Some("GET,HEAD"));
+    assert_eq!(refused.header("allow"), Some("GET,HEAD,OPTIONS"));
 
     // The same GET, now through axum: the very same answer.
     connection.send(&get(path, "Accept: text/html\r\n")).await;

@@ -46,6 +46,7 @@ async fn feeds_have_their_media_types_and_caching_headers() {
             headers["access-control-allow-origin"], "*",
             "readable from any origin"
         );
+        assert_eq!(headers["access-control-expose-headers"], "ETag, Link");
         assert!(
             headers[CACHE_CONTROL]
                 .to_str()
@@ -354,7 +355,54 @@ async fn unknown_paths_are_not_found() {
     ] {
         let response = reqwest::get(server.url(path)).await.unwrap();
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+        // (The client takes `..` out of a path before sending it.)
+        if response.url().path().starts_with("/feeds/") {
+            // A cache keeps it a minute at most: an author or tag feed is 404 until its
+            // first article. A script on another origin may read it.
+            let headers = response.headers();
+            assert_eq!(headers[CACHE_CONTROL], "public, max-age=60", "{path}");
+            assert_eq!(headers["access-control-allow-origin"], "*", "{path}");
+        }
     }
+}
+
+/// A script on another origin that revalidates a feed itself sends `If-None-Match`, which
+/// a browser asks the server about first (a CORS preflight): it is allowed, and the answer
+/// kept a day.
+#[tokio::test]
+async fn a_script_on_another_origin_may_revalidate_a_feed() {
+    let server = server_with_sample().await;
+    let client = reqwest::Client::new();
+    let url = server.url("/feeds/politics/feed.json");
+    let preflight = client
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("Origin", "https://reader.example")
+        .header("Access-Control-Request-Method", "GET")
+        .header("Access-Control-Request-Headers", "if-none-match")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    let headers = preflight.headers();
+    assert_eq!(headers["access-control-allow-origin"], "*");
+    assert_eq!(headers["access-control-allow-methods"], "GET, HEAD");
+    assert_eq!(headers["access-control-allow-headers"], "*");
+    assert_eq!(headers["access-control-max-age"], "86400");
+    let first = client.get(&url).send().await.unwrap();
+    let etag = first.headers()[ETAG].clone();
+    let again = client
+        .get(&url)
+        .header("Origin", "https://reader.example")
+        .header(IF_NONE_MATCH, etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(again.headers()["access-control-allow-origin"], "*");
+    assert_eq!(
+        again.headers()["access-control-expose-headers"],
+        "ETag, Link"
+    );
 }
 
 #[tokio::test]

@@ -342,12 +342,41 @@ pub async fn serve_feed(
         .into_response()
 }
 
-/// 404 for a path under `/feeds/` that names no document, counted.
+/// 404 for a path under `/feeds/` that names no document, counted. Readable from any
+/// origin, as the feeds are; kept by caches a minute at most (a cache may keep a 404 it is
+/// told nothing about for minutes, and an author or tag feed is 404 until its first
+/// article).
 fn no_such_feed() -> FeedAnswer {
     metrics::counter!("feedpub_http_requests_total",
         "feed" => "unknown", "format" => "unknown", "status" => "404")
     .increment(1);
-    FeedAnswer::text(StatusCode::NOT_FOUND, "no such feed\n")
+    let mut answer = FeedAnswer::text(StatusCode::NOT_FOUND, "no such feed\n");
+    answer.headers.extend([
+        (
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=60"),
+        ),
+        (
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        ),
+    ]);
+    answer
+}
+
+/// The answer to a CORS preflight (`OPTIONS`) for a path under `/feeds/`: a script on
+/// another origin may GET and HEAD the feeds with any request header it may send, its own
+/// `If-None-Match` or `If-Modified-Since` included; browsers keep the answer a day.
+pub async fn preflight() -> impl axum::response::IntoResponse {
+    (
+        StatusCode::NO_CONTENT,
+        [
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+            (header::ACCESS_CONTROL_ALLOW_METHODS, "GET, HEAD"),
+            (header::ACCESS_CONTROL_ALLOW_HEADERS, "*"),
+            (header::ACCESS_CONTROL_MAX_AGE, "86400"),
+        ],
+    )
 }
 
 /// 503 for an author or tag feed that a start found and has not built yet: it will be
@@ -467,10 +496,15 @@ impl FeedState {
             ),
             (header::LINK, file.headers.link.clone()),
             // Public documents: a reader running in a browser on another origin (a web
-            // reader, a JSON Feed client) may read them.
+            // reader, a JSON Feed client) may read them, and the headers it revalidates
+            // by and finds the hub in (Last-Modified is readable without being named).
             (
                 header::ACCESS_CONTROL_ALLOW_ORIGIN,
                 HeaderValue::from_static("*"),
+            ),
+            (
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static("ETag, Link"),
             ),
         ]);
         let body = if status == StatusCode::OK {
@@ -691,7 +725,9 @@ enum Precondition {
 
 /// RFC 9110 §13.2.2, in its order: `If-Match` (strong comparison), else
 /// `If-Unmodified-Since`; then `If-None-Match` (weak comparison), else `If-Modified-Since`.
-/// A date that does not parse is ignored, as a missing header would be. When another
+/// A date that does not parse is ignored, as a missing header would be, and so is an
+/// `If-Modified-Since` ahead of this clock: no Last-Modified sent is, so it is a client's
+/// own clock, which may run ahead of the next change. When another
 /// version of the document had the same Last-Modified (`second_shared`: dates have whole
 /// seconds), that date may name either, so it does not show the client's copy current.
 fn precondition(
@@ -727,7 +763,8 @@ fn precondition(
             .items()
             .any(|tag| tag == "*" || tag.trim_start_matches("W/") == ours)
     } else {
-        date(request.if_modified_since).is_some_and(|since| !changed_since(since))
+        date(request.if_modified_since)
+            .is_some_and(|since| since <= chrono::Utc::now() && !changed_since(since))
     };
     if fresh {
         Precondition::NotModified
@@ -862,6 +899,18 @@ mod tests {
             assert_eq!(decided_sharing(headers, false), alone, "{headers:?}");
             assert_eq!(decided_sharing(headers, true), shared, "{headers:?}");
         }
+    }
+
+    /// An `If-Modified-Since` ahead of the server's clock is no date the server sent: a
+    /// client's own clock, running ahead of the document's next change, would otherwise
+    /// be told its copy is current until that change is older than the client's clock.
+    #[test]
+    fn an_if_modified_since_ahead_of_the_clock_is_ignored() {
+        use Precondition::{NotModified, Proceed};
+        let ahead = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc2822();
+        assert_eq!(decided(&[("If-Modified-Since", &ahead)]), Proceed);
+        let now = httpdate::fmt_http_date(std::time::SystemTime::now());
+        assert_eq!(decided(&[("If-Modified-Since", &now)]), NotModified);
     }
 
     #[test]

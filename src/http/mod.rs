@@ -99,7 +99,10 @@ fn router(feeds: feeds::FeedState, settings: &Settings, websub: &Hub, health: He
             "/metrics",
             get(|State(feeds): State<feeds::FeedState>| metrics(feeds.publication.is_settled())),
         )
-        .route("/feeds/{*path}", get(feeds::serve_feed))
+        .route(
+            "/feeds/{*path}",
+            get(feeds::serve_feed).options(feeds::preflight),
+        )
         .route("/websub", websub.endpoint())
         .with_state(feeds)
         .fallback(not_found)

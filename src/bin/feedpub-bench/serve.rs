@@ -459,7 +459,7 @@ async fn wait_until_listening(addr: SocketAddr, process: &mut Process) -> anyhow
 }
 
 /// nginx serving `feeds_dir` at `/feeds/` with precompressed gzip siblings, the headers
-/// feedpub sends (Cache-Control, Link, Vary, Access-Control-Allow-Origin), no access log,
+/// feedpub sends (Cache-Control, Link, Vary, Access-Control-Allow-Origin and -Expose-Headers), no access log,
 /// and every path in `dir`.
 fn nginx_conf(
     dir: &Path,
@@ -523,6 +523,10 @@ fn nginx_conf(
     writeln!(
         conf,
         "            add_header Access-Control-Allow-Origin \"*\";"
+    )?;
+    writeln!(
+        conf,
+        "            add_header Access-Control-Expose-Headers \"ETag, Link\";"
     )?;
     writeln!(conf, "        }}")?;
     writeln!(conf, "    }}")?;
