@@ -883,7 +883,8 @@ fn summary(events: &[proto::ArticleEvent]) -> Vec<(ArticleEventType, String)> {
 /// Retracted copy is told to other partners' streams as which article it was and where,
 /// never what it said: not in its RETRACTED event, nor in the events before it that a
 /// stream replays from an older cursor (copy taken down on a legal order must not stay
-/// readable). What was not retracted replays whole.
+/// readable), also once the article is published again. What was not retracted replays
+/// whole.
 #[tokio::test]
 async fn retracted_copy_is_not_replayed_to_watch_streams() {
     let server = TestServer::start().await;
@@ -935,6 +936,18 @@ async fn retracted_copy_is_not_replayed_to_watch_streams() {
             "{down:?}"
         );
     }
+    // Published again with other copy: the copy taken down stays down in every event
+    // before the retraction, and the new copy is told whole.
+    publish(&mut client, newsroom, rural("down", "重新发布的稿件")).await;
+    let mut replay = watch(&server, &server.tokens.county, &["rural"], &before)
+        .await
+        .unwrap();
+    let events = replay.events(4).await;
+    let titles: Vec<&str> = events
+        .iter()
+        .map(|event| event.article.as_ref().unwrap().title.as_str())
+        .collect();
+    assert_eq!(titles, ["留下的稿件", "", "", "重新发布的稿件"]);
 }
 
 /// Each WatchArticles stream holds its own updates: a partner may have `watch_streams`

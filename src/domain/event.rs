@@ -34,9 +34,10 @@ pub struct ArticleEvent {
     /// moved it to a section the reader does not follow, or put it under an embargo the
     /// reader has no right to. Such a reader is told only that it left.
     pub left: Option<SectionSlug>,
-    /// The article is retracted now (by this event or a later one): readers of the log are
-    /// told only which article it was, not what it said (copy taken down must not stay
-    /// readable, also from an old cursor). Replicas still read the whole event.
+    /// The article was retracted by this event or a later one (though published again
+    /// since), or is retracted now: readers of the log are told only which article it
+    /// was, not what it said (copy taken down must not stay readable, also from an old
+    /// cursor, nor come back with the article). Replicas still read the whole event.
     pub taken_down: bool,
 }
 

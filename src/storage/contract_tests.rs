@@ -1640,6 +1640,53 @@ async fn check_feed_read_again(backend: &mut Backend) {
 }
 
 contract!(
+    copy_a_retraction_took_down_stays_down_when_its_article_is_published_again,
+    check_taken_down_events
+);
+/// Every event of an article up to its retraction tells copy taken down, also once the
+/// article is published again with other copy (which its own events tell); an article
+/// never retracted is told whole.
+async fn check_taken_down_events(store: &dyn Store) {
+    let partner = add_partner(store, "newsroom").await;
+    publish(store, &partner, "down", 1, |d| {
+        d.title = "必须撤下的标题".into()
+    })
+    .await;
+    publish(store, &partner, "kept", 2, |_| {}).await;
+    store
+        .retract(partner.id, retraction("down"), at(1001), &actor(&partner))
+        .await
+        .unwrap()
+        .unwrap();
+    publish_at(store, &partner, "down", (3, 1002), |d| {
+        d.title = "重新发布的稿件".into()
+    })
+    .await;
+    let everything = EventFilter {
+        sections: None,
+        reader: partner.id,
+        embargoed: false,
+    };
+    let head = *store.event_head().borrow();
+    let events = store.events(0, head, &everything, 10).await.unwrap();
+    let told: Vec<(&str, EventKind, bool)> = events
+        .iter()
+        .map(|e| (e.article.id.as_str(), e.kind, e.taken_down))
+        .collect();
+    assert_eq!(told.len(), 4, "{told:?}");
+    assert_eq!(
+        told[..3],
+        [
+            ("down", EventKind::Published, true),
+            ("kept", EventKind::Published, false),
+            ("down", EventKind::Retracted, true),
+        ]
+    );
+    assert_eq!((told[3].0, told[3].2), ("down", false), "{told:?}");
+    assert_eq!(events[3].article.content.title, "重新发布的稿件");
+}
+
+contract!(
     corrections_keep_every_version_and_the_event_log_tells_them_in_order,
     check_versions_and_events
 );

@@ -16,7 +16,7 @@ use super::sqlite::{
 };
 use super::sqlite_audit::entry_from_row;
 use super::sqlite_checkpoint::FaultReport;
-use super::sqlite_history::{VERSIONED_COLUMNS, event_from_row, version_from_row};
+use super::sqlite_history::{TAKEN_DOWN, VERSIONED_COLUMNS, event_from_row, version_from_row};
 use super::sqlite_partners::{partner_from_row, record_from_row};
 use super::sqlite_websub::subscription_from_row;
 use super::{
@@ -275,7 +275,7 @@ impl PostgresStore {
                         AND (NOT e.embargoed OR $4 OR e.partner_id = $5))";
         let rows = sqlx::query(&format!(
             "SELECT e.seq, e.kind, e.event_time, p.name AS owner, e.left_section,
-                    a.state AS state_now, {in_view} AS in_view, {}
+                    {TAKEN_DOWN}, {in_view} AS in_view, {}
              FROM article_events AS e
              JOIN articles AS a ON a.partner_id = e.partner_id AND a.article_id = e.article_id
              JOIN partners AS p ON p.id = e.partner_id

@@ -139,6 +139,15 @@ pub(super) fn version_from_row(row: &impl Columns) -> Result<VersionSummary, Sto
     })
 }
 
+/// Whether the copy of event `e` (of article `a`) was taken down: the article is retracted
+/// now, or was retracted by this event or a later one, though published again since (the
+/// copy a retraction took down stays down). The same text in both stores' SQL; a partial
+/// index finds an article's retractions.
+pub(super) const TAKEN_DOWN: &str = "(a.state = 2 OR EXISTS (
+        SELECT 1 FROM article_events AS r
+        WHERE r.partner_id = e.partner_id AND r.article_id = e.article_id
+          AND r.kind = 3 AND r.seq >= e.seq)) AS taken_down";
+
 /// Events with `after < seq <= until` that `filter` lets through, in order, with the
 /// article as of each.
 pub(super) async fn events<'c>(
@@ -162,7 +171,7 @@ pub(super) async fn events<'c>(
     );
     let rows = sqlx::query(&format!(
         "SELECT e.seq, e.kind, e.event_time, p.name AS owner, e.left_section,
-                a.state AS state_now, {in_view} AS in_view, {}
+                {TAKEN_DOWN}, {in_view} AS in_view, {}
          FROM article_events AS e
          JOIN articles AS a ON a.partner_id = e.partner_id AND a.article_id = e.article_id
          JOIN partners AS p ON p.id = e.partner_id
@@ -191,8 +200,7 @@ pub(super) fn event_from_row(row: &impl Columns) -> Result<ArticleEvent, StoreEr
     let time = from_nanos(row.value("event_time")?);
     let owner: String = row.value("owner")?;
     let mut article = article_from_row(row)?;
-    let taken_down = kind == EventKind::Retracted
-        || state_from_code(row.value("state_now")?)? == ArticleState::Retracted;
+    let taken_down = kind == EventKind::Retracted || row.value::<bool>("taken_down")?;
     // The article as the event left it; the reason of a retraction stays with its partner.
     article.retract_reason.clear();
     if kind == EventKind::Retracted {
