@@ -8,7 +8,7 @@ mod common;
 use common::binary::{ServeOptions, ServeProcess, feedpub, run, stdout_of, text, token_of};
 use common::postgres::fresh_database;
 use common::{TestServer, all_feed_paths, authed, brief, settings};
-use feedpub::domain::{AuditFilter, PartnerId};
+use feedpub::domain::AuditFilter;
 use feedpub::grpc::proto::{self, PublishArticleRequest, RetractArticleRequest};
 use feedpub::storage::{EventFilter, PostgresStore, SqliteStore, Store};
 
@@ -303,7 +303,6 @@ async fn a_sqlite_deployment_moves_to_postgresql_with_every_version_and_identica
     assert_eq!(*postgres.event_head().borrow(), head);
     let everything = EventFilter {
         sections: None,
-        reader: PartnerId(0),
         embargoed: true,
     };
     assert_eq!(

@@ -673,6 +673,31 @@ async fn granted_and_denied_rights_hold_from_the_next_call_on() {
         .await
         .expect_err("an embargoed article's versions without the right");
     assert_eq!(reason(&refused), "EMBARGO_NOT_GRANTED");
+    // Nor does a stream replaying the log from its start tell it, though wire filed it.
+    let request = WatchArticlesRequest {
+        cursor: feedpub::grpc::convert::watch_cursor(0),
+        ..Default::default()
+    };
+    let mut stream = client
+        .watch_articles(authed(&token, request))
+        .await
+        .expect("wire watches")
+        .into_inner();
+    client
+        .publish_article(authed(&token, article("w-5", "rural")))
+        .await
+        .expect("a later article, where the replay is sure to have passed w-4");
+    let mut told = Vec::new();
+    while !told.iter().any(|id| id == "w-5") {
+        let message = next(&mut stream).await.expect("the replay goes on");
+        told.extend(
+            message
+                .events
+                .into_iter()
+                .filter_map(|e| e.article.map(|a| a.id)),
+        );
+    }
+    assert!(told.iter().all(|id| id != "w-4"), "{told:?}");
 
     // `list` shows the rights as they now are.
     let line = listed(

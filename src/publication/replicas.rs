@@ -7,7 +7,7 @@
 //! its own (SQLite) follows only the events operators' commands announce beside it.
 
 use super::Publication;
-use crate::domain::{ArticleEvent, EventKind, PartnerId};
+use crate::domain::{ArticleEvent, EventKind};
 use crate::storage::{EventFilter, Store};
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +32,6 @@ pub async fn follow(
     // Every event, embargoed or not, of every partner.
     let every = EventFilter {
         sections: None,
-        reader: PartnerId(0),
         embargoed: true,
     };
     loop {
@@ -96,7 +95,6 @@ pub async fn follow_announced(
 ) {
     let every = EventFilter {
         sections: None,
-        reader: PartnerId(0),
         embargoed: true,
     };
     loop {

@@ -143,7 +143,6 @@ impl Rights {
         };
         Ok(EventFilter {
             sections,
-            reader: partner.id,
             embargoed: partner.embargoed,
         })
     }

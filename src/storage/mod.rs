@@ -624,9 +624,8 @@ pub struct Retraction {
 pub struct EventFilter {
     /// Only events of these sections; `None` for every section.
     pub sections: Option<Vec<SectionSlug>>,
-    /// The follower: it sees its own articles' events even under embargo.
-    pub reader: PartnerId,
-    /// Whether it sees other partners' events while their embargo runs.
+    /// Whether it sees events while their article's embargo runs (its own articles' too:
+    /// reading copy under embargo needs the embargo right, whoever filed it).
     pub embargoed: bool,
 }
 

@@ -272,7 +272,7 @@ impl PostgresStore {
             .map(|sections| sections.iter().map(|s| s.as_str().to_owned()).collect());
         // As in the SQLite store: in view, or told as having left.
         let in_view = "(($3::text[] IS NULL OR e.section = ANY($3))
-                        AND (NOT e.embargoed OR $4 OR e.partner_id = $5))";
+                        AND (NOT e.embargoed OR $4))";
         let rows = sqlx::query(&format!(
             "SELECT e.seq, e.kind, e.event_time, p.name AS owner, e.left_section,
                     {TAKEN_DOWN}, {in_view} AS in_view, {}
@@ -284,16 +284,15 @@ impl PostgresStore {
              WHERE e.seq > $1 AND e.seq <= $2
                AND ({in_view} OR (e.left_section IS NOT NULL
                                   AND ($3::text[] IS NULL OR e.left_section = ANY($3))
-                                  AND (NOT e.left_embargoed OR $4 OR e.partner_id = $5)))
-               AND ($7::text IS NULL OR e.origin IS DISTINCT FROM $7)
-             ORDER BY e.seq LIMIT $6",
+                                  AND (NOT e.left_embargoed OR $4)))
+               AND ($6::text IS NULL OR e.origin IS DISTINCT FROM $6)
+             ORDER BY e.seq LIMIT $5",
             *VERSIONED_COLUMNS
         ))
         .bind(i64::try_from(after).unwrap_or(i64::MAX))
         .bind(i64::try_from(until).unwrap_or(i64::MAX))
         .bind(sections)
         .bind(filter.embargoed)
-        .bind(filter.reader.0)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .bind(skip)
         .fetch_all(&self.pool)

@@ -630,7 +630,6 @@ async fn a_single_publish_is_written_before_batch_chunks_queued_ahead_of_it() {
     let head = *store.event_head().borrow();
     let everything = super::EventFilter {
         sections: None,
-        reader: partner.id,
         embargoed: false,
     };
     let events = store

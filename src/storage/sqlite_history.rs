@@ -165,10 +165,7 @@ pub(super) async fn events<'c>(
     // else told as having left, to a reader of the section it took its article out of.
     let followed =
         |column: &str| format!("(?3 IS NULL OR {column} IN (SELECT value FROM json_each(?3)))");
-    let in_view = format!(
-        "({} AND (e.embargoed = 0 OR ?4 OR e.partner_id = ?5))",
-        followed("e.section")
-    );
+    let in_view = format!("({} AND (e.embargoed = 0 OR ?4))", followed("e.section"));
     let rows = sqlx::query(&format!(
         "SELECT e.seq, e.kind, e.event_time, p.name AS owner, e.left_section,
                 {TAKEN_DOWN}, {in_view} AS in_view, {}
@@ -179,8 +176,8 @@ pub(super) async fn events<'c>(
              AND v.article_id = e.article_id AND v.version = e.version
          WHERE e.seq > ?1 AND e.seq <= ?2
            AND ({in_view} OR (e.left_section IS NOT NULL AND {}
-                              AND (e.left_embargoed = 0 OR ?4 OR e.partner_id = ?5)))
-         ORDER BY e.seq LIMIT ?6",
+                              AND (e.left_embargoed = 0 OR ?4)))
+         ORDER BY e.seq LIMIT ?5",
         *VERSIONED_COLUMNS,
         followed("e.left_section")
     ))
@@ -188,7 +185,6 @@ pub(super) async fn events<'c>(
     .bind(i64::try_from(until).unwrap_or(i64::MAX))
     .bind(sections)
     .bind(filter.embargoed)
-    .bind(filter.reader.0)
     .bind(i64::try_from(limit).unwrap_or(i64::MAX))
     .fetch_all(executor)
     .await?;
