@@ -64,8 +64,10 @@ pub async fn retract_article(
     reason: &str,
 ) -> Result<(crate::domain::Article, bool), PublishError> {
     let name = parse_name(name)?;
-    let id = crate::publishing::parse_id(id)?;
-    let reason = crate::publishing::retraction_reason(reason)?;
+    let (id, reason) = Violations::both(
+        crate::publishing::parse_id(id),
+        crate::publishing::retraction_reason(reason),
+    )?;
     let record = store
         .partner_record(&name)
         .await?

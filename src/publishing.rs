@@ -700,8 +700,8 @@ impl Publisher {
         request: RetractRequest,
     ) -> Result<Article, PublishError> {
         let partner = &caller.partner;
-        let id = parse_id(&request.id)?;
-        let reason = retraction_reason(&request.reason)?;
+        let (id, reason) =
+            Violations::both(parse_id(&request.id), retraction_reason(&request.reason))?;
         let now = Utc::now();
         let existing = self
             .store
@@ -736,7 +736,7 @@ impl Publisher {
 /// A retraction's reason as it is kept: one line, white space folded. Kept whole, or
 /// refused: a reason cut short would say less than its writer meant. Counted as it is kept,
 /// in characters and bytes.
-pub(crate) fn retraction_reason(raw: &str) -> Result<String, PublishError> {
+pub(crate) fn retraction_reason(raw: &str) -> Result<String, Violations> {
     let reason = crate::domain::one_line(raw, usize::MAX);
     let reason_chars = reason.graphemes(true).count();
     if reason_chars > MAX_REASON_CHARS || reason.len() > MAX_REASON_BYTES {
@@ -747,8 +747,7 @@ pub(crate) fn retraction_reason(raw: &str) -> Result<String, PublishError> {
                  ({reason_chars} characters, {} bytes)",
                 reason.len()
             ),
-        )
-        .into());
+        ));
     }
     Ok(reason)
 }
@@ -782,8 +781,8 @@ impl Publisher {
     }
 }
 
-pub(crate) fn parse_id(raw: &str) -> Result<ArticleId, PublishError> {
-    ArticleId::parse(raw).map_err(|e| Violations::one("id", e).into())
+pub(crate) fn parse_id(raw: &str) -> Result<ArticleId, Violations> {
+    ArticleId::parse(raw).map_err(|e| Violations::one("id", e))
 }
 
 /// Most characters (graphemes) of a retraction's reason, and most bytes (a character may

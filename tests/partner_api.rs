@@ -4,12 +4,15 @@
 
 mod common;
 
-use common::{DEADLINE, TestServer, assert_invalid, authed, brief, error_reason, ts};
+use common::{
+    DEADLINE, TestServer, assert_invalid, assert_invalid_fields, authed, brief, error_reason, ts,
+};
 use feedpub::domain::{FeedScope, SectionSlug};
 use feedpub::grpc::proto::publisher_service_client::PublisherServiceClient;
 use feedpub::grpc::proto::{
     self, ArticleEventType, ArticleState, GetArticleRequest, ListArticleVersionsRequest,
-    PublishArticleRequest, PublishArticlesRequest, RetractArticleRequest, WatchArticlesRequest,
+    ListArticlesRequest, PublishArticleRequest, PublishArticlesRequest, RetractArticleRequest,
+    WatchArticlesRequest,
 };
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -1559,4 +1562,60 @@ async fn an_invalid_publish_names_every_bad_field_at_once() {
     );
     // An unreadable publish_time is named once, for that (not also as missing).
     assert!(status.message().contains("nanos"), "{}", status.message());
+}
+
+/// Every call names all its bad fields in one answer, as a publish does: a partner fixes
+/// them at once, not one per try.
+#[tokio::test]
+async fn every_call_names_all_its_bad_fields_at_once() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    let token = &server.tokens.newsroom;
+    let get = GetArticleRequest {
+        id: String::new(),
+        version: -1,
+    };
+    let refused = client.get_article(authed(token, get)).await.unwrap_err();
+    assert_invalid_fields(&refused, &["id", "version"]);
+    let versions = ListArticleVersionsRequest {
+        id: "a b".into(),
+        page_size: -1,
+        page_token: "zz".into(),
+    };
+    let refused = client
+        .list_article_versions(authed(token, versions))
+        .await
+        .unwrap_err();
+    assert_invalid_fields(&refused, &["id", "page_size", "page_token"]);
+    let list = ListArticlesRequest {
+        page_size: -1,
+        page_token: "zz".into(),
+        section: "NOPE".into(),
+    };
+    let refused = client.list_articles(authed(token, list)).await.unwrap_err();
+    assert_invalid_fields(&refused, &["page_size", "page_token", "section"]);
+    for (request, fields) in [
+        (
+            RetractArticleRequest {
+                id: String::new(),
+                reason: "x".repeat(1001),
+                ..Default::default()
+            },
+            &["id", "reason"][..],
+        ),
+        (
+            RetractArticleRequest {
+                id: String::new(),
+                request_id: "a b".into(),
+                ..Default::default()
+            },
+            &["id", "request_id"],
+        ),
+    ] {
+        let refused = client
+            .retract_article(authed(token, request))
+            .await
+            .unwrap_err();
+        assert_invalid_fields(&refused, fields);
+    }
 }

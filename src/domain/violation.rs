@@ -36,6 +36,20 @@ impl Violations {
         self.0.extend(other.0);
     }
 
+    /// Both values, or every violation of either: a request checked field by field is
+    /// answered with all its bad fields at once, not the first alone.
+    pub fn both<A, B>(a: Result<A, Self>, b: Result<B, Self>) -> Result<(A, B), Self> {
+        match (a, b) {
+            (Ok(a), Ok(b)) => Ok((a, b)),
+            (a, b) => {
+                let mut all = Self::default();
+                all.extend(a.err().unwrap_or_default());
+                all.extend(b.err().unwrap_or_default());
+                Err(all)
+            }
+        }
+    }
+
     /// True when nothing was recorded.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

@@ -121,8 +121,19 @@ pub fn retract_request(
         ..request.clone()
     }
     .encode_to_vec();
+    // The other fields are checked where the retraction is, and its refusal audited; with
+    // a bad request id, the answer names them too.
+    let key = request_key(&request.request_id, "retract", &payload).map_err(|bad_key| {
+        let fields = crate::domain::Violations::both(
+            crate::publishing::parse_id(&request.id),
+            crate::publishing::retraction_reason(&request.reason),
+        );
+        let mut all = fields.err().unwrap_or_default();
+        all.extend(bad_key);
+        all
+    })?;
     Ok(RetractRequest {
-        request: request_key(&request.request_id, "retract", &payload)?,
+        request: key,
         expected_etag: Some(request.etag).filter(|etag| !etag.is_empty()),
         id: request.id,
         reason: request.reason,

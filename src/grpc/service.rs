@@ -12,7 +12,7 @@ use super::proto::{
     RetractArticleRequest, WatchArticlesRequest, WatchArticlesResponse,
 };
 use super::status;
-use crate::domain::Partner;
+use crate::domain::{Partner, Violations};
 use crate::publishing::{PublishError, Publisher};
 use std::pin::Pin;
 use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
@@ -153,7 +153,11 @@ impl PublisherService for PublisherApi {
     ) -> Result<Response<Article>, Status> {
         let partner = self.partner(&request).await?;
         let req = request.get_ref();
-        let version = convert::version(req.version).map_err(PublishError::from)?;
+        let (_, version) = Violations::both(
+            crate::publishing::parse_id(&req.id),
+            convert::version(req.version),
+        )
+        .map_err(PublishError::from)?;
         let read = self.publisher.get(&partner, &req.id, version).await?;
         Ok(Response::new(convert::read_to_proto(&read)))
     }
@@ -164,9 +168,14 @@ impl PublisherService for PublisherApi {
     ) -> Result<Response<ListArticleVersionsResponse>, Status> {
         let partner = self.partner(&request).await?;
         let req = request.into_inner();
-        let page_size = convert::page_size(req.page_size).map_err(PublishError::from)?;
-        let below = convert::version_from_page_token(&req.page_token, partner.id, &req.id)
-            .map_err(PublishError::from)?;
+        let ((_, page_size), below) = Violations::both(
+            Violations::both(
+                crate::publishing::parse_id(&req.id),
+                convert::page_size(req.page_size),
+            ),
+            convert::version_from_page_token(&req.page_token, partner.id, &req.id),
+        )
+        .map_err(PublishError::from)?;
         let page = self
             .publisher
             .versions(&partner, &req.id, page_size, below)
@@ -216,13 +225,23 @@ impl PublisherService for PublisherApi {
     ) -> Result<Response<ListArticlesResponse>, Status> {
         let partner = self.partner(&request).await?;
         let req = request.into_inner();
-        let page_size = convert::page_size(req.page_size).map_err(PublishError::from)?;
         let listing = convert::Listing {
             partner: partner.id,
             section: &req.section,
         };
-        let cursor =
-            convert::cursor_from_token(&req.page_token, listing).map_err(PublishError::from)?;
+        let section = match req.section.as_str() {
+            "" => Ok(()),
+            raw => (self.publisher.configured_section(raw).map(drop))
+                .map_err(|e| Violations::one("section", e)),
+        };
+        let ((page_size, cursor), ()) = Violations::both(
+            Violations::both(
+                convert::page_size(req.page_size),
+                convert::cursor_from_token(&req.page_token, listing),
+            ),
+            section,
+        )
+        .map_err(PublishError::from)?;
         let page = self
             .publisher
             .list(&partner, &req.section, page_size, cursor)
