@@ -2414,6 +2414,9 @@ mod tests {
             "\u{2800}",
             "\u{115f}\u{1160}\u{ffa0}",
             "\u{180e}\u{fe0f}\u{3000}",
+            // Format controls that are not default-ignorable, but show nothing either.
+            "\u{fff9}\u{fffa}\u{fffb}",
+            "\u{13430}\u{1343f}",
         ] {
             let draft = ArticleDraft {
                 title: title.into(),

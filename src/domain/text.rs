@@ -16,8 +16,9 @@ pub(crate) fn is_forbidden(c: char) -> bool {
 
 /// True for characters that show nothing by themselves: white space, the default-ignorable
 /// code points (zero-width spaces and joiners, bidi and other format controls, variation
-/// selectors, tags, the soft hyphen, Hangul fillers) and blanks that look like text to a
-/// program but like nothing to a reader (U+2800 BRAILLE PATTERN BLANK).
+/// selectors, tags, the soft hyphen, Hangul fillers), the format controls of interlinear
+/// annotation and of Egyptian hieroglyphs, and blanks that look like text to a program but
+/// like nothing to a reader (U+2800 BRAILLE PATTERN BLANK).
 pub(crate) fn is_invisible(c: char) -> bool {
     c.is_whitespace()
         || matches!(
@@ -38,7 +39,8 @@ pub(crate) fn is_invisible(c: char) -> bool {
                 | '\u{fe00}'..='\u{fe0f}'
                 | '\u{feff}'
                 | '\u{ffa0}'
-                | '\u{fff0}'..='\u{fff8}'
+                | '\u{fff0}'..='\u{fffb}'
+                | '\u{13430}'..='\u{1343f}'
                 | '\u{1bca0}'..='\u{1bca3}'
                 | '\u{1d173}'..='\u{1d17a}'
                 | '\u{e0000}'..='\u{e0fff}'
