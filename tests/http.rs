@@ -303,6 +303,55 @@ async fn a_date_two_versions_share_does_not_make_the_first_current() {
     panic!("no two versions within one second");
 }
 
+/// A feed whose date is ahead of the server's clock (a replica's clock ahead of the one
+/// that dated it, a clock set back, a file edited) is never sent with a Last-Modified
+/// later than the response's Date (RFC 9110 §8.8.2.1): then with the Date, before its own
+/// date, so that revalidating by it gets the feed, not 304.
+#[tokio::test]
+async fn a_feed_dated_ahead_of_the_clock_is_never_sent_with_a_later_last_modified() {
+    let server = server_with_sample().await;
+    server.settle().await;
+    let settings = server.settings.clone();
+    let (dir, tokens) = server.stop().await;
+    // After a restart, the feed on disk is the version before: its date is taken up.
+    let atom = settings.server.feeds_dir.join("politics/atom.xml");
+    let text = std::fs::read_to_string(&atom).unwrap();
+    let start = text.find("<updated>").unwrap() + "<updated>".len();
+    let end = start + text[start..].find("</updated>").unwrap();
+    let ahead = text.replace(&text[start..end], "2099-01-01T08:00:00+08:00");
+    std::fs::write(&atom, ahead).unwrap();
+    let server = TestServer::start_with_settings(dir, tokens, settings).await;
+    server.settle().await;
+    let client = reqwest::Client::new();
+    let url = server.url("/feeds/politics/atom.xml");
+    let response = client.get(&url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let date = |name| {
+        let value = response.headers()[name].to_str().unwrap().to_owned();
+        let parsed = chrono::DateTime::parse_from_rfc2822(&value)
+            .unwrap()
+            .to_utc();
+        (value, parsed)
+    };
+    let ((sent, last_modified), (_, answered)) = (date(LAST_MODIFIED), date(reqwest::header::DATE));
+    assert!(
+        last_modified <= answered,
+        "{last_modified} after {answered}"
+    );
+    let body = response.text().await.unwrap();
+    assert!(
+        body.contains("2099-01-01T08:00:00+08:00"),
+        "dated ahead: {body}"
+    );
+    let again = client
+        .get(&url)
+        .header(IF_MODIFIED_SINCE, &sent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::OK, "a date before its own");
+}
+
 #[tokio::test]
 async fn the_etag_changes_exactly_when_the_bytes_change() {
     let server = server_with_sample().await;
@@ -357,10 +406,10 @@ async fn unknown_paths_are_not_found() {
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
         // (The client takes `..` out of a path before sending it.)
         if response.url().path().starts_with("/feeds/") {
-            // A cache keeps it a minute at most: an author or tag feed is 404 until its
+            // A cache keeps it five seconds at most: an author or tag feed is 404 until its
             // first article. A script on another origin may read it.
             let headers = response.headers();
-            assert_eq!(headers[CACHE_CONTROL], "public, max-age=60", "{path}");
+            assert_eq!(headers[CACHE_CONTROL], "public, max-age=5", "{path}");
             assert_eq!(headers["access-control-allow-origin"], "*", "{path}");
         }
     }

@@ -4,10 +4,8 @@
 //! (`fast_path.rs`) sends it.
 
 use crate::domain::FeedScope;
-#[cfg(test)]
-use crate::publication::http_date;
 use crate::publication::{
-    BROTLI_SUFFIX, DiskFile, FeedFile, GZIP_SUFFIX, Publication, variant_etag,
+    BROTLI_SUFFIX, DiskFile, FeedFile, GZIP_SUFFIX, Publication, http_date, variant_etag,
 };
 use crate::render::Format;
 use axum::body::{Body, Bytes};
@@ -342,25 +340,19 @@ pub async fn serve_feed(
         .into_response()
 }
 
-/// 404 for a path under `/feeds/` that names no document, counted. Readable from any
-/// origin, as the feeds are; kept by caches a minute at most (a cache may keep a 404 it is
-/// told nothing about for minutes, and an author or tag feed is 404 until its first
-/// article).
+/// 404 for a path under `/feeds/` that names no document, counted; kept by caches five
+/// seconds at most (a cache may keep a 404 it is told nothing about for minutes, and an
+/// author or tag feed is 404 until its first article, on a replica until it has followed
+/// it).
 fn no_such_feed() -> FeedAnswer {
     metrics::counter!("feedpub_http_requests_total",
         "feed" => "unknown", "format" => "unknown", "status" => "404")
     .increment(1);
     let mut answer = FeedAnswer::text(StatusCode::NOT_FOUND, "no such feed\n");
-    answer.headers.extend([
-        (
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("public, max-age=60"),
-        ),
-        (
-            header::ACCESS_CONTROL_ALLOW_ORIGIN,
-            HeaderValue::from_static("*"),
-        ),
-    ]);
+    answer.headers.push((
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=5"),
+    ));
     answer
 }
 
@@ -446,7 +438,7 @@ impl FeedState {
             None => (chosen.etag, chosen.etag_header),
         };
         let decided = precondition(request, etag, file.last_modified, file.shares_its_second);
-        let mut headers = Vec::with_capacity(7);
+        let mut headers = Vec::with_capacity(9);
         let status = match decided {
             Precondition::Failed => {
                 counters.precondition_failed.increment(1);
@@ -484,7 +476,7 @@ impl FeedState {
         };
         headers.extend([
             (header::ETAG, etag_header.clone()),
-            (header::LAST_MODIFIED, file.headers.last_modified.clone()),
+            (header::LAST_MODIFIED, sent_date(&file)),
             (header::CACHE_CONTROL, file.headers.cache_control.clone()),
             (
                 header::VARY,
@@ -524,14 +516,35 @@ impl FeedState {
     }
 }
 
+/// The Last-Modified of an answer with `file`: its date, but never later than the answer's
+/// Date (RFC 9110 §8.8.2.1). A date ahead of this clock (an update time a partner sent
+/// within its clock's allowed skew, another replica's clock ahead) is sent as now, which is
+/// before it, so that no If-Modified-Since of it shows a copy current; once the clock has
+/// passed it, as it is.
+fn sent_date(file: &FeedFile) -> HeaderValue {
+    let now = Utc::now();
+    if file.last_modified <= now {
+        return file.headers.last_modified.clone();
+    }
+    HeaderValue::from_str(&http_date(now)).unwrap_or_else(|_| file.headers.last_modified.clone())
+}
+
 impl FeedAnswer {
+    /// A plain-text answer, readable from any origin as the feeds are (a script on another
+    /// origin sees its status, not a network error).
     fn text(status: StatusCode, text: &'static str) -> Self {
         Self {
             status,
-            headers: vec![(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            )],
+            headers: vec![
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                ),
+                (
+                    header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                    HeaderValue::from_static("*"),
+                ),
+            ],
             body: FeedBody::Text(text),
         }
     }

@@ -470,11 +470,7 @@ impl ResponseHeaders {
         Self {
             content_type: HeaderValue::from_static(content_type),
             etag: header(etag),
-            // Never later than the answer's Date (RFC 9110 §8.8.2.1): a date ahead of this
-            // clock (another replica's clock ahead, this one set back) is sent as now,
-            // which is before the document's date, so that no If-Modified-Since of it
-            // shows a copy current.
-            last_modified: header(&http_date(last_modified.min(Utc::now()))),
+            last_modified: header(&http_date(last_modified)),
             cache_control: header(&format!("public, max-age={max_age}")),
             link: header(&match &links.hub_url {
                 Some(hub) => format!("<{hub}>; rel=\"hub\", <{}>; rel=\"self\"", links.self_url),
@@ -925,14 +921,6 @@ mod tests {
         );
         assert_eq!(later.headers.last_modified, "Fri, 02 Jan 1970 00:00:00 GMT");
         assert_eq!(later.bytes(), file.bytes());
-        // A date ahead of this clock is sent as now: never later than the answer's Date.
-        let before = chrono::SubsecRound::trunc_subsecs(Utc::now(), 0);
-        let ahead = file.redated(before + chrono::Duration::days(1), 60, &links());
-        assert_eq!(ahead.last_modified, before + chrono::Duration::days(1));
-        let sent = httpdate::parse_http_date(ahead.headers.last_modified.to_str().unwrap())
-            .map(DateTime::<Utc>::from)
-            .unwrap();
-        assert!((before..=Utc::now()).contains(&sent), "{sent}");
     }
 
     /// `bytes` as a file at `dir/name`, replacing whatever was there by a rename, as
