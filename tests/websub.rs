@@ -755,7 +755,17 @@ async fn bad_hub_requests_are_refused_naming_the_parameter() {
     let long_secret = "s".repeat(200);
     let unknown_feed = format!("{BASE}feeds/sports/atom.xml");
     let with_query = format!("{feed}?page=2");
+    // Served beside the feeds, but no feed: nothing would ever be delivered.
+    let stylesheet = format!("{BASE}feeds/feed.xsl");
     let table: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        (
+            vec![
+                ("hub.mode", "subscribe"),
+                ("hub.topic", &stylesheet),
+                ("hub.callback", &callback),
+            ],
+            "hub.topic",
+        ),
         (
             vec![("hub.topic", &feed), ("hub.callback", &callback)],
             "hub.mode",

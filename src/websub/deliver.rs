@@ -676,7 +676,7 @@ async fn deliver(
     let outcome = attempt(&inner, &subscription, &delivery).await;
     // A delivery stopped by shutdown is left to the claim's lapse, and to another replica.
     let ended = !matches!(outcome, Outcome::Cancelled);
-    let callback = subscription.callback.as_str();
+    let callback = &subscription.callback.logged();
     let topic = subscription.topic.path();
     let stats = &inner.stats;
     let counted = match outcome {
@@ -865,7 +865,7 @@ async fn attempt(inner: &Inner, subscription: &Subscription, delivery: &Delivery
             Err(e) if e.is_refused() => return Outcome::GaveUp(e.to_string()),
             Err(e) => last_failure = e.to_string(),
         }
-        tracing::debug!(callback = subscription.callback.as_str(), attempt, reason = %last_failure,
+        tracing::debug!(callback = subscription.callback.logged(), attempt, reason = %last_failure,
             "WebSub delivery attempt failed");
     }
     Outcome::GaveUp(format!(

@@ -303,8 +303,10 @@ pub(super) async fn handle(State(hub): State<Hub>, headers: HeaderMap, body: Byt
     let parsed = {
         let publication = inner.publication.clone();
         // A feed found at start and not built yet is a feed already.
+        // The feeds' stylesheet is served beside them, but announced to no one.
         let is_feed = move |path: &str| {
-            publication.get(path).is_some() || publication.is_unbuilt_document(path)
+            path != crate::render::STYLESHEET_FILE
+                && (publication.get(path).is_some() || publication.is_unbuilt_document(path))
         };
         let rules = RequestRules {
             feeds_base: &inner.feeds_base,
@@ -377,7 +379,7 @@ async fn verify(
     if inner.cancel.is_cancelled() {
         return;
     }
-    let callback = intent.callback.as_str().to_owned();
+    let callback = intent.callback.logged();
     let outcome = tokio::select! {
         () = inner.cancel.cancelled() => return,
         outcome = confirm(&inner.client, &intent) => outcome,
@@ -541,7 +543,7 @@ async fn deny(inner: &Inner, intent: &Intent, reason: &str) {
         sent = inner.client.get(&url) => sent,
     };
     if let Err(e) = sent {
-        tracing::info!(callback = intent.callback.as_str(), error = %e,
+        tracing::info!(callback = intent.callback.logged(), error = %e,
             "cannot tell a WebSub callback its subscription was denied");
     }
 }

@@ -58,7 +58,20 @@ impl Callback {
         if url.host().is_none() {
             return Err("must name a host".into());
         }
+        // Never sent over HTTP: callbacks that differ by it alone are one endpoint, which
+        // would get every delivery once per fragment.
+        let mut url = url;
+        url.set_fragment(None);
         Ok(Self(url))
+    }
+
+    /// The callback URL as logged: without the user name and password it may carry.
+    pub fn logged(&self) -> String {
+        let mut url = self.0.clone();
+        // Only a URL that cannot have them refuses them: a callback is http(s).
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        url.into()
     }
 
     /// The callback URL.
@@ -145,6 +158,18 @@ mod tests {
         }
         let long = format!("https://x/{}", "a".repeat(MAX_CALLBACK_LEN));
         assert!(Callback::parse(&long).is_err());
+        // A fragment is never sent: callbacks that differ by it alone are one.
+        assert_eq!(
+            Callback::parse("https://reader.example/cb?id=1#a").unwrap(),
+            Callback::parse("https://reader.example/cb?id=1").unwrap()
+        );
+        // Logged without the credentials it may carry, which it is still called with.
+        let with_credentials = Callback::parse("https://user:pass@reader.example/cb").unwrap();
+        assert_eq!(with_credentials.logged(), "https://reader.example/cb");
+        assert_eq!(
+            with_credentials.as_str(),
+            "https://user:pass@reader.example/cb"
+        );
     }
 
     #[test]
