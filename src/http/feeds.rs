@@ -518,15 +518,18 @@ impl FeedState {
 
 /// The Last-Modified of an answer with `file`: its date, but never later than the answer's
 /// Date (RFC 9110 §8.8.2.1). A date ahead of this clock (an update time a partner sent
-/// within its clock's allowed skew, another replica's clock ahead) is sent as now, which is
-/// before it, so that no If-Modified-Since of it shows a copy current; once the clock has
-/// passed it, as it is.
+/// within its clock's allowed skew, another replica's clock ahead) is sent as a second
+/// before now, which is before it, so that no If-Modified-Since of it shows a copy
+/// current; once the clock has passed it, as it is. A second before: the Date the server
+/// writes may have been read from the clock a moment before this (once per connection's
+/// turn), and in the second before.
 fn sent_date(file: &FeedFile) -> HeaderValue {
     let now = Utc::now();
     if file.last_modified <= now {
         return file.headers.last_modified.clone();
     }
-    HeaderValue::from_str(&http_date(now)).unwrap_or_else(|_| file.headers.last_modified.clone())
+    let before = now - chrono::TimeDelta::seconds(1);
+    HeaderValue::from_str(&http_date(before)).unwrap_or_else(|_| file.headers.last_modified.clone())
 }
 
 impl FeedAnswer {

@@ -58,10 +58,6 @@ impl Callback {
         if url.host().is_none() {
             return Err("must name a host".into());
         }
-        // Never sent over HTTP: callbacks that differ by it alone are one endpoint, which
-        // would get every delivery once per fragment.
-        let mut url = url;
-        url.set_fragment(None);
         Ok(Self(url))
     }
 
@@ -158,11 +154,6 @@ mod tests {
         }
         let long = format!("https://x/{}", "a".repeat(MAX_CALLBACK_LEN));
         assert!(Callback::parse(&long).is_err());
-        // A fragment is never sent: callbacks that differ by it alone are one.
-        assert_eq!(
-            Callback::parse("https://reader.example/cb?id=1#a").unwrap(),
-            Callback::parse("https://reader.example/cb?id=1").unwrap()
-        );
         // Logged without the credentials it may carry, which it is still called with.
         let with_credentials = Callback::parse("https://user:pass@reader.example/cb").unwrap();
         assert_eq!(with_credentials.logged(), "https://reader.example/cb");
