@@ -437,7 +437,14 @@ impl FeedState {
             Some((etag, header)) => (etag.as_str(), header),
             None => (chosen.etag, chosen.etag_header),
         };
-        let decided = precondition(request, etag, file.last_modified, file.shares_its_second);
+        // One reading of the clock for the whole answer.
+        let now = Utc::now();
+        let decided = precondition(
+            request,
+            etag,
+            (file.last_modified, file.shares_its_second),
+            now,
+        );
         let mut headers = Vec::with_capacity(9);
         let status = match decided {
             Precondition::Failed => {
@@ -476,7 +483,7 @@ impl FeedState {
         };
         headers.extend([
             (header::ETAG, etag_header.clone()),
-            (header::LAST_MODIFIED, sent_date(&file)),
+            (header::LAST_MODIFIED, sent_date(&file, now)),
             (header::CACHE_CONTROL, file.headers.cache_control.clone()),
             (
                 header::VARY,
@@ -523,8 +530,7 @@ impl FeedState {
 /// current; once the clock has passed it, as it is. A second before: the Date the server
 /// writes may have been read from the clock a moment before this (once per connection's
 /// turn), and in the second before.
-fn sent_date(file: &FeedFile) -> HeaderValue {
-    let now = Utc::now();
+fn sent_date(file: &FeedFile, now: DateTime<Utc>) -> HeaderValue {
     if file.last_modified <= now {
         return file.headers.last_modified.clone();
     }
@@ -746,11 +752,12 @@ enum Precondition {
 /// own clock, which may run ahead of the next change. When another
 /// version of the document had the same Last-Modified (`second_shared`: dates have whole
 /// seconds), that date may name either, so it does not show the client's copy current.
+/// `now` is the answer's time.
 fn precondition(
     request: &FeedRequest<'_>,
     etag: &str,
-    last_modified: DateTime<Utc>,
-    second_shared: bool,
+    (last_modified, second_shared): (DateTime<Utc>, bool),
+    now: DateTime<Utc>,
 ) -> Precondition {
     let date = |field: OneDate| {
         field
@@ -779,8 +786,7 @@ fn precondition(
             .items()
             .any(|tag| tag == "*" || tag.trim_start_matches("W/") == ours)
     } else {
-        date(request.if_modified_since)
-            .is_some_and(|since| since <= chrono::Utc::now() && !changed_since(since))
+        date(request.if_modified_since).is_some_and(|since| since <= now && !changed_since(since))
     };
     if fresh {
         Precondition::NotModified
@@ -821,7 +827,12 @@ mod tests {
         let modified = DateTime::parse_from_rfc3339("2023-06-06T23:00:00Z")
             .unwrap()
             .to_utc();
-        precondition(&request(headers), TAG, modified, second_shared)
+        precondition(
+            &request(headers),
+            TAG,
+            (modified, second_shared),
+            chrono::Utc::now(),
+        )
     }
 
     #[test]
