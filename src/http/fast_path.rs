@@ -415,7 +415,10 @@ async fn write_answer(
         };
         push_field(head, b"connection", value);
     }
-    push_date(head);
+    match &answer.date {
+        Some(date) => push_field(head, b"date", date.as_bytes()),
+        None => push_date(head),
+    }
     head.extend_from_slice(b"\r\n");
 
     if request.head_only || answer.body.is_empty() {

@@ -240,6 +240,10 @@ pub struct FeedAnswer {
     /// (`Content-Length` from the body, except on 304).
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub body: FeedBody,
+    /// The answer's `Date` when its `Last-Modified` was capped to it (a document dated
+    /// ahead of the clock): the server sends this one instead of its own, read at another
+    /// moment.
+    pub date: Option<HeaderValue>,
 }
 
 /// The body of a [`FeedAnswer`]; a server answering HEAD sends none but counts its length.
@@ -308,6 +312,10 @@ impl IntoResponse for FeedAnswer {
         let mut response = Response::new(body);
         *response.status_mut() = self.status;
         response.headers_mut().extend(self.headers);
+        // hyper adds its own Date only when the answer has none.
+        if let Some(date) = self.date {
+            response.headers_mut().insert(header::DATE, date);
+        }
         if let Some(len) = not_modified_len {
             response
                 .headers_mut()
@@ -356,8 +364,9 @@ fn no_such_feed() -> FeedAnswer {
     answer
 }
 
-/// The answer to a CORS preflight (`OPTIONS`) for a path under `/feeds/`: a script on
-/// another origin may GET and HEAD the feeds with any request header it may send, its own
+/// The answer to a CORS preflight (`OPTIONS`) for a path under `/feeds/`, the index page
+/// or the OPML list: a script on another origin may GET and HEAD them with any request
+/// header it may send, its own
 /// `If-None-Match` or `If-Modified-Since` included; browsers keep the answer a day.
 pub async fn preflight() -> impl axum::response::IntoResponse {
     (
@@ -445,6 +454,7 @@ impl FeedState {
             (file.last_modified, file.shares_its_second),
             now,
         );
+        let (last_modified, date) = sent_date(&file, now);
         let mut headers = Vec::with_capacity(9);
         let status = match decided {
             Precondition::Failed => {
@@ -483,7 +493,7 @@ impl FeedState {
         };
         headers.extend([
             (header::ETAG, etag_header.clone()),
-            (header::LAST_MODIFIED, sent_date(&file, now)),
+            (header::LAST_MODIFIED, last_modified),
             (header::CACHE_CONTROL, file.headers.cache_control.clone()),
             (
                 header::VARY,
@@ -519,23 +529,25 @@ impl FeedState {
             status,
             headers,
             body,
+            date,
         }
     }
 }
 
-/// The Last-Modified of an answer with `file`: its date, but never later than the answer's
-/// Date (RFC 9110 §8.8.2.1). A date ahead of this clock (an update time a partner sent
-/// within its clock's allowed skew, another replica's clock ahead) is sent as a second
-/// before now, which is before it, so that no If-Modified-Since of it shows a copy
-/// current; once the clock has passed it, as it is. A second before: the Date the server
-/// writes may have been read from the clock a moment before this (once per connection's
-/// turn), and in the second before.
-fn sent_date(file: &FeedFile, now: DateTime<Utc>) -> HeaderValue {
+/// The Last-Modified of an answer with `file` at `now`, and the Date the answer must then
+/// carry, if not the server's own: the document's date, but never later than the answer's
+/// Date (RFC 9110 §8.8.2.1). A date ahead of this clock (another replica's clock ahead, a
+/// clock set back, a file edited by hand) is replaced with the answer's time, sent as its
+/// Date too, so that both are one reading of the clock; once the clock has passed it, as
+/// it is. Such a date tells a client nothing it could revalidate by: see [`precondition`].
+fn sent_date(file: &FeedFile, now: DateTime<Utc>) -> (HeaderValue, Option<HeaderValue>) {
     if file.last_modified <= now {
-        return file.headers.last_modified.clone();
+        return (file.headers.last_modified.clone(), None);
     }
-    let before = now - chrono::TimeDelta::seconds(1);
-    HeaderValue::from_str(&http_date(before)).unwrap_or_else(|_| file.headers.last_modified.clone())
+    match HeaderValue::from_str(&http_date(now)) {
+        Ok(date) => (date.clone(), Some(date)),
+        Err(_) => (file.headers.last_modified.clone(), None),
+    }
 }
 
 impl FeedAnswer {
@@ -555,6 +567,7 @@ impl FeedAnswer {
                 ),
             ],
             body: FeedBody::Text(text),
+            date: None,
         }
     }
 }
@@ -749,7 +762,10 @@ enum Precondition {
 /// `If-Unmodified-Since`; then `If-None-Match` (weak comparison), else `If-Modified-Since`.
 /// A date that does not parse is ignored, as a missing header would be, and so is an
 /// `If-Modified-Since` ahead of this clock: no Last-Modified sent is, so it is a client's
-/// own clock, which may run ahead of the next change. When another
+/// own clock, which may run ahead of the next change. A document dated ahead of this clock
+/// is sent with the answer's time for its Last-Modified ([`sent_date`]), a time that moves
+/// while the document does not: both date conditions are then ignored, as for a document
+/// without a date (RFC 9110 §13.1.3, §13.1.4); its ETag still serves. When another
 /// version of the document had the same Last-Modified (`second_shared`: dates have whole
 /// seconds), that date may name either, so it does not show the client's copy current.
 /// `now` is the answer's time.
@@ -767,6 +783,7 @@ fn precondition(
     };
     let changed_since =
         |since: DateTime<Utc>| last_modified > since || (second_shared && last_modified == since);
+    let dated = last_modified <= now;
     if request.if_match.is_present() {
         let strong = !etag.starts_with("W/");
         if !request
@@ -776,7 +793,7 @@ fn precondition(
         {
             return Precondition::Failed;
         }
-    } else if date(request.if_unmodified_since).is_some_and(changed_since) {
+    } else if dated && date(request.if_unmodified_since).is_some_and(changed_since) {
         return Precondition::Failed;
     }
     let fresh = if request.if_none_match.is_present() {
@@ -786,6 +803,7 @@ fn precondition(
             .items()
             .any(|tag| tag == "*" || tag.trim_start_matches("W/") == ours)
     } else {
+        // A document dated ahead of `now` changed since any date not ahead of it.
         date(request.if_modified_since).is_some_and(|since| since <= now && !changed_since(since))
     };
     if fresh {
@@ -938,6 +956,36 @@ mod tests {
         assert_eq!(decided(&[("If-Modified-Since", &ahead)]), Proceed);
         let now = httpdate::fmt_http_date(std::time::SystemTime::now());
         assert_eq!(decided(&[("If-Modified-Since", &now)]), NotModified);
+    }
+
+    /// A document dated ahead of the clock is sent with the answer's time as its
+    /// Last-Modified, a date that moves while the document does not: neither date
+    /// condition can tell anything by it, and its ETag still does.
+    #[test]
+    fn a_document_dated_ahead_of_the_clock_is_judged_by_its_etag_alone() {
+        use Precondition::{NotModified, Proceed};
+        let now = DateTime::parse_from_rfc3339("2023-06-06T23:00:00.5Z")
+            .unwrap()
+            .to_utc();
+        let decide = |headers: &[(&str, &str)], modified: &str| {
+            let modified = DateTime::parse_from_rfc3339(modified).unwrap().to_utc();
+            precondition(&request(headers), TAG, (modified, false), now)
+        };
+        let sent = "Tue, 06 Jun 2023 23:00:00 GMT";
+        let ahead = "2023-06-06T23:00:01Z";
+        assert_eq!(decide(&[("If-Unmodified-Since", sent)], ahead), Proceed);
+        assert_eq!(decide(&[("If-Modified-Since", sent)], ahead), Proceed);
+        assert_eq!(decide(&[("If-None-Match", TAG)], ahead), NotModified);
+        // Once the clock has passed it, the date serves again.
+        let passed = "2023-06-06T22:59:59Z";
+        assert_eq!(
+            decide(
+                &[("If-Unmodified-Since", "Tue, 06 Jun 2023 22:59:58 GMT")],
+                passed
+            ),
+            Precondition::Failed
+        );
+        assert_eq!(decide(&[("If-Modified-Since", sent)], passed), NotModified);
     }
 
     #[test]

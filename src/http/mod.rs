@@ -70,7 +70,8 @@ fn router(feeds: feeds::FeedState, settings: &Settings, websub: &Hub, health: He
                         answer_derived(&feeds, file, "index.html", &method, &headers)
                     }
                 },
-            ),
+            )
+            .options(feeds::preflight),
         )
         .route(
             "/feeds.opml",
@@ -83,7 +84,8 @@ fn router(feeds: feeds::FeedState, settings: &Settings, websub: &Hub, health: He
                         answer_derived(&feeds, file, "feeds.opml", &method, &headers)
                     }
                 },
-            ),
+            )
+            .options(feeds::preflight),
         )
         .route(
             "/healthz",
