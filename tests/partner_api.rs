@@ -540,6 +540,49 @@ async fn a_message_whose_articles_outlast_the_stream_is_cut_at_its_deadline() {
     );
 }
 
+/// A stream cancelled (its deadline passed) while its last chunk waits to be stored: the
+/// chunk is stored all the same, and its articles reach the feeds without a restart.
+#[tokio::test]
+async fn a_chunk_stored_after_its_call_was_cancelled_reaches_the_feeds() {
+    use sqlx::Connection;
+    let server = TestServer::start().await;
+    // Another connection holds the database's write lock: the chunk waits for it.
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(server.data_dir().join("feedpub.sqlite3"));
+    let mut lock = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .unwrap();
+    sqlx::raw_sql("BEGIN IMMEDIATE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    let requests = (0..3)
+        .map(|n| request(brief(&format!("late-{n}"), &format!("迟到的稿件{n}")), ""))
+        .collect();
+    let mut call = authed(
+        &server.tokens.newsroom,
+        tokio_stream::iter([PublishArticlesRequest { requests }]),
+    );
+    call.set_timeout(std::time::Duration::from_millis(1_500));
+    let ended = server
+        .client()
+        .await
+        .publish_articles(call)
+        .await
+        .expect_err("cancelled while its chunk waits for the database");
+    assert!(
+        matches!(ended.code(), Code::Cancelled | Code::DeadlineExceeded),
+        "{ended:?}"
+    );
+    sqlx::raw_sql("COMMIT").execute(&mut lock).await.unwrap();
+    lock.close().await.unwrap();
+    server
+        .wait_for_feed("/feeds/politics/feed.json", |feed| {
+            (0..3).all(|n| feed.contains(&format!("迟到的稿件{n}")))
+        })
+        .await;
+}
+
 /// A GUID is a tag URI dated with the article's publish date, in the site's offset; one
 /// scheduled ahead is dated the day it was stored, as a tag is never dated in the future
 /// (RFC 4151).

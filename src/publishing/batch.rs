@@ -34,6 +34,15 @@ type Meta = Vec<Item>;
 /// What became of each article of a stored chunk.
 type Stored = Vec<(Item, Result<Revision, PublishError>)>;
 
+/// A stored chunk, settled: what became of each article (refusals audited, embargoes
+/// noticed), and the feeds its articles touched.
+#[derive(Default)]
+struct Settled {
+    stored: Stored,
+    sections: BTreeSet<SectionSlug>,
+    names: BTreeSet<FeedScope>,
+}
+
 /// One partner's batch of publishes. Feed marks are sent when it is dropped, also when the
 /// caller went away half-way: whatever was stored reaches the feeds.
 pub struct Batch {
@@ -43,8 +52,9 @@ pub struct Batch {
     pending: Vec<Pending>,
     /// Bytes of the bodies and summaries in `pending`.
     pending_bytes: usize,
-    /// The chunk being stored, and its articles.
-    storing: Option<(Meta, JoinHandle<Stored>)>,
+    /// The chunk being stored and settled, and its articles. Left here while it is awaited,
+    /// so that a call dropped meanwhile leaves it to [`Batch`]'s `drop`.
+    storing: Option<(Meta, JoinHandle<Settled>)>,
     results: Vec<(usize, Result<Published, PublishError>)>,
     sections: BTreeSet<SectionSlug>,
     names: BTreeSet<FeedScope>,
@@ -141,7 +151,7 @@ impl Batch {
         self.pending_bytes = 0;
         let (meta, writes) = split(chunk);
         let in_flight = meta.clone();
-        let task = tokio::spawn(store_chunk(
+        let task = tokio::spawn(store_and_settle(
             self.publisher.clone(),
             self.caller.clone(),
             meta,
@@ -151,20 +161,26 @@ impl Batch {
     }
 
     /// Waits for the chunk being stored and records its results and the feeds it touched.
+    /// Nothing is awaited once the chunk is taken: a call dropped at any point leaves the
+    /// chunk's feeds either to this batch or to its `drop`.
     async fn collect(&mut self) {
-        let Some((in_flight, storing)) = self.storing.take() else {
+        let Some((_, storing)) = &mut self.storing else {
             return;
         };
-        let stored = match storing.await {
-            Ok(stored) => stored,
-            Err(e) => {
-                tracing::error!(error = %e, "a batch chunk failed to store");
-                failed(in_flight, crate::storage::StoreError::Closed)
-            }
+        let joined = storing.await;
+        let Some((in_flight, _)) = self.storing.take() else {
+            return;
         };
-        for (item, result) in stored {
-            let touched = (&mut self.sections, &mut self.names);
-            let result = settle(&self.publisher, &self.caller, &item, result, touched).await;
+        let settled = joined.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "a batch chunk failed to store");
+            Settled {
+                stored: failed(in_flight, crate::storage::StoreError::Closed),
+                ..Settled::default()
+            }
+        });
+        self.sections.extend(settled.sections);
+        self.names.extend(settled.names);
+        for (item, result) in settled.stored {
             let Item {
                 index, warnings, ..
             } = item;
@@ -201,6 +217,23 @@ fn without_bodies(mut article: crate::domain::Article) -> crate::domain::Article
     c.content_text = None;
     c.summary = String::new();
     article
+}
+
+/// Stores one chunk for `caller` and settles each of its articles ([`settle`]), in a task
+/// of its own: done alike whether or not the caller still waits.
+async fn store_and_settle(
+    publisher: Publisher,
+    caller: Caller,
+    meta: Meta,
+    writes: Vec<ArticleWrite>,
+) -> Settled {
+    let mut settled = Settled::default();
+    for (item, result) in store_chunk(publisher.clone(), caller.clone(), meta, writes).await {
+        let touched = (&mut settled.sections, &mut settled.names);
+        let result = settle(&publisher, &caller, &item, result, touched).await;
+        settled.stored.push((item, result));
+    }
+    settled
 }
 
 /// What a stored chunk's article needs once its result is known, whether or not the caller
@@ -306,23 +339,25 @@ impl Drop for Batch {
             storing => {
                 let caller = self.caller.clone();
                 tokio::spawn(async move {
-                    let mut stored = Vec::new();
+                    let mut chunks = Vec::new();
                     if let Some((_, storing)) = storing
                         && let Ok(chunk) = storing.await
                     {
-                        stored.extend(chunk);
+                        chunks.push(chunk);
                     }
                     if !pending.is_empty() {
                         let (meta, writes) = split(pending);
-                        let chunk =
-                            store_chunk(publisher.clone(), caller.clone(), meta, writes).await;
-                        stored.extend(chunk);
+                        chunks.push(
+                            store_and_settle(publisher.clone(), caller.clone(), meta, writes).await,
+                        );
                     }
-                    for (item, result) in stored {
-                        let touched = (&mut sections, &mut names);
-                        let result = settle(&publisher, &caller, &item, result, touched).await;
-                        // Nobody waits for it: counted and reported only.
-                        let _ = recorded(&publisher, result, Vec::new());
+                    for chunk in chunks {
+                        sections.extend(chunk.sections);
+                        names.extend(chunk.names);
+                        for (_, result) in chunk.stored {
+                            // Nobody waits for it: counted and reported only.
+                            let _ = recorded(&publisher, result, Vec::new());
+                        }
                     }
                     mark(&publisher, sections, names);
                 });
