@@ -48,10 +48,8 @@ pub fn replace_all<B: AsRef<[u8]>>(
     let result = (|| {
         let mut stamps = Vec::with_capacity(files.len());
         for (name, bytes) in files {
-            let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-            let temp = dir.join(format!(".{name}.{}.{n}{TEMP_SUFFIX}", std::process::id()));
-            temps.push(temp.clone());
-            let mut file = std::fs::File::create(&temp)?;
+            let (temp, mut file) = create_temp(dir, name)?;
+            temps.push(temp);
             file.write_all(bytes.as_ref())?;
             file.sync_data()?;
             stamps.push(FileStamp::of(&file)?);
@@ -70,9 +68,57 @@ pub fn replace_all<B: AsRef<[u8]>>(
     result
 }
 
+/// Most names [`create_temp`] tries before it gives up.
+const TEMP_TRIES: usize = 8;
+
+/// Creates a new temporary file for `dir/name` in `dir`, with a name no other file has:
+/// never opened through what is already there (a link planted at the name would have the
+/// feed's bytes written wherever it points, a file of another process's truncated), which
+/// is passed over for the next name.
+fn create_temp(dir: &Path, name: &str) -> std::io::Result<(std::path::PathBuf, std::fs::File)> {
+    let mut tries = 0;
+    loop {
+        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let temp = dir.join(format!(".{name}.{}.{n}{TEMP_SUFFIX}", std::process::id()));
+        // O_CREAT | O_EXCL: fails on any file or link (even a dangling one) at the name.
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+        {
+            Ok(file) => return Ok((temp, file)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries + 1 < TEMP_TRIES => {
+                tracing::warn!(file = %temp.display(), "a temporary file's name is taken; trying the next");
+                tries += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A link planted at the names the next temporary files would take is passed over,
+    /// never written through.
+    #[test]
+    fn a_link_at_a_temporary_files_name_is_never_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim.txt");
+        std::fs::write(&victim, b"kept").unwrap();
+        let feeds = dir.path().join("politics");
+        std::fs::create_dir(&feeds).unwrap();
+        let next = TEMP_COUNTER.load(Ordering::Relaxed);
+        for n in next..next + (TEMP_TRIES as u64 / 2) {
+            let name = format!(".rss.xml.{}.{n}{TEMP_SUFFIX}", std::process::id());
+            std::os::unix::fs::symlink(&victim, feeds.join(name)).unwrap();
+        }
+        replace_all(&feeds, &[("rss.xml".to_owned(), &b"<rss/>"[..])]).unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"kept");
+        assert_eq!(std::fs::read(feeds.join("rss.xml")).unwrap(), b"<rss/>");
+        assert!(!feeds.join("rss.xml").is_symlink());
+    }
 
     #[test]
     fn files_are_replaced_and_no_temp_file_is_left() {
