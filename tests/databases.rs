@@ -99,6 +99,143 @@ async fn serve_on_postgresql_takes_publishes_over_grpc_and_serves_their_feeds() 
     database.remove().await;
 }
 
+/// A partner calling while the database is out of reach is told so, with UNAVAILABLE and
+/// the storage error, before the request timeout would cancel its call; and the replica
+/// takes calls again once the database is back, without a restart.
+// Two workers: waiting for the server blocks one, the proxy runs on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_while_the_database_is_out_of_reach_are_answered_unavailable() {
+    let Some(database) = fresh_database().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let token = database.add_newsroom(dir.path());
+    let mut through = url::Url::parse(&database.url).unwrap();
+    let target = format!(
+        "{}:{}",
+        through.host_str().unwrap(),
+        through.port().unwrap_or(5432)
+    );
+    let proxy = CuttableProxy::start(target.clone()).await;
+    through.set_port(Some(proxy.port)).unwrap();
+    through.set_host(Some("127.0.0.1")).unwrap();
+    let (data_dir, feeds_dir) = (dir.path().join("data"), dir.path().join("feeds"));
+    let mut server = ServeProcess::start(ServeOptions {
+        database_url: Some(through.as_str()),
+        ..ServeOptions::new(&data_dir, &feeds_dir)
+    });
+    let running = server.wait_ready();
+    let mut client = running.client().await;
+    let get = |id: &str| {
+        authed(
+            &token,
+            proto::GetArticleRequest {
+                id: id.into(),
+                ..Default::default()
+            },
+        )
+    };
+    client
+        .publish_article(authed(&token, publish(brief("before", "断线之前"))))
+        .await
+        .expect("published while the database is reachable");
+    proxy.cut();
+    let (mut reader, mut publisher) = (client.clone(), client.clone());
+    let (read, published) = tokio::join!(
+        reader.get_article(get("before")),
+        publisher.publish_article(authed(&token, publish(brief("during", "断线之中"))))
+    );
+    for (call, outcome) in [
+        ("GetArticle", read.map(drop)),
+        ("PublishArticle", published.map(drop)),
+    ] {
+        let refused = outcome.expect_err(call);
+        assert_eq!(
+            refused.code(),
+            tonic::Code::Unavailable,
+            "{call}: {refused:?}\n{}",
+            server.log()
+        );
+        assert_eq!(
+            common::error_reason(&refused),
+            "STORAGE_UNAVAILABLE",
+            "{call}: {refused:?}"
+        );
+    }
+    let proxy = CuttableProxy::start_on(proxy.port, target).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match client.get_article(get("before")).await {
+            Ok(_) => break,
+            Err(e) => assert!(
+                std::time::Instant::now() < deadline,
+                "never back: {e:?}\n{}",
+                server.log()
+            ),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    server.kill();
+    drop(proxy);
+    database.remove().await;
+}
+
+/// A TCP proxy to the database that can be cut: every connection through it closed, and
+/// new ones refused.
+struct CuttableProxy {
+    port: u16,
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+impl CuttableProxy {
+    async fn start(target: String) -> Self {
+        Self::start_on(0, target).await
+    }
+
+    async fn start_on(port: u16, target: String) -> Self {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (cut, watching) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            let mut cut = watching.clone();
+            loop {
+                let (mut inbound, _) = tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok(accepted) => accepted,
+                        Err(_) => return,
+                    },
+                    // The listener is dropped: new connections are refused.
+                    _ = cut.wait_for(|cut| *cut) => return,
+                };
+                let mut cut = watching.clone();
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        Self { port, cut }
+    }
+
+    fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+}
+
+impl Drop for CuttableProxy {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
+
 /// The store a command opens follows other replicas' events while it is open; its end
 /// closes the follower too, without a warning that the notifications were lost.
 #[tokio::test]

@@ -204,8 +204,8 @@ impl PostgresStore {
         // Every connection names this process: the events it logs carry the name.
         let options = options.options([("feedpub.origin", origin.as_str())]);
         // One connection first: a database out of reach (refused, unknown host) is reported
-        // with its cause at once, where the pool would retry for its 30 s and then say only
-        // that it timed out.
+        // with its cause at once, where the pool would retry for its ACQUIRE_TIMEOUT and then
+        // say only that it timed out.
         let first = tokio::time::timeout(
             CONNECT_TIMEOUT,
             <sqlx::PgConnection as sqlx::Connection>::connect_with(&options),
@@ -223,7 +223,7 @@ impl PostgresStore {
         let _ = sqlx::Connection::close(first).await;
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(Duration::from_secs(30))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await?;
         migrate(&pool).await?;
@@ -321,8 +321,14 @@ pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
 /// How long opening the store waits for its first connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a call waits for a connection of the pool (one of 16, or a new one) before it
+/// fails with the storage error, UNAVAILABLE to a partner: well within the request
+/// timeout (30 s by default), so that a partner calling while the database is out of reach
+/// learns so, not that its call was cancelled at the request timeout.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How long the follower waits for the newest event before it reports the database out of
-/// reach (the pool itself waits 30 s for a connection).
+/// reach (the pool itself waits [`ACQUIRE_TIMEOUT`] for a connection).
 const HEAD_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Keeps `head` at the newest event any replica committed: as soon as it listens, on every
