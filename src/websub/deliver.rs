@@ -770,6 +770,14 @@ async fn reread(inner: &Inner, subscription: &Subscription) -> Result<Option<Sub
     }
 }
 
+/// Whether the feed no longer shows the document `payload` carries: its successor is
+/// delivered on its own, by this process or, on a shared database, maybe by another
+/// replica, whose delivery this one does not see.
+fn moved_on(inner: &Inner, subscription: &Subscription, payload: &Payload) -> bool {
+    let shown = inner.publication.get(subscription.topic.path());
+    shown.is_some_and(|file| file.etag != payload.etag)
+}
+
 async fn attempt(inner: &Inner, subscription: &Subscription, delivery: &Delivery) -> Outcome {
     let Delivery {
         payload,
@@ -793,11 +801,7 @@ async fn attempt(inner: &Inner, subscription: &Subscription, delivery: &Delivery
             {
                 return ended;
             }
-            // A retry of a document the feed has moved on from: its successor is delivered
-            // on its own, by this process or, on a shared database, maybe by another
-            // replica, whose delivery this one does not see.
-            let shown = inner.publication.get(subscription.topic.path());
-            if shown.is_some_and(|file| file.etag != payload.etag) {
+            if moved_on(inner, subscription, payload) {
                 return Outcome::Superseded;
             }
         }
@@ -843,8 +847,9 @@ async fn attempt(inner: &Inner, subscription: &Subscription, delivery: &Delivery
             }
         }
         // Last, with nothing to wait for before the request: a newer document started
-        // meanwhile goes instead.
-        if delivery.is_superseded() {
+        // meanwhile goes instead, and so does one another replica delivers (a first
+        // attempt may have waited long for the lane or a slot).
+        if delivery.is_superseded() || moved_on(inner, subscription, payload) {
             return Outcome::Superseded;
         }
         let sent = inner.client.post(
