@@ -17,7 +17,7 @@ const TOMBSTONES: &str = "http://purl.org/atompub/tombstones/1.0";
 /// without a byline, `xml:lang` on the feed.
 pub fn render(meta: &FeedMeta, articles: &[impl Borrow<Article>]) -> Vec<u8> {
     let mut x = Xml::with_capacity(super::capacity(meta, articles, true));
-    x.raw(r#"<?xml version="1.0"?>"#);
+    x.raw(r#"<?xml version="1.0" encoding="utf-8"?>"#);
     super::stylesheet(&mut x, meta);
     x.raw("\n<feed xmlns=\"http://www.w3.org/2005/Atom\"");
     if !meta.tombstones.is_empty() {

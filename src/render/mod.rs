@@ -358,16 +358,15 @@ mod tests {
         );
     }
 
+    /// Both XML feeds declare their encoding: a copy served without a charset (a CDN, a
+    /// plain file server) is read as UTF-8 all the same.
     #[test]
     fn xml_feeds_name_the_stylesheet_right_after_the_declaration() {
         let meta = fixtures::meta();
         for format in [Format::Rss, Format::Atom] {
             let text = String::from_utf8(format.render(&meta, &fixtures::articles())).unwrap();
             let (declaration, rest) = text.split_at(text.find("?>").unwrap() + 2);
-            assert!(
-                declaration.starts_with("<?xml version=\"1.0\""),
-                "{declaration}"
-            );
+            assert_eq!(declaration, r#"<?xml version="1.0" encoding="utf-8"?>"#);
             assert!(
                 rest.starts_with(r#"<?xml-stylesheet type="text/xsl" href="/feeds/feed.xsl"?>"#),
                 "{rest}"

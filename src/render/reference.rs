@@ -238,7 +238,21 @@ pub mod atom_crate {
         let xml = feed
             .write_to(Vec::with_capacity(4096 + articles.len() * 4096))
             .expect("writing XML into memory cannot fail");
-        with_tombstones(xml, meta)
+        with_tombstones(declaring_utf8(xml), meta)
+    }
+
+    /// The crate's document with its XML declaration naming the encoding, as RSS's does:
+    /// a copy of the file served without a charset (a CDN, a plain file server) is still
+    /// read as what it is.
+    fn declaring_utf8(mut xml: Vec<u8>) -> Vec<u8> {
+        const BARE: &[u8] = br#"<?xml version="1.0"?>"#;
+        if xml.starts_with(BARE) {
+            xml.splice(
+                ..BARE.len(),
+                br#"<?xml version="1.0" encoding="utf-8"?>"#.iter().copied(),
+            );
+        }
+        xml
     }
 
     /// `xmlns:at` when the feed has tombstones, `xmlns:fh` when it is an archive page.
