@@ -2631,9 +2631,14 @@ mod tests {
                 "\u{202b}محمد\u{202c}",
                 " \u{2067}\u{202b}محمد\u{202c}\u{2069} ",
                 "\u{200b}\u{2067}محمد",
+                // An opener after the name, closed at the end of the line: it encloses
+                // nothing.
+                "محمد\u{202e}",
+                "محمد \u{2066}",
             ]),
             ["محمد"]
         );
+        assert_eq!(names(&["王芳", "王芳\u{202a}"]), ["王芳"]);
         assert_eq!(names(&["\u{202e}Bob"]), ["Bob"]);
         for kept in [
             "\u{202b}محمد\u{202c} و \u{202b}علي\u{202c}",

@@ -174,7 +174,45 @@ fn normalize_name_once(name: &str) -> String {
         .nfc()
         .collect();
     // One line already (see above): no line break to join across.
-    fold_lines(unwrapped(&normalized))
+    fold_lines(unwrapped(&without_empty_controls(&normalized)))
+}
+
+/// `name` without the bidirectional embeddings, overrides and isolates that enclose nothing
+/// but white space: they change nothing shown, and "王芳\u{202a}" (closed at the end of the
+/// line, as [`clean`] closes an opener left open) would be a second name, with feeds of its
+/// own, beside "王芳". The innermost such pairs go; [`normalize_name`]'s passes take the
+/// ones they enclosed.
+fn without_empty_controls(name: &str) -> std::borrow::Cow<'_, str> {
+    let closes = |opener: char, closer: char| match opener {
+        '\u{202a}' | '\u{202b}' | '\u{202d}' | '\u{202e}' => closer == '\u{202c}',
+        '\u{2066}'..='\u{2068}' => closer == '\u{2069}',
+        _ => false,
+    };
+    let chars: Vec<char> = name.chars().collect();
+    let mut dropped = vec![false; chars.len()];
+    for (at, &opener) in chars.iter().enumerate() {
+        let next = chars[at + 1..]
+            .iter()
+            .position(|c| !c.is_whitespace())
+            .map(|skip| at + 1 + skip);
+        if let Some(next) = next
+            && closes(opener, chars[next])
+        {
+            dropped[at] = true;
+            dropped[next] = true;
+        }
+    }
+    if !dropped.contains(&true) {
+        return std::borrow::Cow::Borrowed(name);
+    }
+    std::borrow::Cow::Owned(
+        chars
+            .iter()
+            .zip(dropped)
+            .filter(|(_, dropped)| !dropped)
+            .map(|(c, _)| *c)
+            .collect(),
+    )
 }
 
 /// The tag characters, which spell a subdivision's flag after the black flag.
@@ -1282,6 +1320,9 @@ mod tests {
             ("\u{200d}\u{202a}x\u{202c}", "x"),
             ("\u{202b}محمد\u{202c}", "محمد"),
             ("a\u{200d}b", "a\u{200d}b"),
+            // Pairs that enclose nothing, nested or around white space.
+            ("王芳\u{202a}\u{2066}\u{2069}\u{202c}", "王芳"),
+            ("王\u{2067} \u{2069}芳", "王 芳"),
         ] {
             let once = normalize_name(name);
             assert_eq!(once, normal, "{name:?}");
