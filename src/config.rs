@@ -165,8 +165,9 @@ pub struct Limits {
     pub requests_per_second: NonZeroU32,
     /// …and in a burst.
     pub burst: NonZeroU32,
-    /// Author and tag feeds each partner may start in an hour (on each server), all at
-    /// once or spread out: an article whose names would start more is refused.
+    /// Author and tag feeds each partner may start in an hour (on SQLite, on the one
+    /// server; on PostgreSQL, on every replica of the database together), all at once or
+    /// spread out: an article whose names would start more is refused.
     pub new_names_per_hour: NonZeroU32,
     /// How long a gRPC call may run before it is cancelled.
     pub request_timeout: Duration,

@@ -133,7 +133,7 @@ const CATALOGUE: &[Metric] = &[
     Metric {
         name: "feedpub_publish_seconds",
         kind: Kind::Histogram,
-        help: "Time to publish one article, from its call to its durable acknowledgement.",
+        help: "Time to publish one article with PublishArticle, from its call to its durable acknowledgement (batch streams are not timed).",
         zero: &[],
     },
     Metric {

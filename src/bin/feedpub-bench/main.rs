@@ -77,7 +77,7 @@ struct Args {
     /// (one per set-up and run, dropped after): postgres://user:password@host/database
     #[arg(long, env = "FEEDPUB_BENCH_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
-    /// Benchmarks to run [default: all but soak and replicas, which run only when named]
+    /// Benchmarks to run [default: all but soak, replicas and micro, which run only when named]
     #[arg(value_enum)]
     benchmarks: Vec<Bench>,
 }
