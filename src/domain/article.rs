@@ -760,9 +760,23 @@ fn made_from_text_shape(html: &str) -> bool {
 }
 
 /// The summary of an article sent without one, from its body's text: its paragraphs folded
-/// into one line and cut (a direction control left open in a paragraph would now run on
-/// into the next, or past the cut).
+/// into one line and cut. A direction control left open in a line ends with it, as it does
+/// in the body (a line is a paragraph to the bidirectional algorithm, and so is the `<p>`
+/// or `<br>` made of it): it is closed there before the lines are joined, or it would run
+/// on into the next; and one still open at the cut is closed after it.
 fn derived_summary(body_text: &str) -> String {
+    let is_control = |c: char| matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    let balanced;
+    let body_text = if body_text.contains(is_control) {
+        balanced = body_text
+            .split('\n')
+            .map(|line| text::balance_bidi(line.to_owned()).0)
+            .collect::<Vec<_>>()
+            .join("\n");
+        balanced.as_str()
+    } else {
+        body_text
+    };
     text::composed(text::balance_bidi(text::summarize(body_text, SUMMARY_GRAPHEMES)).0)
 }
 
@@ -2504,10 +2518,11 @@ mod tests {
         }
         .validate("article.", &text::HtmlPolicy::default())
         .unwrap();
-        assert!(
-            derived.content.summary.ends_with('\u{202c}'),
-            "{:?}",
-            derived.content.summary
+        // Closed where its paragraph ends, as in the body: the next paragraph, run on
+        // into the same line, is not reversed.
+        assert_eq!(
+            derived.content.summary,
+            "用户\u{202e}gnp.exe 文件\u{202c}第二段"
         );
         // So does a summary sent, with a warning.
         let sent = ArticleDraft {

@@ -1190,11 +1190,15 @@ fn fold_lines(text: &str) -> String {
                     .find(|c| !is_ambiguous_punctuation(*c) && !c.is_whitespace())
                     .is_some_and(is_wide)
             }
+            // A direction control beside the break shows nothing: the characters past it
+            // decide.
+            let shown = |c: &char| !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+            let after = text[at..].chars().find(shown).unwrap_or(c);
             let joined = breaks
-                && folded.chars().next_back().is_some_and(|before| {
-                    joins_across_a_break(before, c)
+                && folded.chars().rev().find(shown).is_some_and(|before| {
+                    joins_across_a_break(before, after)
                         || (is_ambiguous_punctuation(before)
-                            && is_ambiguous_punctuation(c)
+                            && is_ambiguous_punctuation(after)
                             && (wide_beyond_punctuation(folded.chars().rev())
                                 || wide_beyond_punctuation(text[at..].chars())))
                 });
