@@ -70,6 +70,11 @@ pub struct FeedFile {
     /// The stored change the document was rendered from, to the nanosecond, when known:
     /// tells a later change within the same second from none.
     pub changed: Option<DateTime<Utc>>,
+    /// A digest of the versions of the articles the document shows, when rendered in this
+    /// process: tells new bytes a stored change explains (an article's new version, stored
+    /// by another writer with an earlier time than the latest change shown) from new bytes
+    /// of the same articles (a new configuration).
+    pub shown: Option<u64>,
     /// Another version of the document was served with the same `last_modified` (two
     /// changes within one second): a client's `If-Modified-Since` of that date may be the
     /// other version's, so it cannot show the client's copy current.
@@ -191,6 +196,7 @@ impl FeedFile {
             codings: None,
             last_modified,
             changed: None,
+            shown: None,
             shares_its_second: false,
             content_type,
             max_age,

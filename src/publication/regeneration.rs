@@ -933,6 +933,7 @@ impl Inner {
         let segment = scope.path_segment();
         let dir = self.settings.server.feeds_dir.join(segment);
         let stored = changed.map(|t| t.trunc_subsecs(0));
+        let shown = shown_versions(&articles);
         let current = self.snapshot.load();
         let mut redated = Vec::new();
         let mut pending = Vec::new();
@@ -972,6 +973,7 @@ impl Inner {
                 if previous.last_modified < date || previous.max_age != max_age {
                     let mut file = previous.redated(date, max_age, &links);
                     file.changed = changed;
+                    file.shown = Some(shown);
                     redated.push((key, Arc::new(file)));
                 }
                 continue;
@@ -981,11 +983,16 @@ impl Inner {
             // New bytes are explained by a newer stored change when it falls in a later
             // second than the date they replace, or, served since this start, in the same
             // second but later than the change that document showed (two changes within one
-            // second share a date; their ETags still differ).
+            // second share a date; their ETags still differ), or when they show other
+            // versions of the articles: a write committed after another one but dated
+            // before it (replicas, or writers on one database, take their times before
+            // they wait for each other) moves no date on, and is dated like the versions
+            // beside it, as a replica that never saw the document in between dates it.
             let newer_change = match previous {
                 Some(previous) => {
                     stored > Some(previous.last_modified)
                         || (stored == Some(previous.last_modified) && changed > previous.changed)
+                        || previous.shown.is_some_and(|before| before != shown)
                 }
                 None => previous_date.is_some_and(|old| stored > Some(old)),
             };
@@ -1001,6 +1008,7 @@ impl Inner {
                 FeedFile::tagged(bytes, etag, format.content_type(), date, max_age, &links)
                     .in_place_of(previous_date.filter(|_| replaced));
             file.changed = changed;
+            file.shown = Some(shown);
             pending.push(Pending {
                 key,
                 file_name: format.file_name(),
@@ -1029,6 +1037,17 @@ impl Inner {
             render: rendering.elapsed(),
         }
     }
+}
+
+/// A digest of the versions of `articles` (each write moves an article's change time on):
+/// see [`FeedFile::shown`].
+fn shown_versions(articles: &[Arc<Article>]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut digest = std::collections::hash_map::DefaultHasher::new();
+    for article in articles {
+        (article.partner.0, article.id.as_str(), article.change_time).hash(&mut digest);
+    }
+    digest.finish()
 }
 
 /// The date a document states, given its Last-Modified `date` (to the second) and the
