@@ -583,6 +583,68 @@ async fn a_chunk_stored_after_its_call_was_cancelled_reaches_the_feeds() {
         .await;
 }
 
+/// A database whose pages are damaged answers INTERNAL, saying so: trying again does not
+/// help, so the partner is not told UNAVAILABLE, to retry forever.
+#[tokio::test]
+async fn a_damaged_database_is_no_reason_to_retry() {
+    use sqlx::Connection;
+    let server = TestServer::start().await;
+    let token = server.tokens.newsroom.clone();
+    let mut client = server.client().await;
+    publish(&mut client, &token, brief("damaged", "损坏的页")).await;
+    let data_dir = server.data_dir();
+    let (dir, tokens) = server.stop().await;
+    // The root pages of the article versions' table and of its indexes overwritten.
+    let file = data_dir.join("feedpub.sqlite3");
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&file);
+    let mut conn = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .unwrap();
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let roots: Vec<(i64,)> = sqlx::query_as(
+        "SELECT rootpage FROM sqlite_master WHERE tbl_name = 'article_versions' AND rootpage > 0",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let (page_size,): (i64,) = sqlx::query_as("PRAGMA page_size")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    {
+        use std::io::{Seek, Write};
+        let mut db = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+        for (root,) in roots {
+            db.seek(std::io::SeekFrom::Start(
+                u64::try_from((root - 1) * page_size).unwrap(),
+            ))
+            .unwrap();
+            db.write_all(&vec![0xff; usize::try_from(page_size).unwrap()])
+                .unwrap();
+        }
+        db.sync_all().unwrap();
+    }
+    let server = TestServer::start_in(dir, tokens).await;
+    let mut client = server.client().await;
+    let refused = client
+        .list_article_versions(authed(
+            &token,
+            ListArticleVersionsRequest {
+                id: "damaged".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect_err("the versions' pages are damaged");
+    assert_eq!(refused.code(), Code::Internal, "{refused:?}");
+    assert_eq!(error_reason(&refused), "STORAGE_FAILED");
+    assert!(refused.message().contains("damaged"), "{refused:?}");
+}
+
 /// A GUID is a tag URI dated with the article's publish date, in the site's offset; one
 /// scheduled ahead is dated the day it was stored, as a tag is never dated in the future
 /// (RFC 4151).

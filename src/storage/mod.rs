@@ -194,7 +194,22 @@ pub fn only_result(mut results: Vec<Result<Revision, StoreError>>) -> Result<Rev
 }
 
 impl From<sqlx::Error> for StoreError {
+    /// A database that says its own file or pages are damaged (SQLite's `SQLITE_CORRUPT`
+    /// and `SQLITE_NOTADB`, with their extended codes; PostgreSQL's class XX001 and XX002)
+    /// is [`StoreError::Corrupt`]: trying again does not help, so no partner is told to.
     fn from(e: sqlx::Error) -> Self {
+        let damaged = match &e {
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                matches!(code.as_ref(), "XX001" | "XX002")
+                    || code
+                        .parse::<i64>()
+                        .is_ok_and(|code| matches!(code & 0xff, 11 | 26))
+            }),
+            _ => false,
+        };
+        if damaged {
+            return Self::Corrupt(format!("the database is damaged: {e}"));
+        }
         Self::Database(Arc::new(e))
     }
 }
