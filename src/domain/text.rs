@@ -177,26 +177,32 @@ fn normalize_name_once(name: &str) -> String {
     fold_lines(unwrapped(&without_empty_controls(&normalized)))
 }
 
-/// `name` without the bidirectional embeddings, overrides and isolates that enclose nothing
-/// but white space: they change nothing shown, and "王芳\u{202a}" (closed at the end of the
-/// line, as [`clean`] closes an opener left open) would be a second name, with feeds of its
-/// own, beside "王芳". The innermost such pairs go; [`normalize_name`]'s passes take the
-/// ones they enclosed.
+/// `name` without the bidirectional controls that enclose nothing but white space and show
+/// nothing: "王芳\u{202a}" (closed at the end of the line, as [`clean`] closes an opener left
+/// open) would be a second name, with feeds of its own, beside "王芳". Such an embedding or
+/// override goes wherever it stands (the bidirectional algorithm removes them, UAX #9
+/// X9); an isolate only at either end of the name: within it, an isolate is a neutral
+/// character, which may reorder what stands beside it ("1\u{2066}\u{2069}2" shows its
+/// digits apart in right-to-left text). The innermost such pairs go; [`normalize_name`]'s
+/// passes take the ones they enclosed.
 fn without_empty_controls(name: &str) -> std::borrow::Cow<'_, str> {
-    let closes = |opener: char, closer: char| match opener {
-        '\u{202a}' | '\u{202b}' | '\u{202d}' | '\u{202e}' => closer == '\u{202c}',
-        '\u{2066}'..='\u{2068}' => closer == '\u{2069}',
+    let chars: Vec<char> = name.chars().collect();
+    let blank = |range: &[char]| range.iter().all(|c| c.is_whitespace());
+    let closes = |at: usize, next: usize| match chars[at] {
+        '\u{202a}' | '\u{202b}' | '\u{202d}' | '\u{202e}' => chars[next] == '\u{202c}',
+        '\u{2066}'..='\u{2068}' => {
+            chars[next] == '\u{2069}' && (blank(&chars[..at]) || blank(&chars[next + 1..]))
+        }
         _ => false,
     };
-    let chars: Vec<char> = name.chars().collect();
     let mut dropped = vec![false; chars.len()];
-    for (at, &opener) in chars.iter().enumerate() {
+    for at in 0..chars.len() {
         let next = chars[at + 1..]
             .iter()
             .position(|c| !c.is_whitespace())
             .map(|skip| at + 1 + skip);
         if let Some(next) = next
-            && closes(opener, chars[next])
+            && closes(at, next)
         {
             dropped[at] = true;
             dropped[next] = true;
@@ -1324,9 +1330,12 @@ mod tests {
             ("\u{200d}\u{202a}x\u{202c}", "x"),
             ("\u{202b}محمد\u{202c}", "محمد"),
             ("a\u{200d}b", "a\u{200d}b"),
-            // Pairs that enclose nothing, nested or around white space.
-            ("王芳\u{202a}\u{2066}\u{2069}\u{202c}", "王芳"),
-            ("王\u{2067} \u{2069}芳", "王 芳"),
+            // Pairs that enclose nothing, nested or around white space; an isolate only at
+            // either end, where it separates nothing.
+            ("王芳\u{2066}\u{202a} \u{202c}\u{2069}", "王芳"),
+            ("王\u{202b} \u{202c}芳", "王 芳"),
+            ("\u{2067}\u{2069}王芳", "王芳"),
+            ("1\u{2066}\u{2069}2 محمد", "1\u{2066}\u{2069}2 محمد"),
         ] {
             let once = normalize_name(name);
             assert_eq!(once, normal, "{name:?}");
