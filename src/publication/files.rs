@@ -4,14 +4,24 @@
 use super::document::FileStamp;
 use std::io::Write;
 use std::path::Path;
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+/// A random number of this process, in every temporary file's name: the names a process
+/// will take cannot be foretold from its id (1 in every container) and a counter.
+static TEMP_NONCE: LazyLock<u64> = LazyLock::new(|| {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+});
 /// Every temporary file ends so; its name also starts with a dot.
 const TEMP_SUFFIX: &str = ".tmp";
 
 /// Removes the temporary files a killed process left anywhere under `dir` (they are never
-/// served, but a full disk would keep them forever). Failures are logged and skipped.
+/// served, but a full disk would keep them forever), and links at such names (never
+/// followed: the link goes, not what it points at). Failures are logged and skipped.
 pub fn remove_temporary_files(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -22,7 +32,11 @@ pub fn remove_temporary_files(dir: &Path) {
         let name = name.to_string_lossy();
         match entry.file_type() {
             Ok(kind) if kind.is_dir() => remove_temporary_files(&path),
-            Ok(kind) if kind.is_file() && name.starts_with('.') && name.ends_with(TEMP_SUFFIX) => {
+            Ok(kind)
+                if (kind.is_file() || kind.is_symlink())
+                    && name.starts_with('.')
+                    && name.ends_with(TEMP_SUFFIX) =>
+            {
                 if let Err(error) = std::fs::remove_file(&path) {
                     tracing::warn!(file = %path.display(), %error, "cannot remove a temporary file");
                 }
@@ -76,10 +90,27 @@ const TEMP_TRIES: usize = 8;
 /// feed's bytes written wherever it points, a file of another process's truncated), which
 /// is passed over for the next name.
 fn create_temp(dir: &Path, name: &str) -> std::io::Result<(std::path::PathBuf, std::fs::File)> {
+    create_temp_numbered(dir, name, || TEMP_COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The temporary file of `dir/name` numbered `n`.
+fn temp_path(dir: &Path, name: &str, n: u64) -> std::path::PathBuf {
+    dir.join(format!(
+        ".{name}.{}.{:x}.{n}{TEMP_SUFFIX}",
+        std::process::id(),
+        *TEMP_NONCE
+    ))
+}
+
+/// [`create_temp`], with the numbers `next` gives.
+fn create_temp_numbered(
+    dir: &Path,
+    name: &str,
+    mut next: impl FnMut() -> u64,
+) -> std::io::Result<(std::path::PathBuf, std::fs::File)> {
     let mut tries = 0;
     loop {
-        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let temp = dir.join(format!(".{name}.{}.{n}{TEMP_SUFFIX}", std::process::id()));
+        let temp = temp_path(dir, name, next());
         // O_CREAT | O_EXCL: fails on any file or link (even a dangling one) at the name.
         match std::fs::OpenOptions::new()
             .write(true)
@@ -101,7 +132,7 @@ mod tests {
     use super::*;
 
     /// A link planted at the names the next temporary files would take is passed over,
-    /// never written through.
+    /// never written through; with a link at every name tried, the write fails.
     #[test]
     fn a_link_at_a_temporary_files_name_is_never_written_through() {
         let dir = tempfile::tempdir().unwrap();
@@ -109,15 +140,20 @@ mod tests {
         std::fs::write(&victim, b"kept").unwrap();
         let feeds = dir.path().join("politics");
         std::fs::create_dir(&feeds).unwrap();
-        let next = TEMP_COUNTER.load(Ordering::Relaxed);
-        for n in next..next + (TEMP_TRIES as u64 / 2) {
-            let name = format!(".rss.xml.{}.{n}{TEMP_SUFFIX}", std::process::id());
-            std::os::unix::fs::symlink(&victim, feeds.join(name)).unwrap();
+        let planted = TEMP_TRIES as u64 / 2;
+        for n in 0..planted {
+            std::os::unix::fs::symlink(&victim, temp_path(&feeds, "rss.xml", n)).unwrap();
         }
-        replace_all(&feeds, &[("rss.xml".to_owned(), &b"<rss/>"[..])]).unwrap();
+        let mut numbers = 0..;
+        let (temp, mut file) =
+            create_temp_numbered(&feeds, "rss.xml", || numbers.next().unwrap()).unwrap();
+        assert_eq!(temp, temp_path(&feeds, "rss.xml", planted));
+        file.write_all(b"<rss/>").unwrap();
         assert_eq!(std::fs::read(&victim).unwrap(), b"kept");
-        assert_eq!(std::fs::read(feeds.join("rss.xml")).unwrap(), b"<rss/>");
-        assert!(!feeds.join("rss.xml").is_symlink());
+        assert!(!temp.is_symlink());
+        let mut numbers = 0..;
+        assert!(create_temp_numbered(&feeds, "rss.xml", || numbers.next().unwrap() % 2).is_err());
+        assert_eq!(std::fs::read(&victim).unwrap(), b"kept");
     }
 
     #[test]
@@ -156,6 +192,12 @@ mod tests {
         }
         std::fs::write(nested.join(".atom.xml.gz.41.9.tmp"), b"torn").unwrap();
         std::fs::write(nested.join("atom.xml.gz"), b"whole").unwrap();
+        // A link at a temporary file's name goes; what it points at stays.
+        std::os::unix::fs::symlink(
+            dir.path().join("rss.xml"),
+            nested.join(".feed.json.41.8.tmp"),
+        )
+        .unwrap();
         remove_temporary_files(dir.path());
         let mut left: Vec<String> = walk(dir.path());
         left.sort();
