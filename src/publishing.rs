@@ -417,9 +417,19 @@ impl Publisher {
         let mut caller = std::borrow::Cow::Borrowed(caller);
         let mut result = self.publish_prepared(&mut caller, request).await;
         // Whatever refused or failed the call, a token that no longer authenticates is
-        // refused as such (at most one lookup: a caller confirmed above stays).
+        // refused as such (at most one lookup: a caller confirmed above stays); but not
+        // looked up in a database out of reach, which would only keep the partner waiting
+        // for a second connection to learn the same.
         if let Err(e) = result {
-            result = self.reconfirm(&mut caller).await.and(Err(e));
+            let unreachable = matches!(
+                e,
+                PublishError::Storage(StoreError::Database(_) | StoreError::Closed)
+            );
+            result = if unreachable {
+                Err(e)
+            } else {
+                self.reconfirm(&mut caller).await.and(Err(e))
+            };
         }
         self.note_write(&result);
         count_outcome(&result);

@@ -100,7 +100,8 @@ async fn serve_on_postgresql_takes_publishes_over_grpc_and_serves_their_feeds() 
 }
 
 /// A partner calling while the database is out of reach is told so, with UNAVAILABLE and
-/// the storage error, before the request timeout would cancel its call; and the replica
+/// the storage error, once the pool has waited 15 s for a connection, before the request
+/// timeout (30 s) would cancel its call; and the replica
 /// takes calls again once the database is back, without a restart.
 // Two workers: waiting for the server blocks one, the proxy runs on the other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

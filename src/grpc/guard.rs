@@ -30,6 +30,10 @@ use tonic::server::NamedService;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::{Code, Status};
 
+/// How long a call waits for the rate limit replicas share before it is held to this
+/// replica's own.
+const SHARED_LIMIT_WAIT: Duration = Duration::from_secs(2);
+
 /// A service behind the guard.
 #[derive(Clone)]
 pub struct Guarded<S> {
@@ -110,14 +114,27 @@ impl Gate {
     }
 
     /// How long `partner` must wait before its next call, when this one is over its limit.
+    /// The limit replicas share is waited for [`SHARED_LIMIT_WAIT`] at most: a database out
+    /// of reach (or a pool whose connections are all busy) would otherwise hold every call
+    /// for the pool's whole wait before the call itself waits for one again, past the
+    /// request timeout.
     async fn over_limit(&self, partner: PartnerId) -> Option<Duration> {
         if let Some(rate) = self.shared {
-            match self.publisher.take_shared_call(partner, rate).await {
-                Ok(wait) => return wait,
-                Err(e) => {
+            let taken = tokio::time::timeout(
+                SHARED_LIMIT_WAIT,
+                self.publisher.take_shared_call(partner, rate),
+            )
+            .await;
+            match taken {
+                Ok(Ok(wait)) => return wait,
+                Ok(Err(e)) => {
                     // The database is unreachable: hold the limit per replica meanwhile.
                     tracing::warn!(error = %e, "cannot take a call from the shared rate limit");
                 }
+                Err(_) => tracing::warn!(
+                    "no answer from the shared rate limit within {} s; holding the limit per replica",
+                    SHARED_LIMIT_WAIT.as_secs()
+                ),
             }
         }
         self.limiter

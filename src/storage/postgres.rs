@@ -322,10 +322,13 @@ pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a call waits for a connection of the pool (one of 16, or a new one) before it
-/// fails with the storage error, UNAVAILABLE to a partner: well within the request
-/// timeout (30 s by default), so that a partner calling while the database is out of reach
-/// learns so, not that its call was cancelled at the request timeout.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// fails with the storage error, UNAVAILABLE to a partner: within the request timeout (30 s
+/// by default), so that a partner calling while the database is out of reach learns so, not
+/// that its call was cancelled at the request timeout; and long enough for a healthy
+/// database under heavy load, where batch streams each hold a connection for a chunk's
+/// transaction (5 s was measured too short for 18 streams of large articles beside 64
+/// single publishes).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How long the follower waits for the newest event before it reports the database out of
 /// reach (the pool itself waits [`ACQUIRE_TIMEOUT`] for a connection).
