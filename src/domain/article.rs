@@ -766,18 +766,24 @@ fn made_from_text_shape(html: &str) -> bool {
 /// on into the next; and one still open at the cut is closed after it.
 fn derived_summary(body_text: &str) -> String {
     let is_control = |c: char| matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-    let balanced;
-    let body_text = if body_text.contains(is_control) {
-        balanced = body_text
+    // Only what the summary is cut from is balanced (a line past it is never read, however
+    // long the body).
+    let head = &body_text[..text::floor_char_boundary(
+        body_text,
+        text::summary_reads(SUMMARY_GRAPHEMES).saturating_add(1),
+    )];
+    let body_text = if head.contains(is_control) {
+        let mut balanced = head
             .split('\n')
             .map(|line| text::balance_bidi(line.to_owned()).0)
             .collect::<Vec<_>>()
             .join("\n");
-        balanced.as_str()
+        balanced.push_str(&body_text[head.len()..]);
+        Cow::Owned(balanced)
     } else {
-        body_text
+        Cow::Borrowed(body_text)
     };
-    text::composed(text::balance_bidi(text::summarize(body_text, SUMMARY_GRAPHEMES)).0)
+    text::composed(text::balance_bidi(text::summarize(&body_text, SUMMARY_GRAPHEMES)).0)
 }
 
 /// The summary made from a (sanitised) HTML body, as validation makes it when none is sent.
@@ -2523,6 +2529,12 @@ mod tests {
         assert_eq!(
             derived.content.summary,
             "用户\u{202e}gnp.exe 文件\u{202c}第二段"
+        );
+        // Closed before the break, it keeps no space from coming between Chinese
+        // punctuation and what follows it.
+        assert_eq!(
+            derived_summary("\u{202b}他说“好。”\n“Hello”"),
+            "\u{202b}他说“好。”\u{202c}“Hello”"
         );
         // So does a summary sent, with a warning.
         let sent = ArticleDraft {

@@ -439,6 +439,8 @@ pub(crate) fn balance_bidi(text: String) -> (String, usize) {
     // space after it would double that.
     let mut after_removed = false;
     let mut removed = false;
+    // How many of `open` are isolates: a PDI with none to close is told at once.
+    let mut isolates = 0usize;
     let ends_blank = |kept: &str| kept.chars().next_back().is_none_or(char::is_whitespace);
     for c in text.chars() {
         if after_removed && c == ' ' {
@@ -447,7 +449,10 @@ pub(crate) fn balance_bidi(text: String) -> (String, usize) {
         after_removed = false;
         match c {
             '\u{202a}' | '\u{202b}' | '\u{202d}' | '\u{202e}' => open.push(false),
-            '\u{2066}'..='\u{2068}' => open.push(true),
+            '\u{2066}'..='\u{2068}' => {
+                open.push(true);
+                isolates += 1;
+            }
             // A PDF closes the innermost embedding, never across an isolate.
             PDF if open.last() == Some(&false) => {
                 open.pop();
@@ -460,11 +465,12 @@ pub(crate) fn balance_bidi(text: String) -> (String, usize) {
             }
             // A PDI closes the innermost isolate and the embeddings opened inside it, which
             // are closed explicitly first.
-            PDI if open.contains(&true) => {
+            PDI if isolates > 0 => {
                 while let Some(false) = open.pop() {
                     balanced.push(PDF);
                     changed += 1;
                 }
+                isolates -= 1;
             }
             PDI => {
                 changed += 1;
@@ -1144,7 +1150,7 @@ pub fn summarize(text: &str, max_graphemes: usize) -> String {
     // A long body is cut from a prefix: folding a prefix of the text gives a prefix of the
     // folded text, and where a grapheme starts depends only on what comes before it and
     // the character there, so a cut found inside the prefix is the cut of the whole text.
-    let bound = max_graphemes.saturating_add(2).saturating_mul(8);
+    let bound = summary_reads(max_graphemes);
     if text.len() > bound {
         let end = floor_char_boundary(text, bound);
         if let Some(summary) = cut_summary(&fold_lines(&text[..end]), max_graphemes) {
@@ -1168,6 +1174,12 @@ pub fn summarize(text: &str, max_graphemes: usize) -> String {
     format!("{}…", piece[..cut].trim_end())
 }
 
+/// The bytes of a long text [`summarize`] reads to cut a summary of `max_graphemes`: at most
+/// 8 bytes a character on average, and two characters past the cut.
+pub(crate) fn summary_reads(max_graphemes: usize) -> usize {
+    max_graphemes.saturating_add(2).saturating_mul(8)
+}
+
 /// Every run of white space as one space, none at either end, except a run holding a line
 /// break between two East Asian wide characters, which vanishes: paragraphs of Chinese
 /// joined into one line take no space between them (the segment break rule of CSS Text
@@ -1189,16 +1201,18 @@ fn fold_lines(text: &str) -> String {
         if let Some(breaks) = run.take()
             && !folded.is_empty()
         {
+            // A direction control beside the break shows nothing: the characters past it
+            // decide.
+            fn shown(c: &char) -> bool {
+                !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+            }
             // A few characters at most: a run of marks and breaks is not read again at each.
             fn wide_beyond_punctuation(chars: impl Iterator<Item = char>) -> bool {
                 chars
                     .take(8)
-                    .find(|c| !is_ambiguous_punctuation(*c) && !c.is_whitespace())
+                    .find(|c| !is_ambiguous_punctuation(*c) && !c.is_whitespace() && shown(c))
                     .is_some_and(is_wide)
             }
-            // A direction control beside the break shows nothing: the characters past it
-            // decide.
-            let shown = |c: &char| !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
             let after = text[at..].chars().find(shown).unwrap_or(c);
             let joined = breaks
                 && folded.chars().rev().find(shown).is_some_and(|before| {
