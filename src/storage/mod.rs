@@ -199,12 +199,16 @@ impl From<sqlx::Error> for StoreError {
     /// is [`StoreError::Corrupt`]: trying again does not help, so no partner is told to.
     fn from(e: sqlx::Error) -> Self {
         let damaged = match &e {
-            sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-                matches!(code.as_ref(), "XX001" | "XX002")
-                    || code
-                        .parse::<i64>()
-                        .is_ok_and(|code| matches!(code & 0xff, 11 | 26))
-            }),
+            // SQLite's codes are its extended result codes, in decimal: the primary code is
+            // the low byte. PostgreSQL's are SQLSTATEs, some all digits (22027).
+            sqlx::Error::Database(db) => match db.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
+                Some(sqlite) => sqlx::error::DatabaseError::code(sqlite)
+                    .and_then(|code| code.parse::<i64>().ok())
+                    .is_some_and(|code| matches!(code & 0xff, 11 | 26)),
+                None => db
+                    .code()
+                    .is_some_and(|code| matches!(code.as_ref(), "XX001" | "XX002")),
+            },
             _ => false,
         };
         if damaged {
