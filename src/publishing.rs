@@ -122,6 +122,16 @@ impl From<Violations> for PublishError {
 }
 
 impl PublishError {
+    /// A storage failure worth retrying (the database out of reach, busy or closing), as
+    /// opposed to one that says the data is damaged or a rule refused the write: what a
+    /// partner is answered `UNAVAILABLE` for (`grpc::status` matches the same variants).
+    pub fn storage_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Self::Storage(StoreError::Database(_) | StoreError::Closed)
+        )
+    }
+
     /// How the audit log records a mutation refused with this error; `None` for failures
     /// that are not the caller's (storage) or that no partner made (authentication).
     fn refusal(&self) -> Option<Outcome> {
@@ -421,11 +431,7 @@ impl Publisher {
         // looked up in a database out of reach, which would only keep the partner waiting
         // for a second connection to learn the same.
         if let Err(e) = result {
-            let unreachable = matches!(
-                e,
-                PublishError::Storage(StoreError::Database(_) | StoreError::Closed)
-            );
-            result = if unreachable {
+            result = if e.storage_unavailable() {
                 Err(e)
             } else {
                 self.reconfirm(&mut caller).await.and(Err(e))

@@ -765,14 +765,13 @@ fn made_from_text_shape(html: &str) -> bool {
 /// or `<br>` made of it): it is closed there before the lines are joined, or it would run
 /// on into the next; and one still open at the cut is closed after it.
 fn derived_summary(body_text: &str) -> String {
-    let is_control = |c: char| matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
     // Only what the summary is cut from is balanced (a line past it is never read, however
     // long the body).
     let head = &body_text[..text::floor_char_boundary(
         body_text,
         text::summary_reads(SUMMARY_GRAPHEMES).saturating_add(1),
     )];
-    let body_text = if head.contains(is_control) {
+    let body_text = if head.contains(text::is_bidi_control) {
         let mut balanced = head
             .split('\n')
             .map(|line| text::balance_bidi(line.to_owned()).0)

@@ -415,6 +415,12 @@ fn may_need_cleaning(raw: &str) -> bool {
     flags(last, 0)
 }
 
+/// An embedding, override or isolate, or the closer of one (U+202A–U+202E, U+2066–U+2069):
+/// the characters [`balance_bidi`] balances.
+pub(crate) fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 /// A single line (a title, a name, a tag) with its bidirectional controls balanced: every
 /// embedding or override (U+202A, U+202B, U+202D, U+202E) left open is closed with U+202C
 /// and every isolate (U+2066–U+2068) with U+2069 at the end of the line, and a closer with
@@ -427,8 +433,7 @@ fn may_need_cleaning(raw: &str) -> bool {
 pub(crate) fn balance_bidi(text: String) -> (String, usize) {
     const PDF: char = '\u{202c}';
     const PDI: char = '\u{2069}';
-    let is_control = |c: char| matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-    if !text.chars().any(is_control) {
+    if !text.chars().any(is_bidi_control) {
         return (text, 0);
     }
     let mut balanced = String::with_capacity(text.len() + 8);
@@ -1204,7 +1209,7 @@ fn fold_lines(text: &str) -> String {
             // A direction control beside the break shows nothing: the characters past it
             // decide.
             fn shown(c: &char) -> bool {
-                !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+                !is_bidi_control(*c)
             }
             // A few characters at most: a run of marks and breaks is not read again at each.
             fn wide_beyond_punctuation(chars: impl Iterator<Item = char>) -> bool {
