@@ -203,11 +203,7 @@ fn handles_sigxfsz(pid: u32) -> bool {
 /// Truncates the write-ahead log (the test's own connection), so the server's next commits
 /// are written at its start, far below a file size limit that feed documents exceed.
 async fn truncate_wal(data_dir: &Path) {
-    let options =
-        sqlx::sqlite::SqliteConnectOptions::new().filename(data_dir.join("feedpub.sqlite3"));
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&options)
-        .await
-        .unwrap();
+    let mut conn = common::database_connection(data_dir).await;
     // A reader of the server may hold the WAL for a moment: try again until it lets go.
     let start = Instant::now();
     loop {

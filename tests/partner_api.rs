@@ -547,11 +547,7 @@ async fn a_chunk_stored_after_its_call_was_cancelled_reaches_the_feeds() {
     use sqlx::Connection;
     let server = TestServer::start().await;
     // Another connection holds the database's write lock: the chunk waits for it.
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(server.data_dir().join("feedpub.sqlite3"));
-    let mut lock = sqlx::SqliteConnection::connect_with(&options)
-        .await
-        .unwrap();
+    let mut lock = common::database_connection(&server.data_dir()).await;
     sqlx::raw_sql("BEGIN IMMEDIATE")
         .execute(&mut lock)
         .await
@@ -596,10 +592,7 @@ async fn a_damaged_database_is_no_reason_to_retry() {
     let (dir, tokens) = server.stop().await;
     // The root pages of the article versions' table and of its indexes overwritten.
     let file = data_dir.join("feedpub.sqlite3");
-    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&file);
-    let mut conn = sqlx::SqliteConnection::connect_with(&options)
-        .await
-        .unwrap();
+    let mut conn = common::database_connection(&data_dir).await;
     sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
         .execute(&mut conn)
         .await

@@ -315,6 +315,15 @@ pub async fn add_partners_in(settings: &Settings) -> Tokens {
     Tokens { newsroom, county }
 }
 
+/// A connection of the test's own to the SQLite database in `data_dir`, beside the server's.
+pub async fn database_connection(data_dir: &Path) -> sqlx::SqliteConnection {
+    let options =
+        sqlx::sqlite::SqliteConnectOptions::new().filename(data_dir.join("feedpub.sqlite3"));
+    <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&options)
+        .await
+        .expect("the database opens")
+}
+
 /// `PRAGMA integrity_check` (and the foreign keys) on the database file opened read-only.
 pub async fn integrity_problems(data_dir: &Path) -> Vec<String> {
     let options = sqlx::sqlite::SqliteConnectOptions::new()
