@@ -79,6 +79,38 @@ fn kib_in(status: &str, field: &str) -> Option<u64> {
     })
 }
 
+/// Caps glibc's malloc arenas at one per core (at least two), before any thread is
+/// spawned: call it first thing in `main`. glibc's own cap is eight per core, and memory
+/// freed in one arena serves only the threads attached to it, so with feeds built on many
+/// threads every arena keeps its own free megabytes. In two 3-minute soaks on 2 cores the
+/// cap took the growth of the resident size from 11.8 and 12.1 MiB to 5.9 and 4.2, and the
+/// resident size itself 15 MiB lower (RELIABILITY.md, section 6). An operator's
+/// `MALLOC_ARENA_MAX` is left to rule. Where glibc is not the allocator it does nothing.
+pub fn cap_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if let Some(arenas) = arena_cap(
+        std::env::var_os("MALLOC_ARENA_MAX").is_some(),
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+    ) {
+        set_arena_cap(arenas);
+    }
+}
+
+/// The arenas to cap malloc at on `cores` cores: none when the operator set
+/// `MALLOC_ARENA_MAX` (glibc reads it itself).
+// Only the tests use it where glibc is not the allocator.
+#[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
+fn arena_cap(operator_set: bool, cores: usize) -> Option<libc::c_int> {
+    (!operator_set).then(|| cores.clamp(2, 1024) as libc::c_int)
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn set_arena_cap(arenas: libc::c_int) {
+    // SAFETY: `mallopt` has no preconditions; `M_ARENA_MAX` only bounds the arenas made
+    // from now on.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, arenas) };
+}
+
 /// Gives the kernel back every whole free page of every arena; true when some were.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub fn trim() -> bool {
@@ -89,7 +121,7 @@ pub fn trim() -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{every, kib_in, status_kib};
+    use super::{arena_cap, every, kib_in, status_kib};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
     use tokio::sync::watch;
@@ -160,6 +192,69 @@ mod tests {
             "VmRSS {resident}, VmHWM {peak}"
         );
         assert_eq!(status_kib(u32::MAX, "VmRSS"), None, "no such process");
+    }
+
+    #[test]
+    fn malloc_gets_one_arena_per_core_unless_the_operator_chose() {
+        assert_eq!(arena_cap(false, 1), Some(2));
+        assert_eq!(arena_cap(false, 2), Some(2));
+        assert_eq!(arena_cap(false, 16), Some(16));
+        assert_eq!(arena_cap(true, 16), None, "MALLOC_ARENA_MAX rules");
+    }
+
+    /// The child of [`threads_share_the_capped_arenas`]: caps the arenas at two, then has
+    /// eight threads allocate at once and prints how many arenas malloc reports.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    #[ignore = "run by threads_share_the_capped_arenas in a process of its own"]
+    fn arena_count_child() {
+        super::set_arena_cap(2);
+        let barrier = std::sync::Barrier::new(8);
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    let held = vec![1u8; 1 << 16];
+                    barrier.wait();
+                    std::hint::black_box(held);
+                });
+            }
+        });
+        let report = tempfile::NamedTempFile::new().unwrap();
+        let path = std::ffi::CString::new(report.path().as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a file opened for writing, written by `malloc_info` and closed once.
+        unsafe {
+            let file = libc::fopen(path.as_ptr(), c"w".as_ptr());
+            assert!(!file.is_null(), "the report file opens");
+            assert_eq!(libc::malloc_info(0, file), 0);
+            libc::fclose(file);
+        }
+        let heaps = std::fs::read_to_string(report.path())
+            .unwrap()
+            .matches("<heap nr=")
+            .count();
+        println!("arenas: {heaps}");
+    }
+
+    /// In a process of its own (arenas made before the cap stay), eight threads allocating
+    /// at once share two arenas; without the cap glibc makes one for each.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn threads_share_the_capped_arenas() {
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "heap::tests::arena_count_child", "--ignored"])
+            .args(["--nocapture", "--test-threads=1"])
+            .output()
+            .expect("the test binary runs again");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{stdout}");
+        // The harness prints the test's name on the same line, before it.
+        let arenas: usize = stdout
+            .split_once("arenas: ")
+            .and_then(|(_, count)| count.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no count in {stdout}"))
+            .parse()
+            .unwrap();
+        assert!((1..=2).contains(&arenas), "{arenas} arenas for 8 threads");
     }
 
     #[tokio::test]
