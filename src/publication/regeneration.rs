@@ -956,7 +956,8 @@ impl Inner {
                 Some(previous) => Some(previous.last_modified),
                 None => on_disk.as_ref().and_then(|(old, _)| match format {
                     Format::JsonFeed => atom_on_disk,
-                    Format::Rss | Format::Atom => document_date(format, old),
+                    Format::Rss | Format::Atom => document_date(format, old)
+                        .filter(|date| *date <= now + FILE_DATE_AHEAD_AT_MOST),
                 }),
             };
             if format == Format::Atom && previous.is_none() {
@@ -1061,6 +1062,12 @@ pub(super) fn to_the_instant(date: DateTime<Utc>, changed: Option<DateTime<Utc>>
         .filter(|changed| changed.trunc_subsecs(0) == date)
         .unwrap_or(date)
 }
+
+/// How far ahead of the clock the date of a document found on disk at start may be and
+/// still be kept: a clock stepped back by hours keeps its documents' dates going forward,
+/// but a date further ahead (a file edited, a clock far off when it was written) would
+/// stay on every later version of the document, and past the year 9999 no feed can state it.
+const FILE_DATE_AHEAD_AT_MOST: chrono::TimeDelta = chrono::TimeDelta::days(1);
 
 /// The date a document of `format` carries (RSS `lastBuildDate`, Atom `updated`), read
 /// back from its bytes as feedpub writes them: the date of the file found on disk after a

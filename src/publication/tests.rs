@@ -662,6 +662,55 @@ async fn a_feed_carries_its_last_modified_as_its_date_and_moves_it_with_its_byte
     );
 }
 
+/// After a restart a document's date read back from its file is kept when it is ahead of
+/// the clock by a little (a clock stepped back), but not when it is far ahead (a file
+/// edited, or written under a clock far off): that date would stay on every later version,
+/// and past the year 9999 neither RSS nor Atom can state it.
+#[tokio::test]
+async fn a_date_far_ahead_in_a_file_found_at_start_is_not_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, publication) = started(dir.path()).await;
+    publish(&store, "a", "重启前的一篇").await;
+    regenerated(&publication, politics()).await;
+    let dated = dated_as_served(&publication, &politics());
+    drop((store, publication));
+
+    let feeds = dir.path().join("feeds/politics");
+    let redate = |rss: &str, atom: &str| {
+        for (file, open, close, date) in [
+            ("rss.xml", "<lastBuildDate>", "</lastBuildDate>", rss),
+            ("atom.xml", "<updated>", "</updated>", atom),
+        ] {
+            let text = std::fs::read_to_string(feeds.join(file)).unwrap();
+            let start = text.find(open).unwrap() + open.len();
+            let end = start + text[start..].find(close).unwrap();
+            let text = format!("{}{date}{}", &text[..start], &text[end..]);
+            std::fs::write(feeds.join(file), text).unwrap();
+        }
+    };
+    let hour_ahead = (Utc::now() + chrono::TimeDelta::hours(1)).trunc_subsecs(0);
+    redate(
+        &hour_ahead.to_rfc2822(),
+        &hour_ahead.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    );
+    let (store, publication) = started(dir.path()).await;
+    assert_eq!(dated_as_served(&publication, &politics()), hour_ahead);
+    drop((store, publication));
+
+    for (rss, atom) in [
+        (
+            "Fri, 31 Dec 9999 23:59:59 -2359",
+            "9999-12-31T23:59:59.999999999-23:59",
+        ),
+        ("Fri, 01 Jan 2100 00:00:00 +0000", "2100-01-01T00:00:00Z"),
+    ] {
+        redate(rss, atom);
+        let (store, publication) = started(dir.path()).await;
+        assert_eq!(dated_as_served(&publication, &politics()), dated, "{atom}");
+        drop((store, publication));
+    }
+}
+
 /// An Atom feed is dated at the instant of its newest change, never before an entry's
 /// `updated` (its Last-Modified is that instant's second): two versions within one second
 /// state different dates, for a reader that compares the feed's date before its entries.
