@@ -2580,6 +2580,18 @@ async fn check_partners(store: &dyn Store) {
         .unwrap();
     assert_eq!(since.len(), 5);
     assert_eq!(entries[1].detail, "token fp_new replaced by fp_back");
+    // Dates beyond what nanoseconds since 1970 hold: all before the one, none after the other.
+    for (since, count) in [("1600-01-01T00:00:00Z", 8), ("2300-01-01T00:00:00Z", 0)] {
+        let found = store
+            .audit_entries(&AuditFilter {
+                partner: Some(name.clone()),
+                since: Some(since.parse().unwrap()),
+                limit: 10,
+            })
+            .await
+            .unwrap();
+        assert_eq!(found.len(), count, "since {since}");
+    }
 }
 
 /// A new token for `partner rotate` or, with `restore`, `partner restore`.

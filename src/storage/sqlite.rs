@@ -1445,8 +1445,14 @@ async fn date_document(
 }
 
 /// Unix nanoseconds; validation keeps every stored time within i64's range (1677–2262).
+/// A time outside it (a query's bound, say `audit --since 1600-01-01`) saturates, towards
+/// the past as towards the future.
 pub(super) fn nanos(t: DateTime<Utc>) -> i64 {
-    t.timestamp_nanos_opt().unwrap_or(i64::MAX)
+    t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 {
+        i64::MIN
+    } else {
+        i64::MAX
+    })
 }
 
 pub(super) fn from_nanos(n: i64) -> DateTime<Utc> {
