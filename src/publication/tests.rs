@@ -706,7 +706,9 @@ async fn a_date_far_ahead_in_a_file_found_at_start_is_not_kept() {
     ] {
         redate(rss, atom);
         let (store, publication) = started(dir.path()).await;
-        assert_eq!(dated_as_served(&publication, &politics()), dated, "{atom}");
+        // Dated by the store's change, or by the restart that rewrote the file.
+        let date = dated_as_served(&publication, &politics());
+        assert!(dated <= date && date <= Utc::now(), "{atom}: {date}");
         drop((store, publication));
     }
 }
