@@ -642,6 +642,7 @@ impl HtmlPolicy {
             .add_tags([
                 "p",
                 "br",
+                "h1",
                 "h2",
                 "h3",
                 "h4",
@@ -939,8 +940,12 @@ impl std::fmt::Debug for HtmlPolicy {
 }
 
 /// Blocks a CMS wraps copy in, kept by the allowlist: dropped, their text would run
-/// together. Text continues on a new line after them, as after [`BLOCK_TAGS`].
-const CONTAINER_TAGS: &[&str] = &["div", "section", "article", "pre", "dl", "dt", "dd"];
+/// together ("<header>Hello</header>World" would read "HelloWorld"). Text continues on a
+/// new line after them, as after [`BLOCK_TAGS`].
+const CONTAINER_TAGS: &[&str] = &[
+    "div", "section", "article", "pre", "dl", "dt", "dd", "header", "footer", "main", "aside",
+    "nav", "address", "hgroup", "details", "summary", "fieldset", "legend", "menu", "center",
+];
 
 /// Tags after which text continues on a new line, besides [`CONTAINER_TAGS`].
 const BLOCK_TAGS: &[&str] = &[
@@ -1883,6 +1888,37 @@ mod tests {
         );
         // What is not a struck element is not taken for one.
         assert_eq!(html_to_text("<p><small>小</small><sub>2</sub></p>"), "小2");
+    }
+
+    /// Every block a page's markup may carry stays a block: dropped, its words would run
+    /// into the next block's, in the body as in the summary.
+    #[test]
+    fn blocks_of_page_markup_are_kept_and_never_run_words_together() {
+        let policy = HtmlPolicy::default();
+        for (html, text) in [
+            ("<h1>标题</h1><p>正文</p>", "标题\n\n正文"),
+            (
+                "<header>Hello</header><footer>World</footer>",
+                "Hello\n\nWorld",
+            ),
+            ("<main>a</main><aside>b</aside><nav>c</nav>", "a\n\nb\n\nc"),
+            ("<address>Hello</address>World", "Hello\n\nWorld"),
+            (
+                "<details><summary>Hello</summary>World</details>",
+                "Hello\n\nWorld",
+            ),
+            (
+                "<fieldset><legend>Hello</legend>World</fieldset>",
+                "Hello\n\nWorld",
+            ),
+            ("<hgroup><h1>甲</h1><p>乙</p></hgroup>", "甲\n\n乙"),
+            ("<menu><li>甲</li><li>乙</li></menu>", "甲\n\n乙"),
+            ("<center>Hello</center>World", "Hello\n\nWorld"),
+        ] {
+            let sanitized = policy.sanitize(html).unwrap();
+            assert_eq!(sanitized, html);
+            assert_eq!(html_to_text(&sanitized), text, "{html}");
+        }
     }
 
     #[test]
