@@ -1173,7 +1173,15 @@ impl ArticleDraft {
         let paragraphs: Vec<&str> = text::paragraphs(body_text).collect();
         check.warnings.extend(lint::lint(&body_field, &paragraphs));
 
-        let mut summary = check.text(&f("summary"), &self.summary, false);
+        // The summary the body makes, sent back as it was read: where the body's text reads
+        // like an entity ("a &lt; b"), so does that summary, and decoding it would make it
+        // differ from the body and the article a new version.
+        let mut summary =
+            if self.summary.contains('&') && self.summary == derived_summary(body_text) {
+                self.summary.clone()
+            } else {
+                check.text(&f("summary"), &self.summary, false)
+            };
         if summary.chars().count() > limits.summary_chars {
             check.violations.add(
                 f("summary"),
@@ -1933,17 +1941,7 @@ mod tests {
     #[test]
     fn an_html_edited_beside_the_summary_made_from_the_stored_html_is_summarised_again() {
         let t0 = Utc.with_ymd_and_hms(2023, 6, 7, 0, 0, 0).unwrap();
-        let sent = |html: &str, summary: &str| {
-            ArticleDraft {
-                content_text: String::new(),
-                content_html: html.into(),
-                summary: summary.into(),
-                ..draft()
-            }
-            .validate("", &super::super::HtmlPolicy::default())
-            .unwrap()
-            .content
-        };
+        let sent = |html: &str, summary: &str| sent_as_html(html, summary).content;
         let first = Article::revise(
             None,
             PartnerId(1),
@@ -1985,6 +1983,44 @@ mod tests {
             };
             assert_eq!(article.content.summary, "编辑写的摘要。");
         }
+    }
+
+    /// A body whose text reads like an entity ("a &lt; b", written `a &amp;lt; b` in HTML)
+    /// makes a summary that reads so too: sent back as read, that summary is the one the
+    /// body makes, not an escape to decode, and the article is unchanged. A summary of the
+    /// partner's own still has its entities decoded.
+    #[test]
+    fn a_summary_made_from_a_body_that_reads_like_an_entity_is_sent_back_unchanged() {
+        let t0 = Utc.with_ymd_and_hms(2023, 6, 7, 0, 0, 0).unwrap();
+        let sent = sent_as_html;
+        for (html, reads) in [
+            ("<p>a &amp;lt; b</p>", "a &lt; b"),
+            ("<p>Tom &amp;amp; Jerry</p>", "Tom &amp; Jerry"),
+            ("<p>x &amp;#65; y</p>", "x &#65; y"),
+        ] {
+            let first = Article::revise(
+                None,
+                PartnerId(1),
+                ArticleId::parse("a-1").unwrap(),
+                sent(html, "").content,
+                t0,
+                |_| "tag:x,2023-06-06:p/a-1".into(),
+            );
+            let Revision::Created(first) = first else {
+                panic!("a new article")
+            };
+            assert_eq!(first.content.summary, reads);
+            let again = sent(&first.content.content_html, &first.content.summary);
+            assert!(
+                !again.warnings.iter().any(|w| w.contains("entities")),
+                "{:?}",
+                again.warnings
+            );
+            let again = revised(&first, again.content, t0);
+            assert!(matches!(again, Revision::Unchanged(_)), "{html}: {again:?}");
+        }
+        let own = sent("<p>a &amp;lt; b</p>", "a &lt; c");
+        assert_eq!(own.content.summary, "a < c");
     }
 
     /// HTML made from text before feedpub wrote a no-break space as `&nbsp;` held the
@@ -2312,6 +2348,18 @@ mod tests {
     }
 
     /// `content` published over `old` at `now`.
+    /// A draft with `html` as its only body and `summary`, validated.
+    fn sent_as_html(html: &str, summary: &str) -> ValidDraft {
+        ArticleDraft {
+            content_text: String::new(),
+            content_html: html.into(),
+            summary: summary.into(),
+            ..draft()
+        }
+        .validate("", &super::super::HtmlPolicy::default())
+        .unwrap()
+    }
+
     fn revised(old: &Article, content: ArticleContent, now: DateTime<Utc>) -> Revision {
         Article::revise(
             Some(old.clone()),
