@@ -1506,6 +1506,62 @@ async fn a_request_that_is_not_valid_protobuf_is_an_invalid_argument() {
     }
 }
 
+/// A body that is not framed as gRPC frames it (a message cut short, a compressed flag
+/// without `grpc-encoding` or one that is neither 0 nor 1, a payload that does not
+/// decompress, no message at all) is the caller's fault, INVALID_ARGUMENT with ErrorInfo
+/// `MALFORMED_REQUEST`, not the INTERNAL the gRPC library answers, which would tell a
+/// partner the server failed; in a batch, after the articles before it are handled.
+#[tokio::test]
+async fn a_request_not_framed_as_grpc_is_an_invalid_argument() {
+    use prost::Message;
+    let server = TestServer::start().await;
+    let one = GetArticleRequest {
+        id: "a".into(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let framed = |flag: u8, declared: usize, payload: &[u8]| {
+        let mut body = vec![flag];
+        body.extend_from_slice(&(declared as u32).to_be_bytes());
+        body.extend_from_slice(payload);
+        body
+    };
+    for (what, body, encoding) in [
+        ("no message", Vec::new(), None),
+        ("cut short", framed(0, one.len() + 50, &one), None),
+        ("a header cut short", vec![0, 0, 0], None),
+        ("compressed, no encoding", framed(1, one.len(), &one), None),
+        ("flag 2", framed(2, one.len(), &one), None),
+        ("flag 0x80", framed(0x80, one.len(), &one), None),
+        ("not gzip", framed(1, one.len(), &one), Some("gzip")),
+    ] {
+        let (status, message) = raw_body_call(&server, "GetArticle", body, encoding).await;
+        assert_eq!(status, "3", "{what}: {message}");
+        assert!(
+            message.contains("not framed as gRPC frames"),
+            "{what}: {message}"
+        );
+    }
+    let batch = PublishArticlesRequest {
+        requests: vec![request(brief("before-frame", "坏帧之前"), "")],
+    }
+    .encode_to_vec();
+    let mut body = framed(0, batch.len(), &batch);
+    body.extend_from_slice(&[0, 0]);
+    let (status, message) = raw_body_call(&server, "PublishArticles", body, None).await;
+    assert_eq!(status, "3", "{message}");
+    assert!(message.contains("not framed as gRPC frames"), "{message}");
+    assert!(
+        message.contains("the 1 articles before it were handled"),
+        "{message}"
+    );
+    let mut client = server.client().await;
+    let stored = get(&mut client, &server.tokens.newsroom, "before-frame", 0)
+        .await
+        .unwrap();
+    assert_eq!(stored.title, "坏帧之前");
+}
+
 /// A PublishArticles stream whose second message is not valid protobuf ends with
 /// INVALID_ARGUMENT, saying how many articles came before it; those were handled, and the
 /// valid one among them is stored, though the batch had not filled a chunk.
@@ -1539,18 +1595,29 @@ async fn a_batch_cut_by_an_unreadable_message_handles_the_articles_before_it() {
 /// encoded by a client (so that they may be anything): the `grpc-status` and the
 /// `grpc-message` of its error, sent before any answer as headers alone ("trailers-only").
 async fn raw_call(server: &TestServer, method: &str, messages: &[&[u8]]) -> (String, String) {
-    let h2 = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .timeout(DEADLINE)
-        .build()
-        .unwrap();
     let mut body = Vec::new();
     for message in messages {
         body.push(0);
         body.extend_from_slice(&(message.len() as u32).to_be_bytes());
         body.extend_from_slice(message);
     }
-    let response = h2
+    raw_body_call(server, method, body, None).await
+}
+
+/// A call of `method` as the newsroom with `body` as its whole gRPC body (framed or not),
+/// and `encoding` as its `grpc-encoding`: as [`raw_call`].
+async fn raw_body_call(
+    server: &TestServer,
+    method: &str,
+    body: Vec<u8>,
+    encoding: Option<&str>,
+) -> (String, String) {
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .timeout(DEADLINE)
+        .build()
+        .unwrap();
+    let mut call = h2
         .post(format!(
             "http://{}/feedpub.v1.PublisherService/{method}",
             server.grpc_addr
@@ -1560,11 +1627,11 @@ async fn raw_call(server: &TestServer, method: &str, messages: &[&[u8]]) -> (Str
         .header(
             "authorization",
             format!("Bearer {}", server.tokens.newsroom),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+        );
+    if let Some(encoding) = encoding {
+        call = call.header("grpc-encoding", encoding);
+    }
+    let response = call.body(body).send().await.unwrap();
     let header = |name: &str| {
         response
             .headers()
@@ -1578,6 +1645,9 @@ async fn raw_call(server: &TestServer, method: &str, messages: &[&[u8]]) -> (Str
     assert!(!reason.is_empty(), "{method}");
     if status.message().contains("not valid protobuf") {
         assert_eq!(reason, "INVALID_PROTOBUF", "{method}");
+    }
+    if status.message().contains("not framed as gRPC frames") {
+        assert_eq!(reason, "MALFORMED_REQUEST", "{method}");
     }
     (
         header("grpc-status"),

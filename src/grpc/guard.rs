@@ -195,7 +195,7 @@ where
                 Err(status) => return Ok(status.into_http()),
             };
             request.extensions_mut().insert(caller);
-            inner.call(request).await
+            inner.call(request).await.map(status::of_unread_request)
         })
     }
 }

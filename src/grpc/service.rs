@@ -93,7 +93,7 @@ impl PublisherService for PublisherApi {
                 // client that sent everything gets its results.
                 match tokio::time::timeout(std::time::Duration::ZERO, stream.message()).await {
                     Ok(Ok(None)) => {}
-                    Ok(Err(status)) => failure = Some(status),
+                    Ok(Err(status)) => failure = Some(status::of_request_stream(status)),
                     Ok(Ok(Some(_))) | Err(_) => failure = Some(status::stream_timed_out(within)),
                 }
                 break;
@@ -102,7 +102,7 @@ impl PublisherService for PublisherApi {
                 Ok(Ok(Some(message))) => message,
                 Ok(Ok(None)) => break,
                 Ok(Err(status)) => {
-                    failure = Some(status);
+                    failure = Some(status::of_request_stream(status));
                     break;
                 }
                 Err(_) => {

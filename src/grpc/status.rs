@@ -193,6 +193,52 @@ pub fn undecodable(decoder_said: &str) -> Status {
     )
 }
 
+/// INVALID_ARGUMENT, ErrorInfo `MALFORMED_REQUEST`, for a request body the gRPC library
+/// could not read as gRPC frames: a message cut short, a compressed flag without
+/// `grpc-encoding` or one that is neither 0 nor 1, a payload that does not decompress, a
+/// unary call with no message. The library says INTERNAL, as gRPC's own do, which tells a
+/// partner the server failed and is worth retrying; it is the sender's fault, as a message
+/// that is not protobuf is ([`undecodable`]).
+pub fn malformed(library_said: &str) -> Status {
+    let mut details = ErrorDetails::new();
+    details.set_error_info("MALFORMED_REQUEST", ERROR_DOMAIN, HashMap::new());
+    Status::with_error_details(
+        Code::InvalidArgument,
+        bounded(
+            format!("the request body is not framed as gRPC frames it: {library_said}"),
+            MAX_MESSAGE_BYTES,
+        ),
+        details,
+    )
+}
+
+/// An error reading a request's messages, as the partner should read it: the library's
+/// own INTERNAL (one without details: every INTERNAL of feedpub's carries an ErrorInfo)
+/// is [`malformed`]; anything else is as it was.
+pub fn of_request_stream(status: Status) -> Status {
+    if status.code() == Code::Internal && status.details().is_empty() {
+        malformed(status.message())
+    } else {
+        status
+    }
+}
+
+/// A call's answer with the error of a request the library could not read (answered
+/// before any handler ran, its status in the headers alone) as [`of_request_stream`] says.
+pub fn of_unread_request(
+    response: http::Response<tonic::body::Body>,
+) -> http::Response<tonic::body::Body> {
+    let library_error = response
+        .headers()
+        .get("grpc-status")
+        .is_some_and(|code| code.as_bytes() == b"13")
+        && !response.headers().contains_key("grpc-status-details-bin");
+    match library_error.then(|| Status::from_header_map(response.headers())) {
+        Some(Some(status)) => malformed(status.message()).into_http(),
+        _ => response,
+    }
+}
+
 /// RESOURCE_EXHAUSTED for a partner over its rate limit, with `google.rpc.RetryInfo` saying
 /// when a call will be admitted again, and ErrorInfo `RATE_LIMITED`.
 pub fn rate_limited(partner: &PartnerName, retry_after: Duration) -> Status {
