@@ -163,33 +163,33 @@ impl From<PublishError> for Status {
 /// the articles received are stored and the answer says how many (see [`with_handled`]),
 /// where a cancelled call would have lost those not yet stored.
 pub fn stream_timed_out(after: Duration) -> Status {
-    let mut details = ErrorDetails::new();
-    details.set_error_info("STREAM_TIMEOUT", ERROR_DOMAIN, HashMap::new());
-    Status::with_error_details(
+    with_reason(
         Code::DeadlineExceeded,
+        "STREAM_TIMEOUT",
         format!(
             "the stream was still open {} ms after it started, near the call's deadline (the \
              client's, or the server's request_timeout_seconds): end a stream sooner, or \
              send fewer articles in it",
             after.as_millis()
         ),
-        details,
     )
+}
+
+/// A status of `code` with `message` (bounded) and an ErrorInfo of `reason` alone.
+fn with_reason(code: Code, reason: &str, message: String) -> Status {
+    let mut details = ErrorDetails::new();
+    details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
+    Status::with_error_details(code, bounded(message, MAX_MESSAGE_BYTES), details)
 }
 
 /// INVALID_ARGUMENT for a message that is not valid protobuf (what the decoder said, such
 /// as the field that is not UTF-8), with ErrorInfo `INVALID_PROTOBUF` as every error
 /// carries one.
 pub fn undecodable(decoder_said: &str) -> Status {
-    let mut details = ErrorDetails::new();
-    details.set_error_info("INVALID_PROTOBUF", ERROR_DOMAIN, HashMap::new());
-    Status::with_error_details(
+    with_reason(
         Code::InvalidArgument,
-        bounded(
-            format!("the message is not valid protobuf: {decoder_said}"),
-            MAX_MESSAGE_BYTES,
-        ),
-        details,
+        "INVALID_PROTOBUF",
+        format!("the message is not valid protobuf: {decoder_said}"),
     )
 }
 
@@ -200,15 +200,10 @@ pub fn undecodable(decoder_said: &str) -> Status {
 /// partner the server failed and is worth retrying; it is the sender's fault, as a message
 /// that is not protobuf is ([`undecodable`]).
 pub fn malformed(library_said: &str) -> Status {
-    let mut details = ErrorDetails::new();
-    details.set_error_info("MALFORMED_REQUEST", ERROR_DOMAIN, HashMap::new());
-    Status::with_error_details(
+    with_reason(
         Code::InvalidArgument,
-        bounded(
-            format!("the request body is not framed as gRPC frames it: {library_said}"),
-            MAX_MESSAGE_BYTES,
-        ),
-        details,
+        "MALFORMED_REQUEST",
+        format!("the request body is not framed as gRPC frames it: {library_said}"),
     )
 }
 
