@@ -79,13 +79,16 @@ fn kib_in(status: &str, field: &str) -> Option<u64> {
     })
 }
 
-/// Caps glibc's malloc arenas at one per core (at least two), before any thread is
-/// spawned: call it first thing in `main`. glibc's own cap is eight per core, and memory
-/// freed in one arena serves only the threads attached to it, so with feeds built on many
-/// threads every arena keeps its own free megabytes. In two 3-minute soaks on 2 cores the
-/// cap took the growth of the resident size from 11.8 and 12.1 MiB to 5.9 and 4.2, and the
-/// resident size itself 15 MiB lower (RELIABILITY.md, section 6). An operator's
-/// `MALLOC_ARENA_MAX` is left to rule. Where glibc is not the allocator it does nothing.
+/// Caps glibc's malloc arenas at two per core, before any thread is spawned: call it first
+/// thing in `main`. glibc's own cap is eight per core, and memory freed in one arena serves
+/// only the threads attached to it, so with feeds built on many threads every arena keeps
+/// its own free megabytes. On 2 cores, side by side with glibc's default
+/// (RELIABILITY.md, section 6; BENCHMARKS.md, "Fewer malloc arenas"): two per core took
+/// the soak's resident size some 10 MiB lower and grew it 2.2 MiB in 3 minutes against
+/// 5.3, at no cost to Ingest; one per core grew it 4 to 6 MiB against 12, but cost Ingest
+/// a fifth of its throughput (the writer, the runtime's workers and the feed builders then
+/// wait for each other's arena). An operator's `MALLOC_ARENA_MAX` is left to rule.
+/// Where glibc is not the allocator it does nothing.
 pub fn cap_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if let Some(arenas) = arena_cap(
@@ -96,12 +99,15 @@ pub fn cap_arenas() {
     }
 }
 
+/// Arenas per core: one cost Ingest throughput, two did not (see [`cap_arenas`]).
+const ARENAS_PER_CORE: usize = 2;
+
 /// The arenas to cap malloc at on `cores` cores: none when the operator set
 /// `MALLOC_ARENA_MAX` (glibc reads it itself).
 // Only the tests use it where glibc is not the allocator.
 #[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
 fn arena_cap(operator_set: bool, cores: usize) -> Option<libc::c_int> {
-    (!operator_set).then(|| cores.clamp(2, 1024) as libc::c_int)
+    (!operator_set).then(|| (cores.clamp(1, 512) * ARENAS_PER_CORE) as libc::c_int)
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -195,10 +201,10 @@ mod tests {
     }
 
     #[test]
-    fn malloc_gets_one_arena_per_core_unless_the_operator_chose() {
+    fn malloc_gets_two_arenas_per_core_unless_the_operator_chose() {
         assert_eq!(arena_cap(false, 1), Some(2));
-        assert_eq!(arena_cap(false, 2), Some(2));
-        assert_eq!(arena_cap(false, 16), Some(16));
+        assert_eq!(arena_cap(false, 2), Some(4));
+        assert_eq!(arena_cap(false, 16), Some(32));
         assert_eq!(arena_cap(true, 16), None, "MALLOC_ARENA_MAX rules");
     }
 
