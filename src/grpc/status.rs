@@ -207,11 +207,28 @@ pub fn malformed(library_said: &str) -> Status {
     )
 }
 
-/// An error reading a request's messages, as the partner should read it: the library's
-/// own INTERNAL (one without details: every INTERNAL of feedpub's carries an ErrorInfo)
-/// is [`malformed`]; anything else is as it was.
+/// How the gRPC library's errors for a body it cannot read as gRPC frames begin (tonic
+/// 0.14's decoder and unary request reader). Its other INTERNAL errors without details
+/// (an HTTP/2 stream reset, say "h2 protocol error") are not the body's fault.
+const UNFRAMED: &[&str] = &[
+    "Unexpected EOF decoding stream.",
+    "Missing request message.",
+    "protocol error: received message with",
+    "Error decompressing:",
+];
+
+/// True for the library's own INTERNAL for a body it could not read as gRPC frames: no
+/// details (every INTERNAL of feedpub's carries an ErrorInfo) and one of [`UNFRAMED`].
+fn unframed(code: Code, details: &[u8], message: &str) -> bool {
+    code == Code::Internal
+        && details.is_empty()
+        && UNFRAMED.iter().any(|start| message.starts_with(start))
+}
+
+/// An error reading a request's messages, as the partner should read it: a body the
+/// library could not read as gRPC frames is [`malformed`]; anything else is as it was.
 pub fn of_request_stream(status: Status) -> Status {
-    if status.code() == Code::Internal && status.details().is_empty() {
+    if unframed(status.code(), status.details(), status.message()) {
         malformed(status.message())
     } else {
         status
@@ -223,13 +240,18 @@ pub fn of_request_stream(status: Status) -> Status {
 pub fn of_unread_request(
     response: http::Response<tonic::body::Body>,
 ) -> http::Response<tonic::body::Body> {
-    let library_error = response
-        .headers()
+    let headers = response.headers();
+    // Only an INTERNAL answer with its status in the headers, before any handler ran.
+    if headers
         .get("grpc-status")
-        .is_some_and(|code| code.as_bytes() == b"13")
-        && !response.headers().contains_key("grpc-status-details-bin");
-    match library_error.then(|| Status::from_header_map(response.headers())) {
-        Some(Some(status)) => malformed(status.message()).into_http(),
+        .is_none_or(|code| code.as_bytes() != b"13")
+    {
+        return response;
+    }
+    match Status::from_header_map(headers) {
+        Some(status) if unframed(status.code(), status.details(), status.message()) => {
+            malformed(status.message()).into_http()
+        }
         _ => response,
     }
 }
@@ -304,6 +326,31 @@ mod tests {
         let status = with_handled(Status::internal("Unexpected EOF decoding stream."), 0);
         let details = tonic_types::pb::Status::decode(status.details()).unwrap();
         assert_eq!(details.message, status.message());
+    }
+
+    /// Only the library's errors for a body it could not read as gRPC frames are the
+    /// caller's: a stream reset (INTERNAL "h2 protocol error") or an INTERNAL of feedpub's
+    /// own (with details) stays what it was.
+    #[test]
+    fn only_a_body_not_framed_as_grpc_is_malformed() {
+        for message in [
+            "Unexpected EOF decoding stream.",
+            "Missing request message.",
+            "protocol error: received message with compressed-flag but no grpc-encoding was specified",
+            "Error decompressing: invalid gzip header, while sending request",
+        ] {
+            let status = of_request_stream(Status::internal(message));
+            assert_eq!(status.code(), Code::InvalidArgument, "{message}");
+            assert!(status.message().ends_with(message));
+        }
+        let reset = of_request_stream(Status::internal("h2 protocol error: stream reset"));
+        assert_eq!(reset.code(), Code::Internal);
+        let ours = Status::from(PublishError::Storage(StoreError::Corrupt("x".into())));
+        assert_eq!(of_request_stream(ours).code(), Code::Internal);
+        let response = of_unread_request(Status::internal("h2 protocol error: x").into_http());
+        assert_eq!(response.headers()["grpc-status"], "13");
+        let response = of_unread_request(Status::internal("Missing request message.").into_http());
+        assert_eq!(response.headers()["grpc-status"], "3");
     }
 
     #[test]
