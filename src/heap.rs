@@ -87,23 +87,38 @@ fn kib_in(status: &str, field: &str) -> Option<u64> {
 /// the soak's resident size some 10 MiB lower and grew it 2.2 MiB in 3 minutes against
 /// 5.3, at no cost to Ingest; one per core grew it 4 to 6 MiB against 12, but cost Ingest
 /// a fifth of its throughput (the writer, the runtime's workers and the feed builders then
-/// wait for each other's arena). An operator's `MALLOC_ARENA_MAX` is left to rule.
-/// Where glibc is not the allocator it does nothing.
+/// wait for each other's arena). An operator's `MALLOC_ARENA_MAX` or `glibc.malloc.arena_max`
+/// tunable is left to rule. Where glibc is not the allocator it does nothing.
 pub fn cap_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if let Some(arenas) = arena_cap(
-        std::env::var_os("MALLOC_ARENA_MAX").is_some(),
+        operator_chose(
+            std::env::var("MALLOC_ARENA_MAX").ok().as_deref(),
+            std::env::var("GLIBC_TUNABLES").ok().as_deref(),
+        ),
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     ) {
         set_arena_cap(arenas);
     }
 }
 
+/// Whether the operator capped the arenas: a `MALLOC_ARENA_MAX` glibc takes (a positive
+/// number; it ignores any other), or `glibc.malloc.arena_max` among the `GLIBC_TUNABLES`.
+// Only the tests use it where glibc is not the allocator.
+#[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
+fn operator_chose(malloc_arena_max: Option<&str>, tunables: Option<&str>) -> bool {
+    malloc_arena_max.is_some_and(|n| n.trim().parse::<u64>().is_ok_and(|n| n > 0))
+        || tunables.is_some_and(|t| {
+            t.split(':')
+                .any(|tunable| tunable.starts_with("glibc.malloc.arena_max="))
+        })
+}
+
 /// Arenas per core: one cost Ingest throughput, two did not (see [`cap_arenas`]).
 const ARENAS_PER_CORE: usize = 2;
 
-/// The arenas to cap malloc at on `cores` cores: none when the operator set
-/// `MALLOC_ARENA_MAX` (glibc reads it itself).
+/// The arenas to cap malloc at on `cores` cores: none when the operator chose (glibc
+/// reads the operator's setting itself).
 // Only the tests use it where glibc is not the allocator.
 #[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
 fn arena_cap(operator_set: bool, cores: usize) -> Option<libc::c_int> {
@@ -127,7 +142,7 @@ pub fn trim() -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{arena_cap, every, kib_in, status_kib};
+    use super::{arena_cap, every, kib_in, operator_chose, status_kib};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
     use tokio::sync::watch;
@@ -206,6 +221,20 @@ mod tests {
         assert_eq!(arena_cap(false, 2), Some(4));
         assert_eq!(arena_cap(false, 16), Some(32));
         assert_eq!(arena_cap(true, 16), None, "MALLOC_ARENA_MAX rules");
+        assert!(operator_chose(Some("3"), None));
+        assert!(operator_chose(
+            None,
+            Some("glibc.malloc.check=0:glibc.malloc.arena_max=2")
+        ));
+        for (max, tunables) in [
+            (None, None),
+            (Some(""), None),
+            (Some("0"), None),
+            (Some("many"), None),
+            (None, Some("glibc.malloc.arena_test=4")),
+        ] {
+            assert!(!operator_chose(max, tunables), "{max:?} {tunables:?}");
+        }
     }
 
     /// The child of [`threads_share_the_capped_arenas`]: caps the arenas at two, then has
