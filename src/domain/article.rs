@@ -2347,7 +2347,6 @@ mod tests {
         (valid, article)
     }
 
-    /// `content` published over `old` at `now`.
     /// A draft with `html` as its only body and `summary`, validated.
     fn sent_as_html(html: &str, summary: &str) -> ValidDraft {
         ArticleDraft {
@@ -2360,6 +2359,7 @@ mod tests {
         .unwrap()
     }
 
+    /// `content` published over `old` at `now`.
     fn revised(old: &Article, content: ArticleContent, now: DateTime<Utc>) -> Revision {
         Article::revise(
             Some(old.clone()),
