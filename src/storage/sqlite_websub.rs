@@ -3,6 +3,7 @@
 
 use super::StoreError;
 use super::rows::Columns;
+use super::sqlite::{from_nanos, nanos};
 use crate::websub::{Callback, Secret, Subscription, Topic};
 use chrono::{DateTime, Utc};
 use sqlx::SqlitePool;
@@ -195,14 +196,9 @@ pub(super) fn subscription_from_row(row: &impl Columns) -> Result<Subscription, 
             .map(Secret::new)
             .transpose()
             .map_err(|e| corrupt("secret", e))?,
-        verify_time: DateTime::from_timestamp_nanos(row.value("verify_time")?),
-        expire_time: DateTime::from_timestamp_nanos(row.value("expire_time")?),
+        verify_time: from_nanos(row.value("verify_time")?),
+        expire_time: from_nanos(row.value("expire_time")?),
     })
-}
-
-/// Unix nanoseconds; leases are capped far inside i64's range (1677–2262).
-fn nanos(t: DateTime<Utc>) -> i64 {
-    t.timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
