@@ -219,16 +219,18 @@ const UNFRAMED: &[&str] = &[
 
 /// True for the library's own INTERNAL for a body it could not read as gRPC frames: no
 /// details (every INTERNAL of feedpub's carries an ErrorInfo) and one of [`UNFRAMED`].
-fn unframed(code: Code, details: &[u8], message: &str) -> bool {
-    code == Code::Internal
-        && details.is_empty()
-        && UNFRAMED.iter().any(|start| message.starts_with(start))
+fn unframed(status: &Status) -> bool {
+    status.code() == Code::Internal
+        && status.details().is_empty()
+        && UNFRAMED
+            .iter()
+            .any(|start| status.message().starts_with(start))
 }
 
 /// An error reading a request's messages, as the partner should read it: a body the
 /// library could not read as gRPC frames is [`malformed`]; anything else is as it was.
 pub fn of_request_stream(status: Status) -> Status {
-    if unframed(status.code(), status.details(), status.message()) {
+    if unframed(&status) {
         malformed(status.message())
     } else {
         status
@@ -249,9 +251,7 @@ pub fn of_unread_request(
         return response;
     }
     match Status::from_header_map(headers) {
-        Some(status) if unframed(status.code(), status.details(), status.message()) => {
-            malformed(status.message()).into_http()
-        }
+        Some(status) if unframed(&status) => malformed(status.message()).into_http(),
         _ => response,
     }
 }
