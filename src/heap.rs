@@ -237,61 +237,6 @@ mod tests {
         }
     }
 
-    /// The child of [`threads_share_the_capped_arenas`]: caps the arenas at two, then has
-    /// eight threads allocate at once and prints how many arenas malloc reports.
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    #[test]
-    #[ignore = "run by threads_share_the_capped_arenas in a process of its own"]
-    fn arena_count_child() {
-        super::set_arena_cap(2);
-        let barrier = std::sync::Barrier::new(8);
-        std::thread::scope(|scope| {
-            for _ in 0..8 {
-                scope.spawn(|| {
-                    let held = vec![1u8; 1 << 16];
-                    barrier.wait();
-                    std::hint::black_box(held);
-                });
-            }
-        });
-        let report = tempfile::NamedTempFile::new().unwrap();
-        let path = std::ffi::CString::new(report.path().as_os_str().as_encoded_bytes()).unwrap();
-        // SAFETY: a file opened for writing, written by `malloc_info` and closed once.
-        unsafe {
-            let file = libc::fopen(path.as_ptr(), c"w".as_ptr());
-            assert!(!file.is_null(), "the report file opens");
-            assert_eq!(libc::malloc_info(0, file), 0);
-            libc::fclose(file);
-        }
-        let heaps = std::fs::read_to_string(report.path())
-            .unwrap()
-            .matches("<heap nr=")
-            .count();
-        println!("arenas: {heaps}");
-    }
-
-    /// In a process of its own (arenas made before the cap stay), eight threads allocating
-    /// at once share two arenas; without the cap glibc makes one for each.
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    #[test]
-    fn threads_share_the_capped_arenas() {
-        let output = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "heap::tests::arena_count_child", "--ignored"])
-            .args(["--nocapture", "--test-threads=1"])
-            .output()
-            .expect("the test binary runs again");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(output.status.success(), "{stdout}");
-        // The harness prints the test's name on the same line, before it.
-        let arenas: usize = stdout
-            .split_once("arenas: ")
-            .and_then(|(_, count)| count.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no count in {stdout}"))
-            .parse()
-            .unwrap();
-        assert!((1..=2).contains(&arenas), "{arenas} arenas for 8 threads");
-    }
-
     #[tokio::test]
     async fn it_stops_when_the_shutdown_sender_is_gone() {
         let (stop, task) = running(counted::<1>, &RUNS[1], 1).await;

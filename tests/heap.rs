@@ -1,39 +1,53 @@
-//! `heap::trim` gives the kernel back the free space glibc keeps between live blocks. Alone
-//! in its test binary, so that no other test allocates while it reads its resident size.
+//! malloc's arenas under `heap::cap_arenas`, in a test binary of its own: arenas made
+//! before the cap stay, and glibc fixes its limit once it has made eight, so this process
+//! must not have run anything else first.
 
-#![cfg(all(target_os = "linux", target_env = "gnu"))]
-
-use feedpub::heap::{status_kib, trim};
-
-/// The process's resident size.
-fn resident_kib() -> u64 {
-    status_kib(std::process::id(), "VmRSS").expect("a VmRSS line in /proc/self/status")
+/// `feedpub serve` caps the arenas first thing in `main`; done here first thing too, then
+/// sixteen threads allocating at once share at most two arenas per core (or the operator's
+/// `MALLOC_ARENA_MAX`, which rules). glibc's own limit, eight per core, would give each
+/// thread its own: sixteen or more on any machine of up to two cores.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn threads_share_the_capped_arenas() {
+    feedpub::heap::cap_arenas();
+    let threads = 16;
+    let barrier = std::sync::Barrier::new(threads);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                let held = vec![1u8; 1 << 16];
+                barrier.wait();
+                std::hint::black_box(held);
+            });
+        }
+    });
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let allowed = std::env::var("MALLOC_ARENA_MAX")
+        .ok()
+        .and_then(|n| n.trim().parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(2 * cores);
+    let arenas = arenas();
+    assert!(
+        (1..=allowed).contains(&arenas),
+        "{arenas} arenas for {threads} threads on {cores} cores"
+    );
 }
 
-#[test]
-fn trimming_hands_back_the_free_space_between_live_blocks() {
-    const BLOCKS: usize = 512;
-    const BLOCK: usize = 60 << 10; // below glibc's mmap threshold: from a heap
-    // Every block written, so that its pages are resident; every other one then freed, so
-    // the space freed (15 MiB) lies between live blocks, not at the top of a heap.
-    let mut blocks: Vec<Vec<u8>> = (0..BLOCKS).map(|i| vec![i as u8 | 1; BLOCK]).collect();
-    let kept: Vec<Vec<u8>> = blocks
-        .drain(..)
-        .enumerate()
-        .filter_map(|(i, block)| (i % 2 == 0).then_some(block))
-        .collect();
-    let before = resident_kib();
-    assert!(trim(), "nothing handed back");
-    let after = resident_kib();
-    let freed_kib = (BLOCKS / 2 * BLOCK / 1024) as u64;
-    assert!(
-        before.saturating_sub(after) >= freed_kib / 2,
-        "resident {before} kB before the trim and {after} kB after, with {freed_kib} kB free"
-    );
-    // The live blocks are untouched.
-    assert!(
-        kept.iter()
-            .enumerate()
-            .all(|(i, b)| b.len() == BLOCK && b.iter().all(|&x| x == (2 * i) as u8 | 1))
-    );
+/// How many arenas malloc reports (`malloc_info`'s `<heap>` elements).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn arenas() -> usize {
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let path = std::ffi::CString::new(report.path().as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a file opened for writing, written by `malloc_info` and closed once.
+    unsafe {
+        let file = libc::fopen(path.as_ptr(), c"w".as_ptr());
+        assert!(!file.is_null(), "the report file opens");
+        assert_eq!(libc::malloc_info(0, file), 0);
+        libc::fclose(file);
+    }
+    std::fs::read_to_string(report.path())
+        .unwrap()
+        .matches("<heap nr=")
+        .count()
 }
