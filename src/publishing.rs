@@ -510,6 +510,7 @@ impl Publisher {
         let valid = self.validate(partner.id, draft).await?;
         let guid = self.guid(partner, &valid.id, &valid.content.publish_time);
         let mut write = ArticleWrite::new(valid.id, valid.content, guid);
+        write.summary_as_sent = valid.summary_as_sent;
         write.expected_etag = request.expected_etag;
         write.request = request.request;
         Ok((write, valid.warnings))

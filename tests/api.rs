@@ -309,41 +309,58 @@ async fn an_article_read_edited_and_sent_back_is_stored_as_edited() {
     );
 
     // Sent as HTML, read back with the summary made from it, and sent again with only the
-    // HTML edited: the summary is made from the edit, and the feeds carry it.
-    let html_born = proto::Article {
-        content_text: String::new(),
-        content_html: "<p>事故造成<b>10</b>人受伤。</p>".into(),
-        ..brief("rmw-2", "事故")
-    };
-    let first = client
-        .publish_article(authed(token, publish(html_born)))
-        .await
-        .unwrap()
-        .into_inner()
-        .article
-        .unwrap();
-    assert_eq!(first.summary, "事故造成10人受伤。");
-    let corrected = client
-        .publish_article(authed(
-            token,
-            publish(proto::Article {
-                content_html: "<p>事故造成<del>10</del><ins>12</ins>人受伤。</p>".into(),
-                ..first
-            }),
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .article
-        .unwrap();
-    assert_eq!(corrected.version, 2);
-    assert_eq!(corrected.summary, "事故造成12人受伤。");
-    let feed = server
-        .wait_for_feed("/feeds/politics/feed.json", |b| {
-            b.contains("事故造成12人受伤")
-        })
-        .await;
-    assert!(!feed.contains("事故造成10人受伤"), "{feed}");
+    // HTML edited: the summary is made from the edit, and the feeds carry it. So too when
+    // the body's text reads like an entity, and the summary made from it with it: sent
+    // back, that summary is the stored one, not an escape to decode.
+    for (id, html, summary, edited, edited_summary) in [
+        (
+            "rmw-2",
+            "<p>事故造成<b>10</b>人受伤。</p>",
+            "事故造成10人受伤。",
+            "<p>事故造成<del>10</del><ins>12</ins>人受伤。</p>",
+            "事故造成12人受伤。",
+        ),
+        (
+            "rmw-3",
+            "<p>用 &amp;lt;br&amp;gt; 换行。</p>",
+            "用 &lt;br&gt; 换行。",
+            "<p>用 &amp;lt;hr&amp;gt; 分隔。</p>",
+            "用 &lt;hr&gt; 分隔。",
+        ),
+    ] {
+        let html_born = proto::Article {
+            content_text: String::new(),
+            content_html: html.into(),
+            ..brief(id, "事故")
+        };
+        let first = client
+            .publish_article(authed(token, publish(html_born)))
+            .await
+            .unwrap()
+            .into_inner()
+            .article
+            .unwrap();
+        assert_eq!(first.summary, summary);
+        let corrected = client
+            .publish_article(authed(
+                token,
+                publish(proto::Article {
+                    content_html: edited.into(),
+                    ..first
+                }),
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .article
+            .unwrap();
+        assert_eq!(corrected.version, 2, "{id}");
+        assert_eq!(corrected.summary, edited_summary);
+        let feed = server
+            .wait_for_feed("/feeds/politics/feed.json", |b| b.contains(edited_summary))
+            .await;
+        assert!(!feed.contains(summary), "{feed}");
+    }
 }
 
 #[tokio::test]

@@ -522,22 +522,37 @@ impl Article {
         now: DateTime<Utc>,
         new_guid: impl FnOnce(&ArticleContent) -> String,
     ) -> Revision {
-        let etag = content.etag();
-        Self::revise_tagged(existing, partner, id, content, etag, now, new_guid)
+        let sent = SentContent {
+            etag: content.etag(),
+            content,
+            summary_as_sent: None,
+        };
+        Self::revise_sent(existing, partner, id, sent, now, new_guid)
     }
 
-    /// [`Article::revise`] with `content_etag`, the [`ArticleContent::etag`] of `content`,
-    /// computed already: off the writer's path, which every publish waits for in turn.
-    pub fn revise_tagged(
+    /// [`Article::revise`] with what validation and the request handler found out about
+    /// the content: its etag, computed off the writer's path, which every publish waits
+    /// for in turn, and its summary as sent.
+    pub fn revise_sent(
         existing: Option<Article>,
         partner: PartnerId,
         id: ArticleId,
-        mut content: ArticleContent,
-        content_etag: String,
+        sent: SentContent,
         now: DateTime<Utc>,
         new_guid: impl FnOnce(&ArticleContent) -> String,
     ) -> Revision {
+        let SentContent {
+            mut content,
+            etag: content_etag,
+            summary_as_sent,
+        } = sent;
         debug_assert_eq!(content_etag, content.etag());
+        // The summary sent is the stored one: as the partner read it, entities decoded or
+        // not (a summary made from a body that reads like an entity, "a &lt; b", reads so).
+        let same_summary = |content: &ArticleContent, old: &Article| {
+            content.summary == old.content.summary
+                || summary_as_sent.as_deref() == Some(old.content.summary.as_str())
+        };
         // An update time that is not later than the stored version's says nothing new: an
         // article read and sent back carries the one it was shown with (which feedpub chose
         // when the partner gave none, or moved on from an earlier one the partner gave),
@@ -582,9 +597,7 @@ impl Article {
                     content.content_html = text::text_to_html(new_text);
                     remade = true;
                 }
-                if content.summary == old.content.summary
-                    && old.content.summary == derived_summary(old_text)
-                {
+                if same_summary(&content, old) && old.content.summary == derived_summary(old_text) {
                     content.summary = derived_summary(new_text);
                     remade = true;
                 }
@@ -600,7 +613,7 @@ impl Article {
             Some(old)
                 if old.content.content_text.is_none()
                     && content.content_text.is_none()
-                    && content.summary == old.content.summary
+                    && same_summary(&content, old)
                     && !same_html(&content.content_html, &old.content.content_html)
                     && old.content.summary == summary_of_html(&old.content.content_html) =>
             {
@@ -744,8 +757,23 @@ impl Article {
 pub struct ValidDraft {
     pub id: ArticleId,
     pub content: ArticleContent,
+    /// The summary as sent, when decoding its entities changed it (see [`SentContent`]).
+    pub summary_as_sent: Option<String>,
     /// Notes for the editor about what ingest changed, e.g. removed control characters.
     pub warnings: Vec<String>,
+}
+
+/// Validated content as a revision takes it.
+#[derive(Debug, Clone)]
+pub struct SentContent {
+    pub content: ArticleContent,
+    /// The content's [`ArticleContent::etag`].
+    pub etag: String,
+    /// The summary as the partner sent it, when decoding its entities changed it. A
+    /// partner that read a summary made from a body that reads like an entity ("a &lt;
+    /// b") and sends it back beside an edited body sends the stored summary: the revision
+    /// makes it again from the edit, as it does for any summary made from the body.
+    pub summary_as_sent: Option<String>,
 }
 
 /// Whether `html` has the shape of HTML made from text (paragraphs and line breaks, no
@@ -1182,6 +1210,8 @@ impl ArticleDraft {
             } else {
                 check.text(&f("summary"), &self.summary, false)
             };
+        let summary_as_sent =
+            (self.summary.contains('&') && summary != self.summary).then(|| self.summary.clone());
         if summary.chars().count() > limits.summary_chars {
             check.violations.add(
                 f("summary"),
@@ -1322,6 +1352,7 @@ impl ArticleDraft {
                         media,
                         language,
                     },
+                    summary_as_sent,
                     warnings,
                 })
             }
@@ -2021,6 +2052,48 @@ mod tests {
         }
         let own = sent("<p>a &amp;lt; b</p>", "a &lt; c");
         assert_eq!(own.content.summary, "a < c");
+    }
+
+    /// That summary sent back beside an edited body is the stored one though decoded: it
+    /// is made again from the edit. A summary of the partner's own is kept, entities
+    /// decoded, whether or not it reads like the stored one once decoded.
+    #[test]
+    fn a_summary_that_reads_like_an_entity_sent_back_beside_an_edit_is_made_again() {
+        let t0 = Utc.with_ymd_and_hms(2023, 6, 7, 0, 0, 0).unwrap();
+        let Revision::Created(first) = Article::revise(
+            None,
+            PartnerId(1),
+            ArticleId::parse("a-1").unwrap(),
+            sent_as_html("<p>a &amp;lt; b</p>", "").content,
+            t0,
+            |_| "tag:x,2023-06-06:p/a-1".into(),
+        ) else {
+            panic!("a new article")
+        };
+        assert_eq!(first.content.summary, "a &lt; b");
+        let edit = |summary: &str| {
+            let valid = sent_as_html("<p>a &amp;lt; c</p>", summary);
+            let sent = SentContent {
+                etag: valid.content.etag(),
+                content: valid.content,
+                summary_as_sent: valid.summary_as_sent,
+            };
+            let revision = Article::revise_sent(
+                Some(first.clone()),
+                first.partner,
+                first.id.clone(),
+                sent,
+                t0,
+                |_| unreachable!("an existing article keeps its guid"),
+            );
+            let Revision::Updated { article, .. } = revision else {
+                panic!("an edit: {revision:?}")
+            };
+            article.content.summary
+        };
+        assert_eq!(edit(&first.content.summary), "a &lt; c");
+        assert_eq!(edit("a < b"), "a < b");
+        assert_eq!(edit("a &#60; b"), "a < b");
     }
 
     /// HTML made from text before feedpub wrote a no-break space as `&nbsp;` held the

@@ -15,8 +15,8 @@ mod text;
 mod violation;
 
 pub use article::{
-    Article, ArticleContent, ArticleDraft, ArticleState, FieldLimits, Revision, Seen, Tombstone,
-    ValidDraft, same_html,
+    Article, ArticleContent, ArticleDraft, ArticleState, FieldLimits, Revision, Seen, SentContent,
+    Tombstone, ValidDraft, same_html,
 };
 pub use audit::{Actor, AuditEntry, AuditFilter, AuditOperation, Outcome};
 pub use event::{ArticleEvent, EventKind, VersionSummary};

@@ -24,7 +24,7 @@ pub use sqlite::{SqliteStore, create_data_folder};
 use crate::domain::{
     Actor, Article, ArticleContent, ArticleEvent, ArticleId, AuditEntry, AuditFilter, FeedScope,
     Partner, PartnerId, PartnerName, PartnerRecord, Refusal, RequestKey, Revision, Rights,
-    RightsChange, SectionSlug, TokenHash, Tombstone, VersionSummary,
+    RightsChange, SectionSlug, SentContent, TokenHash, Tombstone, VersionSummary,
 };
 use crate::websub::{Callback, Subscription, Topic};
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
@@ -578,6 +578,9 @@ pub struct ArticleWrite {
     /// The content's [`ArticleContent::etag`], computed where the write is made (a request
     /// handler) rather than by the writer, which every publish waits for in turn.
     content_etag: String,
+    /// The summary as sent, when decoding its entities changed it (see
+    /// [`crate::domain::SentContent`]).
+    pub summary_as_sent: Option<String>,
     /// Becomes the GUID only if the article is new.
     pub new_guid: String,
     /// Write only if the article exists and this is its `resource_etag`.
@@ -593,6 +596,7 @@ impl ArticleWrite {
             id,
             content_etag: content.etag(),
             content,
+            summary_as_sent: None,
             new_guid,
             expected_etag: None,
             request: None,
@@ -608,15 +612,12 @@ impl ArticleWrite {
         now: DateTime<Utc>,
     ) -> (Revision, Option<RequestKey>) {
         let new_guid = self.new_guid;
-        let revision = Article::revise_tagged(
-            existing,
-            partner,
-            self.id,
-            self.content,
-            self.content_etag,
-            now,
-            |_| new_guid,
-        );
+        let sent = SentContent {
+            content: self.content,
+            etag: self.content_etag,
+            summary_as_sent: self.summary_as_sent,
+        };
+        let revision = Article::revise_sent(existing, partner, self.id, sent, now, |_| new_guid);
         (revision, self.request)
     }
 }
