@@ -1,13 +1,14 @@
 //! Bounds on client connections, shared by both listeners: a cap on how many are open at
 //! once, and a watchdog that closes a connection whose peer stops sending or reading.
 
+use crate::locks::lock;
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -49,11 +50,6 @@ const GIVEN_WAY: u64 = u64::MAX;
 
 /// What [`Standing::idle`] times are counted from.
 static EPOCH: LazyLock<std::time::Instant> = LazyLock::new(std::time::Instant::now);
-
-/// The lock, even if a thread panicked holding it: what it guards stays consistent.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// One open connection's place under the cap, given back when dropped.
 #[derive(Debug)]

@@ -4,6 +4,7 @@
 
 use crate::config::Settings;
 use crate::domain::FeedScope;
+use crate::locks::lock;
 use crate::publication::{Compression, FeedFile, Headline, Links, Publication};
 use crate::render::Format;
 use crate::render::opml::{self, OpmlGroup};
@@ -223,7 +224,7 @@ impl Derived {
 
     /// Whether the build for `changes` failed less than [`Derived::pause`] ago.
     fn failed_lately(&self, changes: u64) -> bool {
-        let failed = self.failed.lock().expect("failed build lock");
+        let failed = lock(&self.failed);
         failed.is_some_and(|(count, at)| count == changes && at.elapsed() < self.pause)
     }
 
@@ -308,7 +309,7 @@ impl Derived {
         let (kept, failed) = (self.last.clone(), self.failed.clone());
         let built = tokio::spawn(async move {
             let Some(file) = build.await else {
-                *failed.lock().expect("failed build lock") = Some((changes, Instant::now()));
+                *lock(&failed) = Some((changes, Instant::now()));
                 return None;
             };
             kept.store(Some(Arc::new((changes, file.clone()))));

@@ -14,6 +14,7 @@ use crate::connections::{
 use crate::grpc::{
     MAX_HEADER_LIST_BYTES, MAX_LOCAL_ERROR_RESET_STREAMS, MAX_PENDING_ACCEPT_RESET_STREAMS,
 };
+use crate::locks::lock;
 use crate::tls::Handshakes;
 use axum::Router;
 use bytes::{Buf, Bytes};
@@ -251,7 +252,7 @@ impl UnderWay {
     /// The request, under way; `false` beside it when the connection's place was given to
     /// a newer one before it began.
     fn begin(self: &Arc<Self>) -> (RequestUnderWay, bool) {
-        let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        let mut requests = lock(&self.requests);
         *requests += 1;
         let placed = self.standing.busy();
         (RequestUnderWay(self.clone()), placed)
@@ -260,7 +261,7 @@ impl UnderWay {
 
 impl Drop for RequestUnderWay {
     fn drop(&mut self) {
-        let mut requests = self.0.requests.lock().unwrap_or_else(|e| e.into_inner());
+        let mut requests = lock(&self.0.requests);
         *requests -= 1;
         if *requests == 0 {
             self.0.standing.idle();

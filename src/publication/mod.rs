@@ -5,6 +5,7 @@
 use crate::config::Settings;
 use crate::domain::{FeedScope, SectionSlug, Tombstone};
 use crate::health::{Component, Health};
+use crate::locks::lock;
 use crate::render::{FeedMeta, Format};
 use crate::storage::{Store, StoreError};
 use arc_swap::ArcSwap;
@@ -284,14 +285,14 @@ impl Publication {
     /// The author and tag scopes whose feeds show at least one article, in `FeedScope`
     /// order (authors, then tags, each by name).
     pub fn named_scopes(&self) -> Vec<FeedScope> {
-        let named = self.inner.named.lock().expect("named scopes lock");
+        let named = lock(&self.inner.named);
         named.iter().cloned().collect()
     }
 
     /// Those of `scopes` (of authors and tags) whose feeds show no article: names new to
     /// the feeds.
     pub fn without_feeds(&self, scopes: impl IntoIterator<Item = FeedScope>) -> Vec<FeedScope> {
-        let named = self.inner.named.lock().expect("named scopes lock");
+        let named = lock(&self.inner.named);
         scopes
             .into_iter()
             .filter(|scope| !named.contains(scope))
@@ -309,8 +310,8 @@ impl Publication {
         let inner = &self.inner;
         // Both locks at once, taken in the order of everything that moves a scope between
         // them.
-        let unfinished = inner.unfinished.lock().expect("unfinished scopes lock");
-        let fast = inner.fast.lock().expect("fast scopes lock");
+        let unfinished = lock(&inner.unfinished);
+        let fast = lock(&inner.fast);
         inner.marks_done.load(Ordering::SeqCst) == inner.marks_sent.load(Ordering::SeqCst)
             && unfinished.is_empty()
             && fast.is_empty()
@@ -353,7 +354,7 @@ impl Publication {
 
     /// How many times the feeds of `scope` were regenerated since start.
     pub fn regenerations(&self, scope: &FeedScope) -> u64 {
-        let counts = self.inner.regenerations.lock().expect("counter lock");
+        let counts = lock(&self.inner.regenerations);
         counts.get(scope).copied().unwrap_or(0)
     }
 
@@ -362,7 +363,7 @@ impl Publication {
     /// left (or that it left none of). A receiver that falls more than 1024 changes behind
     /// is told how many it missed.
     pub fn subscribe(&self) -> broadcast::Receiver<FeedChange> {
-        let mut first = self.inner.start_changes.lock().expect("start changes lock");
+        let mut first = lock(&self.inner.start_changes);
         first
             .take()
             .unwrap_or_else(|| self.inner.changes.subscribe())
@@ -605,7 +606,7 @@ impl Inner {
             Ok(()) => {
                 if self.stylesheet_unwritten.swap(false, Ordering::SeqCst) {
                     tracing::info!("the feeds' stylesheet is written");
-                    if self.failing.lock().expect("failing scopes lock").is_empty() {
+                    if lock(&self.failing).is_empty() {
                         self.health.recovered(Component::Feeds);
                     }
                 }
@@ -677,10 +678,7 @@ impl Inner {
 
     /// Remembers that `scope`'s documents were compressed fast, to do it again properly.
     fn compressed_fast(&self, scope: &FeedScope) {
-        self.fast
-            .lock()
-            .expect("fast scopes lock")
-            .insert(scope.clone());
+        lock(&self.fast).insert(scope.clone());
     }
 
     /// Reports how each scope's `step` went: a fault while any fails, recovered once every
@@ -691,7 +689,7 @@ impl Inner {
         step: Step,
         outcomes: Vec<(FeedScope, Result<(), PublicationError>)>,
     ) {
-        let mut failing = self.failing.lock().expect("failing scopes lock");
+        let mut failing = lock(&self.failing);
         let had_failures = !failing.is_empty();
         for (scope, outcome) in outcomes {
             let key = (step, scope);
@@ -765,10 +763,7 @@ impl Inner {
         if !named.is_empty() {
             // Corrected as each is built: one whose articles all left view since, or whose
             // folder another name holds, is no longer shown.
-            self.named
-                .lock()
-                .expect("named scopes lock")
-                .extend(named.iter().cloned());
+            lock(&self.named).extend(named.iter().cloned());
             self.named_changes.fetch_add(1, Ordering::SeqCst);
             self.unbuilt.send_modify(|unbuilt| {
                 unbuilt.extend(named.iter().map(|scope| scope.path_segment().to_owned()));
@@ -805,7 +800,7 @@ impl Inner {
             .filter(|scope| owners.get(scope.path_segment()) == Some(scope))
             .cloned()
             .collect();
-        *self.folders.lock().expect("folders lock") = owners;
+        *lock(&self.folders) = owners;
         Ok(kept)
     }
 

@@ -27,6 +27,7 @@ use super::{
     files,
 };
 use crate::domain::{Article, FeedScope};
+use crate::locks::lock;
 use crate::render::{FeedMeta, Format};
 use axum::body::Bytes;
 use chrono::{DateTime, SubsecRound, Utc};
@@ -179,9 +180,7 @@ impl Inner {
                 (Some(finished), None) => finished,
                 (Some(finished), Some(unwritten)) => {
                     let retry_at = Instant::now() + std::time::Duration::from_secs(1);
-                    self.unfinished
-                        .lock()
-                        .expect("unfinished scopes lock")
+                    lock(&self.unfinished)
                         .entry(&rendered.scope)
                         .merge(&rendered.pending, Some(retry_at));
                     failed.push((rendered.scope.clone(), unwritten));
@@ -214,7 +213,7 @@ impl Inner {
     /// Leaves rendered scopes to be finished by the finisher: their documents go to
     /// `ready`, to be served uncompressed meanwhile.
     fn leave_unfinished(&self, early: &[Rendered], ready: &mut Vec<(String, Arc<FeedFile>)>) {
-        let mut unfinished = self.unfinished.lock().expect("unfinished scopes lock");
+        let mut unfinished = lock(&self.unfinished);
         // A name that lost its folder to another in this batch is not served there.
         for rendered in early.iter().filter(|r| self.owns_folder(&r.scope)) {
             ready.extend(rendered.redated.iter().cloned());
@@ -258,11 +257,7 @@ impl Inner {
         let outcomes = self
             .finish_some(usize::MAX, true, Some(Instant::now() + names_for))
             .await;
-        let left = self
-            .unfinished
-            .lock()
-            .expect("unfinished scopes lock")
-            .len();
+        let left = lock(&self.unfinished).len();
         (outcomes, left)
     }
 
@@ -283,7 +278,7 @@ impl Inner {
             let now = Instant::now();
             let busy = self.busy();
             let oldest = {
-                let unfinished = self.unfinished.lock().expect("unfinished scopes lock");
+                let unfinished = lock(&self.unfinished);
                 let names = names_until.is_none_or(|until| now < until);
                 unfinished
                     .next(now, busy, all, names, &done)
@@ -307,7 +302,7 @@ impl Inner {
                 self.swap_finished(made);
             }
             let written = error.map_or(Ok(()), Err);
-            let mut unfinished = self.unfinished.lock().expect("unfinished scopes lock");
+            let mut unfinished = lock(&self.unfinished);
             match &written {
                 Ok(()) => {
                     if compression == Compression::Fast {
@@ -344,8 +339,7 @@ impl Inner {
         use super::CALM;
         loop {
             let next = self.next_unfinished();
-            let recompress =
-                next.is_none() && !self.fast.lock().expect("fast scopes lock").is_empty();
+            let recompress = next.is_none() && !lock(&self.fast).is_empty();
             let due = next.unwrap_or_else(Instant::now);
             // When a burst of changes that came one at a time is over, what is due changes.
             let calm = self.calm_at();
@@ -379,7 +373,7 @@ impl Inner {
 
     /// When the next unfinished scope is due: `None` when there is none.
     pub(super) fn next_unfinished(&self) -> Option<Instant> {
-        let unfinished = self.unfinished.lock().expect("unfinished scopes lock");
+        let unfinished = lock(&self.unfinished);
         unfinished.next_due(self.busy())
     }
 
@@ -388,8 +382,8 @@ impl Inner {
     pub(super) fn queue_recompression(&self) {
         // Moved under the lock of the unfinished scopes, as everything that moves a scope
         // between the two, so that `is_settled` never sees it in neither.
-        let mut unfinished = self.unfinished.lock().expect("unfinished scopes lock");
-        let fast = std::mem::take(&mut *self.fast.lock().expect("fast scopes lock"));
+        let mut unfinished = lock(&self.unfinished);
+        let fast = std::mem::take(&mut *lock(&self.fast));
         let current = self.snapshot.load();
         for scope in fast {
             let segment = scope.path_segment();
@@ -722,12 +716,7 @@ impl Inner {
         metrics::counter!("feedpub_feed_regenerations_total", "feed" => feed.clone()).increment(1);
         metrics::histogram!("feedpub_feed_regeneration_seconds", "feed" => feed)
             .record(rendered.started.elapsed().as_secs_f64());
-        *self
-            .regenerations
-            .lock()
-            .expect("counter lock")
-            .entry(scope.clone())
-            .or_default() += 1;
+        *lock(&self.regenerations).entry(scope.clone()).or_default() += 1;
         tracing::debug!(
             feed = scope.path_segment(),
             read_us = rendered.read.as_micros(),
@@ -772,7 +761,7 @@ impl Inner {
             {
                 return Ok(None);
             }
-            let mut shown = self.named.lock().expect("named scopes lock");
+            let mut shown = lock(&self.named);
             // Checked under the lock of the names shown, which a name that takes its folder
             // over takes to leave it out of them.
             let changed = if content.articles.is_empty() || !self.owns_folder(scope) {
@@ -830,7 +819,7 @@ impl Inner {
         }
         let folder = scope.path_segment();
         let claimant = {
-            let mut folders = self.folders.lock().expect("folders lock");
+            let mut folders = lock(&self.folders);
             match folders.get(folder) {
                 None => {
                     folders.insert(folder.to_owned(), scope.clone());
@@ -856,15 +845,9 @@ impl Inner {
         if owner == claimant {
             return Ok(false);
         }
-        self.folders
-            .lock()
-            .expect("folders lock")
-            .insert(folder.to_owned(), scope.clone());
+        lock(&self.folders).insert(folder.to_owned(), scope.clone());
         self.unshow(&claimant);
-        self.unfinished
-            .lock()
-            .expect("unfinished scopes lock")
-            .remove(&claimant);
+        lock(&self.unfinished).remove(&claimant);
         Ok(true)
     }
 
@@ -873,7 +856,7 @@ impl Inner {
         if scope.name().is_none() {
             return true;
         }
-        let folders = self.folders.lock().expect("folders lock");
+        let folders = lock(&self.folders);
         folders
             .get(scope.path_segment())
             .is_none_or(|owner| owner == scope)
@@ -892,7 +875,7 @@ impl Inner {
 
     /// `scope` is no longer among the names shown (the OPML list), if it was.
     fn unshow(&self, scope: &FeedScope) {
-        if self.named.lock().expect("named scopes lock").remove(scope) {
+        if lock(&self.named).remove(scope) {
             self.named_changes
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }

@@ -4,6 +4,7 @@
 //! sends many such bodies queues behind its own, never in front of another partner's.
 
 use crate::domain::PartnerId;
+use crate::locks::lock;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -33,7 +34,7 @@ impl LargeBodies {
     /// Given up (the call dropped) while waiting, it holds nothing.
     pub async fn turn(&self, partner: PartnerId) -> Result<Turn, tokio::sync::AcquireError> {
         let own = {
-            let mut partners = self.partners.lock().unwrap_or_else(|e| e.into_inner());
+            let mut partners = lock(&self.partners);
             Arc::clone(
                 partners
                     .entry(partner)

@@ -6,6 +6,7 @@
 //! would start more is refused, and nothing of it is stored.
 
 use crate::domain::{FeedScope, Partner, PartnerId};
+use crate::locks::lock;
 use crate::storage::Store;
 use chrono::Utc;
 use governor::clock::{Clock, DefaultClock};
@@ -120,7 +121,7 @@ impl NewNames {
 
     /// The names charged lately, as of now.
     fn charged(&self) -> std::sync::MutexGuard<'_, Charged> {
-        let mut charged = self.charged.lock().unwrap_or_else(|e| e.into_inner());
+        let mut charged = lock(&self.charged);
         charged.roll();
         charged
     }

@@ -6,6 +6,7 @@
 //! call on, as when every call looked its token up.
 
 use crate::domain::{Partner, TokenHash};
+use crate::locks::lock;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -41,9 +42,7 @@ impl Remembered {
 
     /// The map, also after a panic while it was held (every change leaves it whole).
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TokenHash, Partner>> {
-        self.partners
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.partners)
     }
 }
 

@@ -9,6 +9,7 @@ use super::{PublishError, Publisher};
 use crate::domain::{
     ArticleEvent, Partner, PartnerId, SectionGrant, SectionSlug, TokenHash, Violations,
 };
+use crate::locks::lock;
 use crate::storage::{EventFilter, Store};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -97,7 +98,7 @@ struct WatchSlot {
 impl WatchSlot {
     /// A place for one more stream of `partner`, unless it has `most` open already.
     fn take(watchers: &Watchers, partner: PartnerId, most: usize) -> Result<Self, PublishError> {
-        let mut open = watchers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = lock(watchers);
         let count = open.entry(partner).or_default();
         if *count >= most {
             return Err(PublishError::TooManyWatches(*count));
@@ -112,7 +113,7 @@ impl WatchSlot {
 
 impl Drop for WatchSlot {
     fn drop(&mut self) {
-        let mut open = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = lock(&self.watchers);
         if let Some(count) = open.get_mut(&self.partner) {
             *count -= 1;
             if *count == 0 {

@@ -14,6 +14,7 @@
 //! newer takes its place, so what the feeds read lately stays.
 
 use crate::domain::Article;
+use crate::locks::lock;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -71,7 +72,7 @@ impl<K: Eq + Hash + Clone> ArticleCache<K> {
         guid: &str,
     ) -> Option<Arc<Article>> {
         let is_it = |a: &Arc<Article>| a.change_time == change_time && a.guid == guid;
-        let mut g = self.generations.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = lock(&self.generations);
         match g.newer.get(key) {
             Some(a) if is_it(a) => Some(Arc::clone(a)),
             Some(_) => None,
@@ -92,7 +93,7 @@ impl<K: Eq + Hash + Clone> ArticleCache<K> {
         if weight(&article) > self.budget / 4 {
             return;
         }
-        let mut g = self.generations.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = lock(&self.generations);
         // A read on an older snapshot may come after one on a newer: keep the newer.
         let held = g.newer.get(&key).or_else(|| g.older.get(&key));
         if held.is_some_and(|a| a.guid == article.guid && a.change_time > article.change_time) {
@@ -111,7 +112,7 @@ impl<K: Eq + Hash + Clone> ArticleCache<K> {
     /// How many articles the cache holds, and about how many bytes.
     #[cfg(test)]
     pub(super) fn size(&self) -> (usize, usize) {
-        let g = self.generations.lock().unwrap_or_else(|e| e.into_inner());
+        let g = lock(&self.generations);
         let older: usize = g.older.values().map(|a| weight(a)).sum();
         (g.newer.len() + g.older.len(), g.newer_bytes + older)
     }

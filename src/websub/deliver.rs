@@ -14,6 +14,7 @@
 
 use super::subscription::{Callback, Secret, Subscription, Topic};
 use super::{Inner, Latest};
+use crate::locks::lock;
 use crate::publication::{FeedChange, FeedFile};
 use crate::render::Format;
 use axum::body::Bytes;
@@ -918,17 +919,13 @@ fn ping_external_hubs(inner: &Arc<Inner>, topic_url: &str) {
 impl Inner {
     fn latest_lock(&self) -> MutexGuard<'_, HashMap<(Topic, Callback), Latest>> {
         // The map only holds plain numbers: a panic elsewhere cannot leave it inconsistent.
-        self.latest
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.latest)
     }
 
     /// What was sent, per topic and subscriber (`Inner::sent`).
     fn sent_lock(&self) -> MutexGuard<'_, HashMap<Topic, HashMap<Callback, String>>> {
         // Entries are whole strings: a panic elsewhere cannot leave one half made.
-        self.sent
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.sent)
     }
 
     /// `delivery` reached the subscriber: on a store of its own, its bytes are what the

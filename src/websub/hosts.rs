@@ -4,8 +4,9 @@
 
 use super::callback::address_key;
 use super::subscription::Callback;
+use crate::locks::lock;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Up to `share` slots per callback host, for the hosts that hold or await one.
@@ -81,15 +82,6 @@ impl Drop for HostSlot {
             hosts.remove(&self.key);
         }
     }
-}
-
-fn lock(
-    hosts: &Mutex<HashMap<String, Arc<Semaphore>>>,
-) -> MutexGuard<'_, HashMap<String, Arc<Semaphore>>> {
-    // Entries are whole semaphores: a panic elsewhere cannot leave one half made.
-    hosts
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// What callbacks share slots by: the callback's host, whatever the port, and whichever
