@@ -218,12 +218,29 @@ impl ArticleJson {
         };
         // A retracted article read back would be published again, undoing its retraction
         // without a word (`list --json` of everything, then `publish` of that file).
-        if self.state.as_deref() == Some("retracted") {
-            return Err(LineError {
+        // Written by hand in any case ("Retracted"), it is still retracted; a word that is
+        // no state (a typo) could hide one, so it is refused too.
+        if let Some(state) = self
+            .state
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            let refused = |message: String| LineError {
                 reason: "INVALID_FIELD",
                 field: Some("state".to_owned()),
-                message: "the article is retracted: remove `state` from the line (or the line) to publish it again".to_owned(),
-            });
+                message,
+            };
+            if state.eq_ignore_ascii_case("retracted") {
+                return Err(refused("the article is retracted: remove `state` from the line (or the line) to publish it again".to_owned()));
+            }
+            if !is_state_name(state) {
+                return Err(refused(format!(
+                    "is not a state feedpub prints ({}): {state:?}; remove `state` to \
+                     publish the article",
+                    STATE_NAMES.join(", ")
+                )));
+            }
         }
         // A stored article's update_time is the server's; sending it back would pin the
         // time of the next edit to the last one.
@@ -329,6 +346,21 @@ pub fn rfc3339(ts: &Timestamp) -> String {
         || format!("{}s{}ns", ts.seconds, ts.nanos),
         |t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true),
     )
+}
+
+/// The states as [`state_name`] writes them.
+const STATE_NAMES: [&str; 4] = ["published", "retracted", "expired", "embargoed"];
+
+/// Whether `word` is a state as [`state_name`] writes it, in any case: one of
+/// [`STATE_NAMES`], `unspecified`, or `state N` for a state this client does not know.
+fn is_state_name(word: &str) -> bool {
+    let known =
+        proto::ArticleState::from_str_name(&format!("ARTICLE_STATE_{}", word.to_ascii_uppercase()))
+            .is_some();
+    let numbered = word
+        .strip_prefix("state ")
+        .is_some_and(|n| n.parse::<i32>().is_ok());
+    known || numbered
 }
 
 /// The state as a lower-case word: `published`, `retracted`, `expired`, `embargoed`.
@@ -448,6 +480,36 @@ mod tests {
             parse_line(&line).unwrap().content_html,
             sent_both.content_html
         );
+    }
+
+    /// A retracted article's line is refused whatever the case of its state, and so is a
+    /// state feedpub never prints; every state `state_name` writes reads back.
+    #[test]
+    fn a_line_of_a_retracted_article_is_refused_however_its_state_is_written() {
+        let line = |state: &str| {
+            format!(
+                r#"{{"id":"a-1","section":"politics","title":"T","content_text":"x",
+                "state":"{state}"}}"#
+            )
+        };
+        for state in ["retracted", "Retracted", "RETRACTED", " retracted "] {
+            let refused = parse_line(&line(state)).unwrap_err();
+            assert_eq!(refused.field.as_deref(), Some("state"), "{state}");
+            assert!(refused.message.contains("retracted"), "{state}");
+        }
+        for state in ["bogus", "retract", "state x"] {
+            let refused = parse_line(&line(state)).unwrap_err();
+            assert_eq!(refused.field.as_deref(), Some("state"), "{state:?}");
+            assert!(refused.message.contains("is not a state"), "{state:?}");
+        }
+        for state in [1, 3, 4, 0, 99] {
+            let name = state_name(state);
+            if name != "retracted" {
+                assert!(parse_line(&line(&name)).is_ok(), "{name}");
+            }
+        }
+        assert!(parse_line(&line("Published")).is_ok());
+        assert!(parse_line(&line("")).is_ok(), "an empty state is none");
     }
 
     #[test]
