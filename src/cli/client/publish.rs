@@ -43,6 +43,10 @@ pub struct PublishArgs {
 const MESSAGE_BYTES: usize = 1 << 20;
 /// The largest article sent: one message must hold it, under the server's default limit.
 const MAX_ARTICLE_BYTES: usize = (4 << 20) - 1024;
+/// The longest line read: JSON may escape each character of an article's copy in six
+/// bytes (`\u4e2d`), so a line of any article that one message can carry fits; a longer one
+/// (a file with no newline at all, say) is refused without being held in memory.
+const MAX_LINE_BYTES: usize = 8 * MAX_ARTICLE_BYTES;
 /// Bytes of articles in one call at most, whatever `--batch-size` says: a batch of very long
 /// articles is sent before it holds too much memory or outlasts the server's call timeout.
 const BATCH_BYTES: usize = 32 << 20;
@@ -199,7 +203,10 @@ fn read_lines(input: Box<dyn Read + Send>, salt: &str, lines: &mpsc::Sender<Inpu
     let (mut number, mut offset) = (0, 0u64);
     loop {
         bytes.clear();
-        let read = match reader.read_until(b'\n', &mut bytes) {
+        let mut read = match (&mut reader)
+            .take(MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut bytes)
+        {
             Ok(0) => return,
             Ok(read) => read,
             Err(e) => {
@@ -207,8 +214,38 @@ fn read_lines(input: Box<dyn Read + Send>, salt: &str, lines: &mpsc::Sender<Inpu
                 return;
             }
         };
+        let too_long = read > MAX_LINE_BYTES && !bytes.ends_with(b"\n");
+        if too_long {
+            // The rest of the line is skipped, not kept.
+            match reader.skip_until(b'\n') {
+                Ok(skipped) => read += skipped,
+                Err(e) => {
+                    let _ = lines.blocking_send(Input::Failed(e.to_string()));
+                    return;
+                }
+            }
+        }
         number += 1;
         offset += read as u64;
+        if too_long {
+            let line = Line {
+                number,
+                offset,
+                id: String::new(),
+                request: Err(LineError {
+                    reason: "TOO_LARGE",
+                    field: None,
+                    message: format!(
+                        "the line is longer than {MAX_LINE_BYTES} bytes: no article one \
+                         message can carry is written so long"
+                    ),
+                }),
+            };
+            if lines.blocking_send(Input::Line(Box::new(line))).is_err() {
+                return;
+            }
+            continue;
+        }
         let text = match std::str::from_utf8(&bytes) {
             Ok(text) => text.trim_start_matches('\u{feff}').trim(),
             Err(e) => {
@@ -357,6 +394,30 @@ fn messages(batch: &[Pending]) -> Vec<PublishArticlesRequest> {
 mod tests {
     use super::*;
     use crate::grpc::proto::Article;
+
+    /// A line longer than any article's is refused, and the lines after it are read; its
+    /// bytes still count towards the offset a resumed publish starts from.
+    #[test]
+    fn a_line_too_long_for_any_article_is_refused_and_the_next_read() {
+        let long = MAX_LINE_BYTES as u64 + 10;
+        let valid = r#"{"id":"a-2","section":"politics","title":"T","content_text":"x"}"#;
+        let input = std::io::repeat(b' ')
+            .take(long)
+            .chain(std::io::Cursor::new(format!("\n{valid}\n").into_bytes()));
+        let (sender, mut receiver) = mpsc::channel(4);
+        std::thread::spawn(move || read_lines(Box::new(input), "", &sender));
+        let mut read = Vec::new();
+        while let Some(Input::Line(line)) = receiver.blocking_recv() {
+            read.push(*line);
+        }
+        assert_eq!(read.len(), 2);
+        let error = read[0].request.as_ref().expect_err("refused");
+        assert_eq!((read[0].number, error.reason), (1, "TOO_LARGE"));
+        assert_eq!(read[0].offset, long + 1);
+        assert_eq!(read[1].number, 2);
+        assert_eq!(read[1].id, "a-2");
+        assert!(read[1].request.is_ok());
+    }
 
     fn pending(id: &str, body_bytes: usize) -> Pending {
         let article = Article {
