@@ -2,10 +2,13 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-/// The lock of `mutex`, even if a thread panicked holding it. Every mutex of the service
-/// guards plain maps, sets and counters changed by single calls, which a panic cannot
-/// leave half made; refusing the lock instead would spread one panic to every task that
-/// takes it after (feeds no longer regenerated, requests no longer answered).
+/// The lock of `mutex`, even if a thread panicked holding it. The mutexes taken through it
+/// guard maps, sets, queues and counters whose updates cannot panic part-way (nothing
+/// between two related updates can fail but an allocation, which aborts); refusing the
+/// lock instead would spread one panic to every task that takes it after (feeds no
+/// longer regenerated, requests no longer answered). The archive pages' cache and the
+/// PostgreSQL follower's handle give up on a poisoned lock instead (`if let Ok`): a cache
+/// left off, not a panic.
 pub fn lock<T: ?Sized>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()

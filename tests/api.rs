@@ -360,6 +360,11 @@ async fn an_article_read_edited_and_sent_back_is_stored_as_edited() {
             .wait_for_feed("/feeds/politics/feed.json", |b| b.contains(edited_summary))
             .await;
         assert!(!feed.contains(summary), "{feed}");
+        // Nor the summary decoded, kept beside a body that no longer says it.
+        assert!(
+            !feed.contains(&summary.replace("&lt;", "<").replace("&gt;", ">")),
+            "{feed}"
+        );
     }
 }
 

@@ -1096,7 +1096,7 @@ impl ArticleDraft {
         // Escaping and markup grow the text (`<` takes four bytes as `&lt;`, a paragraph
         // gains `<p></p>`): the HTML, which answers and feeds carry beside the text, may take
         // twice the limit of a body, no more. Sent beside HTML, the text may have its HTML
-        // made too (see `Article::revise_tagged`).
+        // made too (see `Article::revise_sent`).
         let most = limits.content_bytes.saturating_mul(2);
         let made_len = if !html_sent {
             content_html.len()
@@ -1175,7 +1175,7 @@ impl ArticleDraft {
         }
         // Both bodies sent: RSS and Atom carry the HTML, JSON Feed both, so a warning says
         // when their words differ (a text edited beside the HTML made from the stored one
-        // is the edit: see `Article::revise_tagged`). Words are compared in NFC.
+        // is the edit: see `Article::revise_sent`). Words are compared in NFC.
         let words = |text: &str| {
             text.chars()
                 .filter(|c| c.is_alphanumeric())
@@ -1210,8 +1210,14 @@ impl ArticleDraft {
             } else {
                 check.text(&f("summary"), &self.summary, false)
             };
-        let summary_as_sent =
-            (self.summary.contains('&') && summary != self.summary).then(|| self.summary.clone());
+        // Kept only where it may be a stored summary (which never exceeds the limit): a
+        // write holds it until it is stored, and a batch holds many writes.
+        let as_sent = self.summary.trim();
+        let summary_as_sent = (as_sent.contains('&')
+            && summary != as_sent
+            && as_sent.len() <= limits.summary_chars.saturating_mul(4)
+            && as_sent.chars().count() <= limits.summary_chars)
+            .then(|| as_sent.to_owned());
         if summary.chars().count() > limits.summary_chars {
             check.violations.add(
                 f("summary"),
@@ -2092,6 +2098,12 @@ mod tests {
             article.content.summary
         };
         assert_eq!(edit(&first.content.summary), "a &lt; c");
+        // As a form's text area sends it back, with a line end.
+        assert_eq!(edit(&format!("{}\n", first.content.summary)), "a &lt; c");
+        // Longer than any stored summary, it is not kept to be compared.
+        let long = sent_as_html("<p>a &amp;lt; c</p>", &"&amp;".repeat(1_200));
+        assert_eq!(long.content.summary, "&".repeat(1_200));
+        assert_eq!(long.summary_as_sent, None);
         assert_eq!(edit("a < b"), "a < b");
         assert_eq!(edit("a &#60; b"), "a < b");
     }
