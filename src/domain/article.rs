@@ -522,12 +522,7 @@ impl Article {
         now: DateTime<Utc>,
         new_guid: impl FnOnce(&ArticleContent) -> String,
     ) -> Revision {
-        let sent = SentContent {
-            etag: content.etag(),
-            content,
-            summary_as_sent: None,
-        };
-        Self::revise_sent(existing, partner, id, sent, now, new_guid)
+        Self::revise_sent(existing, partner, id, content.into(), now, new_guid)
     }
 
     /// [`Article::revise`] with what validation and the request handler found out about
@@ -774,6 +769,27 @@ pub struct SentContent {
     /// b") and sends it back beside an edited body sends the stored summary: the revision
     /// makes it again from the edit, as it does for any summary made from the body.
     pub summary_as_sent: Option<String>,
+}
+
+impl From<ArticleContent> for SentContent {
+    /// Content whose summary was sent as it is stored.
+    fn from(content: ArticleContent) -> Self {
+        Self {
+            etag: content.etag(),
+            content,
+            summary_as_sent: None,
+        }
+    }
+}
+
+impl From<ValidDraft> for SentContent {
+    fn from(valid: ValidDraft) -> Self {
+        Self {
+            etag: valid.content.etag(),
+            content: valid.content,
+            summary_as_sent: valid.summary_as_sent,
+        }
+    }
 }
 
 /// Whether `html` has the shape of HTML made from text (paragraphs and line breaks, no
@@ -2078,20 +2094,7 @@ mod tests {
         };
         assert_eq!(first.content.summary, "a &lt; b");
         let edit = |summary: &str| {
-            let valid = sent_as_html("<p>a &amp;lt; c</p>", summary);
-            let sent = SentContent {
-                etag: valid.content.etag(),
-                content: valid.content,
-                summary_as_sent: valid.summary_as_sent,
-            };
-            let revision = Article::revise_sent(
-                Some(first.clone()),
-                first.partner,
-                first.id.clone(),
-                sent,
-                t0,
-                |_| unreachable!("an existing article keeps its guid"),
-            );
+            let revision = revised(&first, sent_as_html("<p>a &amp;lt; c</p>", summary), t0);
             let Revision::Updated { article, .. } = revision else {
                 panic!("an edit: {revision:?}")
             };
@@ -2445,12 +2448,12 @@ mod tests {
     }
 
     /// `content` published over `old` at `now`.
-    fn revised(old: &Article, content: ArticleContent, now: DateTime<Utc>) -> Revision {
-        Article::revise(
+    fn revised(old: &Article, content: impl Into<SentContent>, now: DateTime<Utc>) -> Revision {
+        Article::revise_sent(
             Some(old.clone()),
             old.partner,
             old.id.clone(),
-            content,
+            content.into(),
             now,
             |_| unreachable!("an existing article keeps its guid"),
         )
