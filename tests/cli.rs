@@ -849,20 +849,26 @@ fn sample_edition_export(dir: &Path) -> String {
 /// `feedpub import` takes rows without a publish, so it checks what feeds carry as
 /// publishing leaves it: an export edited to carry a script, a `javascript:` link, a
 /// control character or a media file without an http(s) URL is refused, naming the line
-/// and the column, and nothing of it is stored. The export as written imports whole.
+/// and the column, and nothing of it is stored. So is a value feedpub could not read back
+/// (a partner's name, sections or token hash, an article id or language, an audit entry's
+/// operation or peer), which would make every partner, the partner's calls or the audit
+/// log unreadable. The export as written imports whole.
 #[test]
 fn import_refuses_rows_no_publish_would_store_and_stores_none_of_them() {
     let dir = tempfile::tempdir().unwrap();
     let export = sample_edition_export(dir.path());
     let lines: Vec<&str> = export.lines().collect();
-    let (at, article) = lines
-        .iter()
-        .enumerate()
-        .find_map(|(i, l)| {
-            let row: serde_json::Value = serde_json::from_str(l).unwrap();
-            (row["table"] == "articles").then_some((i, row))
-        })
-        .expect("the export holds articles");
+    // The first row of `table`, and its line.
+    let first_row = |table: &str| {
+        lines
+            .iter()
+            .enumerate()
+            .find_map(|(i, l)| {
+                let row: serde_json::Value = serde_json::from_str(l).unwrap();
+                (row["table"] == table).then_some((i, row))
+            })
+            .unwrap_or_else(|| panic!("the export holds {table}"))
+    };
     let import = |name: &str, dump: &str| {
         let file = dir.path().join(format!("{name}.jsonl"));
         std::fs::write(&file, dump).unwrap();
@@ -872,38 +878,105 @@ fn import_refuses_rows_no_publish_would_store_and_stores_none_of_them() {
             .arg("--data-dir")
             .arg(dir.path().join(name)))
     };
-    for (column, value, says) in [
+    let cases = [
         (
+            "articles",
             "content_html",
             serde_json::json!("<p>正文</p><script>alert(1)</script>"),
             "sanitiser",
         ),
         (
+            "articles",
             "canonical_url",
             serde_json::json!("javascript:alert(1)"),
             "http",
         ),
-        ("title", serde_json::json!("标题\u{1}"), "U+0001"),
-        ("state", serde_json::json!(99), "99 is not a state"),
         (
+            "articles",
+            "title",
+            serde_json::json!("标题\u{1}"),
+            "U+0001",
+        ),
+        (
+            "articles",
+            "state",
+            serde_json::json!(99),
+            "99 is not a state",
+        ),
+        (
+            "articles",
             "section",
             serde_json::json!("Bad Slug"),
             "\"Bad Slug\" is not a section slug",
         ),
         (
+            "articles",
             "media",
             serde_json::json!(
                 r#"[{"url":"data:image/png;base64,AA","mime_type":"image/png","length":0,"caption":"","width":null,"height":null}]"#
             ),
             "[0].url",
         ),
-    ] {
-        let mut edited = article.clone();
+        (
+            "articles",
+            "article_id",
+            serde_json::json!("a/b"),
+            "\"a/b\" is not an article id",
+        ),
+        ("articles", "language", serde_json::json!("中文"), "BCP 47"),
+        (
+            "articles",
+            "guid",
+            serde_json::json!("tag:\u{7f}"),
+            "U+007F",
+        ),
+        (
+            "partners",
+            "name",
+            serde_json::json!("News Room"),
+            "\"News Room\" is not a partner name",
+        ),
+        (
+            "partners",
+            "sections",
+            serde_json::json!("politics"),
+            "is not a JSON array of section slugs",
+        ),
+        (
+            "partners",
+            "sections",
+            serde_json::json!(r#"["politics","Sports"]"#),
+            "[1] \"Sports\" is not a section slug",
+        ),
+        (
+            "partners",
+            "token_hash",
+            serde_json::json!("abc"),
+            "SHA-256",
+        ),
+        (
+            "audit_log",
+            "operation",
+            serde_json::json!("article.delete"),
+            "is not an operation",
+        ),
+        (
+            "audit_log",
+            "peer",
+            serde_json::json!("nowhere"),
+            "is not an address",
+        ),
+    ];
+    for (case, (table, column, value, says)) in cases.into_iter().enumerate() {
+        // A folder of its own for each case.
+        let name = format!("{case}-{table}-{column}");
+        let (at, row) = first_row(table);
+        let mut edited = row;
         edited["row"][column] = value;
         let mut dump = lines.clone();
         let edited = edited.to_string();
         dump[at] = &edited;
-        let refused = import(column, &(dump.join("\n") + "\n"));
+        let refused = import(&name, &(dump.join("\n") + "\n"));
         let stderr = text(&refused.stderr);
         assert!(!refused.status.success(), "{column}: {stderr}");
         assert!(
@@ -915,10 +988,10 @@ fn import_refuses_rows_no_publish_would_store_and_stores_none_of_them() {
         // and only HTML.
         let trusted = run(feedpub(dir.path())
             .arg("import")
-            .arg(dir.path().join(format!("{column}.jsonl")))
+            .arg(dir.path().join(format!("{name}.jsonl")))
             .arg("--trust-html")
             .arg("--data-dir")
-            .arg(dir.path().join(format!("{column}-trusted"))));
+            .arg(dir.path().join(format!("{name}-trusted"))));
         assert_eq!(
             trusted.status.success(),
             column == "content_html",
@@ -927,7 +1000,7 @@ fn import_refuses_rows_no_publish_would_store_and_stores_none_of_them() {
         );
         // Nothing of it was stored: the same folder takes the export as written, which
         // only an empty database does.
-        let whole = import(column, &export);
+        let whole = import(&name, &export);
         assert!(whole.status.success(), "{column}: {}", text(&whole.stderr));
         assert!(
             text(&whole.stdout).contains(&format!(

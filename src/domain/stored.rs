@@ -1,9 +1,13 @@
-//! What every stored article's fields satisfy because publishing validated them, checked
-//! again where rows arrive without a publish: `feedpub import`. Only what feeds and
-//! readers depend on is checked: characters feeds cannot carry, HTML the sanitiser would
-//! change, links that are not http(s), JSON that does not decode.
+//! What every stored row's fields satisfy because the API or an operator command
+//! validated them, checked again where rows arrive without either: `feedpub import`.
+//! What feeds and readers depend on is checked (characters feeds cannot carry, HTML the
+//! sanitiser would change, links that are not http(s), JSON that does not decode), and
+//! every value the service parses when it reads a row back (ids, names, slugs, tags), so
+//! that no imported row makes stored data unreadable.
 
 use super::article::check_stored_url;
+use super::audit::{AuditOperation, Outcome};
+use super::ids::{ArticleId, PartnerName, SectionSlug, check_language_tag};
 use super::media::Media;
 use super::text::{HtmlPolicy, Sanitized, is_forbidden};
 
@@ -54,15 +58,23 @@ pub fn url_fault(url: &str) -> Option<String> {
     check_stored_url(url).err()
 }
 
-/// A JSON array of names (authors or tags).
-pub fn names_fault(json: &str) -> Option<String> {
+/// What is wrong with a stored text value: `None` when it is as feedpub stores it.
+pub type Fault = fn(&str) -> Option<String>;
+
+/// A JSON array of `what`, each without the item's fault.
+fn list_fault(json: &str, what: &str, item: Fault) -> Option<String> {
     match serde_json::from_str::<Vec<String>>(json) {
-        Ok(names) => names
+        Ok(items) => items
             .iter()
             .enumerate()
-            .find_map(|(i, name)| text_fault(name).map(|e| format!("[{i}] {e}"))),
-        Err(e) => Some(format!("is not a JSON array of names ({e})")),
+            .find_map(|(i, value)| item(value).map(|e| format!("[{i}] {e}"))),
+        Err(e) => Some(format!("is not a JSON array of {what} ({e})")),
     }
+}
+
+/// A JSON array of names (authors or tags).
+pub fn names_fault(json: &str) -> Option<String> {
+    list_fault(json, "names", text_fault)
 }
 
 /// A JSON array of media files.
@@ -79,10 +91,134 @@ pub fn media_fault(json: &str) -> Option<String> {
     }
 }
 
+/// An article id, as the API takes it.
+pub fn article_id_fault(id: &str) -> Option<String> {
+    ArticleId::parse(id)
+        .err()
+        .map(|e| format!("{id:?} is not an article id: it {e}"))
+}
+
+/// A section slug, as the configuration takes it.
+pub fn slug_fault(slug: &str) -> Option<String> {
+    SectionSlug::parse(slug)
+        .err()
+        .map(|e| format!("{slug:?} is not a section slug ({e})"))
+}
+
+/// A language tag: empty (the site's language) or a BCP 47 tag.
+pub fn language_fault(tag: &str) -> Option<String> {
+    (!tag.is_empty())
+        .then(|| check_language_tag(tag).err())
+        .flatten()
+}
+
+/// A partner's name, as `feedpub partner add` takes it.
+pub fn partner_name_fault(name: &str) -> Option<String> {
+    PartnerName::parse(name)
+        .err()
+        .map(|e| format!("{name:?} is not a partner name ({e})"))
+}
+
+/// The sections a partner may publish to: a JSON array of section slugs.
+pub fn slugs_fault(json: &str) -> Option<String> {
+    list_fault(json, "section slugs", slug_fault)
+}
+
+/// A token's hash: SHA-256, as 64 lower-case hexadecimal digits.
+pub fn token_hash_fault(hash: &str) -> Option<String> {
+    let hex = hash.len() == 64 && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    (!hex).then(|| "is not a token's SHA-256 (64 lower-case hexadecimal digits)".to_owned())
+}
+
+/// An audit entry's operation, by its name (`partner.rotate`).
+pub fn operation_fault(name: &str) -> Option<String> {
+    AuditOperation::parse(name)
+        .is_none()
+        .then(|| format!("{name:?} is not an operation feedpub records"))
+}
+
+/// An audit entry's outcome, by its name (`permission_denied`).
+pub fn outcome_fault(name: &str) -> Option<String> {
+    Outcome::parse(name)
+        .is_none()
+        .then(|| format!("{name:?} is not an outcome feedpub records"))
+}
+
+/// Where a call came from: an IP address and port (`192.0.2.1:50051`).
+pub fn peer_fault(peer: &str) -> Option<String> {
+    peer.parse::<std::net::SocketAddr>()
+        .is_err()
+        .then(|| format!("{peer:?} is not an address and port"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::ArticleDraft;
+    use crate::domain::{ArticleDraft, Token};
+
+    /// Every value the service writes passes its fault; one it could not read back does
+    /// not, and the fault says why.
+    #[test]
+    fn values_read_back_by_the_service_have_no_fault_and_others_are_named() {
+        let hash = Token::generate().unwrap().hash().0;
+        let check = |fault: Fault, good: &[&str], bad: &[(&str, &str)]| {
+            for value in good {
+                assert_eq!(fault(value), None, "{value:?}");
+            }
+            for (value, says) in bad {
+                let fault = fault(value).unwrap_or_default();
+                assert!(fault.contains(says), "{value:?}: {fault:?}");
+            }
+        };
+        check(
+            article_id_fault,
+            &["2023-06-07-daji", "a.b_c~d"],
+            &[("a/b", "not an article id"), ("", "is required")],
+        );
+        check(
+            slug_fault,
+            &["politics", "local-news"],
+            &[("Politics", "not a section slug"), ("all", "reserved")],
+        );
+        check(
+            language_fault,
+            &["", "zh-CN", "zh-Hans-CN"],
+            &[("中文", "BCP 47"), (" zh", "BCP 47")],
+        );
+        check(
+            partner_name_fault,
+            &["newsroom", "county-wire"],
+            &[("News Room", "not a partner name"), ("", "is required")],
+        );
+        check(
+            slugs_fault,
+            &["[]", r#"["politics","sports"]"#],
+            &[
+                ("politics", "JSON array"),
+                (r#"["politics","all"]"#, "[1] \"all\" is not a section slug"),
+            ],
+        );
+        check(
+            token_hash_fault,
+            &[hash.as_str()],
+            &[("abc", "SHA-256"), (&hash.to_uppercase(), "SHA-256")],
+        );
+        check(
+            operation_fault,
+            &["publish", "partner.rotate"],
+            &[("article.delete", "not an operation")],
+        );
+        check(
+            outcome_fault,
+            &["ok", "permission_denied"],
+            &[("denied", "not an outcome")],
+        );
+        check(
+            peer_fault,
+            &["192.0.2.1:50051", "[2001:db8::1]:443"],
+            &[("192.0.2.1", "not an address")],
+        );
+    }
 
     #[test]
     fn what_a_publish_stores_has_no_fault() {

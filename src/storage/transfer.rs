@@ -10,8 +10,9 @@ use super::rows::Columns;
 use super::sqlite::DATABASE_FILE;
 use super::{PostgresStore, SqliteStore, Store as _, StoreError};
 use crate::config::Server;
-use crate::domain::stored;
-use crate::domain::{HtmlPolicy, SectionSlug};
+use crate::domain::HtmlPolicy;
+use crate::domain::stored::{self, Fault};
+use crate::websub::{self, Callback, Topic};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value, json};
@@ -43,38 +44,73 @@ const COUNTED_VERSION: u64 = 3;
 /// The oldest version imported.
 const OLDEST_VERSION: u64 = 1;
 
-/// How a column's values are stored and written in an export.
+/// How a column's values are stored and written in an export, and what an import takes.
 #[derive(Debug, Clone, Copy)]
 enum Kind {
     Int,
-    Text,
     Bool,
-    /// Bytes, as base64 in the export.
-    Bytes,
+    /// A subscription's secret: 1 to 199 bytes, as base64 in the export.
+    Secret,
     /// An article's version number, an integer: 1 to `u32::MAX - 1` on import, so that
     /// every stored article can take one more version.
     Version,
-    /// Text that feeds carry: on import, no character feeds cannot carry.
-    Prose,
-    /// An article's HTML body: on import, as the configured sanitiser leaves it.
-    Html,
-    /// Empty, or an absolute http(s) URL.
-    Link,
-    /// A JSON array of author or tag names.
-    Names,
-    /// A JSON array of media files, each with an http(s) URL.
-    MediaList,
     /// An article's state, as an integer the schema knows.
     State,
     /// An event's kind, as an integer the schema knows.
     Event,
-    /// A section slug, in the shape the configuration takes.
-    Slug,
+    /// Text, refused on import when it has a fault.
+    Text(Fault),
+    /// An article's HTML body: on import, as the configured sanitiser leaves it.
+    Html,
 }
 
-use Kind::{
-    Bool, Bytes, Event, Html, Int, Link, MediaList, Names, Prose, Slug, State, Text, Version,
-};
+use Kind::{Bool, Event, Html, Int, Secret, State, Version};
+
+impl Kind {
+    /// What a value of this kind is, for a message refusing one.
+    fn what(self) -> &'static str {
+        match self {
+            Int | Version | State | Event => "an integer",
+            Bool => "true or false",
+            Secret => "base64 text",
+            Kind::Text(_) | Html => "a string",
+        }
+    }
+}
+
+/// Text feedpub reads back as it is (an etag, an audit entry's partner or detail).
+const TEXT: Kind = Kind::Text(|_| None);
+/// Text that feeds or readers show: no character feeds cannot carry.
+const PROSE: Kind = Kind::Text(stored::text_fault);
+/// Empty, or an absolute http(s) URL.
+const LINK: Kind = Kind::Text(stored::url_fault);
+/// A JSON array of author or tag names.
+const NAMES: Kind = Kind::Text(stored::names_fault);
+/// A JSON array of media files, each with an http(s) URL.
+const MEDIA: Kind = Kind::Text(stored::media_fault);
+/// A section slug, in the shape the configuration takes.
+const SLUG: Kind = Kind::Text(stored::slug_fault);
+/// A JSON array of section slugs.
+const SLUGS: Kind = Kind::Text(stored::slugs_fault);
+const ARTICLE_ID: Kind = Kind::Text(stored::article_id_fault);
+const LANGUAGE: Kind = Kind::Text(stored::language_fault);
+const PARTNER_NAME: Kind = Kind::Text(stored::partner_name_fault);
+const TOKEN_HASH: Kind = Kind::Text(stored::token_hash_fault);
+const OPERATION: Kind = Kind::Text(stored::operation_fault);
+const OUTCOME: Kind = Kind::Text(stored::outcome_fault);
+const PEER: Kind = Kind::Text(stored::peer_fault);
+/// A WebSub topic: a feed's path.
+const TOPIC: Kind = Kind::Text(|topic| Topic::new(topic).err());
+/// A WebSub callback, written as feedpub writes it (the subscriptions of one callback are
+/// found by its text).
+const CALLBACK: Kind = Kind::Text(|callback| match Callback::parse(callback) {
+    Ok(parsed) if parsed.as_str() == callback => None,
+    Ok(parsed) => Some(format!(
+        "{callback:?} is not written as feedpub writes it ({:?})",
+        parsed.as_str()
+    )),
+    Err(e) => Some(format!("{callback:?} {e}")),
+});
 
 /// A table, the order its rows are exported in, and its columns.
 struct Table {
@@ -92,11 +128,11 @@ const TABLES: &[Table] = &[
         order: "id",
         columns: &[
             ("id", Int),
-            ("name", Text),
-            ("token_hash", Text),
-            ("token_prefix", Text),
+            ("name", PARTNER_NAME),
+            ("token_hash", TOKEN_HASH),
+            ("token_prefix", PROSE),
             ("all_sections", Bool),
-            ("sections", Text),
+            ("sections", SLUGS),
             ("embargoed", Bool),
             ("create_time", Int),
             ("rotate_time", Int),
@@ -108,19 +144,19 @@ const TABLES: &[Table] = &[
         order: "partner_id, article_id",
         columns: &[
             ("partner_id", Int),
-            ("article_id", Text),
-            ("guid", Text),
-            ("section", Slug),
+            ("article_id", ARTICLE_ID),
+            ("guid", PROSE),
+            ("section", SLUG),
             ("state", State),
-            ("title", Prose),
-            ("subtitle", Prose),
-            ("kicker", Prose),
-            ("authors", Names),
-            ("summary", Prose),
+            ("title", PROSE),
+            ("subtitle", PROSE),
+            ("kicker", PROSE),
+            ("authors", NAMES),
+            ("summary", PROSE),
             ("content_html", Html),
-            ("content_text", Prose),
-            ("tags", Names),
-            ("canonical_url", Link),
+            ("content_text", PROSE),
+            ("tags", NAMES),
+            ("canonical_url", LINK),
             ("publish_time", Int),
             ("update_time", Int),
             ("updated", Int),
@@ -128,11 +164,11 @@ const TABLES: &[Table] = &[
             ("create_time", Int),
             ("change_time", Int),
             ("retract_time", Int),
-            ("retract_reason", Prose),
-            ("etag", Text),
+            ("retract_reason", PROSE),
+            ("etag", TEXT),
             ("embargo_time", Int),
-            ("media", MediaList),
-            ("language", Text),
+            ("media", MEDIA),
+            ("language", LANGUAGE),
             ("version", Version),
             ("shown_change_time", Int),
         ],
@@ -142,26 +178,26 @@ const TABLES: &[Table] = &[
         order: "partner_id, article_id, version",
         columns: &[
             ("partner_id", Int),
-            ("article_id", Text),
+            ("article_id", ARTICLE_ID),
             ("version", Version),
-            ("section", Slug),
-            ("title", Prose),
-            ("subtitle", Prose),
-            ("kicker", Prose),
-            ("authors", Names),
-            ("summary", Prose),
+            ("section", SLUG),
+            ("title", PROSE),
+            ("subtitle", PROSE),
+            ("kicker", PROSE),
+            ("authors", NAMES),
+            ("summary", PROSE),
             ("content_html", Html),
-            ("content_text", Prose),
-            ("tags", Names),
-            ("canonical_url", Link),
+            ("content_text", PROSE),
+            ("tags", NAMES),
+            ("canonical_url", LINK),
             ("publish_time", Int),
             ("update_time", Int),
             ("updated", Int),
             ("expire_time", Int),
             ("embargo_time", Int),
-            ("media", MediaList),
-            ("language", Text),
-            ("etag", Text),
+            ("media", MEDIA),
+            ("language", LANGUAGE),
+            ("etag", TEXT),
         ],
     },
     Table {
@@ -180,13 +216,13 @@ const TABLES: &[Table] = &[
         columns: &[
             ("seq", Int),
             ("partner_id", Int),
-            ("article_id", Text),
+            ("article_id", ARTICLE_ID),
             ("version", Version),
             ("kind", Event),
-            ("section", Slug),
+            ("section", SLUG),
             ("embargoed", Bool),
             ("event_time", Int),
-            ("left_section", Slug),
+            ("left_section", SLUG),
             ("left_embargoed", Bool),
         ],
     },
@@ -195,13 +231,13 @@ const TABLES: &[Table] = &[
         order: "partner_id, request_id",
         columns: &[
             ("partner_id", Int),
-            ("request_id", Text),
-            ("fingerprint", Text),
-            ("article_id", Text),
+            ("request_id", TEXT),
+            ("fingerprint", TEXT),
+            ("article_id", ARTICLE_ID),
             ("version", Version),
             ("state", State),
             ("retract_time", Int),
-            ("retract_reason", Prose),
+            ("retract_reason", PROSE),
             ("create_time", Int),
         ],
     },
@@ -210,7 +246,7 @@ const TABLES: &[Table] = &[
         order: "partner_id, article_id",
         columns: &[
             ("partner_id", Int),
-            ("article_id", Text),
+            ("article_id", ARTICLE_ID),
             ("embargo_time", Int),
         ],
     },
@@ -218,13 +254,13 @@ const TABLES: &[Table] = &[
         name: "websub_subscriptions",
         order: "topic, callback",
         columns: &[
-            ("topic", Text),
-            ("callback", Text),
-            ("secret", Bytes),
+            ("topic", TOPIC),
+            ("callback", CALLBACK),
+            ("secret", Secret),
             ("create_time", Int),
             ("verify_time", Int),
             ("expire_time", Int),
-            ("callback_address", Text),
+            ("callback_address", TEXT),
         ],
     },
     Table {
@@ -233,20 +269,20 @@ const TABLES: &[Table] = &[
         columns: &[
             ("id", Int),
             ("time", Int),
-            ("partner", Text),
-            ("operation", Text),
-            ("article_id", Text),
-            ("peer", Text),
-            ("outcome", Text),
-            ("detail", Text),
+            ("partner", TEXT),
+            ("operation", OPERATION),
+            ("article_id", TEXT),
+            ("peer", PEER),
+            ("outcome", OUTCOME),
+            ("detail", TEXT),
         ],
     },
     Table {
         name: FEED_SIZES,
         order: "kind, name",
         columns: &[
-            ("kind", Text),
-            ("name", Text),
+            ("kind", TEXT),
+            ("name", TEXT),
             ("articles", Int),
             ("shift_time", Int),
             ("shift_from", Int),
@@ -274,10 +310,10 @@ const FEED_SIZES_TAKEN: &str = " ON CONFLICT (kind, name) DO UPDATE SET
                         ELSE COALESCE(feed_sizes.first_stored, excluded.first_stored) END";
 
 const NAME_COLUMNS: &[(&str, Kind)] = &[
-    ("name", Prose),
+    ("name", PROSE),
     ("partner_id", Int),
-    ("article_id", Text),
-    ("guid", Text),
+    ("article_id", ARTICLE_ID),
+    ("guid", PROSE),
     ("state", State),
     ("publish_time", Int),
     ("expire_time", Int),
@@ -505,11 +541,9 @@ fn write_row(out: &mut impl Write, table: &Table, row: &impl Columns) -> Result<
     for (column, kind) in table.columns {
         let value = match kind {
             Int | Version | State | Event => row.value::<Option<i64>>(column)?.map(Value::from),
-            Text | Prose | Html | Link | Names | MediaList | Slug => {
-                row.value::<Option<String>>(column)?.map(Value::from)
-            }
+            Kind::Text(_) | Html => row.value::<Option<String>>(column)?.map(Value::from),
             Bool => row.value::<Option<bool>>(column)?.map(Value::from),
-            Bytes => row
+            Secret => row
                 .value::<Option<Vec<u8>>>(column)?
                 .map(|bytes| Value::from(BASE64.encode(bytes))),
         };
@@ -950,7 +984,7 @@ fn bound(
     html: Option<(&HtmlPolicy, Option<&url::Url>)>,
 ) -> Result<Bound, String> {
     let value = value.filter(|v| !v.is_null());
-    let wrong = |v: &Value| format!("{v} is not a {kind:?} value");
+    let wrong = |v: &Value| format!("{v} is not {}", kind.what());
     // Text whose `fault` must be `None`.
     let checked = |fault: &dyn Fn(&str) -> Option<String>| -> Result<Bound, String> {
         let text = value
@@ -962,13 +996,10 @@ fn bound(
         }
     };
     Ok(match kind {
-        Prose => checked(&stored::text_fault)?,
+        Kind::Text(fault) => checked(&fault)?,
         Html => {
             checked(&|body| html.and_then(|(policy, base)| stored::html_fault(body, policy, base)))?
         }
-        Link => checked(&stored::url_fault)?,
-        Names => checked(&stored::names_fault)?,
-        MediaList => checked(&stored::media_fault)?,
         Int => Bound::Int(
             value
                 .map(|v| v.as_i64().ok_or_else(|| wrong(v)))
@@ -985,12 +1016,6 @@ fn bound(
                 })
                 .transpose()?,
         ),
-        Text => checked(&|_| None)?,
-        Slug => checked(&|slug| {
-            SectionSlug::parse(slug)
-                .err()
-                .map(|e| format!("{slug:?} is not a section slug ({e})"))
-        })?,
         State => Bound::Int(
             value
                 .map(|v| {
@@ -1016,12 +1041,14 @@ fn bound(
                 .map(|v| v.as_bool().ok_or_else(|| wrong(v)))
                 .transpose()?,
         ),
-        Bytes => Bound::Bytes(
+        Secret => Bound::Bytes(
             value
                 .map(|v| {
-                    v.as_str()
+                    let bytes = v
+                        .as_str()
                         .and_then(|s| BASE64.decode(s).ok())
-                        .ok_or_else(|| wrong(v))
+                        .ok_or_else(|| wrong(v))?;
+                    websub::Secret::new(bytes.clone()).map(|_| bytes)
                 })
                 .transpose()?,
         ),
@@ -1030,7 +1057,7 @@ fn bound(
 
 #[cfg(test)]
 mod tests {
-    use super::{Bound, Kind, bound};
+    use super::{Bound, CALLBACK, Kind, Secret, TOPIC, bound};
     use crate::domain::HtmlPolicy;
     use serde_json::json;
 
@@ -1050,6 +1077,32 @@ mod tests {
             let refused = bound(Some(&relative), Kind::Html, Some((&policy, base)));
             assert!(refused.is_err_and(|e| e.contains("relative")), "{base:?}");
         }
+    }
+
+    /// A subscription's topic, callback and secret are imported only as the hub takes and
+    /// writes them: a callback written otherwise would not be found by its text.
+    #[test]
+    fn a_subscription_is_imported_only_as_the_hub_writes_it() {
+        let taken = |kind: Kind, value: serde_json::Value| bound(Some(&value), kind, None);
+        assert!(taken(TOPIC, json!("politics/atom.xml")).is_ok());
+        let refused = |kind, value, says: &str| {
+            let fault = taken(kind, value).err().unwrap_or_default();
+            assert!(fault.contains(says), "{fault:?}");
+        };
+        refused(TOPIC, json!("../secret"), "not a feed path");
+        assert!(taken(CALLBACK, json!("https://reader.example/cb?id=1")).is_ok());
+        refused(
+            CALLBACK,
+            json!("HTTPS://Reader.example/cb"),
+            "\"https://reader.example/cb\"",
+        );
+        refused(CALLBACK, json!("ftp://reader.example/"), "http or https");
+        assert!(matches!(
+            taken(Secret, json!("c2VjcmV0")),
+            Ok(Bound::Bytes(Some(bytes))) if bytes == b"secret"
+        ));
+        refused(Secret, json!(""), "must not be empty");
+        refused(Secret, json!("%%%"), "is not base64 text");
     }
 
     #[test]
