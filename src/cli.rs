@@ -340,6 +340,7 @@ async fn import(args: ImportArgs) -> anyhow::Result<()> {
     let counts = crate::storage::transfer::import(
         &settings.server,
         policy.as_ref(),
+        &settings.limits,
         input,
         args.allow_non_empty,
     )

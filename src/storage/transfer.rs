@@ -9,7 +9,7 @@
 use super::rows::Columns;
 use super::sqlite::DATABASE_FILE;
 use super::{PostgresStore, SqliteStore, Store as _, StoreError};
-use crate::config::Server;
+use crate::config::{Limits, Server};
 use crate::domain::HtmlPolicy;
 use crate::domain::stored::{self, Fault};
 use crate::websub::{self, Callback, Topic};
@@ -19,7 +19,7 @@ use serde_json::{Map, Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use sqlx::{Postgres, Sqlite, Transaction};
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
 use std::str::FromStr;
 use tokio_stream::StreamExt;
 
@@ -561,15 +561,28 @@ enum Bound {
     Bytes(Option<Vec<u8>>),
 }
 
+/// How many bytes a line of an export may take per byte of the largest body or message the
+/// API takes, whichever is larger: an article's row holds its body as HTML (at most twice
+/// a body's size) and as text, and JSON may write a character in two bytes (`\"`); its
+/// other fields are small beside them.
+const LINE_BYTES_PER_BODY_BYTE: usize = 8;
+
 /// Loads an export into the database the settings name, in one transaction: nothing is
 /// stored unless every line is. The target must hold no partner and no article unless
-/// `allow_non_empty`.
+/// `allow_non_empty`. The limits of the API bound a line (see
+/// [`LINE_BYTES_PER_BODY_BYTE`]): a longer one (a file with no line break) is refused before
+/// it is held.
 pub async fn import(
     server: &Server,
     policy: Option<&HtmlPolicy>,
+    limits: &Limits,
     input: impl BufRead,
     allow_non_empty: bool,
 ) -> Result<Counts, TransferError> {
+    let max_line = (limits.fields.content_bytes)
+        .max(limits.max_message_bytes)
+        .saturating_mul(LINE_BYTES_PER_BODY_BYTE);
+    let input = numbered_lines(input, max_line);
     let database = Database::open(server).await?;
     let result = match &database {
         Database::Sqlite(pool) => {
@@ -698,7 +711,7 @@ impl Target<'_, '_> {
 async fn import_into(
     target: &mut Target<'_, '_>,
     policy: Option<&HtmlPolicy>,
-    input: impl BufRead,
+    mut lines: impl Iterator<Item = Line>,
     allow_non_empty: bool,
 ) -> Result<Counts, TransferError> {
     let partners = target.scalar("SELECT COUNT(*) FROM partners").await?;
@@ -713,7 +726,6 @@ async fn import_into(
     }
     let mut counts: Counts = TABLES.iter().map(|t| (t.name, 0)).collect();
     let mut earliest_imported: Option<i64> = None;
-    let mut lines = numbered_lines(input);
     let invalid = |line: usize, message: String| TransferError::Invalid {
         line: line + 1,
         message,
@@ -930,25 +942,54 @@ async fn import_into(
     Ok(counts)
 }
 
-/// The lines of an export, numbered from 0, as text: a line that is not UTF-8 (an export cut
-/// in the middle of a character) is named.
-fn numbered_lines(
-    input: impl BufRead,
-) -> impl Iterator<Item = (usize, Result<String, TransferError>)> {
-    input.split(b'\n').enumerate().map(|(number, bytes)| {
-        let line = bytes.map_err(TransferError::Read).and_then(|mut bytes| {
-            if bytes.last() == Some(&b'\r') {
-                bytes.pop();
+/// A line of an export, numbered from 0, as text.
+type Line = (usize, Result<String, TransferError>);
+
+/// The lines of an export: a line that is not UTF-8 (an export cut in the middle of a
+/// character) is named, and so is one longer than `max_bytes`, read no further. The lines
+/// end at the first error.
+fn numbered_lines(mut input: impl BufRead, max_bytes: usize) -> impl Iterator<Item = Line> {
+    let mut number = 0;
+    let mut ended = false;
+    std::iter::from_fn(move || {
+        if ended {
+            return None;
+        }
+        let mut bytes = Vec::new();
+        let limit = u64::try_from(max_bytes)
+            .unwrap_or(u64::MAX)
+            .saturating_add(1);
+        let line = match (&mut input).take(limit).read_until(b'\n', &mut bytes) {
+            Ok(0) => return None,
+            Err(e) => Err(TransferError::Read(e)),
+            Ok(_) => {
+                // A line cut by the limit has no line end; the last of a file may not either.
+                let whole = bytes.pop_if(|b| *b == b'\n').is_some() || bytes.len() <= max_bytes;
+                if whole {
+                    bytes.pop_if(|b| *b == b'\r');
+                    String::from_utf8(bytes).map_err(|e| TransferError::Invalid {
+                        line: number + 1,
+                        message: format!(
+                            "is not UTF-8 text: byte {} is not part of a character (an export cut short, or not saved as UTF-8?)",
+                            e.utf8_error().valid_up_to() + 1
+                        ),
+                    })
+                } else {
+                    Err(TransferError::Invalid {
+                        line: number + 1,
+                        message: format!(
+                            "is longer than {max_bytes} bytes, more than any row of an article \
+                             [limits] content_bytes and max_message_bytes allow: not an export, \
+                             or one from a deployment that takes larger articles (raise those \
+                             limits to its own)"
+                        ),
+                    })
+                }
             }
-            String::from_utf8(bytes).map_err(|e| TransferError::Invalid {
-                line: number + 1,
-                message: format!(
-                    "is not UTF-8 text: byte {} is not part of a character (an export cut short, or not saved as UTF-8?)",
-                    e.utf8_error().valid_up_to() + 1
-                ),
-            })
-        });
-        (number, line)
+        };
+        ended = line.is_err();
+        number += 1;
+        Some((number - 1, line))
     })
 }
 
@@ -1057,7 +1098,7 @@ fn bound(
 
 #[cfg(test)]
 mod tests {
-    use super::{Bound, CALLBACK, Kind, Secret, TOPIC, bound};
+    use super::{Bound, CALLBACK, Kind, Secret, TOPIC, TransferError, bound, numbered_lines};
     use crate::domain::HtmlPolicy;
     use serde_json::json;
 
@@ -1077,6 +1118,32 @@ mod tests {
             let refused = bound(Some(&relative), Kind::Html, Some((&policy, base)));
             assert!(refused.is_err_and(|e| e.contains("relative")), "{base:?}");
         }
+    }
+
+    /// A line longer than any row is refused without being held, and nothing after it is
+    /// read: a file with no line break (`/dev/zero`) ends the import at once. Lines up to
+    /// the limit are read whole, without their line ends.
+    #[test]
+    fn a_line_longer_than_any_row_ends_the_lines_unread() {
+        let input = std::io::Cursor::new(b"012345678\r\n{}\n0123456789A\n{}\n".to_vec());
+        let lines: Vec<_> = numbered_lines(input, 10).collect();
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(matches!(&lines[0], (0, Ok(line)) if line == "012345678"));
+        assert!(matches!(&lines[1], (1, Ok(line)) if line == "{}"));
+        assert!(
+            matches!(&lines[2], (2, Err(TransferError::Invalid { line: 3, message }))
+                if message.starts_with("is longer than 10 bytes")),
+            "{:?}",
+            lines[2]
+        );
+        // Endless input with no line break: the first line is refused, read no further.
+        let endless = std::io::BufReader::new(std::io::repeat(b'0'));
+        let mut lines = numbered_lines(endless, 1 << 20);
+        assert!(matches!(
+            lines.next(),
+            Some((0, Err(TransferError::Invalid { line: 1, .. })))
+        ));
+        assert!(lines.next().is_none());
     }
 
     /// A subscription's topic, callback and secret are imported only as the hub takes and
