@@ -1640,6 +1640,43 @@ fn export_audit_and_partner_commands_refuse_a_data_folder_without_a_database() {
     }
 }
 
+/// A PostgreSQL database out of reach is named with its cause at once by every command
+/// that opens it, as `serve` names it: not after a pool's wait, as "pool timed out".
+#[test]
+fn every_command_names_a_postgresql_database_out_of_reach_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on: connections to it are refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = format!("postgres://feedpub:secret@{closed}/feedpub");
+    let export = dir.path().join("export.jsonl");
+    std::fs::write(&export, "{\"format\":\"feedpub-export\",\"version\":6}\n").unwrap();
+    let export = export.to_str().unwrap();
+    for args in [
+        &["export"][..],
+        &["import", export],
+        &["migrate"],
+        &["audit"],
+        &["partner", "list"],
+        &["partner", "add", "wire", "--all-sections"],
+        &["partner", "revoke", "wire"],
+    ] {
+        let output = run(feedpub(dir.path())
+            .args(args)
+            .args(["--database-url", &url]));
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("postgres://feedpub:***@{closed}/feedpub"))
+                && stderr.contains("Connection refused"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("secret"), "{args:?}: {stderr}");
+    }
+}
+
 /// `partner deny` of a section that is neither configured nor held by the partner is a typo:
 /// refused naming it, as `grant` refuses one; a section the partner holds can be denied
 /// even once it is no longer configured.

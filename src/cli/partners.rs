@@ -246,17 +246,20 @@ where
             ..Overrides::default()
         },
     )?;
+    let location = || {
+        format!(
+            "cannot open the store in {}",
+            crate::storage::location(&settings.server)
+        )
+    };
     if !creates {
-        crate::storage::transfer::check_schema(&settings.server).await?;
+        crate::storage::transfer::check_schema(&settings.server)
+            .await
+            .with_context(location)?;
     }
     let store = crate::storage::open(&settings.server)
         .await
-        .with_context(|| {
-            format!(
-                "cannot open the store in {}",
-                crate::storage::location(&settings.server)
-            )
-        })?;
+        .with_context(location)?;
     let result = work(store.as_ref(), &settings).await;
     store.close().await;
     Ok(result?)

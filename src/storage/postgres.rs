@@ -203,24 +203,7 @@ impl PostgresStore {
         let origin = super::new_origin()?;
         // Every connection names this process: the events it logs carry the name.
         let options = options.options([("feedpub.origin", origin.as_str())]);
-        // One connection first: a database out of reach (refused, unknown host) is reported
-        // with its cause at once, where the pool would retry for its ACQUIRE_TIMEOUT and then
-        // say only that it timed out.
-        let first = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            <sqlx::PgConnection as sqlx::Connection>::connect_with(&options),
-        )
-        .await
-        .map_err(|_| {
-            sqlx::Error::Io(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!(
-                    "no answer from the database within {} s",
-                    CONNECT_TIMEOUT.as_secs()
-                ),
-            ))
-        })??;
-        let _ = sqlx::Connection::close(first).await;
+        reach(&options).await?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -320,6 +303,28 @@ pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
 
 /// How long opening the store waits for its first connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connects once, within [`CONNECT_TIMEOUT`]: a database out of reach (refused, unknown
+/// host, a wrong password) is reported with its cause at once, where a pool would retry for
+/// its acquire timeout and then say only that it timed out. Done before opening a pool.
+pub(super) async fn reach(options: &PgConnectOptions) -> Result<(), sqlx::Error> {
+    let first = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        <sqlx::PgConnection as sqlx::Connection>::connect_with(options),
+    )
+    .await
+    .map_err(|_| {
+        sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "no answer from the database within {} s",
+                CONNECT_TIMEOUT.as_secs()
+            ),
+        ))
+    })??;
+    let _ = sqlx::Connection::close(first).await;
+    Ok(())
+}
 
 /// How long a call waits for a connection of the pool (one of 16, or a new one) before it
 /// fails with the storage error, UNAVAILABLE to a partner: within the request timeout (30 s

@@ -378,12 +378,16 @@ impl Database {
     /// file so (a PostgreSQL export reads in a read-only transaction of its own).
     async fn connect(server: &Server, read_only: bool) -> Result<Self, sqlx::Error> {
         Ok(match &server.database_url {
-            Some(url) => Self::Postgres(
-                PgPoolOptions::new()
-                    .max_connections(1)
-                    .connect_with(PgConnectOptions::from_str(url.expose())?)
-                    .await?,
-            ),
+            Some(url) => {
+                let options = PgConnectOptions::from_str(url.expose())?;
+                super::postgres::reach(&options).await?;
+                Self::Postgres(
+                    PgPoolOptions::new()
+                        .max_connections(1)
+                        .connect_with(options)
+                        .await?,
+                )
+            }
             None => {
                 let options = SqliteConnectOptions::new()
                     .filename(server.data_dir.join(DATABASE_FILE))
