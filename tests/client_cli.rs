@@ -1017,6 +1017,61 @@ async fn watch_prints_events_as_they_come_and_resumes_after_a_cursor() {
     assert!(!line.contains("快讯"), "{line}");
 }
 
+/// A command whose output cannot be written (a full disk) fails with one line saying so
+/// and exit code 1, as the operator commands do: not 2, which says the command line or the
+/// input file was wrong.
+#[tokio::test]
+async fn a_client_command_that_cannot_write_its_output_says_so_with_exit_code_1() {
+    let setup = setup().await;
+    let file = setup.file("page.jsonl", &edition_lines(2));
+    let file = file.to_str().unwrap();
+    let full_disk = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full exists")
+    };
+    let said = |args: &[&str], output: Output| {
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains("cannot write the"), "{args:?}: {stderr}");
+    };
+    // The first article of the file, which the publish stores before its summary is lost.
+    let first = format!("{}-0", feedpub::demo::sample_edition()[0].id);
+    for args in [&["publish", file][..], &["list"], &["get", &first]] {
+        let output = setup.client(args).stdout(full_disk()).output().unwrap();
+        said(args, output);
+    }
+    // A watch fails at its first event.
+    let mut watch = setup
+        .client(&["watch"])
+        .stdout(full_disk())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(watch.stderr.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut first).unwrap();
+    assert!(
+        first.starts_with("feedpub: watching from cursor "),
+        "{first}"
+    );
+    publish_brief(&setup.running, &setup.tokens, "watched-1", "politics").await;
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let status = watch.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{rest}");
+    // Where to continue (the event not written comes again from there), then why it ended.
+    let lines: Vec<&str> = rest.lines().collect();
+    assert_eq!(lines.len(), 2, "{rest}");
+    assert!(lines[0].contains("pass --cursor "), "{rest}");
+    assert!(
+        lines[1].starts_with("feedpub: cannot write the output: "),
+        "{rest}"
+    );
+}
+
 /// A watch outlives a restart of the server: it opens the stream again after the last
 /// event it printed, and goes on with what comes after, nothing missed or repeated.
 // Several threads: `stop` blocks this one while the server closes this test's idle gRPC

@@ -25,8 +25,8 @@ use tonic_types::StatusExt;
 
 /// The client's exit codes (0: everything done).
 pub mod exit {
-    /// Something was refused: an article of a publish, a missing article, a failed etag
-    /// precondition.
+    /// Something was refused (an article of a publish, a missing article, a failed etag
+    /// precondition), or the output could not be written, as for the operator commands.
     pub const FAILED: u8 = 1;
     /// The command line or the input file is wrong (clap's usage errors are 2 as well).
     pub const USAGE: u8 = 2;
@@ -88,6 +88,11 @@ impl ClientError {
     /// A bad command line or input (exit code 2).
     pub fn usage(message: impl Into<String>) -> Self {
         Self::new(exit::USAGE, message)
+    }
+
+    /// `what` (the output, the summary) could not be written (exit code 1).
+    pub fn output(what: &str, e: &std::io::Error) -> Self {
+        Self::failed(format!("cannot write the {what}: {e}"))
     }
 
     /// The exit code.

@@ -97,8 +97,7 @@ pub async fn publish(args: PublishArgs) -> ExitCode {
     } else {
         Ok(())
     };
-    let result = result
-        .and(printed.map_err(|e| ClientError::usage(format!("cannot write the summary: {e}"))));
+    let result = result.and(printed.map_err(|e| ClientError::output("summary", &e)));
     match result {
         Ok(()) if summary.failed() > 0 => ExitCode::from(exit::FAILED),
         result => finish(result),

@@ -191,7 +191,7 @@ async fn retract_article(args: RetractArgs) -> Result<(), ClientError> {
 }
 
 fn output_error(e: std::io::Error) -> ClientError {
-    ClientError::usage(format!("cannot write the output: {e}"))
+    ClientError::output("output", &e)
 }
 
 /// A reader that stopped reading (`feedpub list | head`) is no error.

@@ -128,8 +128,7 @@ async fn follow(args: &WatchArgs, resume: &mut Option<String>) -> Result<(), Cli
                 match line.and_then(|()| out.flush()) {
                     // A reader that stopped reading (`feedpub watch | head`) ends the watch.
                     Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
-                    done => done
-                        .map_err(|e| ClientError::usage(format!("cannot write the output: {e}")))?,
+                    done => done.map_err(|e| ClientError::output("output", &e))?,
                 }
                 *resume = Some(event.cursor.clone());
                 printed += 1;
