@@ -622,6 +622,20 @@ fn a_bad_command_line_is_one_line_naming_what_is_wrong() {
             &["serve", "--nope"],
             "(usage: feedpub serve [OPTIONS]; --help says more)",
         ),
+        // An empty value (a script's variable that is unset) is not taken for none: a
+        // watch would start from now, a list would show every section.
+        (
+            &["watch", "--cursor", ""],
+            "a value is required for '--cursor <CURSOR>'",
+        ),
+        (
+            &["watch", "--section", ""],
+            "a value is required for '--section <SLUG>'",
+        ),
+        (
+            &["list", "--section", ""],
+            "a value is required for '--section <SLUG>'",
+        ),
     ] {
         let output = run(feedpub(dir.path()).args(args));
         let said = text(&output.stderr);

@@ -6,6 +6,7 @@ use super::article_json::{ArticleJson, rfc3339, state_name};
 use super::{ClientError, ConnectArgs, Remote, finish, random_hex, tell_retry};
 use crate::grpc::proto::{self, GetArticleRequest, ListArticlesRequest, RetractArticleRequest};
 use clap::Args;
+use clap::builder::NonEmptyStringValueParser;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -28,7 +29,7 @@ pub struct GetArgs {
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Only this section's articles
-    #[arg(long, value_name = "SLUG")]
+    #[arg(long, value_name = "SLUG", value_parser = NonEmptyStringValueParser::new())]
     pub section: Option<String>,
     /// At most this many articles, newest first; 0 for all
     #[arg(long, default_value_t = 100)]

@@ -7,6 +7,7 @@ use super::article_json::{ArticleJson, rfc3339};
 use super::{ATTEMPTS, ClientError, ConnectArgs, Remote, exit, finish, retry_delay, tell_retry};
 use crate::grpc::proto::{self, ArticleEventType, WatchArticlesRequest};
 use clap::Args;
+use clap::builder::NonEmptyStringValueParser;
 use serde::Serialize;
 use std::io::Write;
 use std::process::ExitCode;
@@ -15,10 +16,12 @@ use std::process::ExitCode;
 #[derive(Debug, Args)]
 pub struct WatchArgs {
     /// Only this section's events (repeat for more); every section you may read when none
-    #[arg(long = "section", value_name = "SLUG")]
+    #[arg(long = "section", value_name = "SLUG", value_parser = NonEmptyStringValueParser::new())]
     pub sections: Vec<String>,
     /// Continue after this point (a cursor an earlier watch printed); none: from now on
-    #[arg(long)]
+    // An empty value is refused, not taken for none: a script whose saved cursor is lost
+    // (`--cursor "$CURSOR"`) would otherwise start from now and miss what came between.
+    #[arg(long, value_parser = NonEmptyStringValueParser::new())]
     pub cursor: Option<String>,
     /// Stop after this many events; 0 follows until interrupted
     #[arg(long, default_value_t = 0)]
