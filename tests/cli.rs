@@ -1652,6 +1652,75 @@ fn export_audit_and_partner_commands_refuse_a_data_folder_without_a_database() {
             "{args:?}"
         );
     }
+    // A file that is not a database at all is named so, not taken for one to migrate, and
+    // left as it was, by `migrate` as well.
+    let garbage: Vec<u8> = (0..4096_u32).map(|n| (n * 7919 % 251) as u8).collect();
+    std::fs::write(typo.join("feedpub.sqlite3"), &garbage).unwrap();
+    for args in [
+        &["export"][..],
+        &["audit"],
+        &["partner", "list"],
+        &["migrate"],
+    ] {
+        let output = common::binary::on_data(dir.path(), &typo, args);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("file is not a database") && !stderr.contains("migrate` first"),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(
+            std::fs::read(typo.join("feedpub.sqlite3")).unwrap(),
+            garbage,
+            "{args:?}"
+        );
+    }
+}
+
+/// A database migrated by a newer feedpub is named so by every command that opens it, the
+/// server's start among them, not with the migrator's "previously applied but is missing",
+/// and none changes it.
+#[test]
+fn a_database_migrated_by_a_newer_feedpub_is_named_so_and_left_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    token_of(&common::binary::on_data(
+        dir.path(),
+        &data,
+        &["partner", "add", "wire", "--all-sections"],
+    ));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let url = format!("sqlite://{}", data.join("feedpub.sqlite3").display());
+    let rows = |sql: &'static str| {
+        runtime.block_on(async {
+            use sqlx::Connection as _;
+            let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            let count: i64 = sqlx::query_scalar(sql).fetch_one(&mut db).await.unwrap();
+            db.close().await.unwrap();
+            count
+        })
+    };
+    rows(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (999999, 'from a newer feedpub', true, x'00', 0) RETURNING version",
+    );
+    let migrations = rows("SELECT COUNT(*) FROM _sqlx_migrations");
+    for args in [
+        &["migrate"][..],
+        &["serve"],
+        &["export"],
+        &["audit"],
+        &["partner", "list"],
+    ] {
+        let output = common::binary::on_data(dir.path(), &data, args);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("the database holds schema version 999999, newer than this feedpub's"),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(rows("SELECT COUNT(*) FROM _sqlx_migrations"), migrations);
+    }
 }
 
 /// A PostgreSQL database out of reach is named with its cause at once by every command

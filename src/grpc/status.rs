@@ -116,6 +116,7 @@ impl From<PublishError> for Status {
             PublishError::Storage(
                 StoreError::Corrupt(_)
                 | StoreError::Migrate(_)
+                | StoreError::NewerSchema { .. }
                 | StoreError::Conflict(_)
                 | StoreError::EtagMismatch(_)
                 | StoreError::RequestIdReused(_)

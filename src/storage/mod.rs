@@ -48,6 +48,26 @@ pub fn location(server: &crate::config::Server) -> String {
     }
 }
 
+/// Why running `migrator` failed: a database that holds a migration it does not know was
+/// migrated by a newer feedpub ([`StoreError::NewerSchema`]).
+fn migration_failed(
+    e: sqlx::migrate::MigrateError,
+    migrator: &sqlx::migrate::Migrator,
+) -> StoreError {
+    match e {
+        sqlx::migrate::MigrateError::VersionMissing(found) => StoreError::NewerSchema {
+            found,
+            known: newest_migration(migrator),
+        },
+        e => StoreError::Migrate(Arc::new(e)),
+    }
+}
+
+/// The newest of `migrator`'s migrations: the schema version this feedpub writes.
+fn newest_migration(migrator: &sqlx::migrate::Migrator) -> i64 {
+    migrator.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
 /// Why a storage operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -60,6 +80,12 @@ pub enum StoreError {
     /// Migrating the schema failed.
     #[error("database migration failed: {0}")]
     Migrate(Arc<sqlx::migrate::MigrateError>),
+    /// The database holds a migration this feedpub does not know: a newer one migrated it.
+    #[error(
+        "the database holds schema version {found}, newer than this feedpub's ({known}): \
+         use the feedpub that migrated it, or a newer one"
+    )]
+    NewerSchema { found: i64, known: i64 },
     /// A stored row could not be read back as a domain value.
     #[error("stored data is not readable: {0}")]
     Corrupt(String),

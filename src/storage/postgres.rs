@@ -295,10 +295,11 @@ impl PostgresStore {
 /// Applies the migrations in `migrations/postgres` that the database lacks. Replicas that
 /// start together are safe: the migrator holds a database-wide lock while it runs.
 pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
-    sqlx::migrate!("src/storage/migrations/postgres")
+    let migrator = sqlx::migrate!("src/storage/migrations/postgres");
+    migrator
         .run(pool)
         .await
-        .map_err(|e| StoreError::Migrate(Arc::new(e)))
+        .map_err(|e| super::migration_failed(e, &migrator))
 }
 
 /// How long opening the store waits for its first connection.

@@ -280,10 +280,11 @@ impl SqliteStore {
         ] {
             sqlx::query(pragma).execute(&mut writer).await?;
         }
-        sqlx::migrate!("src/storage/migrations/sqlite")
+        let migrator = sqlx::migrate!("src/storage/migrations/sqlite");
+        migrator
             .run(&mut writer)
             .await
-            .map_err(|e| StoreError::Migrate(std::sync::Arc::new(e)))?;
+            .map_err(|e| super::migration_failed(e, &migrator))?;
         // A pool tests a connection with a ping before lending it, by default: on SQLite
         // that is one more round trip to the connection's thread for every read (the token
         // of every call among them), to test a local file that cannot hang up.

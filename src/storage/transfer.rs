@@ -410,33 +410,56 @@ impl Database {
             return Err(TransferError::NoDatabase(missing));
         }
         let database = Self::connect(server, true).await?;
-        let known = match &database {
+        let known = super::newest_migration(&match &database {
             Self::Postgres(_) => sqlx::migrate!("src/storage/migrations/postgres"),
             Self::Sqlite(_) => sqlx::migrate!("src/storage/migrations/sqlite"),
-        }
-        .iter()
-        .map(|m| m.version)
-        .max();
-        let query = "SELECT MAX(version) FROM _sqlx_migrations WHERE success";
-        let version: Result<Option<i64>, sqlx::Error> = match &database {
-            Self::Sqlite(pool) => sqlx::query_scalar(query).fetch_one(pool).await,
-            Self::Postgres(pool) => sqlx::query_scalar(query).fetch_one(pool).await,
+        });
+        let found = match database.schema_version().await {
+            Ok(found) => found,
+            Err(e) => {
+                database.close().await;
+                return Err(e.into());
+            }
         };
-        let version = version.ok().flatten();
-        if version != known {
+        if found != known {
             database.close().await;
-            let (found, known) = (version.unwrap_or(0), known.unwrap_or(0));
-            return Err(TransferError::Schema(if found < known {
-                format!(
+            return Err(if found < known {
+                TransferError::Schema(format!(
                     "the database's schema is at version {found}, older than this feedpub's ({known}): run `feedpub migrate` first (this command does not migrate a database)"
-                )
+                ))
             } else {
-                format!(
-                    "the database's schema is at version {found}, newer than this feedpub's ({known}): use the feedpub that migrated it"
-                )
-            }));
+                StoreError::NewerSchema { found, known }.into()
+            });
         }
         Ok(database)
+    }
+
+    /// The newest migration applied to the database; 0 for one with no schema yet (a new,
+    /// empty file). A file that is not a database is an error, not version 0.
+    async fn schema_version(&self) -> Result<i64, sqlx::Error> {
+        const APPLIED: &str =
+            "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success";
+        let migrated: bool = match self {
+            Self::Sqlite(pool) => {
+                sqlx::query_scalar(
+                    "SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = '_sqlx_migrations'",
+                )
+                .fetch_one(pool)
+                .await?
+            }
+            Self::Postgres(pool) => {
+                sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+                    .fetch_one(pool)
+                    .await?
+            }
+        };
+        if !migrated {
+            return Ok(0);
+        }
+        match self {
+            Self::Sqlite(pool) => sqlx::query_scalar(APPLIED).fetch_one(pool).await,
+            Self::Postgres(pool) => sqlx::query_scalar(APPLIED).fetch_one(pool).await,
+        }
     }
 
     async fn close(self) {
@@ -468,13 +491,9 @@ pub fn missing_database(server: &Server) -> Option<std::path::PathBuf> {
 /// migration version it then has.
 pub async fn migrate(server: &Server) -> Result<i64, StoreError> {
     let database = Database::open(server).await?;
-    let query = "SELECT MAX(version) FROM _sqlx_migrations WHERE success";
-    let version: Option<i64> = match &database {
-        Database::Sqlite(pool) => sqlx::query_scalar(query).fetch_one(pool).await?,
-        Database::Postgres(pool) => sqlx::query_scalar(query).fetch_one(pool).await?,
-    };
+    let version = database.schema_version().await;
     database.close().await;
-    Ok(version.unwrap_or(0))
+    Ok(version?)
 }
 
 /// Writes every row of the database the settings name to `out` as JSON lines, from one
