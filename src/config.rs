@@ -1030,6 +1030,14 @@ impl Settings {
                 .unwrap_or_else(|| PathBuf::from("feeds")),
             tls,
         };
+        if let Some(port) = shared_port(server.grpc_addr, server.http_addr) {
+            return Err(invalid(format!(
+                "server.grpc_addr ({}) and server.http_addr ({}) (or --grpc-addr and \
+                 --http-addr, FEEDPUB_GRPC_ADDR and FEEDPUB_HTTP_ADDR) share port {port}: the \
+                 gRPC API and the feeds each need a port of their own",
+                server.grpc_addr, server.http_addr
+            )));
+        }
         // The data folder holds nothing when the store is PostgreSQL: any value is taken.
         let uses_data_dir = server.database_url.is_none();
         for (path, key, flag, used) in [
@@ -1168,6 +1176,15 @@ fn read(path: &Path) -> Result<String, ConfigError> {
         path: path.to_owned(),
         error,
     })
+}
+
+/// The port two listening addresses would both bind, if they would: the same port (other
+/// than 0, any free one) on the same address, or on one and every address of its family.
+fn shared_port(a: SocketAddr, b: SocketAddr) -> Option<u16> {
+    let same_family = a.is_ipv4() == b.is_ipv4();
+    let overlap =
+        a.ip() == b.ip() || (same_family && (a.ip().is_unspecified() || b.ip().is_unspecified()));
+    (a.port() == b.port() && a.port() != 0 && overlap).then_some(a.port())
 }
 
 #[cfg(test)]
@@ -1618,6 +1635,44 @@ mod tests {
         assert!(message.contains("test.toml"), "{message}");
         assert!(message.contains("line 7"), "{message}");
         assert!(message.contains("slug"), "{message}");
+    }
+
+    /// The gRPC API and the feeds on one port are refused at once, naming both keys, rather
+    /// than at start as "address already in use" by the second to bind. Port 0 (any free
+    /// one) for both is taken, and so is one port on two different addresses.
+    #[test]
+    fn the_two_listeners_on_one_port_are_refused_naming_both() {
+        let on = |grpc: &str, http: &str| {
+            let overrides = Overrides {
+                grpc_addr: Some(grpc.parse().unwrap()),
+                http_addr: Some(http.parse().unwrap()),
+                ..Overrides::default()
+            };
+            Settings::parse("test.toml", EMBEDDED_CONFIG, overrides)
+                .err()
+                .map(|e| e.to_string())
+        };
+        for (grpc, http) in [
+            ("127.0.0.1:8080", "127.0.0.1:8080"),
+            ("0.0.0.0:8080", "127.0.0.1:8080"),
+            ("[::1]:8080", "[::]:8080"),
+        ] {
+            let refused = on(grpc, http).unwrap_or_default();
+            assert!(
+                refused.contains("server.grpc_addr")
+                    && refused.contains("server.http_addr")
+                    && refused.contains("share port 8080"),
+                "{grpc} {http}: {refused}"
+            );
+        }
+        for (grpc, http) in [
+            ("127.0.0.1:0", "127.0.0.1:0"),
+            ("127.0.0.1:8080", "127.0.0.2:8080"),
+            ("127.0.0.1:50051", "127.0.0.1:8080"),
+            ("0.0.0.0:8080", "[::1]:8080"),
+        ] {
+            assert_eq!(on(grpc, http), None, "{grpc} {http}");
+        }
     }
 
     #[test]
