@@ -1171,10 +1171,27 @@ impl Settings {
     }
 }
 
+/// The configuration file's text; one that is not UTF-8 is refused naming the line and
+/// column of its first byte that is not part of a character.
 fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+    let bytes = std::fs::read(path).map_err(|error| ConfigError::Read {
         path: path.to_owned(),
         error,
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+        let start = valid
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |at| at + 1);
+        let column = String::from_utf8_lossy(&valid[start..]).chars().count() + 1;
+        ConfigError::Invalid {
+            origin: path.display().to_string(),
+            message: format!(
+                "line {line}, column {column}: not UTF-8 text (save the file as UTF-8)"
+            ),
+        }
     })
 }
 
@@ -1673,6 +1690,30 @@ mod tests {
         ] {
             assert_eq!(on(grpc, http), None, "{grpc} {http}");
         }
+    }
+
+    /// A file that is not UTF-8 is refused naming where: in a file of Chinese titles, the
+    /// line and the character, not only that the stream was not UTF-8.
+    #[test]
+    fn a_file_that_is_not_utf8_is_refused_naming_its_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("feedpub.toml");
+        // GBK, as an editor set to a Chinese locale may save it: 新闻 on line 3.
+        let text = [
+            &b"[site]\ntitle = \"\xe6\x97\xa5\xe6\x8a\xa5\"\n"[..],
+            b"description = \"\xd0\xc2\xce\xc5\"\n",
+        ]
+        .concat();
+        std::fs::write(&path, text).unwrap();
+        let refused = Settings::load(Some(&path), Overrides::default())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            refused.contains(path.to_str().unwrap())
+                && refused.contains("line 3, column 16: not UTF-8 text"),
+            "{refused}"
+        );
     }
 
     #[test]
