@@ -882,10 +882,24 @@ impl Default for Offset {
 
 impl TryFrom<String> for Offset {
     type Error = String;
+    /// `±HH:MM` or `±HHMM`, and nothing after it: chrono's parser ignores what follows
+    /// (the seconds of `+08:00:30`, which feeds could not write anyway).
     fn try_from(raw: String) -> Result<Self, String> {
-        raw.parse::<FixedOffset>()
+        let digits = |d: &[u8]| d.iter().all(u8::is_ascii_digit);
+        let shaped = match raw.as_bytes() {
+            [b'+' | b'-', h @ .., b':', m1, m2] => h.len() == 2 && digits(h) && digits(&[*m1, *m2]),
+            [b'+' | b'-', hm @ ..] => hm.len() == 4 && digits(hm),
+            _ => false,
+        };
+        shaped
+            .then(|| raw.parse::<FixedOffset>().ok())
+            .flatten()
             .map(Self)
-            .map_err(|_| format!("utc_offset {raw:?} is not an offset such as \"+08:00\""))
+            .ok_or_else(|| {
+                format!(
+                    "utc_offset {raw:?} is not an offset such as \"+08:00\" (hours and minutes)"
+                )
+            })
     }
 }
 
@@ -1714,6 +1728,37 @@ mod tests {
                 && refused.contains("line 3, column 16: not UTF-8 text"),
             "{refused}"
         );
+    }
+
+    #[test]
+    fn a_utc_offset_is_taken_in_hours_and_minutes_only() {
+        let with = |offset: &str| {
+            let text = EMBEDDED_CONFIG.replacen(
+                "utc_offset = \"+08:00\"",
+                &format!("utc_offset = \"{offset}\""),
+                1,
+            );
+            assert_ne!(text, EMBEDDED_CONFIG);
+            Settings::parse("test.toml", &text, Overrides::default())
+                .map(|s| s.site.utc_offset.local_minus_utc())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(with("+05:45"), Ok(5 * 3600 + 45 * 60));
+        assert_eq!(with("-03:30"), Ok(-(3 * 3600 + 30 * 60)));
+        assert_eq!(with("+0800"), Ok(8 * 3600));
+        // Seconds (which feeds cannot write) and whatever else follows are not dropped.
+        for bad in [
+            "+08:00:30",
+            "+08:00 x",
+            "+8:00",
+            "+08",
+            "+08:60",
+            "eight",
+            "",
+        ] {
+            let refused = with(bad).unwrap_err();
+            assert!(refused.contains("is not an offset"), "{bad}: {refused}");
+        }
     }
 
     #[test]
