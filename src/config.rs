@@ -966,9 +966,10 @@ impl Settings {
                     slug.as_str()
                 )));
             }
-            if section.title.0.trim().is_empty() {
+            // Zero-width spaces and the like make no title a reader sees, as for articles.
+            if crate::domain::is_blank(&section.title.0) {
                 return Err(invalid(format!(
-                    "line {line}: sections.title must not be empty"
+                    "line {line}: sections.title must not be empty or invisible"
                 )));
             }
             if let Some(age) = section.max_age {
@@ -982,9 +983,9 @@ impl Settings {
         }
         let title_line = line_of(file.site.title.span());
         let site_title = file.site.title.into_inner().0;
-        if site_title.trim().is_empty() {
+        if crate::domain::is_blank(&site_title) {
             return Err(invalid(format!(
-                "line {title_line}: site.title must not be empty"
+                "line {title_line}: site.title must not be empty or invisible"
             )));
         }
 
@@ -1226,6 +1227,32 @@ mod tests {
         Settings::parse("test.toml", text, Overrides::default())
             .unwrap_err()
             .to_string()
+    }
+
+    /// A site or section title that a reader would not see (blanks, zero-width spaces, a
+    /// Hangul filler) is refused as an empty one is, naming its line, as an article's is.
+    #[test]
+    fn an_invisible_title_is_refused_as_an_empty_one() {
+        let site = |title: &str| {
+            format!("[site]\ntitle = \"{title}\"\nbase_url = \"http://x/\"\nlanguage = \"zh-CN\"\n")
+        };
+        for title in ["", "  ", "\\u200B\\u200B", "\\u3164", "\\u2800 \\u00AD"] {
+            let message = error_of(&site(title));
+            assert!(
+                message.contains("line 2: site.title must not be empty or invisible"),
+                "{title}: {message}"
+            );
+            let section = format!(
+                "{}[[sections]]\nslug = \"politics\"\ntitle = \"{title}\"\n",
+                site("日报")
+            );
+            let message = error_of(&section);
+            assert!(
+                message.contains("sections.title must not be empty or invisible"),
+                "{title}: {message}"
+            );
+        }
+        assert!(Settings::parse("test.toml", &site("\\u200B日报"), Overrides::default()).is_ok());
     }
 
     /// Text the feeds carry is refused, naming its line and key, when XML cannot carry a

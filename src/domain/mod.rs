@@ -28,9 +28,9 @@ pub use partner::{
     Token, TokenHash,
 };
 pub use request::RequestKey;
-pub(crate) use text::is_forbidden;
 pub use text::{HtmlPolicy, Sanitized, html_to_text, one_line, summarize, text_to_html};
 pub(crate) use text::{escape_html_text, floor_char_boundary};
+pub(crate) use text::{is_blank, is_forbidden};
 pub use violation::{FieldViolation, Violations};
 
 /// A configured section of the site, with feeds of its own.
