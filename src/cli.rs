@@ -374,16 +374,31 @@ fn log_listening(grpc: SocketAddr, http: SocketAddr, tls: bool) {
 
 /// Feeds link to `[site] base_url`: when it names this machine (a loopback address or
 /// `localhost`) on another port than the HTTP listener's, as after `--http-addr` alone, no
-/// link in them reaches this server; says so. A base URL of another host is a proxy's.
+/// link in them reaches this server; nor do they under a path, where no proxy stands
+/// between (this server answers at its root); says so. A base URL of another host is a
+/// proxy's, which may serve it under a path.
 fn links_elsewhere(base_url: &url::Url, http: SocketAddr) -> Option<String> {
-    let local = names_this_machine(base_url)?;
+    if !names_this_machine(base_url)? {
+        return None;
+    }
     // The listener must take this machine's loopback connections, at that port.
     let reached = (http.ip().is_loopback() || http.ip().is_unspecified())
         && base_url.port_or_known_default() == Some(http.port());
-    (local && !reached).then(|| {
-        format!(
+    if !reached {
+        return Some(format!(
             "the feeds link to [site] base_url {base_url}, but this server's HTTP address is \
              {http}: set base_url to the address readers use"
+        ));
+    }
+    (base_url.path() != "/").then(|| {
+        format!(
+            "the feeds link to [site] base_url {base_url}, under {}, but this server answers \
+             at the root of {http} ({}feeds/): set base_url to the address readers use, \
+             without the path unless a proxy serves it",
+            base_url.path(),
+            base_url
+                .join("/")
+                .map_or_else(|_| base_url.to_string(), String::from)
         )
     })
 }
@@ -564,6 +579,13 @@ mod tests {
         assert!(warned("http://localhost:8080/").is_some());
         assert!(warned("http://[::1]:8080/").is_some());
         assert_eq!(warned("http://127.0.0.1:48093/"), None, "the same port");
+        // The same port under a path: this server answers at its root, so nothing is there.
+        let warning = warned("http://127.0.0.1:48093/news/").expect("under a path");
+        assert!(
+            warning.contains("under /news/") && warning.contains("http://127.0.0.1:48093/feeds/"),
+            "{warning}"
+        );
+        assert_eq!(warned("https://news.example.com/site/"), None, "a proxy's");
         assert_eq!(warned("https://news.example.com/"), None, "a proxy's");
         let elsewhere: SocketAddr = "192.0.2.5:48093".parse().unwrap();
         let base = url::Url::parse("http://127.0.0.1:48093/").unwrap();
