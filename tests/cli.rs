@@ -1677,6 +1677,31 @@ fn export_audit_and_partner_commands_refuse_a_data_folder_without_a_database() {
     }
 }
 
+/// A data folder that cannot be made is named, with why, by the commands that create the
+/// database: not as "error communicating with database".
+#[test]
+fn a_data_folder_that_cannot_be_made_is_named_with_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let data = file.join("data");
+    for args in [
+        &["migrate"][..],
+        &["partner", "add", "wire", "--all-sections"],
+    ] {
+        let output = common::binary::on_data(dir.path(), &data, args);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "cannot create {}: Not a directory",
+                data.display()
+            )),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
 /// A database migrated by a newer feedpub is named so by every command that opens it, the
 /// server's start among them, not with the migrator's "previously applied but is missing",
 /// and none changes it.

@@ -117,6 +117,7 @@ impl From<PublishError> for Status {
                 StoreError::Corrupt(_)
                 | StoreError::Migrate(_)
                 | StoreError::NewerSchema { .. }
+                | StoreError::Create { .. }
                 | StoreError::Conflict(_)
                 | StoreError::EtagMismatch(_)
                 | StoreError::RequestIdReused(_)

@@ -77,6 +77,12 @@ pub enum StoreError {
     /// The database refused or failed the operation.
     #[error("database error: {0}")]
     Database(Arc<sqlx::Error>),
+    /// The data folder or the database file could not be made.
+    #[error("cannot create {}: {error}", .path.display())]
+    Create {
+        path: std::path::PathBuf,
+        error: Arc<std::io::Error>,
+    },
     /// Migrating the schema failed.
     #[error("database migration failed: {0}")]
     Migrate(Arc<sqlx::migrate::MigrateError>),

@@ -254,8 +254,16 @@ impl SqliteStore {
 
     /// Opens (creating if needed) `data_dir/feedpub.sqlite3` and brings its schema up to date.
     pub async fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        create_data_folder(data_dir).map_err(sqlx::Error::Io)?;
-        create_private(&data_dir.join(DATABASE_FILE)).map_err(sqlx::Error::Io)?;
+        let file = data_dir.join(DATABASE_FILE);
+        let cannot_create = |path: &Path| {
+            let path = path.to_owned();
+            move |e| StoreError::Create {
+                path,
+                error: Arc::new(e),
+            }
+        };
+        create_data_folder(data_dir).map_err(cannot_create(data_dir))?;
+        create_private(&file).map_err(cannot_create(&file))?;
         let options = SqliteConnectOptions::new()
             .filename(data_dir.join(DATABASE_FILE))
             .create_if_missing(true)
