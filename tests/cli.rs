@@ -1741,7 +1741,9 @@ fn a_database_migrated_by_a_newer_feedpub_is_named_so_and_left_as_it_is() {
         let stderr = text(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
         assert!(
-            stderr.contains("the database holds schema version 999999, newer than this feedpub's"),
+            stderr.contains(
+                "the database holds schema migration 999999, which this feedpub does not know"
+            ),
             "{args:?}: {stderr}"
         );
         assert_eq!(rows("SELECT COUNT(*) FROM _sqlx_migrations"), migrations);

@@ -116,7 +116,7 @@ impl From<PublishError> for Status {
             PublishError::Storage(
                 StoreError::Corrupt(_)
                 | StoreError::Migrate(_)
-                | StoreError::NewerSchema { .. }
+                | StoreError::UnknownSchema { .. }
                 | StoreError::Create { .. }
                 | StoreError::Conflict(_)
                 | StoreError::EtagMismatch(_)

@@ -49,13 +49,13 @@ pub fn location(server: &crate::config::Server) -> String {
 }
 
 /// Why running `migrator` failed: a database that holds a migration it does not know was
-/// migrated by a newer feedpub ([`StoreError::NewerSchema`]).
+/// migrated by a newer feedpub ([`StoreError::UnknownSchema`]).
 fn migration_failed(
     e: sqlx::migrate::MigrateError,
     migrator: &sqlx::migrate::Migrator,
 ) -> StoreError {
     match e {
-        sqlx::migrate::MigrateError::VersionMissing(found) => StoreError::NewerSchema {
+        sqlx::migrate::MigrateError::VersionMissing(found) => StoreError::UnknownSchema {
             found,
             known: newest_migration(migrator),
         },
@@ -86,12 +86,13 @@ pub enum StoreError {
     /// Migrating the schema failed.
     #[error("database migration failed: {0}")]
     Migrate(Arc<sqlx::migrate::MigrateError>),
-    /// The database holds a migration this feedpub does not know: a newer one migrated it.
+    /// The database holds a migration this feedpub does not know: another one (most
+    /// likely a newer one) migrated it.
     #[error(
-        "the database holds schema version {found}, newer than this feedpub's ({known}): \
-         use the feedpub that migrated it, or a newer one"
+        "the database holds schema migration {found}, which this feedpub does not know (its \
+         newest is {known}): it was migrated by a newer feedpub; use that one, or a later one"
     )]
-    NewerSchema { found: i64, known: i64 },
+    UnknownSchema { found: i64, known: i64 },
     /// A stored row could not be read back as a domain value.
     #[error("stored data is not readable: {0}")]
     Corrupt(String),

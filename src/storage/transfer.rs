@@ -428,7 +428,7 @@ impl Database {
                     "the database's schema is at version {found}, older than this feedpub's ({known}): run `feedpub migrate` first (this command does not migrate a database)"
                 ))
             } else {
-                StoreError::NewerSchema { found, known }.into()
+                StoreError::UnknownSchema { found, known }.into()
             });
         }
         Ok(database)
