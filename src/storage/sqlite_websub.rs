@@ -191,7 +191,7 @@ pub(super) fn subscription_from_row(row: &impl Columns) -> Result<Subscription, 
     let secret: Option<Vec<u8>> = row.value("secret")?;
     Ok(Subscription {
         topic: Topic::new(&topic).map_err(|e| corrupt("topic", e))?,
-        callback: Callback::parse(&callback).map_err(|e| corrupt("callback", e))?,
+        callback: Callback::stored(&callback).map_err(|e| corrupt("callback", e))?,
         secret: secret
             .map(Secret::new)
             .transpose()

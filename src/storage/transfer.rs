@@ -103,7 +103,7 @@ const PEER: Kind = Kind::Text(stored::peer_fault);
 const TOPIC: Kind = Kind::Text(|topic| Topic::new(topic).err());
 /// A WebSub callback, written as feedpub writes it (the subscriptions of one callback are
 /// found by its text).
-const CALLBACK: Kind = Kind::Text(|callback| match Callback::parse(callback) {
+const CALLBACK: Kind = Kind::Text(|callback| match Callback::stored(callback) {
     Ok(parsed) if parsed.as_str() == callback => None,
     Ok(parsed) => Some(format!(
         "{callback:?} is not written as feedpub writes it ({:?})",

@@ -46,11 +46,28 @@ impl Topic {
 pub struct Callback(Url);
 
 impl Callback {
-    /// Parses a callback URL; the reason says what is wrong with it.
+    /// Parses a callback URL a subscriber sent; the reason says what is wrong with it. Its
+    /// length is measured as sent and as stored: normalising writes a character outside
+    /// ASCII as up to three `%XX`, nine bytes where UTF-8 took two to four.
     pub fn parse(raw: &str) -> Result<Self, String> {
         if raw.len() > MAX_CALLBACK_LEN {
             return Err(format!("must be at most {MAX_CALLBACK_LEN} bytes long"));
         }
+        let callback = Self::stored(raw)?;
+        let stored = callback.as_str().len();
+        if stored > MAX_CALLBACK_LEN {
+            return Err(format!(
+                "must be at most {MAX_CALLBACK_LEN} bytes long as a URL writes it ({stored}: \
+                 characters outside ASCII take three bytes or more each)"
+            ));
+        }
+        Ok(callback)
+    }
+
+    /// A callback as stored: checked as [`Callback::parse`] checks one, but for its
+    /// length, which versions before measured only as sent (a subscription they took is
+    /// still delivered to).
+    pub fn stored(raw: &str) -> Result<Self, String> {
         let url = Url::parse(raw).map_err(|e| format!("must be an absolute URL ({e})"))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err("must be an http or https URL".into());
@@ -154,6 +171,14 @@ mod tests {
         }
         let long = format!("https://x/{}", "a".repeat(MAX_CALLBACK_LEN));
         assert!(Callback::parse(&long).is_err());
+        // Short as sent, three times longer as a URL writes it: refused, as it would be
+        // stored; read back from storage all the same.
+        let wide = format!("https://r.example/{}", "é".repeat(1000));
+        assert!(wide.len() <= MAX_CALLBACK_LEN);
+        let refused = Callback::parse(&wide).unwrap_err();
+        assert!(refused.contains("as a URL writes it (6018"), "{refused}");
+        let stored = Callback::stored(&wide).unwrap();
+        assert_eq!(Callback::stored(stored.as_str()).unwrap(), stored);
         // Logged without the credentials it may carry, which it is still called with.
         let with_credentials = Callback::parse("https://user:pass@reader.example/cb").unwrap();
         assert_eq!(with_credentials.logged(), "https://reader.example/cb");
