@@ -1211,11 +1211,12 @@ fn read(path: &Path) -> Result<String, ConfigError> {
 }
 
 /// The port two listening addresses would both bind, if they would: the same port (other
-/// than 0, any free one) on the same address, or on one and every address of its family.
+/// than 0, any free one) on the same address, on one and every address of its family, or
+/// on every IPv6 address, which takes IPv4's too (as Linux binds `[::]` by default).
 fn shared_port(a: SocketAddr, b: SocketAddr) -> Option<u16> {
     let same_family = a.is_ipv4() == b.is_ipv4();
-    let overlap =
-        a.ip() == b.ip() || (same_family && (a.ip().is_unspecified() || b.ip().is_unspecified()));
+    let every = |ip: std::net::IpAddr| ip.is_unspecified() && (same_family || ip.is_ipv6());
+    let overlap = a.ip() == b.ip() || every(a.ip()) || every(b.ip());
     (a.port() == b.port() && a.port() != 0 && overlap).then_some(a.port())
 }
 
@@ -1714,6 +1715,8 @@ mod tests {
             ("127.0.0.1:8080", "127.0.0.1:8080"),
             ("0.0.0.0:8080", "127.0.0.1:8080"),
             ("[::1]:8080", "[::]:8080"),
+            ("[::]:8080", "0.0.0.0:8080"),
+            ("127.0.0.1:8080", "[::]:8080"),
         ] {
             let refused = on(grpc, http).unwrap_or_default();
             assert!(
