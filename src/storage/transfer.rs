@@ -979,17 +979,18 @@ fn numbered_lines(mut input: impl BufRead, max_bytes: usize) -> impl Iterator<It
             return None;
         }
         let mut bytes = Vec::new();
+        // Room for the line end, which the limit does not count.
         let limit = u64::try_from(max_bytes)
             .unwrap_or(u64::MAX)
-            .saturating_add(1);
+            .saturating_add(2);
         let line = match (&mut input).take(limit).read_until(b'\n', &mut bytes) {
             Ok(0) => return None,
             Err(e) => Err(TransferError::Read(e)),
             Ok(_) => {
-                // A line cut by the limit has no line end; the last of a file may not either.
-                let whole = bytes.pop_if(|b| *b == b'\n').is_some() || bytes.len() <= max_bytes;
-                if whole {
-                    bytes.pop_if(|b| *b == b'\r');
+                // A line cut by the limit is longer than it without its line end, if any.
+                bytes.pop_if(|b| *b == b'\n');
+                bytes.pop_if(|b| *b == b'\r');
+                if bytes.len() <= max_bytes {
                     String::from_utf8(bytes).map_err(|e| TransferError::Invalid {
                         line: number + 1,
                         message: format!(
@@ -1148,10 +1149,10 @@ mod tests {
     /// the limit are read whole, without their line ends.
     #[test]
     fn a_line_longer_than_any_row_ends_the_lines_unread() {
-        let input = std::io::Cursor::new(b"012345678\r\n{}\n0123456789A\n{}\n".to_vec());
+        let input = std::io::Cursor::new(b"0123456789\r\n{}\n0123456789A\n{}\n".to_vec());
         let lines: Vec<_> = numbered_lines(input, 10).collect();
         assert_eq!(lines.len(), 3, "{lines:?}");
-        assert!(matches!(&lines[0], (0, Ok(line)) if line == "012345678"));
+        assert!(matches!(&lines[0], (0, Ok(line)) if line == "0123456789"));
         assert!(matches!(&lines[1], (1, Ok(line)) if line == "{}"));
         assert!(
             matches!(&lines[2], (2, Err(TransferError::Invalid { line: 3, message }))
@@ -1159,6 +1160,12 @@ mod tests {
             "{:?}",
             lines[2]
         );
+        // A last line without a line end, at the limit; and one past it.
+        for (text, taken) in [(&b"{}\n0123456789"[..], true), (b"{}\n0123456789A", false)] {
+            let lines: Vec<_> = numbered_lines(text, 10).collect();
+            assert_eq!(lines.len(), 2, "{lines:?}");
+            assert_eq!(lines[1].1.is_ok(), taken, "{lines:?}");
+        }
         // Endless input with no line break: the first line is refused, read no further.
         let endless = std::io::BufReader::new(std::io::repeat(b'0'));
         let mut lines = numbered_lines(endless, 1 << 20);
