@@ -282,15 +282,15 @@ impl Publisher {
     ) -> Result<Published, PublishError> {
         let (write, warnings) = self.prepare(&caller.partner, request).await?;
         let now = Utc::now();
-        if let Err(refused) = caller.partner.may_publish(&write.content, now) {
+        if let Err(refused) = caller.partner.may_publish(&write.sent.content, now) {
             if caller.remembered.is_none() {
                 return Err(refused.into());
             }
             // The rights remembered may be older than the partner's.
             self.reconfirm(caller).await?;
-            caller.partner.may_publish(&write.content, now)?;
+            caller.partner.may_publish(&write.sent.content, now)?;
         }
-        self.charge_new_names(&caller.partner, &write.content)
+        self.charge_new_names(&caller.partner, &write.sent.content)
             .await?;
         let (article, changed) = self.store_one(caller, write, now).await?;
         Ok(Published {
@@ -507,13 +507,13 @@ impl Publisher {
         {
             draft.prior_violations.add("article.section", why);
         }
-        let valid = self.validate(partner.id, draft).await?;
+        let mut valid = self.validate(partner.id, draft).await?;
         let guid = self.guid(partner, &valid.id, &valid.content.publish_time);
-        let mut write = ArticleWrite::new(valid.id, valid.content, guid);
-        write.summary_as_sent = valid.summary_as_sent;
+        let warnings = std::mem::take(&mut valid.warnings);
+        let mut write = ArticleWrite::new(valid.id.clone(), valid, guid);
         write.expected_etag = request.expected_etag;
         write.request = request.request;
-        Ok((write, valid.warnings))
+        Ok((write, warnings))
     }
 
     /// Charges `partner`'s allowance of new author and tag feeds for the names of `content`

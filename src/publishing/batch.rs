@@ -98,9 +98,9 @@ impl Batch {
                 let partner = &self.caller.partner;
                 let prepared = async {
                     let (write, warnings) = self.publisher.prepare(partner, request).await?;
-                    partner.may_publish(&write.content, Utc::now())?;
+                    partner.may_publish(&write.sent.content, Utc::now())?;
                     self.publisher
-                        .charge_new_names(partner, &write.content)
+                        .charge_new_names(partner, &write.sent.content)
                         .await?;
                     Ok::<_, PublishError>((write, warnings))
                 }
@@ -114,7 +114,7 @@ impl Batch {
         };
         match prepared {
             Ok((write, warnings)) => {
-                let c = &write.content;
+                let c = &write.sent.content;
                 self.pending_bytes += c.content_html.len()
                     + c.content_text.as_ref().map_or(0, String::len)
                     + c.summary.len();

@@ -22,9 +22,9 @@ pub use postgres::PostgresStore;
 pub use sqlite::{SqliteStore, create_data_folder};
 
 use crate::domain::{
-    Actor, Article, ArticleContent, ArticleEvent, ArticleId, AuditEntry, AuditFilter, FeedScope,
-    Partner, PartnerId, PartnerName, PartnerRecord, Refusal, RequestKey, Revision, Rights,
-    RightsChange, SectionSlug, SentContent, TokenHash, Tombstone, VersionSummary,
+    Actor, Article, ArticleEvent, ArticleId, AuditEntry, AuditFilter, FeedScope, Partner,
+    PartnerId, PartnerName, PartnerRecord, Refusal, RequestKey, Revision, Rights, RightsChange,
+    SectionSlug, SentContent, TokenHash, Tombstone, VersionSummary,
 };
 use crate::websub::{Callback, Subscription, Topic};
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
@@ -187,7 +187,7 @@ impl WriteChecks {
                     .ok_or(StoreError::CredentialChanged)?;
                 if holder.partner != *remembered {
                     // The caller checked the article against the rights remembered.
-                    holder.partner.may_publish(&write.content, now)?;
+                    holder.partner.may_publish(&write.sent.content, now)?;
                 }
                 Some(&holder.partner)
             }
@@ -607,13 +607,10 @@ pub(super) fn per_feed_kind<T>(
 #[derive(Debug, Clone)]
 pub struct ArticleWrite {
     pub id: ArticleId,
-    pub content: ArticleContent,
-    /// The content's [`ArticleContent::etag`], computed where the write is made (a request
-    /// handler) rather than by the writer, which every publish waits for in turn.
-    content_etag: String,
-    /// The summary as sent, when decoding its entities changed it (see
-    /// [`crate::domain::SentContent`]).
-    pub summary_as_sent: Option<String>,
+    /// The content with what validation found out about it: its etag, computed where the
+    /// write is made (a request handler) rather than by the writer, which every publish
+    /// waits for in turn, and its summary as sent.
+    pub sent: SentContent,
     /// Becomes the GUID only if the article is new.
     pub new_guid: String,
     /// Write only if the article exists and this is its `resource_etag`.
@@ -623,13 +620,11 @@ pub struct ArticleWrite {
 }
 
 impl ArticleWrite {
-    /// A write of `content` as article `id`, unconditional and without a request id.
-    pub fn new(id: ArticleId, content: ArticleContent, new_guid: String) -> Self {
+    /// A write of `sent` as article `id`, unconditional and without a request id.
+    pub fn new(id: ArticleId, sent: impl Into<SentContent>, new_guid: String) -> Self {
         Self {
             id,
-            content_etag: content.etag(),
-            content,
-            summary_as_sent: None,
+            sent: sent.into(),
             new_guid,
             expected_etag: None,
             request: None,
@@ -645,12 +640,8 @@ impl ArticleWrite {
         now: DateTime<Utc>,
     ) -> (Revision, Option<RequestKey>) {
         let new_guid = self.new_guid;
-        let sent = SentContent {
-            content: self.content,
-            etag: self.content_etag,
-            summary_as_sent: self.summary_as_sent,
-        };
-        let revision = Article::revise_sent(existing, partner, self.id, sent, now, |_| new_guid);
+        let revision =
+            Article::revise_sent(existing, partner, self.id, self.sent, now, |_| new_guid);
         (revision, self.request)
     }
 }
