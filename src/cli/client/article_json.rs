@@ -238,7 +238,7 @@ impl ArticleJson {
                 return Err(refused(format!(
                     "is not a state feedpub prints ({}): {state:?}; remove `state` to \
                      publish the article",
-                    STATE_NAMES.join(", ")
+                    state_names().join(", ")
                 )));
             }
         }
@@ -348,11 +348,17 @@ pub fn rfc3339(ts: &Timestamp) -> String {
     )
 }
 
-/// The states as [`state_name`] writes them.
-const STATE_NAMES: [&str; 4] = ["published", "retracted", "expired", "embargoed"];
+/// The states the protocol names, as [`state_name`] writes them (`unspecified` aside).
+fn state_names() -> Vec<String> {
+    // Protobuf enums number their values from 0, densely here: the first gap ends them.
+    (1..)
+        .map_while(|n| proto::ArticleState::try_from(n).ok())
+        .map(|state| state_name(state.into()))
+        .collect()
+}
 
 /// Whether `word` is a state as [`state_name`] writes it, in any case: one of
-/// [`STATE_NAMES`], `unspecified`, or `state N` for a state this client does not know.
+/// [`state_names`], `unspecified`, or `state N` for a state this client does not know.
 fn is_state_name(word: &str) -> bool {
     let known =
         proto::ArticleState::from_str_name(&format!("ARTICLE_STATE_{}", word.to_ascii_uppercase()))
@@ -501,6 +507,14 @@ mod tests {
             let refused = parse_line(&line(state)).unwrap_err();
             assert_eq!(refused.field.as_deref(), Some("state"), "{state:?}");
             assert!(refused.message.contains("is not a state"), "{state:?}");
+            // The message lists every state the protocol names.
+            assert!(
+                refused
+                    .message
+                    .contains("(published, retracted, expired, embargoed)"),
+                "{}",
+                refused.message
+            );
         }
         for state in [1, 3, 4, 0, 99] {
             let name = state_name(state);

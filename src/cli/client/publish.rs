@@ -226,54 +226,38 @@ fn read_lines(input: Box<dyn Read + Send>, salt: &str, lines: &mpsc::Sender<Inpu
         }
         number += 1;
         offset += read as u64;
-        if too_long {
-            let line = Line {
-                number,
-                offset,
-                id: String::new(),
-                request: Err(LineError {
-                    reason: "TOO_LARGE",
-                    field: None,
-                    message: format!(
-                        "the line is longer than {MAX_LINE_BYTES} bytes: no article one \
-                         message can carry is written so long"
-                    ),
-                }),
+        let refused = |reason, message| {
+            let refusal = LineError {
+                reason,
+                field: None,
+                message,
             };
-            if lines.blocking_send(Input::Line(Box::new(line))).is_err() {
-                return;
-            }
-            continue;
-        }
-        let text = match std::str::from_utf8(&bytes) {
-            Ok(text) => text.trim_start_matches('\u{feff}').trim(),
-            Err(e) => {
-                let line = Line {
-                    number,
-                    offset,
-                    id: String::new(),
-                    request: Err(LineError {
-                        reason: "NOT_UTF8",
-                        field: None,
-                        message: format!("the line is not UTF-8 text: {e}"),
-                    }),
-                };
-                if lines.blocking_send(Input::Line(Box::new(line))).is_err() {
-                    return;
-                }
-                continue;
-            }
+            (String::new(), Err(refusal))
         };
-        if text.is_empty() {
-            continue;
-        }
-        let request = parse_line(text).map(|article| PublishArticleRequest {
-            request_id: request_id(&article, salt),
-            article: Some(article),
-        });
-        let id = match &request {
-            Ok(r) => r.article.as_ref().map(|a| a.id.clone()).unwrap_or_default(),
-            Err(_) => id_in(text),
+        let (id, request) = if too_long {
+            refused(
+                "TOO_LARGE",
+                format!(
+                    "the line is longer than {MAX_LINE_BYTES} bytes: no article one message \
+                     can carry is written so long"
+                ),
+            )
+        } else {
+            match std::str::from_utf8(&bytes).map(|t| t.trim_start_matches('\u{feff}').trim()) {
+                Err(e) => refused("NOT_UTF8", format!("the line is not UTF-8 text: {e}")),
+                Ok("") => continue,
+                Ok(text) => {
+                    let request = parse_line(text).map(|article| PublishArticleRequest {
+                        request_id: request_id(&article, salt),
+                        article: Some(article),
+                    });
+                    let id = match &request {
+                        Ok(r) => r.article.as_ref().map(|a| a.id.clone()).unwrap_or_default(),
+                        Err(_) => id_in(text),
+                    };
+                    (id, request)
+                }
+            }
         };
         let line = Line {
             number,
