@@ -412,12 +412,14 @@ async fn unknown_paths_are_not_found() {
         "/feeds/sports/rss.xml",
         "/feeds/all/rss.json",
         "/feeds/../data/feedpub.sqlite3",
+        "/feeds/",
+        "/feeds",
         "/nope",
     ] {
         let response = reqwest::get(server.url(path)).await.unwrap();
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
         // (The client takes `..` out of a path before sending it.)
-        if response.url().path().starts_with("/feeds/") {
+        if response.url().path().starts_with("/feeds") {
             // A cache keeps it five seconds at most: an author or tag feed is 404 until its
             // first article. A script on another origin may read it.
             let headers = response.headers();
@@ -460,6 +462,8 @@ async fn revalidated_from_another_origin(url: &str) {
     assert_eq!(headers["access-control-allow-methods"], "GET, HEAD");
     assert_eq!(headers["access-control-allow-headers"], "*");
     assert_eq!(headers["access-control-max-age"], "86400");
+    // What the resource allows, as an answer to OPTIONS says (RFC 9110, 9.3.7).
+    assert_eq!(headers["allow"], "GET, HEAD, OPTIONS");
     let first = client.get(url).send().await.unwrap();
     let etag = first.headers()[ETAG].clone();
     let again = client

@@ -372,6 +372,7 @@ pub async fn preflight() -> impl axum::response::IntoResponse {
     (
         StatusCode::NO_CONTENT,
         [
+            (header::ALLOW, "GET, HEAD, OPTIONS"),
             (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
             (header::ACCESS_CONTROL_ALLOW_METHODS, "GET, HEAD"),
             (header::ACCESS_CONTROL_ALLOW_HEADERS, "*"),

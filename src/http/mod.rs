@@ -105,6 +105,10 @@ fn router(feeds: feeds::FeedState, settings: &Settings, websub: &Hub, health: He
             "/feeds/{*path}",
             get(feeds::serve_feed).options(feeds::preflight),
         )
+        // The folder itself names no document: answered as any other path under it that
+        // names none (kept five seconds, readable from another origin).
+        .route("/feeds/", get(feeds::serve_feed).options(feeds::preflight))
+        .route("/feeds", get(feeds::serve_feed).options(feeds::preflight))
         .route("/websub", websub.endpoint())
         .with_state(feeds)
         .fallback(not_found)
