@@ -177,6 +177,39 @@ pub struct RetractRequest {
     pub request: Option<RequestKey>,
 }
 
+/// The notes for the editor on a validated article, until it is stored.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Warnings {
+    list: Vec<String>,
+    /// The summary as decoded, when the summary as sent was kept beside it (see
+    /// [`crate::domain::SentContent`]): the revision may store neither, and then the note
+    /// that its entities were decoded says nothing of what was stored.
+    decoded_summary: Option<String>,
+}
+
+impl Warnings {
+    fn of(valid: &mut ValidDraft) -> Self {
+        Self {
+            list: std::mem::take(&mut valid.warnings),
+            decoded_summary: (valid.summary_as_sent.is_some())
+                .then(|| valid.content.summary.clone()),
+        }
+    }
+
+    /// The notes the stored `article` bears out.
+    pub(crate) fn settled(self, article: &Article) -> Vec<String> {
+        let mut list = self.list;
+        if self
+            .decoded_summary
+            .is_some_and(|decoded| decoded != article.content.summary)
+        {
+            let decoded = crate::domain::entities_decoded("article.summary");
+            list.retain(|warning| *warning != decoded);
+        }
+        list
+    }
+}
+
 /// The result of a publish: the stored article and notes for the editor.
 #[derive(Debug, Clone)]
 pub struct Published {
@@ -294,8 +327,8 @@ impl Publisher {
             .await?;
         let (article, changed) = self.store_one(caller, write, now).await?;
         Ok(Published {
+            warnings: warnings.settled(&article),
             article,
-            warnings,
             changed,
         })
     }
@@ -499,7 +532,7 @@ impl Publisher {
         &self,
         partner: &Partner,
         mut request: PublishRequest,
-    ) -> Result<(ArticleWrite, Vec<String>), PublishError> {
+    ) -> Result<(ArticleWrite, Warnings), PublishError> {
         let mut draft = std::mem::take(&mut request.draft);
         // Named with every other violation, not only once the rest is right.
         if let Ok(slug) = SectionSlug::parse(&draft.section)
@@ -509,7 +542,7 @@ impl Publisher {
         }
         let mut valid = self.validate(partner.id, draft).await?;
         let guid = self.guid(partner, &valid.id, &valid.content.publish_time);
-        let warnings = std::mem::take(&mut valid.warnings);
+        let warnings = Warnings::of(&mut valid);
         let mut write = ArticleWrite::new(valid.id.clone(), valid, guid);
         write.expected_etag = request.expected_etag;
         write.request = request.request;

@@ -341,7 +341,7 @@ async fn an_article_read_edited_and_sent_back_is_stored_as_edited() {
             .article
             .unwrap();
         assert_eq!(first.summary, summary);
-        let corrected = client
+        let answer = client
             .publish_article(authed(
                 token,
                 publish(proto::Article {
@@ -351,9 +351,15 @@ async fn an_article_read_edited_and_sent_back_is_stored_as_edited() {
             ))
             .await
             .unwrap()
-            .into_inner()
-            .article
-            .unwrap();
+            .into_inner();
+        // The summary sent back was the stored one, made again: no note says it was
+        // decoded, which was not what was stored.
+        assert!(
+            !answer.warnings.iter().any(|w| w.contains("summary")),
+            "{id}: {:?}",
+            answer.warnings
+        );
+        let corrected = answer.article.unwrap();
         assert_eq!(corrected.version, 2, "{id}");
         assert_eq!(corrected.summary, edited_summary);
         let feed = server

@@ -858,6 +858,11 @@ pub(super) struct Checker {
     pub(super) limits: FieldLimits,
 }
 
+/// The warning that `field`'s HTML entities were decoded.
+pub fn entities_decoded(field: &str) -> String {
+    format!("{field}: decoded HTML entities (plain-text fields are text, not HTML)")
+}
+
 impl Checker {
     /// Plain text: HTML entities decoded (the field is text, not HTML), then cleaned.
     pub(super) fn text(&mut self, field: &str, raw: &str, single_line: bool) -> String {
@@ -882,9 +887,7 @@ impl Checker {
             cleaned = self.clean(field, &decoded, single_line);
         }
         if passes > 0 {
-            self.warnings.push(format!(
-                "{field}: decoded HTML entities (plain-text fields are text, not HTML)"
-            ));
+            self.warnings.push(entities_decoded(field));
         }
         // Text, not markup, is put in NFC (see `text::composed`).
         if text::composes(&cleaned) {

@@ -16,7 +16,7 @@ mod violation;
 
 pub use article::{
     Article, ArticleContent, ArticleDraft, ArticleState, FieldLimits, Revision, Seen, SentContent,
-    Tombstone, ValidDraft, same_html,
+    Tombstone, ValidDraft, entities_decoded, same_html,
 };
 pub use audit::{Actor, AuditEntry, AuditFilter, AuditOperation, Outcome};
 pub use event::{ArticleEvent, EventKind, VersionSummary};

@@ -4,7 +4,7 @@
 //! as it writes them (against the partner's row in the chunk's transaction), each with a
 //! result of its own; the feeds they touch are marked stale once, when the batch ends.
 
-use super::{PublishError, PublishRequest, Published, Publisher, count_outcome};
+use super::{PublishError, PublishRequest, Published, Publisher, Warnings, count_outcome};
 use crate::domain::{Actor, ArticleId, AuditOperation, Caller, FeedScope, Revision, SectionSlug};
 use crate::storage::{ArticleWrite, WriteChecks};
 use chrono::Utc;
@@ -21,13 +21,13 @@ const CHUNK: usize = 1_000;
 const CHUNK_BYTES: usize = 32 << 20;
 
 /// A validated article waiting to be stored: its position, the write, its warnings.
-type Pending = (usize, ArticleWrite, Vec<String>);
+type Pending = (usize, ArticleWrite, Warnings);
 /// An article of a chunk being stored: its position, id and warnings.
 #[derive(Clone)]
 struct Item {
     index: usize,
     id: ArticleId,
-    warnings: Vec<String>,
+    warnings: Warnings,
 }
 /// The articles of a chunk.
 type Meta = Vec<Item>;
@@ -195,12 +195,16 @@ impl Batch {
 fn recorded(
     publisher: &Publisher,
     result: Result<Revision, PublishError>,
-    warnings: Vec<String>,
+    warnings: Warnings,
 ) -> Result<Published, PublishError> {
-    let result = result.map(|revision| Published {
-        changed: !revision.touched_sections().is_empty(),
-        article: without_bodies(revision.into_article()),
-        warnings,
+    let result = result.map(|revision| {
+        let changed = !revision.touched_sections().is_empty();
+        let article = revision.into_article();
+        Published {
+            warnings: warnings.settled(&article),
+            article: without_bodies(article),
+            changed,
+        }
     });
     publisher.note_write(&result);
     count_outcome(&result);
@@ -356,7 +360,7 @@ impl Drop for Batch {
                         names.extend(chunk.names);
                         for (_, result) in chunk.stored {
                             // Nobody waits for it: counted and reported only.
-                            let _ = recorded(&publisher, result, Vec::new());
+                            let _ = recorded(&publisher, result, Warnings::default());
                         }
                     }
                     mark(&publisher, sections, names);
