@@ -11,6 +11,7 @@ use crate::domain::{
 };
 use crate::partners;
 use crate::storage::Store;
+use crate::storage::transfer::TransferError;
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use clap::{ArgGroup, Args, Subcommand};
@@ -253,9 +254,11 @@ where
         )
     };
     if !creates {
-        crate::storage::transfer::check_schema(&settings.server)
-            .await
-            .with_context(location)?;
+        match crate::storage::transfer::check_schema(&settings.server).await {
+            // It names the file it looked for.
+            Err(e @ TransferError::NoDatabase(_)) => return Err(e.into()),
+            checked => checked.with_context(location)?,
+        }
     }
     let store = crate::storage::open(&settings.server)
         .await
