@@ -335,6 +335,22 @@ async fn requests_the_fast_path_leaves_reach_the_router_on_the_same_connection()
         .send(&get("/feeds/politics%2Fatom.xml", ""))
         .await;
     assert_eq!(connection.answer(false).await.status, 404);
+
+    // `OPTIONS *` asks about the server as a whole (RFC 9110, 9.3.7): what it allows.
+    connection
+        .send("OPTIONS * HTTP/1.1\r\nHost: feeds.test\r\n\r\n")
+        .await;
+    let server_wide = connection.answer(false).await;
+    assert_eq!(server_wide.status, 204);
+    assert_eq!(
+        server_wide.header("allow"),
+        Some("GET, HEAD, OPTIONS, POST")
+    );
+    // Any other path that names nothing is still not found.
+    connection
+        .send("OPTIONS /nowhere HTTP/1.1\r\nHost: feeds.test\r\n\r\n")
+        .await;
+    assert_eq!(connection.answer(false).await.status, 404);
 }
 
 #[tokio::test]

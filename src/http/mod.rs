@@ -276,8 +276,17 @@ async fn metrics(settled: bool) -> impl IntoResponse {
     )
 }
 
-async fn not_found() -> impl IntoResponse {
-    (StatusCode::NOT_FOUND, "not found\n")
+/// 404 for a path that names nothing; `OPTIONS *`, which asks about the server as a whole
+/// (RFC 9110, 9.3.7), is answered with what it allows.
+async fn not_found(method: Method, uri: axum::http::Uri) -> axum::response::Response {
+    if method == Method::OPTIONS && uri == "*" {
+        return (
+            StatusCode::NO_CONTENT,
+            [(axum::http::header::ALLOW, "GET, HEAD, OPTIONS, POST")],
+        )
+            .into_response();
+    }
+    (StatusCode::NOT_FOUND, "not found\n").into_response()
 }
 
 #[cfg(test)]
