@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::binary::{DEADLINE, exit_within, feedpub, partner_add, run, text, token_of};
+use common::binary::{DEADLINE, exit_within, feedpub, full_disk, partner_add, run, text, token_of};
 use feedpub::cli::{Listening, listening_in};
 use feedpub::grpc::proto::publisher_service_client::PublisherServiceClient;
 use feedpub::grpc::proto::{Article, ArticleState, ListSectionsRequest, PublishArticleRequest};
@@ -1400,15 +1400,6 @@ fn run_into(cwd: &Path, data: &Path, args: &[&str], stdout: Stdio) -> std::proce
         .spawn()
         .expect("feedpub starts");
     child.wait_with_output().expect("feedpub ends")
-}
-
-/// Standard output on a full disk.
-fn full_disk() -> Stdio {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/full")
-        .expect("/dev/full exists")
-        .into()
 }
 
 /// A pipe whose reader is gone before the command writes (`| head -1` that has its line).

@@ -5,7 +5,7 @@
 mod common;
 
 use common::binary::{
-    DEADLINE, Running, ServeOptions, ServeProcess, feedpub, run, run_within, text,
+    DEADLINE, Running, ServeOptions, ServeProcess, feedpub, full_disk, run, run_within, text,
 };
 use common::{TestServer, Tokens, authed};
 use feedpub::grpc::proto::{self, GetArticleRequest, ListArticlesRequest};
@@ -1025,12 +1025,6 @@ async fn a_client_command_that_cannot_write_its_output_says_so_with_exit_code_1(
     let setup = setup().await;
     let file = setup.file("page.jsonl", &edition_lines(2));
     let file = file.to_str().unwrap();
-    let full_disk = || {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open("/dev/full")
-            .expect("/dev/full exists")
-    };
     let said = |args: &[&str], output: Output| {
         let stderr = text(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
@@ -1044,22 +1038,9 @@ async fn a_client_command_that_cannot_write_its_output_says_so_with_exit_code_1(
         said(args, output);
     }
     // A watch fails at its first event.
-    let mut watch = setup
-        .client(&["watch"])
-        .stdout(full_disk())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(watch.stderr.take().unwrap());
-    let mut first = String::new();
-    std::io::BufRead::read_line(&mut stderr, &mut first).unwrap();
-    assert!(
-        first.starts_with("feedpub: watching from cursor "),
-        "{first}"
-    );
+    let (mut watch, stderr) = start_watch_into(setup.client(&["watch"]), full_disk());
     publish_brief(&setup.running, &setup.tokens, "watched-1", "politics").await;
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let rest = stderr.join().unwrap();
     let status = watch.wait().unwrap();
     assert_eq!(status.code(), Some(1), "{rest}");
     // Where to continue (the event not written comes again from there), then why it ended.
@@ -1122,9 +1103,17 @@ async fn a_watch_goes_on_after_the_server_restarts() {
 /// Starts a `feedpub watch` and returns once its stream is open (it says so on stderr):
 /// only then is a publish sure to come after its start. With it, the rest of its stderr,
 /// once it has ended.
-fn start_watch(mut command: Command) -> (std::process::Child, std::thread::JoinHandle<String>) {
+fn start_watch(command: Command) -> (std::process::Child, std::thread::JoinHandle<String>) {
+    start_watch_into(command, Stdio::piped())
+}
+
+/// [`start_watch`] writing its events to `stdout`.
+fn start_watch_into(
+    mut command: Command,
+    stdout: Stdio,
+) -> (std::process::Child, std::thread::JoinHandle<String>) {
     let mut child = command
-        .stdout(Stdio::piped())
+        .stdout(stdout)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

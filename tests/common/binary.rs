@@ -129,6 +129,15 @@ pub fn on_data(cwd: &Path, data: &Path, args: &[&str]) -> Output {
     run(feedpub(cwd).args(args).arg("--data-dir").arg(data))
 }
 
+/// Standard output on a full disk: every write fails with ENOSPC.
+pub fn full_disk() -> Stdio {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full exists")
+        .into()
+}
+
 /// The stdout of a command that must succeed.
 pub fn stdout_of(output: &Output) -> String {
     assert!(
