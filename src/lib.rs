@@ -11,6 +11,7 @@ pub mod grpc;
 pub mod health;
 pub mod heap;
 pub mod http;
+pub mod lines;
 pub mod locks;
 pub mod partners;
 pub mod publication;

@@ -12,6 +12,7 @@ use super::{PostgresStore, SqliteStore, Store as _, StoreError};
 use crate::config::{Limits, Server};
 use crate::domain::HtmlPolicy;
 use crate::domain::stored::{self, Fault};
+use crate::lines::LineRead;
 use crate::websub::{self, Callback, Topic};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -19,7 +20,7 @@ use serde_json::{Map, Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use sqlx::{Postgres, Sqlite, Transaction};
-use std::io::{BufRead, Read, Write};
+use std::io::{BufRead, Write};
 use std::str::FromStr;
 use tokio_stream::StreamExt;
 
@@ -979,18 +980,11 @@ fn numbered_lines(mut input: impl BufRead, max_bytes: usize) -> impl Iterator<It
             return None;
         }
         let mut bytes = Vec::new();
-        // Room for the line end, which the limit does not count.
-        let limit = u64::try_from(max_bytes)
-            .unwrap_or(u64::MAX)
-            .saturating_add(2);
-        let line = match (&mut input).take(limit).read_until(b'\n', &mut bytes) {
-            Ok(0) => return None,
+        let line = match crate::lines::read_line(&mut input, max_bytes, &mut bytes) {
+            Ok(None) => return None,
             Err(e) => Err(TransferError::Read(e)),
-            Ok(_) => {
-                // A line cut by the limit is longer than it without its line end, if any.
-                bytes.pop_if(|b| *b == b'\n');
-                bytes.pop_if(|b| *b == b'\r');
-                if bytes.len() <= max_bytes {
+            Ok(Some((_, read))) => {
+                if read == LineRead::Whole {
                     String::from_utf8(bytes).map_err(|e| TransferError::Invalid {
                         line: number + 1,
                         message: format!(

@@ -9,6 +9,7 @@ mod report;
 use super::article_json::{LineError, parse_line};
 use super::{ClientError, ConnectArgs, Remote, exit, finish, random_hex};
 use crate::grpc::proto::{ListSectionsRequest, PublishArticleRequest, PublishArticlesRequest};
+use crate::lines::LineRead;
 use clap::Args;
 use prost::Message;
 use report::{Progress, Summary};
@@ -201,20 +202,17 @@ fn read_lines(input: Box<dyn Read + Send>, salt: &str, lines: &mpsc::Sender<Inpu
     let mut bytes = Vec::new();
     let (mut number, mut offset) = (0, 0u64);
     loop {
-        bytes.clear();
-        let mut read = match (&mut reader)
-            .take(MAX_LINE_BYTES as u64 + 1)
-            .read_until(b'\n', &mut bytes)
-        {
-            Ok(0) => return,
-            Ok(read) => read,
-            Err(e) => {
-                let _ = lines.blocking_send(Input::Failed(e.to_string()));
-                return;
-            }
-        };
-        let too_long = read > MAX_LINE_BYTES && !bytes.ends_with(b"\n");
-        if too_long {
+        let (mut read, taken) =
+            match crate::lines::read_line(&mut reader, MAX_LINE_BYTES, &mut bytes) {
+                Ok(None) => return,
+                Ok(Some(read)) => read,
+                Err(e) => {
+                    let _ = lines.blocking_send(Input::Failed(e.to_string()));
+                    return;
+                }
+            };
+        let too_long = taken != LineRead::Whole;
+        if taken == (LineRead::TooLong { ended: false }) {
             // The rest of the line is skipped, not kept.
             match reader.skip_until(b'\n') {
                 Ok(skipped) => read += skipped,
