@@ -2,7 +2,7 @@
 
 use crate::config::Settings;
 use crate::health::Health;
-use crate::publication::{Publication, PublicationError, Scheduler};
+use crate::publication::{FeedsFolder, Publication, PublicationError, Scheduler};
 use crate::publishing::{PublishError, Publisher};
 use crate::storage::{Store, StoreError};
 use crate::tls::{TlsError, TlsIdentity};
@@ -88,8 +88,6 @@ pub struct Application {
     seen_events: u64,
     /// Held while this server runs on a SQLite data folder (see [`lock_data_folder`]).
     _data_folder: Option<std::fs::File>,
-    /// Held while this server writes its feeds folder (see [`lock_feeds_folder`]).
-    _feeds_folder: std::fs::File,
 }
 
 /// Takes the data folder of a SQLite store for this server, refused while another server
@@ -108,24 +106,9 @@ pub fn lock_data_folder(server: &crate::config::Server) -> Result<Option<std::fs
         error,
     };
     crate::storage::create_data_folder(path).map_err(lock_error)?;
-    match lock_folder(path).map_err(lock_error)? {
+    match crate::locks::lock_folder(path).map_err(lock_error)? {
         Some(folder) => Ok(Some(folder)),
         None => Err(AppError::DataFolderInUse(path.clone())),
-    }
-}
-
-/// The folder at `path`, locked by this process until it drops it or ends; `None` while
-/// another holds it. The lock is on the folder itself, which no file operation in it can
-/// remove, and the kernel releases it when the process ends, however it ends.
-fn lock_folder(path: &std::path::Path) -> std::io::Result<Option<std::fs::File>> {
-    let folder = std::fs::File::open(path)?;
-    match rustix::fs::flock(
-        &folder,
-        rustix::fs::FlockOperation::NonBlockingLockExclusive,
-    ) {
-        Ok(()) => Ok(Some(folder)),
-        Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
-        Err(errno) => Err(errno.into()),
     }
 }
 
@@ -133,8 +116,9 @@ fn lock_folder(path: &std::path::Path) -> std::io::Result<Option<std::fs::File>>
 /// second server (on another data folder, or another database) would replace the first's
 /// files with its own feeds, and remove the author and tag feeds it does not have, while
 /// the first goes on serving its own from memory. Refused too when the feeds folder and a
-/// SQLite data folder are one, or one holds the other. Locked as the data folder is.
-pub fn lock_feeds_folder(server: &crate::config::Server) -> Result<std::fs::File, AppError> {
+/// SQLite data folder are one, or one holds the other. Locked as the data folder is, and
+/// kept locked by the publication (see [`FeedsFolder`]).
+pub fn lock_feeds_folder(server: &crate::config::Server) -> Result<FeedsFolder, AppError> {
     let path = &server.feeds_dir;
     let lock_error = |error| AppError::FeedsLock {
         path: path.clone(),
@@ -156,7 +140,7 @@ pub fn lock_feeds_folder(server: &crate::config::Server) -> Result<std::fs::File
             });
         }
     }
-    lock_folder(path)
+    FeedsFolder::lock(path)
         .map_err(lock_error)?
         .ok_or_else(|| AppError::FeedsFolderInUse(path.clone()))
 }
@@ -198,8 +182,13 @@ impl Application {
         store.report_faults_to(&health);
         // Feeds built from here on show every event up to this one.
         let seen_events = *store.event_head().borrow();
-        let (publication, scheduler) =
-            Publication::start(store.clone(), settings.clone(), health.clone()).await?;
+        let (publication, scheduler) = Publication::start(
+            store.clone(),
+            settings.clone(),
+            health.clone(),
+            feeds_folder,
+        )
+        .await?;
         let publisher = Publisher::new(
             store.clone(),
             settings.clone(),
@@ -223,7 +212,6 @@ impl Application {
             tls,
             seen_events,
             _data_folder: data_folder,
-            _feeds_folder: feeds_folder,
         })
     }
 

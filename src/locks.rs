@@ -1,4 +1,4 @@
-//! Mutexes taken whatever a panic left behind.
+//! Mutexes taken whatever a panic left behind, and folders locked for one process.
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -13,6 +13,22 @@ pub fn lock<T: ?Sized>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The folder at `path`, locked by this process until it drops it or ends; `None` while
+/// another holds it (another process, or another handle of this one). The lock is on the
+/// folder itself, which no file operation in it can remove, and the kernel releases it
+/// when the process ends, however it ends.
+pub fn lock_folder(path: &std::path::Path) -> std::io::Result<Option<std::fs::File>> {
+    let folder = std::fs::File::open(path)?;
+    match rustix::fs::flock(
+        &folder,
+        rustix::fs::FlockOperation::NonBlockingLockExclusive,
+    ) {
+        Ok(()) => Ok(Some(folder)),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+        Err(errno) => Err(errno.into()),
+    }
 }
 
 #[cfg(test)]

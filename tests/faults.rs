@@ -576,3 +576,147 @@ async fn a_full_disk_is_reported_survived_and_recovered_from() {
     drop(server);
     drop((data_disk, feeds_disk));
 }
+
+/// Every file under `dir`, with its bytes.
+fn contents(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    common::feeds_dir::files_under(dir)
+        .into_iter()
+        .filter_map(|name| Some((name.clone(), std::fs::read(dir.join(&name)).ok()?)))
+        .collect()
+}
+
+/// `feeds/` once the server has written every document it serves (the author and tag
+/// feeds included) and stopped compressing them again: what it holds, the same for a
+/// second.
+async fn settled_feeds(server: &ServeProcess, running: &Running) -> Vec<(String, Vec<u8>)> {
+    let start = Instant::now();
+    loop {
+        assert_feeds_whole(server, running).await;
+        let held = contents(&server.feeds_dir);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let names = || held.iter().map(|(name, _)| name.as_str());
+        let finished = |folder: &str| {
+            names().any(|name| name.starts_with(folder) && name.ends_with("atom.xml.br"))
+        };
+        if held == contents(&server.feeds_dir) && finished("authors/") && finished("tags/") {
+            return held;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "feeds/ never settled: {:?}\nlog:\n{}",
+            names().collect::<Vec<_>>(),
+            server.log()
+        );
+    }
+}
+
+/// `feeds/` removed while the server runs (an operator's `rm -rf`) is made, locked and
+/// written again by itself: every file as it was, the same as served, so that what serves
+/// the folder itself (nginx) finds every feed again, not only those changed since; and a
+/// second server is still refused it. Replaced by a folder another server holds, it is
+/// not written to, and the feeds are reported faulty, until that server lets it go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feeds_folder_removed_while_serving_is_made_locked_and_written_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let feeds_dir = dir.path().join("feeds");
+    let tokens = common::add_partners(&data_dir).await;
+    let mut server = ServeProcess::start(ServeOptions::new(&data_dir, &feeds_dir));
+    let running = server.wait_ready();
+    let mut first = common::brief("brief-1", "短讯一");
+    first.tags = vec!["乡村振兴".into()];
+    publish(&running, &tokens.newsroom, first)
+        .await
+        .expect("publishing");
+    let before = settled_feeds(&server, &running).await;
+
+    std::fs::remove_dir_all(&feeds_dir).unwrap();
+    let start = Instant::now();
+    while contents(&feeds_dir) != before {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "feeds/ was not written again: {:?}\nlog:\n{}",
+            common::feeds_dir::files_under(&feeds_dir),
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_feeds_whole(&server, &running).await;
+    server.wait_for_log("the warning", |l| {
+        l.contains("the feeds folder was removed or replaced")
+            .then_some(())
+    });
+    let second = common::binary::run_within(
+        common::binary::feedpub(dir.path())
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(dir.path().join("other-data"))
+            .arg("--feeds-dir")
+            .arg(&feeds_dir)
+            .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"]),
+        DEADLINE,
+    );
+    let stderr = common::binary::text(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("another feedpub serve is writing the feeds folder"),
+        "the folder made again is not locked: {stderr}"
+    );
+
+    // Replaced by a folder another server holds: swapped in whole, so that the server never
+    // finds the path free between the two renames.
+    let taken = dir.path().join("taken");
+    std::fs::create_dir(&taken).unwrap();
+    let other = feedpub::publication::FeedsFolder::lock(&taken)
+        .unwrap()
+        .unwrap();
+    for n in 0.. {
+        std::fs::rename(&feeds_dir, dir.path().join(format!("old-{n}"))).unwrap();
+        if std::fs::rename(&taken, &feeds_dir).is_ok() {
+            break;
+        }
+    }
+    publish(
+        &running,
+        &tokens.newsroom,
+        common::brief("brief-2", "短讯二"),
+    )
+    .await
+    .expect("the database takes writes; only feeds fail");
+    wait_for(&server, &running, "/feeds/politics/rss.xml", |b| {
+        b.contains("短讯二")
+    })
+    .await;
+    wait_for(&server, &running, "/healthz", |b| {
+        b.starts_with("degraded") && b.contains("another feedpub serve holds")
+    })
+    .await;
+    assert_eq!(fault_gauge(&running, "feeds").await, Some(1.0));
+    server.wait_for_log("the error", |l| {
+        l.contains("cannot be held again").then_some(())
+    });
+    assert_eq!(
+        common::feeds_dir::files_under(&feeds_dir),
+        Vec::<String>::new(),
+        "written to a folder another server holds"
+    );
+
+    drop(other);
+    wait_for(&server, &running, "/healthz", |b| b == "ok\n").await;
+    let start = Instant::now();
+    while !std::fs::read_to_string(feeds_dir.join("politics/rss.xml"))
+        .is_ok_and(|rss| rss.contains("短讯二"))
+    {
+        assert!(start.elapsed() < DEADLINE, "{}", server.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_feeds_whole(&server, &running).await;
+    let written = common::feeds_dir::files_under(&feeds_dir);
+    let names: Vec<&String> = before.iter().map(|(name, _)| name).collect();
+    assert_eq!(
+        written.iter().collect::<Vec<_>>(),
+        names,
+        "every feed written"
+    );
+    assert!(server.is_running());
+}

@@ -506,10 +506,15 @@ async fn after_a_restart_a_name_feed_not_built_yet_asks_to_be_fetched_again() {
     // The server's parts as `serve` puts them together, but the scheduler.
     let store = feedpub::storage::open(&settings.server).await.unwrap();
     let health = feedpub::health::Health::new();
-    let (publication, scheduler) =
-        Publication::start(store.clone(), Arc::new(settings.clone()), health.clone())
-            .await
-            .unwrap();
+    let folder = feedpub::app::lock_feeds_folder(&settings.server).unwrap();
+    let (publication, scheduler) = Publication::start(
+        store.clone(),
+        Arc::new(settings.clone()),
+        health.clone(),
+        folder,
+    )
+    .await
+    .unwrap();
     let (hub, _hub_tasks) =
         feedpub::websub::Hub::start(store.clone(), &settings, publication.clone()).unwrap();
     let base_url = settings.site.base_url.to_string();

@@ -593,6 +593,7 @@ mod tests {
             store.clone(),
             std::sync::Arc::new(settings.clone()),
             crate::health::Health::new(),
+            crate::app::lock_feeds_folder(&settings.server).unwrap(),
         )
         .await
         .unwrap();

@@ -458,10 +458,15 @@ mod tests {
     async fn publication(dir: &std::path::Path) -> Publication {
         let settings = Settings::isolated_sample(dir).unwrap();
         let store = crate::storage::open(&settings.server).await.unwrap();
-        let (publication, _scheduler) =
-            Publication::start(store, Arc::new(settings), crate::health::Health::new())
-                .await
-                .unwrap();
+        let folder = crate::app::lock_feeds_folder(&settings.server).unwrap();
+        let (publication, _scheduler) = Publication::start(
+            store,
+            Arc::new(settings),
+            crate::health::Health::new(),
+            folder,
+        )
+        .await
+        .unwrap();
         publication
     }
 

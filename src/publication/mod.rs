@@ -21,6 +21,7 @@ mod archive;
 mod builders;
 mod document;
 mod files;
+mod folder;
 mod regeneration;
 pub mod replicas;
 #[cfg(test)]
@@ -35,6 +36,7 @@ pub use document::{
     BROTLI_SUFFIX, Codings, Compression, DiskFile, Encoded, FeedFile, GZIP_SUFFIX, Links,
     ResponseHeaders, http_date, variant_etag,
 };
+pub use folder::FeedsFolder;
 
 /// How long no change may come before a burst is over: from then on feeds are finished at
 /// once with the full compression levels, and those compressed fast during the burst are
@@ -138,6 +140,11 @@ struct Inner {
     /// True while the stylesheet's files could not be written to `feeds/`: a fault of the
     /// feeds like a failing scope's, tried again every second.
     stylesheet_unwritten: AtomicBool,
+    /// `feeds/`, locked by this server.
+    folder: FeedsFolder,
+    /// Told when a write finds `feeds/` made and locked again, for every document to be
+    /// written to it (see [`Inner::keep_folder`]).
+    folder_relocked: tokio::sync::Notify,
     changes: broadcast::Sender<FeedChange>,
     /// Subscribed before the feeds are built at start, for the first subscriber: the
     /// documents whose bytes differ from the files the last run left, which changed while
@@ -204,6 +211,7 @@ impl Publication {
         store: Arc<dyn Store>,
         settings: Arc<Settings>,
         health: Health,
+        folder: FeedsFolder,
     ) -> Result<(Self, Scheduler), PublicationError> {
         // The store dates the feeds whose archive links a write changes.
         store.set_archive_page(settings.feeds.max_items);
@@ -231,6 +239,8 @@ impl Publication {
             finishing: tokio::sync::Mutex::new(()),
             failing: Mutex::new(BTreeSet::new()),
             stylesheet_unwritten: AtomicBool::new(false),
+            folder,
+            folder_relocked: tokio::sync::Notify::new(),
             changes,
             start_changes: Mutex::new(Some(start_changes)),
             unbuilt: watch::Sender::new(HashSet::new()),
@@ -413,6 +423,10 @@ impl Publication {
 /// How often the scheduler tries again to write a stylesheet it could not write.
 const STYLESHEET_RETRY: Duration = Duration::from_secs(1);
 
+/// How often the feeds folder is checked for being removed or replaced (writes check it
+/// too).
+const FOLDER_CHECK: Duration = Duration::from_secs(1);
+
 impl Scheduler {
     /// Regenerates stale feeds until `shutdown` turns true. A burst of marks arriving while
     /// a regeneration runs is coalesced into one more regeneration per feed. Feeds are also
@@ -421,7 +435,8 @@ impl Scheduler {
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         const MAX_SLEEP: Duration = Duration::from_secs(3600);
         let (stop_finishing, finishing) = watch::channel(false);
-        let finisher = tokio::spawn(self.inner.clone().finish_continually(finishing));
+        let finisher = tokio::spawn(self.inner.clone().finish_continually(finishing.clone()));
+        let keeper = tokio::spawn(self.inner.clone().keep_folder(finishing));
         loop {
             let now = Utc::now();
             let window = self.inner.settings.feeds.tombstone_window;
@@ -458,6 +473,9 @@ impl Scheduler {
                 let _ = stop_finishing.send(true);
                 if let Err(e) = finisher.await {
                     tracing::error!(error = %e, "the task finishing feeds failed");
+                }
+                if let Err(e) = keeper.await {
+                    tracing::error!(error = %e, "the task keeping the feeds folder failed");
                 }
                 let (outcomes, left) = self.inner.finish_at_exit(NAMES_AT_EXIT).await;
                 self.inner.record_outcome(Step::Write, outcomes);
@@ -606,7 +624,7 @@ impl Inner {
             Ok(()) => {
                 if self.stylesheet_unwritten.swap(false, Ordering::SeqCst) {
                     tracing::info!("the feeds' stylesheet is written");
-                    if lock(&self.failing).is_empty() {
+                    if lock(&self.failing).is_empty() && self.folder.is_held() {
                         self.health.recovered(Component::Feeds);
                     }
                 }
@@ -651,6 +669,7 @@ impl Inner {
             next.insert_mut(STYLESHEET_FILE.to_owned(), Arc::new(file.clone()));
             next
         });
+        self.writable()?;
         files::replace_all(dir, &writes)
             .map(drop)
             .map_err(|error| PublicationError::Write {
@@ -716,7 +735,11 @@ impl Inner {
             // Reported after the log line, so that whoever sees the fault finds its cause.
             self.health.fault(Component::Feeds, fault);
         }
-        if had_failures && failing.is_empty() && !self.stylesheet_unwritten.load(Ordering::SeqCst) {
+        if had_failures
+            && failing.is_empty()
+            && !self.stylesheet_unwritten.load(Ordering::SeqCst)
+            && self.folder.is_held()
+        {
             self.health.recovered(Component::Feeds);
         }
     }

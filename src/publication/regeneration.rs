@@ -623,6 +623,7 @@ impl Inner {
         let written = if writes.is_empty() {
             Vec::new()
         } else {
+            self.writable()?;
             let written = self
                 .builders
                 .spawn(move || {

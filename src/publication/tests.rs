@@ -26,8 +26,9 @@ async fn started_with(dir: &Path, change: impl Fn(&mut Settings)) -> (Arc<dyn St
     let mut settings = Settings::isolated_sample(dir).unwrap();
     change(&mut settings);
     let store = crate::storage::open(&settings.server).await.unwrap();
+    let folder = crate::app::lock_feeds_folder(&settings.server).unwrap();
     let (publication, _scheduler) =
-        Publication::start(store.clone(), Arc::new(settings), Health::new())
+        Publication::start(store.clone(), Arc::new(settings), Health::new(), folder)
             .await
             .unwrap();
     (store, publication)
@@ -48,8 +49,9 @@ async fn restarted(dir: &Path) -> (Arc<dyn Store>, Publication) {
 async fn started_with_scheduler(dir: &Path) -> (Arc<dyn Store>, Publication, super::Scheduler) {
     let settings = Settings::isolated_sample(dir).unwrap();
     let store = crate::storage::open(&settings.server).await.unwrap();
+    let folder = crate::app::lock_feeds_folder(&settings.server).unwrap();
     let (publication, scheduler) =
-        Publication::start(store.clone(), Arc::new(settings), Health::new())
+        Publication::start(store.clone(), Arc::new(settings), Health::new(), folder)
             .await
             .unwrap();
     (store, publication, scheduler)

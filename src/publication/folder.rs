@@ -1,0 +1,254 @@
+//! The feeds folder, held by one server while it writes it. Removed or replaced while the
+//! server runs (an operator's `rm -rf feeds`, a link switched to another folder), it is
+//! made and locked again, and every document served is written to it again (see
+//! `Inner::keep_folder`): what serves or copies the folder itself (a static server, a
+//! bucket sync) would otherwise miss every feed that has not changed since, and a second
+//! server could take the folder. While another server holds the new folder, nothing is
+//! written to it.
+
+use super::{FOLDER_CHECK, Inner, PublicationError, files};
+use crate::domain::FeedScope;
+use crate::health::Component;
+use crate::locks::{lock, lock_folder};
+use axum::body::Bytes;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+/// The feeds folder, locked by this process.
+pub struct FeedsFolder {
+    path: PathBuf,
+    /// The folder locked, or why none is: another server holds the folder now at `path`,
+    /// or it cannot be made.
+    held: Mutex<Result<std::fs::File, String>>,
+}
+
+/// What [`FeedsFolder::check`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Check {
+    /// The folder at the path is the one locked.
+    Held,
+    /// It was not (removed, replaced, or not held at the last check); it is now made and
+    /// locked, and holds none of the documents served, or not all of them.
+    Relocked,
+    /// It is not held, for this reason: nothing may be written to it.
+    Unheld(String),
+}
+
+impl FeedsFolder {
+    /// The folder at `path` (made if missing), locked; `None` while another process holds
+    /// it.
+    pub fn lock(path: &Path) -> std::io::Result<Option<Self>> {
+        std::fs::create_dir_all(path)?;
+        Ok(lock_folder(path)?.map(|file| Self {
+            path: path.to_owned(),
+            held: Mutex::new(Ok(file)),
+        }))
+    }
+
+    /// Whether the folder at the path is still the one locked. When it is not, the folder
+    /// is made and locked again if it can be.
+    pub(super) fn check(&self) -> Check {
+        let mut held = lock(&self.held);
+        if let Ok(folder) = &*held
+            && is_at(folder, &self.path)
+        {
+            return Check::Held;
+        }
+        let relocked = std::fs::create_dir_all(&self.path).and_then(|()| lock_folder(&self.path));
+        let (now, check) = match relocked {
+            Ok(Some(folder)) => (Ok(folder), Check::Relocked),
+            Ok(None) => {
+                let why = "another feedpub serve holds the folder now at this path".to_owned();
+                (Err(why.clone()), Check::Unheld(why))
+            }
+            Err(e) => {
+                let why = format!("cannot make and lock it: {e}");
+                (Err(why.clone()), Check::Unheld(why))
+            }
+        };
+        // The old folder's lock goes with it: nothing writes there any more.
+        *held = now;
+        check
+    }
+
+    /// True unless the last check found the folder could not be held.
+    pub(super) fn is_held(&self) -> bool {
+        lock(&self.held).is_ok()
+    }
+}
+
+impl Inner {
+    /// Refuses a write while the feeds folder is not held (see [`FeedsFolder`]); one found
+    /// removed or replaced is locked again, and [`Inner::keep_folder`] told to write every
+    /// document to it.
+    pub(super) fn writable(&self) -> Result<(), PublicationError> {
+        match self.folder.check() {
+            Check::Held => Ok(()),
+            Check::Relocked => {
+                self.folder_relocked.notify_one();
+                Ok(())
+            }
+            Check::Unheld(why) => Err(PublicationError::Write {
+                path: self.folder.path.clone(),
+                error: std::io::Error::other(why),
+            }),
+        }
+    }
+
+    /// Checks every [`FOLDER_CHECK`] that the feeds folder is still the one held, until
+    /// `stop` turns true. When it was removed or replaced, writes every document served to
+    /// the one made and locked again; while it cannot be held, reports the feeds faulty.
+    pub(super) async fn keep_folder(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let path = self.folder.path.display().to_string();
+        let mut unheld = false;
+        loop {
+            let relocked = tokio::select! {
+                biased;
+                _ = stop.wait_for(|stop| *stop) => return,
+                () = self.folder_relocked.notified() => Check::Relocked,
+                () = tokio::time::sleep(FOLDER_CHECK) => self.folder.check(),
+            };
+            match relocked {
+                Check::Held => {}
+                Check::Relocked => {
+                    tracing::warn!(
+                        folder = path,
+                        "the feeds folder was removed or replaced: it is locked again, and \
+                         every feed is written to it again"
+                    );
+                    let files = self.write_everything().await;
+                    tracing::info!(
+                        folder = path,
+                        files,
+                        "every feed is written to the feeds folder again"
+                    );
+                    if std::mem::take(&mut unheld)
+                        && lock(&self.failing).is_empty()
+                        && !self.stylesheet_unwritten.load(Ordering::SeqCst)
+                    {
+                        self.health.recovered(Component::Feeds);
+                    }
+                }
+                Check::Unheld(why) => {
+                    if !std::mem::replace(&mut unheld, true) {
+                        tracing::error!(
+                            folder = path,
+                            reason = why,
+                            "the feeds folder was removed or replaced, and cannot be held \
+                             again: feeds are served from memory, not written, until it can"
+                        );
+                    }
+                    self.health
+                        .fault(Component::Feeds, format!("{path}: {why}"));
+                }
+            }
+        }
+    }
+
+    /// Writes every document served to the feeds folder, a folder at a time (the
+    /// stylesheet, `all` and the sections first), each in its latest version, under the
+    /// finisher's lock: a file the finisher writes is never replaced by an older one.
+    /// Stops when the folder is no longer held (made again meanwhile, it is written again
+    /// from the start). Returns how many files were written.
+    async fn write_everything(self: &Arc<Self>) -> usize {
+        let mut folders: BTreeMap<(bool, String), Vec<String>> = BTreeMap::new();
+        for key in self.snapshot.load().keys() {
+            let folder = key.rsplit_once('/').map_or("", |(folder, _)| folder);
+            let named = [FeedScope::AUTHORS, FeedScope::TAGS]
+                .iter()
+                .any(|names| folder.starts_with(&format!("{names}/")));
+            folders
+                .entry((named, folder.to_owned()))
+                .or_default()
+                .push(key.clone());
+        }
+        let mut written = 0;
+        for ((_, folder), keys) in folders {
+            let _one_at_a_time = self.finishing.lock().await;
+            if self.writable().is_err() {
+                break;
+            }
+            let current = self.snapshot.load_full();
+            let dir = self.folder.path.join(&folder);
+            let write = move || {
+                let writes: Vec<(String, Bytes)> = keys
+                    .iter()
+                    .filter_map(|key| Some((key, current.get(key)?)))
+                    .flat_map(|(key, file)| {
+                        let name = key.rsplit_once('/').map_or(key.as_str(), |(_, name)| name);
+                        file.files()
+                            .into_iter()
+                            .map(move |(suffix, bytes)| (format!("{name}{suffix}"), bytes))
+                    })
+                    .collect();
+                files::replace_all(&dir, &writes)
+                    .map(|_| writes.len())
+                    .map_err(|error| (dir, error))
+            };
+            match self.builders.spawn(write).await {
+                Ok(Ok(files)) => written += files,
+                Ok(Err((dir, error))) => {
+                    tracing::warn!(folder = %dir.display(), %error, "cannot write a folder of feeds again");
+                }
+                Err(error) => tracing::error!(%error, "the task writing feeds again failed"),
+            }
+        }
+        written
+    }
+}
+
+/// True while `folder` is the folder at `path` (not removed, nor replaced by another).
+fn is_at(folder: &std::fs::File, path: &Path) -> bool {
+    match (rustix::fs::fstat(folder), rustix::fs::stat(path)) {
+        (Ok(held), Ok(now)) => held.st_dev == now.st_dev && held.st_ino == now.st_ino,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Removed, the folder is made and locked again; replaced by one another process holds,
+    /// it is not held, nor written, until that one lets it go.
+    #[test]
+    fn a_folder_removed_or_replaced_is_locked_again_when_it_can_be() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("feeds");
+        let folder = FeedsFolder::lock(&path).unwrap().unwrap();
+        assert!(FeedsFolder::lock(&path).unwrap().is_none(), "locked twice");
+        assert_eq!(folder.check(), Check::Held);
+
+        std::fs::remove_dir(&path).unwrap();
+        assert_eq!(folder.check(), Check::Relocked);
+        assert!(path.is_dir());
+        assert!(
+            FeedsFolder::lock(&path).unwrap().is_none(),
+            "the folder made again is not locked"
+        );
+        assert_eq!(folder.check(), Check::Held);
+
+        // Replaced by a folder another server took meanwhile.
+        std::fs::rename(&path, dir.path().join("old")).unwrap();
+        let other = FeedsFolder::lock(&path).unwrap().unwrap();
+        let Check::Unheld(why) = folder.check() else {
+            panic!("a folder another server holds taken");
+        };
+        assert!(why.contains("another feedpub serve"), "{why}");
+        assert!(matches!(folder.check(), Check::Unheld(_)));
+        drop(other);
+        assert_eq!(folder.check(), Check::Relocked);
+        assert_eq!(folder.check(), Check::Held);
+
+        // A file where the folder was.
+        std::fs::remove_dir(&path).unwrap();
+        std::fs::write(&path, b"").unwrap();
+        let Check::Unheld(why) = folder.check() else {
+            panic!("a file taken for the folder");
+        };
+        assert!(why.contains("cannot make and lock it"), "{why}");
+    }
+}
