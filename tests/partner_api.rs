@@ -1291,12 +1291,20 @@ async fn a_partner_watches_only_the_sections_it_may_read() {
         assert_invalid(&status, field);
         assert_eq!(error_reason(&status), "INVALID_FIELD");
     }
-    // Every bad section is named: an unknown one beside a malformed one.
+    // Every bad field is named: an unknown section beside a malformed one, and a bad
+    // cursor beside them.
     let status = watch(&server, newsroom, &["sports", "Bad"], "")
         .await
         .err()
         .unwrap();
     common::assert_invalid_fields(&status, &["sections[0]", "sections[1]"]);
+    for cursor in ["not-a-cursor", "ZXZlbnRzOjk5OTk5"] {
+        let status = watch(&server, newsroom, &["sports"], cursor)
+            .await
+            .err()
+            .unwrap();
+        common::assert_invalid_fields(&status, &["sections[0]", "cursor"]);
+    }
 }
 
 #[tokio::test]

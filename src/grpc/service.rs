@@ -204,7 +204,7 @@ impl PublisherService for PublisherApi {
         // The stream checks the token again before each read of the log.
         let token = bearer_token(request.metadata().as_ref())?.hash();
         let req = request.into_inner();
-        let cursor = convert::position_from_cursor(&req.cursor).map_err(PublishError::from)?;
+        let cursor = convert::position_from_cursor(&req.cursor);
         let updates = self
             .publisher
             .watch(&partner, token, &req.sections, cursor)

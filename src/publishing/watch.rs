@@ -32,8 +32,9 @@ pub struct WatchUpdate {
 
 impl Publisher {
     /// Follows the events of `sections` (all the partner may read when empty) after
-    /// `cursor` (from now when `None`), for as long as the partner holds the token `token`
-    /// and the rights to them. The first update comes at once, with no events and the
+    /// `cursor` (from now when `None`; what was wrong with it when it could not be read,
+    /// refused with every other bad field), for as long as the partner holds the token
+    /// `token` and the rights to them. The first update comes at once, with no events and the
     /// cursor the stream starts from. The stream ends with an error when the server stops,
     /// the store fails or the token or a followed section's right is taken away, and when
     /// the receiver is dropped.
@@ -42,7 +43,7 @@ impl Publisher {
         partner: &Partner,
         token: TokenHash,
         sections: &[String],
-        cursor: Option<u64>,
+        cursor: Result<Option<u64>, Violations>,
     ) -> Result<mpsc::Receiver<Result<WatchUpdate, PublishError>>, PublishError> {
         let mut violations = Violations::default();
         let sections = sections
@@ -54,7 +55,17 @@ impl Publisher {
                     .ok()
             })
             .collect();
-        let sections = violations.into_result(sections)?;
+        let head = self.store.event_head();
+        let newest = *head.borrow();
+        let start = cursor.and_then(|cursor| match cursor {
+            Some(after) if after > newest => Err(Violations::one(
+                "cursor",
+                "is ahead of this server's events (not a cursor it gave)",
+            )),
+            Some(after) => Ok(after),
+            None => Ok(newest),
+        });
+        let (sections, start) = Violations::both(violations.into_result(sections), start)?;
         let rights = Rights { token, sections };
         rights.filter(partner)?;
         let slot = WatchSlot::take(
@@ -62,19 +73,6 @@ impl Publisher {
             partner.id,
             self.settings.limits.watch_streams,
         )?;
-        let head = self.store.event_head();
-        let newest = *head.borrow();
-        let start = match cursor {
-            Some(after) if after > newest => {
-                return Err(Violations::one(
-                    "cursor",
-                    "is ahead of this server's events (not a cursor it gave)",
-                )
-                .into());
-            }
-            Some(after) => after,
-            None => newest,
-        };
         let (tx, rx) = mpsc::channel(2);
         let store = self.store.clone();
         let stopping = self.stopping.clone();
