@@ -175,6 +175,9 @@ pub struct RetractRequest {
     pub expected_etag: Option<String>,
     /// A retry with this key gets the first result.
     pub request: Option<RequestKey>,
+    /// What was found wrong before (a request id that could not be read): the retraction
+    /// is refused with it and every other bad field.
+    pub prior_violations: Violations,
 }
 
 /// The notes for the editor on a validated article, until it is stored.
@@ -750,8 +753,10 @@ impl Publisher {
         request: RetractRequest,
     ) -> Result<Article, PublishError> {
         let partner = &caller.partner;
-        let (id, reason) =
-            Violations::both(parse_id(&request.id), retraction_reason(&request.reason))?;
+        let ((id, reason), ()) = Violations::both(
+            Violations::both(parse_id(&request.id), retraction_reason(&request.reason)),
+            request.prior_violations.into_result(()),
+        )?;
         let now = Utc::now();
         let existing = self
             .store

@@ -894,6 +894,21 @@ async fn the_audit_log_records_every_publish_and_retraction_with_the_peer_addres
         ))
         .await
         .expect_err("an unknown article");
+    // Refused for its request id alone, before the article is looked up: audited all the
+    // same.
+    let refused = client
+        .retract_article(authed(
+            newsroom,
+            RetractArticleRequest {
+                id: "a-1".into(),
+                reason: "重复".into(),
+                request_id: "not a request id".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect_err("a bad request id");
+    common::assert_invalid(&refused, "request_id");
     client
         .publish_article(authed(&server.tokens.county, article("c-1", "politics")))
         .await
@@ -928,6 +943,7 @@ async fn the_audit_log_records_every_publish_and_retraction_with_the_peer_addres
     assert_eq!(
         seen,
         [
+            ("retract", "a-1", "invalid_argument"),
             ("retract", "missing", "not_found"),
             ("publish", "a-2", "invalid_argument"),
             ("retract", "a-1", "ok"),
@@ -937,7 +953,7 @@ async fn the_audit_log_records_every_publish_and_retraction_with_the_peer_addres
         ],
         "{json}"
     );
-    for entry in &entries[..5] {
+    for entry in &entries[..6] {
         let peer: SocketAddr = entry["peer"]
             .as_str()
             .expect("calls carry their peer address")
@@ -952,12 +968,18 @@ async fn the_audit_log_records_every_publish_and_retraction_with_the_peer_addres
         assert!(time.is_ok(), "{entry}");
     }
     assert!(
-        entries[5]["peer"].is_null(),
+        entries[6]["peer"].is_null(),
         "the operator's entry has no peer"
     );
-    assert!(entries[2]["detail"].as_str().unwrap().contains("事实有误"));
     assert!(
-        entries[1]["detail"]
+        entries[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("request_id")
+    );
+    assert!(entries[3]["detail"].as_str().unwrap().contains("事实有误"));
+    assert!(
+        entries[2]["detail"]
             .as_str()
             .unwrap()
             .contains("article.title")
@@ -978,14 +1000,19 @@ async fn the_audit_log_records_every_publish_and_retraction_with_the_peer_addres
         lines[1].contains("county") && lines[1].contains("permission_denied"),
         "{table}"
     );
-    assert!(lines[2].contains("missing") && lines[2].contains("127.0.0.1:"));
+    assert!(
+        lines[2].contains("a-1")
+            && lines[2].contains("invalid_argument")
+            && lines[2].contains("127.0.0.1:"),
+        "{table}"
+    );
     let future = stdout_of(&cli(&server, &["audit", "--since", "2200-01-01"]).await);
     assert_eq!(future.lines().count(), 1, "only the header:\n{future}");
     let all = stdout_of(&cli(&server, &["audit", "--since", "2023-06-07T00:00:00+08:00"]).await);
     assert_eq!(
         all.lines().count(),
-        1 + 8,
-        "two partners added, six calls:\n{all}"
+        1 + 9,
+        "two partners added, seven calls:\n{all}"
     );
 }
 

@@ -112,32 +112,26 @@ pub fn publish_request(
     }
 }
 
-/// A retract request, with its etag precondition and its request id.
-pub fn retract_request(
-    request: proto::RetractArticleRequest,
-) -> Result<RetractRequest, Violations> {
+/// A retract request, with its etag precondition and its request id. A bad request id
+/// goes with the request, refused by the retraction with the other fields' faults, and
+/// audited as they are.
+pub fn retract_request(request: proto::RetractArticleRequest) -> RetractRequest {
     let payload = proto::RetractArticleRequest {
         request_id: String::new(),
         ..request.clone()
     }
     .encode_to_vec();
-    // The other fields are checked where the retraction is, and its refusal audited; with
-    // a bad request id, the answer names them too.
-    let key = request_key(&request.request_id, "retract", &payload).map_err(|bad_key| {
-        let fields = crate::domain::Violations::both(
-            crate::publishing::parse_id(&request.id),
-            crate::publishing::retraction_reason(&request.reason),
-        );
-        let mut all = fields.err().unwrap_or_default();
-        all.extend(bad_key);
-        all
-    })?;
-    Ok(RetractRequest {
+    let (key, prior_violations) = match request_key(&request.request_id, "retract", &payload) {
+        Ok(key) => (key, Violations::default()),
+        Err(bad_key) => (None, bad_key),
+    };
+    RetractRequest {
         request: key,
         expected_etag: Some(request.etag).filter(|etag| !etag.is_empty()),
         id: request.id,
         reason: request.reason,
-    })
+        prior_violations,
+    }
 }
 
 fn request_key(raw: &str, kind: &str, payload: &[u8]) -> Result<Option<RequestKey>, Violations> {

@@ -265,7 +265,7 @@ impl PublisherService for PublisherApi {
         request: Request<RetractArticleRequest>,
     ) -> Result<Response<Article>, Status> {
         let caller = caller(&request)?;
-        let request = convert::retract_request(request.into_inner()).map_err(PublishError::from)?;
+        let request = convert::retract_request(request.into_inner());
         let article = self.publisher.retract(&caller, request).await?;
         Ok(Response::new(convert::article_to_proto(&article)))
     }
