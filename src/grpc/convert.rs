@@ -306,18 +306,14 @@ pub fn version_from_page_token(
     let raw = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
     let raw = String::from_utf8(raw).map_err(|_| invalid())?;
     let below = raw.strip_prefix("versions:").ok_or_else(invalid)?;
-    // Tokens given before they named their article are taken as they were.
-    let below = match below.split_once(':') {
-        Some((below, mark)) if mark == listing_mark(partner, "versions", id) => below,
-        Some(_) => {
-            return Err(Violations::one(
-                "page_token",
-                "was returned for another article's versions: ask with the id of the \
-                 request that returned it, or start again without a page_token",
-            ));
-        }
-        None => below,
-    };
+    let (below, mark) = below.split_once(':').ok_or_else(invalid)?;
+    if mark != listing_mark(partner, "versions", id) {
+        return Err(Violations::one(
+            "page_token",
+            "was returned for another article's versions: ask with the id of the request \
+             that returned it, or start again without a page_token",
+        ));
+    }
     below.parse().map(Some).map_err(|_| invalid())
 }
 
@@ -483,19 +479,15 @@ pub fn cursor_from_token(
     let raw = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
     let raw = String::from_utf8(raw).map_err(|_| invalid())?;
     let (nanos, rest) = raw.split_once(':').ok_or_else(invalid)?;
-    // Tokens given before they named their listing are taken as they were.
-    let id = match rest.split_once(':') {
-        Some((id, mark)) if mark == listing.mark() => id,
-        Some(_) => {
-            return Err(Violations::one(
-                "page_token",
-                "was returned for another listing (another partner's, or another section's \
-                 or article's): ask as the request that returned it did, or start again \
-                 without a page_token",
-            ));
-        }
-        None => rest,
-    };
+    let (id, mark) = rest.split_once(':').ok_or_else(invalid)?;
+    if mark != listing.mark() {
+        return Err(Violations::one(
+            "page_token",
+            "was returned for another listing (another partner's, or another section's or \
+             article's): ask as the request that returned it did, or start again without a \
+             page_token",
+        ));
+    }
     Ok(Some(ListCursor {
         publish_time: DateTime::from_timestamp_nanos(nanos.parse().map_err(|_| invalid())?),
         id: ArticleId::parse(id).map_err(|_| invalid())?,
@@ -640,12 +632,9 @@ mod tests {
         ] {
             refused_as_another(cursor_from_token(&token, other), "another listing");
         }
-        // A token given before tokens named their listing is still taken.
-        let old = URL_SAFE_NO_PAD.encode("1686092400000000005:a-1");
-        assert_eq!(
-            cursor_from_token(&old, listing).unwrap(),
-            Some(cursor.clone())
-        );
+        // Nor is one that names no listing (made by hand, say, for any section).
+        let unmarked = URL_SAFE_NO_PAD.encode("1686092400000000005:a-1");
+        assert!(cursor_from_token(&unmarked, listing).is_err());
 
         // ListArticleVersions: a token is taken for its own article only.
         let partner = crate::domain::PartnerId(7);
@@ -661,11 +650,8 @@ mod tests {
                 "another article",
             );
         }
-        let old = URL_SAFE_NO_PAD.encode("versions:4");
-        assert_eq!(
-            version_from_page_token(&old, partner, "a-9").unwrap(),
-            Some(4)
-        );
+        let unmarked = URL_SAFE_NO_PAD.encode("versions:4");
+        assert!(version_from_page_token(&unmarked, partner, "a-1").is_err());
         // Nor is a ListArticles token one of ListArticleVersions, or the other way round.
         assert!(version_from_page_token(&page_token(&cursor, listing), partner, "a-1").is_err());
         assert!(cursor_from_token(&token, listing).is_err());
