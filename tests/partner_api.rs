@@ -337,7 +337,6 @@ async fn past_versions_are_kept_and_get_article_returns_them() {
             token,
             ListArticleVersionsRequest {
                 id: "no-such".into(),
-                page_token: "dmVyc2lvbnM6Mg".into(),
                 ..Default::default()
             },
         ))
@@ -359,6 +358,34 @@ async fn past_versions_are_kept_and_get_article_returns_them() {
     assert_eq!(past.title, "禁发");
     assert_eq!(past.embargo_time, Some(ts(embargo)));
     assert_eq!(past.state(), ArticleState::Published, "the state of now");
+
+    // Retracted: a past version keeps the etag its version has in the list; the current
+    // one, asked by its number or as the current one, has the article's, which the
+    // retraction changed.
+    let mut versions = Vec::new();
+    for title in ["撤前一", "撤前二"] {
+        versions.push(publish(&mut client, token, brief("ver-3", title)).await);
+    }
+    let retracted = client
+        .retract_article(authed(
+            token,
+            proto::RetractArticleRequest {
+                id: "ver-3".into(),
+                reason: "撤稿".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(retracted.etag, versions[1].etag);
+    let got = get(&mut client, token, "ver-3", 1).await.unwrap();
+    assert_eq!(got.state(), ArticleState::Retracted);
+    assert_eq!(got.etag, versions[0].etag, "the etag it is listed with");
+    for version in [0, 2] {
+        let got = get(&mut client, token, "ver-3", version).await.unwrap();
+        assert_eq!(got.etag, retracted.etag, "version {version}");
+    }
 
     // Listed newest first, a page at a time.
     let page = |page_token: String| ListArticleVersionsRequest {

@@ -386,13 +386,20 @@ pub fn article_to_proto(article: &Article) -> proto::Article {
 }
 
 /// A version of an article as the API shows it: its content, and the state and
-/// retraction of the article as it is now.
+/// retraction of the article as it is now. A past version's etag is its content's, as
+/// ListArticleVersions lists it; the current version's is the article's.
 pub fn read_to_proto(read: &ArticleRead) -> proto::Article {
     let now = &read.current;
+    let etag = if read.article.version == now.version {
+        now.resource_etag()
+    } else {
+        read.article.etag.clone()
+    };
     proto::Article {
         state: state(now) as i32,
         retract_time: now.retract_time.map(timestamp),
         retract_reason: now.retract_reason.clone(),
+        etag,
         ..article_to_proto(&read.article)
     }
 }
