@@ -304,9 +304,13 @@ async fn export(args: StoreArgs) -> anyhow::Result<()> {
     let settings = store_settings(&args)?;
     let location = crate::storage::location(&settings.server);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let counts = crate::storage::transfer::export(&settings.server, &mut out)
-        .await
-        .with_context(|| format!("cannot export the database in {location}"))?;
+    let counts = match crate::storage::transfer::export(&settings.server, &mut out).await {
+        // It names the file it looked for.
+        Err(e @ crate::storage::transfer::TransferError::NoDatabase(_)) => return Err(e.into()),
+        exported => {
+            exported.with_context(|| format!("cannot export the database in {location}"))?
+        }
+    };
     let _ = writeln!(
         std::io::stderr(),
         "exported from {location}: {}",
