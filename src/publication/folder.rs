@@ -13,7 +13,7 @@ use crate::locks::{lock, lock_folder};
 use axum::body::Bytes;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
@@ -23,6 +23,8 @@ pub struct FeedsFolder {
     /// The folder locked, or why none is: another server holds the folder now at `path`,
     /// or it cannot be made.
     held: Mutex<Result<std::fs::File, String>>,
+    /// Let go of for good (see [`FeedsFolder::release`]).
+    released: AtomicBool,
 }
 
 /// What [`FeedsFolder::check`] found.
@@ -45,6 +47,7 @@ impl FeedsFolder {
         Ok(lock_folder(path)?.map(|file| Self {
             path: path.to_owned(),
             held: Mutex::new(Ok(file)),
+            released: AtomicBool::new(false),
         }))
     }
 
@@ -52,6 +55,9 @@ impl FeedsFolder {
     /// is made and locked again if it can be.
     pub(super) fn check(&self) -> Check {
         let mut held = lock(&self.held);
+        if self.released.load(Ordering::SeqCst) {
+            return Check::Unheld("the server has stopped writing feeds".to_owned());
+        }
         if let Ok(folder) = &*held
             && is_at(folder, &self.path)
         {
@@ -77,6 +83,15 @@ impl FeedsFolder {
     /// True unless the last check found the folder could not be held.
     pub(super) fn is_held(&self) -> bool {
         lock(&self.held).is_ok()
+    }
+
+    /// Lets go of the folder once the server has written its last feeds, for another
+    /// server (the next start of this one, say) to take, and refuses every later write:
+    /// what serves the feeds from memory may outlive the server's other parts.
+    pub(super) fn release(&self) {
+        let mut held = lock(&self.held);
+        self.released.store(true, Ordering::SeqCst);
+        *held = Err("the server has stopped writing feeds".to_owned());
     }
 }
 
@@ -250,5 +265,15 @@ mod tests {
             panic!("a file taken for the folder");
         };
         assert!(why.contains("cannot make and lock it"), "{why}");
+
+        // Released: another may take it, and it is not taken back.
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(folder.check(), Check::Relocked);
+        folder.release();
+        let next = FeedsFolder::lock(&path).unwrap();
+        assert!(next.is_some(), "the folder is still locked once released");
+        drop(next);
+        assert!(matches!(folder.check(), Check::Unheld(_)));
+        assert!(FeedsFolder::lock(&path).unwrap().is_some(), "taken back");
     }
 }

@@ -491,6 +491,7 @@ impl Scheduler {
                         "author and tag feeds found at start left unbuilt at shutdown; their files stay as they were"
                     );
                 }
+                self.inner.folder.release();
                 return;
             }
             if stylesheet_unwritten {
