@@ -177,7 +177,8 @@ pub struct Limits {
     /// its own updates, up to some megabytes while its reader is slow.
     pub watch_streams: usize,
     /// An HTTP request head must arrive whole within this time (counted from the
-    /// connection's start, or from its first byte on a kept-alive connection); a gRPC
+    /// connection's start, or from its first byte on a kept-alive connection), and then
+    /// its body; a gRPC
     /// connection must send the HTTP/2 preface within it (over TLS, from the end of its
     /// handshake).
     pub header_timeout: Duration,

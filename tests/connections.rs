@@ -994,3 +994,71 @@ async fn one_address_takes_at_most_its_share_of_the_http_connections() {
         "the reader kept its place"
     );
 }
+
+/// The head of a WebSub request announcing a form body of `length` bytes.
+fn websub_head(length: usize) -> String {
+    format!(
+        "POST /websub HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: \
+         application/x-www-form-urlencoded\r\nContent-Length: {length}\r\n\r\n"
+    )
+}
+
+/// A request body sent a byte at a time, each soon enough to keep the connection from
+/// idling out, must still arrive whole within the head's time: past it the request is
+/// answered 408 and the connection closed, so that a few such clients cannot hold every
+/// place of the HTTP port.
+#[tokio::test]
+async fn a_body_sent_a_byte_at_a_time_is_cut_off_at_the_heads_time() {
+    let server = TestServer::start_with(|settings| {
+        settings.limits.header_timeout = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let stream = TcpStream::connect(server.http_addr).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    write
+        .write_all(websub_head(1_000).as_bytes())
+        .await
+        .unwrap();
+    // Far slower than 1,000 bytes in the head's time, far faster than the idle timeout.
+    let dribble = tokio::spawn(async move {
+        for _ in 0..1_000 {
+            if write.write_all(b"h").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    });
+    let mut answer = Vec::new();
+    tokio::time::timeout(DEADLINE, read.read_to_end(&mut answer))
+        .await
+        .expect("answered and closed while the body was still coming")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    assert!(
+        answer.contains("did not arrive whole within 1 s"),
+        "{answer}"
+    );
+    dribble.abort();
+    server.stop().await;
+}
+
+/// A request still under way when the server stops (here a body that stopped coming,
+/// within its time) holds the stop for a grace period at most, not for as long as its
+/// client keeps the connection.
+#[tokio::test]
+async fn a_request_under_way_holds_the_stop_for_a_grace_period_at_most() {
+    let server = TestServer::start_with(|settings| {
+        settings.limits.header_timeout = std::time::Duration::from_secs(600);
+    })
+    .await;
+    let mut slow = Connection::open(server.http_addr).await;
+    slow.send(&websub_head(1_000)).await;
+    slow.send("hub.mode=").await;
+    // Under way (its head read and handed on) before the stop begins.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    tokio::time::timeout(DEADLINE, server.stop())
+        .await
+        .expect("the server stops while a request is under way");
+    assert!(slow.closed_by_server().await);
+}

@@ -39,13 +39,19 @@ use tokio_util::task::TaskTracker;
 /// a rush of new connections takes the places of idle ones before those of handshakes.
 const HANDSHAKE_GRACE: Duration = Duration::from_secs(1);
 
+/// How long the connections under way when the server stops may take to finish: past it
+/// they are closed, answers half sent or not. A client that reads a feed a byte at a time
+/// (or sends one so) would otherwise hold the stop, and the data folder, for as long as it
+/// goes on.
+const DRAIN_GRACE: Duration = Duration::from_secs(10);
+
 /// HTTP/2 pings on the HTTP port: a peer that stops answering is dropped.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Accepts connections until `shutdown` completes, then stops accepting, lets every
-/// connection finish the response in progress, and returns once all are closed. With
-/// `handshakes`, connections are TLS.
+/// connection finish the response in progress (for [`DRAIN_GRACE`] at most), and returns
+/// once all are closed. With `handshakes`, connections are TLS.
 pub async fn run(
     listener: TcpListener,
     mut handshakes: Option<Handshakes<Slot>>,
@@ -55,6 +61,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let stop = CancellationToken::new();
+    let abandon = CancellationToken::new();
     let connections = TaskTracker::new();
     let slots = Slots::per_peer(
         limits.max_http_connections,
@@ -74,7 +81,7 @@ pub async fn run(
             accepted = accept(&listener, &slots, handshakes.as_mut()) => accepted,
             () = &mut shutdown => break,
         };
-        connections.spawn(serve_connection(
+        let connection = serve_connection(
             io,
             slot,
             Served {
@@ -84,12 +91,31 @@ pub async fn run(
                 timeouts,
                 stop: stop.clone(),
             },
-        ));
+        );
+        let abandon = abandon.clone();
+        connections.spawn(async move {
+            tokio::select! {
+                () = connection => {}
+                // Dropped, and its socket closed with it.
+                () = abandon.cancelled() => {}
+            }
+        });
     }
     drop((listener, handshakes));
     stop.cancel();
     connections.close();
-    connections.wait().await;
+    if tokio::time::timeout(DRAIN_GRACE, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            connections = connections.len(),
+            "HTTP connections still under way {} s after the stop began are closed",
+            DRAIN_GRACE.as_secs()
+        );
+        abandon.cancel();
+        connections.wait().await;
+    }
 }
 
 /// The next connection, with its place under the cap: over the cap, in the place of the

@@ -72,6 +72,10 @@ struct Inner {
     store: Arc<dyn Store>,
     publication: Publication,
     settings: WebSub,
+    /// How long a request's body may take to arrive whole once its head has (the head's
+    /// own time, `[limits] header_timeout_seconds`): a body sent a byte at a time would
+    /// otherwise hold its connection, and a server stopping, for as long as it goes on.
+    body_deadline: std::time::Duration,
     client: CallbackClient,
     ping_client: reqwest::Client,
     /// This hub's URL (`{base_url}websub`), advertised with `rel="hub"`.
@@ -157,6 +161,7 @@ impl Hub {
         let inner = Arc::new(Inner {
             store,
             settings: settings.websub.clone(),
+            body_deadline: settings.limits.header_timeout,
             client: CallbackClient::new(settings.websub.allowed_callback_networks.clone())?,
             ping_client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())

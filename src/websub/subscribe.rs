@@ -291,15 +291,36 @@ fn unavailable(why: &str, seconds: &'static str) -> Response {
 }
 
 /// `POST /websub`: 202 and verification for a valid (un)subscription, 202 for a ping,
-/// 400 naming the parameter at fault, 415 for a body that is not a form.
-pub(super) async fn handle(State(hub): State<Hub>, headers: HeaderMap, body: Bytes) -> Response {
+/// 400 naming the parameter at fault, 415 for a body that is not a form, 408 for one that
+/// does not arrive whole in time.
+pub(super) async fn handle(State(hub): State<Hub>, request: axum::extract::Request) -> Response {
+    use axum::extract::FromRequest;
+    use axum::response::IntoResponse;
     let inner = &hub.inner;
-    if !is_form(&headers) {
+    if !is_form(request.headers()) {
         return plain(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "send the hub.* parameters as application/x-www-form-urlencoded\n".into(),
         );
     }
+    let body =
+        match tokio::time::timeout(inner.body_deadline, Bytes::from_request(request, &())).await {
+            Ok(Ok(body)) => body,
+            Ok(Err(refused)) => return refused.into_response(),
+            Err(_) => {
+                let mut response = plain(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the request's body did not arrive whole within {} s\n",
+                        inner.body_deadline.as_secs()
+                    ),
+                );
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return response;
+            }
+        };
     let parsed = {
         let publication = inner.publication.clone();
         // A feed found at start and not built yet is a feed already.
