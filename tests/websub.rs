@@ -746,6 +746,47 @@ async fn configured_external_hubs_are_pinged_on_every_change() {
     assert_eq!(pinged, expected);
 }
 
+/// An external hub that hangs holds the pings sent to it, never the subscribers'
+/// deliveries: after one article touching some hundred feeds (about a hundred pings, more
+/// than the deliveries' slots), the next is still delivered while every ping the hub took
+/// hangs, and no more than the pings' own few are sent to it meanwhile.
+#[tokio::test]
+async fn an_external_hub_that_hangs_delays_no_delivery() {
+    let external = Subscriber::start_on("127.0.0.2").await;
+    external.set(
+        "/hub",
+        Behaviour {
+            stall: Duration::from_secs(600),
+            ..Behaviour::default()
+        },
+    );
+    let subscriber = Subscriber::start().await;
+    let server = Server::start(Options {
+        external_hubs: vec![external.url("/hub")],
+        ..Options::default()
+    })
+    .await;
+    server
+        .subscribed("rural/atom.xml", &subscriber.url("/rural"))
+        .await;
+    let tags: Vec<String> = (0..30).map(|n| format!("标签{n}")).collect();
+    server
+        .publish_article(feedpub::grpc::proto::Article {
+            tags,
+            ..brief("websub-many-feeds", "rural")
+        })
+        .await;
+    subscriber.wait_for(Method::POST, "/rural", 1).await;
+    external.wait_for(Method::POST, "/hub", 8).await;
+    server.publish("websub-after-them", "rural").await;
+    subscriber.wait_for(Method::POST, "/rural", 2).await;
+    let pinged = external.hits(Method::POST, "/hub").len();
+    assert_eq!(
+        pinged, 8,
+        "pings reached the hanging hub before the delivery"
+    );
+}
+
 #[tokio::test]
 async fn bad_hub_requests_are_refused_naming_the_parameter() {
     let subscriber = Subscriber::start().await;

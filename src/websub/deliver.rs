@@ -13,7 +13,7 @@
 //! topic: a restart does not drop a delivery that was waiting to retry.
 
 use super::subscription::{Callback, Secret, Subscription, Topic};
-use super::{Inner, Latest};
+use super::{Inner, Latest, MAX_QUEUED_PINGS};
 use crate::locks::lock;
 use crate::publication::{FeedChange, FeedFile};
 use crate::render::Format;
@@ -879,7 +879,17 @@ async fn attempt(inner: &Inner, subscription: &Subscription, delivery: &Delivery
     ))
 }
 
-/// Best-effort `hub.mode=publish` pings to the configured external hubs.
+/// A ping counted in [`Inner::queued_pings`] until it ends.
+struct PingQueued<'a>(&'a AtomicUsize);
+
+impl Drop for PingQueued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Best-effort `hub.mode=publish` pings to the configured external hubs, apart from the
+/// deliveries to subscribers (see [`super::MAX_CONCURRENT_PINGS`]).
 fn ping_external_hubs(inner: &Arc<Inner>, topic_url: &str) {
     for hub in &inner.settings.external_hubs {
         let inner_task = inner.clone();
@@ -888,9 +898,15 @@ fn ping_external_hubs(inner: &Arc<Inner>, topic_url: &str) {
             .append_pair("hub.mode", "publish")
             .append_pair("hub.url", topic_url)
             .finish();
+        if inner.queued_pings.fetch_add(1, Ordering::SeqCst) >= MAX_QUEUED_PINGS {
+            inner.queued_pings.fetch_sub(1, Ordering::SeqCst);
+            tracing::debug!(%hub, "too many pings of external hubs waiting; one dropped");
+            continue;
+        }
         inner.tasks.spawn(async move {
             let inner = inner_task;
-            let Ok(_permit) = inner.deliveries.acquire().await else {
+            let _queued = PingQueued(&inner.queued_pings);
+            let Ok(_permit) = inner.pings.acquire().await else {
                 return;
             };
             let sent = inner

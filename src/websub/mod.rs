@@ -22,7 +22,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{MethodRouter, post};
 use chrono::Utc;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Semaphore, broadcast, watch};
@@ -30,8 +30,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use url::Url;
 
-/// Most delivery and ping requests in flight at once.
+/// Most delivery requests in flight at once.
 const MAX_CONCURRENT_DELIVERIES: usize = 64;
+/// Most pings of external hubs in flight at once, apart from the deliveries: an external
+/// hub that is slow or hangs delays no subscriber's delivery.
+const MAX_CONCURRENT_PINGS: usize = 8;
+/// Most pings waiting or in flight; past it a ping is dropped (pings are best effort: an
+/// external hub that misses one still polls the feed), so that an external hub that hangs
+/// while feeds change fast does not have them pile up in memory.
+const MAX_QUEUED_PINGS: usize = 4096;
 /// Most delivery requests in flight at once to one callback host (any port): subscribers
 /// behind one slow or hanging host take no more of the shared slots than this.
 const MAX_DELIVERIES_PER_HOST: usize = 4;
@@ -83,6 +90,9 @@ struct Inner {
     /// `{base_url}feeds/`: topic URLs are this plus a feed path.
     feeds_base: Url,
     deliveries: Semaphore,
+    pings: Semaphore,
+    /// Pings waiting or in flight.
+    queued_pings: AtomicUsize,
     verifications: Arc<Semaphore>,
     tasks: TaskTracker,
     cancel: CancellationToken,
@@ -171,6 +181,8 @@ impl Hub {
             hub_url: Url::parse(&settings.site.hub_url())?,
             feeds_base: base.join("feeds/")?,
             deliveries: Semaphore::new(MAX_CONCURRENT_DELIVERIES),
+            pings: Semaphore::new(MAX_CONCURRENT_PINGS),
+            queued_pings: AtomicUsize::new(0),
             verifications: Arc::new(Semaphore::new(MAX_PENDING_VERIFICATIONS)),
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
