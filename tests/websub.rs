@@ -106,6 +106,33 @@ async fn a_verified_subscriber_gets_a_signed_copy_of_the_new_feed_within_a_secon
     );
 }
 
+/// Optional parameters sent empty (as some client libraries send every field) are taken
+/// as left out: `hub.secret` too, whose deliveries then go unsigned, as without one.
+#[tokio::test]
+async fn optional_parameters_sent_empty_are_left_out() {
+    let subscriber = Subscriber::start().await;
+    let server = Server::start(Options::default()).await;
+    server
+        .subscribe(
+            "politics/atom.xml",
+            &subscriber.url("/empty"),
+            &[("hub.secret", ""), ("hub.lease_seconds", "")],
+        )
+        .await;
+    let verification = &subscriber.wait_for(Method::GET, "/empty", 1).await[0];
+    assert_eq!(verification.query["hub.lease_seconds"], "864000");
+    server
+        .wait_until("verified", |hub| hub.verifications_ok() == 1)
+        .await;
+    server.publish("websub-unsigned", "politics").await;
+    let delivery = subscriber.wait_for(Method::POST, "/empty", 1).await[0].clone();
+    assert!(
+        delivery.headers.get("x-hub-signature").is_none(),
+        "{:?}",
+        delivery.headers
+    );
+}
+
 /// An independent computation of the signature the hub should send.
 fn hmac_sha256_hex(key: &[u8], body: &[u8]) -> String {
     use hmac::{Hmac, Mac};

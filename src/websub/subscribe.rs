@@ -171,8 +171,9 @@ impl HubRequest {
         }
         .min(rules.max_lease_seconds)
         .min(LEASE_CEILING);
+        // Sent empty, as some libraries send every field: left out, as the lease is.
         let secret = match (mode, params.get("hub.secret")) {
-            (Mode::Subscribe, Some(raw)) => {
+            (Mode::Subscribe, Some(raw)) if !raw.is_empty() => {
                 Some(Secret::new(raw.clone()).map_err(|reason| bad("hub.secret", reason))?)
             }
             _ => None,
