@@ -13,7 +13,7 @@
 //! topic: a restart does not drop a delivery that was waiting to retry.
 
 use super::subscription::{Callback, Secret, Subscription, Topic};
-use super::{Inner, Latest, MAX_QUEUED_PINGS};
+use super::{Inner, Latest};
 use crate::locks::lock;
 use crate::publication::{FeedChange, FeedFile};
 use crate::render::Format;
@@ -879,15 +879,6 @@ async fn attempt(inner: &Inner, subscription: &Subscription, delivery: &Delivery
     ))
 }
 
-/// A ping counted in [`Inner::queued_pings`] until it ends.
-struct PingQueued<'a>(&'a AtomicUsize);
-
-impl Drop for PingQueued<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 /// Best-effort `hub.mode=publish` pings to the configured external hubs, apart from the
 /// deliveries to subscribers (see [`super::MAX_CONCURRENT_PINGS`]).
 fn ping_external_hubs(inner: &Arc<Inner>, topic_url: &str) {
@@ -898,14 +889,14 @@ fn ping_external_hubs(inner: &Arc<Inner>, topic_url: &str) {
             .append_pair("hub.mode", "publish")
             .append_pair("hub.url", topic_url)
             .finish();
-        if inner.queued_pings.fetch_add(1, Ordering::SeqCst) >= MAX_QUEUED_PINGS {
-            inner.queued_pings.fetch_sub(1, Ordering::SeqCst);
+        // Held until the ping ends.
+        let Ok(queued) = inner.queued_pings.clone().try_acquire_owned() else {
             tracing::debug!(%hub, "too many pings of external hubs waiting; one dropped");
             continue;
-        }
+        };
         inner.tasks.spawn(async move {
             let inner = inner_task;
-            let _queued = PingQueued(&inner.queued_pings);
+            let _queued = queued;
             let Ok(_permit) = inner.pings.acquire().await else {
                 return;
             };

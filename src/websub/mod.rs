@@ -22,7 +22,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{MethodRouter, post};
 use chrono::Utc;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Semaphore, broadcast, watch};
@@ -91,8 +91,8 @@ struct Inner {
     feeds_base: Url,
     deliveries: Semaphore,
     pings: Semaphore,
-    /// Pings waiting or in flight.
-    queued_pings: AtomicUsize,
+    /// A permit for each ping waiting or in flight.
+    queued_pings: Arc<Semaphore>,
     verifications: Arc<Semaphore>,
     tasks: TaskTracker,
     cancel: CancellationToken,
@@ -182,7 +182,7 @@ impl Hub {
             feeds_base: base.join("feeds/")?,
             deliveries: Semaphore::new(MAX_CONCURRENT_DELIVERIES),
             pings: Semaphore::new(MAX_CONCURRENT_PINGS),
-            queued_pings: AtomicUsize::new(0),
+            queued_pings: Arc::new(Semaphore::new(MAX_QUEUED_PINGS)),
             verifications: Arc::new(Semaphore::new(MAX_PENDING_VERIFICATIONS)),
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
