@@ -13,19 +13,28 @@ use crate::locks::{lock, lock_folder};
 use axum::body::Bytes;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 /// The feeds folder, locked by this process.
 pub struct FeedsFolder {
     path: PathBuf,
-    /// The folder locked, or why none is: another server holds the folder now at `path`,
-    /// or it cannot be made.
-    held: Mutex<Result<std::fs::File, String>>,
-    /// Let go of for good (see [`FeedsFolder::release`]).
-    released: AtomicBool,
+    held: Mutex<Held>,
 }
+
+/// Whether the folder is held.
+enum Held {
+    /// Locked: the folder, as opened.
+    Locked(std::fs::File),
+    /// Not: another server holds the folder now at the path, or it cannot be made (the
+    /// next check tries again).
+    Unheld,
+    /// Let go of for good (see [`FeedsFolder::release`]).
+    Released,
+}
+
+/// Why nothing is written once the folder is let go of.
+const RELEASED: &str = "the server has stopped writing feeds";
 
 /// What [`FeedsFolder::check`] found.
 #[derive(Debug, PartialEq, Eq)]
@@ -46,8 +55,7 @@ impl FeedsFolder {
         std::fs::create_dir_all(path)?;
         Ok(lock_folder(path)?.map(|file| Self {
             path: path.to_owned(),
-            held: Mutex::new(Ok(file)),
-            released: AtomicBool::new(false),
+            held: Mutex::new(Held::Locked(file)),
         }))
     }
 
@@ -55,43 +63,35 @@ impl FeedsFolder {
     /// is made and locked again if it can be.
     pub(super) fn check(&self) -> Check {
         let mut held = lock(&self.held);
-        if self.released.load(Ordering::SeqCst) {
-            return Check::Unheld("the server has stopped writing feeds".to_owned());
-        }
-        if let Ok(folder) = &*held
-            && is_at(folder, &self.path)
-        {
-            return Check::Held;
+        match &*held {
+            Held::Released => return Check::Unheld(RELEASED.to_owned()),
+            Held::Locked(folder) if is_at(folder, &self.path) => return Check::Held,
+            Held::Locked(_) | Held::Unheld => {}
         }
         let relocked = std::fs::create_dir_all(&self.path).and_then(|()| lock_folder(&self.path));
-        let (now, check) = match relocked {
-            Ok(Some(folder)) => (Ok(folder), Check::Relocked),
-            Ok(None) => {
-                let why = "another feedpub serve holds the folder now at this path".to_owned();
-                (Err(why.clone()), Check::Unheld(why))
-            }
-            Err(e) => {
-                let why = format!("cannot make and lock it: {e}");
-                (Err(why.clone()), Check::Unheld(why))
-            }
-        };
         // The old folder's lock goes with it: nothing writes there any more.
-        *held = now;
-        check
+        let why = match relocked {
+            Ok(Some(folder)) => {
+                *held = Held::Locked(folder);
+                return Check::Relocked;
+            }
+            Ok(None) => "another feedpub serve holds the folder now at this path".to_owned(),
+            Err(e) => format!("cannot make and lock it: {e}"),
+        };
+        *held = Held::Unheld;
+        Check::Unheld(why)
     }
 
     /// True unless the last check found the folder could not be held.
     pub(super) fn is_held(&self) -> bool {
-        lock(&self.held).is_ok()
+        matches!(*lock(&self.held), Held::Locked(_))
     }
 
     /// Lets go of the folder once the server has written its last feeds, for another
     /// server (the next start of this one, say) to take, and refuses every later write:
     /// what serves the feeds from memory may outlive the server's other parts.
     pub(super) fn release(&self) {
-        let mut held = lock(&self.held);
-        self.released.store(true, Ordering::SeqCst);
-        *held = Err("the server has stopped writing feeds".to_owned());
+        *lock(&self.held) = Held::Released;
     }
 }
 
@@ -120,13 +120,13 @@ impl Inner {
         let path = self.folder.path.display().to_string();
         let mut unheld = false;
         loop {
-            let relocked = tokio::select! {
+            let found = tokio::select! {
                 biased;
                 _ = stop.wait_for(|stop| *stop) => return,
                 () = self.folder_relocked.notified() => Check::Relocked,
                 () = tokio::time::sleep(FOLDER_CHECK) => self.folder.check(),
             };
-            match relocked {
+            match found {
                 Check::Held => {}
                 Check::Relocked => {
                     tracing::warn!(
@@ -140,11 +140,8 @@ impl Inner {
                         files,
                         "every feed is written to the feeds folder again"
                     );
-                    if std::mem::take(&mut unheld)
-                        && lock(&self.failing).is_empty()
-                        && !self.stylesheet_unwritten.load(Ordering::SeqCst)
-                    {
-                        self.health.recovered(Component::Feeds);
+                    if std::mem::take(&mut unheld) {
+                        self.recover_if_clear(&lock(&self.failing));
                     }
                 }
                 Check::Unheld(why) => {

@@ -625,9 +625,7 @@ impl Inner {
             Ok(()) => {
                 if self.stylesheet_unwritten.swap(false, Ordering::SeqCst) {
                     tracing::info!("the feeds' stylesheet is written");
-                    if lock(&self.failing).is_empty() && self.folder.is_held() {
-                        self.health.recovered(Component::Feeds);
-                    }
+                    self.recover_if_clear(&lock(&self.failing));
                 }
             }
             Err(e) => {
@@ -736,8 +734,15 @@ impl Inner {
             // Reported after the log line, so that whoever sees the fault finds its cause.
             self.health.fault(Component::Feeds, fault);
         }
-        if had_failures
-            && failing.is_empty()
+        if had_failures {
+            self.recover_if_clear(&failing);
+        }
+    }
+
+    /// Reports the feeds recovered when no fault of theirs is left: no scope failing, the
+    /// stylesheet written, the feeds folder held.
+    fn recover_if_clear(&self, failing: &BTreeSet<(Step, FeedScope)>) {
+        if failing.is_empty()
             && !self.stylesheet_unwritten.load(Ordering::SeqCst)
             && self.folder.is_held()
         {
