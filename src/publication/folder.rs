@@ -13,6 +13,7 @@ use crate::locks::{lock, lock_folder};
 use axum::body::Bytes;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
@@ -20,12 +21,16 @@ use tokio::sync::watch;
 pub struct FeedsFolder {
     path: PathBuf,
     held: Mutex<Held>,
+    /// How many times the folder was made and locked again: a rewrite begun before the
+    /// last one does not make the folder whole.
+    relocks: AtomicU64,
 }
 
 /// Whether the folder is held.
 enum Held {
-    /// Locked: the folder, as opened.
-    Locked(std::fs::File),
+    /// Locked: the folder, as opened, and whether it holds every document served (false
+    /// from the time it is locked again until [`Inner::keep_folder`] has written them all).
+    Locked { folder: std::fs::File, whole: bool },
     /// Not: another server holds the folder now at the path, or it cannot be made (the
     /// next check tries again).
     Unheld,
@@ -53,9 +58,14 @@ impl FeedsFolder {
     /// it.
     pub fn lock(path: &Path) -> std::io::Result<Option<Self>> {
         std::fs::create_dir_all(path)?;
-        Ok(lock_folder(path)?.map(|file| Self {
+        Ok(lock_folder(path)?.map(|folder| Self {
             path: path.to_owned(),
-            held: Mutex::new(Held::Locked(file)),
+            // The start writes every feed to it.
+            held: Mutex::new(Held::Locked {
+                folder,
+                whole: true,
+            }),
+            relocks: AtomicU64::new(0),
         }))
     }
 
@@ -65,14 +75,18 @@ impl FeedsFolder {
         let mut held = lock(&self.held);
         match &*held {
             Held::Released => return Check::Unheld(RELEASED.to_owned()),
-            Held::Locked(folder) if is_at(folder, &self.path) => return Check::Held,
-            Held::Locked(_) | Held::Unheld => {}
+            Held::Locked { folder, .. } if is_at(folder, &self.path) => return Check::Held,
+            Held::Locked { .. } | Held::Unheld => {}
         }
         let relocked = std::fs::create_dir_all(&self.path).and_then(|()| lock_folder(&self.path));
         // The old folder's lock goes with it: nothing writes there any more.
         let why = match relocked {
             Ok(Some(folder)) => {
-                *held = Held::Locked(folder);
+                *held = Held::Locked {
+                    folder,
+                    whole: false,
+                };
+                self.relocks.fetch_add(1, Ordering::SeqCst);
                 return Check::Relocked;
             }
             Ok(None) => "another feedpub serve holds the folder now at this path".to_owned(),
@@ -82,9 +96,26 @@ impl FeedsFolder {
         Check::Unheld(why)
     }
 
-    /// True unless the last check found the folder could not be held.
-    pub(super) fn is_held(&self) -> bool {
-        matches!(*lock(&self.held), Held::Locked(_))
+    /// True while the folder is held and holds every document served: not since it was
+    /// found removed, replaced or not held, until it is written whole again.
+    pub(super) fn is_whole(&self) -> bool {
+        matches!(*lock(&self.held), Held::Locked { whole: true, .. })
+    }
+
+    /// How many times the folder has been locked again, for [`FeedsFolder::written_whole`].
+    fn relocks(&self) -> u64 {
+        self.relocks.load(Ordering::SeqCst)
+    }
+
+    /// Records that every document served was written to the folder, by a rewrite begun
+    /// when it had been locked again `relocks` times: unless it has been locked again since.
+    fn written_whole(&self, relocks: u64) {
+        let mut held = lock(&self.held);
+        if let Held::Locked { whole, .. } = &mut *held
+            && self.relocks() == relocks
+        {
+            *whole = true;
+        }
     }
 
     /// Lets go of the folder once the server has written its last feeds, for another
@@ -115,7 +146,8 @@ impl Inner {
 
     /// Checks every [`FOLDER_CHECK`] that the feeds folder is still the one held, until
     /// `stop` turns true. When it was removed or replaced, writes every document served to
-    /// the one made and locked again; while it cannot be held, reports the feeds faulty.
+    /// the one made and locked again, and again at each check until that succeeds; while
+    /// it cannot be held, or written whole, reports the feeds faulty.
     pub(super) async fn keep_folder(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let path = self.folder.path.display().to_string();
         let mut unheld = false;
@@ -127,22 +159,16 @@ impl Inner {
                 () = tokio::time::sleep(FOLDER_CHECK) => self.folder.check(),
             };
             match found {
+                Check::Held if self.folder.is_whole() => continue,
+                // The last rewrite failed part-way: tried again.
                 Check::Held => {}
                 Check::Relocked => {
+                    unheld = false;
                     tracing::warn!(
                         folder = path,
                         "the feeds folder was removed or replaced: it is locked again, and \
                          every feed is written to it again"
                     );
-                    let files = self.write_everything().await;
-                    tracing::info!(
-                        folder = path,
-                        files,
-                        "every feed is written to the feeds folder again"
-                    );
-                    if std::mem::take(&mut unheld) {
-                        self.recover_if_clear(&lock(&self.failing));
-                    }
                 }
                 Check::Unheld(why) => {
                     if !std::mem::replace(&mut unheld, true) {
@@ -155,7 +181,21 @@ impl Inner {
                     }
                     self.health
                         .fault(Component::Feeds, format!("{path}: {why}"));
+                    continue;
                 }
+            }
+            let relocks = self.folder.relocks();
+            match self.write_everything().await {
+                Ok(files) => {
+                    self.folder.written_whole(relocks);
+                    tracing::info!(
+                        folder = path,
+                        files,
+                        "every feed is written to the feeds folder again"
+                    );
+                    self.recover_if_clear(&lock(&self.failing));
+                }
+                Err(why) => self.health.fault(Component::Feeds, why),
             }
         }
     }
@@ -164,8 +204,8 @@ impl Inner {
     /// stylesheet, `all` and the sections first), each in its latest version, under the
     /// finisher's lock: a file the finisher writes is never replaced by an older one.
     /// Stops when the folder is no longer held (made again meanwhile, it is written again
-    /// from the start). Returns how many files were written.
-    async fn write_everything(self: &Arc<Self>) -> usize {
+    /// from the start). Returns how many files were written, or why not all of them were.
+    async fn write_everything(self: &Arc<Self>) -> Result<usize, String> {
         let mut folders: BTreeMap<(bool, String), Vec<String>> = BTreeMap::new();
         for key in self.snapshot.load().keys() {
             let folder = key.rsplit_once('/').map_or("", |(folder, _)| folder);
@@ -178,11 +218,11 @@ impl Inner {
                 .push(key.clone());
         }
         let mut written = 0;
+        // The first folder that could not be written; the others are written all the same.
+        let mut failed = None;
         for ((_, folder), keys) in folders {
             let _one_at_a_time = self.finishing.lock().await;
-            if self.writable().is_err() {
-                break;
-            }
+            self.writable().map_err(|e| e.to_string())?;
             let current = self.snapshot.load_full();
             let dir = self.folder.path.join(&folder);
             let write = move || {
@@ -203,12 +243,14 @@ impl Inner {
             match self.builders.spawn(write).await {
                 Ok(Ok(files)) => written += files,
                 Ok(Err((dir, error))) => {
-                    tracing::warn!(folder = %dir.display(), %error, "cannot write a folder of feeds again");
+                    failed.get_or_insert(format!("{}: {error}", dir.display()));
                 }
-                Err(error) => tracing::error!(%error, "the task writing feeds again failed"),
+                Err(error) => {
+                    failed.get_or_insert(format!("the task writing feeds again failed: {error}"));
+                }
             }
         }
-        written
+        failed.map_or(Ok(written), Err)
     }
 }
 
@@ -233,8 +275,10 @@ mod tests {
         let folder = FeedsFolder::lock(&path).unwrap().unwrap();
         assert!(FeedsFolder::lock(&path).unwrap().is_none(), "locked twice");
         assert_eq!(folder.check(), Check::Held);
+        assert!(folder.is_whole());
 
         std::fs::remove_dir(&path).unwrap();
+        let relocks = folder.relocks();
         assert_eq!(folder.check(), Check::Relocked);
         assert!(path.is_dir());
         assert!(
@@ -242,6 +286,15 @@ mod tests {
             "the folder made again is not locked"
         );
         assert_eq!(folder.check(), Check::Held);
+        assert!(!folder.is_whole(), "whole before it is written again");
+        // A rewrite begun before the folder was locked again does not make it whole.
+        folder.written_whole(relocks);
+        assert!(
+            !folder.is_whole(),
+            "whole by a rewrite of the folder removed"
+        );
+        folder.written_whole(folder.relocks());
+        assert!(folder.is_whole());
 
         // Replaced by a folder another server took meanwhile.
         std::fs::rename(&path, dir.path().join("old")).unwrap();
@@ -250,6 +303,7 @@ mod tests {
             panic!("a folder another server holds taken");
         };
         assert!(why.contains("another feedpub serve"), "{why}");
+        assert!(!folder.is_whole());
         assert!(matches!(folder.check(), Check::Unheld(_)));
         drop(other);
         assert_eq!(folder.check(), Check::Relocked);

@@ -740,11 +740,11 @@ impl Inner {
     }
 
     /// Reports the feeds recovered when no fault of theirs is left: no scope failing, the
-    /// stylesheet written, the feeds folder held.
+    /// stylesheet written, the feeds folder held and whole.
     fn recover_if_clear(&self, failing: &BTreeSet<(Step, FeedScope)>) {
         if failing.is_empty()
             && !self.stylesheet_unwritten.load(Ordering::SeqCst)
-            && self.folder.is_held()
+            && self.folder.is_whole()
         {
             self.health.recovered(Component::Feeds);
         }
