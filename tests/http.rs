@@ -57,6 +57,59 @@ async fn feeds_have_their_media_types_and_caching_headers() {
     }
 }
 
+/// A feed showing an article with an `expire_time` is kept by caches no longer than until
+/// then: its `max-age` counts down to the expiry; feeds without it keep their own.
+#[tokio::test]
+async fn a_feed_is_cached_no_longer_than_until_its_first_article_expires() {
+    let server = TestServer::start().await;
+    let expires = chrono::Utc::now().timestamp() + 40;
+    let mut expiring = common::brief("expiring", "限时公示");
+    expiring.tags = vec!["公示".into()];
+    expiring.expire_time = Some(common::ts(expires));
+    server.publish_as_newsroom(expiring).await;
+    server
+        .publish_as_newsroom(feedpub::grpc::proto::Article {
+            section: "rural".into(),
+            ..common::brief("lasting", "长期稿件")
+        })
+        .await;
+    server.settle().await;
+    let max_age = async |path: &str| {
+        let response = reqwest::get(server.url(path)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let value = response.headers()[CACHE_CONTROL]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let seconds = value.strip_prefix("public, max-age=").expect(&value);
+        (
+            seconds.parse::<i64>().unwrap(),
+            response.text().await.unwrap(),
+        )
+    };
+    let tag = feedpub::domain::FeedScope::tag("公示");
+    let tag_feed = format!("/feeds/{}/atom.xml", tag.path_segment());
+    for path in [
+        "/feeds/politics/rss.xml",
+        "/feeds/politics/atom.xml",
+        "/feeds/politics/feed.json",
+        "/feeds/all/atom.xml",
+        &tag_feed,
+    ] {
+        let left = || expires - chrono::Utc::now().timestamp();
+        let before = left();
+        let (seconds, body) = max_age(path).await;
+        let after = left();
+        assert!(body.contains("限时公示"), "{path}: {body}");
+        assert!(
+            (after - 1..=before).contains(&seconds),
+            "{path}: max-age={seconds} with {before} to {after} s left"
+        );
+    }
+    let (seconds, _) = max_age("/feeds/rural/atom.xml").await;
+    assert_eq!(seconds, 60, "a feed without the article");
+}
+
 /// The heads (path, ETag, Last-Modified) of the index page and the OPML list.
 async fn derived_heads(server: &TestServer) -> Vec<(&'static str, String, String)> {
     let mut heads = Vec::new();

@@ -495,7 +495,7 @@ impl FeedState {
         headers.extend([
             (header::ETAG, etag_header.clone()),
             (header::LAST_MODIFIED, last_modified),
-            (header::CACHE_CONTROL, file.headers.cache_control.clone()),
+            (header::CACHE_CONTROL, file.cache_control(now)),
             (
                 header::VARY,
                 HeaderValue::from_static(if xml_feed {

@@ -4,6 +4,7 @@
 //! are rendered on request and kept until their feed changes; the subscription documents
 //! link to the newest page, each page to its neighbours.
 
+use super::regeneration::first_expiry;
 use super::{FeedFile, Inner, Links, PublicationError};
 use crate::domain::{FeedScope, SectionSlug};
 use crate::render::{ArchiveLinks, Format, FormatUrls};
@@ -42,19 +43,6 @@ fn page_max_age(
     // A change in the future (another replica's clock ahead) counts as just now.
     let tenth = u32::try_from(since_change.num_seconds().max(0) / 10).unwrap_or(u32::MAX);
     tenth.clamp(feed_max_age.min(FULL_PAGE_MAX_AGE), FULL_PAGE_MAX_AGE)
-}
-
-/// `max_age` cut to end when the first of the articles expiring at `expiries` leaves the
-/// page, `now`: no cache keeps showing an article past its `expire_time`.
-fn until_first_expiry(
-    max_age: u32,
-    expiries: impl IntoIterator<Item = chrono::DateTime<Utc>>,
-    now: chrono::DateTime<Utc>,
-) -> u32 {
-    expiries
-        .into_iter()
-        .map(|expiry| u32::try_from((expiry - now).num_seconds().max(0)).unwrap_or(u32::MAX))
-        .fold(max_age, u32::min)
 }
 
 /// Rendered archive documents by feed path, dropped when their feed changes.
@@ -245,27 +233,16 @@ impl Inner {
             now - updated,
             self.settings.feeds.max_age_of(&scope),
         );
-        let max_age = until_first_expiry(
-            lifetime,
-            content
-                .articles
-                .iter()
-                .filter_map(|a| a.content.expire_time),
-            now,
-        );
-        // Kept rendered for its lifetime, its `max-age` unchanged: one cut short by an
-        // expiry is rendered again within a second, so that what it says counts down.
-        let kept_for = if max_age < lifetime {
-            max_age.min(1)
-        } else {
-            max_age
-        };
         let links = Links {
             self_url: urls.get(format).to_owned(),
             hub_url: None,
         };
         let bytes = format.render(&meta, &content.articles);
-        let mut file = FeedFile::new(bytes, format.content_type(), updated, max_age, &links);
+        let mut file = FeedFile::new(bytes, format.content_type(), updated, lifetime, &links);
+        file.expires = first_expiry(&content.articles);
+        // Kept rendered for its lifetime, but no longer than until its first article
+        // expires: rendered again then, without it.
+        let kept_for = file.max_age_at(now);
         if let Ok(mut cached) = self.archives.documents.lock() {
             file.shares_its_second = match cached.dated.get(path) {
                 Some((date, etag, shares)) if *date == updated => *etag != file.etag || *shares,
@@ -304,20 +281,6 @@ impl Inner {
 mod tests {
     use super::*;
     use chrono::TimeDelta;
-
-    #[test]
-    fn a_page_is_cached_no_longer_than_until_its_first_article_expires() {
-        let now = Utc::now();
-        let in_seconds = |s: i64| now + TimeDelta::seconds(s);
-        assert_eq!(until_first_expiry(86_400, [], now), 86_400);
-        assert_eq!(
-            until_first_expiry(86_400, [in_seconds(600), in_seconds(28)], now),
-            28
-        );
-        assert_eq!(until_first_expiry(60, [in_seconds(600)], now), 60);
-        // Expired while the page was read: not cached.
-        assert_eq!(until_first_expiry(60, [in_seconds(-3)], now), 0);
-    }
 
     #[test]
     fn a_page_before_the_newest_is_cached_for_a_tenth_of_its_age_within_max_age_and_a_day() {

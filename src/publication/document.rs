@@ -83,6 +83,9 @@ pub struct FeedFile {
     pub content_type: &'static str,
     /// How long clients and caches may reuse it, in seconds.
     pub max_age: u32,
+    /// The first `expire_time` of the articles the document shows: no client or cache is
+    /// told to keep it past then (see [`FeedFile::cache_control`]).
+    pub expires: Option<DateTime<Utc>>,
     /// The headers of every response for it.
     pub headers: ResponseHeaders,
 }
@@ -200,6 +203,25 @@ impl FeedFile {
             shares_its_second: false,
             content_type,
             max_age,
+            expires: None,
+        }
+    }
+
+    /// How long, from `now`, the document may be reused: [`FeedFile::max_age`], cut, when
+    /// it [`expires`](FeedFile::expires) sooner, to end then (0 once it has), so that no
+    /// cache keeps showing an article past its `expire_time`.
+    pub fn max_age_at(&self, now: DateTime<Utc>) -> u32 {
+        self.expires
+            .map(|expires| u32::try_from((expires - now).num_seconds().max(0)).unwrap_or(u32::MAX))
+            .map_or(self.max_age, |left| left.min(self.max_age))
+    }
+
+    /// The `Cache-Control` of an answer sent at `now`, its `max-age` [counting
+    /// down](FeedFile::max_age_at) to the document's expiry.
+    pub fn cache_control(&self, now: DateTime<Utc>) -> HeaderValue {
+        match self.max_age_at(now) {
+            left if left < self.max_age => header(&format!("public, max-age={left}")),
+            _ => self.headers.cache_control.clone(),
         }
     }
 
@@ -902,6 +924,27 @@ mod tests {
         let a = FeedFile::new(b"<rss/>".to_vec(), "x", DateTime::UNIX_EPOCH, 60, &links());
         let b = FeedFile::new(b"<rss/>".to_vec(), "x", DateTime::UNIX_EPOCH, 60, &links());
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn a_document_is_cached_no_longer_than_until_its_first_article_expires() {
+        let now = Utc::now();
+        let in_seconds = |s: i64| Some(now + chrono::TimeDelta::seconds(s));
+        let mut file = FeedFile::new(b"<rss/>".to_vec(), "x", DateTime::UNIX_EPOCH, 600, &links());
+        assert_eq!(file.max_age_at(now), 600);
+        assert_eq!(file.cache_control(now), "public, max-age=600");
+        file.expires = in_seconds(28);
+        assert_eq!(file.max_age_at(now), 28);
+        assert_eq!(file.cache_control(now), "public, max-age=28");
+        // Counting down, to the second it expires and past it.
+        let later = now + chrono::TimeDelta::milliseconds(27_500);
+        assert_eq!(file.cache_control(later), "public, max-age=0");
+        assert_eq!(file.max_age_at(now + chrono::TimeDelta::days(1)), 0);
+        file.expires = in_seconds(601);
+        assert_eq!(file.max_age_at(now), 600);
+        assert_eq!(file.cache_control(now), "public, max-age=600");
+        file.expires = Some(DateTime::<Utc>::MAX_UTC);
+        assert_eq!(file.max_age_at(now), 600);
     }
 
     #[test]

@@ -918,6 +918,7 @@ impl Inner {
         let dir = self.settings.server.feeds_dir.join(segment);
         let stored = changed.map(|t| t.trunc_subsecs(0));
         let shown = shown_versions(&articles);
+        let expires = first_expiry(&articles);
         let current = self.snapshot.load();
         let mut redated = Vec::new();
         let mut pending = Vec::new();
@@ -955,10 +956,14 @@ impl Inner {
                 // Same bytes: nothing to write. A JSON Feed carries no date of its own, so
                 // its Last-Modified may still move on to a later stored change (say, of an
                 // article that went straight out of view), as every replica's does.
-                if previous.last_modified < date || previous.max_age != max_age {
+                if previous.last_modified < date
+                    || previous.max_age != max_age
+                    || previous.expires != expires
+                {
                     let mut file = previous.redated(date, max_age, &links);
                     file.changed = changed;
                     file.shown = Some(shown);
+                    file.expires = expires;
                     redated.push((key, Arc::new(file)));
                 }
                 continue;
@@ -994,6 +999,7 @@ impl Inner {
                     .in_place_of(previous_date.filter(|_| replaced));
             file.changed = changed;
             file.shown = Some(shown);
+            file.expires = expires;
             pending.push(Pending {
                 key,
                 file_name: format.file_name(),
@@ -1026,6 +1032,16 @@ impl Inner {
 
 /// A digest of the versions of `articles` (each write moves an article's change time on):
 /// see [`FeedFile::shown`].
+/// The first `expire_time` of `articles`: see [`FeedFile::expires`].
+pub(super) fn first_expiry<A: std::borrow::Borrow<Article>>(
+    articles: &[A],
+) -> Option<DateTime<Utc>> {
+    articles
+        .iter()
+        .filter_map(|a| a.borrow().content.expire_time)
+        .min()
+}
+
 fn shown_versions(articles: &[Arc<Article>]) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut digest = std::collections::hash_map::DefaultHasher::new();
