@@ -856,7 +856,8 @@ impl TryFrom<String> for HubUrl {
     }
 }
 
-/// A BCP 47 tag in its common shape: `zh-CN`, `en`, `zh-Hans-CN`.
+/// A BCP 47 tag in its common shape: `zh-CN`, `en`, `zh-Hans-CN`; in the case BCP 47
+/// recommends (`zh-cn` is `zh-CN`), as articles' own are.
 #[derive(Deserialize)]
 #[serde(try_from = "String")]
 struct Language(String);
@@ -864,8 +865,8 @@ struct Language(String);
 impl TryFrom<String> for Language {
     type Error = String;
     fn try_from(raw: String) -> Result<Self, String> {
-        crate::domain::check_language_tag(&raw)
-            .map(|()| Self(raw))
+        crate::domain::canonical_language_tag(&raw)
+            .map(Self)
             .map_err(|e| format!("language {e}"))
     }
 }
@@ -1446,6 +1447,14 @@ mod tests {
         assert_eq!(settings.sections.len(), 5);
         assert_eq!(settings.websub.retry_base_ms, 1000);
         assert_eq!(settings.feeds.tombstone_window, chrono::TimeDelta::days(7));
+    }
+
+    #[test]
+    fn the_sites_language_takes_the_case_bcp_47_recommends() {
+        let lower = EMBEDDED_CONFIG.replace("language = \"zh-CN\"", "language = \"zh-hans-cn\"");
+        assert_ne!(lower, EMBEDDED_CONFIG);
+        let settings = Settings::parse("test.toml", &lower, Overrides::default()).unwrap();
+        assert_eq!(settings.site.language, "zh-Hans-CN");
     }
 
     /// The `[feeds]` settings of a minimal file whose `[feeds]` table holds `lines`, or the

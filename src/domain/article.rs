@@ -929,10 +929,19 @@ impl Checker {
         }
     }
 
+    /// A one-line field (title, subtitle, kicker). One that is not `required` and shows
+    /// nothing (only zero-width or other invisible characters) is left out, with a
+    /// warning: a reader would show an empty subtitle, or a category with no name.
     fn line(&mut self, field: &str, raw: &str, required: bool) -> String {
         let line = self.text(field, raw, true);
         if required && text::is_blank(&line) {
             self.violations.add(field, "is required");
+        } else if !line.is_empty() && text::is_blank(&line) {
+            self.warnings.push(format!(
+                "{field}: has nothing a reader can see (only invisible characters), so it \
+                 is left out"
+            ));
+            return String::new();
         } else if line.chars().count() > self.limits.title_chars {
             let max = self.limits.title_chars;
             self.violations
@@ -1255,20 +1264,35 @@ impl ArticleDraft {
                 balanced
             };
         }
+        if !summary.is_empty() && text::is_blank(&summary) {
+            check.warnings.push(format!(
+                "{}: has nothing a reader can see (only invisible characters), so it is \
+                 made from the body",
+                f("summary")
+            ));
+            summary.clear();
+        }
         if summary.is_empty() {
-            // None sent, or only closers with nothing to close: its paragraphs folded into
-            // one line and cut (a direction control left open in a paragraph would now run
-            // on into the next, or past the cut).
+            // None sent, only closers with nothing to close, or nothing visible: its
+            // paragraphs folded into one line and cut (a direction control left open in a
+            // paragraph would now run on into the next, or past the cut).
             summary = derived_summary(body_text);
         }
 
         let language = Some(self.language.trim())
             .filter(|tag| !tag.is_empty())
             .and_then(|tag| {
-                super::check_language_tag(tag)
+                let canonical = super::canonical_language_tag(tag)
                     .map_err(|e| check.violations.add(f("language"), e))
-                    .ok()
-                    .map(|()| tag.to_owned())
+                    .ok()?;
+                if canonical != tag {
+                    check.warnings.push(format!(
+                        "{}: written {canonical:?}, in the case BCP 47 recommends (tags are \
+                         case-insensitive)",
+                        f("language")
+                    ));
+                }
+                Some(canonical)
             });
         let canonical_url = canonical_url
             .map_err(|e| check.violations.add(f("canonical_url"), e))
@@ -2229,6 +2253,84 @@ mod tests {
         .unwrap();
         let html = kept.content.content_html;
         assert_eq!(policy.sanitize(&html).unwrap(), html);
+    }
+
+    /// A summary, subtitle or kicker of invisible characters alone (zero-width spaces, a
+    /// byte order mark, a Braille blank) shows nothing: the summary is made from the body,
+    /// the others are left out, each with a warning; a visible one beside them is kept.
+    #[test]
+    fn optional_fields_that_show_nothing_are_left_out_or_made_from_the_body() {
+        let policy = text::HtmlPolicy::default();
+        let made = ArticleDraft {
+            summary: String::new(),
+            ..draft()
+        }
+        .validate("article.", &policy)
+        .unwrap()
+        .content
+        .summary;
+        let invisible = ArticleDraft {
+            summary: "\u{200b}\u{200b}".into(),
+            subtitle: "\u{feff}".into(),
+            kicker: " \u{2800}\u{200d} ".into(),
+            ..draft()
+        }
+        .validate("article.", &policy)
+        .unwrap();
+        assert_eq!(invisible.content.summary, made);
+        assert!(!made.is_empty());
+        assert_eq!(invisible.content.subtitle, "");
+        assert_eq!(invisible.content.kicker, "");
+        let nothing = "has nothing a reader can see (only invisible characters)";
+        assert_eq!(
+            invisible.warnings,
+            [
+                format!("article.subtitle: {nothing}, so it is left out"),
+                format!("article.kicker: {nothing}, so it is left out"),
+                format!("article.summary: {nothing}, so it is made from the body"),
+            ]
+        );
+        let visible = ArticleDraft {
+            summary: "摘要\u{200b}".into(),
+            subtitle: "副题".into(),
+            kicker: "\u{200b}引题".into(),
+            ..draft()
+        }
+        .validate("article.", &policy)
+        .unwrap();
+        assert_eq!(visible.content.summary, "摘要\u{200b}");
+        assert_eq!(visible.content.subtitle, "副题");
+        assert_eq!(visible.content.kicker, "\u{200b}引题");
+        assert!(visible.warnings.is_empty(), "{:?}", visible.warnings);
+    }
+
+    /// A language tag is stored in the case BCP 47 recommends, so that `zh-cn` is the
+    /// site's `zh-CN` (no `xml:lang` of its own in Atom), with a warning when it was not.
+    #[test]
+    fn a_language_tag_is_stored_in_its_recommended_case() {
+        let policy = text::HtmlPolicy::default();
+        let lower = ArticleDraft {
+            language: "zh-cn".into(),
+            ..draft()
+        }
+        .validate("article.", &policy)
+        .unwrap();
+        assert_eq!(lower.content.language.as_deref(), Some("zh-CN"));
+        assert_eq!(
+            lower.warnings,
+            [
+                "article.language: written \"zh-CN\", in the case BCP 47 recommends (tags are \
+              case-insensitive)"
+            ]
+        );
+        let canonical = ArticleDraft {
+            language: "zh-Hant-TW".into(),
+            ..draft()
+        }
+        .validate("article.", &policy)
+        .unwrap();
+        assert_eq!(canonical.content.language.as_deref(), Some("zh-Hant-TW"));
+        assert!(canonical.warnings.is_empty(), "{:?}", canonical.warnings);
     }
 
     #[test]

@@ -59,6 +59,35 @@ pub fn check_language_tag(raw: &str) -> Result<(), String> {
     }
 }
 
+/// `raw`, a BCP 47 language tag (see [`check_language_tag`]), in the case RFC 5646
+/// §2.1.1 recommends: tags are case-insensitive, so `zh-cn` names the site's `zh-CN`, and
+/// one spelling lets them be compared and shown alike. Two-letter subtags after the first
+/// upper case (a region), four-letter ones title case (a script), every other lower case,
+/// and all of them after a singleton (`x-`, `u-`: extensions and private use).
+pub fn canonical_language_tag(raw: &str) -> Result<String, String> {
+    check_language_tag(raw)?;
+    let mut after_singleton = false;
+    let mut tag = String::with_capacity(raw.len());
+    for (i, subtag) in raw.split('-').enumerate() {
+        let lower = subtag.to_ascii_lowercase();
+        let shaped = match subtag.len() {
+            _ if i == 0 || after_singleton => lower,
+            1 => {
+                after_singleton = true;
+                lower
+            }
+            2 => subtag.to_ascii_uppercase(),
+            4 => lower[..1].to_ascii_uppercase() + &lower[1..],
+            _ => lower,
+        };
+        if i > 0 {
+            tag.push('-');
+        }
+        tag.push_str(&shaped);
+    }
+    Ok(tag)
+}
+
 /// Checks the `[a-z0-9-]{1,64}` shape shared by section slugs and partner names.
 fn check_slug_shape(raw: &str) -> Result<(), String> {
     if raw.is_empty() {
@@ -149,6 +178,29 @@ impl fmt::Display for PartnerName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn language_tags_take_the_case_bcp_47_recommends() {
+        for (sent, canonical) in [
+            ("zh-CN", "zh-CN"),
+            ("zh-cn", "zh-CN"),
+            ("ZH-hans-cn", "zh-Hans-CN"),
+            ("EN", "en"),
+            ("es-419", "es-419"),
+            ("sl-ROZAJ-biske", "sl-rozaj-biske"),
+            ("en-ca-X-CA", "en-CA-x-ca"),
+            ("de-CH-u-co-PHONEBK", "de-CH-u-co-phonebk"),
+            ("zh-x-hans", "zh-x-hans"),
+        ] {
+            assert_eq!(
+                canonical_language_tag(sent).as_deref(),
+                Ok(canonical),
+                "{sent}"
+            );
+        }
+        assert!(canonical_language_tag("zh_CN").is_err());
+        assert!(canonical_language_tag("").is_err());
+    }
 
     #[test]
     fn article_ids_accept_unreserved_characters_only() {

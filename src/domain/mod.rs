@@ -20,7 +20,7 @@ pub use article::{
 };
 pub use audit::{Actor, AuditEntry, AuditFilter, AuditOperation, Outcome};
 pub use event::{ArticleEvent, EventKind, VersionSummary};
-pub use ids::{ArticleId, PartnerName, SectionSlug, check_language_tag};
+pub use ids::{ArticleId, PartnerName, SectionSlug, canonical_language_tag, check_language_tag};
 pub use media::{MAX_MEDIA, Media, MediaDraft};
 pub use name_slug::name_slug;
 pub use partner::{
