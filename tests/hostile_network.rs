@@ -1,14 +1,16 @@
 //! Hostile network (issue 8, item 4): the real `feedpub serve` binary on loopback under
 //! HTTP/2 rapid reset and header floods on the gRPC port, garbage and truncated prefaces,
 //! hundreds of half-open connections and more than the connection caps on both ports,
-//! slowloris heads and slow readers on the HTTP port. Every attack is bounded (a fixed
-//! count and size, loopback only). During each, a well-behaved client keeps calling gRPC
-//! (ListSections, GetArticle) and fetching feeds over HTTP, and every call must succeed;
-//! afterwards the process is alive, its peak resident memory stayed under a bound over the
-//! baseline, and its open file descriptors come back to the baseline.
+//! slowloris heads, slow request bodies and slow readers on the HTTP port. Every attack
+//! is bounded (a fixed count and size, loopback only). During each, a well-behaved client
+//! keeps calling gRPC (ListSections, GetArticle) and fetching feeds over HTTP, and every
+//! call must succeed; afterwards the process is alive, its peak resident memory stayed
+//! under a bound over the baseline, and its open file descriptors come back to the
+//! baseline.
 //!
-//! `FEEDPUB_HOSTILE_SCALE=N` multiplies the counts of the HTTP/2 attacks, the garbage and
-//! the slowloris connections (these up to 300, under the test's connection caps); the
+//! `FEEDPUB_HOSTILE_SCALE=N` multiplies the counts of the HTTP/2 attacks, the garbage, the
+//! slow bodies and the slowloris connections (these up to 300, under the test's
+//! connection caps); the
 //! half-open and over-the-cap counts are fixed by the caps, and the slow readers stay 50
 //! (each holds megabytes of kernel socket buffers).
 
@@ -692,6 +694,7 @@ async fn the_server_stays_up_answers_and_stays_bounded_under_hostile_clients() {
         .metric("feedpub_connection_timeouts_total{listener=\"http\",reason=\"header\"}")
         .await
         - header_timeouts_before;
+    h.attack("slow bodies", slow_bodies(r, 20 * n)).await;
     let readers = 50;
     h.attack(
         "slow readers",
@@ -1183,6 +1186,61 @@ async fn slowloris(running: Running, count: usize) -> String {
         "{count} connections ({} after a hand-over to hyper), one byte per 300 ms of a {}-byte head: all closed, at most {most} bytes in",
         count / 2,
         head.len()
+    )
+}
+
+/// `count` connections posting a subscription request to the hub (`POST /websub`) whose
+/// 1,000-byte body comes one byte every 300 ms, each byte soon enough to keep the
+/// connection from idling out: each must be answered 408 and closed once the body has
+/// taken the header timeout, long before it is whole.
+async fn slow_bodies(running: Running, count: usize) -> String {
+    const BODY: usize = 1_000;
+    let head = format!(
+        "POST /websub HTTP/1.1\r\nHost: localhost\r\nContent-Type: \
+         application/x-www-form-urlencoded\r\nContent-Length: {BODY}\r\n\r\n"
+    );
+    let mut tasks = JoinSet::new();
+    for _ in 0..count {
+        let head = head.clone();
+        tasks.spawn(async move {
+            let mut stream = TcpStream::connect(running.http).await.unwrap();
+            stream.write_all(head.as_bytes()).await.unwrap();
+            let mut sent = 0;
+            let mut answer = Vec::new();
+            let mut buf = [0; 512];
+            // Reads what came before each byte is sent, so that the answer is read
+            // before a byte sent after the close could reset the connection.
+            let closed = loop {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                match stream.try_read(&mut buf) {
+                    Ok(0) => break true,
+                    Ok(n) => answer.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => break true,
+                    Err(_) => {}
+                }
+                if sent == BODY || stream.write_all(b"h").await.is_err() {
+                    break false;
+                }
+                sent += 1;
+            };
+            let closed = closed || {
+                let rest = tokio::time::timeout(DEADLINE, stream.read_to_end(&mut answer)).await;
+                matches!(rest, Ok(Ok(_)) | Ok(Err(_)))
+            };
+            (sent, answer, closed)
+        });
+    }
+    let mut most = 0;
+    while let Some(done) = tasks.join_next().await {
+        let (sent, answer, closed) = done.unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(sent < BODY, "a slow body was read whole");
+        assert!(answer.starts_with("HTTP/1.1 408 "), "{answer:?}");
+        assert!(closed, "a slow body's connection kept open after its 408");
+        most = most.max(sent);
+    }
+    format!(
+        "{count} POST /websub, one byte per 300 ms of a {BODY}-byte body: all answered 408 and closed, at most {most} bytes in"
     )
 }
 
