@@ -216,6 +216,13 @@ const CATALOGUE: &[Metric] = &[
         zero: &[&[]],
     },
     Metric {
+        name: "feedpub_websub_failing_hosts",
+        kind: Kind::Gauge,
+        help: "WebSub callback hosts whose last delivery failed; until one succeeds, their \
+               deliveries share 16 slots of their own.",
+        zero: &[],
+    },
+    Metric {
         name: "feedpub_websub_verifications_total",
         kind: Kind::Counter,
         help: "WebSub verifications of intent, by result: ok or failed.",

@@ -1158,7 +1158,7 @@ async fn on_replicas_a_retry_never_sends_an_older_document_after_a_newer_one() {
     let subscriber = Subscriber::start().await;
     let a = Server::start(Options {
         database_url: Some(database.url.clone()),
-        retry_base_ms: 1_000,
+        retry_base_ms: 2_000,
         ..Options::default()
     })
     .await;
@@ -1328,12 +1328,7 @@ async fn subscribers_behind_a_hanging_host_hold_up_no_other_host() {
             .subscribe("politics/feed.json", &hanging.url(path), &[])
             .await;
     }
-    server
-        .subscribe("rural/feed.json", &quick.url("/quick"), &[])
-        .await;
-    server
-        .wait_until("all verified", |hub| hub.verifications_ok() == 71)
-        .await;
+    subscribe_the_quick_host(&server, &quick, 71).await;
 
     server.publish("websub-hanging", "politics").await;
     // Some of the hanging host's deliveries are in flight before the other change is made.
@@ -1347,15 +1342,7 @@ async fn subscribers_behind_a_hanging_host_hold_up_no_other_host() {
         assert!(Instant::now() < deadline, "no delivery to the hanging host");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    server.publish("websub-quick", "rural").await;
-    server
-        .wait_until("a delivery acknowledged", |hub| hub.deliveries_ok() >= 1)
-        .await;
-    assert_eq!(
-        quick.hits(Method::POST, "/quick").len(),
-        1,
-        "the first acknowledged delivery is the quick host's"
-    );
+    publish_to_the_quick_host(&server, &quick).await;
     // Its delivery ends once the database has forgotten it; the hanging host's still wait.
     server
         .wait_until("the quick delivery ended", |hub| {
@@ -1368,6 +1355,100 @@ async fn subscribers_behind_a_hanging_host_hold_up_no_other_host() {
         70,
         "every delivery to the hanging host still waits"
     );
+}
+
+/// Subscribes `quick` to the rural feed, and waits until `verified` subscriptions are.
+async fn subscribe_the_quick_host(server: &Server, quick: &Subscriber, verified: u64) {
+    server
+        .subscribe("rural/feed.json", &quick.url("/quick"), &[])
+        .await;
+    server
+        .wait_until("all verified", |hub| hub.verifications_ok() == verified)
+        .await;
+}
+
+/// Changes the rural feed, and checks that the first delivery acknowledged is `quick`'s.
+async fn publish_to_the_quick_host(server: &Server, quick: &Subscriber) {
+    server.publish("websub-quick", "rural").await;
+    server
+        .wait_until("a delivery acknowledged", |hub| hub.deliveries_ok() >= 1)
+        .await;
+    assert_eq!(
+        quick.hits(Method::POST, "/quick").len(),
+        1,
+        "the first acknowledged delivery is the quick host's"
+    );
+}
+
+/// Hosts whose last delivery failed share 16 slots of their own: seventeen hosts (more
+/// than the 64 shared slots hold at 4 each) that failed and then hang at every retry hold
+/// up no other host's delivery.
+#[tokio::test]
+async fn hosts_that_failed_and_hang_at_every_retry_hold_up_no_other_host() {
+    let mut hanging = Vec::new();
+    for n in 10..27 {
+        hanging.push(Subscriber::start_on(&format!("127.0.0.{n}")).await);
+    }
+    let quick = Subscriber::start_on("127.0.0.2").await;
+    // A second attempt two seconds after the first.
+    let server = Server::start(Options {
+        retry_base_ms: 2_000,
+        ..Options::default()
+    })
+    .await;
+    let paths: Vec<String> = (0..4).map(|n| format!("/hang/{n}")).collect();
+    for host in &hanging {
+        for path in &paths {
+            let failing = Behaviour {
+                then: 500,
+                ..Behaviour::default()
+            };
+            host.set(path, failing);
+            server
+                .subscribe("politics/feed.json", &host.url(path), &[])
+                .await;
+        }
+    }
+    subscribe_the_quick_host(&server, &quick, 69).await;
+
+    server.publish("websub-failing", "politics").await;
+    for host in &hanging {
+        for path in &paths {
+            assert_eq!(host.wait_answered(path, 1).await, [500]);
+        }
+    }
+    server
+        .wait_until("every hanging host failed", |hub| hub.failing_hosts() == 17)
+        .await;
+    // From now on they answer only after 9 s (the hub's timeout is 10 s).
+    for host in &hanging {
+        for path in &paths {
+            let hanging = Behaviour {
+                stall: Duration::from_secs(9),
+                ..Behaviour::default()
+            };
+            host.set(path, hanging);
+        }
+    }
+    // Their second attempts are under way, as many as their slots hold.
+    let posts = || {
+        hanging
+            .iter()
+            .flat_map(|host| paths.iter().map(|path| host.hits(Method::POST, path).len()))
+            .sum::<usize>()
+    };
+    let deadline = Instant::now() + websub_support::DEADLINE;
+    while posts() < 68 + 16 {
+        assert!(Instant::now() < deadline, "no second attempt");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    publish_to_the_quick_host(&server, &quick).await;
+    assert_eq!(
+        posts(),
+        68 + 16,
+        "second attempts beyond the failing hosts' slots"
+    );
+    assert_eq!(server.hub.failing_hosts(), 17);
 }
 
 /// A subscribe whose verification is slow, then an unsubscribe answered at once: the

@@ -826,7 +826,15 @@ async fn attempt(inner: &Inner, subscription: &Subscription, delivery: &Delivery
             Ok(slot) => slot,
             Err(ended) => return ended,
         };
-        let permit = match waited(inner, delivery, inner.deliveries.acquire()).await {
+        // Hosts whose last delivery failed share fewer slots: a host that hangs holds up
+        // the others for one request's time, not at every retry.
+        let failing = inner.failing_hosts.is_failing(&subscription.callback);
+        let slots = if failing {
+            &inner.deliveries_to_failing
+        } else {
+            &inner.deliveries
+        };
+        let permit = match waited(inner, delivery, slots.acquire()).await {
             Ok(Ok(permit)) => permit,
             Ok(Err(_)) => return Outcome::Cancelled,
             Err(ended) => return ended,
@@ -863,6 +871,12 @@ async fn attempt(inner: &Inner, subscription: &Subscription, delivery: &Delivery
             result = sent => result,
         };
         drop((permit, host_slot));
+        if !matches!(&result, Err(e) if e.is_refused()) {
+            let answered = result.as_ref().is_ok_and(|response| {
+                response.status().is_success() || response.status() == StatusCode::GONE
+            });
+            inner.failing_hosts.record(&subscription.callback, answered);
+        }
         match result {
             Ok(response) if response.status().is_success() => return Outcome::Delivered,
             Ok(response) if response.status() == StatusCode::GONE => return Outcome::Gone,

@@ -1,11 +1,12 @@
 //! Shares per callback host: deliveries and verifications in progress are capped per host
 //! (whatever the port, however its address is written), so that a host that answers slowly
-//! on purpose takes no more than its share of the slots every subscriber shares.
+//! on purpose takes no more than its share of the slots every subscriber shares; and the
+//! hosts whose last delivery failed, whose deliveries take slots of their own.
 
 use super::callback::address_key;
 use super::subscription::Callback;
 use crate::locks::lock;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -84,6 +85,48 @@ impl Drop for HostSlot {
     }
 }
 
+/// The callback hosts whose last delivery failed (a timeout, a connection that failed, an
+/// answer other than 2xx or 410), until one succeeds: their deliveries take slots of a
+/// smaller pool than the others', so that hosts that hang, however many, hold up the
+/// others' deliveries for one request's time at most, not at every retry.
+#[derive(Default)]
+pub(super) struct FailingHosts {
+    hosts: Mutex<HashSet<String>>,
+}
+
+impl FailingHosts {
+    /// Most hosts remembered; past it every one is forgotten (each is found failing again
+    /// at its next delivery).
+    const LIMIT: usize = 65_536;
+
+    /// True while `callback`'s host's last delivery failed.
+    pub(super) fn is_failing(&self, callback: &Callback) -> bool {
+        lock(&self.hosts).contains(&host_key(callback))
+    }
+
+    /// Records whether a delivery to `callback`'s host `succeeded`.
+    pub(super) fn record(&self, callback: &Callback, succeeded: bool) {
+        let key = host_key(callback);
+        let mut hosts = lock(&self.hosts);
+        let changed = if succeeded {
+            hosts.remove(&key)
+        } else {
+            if hosts.len() >= Self::LIMIT {
+                hosts.clear();
+            }
+            hosts.insert(key)
+        };
+        if changed {
+            metrics::gauge!("feedpub_websub_failing_hosts").set(hosts.len() as f64);
+        }
+    }
+
+    /// How many hosts are failing.
+    pub(super) fn count(&self) -> usize {
+        lock(&self.hosts).len()
+    }
+}
+
 /// What callbacks share slots by: the callback's host, whatever the port, and whichever
 /// way its address is written (as [`address_key`] knows an address; a name with its
 /// trailing dot is the name). One server reached on several ports or spellings gets the
@@ -101,6 +144,22 @@ fn host_key(callback: &Callback) -> String {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    /// A host is failing from a failed delivery to any of its callbacks until one to any
+    /// of them succeeds; other hosts are not.
+    #[test]
+    fn a_host_fails_until_a_delivery_to_it_succeeds() {
+        let callback = |url: &str| Callback::parse(url).unwrap();
+        let hosts = FailingHosts::default();
+        assert!(!hosts.is_failing(&callback("http://127.0.0.2:9/a")));
+        hosts.record(&callback("http://127.0.0.2:9/a"), false);
+        assert!(hosts.is_failing(&callback("http://127.0.0.2:18484/b")));
+        assert!(!hosts.is_failing(&callback("http://127.0.0.3:9/a")));
+        assert_eq!(hosts.count(), 1);
+        hosts.record(&callback("http://127.0.0.2:80/c"), true);
+        assert!(!hosts.is_failing(&callback("http://127.0.0.2:9/a")));
+        assert_eq!(hosts.count(), 0);
+    }
 
     /// One server reached on several ports or spellings of its address shares the slots of
     /// one host; other hosts have their own.

@@ -32,6 +32,10 @@ use url::Url;
 
 /// Most delivery requests in flight at once.
 const MAX_CONCURRENT_DELIVERIES: usize = 64;
+/// Most delivery requests in flight at once to hosts whose last delivery failed (see
+/// [`hosts::FailingHosts`]), apart from [`MAX_CONCURRENT_DELIVERIES`]: hosts that hang
+/// hold up the others for one request's time at most.
+const MAX_CONCURRENT_DELIVERIES_TO_FAILING_HOSTS: usize = 16;
 /// Most pings of external hubs in flight at once, apart from the deliveries: an external
 /// hub that is slow or hangs delays no subscriber's delivery.
 const MAX_CONCURRENT_PINGS: usize = 8;
@@ -90,6 +94,9 @@ struct Inner {
     /// `{base_url}feeds/`: topic URLs are this plus a feed path.
     feeds_base: Url,
     deliveries: Semaphore,
+    /// The slots of deliveries to hosts whose last delivery failed.
+    deliveries_to_failing: Semaphore,
+    failing_hosts: hosts::FailingHosts,
     pings: Semaphore,
     /// A permit for each ping waiting or in flight.
     queued_pings: Arc<Semaphore>,
@@ -181,6 +188,8 @@ impl Hub {
             hub_url: Url::parse(&settings.site.hub_url())?,
             feeds_base: base.join("feeds/")?,
             deliveries: Semaphore::new(MAX_CONCURRENT_DELIVERIES),
+            deliveries_to_failing: Semaphore::new(MAX_CONCURRENT_DELIVERIES_TO_FAILING_HOSTS),
+            failing_hosts: hosts::FailingHosts::default(),
             pings: Semaphore::new(MAX_CONCURRENT_PINGS),
             queued_pings: Arc::new(Semaphore::new(MAX_QUEUED_PINGS)),
             verifications: Arc::new(Semaphore::new(MAX_PENDING_VERIFICATIONS)),
@@ -249,6 +258,12 @@ impl Hub {
     /// Deliveries started and not finished yet (retries included).
     pub fn deliveries_in_flight(&self) -> u64 {
         self.inner.stats.deliveries_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Callback hosts whose last delivery failed: their deliveries share a smaller pool
+    /// of slots until one succeeds.
+    pub fn failing_hosts(&self) -> usize {
+        self.inner.failing_hosts.count()
     }
 
     /// Verifications of intent the subscriber confirmed (and the hub recorded).
