@@ -50,7 +50,9 @@ pub fn remove_temporary_files(dir: &Path) {
 /// then renamed over its target, then the folder is fsynced once for all the renames.
 /// Returns the stamp of each file as written (a rename keeps it). On failure, temp files
 /// are removed and each target holds either its old or its new content, whole.
-pub fn replace_all<B: AsRef<[u8]>>(
+/// Feeds are written through [`super::FeedsFolder::replace_all`], which checks the folder
+/// is still held first.
+pub(super) fn replace_all<B: AsRef<[u8]>>(
     dir: &Path,
     files: &[(String, B)],
 ) -> std::io::Result<Vec<FileStamp>> {

@@ -4,8 +4,10 @@
 //! `Inner::keep_folder`): what serves or copies the folder itself (a static server, a
 //! bucket sync) would otherwise miss every feed that has not changed since, and a second
 //! server could take the folder. While another server holds the new folder, nothing is
-//! written to it.
+//! written to it: every file is written through [`FeedsFolder::replace_all`], which checks
+//! first.
 
+use super::document::FileStamp;
 use super::{FOLDER_CHECK, Inner, PublicationError, files};
 use crate::domain::FeedScope;
 use crate::health::Component;
@@ -15,12 +17,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 /// The feeds folder, locked by this process.
 pub struct FeedsFolder {
     path: PathBuf,
     held: Mutex<Held>,
+    /// Told when a write found the folder removed or replaced and locked it again: every
+    /// document is to be written to it (see [`Inner::keep_folder`]).
+    relocked: Notify,
     /// How many times the folder was made and locked again: a rewrite begun before the
     /// last one does not make the folder whole.
     relocks: AtomicU64,
@@ -66,6 +71,7 @@ impl FeedsFolder {
                 whole: true,
             }),
             relocks: AtomicU64::new(0),
+            relocked: Notify::new(),
         }))
     }
 
@@ -118,6 +124,27 @@ impl FeedsFolder {
         }
     }
 
+    /// Replaces each `dir/name` with its bytes (see [`files::replace_all`]), `dir` being
+    /// the folder or one under it: refused while the folder is not held; one found removed
+    /// or replaced is locked again first, and [`Inner::keep_folder`] told to write every
+    /// document to it.
+    pub(super) fn replace_all<B: AsRef<[u8]>>(
+        &self,
+        dir: &Path,
+        writes: &[(String, B)],
+    ) -> Result<Vec<FileStamp>, PublicationError> {
+        let unwritable = |error| PublicationError::Write {
+            path: dir.to_owned(),
+            error,
+        };
+        match self.check() {
+            Check::Held => {}
+            Check::Relocked => self.relocked.notify_one(),
+            Check::Unheld(why) => return Err(unwritable(std::io::Error::other(why))),
+        }
+        files::replace_all(dir, writes).map_err(unwritable)
+    }
+
     /// Lets go of the folder once the server has written its last feeds, for another
     /// server (the next start of this one, say) to take, and refuses every later write:
     /// what serves the feeds from memory may outlive the server's other parts.
@@ -127,23 +154,6 @@ impl FeedsFolder {
 }
 
 impl Inner {
-    /// Refuses a write while the feeds folder is not held (see [`FeedsFolder`]); one found
-    /// removed or replaced is locked again, and [`Inner::keep_folder`] told to write every
-    /// document to it.
-    pub(super) fn writable(&self) -> Result<(), PublicationError> {
-        match self.folder.check() {
-            Check::Held => Ok(()),
-            Check::Relocked => {
-                self.folder_relocked.notify_one();
-                Ok(())
-            }
-            Check::Unheld(why) => Err(PublicationError::Write {
-                path: self.folder.path.clone(),
-                error: std::io::Error::other(why),
-            }),
-        }
-    }
-
     /// Checks every [`FOLDER_CHECK`] that the feeds folder is still the one held, until
     /// `stop` turns true. When it was removed or replaced, writes every document served to
     /// the one made and locked again, and again at each check until that succeeds; while
@@ -155,7 +165,7 @@ impl Inner {
             let found = tokio::select! {
                 biased;
                 _ = stop.wait_for(|stop| *stop) => return,
-                () = self.folder_relocked.notified() => Check::Relocked,
+                () = self.folder.relocked.notified() => Check::Relocked,
                 () = tokio::time::sleep(FOLDER_CHECK) => self.folder.check(),
             };
             match found {
@@ -222,10 +232,10 @@ impl Inner {
         let mut failed = None;
         for ((_, folder), keys) in folders {
             let _one_at_a_time = self.finishing.lock().await;
-            self.writable().map_err(|e| e.to_string())?;
             let current = self.snapshot.load_full();
-            let dir = self.folder.path.join(&folder);
+            let feeds = Arc::clone(&self.folder);
             let write = move || {
+                let dir = feeds.path.join(&folder);
                 let writes: Vec<(String, Bytes)> = keys
                     .iter()
                     .filter_map(|key| Some((key, current.get(key)?)))
@@ -236,14 +246,12 @@ impl Inner {
                             .map(move |(suffix, bytes)| (format!("{name}{suffix}"), bytes))
                     })
                     .collect();
-                files::replace_all(&dir, &writes)
-                    .map(|_| writes.len())
-                    .map_err(|error| (dir, error))
+                feeds.replace_all(&dir, &writes).map(|_| writes.len())
             };
             match self.builders.spawn(write).await {
                 Ok(Ok(files)) => written += files,
-                Ok(Err((dir, error))) => {
-                    failed.get_or_insert(format!("{}: {error}", dir.display()));
+                Ok(Err(error)) => {
+                    failed.get_or_insert(error.to_string());
                 }
                 Err(error) => {
                     failed.get_or_insert(format!("the task writing feeds again failed: {error}"));

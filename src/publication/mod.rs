@@ -140,11 +140,8 @@ struct Inner {
     /// True while the stylesheet's files could not be written to `feeds/`: a fault of the
     /// feeds like a failing scope's, tried again every second.
     stylesheet_unwritten: AtomicBool,
-    /// `feeds/`, locked by this server.
-    folder: FeedsFolder,
-    /// Told when a write finds `feeds/` made and locked again, for every document to be
-    /// written to it (see [`Inner::keep_folder`]).
-    folder_relocked: tokio::sync::Notify,
+    /// `feeds/`, locked by this server: every file is written through it.
+    folder: Arc<FeedsFolder>,
     changes: broadcast::Sender<FeedChange>,
     /// Subscribed before the feeds are built at start, for the first subscriber: the
     /// documents whose bytes differ from the files the last run left, which changed while
@@ -239,8 +236,7 @@ impl Publication {
             finishing: tokio::sync::Mutex::new(()),
             failing: Mutex::new(BTreeSet::new()),
             stylesheet_unwritten: AtomicBool::new(false),
-            folder,
-            folder_relocked: tokio::sync::Notify::new(),
+            folder: Arc::new(folder),
             changes,
             start_changes: Mutex::new(Some(start_changes)),
             unbuilt: watch::Sender::new(HashSet::new()),
@@ -668,13 +664,7 @@ impl Inner {
             next.insert_mut(STYLESHEET_FILE.to_owned(), Arc::new(file.clone()));
             next
         });
-        self.writable()?;
-        files::replace_all(dir, &writes)
-            .map(drop)
-            .map_err(|error| PublicationError::Write {
-                path: dir.clone(),
-                error,
-            })
+        self.folder.replace_all(dir, &writes).map(drop)
     }
 
     /// True during a burst of changes: while stale marks wait that the scheduler has not

@@ -24,7 +24,6 @@
 use super::document::{FileStamp, etag_of};
 use super::{
     Codings, Compression, FeedChange, FeedFile, Headline, Inner, Links, PublicationError, Snapshot,
-    files,
 };
 use crate::domain::{Article, FeedScope};
 use crate::locks::lock;
@@ -623,15 +622,10 @@ impl Inner {
         let written = if writes.is_empty() {
             Vec::new()
         } else {
-            self.writable()?;
+            let folder = Arc::clone(&self.folder);
             let written = self
                 .builders
-                .spawn(move || {
-                    files::replace_all(&dir, &writes).map_err(|error| PublicationError::Write {
-                        path: dir.clone(),
-                        error,
-                    })
-                })
+                .spawn(move || folder.replace_all(&dir, &writes))
                 .await;
             written.map_err(PublicationError::from).and_then(|r| r)?
         };
