@@ -127,7 +127,7 @@ pub fn parse_args() -> Cli {
             error.exit()
         }
         let message = from_environment(&error, &args).unwrap_or_else(|| one_line(&error));
-        eprintln!("feedpub: {message}");
+        tell(message);
         std::process::exit(2)
     })
 }
@@ -228,7 +228,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // One message on stderr, its causes after it (`feedpub: cannot … : …`), as the
             // client's commands report theirs, and exit code 1.
             None => {
-                eprintln!("feedpub: {e:#}");
+                tell(format_args!("{e:#}"));
                 Ok(ExitCode::FAILURE)
             }
         },
@@ -260,9 +260,16 @@ impl OutputError {
         if self.done.is_empty() && self.error.kind() == std::io::ErrorKind::BrokenPipe {
             return ExitCode::SUCCESS;
         }
-        let _ = writeln!(std::io::stderr(), "feedpub: {self}");
+        tell(self);
         ExitCode::FAILURE
     }
+}
+
+/// Tells the user `message` on one line of stderr, after `feedpub: `. A stderr that cannot
+/// take it (a full disk, a closed pipe) loses the line, and the command goes on: its exit
+/// code still says how it ended.
+pub(crate) fn tell(message: impl std::fmt::Display) {
+    let _ = writeln!(std::io::stderr().lock(), "feedpub: {message}");
 }
 
 /// Writes `text` to standard output at once and flushes it; an error is the command's.

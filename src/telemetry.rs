@@ -13,8 +13,11 @@ const DEFAULT_FILTER: &str = "info,sqlx=warn,h2=warn,hyper=warn";
 pub fn init(format: LogFormat) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    // A log line that stderr cannot take (a full disk, a reader gone) is lost, not reported
+    // on stderr again, which would panic.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .log_internal_errors(false)
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder

@@ -153,12 +153,7 @@ impl Server {
 
     /// Sends a signal (`TERM`, `INT`, …) with kill(1).
     fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.0.id().to_string())
-            .status()
-            .expect("kill(1) runs");
-        assert!(status.success(), "kill -{name} failed: {status}");
+        signal(&self.child.0, name);
     }
 
     /// The exit status, which must come within the deadline.
@@ -180,6 +175,16 @@ impl Server {
     fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.http_addr)
     }
+}
+
+/// Sends `child` a signal (`TERM`, `INT`, …) with kill(1).
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill(1) runs");
+    assert!(status.success(), "kill -{name} failed: {status}");
 }
 
 /// `message` with `authorization: Bearer <token>` metadata.
@@ -665,12 +670,7 @@ fn a_signal_while_the_database_does_not_answer_stops_the_server_cleanly() {
     let (mut child, mut log) = Server::spawn(dir.path(), &["--database-url", &url], &[]);
     // Well into start-up, waiting for the database.
     std::thread::sleep(std::time::Duration::from_secs(1));
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.0.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    signal(&child.0, "TERM");
     let status = exit_within(&mut child.0, DEADLINE).expect("stopped");
     let log = log.until_closed();
     assert!(status.success(), "{status}: {log}");
@@ -1464,6 +1464,80 @@ fn a_partner_command_that_cannot_write_its_output_says_what_it_did_in_one_line()
             &data,
             &["partner", "rotate", name],
         ));
+    }
+}
+
+/// A stderr that cannot take a line (a full disk, a reader gone: `2>&1 | head -1`) loses
+/// the messages, not the command: each error ends with the exit code it has when its line
+/// is read, and `serve` logs into it, serves the sample edition and stops cleanly. Never a
+/// panic (exit code 101).
+#[test]
+fn a_stderr_that_cannot_be_written_loses_the_messages_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let commands: [&[&str]; 4] = [
+        &["publsh"],
+        &["migrate", "--data-dir", "/dev/null/data"],
+        &["get", "an-id", "--server", "http://127.0.0.1:1"],
+        &[
+            "get",
+            "an-id",
+            "--token",
+            "fp_x",
+            "--server",
+            "http://127.0.0.1:1",
+        ],
+    ];
+    for args in commands {
+        let read = run(feedpub(dir.path()).args(args));
+        let said = text(&read.stderr);
+        assert!(said.starts_with("feedpub: "), "{args:?}: {said}");
+        let code = read.status.code();
+        assert!(matches!(code, Some(1..=4)), "{args:?}: {code:?} {said}");
+        for stderr in [full_disk as fn() -> Stdio, closed_pipe] {
+            let lost = feedpub(dir.path())
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(stderr())
+                .status()
+                .expect("feedpub runs");
+            assert_eq!(lost.code(), code, "{args:?}");
+        }
+    }
+
+    for (name, stderr) in [
+        ("full", full_disk as fn() -> Stdio),
+        ("closed", closed_pipe),
+    ] {
+        let cwd = dir.path().join(name);
+        std::fs::create_dir(&cwd).unwrap();
+        let mut server = ChildGuard(
+            feedpub(&cwd)
+                .args(["serve", "--demo", "--grpc-addr", "127.0.0.1:0"])
+                .args(["--http-addr", "127.0.0.1:0"])
+                .stdout(Stdio::null())
+                .stderr(stderr())
+                .spawn()
+                .expect("feedpub serve starts"),
+        );
+        // The last article of the sample edition written into the feed: the server went
+        // through start-up and every publish, logging all along.
+        let feed = cwd.join("feeds/all/rss.xml");
+        let start = Instant::now();
+        while !std::fs::read_to_string(&feed)
+            .is_ok_and(|f| f.contains("右玉县农旅融合助力乡村振兴"))
+        {
+            if let Some(status) = server.0.try_wait().unwrap() {
+                panic!("serve with a {name} stderr ended: {status}");
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "{name}: the feed was never written"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        signal(&server.0, "TERM");
+        let status = exit_within(&mut server.0, DEADLINE).expect("stopped");
+        assert!(status.success(), "serve with a {name} stderr: {status}");
     }
 }
 

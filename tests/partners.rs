@@ -299,7 +299,7 @@ async fn an_operator_takes_down_a_partners_article_while_the_server_runs() {
     )
     .await;
     assert!(
-        stdout_of(&done).starts_with("wire-1 of partner wire retracted"),
+        stdout_of(&done).starts_with("wire-1 of partner wire was retracted: "),
         "{}",
         text(&done.stdout)
     );
@@ -345,6 +345,42 @@ async fn an_operator_takes_down_a_partners_article_while_the_server_runs() {
             text(&output.stderr)
         );
     }
+
+    // A retraction whose output is lost (a full disk) still says that it was made.
+    client
+        .publish_article(authed(&wire, article("wire-2", "politics")))
+        .await
+        .expect("wire publishes");
+    let (cwd, data) = (server.dir.path().to_owned(), server.data_dir());
+    let lost = tokio::task::spawn_blocking(move || {
+        let mut cmd = common::binary::feedpub(&cwd);
+        cmd.args(["partner", "retract", "wire", "wire-2", "--data-dir"])
+            .arg(data)
+            .stdout(common::binary::full_disk())
+            .stderr(std::process::Stdio::piped());
+        cmd.spawn().unwrap().wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = text(&lost.stderr);
+    assert_eq!(lost.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("feedpub: cannot write the output: ")
+            && stderr.contains("; wire-2 of partner wire was retracted"),
+        "{stderr}"
+    );
+    let got = client
+        .get_article(authed(
+            &wire,
+            GetArticleRequest {
+                id: "wire-2".into(),
+                version: 0,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.state(), ArticleState::Retracted);
 }
 
 #[tokio::test]

@@ -112,7 +112,7 @@ pub fn finish(result: Result<(), ClientError>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("feedpub: {e}");
+            super::tell(&e);
             ExitCode::from(e.code)
         }
     }
@@ -406,11 +406,11 @@ fn retry_delay(status: &Status, attempt: u32) -> Option<Duration> {
 
 /// Tells the user on stderr that a call is tried again.
 fn tell_retry(status: &Status, delay: Duration) {
-    eprintln!(
-        "feedpub: {}; trying again in {:.1} s",
+    super::tell(format_args!(
+        "{}; trying again in {:.1} s",
         one_line(&status_text(status)),
         delay.as_secs_f64()
-    );
+    ));
 }
 
 /// 16 random bytes as hex, for ids unique to one run.

@@ -168,20 +168,20 @@ pub async fn run(command: PartnerCommand) -> anyhow::Result<()> {
                 partners::retract_article(store, &args.name, &args.id, &args.reason).await
             })
             .await?;
-            let said = if changed {
-                format!(
-                    "{} of partner {} retracted: it leaves every feed (a server running on this \
-                     database rebuilds them within seconds, one started later at its start); \
-                     the partner may publish it again unless denied the section or revoked\n",
-                    article.id, args.name
-                )
+            if changed {
+                let done = format!("{} of partner {} was retracted", article.id, args.name);
+                write_out(&format!(
+                    "{done}: it leaves every feed (a server running on this database rebuilds \
+                     them within seconds, one started later at its start); the partner may \
+                     publish it again unless denied the section or revoked\n"
+                ))
+                .map_err(|e| e.after(done))?;
             } else {
-                format!(
+                write_out(&format!(
                     "{} of partner {} was retracted already, reason: {}\n",
                     article.id, args.name, article.retract_reason
-                )
-            };
-            write_out(&said)?;
+                ))?;
+            }
             Ok(())
         }
     }

@@ -140,7 +140,7 @@ async fn list_articles(args: ListArgs) -> Result<(), ClientError> {
             break;
         }
         if shown >= limit {
-            eprintln!("feedpub: more articles follow; --limit 0 lists them all");
+            crate::cli::tell("more articles follow; --limit 0 lists them all");
             break;
         }
     }

@@ -5,6 +5,7 @@
 
 use super::article_json::{ArticleJson, rfc3339};
 use super::{ATTEMPTS, ClientError, ConnectArgs, Remote, exit, finish, retry_delay, tell_retry};
+use crate::cli::tell;
 use crate::grpc::proto::{self, ArticleEventType, WatchArticlesRequest};
 use clap::Args;
 use clap::builder::NonEmptyStringValueParser;
@@ -55,7 +56,9 @@ pub async fn watch(args: WatchArgs) -> ExitCode {
         stopped = signalled() => Err(stopped),
     };
     if let Some(cursor) = resume {
-        eprintln!("feedpub: to continue after the last event shown, pass --cursor {cursor}");
+        tell(format_args!(
+            "to continue after the last event shown, pass --cursor {cursor}"
+        ));
     }
     finish(result)
 }
@@ -117,7 +120,7 @@ async fn follow(args: &WatchArgs, resume: &mut Option<String>) -> Result<(), Cli
             failures = 0;
             if !told {
                 told = true;
-                eprintln!("feedpub: watching from cursor {}", response.cursor);
+                tell(format_args!("watching from cursor {}", response.cursor));
             }
             if resume.is_none() && !response.cursor.is_empty() && response.events.is_empty() {
                 *resume = Some(response.cursor.clone());

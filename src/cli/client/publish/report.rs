@@ -3,6 +3,7 @@
 //! refused line with its number, the reason and the fields to blame, then the warnings.
 
 use super::super::article_json::LineError;
+use crate::cli::tell;
 use crate::grpc::proto::PublishArticleResult;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
@@ -70,6 +71,19 @@ impl Summary {
         self.failures.len()
     }
 
+    /// The counts on one line: "2 lines: 1 published, 0 updated, 1 unchanged, 0 failed".
+    pub fn counts(&self) -> String {
+        format!(
+            "{} {}: {} published, {} updated, {} unchanged, {} failed",
+            self.lines,
+            if self.lines == 1 { "line" } else { "lines" },
+            self.published,
+            self.updated,
+            self.unchanged,
+            self.failed()
+        )
+    }
+
     /// A line refused before it was sent.
     pub fn refused_here(&mut self, line: usize, id: String, error: LineError) {
         self.failures.push(Failure {
@@ -123,15 +137,7 @@ impl Summary {
             writeln!(out)?;
             return out.flush();
         }
-        writeln!(
-            out,
-            "{} lines: {} published, {} updated, {} unchanged, {} failed",
-            self.lines,
-            self.published,
-            self.updated,
-            self.unchanged,
-            self.failed()
-        )?;
+        writeln!(out, "{}", self.counts())?;
         if let Some(line) = self.stopped_at {
             writeln!(
                 out,
@@ -299,14 +305,7 @@ impl Progress {
         } else if let Some(last) = self.last_line
             && last.elapsed() >= LINE_EVERY
         {
-            eprintln!(
-                "feedpub: {} lines: {} published, {} updated, {} unchanged, {} failed",
-                summary.lines,
-                summary.published,
-                summary.updated,
-                summary.unchanged,
-                summary.failed()
-            );
+            tell(summary.counts());
             self.last_line = Some(Instant::now());
         }
     }
@@ -314,8 +313,8 @@ impl Progress {
     /// A message above the bar.
     pub fn note(&self, text: &str) {
         match &self.bar {
-            Some(bar) => bar.suspend(|| eprintln!("feedpub: {text}")),
-            None => eprintln!("feedpub: {text}"),
+            Some(bar) => bar.suspend(|| tell(text)),
+            None => tell(text),
         }
     }
 
