@@ -85,7 +85,12 @@ pub struct StoreArgs {
     #[arg(long, env = "FEEDPUB_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// PostgreSQL database to use instead of SQLite (postgres://user:password@host/db)
-    #[arg(long, env = "FEEDPUB_DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "FEEDPUB_DATABASE_URL",
+        hide_env_values = true,
+        value_parser = clap::builder::NonEmptyStringValueParser::new()
+    )]
     pub database_url: Option<String>,
 }
 
@@ -179,7 +184,8 @@ fn from_environment(error: &clap::Error, args: &[OsString]) -> Option<String> {
     let found = env_arg(&command, long)?;
     let variable = found.get_env()?.to_string_lossy().into_owned();
     let value = std::env::var_os(&variable)?;
-    let shown = if found.is_hide_env_values_set() {
+    // An empty value gives away no secret.
+    let shown = if found.is_hide_env_values_set() && !value.is_empty() {
         String::new()
     } else {
         format!(" {:?}", value.to_string_lossy())
@@ -313,7 +319,7 @@ async fn export(args: StoreArgs) -> anyhow::Result<()> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let counts = match crate::storage::transfer::export(&settings.server, &mut out).await {
         // It names the file it looked for.
-        Err(e @ crate::storage::transfer::TransferError::NoDatabase(_)) => return Err(e.into()),
+        Err(e) if e.names_the_database() => return Err(e.into()),
         exported => {
             exported.with_context(|| format!("cannot export the database in {location}"))?
         }

@@ -89,6 +89,13 @@ pub struct DatabaseUrl(String);
 impl DatabaseUrl {
     /// A `postgres://` or `postgresql://` URL.
     pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.trim().is_empty() {
+            return Err(
+                "the database URL is empty: name a postgres:// database, or give \
+                        none for SQLite in the data folder"
+                    .to_owned(),
+            );
+        }
         match Url::parse(raw) {
             Ok(url) if matches!(url.scheme(), "postgres" | "postgresql") => {
                 Ok(Self(raw.to_owned()))
@@ -925,10 +932,18 @@ impl Settings {
     pub fn load(path: Option<&Path>, overrides: Overrides) -> Result<Self, ConfigError> {
         let (origin, text) = match path {
             Some(path) => (path.display().to_string(), read(path)?),
-            None if Path::new(DEFAULT_CONFIG_PATH).exists() => (
-                DEFAULT_CONFIG_PATH.to_owned(),
-                read(Path::new(DEFAULT_CONFIG_PATH))?,
-            ),
+            // Anything by that name is the configuration, even a link to nothing or a file
+            // that cannot be read: the sample in its place would run another site.
+            None if !matches!(
+                std::fs::symlink_metadata(DEFAULT_CONFIG_PATH),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound
+            ) =>
+            {
+                (
+                    DEFAULT_CONFIG_PATH.to_owned(),
+                    read(Path::new(DEFAULT_CONFIG_PATH))?,
+                )
+            }
             None => (
                 "the embedded sample configuration".to_owned(),
                 EMBEDDED_CONFIG.to_owned(),
@@ -1006,13 +1021,15 @@ impl Settings {
         };
         // Named where it was given: the flag or the environment wins over the file.
         let database_url = match overrides.database_url {
-            Some(url) => (!url.is_empty())
-                .then(|| DatabaseUrl::parse(&url))
-                .transpose()
-                .map_err(|message| ConfigError::Invalid {
-                    origin: "--database-url (or FEEDPUB_DATABASE_URL)".to_owned(),
-                    message,
-                })?,
+            // Empty, it would quietly put SQLite in place of the file's PostgreSQL.
+            Some(url) => {
+                Some(
+                    DatabaseUrl::parse(&url).map_err(|message| ConfigError::Invalid {
+                        origin: "--database-url (or FEEDPUB_DATABASE_URL)".to_owned(),
+                        message,
+                    })?,
+                )
+            }
             None => file
                 .server
                 .database_url
@@ -1824,6 +1841,16 @@ mod tests {
             ..Overrides::default()
         };
         assert_eq!(refused(EMBEDDED_CONFIG, on_postgres), "");
+        // An empty database URL given over the file's is refused, not taken for SQLite.
+        let on_file = "[site]\ntitle = \"t\"\nbase_url = \"http://x/\"\nlanguage = \"zh-CN\"\n\
+                       [server]\ndatabase_url = \"postgres://feedpub@db.example/feedpub\"\n";
+        for empty in ["", " "] {
+            let emptied = Overrides {
+                database_url: Some(empty.to_owned()),
+                ..Overrides::default()
+            };
+            assert!(refused(on_file, emptied).contains("--database-url (or FEEDPUB_DATABASE_URL)"));
+        }
     }
 
     #[test]

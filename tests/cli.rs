@@ -575,7 +575,12 @@ fn a_bad_value_in_the_environment_is_named_by_its_variable() {
         "{said}"
     );
     // An empty variable is said to be empty, not left mid-sentence.
-    for variable in ["FEEDPUB_DATA_DIR", "FEEDPUB_FEEDS_DIR", "FEEDPUB_DEMO"] {
+    for variable in [
+        "FEEDPUB_DATA_DIR",
+        "FEEDPUB_FEEDS_DIR",
+        "FEEDPUB_DEMO",
+        "FEEDPUB_DATABASE_URL",
+    ] {
         let empty = run(feedpub(dir.path()).arg("serve").env(variable, ""));
         let said = text(&empty.stderr);
         assert_eq!(empty.status.code(), Some(2), "{variable}: {said}");
@@ -640,6 +645,11 @@ fn a_bad_command_line_is_one_line_naming_what_is_wrong() {
         (
             &["list", "--section", ""],
             "a value is required for '--section <SLUG>'",
+        ),
+        // An empty database URL would put SQLite in place of the file's PostgreSQL.
+        (
+            &["serve", "--database-url", ""],
+            "a value is required for '--database-url <DATABASE_URL>'",
         ),
     ] {
         let output = run(feedpub(dir.path()).args(args));
@@ -775,6 +785,17 @@ fn serve_finds_feedpub_toml_in_the_working_folder_and_names_it_when_it_is_bad() 
     for wanted in ["feedpub.toml", "line 4", "language"] {
         assert!(stderr.contains(wanted), "{wanted:?} in\n{stderr}");
     }
+
+    // A link to a file that is gone is named too: the embedded sample in its place would
+    // publish another site's sections.
+    let linked = dir.path().join("linked");
+    std::fs::create_dir(&linked).unwrap();
+    std::os::unix::fs::symlink("/etc/feedpub/gone.toml", linked.join("feedpub.toml")).unwrap();
+    let output = run(feedpub(&linked).args(["migrate"]));
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("feedpub.toml"), "{stderr}");
+    assert!(!linked.join("data").exists(), "{stderr}");
 }
 
 #[test]
@@ -1689,6 +1710,22 @@ fn export_audit_and_partner_commands_refuse_a_data_folder_without_a_database() {
         assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
         assert!(output.stdout.is_empty(), "{args:?}");
         assert!(!typo.exists(), "{args:?} created the folder");
+    }
+    // A data folder that cannot be looked into (here a file) is not said to hold no
+    // database: the error is why it cannot be looked into.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    for args in [&["export"][..], &["partner", "list"]] {
+        let output = common::binary::on_data(dir.path(), &file, args);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("feedpub: ")
+                && stderr.contains("cannot look for the database ")
+                && stderr.contains("a-file/feedpub.sqlite3: Not a directory"),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(stderr.matches("a-file").count(), 1, "{args:?}: {stderr}");
     }
     // An empty file: a database with no schema at all, which an export, and the commands
     // that read or change what is stored, leave as it is (migrating is `migrate`'s, or a

@@ -11,7 +11,6 @@ use crate::domain::{
 };
 use crate::partners;
 use crate::storage::Store;
-use crate::storage::transfer::TransferError;
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use clap::{ArgGroup, Args, Subcommand};
@@ -256,7 +255,7 @@ where
     if !creates {
         match crate::storage::transfer::check_schema(&settings.server).await {
             // It names the file it looked for.
-            Err(e @ TransferError::NoDatabase(_)) => return Err(e.into()),
+            Err(e) if e.names_the_database() => return Err(e.into()),
             checked => checked.with_context(location)?,
         }
     }

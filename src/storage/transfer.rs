@@ -340,6 +340,14 @@ pub enum TransferError {
         .0.display()
     )]
     NoDatabase(std::path::PathBuf),
+    #[error(
+        "cannot look for the database {}: {error} (check the data folder: --data-dir, FEEDPUB_DATA_DIR or [server] data_dir)",
+        .file.display()
+    )]
+    Unreachable {
+        file: std::path::PathBuf,
+        error: std::io::Error,
+    },
     /// The schema is not the one this feedpub reads.
     #[error("{0}")]
     Schema(String),
@@ -407,9 +415,7 @@ impl Database {
     /// The database as it is, for reading only: not created, not migrated. Its schema
     /// must be the one this feedpub writes, which `feedpub migrate` brings it to.
     async fn open_as_is(server: &Server) -> Result<Self, TransferError> {
-        if let Some(missing) = missing_database(server) {
-            return Err(TransferError::NoDatabase(missing));
-        }
+        find_database(server)?;
         let database = Self::connect(server, true).await?;
         let known = super::newest_migration(&match &database {
             Self::Postgres(_) => sqlx::migrate!("src/storage/migrations/postgres"),
@@ -471,7 +477,7 @@ impl Database {
     }
 }
 
-/// Refuses a database that is missing (see [`missing_database`]) or whose schema is not the
+/// Refuses a database that is missing (see [`find_database`]) or whose schema is not the
 /// one this feedpub writes: the operator commands that only read or change what is stored
 /// leave migrating to `feedpub migrate` (or `serve`), rather than migrate a database under
 /// the older servers still running on it in the middle of an upgrade.
@@ -480,12 +486,28 @@ pub async fn check_schema(server: &Server) -> Result<(), TransferError> {
     Ok(())
 }
 
-/// The SQLite database file the settings name, when it does not exist (none when they name
-/// a PostgreSQL database). Commands that only read or change what is stored refuse such a
-/// folder, so that a mistyped one is not taken for a new, empty database.
-pub fn missing_database(server: &Server) -> Option<std::path::PathBuf> {
+impl TransferError {
+    /// Whether the error names the database file looked for, and with it the data folder,
+    /// which a message around it need not name again.
+    pub fn names_the_database(&self) -> bool {
+        matches!(self, Self::NoDatabase(_) | Self::Unreachable { .. })
+    }
+}
+
+/// Refuses settings whose SQLite database file does not exist, or cannot be looked for (a
+/// folder that may not be read, a file where a folder should be); PostgreSQL passes.
+/// Commands that only read or change what is stored refuse such a folder, so that a
+/// mistyped one is not taken for a new, empty database.
+fn find_database(server: &Server) -> Result<(), TransferError> {
+    if server.database_url.is_some() {
+        return Ok(());
+    }
     let file = server.data_dir.join(DATABASE_FILE);
-    (server.database_url.is_none() && !file.exists()).then_some(file)
+    match file.try_exists() {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(TransferError::NoDatabase(file)),
+        Err(error) => Err(TransferError::Unreachable { file, error }),
+    }
 }
 
 /// Applies the migrations the database the settings name lacks; returns the newest
