@@ -348,6 +348,23 @@ async fn a_publish_killed_part_way_is_finished_by_running_it_again() {
 
 #[tokio::test]
 async fn ctrl_c_stops_a_publish_with_a_summary_of_what_was_done_and_exit_code_130() {
+    a_signal_stops_a_publish_with_a_summary("INT", 130, "interrupted").await;
+}
+
+#[tokio::test]
+async fn sigterm_stops_a_publish_with_a_summary_of_what_was_done_and_exit_code_143() {
+    a_signal_stops_a_publish_with_a_summary("TERM", 143, "terminated").await;
+}
+
+#[tokio::test]
+async fn sighup_stops_a_publish_with_a_summary_of_what_was_done_and_exit_code_129() {
+    a_signal_stops_a_publish_with_a_summary("HUP", 129, "hung up").await;
+}
+
+/// `signal` stops a publish mid-way: the summary of what was done and where to start
+/// again is printed, the exit code is the shell's for the signal, and a second run
+/// finishes the work.
+async fn a_signal_stops_a_publish_with_a_summary(signal: &str, code: i32, says: &str) {
     let setup = setup().await;
     let lines = edition_lines(30);
     let mut client = setup
@@ -372,7 +389,8 @@ async fn ctrl_c_stops_a_publish_with_a_summary_of_what_was_done_and_exit_code_13
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let status = Command::new("kill")
-        .args(["-INT", &client.id().to_string()])
+        .arg(format!("-{signal}"))
+        .arg(client.id().to_string())
         .status()
         .unwrap();
     assert!(status.success());
@@ -380,7 +398,7 @@ async fn ctrl_c_stops_a_publish_with_a_summary_of_what_was_done_and_exit_code_13
     // the client before the signal does, and lines 21-25 be sent as a last batch.
     let output = client.wait_with_output().unwrap();
     drop(stdin);
-    assert_eq!(output.status.code(), Some(130), "{}", text(&output.stderr));
+    assert_eq!(output.status.code(), Some(code), "{}", text(&output.stderr));
     // The first call's answer is counted, unless the signal came between the server's
     // commit and the client's reading of the answer. The client counts the lines it had
     // read: the first batch's 20, or up to the 25 written, as its reader got to them.
@@ -396,7 +414,11 @@ async fn ctrl_c_stops_a_publish_with_a_summary_of_what_was_done_and_exit_code_13
     let unanswered = rest.starts_with("0 published, 0 updated, 0 unchanged, 0 failed")
         && report.contains("stopped at line 1:");
     assert!(answered || unanswered, "{report}");
-    assert!(text(&output.stderr).contains("interrupted"));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.starts_with(&format!("feedpub: {says}: run the same command again")),
+        "{stderr}"
+    );
 
     let file = setup.file("all.jsonl", &lines);
     let output = run(&mut setup.client(&["publish", file.to_str().unwrap(), "--json"]));

@@ -37,9 +37,9 @@ pub mod exit {
     /// Ctrl-C (SIGINT) stopped a publish or a watch, as a shell reports a process killed
     /// by it.
     pub const INTERRUPTED: u8 = 130;
-    /// SIGTERM stopped a watch (128 + 15).
+    /// SIGTERM stopped a publish or a watch (128 + 15).
     pub const TERMINATED: u8 = 143;
-    /// SIGHUP stopped a watch (128 + 1).
+    /// SIGHUP stopped a publish or a watch (128 + 1).
     pub const HUNG_UP: u8 = 129;
 }
 
@@ -401,6 +401,25 @@ fn retry_delay(status: &Status, attempt: u32) -> Option<Duration> {
             Some(info.retry_delay.unwrap_or(backoff).max(backoff / 4))
         }
         _ => None,
+    }
+}
+
+/// A signal that stops a publish or a watch (interrupt, terminate, hang-up), as the error whose exit
+/// code a shell reports for a process it killed: 128 and the signal's number.
+pub(super) async fn signalled() -> ClientError {
+    use tokio::signal::unix::{SignalKind, signal};
+    let on = |kind: SignalKind| async move {
+        match signal(kind) {
+            Ok(mut signals) => {
+                signals.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => ClientError::new(exit::INTERRUPTED, "interrupted"),
+        () = on(SignalKind::terminate()) => ClientError::new(exit::TERMINATED, "terminated"),
+        () = on(SignalKind::hangup()) => ClientError::new(exit::HUNG_UP, "hung up"),
     }
 }
 

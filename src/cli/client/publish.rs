@@ -83,10 +83,12 @@ pub async fn publish(args: PublishArgs) -> ExitCode {
     let mut summary = Summary::default();
     let result = tokio::select! {
         result = run(args, &mut summary) => result,
-        _ = tokio::signal::ctrl_c() => Err(ClientError::new(
-            exit::INTERRUPTED,
-            "interrupted: run the same command again to finish; \
-             what this run stored will be counted as unchanged",
+        stopped = super::signalled() => Err(ClientError::new(
+            stopped.code,
+            format!(
+                "{stopped}: run the same command again to finish; \
+                 what this run stored will be counted as unchanged"
+            ),
         )),
     };
     if result.is_err() {

@@ -4,7 +4,9 @@
 //! from.
 
 use super::article_json::{ArticleJson, rfc3339};
-use super::{ATTEMPTS, ClientError, ConnectArgs, Remote, exit, finish, retry_delay, tell_retry};
+use super::{
+    ATTEMPTS, ClientError, ConnectArgs, Remote, finish, retry_delay, signalled, tell_retry,
+};
 use crate::cli::tell;
 use crate::grpc::proto::{self, ArticleEventType, WatchArticlesRequest};
 use clap::Args;
@@ -61,25 +63,6 @@ pub async fn watch(args: WatchArgs) -> ExitCode {
         ));
     }
     finish(result)
-}
-
-/// A signal that stops the watch (interrupt, terminate, hang-up), as the error whose exit
-/// code a shell reports for a process it killed: 128 and the signal's number.
-async fn signalled() -> ClientError {
-    use tokio::signal::unix::{SignalKind, signal};
-    let on = |kind: SignalKind| async move {
-        match signal(kind) {
-            Ok(mut signals) => {
-                signals.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => ClientError::new(exit::INTERRUPTED, "interrupted"),
-        () = on(SignalKind::terminate()) => ClientError::new(exit::TERMINATED, "terminated"),
-        () = on(SignalKind::hangup()) => ClientError::new(exit::HUNG_UP, "hung up"),
-    }
 }
 
 /// Prints events until `--limit` or an error; `resume` follows the cursors the server gives.
