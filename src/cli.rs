@@ -191,9 +191,20 @@ fn from_environment(error: &clap::Error, args: &[OsString]) -> Option<String> {
         format!(" {:?}", value.to_string_lossy())
     };
     let reason = match std::error::Error::source(error) {
-        _ if value.is_empty() => {
+        // The flags of `[server]` keys leave an unset value to the file.
+        _ if value.is_empty()
+            && [
+                "data-dir",
+                "database-url",
+                "feeds-dir",
+                "grpc-addr",
+                "http-addr",
+            ]
+            .contains(&long) =>
+        {
             ": it is empty (unset it to leave the setting to the configuration file)".to_owned()
         }
+        _ if value.is_empty() => ": it is empty (unset it for the default)".to_owned(),
         Some(source) => format!(": {source}"),
         None => match error.get(ContextKind::ValidValue) {
             Some(valid) if !valid.to_string().is_empty() => format!(": expected one of {valid}"),

@@ -381,6 +381,10 @@ async fn an_operator_takes_down_a_partners_article_while_the_server_runs() {
         .unwrap()
         .into_inner();
     assert_eq!(got.state(), ArticleState::Retracted);
+    // Asked with no reason, the entry says who retracted it and nothing after.
+    let audit = stdout_of(&cli(&server, &["audit", "--partner", "wire", "--limit", "1"]).await);
+    let entry = audit.lines().find(|l| l.contains("wire-2")).unwrap_or("");
+    assert!(entry.trim_end().ends_with("by the operator"), "{audit}");
 }
 
 #[tokio::test]

@@ -323,7 +323,7 @@ async fn change(args: RightsArgs, grant: bool) -> anyhow::Result<()> {
         (true, true) => "granted",
         (true, false) => "denied",
         (false, true) => "already held",
-        (false, false) => "already not held",
+        (false, false) => "not held, so nothing to deny",
     };
     let said = format!(
         "partner {}: {what} {done}; it may now publish to: {}; under embargo: {}",

@@ -196,10 +196,10 @@ impl AuditEntry {
             outcome,
             time,
         )
-        .with_detail(if by_operator {
-            format!("by the operator: {detail}")
-        } else {
-            detail
+        .with_detail(match (by_operator, detail.is_empty()) {
+            (true, true) => "by the operator".to_owned(),
+            (true, false) => format!("by the operator: {detail}"),
+            (false, _) => detail,
         })
     }
 
