@@ -638,7 +638,7 @@ struct FileFeeds {
     tombstone_days: Option<TombstoneDays>,
     /// The tombstone window in seconds instead of `tombstone_days` (not both): so that a
     /// window can be seen to end (tests, a rehearsal).
-    tombstone_seconds: Option<TombstoneSeconds>,
+    tombstone_seconds: Option<toml::Spanned<TombstoneSeconds>>,
     #[serde(default = "default_build_nice")]
     build_nice: BuildNice,
 }
@@ -1113,14 +1113,14 @@ impl Settings {
                 max_age: file.feeds.max_age,
                 section_max_age,
                 tombstone_window: match (file.feeds.tombstone_days, file.feeds.tombstone_seconds) {
-                    (Some(_), Some(_)) => {
-                        return Err(invalid(
-                            "feeds.tombstone_days and feeds.tombstone_seconds are both set: \
-                             set one of them"
-                                .to_owned(),
-                        ));
+                    (Some(_), Some(seconds)) => {
+                        return Err(invalid(format!(
+                            "line {}: feeds.tombstone_days and feeds.tombstone_seconds are both \
+                             set: set one of them",
+                            line_of(seconds.span())
+                        )));
                     }
-                    (None, Some(seconds)) => chrono::TimeDelta::seconds(seconds.0),
+                    (None, Some(seconds)) => chrono::TimeDelta::seconds(seconds.into_inner().0),
                     (days, None) => {
                         chrono::TimeDelta::days(days.unwrap_or_else(default_tombstone_days).0)
                     }
@@ -1496,7 +1496,10 @@ mod tests {
         );
         // One of them, not both: the other would be silently ignored.
         let both = feeds_with("tombstone_days = 30\ntombstone_seconds = 2").unwrap_err();
-        assert!(both.contains("are both set"), "{both}");
+        assert!(
+            both.contains("t: line 7: feeds.tombstone_days and"),
+            "{both}"
+        );
         for bad in [
             "tombstone_days = -1",
             "tombstone_days = 3651",
