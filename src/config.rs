@@ -1053,15 +1053,19 @@ impl Settings {
                 .http_addr
                 .or(file.server.http_addr)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
-            data_dir: overrides
-                .data_dir
-                .or(file.server.data_dir)
-                .unwrap_or_else(|| PathBuf::from("data")),
+            data_dir: folder(
+                overrides
+                    .data_dir
+                    .or(file.server.data_dir)
+                    .unwrap_or_else(|| PathBuf::from("data")),
+            ),
             database_url,
-            feeds_dir: overrides
-                .feeds_dir
-                .or(file.server.feeds_dir)
-                .unwrap_or_else(|| PathBuf::from("feeds")),
+            feeds_dir: folder(
+                overrides
+                    .feeds_dir
+                    .or(file.server.feeds_dir)
+                    .unwrap_or_else(|| PathBuf::from("feeds")),
+            ),
             tls,
         };
         if let Some(port) = shared_port(server.grpc_addr, server.http_addr) {
@@ -1227,6 +1231,12 @@ fn read(path: &Path) -> Result<String, ConfigError> {
             ),
         }
     })
+}
+
+/// A folder's path without its `.` components but a leading one (`data/.` is `data`):
+/// making a missing folder by the path as given fails on them.
+fn folder(path: PathBuf) -> PathBuf {
+    path.components().collect()
 }
 
 /// The port two listening addresses would both bind, if they would: the same port (other
@@ -1844,6 +1854,17 @@ mod tests {
             ..Overrides::default()
         };
         assert_eq!(refused(EMBEDDED_CONFIG, on_postgres), "");
+        // A `.` that the folders end with (a shell's `$DIR/.`) is left out.
+        let dotted = Overrides {
+            data_dir: Some("n1/.".into()),
+            feeds_dir: Some("./n2/./".into()),
+            ..Overrides::default()
+        };
+        let server = Settings::parse("test.toml", EMBEDDED_CONFIG, dotted)
+            .unwrap()
+            .server;
+        assert_eq!(server.data_dir, PathBuf::from("n1"));
+        assert_eq!(server.feeds_dir, PathBuf::from("./n2"));
         // An empty database URL given over the file's is refused, not taken for SQLite.
         let on_file = "[site]\ntitle = \"t\"\nbase_url = \"http://x/\"\nlanguage = \"zh-CN\"\n\
                        [server]\ndatabase_url = \"postgres://feedpub@db.example/feedpub\"\n";

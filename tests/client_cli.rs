@@ -727,6 +727,20 @@ async fn a_missing_or_refused_token_and_an_unreachable_server_each_end_in_one_li
     ]));
     one_line(&output, 4, "cannot reach the server");
 
+    // https:// to the API that takes no TLS: the scheme to use.
+    let output = run(feedpub(setup.dir.path()).args([
+        "list",
+        "--server",
+        &server.replace("http://", "https://"),
+        "--token",
+        &setup.tokens.newsroom,
+    ]));
+    one_line(
+        &output,
+        4,
+        "the server answers without TLS there: give http://",
+    );
+
     // The feeds' HTTP address, mistaken for the API's: it answers, but not in gRPC.
     let feeds = format!("http://{}", setup.running.http);
     for args in [&["list"][..], &["get", "x"], &["watch", "--limit", "1"]] {

@@ -137,7 +137,8 @@ fn with_causes(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// What to do about a server certificate the client refused, when `causes` say why.
+/// What to do about a TLS connection the client gave up (a certificate it refused, a
+/// server that takes no TLS), when `causes` say why.
 fn certificate_hint(causes: &str) -> Option<&'static str> {
     [
         (
@@ -155,6 +156,11 @@ fn certificate_hint(causes: &str) -> Option<&'static str> {
             "the server's certificate does not name the host of --server",
         ),
         ("Expired", "the server's certificate has expired"),
+        // What rustls makes of the first bytes of an HTTP/2 server that takes no TLS.
+        (
+            "InvalidContentType",
+            "the server answers without TLS there: give http://",
+        ),
     ]
     .into_iter()
     .find(|(cause, _)| causes.contains(cause))
