@@ -48,12 +48,15 @@ pub struct Callback(Url);
 impl Callback {
     /// Parses a callback URL a subscriber sent; the reason says what is wrong with it. Its
     /// length is measured as sent and as stored: normalising writes a character outside
-    /// ASCII as up to three `%XX`, nine bytes where UTF-8 took two to four.
+    /// ASCII as up to three `%XX`, nine bytes where UTF-8 took two to four. A fragment
+    /// (`#…`) is left out: it is never sent in a request, so callbacks that differ by it
+    /// alone are one callback, given one delivery, not one for each.
     pub fn parse(raw: &str) -> Result<Self, String> {
         if raw.len() > MAX_CALLBACK_LEN {
             return Err(format!("must be at most {MAX_CALLBACK_LEN} bytes long"));
         }
-        let callback = Self::stored(raw)?;
+        let mut callback = Self::stored(raw)?;
+        callback.0.set_fragment(None);
         let stored = callback.as_str().len();
         if stored > MAX_CALLBACK_LEN {
             return Err(format!(
@@ -166,6 +169,15 @@ mod tests {
     fn callbacks_must_be_absolute_http_urls() {
         assert!(Callback::parse("https://reader.example/cb?id=1").is_ok());
         assert!(Callback::parse("http://127.0.0.1:9/").is_ok());
+        for fragment in [
+            "https://reader.example/cb?id=1#a",
+            "https://reader.example/cb?id=1#",
+        ] {
+            assert_eq!(
+                Callback::parse(fragment).unwrap().as_str(),
+                "https://reader.example/cb?id=1"
+            );
+        }
         for bad in ["/cb", "ftp://x/", "mailto:a@b", "http://", "not a url"] {
             assert!(Callback::parse(bad).is_err(), "{bad:?}");
         }
