@@ -13,7 +13,7 @@ use axum::http::Method;
 use common::binary::Running;
 use common::postgres::fresh_database;
 use common::{authed, brief, ts};
-use feedpub::grpc::proto::{ListSectionsRequest, PublishArticleRequest};
+use feedpub::grpc::proto::{ListSectionsRequest, PublishArticleRequest, PublishArticlesRequest};
 use std::time::Duration;
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -110,6 +110,58 @@ async fn a_partner_flooding_two_replicas_gets_its_rate_once_not_once_per_replica
         admitted <= allowance,
         "{admitted} calls admitted in {elapsed:?}; the shared limit allows {allowance}"
     );
+    a.kill();
+    b.kill();
+    database.remove().await;
+}
+
+/// Many batch streams at once, on two replicas, each article with a request id: every
+/// article is stored. A chunk's transaction holds a lock per article and per request id
+/// to its commit, and PostgreSQL keeps every connection's locks in one table (6,400 at its
+/// defaults): chunks of 1,000 articles, twelve at once, found it full.
+#[tokio::test]
+async fn many_batch_streams_at_once_on_two_replicas_store_every_article() {
+    const STREAMS_PER_REPLICA: usize = 6;
+    const MESSAGES: usize = 10;
+    const PER_MESSAGE: usize = 100;
+    let Some((database, dir, token, config)) = configured("").await else {
+        return;
+    };
+    let [(mut a, on_a), (mut b, on_b)] = database.two_replicas(dir.path(), Some(&config));
+    let mut calls = Vec::new();
+    for (replica, running) in [("a", &on_a), ("b", &on_b)] {
+        for stream in 0..STREAMS_PER_REPLICA {
+            let mut client = running.client().await;
+            let token = token.clone();
+            let messages: Vec<PublishArticlesRequest> = (0..MESSAGES)
+                .map(|m| PublishArticlesRequest {
+                    requests: (0..PER_MESSAGE)
+                        .map(|n| {
+                            let id = format!("{replica}{stream}-{m}-{n}");
+                            PublishArticleRequest {
+                                request_id: format!("req-{id}"),
+                                article: Some(brief(&id, "批量稿件")),
+                            }
+                        })
+                        .collect(),
+                })
+                .collect();
+            calls.push(tokio::spawn(async move {
+                client
+                    .publish_articles(authed(&token, tokio_stream::iter(messages)))
+                    .await
+                    .map(|answer| answer.into_inner().results)
+            }));
+        }
+    }
+    for call in calls {
+        let results = call.await.unwrap().expect("the batch is answered");
+        assert_eq!(results.len(), MESSAGES * PER_MESSAGE);
+        for result in &results {
+            let status = result.status.clone().unwrap_or_default();
+            assert_eq!(status.code, Code::Ok as i32, "{}", status.message);
+        }
+    }
     a.kill();
     b.kill();
     database.remove().await;

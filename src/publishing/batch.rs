@@ -13,8 +13,6 @@ use tokio::task::JoinHandle;
 
 /// Most articles one batch takes: the answer carries a result for each.
 pub const MAX_BATCH_ARTICLES: usize = 10_000;
-/// Articles stored together, in one writer job, at most: fewer when they are large.
-const CHUNK: usize = 1_000;
 /// Bytes of bodies and summaries a chunk holds at most: a batch holds two chunks at once
 /// (one validated, one being stored), so that a stream of large articles does not hold a
 /// thousand of them, a gigabyte, in memory.
@@ -119,7 +117,11 @@ impl Batch {
                     + c.content_text.as_ref().map_or(0, String::len)
                     + c.summary.len();
                 self.pending.push((index, write, warnings));
-                if self.pending.len() >= CHUNK || self.pending_bytes >= CHUNK_BYTES {
+                // Articles stored together, in one writer job: as many as the store
+                // takes at once, fewer when they are large.
+                if self.pending.len() >= self.publisher.store.batch_chunk()
+                    || self.pending_bytes >= CHUNK_BYTES
+                {
                     self.store_pending().await;
                 }
             }

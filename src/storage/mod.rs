@@ -1010,6 +1010,12 @@ pub trait Store: Send + Sync + 'static {
         false
     }
 
+    /// Most articles a batch hands to [`Store::publish_checked`] at once: the larger, the
+    /// fewer commits a batch costs, the longer each transaction and the more it holds.
+    fn batch_chunk(&self) -> usize {
+        1_000
+    }
+
     /// Reports to `health` what the store's own background work cannot do, from now on.
     fn report_faults_to(&self, _health: &crate::health::Health) {}
 

@@ -40,6 +40,10 @@ use tokio::sync::watch;
 pub(super) const EVENTS_CHANNEL: &str = "feedpub_events";
 /// How often a transaction that lost a race (deadlock, serialization failure) is run again.
 const RETRIES: u32 = 8;
+/// How often a transaction that found PostgreSQL's lock table full is run again, each time
+/// after a pause ([`lock_table_pause`]): the transactions holding the table's locks
+/// release them at their commit, within a chunk's time.
+const LOCK_TABLE_RETRIES: u32 = 12;
 /// How often the newest event is read even without a notification (a lost connection).
 const HEAD_POLL: Duration = Duration::from_secs(5);
 
@@ -69,10 +73,12 @@ type ArticleKey = (i64, String);
 
 /// Runs `$body` (an expression using `$conn: &mut PgConnection`, giving a future of
 /// `Result<T, StoreError>`) in a transaction, committed when it succeeds, and runs it again
-/// when it lost a race to another transaction.
+/// when it lost a race to another transaction, or, after a pause, when the lock table was
+/// full (batch chunks at once each hold a lock per article: some found the table full).
 macro_rules! in_transaction {
     ($store:expr, |$conn:ident| $body:expr) => {{
         let mut attempt = 0;
+        let mut paused = 0;
         loop {
             let result: Result<_, StoreError> = async {
                 let mut tx = $store.pool.begin().await?;
@@ -86,10 +92,35 @@ macro_rules! in_transaction {
             .await;
             match result {
                 Err(e) if attempt < RETRIES && lost_race(&e) => attempt += 1,
+                Err(e) if paused < LOCK_TABLE_RETRIES && lock_table_full(&e) => {
+                    paused += 1;
+                    tokio::time::sleep(lock_table_pause(paused)).await;
+                }
                 other => break other,
             }
         }
     }};
+}
+
+/// True for the error of a transaction that found PostgreSQL's shared lock table full
+/// (`out of shared memory`: it holds `max_locks_per_transaction` times `max_connections`
+/// locks in all); aborted, the transaction released every lock it held.
+fn lock_table_full(error: &StoreError) -> bool {
+    let StoreError::Database(e) = error else {
+        return false;
+    };
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| code == "53200")
+}
+
+/// The pause before the `nth` run again of a transaction that found the lock table full:
+/// 10 ms, doubled each time up to 1 s, and drawn between half and all of that, so that the
+/// transactions that failed together do not try again together.
+fn lock_table_pause(nth: u32) -> Duration {
+    let most = Duration::from_millis(10 << nth.min(7)).min(Duration::from_secs(1));
+    let share = getrandom::u32().unwrap_or(u32::MAX) as f64 / f64::from(u32::MAX);
+    most.mul_f64(0.5 + share / 2.0)
 }
 
 /// True for the errors PostgreSQL gives a transaction it aborted for a concurrent one.
@@ -1091,6 +1122,14 @@ impl Store for PostgresStore {
         true
     }
 
+    /// A chunk's transaction holds a lock per article and per request id to its commit,
+    /// in a lock table all connections share (`max_locks_per_transaction` times
+    /// `max_connections`, 6,400 by default): at 100 articles, 16 chunks at once, a whole
+    /// pool's, hold at most 3,200.
+    fn batch_chunk(&self) -> usize {
+        100
+    }
+
     // The `etag` column holds the document's key: its entity tag and the stored change it
     // shows (see `Store::claim_delivery`).
     async fn claim_delivery(
@@ -1290,6 +1329,26 @@ impl Store for PostgresStore {
 
 #[cfg(test)]
 mod tests {
+    /// The pauses before running again a transaction that found the lock table full grow
+    /// from 5-10 ms to 0.5-1 s, and differ between transactions that failed together.
+    #[test]
+    fn lock_table_pauses_grow_to_a_second_and_are_spread() {
+        use std::time::Duration;
+        for nth in 1..=super::LOCK_TABLE_RETRIES {
+            let most = Duration::from_millis((10 << nth.min(7)).min(1000));
+            let pauses: Vec<Duration> = (0..50).map(|_| super::lock_table_pause(nth)).collect();
+            assert!(
+                pauses.iter().all(|p| *p >= most / 2 && *p <= most),
+                "{nth}: {pauses:?}"
+            );
+            assert!(pauses.iter().any(|p| *p != pauses[0]), "{nth}: {pauses:?}");
+        }
+        assert_eq!(
+            super::lock_table_pause(super::LOCK_TABLE_RETRIES).max(Duration::from_secs(1)),
+            Duration::from_secs(1)
+        );
+    }
+
     /// A database out of reach is reported with its cause (the pool alone would say only
     /// that it timed out waiting for a connection, after 30 s).
     #[tokio::test]
