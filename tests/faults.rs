@@ -153,6 +153,18 @@ async fn politics_feeds(running: &Running) -> Vec<(String, String)> {
     bodies
 }
 
+/// `feedpub serve` on SQLite in a fresh folder (`data/` and `feeds/` in it), with the
+/// test partners, ready.
+async fn started() -> (tempfile::TempDir, common::Tokens, ServeProcess, Running) {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let feeds_dir = dir.path().join("feeds");
+    let tokens = common::add_partners(&data_dir).await;
+    let mut server = ServeProcess::start(ServeOptions::new(&data_dir, &feeds_dir));
+    let running = server.wait_ready();
+    (dir, tokens, server, running)
+}
+
 /// The soft and hard RLIMIT_FSIZE of process `pid`, after setting the soft one to `soft`
 /// (`None`: back to the hard limit).
 fn set_file_size_limit(pid: u32, soft: Option<u64>) {
@@ -225,12 +237,8 @@ async fn truncate_wal(data_dir: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_errors_past_a_file_size_limit_are_reported_survived_and_recovered_from() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, tokens, mut server, running) = started().await;
     let data_dir = dir.path().join("data");
-    let feeds_dir = dir.path().join("feeds");
-    let tokens = common::add_partners(&data_dir).await;
-    let mut server = ServeProcess::start(ServeOptions::new(&data_dir, &feeds_dir));
-    let running = server.wait_ready();
     let pid = server.pid();
     assert!(
         handles_sigxfsz(pid),
@@ -432,6 +440,71 @@ impl Drop for Tmpfs {
     }
 }
 
+/// `feedpub publish` during a storage fault: the server answers each article of the batch
+/// `UNAVAILABLE`, and the client sends those again, saying so, until the fault clears; then
+/// every line is published, and the run ends as one with no fault would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_rides_out_a_storage_fault_sending_the_articles_again() {
+    use std::io::BufRead;
+    let (dir, tokens, server, running) = started().await;
+    let lines: Vec<String> = (0..5)
+        .map(|n| {
+            serde_json::json!({
+                "id": format!("fault-{n}"),
+                "section": "politics",
+                "title": format!("故障期间的稿件 {n}"),
+                "content_text": "本报讯 右玉县农旅融合助力乡村振兴。",
+                "publish_time": "2023-06-07T06:59:00+08:00",
+            })
+            .to_string()
+        })
+        .collect();
+    let file = dir.path().join("five.jsonl");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+
+    set_file_size_limit(server.pid(), Some(0));
+    let mut client = common::binary::feedpub(dir.path())
+        .arg("publish")
+        .arg(&file)
+        .arg("--server")
+        .arg(format!("http://{}", running.grpc))
+        .env("FEEDPUB_TOKEN", &tokens.newsroom)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = client.stderr.take().unwrap();
+    let (said_tx, said) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if said_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The first answer: every article refused for now, and sent again.
+    let first = said.recv_timeout(DEADLINE).expect("a line on stderr");
+    assert!(
+        first.starts_with("feedpub: 5 of lines 1-5: storage failed")
+            && first.ends_with("sending them again in 0.5 s"),
+        "{first}"
+    );
+    set_file_size_limit(server.pid(), None);
+    let status = common::binary::exit_within(&mut client, DEADLINE).expect("publish ends");
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut client.stdout.take().unwrap(), &mut stdout).unwrap();
+    let rest: Vec<String> = said.try_iter().collect();
+    assert!(status.success(), "{status}: {stdout}\n{rest:?}");
+    assert!(
+        stdout.starts_with("5 lines: 5 published, 0 updated, 0 unchanged, 0 failed"),
+        "{stdout}\n{rest:?}"
+    );
+    for path in ["/feeds/politics/rss.xml", "/feeds/all/feed.json"] {
+        wait_for(&server, &running, path, |b| b.contains("故障期间的稿件 4")).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_is_reported_survived_and_recovered_from() {
     let dir = tempfile::tempdir().unwrap();
@@ -617,12 +690,8 @@ async fn settled_feeds(server: &ServeProcess, running: &Running) -> Vec<(String,
 /// not written to, and the feeds are reported faulty, until that server lets it go.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_feeds_folder_removed_while_serving_is_made_locked_and_written_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().join("data");
+    let (dir, tokens, mut server, running) = started().await;
     let feeds_dir = dir.path().join("feeds");
-    let tokens = common::add_partners(&data_dir).await;
-    let mut server = ServeProcess::start(ServeOptions::new(&data_dir, &feeds_dir));
-    let running = server.wait_ready();
     let mut first = common::brief("brief-1", "短讯一");
     first.tags = vec!["乡村振兴".into()];
     publish(&running, &tokens.newsroom, first)

@@ -8,7 +8,9 @@ mod report;
 
 use super::article_json::{LineError, parse_line};
 use super::{ClientError, ConnectArgs, Remote, exit, finish, random_hex};
-use crate::grpc::proto::{ListSectionsRequest, PublishArticleRequest, PublishArticlesRequest};
+use crate::grpc::proto::{
+    ListSectionsRequest, PublishArticleRequest, PublishArticleResult, PublishArticlesRequest,
+};
 use crate::lines::LineRead;
 use clap::Args;
 use prost::Message;
@@ -17,8 +19,9 @@ use sha2::{Digest, Sha256};
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 use tokio::sync::mpsc;
-use tonic::Code;
+use tonic::{Code, Status};
 
 /// Options of `feedpub publish`.
 #[derive(Debug, Args)]
@@ -294,7 +297,10 @@ fn request_id(article: &crate::grpc::proto::Article, salt: &str) -> String {
 }
 
 /// Sends the batch as one PublishArticles call (again while the server is unavailable or
-/// rate limits: the request ids make that safe) and records each article's result.
+/// rate limits: the request ids make that safe) and records each article's result. The
+/// articles the server could not store for a while (its database out of reach: a result
+/// of `UNAVAILABLE`) are sent again, as a call would be, and recorded once answered
+/// otherwise or out of attempts.
 async fn send(
     remote: &Remote,
     batch: &mut Vec<Pending>,
@@ -302,13 +308,64 @@ async fn send(
     progress: &mut Progress,
     offset: u64,
 ) -> Result<(), ClientError> {
-    if batch.is_empty() {
-        progress.update(offset, summary);
-        return Ok(());
+    let mut attempt = 0;
+    while !batch.is_empty() {
+        attempt += 1;
+        let results = call(remote, batch, progress).await?;
+        let (first, last) = lines_of(batch);
+        summary.unanswered_from = None;
+        let mut again = Vec::new();
+        let mut wait: Option<(Duration, Status)> = None;
+        for (pending, result) in batch.drain(..).zip(results) {
+            let status = result.status.clone().unwrap_or_default();
+            let status = Status::with_details(
+                Code::from(status.code),
+                status.message.clone(),
+                status.encode_to_vec().into(),
+            );
+            match super::retry_delay(&status, attempt) {
+                Some(delay) if attempt < super::ATTEMPTS && status.code() == Code::Unavailable => {
+                    summary.unanswered_from = summary.unanswered_from.or(Some(pending.number));
+                    again.push(pending);
+                    if wait.as_ref().is_none_or(|(longest, _)| delay > *longest) {
+                        wait = Some((delay, status));
+                    }
+                }
+                _ => summary.record(pending.number, pending.id, result),
+            }
+        }
+        if let Some((delay, status)) = wait {
+            progress.note(&format!(
+                "{} of lines {first}-{last}: {}; sending them again in {:.1} s",
+                again.len(),
+                super::one_line(status.message()),
+                delay.as_secs_f64()
+            ));
+            tokio::time::sleep(delay).await;
+        }
+        *batch = again;
     }
+    progress.update(offset, summary);
+    Ok(())
+}
+
+/// The numbers of the first and the last line of `batch`.
+fn lines_of(batch: &[Pending]) -> (usize, usize) {
+    (
+        batch.first().map_or(0, |p| p.number),
+        batch.last().map_or(0, |p| p.number),
+    )
+}
+
+/// Sends `batch` as one PublishArticles call, again while the server is unavailable or rate
+/// limits; one result for each of its articles.
+async fn call(
+    remote: &Remote,
+    batch: &[Pending],
+    progress: &Progress,
+) -> Result<Vec<PublishArticleResult>, ClientError> {
     let messages = messages(batch);
-    let first = batch.first().map_or(0, |p| p.number);
-    let last = batch.last().map_or(0, |p| p.number);
+    let (first, last) = lines_of(batch);
     let answer = remote
         .retrying(
             |mut client| {
@@ -345,12 +402,7 @@ async fn send(
             batch.len()
         )));
     }
-    summary.unanswered_from = None;
-    for (pending, result) in batch.drain(..).zip(results) {
-        summary.record(pending.number, pending.id, result);
-    }
-    progress.update(offset, summary);
-    Ok(())
+    Ok(results)
 }
 
 /// The batch as stream messages of about [`MESSAGE_BYTES`] each.
