@@ -429,6 +429,78 @@ impl Tmpfs {
     fn empty(&self) {
         std::fs::remove_file(self.path.join("ballast")).unwrap();
     }
+
+    /// Mounts it again read-only (`false`) or writable (`true`).
+    fn remount(&self, writable: bool) {
+        let status = Command::new("mount")
+            .args(["-o", if writable { "remount,rw" } else { "remount,ro" }])
+            .arg(&self.path)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount -o remount: {status}");
+    }
+}
+
+/// What was mounted, or `None`, the test skipped (saying why, so as to `what`), where it
+/// cannot be: not in CI, which runs as root.
+fn mounted_or_skipped<T>(mounted: Result<T, String>, what: &str) -> Option<T> {
+    match mounted {
+        Ok(mounted) => Some(mounted),
+        Err(why) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI runs as root and must be able to mount a tmpfs: {why}"
+            );
+            eprintln!("skipped: {why} (run as root to {what})");
+            None
+        }
+    }
+}
+
+/// A SQLite database on a read-only file system: every command that opens it, and `serve`,
+/// says which file it could not write and why, in the system's words, where SQLite says
+/// only that it cannot open the file.
+#[test]
+fn a_database_on_a_read_only_file_system_is_named_with_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let mounted = Tmpfs::mount(&dir.path().join("disk"), "16m");
+    let Some(disk) = mounted_or_skipped(mounted, "mount a read-only file system") else {
+        return;
+    };
+    let data = disk.path.join("data");
+    let data_arg = data.to_str().unwrap();
+    let migrated = common::binary::on_data(dir.path(), &data, &["migrate"]);
+    assert!(migrated.status.success(), "{migrated:?}");
+    disk.remount(false);
+    let file = data.join("feedpub.sqlite3");
+    let why = format!(
+        "cannot write {}: Read-only file system",
+        file.to_str().unwrap()
+    );
+    for args in [
+        &["partner", "list"][..],
+        &["export"],
+        &["audit"],
+        &["migrate"],
+        &["partner", "add", "wire", "--section", "politics"],
+        &[
+            "serve",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+        ],
+    ] {
+        let output = common::binary::run(
+            common::binary::feedpub(dir.path())
+                .args(args)
+                .args(["--data-dir", data_arg]),
+        );
+        let stderr = common::binary::text(&output.stderr);
+        assert!(!output.status.success(), "{args:?}: {stderr}");
+        assert!(stderr.contains(&why), "{args:?}: {stderr}");
+    }
+    disk.remount(true);
 }
 
 impl Drop for Tmpfs {
@@ -513,16 +585,8 @@ async fn a_full_disk_is_reported_survived_and_recovered_from() {
     let feeds_dir = dir.path().join("feeds-disk/feeds");
     let mounted = Tmpfs::mount(&dir.path().join("data-disk"), "16m")
         .and_then(|data| Ok((data, Tmpfs::mount(&dir.path().join("feeds-disk"), "16m")?)));
-    let (data_disk, feeds_disk) = match mounted {
-        Ok(disks) => disks,
-        Err(why) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI runs as root and must be able to mount a tmpfs: {why}"
-            );
-            eprintln!("skipped: {why} (run as root to simulate a full disk)");
-            return;
-        }
+    let Some((data_disk, feeds_disk)) = mounted_or_skipped(mounted, "simulate a full disk") else {
+        return;
     };
     let tokens = common::add_partners(&data_dir).await;
     let mut server = ServeProcess::start(ServeOptions::new(&data_dir, &feeds_dir));

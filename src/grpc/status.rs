@@ -118,6 +118,7 @@ impl From<PublishError> for Status {
                 | StoreError::Migrate(_)
                 | StoreError::UnknownSchema { .. }
                 | StoreError::Create { .. }
+                | StoreError::Unwritable { .. }
                 | StoreError::Conflict(_)
                 | StoreError::EtagMismatch(_)
                 | StoreError::RequestIdReused(_)

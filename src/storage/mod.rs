@@ -83,6 +83,13 @@ pub enum StoreError {
         path: std::path::PathBuf,
         error: Arc<std::io::Error>,
     },
+    /// The database file, or the folder where SQLite makes its log, may not be written (a
+    /// read-only mount, permissions): what SQLite reports only as a file it cannot open.
+    #[error("cannot write {}: {error}", .path.display())]
+    Unwritable {
+        path: std::path::PathBuf,
+        error: Arc<std::io::Error>,
+    },
     /// Migrating the schema failed.
     #[error("database migration failed: {0}")]
     Migrate(Arc<sqlx::migrate::MigrateError>),
@@ -226,22 +233,29 @@ pub fn only_result(mut results: Vec<Result<Revision, StoreError>>) -> Result<Rev
     }
 }
 
+/// The primary result code of a SQLite error (`SQLITE_CANTOPEN` is 14): SQLite gives its
+/// extended codes, in decimal, whose low byte is the primary one.
+pub(crate) fn sqlite_code(e: &sqlx::Error) -> Option<i64> {
+    let sqlx::Error::Database(db) = e else {
+        return None;
+    };
+    let sqlite = db.try_downcast_ref::<sqlx::sqlite::SqliteError>()?;
+    sqlx::error::DatabaseError::code(sqlite)
+        .and_then(|code| code.parse::<i64>().ok())
+        .map(|code| code & 0xff)
+}
+
 impl From<sqlx::Error> for StoreError {
     /// A database that says its own file or pages are damaged (SQLite's `SQLITE_CORRUPT`
     /// and `SQLITE_NOTADB`, with their extended codes; PostgreSQL's class XX001 and XX002)
     /// is [`StoreError::Corrupt`]: trying again does not help, so no partner is told to.
     fn from(e: sqlx::Error) -> Self {
-        let damaged = match &e {
-            // SQLite's codes are its extended result codes, in decimal: the primary code is
-            // the low byte. PostgreSQL's are SQLSTATEs, some all digits (22027).
-            sqlx::Error::Database(db) => match db.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
-                Some(sqlite) => sqlx::error::DatabaseError::code(sqlite)
-                    .and_then(|code| code.parse::<i64>().ok())
-                    .is_some_and(|code| matches!(code & 0xff, 11 | 26)),
-                None => db
-                    .code()
-                    .is_some_and(|code| matches!(code.as_ref(), "XX001" | "XX002")),
-            },
+        let damaged = match (&e, sqlite_code(&e)) {
+            (_, Some(code)) => matches!(code, 11 | 26),
+            // PostgreSQL's codes are SQLSTATEs, some all digits (22027).
+            (sqlx::Error::Database(db), None) => db
+                .code()
+                .is_some_and(|code| matches!(code.as_ref(), "XX001" | "XX002")),
             _ => false,
         };
         if damaged {

@@ -45,6 +45,36 @@ pub fn create_data_folder(path: &Path) -> std::io::Result<()> {
     folder.create(path)
 }
 
+/// The error of a database `file` SQLite could not open (`SQLITE_CANTOPEN`) or not write
+/// (`SQLITE_READONLY`): why, in the system's words ("Read-only file system", "Permission
+/// denied"), when that is that it may not be written. Even reading writes, in WAL mode.
+pub(super) fn unopened(file: &Path, e: sqlx::Error) -> StoreError {
+    match super::sqlite_code(&e) {
+        Some(8 | 14) => unwritable(file).unwrap_or_else(|| e.into()),
+        _ => e.into(),
+    }
+}
+
+/// Whether the database `file`, or its write-ahead log beside it (made when missing, as
+/// SQLite makes it, so that the folder is tried too), may not be opened for writing, and
+/// why. `None` when both may.
+fn unwritable(file: &Path) -> Option<StoreError> {
+    let log = file.with_extension("sqlite3-wal");
+    for (path, create) in [(file, false), (log.as_path(), true)] {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(create);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        if let Err(error) = options.open(path) {
+            return Some(StoreError::Unwritable {
+                path: path.to_owned(),
+                error: Arc::new(error),
+            });
+        }
+    }
+    None
+}
+
 /// Creates `file` empty, readable and writable by its owner only, unless it exists: SQLite
 /// then opens it as a new database, and gives its WAL the same mode.
 fn create_private(file: &Path) -> std::io::Result<()> {
@@ -272,7 +302,9 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let mut writer = SqliteConnection::connect_with(&options).await?;
+        let mut writer = SqliteConnection::connect_with(&options)
+            .await
+            .map_err(|e| unopened(&file, e))?;
         // The writer revisits the pages of every index an article is in: keep them cached
         // (64 MiB) rather than read back from the file for each article of a batch; keep
         // the journal of each job's savepoint in memory rather than in a temporary file; and

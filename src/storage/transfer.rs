@@ -416,7 +416,16 @@ impl Database {
     /// must be the one this feedpub writes, which `feedpub migrate` brings it to.
     async fn open_as_is(server: &Server) -> Result<Self, TransferError> {
         find_database(server)?;
-        let database = Self::connect(server, true).await?;
+        // Reading in WAL mode writes too (the shared-memory index beside the file): a
+        // SQLite file that cannot be opened is told why.
+        let explained = |e: sqlx::Error| -> TransferError {
+            match server.database_url {
+                None => super::sqlite::unopened(&server.data_dir.join(DATABASE_FILE), e),
+                Some(_) => e.into(),
+            }
+            .into()
+        };
+        let database = Self::connect(server, true).await.map_err(explained)?;
         let known = super::newest_migration(&match &database {
             Self::Postgres(_) => sqlx::migrate!("src/storage/migrations/postgres"),
             Self::Sqlite(_) => sqlx::migrate!("src/storage/migrations/sqlite"),
@@ -425,7 +434,7 @@ impl Database {
             Ok(found) => found,
             Err(e) => {
                 database.close().await;
-                return Err(e.into());
+                return Err(explained(e));
             }
         };
         if found != known {
