@@ -575,6 +575,34 @@ async fn a_publish_rides_out_a_storage_fault_sending_the_articles_again() {
     for path in ["/feeds/politics/rss.xml", "/feeds/all/feed.json"] {
         wait_for(&server, &running, path, |b| b.contains("故障期间的稿件 4")).await;
     }
+
+    // A fault that outlasts every attempt ends the run as an unreachable server does
+    // (exit code 4), with the line to start again from; the articles stored before are
+    // counted, those after it left for the next run.
+    set_file_size_limit(server.pid(), Some(0));
+    let output = common::binary::run(
+        common::binary::feedpub(dir.path())
+            .arg("publish")
+            .arg(&file)
+            .args(["--new-request-ids", "--server"])
+            .arg(format!("http://{}", running.grpc))
+            .env("FEEDPUB_TOKEN", &tokens.newsroom),
+    );
+    set_file_size_limit(server.pid(), None);
+    let (stdout, stderr) = (
+        common::binary::text(&output.stdout),
+        common::binary::text(&output.stderr),
+    );
+    assert_eq!(output.status.code(), Some(4), "{stdout}\n{stderr}");
+    assert_eq!(stderr.matches("sending them again").count(), 5, "{stderr}");
+    assert!(
+        stderr.contains("feedpub: the server could not store 5 of lines 1-5 in 6 attempts: "),
+        "{stderr}"
+    );
+    assert!(
+        stdout.starts_with("5 lines: 0 published") && stdout.contains("stopped at line 1:"),
+        "{stdout}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

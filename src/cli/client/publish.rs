@@ -300,7 +300,8 @@ fn request_id(article: &crate::grpc::proto::Article, salt: &str) -> String {
 /// rate limits: the request ids make that safe) and records each article's result. The
 /// articles the server could not store for a while (its database out of reach: a result
 /// of `UNAVAILABLE`) are sent again, as a call would be, and recorded once answered
-/// otherwise or out of attempts.
+/// otherwise; still unavailable after the last attempt, they end the run as a call that
+/// failed throughout does, for a run later to publish them and the lines after.
 async fn send(
     remote: &Remote,
     batch: &mut Vec<Pending>,
@@ -324,7 +325,7 @@ async fn send(
                 status.encode_to_vec().into(),
             );
             match super::retry_delay(&status, attempt) {
-                Some(delay) if attempt < super::ATTEMPTS && status.code() == Code::Unavailable => {
+                Some(delay) if status.code() == Code::Unavailable => {
                     summary.unanswered_from = summary.unanswered_from.or(Some(pending.number));
                     again.push(pending);
                     if wait.as_ref().is_none_or(|(longest, _)| delay > *longest) {
@@ -333,6 +334,20 @@ async fn send(
                 }
                 _ => summary.record(pending.number, pending.id, result),
             }
+        }
+        if let Some((_, status)) = wait.as_ref()
+            && attempt >= super::ATTEMPTS
+        {
+            let (first, last) = lines_of(&again);
+            return Err(ClientError::new(
+                exit::UNREACHABLE,
+                format!(
+                    "the server could not store {} of lines {first}-{last} in {} attempts: {}",
+                    again.len(),
+                    super::ATTEMPTS,
+                    super::one_line(status.message())
+                ),
+            ));
         }
         if let Some((delay, status)) = wait {
             progress.note(&format!(
