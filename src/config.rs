@@ -619,8 +619,8 @@ impl TryFrom<String> for ImageUrl {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct FileServer {
-    grpc_addr: Option<SocketAddr>,
-    http_addr: Option<SocketAddr>,
+    grpc_addr: Option<toml::Spanned<SocketAddr>>,
+    http_addr: Option<toml::Spanned<SocketAddr>>,
     data_dir: Option<PathBuf>,
     database_url: Option<toml::Spanned<String>>,
     feeds_dir: Option<PathBuf>,
@@ -1044,14 +1044,24 @@ impl Settings {
                 })
                 .transpose()?,
         };
+        // The line of each address, when the file gave the one taken.
+        let file_line = |overridden: bool, spanned: &Option<toml::Spanned<SocketAddr>>| {
+            (!overridden)
+                .then(|| spanned.as_ref().map(|a| line_of(a.span())))
+                .flatten()
+        };
+        let address_lines = (
+            file_line(overrides.grpc_addr.is_some(), &file.server.grpc_addr),
+            file_line(overrides.http_addr.is_some(), &file.server.http_addr),
+        );
         let server = Server {
             grpc_addr: overrides
                 .grpc_addr
-                .or(file.server.grpc_addr)
+                .or(file.server.grpc_addr.map(toml::Spanned::into_inner))
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 50051))),
             http_addr: overrides
                 .http_addr
-                .or(file.server.http_addr)
+                .or(file.server.http_addr.map(toml::Spanned::into_inner))
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
             data_dir: folder(
                 overrides
@@ -1069,8 +1079,13 @@ impl Settings {
             tls,
         };
         if let Some(port) = shared_port(server.grpc_addr, server.http_addr) {
+            let lines = match address_lines {
+                (Some(grpc), Some(http)) => format!("lines {grpc} and {http}: "),
+                (Some(line), None) | (None, Some(line)) => format!("line {line}: "),
+                (None, None) => String::new(),
+            };
             return Err(invalid(format!(
-                "server.grpc_addr ({}) and server.http_addr ({}) (or --grpc-addr and \
+                "{lines}server.grpc_addr ({}) and server.http_addr ({}) (or --grpc-addr and \
                  --http-addr, FEEDPUB_GRPC_ADDR and FEEDPUB_HTTP_ADDR) share port {port}: the \
                  gRPC API and the feeds each need a port of their own",
                 server.grpc_addr, server.http_addr
@@ -1212,9 +1227,19 @@ impl Settings {
 /// The configuration file's text; one that is not UTF-8 is refused naming the line and
 /// column of its first byte that is not part of a character.
 fn read(path: &Path) -> Result<String, ConfigError> {
-    let bytes = std::fs::read(path).map_err(|error| ConfigError::Read {
-        path: path.to_owned(),
-        error,
+    let bytes = std::fs::read(path).map_err(|error| {
+        // A link whose target is gone says which target.
+        let error = match std::fs::read_link(path) {
+            Ok(target) if error.kind() == std::io::ErrorKind::NotFound => std::io::Error::new(
+                error.kind(),
+                format!("it is a link to {}, which does not exist", target.display()),
+            ),
+            _ => error,
+        };
+        ConfigError::Read {
+            path: path.to_owned(),
+            error,
+        }
     })?;
     String::from_utf8(bytes).map_err(|e| {
         let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
@@ -1766,6 +1791,18 @@ mod tests {
                 "{grpc} {http}: {refused}"
             );
         }
+        // Given in the file, each named by its line.
+        let in_file = "[site]\ntitle = \"t\"\nbase_url = \"http://x/\"\nlanguage = \"zh-CN\"\n\
+                       [server]\ngrpc_addr = \"127.0.0.1:8080\"\nhttp_addr = \"127.0.0.1:8080\"\n";
+        let refused = Settings::parse("test.toml", in_file, Overrides::default())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            refused
+                .starts_with("invalid configuration in test.toml: lines 6 and 7: server.grpc_addr"),
+            "{refused}"
+        );
         for (grpc, http) in [
             ("127.0.0.1:0", "127.0.0.1:0"),
             ("127.0.0.1:8080", "127.0.0.2:8080"),
