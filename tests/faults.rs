@@ -457,9 +457,12 @@ fn mounted_or_skipped<T>(mounted: Result<T, String>, what: &str) -> Option<T> {
     }
 }
 
-/// A SQLite database on a read-only file system: every command that opens it, and `serve`,
+/// A SQLite database on a read-only file system, as a clean shutdown leaves it and as a
+/// killed server leaves it (its WAL and shared-memory index beside it, through which
+/// SQLite could read it): every command that writes, and `serve`, is refused at once and
 /// says which file it could not write and why, in the system's words, where SQLite says
-/// only that it cannot open the file.
+/// only that it cannot open the file, or nothing until the first write; `export`, which
+/// only reads, exports what is stored.
 #[test]
 fn a_database_on_a_read_only_file_system_is_named_with_why() {
     let dir = tempfile::tempdir().unwrap();
@@ -467,38 +470,61 @@ fn a_database_on_a_read_only_file_system_is_named_with_why() {
     let Some(disk) = mounted_or_skipped(mounted, "mount a read-only file system") else {
         return;
     };
-    let data = disk.path.join("data");
-    let data_arg = data.to_str().unwrap();
-    let migrated = common::binary::on_data(dir.path(), &data, &["migrate"]);
-    assert!(migrated.status.success(), "{migrated:?}");
-    disk.remount(false);
-    let file = data.join("feedpub.sqlite3");
-    let why = format!(
-        "cannot write {}: Read-only file system",
-        file.to_str().unwrap()
-    );
-    for args in [
-        &["partner", "list"][..],
-        &["export"],
-        &["audit"],
-        &["migrate"],
-        &["partner", "add", "wire", "--section", "politics"],
-        &[
-            "serve",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-        ],
-    ] {
-        let output = common::binary::run(
-            common::binary::feedpub(dir.path())
-                .args(args)
-                .args(["--data-dir", data_arg]),
+    let clean = disk.path.join("clean");
+    let left = disk.path.join("left");
+    for data in [&clean, &left] {
+        let added = common::binary::on_data(
+            dir.path(),
+            data,
+            &["partner", "add", "wire", "--section", "politics"],
         );
-        let stderr = common::binary::text(&output.stderr);
-        assert!(!output.status.success(), "{args:?}: {stderr}");
-        assert!(stderr.contains(&why), "{args:?}: {stderr}");
+        assert!(added.status.success(), "{added:?}");
+    }
+    let feeds = dir.path().join("feeds");
+    let mut server = ServeProcess::start(ServeOptions::new(&left, &feeds));
+    server.wait_ready();
+    server.kill();
+    assert!(left.join("feedpub.sqlite3-wal").exists());
+    assert!(!clean.join("feedpub.sqlite3-wal").exists());
+    disk.remount(false);
+    for data in [&clean, &left] {
+        let data_arg = data.to_str().unwrap();
+        let file = data.join("feedpub.sqlite3");
+        let why = format!(
+            "cannot write {}: Read-only file system",
+            file.to_str().unwrap()
+        );
+        for args in [
+            &["partner", "list"][..],
+            &["audit"],
+            &["migrate"],
+            &["import", "/dev/null"],
+            &["partner", "add", "wire", "--section", "politics"],
+            &[
+                "serve",
+                "--grpc-addr",
+                "127.0.0.1:0",
+                "--http-addr",
+                "127.0.0.1:0",
+            ],
+        ] {
+            let output = common::binary::run(
+                common::binary::feedpub(dir.path())
+                    .args(args)
+                    .args(["--data-dir", data_arg]),
+            );
+            let stderr = common::binary::text(&output.stderr);
+            assert!(!output.status.success(), "{data_arg} {args:?}: {stderr}");
+            assert!(stderr.contains(&why), "{data_arg} {args:?}: {stderr}");
+        }
+        let exported = common::binary::on_data(dir.path(), data, &["export"]);
+        assert!(exported.status.success(), "{exported:?}");
+        let rows = common::binary::stdout_of(&exported);
+        assert!(
+            rows.lines()
+                .any(|l| l.contains(r#""table":"partners""#) && l.contains("wire")),
+            "{rows}"
+        );
     }
     disk.remount(true);
 }

@@ -55,24 +55,44 @@ pub(super) fn unopened(file: &Path, e: sqlx::Error) -> StoreError {
     }
 }
 
-/// Whether the database `file`, or its write-ahead log beside it (made when missing, as
-/// SQLite makes it, so that the folder is tried too), may not be opened for writing, and
-/// why. `None` when both may.
+/// Whether the database `file`, or its write-ahead log beside it (or, with none, the
+/// folder SQLite would make it in), may not be written, and why. `None` when they may.
 fn unwritable(file: &Path) -> Option<StoreError> {
     let log = file.with_extension("sqlite3-wal");
-    for (path, create) in [(file, false), (log.as_path(), true)] {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(create);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        if let Err(error) = options.open(path) {
-            return Some(StoreError::Unwritable {
-                path: path.to_owned(),
-                error: Arc::new(error),
-            });
-        }
-    }
-    None
+    let folder = match file.parent() {
+        Some(folder) if !folder.as_os_str().is_empty() => folder,
+        _ => Path::new("."),
+    };
+    let beside = if matches!(log.try_exists(), Ok(false)) {
+        folder
+    } else {
+        &log
+    };
+    [file, beside].into_iter().find_map(|path| {
+        write_refused(path).map(|error| StoreError::Unwritable {
+            path: path.to_owned(),
+            error: Arc::new(error),
+        })
+    })
+}
+
+/// Why `path` may not be written, asked of the system without opening it: closing a
+/// descriptor of a file SQLite has open in this process would drop every lock SQLite holds
+/// on it (POSIX record locks belong to the process and the file, not the descriptor), and
+/// let another process write under its readers and writer.
+fn write_refused(path: &Path) -> Option<std::io::Error> {
+    rustix::fs::access(path, rustix::fs::Access::WRITE_OK)
+        .err()
+        .map(std::io::Error::from)
+}
+
+/// Whether the database `file` may be read only as an immutable file: it may not be
+/// written (a read-only file system, say), and no WAL beside it holds writes it lacks.
+/// SQLite reads a file in WAL mode through a shared-memory index it makes beside it, which
+/// it cannot make there; an immutable file it reads without one.
+pub(super) fn readable_only_as_immutable(file: &Path) -> bool {
+    let log = file.with_extension("sqlite3-wal");
+    matches!(log.try_exists(), Ok(false)) && write_refused(file).is_some()
 }
 
 /// Creates `file` empty, readable and writable by its owner only, unless it exists: SQLite
@@ -294,6 +314,12 @@ impl SqliteStore {
         };
         create_data_folder(data_dir).map_err(cannot_create(data_dir))?;
         create_private(&file).map_err(cannot_create(&file))?;
+        // SQLite opens a file it may not write for reading only, and says so at the first
+        // write, which a store already migrated may not make for a while (and a WAL left
+        // beside it lets it read): such a store is refused at once, and why.
+        if let Some(refused) = unwritable(&file) {
+            return Err(refused);
+        }
         let options = SqliteConnectOptions::new()
             .filename(data_dir.join(DATABASE_FILE))
             .create_if_missing(true)

@@ -384,7 +384,9 @@ impl Database {
     }
 
     /// One connection to the database the settings name; `read_only` for SQLite opens the
-    /// file so (a PostgreSQL export reads in a read-only transaction of its own).
+    /// file so, and reads a file that may not be written with no WAL beside it (on a
+    /// read-only file system, say) as immutable (a PostgreSQL export reads in a read-only
+    /// transaction of its own).
     async fn connect(server: &Server, read_only: bool) -> Result<Self, sqlx::Error> {
         Ok(match &server.database_url {
             Some(url) => {
@@ -398,9 +400,12 @@ impl Database {
                 )
             }
             None => {
+                let file = server.data_dir.join(DATABASE_FILE);
+                let immutable = read_only && super::sqlite::readable_only_as_immutable(&file);
                 let options = SqliteConnectOptions::new()
-                    .filename(server.data_dir.join(DATABASE_FILE))
+                    .filename(file)
                     .read_only(read_only)
+                    .immutable(immutable)
                     .foreign_keys(true);
                 Self::Sqlite(
                     SqlitePoolOptions::new()
