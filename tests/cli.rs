@@ -1073,14 +1073,18 @@ fn import_refuses_rows_no_publish_would_store_and_stores_none_of_them() {
 /// the time their feeds last changed; those of version 4 keep theirs, none included. Names
 /// keep when they were first stored from version 5 on, and are dated before it.
 /// Subscriptions keep where their callback was reached from version 6 on, and have none
-/// before it.
+/// before it. The site the feeds' Atom ids begin with is carried from version 7 on.
 #[test]
 fn exports_of_earlier_versions_import_and_later_ones_are_refused_at_their_first_line() {
     let dir = tempfile::tempdir().unwrap();
     let export = sample_edition_export(dir.path());
     let mut lines = export.lines();
     let header: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
-    assert_eq!(header["version"], 6, "{header}");
+    assert_eq!(header["version"], 7, "{header}");
+    assert!(
+        export.contains(r#""table":"site_identity""#),
+        "a served database records its site: {export}"
+    );
     let mut rows: Vec<serde_json::Value> =
         lines.map(|l| serde_json::from_str(l).unwrap()).collect();
     // Version 3 ends with the row counts; earlier versions have no such line.
@@ -1107,7 +1111,9 @@ fn exports_of_earlier_versions_import_and_later_ones_are_refused_at_their_first_
             serde_json::json!({"format": "feedpub-export", "version": version}).to_string();
         for row in &rows {
             let mut row = row.clone();
-            if version < 4 && row["table"] == "feed_sizes" {
+            if version < 4 && row["table"] == "feed_sizes"
+                || version < 7 && row["table"] == "site_identity"
+            {
                 continue;
             }
             if version < 5 && row["table"] == "feed_sizes" {
@@ -1140,6 +1146,9 @@ fn exports_of_earlier_versions_import_and_later_ones_are_refused_at_their_first_
             if version < 4 {
                 end["end"].as_object_mut().unwrap().remove("feed_sizes");
             }
+            if version < 7 {
+                end["end"].as_object_mut().unwrap().remove("site_identity");
+            }
             text.push('\n');
             text.push_str(&end.to_string());
         }
@@ -1166,7 +1175,8 @@ fn exports_of_earlier_versions_import_and_later_ones_are_refused_at_their_first_
         (4, true),
         (5, true),
         (6, true),
-        (7, false),
+        (7, true),
+        (8, false),
     ] {
         let file = dir.path().join(format!("v{version}.jsonl"));
         std::fs::write(&file, as_version(version)).unwrap();

@@ -864,3 +864,64 @@ async fn bad_media_and_embargo_fields_are_invalid_arguments_that_name_the_field(
     assert_ne!(stored.state(), ArticleState::Embargoed);
     assert_eq!(stored.embargo_time, None);
 }
+
+/// The Atom id and the self link of the feed at `body`.
+fn id_and_self_link(body: &str) -> (String, String) {
+    let feed = parse(body);
+    let link = feed
+        .links
+        .iter()
+        .find(|l| l.rel.as_deref() == Some("self"))
+        .map(|l| l.href.clone())
+        .expect("a self link");
+    (feed.id, link)
+}
+
+/// A site that moves (its `base_url` changed: to `https://`, or from a first port to the
+/// one readers use) keeps its feeds' Atom ids, which RFC 4287 says never change, while
+/// their links follow it; so does a copy of its database made by export and import, served
+/// elsewhere again.
+#[tokio::test]
+async fn a_moved_site_keeps_its_feeds_atom_ids_while_their_links_follow_it() {
+    const PATH: &str = "/feeds/politics/atom.xml";
+    const MOVED: &str = "https://news.example/";
+    let server = TestServer::start().await;
+    server.publish_sample_edition().await;
+    let before = server.wait_for_feed(PATH, |b| b.contains("<entry>")).await;
+    let (id, link) = id_and_self_link(&before);
+    assert_eq!(id, link, "a first site's ids are its feeds' URLs");
+    let (dir, tokens) = server.stop().await;
+
+    let mut settings = common::settings(&dir);
+    settings.site.base_url = url::Url::parse(MOVED).unwrap();
+    let moved = TestServer::start_with_settings(dir, tokens, settings.clone()).await;
+    let after = moved.wait_for_feed(PATH, |b| b.contains(MOVED)).await;
+    assert_eq!(
+        id_and_self_link(&after),
+        (id.clone(), format!("{MOVED}feeds/politics/atom.xml"))
+    );
+    let data = moved.data_dir();
+    let (dir, tokens) = moved.stop().await;
+
+    let exported = common::binary::on_data(dir.path(), &data, &["export"]);
+    let export = dir.path().join("site.jsonl");
+    std::fs::write(&export, common::binary::stdout_of(&exported)).unwrap();
+    let copy = dir.path().join("copy");
+    let imported = common::binary::run(
+        common::binary::feedpub(dir.path())
+            .arg("import")
+            .arg(&export)
+            .arg("--data-dir")
+            .arg(&copy),
+    );
+    assert!(imported.status.success(), "{imported:?}");
+    settings.server.data_dir = copy;
+    settings.server.feeds_dir = dir.path().join("copy-feeds");
+    let copied = TestServer::start_with_settings(dir, tokens, settings).await;
+    let served = copied.wait_for_feed(PATH, |b| b.contains("<entry>")).await;
+    assert_eq!(
+        id_and_self_link(&served),
+        (id, format!("{MOVED}feeds/politics/atom.xml"))
+    );
+    copied.stop().await;
+}

@@ -278,6 +278,7 @@ fn meta() -> FeedMeta {
         icon: None,
         logo: None,
         avatar: None,
+        atom_id: "https://example.com/feeds/politics/atom.xml".into(),
         atom_url: "https://example.com/feeds/politics/atom.xml".into(),
         rss_url: "https://example.com/feeds/politics/rss.xml".into(),
         json_url: "https://example.com/feeds/politics/feed.json".into(),

@@ -218,6 +218,7 @@ impl Inner {
         // The page number only: a total would change every page when a new one fills.
         meta.title = format!("{} · 存档 {page}", meta.title);
         meta.rss_url = urls.rss.clone();
+        meta.atom_id = self.atom_id(&urls.atom);
         meta.atom_url = urls.atom.clone();
         meta.json_url = urls.json.clone();
         meta.archive = ArchiveLinks {

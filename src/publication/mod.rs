@@ -112,6 +112,9 @@ pub struct Publication {
 struct Inner {
     store: Arc<dyn Store>,
     settings: Arc<Settings>,
+    /// What the feeds' Atom ids begin with in place of the site URL (see
+    /// [`Store::atom_id_base`]).
+    atom_id_base: String,
     snapshot: ArcSwap<Snapshot>,
     stale: mpsc::UnboundedSender<FeedScope>,
     regenerations: Mutex<HashMap<FeedScope, u64>>,
@@ -212,6 +215,7 @@ impl Publication {
     ) -> Result<(Self, Scheduler), PublicationError> {
         // The store dates the feeds whose archive links a write changes.
         store.set_archive_page(settings.feeds.max_items);
+        let atom_id_base = store.atom_id_base(settings.site.base_url.as_str()).await?;
         let (tx, rx) = mpsc::unbounded_channel();
         let builders = builders::Builders::new(settings.feeds.build_nice);
         let changes = broadcast::channel(1024).0;
@@ -219,6 +223,7 @@ impl Publication {
         let inner = Arc::new(Inner {
             store,
             settings,
+            atom_id_base,
             snapshot: ArcSwap::from_pointee(Snapshot::new_sync()),
             stale: tx,
             regenerations: Mutex::new(HashMap::new()),
@@ -927,7 +932,18 @@ impl Inner {
         updated: DateTime<Utc>,
         tombstones: Vec<Tombstone>,
     ) -> FeedMeta {
-        feed_meta(&self.settings, scope, updated, tombstones)
+        let mut meta = feed_meta(&self.settings, scope, updated, tombstones);
+        meta.atom_id = self.atom_id(&meta.atom_url);
+        meta
+    }
+
+    /// The permanent Atom id of the document at `url`: its place under the site URL, under
+    /// the one recorded first on the store, which a moved site keeps.
+    fn atom_id(&self, url: &str) -> String {
+        match url.strip_prefix(self.settings.site.base_url.as_str()) {
+            Some(path) => format!("{}{path}", self.atom_id_base),
+            None => url.to_owned(),
+        }
     }
 }
 
@@ -979,6 +995,7 @@ pub fn feed_meta(
         icon: site.icon.as_ref().map(|u| u.to_string()),
         logo: site.logo.as_ref().map(|u| u.to_string()),
         avatar: site.avatar.as_ref().map(|u| u.to_string()),
+        atom_id: url(Format::Atom),
         atom_url: url(Format::Atom),
         rss_url: url(Format::Rss),
         json_url: url(Format::JsonFeed),

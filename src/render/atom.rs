@@ -28,7 +28,7 @@ pub fn render(meta: &FeedMeta, articles: &[impl Borrow<Article>]) -> Vec<u8> {
     }
     x.attr("xml:lang", &meta.language).raw(">");
     x.element("title", &meta.title)
-        .element("id", &meta.atom_url)
+        .element("id", &meta.atom_id)
         .open("updated")
         .rfc3339(meta.local(meta.updated))
         .close("updated")

@@ -236,7 +236,10 @@ pub struct FeedMeta {
     pub logo: Option<String>,
     /// Absolute URL of a large square image (avatar).
     pub avatar: Option<String>,
-    /// Absolute URL of the feed's Atom document; also its permanent Atom id.
+    /// The feed's permanent Atom id: the Atom document's URL when the site first served
+    /// it, which stays when the site moves.
+    pub atom_id: String,
+    /// Absolute URL of the feed's Atom document.
     pub atom_url: String,
     /// Absolute URL of the feed's RSS document.
     pub rss_url: String,
@@ -437,6 +440,7 @@ pub(crate) mod fixtures {
             icon: Some("http://127.0.0.1:8080/icon.png".into()),
             logo: Some("http://127.0.0.1:8080/logo.png".into()),
             avatar: Some("http://127.0.0.1:8080/avatar.png".into()),
+            atom_id: "http://127.0.0.1:8080/feeds/politics/atom.xml".into(),
             atom_url: "http://127.0.0.1:8080/feeds/politics/atom.xml".into(),
             rss_url: "http://127.0.0.1:8080/feeds/politics/rss.xml".into(),
             json_url: "http://127.0.0.1:8080/feeds/politics/feed.json".into(),

@@ -202,7 +202,7 @@ pub mod atom_crate {
     pub fn atom(meta: &FeedMeta, articles: &[Article]) -> Vec<u8> {
         let feed = Feed {
             title: Text::plain(meta.title.clone()),
-            id: meta.atom_url.clone(),
+            id: meta.atom_id.clone(),
             updated: crate::render::xml::to_the_microsecond(meta.local(meta.updated)),
             authors: vec![person(&meta.publisher)],
             generator: Some(Generator {

@@ -3487,3 +3487,29 @@ async fn check_document_dates(backend: &mut Backend) {
         behind
     );
 }
+
+contract!(
+    backend: the_first_site_url_asked_with_stays_the_base_of_atom_ids,
+    check_atom_id_base
+);
+/// The base of the feeds' Atom ids is the site URL of the first to ask: later askers, with
+/// another URL, get it too, also after reopening the store.
+async fn check_atom_id_base(backend: &mut Backend) {
+    const FIRST: &str = "http://127.0.0.1:8080/";
+    let store = backend.store.clone();
+    assert_eq!(store.atom_id_base(FIRST).await.unwrap(), FIRST);
+    assert_eq!(
+        store.atom_id_base("https://news.example/").await.unwrap(),
+        FIRST
+    );
+    drop(store);
+    backend.reopen().await;
+    assert_eq!(
+        backend
+            .store
+            .atom_id_base("https://elsewhere.example/")
+            .await
+            .unwrap(),
+        FIRST
+    );
+}

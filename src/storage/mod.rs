@@ -1100,6 +1100,11 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<DocumentDate, StoreError>;
 
+    /// What the feeds' Atom ids begin with: the site URL recorded by the first server to
+    /// ask, `proposed` (this one's) when none was, recorded now. An id never changes, even
+    /// when the site moves (RFC 4287, 4.2.6).
+    async fn atom_id_base(&self, proposed: &str) -> Result<String, StoreError>;
+
     /// Takes one call from `partner`'s allowance shared by every process on the database
     /// (`rate` calls a second on average, `burst` at once): `None` when the call is
     /// admitted, else how long until one would be. A store of its own keeps no allowance

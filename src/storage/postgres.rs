@@ -1167,6 +1167,22 @@ impl Store for PostgresStore {
         Ok(claimed == 1)
     }
 
+    async fn atom_id_base(&self, proposed: &str) -> Result<String, StoreError> {
+        // Replicas asking at once: the first insert stands, and every one reads it.
+        sqlx::query(
+            "INSERT INTO site_identity (one, atom_id_base) VALUES (1, $1)
+             ON CONFLICT (one) DO NOTHING",
+        )
+        .bind(proposed)
+        .execute(&self.pool)
+        .await?;
+        Ok(
+            sqlx::query_scalar("SELECT atom_id_base FROM site_identity WHERE one = 1")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
     async fn date_document(
         &self,
         name: &str,

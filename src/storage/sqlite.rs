@@ -233,6 +233,10 @@ enum Job {
         now: DateTime<Utc>,
         reply: Reply<DocumentDate>,
     },
+    AtomIdBase {
+        proposed: String,
+        reply: Reply<String>,
+    },
 }
 
 /// A publish of more writes than this is bulk (a chunk of a PublishArticles batch): it is
@@ -747,6 +751,9 @@ async fn commit_batch(
                 now,
                 reply,
             } => deliver(reply, date_document(conn, &name, &etag, now).await),
+            Job::AtomIdBase { proposed, reply } => {
+                deliver(reply, atom_id_base(conn, &proposed).await)
+            }
         };
         deliveries.push(delivery);
         let Some(mark) = mark else {
@@ -833,6 +840,7 @@ fn fail(job: Job, error: StoreError) {
         Job::ClaimDelivery { reply, .. } => drop(reply.send(Err(error))),
         Job::FinishDelivery { reply, .. } => drop(reply.send(Err(error))),
         Job::DateDocument { reply, .. } => drop(reply.send(Err(error))),
+        Job::AtomIdBase { reply, .. } => drop(reply.send(Err(error))),
     }
 }
 
@@ -1511,6 +1519,21 @@ async fn date_document(
     Ok(dated)
 }
 
+/// See [`Store::atom_id_base`]: by the writer, so that the first process to ask records it.
+async fn atom_id_base(conn: &mut SqliteConnection, proposed: &str) -> Result<String, StoreError> {
+    sqlx::query(
+        "INSERT INTO site_identity (one, atom_id_base) VALUES (1, ?) ON CONFLICT (one) DO NOTHING",
+    )
+    .bind(proposed)
+    .execute(&mut *conn)
+    .await?;
+    Ok(
+        sqlx::query_scalar("SELECT atom_id_base FROM site_identity WHERE one = 1")
+            .fetch_one(conn)
+            .await?,
+    )
+}
+
 /// Unix nanoseconds; validation keeps every stored time within i64's range (1677–2262).
 /// A time outside it (a query's bound, say `audit --since 1600-01-01`) saturates, towards
 /// the past as towards the future.
@@ -1904,6 +1927,14 @@ impl Store for SqliteStore {
             name: name.to_owned(),
             etag: etag.to_owned(),
             now,
+            reply,
+        })
+        .await
+    }
+
+    async fn atom_id_base(&self, proposed: &str) -> Result<String, StoreError> {
+        self.submit(|reply| Job::AtomIdBase {
+            proposed: proposed.to_owned(),
             reply,
         })
         .await

@@ -38,8 +38,10 @@ use tokio_stream::StreamExt;
 /// Version 6 added `callback_address` to the rows of `websub_subscriptions` (where the
 /// callback was reached when verified); a row of an older export has none, and is not
 /// counted against the subscriptions allowed per address until it is renewed.
+/// Version 7 added `site_identity` (what the feeds' Atom ids begin with); an import of an
+/// older export leaves it to the first server on the database to record.
 const FORMAT: &str = "feedpub-export";
-const VERSION: u64 = 6;
+const VERSION: u64 = 7;
 /// The first version that ends with its row counts.
 const COUNTED_VERSION: u64 = 3;
 /// The oldest version imported.
@@ -85,6 +87,13 @@ const TEXT: Kind = Kind::Text(|_| None);
 const PROSE: Kind = Kind::Text(stored::text_fault);
 /// Empty, or an absolute http(s) URL.
 const LINK: Kind = Kind::Text(stored::url_fault);
+/// A site URL: absolute http(s), ending in `/`, as the configuration's `base_url` is.
+const SITE_URL: Kind = Kind::Text(|base| match url::Url::parse(base) {
+    Ok(url) if ["http", "https"].contains(&url.scheme()) && base.ends_with('/') => None,
+    _ => Some(format!(
+        "{base:?} is not a site URL (absolute http or https, ending in /)"
+    )),
+});
 /// A JSON array of author or tag names.
 const NAMES: Kind = Kind::Text(stored::names_fault);
 /// A JSON array of media files, each with an http(s) URL.
@@ -279,6 +288,11 @@ const TABLES: &[Table] = &[
         ],
     },
     Table {
+        name: SITE_IDENTITY,
+        order: "one",
+        columns: &[("one", Int), ("atom_id_base", SITE_URL)],
+    },
+    Table {
         name: FEED_SIZES,
         order: "kind, name",
         columns: &[
@@ -292,6 +306,22 @@ const TABLES: &[Table] = &[
         ],
     },
 ];
+
+/// The table of what the feeds' Atom ids begin with, exported since version 7. Its row
+/// replaces the one the target database holds: the ids stay those the exported site gave.
+const SITE_IDENTITY: &str = "site_identity";
+const SITE_IDENTITY_SINCE: u64 = 7;
+const SITE_IDENTITY_TAKEN: &str =
+    " ON CONFLICT (one) DO UPDATE SET atom_id_base = excluded.atom_id_base";
+
+/// Whether an export of `version` holds the rows of `table`.
+fn exported_in(table: &str, version: Option<u64>) -> bool {
+    match table {
+        FEED_SIZES => version >= Some(FEED_SIZES_SINCE),
+        SITE_IDENTITY => version >= Some(SITE_IDENTITY_SINCE),
+        _ => true,
+    }
+}
 
 /// The table of the feeds' archive sizes and dates, exported since version 4. A row of it
 /// joins the one the import's articles made already: the dates are taken as exported, the
@@ -733,10 +763,10 @@ impl Target<'_, '_> {
             table.name,
             columns.join(", "),
             placeholders.join(", "),
-            if table.name == FEED_SIZES {
-                FEED_SIZES_TAKEN
-            } else {
-                ""
+            match table.name {
+                FEED_SIZES => FEED_SIZES_TAKEN,
+                SITE_IDENTITY => SITE_IDENTITY_TAKEN,
+                _ => "",
             }
         );
         match self {
@@ -829,10 +859,10 @@ async fn import_into(
         let record: Value =
             serde_json::from_str(&line).map_err(|e| invalid(number, e.to_string()))?;
         if counted && let Some(end) = record.get("end") {
-            // An export before version 4 has no feed sizes to count.
+            // An older export does not count the tables it has not.
             let counted: Counts = counts
                 .iter()
-                .filter(|(table, _)| *table != FEED_SIZES || version >= Some(FEED_SIZES_SINCE))
+                .filter(|(table, _)| exported_in(table, version))
                 .cloned()
                 .collect();
             check_end(end, &counted).map_err(|e| invalid(number, e))?;
