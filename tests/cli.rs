@@ -1262,7 +1262,8 @@ fn exports_of_earlier_versions_import_and_later_ones_are_refused_at_their_first_
 /// `feedpub import --allow-non-empty` into a database that holds articles places the new
 /// ones among them by when they were first stored, shifting every archive page from the
 /// earliest on: those pages are dated by the import, so that a reader revalidating by
-/// date alone fetches them again.
+/// date alone fetches them again. The database keeps its site (the base of its feeds'
+/// Atom ids), though the import carries another's.
 #[test]
 fn an_import_among_stored_articles_dates_the_archive_pages_it_shifts() {
     import_among_stored_articles(None);
@@ -1413,7 +1414,31 @@ fn import_among_stored_articles(database_url: Option<&str>) {
     let all = || dated(feedpub::domain::FeedScope::All);
     let (before, stored_dated) = all();
     let importing = chrono::Utc::now();
+    // Another site's identity among the rows: the database keeps its own, the first's.
+    let first_site = first
+        .lines()
+        .find(|l| l.contains(r#""table":"site_identity""#))
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["row"]["atom_id_base"].clone()
+        })
+        .expect("the export carries its site");
+    let second = format!(
+        "{second}{}\n",
+        serde_json::json!({"table": "site_identity",
+            "row": {"one": 1, "atom_id_base": "https://other.example/"}})
+    );
     import("second.jsonl", &second, &["--allow-non-empty"]);
+    let site = runtime.block_on(async {
+        use feedpub::storage::{PostgresStore, SqliteStore, Store};
+        let store: Box<dyn Store> = match database_url {
+            Some(url) => Box::new(PostgresStore::connect(url).await.unwrap()),
+            None => Box::new(SqliteStore::open(&target).await.unwrap()),
+        };
+        let site = store.atom_id_base("https://asked.example/").await.unwrap();
+        store.close().await;
+        site
+    });
+    assert_eq!(site, first_site.as_str().unwrap());
     let (after, merged_dated) = all();
     assert!(
         after > before,

@@ -307,12 +307,15 @@ const TABLES: &[Table] = &[
     },
 ];
 
-/// The table of what the feeds' Atom ids begin with, exported since version 7. Its row
-/// replaces the one the target database holds: the ids stay those the exported site gave.
+/// The table of what the feeds' Atom ids begin with, exported since version 7. Into a
+/// database that holds no partner or article, its row replaces any the database holds (a
+/// server started on it before the import): the ids stay those the exported site gave.
+/// Among stored data, the target's row stays: its feeds keep the ids they have.
 const SITE_IDENTITY: &str = "site_identity";
 const SITE_IDENTITY_SINCE: u64 = 7;
 const SITE_IDENTITY_TAKEN: &str =
     " ON CONFLICT (one) DO UPDATE SET atom_id_base = excluded.atom_id_base";
+const SITE_IDENTITY_KEPT: &str = " ON CONFLICT (one) DO NOTHING";
 
 /// Whether an export of `version` holds the rows of `table`.
 fn exported_in(table: &str, version: Option<u64>) -> bool {
@@ -748,10 +751,13 @@ impl Target<'_, '_> {
         }
     }
 
+    /// Inserts a row of `table`; `among_stored`: the database held partners or articles
+    /// before the import.
     async fn insert(
         &mut self,
         table: &Table,
         values: Vec<(&str, Bound)>,
+        among_stored: bool,
     ) -> Result<(), sqlx::Error> {
         let (columns, values): (Vec<&str>, Vec<Bound>) = values.into_iter().unzip();
         let placeholders: Vec<String> = match self {
@@ -765,6 +771,7 @@ impl Target<'_, '_> {
             placeholders.join(", "),
             match table.name {
                 FEED_SIZES => FEED_SIZES_TAKEN,
+                SITE_IDENTITY if among_stored => SITE_IDENTITY_KEPT,
                 SITE_IDENTITY => SITE_IDENTITY_TAKEN,
                 _ => "",
             }
@@ -908,7 +915,7 @@ async fn import_into(
             })
             .collect::<Result<Vec<_>, String>>()
             .map_err(|e| invalid(number, e))?;
-        target.insert(table, values).await.map_err(|e| {
+        target.insert(table, values, held > 0).await.map_err(|e| {
             // Among stored data, a key the database holds already: most likely a partner's
             // or an audit entry's number, which every deployment counts from 1.
             let held_already = held > 0
