@@ -1778,22 +1778,32 @@ fn export_audit_and_partner_commands_refuse_a_data_folder_without_a_database() {
         );
         assert_eq!(stderr.matches("a-file").count(), 1, "{args:?}: {stderr}");
     }
-    // An empty file: a database with no schema at all, which an export, and the commands
-    // that read or change what is stored, leave as it is (migrating is `migrate`'s, or a
-    // server's, not a command's run beside older servers in an upgrade).
+    // An empty file is a database emptied (truncated, or copied before it was written),
+    // as feedpub never leaves one: named so and left as it is by every command, not
+    // migrated into a new, empty database (and feeds) nor said to need `migrate`.
     std::fs::create_dir(&typo).unwrap();
     std::fs::write(typo.join("feedpub.sqlite3"), "").unwrap();
+    let dump = dir.path().join("dump.jsonl");
+    std::fs::write(&dump, "").unwrap();
+    let dump = dump.to_str().unwrap();
     for args in [
         &["export"][..],
         &["audit"],
         &["partner", "list"],
         &["partner", "revoke", "wire"],
+        &["partner", "add", "wire", "--all-sections"],
+        &["migrate"],
+        &["import", dump],
     ] {
         let output = common::binary::on_data(dir.path(), &typo, args);
         let stderr = text(&output.stderr);
-        assert!(!output.status.success(), "{args:?}: {stderr}");
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        let named = format!(
+            "{} is an empty file (0 bytes), not a database feedpub left",
+            typo.join("feedpub.sqlite3").display()
+        );
         assert!(
-            stderr.contains("run `feedpub migrate` first"),
+            stderr.contains(&named) && !stderr.contains("migrate` first"),
             "{args:?}: {stderr}"
         );
         assert!(
@@ -1807,6 +1817,7 @@ fn export_audit_and_partner_commands_refuse_a_data_folder_without_a_database() {
             0,
             "{args:?}"
         );
+        assert!(!typo.join("feedpub.sqlite3-wal").exists(), "{args:?}");
     }
     // A file that is not a database at all is named so, not taken for one to migrate, and
     // left as it was, by `migrate` as well.

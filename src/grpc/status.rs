@@ -119,6 +119,7 @@ impl From<PublishError> for Status {
                 | StoreError::UnknownSchema { .. }
                 | StoreError::Create { .. }
                 | StoreError::Unwritable { .. }
+                | StoreError::Emptied(_)
                 | StoreError::Conflict(_)
                 | StoreError::EtagMismatch(_)
                 | StoreError::RequestIdReused(_)

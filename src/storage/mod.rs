@@ -90,6 +90,15 @@ pub enum StoreError {
         path: std::path::PathBuf,
         error: Arc<std::io::Error>,
     },
+    /// The database file is empty, with no log beside it holding its pages: emptied
+    /// (truncated, or copied before it was written), as no database feedpub made is, not a
+    /// new database to migrate and fill.
+    #[error(
+        "{} is an empty file (0 bytes), not a database feedpub left: restore the database \
+         from a backup, or remove the file to begin a new, empty one",
+        .0.display()
+    )]
+    Emptied(std::path::PathBuf),
     /// Migrating the schema failed.
     #[error("database migration failed: {0}")]
     Migrate(Arc<sqlx::migrate::MigrateError>),

@@ -86,6 +86,16 @@ fn write_refused(path: &Path) -> Option<std::io::Error> {
         .map(std::io::Error::from)
 }
 
+/// Whether the database `file` is empty with no pages of it in a WAL beside it: emptied
+/// after it was made, since feedpub makes a database that is never so (the file it creates
+/// empty has its first page before the creating call returns).
+pub(super) fn emptied(file: &Path) -> Option<StoreError> {
+    let empty = |path: &Path| matches!(std::fs::metadata(path), Ok(meta) if meta.len() == 0);
+    let log = file.with_extension("sqlite3-wal");
+    let no_log = matches!(log.try_exists(), Ok(false)) || empty(&log);
+    (empty(file) && no_log).then(|| StoreError::Emptied(file.to_owned()))
+}
+
 /// Whether the database `file` may be read only as an immutable file: it may not be
 /// written (a read-only file system, say), and no WAL beside it holds writes it lacks.
 /// SQLite reads a file in WAL mode through a shared-memory index it makes beside it, which
@@ -96,15 +106,15 @@ pub(super) fn readable_only_as_immutable(file: &Path) -> bool {
 }
 
 /// Creates `file` empty, readable and writable by its owner only, unless it exists: SQLite
-/// then opens it as a new database, and gives its WAL the same mode.
-fn create_private(file: &Path) -> std::io::Result<()> {
+/// then opens it as a new database, and gives its WAL the same mode. True when it made it.
+fn create_private(file: &Path) -> std::io::Result<bool> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     match options.open(file) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(e),
     }
 }
@@ -317,7 +327,12 @@ impl SqliteStore {
             }
         };
         create_data_folder(data_dir).map_err(cannot_create(data_dir))?;
-        create_private(&file).map_err(cannot_create(&file))?;
+        let created = create_private(&file).map_err(cannot_create(&file))?;
+        // An empty file found there was emptied, not made by a feedpub: the first
+        // connection below gives a new one its first page (WAL mode is in its header).
+        if let Some(emptied) = emptied(&file).filter(|_| !created) {
+            return Err(emptied);
+        }
         // SQLite opens a file it may not write for reading only, and says so at the first
         // write, which a store already migrated may not make for a while (and a WAL left
         // beside it lets it read): such a store is refused at once, and why.

@@ -551,7 +551,7 @@ fn find_database(server: &Server) -> Result<(), TransferError> {
     }
     let file = server.data_dir.join(DATABASE_FILE);
     match file.try_exists() {
-        Ok(true) => Ok(()),
+        Ok(true) => super::sqlite::emptied(&file).map_or(Ok(()), |e| Err(e.into())),
         Ok(false) => Err(TransferError::NoDatabase(file)),
         Err(error) => Err(TransferError::Unreachable { file, error }),
     }
