@@ -268,7 +268,11 @@ impl Application {
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let scheduler = tokio::spawn(self.scheduler.run(stop_rx.clone()));
+        // The feeds stop last of what changes them: once every call is answered and the
+        // writes of other processes are followed, so that their files show every change
+        // acknowledged (see `feeds_stop` below).
+        let (feeds_stop_tx, feeds_stop_rx) = watch::channel(false);
+        let scheduler = tokio::spawn(self.scheduler.run(feeds_stop_rx));
         // The hub stops after the scheduler, which announces the changes it writes at
         // shutdown: their deliveries are recorded, for the next start to make.
         let (hub_stop_tx, hub_stop_rx) = watch::channel(false);
@@ -305,6 +309,7 @@ impl Application {
             stopped(stop_rx.clone()).await;
             self.publisher.stop_watching();
         };
+        let (answered_tx, answered_rx) = watch::channel(false);
         let grpc = async {
             let result = grpc::serve(
                 self.grpc_listener,
@@ -315,7 +320,14 @@ impl Application {
             )
             .await;
             let _ = stop_tx.send(true);
+            let _ = answered_tx.send(true);
             result
+        };
+        let feeds_stop = async {
+            stopped(answered_rx).await;
+            // The follower takes a last look as it stops.
+            let _ = replicas.await;
+            let _ = feeds_stop_tx.send(true);
         };
         let http = async {
             let result = http::serve(
@@ -331,12 +343,11 @@ impl Application {
             let _ = stop_tx.send(true);
             result
         };
-        let ((), (), grpc, http) = tokio::join!(stop, end_watches, grpc, http);
+        let ((), (), grpc, http, ()) = tokio::join!(stop, end_watches, grpc, http, feeds_stop);
         let _ = scheduler.await;
         let _ = hub_stop_tx.send(true);
         let _ = upkeep.await;
         let _ = heap.await;
-        let _ = replicas.await;
         // Verifications and deliveries in progress stop before the store closes.
         let _ = websub.await;
         self.store.close().await;

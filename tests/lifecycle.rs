@@ -925,3 +925,69 @@ async fn a_moved_site_keeps_its_feeds_atom_ids_while_their_links_follow_it() {
     );
     copied.stop().await;
 }
+
+/// What the server acknowledged before it was told to stop is in the files of its feeds once
+/// it has stopped, for whatever serves `feeds/` while no server runs: a publish and a
+/// retraction answered while the server was busy building the feeds of a batch (a new
+/// author and tag per article) reach every feed they touch, not only what was already
+/// served when the stop came.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_acknowledged_before_a_stop_are_in_the_files_it_leaves() {
+    use feedpub::grpc::proto::PublishArticlesRequest;
+    let server = TestServer::start().await;
+    let newsroom = server.tokens.newsroom.clone();
+    let mut client = server.client().await;
+    let doomed = article("stop-retracted", "停止前撤回的稿件");
+    publish(&mut client, &newsroom, doomed).await.unwrap();
+    server.settle().await;
+    let feeds = server.settings.server.feeds_dir.clone();
+    let files = ["politics/feed.json", "politics/rss.xml", "all/atom.xml"];
+    for file in files {
+        let body = std::fs::read_to_string(feeds.join(file)).unwrap();
+        assert!(body.contains("停止前撤回的稿件"), "{file} before");
+    }
+
+    let batch: Vec<PublishArticlesRequest> = (0..400)
+        .map(|n| PublishArticlesRequest {
+            requests: vec![PublishArticleRequest {
+                article: Some(proto::Article {
+                    section: "rural".into(),
+                    authors: vec![format!("记者{n}")],
+                    tags: vec![format!("专题{n}")],
+                    ..article(&format!("stop-batch-{n}"), &format!("批量稿件{n}"))
+                }),
+                ..Default::default()
+            }],
+        })
+        .collect();
+    let results = client
+        .publish_articles(authed(&newsroom, tokio_stream::iter(batch)))
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    let codes = common::result_codes(&results);
+    assert!(codes.iter().all(|code| *code == Code::Ok), "{codes:?}");
+    // The last two changes, and at once the stop, while the batch's feeds are built.
+    let last = proto::Article {
+        publish_time: Some(Timestamp {
+            seconds: 1_686_200_000,
+            nanos: 0,
+        }),
+        ..article("stop-published", "停止前最后发布的稿件")
+    };
+    publish(&mut client, &newsroom, last).await.unwrap();
+    retract(&mut client, &newsroom, "stop-retracted").await;
+    // The folders stay while `_dir` lives.
+    let (_dir, _) = server.stop().await;
+
+    for file in files {
+        let body = std::fs::read_to_string(feeds.join(file)).unwrap();
+        assert!(body.contains("停止前最后发布的稿件"), "{file}: the publish");
+        assert!(!body.contains("停止前撤回的稿件"), "{file}: the retraction");
+    }
+    let author = FeedScope::author("记者399");
+    let file = feeds.join(format!("{}/feed.json", author.path_segment()));
+    let body = std::fs::read_to_string(file).unwrap();
+    assert!(body.contains("批量稿件399"), "the batch's last author feed");
+}

@@ -38,6 +38,21 @@ async fn add_wire(server: &TestServer) -> String {
     token_of(&cli(server, &["partner", "add", "wire", "--section", "politics"]).await)
 }
 
+/// Publishes article `id` in politics as the partner of `token`, under `title`.
+async fn publish_titled(
+    client: &mut PublisherServiceClient<tonic::transport::Channel>,
+    token: &str,
+    id: &str,
+    title: &str,
+) {
+    let mut request = article(id, "politics");
+    request.article.as_mut().unwrap().title = title.into();
+    client
+        .publish_article(authed(token, request))
+        .await
+        .expect("the partner publishes");
+}
+
 fn article(id: &str, section: &str) -> PublishArticleRequest {
     PublishArticleRequest {
         article: Some(proto::Article {
@@ -260,6 +275,33 @@ async fn remembered_partner(
 /// A token that authenticated is remembered for the calls that ask for it (PublishArticle
 /// does), and only those: checked on a publisher of its own, so that no other test's calls
 /// count (the metric `remembered_partner` reads is shared by the process).
+/// A takedown the operator made just before the server was told to stop is in the feeds'
+/// files it leaves (the server takes a last look at what operators' commands logged), for
+/// whatever serves `feeds/` while no server runs.
+#[tokio::test]
+async fn an_operators_takedown_just_before_a_stop_is_in_the_files_the_server_leaves() {
+    const TITLE: &str = "合作方稿件：停止前撤下";
+    let server = TestServer::start().await;
+    let wire = add_wire(&server).await;
+    let mut client = server.client().await;
+    publish_titled(&mut client, &wire, "wire-1", TITLE).await;
+    server.settle().await;
+    let feeds = server.settings.server.feeds_dir.clone();
+    let files = ["politics/atom.xml", "politics/rss.xml", "all/feed.json"];
+    for file in files {
+        let body = std::fs::read_to_string(feeds.join(file)).unwrap();
+        assert!(body.contains(TITLE), "{file} before");
+    }
+    let done = cli(&server, &["partner", "retract", "wire", "wire-1"]).await;
+    stdout_of(&done);
+    // The folders stay while `_dir` lives.
+    let (_dir, _) = server.stop().await;
+    for file in files {
+        let body = std::fs::read_to_string(feeds.join(file)).unwrap();
+        assert!(!body.contains(TITLE), "{file} after");
+    }
+}
+
 /// The operator takes down a partner's article with the server running: it leaves the
 /// feeds within seconds, the partner reads it retracted with the operator's reason, and a
 /// stream following the log hears of it, without any write of the server's own.
@@ -269,12 +311,7 @@ async fn an_operator_takes_down_a_partners_article_while_the_server_runs() {
     let server = TestServer::start().await;
     let wire = add_wire(&server).await;
     let mut client = server.client().await;
-    let mut request = article("wire-1", "politics");
-    request.article.as_mut().unwrap().title = TITLE.into();
-    client
-        .publish_article(authed(&wire, request))
-        .await
-        .expect("wire publishes");
+    publish_titled(&mut client, &wire, "wire-1", TITLE).await;
     server
         .wait_for_feed("/feeds/politics/atom.xml", |b| b.contains(TITLE))
         .await;

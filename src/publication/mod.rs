@@ -429,8 +429,9 @@ const STYLESHEET_RETRY: Duration = Duration::from_secs(1);
 const FOLDER_CHECK: Duration = Duration::from_secs(1);
 
 impl Scheduler {
-    /// Regenerates stale feeds until `shutdown` turns true. A burst of marks arriving while
-    /// a regeneration runs is coalesced into one more regeneration per feed. Feeds are also
+    /// Regenerates stale feeds until `shutdown` turns true, and then those marked stale
+    /// before it did; then writes every feed served. A burst of marks arriving while a
+    /// regeneration runs is coalesced into one more regeneration per feed. Feeds are also
     /// rebuilt when an article's publish, embargo or expire time comes, and when a
     /// tombstone's window ends.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
@@ -470,7 +471,17 @@ impl Scheduler {
                 _ = tokio::time::sleep(STYLESHEET_RETRY), if stylesheet_unwritten => {}
             }
             if stop {
-                // What is served goes to disk too before the process ends.
+                // Every change acknowledged before the stop is in the feeds the process
+                // leaves (they are told to stop once every call is answered): those still
+                // waiting for this loop are built first. What is served goes to disk too
+                // before the process ends.
+                while let Ok(scope) = self.stale.try_recv() {
+                    stale.insert(scope);
+                    received += 1;
+                }
+                if !stale.is_empty() {
+                    self.regenerate(stale, received, window).await;
+                }
                 let _ = stop_finishing.send(true);
                 if let Err(e) = finisher.await {
                     tracing::error!(error = %e, "the task finishing feeds failed");

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 const PAGE: usize = 512;
 
 /// Marks the feeds of every event after `seen` as stale, as the store's event head moves,
-/// until `shutdown` turns true. Only for stores shared with other processes: on a store of
+/// until `shutdown` turns true, and up to the head then. Only for stores shared with other processes: on a store of
 /// its own, each write marks its feeds itself.
 pub async fn follow(
     store: Arc<dyn Store>,
@@ -34,6 +34,7 @@ pub async fn follow(
         sections: None,
         embargoed: true,
     };
+    let mut stopping = false;
     loop {
         let until = *head.borrow_and_update();
         while seen < until {
@@ -41,6 +42,9 @@ pub async fn follow(
                 Ok(events) => events,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the other replicas' events");
+                    if *shutdown.borrow() {
+                        return;
+                    }
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
@@ -55,9 +59,13 @@ pub async fn follow(
             }
             seen = last;
         }
+        if stopping {
+            return;
+        }
+        // A last look as it stops, up to the head it knows then.
         tokio::select! {
             changed = head.changed() => if changed.is_err() { return },
-            _ = shutdown.wait_for(|stop| *stop) => return,
+            _ = shutdown.wait_for(|stop| *stop) => stopping = true,
         }
     }
 }
@@ -86,7 +94,7 @@ pub const ANNOUNCED_POLL: Duration = Duration::from_secs(1);
 /// On a store of its own, marks the feeds of the events that operators' commands announced
 /// after `seen` (a takedown of a partner's article) as stale, looking every
 /// [`ANNOUNCED_POLL`], and moves the event head on so that streams following the log see
-/// them, until `shutdown` turns true.
+/// them, until `shutdown` turns true, and once more then.
 pub async fn follow_announced(
     store: Arc<dyn Store>,
     publication: Publication,
@@ -97,10 +105,13 @@ pub async fn follow_announced(
         sections: None,
         embargoed: true,
     };
-    loop {
+    let mut stopping = false;
+    while !stopping {
+        // A last look as it stops: an operator's takedown made just before is in the
+        // feeds the server leaves.
         tokio::select! {
             () = tokio::time::sleep(ANNOUNCED_POLL) => {}
-            _ = shutdown.wait_for(|stop| *stop) => return,
+            _ = shutdown.wait_for(|stop| *stop) => stopping = true,
         }
         let announced = match store.announced_events(seen, PAGE).await {
             Ok(announced) => announced,
