@@ -102,6 +102,14 @@ impl Backend {
         }
     }
 
+    /// The PostgreSQL store, when this is that backend.
+    pub fn postgres(&self) -> Option<&PostgresStore> {
+        match &self.opened {
+            Opened::Sqlite(..) => None,
+            Opened::Postgres(store, _) => Some(store),
+        }
+    }
+
     /// How many rows the store's feed reads have fetched whole: those its cache lacked.
     pub fn feed_rows_kept(&self) -> usize {
         match &self.opened {

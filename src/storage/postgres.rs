@@ -71,6 +71,66 @@ pub struct PostgresStore {
 /// An article's key in the feed cache: its partner's id and its own.
 type ArticleKey = (i64, String);
 
+/// A transaction on a connection of the pool, which goes back to the pool only once the
+/// transaction has ended: dropped before (its call cancelled by the partner's deadline or
+/// hang-up, or the server stopping), it closes its connection, and PostgreSQL rolls the
+/// transaction back. (A connection that sqlx's own transaction returns after a `BEGIN` cut
+/// off mid-way is still in the transaction, where every call that borrowed it next would
+/// run, and fail once it aborted.)
+pub(super) struct Tx {
+    conn: sqlx::pool::PoolConnection<sqlx::Postgres>,
+    open: bool,
+}
+
+impl Tx {
+    /// Begins a transaction with `statement` (`BEGIN`, with its isolation level if any).
+    pub(super) async fn begin(pool: &PgPool, statement: &'static str) -> Result<Self, sqlx::Error> {
+        let mut tx = Self {
+            conn: pool.acquire().await?,
+            open: true,
+        };
+        sqlx::Executor::execute(&mut *tx.conn, statement).await?;
+        Ok(tx)
+    }
+
+    /// Commits it: the connection goes back to the pool.
+    pub(super) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.end("COMMIT").await
+    }
+
+    /// Rolls it back: the connection goes back to the pool (closed if that failed).
+    pub(super) async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.end("ROLLBACK").await
+    }
+
+    async fn end(mut self, statement: &'static str) -> Result<(), sqlx::Error> {
+        sqlx::Executor::execute(&mut *self.conn, statement).await?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for Tx {
+    type Target = sqlx::PgConnection;
+    fn deref(&self) -> &sqlx::PgConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut sqlx::PgConnection {
+        &mut self.conn
+    }
+}
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        if self.open {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
 /// Runs `$body` (an expression using `$conn: &mut PgConnection`, giving a future of
 /// `Result<T, StoreError>`) in a transaction, committed when it succeeds, and runs it again
 /// when it lost a race to another transaction, or, after a pause, when the lock table was
@@ -81,13 +141,21 @@ macro_rules! in_transaction {
         let mut paused = 0;
         loop {
             let result: Result<_, StoreError> = async {
-                let mut tx = $store.pool.begin().await?;
+                let mut tx = Tx::begin(&$store.pool, "BEGIN").await?;
                 let value = {
                     let $conn: &mut sqlx::PgConnection = &mut tx;
-                    $body.await?
+                    $body.await
                 };
-                tx.commit().await?;
-                Ok(value)
+                match value {
+                    Ok(value) => {
+                        tx.commit().await?;
+                        Ok(value)
+                    }
+                    Err(e) => {
+                        let _ = tx.rollback().await;
+                        Err(e)
+                    }
+                }
             }
             .await;
             match result {
@@ -232,8 +300,16 @@ impl PostgresStore {
     /// Connects with these options and brings the schema up to date.
     pub async fn connect_with(options: PgConnectOptions) -> Result<Self, StoreError> {
         let origin = super::new_origin()?;
-        // Every connection names this process: the events it logs carry the name.
-        let options = options.options([("feedpub.origin", origin.as_str())]);
+        // Every connection names this process: the events it logs carry the name. And a
+        // transaction of it that waits on this process for longer than
+        // `IDLE_IN_TRANSACTION` (a process paused, or cut off from the database by the
+        // network) is ended by the server, which releases its locks: rows every write
+        // locks (the `all` feed's size, say) would otherwise stop the writes of every
+        // replica for as long.
+        let options = options.options([
+            ("feedpub.origin", origin.as_str()),
+            ("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION),
+        ]);
         reach(&options).await?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
@@ -332,6 +408,11 @@ pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
         .await
         .map_err(|e| super::migration_failed(e, &migrator))
 }
+
+/// How long the server lets a transaction of this process wait for its next statement
+/// before it ends the session: far above the time between two statements of any of its
+/// transactions (at most milliseconds), far below the request timeout.
+const IDLE_IN_TRANSACTION: &str = "10s";
 
 /// How long opening the store waits for its first connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -667,10 +748,11 @@ impl Store for PostgresStore {
         let sql = super::per_feed_kind(&SQL, scope, || FeedSql::of(scope));
         // One snapshot for the keys, the summary and the rows the cache lacks, so they agree
         // with each other; begun in one statement with its isolation level.
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .await?;
+        let mut tx = Tx::begin(
+            &self.pool,
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+        )
+        .await?;
         let mut query = sqlx::query(&sql.keys).bind(nanos(now)).bind(limit);
         if let Some(value) = value {
             query = query.bind(value);
@@ -1191,7 +1273,7 @@ impl Store for PostgresStore {
     ) -> Result<DocumentDate, StoreError> {
         // The row is made first (an empty entity tag: no version), then locked: replicas
         // dating a document at once take turns, and the second finds the first's version.
-        let mut tx = self.pool.begin().await?;
+        let mut tx = Tx::begin(&self.pool, "BEGIN").await?;
         sqlx::query(
             "INSERT INTO document_dates (name, etag, last_modified) VALUES ($1, '', 0)
              ON CONFLICT (name) DO NOTHING",
@@ -1324,7 +1406,7 @@ impl Store for PostgresStore {
 
     async fn probe_write(&self) -> Result<(), StoreError> {
         // A transaction id makes the commit write (and flush) a commit record.
-        let mut tx = self.pool.begin().await?;
+        let mut tx = Tx::begin(&self.pool, "BEGIN").await?;
         sqlx::query("SELECT txid_current()")
             .execute(&mut *tx)
             .await?;
@@ -1363,6 +1445,99 @@ mod tests {
             super::lock_table_pause(super::LOCK_TABLE_RETRIES).max(Duration::from_secs(1)),
             Duration::from_secs(1)
         );
+    }
+
+    /// A call cut off in the middle of a transaction (a partner's deadline, a hang-up) at
+    /// any point, its `BEGIN` not yet answered included, leaves no connection in the pool
+    /// inside a transaction: every connection the pool lends after is outside one, where
+    /// the next call's statements run on their own.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_transaction_cut_off_anywhere_leaves_no_connection_of_the_pool_inside_it() {
+        use crate::storage::Store;
+        for backend in crate::storage::contract_tests::backends().await {
+            if let Some(store) = backend.postgres() {
+                let now = chrono::Utc::now();
+                let mut cut = 0;
+                for n in 0..90_u64 {
+                    let mut call = std::pin::pin!(store.date_document("cut", "etag", now));
+                    // Dropped once it has waited `waits` times (for a connection, then for
+                    // each statement's answer): at every step of it in turn.
+                    let waits = n % 6 + 1;
+                    let mut waited = 0;
+                    let finished = std::future::poll_fn(|cx| {
+                        match std::future::Future::poll(call.as_mut(), cx) {
+                            std::task::Poll::Ready(_) => std::task::Poll::Ready(true),
+                            std::task::Poll::Pending if waited == waits => {
+                                std::task::Poll::Ready(false)
+                            }
+                            std::task::Poll::Pending => {
+                                waited += 1;
+                                std::task::Poll::Pending
+                            }
+                        }
+                    })
+                    .await;
+                    if !finished {
+                        cut += 1;
+                    }
+                    // Connections dropped go back (or close) on a task of their own. Every
+                    // one the pool then holds is looked at, before a call could end what
+                    // a cut one left open.
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    let mut lent = Vec::new();
+                    while store.pool.num_idle() > 0 {
+                        let mut conn = store.pool.acquire().await.unwrap();
+                        // A savepoint is refused outside a transaction, and only there.
+                        let probe = sqlx::Executor::execute(&mut *conn, "SAVEPOINT probe").await;
+                        let refused = probe.err().map(|e| e.to_string()).unwrap_or_default();
+                        assert!(
+                            refused.contains("can only be used in transaction blocks"),
+                            "call {n}, cut after {waits} waits, left its connection inside \
+                             a transaction: {refused:?}"
+                        );
+                        lent.push(conn);
+                    }
+                }
+                assert!(cut > 30, "only {cut} calls were cut off");
+                // And calls made after go through.
+                let (a, b) = tokio::join!(
+                    store.date_document("whole-a", "etag", now),
+                    store.date_document("whole-b", "etag", now),
+                );
+                a.unwrap();
+                b.unwrap();
+            }
+            backend.finish().await;
+        }
+    }
+
+    /// A transaction whose process stops talking in the middle of it (paused, or cut off
+    /// by the network) is ended by the server, its locks released: the writes waiting on
+    /// them, of every replica, go on instead of waiting as long as it is away.
+    #[tokio::test]
+    async fn a_transaction_left_idle_is_ended_and_frees_the_writes_waiting_on_its_locks() {
+        use crate::storage::Store;
+        for backend in crate::storage::contract_tests::backends().await {
+            if let Some(store) = backend.postgres() {
+                let now = chrono::Utc::now();
+                store.date_document("held", "a", now).await.unwrap();
+                // A write of a process that then goes quiet, its row locked.
+                let mut stuck = super::Tx::begin(&store.pool, "BEGIN").await.unwrap();
+                sqlx::query("SELECT 1 FROM document_dates WHERE name = 'held' FOR UPDATE")
+                    .execute(&mut *stuck)
+                    .await
+                    .unwrap();
+                let waiting = store.date_document("held", "b", now);
+                let dated = tokio::time::timeout(std::time::Duration::from_secs(60), waiting)
+                    .await
+                    .expect("the write waiting on the lock goes on");
+                dated.unwrap();
+                let ended = sqlx::query("SELECT 1").execute(&mut *stuck).await;
+                let message = ended.err().map(|e| e.to_string()).unwrap_or_default();
+                assert!(message.contains("idle-in-transaction"), "{message:?}");
+            }
+            backend.finish().await;
+        }
     }
 
     /// A database out of reach is reported with its cause (the pool alone would say only
