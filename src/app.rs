@@ -17,8 +17,15 @@ use tokio::sync::watch;
 /// Why the service could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    #[error("cannot open the store")]
-    Store(#[from] StoreError),
+    /// `location` names the database (the URL without its password, or the data
+    /// folder), unless the error names its file already.
+    #[error("cannot open the store{location}")]
+    Store {
+        location: String,
+        source: StoreError,
+    },
+    #[error("cannot log the embargoes that ended while no server ran")]
+    Embargoes(#[source] StoreError),
     #[error("cannot build the feeds")]
     Publication(#[from] PublicationError),
     #[error("cannot listen on {addr}: {error}")]
@@ -168,7 +175,16 @@ impl Application {
             .map_err(AppError::Tls)?;
         let data_folder = lock_data_folder(&settings.server)?;
         let feeds_folder = lock_feeds_folder(&settings.server)?;
-        let store: Arc<dyn Store> = crate::storage::open(&settings.server).await?;
+        let store: Arc<dyn Store> =
+            crate::storage::open(&settings.server)
+                .await
+                .map_err(|source| AppError::Store {
+                    location: match source.names_a_path() {
+                        true => String::new(),
+                        false => format!(" in {}", crate::storage::location(&settings.server)),
+                    },
+                    source,
+                })?;
         // Which store: a replica started without its database URL runs on a SQLite store of
         // its own, and an operator must be able to tell.
         tracing::info!(
@@ -177,7 +193,10 @@ impl Application {
             "store opened"
         );
         // Embargoes that ended while the server was down are logged before any new write.
-        store.lift_embargoes(chrono::Utc::now()).await?;
+        store
+            .lift_embargoes(chrono::Utc::now())
+            .await
+            .map_err(AppError::Embargoes)?;
         let health = Health::new();
         store.report_faults_to(&health);
         // Feeds built from here on show every event up to this one.

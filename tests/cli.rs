@@ -1918,7 +1918,7 @@ fn a_database_migrated_by_a_newer_feedpub_is_named_so_and_left_as_it_is() {
 }
 
 /// A PostgreSQL database out of reach is named with its cause at once by every command
-/// that opens it, as `serve` names it: not after a pool's wait, as "pool timed out".
+/// that opens it, `serve` too: not after a pool's wait, as "pool timed out".
 #[test]
 fn every_command_names_a_postgresql_database_out_of_reach_and_why() {
     let dir = tempfile::tempdir().unwrap();
@@ -1939,6 +1939,13 @@ fn every_command_names_a_postgresql_database_out_of_reach_and_why() {
         &["partner", "list"],
         &["partner", "add", "wire", "--all-sections"],
         &["partner", "revoke", "wire"],
+        &[
+            "serve",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+        ],
     ] {
         let output = run(feedpub(dir.path())
             .args(args)

@@ -134,6 +134,14 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// True when the message names the file or folder it is about.
+    pub fn names_a_path(&self) -> bool {
+        matches!(
+            self,
+            Self::Create { .. } | Self::Unwritable { .. } | Self::Emptied(_)
+        )
+    }
+
     /// True when the store refused one write for what it asked (a failed precondition, a
     /// reused request id, a stored article the partner may not change), as opposed to
     /// failing.
