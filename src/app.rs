@@ -14,6 +14,10 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+/// How long, at shutdown, the follower of other processes' writes may take its last look
+/// at them before the feeds are built and written without it.
+const LAST_LOOK: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Why the service could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -344,8 +348,15 @@ impl Application {
         };
         let feeds_stop = async {
             stopped(answered_rx).await;
-            // The follower takes a last look as it stops.
-            let _ = replicas.await;
+            // The follower takes a last look as it stops, for `LAST_LOOK` at most (a
+            // database that just went out of reach makes each read wait for a connection).
+            let mut replicas = replicas;
+            if tokio::time::timeout(LAST_LOOK, &mut replicas)
+                .await
+                .is_err()
+            {
+                replicas.abort();
+            }
             let _ = feeds_stop_tx.send(true);
         };
         let http = async {

@@ -1819,6 +1819,25 @@ fn export_audit_and_partner_commands_refuse_a_data_folder_without_a_database() {
         );
         assert!(!typo.join("feedpub.sqlite3-wal").exists(), "{args:?}");
     }
+    // A WAL beside it does not save it (SQLite opening an empty file discards the WAL): it
+    // is refused all the same, and the WAL left as it was.
+    let wal: Vec<u8> = (0..8192_u32).map(|n| (n % 251) as u8).collect();
+    std::fs::write(typo.join("feedpub.sqlite3-wal"), &wal).unwrap();
+    for args in [&["migrate"][..], &["partner", "list"]] {
+        let output = common::binary::on_data(dir.path(), &typo, args);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("is an empty file (0 bytes)"),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(
+            std::fs::read(typo.join("feedpub.sqlite3-wal")).unwrap(),
+            wal,
+            "{args:?}"
+        );
+    }
+    std::fs::remove_file(typo.join("feedpub.sqlite3-wal")).unwrap();
     // A file that is not a database at all is named so, not taken for one to migrate, and
     // left as it was, by `migrate` as well.
     let garbage: Vec<u8> = (0..4096_u32).map(|n| (n * 7919 % 251) as u8).collect();
@@ -1841,6 +1860,44 @@ fn export_audit_and_partner_commands_refuse_a_data_folder_without_a_database() {
             garbage,
             "{args:?}"
         );
+    }
+}
+
+/// Commands that create the database, run at once on a new data folder, each get it: none
+/// finds a file another is making and takes it for a database emptied (the database is
+/// made under a name of its own and linked into place with its first page).
+#[test]
+fn commands_creating_the_database_at_once_both_succeed() {
+    for round in 0..8 {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let (cwd, folder) = (dir.path().to_owned(), data.clone());
+        let other = std::thread::spawn(move || {
+            let args: &[&str] = match round % 2 {
+                0 => &["migrate"],
+                _ => &["partner", "add", "county", "--section", "rural"],
+            };
+            common::binary::on_data(&cwd, &folder, args)
+        });
+        let added = common::binary::on_data(
+            dir.path(),
+            &data,
+            &["partner", "add", "wire", "--all-sections"],
+        );
+        let other = other.join().unwrap();
+        for output in [&added, &other] {
+            assert!(
+                output.status.success(),
+                "round {round}: {}",
+                text(&output.stderr)
+            );
+        }
+        let names: Vec<_> = std::fs::read_dir(&data)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name.contains(".new-"))
+            .collect();
+        assert!(names.is_empty(), "round {round}: left behind: {names:?}");
     }
 }
 

@@ -111,20 +111,7 @@ async fn calls_while_the_database_is_out_of_reach_are_answered_unavailable() {
     };
     let dir = tempfile::tempdir().unwrap();
     let token = database.add_newsroom(dir.path());
-    let mut through = url::Url::parse(&database.url).unwrap();
-    let target = format!(
-        "{}:{}",
-        through.host_str().unwrap(),
-        through.port().unwrap_or(5432)
-    );
-    let proxy = CuttableProxy::start(target.clone()).await;
-    through.set_port(Some(proxy.port)).unwrap();
-    through.set_host(Some("127.0.0.1")).unwrap();
-    let (data_dir, feeds_dir) = (dir.path().join("data"), dir.path().join("feeds"));
-    let mut server = ServeProcess::start(ServeOptions {
-        database_url: Some(through.as_str()),
-        ..ServeOptions::new(&data_dir, &feeds_dir)
-    });
+    let (target, proxy, mut server) = serve_through_proxy(&database.url, dir.path()).await;
     let running = server.wait_ready();
     let mut client = running.client().await;
     let get = |id: &str| {
@@ -179,6 +166,68 @@ async fn calls_while_the_database_is_out_of_reach_are_answered_unavailable() {
     server.kill();
     drop(proxy);
     database.remove().await;
+}
+
+/// A server told to stop while its database is out of reach, with feeds left stale by a
+/// publish it could not build, stops within the test's deadline (30 s) and cleanly: it does
+/// not wait for a connection for every feed it would build at the stop, nor for its last
+/// look at the other replicas' writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_stops_in_bounded_time_while_its_database_is_out_of_reach() {
+    let Some(database) = fresh_database().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let token = database.add_newsroom(dir.path());
+    let (_, proxy, mut server) = serve_through_proxy(&database.url, dir.path()).await;
+    let running = server.wait_ready();
+    let mut client = running.client().await;
+    client
+        .publish_article(authed(&token, publish(brief("cut-off", "断线前最后一稿"))))
+        .await
+        .expect("published while the database is reachable");
+    // At once: its feeds are built, or fail to be, with the database gone.
+    proxy.cut();
+    let deadline = std::time::Instant::now() + common::DEADLINE;
+    loop {
+        let health = reqwest::get(running.url("/healthz")).await.unwrap();
+        let body = health.text().await.unwrap();
+        if body.starts_with("degraded") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never degraded: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // SIGTERM, and a clean exit within the deadline.
+    server.stop();
+    drop(proxy);
+    database.remove().await;
+}
+
+/// `feedpub serve` with folders in `dir`, on the database at `url` reached through a proxy
+/// that can be cut: the database's address, the proxy and the server.
+async fn serve_through_proxy(
+    url: &str,
+    dir: &std::path::Path,
+) -> (String, CuttableProxy, ServeProcess) {
+    let mut through = url::Url::parse(url).unwrap();
+    let target = format!(
+        "{}:{}",
+        through.host_str().unwrap(),
+        through.port().unwrap_or(5432)
+    );
+    let proxy = CuttableProxy::start(target.clone()).await;
+    through.set_port(Some(proxy.port)).unwrap();
+    through.set_host(Some("127.0.0.1")).unwrap();
+    let (data_dir, feeds_dir) = (dir.join("data"), dir.join("feeds"));
+    let server = ServeProcess::start(ServeOptions {
+        database_url: Some(through.as_str()),
+        ..ServeOptions::new(&data_dir, &feeds_dir)
+    });
+    (target, proxy, server)
 }
 
 /// A TCP proxy to the database that can be cut: every connection through it closed, and

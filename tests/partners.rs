@@ -272,9 +272,6 @@ async fn remembered_partner(
     token
 }
 
-/// A token that authenticated is remembered for the calls that ask for it (PublishArticle
-/// does), and only those: checked on a publisher of its own, so that no other test's calls
-/// count (the metric `remembered_partner` reads is shared by the process).
 /// A takedown the operator made just before the server was told to stop is in the feeds'
 /// files it leaves (the server takes a last look at what operators' commands logged), for
 /// whatever serves `feeds/` while no server runs.
@@ -424,6 +421,9 @@ async fn an_operator_takes_down_a_partners_article_while_the_server_runs() {
     assert!(entry.trim_end().ends_with("by the operator"), "{audit}");
 }
 
+/// A token that authenticated is remembered for the calls that ask for it (PublishArticle
+/// does), and only those: checked on a publisher of its own, so that no other test's calls
+/// count (the metric `remembered_partner` reads is shared by the process).
 #[tokio::test]
 async fn a_token_that_authenticated_is_remembered_for_the_calls_that_ask() {
     let server = TestServer::start().await;

@@ -47,6 +47,10 @@ const CALM: Duration = Duration::from_millis(100);
 /// `all` are written whatever they take); the next start writes those left.
 const NAMES_AT_EXIT: Duration = Duration::from_secs(10);
 
+/// How long the feeds that changes acknowledged before a stop left stale are built at
+/// shutdown, before what is served is written.
+const STALE_AT_EXIT: Duration = Duration::from_secs(10);
+
 /// While stale feeds keep the scheduler busy, how often it still builds a few of the author
 /// and tag feeds a start found (see [`Scheduler`]).
 const UNBUILT_AT_LEAST_EVERY: Duration = Duration::from_millis(100);
@@ -439,13 +443,18 @@ impl Scheduler {
         let (stop_finishing, finishing) = watch::channel(false);
         let finisher = tokio::spawn(self.inner.clone().finish_continually(finishing.clone()));
         let keeper = tokio::spawn(self.inner.clone().keep_folder(finishing));
+        // The feeds of a regeneration the stop cut short, built again at the stop.
+        let mut cut_short: (BTreeSet<FeedScope>, u64) = (BTreeSet::new(), 0);
         loop {
             let now = Utc::now();
             let window = self.inner.settings.feeds.tombstone_window;
-            let wake = match self.inner.store.next_transition(now, window).await {
-                Ok(Some(at)) => (at - now).to_std().unwrap_or_default().min(MAX_SLEEP),
-                Ok(None) => MAX_SLEEP,
-                Err(e) => {
+            let next = self.inner.store.next_transition(now, window);
+            let wake = match unless_stopped(next, &mut shutdown).await {
+                // The stop is taken below.
+                None => Duration::ZERO,
+                Some(Ok(Some(at))) => (at - now).to_std().unwrap_or_default().min(MAX_SLEEP),
+                Some(Ok(None)) => MAX_SLEEP,
+                Some(Err(e)) => {
                     tracing::warn!(error = %e, "cannot look up the next publish or expiry time");
                     Duration::from_secs(1)
                 }
@@ -473,14 +482,31 @@ impl Scheduler {
             if stop {
                 // Every change acknowledged before the stop is in the feeds the process
                 // leaves (they are told to stop once every call is answered): those still
-                // waiting for this loop are built first. What is served goes to disk too
-                // before the process ends.
+                // waiting for this loop are built first, for `STALE_AT_EXIT` at most, and
+                // not while the store fails (each read would wait for a connection in
+                // vain); the next start builds every feed anyway. What is served goes to
+                // disk too before the process ends.
                 while let Ok(scope) = self.stale.try_recv() {
                     stale.insert(scope);
                     received += 1;
                 }
-                if !stale.is_empty() {
-                    self.regenerate(stale, received, window).await;
+                stale.append(&mut cut_short.0);
+                received += cut_short.1;
+                // Writes failing, or (on a shared database) the database out of reach.
+                let storage_failing = self
+                    .inner
+                    .health
+                    .faults()
+                    .iter()
+                    .any(|(c, _)| matches!(c, Component::Storage | Component::Replication));
+                if !stale.is_empty() && !storage_failing {
+                    let built = self.regenerate(stale, received, window);
+                    if tokio::time::timeout(STALE_AT_EXIT, built).await.is_err() {
+                        tracing::info!(
+                            "feeds changed before the stop left unbuilt after {} s; the next start builds them",
+                            STALE_AT_EXIT.as_secs()
+                        );
+                    }
                 }
                 let _ = stop_finishing.send(true);
                 if let Err(e) = finisher.await {
@@ -520,14 +546,21 @@ impl Scheduler {
             }
             let regenerated = !stale.is_empty();
             if regenerated {
-                self.regenerate(stale, received, window).await;
+                // A stop cuts it short (a database out of reach makes each read wait for a
+                // connection): its feeds are built at the stop, within a bound.
+                let batch = stale.clone();
+                let built = self.regenerate(stale, received, window);
+                if unless_stopped(built, &mut shutdown).await.is_none() {
+                    cut_short = (batch, received);
+                }
             }
             // Between batches of stale feeds; and while they keep coming, still a few at
             // least every `UNBUILT_AT_LEAST_EVERY`.
             if !self.unbuilt.is_empty()
                 && (!regenerated || self.unbuilt_built_at.elapsed() >= UNBUILT_AT_LEAST_EVERY)
             {
-                self.build_unbuilt().await;
+                // Those a stop cuts short the next start builds.
+                unless_stopped(self.build_unbuilt(), &mut shutdown).await;
             }
         }
     }
@@ -605,6 +638,19 @@ impl Scheduler {
         self.inner.built_since_start(&outcomes);
         self.inner.record_outcome(Step::Read, outcomes);
         self.inner.marks_done.fetch_add(received, Ordering::SeqCst);
+    }
+}
+
+/// What `work` gives, unless `shutdown` turns true first (or is already): then `None`, and
+/// `work` is dropped where it was.
+async fn unless_stopped<T>(
+    work: impl std::future::Future<Output = T>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<T> {
+    tokio::select! {
+        biased;
+        _ = shutdown.wait_for(|stop| *stop) => None,
+        value = work => Some(value),
     }
 }
 

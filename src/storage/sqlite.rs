@@ -27,7 +27,7 @@ use std::collections::VecDeque;
 use std::iter::Peekable;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -86,14 +86,56 @@ fn write_refused(path: &Path) -> Option<std::io::Error> {
         .map(std::io::Error::from)
 }
 
-/// Whether the database `file` is empty with no pages of it in a WAL beside it: emptied
-/// after it was made, since feedpub makes a database that is never so (the file it creates
-/// empty has its first page before the creating call returns).
+/// Whether the database `file` is empty: emptied after it was made (truncated, or copied
+/// before it was written), since feedpub never leaves one so ([`create_database`]). A WAL
+/// beside it does not save it: SQLite opening an empty file discards the WAL.
 pub(super) fn emptied(file: &Path) -> Option<StoreError> {
-    let empty = |path: &Path| matches!(std::fs::metadata(path), Ok(meta) if meta.len() == 0);
-    let log = file.with_extension("sqlite3-wal");
-    let no_log = matches!(log.try_exists(), Ok(false)) || empty(&log);
-    (empty(file) && no_log).then(|| StoreError::Emptied(file.to_owned()))
+    let empty = matches!(std::fs::metadata(file), Ok(meta) if meta.len() == 0);
+    empty.then(|| StoreError::Emptied(file.to_owned()))
+}
+
+/// Makes a new database at `file` unless there is one: made under a name of its own beside
+/// it, readable and writable by its owner only, given its first page by SQLite (WAL mode is
+/// in its header), then linked into place, so that no process ever finds `file` empty (and
+/// takes it for one emptied), even one that made it and stopped part-way. True when it made
+/// it; false when another process made it first.
+async fn create_database(file: &Path) -> std::io::Result<bool> {
+    static MADE: AtomicU64 = AtomicU64::new(0);
+    if file.try_exists()? {
+        return Ok(false);
+    }
+    let made = MADE.fetch_add(1, Ordering::Relaxed);
+    let temporary = file.with_extension(format!("sqlite3.new-{}-{made}", std::process::id()));
+    create_private(&temporary)?;
+    let first_page = async {
+        let options = SqliteConnectOptions::new()
+            .filename(&temporary)
+            .journal_mode(SqliteJournalMode::Wal);
+        let conn = SqliteConnection::connect_with(&options).await?;
+        // Closed, the last connection removes the WAL.
+        conn.close().await
+    };
+    let made = match first_page.await {
+        Ok(()) => std::fs::File::open(&temporary)
+            .and_then(|made| made.sync_all())
+            .and_then(|()| std::fs::hard_link(&temporary, file)),
+        Err(e) => Err(std::io::Error::other(e)),
+    };
+    for leftover in ["", "-wal", "-shm"] {
+        let mut path = temporary.clone().into_os_string();
+        path.push(leftover);
+        let _ = std::fs::remove_file(path);
+    }
+    match made {
+        Ok(()) => {
+            if let Some(folder) = file.parent().filter(|f| !f.as_os_str().is_empty()) {
+                std::fs::File::open(folder)?.sync_all()?;
+            }
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Whether the database `file` may be read only as an immutable file: it may not be
@@ -105,18 +147,14 @@ pub(super) fn readable_only_as_immutable(file: &Path) -> bool {
     matches!(log.try_exists(), Ok(false)) && write_refused(file).is_some()
 }
 
-/// Creates `file` empty, readable and writable by its owner only, unless it exists: SQLite
-/// then opens it as a new database, and gives its WAL the same mode. True when it made it.
-fn create_private(file: &Path) -> std::io::Result<bool> {
+/// Creates `file` empty, readable and writable by its owner only: SQLite then opens it as a
+/// new database, and gives its WAL the same mode.
+fn create_private(file: &Path) -> std::io::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(file) {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(e),
-    }
+    options.open(file).map(drop)
 }
 /// Most writes committed together in one transaction.
 const MAX_BATCH: usize = 512;
@@ -327,10 +365,8 @@ impl SqliteStore {
             }
         };
         create_data_folder(data_dir).map_err(cannot_create(data_dir))?;
-        let created = create_private(&file).map_err(cannot_create(&file))?;
-        // An empty file found there was emptied, not made by a feedpub: the first
-        // connection below gives a new one its first page (WAL mode is in its header).
-        if let Some(emptied) = emptied(&file).filter(|_| !created) {
+        create_database(&file).await.map_err(cannot_create(&file))?;
+        if let Some(emptied) = emptied(&file) {
             return Err(emptied);
         }
         // SQLite opens a file it may not write for reading only, and says so at the first
@@ -366,10 +402,24 @@ impl SqliteStore {
             sqlx::query(pragma).execute(&mut writer).await?;
         }
         let migrator = sqlx::migrate!("src/storage/migrations/sqlite");
-        migrator
-            .run(&mut writer)
-            .await
-            .map_err(|e| super::migration_failed(e, &migrator))?;
+        let mut attempts = 0;
+        loop {
+            match migrator.run(&mut writer).await {
+                Ok(()) => break,
+                // Another process migrating the same database at once (two commands run on
+                // a new data folder) applied a migration this one found missing: each runs
+                // in a transaction of its own, with its record, so the one that lost rolled
+                // back whole, and the next run finds it applied.
+                Err(
+                    sqlx::migrate::MigrateError::ExecuteMigration(..)
+                    | sqlx::migrate::MigrateError::Execute(_),
+                ) if attempts < 40 => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(super::migration_failed(e, &migrator)),
+            }
+        }
         // A pool tests a connection with a ping before lending it, by default: on SQLite
         // that is one more round trip to the connection's thread for every read (the token
         // of every call among them), to test a local file that cannot hang up.
