@@ -1901,6 +1901,32 @@ fn commands_creating_the_database_at_once_both_succeed() {
     }
 }
 
+/// What a process making the database left when it stopped part-way (a database under a
+/// name of its own beside the real one) is removed by the next that makes it, once it is a
+/// minute old; one younger, which a process may still be making, is left.
+#[test]
+fn a_new_database_abandoned_part_way_is_removed_by_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let old = data.join("feedpub.sqlite3.new-0123456789abcdef");
+    let young = data.join("feedpub.sqlite3.new-fedcba9876543210");
+    for path in [&old, &young] {
+        std::fs::write(path, vec![0_u8; 4096]).unwrap();
+    }
+    let two_minutes_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(two_minutes_ago)
+        .unwrap();
+    let migrated = common::binary::on_data(dir.path(), &data, &["migrate"]);
+    assert!(migrated.status.success(), "{}", text(&migrated.stderr));
+    assert!(!old.exists(), "the abandoned one is removed");
+    assert!(young.exists(), "one that may still be made is left");
+}
+
 /// A data folder that cannot be made is named, with why, by the commands that create the
 /// database: not as "error communicating with database".
 #[test]

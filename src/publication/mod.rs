@@ -483,8 +483,8 @@ impl Scheduler {
                 // Every change acknowledged before the stop is in the feeds the process
                 // leaves (they are told to stop once every call is answered): those still
                 // waiting for this loop are built first, for `STALE_AT_EXIT` at most, and
-                // not while the store fails (each read would wait for a connection in
-                // vain); the next start builds every feed anyway. What is served goes to
+                // not while the database is out of reach (each read would wait for a
+                // connection in vain); the next start builds every feed anyway. What is served goes to
                 // disk too before the process ends.
                 while let Ok(scope) = self.stale.try_recv() {
                     stale.insert(scope);
@@ -492,13 +492,15 @@ impl Scheduler {
                 }
                 stale.append(&mut cut_short.0);
                 received += cut_short.1;
-                // Writes failing, or (on a shared database) the database out of reach.
+                // A shared database out of reach (a store of its own fails no read for
+                // want of a connection; a write failing, on a full disk say, leaves reads
+                // working).
                 let storage_failing = self
                     .inner
                     .health
                     .faults()
                     .iter()
-                    .any(|(c, _)| matches!(c, Component::Storage | Component::Replication));
+                    .any(|(c, _)| *c == Component::Replication);
                 if !stale.is_empty() && !storage_failing {
                     let built = self.regenerate(stale, received, window);
                     if tokio::time::timeout(STALE_AT_EXIT, built).await.is_err() {
@@ -559,8 +561,9 @@ impl Scheduler {
             if !self.unbuilt.is_empty()
                 && (!regenerated || self.unbuilt_built_at.elapsed() >= UNBUILT_AT_LEAST_EVERY)
             {
-                // Those a stop cuts short the next start builds.
-                unless_stopped(self.build_unbuilt(), &mut shutdown).await;
+                // Not cut short by a stop: it writes the files of those it builds, and
+                // announces their changes after.
+                self.build_unbuilt().await;
             }
         }
     }
@@ -614,6 +617,7 @@ impl Scheduler {
         let taken = self.inner.marks_done.load(Ordering::SeqCst) + received;
         self.inner.marks_taken.store(taken, Ordering::SeqCst);
         let until = Utc::now();
+        let mut looked = false;
         match self
             .inner
             .store
@@ -622,7 +626,7 @@ impl Scheduler {
         {
             Ok(scopes) => {
                 stale.extend(scopes);
-                self.named_until = until;
+                looked = true;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot look up the author and tag feeds to refresh");
@@ -634,6 +638,10 @@ impl Scheduler {
         // batch, which takes them all.
         let batch: Vec<FeedScope> = stale.iter().cloned().collect();
         let failed = self.inner.regenerate_batch(stale, Swap::Early).await;
+        // Only now: a regeneration the stop cuts short looks for them again at the stop.
+        if looked {
+            self.named_until = until;
+        }
         let outcomes = outcomes_of(batch, failed);
         self.inner.built_since_start(&outcomes);
         self.inner.record_outcome(Step::Read, outcomes);

@@ -90,9 +90,8 @@ pub enum StoreError {
         path: std::path::PathBuf,
         error: Arc<std::io::Error>,
     },
-    /// The database file is empty, with no log beside it holding its pages: emptied
-    /// (truncated, or copied before it was written), as no database feedpub made is, not a
-    /// new database to migrate and fill.
+    /// The database file is empty: emptied (truncated, or copied before it was written), as
+    /// no database feedpub made is, not a new database to migrate and fill.
     #[error(
         "{} is an empty file (0 bytes), not a database feedpub left: restore the database \
          from a backup, or remove the file to begin a new, empty one",

@@ -27,7 +27,7 @@ use std::collections::VecDeque;
 use std::iter::Peekable;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -95,17 +95,20 @@ pub(super) fn emptied(file: &Path) -> Option<StoreError> {
 }
 
 /// Makes a new database at `file` unless there is one: made under a name of its own beside
-/// it, readable and writable by its owner only, given its first page by SQLite (WAL mode is
-/// in its header), then linked into place, so that no process ever finds `file` empty (and
-/// takes it for one emptied), even one that made it and stopped part-way. True when it made
-/// it; false when another process made it first.
-async fn create_database(file: &Path) -> std::io::Result<bool> {
-    static MADE: AtomicU64 = AtomicU64::new(0);
+/// it (random, so that processes with one pid, in two containers say, never share it),
+/// readable and writable by its owner only, given its first page by SQLite (WAL mode is in
+/// its header), then linked into place, so that no process ever finds `file` empty (and
+/// takes it for one emptied), even one that made it and stopped part-way. Where the file
+/// system has no hard links, the page is copied into a file made only if none is there:
+/// empty for the moment it takes to write it.
+async fn create_database(file: &Path) -> std::io::Result<()> {
     if file.try_exists()? {
-        return Ok(false);
+        return Ok(());
     }
-    let made = MADE.fetch_add(1, Ordering::Relaxed);
-    let temporary = file.with_extension(format!("sqlite3.new-{}-{made}", std::process::id()));
+    remove_abandoned_new_databases(file);
+    let mut random = [0_u8; 8];
+    getrandom::fill(&mut random).map_err(std::io::Error::other)?;
+    let temporary = file.with_extension(format!("sqlite3{NEW_DATABASE}{}", hex::encode(random)));
     create_private(&temporary)?;
     let first_page = async {
         let options = SqliteConnectOptions::new()
@@ -115,10 +118,10 @@ async fn create_database(file: &Path) -> std::io::Result<bool> {
         // Closed, the last connection removes the WAL.
         conn.close().await
     };
-    let made = match first_page.await {
+    let placed = match first_page.await {
         Ok(()) => std::fs::File::open(&temporary)
             .and_then(|made| made.sync_all())
-            .and_then(|()| std::fs::hard_link(&temporary, file)),
+            .and_then(|()| place_new_database(&temporary, file)),
         Err(e) => Err(std::io::Error::other(e)),
     };
     for leftover in ["", "-wal", "-shm"] {
@@ -126,15 +129,81 @@ async fn create_database(file: &Path) -> std::io::Result<bool> {
         path.push(leftover);
         let _ = std::fs::remove_file(path);
     }
-    match made {
+    match placed {
         Ok(()) => {
-            if let Some(folder) = file.parent().filter(|f| !f.as_os_str().is_empty()) {
-                std::fs::File::open(folder)?.sync_all()?;
-            }
-            Ok(true)
+            // Once the name is on disk, so is the database: a failure to make sure of it
+            // is no reason not to use it.
+            let folder = file.parent().filter(|f| !f.as_os_str().is_empty());
+            let folder = folder.unwrap_or(Path::new("."));
+            let _ = std::fs::File::open(folder).and_then(|folder| folder.sync_all());
+            Ok(())
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        // Another process made it first.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+/// How many migrations the database records as applied (none before the first).
+async fn migrations_applied(conn: &mut SqliteConnection) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+        .fetch_one(conn)
+        .await
+        .unwrap_or(0)
+}
+
+/// What follows `feedpub.sqlite3` in the name of a database being made.
+const NEW_DATABASE: &str = ".new-";
+
+/// Puts the new database `made` at `file`, unless a file is there: linked, or on a file
+/// system without hard links, copied into a file created only if none is there.
+fn place_new_database(made: &Path, file: &Path) -> std::io::Result<()> {
+    match std::fs::hard_link(made, file) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            let bytes = std::fs::read(made)?;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut copy = options.open(file)?;
+            std::io::Write::write_all(&mut copy, &bytes)?;
+            copy.sync_all()
+        }
+        linked => linked,
+    }
+}
+
+/// Removes what a process making a database beside `file` left when it stopped part-way
+/// (at worst a second name of the database): those a minute old, which no process is still
+/// making.
+fn remove_abandoned_new_databases(file: &Path) {
+    let (Some(folder), Some(name)) = (file.parent(), file.file_name()) else {
+        return;
+    };
+    let folder = if folder.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        folder
+    };
+    let mut prefix = name.to_os_string();
+    prefix.push(NEW_DATABASE);
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let ours = entry
+            .file_name()
+            .as_encoded_bytes()
+            .starts_with(prefix.as_encoded_bytes());
+        let abandoned = entry
+            .metadata()
+            .and_then(|meta| meta.modified())
+            .ok()
+            .and_then(|at| at.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(60));
+        if ours && abandoned {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 
@@ -404,21 +473,25 @@ impl SqliteStore {
         let migrator = sqlx::migrate!("src/storage/migrations/sqlite");
         let mut attempts = 0;
         loop {
-            match migrator.run(&mut writer).await {
-                Ok(()) => break,
-                // Another process migrating the same database at once (two commands run on
-                // a new data folder) applied a migration this one found missing: each runs
-                // in a transaction of its own, with its record, so the one that lost rolled
-                // back whole, and the next run finds it applied.
-                Err(
-                    sqlx::migrate::MigrateError::ExecuteMigration(..)
-                    | sqlx::migrate::MigrateError::Execute(_),
-                ) if attempts < 40 => {
-                    attempts += 1;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(e) => return Err(super::migration_failed(e, &migrator)),
+            let before = migrations_applied(&mut writer).await;
+            let Err(e) = migrator.run(&mut writer).await else {
+                break;
+            };
+            // Another process migrating the same database at once (two commands run on a
+            // new data folder) applied a migration this one found missing: each runs in a
+            // transaction of its own, with its record, so the one that lost rolled back
+            // whole, and the next run finds it applied. Run again while the other one makes
+            // progress; any other failure is the error.
+            let raced = matches!(
+                e,
+                sqlx::migrate::MigrateError::Execute(_)
+                    | sqlx::migrate::MigrateError::ExecuteMigration(..)
+            ) && attempts < 40
+                && migrations_applied(&mut writer).await > before;
+            if !raced {
+                return Err(super::migration_failed(e, &migrator));
             }
+            attempts += 1;
         }
         // A pool tests a connection with a ping before lending it, by default: on SQLite
         // that is one more round trip to the connection's thread for every read (the token
