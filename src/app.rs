@@ -18,10 +18,6 @@ use tokio::sync::watch;
 /// at them before the feeds are built and written without it.
 const LAST_LOOK: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// How long, at shutdown, the WebSub hub may take to record the deliveries of the changes
-/// written at the stop.
-const HUB_AT_EXIT: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// Why the service could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -382,21 +378,9 @@ impl Application {
         let _ = hub_stop_tx.send(true);
         let _ = upkeep.await;
         let _ = heap.await;
-        // Verifications and deliveries in progress stop before the store closes; the
-        // deliveries of the changes written at the stop are recorded, for `HUB_AT_EXIT` at
-        // most (a database out of reach makes each wait for a connection): the next start
-        // makes those it finds unmade, and a change not recorded is one it sends again.
-        let mut websub = websub;
-        if tokio::time::timeout(HUB_AT_EXIT, &mut websub)
-            .await
-            .is_err()
-        {
-            websub.abort();
-            tracing::warn!(
-                "WebSub deliveries of the last changes left unrecorded after {} s",
-                HUB_AT_EXIT.as_secs()
-            );
-        }
+        // Verifications and deliveries in progress stop before the store closes (within
+        // bounds of the hub's own, `websub::AT_EXIT`).
+        let _ = websub.await;
         self.store.close().await;
         grpc?;
         http.map_err(AppError::Http)?;

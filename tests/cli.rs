@@ -1902,8 +1902,8 @@ fn commands_creating_the_database_at_once_both_succeed() {
 }
 
 /// What a process making the database left when it stopped part-way (a database under a
-/// name of its own beside the real one) is removed by the next that makes it, once it is a
-/// minute old; one younger, which a process may still be making, is left.
+/// name of its own beside the real one) is removed by the next that makes it, once it is an
+/// hour old; one younger, which a process may still be making, is left.
 #[test]
 fn a_new_database_abandoned_part_way_is_removed_by_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
@@ -1914,12 +1914,12 @@ fn a_new_database_abandoned_part_way_is_removed_by_the_next_start() {
     for path in [&old, &young] {
         std::fs::write(path, vec![0_u8; 4096]).unwrap();
     }
-    let two_minutes_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
     std::fs::File::options()
         .write(true)
         .open(&old)
         .unwrap()
-        .set_modified(two_minutes_ago)
+        .set_modified(two_hours_ago)
         .unwrap();
     let migrated = common::binary::on_data(dir.path(), &data, &["migrate"]);
     assert!(migrated.status.success(), "{}", text(&migrated.stderr));

@@ -492,16 +492,7 @@ impl Scheduler {
                 }
                 stale.append(&mut cut_short.0);
                 received += cut_short.1;
-                // A shared database out of reach (a store of its own fails no read for
-                // want of a connection; a write failing, on a full disk say, leaves reads
-                // working).
-                let storage_failing = self
-                    .inner
-                    .health
-                    .faults()
-                    .iter()
-                    .any(|(c, _)| *c == Component::Replication);
-                if !stale.is_empty() && !storage_failing {
+                if !stale.is_empty() && !self.inner.database_out_of_reach() {
                     let built = self.regenerate(stale, received, window);
                     if tokio::time::timeout(STALE_AT_EXIT, built).await.is_err() {
                         tracing::info!(
@@ -558,11 +549,15 @@ impl Scheduler {
             }
             // Between batches of stale feeds; and while they keep coming, still a few at
             // least every `UNBUILT_AT_LEAST_EVERY`.
+            // Not once the stop came, nor while a shared database is out of reach (each
+            // read would wait for a connection in vain); and not cut short by a stop once
+            // begun: it writes the files of those it builds, and announces their changes
+            // after.
             if !self.unbuilt.is_empty()
                 && (!regenerated || self.unbuilt_built_at.elapsed() >= UNBUILT_AT_LEAST_EVERY)
+                && !*shutdown.borrow()
+                && !self.inner.database_out_of_reach()
             {
-                // Not cut short by a stop: it writes the files of those it builds, and
-                // announces their changes after.
                 self.build_unbuilt().await;
             }
         }
@@ -683,6 +678,14 @@ fn outcomes_of(
 }
 
 impl Inner {
+    /// Whether a shared database is out of reach, as its follower reports (a store of its
+    /// own fails no read for want of a connection; a write failing, on a full disk say,
+    /// leaves reads working).
+    fn database_out_of_reach(&self) -> bool {
+        let faults = self.health.faults();
+        faults.iter().any(|(c, _)| *c == Component::Replication)
+    }
+
     /// Puts the XSL stylesheet that RSS and Atom feeds name in the snapshot and in `feeds/`.
     /// If it cannot be written there, it is served all the same, the feeds are reported
     /// faulty, and the scheduler tries again ([`Inner::stylesheet_unwritten`]).

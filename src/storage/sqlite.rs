@@ -159,23 +159,31 @@ const NEW_DATABASE: &str = ".new-";
 /// system without hard links, copied into a file created only if none is there.
 fn place_new_database(made: &Path, file: &Path) -> std::io::Result<()> {
     match std::fs::hard_link(made, file) {
-        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+        // EPERM and EOPNOTSUPP: a file system without hard links (vfat, some network ones).
+        Err(e)
+            if e.kind() == std::io::ErrorKind::Unsupported
+                || matches!(e.raw_os_error(), Some(1 | 95)) =>
+        {
             let bytes = std::fs::read(made)?;
             let mut options = std::fs::OpenOptions::new();
             options.write(true).create_new(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
             let mut copy = options.open(file)?;
-            std::io::Write::write_all(&mut copy, &bytes)?;
-            copy.sync_all()
+            let written =
+                std::io::Write::write_all(&mut copy, &bytes).and_then(|()| copy.sync_all());
+            if written.is_err() {
+                // Not an empty file left for a database emptied.
+                let _ = std::fs::remove_file(file);
+            }
+            written
         }
         linked => linked,
     }
 }
 
-/// Removes what a process making a database beside `file` left when it stopped part-way
-/// (at worst a second name of the database): those a minute old, which no process is still
-/// making.
+/// Removes what a process making a database beside `file` left when it stopped part-way:
+/// those an hour old, which no process is still making (it takes milliseconds).
 fn remove_abandoned_new_databases(file: &Path) {
     let (Some(folder), Some(name)) = (file.parent(), file.file_name()) else {
         return;
@@ -200,7 +208,7 @@ fn remove_abandoned_new_databases(file: &Path) {
             .and_then(|meta| meta.modified())
             .ok()
             .and_then(|at| at.elapsed().ok())
-            .is_some_and(|age| age > Duration::from_secs(60));
+            .is_some_and(|age| age > Duration::from_secs(3600));
         if ours && abandoned {
             let _ = std::fs::remove_file(entry.path());
         }
@@ -482,12 +490,17 @@ impl SqliteStore {
             // transaction of its own, with its record, so the one that lost rolled back
             // whole, and the next run finds it applied. Run again while the other one makes
             // progress; any other failure is the error.
-            let raced = matches!(
-                e,
-                sqlx::migrate::MigrateError::Execute(_)
-                    | sqlx::migrate::MigrateError::ExecuteMigration(..)
-            ) && attempts < 40
-                && migrations_applied(&mut writer).await > before;
+            // (Or still holds the database's lock after the busy timeout: a migration
+            // that takes long.)
+            let raced = match &e {
+                sqlx::migrate::MigrateError::Execute(e)
+                | sqlx::migrate::MigrateError::ExecuteMigration(e, _) => {
+                    attempts < 40
+                        && (super::sqlite_code(e) == Some(5)
+                            || migrations_applied(&mut writer).await > before)
+                }
+                _ => false,
+            };
             if !raced {
                 return Err(super::migration_failed(e, &migrator));
             }

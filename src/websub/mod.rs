@@ -295,15 +295,40 @@ impl HubTasks {
         inner.tasks.spawn(deliver::take_over_lapsed(inner.clone()));
         // A dropped sender means the service is going away too.
         let _ = shutdown.wait_for(|stop| *stop).await;
+        // The deliveries of the changes written at the stop are recorded (the next start
+        // makes those it finds unmade), for `AT_EXIT` at most: a database out of reach
+        // makes each wait for a connection.
         draining.cancel();
-        if let Err(e) = distributing.await {
-            tracing::error!(error = %e, "the WebSub distribution task failed");
+        let mut distributing = distributing;
+        match tokio::time::timeout(AT_EXIT, &mut distributing).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "the WebSub distribution task failed"),
+            Err(_) => {
+                distributing.abort();
+                let _ = distributing.await;
+                tracing::warn!(
+                    "WebSub deliveries of the last changes left unrecorded after {} s",
+                    AT_EXIT.as_secs()
+                );
+            }
         }
+        // Every task stops at its next step, before the store closes.
         inner.cancel.cancel();
         inner.tasks.close();
-        inner.tasks.wait().await;
+        if tokio::time::timeout(AT_EXIT, inner.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "WebSub tasks still running {} s after the stop",
+                AT_EXIT.as_secs()
+            );
+        }
     }
 }
+
+/// How long the hub's tasks may take to finish at shutdown, each step.
+const AT_EXIT: Duration = Duration::from_secs(10);
 
 /// Removes subscriptions whose lease ended (they already get no deliveries).
 async fn sweep_expired(inner: Arc<Inner>) {
