@@ -183,9 +183,10 @@ impl Application {
             crate::storage::open(&settings.server)
                 .await
                 .map_err(|source| AppError::Store {
-                    location: match source.names_a_path() {
-                        true => String::new(),
-                        false => format!(" in {}", crate::storage::location(&settings.server)),
+                    location: if source.names_a_path() {
+                        String::new()
+                    } else {
+                        format!(" in {}", crate::storage::location(&settings.server))
                     },
                     source,
                 })?;

@@ -484,8 +484,8 @@ impl Scheduler {
                 // leaves (they are told to stop once every call is answered): those still
                 // waiting for this loop are built first, for `STALE_AT_EXIT` at most, and
                 // not while the database is out of reach (each read would wait for a
-                // connection in vain); the next start builds every feed anyway. What is served goes to
-                // disk too before the process ends.
+                // connection in vain); the next start builds every feed anyway. What is
+                // served goes to disk too before the process ends.
                 while let Ok(scope) = self.stale.try_recv() {
                     stale.insert(scope);
                     received += 1;
@@ -548,8 +548,7 @@ impl Scheduler {
                 }
             }
             // Between batches of stale feeds; and while they keep coming, still a few at
-            // least every `UNBUILT_AT_LEAST_EVERY`.
-            // Not once the stop came, nor while a shared database is out of reach (each
+            // least every `UNBUILT_AT_LEAST_EVERY`. Not once the stop came, nor while a shared database is out of reach (each
             // read would wait for a connection in vain); and not cut short by a stop once
             // begun: it writes the files of those it builds, and announces their changes
             // after.

@@ -17,8 +17,8 @@ use tokio::sync::watch;
 const PAGE: usize = 512;
 
 /// Marks the feeds of every event after `seen` as stale, as the store's event head moves,
-/// until `shutdown` turns true, and up to the head then. Only for stores shared with other processes: on a store of
-/// its own, each write marks its feeds itself.
+/// until `shutdown` turns true, and up to the head then. Only for stores shared with other
+/// processes: on a store of its own, each write marks its feeds itself.
 pub async fn follow(
     store: Arc<dyn Store>,
     publication: Publication,

@@ -59,10 +59,7 @@ pub(super) fn unopened(file: &Path, e: sqlx::Error) -> StoreError {
 /// folder SQLite would make it in), may not be written, and why. `None` when they may.
 fn unwritable(file: &Path) -> Option<StoreError> {
     let log = file.with_extension("sqlite3-wal");
-    let folder = match file.parent() {
-        Some(folder) if !folder.as_os_str().is_empty() => folder,
-        _ => Path::new("."),
-    };
+    let folder = folder_of(file);
     let beside = if matches!(log.try_exists(), Ok(false)) {
         folder
     } else {
@@ -109,7 +106,7 @@ async fn create_database(file: &Path) -> std::io::Result<()> {
     let mut random = [0_u8; 8];
     getrandom::fill(&mut random).map_err(std::io::Error::other)?;
     let temporary = file.with_extension(format!("sqlite3{NEW_DATABASE}{}", hex::encode(random)));
-    create_private(&temporary)?;
+    drop(create_private(&temporary)?);
     let first_page = async {
         let options = SqliteConnectOptions::new()
             .filename(&temporary)
@@ -133,9 +130,7 @@ async fn create_database(file: &Path) -> std::io::Result<()> {
         Ok(()) => {
             // Once the name is on disk, so is the database: a failure to make sure of it
             // is no reason not to use it.
-            let folder = file.parent().filter(|f| !f.as_os_str().is_empty());
-            let folder = folder.unwrap_or(Path::new("."));
-            let _ = std::fs::File::open(folder).and_then(|folder| folder.sync_all());
+            let _ = std::fs::File::open(folder_of(file)).and_then(|folder| folder.sync_all());
             Ok(())
         }
         // Another process made it first.
@@ -165,11 +160,7 @@ fn place_new_database(made: &Path, file: &Path) -> std::io::Result<()> {
                 || matches!(e.raw_os_error(), Some(1 | 95)) =>
         {
             let bytes = std::fs::read(made)?;
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut copy = options.open(file)?;
+            let mut copy = create_private(file)?;
             let written =
                 std::io::Write::write_all(&mut copy, &bytes).and_then(|()| copy.sync_all());
             if written.is_err() {
@@ -185,17 +176,12 @@ fn place_new_database(made: &Path, file: &Path) -> std::io::Result<()> {
 /// Removes what a process making a database beside `file` left when it stopped part-way:
 /// those an hour old, which no process is still making (it takes milliseconds).
 fn remove_abandoned_new_databases(file: &Path) {
-    let (Some(folder), Some(name)) = (file.parent(), file.file_name()) else {
+    let Some(name) = file.file_name() else {
         return;
-    };
-    let folder = if folder.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        folder
     };
     let mut prefix = name.to_os_string();
     prefix.push(NEW_DATABASE);
-    let Ok(entries) = std::fs::read_dir(folder) else {
+    let Ok(entries) = std::fs::read_dir(folder_of(file)) else {
         return;
     };
     for entry in entries.flatten() {
@@ -224,14 +210,22 @@ pub(super) fn readable_only_as_immutable(file: &Path) -> bool {
     matches!(log.try_exists(), Ok(false)) && write_refused(file).is_some()
 }
 
-/// Creates `file` empty, readable and writable by its owner only: SQLite then opens it as a
-/// new database, and gives its WAL the same mode.
-fn create_private(file: &Path) -> std::io::Result<()> {
+/// Creates `file` empty, readable and writable by its owner only, open for writing: SQLite
+/// then opens it as a new database, and gives its WAL the same mode.
+fn create_private(file: &Path) -> std::io::Result<std::fs::File> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(file).map(drop)
+    options.open(file)
+}
+
+/// The folder `file` is in (`.` for a bare file name).
+fn folder_of(file: &Path) -> &Path {
+    match file.parent() {
+        Some(folder) if !folder.as_os_str().is_empty() => folder,
+        _ => Path::new("."),
+    }
 }
 /// Most writes committed together in one transaction.
 const MAX_BATCH: usize = 512;
